@@ -1,0 +1,54 @@
+# berth: see README.md. `make demo` runs the programs against a dev Consul
+# agent on loopback; `make test` runs every test against real components.
+
+GO            ?= go
+CONSUL_VERSION := v1.21.0
+GOPATH_FIRST  := $(firstword $(subst :, ,$(shell $(GO) env GOPATH)))
+CONSUL_BUILT  := $(GOPATH_FIRST)/berth-tools/consul-$(CONSUL_VERSION)/consul
+PROGRAMS      := registrator templater envexec lockrun dnsforward
+VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS       := -s -w -X github.com/berth/berth/pkg/version.Version=$(VERSION)
+TEST_TIMEOUT  ?= 45m
+
+export CONSUL_BIN ?= $(CONSUL_BUILT)
+
+.PHONY: all build consul deps test test-short demo bench vet fmt clean $(PROGRAMS)
+
+all: build
+
+# Every program folder that has Go files builds bin/<name>, static.
+build: $(PROGRAMS)
+$(PROGRAMS):
+	@if ls $@/*.go >/dev/null 2>&1; then \
+		echo "build bin/$@"; \
+		CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/$@ ./$@; \
+	fi
+
+# The pinned Consul, built once (about 7 minutes) into a place keyed by its
+# version that later runs and fresh clones reuse.
+consul: $(CONSUL_BUILT)
+$(CONSUL_BUILT): tools/consul/go.mod tools/consul/go.sum
+	@echo "building Consul $(CONSUL_VERSION) into $@ (once; about 7 minutes)"
+	@mkdir -p $(dir $@)
+	cd tools/consul && CGO_ENABLED=0 $(GO) build -trimpath -o $@.tmp github.com/hashicorp/consul
+	mv $@.tmp $@
+
+# Debian packages the tests and benchmarks use (nginx, haproxy, dnsmasq, dig, dnsperf).
+deps:
+	@scripts/install-deps.sh
+
+test: deps consul
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+demo: consul build
+	@scripts/demo.sh
+
+bench: deps consul build
+	@for b in bench/*.sh; do echo "== $$b"; bash $$b || exit 1; done
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

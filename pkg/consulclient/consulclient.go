@@ -1,0 +1,188 @@
+// Package consulclient builds a Consul API client from the environment and the
+// shared command-line flags every berth program accepts.
+//
+// The starting point is api.DefaultConfig(), which reads CONSUL_HTTP_ADDR,
+// CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE, CONSUL_CACERT, CONSUL_CAPATH,
+// CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME,
+// CONSUL_HTTP_SSL and friends. Only flags actually given on the command line
+// override it, exactly as the consul CLI does.
+package consulclient
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// optString is a string flag that remembers whether it was set.
+type optString struct {
+	v   string
+	set bool
+}
+
+func (o *optString) String() string {
+	if o == nil {
+		return ""
+	}
+	return o.v
+}
+
+func (o *optString) Set(s string) error { o.v, o.set = s, true; return nil }
+
+// Flags holds the shared Consul connection flags.
+type Flags struct {
+	httpAddr      optString
+	token         optString
+	tokenFile     optString
+	caFile        optString
+	caPath        optString
+	clientCert    optString
+	clientKey     optString
+	tlsServerName optString
+	datacenter    optString
+}
+
+// Register adds the shared flags to fs, named as the consul CLI names them.
+func (f *Flags) Register(fs *flag.FlagSet) {
+	fs.Var(&f.httpAddr, "http-addr", "Consul HTTP API address `[scheme://]host:port` or unix:///path (env CONSUL_HTTP_ADDR)")
+	fs.Var(&f.token, "token", "ACL token (env CONSUL_HTTP_TOKEN); prefer -token-file")
+	fs.Var(&f.tokenFile, "token-file", "file holding the ACL token (env CONSUL_HTTP_TOKEN_FILE)")
+	fs.Var(&f.caFile, "ca-file", "CA certificate file for TLS to Consul (env CONSUL_CACERT)")
+	fs.Var(&f.caPath, "ca-path", "directory of CA certificates (env CONSUL_CAPATH)")
+	fs.Var(&f.clientCert, "client-cert", "client certificate for TLS to Consul (env CONSUL_CLIENT_CERT)")
+	fs.Var(&f.clientKey, "client-key", "client key for TLS to Consul (env CONSUL_CLIENT_KEY)")
+	fs.Var(&f.tlsServerName, "tls-server-name", "server name to verify in Consul's certificate (env CONSUL_TLS_SERVER_NAME)")
+	fs.Var(&f.datacenter, "datacenter", "datacenter to query (default: the agent's)")
+}
+
+// Alias registers another name for one of the shared flags, for programs whose
+// peers used different names (consul-template's -consul-addr, -consul-token).
+func (f *Flags) Alias(fs *flag.FlagSet, alias, name string) error {
+	v := map[string]*optString{
+		"http-addr": &f.httpAddr, "token": &f.token, "token-file": &f.tokenFile,
+		"ca-file": &f.caFile, "ca-path": &f.caPath, "client-cert": &f.clientCert,
+		"client-key": &f.clientKey, "tls-server-name": &f.tlsServerName, "datacenter": &f.datacenter,
+	}[name]
+	if v == nil {
+		return fmt.Errorf("consulclient: no shared flag %q to alias", name)
+	}
+	fs.Var(v, alias, "alias of -"+name)
+	return nil
+}
+
+// SetAddress overrides the address as if -http-addr had been given; used for
+// addresses taken from elsewhere (registrator's consul://host:port argument).
+func (f *Flags) SetAddress(addr string) { _ = f.httpAddr.Set(addr) }
+
+// Datacenter returns the -datacenter flag, or "" when not given.
+func (f *Flags) Datacenter() string { return f.datacenter.v }
+
+// Config returns api.DefaultConfig() with the given flags applied. It resolves
+// the token itself so that precedence is explicit: -token, then -token-file,
+// then CONSUL_HTTP_TOKEN, then CONSUL_HTTP_TOKEN_FILE.
+func (f *Flags) Config() (*api.Config, error) {
+	cfg := api.DefaultConfig()
+	if f.httpAddr.set {
+		addr := f.httpAddr.v
+		if addr == "" {
+			return nil, fmt.Errorf("-http-addr: empty address")
+		}
+		switch {
+		case strings.HasPrefix(addr, "https://"):
+			cfg.Scheme, cfg.Address = "https", strings.TrimPrefix(addr, "https://")
+		case strings.HasPrefix(addr, "http://"):
+			cfg.Scheme, cfg.Address = "http", strings.TrimPrefix(addr, "http://")
+		default:
+			cfg.Address = addr
+		}
+	}
+	switch {
+	case f.token.set:
+		cfg.Token, cfg.TokenFile = f.token.v, ""
+	case f.tokenFile.set:
+		tok, err := readToken(f.tokenFile.v)
+		if err != nil {
+			return nil, fmt.Errorf("-token-file: %w", err)
+		}
+		cfg.Token, cfg.TokenFile = tok, ""
+	case cfg.Token == "" && cfg.TokenFile != "":
+		tok, err := readToken(cfg.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("CONSUL_HTTP_TOKEN_FILE: %w", err)
+		}
+		cfg.Token, cfg.TokenFile = tok, ""
+	default:
+		cfg.TokenFile = ""
+	}
+	if f.caFile.set {
+		cfg.TLSConfig.CAFile = f.caFile.v
+	}
+	if f.caPath.set {
+		cfg.TLSConfig.CAPath = f.caPath.v
+	}
+	if f.clientCert.set {
+		cfg.TLSConfig.CertFile = f.clientCert.v
+	}
+	if f.clientKey.set {
+		cfg.TLSConfig.KeyFile = f.clientKey.v
+	}
+	if f.tlsServerName.set {
+		cfg.TLSConfig.Address = f.tlsServerName.v
+	}
+	if f.datacenter.set {
+		cfg.Datacenter = f.datacenter.v
+	}
+	for name, path := range map[string]string{"CA file": cfg.TLSConfig.CAFile, "client certificate": cfg.TLSConfig.CertFile, "client key": cfg.TLSConfig.KeyFile} {
+		if path == "" {
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	if (cfg.TLSConfig.CertFile == "") != (cfg.TLSConfig.KeyFile == "") {
+		return nil, fmt.Errorf("TLS to Consul: a client certificate needs a client key and the reverse (-client-cert, -client-key)")
+	}
+	return cfg, nil
+}
+
+// Client returns a Consul API client built from Config. The transport keeps
+// enough idle connections for many concurrent blocking queries.
+func (f *Flags) Client() (*api.Client, error) {
+	cfg, err := f.Config()
+	if err != nil {
+		return nil, err
+	}
+	return NewClient(cfg)
+}
+
+// NewClient wraps api.NewClient with a transport sized for blocking queries.
+func NewClient(cfg *api.Config) (*api.Client, error) {
+	if cfg.Transport == nil && !strings.HasPrefix(cfg.Address, "unix://") {
+		t := api.DefaultConfig().Transport
+		t.MaxIdleConnsPerHost = 256
+		t.MaxIdleConns = 256
+		cfg.Transport = t
+	}
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("consul client for %s: %w", cfg.Address, err)
+	}
+	return c, nil
+}
+
+
+func readToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return tok, nil
+}

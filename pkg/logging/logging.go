@@ -1,0 +1,60 @@
+// Package logging builds the log/slog logger every berth program uses, from
+// the shared -log-level and -log-format flags.
+package logging
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+)
+
+// Flags holds the shared logging flags.
+type Flags struct {
+	Level  string
+	Format string
+}
+
+// Register adds -log-level and -log-format to fs.
+func (f *Flags) Register(fs *flag.FlagSet) {
+	fs.StringVar(&f.Level, "log-level", "info", "log level: debug, info, warn, error (trace is debug)")
+	fs.StringVar(&f.Format, "log-format", "text", "log format: text or json")
+}
+
+// ParseLevel accepts slog's level names plus consul-template's trace and err.
+func ParseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "trace", "debug":
+		return slog.LevelDebug, nil
+	case "info", "":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "err", "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("-log-level %q: want debug, info, warn or error", s)
+}
+
+// New returns a logger writing to w as the flags ask.
+func (f *Flags) New(w io.Writer, program string) (*slog.Logger, error) {
+	lvl, err := ParseLevel(f.Level)
+	if err != nil {
+		return nil, err
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler
+	switch strings.ToLower(f.Format) {
+	case "text", "":
+		h = slog.NewTextHandler(w, opts)
+	case "json":
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return nil, fmt.Errorf("-log-format %q: want text or json", f.Format)
+	}
+	return slog.New(h).With("program", program), nil
+}
+
+// Discard is a logger that drops everything, for tests and library defaults.
+func Discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

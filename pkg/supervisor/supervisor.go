@@ -1,0 +1,252 @@
+// Package supervisor runs and stops child processes for lockrun, envexec and
+// templater: each child in its own process group, signals forwarded, stopped
+// with a signal to the group, a grace period and SIGKILL, and its exit status
+// reported. When the program runs as PID 1 a Reaper collects orphaned zombies.
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Config describes one child.
+type Config struct {
+	// Argv is the program and its arguments, as returned by Argv.
+	Argv []string
+	// Env is the child's environment; nil inherits the parent's.
+	Env []string
+	// Dir is the working directory; empty inherits.
+	Dir string
+	// Stdin is the child's standard input; nil gives it /dev/null.
+	Stdin *os.File
+	// Stdout and Stderr default to the parent's.
+	Stdout, Stderr *os.File
+	// KillSignal starts a stop (default SIGTERM).
+	KillSignal syscall.Signal
+	// KillTimeout is the grace period before SIGKILL (default 5s).
+	KillTimeout time.Duration
+	// Reaper, when set, is told about the child so it never reaps it.
+	Reaper *Reaper
+	// Log receives the supervisor's messages; nil discards them.
+	Log *slog.Logger
+}
+
+// Exit is how a child ended.
+type Exit struct {
+	// Code is the exit code, or -1 when killed by a signal.
+	Code int
+	// Signal is the signal that killed it, or 0.
+	Signal syscall.Signal
+}
+
+// ExitCode is Code, or 128+signal for a signal death, as shells report it.
+func (e Exit) ExitCode() int {
+	if e.Signal != 0 {
+		return 128 + int(e.Signal)
+	}
+	return e.Code
+}
+
+// Success reports a zero exit.
+func (e Exit) Success() bool { return e.Signal == 0 && e.Code == 0 }
+
+func (e Exit) String() string {
+	if e.Signal != 0 {
+		return "killed by " + SignalName(e.Signal)
+	}
+	return fmt.Sprintf("exit code %d", e.Code)
+}
+
+// Child is a running (or finished) child process.
+type Child struct {
+	cfg  Config
+	proc *os.Process
+	log  *slog.Logger
+
+	done chan struct{}
+	exit Exit
+
+	stopOnce sync.Once
+	stopExit Exit
+}
+
+// Start starts the child in its own process group.
+func Start(cfg Config) (*Child, error) {
+	if len(cfg.Argv) == 0 {
+		return nil, errors.New("no command given")
+	}
+	if cfg.KillSignal == 0 {
+		cfg.KillSignal = syscall.SIGTERM
+	}
+	if cfg.KillTimeout <= 0 {
+		cfg.KillTimeout = 5 * time.Second
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	path, err := exec.LookPath(cfg.Argv[0])
+	if err != nil {
+		return nil, fmt.Errorf("start %q: %w", cfg.Argv[0], err)
+	}
+	env := cfg.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	stdin := cfg.Stdin
+	if stdin == nil {
+		devnull, err := os.Open(os.DevNull)
+		if err != nil {
+			return nil, fmt.Errorf("start %q: %w", cfg.Argv[0], err)
+		}
+		defer devnull.Close()
+		stdin = devnull
+	}
+	stdout, stderr := cfg.Stdout, cfg.Stderr
+	if stdout == nil {
+		stdout = os.Stdout
+	}
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	attr := &os.ProcAttr{
+		Dir:   cfg.Dir,
+		Env:   env,
+		Files: []*os.File{stdin, stdout, stderr},
+		Sys:   &syscall.SysProcAttr{Setpgid: true},
+	}
+	start := func() (*os.Process, error) { return os.StartProcess(path, cfg.Argv, attr) }
+	var proc *os.Process
+	if cfg.Reaper != nil {
+		proc, err = cfg.Reaper.startOwned(start)
+	} else {
+		proc, err = start()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("start %q: %w", cfg.Argv[0], err)
+	}
+	c := &Child{cfg: cfg, proc: proc, log: log, done: make(chan struct{})}
+	log.Debug("child started", "pid", proc.Pid, "argv0", cfg.Argv[0])
+	go c.wait()
+	return c, nil
+}
+
+func (c *Child) wait() {
+	st, err := c.proc.Wait()
+	if c.cfg.Reaper != nil {
+		c.cfg.Reaper.disown(c.proc.Pid)
+	}
+	switch {
+	case err != nil:
+		c.exit = Exit{Code: -1}
+		c.log.Error("waiting for child failed", "pid", c.proc.Pid, "err", err)
+	default:
+		ws, _ := st.Sys().(syscall.WaitStatus)
+		if ws.Signaled() {
+			c.exit = Exit{Code: -1, Signal: ws.Signal()}
+		} else {
+			c.exit = Exit{Code: ws.ExitStatus()}
+		}
+	}
+	close(c.done)
+}
+
+// Pid is the child's process ID, which is also its process group ID.
+func (c *Child) Pid() int { return c.proc.Pid }
+
+// Done is closed when the child has exited.
+func (c *Child) Done() <-chan struct{} { return c.done }
+
+// Exit is how the child ended; valid once Done is closed.
+func (c *Child) Exit() Exit { <-c.done; return c.exit }
+
+// Signal sends sig to the child process itself (as a terminal would to the
+// foreground program, and as tini does by default).
+func (c *Child) Signal(sig syscall.Signal) error {
+	select {
+	case <-c.done:
+		return nil
+	default:
+	}
+	if err := syscall.Kill(c.proc.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signal %s to pid %d: %w", SignalName(sig), c.proc.Pid, err)
+	}
+	return nil
+}
+
+// SignalGroup sends sig to every process of the child's group.
+func (c *Child) SignalGroup(sig syscall.Signal) error {
+	if err := syscall.Kill(-c.proc.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signal %s to process group %d: %w", SignalName(sig), c.proc.Pid, err)
+	}
+	return nil
+}
+
+// groupAlive reports whether any process is left in the child's group.
+func (c *Child) groupAlive() bool {
+	return syscall.Kill(-c.proc.Pid, 0) == nil
+}
+
+// Stop ends the child and everything in its process group: the kill signal
+// to the group, up to KillTimeout for all of them to go, then SIGKILL to the
+// group. It is safe to call more than once and after the child exited (it then
+// clears out processes the child left behind). It returns the child's exit.
+func (c *Child) Stop() Exit {
+	c.stopOnce.Do(func() { c.stopExit = c.stop() })
+	return c.stopExit
+}
+
+func (c *Child) stop() Exit {
+	pid := c.proc.Pid
+	select {
+	case <-c.done:
+		if !c.groupAlive() {
+			return c.exit
+		}
+	default:
+	}
+	c.log.Debug("stopping child", "pid", pid, "signal", SignalName(c.cfg.KillSignal), "grace", c.cfg.KillTimeout)
+	_ = c.SignalGroup(c.cfg.KillSignal)
+	deadline := time.NewTimer(c.cfg.KillTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-deadline.C:
+			c.log.Warn("child did not stop within the grace period; sending SIGKILL to its process group", "pid", pid, "grace", c.cfg.KillTimeout)
+			_ = c.SignalGroup(syscall.SIGKILL)
+			<-c.done
+			return c.exit
+		case <-tick.C:
+			select {
+			case <-c.done:
+				if !c.groupAlive() {
+					return c.exit
+				}
+			default:
+			}
+		}
+	}
+}
+
+// Run starts a child, waits for it, and stops it when ctx is done.
+func Run(ctx context.Context, cfg Config) (Exit, error) {
+	c, err := Start(cfg)
+	if err != nil {
+		return Exit{Code: -1}, err
+	}
+	select {
+	case <-c.Done():
+		return c.Exit(), nil
+	case <-ctx.Done():
+		return c.Stop(), ctx.Err()
+	}
+}

@@ -1,0 +1,80 @@
+// Package telemetry serves a program's Prometheus metrics and its health
+// endpoint on the address given by -metrics-addr.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Namespace prefixes every berth metric.
+const Namespace = "berth"
+
+// NewRegistry returns a registry with the Go and process collectors.
+func NewRegistry() *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
+}
+
+// HealthFunc reports nil when the program is healthy, or what it waits for.
+type HealthFunc func() error
+
+// Handler serves /metrics from reg and /health (also /healthz) from health:
+// 200 "ok", or 503 with the reason.
+func Handler(reg *prometheus.Registry, health HealthFunc) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	h := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if health != nil {
+			if err := health(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprintf(w, "unhealthy: %v\n", err)
+				return
+			}
+		}
+		fmt.Fprintln(w, "ok")
+	}
+	mux.HandleFunc("/health", h)
+	mux.HandleFunc("/healthz", h)
+	return mux
+}
+
+// Serve listens on addr and serves Handler until ctx is done. It returns the
+// listening address once bound (useful with port 0) through the ready callback.
+func Serve(ctx context.Context, addr string, reg *prometheus.Registry, health HealthFunc, log *slog.Logger, ready func(net.Addr)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("-metrics-addr %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: Handler(reg, health), ReadHeaderTimeout: 5 * time.Second}
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	log.Info("serving metrics and health", "addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		<-errc
+		return nil
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("metrics server: %w", err)
+	}
+}
