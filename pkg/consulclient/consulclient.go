@@ -174,7 +174,6 @@ func NewClient(cfg *api.Config) (*api.Client, error) {
 	return c, nil
 }
 
-
 func readToken(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -5,12 +5,14 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -189,9 +191,53 @@ func (c *Child) SignalGroup(sig syscall.Signal) error {
 	return nil
 }
 
-// groupAlive reports whether any process is left in the child's group.
+// groupAlive reports whether any live process is left in the child's group.
+// Zombies do not count: they have exited and only wait for their parent (for
+// orphans, PID 1, which may reap them late), and kill(2) still finds them.
 func (c *Child) groupAlive() bool {
-	return syscall.Kill(-c.proc.Pid, 0) == nil
+	if syscall.Kill(-c.proc.Pid, 0) != nil {
+		return false
+	}
+	live, err := liveInGroup(c.proc.Pid)
+	if err != nil {
+		return true // no /proc: trust kill(2)
+	}
+	return live
+}
+
+// liveInGroup scans /proc for a process of group pgid that is not a zombie.
+func liveInGroup(pgid int) (bool, error) {
+	d, err := os.Open("/proc")
+	if err != nil {
+		return false, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return false, err
+	}
+	for _, n := range names {
+		if n[0] < '0' || n[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + n + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command name "(...)": state ppid pgrp ...
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := bytes.Fields(b[i+1:])
+		if len(f) < 3 || string(f[0]) == "Z" || string(f[0]) == "X" {
+			continue
+		}
+		if pg, err := strconv.Atoi(string(f[2])); err == nil && pg == pgid {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // Stop ends the child and everything in its process group: the kill signal

@@ -20,11 +20,11 @@ type step struct {
 func TestLoopEdgeCases(t *testing.T) {
 	steps := []step{
 		{"a", 5, nil},
-		{"a", 5, nil},                     // blocking timeout: same index, not delivered
+		{"a", 5, nil},                      // blocking timeout: same index, not delivered
 		{"", 0, errors.New("unreachable")}, // retried
-		{"b", 7, nil},                     // after an error: delivered even if new
-		{"c", 3, nil},                     // backwards: delivered, reset
-		{"c", 3, nil},                     // same again: not delivered
+		{"b", 7, nil},                      // after an error: delivered even if new
+		{"c", 3, nil},                      // backwards: delivered, reset
+		{"c", 3, nil},                      // same again: not delivered
 		{"d", 9, nil},
 	}
 	var mu sync.Mutex

@@ -1,0 +1,550 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth/berth/pkg/consultest"
+	"github.com/hashicorp/consul/api"
+)
+
+var (
+	agent    *consultest.Agent
+	lockrunB string // the lockrun binary built for these tests
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lockrun-test")
+	if err != nil {
+		panic(err)
+	}
+	lockrunB = filepath.Join(dir, "lockrun")
+	if out, err := exec.Command("go", "build", "-o", lockrunB, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build lockrun: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := consultest.Main(m, &agent)
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func env(a *consultest.Agent, extra ...string) []string {
+	return append(append(append(os.Environ(), a.Env()...), "SHELL=/bin/sh"), extra...)
+}
+
+func command(a *consultest.Agent, bin string, args ...string) *exec.Cmd {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env(a)
+	return cmd
+}
+
+func runLR(t *testing.T, a *consultest.Agent, args ...string) result {
+	t.Helper()
+	cmd := command(a, lockrunB, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run lockrun %v: %v", args, err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+func sessionsNamed(t *testing.T, a *consultest.Agent, sub string) []string {
+	t.Helper()
+	ss, _, err := a.Client().Session().List(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, s := range ss {
+		if strings.Contains(s.Name, sub) {
+			ids = append(ids, s.ID)
+		}
+	}
+	return ids
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s", timeout, what)
+}
+
+// overlapLog is the shared file children append "enter ID TOKEN" and
+// "exit ID" lines to; each line is one O_APPEND write, so the file's order is
+// the order in which the children held the lock.
+const childScript = `echo "enter $$ $LOCKRUN_TOKEN" >> %[1]s; sleep 0.02; echo "exit $$" >> %[1]s`
+
+type overlap struct {
+	max    int
+	tokens []uint64
+	enters int
+}
+
+func readOverlap(t *testing.T, path string) overlap {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var o overlap
+	cur := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		switch fields[0] {
+		case "enter":
+			cur++
+			o.enters++
+			if cur > o.max {
+				o.max = cur
+			}
+			if len(fields) == 3 {
+				tok, err := strconv.ParseUint(fields[2], 10, 64)
+				if err != nil {
+					t.Fatalf("bad token in %q", sc.Text())
+				}
+				o.tokens = append(o.tokens, tok)
+			}
+		case "exit":
+			cur--
+		}
+	}
+	return o
+}
+
+// contend runs procs processes each running `runs` times in a row.
+func contend(t *testing.T, a *consultest.Agent, procs, runs int, argsFor func(i int) (string, []string)) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan string, procs*runs)
+	for p := 0; p < procs; p++ {
+		wg.Add(1)
+		go func(p int) {
+			defer wg.Done()
+			for r := 0; r < runs; r++ {
+				bin, args := argsFor(p)
+				cmd := command(a, bin, args...)
+				var errb bytes.Buffer
+				cmd.Stderr = &errb
+				if err := cmd.Run(); err != nil {
+					errs <- fmt.Sprintf("%s %v: %v: %s", filepath.Base(bin), args, err, errb.String())
+					return
+				}
+			}
+		}(p)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
+func TestSemaphoreMutualExclusion(t *testing.T) {
+	a := consultest.Require(t, agent)
+	log := filepath.Join(t.TempDir(), "log")
+	contend(t, a, 5, 20, func(int) (string, []string) {
+		return lockrunB, []string{"-n", "2", "test/sem-excl", fmt.Sprintf(childScript, log)}
+	})
+	o := readOverlap(t, log)
+	if o.enters != 100 {
+		t.Fatalf("%d runs entered, want 100", o.enters)
+	}
+	if o.max > 2 {
+		t.Fatalf("%d holders overlapped, semaphore allows 2", o.max)
+	}
+	if o.max < 2 {
+		t.Logf("note: never saw 2 holders at once")
+	}
+}
+
+func TestLockExclusionAndIncreasingTokens(t *testing.T) {
+	a := consultest.Require(t, agent)
+	log := filepath.Join(t.TempDir(), "log")
+	contend(t, a, 3, 10, func(int) (string, []string) {
+		return lockrunB, []string{"test/lock-excl", fmt.Sprintf(childScript, log)}
+	})
+	o := readOverlap(t, log)
+	if o.enters != 30 || o.max != 1 {
+		t.Fatalf("%d runs, max overlap %d; want 30 and 1", o.enters, o.max)
+	}
+	for i := 1; i < len(o.tokens); i++ {
+		if o.tokens[i] <= o.tokens[i-1] {
+			t.Fatalf("fencing tokens not strictly increasing: %v", o.tokens)
+		}
+	}
+	// The key was deleted after each run (nobody waiting), yet tokens grew.
+	// Delete it explicitly too and check the next token is still higher.
+	if _, err := a.Client().KV().Delete("test/lock-excl/.lock", nil); err != nil {
+		t.Fatal(err)
+	}
+	r := runLR(t, a, "test/lock-excl", `echo $LOCKRUN_TOKEN`)
+	tok, err := strconv.ParseUint(strings.TrimSpace(r.stdout), 10, 64)
+	if err != nil || tok <= o.tokens[len(o.tokens)-1] {
+		t.Fatalf("token after key deletion %q (err %v), last before %d", r.stdout, err, o.tokens[len(o.tokens)-1])
+	}
+}
+
+func TestInteropWithConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	for _, n := range []int{1, 2} {
+		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
+			log := filepath.Join(t.TempDir(), "log")
+			prefix := fmt.Sprintf("test/interop-%d", n)
+			script := fmt.Sprintf(`echo "enter $$" >> %[1]s; sleep 0.03; echo "exit $$" >> %[1]s`, log)
+			contend(t, a, 4, 6, func(p int) (string, []string) {
+				if p%2 == 0 {
+					return a.Bin, []string{"lock", "-n", strconv.Itoa(n), prefix, script}
+				}
+				return lockrunB, []string{"-n", strconv.Itoa(n), prefix, script}
+			})
+			o := readOverlap(t, log)
+			if o.enters != 24 || o.max > n {
+				t.Fatalf("%d runs, max overlap %d; want 24 and at most %d", o.enters, o.max, n)
+			}
+		})
+	}
+}
+
+func pidAlive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return len(f) > 2 && f[2] != "Z"
+}
+
+func readInt(t *testing.T, path string) string {
+	t.Helper()
+	var s string
+	waitFor(t, path, 20*time.Second, func() bool {
+		b, _ := os.ReadFile(path)
+		s = strings.TrimSpace(string(b))
+		return s != ""
+	})
+	return s
+}
+
+func TestLockLostStopsProcessGroup(t *testing.T) {
+	a := consultest.Require(t, agent)
+	for _, how := range []string{"session-destroyed", "key-deleted"} {
+		t.Run(how, func(t *testing.T) {
+			dir := t.TempDir()
+			prefix := "test/lost-" + how
+			script := fmt.Sprintf(`sleep 300 & echo $! > %[1]s/gc; echo $$ > %[1]s/child; echo $LOCKRUN_SESSION > %[1]s/sess; wait`, dir)
+			grace := 3 * time.Second
+			cmd := command(a, lockrunB, "-kill-timeout", grace.String(), prefix, script)
+			var errb bytes.Buffer
+			cmd.Stderr = &errb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			sess := readInt(t, dir+"/sess")
+			child, _ := strconv.Atoi(readInt(t, dir+"/child"))
+			gc, _ := strconv.Atoi(readInt(t, dir+"/gc"))
+			if !pidAlive(child) || !pidAlive(gc) {
+				t.Fatal("child or grandchild not running")
+			}
+			lostAt := time.Now()
+			if how == "session-destroyed" {
+				if _, err := a.Client().Session().Destroy(sess, nil); err != nil {
+					t.Fatal(err)
+				}
+			} else if _, err := a.Client().KV().Delete(prefix+"/.lock", nil); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-done:
+				ee, ok := err.(*exec.ExitError)
+				if !ok || ee.ExitCode() != exitLockLost {
+					t.Fatalf("exit %v, want code %d; stderr %s", err, exitLockLost, errb.String())
+				}
+			case <-time.After(grace + 10*time.Second):
+				cmd.Process.Kill()
+				t.Fatalf("lockrun did not exit after the lock was lost; stderr %s", errb.String())
+			}
+			// The issue's bound: both gone within the grace period.
+			waitFor(t, "child and grandchild gone", grace, func() bool { return !pidAlive(child) && !pidAlive(gc) })
+			t.Logf("lock lost → child and grandchild gone in %s", time.Since(lostAt).Round(time.Millisecond))
+			if !strings.Contains(errb.String(), "lost") {
+				t.Errorf("stderr does not say the lock was lost: %s", errb.String())
+			}
+		})
+	}
+}
+
+func TestSignalsForwardedAndReleaseOnTerm(t *testing.T) {
+	a := consultest.Require(t, agent)
+	dir := t.TempDir()
+	script := fmt.Sprintf(`trap 'echo usr1 >> %[1]s/sig' USR1; trap 'echo hup >> %[1]s/sig' HUP; trap 'echo term >> %[1]s/sig; exit 0' TERM; echo $$ > %[1]s/child; while :; do sleep 0.05; done`, dir)
+	cmd := command(a, lockrunB, "-name", "sigtest", "test/signals", script)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	readInt(t, dir+"/child")
+	sigs := func() string { b, _ := os.ReadFile(dir + "/sig"); return string(b) }
+	cmd.Process.Signal(syscall.SIGUSR1)
+	waitFor(t, "USR1 to reach the child", 10*time.Second, func() bool { return strings.Contains(sigs(), "usr1") })
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "HUP to reach the child", 10*time.Second, func() bool { return strings.Contains(sigs(), "hup") })
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("lockrun after SIGTERM: %v", err)
+	}
+	if !strings.Contains(sigs(), "term") {
+		t.Fatalf("TERM not forwarded: %q", sigs())
+	}
+	pair, _, err := a.Client().KV().Get("test/signals/.lock", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pair != nil && pair.Session != "" {
+		t.Fatalf("lock still held after exit: %+v", pair)
+	}
+	if s := sessionsNamed(t, a, "sigtest"); len(s) != 0 {
+		t.Fatalf("sessions left behind: %v", s)
+	}
+}
+
+func TestInterruptWhileWaiting(t *testing.T) {
+	a := consultest.Require(t, agent)
+	for _, n := range []string{"1", "2"} {
+		t.Run("n="+n, func(t *testing.T) {
+			prefix := "test/interrupt-" + n
+			dir := t.TempDir()
+			var holders []*exec.Cmd
+			want := 1
+			if n == "2" {
+				want = 2
+			}
+			for i := 0; i < want; i++ {
+				h := command(a, lockrunB, "-n", n, "-name", "holder-"+n, prefix, fmt.Sprintf("touch %s/h%d; sleep 300", dir, i))
+				if err := h.Start(); err != nil {
+					t.Fatal(err)
+				}
+				holders = append(holders, h)
+				readyFile := fmt.Sprintf("%s/h%d", dir, i)
+				waitFor(t, "holder to hold", 20*time.Second, func() bool { _, err := os.Stat(readyFile); return err == nil })
+			}
+			defer func() {
+				for _, h := range holders {
+					h.Process.Signal(syscall.SIGTERM)
+					h.Wait()
+				}
+			}()
+			w := command(a, lockrunB, "-n", n, "-name", "waiter-"+n, prefix, "touch "+dir+"/waiter-ran")
+			if err := w.Start(); err != nil {
+				t.Fatal(err)
+			}
+			var sess []string
+			waitFor(t, "waiter's session", 10*time.Second, func() bool { sess = sessionsNamed(t, a, "waiter-"+n); return len(sess) == 1 })
+			if n == "2" {
+				waitFor(t, "waiter's contender key", 10*time.Second, func() bool {
+					p, _, _ := a.Client().KV().Get(prefix+"/"+sess[0], nil)
+					return p != nil
+				})
+			}
+			time.Sleep(200 * time.Millisecond)
+			w.Process.Signal(syscall.SIGINT)
+			err := w.Wait()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitInterrupted {
+				t.Fatalf("waiter exit %v, want %d", err, exitInterrupted)
+			}
+			if _, err := os.Stat(dir + "/waiter-ran"); err == nil {
+				t.Fatal("interrupted waiter ran its command")
+			}
+			if s := sessionsNamed(t, a, "waiter-"+n); len(s) != 0 {
+				t.Fatalf("waiter's session left behind: %v", s)
+			}
+			if p, _, _ := a.Client().KV().Get(prefix+"/"+sess[0], nil); p != nil {
+				t.Fatalf("waiter's contender key left behind: %s", p.Key)
+			}
+		})
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	a := consultest.Require(t, agent)
+	dir := t.TempDir()
+	h := command(a, lockrunB, "test/timeout", "touch "+dir+"/held; sleep 300")
+	if err := h.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { h.Process.Signal(syscall.SIGTERM); h.Wait() }()
+	waitFor(t, "holder", 20*time.Second, func() bool { _, err := os.Stat(dir + "/held"); return err == nil })
+	for _, flagName := range []string{"-timeout", "-try"} {
+		start := time.Now()
+		r := runLR(t, a, flagName, "300ms", "-name", "timeout-waiter", "test/timeout", "touch "+dir+"/ran")
+		if r.code != exitTimeout || !strings.Contains(r.stderr, "not acquired within") {
+			t.Fatalf("%s: exit %d stderr %q; want %d", flagName, r.code, r.stderr, exitTimeout)
+		}
+		if el := time.Since(start); el > 10*time.Second {
+			t.Fatalf("%s 300ms took %s", flagName, el)
+		}
+	}
+	if _, err := os.Stat(dir + "/ran"); err == nil {
+		t.Fatal("command ran without the lock")
+	}
+	if s := sessionsNamed(t, a, "timeout-waiter"); len(s) != 0 {
+		t.Fatalf("sessions left behind: %v", s)
+	}
+}
+
+func TestChildEnvArgsAndExitCodes(t *testing.T) {
+	a := consultest.Require(t, agent)
+	r := runLR(t, a, "test/env", "printf", "%s|", "a b", "$HOME", `"q"`)
+	if r.code != 0 || r.stdout != `a b|$HOME|"q"|` {
+		t.Fatalf("args not exec'd as given: %q (exit %d, %s)", r.stdout, r.code, r.stderr)
+	}
+	r = runLR(t, a, "test/env", `echo one; echo "$CONSUL_LOCK_HELD $LOCKRUN_SESSION $LOCKRUN_TOKEN"`)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 2 || lines[0] != "one" {
+		t.Fatalf("shell string not run with sh -c: %q", r.stdout)
+	}
+	f := strings.Fields(lines[1])
+	if len(f) != 3 || f[0] != "true" || len(f[1]) != 36 {
+		t.Fatalf("child env: %q", lines[1])
+	}
+	if _, err := strconv.ParseUint(f[2], 10, 64); err != nil {
+		t.Fatalf("LOCKRUN_TOKEN %q not a number", f[2])
+	}
+	if r = runLR(t, a, "-shell=true", "test/env", "echo", "joined", "words"); strings.TrimSpace(r.stdout) != "joined words" {
+		t.Fatalf("-shell=true: %q", r.stdout)
+	}
+	if r = runLR(t, a, "-shell=false", "test/env", "echo hi"); r.code != exitChildStart || !strings.Contains(r.stderr, "echo hi") {
+		t.Fatalf("-shell=false with one string: exit %d %q", r.code, r.stderr)
+	}
+	if r = runLR(t, a, "test/env", "exit 3"); r.code != 0 {
+		t.Fatalf("failed child without -child-exit-code: exit %d, want 0 as consul lock", r.code)
+	}
+	if r = runLR(t, a, "-child-exit-code", "test/env", "exit 3"); r.code != 3 {
+		t.Fatalf("-child-exit-code: exit %d, want 3", r.code)
+	}
+	if r = runLR(t, a, "-child-exit-code", "test/env", "kill -KILL $$"); r.code != 128+9 {
+		t.Fatalf("-child-exit-code with signal death: exit %d, want 137", r.code)
+	}
+	// -pass-stdin
+	cmd := command(a, lockrunB, "-pass-stdin", "test/env", "cat")
+	cmd.Stdin = strings.NewReader("from stdin")
+	out, err := cmd.Output()
+	if err != nil || string(out) != "from stdin" {
+		t.Fatalf("-pass-stdin: %q %v", out, err)
+	}
+	cmd = command(a, lockrunB, "test/env", "cat")
+	cmd.Stdin = strings.NewReader("from stdin")
+	if out, _ = cmd.Output(); len(out) != 0 {
+		t.Fatalf("stdin given without -pass-stdin: %q", out)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	a := consultest.Require(t, agent)
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, exitUsage, "missing PREFIX"},
+		{[]string{"only-prefix"}, exitUsage, "missing COMMAND"},
+		{[]string{"-n", "0", "p", "true"}, exitUsage, "-n 0"},
+		{[]string{"-n", "-3", "p", "true"}, exitUsage, "-n -3"},
+		{[]string{"-timeout", "-1s", "p", "true"}, exitUsage, "-timeout"},
+		{[]string{"-kill-timeout", "0s", "p", "true"}, exitUsage, "-kill-timeout"},
+		{[]string{"-monitor-retry", "-1", "p", "true"}, exitUsage, "-monitor-retry"},
+		{[]string{"-shell=maybe", "p", "true"}, exitUsage, "-shell"},
+		{[]string{"-no-such-flag", "p", "true"}, exitUsage, "no-such-flag"},
+		{[]string{"-log-format", "xml", "p", "true"}, exitUsage, "xml"},
+		{[]string{"/", "true"}, exitUsage, "PREFIX"},
+		{[]string{"-http-addr", "127.0.0.1:1", "p", "true"}, exitConsul, "unreachable"},
+		{[]string{"p", "/nonexistent/cmd"}, exitChildStart, "/nonexistent/cmd"},
+	}
+	for _, c := range cases {
+		r := runLR(t, a, c.args...)
+		if r.code != c.code || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("lockrun %q: exit %d stderr %q; want exit %d and %q", c.args, r.code, r.stderr, c.code, c.want)
+		}
+		if c.code == exitUsage && strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 && !strings.Contains(r.stderr, "Usage") {
+			t.Errorf("lockrun %q: error is not one line: %q", c.args, r.stderr)
+		}
+	}
+}
+
+func TestConflictingKindsAndLimits(t *testing.T) {
+	a := consultest.Require(t, agent)
+	dir := t.TempDir()
+	hold := func(n, prefix, marker string) *exec.Cmd {
+		h := command(a, lockrunB, "-n", n, prefix, "touch "+dir+"/"+marker+"; sleep 300")
+		if err := h.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "holder", 20*time.Second, func() bool { _, err := os.Stat(dir + "/" + marker); return err == nil })
+		return h
+	}
+	stop := func(h *exec.Cmd) { h.Process.Signal(syscall.SIGTERM); h.Wait() }
+
+	sem := hold("2", "test/conflict-sem", "sem")
+	defer stop(sem)
+	lk := hold("1", "test/conflict-lock", "lock")
+	defer stop(lk)
+
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-n", "3", "-name", "bad-contender", "test/conflict-sem", "true"}, "limit conflict"},
+		{[]string{"-name", "bad-contender", "test/conflict-sem", "true"}, "semaphore"},
+		{[]string{"-n", "2", "-name", "bad-contender", "test/conflict-lock", "true"}, "plain lock"},
+	}
+	for _, c := range cases {
+		r := runLR(t, a, c.args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("lockrun %q: exit %d %q; want %d and %q", c.args, r.code, r.stderr, exitUsage, c.want)
+		}
+		if s := sessionsNamed(t, a, "bad-contender"); len(s) != 0 {
+			t.Errorf("lockrun %q left sessions %v", c.args, s)
+		}
+	}
+	// No contender key of the refused semaphore contender was left: only the
+	// holder's key and .lock remain.
+	keys, _, err := a.Client().KV().Keys("test/conflict-sem/", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 {
+		t.Fatalf("keys under the semaphore: %v; want the holder's and .lock", keys)
+	}
+	var lockPair *api.KVPair
+	if lockPair, _, err = a.Client().KV().Get("test/conflict-sem/.lock", nil); err != nil || lockPair == nil || lockPair.Flags != api.SemaphoreFlagValue {
+		t.Fatalf("semaphore .lock damaged: %+v %v", lockPair, err)
+	}
+}

@@ -1,0 +1,35 @@
+package logging
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestFormatsAndLevels(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := (&Flags{Level: "warn", Format: "json"}).New(&buf, "prog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("hidden")
+	log.Warn("shown", "k", "v")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("want one line at warn level, got %q", buf.String())
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &m); err != nil || m["msg"] != "shown" || m["program"] != "prog" || m["k"] != "v" {
+		t.Fatalf("json line %q: %v", lines[0], err)
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	if _, err := (&Flags{Level: "loud"}).New(&bytes.Buffer{}, "p"); err == nil || !strings.Contains(err.Error(), "loud") {
+		t.Fatalf("bad level: %v", err)
+	}
+	if _, err := (&Flags{Format: "xml"}).New(&bytes.Buffer{}, "p"); err == nil || !strings.Contains(err.Error(), "xml") {
+		t.Fatalf("bad format: %v", err)
+	}
+}

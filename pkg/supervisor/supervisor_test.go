@@ -1,0 +1,275 @@
+package supervisor
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestArgv(t *testing.T) {
+	cases := []struct {
+		args []string
+		mode ShellMode
+		want []string
+	}{
+		{[]string{"true"}, ShellAuto, []string{"true"}},
+		{[]string{"restart binstore"}, ShellAuto, []string{"/bin/sh", "-c", "restart binstore"}},
+		{[]string{"a|b"}, ShellAuto, []string{"/bin/sh", "-c", "a|b"}},
+		{[]string{"printf", "%s|", "a b", "c"}, ShellAuto, []string{"printf", "%s|", "a b", "c"}},
+		{[]string{"echo", "a", "b"}, ShellAlways, []string{"/bin/sh", "-c", "echo a b"}},
+		{[]string{"restart binstore"}, ShellNever, []string{"restart binstore"}},
+	}
+	for _, c := range cases {
+		got, err := Argv(c.args, c.mode)
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("Argv(%q, %d) = %q, %v; want %q", c.args, c.mode, got, err, c.want)
+		}
+	}
+	if _, err := Argv(nil, ShellAuto); err == nil {
+		t.Error("Argv(nil) gave no error")
+	}
+	if _, err := Argv([]string{"  "}, ShellAuto); err == nil {
+		t.Error("Argv(blank) gave no error")
+	}
+}
+
+func TestShellFlag(t *testing.T) {
+	var f ShellFlag
+	for in, want := range map[string]ShellMode{"true": ShellAlways, "false": ShellNever, "auto": ShellAuto, "1": ShellAlways} {
+		if err := f.Set(in); err != nil || f.Mode != want {
+			t.Errorf("Set(%q) = %v, mode %d; want %d", in, err, f.Mode, want)
+		}
+	}
+	if err := f.Set("maybe"); err == nil {
+		t.Error("Set(maybe) gave no error")
+	}
+}
+
+func TestParseSignal(t *testing.T) {
+	for in, want := range map[string]syscall.Signal{"SIGHUP": syscall.SIGHUP, "hup": syscall.SIGHUP, "TERM": syscall.SIGTERM, "9": syscall.SIGKILL, "sigusr1": syscall.SIGUSR1} {
+		got, err := ParseSignal(in)
+		if err != nil || got != want {
+			t.Errorf("ParseSignal(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"SIGNOPE", "", "0", "99", "-1"} {
+		if _, err := ParseSignal(bad); err == nil {
+			t.Errorf("ParseSignal(%q) gave no error", bad)
+		} else if bad != "" && !strings.Contains(err.Error(), bad) {
+			t.Errorf("ParseSignal(%q) error %q does not name the input", bad, err)
+		}
+	}
+	if Forwardable(syscall.SIGURG) || Forwardable(syscall.SIGCHLD) || !Forwardable(syscall.SIGHUP) {
+		t.Error("Forwardable: SIGURG and SIGCHLD must not be forwarded, SIGHUP must")
+	}
+}
+
+func output(t *testing.T) (*os.File, func() string) {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, func() string {
+		b, _ := os.ReadFile(f.Name())
+		return string(b)
+	}
+}
+
+func TestExitCodeAndSignalDeath(t *testing.T) {
+	c, err := Start(Config{Argv: []string{"/bin/sh", "-c", "exit 7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex := c.Exit(); ex.Code != 7 || ex.Signal != 0 || ex.ExitCode() != 7 {
+		t.Fatalf("exit = %+v, want code 7", ex)
+	}
+	c, err = Start(Config{Argv: []string{"/bin/sh", "-c", "kill -USR1 $$"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex := c.Exit(); ex.Signal != syscall.SIGUSR1 || ex.ExitCode() != 128+int(syscall.SIGUSR1) {
+		t.Fatalf("exit = %+v, want death by SIGUSR1", ex)
+	}
+	if _, err := Start(Config{Argv: []string{"/nonexistent/prog"}}); err == nil || !strings.Contains(err.Error(), "/nonexistent/prog") {
+		t.Fatalf("Start of a missing program: err %v, want one naming it", err)
+	}
+}
+
+func TestEnvAndArgsPassedExactly(t *testing.T) {
+	out, read := output(t)
+	c, err := Start(Config{Argv: []string{"printf", "%s|", "a b", "c\nd", "$HOME"}, Env: []string{"X=1"}, Stdout: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Exit()
+	if got := read(); got != "a b|c\nd|$HOME|" {
+		t.Fatalf("output %q", got)
+	}
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// A zombie has exited; only its parent's wait is missing.
+	f := strings.Fields(string(b))
+	return len(f) > 2 && f[2] != "Z"
+}
+
+func readPID(t *testing.T, path string) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(path)
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+			return pid
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no pid in %s", path)
+	return 0
+}
+
+// The stop reaches a grandchild that ignores SIGTERM: SIGKILL to the group
+// after the grace period.
+func TestStopKillsWholeGroup(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "gc")
+	script := `(trap "" TERM; exec sleep 300) & echo $! > ` + pidFile + `; wait`
+	c, err := Start(Config{Argv: []string{"/bin/sh", "-c", script}, KillTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc := readPID(t, pidFile)
+	if !alive(gc) {
+		t.Fatal("grandchild not running")
+	}
+	ex := c.Stop()
+	if ex.Success() {
+		t.Fatalf("stopped child reported success: %+v", ex)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(gc) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if alive(gc) {
+		t.Fatal("grandchild survived Stop")
+	}
+	// Stop again is harmless and returns the same exit.
+	if again := c.Stop(); again != ex {
+		t.Fatalf("second Stop = %+v, first %+v", again, ex)
+	}
+}
+
+// After the child exits, Stop clears out what it left in its group.
+func TestStopAfterExitClearsLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "gc")
+	c, err := Start(Config{Argv: []string{"/bin/sh", "-c", "sleep 300 & echo $! > " + pidFile}, KillTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc := readPID(t, pidFile)
+	if ex := c.Exit(); !ex.Success() {
+		t.Fatalf("child exit %+v", ex)
+	}
+	if !alive(gc) {
+		t.Fatal("leftover not running before Stop")
+	}
+	c.Stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(gc) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if alive(gc) {
+		t.Fatal("leftover survived Stop")
+	}
+}
+
+func TestSignalReachesChild(t *testing.T) {
+	out, read := output(t)
+	dir := t.TempDir()
+	ready := filepath.Join(dir, "ready")
+	c, err := Start(Config{Argv: []string{"/bin/sh", "-c", `trap 'echo got-usr1; exit 0' USR1; touch ` + ready + `; while :; do sleep 0.05; done`}, Stdout: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := c.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("child did not exit on SIGUSR1")
+	}
+	if !strings.Contains(read(), "got-usr1") {
+		t.Fatalf("child output %q", read())
+	}
+}
+
+func TestRunStopsOnCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
+	ex, err := Run(ctx, Config{Argv: []string{"sleep", "300"}, KillTimeout: time.Second})
+	if err == nil || ex.Signal != syscall.SIGTERM {
+		t.Fatalf("Run after cancel = %+v, %v; want SIGTERM death and an error", ex, err)
+	}
+}
+
+// The reaper is tested as a child subreaper (PR_SET_CHILD_SUBREAPER), which
+// receives orphans exactly as PID 1 does, without being PID 1.
+func TestReaperCollectsOrphansButNotOwnChildren(t *testing.T) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatalf("PR_SET_CHILD_SUBREAPER: %v", err)
+	}
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	r := NewReaper(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+
+	// An owned child that exits at once: its Child must still see its status.
+	owned, err := Start(Config{Argv: []string{"/bin/sh", "-c", "exit 3"}, Reaper: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex := owned.Exit(); ex.Code != 3 {
+		t.Fatalf("owned child exit %+v: the reaper stole its status", ex)
+	}
+
+	// A child whose own child outlives it: the grandchild is reparented to us.
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "orphan")
+	c, err := Start(Config{Argv: []string{"/bin/sh", "-c", "(sleep 0.2; exit 0) & echo $! > " + pidFile}, Reaper: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan := readPID(t, pidFile)
+	c.Exit()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(orphan)); os.IsNotExist(err) {
+			return // reaped: no zombie left
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("orphan %d was not reaped", orphan)
+}
