@@ -1,0 +1,193 @@
+// Command lockrun-bench compares lockrun with `consul lock` on one dev agent:
+// (a) wall time of an uncontended run of `true`, and (b) hand-off latency:
+// a holder's child exits → the next holder's child starts, with 3
+// contenders × 10 runs. Run it through bench/lockrun.sh.
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/berth/berth/pkg/consultest"
+)
+
+func main() {
+	lockrunBin := flag.String("lockrun", "bin/lockrun", "lockrun binary")
+	runs := flag.Int("runs", 30, "uncontended runs per tool")
+	contenders := flag.Int("contenders", 3, "contenders for the hand-off test")
+	perContender := flag.Int("per-contender", 10, "runs per contender")
+	flag.Parse()
+	if err := run(*lockrunBin, *runs, *contenders, *perContender); err != nil {
+		fmt.Fprintf(os.Stderr, "lockrun-bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type tool struct {
+	name string
+	// argv builds the command line running script (a bash script) under prefix.
+	argv func(prefix, script string) []string
+}
+
+func run(lockrunBin string, runs, contenders, perContender int) error {
+	agent, err := consultest.Start(consultest.Options{NodeName: "bench"})
+	if err != nil {
+		return err
+	}
+	defer agent.Close()
+	abs, err := filepath.Abs(lockrunBin)
+	if err != nil {
+		return err
+	}
+	tools := []tool{
+		{"lockrun", func(p, s string) []string { return []string{abs, p, "/bin/bash", "-c", s} }},
+		// consul lock runs its command with $SHELL -c (bash here).
+		{"consul lock", func(p, s string) []string { return []string{agent.Bin, "lock", p, s} }},
+	}
+	env := append(append(os.Environ(), agent.Env()...), "SHELL=/bin/bash")
+	dir, err := os.MkdirTemp("", "lockrun-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	fmt.Printf("lockrun vs consul lock (Consul %s dev agent on %s), %s\n\n", consultest.ConsulVersion, agent.HTTPAddr(), time.Now().UTC().Format(time.RFC3339))
+
+	// (a) uncontended run of `true`, interleaved so both see the same machine.
+	wall := map[string][]time.Duration{}
+	for i := 0; i < runs+3; i++ {
+		for _, t := range tools {
+			argv := t.argv("bench/uncontended-"+strings.ReplaceAll(t.name, " ", "-"), "true")
+			cmd := exec.Command(argv[0], argv[1:]...)
+			cmd.Env = env
+			start := time.Now()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("%s: %v: %s", t.name, err, out)
+			}
+			if i >= 3 { // warm-up runs not counted
+				wall[t.name] = append(wall[t.name], time.Since(start))
+			}
+		}
+	}
+
+	// (b) hand-off latency.
+	hand := map[string][]time.Duration{}
+	for _, t := range tools {
+		log := filepath.Join(dir, strings.ReplaceAll(t.name, " ", "-")+".log")
+		script := fmt.Sprintf(`echo "start $EPOCHREALTIME" >> %[1]s; sleep 0.05; echo "end $EPOCHREALTIME" >> %[1]s`, log)
+		prefix := "bench/handoff-" + strings.ReplaceAll(t.name, " ", "-")
+		var wg sync.WaitGroup
+		errs := make(chan error, contenders)
+		for c := 0; c < contenders; c++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for r := 0; r < perContender; r++ {
+					argv := t.argv(prefix, script)
+					cmd := exec.Command(argv[0], argv[1:]...)
+					cmd.Env = env
+					if out, err := cmd.CombinedOutput(); err != nil {
+						errs <- fmt.Errorf("%s: %v: %s", t.name, err, out)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			return err
+		}
+		d, err := handoffs(log)
+		if err != nil {
+			return err
+		}
+		hand[t.name] = d
+	}
+
+	fmt.Printf("(a) uncontended run of `true`, wall time per run, %d runs each\n", runs)
+	fmt.Printf("  %-12s %9s %9s %9s\n", "tool", "p50", "p90", "mean")
+	for _, t := range tools {
+		p50, p90, mean := stats(wall[t.name])
+		fmt.Printf("  %-12s %9s %9s %9s\n", t.name, ms(p50), ms(p90), ms(mean))
+	}
+	fmt.Printf("\n(b) hand-off latency (holder's child exits → next holder's child starts), %d contenders × %d runs\n", contenders, perContender)
+	fmt.Printf("  %-12s %9s %9s %9s %6s\n", "tool", "p50", "p90", "max", "n")
+	for _, t := range tools {
+		p50, p90, _ := stats(hand[t.name])
+		fmt.Printf("  %-12s %9s %9s %9s %6d\n", t.name, ms(p50), ms(p90), ms(slices.Max(hand[t.name])), len(hand[t.name]))
+	}
+	a50, _, _ := stats(wall["lockrun"])
+	b50, _, _ := stats(wall["consul lock"])
+	h50, h90, _ := stats(hand["lockrun"])
+	c50, c90, _ := stats(hand["consul lock"])
+	fmt.Println()
+	verdict := func(ok bool) string {
+		if ok {
+			return "PASS"
+		}
+		return "FAIL"
+	}
+	fmt.Printf("(a) run p50: lockrun %s vs consul lock %s (%.2fx): %s\n", ms(a50), ms(b50), float64(a50)/float64(b50), verdict(a50 <= b50))
+	fmt.Printf("(b) hand-off p50: %s vs %s, p90: %s vs %s: %s\n", ms(h50), ms(c50), ms(h90), ms(c90), verdict(h50 <= c50 && h90 <= c90))
+	if a50 > b50 || h50 > c50 || h90 > c90 {
+		return fmt.Errorf("lockrun slower than consul lock")
+	}
+	return nil
+}
+
+// handoffs reads start/end stamps in file order and returns, for every start
+// after the first, the gap since the previous end.
+func handoffs(path string) ([]time.Duration, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []time.Duration
+	var lastEnd float64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) != 2 {
+			return nil, fmt.Errorf("%s: bad line %q", path, sc.Text())
+		}
+		ts, err := strconv.ParseFloat(fields[1], 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: bad time %q", path, fields[1])
+		}
+		switch fields[0] {
+		case "start":
+			if lastEnd > 0 {
+				out = append(out, time.Duration((ts-lastEnd)*float64(time.Second)))
+			}
+		case "end":
+			lastEnd = ts
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no hand-offs recorded", path)
+	}
+	return out, sc.Err()
+}
+
+func stats(d []time.Duration) (p50, p90, mean time.Duration) {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	var sum time.Duration
+	for _, v := range s {
+		sum += v
+	}
+	return s[len(s)*50/100], s[min(len(s)-1, len(s)*90/100)], sum / time.Duration(len(s))
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
