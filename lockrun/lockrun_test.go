@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -546,5 +549,150 @@ func TestConflictingKindsAndLimits(t *testing.T) {
 	var lockPair *api.KVPair
 	if lockPair, _, err = a.Client().KV().Get("test/conflict-sem/.lock", nil); err != nil || lockPair == nil || lockPair.Flags != api.SemaphoreFlagValue {
 		t.Fatalf("semaphore .lock damaged: %+v %v", lockPair, err)
+	}
+}
+
+func TestACLTokenAndTLS(t *testing.T) {
+	const token = "5d3c1a7e-0f7e-4c55-9a1b-7e2f7f1e9c42"
+	a := consultest.StartT(t, consultest.Options{NodeName: "lockrun-secure", ACLToken: token, TLS: true})
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := func(extra ...string) *exec.Cmd {
+		args := append([]string{"-verbose", "-http-addr", "https://" + a.HTTPSAddr(), "-ca-file", a.TLS.CAFile, "-tls-server-name", a.TLS.ServerName}, extra...)
+		cmd := exec.Command(lockrunB, args...)
+		// A clean environment: nothing but what the flags give.
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		return cmd
+	}
+	cmd := base("-token-file", tokenFile, "test/secure", "echo held $LOCKRUN_TOKEN")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "held ") {
+		t.Fatalf("over HTTPS with -token-file: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), token) {
+		t.Fatalf("the token appears in lockrun's output:\n%s", out)
+	}
+	// The same token from the environment.
+	cmd = base("test/secure", "true")
+	cmd.Env = append(cmd.Env, "CONSUL_HTTP_TOKEN_FILE="+tokenFile)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("CONSUL_HTTP_TOKEN_FILE: %v\n%s", err, out)
+	}
+	// No token: refused with the Consul-unreachable-or-refusing code.
+	cmd = base("test/secure", "true")
+	out, err = cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitConsul || !strings.Contains(string(out), "Permission denied") {
+		t.Fatalf("without a token: %v\n%s", err, out)
+	}
+	// Wrong CA: refused, naming the TLS problem.
+	cmd = base("-token-file", tokenFile, "-ca-file", tokenFile, "test/secure", "true")
+	out, err = cmd.CombinedOutput()
+	if err == nil || !strings.Contains(strings.ToLower(string(out)), "certificate") && !strings.Contains(strings.ToLower(string(out)), "tls") {
+		t.Fatalf("bad CA file: %v\n%s", err, out)
+	}
+}
+
+func TestMetricsAndHealth(t *testing.T) {
+	a := consultest.Require(t, agent)
+	dir := t.TempDir()
+	port := freePort(t)
+	cmd := command(a, lockrunB, "-metrics-addr", "127.0.0.1:"+port, "test/metrics", "touch "+dir+"/held; sleep 300")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	waitFor(t, "holder", 20*time.Second, func() bool { _, err := os.Stat(dir + "/held"); return err == nil })
+	body := httpGet(t, "http://127.0.0.1:"+port+"/metrics")
+	for _, want := range []string{"berth_lockrun_held 1", "berth_lockrun_acquisitions_total 1", "berth_lockrun_wait_seconds_count 1"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if h := httpGet(t, "http://127.0.0.1:"+port+"/health"); strings.TrimSpace(h) != "ok" {
+		t.Errorf("/health = %q", h)
+	}
+	// A busy address is a usage error naming it.
+	r := runLR(t, a, "-metrics-addr", "127.0.0.1:"+port, "test/metrics2", "true")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "-metrics-addr") {
+		t.Errorf("busy -metrics-addr: exit %d %q", r.code, r.stderr)
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// After a holder's session is invalidated, Consul refuses the lock for the
+// session's lock-delay; the next contender says so and retries at its pace.
+func TestLockDelayVisibleAndRetried(t *testing.T) {
+	a := consultest.Require(t, agent)
+	dir := t.TempDir()
+	h := command(a, lockrunB, "-lock-delay", "2s", "test/delay", "echo $LOCKRUN_SESSION > "+dir+"/sess; sleep 300")
+	if err := h.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sess := readInt(t, dir+"/sess")
+	if _, err := a.Client().Session().Destroy(sess, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.Wait()
+	start := time.Now()
+	r := runLR(t, a, "-lock-delay-retry", "200ms", "test/delay", "true")
+	if r.code != 0 || !strings.Contains(r.stderr, "lock-delay in force") {
+		t.Fatalf("exit %d, stderr %q; want success after a logged lock-delay", r.code, r.stderr)
+	}
+	t.Logf("acquired %s after the holder's session was destroyed (lock-delay 2s)", time.Since(start).Round(time.Millisecond))
+}
+
+// Consul going away while the lock is held: after -monitor-retry errors the
+// lock counts as lost and the child is stopped (a dev agent restarts empty,
+// so the lock could not be trusted anyway).
+func TestConsulStoppedWhileHolding(t *testing.T) {
+	a := consultest.StartT(t, consultest.Options{NodeName: "lockrun-fault"})
+	dir := t.TempDir()
+	cmd := command(a, lockrunB, "-monitor-retry", "2", "-kill-timeout", "1s", "test/fault", "echo $$ > "+dir+"/child; exec sleep 300")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	child, _ := strconv.Atoi(readInt(t, dir+"/child"))
+	a.Stop()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitLockLost {
+			t.Fatalf("exit %v, want %d; stderr %s", err, exitLockLost, errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("lockrun kept running with Consul gone; stderr %s", errb.String())
+	}
+	if pidAlive(child) {
+		t.Fatal("child still running after the lock was lost")
+	}
+	if !strings.Contains(errb.String(), "error monitoring the lock; retrying") {
+		t.Errorf("retries not logged: %s", errb.String())
 	}
 }

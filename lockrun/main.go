@@ -164,20 +164,18 @@ func run(args []string, stdin *os.File, stderr io.Writer) int {
 
 	r := &runner{o: o, client: client, log: log, stdin: stdin, sigs: sigs, metrics: newMetrics()}
 	if o.metricsAddr != "" {
+		ln, err := telemetry.Listen(o.metricsAddr)
+		if err != nil {
+			fmt.Fprintf(stderr, "lockrun: %v\n", err)
+			return exitUsage
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		errc := make(chan error, 1)
 		go func() {
-			errc <- telemetry.Serve(ctx, o.metricsAddr, r.metrics.reg, r.health, log, nil)
-		}()
-		select {
-		case err := <-errc:
-			if err != nil {
-				fmt.Fprintf(stderr, "lockrun: %v\n", err)
-				return exitUsage
+			if err := telemetry.ServeOn(ctx, ln, r.metrics.reg, r.health, log); err != nil {
+				log.Error("metrics server stopped", "err", err)
 			}
-		case <-time.After(50 * time.Millisecond):
-		}
+		}()
 	}
 	if supervisor.NeedReaper() {
 		r.reaper = supervisor.NewReaper(log)

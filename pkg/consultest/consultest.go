@@ -70,6 +70,12 @@ type Options struct {
 	Datacenter string
 	// ExtraHCL is appended to the agent's configuration.
 	ExtraHCL string
+	// ACLToken, when set, enables ACLs with default policy deny and this
+	// token as the initial management (and agent) token.
+	ACLToken string
+	// TLS, when set, also serves the HTTP API over HTTPS (HTTPSPort) with a
+	// throw-away CA (Agent.TLS).
+	TLS bool
 	// Log receives the agent's output; nil discards it.
 	Log *os.File
 }
@@ -80,10 +86,13 @@ type Agent struct {
 	NodeName   string
 	Datacenter string
 	HTTPPort   int
+	HTTPSPort  int
 	DNSPort    int
-	ports      map[string]int
-	opts       Options
-	dir        string
+	// TLS holds the CA and server certificate when Options.TLS was set.
+	TLS   *TLSFiles
+	ports map[string]int
+	opts  Options
+	dir   string
 	// unavailable says why no agent could be started (tests then skip).
 	unavailable string
 
@@ -102,7 +111,7 @@ func (a *Agent) Config() *api.Config {
 	cfg := api.DefaultConfig()
 	cfg.Address = a.HTTPAddr()
 	cfg.Scheme = "http"
-	cfg.Token = ""
+	cfg.Token = a.opts.ACLToken
 	cfg.TokenFile = ""
 	return cfg
 }
@@ -118,7 +127,8 @@ func (a *Agent) Client() *api.Client {
 
 // Env is the environment a program needs to reach this agent.
 func (a *Agent) Env() []string {
-	return []string{"CONSUL_HTTP_ADDR=" + a.HTTPAddr(), "CONSUL_HTTP_TOKEN=", "CONSUL_HTTP_TOKEN_FILE="}
+	return []string{"CONSUL_HTTP_ADDR=" + a.HTTPAddr(), "CONSUL_HTTP_TOKEN=" + a.opts.ACLToken, "CONSUL_HTTP_TOKEN_FILE=",
+		"CONSUL_CACERT=", "CONSUL_CLIENT_CERT=", "CONSUL_CLIENT_KEY=", "CONSUL_HTTP_SSL=", "CONSUL_TLS_SERVER_NAME="}
 }
 
 // Start starts an agent and waits until it has a leader and its own node is
@@ -140,12 +150,19 @@ func Start(opts Options) (*Agent, error) {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		ports, err := freePorts("http", "dns", "server", "serf_lan", "serf_wan", "grpc")
+		ports, err := freePorts("http", "https", "dns", "server", "serf_lan", "serf_wan", "grpc")
 		if err != nil {
 			return nil, err
 		}
 		a := &Agent{Bin: bin, NodeName: opts.NodeName, Datacenter: opts.Datacenter,
 			HTTPPort: ports["http"], DNSPort: ports["dns"], ports: ports, opts: opts, dir: dir}
+		a.HTTPSPort = -1
+		if opts.TLS {
+			a.HTTPSPort = ports["https"]
+			if a.TLS, err = makeTLS(dir, opts.Datacenter); err != nil {
+				return nil, err
+			}
+		}
 		if lastErr = a.start(); lastErr == nil {
 			return a, nil
 		}
@@ -169,18 +186,23 @@ ports {
   serf_wan = %d
   grpc = %d
   grpc_tls = -1
+  https = %d
 }
 log_level = "warn"
 disable_update_check = true
 %s
-`, a.NodeName, a.Datacenter, a.ports["http"], a.ports["dns"], a.ports["server"], a.ports["serf_lan"], a.ports["serf_wan"], a.ports["grpc"], a.opts.ExtraHCL)
+`, a.NodeName, a.Datacenter, a.ports["http"], a.ports["dns"], a.ports["server"], a.ports["serf_lan"], a.ports["serf_wan"], a.ports["grpc"], a.HTTPSPort, a.extraHCL())
 	cfgFile := filepath.Join(a.dir, "agent.hcl")
 	if err := os.WriteFile(cfgFile, []byte(hcl), 0o600); err != nil {
 		return err
 	}
 	cmd := exec.Command(a.Bin, "agent", "-dev", "-config-file", cfgFile)
+	logPath := filepath.Join(a.dir, "agent.log")
 	if a.opts.Log != nil {
 		cmd.Stdout, cmd.Stderr = a.opts.Log, a.opts.Log
+	} else if lf, err := os.Create(logPath); err == nil {
+		defer lf.Close()
+		cmd.Stdout, cmd.Stderr = lf, lf
 	}
 	// Own process group, so a test interrupted by Ctrl-C stops the agent via Stop.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -196,11 +218,53 @@ disable_update_check = true
 	defer cancel()
 	if err := a.waitReady(ctx, exited); err != nil {
 		_ = cmd.Process.Kill()
+		if b, rerr := os.ReadFile(logPath); rerr == nil {
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.Contains(l, "[ERROR]") || strings.Contains(l, "==> ") && strings.Contains(strings.ToLower(l), "error") {
+					err = fmt.Errorf("%w: %s", err, strings.TrimSpace(l))
+					break
+				}
+			}
+		}
 		return err
 	}
 	go func() { <-exited }()
 	return nil
 }
+
+func (a *Agent) extraHCL() string {
+	h := a.opts.ExtraHCL
+	if a.opts.ACLToken != "" {
+		h += fmt.Sprintf(`
+acl {
+  enabled = true
+  default_policy = "deny"
+  enable_token_persistence = false
+  tokens {
+    initial_management = %q
+    agent = %q
+  }
+}
+`, a.opts.ACLToken, a.opts.ACLToken)
+	}
+	if a.TLS != nil {
+		h += fmt.Sprintf(`
+tls {
+  defaults {
+    ca_file = %q
+    cert_file = %q
+    key_file = %q
+    verify_incoming = false
+    verify_outgoing = false
+  }
+}
+`, a.TLS.CAFile, a.TLS.CertFile, a.TLS.KeyFile)
+	}
+	return h
+}
+
+// HTTPSAddr is host:port of the HTTPS API (Options.TLS).
+func (a *Agent) HTTPSAddr() string { return "127.0.0.1:" + strconv.Itoa(a.HTTPSPort) }
 
 func (a *Agent) waitReady(ctx context.Context, exited chan error) error {
 	c := a.Client()
@@ -313,17 +377,18 @@ func freePorts(names ...string) (map[string]int, error) {
 // Main runs a test package's tests against one shared agent, stored in
 // *agent. Use it from TestMain: os.Exit(consultest.Main(m, &agent)).
 // Without a consul binary it fails when CI=true and otherwise lets the tests
-// run with *agent nil, so that Require skips them with a message.
+// run with an unavailable agent, so that Require skips them with a message.
+// An agent that fails to start always fails the run.
 func Main(m *testing.M, agent **Agent) int {
-	a, err := Start(Options{})
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			fmt.Fprintf(os.Stderr, "FAIL: consul agent needed (CI=true): %v\n", err)
-			return 1
-		}
+	if _, err := Binary(); err != nil && os.Getenv("CI") != "true" {
 		fmt.Fprintf(os.Stderr, "consultest: tests that need Consul will skip: %v\n", err)
 		*agent = &Agent{unavailable: err.Error()}
 		return m.Run()
+	}
+	a, err := Start(Options{})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: consul agent: %v\n", err)
+		return 1
 	}
 	*agent = a
 	code := m.Run()
@@ -348,12 +413,15 @@ func Require(t testing.TB, a *Agent) *Agent {
 // and closes it at the end of the test.
 func StartT(t testing.TB, opts Options) *Agent {
 	t.Helper()
-	a, err := Start(opts)
-	if err != nil {
+	if _, err := Binary(); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("consul agent needed (CI=true): %v", err)
 		}
 		t.Skipf("needs a consul binary: %v", err)
+	}
+	a, err := Start(opts)
+	if err != nil {
+		t.Fatalf("start consul agent: %v", err)
 	}
 	t.Cleanup(a.Close)
 	return a

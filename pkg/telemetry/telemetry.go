@@ -50,17 +50,32 @@ func Handler(reg *prometheus.Registry, health HealthFunc) http.Handler {
 	return mux
 }
 
+// Listen binds addr for ServeOn, so a busy or bad address is reported at
+// start-up, before the program does anything else.
+func Listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-metrics-addr %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
 // Serve listens on addr and serves Handler until ctx is done. It returns the
 // listening address once bound (useful with port 0) through the ready callback.
 func Serve(ctx context.Context, addr string, reg *prometheus.Registry, health HealthFunc, log *slog.Logger, ready func(net.Addr)) error {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := Listen(addr)
 	if err != nil {
-		return fmt.Errorf("-metrics-addr %s: %w", addr, err)
+		return err
 	}
-	srv := &http.Server{Handler: Handler(reg, health), ReadHeaderTimeout: 5 * time.Second}
 	if ready != nil {
 		ready(ln.Addr())
 	}
+	return ServeOn(ctx, ln, reg, health, log)
+}
+
+// ServeOn serves Handler on ln until ctx is done, then closes ln.
+func ServeOn(ctx context.Context, ln net.Listener, reg *prometheus.Registry, health HealthFunc, log *slog.Logger) error {
+	srv := &http.Server{Handler: Handler(reg, health), ReadHeaderTimeout: 5 * time.Second}
 	log.Info("serving metrics and health", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -1,0 +1,43 @@
+package telemetry
+
+import (
+	"errors"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func TestHandler(t *testing.T) {
+	reg := NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "t", Name: "things_total", Help: "x"})
+	reg.MustRegister(c)
+	c.Add(3)
+	var healthErr error
+	srv := httptest.NewServer(Handler(reg, func() error { return healthErr }))
+	defer srv.Close()
+	get := func(path string) (int, string) {
+		resp, err := srv.Client().Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "berth_t_things_total 3") || !strings.Contains(body, "go_goroutines") {
+		t.Fatalf("/metrics %d: %s", code, body)
+	}
+	if code, body := get("/health"); code != 200 || strings.TrimSpace(body) != "ok" {
+		t.Fatalf("/health %d %q", code, body)
+	}
+	healthErr = errors.New("waiting for Consul")
+	if code, body := get("/healthz"); code != 503 || !strings.Contains(body, "waiting for Consul") {
+		t.Fatalf("/healthz when unhealthy: %d %q", code, body)
+	}
+	if _, err := Listen("127.0.0.1:99999"); err == nil || !strings.Contains(err.Error(), "-metrics-addr") {
+		t.Fatalf("bad address: %v", err)
+	}
+}
