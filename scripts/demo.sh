@@ -13,9 +13,6 @@ if [ -z "$CONSUL_BIN" ] || [ ! -x "$CONSUL_BIN" ]; then
 fi
 export CONSUL_BIN
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_port() { local p=$1; while ! port_free "$p"; do p=$((p + 1)); done; echo "$p"; }
-
 DEMO_DIR=$(mktemp -d /tmp/berth-demo.XXXXXX)
 export DEMO_DIR
 pids=()
@@ -33,25 +30,21 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-http=$(pick_port 8500)
-dns=$(pick_port 8600)
-serf=$(pick_port 18301)
-serfw=$(pick_port $((serf + 1)))
-server=$(pick_port 18300)
-export CONSUL_HTTP_ADDR="127.0.0.1:$http" CONSUL_DNS_ADDR="127.0.0.1:$dns"
-export CONSUL_HTTP_TOKEN= CONSUL_HTTP_TOKEN_FILE=
-echo "== dev Consul agent on http://$CONSUL_HTTP_ADDR (DNS $CONSUL_DNS_ADDR), log in $DEMO_DIR/consul.log"
-demo_bg "$CONSUL_BIN" agent -dev -bind 127.0.0.1 -client 127.0.0.1 -node berth-demo \
-	-http-port "$http" -dns-port "$dns" -serf-lan-port "$serf" -serf-wan-port "$serfw" \
-	-server-port "$server" -grpc-port -1 -hcl 'ports { grpc_tls = -1 }' >"$DEMO_DIR/consul.log" 2>&1
-consul_pid=${pids[-1]}
-for _ in $(seq 1 200); do
-	kill -0 "$consul_pid" 2>/dev/null || { echo "demo: Consul exited; see $DEMO_DIR/consul.log:" >&2; grep -m3 ERROR "$DEMO_DIR/consul.log" >&2; exit 1; }
-	leader=$(curl -fsS "http://$CONSUL_HTTP_ADDR/v1/status/leader" 2>/dev/null || true)
-	[ -n "$leader" ] && [ "$leader" != '""' ] && break
+go build -o "$BIN/devagent" "$top/scripts/devagent"
+demo_bg "$BIN/devagent" -env-file "$DEMO_DIR/agent.env" -log "$DEMO_DIR/consul.log"
+agent_pid=${pids[-1]}
+for _ in $(seq 1 600); do
+	[ -f "$DEMO_DIR/agent.env" ] && break
+	kill -0 "$agent_pid" 2>/dev/null || { echo "demo: the Consul agent did not start (log: $DEMO_DIR/consul.log)" >&2; DEMO_KEEP=1; exit 1; }
 	sleep 0.1
 done
-[ -n "${leader:-}" ] && [ "$leader" != '""' ] || { echo "demo: Consul did not elect a leader; see $DEMO_DIR/consul.log" >&2; exit 1; }
+[ -f "$DEMO_DIR/agent.env" ] || { echo "demo: the Consul agent did not start within 60s" >&2; exit 1; }
+set -a
+# shellcheck source=/dev/null
+. "$DEMO_DIR/agent.env"
+set +a
+export CONSUL_HTTP_TOKEN= CONSUL_HTTP_TOKEN_FILE=
+echo "== dev Consul agent on http://$CONSUL_HTTP_ADDR (DNS $CONSUL_DNS_ADDR), log in $DEMO_DIR/consul.log"
 
 for part in lockrun envexec templater dnsforward registrator; do
 	f="$top/examples/$part/demo.sh"

@@ -1,0 +1,52 @@
+// Command devagent starts a dev-mode Consul agent on free loopback ports for
+// `make demo` (through pkg/consultest), writes its addresses as shell
+// variables to -env-file once it has a leader, and stops it on SIGINT/SIGTERM.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/berth/berth/pkg/consultest"
+)
+
+func main() {
+	envFile := flag.String("env-file", "", "write CONSUL_HTTP_ADDR=… lines here when ready")
+	logFile := flag.String("log", "", "the agent's log file")
+	node := flag.String("node", "berth-demo", "node name")
+	flag.Parse()
+	opts := consultest.Options{NodeName: *node}
+	if *logFile != "" {
+		f, err := os.Create(*logFile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "devagent: %v\n", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		opts.Log = f
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	a, err := consultest.Start(opts)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "devagent: %v\n", err)
+		os.Exit(1)
+	}
+	defer a.Close()
+	env := fmt.Sprintf("CONSUL_HTTP_ADDR=%s\nCONSUL_DNS_ADDR=%s\nCONSUL_DNS_PORT=%d\nCONSUL_NODE=%s\n", a.HTTPAddr(), a.DNSAddr(), a.DNSPort, a.NodeName)
+	if *envFile != "" {
+		if err := os.WriteFile(*envFile+".tmp", []byte(env), 0o644); err == nil {
+			err = os.Rename(*envFile+".tmp", *envFile)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "devagent: %v\n", err)
+			return
+		}
+	} else {
+		fmt.Print(env)
+	}
+	<-sigs
+}
