@@ -34,7 +34,7 @@ $(CONSUL_BUILT):
 	cd tools/consul && CGO_ENABLED=0 $(GO) build -trimpath -o $@.tmp github.com/hashicorp/consul
 	mv $@.tmp $@
 
-# Debian packages the tests and benchmarks use (nginx, haproxy, dnsmasq, dig, dnsperf).
+# Debian packages the tests and benchmarks use (nginx, haproxy, dnsmasq, dig, dnsperf, busybox-static).
 deps:
 	@scripts/install-deps.sh
 

@@ -7,6 +7,8 @@ command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq)
 command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
 command -v dig     >/dev/null 2>&1 || need+=(bind9-dnsutils)
+# A static shell for FROM-scratch test images (lockrun as PID 1).
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
 	echo "missing packages: ${need[*]}; install them with: sudo apt-get install ${need[*]}" >&2
