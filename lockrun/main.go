@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -215,11 +216,12 @@ type runner struct {
 	sigs    chan os.Signal
 	metrics *metrics
 	reaper  *supervisor.Reaper
-	state   string
+	// lost is set once the lock was lost; read by the health endpoint.
+	lost atomic.Bool
 }
 
 func (r *runner) health() error {
-	if r.state == "lost" {
+	if r.lost.Load() {
 		return errors.New("lock lost")
 	}
 	return nil
@@ -338,7 +340,6 @@ func (r *runner) run() int {
 	r.metrics.waitSeconds.Observe(wait.Seconds())
 	r.metrics.acquisitions.Inc()
 	r.metrics.held.Set(1)
-	r.state = "held"
 	log.Debug("lock acquired", "prefix", o.prefix, "token", h.token, "waited", wait)
 
 	code := r.hold(h, sessionID, log)
@@ -393,7 +394,7 @@ func (r *runner) hold(h *held, sessionID string, log *slog.Logger) int {
 			}
 			return exitOK
 		case <-h.lost:
-			r.state = "lost"
+			r.lost.Store(true)
 			r.metrics.lost.Inc()
 			log.Error("lock lost; stopping the child's process group", "prefix", o.prefix, "grace", o.killTimeout)
 			ex := child.Stop()
