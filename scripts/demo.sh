@@ -16,14 +16,23 @@ export CONSUL_BIN
 DEMO_DIR=$(mktemp -d /tmp/berth-demo.XXXXXX)
 export DEMO_DIR
 pids=()
-# demo_bg CMD...: start a background process that the demo stops at the end.
+# demo_bg CMD...: start a background process that the demo stops at the end,
+# last started first (the Consul agent last).
 demo_bg() { "$@" & pids+=($!); }
+# pick_port [HINT]: a loopback port free for TCP and UDP (the hint is ignored).
+pick_port() { "$BIN/devagent" -free-port; }
 cleanup() {
 	trap - INT TERM EXIT
 	echo
 	echo "== stopping"
-	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[$i]}" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	local i p n
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+		p=${pids[$i]}
+		kill "$p" 2>/dev/null || continue
+		for ((n = 0; n < 100; n++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+		kill -9 "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
 	[ -n "${DEMO_KEEP:-}" ] || rm -rf "$DEMO_DIR"
 	echo "== stopped"
 }
@@ -46,9 +55,10 @@ set +a
 export CONSUL_HTTP_TOKEN= CONSUL_HTTP_TOKEN_FILE=
 echo "== dev Consul agent on http://$CONSUL_HTTP_ADDR (DNS $CONSUL_DNS_ADDR), log in $DEMO_DIR/consul.log"
 
-for part in lockrun envexec templater dnsforward registrator; do
+# Each program's part, then the programs cooperating on one host.
+for part in lockrun envexec templater dnsforward registrator host; do
 	f="$top/examples/$part/demo.sh"
-	if [ -f "$f" ] && [ -x "$BIN/$part" ]; then
+	if [ -f "$f" ] && { [ -x "$BIN/$part" ] || [ "$part" = host ]; }; then
 		echo
 		echo "== $part"
 		# shellcheck source=/dev/null

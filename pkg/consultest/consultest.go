@@ -344,6 +344,15 @@ func (a *Agent) Close() {
 	os.RemoveAll(a.dir)
 }
 
+// FreePort returns a loopback port that is free for both TCP and UDP.
+func FreePort() (int, error) {
+	m, err := freePorts("p")
+	if err != nil {
+		return 0, err
+	}
+	return m["p"], nil
+}
+
 func freePorts(names ...string) (map[string]int, error) {
 	out := map[string]int{}
 	var ls []net.Listener

@@ -17,7 +17,17 @@ func main() {
 	envFile := flag.String("env-file", "", "write CONSUL_HTTP_ADDR=… lines here when ready")
 	logFile := flag.String("log", "", "the agent's log file")
 	node := flag.String("node", "berth-demo", "node name")
+	freePort := flag.Bool("free-port", false, "print a loopback port free for both TCP and UDP, and exit")
 	flag.Parse()
+	if *freePort {
+		p, err := consultest.FreePort()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "devagent: %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Println(p)
+		return
+	}
 	opts := consultest.Options{NodeName: *node}
 	if *logFile != "" {
 		f, err := os.Create(*logFile)
