@@ -18,6 +18,7 @@ import (
 	"github.com/berth/berth/pkg/telemetry"
 	"github.com/berth/berth/pkg/watch"
 	"github.com/hashicorp/consul/api"
+	"golang.org/x/sys/unix"
 )
 
 // update is one new answer from a source's watch loop.
@@ -126,7 +127,15 @@ func (r *runner) run() int {
 		case <-ready:
 		}
 	}
-	if o.export == "" && supervisor.NeedReaper() {
+	if o.export == "" {
+		// As PID 1 we inherit every orphan. Otherwise we make ourselves the
+		// subreaper of our command's descendants, so processes it leaves
+		// behind are ours to reap and a stop knows when they are gone.
+		if !supervisor.NeedReaper() {
+			if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+				r.log.Debug("cannot become a child subreaper", "err", err)
+			}
+		}
 		r.reaper = supervisor.NewReaper(r.log)
 		go r.reaper.Run(ctx)
 	}
