@@ -831,3 +831,110 @@ func TestServiceAndMetrics(t *testing.T) {
 	p.signal(syscall.SIGTERM)
 	p.wait(20 * time.Second)
 }
+
+func TestConsulPausedAndSplay(t *testing.T) {
+	a := consultest.StartT(t, consultest.Options{NodeName: "envexec-pause"})
+	c := a.Client()
+	put(t, c, "app/PORT", "80")
+	dir := t.TempDir()
+	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", "app", "-splay", "300ms", "-log-level", "debug"}, childArgs(dir, "hold", 0)...)...)
+	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	pid := starts(dir)[0]
+
+	// A hung Consul (SIGSTOP): the blocking query just waits; the child runs on.
+	if err := a.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if err := syscall.Kill(pid, 0); err != nil || len(starts(dir)) != 1 {
+		t.Fatalf("child gone or restarted while Consul was paused: %v %v", err, events(dir))
+	}
+	if err := a.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	// After it resumes, a change is picked up, after the splay.
+	put(t, c, "app/PORT", "85")
+	eventually(t, 20*time.Second, "restart after resume", func() bool {
+		s := starts(dir)
+		return len(s) == 2 && childEnvOf(t, dir, s[1])["PORT"] == "85"
+	})
+	if !strings.Contains(p.stderr.String(), "waiting for the splay") {
+		t.Errorf("no splay in the log:\n%s", p.stderr)
+	}
+	p.signal(syscall.SIGTERM)
+	p.wait(20 * time.Second)
+}
+
+func TestInterruptedWhileWaiting(t *testing.T) {
+	consultest.Require(t, agent)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	ml, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	maddr := ml.Addr().String()
+	ml.Close()
+	dir := t.TempDir()
+	p := startEnvexec(t, dead, nil, append([]string{"-prefix", "app", "-metrics-addr", maddr}, childArgs(dir, "exit", 0)...)...)
+	// /health says what it waits for.
+	eventually(t, 20*time.Second, "/health to answer 503 naming the prefix", func() bool {
+		resp, err := http.Get("http://" + maddr + "/health")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == 503 && strings.Contains(string(b), "waiting for prefix app")
+	})
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(20 * time.Second); code != exitInterrupted {
+		t.Errorf("exit %d, want %d\n%s", code, exitInterrupted, p.stderr)
+	}
+	if !strings.Contains(p.stderr.String(), "interrupted by SIGTERM while waiting for prefix app") {
+		t.Errorf("stderr: %s", p.stderr)
+	}
+	if len(starts(dir)) != 0 {
+		t.Errorf("the command started")
+	}
+}
+
+// TestReapsAsPID1 runs envexec as PID 1 of a new PID namespace (unshare, as
+// root) with a command that leaves an orphan behind; the orphan must not
+// stay a zombie.
+func TestReapsAsPID1(t *testing.T) {
+	a := consultest.Require(t, agent)
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("unshare needed (CI=true)")
+		}
+		t.Skip("needs unshare")
+	}
+	if out, err := exec.Command(unshare, "--pid", "--fork", "--mount-proc", "true").CombinedOutput(); err != nil {
+		t.Skipf("cannot create a PID namespace here (needs root): %v %s", err, out)
+	}
+	n := ns(t)
+	put(t, c(a), n+"/V", "1")
+	self, _ := os.Executable()
+	// The command starts a subshell that backgrounds a short sleep and exits
+	// at once: the sleep is reparented to PID 1 (envexec) and exits later.
+	// Then it counts zombies in the namespace.
+	script := `( sleep 0.2 & ) ; sleep 1; z=0; for f in /proc/[0-9]*/stat; do read -r l < "$f" 2>/dev/null || continue; case "${l##*) }" in Z*) z=$((z+1));; esac; done; echo "pid1=$(cat /proc/1/comm) zombies=$z"`
+	cmd := exec.Command(unshare, "--pid", "--fork", "--mount-proc", self, "__envexec", "-http-addr", a.HTTPAddr(), "-prefix", n, "-once", "--", "/bin/sh", "-c", script)
+	cmd.Env = append(os.Environ(), "CONSUL_HTTP_TOKEN=", "CONSUL_HTTP_TOKEN_FILE=")
+	cmd.WaitDelay = 2 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "zombies=0") {
+		t.Errorf("orphan left as a zombie under envexec as PID 1:\n%s", out)
+	}
+}
+
+func c(a *consultest.Agent) *api.Client { return a.Client() }

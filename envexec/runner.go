@@ -40,6 +40,7 @@ type runner struct {
 
 	mu      sync.Mutex
 	lastErr []error // per source, the last fetch error (nil once it answered)
+	ready   []bool  // per source, whether it has answered once
 	state   string  // for /health: "waiting", "running", "stopped"
 
 	warned map[string]bool // skip warnings already given (key + reason)
@@ -48,7 +49,7 @@ type runner struct {
 func newRunner(o *options, client *api.Client, log *slog.Logger, stdin, stdout, stderr *os.File) *runner {
 	return &runner{
 		o: o, client: client, log: log, stdin: stdin, stdout: stdout, stderr: stderr,
-		metrics: newMetrics(), lastErr: make([]error, len(o.order)), state: "waiting",
+		metrics: newMetrics(), lastErr: make([]error, len(o.order)), ready: make([]bool, len(o.order)), state: "waiting",
 		warned: map[string]bool{},
 	}
 }
@@ -66,7 +67,7 @@ func (r *runner) health() error {
 	case "running":
 		return nil
 	case "waiting":
-		return fmt.Errorf("waiting for %s", r.waitingForLocked(nil))
+		return fmt.Errorf("waiting for %s", r.waitingForLocked(r.ready))
 	}
 	return errors.New("child not running")
 }
@@ -197,6 +198,9 @@ func (r *runner) run() int {
 				have[u.i] = true
 				missing--
 				r.metrics.sourcesReady.Inc()
+				r.mu.Lock()
+				r.ready[u.i] = true
+				r.mu.Unlock()
 			}
 			data[u.i] = u.data
 		case <-timeout:
