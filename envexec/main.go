@@ -57,6 +57,9 @@ type options struct {
 	killSignal   syscall.Signal
 	killTimeout  time.Duration
 	splay        time.Duration
+	waitMin      time.Duration
+	waitMax      time.Duration
+	execCmd      string
 	once         bool
 	waitTimeout  time.Duration
 	export       string
@@ -202,6 +205,15 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.killTimeout, "exec-kill-timeout", 30*time.Second, "alias of -kill-timeout")
 	fs.DurationVar(&o.splay, "splay", 0, "wait a random time up to this before restarting or signalling on a change")
 	fs.DurationVar(&o.splay, "exec-splay", 0, "alias of -splay")
+	fs.Var(funcFlag(func(s string) error {
+		min, max, err := parseWait(s)
+		if err != nil {
+			return err
+		}
+		o.waitMin, o.waitMax = min, max
+		return nil
+	}), "wait", "quiescence `MIN[:MAX]` for changes: act once no change came for MIN, at the latest MAX (default 4*MIN) after the first")
+	fs.StringVar(&o.execCmd, "exec", "", "the `COMMAND` as one string (envconsul's -exec); instead of arguments")
 	fs.BoolVar(&o.once, "once", false, "fetch once, run the command, exit with its exit code (no watching)")
 	fs.DurationVar(&o.waitTimeout, "wait-timeout", 0, "give up if not every source has answered within this time (0: wait forever, saying what it waits for)")
 	fs.StringVar(&o.export, "export", "", "print the environment as `dotenv`, shell or json and exit (no command)")
@@ -209,6 +221,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /health on this address (off when empty)")
 	fs.StringVar(&o.pidFile, "pid-file", "", "write envexec's PID to this file")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.BoolVar(&o.showVersion, "v", false, "alias of -version")
 	o.consul.Register(fs)
 	_ = o.consul.Alias(fs, "consul-addr", "http-addr")
 	_ = o.consul.Alias(fs, "consul-token", "token")
@@ -243,6 +256,12 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-max-stale %s: must not be negative", o.maxStale)
 	}
 	rest := fs.Args()
+	if o.execCmd != "" {
+		if len(rest) > 0 {
+			return nil, fmt.Errorf("give the command either with -exec or as arguments, not both (-exec %q and %q)", o.execCmd, strings.Join(rest, " "))
+		}
+		rest = []string{o.execCmd}
+	}
 	if o.export != "" {
 		switch o.export {
 		case "dotenv", "shell", "json":
@@ -263,6 +282,23 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	}
 	o.argv = argv
 	return o, nil
+}
+
+// parseWait parses -wait MIN[:MAX] as consul-template and envconsul do: MAX
+// defaults to 4*MIN and must not be below MIN.
+func parseWait(s string) (time.Duration, time.Duration, error) {
+	a, b, hasMax := strings.Cut(s, ":")
+	min, err := time.ParseDuration(strings.TrimSpace(a))
+	if err != nil || min <= 0 {
+		return 0, 0, fmt.Errorf("want MIN[:MAX] with positive durations such as 2s:10s")
+	}
+	max := 4 * min
+	if hasMax {
+		if max, err = time.ParseDuration(strings.TrimSpace(b)); err != nil || max < min {
+			return 0, 0, fmt.Errorf("want MIN[:MAX] with MAX a duration not below MIN")
+		}
+	}
+	return min, max, nil
 }
 
 func run(args []string, stdin, stdout, stderr *os.File) int {

@@ -938,3 +938,39 @@ func TestReapsAsPID1(t *testing.T) {
 }
 
 func c(a *consultest.Agent) *api.Client { return a.Client() }
+
+func TestWaitQuiescenceAndExecFlag(t *testing.T) {
+	a := consultest.Require(t, agent)
+	c := a.Client()
+	n := ns(t)
+	put(t, c, n+"/V", "0")
+	dir := t.TempDir()
+	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-wait", "1500ms:20s"}, childArgs(dir, "hold", 0)...)...)
+	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	// A burst of writes well inside the quiet period makes one restart with
+	// the last value.
+	for i := 1; i <= 3; i++ {
+		put(t, c, n+"/V", strconv.Itoa(i))
+	}
+	eventually(t, 30*time.Second, "one restart after the burst", func() bool { return len(starts(dir)) >= 2 })
+	if s := starts(dir); len(s) != 2 || childEnvOf(t, dir, s[1])["V"] != "3" {
+		t.Errorf("want one restart with V=3, got %v (V=%q)", events(dir), lastEnv(t, dir)["V"])
+	}
+	p.signal(syscall.SIGTERM)
+	p.wait(20 * time.Second)
+
+	// -exec gives the command as one string (run with sh -c).
+	out := filepath.Join(dir, "exec-out")
+	p = runEnvexec(t, a.HTTPAddr(), nil, "-once", "-prefix", n, "-exec", `printf '%s' "$V" > `+out)
+	if b, _ := os.ReadFile(out); p.code != 0 || string(b) != "3" {
+		t.Errorf("-exec: exit %d, output %q\n%s", p.code, b, p.stderr)
+	}
+	p = runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-exec", "true", "--", "true")
+	if p.code != exitUsage || !strings.Contains(p.stderr.String(), "not both") {
+		t.Errorf("-exec with arguments: exit %d %s", p.code, p.stderr)
+	}
+	p = runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-wait", "5s:1s", "--", "true")
+	if p.code != exitUsage || !strings.Contains(p.stderr.String(), "-wait") {
+		t.Errorf("bad -wait: exit %d %s", p.code, p.stderr)
+	}
+}

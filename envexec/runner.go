@@ -295,6 +295,26 @@ func (r *runner) start(env map[string]string) (*supervisor.Child, error) {
 	return child, nil
 }
 
+// settled is called once a change has passed the -wait quiescence: it starts
+// the -splay, or applies the change at once. It returns an exit code, or -1.
+func (r *runner) settled(pending *map[string]string, splayT **time.Timer, splayC *<-chan time.Time, apply func(map[string]string) int) int {
+	if *pending == nil {
+		return -1
+	}
+	if r.o.splay > 0 {
+		if *splayC == nil {
+			d := time.Duration(rand.Int64N(int64(r.o.splay)))
+			r.log.Info("environment changed; waiting for the splay", "splay", d.Round(time.Millisecond))
+			*splayT = time.NewTimer(d)
+			*splayC = (*splayT).C
+		}
+		return -1
+	}
+	next := *pending
+	*pending = nil
+	return apply(next)
+}
+
 // supervise runs the child and reacts to changes, signals and its exit.
 func (r *runner) supervise(ctx context.Context, env map[string]string, data []any, updates chan update, sigs chan os.Signal) int {
 	o := r.o
@@ -304,16 +324,22 @@ func (r *runner) supervise(ctx context.Context, env map[string]string, data []an
 	}
 	r.log.Debug("command started", "pid", child.Pid(), "variables", len(env))
 	var (
-		pending    map[string]string // a changed environment waiting for its splay
-		splayTimer *time.Timer
-		splayC     <-chan time.Time
-		killC      <-chan time.Time // grace after a forwarded SIGINT/SIGTERM
+		pending      map[string]string // a changed environment not applied yet
+		quietT, maxT *time.Timer       // -wait quiescence
+		quietC, maxC <-chan time.Time
+		splayT       *time.Timer
+		splayC       <-chan time.Time
+		killC        <-chan time.Time // grace after a forwarded SIGINT/SIGTERM
 	)
-	defer func() {
-		if splayTimer != nil {
-			splayTimer.Stop()
+	stopTimers := func() {
+		for _, t := range []*time.Timer{quietT, maxT, splayT} {
+			if t != nil {
+				t.Stop()
+			}
 		}
-	}()
+		quietC, maxC, splayC = nil, nil, nil
+	}
+	defer stopTimers()
 	apply := func(next map[string]string) int {
 		changed := diffNames(env, next)
 		env = next
@@ -363,29 +389,51 @@ func (r *runner) supervise(ctx context.Context, env map[string]string, data []an
 				r.log.Debug("Consul changed but the environment did not")
 				continue
 			}
-			if o.splay > 0 {
-				if pending == nil {
-					d := time.Duration(rand.Int64N(int64(o.splay)))
-					r.log.Info("environment changed; waiting for the splay", "splay", d.Round(time.Millisecond))
-					splayTimer = time.NewTimer(d)
-					splayC = splayTimer.C
+			if equalEnv(env, next) {
+				r.log.Debug("environment changed back before it was applied")
+				pending = nil
+				stopTimers()
+				continue
+			}
+			pending = next
+			if o.waitMin > 0 {
+				// Quiescence: wait until no change came for -wait min, but
+				// no longer than its max since the first change.
+				if quietT == nil {
+					quietT = time.NewTimer(o.waitMin)
+				} else {
+					quietT.Reset(o.waitMin)
 				}
-				pending = next
-				if equalEnv(env, next) {
-					// Changed back within the splay: nothing to do.
-					pending, splayC = nil, nil
-					splayTimer.Stop()
+				quietC = quietT.C
+				if maxC == nil {
+					maxT = time.NewTimer(o.waitMax)
+					maxC = maxT.C
 				}
 				continue
 			}
-			if code := apply(next); code >= 0 {
+			if code := r.settled(&pending, &splayT, &splayC, apply); code >= 0 {
+				return code
+			}
+		case <-quietC:
+			quietC, maxC = nil, nil
+			maxT.Stop()
+			if code := r.settled(&pending, &splayT, &splayC, apply); code >= 0 {
+				return code
+			}
+		case <-maxC:
+			quietC, maxC = nil, nil
+			quietT.Stop()
+			if code := r.settled(&pending, &splayT, &splayC, apply); code >= 0 {
 				return code
 			}
 		case <-splayC:
-			next := pending
-			pending, splayC = nil, nil
-			if code := apply(next); code >= 0 {
-				return code
+			splayC = nil
+			if pending != nil {
+				next := pending
+				pending = nil
+				if code := apply(next); code >= 0 {
+					return code
+				}
 			}
 		case sig := <-sigs:
 			s, ok := sig.(syscall.Signal)
