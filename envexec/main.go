@@ -120,8 +120,10 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		killSignal:   syscall.SIGTERM,
 	}
 	fs := flag.NewFlagSet("envexec", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = usage(stderr, fs)
+	// The flag package's own messages are replaced by one line from run;
+	// -help prints the usage.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 
 	addPrefix := funcFlag(func(s string) error {
 		p, err := parsePrefix(s)
@@ -198,8 +200,8 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		}
 		return nil
 	}), "on-change", "what a change of the environment does: `restart` (default), signal (send -change-signal) or none")
-	fs.Var(signalFlag{&o.changeSignal}, "change-signal", "signal for -on-change signal (default SIGHUP)")
-	fs.Var(signalFlag{&o.killSignal}, "kill-signal", "signal that stops the child for a restart or shutdown (default SIGTERM)")
+	fs.Var(signalFlag{&o.changeSignal}, "change-signal", "signal for -on-change signal")
+	fs.Var(signalFlag{&o.killSignal}, "kill-signal", "signal that stops the child for a restart or shutdown")
 	fs.Var(signalFlag{&o.killSignal}, "exec-kill-signal", "alias of -kill-signal (envconsul's name)")
 	fs.DurationVar(&o.killTimeout, "kill-timeout", 30*time.Second, "grace period after the kill signal before SIGKILL to the child's process group")
 	fs.DurationVar(&o.killTimeout, "exec-kill-timeout", 30*time.Second, "alias of -kill-timeout")
@@ -232,6 +234,10 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	_ = o.consul.Alias(fs, "consul-ssl-server-name", "tls-server-name")
 	o.logs.Register(fs)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			usage(stderr, fs)()
+		}
 		return nil, err
 	}
 	if o.showVersion {
@@ -307,7 +313,7 @@ func run(args []string, stdin, stdout, stderr *os.File) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
-		fmt.Fprintf(stderr, "envexec: %v\n", err)
+		fmt.Fprintf(stderr, "envexec: %v (see envexec -help)\n", err)
 		return exitUsage
 	}
 	if o.showVersion {

@@ -702,7 +702,7 @@ func TestBadInput(t *testing.T) {
 			if !strings.Contains(p.stderr.String(), tc.want) {
 				t.Errorf("stderr %q does not say %q", p.stderr, tc.want)
 			}
-			if lines := strings.Count(strings.TrimSpace(p.stderr.String()), "\n"); lines > 0 && !strings.Contains(p.stderr.String(), "Usage") {
+			if lines := strings.Count(strings.TrimSpace(p.stderr.String()), "\n"); lines > 0 {
 				t.Errorf("want a one-line error, got:\n%s", p.stderr)
 			}
 		})
