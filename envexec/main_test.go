@@ -58,13 +58,22 @@ func childMain(args []string) int {
 	if mode == "exit" {
 		return code
 	}
+	if mode == "stubborn" {
+		signal.Ignore(syscall.SIGTERM, syscall.SIGINT)
+		for {
+			time.Sleep(time.Hour)
+		}
+	}
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT)
 	for s := range sigs {
 		sig := s.(syscall.Signal)
 		switch sig {
-		case syscall.SIGTERM, syscall.SIGINT:
+		case syscall.SIGTERM:
 			event(dir, "term %d", pid)
+			return code
+		case syscall.SIGINT:
+			event(dir, "int %d", pid)
 			return code
 		default:
 			event(dir, "%s %d", strings.ToLower(strings.TrimPrefix(sigName(sig), "SIG")), pid)
@@ -972,5 +981,43 @@ func TestWaitQuiescenceAndExecFlag(t *testing.T) {
 	p = runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-wait", "5s:1s", "--", "true")
 	if p.code != exitUsage || !strings.Contains(p.stderr.String(), "-wait") {
 		t.Errorf("bad -wait: exit %d %s", p.code, p.stderr)
+	}
+}
+
+func TestKillSignalAndTimeout(t *testing.T) {
+	a := consultest.Require(t, agent)
+	c := a.Client()
+	n := ns(t)
+	put(t, c, n+"/V", "1")
+
+	// -kill-signal chooses the stop signal.
+	dir := t.TempDir()
+	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-kill-signal", "SIGINT"}, childArgs(dir, "hold", 0)...)...)
+	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	first := starts(dir)[0]
+	put(t, c, n+"/V", "2")
+	eventually(t, 20*time.Second, "restart", func() bool { return len(starts(dir)) == 2 })
+	if !contains(events(dir), fmt.Sprintf("int_%d", first)) {
+		t.Errorf("the child was not stopped with SIGINT: %v", events(dir))
+	}
+	p.signal(syscall.SIGTERM)
+	p.wait(20 * time.Second)
+
+	// A child that ignores the kill signal is killed after -kill-timeout.
+	dir = t.TempDir()
+	p = startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-kill-timeout", "500ms"}, childArgs(dir, "stubborn", 0)...)...)
+	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	first = starts(dir)[0]
+	put(t, c, n+"/V", "3")
+	eventually(t, 20*time.Second, "restart of the stubborn child", func() bool { return len(starts(dir)) == 2 })
+	if err := syscall.Kill(first, 0); err == nil {
+		t.Errorf("the stubborn child %d still exists after the restart", first)
+	}
+	if !strings.Contains(p.stderr.String(), "SIGKILL") {
+		t.Errorf("no SIGKILL in the log:\n%s", p.stderr)
+	}
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(20 * time.Second); code != 128+int(syscall.SIGKILL) {
+		t.Errorf("exit %d, want %d (the stubborn child killed)", code, 128+int(syscall.SIGKILL))
 	}
 }
