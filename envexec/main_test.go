@@ -206,6 +206,22 @@ func childArgs(dir, mode string, code int, extra ...string) []string {
 	return append([]string{"--", self, "__child", dir, mode, strconv.Itoa(code)}, extra...)
 }
 
+// childDir is a directory for a recording child's files. At the end of the
+// test every child that recorded itself there and still runs is killed (a
+// failed test can leave one behind: envexec killed with SIGKILL cannot stop
+// its child's process group).
+func childDir(t *testing.T) string {
+	dir := t.TempDir()
+	t.Cleanup(func() {
+		for _, pid := range starts(dir) {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(b), dir) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	return dir
+}
+
 // events reads the child's event log.
 func events(dir string) []string {
 	b, _ := os.ReadFile(filepath.Join(dir, "events"))
@@ -347,7 +363,7 @@ func TestEnvironmentNames(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
+			dir := childDir(t)
 			args := append(append([]string{"-once"}, tc.args...), childArgs(dir, "exit", 0)...)
 			p := runEnvexec(t, a.HTTPAddr(), nil, args...)
 			if p.code != 0 {
@@ -383,7 +399,7 @@ func TestPristineAndByteExact(t *testing.T) {
 	for k, v := range values {
 		put(t, c, n+"/"+k, v)
 	}
-	dir := t.TempDir()
+	dir := childDir(t)
 	args := append([]string{"-once", "-prefix", n, "-pristine", "-env-allow", "KEEP_ME,KEEP_GLOB_*"}, childArgs(dir, "exit", 0)...)
 	p := runEnvexec(t, a.HTTPAddr(), []string{"KEEP_ME=1", "KEEP_GLOB_X=2", "DROP_ME=3"}, args...)
 	if p.code != 0 {
@@ -399,7 +415,7 @@ func TestPristineAndByteExact(t *testing.T) {
 	}
 
 	// Without -pristine the parent's environment is inherited, Consul wins.
-	dir = t.TempDir()
+	dir = childDir(t)
 	args = append([]string{"-once", "-prefix", n}, childArgs(dir, "exit", 0)...)
 	p = runEnvexec(t, a.HTTPAddr(), []string{"DROP_ME=3", "EQUALS=from-parent"}, args...)
 	if p.code != 0 {
@@ -417,7 +433,7 @@ func TestChangeRestartDeleteAndUnrelated(t *testing.T) {
 	n := ns(t)
 	put(t, c, n+"/app/PORT", "80")
 	put(t, c, n+"/app/DEBUG", "1")
-	dir := t.TempDir()
+	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n + "/app", "-kill-timeout", "5s", "-log-level", "debug"}, childArgs(dir, "hold", 0)...)...)
 	eventually(t, 20*time.Second, "first start", func() bool { return len(starts(dir)) == 1 })
 	first := starts(dir)[0]
@@ -484,7 +500,7 @@ func TestOnChangeSignal(t *testing.T) {
 	c := a.Client()
 	n := ns(t)
 	put(t, c, n+"/V", "1")
-	dir := t.TempDir()
+	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-on-change", "signal", "-change-signal", "USR1"}, childArgs(dir, "hold", 0)...)...)
 	eventually(t, 20*time.Second, "first start", func() bool { return len(starts(dir)) == 1 })
 	pid := starts(dir)[0]
@@ -512,7 +528,7 @@ func TestSignalsAndExitCode(t *testing.T) {
 	c := a.Client()
 	n := ns(t)
 	put(t, c, n+"/V", "1")
-	dir := t.TempDir()
+	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n}, childArgs(dir, "hold", 7)...)...)
 	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	pid := starts(dir)[0]
@@ -531,7 +547,7 @@ func TestSignalsAndExitCode(t *testing.T) {
 
 	// The child's own exit code, with and without -once.
 	for _, once := range []bool{false, true} {
-		dir := t.TempDir()
+		dir := childDir(t)
 		args := []string{"-prefix", n}
 		if once {
 			args = append(args, "-once")
@@ -553,7 +569,7 @@ func TestArgumentQuoting(t *testing.T) {
 	c := a.Client()
 	n := ns(t)
 	put(t, c, n+"/GREETING", "hello world")
-	dir := t.TempDir()
+	dir := childDir(t)
 	odd := []string{"two words", `"double"`, "'single'", "$GREETING", "", "*", "a\nb", "--flag"}
 	p := runEnvexec(t, a.HTTPAddr(), nil, append([]string{"-once", "-prefix", n}, childArgs(dir, "exit", 0, odd...)...)...)
 	if p.code != 0 {
@@ -680,7 +696,7 @@ func readJSON(t *testing.T, s string) map[string]string {
 
 func TestBadInput(t *testing.T) {
 	a := consultest.Require(t, agent)
-	dir := t.TempDir()
+	dir := childDir(t)
 	child := childArgs(dir, "exit", 0)
 	cases := []struct {
 		name string
@@ -747,7 +763,7 @@ func TestConsulOutage(t *testing.T) {
 	a := consultest.StartT(t, consultest.Options{NodeName: "envexec-outage"})
 	c := a.Client()
 	put(t, c, "app/PORT", "80")
-	dir := t.TempDir()
+	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", "app", "-kill-timeout", "5s"}, childArgs(dir, "hold", 0)...)...)
 	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	pid := starts(dir)[0]
@@ -801,7 +817,7 @@ func TestServiceAndMetrics(t *testing.T) {
 	}
 	maddr := ln.Addr().String()
 	ln.Close()
-	dir := t.TempDir()
+	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-service", svc,
 		"-service-format-port", "{{ service }}_HTTP_PORT", "-upcase", "-metrics-addr", maddr}, childArgs(dir, "hold", 0)...)...)
 	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
@@ -845,7 +861,7 @@ func TestConsulPausedAndSplay(t *testing.T) {
 	a := consultest.StartT(t, consultest.Options{NodeName: "envexec-pause"})
 	c := a.Client()
 	put(t, c, "app/PORT", "80")
-	dir := t.TempDir()
+	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", "app", "-splay", "300ms", "-log-level", "debug"}, childArgs(dir, "hold", 0)...)...)
 	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	pid := starts(dir)[0]
@@ -888,7 +904,7 @@ func TestInterruptedWhileWaiting(t *testing.T) {
 	}
 	maddr := ml.Addr().String()
 	ml.Close()
-	dir := t.TempDir()
+	dir := childDir(t)
 	p := startEnvexec(t, dead, nil, append([]string{"-prefix", "app", "-metrics-addr", maddr}, childArgs(dir, "exit", 0)...)...)
 	// /health says what it waits for.
 	eventually(t, 20*time.Second, "/health to answer 503 naming the prefix", func() bool {
@@ -953,7 +969,7 @@ func TestWaitQuiescenceAndExecFlag(t *testing.T) {
 	c := a.Client()
 	n := ns(t)
 	put(t, c, n+"/V", "0")
-	dir := t.TempDir()
+	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-wait", "1500ms:20s"}, childArgs(dir, "hold", 0)...)...)
 	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	// A burst of writes well inside the quiet period makes one restart with
@@ -991,7 +1007,7 @@ func TestKillSignalAndTimeout(t *testing.T) {
 	put(t, c, n+"/V", "1")
 
 	// -kill-signal chooses the stop signal.
-	dir := t.TempDir()
+	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-kill-signal", "SIGINT"}, childArgs(dir, "hold", 0)...)...)
 	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	first := starts(dir)[0]
@@ -1004,7 +1020,7 @@ func TestKillSignalAndTimeout(t *testing.T) {
 	p.wait(20 * time.Second)
 
 	// A child that ignores the kill signal is killed after -kill-timeout.
-	dir = t.TempDir()
+	dir = childDir(t)
 	p = startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-kill-timeout", "500ms"}, childArgs(dir, "stubborn", 0)...)...)
 	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	first = starts(dir)[0]
