@@ -160,7 +160,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	})
 	fs.Var(addService, "service", "instances of service `[TAG.]NAME[@DC]` as variables <service>_id, _name, _address, _tag, _port (repeatable)")
 	fs.Var(addService, "service-query", "alias of -service (envconsul's name)")
-	for _, field := range serviceFields {
+	for _, field := range serviceFields() {
 		field := field
 		fs.Var(funcFlag(func(s string) error {
 			if len(o.services) == 0 {

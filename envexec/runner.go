@@ -111,13 +111,19 @@ func (r *runner) run() int {
 	signal.Notify(sigs)
 	defer signal.Stop(sigs)
 
+	// Background goroutines (metrics server, reaper) end when ctx is
+	// cancelled, and run waits for them.
+	var bg sync.WaitGroup
+	defer bg.Wait()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
 	if o.metricsAddr != "" {
 		errc := make(chan error, 1)
 		ready := make(chan net.Addr, 1)
+		bg.Add(1)
 		go func() {
+			defer bg.Done()
 			errc <- telemetry.Serve(ctx, o.metricsAddr, r.metrics.registry(), r.health, r.log, func(a net.Addr) { ready <- a })
 		}()
 		select {
@@ -138,7 +144,8 @@ func (r *runner) run() int {
 			}
 		}
 		r.reaper = supervisor.NewReaper(r.log)
-		go r.reaper.Run(ctx)
+		bg.Add(1)
+		go func() { defer bg.Done(); r.reaper.Run(ctx) }()
 	}
 
 	// One watch loop per source; the first call of each answers at once.

@@ -119,7 +119,7 @@ func (p *prefixSpec) vars(data any, n naming) []namedVar {
 }
 
 // serviceFields are the per-instance variables, in envconsul's names.
-var serviceFields = []string{"id", "name", "address", "tag", "port"}
+func serviceFields() []string { return []string{"id", "name", "address", "tag", "port"} }
 
 // serviceSpec is one -service [TAG.]NAME[@DC].
 type serviceSpec struct {
@@ -200,7 +200,7 @@ func (s *serviceSpec) vars(data any, n naming) []namedVar {
 			"tag":     strings.Join(svc.ServiceTags, ","),
 			"port":    strconv.Itoa(svc.ServicePort),
 		}
-		for _, f := range serviceFields {
+		for _, f := range serviceFields() {
 			name, err := n.serviceName(s, svc.ServiceName, f)
 			out = append(out, namedVar{key: "service " + svc.ServiceName + " (" + svc.ServiceID + ") " + f, name: name, value: vals[f], err: err})
 		}
