@@ -1037,3 +1037,25 @@ func TestKillSignalAndTimeout(t *testing.T) {
 		t.Errorf("exit %d, want %d (the stubborn child killed)", code, 128+int(syscall.SIGKILL))
 	}
 }
+
+func TestDatacenterSuffix(t *testing.T) {
+	a := consultest.Require(t, agent)
+	c := a.Client()
+	n := ns(t)
+	put(t, c, n+"/V", "in-dc1")
+	dir := childDir(t)
+	p := runEnvexec(t, a.HTTPAddr(), nil, append([]string{"-once", "-prefix", n + "@" + a.Datacenter}, childArgs(dir, "exit", 0)...)...)
+	if p.code != 0 || lastEnv(t, dir)["V"] != "in-dc1" {
+		t.Fatalf("exit %d, V=%q\n%s", p.code, lastEnv(t, dir)["V"], p.stderr)
+	}
+	// An unknown datacenter never answers: -wait-timeout says which prefix
+	// and why.
+	dir = childDir(t)
+	p = runEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n + "@nosuchdc", "-wait-timeout", "1s"}, childArgs(dir, "exit", 0)...)...)
+	if p.code != exitWaitTimeout || !strings.Contains(p.stderr.String(), "prefix "+n+"@nosuchdc") || !strings.Contains(p.stderr.String(), "No path to datacenter") {
+		t.Errorf("exit %d\n%s", p.code, p.stderr)
+	}
+	if len(starts(dir)) != 0 {
+		t.Errorf("the command started")
+	}
+}
