@@ -1,0 +1,53 @@
+package main
+
+import (
+	"github.com/berth/berth/pkg/telemetry"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are envexec's Prometheus metrics (berth_envexec_*). The registry
+// with the Go and process collectors is only made when -metrics-addr asks
+// for it, to keep the start path short.
+type metrics struct {
+	sources       prometheus.Gauge
+	sourcesReady  prometheus.Gauge
+	variables     prometheus.Gauge
+	skipped       prometheus.Gauge
+	childRunning  prometheus.Gauge
+	childStarts   prometheus.Counter
+	restarts      prometheus.Counter
+	changeSignals prometheus.Counter
+	changes       prometheus.Counter
+	lastChange    prometheus.Gauge
+	consulErrors  *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	g := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: telemetry.Namespace, Subsystem: "envexec", Name: name, Help: help})
+	}
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: telemetry.Namespace, Subsystem: "envexec", Name: name, Help: help})
+	}
+	return &metrics{
+		sources:       g("sources", "prefixes and services watched"),
+		sourcesReady:  g("sources_ready", "sources that have answered at least once"),
+		variables:     g("variables", "variables taken from Consul in the current environment"),
+		skipped:       g("skipped_keys", "keys skipped in the last rebuild (invalid name or value)"),
+		childRunning:  g("child_running", "1 while the command runs"),
+		childStarts:   c("child_starts_total", "times the command was started"),
+		restarts:      c("restarts_total", "restarts caused by a change of the environment"),
+		changeSignals: c("change_signals_total", "signals sent to the command for a change (-on-change signal)"),
+		changes:       c("env_changes_total", "real changes of the environment"),
+		lastChange:    g("last_change_timestamp_seconds", "when the environment last changed"),
+		consulErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: telemetry.Namespace, Subsystem: "envexec",
+			Name: "consul_errors_total", Help: "failed Consul queries, by source"}, []string{"source"}),
+	}
+}
+
+func (m *metrics) registry() *prometheus.Registry {
+	reg := telemetry.NewRegistry()
+	reg.MustRegister(m.sources, m.sourcesReady, m.variables, m.skipped, m.childRunning, m.childStarts,
+		m.restarts, m.changeSignals, m.changes, m.lastChange, m.consulErrors)
+	return reg
+}

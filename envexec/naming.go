@@ -1,0 +1,247 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+	"text/template"
+)
+
+// invalidNameChars matches what -sanitize replaces (as envconsul does).
+var invalidNameChars = regexp.MustCompile(`[^A-Za-z0-9_]`)
+
+// validName reports whether s can be an environment variable name that every
+// shell and exec reader accepts: [A-Za-z_][A-Za-z0-9_]*.
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '_', c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z':
+		case c >= '0' && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// naming holds the options that turn a Consul key into a variable name.
+type naming struct {
+	sanitize bool
+	upcase   bool
+	noPrefix bool
+}
+
+// finish applies -sanitize and -upcase, in envconsul's order.
+func (n naming) finish(name string) string {
+	if n.sanitize {
+		name = invalidNameChars.ReplaceAllString(name, "_")
+	}
+	if n.upcase {
+		name = strings.ToUpper(name)
+	}
+	return name
+}
+
+// kvName computes the variable name for a key under prefix p. rel is the key
+// relative to the prefix, without a leading slash.
+//
+// The pipeline: with -no-prefix=false the prefix path (invalid characters as
+// "_") and "_" go in front; nested key segments are joined with "_"; the
+// prefix's format template is applied ({{ key }} is the name so far);
+// -sanitize; -upcase.
+func (n naming) kvName(p *prefixSpec, rel string) (string, error) {
+	key := rel
+	if !n.noPrefix {
+		key = invalidNameChars.ReplaceAllString(p.path, "_") + "_" + key
+	}
+	key = strings.ReplaceAll(key, "/", "_")
+	if p.format != nil {
+		var err error
+		if key, err = execFormat(p.format, map[string]string{"key": key}); err != nil {
+			return "", err
+		}
+	}
+	return n.finish(key), nil
+}
+
+// serviceName computes the variable name for one field (id, name, address,
+// tag, port) of an instance of service svc. The default is "<service>/<field>"
+// as envconsul names it, with "/" joined to "_".
+func (n naming) serviceName(s *serviceSpec, svc, field string) (string, error) {
+	key := svc + "/" + field
+	if t := s.formats[field]; t != nil {
+		var err error
+		if key, err = execFormat(t, map[string]string{"key": field, "service": svc}); err != nil {
+			return "", err
+		}
+	}
+	key = strings.ReplaceAll(key, "/", "_")
+	return n.finish(key), nil
+}
+
+// parseFormat parses a name format such as "APP_{{ key }}". The template has
+// the functions key (and service, for service formats), upper and lower.
+func parseFormat(text string, withService bool) (*template.Template, error) {
+	funcs := template.FuncMap{
+		"key":     func() string { return "" },
+		"upper":   strings.ToUpper,
+		"lower":   strings.ToLower,
+		"replace": func(old, new, s string) string { return strings.ReplaceAll(s, old, new) },
+	}
+	if withService {
+		funcs["service"] = func() string { return "" }
+	}
+	t, err := template.New("format").Option("missingkey=error").Funcs(funcs).Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("format %q: %w", text, err)
+	}
+	// Try it once so a template that cannot run is refused at start.
+	vals := map[string]string{"key": "x", "service": "s"}
+	if _, err := execFormat(t, vals); err != nil {
+		return nil, fmt.Errorf("format %q: %w", text, err)
+	}
+	return t, nil
+}
+
+// execFormat runs a format template; the functions key and service return
+// the given values. Clone keeps the parsed template shareable.
+func execFormat(t *template.Template, vals map[string]string) (string, error) {
+	c, err := t.Clone()
+	if err != nil {
+		return "", err
+	}
+	funcs := template.FuncMap{"key": func() string { return vals["key"] }}
+	if _, ok := vals["service"]; ok {
+		funcs["service"] = func() string { return vals["service"] }
+	}
+	var buf bytes.Buffer
+	if err := c.Funcs(funcs).Execute(&buf, nil); err != nil {
+		return "", err
+	}
+	return buf.String(), nil
+}
+
+// namedVar is one candidate variable: the Consul key (or service field) it
+// comes from, the computed name and the value.
+type namedVar struct {
+	key   string
+	name  string
+	value string
+	err   error
+}
+
+// skipped is a key that did not become a variable, and why. It never holds
+// the value.
+type skipped struct {
+	key    string
+	name   string
+	reason string
+}
+
+// merge builds the environment from each source's variables in order: later
+// sources win. It returns the variables and the keys it skipped.
+func merge(lists [][]namedVar) (map[string]string, []skipped) {
+	env := map[string]string{}
+	var skips []skipped
+	for _, list := range lists {
+		for _, v := range list {
+			switch {
+			case v.err != nil:
+				skips = append(skips, skipped{key: v.key, reason: "name format failed: " + v.err.Error()})
+			case !validName(v.name):
+				skips = append(skips, skipped{key: v.key, name: v.name, reason: "not a valid environment variable name (use -sanitize or a format)"})
+			case strings.IndexByte(v.value, 0) >= 0:
+				skips = append(skips, skipped{key: v.key, name: v.name, reason: "value contains a NUL byte, which an environment cannot carry"})
+			default:
+				env[v.name] = v.value
+			}
+		}
+	}
+	return env, skips
+}
+
+// childEnv is the child's environment: the parent's (all of it, or with
+// -pristine only the names matching the allow list), then the Consul
+// variables, which win.
+func childEnv(parent []string, vars map[string]string, pristine bool, allow []string) []string {
+	out := make([]string, 0, len(parent)+len(vars))
+	seen := map[string]bool{}
+	for _, kv := range parent {
+		name, _, ok := strings.Cut(kv, "=")
+		if !ok || name == "" {
+			continue
+		}
+		if pristine && !allowed(name, allow) {
+			continue
+		}
+		if _, over := vars[name]; over || seen[name] {
+			continue
+		}
+		seen[name] = true
+		out = append(out, kv)
+	}
+	for _, name := range sortedNames(vars) {
+		out = append(out, name+"="+vars[name])
+	}
+	return out
+}
+
+// allowed reports whether name matches one of the -env-allow patterns (exact
+// names or shell globs such as LC_*).
+func allowed(name string, allow []string) bool {
+	for _, p := range allow {
+		if p == name {
+			return true
+		}
+		if ok, _ := path.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedNames(m map[string]string) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// equalEnv reports whether two environments are the same.
+func equalEnv(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// diffNames lists the names added, removed or changed between a and b.
+func diffNames(a, b map[string]string) []string {
+	var out []string
+	for k, v := range b {
+		if w, ok := a[k]; !ok || w != v {
+			out = append(out, k)
+		}
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

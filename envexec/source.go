@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// source is one thing envexec watches: a KV prefix or a service.
+type source interface {
+	// String names the source in logs and messages ("prefix app/config").
+	String() string
+	// fetch performs one (blocking) query.
+	fetch(ctx context.Context, c *api.Client, waitIndex uint64, maxStale time.Duration) (any, uint64, error)
+	// vars turns the fetched data into candidate variables.
+	vars(data any, n naming) []namedVar
+}
+
+// prefixSpec is one -prefix PATH[@DC].
+type prefixSpec struct {
+	path   string // without leading or trailing slashes
+	dc     string
+	format *template.Template
+	fmtSrc string
+}
+
+// parsePrefix parses PATH[@DC].
+func parsePrefix(s string) (*prefixSpec, error) {
+	p, dc, err := splitDC(s)
+	if err != nil {
+		return nil, err
+	}
+	p = strings.Trim(p, "/")
+	if p == "" {
+		return nil, fmt.Errorf("%q: empty key path", s)
+	}
+	if strings.Contains(p, "//") {
+		return nil, fmt.Errorf("%q: empty path segment (\"//\")", s)
+	}
+	return &prefixSpec{path: p, dc: dc}, nil
+}
+
+// splitDC splits "thing@dc", refusing an empty datacenter, several "@" and
+// control characters.
+func splitDC(s string) (string, string, error) {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return "", "", fmt.Errorf("%q: control character in the path", s)
+		}
+	}
+	name, dc, hasDC := strings.Cut(s, "@")
+	if hasDC {
+		if dc == "" {
+			return "", "", fmt.Errorf("%q: empty datacenter after \"@\"", s)
+		}
+		if strings.Contains(dc, "@") {
+			return "", "", fmt.Errorf("%q: more than one \"@\"", s)
+		}
+		if strings.ContainsAny(dc, "/ \t") {
+			return "", "", fmt.Errorf("%q: datacenter %q is not a datacenter name", s, dc)
+		}
+	}
+	return name, dc, nil
+}
+
+func (p *prefixSpec) String() string {
+	if p.dc != "" {
+		return "prefix " + p.path + "@" + p.dc
+	}
+	return "prefix " + p.path
+}
+
+// queryOptions returns the options for a (possibly stale) blocking query.
+func queryOptions(ctx context.Context, dc string, waitIndex uint64, stale bool) *api.QueryOptions {
+	q := &api.QueryOptions{Datacenter: dc, WaitIndex: waitIndex, AllowStale: stale}
+	if waitIndex > 0 {
+		q.WaitTime = 5 * time.Minute
+	}
+	return q.WithContext(ctx)
+}
+
+// fetch lists the keys below PATH/ (whole segments only: prefix "app" never
+// sees "app2/x"). With -max-stale above zero any server may answer; an answer
+// staler than that is asked again of the leader.
+func (p *prefixSpec) fetch(ctx context.Context, c *api.Client, waitIndex uint64, maxStale time.Duration) (any, uint64, error) {
+	kv := c.KV()
+	pairs, meta, err := kv.List(p.path+"/", queryOptions(ctx, p.dc, waitIndex, maxStale > 0))
+	if err == nil && maxStale > 0 && meta.LastContact > maxStale {
+		pairs, meta, err = kv.List(p.path+"/", queryOptions(ctx, p.dc, waitIndex, false))
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("list %s/: %w", p.path, err)
+	}
+	return pairs, meta.LastIndex, nil
+}
+
+func (p *prefixSpec) vars(data any, n naming) []namedVar {
+	pairs, _ := data.(api.KVPairs)
+	out := make([]namedVar, 0, len(pairs))
+	base := p.path + "/"
+	for _, kv := range pairs {
+		if !strings.HasPrefix(kv.Key, base) {
+			continue // cannot happen with List(base); kept as a guard
+		}
+		rel := strings.TrimLeft(strings.TrimPrefix(kv.Key, base), "/")
+		if rel == "" || strings.HasSuffix(rel, "/") {
+			continue // the prefix itself or a folder key
+		}
+		name, err := n.kvName(p, rel)
+		out = append(out, namedVar{key: kv.Key, name: name, value: string(kv.Value), err: err})
+	}
+	return out
+}
+
+// serviceFields are the per-instance variables, in envconsul's names.
+func serviceFields() []string { return []string{"id", "name", "address", "tag", "port"} }
+
+// serviceSpec is one -service [TAG.]NAME[@DC].
+type serviceSpec struct {
+	name    string
+	tag     string
+	dc      string
+	formats map[string]*template.Template
+}
+
+func parseService(s string) (*serviceSpec, error) {
+	q, dc, err := splitDC(s)
+	if err != nil {
+		return nil, err
+	}
+	spec := &serviceSpec{dc: dc, formats: map[string]*template.Template{}}
+	if i := strings.LastIndex(q, "."); i >= 0 {
+		spec.tag, spec.name = q[:i], q[i+1:]
+		if spec.tag == "" {
+			return nil, fmt.Errorf("%q: empty tag before \".\"", s)
+		}
+	} else {
+		spec.name = q
+	}
+	if spec.name == "" {
+		return nil, fmt.Errorf("%q: empty service name", s)
+	}
+	if strings.ContainsAny(spec.name, "/ ") {
+		return nil, fmt.Errorf("%q: %q is not a service name", s, spec.name)
+	}
+	return spec, nil
+}
+
+func (s *serviceSpec) String() string {
+	out := "service " + s.name
+	if s.tag != "" {
+		out = "service " + s.tag + "." + s.name
+	}
+	if s.dc != "" {
+		out += "@" + s.dc
+	}
+	return out
+}
+
+func (s *serviceSpec) fetch(ctx context.Context, c *api.Client, waitIndex uint64, maxStale time.Duration) (any, uint64, error) {
+	cat := c.Catalog()
+	svcs, meta, err := cat.Service(s.name, s.tag, queryOptions(ctx, s.dc, waitIndex, maxStale > 0))
+	if err == nil && maxStale > 0 && meta.LastContact > maxStale {
+		svcs, meta, err = cat.Service(s.name, s.tag, queryOptions(ctx, s.dc, waitIndex, false))
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("catalog service %s: %w", s.name, err)
+	}
+	return svcs, meta.LastIndex, nil
+}
+
+// vars gives id, name, address, tag and port of each instance; with several
+// instances the last one (by node, then service ID) wins, as in envconsul.
+// An instance without its own address gets its node's address.
+func (s *serviceSpec) vars(data any, n naming) []namedVar {
+	svcs, _ := data.([]*api.CatalogService)
+	svcs = append([]*api.CatalogService(nil), svcs...)
+	sort.SliceStable(svcs, func(i, j int) bool {
+		if svcs[i].Node != svcs[j].Node {
+			return svcs[i].Node < svcs[j].Node
+		}
+		return svcs[i].ServiceID < svcs[j].ServiceID
+	})
+	var out []namedVar
+	for _, svc := range svcs {
+		addr := svc.ServiceAddress
+		if addr == "" {
+			addr = svc.Address
+		}
+		vals := map[string]string{
+			"id":      svc.ServiceID,
+			"name":    svc.ServiceName,
+			"address": addr,
+			"tag":     strings.Join(svc.ServiceTags, ","),
+			"port":    strconv.Itoa(svc.ServicePort),
+		}
+		for _, f := range serviceFields() {
+			name, err := n.serviceName(s, svc.ServiceName, f)
+			out = append(out, namedVar{key: "service " + svc.ServiceName + " (" + svc.ServiceID + ") " + f, name: name, value: vals[f], err: err})
+		}
+	}
+	return out
+}
