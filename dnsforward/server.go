@@ -1,0 +1,467 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/miekg/dns"
+)
+
+// Config is everything a Server needs; main fills it from flags.
+type Config struct {
+	Listen         string
+	Domains        []string // lower case FQDNs; the first is the primary
+	ConsulDNS      string
+	Upstreams      []string
+	Policy         string
+	TryTimeout     time.Duration
+	Budget         time.Duration
+	CacheSize      int
+	CacheMaxTTL    time.Duration
+	CacheNegMaxTTL time.Duration
+	ServeStale     bool
+	ServeStaleMax  time.Duration
+	ServiceTTL     time.Duration
+	NodeTTL        time.Duration
+	OnlyPassing    bool
+	IdleTimeout    time.Duration
+	MaxStale       time.Duration
+	StaleTTL       time.Duration
+	Datacenter     string
+	UDPReaders     int
+	Client         *api.Client
+	Log            *slog.Logger
+}
+
+// Server is a running dnsforward.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	m     *metrics
+	zone  *consulZone
+	fwd   *forwarder
+	ctx   context.Context
+	clock atomic.Int64
+
+	udp []*net.UDPConn
+	tcp net.Listener
+	wg  sync.WaitGroup
+}
+
+// New checks cfg and builds a Server; Listen then Serve (or Run) start it.
+func New(cfg Config) (*Server, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.UDPReaders <= 0 {
+		cfg.UDPReaders = 1
+	}
+	s := &Server{cfg: cfg, log: cfg.Log}
+	s.clock.Store(time.Now().UnixNano())
+	s.fwd = newForwarder(s, cfg.Upstreams)
+	s.m = newMetrics(s.fwd.cacheLen)
+	s.zone = newConsulZone(s, cfg.Client, cfg.Domains)
+	return s, nil
+}
+
+// now is a clock read from an atomic, ticked every 10ms by Serve.
+func (s *Server) now() int64 { return s.clock.Load() }
+
+// Listen binds the UDP sockets (several with SO_REUSEPORT, one reader each)
+// and the TCP listener on the same address.
+func (s *Server) Listen() error {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0xf /* SO_REUSEPORT */, 1)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	addr := s.cfg.Listen
+	for i := 0; i < s.cfg.UDPReaders; i++ {
+		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("-listen %s (udp): %w", s.cfg.Listen, err)
+		}
+		u := pc.(*net.UDPConn)
+		_ = u.SetReadBuffer(4 << 20)
+		s.udp = append(s.udp, u)
+		addr = u.LocalAddr().String() // the port chosen for :0
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		s.closeListeners()
+		return fmt.Errorf("-listen %s (tcp): %w", addr, err)
+	}
+	s.tcp = ln
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	for _, u := range s.udp {
+		u.Close()
+	}
+	if s.tcp != nil {
+		s.tcp.Close()
+	}
+}
+
+// Addr is the bound address (UDP and TCP share the port).
+func (s *Server) Addr() string { return s.udp[0].LocalAddr().String() }
+
+// Serve answers queries until ctx is done. Listen must have succeeded.
+func (s *Server) Serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.ctx = ctx
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				s.clock.Store(now.UnixNano())
+			}
+		}
+	}()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.zone.run(ctx) }()
+	for _, u := range s.udp {
+		s.wg.Add(1)
+		go func(u *net.UDPConn) { defer s.wg.Done(); s.readUDP(ctx, u) }(u)
+	}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.acceptTCP(ctx) }()
+	s.log.Info("answering DNS", "addr", s.Addr(), "domains", strings.Join(s.cfg.Domains, ","), "upstreams", strings.Join(s.cfg.Upstreams, ","), "consul_dns", s.cfg.ConsulDNS)
+	<-ctx.Done()
+	s.closeListeners()
+	s.wg.Wait()
+	return nil
+}
+
+// reader holds one reader's buffers, reused for every packet.
+type reader struct {
+	buf  []byte
+	out  []byte
+	name []byte
+	key  []byte
+	q    query
+}
+
+func newReader() *reader {
+	return &reader{buf: make([]byte, 65536), out: make([]byte, 0, 65536+16), name: make([]byte, 0, 256), key: make([]byte, 0, 260)}
+}
+
+func (s *Server) readUDP(ctx context.Context, u *net.UDPConn) {
+	r := newReader()
+	for {
+		n, from, err := u.ReadFromUDPAddrPort(r.buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("udp read", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		resp, job := s.handle(r, r.buf[:n], false)
+		if resp != nil {
+			_, _ = u.WriteToUDPAddrPort(resp, from)
+		}
+		if job != nil {
+			go func() {
+				if b := s.slow(ctx, job); b != nil {
+					_, _ = u.WriteToUDPAddrPort(b, from)
+				}
+			}()
+		}
+	}
+}
+
+func (s *Server) acceptTCP(ctx context.Context) {
+	var conns sync.WaitGroup
+	defer conns.Wait()
+	for {
+		c, err := s.tcp.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("tcp accept", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		conns.Add(1)
+		go func() { defer conns.Done(); s.serveTCP(ctx, c) }()
+	}
+}
+
+// tcpIdle closes TCP connections without a query for this long.
+const tcpIdle = 10 * time.Second
+
+func (s *Server) serveTCP(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	r := newReader()
+	var wmu sync.Mutex
+	var jobs sync.WaitGroup
+	defer jobs.Wait()
+	send := func(b []byte) {
+		wmu.Lock()
+		defer wmu.Unlock()
+		_ = c.SetWriteDeadline(time.Now().Add(tcpIdle))
+		var l [2]byte
+		binary.BigEndian.PutUint16(l[:], uint16(len(b)))
+		_, _ = c.Write(append(l[:], b...))
+	}
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(tcpIdle))
+		var l [2]byte
+		if _, err := io.ReadFull(c, l[:]); err != nil {
+			return
+		}
+		n := int(binary.BigEndian.Uint16(l[:]))
+		if _, err := io.ReadFull(c, r.buf[:n]); err != nil {
+			return
+		}
+		resp, job := s.handle(r, r.buf[:n], true)
+		if resp != nil {
+			send(resp)
+		}
+		if job != nil {
+			jobs.Add(1)
+			go func() {
+				defer jobs.Done()
+				if b := s.slow(ctx, job); b != nil {
+					send(b)
+				}
+			}()
+		}
+	}
+}
+
+// handle answers a packet from memory when it can. It returns the reply (in
+// r.out) or a job for s.slow (a copy of the query) or neither (drop).
+func (s *Server) handle(r *reader, raw []byte, tcp bool) ([]byte, *query) {
+	q := &r.q
+	switch parseFast(raw, r.name, q) {
+	case parseDrop:
+		s.m.dropped.Add(1)
+		return nil, nil
+	case parseNeedSlow:
+		rcode, err := parseSlow(raw, q)
+		if errors.Is(err, errNotQuery) {
+			s.m.dropped.Add(1)
+			return nil, nil
+		}
+		if err != nil {
+			s.log.Debug("bad query", "err", err, "rcode", dns.RcodeToString[rcode])
+			s.m.query(zoneNone, 0, rcode)
+			if rcode == dns.RcodeBadVers {
+				q.tcp = tcp
+				b, err := rcodeReply(q, rcode, nil)
+				if err != nil {
+					return nil, nil
+				}
+				return b, nil
+			}
+			r.out = errorReply(raw, rcode, r.out)
+			return r.out, nil
+		}
+	}
+	q.tcp = tcp
+	if q.qclass != dns.ClassINET {
+		s.m.query(zoneNone, q.qtype, dns.RcodeRefused)
+		b, err := rcodeReply(q, dns.RcodeRefused, nil)
+		if err != nil {
+			return nil, nil
+		}
+		return b, nil
+	}
+	now := s.now()
+	r.key = append(append(r.key[:0], q.name...), byte(q.qtype>>8), byte(q.qtype))
+	if s.inConsulDomain(q.name) {
+		a := s.zone.cached(r.key)
+		if a == nil {
+			s.m.misses[cacheConsul].Add(1)
+			return nil, q.clone()
+		}
+		s.m.hits[cacheConsul].Add(1)
+		return s.sendConsul(r, q, a, now), nil
+	}
+	if q.qtype == dns.TypePTR || s.cfg.CacheSize <= 0 {
+		return nil, q.clone()
+	}
+	r.key = append(r.key, byte(q.qclass>>8), byte(q.qclass))
+	a, fresh := s.fwd.cached(r.key, now)
+	if a == nil || !fresh {
+		s.m.misses[cacheUpstream].Add(1)
+		return nil, q.clone()
+	}
+	s.m.hits[cacheUpstream].Add(1)
+	return s.send(r, q, a, now), nil
+}
+
+func (s *Server) sendConsul(r *reader, q *query, a *answer, now int64) []byte {
+	if w := a.watch; w != nil {
+		w.touch(now)
+		if w.failing.Load() {
+			s.m.stale[cacheConsul].Add(1)
+			if s.cfg.MaxStale > 0 && time.Now().UnixNano()-w.lastOK.Load() > int64(s.cfg.MaxStale) {
+				s.m.query(zoneConsul, q.qtype, dns.RcodeServerFailure)
+				b, _ := rcodeReply(q, dns.RcodeServerFailure, nil)
+				return b
+			}
+		}
+	}
+	return s.send(r, q, a, now)
+}
+
+func (s *Server) send(r *reader, q *query, a *answer, now int64) []byte {
+	s.m.query(a.zone, q.qtype, a.rcode)
+	out, ok := a.write(q, r.out, now)
+	if ok {
+		r.out = out
+		return out
+	}
+	b, err := a.writeSlow(q, now)
+	if err != nil {
+		s.log.Warn("cannot write answer", "name", string(q.name), "err", err)
+		return nil
+	}
+	return b
+}
+
+func (s *Server) inConsulDomain(name []byte) bool {
+	for _, d := range s.cfg.Domains {
+		if len(name) == len(d) && string(name) == d {
+			return true
+		}
+		if len(name) > len(d) && name[len(name)-len(d)-1] == '.' && string(name[len(name)-len(d):]) == d {
+			return true
+		}
+	}
+	return false
+}
+
+// slow answers what handle could not from memory: first lookups of a
+// Consul name, names passed to the agent's DNS, forwarded names.
+func (s *Server) slow(ctx context.Context, q *query) []byte {
+	r := &reader{}
+	name := string(q.name)
+	if s.inConsulDomain(q.name) {
+		a, res, err := s.zone.resolve(ctx, name, q.qtype, true)
+		if err != nil {
+			s.log.Warn("consul answer", "name", name, "err", err)
+			return s.fail(q, zoneConsul, dns.RcodeServerFailure)
+		}
+		if res == resAnswer {
+			return s.sendConsul(r, q, a, s.now())
+		}
+		return s.passToAgent(ctx, q, false)
+	}
+	if q.qtype == dns.TypePTR && (strings.HasSuffix(name, ".in-addr.arpa.") || strings.HasSuffix(name, ".ip6.arpa.")) {
+		if b := s.passToAgent(ctx, q, true); b != nil {
+			return b
+		}
+	}
+	key := name + string([]byte{byte(q.qtype >> 8), byte(q.qtype), byte(q.qclass >> 8), byte(q.qclass)})
+	a, err := s.fwd.resolve(ctx, key, name, q.qtype, q.qclass)
+	if err != nil {
+		if errors.Is(err, errNoUpstream) {
+			return s.fail(q, zoneUpstream, dns.RcodeRefused)
+		}
+		if old, _ := s.fwd.cached([]byte(key), s.now()); old != nil && s.cfg.ServeStale && s.now() < old.staleEnd {
+			s.m.stale[cacheUpstream].Add(1)
+			return s.send(r, q, staleCopy(old), s.now())
+		}
+		s.log.Debug("forward failed", "name", name, "err", err)
+		return s.fail(q, zoneUpstream, dns.RcodeServerFailure)
+	}
+	return s.send(r, q, a, s.now())
+}
+
+func (s *Server) fail(q *query, zone, rcode int) []byte {
+	s.m.query(zone, q.qtype, rcode)
+	b, err := rcodeReply(q, rcode, nil)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// passToAgent asks the Consul agent's DNS. With fallback set (PTR), only a
+// positive answer is used and nil lets the caller forward upstream instead.
+func (s *Server) passToAgent(ctx context.Context, q *query, fallback bool) []byte {
+	req := new(dns.Msg)
+	req.SetQuestion(string(q.name), q.qtype)
+	req.RecursionDesired = q.rd
+	req.SetEdns0(maxUDPAnswer, false)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Budget)
+	defer cancel()
+	resp, err := s.exchangeWith(ctx, s.cfg.ConsulDNS, req, s.cfg.TryTimeout)
+	if fallback {
+		if err != nil || resp.Rcode != dns.RcodeSuccess || len(resp.Answer) == 0 {
+			return nil
+		}
+	}
+	if err != nil {
+		s.log.Warn("consul agent DNS", "addr", s.cfg.ConsulDNS, "name", string(q.name), "err", err)
+		return s.fail(q, zoneAgent, dns.RcodeServerFailure)
+	}
+	s.m.query(zoneAgent, q.qtype, resp.Rcode)
+	resp.Truncated = false
+	b, err := finish(q, resp)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// isSelf reports whether upstream addr is the address we listen on.
+func isSelf(upstream, listen string) bool {
+	up, err := netip.ParseAddrPort(upstream)
+	if err != nil {
+		return false
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil || port != fmt.Sprint(up.Port()) {
+		return false
+	}
+	lip, err := netip.ParseAddr(host)
+	if host == "" || err == nil && lip.IsUnspecified() {
+		// Listening everywhere: any local address is us.
+		if up.Addr().IsLoopback() || up.Addr().IsUnspecified() {
+			return true
+		}
+		addrs, _ := net.InterfaceAddrs()
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr() == up.Addr().Unmap() {
+				return true
+			}
+		}
+		return false
+	}
+	return err == nil && lip.Unmap() == up.Addr().Unmap()
+}
