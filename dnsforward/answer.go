@@ -53,6 +53,8 @@ func newAnswer(m *dns.Msg, zone int, shuffle, ttls bool) (*answer, error) {
 		}
 	}
 	if shuffle && len(m.Answer) > 1 {
+		// In place only for address records: their rdata holds no name
+		// that a later record's compression pointer could point into.
 		size, ok := 0, true
 		n := 0
 		for _, s := range spans {
@@ -63,6 +65,9 @@ func newAnswer(m *dns.Msg, zone int, shuffle, ttls bool) (*answer, error) {
 				size = s.end - s.start
 				a.anOff = s.start
 			} else if s.end-s.start != size {
+				ok = false
+			}
+			if s.rrtype != dns.TypeA && s.rrtype != dns.TypeAAAA {
 				ok = false
 			}
 			n++

@@ -103,6 +103,13 @@ func (z *consulZone) run(ctx context.Context) {
 	}
 }
 
+// catalogWatch is the catalog-services watch (nil before run starts it).
+func (z *consulZone) catalogWatch() *watcher {
+	z.wmu.Lock()
+	defer z.wmu.Unlock()
+	return z.catalog
+}
+
 func (z *consulZone) janitorEvery() time.Duration {
 	d := z.s.cfg.IdleTimeout / 4
 	if d < 50*time.Millisecond {
@@ -356,19 +363,23 @@ func (z *consulZone) resolve(ctx context.Context, name string, qtype uint16, wai
 		case len(prefix) == 2:
 			tag, svc = prefix[0], prefix[1]
 		default:
-			a, err := z.nxdomain(name, qtype, domain, z.catalog)
+			a, err := z.nxdomain(name, qtype, domain, nil)
 			return z.keep(name, qtype, gen, a, err)
 		}
-		if !waitReady(ctx, z.catalog, wait, firstWait) {
+		cw := z.catalogWatch()
+		if cw == nil {
+			return nil, resForward, nil
+		}
+		if !waitReady(ctx, cw, wait, firstWait) {
 			if wait {
 				return nil, resForward, nil
 			}
 			return nil, resWait, nil
 		}
-		cat := *z.catalog.catalog.Load()
+		cat := *cw.catalog.Load()
 		real, ok := cat[svc]
 		if !ok {
-			a, err := z.nxdomain(name, qtype, domain, z.catalog)
+			a, err := z.nxdomain(name, qtype, domain, cw)
 			return z.keep(name, qtype, gen, a, err)
 		}
 		w := z.getWatch(ctx, "service "+real, func() fetchFunc { return z.fetchService(real) })
@@ -576,6 +587,7 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, tag string,
 			}
 			var target string
 			var extra []dns.RR
+			nodeName := e.Node.Node + ".node." + dc + "." + domain
 			switch {
 			case e.Service.Address != "" && e.Service.Address != e.Node.Address && ipErr == nil:
 				target = hexIP(ip) + ".addr." + dc + "." + domain
@@ -583,12 +595,13 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, tag string,
 			case e.Service.Address != "" && e.Service.Address != e.Node.Address:
 				target = dns.Fqdn(e.Service.Address)
 			default:
-				target = e.Node.Node + ".node." + dc + "." + domain
+				target = nodeName
 				if nip, err := netip.ParseAddr(e.Node.Address); err == nil {
 					extra = append(extra, addrRR(target, nip, ttl))
 				}
-				extra = append(extra, metaTXT(target, e.Node.Meta, ttl)...)
 			}
+			// Consul adds the node's meta as TXT whatever the target.
+			extra = append(extra, metaTXT(nodeName, e.Node.Meta, ttl)...)
 			m.Answer = append(m.Answer, &dns.SRV{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: ttl},
 				Priority: 1, Weight: uint16(weight), Port: uint16(e.Service.Port), Target: target})
 			for _, rr := range extra {
@@ -641,7 +654,7 @@ func (z *consulZone) buildNode(name string, qtype uint16, domain, node string, w
 		}
 		if qtype == dns.TypeANY {
 			m.Answer = append(m.Answer, txt...)
-		} else if len(m.Answer) > 0 {
+		} else {
 			m.Extra = append(m.Extra, txt...)
 		}
 	case dns.TypeTXT:

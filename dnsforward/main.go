@@ -35,7 +35,10 @@ const (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, nil))
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
+	cancel()
+	os.Exit(code)
 }
 
 // listFlag collects a repeatable flag.
@@ -198,7 +201,8 @@ func upstreamsFromResolvConf(path string) ([]string, error) {
 }
 
 // run is main without the exit; ready, when set, gets the bound address.
-func run(args []string, stdout, stderr io.Writer, ready func(dnsAddr string)) int {
+// It returns when ctx is done (main cancels it on SIGINT and SIGTERM).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready func(dnsAddr string)) int {
 	o, err := parse(args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -251,7 +255,7 @@ func run(args []string, stdout, stderr io.Writer, ready func(dnsAddr string)) in
 		fmt.Fprintf(stderr, "dnsforward: %v\n", err)
 		return exitListen
 	}
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if o.metricsAddr != "" {
 		errc := make(chan error, 1)
@@ -280,7 +284,7 @@ func run(args []string, stdout, stderr io.Writer, ready func(dnsAddr string)) in
 // health is unhealthy only when Consul has been unreachable past -max-stale
 // (answers are then SERVFAIL); a shorter outage is served from memory.
 func (s *Server) health() error {
-	w := s.zone.catalog
+	w := s.zone.catalogWatch()
 	if w == nil {
 		return errors.New("starting")
 	}
