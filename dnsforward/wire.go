@@ -60,9 +60,9 @@ func (q *query) limit() int {
 }
 
 const (
-	parseOK   = 0
+	parseOK       = 0
 	parseNeedSlow = 1 // not the plain form: let miekg/dns unpack it
-	parseDrop = 2 // not a query at all: no answer
+	parseDrop     = 2 // not a query at all: no answer
 )
 
 // maxUDPAnswer caps the EDNS0 buffer size a client may ask for.
@@ -189,11 +189,11 @@ func parseSlow(raw []byte, q *query) (rcode int, err error) {
 	q.edns = false
 	q.udpSize = dns.MinMsgSize
 	if opt := m.IsEdns0(); opt != nil {
+		q.edns = true
+		q.udpSize = clampSize(int(opt.UDPSize()))
 		if opt.Version() != 0 {
 			return dns.RcodeBadVers, errors.New("EDNS version not supported")
 		}
-		q.edns = true
-		q.udpSize = clampSize(int(opt.UDPSize()))
 	}
 	return 0, nil
 }
