@@ -215,14 +215,21 @@ type upstream struct {
 func startUpstream(t *testing.T, h func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg) *upstream {
 	t.Helper()
 	u := &upstream{count: map[string]int{}, handler: h}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.addr = pc.LocalAddr().String()
-	ln, err := net.Listen("tcp", u.addr)
-	if err != nil {
-		t.Fatal(err)
+	var pc net.PacketConn
+	var ln net.Listener
+	for i := 0; ; i++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		u.addr = pc.LocalAddr().String()
+		if ln, err = net.Listen("tcp", u.addr); err == nil {
+			break
+		}
+		pc.Close()
+		if i > 20 {
+			t.Fatal(err)
+		}
 	}
 	handle := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		u.total.Add(1)

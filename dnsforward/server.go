@@ -82,6 +82,18 @@ func (s *Server) now() int64 { return s.clock.Load() }
 // Listen binds the UDP sockets (several with SO_REUSEPORT, one reader each)
 // and the TCP listener on the same address.
 func (s *Server) Listen() error {
+	// With port 0 the UDP port is chosen first; retry if TCP has it taken.
+	_, port, _ := net.SplitHostPort(s.cfg.Listen)
+	for i := 0; ; i++ {
+		err := s.listen()
+		if err == nil || port != "0" || i >= 20 {
+			return err
+		}
+	}
+}
+
+func (s *Server) listen() error {
+	s.udp, s.tcp = nil, nil
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
