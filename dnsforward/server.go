@@ -17,6 +17,8 @@ import (
 
 	"github.com/hashicorp/consul/api"
 	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // Config is everything a Server needs; main fills it from flags.
@@ -184,7 +186,88 @@ func newReader() *reader {
 	return &reader{buf: make([]byte, 65536), out: make([]byte, 0, 65536+16), name: make([]byte, 0, 256), key: make([]byte, 0, 260)}
 }
 
+// batchConn reads and writes several datagrams per system call
+// (recvmmsg/sendmmsg).
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// batch is how many datagrams one system call moves at most.
+const batch = 32
+
+// readUDP answers datagrams in batches: one recvmmsg, the answers from
+// memory, one sendmmsg. Work that must wait (first lookups, forwarding)
+// goes to its own goroutine and is sent on its own.
 func (s *Server) readUDP(ctx context.Context, u *net.UDPConn) {
+	var bc batchConn
+	if la, ok := u.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() == nil {
+		bc = ipv6.NewPacketConn(u)
+	} else {
+		bc = ipv4.NewPacketConn(u)
+	}
+	r := newReader()
+	in := make([]ipv4.Message, batch)
+	out := make([]ipv4.Message, batch)
+	bufs := make([][]byte, batch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, maxUDPAnswer)}
+		out[i].Buffers = make([][]byte, 1)
+		bufs[i] = make([]byte, 0, 1024)
+	}
+	for {
+		n, err := bc.ReadBatch(in, 0)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("udp read", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		k := 0
+		for i := 0; i < n; i++ {
+			m := &in[i]
+			if m.Flags&syscall.MSG_TRUNC != 0 {
+				s.m.dropped.Add(1) // larger than any sane query
+				continue
+			}
+			resp, job := s.handle(r, m.Buffers[0][:m.N], false)
+			if resp != nil {
+				bufs[k] = append(bufs[k][:0], resp...)
+				out[k].Buffers[0] = bufs[k]
+				out[k].Addr = m.Addr
+				k++
+			}
+			if job != nil {
+				ua, ok := m.Addr.(*net.UDPAddr)
+				if !ok {
+					continue
+				}
+				from := ua.AddrPort()
+				go func() {
+					if b := s.slow(ctx, job); b != nil {
+						_, _ = u.WriteToUDPAddrPort(b, from)
+					}
+				}()
+			}
+		}
+		for sent := 0; sent < k; {
+			w, err := bc.WriteBatch(out[sent:k], 0)
+			if err != nil || w <= 0 {
+				// Send the rest one by one (an unreachable client must
+				// not cost the others their answers).
+				for _, m := range out[sent:k] {
+					_, _ = u.WriteTo(m.Buffers[0], m.Addr)
+				}
+				break
+			}
+			sent += w
+		}
+	}
+}
+
+func (s *Server) readUDPSingle(ctx context.Context, u *net.UDPConn) {
 	r := newReader()
 	for {
 		n, from, err := u.ReadFromUDPAddrPort(r.buf)
