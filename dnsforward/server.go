@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,9 +58,11 @@ type Server struct {
 	ctx   context.Context
 	clock atomic.Int64
 
-	udp []*net.UDPConn
-	tcp net.Listener
-	wg  sync.WaitGroup
+	udp     []*net.UDPConn // portable path
+	rawFDs  []int          // Linux fast path (see rawudp_linux.go)
+	rawAddr string
+	tcp     net.Listener
+	wg      sync.WaitGroup
 }
 
 // New checks cfg and builds a Server; Listen then Serve (or Run) start it.
@@ -95,7 +98,10 @@ func (s *Server) Listen() error {
 }
 
 func (s *Server) listen() error {
-	s.udp, s.tcp = nil, nil
+	s.udp, s.rawFDs, s.tcp = nil, nil, nil
+	if rawSupported {
+		return s.listenRaw()
+	}
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
@@ -131,13 +137,27 @@ func (s *Server) closeListeners() {
 	for _, u := range s.udp {
 		u.Close()
 	}
+	s.udp = nil
 	if s.tcp != nil {
 		s.tcp.Close()
 	}
+	s.closeRawFDs()
+}
+
+func (s *Server) closeRawFDs() {
+	for _, fd := range s.rawFDs {
+		closeRaw(fd)
+	}
+	s.rawFDs = nil
 }
 
 // Addr is the bound address (UDP and TCP share the port).
-func (s *Server) Addr() string { return s.udp[0].LocalAddr().String() }
+func (s *Server) Addr() string {
+	if len(s.rawFDs) > 0 {
+		return s.rawAddr
+	}
+	return s.udp[0].LocalAddr().String()
+}
 
 // Serve answers queries until ctx is done. Listen must have succeeded.
 func (s *Server) Serve(ctx context.Context) error {
@@ -164,12 +184,30 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.wg.Add(1)
 		go func(u *net.UDPConn) { defer s.wg.Done(); s.readUDP(ctx, u) }(u)
 	}
+	var readers sync.WaitGroup
+	for _, fd := range s.rawFDs {
+		readers.Add(1)
+		go func(fd int) {
+			defer readers.Done()
+			runtime.LockOSThread() // the thread blocks in recvmmsg
+			s.readRaw(ctx, fd)
+		}(fd)
+	}
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.acceptTCP(ctx) }()
 	s.log.Info("answering DNS", "addr", s.Addr(), "domains", strings.Join(s.cfg.Domains, ","), "upstreams", strings.Join(s.cfg.Upstreams, ","), "consul_dns", s.cfg.ConsulDNS)
 	<-ctx.Done()
-	s.closeListeners()
+	for _, u := range s.udp {
+		u.Close()
+	}
+	if s.tcp != nil {
+		s.tcp.Close()
+	}
+	// Raw sockets close only once their readers are gone (no fd reuse
+	// under a reader's feet); readers notice ctx within their timeout.
+	readers.Wait()
 	s.wg.Wait()
+	s.closeRawFDs()
 	return nil
 }
 
