@@ -305,32 +305,6 @@ func (s *Server) readUDP(ctx context.Context, u *net.UDPConn) {
 	}
 }
 
-func (s *Server) readUDPSingle(ctx context.Context, u *net.UDPConn) {
-	r := newReader()
-	for {
-		n, from, err := u.ReadFromUDPAddrPort(r.buf)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.log.Warn("udp read", "err", err)
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		resp, job := s.handle(r, r.buf[:n], false)
-		if resp != nil {
-			_, _ = u.WriteToUDPAddrPort(resp, from)
-		}
-		if job != nil {
-			go func() {
-				if b := s.slow(ctx, job); b != nil {
-					_, _ = u.WriteToUDPAddrPort(b, from)
-				}
-			}()
-		}
-	}
-}
-
 func (s *Server) acceptTCP(ctx context.Context) {
 	var conns sync.WaitGroup
 	defer conns.Wait()
