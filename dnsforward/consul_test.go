@@ -73,6 +73,7 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 		"node2.node.consul A", "node2.node.consul TXT", "node2.node.dc1.consul A", "nosuch.node.consul A",
 		"0a000002.addr.consul A", "0a000002.addr.dc1.consul AAAA", "fd000000000000000000000000000001.addr.consul AAAA", "zz.addr.consul A",
 		"web.service.dc2.consul A", "pq.query.consul A", "consul SOA", "consul NS", "foo.consul A",
+		"1.0.0.127.in-addr.arpa PTR", "web.connect.consul A", "web.ingress.consul A", "web.virtual.consul A",
 	}
 	// Let both see the seeded catalog (Consul's own DNS reads it too).
 	time.Sleep(200 * time.Millisecond)

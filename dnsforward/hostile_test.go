@@ -180,3 +180,38 @@ func FuzzHandle(f *testing.F) {
 		}
 	})
 }
+
+// TestHotPathAllocations checks that answers from memory (a Consul name and
+// a cached upstream name) are sent without allocating.
+func TestHotPathAllocations(t *testing.T) {
+	s, err := New(Config{Listen: "127.0.0.1:0", Domains: []string{"consul."}, CacheSize: 10, CacheMaxTTL: time.Hour,
+		CacheNegMaxTTL: time.Minute, IdleTimeout: time.Minute, Log: logging.Discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.zone.buildAddr("0a000001.addr.consul.", dns.TypeA, "consul.", "0a000001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.zone.store("0a000001.addr.consul.\x00\x01", s.zone.generation(), a)
+	m := new(dns.Msg)
+	m.SetQuestion("a.example.", dns.TypeA)
+	m.Response = true
+	rr, _ := dns.NewRR("a.example. 60 IN A 192.0.2.1")
+	m.Answer = []dns.RR{rr}
+	ua, err := s.fwd.toAnswer(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.fwd.store("a.example.\x00\x01\x00\x01", ua)
+	r := newReader()
+	for _, q := range [][]byte{packQuery("0A000001.addr.consul.", dns.TypeA, true), packQuery("a.example.", dns.TypeA, false)} {
+		resp, job := s.handle(r, q, false)
+		if resp == nil || job != nil {
+			t.Fatalf("not answered from memory: %x", q)
+		}
+		if allocs := testing.AllocsPerRun(200, func() { s.handle(r, q, false) }); allocs != 0 {
+			t.Errorf("%d allocations per answer from memory", int(allocs))
+		}
+	}
+}

@@ -73,7 +73,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.UDPReaders <= 0 {
 		cfg.UDPReaders = 1
 	}
-	s := &Server{cfg: cfg, log: cfg.Log}
+	s := &Server{cfg: cfg, log: cfg.Log, ctx: context.Background()}
 	s.clock.Store(time.Now().UnixNano())
 	s.fwd = newForwarder(s, cfg.Upstreams)
 	s.m = newMetrics(s.fwd.cacheLen)
@@ -412,7 +412,13 @@ func (s *Server) handle(r *reader, raw []byte, tcp bool) ([]byte, *query) {
 		a := s.zone.cached(r.key)
 		if a == nil {
 			s.m.misses[cacheConsul].Add(1)
-			return nil, q.clone()
+			// Build it here when the data is in memory; only a lookup
+			// that must wait for a new watch (or the agent) goes async.
+			a, res, err := s.zone.resolve(s.ctx, string(q.name), q.qtype, false)
+			if err != nil || res != resAnswer {
+				return nil, q.clone()
+			}
+			return s.sendConsul(r, q, a, now), nil
 		}
 		s.m.hits[cacheConsul].Add(1)
 		return s.sendConsul(r, q, a, now), nil
