@@ -161,8 +161,8 @@ func TestServeStale(t *testing.T) {
 		if r := exchange(t, addr, "short.example.", dns.TypeA, "udp"); len(r.Answer) != 1 {
 			t.Fatalf("short.example.: %v", r)
 		}
-		up.handler = func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg { return nil } // now silent
-		time.Sleep(1100 * time.Millisecond)                                         // the 1s TTL runs out
+		up.setHandler(func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg { return nil }) // now silent
+		time.Sleep(1100 * time.Millisecond)                                           // the 1s TTL runs out
 		r := exchange(t, addr, "short.example.", dns.TypeA, "udp")
 		switch {
 		case stale && (r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || r.Answer[0].Header().Ttl != 30):

@@ -236,7 +236,10 @@ func startUpstream(t *testing.T, h func(w dns.ResponseWriter, r *dns.Msg) *dns.M
 		u.mu.Lock()
 		u.count[strings.ToLower(r.Question[0].Name)+"/"+w.RemoteAddr().Network()]++
 		u.mu.Unlock()
-		if resp := u.handler(w, r); resp != nil {
+		u.mu.Lock()
+		h := u.handler
+		u.mu.Unlock()
+		if resp := h(w, r); resp != nil {
 			_ = w.WriteMsg(resp)
 		}
 	})
@@ -246,6 +249,12 @@ func startUpstream(t *testing.T, h func(w dns.ResponseWriter, r *dns.Msg) *dns.M
 	go func() { _ = ts.ActivateAndServe() }()
 	t.Cleanup(func() { _ = us.Shutdown(); _ = ts.Shutdown() })
 	return u
+}
+
+func (u *upstream) setHandler(h func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg) {
+	u.mu.Lock()
+	u.handler = h
+	u.mu.Unlock()
 }
 
 func (u *upstream) queries(name, network string) int {
