@@ -20,7 +20,7 @@ CONSUL_BIN=${CONSUL_BIN:-$(go env GOPATH | cut -d: -f1)/berth-tools/consul-v1.21
 tmp=$(mktemp -d /tmp/berth-bench-dnsforward.XXXXXX)
 pids=()
 cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[$i]}" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 	rm -rf "$tmp"
 }

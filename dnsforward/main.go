@@ -95,7 +95,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 10*time.Minute, "drop the watch of a service nobody asked for this long")
 	fs.DurationVar(&c.MaxStale, "max-stale", 72*time.Hour, "while Consul is unreachable, serve the last answers for this long (0: forever), then SERVFAIL")
 	fs.DurationVar(&c.StaleTTL, "stale-ttl", 0, "TTL of Consul answers served while Consul is unreachable")
-	fs.IntVar(&c.UDPReaders, "udp-readers", runtime.NumCPU(), "UDP sockets (SO_REUSEPORT) and reader goroutines")
+	fs.IntVar(&c.UDPReaders, "udp-readers", max(1, runtime.NumCPU()/2), "UDP sockets (SO_REUSEPORT), one reader thread each (default: half the CPUs, leaving the rest to clients and the kernel)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /health on this `address` (off when empty)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	o.consul.Register(fs)
