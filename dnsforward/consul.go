@@ -21,16 +21,17 @@ import (
 
 // watcher is one Consul blocking-query loop and its latest result.
 type watcher struct {
-	key      string
-	cancel   context.CancelFunc
-	ready    chan struct{}
-	once     sync.Once
-	services atomic.Pointer[[]*api.ServiceEntry]
-	catalog  atomic.Pointer[map[string]string] // lower-case name → name
-	nodes    atomic.Pointer[[]*api.Node]
-	lastUsed atomic.Int64 // unix ns, coarse
-	lastOK   atomic.Int64 // unix ns of the last successful call
-	failing  atomic.Bool
+	key       string
+	cancel    context.CancelFunc
+	ready     chan struct{}
+	once      sync.Once
+	services  atomic.Pointer[[]*api.ServiceEntry]
+	catalog   atomic.Pointer[map[string]string] // lower-case name → name
+	nodes     atomic.Pointer[[]*api.Node]
+	lastUsed  atomic.Int64 // unix ns, coarse
+	lastOK    atomic.Int64 // unix ns of the last successful call
+	failSince atomic.Int64 // unix ns of the first failure of the current outage
+	failing   atomic.Bool
 }
 
 func (w *watcher) isReady() bool {
@@ -219,6 +220,9 @@ func (z *consulZone) startLocked(parent context.Context, key string, fetch fetch
 		if err != nil {
 			if ctx.Err() == nil {
 				z.s.m.watchErrors.Inc()
+				if !w.failing.Load() {
+					w.failSince.Store(time.Now().UnixNano())
+				}
 				if !w.failing.Swap(true) {
 					z.invalidate() // answers now carry -stale-ttl
 				}

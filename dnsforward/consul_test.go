@@ -320,3 +320,65 @@ func TestTruncation40Instances(t *testing.T) {
 		t.Errorf("EDNS0 4096: %d records, flags %q", len(r.answer), r.flags)
 	}
 }
+
+func TestAltDomain(t *testing.T) {
+	a := consultest.Require(t, agent)
+	ag := a.Client().Agent()
+	if err := ag.ServiceRegister(&api.AgentServiceRegistration{ID: "alt1", Name: "alt", Port: 81, Address: "10.11.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ag.ServiceDeregister("alt1") })
+	cfg := baseConfig(a)
+	cfg.Domains = []string{"consul.", "berth.internal."}
+	_, addr := startServer(t, cfg)
+	pollUntil(t, addr, "alt.service.berth.internal.", time.Now(), 10*time.Second, func(m *dns.Msg) bool { return has(m, "10.11.0.1") })
+	r := exchange(t, addr, "alt.service.berth.internal.", dns.TypeSRV, "udp")
+	if len(r.Answer) != 1 || r.Answer[0].(*dns.SRV).Target != "0a0b0001.addr.dc1.berth.internal." {
+		t.Errorf("SRV in the alt domain: %v", r.Answer)
+	}
+	if r := exchange(t, addr, "nosuch.service.berth.internal.", dns.TypeA, "udp"); r.Rcode != dns.RcodeNameError || len(r.Ns) != 1 || r.Ns[0].Header().Name != "berth.internal." {
+		t.Errorf("NXDOMAIN in the alt domain: %v", r)
+	}
+}
+
+func TestMaxStale(t *testing.T) {
+	a := consultest.StartT(t, consultest.Options{NodeName: "maxstale"})
+	if err := a.Client().Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "m1", Name: "ms", Port: 80, Address: "10.12.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := baseConfig(a)
+	cfg.MaxStale = 700 * time.Millisecond
+	cfg.StaleTTL = 3 * time.Second
+	s, addr := startServer(t, cfg)
+	pollUntil(t, addr, "ms.service.consul.", time.Now(), 10*time.Second, func(m *dns.Msg) bool { return has(m, "10.12.0.1") })
+	a.Stop()
+	// Within -max-stale: the old answer, with -stale-ttl once the watch has
+	// noticed the outage.
+	r := exchange(t, addr, "ms.service.consul.", dns.TypeA, "udp")
+	if !has(r, "10.12.0.1") {
+		t.Fatalf("just after the stop: %v", r)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r = exchange(t, addr, "ms.service.consul.", dns.TypeA, "udp")
+		if r.Rcode == dns.RcodeServerFailure {
+			break
+		}
+		if len(r.Answer) != 1 {
+			t.Fatalf("during the outage: %v", r)
+		}
+		if ttl := r.Answer[0].Header().Ttl; ttl != 0 && ttl != 3 {
+			t.Fatalf("TTL %d during the outage, want 0 or -stale-ttl 3", ttl)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("still answering 5s into the outage with -max-stale 700ms")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for deadline := time.Now().Add(5 * time.Second); s.health() == nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("/health still healthy 5s into the outage with -max-stale 700ms")
+		}
+	}
+	t.Logf("health: %v", s.health())
+}

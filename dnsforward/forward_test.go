@@ -236,3 +236,31 @@ func TestIsSelf(t *testing.T) {
 		}
 	}
 }
+
+func TestPolicies(t *testing.T) {
+	for _, policy := range []string{policyRoundRobin, policyRandom} {
+		u1 := startUpstream(t, zoneHandler)
+		u2 := startUpstream(t, zoneHandler)
+		cfg := upstreamConfig(t, u1.addr, u2.addr)
+		cfg.Policy = policy
+		cfg.CacheSize = 0
+		_, addr := startServer(t, cfg)
+		for i := 0; i < 20; i++ {
+			exchange(t, addr, "a.example.", dns.TypeA, "udp")
+		}
+		if u1.total.Load() == 0 || u2.total.Load() == 0 {
+			t.Errorf("-policy %s: upstream queries %d and %d, want both used", policy, u1.total.Load(), u2.total.Load())
+		}
+	}
+	u1 := startUpstream(t, zoneHandler)
+	u2 := startUpstream(t, zoneHandler)
+	cfg := upstreamConfig(t, u1.addr, u2.addr)
+	cfg.CacheSize = 0
+	_, addr := startServer(t, cfg)
+	for i := 0; i < 10; i++ {
+		exchange(t, addr, "a.example.", dns.TypeA, "udp")
+	}
+	if u1.total.Load() != 10 || u2.total.Load() != 0 {
+		t.Errorf("-policy sequential: upstream queries %d and %d, want 10 and 0", u1.total.Load(), u2.total.Load())
+	}
+}

@@ -289,12 +289,12 @@ func (s *Server) health() error {
 		return errors.New("starting")
 	}
 	if w.failing.Load() {
-		since := time.Duration(time.Now().UnixNano() - w.lastOK.Load())
 		if w.lastOK.Load() == 0 {
 			return errors.New("Consul not reached yet (Consul names go to the agent's DNS)")
 		}
+		since := time.Duration(time.Now().UnixNano() - w.failSince.Load())
 		if s.cfg.MaxStale > 0 && since > s.cfg.MaxStale {
-			return fmt.Errorf("Consul unreachable for %s (over -max-stale)", since.Round(time.Second))
+			return fmt.Errorf("Consul unreachable for %s (over -max-stale)", since.Round(time.Millisecond))
 		}
 	}
 	return nil

@@ -441,7 +441,7 @@ func (s *Server) sendConsul(r *reader, q *query, a *answer, now int64) []byte {
 		w.touch(now)
 		if w.failing.Load() {
 			s.m.stale[cacheConsul].Add(1)
-			if s.cfg.MaxStale > 0 && time.Now().UnixNano()-w.lastOK.Load() > int64(s.cfg.MaxStale) {
+			if s.cfg.MaxStale > 0 && time.Now().UnixNano()-w.failSince.Load() > int64(s.cfg.MaxStale) {
 				s.m.query(zoneConsul, q.qtype, dns.RcodeServerFailure)
 				b, _ := rcodeReply(q, dns.RcodeServerFailure, nil)
 				return b
