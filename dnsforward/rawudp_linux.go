@@ -192,11 +192,11 @@ func (s *Server) readRaw(ctx context.Context, fd int) {
 				if !ok {
 					continue
 				}
-				go func() {
-					if b := s.slow(ctx, job); b != nil {
+				s.spawn(ctx, job, func(b []byte) {
+					if b != nil {
 						rawSendTo(fd, b, from)
 					}
-				}()
+				})
 			}
 		}
 		for sent := 0; sent < k; {

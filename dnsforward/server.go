@@ -58,6 +58,10 @@ type Server struct {
 	ctx   context.Context
 	clock atomic.Int64
 
+	slowSlots chan struct{}
+	tcpSlots  chan struct{}
+	jobs      sync.WaitGroup // spawned slow-path goroutines
+
 	udp     []*net.UDPConn // portable path
 	rawFDs  []int          // Linux fast path (see rawudp_linux.go)
 	rawAddr string
@@ -73,7 +77,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.UDPReaders <= 0 {
 		cfg.UDPReaders = 1
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, ctx: context.Background()}
+	s := &Server{cfg: cfg, log: cfg.Log, ctx: context.Background(),
+		slowSlots: make(chan struct{}, maxSlowJobs), tcpSlots: make(chan struct{}, maxTCPConns)}
 	s.clock.Store(time.Now().UnixNano())
 	s.fwd = newForwarder(s, cfg.Upstreams)
 	s.m = newMetrics(s.fwd.cacheLen)
@@ -207,6 +212,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	// under a reader's feet); readers notice ctx within their timeout.
 	readers.Wait()
 	s.wg.Wait()
+	s.jobs.Wait() // they may still send on the raw sockets
 	s.closeRawFDs()
 	return nil
 }
@@ -283,11 +289,11 @@ func (s *Server) readUDP(ctx context.Context, u *net.UDPConn) {
 					continue
 				}
 				from := ua.AddrPort()
-				go func() {
-					if b := s.slow(ctx, job); b != nil {
+				s.spawn(ctx, job, func(b []byte) {
+					if b != nil {
 						_, _ = u.WriteToUDPAddrPort(b, from)
 					}
-				}()
+				})
 			}
 		}
 		for sent := 0; sent < k; {
@@ -318,8 +324,18 @@ func (s *Server) acceptTCP(ctx context.Context) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		select {
+		case s.tcpSlots <- struct{}{}:
+		default:
+			s.m.dropped.Add(1) // too many connections: refuse this one
+			c.Close()
+			continue
+		}
 		conns.Add(1)
-		go func() { defer conns.Done(); s.serveTCP(ctx, c) }()
+		go func() {
+			defer func() { <-s.tcpSlots; conns.Done() }()
+			s.serveTCP(ctx, c)
+		}()
 	}
 }
 
@@ -358,14 +374,40 @@ func (s *Server) serveTCP(ctx context.Context, c net.Conn) {
 		}
 		if job != nil {
 			jobs.Add(1)
-			go func() {
+			if !s.spawn(ctx, job, func(b []byte) {
 				defer jobs.Done()
-				if b := s.slow(ctx, job); b != nil {
+				if b != nil {
 					send(b)
 				}
-			}()
+			}) {
+				jobs.Done()
+			}
 		}
 	}
+}
+
+// Bounds on concurrent work, so a flood cannot exhaust memory.
+const (
+	maxSlowJobs = 10000 // queries waiting on a watch, the agent or upstreams
+	maxTCPConns = 1000
+)
+
+// spawn runs s.slow for job in a goroutine and hands the answer to send,
+// exactly once (nil when there is nothing to send). It returns false, and
+// drops the query, when too many are in flight already.
+func (s *Server) spawn(ctx context.Context, job *query, send func([]byte)) bool {
+	select {
+	case s.slowSlots <- struct{}{}:
+	default:
+		s.m.dropped.Add(1)
+		return false
+	}
+	s.jobs.Add(1)
+	go func() {
+		defer func() { <-s.slowSlots; s.jobs.Done() }()
+		send(s.slow(ctx, job))
+	}()
+	return true
 }
 
 // handle answers a packet from memory when it can. It returns the reply (in
