@@ -264,3 +264,33 @@ func TestPolicies(t *testing.T) {
 		t.Errorf("-policy sequential: upstream queries %d and %d, want 10 and 0", u1.total.Load(), u2.total.Load())
 	}
 }
+
+func TestPTRConsulThenUpstream(t *testing.T) {
+	a := consultest.Require(t, agent)
+	up := startUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		rr, _ := dns.NewRR(r.Question[0].Name + " 60 IN PTR host.example.")
+		m.Answer = []dns.RR{rr}
+		return m
+	})
+	_, addr := startServer(t, upstreamConfig(t, up.addr))
+	// The agent's own address: Consul answers with its node name.
+	r := exchange(t, addr, "1.0.0.127.in-addr.arpa.", dns.TypePTR, "udp")
+	if len(r.Answer) != 1 || r.Answer[0].(*dns.PTR).Ptr != a.NodeName+".node.dc1.consul." {
+		t.Errorf("PTR of the agent: %v", r.Answer)
+	}
+	if n := up.total.Load(); n != 0 {
+		t.Errorf("PTR of a Consul address went upstream %d times", n)
+	}
+	// Another address: Consul does not know it, the upstream does (and it is cached).
+	for i := 0; i < 3; i++ {
+		r = exchange(t, addr, "9.2.0.192.in-addr.arpa.", dns.TypePTR, "udp")
+		if len(r.Answer) != 1 || r.Answer[0].(*dns.PTR).Ptr != "host.example." {
+			t.Fatalf("PTR of an outside address: %v", r.Answer)
+		}
+	}
+	if n := up.total.Load(); n != 1 {
+		t.Errorf("upstream asked %d times for a cached PTR, want 1", n)
+	}
+}

@@ -536,12 +536,18 @@ func (s *Server) slow(ctx context.Context, q *query) []byte {
 		}
 		return s.passToAgent(ctx, q, false)
 	}
+	key := name + string([]byte{byte(q.qtype >> 8), byte(q.qtype), byte(q.qclass >> 8), byte(q.qclass)})
 	if q.qtype == dns.TypePTR && (strings.HasSuffix(name, ".in-addr.arpa.") || strings.HasSuffix(name, ".ip6.arpa.")) {
+		// Consul's own addresses first (not cached: Consul's answer is
+		// current), then the upstreams, whose answers are cached.
+		if a, fresh := s.fwd.cached([]byte(key), s.now()); a != nil && fresh {
+			s.m.hits[cacheUpstream].Add(1)
+			return s.send(r, q, a, s.now())
+		}
 		if b := s.passToAgent(ctx, q, true); b != nil {
 			return b
 		}
 	}
-	key := name + string([]byte{byte(q.qtype >> 8), byte(q.qtype), byte(q.qclass >> 8), byte(q.qclass)})
 	a, err := s.fwd.resolve(ctx, key, name, q.qtype, q.qclass)
 	if err != nil {
 		if errors.Is(err, errNoUpstream) {
