@@ -102,15 +102,7 @@ stale() {
 		dig +short +time=1 -p "$p" @127.0.0.1 web.service.consul A | grep -q 10.0.0.3 && break
 		sleep 0.01
 	done
-	local t0 t1
-	t0=$(date +%s%N)
-	curl -fsS -X PUT "$api/v1/agent/service/deregister/web3" >/dev/null
-	for _ in $(seq 1 3000); do
-		dig +short +time=1 -p "$p" @127.0.0.1 web.service.consul A | grep -q 10.0.0.3 || break
-		sleep 0.005
-	done
-	t1=$(date +%s%N)
-	echo $(((t1 - t0) / 1000000))
+	"$tmp/helper" stale "127.0.0.1:$p" web.service.consul 10.0.0.3 "$api/v1/agent/service/deregister/web3"
 }
 
 declare -A qps lost lat uqps stl

@@ -1,16 +1,20 @@
 // Command dnsforward-bench-helper serves the benchmark: "upstream ADDR" runs
 // a hermetic upstream resolver on loopback (every name has an A record,
-// 192.0.2.1, TTL 300, and no AAAA), and "ports N" prints N loopback ports free
-// for both TCP and UDP.
+// 192.0.2.1, TTL 300, and no AAAA); "ports N" prints N loopback ports free
+// for both TCP and UDP; "stale SERVER NAME IP URL" sends PUT URL (a Consul
+// deregistration) and prints the milliseconds until IP is gone from SERVER's
+// A answers for NAME (polled every millisecond, up to 20 s).
 package main
 
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -43,6 +47,44 @@ func main() {
 			keep = append(keep, l)
 			fmt.Println(l.Addr().(*net.TCPAddr).Port)
 		}
+	case "stale":
+		if len(os.Args) != 6 {
+			fmt.Fprintln(os.Stderr, "usage: helper stale SERVER NAME IP URL")
+			os.Exit(1)
+		}
+		server, name, ip, url := os.Args[2], dns.Fqdn(os.Args[3]), os.Args[4], os.Args[5]
+		req, err := http.NewRequest(http.MethodPut, url, nil)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		resp.Body.Close()
+		c := &dns.Client{Timeout: time.Second}
+		for time.Since(start) < 20*time.Second {
+			m := new(dns.Msg)
+			m.SetQuestion(name, dns.TypeA)
+			r, _, err := c.Exchange(m, server)
+			if err == nil {
+				found := false
+				for _, rr := range r.Answer {
+					if a, ok := rr.(*dns.A); ok && a.A.String() == ip {
+						found = true
+					}
+				}
+				if !found {
+					fmt.Printf("%.1f\n", float64(time.Since(start).Microseconds())/1000)
+					return
+				}
+			}
+			time.Sleep(time.Millisecond)
+		}
+		fmt.Println(">20000")
 	case "upstream":
 		h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 			m := new(dns.Msg)
