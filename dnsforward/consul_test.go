@@ -382,3 +382,30 @@ func TestMaxStale(t *testing.T) {
 	}
 	t.Logf("health: %v", s.health())
 }
+
+// TestPortableUDPPath runs queries through the UDP path used where the raw
+// recvmmsg readers are not available (x/net batches).
+func TestPortableUDPPath(t *testing.T) {
+	a := consultest.Require(t, agent)
+	ag := a.Client().Agent()
+	for i := 0; i < 40; i++ {
+		if err := ag.ServiceRegister(&api.AgentServiceRegistration{ID: fmt.Sprintf("port%d", i), Name: "portable", Port: 80, Address: fmt.Sprintf("10.13.0.%d", i+1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 40; i++ {
+			_ = ag.ServiceDeregister(fmt.Sprintf("port%d", i))
+		}
+	})
+	cfg := baseConfig(a)
+	cfg.portableUDP = true
+	_, addr := startServer(t, cfg)
+	pollUntil(t, addr, "portable.service.consul.", time.Now(), 10*time.Second, func(m *dns.Msg) bool { return m.Truncated })
+	if r := exchange(t, addr, "portable.service.consul.", dns.TypeA, "tcp"); len(r.Answer) != 40 {
+		t.Errorf("over TCP: %d records", len(r.Answer))
+	}
+	if r := exchange(t, addr, "nosuch.service.consul.", dns.TypeA, "udp"); r.Rcode != dns.RcodeNameError {
+		t.Errorf("nosuch: %s", dns.RcodeToString[r.Rcode])
+	}
+}

@@ -109,8 +109,13 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (dnsforward takes only flags)", fs.Arg(0))
 	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+	if host, port, err := net.SplitHostPort(c.Listen); err != nil {
 		return nil, fmt.Errorf("-listen %q: %v", c.Listen, err)
+	} else if host == "" {
+		c.Listen = net.JoinHostPort("0.0.0.0", port)
+	}
+	if _, err := netip.ParseAddrPort(c.Listen); err != nil {
+		return nil, fmt.Errorf("-listen %q: want an IP address and port: %v", c.Listen, err)
 	}
 	for _, d := range append([]string{o.domain}, o.altDomains...) {
 		fq, err := normDomain(d)

@@ -24,6 +24,7 @@ func TestBadFlags(t *testing.T) {
 	}{
 		{[]string{"-policy", "fastest"}, `-policy "fastest"`},
 		{[]string{"-listen", "nope"}, `-listen "nope"`},
+		{[]string{"-listen", "localhost:53"}, `-listen "localhost:53": want an IP address`},
 		{[]string{"-upstream", "dns.example.com"}, `-upstream: "dns.example.com"`},
 		{[]string{"-upstream", "127.0.0.1:99999"}, `bad port`},
 		{[]string{"-consul-dns", "x:y"}, `-consul-dns`},

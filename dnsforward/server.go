@@ -45,6 +45,7 @@ type Config struct {
 	Datacenter     string
 	UDPReaders     int
 	Client         *api.Client
+	portableUDP    bool // tests: use the portable UDP path on Linux too
 	Log            *slog.Logger
 }
 
@@ -104,7 +105,7 @@ func (s *Server) Listen() error {
 
 func (s *Server) listen() error {
 	s.udp, s.rawFDs, s.tcp = nil, nil, nil
-	if rawSupported {
+	if rawSupported && !s.cfg.portableUDP {
 		return s.listenRaw()
 	}
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
