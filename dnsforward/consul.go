@@ -536,7 +536,13 @@ func metaTXT(name string, meta map[string]string, ttl uint32) []dns.RR {
 		if strings.HasPrefix(k, "rfc1035-") {
 			txt = meta[k]
 		}
-		out = append(out, &dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: ttl}, Txt: []string{txt}})
+		// A character-string holds 255 bytes: split longer values.
+		var parts []string
+		for len(txt) > 255 {
+			parts, txt = append(parts, txt[:255]), txt[255:]
+		}
+		parts = append(parts, txt)
+		out = append(out, &dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: ttl}, Txt: parts})
 	}
 	return out
 }

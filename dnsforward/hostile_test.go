@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -213,5 +214,18 @@ func TestHotPathAllocations(t *testing.T) {
 		if allocs := testing.AllocsPerRun(200, func() { s.handle(r, q, false) }); allocs != 0 {
 			t.Errorf("%d allocations per answer from memory", int(allocs))
 		}
+	}
+}
+
+func TestLongNodeMeta(t *testing.T) {
+	rrs := metaTXT("n.node.consul.", map[string]string{"k": strings.Repeat("v", 600), "a": "b"}, 0)
+	m := new(dns.Msg)
+	m.SetQuestion("n.node.consul.", dns.TypeTXT)
+	m.Answer = rrs
+	if _, err := m.Pack(); err != nil {
+		t.Fatalf("long node meta does not pack: %v", err)
+	}
+	if got := strings.Join(rrs[1].(*dns.TXT).Txt, ""); got != "k="+strings.Repeat("v", 600) {
+		t.Errorf("split TXT joins to %d bytes", len(got))
 	}
 }
