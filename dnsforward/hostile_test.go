@@ -73,7 +73,12 @@ func TestHostilePackets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	allowed := map[int]bool{dns.RcodeFormatError: true, dns.RcodeNotImplemented: true, dns.RcodeRefused: true, dns.RcodeSuccess: true, dns.RcodeNameError: true}
+	allowed := map[int]bool{dns.RcodeFormatError: true, dns.RcodeNotImplemented: true, dns.RcodeSuccess: true, dns.RcodeNameError: true}
+	chaos := packQuery("version.bind.", dns.TypeTXT, false)
+	binary.BigEndian.PutUint16(chaos[len(chaos)-2:], dns.ClassCHAOS)
+	if r := exchangeRaw(t, conn, chaos); r == nil || r.Rcode != dns.RcodeRefused {
+		t.Errorf("CHAOS class: %v, want REFUSED", r)
+	}
 	for name, pkt := range hostilePackets() {
 		if _, err := conn.Write(pkt); err != nil {
 			t.Fatal(err)
@@ -96,6 +101,9 @@ func TestHostilePackets(t *testing.T) {
 			t.Logf("%s: %s", name, dns.RcodeToString[rc])
 			if !allowed[rc] && rc != dns.RcodeBadVers {
 				t.Errorf("%s: answered %s", name, dns.RcodeToString[rc])
+			}
+			if (name == "unknown class" || name == "ancount 5, no answers") && rc != dns.RcodeFormatError {
+				t.Errorf("%s: answered %s, want FORMERR", name, dns.RcodeToString[rc])
 			}
 			if binary.BigEndian.Uint16(buf) != binary.BigEndian.Uint16(pkt) {
 				t.Errorf("%s: answer ID does not match", name)
@@ -228,4 +236,22 @@ func TestLongNodeMeta(t *testing.T) {
 	if got := strings.Join(rrs[1].(*dns.TXT).Txt, ""); got != "k="+strings.Repeat("v", 600) {
 		t.Errorf("split TXT joins to %d bytes", len(got))
 	}
+}
+
+func exchangeRaw(t *testing.T, conn net.Conn, pkt []byte) *dns.Msg {
+	t.Helper()
+	if _, err := conn.Write(pkt); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 65536)
+	n, err := conn.Read(buf)
+	if err != nil {
+		return nil
+	}
+	m := new(dns.Msg)
+	if err := m.Unpack(buf[:n]); err != nil {
+		return nil
+	}
+	return m
 }

@@ -442,8 +442,14 @@ func (s *Server) handle(r *reader, raw []byte, tcp bool) ([]byte, *query) {
 	}
 	q.tcp = tcp
 	if q.qclass != dns.ClassINET {
-		s.m.query(zoneNone, q.qtype, dns.RcodeRefused)
-		b, err := rcodeReply(q, dns.RcodeRefused, nil)
+		// Known classes we do not serve (CHAOS, HESIOD, ANY, NONE) are
+		// refused; a class no DNS defines marks a malformed packet.
+		rcode := dns.RcodeRefused
+		if _, known := dns.ClassToString[q.qclass]; !known {
+			rcode = dns.RcodeFormatError
+		}
+		s.m.query(zoneNone, q.qtype, rcode)
+		b, err := rcodeReply(q, rcode, nil)
 		if err != nil {
 			return nil, nil
 		}

@@ -172,6 +172,14 @@ func parseSlow(raw []byte, q *query) (rcode int, err error) {
 	if err := m.Unpack(raw); err != nil {
 		return dns.RcodeFormatError, err
 	}
+	// miekg/dns stops quietly at the end of the packet: counts claiming
+	// more records than there are make a malformed packet.
+	counts := [4]int{len(m.Question), len(m.Answer), len(m.Ns), len(m.Extra)}
+	for i, n := range counts {
+		if int(binary.BigEndian.Uint16(raw[4+2*i:])) != n {
+			return dns.RcodeFormatError, errors.New("record counts do not match the packet")
+		}
+	}
 	if m.Opcode != dns.OpcodeQuery {
 		return dns.RcodeNotImplemented, errors.New("opcode not supported")
 	}
