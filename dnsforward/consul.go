@@ -43,9 +43,10 @@ func (w *watcher) isReady() bool {
 	}
 }
 
-// touch marks the watch used; only every second, to spare the cache line.
-func (w *watcher) touch(now int64) {
-	if now-w.lastUsed.Load() > int64(time.Second) {
+// touch marks the watch used; only every gran (a fraction of the idle
+// timeout), to spare the shared cache line on the hot path.
+func (w *watcher) touch(now, gran int64) {
+	if now-w.lastUsed.Load() > gran {
 		w.lastUsed.Store(now)
 	}
 }

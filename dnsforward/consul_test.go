@@ -216,11 +216,13 @@ func TestIdleWatchDropped(t *testing.T) {
 	cfg := baseConfig(a)
 	cfg.IdleTimeout = 300 * time.Millisecond
 	s, addr := startServer(t, cfg)
-	open := func() int {
+	current := func() *watcher {
 		s.zone.wmu.Lock()
 		defer s.zone.wmu.Unlock()
-		_, ok := s.zone.watchers["service idle"]
-		if ok {
+		return s.zone.watchers["service idle"]
+	}
+	open := func() int {
+		if current() != nil {
 			return 1
 		}
 		return 0
@@ -228,6 +230,14 @@ func TestIdleWatchDropped(t *testing.T) {
 	pollUntil(t, addr, "idle.service.consul.", time.Now(), 10*time.Second, func(m *dns.Msg) bool { return has(m, "10.8.0.1") })
 	if open() != 1 {
 		t.Fatal("no watch for the service after its first lookup")
+	}
+	// Kept while in use: asked for a second, every 50ms, the same watch.
+	first := current()
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		exchange(t, addr, "idle.service.consul.", dns.TypeA, "udp")
+		if current() != first {
+			t.Fatal("watch dropped while the service was being asked for")
+		}
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for open() == 1 {

@@ -12,7 +12,7 @@ import (
 
 // zoneHandler answers like a small authoritative server for example.:
 // a.example. A (TTL 60), big.example. (40 A records: TC over UDP),
-// slow.example. (after 150ms), nx. NXDOMAIN with SOA minimum 60.
+// slow.example. (after 400ms), nx. NXDOMAIN with SOA minimum 60.
 func zoneHandler(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetReply(r)
@@ -22,7 +22,7 @@ func zoneHandler(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
 	switch q.Name {
 	case "a.example.", "slow.example.", "short.example.":
 		if q.Name == "slow.example." {
-			time.Sleep(150 * time.Millisecond)
+			time.Sleep(400 * time.Millisecond)
 		}
 		ttl := "60"
 		if q.Name == "short.example." {
@@ -192,7 +192,10 @@ func TestUpstreamTruncatedRetriesOverTCP(t *testing.T) {
 
 func TestCoalescing(t *testing.T) {
 	up := startUpstream(t, zoneHandler)
-	_, addr := startServer(t, upstreamConfig(t, up.addr))
+	cfg := upstreamConfig(t, up.addr)
+	cfg.TryTimeout = 3 * time.Second // slow.example. takes 400ms
+	cfg.Budget = 4 * time.Second
+	_, addr := startServer(t, cfg)
 	var wg sync.WaitGroup
 	for i := 0; i < 2; i++ {
 		wg.Add(1)
@@ -200,7 +203,7 @@ func TestCoalescing(t *testing.T) {
 			defer wg.Done()
 			m := new(dns.Msg)
 			m.SetQuestion("slow.example.", dns.TypeA)
-			c := &dns.Client{Timeout: 3 * time.Second}
+			c := &dns.Client{Timeout: 5 * time.Second}
 			r, _, err := c.Exchange(m, addr)
 			if err != nil || len(r.Answer) != 1 {
 				t.Errorf("slow.example.: %v %v", r, err)

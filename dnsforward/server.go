@@ -59,6 +59,8 @@ type Server struct {
 	ctx   context.Context
 	clock atomic.Int64
 
+	touchGran int64 // ns between updates of a watch's last use
+
 	slowSlots chan struct{}
 	tcpSlots  chan struct{}
 	jobs      sync.WaitGroup // spawned slow-path goroutines
@@ -81,6 +83,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Log, ctx: context.Background(),
 		slowSlots: make(chan struct{}, maxSlowJobs), tcpSlots: make(chan struct{}, maxTCPConns)}
 	s.clock.Store(time.Now().UnixNano())
+	s.touchGran = int64(min(time.Second, cfg.IdleTimeout/8))
 	s.fwd = newForwarder(s, cfg.Upstreams)
 	s.m = newMetrics(s.fwd.cacheLen)
 	s.zone = newConsulZone(s, cfg.Client, cfg.Domains)
@@ -487,7 +490,7 @@ func (s *Server) handle(r *reader, raw []byte, tcp bool) ([]byte, *query) {
 
 func (s *Server) sendConsul(r *reader, q *query, a *answer, now int64) []byte {
 	if w := a.watch; w != nil {
-		w.touch(now)
+		w.touch(now, s.touchGran)
 		if w.failing.Load() {
 			s.m.stale[cacheConsul].Add(1)
 			if s.cfg.MaxStale > 0 && time.Now().UnixNano()-w.failSince.Load() > int64(s.cfg.MaxStale) {
