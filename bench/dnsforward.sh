@@ -48,11 +48,24 @@ log_level = "warn"
 disable_update_check = true
 EOF
 "$CONSUL_BIN" agent -dev -config-file "$tmp/agent.hcl" >"$tmp/consul.log" 2>&1 &
-pids+=($!)
+consul_pid=$!
+pids+=($consul_pid)
 api="http://127.0.0.1:$http"
+l=
 for _ in $(seq 1 300); do
+	kill -0 "$consul_pid" 2>/dev/null || break
 	l=$(curl -fsS "$api/v1/status/leader" 2>/dev/null || true)
 	[ -n "$l" ] && [ "$l" != '""' ] && break
+	sleep 0.1
+done
+if [ -z "$l" ] || [ "$l" = '""' ]; then
+	echo "bench: the Consul agent did not come up; its log:" >&2
+	tail -20 "$tmp/consul.log" >&2
+	exit 1
+fi
+# The catalog must hold the agent's node before services can be registered.
+for _ in $(seq 1 100); do
+	curl -fsS "$api/v1/catalog/node/bench" 2>/dev/null | grep -q '"Node"' && break
 	sleep 0.1
 done
 reg() { curl -fsS -X PUT "$api/v1/agent/service/register" -d "$1" >/dev/null; }
