@@ -177,3 +177,48 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestNeverForwardsToItself: an upstream (flag or resolv.conf) that is our
+// own address is dropped, so a name is refused instead of looping.
+func TestNeverForwardsToItself(t *testing.T) {
+	a := consultest.Require(t, agent)
+	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := l.LocalAddr().String()
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan string, 1)
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"-listen", self, "-upstream", self, "-http-addr", a.HTTPAddr(), "-consul-dns", a.DNSAddr()},
+			io.Discard, io.Discard, func(s string) { ready <- s })
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case code := <-done:
+		t.Fatalf("run exited %d", code)
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready within 10s")
+	}
+	if r := exchange(t, addr, "loop.example.", dns.TypeA, "udp"); r.Rcode != dns.RcodeRefused {
+		t.Errorf("with only ourselves as upstream: %s, want REFUSED", dns.RcodeToString[r.Rcode])
+	}
+	cancel()
+	<-done
+	ups, err := upstreamsFromResolvConf(writeFile(t, "nameserver 127.0.0.1\nnameserver 192.0.2.53\n"))
+	if err != nil || len(ups) != 2 || ups[1] != "192.0.2.53:53" {
+		t.Errorf("resolv.conf upstreams: %v %v", ups, err)
+	}
+}
+
+func writeFile(t *testing.T, content string) string {
+	p := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
