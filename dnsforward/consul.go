@@ -559,6 +559,7 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, tag string,
 	var found int
 	seenAddr := map[string]bool{}
 	seenExtra := map[string]bool{}
+	var cnames []dns.RR // instances with a host name as address
 	for _, e := range entries {
 		ok, passing := z.healthy(e)
 		if !ok || e.Service == nil || e.Node == nil {
@@ -580,7 +581,7 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, tag string,
 					continue
 				}
 				seenAddr[addr] = true
-				m.Answer = append(m.Answer, &dns.CNAME{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: ttl}, Target: dns.Fqdn(addr)})
+				cnames = append(cnames, &dns.CNAME{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: ttl}, Target: dns.Fqdn(addr)})
 				continue
 			}
 			if !wantsAddr(qtype, ip) || seenAddr[addr] {
@@ -622,6 +623,11 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, tag string,
 				}
 			}
 		}
+	}
+	if len(m.Answer) == 0 {
+		// As Consul: host-name instances answer (as CNAMEs) only when no
+		// instance has an address of the type asked.
+		m.Answer = cnames
 	}
 	switch {
 	case found == 0:

@@ -40,11 +40,15 @@ func seed(t *testing.T, a *consultest.Agent) {
 	_, err = c.Catalog().Register(&api.CatalogRegistration{Node: "node2", Address: "10.0.0.2", NodeMeta: map[string]string{"rack": "r1"},
 		Service: &api.AgentService{ID: "db1", Service: "db", Port: 5432, Address: "fd00::1"}}, nil)
 	must(err)
+	// A service with a host name as one instance's address.
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "hosty1", Name: "hosty", Port: 80, Address: "backend.example.org"}))
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "hosty2", Name: "hosty", Port: 81, Address: "10.5.5.5"}))
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "cname1", Name: "cname", Port: 80, Address: "other.example.org"}))
 	// A prepared query (answered through the agent's DNS).
 	_, _, err = c.PreparedQuery().Create(&api.PreparedQueryDefinition{Name: "pq", Service: api.ServiceQuery{Service: "web"}}, nil)
 	must(err)
 	t.Cleanup(func() {
-		for _, id := range []string{"web1", "web2", "web-warn", "web-crit", "api1"} {
+		for _, id := range []string{"web1", "web2", "web-warn", "web-crit", "api1", "hosty1", "hosty2", "cname1"} {
 			_ = ag.ServiceDeregister(id)
 		}
 		_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: "node2"}, nil)
@@ -69,6 +73,7 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 		"db.service.consul AAAA", "db.service.consul A", "db.service.consul SRV", "db.service.consul ANY",
 		"api.service.consul A", "api.service.consul SRV", "nosuch.service.consul A", "nosuch.service.consul SRV",
 		"x.y.web.service.consul A",
+		"hosty.service.consul A", "hosty.service.consul AAAA", "hosty.service.consul SRV", "cname.service.consul A", "cname.service.consul SRV",
 		node + ".node.consul A", node + ".node.consul TXT", node + ".node.consul ANY", node + ".node.consul AAAA", node + ".node.consul SRV",
 		"node2.node.consul A", "node2.node.consul TXT", "node2.node.dc1.consul A", "nosuch.node.consul A",
 		"0a000002.addr.consul A", "0a000002.addr.dc1.consul AAAA", "fd000000000000000000000000000001.addr.consul AAAA", "zz.addr.consul A",
