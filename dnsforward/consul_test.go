@@ -26,6 +26,8 @@ func seed(t *testing.T, a *consultest.Agent) {
 	// web: three healthy instances (one with a warning), one critical.
 	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "web1", Name: "web", Tags: []string{"v1", "prod"}, Port: 8080}))
 	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "web2", Name: "web", Tags: []string{"v2"}, Port: 8081, Address: "10.1.2.3"}))
+	// A second instance on the agent's node (same address as web1).
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "web1b", Name: "web", Tags: []string{"v3"}, Port: 8090}))
 	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "web-warn", Name: "web", Tags: []string{"v2"}, Port: 8082, Address: "10.1.2.4",
 		Check: &api.AgentServiceCheck{TTL: "10m", Status: api.HealthWarning}}))
 	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "web-crit", Name: "web", Tags: []string{"v1"}, Port: 8083, Address: "10.1.2.5",
@@ -48,7 +50,7 @@ func seed(t *testing.T, a *consultest.Agent) {
 	_, _, err = c.PreparedQuery().Create(&api.PreparedQueryDefinition{Name: "pq", Service: api.ServiceQuery{Service: "web"}}, nil)
 	must(err)
 	t.Cleanup(func() {
-		for _, id := range []string{"web1", "web2", "web-warn", "web-crit", "api1", "hosty1", "hosty2", "cname1"} {
+		for _, id := range []string{"web1", "web1b", "web2", "web-warn", "web-crit", "api1", "hosty1", "hosty2", "cname1"} {
 			_ = ag.ServiceDeregister(id)
 		}
 		_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: "node2"}, nil)
@@ -68,7 +70,7 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 	cases := []string{
 		"web.service.consul A", "web.service.consul SRV", "web.service.consul AAAA", "web.service.consul ANY",
 		"web.service.consul TXT", "web.service.consul MX", "WEB.Service.Consul A",
-		"v1.web.service.consul A", "v2.web.service.consul SRV", "prod.web.service.consul A", "nosuch.web.service.consul A",
+		"v1.web.service.consul A", "v2.web.service.consul SRV", "v3.web.service.consul SRV", "prod.web.service.consul A", "nosuch.web.service.consul A",
 		"_web._v1.service.consul SRV", "_web._tcp.service.consul SRV", "web.service.dc1.consul A", "web.service.dc1.consul SRV",
 		"db.service.consul AAAA", "db.service.consul A", "db.service.consul SRV", "db.service.consul ANY",
 		"api.service.consul A", "api.service.consul SRV", "nosuch.service.consul A", "nosuch.service.consul SRV",
@@ -91,6 +93,9 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 		}
 		if g, w := set(got.answer), set(want.answer); !reflect.DeepEqual(g, w) {
 			t.Errorf("%s: answer\n%s\nConsul's DNS:\n%s", c, strings.Join(g, "\n"), strings.Join(w, "\n"))
+		}
+		if len(got.answer) != len(want.answer) {
+			t.Errorf("%s: %d answer records, Consul's DNS %d", c, len(got.answer), len(want.answer))
 		}
 		if g, w := set(got.auth), set(want.auth); !reflect.DeepEqual(g, w) {
 			t.Errorf("%s: authority\n%s\nConsul's DNS:\n%s", c, strings.Join(g, "\n"), strings.Join(w, "\n"))
