@@ -1,0 +1,241 @@
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/miekg/dns"
+)
+
+// answer is a packed response kept in memory and sent by copying: the ID,
+// RD bit and the question's letter case are patched in, fixed-size answer
+// records are shuffled in place, TTLs of forwarded answers are counted down.
+type answer struct {
+	packed []byte   // ID 0, question in lower case, no OPT
+	perms  [][]byte // other orders of the same answer (SRV), chosen at random
+	rcode  int
+	zone   int
+
+	// In-place shuffle of answer records all rrSize long from anOff.
+	anOff, anCount, rrSize int
+
+	// Forwarded answers: TTL offsets, time stored and expiry (unix ns).
+	ttls      []int
+	stored    int64
+	expires   int64
+	staleEnd  int64
+	negative  bool
+	watch     *watcher // Consul answers: the watch it came from
+	servedTTL uint32   // for stale upstream answers
+}
+
+// newAnswer packs m (without OPT) and records what the hot path needs.
+// shuffle asks for the answer section to be shuffled on each use; ttls asks
+// for TTL positions (forwarded answers).
+func newAnswer(m *dns.Msg, zone int, shuffle, ttls bool) (*answer, error) {
+	m.Id = 0
+	m.Compress = true
+	pk, err := m.Pack()
+	if err != nil {
+		return nil, fmt.Errorf("pack answer for %s: %w", qname(m), err)
+	}
+	a := &answer{packed: pk, rcode: m.Rcode, zone: zone}
+	spans, _, err := walk(pk)
+	if err != nil {
+		return nil, fmt.Errorf("walk answer for %s: %w", qname(m), err)
+	}
+	if ttls {
+		for _, s := range spans {
+			if s.rrtype != dns.TypeOPT {
+				a.ttls = append(a.ttls, s.ttl)
+			}
+		}
+	}
+	if shuffle && len(m.Answer) > 1 {
+		// In place only for address records: their rdata holds no name
+		// that a later record's compression pointer could point into.
+		size, ok := 0, true
+		n := 0
+		for _, s := range spans {
+			if s.section != 0 {
+				continue
+			}
+			if n == 0 {
+				size = s.end - s.start
+				a.anOff = s.start
+			} else if s.end-s.start != size {
+				ok = false
+			}
+			if s.rrtype != dns.TypeA && s.rrtype != dns.TypeAAAA {
+				ok = false
+			}
+			n++
+		}
+		if ok && size <= 64 {
+			a.rrSize, a.anCount = size, n
+		} else {
+			// Different sizes (SRV targets): keep a few packed orders.
+			orig := append([]dns.RR(nil), m.Answer...)
+			for i := 0; i < 8; i++ {
+				rand.Shuffle(len(m.Answer), func(i, j int) { m.Answer[i], m.Answer[j] = m.Answer[j], m.Answer[i] })
+				p, err := m.Pack()
+				if err != nil {
+					return nil, fmt.Errorf("pack answer for %s: %w", qname(m), err)
+				}
+				a.perms = append(a.perms, p)
+			}
+			m.Answer = orig
+		}
+	}
+	return a, nil
+}
+
+func qname(m *dns.Msg) string {
+	if len(m.Question) == 0 {
+		return "?"
+	}
+	return m.Question[0].Name
+}
+
+// write copies a into out as the reply to q; ok is false when it does not
+// fit the client's limit (the caller then takes the truncating slow path).
+func (a *answer) write(q *query, out []byte, now int64) ([]byte, bool) {
+	pk := a.packed
+	if len(a.perms) > 0 {
+		pk = a.perms[rand.IntN(len(a.perms))]
+	}
+	extra := 0
+	if q.edns {
+		extra = 11
+	}
+	if q.qEnd == 0 || len(pk)+extra > q.limit() || q.qEnd != questionEnd(pk) {
+		return out, false
+	}
+	out = append(out[:0], pk...)
+	binary.BigEndian.PutUint16(out, q.id)
+	if q.rd {
+		out[2] |= 0x01
+	} else {
+		out[2] &^= 0x01
+	}
+	copy(out[12:q.qEnd], q.raw[12:q.qEnd])
+	if a.rrSize > 0 {
+		shuffleFixed(out[a.anOff:a.anOff+a.rrSize*a.anCount], a.rrSize, a.anCount)
+	}
+	if len(a.ttls) > 0 {
+		a.patchTTLs(out, now)
+	}
+	if q.edns {
+		out = appendOPT(out)
+	}
+	return out, true
+}
+
+func (a *answer) patchTTLs(out []byte, now int64) {
+	if a.servedTTL > 0 {
+		for _, off := range a.ttls {
+			binary.BigEndian.PutUint32(out[off:], a.servedTTL)
+		}
+		return
+	}
+	elapsed := uint32((now - a.stored) / 1e9)
+	for _, off := range a.ttls {
+		t := binary.BigEndian.Uint32(a.packed[off:])
+		if t > elapsed {
+			t -= elapsed
+		} else {
+			t = 0
+		}
+		binary.BigEndian.PutUint32(out[off:], t)
+	}
+}
+
+// questionEnd is where the single question of a packed answer ends.
+func questionEnd(pk []byte) int {
+	off, err := skipName(pk, 12)
+	if err != nil {
+		return -1
+	}
+	return off + 4
+}
+
+func shuffleFixed(b []byte, size, n int) {
+	var tmp [64]byte
+	for i := n - 1; i > 0; i-- {
+		j := rand.IntN(i + 1)
+		if i == j {
+			continue
+		}
+		x, y := b[i*size:(i+1)*size], b[j*size:(j+1)*size]
+		copy(tmp[:size], x)
+		copy(x, y)
+		copy(y, tmp[:size])
+	}
+}
+
+// writeSlow builds the reply through miekg/dns: for requests parsed by the
+// slow path and answers that must be truncated.
+func (a *answer) writeSlow(q *query, now int64) ([]byte, error) {
+	m := new(dns.Msg)
+	if err := m.Unpack(a.packed); err != nil {
+		return nil, fmt.Errorf("unpack stored answer: %w", err)
+	}
+	if a.rrSize > 0 || len(a.perms) > 0 {
+		rand.Shuffle(len(m.Answer), func(i, j int) { m.Answer[i], m.Answer[j] = m.Answer[j], m.Answer[i] })
+	}
+	if len(a.ttls) > 0 {
+		elapsed := uint32((now - a.stored) / 1e9)
+		for _, sec := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+			for _, rr := range sec {
+				h := rr.Header()
+				switch {
+				case a.servedTTL > 0:
+					h.Ttl = a.servedTTL
+				case h.Ttl > elapsed:
+					h.Ttl -= elapsed
+				default:
+					h.Ttl = 0
+				}
+			}
+		}
+	}
+	return finish(q, m)
+}
+
+// finish sets the reply's ID, question and EDNS for q, truncates it to the
+// client's limit and packs it.
+func finish(q *query, m *dns.Msg) ([]byte, error) {
+	req := q.request()
+	m.Id = q.id
+	m.Response = true
+	m.Opcode = dns.OpcodeQuery
+	m.RecursionDesired = q.rd
+	m.Question = req.Question
+	// Our own OPT only.
+	extra := m.Extra[:0]
+	for _, rr := range m.Extra {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			extra = append(extra, rr)
+		}
+	}
+	m.Extra = extra
+	if q.edns {
+		m.SetEdns0(ednsSize, false)
+	}
+	m.Truncate(q.limit())
+	m.Compress = true
+	return m.Pack()
+}
+
+// rcodeReply is a reply with no records.
+func rcodeReply(q *query, rcode int, soa dns.RR) ([]byte, error) {
+	m := new(dns.Msg)
+	m.Response = true
+	m.RecursionAvailable = true
+	m.Rcode = rcode
+	if soa != nil {
+		m.Ns = []dns.RR{soa}
+	}
+	return finish(q, m)
+}

@@ -1,0 +1,702 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/berth/berth/pkg/watch"
+	"github.com/hashicorp/consul/api"
+	"github.com/miekg/dns"
+)
+
+// watcher is one Consul blocking-query loop and its latest result.
+type watcher struct {
+	key       string
+	cancel    context.CancelFunc
+	ready     chan struct{}
+	once      sync.Once
+	services  atomic.Pointer[[]*api.ServiceEntry]
+	catalog   atomic.Pointer[map[string]string] // lower-case name → name
+	nodes     atomic.Pointer[[]*api.Node]
+	lastUsed  atomic.Int64 // unix ns, coarse
+	lastOK    atomic.Int64 // unix ns of the last successful call
+	failSince atomic.Int64 // unix ns of the first failure of the current outage
+	failing   atomic.Bool
+}
+
+func (w *watcher) isReady() bool {
+	select {
+	case <-w.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// touch marks the watch used; only every gran (a fraction of the idle
+// timeout), to spare the shared cache line on the hot path.
+func (w *watcher) touch(now, gran int64) {
+	if now-w.lastUsed.Load() > gran {
+		w.lastUsed.Store(now)
+	}
+}
+
+// consulZone answers the Consul domain from memory.
+type consulZone struct {
+	s       *Server
+	client  *api.Client
+	log     *slog.Logger
+	domains []string // lower case, with the final dot; the first is -domain
+
+	dc atomic.Pointer[string] // the agent's datacenter, once known
+
+	wmu      sync.Mutex
+	watchers map[string]*watcher
+	catalog  *watcher
+
+	amu     sync.RWMutex
+	gen     uint64
+	answers map[string]*answer // name + qtype (2 bytes) → answer
+}
+
+// maxAnswers bounds the per-name answer map (random names asked in bulk).
+const maxAnswers = 200000
+
+func newConsulZone(s *Server, client *api.Client, domains []string) *consulZone {
+	return &consulZone{s: s, client: client, log: s.log, domains: domains,
+		watchers: map[string]*watcher{}, answers: map[string]*answer{}}
+}
+
+// run starts the catalog watch and the janitor; it returns when ctx is done.
+func (z *consulZone) run(ctx context.Context) {
+	if z.s.cfg.Datacenter != "" {
+		dc := strings.ToLower(z.s.cfg.Datacenter)
+		z.dc.Store(&dc)
+	} else {
+		go z.learnDatacenter(ctx)
+	}
+	z.wmu.Lock()
+	z.catalog = z.startLocked(ctx, "catalog services", z.fetchCatalog)
+	z.wmu.Unlock()
+	t := time.NewTicker(z.janitorEvery())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			z.wmu.Lock()
+			for _, w := range z.watchers {
+				w.cancel()
+			}
+			z.wmu.Unlock()
+			return
+		case <-t.C:
+			z.dropIdle()
+		}
+	}
+}
+
+// catalogWatch is the catalog-services watch (nil before run starts it).
+func (z *consulZone) catalogWatch() *watcher {
+	z.wmu.Lock()
+	defer z.wmu.Unlock()
+	return z.catalog
+}
+
+func (z *consulZone) janitorEvery() time.Duration {
+	d := z.s.cfg.IdleTimeout / 4
+	if d < 50*time.Millisecond {
+		d = 50 * time.Millisecond
+	}
+	if d > 30*time.Second {
+		d = 30 * time.Second
+	}
+	return d
+}
+
+func (z *consulZone) learnDatacenter(ctx context.Context) {
+	delay := 100 * time.Millisecond
+	for {
+		self, err := z.client.Agent().Self()
+		if err == nil {
+			if cfg, ok := self["Config"]; ok {
+				if dc, ok := cfg["Datacenter"].(string); ok && dc != "" {
+					dc = strings.ToLower(dc)
+					z.dc.Store(&dc)
+					z.invalidate()
+					return
+				}
+			}
+			err = errors.New("agent self: no Config.Datacenter")
+		}
+		z.log.Warn("waiting for Consul to learn the local datacenter (names with a datacenter go to the agent's DNS meanwhile)", "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		if delay < 10*time.Second {
+			delay *= 2
+		}
+	}
+}
+
+func (z *consulZone) dropIdle() {
+	now := z.s.now()
+	var dropped int
+	z.wmu.Lock()
+	for k, w := range z.watchers {
+		if w == z.catalog {
+			continue
+		}
+		if now-w.lastUsed.Load() > int64(z.s.cfg.IdleTimeout) {
+			w.cancel()
+			delete(z.watchers, k)
+			dropped++
+		}
+	}
+	n := len(z.watchers)
+	z.wmu.Unlock()
+	if dropped > 0 {
+		z.s.m.watchesOpen.Set(float64(n))
+		z.log.Debug("dropped idle watches", "dropped", dropped, "open", n)
+		z.invalidate()
+	}
+}
+
+// invalidate forgets every packed answer: the next lookups rebuild them from
+// the watches' current data.
+func (z *consulZone) invalidate() {
+	z.amu.Lock()
+	z.gen++
+	z.answers = make(map[string]*answer, len(z.answers))
+	z.amu.Unlock()
+}
+
+func (z *consulZone) cached(key []byte) *answer {
+	z.amu.RLock()
+	a := z.answers[string(key)]
+	z.amu.RUnlock()
+	return a
+}
+
+func (z *consulZone) generation() uint64 {
+	z.amu.RLock()
+	g := z.gen
+	z.amu.RUnlock()
+	return g
+}
+
+func (z *consulZone) store(key string, gen uint64, a *answer) {
+	z.amu.Lock()
+	if z.gen == gen {
+		if len(z.answers) >= maxAnswers {
+			z.answers = make(map[string]*answer)
+		}
+		z.answers[key] = a
+	}
+	z.amu.Unlock()
+}
+
+type fetchFunc func(ctx context.Context, w *watcher, idx uint64) (uint64, error)
+
+// startLocked starts a watch; z.wmu is held.
+func (z *consulZone) startLocked(parent context.Context, key string, fetch fetchFunc) *watcher {
+	ctx, cancel := context.WithCancel(parent)
+	w := &watcher{key: key, cancel: cancel, ready: make(chan struct{})}
+	w.lastUsed.Store(z.s.now())
+	z.watchers[key] = w
+	z.s.m.watchesOpen.Set(float64(len(z.watchers)))
+	f := func(ctx context.Context, idx uint64) (struct{}, uint64, error) {
+		newIdx, err := fetch(ctx, w, idx)
+		if err != nil {
+			if ctx.Err() == nil {
+				z.s.m.watchErrors.Inc()
+				if !w.failing.Load() {
+					w.failSince.Store(time.Now().UnixNano())
+				}
+				if !w.failing.Swap(true) {
+					z.invalidate() // answers now carry -stale-ttl
+				}
+			}
+			return struct{}{}, 0, err
+		}
+		w.lastOK.Store(time.Now().UnixNano())
+		if w.failing.Swap(false) {
+			z.invalidate()
+		}
+		return struct{}{}, newIdx, nil
+	}
+	deliver := func(struct{}, uint64) {
+		w.once.Do(func() { close(w.ready) })
+		z.invalidate()
+	}
+	go func() {
+		_ = watch.Loop(ctx, f, deliver, watch.Options{Name: key, Log: z.log, RetryMin: 50 * time.Millisecond, RetryMax: 5 * time.Second})
+	}()
+	return w
+}
+
+func (z *consulZone) queryOptions(ctx context.Context, idx uint64) *api.QueryOptions {
+	return (&api.QueryOptions{AllowStale: true, WaitIndex: idx, WaitTime: 5 * time.Minute}).WithContext(ctx)
+}
+
+func (z *consulZone) fetchCatalog(ctx context.Context, w *watcher, idx uint64) (uint64, error) {
+	svcs, meta, err := z.client.Catalog().Services(z.queryOptions(ctx, idx))
+	if err != nil {
+		return 0, fmt.Errorf("catalog services: %w", err)
+	}
+	m := make(map[string]string, len(svcs))
+	for name := range svcs {
+		m[strings.ToLower(name)] = name
+	}
+	w.catalog.Store(&m)
+	return meta.LastIndex, nil
+}
+
+func (z *consulZone) fetchService(name string) fetchFunc {
+	return func(ctx context.Context, w *watcher, idx uint64) (uint64, error) {
+		entries, meta, err := z.client.Health().Service(name, "", false, z.queryOptions(ctx, idx))
+		if err != nil {
+			return 0, fmt.Errorf("health of service %s: %w", name, err)
+		}
+		w.services.Store(&entries)
+		return meta.LastIndex, nil
+	}
+}
+
+func (z *consulZone) fetchNodes(ctx context.Context, w *watcher, idx uint64) (uint64, error) {
+	nodes, meta, err := z.client.Catalog().Nodes(z.queryOptions(ctx, idx))
+	if err != nil {
+		return 0, fmt.Errorf("catalog nodes: %w", err)
+	}
+	w.nodes.Store(&nodes)
+	return meta.LastIndex, nil
+}
+
+// getWatch returns the watch for key, starting it when absent.
+func (z *consulZone) getWatch(ctx context.Context, key string, fetch func() fetchFunc) *watcher {
+	z.wmu.Lock()
+	defer z.wmu.Unlock()
+	if w, ok := z.watchers[key]; ok {
+		return w
+	}
+	z.log.Debug("starting watch", "watch", key)
+	return z.startLocked(z.s.ctx, key, fetch())
+}
+
+// waitReady waits for a watch's first answer when wait is set.
+func waitReady(ctx context.Context, w *watcher, wait bool, d time.Duration) bool {
+	if w.isReady() {
+		return true
+	}
+	if !wait {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-w.ready:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// Outcomes of resolve.
+const (
+	resAnswer  = iota // a is the answer
+	resWait           // a watch must start first: call again with wait
+	resForward        // not answered natively: pass to the agent's DNS
+)
+
+// firstWait bounds the wait for a new watch's first answer.
+const firstWait = 3 * time.Second
+
+// resolve finds or builds the answer for name/qtype.
+func (z *consulZone) resolve(ctx context.Context, name string, qtype uint16, wait bool) (*answer, int, error) {
+	var domain, rest string
+	for _, d := range z.domains {
+		if strings.HasSuffix(name, "."+d) {
+			domain, rest = d, name[:len(name)-len(d)-1]
+			break
+		}
+	}
+	if domain == "" {
+		return nil, resForward, nil // the apex (SOA, NS) and anything odd
+	}
+	labels := strings.Split(rest, ".")
+	n := len(labels)
+	kind, dc, kindAt := "", "", -1
+	switch {
+	case isKind(labels[n-1]):
+		kind, kindAt = labels[n-1], n-1
+	case n >= 2 && isKind(labels[n-2]):
+		kind, dc, kindAt = labels[n-2], labels[n-1], n-2
+	default:
+		return nil, resForward, nil
+	}
+	if dc != "" {
+		local := z.dc.Load()
+		if local == nil || *local != dc {
+			return nil, resForward, nil
+		}
+	}
+	prefix := labels[:kindAt]
+	gen := z.generation()
+	switch kind {
+	case "service":
+		var svc, tag string
+		switch {
+		case len(prefix) == 1:
+			svc = prefix[0]
+		case len(prefix) == 2 && strings.HasPrefix(prefix[0], "_") && strings.HasPrefix(prefix[1], "_"):
+			svc, tag = prefix[0][1:], prefix[1][1:]
+			if tag == "tcp" {
+				tag = ""
+			}
+		case len(prefix) == 2:
+			tag, svc = prefix[0], prefix[1]
+		default:
+			a, err := z.nxdomain(name, qtype, domain, nil)
+			return z.keep(name, qtype, gen, a, err)
+		}
+		cw := z.catalogWatch()
+		if cw == nil {
+			return nil, resForward, nil
+		}
+		if !waitReady(ctx, cw, wait, firstWait) {
+			if wait {
+				return nil, resForward, nil
+			}
+			return nil, resWait, nil
+		}
+		cat := *cw.catalog.Load()
+		real, ok := cat[svc]
+		if !ok {
+			a, err := z.nxdomain(name, qtype, domain, cw)
+			return z.keep(name, qtype, gen, a, err)
+		}
+		w := z.getWatch(ctx, "service "+real, func() fetchFunc { return z.fetchService(real) })
+		if !waitReady(ctx, w, wait, firstWait) {
+			if wait {
+				return nil, resForward, nil
+			}
+			return nil, resWait, nil
+		}
+		a, err := z.buildService(name, qtype, domain, tag, w)
+		return z.keep(name, qtype, gen, a, err)
+	case "node":
+		if len(prefix) != 1 {
+			return nil, resForward, nil
+		}
+		w := z.getWatch(ctx, "catalog nodes", func() fetchFunc { return z.fetchNodes })
+		if !waitReady(ctx, w, wait, firstWait) {
+			if wait {
+				return nil, resForward, nil
+			}
+			return nil, resWait, nil
+		}
+		a, err := z.buildNode(name, qtype, domain, prefix[0], w)
+		return z.keep(name, qtype, gen, a, err)
+	default: // addr
+		if len(prefix) != 1 {
+			return nil, resForward, nil
+		}
+		a, err := z.buildAddr(name, qtype, domain, prefix[0])
+		return z.keep(name, qtype, gen, a, err)
+	}
+}
+
+func isKind(l string) bool { return l == "service" || l == "node" || l == "addr" }
+
+func (z *consulZone) keep(name string, qtype uint16, gen uint64, a *answer, err error) (*answer, int, error) {
+	if err != nil {
+		return nil, resAnswer, err
+	}
+	key := name + string([]byte{byte(qtype >> 8), byte(qtype)})
+	z.store(key, gen, a)
+	return a, resAnswer, nil
+}
+
+func (z *consulZone) reply(name string, qtype uint16) *dns.Msg {
+	m := new(dns.Msg)
+	m.Response = true
+	m.Authoritative = true
+	m.RecursionAvailable = true
+	m.Question = []dns.Question{{Name: name, Qtype: qtype, Qclass: dns.ClassINET}}
+	return m
+}
+
+// soa is the SOA record Consul puts in negative answers.
+func (z *consulZone) soa(domain string) dns.RR {
+	return &dns.SOA{
+		Hdr:     dns.RR_Header{Name: domain, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 0},
+		Ns:      "ns." + domain,
+		Mbox:    "hostmaster." + domain,
+		Serial:  uint32(time.Now().Unix()),
+		Refresh: 3600,
+		Retry:   600,
+		Expire:  86400,
+		Minttl:  0,
+	}
+}
+
+func (z *consulZone) nxdomain(name string, qtype uint16, domain string, w *watcher) (*answer, error) {
+	m := z.reply(name, qtype)
+	m.Rcode = dns.RcodeNameError
+	m.Ns = []dns.RR{z.soa(domain)}
+	a, err := newAnswer(m, zoneConsul, false, false)
+	if a != nil {
+		a.watch = w
+	}
+	return a, err
+}
+
+func (z *consulZone) ttl(d time.Duration, w *watcher) uint32 {
+	if w != nil && w.failing.Load() {
+		d = z.s.cfg.StaleTTL
+	}
+	return uint32(d / time.Second)
+}
+
+// healthy reports whether an instance may be answered: no critical check
+// (and, with -only-passing, every check passing).
+func (z *consulZone) healthy(e *api.ServiceEntry) (ok, passing bool) {
+	passing = true
+	for _, c := range e.Checks {
+		switch c.Status {
+		case api.HealthCritical, api.HealthMaint:
+			return false, false
+		case api.HealthPassing:
+		default:
+			passing = false
+		}
+	}
+	if z.s.cfg.OnlyPassing && !passing {
+		return false, false
+	}
+	return true, passing
+}
+
+func hasTag(tags []string, tag string) bool {
+	for _, t := range tags {
+		if strings.EqualFold(t, tag) {
+			return true
+		}
+	}
+	return false
+}
+
+func hexIP(ip netip.Addr) string {
+	b := ip.AsSlice()
+	return hex.EncodeToString(b)
+}
+
+func addrRR(name string, ip netip.Addr, ttl uint32) dns.RR {
+	if ip.Is4() || ip.Is4In6() {
+		return &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl}, A: net.IP(ip.Unmap().AsSlice())}
+	}
+	return &dns.AAAA{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: ttl}, AAAA: net.IP(ip.AsSlice())}
+}
+
+// wantsAddr says whether an address record of ip answers qtype on a
+// service name (Consul answers TXT and ANY with A records too).
+func wantsAddr(qtype uint16, ip netip.Addr) bool {
+	v4 := ip.Is4() || ip.Is4In6()
+	switch qtype {
+	case dns.TypeA, dns.TypeTXT:
+		return v4
+	case dns.TypeAAAA:
+		return !v4
+	case dns.TypeANY:
+		return true
+	}
+	return false
+}
+
+func metaTXT(name string, meta map[string]string, ttl uint32) []dns.RR {
+	keys := make([]string, 0, len(meta))
+	for k := range meta {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var out []dns.RR
+	for _, k := range keys {
+		txt := k + "=" + meta[k]
+		if strings.HasPrefix(k, "rfc1035-") {
+			txt = meta[k]
+		}
+		// A character-string holds 255 bytes: split longer values.
+		var parts []string
+		for len(txt) > 255 {
+			parts, txt = append(parts, txt[:255]), txt[255:]
+		}
+		parts = append(parts, txt)
+		out = append(out, &dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: ttl}, Txt: parts})
+	}
+	return out
+}
+
+func (z *consulZone) buildService(name string, qtype uint16, domain, tag string, w *watcher) (*answer, error) {
+	entries := *w.services.Load()
+	ttl := z.ttl(z.s.cfg.ServiceTTL, w)
+	dc := ""
+	if p := z.dc.Load(); p != nil {
+		dc = *p
+	}
+	m := z.reply(name, qtype)
+	var found int
+	seenAddr := map[string]bool{}
+	seenExtra := map[string]bool{}
+	var cnames []dns.RR // instances with a host name as address
+	for _, e := range entries {
+		ok, passing := z.healthy(e)
+		if !ok || e.Service == nil || e.Node == nil {
+			continue
+		}
+		if tag != "" && !hasTag(e.Service.Tags, tag) {
+			continue
+		}
+		found++
+		addr := e.Service.Address
+		if addr == "" {
+			addr = e.Node.Address
+		}
+		ip, ipErr := netip.ParseAddr(addr)
+		switch qtype {
+		case dns.TypeA, dns.TypeAAAA, dns.TypeANY, dns.TypeTXT:
+			if ipErr != nil {
+				if qtype == dns.TypeTXT || seenAddr[addr] {
+					continue
+				}
+				seenAddr[addr] = true
+				cnames = append(cnames, &dns.CNAME{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: ttl}, Target: dns.Fqdn(addr)})
+				continue
+			}
+			if !wantsAddr(qtype, ip) || seenAddr[addr] {
+				continue
+			}
+			seenAddr[addr] = true
+			m.Answer = append(m.Answer, addrRR(name, ip, ttl))
+		case dns.TypeSRV:
+			weight := 1
+			if e.Service.Weights.Passing > 0 || e.Service.Weights.Warning > 0 {
+				weight = e.Service.Weights.Passing
+				if !passing {
+					weight = e.Service.Weights.Warning
+				}
+			}
+			var target string
+			var extra []dns.RR
+			nodeName := e.Node.Node + ".node." + dc + "." + domain
+			switch {
+			case e.Service.Address != "" && e.Service.Address != e.Node.Address && ipErr == nil:
+				target = hexIP(ip) + ".addr." + dc + "." + domain
+				extra = []dns.RR{addrRR(target, ip, ttl)}
+			case e.Service.Address != "" && e.Service.Address != e.Node.Address:
+				target = dns.Fqdn(e.Service.Address)
+			default:
+				target = nodeName
+				if nip, err := netip.ParseAddr(e.Node.Address); err == nil {
+					extra = append(extra, addrRR(target, nip, ttl))
+				}
+			}
+			// Consul adds the node's meta as TXT whatever the target.
+			extra = append(extra, metaTXT(nodeName, e.Node.Meta, ttl)...)
+			m.Answer = append(m.Answer, &dns.SRV{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: ttl},
+				Priority: 1, Weight: uint16(weight), Port: uint16(e.Service.Port), Target: target})
+			for _, rr := range extra {
+				if k := rr.String(); !seenExtra[k] {
+					seenExtra[k] = true
+					m.Extra = append(m.Extra, rr)
+				}
+			}
+		}
+	}
+	if len(m.Answer) == 0 {
+		// As Consul: host-name instances answer (as CNAMEs) only when no
+		// instance has an address of the type asked.
+		m.Answer = cnames
+	}
+	switch {
+	case found == 0:
+		m.Rcode = dns.RcodeNameError
+		m.Ns = []dns.RR{z.soa(domain)}
+	case len(m.Answer) == 0:
+		m.Ns = []dns.RR{z.soa(domain)}
+	}
+	if len(m.Answer) > 0 {
+		// A very large service: keep what fits in a TCP message.
+		m.Truncate(dns.MaxMsgSize)
+	}
+	a, err := newAnswer(m, zoneConsul, true, false)
+	if a != nil {
+		a.watch = w
+	}
+	return a, err
+}
+
+func (z *consulZone) buildNode(name string, qtype uint16, domain, node string, w *watcher) (*answer, error) {
+	var found *api.Node
+	for _, n := range *w.nodes.Load() {
+		if strings.EqualFold(n.Node, node) {
+			found = n
+			break
+		}
+	}
+	if found == nil {
+		return z.nxdomain(name, qtype, domain, w)
+	}
+	ttl := z.ttl(z.s.cfg.NodeTTL, w)
+	m := z.reply(name, qtype)
+	ip, ipErr := netip.ParseAddr(found.Address)
+	txt := metaTXT(name, found.Meta, ttl)
+	switch qtype {
+	case dns.TypeA, dns.TypeAAAA, dns.TypeANY:
+		if ipErr != nil {
+			m.Answer = append(m.Answer, &dns.CNAME{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: ttl}, Target: dns.Fqdn(found.Address)})
+		} else if qtype == dns.TypeANY || (qtype == dns.TypeA) == (ip.Is4() || ip.Is4In6()) {
+			m.Answer = append(m.Answer, addrRR(name, ip, ttl))
+		}
+		if qtype == dns.TypeANY {
+			m.Answer = append(m.Answer, txt...)
+		} else {
+			m.Extra = append(m.Extra, txt...)
+		}
+	case dns.TypeTXT:
+		m.Answer = append(m.Answer, txt...)
+	}
+	a, err := newAnswer(m, zoneConsul, false, false)
+	if a != nil {
+		a.watch = w
+	}
+	return a, err
+}
+
+func (z *consulZone) buildAddr(name string, qtype uint16, domain, label string) (*answer, error) {
+	b, err := hex.DecodeString(label)
+	if err != nil || (len(b) != 4 && len(b) != 16) {
+		return z.nxdomain(name, qtype, domain, nil)
+	}
+	ip, _ := netip.AddrFromSlice(b)
+	ttl := uint32(z.s.cfg.NodeTTL / time.Second)
+	m := z.reply(name, qtype)
+	rr := addrRR(name, ip, ttl)
+	if qtype == dns.TypeANY || (qtype == dns.TypeA && len(b) == 4) || (qtype == dns.TypeAAAA && len(b) == 16) {
+		m.Answer = []dns.RR{rr}
+	} else {
+		m.Extra = []dns.RR{rr}
+	}
+	return newAnswer(m, zoneConsul, false, false)
+}

@@ -1,0 +1,431 @@
+package main
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth/berth/pkg/consultest"
+	"github.com/hashicorp/consul/api"
+	"github.com/miekg/dns"
+)
+
+// seed registers the catalog the comparison test asks about.
+func seed(t *testing.T, a *consultest.Agent) {
+	t.Helper()
+	c := a.Client()
+	ag := c.Agent()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// web: three healthy instances (one with a warning), one critical.
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "web1", Name: "web", Tags: []string{"v1", "prod"}, Port: 8080}))
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "web2", Name: "web", Tags: []string{"v2"}, Port: 8081, Address: "10.1.2.3"}))
+	// A second instance on the agent's node (same address as web1).
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "web1b", Name: "web", Tags: []string{"v3"}, Port: 8090}))
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "web-warn", Name: "web", Tags: []string{"v2"}, Port: 8082, Address: "10.1.2.4",
+		Check: &api.AgentServiceCheck{TTL: "10m", Status: api.HealthWarning}}))
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "web-crit", Name: "web", Tags: []string{"v1"}, Port: 8083, Address: "10.1.2.5",
+		Check: &api.AgentServiceCheck{TTL: "10m", Status: api.HealthCritical}}))
+	// api: only a critical instance (NXDOMAIN like an unknown name).
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "api1", Name: "api", Port: 9000,
+		Check: &api.AgentServiceCheck{TTL: "10m", Status: api.HealthCritical}}))
+	// A second node with meta, carrying web and an IPv6 service.
+	_, err := c.Catalog().Register(&api.CatalogRegistration{Node: "node2", Address: "10.0.0.2", NodeMeta: map[string]string{"rack": "r1"},
+		Service: &api.AgentService{ID: "web3", Service: "web", Port: 9090, Tags: []string{"v1"}}}, nil)
+	must(err)
+	_, err = c.Catalog().Register(&api.CatalogRegistration{Node: "node2", Address: "10.0.0.2", NodeMeta: map[string]string{"rack": "r1"},
+		Service: &api.AgentService{ID: "db1", Service: "db", Port: 5432, Address: "fd00::1"}}, nil)
+	must(err)
+	// A service with a host name as one instance's address.
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "hosty1", Name: "hosty", Port: 80, Address: "backend.example.org"}))
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "hosty2", Name: "hosty", Port: 81, Address: "10.5.5.5"}))
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "cname1", Name: "cname", Port: 80, Address: "other.example.org"}))
+	// A prepared query (answered through the agent's DNS).
+	_, _, err = c.PreparedQuery().Create(&api.PreparedQueryDefinition{Name: "pq", Service: api.ServiceQuery{Service: "web"}}, nil)
+	must(err)
+	t.Cleanup(func() {
+		for _, id := range []string{"web1", "web1b", "web2", "web-warn", "web-crit", "api1", "hosty1", "hosty2", "cname1"} {
+			_ = ag.ServiceDeregister(id)
+		}
+		_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: "node2"}, nil)
+		qs, _, _ := c.PreparedQuery().List(nil)
+		for _, q := range qs {
+			_, _ = c.PreparedQuery().Delete(q.ID, nil)
+		}
+	})
+}
+
+func TestSameAnswersAsConsulDNS(t *testing.T) {
+	a := consultest.Require(t, agent)
+	requireDig(t)
+	seed(t, a)
+	_, addr := startServer(t, baseConfig(a))
+	node := a.NodeName
+	cases := []string{
+		"web.service.consul A", "web.service.consul SRV", "web.service.consul AAAA", "web.service.consul ANY",
+		"web.service.consul TXT", "web.service.consul MX", "WEB.Service.Consul A",
+		"v1.web.service.consul A", "v2.web.service.consul SRV", "v3.web.service.consul SRV", "prod.web.service.consul A", "nosuch.web.service.consul A",
+		"_web._v1.service.consul SRV", "_web._tcp.service.consul SRV", "web.service.dc1.consul A", "web.service.dc1.consul SRV",
+		"db.service.consul AAAA", "db.service.consul A", "db.service.consul SRV", "db.service.consul ANY",
+		"api.service.consul A", "api.service.consul SRV", "nosuch.service.consul A", "nosuch.service.consul SRV",
+		"x.y.web.service.consul A",
+		"hosty.service.consul A", "hosty.service.consul AAAA", "hosty.service.consul SRV", "cname.service.consul A", "cname.service.consul SRV",
+		node + ".node.consul A", node + ".node.consul TXT", node + ".node.consul ANY", node + ".node.consul AAAA", node + ".node.consul SRV",
+		"node2.node.consul A", "node2.node.consul TXT", "node2.node.dc1.consul A", "nosuch.node.consul A",
+		"0a000002.addr.consul A", "0a000002.addr.dc1.consul AAAA", "fd000000000000000000000000000001.addr.consul AAAA", "zz.addr.consul A",
+		"web.service.dc2.consul A", "pq.query.consul A", "consul SOA", "consul NS", "foo.consul A",
+		"1.0.0.127.in-addr.arpa PTR", "web.connect.consul A", "web.ingress.consul A", "web.virtual.consul A",
+	}
+	// Let both see the seeded catalog (Consul's own DNS reads it too).
+	time.Sleep(200 * time.Millisecond)
+	for _, c := range cases {
+		f := strings.Fields(c)
+		got := dig(t, addr, f[0], f[1])
+		want := dig(t, a.DNSAddr(), f[0], f[1])
+		if got.status != want.status {
+			t.Errorf("%s: status %s, Consul's DNS %s", c, got.status, want.status)
+		}
+		if g, w := set(got.answer), set(want.answer); !reflect.DeepEqual(g, w) {
+			t.Errorf("%s: answer\n%s\nConsul's DNS:\n%s", c, strings.Join(g, "\n"), strings.Join(w, "\n"))
+		}
+		if len(got.answer) != len(want.answer) {
+			t.Errorf("%s: %d answer records, Consul's DNS %d", c, len(got.answer), len(want.answer))
+		}
+		if g, w := set(got.auth), set(want.auth); !reflect.DeepEqual(g, w) {
+			t.Errorf("%s: authority\n%s\nConsul's DNS:\n%s", c, strings.Join(g, "\n"), strings.Join(w, "\n"))
+		}
+		if g, w := set(got.extra), set(want.extra); !reflect.DeepEqual(g, w) {
+			t.Errorf("%s: additional\n%s\nConsul's DNS:\n%s", c, strings.Join(g, "\n"), strings.Join(w, "\n"))
+		}
+	}
+}
+
+func TestOnlyPassingAndShuffle(t *testing.T) {
+	a := consultest.Require(t, agent)
+	seed(t, a)
+	cfg := baseConfig(a)
+	cfg.OnlyPassing = true
+	cfg.ServiceTTL = 7 * time.Second
+	_, addr := startServer(t, cfg)
+	r := exchange(t, addr, "web.service.consul.", dns.TypeA, "udp")
+	if got, want := addrs(r), []string{"10.0.0.2", "10.1.2.3", "127.0.0.1"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("-only-passing: got %v, want %v (warning and critical left out)", got, want)
+	}
+	if ttl := r.Answer[0].Header().Ttl; ttl != 7 {
+		t.Errorf("-service-ttl 7s: TTL %d", ttl)
+	}
+	orders := map[string]bool{}
+	for i := 0; i < 60 && len(orders) < 2; i++ {
+		r := exchange(t, addr, "web.service.consul.", dns.TypeA, "udp")
+		var o []string
+		for _, rr := range r.Answer {
+			o = append(o, rr.(*dns.A).A.String())
+		}
+		orders[strings.Join(o, ",")] = true
+	}
+	if len(orders) < 2 {
+		t.Errorf("60 answers came in one order: %v", orders)
+	}
+	orders = map[string]bool{}
+	for i := 0; i < 60 && len(orders) < 2; i++ {
+		r := exchange(t, addr, "web.service.consul.", dns.TypeSRV, "udp")
+		var o []string
+		for _, rr := range r.Answer {
+			o = append(o, fmt.Sprint(rr.(*dns.SRV).Port))
+		}
+		orders[strings.Join(o, ",")] = true
+	}
+	if len(orders) < 2 {
+		t.Errorf("60 SRV answers came in one order: %v", orders)
+	}
+}
+
+// pollUntil asks name until cond holds and returns how long that took after
+// start; it fails after limit.
+func pollUntil(t *testing.T, addr, name string, start time.Time, limit time.Duration, cond func(*dns.Msg) bool) time.Duration {
+	t.Helper()
+	for {
+		r := exchange(t, addr, name, dns.TypeA, "udp")
+		if cond(r) {
+			return time.Since(start)
+		}
+		if time.Since(start) > limit {
+			t.Fatalf("%s: still %v after %s", name, addrs(r), limit)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func has(m *dns.Msg, ip string) bool {
+	for _, a := range addrs(m) {
+		if a == ip {
+			return true
+		}
+	}
+	return false
+}
+
+func TestFreshWithin100ms(t *testing.T) {
+	a := consultest.Require(t, agent)
+	c := a.Client()
+	ag := c.Agent()
+	for i, ip := range []string{"10.7.0.1", "10.7.0.2", "10.7.0.3"} {
+		if err := ag.ServiceRegister(&api.AgentServiceRegistration{ID: fmt.Sprintf("fresh%d", i), Name: "fresh", Port: 80, Address: ip,
+			Check: &api.AgentServiceCheck{CheckID: fmt.Sprintf("fresh%d-ttl", i), TTL: "10m", Status: api.HealthPassing}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 3; i++ {
+			_ = ag.ServiceDeregister(fmt.Sprintf("fresh%d", i))
+		}
+	})
+	_, addr := startServer(t, baseConfig(a))
+	pollUntil(t, addr, "fresh.service.consul.", time.Now(), 10*time.Second, func(m *dns.Msg) bool { return len(addrs(m)) == 3 })
+
+	// Deregistration.
+	start := time.Now()
+	if err := ag.ServiceDeregister("fresh0"); err != nil {
+		t.Fatal(err)
+	}
+	d := pollUntil(t, addr, "fresh.service.consul.", start, 5*time.Second, func(m *dns.Msg) bool { return !has(m, "10.7.0.1") })
+	t.Logf("deregistered instance gone after %s", d)
+	if d > 100*time.Millisecond {
+		t.Errorf("deregistered instance still answered %s after the deregistration (bound 100ms)", d)
+	}
+	// A check going critical.
+	start = time.Now()
+	if err := ag.UpdateTTL("fresh1-ttl", "down", api.HealthCritical); err != nil {
+		t.Fatal(err)
+	}
+	d = pollUntil(t, addr, "fresh.service.consul.", start, 5*time.Second, func(m *dns.Msg) bool { return !has(m, "10.7.0.2") })
+	t.Logf("critical instance gone after %s", d)
+	if d > 100*time.Millisecond {
+		t.Errorf("critical instance still answered %s after the check failed (bound 100ms)", d)
+	}
+	// And back.
+	if err := ag.UpdateTTL("fresh1-ttl", "up", api.HealthPassing); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, addr, "fresh.service.consul.", time.Now(), 5*time.Second, func(m *dns.Msg) bool { return has(m, "10.7.0.2") })
+}
+
+func TestIdleWatchDropped(t *testing.T) {
+	a := consultest.Require(t, agent)
+	ag := a.Client().Agent()
+	if err := ag.ServiceRegister(&api.AgentServiceRegistration{ID: "idle1", Name: "idle", Port: 80, Address: "10.8.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ag.ServiceDeregister("idle1") })
+	cfg := baseConfig(a)
+	cfg.IdleTimeout = 300 * time.Millisecond
+	s, addr := startServer(t, cfg)
+	current := func() *watcher {
+		s.zone.wmu.Lock()
+		defer s.zone.wmu.Unlock()
+		return s.zone.watchers["service idle"]
+	}
+	open := func() int {
+		if current() != nil {
+			return 1
+		}
+		return 0
+	}
+	pollUntil(t, addr, "idle.service.consul.", time.Now(), 10*time.Second, func(m *dns.Msg) bool { return has(m, "10.8.0.1") })
+	if open() != 1 {
+		t.Fatal("no watch for the service after its first lookup")
+	}
+	// Kept while in use: asked for a second, every 50ms, the same watch.
+	first := current()
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		exchange(t, addr, "idle.service.consul.", dns.TypeA, "udp")
+		if current() != first {
+			t.Fatal("watch dropped while the service was being asked for")
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for open() == 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("idle watch not dropped within 10s (-idle-timeout 300ms)")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Asked again: a new watch, the same answer.
+	if r := exchange(t, addr, "idle.service.consul.", dns.TypeA, "udp"); !has(r, "10.8.0.1") {
+		t.Fatalf("after the watch was dropped: %v", r)
+	}
+	if open() != 1 {
+		t.Fatal("no new watch after asking again")
+	}
+}
+
+func TestConsulOutageServesCachedThenFresh(t *testing.T) {
+	a := consultest.StartT(t, consultest.Options{NodeName: "outage"})
+	ag := a.Client().Agent()
+	if err := ag.ServiceRegister(&api.AgentServiceRegistration{ID: "o1", Name: "outage-svc", Port: 80, Address: "10.9.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := baseConfig(a)
+	s, addr := startServer(t, cfg)
+	pollUntil(t, addr, "outage-svc.service.consul.", time.Now(), 10*time.Second, func(m *dns.Msg) bool { return has(m, "10.9.0.1") })
+	exchange(t, addr, "outage-svc.service.consul.", dns.TypeSRV, "udp")
+	a.Stop()
+	// For two seconds of outage: the cached answers, never NXDOMAIN or SERVFAIL.
+	end := time.Now().Add(2 * time.Second)
+	for time.Now().Before(end) {
+		for _, qt := range []uint16{dns.TypeA, dns.TypeSRV} {
+			r := exchange(t, addr, "outage-svc.service.consul.", qt, "udp")
+			if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+				t.Fatalf("Consul stopped: %s %s answered %s with %d records", "outage-svc", dns.TypeToString[qt], dns.RcodeToString[r.Rcode], len(r.Answer))
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s.m.stale[cacheConsul].Load() == 0 {
+		t.Error("no stale answers counted while Consul was stopped")
+	}
+	// Restarted (a dev agent comes back empty): the new registration shows.
+	if err := a.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Client().Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "o1", Name: "outage-svc", Port: 80, Address: "10.9.0.2"}); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, addr, "outage-svc.service.consul.", time.Now(), 20*time.Second, func(m *dns.Msg) bool {
+		return has(m, "10.9.0.2") && !has(m, "10.9.0.1")
+	})
+}
+
+func TestTruncation40Instances(t *testing.T) {
+	a := consultest.Require(t, agent)
+	requireDig(t)
+	ag := a.Client().Agent()
+	for i := 0; i < 40; i++ {
+		if err := ag.ServiceRegister(&api.AgentServiceRegistration{ID: fmt.Sprintf("many%d", i), Name: "many", Port: 1000 + i, Address: fmt.Sprintf("10.40.0.%d", i+1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 40; i++ {
+			_ = ag.ServiceDeregister(fmt.Sprintf("many%d", i))
+		}
+	})
+	_, addr := startServer(t, baseConfig(a))
+	pollUntil(t, addr, "many.service.consul.", time.Now(), 10*time.Second, func(m *dns.Msg) bool { return len(m.Answer) == 40 || m.Truncated })
+	for _, qt := range []string{"A", "SRV"} {
+		udp := dig(t, addr, "+noedns", "+ignore", "many.service.consul", qt)
+		if !strings.Contains(" "+udp.flags+" ", " tc ") {
+			t.Errorf("%s over UDP without EDNS: flags %q, want tc", qt, udp.flags)
+		}
+		if len(udp.answer) >= 40 {
+			t.Errorf("%s over UDP without EDNS: %d records in 512 bytes?", qt, len(udp.answer))
+		}
+		tcp := dig(t, addr, "+tcp", "many.service.consul", qt)
+		if len(set(tcp.answer)) != 40 || strings.Contains(" "+tcp.flags+" ", " tc ") {
+			t.Errorf("%s over TCP: %d records, flags %q; want all 40, no tc", qt, len(set(tcp.answer)), tcp.flags)
+		}
+	}
+	// dig without +ignore retries over TCP itself and gets all 40.
+	if r := dig(t, addr, "+noedns", "many.service.consul", "A"); len(r.answer) != 40 {
+		t.Errorf("dig retrying over TCP: %d records", len(r.answer))
+	}
+	// EDNS0 with a 4096 buffer: the 40 A records fit.
+	if r := dig(t, addr, "+bufsize=4096", "many.service.consul", "A"); len(r.answer) != 40 || strings.Contains(r.flags, "tc") {
+		t.Errorf("EDNS0 4096: %d records, flags %q", len(r.answer), r.flags)
+	}
+}
+
+func TestAltDomain(t *testing.T) {
+	a := consultest.Require(t, agent)
+	ag := a.Client().Agent()
+	if err := ag.ServiceRegister(&api.AgentServiceRegistration{ID: "alt1", Name: "alt", Port: 81, Address: "10.11.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ag.ServiceDeregister("alt1") })
+	cfg := baseConfig(a)
+	cfg.Domains = []string{"consul.", "berth.internal."}
+	_, addr := startServer(t, cfg)
+	pollUntil(t, addr, "alt.service.berth.internal.", time.Now(), 10*time.Second, func(m *dns.Msg) bool { return has(m, "10.11.0.1") })
+	r := exchange(t, addr, "alt.service.berth.internal.", dns.TypeSRV, "udp")
+	if len(r.Answer) != 1 || r.Answer[0].(*dns.SRV).Target != "0a0b0001.addr.dc1.berth.internal." {
+		t.Errorf("SRV in the alt domain: %v", r.Answer)
+	}
+	if r := exchange(t, addr, "nosuch.service.berth.internal.", dns.TypeA, "udp"); r.Rcode != dns.RcodeNameError || len(r.Ns) != 1 || r.Ns[0].Header().Name != "berth.internal." {
+		t.Errorf("NXDOMAIN in the alt domain: %v", r)
+	}
+}
+
+func TestMaxStale(t *testing.T) {
+	a := consultest.StartT(t, consultest.Options{NodeName: "maxstale"})
+	if err := a.Client().Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "m1", Name: "ms", Port: 80, Address: "10.12.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := baseConfig(a)
+	cfg.MaxStale = 700 * time.Millisecond
+	cfg.StaleTTL = 3 * time.Second
+	s, addr := startServer(t, cfg)
+	pollUntil(t, addr, "ms.service.consul.", time.Now(), 10*time.Second, func(m *dns.Msg) bool { return has(m, "10.12.0.1") })
+	a.Stop()
+	// Within -max-stale: the old answer, with -stale-ttl once the watch has
+	// noticed the outage.
+	r := exchange(t, addr, "ms.service.consul.", dns.TypeA, "udp")
+	if !has(r, "10.12.0.1") {
+		t.Fatalf("just after the stop: %v", r)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r = exchange(t, addr, "ms.service.consul.", dns.TypeA, "udp")
+		if r.Rcode == dns.RcodeServerFailure {
+			break
+		}
+		if len(r.Answer) != 1 {
+			t.Fatalf("during the outage: %v", r)
+		}
+		if ttl := r.Answer[0].Header().Ttl; ttl != 0 && ttl != 3 {
+			t.Fatalf("TTL %d during the outage, want 0 or -stale-ttl 3", ttl)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("still answering 5s into the outage with -max-stale 700ms")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for deadline := time.Now().Add(5 * time.Second); s.health() == nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("/health still healthy 5s into the outage with -max-stale 700ms")
+		}
+	}
+	t.Logf("health: %v", s.health())
+}
+
+// TestPortableUDPPath runs queries through the UDP path used where the raw
+// recvmmsg readers are not available (x/net batches).
+func TestPortableUDPPath(t *testing.T) {
+	a := consultest.Require(t, agent)
+	ag := a.Client().Agent()
+	for i := 0; i < 40; i++ {
+		if err := ag.ServiceRegister(&api.AgentServiceRegistration{ID: fmt.Sprintf("port%d", i), Name: "portable", Port: 80, Address: fmt.Sprintf("10.13.0.%d", i+1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 40; i++ {
+			_ = ag.ServiceDeregister(fmt.Sprintf("port%d", i))
+		}
+	})
+	cfg := baseConfig(a)
+	cfg.portableUDP = true
+	_, addr := startServer(t, cfg)
+	pollUntil(t, addr, "portable.service.consul.", time.Now(), 10*time.Second, func(m *dns.Msg) bool { return m.Truncated })
+	if r := exchange(t, addr, "portable.service.consul.", dns.TypeA, "tcp"); len(r.Answer) != 40 {
+		t.Errorf("over TCP: %d records", len(r.Answer))
+	}
+	if r := exchange(t, addr, "nosuch.service.consul.", dns.TypeA, "udp"); r.Rcode != dns.RcodeNameError {
+		t.Errorf("nosuch: %s", dns.RcodeToString[r.Rcode])
+	}
+}

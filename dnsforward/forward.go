@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Upstream selection policies.
+const (
+	policySequential = "sequential"
+	policyRandom     = "random"
+	policyRoundRobin = "round_robin"
+)
+
+// forwarder sends names outside the Consul domain upstream, with a cache
+// and coalescing of identical in-flight queries.
+type forwarder struct {
+	s         *Server
+	upstreams []string
+	next      atomic.Uint32
+
+	mu    sync.RWMutex
+	cache map[string]*answer
+
+	fmu     sync.Mutex
+	flights map[string]*flight
+}
+
+type flight struct {
+	done chan struct{}
+	a    *answer
+	err  error
+}
+
+func newForwarder(s *Server, upstreams []string) *forwarder {
+	return &forwarder{s: s, upstreams: upstreams, cache: map[string]*answer{}, flights: map[string]*flight{}}
+}
+
+func (f *forwarder) cacheLen() float64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return float64(len(f.cache))
+}
+
+// cached returns a fresh cache entry for key, or (with fresh false) an
+// expired one kept for -serve-stale.
+func (f *forwarder) cached(key []byte, now int64) (a *answer, fresh bool) {
+	f.mu.RLock()
+	a = f.cache[string(key)]
+	f.mu.RUnlock()
+	if a == nil {
+		return nil, false
+	}
+	return a, now < a.expires
+}
+
+func (f *forwarder) store(key string, a *answer) {
+	if f.s.cfg.CacheSize <= 0 {
+		return
+	}
+	f.mu.Lock()
+	if _, ok := f.cache[key]; !ok && len(f.cache) >= f.s.cfg.CacheSize {
+		// Evict: expired entries first, else whatever map order gives.
+		now := f.s.now()
+		evicted := 0
+		for k, e := range f.cache {
+			if now >= e.staleEnd || now >= e.expires && evicted == 0 {
+				delete(f.cache, k)
+				evicted++
+			}
+			if evicted >= 8 {
+				break
+			}
+		}
+		if evicted == 0 {
+			for k := range f.cache {
+				delete(f.cache, k)
+				break
+			}
+		}
+	}
+	f.cache[key] = a
+	f.mu.Unlock()
+}
+
+// order lists the upstreams in the order to try them for one query.
+func (f *forwarder) order() []string {
+	n := len(f.upstreams)
+	out := make([]string, n)
+	switch f.s.cfg.Policy {
+	case policyRandom:
+		for i, j := range rand.Perm(n) {
+			out[i] = f.upstreams[j]
+		}
+	case policyRoundRobin:
+		start := int(f.next.Add(1)-1) % n
+		for i := range out {
+			out[i] = f.upstreams[(start+i)%n]
+		}
+	default:
+		copy(out, f.upstreams)
+	}
+	return out
+}
+
+// resolve answers key (name, type, class) from upstream, joining an identical
+// query already in flight.
+func (f *forwarder) resolve(ctx context.Context, key string, name string, qtype, qclass uint16) (*answer, error) {
+	f.fmu.Lock()
+	if fl, ok := f.flights[key]; ok {
+		f.fmu.Unlock()
+		f.s.m.coalesced.Inc()
+		select {
+		case <-fl.done:
+			return fl.a, fl.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	fl := &flight{done: make(chan struct{})}
+	f.flights[key] = fl
+	f.fmu.Unlock()
+
+	fl.a, fl.err = f.exchange(ctx, name, qtype, qclass)
+	if fl.a != nil && fl.a.expires > fl.a.stored {
+		f.store(key, fl.a)
+	}
+	f.fmu.Lock()
+	delete(f.flights, key)
+	f.fmu.Unlock()
+	close(fl.done)
+	return fl.a, fl.err
+}
+
+var errNoUpstream = errors.New("no upstream resolver configured")
+
+// exchange tries the upstreams within the overall budget, each try bounded
+// by the per-try timeout; it fails over on timeouts, errors, SERVFAIL and
+// REFUSED, and retries over TCP when a UDP answer is truncated.
+func (f *forwarder) exchange(ctx context.Context, name string, qtype, qclass uint16) (*answer, error) {
+	if len(f.upstreams) == 0 {
+		return nil, errNoUpstream
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.s.cfg.Budget)
+	defer cancel()
+	req := new(dns.Msg)
+	req.SetQuestion(name, qtype)
+	req.Question[0].Qclass = qclass
+	req.RecursionDesired = true
+	req.SetEdns0(ednsSize, false)
+	var lastErr error
+	for round := 0; ; round++ {
+		for _, up := range f.order() {
+			if ctx.Err() != nil {
+				if lastErr == nil {
+					lastErr = ctx.Err()
+				}
+				return nil, fmt.Errorf("upstreams gave no answer within %s: %w", f.s.cfg.Budget, lastErr)
+			}
+			resp, err := f.s.exchangeWith(ctx, up, req, f.s.cfg.TryTimeout)
+			if err != nil {
+				lastErr = fmt.Errorf("%s: %w", up, err)
+				continue
+			}
+			switch resp.Rcode {
+			case dns.RcodeServerFailure, dns.RcodeRefused:
+				f.s.m.upstreamFailures.WithLabelValues(up, strings.ToLower(dns.RcodeToString[resp.Rcode])).Inc()
+				lastErr = fmt.Errorf("%s: %s", up, dns.RcodeToString[resp.Rcode])
+				continue
+			}
+			return f.toAnswer(resp)
+		}
+		if round > 20 {
+			return nil, lastErr
+		}
+		// Every upstream failed fast: pause a little before the next round.
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// exchangeWith sends req to addr over UDP, then over TCP if the answer came
+// back truncated, and checks the answer is for the question asked.
+func (s *Server) exchangeWith(ctx context.Context, addr string, req *dns.Msg, timeout time.Duration) (*dns.Msg, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl); left < timeout {
+			timeout = left
+		}
+	}
+	if timeout <= 0 {
+		return nil, context.DeadlineExceeded
+	}
+	start := time.Now()
+	req.Id = dns.Id()
+	c := &dns.Client{Net: "udp", Timeout: timeout, UDPSize: maxUDPAnswer}
+	resp, _, err := c.ExchangeContext(ctx, req, addr)
+	if err == nil && resp.Truncated {
+		req.Id = dns.Id()
+		c = &dns.Client{Net: "tcp", Timeout: timeout}
+		resp, _, err = c.ExchangeContext(ctx, req, addr)
+	}
+	if err != nil {
+		reason := "error"
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+			reason = "timeout"
+		}
+		s.m.upstreamFailures.WithLabelValues(addr, reason).Inc()
+		return nil, err
+	}
+	if len(resp.Question) != 1 || !strings.EqualFold(resp.Question[0].Name, req.Question[0].Name) || resp.Question[0].Qtype != req.Question[0].Qtype {
+		s.m.upstreamFailures.WithLabelValues(addr, "mismatch").Inc()
+		return nil, errors.New("answer for another question")
+	}
+	s.m.upstreamLatency.WithLabelValues(addr).Observe(time.Since(start).Seconds())
+	return resp, nil
+}
+
+// toAnswer packs an upstream reply and works out how long to cache it:
+// positive answers by their smallest TTL, negative ones by the SOA minimum,
+// both capped.
+func (f *forwarder) toAnswer(resp *dns.Msg) (*answer, error) {
+	extra := resp.Extra[:0]
+	for _, rr := range resp.Extra {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			extra = append(extra, rr)
+		}
+	}
+	resp.Extra = extra
+	resp.Question[0].Name = strings.ToLower(resp.Question[0].Name)
+	resp.Truncated = false
+	a, err := newAnswer(resp, zoneUpstream, false, true)
+	if err != nil {
+		return nil, err
+	}
+	now := f.s.now()
+	a.stored = now
+	var ttl time.Duration
+	cacheable := false
+	switch {
+	case resp.Rcode == dns.RcodeSuccess && len(resp.Answer) > 0:
+		min := uint32(1<<31 - 1)
+		for _, rr := range resp.Answer {
+			if t := rr.Header().Ttl; t < min {
+				min = t
+			}
+		}
+		ttl = time.Duration(min) * time.Second
+		if ttl > f.s.cfg.CacheMaxTTL {
+			ttl = f.s.cfg.CacheMaxTTL
+		}
+		cacheable = ttl > 0
+	case resp.Rcode == dns.RcodeSuccess || resp.Rcode == dns.RcodeNameError:
+		a.negative = true
+		for _, rr := range resp.Ns {
+			if soa, ok := rr.(*dns.SOA); ok {
+				t := soa.Minttl
+				if soa.Hdr.Ttl < t {
+					t = soa.Hdr.Ttl
+				}
+				ttl = time.Duration(t) * time.Second
+				if ttl > f.s.cfg.CacheNegMaxTTL {
+					ttl = f.s.cfg.CacheNegMaxTTL
+				}
+				cacheable = ttl > 0
+			}
+		}
+	}
+	if cacheable {
+		a.expires = now + int64(ttl)
+		a.staleEnd = a.expires
+		if f.s.cfg.ServeStale {
+			a.staleEnd += int64(f.s.cfg.ServeStaleMax)
+		}
+	}
+	return a, nil
+}
+
+// staleCopy is a with every TTL set to the serve-stale TTL (RFC 8767: 30s).
+func staleCopy(a *answer) *answer {
+	c := *a
+	c.servedTTL = 30
+	return &c
+}

@@ -1,0 +1,299 @@
+package main
+
+import (
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/berth/berth/pkg/consultest"
+	"github.com/miekg/dns"
+)
+
+// zoneHandler answers like a small authoritative server for example.:
+// a.example. A (TTL 60), big.example. (40 A records: TC over UDP),
+// slow.example. (after 400ms), nx. NXDOMAIN with SOA minimum 60.
+func zoneHandler(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.RecursionAvailable = true
+	q := r.Question[0]
+	rr := func(s string) dns.RR { x, _ := dns.NewRR(s); return x }
+	switch q.Name {
+	case "a.example.", "slow.example.", "short.example.":
+		if q.Name == "slow.example." {
+			time.Sleep(400 * time.Millisecond)
+		}
+		ttl := "60"
+		if q.Name == "short.example." {
+			ttl = "1"
+		}
+		if q.Qtype == dns.TypeA {
+			m.Answer = append(m.Answer, rr(q.Name+" "+ttl+" IN A 192.0.2.1"))
+		} else {
+			m.Ns = append(m.Ns, rr("example. 60 IN SOA ns.example. h.example. 1 3600 600 86400 30"))
+		}
+	case "big.example.":
+		if w.RemoteAddr().Network() == "udp" {
+			m.Truncated = true
+		} else {
+			for i := 1; i <= 40; i++ {
+				m.Answer = append(m.Answer, rr(q.Name+" 60 IN A 192.0.2."+itoa(i)))
+			}
+		}
+	default:
+		m.Rcode = dns.RcodeNameError
+		m.Ns = append(m.Ns, rr("example. 300 IN SOA ns.example. h.example. 1 3600 600 86400 60"))
+	}
+	return m
+}
+
+func itoa(i int) string {
+	const d = "0123456789"
+	if i < 10 {
+		return d[i : i+1]
+	}
+	return itoa(i/10) + d[i%10:i%10+1]
+}
+
+func upstreamConfig(t *testing.T, ups ...string) Config {
+	a := consultest.Require(t, agent)
+	cfg := baseConfig(a)
+	cfg.Upstreams = ups
+	return cfg
+}
+
+func TestUpstreamCacheAndNegativeCache(t *testing.T) {
+	up := startUpstream(t, zoneHandler)
+	_, addr := startServer(t, upstreamConfig(t, up.addr))
+	for i := 0; i < 5; i++ {
+		r := exchange(t, addr, "A.Example.", dns.TypeA, "udp")
+		if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.0.2.1" {
+			t.Fatalf("a.example.: %v", r)
+		}
+		if r.Question[0].Name != "A.Example." {
+			t.Errorf("question case not kept: %s", r.Question[0].Name)
+		}
+		if ttl := r.Answer[0].Header().Ttl; ttl > 60 || ttl < 58 {
+			t.Errorf("cached TTL %d, want about 60", ttl)
+		}
+	}
+	if n := up.queries("a.example.", "udp"); n != 1 {
+		t.Errorf("upstream asked %d times for a cached name, want 1", n)
+	}
+	for i := 0; i < 3; i++ {
+		r := exchange(t, addr, "nx.example.", dns.TypeA, "udp")
+		if r.Rcode != dns.RcodeNameError || len(r.Ns) != 1 {
+			t.Fatalf("nx.example.: %v", r)
+		}
+	}
+	if n := up.queries("nx.example.", "udp"); n != 1 {
+		t.Errorf("upstream asked %d times for a negatively cached name, want 1", n)
+	}
+	// NODATA is cached too (by the SOA minimum, 30s here).
+	for i := 0; i < 3; i++ {
+		if r := exchange(t, addr, "a.example.", dns.TypeAAAA, "udp"); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 {
+			t.Fatalf("a.example. AAAA: %v", r)
+		}
+	}
+	if n := up.queries("a.example.", "udp"); n != 2 {
+		t.Errorf("upstream asked %d times (A once, AAAA once), want 2", n)
+	}
+	// The Consul domain never goes upstream.
+	exchange(t, addr, "nosuch.service.consul.", dns.TypeA, "udp")
+	exchange(t, addr, "whatever.consul.", dns.TypeA, "udp")
+	if n := up.queries("nosuch.service.consul.", "udp") + up.queries("whatever.consul.", "udp"); n != 0 {
+		t.Errorf("Consul names forwarded upstream %d times", n)
+	}
+}
+
+func TestUpstreamFailover(t *testing.T) {
+	// A dead upstream: a socket that never answers (so each try times out).
+	dead, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	servfail := startUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeServerFailure)
+		return m
+	})
+	refused := startUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeRefused)
+		return m
+	})
+	good := startUpstream(t, zoneHandler)
+	cfg := upstreamConfig(t, dead.LocalAddr().String(), servfail.addr, refused.addr, good.addr)
+	s, addr := startServer(t, cfg)
+	start := time.Now()
+	r := exchange(t, addr, "a.example.", dns.TypeA, "udp")
+	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+		t.Fatalf("after failover: %v", r)
+	}
+	t.Logf("answered after %s (per-try timeout %s)", time.Since(start), cfg.TryTimeout)
+	if servfail.total.Load() == 0 || refused.total.Load() == 0 {
+		t.Error("SERVFAIL and REFUSED upstreams were not tried in order")
+	}
+	_ = s
+
+	// All upstreams down: SERVFAIL after the budget.
+	cfg2 := upstreamConfig(t, dead.LocalAddr().String())
+	cfg2.Budget = 700 * time.Millisecond
+	_, addr2 := startServer(t, cfg2)
+	start = time.Now()
+	if r := exchange(t, addr2, "b.example.", dns.TypeA, "udp"); r.Rcode != dns.RcodeServerFailure {
+		t.Fatalf("all upstreams down: %s, want SERVFAIL", dns.RcodeToString[r.Rcode])
+	}
+	if d := time.Since(start); d < 600*time.Millisecond {
+		t.Errorf("SERVFAIL after %s, before the 700ms budget ran out", d)
+	}
+}
+
+func TestServeStale(t *testing.T) {
+	for _, stale := range []bool{true, false} {
+		up := startUpstream(t, zoneHandler)
+		cfg := upstreamConfig(t, up.addr)
+		cfg.ServeStale = stale
+		cfg.Budget = 500 * time.Millisecond
+		_, addr := startServer(t, cfg)
+		if r := exchange(t, addr, "short.example.", dns.TypeA, "udp"); len(r.Answer) != 1 {
+			t.Fatalf("short.example.: %v", r)
+		}
+		up.setHandler(func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg { return nil }) // now silent
+		time.Sleep(1100 * time.Millisecond)                                           // the 1s TTL runs out
+		r := exchange(t, addr, "short.example.", dns.TypeA, "udp")
+		switch {
+		case stale && (r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || r.Answer[0].Header().Ttl != 30):
+			t.Errorf("-serve-stale, upstream down: %v; want the old answer with TTL 30", r)
+		case !stale && r.Rcode != dns.RcodeServerFailure:
+			t.Errorf("no -serve-stale, upstream down: %s; want SERVFAIL", dns.RcodeToString[r.Rcode])
+		}
+	}
+}
+
+func TestUpstreamTruncatedRetriesOverTCP(t *testing.T) {
+	up := startUpstream(t, zoneHandler)
+	_, addr := startServer(t, upstreamConfig(t, up.addr))
+	r := exchange(t, addr, "big.example.", dns.TypeA, "tcp")
+	if len(r.Answer) != 40 {
+		t.Fatalf("big.example. over TCP: %d records, want 40", len(r.Answer))
+	}
+	if up.queries("big.example.", "udp") != 1 || up.queries("big.example.", "tcp") != 1 {
+		t.Errorf("upstream asked udp %d, tcp %d times; want one each", up.queries("big.example.", "udp"), up.queries("big.example.", "tcp"))
+	}
+	// Our UDP client without EDNS gets TC (from the cache).
+	r = exchange(t, addr, "big.example.", dns.TypeA, "udp")
+	if !r.Truncated {
+		t.Errorf("40 records over UDP in 512 bytes without TC")
+	}
+}
+
+func TestCoalescing(t *testing.T) {
+	up := startUpstream(t, zoneHandler)
+	cfg := upstreamConfig(t, up.addr)
+	cfg.TryTimeout = 3 * time.Second // slow.example. takes 400ms
+	cfg.Budget = 4 * time.Second
+	_, addr := startServer(t, cfg)
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m := new(dns.Msg)
+			m.SetQuestion("slow.example.", dns.TypeA)
+			c := &dns.Client{Timeout: 5 * time.Second}
+			r, _, err := c.Exchange(m, addr)
+			if err != nil || len(r.Answer) != 1 {
+				t.Errorf("slow.example.: %v %v", r, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := up.queries("slow.example.", "udp"); n != 1 {
+		t.Errorf("two identical concurrent queries made %d upstream queries, want 1", n)
+	}
+}
+
+func TestNoUpstreamRefused(t *testing.T) {
+	_, addr := startServer(t, upstreamConfig(t))
+	if r := exchange(t, addr, "a.example.", dns.TypeA, "udp"); r.Rcode != dns.RcodeRefused {
+		t.Errorf("no upstream: %s, want REFUSED", dns.RcodeToString[r.Rcode])
+	}
+}
+
+func TestIsSelf(t *testing.T) {
+	for _, c := range []struct {
+		up, listen string
+		want       bool
+	}{
+		{"127.0.0.1:53", "127.0.0.1:53", true},
+		{"127.0.0.1:53", "0.0.0.0:53", true},
+		{"127.0.0.1:5353", "127.0.0.1:53", false},
+		{"10.0.0.1:53", "127.0.0.1:53", false},
+		{"[::1]:53", "[::]:53", true},
+	} {
+		if got := isSelf(c.up, c.listen); got != c.want {
+			t.Errorf("isSelf(%s, %s) = %v", c.up, c.listen, got)
+		}
+	}
+}
+
+func TestPolicies(t *testing.T) {
+	for _, policy := range []string{policyRoundRobin, policyRandom} {
+		u1 := startUpstream(t, zoneHandler)
+		u2 := startUpstream(t, zoneHandler)
+		cfg := upstreamConfig(t, u1.addr, u2.addr)
+		cfg.Policy = policy
+		cfg.CacheSize = 0
+		_, addr := startServer(t, cfg)
+		for i := 0; i < 20; i++ {
+			exchange(t, addr, "a.example.", dns.TypeA, "udp")
+		}
+		if u1.total.Load() == 0 || u2.total.Load() == 0 {
+			t.Errorf("-policy %s: upstream queries %d and %d, want both used", policy, u1.total.Load(), u2.total.Load())
+		}
+	}
+	u1 := startUpstream(t, zoneHandler)
+	u2 := startUpstream(t, zoneHandler)
+	cfg := upstreamConfig(t, u1.addr, u2.addr)
+	cfg.CacheSize = 0
+	_, addr := startServer(t, cfg)
+	for i := 0; i < 10; i++ {
+		exchange(t, addr, "a.example.", dns.TypeA, "udp")
+	}
+	if u1.total.Load() != 10 || u2.total.Load() != 0 {
+		t.Errorf("-policy sequential: upstream queries %d and %d, want 10 and 0", u1.total.Load(), u2.total.Load())
+	}
+}
+
+func TestPTRConsulThenUpstream(t *testing.T) {
+	a := consultest.Require(t, agent)
+	up := startUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		rr, _ := dns.NewRR(r.Question[0].Name + " 60 IN PTR host.example.")
+		m.Answer = []dns.RR{rr}
+		return m
+	})
+	_, addr := startServer(t, upstreamConfig(t, up.addr))
+	// The agent's own address: Consul answers with its node name.
+	r := exchange(t, addr, "1.0.0.127.in-addr.arpa.", dns.TypePTR, "udp")
+	if len(r.Answer) != 1 || r.Answer[0].(*dns.PTR).Ptr != a.NodeName+".node.dc1.consul." {
+		t.Errorf("PTR of the agent: %v", r.Answer)
+	}
+	if n := up.total.Load(); n != 0 {
+		t.Errorf("PTR of a Consul address went upstream %d times", n)
+	}
+	// Another address: Consul does not know it, the upstream does (and it is cached).
+	for i := 0; i < 3; i++ {
+		r = exchange(t, addr, "9.2.0.192.in-addr.arpa.", dns.TypePTR, "udp")
+		if len(r.Answer) != 1 || r.Answer[0].(*dns.PTR).Ptr != "host.example." {
+			t.Fatalf("PTR of an outside address: %v", r.Answer)
+		}
+	}
+	if n := up.total.Load(); n != 1 {
+		t.Errorf("upstream asked %d times for a cached PTR, want 1", n)
+	}
+}

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/logging"
+	"github.com/miekg/dns"
+)
+
+var agent *consultest.Agent
+
+func TestMain(m *testing.M) {
+	os.Exit(consultest.Main(m, &agent))
+}
+
+// baseConfig is a test configuration for agent a.
+func baseConfig(a *consultest.Agent) Config {
+	return Config{
+		Listen:         "127.0.0.1:0",
+		Domains:        []string{"consul."},
+		ConsulDNS:      a.DNSAddr(),
+		Policy:         policySequential,
+		TryTimeout:     300 * time.Millisecond,
+		Budget:         2 * time.Second,
+		CacheSize:      1000,
+		CacheMaxTTL:    time.Hour,
+		CacheNegMaxTTL: 5 * time.Minute,
+		ServeStaleMax:  time.Hour,
+		IdleTimeout:    10 * time.Minute,
+		MaxStale:       time.Hour,
+		UDPReaders:     2,
+		Client:         a.Client(),
+		Log:            logging.Discard(),
+	}
+}
+
+// startServer runs a Server for the test and returns it with its address.
+func startServer(t *testing.T, cfg Config) (*Server, string) {
+	t.Helper()
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("server did not stop within 10s")
+		}
+	})
+	// Wait until the catalog watch has answered.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if w := s.zone.catalogWatch(); w != nil && w.isReady() {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return s, s.Addr()
+}
+
+func requireDig(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("dig")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("dig needed (CI=true): install bind9-dnsutils")
+		}
+		t.Skip("needs dig (bind9-dnsutils)")
+	}
+	return p
+}
+
+// digResult is what dig printed, normalised for comparison.
+type digResult struct {
+	status string
+	flags  string
+	answer []string
+	auth   []string
+	extra  []string
+}
+
+var (
+	statusRE = regexp.MustCompile(`status: ([A-Z]+)`)
+	flagsRE  = regexp.MustCompile(`;; flags: ([a-z ]*);`)
+)
+
+// dig runs the real dig against addr.
+func dig(t *testing.T, addr string, args ...string) digResult {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	all := append([]string{"-p", port, "@" + host, "+tries=1", "+time=3", "+noall", "+comments", "+answer", "+authority", "+additional"}, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, requireDig(t), all...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dig %s: %v\n%s", strings.Join(all, " "), err, out)
+	}
+	var r digResult
+	if m := statusRE.FindSubmatch(out); m != nil {
+		r.status = string(m[1])
+	}
+	if m := flagsRE.FindSubmatch(out); m != nil {
+		r.flags = string(m[1])
+	}
+	section := ""
+	for _, line := range strings.Split(string(out), "\n") {
+		switch {
+		case strings.HasPrefix(line, ";; ANSWER SECTION"):
+			section = "an"
+		case strings.HasPrefix(line, ";; AUTHORITY SECTION"):
+			section = "ns"
+		case strings.HasPrefix(line, ";; ADDITIONAL SECTION"):
+			section = "ar"
+		case strings.HasPrefix(line, ";") || strings.TrimSpace(line) == "":
+			if strings.TrimSpace(line) == "" {
+				section = ""
+			}
+		default:
+			rec := normRecord(line)
+			switch section {
+			case "an":
+				r.answer = append(r.answer, rec)
+			case "ns":
+				r.auth = append(r.auth, rec)
+			case "ar":
+				r.extra = append(r.extra, rec)
+			}
+		}
+	}
+	return r
+}
+
+// normRecord lower-cases and drops the SOA serial (Consul's is the clock).
+func normRecord(line string) string {
+	f := strings.Fields(line)
+	if len(f) >= 7 && f[3] == "SOA" {
+		f[6] = "SERIAL"
+	}
+	if len(f) > 0 {
+		f[0] = strings.ToLower(f[0])
+	}
+	return strings.Join(f, " ")
+}
+
+// set sorts and de-duplicates records (Consul repeats some additional ones).
+func set(rs []string) []string {
+	m := map[string]bool{}
+	for _, r := range rs {
+		m[r] = true
+	}
+	out := make([]string, 0, len(m))
+	for r := range m {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// exchange asks addr one question with miekg/dns (for tight polling loops).
+func exchange(t *testing.T, addr, name string, qtype uint16, net string) *dns.Msg {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	c := &dns.Client{Net: net, Timeout: 3 * time.Second}
+	r, _, err := c.Exchange(m, addr)
+	if err != nil {
+		t.Fatalf("query %s %s: %v", name, dns.TypeToString[qtype], err)
+	}
+	return r
+}
+
+func addrs(m *dns.Msg) []string {
+	var out []string
+	for _, rr := range m.Answer {
+		switch v := rr.(type) {
+		case *dns.A:
+			out = append(out, v.A.String())
+		case *dns.AAAA:
+			out = append(out, v.AAAA.String())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// upstream is a hermetic upstream resolver on loopback (UDP and TCP).
+type upstream struct {
+	addr    string
+	mu      sync.Mutex
+	count   map[string]int
+	handler func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg
+	total   atomic.Int64
+}
+
+func startUpstream(t *testing.T, h func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg) *upstream {
+	t.Helper()
+	u := &upstream{count: map[string]int{}, handler: h}
+	var pc net.PacketConn
+	var ln net.Listener
+	for i := 0; ; i++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		u.addr = pc.LocalAddr().String()
+		if ln, err = net.Listen("tcp", u.addr); err == nil {
+			break
+		}
+		pc.Close()
+		if i > 20 {
+			t.Fatal(err)
+		}
+	}
+	handle := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		u.total.Add(1)
+		u.mu.Lock()
+		u.count[strings.ToLower(r.Question[0].Name)+"/"+w.RemoteAddr().Network()]++
+		u.mu.Unlock()
+		u.mu.Lock()
+		h := u.handler
+		u.mu.Unlock()
+		if resp := h(w, r); resp != nil {
+			_ = w.WriteMsg(resp)
+		}
+	})
+	us := &dns.Server{PacketConn: pc, Handler: handle}
+	ts := &dns.Server{Listener: ln, Handler: handle}
+	go func() { _ = us.ActivateAndServe() }()
+	go func() { _ = ts.ActivateAndServe() }()
+	t.Cleanup(func() { _ = us.Shutdown(); _ = ts.Shutdown() })
+	return u
+}
+
+func (u *upstream) setHandler(h func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg) {
+	u.mu.Lock()
+	u.handler = h
+	u.mu.Unlock()
+}
+
+func (u *upstream) queries(name, network string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.count[name+"/"+network]
+}
+
+func outputContains(b []byte, s string) bool { return bytes.Contains(b, []byte(s)) }

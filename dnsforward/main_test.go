@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/berth/berth/pkg/consultest"
+	"github.com/miekg/dns"
+)
+
+func TestBadFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-policy", "fastest"}, `-policy "fastest"`},
+		{[]string{"-listen", "nope"}, `-listen "nope"`},
+		{[]string{"-listen", "localhost:53"}, `-listen "localhost:53": want an IP address`},
+		{[]string{"-upstream", "dns.example.com"}, `-upstream: "dns.example.com"`},
+		{[]string{"-upstream", "127.0.0.1:99999"}, `bad port`},
+		{[]string{"-consul-dns", "x:y"}, `-consul-dns`},
+		{[]string{"-domain", "."}, `domain "."`},
+		{[]string{"-alt-domain", "bad..name"}, `domain "bad..name"`},
+		{[]string{"-cache-size", "-1"}, `-cache-size -1`},
+		{[]string{"-upstream-timeout", "0s"}, `-upstream-timeout 0s`},
+		{[]string{"-max-stale", "-1s"}, `-max-stale -1s`},
+		{[]string{"-udp-readers", "0"}, `-udp-readers 0`},
+		{[]string{"-idle-timeout", "soon"}, `-idle-timeout`},
+		{[]string{"-log-level", "loud"}, `-log-level "loud"`},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+	} {
+		var stderr bytes.Buffer
+		code := run(context.Background(), c.args, io.Discard, &stderr, nil)
+		if code != exitUsage {
+			t.Errorf("%v: exit %d, want %d", c.args, code, exitUsage)
+		}
+		if !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%v: stderr %q does not name %q", c.args, stderr.String(), c.want)
+		}
+	}
+	var stdout bytes.Buffer
+	if code := run(context.Background(), []string{"-version"}, &stdout, io.Discard, nil); code != 0 || !strings.Contains(stdout.String(), "dnsforward") {
+		t.Errorf("-version: exit %d, %q", code, stdout.String())
+	}
+	// A port in use.
+	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var stderr bytes.Buffer
+	if code := run(context.Background(), []string{"-listen", l.LocalAddr().String(), "-upstream", "127.0.0.1:1"}, io.Discard, &stderr, nil); code != exitListen || !strings.Contains(stderr.String(), "-listen") {
+		t.Errorf("busy port: exit %d, %q", code, stderr.String())
+	}
+}
+
+// TestRunWithMetrics drives the whole program through its flags: resolv.conf
+// naming ourselves (never forwarded to), metrics and health.
+func TestRunWithMetrics(t *testing.T) {
+	a := consultest.Require(t, agent)
+	up := startUpstream(t, zoneHandler)
+	// Pick a free port for us, and write a resolv.conf naming us and the upstream.
+	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := l.LocalAddr().String()
+	l.Close()
+	ml, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	maddr := ml.Addr().String()
+	ml.Close()
+	_, upPort, _ := net.SplitHostPort(up.addr)
+	_, selfPort, _ := net.SplitHostPort(self)
+	if upPort == selfPort {
+		t.Skip("port clash")
+	}
+	// resolv.conf has one port for all servers: ours, so only "self" is
+	// listed there and the upstream comes from -upstream as well; the
+	// loop check must drop the -upstream naming ourselves.
+	dir := t.TempDir()
+	rc := filepath.Join(dir, "resolv.conf")
+	if err := os.WriteFile(rc, []byte("nameserver 127.0.0.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"-listen", self, "-upstream", self, "-upstream", up.addr, "-resolv-conf", rc,
+			"-http-addr", a.HTTPAddr(), "-consul-dns", a.DNSAddr(), "-metrics-addr", maddr, "-udp-readers", "2"},
+			io.Discard, &stderr, func(s string) { ready <- s })
+	}()
+	defer func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("exit %d on cancel", code)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("run did not return within 10s of cancel")
+		}
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case code := <-done:
+		t.Fatalf("run exited %d: %s", code, stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready within 10s")
+	}
+	if !strings.Contains(stderr.String(), "not forwarding to this upstream") {
+		t.Errorf("no warning about the upstream naming ourselves: %s", stderr.String())
+	}
+	if r := exchange(t, addr, "a.example.", dns.TypeA, "udp"); len(r.Answer) != 1 {
+		t.Fatalf("a.example.: %v", r)
+	}
+	exchange(t, addr, "a.example.", dns.TypeA, "udp")
+	exchange(t, addr, "nosuch.service.consul.", dns.TypeA, "udp")
+	exchange(t, addr, "consul.", dns.TypeSOA, "udp")
+	resp, err := http.Get("http://" + maddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`berth_dnsforward_queries_total{rcode="NOERROR",type="A",zone="upstream"} 2`,
+		`berth_dnsforward_queries_total{rcode="NXDOMAIN",type="A",zone="consul"} 1`,
+		`berth_dnsforward_queries_total{rcode="NOERROR",type="SOA",zone="consul_agent"} 1`,
+		`berth_dnsforward_cache_hits_total{cache="upstream"} 1`,
+		`berth_dnsforward_cache_misses_total{cache="upstream"} 1`,
+		`berth_dnsforward_stale_answers_total{cache="consul"} 0`,
+		`berth_dnsforward_upstream_duration_seconds_count{upstream="` + up.addr + `"} 1`,
+		`berth_dnsforward_watches_open 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	resp, err = http.Get("http://" + maddr + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("/health: %d", resp.StatusCode)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestNeverForwardsToItself: an upstream (flag or resolv.conf) that is our
+// own address is dropped, so a name is refused instead of looping.
+func TestNeverForwardsToItself(t *testing.T) {
+	a := consultest.Require(t, agent)
+	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := l.LocalAddr().String()
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan string, 1)
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"-listen", self, "-upstream", self, "-http-addr", a.HTTPAddr(), "-consul-dns", a.DNSAddr()},
+			io.Discard, io.Discard, func(s string) { ready <- s })
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case code := <-done:
+		t.Fatalf("run exited %d", code)
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready within 10s")
+	}
+	if r := exchange(t, addr, "loop.example.", dns.TypeA, "udp"); r.Rcode != dns.RcodeRefused {
+		t.Errorf("with only ourselves as upstream: %s, want REFUSED", dns.RcodeToString[r.Rcode])
+	}
+	cancel()
+	<-done
+	ups, err := upstreamsFromResolvConf(writeFile(t, "nameserver 127.0.0.1\nnameserver 192.0.2.53\n"))
+	if err != nil || len(ups) != 2 || ups[1] != "192.0.2.53:53" {
+		t.Errorf("resolv.conf upstreams: %v %v", ups, err)
+	}
+}
+
+func writeFile(t *testing.T, content string) string {
+	p := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

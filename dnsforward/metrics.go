@@ -1,0 +1,158 @@
+package main
+
+import (
+	"sync/atomic"
+
+	"github.com/berth/berth/pkg/telemetry"
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Zones a query is answered from (the "zone" label).
+const (
+	zoneConsul   = iota // the Consul domain, answered from memory
+	zoneAgent           // passed to the Consul agent's DNS
+	zoneUpstream        // forwarded upstream
+	zoneNone            // refused, malformed
+	numZones
+)
+
+var zoneNames = [numZones]string{"consul", "consul_agent", "upstream", "none"}
+
+var typeNames = []string{"A", "AAAA", "SRV", "ANY", "TXT", "PTR", "CNAME", "MX", "NS", "SOA", "HTTPS", "other"}
+
+func typeIndex(t uint16) int {
+	switch t {
+	case dns.TypeA:
+		return 0
+	case dns.TypeAAAA:
+		return 1
+	case dns.TypeSRV:
+		return 2
+	case dns.TypeANY:
+		return 3
+	case dns.TypeTXT:
+		return 4
+	case dns.TypePTR:
+		return 5
+	case dns.TypeCNAME:
+		return 6
+	case dns.TypeMX:
+		return 7
+	case dns.TypeNS:
+		return 8
+	case dns.TypeSOA:
+		return 9
+	case dns.TypeHTTPS:
+		return 10
+	}
+	return 11
+}
+
+var rcodeNames = []string{"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "other"}
+
+func rcodeIndex(rc int) int {
+	if rc >= 0 && rc <= 5 {
+		return rc
+	}
+	return 6
+}
+
+// Cache kinds (the "cache" label).
+const (
+	cacheConsul = iota
+	cacheUpstream
+	numCaches
+)
+
+var cacheNames = [numCaches]string{"consul", "upstream"}
+
+// metrics keeps the per-query counters in plain atomics (the hot path must
+// not hash label values) and exposes them through a collector.
+type metrics struct {
+	reg     *prometheus.Registry
+	queries [numZones][12][7]atomic.Uint64
+	hits    [numCaches]atomic.Uint64
+	misses  [numCaches]atomic.Uint64
+	stale   [numCaches]atomic.Uint64
+	dropped atomic.Uint64
+
+	upstreamLatency  *prometheus.HistogramVec
+	upstreamFailures *prometheus.CounterVec
+	watchesOpen      prometheus.Gauge
+	watchErrors      prometheus.Counter
+	coalesced        prometheus.Counter
+	cacheEntries     prometheus.GaugeFunc
+}
+
+func newMetrics(cacheLen func() float64) *metrics {
+	m := &metrics{reg: telemetry.NewRegistry()}
+	sub := "dnsforward"
+	m.upstreamLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: telemetry.Namespace, Subsystem: sub, Name: "upstream_duration_seconds",
+		Help:    "Time for an upstream (or Consul agent DNS) exchange that got an answer.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"upstream"})
+	m.upstreamFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: telemetry.Namespace, Subsystem: sub, Name: "upstream_failures_total",
+		Help: "Upstream exchanges that failed, by upstream and reason (timeout, error, servfail, refused).",
+	}, []string{"upstream", "reason"})
+	m.watchesOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: telemetry.Namespace, Subsystem: sub, Name: "watches_open",
+		Help: "Consul blocking-query watches open (services, catalog, nodes).",
+	})
+	m.watchErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: telemetry.Namespace, Subsystem: sub, Name: "watch_errors_total",
+		Help: "Failed Consul blocking queries (retried with backoff).",
+	})
+	m.coalesced = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: telemetry.Namespace, Subsystem: sub, Name: "upstream_coalesced_total",
+		Help: "Queries that joined an identical in-flight upstream query instead of sending their own.",
+	})
+	m.cacheEntries = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: telemetry.Namespace, Subsystem: sub, Name: "cache_entries",
+		Help: "Entries in the upstream answer cache.",
+	}, cacheLen)
+	m.reg.MustRegister(m.upstreamLatency, m.upstreamFailures, m.watchesOpen, m.watchErrors, m.coalesced, m.cacheEntries, m)
+	return m
+}
+
+func (m *metrics) query(zone int, qtype uint16, rcode int) {
+	m.queries[zone][typeIndex(qtype)][rcodeIndex(rcode)].Add(1)
+}
+
+var (
+	descQueries = prometheus.NewDesc("berth_dnsforward_queries_total", "Queries answered, by zone (consul, consul_agent, upstream, none), query type and rcode.", []string{"zone", "type", "rcode"}, nil)
+	descHits    = prometheus.NewDesc("berth_dnsforward_cache_hits_total", "Answers served from memory, by cache (consul, upstream).", []string{"cache"}, nil)
+	descMisses  = prometheus.NewDesc("berth_dnsforward_cache_misses_total", "Lookups not in memory, by cache.", []string{"cache"}, nil)
+	descStale   = prometheus.NewDesc("berth_dnsforward_stale_answers_total", "Answers served stale (Consul unreachable, or upstreams down with -serve-stale), by cache.", []string{"cache"}, nil)
+	descDropped = prometheus.NewDesc("berth_dnsforward_dropped_packets_total", "Packets dropped without an answer (not a query, too short).", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descQueries
+	ch <- descHits
+	ch <- descMisses
+	ch <- descStale
+	ch <- descDropped
+}
+
+// Collect implements prometheus.Collector.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	for z := range m.queries {
+		for t := range m.queries[z] {
+			for r := range m.queries[z][t] {
+				if v := m.queries[z][t][r].Load(); v > 0 {
+					ch <- prometheus.MustNewConstMetric(descQueries, prometheus.CounterValue, float64(v), zoneNames[z], typeNames[t], rcodeNames[r])
+				}
+			}
+		}
+	}
+	for c := 0; c < numCaches; c++ {
+		ch <- prometheus.MustNewConstMetric(descHits, prometheus.CounterValue, float64(m.hits[c].Load()), cacheNames[c])
+		ch <- prometheus.MustNewConstMetric(descMisses, prometheus.CounterValue, float64(m.misses[c].Load()), cacheNames[c])
+		ch <- prometheus.MustNewConstMetric(descStale, prometheus.CounterValue, float64(m.stale[c].Load()), cacheNames[c])
+	}
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(m.dropped.Load()))
+}

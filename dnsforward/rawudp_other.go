@@ -1,0 +1,16 @@
+//go:build !(linux && (amd64 || arm64))
+
+package main
+
+import (
+	"context"
+	"errors"
+)
+
+const rawSupported = false
+
+func (s *Server) listenRaw() error { return errors.New("raw UDP sockets not supported here") }
+
+func closeRaw(int) {}
+
+func (s *Server) readRaw(context.Context, int) {}

@@ -1,0 +1,638 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+)
+
+// Config is everything a Server needs; main fills it from flags.
+type Config struct {
+	Listen         string
+	Domains        []string // lower case FQDNs; the first is the primary
+	ConsulDNS      string
+	Upstreams      []string
+	Policy         string
+	TryTimeout     time.Duration
+	Budget         time.Duration
+	CacheSize      int
+	CacheMaxTTL    time.Duration
+	CacheNegMaxTTL time.Duration
+	ServeStale     bool
+	ServeStaleMax  time.Duration
+	ServiceTTL     time.Duration
+	NodeTTL        time.Duration
+	OnlyPassing    bool
+	IdleTimeout    time.Duration
+	MaxStale       time.Duration
+	StaleTTL       time.Duration
+	Datacenter     string
+	UDPReaders     int
+	Client         *api.Client
+	portableUDP    bool // tests: use the portable UDP path on Linux too
+	Log            *slog.Logger
+}
+
+// Server is a running dnsforward.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	m     *metrics
+	zone  *consulZone
+	fwd   *forwarder
+	ctx   context.Context
+	clock atomic.Int64
+
+	touchGran int64 // ns between updates of a watch's last use
+
+	slowSlots chan struct{}
+	tcpSlots  chan struct{}
+	jobs      sync.WaitGroup // spawned slow-path goroutines
+
+	udp     []*net.UDPConn // portable path
+	rawFDs  []int          // Linux fast path (see rawudp_linux.go)
+	rawAddr string
+	tcp     net.Listener
+	wg      sync.WaitGroup
+}
+
+// New checks cfg and builds a Server; Listen then Serve (or Run) start it.
+func New(cfg Config) (*Server, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.UDPReaders <= 0 {
+		cfg.UDPReaders = 1
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, ctx: context.Background(),
+		slowSlots: make(chan struct{}, maxSlowJobs), tcpSlots: make(chan struct{}, maxTCPConns)}
+	s.clock.Store(time.Now().UnixNano())
+	s.touchGran = int64(min(time.Second, cfg.IdleTimeout/8))
+	s.fwd = newForwarder(s, cfg.Upstreams)
+	s.m = newMetrics(s.fwd.cacheLen)
+	s.zone = newConsulZone(s, cfg.Client, cfg.Domains)
+	return s, nil
+}
+
+// now is a clock read from an atomic, ticked every 10ms by Serve.
+func (s *Server) now() int64 { return s.clock.Load() }
+
+// Listen binds the UDP sockets (several with SO_REUSEPORT, one reader each)
+// and the TCP listener on the same address.
+func (s *Server) Listen() error {
+	// With port 0 the UDP port is chosen first; retry if TCP has it taken.
+	_, port, _ := net.SplitHostPort(s.cfg.Listen)
+	for i := 0; ; i++ {
+		err := s.listen()
+		if err == nil || port != "0" || i >= 20 {
+			return err
+		}
+	}
+}
+
+func (s *Server) listen() error {
+	s.udp, s.rawFDs, s.tcp = nil, nil, nil
+	if rawSupported && !s.cfg.portableUDP {
+		return s.listenRaw()
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0xf /* SO_REUSEPORT */, 1)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	addr := s.cfg.Listen
+	for i := 0; i < s.cfg.UDPReaders; i++ {
+		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("-listen %s (udp): %w", s.cfg.Listen, err)
+		}
+		u := pc.(*net.UDPConn)
+		_ = u.SetReadBuffer(4 << 20)
+		s.udp = append(s.udp, u)
+		addr = u.LocalAddr().String() // the port chosen for :0
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		s.closeListeners()
+		return fmt.Errorf("-listen %s (tcp): %w", addr, err)
+	}
+	s.tcp = ln
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	for _, u := range s.udp {
+		u.Close()
+	}
+	s.udp = nil
+	if s.tcp != nil {
+		s.tcp.Close()
+	}
+	s.closeRawFDs()
+}
+
+func (s *Server) closeRawFDs() {
+	for _, fd := range s.rawFDs {
+		closeRaw(fd)
+	}
+	s.rawFDs = nil
+}
+
+// Addr is the bound address (UDP and TCP share the port).
+func (s *Server) Addr() string {
+	if len(s.rawFDs) > 0 {
+		return s.rawAddr
+	}
+	return s.udp[0].LocalAddr().String()
+}
+
+// Serve answers queries until ctx is done. Listen must have succeeded.
+func (s *Server) Serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.ctx = ctx
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				s.clock.Store(now.UnixNano())
+			}
+		}
+	}()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.zone.run(ctx) }()
+	for _, u := range s.udp {
+		s.wg.Add(1)
+		go func(u *net.UDPConn) { defer s.wg.Done(); s.readUDP(ctx, u) }(u)
+	}
+	var readers sync.WaitGroup
+	for _, fd := range s.rawFDs {
+		readers.Add(1)
+		go func(fd int) {
+			defer readers.Done()
+			runtime.LockOSThread() // the thread blocks in recvmmsg
+			s.readRaw(ctx, fd)
+		}(fd)
+	}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.acceptTCP(ctx) }()
+	s.log.Info("answering DNS", "addr", s.Addr(), "domains", strings.Join(s.cfg.Domains, ","), "upstreams", strings.Join(s.cfg.Upstreams, ","), "consul_dns", s.cfg.ConsulDNS)
+	<-ctx.Done()
+	for _, u := range s.udp {
+		u.Close()
+	}
+	if s.tcp != nil {
+		s.tcp.Close()
+	}
+	// Raw sockets close only once their readers are gone (no fd reuse
+	// under a reader's feet); readers notice ctx within their timeout.
+	readers.Wait()
+	s.wg.Wait()
+	s.jobs.Wait() // they may still send on the raw sockets
+	s.closeRawFDs()
+	return nil
+}
+
+// reader holds one reader's buffers, reused for every packet.
+type reader struct {
+	buf  []byte
+	out  []byte
+	name []byte
+	key  []byte
+	q    query
+}
+
+func newReader() *reader {
+	return &reader{buf: make([]byte, 65536), out: make([]byte, 0, 65536+16), name: make([]byte, 0, 256), key: make([]byte, 0, 260)}
+}
+
+// batchConn reads and writes several datagrams per system call
+// (recvmmsg/sendmmsg).
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// batch is how many datagrams one system call moves at most.
+const batch = 32
+
+// readUDP answers datagrams in batches: one recvmmsg, the answers from
+// memory, one sendmmsg. Work that must wait (first lookups, forwarding)
+// goes to its own goroutine and is sent on its own.
+func (s *Server) readUDP(ctx context.Context, u *net.UDPConn) {
+	var bc batchConn
+	if la, ok := u.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() == nil {
+		bc = ipv6.NewPacketConn(u)
+	} else {
+		bc = ipv4.NewPacketConn(u)
+	}
+	r := newReader()
+	in := make([]ipv4.Message, batch)
+	out := make([]ipv4.Message, batch)
+	bufs := make([][]byte, batch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, maxUDPAnswer)}
+		out[i].Buffers = make([][]byte, 1)
+		bufs[i] = make([]byte, 0, 1024)
+	}
+	for {
+		n, err := bc.ReadBatch(in, 0)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("udp read", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		k := 0
+		for i := 0; i < n; i++ {
+			m := &in[i]
+			if m.Flags&syscall.MSG_TRUNC != 0 {
+				s.m.dropped.Add(1) // larger than any sane query
+				continue
+			}
+			resp, job := s.handle(r, m.Buffers[0][:m.N], false)
+			if resp != nil {
+				bufs[k] = append(bufs[k][:0], resp...)
+				out[k].Buffers[0] = bufs[k]
+				out[k].Addr = m.Addr
+				k++
+			}
+			if job != nil {
+				ua, ok := m.Addr.(*net.UDPAddr)
+				if !ok {
+					continue
+				}
+				from := ua.AddrPort()
+				s.spawn(ctx, job, func(b []byte) {
+					if b != nil {
+						_, _ = u.WriteToUDPAddrPort(b, from)
+					}
+				})
+			}
+		}
+		for sent := 0; sent < k; {
+			w, err := bc.WriteBatch(out[sent:k], 0)
+			if err != nil || w <= 0 {
+				// Send the rest one by one (an unreachable client must
+				// not cost the others their answers).
+				for _, m := range out[sent:k] {
+					_, _ = u.WriteTo(m.Buffers[0], m.Addr)
+				}
+				break
+			}
+			sent += w
+		}
+	}
+}
+
+func (s *Server) acceptTCP(ctx context.Context) {
+	var conns sync.WaitGroup
+	defer conns.Wait()
+	for {
+		c, err := s.tcp.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("tcp accept", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		select {
+		case s.tcpSlots <- struct{}{}:
+		default:
+			s.m.dropped.Add(1) // too many connections: refuse this one
+			c.Close()
+			continue
+		}
+		conns.Add(1)
+		go func() {
+			defer func() { <-s.tcpSlots; conns.Done() }()
+			s.serveTCP(ctx, c)
+		}()
+	}
+}
+
+// tcpIdle closes TCP connections without a query for this long.
+const tcpIdle = 10 * time.Second
+
+func (s *Server) serveTCP(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	r := newReader()
+	var wmu sync.Mutex
+	var jobs sync.WaitGroup
+	defer jobs.Wait()
+	send := func(b []byte) {
+		wmu.Lock()
+		defer wmu.Unlock()
+		_ = c.SetWriteDeadline(time.Now().Add(tcpIdle))
+		var l [2]byte
+		binary.BigEndian.PutUint16(l[:], uint16(len(b)))
+		_, _ = c.Write(append(l[:], b...))
+	}
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(tcpIdle))
+		var l [2]byte
+		if _, err := io.ReadFull(c, l[:]); err != nil {
+			return
+		}
+		n := int(binary.BigEndian.Uint16(l[:]))
+		if _, err := io.ReadFull(c, r.buf[:n]); err != nil {
+			return
+		}
+		resp, job := s.handle(r, r.buf[:n], true)
+		if resp != nil {
+			send(resp)
+		}
+		if job != nil {
+			jobs.Add(1)
+			if !s.spawn(ctx, job, func(b []byte) {
+				defer jobs.Done()
+				if b != nil {
+					send(b)
+				}
+			}) {
+				jobs.Done()
+			}
+		}
+	}
+}
+
+// Bounds on concurrent work, so a flood cannot exhaust memory.
+const (
+	maxSlowJobs = 10000 // queries waiting on a watch, the agent or upstreams
+	maxTCPConns = 1000
+)
+
+// spawn runs s.slow for job in a goroutine and hands the answer to send,
+// exactly once (nil when there is nothing to send). It returns false, and
+// drops the query, when too many are in flight already.
+func (s *Server) spawn(ctx context.Context, job *query, send func([]byte)) bool {
+	select {
+	case s.slowSlots <- struct{}{}:
+	default:
+		s.m.dropped.Add(1)
+		return false
+	}
+	s.jobs.Add(1)
+	go func() {
+		defer func() { <-s.slowSlots; s.jobs.Done() }()
+		send(s.slow(ctx, job))
+	}()
+	return true
+}
+
+// handle answers a packet from memory when it can. It returns the reply (in
+// r.out) or a job for s.slow (a copy of the query) or neither (drop).
+func (s *Server) handle(r *reader, raw []byte, tcp bool) ([]byte, *query) {
+	q := &r.q
+	switch parseFast(raw, r.name, q) {
+	case parseDrop:
+		s.m.dropped.Add(1)
+		return nil, nil
+	case parseNeedSlow:
+		rcode, err := parseSlow(raw, q)
+		if errors.Is(err, errNotQuery) {
+			s.m.dropped.Add(1)
+			return nil, nil
+		}
+		if err != nil {
+			s.log.Debug("bad query", "err", err, "rcode", dns.RcodeToString[rcode])
+			s.m.query(zoneNone, 0, rcode)
+			if rcode == dns.RcodeBadVers {
+				q.tcp = tcp
+				b, err := rcodeReply(q, rcode, nil)
+				if err != nil {
+					return nil, nil
+				}
+				return b, nil
+			}
+			r.out = errorReply(raw, rcode, r.out)
+			return r.out, nil
+		}
+	}
+	q.tcp = tcp
+	if q.qclass != dns.ClassINET {
+		// Known classes we do not serve (CHAOS, HESIOD, ANY, NONE) are
+		// refused; a class no DNS defines marks a malformed packet.
+		rcode := dns.RcodeRefused
+		if _, known := dns.ClassToString[q.qclass]; !known {
+			rcode = dns.RcodeFormatError
+		}
+		s.m.query(zoneNone, q.qtype, rcode)
+		b, err := rcodeReply(q, rcode, nil)
+		if err != nil {
+			return nil, nil
+		}
+		return b, nil
+	}
+	now := s.now()
+	r.key = append(append(r.key[:0], q.name...), byte(q.qtype>>8), byte(q.qtype))
+	if s.inConsulDomain(q.name) {
+		a := s.zone.cached(r.key)
+		if a == nil {
+			s.m.misses[cacheConsul].Add(1)
+			// Build it here when the data is in memory; only a lookup
+			// that must wait for a new watch (or the agent) goes async.
+			a, res, err := s.zone.resolve(s.ctx, string(q.name), q.qtype, false)
+			if err != nil || res != resAnswer {
+				return nil, q.clone()
+			}
+			return s.sendConsul(r, q, a, now), nil
+		}
+		s.m.hits[cacheConsul].Add(1)
+		return s.sendConsul(r, q, a, now), nil
+	}
+	if q.qtype == dns.TypePTR || s.cfg.CacheSize <= 0 {
+		return nil, q.clone()
+	}
+	r.key = append(r.key, byte(q.qclass>>8), byte(q.qclass))
+	a, fresh := s.fwd.cached(r.key, now)
+	if a == nil || !fresh {
+		s.m.misses[cacheUpstream].Add(1)
+		return nil, q.clone()
+	}
+	s.m.hits[cacheUpstream].Add(1)
+	return s.send(r, q, a, now), nil
+}
+
+func (s *Server) sendConsul(r *reader, q *query, a *answer, now int64) []byte {
+	if w := a.watch; w != nil {
+		w.touch(now, s.touchGran)
+		if w.failing.Load() {
+			s.m.stale[cacheConsul].Add(1)
+			if s.cfg.MaxStale > 0 && time.Now().UnixNano()-w.failSince.Load() > int64(s.cfg.MaxStale) {
+				s.m.query(zoneConsul, q.qtype, dns.RcodeServerFailure)
+				b, _ := rcodeReply(q, dns.RcodeServerFailure, nil)
+				return b
+			}
+		}
+	}
+	return s.send(r, q, a, now)
+}
+
+func (s *Server) send(r *reader, q *query, a *answer, now int64) []byte {
+	s.m.query(a.zone, q.qtype, a.rcode)
+	out, ok := a.write(q, r.out, now)
+	if ok {
+		r.out = out
+		return out
+	}
+	b, err := a.writeSlow(q, now)
+	if err != nil {
+		s.log.Warn("cannot write answer", "name", string(q.name), "err", err)
+		return nil
+	}
+	return b
+}
+
+func (s *Server) inConsulDomain(name []byte) bool {
+	for _, d := range s.cfg.Domains {
+		if len(name) == len(d) && string(name) == d {
+			return true
+		}
+		if len(name) > len(d) && name[len(name)-len(d)-1] == '.' && string(name[len(name)-len(d):]) == d {
+			return true
+		}
+	}
+	return false
+}
+
+// slow answers what handle could not from memory: first lookups of a
+// Consul name, names passed to the agent's DNS, forwarded names.
+func (s *Server) slow(ctx context.Context, q *query) []byte {
+	r := &reader{}
+	name := string(q.name)
+	if s.inConsulDomain(q.name) {
+		a, res, err := s.zone.resolve(ctx, name, q.qtype, true)
+		if err != nil {
+			s.log.Warn("consul answer", "name", name, "err", err)
+			return s.fail(q, zoneConsul, dns.RcodeServerFailure)
+		}
+		if res == resAnswer {
+			return s.sendConsul(r, q, a, s.now())
+		}
+		return s.passToAgent(ctx, q, false)
+	}
+	key := name + string([]byte{byte(q.qtype >> 8), byte(q.qtype), byte(q.qclass >> 8), byte(q.qclass)})
+	if q.qtype == dns.TypePTR && (strings.HasSuffix(name, ".in-addr.arpa.") || strings.HasSuffix(name, ".ip6.arpa.")) {
+		// Consul's own addresses first (not cached: Consul's answer is
+		// current), then the upstreams, whose answers are cached.
+		if a, fresh := s.fwd.cached([]byte(key), s.now()); a != nil && fresh {
+			s.m.hits[cacheUpstream].Add(1)
+			return s.send(r, q, a, s.now())
+		}
+		if b := s.passToAgent(ctx, q, true); b != nil {
+			return b
+		}
+	}
+	a, err := s.fwd.resolve(ctx, key, name, q.qtype, q.qclass)
+	if err != nil {
+		if errors.Is(err, errNoUpstream) {
+			return s.fail(q, zoneUpstream, dns.RcodeRefused)
+		}
+		if old, _ := s.fwd.cached([]byte(key), s.now()); old != nil && s.cfg.ServeStale && s.now() < old.staleEnd {
+			s.m.stale[cacheUpstream].Add(1)
+			return s.send(r, q, staleCopy(old), s.now())
+		}
+		s.log.Debug("forward failed", "name", name, "err", err)
+		return s.fail(q, zoneUpstream, dns.RcodeServerFailure)
+	}
+	return s.send(r, q, a, s.now())
+}
+
+func (s *Server) fail(q *query, zone, rcode int) []byte {
+	s.m.query(zone, q.qtype, rcode)
+	b, err := rcodeReply(q, rcode, nil)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// passToAgent asks the Consul agent's DNS. With fallback set (PTR), only a
+// positive answer is used and nil lets the caller forward upstream instead.
+func (s *Server) passToAgent(ctx context.Context, q *query, fallback bool) []byte {
+	req := new(dns.Msg)
+	req.SetQuestion(string(q.name), q.qtype)
+	req.RecursionDesired = q.rd
+	req.SetEdns0(maxUDPAnswer, false)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Budget)
+	defer cancel()
+	resp, err := s.exchangeWith(ctx, s.cfg.ConsulDNS, req, s.cfg.TryTimeout)
+	if fallback {
+		if err != nil || resp.Rcode != dns.RcodeSuccess || len(resp.Answer) == 0 {
+			return nil
+		}
+	}
+	if err != nil {
+		s.log.Warn("consul agent DNS", "addr", s.cfg.ConsulDNS, "name", string(q.name), "err", err)
+		return s.fail(q, zoneAgent, dns.RcodeServerFailure)
+	}
+	s.m.query(zoneAgent, q.qtype, resp.Rcode)
+	resp.Truncated = false
+	b, err := finish(q, resp)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// isSelf reports whether upstream addr is the address we listen on.
+func isSelf(upstream, listen string) bool {
+	up, err := netip.ParseAddrPort(upstream)
+	if err != nil {
+		return false
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil || port != fmt.Sprint(up.Port()) {
+		return false
+	}
+	lip, err := netip.ParseAddr(host)
+	if host == "" || err == nil && lip.IsUnspecified() {
+		// Listening everywhere: any local address is us.
+		if up.Addr().IsLoopback() || up.Addr().IsUnspecified() {
+			return true
+		}
+		addrs, _ := net.InterfaceAddrs()
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr() == up.Addr().Unmap() {
+				return true
+			}
+		}
+		return false
+	}
+	return err == nil && lip.Unmap() == up.Addr().Unmap()
+}
