@@ -50,7 +50,7 @@ func (e *env) staleTooOld(meta *api.QueryMeta) bool {
 }
 
 func loopConsul[T any](ctx context.Context, e *env, name string, fetch watch.FetchFunc[T], deliver func(any)) {
-	lim := burstLimiter(20)
+	lim := burstLimiter(callsPerSecond)
 	limited := func(ctx context.Context, idx uint64) (T, uint64, error) {
 		{
 			if err := lim(ctx); err != nil {
@@ -742,3 +742,7 @@ func burstLimiter(max int) func(ctx context.Context) error {
 		}
 	}
 }
+
+// callsPerSecond caps each watch's calls: a key written in a hot loop cannot
+// make its watch spin, while a change after a quiet spell is never delayed.
+const callsPerSecond = 100
