@@ -389,3 +389,42 @@ func TestConsulOutage(t *testing.T) {
 		t.Fatal("templater died")
 	}
 }
+
+// -exec starts the child once everything is rendered and signals it on change;
+// -wait holds a render until the data has been quiet for MIN.
+func TestExecAndWait(t *testing.T) {
+	c := seed(t)
+	dir := t.TempDir()
+	put(t, c, "exec/k", "one")
+	src := filepath.Join(dir, "e.tmpl")
+	os.WriteFile(src, []byte(`{{ key "exec/k" }}`), 0o644)
+	out := filepath.Join(dir, "out")
+	hups := filepath.Join(dir, "hups")
+	child := fmt.Sprintf(`trap 'echo hup >> %s' HUP; while :; do sleep 0.1; done`, hups)
+	p := start(t, agent.HTTPAddr(), "-template", src+":"+out, "-exec", child, "-exec-reload-signal", "SIGHUP", "-exec-kill-timeout", "2s", "-wait", "300ms:2s")
+	waitFor(t, "render", 10*time.Second, func() bool { return readFile(out) == "one" })
+	waitFor(t, "child started", 10*time.Second, func() bool { return strings.Contains(p.log.String(), "started exec child") })
+	// three quick writes inside the quiet time: one render, one reload
+	for _, v := range []string{"a", "b", "two"} {
+		put(t, c, "exec/k", v)
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitFor(t, "render after quiet time", 10*time.Second, func() bool { return readFile(out) == "two" })
+	waitFor(t, "child signalled", 5*time.Second, func() bool { return readFile(hups) == "hup\n" })
+	if r := p.metric(t, "berth_templater_renders_total", "e.tmpl"); r != 2 {
+		t.Fatalf("renders %v, want 2 (the first and one after the quiet time)", r)
+	}
+}
+
+// The example configs parse as they are shipped.
+func TestExampleConfigs(t *testing.T) {
+	for _, p := range []string{"../examples/nginx/templater.hcl", "../examples/haproxy/templater.hcl"} {
+		fc, err := loadConfigPaths([]string{p})
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if len(fc.Templates) != 1 || fc.Templates[0].Check == "" || fc.Templates[0].Command == "" {
+			t.Fatalf("%s: %+v", p, fc.Templates)
+		}
+	}
+}
