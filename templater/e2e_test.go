@@ -38,7 +38,11 @@ func binary(t *testing.T) string {
 			return
 		}
 		binFile = filepath.Join(binDir, "templater")
-		out, err := exec.Command("go", "build", "-o", binFile, ".").CombinedOutput()
+		args := []string{"build", "-o", binFile}
+		if os.Getenv("TEMPLATER_TEST_RACE") == "1" {
+			args = append(args, "-race")
+		}
+		out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("go build: %v: %s", err, out)
 		}
