@@ -185,10 +185,10 @@ func helperFuncs() template.FuncMap {
 		"byTag":                byTag,
 		"byMeta":               byMeta,
 		"contains":             contains,
-		"containsAll":          func(v, l any) (bool, error) { return containsSet(v, l, true, true) },
-		"containsAny":          func(v, l any) (bool, error) { return containsSet(v, l, false, true) },
-		"containsNone":         func(v, l any) (bool, error) { r, err := containsSet(v, l, false, true); return !r, err },
-		"containsNotAll":       func(v, l any) (bool, error) { r, err := containsSet(v, l, true, true); return !r, err },
+		"containsAll":          func(v, l any) (bool, error) { return containsSet(v, l, true) },
+		"containsAny":          func(v, l any) (bool, error) { return containsSet(v, l, false) },
+		"containsNone":         func(v, l any) (bool, error) { r, err := containsSet(v, l, false); return !r, err },
+		"containsNotAll":       func(v, l any) (bool, error) { r, err := containsSet(v, l, true); return !r, err },
 		"in":                   func(l, v any) (bool, error) { return contains(v, l) },
 		"explode":              explode,
 		"explodeMap":           explodeMap,
@@ -341,7 +341,7 @@ func contains(v, l any) (bool, error) {
 	return false, fmt.Errorf("contains: cannot search in %T", l)
 }
 
-func containsSet(v, l any, all, _ bool) (bool, error) {
+func containsSet(v, l any, all bool) (bool, error) {
 	vv := reflect.ValueOf(v)
 	if vv.Kind() != reflect.Slice && vv.Kind() != reflect.Array {
 		return false, fmt.Errorf("containsAll/Any/None/NotAll: first argument must be a list, not %T", v)
@@ -533,7 +533,7 @@ func timestamp(f ...string) string {
 	return now.Format(f[0])
 }
 
-func loop(args ...any) (<-chan int64, error) {
+func loop(args ...any) ([]int64, error) {
 	var start, stop int64
 	switch len(args) {
 	case 1:
@@ -555,14 +555,14 @@ func loop(args ...any) (<-chan int64, error) {
 	default:
 		return nil, fmt.Errorf("loop: want 1 or 2 arguments, got %d", len(args))
 	}
-	ch := make(chan int64, 16)
-	go func() {
-		defer close(ch)
-		for i := start; i < stop; i++ {
-			ch <- i
-		}
-	}()
-	return ch, nil
+	if stop-start > 1e7 {
+		return nil, fmt.Errorf("loop: %d iterations is too many", stop-start)
+	}
+	out := make([]int64, 0, max(stop-start, 0))
+	for i := start; i < stop; i++ {
+		out = append(out, i)
+	}
+	return out, nil
 }
 
 func toInt(v any) (int64, error) {

@@ -66,6 +66,9 @@ type options struct {
 	killSignal   string
 	reloadSignal string
 	metricsAddr  string
+	consulSSL    bool
+	leftDelim    string
+	rightDelim   string
 	showVersion  bool
 	consul       consulclient.Flags
 	logs         logging.Flags
@@ -101,8 +104,26 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /health on this address (off when empty)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	o.consul.Register(fs)
-	_ = o.consul.Alias(fs, "consul-addr", "http-addr")
-	_ = o.consul.Alias(fs, "consul-token", "token")
+	// consul-template's names for the same settings.
+	for alias, name := range map[string]string{"consul-addr": "http-addr", "consul-token": "token", "consul-ssl-ca-cert": "ca-file",
+		"consul-ssl-ca-path": "ca-path", "consul-ssl-cert": "client-cert", "consul-ssl-key": "client-key", "consul-ssl-server-name": "tls-server-name"} {
+		_ = o.consul.Alias(fs, alias, name)
+	}
+	fs.BoolVar(&o.consulSSL, "consul-ssl", false, "talk HTTPS to Consul (consul-template's flag; same as an https:// address)")
+	fs.StringVar(&o.leftDelim, "default-left-delimiter", "", "left delimiter for templates that set none (default {{)")
+	fs.StringVar(&o.rightDelim, "default-right-delimiter", "", "right delimiter for templates that set none (default }})")
+	// Accepted for compatibility and ignored: templater retries Consul forever
+	// with backoff, and runs each distinct query once without dedup mode.
+	var ignoredB bool
+	var ignoredI int
+	var ignoredD time.Duration
+	fs.BoolVar(&ignoredB, "consul-retry", true, "ignored (consul-template compatibility): templater always retries with backoff")
+	fs.IntVar(&ignoredI, "consul-retry-attempts", 0, "ignored (consul-template compatibility): templater retries forever")
+	fs.DurationVar(&ignoredD, "consul-retry-backoff", 0, "ignored (consul-template compatibility)")
+	fs.DurationVar(&ignoredD, "consul-retry-max-backoff", 0, "ignored (consul-template compatibility)")
+	fs.BoolVar(&ignoredB, "consul-ssl-verify", true, "ignored (consul-template compatibility): certificates are always verified")
+	fs.BoolVar(&ignoredB, "dedup", false, "ignored (consul-template compatibility): each distinct query already runs once")
+	fs.BoolVar(&ignoredB, "syslog", false, "ignored (consul-template compatibility): logs go to stderr")
 	o.logs.Register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -155,6 +176,11 @@ func buildConfig(o *options) (*runConfig, *fileConfig, error) {
 		}
 		if !found {
 			return nil, nil, fmt.Errorf("-check %q: no template writes %s", s, dest)
+		}
+	}
+	for _, t := range rc.Templates {
+		if t.LeftDelim == "" && t.RightDelim == "" {
+			t.LeftDelim, t.RightDelim = o.leftDelim, o.rightDelim
 		}
 	}
 	if len(rc.Templates) == 0 {
@@ -227,6 +253,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "templater: %v\n", err)
 		return exitUsage
+	}
+	if o.consulSSL {
+		ccfg.Scheme = "https"
 	}
 	if fc.ConsulToken != nil && !o.set["token"] && !o.set["consul-token"] && !o.set["token-file"] {
 		ccfg.Token = *fc.ConsulToken

@@ -200,16 +200,18 @@ func checkLiterals(tree *parse.Tree, n parse.Node) error {
 }
 
 func walkBranch(walk func(parse.Node) error, b *parse.BranchNode) error {
-	for _, n := range []parse.Node{b.Pipe, b.List, b.ElseList} {
-		if n == nil || (n == parse.Node((*parse.ListNode)(nil))) {
-			continue
-		}
-		if l, ok := n.(*parse.ListNode); ok && l == nil {
-			continue
-		}
-		if err := walk(n); err != nil {
+	if b.Pipe != nil {
+		if err := walk(b.Pipe); err != nil {
 			return err
 		}
+	}
+	if b.List != nil {
+		if err := walk(b.List); err != nil {
+			return err
+		}
+	}
+	if b.ElseList != nil {
+		return walk(b.ElseList)
 	}
 	return nil
 }
