@@ -432,3 +432,25 @@ func TestExampleConfigs(t *testing.T) {
 		}
 	}
 }
+
+// A template that fails on new data (bad JSON in a key) keeps the last good
+// file, is counted, and renders again once the data is fixed.
+func TestExecutionErrorKeepsFile(t *testing.T) {
+	c := seed(t)
+	dir := t.TempDir()
+	put(t, c, "json/k", `{"n":1}`)
+	src := filepath.Join(dir, "j.tmpl")
+	os.WriteFile(src, []byte(`n={{ (key "json/k" | parseJSON).n }}`), 0o644)
+	out := filepath.Join(dir, "out")
+	p := start(t, agent.HTTPAddr(), "-template", src+":"+out)
+	waitFor(t, "render", 10*time.Second, func() bool { return readFile(out) == "n=1" })
+	put(t, c, "json/k", `{not json`)
+	waitFor(t, "error counted", 10*time.Second, func() bool {
+		return p.metric(t, "berth_templater_render_errors_total", "j.tmpl") >= 1
+	})
+	if readFile(out) != "n=1" || !p.alive() {
+		t.Fatalf("file %q alive %v", readFile(out), p.alive())
+	}
+	put(t, c, "json/k", `{"n":2}`)
+	waitFor(t, "render after fix", 10*time.Second, func() bool { return readFile(out) == "n=2" })
+}
