@@ -55,49 +55,47 @@ start() {
 stop() { kill -INT "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 wait_file() { for _ in $(seq 1 300); do [ -s "$1" ] && return 0; sleep 0.05; done; echo "no $1" >&2; return 1; }
 
-# (a)
+# (a) one template each, {{ key "bench/value-<renderer>" }}: both renderers run
+# at once and take turns, one write each, so machine noise falls on both alike.
 mkdir -p "$work/a"
-echo '{{ key "bench/value" }}' >"$work/a/t.tmpl"
-curl -fsS -X PUT -d init "http://$CONSUL_HTTP_ADDR/v1/kv/bench/value" >/dev/null
 results=()
-for who in consul-template templater; do
-	out="$work/a/$who.out"
-	if [ "$who" = consul-template ]; then
-		start ct-a "$CT" -consul-addr "$CONSUL_HTTP_ADDR" -template "$work/a/t.tmpl:$out" -log-level err
-	else
-		start tp-a "$work/templater" -template "$work/a/t.tmpl:$out" -log-level error
-	fi
-	wait_file "$out"
-	results+=("$("$work/latency" -label "a:$who" -key bench/value -file "$out" -n "$N" -pid "$rpid")")
-	stop "$rpid"
+for who in ct tp; do
+	echo "{{ key \"bench/value-$who\" }}" >"$work/a/$who.tmpl"
+	curl -fsS -X PUT -d init "http://$CONSUL_HTTP_ADDR/v1/kv/bench/value-$who" >/dev/null
 done
+start ct-a "$CT" -consul-addr "$CONSUL_HTTP_ADDR" -template "$work/a/ct.tmpl:$work/a/ct.out" -log-level err
+ct_pid=$rpid
+start tp-a "$work/templater" -template "$work/a/tp.tmpl:$work/a/tp.out" -log-level error
+tp_pid=$rpid
+wait_file "$work/a/ct.out"
+wait_file "$work/a/tp.out"
+while read -r line; do results+=("$line"); done < <("$work/latency" -n "$N" \
+	-targets "a:consul-template=bench/value-ct=$work/a/ct.out=$ct_pid,a:templater=bench/value-tp=$work/a/tp.out=$tp_pid")
+stop "$ct_pid"
+stop "$tp_pid"
 
-# (b)
+# (b) 50 templates per renderer, each over the 2,000 instances of bench-svc and
+# its own key; the writes go round the 50 keys of each renderer, taking turns.
 "$work/latency" -mode seed -instances 2000
 mkdir -p "$work/b"
-cfg_ct="$work/b/ct.hcl"
-cfg_tp="$work/b/tp.hcl"
-: >"$cfg_ct"
-: >"$cfg_tp"
-for i in $(seq 1 50); do
-	printf '{{ key "bench/k/%d" }}\n{{ range service "bench-svc" }}{{ .Node }} {{ .Address }}:{{ .Port }} {{ .ID }}\n{{ end }}' "$i" >"$work/b/t$i.tmpl"
-	curl -fsS -X PUT -d "init$i" "http://$CONSUL_HTTP_ADDR/v1/kv/bench/k/$i" >/dev/null
-	printf 'template {\n  source = "%s"\n  destination = "%s"\n}\n' "$work/b/t$i.tmpl" "$work/b/ct-$i.out" >>"$cfg_ct"
-	printf 'template {\n  source = "%s"\n  destination = "%s"\n}\n' "$work/b/t$i.tmpl" "$work/b/tp-$i.out" >>"$cfg_tp"
+for who in ct tp; do
+	: >"$work/b/$who.hcl"
+	for i in $(seq 1 50); do
+		printf '{{ key "bench/%s/%d" }}\n{{ range service "bench-svc" }}{{ .Node }} {{ .Address }}:{{ .Port }} {{ .ID }}\n{{ end }}' "$who" "$i" >"$work/b/$who-$i.tmpl"
+		curl -fsS -X PUT -d "init$i" "http://$CONSUL_HTTP_ADDR/v1/kv/bench/$who/$i" >/dev/null
+		printf 'template {\n  source = "%s"\n  destination = "%s"\n}\n' "$work/b/$who-$i.tmpl" "$work/b/$who-$i.out" >>"$work/b/$who.hcl"
+	done
 done
-for who in consul-template templater; do
-	if [ "$who" = consul-template ]; then
-		start ct-b "$CT" -consul-addr "$CONSUL_HTTP_ADDR" -config "$cfg_ct" -log-level err
-		pre=ct
-	else
-		start tp-b "$work/templater" -config "$cfg_tp" -log-level error
-		pre=tp
-	fi
-	for i in $(seq 1 50); do wait_file "$work/b/$pre-$i.out"; done
-	sleep 1
-	results+=("$("$work/latency" -label "b:$who" -key bench/k/7 -file "$work/b/$pre-7.out" -n "$N" -pid "$rpid")")
-	stop "$rpid"
-done
+start ct-b "$CT" -consul-addr "$CONSUL_HTTP_ADDR" -config "$work/b/ct.hcl" -log-level err
+ct_pid=$rpid
+start tp-b "$work/templater" -config "$work/b/tp.hcl" -log-level error
+tp_pid=$rpid
+for i in $(seq 1 50); do wait_file "$work/b/ct-$i.out"; wait_file "$work/b/tp-$i.out"; done
+sleep 1
+while read -r line; do results+=("$line"); done < <("$work/latency" -n "$N" \
+	-targets "b:consul-template=bench/ct/%d=$work/b/ct-%d.out=$ct_pid,b:templater=bench/tp/%d=$work/b/tp-%d.out=$tp_pid")
+stop "$ct_pid"
+stop "$tp_pid"
 
 printf '\n%-20s %10s %10s %14s %10s\n' case p50_ms p99_ms cpu_ms/change rss_kB
 for r in "${results[@]}"; do

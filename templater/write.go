@@ -99,10 +99,6 @@ func install(ctx context.Context, c *templateConfig, content []byte) (changed bo
 	if err := os.Rename(tmp, dest); err != nil {
 		return false, fmt.Errorf("rename into %s: %w", dest, err)
 	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
 	return true, nil
 }
 
