@@ -32,6 +32,13 @@ echo "registering web-3; only this template re-renders, checked by nginx -t firs
 reg web-3 18083
 for _ in $(seq 1 100); do grep -q 18083 "$tdir/nginx.conf" && break; sleep 0.05; done
 sed -n '/upstream backend/,/}/p' "$tdir/nginx.conf" | sed 's/^/  /'
+if [ -n "$check" ]; then
+	echo "a bad KV value (config/web/max_fails=oops): nginx -t rejects the candidate, the live file stays:"
+	curl -fsS -X PUT -d oops "http://$CONSUL_HTTP_ADDR/v1/kv/config/web/max_fails" >/dev/null
+	sleep 1
+	if grep -q oops "$tdir/nginx.conf"; then echo "  live file changed (unexpected)"; else echo "  live file unchanged: $(grep -c 'max_fails=3' "$tdir/nginx.conf") servers with max_fails=3"; fi
+	curl -fsS -X DELETE "http://$CONSUL_HTTP_ADDR/v1/kv/config/web/max_fails" >/dev/null
+fi
 if [ -z "${DEMO_ONESHOT:-}" ]; then
 	echo "templater (pid $tpid) keeps watching; try: consul services register -name web -id web-4 -port 18084"
 fi
