@@ -129,16 +129,17 @@ func (d kvListDep) run(ctx context.Context, e *env, deliver func(any)) {
 			if attempt > 0 {
 				q.AllowStale = false
 			}
-			ps, meta, err := e.client.KV().List(d.prefix, q)
+			// "app" lists below "app/", never its sibling "apple".
+			base := strings.TrimPrefix(d.prefix, "/")
+			if base != "" && !strings.HasSuffix(base, "/") {
+				base += "/"
+			}
+			ps, meta, err := e.client.KV().List(base, q)
 			if err != nil {
 				return nil, 0, err
 			}
 			if attempt == 0 && e.staleTooOld(meta) {
 				continue
-			}
-			base := strings.TrimPrefix(d.prefix, "/")
-			if base != "" && !strings.HasSuffix(base, "/") {
-				base += "/"
 			}
 			out := make([]*KeyPair, 0, len(ps))
 			for _, p := range ps {

@@ -35,7 +35,7 @@ func seed(t *testing.T) *api.Client {
 	seedOnce.Do(func() {
 		kv := map[string]string{
 			"app/name": "hello", "app/empty": "", "app/sub/x": "1", "app/sub/y": "2", "app/json": `{"a":1,"b":[1,2]}`,
-			"cfg/db/host": "db1", "cfg/db/port": "5432", "cfg/web/port": "80",
+			"apple/x": "sibling", "cfg/db/host": "db1", "cfg/db/port": "5432", "cfg/web/port": "80",
 		}
 		for k, v := range kv {
 			if _, err := c.KV().Put(&api.KVPair{Key: k, Value: []byte(v)}, nil); err != nil {
@@ -121,6 +121,7 @@ func TestFunctions(t *testing.T) {
 		{"keyOrDefault set", `{{ keyOrDefault "app/name" "dflt" }}`, "hello", false},
 		{"ls direct children, folders dropped", `{{ range ls "app" }}{{ .Key }}={{ .Value }};{{ end }}`, `empty=;json={"a":1,"b":[1,2]};name=hello;`, false},
 		{"tree", `{{ range tree "app/sub" }}{{ .Key }}={{ .Value }};{{ end }}`, "x=1;y=2;", false},
+		{"tree excludes siblings", `{{ range tree "app" }}{{ .Key }};{{ end }}`, "empty;json;name;sub/x;sub/y;", false},
 		{"safeLs with data", `{{ range safeLs "app/sub" }}{{ .Key }};{{ end }}`, "x;y;", false},
 		{"ls empty", `[{{ range ls "nothing/here" }}x{{ end }}]`, "[]", false},
 		{"service passing only by default", `{{ range service "web" }}{{ .ID }}:{{ .Port }}:{{ .Status }};{{ end }}`, "web1:8001:passing;web2:8002:passing;", false},
