@@ -274,7 +274,9 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 			continue
 		}
 		wasExecuted := t.executed
+		t0 := time.Now()
 		out, missing, err := t.execute(ctx, r.store)
+		execTime := time.Since(t0)
 		r.m.executions.WithLabelValues(t.name).Inc()
 		if err != nil {
 			r.m.renderErrors.WithLabelValues(t.name).Inc()
@@ -299,6 +301,7 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 		r.m.waitingSeconds.WithLabelValues(t.name).Set(0)
 		t.complete = true
 		var wrote bool
+		t1 := time.Now()
 		if r.cfg.Dry {
 			wrote = r.dryRun(t, out)
 		} else {
@@ -326,7 +329,7 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 		r.m.renders.WithLabelValues(t.name).Inc()
 		r.m.lastRender.WithLabelValues(t.name).SetToCurrentTime()
 		if !r.cfg.Dry {
-			r.log.Info("rendered", "template", t.name, "destination", t.cfg.Destination)
+			r.log.Info("rendered", "template", t.name, "destination", t.cfg.Destination, "execute", execTime.Round(time.Microsecond), "write", time.Since(t1).Round(time.Microsecond))
 		}
 		if c := strings.TrimSpace(t.cfg.Command); c != "" {
 			if cr, ok := cmdIdx[c]; ok {

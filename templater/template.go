@@ -57,6 +57,7 @@ type tmpl struct {
 	dirtySince   time.Time // quiescence (wait) bookkeeping
 	lastChange   time.Time
 	executions   uint64
+	lastSize     int // output size of the last execution, to size the buffer
 }
 
 var helpers = helperFuncs()
@@ -241,6 +242,7 @@ func (t *tmpl) execute(ctx context.Context, s *store) (out []byte, missing []str
 	t.st = st
 	defer func() { t.st = nil }()
 	var buf bytes.Buffer
+	buf.Grow(t.lastSize + t.lastSize/8)
 	t.executions++
 	err = t.t.Execute(&buf, nil)
 	t.deps = st.used
@@ -260,5 +262,6 @@ func (t *tmpl) execute(ctx context.Context, s *store) (out []byte, missing []str
 	if len(st.missing) > 0 {
 		return nil, st.missing, nil
 	}
+	t.lastSize = buf.Len()
 	return buf.Bytes(), nil, nil
 }
