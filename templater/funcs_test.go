@@ -53,6 +53,7 @@ func seed(t *testing.T) *api.Client {
 			{ID: "web3", Name: "web", Port: 8003, Tags: []string{"prod"}, Check: &api.AgentServiceCheck{TTL: "10m", Status: "critical"}},
 			{ID: "web4", Name: "web", Port: 8004, Check: &api.AgentServiceCheck{TTL: "10m", Status: "warning"}},
 			{ID: "dot1", Name: "my.dotted", Port: 9000},
+			{ID: "native1", Name: "native", Port: 9100, Connect: &api.AgentServiceConnect{Native: true}},
 		}
 		for _, r := range regs {
 			if err := c.Agent().ServiceRegister(r); err != nil {
@@ -135,13 +136,15 @@ func TestFunctions(t *testing.T) {
 		{"service empty result", `[{{ range service "nosuch" }}x{{ end }}]`, "[]", false},
 		{"dotted name in brackets", `{{ range service "[my.dotted]" }}{{ .Name }}:{{ .Port }}{{ end }}`, "my.dotted:9000", false},
 		{"tag.name keeps its meaning", `[{{ range service "my.dotted" }}x{{ end }}]`, "[]", false},
-		{"services", `{{ range services }}{{ .Name }},{{ end }}`, "consul,my.dotted,web,", false},
+		{"services", `{{ range services }}{{ .Name }},{{ end }}`, "consul,my.dotted,native,web,", false},
 		{"services tags", `{{ range services }}{{ if eq .Name "web" }}{{ join "," .Tags }}{{ end }}{{ end }}`, "prod,v1,v2", false},
-		{"node", `{{ with node }}{{ .Node.Node }} {{ len .Services }}{{ end }}`, node + " 6", false},
+		{"node", `{{ with node }}{{ .Node.Node }} {{ len .Services }}{{ end }}`, node + " 7", false},
 		{"node by name", `{{ with node "` + node + `@dc1" }}{{ .Node.Address }}{{ end }}`, "127.0.0.1", false},
 		{"nodes", `{{ range nodes }}{{ .Node }} {{ .Datacenter }}{{ end }}`, node + " dc1", false},
 		{"datacenters", `{{ datacenters }}`, "[dc1]", false},
 		{"connect (none)", `[{{ range connect "web" }}x{{ end }}]`, "[]", false},
+		{"connect native", `{{ range connect "native" }}{{ .ID }}:{{ .Port }}{{ end }}`, "native1:9100", false},
+		{"services @dc", `{{ range services "@dc1" }}{{ .Name }},{{ end }}`, "consul,my.dotted,native,web,", false},
 		{"env", `{{ env "TEMPLATER_TEST_ENV" }}`, "envval", false},
 		{"file", `{{ file "` + fpath + `" }}`, "file-contents", false},
 		{"first pass empty values", `{{ (index (service "web") 0).Port }}`, "8001", false},
@@ -392,3 +395,34 @@ var (
 	seedOnce sync.Once
 	seedErr  error
 )
+
+// -once with a failing check: exit 3, the old file stays, no command runs;
+// -pid-file is written while running and removed at exit.
+func TestOnceCheckFailure(t *testing.T) {
+	seed(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "in.tmpl")
+	dst := filepath.Join(dir, "out")
+	marker := filepath.Join(dir, "ran")
+	pid := filepath.Join(dir, "pid")
+	os.WriteFile(src, []byte(`{{ key "app/name" }}`), 0o644)
+	os.WriteFile(dst, []byte("old"), 0o644)
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"-once", "-http-addr", agent.HTTPAddr(), "-pid-file", pid, "-template", src + ":" + dst + ":touch " + marker,
+		"-check", dst + "=echo rejected by test; false"}, &stdout, &stderr)
+	if code != exitRender {
+		t.Fatalf("exit %d, want %d: %s", code, exitRender, stderr.String())
+	}
+	if readFile(dst) != "old" {
+		t.Fatalf("old file replaced: %q", readFile(dst))
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("command ran after a failed check")
+	}
+	if !strings.Contains(stderr.String(), "rejected by test") {
+		t.Fatalf("check output not reported: %s", stderr.String())
+	}
+	if _, err := os.Stat(pid); err == nil {
+		t.Fatal("pid file left behind")
+	}
+}
