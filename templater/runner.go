@@ -245,7 +245,7 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 	cmdIdx := map[string]*cmdRun{}
 	anyChanged := false
 	for _, t := range r.tmpls {
-		affected := force || !t.executed || len(t.missing) > 0 && len(changed) > 0 && touches(t.deps, changed) || touches(t.deps, changed)
+		affected := force || !t.executed || touches(t.deps, changed)
 		w := t.cfg.Wait
 		if w == nil {
 			w = r.cfg.Wait
