@@ -454,3 +454,123 @@ func TestExecutionErrorKeepsFile(t *testing.T) {
 	put(t, c, "json/k", `{"n":2}`)
 	waitFor(t, "render after fix", 10*time.Second, func() bool { return readFile(out) == "n=2" })
 }
+
+// consul-template's documented full configuration parses unchanged (stanzas
+// templater does not need are accepted).
+func TestDocumentedConfigParses(t *testing.T) {
+	doc := `
+consul {
+  auth {
+    enabled  = true
+    username = "test"
+    password = "test"
+  }
+  address = "127.0.0.1:8500"
+  namespace = "foo"
+  token = "abcd1234"
+  retry {
+    enabled = true
+    attempts = 12
+    backoff = "250ms"
+    max_backoff = "1m"
+  }
+  ssl {
+    enabled = true
+    verify = false
+    cert = "/path/to/client/cert"
+    key = "/path/to/client/key"
+    ca_cert = "/path/to/ca"
+    ca_path = "path/to/certs/"
+    server_name = "my-server.com"
+  }
+  transport {
+    dial_keep_alive = "10s"
+    dial_timeout = "10s"
+    disable_keep_alives = false
+    max_idle_conns_per_host = 100
+    tls_handshake_timeout = "10s"
+  }
+}
+reload_signal = "SIGHUP"
+kill_signal = "SIGINT"
+max_stale = "10m"
+block_query_wait = "60s"
+log_level = "warn"
+pid_file = "/path/to/pid"
+template_error_fatal = true
+wait {
+  min = "5s"
+  max = "10s"
+}
+vault {
+  address = "https://vault.service.consul:8200"
+  renew_token = true
+}
+syslog {
+  enabled = true
+  facility = "LOCAL5"
+}
+deduplicate {
+  enabled = true
+  prefix = "consul-template/dedup/"
+}
+exec {
+  command = "/usr/bin/app"
+  splay = "5s"
+  env {
+    pristine = false
+    custom = ["PATH=$PATH:/etc/myapp/bin"]
+    allowlist = ["CONSUL_*"]
+    denylist = ["VAULT_*"]
+  }
+  reload_signal = ""
+  kill_signal = "SIGINT"
+  kill_timeout = "2s"
+}
+template {
+  source = "/path/on/disk/to/template.ctmpl"
+  destination = "/path/on/disk/where/template/will/render.txt"
+  create_dest_dirs = true
+  command = "restart service foo"
+  command_timeout = "60s"
+  error_on_missing_key = false
+  perms = 0600
+  user = 1000
+  group = 1000
+  backup = true
+  left_delimiter  = "{{"
+  right_delimiter = "}}"
+  function_denylist = []
+  sandbox_path = ""
+  wait {
+    min = "2s"
+    max = "10s"
+  }
+}
+template {
+  contents = "{{ keyOrDefault \"service/redis/maxconns@east-aws\" \"5\" }}"
+  destination = "/tmp/x"
+  command = ["/bin/sh", "-c", "echo hi"]
+  wait = "1s:3s"
+}
+`
+	p := filepath.Join(t.TempDir(), "doc.hcl")
+	os.WriteFile(p, []byte(doc), 0o644)
+	fc, err := loadConfigPaths([]string{p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fc.Templates) != 2 || *fc.ConsulAddr != "127.0.0.1:8500" || *fc.MaxStale != 10*time.Minute || fc.Wait.Min != 5*time.Second {
+		t.Fatalf("parsed %+v", fc)
+	}
+	t0, t1 := fc.Templates[0], fc.Templates[1]
+	if t0.Perms != 0o600 || !t0.Backup || t0.CommandTimeout != 60*time.Second || t0.Wait.Max != 10*time.Second {
+		t.Fatalf("template 1: %+v", t0)
+	}
+	if t1.Command != "/bin/sh -c 'echo hi'" || t1.Wait.Min != time.Second || t1.Wait.Max != 3*time.Second {
+		t.Fatalf("template 2: %+v", t1)
+	}
+	if fc.Exec == nil || fc.Exec.Command != "/usr/bin/app" || fc.Exec.KillTimeout != 2*time.Second || fc.ConsulTLS["server_name"] != "my-server.com" {
+		t.Fatalf("exec/ssl: %+v %+v", fc.Exec, fc.ConsulTLS)
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/berth/berth/pkg/telemetry"
 	"github.com/berth/berth/pkg/version"
+	"github.com/hashicorp/consul/api"
 )
 
 // Exit codes.
@@ -254,6 +255,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "templater: %v\n", err)
 		return exitUsage
 	}
+	applyFileTLS(ccfg, fc.ConsulTLS, o.set)
 	if o.consulSSL {
 		ccfg.Scheme = "https"
 	}
@@ -361,5 +363,38 @@ func run(args []string, stdout, stderr io.Writer) int {
 	default:
 		fmt.Fprintf(stderr, "templater: %v\n", err)
 		return exitUsage
+	}
+}
+
+// applyFileTLS applies a config file's consul { ssl { ... } } where no flag
+// set the same thing.
+func applyFileTLS(c *api.Config, ssl map[string]string, set map[string]bool) {
+	if len(ssl) == 0 {
+		return
+	}
+	if ssl["enabled"] == "true" {
+		c.Scheme = "https"
+	}
+	for key, flags := range map[string][]string{"ca_cert": {"ca-file", "consul-ssl-ca-cert"}, "ca_path": {"ca-path", "consul-ssl-ca-path"},
+		"cert": {"client-cert", "consul-ssl-cert"}, "key": {"client-key", "consul-ssl-key"}, "server_name": {"tls-server-name", "consul-ssl-server-name"}} {
+		v, ok := ssl[key]
+		if !ok || v == "" || set[flags[0]] || set[flags[1]] {
+			continue
+		}
+		switch key {
+		case "ca_cert":
+			c.TLSConfig.CAFile = v
+		case "ca_path":
+			c.TLSConfig.CAPath = v
+		case "cert":
+			c.TLSConfig.CertFile = v
+		case "key":
+			c.TLSConfig.KeyFile = v
+		case "server_name":
+			c.TLSConfig.Address = v
+		}
+	}
+	if ssl["verify"] == "false" {
+		c.TLSConfig.InsecureSkipVerify = true
 	}
 }
