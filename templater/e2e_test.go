@@ -418,6 +418,16 @@ func TestExecAndWait(t *testing.T) {
 	if r := p.metric(t, "berth_templater_renders_total", "e.tmpl"); r != 2 {
 		t.Fatalf("renders %v, want 2 (the first and one after the quiet time)", r)
 	}
+	// SIGTERM stops the child too, and templater exits 0
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("SIGTERM did not stop templater")
+	}
+	if p.err != nil || !strings.Contains(p.log.String(), "exec child stopped") {
+		t.Fatalf("exit %v; log:\n%s", p.err, p.log.String())
+	}
 }
 
 // The example configs parse as they are shipped.
