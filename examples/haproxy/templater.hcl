@@ -1,0 +1,18 @@
+# templater (or consul-template) configuration: render haproxy.cfg from the
+# healthy instances of a Consul service, check it with `haproxy -c` before it
+# replaces the live file, then reload haproxy (master-worker mode).
+consul {
+  address = "127.0.0.1:8500"
+}
+
+template {
+  source      = "/etc/templater/haproxy.cfg.ctmpl"
+  destination = "/etc/haproxy/haproxy.cfg"
+  perms       = 0644
+
+  # templater only: the live file stays when the candidate is rejected.
+  check = "haproxy -c -q -f {{path}}"
+
+  command         = "systemctl reload haproxy"
+  command_timeout = "30s"
+}

@@ -1,0 +1,22 @@
+# templater (or consul-template) configuration: render nginx.conf from the
+# healthy instances of a Consul service, check it with `nginx -t` before it
+# replaces the live file, then reload nginx.
+consul {
+  address = "127.0.0.1:8500"
+}
+
+max_stale = "2s"
+
+template {
+  source      = "/etc/templater/nginx.conf.ctmpl"
+  destination = "/etc/nginx/nginx.conf"
+  perms       = 0644
+  backup      = true
+
+  # templater only: runs on the candidate file; on failure the live file
+  # stays, nginx is not reloaded, and the next change tries again.
+  check = "nginx -t -q -c {{path}}"
+
+  command         = "nginx -s reload"
+  command_timeout = "30s"
+}

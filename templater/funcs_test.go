@@ -1,0 +1,428 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/berth/berth/pkg/consultest"
+	"github.com/hashicorp/consul/api"
+)
+
+var agent *consultest.Agent
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		code := consultest.Main(m, &agent)
+		if binDir != "" {
+			os.RemoveAll(binDir)
+		}
+		return code
+	}())
+}
+
+// seed puts the shared test data into the package's agent once.
+func seed(t *testing.T) *api.Client {
+	t.Helper()
+	a := consultest.Require(t, agent)
+	c := a.Client()
+	seedOnce.Do(func() {
+		kv := map[string]string{
+			"app/name": "hello", "app/empty": "", "app/sub/x": "1", "app/sub/y": "2", "app/json": `{"a":1,"b":[1,2]}`,
+			"apple/x": "sibling", "cfg/db/host": "db1", "cfg/db/port": "5432", "cfg/web/port": "80",
+		}
+		for k, v := range kv {
+			if _, err := c.KV().Put(&api.KVPair{Key: k, Value: []byte(v)}, nil); err != nil {
+				seedErr = err
+				return
+			}
+		}
+		if _, err := c.KV().Put(&api.KVPair{Key: "app/folder/"}, nil); err != nil {
+			seedErr = err
+			return
+		}
+		regs := []*api.AgentServiceRegistration{
+			{ID: "web1", Name: "web", Port: 8001, Tags: []string{"prod", "v1"}, Meta: map[string]string{"zone": "a"}},
+			{ID: "web2", Name: "web", Port: 8002, Tags: []string{"v2"}, Meta: map[string]string{"zone": "b"}, Address: "127.0.0.2"},
+			{ID: "web3", Name: "web", Port: 8003, Tags: []string{"prod"}, Check: &api.AgentServiceCheck{TTL: "10m", Status: "critical"}},
+			{ID: "web4", Name: "web", Port: 8004, Check: &api.AgentServiceCheck{TTL: "10m", Status: "warning"}},
+			{ID: "dot1", Name: "my.dotted", Port: 9000},
+			{ID: "native1", Name: "native", Port: 9100, Connect: &api.AgentServiceConnect{Native: true}},
+		}
+		for _, r := range regs {
+			if err := c.Agent().ServiceRegister(r); err != nil {
+				seedErr = err
+				return
+			}
+		}
+		// wait until the catalog shows them with their check states
+		for i := 0; i < 100; i++ {
+			es, _, err := c.Health().Service("web", "", false, nil)
+			if err == nil && len(es) == 4 {
+				n := 0
+				for _, e := range es {
+					if len(e.Checks) > 0 {
+						n++
+					}
+				}
+				if n == 4 {
+					return
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		seedErr = fmt.Errorf("services did not show up")
+	})
+	if seedErr != nil {
+		t.Fatalf("seed: %v", seedErr)
+	}
+	return c
+}
+
+// renderOnce runs `templater -once` in process on one template text.
+func renderOnce(t *testing.T, text string, extra ...string) (string, int, string) {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "in.tmpl")
+	dst := filepath.Join(dir, "out")
+	if err := os.WriteFile(src, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"-once", "-once-timeout", "3s", "-http-addr", agent.HTTPAddr(), "-log-level", "warn", "-template", src + ":" + dst}, extra...)
+	var stdout, stderr bytes.Buffer
+	code := run(args, &stdout, &stderr)
+	b, _ := os.ReadFile(dst)
+	return string(b), code, stderr.String()
+}
+
+func TestFunctions(t *testing.T) {
+	seed(t)
+	t.Setenv("TEMPLATER_TEST_ENV", "envval")
+	fdir := t.TempDir()
+	fpath := filepath.Join(fdir, "f.txt")
+	if err := os.WriteFile(fpath, []byte("file-contents"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	node := agent.NodeName
+	cases := []struct {
+		name, tmpl, want string
+		re               bool
+	}{
+		{"key", `{{ key "app/name" }}`, "hello", false},
+		{"key@dc", `{{ key "app/name@dc1" }}`, "hello", false},
+		{"keyExists", `{{ keyExists "app/name" }} {{ keyExists "app/nope" }}`, "true false", false},
+		{"keyOrDefault missing", `{{ keyOrDefault "app/nope" "dflt" }}`, "dflt", false},
+		{"keyOrDefault empty", `{{ keyOrDefault "app/empty" "dflt" }}`, "dflt", false},
+		{"keyOrDefault set", `{{ keyOrDefault "app/name" "dflt" }}`, "hello", false},
+		{"ls direct children, folders dropped", `{{ range ls "app" }}{{ .Key }}={{ .Value }};{{ end }}`, `empty=;json={"a":1,"b":[1,2]};name=hello;`, false},
+		{"tree", `{{ range tree "app/sub" }}{{ .Key }}={{ .Value }};{{ end }}`, "x=1;y=2;", false},
+		{"tree excludes siblings", `{{ range tree "app" }}{{ .Key }};{{ end }}`, "empty;json;name;sub/x;sub/y;", false},
+		{"safeLs with data", `{{ range safeLs "app/sub" }}{{ .Key }};{{ end }}`, "x;y;", false},
+		{"ls empty", `[{{ range ls "nothing/here" }}x{{ end }}]`, "[]", false},
+		{"service passing only by default", `{{ range service "web" }}{{ .ID }}:{{ .Port }}:{{ .Status }};{{ end }}`, "web1:8001:passing;web2:8002:passing;", false},
+		{"service any", `{{ range service "web|any" }}{{ .ID }};{{ end }}`, "web1;web2;web3;web4;", false},
+		{"service filter words", `{{ range service "web|passing,warning" }}{{ .ID }};{{ end }}`, "web1;web2;web4;", false},
+		{"service filter as argument", `{{ range service "web" "critical" }}{{ .ID }};{{ end }}`, "web3;", false},
+		{"service tag", `{{ range service "prod.web|any" }}{{ .ID }};{{ end }}`, "web1;web3;", false},
+		{"service @dc", `{{ range service "web@dc1" }}{{ .ID }};{{ end }}`, "web1;web2;", false},
+		{"service ~near", `{{ len (service "web~_agent") }}`, "2", false},
+		{"service address falls back to node", `{{ range service "web" }}{{ .Address }};{{ end }}`, "127.0.0.1;127.0.0.2;", false},
+		{"service empty result", `[{{ range service "nosuch" }}x{{ end }}]`, "[]", false},
+		{"dotted name in brackets", `{{ range service "[my.dotted]" }}{{ .Name }}:{{ .Port }}{{ end }}`, "my.dotted:9000", false},
+		{"tag.name keeps its meaning", `[{{ range service "my.dotted" }}x{{ end }}]`, "[]", false},
+		{"services", `{{ range services }}{{ .Name }},{{ end }}`, "consul,my.dotted,native,web,", false},
+		{"services tags", `{{ range services }}{{ if eq .Name "web" }}{{ join "," .Tags }}{{ end }}{{ end }}`, "prod,v1,v2", false},
+		{"node", `{{ with node }}{{ .Node.Node }} {{ len .Services }}{{ end }}`, node + " 7", false},
+		{"node by name", `{{ with node "` + node + `@dc1" }}{{ .Node.Address }}{{ end }}`, "127.0.0.1", false},
+		{"nodes", `{{ range nodes }}{{ .Node }} {{ .Datacenter }}{{ end }}`, node + " dc1", false},
+		{"datacenters", `{{ datacenters }}`, "[dc1]", false},
+		{"connect (none)", `[{{ range connect "web" }}x{{ end }}]`, "[]", false},
+		{"connect native", `{{ range connect "native" }}{{ .ID }}:{{ .Port }}{{ end }}`, "native1:9100", false},
+		{"services @dc", `{{ range services "@dc1" }}{{ .Name }},{{ end }}`, "consul,my.dotted,native,web,", false},
+		{"env", `{{ env "TEMPLATER_TEST_ENV" }}`, "envval", false},
+		{"file", `{{ file "` + fpath + `" }}`, "file-contents", false},
+		{"first pass empty values", `{{ (index (service "web") 0).Port }}`, "8001", false},
+		{"byKey", `{{ range $k, $v := tree "cfg" | byKey }}{{ $k }}:{{ range $v }}{{ .Key }}={{ .Value }},{{ end }};{{ end }}`, "db:host=db1,port=5432,;web:port=80,;", false},
+		{"byTag", `{{ range $tag, $s := service "web" | byTag }}{{ $tag }}={{ len $s }};{{ end }}`, "prod=1;v1=1;v2=1;", false},
+		{"byMeta", `{{ range $z, $s := service "web" | byMeta "zone" }}{{ $z }}={{ (index $s 0).ID }};{{ end }}`, "a=web1;b=web2;", false},
+		{"contains", `{{ range service "web" }}{{ if .Tags | contains "prod" }}{{ .ID }}{{ end }}{{ end }}`, "web1", false},
+		{"containsAll/Any/None/NotAll", `{{ $t := split "," "a,b" }}{{ containsAll $t (split "," "a,b,c") }} {{ containsAny (split "," "x,b") (split "," "a,b") }} {{ containsNone (split "," "x") $t }} {{ containsNotAll (split "," "a,x") $t }}`, "true true true true", false},
+		{"in", `{{ in (split "," "a,b") "b" }} {{ in (split "," "a,b") "z" }}`, "true false", false},
+		{"explode", `{{ with tree "cfg" | explode }}{{ .db.host }}/{{ .web.port }}{{ end }}`, "db1/80", false},
+		{"explodeMap mergeMap", `{{ $m := parseJSON "{\"a/b\":1}" | explodeMap }}{{ $m.a.b }} {{ $x := mergeMap (parseJSON "{\"k\":1}") (parseJSON "{\"k\":2,\"j\":3}") }}{{ $x.k }}{{ $x.j }}`, "1 23", false},
+		{"indent", `{{ indent 2 "a\nb" }}`, "  a\n  b", false},
+		{"join split", `{{ split "," "a,b,c" | join "-" }}`, "a-b-c", false},
+		{"splitToMap", `{{ $m := splitToMap "a:1,b:2" "," ":" }}{{ $m.b }}`, "2", false},
+		{"string helpers", `{{ trimSpace "  x " }} {{ toLower "AB" }} {{ toUpper "ab" }} {{ toTitle "ab cd" }} {{ replaceAll "a" "b" "aaa" }}`, "x ab AB Ab Cd bbb", false},
+		{"regex", `{{ regexMatch "^h.l" (key "app/name") }} {{ regexReplaceAll "l+" "L" "hello" }}`, "true heLo", false},
+		{"parse", `{{ parseBool "true" }} {{ parseInt "-4" }} {{ parseUint "4" }} {{ parseFloat "1.5" }}`, "true -4 4 1.5", false},
+		{"parseJSON", `{{ with key "app/json" | parseJSON }}{{ .a }} {{ index .b 1 }}{{ end }}`, "1 2", false},
+		{"parseYAML", `{{ with parseYAML "a: 1\nb: [x, y]" }}{{ .a }} {{ index .b 1 }}{{ end }}`, "1 y", false},
+		{"toJSON", `{{ tree "app/sub" | explode | toJSON }}`, `{"x":"1","y":"2"}`, false},
+		{"toJSONPretty", `{{ tree "app/sub" | explode | toJSONPretty }}`, "{\n  \"x\": \"1\",\n  \"y\": \"2\"\n}", false},
+		{"toYAML", `{{ tree "app/sub" | explode | toYAML }}`, "x: \"1\"\n\"y\": \"2\"", false},
+		{"toTOML", `{{ tree "app/sub" | explode | toTOML }}`, "x = \"1\"\ny = \"2\"\n", false},
+		{"base64 sha256", `{{ base64Encode "hi" }} {{ base64Decode "aGk=" }} {{ sha256Hex "hi" }}`, "aGk= hi 8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4", false},
+		{"timestamp", `{{ timestamp "unix" }} {{ timestamp "2006" }}`, `^\d{10,} \d{4}$`, true},
+		{"math piped order", `{{ 5 | subtract 2 }} {{ 10 | divide 2 }} {{ 7 | modulo 3 }} {{ 2 | add 3 }} {{ 4 | multiply 3 }} {{ 3 | minimum 5 }} {{ 3 | maximum 5 }} {{ 1.5 | add 1 }}`, "3 5 1 5 12 3 5 2.5", false},
+		{"loop", `{{ range loop 3 }}{{ . }}{{ end }} {{ range loop 2 4 }}{{ . }}{{ end }}`, "012 23", false},
+		{"scratch", `{{ scratch.Set "a" "x" }}{{ scratch.SetX "a" "y" }}{{ scratch.Get "a" }} {{ scratch.Key "b" }} {{ scratch.MapSet "m" "k2" "2" }}{{ scratch.MapSet "m" "k1" "1" }}{{ scratch.MapValues "m" }}`, "x false [1 2]", false},
+		{"executeTemplate", `{{ define "t" }}[{{ . }}]{{ end }}{{ executeTemplate "t" "arg" }}`, "[arg]", false},
+		{"sprig prefixed and plain", `{{ sprig_upper "a" }} {{ upper "b" }} {{ sprig_add 1 2 }} {{ "x" | sprig_repeat 3 }}`, "A B 3 xxx", false},
+		{"sprig does not shadow consul-template", `{{ 5 | subtract 2 }} {{ "a,b" | split "," | join ";" }}`, "3 a;b", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, code, stderr := renderOnce(t, tc.tmpl)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			if tc.re {
+				if !regexp.MustCompile(tc.want).MatchString(got) {
+					t.Fatalf("got %q, want match of %q", got, tc.want)
+				}
+				return
+			}
+			if got != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// Missing data: the template is not written, and -once names what it waits for.
+func TestMissingData(t *testing.T) {
+	seed(t)
+	cases := []struct{ name, tmpl, want string }{
+		{"missing key", `{{ key "app/nope" }}`, `kv.get(app/nope)`},
+		{"safeLs empty", `{{ range safeLs "nothing/here" }}{{ end }}`, `kv.list(nothing/here)`},
+		{"safeTree empty", `{{ range safeTree "nothing/here" }}{{ end }}`, `kv.list(nothing/here)`},
+		{"missing file", `{{ file "/nonexistent/templater-test" }}`, `file(/nonexistent/templater-test)`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, code, stderr := renderOnce(t, tc.tmpl, "-once-timeout", "1500ms")
+			if code != exitMissing {
+				t.Fatalf("exit %d, want %d; stderr %s", code, exitMissing, stderr)
+			}
+			if got != "" {
+				t.Fatalf("destination written: %q", got)
+			}
+			if !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "in.tmpl") {
+				t.Fatalf("stderr does not name the template and %s: %s", tc.want, stderr)
+			}
+		})
+	}
+}
+
+// Bad input: a clear one-line error, a non-zero exit at start, nothing written.
+func TestBadInput(t *testing.T) {
+	seed(t)
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.tmpl", `{{ key "app/name" }}`)
+	dst := filepath.Join(dir, "out", "dest.conf")
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"unknown function", []string{"-template", write("unk.tmpl", "line one\n  {{ nope \"x\" }}\n") + ":" + dst}, []string{"unk.tmpl:2:6:", `function "nope" not defined`}},
+		{"syntax error", []string{"-template", write("syn.tmpl", "a\nb {{ if }}\n") + ":" + dst}, []string{"syn.tmpl:2:", "missing value for if"}},
+		{"unclosed action", []string{"-template", write("unc.tmpl", "{{ range service \"web\" }}x\n") + ":" + dst}, []string{"unc.tmpl:", "unexpected EOF"}},
+		{"bad health filter", []string{"-template", write("hf.tmpl", "x\n{{ range service \"web|bogus\" }}{{ end }}") + ":" + dst}, []string{"hf.tmpl:2:", `bad health filter "bogus"`}},
+		{"bad service query", []string{"-template", write("sq.tmpl", `{{ service "we b@" }}`) + ":" + dst}, []string{"sq.tmpl:1:", "bad service query"}},
+		{"unreadable source", []string{"-template", filepath.Join(dir, "does-not-exist.tmpl") + ":" + dst}, []string{"does-not-exist.tmpl", "no such file"}},
+		{"source is a folder", []string{"-template", dir + ":" + dst}, []string{"is a directory"}},
+		{"template flag form", []string{"-template", "onlysource"}, []string{`-template "onlysource"`, "SOURCE:DESTINATION"}},
+		{"bad wait", []string{"-wait", "soon", "-template", good + ":" + dst}, []string{"wait", "soon"}},
+		{"bad max-stale", []string{"-max-stale", "x", "-template", good + ":" + dst}, []string{"max-stale"}},
+		{"unknown flag", []string{"-bogus", "-template", good + ":" + dst}, []string{"bogus"}},
+		{"bad exec signal", []string{"-exec-reload-signal", "SIGNOPE", "-template", good + ":" + dst}, []string{"exec-reload-signal"}},
+		{"no templates", []string{}, []string{"no templates"}},
+		{"check for unknown destination", []string{"-template", good + ":" + dst, "-check", "/elsewhere=true"}, []string{"no template writes /elsewhere"}},
+		{"missing destination folder, create_dest_dirs false", []string{"-config", write("nodirs.hcl", fmt.Sprintf("template {\n source = %q\n destination = %q\n create_dest_dirs = false\n}\n", good, dst))}, []string{"does not exist", "create_dest_dirs"}},
+		{"HCL syntax error", []string{"-config", write("syntax.hcl", "template {\n  source = \n}\n")}, []string{"syntax.hcl", "At 4:1"}},
+		{"HCL unknown setting", []string{"-config", write("unknown.hcl", "template {\n source = \"a\"\n destination = \"b\"\n colour = \"red\"\n}\n")}, []string{"unknown.hcl", "colour", "unknown setting"}},
+		{"HCL bad perms", []string{"-config", write("perms.hcl", "template {\n source = \"a\"\n destination = \"b\"\n perms = \"rw\"\n}\n")}, []string{"perms", "octal"}},
+		{"HCL template without destination", []string{"-config", write("nodest.hcl", "template {\n source = \"a\"\n}\n")}, []string{"needs destination"}},
+		{"missing config file", []string{"-config", filepath.Join(dir, "nope.hcl")}, []string{"nope.hcl", "no such file"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"-once", "-http-addr", agent.HTTPAddr()}, tc.args...)
+			var stdout, stderr bytes.Buffer
+			code := run(args, &stdout, &stderr)
+			if code == 0 {
+				t.Fatalf("exit 0; stderr %s", stderr.String())
+			}
+			msg := stderr.String()
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Fatalf("error does not contain %q:\n%s", w, msg)
+				}
+			}
+			if _, err := os.Stat(dst); err == nil {
+				t.Fatalf("destination was written")
+			}
+			if _, err := os.Stat(filepath.Dir(dst)); err == nil {
+				t.Fatalf("destination folder was created")
+			}
+		})
+	}
+}
+
+// A config in consul-template's documented HCL form works unchanged.
+func TestConsulTemplateHCL(t *testing.T) {
+	seed(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "in.ctmpl")
+	if err := os.WriteFile(src, []byte(`name=[[ key "app/name" ]] {{ literal }}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "sub", "out.conf")
+	marker := filepath.Join(dir, "ran")
+	cfg := fmt.Sprintf(`
+consul {
+  address = %q
+  retry {
+    enabled  = true
+    attempts = 12
+    backoff  = "250ms"
+  }
+}
+reload_signal = "SIGHUP"
+kill_signal   = "SIGINT"
+max_stale     = "10m"
+log_level     = "warn"
+wait {
+  min = "0s"
+  max = "0s"
+}
+deduplicate {
+  enabled = false
+  prefix  = "consul-template/dedup/"
+}
+template {
+  source          = %q
+  destination     = %q
+  create_dest_dirs = true
+  command         = "touch %s"
+  command_timeout = "60s"
+  error_on_missing_key = false
+  perms           = 0600
+  backup          = true
+  left_delimiter  = "[["
+  right_delimiter = "]]"
+  wait {
+    min = "10ms"
+    max = "40ms"
+  }
+}
+template {
+  contents    = "inline {{ keyOrDefault \"app/nope\" \"d\" }}"
+  destination = %q
+  perms       = "0640"
+}
+`, agent.HTTPAddr(), src, dst, marker, filepath.Join(dir, "inline.out"))
+	cfgPath := filepath.Join(dir, "config.hcl")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"-once", "-once-timeout", "5s", "-config", cfgPath}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	b, err := os.ReadFile(dst)
+	if err != nil || string(b) != "name=hello {{ literal }}" {
+		t.Fatalf("rendered %q, %v", b, err)
+	}
+	st, _ := os.Stat(dst)
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("perms %o, want 600", st.Mode().Perm())
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("command did not run: %v", err)
+	}
+	b, _ = os.ReadFile(filepath.Join(dir, "inline.out"))
+	if string(b) != "inline d" {
+		t.Fatalf("inline contents rendered %q", b)
+	}
+	st, _ = os.Stat(filepath.Join(dir, "inline.out"))
+	if st.Mode().Perm() != 0o640 {
+		t.Fatalf("inline perms %o, want 640", st.Mode().Perm())
+	}
+}
+
+// -dry prints a unified diff and the command, and writes nothing.
+func TestDry(t *testing.T) {
+	seed(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "in.tmpl")
+	dst := filepath.Join(dir, "out")
+	os.WriteFile(src, []byte("line1\nname={{ key \"app/name\" }}\n"), 0o644)
+	os.WriteFile(dst, []byte("line1\nname=old\n"), 0o644)
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"-once", "-dry", "-http-addr", agent.HTTPAddr(), "-template", src + ":" + dst + ":echo reload"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	out := stdout.String()
+	for _, w := range []string{"--- " + dst, "+++ " + dst, "-name=old", "+name=hello", "would run: echo reload"} {
+		if !strings.Contains(out, w) {
+			t.Fatalf("dry output lacks %q:\n%s", w, out)
+		}
+	}
+	b, _ := os.ReadFile(dst)
+	if string(b) != "line1\nname=old\n" {
+		t.Fatalf("-dry wrote the destination: %q", b)
+	}
+}
+
+var (
+	seedOnce sync.Once
+	seedErr  error
+)
+
+// -once with a failing check: exit 3, the old file stays, no command runs;
+// -pid-file is written while running and removed at exit.
+func TestOnceCheckFailure(t *testing.T) {
+	seed(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "in.tmpl")
+	dst := filepath.Join(dir, "out")
+	marker := filepath.Join(dir, "ran")
+	pid := filepath.Join(dir, "pid")
+	os.WriteFile(src, []byte(`{{ key "app/name" }}`), 0o644)
+	os.WriteFile(dst, []byte("old"), 0o644)
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"-once", "-http-addr", agent.HTTPAddr(), "-pid-file", pid, "-template", src + ":" + dst + ":touch " + marker,
+		"-check", dst + "=echo rejected by test; false"}, &stdout, &stderr)
+	if code != exitRender {
+		t.Fatalf("exit %d, want %d: %s", code, exitRender, stderr.String())
+	}
+	if readFile(dst) != "old" {
+		t.Fatalf("old file replaced: %q", readFile(dst))
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("command ran after a failed check")
+	}
+	if !strings.Contains(stderr.String(), "rejected by test") {
+		t.Fatalf("check output not reported: %s", stderr.String())
+	}
+	if _, err := os.Stat(pid); err == nil {
+		t.Fatal("pid file left behind")
+	}
+}

@@ -1,0 +1,494 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/berth/berth/pkg/supervisor"
+	"github.com/pmezard/go-difflib/difflib"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// runConfig is everything the runner needs, built from flags and files.
+type runConfig struct {
+	Templates   []*templateConfig
+	Wait        *waitConfig
+	Once        bool
+	OnceTimeout time.Duration
+	Dry         bool
+	MissingWarn time.Duration
+	FailFast    bool
+	Exec        *execConfig
+}
+
+type metrics struct {
+	executions     *prometheus.CounterVec
+	renders        *prometheus.CounterVec
+	skips          *prometheus.CounterVec
+	missing        *prometheus.CounterVec
+	checkFailures  *prometheus.CounterVec
+	renderErrors   *prometheus.CounterVec
+	commandRuns    *prometheus.CounterVec
+	commandFails   *prometheus.CounterVec
+	lastRender     *prometheus.GaugeVec
+	waitingSeconds *prometheus.GaugeVec
+	deps           prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	o := func(name, help string) prometheus.CounterOpts {
+		return prometheus.CounterOpts{Namespace: "berth", Subsystem: "templater", Name: name, Help: help}
+	}
+	g := func(name, help string) prometheus.GaugeOpts {
+		return prometheus.GaugeOpts{Namespace: "berth", Subsystem: "templater", Name: name, Help: help}
+	}
+	m := &metrics{
+		executions:     prometheus.NewCounterVec(o("executions_total", "Template executions."), []string{"template"}),
+		renders:        prometheus.NewCounterVec(o("renders_total", "Destinations written with new content."), []string{"template"}),
+		skips:          prometheus.NewCounterVec(o("skips_total", "Executions whose output equalled the file on disk (nothing written)."), []string{"template"}),
+		missing:        prometheus.NewCounterVec(o("missing_data_total", "Executions that lacked data and wrote nothing."), []string{"template"}),
+		checkFailures:  prometheus.NewCounterVec(o("check_failures_total", "Check commands that rejected a candidate file."), []string{"template"}),
+		renderErrors:   prometheus.NewCounterVec(o("render_errors_total", "Execution or write errors."), []string{"template"}),
+		commandRuns:    prometheus.NewCounterVec(o("commands_total", "Commands run."), []string{"command"}),
+		commandFails:   prometheus.NewCounterVec(o("command_failures_total", "Commands that failed or timed out."), []string{"command"}),
+		lastRender:     prometheus.NewGaugeVec(g("last_render_timestamp_seconds", "Unix time of the template's last write."), []string{"template"}),
+		waitingSeconds: prometheus.NewGaugeVec(g("waiting_for_data_seconds", "How long the template has been waiting for data (0 when complete)."), []string{"template"}),
+		deps:           prometheus.NewGauge(g("watched_dependencies", "Distinct dependencies watched.")),
+	}
+	if reg != nil {
+		reg.MustRegister(m.executions, m.renders, m.skips, m.missing, m.checkFailures, m.renderErrors, m.commandRuns, m.commandFails, m.lastRender, m.waitingSeconds, m.deps)
+	}
+	return m
+}
+
+// runner owns the templates, the store of watched data and the exec child.
+type runner struct {
+	cfg    *runConfig
+	log    *slog.Logger
+	store  *store
+	m      *metrics
+	stdout io.Writer
+	tmpls  []*tmpl
+	reload chan *runConfig
+	sigs   chan syscall.Signal
+	// onPass, if set, is called after every pass (tests).
+	onPass func()
+
+	dryLast map[string][]byte
+	child   *supervisor.Child
+	childCh chan struct{}
+}
+
+func loadTemplates(cfg *runConfig) ([]*tmpl, error) {
+	var out []*tmpl
+	seen := map[string]string{}
+	for _, c := range cfg.Templates {
+		if prev, dup := seen[c.Destination]; dup {
+			return nil, fmt.Errorf("destination %s is written by two templates (%s and %s)", c.Destination, prev, c.origin)
+		}
+		seen[c.Destination] = c.origin
+		if !c.CreateDestDirs {
+			dir := parentDir(c.Destination)
+			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+				return nil, fmt.Errorf("template %s: destination folder %s does not exist and create_dest_dirs is false", c.origin, dir)
+			}
+		}
+		t, err := loadTemplate(c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+func parentDir(p string) string {
+	i := strings.LastIndex(p, "/")
+	switch {
+	case i < 0:
+		return "."
+	case i == 0:
+		return "/"
+	}
+	return p[:i]
+}
+
+// errExit carries an exit code out of run.
+type errExit struct {
+	code int
+	err  error
+}
+
+func (e *errExit) Error() string { return e.err.Error() }
+
+func (r *runner) run(ctx context.Context) error {
+	defer r.store.stopAll()
+	defer r.stopChild()
+	start := time.Now()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var waitTimer *time.Timer
+	var waitC <-chan time.Time
+	force := true
+	for {
+		changed := r.store.drain()
+		next, err := r.pass(ctx, changed, force, time.Now())
+		force = false
+		if err != nil {
+			return err
+		}
+		if r.onPass != nil {
+			r.onPass()
+		}
+		if r.cfg.Once && r.allComplete() {
+			return nil
+		}
+		if waitTimer != nil {
+			waitTimer.Stop()
+			waitTimer, waitC = nil, nil
+		}
+		if !next.IsZero() {
+			waitTimer = time.NewTimer(time.Until(next))
+			waitC = waitTimer.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.store.notify:
+		case <-waitC:
+		case sig := <-r.sigs:
+			if r.child != nil {
+				_ = r.child.Signal(sig)
+			}
+			continue
+		case <-r.childCh:
+			ex := r.child.Exit()
+			r.log.Info("exec child exited; stopping", "exit", ex.String())
+			r.child = nil
+			return &errExit{code: ex.ExitCode(), err: fmt.Errorf("exec child %s", ex)}
+		case nc := <-r.reload:
+			ts, err := loadTemplates(nc)
+			if err != nil {
+				r.log.Error("reload: new configuration rejected; keeping the running one", "err", err)
+				continue
+			}
+			r.cfg.Templates, r.cfg.Wait, r.cfg.MissingWarn = nc.Templates, nc.Wait, nc.MissingWarn
+			r.tmpls = ts
+			r.dryLast = map[string][]byte{}
+			force = true
+			r.log.Info("reloaded configuration", "templates", len(ts))
+		case now := <-tick.C:
+			r.warnMissing(now)
+			if r.cfg.Once && r.cfg.OnceTimeout > 0 && now.Sub(start) > r.cfg.OnceTimeout {
+				return &errExit{code: exitMissing, err: errors.New("-once: gave up after " + r.cfg.OnceTimeout.String() + "; " + r.describeMissing())}
+			}
+		}
+	}
+}
+
+func (r *runner) allComplete() bool {
+	for _, t := range r.tmpls {
+		if !t.complete || !t.dirtySince.IsZero() {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *runner) describeMissing() string {
+	var parts []string
+	for _, t := range r.tmpls {
+		if len(t.missing) > 0 || !t.complete {
+			parts = append(parts, fmt.Sprintf("template %s waits for %s", t.name, strings.Join(t.missing, ", ")))
+		}
+	}
+	if len(parts) == 0 {
+		return "no template waits for data"
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (r *runner) warnMissing(now time.Time) {
+	for _, t := range r.tmpls {
+		if t.missingSince.IsZero() {
+			r.m.waitingSeconds.WithLabelValues(t.name).Set(0)
+			continue
+		}
+		waited := now.Sub(t.missingSince)
+		r.m.waitingSeconds.WithLabelValues(t.name).Set(waited.Seconds())
+		if !t.warned && waited >= r.cfg.MissingWarn {
+			t.warned = true
+			r.log.Warn("template waiting for data; not written", "template", t.name, "destination", t.cfg.Destination,
+				"waiting_for", strings.Join(t.missing, ", "), "since", waited.Round(time.Second))
+		}
+	}
+}
+
+// pass executes the templates that need it and installs their output. It
+// returns when the next quiescence deadline falls (zero: none).
+func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, now time.Time) (time.Time, error) {
+	var next time.Time
+	type cmdRun struct {
+		cmd     string
+		timeout time.Duration
+		names   []string
+	}
+	var cmds []*cmdRun
+	cmdIdx := map[string]*cmdRun{}
+	anyChanged := false
+	for _, t := range r.tmpls {
+		affected := force || !t.executed || touches(t.deps, changed)
+		w := t.cfg.Wait
+		if w == nil {
+			w = r.cfg.Wait
+		}
+		if affected && w != nil && w.Min > 0 && t.complete {
+			if t.dirtySince.IsZero() {
+				t.dirtySince = now
+			}
+			t.lastChange = now
+		}
+		if !t.dirtySince.IsZero() {
+			due := t.lastChange.Add(w.Min)
+			if hard := t.dirtySince.Add(w.Max); hard.Before(due) {
+				due = hard
+			}
+			if now.Before(due) {
+				if next.IsZero() || due.Before(next) {
+					next = due
+				}
+				continue
+			}
+			t.dirtySince, t.lastChange = time.Time{}, time.Time{}
+			affected = true
+		}
+		if !affected {
+			continue
+		}
+		wasExecuted := t.executed
+		t0 := time.Now()
+		out, missing, err := t.execute(ctx, r.store)
+		execTime := time.Since(t0)
+		r.m.executions.WithLabelValues(t.name).Inc()
+		if err != nil {
+			r.m.renderErrors.WithLabelValues(t.name).Inc()
+			if !wasExecuted || r.cfg.Once {
+				return next, &errExit{code: exitUsage, err: fmt.Errorf("template %s: %w", t.name, err)}
+			}
+			r.log.Error("template failed; destination left as it was", "template", t.name, "err", err)
+			continue
+		}
+		if missing != nil {
+			r.m.missing.WithLabelValues(t.name).Inc()
+			if t.missingSince.IsZero() {
+				t.missingSince = now
+			}
+			r.log.Debug("template waiting for data", "template", t.name, "waiting_for", strings.Join(missing, ", "))
+			continue
+		}
+		if !t.missingSince.IsZero() && t.warned {
+			r.log.Info("template has its data now", "template", t.name, "waited", now.Sub(t.missingSince).Round(time.Second))
+		}
+		t.missingSince, t.warned = time.Time{}, false
+		r.m.waitingSeconds.WithLabelValues(t.name).Set(0)
+		t.complete = true
+		var wrote bool
+		t1 := time.Now()
+		if r.cfg.Dry {
+			wrote = r.dryRun(t, out)
+		} else {
+			wrote, err = install(ctx, t.cfg, out)
+			if err != nil {
+				var ce *checkError
+				if errors.As(err, &ce) {
+					r.m.checkFailures.WithLabelValues(t.name).Inc()
+					r.log.Error("check rejected the new file; old file kept, no command run", "template", t.name, "destination", t.cfg.Destination, "check", ce.cmd, "err", ce.err, "output", strings.TrimSpace(ce.output))
+				} else {
+					r.m.renderErrors.WithLabelValues(t.name).Inc()
+					r.log.Error("cannot write destination; old file kept", "template", t.name, "err", err)
+				}
+				if r.cfg.Once {
+					return next, &errExit{code: exitRender, err: fmt.Errorf("template %s: %w", t.name, err)}
+				}
+				continue
+			}
+		}
+		if !wrote {
+			r.m.skips.WithLabelValues(t.name).Inc()
+			continue
+		}
+		anyChanged = true
+		r.m.renders.WithLabelValues(t.name).Inc()
+		r.m.lastRender.WithLabelValues(t.name).SetToCurrentTime()
+		if !r.cfg.Dry {
+			r.log.Info("rendered", "template", t.name, "destination", t.cfg.Destination, "execute", execTime.Round(time.Microsecond), "write", time.Since(t1).Round(time.Microsecond))
+		}
+		if c := strings.TrimSpace(t.cfg.Command); c != "" {
+			if cr, ok := cmdIdx[c]; ok {
+				cr.names = append(cr.names, t.name)
+			} else {
+				cr := &cmdRun{cmd: c, timeout: t.cfg.CommandTimeout, names: []string{t.name}}
+				cmdIdx[c] = cr
+				cmds = append(cmds, cr)
+			}
+		}
+	}
+	// Stop watching what no template uses any more.
+	used := map[string]bool{}
+	for _, t := range r.tmpls {
+		for d := range t.deps {
+			used[d] = true
+		}
+	}
+	r.store.keep(used)
+	r.m.deps.Set(float64(r.store.count()))
+
+	for _, c := range cmds {
+		if r.cfg.Dry {
+			fmt.Fprintf(r.stdout, "would run: %s   (for %s)\n", c.cmd, strings.Join(c.names, ", "))
+			continue
+		}
+		r.m.commandRuns.WithLabelValues(c.cmd).Inc()
+		out, err := runShell(ctx, c.cmd, c.timeout, nil)
+		if err != nil {
+			r.m.commandFails.WithLabelValues(c.cmd).Inc()
+			r.log.Error("command failed", "command", c.cmd, "templates", strings.Join(c.names, ","), "err", err, "output", strings.TrimSpace(out))
+			if r.cfg.FailFast || r.cfg.Once {
+				return next, &errExit{code: exitCommand, err: fmt.Errorf("command %q failed: %w", c.cmd, err)}
+			}
+			continue
+		}
+		r.log.Debug("command ran", "command", c.cmd, "output", strings.TrimSpace(out))
+	}
+	if err := r.manageChild(ctx, anyChanged); err != nil {
+		return next, err
+	}
+	return next, nil
+}
+
+func touches(deps, changed map[string]bool) bool {
+	if len(changed) == 0 || len(deps) == 0 {
+		return false
+	}
+	if len(changed) < len(deps) {
+		for d := range changed {
+			if deps[d] {
+				return true
+			}
+		}
+		return false
+	}
+	for d := range deps {
+		if changed[d] {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *runner) dryRun(t *tmpl, out []byte) bool {
+	prev, ok := r.dryLast[t.cfg.Destination]
+	if ok && string(prev) == string(out) {
+		return false
+	}
+	r.dryLast[t.cfg.Destination] = append([]byte(nil), out...)
+	onDisk, err := os.ReadFile(t.cfg.Destination)
+	if err != nil {
+		onDisk = nil
+	}
+	if string(onDisk) == string(out) {
+		fmt.Fprintf(r.stdout, "== %s: unchanged\n", t.cfg.Destination)
+		return false
+	}
+	diff, _ := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A: difflib.SplitLines(string(onDisk)), B: difflib.SplitLines(string(out)),
+		FromFile: t.cfg.Destination, ToFile: t.cfg.Destination + " (would be written)", Context: 3,
+	})
+	fmt.Fprintf(r.stdout, "== %s\n%s", t.cfg.Destination, diff)
+	if !strings.HasSuffix(diff, "\n") {
+		fmt.Fprintln(r.stdout)
+	}
+	return true
+}
+
+// manageChild starts the -exec child once every template is complete, and
+// reloads (signal) or restarts it when files changed after that.
+func (r *runner) manageChild(ctx context.Context, anyChanged bool) error {
+	e := r.cfg.Exec
+	if e == nil || e.Command == "" || r.cfg.Dry || r.cfg.Once {
+		return nil
+	}
+	if r.child == nil {
+		if !r.allComplete() {
+			return nil
+		}
+		return r.startChild()
+	}
+	if !anyChanged {
+		return nil
+	}
+	if e.Splay > 0 {
+		d := time.Duration(rand.Int64N(int64(e.Splay)))
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+	if e.ReloadSignal != "" {
+		sig, _ := supervisor.ParseSignal(e.ReloadSignal)
+		r.log.Info("sending reload signal to exec child", "signal", supervisor.SignalName(sig))
+		if err := r.child.Signal(sig); err != nil {
+			r.log.Warn("reload signal failed", "err", err)
+		}
+		return nil
+	}
+	r.log.Info("restarting exec child: its templates changed")
+	r.stopChild()
+	return r.startChild()
+}
+
+func (r *runner) startChild() error {
+	e := r.cfg.Exec
+	argv, err := supervisor.Argv([]string{e.Command}, supervisor.ShellAuto)
+	if err != nil {
+		return &errExit{code: exitUsage, err: fmt.Errorf("-exec: %w", err)}
+	}
+	ks := syscall.SIGTERM
+	if e.KillSignal != "" {
+		ks, _ = supervisor.ParseSignal(e.KillSignal)
+	}
+	c, err := supervisor.Start(supervisor.Config{Argv: argv, KillSignal: ks, KillTimeout: e.KillTimeout, Log: r.log})
+	if err != nil {
+		return &errExit{code: exitChild, err: fmt.Errorf("-exec %q: %w", e.Command, err)}
+	}
+	r.child = c
+	ch := make(chan struct{})
+	r.childCh = ch
+	go func() {
+		<-c.Done()
+		close(ch)
+	}()
+	r.log.Info("started exec child", "command", e.Command, "pid", c.Pid())
+	return nil
+}
+
+func (r *runner) stopChild() {
+	if r.child == nil {
+		return
+	}
+	ex := r.child.Stop()
+	r.log.Info("exec child stopped", "exit", ex.String())
+	r.child = nil
+	r.childCh = nil
+}

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/template"
+	"text/template/parse"
+	"time"
+)
+
+// execState is what one execution of a template records.
+type execState struct {
+	ctx     context.Context
+	store   *store
+	used    map[string]bool
+	missing []string
+	seen    map[string]bool
+	scratch Scratch
+}
+
+func (s *execState) get(d dep) (any, bool) {
+	key := d.String()
+	s.used[key] = true
+	v, ok := s.store.get(s.ctx, d)
+	if !ok {
+		s.miss(key)
+	}
+	return v, ok
+}
+
+func (s *execState) miss(what string) {
+	if !s.seen[what] {
+		s.seen[what] = true
+		s.missing = append(s.missing, what)
+	}
+}
+
+// tmpl is one loaded template and what its last execution used.
+type tmpl struct {
+	cfg  *templateConfig
+	name string // for logs and metrics: the source, or the destination for inline contents
+	t    *template.Template
+	st   *execState
+
+	deps         map[string]bool
+	missing      []string
+	executed     bool // executed at least once
+	complete     bool // rendered once with all its data
+	missingSince time.Time
+	warned       bool
+	dirtySince   time.Time // quiescence (wait) bookkeeping
+	lastChange   time.Time
+	executions   uint64
+	lastSize     int // output size of the last execution, to size the buffer
+}
+
+var helpers = helperFuncs()
+
+// loadTemplate reads and parses one template, and checks the queries written
+// as literals so that a bad one stops the start with its position.
+func loadTemplate(c *templateConfig) (*tmpl, error) {
+	text := c.Contents
+	name := c.Source
+	if c.Source != "" {
+		b, err := os.ReadFile(c.Source)
+		if err != nil {
+			return nil, fmt.Errorf("template source: %w", err)
+		}
+		text = string(b)
+	} else {
+		name = "(contents for " + c.Destination + ")"
+	}
+	t := &tmpl{cfg: c, name: name}
+	tt := template.New(name).Funcs(helpers).Funcs(dataFuncs(t))
+	if c.LeftDelim != "" || c.RightDelim != "" {
+		tt = tt.Delims(c.LeftDelim, c.RightDelim)
+	}
+	if c.ErrOnMissingKey {
+		tt = tt.Option("missingkey=error")
+	}
+	parsed, err := tt.Parse(text)
+	if err != nil {
+		return nil, parseError(name, text, c.LeftDelim, err)
+	}
+	t.t = parsed
+	for _, tr := range parsed.Templates() {
+		if tr.Tree == nil || tr.Tree.Root == nil {
+			continue
+		}
+		if err := checkLiterals(tr.Tree, tr.Tree.Root); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+var (
+	errLineRe  = regexp.MustCompile(`^template: (.*?):(\d+): (.*)$`)
+	errTokenRe = regexp.MustCompile(`(?:function|unexpected|bad character|undefined variable) ("[^"]*"|<[^>]*>|\S+)`)
+)
+
+// parseError rewrites text/template's "template: NAME:LINE: msg" into
+// "NAME:LINE:COL: msg"; text/template gives no column, so it is found from the
+// token the message names, else the line's first action.
+func parseError(name, text, left string, err error) error {
+	msg := err.Error()
+	m := errLineRe.FindStringSubmatch(msg)
+	if m == nil {
+		return fmt.Errorf("%s: %s", name, msg)
+	}
+	line, _ := strconv.Atoi(m[2])
+	lines := strings.Split(text, "\n")
+	col := 1
+	if line >= 1 && line <= len(lines) {
+		l := lines[line-1]
+		if left == "" {
+			left = "{{"
+		}
+		if i := strings.Index(l, left); i >= 0 {
+			col = i + 1
+		}
+		if tm := errTokenRe.FindStringSubmatch(m[3]); tm != nil {
+			tok := strings.Trim(tm[1], `"<>`)
+			if i := strings.Index(l, tok); tok != "" && i >= 0 {
+				col = i + 1
+			}
+		}
+	}
+	return fmt.Errorf("%s:%d:%d: %s", name, line, col, m[3])
+}
+
+// checkLiterals validates query strings written as literals in calls to the
+// data functions.
+func checkLiterals(tree *parse.Tree, n parse.Node) error {
+	var walk func(parse.Node) error
+	walk = func(n parse.Node) error {
+		switch x := n.(type) {
+		case *parse.ListNode:
+			if x == nil {
+				return nil
+			}
+			for _, c := range x.Nodes {
+				if err := walk(c); err != nil {
+					return err
+				}
+			}
+		case *parse.ActionNode:
+			return walk(x.Pipe)
+		case *parse.PipeNode:
+			if x == nil {
+				return nil
+			}
+			for _, c := range x.Cmds {
+				if err := walk(c); err != nil {
+					return err
+				}
+			}
+		case *parse.CommandNode:
+			if len(x.Args) >= 2 {
+				if id, ok := x.Args[0].(*parse.IdentifierNode); ok {
+					var lits []string
+					for _, a := range x.Args[1:] {
+						if s, ok := a.(*parse.StringNode); ok {
+							lits = append(lits, s.Text)
+						} else {
+							lits = nil
+							break
+						}
+					}
+					if lits != nil {
+						if err := checkQuery(id.Ident, lits); err != nil {
+							loc, _ := tree.ErrorContext(x)
+							return fmt.Errorf("%s: %s: %w", loc, id.Ident, err)
+						}
+					}
+				}
+			}
+			for _, a := range x.Args {
+				if err := walk(a); err != nil {
+					return err
+				}
+			}
+		case *parse.IfNode:
+			return walkBranch(walk, &x.BranchNode)
+		case *parse.RangeNode:
+			return walkBranch(walk, &x.BranchNode)
+		case *parse.WithNode:
+			return walkBranch(walk, &x.BranchNode)
+		case *parse.TemplateNode:
+			return walk(x.Pipe)
+		}
+		return nil
+	}
+	return walk(n)
+}
+
+func walkBranch(walk func(parse.Node) error, b *parse.BranchNode) error {
+	if b.Pipe != nil {
+		if err := walk(b.Pipe); err != nil {
+			return err
+		}
+	}
+	if b.List != nil {
+		if err := walk(b.List); err != nil {
+			return err
+		}
+	}
+	if b.ElseList != nil {
+		return walk(b.ElseList)
+	}
+	return nil
+}
+
+func checkQuery(fn string, args []string) error {
+	switch fn {
+	case "service", "connect":
+		_, _, err := parseServiceQuery(args[0], args[1:]...)
+		return err
+	case "key", "keyExists", "keyOrDefault", "ls", "tree", "safeLs", "safeTree":
+		_, _, err := parseKVQuery(args[0])
+		return err
+	case "node", "nodes":
+		_, _, _, err := parseNodeQuery(args[0])
+		return err
+	case "services":
+		_, _, err := parseKVQuery(args[0])
+		return err
+	}
+	return nil
+}
+
+// execute runs the template against the store's current data. It returns the
+// output, or missing != nil when some data has not arrived (or is absent).
+func (t *tmpl) execute(ctx context.Context, s *store) (out []byte, missing []string, err error) {
+	st := &execState{ctx: ctx, store: s, used: map[string]bool{}, seen: map[string]bool{}}
+	t.st = st
+	defer func() { t.st = nil }()
+	var buf bytes.Buffer
+	buf.Grow(t.lastSize + t.lastSize/8)
+	t.executions++
+	err = t.t.Execute(&buf, nil)
+	t.deps = st.used
+	t.missing = st.missing
+	t.executed = true
+	if err != nil {
+		if len(st.missing) > 0 {
+			// The first pass runs on empty values; an error then is expected.
+			return nil, st.missing, nil
+		}
+		var ee template.ExecError
+		if errors.As(err, &ee) {
+			return nil, nil, ee
+		}
+		return nil, nil, err
+	}
+	if len(st.missing) > 0 {
+		return nil, st.missing, nil
+	}
+	t.lastSize = buf.Len()
+	return buf.Bytes(), nil, nil
+}

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// checkError is a failed check command: the old file stays.
+type checkError struct {
+	cmd    string
+	output string
+	err    error
+}
+
+func (e *checkError) Error() string {
+	return fmt.Sprintf("check %q failed (%v): %s", e.cmd, e.err, strings.TrimSpace(e.output))
+}
+
+// install writes content to c.Destination when it differs from what is there.
+// The candidate goes to a temp file in the destination's folder, created with
+// the final mode before the first byte, synced; the check (if any) runs on it;
+// then it is renamed over the destination (or copied in place).
+func install(ctx context.Context, c *templateConfig, content []byte) (changed bool, err error) {
+	dest := c.Destination
+	old, rerr := os.ReadFile(dest)
+	exists := rerr == nil
+	if rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		return false, fmt.Errorf("read %s: %w", dest, rerr)
+	}
+	if exists && bytes.Equal(old, content) {
+		return false, nil
+	}
+	dir := filepath.Dir(dest)
+	if _, err := os.Stat(dir); err != nil {
+		if !errors.Is(err, os.ErrNotExist) || !c.CreateDestDirs {
+			return false, fmt.Errorf("destination folder %s: %w", dir, err)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return false, fmt.Errorf("create destination folder: %w", err)
+		}
+	}
+	mode := os.FileMode(0o644)
+	uid, gid := -1, -1
+	if st, err := os.Stat(dest); err == nil {
+		mode = st.Mode().Perm()
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			uid, gid = int(sys.Uid), int(sys.Gid)
+		}
+	}
+	if c.PermsSet {
+		mode = c.Perms
+	}
+	tmp, err := writeTemp(dir, filepath.Base(dest), content, mode, uid, gid)
+	if err != nil {
+		return false, err
+	}
+	defer os.Remove(tmp) // no-op after the rename
+	if c.Check != "" {
+		if err := runCheck(ctx, c, tmp); err != nil {
+			return false, err
+		}
+	}
+	if c.Backup && exists {
+		if err := copyFile(dest, dest+".bak", mode); err != nil {
+			return false, fmt.Errorf("backup: %w", err)
+		}
+	}
+	if c.InPlace && exists {
+		// Keeps the inode: a single-file bind mount sees the new content.
+		f, err := os.OpenFile(dest, os.O_WRONLY|os.O_TRUNC, mode)
+		if err != nil {
+			return false, fmt.Errorf("in-place write %s: %w", dest, err)
+		}
+		if _, err := f.Write(content); err != nil {
+			f.Close()
+			return false, fmt.Errorf("in-place write %s: %w", dest, err)
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return false, fmt.Errorf("in-place sync %s: %w", dest, err)
+		}
+		if err := f.Close(); err != nil {
+			return false, err
+		}
+		if c.PermsSet {
+			_ = os.Chmod(dest, mode)
+		}
+		return true, nil
+	}
+	if err := os.Rename(tmp, dest); err != nil {
+		return false, fmt.Errorf("rename into %s: %w", dest, err)
+	}
+	return true, nil
+}
+
+func writeTemp(dir, base string, content []byte, mode os.FileMode, uid, gid int) (string, error) {
+	for i := 0; i < 100; i++ {
+		name := filepath.Join(dir, fmt.Sprintf(".%s.templater-%d-%d", base, os.Getpid(), time.Now().UnixNano()%1e9+int64(i)))
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("temp file in %s: %w", dir, err)
+		}
+		// The umask may have cut the mode: set it exactly before writing.
+		if err := f.Chmod(mode); err != nil {
+			f.Close()
+			os.Remove(name)
+			return "", fmt.Errorf("chmod temp file: %w", err)
+		}
+		if uid >= 0 {
+			_ = f.Chown(uid, gid) // keep the owner when we may
+		}
+		if _, err := f.Write(content); err != nil {
+			f.Close()
+			os.Remove(name)
+			return "", fmt.Errorf("write temp file: %w", err)
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			os.Remove(name)
+			return "", fmt.Errorf("sync temp file: %w", err)
+		}
+		if err := f.Close(); err != nil {
+			os.Remove(name)
+			return "", err
+		}
+		return name, nil
+	}
+	return "", fmt.Errorf("temp file in %s: no free name", dir)
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := io.Copy(tmp, in); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), dst)
+}
+
+// runCheck runs the check command with {{path}} (or $TEMPLATER_CANDIDATE)
+// naming the candidate file.
+func runCheck(ctx context.Context, c *templateConfig, candidate string) error {
+	cmdline := strings.ReplaceAll(c.Check, "{{path}}", shellQuote(candidate))
+	cmdline = strings.ReplaceAll(cmdline, "{{ path }}", shellQuote(candidate))
+	out, err := runShell(ctx, cmdline, c.CommandTimeout, []string{"TEMPLATER_CANDIDATE=" + candidate, "TEMPLATER_DESTINATION=" + c.Destination})
+	if err != nil {
+		return &checkError{cmd: cmdline, output: out, err: err}
+	}
+	return nil
+}
+
+// runShell runs cmdline with sh -c in its own process group, killing the
+// group when the timeout passes. It returns the combined output.
+func runShell(ctx context.Context, cmdline string, timeout time.Duration, env []string) (string, error) {
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, "/bin/sh", "-c", cmdline)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 2 * time.Second
+	cmd.Env = append(os.Environ(), env...)
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	err := cmd.Run()
+	if cctx.Err() == context.DeadlineExceeded {
+		return buf.String(), fmt.Errorf("timed out after %s", timeout)
+	}
+	return buf.String(), err
+}
