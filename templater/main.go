@@ -283,6 +283,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		reload: make(chan *runConfig, 1), dryLast: map[string][]byte{}}
 	sigFwd := make(chan syscall.Signal, 8)
 	r.sigs = sigFwd
+	if supervisor.NeedReaper() {
+		// As PID 1 (in a container) orphans of commands and the exec child
+		// are ours to collect.
+		r.reaper = supervisor.NewReaper(log)
+		go r.reaper.Run(ctx)
+	}
 
 	if o.metricsAddr != "" {
 		health := func() error {

@@ -83,6 +83,8 @@ type runner struct {
 	onPass func()
 
 	dryLast map[string][]byte
+	// reaper collects orphans when templater runs as PID 1 (nil otherwise).
+	reaper  *supervisor.Reaper
 	child   *supervisor.Child
 	childCh chan struct{}
 }
@@ -305,7 +307,7 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 		if r.cfg.Dry {
 			wrote = r.dryRun(t, out)
 		} else {
-			wrote, err = install(ctx, t.cfg, out)
+			wrote, err = install(ctx, t.cfg, out, r.reaper)
 			if err != nil {
 				var ce *checkError
 				if errors.As(err, &ce) {
@@ -357,7 +359,7 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 			continue
 		}
 		r.m.commandRuns.WithLabelValues(c.cmd).Inc()
-		out, err := runShell(ctx, c.cmd, c.timeout, nil)
+		out, err := runShell(ctx, r.reaper, c.cmd, c.timeout, nil)
 		if err != nil {
 			r.m.commandFails.WithLabelValues(c.cmd).Inc()
 			r.log.Error("command failed", "command", c.cmd, "templates", strings.Join(c.names, ","), "err", err, "output", strings.TrimSpace(out))
@@ -468,7 +470,7 @@ func (r *runner) startChild() error {
 	if e.KillSignal != "" {
 		ks, _ = supervisor.ParseSignal(e.KillSignal)
 	}
-	c, err := supervisor.Start(supervisor.Config{Argv: argv, KillSignal: ks, KillTimeout: e.KillTimeout, Log: r.log})
+	c, err := supervisor.Start(supervisor.Config{Argv: argv, KillSignal: ks, KillTimeout: e.KillTimeout, Log: r.log, Reaper: r.reaper})
 	if err != nil {
 		return &errExit{code: exitChild, err: fmt.Errorf("-exec %q: %w", e.Command, err)}
 	}

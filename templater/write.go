@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/berth/berth/pkg/supervisor"
 	"io"
 	"os"
 	"os/exec"
@@ -29,7 +30,7 @@ func (e *checkError) Error() string {
 // The candidate goes to a temp file in the destination's folder, created with
 // the final mode before the first byte, synced; the check (if any) runs on it;
 // then it is renamed over the destination (or copied in place).
-func install(ctx context.Context, c *templateConfig, content []byte) (changed bool, err error) {
+func install(ctx context.Context, c *templateConfig, content []byte, reaper *supervisor.Reaper) (changed bool, err error) {
 	dest := c.Destination
 	old, rerr := os.ReadFile(dest)
 	exists := rerr == nil
@@ -65,7 +66,7 @@ func install(ctx context.Context, c *templateConfig, content []byte) (changed bo
 	}
 	defer os.Remove(tmp) // no-op after the rename
 	if c.Check != "" {
-		if err := runCheck(ctx, c, tmp); err != nil {
+		if err := runCheck(ctx, c, tmp, reaper); err != nil {
 			return false, err
 		}
 	}
@@ -171,10 +172,10 @@ func copyFile(src, dst string, mode os.FileMode) error {
 
 // runCheck runs the check command with {{path}} (or $TEMPLATER_CANDIDATE)
 // naming the candidate file.
-func runCheck(ctx context.Context, c *templateConfig, candidate string) error {
+func runCheck(ctx context.Context, c *templateConfig, candidate string, reaper *supervisor.Reaper) error {
 	cmdline := strings.ReplaceAll(c.Check, "{{path}}", shellQuote(candidate))
 	cmdline = strings.ReplaceAll(cmdline, "{{ path }}", shellQuote(candidate))
-	out, err := runShell(ctx, cmdline, c.CommandTimeout, []string{"TEMPLATER_CANDIDATE=" + candidate, "TEMPLATER_DESTINATION=" + c.Destination})
+	out, err := runShell(ctx, reaper, cmdline, c.CommandTimeout, []string{"TEMPLATER_CANDIDATE=" + candidate, "TEMPLATER_DESTINATION=" + c.Destination})
 	if err != nil {
 		return &checkError{cmd: cmdline, output: out, err: err}
 	}
@@ -182,8 +183,9 @@ func runCheck(ctx context.Context, c *templateConfig, candidate string) error {
 }
 
 // runShell runs cmdline with sh -c in its own process group, killing the
-// group when the timeout passes. It returns the combined output.
-func runShell(ctx context.Context, cmdline string, timeout time.Duration, env []string) (string, error) {
+// group when the timeout passes. It returns the combined output. The reaper
+// (set when templater is PID 1) is told the command is ours.
+func runShell(ctx context.Context, reaper *supervisor.Reaper, cmdline string, timeout time.Duration, env []string) (string, error) {
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
@@ -196,7 +198,7 @@ func runShell(ctx context.Context, cmdline string, timeout time.Duration, env []
 	cmd.Env = append(os.Environ(), env...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
-	err := cmd.Run()
+	err := reaper.RunCmd(cmd)
 	if cctx.Err() == context.DeadlineExceeded {
 		return buf.String(), fmt.Errorf("timed out after %s", timeout)
 	}

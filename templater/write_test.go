@@ -18,7 +18,7 @@ func TestInstall(t *testing.T) {
 	t.Run("new file gets the asked mode", func(t *testing.T) {
 		dst := filepath.Join(t.TempDir(), "a", "b", "out")
 		c := &templateConfig{Destination: dst, Perms: 0o640, PermsSet: true, CreateDestDirs: true}
-		changed, err := install(ctx, c, []byte("x"))
+		changed, err := install(ctx, c, []byte("x"), nil)
 		if err != nil || !changed {
 			t.Fatalf("install: %v %v", changed, err)
 		}
@@ -46,7 +46,7 @@ func TestInstall(t *testing.T) {
 			os.Chown(dst, 1234, 4321)
 		}
 		c := &templateConfig{Destination: dst, CreateDestDirs: true}
-		if _, err := install(ctx, c, []byte("new")); err != nil {
+		if _, err := install(ctx, c, []byte("new"), nil); err != nil {
 			t.Fatal(err)
 		}
 		st, _ := os.Stat(dst)
@@ -62,7 +62,7 @@ func TestInstall(t *testing.T) {
 		ino := st.Sys().(*syscall.Stat_t).Ino
 		mt := st.ModTime()
 		time.Sleep(10 * time.Millisecond)
-		changed, err := install(ctx, c, []byte("new"))
+		changed, err := install(ctx, c, []byte("new"), nil)
 		if err != nil || changed {
 			t.Fatalf("unchanged bytes: changed=%v err=%v", changed, err)
 		}
@@ -75,7 +75,7 @@ func TestInstall(t *testing.T) {
 		dst := filepath.Join(t.TempDir(), "out")
 		os.WriteFile(dst, []byte("v1"), 0o644)
 		c := &templateConfig{Destination: dst, Backup: true, CreateDestDirs: true}
-		if _, err := install(ctx, c, []byte("v2")); err != nil {
+		if _, err := install(ctx, c, []byte("v2"), nil); err != nil {
 			t.Fatal(err)
 		}
 		if readFile(dst+".bak") != "v1" || readFile(dst) != "v2" {
@@ -88,7 +88,7 @@ func TestInstall(t *testing.T) {
 		st, _ := os.Stat(dst)
 		ino := st.Sys().(*syscall.Stat_t).Ino
 		c := &templateConfig{Destination: dst, InPlace: true, CreateDestDirs: true}
-		if _, err := install(ctx, c, []byte("v2")); err != nil {
+		if _, err := install(ctx, c, []byte("v2"), nil); err != nil {
 			t.Fatal(err)
 		}
 		st2, _ := os.Stat(dst)
@@ -102,7 +102,7 @@ func TestInstall(t *testing.T) {
 		st, _ := os.Stat(dst)
 		ino := st.Sys().(*syscall.Stat_t).Ino
 		c := &templateConfig{Destination: dst, CreateDestDirs: true}
-		if _, err := install(ctx, c, []byte("v2")); err != nil {
+		if _, err := install(ctx, c, []byte("v2"), nil); err != nil {
 			t.Fatal(err)
 		}
 		st2, _ := os.Stat(dst)
@@ -115,7 +115,7 @@ func TestInstall(t *testing.T) {
 		dst := filepath.Join(dir, "out")
 		os.WriteFile(dst, []byte("good"), 0o644)
 		c := &templateConfig{Destination: dst, Check: "grep -q good {{path}}", CommandTimeout: 5 * time.Second, CreateDestDirs: true}
-		_, err := install(ctx, c, []byte("bad"))
+		_, err := install(ctx, c, []byte("bad"), nil)
 		var ce *checkError
 		if !errors.As(err, &ce) {
 			t.Fatalf("want a check error, got %v", err)
@@ -127,13 +127,13 @@ func TestInstall(t *testing.T) {
 		if len(ents) != 1 {
 			t.Fatalf("left behind: %v", ents)
 		}
-		if _, err := install(ctx, c, []byte("good and new")); err != nil {
+		if _, err := install(ctx, c, []byte("good and new"), nil); err != nil {
 			t.Fatalf("passing check: %v", err)
 		}
 	})
 	t.Run("command timeout", func(t *testing.T) {
 		start := time.Now()
-		_, err := runShell(ctx, "sleep 30", 200*time.Millisecond, nil)
+		_, err := runShell(ctx, nil, "sleep 30", 200*time.Millisecond, nil)
 		if err == nil || time.Since(start) > 10*time.Second {
 			t.Fatalf("timeout not enforced: %v after %s", err, time.Since(start))
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -113,4 +114,24 @@ func childPIDs() []int {
 		}
 	}
 	return pids
+}
+
+// RunCmd runs cmd (Start and Wait) registered as owned, so that a Reaper
+// running beside it never takes its exit status. A nil Reaper just runs it.
+// It is for commands whose output the caller captures through exec.Cmd.
+func (r *Reaper) RunCmd(cmd *exec.Cmd) error {
+	if r == nil {
+		return cmd.Run()
+	}
+	r.mu.Lock()
+	err := cmd.Start()
+	if err == nil {
+		r.own[cmd.Process.Pid] = true
+	}
+	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	defer r.disown(cmd.Process.Pid)
+	return cmd.Wait()
 }

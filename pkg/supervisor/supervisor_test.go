@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -272,4 +273,30 @@ func TestReaperCollectsOrphansButNotOwnChildren(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("orphan %d was not reaped", orphan)
+}
+
+// RunCmd keeps a captured-output command's status from a running reaper.
+func TestReaperRunCmdKeepsStatus(t *testing.T) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatalf("PR_SET_CHILD_SUBREAPER: %v", err)
+	}
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	r := NewReaper(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+	for i := 0; i < 20; i++ {
+		cmd := exec.Command("/bin/sh", "-c", "echo out; exit 4")
+		var buf strings.Builder
+		cmd.Stdout = &buf
+		err := r.RunCmd(cmd)
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 4 || buf.String() != "out\n" {
+			t.Fatalf("run %d: err %v, output %q; want exit 4 and the output", i, err, buf.String())
+		}
+	}
+	var nilReaper *Reaper
+	if err := nilReaper.RunCmd(exec.Command("true")); err != nil {
+		t.Fatalf("nil reaper: %v", err)
+	}
 }
