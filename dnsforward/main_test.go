@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -69,12 +70,12 @@ func TestRunWithMetrics(t *testing.T) {
 	a := consultest.Require(t, agent)
 	up := startUpstream(t, zoneHandler)
 	// Pick a free port for us, and write a resolv.conf naming us and the upstream.
-	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	// Free for both UDP and TCP: dnsforward binds both on it.
+	port, err := consultest.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	self := l.LocalAddr().String()
-	l.Close()
+	self := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	ml, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -98,6 +99,7 @@ func TestRunWithMetrics(t *testing.T) {
 	ready := make(chan string, 1)
 	var stderr syncBuffer
 	done := make(chan int, 1)
+	exited := false
 	go func() {
 		done <- run(ctx, []string{"-listen", self, "-upstream", self, "-upstream", up.addr, "-resolv-conf", rc,
 			"-http-addr", a.HTTPAddr(), "-consul-dns", a.DNSAddr(), "-metrics-addr", maddr, "-udp-readers", "2"},
@@ -105,6 +107,9 @@ func TestRunWithMetrics(t *testing.T) {
 	}()
 	defer func() {
 		cancel()
+		if exited {
+			return
+		}
 		select {
 		case code := <-done:
 			if code != 0 {
@@ -118,6 +123,7 @@ func TestRunWithMetrics(t *testing.T) {
 	select {
 	case addr = <-ready:
 	case code := <-done:
+		exited = true
 		t.Fatalf("run exited %d: %s", code, stderr.String())
 	case <-time.After(10 * time.Second):
 		t.Fatal("not ready within 10s")
@@ -182,12 +188,11 @@ func (s *syncBuffer) String() string {
 // own address is dropped, so a name is refused instead of looping.
 func TestNeverForwardsToItself(t *testing.T) {
 	a := consultest.Require(t, agent)
-	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	port, err := consultest.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	self := l.LocalAddr().String()
-	l.Close()
+	self := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ready := make(chan string, 1)
