@@ -198,7 +198,7 @@ func (r *Registrator) eventLoop(ctx context.Context) {
 		}
 		sctx, scancel := context.WithCancel(ctx)
 		msgs, errs := r.docker.Events(sctx, events.ListOptions{
-			Filters: filters.NewArgs(filters.Arg("type", string(events.ContainerEventType))),
+			Filters: filters.NewArgs(filters.Arg("type", string(events.ContainerEventType)), filters.Arg("type", string(events.NetworkEventType))),
 			Since:   fmt.Sprintf("%d.%09d", since.Unix(), since.Nanosecond()),
 		})
 		reason := "start"
@@ -221,9 +221,9 @@ func (r *Registrator) eventLoop(ctx context.Context) {
 					since = time.Unix(0, m.TimeNano)
 				}
 				bo.Reset()
-				if relevant(m.Action) {
+				if id := relevant(m); id != "" {
 					r.m.events.Inc()
-					r.push(queued{id: m.Actor.ID, action: string(m.Action)})
+					r.push(queued{id: id, action: string(m.Action)})
 				}
 			case err := <-errs:
 				streamErr = err
@@ -241,13 +241,24 @@ func (r *Registrator) eventLoop(ctx context.Context) {
 	}
 }
 
-func relevant(a events.Action) bool {
-	switch a {
+// relevant returns the container an event may change the services of, or "".
+// Network connect/disconnect events count: they change the addresses.
+func relevant(m events.Message) string {
+	if m.Type == events.NetworkEventType {
+		if m.Action == events.ActionConnect || m.Action == events.ActionDisconnect {
+			return m.Actor.Attributes["container"]
+		}
+		return ""
+	}
+	switch m.Action {
 	case events.ActionStart, events.ActionRestart, events.ActionDie, events.ActionStop,
 		events.ActionDestroy, events.ActionRename, events.ActionUnPause, events.ActionUpdate:
-		return true
+		return m.Actor.ID
 	}
-	return strings.HasPrefix(string(a), "health_status")
+	if strings.HasPrefix(string(m.Action), "health_status") {
+		return m.Actor.ID
+	}
+	return ""
 }
 
 // agentWatch blocks on this node's services in the catalog and asks for a

@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -79,5 +81,8 @@ func main() {
 		time.Sleep(*after)
 		os.Exit(*exit)
 	}
-	select {}
+	// Wait for docker stop's SIGTERM and exit 0 at once.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	<-sig
 }
