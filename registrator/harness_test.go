@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"text/template"
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
@@ -312,4 +313,16 @@ func passing(t *testing.T, c *api.Client, name string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+func execCommand(name string, args ...string) *exec.Cmd { return exec.Command(name, args...) }
+
+// mustTags parses a -tags value as main does.
+func mustTags(t *testing.T, s string) []*template.Template {
+	t.Helper()
+	o, err := parse([]string{"-tags", s}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o.cfg.Map.Tags
 }

@@ -8,6 +8,7 @@ import (
 type metrics struct {
 	reg             *prometheus.Registry
 	registrations   prometheus.Counter
+	refused         prometheus.Counter
 	deregistrations prometheus.Counter
 	writes          prometheus.Counter
 	passes          *prometheus.CounterVec
@@ -25,6 +26,7 @@ func newMetrics() *metrics {
 	m := &metrics{
 		reg:             telemetry.NewRegistry(),
 		registrations:   c("registrations_total", "service registrations written to the agent"),
+		refused:         c("registrations_refused_total", "registrations the agent refused (bad definitions; retried only when they change)"),
 		deregistrations: c("deregistrations_total", "service deregistrations written to the agent"),
 		writes:          c("reconcile_writes_total", "registrations plus deregistrations written by reconcile passes"),
 		passes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: telemetry.Namespace, Subsystem: sub,
@@ -35,6 +37,6 @@ func newMetrics() *metrics {
 		services: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: telemetry.Namespace, Subsystem: sub,
 			Name: "services", Help: "services wanted for the running containers"}),
 	}
-	m.reg.MustRegister(m.registrations, m.deregistrations, m.writes, m.passes, m.reconnects, m.events, m.checkUpdates, m.services)
+	m.reg.MustRegister(m.registrations, m.refused, m.deregistrations, m.writes, m.passes, m.reconnects, m.events, m.checkUpdates, m.services)
 	return m
 }

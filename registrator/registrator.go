@@ -61,9 +61,9 @@ type Registrator struct {
 	consulChanged chan struct{}
 
 	// Main-loop state (touched only by the loop goroutine).
-	containers   map[string]*entry // running containers by ID
-	failed       map[string]bool   // containers that exited non-zero (on-success)
-	rejected     map[string]string // service ID → definition the agent refused
+	containers   map[string]*entry  // running containers by ID
+	failed       map[string]bool    // containers that exited non-zero (on-success)
+	rejected     map[string]refusal // service ID → definition the agent refused
 	warnedForeig map[string]bool
 	listed       bool // Docker listed at least once: desired state is known
 
@@ -81,6 +81,15 @@ type entry struct {
 	services []*desiredService
 	warnKey  string
 }
+
+// refusal remembers a definition the agent refused, so that it is not sent
+// again on every pass; it is retried when it changes or after refusedRetry.
+type refusal struct {
+	def string
+	at  time.Time
+}
+
+const refusedRetry = 5 * time.Minute
 
 type queued struct {
 	resync bool // re-list all containers (stream (re)connected)
@@ -117,7 +126,7 @@ func New(cfg Config) (*Registrator, error) {
 		consulChanged: make(chan struct{}, 1),
 		containers:    map[string]*entry{},
 		failed:        map[string]bool{},
-		rejected:      map[string]string{},
+		rejected:      map[string]refusal{},
 		warnedForeig:  map[string]bool{},
 		ttl:           map[string]ttlState{},
 	}, nil
@@ -603,15 +612,19 @@ func (r *Registrator) reconcile(ctx context.Context, trigger string) error {
 		delete(r.warnedForeig, id)
 		if a == nil || !sameService(a, d.Reg, byService[id]) {
 			fp := fingerprint(d.Reg)
-			if r.rejected[id] == fp {
+			if rj, ok := r.rejected[id]; ok && rj.def == fp && time.Since(rj.at) < refusedRetry {
 				continue
 			}
 			err := r.consul.Agent().ServiceRegisterOpts(d.Reg, api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx))
 			if err != nil {
 				var se api.StatusError
-				if errors.As(err, &se) && se.Code >= 400 && se.Code < 500 && se.Code != 403 {
-					r.rejected[id] = fp
-					r.log.Error("Consul refused the service; skipped until its definition changes", "container", d.Container, "id", id, "err", strings.TrimSpace(se.Body))
+				if errors.As(err, &se) {
+					// The agent answered and refused this definition (Consul
+					// uses 400 and 500 for that): skip this one service until
+					// its definition changes; everything else goes on.
+					r.rejected[id] = refusal{def: fp, at: time.Now()}
+					r.m.refused.Inc()
+					r.log.Error("Consul refused the service; skipped until its definition changes", "container", d.Container, "id", id, "code", se.Code, "err", strings.TrimSpace(se.Body))
 					continue
 				}
 				return fmt.Errorf("register %s: %w", id, err)
@@ -629,7 +642,12 @@ func (r *Registrator) reconcile(ctx context.Context, trigger string) error {
 			for cid, st := range d.TTL {
 				if have[cid] != st.Status {
 					if err := r.consul.Agent().UpdateTTLOpts(cid, st.Output, st.Status, q); err != nil {
-						return fmt.Errorf("update check %s: %w", cid, err)
+						var se api.StatusError
+						if !errors.As(err, &se) {
+							return fmt.Errorf("update check %s: %w", cid, err)
+						}
+						r.log.Warn("check status update refused", "check", cid, "container", d.Container, "err", strings.TrimSpace(se.Body))
+						continue
 					}
 					r.m.checkUpdates.Inc()
 				}
@@ -658,10 +676,13 @@ func (r *Registrator) reconcile(ctx context.Context, trigger string) error {
 		}
 		if err := r.consul.Agent().ServiceDeregisterOpts(id, q); err != nil {
 			var se api.StatusError
-			if errors.As(err, &se) && se.Code == 404 {
-				continue
+			if !errors.As(err, &se) {
+				return fmt.Errorf("deregister %s: %w", id, err)
 			}
-			return fmt.Errorf("deregister %s: %w", id, err)
+			if se.Code != 404 {
+				r.log.Error("Consul refused to deregister the service", "id", id, "code", se.Code, "err", strings.TrimSpace(se.Body))
+			}
+			continue
 		}
 		writes++
 		r.m.deregistrations.Inc()
