@@ -139,8 +139,8 @@ func runImage(t *testing.T, image, name string, opts []string, cmd ...string) st
 	return docker(t, args...)
 }
 
-// network creates a Docker network berth-test-<name>, removed at the end.
-func network(t *testing.T, name string, opts ...string) string {
+// dockerNetwork creates a Docker network berth-test-<name>, removed at the end.
+func dockerNetwork(t *testing.T, name string, opts ...string) string {
 	t.Helper()
 	full := "berth-test-" + name
 	_ = exec.Command("docker", "network", "rm", full).Run()

@@ -137,8 +137,8 @@ func TestMappingRules(t *testing.T) {
 func TestInternalNetworksExplicit(t *testing.T) {
 	a := requireDocker(t)
 	c := a.Client()
-	n1 := network(t, "reg-net1")
-	n2 := network(t, "reg-net2", "--ipv6", "--subnet", "fd00:b0b:2::/64")
+	n1 := dockerNetwork(t, "reg-net1")
+	n2 := dockerNetwork(t, "reg-net2", "--ipv6", "--subnet", "fd00:b0b:2::/64")
 	r := startReg(t, a, func(cfg *Config) {
 		cfg.Map.Internal = true
 		cfg.Map.Explicit = true
