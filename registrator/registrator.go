@@ -66,6 +66,7 @@ type Registrator struct {
 	rejected     map[string]refusal // service ID → definition the agent refused
 	warnedForeig map[string]bool
 	listed       bool // Docker listed at least once: desired state is known
+	view         *agentView
 
 	// Wanted TTL check states, shared with the heartbeat loop.
 	tmu sync.Mutex
@@ -556,20 +557,36 @@ func (r *Registrator) reconcile(ctx context.Context, trigger string) error {
 	r.m.passes.WithLabelValues(trigger).Inc()
 	r.passes.Add(1)
 	q := (&api.QueryOptions{}).WithContext(ctx)
-	services, err := r.consul.Agent().ServicesWithFilterOpts("", q)
-	if err != nil {
-		return fmt.Errorf("read agent services: %w", err)
-	}
-	checks, err := r.consul.Agent().ChecksWithFilterOpts("", q)
-	if err != nil {
-		return fmt.Errorf("read agent checks: %w", err)
-	}
-	byService := map[string][]*api.AgentCheck{}
-	for _, ch := range checks {
-		if ch.ServiceID != "" {
-			byService[ch.ServiceID] = append(byService[ch.ServiceID], ch)
+	// Passes after Docker events compare with the agent view read by the
+	// last full pass and kept up to date with our own writes; every other
+	// pass (start, resync, reconnect, agent change, retry) reads the agent
+	// afresh, so anything the agent lost or someone changed is repaired.
+	if trigger != "event" || r.view == nil {
+		r.view = nil
+		services, err := r.consul.Agent().ServicesWithFilterOpts("", q)
+		if err != nil {
+			return fmt.Errorf("read agent services: %w", err)
 		}
+		checks, err := r.consul.Agent().ChecksWithFilterOpts("", q)
+		if err != nil {
+			return fmt.Errorf("read agent checks: %w", err)
+		}
+		v := &agentView{services: services, checks: map[string][]*api.AgentCheck{}}
+		for _, ch := range checks {
+			if ch.ServiceID != "" {
+				v.checks[ch.ServiceID] = append(v.checks[ch.ServiceID], ch)
+			}
+		}
+		r.view = v
 	}
+	view := r.view
+	services, byService := view.services, view.checks
+	ok := false
+	defer func() {
+		if !ok {
+			r.view = nil // a failed pass leaves the view unknown
+		}
+	}()
 
 	// Desired state, in a fixed order: containers by name, then ID.
 	ents := make([]*entry, 0, len(r.containers))
@@ -630,6 +647,7 @@ func (r *Registrator) reconcile(ctx context.Context, trigger string) error {
 				return fmt.Errorf("register %s: %w", id, err)
 			}
 			delete(r.rejected, id)
+			view.registered(d.Reg)
 			writes++
 			r.m.registrations.Inc()
 			r.log.Info("registered", "id", id, "service", d.Reg.Name, "address", d.Reg.Address, "port", d.Reg.Port, "container", d.Container)
@@ -649,6 +667,7 @@ func (r *Registrator) reconcile(ctx context.Context, trigger string) error {
 						r.log.Warn("check status update refused", "check", cid, "container", d.Container, "err", strings.TrimSpace(se.Body))
 						continue
 					}
+					view.setStatus(id, cid, st.Status)
 					r.m.checkUpdates.Inc()
 				}
 			}
@@ -681,13 +700,15 @@ func (r *Registrator) reconcile(ctx context.Context, trigger string) error {
 			}
 			if se.Code != 404 {
 				r.log.Error("Consul refused to deregister the service", "id", id, "code", se.Code, "err", strings.TrimSpace(se.Body))
+				continue
 			}
-			continue
 		}
+		view.deregistered(id)
 		writes++
 		r.m.deregistrations.Inc()
 		r.log.Info("deregistered", "id", id, "service", a.Service)
 	}
+	ok = true
 	r.m.writes.Add(float64(writes))
 	r.m.services.Set(float64(len(desired)))
 	r.tmu.Lock()
@@ -697,6 +718,40 @@ func (r *Registrator) reconcile(ctx context.Context, trigger string) error {
 		r.log.Debug("reconciled", "trigger", trigger, "writes", writes, "services", len(desired))
 	}
 	return nil
+}
+
+// agentView is the agent's services and their checks as last read, updated
+// with every write this registrator makes.
+type agentView struct {
+	services map[string]*api.AgentService
+	checks   map[string][]*api.AgentCheck
+}
+
+func (v *agentView) registered(reg *api.AgentServiceRegistration) {
+	v.services[reg.ID] = &api.AgentService{ID: reg.ID, Service: reg.Name, Tags: reg.Tags, Port: reg.Port,
+		Address: reg.Address, Meta: reg.Meta, EnableTagOverride: reg.EnableTagOverride}
+	chs := make([]*api.AgentCheck, 0, len(reg.Checks))
+	for _, c := range reg.Checks {
+		st := c.Status
+		if st == "" {
+			st = api.HealthCritical
+		}
+		chs = append(chs, &api.AgentCheck{CheckID: c.CheckID, Name: c.Name, Notes: c.Notes, Status: st, ServiceID: reg.ID})
+	}
+	v.checks[reg.ID] = chs
+}
+
+func (v *agentView) deregistered(id string) {
+	delete(v.services, id)
+	delete(v.checks, id)
+}
+
+func (v *agentView) setStatus(serviceID, checkID, status string) {
+	for _, c := range v.checks[serviceID] {
+		if c.CheckID == checkID {
+			c.Status = status
+		}
+	}
 }
 
 func (r *Registrator) owned(a *api.AgentService) bool {
