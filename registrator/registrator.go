@@ -454,11 +454,9 @@ func (r *Registrator) listContainers(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list containers: %w", err)
 	}
-	seen := map[string]bool{}
 	failed := map[string]bool{}
 	var running []string
 	for _, c := range list {
-		seen[c.ID] = true
 		if c.State == container.StateRunning {
 			running = append(running, c.ID)
 			continue
@@ -486,18 +484,20 @@ func (r *Registrator) listContainers(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	alive := map[string]bool{}
 	for _, x := range results {
 		if x.err != nil {
 			if client.IsErrNotFound(x.err) {
-				delete(seen, x.id)
 				continue
 			}
 			return fmt.Errorf("inspect %s: %w", short(x.id), x.err)
 		}
 		r.apply(x.id, &x.c)
+		alive[x.id] = true
 	}
+	// Containers that are gone or no longer running have no services.
 	for id := range r.containers {
-		if !seen[id] {
+		if !alive[id] {
 			delete(r.containers, id)
 		}
 	}
