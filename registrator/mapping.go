@@ -100,14 +100,6 @@ type attrs struct {
 	source map[string]string
 }
 
-func (a *attrs) lookup(port, key string) (string, bool) {
-	if v, ok := a.perPort[port][key]; ok {
-		return v, true
-	}
-	v, ok := a.generic[key]
-	return v, ok
-}
-
 func (a *attrs) fromPort(port, key string) bool {
 	_, ok := a.perPort[port][key]
 	return ok

@@ -526,7 +526,7 @@ func (r *Registrator) inspect(ctx context.Context, id string) bool {
 func (r *Registrator) apply(id string, c *container.InspectResponse) {
 	if c.State == nil || !c.State.Running {
 		delete(r.containers, id)
-		if c.State != nil && c.State.ExitCode != 0 && !c.State.Restarting {
+		if c.State != nil && c.State.ExitCode != 0 {
 			r.failed[id] = true
 		} else {
 			delete(r.failed, id)
