@@ -356,6 +356,10 @@ func (r *Registrator) mainLoop(ctx context.Context) {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	bo := backoff.New(200*time.Millisecond, r.cfg.ConsulRetryMax)
+	// relist re-reads Docker after a failed listing or inspect.
+	relist := time.NewTimer(time.Hour)
+	relist.Stop()
+	dbo := backoff.New(500*time.Millisecond, 10*time.Second)
 	for {
 		needList, needSync := false, false
 		trigger := ""
@@ -381,6 +385,8 @@ func (r *Registrator) mainLoop(ctx context.Context) {
 			needList, trigger = true, "resync"
 		case <-retry.C:
 			needSync, trigger = true, "retry"
+		case <-relist.C:
+			needList, trigger = true, "retry"
 		}
 		changed := false
 		if needList {
@@ -388,9 +394,12 @@ func (r *Registrator) mainLoop(ctx context.Context) {
 				if ctx.Err() != nil {
 					return
 				}
-				r.log.Warn("listing containers failed; will retry when the event stream reconnects", "err", err)
+				d := dbo.Next()
+				r.log.Warn("listing containers failed; retrying", "err", err, "retry_in", d.Round(time.Millisecond))
+				relist.Reset(d)
 				continue
 			}
+			dbo.Reset()
 			changed = true
 		}
 		// Events are applied in arrival order; a container seen several
@@ -399,9 +408,17 @@ func (r *Registrator) mainLoop(ctx context.Context) {
 		ids = lastOccurrences(ids)
 		if !needList {
 			for _, id := range ids {
-				if r.inspect(ctx, id) {
-					changed = true
+				ch, err := r.inspect(ctx, id)
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					d := dbo.Next()
+					r.log.Warn("inspect failed; re-listing", "container", short(id), "err", err, "retry_in", d.Round(time.Millisecond))
+					relist.Reset(d)
+					continue
 				}
+				changed = changed || ch
 			}
 		}
 		if !r.listed {
@@ -508,19 +525,18 @@ func (r *Registrator) listContainers(ctx context.Context) error {
 
 // inspect re-reads one container after an event; it reports whether the
 // desired state may have changed.
-func (r *Registrator) inspect(ctx context.Context, id string) bool {
+func (r *Registrator) inspect(ctx context.Context, id string) (bool, error) {
 	c, err := r.docker.ContainerInspect(ctx, id)
 	if err != nil {
 		if client.IsErrNotFound(err) {
 			delete(r.failed, id)
 			delete(r.containers, id)
-			return true
+			return true, nil
 		}
-		r.log.Warn("inspect failed; the next listing will catch up", "container", short(id), "err", err)
-		return false
+		return false, fmt.Errorf("inspect %s: %w", short(id), err)
 	}
 	r.apply(id, &c)
-	return true
+	return true, nil
 }
 
 func (r *Registrator) apply(id string, c *container.InspectResponse) {
