@@ -191,9 +191,12 @@ func startReg(t *testing.T, a *consultest.Agent, mod func(*Config)) *testReg {
 	}
 	cfg := Config{
 		Map: mapConfig{
-			Hostname:      hostFor(t),
-			HostIP:        "127.0.0.1",
-			NetworkLabel:  "SERVICE_NETWORK",
+			Hostname:     hostFor(t),
+			HostIP:       "127.0.0.1",
+			NetworkLabel: "SERVICE_NETWORK",
+			// Only this package's containers: the Docker daemon is shared.
+			OnlyLabel:     "berth-test",
+			OnlyValue:     "registrator",
 			HealthTTL:     time.Minute,
 			LivenessDereg: time.Minute,
 		},

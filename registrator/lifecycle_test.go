@@ -102,8 +102,20 @@ func TestStartupReconcileAndOwnership(t *testing.T) {
 		t.Cleanup(func() { _ = c.Agent().ServiceDeregister(s.ID) })
 	}
 
+	h := hostFor(t)
+	// An ID collision with a service we do not own: left alone, logged.
+	collide := &api.AgentServiceRegistration{ID: "berth-test-collide", Name: "berth-test-hand", Port: 4321}
+	// A service gliderlabs/registrator left for this host (default ID shape,
+	// no ownership meta): adopted when the container claims it.
+	legacy := &api.AgentServiceRegistration{ID: h + ":berth-test-own-keep:8080", Name: "berth-test-legacy", Port: 1}
+	for _, s := range []*api.AgentServiceRegistration{collide, legacy} {
+		if err := c.Agent().ServiceRegister(s); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Agent().ServiceDeregister(s.ID) })
+	}
 	r := startReg(t, a, nil)
-	h := r.cfg.Map.Hostname
+	runC(t, "own-collide", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_ID=berth-test-collide"}, "-listen", ":8080")
 	runC(t, "own-keep", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
 	runC(t, "own-gone", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
 	runC(t, "own-stopped", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
@@ -130,6 +142,46 @@ func TestStartupReconcileAndOwnership(t *testing.T) {
 	if s := all[otherHost.ID]; s == nil {
 		t.Errorf("another host's service was removed")
 	}
+	if s := all[collide.ID]; s == nil || s.Service != "berth-test-hand" || s.Port != 4321 {
+		t.Errorf("a service with a colliding ID that we do not own was changed: %+v", s)
+	}
+	if !strings.Contains(r.logs.String(), "already registered by someone else") {
+		t.Errorf("no log line about the colliding ID")
+	}
+	if s := all[legacy.ID]; s == nil || s.Service != "berth-test-registrator" || s.Meta[metaHost] != h {
+		t.Errorf("the gliderlabs-shaped registration was not adopted: %+v", s)
+	}
+}
+
+// TestDockerAwayAtStart: registrator started while Docker is unreachable
+// waits (unhealthy, registering nothing, removing nothing) and catches up
+// when Docker answers.
+func TestDockerAwayAtStart(t *testing.T) {
+	a := requireDocker(t)
+	c := a.Client()
+	p := newSockProxy(t)
+	p.cut()
+	h := hostFor(t)
+	// A registration from an earlier run must survive while Docker is away.
+	runC(t, "da-a", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
+	earlier := &api.AgentServiceRegistration{ID: h + ":berth-test-da-a:8080", Name: "berth-test-registrator",
+		Port: 9, Meta: map[string]string{metaSource: metaSourceValue, metaHost: h}}
+	if err := c.Agent().ServiceRegister(earlier); err != nil {
+		t.Fatal(err)
+	}
+	r := startReg(t, a, func(cfg *Config) { cfg.DockerHost = p.addr() })
+	time.Sleep(2 * time.Second)
+	if err := r.Health(); err == nil || !strings.Contains(err.Error(), "Docker") {
+		t.Errorf("health while Docker is away: %v", err)
+	}
+	if s := ownedServices(t, c, h)[earlier.ID]; s == nil || s.Port != 9 {
+		t.Fatalf("registration changed while Docker was away: %+v", s)
+	}
+	p.restore()
+	eventually(t, 20*time.Second, "registration corrected once Docker answers", func() (bool, string) {
+		s := ownedServices(t, c, h)[earlier.ID]
+		return s != nil && strconv.Itoa(s.Port) == hostPort(t, "da-a", "8080"), fmt.Sprintf("%+v", s)
+	})
 }
 
 // TestConsulAgentRestart: a dev agent restarted loses every registration;

@@ -81,6 +81,7 @@ type options struct {
 	logs          logging.Flags
 	ttl           int
 	ttlRefresh    int
+	onlyLabel     string
 }
 
 func parse(args []string, stderr io.Writer) (*options, error) {
@@ -107,6 +108,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.retryAttempts, "retry-attempts", -1, "tries to reach Consul at start before exiting; -1 retries forever")
 	fs.Var(secondsFlag{&o.retryInterval, time.Millisecond}, "retry-interval", "wait between those tries, in milliseconds (or a duration)")
 	fs.StringVar(&mc.Hostname, "hostname", host, "owner identity: the host part of service IDs and the owner recorded in service meta")
+	fs.StringVar(&o.onlyLabel, "only-label", "", "only register containers with this label (`KEY` or KEY=VALUE); others are treated as not running")
 	fs.StringVar(&mc.NetworkLabel, "network-label", "SERVICE_NETWORK", "container label naming the Docker network whose address to register (-internal)")
 	fs.BoolVar(&mc.DockerHealth, "docker-health", false, "mirror each container's Docker HEALTHCHECK status into a TTL check registrator keeps current")
 	fs.DurationVar(&mc.HealthTTL, "docker-health-ttl", time.Minute, "TTL of the -docker-health check (refreshed every third of it)")
@@ -163,6 +165,13 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	}
 	if mc.LivenessTTL > 0 && mc.LivenessDereg < time.Minute {
 		return nil, fmt.Errorf("-liveness-deregister-after %s: Consul's minimum is 1m", mc.LivenessDereg)
+	}
+	if o.onlyLabel != "" {
+		k, v, _ := strings.Cut(o.onlyLabel, "=")
+		if strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("-only-label %q: empty label name", o.onlyLabel)
+		}
+		mc.OnlyLabel, mc.OnlyValue = k, v
 	}
 	for i, t := range splitList(o.tags) {
 		tt, err := template.New(t).Option("missingkey=error").Parse(t)

@@ -39,11 +39,14 @@ type mapConfig struct {
 	Explicit       bool
 	UseIPFromLabel string
 	NetworkLabel   string
-	Tags           []*template.Template // -tags, each element a (possibly literal) template
-	DockerHealth   bool
-	HealthTTL      time.Duration
-	LivenessTTL    time.Duration
-	LivenessDereg  time.Duration
+	// OnlyLabel, when set, limits registration to containers carrying this
+	// label (with OnlyValue, when set, as its value).
+	OnlyLabel, OnlyValue string
+	Tags                 []*template.Template // -tags, each element a (possibly literal) template
+	DockerHealth         bool
+	HealthTTL            time.Duration
+	LivenessTTL          time.Duration
+	LivenessDereg        time.Duration
 }
 
 // desiredService is one service a running container should have.
@@ -371,6 +374,12 @@ func mapContainer(c *container.InspectResponse, cfg *mapConfig) mapping {
 	}
 	if c.ContainerJSONBase == nil || c.Config == nil || c.State == nil || !c.State.Running {
 		return m
+	}
+	if cfg.OnlyLabel != "" {
+		v, ok := c.Config.Labels[cfg.OnlyLabel]
+		if !ok || (cfg.OnlyValue != "" && v != cfg.OnlyValue) {
+			return m
+		}
 	}
 	a := parseAttrs(c, warn)
 	if v, ok := a.generic["ignore"]; ok {

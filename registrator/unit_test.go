@@ -74,6 +74,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"a://x", "b://y"}, "one registry URI"},
 		{[]string{"etcd://x:1"}, "not supported"},
 		{[]string{"-retry-attempts", "-5"}, "-retry-attempts"},
+		{[]string{"-only-label", "=x"}, "-only-label"},
 	} {
 		_, err := parse(tc.args, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -210,6 +211,18 @@ func TestMapContainerPure(t *testing.T) {
 	}
 	if m.Services[0].Reg.Name != "web" {
 		t.Errorf("SERVICE_81_NAME must not apply to port 80: %q", m.Services[0].Reg.Name)
+	}
+	cfg.OnlyLabel, cfg.OnlyValue = "team", "a"
+	if m := mapContainer(c, cfg); len(m.Services) != 0 {
+		t.Errorf("-only-label team=a: a container without the label registered")
+	}
+	c.Config.Labels["team"] = "b"
+	if m := mapContainer(c, cfg); len(m.Services) != 0 {
+		t.Errorf("-only-label team=a: a container with team=b registered")
+	}
+	c.Config.Labels["team"] = "a"
+	if m := mapContainer(c, cfg); len(m.Services) != 1 {
+		t.Errorf("-only-label team=a: the labelled container did not register")
 	}
 	if imageBaseName("nginx") != "nginx" || imageBaseName("localhost:5000/a/b:tag") != "b" {
 		t.Errorf("imageBaseName")
