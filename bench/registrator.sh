@@ -99,7 +99,7 @@ stop_pid "$floor_pid"
 "$work/bench" fleet -prefix berth-bench-floor down
 
 # 2. berth registrator, default flags.
-"$work/registrator" -hostname berth-bench-lat -ip 127.0.0.1 -resync 0 "consul://$CONSUL_HTTP_ADDR" 2>"$work/reg-lat.log" &
+"$work/registrator" -hostname berth-bench-lat -ip 127.0.0.1 -resync 0 -only-label berth-bench=1 "consul://$CONSUL_HTTP_ADDR" 2>"$work/reg-lat.log" &
 reg_pid=$!
 pids+=($reg_pid)
 sleep 1
@@ -134,7 +134,7 @@ fi
 echo "== starting $FLEET containers"
 "$work/bench" fleet -n "$FLEET" -prefix berth-bench-fleet up
 mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$work/registrator" -hostname berth-bench-fleet -ip 127.0.0.1 -resync 1 -metrics-addr "127.0.0.1:$mport" \
+"$work/registrator" -hostname berth-bench-fleet -ip 127.0.0.1 -resync 1 -only-label berth-bench=1 -metrics-addr "127.0.0.1:$mport" \
 	"consul://$CONSUL_HTTP_ADDR" 2>"$work/reg-fleet.log" &
 reg_pid=$!
 pids+=($reg_pid)

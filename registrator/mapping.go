@@ -571,7 +571,7 @@ func mapContainer(c *container.InspectResponse, cfg *mapConfig) mapping {
 			Meta:    meta,
 		}
 		ds := &desiredService{Reg: reg, ContainerID: c.ID, Container: name}
-		check, err := buildCheck(md, addr, svcPort, cfg)
+		check, err := buildCheck(md, addr, svcPort, c.ID)
 		if err != nil {
 			warn("invalid check spec; service skipped", "key", a.src(port, err.key), "err", err.err)
 			continue
@@ -658,7 +658,7 @@ type checkErr struct {
 func (e *checkErr) Error() string { return e.key + ": " + e.err.Error() }
 
 // buildCheck makes the check gliderlabs users declare with SERVICE_CHECK_*.
-func buildCheck(md map[string]string, addr string, port int, cfg *mapConfig) (*api.AgentServiceCheck, *checkErr) {
+func buildCheck(md map[string]string, addr string, port int, containerID string) (*api.AgentServiceCheck, *checkErr) {
 	hostPort := net.JoinHostPort(addr, strconv.Itoa(port))
 	if addr == "" {
 		hostPort = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
@@ -679,6 +679,12 @@ func buildCheck(md map[string]string, addr string, port int, cfg *mapConfig) (*a
 			}
 			ch.TLSSkipVerify = b
 		}
+	case md["check_cmd"] != "":
+		// Run inside the container: Consul's Docker check (needs the
+		// agent's enable_script_checks and access to the Docker socket).
+		ch.DockerContainerID = containerID
+		ch.Shell = "/bin/sh"
+		ch.Args = []string{"/bin/sh", "-c", md["check_cmd"]}
 	case md["check_script"] != "":
 		s := strings.ReplaceAll(md["check_script"], "$SERVICE_IP", addr)
 		s = strings.ReplaceAll(s, "$SERVICE_PORT", strconv.Itoa(port))
@@ -690,11 +696,8 @@ func buildCheck(md map[string]string, addr string, port int, cfg *mapConfig) (*a
 		ch.TTL = md["check_ttl"]
 		needsInterval = false
 	case md["check_tcp"] != "":
-		b, err := parseBool(md["check_tcp"])
-		if err != nil {
-			return nil, &checkErr{"check_tcp", err}
-		}
-		if !b {
+		// As gliderlabs: any value asks for the check, except an explicit false.
+		if b, err := parseBool(md["check_tcp"]); err == nil && !b {
 			return nil, nil
 		}
 		ch.TCP = hostPort

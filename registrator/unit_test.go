@@ -84,7 +84,6 @@ func TestParseFlags(t *testing.T) {
 }
 
 func TestBuildCheck(t *testing.T) {
-	cfg := &mapConfig{}
 	for _, tc := range []struct {
 		md   map[string]string
 		addr string
@@ -101,9 +100,12 @@ func TestBuildCheck(t *testing.T) {
 			api.AgentServiceCheck{Args: []string{"sh", "-c", "check 10.0.0.1 80"}, Interval: "10s"}},
 		{map[string]string{"check_grpc": "true", "check_grpc_use_tls": "1"}, "10.0.0.1",
 			api.AgentServiceCheck{GRPC: "10.0.0.1:80", GRPCUseTLS: true, Interval: "10s"}},
+		{map[string]string{"check_cmd": "/check"}, "10.0.0.1",
+			api.AgentServiceCheck{DockerContainerID: "cid", Shell: "/bin/sh", Args: []string{"/bin/sh", "-c", "/check"}, Interval: "10s"}},
+		{map[string]string{"check_tcp": "yes please"}, "10.0.0.1", api.AgentServiceCheck{TCP: "10.0.0.1:80", Interval: "10s"}},
 		{map[string]string{"check_grpc": "my.Service"}, "10.0.0.1", api.AgentServiceCheck{GRPC: "10.0.0.1:80/my.Service", Interval: "10s"}},
 	} {
-		got, err := buildCheck(tc.md, tc.addr, 80, cfg)
+		got, err := buildCheck(tc.md, tc.addr, 80, "cid")
 		if err != nil {
 			t.Errorf("%v: %v", tc.md, err)
 			continue
@@ -112,7 +114,7 @@ func TestBuildCheck(t *testing.T) {
 			t.Errorf("%v:\n got %+v\nwant %+v", tc.md, got, tc.want)
 		}
 	}
-	if ch, err := buildCheck(map[string]string{"name": "x"}, "1.2.3.4", 80, cfg); ch != nil || err != nil {
+	if ch, err := buildCheck(map[string]string{"name": "x"}, "1.2.3.4", 80, "cid"); ch != nil || err != nil {
 		t.Errorf("no check keys: %v %v", ch, err)
 	}
 	for key, md := range map[string]map[string]string{
@@ -121,9 +123,8 @@ func TestBuildCheck(t *testing.T) {
 		"check_ttl":              {"check_ttl": "forever"},
 		"check_initial_status":   {"check_ttl": "5s", "check_initial_status": "fine"},
 		"check_deregister_after": {"check_ttl": "5s", "check_deregister_after": "x"},
-		"check_tcp":              {"check_tcp": "perhaps"},
 	} {
-		if _, err := buildCheck(md, "1.2.3.4", 80, cfg); err == nil || err.key != key {
+		if _, err := buildCheck(md, "1.2.3.4", 80, "cid"); err == nil || err.key != key {
 			t.Errorf("%v: error %v, want one for %s", md, err, key)
 		}
 	}
