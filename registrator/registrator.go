@@ -61,16 +61,19 @@ type Registrator struct {
 	consulChanged chan struct{}
 
 	// Main-loop state (touched only by the loop goroutine).
-	containers   map[string]*entry  // running containers by ID
-	failed       map[string]bool    // containers that exited non-zero (on-success)
-	rejected     map[string]refusal // service ID → definition the agent refused
-	warnedForeig map[string]bool
-	listed       bool // Docker listed at least once: desired state is known
-	view         *agentView
+	containers    map[string]*entry  // running containers by ID
+	failed        map[string]bool    // containers that exited non-zero (on-success)
+	rejected      map[string]refusal // service ID → definition the agent refused
+	warnedForeign map[string]bool
+	listed        bool // Docker listed at least once: desired state is known
+	view          *agentView
 
-	// Wanted TTL check states, shared with the heartbeat loop.
-	tmu sync.Mutex
-	ttl map[string]ttlState
+	// Wanted TTL check states, shared with the heartbeat loop. sendMu
+	// orders the sends of TTL states (registrations included), so a
+	// heartbeat can never overwrite a newer status with an older one.
+	tmu    sync.Mutex
+	ttl    map[string]ttlState
+	sendMu sync.Mutex
 
 	dockerUp atomic.Bool
 	consulOK atomic.Bool
@@ -128,7 +131,7 @@ func New(cfg Config) (*Registrator, error) {
 		containers:    map[string]*entry{},
 		failed:        map[string]bool{},
 		rejected:      map[string]refusal{},
-		warnedForeig:  map[string]bool{},
+		warnedForeign: map[string]bool{},
 		ttl:           map[string]ttlState{},
 	}, nil
 }
@@ -213,7 +216,7 @@ func (r *Registrator) eventLoop(ctx context.Context) {
 		})
 		reason := "start"
 		if !first {
-			reason = "event stream reconnected"
+			reason = "reconnect"
 			r.m.reconnects.Inc()
 			r.log.Info("Docker event stream reconnected; catching up", "since", since.Format(time.RFC3339Nano))
 		}
@@ -222,6 +225,7 @@ func (r *Registrator) eventLoop(ctx context.Context) {
 		// The subscription replays everything from `since`, so listing now
 		// cannot miss a change that happens while the stream opens.
 		r.push(queued{resync: true, reason: reason})
+		connected := time.Now()
 		var streamErr error
 	recv:
 		for {
@@ -245,6 +249,9 @@ func (r *Registrator) eventLoop(ctx context.Context) {
 			return
 		}
 		r.dockerUp.Store(false)
+		if time.Since(connected) > 10*time.Second {
+			bo.Reset() // a stream that lived a while: reconnect promptly
+		}
 		d := bo.Next()
 		r.log.Warn("Docker event stream closed; reconnecting", "err", streamErr, "retry_in", d.Round(time.Millisecond))
 		_ = backoff.SleepCtx(ctx, d)
@@ -319,24 +326,53 @@ func (r *Registrator) heartbeat(ctx context.Context) {
 		case <-t.C:
 		}
 		r.tmu.Lock()
-		snap := make(map[string]ttlState, len(r.ttl))
-		for k, v := range r.ttl {
-			snap[k] = v
+		checkIDs := make([]string, 0, len(r.ttl))
+		for k := range r.ttl {
+			checkIDs = append(checkIDs, k)
 		}
 		r.tmu.Unlock()
-		for id, st := range snap {
-			err := r.consul.Agent().UpdateTTLOpts(id, st.Output, st.Status, (&api.QueryOptions{}).WithContext(ctx))
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				r.log.Debug("TTL heartbeat failed; reconciling", "check", id, "err", err)
-				notify(r.consulChanged)
-				break
+		failed := 0
+		for _, id := range checkIDs {
+			if ctx.Err() != nil {
+				return
 			}
-			r.m.checkUpdates.Inc()
+			r.sendMu.Lock()
+			r.tmu.Lock()
+			st, ok := r.ttl[id]
+			r.tmu.Unlock()
+			var err error
+			if ok {
+				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				err = r.consul.Agent().UpdateTTLOpts(id, st.Output, st.Status, (&api.QueryOptions{}).WithContext(cctx))
+				cancel()
+			}
+			r.sendMu.Unlock()
+			if err != nil {
+				failed++
+				r.log.Debug("TTL heartbeat failed", "check", id, "err", err)
+				continue
+			}
+			if ok {
+				r.m.checkUpdates.Inc()
+			}
+		}
+		if failed > 0 {
+			// A check the agent does not know (it restarted, or someone
+			// removed it): a fresh reconcile puts it back.
+			notify(r.consulChanged)
 		}
 	}
+}
+
+func (r *Registrator) setTTL(m map[string]ttlState) {
+	if len(m) == 0 {
+		return
+	}
+	r.tmu.Lock()
+	for k, v := range m {
+		r.ttl[k] = v
+	}
+	r.tmu.Unlock()
 }
 
 func (r *Registrator) healthTTL() time.Duration {
@@ -380,7 +416,7 @@ func (r *Registrator) mainLoop(ctx context.Context) {
 				trigger = "event"
 			}
 		case <-r.consulChanged:
-			needSync, trigger = true, "agent change"
+			needSync, trigger = true, "agent"
 		case <-resync:
 			needList, trigger = true, "resync"
 		case <-retry.C:
@@ -467,6 +503,8 @@ var exitedRe = regexp.MustCompile(`^Exited \((-?\d+)\)`)
 // listContainers re-reads every container: running ones are inspected and
 // mapped, stopped ones that failed are remembered for -deregister on-success.
 func (r *Registrator) listContainers(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
 	list, err := r.docker.ContainerList(ctx, container.ListOptions{All: true})
 	if err != nil {
 		return fmt.Errorf("list containers: %w", err)
@@ -526,6 +564,8 @@ func (r *Registrator) listContainers(ctx context.Context) error {
 // inspect re-reads one container after an event; it reports whether the
 // desired state may have changed.
 func (r *Registrator) inspect(ctx context.Context, id string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	c, err := r.docker.ContainerInspect(ctx, id)
 	if err != nil {
 		if client.IsErrNotFound(err) {
@@ -572,6 +612,9 @@ func short(id string) string {
 func (r *Registrator) reconcile(ctx context.Context, trigger string) error {
 	r.m.passes.WithLabelValues(trigger).Inc()
 	r.passes.Add(1)
+	// A hung agent must not hold the loop forever.
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
 	q := (&api.QueryOptions{}).WithContext(ctx)
 	// Passes after Docker events compare with the agent view read by the
 	// last full pass and kept up to date with our own writes; every other
@@ -636,19 +679,22 @@ func (r *Registrator) reconcile(ctx context.Context, trigger string) error {
 		d := desired[id]
 		a := services[id]
 		if a != nil && !r.owned(a) && !r.legacyID(id) {
-			if !r.warnedForeig[id] {
-				r.warnedForeig[id] = true
+			if !r.warnedForeign[id] {
+				r.warnedForeign[id] = true
 				r.log.Warn("service ID already registered by someone else; not touching it", "id", id, "container", d.Container)
 			}
 			continue
 		}
-		delete(r.warnedForeig, id)
+		delete(r.warnedForeign, id)
 		if a == nil || !sameService(a, d.Reg, byService[id]) {
 			fp := fingerprint(d.Reg)
 			if rj, ok := r.rejected[id]; ok && rj.def == fp && time.Since(rj.at) < refusedRetry {
 				continue
 			}
+			r.sendMu.Lock()
+			r.setTTL(d.TTL)
 			err := r.consul.Agent().ServiceRegisterOpts(d.Reg, api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx))
+			r.sendMu.Unlock()
 			if err != nil {
 				var se api.StatusError
 				if errors.As(err, &se) {
@@ -675,7 +721,11 @@ func (r *Registrator) reconcile(ctx context.Context, trigger string) error {
 			}
 			for cid, st := range d.TTL {
 				if have[cid] != st.Status {
-					if err := r.consul.Agent().UpdateTTLOpts(cid, st.Output, st.Status, q); err != nil {
+					r.sendMu.Lock()
+					r.setTTL(map[string]ttlState{cid: st})
+					err := r.consul.Agent().UpdateTTLOpts(cid, st.Output, st.Status, q)
+					r.sendMu.Unlock()
+					if err != nil {
 						var se api.StatusError
 						if !errors.As(err, &se) {
 							return fmt.Errorf("update check %s: %w", cid, err)
