@@ -341,6 +341,18 @@ func TestConsulAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitIDs(t, c, h, 20*time.Second, h+":berth-test-ca-a:8080", h+":berth-test-ca-b:8080")
+
+	// A hung agent (SIGSTOP): calls stall, nothing is lost, and the change
+	// made meanwhile lands once it answers.
+	if err := a.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	docker(t, "stop", "-t", "1", "berth-test-ca-a")
+	time.Sleep(2 * time.Second)
+	if err := a.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	waitIDs(t, c, h, 20*time.Second, h+":berth-test-ca-b:8080")
 }
 
 // TestUnchangedResyncWritesNothing: 50 containers registered; resync passes
