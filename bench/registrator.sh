@@ -94,7 +94,8 @@ floor_pid=$!
 pids+=($floor_pid)
 sleep 0.5
 echo "== latency over $N containers: floor"
-read -r floor_p50 floor_p99 < <("$work/bench" latency -consul "$CONSUL_HTTP_ADDR" -n "$N" -prefix berth-bench-floor)
+read -r floor_p50 floor_p99 < <("$work/bench" latency -consul "$CONSUL_HTTP_ADDR" -n "$N" -prefix berth-bench-floor) ||
+	{ echo "registrator bench: floor latency run failed; see $work/floor.log" >&2; exit 1; }
 stop_pid "$floor_pid"
 "$work/bench" fleet -prefix berth-bench-floor down
 
@@ -104,7 +105,8 @@ reg_pid=$!
 pids+=($reg_pid)
 sleep 1
 echo "== latency over $N containers: berth registrator"
-read -r berth_p50 berth_p99 < <("$work/bench" latency -consul "$CONSUL_HTTP_ADDR" -n "$N" -prefix berth-bench-lat)
+read -r berth_p50 berth_p99 < <("$work/bench" latency -consul "$CONSUL_HTTP_ADDR" -n "$N" -prefix berth-bench-lat) ||
+	{ echo "registrator bench: registrator latency run failed:" >&2; tail -5 "$work/reg-lat.log" >&2; exit 1; }
 stop_pid "$reg_pid"
 "$work/bench" fleet -prefix berth-bench-lat down
 
