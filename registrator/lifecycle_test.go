@@ -541,3 +541,31 @@ func metricValue(c prometheus.Collector) float64 {
 	}
 	return m.Gauge.GetValue()
 }
+
+// TestRepairsAgentChanges: with no periodic resync, an owned service
+// deregistered or altered by hand in the agent is put back as it should be
+// (the agent change shows in the catalog watch), and nothing else is written.
+func TestRepairsAgentChanges(t *testing.T) {
+	a := requireDocker(t)
+	c := a.Client()
+	r := startReg(t, a, func(cfg *Config) { cfg.Resync = 0 })
+	h := r.cfg.Map.Hostname
+	id := h + ":berth-test-rp:8080"
+	runC(t, "rp", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_TAGS=x"}, "-listen", ":8080")
+	want := waitIDs(t, c, h, 20*time.Second, id)[id]
+	if err := c.Agent().ServiceDeregister(id); err != nil {
+		t.Fatal(err)
+	}
+	waitIDs(t, c, h, 15*time.Second, id)
+	altered := &api.AgentServiceRegistration{ID: id, Name: want.Service, Port: 1, Tags: []string{"tampered"}, Meta: want.Meta}
+	if err := c.Agent().ServiceRegister(altered); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "altered service restored", func() (bool, string) {
+		s := ownedServices(t, c, h)[id]
+		return s != nil && s.Port == want.Port && strings.Join(s.Tags, ",") == "x", fmt.Sprintf("%+v", s)
+	})
+	if n := metricValue(r.m.registrations); n != 3 {
+		t.Errorf("registrations %v, want 3 (initial + two repairs)", n)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -59,6 +60,9 @@ type Registrator struct {
 	qready chan struct{}
 
 	consulChanged chan struct{}
+	snapMu        sync.Mutex
+	snap          *catalogSnap
+	forceSync     atomic.Bool
 
 	// Main-loop state (touched only by the loop goroutine).
 	containers    map[string]*entry  // running containers by ID
@@ -284,25 +288,78 @@ func relevant(m events.Message) string {
 // anti-entropy sync (or the catalog's reset index) shows up here.
 func (r *Registrator) agentWatch(ctx context.Context) {
 	node := ""
-	fetch := func(ctx context.Context, idx uint64) (struct{}, uint64, error) {
+	recovered := true // the first answer, and the first after errors, force a pass
+	fetch := func(ctx context.Context, idx uint64) ([]*api.AgentService, uint64, error) {
 		if node == "" {
 			n, err := r.consul.Agent().NodeName()
 			if err != nil {
-				return struct{}{}, 0, fmt.Errorf("agent node name: %w", err)
+				return nil, 0, fmt.Errorf("agent node name: %w", err)
 			}
 			node = n
 		}
 		q := &api.QueryOptions{WaitIndex: idx, WaitTime: 5 * time.Minute}
-		_, meta, err := r.consul.Catalog().NodeServiceList(node, q.WithContext(ctx))
+		list, meta, err := r.consul.Catalog().NodeServiceList(node, q.WithContext(ctx))
 		if err != nil {
 			node = ""
-			return struct{}{}, 0, err
+			return nil, 0, err
 		}
-		return struct{}{}, meta.LastIndex, nil
+		var svcs []*api.AgentService
+		if list != nil {
+			svcs = list.Services
+		}
+		return svcs, meta.LastIndex, nil
 	}
-	_ = watch.Loop(ctx, fetch, func(struct{}, uint64) { notify(r.consulChanged) }, watch.Options{
+	deliver := func(svcs []*api.AgentService, _ uint64) {
+		r.snapMu.Lock()
+		r.snap = &catalogSnap{services: svcs, force: recovered || (r.snap != nil && r.snap.force)}
+		r.snapMu.Unlock()
+		recovered = false
+		notify(r.consulChanged)
+	}
+	_ = watch.Loop(ctx, fetch, deliver, watch.Options{
 		Name: "node services", Log: r.log, MinGap: 500 * time.Millisecond, RetryMax: 5 * time.Second,
+		OnError: func(error, time.Duration) { recovered = true },
 	})
+}
+
+// catalogSnap is this node's services as the catalog last showed them.
+type catalogSnap struct {
+	services []*api.AgentService
+	force    bool
+}
+
+// agentNeedsPass decides whether a change seen in the catalog calls for a
+// full reconcile: yes when forced (first answer, Consul back after errors,
+// a failed heartbeat) or when the catalog's copy of our services differs
+// from what we believe the agent holds; our own writes showing up there
+// cost nothing more.
+func (r *Registrator) agentNeedsPass() bool {
+	r.snapMu.Lock()
+	snap := r.snap
+	r.snap = nil
+	r.snapMu.Unlock()
+	if r.forceSync.Swap(false) || snap == nil || snap.force || r.view == nil {
+		return true
+	}
+	seen := 0
+	for _, c := range snap.services {
+		if !r.owned(c) {
+			continue
+		}
+		seen++
+		v := r.view.services[c.ID]
+		if v == nil || v.Service != c.Service || v.Port != c.Port || v.Address != c.Address ||
+			!slices.Equal(v.Tags, c.Tags) && (len(v.Tags) != 0 || len(c.Tags) != 0) || !maps.Equal(v.Meta, c.Meta) {
+			return true
+		}
+	}
+	owned := 0
+	for _, v := range r.view.services {
+		if r.owned(v) {
+			owned++
+		}
+	}
+	return owned != seen
 }
 
 // heartbeat keeps the registrator-maintained TTL checks (Docker health and
@@ -350,6 +407,7 @@ func (r *Registrator) heartbeat(ctx context.Context) {
 			if err != nil {
 				failed++
 				r.log.Debug("TTL heartbeat failed", "check", id, "err", err)
+				r.forceSync.Store(true)
 				continue
 			}
 			if ok {
@@ -416,6 +474,9 @@ func (r *Registrator) mainLoop(ctx context.Context) {
 				trigger = "event"
 			}
 		case <-r.consulChanged:
+			if !r.agentNeedsPass() {
+				continue
+			}
 			needSync, trigger = true, "agent"
 		case <-resync:
 			needList, trigger = true, "resync"
