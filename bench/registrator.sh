@@ -10,6 +10,7 @@
 # gliderlabs/registrator is measured too when it can be built from the Go
 # module proxy (it currently refuses the module: then it is reported n/a).
 #
+# BENCH_VERBOSE=1 prints every latency sample; N and FLEET change the counts.
 # Starts its own dev Consul agent unless CONSUL_HTTP_ADDR is set. Needs a
 # Docker daemon (skips with a message otherwise). Containers are named
 # berth-bench-* and labelled berth-bench=1; all are removed at the end.

@@ -190,6 +190,9 @@ func latency(ctx context.Context, docker *client.Client, consul *api.Client, n i
 			return fmt.Errorf("%s: not in the catalog 30s after docker start", name)
 		}
 	}
+	if os.Getenv("BENCH_VERBOSE") != "" {
+		fmt.Fprintln(os.Stderr, prefix, "in start order (ms):", fmtMs(lat))
+	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	p := func(q float64) time.Duration { return lat[int(q*float64(len(lat)-1)+0.5)] }
 	fmt.Printf("%.2f %.2f\n", ms(p(0.5)), ms(p(0.99)))
@@ -197,6 +200,14 @@ func latency(ctx context.Context, docker *client.Client, consul *api.Client, n i
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func fmtMs(ds []time.Duration) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = fmt.Sprintf("%.1f", ms(d))
+	}
+	return strings.Join(parts, " ")
+}
 
 // fleetUp starts n containers, four at a time.
 func fleetUp(ctx context.Context, docker *client.Client, n int, prefix string) error {
