@@ -1,0 +1,331 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/berth/berth/pkg/consultest"
+	"github.com/hashicorp/consul/api"
+)
+
+// Test fixtures shared by the package's tests, set up once in TestMain.
+var (
+	agent *consultest.Agent
+	// dockerSkip says why Docker tests cannot run ("" when they can).
+	dockerSkip string
+	// binPath is the registrator binary built for the CLI tests.
+	binPath string
+)
+
+const (
+	testImage       = "berth-test-registrator:latest"
+	testImageHealth = "berth-test-registrator:health"
+	testLabel       = "berth-test=registrator"
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "berth-test-registrator-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if err := setupDocker(dir); err != nil {
+		if os.Getenv("CI") == "true" {
+			fmt.Fprintf(os.Stderr, "FAIL: Docker needed (CI=true): %v\n", err)
+			return 1
+		}
+		dockerSkip = err.Error()
+		fmt.Fprintf(os.Stderr, "registrator tests that need Docker will skip: %v\n", err)
+	} else {
+		defer func() {
+			_ = exec.Command("docker", "rmi", "-f", testImage, testImageHealth).Run()
+		}()
+	}
+	binPath = filepath.Join(dir, "registrator")
+	if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build registrator: %v\n%s", err, out)
+		return 1
+	}
+	return consultest.Main(m, &agent)
+}
+
+// setupDocker checks the daemon and builds the test images FROM scratch
+// with a static Go server (nothing is pulled).
+func setupDocker(dir string) error {
+	if out, err := exec.Command("docker", "version", "--format", "{{.Server.APIVersion}}").CombinedOutput(); err != nil {
+		return fmt.Errorf("no Docker daemon: %v: %s", err, bytes.TrimSpace(out))
+	}
+	_, file, _, _ := runtime.Caller(0)
+	src := filepath.Join(filepath.Dir(file), "testdata", "server")
+	ctxDir := filepath.Join(dir, "image")
+	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
+		return err
+	}
+	build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(ctxDir, "server"), ".")
+	build.Dir = src
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("build test server: %v: %s", err, out)
+	}
+	files := map[string]string{
+		"Dockerfile":        "FROM scratch\nCOPY server /server\nLABEL berth-test=registrator\nENTRYPOINT [\"/server\"]\n",
+		"Dockerfile.health": "FROM scratch\nCOPY server /server\nLABEL berth-test=registrator\nENTRYPOINT [\"/server\"]\nHEALTHCHECK --interval=1s --timeout=2s --retries=1 CMD [\"/server\",\"-check\"]\n",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(ctxDir, name), []byte(body), 0o644); err != nil {
+			return err
+		}
+	}
+	for tag, df := range map[string]string{testImage: "Dockerfile", testImageHealth: "Dockerfile.health"} {
+		if out, err := exec.Command("docker", "build", "-q", "-t", tag, "-f", filepath.Join(ctxDir, df), ctxDir).CombinedOutput(); err != nil {
+			return fmt.Errorf("docker build %s: %v: %s", tag, err, out)
+		}
+	}
+	return nil
+}
+
+func requireDocker(t *testing.T) *consultest.Agent {
+	t.Helper()
+	if dockerSkip != "" {
+		t.Skipf("needs Docker: %s", dockerSkip)
+	}
+	return consultest.Require(t, agent)
+}
+
+// docker runs the docker CLI and returns its trimmed output.
+func docker(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("docker", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// runC starts a container named berth-test-<name> from the test image and
+// removes it at the end of the test. opts go before the image, cmd after.
+func runC(t *testing.T, name string, opts []string, cmd ...string) string {
+	t.Helper()
+	return runImage(t, testImage, name, opts, cmd...)
+}
+
+func runImage(t *testing.T, image, name string, opts []string, cmd ...string) string {
+	t.Helper()
+	full := "berth-test-" + name
+	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", full).Run() })
+	args := append([]string{"run", "-d", "--name", full, "--label", testLabel}, opts...)
+	args = append(args, image)
+	args = append(args, cmd...)
+	return docker(t, args...)
+}
+
+// dockerNetwork creates a Docker network berth-test-<name>, removed at the end.
+func dockerNetwork(t *testing.T, name string, opts ...string) string {
+	t.Helper()
+	full := "berth-test-" + name
+	_ = exec.Command("docker", "network", "rm", full).Run()
+	t.Cleanup(func() { _ = exec.Command("docker", "network", "rm", full).Run() })
+	docker(t, append([]string{"network", "create", "--label", testLabel}, append(opts, full)...)...)
+	return full
+}
+
+// logBuf collects a registrator's log lines for assertions.
+type logBuf struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+type testReg struct {
+	*Registrator
+	cfg  Config
+	logs *logBuf
+	stop func()
+}
+
+// hostFor gives each test its own owner identity, so tests never see each
+// other's registrations.
+func hostFor(t *testing.T) string {
+	return "berth-test-" + strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-"))
+}
+
+// startReg runs a Registrator against the agent until the test ends (or
+// stop is called).
+func startReg(t *testing.T, a *consultest.Agent, mod func(*Config)) *testReg {
+	t.Helper()
+	logs := &logBuf{}
+	var w io.Writer = logs
+	if testing.Verbose() {
+		w = io.MultiWriter(logs, os.Stderr)
+	}
+	cfg := Config{
+		Map: mapConfig{
+			Hostname:     hostFor(t),
+			HostIP:       "127.0.0.1",
+			NetworkLabel: "SERVICE_NETWORK",
+			// Only this package's containers: the Docker daemon is shared.
+			OnlyLabel:     "berth-test",
+			OnlyValue:     "registrator",
+			HealthTTL:     time.Minute,
+			LivenessDereg: time.Minute,
+		},
+		Consul: a.Client(),
+		Log:    slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	cfg.Metrics = newMetrics()
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				t.Errorf("registrator did not stop within 15s")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	tr := &testReg{Registrator: r, cfg: cfg, logs: logs, stop: stop}
+	t.Cleanup(func() {
+		if t.Failed() && !testing.Verbose() {
+			t.Logf("registrator log:\n%s", logs.String())
+		}
+	})
+	return tr
+}
+
+// owned returns the agent's services owned by host.
+func ownedServices(t *testing.T, c *api.Client, host string) map[string]*api.AgentService {
+	t.Helper()
+	all, err := c.Agent().Services()
+	if err != nil {
+		t.Fatalf("agent services: %v", err)
+	}
+	out := map[string]*api.AgentService{}
+	for id, s := range all {
+		if s.Meta[metaSource] == metaSourceValue && s.Meta[metaHost] == host {
+			out[id] = s
+		}
+	}
+	return out
+}
+
+func ids(m map[string]*api.AgentService) []string {
+	out := make([]string, 0, len(m))
+	for id := range m {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// eventually polls cond every 100ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s; last state: %s", what, timeout, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitIDs waits until the services owned by host are exactly want.
+func waitIDs(t *testing.T, c *api.Client, host string, timeout time.Duration, want ...string) map[string]*api.AgentService {
+	t.Helper()
+	sort.Strings(want)
+	var got map[string]*api.AgentService
+	eventually(t, timeout, fmt.Sprintf("owned services = %v", want), func() (bool, string) {
+		got = ownedServices(t, c, host)
+		g := ids(got)
+		return strings.Join(g, ",") == strings.Join(want, ","), fmt.Sprint(g)
+	})
+	return got
+}
+
+// hostPort reads the host port Docker published for a container port.
+func hostPort(t *testing.T, name, port string) string {
+	t.Helper()
+	out := docker(t, "port", "berth-test-"+name, port)
+	line := strings.Split(out, "\n")[0]
+	_, p, err := net.SplitHostPort(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatalf("docker port %s %s: %q: %v", name, port, out, err)
+	}
+	return p
+}
+
+// passing lists the IDs of the service's instances that pass all checks.
+func passing(t *testing.T, c *api.Client, name string) []string {
+	t.Helper()
+	entries, _, err := c.Health().Service(name, "", true, nil)
+	if err != nil {
+		t.Fatalf("health service %s: %v", name, err)
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Service.ID)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func execCommand(name string, args ...string) *exec.Cmd { return exec.Command(name, args...) }
+
+// mustTags parses a -tags value as main does.
+func mustTags(t *testing.T, s string) []*template.Template {
+	t.Helper()
+	o, err := parse([]string{"-tags", s}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o.cfg.Map.Tags
+}

@@ -1,0 +1,309 @@
+// Command registrator keeps the local Consul agent's services equal to the
+// running Docker containers: a gliderlabs/registrator replacement that
+// reconciles instead of only reacting to events, marks what it owns, and
+// never loses or leaks a registration.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+
+	"github.com/berth/berth/pkg/backoff"
+	"github.com/berth/berth/pkg/consulclient"
+	"github.com/berth/berth/pkg/logging"
+	"github.com/berth/berth/pkg/telemetry"
+	"github.com/berth/berth/pkg/version"
+)
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitUsage  = 1  // bad flags, URI or templates
+	exitConsul = 10 // Consul unreachable at start after -retry-attempts
+	exitDocker = 11 // the Docker client could not be set up (bad DOCKER_HOST)
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// secondsFlag accepts gliderlabs' plain numbers (in unit) or Go durations.
+type secondsFlag struct {
+	d    *time.Duration
+	unit time.Duration
+}
+
+func (s secondsFlag) String() string {
+	if s.d == nil {
+		return ""
+	}
+	return s.d.String()
+}
+
+func (s secondsFlag) Set(v string) error {
+	if n, err := strconv.Atoi(v); err == nil {
+		if n < 0 {
+			return fmt.Errorf("%q: must not be negative", v)
+		}
+		*s.d = time.Duration(n) * s.unit
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return fmt.Errorf("%q: want a number or a duration like 30s", v)
+	}
+	*s.d = d
+	return nil
+}
+
+type options struct {
+	cfg           Config
+	tags          string
+	deregister    string
+	cleanup       bool
+	retryAttempts int
+	retryInterval time.Duration
+	metricsAddr   string
+	showVersion   bool
+	consul        consulclient.Flags
+	logs          logging.Flags
+	ttl           int
+	ttlRefresh    int
+	onlyLabel     string
+}
+
+func parse(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	mc := &o.cfg.Map
+	fs := flag.NewFlagSet("registrator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: registrator [flags] [consul://HOST:PORT | consul-tls://HOST:PORT | consul-unix:///PATH]\n\n"+
+			"Keeps the local Consul agent's services equal to the running Docker containers.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	host, _ := os.Hostname()
+	o.cfg.Resync = 60 * time.Second
+	o.retryInterval = 2 * time.Second
+	fs.StringVar(&mc.HostIP, "ip", "", "address to register for published ports (default: the host name's address)")
+	fs.BoolVar(&mc.Internal, "internal", false, "register the container's address and exposed ports instead of the published host ports")
+	fs.BoolVar(&mc.Explicit, "explicit", false, "only register ports with SERVICE_NAME or SERVICE_<port>_NAME")
+	fs.StringVar(&mc.UseIPFromLabel, "useIpFromLabel", "", "take the service address from this container label (a /cidr suffix is dropped)")
+	fs.StringVar(&o.tags, "tags", "", "comma-separated tags added to every service (Go templates over the container's inspect data allowed)")
+	fs.Var(secondsFlag{&o.cfg.Resync, time.Second}, "resync", "re-list containers and reconcile every N seconds (or a duration); 0 disables; only differences are written")
+	fs.BoolVar(&o.cleanup, "cleanup", false, "accepted for gliderlabs compatibility: owned dangling services are always removed")
+	fs.StringVar(&o.deregister, "deregister", "always", "always, or on-success: keep the services of containers that exited non-zero")
+	fs.IntVar(&o.retryAttempts, "retry-attempts", -1, "tries to reach Consul at start before exiting; -1 retries forever")
+	fs.Var(secondsFlag{&o.retryInterval, time.Millisecond}, "retry-interval", "wait between those tries, in milliseconds (or a duration)")
+	fs.StringVar(&mc.Hostname, "hostname", host, "owner identity: the host part of service IDs and the owner recorded in service meta")
+	fs.StringVar(&o.onlyLabel, "only-label", "", "only register containers with this label (`KEY` or KEY=VALUE); others are treated as not running")
+	fs.StringVar(&mc.NetworkLabel, "network-label", "SERVICE_NETWORK", "container label naming the Docker network whose address to register (-internal)")
+	fs.BoolVar(&mc.DockerHealth, "docker-health", false, "mirror each container's Docker HEALTHCHECK status into a TTL check registrator keeps current")
+	fs.DurationVar(&mc.HealthTTL, "docker-health-ttl", time.Minute, "TTL of the -docker-health check (refreshed every third of it)")
+	fs.DurationVar(&mc.LivenessTTL, "liveness-ttl", 0, "register a TTL check per service that registrator heartbeats (0: off)")
+	fs.DurationVar(&mc.LivenessDereg, "liveness-deregister-after", time.Minute, "deregister_critical_service_after of the liveness check (Consul reaps no sooner than 1m)")
+	fs.StringVar(&o.cfg.DockerHost, "docker-host", "", "Docker daemon address (default: DOCKER_HOST, else the local socket)")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /health on this address (off when empty)")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.IntVar(&o.ttl, "ttl", 0, "accepted for gliderlabs compatibility (unused by the Consul backend)")
+	fs.IntVar(&o.ttlRefresh, "ttl-refresh", 0, "accepted for gliderlabs compatibility (unused by the Consul backend)")
+	o.consul.Register(fs)
+	o.logs.Register(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if o.showVersion {
+		return o, nil
+	}
+	switch rest := fs.Args(); len(rest) {
+	case 0:
+	case 1:
+		addr, err := parseURI(rest[0])
+		if err != nil {
+			return nil, err
+		}
+		o.consul.SetAddress(addr)
+	default:
+		return nil, fmt.Errorf("one registry URI expected, got %d arguments: %q", len(rest), rest)
+	}
+	switch o.deregister {
+	case "always":
+	case "on-success":
+		o.cfg.DeregisterOnSuccess = true
+	default:
+		return nil, fmt.Errorf("-deregister %q: want always or on-success", o.deregister)
+	}
+	if strings.TrimSpace(mc.Hostname) == "" {
+		return nil, errors.New("-hostname: empty (and the host name is unknown)")
+	}
+	if strings.ContainsAny(mc.Hostname, "/?#") {
+		return nil, fmt.Errorf("-hostname %q: may not contain / ? or #", mc.Hostname)
+	}
+	if mc.HostIP != "" && net.ParseIP(mc.HostIP) == nil {
+		return nil, fmt.Errorf("-ip %q: not an IP address", mc.HostIP)
+	}
+	if o.retryAttempts < -1 {
+		return nil, fmt.Errorf("-retry-attempts %d: want -1 (forever) or more", o.retryAttempts)
+	}
+	if mc.DockerHealth && mc.HealthTTL < time.Second {
+		return nil, fmt.Errorf("-docker-health-ttl %s: want at least 1s", mc.HealthTTL)
+	}
+	if mc.LivenessTTL < 0 || (mc.LivenessTTL > 0 && mc.LivenessTTL < time.Second) {
+		return nil, fmt.Errorf("-liveness-ttl %s: want 0 (off) or at least 1s", mc.LivenessTTL)
+	}
+	if mc.LivenessTTL > 0 && mc.LivenessDereg < time.Minute {
+		return nil, fmt.Errorf("-liveness-deregister-after %s: Consul's minimum is 1m", mc.LivenessDereg)
+	}
+	if o.onlyLabel != "" {
+		k, v, _ := strings.Cut(o.onlyLabel, "=")
+		if strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("-only-label %q: empty label name", o.onlyLabel)
+		}
+		mc.OnlyLabel, mc.OnlyValue = k, v
+	}
+	for i, t := range splitList(o.tags) {
+		tt, err := template.New(t).Option("missingkey=error").Parse(t)
+		if err != nil {
+			return nil, fmt.Errorf("-tags element %d %q: %v", i+1, t, err)
+		}
+		mc.Tags = append(mc.Tags, tt)
+	}
+	return o, nil
+}
+
+// parseURI turns gliderlabs' registry URI into a Consul HTTP address.
+func parseURI(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("registry URI %q: %v", s, err)
+	}
+	switch u.Scheme {
+	case "consul":
+		if u.Host == "" {
+			return "", fmt.Errorf("registry URI %q: want consul://HOST:PORT", s)
+		}
+		return "http://" + u.Host, nil
+	case "consul-tls":
+		if u.Host == "" {
+			return "", fmt.Errorf("registry URI %q: want consul-tls://HOST:PORT", s)
+		}
+		return "https://" + u.Host, nil
+	case "consul-unix":
+		p := u.Path
+		if u.Host != "" {
+			p = u.Host + u.Path
+		}
+		if p == "" {
+			return "", fmt.Errorf("registry URI %q: want consul-unix:///PATH/TO/SOCKET", s)
+		}
+		return "unix://" + p, nil
+	case "":
+		return "", fmt.Errorf("registry URI %q: missing scheme (want consul://HOST:PORT)", s)
+	}
+	return "", fmt.Errorf("registry URI %q: backend %q is not supported (consul, consul-tls, consul-unix)", s, u.Scheme)
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parse(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "registrator: %v\n", err)
+		return exitUsage
+	}
+	if o.showVersion {
+		fmt.Fprintln(stdout, version.String("registrator"))
+		return exitOK
+	}
+	log, err := o.logs.New(stderr, "registrator")
+	if err != nil {
+		fmt.Fprintf(stderr, "registrator: %v\n", err)
+		return exitUsage
+	}
+	consul, err := o.consul.Client()
+	if err != nil {
+		fmt.Fprintf(stderr, "registrator: %v\n", err)
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	if o.cfg.Map.HostIP == "" {
+		o.cfg.Map.DefaultAddr = hostAddr(o.cfg.Map.Hostname)
+	}
+	o.cfg.Consul = consul
+	o.cfg.Log = log
+	o.cfg.Metrics = newMetrics()
+	reg, err := New(o.cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "registrator: %v\n", err)
+		return exitDocker
+	}
+	if o.metricsAddr != "" {
+		errc := make(chan error, 1)
+		ready := make(chan struct{})
+		go func() {
+			errc <- telemetry.Serve(ctx, o.metricsAddr, o.cfg.Metrics.reg, reg.Health, log, func(net.Addr) { close(ready) })
+		}()
+		select {
+		case err := <-errc:
+			if err != nil {
+				fmt.Fprintf(stderr, "registrator: %v\n", err)
+				return exitUsage
+			}
+		case <-ready:
+		}
+	}
+	// gliderlabs -retry-attempts: reach Consul before starting.
+	for i := 0; ; i++ {
+		_, err := consul.Agent().NodeName()
+		if err == nil {
+			break
+		}
+		if o.retryAttempts != -1 && i >= o.retryAttempts {
+			fmt.Fprintf(stderr, "registrator: Consul agent unreachable after %d attempts: %v\n", i+1, err)
+			return exitConsul
+		}
+		log.Warn("waiting for the Consul agent", "err", err, "retry_in", o.retryInterval)
+		if backoff.SleepCtx(ctx, o.retryInterval) != nil {
+			return exitOK
+		}
+	}
+	log.Info("starting", "hostname", o.cfg.Map.Hostname, "internal", o.cfg.Map.Internal, "resync", o.cfg.Resync,
+		"deregister", o.deregister, "docker_health", o.cfg.Map.DockerHealth, "liveness_ttl", o.cfg.Map.LivenessTTL)
+	if err := reg.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "registrator: %v\n", err)
+		return exitDocker
+	}
+	log.Info("stopped; registrations stay in place")
+	return exitOK
+}
+
+// hostAddr resolves the host name to the address gliderlabs would register
+// for ports published on all interfaces: its first IPv4 address, else the
+// first one; "" lets the agent use its node address.
+func hostAddr(host string) string {
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return ""
+	}
+	for _, ip := range ips {
+		if ip.To4() != nil {
+			return ip.String()
+		}
+	}
+	return ips[0].String()
+}

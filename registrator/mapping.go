@@ -1,0 +1,813 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/go-connections/nat"
+	"github.com/hashicorp/consul/api"
+)
+
+// Meta keys that mark a service as ours. A service is owned by this
+// registrator exactly when both match; nothing else is ever touched.
+const (
+	metaSource       = "external-source"
+	metaSourceValue  = "berth-registrator"
+	metaHost         = "berth-registrator-host"
+	metaContainerID  = "berth-container-id"
+	checkNotesPrefix = "berth-registrator def "
+)
+
+// mapConfig is what the container → services mapping depends on.
+type mapConfig struct {
+	Hostname       string // owner identity and ID prefix
+	HostIP         string // -ip
+	DefaultAddr    string // the host's resolved address, used when -ip is empty
+	Internal       bool
+	Explicit       bool
+	UseIPFromLabel string
+	NetworkLabel   string
+	// OnlyLabel, when set, limits registration to containers carrying this
+	// label (with OnlyValue, when set, as its value).
+	OnlyLabel, OnlyValue string
+	Tags                 []*template.Template // -tags, each element a (possibly literal) template
+	DockerHealth         bool
+	HealthTTL            time.Duration
+	LivenessTTL          time.Duration
+	LivenessDereg        time.Duration
+}
+
+// desiredService is one service a running container should have.
+type desiredService struct {
+	Reg         *api.AgentServiceRegistration
+	ContainerID string
+	Container   string
+	// TTL checks registrator keeps current: check ID → status/output.
+	TTL map[string]ttlState
+}
+
+type ttlState struct {
+	Status string
+	Output string
+}
+
+// mapping is the result for one container: its services and the warnings
+// (each naming the container and the key at fault).
+type mapping struct {
+	Services []*desiredService
+	Warnings []warning
+}
+
+// warning is one log line about bad input in a container's definition.
+type warning struct {
+	Msg  string
+	Args []any // key/value pairs, always including "key" or "port" where known
+}
+
+func (w warning) String() string { return fmt.Sprint(w.Msg, w.Args) }
+
+type portInfo struct {
+	Exposed  string // "8080"
+	Proto    string // "tcp" / "udp"
+	HostIP   string
+	HostPort string
+}
+
+var metaKeyRe = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+
+// Consul's limits on service meta (agent/structs ValidateServiceMetadata).
+const (
+	metaMaxPairs    = 64
+	metaMaxKeyLen   = 128
+	metaMaxValueLen = 512
+)
+
+// attrs holds a container's SERVICE_* keys: generic ones and per-port ones,
+// labels overriding env vars.
+type attrs struct {
+	generic map[string]string
+	perPort map[string]map[string]string // exposed port → key → value
+	// source names where a key came from, for log lines: "label SERVICE_80_NAME".
+	source map[string]string
+}
+
+func (a *attrs) fromPort(port, key string) bool {
+	_, ok := a.perPort[port][key]
+	return ok
+}
+
+func (a *attrs) src(port, key string) string {
+	if s, ok := a.source[port+"/"+key]; ok {
+		return s
+	}
+	if s, ok := a.source["/"+key]; ok {
+		return s
+	}
+	return "SERVICE_" + strings.ToUpper(key)
+}
+
+// merged gives the port's view: generic keys overridden by port-specific ones.
+func (a *attrs) merged(port string) map[string]string {
+	m := make(map[string]string, len(a.generic))
+	for k, v := range a.generic {
+		m[k] = v
+	}
+	for k, v := range a.perPort[port] {
+		m[k] = v
+	}
+	return m
+}
+
+func parseAttrs(c *container.InspectResponse, warn func(string, ...any)) *attrs {
+	a := &attrs{generic: map[string]string{}, perPort: map[string]map[string]string{}, source: map[string]string{}}
+	add := func(kind, k, v string) {
+		if !strings.HasPrefix(k, "SERVICE_") {
+			return
+		}
+		key := strings.ToLower(strings.TrimPrefix(k, "SERVICE_"))
+		if key == "" {
+			return
+		}
+		parts := strings.SplitN(key, "_", 2)
+		if len(parts) == 2 && isDigits(parts[0]) {
+			n, err := strconv.Atoi(parts[0])
+			if err != nil || n < 1 || n > 65535 {
+				warn("bad port number in key; key ignored", "key", kind+" "+k)
+				return
+			}
+			if parts[1] == "" {
+				warn("empty key after the port; key ignored", "key", kind+" "+k)
+				return
+			}
+			port := strconv.Itoa(n)
+			if a.perPort[port] == nil {
+				a.perPort[port] = map[string]string{}
+			}
+			a.perPort[port][parts[1]] = v
+			a.source[port+"/"+parts[1]] = kind + " " + k
+			return
+		}
+		a.generic[key] = v
+		a.source["/"+key] = kind + " " + k
+	}
+	if c.Config != nil {
+		for _, kv := range c.Config.Env {
+			k, v, _ := strings.Cut(kv, "=")
+			add("env", k, v)
+		}
+		// Labels override env vars: apply them last, in a fixed order.
+		keys := make([]string, 0, len(c.Config.Labels))
+		for k := range c.Config.Labels {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			add("label", k, c.Config.Labels[k])
+		}
+	}
+	return a
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// parseBool reads SERVICE_IGNORE style values. Empty is false.
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "":
+		return false, nil
+	case "1", "t", "true", "yes", "y", "on":
+		return true, nil
+	case "0", "f", "false", "no", "n", "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not a boolean", s)
+}
+
+// containerPorts collects the container's ports: exposed ones and the
+// published bindings, one entry per port/proto, in a fixed order.
+func containerPorts(c *container.InspectResponse) []portInfo {
+	ports := map[nat.Port]portInfo{}
+	if c.Config != nil {
+		for p := range c.Config.ExposedPorts {
+			ports[p] = portInfo{Exposed: p.Port(), Proto: p.Proto()}
+		}
+	}
+	if c.NetworkSettings != nil {
+		for p, bindings := range c.NetworkSettings.Ports {
+			pi := portInfo{Exposed: p.Port(), Proto: p.Proto()}
+			if b, ok := pickBinding(bindings); ok {
+				pi.HostIP, pi.HostPort = b.HostIP, b.HostPort
+			}
+			ports[p] = pi
+		}
+	}
+	out := make([]portInfo, 0, len(ports))
+	for _, p := range ports {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, _ := strconv.Atoi(out[i].Exposed)
+		b, _ := strconv.Atoi(out[j].Exposed)
+		if a != b {
+			return a < b
+		}
+		return out[i].Proto < out[j].Proto
+	})
+	return out
+}
+
+// pickBinding chooses one host binding deterministically: IPv4 before IPv6,
+// then the lowest address and port.
+func pickBinding(bs []nat.PortBinding) (nat.PortBinding, bool) {
+	var best nat.PortBinding
+	found := false
+	rank := func(b nat.PortBinding) string {
+		v := "1"
+		if ip := net.ParseIP(b.HostIP); b.HostIP == "" || (ip != nil && ip.To4() != nil) {
+			v = "0"
+		}
+		return v + b.HostIP + "|" + fmt.Sprintf("%05s", b.HostPort)
+	}
+	for _, b := range bs {
+		if b.HostPort == "" {
+			continue
+		}
+		if !found || rank(b) < rank(best) {
+			best, found = b, true
+		}
+	}
+	return best, found
+}
+
+func unspecified(ip string) bool {
+	if ip == "" {
+		return true
+	}
+	p := net.ParseIP(ip)
+	return p == nil || p.IsUnspecified()
+}
+
+// containerName is the name without Docker's leading slash.
+func containerName(c *container.InspectResponse) string {
+	if c.ContainerJSONBase == nil {
+		return ""
+	}
+	return strings.TrimPrefix(c.Name, "/")
+}
+
+// imageBaseName is the image's base name without registry, tag or digest.
+func imageBaseName(image string) string {
+	image, _, _ = strings.Cut(image, "@")
+	base := path.Base(image)
+	base, _, _ = strings.Cut(base, ":")
+	return base
+}
+
+// containerIP chooses the container address: the network named by the
+// network label, else the container's own network mode, else the first
+// network by name. IPv4 first, then the global IPv6 address.
+func containerIP(c *container.InspectResponse, cfg *mapConfig) (ip, network string, err error) {
+	if c.NetworkSettings == nil || len(c.NetworkSettings.Networks) == 0 {
+		return "", "", fmt.Errorf("container has no network")
+	}
+	nets := c.NetworkSettings.Networks
+	ipOf := func(name string) string {
+		e := nets[name]
+		if e == nil {
+			return ""
+		}
+		if e.IPAddress != "" {
+			return e.IPAddress
+		}
+		return e.GlobalIPv6Address
+	}
+	if want := networkLabel(c, cfg); want != "" {
+		if _, ok := nets[want]; !ok {
+			return "", "", fmt.Errorf("%s names network %q, which the container is not attached to", cfg.NetworkLabel, want)
+		}
+		if ip := ipOf(want); ip != "" {
+			return ip, want, nil
+		}
+		return "", "", fmt.Errorf("%s names network %q, where the container has no address", cfg.NetworkLabel, want)
+	}
+	if c.HostConfig != nil {
+		mode := string(c.HostConfig.NetworkMode)
+		if mode == "default" {
+			mode = "bridge"
+		}
+		if ip := ipOf(mode); ip != "" {
+			return ip, mode, nil
+		}
+	}
+	names := make([]string, 0, len(nets))
+	for n := range nets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if ip := ipOf(n); ip != "" {
+			return ip, n, nil
+		}
+	}
+	return "", "", fmt.Errorf("container has no address on any network")
+}
+
+func networkLabel(c *container.InspectResponse, cfg *mapConfig) string {
+	if cfg.NetworkLabel == "" || c.Config == nil {
+		return ""
+	}
+	if v, ok := c.Config.Labels[cfg.NetworkLabel]; ok {
+		return strings.TrimSpace(v)
+	}
+	for _, kv := range c.Config.Env {
+		if k, v, _ := strings.Cut(kv, "="); k == cfg.NetworkLabel {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// keys that are not turned into service meta.
+func reservedKey(k string, cfg *mapConfig) bool {
+	switch k {
+	case "name", "tags", "id", "ignore":
+		return true
+	}
+	if strings.HasPrefix(k, "check_") {
+		return true
+	}
+	if strings.HasPrefix(cfg.NetworkLabel, "SERVICE_") && k == strings.ToLower(strings.TrimPrefix(cfg.NetworkLabel, "SERVICE_")) {
+		return true
+	}
+	return false
+}
+
+// mapContainer turns one running container into its services. Bad input
+// degrades or skips only the service it belongs to, with a warning.
+func mapContainer(c *container.InspectResponse, cfg *mapConfig) mapping {
+	var m mapping
+	name := containerName(c)
+	warn := func(msg string, kv ...any) {
+		m.Warnings = append(m.Warnings, warning{Msg: msg, Args: kv})
+	}
+	if c.ContainerJSONBase == nil || c.Config == nil || c.State == nil || !c.State.Running {
+		return m
+	}
+	if cfg.OnlyLabel != "" {
+		v, ok := c.Config.Labels[cfg.OnlyLabel]
+		if !ok || (cfg.OnlyValue != "" && v != cfg.OnlyValue) {
+			return m
+		}
+	}
+	a := parseAttrs(c, warn)
+	if v, ok := a.generic["ignore"]; ok {
+		ign, err := parseBool(v)
+		if err != nil {
+			warn("SERVICE_IGNORE is not a boolean; container skipped", "key", a.src("", "ignore"), "err", err)
+			return m
+		}
+		if ign {
+			return m
+		}
+	}
+	ports := containerPorts(c)
+	hostNet := c.HostConfig != nil && c.HostConfig.NetworkMode.IsHost()
+
+	// Address from a label (-useIpFromLabel), stripping a /cidr suffix.
+	labelIP := ""
+	if cfg.UseIPFromLabel != "" {
+		if v := c.Config.Labels[cfg.UseIPFromLabel]; v != "" {
+			v, _, _ = strings.Cut(strings.TrimSpace(v), "/")
+			if net.ParseIP(v) == nil {
+				warn("label is not an IP address; label ignored", "key", "label "+cfg.UseIPFromLabel, "value", v)
+			} else {
+				labelIP = v
+			}
+		}
+	}
+	var cIP string
+	var cIPErr error
+	if cfg.Internal && !hostNet && labelIP == "" {
+		cIP, _, cIPErr = containerIP(c, cfg)
+	}
+
+	image := c.Config.Image
+	defaultName := imageBaseName(image)
+	isGroup := len(ports) > 1
+	seen := map[string]bool{}
+	for _, p := range ports {
+		port := p.Exposed
+		md := a.merged(port)
+		if v, ok := a.perPort[port]["ignore"]; ok {
+			ign, err := parseBool(v)
+			if err != nil {
+				warn("IGNORE is not a boolean; service skipped", "key", a.src(port, "ignore"), "err", err)
+				continue
+			}
+			if ign {
+				continue
+			}
+		}
+		if cfg.Explicit {
+			if _, ok := md["name"]; !ok {
+				continue
+			}
+		}
+		var addr string
+		var svcPort int
+		switch {
+		case hostNet:
+			svcPort, _ = strconv.Atoi(port)
+			addr = firstNonEmpty(labelIP, cfg.HostIP, cfg.DefaultAddr)
+		case cfg.Internal:
+			svcPort, _ = strconv.Atoi(port)
+			if labelIP != "" {
+				addr = labelIP
+			} else {
+				if cIPErr != nil {
+					warn("no container address; service skipped", "port", port+"/"+p.Proto, "err", cIPErr)
+					continue
+				}
+				addr = cIP
+			}
+		default:
+			if p.HostPort == "" {
+				continue // not published
+			}
+			hp, err := strconv.Atoi(p.HostPort)
+			if err != nil || hp < 1 || hp > 65535 {
+				warn("bad host port; service skipped", "port", port+"/"+p.Proto, "host_port", p.HostPort)
+				continue
+			}
+			svcPort = hp
+			switch {
+			case labelIP != "":
+				addr = labelIP
+			case cfg.HostIP != "":
+				addr = cfg.HostIP
+			case !unspecified(p.HostIP):
+				addr = p.HostIP
+			default:
+				addr = cfg.DefaultAddr
+			}
+		}
+		if svcPort < 1 || svcPort > 65535 {
+			warn("bad port number; service skipped", "port", port)
+			continue
+		}
+
+		svcName := defaultName
+		if v, ok := md["name"]; ok && strings.TrimSpace(v) != "" {
+			svcName = strings.TrimSpace(v)
+		}
+		if isGroup && !a.fromPort(port, "name") {
+			svcName += "-" + port
+		}
+		if svcName == "" {
+			warn("no service name (image has no base name); service skipped", "port", port)
+			continue
+		}
+		id := cfg.Hostname + ":" + name + ":" + port
+		if p.Proto == "udp" {
+			id += ":udp"
+		}
+		if v, ok := md["id"]; ok && strings.TrimSpace(v) != "" {
+			id = strings.TrimSpace(v)
+		}
+		if strings.ContainsAny(id, "/?#") {
+			warn("service ID may not contain / ? or #; service skipped", "key", a.src(port, "id"), "id", id)
+			continue
+		}
+		if seen[id] {
+			warn("service ID used twice in this container; later one skipped", "key", a.src(port, "id"), "id", id)
+			continue
+		}
+
+		// Tags: SERVICE_TAGS (templates allowed), then -tags, then udp.
+		var tags []string
+		if v, ok := md["tags"]; ok {
+			t, err := expandTemplate("SERVICE_TAGS", v, c)
+			if err != nil {
+				warn("bad tags template; those tags left out", "key", a.src(port, "tags"), "err", err)
+			} else {
+				tags = append(tags, splitList(t)...)
+			}
+		}
+		for _, tt := range cfg.Tags {
+			var buf bytes.Buffer
+			if err := tt.Execute(&buf, c); err != nil {
+				warn("-tags template failed for this container; tag left out", "key", "-tags "+tt.Name(), "err", err)
+				continue
+			}
+			tags = append(tags, splitList(buf.String())...)
+		}
+		if p.Proto == "udp" {
+			tags = append(tags, "udp")
+		}
+		tags = dedupe(tags)
+
+		meta := map[string]string{}
+		metaKeys := make([]string, 0, len(md))
+		for k := range md {
+			metaKeys = append(metaKeys, k)
+		}
+		sort.Strings(metaKeys)
+		for _, k := range metaKeys {
+			if reservedKey(k, cfg) {
+				continue
+			}
+			v := md[k]
+			switch {
+			case !metaKeyRe.MatchString(k):
+				warn("meta key has characters Consul refuses (allowed: letters, digits, _ and -); key left out", "key", a.src(port, k))
+				continue
+			case len(k) > metaMaxKeyLen:
+				warn("meta key longer than 128 characters; key left out", "key", a.src(port, k))
+				continue
+			case strings.HasPrefix(k, "consul-") || k == metaSource || k == metaHost || k == metaContainerID:
+				warn("meta key is reserved; key left out", "key", a.src(port, k))
+				continue
+			case len(v) > metaMaxValueLen:
+				warn("meta value longer than 512 characters; key left out", "key", a.src(port, k))
+				continue
+			case len(meta) >= metaMaxPairs-3:
+				warn("more than 61 meta keys; key left out", "key", a.src(port, k))
+				continue
+			}
+			meta[k] = v
+		}
+		meta[metaSource] = metaSourceValue
+		meta[metaHost] = cfg.Hostname
+		meta[metaContainerID] = c.ID
+
+		reg := &api.AgentServiceRegistration{
+			ID:      id,
+			Name:    svcName,
+			Tags:    tags,
+			Port:    svcPort,
+			Address: addr,
+			Meta:    meta,
+		}
+		ds := &desiredService{Reg: reg, ContainerID: c.ID, Container: name}
+		check, err := buildCheck(md, addr, svcPort, c.ID)
+		if err != nil {
+			warn("invalid check spec; service skipped", "key", a.src(port, err.key), "err", err.err)
+			continue
+		}
+		if check != nil {
+			check.CheckID = id + ":check"
+			check.Name = "Service '" + svcName + "' check"
+			reg.Checks = append(reg.Checks, check)
+		}
+		if cfg.DockerHealth && c.State.Health != nil && c.Config.Healthcheck != nil &&
+			!(len(c.Config.Healthcheck.Test) > 0 && c.Config.Healthcheck.Test[0] == "NONE") {
+			st := dockerHealthState(c.State.Health)
+			reg.Checks = append(reg.Checks, &api.AgentServiceCheck{
+				CheckID: id + ":docker-health",
+				Name:    "Docker HEALTHCHECK of " + name,
+				TTL:     cfg.HealthTTL.String(),
+				Status:  st.Status,
+			})
+			if ds.TTL == nil {
+				ds.TTL = map[string]ttlState{}
+			}
+			ds.TTL[id+":docker-health"] = st
+		}
+		if cfg.LivenessTTL > 0 {
+			reg.Checks = append(reg.Checks, &api.AgentServiceCheck{
+				CheckID:                        id + ":liveness",
+				Name:                           "registrator liveness on " + cfg.Hostname,
+				TTL:                            cfg.LivenessTTL.String(),
+				Status:                         api.HealthPassing,
+				DeregisterCriticalServiceAfter: cfg.LivenessDereg.String(),
+			})
+			if ds.TTL == nil {
+				ds.TTL = map[string]ttlState{}
+			}
+			ds.TTL[id+":liveness"] = ttlState{Status: api.HealthPassing, Output: "registrator on " + cfg.Hostname + " is running"}
+		}
+		for _, ch := range reg.Checks {
+			ch.Notes = checkNotes(ch)
+		}
+		seen[id] = true
+		m.Services = append(m.Services, ds)
+	}
+	return m
+}
+
+func dockerHealthState(h *container.Health) ttlState {
+	st := ttlState{Status: api.HealthCritical}
+	if h.Status == container.Healthy {
+		st.Status = api.HealthPassing
+	}
+	st.Output = "docker health: " + string(h.Status)
+	if h.FailingStreak > 0 {
+		st.Output += fmt.Sprintf(" (failing streak %d)", h.FailingStreak)
+	}
+	if n := len(h.Log); n > 0 && h.Log[n-1] != nil {
+		out := strings.TrimSpace(h.Log[n-1].Output)
+		if len(out) > 200 {
+			out = out[:200]
+		}
+		if out != "" {
+			st.Output += ": " + out
+		}
+	}
+	return st
+}
+
+// checkNotes fingerprints a check definition (without its status, which
+// registrator updates on its own) so the reconciler can compare the agent's
+// copy with the wanted one by a field the agent returns verbatim.
+func checkNotes(ch *api.AgentServiceCheck) string {
+	c := *ch
+	c.Status = ""
+	c.Notes = ""
+	b, _ := json.Marshal(c)
+	sum := sha256.Sum256(b)
+	return checkNotesPrefix + hex.EncodeToString(sum[:8])
+}
+
+type checkErr struct {
+	key string
+	err error
+}
+
+func (e *checkErr) Error() string { return e.key + ": " + e.err.Error() }
+
+// buildCheck makes the check gliderlabs users declare with SERVICE_CHECK_*.
+func buildCheck(md map[string]string, addr string, port int, containerID string) (*api.AgentServiceCheck, *checkErr) {
+	hostPort := net.JoinHostPort(addr, strconv.Itoa(port))
+	if addr == "" {
+		hostPort = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	}
+	ch := &api.AgentServiceCheck{}
+	needsInterval := true
+	switch {
+	case md["check_http"] != "":
+		ch.HTTP = "http://" + hostPort + ensureSlash(md["check_http"])
+		ch.Method = md["check_http_method"]
+	case md["check_https"] != "":
+		ch.HTTP = "https://" + hostPort + ensureSlash(md["check_https"])
+		ch.Method = md["check_http_method"]
+		if v := md["check_tls_skip_verify"]; v != "" {
+			b, err := parseBool(v)
+			if err != nil {
+				return nil, &checkErr{"check_tls_skip_verify", err}
+			}
+			ch.TLSSkipVerify = b
+		}
+	case md["check_cmd"] != "":
+		// Run inside the container: Consul's Docker check (needs the
+		// agent's enable_script_checks and access to the Docker socket).
+		ch.DockerContainerID = containerID
+		ch.Shell = "/bin/sh"
+		ch.Args = []string{"/bin/sh", "-c", md["check_cmd"]}
+	case md["check_script"] != "":
+		s := strings.ReplaceAll(md["check_script"], "$SERVICE_IP", addr)
+		s = strings.ReplaceAll(s, "$SERVICE_PORT", strconv.Itoa(port))
+		ch.Args = []string{"sh", "-c", s}
+	case md["check_ttl"] != "":
+		if _, err := parseDur(md["check_ttl"]); err != nil {
+			return nil, &checkErr{"check_ttl", err}
+		}
+		ch.TTL = md["check_ttl"]
+		needsInterval = false
+	case md["check_tcp"] != "":
+		// As gliderlabs: any value asks for the check, except an explicit false.
+		if b, err := parseBool(md["check_tcp"]); err == nil && !b {
+			return nil, nil
+		}
+		ch.TCP = hostPort
+	case md["check_grpc"] != "":
+		ch.GRPC = hostPort
+		if v := md["check_grpc"]; v != "true" && v != "1" {
+			ch.GRPC += "/" + v
+		}
+		if v := md["check_grpc_use_tls"]; v != "" {
+			b, err := parseBool(v)
+			if err != nil {
+				return nil, &checkErr{"check_grpc_use_tls", err}
+			}
+			ch.GRPCUseTLS = b
+		}
+	default:
+		return nil, nil
+	}
+	if needsInterval {
+		ch.Interval = "10s"
+		if v := md["check_interval"]; v != "" {
+			if _, err := parseDur(v); err != nil {
+				return nil, &checkErr{"check_interval", err}
+			}
+			ch.Interval = v
+		}
+		if v := md["check_timeout"]; v != "" {
+			if _, err := parseDur(v); err != nil {
+				return nil, &checkErr{"check_timeout", err}
+			}
+			ch.Timeout = v
+		}
+	}
+	if v := md["check_deregister_after"]; v != "" {
+		if _, err := parseDur(v); err != nil {
+			return nil, &checkErr{"check_deregister_after", err}
+		}
+		ch.DeregisterCriticalServiceAfter = v
+	}
+	if v := md["check_initial_status"]; v != "" {
+		switch v {
+		case api.HealthPassing, api.HealthWarning, api.HealthCritical:
+			ch.Status = v
+		default:
+			return nil, &checkErr{"check_initial_status", fmt.Errorf("%q: want passing, warning or critical", v)}
+		}
+	}
+	return ch, nil
+}
+
+func parseDur(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration like 10s", s)
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%q: must be positive", s)
+	}
+	return d, nil
+}
+
+func ensureSlash(p string) string {
+	if strings.HasPrefix(p, "/") {
+		return p
+	}
+	return "/" + p
+}
+
+func expandTemplate(name, text string, data any) (string, error) {
+	if !strings.Contains(text, "{{") {
+		return text, nil
+	}
+	t, err := template.New(name).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return "", err
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, data); err != nil {
+		return "", err
+	}
+	return buf.String(), nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func dedupe(in []string) []string {
+	seen := map[string]bool{}
+	out := in[:0]
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,942 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/berth/berth/pkg/backoff"
+	"github.com/berth/berth/pkg/watch"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+	"github.com/hashicorp/consul/api"
+)
+
+// Config is everything a Registrator needs; main fills it from flags, tests
+// fill it directly.
+type Config struct {
+	Map mapConfig
+	// Resync re-lists the containers and reconciles every interval (0: off;
+	// agent changes and events still reconcile).
+	Resync time.Duration
+	// DeregisterOnSuccess keeps the services of containers that exited
+	// non-zero (gliderlabs -deregister on-success).
+	DeregisterOnSuccess bool
+	// DockerHost overrides DOCKER_HOST when set.
+	DockerHost string
+	Consul     *api.Client
+	Log        *slog.Logger
+	Metrics    *metrics
+	// ConsulRetryMax bounds the backoff between reconcile attempts while
+	// Consul is away (default 10s).
+	ConsulRetryMax time.Duration
+}
+
+// Registrator keeps the local agent's services equal to the running
+// containers. Run owns every goroutine it starts.
+type Registrator struct {
+	cfg    Config
+	log    *slog.Logger
+	m      *metrics
+	consul *api.Client
+	docker *client.Client
+
+	// queue of Docker events and resync requests, filled by the event loop.
+	qmu    sync.Mutex
+	queue  []queued
+	qready chan struct{}
+
+	consulChanged chan struct{}
+	snapMu        sync.Mutex
+	snap          *catalogSnap
+	forceSync     atomic.Bool
+
+	// Main-loop state (touched only by the loop goroutine).
+	containers    map[string]*entry  // running containers by ID
+	failed        map[string]bool    // containers that exited non-zero (on-success)
+	rejected      map[string]refusal // service ID → definition the agent refused
+	warnedForeign map[string]bool
+	listed        bool // Docker listed at least once: desired state is known
+	view          *agentView
+
+	// Wanted TTL check states, shared with the heartbeat loop. sendMu
+	// orders the sends of TTL states (registrations included), so a
+	// heartbeat can never overwrite a newer status with an older one.
+	tmu    sync.Mutex
+	ttl    map[string]ttlState
+	sendMu sync.Mutex
+
+	dockerUp atomic.Bool
+	consulOK atomic.Bool
+	passes   atomic.Int64
+}
+
+type entry struct {
+	id, name string
+	services []*desiredService
+	warnKey  string
+}
+
+// refusal remembers a definition the agent refused, so that it is not sent
+// again on every pass; it is retried when it changes or after refusedRetry.
+type refusal struct {
+	def string
+	at  time.Time
+}
+
+const refusedRetry = 5 * time.Minute
+
+type queued struct {
+	resync bool // re-list all containers (stream (re)connected)
+	reason string
+	id     string
+	action string
+}
+
+// New prepares a Registrator; it connects nothing yet.
+func New(cfg Config) (*Registrator, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = newMetrics()
+	}
+	if cfg.Consul == nil {
+		return nil, errors.New("registrator: no Consul client")
+	}
+	if cfg.ConsulRetryMax <= 0 {
+		cfg.ConsulRetryMax = 10 * time.Second
+	}
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if cfg.DockerHost != "" {
+		opts = append(opts, client.WithHost(cfg.DockerHost))
+	}
+	dc, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	return &Registrator{
+		cfg: cfg, log: cfg.Log, m: cfg.Metrics, consul: cfg.Consul, docker: dc,
+		qready:        make(chan struct{}, 1),
+		consulChanged: make(chan struct{}, 1),
+		containers:    map[string]*entry{},
+		failed:        map[string]bool{},
+		rejected:      map[string]refusal{},
+		warnedForeign: map[string]bool{},
+		ttl:           map[string]ttlState{},
+	}, nil
+}
+
+// Health is nil when Docker's event stream is connected and the last
+// reconcile with Consul succeeded.
+func (r *Registrator) Health() error {
+	switch {
+	case !r.dockerUp.Load():
+		return errors.New("waiting for the Docker event stream")
+	case !r.consulOK.Load():
+		return errors.New("waiting for the Consul agent")
+	}
+	return nil
+}
+
+// Run works until ctx is done.
+func (r *Registrator) Run(ctx context.Context) error {
+	defer r.docker.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); r.eventLoop(ctx) }()
+	go func() { defer wg.Done(); r.agentWatch(ctx) }()
+	go func() { defer wg.Done(); r.heartbeat(ctx) }()
+	defer wg.Wait()
+	r.mainLoop(ctx)
+	return nil
+}
+
+func (r *Registrator) push(q queued) {
+	r.qmu.Lock()
+	r.queue = append(r.queue, q)
+	r.qmu.Unlock()
+	select {
+	case r.qready <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Registrator) take() []queued {
+	r.qmu.Lock()
+	defer r.qmu.Unlock()
+	q := r.queue
+	r.queue = nil
+	return q
+}
+
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// eventLoop keeps a Docker event subscription open: subscribe first, then
+// ask for a full listing; on any stream end, reconnect with backoff and
+// resume from the last event seen.
+func (r *Registrator) eventLoop(ctx context.Context) {
+	bo := backoff.New(200*time.Millisecond, 10*time.Second)
+	var since time.Time
+	first := true
+	for ctx.Err() == nil {
+		if _, err := r.docker.Ping(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.dockerUp.Store(false)
+			d := bo.Next()
+			r.log.Warn("waiting for Docker", "err", err, "retry_in", d.Round(time.Millisecond))
+			_ = backoff.SleepCtx(ctx, d)
+			continue
+		}
+		if since.IsZero() {
+			since = time.Now().Add(-time.Second)
+		}
+		sctx, scancel := context.WithCancel(ctx)
+		msgs, errs := r.docker.Events(sctx, events.ListOptions{
+			Filters: filters.NewArgs(filters.Arg("type", string(events.ContainerEventType)), filters.Arg("type", string(events.NetworkEventType))),
+			Since:   fmt.Sprintf("%d.%09d", since.Unix(), since.Nanosecond()),
+		})
+		reason := "start"
+		if !first {
+			reason = "reconnect"
+			r.m.reconnects.Inc()
+			r.log.Info("Docker event stream reconnected; catching up", "since", since.Format(time.RFC3339Nano))
+		}
+		first = false
+		r.dockerUp.Store(true)
+		// The subscription replays everything from `since`, so listing now
+		// cannot miss a change that happens while the stream opens.
+		r.push(queued{resync: true, reason: reason})
+		connected := time.Now()
+		var streamErr error
+	recv:
+		for {
+			select {
+			case m := <-msgs:
+				if m.TimeNano > 0 {
+					since = time.Unix(0, m.TimeNano)
+				}
+				bo.Reset()
+				if id := relevant(m); id != "" {
+					r.m.events.Inc()
+					r.push(queued{id: id, action: string(m.Action)})
+				}
+			case err := <-errs:
+				streamErr = err
+				break recv
+			}
+		}
+		scancel()
+		if ctx.Err() != nil {
+			return
+		}
+		r.dockerUp.Store(false)
+		if time.Since(connected) > 10*time.Second {
+			bo.Reset() // a stream that lived a while: reconnect promptly
+		}
+		d := bo.Next()
+		r.log.Warn("Docker event stream closed; reconnecting", "err", streamErr, "retry_in", d.Round(time.Millisecond))
+		_ = backoff.SleepCtx(ctx, d)
+	}
+}
+
+// relevant returns the container an event may change the services of, or "".
+// Network connect/disconnect events count: they change the addresses.
+func relevant(m events.Message) string {
+	if m.Type == events.NetworkEventType {
+		if m.Action == events.ActionConnect || m.Action == events.ActionDisconnect {
+			return m.Actor.Attributes["container"]
+		}
+		return ""
+	}
+	switch m.Action {
+	case events.ActionStart, events.ActionRestart, events.ActionDie, events.ActionStop,
+		events.ActionDestroy, events.ActionRename, events.ActionUnPause, events.ActionUpdate:
+		return m.Actor.ID
+	}
+	if strings.HasPrefix(string(m.Action), "health_status") {
+		return m.Actor.ID
+	}
+	return ""
+}
+
+// agentWatch blocks on this node's services in the catalog and asks for a
+// reconcile whenever they change or the agent comes back after being away:
+// an agent that restarted without its data lost our registrations, and its
+// anti-entropy sync (or the catalog's reset index) shows up here.
+func (r *Registrator) agentWatch(ctx context.Context) {
+	node := ""
+	recovered := true // the first answer, and the first after errors, force a pass
+	fetch := func(ctx context.Context, idx uint64) ([]*api.AgentService, uint64, error) {
+		if node == "" {
+			n, err := r.consul.Agent().NodeName()
+			if err != nil {
+				return nil, 0, fmt.Errorf("agent node name: %w", err)
+			}
+			node = n
+		}
+		q := &api.QueryOptions{WaitIndex: idx, WaitTime: 5 * time.Minute}
+		list, meta, err := r.consul.Catalog().NodeServiceList(node, q.WithContext(ctx))
+		if err != nil {
+			node = ""
+			return nil, 0, err
+		}
+		var svcs []*api.AgentService
+		if list != nil {
+			svcs = list.Services
+		}
+		return svcs, meta.LastIndex, nil
+	}
+	deliver := func(svcs []*api.AgentService, _ uint64) {
+		r.snapMu.Lock()
+		r.snap = &catalogSnap{services: svcs, force: recovered || (r.snap != nil && r.snap.force)}
+		r.snapMu.Unlock()
+		recovered = false
+		notify(r.consulChanged)
+	}
+	_ = watch.Loop(ctx, fetch, deliver, watch.Options{
+		Name: "node services", Log: r.log, MinGap: 500 * time.Millisecond, RetryMax: 5 * time.Second,
+		OnError: func(error, time.Duration) { recovered = true },
+	})
+}
+
+// catalogSnap is this node's services as the catalog last showed them.
+type catalogSnap struct {
+	services []*api.AgentService
+	force    bool
+}
+
+// agentNeedsPass decides whether a change seen in the catalog calls for a
+// full reconcile: yes when forced (first answer, Consul back after errors,
+// a failed heartbeat) or when the catalog's copy of our services differs
+// from what we believe the agent holds; our own writes showing up there
+// cost nothing more.
+func (r *Registrator) agentNeedsPass() bool {
+	r.snapMu.Lock()
+	snap := r.snap
+	r.snap = nil
+	r.snapMu.Unlock()
+	if r.forceSync.Swap(false) || snap == nil || snap.force || r.view == nil {
+		return true
+	}
+	seen := 0
+	for _, c := range snap.services {
+		if !r.owned(c) {
+			continue
+		}
+		seen++
+		v := r.view.services[c.ID]
+		if v == nil || v.Service != c.Service || v.Port != c.Port || v.Address != c.Address ||
+			!slices.Equal(v.Tags, c.Tags) && (len(v.Tags) != 0 || len(c.Tags) != 0) || !maps.Equal(v.Meta, c.Meta) {
+			return true
+		}
+	}
+	owned := 0
+	for _, v := range r.view.services {
+		if r.owned(v) {
+			owned++
+		}
+	}
+	return owned != seen
+}
+
+// heartbeat keeps the registrator-maintained TTL checks (Docker health and
+// liveness) current.
+func (r *Registrator) heartbeat(ctx context.Context) {
+	period := time.Duration(0)
+	for _, d := range []time.Duration{r.cfg.Map.LivenessTTL, r.healthTTL()} {
+		if d > 0 && (period == 0 || d/3 < period) {
+			period = d / 3
+		}
+	}
+	if period <= 0 {
+		return
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r.tmu.Lock()
+		checkIDs := make([]string, 0, len(r.ttl))
+		for k := range r.ttl {
+			checkIDs = append(checkIDs, k)
+		}
+		r.tmu.Unlock()
+		failed := 0
+		for _, id := range checkIDs {
+			if ctx.Err() != nil {
+				return
+			}
+			r.sendMu.Lock()
+			r.tmu.Lock()
+			st, ok := r.ttl[id]
+			r.tmu.Unlock()
+			var err error
+			if ok {
+				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				err = r.consul.Agent().UpdateTTLOpts(id, st.Output, st.Status, (&api.QueryOptions{}).WithContext(cctx))
+				cancel()
+			}
+			r.sendMu.Unlock()
+			if err != nil {
+				failed++
+				r.log.Debug("TTL heartbeat failed", "check", id, "err", err)
+				r.forceSync.Store(true)
+				continue
+			}
+			if ok {
+				r.m.checkUpdates.Inc()
+			}
+		}
+		if failed > 0 {
+			// A check the agent does not know (it restarted, or someone
+			// removed it): a fresh reconcile puts it back.
+			notify(r.consulChanged)
+		}
+	}
+}
+
+func (r *Registrator) setTTL(m map[string]ttlState) {
+	if len(m) == 0 {
+		return
+	}
+	r.tmu.Lock()
+	for k, v := range m {
+		r.ttl[k] = v
+	}
+	r.tmu.Unlock()
+}
+
+func (r *Registrator) healthTTL() time.Duration {
+	if r.cfg.Map.DockerHealth {
+		return r.cfg.Map.HealthTTL
+	}
+	return 0
+}
+
+func (r *Registrator) mainLoop(ctx context.Context) {
+	var resync <-chan time.Time
+	if r.cfg.Resync > 0 {
+		t := time.NewTicker(r.cfg.Resync)
+		defer t.Stop()
+		resync = t.C
+	}
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	bo := backoff.New(200*time.Millisecond, r.cfg.ConsulRetryMax)
+	// relist re-reads Docker after a failed listing or inspect.
+	relist := time.NewTimer(time.Hour)
+	relist.Stop()
+	dbo := backoff.New(500*time.Millisecond, 10*time.Second)
+	for {
+		needList, needSync := false, false
+		trigger := ""
+		var ids []string
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.qready:
+			for _, q := range r.take() {
+				if q.resync {
+					needList = true
+					trigger = q.reason
+					continue
+				}
+				ids = append(ids, q.id)
+			}
+			if trigger == "" {
+				trigger = "event"
+			}
+		case <-r.consulChanged:
+			if !r.agentNeedsPass() {
+				continue
+			}
+			needSync, trigger = true, "agent"
+		case <-resync:
+			needList, trigger = true, "resync"
+		case <-retry.C:
+			needSync, trigger = true, "retry"
+		case <-relist.C:
+			needList, trigger = true, "retry"
+		}
+		changed := false
+		if needList {
+			if err := r.listContainers(ctx); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				d := dbo.Next()
+				r.log.Warn("listing containers failed; retrying", "err", err, "retry_in", d.Round(time.Millisecond))
+				relist.Reset(d)
+				continue
+			}
+			dbo.Reset()
+			changed = true
+		}
+		// Events are applied in arrival order; a container seen several
+		// times in one batch is inspected once, after its last event, which
+		// gives the same final state.
+		ids = lastOccurrences(ids)
+		if !needList {
+			for _, id := range ids {
+				ch, err := r.inspect(ctx, id)
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					d := dbo.Next()
+					r.log.Warn("inspect failed; re-listing", "container", short(id), "err", err, "retry_in", d.Round(time.Millisecond))
+					relist.Reset(d)
+					continue
+				}
+				changed = changed || ch
+			}
+		}
+		if !r.listed {
+			continue
+		}
+		if !changed && !needSync && trigger != "resync" {
+			continue
+		}
+		if err := r.reconcile(ctx, trigger); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.consulOK.Store(false)
+			d := bo.Next()
+			r.log.Warn("reconcile with Consul failed; keeping the desired state and retrying", "err", err, "retry_in", d.Round(time.Millisecond))
+			retry.Reset(d)
+			continue
+		}
+		if bo.Active() {
+			r.log.Info("Consul agent reachable again; reconciled")
+		}
+		bo.Reset()
+		r.consulOK.Store(true)
+	}
+}
+
+func lastOccurrences(ids []string) []string {
+	if len(ids) < 2 {
+		return ids
+	}
+	last := map[string]int{}
+	for i, id := range ids {
+		last[id] = i
+	}
+	out := ids[:0:0]
+	for i, id := range ids {
+		if last[id] == i {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+var exitedRe = regexp.MustCompile(`^Exited \((-?\d+)\)`)
+
+// listContainers re-reads every container: running ones are inspected and
+// mapped, stopped ones that failed are remembered for -deregister on-success.
+func (r *Registrator) listContainers(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	list, err := r.docker.ContainerList(ctx, container.ListOptions{All: true})
+	if err != nil {
+		return fmt.Errorf("list containers: %w", err)
+	}
+	failed := map[string]bool{}
+	var running []string
+	for _, c := range list {
+		if c.State == container.StateRunning {
+			running = append(running, c.ID)
+			continue
+		}
+		if m := exitedRe.FindStringSubmatch(c.Status); m != nil && m[1] != "0" {
+			failed[c.ID] = true
+		}
+	}
+	type res struct {
+		id  string
+		c   container.InspectResponse
+		err error
+	}
+	results := make([]res, len(running))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, id := range running {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, err := r.docker.ContainerInspect(ctx, id)
+			results[i] = res{id, c, err}
+		}()
+	}
+	wg.Wait()
+	alive := map[string]bool{}
+	for _, x := range results {
+		if x.err != nil {
+			if client.IsErrNotFound(x.err) {
+				continue
+			}
+			return fmt.Errorf("inspect %s: %w", short(x.id), x.err)
+		}
+		r.apply(x.id, &x.c)
+		alive[x.id] = true
+	}
+	// Containers that are gone or no longer running have no services.
+	for id := range r.containers {
+		if !alive[id] {
+			delete(r.containers, id)
+		}
+	}
+	r.failed = failed
+	r.listed = true
+	return nil
+}
+
+// inspect re-reads one container after an event; it reports whether the
+// desired state may have changed.
+func (r *Registrator) inspect(ctx context.Context, id string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := r.docker.ContainerInspect(ctx, id)
+	if err != nil {
+		if client.IsErrNotFound(err) {
+			delete(r.failed, id)
+			delete(r.containers, id)
+			return true, nil
+		}
+		return false, fmt.Errorf("inspect %s: %w", short(id), err)
+	}
+	r.apply(id, &c)
+	return true, nil
+}
+
+func (r *Registrator) apply(id string, c *container.InspectResponse) {
+	if c.State == nil || !c.State.Running {
+		delete(r.containers, id)
+		if c.State != nil && c.State.ExitCode != 0 {
+			r.failed[id] = true
+		} else {
+			delete(r.failed, id)
+		}
+		return
+	}
+	delete(r.failed, id)
+	m := mapContainer(c, &r.cfg.Map)
+	e := &entry{id: id, name: containerName(c), services: m.Services, warnKey: fmt.Sprint(m.Warnings)}
+	if old := r.containers[id]; old == nil || old.warnKey != e.warnKey {
+		for _, w := range m.Warnings {
+			r.log.Warn(w.Msg, append([]any{"container", e.name}, w.Args...)...)
+		}
+	}
+	r.containers[id] = e
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// reconcile makes the agent's owned services equal to the desired ones,
+// writing only what differs.
+func (r *Registrator) reconcile(ctx context.Context, trigger string) error {
+	r.m.passes.WithLabelValues(trigger).Inc()
+	r.passes.Add(1)
+	// A hung agent must not hold the loop forever.
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	// Passes after Docker events compare with the agent view read by the
+	// last full pass and kept up to date with our own writes; every other
+	// pass (start, resync, reconnect, agent change, retry) reads the agent
+	// afresh, so anything the agent lost or someone changed is repaired.
+	if trigger != "event" || r.view == nil {
+		r.view = nil
+		services, err := r.consul.Agent().ServicesWithFilterOpts("", q)
+		if err != nil {
+			return fmt.Errorf("read agent services: %w", err)
+		}
+		checks, err := r.consul.Agent().ChecksWithFilterOpts("", q)
+		if err != nil {
+			return fmt.Errorf("read agent checks: %w", err)
+		}
+		v := &agentView{services: services, checks: map[string][]*api.AgentCheck{}}
+		for _, ch := range checks {
+			if ch.ServiceID != "" {
+				v.checks[ch.ServiceID] = append(v.checks[ch.ServiceID], ch)
+			}
+		}
+		r.view = v
+	}
+	view := r.view
+	services, byService := view.services, view.checks
+	ok := false
+	defer func() {
+		if !ok {
+			r.view = nil // a failed pass leaves the view unknown
+		}
+	}()
+
+	// Desired state, in a fixed order: containers by name, then ID.
+	ents := make([]*entry, 0, len(r.containers))
+	for _, e := range r.containers {
+		ents = append(ents, e)
+	}
+	sort.Slice(ents, func(i, j int) bool {
+		if ents[i].name != ents[j].name {
+			return ents[i].name < ents[j].name
+		}
+		return ents[i].id < ents[j].id
+	})
+	desired := map[string]*desiredService{}
+	var order []string
+	ttl := map[string]ttlState{}
+	for _, e := range ents {
+		for _, s := range e.services {
+			if prev, dup := desired[s.Reg.ID]; dup {
+				if prev.ContainerID != s.ContainerID {
+					r.log.Warn("service ID claimed by two containers; keeping the first", "id", s.Reg.ID, "container", s.Container, "kept", prev.Container)
+				}
+				continue
+			}
+			desired[s.Reg.ID] = s
+			order = append(order, s.Reg.ID)
+		}
+	}
+
+	writes := 0
+	for _, id := range order {
+		d := desired[id]
+		a := services[id]
+		if a != nil && !r.owned(a) && !r.legacyID(id) {
+			if !r.warnedForeign[id] {
+				r.warnedForeign[id] = true
+				r.log.Warn("service ID already registered by someone else; not touching it", "id", id, "container", d.Container)
+			}
+			continue
+		}
+		delete(r.warnedForeign, id)
+		if a == nil || !sameService(a, d.Reg, byService[id]) {
+			fp := fingerprint(d.Reg)
+			if rj, ok := r.rejected[id]; ok && rj.def == fp && time.Since(rj.at) < refusedRetry {
+				continue
+			}
+			r.sendMu.Lock()
+			r.setTTL(d.TTL)
+			err := r.consul.Agent().ServiceRegisterOpts(d.Reg, api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx))
+			r.sendMu.Unlock()
+			if err != nil {
+				var se api.StatusError
+				if errors.As(err, &se) {
+					// The agent answered and refused this definition (Consul
+					// uses 400 and 500 for that): skip this one service until
+					// its definition changes; everything else goes on.
+					r.rejected[id] = refusal{def: fp, at: time.Now()}
+					r.m.refused.Inc()
+					r.log.Error("Consul refused the service; skipped until its definition changes", "container", d.Container, "id", id, "code", se.Code, "err", strings.TrimSpace(se.Body))
+					continue
+				}
+				return fmt.Errorf("register %s: %w", id, err)
+			}
+			delete(r.rejected, id)
+			view.registered(d.Reg)
+			writes++
+			r.m.registrations.Inc()
+			r.log.Info("registered", "id", id, "service", d.Reg.Name, "address", d.Reg.Address, "port", d.Reg.Port, "container", d.Container)
+		} else {
+			// Unchanged registration: only bring TTL statuses up to date.
+			have := map[string]string{}
+			for _, ch := range byService[id] {
+				have[ch.CheckID] = ch.Status
+			}
+			for cid, st := range d.TTL {
+				if have[cid] != st.Status {
+					r.sendMu.Lock()
+					r.setTTL(map[string]ttlState{cid: st})
+					err := r.consul.Agent().UpdateTTLOpts(cid, st.Output, st.Status, q)
+					r.sendMu.Unlock()
+					if err != nil {
+						var se api.StatusError
+						if !errors.As(err, &se) {
+							return fmt.Errorf("update check %s: %w", cid, err)
+						}
+						r.log.Warn("check status update refused", "check", cid, "container", d.Container, "err", strings.TrimSpace(se.Body))
+						continue
+					}
+					view.setStatus(id, cid, st.Status)
+					r.m.checkUpdates.Inc()
+				}
+			}
+		}
+		for cid, st := range d.TTL {
+			ttl[cid] = st
+		}
+	}
+	for id := range r.rejected {
+		if desired[id] == nil {
+			delete(r.rejected, id)
+		}
+	}
+	ownedIDs := make([]string, 0)
+	for id, a := range services {
+		if r.owned(a) && desired[id] == nil {
+			ownedIDs = append(ownedIDs, id)
+		}
+	}
+	sort.Strings(ownedIDs)
+	for _, id := range ownedIDs {
+		a := services[id]
+		if r.cfg.DeregisterOnSuccess && r.failed[a.Meta[metaContainerID]] {
+			continue // kept: the container exited non-zero (-deregister on-success)
+		}
+		if err := r.consul.Agent().ServiceDeregisterOpts(id, q); err != nil {
+			var se api.StatusError
+			if !errors.As(err, &se) {
+				return fmt.Errorf("deregister %s: %w", id, err)
+			}
+			if se.Code != 404 {
+				r.log.Error("Consul refused to deregister the service", "id", id, "code", se.Code, "err", strings.TrimSpace(se.Body))
+				continue
+			}
+		}
+		view.deregistered(id)
+		writes++
+		r.m.deregistrations.Inc()
+		r.log.Info("deregistered", "id", id, "service", a.Service)
+	}
+	ok = true
+	r.m.writes.Add(float64(writes))
+	r.m.services.Set(float64(len(desired)))
+	r.tmu.Lock()
+	r.ttl = ttl
+	r.tmu.Unlock()
+	if writes > 0 {
+		r.log.Debug("reconciled", "trigger", trigger, "writes", writes, "services", len(desired))
+	}
+	return nil
+}
+
+// agentView is the agent's services and their checks as last read, updated
+// with every write this registrator makes.
+type agentView struct {
+	services map[string]*api.AgentService
+	checks   map[string][]*api.AgentCheck
+}
+
+func (v *agentView) registered(reg *api.AgentServiceRegistration) {
+	v.services[reg.ID] = &api.AgentService{ID: reg.ID, Service: reg.Name, Tags: reg.Tags, Port: reg.Port,
+		Address: reg.Address, Meta: reg.Meta, EnableTagOverride: reg.EnableTagOverride}
+	chs := make([]*api.AgentCheck, 0, len(reg.Checks))
+	for _, c := range reg.Checks {
+		st := c.Status
+		if st == "" {
+			st = api.HealthCritical
+		}
+		chs = append(chs, &api.AgentCheck{CheckID: c.CheckID, Name: c.Name, Notes: c.Notes, Status: st, ServiceID: reg.ID})
+	}
+	v.checks[reg.ID] = chs
+}
+
+func (v *agentView) deregistered(id string) {
+	delete(v.services, id)
+	delete(v.checks, id)
+}
+
+func (v *agentView) setStatus(serviceID, checkID, status string) {
+	for _, c := range v.checks[serviceID] {
+		if c.CheckID == checkID {
+			c.Status = status
+		}
+	}
+}
+
+func (r *Registrator) owned(a *api.AgentService) bool {
+	return a.Meta[metaSource] == metaSourceValue && a.Meta[metaHost] == r.cfg.Map.Hostname
+}
+
+// legacyID reports whether id has the default gliderlabs shape for this host
+// (<host>:<container>:<port>[:udp]): a registration gliderlabs/registrator
+// left, which we adopt by re-registering it with our ownership marks.
+func (r *Registrator) legacyID(id string) bool {
+	rest, ok := strings.CutPrefix(id, r.cfg.Map.Hostname+":")
+	if !ok {
+		return false
+	}
+	parts := strings.Split(rest, ":")
+	if len(parts) == 3 && parts[2] == "udp" {
+		parts = parts[:2]
+	}
+	if len(parts) != 2 {
+		return false
+	}
+	_, err := strconv.Atoi(parts[1])
+	return err == nil
+}
+
+// sameService compares the agent's copy of a service and its checks with
+// the wanted registration, field by field.
+func sameService(a *api.AgentService, w *api.AgentServiceRegistration, checks []*api.AgentCheck) bool {
+	if a.Service != w.Name || a.Port != w.Port || a.Address != w.Address || a.EnableTagOverride != w.EnableTagOverride {
+		return false
+	}
+	if len(a.Tags) != len(w.Tags) || (len(w.Tags) > 0 && !slices.Equal(a.Tags, w.Tags)) {
+		return false
+	}
+	if len(a.Meta) != len(w.Meta) {
+		return false
+	}
+	for k, v := range w.Meta {
+		if av, ok := a.Meta[k]; !ok || av != v {
+			return false
+		}
+	}
+	if len(checks) != len(w.Checks) {
+		return false
+	}
+	have := map[string]string{}
+	for _, ch := range checks {
+		have[ch.CheckID] = ch.Notes
+	}
+	for _, ch := range w.Checks {
+		if n, ok := have[ch.CheckID]; !ok || n != ch.Notes {
+			return false
+		}
+	}
+	return true
+}
+
+func fingerprint(reg *api.AgentServiceRegistration) string {
+	b, _ := json.Marshal(reg)
+	return string(b)
+}

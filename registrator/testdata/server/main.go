@@ -1,0 +1,88 @@
+// Command server is the test workload baked into a FROM scratch image by the
+// registrator tests: HTTP on the given TCP ports, a UDP echo, a HEALTHCHECK
+// probe (-check), and a way to make that probe fail (-sick).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const sickFile = "/sick"
+
+func main() {
+	listen := flag.String("listen", "", "comma-separated TCP addresses to serve HTTP on (e.g. :8080,:9090)")
+	udp := flag.String("udp", "", "comma-separated UDP addresses to echo on")
+	check := flag.Bool("check", false, "HEALTHCHECK probe: exit 1 when made sick")
+	sick := flag.Bool("sick", false, "make the HEALTHCHECK probe fail from now on")
+	exit := flag.Int("exit", -1, "exit with this code after -after")
+	after := flag.Duration("after", 0, "delay before -exit")
+	flag.Parse()
+	switch {
+	case *check:
+		if _, err := os.Stat(sickFile); err == nil {
+			fmt.Println("sick")
+			os.Exit(1)
+		}
+		fmt.Println("ok")
+		return
+	case *sick:
+		if err := os.WriteFile(sickFile, []byte("sick\n"), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	for _, a := range strings.Split(*listen, ",") {
+		if a == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if _, err := os.Stat(sickFile); err == nil && r.URL.Path == "/health" {
+				http.Error(w, "sick", http.StatusInternalServerError)
+				return
+			}
+			fmt.Fprintf(w, "ok %s\n", a)
+		}))
+	}
+	for _, a := range strings.Split(*udp, ",") {
+		if a == "" {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", a)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		go func() {
+			buf := make([]byte, 1500)
+			for {
+				n, addr, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				pc.WriteTo(buf[:n], addr)
+			}
+		}()
+	}
+	if *exit >= 0 {
+		time.Sleep(*after)
+		os.Exit(*exit)
+	}
+	// Wait for docker stop's SIGTERM and exit 0 at once.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	<-sig
+}

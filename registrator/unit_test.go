@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/go-connections/nat"
+	"github.com/hashicorp/consul/api"
+)
+
+func TestParseURI(t *testing.T) {
+	for in, want := range map[string]string{
+		"consul://127.0.0.1:8500":             "http://127.0.0.1:8500",
+		"consul-tls://consul.example:8501":    "https://consul.example:8501",
+		"consul-unix:///var/run/consul.sock":  "unix:///var/run/consul.sock",
+		"consul-unix://var/run/consul.sock":   "unix://var/run/consul.sock",
+		"consul://[::1]:8500":                 "http://[::1]:8500",
+		"consul-tls://[fd00::1]:8501/ignored": "https://[fd00::1]:8501",
+	} {
+		got, err := parseURI(in)
+		if err != nil || got != want {
+			t.Errorf("parseURI(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"etcd://127.0.0.1:2379", "127.0.0.1:8500", "consul://", "consul-unix://"} {
+		if _, err := parseURI(bad); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("parseURI(%q): error %v should name the URI", bad, err)
+		}
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	o, err := parse([]string{"-ip", "10.0.0.5", "-internal", "-explicit", "-useIpFromLabel", "ip", "-tags", "a,{{.Name}}",
+		"-resync", "30", "-cleanup", "-deregister", "on-success", "-retry-attempts", "3", "-retry-interval", "500",
+		"-hostname", "h1", "-network-label", "net", "consul://127.0.0.1:8500"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := o.cfg.Map
+	if m.HostIP != "10.0.0.5" || !m.Internal || !m.Explicit || m.UseIPFromLabel != "ip" || len(m.Tags) != 2 ||
+		o.cfg.Resync != 30*time.Second || !o.cfg.DeregisterOnSuccess || o.retryAttempts != 3 ||
+		o.retryInterval != 500*time.Millisecond || m.Hostname != "h1" || m.NetworkLabel != "net" {
+		t.Errorf("parsed %+v / %+v", o, m)
+	}
+	cfg, err := o.consul.Config()
+	if err != nil || cfg.Address != "127.0.0.1:8500" || cfg.Scheme != "http" {
+		t.Errorf("consul address from URI: %+v %v", cfg, err)
+	}
+	if o, err := parse([]string{"-resync", "1m30s"}, io.Discard); err != nil || o.cfg.Resync != 90*time.Second {
+		t.Errorf("-resync as a duration: %v %v", o, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-deregister", "sometimes"}, "-deregister"},
+		{[]string{"-tags", "ok,{{.Broken"}, "-tags element 2"},
+		{[]string{"-ip", "not-an-ip"}, "-ip"},
+		{[]string{"-resync", "soon"}, "-resync"},
+		{[]string{"-hostname", ""}, "-hostname"},
+		{[]string{"-liveness-ttl", "5s", "-liveness-deregister-after", "10s"}, "-liveness-deregister-after"},
+		{[]string{"a://x", "b://y"}, "one registry URI"},
+		{[]string{"etcd://x:1"}, "not supported"},
+		{[]string{"-retry-attempts", "-5"}, "-retry-attempts"},
+		{[]string{"-only-label", "=x"}, "-only-label"},
+	} {
+		_, err := parse(tc.args, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("parse(%q): error %v, want one naming %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestBuildCheck(t *testing.T) {
+	for _, tc := range []struct {
+		md   map[string]string
+		addr string
+		want api.AgentServiceCheck
+	}{
+		{map[string]string{"check_http": "/health", "check_timeout": "2s"}, "10.0.0.1",
+			api.AgentServiceCheck{HTTP: "http://10.0.0.1:80/health", Interval: "10s", Timeout: "2s"}},
+		{map[string]string{"check_https": "status", "check_interval": "5s", "check_tls_skip_verify": "true"}, "10.0.0.1",
+			api.AgentServiceCheck{HTTP: "https://10.0.0.1:80/status", Interval: "5s", TLSSkipVerify: true}},
+		{map[string]string{"check_tcp": "true", "check_deregister_after": "1m", "check_initial_status": "passing"}, "fd00::1",
+			api.AgentServiceCheck{TCP: "[fd00::1]:80", Interval: "10s", DeregisterCriticalServiceAfter: "1m", Status: "passing"}},
+		{map[string]string{"check_ttl": "30s"}, "10.0.0.1", api.AgentServiceCheck{TTL: "30s"}},
+		{map[string]string{"check_script": "check $SERVICE_IP $SERVICE_PORT"}, "10.0.0.1",
+			api.AgentServiceCheck{Args: []string{"sh", "-c", "check 10.0.0.1 80"}, Interval: "10s"}},
+		{map[string]string{"check_grpc": "true", "check_grpc_use_tls": "1"}, "10.0.0.1",
+			api.AgentServiceCheck{GRPC: "10.0.0.1:80", GRPCUseTLS: true, Interval: "10s"}},
+		{map[string]string{"check_cmd": "/check"}, "10.0.0.1",
+			api.AgentServiceCheck{DockerContainerID: "cid", Shell: "/bin/sh", Args: []string{"/bin/sh", "-c", "/check"}, Interval: "10s"}},
+		{map[string]string{"check_tcp": "yes please"}, "10.0.0.1", api.AgentServiceCheck{TCP: "10.0.0.1:80", Interval: "10s"}},
+		{map[string]string{"check_grpc": "my.Service"}, "10.0.0.1", api.AgentServiceCheck{GRPC: "10.0.0.1:80/my.Service", Interval: "10s"}},
+	} {
+		got, err := buildCheck(tc.md, tc.addr, 80, "cid")
+		if err != nil {
+			t.Errorf("%v: %v", tc.md, err)
+			continue
+		}
+		if got == nil || fingerprintCheck(got) != fingerprintCheck(&tc.want) {
+			t.Errorf("%v:\n got %+v\nwant %+v", tc.md, got, tc.want)
+		}
+	}
+	if ch, err := buildCheck(map[string]string{"name": "x"}, "1.2.3.4", 80, "cid"); ch != nil || err != nil {
+		t.Errorf("no check keys: %v %v", ch, err)
+	}
+	for key, md := range map[string]map[string]string{
+		"check_interval":         {"check_http": "/", "check_interval": "often"},
+		"check_timeout":          {"check_tcp": "true", "check_timeout": "-1s"},
+		"check_ttl":              {"check_ttl": "forever"},
+		"check_initial_status":   {"check_ttl": "5s", "check_initial_status": "fine"},
+		"check_deregister_after": {"check_ttl": "5s", "check_deregister_after": "x"},
+	} {
+		if _, err := buildCheck(md, "1.2.3.4", 80, "cid"); err == nil || err.key != key {
+			t.Errorf("%v: error %v, want one for %s", md, err, key)
+		}
+	}
+}
+
+func fingerprintCheck(c *api.AgentServiceCheck) string { return checkNotes(c) + "|" + c.Status }
+
+func inspectFixture() *container.InspectResponse {
+	return &container.InspectResponse{
+		ContainerJSONBase: &container.ContainerJSONBase{
+			ID: "abc", Name: "/web1",
+			State:      &container.State{Running: true},
+			HostConfig: &container.HostConfig{NetworkMode: "bridge"},
+		},
+		Config: &container.Config{Image: "registry.example:5000/team/web:1.2@sha256:0123", Labels: map[string]string{}},
+		NetworkSettings: &container.NetworkSettings{
+			NetworkSettingsBase: container.NetworkSettingsBase{Ports: nat.PortMap{}},
+			Networks:            map[string]*network.EndpointSettings{},
+		},
+	}
+}
+
+func TestMapContainerPure(t *testing.T) {
+	cfg := &mapConfig{Hostname: "h", HostIP: "192.0.2.1", NetworkLabel: "SERVICE_NETWORK"}
+	c := inspectFixture()
+	c.NetworkSettings.Ports["80/tcp"] = []nat.PortBinding{{HostIP: "::", HostPort: "8081"}, {HostIP: "0.0.0.0", HostPort: "8080"}}
+	m := mapContainer(c, cfg)
+	if len(m.Services) != 1 {
+		t.Fatalf("services %v warnings %v", m.Services, m.Warnings)
+	}
+	s := m.Services[0].Reg
+	if s.Name != "web" || s.ID != "h:web1:80" || s.Port != 8080 || s.Address != "192.0.2.1" {
+		t.Errorf("image base name, ID, IPv4 binding first: %+v", s)
+	}
+
+	// -internal: several networks, no label: the network mode's; then by name.
+	cfg = &mapConfig{Hostname: "h", Internal: true, NetworkLabel: "SERVICE_NETWORK"}
+	c = inspectFixture()
+	c.Config.ExposedPorts = nat.PortSet{"80/tcp": {}}
+	c.NetworkSettings.Networks["zeta"] = &network.EndpointSettings{IPAddress: "10.9.0.2"}
+	c.NetworkSettings.Networks["alpha"] = &network.EndpointSettings{IPAddress: "10.1.0.2"}
+	c.NetworkSettings.Networks["v6only"] = &network.EndpointSettings{GlobalIPv6Address: "fd00::7"}
+	c.HostConfig.NetworkMode = "zeta"
+	if s := mapContainer(c, cfg).Services[0].Reg; s.Address != "10.9.0.2" || s.Port != 80 {
+		t.Errorf("network mode's address: %+v", s)
+	}
+	c.HostConfig.NetworkMode = "default"
+	for i := 0; i < 20; i++ { // map order must not matter
+		if s := mapContainer(c, cfg).Services[0].Reg; s.Address != "10.1.0.2" {
+			t.Fatalf("first network by name: %+v", s)
+		}
+	}
+	c.Config.Labels["SERVICE_NETWORK"] = "v6only"
+	if s := mapContainer(c, cfg).Services[0].Reg; s.Address != "fd00::7" {
+		t.Errorf("label picks the IPv6-only network: %+v", s)
+	}
+	c.Config.Labels["SERVICE_NETWORK"] = "nope"
+	if m := mapContainer(c, cfg); len(m.Services) != 0 || len(m.Warnings) != 1 {
+		t.Errorf("unknown network: %+v", m)
+	}
+
+	// Meta key rules and the port-key parsing.
+	cfg = &mapConfig{Hostname: "h", HostIP: "192.0.2.1", NetworkLabel: "SERVICE_NETWORK"}
+	c = inspectFixture()
+	c.NetworkSettings.Ports["80/tcp"] = []nat.PortBinding{{HostIP: "0.0.0.0", HostPort: "8080"}}
+	c.Config.Env = []string{"SERVICE_GOOD_KEY=1", "SERVICE_consul-x=2", "SERVICE_0_NAME=x", "SERVICE_80_REGION=eu", "SERVICE_REGION=us",
+		"SERVICE_" + strings.Repeat("k", 130) + "=v", "SERVICE_LONG=" + strings.Repeat("v", 600), "SERVICE_81_NAME=other"}
+	m = mapContainer(c, cfg)
+	meta := m.Services[0].Reg.Meta
+	if meta["good_key"] != "1" || meta["region"] != "eu" || meta["consul-x"] != "" || meta["long"] != "" {
+		t.Errorf("meta %v", meta)
+	}
+	var keys []string
+	for _, w := range m.Warnings {
+		for i := 0; i+1 < len(w.Args); i += 2 {
+			if w.Args[i] == "key" {
+				keys = append(keys, w.Args[i+1].(string))
+			}
+		}
+	}
+	for _, k := range []string{"env SERVICE_consul-x", "env SERVICE_0_NAME", "env SERVICE_LONG"} {
+		if !slices.Contains(keys, k) {
+			t.Errorf("no warning naming %s (got %v)", k, keys)
+		}
+	}
+	if m.Services[0].Reg.Name != "web" {
+		t.Errorf("SERVICE_81_NAME must not apply to port 80: %q", m.Services[0].Reg.Name)
+	}
+	cfg.OnlyLabel, cfg.OnlyValue = "team", "a"
+	if m := mapContainer(c, cfg); len(m.Services) != 0 {
+		t.Errorf("-only-label team=a: a container without the label registered")
+	}
+	c.Config.Labels["team"] = "b"
+	if m := mapContainer(c, cfg); len(m.Services) != 0 {
+		t.Errorf("-only-label team=a: a container with team=b registered")
+	}
+	c.Config.Labels["team"] = "a"
+	if m := mapContainer(c, cfg); len(m.Services) != 1 {
+		t.Errorf("-only-label team=a: the labelled container did not register")
+	}
+	if imageBaseName("nginx") != "nginx" || imageBaseName("localhost:5000/a/b:tag") != "b" {
+		t.Errorf("imageBaseName")
+	}
+}
+
+// TestCLI runs the built binary: bad input exits 1 with a line naming the
+// culprit; a running registrator serves /metrics and /health.
+func TestCLI(t *testing.T) {
+	a := requireDocker(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-deregister", "never"}, "-deregister"},
+		{[]string{"zk://127.0.0.1:2181"}, "zk"},
+		{[]string{"-tags", "{{"}, "-tags"},
+	} {
+		out, err := exec.Command(binPath, tc.args...).CombinedOutput()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != exitUsage || !strings.Contains(string(out), tc.want) || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
+			t.Errorf("%v: exit %v output %q; want exit 1 and one line naming %s", tc.args, err, out, tc.want)
+		}
+	}
+	out, err := exec.Command(binPath, "-retry-attempts", "0", "consul://127.0.0.1:1").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitConsul {
+		t.Errorf("unreachable Consul with -retry-attempts 0: %v %s", err, out)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, "-hostname", hostFor(t), "-ip", "127.0.0.1", "-metrics-addr", "127.0.0.1:0",
+		"consul://"+a.HTTPAddr())
+	var stderr bytes.Buffer
+	pr, pw := io.Pipe()
+	cmd.Stderr = io.MultiWriter(&stderr, pw)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	addrc := make(chan string, 1)
+	go func() {
+		re := regexp.MustCompile(`serving metrics and health.* addr=(\S+)`)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				addrc <- m[1]
+			}
+		}
+	}()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no metrics address logged: %s", stderr.String())
+	}
+	runC(t, "cli", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
+	waitIDs(t, a.Client(), hostFor(t), 20*time.Second, hostFor(t)+":berth-test-cli:8080")
+	eventually(t, 10*time.Second, "/health ok", func() (bool, string) {
+		resp, err := http.Get("http://" + addr + "/health")
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode == 200, resp.Status
+	})
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"berth_registrator_registrations_total 1", "berth_registrator_deregistrations_total",
+		"berth_registrator_reconcile_passes_total", "berth_registrator_reconcile_writes_total", "berth_registrator_event_stream_reconnects_total"} {
+		if !strings.Contains(string(body), m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+	_ = cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit after SIGINT: %v\n%s", err, stderr.String())
+	}
+	// Stopping registrator leaves its registrations in place.
+	if n := len(ownedServices(t, a.Client(), hostFor(t))); n != 1 {
+		t.Errorf("%d services after registrator stopped, want 1 (kept)", n)
+	}
+	_ = a.Client().Agent().ServiceDeregister(hostFor(t) + ":berth-test-cli:8080")
+}
