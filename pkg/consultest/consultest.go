@@ -159,7 +159,7 @@ func Start(opts Options) (*Agent, error) {
 		a.HTTPSPort = -1
 		if opts.TLS {
 			a.HTTPSPort = ports["https"]
-			if a.TLS, err = makeTLS(dir, opts.Datacenter); err != nil {
+			if a.TLS, err = MakeTLS(dir, opts.Datacenter); err != nil {
 				return nil, err
 			}
 		}

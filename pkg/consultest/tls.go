@@ -21,8 +21,10 @@ type TLSFiles struct {
 	ServerName string
 }
 
-// makeTLS writes a CA and a server certificate for ServerName into dir.
-func makeTLS(dir, datacenter string) (*TLSFiles, error) {
+// MakeTLS writes a throw-away CA and a server certificate for
+// server.<datacenter>.consul into dir (tests use a second one as a CA that
+// did not sign an agent's certificate).
+func MakeTLS(dir, datacenter string) (*TLSFiles, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/berth/berth/pkg/consultest"
+)
+
+// ACL token (flag, file, environment) and TLS to a real agent that has
+// default-deny ACLs and serves HTTPS with its own CA.
+func TestACLTokenAndTLS(t *testing.T) {
+	const token = "7a0f8f41-2c1e-4d5e-9b0a-3f6c2d1e8b77"
+	a := consultest.StartT(t, consultest.Options{NodeName: "envexec-secure", ACLToken: token, TLS: true})
+	put(t, a.Client(), "secure/app/DB_HOST", "db1.internal")
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	https := "https://" + a.HTTPSAddr()
+	tlsFlags := []string{"-ca-file", a.TLS.CAFile, "-tls-server-name", a.TLS.ServerName}
+	tlsEnv := []string{"CONSUL_CACERT=" + a.TLS.CAFile, "CONSUL_TLS_SERVER_NAME=" + a.TLS.ServerName}
+	cases := []struct {
+		name string
+		env  []string
+		args []string
+	}{
+		{"-token-file and TLS flags", nil, append(append([]string{}, tlsFlags...), "-token-file", tokenFile)},
+		{"-token flag", nil, append(append([]string{}, tlsFlags...), "-token", token)},
+		{"token file and TLS from the environment", append([]string{"CONSUL_HTTP_TOKEN_FILE=" + tokenFile}, tlsEnv...), nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := append(append([]string{}, c.args...), "-log-level", "debug", "-prefix", "secure/app", "-export", "json")
+			p := runEnvexec(t, https, c.env, args...)
+			if p.code != 0 || !strings.Contains(p.stdout.String(), "db1.internal") {
+				t.Fatalf("exit %d, stdout %q\nstderr:\n%s", p.code, p.stdout, p.stderr)
+			}
+			if strings.Contains(p.stderr.String()+p.stdout.String(), token) {
+				t.Fatal("the ACL token appears in envexec's output")
+			}
+		})
+	}
+	// Without a token the agent shows nothing of the prefix.
+	p := runEnvexec(t, https, nil, append(append([]string{}, tlsFlags...), "-prefix", "secure/app", "-export", "json", "-wait-timeout", "3s")...)
+	if strings.Contains(p.stdout.String(), "db1.internal") {
+		t.Fatalf("read the prefix without a token: %q", p.stdout)
+	}
+	// A CA file that is not PEM: refused at start, naming the file.
+	p = runEnvexec(t, https, nil, "-ca-file", tokenFile, "-token", token, "-prefix", "secure/app", "-export", "json", "-wait-timeout", "3s")
+	if p.code == 0 || !strings.Contains(p.stderr.String(), "CA File") || !strings.Contains(p.stderr.String(), tokenFile) {
+		t.Fatalf("non-PEM CA: exit %d, stderr %q", p.code, p.stderr)
+	}
+	// A certificate that did not sign the agent's: the wait times out and
+	// says why.
+	other, err := consultest.MakeTLS(t.TempDir(), "dc1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = runEnvexec(t, https, nil, "-ca-file", other.CAFile, "-tls-server-name", a.TLS.ServerName, "-token", token, "-prefix", "secure/app", "-export", "json", "-wait-timeout", "3s")
+	if p.code == 0 || !strings.Contains(p.stderr.String(), "certificate signed by unknown authority") {
+		t.Fatalf("wrong CA: exit %d, stderr %q", p.code, p.stderr)
+	}
+}

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth/berth/pkg/consultest"
+)
+
+// The registrator binary against a real agent with default-deny ACLs serving
+// HTTPS with its own CA: consul-tls:// URI, -ca-file, -tls-server-name and
+// -token-file; the container's service is registered and owned, and the
+// token never shows in the log.
+func TestACLTokenAndTLS(t *testing.T) {
+	requireDocker(t)
+	const token = "c4e1b2a3-9d8f-4e7a-b6c5-1d2e3f4a5b6c"
+	a := consultest.StartT(t, consultest.Options{NodeName: "registrator-secure", ACLToken: token, TLS: true})
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host := hostFor(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var logs logBuf
+	cmd := exec.CommandContext(ctx, binPath, "-hostname", host, "-ip", "127.0.0.1", "-log-level", "debug",
+		"-only-label", testLabel, "-ca-file", a.TLS.CAFile, "-tls-server-name", a.TLS.ServerName,
+		"-token-file", tokenFile, "consul-tls://"+a.HTTPSAddr())
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	runC(t, "secure-web", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_NAME=secure-web"})
+	eventually(t, 30*time.Second, "secure-web registered over HTTPS with the token", func() (bool, string) {
+		got := ownedServices(t, a.Client(), host)
+		for _, s := range got {
+			if s.Service == "secure-web" {
+				return true, ""
+			}
+		}
+		return false, logs.String()
+	})
+	if strings.Contains(logs.String(), token) {
+		t.Fatalf("the ACL token appears in registrator's log:\n%s", logs.String())
+	}
+}
