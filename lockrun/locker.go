@@ -22,6 +22,10 @@ type held struct {
 	token uint64
 	// lost is closed when the lock is lost.
 	lost <-chan struct{}
+	// watch, when set, starts watching for the loss; it is called once the
+	// child has started, to keep the hand-off path short. Nothing is missed:
+	// the watch waits from the index of the acquisition.
+	watch func()
 }
 
 // locker is one code path for the plain lock and the semaphore.
@@ -35,11 +39,12 @@ type locker interface {
 }
 
 // plainLock implements the Consul API's Lock layout: key PREFIX/.lock, flags
-// api.LockFlagValue, acquired with ?acquire=<session>. It is our own loop so
-// that a lock-delay is said in the log and retried at a chosen pace, the
-// fencing token is read at acquisition, and waiting honours a context.
+// api.LockFlagValue, held by our session. It is our own loop so that a
+// lock-delay is said in the log and retried at a chosen pace, the fencing
+// token comes with the acquisition, and waiting honours a context.
 type plainLock struct {
 	kv           *api.KV
+	txn          *api.Txn
 	key          string
 	session      string
 	monitorRetry int
@@ -79,7 +84,13 @@ func (l *plainLock) acquire(ctx context.Context) (*held, error) {
 			waitIndex = meta.LastIndex
 			continue
 		}
-		ok, _, err := l.kv.Acquire(&api.KVPair{Key: l.key, Session: l.session, Flags: api.LockFlagValue}, (&api.WriteOptions{}).WithContext(ctx))
+		// Acquire with a one-operation transaction: it takes the lock exactly
+		// as ?acquire= does (same key, flags, session, lock-delay), and its
+		// result carries the key's ModifyIndex as written by the acquiring
+		// Raft entry: the fencing token, with no second round trip.
+		ok, resp, _, err := l.txn.Txn(api.TxnOps{&api.TxnOp{KV: &api.KVTxnOp{
+			Verb: api.KVLock, Key: l.key, Session: l.session, Flags: api.LockFlagValue,
+		}}}, (&api.QueryOptions{}).WithContext(ctx))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -91,36 +102,41 @@ func (l *plainLock) acquire(ctx context.Context) (*held, error) {
 			continue
 		}
 		if !ok {
-			// Free key but refused: either someone else won the race (then the
-			// key has a session and we wait on it), or a lock-delay is in force
-			// after the previous holder's session was invalidated.
-			pair, meta, err = l.kv.Get(l.key, (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx))
-			if err == nil && pair != nil && pair.Session != "" {
-				waitIndex = meta.LastIndex
+			// Refused: either someone else won the race (then the key has a
+			// session and we wait on it), or a lock-delay is in force after
+			// the previous holder's session was invalidated.
+			why := ""
+			if resp != nil && len(resp.Errors) > 0 {
+				why = resp.Errors[0].What
+			}
+			if !strings.Contains(why, "lock delay") {
+				// Another contender won: read the key again (at once, then
+				// blocking on the new holder) without loading Consul while the
+				// winner commits and starts its child.
+				waitIndex = 0
 				continue
 			}
-			l.log.Info("lock-delay in force after the previous holder's session was invalidated; retrying", "key", l.key, "retry_in", l.delayRetry)
+			l.log.Info("lock-delay in force after the previous holder's session was invalidated; retrying", "key", l.key, "retry_in", l.delayRetry, "consul", why)
 			if backoff.SleepCtx(ctx, l.delayRetry) != nil {
 				return nil, ctx.Err()
 			}
 			waitIndex = 0
 			continue
 		}
-		// Held. Read the key consistently for the fencing token.
-		pair, meta, err = l.kv.Get(l.key, (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx))
-		if err != nil {
-			return nil, fmt.Errorf("read %s after acquiring: %w", l.key, err)
+		if len(resp.Results) != 1 || resp.Results[0].KV == nil || resp.Results[0].KV.Session != l.session {
+			return nil, fmt.Errorf("acquire %s: unexpected transaction result", l.key)
 		}
-		if pair == nil || pair.Session != l.session {
-			l.log.Warn("lock lost right after acquiring; waiting again", "key", l.key)
-			waitIndex = 0
-			continue
-		}
+		token := resp.Results[0].KV.ModifyIndex
 		mctx, cancel := context.WithCancel(context.Background())
 		l.stopMonitor = cancel
 		lost := make(chan struct{})
-		go l.monitor(mctx, meta.LastIndex, lost)
-		return &held{token: pair.ModifyIndex, lost: lost}, nil
+		watch := func() {
+			go l.monitor(mctx, token, lost)
+			// The monitor keeps one connection busy; one quick read leaves a
+			// second one idle in the pool, so the release need not dial.
+			go func() { _, _, _ = l.kv.Get(l.key, (&api.QueryOptions{AllowStale: true}).WithContext(mctx)) }()
+		}
+		return &held{token: token, lost: lost, watch: watch}, nil
 	}
 }
 

@@ -39,6 +39,10 @@ const (
 	exitChildStart  = 14 // the command could not be started
 )
 
+// handOffGrace is how long after releasing the lock lockrun waits before its
+// own clean-up writes, so that they do not slow the next holder's acquisition.
+const handOffGrace = 5 * time.Millisecond
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stderr))
 }
@@ -237,6 +241,8 @@ func (r *runner) sessionName() string {
 
 func (r *runner) run() int {
 	o := r.o
+	// The runtime's one-time process-start probe, off the hand-off path.
+	go supervisor.Prepare()
 	behavior := api.SessionBehaviorRelease
 	if o.limit > 1 {
 		behavior = api.SessionBehaviorDelete
@@ -272,7 +278,7 @@ func (r *runner) run() int {
 
 	var lk locker
 	if o.limit == 1 {
-		lk = &plainLock{kv: r.client.KV(), key: o.prefix + "/.lock", session: sessionID, monitorRetry: o.monitorRetry, delayRetry: o.delayRetry, log: log}
+		lk = &plainLock{kv: r.client.KV(), txn: r.client.Txn(), key: o.prefix + "/.lock", session: sessionID, monitorRetry: o.monitorRetry, delayRetry: o.delayRetry, log: log}
 	} else {
 		sem, err := r.client.SemaphoreOpts(&api.SemaphoreOptions{
 			Prefix: o.prefix, Limit: o.limit, Session: sessionID,
@@ -350,6 +356,11 @@ func (r *runner) run() int {
 		log.Warn("release failed; the session's destruction releases it", "err", err)
 	}
 	rcancel()
+	// Let a waiting contender take the lock first: our clean-up writes (the
+	// session's destruction, the key's deletion when unused) would otherwise
+	// queue in Raft beside its acquisition. A key taken meanwhile is in use
+	// and is not deleted.
+	time.Sleep(handOffGrace)
 	done := make(chan struct{})
 	go func() {
 		cctx, ccancel := context.WithTimeout(bg, 5*time.Second)
@@ -378,6 +389,9 @@ func (r *runner) hold(h *held, sessionID string, log *slog.Logger) int {
 		cfg.Stdin = r.stdin
 	}
 	child, err := supervisor.Start(cfg)
+	if h.watch != nil {
+		h.watch()
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "lockrun: %v\n", err)
 		return exitChildStart

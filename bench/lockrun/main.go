@@ -79,39 +79,22 @@ func run(lockrunBin string, runs, contenders, perContender int) error {
 		}
 	}
 
-	// (b) hand-off latency.
+	// (b) hand-off latency, in alternating rounds so that neither tool
+	// always runs on a warmer or colder machine.
 	hand := map[string][]time.Duration{}
-	for _, t := range tools {
-		log := filepath.Join(dir, strings.ReplaceAll(t.name, " ", "-")+".log")
-		script := fmt.Sprintf(`echo "start $EPOCHREALTIME" >> %[1]s; sleep 0.05; echo "end $EPOCHREALTIME" >> %[1]s`, log)
-		prefix := "bench/handoff-" + strings.ReplaceAll(t.name, " ", "-")
-		var wg sync.WaitGroup
-		errs := make(chan error, contenders)
-		for c := 0; c < contenders; c++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for r := 0; r < perContender; r++ {
-					argv := t.argv(prefix, script)
-					cmd := exec.Command(argv[0], argv[1:]...)
-					cmd.Env = env
-					if out, err := cmd.CombinedOutput(); err != nil {
-						errs <- fmt.Errorf("%s: %v: %s", t.name, err, out)
-						return
-					}
-				}
-			}()
+	rounds := 5
+	for round := 0; round < rounds; round++ {
+		order := tools
+		if round%2 == 1 {
+			order = []tool{tools[1], tools[0]}
 		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			return err
+		for _, t := range order {
+			d, err := handoffRound(t, env, dir, round, contenders, max(1, perContender/rounds*2))
+			if err != nil {
+				return err
+			}
+			hand[t.name] = append(hand[t.name], d...)
 		}
-		d, err := handoffs(log)
-		if err != nil {
-			return err
-		}
-		hand[t.name] = d
 	}
 
 	fmt.Printf("(a) uncontended run of `true`, wall time per run, %d runs each\n", runs)
@@ -143,6 +126,38 @@ func run(lockrunBin string, runs, contenders, perContender int) error {
 		return fmt.Errorf("lockrun slower than consul lock")
 	}
 	return nil
+}
+
+// handoffRound runs contenders processes, each running the tool runs times in
+// a row on one prefix, and returns the hand-off gaps.
+func handoffRound(t tool, env []string, dir string, round, contenders, runs int) ([]time.Duration, error) {
+	name := strings.ReplaceAll(t.name, " ", "-")
+	log := filepath.Join(dir, fmt.Sprintf("%s-%d.log", name, round))
+	script := fmt.Sprintf(`echo "start $EPOCHREALTIME" >> %[1]s; sleep 0.05; echo "end $EPOCHREALTIME" >> %[1]s`, log)
+	prefix := fmt.Sprintf("bench/handoff-%s-%d", name, round)
+	var wg sync.WaitGroup
+	errs := make(chan error, contenders)
+	for c := 0; c < contenders; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 0; r < runs; r++ {
+				argv := t.argv(prefix, script)
+				cmd := exec.Command(argv[0], argv[1:]...)
+				cmd.Env = env
+				if out, err := cmd.CombinedOutput(); err != nil {
+					errs <- fmt.Errorf("%s: %v: %s", t.name, err, out)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return nil, err
+	}
+	return handoffs(log)
 }
 
 // handoffs reads start/end stamps in file order and returns, for every start

@@ -296,3 +296,13 @@ func Run(ctx context.Context, cfg Config) (Exit, error) {
 		return c.Stop(), ctx.Err()
 	}
 }
+
+// Prepare does ahead of time the one-time work of a program's first child
+// start: Go's runtime probes pidfd support (with a throw-away clone) on the
+// first process it starts or finds. Programs whose child start is latency
+// critical (lockrun after acquiring a lock) call it early, in a goroutine.
+func Prepare() {
+	if p, err := os.FindProcess(os.Getpid()); err == nil {
+		_ = p.Release()
+	}
+}
