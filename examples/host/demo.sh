@@ -13,7 +13,7 @@ host_demo() {
 	dir="$DEMO_DIR/host"
 	mkdir -p "$dir"
 	conf="$dir/upstream.conf"
-	port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	port=$(pick_port)
 
 	echo "templater renders $conf from service host-web; dnsforward answers on 127.0.0.1:$port"
 	demo_bg "$BIN/templater" -template "$here/upstream.conf.tmpl:$conf" 2>"$dir/templater.log"
