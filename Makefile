@@ -12,7 +12,7 @@ TEST_TIMEOUT  ?= 45m
 
 export CONSUL_BIN ?= $(CONSUL_BUILT)
 
-.PHONY: all build consul deps test test-short demo bench vet fmt clean $(PROGRAMS)
+.PHONY: all build consul deps test test-short test-cluster demo bench vet fmt clean $(PROGRAMS)
 
 all: build
 
@@ -41,6 +41,12 @@ deps:
 test: deps consul
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# The long cluster fault campaign (not in CI): RUNS partition runs and RUNS/3
+# leader kills, for lockrun and consul lock, on a 3-server cluster in Docker.
+RUNS ?= 30
+test-cluster: deps consul
+	CLUSTER_RUNS=$(RUNS) $(GO) test -count=1 -timeout 0 -v -run 'TestCampaign' ./test/cluster
 
 demo: consul build
 	@scripts/demo.sh

@@ -51,12 +51,13 @@ type options struct {
 	limit         int
 	name          string
 	timeout       time.Duration
-	monitorRetry  int
+	monitorRetry  optInt
 	childExitCode bool
 	shell         supervisor.ShellFlag
 	passStdin     bool
 	killTimeout   time.Duration
 	lockDelay     time.Duration
+	lease         time.Duration // from leaseFor
 	delayRetry    time.Duration
 	verbose       bool
 	metricsAddr   string
@@ -79,12 +80,12 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.name, "name", "", "session name (default \"lockrun PREFIX on HOST\")")
 	fs.DurationVar(&o.timeout, "timeout", 0, "give up acquiring after this long (0: wait forever)")
 	fs.DurationVar(&o.timeout, "try", 0, "alias of -timeout (consul lock's older name)")
-	fs.IntVar(&o.monitorRetry, "monitor-retry", 3, "Consul errors tolerated in a row while holding before the lock counts as lost")
+	fs.Var(&o.monitorRetry, "monitor-retry", "when given: failed confirmations tolerated in a row while holding before the lock counts as lost (default: as many as the lease allows)")
 	fs.BoolVar(&o.childExitCode, "child-exit-code", false, "exit with the child's exit code when it fails (default: 0, as consul lock)")
 	fs.Var(&o.shell, "shell", "true: run the command with sh -c; false: exec it as given (default: a single argument with spaces or shell syntax runs with sh -c, several are exec'd)")
 	fs.BoolVar(&o.passStdin, "pass-stdin", false, "give the child our standard input")
-	fs.DurationVar(&o.killTimeout, "kill-timeout", 5*time.Second, "grace period after SIGTERM before SIGKILL to the child's process group")
-	fs.DurationVar(&o.lockDelay, "lock-delay", 15*time.Second, "lock-delay of our session: how long Consul refuses the lock after our session is invalidated")
+	fs.DurationVar(&o.killTimeout, "kill-timeout", 5*time.Second, "grace period after SIGTERM before SIGKILL to the child's process group (at most -lock-delay minus 3s)")
+	fs.DurationVar(&o.lockDelay, "lock-delay", 15*time.Second, "lock-delay of our session: how long Consul refuses the lock after our session is invalidated; the child is stopped within it after Consul last confirmed the lock")
 	fs.DurationVar(&o.delayRetry, "lock-delay-retry", time.Second, "how often to retry while another session's lock-delay is in force")
 	fs.BoolVar(&o.verbose, "verbose", false, "log debug messages (same as -log-level debug)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /health on this address (off when empty)")
@@ -104,6 +105,13 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	case len(rest) == 1:
 		return nil, fmt.Errorf("missing COMMAND to run under lock %q", rest[0])
 	}
+	if rest[1] == "--" {
+		// lockrun PREFIX -- COMMAND ARGS: the separator is not the command.
+		rest = append(rest[:1], rest[2:]...)
+		if len(rest) == 1 {
+			return nil, fmt.Errorf("missing COMMAND after -- to run under lock %q", rest[0])
+		}
+	}
 	o.prefix = strings.TrimPrefix(rest[0], "/")
 	if o.prefix == "" || strings.HasSuffix(o.prefix, "/") && strings.Trim(o.prefix, "/") == "" {
 		return nil, fmt.Errorf("PREFIX %q: empty key path", rest[0])
@@ -115,8 +123,8 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	if o.timeout < 0 {
 		return nil, fmt.Errorf("-timeout %s: must not be negative", o.timeout)
 	}
-	if o.monitorRetry < 0 {
-		return nil, fmt.Errorf("-monitor-retry %d: must not be negative", o.monitorRetry)
+	if o.monitorRetry.set && o.monitorRetry.v < 0 {
+		return nil, fmt.Errorf("-monitor-retry %d: must not be negative", o.monitorRetry.v)
 	}
 	if o.killTimeout <= 0 {
 		return nil, fmt.Errorf("-kill-timeout %s: must be positive", o.killTimeout)
@@ -124,6 +132,11 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	if o.lockDelay < 0 || o.lockDelay > 60*time.Second {
 		return nil, fmt.Errorf("-lock-delay %s: Consul accepts 0 to 60s", o.lockDelay)
 	}
+	lease, err := leaseFor(o.lockDelay, o.killTimeout)
+	if err != nil {
+		return nil, err
+	}
+	o.lease = lease
 	if o.delayRetry <= 0 {
 		return nil, fmt.Errorf("-lock-delay-retry %s: must be positive", o.delayRetry)
 	}
@@ -197,6 +210,10 @@ type metrics struct {
 	acquisitions prometheus.Counter
 	lost         prometheus.Counter
 	waitSeconds  prometheus.Histogram
+	// lease
+	leaseRemaining prometheus.Gauge
+	confirmations  prometheus.Counter
+	confirmErrors  prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -208,7 +225,10 @@ func newMetrics() *metrics {
 		lost:         prometheus.NewCounter(prometheus.CounterOpts{Namespace: telemetry.Namespace, Subsystem: "lockrun", Name: "lock_lost_total", Help: "locks lost while the child ran"}),
 		waitSeconds:  prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: telemetry.Namespace, Subsystem: "lockrun", Name: "wait_seconds", Help: "time spent waiting for the lock", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
 	}
-	reg.MustRegister(m.held, m.acquisitions, m.lost, m.waitSeconds)
+	m.leaseRemaining = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: telemetry.Namespace, Subsystem: "lockrun", Name: "lease_remaining_seconds", Help: "while holding: time left before the child is stopped unless Consul's leader confirms the lock again"})
+	m.confirmations = prometheus.NewCounter(prometheus.CounterOpts{Namespace: telemetry.Namespace, Subsystem: "lockrun", Name: "lease_confirmations_total", Help: "consistent reads that confirmed the lock while holding"})
+	m.confirmErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: telemetry.Namespace, Subsystem: "lockrun", Name: "lease_confirmation_errors_total", Help: "confirmations that got no answer"})
+	reg.MustRegister(m.held, m.acquisitions, m.lost, m.waitSeconds, m.leaseRemaining, m.confirmations, m.confirmErrors)
 	return m
 }
 
@@ -247,54 +267,56 @@ func (r *runner) run() int {
 	if o.limit > 1 {
 		behavior = api.SessionBehaviorDelete
 	}
-	bg := context.Background()
-	sessionID, _, err := r.client.Session().Create(&api.SessionEntry{
-		Name:      r.sessionName(),
-		TTL:       "15s",
-		Behavior:  behavior,
-		LockDelay: o.lockDelay,
-	}, (&api.WriteOptions{}).WithContext(bg))
-	if err != nil {
-		r.log.Error("cannot create a Consul session", "err", err)
-		fmt.Fprintf(os.Stderr, "lockrun: Consul unreachable or refusing: create session: %v\n", err)
-		return exitConsul
-	}
-	log := r.log.With("session", sessionID)
-	renewDone := make(chan struct{})
-	renewErr := make(chan error, 1)
-	go func() { renewErr <- r.client.Session().RenewPeriodic("15s", sessionID, nil, renewDone) }()
-	destroy := func() {
-		select {
-		case <-renewDone:
-		default:
-			close(renewDone)
-		}
-		ctx, cancel := context.WithTimeout(bg, 5*time.Second)
-		defer cancel()
-		if _, err := r.client.Session().Destroy(sessionID, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
-			log.Warn("could not destroy session; Consul will expire it within its TTL", "err", err)
-		}
-	}
+	keeper := &sessionKeeper{client: r.client, log: r.log, entry: api.SessionEntry{
+		Name: r.sessionName(), TTL: sessionTTL.String(), Behavior: behavior, LockDelay: o.lockDelay,
+	}}
+	defer keeper.destroy()
 
 	var lk locker
 	if o.limit == 1 {
-		lk = &plainLock{kv: r.client.KV(), txn: r.client.Txn(), key: o.prefix + "/.lock", session: sessionID, monitorRetry: o.monitorRetry, delayRetry: o.delayRetry, log: log}
+		lk = &plainLock{kv: r.client.KV(), txn: r.client.Txn(), key: o.prefix + "/.lock", sessions: keeper, delayRetry: o.delayRetry, log: r.log}
 	} else {
-		sem, err := r.client.SemaphoreOpts(&api.SemaphoreOptions{
-			Prefix: o.prefix, Limit: o.limit, Session: sessionID,
-			MonitorRetries: o.monitorRetry, MonitorRetryTime: time.Second,
-			SemaphoreWaitTime: 15 * time.Second,
-		})
-		if err != nil {
-			destroy()
-			fmt.Fprintf(os.Stderr, "lockrun: %v\n", err)
-			return exitUsage
-		}
-		lk = &semaphore{client: r.client, sem: sem, prefix: o.prefix, key: o.prefix + "/.lock", sess: sessionID, log: log}
+		lk = &semaphore{kv: r.client.KV(), txn: r.client.Txn(), prefix: o.prefix, limit: o.limit, lockDelay: o.lockDelay, sessions: keeper, log: r.log}
 	}
+	h, code := r.wait(keeper, lk)
+	if h == nil {
+		return code
+	}
+	log := r.log.With("session", h.session)
+	r.metrics.acquisitions.Inc()
+	r.metrics.held.Set(1)
+	log.Debug("lock acquired", "prefix", o.prefix, "token", h.token)
 
-	// Wait for the lock, watching for interrupts.
-	actx, cancel := context.WithCancel(bg)
+	code = r.hold(h, lk, keeper, log)
+
+	r.metrics.held.Set(0)
+	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := lk.release(rctx, h); err != nil && code != exitLockLost {
+		log.Warn("release failed; the session's destruction releases it", "err", err)
+	}
+	rcancel()
+	// Let a waiting contender take the lock first: our clean-up writes (the
+	// session's destruction, the key's deletion when unused) would otherwise
+	// queue in Raft beside its acquisition. A key taken meanwhile is in use
+	// and is not deleted.
+	time.Sleep(handOffGrace)
+	done := make(chan struct{})
+	go func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+		lk.cleanup(cctx)
+		ccancel()
+		close(done)
+	}()
+	keeper.destroy()
+	<-done
+	return code
+}
+
+// wait creates our session and waits for the lock, watching for interrupts
+// and -timeout. It returns the lock, or nil and the exit code.
+func (r *runner) wait(keeper *sessionKeeper, lk locker) (*held, int) {
+	o := r.o
+	actx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if o.timeout > 0 {
 		var tcancel context.CancelFunc
@@ -307,78 +329,60 @@ func (r *runner) run() int {
 	}
 	acqc := make(chan acq, 1)
 	start := time.Now()
-	go func() { h, err := lk.acquire(actx); acqc <- acq{h, err} }()
-	var h *held
+	go func() {
+		if _, err := keeper.create(actx); err != nil {
+			acqc <- acq{nil, err}
+			return
+		}
+		h, err := lk.acquire(actx)
+		acqc <- acq{h, err}
+	}()
 	interrupted := false
-	for h == nil {
+	for {
 		select {
 		case sig := <-r.sigs:
 			s, _ := sig.(syscall.Signal)
 			if s == syscall.SIGINT || s == syscall.SIGTERM || s == syscall.SIGHUP || s == syscall.SIGQUIT {
-				log.Info("interrupted while waiting for the lock; cleaning up", "signal", supervisor.SignalName(s))
+				r.log.Info("interrupted while waiting for the lock; cleaning up", "signal", supervisor.SignalName(s))
 				interrupted = true
 				cancel()
 			}
 		case a := <-acqc:
 			switch {
 			case a.err == nil:
-				h = a.h
+				r.metrics.waitSeconds.Observe(time.Since(start).Seconds())
+				return a.h, exitOK
 			case interrupted:
-				destroy()
-				return exitInterrupted
+				return nil, exitInterrupted
+			case errors.Is(a.err, errPermanent):
+				fmt.Fprintf(os.Stderr, "lockrun: Consul refusing: %v\n", a.err)
+				return nil, exitConsul
+			case errors.Is(a.err, context.DeadlineExceeded) && keeper.createdCount() == 0:
+				fmt.Fprintf(os.Stderr, "lockrun: Consul unreachable for the whole -timeout %s: %v\n", o.timeout, a.err)
+				return nil, exitConsul
 			case errors.Is(a.err, context.DeadlineExceeded):
-				destroy()
 				fmt.Fprintf(os.Stderr, "lockrun: lock %s not acquired within -timeout %s\n", o.prefix, o.timeout)
-				return exitTimeout
+				return nil, exitTimeout
 			case errors.Is(a.err, errConflict):
-				destroy()
 				fmt.Fprintf(os.Stderr, "lockrun: %v\n", a.err)
-				return exitUsage
+				return nil, exitUsage
 			default:
-				destroy()
 				fmt.Fprintf(os.Stderr, "lockrun: %v\n", a.err)
-				return exitConsul
+				return nil, exitConsul
 			}
 		}
 	}
-	cancel()
-	wait := time.Since(start)
-	r.metrics.waitSeconds.Observe(wait.Seconds())
-	r.metrics.acquisitions.Inc()
-	r.metrics.held.Set(1)
-	log.Debug("lock acquired", "prefix", o.prefix, "token", h.token, "waited", wait)
-
-	code := r.hold(h, sessionID, log)
-
-	r.metrics.held.Set(0)
-	rctx, rcancel := context.WithTimeout(bg, 5*time.Second)
-	if err := lk.release(rctx); err != nil && code != exitLockLost {
-		log.Warn("release failed; the session's destruction releases it", "err", err)
-	}
-	rcancel()
-	// Let a waiting contender take the lock first: our clean-up writes (the
-	// session's destruction, the key's deletion when unused) would otherwise
-	// queue in Raft beside its acquisition. A key taken meanwhile is in use
-	// and is not deleted.
-	time.Sleep(handOffGrace)
-	done := make(chan struct{})
-	go func() {
-		cctx, ccancel := context.WithTimeout(bg, 5*time.Second)
-		lk.cleanup(cctx)
-		ccancel()
-		close(done)
-	}()
-	destroy()
-	<-done
-	return code
 }
 
-// hold runs the child while the lock is held and returns our exit code.
-func (r *runner) hold(h *held, sessionID string, log *slog.Logger) int {
+// hold runs the child while the lock is held and returns our exit code. The
+// child's process group is stopped when Consul says the lock is no longer
+// ours, when our session is invalidated, or when the lease runs out
+// (lease.go), whichever comes first.
+func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logger) int {
 	o := r.o
 	env := append(os.Environ(),
 		"CONSUL_LOCK_HELD=true",
-		"LOCKRUN_SESSION="+sessionID,
+		"LOCKRUN_SESSION="+h.session,
 		"LOCKRUN_TOKEN="+strconv.FormatUint(h.token, 10),
 	)
 	cfg := supervisor.Config{
@@ -389,14 +393,25 @@ func (r *runner) hold(h *held, sessionID string, log *slog.Logger) int {
 		cfg.Stdin = r.stdin
 	}
 	child, err := supervisor.Start(cfg)
-	if h.watch != nil {
-		h.watch()
-	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	lostc := make(chan string, 2)
+	lease := &leaseKeeper{validFor: o.lease, maxErrors: o.monitorRetry.orUnset(), log: log, metrics: r.metrics,
+		confirm: func(ctx context.Context) (bool, error) { return lk.confirm(ctx, h) }}
+	go func() { lostc <- lease.run(ctx, h.sent) }()
+	go func() { lostc <- lk.watch(ctx, h) }()
+	// The watch keeps one connection busy; one quick read leaves a second
+	// one idle in the pool, so the release need not dial.
+	go func() {
+		_, _, _ = r.client.KV().Get(o.prefix+"/.lock", (&api.QueryOptions{AllowStale: true}).WithContext(ctx))
+	}()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "lockrun: %v\n", err)
 		return exitChildStart
 	}
+	_, sessionGone := keeper.current()
 	for {
+		var why string
 		select {
 		case <-child.Done():
 			// Clear out anything the child left in its group: nothing may keep
@@ -407,30 +422,69 @@ func (r *runner) hold(h *held, sessionID string, log *slog.Logger) int {
 				return ex.ExitCode()
 			}
 			return exitOK
-		case <-h.lost:
-			r.lost.Store(true)
-			r.metrics.lost.Inc()
-			log.Error("lock lost; stopping the child's process group", "prefix", o.prefix, "grace", o.killTimeout)
-			ex := child.Stop()
-			fmt.Fprintf(os.Stderr, "lockrun: lock %s lost; child stopped (%s)\n", o.prefix, ex)
-			return exitLockLost
+		case why = <-lostc:
+		case <-sessionGone:
+			why = "our session was invalidated"
 		case sig := <-r.sigs:
-			s, ok := sig.(syscall.Signal)
-			if !ok || !supervisor.Forwardable(s) {
-				continue
-			}
-			log.Debug("forwarding signal", "signal", supervisor.SignalName(s))
-			_ = child.Signal(s)
-			if s == syscall.SIGINT || s == syscall.SIGTERM {
-				go func() {
-					// Give the child the grace period to act on it, then stop the group.
-					select {
-					case <-child.Done():
-					case <-time.After(o.killTimeout):
-						child.Stop()
-					}
-				}()
-			}
+			r.forward(sig, child)
+			continue
 		}
+		r.lost.Store(true)
+		r.metrics.lost.Inc()
+		log.Error("lock lost; stopping the child's process group", "prefix", o.prefix, "why", why, "grace", o.killTimeout)
+		ex := child.Stop()
+		fmt.Fprintf(os.Stderr, "lockrun: lock %s lost (%s); child stopped (%s)\n", o.prefix, why, ex)
+		return exitLockLost
 	}
+}
+
+// forward passes a signal to the child; SIGINT and SIGTERM also stop its
+// group after the grace period if it is still running.
+func (r *runner) forward(sig os.Signal, child *supervisor.Child) {
+	s, ok := sig.(syscall.Signal)
+	if !ok || !supervisor.Forwardable(s) {
+		return
+	}
+	r.log.Debug("forwarding signal", "signal", supervisor.SignalName(s))
+	_ = child.Signal(s)
+	if s == syscall.SIGINT || s == syscall.SIGTERM {
+		go func() {
+			// Give the child the grace period to act on it, then stop the group.
+			select {
+			case <-child.Done():
+			case <-time.After(r.o.killTimeout):
+				child.Stop()
+			}
+		}()
+	}
+}
+
+// optInt is an int flag that remembers whether it was given.
+type optInt struct {
+	v   int
+	set bool
+}
+
+func (o *optInt) String() string {
+	if o == nil || !o.set {
+		return ""
+	}
+	return strconv.Itoa(o.v)
+}
+
+func (o *optInt) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return fmt.Errorf("not a whole number: %q", s)
+	}
+	o.v, o.set = v, true
+	return nil
+}
+
+// orUnset returns the value, or -1 when the flag was not given.
+func (o *optInt) orUnset() int {
+	if !o.set {
+		return -1
+	}
+	return o.v
 }

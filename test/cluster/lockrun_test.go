@@ -1,0 +1,445 @@
+package cluster
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// These tests run lockrun (and, in the campaign, consul lock) on hosts of a
+// real 3-server cluster and check its guarantee from the children's own
+// timestamps: never more holders than the lock allows, fencing tokens that
+// increase, the lock-lost exit code where the lock is lost, and no loss when
+// nothing but a leader election happened.
+
+const (
+	exitLockLost = 13
+	// Generous bounds for waiting on a cluster; they fail a stuck test, they
+	// measure nothing.
+	long = 3 * time.Minute
+)
+
+func newLockCluster(t *testing.T, hosts int) *Cluster {
+	return New(t, Options{Hosts: hosts, Programs: []string{"lockrun"}, Extra: map[string]string{"tick": "test/cluster/tick"}})
+}
+
+// tool is the lock client under test.
+type tool string
+
+const (
+	lockrun    tool = "lockrun"
+	consulLock tool = "consul-lock"
+)
+
+// argv runs the tick child named label for holdFor under the lock at prefix.
+func (tl tool) argv(prefix, label string, holdFor time.Duration, extra ...string) []string {
+	child := []string{"/bin/tick", "-label", label, "-out", "/shared/ticks/" + label + ".log", "-for", holdFor.String()}
+	if tl == consulLock {
+		return append(append(append([]string{"/bin/consul", "lock"}, extra...), prefix), child...)
+	}
+	return append(append(append([]string{"/bin/lockrun"}, extra...), prefix), child...)
+}
+
+// outcome is one fault run's figures.
+type outcome struct {
+	overlap      time.Duration // longest stretch with too many holders
+	overlaps     int
+	faultToStop  time.Duration // fault → the old holder's last line
+	faultToStart time.Duration // fault → the new holder's first line
+	holderExit   int
+	staleFenced  int // lines a fenced resource would reject
+	staleOpen    int // lines written during an overlap that a fence would accept
+	tokensUp     bool
+}
+
+func (o outcome) String() string {
+	return fmt.Sprintf("overlap %s (%d), fault→stop %s, fault→start %s, holder exit %d, stale writes fenced %d / accepted %d, tokens increase %v",
+		o.overlap.Round(time.Millisecond), o.overlaps, o.faultToStop.Round(time.Millisecond), o.faultToStart.Round(time.Millisecond),
+		o.holderExit, o.staleFenced, o.staleOpen, o.tokensUp)
+}
+
+func (c *Cluster) outcome(t *testing.T, limit int, fault time.Time, holder string, others ...string) outcome {
+	t.Helper()
+	r, err := c.Ticks(limit, append([]string{holder}, others...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := outcome{overlap: r.MaxOverlap(), overlaps: len(r.Overlaps), staleFenced: r.Stale, staleOpen: r.StaleAccepted, tokensUp: true}
+	h := r.Runs[holder]
+	if h == nil {
+		t.Fatalf("holder %s never ran", holder)
+	}
+	o.faultToStop = h.Last.Sub(fault)
+	first := time.Time{}
+	for _, l := range others {
+		run := r.Runs[l]
+		if run == nil {
+			continue
+		}
+		if first.IsZero() || run.First.Before(first) {
+			first = run.First
+		}
+		if run.Token <= h.Token {
+			o.tokensUp = false
+		}
+	}
+	if !first.IsZero() {
+		o.faultToStart = first.Sub(fault)
+	}
+	return o
+}
+
+// partition: the holder's host is cut off; the waiter on another host takes
+// over. The holder must stop its child before the waiter's child starts.
+func partition(t *testing.T, c *Cluster, tl tool, run int) outcome {
+	t.Helper()
+	holder, waiter := c.Hosts[0], c.Hosts[1]
+	prefix := fmt.Sprintf("faults/%s/partition-%d", tl, run)
+	hl, wl := fmt.Sprintf("%s-part%d-holder", tl, run), fmt.Sprintf("%s-part%d-waiter", tl, run)
+	p1 := mustStart(t, c, holder, tl.argv(prefix, hl, time.Hour)...)
+	if _, err := c.FirstTick(hl, long); err != nil {
+		t.Fatalf("%v; holder stderr: %s", err, p1.Stderr())
+	}
+	p2 := mustStart(t, c, waiter, tl.argv(prefix, wl, time.Second)...)
+	time.Sleep(2 * time.Second) // let the waiter block on the lock
+	fault := time.Now()
+	if err := c.Cut(holder); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.FirstTick(wl, long); err != nil {
+		t.Fatalf("%v; waiter stderr: %s", err, p2.Stderr())
+	}
+	code1, err := p1.Wait(long)
+	if err != nil {
+		t.Fatalf("holder: %v", err)
+	}
+	if err := c.Heal(holder); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := p2.Wait(long); err != nil || code != 0 {
+		t.Fatalf("waiter: exit %d %v: %s", code, err, p2.Stderr())
+	}
+	if err := c.WaitHealthy(long); err != nil {
+		t.Fatal(err)
+	}
+	o := c.outcome(t, 1, fault, hl, wl)
+	o.holderExit = code1
+	if tl == lockrun && code1 != exitLockLost {
+		t.Errorf("cut-off holder exited %d, want %d (lock lost); stderr: %s", code1, exitLockLost, p1.Stderr())
+	}
+	return o
+}
+
+// leaderKill: the Raft leader is killed while the lock is held and started
+// again; the holder keeps the lock through the election and ends normally.
+func leaderKill(t *testing.T, c *Cluster, tl tool, run int) outcome {
+	t.Helper()
+	holder, waiter := c.Hosts[0], c.Hosts[1]
+	prefix := fmt.Sprintf("faults/%s/leader-%d", tl, run)
+	hl, wl := fmt.Sprintf("%s-leader%d-holder", tl, run), fmt.Sprintf("%s-leader%d-waiter", tl, run)
+	p1 := mustStart(t, c, holder, tl.argv(prefix, hl, 25*time.Second)...)
+	if _, err := c.FirstTick(hl, long); err != nil {
+		t.Fatalf("%v; holder stderr: %s", err, p1.Stderr())
+	}
+	p2 := mustStart(t, c, waiter, tl.argv(prefix, wl, time.Second)...)
+	time.Sleep(time.Second)
+	fault := time.Now()
+	killed, err := c.KillLeader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitLeader(killed, long); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("new leader %s after %s", killed.Short(), time.Since(fault).Round(time.Millisecond))
+	if err := c.RestartServer(killed); err != nil {
+		t.Fatal(err)
+	}
+	code1, err := p1.Wait(long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, err := p2.Wait(long); err != nil || code != 0 {
+		t.Fatalf("waiter: exit %d %v: %s", code, err, p2.Stderr())
+	}
+	if err := c.WaitHealthy(long); err != nil {
+		t.Fatal(err)
+	}
+	o := c.outcome(t, 1, fault, hl, wl)
+	o.holderExit = code1
+	if tl == lockrun && code1 != 0 {
+		t.Errorf("holder lost the lock in a leader election: exit %d; stderr: %s", code1, p1.Stderr())
+	}
+	return o
+}
+
+func mustStart(t *testing.T, c *Cluster, h *Node, args ...string) *Proc {
+	t.Helper()
+	p, err := c.Start(h, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		select {
+		case <-p.Done():
+		default:
+			_ = p.cmd.Process.Kill()
+		}
+	})
+	return p
+}
+
+func checkSafe(t *testing.T, what string, o outcome) {
+	t.Helper()
+	t.Logf("%s: %s", what, o)
+	if o.overlaps != 0 {
+		t.Errorf("%s: two holders at once for %s", what, o.overlap)
+	}
+	if !o.tokensUp {
+		t.Errorf("%s: the next holder's fencing token is not higher", what)
+	}
+}
+
+// TestLockrunFaults is the part of the fault campaign that `make test` runs:
+// holder cut off ×3, leader killed while held ×3, a semaphore holder cut
+// off, the holder frozen, and a waiter whose session is invalidated.
+func TestLockrunFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster fault tests: not with -short")
+	}
+	c := newLockCluster(t, 3)
+	for i := 1; i <= 3; i++ {
+		o := partition(t, c, lockrun, i)
+		checkSafe(t, fmt.Sprintf("partition %d", i), o)
+	}
+	for i := 1; i <= 3; i++ {
+		o := leaderKill(t, c, lockrun, i)
+		checkSafe(t, fmt.Sprintf("leader kill %d", i), o)
+	}
+	t.Run("semaphore-partition", func(t *testing.T) { semaphorePartition(t, c) })
+	t.Run("holder-paused", func(t *testing.T) { holderPaused(t, c) })
+	t.Run("waiter-session-invalidated", func(t *testing.T) { waiterSessionInvalidated(t, c) })
+}
+
+// semaphorePartition: two holders of a -n 2 semaphore, one cut off; the
+// third host must not start before the cut-off holder stopped.
+func semaphorePartition(t *testing.T, c *Cluster) {
+	h1, h2, h3 := c.Hosts[0], c.Hosts[1], c.Hosts[2]
+	prefix := "faults/lockrun/semaphore"
+	l1, l2, l3 := "sem-h1", "sem-h2", "sem-h3"
+	p1 := mustStart(t, c, h1, lockrun.argv(prefix, l1, time.Hour, "-n", "2")...)
+	p2 := mustStart(t, c, h2, lockrun.argv(prefix, l2, 75*time.Second, "-n", "2")...)
+	for _, l := range []string{l1, l2} {
+		if _, err := c.FirstTick(l, long); err != nil {
+			t.Fatalf("%v; stderr h1 %s h2 %s", err, p1.Stderr(), p2.Stderr())
+		}
+	}
+	p3 := mustStart(t, c, h3, lockrun.argv(prefix, l3, time.Second, "-n", "2")...)
+	time.Sleep(2 * time.Second)
+	fault := time.Now()
+	if err := c.Cut(h1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.FirstTick(l3, long); err != nil {
+		t.Fatalf("%v; h3 stderr: %s", err, p3.Stderr())
+	}
+	code1, err := p1.Wait(long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Heal(h1); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*Proc{p2, p3} {
+		if code, err := p.Wait(long); err != nil || code != 0 {
+			t.Fatalf("%s: exit %d %v: %s", p.Host.Short(), code, err, p.Stderr())
+		}
+	}
+	if err := c.WaitHealthy(long); err != nil {
+		t.Fatal(err)
+	}
+	o := c.outcome(t, 2, fault, l1, l3)
+	o.holderExit = code1
+	checkSafe(t, "semaphore partition", o)
+	if code1 != exitLockLost {
+		t.Errorf("cut-off semaphore holder exited %d, want %d; stderr: %s", code1, exitLockLost, p1.Stderr())
+	}
+}
+
+// holderPaused: the holder's whole host is frozen past the lock-delay; the
+// waiter takes over. A frozen process can write once on thaw before it
+// notices (no timing prevents that): every such write carries a lower
+// fencing token, so a fenced resource rejects it.
+func holderPaused(t *testing.T, c *Cluster) {
+	holder, waiter := c.Hosts[0], c.Hosts[1]
+	prefix := "faults/lockrun/paused"
+	hl, wl := "paused-holder", "paused-waiter"
+	p1 := mustStart(t, c, holder, lockrun.argv(prefix, hl, time.Hour)...)
+	if _, err := c.FirstTick(hl, long); err != nil {
+		t.Fatalf("%v; holder stderr: %s", err, p1.Stderr())
+	}
+	p2 := mustStart(t, c, waiter, lockrun.argv(prefix, wl, 2*time.Second)...)
+	time.Sleep(2 * time.Second)
+	fault := time.Now()
+	if err := c.Pause(holder); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.FirstTick(wl, long); err != nil {
+		_ = c.Unpause(holder)
+		t.Fatalf("%v; waiter stderr: %s", err, p2.Stderr())
+	}
+	if err := c.Unpause(holder); err != nil {
+		t.Fatal(err)
+	}
+	code1, err := p1.Wait(long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, err := p2.Wait(long); err != nil || code != 0 {
+		t.Fatalf("waiter: exit %d %v: %s", code, err, p2.Stderr())
+	}
+	if err := c.WaitHealthy(long); err != nil {
+		t.Fatal(err)
+	}
+	o := c.outcome(t, 1, fault, hl, wl)
+	o.holderExit = code1
+	t.Logf("holder paused: %s", o)
+	if code1 != exitLockLost {
+		t.Errorf("thawed holder exited %d, want %d; stderr: %s", code1, exitLockLost, p1.Stderr())
+	}
+	if !o.tokensUp || o.staleOpen != 0 {
+		t.Errorf("a write after the thaw would pass a fence: %s", o)
+	}
+}
+
+// waiterSessionInvalidated: the waiter's own session is destroyed while it
+// waits. It must make a new session (with a pause, never a spin of
+// acquisition attempts) and take the lock when the holder ends.
+func waiterSessionInvalidated(t *testing.T, c *Cluster) {
+	holder, waiter := c.Hosts[0], c.Hosts[1]
+	prefix := "faults/lockrun/waiter-session"
+	hl, wl := "wsess-holder", "wsess-waiter"
+	p1 := mustStart(t, c, holder, lockrun.argv(prefix, hl, 12*time.Second)...)
+	if _, err := c.FirstTick(hl, long); err != nil {
+		t.Fatalf("%v; holder stderr: %s", err, p1.Stderr())
+	}
+	p2 := mustStart(t, c, waiter, lockrun.argv(prefix, wl, time.Second)...)
+	var sess string
+	deadline := time.Now().Add(long)
+	for sess == "" && time.Now().Before(deadline) {
+		var ss []struct{ ID, Name string }
+		if err := c.Servers[0].Get("/v1/session/node/"+waiter.Short(), &ss); err == nil {
+			for _, s := range ss {
+				if strings.Contains(s.Name, prefix) {
+					sess = s.ID
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if sess == "" {
+		t.Fatalf("the waiter's session never appeared; stderr: %s", p2.Stderr())
+	}
+	if err := c.Servers[0].Put("/v1/session/destroy/" + sess); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*Proc{p1, p2} {
+		if code, err := p.Wait(long); err != nil || code != 0 {
+			t.Fatalf("%s: exit %d %v: %s", p.Host.Short(), code, err, p.Stderr())
+		}
+	}
+	o := c.outcome(t, 1, time.Now(), hl, wl)
+	checkSafe(t, "waiter session invalidated", o)
+	stderr := p2.Stderr()
+	if !strings.Contains(stderr, "invalidated") {
+		t.Errorf("the waiter never said its session was invalidated: %s", stderr)
+	}
+	if n := strings.Count(stderr, "Consul refused our session"); n > 3 {
+		t.Errorf("the waiter retried with its dead session %d times: %s", n, stderr)
+	}
+}
+
+// TestCampaign is the long fault campaign, not run by `make test`:
+// CLUSTER_RUNS=N make test-cluster runs N partition runs and N/3 leader-kill
+// runs for lockrun and for consul lock on one cluster, and prints the
+// figures.
+func TestCampaign(t *testing.T) {
+	runs, _ := strconv.Atoi(os.Getenv("CLUSTER_RUNS"))
+	if runs <= 0 {
+		t.Skip("the long campaign runs with CLUSTER_RUNS=N (make test-cluster RUNS=N)")
+	}
+	tools := []tool{lockrun, consulLock}
+	if v := os.Getenv("CLUSTER_TOOLS"); v != "" {
+		tools = nil
+		for _, s := range strings.Split(v, ",") {
+			tools = append(tools, tool(s))
+		}
+	}
+	c := newLockCluster(t, 2)
+	leaderRuns := max(runs/3, 1)
+	results := map[string][]outcome{}
+	for i := 1; i <= runs; i++ {
+		for _, tl := range tools {
+			o := partition(t, c, tl, i)
+			t.Logf("%s partition %d: %s", tl, i, o)
+			results[string(tl)+" partition"] = append(results[string(tl)+" partition"], o)
+		}
+	}
+	for i := 1; i <= leaderRuns; i++ {
+		for _, tl := range tools {
+			o := leaderKill(t, c, tl, i)
+			t.Logf("%s leader kill %d: %s", tl, i, o)
+			results[string(tl)+" leader kill"] = append(results[string(tl)+" leader kill"], o)
+		}
+	}
+	var keys []string
+	for k := range results {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n| tool, fault | runs | runs with overlap | max overlap | holder exit codes | fault→stop p50/max | fault→start p50/max | tokens up |\n|---|---|---|---|---|---|---|---|\n")
+	for _, k := range keys {
+		rs := results[k]
+		overl, up := 0, 0
+		var maxO time.Duration
+		codes := map[int]int{}
+		var stops, starts []time.Duration
+		for _, o := range rs {
+			if o.overlaps > 0 {
+				overl++
+			}
+			maxO = max(maxO, o.overlap)
+			codes[o.holderExit]++
+			stops = append(stops, o.faultToStop)
+			starts = append(starts, o.faultToStart)
+			if o.tokensUp {
+				up++
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %v | %s | %s | %d/%d |\n", k, len(rs), overl, maxO.Round(time.Millisecond), codes,
+			p50max(stops), p50max(starts), up, len(rs))
+	}
+	t.Log(b.String())
+	if out := os.Getenv("CLUSTER_REPORT"); out != "" {
+		_ = os.WriteFile(out, []byte(b.String()), 0o644)
+	}
+	for _, o := range append(results["lockrun partition"], results["lockrun leader kill"]...) {
+		if o.overlaps > 0 {
+			t.Errorf("lockrun overlapped: %s", o)
+		}
+	}
+}
+
+func p50max(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "-"
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return fmt.Sprintf("%s / %s", s[len(s)/2].Round(100*time.Millisecond), s[len(s)-1].Round(100*time.Millisecond))
+}
