@@ -12,7 +12,10 @@ TEST_TIMEOUT  ?= 45m
 
 export CONSUL_BIN ?= $(CONSUL_BUILT)
 
-.PHONY: all build consul deps test test-short test-cluster demo bench vet fmt clean $(PROGRAMS)
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK   := $(GOPATH_FIRST)/berth-tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+
+.PHONY: all build consul deps test test-short test-race test-cluster lint check-tree demo bench vet fmt clean $(PROGRAMS)
 
 all: build
 
@@ -38,9 +41,30 @@ $(CONSUL_BUILT):
 deps:
 	@scripts/install-deps.sh
 
-test: deps consul
-	$(GO) vet ./...
+test: deps consul check-tree lint
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# The fast tier: unit tests only (no Consul, Docker or Debian packages).
+test-short:
+	$(GO) test -short -count=1 ./...
+
+# The race detector over the packages with concurrent code and fast tests.
+test-race:
+	CGO_ENABLED=1 $(GO) test -race -short -count=1 ./pkg/... ./lockrun ./test/cluster
+
+vet:
+	$(GO) vet ./...
+
+# staticcheck, pinned and built once from the Go module proxy.
+lint: vet $(STATICCHECK)
+	$(STATICCHECK) ./...
+$(STATICCHECK):
+	@mkdir -p $(dir $@)
+	GOBIN=$(dir $@) GOTOOLCHAIN=local $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+# No binary and nothing over 1 MB tracked in git.
+check-tree:
+	@scripts/check-tree.sh
 
 # The long cluster fault campaign (not in CI): RUNS partition runs and RUNS/3
 # leader kills, for lockrun and consul lock, on a 3-server cluster in Docker.

@@ -15,6 +15,9 @@ import (
 // skipping otherwise when Docker is not usable.
 func requireDocker(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a Docker daemon: not in the -short tier")
+	}
 	docker, err := exec.LookPath("docker")
 	if err == nil {
 		err = exec.Command(docker, "info").Run()

@@ -17,10 +17,17 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# The packages would start their daemons on install; berth's tests start
+# their own. Debian's policy-rc.d hook (exit 101) keeps them from starting,
+# so nothing on the machine is stopped afterwards: only a hook this script
+# put there is removed again.
+hook=/usr/sbin/policy-rc.d
+own_hook=
+if [ ! -e "$hook" ]; then
+	printf '#!/bin/sh\n# berth install-deps.sh: no daemon starts during the install\nexit 101\n' >"$hook"
+	chmod 755 "$hook"
+	own_hook=1
+fi
+trap '[ -n "$own_hook" ] && rm -f "$hook"' EXIT
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# The packages start their daemons on install; berth's tests start their own.
-for s in nginx haproxy dnsmasq; do
-	if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$s" 2>/dev/null; then systemctl stop "$s" || true; fi
-	pkill -x "$s" 2>/dev/null || true
-done

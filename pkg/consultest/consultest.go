@@ -8,6 +8,7 @@ package consultest
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -388,7 +389,17 @@ func freePorts(names ...string) (map[string]int, error) {
 // Without a consul binary it fails when CI=true and otherwise lets the tests
 // run with an unavailable agent, so that Require skips them with a message.
 // An agent that fails to start always fails the run.
+//
+// With -short (the fast tier: `go test -short ./...`) no agent starts and
+// every test that needs one skips.
 func Main(m *testing.M, agent **Agent) int {
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	if testing.Short() {
+		*agent = &Agent{unavailable: "-short: no Consul agent in the fast tier"}
+		return m.Run()
+	}
 	if _, err := Binary(); err != nil && os.Getenv("CI") != "true" {
 		fmt.Fprintf(os.Stderr, "consultest: tests that need Consul will skip: %v\n", err)
 		*agent = &Agent{unavailable: err.Error()}
@@ -413,7 +424,7 @@ func Require(t testing.TB, a *Agent) *Agent {
 		t.Fatal("consultest.Require: no agent; call consultest.Main from TestMain")
 	}
 	if a.unavailable != "" {
-		t.Skipf("needs a consul binary: %s", a.unavailable)
+		t.Skipf("needs a Consul agent: %s", a.unavailable)
 	}
 	return a
 }
@@ -422,6 +433,9 @@ func Require(t testing.TB, a *Agent) *Agent {
 // and closes it at the end of the test.
 func StartT(t testing.TB, opts Options) *Agent {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a Consul agent: not in the -short tier")
+	}
 	if _, err := Binary(); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("consul agent needed (CI=true): %v", err)

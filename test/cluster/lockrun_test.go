@@ -232,7 +232,7 @@ func semaphorePartition(t *testing.T, c *Cluster) {
 	prefix := "faults/lockrun/semaphore"
 	l1, l2, l3 := "sem-h1", "sem-h2", "sem-h3"
 	p1 := mustStart(t, c, h1, lockrun.argv(prefix, l1, time.Hour, "-n", "2")...)
-	p2 := mustStart(t, c, h2, lockrun.argv(prefix, l2, 75*time.Second, "-n", "2")...)
+	p2 := mustStart(t, c, h2, lockrun.argv(prefix, l2, 50*time.Second, "-n", "2")...)
 	for _, l := range []string{l1, l2} {
 		if _, err := c.FirstTick(l, long); err != nil {
 			t.Fatalf("%v; stderr h1 %s h2 %s", err, p1.Stderr(), p2.Stderr())
