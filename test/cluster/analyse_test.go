@@ -7,7 +7,7 @@ func TestAnalyseFindsOverlapsAndStaleWrites(t *testing.T) {
 	lines := []Line{
 		{"a", 0, 5}, {"a", 100 * ms, 5},
 		{"b", 150 * ms, 7}, {"b", 300 * ms, 7},
-		{"a", 200 * ms, 5}, // a writes once while b holds: overlap, fenced
+		{"a", 200 * ms, 5},                     // a writes once while b holds: overlap, fenced
 		{"c", 300 * ms, 9}, {"c", 400 * ms, 9}, // touches b's end: no overlap
 	}
 	r := Analyse(append([]Line(nil), lines...), 1)
