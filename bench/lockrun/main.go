@@ -8,6 +8,10 @@ import (
 	"bufio"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,6 +113,9 @@ func run(lockrunBin string, runs, contenders, perContender int) error {
 		p50, p90, _ := stats(hand[t.name])
 		fmt.Printf("  %-12s %9s %9s %9s %6d\n", t.name, ms(p50), ms(p90), ms(slices.Max(hand[t.name])), len(hand[t.name]))
 	}
+	if err := holdCost(tools, agent, env); err != nil {
+		return err
+	}
 	a50, _, _ := stats(wall["lockrun"])
 	b50, _, _ := stats(wall["consul lock"])
 	h50, h90, _ := stats(hand["lockrun"])
@@ -206,3 +213,65 @@ func stats(d []time.Duration) (p50, p90, mean time.Duration) {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
+
+// holdCost counts the HTTP requests each tool sends its agent while holding
+// the lock for holdFor uncontended (through a counting proxy): lockrun's lease
+// confirmations and renewals against consul lock's renewals and blocking
+// monitor. Report only: safety costs requests; the figure says how many.
+func holdCost(tools []tool, agent *consultest.Agent, env []string) error {
+	const holdFor = 20 * time.Second
+	target, err := url.Parse("http://" + agent.HTTPAddr())
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	counts := map[string]int{}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.FlushInterval = -1
+	// A blocking query cut when its tool exits is no error worth printing.
+	proxy.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) { w.WriteHeader(http.StatusBadGateway) }
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		kind := r.Method + " " + r.URL.Path
+		if i := strings.Index(r.URL.Path[min(len(r.URL.Path), 4):], "/"); i >= 0 {
+			// /v1/session/renew/<id>, /v1/kv/<key>: keep the endpoint, drop the name.
+			parts := strings.SplitN(strings.TrimPrefix(r.URL.Path, "/v1/"), "/", 3)
+			kind = r.Method + " /v1/" + strings.Join(parts[:min(2, len(parts))], "/")
+		}
+		if r.URL.Query().Has("consistent") {
+			kind += "?consistent"
+		}
+		mu.Lock()
+		counts[kind]++
+		mu.Unlock()
+		proxy.ServeHTTP(w, r)
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	fmt.Printf("\n(c) requests to the agent while holding %s uncontended (report only)\n", holdFor)
+	for _, t := range tools {
+		mu.Lock()
+		clear(counts)
+		mu.Unlock()
+		argv := t.argv("bench/hold-"+strings.ReplaceAll(t.name, " ", "-"), fmt.Sprintf("sleep %g", holdFor.Seconds()))
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = append(env, "CONSUL_HTTP_ADDR="+ln.Addr().String())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v: %s", t.name, err, out)
+		}
+		mu.Lock()
+		total := 0
+		var kinds []string
+		for k, n := range counts {
+			total += n
+			kinds = append(kinds, fmt.Sprintf("%s ×%d", k, n))
+		}
+		mu.Unlock()
+		slices.Sort(kinds)
+		fmt.Printf("  %-12s %3d requests (%.2f/s): %s\n", t.name, total, float64(total)/holdFor.Seconds(), strings.Join(kinds, ", "))
+	}
+	return nil
+}
