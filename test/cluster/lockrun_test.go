@@ -47,6 +47,7 @@ func (tl tool) argv(prefix, label string, holdFor time.Duration, extra ...string
 // outcome is one fault run's figures.
 type outcome struct {
 	overlap      time.Duration // longest stretch with too many holders
+	ranPast      time.Duration // how long the old holder ran after the new one started (0: none)
 	overlaps     int
 	faultToStop  time.Duration // fault → the old holder's last line
 	faultToStart time.Duration // fault → the new holder's first line
@@ -57,8 +58,8 @@ type outcome struct {
 }
 
 func (o outcome) String() string {
-	return fmt.Sprintf("overlap %s (%d), fault→stop %s, fault→start %s, holder exit %d, stale writes fenced %d / accepted %d, tokens increase %v",
-		o.overlap.Round(time.Millisecond), o.overlaps, o.faultToStop.Round(time.Millisecond), o.faultToStart.Round(time.Millisecond),
+	return fmt.Sprintf("overlap %s (%d), old holder ran past the new one's start by %s, fault→stop %s, fault→start %s, holder exit %d, stale writes fenced %d / accepted %d, tokens increase %v",
+		o.overlap.Round(time.Millisecond), o.overlaps, o.ranPast.Round(time.Millisecond), o.faultToStop.Round(time.Millisecond), o.faultToStart.Round(time.Millisecond),
 		o.holderExit, o.staleFenced, o.staleOpen, o.tokensUp)
 }
 
@@ -89,6 +90,7 @@ func (c *Cluster) outcome(t *testing.T, limit int, fault time.Time, holder strin
 	}
 	if !first.IsZero() {
 		o.faultToStart = first.Sub(fault)
+		o.ranPast = max(0, h.Last.Sub(first))
 	}
 	return o
 }
@@ -402,11 +404,11 @@ func TestCampaign(t *testing.T) {
 	}
 	sort.Strings(keys)
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n| tool, fault | runs | runs with overlap | max overlap | holder exit codes | fault→stop p50/max | fault→start p50/max | tokens up |\n|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "\n| tool, fault | runs | runs with overlap | max overlap | old holder ran past the new one's start, max | holder exit codes | fault→stop p50/max | fault→start p50/max | tokens up |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, k := range keys {
 		rs := results[k]
 		overl, up := 0, 0
-		var maxO time.Duration
+		var maxO, maxPast time.Duration
 		codes := map[int]int{}
 		var stops, starts []time.Duration
 		for _, o := range rs {
@@ -414,6 +416,7 @@ func TestCampaign(t *testing.T) {
 				overl++
 			}
 			maxO = max(maxO, o.overlap)
+			maxPast = max(maxPast, o.ranPast)
 			codes[o.holderExit]++
 			stops = append(stops, o.faultToStop)
 			starts = append(starts, o.faultToStart)
@@ -421,7 +424,7 @@ func TestCampaign(t *testing.T) {
 				up++
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %v | %s | %s | %d/%d |\n", k, len(rs), overl, maxO.Round(time.Millisecond), codes,
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %v | %s | %s | %d/%d |\n", k, len(rs), overl, maxO.Round(time.Millisecond), maxPast.Round(time.Millisecond), codes,
 			p50max(stops), p50max(starts), up, len(rs))
 	}
 	t.Log(b.String())
