@@ -7,7 +7,8 @@ GOPATH_FIRST  := $(firstword $(subst :, ,$(shell $(GO) env GOPATH)))
 CONSUL_BUILT  := $(GOPATH_FIRST)/berth-tools/consul-$(CONSUL_VERSION)/consul
 PROGRAMS      := registrator templater envexec lockrun dnsforward
 VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS       := -s -w -X github.com/berth/berth/pkg/version.Version=$(VERSION)
+COMMIT        ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS       := -s -w -X github.com/berth/berth/pkg/version.Version=$(VERSION) -X github.com/berth/berth/pkg/version.Commit=$(COMMIT)
 TEST_TIMEOUT  ?= 45m
 
 export CONSUL_BIN ?= $(CONSUL_BUILT)
@@ -15,7 +16,7 @@ export CONSUL_BIN ?= $(CONSUL_BUILT)
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK   := $(GOPATH_FIRST)/berth-tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 
-.PHONY: all build consul deps test test-short test-race test-cluster lint check-tree demo bench vet fmt clean $(PROGRAMS)
+.PHONY: all build consul consul-path images dist deps test test-short test-race test-cluster lint check-tree demo bench vet fmt clean $(PROGRAMS)
 
 all: build
 
@@ -36,6 +37,29 @@ $(CONSUL_BUILT):
 	@mkdir -p $(dir $@)
 	cd tools/consul && CGO_ENABLED=0 $(GO) build -trimpath -o $@.tmp github.com/hashicorp/consul
 	mv $@.tmp $@
+
+consul-path:
+	@echo $(CONSUL_BUILT)
+
+# One image per program (berth/PROGRAM:VERSION and :latest) FROM scratch, and
+# berth/consul from the pinned Consul: see scripts/images.sh.
+images: consul
+	@VERSION=$(VERSION) COMMIT=$(COMMIT) CONSUL_BIN=$(CONSUL_BUILT) scripts/images.sh
+
+# Release archives for linux/amd64 and linux/arm64 with SHA256SUMS, in dist/.
+DIST_ARCHES := amd64 arm64
+dist:
+	@rm -rf dist && mkdir -p dist
+	@for arch in $(DIST_ARCHES); do \
+		d=dist/berth-$(VERSION)-linux-$$arch; mkdir -p $$d; \
+		for p in $(PROGRAMS); do \
+			CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$d/$$p ./$$p || exit 1; \
+		done; \
+		cp README.md ARCHITECTURE.md $$d/; \
+		for p in $(PROGRAMS); do cp $$p/README.md $$d/README-$$p.md; done; \
+		tar -C dist -czf $$d.tar.gz berth-$(VERSION)-linux-$$arch && rm -rf $$d; \
+	done
+	@cd dist && sha256sum *.tar.gz > SHA256SUMS && cat SHA256SUMS
 
 # Debian packages the tests and benchmarks use (nginx, haproxy, dnsmasq, dig, dnsperf, busybox-static).
 deps:

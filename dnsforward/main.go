@@ -35,6 +35,9 @@ const (
 )
 
 func main() {
+	if code, ok := telemetry.Healthcheck(os.Args[1:], os.Stderr); ok {
+		os.Exit(code)
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
 	cancel()

@@ -17,6 +17,7 @@ import (
 	"github.com/berth/berth/pkg/consulclient"
 	"github.com/berth/berth/pkg/logging"
 	"github.com/berth/berth/pkg/supervisor"
+	"github.com/berth/berth/pkg/telemetry"
 	"github.com/berth/berth/pkg/version"
 )
 
@@ -33,6 +34,9 @@ const (
 )
 
 func main() {
+	if code, ok := telemetry.Healthcheck(os.Args[1:], os.Stderr); ok {
+		os.Exit(code)
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 

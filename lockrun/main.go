@@ -44,6 +44,9 @@ const (
 const handOffGrace = 5 * time.Millisecond
 
 func main() {
+	if code, ok := telemetry.Healthcheck(os.Args[1:], os.Stderr); ok {
+		os.Exit(code)
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stderr))
 }
 

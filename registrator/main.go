@@ -36,6 +36,9 @@ const (
 )
 
 func main() {
+	if code, ok := telemetry.Healthcheck(os.Args[1:], os.Stderr); ok {
+		os.Exit(code)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -9,6 +9,9 @@ command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
 command -v dig     >/dev/null 2>&1 || need+=(bind9-dnsutils)
 # A static shell for FROM-scratch test images (lockrun as PID 1).
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+# systemd-analyze checks the example units; CA certificates go into the images.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+[ -r /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
 	echo "missing packages: ${need[*]}; install them with: sudo apt-get install ${need[*]}" >&2

@@ -6,9 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,4 +94,36 @@ func ServeOn(ctx context.Context, ln net.Listener, reg *prometheus.Registry, hea
 		}
 		return fmt.Errorf("metrics server: %w", err)
 	}
+}
+
+// DefaultHealthAddr is where -healthcheck asks when no address is given: the
+// -metrics-addr the container images set.
+const DefaultHealthAddr = "127.0.0.1:9090"
+
+// Healthcheck implements `PROGRAM -healthcheck [HOST:PORT]`, a probe usable
+// as a Docker HEALTHCHECK without a shell: it asks the running program's
+// /health (served on its -metrics-addr) and returns exit code 0 when it
+// answers 200, 1 otherwise, with one line on stderr saying why. ok is false
+// when args do not ask for it (then the program parses its flags as usual).
+func Healthcheck(args []string, stderr io.Writer) (code int, ok bool) {
+	if len(args) == 0 || (args[0] != "-healthcheck" && args[0] != "--healthcheck") {
+		return 0, false
+	}
+	addr := DefaultHealthAddr
+	if len(args) > 1 {
+		addr = args[1]
+	}
+	client := &http.Client{Timeout: 3 * time.Second}
+	resp, err := client.Get("http://" + addr + "/health")
+	if err != nil {
+		fmt.Fprintf(stderr, "healthcheck: %v\n", err)
+		return 1, true
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "healthcheck: %s: %s\n", resp.Status, strings.TrimSpace(string(body)))
+		return 1, true
+	}
+	return 0, true
 }
