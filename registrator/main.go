@@ -124,7 +124,11 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.ttlRefresh, "ttl-refresh", 0, "accepted for gliderlabs compatibility (unused by the Consul backend)")
 	o.consul.Register(fs)
 	o.logs.Register(fs)
-	if err := fs.Parse(args); err != nil {
+	err := fs.Parse(args)
+	if err == nil && o.cfg.DockerHost == "" {
+		o.cfg.DockerHost = dockerHostFallback(os.Getenv, socketExists)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if o.showVersion {

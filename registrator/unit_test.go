@@ -312,3 +312,34 @@ func TestCLI(t *testing.T) {
 	}
 	_ = a.Client().Agent().ServiceDeregister(hostFor(t) + ":berth-test-cli:8080")
 }
+
+// gliderlabs users mount the socket at /tmp/docker.sock (their image sets
+// DOCKER_HOST to it); the usual socket and DOCKER_HOST still win.
+func TestDockerHostFallback(t *testing.T) {
+	has := func(paths ...string) func(string) bool {
+		return func(p string) bool {
+			for _, x := range paths {
+				if p == x {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	env := func(v string) func(string) string { return func(string) string { return v } }
+	cases := []struct {
+		env    string
+		exists []string
+		want   string
+	}{
+		{"", []string{"/tmp/docker.sock"}, "unix:///tmp/docker.sock"},
+		{"", []string{"/var/run/docker.sock", "/tmp/docker.sock"}, ""},
+		{"tcp://10.0.0.1:2375", []string{"/tmp/docker.sock"}, ""},
+		{"", nil, ""},
+	}
+	for _, c := range cases {
+		if got := dockerHostFallback(env(c.env), has(c.exists...)); got != c.want {
+			t.Errorf("DOCKER_HOST=%q, sockets %v: %q, want %q", c.env, c.exists, got, c.want)
+		}
+	}
+}

@@ -4,7 +4,7 @@
 # the static binary, CA certificates for TLS to Consul, a passwd file with the
 # non-root user berth (65532), OCI labels, an ENTRYPOINT serving /metrics and
 # /health on 127.0.0.1:9090 and a HEALTHCHECK that asks it without a shell.
-# Also berth/consul:CONSUL_VERSION from the pinned Consul (make consul), for the
+# Also berth/consul:CONSUL_VERSION (or CONSUL_TAG) from the pinned Consul (make consul), for the
 # Compose example. Prints each image's size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,9 @@ programs=("$@")
 [ ${#programs[@]} -gt 0 ] || programs=(registrator templater envexec lockrun dnsforward)
 work=$(mktemp -d /tmp/berth-images.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+
+# NO_LATEST=1 leaves out the :latest tags (tests tag their own images only).
+tags_for() { if [ -n "${NO_LATEST:-}" ]; then echo "-t berth/$1:$2"; else echo "-t berth/$1:$2 -t berth/$1:latest"; fi; }
 
 # build_image NAME TAG USER ENTRYPOINT_JSON HEALTH_JSON: context in $work/NAME/rootfs
 build_image() {
@@ -36,7 +39,8 @@ build_image() {
 		echo "      org.opencontainers.image.revision=\"$COMMIT\" \\"
 		echo "      org.opencontainers.image.source=\"https://github.com/berth/berth\""
 	} >"$ctx/Dockerfile"
-	if ! docker build -q -t "berth/$name:$tag" -t "berth/$name:latest" "$ctx" >/dev/null 2>"$ctx/build.err"; then
+	# shellcheck disable=SC2046
+	if ! docker build -q $(tags_for "$name" "$tag") "$ctx" >/dev/null 2>"$ctx/build.err"; then
 		cat "$ctx/build.err" >&2
 		exit 1
 	fi
@@ -59,5 +63,5 @@ if [ -x "$CONSUL_BIN" ]; then
 	mkdir -p "$work/consul/rootfs/consul/data" "$work/consul/rootfs/consul/config"
 	cp "$CONSUL_BIN" "$work/consul/rootfs/consul-agent"
 	chmod 777 "$work/consul/rootfs/consul/data"
-	build_image consul "$cv" 65532 '["/consul-agent"]' ''
+	build_image consul "${CONSUL_TAG:-$cv}" 65532 '["/consul-agent"]' ''
 fi
