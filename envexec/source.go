@@ -24,10 +24,11 @@ type source interface {
 
 // prefixSpec is one -prefix PATH[@DC].
 type prefixSpec struct {
-	path   string // without leading or trailing slashes
-	dc     string
-	format *template.Template
-	fmtSrc string
+	path     string // without leading or trailing slashes
+	dc       string
+	format   *template.Template
+	fmtSrc   string
+	noPrefix bool // keep the prefix path out of names (envconsul's no_prefix; default true)
 }
 
 // parsePrefix parses PATH[@DC].
@@ -43,7 +44,7 @@ func parsePrefix(s string) (*prefixSpec, error) {
 	if strings.Contains(p, "//") {
 		return nil, fmt.Errorf("%q: empty path segment (\"//\")", s)
 	}
-	return &prefixSpec{path: p, dc: dc}, nil
+	return &prefixSpec{path: p, dc: dc, noPrefix: true}, nil
 }
 
 // splitDC splits "thing@dc", refusing an empty datacenter, several "@" and
