@@ -77,6 +77,8 @@ type options struct {
 	syslog         syslogOptions
 	logs           logging.Flags
 	configPaths    []string
+	fileCommand    []string  // exec.command from a -config file
+	env            envPolicy // exec.env from -config files
 	argv           []string
 }
 
@@ -296,7 +298,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		p.noPrefix = noPrefix
 	}
 	o.peer.noteSet(set)
-	if err := loadConfigFiles(o, set); err != nil {
+	if err := loadConfigFiles(o, fs, set); err != nil {
 		return nil, err
 	}
 	return o, finish(o, fs.Args())
@@ -329,6 +331,12 @@ func finish(o *options, rest []string) error {
 		// -stale: any server may answer, however stale; never ask the
 		// leader again.
 		o.maxStale = time.Duration(math.MaxInt64)
+	}
+	if o.env.pristine {
+		o.pristine = true
+	}
+	if o.execCmd == "" && len(rest) == 0 && len(o.fileCommand) > 0 {
+		rest = o.fileCommand
 	}
 	if o.execCmd != "" {
 		if len(rest) > 0 {

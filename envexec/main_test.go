@@ -156,11 +156,17 @@ type proc struct {
 // startEnvexec runs envexec with args against addr, with extra environment.
 func startEnvexec(t *testing.T, addr string, extraEnv []string, args ...string) *proc {
 	t.Helper()
+	return startEnvexecArgs(t, extraEnv, append([]string{"-http-addr", addr}, args...))
+}
+
+// startEnvexecArgs runs envexec with exactly args, with extra environment.
+func startEnvexecArgs(t *testing.T, extraEnv []string, args []string) *proc {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(self, append([]string{"__envexec", "-http-addr", addr}, args...)...)
+	cmd := exec.Command(self, append([]string{"__envexec"}, args...)...)
 	cmd.Env = append(append(os.Environ(), "CONSUL_HTTP_TOKEN=", "CONSUL_HTTP_TOKEN_FILE="), extraEnv...)
 	p := &proc{t: t, cmd: cmd, stdout: &syncBuf{}, stderr: &syncBuf{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
@@ -322,7 +328,7 @@ func onlyConsul(env map[string]string) map[string]string {
 			continue
 		}
 		switch k {
-		case "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE":
+		case "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE", "CONSUL_HTTP_ADDR":
 			continue
 		}
 		out[k] = v

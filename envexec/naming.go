@@ -204,11 +204,24 @@ func merge(lists [][]namedVar) (map[string]string, []skipped) {
 }
 
 // childEnv is the child's environment: the parent's (all of it, or with
-// -pristine only the names matching the allow list), then the Consul
-// variables, which win.
-func childEnv(parent []string, vars map[string]string, pristine bool, allow []string) []string {
-	out := make([]string, 0, len(parent)+len(vars))
+// -pristine only the names matching the -env-allow list), then the Consul
+// variables, which win; then, as envconsul's applyConfigEnv (runner.go)
+// does for exec { env { } }, only names matching the allowlist (if any),
+// none matching the denylist, and the custom NAME=value entries last.
+func childEnv(parent []string, vars map[string]string, pristine bool, allow []string, pol envPolicy) []string {
+	out := make([]string, 0, len(parent)+len(vars)+len(pol.custom))
 	seen := map[string]bool{}
+	keep := func(name string) bool {
+		if len(pol.allowlist) > 0 && !allowed(name, pol.allowlist) {
+			return false
+		}
+		return !allowed(name, pol.denylist)
+	}
+	custom := map[string]bool{}
+	for _, kv := range pol.custom {
+		name, _, _ := strings.Cut(kv, "=")
+		custom[name] = true
+	}
 	for _, kv := range parent {
 		name, _, ok := strings.Cut(kv, "=")
 		if !ok || name == "" {
@@ -217,14 +230,25 @@ func childEnv(parent []string, vars map[string]string, pristine bool, allow []st
 		if pristine && !allowed(name, allow) {
 			continue
 		}
-		if _, over := vars[name]; over || seen[name] {
+		if _, over := vars[name]; over || seen[name] || custom[name] || !keep(name) {
 			continue
 		}
 		seen[name] = true
 		out = append(out, kv)
 	}
 	for _, name := range sortedNames(vars) {
-		out = append(out, name+"="+vars[name])
+		if keep(name) && !custom[name] {
+			out = append(out, name+"="+vars[name])
+		}
+	}
+	done := map[string]bool{}
+	for i := len(pol.custom) - 1; i >= 0; i-- { // the last entry of a name wins
+		name, _, _ := strings.Cut(pol.custom[i], "=")
+		if done[name] {
+			continue
+		}
+		done[name] = true
+		out = append(out, pol.custom[i])
 	}
 	return out
 }

@@ -86,13 +86,19 @@ func TestMergeSkipsAndLaterWins(t *testing.T) {
 func TestChildEnv(t *testing.T) {
 	parent := []string{"PATH=/bin", "HOME=/root", "LC_ALL=C", "X=parent", "X=dup"}
 	vars := map[string]string{"X": "consul", "Y": "a\nb"}
-	got := strings.Join(childEnv(parent, vars, false, nil), "|")
+	got := strings.Join(childEnv(parent, vars, false, nil, envPolicy{}), "|")
 	if got != "PATH=/bin|HOME=/root|LC_ALL=C|X=consul|Y=a\nb" {
 		t.Errorf("inherited: %q", got)
 	}
-	got = strings.Join(childEnv(parent, vars, true, []string{"PATH", "LC_*"}), "|")
+	got = strings.Join(childEnv(parent, vars, true, []string{"PATH", "LC_*"}, envPolicy{}), "|")
 	if got != "PATH=/bin|LC_ALL=C|X=consul|Y=a\nb" {
 		t.Errorf("pristine: %q", got)
+	}
+	// exec { env { allowlist, denylist, custom } }: filters over everything,
+	// Consul variables included; custom last and winning.
+	got = strings.Join(childEnv(parent, vars, false, nil, envPolicy{allowlist: []string{"L*", "X", "Y", "HOME"}, denylist: []string{"Y"}, custom: []string{"HOME=/custom", "Z=1"}}), "|")
+	if got != "LC_ALL=C|X=consul|HOME=/custom|Z=1" && got != "LC_ALL=C|X=consul|Z=1|HOME=/custom" {
+		t.Errorf("env policy: %q", got)
 	}
 }
 

@@ -27,6 +27,8 @@ type peerConsul struct {
 	disableKeepAlives                                                *bool
 	maxIdleConns, maxIdleConnsPerHost, maxConnsPerHost               *int
 
+	namespace string // consul.namespace (Consul Enterprise)
+
 	warn []string // deprecations to log once logging is set up
 }
 
@@ -66,6 +68,9 @@ func (p *peerConsul) warnings(log *slog.Logger) {
 func (p *peerConsul) apply(cfg *api.Config) {
 	if p.auth != nil {
 		cfg.HttpAuth = p.auth
+	}
+	if p.namespace != "" {
+		cfg.Namespace = p.namespace
 	}
 	if (p.ssl != nil && *p.ssl) || (p.ssl == nil && p.sslImplied) {
 		cfg.Scheme = "https"

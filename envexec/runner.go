@@ -290,7 +290,7 @@ func (r *runner) build(data []any) map[string]string {
 func (r *runner) childConfig(env map[string]string) supervisor.Config {
 	return supervisor.Config{
 		Argv:        r.o.argv,
-		Env:         childEnv(os.Environ(), env, r.o.pristine, r.o.envAllow),
+		Env:         childEnv(os.Environ(), env, r.o.pristine, r.o.envAllow, r.o.env),
 		Stdin:       r.stdin,
 		Stdout:      r.stdout,
 		Stderr:      r.stderr,
