@@ -111,7 +111,13 @@ func TestParsePrefixAndService(t *testing.T) {
 	if err != nil || s.name != "web" || s.tag != "blue" || s.dc != "dc3" {
 		t.Errorf("parseService: %+v %v", s, err)
 	}
-	for _, bad := range []string{"", "/", "@dc", "a@", "a@b@c", "a//b", "a\nb"} {
+	// envconsul renders prefix paths as templates with env (runner.go,
+	// applyPathTemplate).
+	t.Setenv("ENVEXEC_TEST_STAGE", "prod")
+	if p, err := parsePrefix(`app/{{ env "ENVEXEC_TEST_STAGE" }}/config`); err != nil || p.path != "app/prod/config" {
+		t.Errorf("path template: %+v %v", p, err)
+	}
+	for _, bad := range []string{"", "/", "@dc", "a@", "a@b@c", "a//b", "a\nb", `a/{{ env "ENVEXEC_TEST_UNSET" }}`, "a/{{"} {
 		if _, err := parsePrefix(bad); err == nil {
 			t.Errorf("parsePrefix(%q) accepted", bad)
 		}

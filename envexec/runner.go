@@ -149,13 +149,35 @@ func (r *runner) run(sigs chan os.Signal) (code int, reload bool) {
 	defer stopWatches()
 	updates := make(chan update, len(o.order))
 	giveUp := make(chan int, len(o.order)) // a source that failed -consul-retry-attempts times before answering
-	retryMin, retryMax := o.retry.bounds()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer stopWatches()
+	r.startWatches(wctx, &wg, updates, giveUp)
+	data, code, reload := r.awaitSources(updates, giveUp, sigs)
+	if data == nil {
+		return code, reload
+	}
+	r.drain(updates, data)
+	env := r.build(data)
+
+	if o.export != "" {
+		stopWatches()
+		return r.export(env), false
+	}
+	if o.once {
+		stopWatches()
+	}
+	return r.supervise(ctx, env, data, updates, sigs)
+}
+
+// startWatches starts one watch loop per source, each delivering to
+// updates; a source that fails -consul-retry-attempts times in a row before
+// its first answer is sent to giveUp.
+func (r *runner) startWatches(ctx context.Context, wg *sync.WaitGroup, updates chan update, giveUp chan int) {
+	o := r.o
+	retryMin, retryMax := o.retry.bounds()
 	r.metrics.sources.Set(float64(len(o.order)))
 	for i, s := range o.order {
-		i, s := i, s
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -169,10 +191,10 @@ func (r *runner) run(sigs chan os.Signal) (code int, reload bool) {
 				r.mu.Unlock()
 				select {
 				case updates <- update{i, data}:
-				case <-wctx.Done():
+				case <-ctx.Done():
 				}
 			}
-			_ = watch.Loop(wctx, fetch, deliver, watch.Options{
+			_ = watch.Loop(ctx, fetch, deliver, watch.Options{
 				Name: s.String(), Log: r.log, MinGap: 50 * time.Millisecond,
 				RetryMin: retryMin, RetryMax: retryMax,
 				OnError: func(err error, _ time.Duration) {
@@ -180,18 +202,26 @@ func (r *runner) run(sigs chan os.Signal) (code int, reload bool) {
 					r.mu.Lock()
 					r.lastErr[i] = err
 					r.fails[i]++
-					out := !r.ready[i] && o.retry.limit() > 0 && r.fails[i] == o.retry.limit()
+					out := !r.ready[i] && o.retry.limit() > 0 && r.fails[i] >= o.retry.limit()
 					r.mu.Unlock()
 					if out {
-						giveUp <- i
+						select {
+						case giveUp <- i:
+						default: // already told
+						}
 					}
 				},
 			})
 		}()
 	}
+}
 
-	// Wait until every source has answered once.
-	data := make([]any, len(o.order))
+// awaitSources waits until every source has answered once and returns their
+// data. Otherwise data is nil and code (with reload) says how to end: the
+// -wait-timeout or the retry limit expired, a signal came.
+func (r *runner) awaitSources(updates chan update, giveUp chan int, sigs chan os.Signal) (data []any, code int, reload bool) {
+	o := r.o
+	data = make([]any, len(o.order))
 	have := make([]bool, len(o.order))
 	missing := len(o.order)
 	var timeout <-chan time.Time
@@ -217,10 +247,10 @@ func (r *runner) run(sigs chan os.Signal) (code int, reload bool) {
 			data[u.i] = u.data
 		case i := <-giveUp:
 			if !have[i] {
-				return r.fail(exitWaitTimeout, "%s failed %d times in a row (-consul-retry-attempts); giving up; the command was not started: %s", o.order[i], o.retry.limit(), r.waitingFor(have)), false
+				return nil, r.fail(exitWaitTimeout, "%s failed %d times in a row (-consul-retry-attempts); giving up; the command was not started: %s", o.order[i], o.retry.limit(), r.waitingFor(have)), false
 			}
 		case <-timeout:
-			return r.fail(exitWaitTimeout, "-wait-timeout %s expired; no answer yet for %s; the command was not started", o.waitTimeout, r.waitingFor(have)), false
+			return nil, r.fail(exitWaitTimeout, "-wait-timeout %s expired; no answer yet for %s; the command was not started", o.waitTimeout, r.waitingFor(have)), false
 		case <-progress.C:
 			r.log.Info("waiting for Consul before starting the command", "waiting_for", r.waitingFor(have))
 			progress.Reset(5 * time.Second)
@@ -229,23 +259,13 @@ func (r *runner) run(sigs chan os.Signal) (code int, reload bool) {
 			switch {
 			case s != 0 && s == o.reloadSignal:
 				r.log.Info("reloading the configuration", "signal", supervisor.SignalName(s))
-				return 0, true
+				return nil, 0, true
 			case s == syscall.SIGINT, s == syscall.SIGTERM, s == syscall.SIGHUP, s == syscall.SIGQUIT, s != 0 && s == o.killSignal:
-				return r.fail(exitInterrupted, "interrupted by %s while waiting for %s; the command was not started", supervisor.SignalName(s), r.waitingFor(have)), false
+				return nil, r.fail(exitInterrupted, "interrupted by %s while waiting for %s; the command was not started", supervisor.SignalName(s), r.waitingFor(have)), false
 			}
 		}
 	}
-	r.drain(updates, data)
-	env := r.build(data)
-
-	if o.export != "" {
-		stopWatches()
-		return r.export(env), false
-	}
-	if o.once {
-		stopWatches()
-	}
-	return r.supervise(ctx, env, data, updates, sigs)
+	return data, 0, false
 }
 
 // drain takes every update already queued, so a burst of changes makes one
