@@ -104,6 +104,9 @@ func loadConfigFiles(o *options, fs *flag.FlagSet, set map[string]bool) error {
 		if err != nil {
 			return fmt.Errorf("config %s: %s: %w", s.file, s.key, err)
 		}
+		if strings.HasPrefix(name, "consul-ssl-") {
+			o.peer.sslImplied = true // consul-template config/ssl.go, Finalize
+		}
 	}
 	var order []source
 	for _, p := range fc.prefixes {
