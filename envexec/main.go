@@ -128,7 +128,17 @@ resulting environment changes. Exits with the child's exit code.
 
 Flags:
 `)
-		fs.PrintDefaults()
+		// envconsul's Vault flags are registered only to refuse them clearly;
+		// they are listed in one line, not each.
+		shown := flag.NewFlagSet("envexec", flag.ContinueOnError)
+		shown.SetOutput(stderr)
+		fs.VisitAll(func(f *flag.Flag) {
+			if _, refused := f.Value.(refusedFlag); !refused {
+				shown.Var(f.Value, f.Name, f.Usage)
+			}
+		})
+		shown.PrintDefaults()
+		fmt.Fprintln(stderr, "\nenvconsul's -secret and -vault-* flags are refused: envexec reads Consul only, not Vault.")
 	}
 }
 
@@ -227,7 +237,7 @@ func registerProcessFlags(fs *flag.FlagSet, o *options) {
 	fs.Var(signalFlag{sig: &o.execKillSignal}, "exec-kill-signal", "signal that stops the command for a restart or shutdown (envconsul's exec.kill_signal)")
 	fs.Var(signalFlag{sig: &o.killSignal, orNone: true}, "kill-signal", "`SIGNAL` that stops envexec gracefully, as envconsul's -kill-signal: the command is stopped (-exec-kill-signal, -kill-timeout, SIGKILL) and envexec exits 12; empty: none")
 	fs.Var(signalFlag{sig: &o.reloadSignal, orNone: true}, "reload-signal", "`SIGNAL` that reloads envexec's configuration (flags and -config files), as envconsul's -reload-signal: the command is stopped and started again; empty: none")
-	fs.DurationVar(&o.killTimeout, "kill-timeout", 30*time.Second, "grace period after the kill signal before SIGKILL to the command's process group")
+	fs.DurationVar(&o.killTimeout, "kill-timeout", 30*time.Second, "grace period after -exec-kill-signal (or a forwarded SIGINT/SIGTERM) before SIGKILL to the command's process group")
 	fs.DurationVar(&o.killTimeout, "exec-kill-timeout", 30*time.Second, "alias of -kill-timeout (envconsul's name)")
 	fs.DurationVar(&o.splay, "splay", 0, "wait a random time up to this before restarting or signalling on a change")
 	fs.DurationVar(&o.splay, "exec-splay", 0, "alias of -splay (envconsul's name)")
