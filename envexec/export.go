@@ -25,6 +25,14 @@ func (r *runner) export(vars map[string]string) int {
 	for k, v := range vars {
 		env[k] = v
 	}
+	if r.o.export != "json" {
+		// Shell and env-file readers only take [A-Za-z_][A-Za-z0-9_]* names.
+		for _, name := range sortedNames(env) {
+			if !shellName(name) {
+				return r.fail(exitExport, "-export %s: the variable name %q is not a shell identifier, which %s files cannot carry (use -sanitize, a format, or -export json)", r.o.export, name, r.o.export)
+			}
+		}
+	}
 	var out []byte
 	var err error
 	switch r.o.export {

@@ -9,7 +9,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"os/signal"
 	"strings"
 	"syscall"
 	"time"
@@ -49,31 +51,39 @@ const (
 )
 
 type options struct {
-	prefixes     []*prefixSpec
-	services     []*serviceSpec
-	order        []source
-	naming       naming
-	pristine     bool
-	envAllow     []string
-	shell        supervisor.ShellFlag
-	onChange     onChange
-	changeSignal syscall.Signal
-	killSignal   syscall.Signal
-	killTimeout  time.Duration
-	splay        time.Duration
-	waitMin      time.Duration
-	waitMax      time.Duration
-	execCmd      string
-	once         bool
-	waitTimeout  time.Duration
-	export       string
-	maxStale     time.Duration
-	metricsAddr  string
-	pidFile      string
-	showVersion  bool
-	consul       consulclient.Flags
-	logs         logging.Flags
-	argv         []string
+	prefixes       []*prefixSpec
+	services       []*serviceSpec
+	order          []source
+	naming         naming
+	pristine       bool
+	envAllow       []string
+	shell          supervisor.ShellFlag
+	onChange       onChange
+	changeSignal   syscall.Signal
+	execKillSignal syscall.Signal // stops the command (envconsul's exec.kill_signal)
+	killSignal     syscall.Signal // stops envexec (envconsul's kill_signal); 0: none
+	reloadSignal   syscall.Signal // reloads envexec's configuration; 0: none
+	killTimeout    time.Duration
+	splay          time.Duration
+	waitMin        time.Duration
+	waitMax        time.Duration
+	execCmd        string
+	once           bool
+	waitTimeout    time.Duration
+	export         string
+	maxStale       time.Duration
+	metricsAddr    string
+	pidFile        string
+	showVersion    bool
+	consul         consulclient.Flags
+	peer           peerConsul
+	retry          retryOptions
+	syslog         syslogOptions
+	logs           logging.Flags
+	configPaths    []string
+	fileCommand    []string  // exec.command from a -config file
+	env            envPolicy // exec.env from -config files
+	argv           []string
 }
 
 // funcFlag is a flag.Value calling a function for each use.
@@ -82,8 +92,13 @@ type funcFlag func(string) error
 func (f funcFlag) String() string     { return "" }
 func (f funcFlag) Set(s string) error { return f(s) }
 
-// signalFlag holds a signal given by name or number.
-type signalFlag struct{ sig *syscall.Signal }
+// signalFlag holds a signal given by name or number. With orNone, the empty
+// string means "no signal" (envconsul: an empty kill_signal or reload_signal
+// listens for none).
+type signalFlag struct {
+	sig    *syscall.Signal
+	orNone bool
+}
 
 func (f signalFlag) String() string {
 	if f.sig == nil || *f.sig == 0 {
@@ -93,6 +108,10 @@ func (f signalFlag) String() string {
 }
 
 func (f signalFlag) Set(s string) error {
+	if f.orNone && strings.TrimSpace(s) == "" {
+		*f.sig = 0
+		return nil
+	}
 	sig, err := supervisor.ParseSignal(s)
 	if err != nil {
 		return err
@@ -113,22 +132,23 @@ resulting environment changes. Exits with the child's exit code.
 
 Flags:
 `)
-		fs.PrintDefaults()
+		// envconsul's Vault flags are registered only to refuse them clearly;
+		// they are listed in one line, not each.
+		shown := flag.NewFlagSet("envexec", flag.ContinueOnError)
+		shown.SetOutput(stderr)
+		fs.VisitAll(func(f *flag.Flag) {
+			if _, refused := f.Value.(refusedFlag); !refused {
+				shown.Var(f.Value, f.Name, f.Usage)
+			}
+		})
+		shown.PrintDefaults()
+		fmt.Fprintln(stderr, "\nenvconsul's -secret and -vault-* flags are refused: envexec reads Consul only, not Vault.")
 	}
 }
 
-func parse(args []string, stderr io.Writer) (*options, error) {
-	o := &options{
-		naming:       naming{noPrefix: true},
-		changeSignal: syscall.SIGHUP,
-		killSignal:   syscall.SIGTERM,
-	}
-	fs := flag.NewFlagSet("envexec", flag.ContinueOnError)
-	// The flag package's own messages are replaced by one line from run;
-	// -help prints the usage.
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-
+// registerSourceFlags adds the flags that choose what to watch and how
+// variables are named.
+func registerSourceFlags(fs *flag.FlagSet, o *options) {
 	addPrefix := funcFlag(func(s string) error {
 		p, err := parsePrefix(s)
 		if err != nil {
@@ -162,7 +182,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		o.order = append(o.order, sv)
 		return nil
 	})
-	fs.Var(addService, "service", "instances of service `[TAG.]NAME[@DC]` as variables <service>_id, _name, _address, _tag, _port (repeatable)")
+	fs.Var(addService, "service", "instances of service `[TAG.]NAME[@DC]` as variables <service>/id, /name, /address, /tag, /port (repeatable)")
 	fs.Var(addService, "service-query", "alias of -service (envconsul's name)")
 	for _, field := range serviceFields() {
 		field := field
@@ -180,7 +200,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	}
 	fs.BoolVar(&o.naming.sanitize, "sanitize", false, "replace every character outside [A-Za-z0-9_] in names with _")
 	fs.BoolVar(&o.naming.upcase, "upcase", false, "upper-case variable names")
-	fs.BoolVar(&o.naming.noPrefix, "no-prefix", true, "do not put the prefix path in front of names; -no-prefix=false names app/config/db as app_config_db")
+	fs.Bool("no-prefix", true, "do not put the prefix path in front of the names of the -prefix flags' keys; -no-prefix=false names app/config/db as app_config_db")
 	fs.BoolVar(&o.pristine, "pristine", false, "give the child only the Consul variables (and those named by -env-allow), not envexec's environment")
 	fs.Var(funcFlag(func(s string) error {
 		for _, p := range strings.Split(s, ",") {
@@ -190,6 +210,12 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		}
 		return nil
 	}), "env-allow", "with -pristine, `NAMES` of envexec's variables to pass on anyway (comma-separated, globs like LC_*, repeatable; implies -pristine)")
+	fs.DurationVar(&o.maxStale, "max-stale", 2*time.Second, "let any Consul server answer if its data is at most this stale (0: always ask the leader)")
+}
+
+// registerProcessFlags adds the flags about the command, signals and
+// changes.
+func registerProcessFlags(fs *flag.FlagSet, o *options) {
 	fs.Var(&o.shell, "shell", "true: run the command with sh -c; false: exec it as given (default: a single argument with spaces or shell syntax runs with sh -c, several are exec'd)")
 	fs.Var(funcFlag(func(s string) error {
 		switch strings.ToLower(s) {
@@ -204,13 +230,21 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		}
 		return nil
 	}), "on-change", "what a change of the environment does: `restart` (default), signal (send -change-signal) or none")
-	fs.Var(signalFlag{&o.changeSignal}, "change-signal", "signal for -on-change signal")
-	fs.Var(signalFlag{&o.killSignal}, "kill-signal", "signal that stops the child for a restart or shutdown")
-	fs.Var(signalFlag{&o.killSignal}, "exec-kill-signal", "alias of -kill-signal (envconsul's name)")
-	fs.DurationVar(&o.killTimeout, "kill-timeout", 30*time.Second, "grace period after the kill signal before SIGKILL to the child's process group")
-	fs.DurationVar(&o.killTimeout, "exec-kill-timeout", 30*time.Second, "alias of -kill-timeout")
+	fs.Var(signalFlag{sig: &o.changeSignal}, "change-signal", "signal for -on-change signal")
+	fs.Var(funcFlag(func(s string) error {
+		if err := (signalFlag{sig: &o.changeSignal}).Set(s); err != nil {
+			return err
+		}
+		o.onChange = changeSignal
+		return nil
+	}), "exec-reload-signal", "on a change send this `SIGNAL` instead of restarting (consul-template's name): -on-change signal -change-signal SIGNAL")
+	fs.Var(signalFlag{sig: &o.execKillSignal}, "exec-kill-signal", "signal that stops the command for a restart or shutdown (envconsul's exec.kill_signal)")
+	fs.Var(signalFlag{sig: &o.killSignal, orNone: true}, "kill-signal", "`SIGNAL` that stops envexec gracefully, as envconsul's -kill-signal: the command is stopped (-exec-kill-signal, -kill-timeout, SIGKILL) and envexec exits 12; empty: none")
+	fs.Var(signalFlag{sig: &o.reloadSignal, orNone: true}, "reload-signal", "`SIGNAL` that reloads envexec's configuration (flags and -config files), as envconsul's -reload-signal: the command is stopped and started again; empty: none")
+	fs.DurationVar(&o.killTimeout, "kill-timeout", 30*time.Second, "grace period after -exec-kill-signal (or a forwarded SIGINT/SIGTERM) before SIGKILL to the command's process group")
+	fs.DurationVar(&o.killTimeout, "exec-kill-timeout", 30*time.Second, "alias of -kill-timeout (envconsul's name)")
 	fs.DurationVar(&o.splay, "splay", 0, "wait a random time up to this before restarting or signalling on a change")
-	fs.DurationVar(&o.splay, "exec-splay", 0, "alias of -splay")
+	fs.DurationVar(&o.splay, "exec-splay", 0, "alias of -splay (envconsul's name)")
 	fs.Var(funcFlag(func(s string) error {
 		min, max, err := parseWait(s)
 		if err != nil {
@@ -223,19 +257,41 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.once, "once", false, "fetch once, run the command, exit with its exit code (no watching)")
 	fs.DurationVar(&o.waitTimeout, "wait-timeout", 0, "give up if not every source has answered within this time (0: wait forever, saying what it waits for)")
 	fs.StringVar(&o.export, "export", "", "print the environment as `dotenv`, shell or json and exit (no command)")
-	fs.DurationVar(&o.maxStale, "max-stale", 2*time.Second, "let any Consul server answer if its data is at most this stale (0: always ask the leader)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /health on this address (off when empty)")
 	fs.StringVar(&o.pidFile, "pid-file", "", "write envexec's PID to this file")
+	fs.Var(funcFlag(func(s string) error {
+		o.configPaths = append(o.configPaths, s)
+		return nil
+	}), "config", "read settings from this HCL or JSON `FILE|DIR` (a folder: every file below it, in lexical order; repeatable; flags win over files), as envconsul")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.BoolVar(&o.showVersion, "v", false, "alias of -version")
+}
+
+// newOptions returns the defaults: envconsul's, except the stop signal of
+// the command (SIGTERM, see the README).
+func newOptions() *options {
+	return &options{
+		changeSignal:   syscall.SIGHUP,
+		execKillSignal: syscall.SIGTERM,
+		killSignal:     syscall.SIGINT, // envconsul config.go DefaultKillSignal
+		reloadSignal:   syscall.SIGHUP, // envconsul config.go DefaultReloadSignal
+		retry:          defaultRetry(),
+	}
+}
+
+// parse reads the flags, then the -config files under them (flags win), and
+// checks the result.
+func parse(args []string, stderr io.Writer) (*options, error) {
+	o := newOptions()
+	fs := flag.NewFlagSet("envexec", flag.ContinueOnError)
+	// The flag package's own messages are replaced by one line from run;
+	// -help prints the usage.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	registerSourceFlags(fs, o)
+	registerProcessFlags(fs, o)
 	o.consul.Register(fs)
-	_ = o.consul.Alias(fs, "consul-addr", "http-addr")
-	_ = o.consul.Alias(fs, "consul-token", "token")
-	_ = o.consul.Alias(fs, "consul-ssl-ca-cert", "ca-file")
-	_ = o.consul.Alias(fs, "consul-ssl-ca-path", "ca-path")
-	_ = o.consul.Alias(fs, "consul-ssl-cert", "client-cert")
-	_ = o.consul.Alias(fs, "consul-ssl-key", "client-key")
-	_ = o.consul.Alias(fs, "consul-ssl-server-name", "tls-server-name")
+	registerPeerFlags(fs, o)
 	o.logs.Register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -247,28 +303,58 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	if o.showVersion {
 		return o, nil
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	// -no-prefix applies to the -prefix flags (envconsul cli.go, ParseFlags:
+	// "Post-processing of no-prefix option").
+	noPrefix := fs.Lookup("no-prefix").Value.(flag.Getter).Get().(bool)
+	for _, p := range o.prefixes {
+		p.noPrefix = noPrefix
+	}
+	o.peer.noteSet(set)
+	if err := loadConfigFiles(o, fs, set); err != nil {
+		return nil, err
+	}
+	return o, finish(o, fs.Args())
+}
+
+// finish checks the options and computes the command line.
+func finish(o *options, rest []string) error {
 	if len(o.envAllow) > 0 {
 		o.pristine = true
 	}
 	if len(o.order) == 0 {
-		return nil, errors.New("nothing to watch: give at least one -prefix PATH or -service NAME")
+		return errors.New("nothing to watch: give at least one -prefix PATH or -service NAME")
 	}
 	if o.killTimeout <= 0 {
-		return nil, fmt.Errorf("-kill-timeout %s: must be positive", o.killTimeout)
+		return fmt.Errorf("-kill-timeout %s: must be positive", o.killTimeout)
 	}
 	if o.splay < 0 {
-		return nil, fmt.Errorf("-splay %s: must not be negative", o.splay)
+		return fmt.Errorf("-splay %s: must not be negative", o.splay)
 	}
 	if o.waitTimeout < 0 {
-		return nil, fmt.Errorf("-wait-timeout %s: must not be negative", o.waitTimeout)
+		return fmt.Errorf("-wait-timeout %s: must not be negative", o.waitTimeout)
 	}
 	if o.maxStale < 0 {
-		return nil, fmt.Errorf("-max-stale %s: must not be negative", o.maxStale)
+		return fmt.Errorf("-max-stale %s: must not be negative", o.maxStale)
 	}
-	rest := fs.Args()
+	if err := o.retry.check(); err != nil {
+		return err
+	}
+	if o.consul.Stale() {
+		// -stale: any server may answer, however stale; never ask the
+		// leader again.
+		o.maxStale = time.Duration(math.MaxInt64)
+	}
+	if o.env.pristine {
+		o.pristine = true
+	}
+	if o.execCmd == "" && len(rest) == 0 && len(o.fileCommand) > 0 {
+		rest = o.fileCommand
+	}
 	if o.execCmd != "" {
 		if len(rest) > 0 {
-			return nil, fmt.Errorf("give the command either with -exec or as arguments, not both (-exec %q and %q)", o.execCmd, strings.Join(rest, " "))
+			return fmt.Errorf("give the command either with -exec or as arguments, not both (-exec %q and %q)", o.execCmd, strings.Join(rest, " "))
 		}
 		rest = []string{o.execCmd}
 	}
@@ -276,22 +362,22 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		switch o.export {
 		case "dotenv", "shell", "json":
 		default:
-			return nil, fmt.Errorf("-export %q: want dotenv, shell or json", o.export)
+			return fmt.Errorf("-export %q: want dotenv, shell or json", o.export)
 		}
 		if len(rest) > 0 {
-			return nil, fmt.Errorf("-export prints the environment and exits: drop the command %q", strings.Join(rest, " "))
+			return fmt.Errorf("-export prints the environment and exits: drop the command %q", strings.Join(rest, " "))
 		}
-		return o, nil
+		return nil
 	}
 	if len(rest) == 0 {
-		return nil, errors.New("no command given (usage: envexec [flags] COMMAND [ARGS...])")
+		return errors.New("no command given (usage: envexec [flags] COMMAND [ARGS...])")
 	}
 	argv, err := supervisor.Argv(rest, o.shell.Mode)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	o.argv = argv
-	return o, nil
+	return nil
 }
 
 // parseWait parses -wait MIN[:MAX] as consul-template and envconsul do: MAX
@@ -311,36 +397,69 @@ func parseWait(s string) (time.Duration, time.Duration, error) {
 	return min, max, nil
 }
 
+// run parses the arguments, runs envexec and returns its exit code. The
+// reload signal makes it stop the command, read the flags and -config files
+// again and start afresh (envconsul cli.go, Run: the ReloadSignal case).
 func run(args []string, stdin, stdout, stderr *os.File) int {
+	// Catch every signal from the start: one arriving while we wait for
+	// Consul must not kill us without a word, and later ones go to the child.
+	sigs := make(chan os.Signal, 32)
+	signal.Notify(sigs)
+	defer signal.Stop(sigs)
+	for reloads := 0; ; reloads++ {
+		code, reload := runOnce(args, stdin, stdout, stderr, sigs, reloads > 0)
+		if !reload {
+			return code
+		}
+	}
+}
+
+// runOnce is one configuration's life: it returns the exit code, or
+// reload=true when the reload signal came (the command is then stopped).
+func runOnce(args []string, stdin, stdout, stderr *os.File, sigs chan os.Signal, reloaded bool) (int, bool) {
 	o, err := parse(args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
+			return exitOK, false
 		}
-		fmt.Fprintf(stderr, "envexec: %v (see envexec -help)\n", err)
-		return exitUsage
+		if reloaded {
+			fmt.Fprintf(stderr, "envexec: reload: %v\n", err)
+		} else {
+			fmt.Fprintf(stderr, "envexec: %v (see envexec -help)\n", err)
+		}
+		return exitUsage, false
 	}
 	if o.showVersion {
 		fmt.Fprintln(stdout, version.String("envexec"))
-		return exitOK
+		return exitOK, false
 	}
-	log, err := o.logs.New(stderr, "envexec")
+	logOut, closeLog, err := o.syslog.writer(stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "envexec: %v\n", err)
-		return exitUsage
+		return exitUsage, false
 	}
-	client, err := o.consul.Client()
+	defer closeLog()
+	log, err := o.logs.New(logOut, "envexec")
 	if err != nil {
 		fmt.Fprintf(stderr, "envexec: %v\n", err)
-		return exitUsage
+		return exitUsage, false
+	}
+	o.peer.warnings(log)
+	if reloaded {
+		log.Info("configuration reloaded")
+	}
+	client, err := o.client()
+	if err != nil {
+		fmt.Fprintf(stderr, "envexec: %v\n", err)
+		return exitUsage, false
 	}
 	if o.pidFile != "" {
 		if err := os.WriteFile(o.pidFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
 			fmt.Fprintf(stderr, "envexec: -pid-file: %v\n", err)
-			return exitUsage
+			return exitUsage, false
 		}
 		defer os.Remove(o.pidFile)
 	}
 	r := newRunner(o, client, log, stdin, stdout, stderr)
-	return r.run()
+	return r.run(sigs)
 }

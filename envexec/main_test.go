@@ -42,8 +42,10 @@ func TestMain(m *testing.M) {
 
 // childMain: __child OUTDIR MODE [ARG]. It writes its environment to
 // OUTDIR/env.PID (NUL-separated), its argv to OUTDIR/args.PID and appends
-// "start PID" to OUTDIR/events. Modes: "exit N" exits with N; "hold N" waits,
-// logs each signal as "<name> PID" and exits N on SIGTERM or SIGINT.
+// "start PID" to OUTDIR/events. Modes: "exit N" exits with N; "hold N" logs
+// "ready PID" once it catches signals, then logs each signal as "<name> PID"
+// and exits N on SIGTERM or SIGINT; "deaf" logs SIGTERM and SIGINT and goes
+// on; "stubborn" ignores them.
 func childMain(args []string) int {
 	if len(args) < 3 {
 		fmt.Fprintln(os.Stderr, "usage: __child OUTDIR exit|hold N")
@@ -58,6 +60,19 @@ func childMain(args []string) int {
 	if mode == "exit" {
 		return code
 	}
+	if mode == "deaf" {
+		// Logs every SIGTERM/SIGINT and keeps running: only SIGKILL ends it.
+		sigs := make(chan os.Signal, 8)
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+		event(dir, "ready %d", pid)
+		for s := range sigs {
+			if s == syscall.SIGTERM {
+				event(dir, "term %d", pid)
+			} else {
+				event(dir, "int %d", pid)
+			}
+		}
+	}
 	if mode == "stubborn" {
 		signal.Ignore(syscall.SIGTERM, syscall.SIGINT)
 		for {
@@ -66,6 +81,7 @@ func childMain(args []string) int {
 	}
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT)
+	event(dir, "ready %d", pid)
 	for s := range sigs {
 		sig := s.(syscall.Signal)
 		switch sig {
@@ -140,11 +156,17 @@ type proc struct {
 // startEnvexec runs envexec with args against addr, with extra environment.
 func startEnvexec(t *testing.T, addr string, extraEnv []string, args ...string) *proc {
 	t.Helper()
+	return startEnvexecArgs(t, extraEnv, append([]string{"-http-addr", addr}, args...))
+}
+
+// startEnvexecArgs runs envexec with exactly args, with extra environment.
+func startEnvexecArgs(t *testing.T, extraEnv []string, args []string) *proc {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(self, append([]string{"__envexec", "-http-addr", addr}, args...)...)
+	cmd := exec.Command(self, append([]string{"__envexec"}, args...)...)
 	cmd.Env = append(append(os.Environ(), "CONSUL_HTTP_TOKEN=", "CONSUL_HTTP_TOKEN_FILE="), extraEnv...)
 	p := &proc{t: t, cmd: cmd, stdout: &syncBuf{}, stderr: &syncBuf{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
@@ -306,7 +328,7 @@ func onlyConsul(env map[string]string) map[string]string {
 			continue
 		}
 		switch k {
-		case "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE":
+		case "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE", "CONSUL_HTTP_ADDR":
 			continue
 		}
 		out[k] = v
@@ -323,6 +345,13 @@ func fmtEnv(env map[string]string) string {
 	return strings.Join(lines, "\n")
 }
 
+// TestEnvironmentNames follows envconsul's naming pipeline (runner.go,
+// appendPrefixes): the key relative to the prefix, passed on unchanged (a
+// nested key keeps its "/", "db-host" and "log.level" stay: only a blank key
+// is dropped); with no_prefix=false the sanitized prefix path and "_" in
+// front; the format; -sanitize; -upcase. berth's own rules on top: whole
+// path segments only (no sibling app2/), folder keys skipped, a name with
+// "=" (which the kernel's NAME=value cannot carry) skipped with a warning.
 func TestEnvironmentNames(t *testing.T) {
 	a := consultest.Require(t, agent)
 	c := a.Client()
@@ -330,6 +359,8 @@ func TestEnvironmentNames(t *testing.T) {
 	put(t, c, n+"/app/PORT", "80")
 	put(t, c, n+"/app/db/host", "db1")
 	put(t, c, n+"/app/bad-name", "SECRET-VALUE-1")
+	put(t, c, n+"/app/log.level", "debug")
+	put(t, c, n+"/app/x=y", "SECRET-VALUE-2")
 	put(t, c, n+"/app/folder/", "")
 	put(t, c, n+"/app2/sibling", "must-not-appear")
 	put(t, c, n+"/global/PORT", "8080")
@@ -343,23 +374,29 @@ func TestEnvironmentNames(t *testing.T) {
 		warn string // a key the log must name (never with its value)
 	}{
 		{"default", []string{"-prefix", n + "/app"},
-			map[string]string{"PORT": "80", "db_host": "db1"}, n + "/app/bad-name"},
+			map[string]string{"PORT": "80", "db/host": "db1", "bad-name": "SECRET-VALUE-1", "log.level": "debug"}, n + "/app/x=y"},
 		{"trailing slash and sibling", []string{"-prefix", n + "/app/"},
-			map[string]string{"PORT": "80", "db_host": "db1"}, ""},
+			map[string]string{"PORT": "80", "db/host": "db1", "bad-name": "SECRET-VALUE-1", "log.level": "debug"}, ""},
 		{"sanitize", []string{"-prefix", n + "/app", "-sanitize"},
-			map[string]string{"PORT": "80", "db_host": "db1", "bad_name": "SECRET-VALUE-1"}, ""},
+			map[string]string{"PORT": "80", "db_host": "db1", "bad_name": "SECRET-VALUE-1", "log_level": "debug", "x_y": "SECRET-VALUE-2"}, ""},
 		{"sanitize upcase", []string{"-prefix", n + "/app", "-sanitize", "-upcase"},
-			map[string]string{"PORT": "80", "DB_HOST": "db1", "BAD_NAME": "SECRET-VALUE-1"}, ""},
+			map[string]string{"PORT": "80", "DB_HOST": "db1", "BAD_NAME": "SECRET-VALUE-1", "LOG_LEVEL": "debug", "X_Y": "SECRET-VALUE-2"}, ""},
+		{"upcase only", []string{"-prefix", n + "/app", "-upcase"},
+			map[string]string{"PORT": "80", "DB/HOST": "db1", "BAD-NAME": "SECRET-VALUE-1", "LOG.LEVEL": "debug"}, n + "/app/x=y"},
 		{"format", []string{"-prefix", n + "/app", "-format", "APP_{{ key }}", "-upcase"},
-			map[string]string{"APP_PORT": "80", "APP_DB_HOST": "db1"}, n + "/app/bad-name"},
+			map[string]string{"APP_PORT": "80", "APP_DB/HOST": "db1", "APP_BAD-NAME": "SECRET-VALUE-1", "APP_LOG.LEVEL": "debug"}, n + "/app/x=y"},
+		{"format replaceKey", []string{"-prefix", n + "/app", "-format", "{{ key | replaceKey `log.level` `LOG_LEVEL` }}", "-sanitize"},
+			map[string]string{"PORT": "80", "db_host": "db1", "bad_name": "SECRET-VALUE-1", "LOG_LEVEL": "debug", "x_y": "SECRET-VALUE-2"}, ""},
 		{"no-prefix=false", []string{"-prefix", n + "/app", "-no-prefix=false", "-sanitize"},
-			map[string]string{nsVar + "_app_PORT": "80", nsVar + "_app_db_host": "db1", nsVar + "_app_bad_name": "SECRET-VALUE-1"}, ""},
+			map[string]string{nsVar + "_app_PORT": "80", nsVar + "_app_db_host": "db1", nsVar + "_app_bad_name": "SECRET-VALUE-1", nsVar + "_app_log_level": "debug", nsVar + "_app_x_y": "SECRET-VALUE-2"}, ""},
+		{"no-prefix=false unsanitized", []string{"-prefix", n + "/app", "-no-prefix=false"},
+			map[string]string{nsVar + "_app_PORT": "80", nsVar + "_app_db/host": "db1", nsVar + "_app_bad-name": "SECRET-VALUE-1", nsVar + "_app_log.level": "debug"}, n + "/app/x=y"},
 		{"later prefix wins", []string{"-prefix", n + "/global", "-prefix", n + "/app"},
-			map[string]string{"PORT": "80", "REGION": "eu", "db_host": "db1"}, ""},
+			map[string]string{"PORT": "80", "REGION": "eu", "db/host": "db1", "bad-name": "SECRET-VALUE-1", "log.level": "debug"}, ""},
 		{"later prefix wins reversed", []string{"-prefix", n + "/app", "-prefix", n + "/global"},
-			map[string]string{"PORT": "8080", "REGION": "eu", "db_host": "db1"}, ""},
-		{"per-prefix format", []string{"-prefix", n + "/global", "-format", "G_{{ key }}", "-prefix", n + "/app"},
-			map[string]string{"G_PORT": "8080", "G_REGION": "eu", "PORT": "80", "db_host": "db1"}, ""},
+			map[string]string{"PORT": "8080", "REGION": "eu", "db/host": "db1", "bad-name": "SECRET-VALUE-1", "log.level": "debug"}, ""},
+		{"per-prefix format", []string{"-prefix", n + "/global", "-format", "G_{{ key }}", "-prefix", n + "/app", "-sanitize"},
+			map[string]string{"G_PORT": "8080", "G_REGION": "eu", "PORT": "80", "db_host": "db1", "bad_name": "SECRET-VALUE-1", "log_level": "debug", "x_y": "SECRET-VALUE-2"}, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -373,7 +410,7 @@ func TestEnvironmentNames(t *testing.T) {
 			if fmtEnv(got) != fmtEnv(tc.want) {
 				t.Errorf("environment:\n%s\nwant:\n%s", fmtEnv(got), fmtEnv(tc.want))
 			}
-			if tc.warn != "" && !strings.Contains(p.stderr.String(), "key="+tc.warn) {
+			if tc.warn != "" && !strings.Contains(p.stderr.String(), "key=\""+tc.warn+"\"") {
 				t.Errorf("no warning naming %s:\n%s", tc.warn, p.stderr)
 			}
 			if strings.Contains(p.stderr.String(), "SECRET-VALUE") {
@@ -460,7 +497,7 @@ func TestChangeRestartDeleteAndUnrelated(t *testing.T) {
 	eventually(t, 20*time.Second, "envexec to see the folder key", func() bool {
 		return strings.Count(p.stderr.String(), "Consul changed but the environment did not") >= 1
 	})
-	put(t, c, n+"/app/not-a-name", "x")
+	put(t, c, n+"/app/not=a-name", "x")
 	eventually(t, 20*time.Second, "envexec to see the invalid key", func() bool {
 		return strings.Count(p.stderr.String(), "Consul changed but the environment did not") >= 2
 	})
@@ -532,7 +569,7 @@ func TestSignalsAndExitCode(t *testing.T) {
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n}, childArgs(dir, "hold", 7)...)...)
 	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	pid := starts(dir)[0]
-	for _, s := range []syscall.Signal{syscall.SIGHUP, syscall.SIGUSR2} {
+	for _, s := range []syscall.Signal{syscall.SIGUSR1, syscall.SIGUSR2} {
 		p.signal(s)
 		want := fmt.Sprintf("%s_%d", strings.ToLower(strings.TrimPrefix(sigName(s), "SIG")), pid)
 		eventually(t, 10*time.Second, "forwarded "+sigName(s), func() bool { return contains(events(dir), want) })
@@ -661,6 +698,21 @@ func TestExportRoundTrip(t *testing.T) {
 	p := runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-export", "shell")
 	if got := readShell(t, p.stdout.String()); got["BINARY"] != "\xff\xfe ok" {
 		t.Errorf("shell BINARY=%q", got["BINARY"])
+	}
+	// A name that is not a shell identifier (passed to a command as
+	// envconsul does) cannot go into shell or env files: refused, the name
+	// given; JSON carries it.
+	m := n + "-names"
+	put(t, c, m+"/log.level", "debug")
+	for _, format := range []string{"shell", "dotenv"} {
+		p := runEnvexec(t, a.HTTPAddr(), nil, "-prefix", m, "-export", format)
+		if p.code != exitExport || p.stdout.String() != "" || !strings.Contains(p.stderr.String(), `"log.level"`) {
+			t.Errorf("%s with log.level: exit %d, stdout %q, stderr %q", format, p.code, p.stdout, p.stderr)
+		}
+	}
+	p = runEnvexec(t, a.HTTPAddr(), nil, "-prefix", m, "-export", "json")
+	if got := readJSON(t, p.stdout.String()); p.code != 0 || got["log.level"] != "debug" {
+		t.Errorf("json: exit %d %v %s", p.code, got, p.stderr)
 	}
 }
 
@@ -822,8 +874,11 @@ func TestServiceAndMetrics(t *testing.T) {
 		"-service-format-port", "{{ service }}_HTTP_PORT", "-upcase", "-metrics-addr", maddr}, childArgs(dir, "hold", 0)...)...)
 	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	env := onlyConsul(lastEnv(t, dir))
-	want := map[string]string{"V": "1", "ENVEXECWEB_ID": svc + "-1", "ENVEXECWEB_NAME": svc,
-		"ENVEXECWEB_ADDRESS": "10.1.2.3", "ENVEXECWEB_TAG": "blue,v2", "ENVEXECWEB_HTTP_PORT": "8080"}
+	// envconsul names service fields "<service>/<field>" and keeps the "/"
+	// unless -sanitize; -upcase comes before -sanitize for services
+	// (runner.go, appendServices).
+	want := map[string]string{"V": "1", "ENVEXECWEB/ID": svc + "-1", "ENVEXECWEB/NAME": svc,
+		"ENVEXECWEB/ADDRESS": "10.1.2.3", "ENVEXECWEB/TAG": "blue,v2", "ENVEXECWEB_HTTP_PORT": "8080"}
 	if fmtEnv(env) != fmtEnv(want) {
 		t.Errorf("environment:\n%s\nwant:\n%s", fmtEnv(env), fmtEnv(want))
 	}
@@ -1009,9 +1064,9 @@ func TestKillSignalAndTimeout(t *testing.T) {
 	n := ns(t)
 	put(t, c, n+"/V", "1")
 
-	// -kill-signal chooses the stop signal.
+	// -exec-kill-signal chooses the signal that stops the command.
 	dir := childDir(t)
-	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-kill-signal", "SIGINT"}, childArgs(dir, "hold", 0)...)...)
+	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-exec-kill-signal", "SIGINT"}, childArgs(dir, "hold", 0)...)...)
 	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	first := starts(dir)[0]
 	put(t, c, n+"/V", "2")

@@ -13,9 +13,27 @@ import (
 // invalidNameChars matches what -sanitize replaces (as envconsul does).
 var invalidNameChars = regexp.MustCompile(`[^A-Za-z0-9_]`)
 
-// validName reports whether s can be an environment variable name that every
-// shell and exec reader accepts: [A-Za-z_][A-Za-z0-9_]*.
-func validName(s string) bool {
+// nameProblem says why s cannot be an environment variable name, or "" when
+// it can. Like envconsul (runner.go, appendPrefixes: only a blank key is
+// dropped), any name is passed on, also those no shell can use ("db-host",
+// "log.level", "db/host"): programs read them with getenv. Only what the
+// kernel's "NAME=value" strings cannot carry is refused: an empty name, a
+// "=" (the reader would split there) and a NUL byte.
+func nameProblem(s string) string {
+	switch {
+	case strings.TrimSpace(s) == "":
+		return "empty variable name"
+	case strings.IndexByte(s, '=') >= 0:
+		return "a variable name cannot contain \"=\" (use -sanitize or a format)"
+	case strings.IndexByte(s, 0) >= 0:
+		return "a variable name cannot contain a NUL byte (use -sanitize or a format)"
+	}
+	return ""
+}
+
+// shellName reports whether s is a name every shell and env-file reader
+// accepts: [A-Za-z_][A-Za-z0-9_]*.
+func shellName(s string) bool {
 	if s == "" {
 		return false
 	}
@@ -35,10 +53,10 @@ func validName(s string) bool {
 type naming struct {
 	sanitize bool
 	upcase   bool
-	noPrefix bool
 }
 
-// finish applies -sanitize and -upcase, in envconsul's order.
+// finish applies -sanitize and -upcase, in envconsul's order for KV keys
+// (runner.go, appendPrefixes: sanitize, then upcase).
 func (n naming) finish(name string) string {
 	if n.sanitize {
 		name = invalidNameChars.ReplaceAllString(name, "_")
@@ -52,16 +70,16 @@ func (n naming) finish(name string) string {
 // kvName computes the variable name for a key under prefix p. rel is the key
 // relative to the prefix, without a leading slash.
 //
-// The pipeline: with -no-prefix=false the prefix path (invalid characters as
-// "_") and "_" go in front; nested key segments are joined with "_"; the
-// prefix's format template is applied ({{ key }} is the name so far);
-// -sanitize; -upcase.
+// The pipeline is envconsul's (runner.go, appendPrefixes): with
+// no_prefix=false the prefix path (characters outside [A-Za-z0-9_] as "_")
+// and "_" go in front; the prefix's format template is applied ({{ key }} is
+// the name so far); -sanitize; -upcase. Nested keys keep their "/" unless
+// -sanitize or a format changes them.
 func (n naming) kvName(p *prefixSpec, rel string) (string, error) {
 	key := rel
-	if !n.noPrefix {
+	if !p.noPrefix {
 		key = invalidNameChars.ReplaceAllString(p.path, "_") + "_" + key
 	}
-	key = strings.ReplaceAll(key, "/", "_")
 	if p.format != nil {
 		var err error
 		if key, err = execFormat(p.format, map[string]string{"key": key}); err != nil {
@@ -72,8 +90,9 @@ func (n naming) kvName(p *prefixSpec, rel string) (string, error) {
 }
 
 // serviceName computes the variable name for one field (id, name, address,
-// tag, port) of an instance of service svc. The default is "<service>/<field>"
-// as envconsul names it, with "/" joined to "_".
+// tag, port) of an instance of service svc: "<service>/<field>" or the
+// field's format, then -upcase, then -sanitize, in envconsul's order for
+// services (runner.go, appendServices). The "/" stays unless -sanitize.
 func (n naming) serviceName(s *serviceSpec, svc, field string) (string, error) {
 	key := svc + "/" + field
 	if t := s.formats[field]; t != nil {
@@ -82,18 +101,35 @@ func (n naming) serviceName(s *serviceSpec, svc, field string) (string, error) {
 			return "", err
 		}
 	}
-	key = strings.ReplaceAll(key, "/", "_")
-	return n.finish(key), nil
+	if n.upcase {
+		key = strings.ToUpper(key)
+	}
+	if n.sanitize {
+		key = invalidNameChars.ReplaceAllString(key, "_")
+	}
+	return key, nil
 }
 
 // parseFormat parses a name format such as "APP_{{ key }}". The template has
-// the functions key (and service, for service formats), upper and lower.
+// the functions key (and service, for service formats), upper, lower,
+// replace and envconsul's replaceKey.
 func parseFormat(text string, withService bool) (*template.Template, error) {
 	funcs := template.FuncMap{
 		"key":     func() string { return "" },
 		"upper":   strings.ToUpper,
 		"lower":   strings.ToLower,
 		"replace": func(old, new, s string) string { return strings.ReplaceAll(s, old, new) },
+		// envconsul's replaceKey (runner.go): {{ key | replaceKey "from" "to" }}
+		// gives "to" when the key is exactly "from", else the key.
+		"replaceKey": func(args ...string) string {
+			if len(args) != 3 {
+				return args[0]
+			}
+			if args[0] == args[2] {
+				return args[1]
+			}
+			return args[2]
+		},
 	}
 	if withService {
 		funcs["service"] = func() string { return "" }
@@ -155,8 +191,8 @@ func merge(lists [][]namedVar) (map[string]string, []skipped) {
 			switch {
 			case v.err != nil:
 				skips = append(skips, skipped{key: v.key, reason: "name format failed: " + v.err.Error()})
-			case !validName(v.name):
-				skips = append(skips, skipped{key: v.key, name: v.name, reason: "not a valid environment variable name (use -sanitize or a format)"})
+			case nameProblem(v.name) != "":
+				skips = append(skips, skipped{key: v.key, name: v.name, reason: nameProblem(v.name)})
 			case strings.IndexByte(v.value, 0) >= 0:
 				skips = append(skips, skipped{key: v.key, name: v.name, reason: "value contains a NUL byte, which an environment cannot carry"})
 			default:
@@ -168,11 +204,24 @@ func merge(lists [][]namedVar) (map[string]string, []skipped) {
 }
 
 // childEnv is the child's environment: the parent's (all of it, or with
-// -pristine only the names matching the allow list), then the Consul
-// variables, which win.
-func childEnv(parent []string, vars map[string]string, pristine bool, allow []string) []string {
-	out := make([]string, 0, len(parent)+len(vars))
+// -pristine only the names matching the -env-allow list), then the Consul
+// variables, which win; then, as envconsul's applyConfigEnv (runner.go)
+// does for exec { env { } }, only names matching the allowlist (if any),
+// none matching the denylist, and the custom NAME=value entries last.
+func childEnv(parent []string, vars map[string]string, pristine bool, allow []string, pol envPolicy) []string {
+	out := make([]string, 0, len(parent)+len(vars)+len(pol.custom))
 	seen := map[string]bool{}
+	keep := func(name string) bool {
+		if len(pol.allowlist) > 0 && !allowed(name, pol.allowlist) {
+			return false
+		}
+		return !allowed(name, pol.denylist)
+	}
+	custom := map[string]bool{}
+	for _, kv := range pol.custom {
+		name, _, _ := strings.Cut(kv, "=")
+		custom[name] = true
+	}
 	for _, kv := range parent {
 		name, _, ok := strings.Cut(kv, "=")
 		if !ok || name == "" {
@@ -181,14 +230,25 @@ func childEnv(parent []string, vars map[string]string, pristine bool, allow []st
 		if pristine && !allowed(name, allow) {
 			continue
 		}
-		if _, over := vars[name]; over || seen[name] {
+		if _, over := vars[name]; over || seen[name] || custom[name] || !keep(name) {
 			continue
 		}
 		seen[name] = true
 		out = append(out, kv)
 	}
 	for _, name := range sortedNames(vars) {
-		out = append(out, name+"="+vars[name])
+		if keep(name) && !custom[name] {
+			out = append(out, name+"="+vars[name])
+		}
+	}
+	done := map[string]bool{}
+	for i := len(pol.custom) - 1; i >= 0; i-- { // the last entry of a name wins
+		name, _, _ := strings.Cut(pol.custom[i], "=")
+		if done[name] {
+			continue
+		}
+		done[name] = true
+		out = append(out, pol.custom[i])
 	}
 	return out
 }

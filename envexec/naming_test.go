@@ -5,13 +5,20 @@ import (
 	"testing"
 )
 
-func TestValidName(t *testing.T) {
-	for s, want := range map[string]bool{
-		"A": true, "_x": true, "db_host": true, "A1": true,
-		"": false, "1A": false, "db/host": false, "a-b": false, "a=b": false, "é": false, "a b": false,
+func TestNameProblem(t *testing.T) {
+	// Any name the kernel's NAME=value can carry passes, as envconsul passes
+	// any non-blank key (runner.go, appendPrefixes).
+	for s, ok := range map[string]bool{
+		"A": true, "_x": true, "db_host": true, "1A": true, "db/host": true, "a-b": true, "log.level": true, "é": true, "a b": true,
+		"": false, "  ": false, "a=b": false, "a\x00b": false,
 	} {
-		if got := validName(s); got != want {
-			t.Errorf("validName(%q) = %v, want %v", s, got, want)
+		if got := nameProblem(s) == ""; got != ok {
+			t.Errorf("nameProblem(%q) = %q", s, nameProblem(s))
+		}
+	}
+	for s, want := range map[string]bool{"A": true, "_x1": true, "1A": false, "a-b": false, "db/host": false, "": false} {
+		if shellName(s) != want {
+			t.Errorf("shellName(%q) != %v", s, want)
 		}
 	}
 }
@@ -31,23 +38,27 @@ func TestKVName(t *testing.T) {
 	}
 	cases := []struct {
 		n      naming
+		noPfx  bool
 		prefix string
 		format string
 		rel    string
 		want   string
 	}{
-		{naming{noPrefix: true}, "app/config", "", "db/host", "db_host"},
-		{naming{noPrefix: true}, "app/config", "", "bad-name", "bad-name"},
-		{naming{noPrefix: true, sanitize: true}, "app/config", "", "bad-name", "bad_name"},
-		{naming{noPrefix: true, sanitize: true, upcase: true}, "app/config", "", "db/host.x", "DB_HOST_X"},
-		{naming{noPrefix: false}, "app/config@dc2", "", "port", "app_config_port"},
-		{naming{noPrefix: false}, "my-app/config", "", "port", "my_app_config_port"},
-		{naming{noPrefix: true, upcase: true}, "app", "APP_{{ key }}", "db/host", "APP_DB_HOST"},
-		{naming{noPrefix: true}, "app", "{{ key | upper }}_V", "x", "X_V"},
-		{naming{noPrefix: false, sanitize: true}, "app", "p.{{ key }}", "x", "p_app_x"},
+		{naming{}, true, "app/config", "", "db/host", "db/host"},
+		{naming{}, true, "app/config", "", "bad-name", "bad-name"},
+		{naming{sanitize: true}, true, "app/config", "", "bad-name", "bad_name"},
+		{naming{sanitize: true, upcase: true}, true, "app/config", "", "db/host.x", "DB_HOST_X"},
+		{naming{}, false, "app/config@dc2", "", "port", "app_config_port"},
+		{naming{}, false, "my-app/config", "", "port", "my_app_config_port"},
+		{naming{upcase: true}, true, "app", "APP_{{ key }}", "db/host", "APP_DB/HOST"},
+		{naming{upcase: true, sanitize: true}, true, "app", "APP_{{ key }}", "db/host", "APP_DB_HOST"},
+		{naming{}, true, "app", "{{ key | upper }}_V", "x", "X_V"},
+		{naming{sanitize: true}, false, "app", "p.{{ key }}", "x", "p_app_x"},
 	}
 	for _, tc := range cases {
-		got, err := tc.n.kvName(mustPrefix(tc.prefix, tc.format), tc.rel)
+		p := mustPrefix(tc.prefix, tc.format)
+		p.noPrefix = tc.noPfx
+		got, err := tc.n.kvName(p, tc.rel)
 		if err != nil || got != tc.want {
 			t.Errorf("%+v %s %q %s: got %q, %v; want %q", tc.n, tc.prefix, tc.format, tc.rel, got, err, tc.want)
 		}
@@ -56,13 +67,13 @@ func TestKVName(t *testing.T) {
 
 func TestMergeSkipsAndLaterWins(t *testing.T) {
 	env, skips := merge([][]namedVar{
-		{{key: "a/X", name: "X", value: "1"}, {key: "a/bad-name", name: "bad-name", value: "secret"}},
+		{{key: "a/X", name: "X", value: "1"}, {key: "a/bad=name", name: "bad=name", value: "secret"}, {key: "a/ok-name", name: "ok-name", value: "v"}},
 		{{key: "b/X", name: "X", value: "2"}, {key: "b/NUL", name: "NUL", value: "a\x00b"}},
 	})
-	if env["X"] != "2" || len(env) != 1 {
+	if env["X"] != "2" || env["ok-name"] != "v" || len(env) != 2 {
 		t.Errorf("env %v", env)
 	}
-	if len(skips) != 2 || skips[0].key != "a/bad-name" || skips[1].key != "b/NUL" {
+	if len(skips) != 2 || skips[0].key != "a/bad=name" || skips[1].key != "b/NUL" {
 		t.Errorf("skips %+v", skips)
 	}
 	for _, s := range skips {
@@ -75,13 +86,19 @@ func TestMergeSkipsAndLaterWins(t *testing.T) {
 func TestChildEnv(t *testing.T) {
 	parent := []string{"PATH=/bin", "HOME=/root", "LC_ALL=C", "X=parent", "X=dup"}
 	vars := map[string]string{"X": "consul", "Y": "a\nb"}
-	got := strings.Join(childEnv(parent, vars, false, nil), "|")
+	got := strings.Join(childEnv(parent, vars, false, nil, envPolicy{}), "|")
 	if got != "PATH=/bin|HOME=/root|LC_ALL=C|X=consul|Y=a\nb" {
 		t.Errorf("inherited: %q", got)
 	}
-	got = strings.Join(childEnv(parent, vars, true, []string{"PATH", "LC_*"}), "|")
+	got = strings.Join(childEnv(parent, vars, true, []string{"PATH", "LC_*"}, envPolicy{}), "|")
 	if got != "PATH=/bin|LC_ALL=C|X=consul|Y=a\nb" {
 		t.Errorf("pristine: %q", got)
+	}
+	// exec { env { allowlist, denylist, custom } }: filters over everything,
+	// Consul variables included; custom last and winning.
+	got = strings.Join(childEnv(parent, vars, false, nil, envPolicy{allowlist: []string{"L*", "X", "Y", "HOME"}, denylist: []string{"Y"}, custom: []string{"HOME=/custom", "Z=1"}}), "|")
+	if got != "LC_ALL=C|X=consul|HOME=/custom|Z=1" && got != "LC_ALL=C|X=consul|Z=1|HOME=/custom" {
+		t.Errorf("env policy: %q", got)
 	}
 }
 
@@ -94,7 +111,13 @@ func TestParsePrefixAndService(t *testing.T) {
 	if err != nil || s.name != "web" || s.tag != "blue" || s.dc != "dc3" {
 		t.Errorf("parseService: %+v %v", s, err)
 	}
-	for _, bad := range []string{"", "/", "@dc", "a@", "a@b@c", "a//b", "a\nb"} {
+	// envconsul renders prefix paths as templates with env (runner.go,
+	// applyPathTemplate).
+	t.Setenv("ENVEXEC_TEST_STAGE", "prod")
+	if p, err := parsePrefix(`app/{{ env "ENVEXEC_TEST_STAGE" }}/config`); err != nil || p.path != "app/prod/config" {
+		t.Errorf("path template: %+v %v", p, err)
+	}
+	for _, bad := range []string{"", "/", "@dc", "a@", "a@b@c", "a//b", "a\nb", `a/{{ env "ENVEXEC_TEST_UNSET" }}`, "a/{{"} {
 		if _, err := parsePrefix(bad); err == nil {
 			t.Errorf("parsePrefix(%q) accepted", bad)
 		}

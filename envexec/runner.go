@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/signal"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,6 +40,7 @@ type runner struct {
 	mu      sync.Mutex
 	lastErr []error // per source, the last fetch error (nil once it answered)
 	ready   []bool  // per source, whether it has answered once
+	fails   []int   // per source, failed attempts in a row
 	state   string  // for /health: "waiting", "running", "stopped"
 
 	warned map[string]bool // skip warnings already given (key + reason)
@@ -49,7 +49,7 @@ type runner struct {
 func newRunner(o *options, client *api.Client, log *slog.Logger, stdin, stdout, stderr *os.File) *runner {
 	return &runner{
 		o: o, client: client, log: log, stdin: stdin, stdout: stdout, stderr: stderr,
-		metrics: newMetrics(), lastErr: make([]error, len(o.order)), ready: make([]bool, len(o.order)), state: "waiting",
+		metrics: newMetrics(), lastErr: make([]error, len(o.order)), ready: make([]bool, len(o.order)), fails: make([]int, len(o.order)), state: "waiting",
 		warned: map[string]bool{},
 	}
 }
@@ -103,14 +103,10 @@ func (r *runner) fail(code int, format string, args ...any) int {
 	return code
 }
 
-func (r *runner) run() int {
+// run runs envexec with signals from sigs. It returns the exit code, or
+// reload=true after the reload signal (the command then has been stopped).
+func (r *runner) run(sigs chan os.Signal) (code int, reload bool) {
 	o := r.o
-	// Catch every signal from the start: one arriving while we wait for
-	// Consul must not kill us without a word, and later ones go to the child.
-	sigs := make(chan os.Signal, 32)
-	signal.Notify(sigs)
-	defer signal.Stop(sigs)
-
 	// Background goroutines (metrics server, reaper) end when ctx is
 	// cancelled, and run waits for them.
 	var bg sync.WaitGroup
@@ -129,7 +125,7 @@ func (r *runner) run() int {
 		select {
 		case err := <-errc:
 			if err != nil {
-				return r.fail(exitMetrics, "%v", err)
+				return r.fail(exitMetrics, "%v", err), false
 			}
 		case <-ready:
 		}
@@ -152,12 +148,36 @@ func (r *runner) run() int {
 	wctx, stopWatches := context.WithCancel(ctx)
 	defer stopWatches()
 	updates := make(chan update, len(o.order))
+	giveUp := make(chan int, len(o.order)) // a source that failed -consul-retry-attempts times before answering
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer stopWatches()
+	r.startWatches(wctx, &wg, updates, giveUp)
+	data, code, reload := r.awaitSources(updates, giveUp, sigs)
+	if data == nil {
+		return code, reload
+	}
+	r.drain(updates, data)
+	env := r.build(data)
+
+	if o.export != "" {
+		stopWatches()
+		return r.export(env), false
+	}
+	if o.once {
+		stopWatches()
+	}
+	return r.supervise(ctx, env, data, updates, sigs)
+}
+
+// startWatches starts one watch loop per source, each delivering to
+// updates; a source that fails -consul-retry-attempts times in a row before
+// its first answer is sent to giveUp.
+func (r *runner) startWatches(ctx context.Context, wg *sync.WaitGroup, updates chan update, giveUp chan int) {
+	o := r.o
+	retryMin, retryMax := o.retry.bounds()
 	r.metrics.sources.Set(float64(len(o.order)))
 	for i, s := range o.order {
-		i, s := i, s
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -167,26 +187,41 @@ func (r *runner) run() int {
 			deliver := func(data any, _ uint64) {
 				r.mu.Lock()
 				r.lastErr[i] = nil
+				r.fails[i] = 0
 				r.mu.Unlock()
 				select {
 				case updates <- update{i, data}:
-				case <-wctx.Done():
+				case <-ctx.Done():
 				}
 			}
-			_ = watch.Loop(wctx, fetch, deliver, watch.Options{
+			_ = watch.Loop(ctx, fetch, deliver, watch.Options{
 				Name: s.String(), Log: r.log, MinGap: 50 * time.Millisecond,
+				RetryMin: retryMin, RetryMax: retryMax,
 				OnError: func(err error, _ time.Duration) {
 					r.metrics.consulErrors.WithLabelValues(s.String()).Inc()
 					r.mu.Lock()
 					r.lastErr[i] = err
+					r.fails[i]++
+					out := !r.ready[i] && o.retry.limit() > 0 && r.fails[i] >= o.retry.limit()
 					r.mu.Unlock()
+					if out {
+						select {
+						case giveUp <- i:
+						default: // already told
+						}
+					}
 				},
 			})
 		}()
 	}
+}
 
-	// Wait until every source has answered once.
-	data := make([]any, len(o.order))
+// awaitSources waits until every source has answered once and returns their
+// data. Otherwise data is nil and code (with reload) says how to end: the
+// -wait-timeout or the retry limit expired, a signal came.
+func (r *runner) awaitSources(updates chan update, giveUp chan int, sigs chan os.Signal) (data []any, code int, reload bool) {
+	o := r.o
+	data = make([]any, len(o.order))
 	have := make([]bool, len(o.order))
 	missing := len(o.order)
 	var timeout <-chan time.Time
@@ -210,30 +245,27 @@ func (r *runner) run() int {
 				r.mu.Unlock()
 			}
 			data[u.i] = u.data
+		case i := <-giveUp:
+			if !have[i] {
+				return nil, r.fail(exitWaitTimeout, "%s failed %d times in a row (-consul-retry-attempts); giving up; the command was not started: %s", o.order[i], o.retry.limit(), r.waitingFor(have)), false
+			}
 		case <-timeout:
-			return r.fail(exitWaitTimeout, "-wait-timeout %s expired; no answer yet for %s; the command was not started", o.waitTimeout, r.waitingFor(have))
+			return nil, r.fail(exitWaitTimeout, "-wait-timeout %s expired; no answer yet for %s; the command was not started", o.waitTimeout, r.waitingFor(have)), false
 		case <-progress.C:
 			r.log.Info("waiting for Consul before starting the command", "waiting_for", r.waitingFor(have))
 			progress.Reset(5 * time.Second)
 		case sig := <-sigs:
 			s, _ := sig.(syscall.Signal)
-			switch s {
-			case syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT:
-				return r.fail(exitInterrupted, "interrupted by %s while waiting for %s; the command was not started", supervisor.SignalName(s), r.waitingFor(have))
+			switch {
+			case s != 0 && s == o.reloadSignal:
+				r.log.Info("reloading the configuration", "signal", supervisor.SignalName(s))
+				return nil, 0, true
+			case s == syscall.SIGINT, s == syscall.SIGTERM, s == syscall.SIGHUP, s == syscall.SIGQUIT, s != 0 && s == o.killSignal:
+				return nil, r.fail(exitInterrupted, "interrupted by %s while waiting for %s; the command was not started", supervisor.SignalName(s), r.waitingFor(have)), false
 			}
 		}
 	}
-	r.drain(updates, data)
-	env := r.build(data)
-
-	if o.export != "" {
-		stopWatches()
-		return r.export(env)
-	}
-	if o.once {
-		stopWatches()
-	}
-	return r.supervise(ctx, env, data, updates, sigs)
+	return data, 0, false
 }
 
 // drain takes every update already queued, so a burst of changes makes one
@@ -278,11 +310,11 @@ func (r *runner) build(data []any) map[string]string {
 func (r *runner) childConfig(env map[string]string) supervisor.Config {
 	return supervisor.Config{
 		Argv:        r.o.argv,
-		Env:         childEnv(os.Environ(), env, r.o.pristine, r.o.envAllow),
+		Env:         childEnv(os.Environ(), env, r.o.pristine, r.o.envAllow, r.o.env),
 		Stdin:       r.stdin,
 		Stdout:      r.stdout,
 		Stderr:      r.stderr,
-		KillSignal:  r.o.killSignal,
+		KillSignal:  r.o.execKillSignal,
 		KillTimeout: r.o.killTimeout,
 		Reaper:      r.reaper,
 		Log:         r.log,
@@ -302,167 +334,215 @@ func (r *runner) start(env map[string]string) (*supervisor.Child, error) {
 	return child, nil
 }
 
-// settled is called once a change has passed the -wait quiescence: it starts
-// the -splay, or applies the change at once. It returns an exit code, or -1.
-func (r *runner) settled(pending *map[string]string, splayT **time.Timer, splayC *<-chan time.Time, apply func(map[string]string) int) int {
-	if *pending == nil {
-		return -1
-	}
-	if r.o.splay > 0 {
-		if *splayC == nil {
-			d := time.Duration(rand.Int64N(int64(r.o.splay)))
-			r.log.Info("environment changed; waiting for the splay", "splay", d.Round(time.Millisecond))
-			*splayT = time.NewTimer(d)
-			*splayC = (*splayT).C
-		}
-		return -1
-	}
-	next := *pending
-	*pending = nil
-	return apply(next)
+// supervision is the state of supervise's loop: the command, its
+// environment, a change waiting to be applied and the timers.
+type supervision struct {
+	r       *runner
+	child   *supervisor.Child
+	env     map[string]string // the command's Consul variables
+	pending map[string]string // a changed environment not applied yet
+
+	quietT, maxT, splayT, killT *time.Timer
+	quietC, maxC, splayC, killC <-chan time.Time // killC: grace after a forwarded SIGINT/SIGTERM
 }
 
-// supervise runs the child and reacts to changes, signals and its exit.
-func (r *runner) supervise(ctx context.Context, env map[string]string, data []any, updates chan update, sigs chan os.Signal) int {
-	o := r.o
-	child, err := r.start(env)
-	if err != nil {
-		return r.fail(exitChildStart, "%v", err)
-	}
-	r.log.Debug("command started", "pid", child.Pid(), "variables", len(env))
-	var (
-		pending      map[string]string // a changed environment not applied yet
-		quietT, maxT *time.Timer       // -wait quiescence
-		quietC, maxC <-chan time.Time
-		splayT       *time.Timer
-		splayC       <-chan time.Time
-		killC        <-chan time.Time // grace after a forwarded SIGINT/SIGTERM
-	)
-	stopTimers := func() {
-		for _, t := range []*time.Timer{quietT, maxT, splayT} {
-			if t != nil {
-				t.Stop()
-			}
+func (sv *supervision) stopTimers() {
+	for _, t := range []*time.Timer{sv.quietT, sv.maxT, sv.splayT} {
+		if t != nil {
+			t.Stop()
 		}
-		quietC, maxC, splayC = nil, nil, nil
 	}
-	defer stopTimers()
-	apply := func(next map[string]string) int {
-		changed := diffNames(env, next)
-		env = next
-		r.metrics.changes.Inc()
-		r.metrics.lastChange.SetToCurrentTime()
-		switch o.onChange {
-		case changeNone:
-			r.log.Info("environment changed; -on-change none: the command keeps running", "changed", changed)
-		case changeSignal:
-			r.log.Info("environment changed; signalling the command", "changed", changed, "signal", supervisor.SignalName(o.changeSignal))
-			r.metrics.changeSignals.Inc()
-			if err := child.Signal(o.changeSignal); err != nil {
-				r.log.Warn("could not signal the command", "err", err)
-			}
-		default:
-			r.log.Info("environment changed; restarting the command", "changed", changed)
-			ex := child.Stop()
-			r.log.Debug("command stopped for restart", "status", ex.String())
-			r.metrics.restarts.Inc()
-			c, err := r.start(env)
-			if err != nil {
-				return r.fail(exitChildStart, "restart: %v", err)
-			}
-			child = c
-			killC = nil
+	sv.quietC, sv.maxC, sv.splayC = nil, nil, nil
+}
+
+// apply acts on a settled change as -on-change says. It returns an exit
+// code, or -1 to go on.
+func (sv *supervision) apply(next map[string]string) int {
+	r, o := sv.r, sv.r.o
+	changed := diffNames(sv.env, next)
+	sv.env = next
+	r.metrics.changes.Inc()
+	r.metrics.lastChange.SetToCurrentTime()
+	switch o.onChange {
+	case changeNone:
+		r.log.Info("environment changed; -on-change none: the command keeps running", "changed", changed)
+	case changeSignal:
+		r.log.Info("environment changed; signalling the command", "changed", changed, "signal", supervisor.SignalName(o.changeSignal))
+		r.metrics.changeSignals.Inc()
+		if err := sv.child.Signal(o.changeSignal); err != nil {
+			r.log.Warn("could not signal the command", "err", err)
+		}
+	default:
+		r.log.Info("environment changed; restarting the command", "changed", changed)
+		ex := sv.child.Stop()
+		r.log.Debug("command stopped for restart", "status", ex.String())
+		r.metrics.restarts.Inc()
+		c, err := r.start(sv.env)
+		if err != nil {
+			return r.fail(exitChildStart, "restart: %v", err)
+		}
+		sv.child = c
+		sv.killC = nil
+	}
+	return -1
+}
+
+// settled is called once a change has passed the -wait quiescence: it starts
+// the -splay, or applies the change at once. It returns an exit code, or -1.
+func (sv *supervision) settled() int {
+	if sv.pending == nil {
+		return -1
+	}
+	if sv.r.o.splay > 0 {
+		if sv.splayC == nil {
+			d := time.Duration(rand.Int64N(int64(sv.r.o.splay)))
+			sv.r.log.Info("environment changed; waiting for the splay", "splay", d.Round(time.Millisecond))
+			sv.splayT = time.NewTimer(d)
+			sv.splayC = sv.splayT.C
 		}
 		return -1
 	}
+	next := sv.pending
+	sv.pending = nil
+	return sv.apply(next)
+}
+
+// changed takes a rebuilt environment: nothing if it is what is running or
+// pending, else it becomes pending and waits for -wait, -splay, or is
+// applied. It returns an exit code, or -1.
+func (sv *supervision) changed(next map[string]string) int {
+	r, o := sv.r, sv.r.o
+	base := sv.env
+	if sv.pending != nil {
+		base = sv.pending
+	}
+	if equalEnv(base, next) {
+		r.log.Debug("Consul changed but the environment did not")
+		return -1
+	}
+	if equalEnv(sv.env, next) {
+		r.log.Debug("environment changed back before it was applied")
+		sv.pending = nil
+		sv.stopTimers()
+		return -1
+	}
+	sv.pending = next
+	if o.waitMin > 0 {
+		// Quiescence: wait until no change came for -wait min, but no
+		// longer than its max since the first change.
+		if sv.quietT == nil {
+			sv.quietT = time.NewTimer(o.waitMin)
+		} else {
+			sv.quietT.Reset(o.waitMin)
+		}
+		sv.quietC = sv.quietT.C
+		if sv.maxC == nil {
+			sv.maxT = time.NewTimer(o.waitMax)
+			sv.maxC = sv.maxT.C
+		}
+		return -1
+	}
+	return sv.settled()
+}
+
+// signal handles a signal envexec received, as envconsul's cli.go Run does:
+// the reload signal stops the command and reloads; the kill signal stops
+// the command and ends envexec (exit 12); every other signal but SIGCHLD
+// and the runtime's SIGURG goes to the command. After a forwarded SIGINT or
+// SIGTERM the command has one -kill-timeout to exit, then its process group
+// gets SIGKILL. end reports that supervise must return code and reload.
+func (sv *supervision) signal(sig os.Signal) (code int, reload, end bool) {
+	r, o := sv.r, sv.r.o
+	s, ok := sig.(syscall.Signal)
+	if !ok || s == 0 {
+		return 0, false, false
+	}
+	switch {
+	case s == o.reloadSignal:
+		r.log.Info("reloading the configuration; stopping the command", "signal", supervisor.SignalName(s))
+		ex := sv.child.Stop()
+		r.log.Debug("command stopped for the reload", "status", ex.String())
+		r.metrics.childRunning.Set(0)
+		return 0, true, true
+	case s == o.killSignal:
+		r.log.Info("stopping the command and exiting", "signal", supervisor.SignalName(s))
+		ex := sv.child.Stop()
+		r.log.Debug("command stopped", "status", ex.String())
+		r.metrics.childRunning.Set(0)
+		r.setState("stopped")
+		return exitInterrupted, false, true
+	case !supervisor.Forwardable(s):
+		return 0, false, false
+	}
+	r.log.Debug("forwarding signal", "signal", supervisor.SignalName(s))
+	_ = sv.child.Signal(s)
+	if (s == syscall.SIGINT || s == syscall.SIGTERM) && sv.killC == nil {
+		sv.killT = time.NewTimer(o.killTimeout)
+		sv.killC = sv.killT.C
+	}
+	return 0, false, false
+}
+
+// supervise runs the child and reacts to changes, signals and its exit. It
+// returns the exit code, or reload=true after the reload signal.
+func (r *runner) supervise(ctx context.Context, env map[string]string, data []any, updates chan update, sigs chan os.Signal) (int, bool) {
+	child, err := r.start(env)
+	if err != nil {
+		return r.fail(exitChildStart, "%v", err), false
+	}
+	r.log.Debug("command started", "pid", child.Pid(), "variables", len(env))
+	sv := &supervision{r: r, child: child, env: env}
+	defer sv.stopTimers()
+	defer func() {
+		if sv.killT != nil {
+			sv.killT.Stop()
+		}
+	}()
 	for {
+		code := -1
 		select {
-		case <-child.Done():
+		case <-sv.child.Done():
 			// Clear out whatever the command left in its process group.
-			ex := child.Stop()
+			ex := sv.child.Stop()
 			r.metrics.childRunning.Set(0)
 			r.setState("stopped")
 			r.log.Debug("command exited", "status", ex.String())
-			return ex.ExitCode()
+			return ex.ExitCode(), false
 		case u := <-updates:
 			data[u.i] = u.data
 			r.drain(updates, data)
-			next := r.build(data)
-			base := env
-			if pending != nil {
-				base = pending
-			}
-			if equalEnv(base, next) {
-				r.log.Debug("Consul changed but the environment did not")
-				continue
-			}
-			if equalEnv(env, next) {
-				r.log.Debug("environment changed back before it was applied")
-				pending = nil
-				stopTimers()
-				continue
-			}
-			pending = next
-			if o.waitMin > 0 {
-				// Quiescence: wait until no change came for -wait min, but
-				// no longer than its max since the first change.
-				if quietT == nil {
-					quietT = time.NewTimer(o.waitMin)
-				} else {
-					quietT.Reset(o.waitMin)
-				}
-				quietC = quietT.C
-				if maxC == nil {
-					maxT = time.NewTimer(o.waitMax)
-					maxC = maxT.C
-				}
-				continue
-			}
-			if code := r.settled(&pending, &splayT, &splayC, apply); code >= 0 {
-				return code
-			}
-		case <-quietC:
-			quietC, maxC = nil, nil
-			maxT.Stop()
-			if code := r.settled(&pending, &splayT, &splayC, apply); code >= 0 {
-				return code
-			}
-		case <-maxC:
-			quietC, maxC = nil, nil
-			quietT.Stop()
-			if code := r.settled(&pending, &splayT, &splayC, apply); code >= 0 {
-				return code
-			}
-		case <-splayC:
-			splayC = nil
-			if pending != nil {
-				next := pending
-				pending = nil
-				if code := apply(next); code >= 0 {
-					return code
-				}
+			code = sv.changed(r.build(data))
+		case <-sv.quietC:
+			sv.quietC, sv.maxC = nil, nil
+			sv.maxT.Stop()
+			code = sv.settled()
+		case <-sv.maxC:
+			sv.quietC, sv.maxC = nil, nil
+			sv.quietT.Stop()
+			code = sv.settled()
+		case <-sv.splayC:
+			sv.splayC = nil
+			if sv.pending != nil {
+				next := sv.pending
+				sv.pending = nil
+				code = sv.apply(next)
 			}
 		case sig := <-sigs:
-			s, ok := sig.(syscall.Signal)
-			if !ok || !supervisor.Forwardable(s) {
-				continue
+			if c, reload, end := sv.signal(sig); end {
+				return c, reload
 			}
-			r.log.Debug("forwarding signal", "signal", supervisor.SignalName(s))
-			_ = child.Signal(s)
-			if (s == syscall.SIGINT || s == syscall.SIGTERM) && killC == nil {
-				// The command gets the grace period to act on it; then its
-				// process group is stopped.
-				t := time.NewTimer(o.killTimeout)
-				defer t.Stop()
-				killC = t.C
-			}
-		case <-killC:
-			killC = nil
-			r.log.Warn("command still running after the forwarded signal and -kill-timeout; stopping it", "grace", o.killTimeout)
-			go child.Stop()
+		case <-sv.killC:
+			// The grace is over: SIGKILL now. (Stop would send the kill
+			// signal again and wait a second -kill-timeout.)
+			sv.killC = nil
+			r.log.Warn("command still running after the forwarded signal and -kill-timeout; sending SIGKILL to its process group", "grace", r.o.killTimeout)
+			_ = sv.child.SignalGroup(syscall.SIGKILL)
 		case <-ctx.Done():
-			child.Stop()
-			return exitInterrupted
+			sv.child.Stop()
+			return exitInterrupted, false
+		}
+		if code >= 0 {
+			return code, false
 		}
 	}
 }

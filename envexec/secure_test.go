@@ -1,10 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berth/berth/pkg/consultest"
 )
@@ -43,8 +45,42 @@ func TestACLTokenAndTLS(t *testing.T) {
 			}
 		})
 	}
+	// envconsul's TLS flags (cli.go, ParseFlags) with consul-template's rule
+	// that any SSL setting turns SSL on (config/ssl.go, SSLConfig.Finalize):
+	// the address has no scheme here, so only they make envexec speak HTTPS.
+	for _, args := range [][]string{
+		{"-consul-ssl", "-consul-ssl-ca-cert", a.TLS.CAFile, "-consul-ssl-server-name", a.TLS.ServerName},
+		{"-consul-ssl-ca-cert", a.TLS.CAFile},
+		{"-consul-ssl", "-consul-ssl-verify=false"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			args := append(append([]string{}, args...), "-consul-token", token, "-prefix", "secure/app", "-export", "json", "-wait-timeout", "20s")
+			p := runEnvexec(t, a.HTTPSAddr(), nil, args...)
+			if p.code != 0 || !strings.Contains(p.stdout.String(), "db1.internal") {
+				t.Fatalf("exit %d, stdout %q\nstderr:\n%s", p.code, p.stdout, p.stderr)
+			}
+		})
+	}
+	// The same from a configuration file: consul { ssl { ca_cert } } turns
+	// SSL on (SSLConfig.Finalize), consul { address, token }.
+	cfg := filepath.Join(t.TempDir(), "envconsul.hcl")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("consul {\n  address = %q\n  token = %q\n  ssl {\n    ca_cert = %q\n  }\n}\nprefix {\n  path = \"secure/app\"\n}\n",
+		a.HTTPSAddr(), token, a.TLS.CAFile)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startEnvexecArgs(t, []string{"CONSUL_HTTP_ADDR=127.0.0.1:1"}, []string{"-config", cfg, "-export", "json", "-wait-timeout", "20s"})
+	if code := p.wait(60 * time.Second); code != 0 || !strings.Contains(p.stdout.String(), "db1.internal") {
+		t.Fatalf("config file: exit %d, stdout %q\nstderr:\n%s", code, p.stdout, p.stderr)
+	}
+
+	// Verification stays on by default: without the CA, no answer.
+	p = runEnvexec(t, a.HTTPSAddr(), nil, "-consul-ssl", "-consul-token", token, "-prefix", "secure/app", "-export", "json", "-wait-timeout", "3s")
+	if p.code == 0 || !strings.Contains(p.stderr.String(), "certificate signed by unknown authority") {
+		t.Fatalf("-consul-ssl without the CA: exit %d, stderr %q", p.code, p.stderr)
+	}
+
 	// Without a token the agent shows nothing of the prefix.
-	p := runEnvexec(t, https, nil, append(append([]string{}, tlsFlags...), "-prefix", "secure/app", "-export", "json", "-wait-timeout", "3s")...)
+	p = runEnvexec(t, https, nil, append(append([]string{}, tlsFlags...), "-prefix", "secure/app", "-export", "json", "-wait-timeout", "3s")...)
 	if strings.Contains(p.stdout.String(), "db1.internal") {
 		t.Fatalf("read the prefix without a token: %q", p.stdout)
 	}

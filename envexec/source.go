@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,14 +25,23 @@ type source interface {
 
 // prefixSpec is one -prefix PATH[@DC].
 type prefixSpec struct {
-	path   string // without leading or trailing slashes
-	dc     string
-	format *template.Template
-	fmtSrc string
+	path     string // without leading or trailing slashes
+	dc       string
+	format   *template.Template
+	fmtSrc   string
+	noPrefix bool // keep the prefix path out of names (envconsul's no_prefix; default true)
 }
 
-// parsePrefix parses PATH[@DC].
+// parsePrefix parses PATH[@DC]. A path with "{{" is first rendered as a
+// template whose env function reads envexec's environment, as envconsul's
+// applyPathTemplate (runner.go) does for every prefix: "app/{{ env \"ENV\" }}".
 func parsePrefix(s string) (*prefixSpec, error) {
+	if strings.Contains(s, "{{") {
+		var err error
+		if s, err = renderPath(s); err != nil {
+			return nil, err
+		}
+	}
 	p, dc, err := splitDC(s)
 	if err != nil {
 		return nil, err
@@ -43,7 +53,29 @@ func parsePrefix(s string) (*prefixSpec, error) {
 	if strings.Contains(p, "//") {
 		return nil, fmt.Errorf("%q: empty path segment (\"//\")", s)
 	}
-	return &prefixSpec{path: p, dc: dc}, nil
+	return &prefixSpec{path: p, dc: dc, noPrefix: true}, nil
+}
+
+// renderPath renders a prefix path template; env NAME fails when NAME is
+// not set.
+func renderPath(s string) (string, error) {
+	t, err := template.New("path").Option("missingkey=error").Funcs(template.FuncMap{
+		"env": func(name string) (string, error) {
+			v, ok := os.LookupEnv(name)
+			if !ok {
+				return "", fmt.Errorf("environment variable %s is not set", name)
+			}
+			return v, nil
+		},
+	}).Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("%q: %w", s, err)
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, nil); err != nil {
+		return "", fmt.Errorf("%q: %w", s, err)
+	}
+	return b.String(), nil
 }
 
 // splitDC splits "thing@dc", refusing an empty datacenter, several "@" and

@@ -11,6 +11,7 @@ package consulclient
 import (
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 
@@ -43,6 +44,7 @@ type Flags struct {
 	clientKey     optString
 	tlsServerName optString
 	datacenter    optString
+	stale         bool
 }
 
 // Register adds the shared flags to fs, named as the consul CLI names them.
@@ -56,7 +58,12 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.Var(&f.clientKey, "client-key", "client key for TLS to Consul (env CONSUL_CLIENT_KEY)")
 	fs.Var(&f.tlsServerName, "tls-server-name", "server name to verify in Consul's certificate (env CONSUL_TLS_SERVER_NAME)")
 	fs.Var(&f.datacenter, "datacenter", "datacenter to query (default: the agent's)")
+	fs.BoolVar(&f.stale, "stale", false, "let any Consul server (not only the leader) answer reads, which may then be stale; no effect on writes (the consul CLI's -stale)")
 }
+
+// Stale reports whether -stale was given: reads may be answered by any
+// server. Client and NewClientFor already apply it to every read.
+func (f *Flags) Stale() bool { return f.stale }
 
 // Alias registers another name for one of the shared flags, for programs whose
 // peers used different names (consul-template's -consul-addr, -consul-token).
@@ -150,13 +157,52 @@ func (f *Flags) Config() (*api.Config, error) {
 }
 
 // Client returns a Consul API client built from Config. The transport keeps
-// enough idle connections for many concurrent blocking queries.
+// enough idle connections for many concurrent blocking queries; with -stale
+// every read asks for stale consistency (see NewClientFor).
 func (f *Flags) Client() (*api.Client, error) {
 	cfg, err := f.Config()
 	if err != nil {
 		return nil, err
 	}
-	return NewClient(cfg)
+	return f.NewClientFor(cfg)
+}
+
+// NewClientFor is NewClient for a configuration derived from Config (a
+// program may change it first), with -stale applied: every GET or HEAD
+// request without a consistency mode of its own gets "?stale", as the consul
+// CLI's -stale sets AllowStale on its queries (command/flags/http.go). Writes
+// (PUT, POST, DELETE) and reads that ask for "?consistent" are left alone.
+func (f *Flags) NewClientFor(cfg *api.Config) (*api.Client, error) {
+	c, err := NewClient(cfg)
+	if err != nil || !f.stale {
+		return c, err
+	}
+	// api.NewClient has built cfg.HttpClient (also for unix:// addresses)
+	// and the client shares that *http.Client.
+	next := cfg.HttpClient.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	cfg.HttpClient.Transport = staleReads{next: next}
+	return c, nil
+}
+
+// staleReads adds "stale" to the query of reads that do not choose a
+// consistency mode themselves.
+type staleReads struct{ next http.RoundTripper }
+
+func (t staleReads) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		return t.next.RoundTrip(req)
+	}
+	q := req.URL.Query()
+	if q.Has("stale") || q.Has("consistent") {
+		return t.next.RoundTrip(req)
+	}
+	q.Set("stale", "")
+	r := req.Clone(req.Context())
+	r.URL.RawQuery = q.Encode()
+	return t.next.RoundTrip(r)
 }
 
 // NewClient wraps api.NewClient with a transport sized for blocking queries.

@@ -2,10 +2,18 @@ package consulclient
 
 import (
 	"flag"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/berth/berth/pkg/consultest"
+	"github.com/hashicorp/consul/api"
 )
 
 func parse(t *testing.T, args ...string) (*Flags, error) {
@@ -114,5 +122,67 @@ func TestTokenNotInErrors(t *testing.T) {
 	_, err := f.Config()
 	if err == nil || strings.Contains(err.Error(), "s3cret-value") {
 		t.Fatalf("error %v must exist and not contain the token", err)
+	}
+}
+
+// TestStale runs reads and writes through a recording proxy in front of a
+// real agent: with -stale (the consul CLI's flag: "no effect on non-read
+// operations", command/flags/http.go) reads carry ?stale, writes and reads
+// that ask for ?consistent do not; without it nothing changes.
+func TestStale(t *testing.T) {
+	a := consultest.StartT(t, consultest.Options{})
+	target, _ := url.Parse("http://" + a.HTTPAddr())
+	var mu sync.Mutex
+	var seen []string
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.URL.Path+"?"+r.URL.RawQuery)
+		mu.Unlock()
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	clearEnv(t)
+	take := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		out := seen
+		seen = nil
+		return out
+	}
+	hasStale := func(req string) bool {
+		u, _ := url.Parse(req[strings.IndexByte(req, ' ')+1:])
+		return u.Query().Has("stale")
+	}
+	for _, stale := range []bool{true, false} {
+		args := []string{"-http-addr", proxy.URL}
+		if stale {
+			args = append(args, "-stale")
+		}
+		f, _ := parse(t, args...)
+		if f.Stale() != stale {
+			t.Fatalf("Stale() = %v", f.Stale())
+		}
+		c, err := f.Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.KV().Put(&api.KVPair{Key: "stale-test/k", Value: []byte("v")}, nil); err != nil {
+			t.Fatal(err)
+		}
+		kv, _, err := c.KV().Get("stale-test/k", nil)
+		if err != nil || kv == nil || string(kv.Value) != "v" {
+			t.Fatalf("get: %v %v", kv, err)
+		}
+		if _, _, err := c.KV().Get("stale-test/k", &api.QueryOptions{RequireConsistent: true}); err != nil {
+			t.Fatalf("consistent get: %v", err)
+		}
+		reqs := take()
+		if len(reqs) != 3 {
+			t.Fatalf("requests %v", reqs)
+		}
+		if hasStale(reqs[0]) || hasStale(reqs[2]) || hasStale(reqs[1]) != stale {
+			t.Errorf("stale=%v: %q", stale, reqs)
+		}
 	}
 }

@@ -1,0 +1,560 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/berth/berth/pkg/configfile"
+)
+
+// configSpec lists the keys of envconsul's configuration file that envexec
+// supports: envconsul's Config (config.go) with consul-template's blocks for
+// consul, exec, syslog and wait (config/*.go, v0.41.1 as envconsul pins).
+// Anything else is refused with a one-line error naming it.
+var configSpec = configfile.Spec{
+	Keys: []string{
+		"consul.address", "consul.token", "consul.token_file", "consul.namespace",
+		"consul.auth.enabled", "consul.auth.username", "consul.auth.password",
+		"consul.retry.enabled", "consul.retry.attempts", "consul.retry.backoff", "consul.retry.max_backoff",
+		"consul.ssl.enabled", "consul.ssl.verify", "consul.ssl.cert", "consul.ssl.key", "consul.ssl.ca_cert",
+		"consul.ssl.ca_path", "consul.ssl.server_name",
+		"consul.transport.dial_keep_alive", "consul.transport.dial_timeout", "consul.transport.disable_keep_alives",
+		"consul.transport.idle_conn_timeout", "consul.transport.max_idle_conns", "consul.transport.max_idle_conns_per_host",
+		"consul.transport.max_conns_per_host", "consul.transport.tls_handshake_timeout",
+		"exec.command", "exec.enabled", "exec.kill_signal", "exec.kill_timeout", "exec.reload_signal", "exec.splay", "exec.timeout",
+		"exec.env.pristine", "exec.env.custom", "exec.env.allowlist", "exec.env.denylist", "exec.env.whitelist", "exec.env.blacklist",
+		"kill_signal", "reload_signal", "log_level", "max_stale", "pid_file", "pristine", "sanitize", "upcase",
+		"prefix.path", "prefix.format", "prefix.no_prefix",
+		"service.query", "service.format_id", "service.format_name", "service.format_address", "service.format_tag", "service.format_port",
+		"syslog.enabled", "syslog.facility", "syslog.name",
+		"wait", "wait.min", "wait.max",
+		// Deprecated top-level keys envconsul still reads (config.go, Parse).
+		"auth.enabled", "auth.username", "auth.password", "token", "splay", "timeout", "path", "retry",
+		"ssl.enabled", "ssl.verify", "ssl.cert", "ssl.key", "ssl.ca_cert", "ssl.ca_path", "ssl.server_name",
+	},
+	Refused: map[string]string{
+		"vault":                    "envexec reads Consul only, not Vault",
+		"secret":                   "envexec reads Consul only, not Vault secrets",
+		"prefix.key":               "per-key formats are for Vault secrets",
+		"custom_env":               "not an envconsul key either (its config.go refuses it): use exec { env { custom = [\"NAME=value\"] } }",
+		"consul.ssl.ca_cert_bytes": "give the CA as a file (ca_cert)",
+	},
+}
+
+// fileSetting is one value from a file for a flag: the flag is set to it
+// unless given on the command line.
+type fileSetting struct {
+	value string
+	key   string // the dotted key, for messages
+	file  string
+}
+
+// fileConfig collects what the -config files say, later files winning.
+type fileConfig struct {
+	flags    map[string]fileSetting
+	prefixes []*prefixSpec
+	services []*serviceSpec
+	command  []string
+	env      envPolicy
+	warn     []string
+}
+
+// loadConfigFiles reads the -config files and merges them under the
+// flags, as envconsul does (cli.go, loadConfigs: defaults, then each path
+// in order, then the command line): a setting from a file counts only when
+// its flag was not given; the files' prefix and service blocks come before
+// the -prefix and -service flags (later sources win); the command from a
+// file is used when none is given on the command line.
+func loadConfigFiles(o *options, fs *flag.FlagSet, set map[string]bool) error {
+	if len(o.configPaths) == 0 {
+		return nil
+	}
+	files, err := configfile.Load(o.configPaths)
+	if err != nil {
+		return err
+	}
+	fc := &fileConfig{flags: map[string]fileSetting{}}
+	for _, f := range files {
+		if err := configSpec.Check(f); err != nil {
+			return err
+		}
+		if err := fc.read(f); err != nil {
+			return fmt.Errorf("config %s: %w", f.Path, err)
+		}
+	}
+	names := make([]string, 0, len(fc.flags))
+	for name := range fc.flags {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		s := fc.flags[name]
+		if set[name] {
+			continue
+		}
+		var err error
+		if direct, ok := directSettings[name]; ok {
+			err = direct(o, s.value)
+		} else {
+			err = fs.Set(name, s.value)
+		}
+		if err != nil {
+			return fmt.Errorf("config %s: %s: %w", s.file, s.key, err)
+		}
+		if strings.HasPrefix(name, "consul-ssl-") {
+			o.peer.sslImplied = true // consul-template config/ssl.go, Finalize
+		}
+	}
+	var order []source
+	for _, p := range fc.prefixes {
+		order = append(order, p)
+	}
+	for _, s := range fc.services {
+		order = append(order, s)
+	}
+	o.prefixes = append(fc.prefixes, o.prefixes...)
+	o.services = append(fc.services, o.services...)
+	o.order = append(order, o.order...)
+	o.fileCommand = fc.command
+	o.env = fc.env
+	o.peer.warn = append(o.peer.warn, fc.warn...)
+	return nil
+}
+
+// directSettings are file settings without a flag of their own.
+var directSettings = map[string]func(o *options, v string) error{
+	"consul-namespace": func(o *options, v string) error { o.peer.namespace = v; return nil },
+	"syslog-name":      func(o *options, v string) error { o.syslog.name = v; return nil },
+	"consul-transport-idle-conn-timeout": func(o *options, v string) error {
+		return optDuration{&o.peer.idleConnTimeout}.Set(v)
+	},
+	"consul-transport-max-idle-conns":     func(o *options, v string) error { return optInt{&o.peer.maxIdleConns}.Set(v) },
+	"consul-transport-max-conns-per-host": func(o *options, v string) error { return optInt{&o.peer.maxConnsPerHost}.Set(v) },
+}
+
+// setFlag records a file value for a flag (or a direct setting).
+func (fc *fileConfig) setFlag(file, key, flagName, value string) {
+	fc.flags[flagName] = fileSetting{value: value, key: key, file: file}
+}
+
+// scalar reads m[k] as text for a flag: strings as they are, booleans,
+// numbers and durations in the flag's syntax.
+func scalar(kind string, v any) (string, error) {
+	switch kind {
+	case "bool":
+		b, err := configfile.Bool(v)
+		return fmt.Sprint(b), err
+	case "int":
+		n, err := configfile.Int(v)
+		return fmt.Sprint(n), err
+	case "duration":
+		d, err := configfile.Duration(v)
+		return d.String(), err
+	}
+	return configfile.String(v)
+}
+
+// flagKeys maps the keys of a block that are plain flags: key -> kind, flag.
+type flagKeys map[string][2]string
+
+var (
+	topFlags = flagKeys{
+		"kill_signal": {"string", "kill-signal"}, "reload_signal": {"string", "reload-signal"},
+		"log_level": {"string", "log-level"}, "max_stale": {"duration", "max-stale"}, "pid_file": {"string", "pid-file"},
+		"pristine": {"bool", "pristine"}, "sanitize": {"bool", "sanitize"}, "upcase": {"bool", "upcase"},
+		// deprecated (config.go, Parse): token, splay, timeout
+		"token": {"string", "token"}, "splay": {"duration", "splay"}, "timeout": {"duration", "kill-timeout"},
+	}
+	consulFlags = flagKeys{"address": {"string", "http-addr"}, "token": {"string", "token"}, "token_file": {"string", "token-file"}}
+	retryFlags  = flagKeys{
+		"enabled": {"bool", "consul-retry"}, "attempts": {"int", "consul-retry-attempts"},
+		"backoff": {"duration", "consul-retry-backoff"}, "max_backoff": {"duration", "consul-retry-max-backoff"},
+	}
+	sslFlags = flagKeys{
+		"enabled": {"bool", "consul-ssl"}, "verify": {"bool", "consul-ssl-verify"}, "cert": {"string", "consul-ssl-cert"},
+		"key": {"string", "consul-ssl-key"}, "ca_cert": {"string", "consul-ssl-ca-cert"}, "ca_path": {"string", "consul-ssl-ca-path"},
+		"server_name": {"string", "consul-ssl-server-name"},
+	}
+	transportFlags = flagKeys{
+		"dial_keep_alive": {"duration", "consul-transport-dial-keep-alive"}, "dial_timeout": {"duration", "consul-transport-dial-timeout"},
+		"disable_keep_alives": {"bool", "consul-transport-disable-keep-alives"}, "idle_conn_timeout": {"duration", "consul-transport-idle-conn-timeout"},
+		"max_idle_conns": {"int", "consul-transport-max-idle-conns"}, "max_idle_conns_per_host": {"int", "consul-transport-max-idle-conns-per-host"},
+		"max_conns_per_host": {"int", "consul-transport-max-conns-per-host"}, "tls_handshake_timeout": {"duration", "consul-transport-tls-handshake-timeout"},
+	}
+	execFlags = flagKeys{
+		"kill_signal": {"string", "exec-kill-signal"}, "kill_timeout": {"duration", "kill-timeout"},
+		"reload_signal": {"string", "exec-reload-signal"}, "splay": {"duration", "splay"},
+	}
+	syslogFlags = flagKeys{"enabled": {"bool", "syslog"}, "facility": {"string", "syslog-facility"}, "name": {"string", "syslog-name"}}
+)
+
+// flagsOf records the keys of block m listed in keys.
+func (fc *fileConfig) flagsOf(file, path string, m map[string]any, keys flagKeys) error {
+	for k, v := range m {
+		spec, ok := keys[k]
+		if !ok {
+			continue
+		}
+		s, err := scalar(spec[0], v)
+		if err != nil {
+			return fmt.Errorf("%s%s: %w", path, k, err)
+		}
+		fc.setFlag(file, path+k, spec[1], s)
+	}
+	return nil
+}
+
+// block reads m[k] as one block (the last if given several times, as
+// envconsul's flattenKeys), or nil when absent.
+func block(m map[string]any, k string) (map[string]any, error) {
+	v, ok := m[k]
+	if !ok {
+		return nil, nil
+	}
+	b, err := configfile.Block(v)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", k, err)
+	}
+	return b, nil
+}
+
+// read takes one file's settings.
+func (fc *fileConfig) read(f *configfile.File) error {
+	m := f.Values
+	if err := fc.flagsOf(f.Path, "", m, topFlags); err != nil {
+		return err
+	}
+	for _, k := range []string{"token", "splay", "timeout"} {
+		if _, ok := m[k]; ok {
+			fc.warn = append(fc.warn, fmt.Sprintf("config %s: top-level %s is deprecated (as in envconsul); see the README for its block", f.Path, k))
+		}
+	}
+	if _, ok := m["path"]; ok {
+		fc.warn = append(fc.warn, fmt.Sprintf("config %s: path is not read (as in envconsul): use prefix { path = ... } or -prefix", f.Path))
+	}
+	if err := fc.readConsul(f, m); err != nil {
+		return err
+	}
+	if err := fc.readExec(f, m); err != nil {
+		return err
+	}
+	if b, err := block(m, "syslog"); err != nil || b != nil {
+		if err != nil {
+			return err
+		}
+		if err := fc.flagsOf(f.Path, "syslog.", b, syslogFlags); err != nil {
+			return err
+		}
+	}
+	if v, ok := m["wait"]; ok {
+		w, err := waitValue(v)
+		if err != nil {
+			return fmt.Errorf("wait: %w", err)
+		}
+		fc.setFlag(f.Path, "wait", "wait", w)
+	}
+	return fc.readSources(f, m)
+}
+
+// readConsul takes the consul { } block and the deprecated top-level auth,
+// ssl and retry.
+func (fc *fileConfig) readConsul(f *configfile.File, m map[string]any) error {
+	c, err := block(m, "consul")
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		c = map[string]any{}
+	}
+	if err := fc.flagsOf(f.Path, "consul.", c, consulFlags); err != nil {
+		return err
+	}
+	if v, ok := c["namespace"]; ok {
+		s, err := configfile.String(v)
+		if err != nil {
+			return fmt.Errorf("consul.namespace: %w", err)
+		}
+		fc.setFlag(f.Path, "consul.namespace", "consul-namespace", s)
+	}
+	for _, sub := range []struct {
+		name, prefix string
+		keys         flagKeys
+	}{{"retry", "consul.retry.", retryFlags}, {"ssl", "consul.ssl.", sslFlags}, {"transport", "consul.transport.", transportFlags}} {
+		wheres := []map[string]any{m, c} // top-level first (deprecated), then consul {}, which wins
+		if sub.name == "transport" {
+			wheres = wheres[1:]
+		}
+		for _, where := range wheres {
+			v, ok := where[sub.name]
+			if !ok {
+				continue
+			}
+			if s, isString := v.(string); isString && sub.name == "retry" {
+				// retry = "5s" (deprecated): backoff and max_backoff.
+				fc.setFlag(f.Path, "retry", "consul-retry-backoff", s)
+				fc.setFlag(f.Path, "retry", "consul-retry-max-backoff", s)
+				continue
+			}
+			b, err := configfile.Block(v)
+			if err != nil {
+				return fmt.Errorf("%s: %w", sub.prefix[:len(sub.prefix)-1], err)
+			}
+			if err := fc.flagsOf(f.Path, sub.prefix, b, sub.keys); err != nil {
+				return err
+			}
+		}
+	}
+	for _, where := range []map[string]any{m, c} {
+		a, err := block(where, "auth")
+		if err != nil {
+			return err
+		}
+		if a == nil {
+			continue
+		}
+		s, err := authValue(a)
+		if err != nil {
+			return fmt.Errorf("consul.auth: %w", err)
+		}
+		fc.setFlag(f.Path, "consul.auth", "consul-auth", s)
+	}
+	return nil
+}
+
+// authValue turns auth { enabled, username, password } into -consul-auth's
+// USER[:PASSWORD]; enabled defaults to "a username was given"
+// (consul-template config/auth.go, Finalize). Disabled is "".
+func authValue(a map[string]any) (string, error) {
+	var user, pass string
+	var err error
+	if v, ok := a["username"]; ok {
+		if user, err = configfile.String(v); err != nil {
+			return "", fmt.Errorf("username: %w", err)
+		}
+	}
+	if v, ok := a["password"]; ok {
+		if pass, err = configfile.String(v); err != nil {
+			return "", fmt.Errorf("password: %w", err)
+		}
+	}
+	enabled := user != ""
+	if v, ok := a["enabled"]; ok {
+		if enabled, err = configfile.Bool(v); err != nil {
+			return "", fmt.Errorf("enabled: %w", err)
+		}
+	}
+	if !enabled {
+		return "", nil
+	}
+	if pass == "" {
+		return user, nil
+	}
+	return user + ":" + pass, nil
+}
+
+// waitValue turns wait = "MIN[:MAX]" or wait { min, max } into -wait's
+// syntax (consul-template config/wait.go).
+func waitValue(v any) (string, error) {
+	if s, ok := v.(string); ok {
+		return s, nil
+	}
+	b, err := configfile.Block(v)
+	if err != nil {
+		return "", err
+	}
+	var min, max time.Duration
+	if x, ok := b["min"]; ok {
+		if min, err = configfile.Duration(x); err != nil {
+			return "", fmt.Errorf("min: %w", err)
+		}
+	}
+	if x, ok := b["max"]; ok {
+		if max, err = configfile.Duration(x); err != nil {
+			return "", fmt.Errorf("max: %w", err)
+		}
+	}
+	if max == 0 {
+		return min.String(), nil
+	}
+	return min.String() + ":" + max.String(), nil
+}
+
+// readExec takes the exec { } block: the command, its signals and timeouts,
+// and env { }.
+func (fc *fileConfig) readExec(f *configfile.File, m map[string]any) error {
+	e, err := block(m, "exec")
+	if err != nil || e == nil {
+		return err
+	}
+	if err := fc.flagsOf(f.Path, "exec.", e, execFlags); err != nil {
+		return err
+	}
+	if v, ok := e["command"]; ok {
+		cmd, err := configfile.Strings(v)
+		if s, isString := v.(string); isString {
+			cmd, err = []string{s}, nil // one string is one command line (consul-template's commandList)
+		}
+		if err != nil {
+			return fmt.Errorf("exec.command: %w", err)
+		}
+		fc.command = cmd
+	}
+	for _, k := range []string{"enabled", "timeout"} {
+		if _, ok := e[k]; ok {
+			fc.warn = append(fc.warn, fmt.Sprintf("config %s: exec.%s has no effect (as in envconsul)", f.Path, k))
+		}
+	}
+	env, err := block(e, "env")
+	if err != nil || env == nil {
+		return err
+	}
+	return fc.env.read(env)
+}
+
+// readSources takes the prefix { } and service { } blocks, in order.
+func (fc *fileConfig) readSources(f *configfile.File, m map[string]any) error {
+	if v, ok := m["prefix"]; ok {
+		blocks, err := configfile.Blocks(v)
+		if err != nil {
+			return fmt.Errorf("prefix: %w", err)
+		}
+		for _, b := range blocks {
+			p, err := prefixBlock(b)
+			if err != nil {
+				return fmt.Errorf("prefix: %w", err)
+			}
+			if p == nil {
+				// envconsul discards a prefix without a path (config_prefix.go,
+				// PrefixConfigs.Finalize).
+				fc.warn = append(fc.warn, fmt.Sprintf("config %s: a prefix block without a path is ignored (as in envconsul)", f.Path))
+				continue
+			}
+			fc.prefixes = append(fc.prefixes, p)
+		}
+	}
+	if v, ok := m["service"]; ok {
+		blocks, err := configfile.Blocks(v)
+		if err != nil {
+			return fmt.Errorf("service: %w", err)
+		}
+		for _, b := range blocks {
+			s, err := serviceBlock(b)
+			if err != nil {
+				return fmt.Errorf("service: %w", err)
+			}
+			fc.services = append(fc.services, s)
+		}
+	}
+	return nil
+}
+
+// prefixBlock reads prefix { path, format, no_prefix }; no_prefix defaults
+// to true for Consul prefixes (runner.go, appendPrefixes).
+func prefixBlock(b map[string]any) (*prefixSpec, error) {
+	v, ok := b["path"]
+	if !ok {
+		return nil, nil
+	}
+	path, err := configfile.String(v)
+	if err != nil {
+		return nil, fmt.Errorf("path: %w", err)
+	}
+	p, err := parsePrefix(strings.TrimPrefix(path, "/"))
+	if err != nil {
+		return nil, fmt.Errorf("path: %w", err)
+	}
+	if v, ok := b["format"]; ok {
+		s, err := configfile.String(v)
+		if err != nil {
+			return nil, fmt.Errorf("format: %w", err)
+		}
+		if p.format, err = parseFormat(s, false); err != nil {
+			return nil, err
+		}
+		p.fmtSrc = s
+	}
+	if v, ok := b["no_prefix"]; ok {
+		if p.noPrefix, err = configfile.Bool(v); err != nil {
+			return nil, fmt.Errorf("no_prefix: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// serviceBlock reads service { query, format_id, ... } (config_service.go).
+func serviceBlock(b map[string]any) (*serviceSpec, error) {
+	v, ok := b["query"]
+	if !ok {
+		return nil, fmt.Errorf("query: missing")
+	}
+	q, err := configfile.String(v)
+	if err != nil {
+		return nil, fmt.Errorf("query: %w", err)
+	}
+	s, err := parseService(q)
+	if err != nil {
+		return nil, fmt.Errorf("query: %w", err)
+	}
+	for _, field := range serviceFields() {
+		v, ok := b["format_"+field]
+		if !ok {
+			continue
+		}
+		text, err := configfile.String(v)
+		if err != nil {
+			return nil, fmt.Errorf("format_%s: %w", field, err)
+		}
+		if s.formats[field], err = parseFormat(text, true); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// envPolicy is exec { env { } }: which of envexec's own variables the
+// command gets, filtered after the Consul variables are added, and custom
+// variables added last (envconsul runner.go, applyConfigEnv).
+type envPolicy struct {
+	pristine  bool
+	allowlist []string
+	denylist  []string
+	custom    []string // NAME=value
+}
+
+func (e *envPolicy) read(b map[string]any) error {
+	for _, k := range []string{"allowlist", "whitelist", "denylist", "blacklist", "custom"} {
+		v, ok := b[k]
+		if !ok {
+			continue
+		}
+		list, err := configfile.Strings(v)
+		if err != nil {
+			return fmt.Errorf("exec.env.%s: %w", k, err)
+		}
+		switch k {
+		case "allowlist", "whitelist":
+			e.allowlist = append(e.allowlist, list...)
+		case "denylist", "blacklist":
+			e.denylist = append(e.denylist, list...)
+		default:
+			for _, kv := range list {
+				name, _, ok := strings.Cut(kv, "=")
+				if !ok || nameProblem(name) != "" {
+					return fmt.Errorf("exec.env.custom: %q: want NAME=value", kv)
+				}
+			}
+			e.custom = append(e.custom, list...)
+		}
+	}
+	if v, ok := b["pristine"]; ok {
+		p, err := configfile.Bool(v)
+		if err != nil {
+			return fmt.Errorf("exec.env.pristine: %w", err)
+		}
+		e.pristine = p
+	}
+	return nil
+}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth/berth/pkg/consultest"
+)
+
+// hclList writes a Go string list as an HCL/JSON list.
+func hclList(list []string) string {
+	b, _ := json.Marshal(list)
+	return string(b)
+}
+
+func writeFile(t *testing.T, path, body string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConfigFiles follows envconsul's configuration files (config.go: Parse
+// with hcl v1 and strict mapstructure decoding, FromPath walking a folder in
+// lexical order; cli.go loadConfigs: files in order, then the command line
+// on top; config_prefix.go and config_service.go for the blocks; runner.go
+// applyConfigEnv for exec.env). CONSUL_HTTP_ADDR points nowhere: only the
+// file's consul.address reaches the agent.
+func TestConfigFiles(t *testing.T) {
+	a := consultest.Require(t, agent)
+	c := a.Client()
+	n := ns(t)
+	put(t, c, n+"/global/REGION", "eu")
+	put(t, c, n+"/global/PORT", "8080")
+	put(t, c, n+"/app/PORT", "80")
+	put(t, c, n+"/app/db.host", "db1")
+	self, _ := os.Executable()
+	nowhere := []string{"CONSUL_HTTP_ADDR=127.0.0.1:1"}
+	run := func(t *testing.T, args ...string) *proc {
+		t.Helper()
+		p := startRaw(t, nowhere, args...)
+		p.wait(60 * time.Second)
+		return p
+	}
+
+	t.Run("HCL file", func(t *testing.T) {
+		dir := childDir(t)
+		cfg := filepath.Join(t.TempDir(), "envconsul.hcl")
+		writeFile(t, cfg, fmt.Sprintf(`
+consul {
+  address = %q
+  retry { attempts = 5 backoff = "50ms" }
+}
+prefix { path = "%s/global" }
+prefix {
+  path      = "%s/app"
+  format    = "APP_{{ key }}"
+}
+sanitize = true
+upcase   = true
+max_stale = "10m"
+wait { min = "1s" max = "4s" }
+log_level = "debug"
+exec {
+  command      = %s
+  kill_timeout = "2s"
+  env { custom = ["EXTRA=from-config"] }
+}
+`, a.HTTPAddr(), n, n, hclList([]string{self, "__child", dir, "exit", "0"})))
+		p := run(t, "-config", cfg, "-once")
+		if p.code != 0 {
+			t.Fatalf("exit %d\n%s", p.code, p.stderr)
+		}
+		want := map[string]string{"REGION": "eu", "PORT": "8080", "APP_PORT": "80", "APP_DB_HOST": "db1", "EXTRA": "from-config"}
+		if got := onlyConsul(lastEnv(t, dir)); fmtEnv(got) != fmtEnv(want) {
+			t.Errorf("environment:\n%s\nwant:\n%s", fmtEnv(got), fmtEnv(want))
+		}
+	})
+
+	t.Run("folder in lexical order, JSON, flags win", func(t *testing.T) {
+		dir := childDir(t)
+		cfgDir := t.TempDir()
+		writeFile(t, filepath.Join(cfgDir, "10-base.hcl"), fmt.Sprintf(`
+consul { address = %q }
+prefix { path = "%s/app" }
+upcase = false
+`, a.HTTPAddr(), n))
+		writeFile(t, filepath.Join(cfgDir, "20-more.json"), fmt.Sprintf(`{"prefix": [{"path": "%s/global", "no_prefix": false}], "upcase": true, "sanitize": false}`, n))
+		nsVar := strings.ToUpper(strings.NewReplacer("/", "_", "-", "_").Replace(n))
+		// -sanitize on the command line wins over the file's sanitize=false;
+		// the -prefix flag comes after the files' prefixes and wins.
+		m := n + "-flag"
+		put(t, c, m+"/PORT", "9")
+		p := run(t, append([]string{"-config", cfgDir, "-sanitize", "-once", "-prefix", m}, childArgs(dir, "exit", 0)...)...)
+		if p.code != 0 {
+			t.Fatalf("exit %d\n%s", p.code, p.stderr)
+		}
+		want := map[string]string{"PORT": "9", "DB_HOST": "db1", nsVar + "_GLOBAL_REGION": "eu", nsVar + "_GLOBAL_PORT": "8080"}
+		if got := onlyConsul(lastEnv(t, dir)); fmtEnv(got) != fmtEnv(want) {
+			t.Errorf("environment:\n%s\nwant:\n%s", fmtEnv(got), fmtEnv(want))
+		}
+	})
+
+	t.Run("unsupported keys refused in one line", func(t *testing.T) {
+		for _, tc := range []struct{ body, want string }{
+			{`foo = 1`, "foo: not supported"},
+			{`consul { bogus = true }`, "consul.bogus: not supported"},
+			{`vault { address = "http://127.0.0.1:8200" }`, "vault: not supported: envexec reads Consul only"},
+			{`secret { path = "secret/app" }`, "secret: not supported"},
+			{`custom_env = ["A=1"]`, "custom_env: not supported"},
+			{`prefix { path = "x" key { name = "a" } }`, "prefix.key: not supported"},
+			{`max_stale = "soon"`, "max_stale"},
+			{`consul {`, "config"},
+		} {
+			cfg := filepath.Join(t.TempDir(), "bad.hcl")
+			writeFile(t, cfg, tc.body)
+			p := run(t, "-config", cfg, "-prefix", n+"/app", "--", "true")
+			out := strings.TrimSpace(p.stderr.String())
+			if p.code != exitUsage || !strings.Contains(out, tc.want) || !strings.Contains(out, cfg) || strings.Contains(out, "\n") {
+				t.Errorf("%s: exit %d, stderr %q (want one line with %q and the file)", tc.body, p.code, out, tc.want)
+			}
+		}
+		p := run(t, "-config", filepath.Join(t.TempDir(), "missing.hcl"), "-prefix", n+"/app", "--", "true")
+		if p.code != exitUsage || !strings.Contains(p.stderr.String(), "missing.hcl") {
+			t.Errorf("missing file: exit %d %s", p.code, p.stderr)
+		}
+	})
+
+	t.Run("reload signal reads the file again", func(t *testing.T) {
+		dir := childDir(t)
+		cfg := filepath.Join(t.TempDir(), "envconsul.hcl")
+		body := func(format string) string {
+			return fmt.Sprintf("consul { address = %q }\nprefix {\n  path = \"%s/app\"\n  format = %q\n}\nsanitize = true\n", a.HTTPAddr(), n, format)
+		}
+		writeFile(t, cfg, body("A_{{ key }}"))
+		p := startRaw(t, nowhere, append([]string{"-config", cfg}, childArgs(dir, "hold", 0)...)...)
+		eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+		waitReady(t, dir, starts(dir)[0])
+		if lastEnv(t, dir)["A_PORT"] != "80" {
+			t.Fatalf("first env %v", onlyConsul(lastEnv(t, dir)))
+		}
+		writeFile(t, cfg, body("B_{{ key }}"))
+		p.signal(syscall.SIGHUP)
+		eventually(t, 20*time.Second, "the command started again", func() bool { return len(starts(dir)) == 2 })
+		if env := onlyConsul(lastEnv(t, dir)); env["B_PORT"] != "80" || env["A_PORT"] != "" {
+			t.Errorf("after the reload: %v", env)
+		}
+		p.signal(syscall.SIGTERM)
+		p.wait(30 * time.Second)
+	})
+}
+
+// startRaw runs envexec with args only (no -http-addr) and extra environment.
+func startRaw(t *testing.T, extraEnv []string, args ...string) *proc {
+	t.Helper()
+	return startEnvexecArgs(t, extraEnv, args)
+}

@@ -1,0 +1,339 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"log/syslog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// peerConsul holds envconsul's own Consul connection settings (cli.go,
+// ParseFlags; config keys consul { auth, ssl, transport }) that the consul
+// CLI's shared flags do not cover.
+type peerConsul struct {
+	auth       *api.HttpBasicAuth
+	ssl        *bool // consul.ssl.enabled / -consul-ssl
+	sslVerify  *bool // consul.ssl.verify / -consul-ssl-verify
+	sslImplied bool  // an ssl setting was given: consul-template's SSLConfig.Finalize enables SSL then
+
+	dialKeepAlive, dialTimeout, tlsHandshakeTimeout, idleConnTimeout *time.Duration
+	disableKeepAlives                                                *bool
+	maxIdleConns, maxIdleConnsPerHost, maxConnsPerHost               *int
+
+	namespace string // consul.namespace (Consul Enterprise)
+
+	warn []string // deprecations to log once logging is set up
+}
+
+// parseAuth parses USER[:PASSWORD] as consul-template's ParseAuthConfig.
+func parseAuth(s string) (*api.HttpBasicAuth, error) {
+	if s == "" {
+		return nil, errors.New("empty; want USER[:PASSWORD]")
+	}
+	user, pass, _ := strings.Cut(s, ":")
+	return &api.HttpBasicAuth{Username: user, Password: pass}, nil
+}
+
+// noteSet records which envconsul TLS flags were given: any of them turns
+// TLS on unless -consul-ssl=false (consul-template config/ssl.go, Finalize).
+func (p *peerConsul) noteSet(set map[string]bool) {
+	for _, name := range []string{"consul-ssl-ca-cert", "consul-ssl-ca-path", "consul-ssl-cert", "consul-ssl-key", "consul-ssl-server-name", "consul-ssl-verify"} {
+		if set[name] {
+			p.sslImplied = true
+		}
+	}
+	if set["consul"] {
+		p.warn = append(p.warn, "-consul is deprecated (as in envconsul): use -consul-addr or -http-addr")
+	}
+	if set["timeout"] {
+		p.warn = append(p.warn, "-timeout has no effect (as in envconsul, whose runner never limits the command's run time): use -kill-timeout for the grace before SIGKILL")
+	}
+}
+
+func (p *peerConsul) warnings(log *slog.Logger) {
+	for _, w := range p.warn {
+		log.Warn(w)
+	}
+}
+
+// apply sets the envconsul-only settings on a configuration built from the
+// shared flags.
+func (p *peerConsul) apply(cfg *api.Config) {
+	if p.auth != nil {
+		cfg.HttpAuth = p.auth
+	}
+	if p.namespace != "" {
+		cfg.Namespace = p.namespace
+	}
+	if (p.ssl != nil && *p.ssl) || (p.ssl == nil && p.sslImplied) {
+		cfg.Scheme = "https"
+	}
+	if p.sslVerify != nil && !*p.sslVerify {
+		cfg.TLSConfig.InsecureSkipVerify = true
+	}
+	if p.dialKeepAlive == nil && p.dialTimeout == nil && p.tlsHandshakeTimeout == nil && p.idleConnTimeout == nil &&
+		p.disableKeepAlives == nil && p.maxIdleConns == nil && p.maxIdleConnsPerHost == nil && p.maxConnsPerHost == nil {
+		return
+	}
+	t := api.DefaultConfig().Transport
+	t.MaxIdleConns, t.MaxIdleConnsPerHost = 256, 256
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	if p.dialKeepAlive != nil {
+		d.KeepAlive = *p.dialKeepAlive
+	}
+	if p.dialTimeout != nil {
+		d.Timeout = *p.dialTimeout
+	}
+	t.DialContext = d.DialContext
+	if p.tlsHandshakeTimeout != nil {
+		t.TLSHandshakeTimeout = *p.tlsHandshakeTimeout
+	}
+	if p.idleConnTimeout != nil {
+		t.IdleConnTimeout = *p.idleConnTimeout
+	}
+	if p.disableKeepAlives != nil {
+		t.DisableKeepAlives = *p.disableKeepAlives
+	}
+	if p.maxIdleConns != nil {
+		t.MaxIdleConns = *p.maxIdleConns
+	}
+	if p.maxIdleConnsPerHost != nil {
+		t.MaxIdleConnsPerHost = *p.maxIdleConnsPerHost
+	}
+	if p.maxConnsPerHost != nil {
+		t.MaxConnsPerHost = *p.maxConnsPerHost
+	}
+	cfg.Transport = t
+}
+
+// client builds the Consul client: the shared flags, envconsul's own
+// settings, -stale.
+func (o *options) client() (*api.Client, error) {
+	cfg, err := o.consul.Config()
+	if err != nil {
+		return nil, err
+	}
+	o.peer.apply(cfg)
+	return o.consul.NewClientFor(cfg)
+}
+
+// retryOptions are envconsul's consul { retry { } } settings.
+type retryOptions struct {
+	enabled    bool
+	attempts   int           // before the command first started; 0: unlimited
+	backoff    time.Duration // first delay
+	maxBackoff time.Duration // largest delay; 0: no limit (capped at maxRetryCap)
+}
+
+// maxRetryCap bounds the delay when max_backoff is 0 ("no limit").
+const maxRetryCap = time.Hour
+
+func defaultRetry() retryOptions {
+	return retryOptions{enabled: true, backoff: 100 * time.Millisecond, maxBackoff: 30 * time.Second}
+}
+
+func (r *retryOptions) check() error {
+	if r.attempts < 0 {
+		return fmt.Errorf("-consul-retry-attempts %d: must not be negative", r.attempts)
+	}
+	if r.backoff <= 0 {
+		return fmt.Errorf("-consul-retry-backoff %s: must be positive", r.backoff)
+	}
+	if r.maxBackoff < 0 {
+		return fmt.Errorf("-consul-retry-max-backoff %s: must not be negative", r.maxBackoff)
+	}
+	return nil
+}
+
+// limit is the number of failed attempts in a row after which a source that
+// never answered makes envexec give up (0: never). Without retries, the
+// first failure does.
+func (r retryOptions) limit() int {
+	if !r.enabled {
+		return 1
+	}
+	return r.attempts
+}
+
+// bounds are the delays for watch.Options.
+func (r retryOptions) bounds() (time.Duration, time.Duration) {
+	max := r.maxBackoff
+	if max == 0 || max > maxRetryCap {
+		max = maxRetryCap
+	}
+	if max < r.backoff {
+		max = r.backoff
+	}
+	return r.backoff, max
+}
+
+// syslogOptions are envconsul's syslog { } settings: logs go to syslog as
+// well as to standard error (envconsul cli.go, setupLogger).
+type syslogOptions struct {
+	enabled  *bool
+	facility string
+	name     string
+}
+
+var syslogFacilities = map[string]syslog.Priority{
+	"KERN": syslog.LOG_KERN, "USER": syslog.LOG_USER, "MAIL": syslog.LOG_MAIL, "DAEMON": syslog.LOG_DAEMON,
+	"AUTH": syslog.LOG_AUTH, "SYSLOG": syslog.LOG_SYSLOG, "LPR": syslog.LOG_LPR, "NEWS": syslog.LOG_NEWS,
+	"UUCP": syslog.LOG_UUCP, "CRON": syslog.LOG_CRON, "AUTHPRIV": syslog.LOG_AUTHPRIV, "FTP": syslog.LOG_FTP,
+	"LOCAL0": syslog.LOG_LOCAL0, "LOCAL1": syslog.LOG_LOCAL1, "LOCAL2": syslog.LOG_LOCAL2, "LOCAL3": syslog.LOG_LOCAL3,
+	"LOCAL4": syslog.LOG_LOCAL4, "LOCAL5": syslog.LOG_LOCAL5, "LOCAL6": syslog.LOG_LOCAL6, "LOCAL7": syslog.LOG_LOCAL7,
+}
+
+// on reports whether syslog is used: asked for, or implied by a facility or
+// name (consul-template config/syslog.go, Finalize).
+func (s syslogOptions) on() bool {
+	if s.enabled != nil {
+		return *s.enabled
+	}
+	return s.facility != "" || s.name != ""
+}
+
+// writer returns where logs go: stderr, and the local syslog when enabled.
+// The function closes the syslog connection.
+func (s syslogOptions) writer(stderr io.Writer) (io.Writer, func(), error) {
+	if !s.on() {
+		return stderr, func() {}, nil
+	}
+	fac := strings.ToUpper(s.facility)
+	if fac == "" {
+		fac = "LOCAL0"
+	}
+	p, ok := syslogFacilities[fac]
+	if !ok {
+		return nil, nil, fmt.Errorf("-syslog-facility %q: not a syslog facility (LOCAL0..LOCAL7, DAEMON, USER, ...)", s.facility)
+	}
+	name := s.name
+	if name == "" {
+		name = "envexec"
+	}
+	w, err := syslog.New(p|syslog.LOG_NOTICE, name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("-syslog: %w", err)
+	}
+	return io.MultiWriter(stderr, w), func() { _ = w.Close() }, nil
+}
+
+// optBool is a bool flag that records being given.
+type optBool struct{ p **bool }
+
+func (b optBool) String() string {
+	if b.p == nil || *b.p == nil {
+		return ""
+	}
+	return fmt.Sprint(**b.p)
+}
+
+func (b optBool) Set(s string) error {
+	v, err := parseBool(s)
+	if err != nil {
+		return err
+	}
+	*b.p = &v
+	return nil
+}
+
+func (b optBool) IsBoolFlag() bool { return true }
+
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "1", "t", "true":
+		return true, nil
+	case "0", "f", "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("want true or false, got %q", s)
+}
+
+// optDuration and optInt are flags that record being given.
+type optDuration struct{ p **time.Duration }
+
+func (d optDuration) String() string { return "" }
+func (d optDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("want a duration such as 5s")
+	}
+	*d.p = &v
+	return nil
+}
+
+type optInt struct{ p **int }
+
+func (i optInt) String() string { return "" }
+func (i optInt) Set(s string) error {
+	var v int
+	if _, err := fmt.Sscanf(s, "%d", &v); err != nil || fmt.Sprint(v) != strings.TrimSpace(s) {
+		return fmt.Errorf("want a whole number, got %q", s)
+	}
+	*i.p = &v
+	return nil
+}
+
+// refusedFlag is an envconsul flag envexec does not support (Vault): using
+// it is an error that says so.
+type refusedFlag struct {
+	name   string
+	isBool bool
+}
+
+func (f refusedFlag) String() string { return "" }
+func (f refusedFlag) Set(string) error {
+	return fmt.Errorf("not supported: envexec reads Consul only, not Vault (envconsul's -secret and -vault-* flags, vault {} and secret {} blocks)")
+}
+func (f refusedFlag) IsBoolFlag() bool { return f.isBool }
+
+// vaultFlags are envconsul's Vault flags (cli.go, ParseFlags), refused.
+var vaultFlags = map[string]bool{ // name: is a bool flag
+	"secret": false, "vault-addr": false, "vault-namespace": false, "vault-renew-token": true,
+	"vault-retry": true, "vault-retry-attempts": false, "vault-retry-backoff": false, "vault-retry-max-backoff": false,
+	"vault-ssl": true, "vault-ssl-ca-cert": false, "vault-ssl-ca-path": false, "vault-ssl-cert": false,
+	"vault-ssl-key": false, "vault-ssl-server-name": false, "vault-ssl-verify": true,
+	"vault-transport-dial-keep-alive": false, "vault-transport-dial-timeout": false,
+	"vault-transport-disable-keep-alives": true, "vault-transport-max-idle-conns-per-host": false,
+	"vault-transport-tls-handshake-timeout": false, "vault-token": false, "vault-agent-token-file": false,
+	"vault-unwrap-token": true, "vault-k8s-auth-role-name": false, "vault-k8s-service-account-token": false,
+	"vault-k8s-service-account-token-path": false, "vault-k8s-service-mount-path": false,
+}
+
+// registerPeerFlags adds envconsul's own names for the Consul connection,
+// retries, syslog and its deprecated flags (cli.go, ParseFlags), each with
+// envconsul's meaning.
+func registerPeerFlags(fs *flag.FlagSet, o *options) {
+	for alias, name := range map[string]string{
+		"consul-addr": "http-addr", "consul": "http-addr", "consul-token": "token",
+		"consul-ssl-ca-cert": "ca-file", "consul-ssl-ca-path": "ca-path", "consul-ssl-cert": "client-cert",
+		"consul-ssl-key": "client-key", "consul-ssl-server-name": "tls-server-name",
+	} {
+		_ = o.consul.Alias(fs, alias, name)
+	}
+	p := &o.peer
+	fs.Var(funcFlag(func(s string) (err error) { p.auth, err = parseAuth(s); return err }), "consul-auth", "HTTP basic auth `USER[:PASSWORD]` for Consul (envconsul's flag)")
+	fs.Var(optBool{&p.ssl}, "consul-ssl", "talk HTTPS to Consul (envconsul's flag; any -consul-ssl-* flag implies it)")
+	fs.Var(optBool{&p.sslVerify}, "consul-ssl-verify", "verify Consul's certificate (default true; =false skips verification)")
+	fs.Var(optDuration{&p.dialKeepAlive}, "consul-transport-dial-keep-alive", "TCP keep-alive period for connections to Consul")
+	fs.Var(optDuration{&p.dialTimeout}, "consul-transport-dial-timeout", "time allowed to connect to Consul")
+	fs.Var(optBool{&p.disableKeepAlives}, "consul-transport-disable-keep-alives", "a new connection per request to Consul")
+	fs.Var(optInt{&p.maxIdleConnsPerHost}, "consul-transport-max-idle-conns-per-host", "idle connections kept to Consul (default 256)")
+	fs.Var(optDuration{&p.tlsHandshakeTimeout}, "consul-transport-tls-handshake-timeout", "time allowed for the TLS handshake with Consul")
+	fs.BoolVar(&o.retry.enabled, "consul-retry", true, "retry failed Consul requests with backoff (=false: a source that fails before its first answer makes envexec give up)")
+	fs.IntVar(&o.retry.attempts, "consul-retry-attempts", 0, "give up (exit 11) when a source failed this many times in a row before its first answer (0: never; once the command runs, envexec retries forever)")
+	fs.DurationVar(&o.retry.backoff, "consul-retry-backoff", o.retry.backoff, "first delay between retries; it doubles each time")
+	fs.DurationVar(&o.retry.maxBackoff, "consul-retry-max-backoff", o.retry.maxBackoff, "largest delay between retries (0: no limit, capped at 1h)")
+	fs.Duration("timeout", 0, "accepted for envconsul compatibility; no effect (as in envconsul)")
+	fs.Var(optBool{&o.syslog.enabled}, "syslog", "also send logs to the local syslog (envconsul's flag)")
+	fs.StringVar(&o.syslog.facility, "syslog-facility", "", "syslog `FACILITY` (default LOCAL0; implies -syslog)")
+	for name, isBool := range vaultFlags {
+		fs.Var(refusedFlag{name: name, isBool: isBool}, name, "not supported (Vault)")
+	}
+}

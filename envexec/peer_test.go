@@ -1,0 +1,127 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth/berth/pkg/consultest"
+)
+
+// TestEnvconsulFlags: the flags of envconsul's cli.go (ParseFlags) are
+// accepted with envconsul's meaning.
+func TestEnvconsulFlags(t *testing.T) {
+	a := consultest.Require(t, agent)
+	n := ns(t)
+	put(t, a.Client(), n+"/V", "1")
+	const dead = "127.0.0.1:1" // nothing listens there
+
+	t.Run("accepted together", func(t *testing.T) {
+		dir := childDir(t)
+		p := runEnvexec(t, a.HTTPAddr(), nil, append([]string{"-once", "-prefix", n,
+			"-consul-addr", a.HTTPAddr(), "-consul-retry", "-consul-retry-attempts", "3", "-consul-retry-backoff", "50ms",
+			"-consul-retry-max-backoff", "1s", "-timeout", "5s", "-exec-kill-signal", "SIGTERM", "-exec-kill-timeout", "2s",
+			"-exec-splay", "0s", "-reload-signal", "SIGHUP", "-kill-signal", "SIGINT", "-consul-ssl=false",
+			"-consul-transport-dial-timeout", "5s", "-consul-transport-dial-keep-alive", "10s",
+			"-consul-transport-disable-keep-alives", "-consul-transport-max-idle-conns-per-host", "4",
+			"-consul-transport-tls-handshake-timeout", "5s", "-stale"}, childArgs(dir, "exit", 0)...)...)
+		if p.code != 0 || lastEnv(t, dir)["V"] != "1" {
+			t.Fatalf("exit %d\n%s", p.code, p.stderr)
+		}
+		if !strings.Contains(p.stderr.String(), "-timeout has no effect") {
+			t.Errorf("no warning that -timeout does nothing:\n%s", p.stderr)
+		}
+	})
+	t.Run("-consul is -consul-addr", func(t *testing.T) {
+		dir := childDir(t)
+		p := runEnvexec(t, dead, nil, append([]string{"-once", "-prefix", n, "-consul", a.HTTPAddr(), "-wait-timeout", "20s"}, childArgs(dir, "exit", 0)...)...)
+		if p.code != 0 || lastEnv(t, dir)["V"] != "1" {
+			t.Fatalf("exit %d\n%s", p.code, p.stderr)
+		}
+	})
+	t.Run("-consul-retry-attempts gives up before the start", func(t *testing.T) {
+		dir := childDir(t)
+		p := runEnvexec(t, dead, nil, append([]string{"-prefix", n, "-consul-retry-attempts", "2", "-consul-retry-backoff", "20ms"}, childArgs(dir, "exit", 0)...)...)
+		if p.code != exitWaitTimeout || !strings.Contains(p.stderr.String(), "failed 2 times") || len(starts(dir)) != 0 {
+			t.Errorf("exit %d, starts %v\n%s", p.code, starts(dir), p.stderr)
+		}
+		p = runEnvexec(t, dead, nil, append([]string{"-prefix", n, "-consul-retry=false"}, childArgs(dir, "exit", 0)...)...)
+		if p.code != exitWaitTimeout || !strings.Contains(p.stderr.String(), "failed 1 times") {
+			t.Errorf("-consul-retry=false: exit %d\n%s", p.code, p.stderr)
+		}
+	})
+	t.Run("-consul-auth", func(t *testing.T) {
+		// A proxy that wants HTTP basic auth in front of the real agent (as
+		// a reverse proxy in front of Consul would).
+		target, _ := url.Parse("http://" + a.HTTPAddr())
+		rp := httputil.NewSingleHostReverseProxy(target)
+		var refused atomic.Int32
+		proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if u, pw, ok := r.BasicAuth(); !ok || u != "app" || pw != "pa:ss" {
+				refused.Add(1)
+				http.Error(w, "auth required", http.StatusUnauthorized)
+				return
+			}
+			rp.ServeHTTP(w, r)
+		}))
+		defer proxy.Close()
+		dir := childDir(t)
+		p := runEnvexec(t, proxy.URL, nil, append([]string{"-once", "-prefix", n, "-consul-auth", "app:pa:ss", "-wait-timeout", "20s"}, childArgs(dir, "exit", 0)...)...)
+		if p.code != 0 || lastEnv(t, dir)["V"] != "1" {
+			t.Fatalf("exit %d\n%s", p.code, p.stderr)
+		}
+		if strings.Contains(p.stderr.String(), "pa:ss") {
+			t.Errorf("the password was logged:\n%s", p.stderr)
+		}
+		p = runEnvexec(t, proxy.URL, nil, append([]string{"-once", "-prefix", n, "-wait-timeout", "2s"}, childArgs(dir, "exit", 0)...)...)
+		if p.code != exitWaitTimeout || refused.Load() == 0 {
+			t.Errorf("without -consul-auth: exit %d, refused %d\n%s", p.code, refused.Load(), p.stderr)
+		}
+	})
+	t.Run("-exec-reload-signal signals instead of restarting", func(t *testing.T) {
+		m := n + "-reload"
+		put(t, a.Client(), m+"/V", "1")
+		dir := childDir(t)
+		p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", m, "-exec-reload-signal", "SIGUSR1"}, childArgs(dir, "hold", 0)...)...)
+		eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+		pid := starts(dir)[0]
+		waitReady(t, dir, pid)
+		put(t, a.Client(), m+"/V", "2")
+		eventually(t, 20*time.Second, "SIGUSR1 for the change", func() bool { return contains(events(dir), fmt.Sprintf("usr1_%d", pid)) })
+		if len(starts(dir)) != 1 {
+			t.Errorf("restarted: %v", events(dir))
+		}
+		p.signal(syscall.SIGTERM)
+		p.wait(30 * time.Second)
+	})
+	t.Run("Vault flags refused", func(t *testing.T) {
+		for _, args := range [][]string{{"-secret", "secret/app"}, {"-vault-addr", "http://127.0.0.1:8200"}, {"-vault-ssl"}} {
+			p := runEnvexec(t, a.HTTPAddr(), nil, append(append([]string{"-prefix", n}, args...), "--", "true")...)
+			if p.code != exitUsage || !strings.Contains(p.stderr.String(), "Vault") || strings.Count(strings.TrimSpace(p.stderr.String()), "\n") != 0 {
+				t.Errorf("%v: exit %d\n%s", args, p.code, p.stderr)
+			}
+		}
+	})
+	t.Run("syslog", func(t *testing.T) {
+		p := runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-syslog-facility", "LOCAL9", "--", "true")
+		if p.code != exitUsage || !strings.Contains(p.stderr.String(), "LOCAL9") {
+			t.Errorf("bad facility: exit %d\n%s", p.code, p.stderr)
+		}
+		if _, err := os.Stat("/dev/log"); err == nil {
+			t.Skip("a syslog socket exists here; envexec would log into it")
+		}
+		// No local syslog: envexec says so instead of logging nowhere.
+		p = runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-syslog", "--", "true")
+		if p.code != exitUsage || !strings.Contains(p.stderr.String(), "-syslog") {
+			t.Errorf("-syslog without a syslog: exit %d\n%s", p.code, p.stderr)
+		}
+	})
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth/berth/pkg/consultest"
+)
+
+// count is how many events of the child's log equal e.
+func count(dir, e string) int {
+	n := 0
+	for _, x := range events(dir) {
+		if x == e {
+			n++
+		}
+	}
+	return n
+}
+
+// TestForwardedTermOneKillTimeout: after a forwarded SIGTERM a command that
+// ignores it gets SIGKILL once -kill-timeout is over, without a second kill
+// signal and a second grace period. The child logs every SIGTERM it gets:
+// exactly one means the grace was not started twice. The time to SIGKILL is
+// logged and only checked from below (it cannot come before the timeout).
+func TestForwardedTermOneKillTimeout(t *testing.T) {
+	a := consultest.Require(t, agent)
+	n := ns(t)
+	put(t, a.Client(), n+"/V", "1")
+	const grace = 2 * time.Second
+	dir := childDir(t)
+	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-kill-timeout", grace.String()}, childArgs(dir, "deaf", 0)...)...)
+	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	pid := starts(dir)[0]
+	// The child logs its start before it installs its handler: wait until
+	// it is there (a SIGTERM before would kill it).
+	waitReady(t, dir, pid)
+	sent := time.Now()
+	p.signal(syscall.SIGTERM)
+	code := p.wait(60 * time.Second)
+	took := time.Since(sent)
+	t.Logf("SIGTERM to exit: %s with -kill-timeout %s", took.Round(time.Millisecond), grace)
+	if code != 128+int(syscall.SIGKILL) {
+		t.Errorf("exit %d, want %d (the command killed)\n%s", code, 128+int(syscall.SIGKILL), p.stderr)
+	}
+	if got := count(dir, fmt.Sprintf("term_%d", pid)); got != 1 {
+		t.Errorf("the command got SIGTERM %d times, want 1 (one forwarded signal, one grace period): %v", got, events(dir))
+	}
+	if took < grace {
+		t.Errorf("SIGKILL after %s, before -kill-timeout %s", took, grace)
+	}
+}
+
+// waitReady waits until the child pid catches signals.
+func waitReady(t *testing.T, dir string, pid int) {
+	t.Helper()
+	eventually(t, 10*time.Second, "the child's signal handlers", func() bool { return contains(events(dir), fmt.Sprintf("ready_%d", pid)) })
+}
+
+// TestKillAndReloadSignals follows envconsul's signal handling (cli.go,
+// CLI.Run; defaults in config.go: DefaultKillSignal SIGINT,
+// DefaultReloadSignal SIGHUP): the kill signal stops the command with the
+// exec kill signal and ends envexec with exit 12 (envconsul's
+// ExitCodeInterrupt); the reload signal stops the command and starts again
+// with the configuration read anew; an empty -kill-signal/-reload-signal
+// listens for none, so the signal goes to the command.
+func TestKillAndReloadSignals(t *testing.T) {
+	a := consultest.Require(t, agent)
+	n := ns(t)
+	put(t, a.Client(), n+"/V", "1")
+	hold := func(t *testing.T, args ...string) (*proc, string, int) {
+		dir := childDir(t)
+		p := startEnvexec(t, a.HTTPAddr(), nil, append(append([]string{"-prefix", n}, args...), childArgs(dir, "hold", 7)...)...)
+		eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+		pid := starts(dir)[0]
+		waitReady(t, dir, pid)
+		return p, dir, pid
+	}
+
+	t.Run("default kill signal SIGINT", func(t *testing.T) {
+		p, dir, pid := hold(t)
+		p.signal(syscall.SIGINT)
+		if code := p.wait(30 * time.Second); code != exitInterrupted {
+			t.Errorf("exit %d, want %d\n%s", code, exitInterrupted, p.stderr)
+		}
+		if !contains(events(dir), fmt.Sprintf("term_%d", pid)) || contains(events(dir), fmt.Sprintf("int_%d", pid)) {
+			t.Errorf("want the command stopped with the exec kill signal SIGTERM, SIGINT not forwarded: %v", events(dir))
+		}
+	})
+	t.Run("-kill-signal SIGUSR1", func(t *testing.T) {
+		p, dir, pid := hold(t, "-kill-signal", "SIGUSR1", "-exec-kill-signal", "SIGINT")
+		p.signal(syscall.SIGUSR1)
+		if code := p.wait(30 * time.Second); code != exitInterrupted {
+			t.Errorf("exit %d, want %d\n%s", code, exitInterrupted, p.stderr)
+		}
+		if !contains(events(dir), fmt.Sprintf("int_%d", pid)) || contains(events(dir), fmt.Sprintf("usr1_%d", pid)) {
+			t.Errorf("want the command stopped with SIGINT, SIGUSR1 not forwarded: %v", events(dir))
+		}
+	})
+	t.Run("-kill-signal empty: SIGINT goes to the command", func(t *testing.T) {
+		p, dir, pid := hold(t, "-kill-signal", "")
+		p.signal(syscall.SIGINT)
+		if code := p.wait(30 * time.Second); code != 7 {
+			t.Errorf("exit %d, want the command's 7\n%s", code, p.stderr)
+		}
+		if !contains(events(dir), fmt.Sprintf("int_%d", pid)) {
+			t.Errorf("SIGINT not forwarded: %v", events(dir))
+		}
+	})
+	t.Run("default reload signal SIGHUP", func(t *testing.T) {
+		p, dir, pid := hold(t)
+		p.signal(syscall.SIGHUP)
+		eventually(t, 20*time.Second, "a new command after the reload", func() bool { return len(starts(dir)) == 2 })
+		if !contains(events(dir), fmt.Sprintf("term_%d", pid)) || contains(events(dir), fmt.Sprintf("hup_%d", pid)) {
+			t.Errorf("want the command stopped with SIGTERM for the reload, SIGHUP not forwarded: %v", events(dir))
+		}
+		if lastEnv(t, dir)["V"] != "1" {
+			t.Errorf("after the reload V=%q", lastEnv(t, dir)["V"])
+		}
+		p.signal(syscall.SIGTERM)
+		if code := p.wait(30 * time.Second); code != 7 {
+			t.Errorf("exit %d after the reload, want the command's 7\n%s", code, p.stderr)
+		}
+	})
+	t.Run("-reload-signal empty: SIGHUP goes to the command", func(t *testing.T) {
+		p, dir, pid := hold(t, "-reload-signal", "")
+		p.signal(syscall.SIGHUP)
+		eventually(t, 10*time.Second, "forwarded SIGHUP", func() bool { return contains(events(dir), fmt.Sprintf("hup_%d", pid)) })
+		if len(starts(dir)) != 1 {
+			t.Errorf("restarted: %v", events(dir))
+		}
+		p.signal(syscall.SIGTERM)
+		p.wait(30 * time.Second)
+	})
+}
