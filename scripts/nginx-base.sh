@@ -24,8 +24,8 @@ done
 cp /etc/nginx/mime.types "$root/etc/nginx/"
 cp /bin/busybox "$root/bin/busybox"
 for a in sh kill cat ls; do ln -s busybox "$root/bin/$a"; done
-printf 'root:x:0:0:root:/:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/sbin/nologin\n' >"$root/etc/passwd"
-printf 'root:x:0:\nwww-data:x:33:\n' >"$root/etc/group"
+printf 'root:x:0:0:root:/:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n' >"$root/etc/passwd"
+printf 'root:x:0:\nwww-data:x:33:\nnogroup:x:65534:\nnobody:x:65534:\n' >"$root/etc/group"
 cat >"$work/Dockerfile" <<'DF'
 FROM scratch
 COPY rootfs/ /

@@ -48,7 +48,8 @@ func main() {
 	defer a.Close()
 	env := fmt.Sprintf("CONSUL_HTTP_ADDR=%s\nCONSUL_DNS_ADDR=%s\nCONSUL_DNS_PORT=%d\nCONSUL_NODE=%s\n", a.HTTPAddr(), a.DNSAddr(), a.DNSPort, a.NodeName)
 	if *envFile != "" {
-		if err := os.WriteFile(*envFile+".tmp", []byte(env), 0o644); err == nil {
+		err := os.WriteFile(*envFile+".tmp", []byte(env), 0o644)
+		if err == nil {
 			err = os.Rename(*envFile+".tmp", *envFile)
 		}
 		if err != nil {
