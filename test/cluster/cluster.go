@@ -654,3 +654,25 @@ func (c *Cluster) FirstTick(label string, timeout time.Duration) (time.Time, err
 	}
 	return time.Time{}, fmt.Errorf("%s never started within %s", label, timeout)
 }
+
+// MarkedFailed reports whether any server logged host h's node as failed
+// (serfHealth critical, which invalidates its sessions) at or after since:
+// gossip on a loaded machine can do that to a host nobody cut off.
+func (c *Cluster) MarkedFailed(h *Node, since time.Time) bool {
+	for _, s := range c.Servers {
+		b, err := os.ReadFile(filepath.Join(c.Shared, "logs", s.short()+".log"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, "member failed, marking health critical: member="+h.short()+" ") {
+				continue
+			}
+			ts, err := time.Parse(time.RFC3339Nano, strings.Fields(line)[0])
+			if err == nil && !ts.Before(since.Add(-time.Second)) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -127,7 +127,9 @@ func TestHostCompose(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			out, _ := exec.Command("docker-compose", "-p", project, "logs", "--no-color", "--tail", "60").CombinedOutput()
+			logs := exec.Command("docker-compose", "-p", project, "logs", "--no-color", "--tail", "60")
+			logs.Dir, logs.Env = dir, env
+			out, _ := logs.CombinedOutput()
 			t.Logf("compose logs:\n%s", out)
 		}
 		cmd := exec.Command("docker-compose", "-p", project, "down", "-v", "--rmi", "local", "--remove-orphans")
