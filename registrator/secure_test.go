@@ -30,7 +30,7 @@ func TestACLTokenAndTLS(t *testing.T) {
 	defer cancel()
 	var logs logBuf
 	cmd := exec.CommandContext(ctx, binPath, "-hostname", host, "-ip", "127.0.0.1", "-log-level", "debug",
-		"-only-label", testLabel, "-ca-file", a.TLS.CAFile, "-tls-server-name", a.TLS.ServerName,
+		"-only-label", onlyLabel(t), "-ca-file", a.TLS.CAFile, "-tls-server-name", a.TLS.ServerName,
 		"-token-file", tokenFile, "consul-tls://"+a.HTTPSAddr())
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	cmd.Stdout, cmd.Stderr = &logs, &logs
