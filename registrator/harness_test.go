@@ -44,6 +44,9 @@ var (
 	runID           = newRunID()
 	testImage       = "berth-test-registrator:" + runID
 	testImageHealth = "berth-test-registrator:health-" + runID
+	// testImageExpose has EXPOSE 9090 (the only way to expose a port of a
+	// container that shares another's network).
+	testImageExpose = "berth-test-registrator:expose-" + runID
 )
 
 const (
@@ -101,7 +104,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "registrator tests that need Docker will skip: %v\n", err)
 	} else {
 		defer func() {
-			_ = exec.Command("docker", "rmi", "-f", testImage, testImageHealth).Run()
+			_ = exec.Command("docker", "rmi", "-f", testImage, testImageHealth, testImageExpose).Run()
 		}()
 		// A bystander: a container no test owns (no case label), with a
 		// published port and a service name, running through the whole
@@ -144,6 +147,7 @@ func setupDocker(dir string) error {
 	}
 	files := map[string]string{
 		"Dockerfile":        "FROM scratch\nCOPY server /server\nENTRYPOINT [\"/server\"]\n",
+		"Dockerfile.expose": "FROM scratch\nCOPY server /server\nEXPOSE 9090\nENTRYPOINT [\"/server\"]\n",
 		"Dockerfile.health": "FROM scratch\nCOPY server /server\nENTRYPOINT [\"/server\"]\nHEALTHCHECK --interval=1s --timeout=2s --retries=1 CMD [\"/server\",\"-check\"]\n",
 	}
 	for name, body := range files {
@@ -151,7 +155,7 @@ func setupDocker(dir string) error {
 			return err
 		}
 	}
-	for tag, df := range map[string]string{testImage: "Dockerfile", testImageHealth: "Dockerfile.health"} {
+	for tag, df := range map[string]string{testImage: "Dockerfile", testImageHealth: "Dockerfile.health", testImageExpose: "Dockerfile.expose"} {
 		if out, err := exec.Command("docker", "build", "-q", "--label", runLabelKey+"="+runID, "-t", tag, "-f", filepath.Join(ctxDir, df), ctxDir).CombinedOutput(); err != nil {
 			return fmt.Errorf("docker build %s: %v: %s", tag, err, out)
 		}

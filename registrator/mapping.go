@@ -373,9 +373,12 @@ type mapper struct {
 	a       *attrs
 	m       *mapping
 	hostNet bool
-	labelIP string // -useIpFromLabel address, "" when unset or invalid
-	cIP     string // container address for -internal
-	cIPErr  error
+	// netPeer: network mode container:<id>; peerAddr is that container's address.
+	netPeer  bool
+	peerAddr string
+	labelIP  string // -useIpFromLabel address, "" when unset or invalid
+	cIP      string // container address for -internal
+	cIPErr   error
 }
 
 func (mp *mapper) warn(msg string, kv ...any) {
@@ -404,17 +407,26 @@ func eligible(c *container.InspectResponse, cfg *mapConfig) bool {
 // on the host (host networking: every exposed port). The -<port> name
 // suffix applies when more than one port is left after that filter.
 func mapContainer(c *container.InspectResponse, cfg *mapConfig) mapping {
+	return mapSharing(c, cfg, "")
+}
+
+// mapSharing is mapContainer for a container that may share the network
+// of another (network mode container:<id>), whose address is peerAddr
+// ("" when unknown). As gliderlabs master bridge/bridge.go newService, its
+// exposed ports are registered on that container's address.
+func mapSharing(c *container.InspectResponse, cfg *mapConfig, peerAddr string) mapping {
 	var m mapping
 	if !eligible(c, cfg) {
 		return m
 	}
-	mp := &mapper{c: c, cfg: cfg, name: containerName(c), m: &m}
+	mp := &mapper{c: c, cfg: cfg, name: containerName(c), m: &m, peerAddr: peerAddr}
 	mp.a = parseAttrs(c, mp.warn)
 	mp.hostNet = c.HostConfig != nil && c.HostConfig.NetworkMode.IsHost()
+	mp.netPeer = c.HostConfig != nil && c.HostConfig.NetworkMode.IsContainer()
 	mp.resolveAddresses()
 	var ports []portInfo
 	for _, p := range containerPorts(c) {
-		if mp.hostNet || cfg.Internal || p.HostPort != "" {
+		if mp.hostNet || mp.netPeer || cfg.Internal || p.HostPort != "" {
 			ports = append(ports, p)
 		}
 	}
@@ -448,7 +460,7 @@ func (mp *mapper) resolveAddresses() {
 			}
 		}
 	}
-	if mp.cfg.Internal && !mp.hostNet && mp.labelIP == "" {
+	if mp.cfg.Internal && !mp.hostNet && !mp.netPeer && mp.labelIP == "" {
 		mp.cIP, _, mp.cIPErr = containerIP(mp.c, mp.cfg)
 	}
 }
@@ -499,6 +511,16 @@ func (mp *mapper) portAddr(p portInfo) (string, int, bool) {
 	var addr string
 	var svcPort int
 	switch {
+	case mp.netPeer:
+		// The network container's address wins over -ip and the label,
+		// as in gliderlabs master (newService sets it last).
+		svcPort, _ = strconv.Atoi(port)
+		if mp.peerAddr == "" {
+			mp.warn("the address of the container whose network this one shares is unknown; service skipped",
+				"port", port+"/"+p.Proto, "network_mode", string(mp.c.HostConfig.NetworkMode))
+			return "", 0, false
+		}
+		addr = mp.peerAddr
 	case mp.hostNet:
 		svcPort, _ = strconv.Atoi(port)
 		addr = firstNonEmpty(mp.labelIP, mp.cfg.HostIP, mp.cfg.DefaultAddr)

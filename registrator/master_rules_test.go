@@ -100,3 +100,25 @@ func TestDefaultAgentURI(t *testing.T) {
 		return ownedServices(t, a.Client(), hostFor(t))[id] != nil, logs.String()
 	})
 }
+
+// TestSharedNetworkMode: a container in network mode container:<peer> has
+// no ports of its own; its exposed ports are registered on the peer's
+// address (gliderlabs registrator master bridge/bridge.go newService,
+// "NetworkMode can point to another container"), and the TCP check the
+// agent runs there passes.
+func TestSharedNetworkMode(t *testing.T) {
+	a := requireDocker(t)
+	c := a.Client()
+	r := startReg(t, a, nil)
+	h := r.cfg.Map.Hostname
+	runC(t, "netpeer", nil, "-listen", ":8080")
+	runImage(t, testImageExpose, "netshare", []string{"--network", "container:" + cn("netpeer"),
+		"-e", "SERVICE_NAME=berth-test-netshare", "-e", "SERVICE_CHECK_TCP=true", "-e", "SERVICE_CHECK_INTERVAL=1s"}, "-listen", ":9090")
+	id := h + ":" + cn("netshare") + ":9090"
+	got := waitIDs(t, c, h, 20*time.Second, id)[id]
+	peerIP := docker(t, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", cn("netpeer"))
+	if got.Address != peerIP || got.Port != 9090 {
+		t.Errorf("registered %s:%d, want the peer's %s:9090", got.Address, got.Port, peerIP)
+	}
+	checkOutput(t, c, "berth-test-netshare", "service:"+id, "tcp", "TCP connect "+peerIP+":9090: Success")
+}

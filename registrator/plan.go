@@ -18,6 +18,9 @@ import (
 type planInput struct {
 	// Running holds the running containers as inspected, by container ID.
 	Running map[string]*container.InspectResponse
+	// PeerAddr holds, by container ID, the address of the container whose
+	// network a container shares (network mode container:<id>).
+	PeerAddr map[string]string
 	// Crashed holds the IDs of exited containers whose exit code was a
 	// crash (see crashed): -deregister on-success keeps their services.
 	Crashed map[string]bool
@@ -151,7 +154,7 @@ func (p *plan) desired(in planInput) map[string]*desiredService {
 	})
 	desired := map[string]*desiredService{}
 	for _, c := range cs {
-		m := mapContainer(c, in.Map)
+		m := mapSharing(c, in.Map, in.PeerAddr[c.ID])
 		if len(m.Warnings) > 0 {
 			p.Warnings[containerName(c)] = m.Warnings
 		}

@@ -79,6 +79,14 @@ func hostNetwork(ports ...string) copt {
 	}
 }
 
+// sharing is `--network container:peer`: no networks of its own.
+func sharing(peer string) copt {
+	return func(c *container.InspectResponse) {
+		c.HostConfig.NetworkMode = container.NetworkMode("container:" + peer)
+		c.NetworkSettings.Networks = map[string]*network.EndpointSettings{}
+	}
+}
+
 func onNetwork(name, ip string) copt {
 	return func(c *container.InspectResponse) {
 		c.NetworkSettings.Networks[name] = &network.EndpointSettings{IPAddress: ip}

@@ -66,6 +66,7 @@ type Registrator struct {
 	// Main-loop state (touched only by the loop goroutine).
 	running       map[string]*container.InspectResponse // running containers by ID
 	crashed       map[string]bool                       // containers that exited with a crash (see crashed)
+	peerAddr      map[string]string                     // container ID → address of the container whose network it shares
 	rejected      map[string]refusal                    // service ID → definition the agent refused
 	warnedForeign map[string]bool
 	warned        map[string]string // container name → the mapping warnings last logged
@@ -128,6 +129,7 @@ func New(cfg Config) (*Registrator, error) {
 		consulChanged: make(chan struct{}, 1),
 		running:       map[string]*container.InspectResponse{},
 		crashed:       map[string]bool{},
+		peerAddr:      map[string]string{},
 		rejected:      map[string]refusal{},
 		warnedForeign: map[string]bool{},
 		warned:        map[string]string{},
@@ -641,13 +643,14 @@ func (r *Registrator) listContainers(ctx context.Context) error {
 			}
 			return fmt.Errorf("inspect %s: %w", short(x.id), x.err)
 		}
-		r.apply(x.id, &x.c)
+		r.apply(ctx, x.id, &x.c)
 		alive[x.id] = true
 	}
 	// Containers that are gone or no longer running have no services.
 	for id := range r.running {
 		if !alive[id] {
 			delete(r.running, id)
+			delete(r.peerAddr, id)
 		}
 	}
 	r.crashed = failed
@@ -665,17 +668,21 @@ func (r *Registrator) inspect(ctx context.Context, id string) (bool, error) {
 		if client.IsErrNotFound(err) {
 			delete(r.crashed, id)
 			delete(r.running, id)
+			delete(r.peerAddr, id)
 			return true, nil
 		}
 		return false, fmt.Errorf("inspect %s: %w", short(id), err)
 	}
-	r.apply(id, &c)
+	r.apply(ctx, id, &c)
 	return true, nil
 }
 
 // apply records one inspected container: running ones are mapped at the
-// next pass, exited ones are remembered when they crashed.
-func (r *Registrator) apply(id string, c *container.InspectResponse) {
+// next pass, exited ones are remembered when they crashed. For a container
+// sharing another's network (network mode container:<id>) it also reads
+// that container's address.
+func (r *Registrator) apply(ctx context.Context, id string, c *container.InspectResponse) {
+	delete(r.peerAddr, id)
 	if c.State == nil || !c.State.Running {
 		delete(r.running, id)
 		if c.State != nil && crashed(c.State.ExitCode) {
@@ -687,6 +694,27 @@ func (r *Registrator) apply(id string, c *container.InspectResponse) {
 	}
 	delete(r.crashed, id)
 	r.running[id] = c
+	if c.HostConfig != nil && c.HostConfig.NetworkMode.IsContainer() {
+		if addr, err := r.networkPeerAddr(ctx, c.HostConfig.NetworkMode.ConnectedContainer()); err != nil {
+			r.log.Warn("cannot read the container whose network this one shares", "container", containerName(c), "err", err)
+		} else {
+			r.peerAddr[id] = addr
+		}
+	}
+}
+
+// networkPeerAddr is the address of container idOrName, chosen as for
+// -internal (containerIP).
+func (r *Registrator) networkPeerAddr(ctx context.Context, idOrName string) (string, error) {
+	peer, err := r.docker.ContainerInspect(ctx, idOrName)
+	if err != nil {
+		return "", fmt.Errorf("inspect %s: %w", short(idOrName), err)
+	}
+	ip, _, err := containerIP(&peer, &r.cfg.Map)
+	if err != nil {
+		return "", fmt.Errorf("container %s: %w", containerName(&peer), err)
+	}
+	return ip, nil
 }
 
 func short(id string) string {
@@ -718,7 +746,7 @@ func (r *Registrator) reconcile(ctx context.Context, trigger string) error {
 		r.view = v
 	}
 	p := planFor(planInput{
-		Running: r.running, Crashed: r.crashed, Agent: r.view, Map: &r.cfg.Map,
+		Running: r.running, PeerAddr: r.peerAddr, Crashed: r.crashed, Agent: r.view, Map: &r.cfg.Map,
 		DeregisterOnSuccess: r.cfg.DeregisterOnSuccess, Refused: r.rejected, Now: time.Now(),
 	})
 	r.logPlan(p)
