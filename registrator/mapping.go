@@ -801,23 +801,18 @@ func buildCheck(md map[string]string, addr string, port int, containerID string)
 		ch.TTL = md["check_ttl"]
 		needsInterval = false
 	case md["check_tcp"] != "":
-		// As gliderlabs: any value asks for the check, except an explicit false.
-		if b, err := parseBool(md["check_tcp"]); err == nil && !b {
-			return nil, nil
-		}
+		// As gliderlabs master consul/consul.go buildCheck: any value asks
+		// for the check (SERVICE_CHECK_TCP=false too).
 		ch.TCP = hostPort
 	case md["check_grpc"] != "":
 		ch.GRPC = hostPort
-		if v := md["check_grpc"]; v != "true" && v != "1" {
-			ch.GRPC += "/" + v
+		// A true value (gliderlabs' documented "true") checks the whole
+		// server; any other value names the gRPC service (berth).
+		if b, err := parseBool(md["check_grpc"]); err != nil || !b {
+			ch.GRPC += "/" + md["check_grpc"]
 		}
-		if v := md["check_grpc_use_tls"]; v != "" {
-			b, err := parseBool(v)
-			if err != nil {
-				return nil, &checkErr{"check_grpc_use_tls", err}
-			}
-			ch.GRPCUseTLS = b
-		}
+		// Any value turns TLS on, as gliderlabs master buildCheck.
+		ch.GRPCUseTLS = md["check_grpc_use_tls"] != ""
 		// gliderlabs master consul/consul.go buildCheck: skip verify for
 		// gRPC over TLS.
 		if v := md["check_tls_skip_verify"]; v != "" && ch.GRPCUseTLS {

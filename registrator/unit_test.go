@@ -113,6 +113,11 @@ func TestBuildCheck(t *testing.T) {
 		{map[string]string{"check_cmd": "/check"}, "10.0.0.1",
 			api.AgentServiceCheck{DockerContainerID: "cid", Shell: "/bin/sh", Args: []string{"/bin/sh", "-c", "/check"}, Interval: "10s"}},
 		{map[string]string{"check_tcp": "yes please"}, "10.0.0.1", api.AgentServiceCheck{TCP: "10.0.0.1:80", Interval: "10s"}},
+		// gliderlabs master consul/consul.go buildCheck: any value turns
+		// the TCP check and gRPC TLS on, "false" included.
+		{map[string]string{"check_tcp": "false"}, "10.0.0.1", api.AgentServiceCheck{TCP: "10.0.0.1:80", Interval: "10s"}},
+		{map[string]string{"check_grpc": "yes", "check_grpc_use_tls": "false"}, "10.0.0.1",
+			api.AgentServiceCheck{GRPC: "10.0.0.1:80", GRPCUseTLS: true, Interval: "10s"}},
 		{map[string]string{"check_grpc": "my.Service"}, "10.0.0.1", api.AgentServiceCheck{GRPC: "10.0.0.1:80/my.Service", Interval: "10s"}},
 	} {
 		got, err := buildCheck(tc.md, tc.addr, 80, "cid")
