@@ -151,7 +151,9 @@ func parseAttrs(c *container.InspectResponse, warn func(string, ...any)) *attrs 
 				warn("empty key after the port; key ignored", "key", kind+" "+k)
 				return
 			}
-			port := strconv.Itoa(n)
+			// Compared as written, as gliderlabs master bridge/util.go
+			// serviceMetaData does: SERVICE_080_NAME is not port 80's.
+			port := parts[0]
 			if a.perPort[port] == nil {
 				a.perPort[port] = map[string]string{}
 			}
@@ -164,8 +166,10 @@ func parseAttrs(c *container.InspectResponse, warn func(string, ...any)) *attrs 
 	}
 	if c.Config != nil {
 		for _, kv := range c.Config.Env {
-			k, v, _ := strings.Cut(kv, "=")
-			add("env", k, v)
+			// An entry without "=" is no key (serviceMetaData: len(kvp) > 1).
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				add("env", k, v)
+			}
 		}
 		// Labels override env vars: apply them last, in a fixed order.
 		keys := make([]string, 0, len(c.Config.Labels))

@@ -239,6 +239,14 @@ func TestPlanMapping(t *testing.T) {
 		{name: "SERVICE_<port>_KEY beats SERVICE_KEY; other ports' keys ignored (util.go serviceMetaData)",
 			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_80_NAME=perport", "SERVICE_NAME=generic", "SERVICE_81_NAME=other")))},
 			want: []string{"register h:web1:80 perport 192.0.2.9:32768 tags= checks="}},
+		{name: "SERVICE_080_NAME is not port 80's; an env entry without = is no key (util.go serviceMetaData)",
+			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_080_NAME=zero", "SERVICE_FLAG")))},
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks="},
+			more: func(t *testing.T, p *plan) {
+				if _, ok := regOf(p, "h:web1:80").Meta["flag"]; ok {
+					t.Errorf("meta %v has flag", regOf(p, "h:web1:80").Meta)
+				}
+			}},
 		{name: "two registered ports: -<port> suffix (bridge.go add isGroup)",
 			in: planInput{Running: running(ctr("web1", p80, publish("443/tcp", "0.0.0.0", "32769")))},
 			want: []string{"register h:web1:80 web-80 192.0.2.9:32768 tags= checks=",
