@@ -34,6 +34,50 @@ type planInput struct {
 	// is not sent again while unchanged for refusedRetry after Now.
 	Refused map[string]refusal
 	Now     time.Time
+	// Cache, when not nil, memoizes the mapping of each container between
+	// passes (see mapCache); it never changes the plan.
+	Cache *mapCache
+}
+
+// mapCache keeps each container's mapping while its inspect data (the
+// same *container.InspectResponse: a new inspect replaces the pointer) and
+// the address of its network peer stay the same, so a pass after one
+// Docker event maps one container, not all.
+type mapCache struct {
+	entries map[string]cachedMapping // by container ID
+}
+
+type cachedMapping struct {
+	c        *container.InspectResponse
+	peerAddr string
+	m        mapping
+}
+
+func newMapCache() *mapCache { return &mapCache{entries: map[string]cachedMapping{}} }
+
+// mapping returns c's mapping, from the cache when c is unchanged.
+func (mc *mapCache) mapping(c *container.InspectResponse, cfg *mapConfig, peerAddr string) mapping {
+	if mc == nil {
+		return mapSharing(c, cfg, peerAddr)
+	}
+	if e, ok := mc.entries[c.ID]; ok && e.c == c && e.peerAddr == peerAddr {
+		return e.m
+	}
+	m := mapSharing(c, cfg, peerAddr)
+	mc.entries[c.ID] = cachedMapping{c: c, peerAddr: peerAddr, m: m}
+	return m
+}
+
+// keep drops the entries of containers not in running.
+func (mc *mapCache) keep(running map[string]*container.InspectResponse) {
+	if mc == nil {
+		return
+	}
+	for id := range mc.entries {
+		if running[id] == nil {
+			delete(mc.entries, id)
+		}
+	}
 }
 
 // opKind names a write to the agent.
@@ -152,9 +196,10 @@ func (p *plan) desired(in planInput) map[string]*desiredService {
 		}
 		return cs[i].ID < cs[j].ID
 	})
+	in.Cache.keep(in.Running)
 	desired := map[string]*desiredService{}
 	for _, c := range cs {
-		m := mapSharing(c, in.Map, in.PeerAddr[c.ID])
+		m := in.Cache.mapping(c, in.Map, in.PeerAddr[c.ID])
 		if len(m.Warnings) > 0 {
 			p.Warnings[containerName(c)] = m.Warnings
 		}

@@ -530,3 +530,58 @@ func TestTagFuncs(t *testing.T) {
 		t.Errorf("splitTags: %q", got)
 	}
 }
+
+// BenchmarkPlanUnchanged200: one pass over 200 containers (checks, a -tags
+// template, Docker health) whose services the agent already holds: the
+// mapping and comparison every event pass pays.
+func BenchmarkPlanUnchanged200(b *testing.B) {
+	cfg := baseMap()
+	cfg.DockerHealth = true
+	cfg.Tags, _ = parseForceTags("fleet,{{.Config.Labels.team}}")
+	cs := map[string]*container.InspectResponse{}
+	for i := 0; i < 200; i++ {
+		c := ctr(fmt.Sprintf("c%03d", i), publish("80/tcp", "0.0.0.0", fmt.Sprint(20000+i)),
+			env("SERVICE_CHECK_TCP=true", "SERVICE_VERSION=1", "SERVICE_TAGS=a,b"), label("team", "t"), health(container.Healthy))
+		cs[c.ID] = c
+	}
+	first := planFor(planInput{Running: cs, Agent: agentWith(), Map: cfg})
+	agent := agentWith()
+	for _, o := range first.Ops {
+		agent.registered(o.Service.Reg)
+	}
+	for _, cached := range []bool{false, true} {
+		b.Run(fmt.Sprintf("cache=%v", cached), func(b *testing.B) {
+			var cache *mapCache
+			if cached {
+				cache = newMapCache()
+			}
+			for i := 0; i < b.N; i++ {
+				if p := planFor(planInput{Running: cs, Agent: agent, Map: cfg, Cache: cache}); len(p.Ops) != 0 {
+					b.Fatalf("ops %d", len(p.Ops))
+				}
+			}
+		})
+	}
+}
+
+// TestMapCache: a cached mapping is used while the inspect data is the same
+// pointer and the peer address the same; a new inspect maps again.
+func TestMapCache(t *testing.T) {
+	cfg := baseMap()
+	c := ctr("web1", publish("80/tcp", "0.0.0.0", "32768"))
+	cache := newMapCache()
+	first := planFor(planInput{Running: running(c), Agent: agentWith(), Map: cfg, Cache: cache})
+	again := planFor(planInput{Running: running(c), Agent: agentWith(), Map: cfg, Cache: cache})
+	if first.Ops[0].Service != again.Ops[0].Service {
+		t.Errorf("same inspect data mapped again")
+	}
+	c2 := ctr("web1", publish("80/tcp", "0.0.0.0", "40000"))
+	p := planFor(planInput{Running: running(c2), Agent: agentWith(), Map: cfg, Cache: cache})
+	if p.Ops[0].Service.Reg.Port != 40000 {
+		t.Errorf("new inspect data: port %d, want 40000", p.Ops[0].Service.Reg.Port)
+	}
+	planFor(planInput{Running: running(), Agent: agentWith(), Map: cfg, Cache: cache})
+	if len(cache.entries) != 0 {
+		t.Errorf("entries of gone containers kept: %d", len(cache.entries))
+	}
+}

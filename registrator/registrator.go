@@ -70,7 +70,8 @@ type Registrator struct {
 	rejected      map[string]refusal                    // service ID → definition the agent refused
 	warnedForeign map[string]bool
 	warned        map[string]string // container name → the mapping warnings last logged
-	listed        bool              // Docker listed at least once: desired state is known
+	mapped        *mapCache
+	listed        bool // Docker listed at least once: desired state is known
 	view          *agentView
 
 	// Wanted TTL check states, shared with the heartbeat loop. sendMu
@@ -133,6 +134,7 @@ func New(cfg Config) (*Registrator, error) {
 		rejected:      map[string]refusal{},
 		warnedForeign: map[string]bool{},
 		warned:        map[string]string{},
+		mapped:        newMapCache(),
 		ttl:           map[string]ttlState{},
 	}, nil
 }
@@ -747,7 +749,7 @@ func (r *Registrator) reconcile(ctx context.Context, trigger string) error {
 	}
 	p := planFor(planInput{
 		Running: r.running, PeerAddr: r.peerAddr, Crashed: r.crashed, Agent: r.view, Map: &r.cfg.Map,
-		DeregisterOnSuccess: r.cfg.DeregisterOnSuccess, Refused: r.rejected, Now: time.Now(),
+		DeregisterOnSuccess: r.cfg.DeregisterOnSuccess, Refused: r.rejected, Now: time.Now(), Cache: r.mapped,
 	})
 	r.logPlan(p)
 	writes, err := r.applyPlan(ctx, p)
