@@ -90,6 +90,7 @@ func TestDefaultAgentURI(t *testing.T) {
 	}()
 	runC(t, "default-uri", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
 	id := hostFor(t) + ":" + cn("default-uri") + ":8080"
+	c := a.Client()
 	eventually(t, 30*time.Second, "registered through the default agent", func() (bool, string) {
 		select {
 		case err := <-exited:
@@ -97,7 +98,7 @@ func TestDefaultAgentURI(t *testing.T) {
 			t.Fatalf("registrator consul:// exited: %v\n%s", err, logs.String())
 		default:
 		}
-		return ownedServices(t, a.Client(), hostFor(t))[id] != nil, logs.String()
+		return ownedServices(t, c, hostFor(t))[id] != nil, logs.String()
 	})
 }
 
