@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,17 +35,60 @@ var (
 	binPath string
 )
 
-const (
-	testImage       = "berth-test-registrator:latest"
-	testImageHealth = "berth-test-registrator:health"
-	testLabel       = "berth-test=registrator"
+// Every Docker object a run creates is its own: names and image tags carry
+// runID, so two runs of this package (two worktrees, CI) on one daemon
+// never touch each other's containers, and each test's registrator sees only
+// the containers that test started (labelled caseLabelKey=caseLabel(t), the
+// label the test passes as -only-label).
+var (
+	runID           = newRunID()
+	testImage       = "berth-test-registrator:" + runID
+	testImageHealth = "berth-test-registrator:health-" + runID
+	// testImageExpose has EXPOSE 9090 (the only way to expose a port of a
+	// container that shares another's network).
+	testImageExpose = "berth-test-registrator:expose-" + runID
 )
+
+const (
+	// caseLabelKey marks each test container with the test that owns it.
+	caseLabelKey = "berth-test-case"
+	// runLabelKey marks every Docker object of one package run.
+	runLabelKey = "berth-test-run"
+)
+
+func newRunID() string {
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// cn is the Docker name of the test container (or network) called name in
+// this run: berth-test-<runID>-<name>.
+func cn(name string) string { return "berth-test-" + runID + "-" + name }
+
+// caseLabel is the value of caseLabelKey on the containers test t starts.
+func caseLabel(t *testing.T) string { return runID + "-" + hostFor(t) }
+
+// onlyLabel is the -only-label value that limits a registrator to t's containers.
+func onlyLabel(t *testing.T) string { return caseLabelKey + "=" + caseLabel(t) }
+
+// labelArgs are the docker run/create options that mark a container as t's.
+func labelArgs(t *testing.T) []string {
+	return []string{"--label", caseLabelKey + "=" + caseLabel(t), "--label", runLabelKey + "=" + runID}
+}
 
 func TestMain(m *testing.M) {
 	os.Exit(testMain(m))
 }
 
 func testMain(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() {
+		// The fast tier: unit tests only; requireDocker skips the rest.
+		return m.Run()
+	}
 	dir, err := os.MkdirTemp("", "berth-test-registrator-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -58,8 +104,20 @@ func testMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "registrator tests that need Docker will skip: %v\n", err)
 	} else {
 		defer func() {
-			_ = exec.Command("docker", "rmi", "-f", testImage, testImageHealth).Run()
+			_ = exec.Command("docker", "rmi", "-f", testImage, testImageHealth, testImageExpose).Run()
 		}()
+		// A bystander: a container no test owns (no case label), with a
+		// published port and a service name, running through the whole
+		// run, as other people's containers do on a shared daemon. Tests
+		// that wait for an exact set of services fail if any registrator
+		// of theirs picks it up.
+		bystander := cn("bystander")
+		if out, err := exec.Command("docker", "run", "-d", "--name", bystander, "--label", runLabelKey+"="+runID,
+			"-p", "127.0.0.1::8080", "-e", "SERVICE_NAME=berth-test-bystander", testImage, "-listen", ":8080").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: start the bystander container: %v: %s\n", err, out)
+			return 1
+		}
+		defer func() { _ = exec.Command("docker", "rm", "-f", bystander).Run() }()
 	}
 	binPath = filepath.Join(dir, "registrator")
 	if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
@@ -88,16 +146,17 @@ func setupDocker(dir string) error {
 		return fmt.Errorf("build test server: %v: %s", err, out)
 	}
 	files := map[string]string{
-		"Dockerfile":        "FROM scratch\nCOPY server /server\nLABEL berth-test=registrator\nENTRYPOINT [\"/server\"]\n",
-		"Dockerfile.health": "FROM scratch\nCOPY server /server\nLABEL berth-test=registrator\nENTRYPOINT [\"/server\"]\nHEALTHCHECK --interval=1s --timeout=2s --retries=1 CMD [\"/server\",\"-check\"]\n",
+		"Dockerfile":        "FROM scratch\nCOPY server /server\nENTRYPOINT [\"/server\"]\n",
+		"Dockerfile.expose": "FROM scratch\nCOPY server /server\nEXPOSE 9090\nENTRYPOINT [\"/server\"]\n",
+		"Dockerfile.health": "FROM scratch\nCOPY server /server\nENTRYPOINT [\"/server\"]\nHEALTHCHECK --interval=1s --timeout=2s --retries=1 CMD [\"/server\",\"-check\"]\n",
 	}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(ctxDir, name), []byte(body), 0o644); err != nil {
 			return err
 		}
 	}
-	for tag, df := range map[string]string{testImage: "Dockerfile", testImageHealth: "Dockerfile.health"} {
-		if out, err := exec.Command("docker", "build", "-q", "-t", tag, "-f", filepath.Join(ctxDir, df), ctxDir).CombinedOutput(); err != nil {
+	for tag, df := range map[string]string{testImage: "Dockerfile", testImageHealth: "Dockerfile.health", testImageExpose: "Dockerfile.expose"} {
+		if out, err := exec.Command("docker", "build", "-q", "--label", runLabelKey+"="+runID, "-t", tag, "-f", filepath.Join(ctxDir, df), ctxDir).CombinedOutput(); err != nil {
 			return fmt.Errorf("docker build %s: %v: %s", tag, err, out)
 		}
 	}
@@ -106,6 +165,9 @@ func setupDocker(dir string) error {
 
 func requireDocker(t *testing.T) *consultest.Agent {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs Docker and Consul: skipped under -short")
+	}
 	if dockerSkip != "" {
 		t.Skipf("needs Docker: %s", dockerSkip)
 	}
@@ -122,8 +184,8 @@ func docker(t *testing.T, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// runC starts a container named berth-test-<name> from the test image and
-// removes it at the end of the test. opts go before the image, cmd after.
+// runC starts a container named cn(name) from the test image, labelled as
+// t's, and removes it (by that run-unique name) at the end of the test. opts go before the image, cmd after.
 func runC(t *testing.T, name string, opts []string, cmd ...string) string {
 	t.Helper()
 	return runImage(t, testImage, name, opts, cmd...)
@@ -131,21 +193,20 @@ func runC(t *testing.T, name string, opts []string, cmd ...string) string {
 
 func runImage(t *testing.T, image, name string, opts []string, cmd ...string) string {
 	t.Helper()
-	full := "berth-test-" + name
+	full := cn(name)
 	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", full).Run() })
-	args := append([]string{"run", "-d", "--name", full, "--label", testLabel}, opts...)
+	args := append(append([]string{"run", "-d", "--name", full}, labelArgs(t)...), opts...)
 	args = append(args, image)
 	args = append(args, cmd...)
 	return docker(t, args...)
 }
 
-// dockerNetwork creates a Docker network berth-test-<name>, removed at the end.
+// dockerNetwork creates a Docker network cn(name), removed at the end.
 func dockerNetwork(t *testing.T, name string, opts ...string) string {
 	t.Helper()
-	full := "berth-test-" + name
-	_ = exec.Command("docker", "network", "rm", full).Run()
+	full := cn(name)
 	t.Cleanup(func() { _ = exec.Command("docker", "network", "rm", full).Run() })
-	docker(t, append([]string{"network", "create", "--label", testLabel}, append(opts, full)...)...)
+	docker(t, append(append([]string{"network", "create"}, labelArgs(t)...), append(opts, full)...)...)
 	return full
 }
 
@@ -194,9 +255,9 @@ func startReg(t *testing.T, a *consultest.Agent, mod func(*Config)) *testReg {
 			Hostname:     hostFor(t),
 			HostIP:       "127.0.0.1",
 			NetworkLabel: "SERVICE_NETWORK",
-			// Only this package's containers: the Docker daemon is shared.
-			OnlyLabel:     "berth-test",
-			OnlyValue:     "registrator",
+			// Only this test's containers: the Docker daemon is shared.
+			OnlyLabel:     caseLabelKey,
+			OnlyValue:     caseLabel(t),
 			HealthTTL:     time.Minute,
 			LivenessDereg: time.Minute,
 		},
@@ -294,7 +355,7 @@ func waitIDs(t *testing.T, c *api.Client, host string, timeout time.Duration, wa
 // hostPort reads the host port Docker published for a container port.
 func hostPort(t *testing.T, name, port string) string {
 	t.Helper()
-	out := docker(t, "port", "berth-test-"+name, port)
+	out := docker(t, "port", cn(name), port)
 	line := strings.Split(out, "\n")[0]
 	_, p, err := net.SplitHostPort(strings.TrimSpace(line))
 	if err != nil {
@@ -321,7 +382,7 @@ func passing(t *testing.T, c *api.Client, name string) []string {
 func execCommand(name string, args ...string) *exec.Cmd { return exec.Command(name, args...) }
 
 // mustTags parses a -tags value as main does.
-func mustTags(t *testing.T, s string) []*template.Template {
+func mustTags(t *testing.T, s string) *template.Template {
 	t.Helper()
 	o, err := parse([]string{"-tags", s}, io.Discard)
 	if err != nil {

@@ -23,18 +23,18 @@ func TestLifecycle(t *testing.T) {
 	c := a.Client()
 	r := startReg(t, a, nil)
 	h := r.cfg.Map.Hostname
-	id := func(n string) string { return h + ":berth-test-" + n + ":8080" }
+	id := func(n string) string { return h + ":" + cn(n) + ":8080" }
 
 	runC(t, "lc-a", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
 	runC(t, "lc-b", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
 	waitIDs(t, c, h, 20*time.Second, id("lc-a"), id("lc-b"))
 
-	docker(t, "stop", "-t", "5", "berth-test-lc-a")
+	docker(t, "stop", "-t", "5", cn("lc-a"))
 	waitIDs(t, c, h, 20*time.Second, id("lc-b"))
-	docker(t, "kill", "berth-test-lc-b")
+	docker(t, "kill", cn("lc-b"))
 	waitIDs(t, c, h, 20*time.Second)
 
-	docker(t, "start", "berth-test-lc-a")
+	docker(t, "start", cn("lc-a"))
 	got := waitIDs(t, c, h, 20*time.Second, id("lc-a"))
 	if p := strconv.Itoa(got[id("lc-a")].Port); p != hostPort(t, "lc-a", "8080") {
 		t.Errorf("after start: port %s, Docker published %s", p, hostPort(t, "lc-a", "8080"))
@@ -42,9 +42,9 @@ func TestLifecycle(t *testing.T) {
 
 	// Quick die-and-start: restart and kill+start back to back; the final
 	// registration must match the final container.
-	docker(t, "restart", "-t", "0", "berth-test-lc-a")
-	docker(t, "kill", "berth-test-lc-a")
-	docker(t, "start", "berth-test-lc-a")
+	docker(t, "restart", "-t", "0", cn("lc-a"))
+	docker(t, "kill", cn("lc-a"))
+	docker(t, "start", cn("lc-a"))
 	eventually(t, 20*time.Second, "registration follows the restarted container", func() (bool, string) {
 		s := ownedServices(t, c, h)[id("lc-a")]
 		if s == nil {
@@ -53,35 +53,50 @@ func TestLifecycle(t *testing.T) {
 		return strconv.Itoa(s.Port) == hostPort(t, "lc-a", "8080"), fmt.Sprint("port ", s.Port)
 	})
 
-	docker(t, "rm", "-f", "berth-test-lc-a")
+	docker(t, "rm", "-f", cn("lc-a"))
 	waitIDs(t, c, h, 20*time.Second)
 }
 
-// TestDeregisterOnSuccess: with -deregister on-success a container exiting
-// non-zero keeps its services until it is removed; exit 0 deregisters.
+// TestDeregisterOnSuccess: with -deregister on-success only a crash keeps
+// the service. Rule of gliderlabs registrator master, bridge/bridge.go
+// (*Bridge).shouldRemove: the service goes when the exit code is 0 or has
+// the 128 "signalled" bit (docker stop: 143 here, under --init; docker kill:
+// 137), and when the container is removed. Both paths are covered: the die
+// event, and the full listing at start (a container killed while
+// registrator was down).
 func TestDeregisterOnSuccess(t *testing.T) {
 	a := requireDocker(t)
 	c := a.Client()
 	r := startReg(t, a, func(cfg *Config) { cfg.DeregisterOnSuccess = true })
 	h := r.cfg.Map.Hostname
-	fail, ok := h+":berth-test-os-fail:8080", h+":berth-test-os-ok:8080"
+	id := func(n string) string { return h + ":" + cn(n) + ":8080" }
+	pub := []string{"-p", "127.0.0.1::8080"}
 
-	runC(t, "os-fail", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080", "-exit", "3", "-after", "3s")
-	runC(t, "os-ok", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080", "-exit", "0", "-after", "3s")
-	waitIDs(t, c, h, 20*time.Second, fail, ok)
-	eventually(t, 20*time.Second, "both exited", func() (bool, string) {
-		st := docker(t, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "berth-test-os-fail", "berth-test-os-ok")
-		return st == "exited 3\nexited 0", st
+	runC(t, "os-fail", pub, "-listen", ":8080", "-exit", "3", "-after", "3s")
+	runC(t, "os-ok", pub, "-listen", ":8080", "-exit", "0", "-after", "3s")
+	// Under tini (--init) a process that dies of SIGTERM gives exit 143.
+	runC(t, "os-stop", append([]string{"--init"}, pub...), "-listen", ":8080", "-default-signals")
+	runC(t, "os-kill", pub, "-listen", ":8080")
+	runC(t, "os-downkill", pub, "-listen", ":8080")
+	waitIDs(t, c, h, 20*time.Second, id("os-fail"), id("os-ok"), id("os-stop"), id("os-kill"), id("os-downkill"))
+	docker(t, "stop", "-t", "20", cn("os-stop"))
+	docker(t, "kill", cn("os-kill"))
+	eventually(t, 20*time.Second, "all four exited", func() (bool, string) {
+		st := docker(t, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", cn("os-fail"), cn("os-ok"), cn("os-stop"), cn("os-kill"))
+		return st == "exited 3\nexited 0\nexited 143\nexited 137", st
 	})
-	waitIDs(t, c, h, 20*time.Second, fail)
-	// A full re-list (as at start or resync) keeps it too.
+	waitIDs(t, c, h, 20*time.Second, id("os-fail"), id("os-downkill"))
+
+	// Killed while registrator is down: the full listing at start sees
+	// "Exited (137)" and removes it; the crashed one stays.
 	r.stop()
+	docker(t, "kill", cn("os-downkill"))
 	r2 := startReg(t, a, func(cfg *Config) { cfg.DeregisterOnSuccess = true })
 	eventually(t, 10*time.Second, "second registrator reconciled", func() (bool, string) {
 		return r2.passes.Load() > 0, "no pass yet"
 	})
-	waitIDs(t, c, h, 5*time.Second, fail)
-	docker(t, "rm", "berth-test-os-fail")
+	waitIDs(t, c, h, 20*time.Second, id("os-fail"))
+	docker(t, "rm", cn("os-fail"))
 	waitIDs(t, c, h, 20*time.Second)
 }
 
@@ -107,7 +122,7 @@ func TestStartupReconcileAndOwnership(t *testing.T) {
 	collide := &api.AgentServiceRegistration{ID: "berth-test-collide", Name: "berth-test-hand", Port: 4321}
 	// A service gliderlabs/registrator left for this host (default ID shape,
 	// no ownership meta): adopted when the container claims it.
-	legacy := &api.AgentServiceRegistration{ID: h + ":berth-test-own-keep:8080", Name: "berth-test-legacy", Port: 1}
+	legacy := &api.AgentServiceRegistration{ID: h + ":" + cn("own-keep") + ":8080", Name: "berth-test-legacy", Port: 1}
 	for _, s := range []*api.AgentServiceRegistration{collide, legacy} {
 		if err := c.Agent().ServiceRegister(s); err != nil {
 			t.Fatal(err)
@@ -119,13 +134,13 @@ func TestStartupReconcileAndOwnership(t *testing.T) {
 	runC(t, "own-keep", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
 	runC(t, "own-gone", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
 	runC(t, "own-stopped", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
-	keep, gone, stopped := h+":berth-test-own-keep:8080", h+":berth-test-own-gone:8080", h+":berth-test-own-stopped:8080"
+	keep, gone, stopped := h+":"+cn("own-keep")+":8080", h+":"+cn("own-gone")+":8080", h+":"+cn("own-stopped")+":8080"
 	waitIDs(t, c, h, 20*time.Second, keep, gone, stopped)
 	r.stop()
 
 	// While registrator is down: one container removed, one killed.
-	docker(t, "rm", "-f", "berth-test-own-gone")
-	docker(t, "kill", "berth-test-own-stopped")
+	docker(t, "rm", "-f", cn("own-gone"))
+	docker(t, "kill", cn("own-stopped"))
 	if len(ownedServices(t, c, h)) != 3 {
 		t.Fatalf("registrator stopped: its registrations must stay in place")
 	}
@@ -164,7 +179,7 @@ func TestDockerAwayAtStart(t *testing.T) {
 	h := hostFor(t)
 	// A registration from an earlier run must survive while Docker is away.
 	runC(t, "da-a", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
-	earlier := &api.AgentServiceRegistration{ID: h + ":berth-test-da-a:8080", Name: "berth-test-registrator",
+	earlier := &api.AgentServiceRegistration{ID: h + ":" + cn("da-a") + ":8080", Name: "berth-test-registrator",
 		Port: 9, Meta: map[string]string{metaSource: metaSourceValue, metaHost: h}}
 	if err := c.Agent().ServiceRegister(earlier); err != nil {
 		t.Fatal(err)
@@ -196,7 +211,7 @@ func TestConsulAgentRestart(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		n := fmt.Sprintf("ar-%d", i)
 		runC(t, n, []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_CHECK_TTL=30s"}, "-listen", ":8080")
-		want = append(want, h+":berth-test-"+n+":8080")
+		want = append(want, h+":"+cn(n)+":8080")
 	}
 	waitIDs(t, c, h, 20*time.Second, want...)
 	if err := a.Restart(); err != nil {
@@ -214,7 +229,7 @@ func TestConsulAgentRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range want {
-		if checks[id+":check"] == nil {
+		if checks["service:"+id] == nil {
 			t.Errorf("check of %s not restored", id)
 		}
 	}
@@ -296,20 +311,20 @@ func TestEventStreamInterrupted(t *testing.T) {
 	r := startReg(t, a, func(cfg *Config) { cfg.DockerHost = p.addr(); cfg.Resync = 0 })
 	h := r.cfg.Map.Hostname
 	runC(t, "es-a", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
-	waitIDs(t, c, h, 20*time.Second, h+":berth-test-es-a:8080")
+	waitIDs(t, c, h, 20*time.Second, h+":"+cn("es-a")+":8080")
 
 	p.cut()
 	eventually(t, 10*time.Second, "registrator notices the stream closed", func() (bool, string) {
 		return r.Health() != nil, "healthy"
 	})
-	docker(t, "stop", "-t", "1", "berth-test-es-a")
+	docker(t, "stop", "-t", "1", cn("es-a"))
 	runC(t, "es-b", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
 	time.Sleep(time.Second)
-	if got := ids(ownedServices(t, c, h)); strings.Join(got, ",") != h+":berth-test-es-a:8080" {
+	if got := ids(ownedServices(t, c, h)); strings.Join(got, ",") != h+":"+cn("es-a")+":8080" {
 		t.Fatalf("while cut, registrations changed: %v", got)
 	}
 	p.restore()
-	waitIDs(t, c, h, 30*time.Second, h+":berth-test-es-b:8080")
+	waitIDs(t, c, h, 30*time.Second, h+":"+cn("es-b")+":8080")
 	// The re-list retried after the failed calls may catch up before the
 	// stream itself reconnects (its backoff runs separately): wait for both.
 	eventually(t, 15*time.Second, "event stream reconnected", func() (bool, string) {
@@ -321,7 +336,7 @@ func TestEventStreamInterrupted(t *testing.T) {
 		return err == nil, fmt.Sprint(err)
 	})
 	// And it keeps following events after the reconnect.
-	docker(t, "stop", "-t", "1", "berth-test-es-b")
+	docker(t, "stop", "-t", "1", cn("es-b"))
 	waitIDs(t, c, h, 20*time.Second)
 }
 
@@ -334,7 +349,7 @@ func TestConsulAway(t *testing.T) {
 	r := startReg(t, a, func(cfg *Config) { cfg.ConsulRetryMax = time.Second; cfg.Resync = 0 })
 	h := r.cfg.Map.Hostname
 	runC(t, "ca-a", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
-	waitIDs(t, c, h, 20*time.Second, h+":berth-test-ca-a:8080")
+	waitIDs(t, c, h, 20*time.Second, h+":"+cn("ca-a")+":8080")
 	a.Stop()
 	runC(t, "ca-b", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
 	eventually(t, 10*time.Second, "unhealthy while Consul is away", func() (bool, string) {
@@ -343,19 +358,19 @@ func TestConsulAway(t *testing.T) {
 	if err := a.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	waitIDs(t, c, h, 20*time.Second, h+":berth-test-ca-a:8080", h+":berth-test-ca-b:8080")
+	waitIDs(t, c, h, 20*time.Second, h+":"+cn("ca-a")+":8080", h+":"+cn("ca-b")+":8080")
 
 	// A hung agent (SIGSTOP): calls stall, nothing is lost, and the change
 	// made meanwhile lands once it answers.
 	if err := a.Pause(); err != nil {
 		t.Fatal(err)
 	}
-	docker(t, "stop", "-t", "1", "berth-test-ca-a")
+	docker(t, "stop", "-t", "1", cn("ca-a"))
 	time.Sleep(2 * time.Second)
 	if err := a.Resume(); err != nil {
 		t.Fatal(err)
 	}
-	waitIDs(t, c, h, 20*time.Second, h+":berth-test-ca-b:8080")
+	waitIDs(t, c, h, 20*time.Second, h+":"+cn("ca-b")+":8080")
 }
 
 // TestUnchangedResyncWritesNothing: 50 containers registered; resync passes
@@ -389,19 +404,19 @@ func TestUnchangedResyncWritesNothing(t *testing.T) {
 		if i%5 == 0 {
 			image = testImageHealth
 		}
-		t.Cleanup(func() { _ = runQuiet("docker", "rm", "-f", "berth-test-"+name) })
+		t.Cleanup(func() { _ = runQuiet("docker", "rm", "-f", cn(name)) })
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			args := append([]string{"run", "-d", "--name", "berth-test-" + name, "--label", testLabel}, opts...)
+			args := append(append([]string{"run", "-d", "--name", cn(name)}, labelArgs(t)...), opts...)
 			if err := runQuiet("docker", append(args, image)...); err != nil {
 				t.Errorf("docker run %s: %v", name, err)
 			}
 		}()
 		mu.Lock()
-		want = append(want, h+":berth-test-"+name+":"+port)
+		want = append(want, h+":"+cn(name)+":"+port)
 		mu.Unlock()
 	}
 	wg.Wait()
@@ -447,14 +462,14 @@ func TestDockerHealth(t *testing.T) {
 	c := a.Client()
 	r := startReg(t, a, func(cfg *Config) { cfg.Map.DockerHealth = true; cfg.Map.HealthTTL = 30 * time.Second })
 	h := r.cfg.Map.Hostname
-	id := h + ":berth-test-dh:8080"
+	id := h + ":" + cn("dh") + ":8080"
 	runImage(t, testImageHealth, "dh", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_NAME=berth-test-dh"}, "-listen", ":8080")
 	waitIDs(t, c, h, 20*time.Second, id)
 	eventually(t, 20*time.Second, "healthy container passing", func() (bool, string) {
 		p := passing(t, c, "berth-test-dh")
 		return strings.Join(p, ",") == id, fmt.Sprint(p)
 	})
-	docker(t, "exec", "berth-test-dh", "/server", "-sick")
+	docker(t, "exec", cn("dh"), "/server", "-sick")
 	eventually(t, 20*time.Second, "unhealthy container out of the passing list", func() (bool, string) {
 		p := passing(t, c, "berth-test-dh")
 		return len(p) == 0, fmt.Sprint(p)
@@ -479,7 +494,7 @@ func TestLivenessTTL(t *testing.T) {
 	c := a.Client()
 	r := startReg(t, a, func(cfg *Config) { cfg.Map.LivenessTTL = 2 * time.Second })
 	h := r.cfg.Map.Hostname
-	id := h + ":berth-test-lv:8080"
+	id := h + ":" + cn("lv") + ":8080"
 	runC(t, "lv", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
 	waitIDs(t, c, h, 20*time.Second, id)
 	status := func() string {
@@ -513,10 +528,10 @@ func TestAgentRefusal(t *testing.T) {
 	h := r.cfg.Map.Hostname
 	runC(t, "rf-script", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_CHECK_SCRIPT=/server -check"}, "-listen", ":8080")
 	runC(t, "rf-ok", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
-	waitIDs(t, c, h, 20*time.Second, h+":berth-test-rf-ok:8080")
+	waitIDs(t, c, h, 20*time.Second, h+":"+cn("rf-ok")+":8080")
 	eventually(t, 10*time.Second, "refusal logged", func() (bool, string) {
 		l := r.logs.String()
-		return strings.Contains(l, "Consul refused the service") && strings.Contains(l, "container=berth-test-rf-script"), ""
+		return strings.Contains(l, "Consul refused the service") && strings.Contains(l, "container="+cn("rf-script")), ""
 	})
 	before := metricValue(r.m.refused)
 	if before != 1 {
@@ -553,7 +568,7 @@ func TestRepairsAgentChanges(t *testing.T) {
 	c := a.Client()
 	r := startReg(t, a, func(cfg *Config) { cfg.Resync = 0 })
 	h := r.cfg.Map.Hostname
-	id := h + ":berth-test-rp:8080"
+	id := h + ":" + cn("rp") + ":8080"
 	runC(t, "rp", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_TAGS=x"}, "-listen", ":8080")
 	want := waitIDs(t, c, h, 20*time.Second, id)[id]
 	if err := c.Agent().ServiceDeregister(id); err != nil {

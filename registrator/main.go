@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"text/template"
 	"time"
 
 	"github.com/berth/berth/pkg/backoff"
@@ -25,6 +24,7 @@ import (
 	"github.com/berth/berth/pkg/logging"
 	"github.com/berth/berth/pkg/telemetry"
 	"github.com/berth/berth/pkg/version"
+	"github.com/hashicorp/consul/api"
 )
 
 // Exit codes.
@@ -85,6 +85,8 @@ type options struct {
 	ttl           int
 	ttlRefresh    int
 	onlyLabel     string
+	// forceHTTPS: the URI was consul-tls:// without a host (default agent over HTTPS).
+	forceHTTPS bool
 }
 
 func parse(args []string, stderr io.Writer) (*options, error) {
@@ -93,7 +95,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("registrator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: registrator [flags] [consul://HOST:PORT | consul-tls://HOST:PORT | consul-unix:///PATH]\n\n"+
+		fmt.Fprintf(stderr, "Usage: registrator [flags] [consul://[HOST:PORT] | consul-tls://[HOST:PORT] | consul-unix:///PATH]\n\n"+
 			"Keeps the local Consul agent's services equal to the running Docker containers.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
@@ -137,11 +139,15 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	switch rest := fs.Args(); len(rest) {
 	case 0:
 	case 1:
-		addr, err := parseURI(rest[0])
+		addr, https, err := parseURI(rest[0])
 		if err != nil {
 			return nil, err
 		}
-		o.consul.SetAddress(addr)
+		if addr != "" {
+			o.consul.SetAddress(addr)
+		} else {
+			o.forceHTTPS = https
+		}
 	default:
 		return nil, fmt.Errorf("one registry URI expected, got %d arguments: %q", len(rest), rest)
 	}
@@ -180,46 +186,63 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		}
 		mc.OnlyLabel, mc.OnlyValue = k, v
 	}
-	for i, t := range splitList(o.tags) {
-		tt, err := template.New(t).Option("missingkey=error").Parse(t)
-		if err != nil {
-			return nil, fmt.Errorf("-tags element %d %q: %v", i+1, t, err)
-		}
-		mc.Tags = append(mc.Tags, tt)
+	tt, err := parseForceTags(o.tags)
+	if err != nil {
+		return nil, fmt.Errorf("-tags %q: %v", o.tags, err)
 	}
+	mc.Tags = tt
 	return o, nil
 }
 
-// parseURI turns gliderlabs' registry URI into a Consul HTTP address.
-func parseURI(s string) (string, error) {
+// parseURI turns gliderlabs' registry URI into a Consul HTTP address
+// ("http://host:port", "https://host:port" or "unix:///path"). A consul://
+// or consul-tls:// URI without a host means the default agent, as in
+// gliderlabs master (consul/consul.go Factory.New keeps
+// api.DefaultConfig()'s address, CONSUL_HTTP_ADDR or 127.0.0.1:8500, when
+// the URI has no host): addr is then "" and https says whether the scheme
+// must be HTTPS.
+func parseURI(s string) (addr string, https bool, err error) {
 	u, err := url.Parse(s)
 	if err != nil {
-		return "", fmt.Errorf("registry URI %q: %v", s, err)
+		return "", false, fmt.Errorf("registry URI %q: %v", s, err)
 	}
 	switch u.Scheme {
 	case "consul":
 		if u.Host == "" {
-			return "", fmt.Errorf("registry URI %q: want consul://HOST:PORT", s)
+			return "", false, nil
 		}
-		return "http://" + u.Host, nil
+		return "http://" + u.Host, false, nil
 	case "consul-tls":
 		if u.Host == "" {
-			return "", fmt.Errorf("registry URI %q: want consul-tls://HOST:PORT", s)
+			return "", true, nil
 		}
-		return "https://" + u.Host, nil
+		return "https://" + u.Host, true, nil
 	case "consul-unix":
 		p := u.Path
 		if u.Host != "" {
 			p = u.Host + u.Path
 		}
 		if p == "" {
-			return "", fmt.Errorf("registry URI %q: want consul-unix:///PATH/TO/SOCKET", s)
+			return "", false, fmt.Errorf("registry URI %q: want consul-unix:///PATH/TO/SOCKET", s)
 		}
-		return "unix://" + p, nil
+		return "unix://" + p, false, nil
 	case "":
-		return "", fmt.Errorf("registry URI %q: missing scheme (want consul://HOST:PORT)", s)
+		return "", false, fmt.Errorf("registry URI %q: missing scheme (want consul://HOST:PORT)", s)
 	}
-	return "", fmt.Errorf("registry URI %q: backend %q is not supported (consul, consul-tls, consul-unix)", s, u.Scheme)
+	return "", false, fmt.Errorf("registry URI %q: backend %q is not supported (consul, consul-tls, consul-unix)", s, u.Scheme)
+}
+
+// consulClient builds the Consul client from the shared flags, with the
+// scheme forced to HTTPS for a host-less consul-tls:// URI.
+func (o *options) consulClient() (*api.Client, error) {
+	cfg, err := o.consul.Config()
+	if err != nil {
+		return nil, err
+	}
+	if o.forceHTTPS {
+		cfg.Scheme = "https"
+	}
+	return consulclient.NewClient(cfg)
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -240,7 +263,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "registrator: %v\n", err)
 		return exitUsage
 	}
-	consul, err := o.consul.Client()
+	consul, err := o.consulClient()
 	if err != nil {
 		fmt.Fprintf(stderr, "registrator: %v\n", err)
 		return exitUsage

@@ -42,7 +42,7 @@ type mapConfig struct {
 	// OnlyLabel, when set, limits registration to containers carrying this
 	// label (with OnlyValue, when set, as its value).
 	OnlyLabel, OnlyValue string
-	Tags                 []*template.Template // -tags, each element a (possibly literal) template
+	Tags                 *template.Template // -tags: one template over the inspect data (nil: none)
 	DockerHealth         bool
 	HealthTTL            time.Duration
 	LivenessTTL          time.Duration
@@ -151,7 +151,9 @@ func parseAttrs(c *container.InspectResponse, warn func(string, ...any)) *attrs 
 				warn("empty key after the port; key ignored", "key", kind+" "+k)
 				return
 			}
-			port := strconv.Itoa(n)
+			// Compared as written, as gliderlabs master bridge/util.go
+			// serviceMetaData does: SERVICE_080_NAME is not port 80's.
+			port := parts[0]
 			if a.perPort[port] == nil {
 				a.perPort[port] = map[string]string{}
 			}
@@ -164,8 +166,10 @@ func parseAttrs(c *container.InspectResponse, warn func(string, ...any)) *attrs 
 	}
 	if c.Config != nil {
 		for _, kv := range c.Config.Env {
-			k, v, _ := strings.Cut(kv, "=")
-			add("env", k, v)
+			// An entry without "=" is no key (serviceMetaData: len(kvp) > 1).
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				add("env", k, v)
+			}
 		}
 		// Labels override env vars: apply them last, in a fixed order.
 		keys := make([]string, 0, len(c.Config.Labels))
@@ -349,13 +353,14 @@ func networkLabel(c *container.InspectResponse, cfg *mapConfig) string {
 	return ""
 }
 
-// keys that are not turned into service meta.
+// reservedKey reports whether a SERVICE_<key> is not copied into service
+// meta. As gliderlabs registrator master bridge/bridge.go newService, which
+// drops id, tags and name from the attributes it sends as meta (check_*
+// keys stay in the meta); berth also keeps out ignore (gliderlabs never
+// registers a service with a non-empty one) and its own network label key.
 func reservedKey(k string, cfg *mapConfig) bool {
 	switch k {
 	case "name", "tags", "id", "ignore":
-		return true
-	}
-	if strings.HasPrefix(k, "check_") {
 		return true
 	}
 	if strings.HasPrefix(cfg.NetworkLabel, "SERVICE_") && k == strings.ToLower(strings.TrimPrefix(cfg.NetworkLabel, "SERVICE_")) {
@@ -364,258 +369,362 @@ func reservedKey(k string, cfg *mapConfig) bool {
 	return false
 }
 
-// mapContainer turns one running container into its services. Bad input
-// degrades or skips only the service it belongs to, with a warning.
-func mapContainer(c *container.InspectResponse, cfg *mapConfig) mapping {
-	var m mapping
-	name := containerName(c)
-	warn := func(msg string, kv ...any) {
-		m.Warnings = append(m.Warnings, warning{Msg: msg, Args: kv})
-	}
+// mapper holds what mapping one container needs across its ports.
+type mapper struct {
+	c       *container.InspectResponse
+	cfg     *mapConfig
+	name    string // container name without the leading slash
+	a       *attrs
+	m       *mapping
+	hostNet bool
+	// netPeer: network mode container:<id>; peerAddr is that container's address.
+	netPeer  bool
+	peerAddr string
+	labelIP  string // -useIpFromLabel address, "" when unset or invalid
+	cIP      string // container address for -internal
+	cIPErr   error
+}
+
+func (mp *mapper) warn(msg string, kv ...any) {
+	mp.m.Warnings = append(mp.m.Warnings, warning{Msg: msg, Args: kv})
+}
+
+// eligible reports whether c is a running container -only-label lets in.
+func eligible(c *container.InspectResponse, cfg *mapConfig) bool {
 	if c.ContainerJSONBase == nil || c.Config == nil || c.State == nil || !c.State.Running {
-		return m
+		return false
 	}
 	if cfg.OnlyLabel != "" {
 		v, ok := c.Config.Labels[cfg.OnlyLabel]
 		if !ok || (cfg.OnlyValue != "" && v != cfg.OnlyValue) {
-			return m
+			return false
 		}
 	}
-	a := parseAttrs(c, warn)
-	if v, ok := a.generic["ignore"]; ok {
-		ign, err := parseBool(v)
-		if err != nil {
-			warn("SERVICE_IGNORE is not a boolean; container skipped", "key", a.src("", "ignore"), "err", err)
-			return m
-		}
-		if ign {
-			return m
-		}
-	}
-	ports := containerPorts(c)
-	hostNet := c.HostConfig != nil && c.HostConfig.NetworkMode.IsHost()
+	return true
+}
 
-	// Address from a label (-useIpFromLabel), stripping a /cidr suffix.
-	labelIP := ""
-	if cfg.UseIPFromLabel != "" {
-		if v := c.Config.Labels[cfg.UseIPFromLabel]; v != "" {
-			v, _, _ = strings.Cut(strings.TrimSpace(v), "/")
-			if net.ParseIP(v) == nil {
-				warn("label is not an IP address; label ignored", "key", "label "+cfg.UseIPFromLabel, "value", v)
-			} else {
-				labelIP = v
-			}
+// mapContainer turns one running container into its services. Bad input
+// degrades or skips only the service it belongs to, with a warning.
+//
+// Which ports: gliderlabs registrator master bridge/bridge.go (*Bridge).add:
+// the exposed and published ports; without -internal only those published
+// on the host (host networking: every exposed port). The -<port> name
+// suffix applies when more than one port is left after that filter.
+func mapContainer(c *container.InspectResponse, cfg *mapConfig) mapping {
+	return mapSharing(c, cfg, "")
+}
+
+// mapSharing is mapContainer for a container that may share the network
+// of another (network mode container:<id>), whose address is peerAddr
+// ("" when unknown). As gliderlabs master bridge/bridge.go newService, its
+// exposed ports are registered on that container's address.
+func mapSharing(c *container.InspectResponse, cfg *mapConfig, peerAddr string) mapping {
+	var m mapping
+	if !eligible(c, cfg) {
+		return m
+	}
+	mp := &mapper{c: c, cfg: cfg, name: containerName(c), m: &m, peerAddr: peerAddr}
+	mp.a = parseAttrs(c, mp.warn)
+	mp.hostNet = c.HostConfig != nil && c.HostConfig.NetworkMode.IsHost()
+	mp.netPeer = c.HostConfig != nil && c.HostConfig.NetworkMode.IsContainer()
+	mp.resolveAddresses()
+	var ports []portInfo
+	for _, p := range containerPorts(c) {
+		if mp.hostNet || mp.netPeer || cfg.Internal || p.HostPort != "" {
+			ports = append(ports, p)
 		}
 	}
-	var cIP string
-	var cIPErr error
-	if cfg.Internal && !hostNet && labelIP == "" {
-		cIP, _, cIPErr = containerIP(c, cfg)
-	}
-
-	image := c.Config.Image
-	defaultName := imageBaseName(image)
 	isGroup := len(ports) > 1
 	seen := map[string]bool{}
 	for _, p := range ports {
-		port := p.Exposed
-		md := a.merged(port)
-		if v, ok := a.perPort[port]["ignore"]; ok {
-			ign, err := parseBool(v)
-			if err != nil {
-				warn("IGNORE is not a boolean; service skipped", "key", a.src(port, "ignore"), "err", err)
-				continue
-			}
-			if ign {
-				continue
-			}
-		}
-		if cfg.Explicit {
-			if _, ok := md["name"]; !ok {
-				continue
-			}
-		}
-		var addr string
-		var svcPort int
-		switch {
-		case hostNet:
-			svcPort, _ = strconv.Atoi(port)
-			addr = firstNonEmpty(labelIP, cfg.HostIP, cfg.DefaultAddr)
-		case cfg.Internal:
-			svcPort, _ = strconv.Atoi(port)
-			if labelIP != "" {
-				addr = labelIP
-			} else {
-				if cIPErr != nil {
-					warn("no container address; service skipped", "port", port+"/"+p.Proto, "err", cIPErr)
-					continue
-				}
-				addr = cIP
-			}
-		default:
-			if p.HostPort == "" {
-				continue // not published
-			}
-			hp, err := strconv.Atoi(p.HostPort)
-			if err != nil || hp < 1 || hp > 65535 {
-				warn("bad host port; service skipped", "port", port+"/"+p.Proto, "host_port", p.HostPort)
-				continue
-			}
-			svcPort = hp
-			switch {
-			case labelIP != "":
-				addr = labelIP
-			case cfg.HostIP != "":
-				addr = cfg.HostIP
-			case !unspecified(p.HostIP):
-				addr = p.HostIP
-			default:
-				addr = cfg.DefaultAddr
-			}
-		}
-		if svcPort < 1 || svcPort > 65535 {
-			warn("bad port number; service skipped", "port", port)
+		ds := mp.mapPort(p, isGroup)
+		if ds == nil {
 			continue
 		}
-
-		svcName := defaultName
-		if v, ok := md["name"]; ok && strings.TrimSpace(v) != "" {
-			svcName = strings.TrimSpace(v)
-		}
-		if isGroup && !a.fromPort(port, "name") {
-			svcName += "-" + port
-		}
-		if svcName == "" {
-			warn("no service name (image has no base name); service skipped", "port", port)
+		if id := ds.Reg.ID; seen[id] {
+			mp.warn("service ID used twice in this container; later one skipped", "key", mp.a.src(p.Exposed, "id"), "id", id)
 			continue
 		}
-		id := cfg.Hostname + ":" + name + ":" + port
-		if p.Proto == "udp" {
-			id += ":udp"
-		}
-		if v, ok := md["id"]; ok && strings.TrimSpace(v) != "" {
-			id = strings.TrimSpace(v)
-		}
-		if strings.ContainsAny(id, "/?#") {
-			warn("service ID may not contain / ? or #; service skipped", "key", a.src(port, "id"), "id", id)
-			continue
-		}
-		if seen[id] {
-			warn("service ID used twice in this container; later one skipped", "key", a.src(port, "id"), "id", id)
-			continue
-		}
-
-		// Tags: SERVICE_TAGS (templates allowed), then -tags, then udp.
-		var tags []string
-		if v, ok := md["tags"]; ok {
-			t, err := expandTemplate("SERVICE_TAGS", v, c)
-			if err != nil {
-				warn("bad tags template; those tags left out", "key", a.src(port, "tags"), "err", err)
-			} else {
-				tags = append(tags, splitList(t)...)
-			}
-		}
-		for _, tt := range cfg.Tags {
-			var buf bytes.Buffer
-			if err := tt.Execute(&buf, c); err != nil {
-				warn("-tags template failed for this container; tag left out", "key", "-tags "+tt.Name(), "err", err)
-				continue
-			}
-			tags = append(tags, splitList(buf.String())...)
-		}
-		if p.Proto == "udp" {
-			tags = append(tags, "udp")
-		}
-		tags = dedupe(tags)
-
-		meta := map[string]string{}
-		metaKeys := make([]string, 0, len(md))
-		for k := range md {
-			metaKeys = append(metaKeys, k)
-		}
-		sort.Strings(metaKeys)
-		for _, k := range metaKeys {
-			if reservedKey(k, cfg) {
-				continue
-			}
-			v := md[k]
-			switch {
-			case !metaKeyRe.MatchString(k):
-				warn("meta key has characters Consul refuses (allowed: letters, digits, _ and -); key left out", "key", a.src(port, k))
-				continue
-			case len(k) > metaMaxKeyLen:
-				warn("meta key longer than 128 characters; key left out", "key", a.src(port, k))
-				continue
-			case strings.HasPrefix(k, "consul-") || k == metaSource || k == metaHost || k == metaContainerID:
-				warn("meta key is reserved; key left out", "key", a.src(port, k))
-				continue
-			case len(v) > metaMaxValueLen:
-				warn("meta value longer than 512 characters; key left out", "key", a.src(port, k))
-				continue
-			case len(meta) >= metaMaxPairs-3:
-				warn("more than 61 meta keys; key left out", "key", a.src(port, k))
-				continue
-			}
-			meta[k] = v
-		}
-		meta[metaSource] = metaSourceValue
-		meta[metaHost] = cfg.Hostname
-		meta[metaContainerID] = c.ID
-
-		reg := &api.AgentServiceRegistration{
-			ID:      id,
-			Name:    svcName,
-			Tags:    tags,
-			Port:    svcPort,
-			Address: addr,
-			Meta:    meta,
-		}
-		ds := &desiredService{Reg: reg, ContainerID: c.ID, Container: name}
-		check, err := buildCheck(md, addr, svcPort, c.ID)
-		if err != nil {
-			warn("invalid check spec; service skipped", "key", a.src(port, err.key), "err", err.err)
-			continue
-		}
-		if check != nil {
-			check.CheckID = id + ":check"
-			check.Name = "Service '" + svcName + "' check"
-			reg.Checks = append(reg.Checks, check)
-		}
-		if cfg.DockerHealth && c.State.Health != nil && c.Config.Healthcheck != nil &&
-			!(len(c.Config.Healthcheck.Test) > 0 && c.Config.Healthcheck.Test[0] == "NONE") {
-			st := dockerHealthState(c.State.Health)
-			reg.Checks = append(reg.Checks, &api.AgentServiceCheck{
-				CheckID: id + ":docker-health",
-				Name:    "Docker HEALTHCHECK of " + name,
-				TTL:     cfg.HealthTTL.String(),
-				Status:  st.Status,
-			})
-			if ds.TTL == nil {
-				ds.TTL = map[string]ttlState{}
-			}
-			ds.TTL[id+":docker-health"] = st
-		}
-		if cfg.LivenessTTL > 0 {
-			reg.Checks = append(reg.Checks, &api.AgentServiceCheck{
-				CheckID:                        id + ":liveness",
-				Name:                           "registrator liveness on " + cfg.Hostname,
-				TTL:                            cfg.LivenessTTL.String(),
-				Status:                         api.HealthPassing,
-				DeregisterCriticalServiceAfter: cfg.LivenessDereg.String(),
-			})
-			if ds.TTL == nil {
-				ds.TTL = map[string]ttlState{}
-			}
-			ds.TTL[id+":liveness"] = ttlState{Status: api.HealthPassing, Output: "registrator on " + cfg.Hostname + " is running"}
-		}
-		for _, ch := range reg.Checks {
-			ch.Notes = checkNotes(ch)
-		}
-		seen[id] = true
+		seen[ds.Reg.ID] = true
 		m.Services = append(m.Services, ds)
 	}
 	return m
 }
+
+// resolveAddresses reads the -useIpFromLabel address (a /cidr suffix
+// dropped) and, for -internal, the container's own address.
+func (mp *mapper) resolveAddresses() {
+	if l := mp.cfg.UseIPFromLabel; l != "" {
+		if v := mp.c.Config.Labels[l]; v != "" {
+			v, _, _ = strings.Cut(strings.TrimSpace(v), "/")
+			if net.ParseIP(v) == nil {
+				mp.warn("label is not an IP address; label ignored", "key", "label "+l, "value", v)
+			} else {
+				mp.labelIP = v
+			}
+		}
+	}
+	if mp.cfg.Internal && !mp.hostNet && !mp.netPeer && mp.labelIP == "" {
+		mp.cIP, _, mp.cIPErr = containerIP(mp.c, mp.cfg)
+	}
+}
+
+// mapPort builds the service of one port, or nil (with a warning when the
+// input is at fault).
+func (mp *mapper) mapPort(p portInfo, isGroup bool) *desiredService {
+	port := p.Exposed
+	md := mp.a.merged(port)
+	// Any non-empty SERVICE_IGNORE / SERVICE_<port>_IGNORE value ignores
+	// (gliderlabs master bridge/bridge.go newService; its PR #14 chose "any
+	// value" on purpose, and users write SERVICE_IGNORE=always).
+	if md["ignore"] != "" {
+		return nil
+	}
+	if mp.cfg.Explicit && strings.TrimSpace(md["name"]) == "" {
+		return nil
+	}
+	addr, svcPort, ok := mp.portAddr(p)
+	if !ok {
+		return nil
+	}
+	svcName, id, ok := mp.identity(p, md, isGroup)
+	if !ok {
+		return nil
+	}
+	reg := &api.AgentServiceRegistration{
+		ID:      id,
+		Name:    svcName,
+		Tags:    mp.tags(p, md),
+		Port:    svcPort,
+		Address: addr,
+		Meta:    mp.meta(port, md),
+	}
+	ds := &desiredService{Reg: reg, ContainerID: mp.c.ID, Container: mp.name}
+	if !mp.checks(ds, port, md) {
+		return nil
+	}
+	return ds
+}
+
+// portAddr gives the address and port registered for p: host networking
+// and -internal register the exposed port, published mode the host port; the
+// address is the -useIpFromLabel one, else -ip, the binding's address or the
+// host's for published ports, the container's for -internal.
+func (mp *mapper) portAddr(p portInfo) (string, int, bool) {
+	port := p.Exposed
+	var addr string
+	var svcPort int
+	switch {
+	case mp.netPeer:
+		// The network container's address wins over -ip and the label,
+		// as in gliderlabs master (newService sets it last).
+		svcPort, _ = strconv.Atoi(port)
+		if mp.peerAddr == "" {
+			mp.warn("the address of the container whose network this one shares is unknown; service skipped",
+				"port", port+"/"+p.Proto, "network_mode", string(mp.c.HostConfig.NetworkMode))
+			return "", 0, false
+		}
+		addr = mp.peerAddr
+	case mp.hostNet:
+		svcPort, _ = strconv.Atoi(port)
+		addr = firstNonEmpty(mp.labelIP, mp.cfg.HostIP, mp.cfg.DefaultAddr)
+	case mp.cfg.Internal:
+		svcPort, _ = strconv.Atoi(port)
+		if mp.labelIP != "" {
+			addr = mp.labelIP
+		} else {
+			if mp.cIPErr != nil {
+				mp.warn("no container address; service skipped", "port", port+"/"+p.Proto, "err", mp.cIPErr)
+				return "", 0, false
+			}
+			addr = mp.cIP
+		}
+	default:
+		hp, err := strconv.Atoi(p.HostPort)
+		if err != nil || hp < 1 || hp > 65535 {
+			mp.warn("bad host port; service skipped", "port", port+"/"+p.Proto, "host_port", p.HostPort)
+			return "", 0, false
+		}
+		svcPort = hp
+		switch {
+		case mp.labelIP != "":
+			addr = mp.labelIP
+		case mp.cfg.HostIP != "":
+			addr = mp.cfg.HostIP
+		case !unspecified(p.HostIP):
+			addr = p.HostIP
+		default:
+			addr = mp.cfg.DefaultAddr
+		}
+	}
+	if svcPort < 1 || svcPort > 65535 {
+		mp.warn("bad port number; service skipped", "port", port)
+		return "", 0, false
+	}
+	return addr, svcPort, true
+}
+
+// identity gives the service name and ID (gliderlabs master bridge/bridge.go
+// newService): the name is SERVICE_NAME or the image's base name, with
+// -<port> in a group unless named per port; the ID is
+// <hostname>:<container>:<port>[:udp] unless SERVICE_ID is set.
+func (mp *mapper) identity(p portInfo, md map[string]string, isGroup bool) (name, id string, ok bool) {
+	port := p.Exposed
+	name = imageBaseName(mp.c.Config.Image)
+	if v := strings.TrimSpace(md["name"]); v != "" {
+		name = v
+	}
+	if isGroup && !mp.a.fromPort(port, "name") {
+		name += "-" + port
+	}
+	if name == "" {
+		mp.warn("no service name (image has no base name); service skipped", "port", port)
+		return "", "", false
+	}
+	id = mp.cfg.Hostname + ":" + mp.name + ":" + port
+	if p.Proto == "udp" {
+		id += ":udp"
+	}
+	if v := strings.TrimSpace(md["id"]); v != "" {
+		id = v
+	}
+	if strings.ContainsAny(id, "/?#") {
+		mp.warn("service ID may not contain / ? or #; service skipped", "key", mp.a.src(port, "id"), "id", id)
+		return "", "", false
+	}
+	return name, id, true
+}
+
+// tags: SERVICE_TAGS (templates allowed), then -tags, then udp for UDP
+// ports; each split on commas not escaped as \, (gliderlabs master
+// bridge/util.go combineTags).
+func (mp *mapper) tags(p portInfo, md map[string]string) []string {
+	var tags []string
+	if v, ok := md["tags"]; ok {
+		t, err := expandTemplate("SERVICE_TAGS", v, mp.c)
+		if err != nil {
+			mp.warn("bad tags template; those tags left out", "key", mp.a.src(p.Exposed, "tags"), "err", err)
+		} else {
+			tags = append(tags, splitTags(t)...)
+		}
+	}
+	if tt := mp.cfg.Tags; tt != nil {
+		var buf bytes.Buffer
+		if err := tt.Execute(&buf, mp.c); err != nil {
+			mp.warn("-tags template failed for this container; those tags left out", "key", "-tags", "err", err)
+		} else {
+			tags = append(tags, splitTags(buf.String())...)
+		}
+	}
+	if p.Proto == "udp" {
+		tags = append(tags, "udp")
+	}
+	return dedupe(tags)
+}
+
+// meta turns the other SERVICE_* keys into service meta, leaving out (with
+// a warning) what Consul would refuse, and adds the ownership marks.
+func (mp *mapper) meta(port string, md map[string]string) map[string]string {
+	meta := map[string]string{}
+	keys := make([]string, 0, len(md))
+	for k := range md {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if reservedKey(k, mp.cfg) {
+			continue
+		}
+		v := md[k]
+		switch {
+		case !metaKeyRe.MatchString(k):
+			mp.warn("meta key has characters Consul refuses (allowed: letters, digits, _ and -); key left out", "key", mp.a.src(port, k))
+			continue
+		case len(k) > metaMaxKeyLen:
+			mp.warn("meta key longer than 128 characters; key left out", "key", mp.a.src(port, k))
+			continue
+		case strings.HasPrefix(k, "consul-") || k == metaSource || k == metaHost || k == metaContainerID:
+			mp.warn("meta key is reserved; key left out", "key", mp.a.src(port, k))
+			continue
+		case len(v) > metaMaxValueLen:
+			mp.warn("meta value longer than 512 characters; key left out", "key", mp.a.src(port, k))
+			continue
+		case len(meta) >= metaMaxPairs-3:
+			mp.warn("more than 61 meta keys; key left out", "key", mp.a.src(port, k))
+			continue
+		}
+		meta[k] = v
+	}
+	meta[metaSource] = metaSourceValue
+	meta[metaHost] = mp.cfg.Hostname
+	meta[metaContainerID] = mp.c.ID
+	return meta
+}
+
+// checks adds the SERVICE_CHECK_* check (ID service:<id>), the Docker
+// health mirror and the liveness check to ds; false when the check spec is
+// invalid (the service is then skipped).
+func (mp *mapper) checks(ds *desiredService, port string, md map[string]string) bool {
+	reg, id, cfg := ds.Reg, ds.Reg.ID, mp.cfg
+	check, err := buildCheck(md, reg.Address, reg.Port, mp.c.ID)
+	if err != nil {
+		mp.warn("invalid check spec; service skipped", "key", mp.a.src(port, err.key), "err", err.err)
+		return false
+	}
+	if check != nil {
+		// The ID Consul gives a service's single check (gliderlabs
+		// master consul/consul.go Register sends one check without an
+		// ID): applications heartbeat SERVICE_CHECK_TTL by this ID.
+		check.CheckID = mainCheckID(id)
+		check.Name = "Service '" + reg.Name + "' check"
+		reg.Checks = append(reg.Checks, check)
+	}
+	c := mp.c
+	if cfg.DockerHealth && c.State.Health != nil && c.Config.Healthcheck != nil &&
+		!(len(c.Config.Healthcheck.Test) > 0 && c.Config.Healthcheck.Test[0] == "NONE") {
+		st := dockerHealthState(c.State.Health)
+		reg.Checks = append(reg.Checks, &api.AgentServiceCheck{
+			CheckID: dockerHealthCheckID(id),
+			Name:    "Docker HEALTHCHECK of " + mp.name,
+			TTL:     cfg.HealthTTL.String(),
+			Status:  st.Status,
+		})
+		ds.setTTL(dockerHealthCheckID(id), st)
+	}
+	if cfg.LivenessTTL > 0 {
+		reg.Checks = append(reg.Checks, &api.AgentServiceCheck{
+			CheckID:                        livenessCheckID(id),
+			Name:                           "registrator liveness on " + cfg.Hostname,
+			TTL:                            cfg.LivenessTTL.String(),
+			Status:                         api.HealthPassing,
+			DeregisterCriticalServiceAfter: cfg.LivenessDereg.String(),
+		})
+		ds.setTTL(livenessCheckID(id), ttlState{Status: api.HealthPassing, Output: "registrator on " + cfg.Hostname + " is running"})
+	}
+	for _, ch := range reg.Checks {
+		ch.Notes = checkNotes(ch)
+	}
+	return true
+}
+
+func (ds *desiredService) setTTL(checkID string, st ttlState) {
+	if ds.TTL == nil {
+		ds.TTL = map[string]ttlState{}
+	}
+	ds.TTL[checkID] = st
+}
+
+// mainCheckID is the ID of the SERVICE_CHECK_* check of service id:
+// "service:<id>", the name Consul's agent gives the one check of a service
+// registered without a check ID. berth's own TTL checks use
+// dockerHealthCheckID and livenessCheckID, which never collide with it.
+func mainCheckID(id string) string { return "service:" + id }
+
+// dockerHealthCheckID is the ID of the -docker-health check: "<id>:docker-health".
+func dockerHealthCheckID(id string) string { return id + ":docker-health" }
+
+// livenessCheckID is the ID of the -liveness-ttl check: "<id>:liveness".
+func livenessCheckID(id string) string { return id + ":liveness" }
 
 func dockerHealthState(h *container.Health) ttlState {
 	st := ttlState{Status: api.HealthCritical}
@@ -671,7 +780,7 @@ func buildCheck(md map[string]string, addr string, port int, containerID string)
 		ch.Method = md["check_http_method"]
 	case md["check_https"] != "":
 		ch.HTTP = "https://" + hostPort + ensureSlash(md["check_https"])
-		ch.Method = md["check_http_method"]
+		ch.Method = md["check_https_method"] // gliderlabs master consul/consul.go buildCheck
 		if v := md["check_tls_skip_verify"]; v != "" {
 			b, err := parseBool(v)
 			if err != nil {
@@ -696,22 +805,26 @@ func buildCheck(md map[string]string, addr string, port int, containerID string)
 		ch.TTL = md["check_ttl"]
 		needsInterval = false
 	case md["check_tcp"] != "":
-		// As gliderlabs: any value asks for the check, except an explicit false.
-		if b, err := parseBool(md["check_tcp"]); err == nil && !b {
-			return nil, nil
-		}
+		// As gliderlabs master consul/consul.go buildCheck: any value asks
+		// for the check (SERVICE_CHECK_TCP=false too).
 		ch.TCP = hostPort
 	case md["check_grpc"] != "":
 		ch.GRPC = hostPort
-		if v := md["check_grpc"]; v != "true" && v != "1" {
-			ch.GRPC += "/" + v
+		// A true value (gliderlabs' documented "true") checks the whole
+		// server; any other value names the gRPC service (berth).
+		if b, err := parseBool(md["check_grpc"]); err != nil || !b {
+			ch.GRPC += "/" + md["check_grpc"]
 		}
-		if v := md["check_grpc_use_tls"]; v != "" {
+		// Any value turns TLS on, as gliderlabs master buildCheck.
+		ch.GRPCUseTLS = md["check_grpc_use_tls"] != ""
+		// gliderlabs master consul/consul.go buildCheck: skip verify for
+		// gRPC over TLS.
+		if v := md["check_tls_skip_verify"]; v != "" && ch.GRPCUseTLS {
 			b, err := parseBool(v)
 			if err != nil {
-				return nil, &checkErr{"check_grpc_use_tls", err}
+				return nil, &checkErr{"check_tls_skip_verify", err}
 			}
-			ch.GRPCUseTLS = b
+			ch.TLSSkipVerify = b
 		}
 	default:
 		return nil, nil
@@ -779,16 +892,6 @@ func expandTemplate(name, text string, data any) (string, error) {
 		return "", err
 	}
 	return buf.String(), nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 func dedupe(in []string) []string {

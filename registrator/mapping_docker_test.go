@@ -34,6 +34,7 @@ func TestMappingRules(t *testing.T) {
 	runC(t, "map-udp", []string{"-p", "127.0.0.1::5353/udp", "-e", "SERVICE_NAME=berth-test-dns"}, "-udp", ":5353")
 	// Ignored containers and ports.
 	runC(t, "map-ignored", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_IGNORE=true"}, "-listen", ":8080")
+	// Any value ignores, as in gliderlabs (bridge.go newService).
 	runC(t, "map-badignore", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_IGNORE=perhaps"}, "-listen", ":8080")
 	runC(t, "map-portignore", []string{"-p", "127.0.0.1::8080", "-p", "127.0.0.1::9090",
 		"-e", "SERVICE_8080_IGNORE=1", "-e", "SERVICE_NAME=berth-test-pi"}, "-listen", ":8080,:9090")
@@ -56,18 +57,18 @@ func TestMappingRules(t *testing.T) {
 		"-e", `SERVICE_TAGS=name-{{.Config.Labels.tier}}`, "-l", "tier=gold"}, "-listen", ":8080")
 
 	want := []string{
-		h + ":berth-test-map-web:8080",
-		h + ":berth-test-map-two:8080", h + ":berth-test-map-two:9090",
-		h + ":berth-test-map-udp:5353:udp",
-		h + ":berth-test-map-portignore:9090",
-		h + ":berth-test-map-hostnet:18555",
+		h + ":" + cn("map-web") + ":8080",
+		h + ":" + cn("map-two") + ":8080", h + ":" + cn("map-two") + ":9090",
+		h + ":" + cn("map-udp") + ":5353:udp",
+		h + ":" + cn("map-portignore") + ":9090",
+		h + ":" + cn("map-hostnet") + ":18555",
 		"berth-test-custom-id",
-		h + ":berth-test-map-badtags:8080",
-		h + ":berth-test-map-tmpl:8080",
+		h + ":" + cn("map-badtags") + ":8080",
+		h + ":" + cn("map-tmpl") + ":8080",
 	}
 	got := waitIDs(t, c, h, 30*time.Second, want...)
 
-	web := got[h+":berth-test-map-web:8080"]
+	web := got[h+":"+cn("map-web")+":8080"]
 	if web.Service != "berth-test-web" || web.Address != "127.0.0.1" || strconv.Itoa(web.Port) != hostPort(t, "map-web", "8080") {
 		t.Errorf("web: got name %q address %q port %d", web.Service, web.Address, web.Port)
 	}
@@ -80,37 +81,37 @@ func TestMappingRules(t *testing.T) {
 	if _, ok := web.Meta["bad.key"]; ok {
 		t.Errorf("web meta has the invalid key bad.key: %v", web.Meta)
 	}
-	two8080, two9090 := got[h+":berth-test-map-two:8080"], got[h+":berth-test-map-two:9090"]
+	two8080, two9090 := got[h+":"+cn("map-two")+":8080"], got[h+":"+cn("map-two")+":9090"]
 	if two8080.Service != "berth-test-registrator-8080" || !slices.Equal(two8080.Tags, []string{"generic"}) {
 		t.Errorf("two/8080: name %q tags %v; want the image base name with -8080 and the generic tags", two8080.Service, two8080.Tags)
 	}
 	if two9090.Service != "berth-test-admin" || !slices.Equal(two9090.Tags, []string{"admin"}) {
 		t.Errorf("two/9090: name %q tags %v; want the per-port name without suffix and per-port tags", two9090.Service, two9090.Tags)
 	}
-	udp := got[h+":berth-test-map-udp:5353:udp"]
+	udp := got[h+":"+cn("map-udp")+":5353:udp"]
 	if udp.Service != "berth-test-dns" || !slices.Contains(udp.Tags, "udp") || strconv.Itoa(udp.Port) != hostPort(t, "map-udp", "5353/udp") {
 		t.Errorf("udp: %q tags %v port %d", udp.Service, udp.Tags, udp.Port)
 	}
-	if hn := got[h+":berth-test-map-hostnet:18555"]; hn.Port != 18555 || hn.Address != "127.0.0.1" {
+	if hn := got[h+":"+cn("map-hostnet")+":18555"]; hn.Port != 18555 || hn.Address != "127.0.0.1" {
 		t.Errorf("host networking: port %d address %q; want the exposed port on -ip", hn.Port, hn.Address)
 	}
-	if bt := got[h+":berth-test-map-badtags:8080"]; len(bt.Tags) != 0 {
+	if bt := got[h+":"+cn("map-badtags")+":8080"]; len(bt.Tags) != 0 {
 		t.Errorf("bad tags template: tags %v, want none", bt.Tags)
 	}
-	if tm := got[h+":berth-test-map-tmpl:8080"]; !slices.Equal(tm.Tags, []string{"name-gold"}) {
+	if tm := got[h+":"+cn("map-tmpl")+":8080"]; !slices.Equal(tm.Tags, []string{"name-gold"}) {
 		t.Errorf("tags template: %v, want [name-gold]", tm.Tags)
 	}
 
 	// Checks, as the agent runs them (Consul does not hand definitions
 	// back; the output names what was probed). The exact definitions are
 	// checked in TestBuildCheck.
-	checkOutput(t, c, "berth-test-web", h+":berth-test-map-web:8080:check", "http", "GET http://127.0.0.1:"+hostPort(t, "map-web", "8080")+"/health: 200")
-	checkOutput(t, c, "berth-test-tcp", "berth-test-custom-id:check", "tcp", "TCP connect 127.0.0.1:"+hostPort(t, "map-tcp", "8080")+": Success")
+	checkOutput(t, c, "berth-test-web", "service:"+h+":"+cn("map-web")+":8080", "http", "GET http://127.0.0.1:"+hostPort(t, "map-web", "8080")+"/health: 200")
+	checkOutput(t, c, "berth-test-tcp", "service:berth-test-custom-id", "tcp", "TCP connect 127.0.0.1:"+hostPort(t, "map-tcp", "8080")+": Success")
 	// The HTTP check really passes through the published port, so the
 	// instance is in /v1/health/service's passing list.
 	eventually(t, 20*time.Second, "web passing", func() (bool, string) {
 		p := passing(t, c, "berth-test-web")
-		return slices.Equal(p, []string{h + ":berth-test-map-web:8080"}), strings.Join(p, ",")
+		return slices.Equal(p, []string{h + ":" + cn("map-web") + ":8080"}), strings.Join(p, ",")
 	})
 	eventually(t, 20*time.Second, "tcp passing", func() (bool, string) {
 		p := passing(t, c, "berth-test-tcp")
@@ -119,11 +120,10 @@ func TestMappingRules(t *testing.T) {
 
 	logs := r.logs.String()
 	for _, want := range []string{
-		`container=berth-test-map-web key="label SERVICE_bad.key"`,
-		`container=berth-test-map-two key="env SERVICE_99999_NAME"`,
-		`container=berth-test-map-badignore key="env SERVICE_IGNORE"`,
-		`container=berth-test-map-badcheck key="env SERVICE_CHECK_INTERVAL"`,
-		`container=berth-test-map-badtags key="env SERVICE_TAGS"`,
+		"container=" + cn("map-web") + ` key="label SERVICE_bad.key"`,
+		"container=" + cn("map-two") + ` key="env SERVICE_99999_NAME"`,
+		"container=" + cn("map-badcheck") + ` key="env SERVICE_CHECK_INTERVAL"`,
+		"container=" + cn("map-badtags") + ` key="env SERVICE_TAGS"`,
 	} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log has no line with %s", want)
@@ -148,10 +148,10 @@ func TestInternalNetworksExplicit(t *testing.T) {
 
 	// Attached to both networks; the label picks net2.
 	runC(t, "int-label", []string{"--network", n1, "--expose", "8080", "-e", "SERVICE_NAME=berth-test-int-label", "-l", "SERVICE_NETWORK=" + n2}, "-listen", ":8080")
-	docker(t, "network", "connect", n2, "berth-test-int-label")
+	docker(t, "network", "connect", n2, cn("int-label"))
 	// Attached to both; no label: its own network (the one it was started on).
 	runC(t, "int-mode", []string{"--network", n2, "--expose", "8080", "-e", "SERVICE_NAME=berth-test-int-mode"}, "-listen", ":8080")
-	docker(t, "network", "connect", n1, "berth-test-int-mode")
+	docker(t, "network", "connect", n1, cn("int-mode"))
 	// The label names a network the container is not on: skipped, logged.
 	runC(t, "int-wrongnet", []string{"--network", n1, "--expose", "8080", "-e", "SERVICE_NAME=berth-test-int-wrong", "-l", "SERVICE_NETWORK=berth-test-nosuch"})
 	// Address from a label, IPv6 with a /cidr suffix.
@@ -163,9 +163,9 @@ func TestInternalNetworksExplicit(t *testing.T) {
 	// docker network connect happens after start: the reconcile after the
 	// connect event (or the address read then) must pick it up; force a
 	// resync-like pass by restarting nothing: the label case needs net2.
-	want := []string{h + ":berth-test-int-label:8080", h + ":berth-test-int-mode:8080", h + ":berth-test-int-v6label:8080"}
+	want := []string{h + ":" + cn("int-label") + ":8080", h + ":" + cn("int-mode") + ":8080", h + ":" + cn("int-v6label") + ":8080"}
 	ipOn := func(name, net string) string {
-		return docker(t, "inspect", "-f", "{{(index .NetworkSettings.Networks \""+net+"\").IPAddress}}", "berth-test-"+name)
+		return docker(t, "inspect", "-f", "{{(index .NetworkSettings.Networks \""+net+"\").IPAddress}}", cn(name))
 	}
 	var got map[string]*api.AgentService
 	eventually(t, 30*time.Second, "internal addresses", func() (bool, string) {
@@ -184,8 +184,8 @@ func TestInternalNetworksExplicit(t *testing.T) {
 	if v6.Address != "fd00:b0b:2::99" {
 		t.Errorf("IPv6 from label: address %q", v6.Address)
 	}
-	checkOutput(t, c, "berth-test-int-v6", want[2]+":check", "tcp", "TCP connect [fd00:b0b:2::99]:8080: Success")
-	if !strings.Contains(r.logs.String(), "berth-test-nosuch") || !strings.Contains(r.logs.String(), "container=berth-test-int-wrongnet") {
+	checkOutput(t, c, "berth-test-int-v6", "service:"+want[2], "tcp", "TCP connect [fd00:b0b:2::99]:8080: Success")
+	if !strings.Contains(r.logs.String(), "berth-test-nosuch") || !strings.Contains(r.logs.String(), "container="+cn("int-wrongnet")) {
 		t.Errorf("no log line about the unknown network of berth-test-int-wrongnet")
 	}
 }

@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,7 +49,8 @@ type Registrator struct {
 	cfg    Config
 	log    *slog.Logger
 	m      *metrics
-	consul *api.Client
+	consul *api.Client // the catalog watch
+	agent  agentAPI    // what reconcile passes read and write
 	docker *client.Client
 
 	// queue of Docker events and resync requests, filled by the event loop.
@@ -65,10 +64,13 @@ type Registrator struct {
 	forceSync     atomic.Bool
 
 	// Main-loop state (touched only by the loop goroutine).
-	containers    map[string]*entry  // running containers by ID
-	failed        map[string]bool    // containers that exited non-zero (on-success)
-	rejected      map[string]refusal // service ID → definition the agent refused
+	running       map[string]*container.InspectResponse // running containers by ID
+	crashed       map[string]bool                       // containers that exited with a crash (see crashed)
+	peerAddr      map[string]string                     // container ID → address of the container whose network it shares
+	rejected      map[string]refusal                    // service ID → definition the agent refused
 	warnedForeign map[string]bool
+	warned        map[string]string // container name → the mapping warnings last logged
+	mapped        *mapCache
 	listed        bool // Docker listed at least once: desired state is known
 	view          *agentView
 
@@ -82,12 +84,6 @@ type Registrator struct {
 	dockerUp atomic.Bool
 	consulOK atomic.Bool
 	passes   atomic.Int64
-}
-
-type entry struct {
-	id, name string
-	services []*desiredService
-	warnKey  string
 }
 
 // refusal remembers a definition the agent refused, so that it is not sent
@@ -129,13 +125,16 @@ func New(cfg Config) (*Registrator, error) {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
 	return &Registrator{
-		cfg: cfg, log: cfg.Log, m: cfg.Metrics, consul: cfg.Consul, docker: dc,
+		cfg: cfg, log: cfg.Log, m: cfg.Metrics, consul: cfg.Consul, agent: consulAgent{cfg.Consul}, docker: dc,
 		qready:        make(chan struct{}, 1),
 		consulChanged: make(chan struct{}, 1),
-		containers:    map[string]*entry{},
-		failed:        map[string]bool{},
+		running:       map[string]*container.InspectResponse{},
+		crashed:       map[string]bool{},
+		peerAddr:      map[string]string{},
 		rejected:      map[string]refusal{},
 		warnedForeign: map[string]bool{},
+		warned:        map[string]string{},
+		mapped:        newMapCache(),
 		ttl:           map[string]ttlState{},
 	}, nil
 }
@@ -239,7 +238,7 @@ func (r *Registrator) eventLoop(ctx context.Context) {
 					since = time.Unix(0, m.TimeNano)
 				}
 				bo.Reset()
-				if id := relevant(m); id != "" {
+				if id := relevant(m); id != "" && r.labelled(m) {
 					r.m.events.Inc()
 					r.push(queued{id: id, action: string(m.Action)})
 				}
@@ -280,6 +279,19 @@ func relevant(m events.Message) string {
 		return m.Actor.ID
 	}
 	return ""
+}
+
+// labelled reports whether a container event may concern a container
+// -only-label lets in (Docker copies a container's labels into the
+// attributes of its events); network events name no container labels and
+// always pass.
+func (r *Registrator) labelled(m events.Message) bool {
+	key := r.cfg.Map.OnlyLabel
+	if key == "" || m.Type != events.ContainerEventType {
+		return true
+	}
+	v, ok := m.Actor.Attributes[key]
+	return ok && (r.cfg.Map.OnlyValue == "" || v == r.cfg.Map.OnlyValue)
 }
 
 // agentWatch blocks on this node's services in the catalog and asks for a
@@ -343,7 +355,7 @@ func (r *Registrator) agentNeedsPass() bool {
 	}
 	seen := 0
 	for _, c := range snap.services {
-		if !r.owned(c) {
+		if !owned(c, r.cfg.Map.Hostname) {
 			continue
 		}
 		seen++
@@ -353,13 +365,13 @@ func (r *Registrator) agentNeedsPass() bool {
 			return true
 		}
 	}
-	owned := 0
+	n := 0
 	for _, v := range r.view.services {
-		if r.owned(v) {
-			owned++
+		if owned(v, r.cfg.Map.Hostname) {
+			n++
 		}
 	}
-	return owned != seen
+	return n != seen
 }
 
 // heartbeat keeps the registrator-maintained TTL checks (Docker health and
@@ -400,7 +412,7 @@ func (r *Registrator) heartbeat(ctx context.Context) {
 			var err error
 			if ok {
 				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				err = r.consul.Agent().UpdateTTLOpts(id, st.Output, st.Status, (&api.QueryOptions{}).WithContext(cctx))
+				err = r.agent.UpdateTTL(cctx, id, st.Output, st.Status)
 				cancel()
 			}
 			r.sendMu.Unlock()
@@ -559,6 +571,20 @@ func lastOccurrences(ids []string) []string {
 	return out
 }
 
+// dockerSignalledBit is set in a container's exit code when its process
+// was ended by a signal (128 + signal number: 137 for SIGKILL, 143 for
+// SIGTERM).
+const dockerSignalledBit = 128
+
+// crashed reports whether a container that exited with code keeps its
+// services under -deregister on-success: only when the code is non-zero and
+// does not have the signalled bit, so `docker stop` and `docker kill`
+// deregister and only a crash keeps the service. Rule of gliderlabs
+// registrator master, bridge/bridge.go (*Bridge).shouldRemove.
+func crashed(code int) bool {
+	return code != 0 && code&dockerSignalledBit != dockerSignalledBit
+}
+
 var exitedRe = regexp.MustCompile(`^Exited \((-?\d+)\)`)
 
 // listContainers re-reads every container: running ones are inspected and
@@ -566,7 +592,16 @@ var exitedRe = regexp.MustCompile(`^Exited \((-?\d+)\)`)
 func (r *Registrator) listContainers(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	list, err := r.docker.ContainerList(ctx, container.ListOptions{All: true})
+	opts := container.ListOptions{All: true}
+	if k := r.cfg.Map.OnlyLabel; k != "" {
+		// Docker does the -only-label filtering: other containers on a
+		// shared daemon are neither inspected nor mapped.
+		if v := r.cfg.Map.OnlyValue; v != "" {
+			k += "=" + v
+		}
+		opts.Filters = filters.NewArgs(filters.Arg("label", k))
+	}
+	list, err := r.docker.ContainerList(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("list containers: %w", err)
 	}
@@ -577,8 +612,10 @@ func (r *Registrator) listContainers(ctx context.Context) error {
 			running = append(running, c.ID)
 			continue
 		}
-		if m := exitedRe.FindStringSubmatch(c.Status); m != nil && m[1] != "0" {
-			failed[c.ID] = true
+		if m := exitedRe.FindStringSubmatch(c.Status); m != nil {
+			if code, err := strconv.Atoi(m[1]); err == nil && crashed(code) {
+				failed[c.ID] = true
+			}
 		}
 	}
 	type res struct {
@@ -608,16 +645,17 @@ func (r *Registrator) listContainers(ctx context.Context) error {
 			}
 			return fmt.Errorf("inspect %s: %w", short(x.id), x.err)
 		}
-		r.apply(x.id, &x.c)
+		r.apply(ctx, x.id, &x.c)
 		alive[x.id] = true
 	}
 	// Containers that are gone or no longer running have no services.
-	for id := range r.containers {
+	for id := range r.running {
 		if !alive[id] {
-			delete(r.containers, id)
+			delete(r.running, id)
+			delete(r.peerAddr, id)
 		}
 	}
-	r.failed = failed
+	r.crashed = failed
 	r.listed = true
 	return nil
 }
@@ -630,35 +668,55 @@ func (r *Registrator) inspect(ctx context.Context, id string) (bool, error) {
 	c, err := r.docker.ContainerInspect(ctx, id)
 	if err != nil {
 		if client.IsErrNotFound(err) {
-			delete(r.failed, id)
-			delete(r.containers, id)
+			delete(r.crashed, id)
+			delete(r.running, id)
+			delete(r.peerAddr, id)
 			return true, nil
 		}
 		return false, fmt.Errorf("inspect %s: %w", short(id), err)
 	}
-	r.apply(id, &c)
+	r.apply(ctx, id, &c)
 	return true, nil
 }
 
-func (r *Registrator) apply(id string, c *container.InspectResponse) {
+// apply records one inspected container: running ones are mapped at the
+// next pass, exited ones are remembered when they crashed. For a container
+// sharing another's network (network mode container:<id>) it also reads
+// that container's address.
+func (r *Registrator) apply(ctx context.Context, id string, c *container.InspectResponse) {
+	delete(r.peerAddr, id)
 	if c.State == nil || !c.State.Running {
-		delete(r.containers, id)
-		if c.State != nil && c.State.ExitCode != 0 {
-			r.failed[id] = true
+		delete(r.running, id)
+		if c.State != nil && crashed(c.State.ExitCode) {
+			r.crashed[id] = true
 		} else {
-			delete(r.failed, id)
+			delete(r.crashed, id)
 		}
 		return
 	}
-	delete(r.failed, id)
-	m := mapContainer(c, &r.cfg.Map)
-	e := &entry{id: id, name: containerName(c), services: m.Services, warnKey: fmt.Sprint(m.Warnings)}
-	if old := r.containers[id]; old == nil || old.warnKey != e.warnKey {
-		for _, w := range m.Warnings {
-			r.log.Warn(w.Msg, append([]any{"container", e.name}, w.Args...)...)
+	delete(r.crashed, id)
+	r.running[id] = c
+	if c.HostConfig != nil && c.HostConfig.NetworkMode.IsContainer() {
+		if addr, err := r.networkPeerAddr(ctx, c.HostConfig.NetworkMode.ConnectedContainer()); err != nil {
+			r.log.Warn("cannot read the container whose network this one shares", "container", containerName(c), "err", err)
+		} else {
+			r.peerAddr[id] = addr
 		}
 	}
-	r.containers[id] = e
+}
+
+// networkPeerAddr is the address of container idOrName, chosen as for
+// -internal (containerIP).
+func (r *Registrator) networkPeerAddr(ctx context.Context, idOrName string) (string, error) {
+	peer, err := r.docker.ContainerInspect(ctx, idOrName)
+	if err != nil {
+		return "", fmt.Errorf("inspect %s: %w", short(idOrName), err)
+	}
+	ip, _, err := containerIP(&peer, &r.cfg.Map)
+	if err != nil {
+		return "", fmt.Errorf("container %s: %w", containerName(&peer), err)
+	}
+	return ip, nil
 }
 
 func short(id string) string {
@@ -669,274 +727,80 @@ func short(id string) string {
 }
 
 // reconcile makes the agent's owned services equal to the desired ones,
-// writing only what differs.
+// writing only what differs: it reads the agent when needed, plans
+// (planFor) and applies the plan (applyPlan).
 func (r *Registrator) reconcile(ctx context.Context, trigger string) error {
 	r.m.passes.WithLabelValues(trigger).Inc()
 	r.passes.Add(1)
 	// A hung agent must not hold the loop forever.
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	q := (&api.QueryOptions{}).WithContext(ctx)
 	// Passes after Docker events compare with the agent view read by the
 	// last full pass and kept up to date with our own writes; every other
 	// pass (start, resync, reconnect, agent change, retry) reads the agent
 	// afresh, so anything the agent lost or someone changed is repaired.
 	if trigger != "event" || r.view == nil {
 		r.view = nil
-		services, err := r.consul.Agent().ServicesWithFilterOpts("", q)
+		v, err := readAgent(ctx, r.agent)
 		if err != nil {
-			return fmt.Errorf("read agent services: %w", err)
-		}
-		checks, err := r.consul.Agent().ChecksWithFilterOpts("", q)
-		if err != nil {
-			return fmt.Errorf("read agent checks: %w", err)
-		}
-		v := &agentView{services: services, checks: map[string][]*api.AgentCheck{}}
-		for _, ch := range checks {
-			if ch.ServiceID != "" {
-				v.checks[ch.ServiceID] = append(v.checks[ch.ServiceID], ch)
-			}
+			return err
 		}
 		r.view = v
 	}
-	view := r.view
-	services, byService := view.services, view.checks
-	ok := false
-	defer func() {
-		if !ok {
-			r.view = nil // a failed pass leaves the view unknown
-		}
-	}()
-
-	// Desired state, in a fixed order: containers by name, then ID.
-	ents := make([]*entry, 0, len(r.containers))
-	for _, e := range r.containers {
-		ents = append(ents, e)
-	}
-	sort.Slice(ents, func(i, j int) bool {
-		if ents[i].name != ents[j].name {
-			return ents[i].name < ents[j].name
-		}
-		return ents[i].id < ents[j].id
+	p := planFor(planInput{
+		Running: r.running, PeerAddr: r.peerAddr, Crashed: r.crashed, Agent: r.view, Map: &r.cfg.Map,
+		DeregisterOnSuccess: r.cfg.DeregisterOnSuccess, Refused: r.rejected, Now: time.Now(), Cache: r.mapped,
 	})
-	desired := map[string]*desiredService{}
-	var order []string
-	ttl := map[string]ttlState{}
-	for _, e := range ents {
-		for _, s := range e.services {
-			if prev, dup := desired[s.Reg.ID]; dup {
-				if prev.ContainerID != s.ContainerID {
-					r.log.Warn("service ID claimed by two containers; keeping the first", "id", s.Reg.ID, "container", s.Container, "kept", prev.Container)
-				}
-				continue
-			}
-			desired[s.Reg.ID] = s
-			order = append(order, s.Reg.ID)
-		}
+	r.logPlan(p)
+	writes, err := r.applyPlan(ctx, p)
+	if err != nil {
+		r.view = nil // a failed pass leaves the view unknown
+		return err
 	}
-
-	writes := 0
-	for _, id := range order {
-		d := desired[id]
-		a := services[id]
-		if a != nil && !r.owned(a) && !r.legacyID(id) {
-			if !r.warnedForeign[id] {
-				r.warnedForeign[id] = true
-				r.log.Warn("service ID already registered by someone else; not touching it", "id", id, "container", d.Container)
-			}
-			continue
-		}
-		delete(r.warnedForeign, id)
-		if a == nil || !sameService(a, d.Reg, byService[id]) {
-			fp := fingerprint(d.Reg)
-			if rj, ok := r.rejected[id]; ok && rj.def == fp && time.Since(rj.at) < refusedRetry {
-				continue
-			}
-			r.sendMu.Lock()
-			r.setTTL(d.TTL)
-			err := r.consul.Agent().ServiceRegisterOpts(d.Reg, api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx))
-			r.sendMu.Unlock()
-			if err != nil {
-				var se api.StatusError
-				if errors.As(err, &se) {
-					// The agent answered and refused this definition (Consul
-					// uses 400 and 500 for that): skip this one service until
-					// its definition changes; everything else goes on.
-					r.rejected[id] = refusal{def: fp, at: time.Now()}
-					r.m.refused.Inc()
-					r.log.Error("Consul refused the service; skipped until its definition changes", "container", d.Container, "id", id, "code", se.Code, "err", strings.TrimSpace(se.Body))
-					continue
-				}
-				return fmt.Errorf("register %s: %w", id, err)
-			}
-			delete(r.rejected, id)
-			view.registered(d.Reg)
-			writes++
-			r.m.registrations.Inc()
-			r.log.Info("registered", "id", id, "service", d.Reg.Name, "address", d.Reg.Address, "port", d.Reg.Port, "container", d.Container)
-		} else {
-			// Unchanged registration: only bring TTL statuses up to date.
-			have := map[string]string{}
-			for _, ch := range byService[id] {
-				have[ch.CheckID] = ch.Status
-			}
-			for cid, st := range d.TTL {
-				if have[cid] != st.Status {
-					r.sendMu.Lock()
-					r.setTTL(map[string]ttlState{cid: st})
-					err := r.consul.Agent().UpdateTTLOpts(cid, st.Output, st.Status, q)
-					r.sendMu.Unlock()
-					if err != nil {
-						var se api.StatusError
-						if !errors.As(err, &se) {
-							return fmt.Errorf("update check %s: %w", cid, err)
-						}
-						r.log.Warn("check status update refused", "check", cid, "container", d.Container, "err", strings.TrimSpace(se.Body))
-						continue
-					}
-					view.setStatus(id, cid, st.Status)
-					r.m.checkUpdates.Inc()
-				}
-			}
-		}
-		for cid, st := range d.TTL {
-			ttl[cid] = st
-		}
+	wanted := make(map[string]bool, len(p.Wanted))
+	for _, id := range p.Wanted {
+		wanted[id] = true
 	}
 	for id := range r.rejected {
-		if desired[id] == nil {
+		if !wanted[id] {
 			delete(r.rejected, id)
 		}
 	}
-	ownedIDs := make([]string, 0)
-	for id, a := range services {
-		if r.owned(a) && desired[id] == nil {
-			ownedIDs = append(ownedIDs, id)
-		}
-	}
-	sort.Strings(ownedIDs)
-	for _, id := range ownedIDs {
-		a := services[id]
-		if r.cfg.DeregisterOnSuccess && r.failed[a.Meta[metaContainerID]] {
-			continue // kept: the container exited non-zero (-deregister on-success)
-		}
-		if err := r.consul.Agent().ServiceDeregisterOpts(id, q); err != nil {
-			var se api.StatusError
-			if !errors.As(err, &se) {
-				return fmt.Errorf("deregister %s: %w", id, err)
-			}
-			if se.Code != 404 {
-				r.log.Error("Consul refused to deregister the service", "id", id, "code", se.Code, "err", strings.TrimSpace(se.Body))
-				continue
-			}
-		}
-		view.deregistered(id)
-		writes++
-		r.m.deregistrations.Inc()
-		r.log.Info("deregistered", "id", id, "service", a.Service)
-	}
-	ok = true
 	r.m.writes.Add(float64(writes))
-	r.m.services.Set(float64(len(desired)))
-	r.tmu.Lock()
-	r.ttl = ttl
-	r.tmu.Unlock()
+	r.m.services.Set(float64(len(p.Wanted)))
 	if writes > 0 {
-		r.log.Debug("reconciled", "trigger", trigger, "writes", writes, "services", len(desired))
+		r.log.Debug("reconciled", "trigger", trigger, "writes", writes, "services", len(p.Wanted))
 	}
 	return nil
 }
 
-// agentView is the agent's services and their checks as last read, updated
-// with every write this registrator makes.
-type agentView struct {
-	services map[string]*api.AgentService
-	checks   map[string][]*api.AgentCheck
-}
-
-func (v *agentView) registered(reg *api.AgentServiceRegistration) {
-	v.services[reg.ID] = &api.AgentService{ID: reg.ID, Service: reg.Name, Tags: reg.Tags, Port: reg.Port,
-		Address: reg.Address, Meta: reg.Meta, EnableTagOverride: reg.EnableTagOverride}
-	chs := make([]*api.AgentCheck, 0, len(reg.Checks))
-	for _, c := range reg.Checks {
-		st := c.Status
-		if st == "" {
-			st = api.HealthCritical
+// logPlan logs what the plan found wrong with the input, each once while
+// it stays so: mapping warnings per container, IDs held by others.
+func (r *Registrator) logPlan(p *plan) {
+	for name, ws := range p.Warnings {
+		key := fmt.Sprint(ws)
+		if r.warned[name] == key {
+			continue
 		}
-		chs = append(chs, &api.AgentCheck{CheckID: c.CheckID, Name: c.Name, Notes: c.Notes, Status: st, ServiceID: reg.ID})
-	}
-	v.checks[reg.ID] = chs
-}
-
-func (v *agentView) deregistered(id string) {
-	delete(v.services, id)
-	delete(v.checks, id)
-}
-
-func (v *agentView) setStatus(serviceID, checkID, status string) {
-	for _, c := range v.checks[serviceID] {
-		if c.CheckID == checkID {
-			c.Status = status
+		r.warned[name] = key
+		for _, w := range ws {
+			r.log.Warn(w.Msg, append([]any{"container", name}, w.Args...)...)
 		}
 	}
-}
-
-func (r *Registrator) owned(a *api.AgentService) bool {
-	return a.Meta[metaSource] == metaSourceValue && a.Meta[metaHost] == r.cfg.Map.Hostname
-}
-
-// legacyID reports whether id has the default gliderlabs shape for this host
-// (<host>:<container>:<port>[:udp]): a registration gliderlabs/registrator
-// left, which we adopt by re-registering it with our ownership marks.
-func (r *Registrator) legacyID(id string) bool {
-	rest, ok := strings.CutPrefix(id, r.cfg.Map.Hostname+":")
-	if !ok {
-		return false
-	}
-	parts := strings.Split(rest, ":")
-	if len(parts) == 3 && parts[2] == "udp" {
-		parts = parts[:2]
-	}
-	if len(parts) != 2 {
-		return false
-	}
-	_, err := strconv.Atoi(parts[1])
-	return err == nil
-}
-
-// sameService compares the agent's copy of a service and its checks with
-// the wanted registration, field by field.
-func sameService(a *api.AgentService, w *api.AgentServiceRegistration, checks []*api.AgentCheck) bool {
-	if a.Service != w.Name || a.Port != w.Port || a.Address != w.Address || a.EnableTagOverride != w.EnableTagOverride {
-		return false
-	}
-	if len(a.Tags) != len(w.Tags) || (len(w.Tags) > 0 && !slices.Equal(a.Tags, w.Tags)) {
-		return false
-	}
-	if len(a.Meta) != len(w.Meta) {
-		return false
-	}
-	for k, v := range w.Meta {
-		if av, ok := a.Meta[k]; !ok || av != v {
-			return false
+	for name := range r.warned {
+		if p.Warnings[name] == nil {
+			delete(r.warned, name)
 		}
 	}
-	if len(checks) != len(w.Checks) {
-		return false
-	}
-	have := map[string]string{}
-	for _, ch := range checks {
-		have[ch.CheckID] = ch.Notes
-	}
-	for _, ch := range w.Checks {
-		if n, ok := have[ch.CheckID]; !ok || n != ch.Notes {
-			return false
+	foreign := map[string]bool{}
+	for _, c := range p.Foreign {
+		foreign[c.ServiceID] = true
+		if !r.warnedForeign[c.ServiceID] {
+			r.log.Warn("service ID already registered by someone else; not touching it", "id", c.ServiceID, "container", c.Container)
 		}
 	}
-	return true
-}
-
-func fingerprint(reg *api.AgentServiceRegistration) string {
-	b, _ := json.Marshal(reg)
-	return string(b)
+	r.warnedForeign = foreign
+	for _, c := range p.Duplicates {
+		r.log.Warn("service ID claimed by two containers; keeping the first", "id", c.ServiceID, "container", c.Container, "kept", c.Holder)
+	}
 }

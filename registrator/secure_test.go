@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,30 +26,37 @@ func TestACLTokenAndTLS(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	host := hostFor(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	var logs logBuf
-	cmd := exec.CommandContext(ctx, binPath, "-hostname", host, "-ip", "127.0.0.1", "-log-level", "debug",
-		"-only-label", testLabel, "-ca-file", a.TLS.CAFile, "-tls-server-name", a.TLS.ServerName,
-		"-token-file", tokenFile, "consul-tls://"+a.HTTPSAddr())
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	c := a.Client() // one client: each a.Client() opens its own connections
 	runC(t, "secure-web", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_NAME=secure-web"})
-	eventually(t, 30*time.Second, "secure-web registered over HTTPS with the token", func() (bool, string) {
-		got := ownedServices(t, a.Client(), host)
-		for _, s := range got {
-			if s.Service == "secure-web" {
-				return true, ""
-			}
+	// With a host, and without one: consul-tls:// alone is the default agent
+	// (CONSUL_HTTP_ADDR) over HTTPS (gliderlabs master consul/consul.go
+	// Factory.New: scheme https, address from api.DefaultConfig()).
+	for i, uri := range []string{"consul-tls://" + a.HTTPSAddr(), "consul-tls://"} {
+		host := fmt.Sprintf("%s-%d", hostFor(t), i)
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		var logs logBuf
+		cmd := exec.CommandContext(ctx, binPath, "-hostname", host, "-ip", "127.0.0.1", "-log-level", "debug",
+			"-only-label", onlyLabel(t), "-ca-file", a.TLS.CAFile, "-tls-server-name", a.TLS.ServerName,
+			"-token-file", tokenFile, uri)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "CONSUL_HTTP_ADDR=" + a.HTTPSAddr()}
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
 		}
-		return false, logs.String()
-	})
-	if strings.Contains(logs.String(), token) {
-		t.Fatalf("the ACL token appears in registrator's log:\n%s", logs.String())
+		eventually(t, 30*time.Second, "secure-web registered over HTTPS with the token, "+uri, func() (bool, string) {
+			got := ownedServices(t, c, host)
+			for _, s := range got {
+				if s.Service == "secure-web" {
+					return true, ""
+				}
+			}
+			return false, logs.String()
+		})
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		cancel()
+		if strings.Contains(logs.String(), token) {
+			t.Fatalf("the ACL token appears in registrator's log:\n%s", logs.String())
+		}
 	}
 }

@@ -20,22 +20,32 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
+// TestParseURI: the registry URI forms. consul:// and consul-tls:// without
+// a host mean the default agent (gliderlabs master consul/consul.go
+// Factory.New sets the address only when uri.Host is not empty): no address
+// override, HTTPS for consul-tls.
 func TestParseURI(t *testing.T) {
-	for in, want := range map[string]string{
-		"consul://127.0.0.1:8500":             "http://127.0.0.1:8500",
-		"consul-tls://consul.example:8501":    "https://consul.example:8501",
-		"consul-unix:///var/run/consul.sock":  "unix:///var/run/consul.sock",
-		"consul-unix://var/run/consul.sock":   "unix://var/run/consul.sock",
-		"consul://[::1]:8500":                 "http://[::1]:8500",
-		"consul-tls://[fd00::1]:8501/ignored": "https://[fd00::1]:8501",
+	type res struct {
+		addr  string
+		https bool
+	}
+	for in, want := range map[string]res{
+		"consul://127.0.0.1:8500":             {"http://127.0.0.1:8500", false},
+		"consul-tls://consul.example:8501":    {"https://consul.example:8501", true},
+		"consul-unix:///var/run/consul.sock":  {"unix:///var/run/consul.sock", false},
+		"consul-unix://var/run/consul.sock":   {"unix://var/run/consul.sock", false},
+		"consul://[::1]:8500":                 {"http://[::1]:8500", false},
+		"consul-tls://[fd00::1]:8501/ignored": {"https://[fd00::1]:8501", true},
+		"consul://":                           {"", false},
+		"consul-tls://":                       {"", true},
 	} {
-		got, err := parseURI(in)
-		if err != nil || got != want {
-			t.Errorf("parseURI(%q) = %q, %v; want %q", in, got, err, want)
+		addr, https, err := parseURI(in)
+		if err != nil || addr != want.addr || https != want.https {
+			t.Errorf("parseURI(%q) = %q, %v, %v; want %q, %v", in, addr, https, err, want.addr, want.https)
 		}
 	}
-	for _, bad := range []string{"etcd://127.0.0.1:2379", "127.0.0.1:8500", "consul://", "consul-unix://"} {
-		if _, err := parseURI(bad); err == nil || !strings.Contains(err.Error(), bad) {
+	for _, bad := range []string{"etcd://127.0.0.1:2379", "127.0.0.1:8500", "consul-unix://"} {
+		if _, _, err := parseURI(bad); err == nil || !strings.Contains(err.Error(), bad) {
 			t.Errorf("parseURI(%q): error %v should name the URI", bad, err)
 		}
 	}
@@ -49,7 +59,7 @@ func TestParseFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := o.cfg.Map
-	if m.HostIP != "10.0.0.5" || !m.Internal || !m.Explicit || m.UseIPFromLabel != "ip" || len(m.Tags) != 2 ||
+	if m.HostIP != "10.0.0.5" || !m.Internal || !m.Explicit || m.UseIPFromLabel != "ip" || m.Tags == nil ||
 		o.cfg.Resync != 30*time.Second || !o.cfg.DeregisterOnSuccess || o.retryAttempts != 3 ||
 		o.retryInterval != 500*time.Millisecond || m.Hostname != "h1" || m.NetworkLabel != "net" {
 		t.Errorf("parsed %+v / %+v", o, m)
@@ -66,7 +76,7 @@ func TestParseFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"-deregister", "sometimes"}, "-deregister"},
-		{[]string{"-tags", "ok,{{.Broken"}, "-tags element 2"},
+		{[]string{"-tags", "ok,{{.Broken"}, "-tags"},
 		{[]string{"-ip", "not-an-ip"}, "-ip"},
 		{[]string{"-resync", "soon"}, "-resync"},
 		{[]string{"-hostname", ""}, "-hostname"},
@@ -103,6 +113,11 @@ func TestBuildCheck(t *testing.T) {
 		{map[string]string{"check_cmd": "/check"}, "10.0.0.1",
 			api.AgentServiceCheck{DockerContainerID: "cid", Shell: "/bin/sh", Args: []string{"/bin/sh", "-c", "/check"}, Interval: "10s"}},
 		{map[string]string{"check_tcp": "yes please"}, "10.0.0.1", api.AgentServiceCheck{TCP: "10.0.0.1:80", Interval: "10s"}},
+		// gliderlabs master consul/consul.go buildCheck: any value turns
+		// the TCP check and gRPC TLS on, "false" included.
+		{map[string]string{"check_tcp": "false"}, "10.0.0.1", api.AgentServiceCheck{TCP: "10.0.0.1:80", Interval: "10s"}},
+		{map[string]string{"check_grpc": "yes", "check_grpc_use_tls": "false"}, "10.0.0.1",
+			api.AgentServiceCheck{GRPC: "10.0.0.1:80", GRPCUseTLS: true, Interval: "10s"}},
 		{map[string]string{"check_grpc": "my.Service"}, "10.0.0.1", api.AgentServiceCheck{GRPC: "10.0.0.1:80/my.Service", Interval: "10s"}},
 	} {
 		got, err := buildCheck(tc.md, tc.addr, 80, "cid")
@@ -256,6 +271,7 @@ func TestCLI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binPath, "-hostname", hostFor(t), "-ip", "127.0.0.1", "-metrics-addr", "127.0.0.1:0",
+		"-only-label", onlyLabel(t),
 		"consul://"+a.HTTPAddr())
 	var stderr bytes.Buffer
 	pr, pw := io.Pipe()
@@ -281,7 +297,7 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("no metrics address logged: %s", stderr.String())
 	}
 	runC(t, "cli", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
-	waitIDs(t, a.Client(), hostFor(t), 20*time.Second, hostFor(t)+":berth-test-cli:8080")
+	waitIDs(t, a.Client(), hostFor(t), 20*time.Second, hostFor(t)+":"+cn("cli")+":8080")
 	eventually(t, 10*time.Second, "/health ok", func() (bool, string) {
 		resp, err := http.Get("http://" + addr + "/health")
 		if err != nil {
@@ -310,7 +326,7 @@ func TestCLI(t *testing.T) {
 	if n := len(ownedServices(t, a.Client(), hostFor(t))); n != 1 {
 		t.Errorf("%d services after registrator stopped, want 1 (kept)", n)
 	}
-	_ = a.Client().Agent().ServiceDeregister(hostFor(t) + ":berth-test-cli:8080")
+	_ = a.Client().Agent().ServiceDeregister(hostFor(t) + ":" + cn("cli") + ":8080")
 }
 
 // gliderlabs users mount the socket at /tmp/docker.sock (their image sets

@@ -24,6 +24,7 @@ func main() {
 	sick := flag.Bool("sick", false, "make the HEALTHCHECK probe fail from now on")
 	exit := flag.Int("exit", -1, "exit with this code after -after")
 	after := flag.Duration("after", 0, "delay before -exit")
+	defaultSignals := flag.Bool("default-signals", false, "leave SIGTERM/SIGINT to the Go runtime: the process dies by the signal (run with --init to see exit 143 on docker stop)")
 	flag.Parse()
 	switch {
 	case *check:
@@ -80,6 +81,9 @@ func main() {
 	if *exit >= 0 {
 		time.Sleep(*after)
 		os.Exit(*exit)
+	}
+	if *defaultSignals {
+		select {}
 	}
 	// Wait for docker stop's SIGTERM and exit 0 at once.
 	sig := make(chan os.Signal, 1)

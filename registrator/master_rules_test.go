@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// TestServiceCheckTTLID: the SERVICE_CHECK_TTL check has the ID Consul gives
+// the single check of a service registered without a check ID,
+// "service:<service-id>" (gliderlabs registrator master consul/consul.go
+// (*ConsulAdapter).Register sets registration.Check with no CheckID), so an
+// application heartbeating that ID is answered 200 and turns it passing, and
+// registrator's later passes do not undo it. berth's own checks keep their
+// distinct IDs <id>:docker-health and <id>:liveness.
+func TestServiceCheckTTLID(t *testing.T) {
+	a := requireDocker(t)
+	c := a.Client()
+	r := startReg(t, a, func(cfg *Config) {
+		cfg.Resync = time.Second
+		cfg.Map.DockerHealth = true
+		cfg.Map.LivenessTTL = 30 * time.Second
+	})
+	h := r.cfg.Map.Hostname
+	id := h + ":" + cn("ttl") + ":8080"
+	runImage(t, testImageHealth, "ttl", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_CHECK_TTL=1m"}, "-listen", ":8080")
+	waitIDs(t, c, h, 20*time.Second, id)
+
+	// What an application written for gliderlabs does.
+	if err := c.Agent().UpdateTTL("service:"+id, "app alive", api.HealthPassing); err != nil {
+		t.Fatalf("heartbeat of check service:%s: %v", id, err)
+	}
+	checks, err := c.Agent().ChecksWithFilter(fmt.Sprintf("ServiceID == %q", id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for cid := range checks {
+		got = append(got, cid)
+	}
+	sort.Strings(got)
+	want := []string{id + ":docker-health", id + ":liveness", "service:" + id}
+	if !slices.Equal(got, want) {
+		t.Errorf("check IDs %v, want %v", got, want)
+	}
+	// Resync passes leave the heartbeated status alone (no re-registration).
+	start := metricValue(r.m.passes.WithLabelValues("resync"))
+	eventually(t, 20*time.Second, "two resyncs", func() (bool, string) {
+		return metricValue(r.m.passes.WithLabelValues("resync")) >= start+2, ""
+	})
+	checks, err = c.Agent().Checks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch := checks["service:"+id]; ch == nil || ch.Status != api.HealthPassing || ch.Output != "app alive" {
+		t.Errorf("heartbeated check after resyncs: %+v", ch)
+	}
+	if n := metricValue(r.m.registrations); n != 1 {
+		t.Errorf("%v registrations, want 1", n)
+	}
+}
+
+// TestDefaultAgentURI: consul:// without a host means the default agent:
+// api.DefaultConfig()'s address, from CONSUL_HTTP_ADDR (gliderlabs
+// registrator master consul/consul.go (*Factory).New sets the address only
+// when the URI has a host).
+func TestDefaultAgentURI(t *testing.T) {
+	a := requireDocker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var logs logBuf
+	cmd := exec.CommandContext(ctx, binPath, "-hostname", hostFor(t), "-ip", "127.0.0.1", "-only-label", onlyLabel(t), "consul://")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "CONSUL_HTTP_ADDR=" + a.HTTPAddr()}
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	}()
+	runC(t, "default-uri", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
+	id := hostFor(t) + ":" + cn("default-uri") + ":8080"
+	c := a.Client()
+	eventually(t, 30*time.Second, "registered through the default agent", func() (bool, string) {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("registrator consul:// exited: %v\n%s", err, logs.String())
+		default:
+		}
+		return ownedServices(t, c, hostFor(t))[id] != nil, logs.String()
+	})
+}
+
+// TestSharedNetworkMode: a container in network mode container:<peer> has
+// no ports of its own; its exposed ports are registered on the peer's
+// address (gliderlabs registrator master bridge/bridge.go newService,
+// "NetworkMode can point to another container"), and the TCP check the
+// agent runs there passes.
+func TestSharedNetworkMode(t *testing.T) {
+	a := requireDocker(t)
+	c := a.Client()
+	r := startReg(t, a, nil)
+	h := r.cfg.Map.Hostname
+	runC(t, "netpeer", nil, "-listen", ":8080")
+	runImage(t, testImageExpose, "netshare", []string{"--network", "container:" + cn("netpeer"),
+		"-e", "SERVICE_NAME=berth-test-netshare", "-e", "SERVICE_CHECK_TCP=true", "-e", "SERVICE_CHECK_INTERVAL=1s"}, "-listen", ":9090")
+	id := h + ":" + cn("netshare") + ":9090"
+	got := waitIDs(t, c, h, 20*time.Second, id)[id]
+	peerIP := docker(t, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", cn("netpeer"))
+	if got.Address != peerIP || got.Port != 9090 {
+		t.Errorf("registered %s:%d, want the peer's %s:9090", got.Address, got.Port, peerIP)
+	}
+	checkOutput(t, c, "berth-test-netshare", "service:"+id, "tcp", "TCP connect "+peerIP+":9090: Success")
+}

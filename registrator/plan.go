@@ -1,0 +1,342 @@
+package main
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/hashicorp/consul/api"
+)
+
+// planInput is everything one reconcile pass decides from. planFor reads
+// it and changes nothing.
+type planInput struct {
+	// Running holds the running containers as inspected, by container ID.
+	Running map[string]*container.InspectResponse
+	// PeerAddr holds, by container ID, the address of the container whose
+	// network a container shares (network mode container:<id>).
+	PeerAddr map[string]string
+	// Crashed holds the IDs of exited containers whose exit code was a
+	// crash (see crashed): -deregister on-success keeps their services.
+	Crashed map[string]bool
+	// Agent is the agent's services and their checks.
+	Agent *agentView
+	// Map is the mapping configuration (flags).
+	Map *mapConfig
+	// DeregisterOnSuccess is -deregister on-success.
+	DeregisterOnSuccess bool
+	// Refused holds, by service ID, the definitions the agent refused; one
+	// is not sent again while unchanged for refusedRetry after Now.
+	Refused map[string]refusal
+	Now     time.Time
+	// Cache, when not nil, memoizes the mapping of each container between
+	// passes (see mapCache); it never changes the plan.
+	Cache *mapCache
+}
+
+// mapCache keeps each container's mapping while its inspect data (the
+// same *container.InspectResponse: a new inspect replaces the pointer) and
+// the address of its network peer stay the same, so a pass after one
+// Docker event maps one container, not all.
+type mapCache struct {
+	entries map[string]cachedMapping // by container ID
+}
+
+type cachedMapping struct {
+	c        *container.InspectResponse
+	peerAddr string
+	m        mapping
+}
+
+func newMapCache() *mapCache { return &mapCache{entries: map[string]cachedMapping{}} }
+
+// mapping returns c's mapping, from the cache when c is unchanged.
+func (mc *mapCache) mapping(c *container.InspectResponse, cfg *mapConfig, peerAddr string) mapping {
+	if mc == nil {
+		return mapSharing(c, cfg, peerAddr)
+	}
+	if e, ok := mc.entries[c.ID]; ok && e.c == c && e.peerAddr == peerAddr {
+		return e.m
+	}
+	m := mapSharing(c, cfg, peerAddr)
+	mc.entries[c.ID] = cachedMapping{c: c, peerAddr: peerAddr, m: m}
+	return m
+}
+
+// keep drops the entries of containers not in running.
+func (mc *mapCache) keep(running map[string]*container.InspectResponse) {
+	if mc == nil {
+		return
+	}
+	for id := range mc.entries {
+		if running[id] == nil {
+			delete(mc.entries, id)
+		}
+	}
+}
+
+// opKind names a write to the agent.
+type opKind string
+
+const (
+	opRegister   opKind = "register"   // PUT /v1/agent/service/register (replacing its checks)
+	opDeregister opKind = "deregister" // PUT /v1/agent/service/deregister/:id
+	opUpdateTTL  opKind = "update-ttl" // PUT /v1/agent/check/update/:check_id
+)
+
+// op is one write to the agent.
+type op struct {
+	Kind      opKind
+	ServiceID string
+	// Service is the wanted service (register, update-ttl).
+	Service *desiredService
+	// CheckID and TTL: the TTL check to set (update-ttl).
+	CheckID string
+	TTL     ttlState
+	// Name is the agent's service name (deregister; for the log).
+	Name string
+}
+
+// claim is a wanted service ID that is not ours to write.
+type claim struct {
+	ServiceID string
+	Container string // the container that wants it
+	Holder    string // "foreign" (a service we do not own) or the container that keeps it
+}
+
+// plan is what one pass writes, in order, and what it leaves to the
+// heartbeat loop.
+type plan struct {
+	Ops []op
+	// Wanted holds the IDs of the services the containers want, in order.
+	Wanted []string
+	// TTL holds the registrator-kept TTL checks of the wanted services that
+	// are (or after Ops will be) registered: check ID → state.
+	TTL map[string]ttlState
+	// Warnings holds the mapping warnings by container name.
+	Warnings map[string][]warning
+	// Foreign lists wanted IDs a service we do not own holds (left alone);
+	// Duplicates lists IDs a second container also wants (first one kept).
+	Foreign, Duplicates []claim
+}
+
+// writes counts the operations that change a registration.
+func (p *plan) writes() int {
+	n := 0
+	for _, o := range p.Ops {
+		if o.Kind != opUpdateTTL {
+			n++
+		}
+	}
+	return n
+}
+
+// planFor decides the writes that make the agent's owned services equal to
+// the services the running containers want: register what is missing or
+// differs, update TTL statuses that differ, deregister owned services no
+// container wants (except those -deregister on-success keeps). It never
+// writes a service this registrator does not own, except one in the
+// default gliderlabs ID shape for this host, which it adopts. An unchanged
+// agent gives a plan without operations.
+func planFor(in planInput) *plan {
+	p := &plan{TTL: map[string]ttlState{}, Warnings: map[string][]warning{}}
+	desired := p.desired(in)
+	host := in.Map.Hostname
+	for _, id := range p.Wanted {
+		d := desired[id]
+		a := in.Agent.services[id]
+		if a != nil && !owned(a, host) && !legacyID(id, host) {
+			p.Foreign = append(p.Foreign, claim{ServiceID: id, Container: d.Container, Holder: "foreign"})
+			continue
+		}
+		checks := in.Agent.checks[id]
+		if a == nil || !sameService(a, d.Reg, checks) {
+			if rj, ok := in.Refused[id]; ok && rj.def == fingerprint(d.Reg) && in.Now.Sub(rj.at) < refusedRetry {
+				continue
+			}
+			p.Ops = append(p.Ops, op{Kind: opRegister, ServiceID: id, Service: d})
+		} else {
+			p.Ops = append(p.Ops, ttlUpdates(d, checks)...)
+		}
+		maps.Copy(p.TTL, d.TTL)
+	}
+	var gone []string
+	for id, a := range in.Agent.services {
+		if owned(a, host) && desired[id] == nil {
+			if in.DeregisterOnSuccess && in.Crashed[a.Meta[metaContainerID]] {
+				continue // kept: its container crashed (-deregister on-success)
+			}
+			gone = append(gone, id)
+		}
+	}
+	sort.Strings(gone)
+	for _, id := range gone {
+		p.Ops = append(p.Ops, op{Kind: opDeregister, ServiceID: id, Name: in.Agent.services[id].Service})
+	}
+	return p
+}
+
+// desired maps the running containers, in a fixed order (by name, then
+// ID), into the wanted services by ID; a service ID a second container
+// claims goes to the first.
+func (p *plan) desired(in planInput) map[string]*desiredService {
+	cs := make([]*container.InspectResponse, 0, len(in.Running))
+	for _, c := range in.Running {
+		cs = append(cs, c)
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		ni, nj := containerName(cs[i]), containerName(cs[j])
+		if ni != nj {
+			return ni < nj
+		}
+		return cs[i].ID < cs[j].ID
+	})
+	in.Cache.keep(in.Running)
+	desired := map[string]*desiredService{}
+	for _, c := range cs {
+		m := in.Cache.mapping(c, in.Map, in.PeerAddr[c.ID])
+		if len(m.Warnings) > 0 {
+			p.Warnings[containerName(c)] = m.Warnings
+		}
+		for _, s := range m.Services {
+			if prev, dup := desired[s.Reg.ID]; dup {
+				if prev.ContainerID != s.ContainerID {
+					p.Duplicates = append(p.Duplicates, claim{ServiceID: s.Reg.ID, Container: s.Container, Holder: prev.Container})
+				}
+				continue
+			}
+			desired[s.Reg.ID] = s
+			p.Wanted = append(p.Wanted, s.Reg.ID)
+		}
+	}
+	return desired
+}
+
+// ttlUpdates gives the status updates of d's registrator-kept TTL checks
+// whose status in the agent differs, in check ID order.
+func ttlUpdates(d *desiredService, checks []*api.AgentCheck) []op {
+	have := map[string]string{}
+	for _, ch := range checks {
+		have[ch.CheckID] = ch.Status
+	}
+	ids := slices.Sorted(maps.Keys(d.TTL))
+	var ops []op
+	for _, cid := range ids {
+		if st := d.TTL[cid]; have[cid] != st.Status {
+			ops = append(ops, op{Kind: opUpdateTTL, ServiceID: d.Reg.ID, Service: d, CheckID: cid, TTL: st})
+		}
+	}
+	return ops
+}
+
+// owned reports whether a carries this registrator's ownership marks for
+// host: meta external-source=berth-registrator and berth-registrator-host.
+func owned(a *api.AgentService, host string) bool {
+	return a.Meta[metaSource] == metaSourceValue && a.Meta[metaHost] == host
+}
+
+// legacyID reports whether id has the default gliderlabs shape for host
+// (<host>:<container>:<port>[:udp], gliderlabs master bridge/bridge.go
+// serviceIDPattern): a registration gliderlabs/registrator left, which is
+// adopted by re-registering it with the ownership marks.
+func legacyID(id, host string) bool {
+	rest, ok := strings.CutPrefix(id, host+":")
+	if !ok {
+		return false
+	}
+	parts := strings.Split(rest, ":")
+	if len(parts) == 3 && parts[2] == "udp" {
+		parts = parts[:2]
+	}
+	if len(parts) != 2 {
+		return false
+	}
+	_, err := strconv.Atoi(parts[1])
+	return err == nil
+}
+
+// sameService compares the agent's copy of a service and its checks with
+// the wanted registration, field by field (checks by ID and the definition
+// fingerprint kept in their notes).
+func sameService(a *api.AgentService, w *api.AgentServiceRegistration, checks []*api.AgentCheck) bool {
+	if a.Service != w.Name || a.Port != w.Port || a.Address != w.Address || a.EnableTagOverride != w.EnableTagOverride {
+		return false
+	}
+	if len(a.Tags) != len(w.Tags) || (len(w.Tags) > 0 && !slices.Equal(a.Tags, w.Tags)) {
+		return false
+	}
+	if !maps.Equal(a.Meta, w.Meta) {
+		return false
+	}
+	if len(checks) != len(w.Checks) {
+		return false
+	}
+	have := map[string]string{}
+	for _, ch := range checks {
+		have[ch.CheckID] = ch.Notes
+	}
+	for _, ch := range w.Checks {
+		if n, ok := have[ch.CheckID]; !ok || n != ch.Notes {
+			return false
+		}
+	}
+	return true
+}
+
+// fingerprint identifies a registration's full definition.
+func fingerprint(reg *api.AgentServiceRegistration) string {
+	b, _ := json.Marshal(reg)
+	return string(b)
+}
+
+// agentView is the agent's services and their checks as last read, updated
+// with every write this registrator makes.
+type agentView struct {
+	services map[string]*api.AgentService
+	checks   map[string][]*api.AgentCheck // by service ID
+}
+
+func newAgentView(services map[string]*api.AgentService, checks map[string]*api.AgentCheck) *agentView {
+	v := &agentView{services: services, checks: map[string][]*api.AgentCheck{}}
+	if v.services == nil {
+		v.services = map[string]*api.AgentService{}
+	}
+	for _, ch := range checks {
+		if ch.ServiceID != "" {
+			v.checks[ch.ServiceID] = append(v.checks[ch.ServiceID], ch)
+		}
+	}
+	return v
+}
+
+func (v *agentView) registered(reg *api.AgentServiceRegistration) {
+	v.services[reg.ID] = &api.AgentService{ID: reg.ID, Service: reg.Name, Tags: reg.Tags, Port: reg.Port,
+		Address: reg.Address, Meta: reg.Meta, EnableTagOverride: reg.EnableTagOverride}
+	chs := make([]*api.AgentCheck, 0, len(reg.Checks))
+	for _, c := range reg.Checks {
+		st := c.Status
+		if st == "" {
+			st = api.HealthCritical
+		}
+		chs = append(chs, &api.AgentCheck{CheckID: c.CheckID, Name: c.Name, Notes: c.Notes, Status: st, ServiceID: reg.ID})
+	}
+	v.checks[reg.ID] = chs
+}
+
+func (v *agentView) deregistered(id string) {
+	delete(v.services, id)
+	delete(v.checks, id)
+}
+
+func (v *agentView) setStatus(serviceID, checkID, status string) {
+	for _, c := range v.checks[serviceID] {
+		if c.CheckID == checkID {
+			c.Status = status
+		}
+	}
+}

@@ -1,0 +1,587 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/go-connections/nat"
+	"github.com/hashicorp/consul/api"
+)
+
+// Unit tests of the planner: no Docker, no Consul; they run under -short.
+// Each mapping case names the gliderlabs registrator master rule it follows
+// (file and function), or says where berth differs on purpose (README).
+
+type copt func(*container.InspectResponse)
+
+// ctr is a running container as Docker's inspect shows it: on the default
+// bridge at 172.17.0.2, image registry.example:5000/team/web:1.2.
+func ctr(name string, opts ...copt) *container.InspectResponse {
+	c := &container.InspectResponse{
+		ContainerJSONBase: &container.ContainerJSONBase{
+			ID: "id-" + name, Name: "/" + name,
+			State:      &container.State{Running: true},
+			HostConfig: &container.HostConfig{NetworkMode: "bridge"},
+		},
+		Config: &container.Config{Image: "registry.example:5000/team/web:1.2", Labels: map[string]string{}, ExposedPorts: nat.PortSet{}},
+		NetworkSettings: &container.NetworkSettings{
+			NetworkSettingsBase: container.NetworkSettingsBase{Ports: nat.PortMap{}},
+			Networks:            map[string]*network.EndpointSettings{"bridge": {IPAddress: "172.17.0.2"}},
+		},
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+func env(kv ...string) copt {
+	return func(c *container.InspectResponse) { c.Config.Env = append(c.Config.Env, kv...) }
+}
+
+func label(k, v string) copt {
+	return func(c *container.InspectResponse) { c.Config.Labels[k] = v }
+}
+
+func image(s string) copt { return func(c *container.InspectResponse) { c.Config.Image = s } }
+
+// publish is `-p hostIP:hostPort:port`.
+func publish(port, hostIP, hostPort string) copt {
+	return func(c *container.InspectResponse) {
+		p := nat.Port(port)
+		c.Config.ExposedPorts[p] = struct{}{}
+		c.NetworkSettings.Ports[p] = append(c.NetworkSettings.Ports[p], nat.PortBinding{HostIP: hostIP, HostPort: hostPort})
+	}
+}
+
+// expose is `--expose port` on a bridge network: exposed, not published.
+func expose(port string) copt {
+	return func(c *container.InspectResponse) {
+		p := nat.Port(port)
+		c.Config.ExposedPorts[p] = struct{}{}
+		c.NetworkSettings.Ports[p] = nil
+	}
+}
+
+// hostNetwork is `--network host --expose port...`.
+func hostNetwork(ports ...string) copt {
+	return func(c *container.InspectResponse) {
+		c.HostConfig.NetworkMode = "host"
+		c.NetworkSettings.Networks = map[string]*network.EndpointSettings{"host": {}}
+		for _, p := range ports {
+			c.Config.ExposedPorts[nat.Port(p)] = struct{}{}
+		}
+	}
+}
+
+// sharing is `--network container:peer`: no networks of its own.
+func sharing(peer string) copt {
+	return func(c *container.InspectResponse) {
+		c.HostConfig.NetworkMode = container.NetworkMode("container:" + peer)
+		c.NetworkSettings.Networks = map[string]*network.EndpointSettings{}
+	}
+}
+
+func onNetwork(name, ip string) copt {
+	return func(c *container.InspectResponse) {
+		c.NetworkSettings.Networks[name] = &network.EndpointSettings{IPAddress: ip}
+	}
+}
+
+func health(status container.HealthStatus) copt {
+	return func(c *container.InspectResponse) {
+		c.Config.Healthcheck = &container.HealthConfig{Test: []string{"CMD", "/check"}}
+		c.State.Health = &container.Health{Status: status}
+	}
+}
+
+func stopped(code int) copt {
+	return func(c *container.InspectResponse) { c.State.Running, c.State.ExitCode = false, code }
+}
+
+func running(cs ...*container.InspectResponse) map[string]*container.InspectResponse {
+	m := map[string]*container.InspectResponse{}
+	for _, c := range cs {
+		m[c.ID] = c
+	}
+	return m
+}
+
+// agentWith is an agent holding regs (as the applier records its writes).
+func agentWith(regs ...*api.AgentServiceRegistration) *agentView {
+	v := newAgentView(nil, nil)
+	for _, r := range regs {
+		v.registered(r)
+	}
+	return v
+}
+
+// ownedBy is a registration carrying host's ownership marks.
+func ownedBy(host, id, name, containerID string, port int) *api.AgentServiceRegistration {
+	return &api.AgentServiceRegistration{ID: id, Name: name, Port: port, Address: "192.0.2.9",
+		Meta: map[string]string{metaSource: metaSourceValue, metaHost: host, metaContainerID: containerID}}
+}
+
+// summary is one op as a line: register ID NAME ADDR:PORT tags=a|b checks=x|y.
+func summary(o op) string {
+	switch o.Kind {
+	case opRegister:
+		r := o.Service.Reg
+		var checks []string
+		for _, c := range r.Checks {
+			checks = append(checks, c.CheckID)
+		}
+		return fmt.Sprintf("register %s %s %s:%d tags=%s checks=%s", r.ID, r.Name, r.Address, r.Port,
+			strings.Join(r.Tags, "|"), strings.Join(checks, "|"))
+	case opUpdateTTL:
+		return fmt.Sprintf("update-ttl %s %s", o.CheckID, o.TTL.Status)
+	}
+	return fmt.Sprintf("%s %s", o.Kind, o.ServiceID)
+}
+
+func summaries(p *plan) []string {
+	out := []string{}
+	for _, o := range p.Ops {
+		out = append(out, summary(o))
+	}
+	return out
+}
+
+func baseMap() *mapConfig {
+	return &mapConfig{Hostname: "h", DefaultAddr: "192.0.2.9", NetworkLabel: "SERVICE_NETWORK",
+		HealthTTL: time.Minute, LivenessDereg: time.Minute}
+}
+
+func regOf(p *plan, id string) *api.AgentServiceRegistration {
+	for _, o := range p.Ops {
+		if o.Kind == opRegister && o.ServiceID == id {
+			return o.Service.Reg
+		}
+	}
+	return nil
+}
+
+func checkOf(reg *api.AgentServiceRegistration, id string) *api.AgentServiceCheck {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range reg.Checks {
+		if c.CheckID == id {
+			return c
+		}
+	}
+	return nil
+}
+
+type planCase struct {
+	name string
+	cfg  func(*mapConfig)
+	in   planInput // Running, Agent, Crashed, Refused, DeregisterOnSuccess; Map and Now are filled in
+	want []string
+	// more checks the plan beyond the op lines.
+	more func(t *testing.T, p *plan)
+}
+
+func runPlanCases(t *testing.T, cases []planCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			in := tc.in
+			in.Map = baseMap()
+			if tc.cfg != nil {
+				tc.cfg(in.Map)
+			}
+			if in.Agent == nil {
+				in.Agent = agentWith()
+			}
+			if in.Now.IsZero() {
+				in.Now = time.Unix(1_700_000_000, 0)
+			}
+			p := planFor(in)
+			if got := summaries(p); !slices.Equal(got, tc.want) {
+				t.Errorf("ops:\n got %q\nwant %q\nwarnings %v", got, tc.want, p.Warnings)
+			}
+			if tc.more != nil {
+				tc.more(t, p)
+			}
+		})
+	}
+}
+
+// TestPlanMapping: the gliderlabs mapping rules, one case each.
+func TestPlanMapping(t *testing.T) {
+	p80 := publish("80/tcp", "0.0.0.0", "32768")
+	runPlanCases(t, []planCase{
+		{name: "default name is the image base name; ID host:container:port; host address and port (bridge.go newService)",
+			in:   planInput{Running: running(ctr("web1", p80))},
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks="}},
+		{name: "image digest dropped from the default name (berth; README differences)",
+			in:   planInput{Running: running(ctr("web1", p80, image("web@sha256:0123")))},
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks="}},
+		{name: "a binding's own address is registered (util.go servicePort)",
+			in:   planInput{Running: running(ctr("web1", publish("80/tcp", "127.0.0.1", "32768")))},
+			want: []string{"register h:web1:80 web 127.0.0.1:32768 tags= checks="}},
+		{name: "-ip overrides the address (bridge.go newService HostIp)",
+			cfg:  func(m *mapConfig) { m.HostIP = "10.0.0.5" },
+			in:   planInput{Running: running(ctr("web1", publish("80/tcp", "127.0.0.1", "32768")))},
+			want: []string{"register h:web1:80 web 10.0.0.5:32768 tags= checks="}},
+		{name: "SERVICE_NAME (util.go serviceMetaData)",
+			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_NAME=front")))},
+			want: []string{"register h:web1:80 front 192.0.2.9:32768 tags= checks="}},
+		{name: "labels override env vars (util.go serviceMetaData appends labels last)",
+			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_NAME=fromenv"), label("SERVICE_NAME", "fromlabel")))},
+			want: []string{"register h:web1:80 fromlabel 192.0.2.9:32768 tags= checks="}},
+		{name: "SERVICE_<port>_KEY beats SERVICE_KEY; other ports' keys ignored (util.go serviceMetaData)",
+			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_80_NAME=perport", "SERVICE_NAME=generic", "SERVICE_81_NAME=other")))},
+			want: []string{"register h:web1:80 perport 192.0.2.9:32768 tags= checks="}},
+		{name: "SERVICE_080_NAME is not port 80's; an env entry without = is no key (util.go serviceMetaData)",
+			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_080_NAME=zero", "SERVICE_FLAG")))},
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks="},
+			more: func(t *testing.T, p *plan) {
+				if _, ok := regOf(p, "h:web1:80").Meta["flag"]; ok {
+					t.Errorf("meta %v has flag", regOf(p, "h:web1:80").Meta)
+				}
+			}},
+		{name: "two registered ports: -<port> suffix (bridge.go add isGroup)",
+			in: planInput{Running: running(ctr("web1", p80, publish("443/tcp", "0.0.0.0", "32769")))},
+			want: []string{"register h:web1:80 web-80 192.0.2.9:32768 tags= checks=",
+				"register h:web1:443 web-443 192.0.2.9:32769 tags= checks="}},
+		{name: "a port named per port gets no suffix (bridge.go newService metadataFromPort)",
+			in: planInput{Running: running(ctr("web1", p80, publish("443/tcp", "0.0.0.0", "32769"), env("SERVICE_443_NAME=tls")))},
+			want: []string{"register h:web1:80 web-80 192.0.2.9:32768 tags= checks=",
+				"register h:web1:443 tls 192.0.2.9:32769 tags= checks="}},
+		{name: "one published and one exposed port: no suffix (master bridge.go add counts registered ports)",
+			in:   planInput{Running: running(ctr("web1", p80, expose("9000/tcp")))},
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks="}},
+		{name: "an ignored port still counts for the suffix (bridge.go add: isGroup before newService)",
+			in:   planInput{Running: running(ctr("web1", p80, publish("443/tcp", "0.0.0.0", "32769"), env("SERVICE_80_IGNORE=true")))},
+			want: []string{"register h:web1:443 web-443 192.0.2.9:32769 tags= checks="}},
+		{name: "exposed but not published: not registered (bridge.go add)",
+			in:   planInput{Running: running(ctr("web1", expose("9000/tcp")))},
+			want: []string{}},
+		{name: "-internal: every exposed port, container address, exposed port (bridge.go newService Internal)",
+			cfg: func(m *mapConfig) { m.Internal = true },
+			in:  planInput{Running: running(ctr("web1", p80, expose("9000/tcp")))},
+			want: []string{"register h:web1:80 web-80 172.17.0.2:80 tags= checks=",
+				"register h:web1:9000 web-9000 172.17.0.2:9000 tags= checks="}},
+		{name: "-internal on a network named by SERVICE_NETWORK (berth; README)",
+			cfg:  func(m *mapConfig) { m.Internal = true },
+			in:   planInput{Running: running(ctr("web1", expose("80/tcp"), onNetwork("back", "10.5.0.3"), label("SERVICE_NETWORK", "back")))},
+			want: []string{"register h:web1:80 web 10.5.0.3:80 tags= checks="}},
+		{name: "host networking: exposed ports on the host address (bridge.go add ExposedPorts)",
+			in:   planInput{Running: running(ctr("web1", hostNetwork("8080/tcp")))},
+			want: []string{"register h:web1:8080 web 192.0.2.9:8080 tags= checks="}},
+		{name: "UDP: :udp ID suffix and udp tag (bridge.go newService PortType)",
+			in:   planInput{Running: running(ctr("dns1", publish("53/udp", "0.0.0.0", "5353")))},
+			want: []string{"register h:dns1:53:udp web 192.0.2.9:5353 tags=udp checks="}},
+		{name: "SERVICE_ID (bridge.go newService)",
+			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_ID=custom")))},
+			want: []string{"register custom web 192.0.2.9:32768 tags= checks="}},
+		{name: "SERVICE_TAGS, then -tags (a template), \\, escapes a comma (util.go combineTags, recParseEscapedComma)",
+			cfg: func(m *mapConfig) {
+				m.Tags, _ = parseForceTags(`x,{{.Config.Labels.team}},{{toUpper "up"}}`)
+			},
+			in:   planInput{Running: running(ctr("web1", p80, env(`SERVICE_TAGS=a,b\,c`), label("team", "blue")))},
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags=a|b,c|x|blue|UP checks="}},
+		{name: "SERVICE_IGNORE with any value, false too (bridge.go newService mapDefault ignore; PR #14)",
+			in: planInput{Running: running(ctr("a", p80, env("SERVICE_IGNORE=true")), ctr("b", p80, env("SERVICE_IGNORE=always")),
+				ctr("c", p80, label("SERVICE_IGNORE", "false")))},
+			want: []string{}},
+		{name: "-explicit: only ports with a name (bridge.go newService Explicit)",
+			cfg: func(m *mapConfig) { m.Explicit = true },
+			in: planInput{Running: running(ctr("named", p80, env("SERVICE_NAME=n")), ctr("unnamed", p80),
+				ctr("emptyname", p80, env("SERVICE_NAME=")))},
+			want: []string{"register h:named:80 n 192.0.2.9:32768 tags= checks="}},
+		{name: "-useIpFromLabel, /cidr dropped (bridge.go newService UseIpFromLabel)",
+			cfg:  func(m *mapConfig) { m.UseIPFromLabel = "ip" },
+			in:   planInput{Running: running(ctr("web1", p80, label("ip", "10.1.2.3/24")))},
+			want: []string{"register h:web1:80 web 10.1.2.3:32768 tags= checks="}},
+		{name: "a stopped container has no services",
+			in:   planInput{Running: running(ctr("web1", p80, stopped(0)))},
+			want: []string{}},
+		{name: "-only-label: other containers count as not running (berth; README)",
+			cfg:  func(m *mapConfig) { m.OnlyLabel, m.OnlyValue = "team", "a" },
+			in:   planInput{Running: running(ctr("mine", p80, label("team", "a")), ctr("theirs", p80, label("team", "b")), ctr("none", p80))},
+			want: []string{"register h:mine:80 web 192.0.2.9:32768 tags= checks="}},
+		{name: "other SERVICE_* keys become meta, check_* ones too; ownership marks (bridge.go newService Attrs)",
+			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_VERSION=2", "SERVICE_CHECK_TTL=30s", "SERVICE_NAME=n", "SERVICE_TAGS=t")))},
+			want: []string{"register h:web1:80 n 192.0.2.9:32768 tags=t checks=service:h:web1:80"},
+			more: func(t *testing.T, p *plan) {
+				m := regOf(p, "h:web1:80").Meta
+				want := map[string]string{"version": "2", "check_ttl": "30s", metaSource: metaSourceValue, metaHost: "h", metaContainerID: "id-web1"}
+				if fmt.Sprint(m) != fmt.Sprint(want) {
+					t.Errorf("meta %v, want %v", m, want)
+				}
+			}},
+	})
+}
+
+// TestPlanChecks: the SERVICE_CHECK_* check has ID service:<id> (gliderlabs
+// master consul/consul.go Register sends it as the service's one check,
+// without an ID); registrator's own checks have their own IDs.
+func TestPlanChecks(t *testing.T) {
+	p80 := publish("80/tcp", "0.0.0.0", "32768")
+	id := "h:web1:80"
+	runPlanCases(t, []planCase{
+		{name: "SERVICE_CHECK_TTL (consul.go buildCheck)",
+			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_CHECK_TTL=30s")))},
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks=service:h:web1:80"},
+			more: func(t *testing.T, p *plan) {
+				if c := checkOf(regOf(p, id), "service:"+id); c == nil || c.TTL != "30s" || c.Interval != "" {
+					t.Errorf("TTL check %+v", c)
+				}
+			}},
+		{name: "SERVICE_CHECK_HTTP, default interval 10s (consul.go buildCheck DefaultInterval)",
+			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_CHECK_HTTP=/health", "SERVICE_CHECK_TIMEOUT=2s")))},
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks=service:h:web1:80"},
+			more: func(t *testing.T, p *plan) {
+				c := checkOf(regOf(p, id), "service:"+id)
+				if c == nil || c.HTTP != "http://192.0.2.9:32768/health" || c.Interval != "10s" || c.Timeout != "2s" {
+					t.Errorf("HTTP check %+v", c)
+				}
+			}},
+		{name: "SERVICE_CHECK_HTTPS with SERVICE_CHECK_HTTPS_METHOD (consul.go buildCheck)",
+			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_CHECK_HTTPS=/s", "SERVICE_CHECK_HTTPS_METHOD=HEAD", "SERVICE_CHECK_INTERVAL=5s")))},
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks=service:h:web1:80"},
+			more: func(t *testing.T, p *plan) {
+				c := checkOf(regOf(p, id), "service:"+id)
+				if c == nil || c.HTTP != "https://192.0.2.9:32768/s" || c.Method != "HEAD" || c.Interval != "5s" {
+					t.Errorf("HTTPS check %+v", c)
+				}
+			}},
+		{name: "SERVICE_CHECK_GRPC with TLS and skip-verify (consul.go buildCheck)",
+			in: planInput{Running: running(ctr("web1", p80, env("SERVICE_CHECK_GRPC=true", "SERVICE_CHECK_GRPC_USE_TLS=true",
+				"SERVICE_CHECK_TLS_SKIP_VERIFY=true")))},
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks=service:h:web1:80"},
+			more: func(t *testing.T, p *plan) {
+				c := checkOf(regOf(p, id), "service:"+id)
+				if c == nil || c.GRPC != "192.0.2.9:32768" || !c.GRPCUseTLS || !c.TLSSkipVerify {
+					t.Errorf("gRPC check %+v", c)
+				}
+			}},
+		{name: "SERVICE_CHECK_TCP, deregister-after and initial status (consul.go buildCheck)",
+			in: planInput{Running: running(ctr("web1", p80, env("SERVICE_CHECK_TCP=true", "SERVICE_CHECK_DEREGISTER_AFTER=5m",
+				"SERVICE_CHECK_INITIAL_STATUS=passing")))},
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks=service:h:web1:80"},
+			more: func(t *testing.T, p *plan) {
+				c := checkOf(regOf(p, id), "service:"+id)
+				if c == nil || c.TCP != "192.0.2.9:32768" || c.DeregisterCriticalServiceAfter != "5m" || c.Status != "passing" {
+					t.Errorf("TCP check %+v", c)
+				}
+			}},
+		{name: "-docker-health and -liveness-ttl: distinct IDs, heartbeated states",
+			cfg:  func(m *mapConfig) { m.DockerHealth, m.LivenessTTL = true, 30*time.Second },
+			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_CHECK_TTL=30s"), health(container.Unhealthy)))},
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks=service:h:web1:80|h:web1:80:docker-health|h:web1:80:liveness"},
+			more: func(t *testing.T, p *plan) {
+				if p.TTL[id+":docker-health"].Status != api.HealthCritical || p.TTL[id+":liveness"].Status != api.HealthPassing || len(p.TTL) != 2 {
+					t.Errorf("heartbeated TTL checks %+v", p.TTL)
+				}
+			}},
+		{name: "an invalid check spec skips that service only, with a warning naming the key",
+			in:   planInput{Running: running(ctr("bad", p80, env("SERVICE_CHECK_HTTP=/", "SERVICE_CHECK_INTERVAL=often")), ctr("good", p80))},
+			want: []string{"register h:good:80 web 192.0.2.9:32768 tags= checks="},
+			more: func(t *testing.T, p *plan) {
+				if w := fmt.Sprint(p.Warnings["bad"]); !strings.Contains(w, "env SERVICE_CHECK_INTERVAL") {
+					t.Errorf("warnings %s", w)
+				}
+			}},
+	})
+}
+
+// TestPlanOwnership: what is written to services already in the agent.
+func TestPlanOwnership(t *testing.T) {
+	p80 := publish("80/tcp", "0.0.0.0", "32768")
+	web := func() *container.InspectResponse { return ctr("web1", p80) }
+	mine := func(id string, port int) *api.AgentServiceRegistration {
+		return ownedBy("h", id, "web", "id-gone", port)
+	}
+	runPlanCases(t, []planCase{
+		{name: "an owned service no container wants is deregistered",
+			in:   planInput{Running: running(web()), Agent: agentWith(mine("h:gone:80", 1))},
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks=", "deregister h:gone:80"}},
+		{name: "another host's and hand-registered services are never touched",
+			in: planInput{Agent: agentWith(ownedBy("other", "other:x:80", "web", "id-x", 80),
+				&api.AgentServiceRegistration{ID: "by-hand", Name: "db", Port: 5432})},
+			want: []string{}},
+		{name: "a wanted ID held by a service we do not own is left alone and reported",
+			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_ID=taken"))), Agent: agentWith(&api.AgentServiceRegistration{ID: "taken", Name: "x"})},
+			want: []string{},
+			more: func(t *testing.T, p *plan) {
+				if len(p.Foreign) != 1 || p.Foreign[0].ServiceID != "taken" || p.Foreign[0].Container != "web1" {
+					t.Errorf("foreign %+v", p.Foreign)
+				}
+			}},
+		{name: "a gliderlabs-shaped registration for this host is adopted (gliderlabs master bridge.go serviceIDPattern)",
+			in:   planInput{Running: running(web()), Agent: agentWith(&api.AgentServiceRegistration{ID: "h:web1:80", Name: "web", Port: 32768, Address: "192.0.2.9"})},
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks="}},
+		{name: "a changed port is re-registered",
+			in:   planInput{Running: running(web()), Agent: agentWith(ownedBy("h", "h:web1:80", "web", "id-web1", 1))},
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks="}},
+		{name: "-deregister on-success keeps the services of a crashed container only (gliderlabs master bridge.go shouldRemove)",
+			in: planInput{DeregisterOnSuccess: true, Crashed: map[string]bool{"id-crashed": true},
+				Agent: agentWith(ownedBy("h", "h:crashed:80", "web", "id-crashed", 1), ownedBy("h", "h:killed:80", "web", "id-killed", 2))},
+			want: []string{"deregister h:killed:80"}},
+		{name: "-deregister always removes a crashed container's services",
+			in:   planInput{Crashed: map[string]bool{"id-crashed": true}, Agent: agentWith(ownedBy("h", "h:crashed:80", "web", "id-crashed", 1))},
+			want: []string{"deregister h:crashed:80"}},
+		{name: "two containers claiming one ID: the first by name keeps it",
+			in:   planInput{Running: running(ctr("b", p80, env("SERVICE_ID=one")), ctr("a", p80, env("SERVICE_ID=one")))},
+			want: []string{"register one web 192.0.2.9:32768 tags= checks="},
+			more: func(t *testing.T, p *plan) {
+				if regOf(p, "one").Meta[metaContainerID] != "id-a" || len(p.Duplicates) != 1 || p.Duplicates[0].Container != "b" {
+					t.Errorf("kept %v duplicates %+v", regOf(p, "one").Meta, p.Duplicates)
+				}
+			}},
+	})
+}
+
+// TestPlanUnchangedResyncIsEmpty: once the agent holds what the containers
+// want, planning again writes nothing; a Docker health change is a TTL
+// status update only; a refused definition is not sent again until it
+// changes or refusedRetry passed.
+func TestPlanUnchangedResyncIsEmpty(t *testing.T) {
+	cfg := baseMap()
+	cfg.DockerHealth, cfg.LivenessTTL = true, 30*time.Second
+	cfg.Tags, _ = parseForceTags("fleet,{{.Config.Labels.team}}")
+	cs := running(
+		ctr("a", publish("80/tcp", "0.0.0.0", "32768"), publish("443/tcp", "0.0.0.0", "32769"), env("SERVICE_CHECK_HTTP=/h", "SERVICE_VERSION=1"), label("team", "x")),
+		ctr("b", publish("53/udp", "0.0.0.0", "5353"), env("SERVICE_CHECK_TTL=1m", "SERVICE_TAGS=q,r"), health(container.Healthy)),
+		ctr("c", hostNetwork("9000/tcp"), env("SERVICE_CHECK_TCP=true", "SERVICE_ID=c-custom")),
+	)
+	now := time.Unix(1_700_000_000, 0)
+	first := planFor(planInput{Running: cs, Agent: agentWith(), Map: cfg, Now: now})
+	if n := first.writes(); n != 4 {
+		t.Fatalf("first pass: %d writes, want 4: %q", n, summaries(first))
+	}
+	agent := agentWith()
+	for _, o := range first.Ops {
+		agent.registered(o.Service.Reg)
+	}
+	if again := planFor(planInput{Running: cs, Agent: agent, Map: cfg, Now: now}); len(again.Ops) != 0 {
+		t.Errorf("unchanged resync: %q, want no ops", summaries(again))
+	}
+
+	cs["id-b"].State.Health.Status = container.Unhealthy
+	p := planFor(planInput{Running: cs, Agent: agent, Map: cfg, Now: now})
+	if got := summaries(p); !slices.Equal(got, []string{"update-ttl h:b:53:udp:docker-health critical"}) {
+		t.Errorf("health change: %q", got)
+	}
+
+	reg := first.Ops[0].Service.Reg
+	refused := map[string]refusal{reg.ID: {def: fingerprint(reg), at: now}}
+	empty := agentWith()
+	p = planFor(planInput{Running: running(cs["id-a"]), Agent: empty, Map: cfg, Refused: refused, Now: now.Add(time.Minute)})
+	if got := summaries(p); len(got) != 1 || strings.Contains(got[0], reg.ID+" ") {
+		t.Errorf("refused a minute ago: %q, want only the other port", got)
+	}
+	p = planFor(planInput{Running: running(cs["id-a"]), Agent: empty, Map: cfg, Refused: refused, Now: now.Add(refusedRetry)})
+	if got := summaries(p); len(got) != 2 {
+		t.Errorf("refused %s ago: %q, want it sent again", refusedRetry, got)
+	}
+}
+
+// TestCrashed: gliderlabs master bridge/bridge.go shouldRemove keeps the
+// service only when the exit code is non-zero without the 128 bit.
+func TestCrashed(t *testing.T) {
+	for code, want := range map[int]bool{0: false, 1: true, 3: true, 127: true, 137: false, 143: false, 130: false, 255: false} {
+		if got := crashed(code); got != want {
+			t.Errorf("crashed(%d) = %v, want %v", code, got, want)
+		}
+	}
+}
+
+// TestTagFuncs: the -tags template functions, with gliderlabs' documented
+// examples (bridge/bridge.go newService comments).
+func TestTagFuncs(t *testing.T) {
+	c := ctr("web1", env("ENVIRONMENT=test", "SERVICE_8105_NAME=foo", "HOME=/home/foobar", "SERVICE_9404_NAME=bar"),
+		label("com.amazonaws.ecs.task-arn", "arn:aws:ecs:region:xxxxxxxxxxxx:task/368f4403"))
+	c.ID = "e20f9c1a76565d62ae24a3bb877b17b862b6eab94f4e95a0e07ccf25087aaf4f"
+	for tmpl, want := range map[string]string{
+		`{{strSlice .ID 0 12}}`:     "e20f9c1a7656",
+		`{{sIndex 0 .Config.Env}}`:  "ENVIRONMENT=test",
+		`{{sIndex -1 .Config.Env}}`: "SERVICE_9404_NAME=bar",
+		`{{mIndex "com.amazonaws.ecs.task-arn" .Config.Labels | splitIndex -1 "/"}}`: "368f4403",
+		`{{toLower "FoO"}}{{toUpper "foo"}}`:                                         "fooFOO",
+		`{{replace -1 "=" "" "=foo="}}`:                                              "foo",
+		`{{join ";" (split "," "a,b")}}`:                                             "a;b",
+		`{{matchFirstElement "^SERVICE_" .Config.Env}}`:                              "SERVICE_8105_NAME=foo",
+		`{{join ";" (matchAllElements "^SERVICE_" .Config.Env)}}`:                    "SERVICE_8105_NAME=foo;SERVICE_9404_NAME=bar",
+	} {
+		tt, err := parseForceTags(tmpl)
+		if err != nil {
+			t.Errorf("%s: %v", tmpl, err)
+			continue
+		}
+		var b strings.Builder
+		if err := tt.Execute(&b, c); err != nil || b.String() != want {
+			t.Errorf("%s = %q, %v; want %q", tmpl, b.String(), err, want)
+		}
+	}
+	if _, err := parseForceTags(`{{httpGet "http://x"}}`); err == nil || !strings.Contains(err.Error(), "httpGet") {
+		t.Errorf("httpGet: %v, want an error naming it", err)
+	}
+	if got := splitTags(` a, b\,c ,,d\`); !slices.Equal(got, []string{"a", "b,c", `d\`}) {
+		t.Errorf("splitTags: %q", got)
+	}
+}
+
+// BenchmarkPlanUnchanged200: one pass over 200 containers (checks, a -tags
+// template, Docker health) whose services the agent already holds: the
+// mapping and comparison every event pass pays.
+func BenchmarkPlanUnchanged200(b *testing.B) {
+	cfg := baseMap()
+	cfg.DockerHealth = true
+	cfg.Tags, _ = parseForceTags("fleet,{{.Config.Labels.team}}")
+	cs := map[string]*container.InspectResponse{}
+	for i := 0; i < 200; i++ {
+		c := ctr(fmt.Sprintf("c%03d", i), publish("80/tcp", "0.0.0.0", fmt.Sprint(20000+i)),
+			env("SERVICE_CHECK_TCP=true", "SERVICE_VERSION=1", "SERVICE_TAGS=a,b"), label("team", "t"), health(container.Healthy))
+		cs[c.ID] = c
+	}
+	first := planFor(planInput{Running: cs, Agent: agentWith(), Map: cfg})
+	agent := agentWith()
+	for _, o := range first.Ops {
+		agent.registered(o.Service.Reg)
+	}
+	for _, cached := range []bool{false, true} {
+		b.Run(fmt.Sprintf("cache=%v", cached), func(b *testing.B) {
+			var cache *mapCache
+			if cached {
+				cache = newMapCache()
+			}
+			for i := 0; i < b.N; i++ {
+				if p := planFor(planInput{Running: cs, Agent: agent, Map: cfg, Cache: cache}); len(p.Ops) != 0 {
+					b.Fatalf("ops %d", len(p.Ops))
+				}
+			}
+		})
+	}
+}
+
+// TestMapCache: a cached mapping is used while the inspect data is the same
+// pointer and the peer address the same; a new inspect maps again.
+func TestMapCache(t *testing.T) {
+	cfg := baseMap()
+	c := ctr("web1", publish("80/tcp", "0.0.0.0", "32768"))
+	cache := newMapCache()
+	first := planFor(planInput{Running: running(c), Agent: agentWith(), Map: cfg, Cache: cache})
+	again := planFor(planInput{Running: running(c), Agent: agentWith(), Map: cfg, Cache: cache})
+	if first.Ops[0].Service != again.Ops[0].Service {
+		t.Errorf("same inspect data mapped again")
+	}
+	c2 := ctr("web1", publish("80/tcp", "0.0.0.0", "40000"))
+	p := planFor(planInput{Running: running(c2), Agent: agentWith(), Map: cfg, Cache: cache})
+	if p.Ops[0].Service.Reg.Port != 40000 {
+		t.Errorf("new inspect data: port %d, want 40000", p.Ops[0].Service.Reg.Port)
+	}
+	planFor(planInput{Running: running(), Agent: agentWith(), Map: cfg, Cache: cache})
+	if len(cache.entries) != 0 {
+		t.Errorf("entries of gone containers kept: %d", len(cache.entries))
+	}
+}
