@@ -72,13 +72,16 @@ func TestDeregisterOnSuccess(t *testing.T) {
 	id := func(n string) string { return h + ":" + cn(n) + ":8080" }
 	pub := []string{"-p", "127.0.0.1::8080"}
 
-	runC(t, "os-fail", pub, "-listen", ":8080", "-exit", "3", "-after", "3s")
-	runC(t, "os-ok", pub, "-listen", ":8080", "-exit", "0", "-after", "3s")
+	// These two exit with 3 and 0 when the test sends SIGUSR1.
+	runC(t, "os-fail", pub, "-listen", ":8080", "-exit", "3", "-exit-on-usr1")
+	runC(t, "os-ok", pub, "-listen", ":8080", "-exit", "0", "-exit-on-usr1")
 	// Under tini (--init) a process that dies of SIGTERM gives exit 143.
 	runC(t, "os-stop", append([]string{"--init"}, pub...), "-listen", ":8080", "-default-signals")
 	runC(t, "os-kill", pub, "-listen", ":8080")
 	runC(t, "os-downkill", pub, "-listen", ":8080")
 	waitIDs(t, c, h, 20*time.Second, id("os-fail"), id("os-ok"), id("os-stop"), id("os-kill"), id("os-downkill"))
+	docker(t, "kill", "-s", "USR1", cn("os-fail"))
+	docker(t, "kill", "-s", "USR1", cn("os-ok"))
 	docker(t, "stop", "-t", "20", cn("os-stop"))
 	docker(t, "kill", cn("os-kill"))
 	eventually(t, 20*time.Second, "all four exited", func() (bool, string) {

@@ -24,6 +24,7 @@ func main() {
 	sick := flag.Bool("sick", false, "make the HEALTHCHECK probe fail from now on")
 	exit := flag.Int("exit", -1, "exit with this code after -after")
 	after := flag.Duration("after", 0, "delay before -exit")
+	exitOnUSR1 := flag.Bool("exit-on-usr1", false, "with -exit: exit when SIGUSR1 arrives (docker kill -s USR1) instead of after -after")
 	defaultSignals := flag.Bool("default-signals", false, "leave SIGTERM/SIGINT to the Go runtime: the process dies by the signal (run with --init to see exit 143 on docker stop)")
 	flag.Parse()
 	switch {
@@ -79,7 +80,13 @@ func main() {
 		}()
 	}
 	if *exit >= 0 {
-		time.Sleep(*after)
+		if *exitOnUSR1 {
+			usr1 := make(chan os.Signal, 1)
+			signal.Notify(usr1, syscall.SIGUSR1)
+			<-usr1
+		} else {
+			time.Sleep(*after)
+		}
 		os.Exit(*exit)
 	}
 	if *defaultSignals {
