@@ -1,0 +1,116 @@
+package configfile
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func write(t *testing.T, path, body string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A directory is every file below it, whatever its name, in lexical order,
+// sub-directories included (consul-template config.FromPath: filepath.Walk).
+func TestFilesDirectoryIsEveryFile(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "b.hcl"), "")
+	write(t, filepath.Join(dir, "00-consul"), "")
+	write(t, filepath.Join(dir, "a", "z.txt"), "")
+	write(t, filepath.Join(dir, "c.json"), "{}")
+	one := filepath.Join(t.TempDir(), "one.conf")
+	write(t, one, "")
+	got, err := Files([]string{one, dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{one, filepath.Join(dir, "00-consul"), filepath.Join(dir, "a", "z.txt"), filepath.Join(dir, "b.hcl"), filepath.Join(dir, "c.json")}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Files = %q, want %q", got, want)
+	}
+	if _, err := Files([]string{filepath.Join(dir, "nope")}); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("missing path: err = %v, want one naming it", err)
+	}
+}
+
+func TestReadHCLAndJSON(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.hcl"), "consul { address = \"x:1\" }\nconsul { address = \"y:2\" }\ntemplate { source = \"s1\" }\ntemplate { source = \"s2\" }\nmax_stale = \"3s\"\n")
+	write(t, filepath.Join(dir, "b.json"), `{"consul": {"address": "z:3"}, "template": [{"source": "j1"}, {"source": "j2"}]}`)
+	files, err := Load([]string{dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		c, err := Block(f.Values["consul"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts, err := Blocks(f.Values["template"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var srcs []string
+		for _, tb := range ts {
+			s, _ := String(tb["source"])
+			srcs = append(srcs, s)
+		}
+		switch filepath.Base(f.Path) {
+		case "a.hcl":
+			if c["address"] != "y:2" || !reflect.DeepEqual(srcs, []string{"s1", "s2"}) {
+				t.Fatalf("a.hcl: consul %v templates %v", c, srcs)
+			}
+			if d, err := Duration(f.Values["max_stale"]); err != nil || d != 3*time.Second {
+				t.Fatalf("max_stale = %v, %v", d, err)
+			}
+		case "b.json":
+			if c["address"] != "z:3" || !reflect.DeepEqual(srcs, []string{"j1", "j2"}) {
+				t.Fatalf("b.json: consul %v templates %v", c, srcs)
+			}
+		}
+	}
+	write(t, filepath.Join(dir, "c.hcl"), "consul {\n")
+	if _, err := Load([]string{dir}); err == nil || !strings.Contains(err.Error(), "c.hcl") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("syntax error: %v, want one line naming c.hcl", err)
+	}
+}
+
+func TestSpecCheck(t *testing.T) {
+	spec := Spec{
+		Keys:    []string{"consul.address", "consul.ssl.enabled", "template.source", "wait", "wait.min", "exec"},
+		Refused: map[string]string{"vault": "templater does not read Vault"},
+	}
+	cases := []struct{ body, want string }{
+		{"consul { address = \"a\" ssl { enabled = true } }\ntemplate { source = \"x\" }\nwait = \"1s\"\nexec { anything = 1 }", ""},
+		{"wait { min = \"1s\" }", ""},
+		{"template { source = \"x\" }\ntemplate { source = \"y\" bogus = 1 }", "config F: template.bogus: not supported"},
+		{"consul { ssl { verify = false } }", "config F: consul.ssl.verify: not supported"},
+		{"vault { address = \"v\" }", "config F: vault: not supported: templater does not read Vault"},
+		{"zeta = 1\nalpha = 2", "config F: alpha: not supported"},
+	}
+	for _, c := range cases {
+		path := filepath.Join(t.TempDir(), "F")
+		write(t, path, c.body)
+		f, err := Read(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = spec.Check(f)
+		got := ""
+		if err != nil {
+			got = strings.ReplaceAll(err.Error(), path, "F")
+		}
+		if got != c.want {
+			t.Errorf("%q: Check = %q, want %q", c.body, got, c.want)
+		}
+	}
+}
