@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -23,10 +25,14 @@ type runConfig struct {
 	Wait        *waitConfig
 	Once        bool
 	OnceTimeout time.Duration
-	Dry         bool
+	Dry         bool // consul-template's -dry: "> DEST" and the contents on stdout
+	Diff        bool // -diff: a unified diff per destination
 	MissingWarn time.Duration
-	FailFast    bool
-	Exec        *execConfig
+	// TemplateErrorFatal: a template that fails on its first execution (or
+	// under -once) stops templater; false: it is logged and skipped.
+	TemplateErrorFatal bool
+	FailFast           bool
+	Exec               *execConfig
 }
 
 type metrics struct {
@@ -76,6 +82,7 @@ type runner struct {
 	store  *store
 	m      *metrics
 	stdout io.Writer
+	stderr io.Writer
 	tmpls  []*tmpl
 	reload chan *runConfig
 	sigs   chan syscall.Signal
@@ -87,6 +94,9 @@ type runner struct {
 	reaper  *supervisor.Reaper
 	child   *supervisor.Child
 	childCh chan struct{}
+	// childEnv is what consul-template adds to a child's environment
+	// (CONSUL_HTTP_ADDR, ...; manager/runner.go childEnv).
+	childEnv []string
 }
 
 func loadTemplates(cfg *runConfig) ([]*tmpl, error) {
@@ -151,7 +161,7 @@ func (r *runner) run(ctx context.Context) error {
 			r.onPass()
 		}
 		if r.cfg.Once && r.allComplete() {
-			return nil
+			return r.onceExec(ctx)
 		}
 		if waitTimer != nil {
 			waitTimer.Stop()
@@ -168,7 +178,8 @@ func (r *runner) run(ctx context.Context) error {
 		case <-waitC:
 		case sig := <-r.sigs:
 			if r.child != nil {
-				_ = r.child.Signal(sig)
+				// The whole group: a child run under sh -c gets it too.
+				_ = r.child.SignalGroup(sig)
 			}
 			continue
 		case <-r.childCh:
@@ -282,8 +293,12 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 		r.m.executions.WithLabelValues(t.name).Inc()
 		if err != nil {
 			r.m.renderErrors.WithLabelValues(t.name).Inc()
-			if !wasExecuted || r.cfg.Once {
-				return next, &errExit{code: exitUsage, err: fmt.Errorf("template %s: %w", t.name, err)}
+			fatal := r.cfg.TemplateErrorFatal
+			if t.cfg.ErrorFatal != nil {
+				fatal = *t.cfg.ErrorFatal
+			}
+			if fatal && (!wasExecuted || r.cfg.Once) {
+				return next, &errExit{code: exitConfig, err: fmt.Errorf("template %s: %w", t.name, err)}
 			}
 			r.log.Error("template failed; destination left as it was", "template", t.name, "err", err)
 			continue
@@ -304,9 +319,12 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 		t.complete = true
 		var wrote bool
 		t1 := time.Now()
-		if r.cfg.Dry {
+		switch {
+		case r.cfg.Dry:
+			wrote = r.dryPrint(t, out)
+		case r.cfg.Diff:
 			wrote = r.dryRun(t, out)
-		} else {
+		default:
 			wrote, err = install(ctx, t.cfg, out, r.reaper)
 			if err != nil {
 				var ce *checkError
@@ -330,7 +348,7 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 		anyChanged = true
 		r.m.renders.WithLabelValues(t.name).Inc()
 		r.m.lastRender.WithLabelValues(t.name).SetToCurrentTime()
-		if !r.cfg.Dry {
+		if !r.cfg.Dry && !r.cfg.Diff {
 			r.log.Info("rendered", "template", t.name, "destination", t.cfg.Destination, "execute", execTime.Round(time.Microsecond), "write", time.Since(t1).Round(time.Microsecond))
 		}
 		if c := strings.TrimSpace(t.cfg.Command); c != "" {
@@ -355,20 +373,30 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 
 	for _, c := range cmds {
 		if r.cfg.Dry {
+			continue // consul-template runs no command in dry mode
+		}
+		if r.cfg.Diff {
 			fmt.Fprintf(r.stdout, "would run: %s   (for %s)\n", c.cmd, strings.Join(c.names, ", "))
 			continue
 		}
 		r.m.commandRuns.WithLabelValues(c.cmd).Inc()
-		out, err := runShell(ctx, r.reaper, c.cmd, c.timeout, nil)
+		// The command's output goes to templater's stdout and stderr, as
+		// consul-template's does (manager/runner.go: Stdout: r.outStream).
+		out, err := runShell(ctx, r.reaper, c.cmd, c.timeout, nil, r.stdout, r.stderr)
 		if err != nil {
 			r.m.commandFails.WithLabelValues(c.cmd).Inc()
 			r.log.Error("command failed", "command", c.cmd, "templates", strings.Join(c.names, ","), "err", err, "output", strings.TrimSpace(out))
 			if r.cfg.FailFast || r.cfg.Once {
-				return next, &errExit{code: exitCommand, err: fmt.Errorf("command %q failed: %w", c.cmd, err)}
+				code := exitCommand
+				if r.cfg.Once && !r.cfg.FailFast {
+					code = exitRunner // consul-template's -once: the runner error
+				}
+				return next, &errExit{code: code, err: fmt.Errorf("command %q failed: %w", c.cmd, err)}
 			}
 			continue
 		}
-		r.log.Debug("command ran", "command", c.cmd, "output", strings.TrimSpace(out))
+		r.log.Debug("command ran", "command", c.cmd)
+		_ = out
 	}
 	if err := r.manageChild(ctx, anyChanged); err != nil {
 		return next, err
@@ -411,7 +439,7 @@ func (r *runner) dryRun(t *tmpl, out []byte) bool {
 		return false
 	}
 	diff, _ := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A: difflib.SplitLines(string(onDisk)), B: difflib.SplitLines(string(out)),
+		A: diffLines(string(onDisk)), B: diffLines(string(out)),
 		FromFile: t.cfg.Destination, ToFile: t.cfg.Destination + " (would be written)", Context: 3,
 	})
 	fmt.Fprintf(r.stdout, "== %s\n%s", t.cfg.Destination, diff)
@@ -421,11 +449,66 @@ func (r *runner) dryRun(t *tmpl, out []byte) bool {
 	return true
 }
 
+// diffLines splits s into lines that keep their "\n"; unlike
+// difflib.SplitLines it adds no empty line after a final newline (which made
+// the hunk header count one line too many).
+func diffLines(s string) []string {
+	if s == "" {
+		return nil
+	}
+	l := strings.SplitAfter(s, "\n")
+	if l[len(l)-1] == "" {
+		l = l[:len(l)-1]
+	} else {
+		l[len(l)-1] += "\n\\ No newline at end of file\n"
+	}
+	return l
+}
+
+// dryPrint is consul-template's -dry: when the output differs from the file
+// on disk, "> DEST" and the contents go to stdout and nothing is written
+// (renderer/renderer.go Render).
+func (r *runner) dryPrint(t *tmpl, out []byte) bool {
+	if prev, ok := r.dryLast[t.cfg.Destination]; ok && string(prev) == string(out) {
+		return false
+	}
+	r.dryLast[t.cfg.Destination] = append([]byte(nil), out...)
+	if onDisk, err := os.ReadFile(t.cfg.Destination); err == nil && string(onDisk) == string(out) {
+		return false
+	}
+	fmt.Fprintf(r.stdout, "> %s\n%s", t.cfg.Destination, out)
+	return true
+}
+
+// onceExec is the end of -once: with an -exec command, the child is started
+// now, waited for, and templater exits with its code, as consul-template
+// does (manager/runner.go Start: once mode waits for the child).
+func (r *runner) onceExec(ctx context.Context) error {
+	e := r.cfg.Exec
+	if e == nil || r.cfg.Dry || r.cfg.Diff {
+		return nil
+	}
+	if err := r.startChild(); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-r.childCh:
+	}
+	ex := r.child.Exit()
+	r.child = nil
+	if ex.Success() {
+		return nil
+	}
+	return &errExit{code: ex.ExitCode(), err: fmt.Errorf("exec child %s", ex)}
+}
+
 // manageChild starts the -exec child once every template is complete, and
 // reloads (signal) or restarts it when files changed after that.
 func (r *runner) manageChild(ctx context.Context, anyChanged bool) error {
 	e := r.cfg.Exec
-	if e == nil || e.Command == "" || r.cfg.Dry || r.cfg.Once {
+	if e == nil || len(e.Argv) == 0 || r.cfg.Dry || r.cfg.Diff || r.cfg.Once {
 		return nil
 	}
 	if r.child == nil {
@@ -450,7 +533,9 @@ func (r *runner) manageChild(ctx context.Context, anyChanged bool) error {
 	if e.ReloadSignal != "" {
 		sig, _ := supervisor.ParseSignal(e.ReloadSignal)
 		r.log.Info("sending reload signal to exec child", "signal", supervisor.SignalName(sig))
-		if err := r.child.Signal(sig); err != nil {
+		// The child's whole process group, so a program run under sh -c
+		// gets it (consul-template signals the group, child/child.go).
+		if err := r.child.SignalGroup(sig); err != nil {
 			r.log.Warn("reload signal failed", "err", err)
 		}
 		return nil
@@ -462,15 +547,18 @@ func (r *runner) manageChild(ctx context.Context, anyChanged bool) error {
 
 func (r *runner) startChild() error {
 	e := r.cfg.Exec
-	argv, err := supervisor.Argv([]string{e.Command}, supervisor.ShellAuto)
+	argv, err := execArgv(e.Argv)
 	if err != nil {
-		return &errExit{code: exitUsage, err: fmt.Errorf("-exec: %w", err)}
+		return &errExit{code: exitConfig, err: fmt.Errorf("-exec: %w", err)}
 	}
 	ks := syscall.SIGTERM
 	if e.KillSignal != "" {
 		ks, _ = supervisor.ParseSignal(e.KillSignal)
 	}
-	c, err := supervisor.Start(supervisor.Config{Argv: argv, KillSignal: ks, KillTimeout: e.KillTimeout, Log: r.log, Reaper: r.reaper})
+	stdout, _ := r.stdout.(*os.File)
+	stderr, _ := r.stderr.(*os.File)
+	c, err := supervisor.Start(supervisor.Config{Argv: argv, Env: e.Env.environ(r.childEnv), KillSignal: ks, KillTimeout: e.KillTimeout,
+		Log: r.log, Reaper: r.reaper, Stdout: stdout, Stderr: stderr})
 	if err != nil {
 		return &errExit{code: exitChild, err: fmt.Errorf("-exec %q: %w", e.Command, err)}
 	}
@@ -493,4 +581,52 @@ func (r *runner) stopChild() {
 	r.log.Info("exec child stopped", "exit", ex.String())
 	r.child = nil
 	r.childCh = nil
+}
+
+// execArgv turns the exec command as written into the argv: one string with
+// more than one word runs under sh -c; otherwise the words are the argv
+// (consul-template child/command-prep.go CommandPrep).
+func execArgv(cmd []string) ([]string, error) {
+	switch {
+	case len(cmd) == 1 && len(strings.Fields(cmd[0])) > 1:
+		sh, err := exec.LookPath("sh")
+		if err != nil {
+			sh = "/bin/sh"
+		}
+		return []string{sh, "-c", cmd[0]}, nil
+	case len(cmd) >= 1 && strings.TrimSpace(cmd[0]) != "":
+		return cmd, nil
+	}
+	return nil, errors.New("no command given")
+}
+
+// environ is the child's environment: templater's (or nothing, when
+// pristine), filtered by the allow and deny globs, then extra (consul-
+// template's CONSUL_* variables) and the custom NAME=VALUE entries
+// (consul-template config/env.go Env).
+func (e execEnv) environ(extra []string) []string {
+	custom := append(append([]string{}, extra...), e.Custom...)
+	if e.Pristine {
+		return custom
+	}
+	match := func(k string, globs []string) bool {
+		for _, g := range globs {
+			if ok, _ := filepath.Match(g, k); ok {
+				return true
+			}
+		}
+		return false
+	}
+	var out []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if len(e.Allow) > 0 && !match(k, e.Allow) {
+			continue
+		}
+		if match(k, e.Deny) {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, custom...)
 }
