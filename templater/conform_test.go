@@ -86,6 +86,7 @@ func runTool(t *testing.T, bin, dir, dst string, deadline time.Duration, args ..
 	cmd.Env = ctEnv
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
+	cmd.WaitDelay = 2 * time.Second
 	err := cmd.Run()
 	o := outcome{Stdout: so.String(), Stderr: se.String()}
 	var ee *exec.ExitError

@@ -32,9 +32,9 @@ import (
 )
 
 // Exit codes. Where consul-template has a code for the same situation, it is
-// consul-template's (cli.go: ExitCodeError 10, ExitCodeInterrupt 11,
-// ExitCodeParseFlagsError 12, ExitCodeRunnerError 13, ExitCodeConfigError
-// 14); the others are templater's own.
+// consul-template's (cli.go: the iota block makes ExitCodeError 11,
+// ExitCodeInterrupt 12, ExitCodeParseFlagsError 13, ExitCodeRunnerError 14,
+// ExitCodeConfigError 15); the others are templater's own.
 const (
 	exitOK      = 0
 	exitMissing = 2  // -once: data still missing after -once-timeout
@@ -42,10 +42,10 @@ const (
 	exitCommand = 4  // a command failed with -fail-fast
 	exitChild   = 5  // the -exec command could not be started
 	exitConsul  = 6  // Consul client could not be built
-	exitSignal  = 11 // stopped by the kill signal (consul-template's ExitCodeInterrupt)
-	exitFlags   = 12 // bad flag (ExitCodeParseFlagsError)
-	exitRunner  = 13 // a failed -once command (ExitCodeRunnerError)
-	exitConfig  = 14 // bad configuration or template, or a template error under -once (ExitCodeConfigError)
+	exitSignal  = 12 // stopped by the kill signal (consul-template's ExitCodeInterrupt)
+	exitFlags   = 13 // bad flag (ExitCodeParseFlagsError)
+	exitRunner  = 14 // a template that does not parse or fails (ExitCodeRunnerError)
+	exitConfig  = 15 // bad configuration (ExitCodeConfigError)
 )
 
 func main() {
@@ -70,7 +70,7 @@ func (r *refusedFlag) Set(v string) error {
 	if r.isBool && v == "false" {
 		return nil // -dedup=false asks for nothing
 	}
-	return fmt.Errorf("not supported: %s", r.why)
+	return fmt.Errorf("-%s is not supported: %s", r.name, r.why)
 }
 
 // vaultFlags are consul-template's -vault-* flags (v0.41.1 -h), with whether
@@ -114,6 +114,7 @@ type options struct {
 	syslog             bool
 	syslogFacility     string
 	syslogName         string
+	syslogSocket       string
 	leftDelim          string
 	rightDelim         string
 	showVersion        bool
@@ -132,11 +133,9 @@ type transportFlags struct {
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("templater", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: templater [flags]\n\nRenders consul-template templates from Consul and runs their commands.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	// A bad flag is one line on stderr (run prints it); -h prints the usage.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	fs.Var(&o.templates, "template", "`SOURCE:DESTINATION[:COMMAND]` to render (repeatable)")
 	fs.Var(&o.configs, "config", "consul-template HCL/JSON config `FILE|DIR` (repeatable; a folder is every file in it; later ones win)")
 	fs.Var(&o.checks, "check", "`DESTINATION=COMMAND`: check the candidate file ({{path}}) before it replaces DESTINATION (repeatable)")
@@ -168,6 +167,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.syslog, "syslog", false, "send the log to the local syslog instead of stderr")
 	fs.StringVar(&o.syslogFacility, "syslog-facility", "LOCAL0", "syslog facility (with -syslog)")
 	fs.StringVar(&o.syslogName, "syslog-name", "consul-template", "program name in syslog (with -syslog)")
+	fs.StringVar(&o.syslogSocket, "syslog-socket", "", "unix datagram socket of the syslog daemon (with -syslog; default: the local one, /dev/log)")
 	o.consul.Register(fs)
 	// consul-template's names for the same settings.
 	for alias, name := range map[string]string{"consul-addr": "http-addr", "consul-token": "token", "consul-token-file": "token-file",
@@ -201,6 +201,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	o.logs.Register(fs)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "Usage: templater [flags]\n\nRenders consul-template templates from Consul and runs their commands.\n\nFlags:\n")
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+		}
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -373,6 +378,11 @@ func consulConfig(o *options, fc *fileConfig) (*api.Config, error) {
 		user, pass, _ := strings.Cut(auth, ":")
 		ccfg.HttpAuth = &api.HttpBasicAuth{Username: user, Password: pass}
 	}
+	if p := ccfg.TLSConfig.CAPath; p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("CA path: %w", err)
+		}
+	}
 	t, err := transport(o, fc.ConsulTransport)
 	if err != nil {
 		return nil, err
@@ -457,7 +467,7 @@ func newLogger(o *options, fc *fileConfig, stderr io.Writer) (*slog.Logger, erro
 	}
 	w := stderr
 	if on {
-		sw, err := openSyslog(facility, name)
+		sw, err := openSyslog(facility, name, o.syslogSocket)
 		if err != nil {
 			return nil, err
 		}
@@ -504,15 +514,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	tmpls, err := loadTemplates(rc)
 	if err != nil {
 		fmt.Fprintf(stderr, "templater: %v\n", err)
-		return exitConfig // consul-template: 14 for a template that does not parse
-	}
-	if o.parseOnly {
-		return exitOK
+		return exitRunner
 	}
 	ccfg, err := consulConfig(o, fc)
 	if err != nil {
 		fmt.Fprintf(stderr, "templater: %v\n", err)
-		return exitConfig
+		return exitRunner // consul-template: the runner cannot build its clients
+	}
+	if o.parseOnly {
+		log.Info("templates parsed (-parse-only)", "templates", len(tmpls))
+		return exitOK
 	}
 	client, err := consulclient.NewClient(ccfg)
 	if err != nil {

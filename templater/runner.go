@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -101,12 +102,15 @@ type runner struct {
 
 func loadTemplates(cfg *runConfig) ([]*tmpl, error) {
 	var out []*tmpl
-	seen := map[string]string{}
+	seen := map[string]*templateConfig{}
 	for _, c := range cfg.Templates {
 		if prev, dup := seen[c.Destination]; dup {
-			return nil, fmt.Errorf("destination %s is written by two templates (%s and %s)", c.Destination, prev, c.origin)
+			if sameTemplate(prev, c) {
+				continue // the same template given twice is one (consul-template merges them)
+			}
+			return nil, fmt.Errorf("destination %s is written by two templates (%s and %s)", c.Destination, prev.origin, c.origin)
 		}
-		seen[c.Destination] = c.origin
+		seen[c.Destination] = c
 		if !c.CreateDestDirs {
 			dir := parentDir(c.Destination)
 			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
@@ -120,6 +124,14 @@ func loadTemplates(cfg *runConfig) ([]*tmpl, error) {
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// sameTemplate reports whether two template configs render the same thing
+// to the same place the same way.
+func sameTemplate(a, b *templateConfig) bool {
+	x, y := *a, *b
+	x.origin, y.origin = "", ""
+	return reflect.DeepEqual(x, y)
 }
 
 func parentDir(p string) string {
@@ -298,7 +310,7 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 				fatal = *t.cfg.ErrorFatal
 			}
 			if fatal && (!wasExecuted || r.cfg.Once) {
-				return next, &errExit{code: exitConfig, err: fmt.Errorf("template %s: %w", t.name, err)}
+				return next, &errExit{code: exitRunner, err: fmt.Errorf("template %s: %w", t.name, err)}
 			}
 			r.log.Error("template failed; destination left as it was", "template", t.name, "err", err)
 			continue
@@ -583,11 +595,19 @@ func (r *runner) stopChild() {
 	r.childCh = nil
 }
 
-// execArgv turns the exec command as written into the argv: one string with
-// more than one word runs under sh -c; otherwise the words are the argv
-// (consul-template child/command-prep.go CommandPrep).
+// shellSyntax are the characters that need a shell to mean what they say.
+const shellSyntax = "\n|&;<>()$`\\\"'*?[]#~{}="
+
+// execArgv turns the exec command as written into the argv: a list is the
+// argv; one string with shell syntax runs under sh -c, as consul-template
+// runs every string of several words (child/command-prep.go CommandPrep);
+// one string of plain words is split into the argv and run without a shell,
+// so that signals reach the program itself (consul-template's sh -c wrapper
+// eats them: hashicorp/consul-template#1557).
 func execArgv(cmd []string) ([]string, error) {
 	switch {
+	case len(cmd) == 1 && len(strings.Fields(cmd[0])) > 1 && !strings.ContainsAny(cmd[0], shellSyntax):
+		return strings.Fields(cmd[0]), nil
 	case len(cmd) == 1 && len(strings.Fields(cmd[0])) > 1:
 		sh, err := exec.LookPath("sh")
 		if err != nil {

@@ -18,14 +18,20 @@ var syslogFacilities = map[string]syslog.Priority{
 }
 
 // openSyslog connects to the local syslog socket (/dev/log or the other
-// paths log/syslog tries) with the facility and program name; each log
-// record becomes one message at priority NOTICE.
-func openSyslog(facility, name string) (io.Writer, error) {
+// paths log/syslog tries; socket, when set, instead) with the facility and
+// program name; each log record becomes one message at priority NOTICE.
+func openSyslog(facility, name, socket string) (io.Writer, error) {
 	f, ok := syslogFacilities[strings.ToUpper(strings.TrimSpace(facility))]
 	if !ok {
 		return nil, fmt.Errorf("-syslog-facility %q: want LOCAL0..LOCAL7, DAEMON, USER, ...", facility)
 	}
-	w, err := syslog.New(f|syslog.LOG_NOTICE, name)
+	var w *syslog.Writer
+	var err error
+	if socket != "" {
+		w, err = syslog.Dial("unixgram", socket, f|syslog.LOG_NOTICE, name)
+	} else {
+		w, err = syslog.New(f|syslog.LOG_NOTICE, name)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("-syslog: %w", err)
 	}
