@@ -484,3 +484,99 @@ func TestSyslog(t *testing.T) {
 		t.Fatalf("syslog message %q", msg)
 	}
 }
+
+// file() reads a file relative to the working folder.
+func TestConformFile(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": `[{{ file "data.txt" }}] [{{ file "sub/other.txt" | trimSpace }}]`, "data.txt": "line1\nline2\n", "sub/other.txt": "  x  \n"}
+	res, _ := bothIn(t, files, "out", "-once", "-consul-addr", agent.HTTPAddr(), "-log-level", "err", "-template", "in.tmpl:out")
+	sameOutcome(t, "file", res[0], res[1])
+}
+
+// A template block with consul-template's documented settings: contents,
+// perms, backup, error_on_missing_key, a command list, wait; and a JSON config.
+func TestConformTemplateBlock(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{
+		"old": "previous\n",
+		"config.hcl": `consul { address = "@ADDR@" }
+log_level = "err"
+template {
+  contents = "{{ key \"ct/name\" }} {{ with parseJSON \"{}\" }}[{{ .missing }}]{{ end }}"
+  destination = "old"
+  perms = 0600
+  backup = true
+  command = ["sh", "-c", "echo ran > ran.txt"]
+  wait { min = "10ms" max = "20ms" }
+}
+template {
+  contents = "{{ with parseJSON \"{}\" }}{{ .missing }}{{ end }}"
+  destination = "strict"
+  error_on_missing_key = true
+}
+`,
+		"config.json": `{"consul": {"address": "@ADDR@"}, "log_level": "err", "template": [{"contents": "json {{ key \"ct/name\" }}", "destination": "fromjson", "perms": "0640"}]}`,
+	}
+	res, dirs := bothIn(t, files, "old", "-once", "-config", "config.hcl")
+	sameOutcome(t, "template block", res[0], res[1])
+	for _, f := range []string{"old.bak", "ran.txt", "strict"} {
+		if a, b := readFile(filepath.Join(dirs[0], f)), readFile(filepath.Join(dirs[1], f)); a != b {
+			t.Errorf("%s: consul-template %q, templater %q", f, a, b)
+		}
+	}
+	res, dirs = bothIn(t, files, "fromjson", "-once", "-config", "config.json")
+	sameOutcome(t, "JSON config", res[0], res[1])
+	for _, f := range []string{"old", "fromjson"} {
+		var modes [2]os.FileMode
+		for i, d := range dirs {
+			if st, err := os.Stat(filepath.Join(d, f)); err == nil {
+				modes[i] = st.Mode().Perm()
+			}
+		}
+		if modes[0] != modes[1] {
+			t.Errorf("%s mode: consul-template %o, templater %o", f, modes[0], modes[1])
+		}
+	}
+}
+
+// -exec-env-*: the child's environment.
+func TestConformExecEnv(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": `{{ key "ct/name" }}`}
+	res, _ := bothIn(t, files, "out", "-once", "-consul-addr", agent.HTTPAddr(), "-log-level", "err", "-template", "in.tmpl:out",
+		"-exec-env-pristine", "-exec-env-custom", "A=1", "-exec-env-custom", "B=two words", "-exec", "env")
+	sameOutcome(t, "-exec-env-pristine -exec-env-custom", res[0], res[1])
+	if res[0].Stdout != res[1].Stdout {
+		t.Errorf("child environment: consul-template %q, templater %q", res[0].Stdout, res[1].Stdout)
+	}
+	res, _ = bothIn(t, files, "out", "-once", "-consul-addr", agent.HTTPAddr(), "-log-level", "err", "-template", "in.tmpl:out",
+		"-exec-env-allowlist", "CT_*", "-exec-env-denylist", "CT_EMPTY", "-exec", "env")
+	if res[0].Stdout != res[1].Stdout || res[0].Code != res[1].Code {
+		t.Errorf("allow/deny: consul-template %d %q, templater %d %q", res[0].Code, res[0].Stdout, res[1].Code, res[1].Stdout)
+	}
+}
+
+// -once with a key that never comes: consul-template waits forever
+// (hashicorp/consul-template#870, #980, #1844); templater exits 2 after
+// -once-timeout naming the key. Both are run; the peer is given 5 s.
+func TestConformOnceMissingKey(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": `{{ key "ct/never/there" }}`}
+	tl := tools(t)
+	peerDir, ourDir := toolDir(t, tl[0].name, files), toolDir(t, tl[1].name, files)
+	var peer outcome
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		peer = runTool(t, tl[0].bin, peerDir, filepath.Join(peerDir, "out"), 5*time.Second, "-once", "-consul-addr", agent.HTTPAddr(), "-template", "in.tmpl:out")
+	}()
+	ours := runTool(t, tl[1].bin, ourDir, filepath.Join(ourDir, "out"), 30*time.Second, "-once", "-once-timeout", "2s", "-consul-addr", agent.HTTPAddr(), "-template", "in.tmpl:out")
+	wg.Wait()
+	if ours.Code != exitMissing || ours.Wrote || !strings.Contains(ours.Stderr, "kv.get(ct/never/there)") {
+		t.Errorf("templater: %s, stderr %q; want exit %d naming the key", ours, ours.Stderr, exitMissing)
+	}
+	if peer.Code != -1 {
+		t.Errorf("consul-template no longer waits (%s): the difference is gone", peer)
+	}
+}
