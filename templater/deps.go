@@ -516,11 +516,25 @@ var (
 )
 
 func parseKVQuery(s string) (path, dc string, err error) {
+	if err := noQueryParams(s); err != nil {
+		return "", "", err
+	}
 	m := kvRe.FindStringSubmatch(s)
 	if m == nil {
 		return "", "", fmt.Errorf("bad key query %q: want PATH[@DC]", s)
 	}
 	return strings.TrimPrefix(m[1], "/"), m[3], nil
+}
+
+// noQueryParams refuses consul-template's ?ns=, ?partition=, ?peer=
+// query parameters (Consul Enterprise namespaces and partitions, peers),
+// which templater does not support, rather than reading "?..." as part of
+// the name.
+func noQueryParams(s string) error {
+	if strings.Contains(s, "?") {
+		return fmt.Errorf("query %q: parameters after \"?\" (ns, partition, peer, sameness-group) are not supported", s)
+	}
+	return nil
 }
 
 // healthStates are the filter words of `service`.
@@ -529,6 +543,9 @@ var healthStates = map[string]bool{"any": true, "passing": true, "warning": true
 // parseServiceQuery parses `[tag.]name[@dc][~near][|filter,...]`. A name in
 // brackets is taken whole, dots included: `[my.svc]`, `v1.[my.svc]@dc2`.
 func parseServiceQuery(s string, extra ...string) (healthDep, []string, error) {
+	if err := noQueryParams(s); err != nil {
+		return healthDep{}, nil, err
+	}
 	q := strings.TrimSpace(s)
 	var filter string
 	if i := strings.Index(q, "|"); i >= 0 {
@@ -581,6 +598,9 @@ func filterHealth(in []*HealthService, states []string) []*HealthService {
 }
 
 func parseNodeQuery(s string) (name, dc, near string, err error) {
+	if err := noQueryParams(s); err != nil {
+		return "", "", "", err
+	}
 	m := nodeRe.FindStringSubmatch(s)
 	if m == nil {
 		return "", "", "", fmt.Errorf("bad node query %q: want [NAME][@DC][~NEAR]", s)

@@ -10,9 +10,9 @@ import (
 	"text/template"
 )
 
-// dataFuncs are the functions that read Consul, files or the environment for
-// one template. They record which deps the template used and which had no data.
-func dataFuncs(t *tmpl) template.FuncMap {
+// kvFuncs are the KV data functions: key, keyExists, keyOrDefault, ls,
+// safeLs, tree, safeTree (template/funcs.go keyFunc ... treeFunc).
+func kvFuncs(t *tmpl) template.FuncMap {
 	st := func() *execState { return t.st }
 	kv := func(s string) (kvValue, bool, error) {
 		path, dc, err := parseKVQuery(s)
@@ -51,20 +51,6 @@ func dataFuncs(t *tmpl) template.FuncMap {
 			st().miss(d.String() + " (empty; safe" + map[bool]string{true: "Ls", false: "Tree"}[direct] + " waits for data)")
 		}
 		return out, nil
-	}
-	health := func(connect bool) func(string, ...string) ([]*HealthService, error) {
-		return func(s string, filters ...string) ([]*HealthService, error) {
-			d, states, err := parseServiceQuery(s, filters...)
-			if err != nil {
-				return nil, err
-			}
-			d.connect = connect
-			v, ok := st().get(d)
-			if !ok {
-				return []*HealthService{}, nil
-			}
-			return filterHealth(v.([]*HealthService), states), nil
-		}
 	}
 	return template.FuncMap{
 		"key": func(s string) (string, error) {
@@ -107,8 +93,30 @@ func dataFuncs(t *tmpl) template.FuncMap {
 		"safeLs":   func(s string) ([]*KeyPair, error) { return list(s, true, true) },
 		"tree":     func(s string) ([]*KeyPair, error) { return list(s, false, false) },
 		"safeTree": func(s string) ([]*KeyPair, error) { return list(s, false, true) },
-		"service":  health(false),
-		"connect":  health(true),
+	}
+}
+
+// dataFuncs are the functions that read Consul, files or the environment for
+// one template. They record which deps the template used and which had no data.
+func dataFuncs(t *tmpl) template.FuncMap {
+	st := func() *execState { return t.st }
+	health := func(connect bool) func(string, ...string) ([]*HealthService, error) {
+		return func(s string, filters ...string) ([]*HealthService, error) {
+			d, states, err := parseServiceQuery(s, filters...)
+			if err != nil {
+				return nil, err
+			}
+			d.connect = connect
+			v, ok := st().get(d)
+			if !ok {
+				return []*HealthService{}, nil
+			}
+			return filterHealth(v.([]*HealthService), states), nil
+		}
+	}
+	m := template.FuncMap{
+		"service": health(false),
+		"connect": health(true),
 		"services": func(s ...string) ([]*CatalogSnippet, error) {
 			_, dc, err := parseKVQuery(strings.Join(s, ""))
 			if err != nil {
@@ -186,6 +194,10 @@ func dataFuncs(t *tmpl) template.FuncMap {
 		},
 		"scratch": func() *Scratch { return &st().scratch },
 	}
+	for k, v := range kvFuncs(t) {
+		m[k] = v
+	}
+	return m
 }
 
 // Scratch is the per-execution scratch pad of `scratch`.

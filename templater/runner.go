@@ -261,11 +261,6 @@ func (r *runner) warnMissing(now time.Time) {
 // returns when the next quiescence deadline falls (zero: none).
 func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, now time.Time) (time.Time, error) {
 	var next time.Time
-	type cmdRun struct {
-		cmd     string
-		timeout time.Duration
-		names   []string
-	}
 	var cmds []*cmdRun
 	cmdIdx := map[string]*cmdRun{}
 	anyChanged := false
@@ -329,29 +324,10 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 		t.missingSince, t.warned = time.Time{}, false
 		r.m.waitingSeconds.WithLabelValues(t.name).Set(0)
 		t.complete = true
-		var wrote bool
 		t1 := time.Now()
-		switch {
-		case r.cfg.Dry:
-			wrote = r.dryPrint(t, out)
-		case r.cfg.Diff:
-			wrote = r.dryRun(t, out)
-		default:
-			wrote, err = install(ctx, t.cfg, out, r.reaper)
-			if err != nil {
-				var ce *checkError
-				if errors.As(err, &ce) {
-					r.m.checkFailures.WithLabelValues(t.name).Inc()
-					r.log.Error("check rejected the new file; old file kept, no command run", "template", t.name, "destination", t.cfg.Destination, "check", ce.cmd, "err", ce.err, "output", strings.TrimSpace(ce.output))
-				} else {
-					r.m.renderErrors.WithLabelValues(t.name).Inc()
-					r.log.Error("cannot write destination; old file kept", "template", t.name, "err", err)
-				}
-				if r.cfg.Once {
-					return next, &errExit{code: exitRender, err: fmt.Errorf("template %s: %w", t.name, err)}
-				}
-				continue
-			}
+		wrote, err := r.output(ctx, t, out)
+		if err != nil {
+			return next, err
 		}
 		if !wrote {
 			r.m.skips.WithLabelValues(t.name).Inc()
@@ -383,32 +359,8 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 	r.store.keep(used)
 	r.m.deps.Set(float64(r.store.count()))
 
-	for _, c := range cmds {
-		if r.cfg.Dry {
-			continue // consul-template runs no command in dry mode
-		}
-		if r.cfg.Diff {
-			fmt.Fprintf(r.stdout, "would run: %s   (for %s)\n", c.cmd, strings.Join(c.names, ", "))
-			continue
-		}
-		r.m.commandRuns.WithLabelValues(c.cmd).Inc()
-		// The command's output goes to templater's stdout and stderr, as
-		// consul-template's does (manager/runner.go: Stdout: r.outStream).
-		out, err := runShell(ctx, r.reaper, c.cmd, c.timeout, nil, r.stdout, r.stderr)
-		if err != nil {
-			r.m.commandFails.WithLabelValues(c.cmd).Inc()
-			r.log.Error("command failed", "command", c.cmd, "templates", strings.Join(c.names, ","), "err", err, "output", strings.TrimSpace(out))
-			if r.cfg.FailFast || r.cfg.Once {
-				code := exitCommand
-				if r.cfg.Once && !r.cfg.FailFast {
-					code = exitRunner // consul-template's -once: the runner error
-				}
-				return next, &errExit{code: code, err: fmt.Errorf("command %q failed: %w", c.cmd, err)}
-			}
-			continue
-		}
-		r.log.Debug("command ran", "command", c.cmd)
-		_ = out
+	if err := r.runCommands(ctx, cmds); err != nil {
+		return next, err
 	}
 	if err := r.manageChild(ctx, anyChanged); err != nil {
 		return next, err
@@ -459,6 +411,75 @@ func (r *runner) dryRun(t *tmpl, out []byte) bool {
 		fmt.Fprintln(r.stdout)
 	}
 	return true
+}
+
+// cmdRun is one command to run after a pass, for the templates named.
+type cmdRun struct {
+	cmd     string
+	timeout time.Duration
+	names   []string
+}
+
+// runCommands runs the pass's commands in order, each once. Their output
+// goes to templater's stdout and stderr, and their environment has
+// consul-template's CONSUL_* additions. A failure is logged and counted;
+// with -fail-fast it is exit 4, under -once exit 14 (consul-template's).
+func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
+	for _, c := range cmds {
+		if r.cfg.Dry {
+			continue // consul-template runs no command in dry mode
+		}
+		if r.cfg.Diff {
+			fmt.Fprintf(r.stdout, "would run: %s   (for %s)\n", c.cmd, strings.Join(c.names, ", "))
+			continue
+		}
+		r.m.commandRuns.WithLabelValues(c.cmd).Inc()
+		// The command's output goes to templater's stdout and stderr, as
+		// consul-template's does (manager/runner.go: Stdout: r.outStream).
+		out, err := runShell(ctx, r.reaper, c.cmd, c.timeout, r.childEnv, r.stdout, r.stderr)
+		if err != nil {
+			r.m.commandFails.WithLabelValues(c.cmd).Inc()
+			r.log.Error("command failed", "command", c.cmd, "templates", strings.Join(c.names, ","), "err", err, "output", strings.TrimSpace(out))
+			if r.cfg.FailFast || r.cfg.Once {
+				code := exitCommand
+				if r.cfg.Once && !r.cfg.FailFast {
+					code = exitRunner // consul-template's -once: the runner error
+				}
+				return &errExit{code: code, err: fmt.Errorf("command %q failed: %w", c.cmd, err)}
+			}
+			continue
+		}
+		r.log.Debug("command ran", "command", c.cmd)
+	}
+	return nil
+}
+
+// output writes (or, with -dry/-diff, prints) one template's output and
+// reports whether the destination changed. A failed write or check is
+// logged and counted; under -once it is returned as exit 3.
+func (r *runner) output(ctx context.Context, t *tmpl, out []byte) (bool, error) {
+	switch {
+	case r.cfg.Dry:
+		return r.dryPrint(t, out), nil
+	case r.cfg.Diff:
+		return r.dryRun(t, out), nil
+	}
+	wrote, err := install(ctx, t.cfg, out, r.reaper)
+	if err == nil {
+		return wrote, nil
+	}
+	var ce *checkError
+	if errors.As(err, &ce) {
+		r.m.checkFailures.WithLabelValues(t.name).Inc()
+		r.log.Error("check rejected the new file; old file kept, no command run", "template", t.name, "destination", t.cfg.Destination, "check", ce.cmd, "err", ce.err, "output", strings.TrimSpace(ce.output))
+	} else {
+		r.m.renderErrors.WithLabelValues(t.name).Inc()
+		r.log.Error("cannot write destination; old file kept", "template", t.name, "err", err)
+	}
+	if r.cfg.Once {
+		return false, &errExit{code: exitRender, err: fmt.Errorf("template %s: %w", t.name, err)}
+	}
+	return false, nil
 }
 
 // diffLines splits s into lines that keep their "\n"; unlike
