@@ -142,23 +142,22 @@ var configSpec = configfile.Spec{
 		"kill_signal", "reload_signal", "log_level", "max_stale", "pid_file", "block_query_wait",
 		"syslog.enabled", "syslog.facility", "syslog.name",
 		"template_error_fatal", "err_on_failed_lookup",
-		"wait", "wait.min", "wait.max", "wait.enabled",
+		"wait", "wait.min", "wait.max", "wait.bool",
 		"template.source", "template.destination", "template.contents", "template.command", "template.command_timeout",
 		"template.exec.command", "template.exec.timeout", "template.create_dest_dirs", "template.error_on_missing_key",
 		"template.error_fatal", "template.perms", "template.user", "template.uid", "template.group", "template.gid",
 		"template.backup", "template.left_delimiter", "template.right_delimiter", "template.wait", "template.wait.min",
-		"template.wait.max", "template.wait.enabled", "template.function_denylist", "template.function_blacklist",
+		"template.wait.max", "template.wait.bool", "template.function_denylist", "template.function_blacklist",
 		"template.sandbox_path",
 		"template.check", "template.in_place", // templater's own
 	},
 	Refused: map[string]string{
-		"vault":                   "templater does not read Vault (no secret/pkiCert functions)",
-		"nomad":                   "templater does not read Nomad (no nomad* functions)",
-		"deduplicate":             "dedup mode is not supported (templater already runs each distinct query once)",
-		"log_file":                "templater logs to stderr (or to syslog with syslog { enabled = true })",
-		"exec.timeout":            "the -exec child runs until it exits or templater stops",
-		"template.exec.env":       "a template command runs with templater's environment",
-		"template.source_content": "not a consul-template key",
+		"vault":             "templater does not read Vault (no secret/pkiCert functions)",
+		"nomad":             "templater does not read Nomad (no nomad* functions)",
+		"deduplicate":       "dedup mode is not supported (templater already runs each distinct query once)",
+		"log_file":          "templater logs to stderr (or to syslog with syslog { enabled = true })",
+		"exec.timeout":      "the -exec child runs until it exits or templater stops",
+		"template.exec.env": "a template command runs with templater's environment",
 	},
 }
 
@@ -513,7 +512,8 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 	return c, nil
 }
 
-// asWait reads wait = "min[:max]" or wait { min max enabled }.
+// asWait reads wait = "min[:max]" or wait { min max bool } ("bool" is
+// consul-template's key for enabled: config/wait.go WaitConfig).
 func asWait(v any) (*waitConfig, error) {
 	if s, ok := v.(string); ok {
 		return parseWait(s)
@@ -534,10 +534,10 @@ func asWait(v any) (*waitConfig, error) {
 			return nil, fmt.Errorf("max: %w", err)
 		}
 	}
-	if ev, ok := m["enabled"]; ok {
+	if ev, ok := m["bool"]; ok {
 		on, err := configfile.Bool(ev)
 		if err != nil {
-			return nil, fmt.Errorf("enabled: %w", err)
+			return nil, fmt.Errorf("bool: %w", err)
 		}
 		if !on {
 			return &waitConfig{}, nil

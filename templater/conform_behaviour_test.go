@@ -589,3 +589,112 @@ func sortedLines(s string) string {
 	sort.Strings(l)
 	return strings.Join(l, "\n")
 }
+
+// Every config key templater honours or refuses (configSpec) is a key
+// consul-template v0.41.1 reads: each is written in a config file with a
+// plausible value, and consul-template must not call it an invalid key;
+// templater must take it (configSpec.Keys) or refuse it with one line
+// (configSpec.Refused). A made-up key is refused by both.
+func TestConformConfigKeys(t *testing.T) {
+	peerBinary(t)
+	value := func(key string) string {
+		last := key[strings.LastIndex(key, ".")+1:]
+		switch {
+		case strings.Contains(last, "signal"):
+			return `"SIGHUP"`
+		case last == "perms":
+			return `"0644"`
+		case last == "command":
+			return `"true"`
+		case strings.Contains(last, "list") || last == "custom":
+			return `["X"]`
+		case strings.HasSuffix(last, "timeout") || last == "backoff" || last == "max_backoff" || last == "splay" || last == "max_stale" ||
+			last == "block_query_wait" || last == "dial_keep_alive" || last == "min" || last == "max" || last == "wait" || last == "ttl":
+			return `"1s"`
+		case last == "attempts" || strings.HasPrefix(last, "max_"):
+			return "1"
+		case last == "enabled" || last == "verify" || last == "backup" || last == "pristine" || last == "disable_keep_alives" || last == "bool" ||
+			last == "create_dest_dirs" || last == "error_on_missing_key" || last == "error_fatal" || last == "template_error_fatal" ||
+			last == "err_on_failed_lookup" || last == "in_place":
+			return "false"
+		case last == "log_level":
+			return `"err"`
+		case last == "source":
+			return `"in.tmpl"`
+		}
+		return `"x"`
+	}
+	// block writes key = value nested in its blocks; a template block gets
+	// contents and a destination unless the key is one of them.
+	block := func(key, val string) string {
+		parts := strings.Split(key, ".")
+		body := parts[len(parts)-1] + " = " + val + "\n"
+		if parts[0] == "template" && len(parts) == 2 {
+			if parts[1] != "destination" {
+				body += "destination = \"out\"\n"
+			}
+			if parts[1] != "contents" && parts[1] != "source" {
+				body += "contents = \"x\"\n"
+			}
+		}
+		for i := len(parts) - 2; i >= 0; i-- {
+			body = parts[i] + " {\n" + body + "}\n"
+		}
+		return body
+	}
+	type keyCase struct {
+		key     string
+		refused bool
+	}
+	var keys []keyCase
+	for _, k := range configSpec.Keys {
+		keys = append(keys, keyCase{k, false})
+	}
+	for k := range configSpec.Refused {
+		keys = append(keys, keyCase{k, true})
+	}
+	for _, kc := range keys {
+		if kc.key == "template.check" || kc.key == "template.in_place" {
+			continue // templater's own keys
+		}
+		t.Run(kc.key, func(t *testing.T) {
+			t.Parallel()
+			val := value(kc.key)
+			if kc.refused && !strings.Contains(kc.key, ".") {
+				val = "" // a refused top-level block
+			}
+			body := block(kc.key, val)
+			if kc.refused && !strings.Contains(kc.key, ".") {
+				body = kc.key + " {\n address = \"x\"\n}\n"
+				if kc.key == "log_file" {
+					body = "log_file {\n path = \"ct.log\"\n}\n"
+				}
+				if kc.key == "deduplicate" {
+					body = "deduplicate {\n enabled = true\n}\n"
+				}
+			}
+			files := map[string]string{"in.tmpl": "x", "cfg.hcl": body}
+			res := [2]outcome{}
+			for i, tl := range tools(t) {
+				res[i] = runTool(t, tl.bin, toolDir(t, tl.name, files), "", 30*time.Second, "-parse-only", "-log-level", "err", "-config", "cfg.hcl")
+			}
+			if strings.Contains(res[0].Stderr, "invalid keys") {
+				t.Fatalf("consul-template does not know %s:\n%s\nconfig:\n%s", kc.key, res[0].Stderr, body)
+			}
+			refusedLine := strings.Contains(res[1].Stderr, kc.key+": not supported") && strings.Count(strings.TrimSpace(res[1].Stderr), "\n") == 0
+			if kc.refused != refusedLine {
+				t.Errorf("templater on %s (refused: %v): exit %d, stderr %q\nconfig:\n%s", kc.key, kc.refused, res[1].Code, res[1].Stderr, body)
+			}
+		})
+	}
+	t.Run("made-up key", func(t *testing.T) {
+		files := map[string]string{"cfg.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n colour = \"red\"\n}\n"}
+		res := [2]outcome{}
+		for i, tl := range tools(t) {
+			res[i] = runTool(t, tl.bin, toolDir(t, tl.name, files), "", 30*time.Second, "-parse-only", "-config", "cfg.hcl")
+		}
+		if !strings.Contains(res[0].Stderr, "invalid keys") || res[0].Code != res[1].Code {
+			t.Errorf("consul-template exit %d %q; templater exit %d %q", res[0].Code, lastLines(res[0].Stderr), res[1].Code, res[1].Stderr)
+		}
+	})
+}
