@@ -489,9 +489,21 @@ func TestSyslog(t *testing.T) {
 // file() reads a file relative to the working folder.
 func TestConformFile(t *testing.T) {
 	seedConform(t)
-	files := map[string]string{"in.tmpl": `[{{ file "data.txt" }}] [{{ file "sub/other.txt" | trimSpace }}]`, "data.txt": "line1\nline2\n", "sub/other.txt": "  x  \n"}
-	res, _ := bothIn(t, files, "out", "-once", "-consul-addr", agent.HTTPAddr(), "-log-level", "err", "-template", "in.tmpl:out")
-	sameOutcome(t, "file", res[0], res[1])
+	files := map[string]string{"in.tmpl": `[{{ file "data.txt" }}] [{{ file "sub/other.txt" | trimSpace }}]{{ key "ct/name" | writeToFile "side/w.txt" "" "" "0640" }}{{ "more" | writeToFile "side/w.txt" "" "" "0640" "append,newline" }}`,
+		"data.txt": "line1\nline2\n", "sub/other.txt": "  x  \n"}
+	res, dirs := bothIn(t, files, "out", "-once", "-consul-addr", agent.HTTPAddr(), "-log-level", "err", "-template", "in.tmpl:out")
+	sameOutcome(t, "file, writeToFile", res[0], res[1])
+	var side [2]string
+	var modes [2]os.FileMode
+	for i, d := range dirs {
+		side[i] = readFile(filepath.Join(d, "side", "w.txt"))
+		if st, err := os.Stat(filepath.Join(d, "side", "w.txt")); err == nil {
+			modes[i] = st.Mode().Perm()
+		}
+	}
+	if side[0] != side[1] || modes[0] != modes[1] {
+		t.Errorf("writeToFile: consul-template %q %o, templater %q %o", side[0], modes[0], side[1], modes[1])
+	}
 }
 
 // A template block with consul-template's documented settings: contents,

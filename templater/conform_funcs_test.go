@@ -53,6 +53,10 @@ var conformCases = []struct{ name, tmpl string }{
 	{"node", `{{ with node }}{{ .Node.Datacenter }} {{ .Node.Address }} {{ range .Services }}{{ .ID }}:{{ .Service }}:{{ .Port }}:{{ .Tags }},{{ end }}{{ end }}`},
 	{"nodes", `{{ range nodes }}{{ .Address }} {{ .Datacenter }} {{ .TaggedAddresses }};{{ end }}`},
 	{"datacenters", `{{ datacenters }}`},
+	{"node toJSON", `{{ with node }}{{ toJSON . }}{{ end }}`},
+	{"nodes toJSON", `{{ nodes | toJSON }}`},
+	{"node missing", `[{{ with node "nosuchnode" }}{{ .Node }} {{ len .Services }}{{ end }}]`},
+	{"services toYAML", `{{ services | toYAML }}`},
 	// env, file
 	{"env", `{{ env "CT_ENV" }} [{{ env "CT_EMPTY" }}] [{{ env "CT_UNSET" }}] [{{ env "CT_SPACES" }}]`},
 	{"envOrDefault", `{{ envOrDefault "CT_ENV" "d" }} [{{ envOrDefault "CT_EMPTY" "d" }}] {{ envOrDefault "CT_UNSET" "d" }}`},
@@ -132,6 +136,7 @@ var conformCases = []struct{ name, tmpl string }{
 	// scratch, executeTemplate
 	{"scratch", `{{ scratch.Set "a" "x" }}{{ scratch.SetX "a" "y" }}{{ scratch.Get "a" }} {{ scratch.Key "b" }} {{ scratch.MapSet "m" "k2" "2" }}{{ scratch.MapSet "m" "k1" "1" }}{{ scratch.MapSetX "m" "k1" "9" }}{{ scratch.MapValues "m" }}`},
 	{"executeTemplate", `{{ define "t" }}[{{ . }}]{{ end }}{{ executeTemplate "t" "arg" }}{{ executeTemplate "t" }}`},
+	{"spew_sdump", `{{ spew_sdump "a" 1 }}{{ spew_sprintf "%v|%d" "b" 2 }}`},
 	// sockaddr, plugin
 	{"sockaddr", `{{ sockaddr "GetAllInterfaces | include \"flag\" \"loopback\" | include \"type\" \"IPv4\" | attr \"address\"" }}`},
 	{"plugin", `{{ plugin "echo" "a" " b " }}`},
