@@ -5,6 +5,9 @@ GO            ?= go
 CONSUL_VERSION := v1.21.0
 GOPATH_FIRST  := $(firstword $(subst :, ,$(shell $(GO) env GOPATH)))
 CONSUL_BUILT  := $(GOPATH_FIRST)/berth-tools/consul-$(CONSUL_VERSION)/consul
+CT_VERSION    := v0.41.1
+PEERS_DIR     := $(GOPATH_FIRST)/berth-tools/peers
+CT_BUILT      := $(PEERS_DIR)/consul-template-$(CT_VERSION)
 PROGRAMS      := registrator templater envexec lockrun dnsforward
 VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT        ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
@@ -12,11 +15,12 @@ LDFLAGS       := -s -w -X github.com/berth/berth/pkg/version.Version=$(VERSION) 
 TEST_TIMEOUT  ?= 45m
 
 export CONSUL_BIN ?= $(CONSUL_BUILT)
+export CONSUL_TEMPLATE_BIN ?= $(CT_BUILT)
 
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK   := $(GOPATH_FIRST)/berth-tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 
-.PHONY: all build consul consul-path images dist deps test test-short test-race test-cluster lint check-tree demo bench vet fmt clean $(PROGRAMS)
+.PHONY: all build consul consul-path peers images dist deps test test-short test-race test-cluster lint check-tree demo bench vet fmt clean $(PROGRAMS)
 
 all: build
 
@@ -61,11 +65,23 @@ dist:
 	done
 	@cd dist && sha256sum *.tar.gz > SHA256SUMS && cat SHA256SUMS
 
+# The peers the differential tests run as oracles: consul-template, installed
+# from the Go module proxy once into a place keyed by its version
+# ($(CT_BUILT); $(PEERS_DIR)/consul-template is the same file, the name
+# bench/templater.sh uses). Tests find it via CONSUL_TEMPLATE_BIN or that path.
+peers: $(CT_BUILT)
+$(CT_BUILT):
+	@echo "installing consul-template $(CT_VERSION) into $(PEERS_DIR) (once; a few minutes)"
+	@mkdir -p $(PEERS_DIR)
+	@if [ -x $(PEERS_DIR)/consul-template ] && $(PEERS_DIR)/consul-template -version 2>&1 | grep -q "$(CT_VERSION:v%=%)"; then :; else \
+		GOBIN=$(PEERS_DIR) GOTOOLCHAIN=local $(GO) install github.com/hashicorp/consul-template@$(CT_VERSION); fi
+	cp $(PEERS_DIR)/consul-template $@.tmp && mv $@.tmp $@
+
 # Debian packages the tests and benchmarks use (nginx, haproxy, dnsmasq, dig, dnsperf, busybox-static).
 deps:
 	@scripts/install-deps.sh
 
-test: deps consul check-tree lint
+test: deps consul peers check-tree lint
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # The fast tier: unit tests only (no Consul, Docker or Debian packages).

@@ -4,58 +4,85 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/hashicorp/hcl"
+	"github.com/berth/berth/pkg/configfile"
+	"github.com/berth/berth/pkg/supervisor"
 )
 
 // templateConfig is one template stanza (or -template flag).
 type templateConfig struct {
-	Source          string
-	Contents        string
-	Destination     string
-	Command         string
-	CommandTimeout  time.Duration
-	Check           string
-	Perms           os.FileMode
-	PermsSet        bool
-	Backup          bool
-	LeftDelim       string
-	RightDelim      string
-	Wait            *waitConfig
-	ErrOnMissingKey bool
-	CreateDestDirs  bool
-	InPlace         bool
-	origin          string // where it was defined, for errors
+	Source           string
+	Contents         string
+	Destination      string
+	Command          string
+	CommandTimeout   time.Duration
+	Check            string
+	Perms            os.FileMode
+	PermsSet         bool
+	Backup           bool
+	LeftDelim        string
+	RightDelim       string
+	Wait             *waitConfig
+	ErrOnMissingKey  bool
+	CreateDestDirs   bool
+	InPlace          bool
+	ErrorFatal       *bool    // template's error_fatal (nil: the global template_error_fatal)
+	User, Group      string   // owner of the destination (name or id); empty: kept
+	FunctionDenylist []string // glob patterns of functions that fail when called
+	SandboxPath      string   // file() reads only below this folder
+	origin           string   // where it was defined, for errors
 }
 
 type waitConfig struct{ Min, Max time.Duration }
 
 type execConfig struct {
-	Command      string
+	Command      string   // for logs
+	Argv         []string // as written: one string (sh -c when it has several words) or the argv
+	Enabled      bool
+	Env          execEnv
 	Splay        time.Duration
 	ReloadSignal string
 	KillSignal   string
 	KillTimeout  time.Duration
 }
 
+// execEnv is exec { env { ... } } and the -exec-env-* flags: what the
+// child's environment holds (consul-template config/env.go).
+type execEnv struct {
+	Pristine bool
+	Custom   []string // NAME=VALUE, always given
+	Allow    []string // glob patterns; empty: all
+	Deny     []string // glob patterns; win over Allow
+}
+
 // fileConfig is what config files set; nil/zero means "not set here".
 type fileConfig struct {
-	ConsulAddr   *string
-	ConsulToken  *string
-	ConsulTLS    map[string]string
-	MaxStale     *time.Duration
-	Wait         *waitConfig
-	LogLevel     *string
-	PidFile      *string
-	KillSignal   *string
-	ReloadSignal *string
-	Exec         *execConfig
-	Templates    []*templateConfig
+	ConsulAddr         *string
+	ConsulToken        *string
+	ConsulTokenFile    *string
+	ConsulNamespace    *string
+	ConsulTLS          map[string]string
+	ConsulAuth         map[string]string
+	ConsulTransport    map[string]string
+	BlockQueryWait     *time.Duration
+	TemplateErrorFatal *bool
+	ErrOnFailedLookup  *bool
+	LeftDelim          string
+	RightDelim         string
+	Syslog             *bool
+	SyslogFacility     string
+	SyslogName         string
+	MaxStale           *time.Duration
+	Wait               *waitConfig
+	LogLevel           *string
+	PidFile            *string
+	KillSignal         *string
+	ReloadSignal       *string
+	Exec               *execConfig
+	Templates          []*templateConfig
 }
 
 func defaultTemplate(origin string) *templateConfig {
@@ -95,201 +122,345 @@ func parseWait(s string) (*waitConfig, error) {
 	return &waitConfig{Min: min, Max: max}, nil
 }
 
-// loadConfigPaths reads every -config FILE|DIR in order (a folder's *.hcl,
-// *.json and *.conf files in name order); later ones win.
+// configSpec is every key consul-template v0.41.1 reads from a config file
+// (config/*.go, the mapstructure names): each one is honoured, or refused
+// with the reason. templater's own keys (template.check, template.in_place)
+// are added.
+var configSpec = configfile.Spec{
+	Keys: []string{
+		"consul.address", "consul.token", "consul.token_file", "consul.namespace",
+		"consul.auth.enabled", "consul.auth.username", "consul.auth.password",
+		"consul.retry.enabled", "consul.retry.attempts", "consul.retry.backoff", "consul.retry.max_backoff",
+		"consul.ssl.enabled", "consul.ssl.verify", "consul.ssl.cert", "consul.ssl.key", "consul.ssl.ca_cert",
+		"consul.ssl.ca_cert_bytes", "consul.ssl.ca_path", "consul.ssl.server_name",
+		"consul.transport.dial_keep_alive", "consul.transport.dial_timeout", "consul.transport.disable_keep_alives",
+		"consul.transport.idle_conn_timeout", "consul.transport.max_idle_conns", "consul.transport.max_idle_conns_per_host",
+		"consul.transport.max_conns_per_host", "consul.transport.tls_handshake_timeout",
+		"default_delimiters.left", "default_delimiters.right",
+		"exec.command", "exec.enabled", "exec.kill_signal", "exec.kill_timeout", "exec.reload_signal", "exec.splay",
+		"exec.env.pristine", "exec.env.custom", "exec.env.allowlist", "exec.env.denylist", "exec.env.whitelist", "exec.env.blacklist",
+		"kill_signal", "reload_signal", "log_level", "max_stale", "pid_file", "block_query_wait",
+		"syslog.enabled", "syslog.facility", "syslog.name",
+		"template_error_fatal", "err_on_failed_lookup",
+		"wait", "wait.min", "wait.max", "wait.bool",
+		"template.source", "template.destination", "template.contents", "template.command", "template.command_timeout",
+		"template.exec.command", "template.exec.timeout", "template.create_dest_dirs", "template.error_on_missing_key",
+		"template.error_fatal", "template.perms", "template.user", "template.uid", "template.group", "template.gid",
+		"template.backup", "template.left_delimiter", "template.right_delimiter", "template.wait", "template.wait.min",
+		"template.wait.max", "template.wait.bool", "template.function_denylist", "template.function_blacklist",
+		"template.sandbox_path",
+		"template.check", "template.in_place", // templater's own
+	},
+	Refused: map[string]string{
+		"vault":             "templater does not read Vault (no secret/pkiCert functions)",
+		"nomad":             "templater does not read Nomad (no nomad* functions)",
+		"deduplicate":       "dedup mode is not supported (templater already runs each distinct query once)",
+		"log_file":          "templater logs to stderr (or to syslog with syslog { enabled = true })",
+		"exec.timeout":      "the -exec child runs until it exits or templater stops",
+		"template.exec.env": "a template command runs with templater's environment",
+	},
+}
+
+// loadConfigPaths reads every -config FILE|DIR in order (a folder is every
+// file below it, whatever its name: pkg/configfile, after consul-template's
+// config.FromPath); each file's keys are checked against configSpec, and
+// later files win.
 func loadConfigPaths(paths []string) (*fileConfig, error) {
+	files, err := configfile.Load(paths)
+	if err != nil {
+		return nil, err
+	}
 	out := &fileConfig{}
-	for _, p := range paths {
-		st, err := os.Stat(p)
-		if err != nil {
-			return nil, fmt.Errorf("-config: %w", err)
+	for _, f := range files {
+		dropDisabledDedup(f)
+		if err := configSpec.Check(f); err != nil {
+			return nil, err
 		}
-		files := []string{p}
-		if st.IsDir() {
-			ents, err := os.ReadDir(p)
-			if err != nil {
-				return nil, fmt.Errorf("-config: %w", err)
-			}
-			files = nil
-			for _, e := range ents {
-				if e.IsDir() {
-					continue
-				}
-				switch filepath.Ext(e.Name()) {
-				case ".hcl", ".json", ".conf", ".ctmpl.hcl":
-					files = append(files, filepath.Join(p, e.Name()))
-				}
-			}
-			sort.Strings(files)
-		}
-		for _, f := range files {
-			if err := loadConfigFile(f, out); err != nil {
-				return nil, err
-			}
+		if err := applyConfigFile(f, out); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
 }
 
-// unsupported are consul-template stanzas accepted with a warning.
-var unsupported = map[string]bool{"vault": true, "nomad": true, "syslog": true, "deduplicate": true, "log_file": true, "default_delimiters": true, "once": true, "template_error_fatal": true, "err_on_failed_lookup": true, "block_query_wait": true}
-
-func loadConfigFile(path string, out *fileConfig) error {
-	b, err := os.ReadFile(path)
+// dropDisabledDedup removes a deduplicate block that says enabled = false:
+// it asks for nothing templater does not do. Any other deduplicate block
+// is refused by configSpec.
+func dropDisabledDedup(f *configfile.File) {
+	m, err := configfile.Block(f.Values["deduplicate"])
 	if err != nil {
-		return fmt.Errorf("config: %w", err)
+		return
 	}
-	var raw map[string]any
-	if err := hcl.Unmarshal(b, &raw); err != nil {
-		return fmt.Errorf("config %s: %v", path, err)
+	if on, err := configfile.Bool(m["enabled"]); err == nil && !on {
+		delete(f.Values, "deduplicate")
 	}
-	cerr := func(key string, err error) error { return fmt.Errorf("config %s: %s: %w", path, key, err) }
-	keys := make([]string, 0, len(raw))
-	for k := range raw {
-		keys = append(keys, k)
+}
+
+// applyConfigFile reads one checked file into out; only keys set in the file
+// change out.
+func applyConfigFile(f *configfile.File, out *fileConfig) error {
+	cerr := func(key string, err error) error { return fmt.Errorf("config %s: %s: %w", f.Path, key, err) }
+	v := f.Values
+	if c, ok := v["consul"]; ok {
+		if err := applyConsul(c, out, cerr); err != nil {
+			return err
+		}
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		v := raw[k]
-		switch k {
-		case "consul":
-			m, err := oneBlock(v)
+	strs := map[string]**string{"log_level": &out.LogLevel, "pid_file": &out.PidFile, "kill_signal": &out.KillSignal, "reload_signal": &out.ReloadSignal}
+	for k, dst := range strs {
+		if x, ok := v[k]; ok {
+			s, err := configfile.String(x)
 			if err != nil {
 				return cerr(k, err)
 			}
-			for ck, cv := range m {
-				switch ck {
-				case "address":
-					s, err := asString(cv)
-					if err != nil {
-						return cerr("consul.address", err)
-					}
-					out.ConsulAddr = &s
-				case "token":
-					s, err := asString(cv)
-					if err != nil {
-						return cerr("consul.token", err)
-					}
-					out.ConsulToken = &s
-				case "ssl":
-					sm, err := oneBlock(cv)
-					if err != nil {
-						return cerr("consul.ssl", err)
-					}
-					if out.ConsulTLS == nil {
-						out.ConsulTLS = map[string]string{}
-					}
-					for sk, sv := range sm {
-						out.ConsulTLS[sk] = fmt.Sprint(sv)
-					}
-				case "retry", "auth", "transport", "namespace", "partition":
-					// Retry is forever with backoff; the rest is not needed on loopback.
-				default:
-					return cerr("consul."+ck, errors.New("unknown setting"))
+			*dst = &s
+		}
+	}
+	for _, k := range []string{"kill_signal", "reload_signal"} {
+		if p := *strs[k]; p != nil {
+			if _, err := supervisor.ParseSignal(*p); err != nil {
+				return cerr(k, err)
+			}
+		}
+	}
+	durs := map[string]**time.Duration{"max_stale": &out.MaxStale, "block_query_wait": &out.BlockQueryWait}
+	for k, dst := range durs {
+		if x, ok := v[k]; ok {
+			d, err := configfile.Duration(x)
+			if err != nil {
+				return cerr(k, err)
+			}
+			*dst = &d
+		}
+	}
+	bools := map[string]**bool{"template_error_fatal": &out.TemplateErrorFatal, "err_on_failed_lookup": &out.ErrOnFailedLookup}
+	for k, dst := range bools {
+		if x, ok := v[k]; ok {
+			b, err := configfile.Bool(x)
+			if err != nil {
+				return cerr(k, err)
+			}
+			*dst = &b
+		}
+	}
+	if x, ok := v["wait"]; ok {
+		w, err := asWait(x)
+		if err != nil {
+			return cerr("wait", err)
+		}
+		out.Wait = w
+	}
+	if x, ok := v["default_delimiters"]; ok {
+		m, err := configfile.Block(x)
+		if err != nil {
+			return cerr("default_delimiters", err)
+		}
+		for k, dst := range map[string]*string{"left": &out.LeftDelim, "right": &out.RightDelim} {
+			if s, ok := m[k]; ok {
+				if *dst, err = configfile.String(s); err != nil {
+					return cerr("default_delimiters."+k, err)
 				}
 			}
-		case "max_stale":
-			d, err := asDuration(v)
+		}
+	}
+	if x, ok := v["syslog"]; ok {
+		if err := applySyslog(x, out, cerr); err != nil {
+			return err
+		}
+	}
+	if x, ok := v["exec"]; ok {
+		if err := applyExec(x, out, cerr); err != nil {
+			return err
+		}
+	}
+	if x, ok := v["template"]; ok {
+		blocks, err := configfile.Blocks(x)
+		if err != nil {
+			return cerr("template", err)
+		}
+		for i, m := range blocks {
+			tc, err := templateBlock(m, fmt.Sprintf("%s template #%d", f.Path, i+1))
 			if err != nil {
-				return cerr(k, err)
+				return fmt.Errorf("config %s: template #%d: %w", f.Path, i+1, err)
 			}
-			out.MaxStale = &d
-		case "wait":
-			w, err := asWait(v)
-			if err != nil {
-				return cerr(k, err)
-			}
-			out.Wait = w
-		case "log_level", "pid_file", "kill_signal", "reload_signal":
-			s, err := asString(v)
-			if err != nil {
-				return cerr(k, err)
-			}
-			switch k {
-			case "log_level":
-				out.LogLevel = &s
-			case "pid_file":
-				out.PidFile = &s
-			case "kill_signal":
-				out.KillSignal = &s
-			case "reload_signal":
-				out.ReloadSignal = &s
-			}
-		case "exec":
-			m, err := oneBlock(v)
-			if err != nil {
-				return cerr(k, err)
-			}
-			e := &execConfig{KillTimeout: 30 * time.Second}
-			for ek, ev := range m {
-				var err error
-				switch ek {
-				case "command":
-					e.Command, err = asCommand(ev)
-				case "splay":
-					e.Splay, err = asDuration(ev)
-				case "reload_signal":
-					e.ReloadSignal, err = asString(ev)
-				case "kill_signal":
-					e.KillSignal, err = asString(ev)
-				case "kill_timeout":
-					e.KillTimeout, err = asDuration(ev)
-				case "env", "timeout":
-				default:
-					err = errors.New("unknown setting")
-				}
-				if err != nil {
-					return cerr("exec."+ek, err)
-				}
-			}
-			out.Exec = e
-		case "template":
-			blocks, err := blockList(v)
-			if err != nil {
-				return cerr(k, err)
-			}
-			for i, m := range blocks {
-				tc, err := templateBlock(m, fmt.Sprintf("%s template #%d", path, i+1))
-				if err != nil {
-					return fmt.Errorf("config %s: template #%d: %w", path, i+1, err)
-				}
-				out.Templates = append(out.Templates, tc)
-			}
-		default:
-			if unsupported[k] {
-				continue
-			}
-			return cerr(k, errors.New("unknown setting"))
+			out.Templates = append(out.Templates, tc)
 		}
 	}
 	return nil
 }
 
+// applyConsul reads consul { ... }.
+func applyConsul(x any, out *fileConfig, cerr func(string, error) error) error {
+	m, err := configfile.Block(x)
+	if err != nil {
+		return cerr("consul", err)
+	}
+	for k, dst := range map[string]**string{"address": &out.ConsulAddr, "token": &out.ConsulToken, "token_file": &out.ConsulTokenFile, "namespace": &out.ConsulNamespace} {
+		if s, ok := m[k]; ok {
+			str, err := configfile.String(s)
+			if err != nil {
+				return cerr("consul."+k, err)
+			}
+			*dst = &str
+		}
+	}
+	for _, sub := range []string{"ssl", "auth", "transport", "retry"} {
+		b, ok := m[sub]
+		if !ok {
+			continue
+		}
+		sm, err := configfile.Block(b)
+		if err != nil {
+			return cerr("consul."+sub, err)
+		}
+		for k, sv := range sm {
+			s, err := configfile.String(sv)
+			if err != nil {
+				return cerr("consul."+sub+"."+k, err)
+			}
+			switch sub {
+			case "ssl":
+				setMap(&out.ConsulTLS, k, s)
+			case "auth":
+				setMap(&out.ConsulAuth, k, s)
+			case "transport":
+				setMap(&out.ConsulTransport, k, s)
+			}
+			// retry: templater retries every failed query forever with
+			// backoff (README, differences).
+		}
+	}
+	return nil
+}
+
+func setMap(m *map[string]string, k, v string) {
+	if *m == nil {
+		*m = map[string]string{}
+	}
+	(*m)[k] = v
+}
+
+// applySyslog reads syslog { enabled facility name }.
+func applySyslog(x any, out *fileConfig, cerr func(string, error) error) error {
+	m, err := configfile.Block(x)
+	if err != nil {
+		return cerr("syslog", err)
+	}
+	if b, ok := m["enabled"]; ok {
+		e, err := configfile.Bool(b)
+		if err != nil {
+			return cerr("syslog.enabled", err)
+		}
+		out.Syslog = &e
+	}
+	for k, dst := range map[string]*string{"facility": &out.SyslogFacility, "name": &out.SyslogName} {
+		if s, ok := m[k]; ok {
+			if *dst, err = configfile.String(s); err != nil {
+				return cerr("syslog."+k, err)
+			}
+		}
+	}
+	return nil
+}
+
+// applyExec reads exec { ... }; a later file's exec block is merged over
+// an earlier one's.
+func applyExec(x any, out *fileConfig, cerr func(string, error) error) error {
+	m, err := configfile.Block(x)
+	if err != nil {
+		return cerr("exec", err)
+	}
+	e := out.Exec
+	if e == nil {
+		e = &execConfig{KillTimeout: 30 * time.Second, Enabled: true}
+	}
+	for k, ev := range m {
+		var err error
+		switch k {
+		case "command":
+			e.Argv, err = asArgv(ev)
+			e.Command = strings.Join(e.Argv, " ")
+		case "enabled":
+			e.Enabled, err = configfile.Bool(ev)
+		case "splay":
+			e.Splay, err = configfile.Duration(ev)
+		case "reload_signal":
+			e.ReloadSignal, err = configfile.String(ev)
+		case "kill_signal":
+			e.KillSignal, err = configfile.String(ev)
+		case "kill_timeout":
+			e.KillTimeout, err = configfile.Duration(ev)
+		case "env":
+			err = applyExecEnv(ev, &e.Env)
+		}
+		if err != nil {
+			return cerr("exec."+k, err)
+		}
+	}
+	for _, s := range []string{e.ReloadSignal, e.KillSignal} {
+		if s == "" {
+			continue
+		}
+		if _, err := supervisor.ParseSignal(s); err != nil {
+			return cerr("exec", err)
+		}
+	}
+	out.Exec = e
+	return nil
+}
+
+// applyExecEnv reads exec { env { pristine custom allowlist denylist } }
+// (whitelist/blacklist are consul-template's older names).
+func applyExecEnv(x any, env *execEnv) error {
+	m, err := configfile.Block(x)
+	if err != nil {
+		return err
+	}
+	for k, v := range m {
+		var err error
+		switch k {
+		case "pristine":
+			env.Pristine, err = configfile.Bool(v)
+		case "custom":
+			env.Custom, err = configfile.Strings(v)
+		case "allowlist", "whitelist":
+			env.Allow, err = configfile.Strings(v)
+		case "denylist", "blacklist":
+			env.Deny, err = configfile.Strings(v)
+		}
+		if err != nil {
+			return fmt.Errorf("env.%s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// templateBlock reads one template { ... } (keys already checked).
 func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 	c := defaultTemplate(origin)
 	for k, v := range m {
 		var err error
 		switch k {
 		case "source":
-			c.Source, err = asString(v)
+			c.Source, err = configfile.String(v)
 		case "contents":
-			c.Contents, err = asString(v)
+			c.Contents, err = configfile.String(v)
 		case "destination":
-			c.Destination, err = asString(v)
+			c.Destination, err = configfile.String(v)
 		case "command":
 			c.Command, err = asCommand(v)
 		case "exec":
 			var em map[string]any
-			if em, err = oneBlock(v); err == nil {
+			if em, err = configfile.Block(v); err == nil {
 				if cv, ok := em["command"]; ok {
 					c.Command, err = asCommand(cv)
 				}
 				if tv, ok := em["timeout"]; ok && err == nil {
-					c.CommandTimeout, err = asDuration(tv)
+					c.CommandTimeout, err = configfile.Duration(tv)
 				}
 			}
 		case "command_timeout":
-			c.CommandTimeout, err = asDuration(v)
+			c.CommandTimeout, err = configfile.Duration(v)
 		case "check":
 			c.Check, err = asCommand(v)
 		case "perms":
@@ -297,23 +468,33 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 			p, err = asPerms(v)
 			c.Perms, c.PermsSet = os.FileMode(p), true
 		case "backup":
-			c.Backup, err = asBool(v)
+			c.Backup, err = configfile.Bool(v)
 		case "left_delimiter":
-			c.LeftDelim, err = asString(v)
+			c.LeftDelim, err = configfile.String(v)
 		case "right_delimiter":
-			c.RightDelim, err = asString(v)
+			c.RightDelim, err = configfile.String(v)
 		case "wait":
 			c.Wait, err = asWait(v)
 		case "error_on_missing_key":
-			c.ErrOnMissingKey, err = asBool(v)
+			c.ErrOnMissingKey, err = configfile.Bool(v)
+		case "error_fatal":
+			var b bool
+			b, err = configfile.Bool(v)
+			c.ErrorFatal = &b
 		case "create_dest_dirs":
-			c.CreateDestDirs, err = asBool(v)
+			c.CreateDestDirs, err = configfile.Bool(v)
 		case "in_place":
-			c.InPlace, err = asBool(v)
-		case "source_contents", "sandbox_path", "function_denylist", "function_blacklist", "uid", "gid", "user", "group", "template_error_fatal", "err_missing_key":
-			// accepted and ignored
-		default:
-			err = errors.New("unknown setting")
+			c.InPlace, err = configfile.Bool(v)
+		case "user", "uid":
+			c.User, err = configfile.String(v)
+		case "group", "gid":
+			c.Group, err = configfile.String(v)
+		case "function_denylist", "function_blacklist":
+			var l []string
+			l, err = configfile.Strings(v)
+			c.FunctionDenylist = append(c.FunctionDenylist, l...)
+		case "sandbox_path":
+			c.SandboxPath, err = configfile.String(v)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", k, err)
@@ -331,76 +512,50 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 	return c, nil
 }
 
-func oneBlock(v any) (map[string]any, error) {
-	switch x := v.(type) {
-	case map[string]any:
-		return x, nil
-	case []map[string]any:
-		out := map[string]any{}
-		for _, m := range x {
-			for k, vv := range m {
-				out[k] = vv
-			}
+// asWait reads wait = "min[:max]" or wait { min max bool } ("bool" is
+// consul-template's key for enabled: config/wait.go WaitConfig).
+func asWait(v any) (*waitConfig, error) {
+	if s, ok := v.(string); ok {
+		return parseWait(s)
+	}
+	m, err := configfile.Block(v)
+	if err != nil {
+		return nil, err
+	}
+	w := &waitConfig{}
+	if mv, ok := m["min"]; ok {
+		if w.Min, err = configfile.Duration(mv); err != nil {
+			return nil, fmt.Errorf("min: %w", err)
 		}
-		return out, nil
 	}
-	return nil, fmt.Errorf("want a block { ... }, got %T", v)
-}
-
-func blockList(v any) ([]map[string]any, error) {
-	switch x := v.(type) {
-	case map[string]any:
-		return []map[string]any{x}, nil
-	case []map[string]any:
-		return x, nil
-	case []any:
-		var out []map[string]any
-		for _, e := range x {
-			m, ok := e.(map[string]any)
-			if !ok {
-				return nil, fmt.Errorf("want blocks, got %T", e)
-			}
-			out = append(out, m)
+	w.Max = 4 * w.Min
+	if mv, ok := m["max"]; ok {
+		if w.Max, err = configfile.Duration(mv); err != nil {
+			return nil, fmt.Errorf("max: %w", err)
 		}
-		return out, nil
 	}
-	return nil, fmt.Errorf("want a block { ... }, got %T", v)
-}
-
-func asString(v any) (string, error) {
-	switch x := v.(type) {
-	case string:
-		return x, nil
-	case int, int64, float64, bool:
-		return fmt.Sprint(x), nil
-	}
-	return "", fmt.Errorf("want a string, got %T", v)
-}
-
-func asBool(v any) (bool, error) {
-	switch x := v.(type) {
-	case bool:
-		return x, nil
-	case string:
-		return strconv.ParseBool(x)
-	}
-	return false, fmt.Errorf("want true or false, got %T", v)
-}
-
-func asDuration(v any) (time.Duration, error) {
-	switch x := v.(type) {
-	case string:
-		d, err := time.ParseDuration(x)
+	if ev, ok := m["bool"]; ok {
+		on, err := configfile.Bool(ev)
 		if err != nil {
-			return 0, fmt.Errorf("bad duration %q", x)
+			return nil, fmt.Errorf("bool: %w", err)
 		}
-		return d, nil
-	case int:
-		return time.Duration(x) * time.Second, nil
-	case int64:
-		return time.Duration(x) * time.Second, nil
+		if !on {
+			return &waitConfig{}, nil
+		}
 	}
-	return 0, fmt.Errorf("want a duration like \"5s\", got %T", v)
+	if w.Max < w.Min {
+		return nil, errors.New("max is below min")
+	}
+	return w, nil
+}
+
+// asArgv reads an exec command: a string (run as consul-template runs it:
+// under sh -c when it has more than one word) or a list (the argv).
+func asArgv(v any) ([]string, error) {
+	if s, ok := v.(string); ok {
+		return []string{s}, nil
+	}
+	return configfile.Strings(v)
 }
 
 func asPerms(v any) (int64, error) {
@@ -423,32 +578,6 @@ func asPerms(v any) (int64, error) {
 		return 0, fmt.Errorf("mode %o out of range", p)
 	}
 	return p, nil
-}
-
-func asWait(v any) (*waitConfig, error) {
-	if s, ok := v.(string); ok {
-		return parseWait(s)
-	}
-	m, err := oneBlock(v)
-	if err != nil {
-		return nil, err
-	}
-	w := &waitConfig{}
-	if mv, ok := m["min"]; ok {
-		if w.Min, err = asDuration(mv); err != nil {
-			return nil, fmt.Errorf("min: %w", err)
-		}
-	}
-	w.Max = 4 * w.Min
-	if mv, ok := m["max"]; ok {
-		if w.Max, err = asDuration(mv); err != nil {
-			return nil, fmt.Errorf("max: %w", err)
-		}
-	}
-	if w.Max < w.Min {
-		return nil, errors.New("max is below min")
-	}
-	return w, nil
 }
 
 // asCommand accepts a string or a list (consul-template 0.30+); a list is

@@ -35,12 +35,16 @@ type env struct {
 	onError  func(dep string, err error)
 	onOK     func(dep string)
 	pollTick time.Duration
+	// blockWait is the longest a blocking query waits (block_query_wait; 60s).
+	blockWait time.Duration
+	// retryMin and retryMax bound the backoff after a failed call (0: pkg/watch's defaults).
+	retryMin, retryMax time.Duration
 }
 
 // queryOpts are the read options for one call: stale by default; -max-stale 0
 // asks the leader.
 func (e *env) queryOpts(ctx context.Context, dc string, idx uint64, near string) *api.QueryOptions {
-	q := &api.QueryOptions{Datacenter: dc, WaitIndex: idx, WaitTime: 60 * time.Second, AllowStale: e.maxStale > 0, Near: near}
+	q := &api.QueryOptions{Datacenter: dc, WaitIndex: idx, WaitTime: e.blockWait, AllowStale: e.maxStale > 0, Near: near}
 	return q.WithContext(ctx)
 }
 
@@ -68,15 +72,21 @@ func loopConsul[T any](ctx context.Context, e *env, name string, fetch watch.Fet
 		}
 		return v, i, err
 	}
-	_ = watch.Loop(ctx, limited, func(v T, _ uint64) { deliver(v) }, watch.Options{Name: name, Log: e.log})
+	_ = watch.Loop(ctx, limited, func(v T, _ uint64) { deliver(v) }, watch.Options{Name: name, Log: e.log, RetryMin: e.retryMin, RetryMax: e.retryMax})
 }
 
 // ---- KV ----
 
-// kvValue is what the kv.get dep stores.
+// kvValue is what the kv.get dep stores. When the key is deleted after it
+// had a value, Last keeps that value: `key` goes on rendering it, as
+// consul-template's blocking key query keeps its last data on a nil answer
+// (dependency/kv_get.go Fetch with BlockOnNil; watch/view.go), while
+// keyExists and keyOrDefault see the key gone.
 type kvValue struct {
-	Exists bool
-	Value  string
+	Exists  bool
+	Value   string
+	Last    string
+	HadLast bool
 }
 
 type kvGetDep struct{ path, dc string }
@@ -84,6 +94,7 @@ type kvGetDep struct{ path, dc string }
 func (d kvGetDep) String() string { return "kv.get(" + d.path + atDC(d.dc) + ")" }
 
 func (d kvGetDep) run(ctx context.Context, e *env, deliver func(any)) {
+	var last kvValue
 	loopConsul(ctx, e, d.String(), func(ctx context.Context, idx uint64) (kvValue, uint64, error) {
 		for attempt := 0; ; attempt++ {
 			q := e.queryOpts(ctx, d.dc, idx, "")
@@ -98,19 +109,20 @@ func (d kvGetDep) run(ctx context.Context, e *env, deliver func(any)) {
 				continue
 			}
 			if p == nil {
-				return kvValue{}, meta.LastIndex, nil
+				return kvValue{Last: last.Last, HadLast: last.HadLast}, meta.LastIndex, nil
 			}
-			return kvValue{Exists: true, Value: string(p.Value)}, meta.LastIndex, nil
+			last = kvValue{Exists: true, Value: string(p.Value), Last: string(p.Value), HadLast: true}
+			return last, meta.LastIndex, nil
 		}
 	}, deliver)
 }
 
-// KeyPair is one entry of ls/tree, as consul-template exposes it.
+// KeyPair is one entry of ls/tree, with consul-template's fields in its
+// order (dependency/kv_list.go KeyPair), so toJSON writes the same bytes.
 type KeyPair struct {
 	Path        string
 	Key         string
 	Value       string
-	Exists      bool
 	CreateIndex uint64
 	ModifyIndex uint64
 	LockIndex   uint64
@@ -129,11 +141,10 @@ func (d kvListDep) run(ctx context.Context, e *env, deliver func(any)) {
 			if attempt > 0 {
 				q.AllowStale = false
 			}
-			// "app" lists below "app/", never its sibling "apple".
+			// consul-template lists the prefix as written: "app" also lists
+			// "apple/x" (as key "le/x"); keys are relative to the prefix
+			// with leading slashes cut (dependency/kv_list.go Fetch).
 			base := strings.TrimPrefix(d.prefix, "/")
-			if base != "" && !strings.HasSuffix(base, "/") {
-				base += "/"
-			}
 			ps, meta, err := e.client.KV().List(base, q)
 			if err != nil {
 				return nil, 0, err
@@ -143,11 +154,8 @@ func (d kvListDep) run(ctx context.Context, e *env, deliver func(any)) {
 			}
 			out := make([]*KeyPair, 0, len(ps))
 			for _, p := range ps {
-				rel := strings.TrimPrefix(p.Key, base)
-				if rel == "" || strings.HasSuffix(rel, "/") {
-					continue // the prefix itself and folder keys
-				}
-				out = append(out, &KeyPair{Path: p.Key, Key: rel, Value: string(p.Value), Exists: true,
+				rel := strings.TrimLeft(strings.TrimPrefix(p.Key, base), "/")
+				out = append(out, &KeyPair{Path: p.Key, Key: rel, Value: string(p.Value),
 					CreateIndex: p.CreateIndex, ModifyIndex: p.ModifyIndex, LockIndex: p.LockIndex, Flags: p.Flags, Session: p.Session})
 			}
 			return out, meta.LastIndex, nil
@@ -157,12 +165,14 @@ func (d kvListDep) run(ctx context.Context, e *env, deliver func(any)) {
 
 // ---- health ----
 
-// HealthService is one instance from `service` or `connect`.
+// HealthService is one instance from `service` or `connect`: consul-template's
+// fields in its order (dependency/health_service.go HealthService), so toJSON
+// and toYAML write the same bytes; the fields after Weights are templater's
+// own and are left out of toJSON/toYAML.
 type HealthService struct {
 	Node                   string
 	NodeID                 string
 	NodeAddress            string
-	NodeDatacenter         string
 	NodeTaggedAddresses    map[string]string
 	NodeMeta               map[string]string
 	ServiceMeta            map[string]string
@@ -170,14 +180,15 @@ type HealthService struct {
 	ServiceTaggedAddresses map[string]api.ServiceAddress
 	ID                     string
 	Name                   string
-	Kind                   string
 	Tags                   ServiceTags
-	Port                   int
-	Status                 string
 	Checks                 api.HealthChecks
+	Status                 string
+	Port                   int
 	Weights                api.AgentWeights
-	Namespace              string
-	Partition              string
+	NodeDatacenter         string `json:"-" yaml:"-"`
+	Kind                   string `json:"-" yaml:"-"`
+	Namespace              string `json:"-" yaml:"-"`
+	Partition              string `json:"-" yaml:"-"`
 }
 
 // ServiceTags lets templates write `.Tags | contains "x"`.
@@ -245,7 +256,7 @@ func (d healthDep) run(ctx context.Context, e *env, deliver func(any)) {
 					Node: en.Node.Node, NodeID: en.Node.ID, NodeAddress: en.Node.Address, NodeDatacenter: en.Node.Datacenter,
 					NodeTaggedAddresses: en.Node.TaggedAddresses, NodeMeta: en.Node.Meta, ServiceMeta: en.Service.Meta,
 					Address: addr, ServiceTaggedAddresses: en.Service.TaggedAddresses, ID: en.Service.ID, Name: en.Service.Service,
-					Kind: string(en.Service.Kind), Tags: ServiceTags(dedupTags(en.Service.Tags)), Port: en.Service.Port,
+					Kind: string(en.Service.Kind), Tags: sortedTags(en.Service.Tags), Port: en.Service.Port,
 					Status: en.Checks.AggregatedStatus(), Checks: en.Checks, Weights: en.Service.Weights,
 					Namespace: en.Service.Namespace, Partition: en.Service.Partition,
 				})
@@ -263,19 +274,13 @@ func (d healthDep) run(ctx context.Context, e *env, deliver func(any)) {
 	}, deliver)
 }
 
-func dedupTags(t []string) []string {
-	if len(t) < 2 {
-		return t
-	}
-	seen := make(map[string]bool, len(t))
-	out := make([]string, 0, len(t))
-	for _, s := range t {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
+// sortedTags copies and sorts tags, as consul-template does for every tag
+// list (dependency/dependency.go deepCopyAndSortTags).
+func sortedTags(t []string) ServiceTags {
+	out := make([]string, len(t))
+	copy(out, t)
+	sort.Strings(out)
+	return ServiceTags(out)
 }
 
 // ---- catalog ----
@@ -298,9 +303,7 @@ func (d servicesDep) run(ctx context.Context, e *env, deliver func(any)) {
 		}
 		out := make([]*CatalogSnippet, 0, len(m))
 		for n, tags := range m {
-			t := dedupTags(tags)
-			sort.Strings(t)
-			out = append(out, &CatalogSnippet{Name: n, Tags: ServiceTags(t)})
+			out = append(out, &CatalogSnippet{Name: n, Tags: sortedTags(tags)})
 		}
 		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 		return out, meta.LastIndex, nil
@@ -317,14 +320,16 @@ type Node struct {
 	Meta            map[string]string
 }
 
-// CatalogNodeService is one service of a `node`.
+// CatalogNodeService is one service of a `node` (consul-template's fields,
+// dependency/catalog_node.go).
 type CatalogNodeService struct {
-	ID      string
-	Service string
-	Tags    ServiceTags
-	Meta    map[string]string
-	Port    int
-	Address string
+	ID                string
+	Service           string
+	Tags              ServiceTags
+	Meta              map[string]string
+	Port              int
+	Address           string
+	EnableTagOverride bool
 }
 
 // CatalogNode is what `node` returns.
@@ -382,11 +387,12 @@ func (d nodeDep) run(ctx context.Context, e *env, deliver func(any)) {
 			return nodeData{}, 0, err
 		}
 		if n == nil || n.Node == nil {
-			return nodeData{}, meta.LastIndex, nil
+			// consul-template answers an empty node (dependency/catalog_node.go).
+			return nodeData{&CatalogNode{}}, meta.LastIndex, nil
 		}
-		cn := &CatalogNode{Node: &Node{ID: n.Node.ID, Node: n.Node.Node, Address: n.Node.Address, Datacenter: n.Node.Datacenter, TaggedAddresses: n.Node.TaggedAddresses, Meta: n.Node.Meta}}
+		cn := &CatalogNode{Services: []*CatalogNodeService{}, Node: &Node{ID: n.Node.ID, Node: n.Node.Node, Address: n.Node.Address, Datacenter: n.Node.Datacenter, TaggedAddresses: n.Node.TaggedAddresses, Meta: n.Node.Meta}}
 		for _, s := range n.Services {
-			cn.Services = append(cn.Services, &CatalogNodeService{ID: s.ID, Service: s.Service, Tags: ServiceTags(dedupTags(s.Tags)), Meta: s.Meta, Port: s.Port, Address: s.Address})
+			cn.Services = append(cn.Services, &CatalogNodeService{ID: s.ID, Service: s.Service, Tags: sortedTags(s.Tags), Meta: s.Meta, Port: s.Port, Address: s.Address, EnableTagOverride: s.EnableTagOverride})
 		}
 		sort.Slice(cn.Services, func(i, j int) bool {
 			return cn.Services[i].Service < cn.Services[j].Service || cn.Services[i].Service == cn.Services[j].Service && cn.Services[i].ID < cn.Services[j].ID
@@ -510,11 +516,25 @@ var (
 )
 
 func parseKVQuery(s string) (path, dc string, err error) {
+	if err := noQueryParams(s); err != nil {
+		return "", "", err
+	}
 	m := kvRe.FindStringSubmatch(s)
 	if m == nil {
 		return "", "", fmt.Errorf("bad key query %q: want PATH[@DC]", s)
 	}
 	return strings.TrimPrefix(m[1], "/"), m[3], nil
+}
+
+// noQueryParams refuses consul-template's ?ns=, ?partition=, ?peer=
+// query parameters (Consul Enterprise namespaces and partitions, peers),
+// which templater does not support, rather than reading "?..." as part of
+// the name.
+func noQueryParams(s string) error {
+	if strings.Contains(s, "?") {
+		return fmt.Errorf("query %q: parameters after \"?\" (ns, partition, peer, sameness-group) are not supported", s)
+	}
+	return nil
 }
 
 // healthStates are the filter words of `service`.
@@ -523,6 +543,9 @@ var healthStates = map[string]bool{"any": true, "passing": true, "warning": true
 // parseServiceQuery parses `[tag.]name[@dc][~near][|filter,...]`. A name in
 // brackets is taken whole, dots included: `[my.svc]`, `v1.[my.svc]@dc2`.
 func parseServiceQuery(s string, extra ...string) (healthDep, []string, error) {
+	if err := noQueryParams(s); err != nil {
+		return healthDep{}, nil, err
+	}
 	q := strings.TrimSpace(s)
 	var filter string
 	if i := strings.Index(q, "|"); i >= 0 {
@@ -575,6 +598,9 @@ func filterHealth(in []*HealthService, states []string) []*HealthService {
 }
 
 func parseNodeQuery(s string) (name, dc, near string, err error) {
+	if err := noQueryParams(s); err != nil {
+		return "", "", "", err
+	}
 	m := nodeRe.FindStringSubmatch(s)
 	if m == nil {
 		return "", "", "", fmt.Errorf("bad node query %q: want [NAME][@DC][~NEAR]", s)

@@ -512,17 +512,13 @@ wait {
   min = "5s"
   max = "10s"
 }
-vault {
-  address = "https://vault.service.consul:8200"
-  renew_token = true
-}
 syslog {
   enabled = true
   facility = "LOCAL5"
 }
-deduplicate {
-  enabled = true
-  prefix = "consul-template/dedup/"
+default_delimiters {
+  left = "[["
+  right = "]]"
 }
 exec {
   command = "/usr/bin/app"
@@ -582,5 +578,43 @@ template {
 	}
 	if fc.Exec == nil || fc.Exec.Command != "/usr/bin/app" || fc.Exec.KillTimeout != 2*time.Second || fc.ConsulTLS["server_name"] != "my-server.com" {
 		t.Fatalf("exec/ssl: %+v %+v", fc.Exec, fc.ConsulTLS)
+	}
+	if *fc.KillSignal != "SIGINT" || *fc.ReloadSignal != "SIGHUP" || fc.LeftDelim != "[[" || fc.RightDelim != "]]" || !*fc.Syslog || fc.SyslogFacility != "LOCAL5" {
+		t.Fatalf("signals/delimiters/syslog: %+v", fc)
+	}
+	if e := fc.Exec.Env; len(e.Allow) != 1 || e.Deny[0] != "VAULT_*" || e.Custom[0] != "PATH=$PATH:/etc/myapp/bin" {
+		t.Fatalf("exec env: %+v", e)
+	}
+	if fc.ConsulAuth["username"] != "test" || fc.ConsulTransport["dial_timeout"] != "10s" || *fc.ConsulNamespace != "foo" || *fc.BlockQueryWait != time.Minute {
+		t.Fatalf("consul auth/transport/namespace: %+v", fc)
+	}
+}
+
+// What templater does not support is refused with one line naming the key
+// and the file, never read and ignored.
+func TestConfigRefusedKeys(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct{ body, want string }{
+		{"vault {\n address = \"https://vault:8200\"\n}\n", "vault: not supported: templater does not read Vault"},
+		{"deduplicate {\n enabled = true\n}\n", "deduplicate: not supported: dedup mode"},
+		{"deduplicate {\n prefix = \"x/\"\n}\n", "deduplicate: not supported: dedup mode"},
+		{"nomad {\n address = \"x\"\n}\n", "nomad: not supported"},
+		{"log_file {\n path = \"/tmp/x\"\n}\n", "log_file: not supported"},
+		{"template {\n source = \"a\"\n destination = \"b\"\n colour = \"red\"\n}\n", "template.colour: not supported"},
+		{"consul {\n ssl {\n nope = 1\n }\n}\n", "consul.ssl.nope: not supported"},
+	}
+	for i, c := range cases {
+		p := filepath.Join(dir, fmt.Sprintf("c%d.hcl", i))
+		os.WriteFile(p, []byte(c.body), 0o644)
+		_, err := loadConfigPaths([]string{p})
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), p) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%q: err = %v, want one line naming %s and %q", c.body, err, p, c.want)
+		}
+	}
+	// A disabled dedup block asks for nothing templater does not do.
+	p := filepath.Join(dir, "off.hcl")
+	os.WriteFile(p, []byte("deduplicate {\n enabled = false\n}\n"), 0o644)
+	if _, err := loadConfigPaths([]string{p}); err != nil {
+		t.Fatalf("deduplicate { enabled = false }: %v", err)
 	}
 }

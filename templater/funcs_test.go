@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -101,100 +100,8 @@ func renderOnce(t *testing.T, text string, extra ...string) (string, int, string
 	return string(b), code, stderr.String()
 }
 
-func TestFunctions(t *testing.T) {
-	seed(t)
-	t.Setenv("TEMPLATER_TEST_ENV", "envval")
-	fdir := t.TempDir()
-	fpath := filepath.Join(fdir, "f.txt")
-	if err := os.WriteFile(fpath, []byte("file-contents"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	node := agent.NodeName
-	cases := []struct {
-		name, tmpl, want string
-		re               bool
-	}{
-		{"key", `{{ key "app/name" }}`, "hello", false},
-		{"key@dc", `{{ key "app/name@dc1" }}`, "hello", false},
-		{"keyExists", `{{ keyExists "app/name" }} {{ keyExists "app/nope" }}`, "true false", false},
-		{"keyOrDefault missing", `{{ keyOrDefault "app/nope" "dflt" }}`, "dflt", false},
-		{"keyOrDefault empty", `{{ keyOrDefault "app/empty" "dflt" }}`, "dflt", false},
-		{"keyOrDefault set", `{{ keyOrDefault "app/name" "dflt" }}`, "hello", false},
-		{"ls direct children, folders dropped", `{{ range ls "app" }}{{ .Key }}={{ .Value }};{{ end }}`, `empty=;json={"a":1,"b":[1,2]};name=hello;`, false},
-		{"tree", `{{ range tree "app/sub" }}{{ .Key }}={{ .Value }};{{ end }}`, "x=1;y=2;", false},
-		{"tree excludes siblings", `{{ range tree "app" }}{{ .Key }};{{ end }}`, "empty;json;name;sub/x;sub/y;", false},
-		{"safeLs with data", `{{ range safeLs "app/sub" }}{{ .Key }};{{ end }}`, "x;y;", false},
-		{"ls empty", `[{{ range ls "nothing/here" }}x{{ end }}]`, "[]", false},
-		{"service passing only by default", `{{ range service "web" }}{{ .ID }}:{{ .Port }}:{{ .Status }};{{ end }}`, "web1:8001:passing;web2:8002:passing;", false},
-		{"service any", `{{ range service "web|any" }}{{ .ID }};{{ end }}`, "web1;web2;web3;web4;", false},
-		{"service filter words", `{{ range service "web|passing,warning" }}{{ .ID }};{{ end }}`, "web1;web2;web4;", false},
-		{"service filter as argument", `{{ range service "web" "critical" }}{{ .ID }};{{ end }}`, "web3;", false},
-		{"service tag", `{{ range service "prod.web|any" }}{{ .ID }};{{ end }}`, "web1;web3;", false},
-		{"service @dc", `{{ range service "web@dc1" }}{{ .ID }};{{ end }}`, "web1;web2;", false},
-		{"service ~near", `{{ len (service "web~_agent") }}`, "2", false},
-		{"service address falls back to node", `{{ range service "web" }}{{ .Address }};{{ end }}`, "127.0.0.1;127.0.0.2;", false},
-		{"service empty result", `[{{ range service "nosuch" }}x{{ end }}]`, "[]", false},
-		{"dotted name in brackets", `{{ range service "[my.dotted]" }}{{ .Name }}:{{ .Port }}{{ end }}`, "my.dotted:9000", false},
-		{"tag.name keeps its meaning", `[{{ range service "my.dotted" }}x{{ end }}]`, "[]", false},
-		{"services", `{{ range services }}{{ .Name }},{{ end }}`, "consul,my.dotted,native,web,", false},
-		{"services tags", `{{ range services }}{{ if eq .Name "web" }}{{ join "," .Tags }}{{ end }}{{ end }}`, "prod,v1,v2", false},
-		{"node", `{{ with node }}{{ .Node.Node }} {{ len .Services }}{{ end }}`, node + " 7", false},
-		{"node by name", `{{ with node "` + node + `@dc1" }}{{ .Node.Address }}{{ end }}`, "127.0.0.1", false},
-		{"nodes", `{{ range nodes }}{{ .Node }} {{ .Datacenter }}{{ end }}`, node + " dc1", false},
-		{"datacenters", `{{ datacenters }}`, "[dc1]", false},
-		{"connect (none)", `[{{ range connect "web" }}x{{ end }}]`, "[]", false},
-		{"connect native", `{{ range connect "native" }}{{ .ID }}:{{ .Port }}{{ end }}`, "native1:9100", false},
-		{"services @dc", `{{ range services "@dc1" }}{{ .Name }},{{ end }}`, "consul,my.dotted,native,web,", false},
-		{"env", `{{ env "TEMPLATER_TEST_ENV" }}`, "envval", false},
-		{"file", `{{ file "` + fpath + `" }}`, "file-contents", false},
-		{"first pass empty values", `{{ (index (service "web") 0).Port }}`, "8001", false},
-		{"byKey", `{{ range $k, $v := tree "cfg" | byKey }}{{ $k }}:{{ range $v }}{{ .Key }}={{ .Value }},{{ end }};{{ end }}`, "db:host=db1,port=5432,;web:port=80,;", false},
-		{"byTag", `{{ range $tag, $s := service "web" | byTag }}{{ $tag }}={{ len $s }};{{ end }}`, "prod=1;v1=1;v2=1;", false},
-		{"byMeta", `{{ range $z, $s := service "web" | byMeta "zone" }}{{ $z }}={{ (index $s 0).ID }};{{ end }}`, "a=web1;b=web2;", false},
-		{"contains", `{{ range service "web" }}{{ if .Tags | contains "prod" }}{{ .ID }}{{ end }}{{ end }}`, "web1", false},
-		{"containsAll/Any/None/NotAll", `{{ $t := split "," "a,b" }}{{ containsAll $t (split "," "a,b,c") }} {{ containsAny (split "," "x,b") (split "," "a,b") }} {{ containsNone (split "," "x") $t }} {{ containsNotAll (split "," "a,x") $t }}`, "true true true true", false},
-		{"in", `{{ in (split "," "a,b") "b" }} {{ in (split "," "a,b") "z" }}`, "true false", false},
-		{"explode", `{{ with tree "cfg" | explode }}{{ .db.host }}/{{ .web.port }}{{ end }}`, "db1/80", false},
-		{"explodeMap mergeMap", `{{ $m := parseJSON "{\"a/b\":1}" | explodeMap }}{{ $m.a.b }} {{ $x := mergeMap (parseJSON "{\"k\":1}") (parseJSON "{\"k\":2,\"j\":3}") }}{{ $x.k }}{{ $x.j }}`, "1 23", false},
-		{"indent", `{{ indent 2 "a\nb" }}`, "  a\n  b", false},
-		{"join split", `{{ split "," "a,b,c" | join "-" }}`, "a-b-c", false},
-		{"splitToMap", `{{ $m := splitToMap "a:1,b:2" "," ":" }}{{ $m.b }}`, "2", false},
-		{"string helpers", `{{ trimSpace "  x " }} {{ toLower "AB" }} {{ toUpper "ab" }} {{ toTitle "ab cd" }} {{ replaceAll "a" "b" "aaa" }}`, "x ab AB Ab Cd bbb", false},
-		{"regex", `{{ regexMatch "^h.l" (key "app/name") }} {{ regexReplaceAll "l+" "L" "hello" }}`, "true heLo", false},
-		{"parse", `{{ parseBool "true" }} {{ parseInt "-4" }} {{ parseUint "4" }} {{ parseFloat "1.5" }}`, "true -4 4 1.5", false},
-		{"parseJSON", `{{ with key "app/json" | parseJSON }}{{ .a }} {{ index .b 1 }}{{ end }}`, "1 2", false},
-		{"parseYAML", `{{ with parseYAML "a: 1\nb: [x, y]" }}{{ .a }} {{ index .b 1 }}{{ end }}`, "1 y", false},
-		{"toJSON", `{{ tree "app/sub" | explode | toJSON }}`, `{"x":"1","y":"2"}`, false},
-		{"toJSONPretty", `{{ tree "app/sub" | explode | toJSONPretty }}`, "{\n  \"x\": \"1\",\n  \"y\": \"2\"\n}", false},
-		{"toYAML", `{{ tree "app/sub" | explode | toYAML }}`, "x: \"1\"\n\"y\": \"2\"", false},
-		{"toTOML", `{{ tree "app/sub" | explode | toTOML }}`, "x = \"1\"\ny = \"2\"\n", false},
-		{"base64 sha256", `{{ base64Encode "hi" }} {{ base64Decode "aGk=" }} {{ sha256Hex "hi" }}`, "aGk= hi 8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4", false},
-		{"timestamp", `{{ timestamp "unix" }} {{ timestamp "2006" }}`, `^\d{10,} \d{4}$`, true},
-		{"math piped order", `{{ 5 | subtract 2 }} {{ 10 | divide 2 }} {{ 7 | modulo 3 }} {{ 2 | add 3 }} {{ 4 | multiply 3 }} {{ 3 | minimum 5 }} {{ 3 | maximum 5 }} {{ 1.5 | add 1 }}`, "3 5 1 5 12 3 5 2.5", false},
-		{"loop", `{{ range loop 3 }}{{ . }}{{ end }} {{ range loop 2 4 }}{{ . }}{{ end }}`, "012 23", false},
-		{"scratch", `{{ scratch.Set "a" "x" }}{{ scratch.SetX "a" "y" }}{{ scratch.Get "a" }} {{ scratch.Key "b" }} {{ scratch.MapSet "m" "k2" "2" }}{{ scratch.MapSet "m" "k1" "1" }}{{ scratch.MapValues "m" }}`, "x false [1 2]", false},
-		{"executeTemplate", `{{ define "t" }}[{{ . }}]{{ end }}{{ executeTemplate "t" "arg" }}`, "[arg]", false},
-		{"sprig prefixed and plain", `{{ sprig_upper "a" }} {{ upper "b" }} {{ sprig_add 1 2 }} {{ "x" | sprig_repeat 3 }}`, "A B 3 xxx", false},
-		{"sprig does not shadow consul-template", `{{ 5 | subtract 2 }} {{ "a,b" | split "," | join ";" }}`, "3 a;b", false},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			got, code, stderr := renderOnce(t, tc.tmpl)
-			if code != 0 {
-				t.Fatalf("exit %d: %s", code, stderr)
-			}
-			if tc.re {
-				if !regexp.MustCompile(tc.want).MatchString(got) {
-					t.Fatalf("got %q, want match of %q", got, tc.want)
-				}
-				return
-			}
-			if got != tc.want {
-				t.Fatalf("got %q, want %q", got, tc.want)
-			}
-		})
-	}
-}
+// The template functions are checked against consul-template itself in
+// conform_funcs_test.go (TestConformFunctions, TestConformDifferences).
 
 // Missing data: the template is not written, and -once names what it waits for.
 func TestMissingData(t *testing.T) {
@@ -255,7 +162,7 @@ func TestBadInput(t *testing.T) {
 		{"check for unknown destination", []string{"-template", good + ":" + dst, "-check", "/elsewhere=true"}, []string{"no template writes /elsewhere"}},
 		{"missing destination folder, create_dest_dirs false", []string{"-config", write("nodirs.hcl", fmt.Sprintf("template {\n source = %q\n destination = %q\n create_dest_dirs = false\n}\n", good, dst))}, []string{"does not exist", "create_dest_dirs"}},
 		{"HCL syntax error", []string{"-config", write("syntax.hcl", "template {\n  source = \n}\n")}, []string{"syntax.hcl", "At 4:1"}},
-		{"HCL unknown setting", []string{"-config", write("unknown.hcl", "template {\n source = \"a\"\n destination = \"b\"\n colour = \"red\"\n}\n")}, []string{"unknown.hcl", "colour", "unknown setting"}},
+		{"HCL unknown setting", []string{"-config", write("unknown.hcl", "template {\n source = \"a\"\n destination = \"b\"\n colour = \"red\"\n}\n")}, []string{"unknown.hcl", "template.colour", "not supported"}},
 		{"HCL bad perms", []string{"-config", write("perms.hcl", "template {\n source = \"a\"\n destination = \"b\"\n perms = \"rw\"\n}\n")}, []string{"perms", "octal"}},
 		{"HCL template without destination", []string{"-config", write("nodest.hcl", "template {\n source = \"a\"\n}\n")}, []string{"needs destination"}},
 		{"missing config file", []string{"-config", filepath.Join(dir, "nope.hcl")}, []string{"nope.hcl", "no such file"}},
@@ -366,8 +273,8 @@ template {
 	}
 }
 
-// -dry prints a unified diff and the command, and writes nothing.
-func TestDry(t *testing.T) {
+// -diff prints a unified diff and the command, and writes nothing.
+func TestDiff(t *testing.T) {
 	seed(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "in.tmpl")
@@ -375,19 +282,19 @@ func TestDry(t *testing.T) {
 	os.WriteFile(src, []byte("line1\nname={{ key \"app/name\" }}\n"), 0o644)
 	os.WriteFile(dst, []byte("line1\nname=old\n"), 0o644)
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"-once", "-dry", "-http-addr", agent.HTTPAddr(), "-template", src + ":" + dst + ":echo reload"}, &stdout, &stderr)
+	code := run([]string{"-once", "-diff", "-http-addr", agent.HTTPAddr(), "-template", src + ":" + dst + ":echo reload"}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 	out := stdout.String()
-	for _, w := range []string{"--- " + dst, "+++ " + dst, "-name=old", "+name=hello", "would run: echo reload"} {
+	for _, w := range []string{"--- " + dst, "+++ " + dst, "@@ -1,2 +1,2 @@", "-name=old", "+name=hello", "would run: echo reload"} {
 		if !strings.Contains(out, w) {
 			t.Fatalf("dry output lacks %q:\n%s", w, out)
 		}
 	}
 	b, _ := os.ReadFile(dst)
 	if string(b) != "line1\nname=old\n" {
-		t.Fatalf("-dry wrote the destination: %q", b)
+		t.Fatalf("-diff wrote the destination: %q", b)
 	}
 }
 

@@ -10,12 +10,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,17 +28,24 @@ import (
 	"github.com/berth/berth/pkg/telemetry"
 	"github.com/berth/berth/pkg/version"
 	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Exit codes.
+// Exit codes. Where consul-template has a code for the same situation, it is
+// consul-template's (cli.go: the iota block makes ExitCodeError 11,
+// ExitCodeInterrupt 12, ExitCodeParseFlagsError 13, ExitCodeRunnerError 14,
+// ExitCodeConfigError 15); the others are templater's own.
 const (
 	exitOK      = 0
-	exitUsage   = 1 // bad flag, config or template (nothing was written)
-	exitMissing = 2 // -once: data still missing after -once-timeout
-	exitRender  = 3 // -once: a destination could not be written or its check failed
-	exitCommand = 4 // a command failed with -fail-fast (or in -once)
-	exitChild   = 5 // the -exec command could not be started
-	exitConsul  = 6 // Consul client could not be built
+	exitMissing = 2  // -once: data still missing after -once-timeout
+	exitRender  = 3  // -once: a destination could not be written or its check failed
+	exitCommand = 4  // a command failed with -fail-fast
+	exitChild   = 5  // the -exec command could not be started
+	exitConsul  = 6  // Consul client could not be built
+	exitSignal  = 12 // stopped by the kill signal (consul-template's ExitCodeInterrupt)
+	exitFlags   = 13 // bad flag (ExitCodeParseFlagsError)
+	exitRunner  = 14 // a template that does not parse or fails (ExitCodeRunnerError)
+	exitConfig  = 15 // bad configuration (ExitCodeConfigError)
 )
 
 func main() {
@@ -50,86 +60,155 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ", ") }
 func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
+// refusedFlag is a consul-template flag templater does not support: giving
+// it is an error naming it (never accepted and ignored).
+type refusedFlag struct {
+	name, why string
+	isBool    bool
+}
+
+func (r *refusedFlag) String() string   { return "" }
+func (r *refusedFlag) IsBoolFlag() bool { return r.isBool }
+func (r *refusedFlag) Set(v string) error {
+	if r.isBool && v == "false" {
+		return nil // -dedup=false asks for nothing
+	}
+	return fmt.Errorf("-%s is not supported: %s", r.name, r.why)
+}
+
+// vaultFlags are consul-template's -vault-* flags (v0.41.1 -h), with whether
+// each is a bool flag.
+var vaultFlags = map[string]bool{"vault-addr": false, "vault-renew-token": true, "vault-retry": true, "vault-retry-attempts": false,
+	"vault-retry-backoff": false, "vault-retry-max-backoff": false, "vault-ssl": true, "vault-ssl-ca-cert": false, "vault-ssl-ca-path": false,
+	"vault-ssl-cert": false, "vault-ssl-key": false, "vault-ssl-server-name": false, "vault-ssl-verify": true, "vault-token": false,
+	"vault-agent-token-file": false, "vault-transport-dial-keep-alive": false, "vault-transport-dial-timeout": false,
+	"vault-transport-disable-keep-alives": true, "vault-transport-max-idle-conns-per-host": false, "vault-transport-max-conns-per-host": false,
+	"vault-transport-tls-handshake-timeout": false, "vault-unwrap-token": true, "vault-default-lease-duration": false}
+
 type options struct {
-	templates    listFlag
-	configs      listFlag
-	checks       listFlag
-	once         bool
-	onceTimeout  time.Duration
-	dry          bool
-	wait         string
-	maxStale     time.Duration
-	missingWarn  time.Duration
-	failFast     bool
-	exec         string
-	execReload   string
-	execKill     string
-	execKillTO   time.Duration
-	execSplay    time.Duration
-	pidFile      string
-	killSignal   string
-	reloadSignal string
-	metricsAddr  string
-	consulSSL    bool
-	leftDelim    string
-	rightDelim   string
-	showVersion  bool
-	consul       consulclient.Flags
-	logs         logging.Flags
-	set          map[string]bool
+	templates          listFlag
+	configs            listFlag
+	checks             listFlag
+	once               bool
+	onceTimeout        time.Duration
+	dry                bool
+	diff               bool
+	parseOnly          bool
+	wait               string
+	maxStale           time.Duration
+	missingWarn        time.Duration
+	failFast           bool
+	exec               string
+	execReload         string
+	execKill           string
+	execKillTO         time.Duration
+	execSplay          time.Duration
+	execEnv            execEnv
+	pidFile            string
+	killSignal         string
+	reloadSignal       string
+	metricsAddr        string
+	consulSSL          bool
+	consulSSLVerify    bool
+	consulAuth         string
+	transport          transportFlags
+	retryMin, retryMax time.Duration
+	templateErrorFatal bool
+	syslog             bool
+	syslogFacility     string
+	syslogName         string
+	syslogSocket       string
+	leftDelim          string
+	rightDelim         string
+	showVersion        bool
+	consul             consulclient.Flags
+	logs               logging.Flags
+	set                map[string]bool
+}
+
+// transportFlags are consul-template's -consul-transport-* flags.
+type transportFlags struct {
+	dialKeepAlive, dialTimeout, tlsHandshakeTimeout time.Duration
+	disableKeepAlives                               bool
+	maxIdleConnsPerHost                             int
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("templater", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: templater [flags]\n\nRenders consul-template templates from Consul and runs their commands.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	// A bad flag is one line on stderr (run prints it); -h prints the usage.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	fs.Var(&o.templates, "template", "`SOURCE:DESTINATION[:COMMAND]` to render (repeatable)")
-	fs.Var(&o.configs, "config", "consul-template HCL config `FILE|DIR` (repeatable; later ones win)")
+	fs.Var(&o.configs, "config", "consul-template HCL/JSON config `FILE|DIR` (repeatable; a folder is every file in it; later ones win)")
 	fs.Var(&o.checks, "check", "`DESTINATION=COMMAND`: check the candidate file ({{path}}) before it replaces DESTINATION (repeatable)")
-	fs.BoolVar(&o.once, "once", false, "render every template once, run the commands and exit")
+	fs.BoolVar(&o.once, "once", false, "render every template once, run the commands (and -exec) and exit")
 	fs.DurationVar(&o.onceTimeout, "once-timeout", time.Minute, "with -once, give up (exit 2) when data is still missing after this long (0: wait forever)")
-	fs.BoolVar(&o.dry, "dry", false, "print a unified diff per destination and the commands that would run; write nothing")
+	fs.BoolVar(&o.dry, "dry", false, "print each rendered template to stdout (\"> DEST\" then the contents) instead of writing it")
+	fs.BoolVar(&o.diff, "diff", false, "print a unified diff per destination and the commands that would run; write nothing")
+	fs.BoolVar(&o.parseOnly, "parse-only", false, "parse the templates and exit without reading Consul")
 	fs.StringVar(&o.wait, "wait", "", "`MIN[:MAX]` quiet time before rendering after a change (MAX defaults to 4×MIN)")
 	fs.DurationVar(&o.maxStale, "max-stale", 2*time.Second, "read from any server when its data is at most this old (0: always ask the leader)")
 	fs.DurationVar(&o.missingWarn, "missing-warn", 30*time.Second, "warn when a template has waited this long for data, naming what it waits for")
 	fs.BoolVar(&o.failFast, "fail-fast", false, "exit (code 4) when a command fails instead of logging it and going on")
 	fs.StringVar(&o.exec, "exec", "", "run this command as a child once every template is rendered; signal or restart it on change")
-	fs.StringVar(&o.execReload, "exec-reload-signal", "", "signal sent to the -exec child when its templates change (empty: restart it)")
+	fs.StringVar(&o.execReload, "exec-reload-signal", "", "signal sent to the -exec child's process group when its templates change (empty: restart it)")
 	fs.StringVar(&o.execKill, "exec-kill-signal", "SIGTERM", "signal that stops the -exec child")
 	fs.DurationVar(&o.execKillTO, "exec-kill-timeout", 30*time.Second, "grace time before SIGKILL when stopping the -exec child")
 	fs.DurationVar(&o.execSplay, "exec-splay", 0, "random delay up to this long before reloading the -exec child")
+	fs.BoolVar(&o.execEnv.Pristine, "exec-env-pristine", false, "the -exec child does not inherit templater's environment")
+	fs.Var((*listFlag)(&o.execEnv.Custom), "exec-env-custom", "`NAME=VALUE` given to the -exec child (repeatable)")
+	fs.Var((*listFlag)(&o.execEnv.Allow), "exec-env-allowlist", "glob of variables the -exec child gets (repeatable; default all)")
+	fs.Var((*listFlag)(&o.execEnv.Deny), "exec-env-denylist", "glob of variables the -exec child does not get (repeatable; wins over the allowlist)")
 	fs.StringVar(&o.pidFile, "pid-file", "", "write templater's PID to this file")
-	fs.StringVar(&o.killSignal, "kill-signal", "SIGINT", "signal that stops templater (SIGINT and SIGTERM always do)")
+	fs.StringVar(&o.killSignal, "kill-signal", "SIGINT", "signal that stops templater (exit 11, as consul-template); SIGTERM always stops it (exit 0)")
 	fs.StringVar(&o.reloadSignal, "reload-signal", "SIGHUP", "signal that reloads configuration and templates")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /health on this address (off when empty)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.BoolVar(&o.showVersion, "v", false, "print the version and exit")
+	fs.BoolVar(&o.templateErrorFatal, "template-error-fatal", true, "exit when a template fails to execute (false: log it, keep the file and go on)")
+	fs.BoolVar(&o.syslog, "syslog", false, "send the log to the local syslog instead of stderr")
+	fs.StringVar(&o.syslogFacility, "syslog-facility", "LOCAL0", "syslog facility (with -syslog)")
+	fs.StringVar(&o.syslogName, "syslog-name", "consul-template", "program name in syslog (with -syslog)")
+	fs.StringVar(&o.syslogSocket, "syslog-socket", "", "unix datagram socket of the syslog daemon (with -syslog; default: the local one, /dev/log)")
 	o.consul.Register(fs)
 	// consul-template's names for the same settings.
-	for alias, name := range map[string]string{"consul-addr": "http-addr", "consul-token": "token", "consul-ssl-ca-cert": "ca-file",
-		"consul-ssl-ca-path": "ca-path", "consul-ssl-cert": "client-cert", "consul-ssl-key": "client-key", "consul-ssl-server-name": "tls-server-name"} {
+	for alias, name := range map[string]string{"consul-addr": "http-addr", "consul-token": "token", "consul-token-file": "token-file",
+		"consul-ssl-ca-cert": "ca-file", "consul-ssl-ca-path": "ca-path", "consul-ssl-cert": "client-cert", "consul-ssl-key": "client-key",
+		"consul-ssl-server-name": "tls-server-name"} {
 		_ = o.consul.Alias(fs, alias, name)
 	}
 	fs.BoolVar(&o.consulSSL, "consul-ssl", false, "talk HTTPS to Consul (consul-template's flag; same as an https:// address)")
+	fs.BoolVar(&o.consulSSLVerify, "consul-ssl-verify", true, "verify Consul's certificate (false: do not)")
+	fs.StringVar(&o.consulAuth, "consul-auth", "", "HTTP basic authentication `USER[:PASSWORD]` for Consul")
+	fs.DurationVar(&o.transport.dialKeepAlive, "consul-transport-dial-keep-alive", 0, "TCP keep-alive period to Consul (0: Go's default)")
+	fs.DurationVar(&o.transport.dialTimeout, "consul-transport-dial-timeout", 0, "time to connect to Consul (0: Go's default)")
+	fs.BoolVar(&o.transport.disableKeepAlives, "consul-transport-disable-keep-alives", false, "a new connection for every request")
+	fs.IntVar(&o.transport.maxIdleConnsPerHost, "consul-transport-max-idle-conns-per-host", 0, "idle connections kept to Consul (0: 256)")
+	fs.DurationVar(&o.transport.tlsHandshakeTimeout, "consul-transport-tls-handshake-timeout", 0, "TLS handshake timeout (0: Go's default)")
 	fs.StringVar(&o.leftDelim, "default-left-delimiter", "", "left delimiter for templates that set none (default {{)")
 	fs.StringVar(&o.rightDelim, "default-right-delimiter", "", "right delimiter for templates that set none (default }})")
-	// Accepted for compatibility and ignored: templater retries Consul forever
-	// with backoff, and runs each distinct query once without dedup mode.
-	var ignoredB bool
-	var ignoredI int
-	var ignoredD time.Duration
-	fs.BoolVar(&ignoredB, "consul-retry", true, "ignored (consul-template compatibility): templater always retries with backoff")
-	fs.IntVar(&ignoredI, "consul-retry-attempts", 0, "ignored (consul-template compatibility): templater retries forever")
-	fs.DurationVar(&ignoredD, "consul-retry-backoff", 0, "ignored (consul-template compatibility)")
-	fs.DurationVar(&ignoredD, "consul-retry-max-backoff", 0, "ignored (consul-template compatibility)")
-	fs.BoolVar(&ignoredB, "consul-ssl-verify", true, "ignored (consul-template compatibility): certificates are always verified")
-	fs.BoolVar(&ignoredB, "dedup", false, "ignored (consul-template compatibility): each distinct query already runs once")
-	fs.BoolVar(&ignoredB, "syslog", false, "ignored (consul-template compatibility): logs go to stderr")
+	// Consul is retried forever with backoff (README, differences): the
+	// retry flags set the backoff; -consul-retry and -consul-retry-attempts
+	// are accepted for configs written for consul-template.
+	var retryOn bool
+	var retryAttempts int
+	fs.BoolVar(&retryOn, "consul-retry", true, "accepted: templater always retries Consul (forever, with backoff)")
+	fs.IntVar(&retryAttempts, "consul-retry-attempts", 0, "accepted: templater retries Consul forever")
+	fs.DurationVar(&o.retryMin, "consul-retry-backoff", 0, "first wait after a failed Consul call (default 100ms), doubled up to -consul-retry-max-backoff")
+	fs.DurationVar(&o.retryMin, "retry", 0, "same as -consul-retry-backoff (consul-template's older flag)")
+	fs.DurationVar(&o.retryMax, "consul-retry-max-backoff", 0, "longest wait between retries (default 30s)")
+	fs.Var(&refusedFlag{name: "dedup", why: "dedup mode (templater already runs each distinct query once)", isBool: true}, "dedup", "not supported (refused)")
+	for name, isBool := range vaultFlags {
+		fs.Var(&refusedFlag{name: name, why: "templater does not read Vault", isBool: isBool}, name, "not supported (refused): Vault")
+	}
 	o.logs.Register(fs)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "Usage: templater [flags]\n\nRenders consul-template templates from Consul and runs their commands.\n\nFlags:\n")
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+		}
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -148,17 +227,24 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.maxStale < 0 || o.onceTimeout < 0 || o.missingWarn <= 0 {
 		return nil, errors.New("-max-stale and -once-timeout must not be negative; -missing-warn must be positive")
 	}
+	if (o.set["syslog-facility"] || o.set["syslog-name"]) && !o.syslog {
+		return nil, errors.New("-syslog-facility and -syslog-name need -syslog")
+	}
 	return o, nil
 }
 
 // buildConfig reads config files and flags into a runConfig; it is called at
-// start and again on SIGHUP.
+// start and again on the reload signal.
 func buildConfig(o *options) (*runConfig, *fileConfig, error) {
 	fc, err := loadConfigPaths(o.configs)
 	if err != nil {
 		return nil, nil, err
 	}
-	rc := &runConfig{Once: o.once, OnceTimeout: o.onceTimeout, Dry: o.dry, MissingWarn: o.missingWarn, FailFast: o.failFast}
+	rc := &runConfig{Once: o.once, OnceTimeout: o.onceTimeout, Dry: o.dry, Diff: o.diff, MissingWarn: o.missingWarn, FailFast: o.failFast,
+		TemplateErrorFatal: o.templateErrorFatal}
+	if fc.TemplateErrorFatal != nil && !o.set["template-error-fatal"] {
+		rc.TemplateErrorFatal = *fc.TemplateErrorFatal
+	}
 	rc.Templates = append(rc.Templates, fc.Templates...)
 	for _, s := range o.templates {
 		tc, err := parseTemplateFlag(s)
@@ -182,9 +268,24 @@ func buildConfig(o *options) (*runConfig, *fileConfig, error) {
 			return nil, nil, fmt.Errorf("-check %q: no template writes %s", s, dest)
 		}
 	}
+	left, right := fc.LeftDelim, fc.RightDelim
+	if o.set["default-left-delimiter"] {
+		left = o.leftDelim
+	}
+	if o.set["default-right-delimiter"] {
+		right = o.rightDelim
+	}
 	for _, t := range rc.Templates {
-		if t.LeftDelim == "" && t.RightDelim == "" {
-			t.LeftDelim, t.RightDelim = o.leftDelim, o.rightDelim
+		// consul-template applies the defaults to each side that is unset
+		// (config/config.go Finalize).
+		if t.LeftDelim == "" {
+			t.LeftDelim = left
+		}
+		if t.RightDelim == "" {
+			t.RightDelim = right
+		}
+		if fc.ErrOnFailedLookup != nil && *fc.ErrOnFailedLookup {
+			t.ErrOnMissingKey = true
 		}
 	}
 	if len(rc.Templates) == 0 {
@@ -196,21 +297,186 @@ func buildConfig(o *options) (*runConfig, *fileConfig, error) {
 			return nil, nil, fmt.Errorf("-%w", err)
 		}
 	}
-	rc.Exec = fc.Exec
-	if o.exec != "" {
-		rc.Exec = &execConfig{Command: o.exec, ReloadSignal: o.execReload, KillSignal: o.execKill, KillTimeout: o.execKillTO, Splay: o.execSplay}
-	}
-	if rc.Exec != nil {
-		for _, s := range []string{rc.Exec.ReloadSignal, rc.Exec.KillSignal} {
-			if s == "" {
-				continue
-			}
-			if _, err := supervisor.ParseSignal(s); err != nil {
-				return nil, nil, fmt.Errorf("exec: %w", err)
-			}
-		}
+	if rc.Exec, err = execFromFlags(o, fc.Exec); err != nil {
+		return nil, nil, err
 	}
 	return rc, fc, nil
+}
+
+// execFromFlags merges the -exec* flags over the config's exec block.
+func execFromFlags(o *options, e *execConfig) (*execConfig, error) {
+	if o.exec != "" {
+		if e == nil {
+			e = &execConfig{KillTimeout: 30 * time.Second}
+		} else {
+			c := *e
+			e = &c
+		}
+		e.Command, e.Argv, e.Enabled = o.exec, []string{o.exec}, true
+	}
+	if e == nil {
+		return nil, nil
+	}
+	if o.set["exec-reload-signal"] {
+		e.ReloadSignal = o.execReload
+	}
+	if o.set["exec-kill-signal"] || e.KillSignal == "" {
+		e.KillSignal = o.execKill
+	}
+	if o.set["exec-kill-timeout"] {
+		e.KillTimeout = o.execKillTO
+	}
+	if o.set["exec-splay"] {
+		e.Splay = o.execSplay
+	}
+	if o.set["exec-env-pristine"] {
+		e.Env.Pristine = o.execEnv.Pristine
+	}
+	e.Env.Custom = append(e.Env.Custom, o.execEnv.Custom...)
+	e.Env.Allow = append(e.Env.Allow, o.execEnv.Allow...)
+	e.Env.Deny = append(e.Env.Deny, o.execEnv.Deny...)
+	if !e.Enabled || len(e.Argv) == 0 {
+		return nil, nil
+	}
+	return e, nil
+}
+
+// consulConfig builds the Consul client configuration: flags, then the
+// config file where no flag set the same thing, then the environment.
+func consulConfig(o *options, fc *fileConfig) (*api.Config, error) {
+	if fc.ConsulAddr != nil && !o.set["http-addr"] && !o.set["consul-addr"] {
+		o.consul.SetAddress(*fc.ConsulAddr)
+	}
+	ccfg, err := o.consul.Config()
+	if err != nil {
+		return nil, err
+	}
+	applyFileTLS(ccfg, fc.ConsulTLS, o.set)
+	if o.consulSSL {
+		ccfg.Scheme = "https"
+	}
+	if !o.consulSSLVerify {
+		ccfg.TLSConfig.InsecureSkipVerify = true
+	}
+	tokenFlag := o.set["token"] || o.set["consul-token"] || o.set["token-file"] || o.set["consul-token-file"]
+	switch {
+	case tokenFlag:
+	case fc.ConsulToken != nil:
+		ccfg.Token = *fc.ConsulToken
+	case fc.ConsulTokenFile != nil:
+		b, err := os.ReadFile(*fc.ConsulTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("consul.token_file: %w", err)
+		}
+		ccfg.Token = strings.TrimSpace(string(b))
+	}
+	if fc.ConsulNamespace != nil {
+		ccfg.Namespace = *fc.ConsulNamespace
+	}
+	auth := o.consulAuth
+	if auth == "" && fc.ConsulAuth != nil && fc.ConsulAuth["enabled"] != "false" && fc.ConsulAuth["username"] != "" {
+		auth = fc.ConsulAuth["username"] + ":" + fc.ConsulAuth["password"]
+	}
+	if auth != "" {
+		user, pass, _ := strings.Cut(auth, ":")
+		ccfg.HttpAuth = &api.HttpBasicAuth{Username: user, Password: pass}
+	}
+	if p := ccfg.TLSConfig.CAPath; p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("CA path: %w", err)
+		}
+	}
+	t, err := transport(o, fc.ConsulTransport)
+	if err != nil {
+		return nil, err
+	}
+	ccfg.Transport = t
+	return ccfg, nil
+}
+
+// transport builds the HTTP transport to Consul from the -consul-transport-*
+// flags and consul { transport { ... } }.
+func transport(o *options, file map[string]string) (*http.Transport, error) {
+	t := api.DefaultConfig().Transport
+	t.MaxIdleConnsPerHost, t.MaxIdleConns = 256, 256
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	for k, v := range file {
+		var err error
+		var dur time.Duration
+		var n int
+		switch k {
+		case "dial_keep_alive", "dial_timeout", "idle_conn_timeout", "tls_handshake_timeout":
+			dur, err = time.ParseDuration(v)
+		case "max_idle_conns", "max_idle_conns_per_host", "max_conns_per_host":
+			n, err = strconv.Atoi(v)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("consul.transport.%s: %w", k, err)
+		}
+		switch k {
+		case "dial_keep_alive":
+			d.KeepAlive = dur
+		case "dial_timeout":
+			d.Timeout = dur
+		case "idle_conn_timeout":
+			t.IdleConnTimeout = dur
+		case "tls_handshake_timeout":
+			t.TLSHandshakeTimeout = dur
+		case "max_idle_conns":
+			t.MaxIdleConns = n
+		case "max_idle_conns_per_host":
+			t.MaxIdleConnsPerHost = n
+		case "max_conns_per_host":
+			t.MaxConnsPerHost = n
+		case "disable_keep_alives":
+			t.DisableKeepAlives = v == "true"
+		}
+	}
+	f := o.transport
+	if o.set["consul-transport-dial-keep-alive"] {
+		d.KeepAlive = f.dialKeepAlive
+	}
+	if o.set["consul-transport-dial-timeout"] {
+		d.Timeout = f.dialTimeout
+	}
+	if o.set["consul-transport-disable-keep-alives"] {
+		t.DisableKeepAlives = f.disableKeepAlives
+	}
+	if o.set["consul-transport-max-idle-conns-per-host"] {
+		t.MaxIdleConnsPerHost = f.maxIdleConnsPerHost
+	}
+	if o.set["consul-transport-tls-handshake-timeout"] {
+		t.TLSHandshakeTimeout = f.tlsHandshakeTimeout
+	}
+	t.DialContext = d.DialContext
+	return t, nil
+}
+
+// newLogger writes to stderr, or to the local syslog with -syslog (or
+// syslog { enabled = true }).
+func newLogger(o *options, fc *fileConfig, stderr io.Writer) (*slog.Logger, error) {
+	if fc.LogLevel != nil && !o.set["log-level"] {
+		o.logs.Level = *fc.LogLevel
+	}
+	on, facility, name := o.syslog, o.syslogFacility, o.syslogName
+	if fc.Syslog != nil && !o.set["syslog"] {
+		on = *fc.Syslog
+	}
+	if fc.SyslogFacility != "" && !o.set["syslog-facility"] {
+		facility = fc.SyslogFacility
+	}
+	if fc.SyslogName != "" && !o.set["syslog-name"] {
+		name = fc.SyslogName
+	}
+	w := stderr
+	if on {
+		sw, err := openSyslog(facility, name, o.syslogSocket)
+		if err != nil {
+			return nil, err
+		}
+		w = sw
+	}
+	return o.logs.New(w, "templater")
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -220,7 +486,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitOK
 		}
 		fmt.Fprintf(stderr, "templater: %v\n", err)
-		return exitUsage
+		return exitFlags
 	}
 	if o.showVersion {
 		fmt.Fprintln(stdout, version.String("templater"))
@@ -229,15 +495,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rc, fc, err := buildConfig(o)
 	if err != nil {
 		fmt.Fprintf(stderr, "templater: %v\n", err)
-		return exitUsage
+		return exitConfig
 	}
-	if fc.LogLevel != nil && !o.set["log-level"] {
-		o.logs.Level = *fc.LogLevel
-	}
-	log, err := o.logs.New(stderr, "templater")
+	log, err := newLogger(o, fc, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "templater: %v\n", err)
-		return exitUsage
+		return exitConfig
 	}
 	if fc.MaxStale != nil && !o.set["max-stale"] {
 		o.maxStale = *fc.MaxStale
@@ -245,25 +508,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if fc.PidFile != nil && !o.set["pid-file"] {
 		o.pidFile = *fc.PidFile
 	}
+	if fc.KillSignal != nil && !o.set["kill-signal"] {
+		o.killSignal = *fc.KillSignal
+	}
+	if fc.ReloadSignal != nil && !o.set["reload-signal"] {
+		o.reloadSignal = *fc.ReloadSignal
+	}
 	tmpls, err := loadTemplates(rc)
 	if err != nil {
 		fmt.Fprintf(stderr, "templater: %v\n", err)
-		return exitUsage
+		return exitRunner
 	}
-	if fc.ConsulAddr != nil && !o.set["http-addr"] && !o.set["consul-addr"] {
-		o.consul.SetAddress(*fc.ConsulAddr)
-	}
-	ccfg, err := o.consul.Config()
+	ccfg, err := consulConfig(o, fc)
 	if err != nil {
 		fmt.Fprintf(stderr, "templater: %v\n", err)
-		return exitUsage
+		return exitRunner // consul-template: the runner cannot build its clients
 	}
-	applyFileTLS(ccfg, fc.ConsulTLS, o.set)
-	if o.consulSSL {
-		ccfg.Scheme = "https"
-	}
-	if fc.ConsulToken != nil && !o.set["token"] && !o.set["consul-token"] && !o.set["token-file"] {
-		ccfg.Token = *fc.ConsulToken
+	if o.parseOnly {
+		log.Info("templates parsed (-parse-only)", "templates", len(tmpls))
+		return exitOK
 	}
 	client, err := consulclient.NewClient(ccfg)
 	if err != nil {
@@ -273,17 +536,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if o.pidFile != "" {
 		if err := os.WriteFile(o.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 			fmt.Fprintf(stderr, "templater: -pid-file: %v\n", err)
-			return exitUsage
+			return exitConfig
 		}
 		defer os.Remove(o.pidFile)
 	}
+	return serve(o, fc, rc, tmpls, client, ccfg, log, stdout, stderr)
+}
 
+// serve runs the runner until it ends or a stop signal comes, and returns
+// the exit code.
+func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api.Client, ccfg *api.Config, log *slog.Logger, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reg := telemetry.NewRegistry()
-	e := &env{client: client, maxStale: o.maxStale, log: log, pollTick: 15 * time.Second}
-	r := &runner{cfg: rc, log: log, store: newStore(e), m: newMetrics(reg), stdout: stdout, tmpls: tmpls,
+	e := &env{client: client, maxStale: o.maxStale, log: log, pollTick: 15 * time.Second, blockWait: 60 * time.Second, retryMin: o.retryMin, retryMax: o.retryMax}
+	if fc.BlockQueryWait != nil {
+		e.blockWait = *fc.BlockQueryWait
+	}
+	r := &runner{cfg: rc, log: log, store: newStore(e), m: newMetrics(reg), stdout: stdout, stderr: stderr, tmpls: tmpls,
 		reload: make(chan *runConfig, 1), dryLast: map[string][]byte{}}
+	r.childEnv = childEnv(o, fc, ccfg)
 	sigFwd := make(chan syscall.Signal, 8)
 	r.sigs = sigFwd
 	if supervisor.NeedReaper() {
@@ -292,38 +564,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		r.reaper = supervisor.NewReaper(log)
 		go r.reaper.Run(ctx)
 	}
-
 	if o.metricsAddr != "" {
-		health := func() error {
-			f := r.store.failing()
-			if len(f) == 0 {
-				return nil
-			}
-			keys := make([]string, 0, len(f))
-			for k := range f {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			return fmt.Errorf("waiting for Consul: %d watches failing (%s: %s)", len(f), keys[0], f[keys[0]])
-		}
-		ready := make(chan error, 1)
-		go func() {
-			err := telemetry.Serve(ctx, o.metricsAddr, reg, health, log, func(net.Addr) { ready <- nil })
-			if err != nil {
-				ready <- err
-			}
-		}()
-		if err := <-ready; err != nil {
+		if err := serveMetrics(ctx, o.metricsAddr, reg, r, log); err != nil {
 			fmt.Fprintf(stderr, "templater: %v\n", err)
-			return exitUsage
+			return exitConfig
 		}
 	}
-
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs)
 	defer signal.Stop(sigs)
 	killSig, _ := supervisor.ParseSignal(o.killSignal)
 	reloadSig, _ := supervisor.ParseSignal(o.reloadSignal)
+	var stopCode atomic.Int32
 	go func() {
 		for {
 			select {
@@ -335,8 +587,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 					continue
 				}
 				switch {
-				case sig == syscall.SIGINT || sig == syscall.SIGTERM || sig == killSig:
+				case sig == killSig || sig == syscall.SIGTERM || (sig == syscall.SIGINT && killSig != syscall.SIGINT && reloadSig != syscall.SIGINT):
 					log.Info("stopping", "signal", supervisor.SignalName(sig))
+					if sig == killSig {
+						stopCode.Store(exitSignal)
+					}
 					cancel()
 					return
 				case sig == reloadSig:
@@ -360,9 +615,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}()
 
 	log.Info("starting", "templates", len(tmpls), "consul", ccfg.Address, "max_stale", o.maxStale, "once", o.once, "dry", o.dry)
-	err = r.run(ctx)
+	err := r.run(ctx)
 	var ee *errExit
 	switch {
+	case err == nil && ctx.Err() != nil:
+		return int(stopCode.Load())
 	case err == nil:
 		return exitOK
 	case errors.As(err, &ee):
@@ -371,8 +628,49 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return ee.code
 	default:
 		fmt.Fprintf(stderr, "templater: %v\n", err)
-		return exitUsage
+		return exitRunner
 	}
+}
+
+// childEnv is what consul-template puts in the environment of the -exec
+// child and of commands (manager/runner.go childEnv): the Consul address and
+// token it was given, and whether it uses TLS and verifies it.
+func childEnv(o *options, fc *fileConfig, c *api.Config) []string {
+	var out []string
+	if o.set["http-addr"] || o.set["consul-addr"] || fc.ConsulAddr != nil {
+		out = append(out, "CONSUL_HTTP_ADDR="+c.Address)
+	}
+	if c.HttpAuth != nil {
+		out = append(out, "CONSUL_HTTP_AUTH="+c.HttpAuth.Username+":"+c.HttpAuth.Password)
+	}
+	if o.set["token"] || o.set["consul-token"] || fc.ConsulToken != nil {
+		out = append(out, "CONSUL_HTTP_TOKEN="+c.Token)
+	}
+	return append(out, "CONSUL_HTTP_SSL="+strconv.FormatBool(c.Scheme == "https"), "CONSUL_HTTP_SSL_VERIFY="+strconv.FormatBool(!c.TLSConfig.InsecureSkipVerify))
+}
+
+// serveMetrics starts /metrics and /health; it returns once listening.
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, r *runner, log *slog.Logger) error {
+	health := func() error {
+		f := r.store.failing()
+		if len(f) == 0 {
+			return nil
+		}
+		keys := make([]string, 0, len(f))
+		for k := range f {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		return fmt.Errorf("waiting for Consul: %d watches failing (%s: %s)", len(f), keys[0], f[keys[0]])
+	}
+	ready := make(chan error, 1)
+	go func() {
+		err := telemetry.Serve(ctx, addr, reg, health, log, func(net.Addr) { ready <- nil })
+		if err != nil {
+			ready <- err
+		}
+	}()
+	return <-ready
 }
 
 // applyFileTLS applies a config file's consul { ssl { ... } } where no flag

@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -23,10 +26,14 @@ type runConfig struct {
 	Wait        *waitConfig
 	Once        bool
 	OnceTimeout time.Duration
-	Dry         bool
+	Dry         bool // consul-template's -dry: "> DEST" and the contents on stdout
+	Diff        bool // -diff: a unified diff per destination
 	MissingWarn time.Duration
-	FailFast    bool
-	Exec        *execConfig
+	// TemplateErrorFatal: a template that fails on its first execution (or
+	// under -once) stops templater; false: it is logged and skipped.
+	TemplateErrorFatal bool
+	FailFast           bool
+	Exec               *execConfig
 }
 
 type metrics struct {
@@ -76,6 +83,7 @@ type runner struct {
 	store  *store
 	m      *metrics
 	stdout io.Writer
+	stderr io.Writer
 	tmpls  []*tmpl
 	reload chan *runConfig
 	sigs   chan syscall.Signal
@@ -87,16 +95,22 @@ type runner struct {
 	reaper  *supervisor.Reaper
 	child   *supervisor.Child
 	childCh chan struct{}
+	// childEnv is what consul-template adds to a child's environment
+	// (CONSUL_HTTP_ADDR, ...; manager/runner.go childEnv).
+	childEnv []string
 }
 
 func loadTemplates(cfg *runConfig) ([]*tmpl, error) {
 	var out []*tmpl
-	seen := map[string]string{}
+	seen := map[string]*templateConfig{}
 	for _, c := range cfg.Templates {
 		if prev, dup := seen[c.Destination]; dup {
-			return nil, fmt.Errorf("destination %s is written by two templates (%s and %s)", c.Destination, prev, c.origin)
+			if sameTemplate(prev, c) {
+				continue // the same template given twice is one (consul-template merges them)
+			}
+			return nil, fmt.Errorf("destination %s is written by two templates (%s and %s)", c.Destination, prev.origin, c.origin)
 		}
-		seen[c.Destination] = c.origin
+		seen[c.Destination] = c
 		if !c.CreateDestDirs {
 			dir := parentDir(c.Destination)
 			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
@@ -110,6 +124,14 @@ func loadTemplates(cfg *runConfig) ([]*tmpl, error) {
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// sameTemplate reports whether two template configs render the same thing
+// to the same place the same way.
+func sameTemplate(a, b *templateConfig) bool {
+	x, y := *a, *b
+	x.origin, y.origin = "", ""
+	return reflect.DeepEqual(x, y)
 }
 
 func parentDir(p string) string {
@@ -151,7 +173,7 @@ func (r *runner) run(ctx context.Context) error {
 			r.onPass()
 		}
 		if r.cfg.Once && r.allComplete() {
-			return nil
+			return r.onceExec(ctx)
 		}
 		if waitTimer != nil {
 			waitTimer.Stop()
@@ -168,7 +190,8 @@ func (r *runner) run(ctx context.Context) error {
 		case <-waitC:
 		case sig := <-r.sigs:
 			if r.child != nil {
-				_ = r.child.Signal(sig)
+				// The whole group: a child run under sh -c gets it too.
+				_ = r.child.SignalGroup(sig)
 			}
 			continue
 		case <-r.childCh:
@@ -238,11 +261,6 @@ func (r *runner) warnMissing(now time.Time) {
 // returns when the next quiescence deadline falls (zero: none).
 func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, now time.Time) (time.Time, error) {
 	var next time.Time
-	type cmdRun struct {
-		cmd     string
-		timeout time.Duration
-		names   []string
-	}
 	var cmds []*cmdRun
 	cmdIdx := map[string]*cmdRun{}
 	anyChanged := false
@@ -282,8 +300,12 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 		r.m.executions.WithLabelValues(t.name).Inc()
 		if err != nil {
 			r.m.renderErrors.WithLabelValues(t.name).Inc()
-			if !wasExecuted || r.cfg.Once {
-				return next, &errExit{code: exitUsage, err: fmt.Errorf("template %s: %w", t.name, err)}
+			fatal := r.cfg.TemplateErrorFatal
+			if t.cfg.ErrorFatal != nil {
+				fatal = *t.cfg.ErrorFatal
+			}
+			if fatal && (!wasExecuted || r.cfg.Once) {
+				return next, &errExit{code: exitRunner, err: fmt.Errorf("template %s: %w", t.name, err)}
 			}
 			r.log.Error("template failed; destination left as it was", "template", t.name, "err", err)
 			continue
@@ -302,26 +324,10 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 		t.missingSince, t.warned = time.Time{}, false
 		r.m.waitingSeconds.WithLabelValues(t.name).Set(0)
 		t.complete = true
-		var wrote bool
 		t1 := time.Now()
-		if r.cfg.Dry {
-			wrote = r.dryRun(t, out)
-		} else {
-			wrote, err = install(ctx, t.cfg, out, r.reaper)
-			if err != nil {
-				var ce *checkError
-				if errors.As(err, &ce) {
-					r.m.checkFailures.WithLabelValues(t.name).Inc()
-					r.log.Error("check rejected the new file; old file kept, no command run", "template", t.name, "destination", t.cfg.Destination, "check", ce.cmd, "err", ce.err, "output", strings.TrimSpace(ce.output))
-				} else {
-					r.m.renderErrors.WithLabelValues(t.name).Inc()
-					r.log.Error("cannot write destination; old file kept", "template", t.name, "err", err)
-				}
-				if r.cfg.Once {
-					return next, &errExit{code: exitRender, err: fmt.Errorf("template %s: %w", t.name, err)}
-				}
-				continue
-			}
+		wrote, err := r.output(ctx, t, out)
+		if err != nil {
+			return next, err
 		}
 		if !wrote {
 			r.m.skips.WithLabelValues(t.name).Inc()
@@ -330,7 +336,7 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 		anyChanged = true
 		r.m.renders.WithLabelValues(t.name).Inc()
 		r.m.lastRender.WithLabelValues(t.name).SetToCurrentTime()
-		if !r.cfg.Dry {
+		if !r.cfg.Dry && !r.cfg.Diff {
 			r.log.Info("rendered", "template", t.name, "destination", t.cfg.Destination, "execute", execTime.Round(time.Microsecond), "write", time.Since(t1).Round(time.Microsecond))
 		}
 		if c := strings.TrimSpace(t.cfg.Command); c != "" {
@@ -353,22 +359,8 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 	r.store.keep(used)
 	r.m.deps.Set(float64(r.store.count()))
 
-	for _, c := range cmds {
-		if r.cfg.Dry {
-			fmt.Fprintf(r.stdout, "would run: %s   (for %s)\n", c.cmd, strings.Join(c.names, ", "))
-			continue
-		}
-		r.m.commandRuns.WithLabelValues(c.cmd).Inc()
-		out, err := runShell(ctx, r.reaper, c.cmd, c.timeout, nil)
-		if err != nil {
-			r.m.commandFails.WithLabelValues(c.cmd).Inc()
-			r.log.Error("command failed", "command", c.cmd, "templates", strings.Join(c.names, ","), "err", err, "output", strings.TrimSpace(out))
-			if r.cfg.FailFast || r.cfg.Once {
-				return next, &errExit{code: exitCommand, err: fmt.Errorf("command %q failed: %w", c.cmd, err)}
-			}
-			continue
-		}
-		r.log.Debug("command ran", "command", c.cmd, "output", strings.TrimSpace(out))
+	if err := r.runCommands(ctx, cmds); err != nil {
+		return next, err
 	}
 	if err := r.manageChild(ctx, anyChanged); err != nil {
 		return next, err
@@ -411,7 +403,7 @@ func (r *runner) dryRun(t *tmpl, out []byte) bool {
 		return false
 	}
 	diff, _ := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A: difflib.SplitLines(string(onDisk)), B: difflib.SplitLines(string(out)),
+		A: diffLines(string(onDisk)), B: diffLines(string(out)),
 		FromFile: t.cfg.Destination, ToFile: t.cfg.Destination + " (would be written)", Context: 3,
 	})
 	fmt.Fprintf(r.stdout, "== %s\n%s", t.cfg.Destination, diff)
@@ -421,11 +413,135 @@ func (r *runner) dryRun(t *tmpl, out []byte) bool {
 	return true
 }
 
+// cmdRun is one command to run after a pass, for the templates named.
+type cmdRun struct {
+	cmd     string
+	timeout time.Duration
+	names   []string
+}
+
+// runCommands runs the pass's commands in order, each once. Their output
+// goes to templater's stdout and stderr, and their environment has
+// consul-template's CONSUL_* additions. A failure is logged and counted;
+// with -fail-fast it is exit 4, under -once exit 14 (consul-template's).
+func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
+	for _, c := range cmds {
+		if r.cfg.Dry {
+			continue // consul-template runs no command in dry mode
+		}
+		if r.cfg.Diff {
+			fmt.Fprintf(r.stdout, "would run: %s   (for %s)\n", c.cmd, strings.Join(c.names, ", "))
+			continue
+		}
+		r.m.commandRuns.WithLabelValues(c.cmd).Inc()
+		// The command's output goes to templater's stdout and stderr, as
+		// consul-template's does (manager/runner.go: Stdout: r.outStream).
+		out, err := runShell(ctx, r.reaper, c.cmd, c.timeout, r.childEnv, r.stdout, r.stderr)
+		if err != nil {
+			r.m.commandFails.WithLabelValues(c.cmd).Inc()
+			r.log.Error("command failed", "command", c.cmd, "templates", strings.Join(c.names, ","), "err", err, "output", strings.TrimSpace(out))
+			if r.cfg.FailFast || r.cfg.Once {
+				code := exitCommand
+				if r.cfg.Once && !r.cfg.FailFast {
+					code = exitRunner // consul-template's -once: the runner error
+				}
+				return &errExit{code: code, err: fmt.Errorf("command %q failed: %w", c.cmd, err)}
+			}
+			continue
+		}
+		r.log.Debug("command ran", "command", c.cmd)
+	}
+	return nil
+}
+
+// output writes (or, with -dry/-diff, prints) one template's output and
+// reports whether the destination changed. A failed write or check is
+// logged and counted; under -once it is returned as exit 3.
+func (r *runner) output(ctx context.Context, t *tmpl, out []byte) (bool, error) {
+	switch {
+	case r.cfg.Dry:
+		return r.dryPrint(t, out), nil
+	case r.cfg.Diff:
+		return r.dryRun(t, out), nil
+	}
+	wrote, err := install(ctx, t.cfg, out, r.reaper)
+	if err == nil {
+		return wrote, nil
+	}
+	var ce *checkError
+	if errors.As(err, &ce) {
+		r.m.checkFailures.WithLabelValues(t.name).Inc()
+		r.log.Error("check rejected the new file; old file kept, no command run", "template", t.name, "destination", t.cfg.Destination, "check", ce.cmd, "err", ce.err, "output", strings.TrimSpace(ce.output))
+	} else {
+		r.m.renderErrors.WithLabelValues(t.name).Inc()
+		r.log.Error("cannot write destination; old file kept", "template", t.name, "err", err)
+	}
+	if r.cfg.Once {
+		return false, &errExit{code: exitRender, err: fmt.Errorf("template %s: %w", t.name, err)}
+	}
+	return false, nil
+}
+
+// diffLines splits s into lines that keep their "\n"; unlike
+// difflib.SplitLines it adds no empty line after a final newline (which made
+// the hunk header count one line too many).
+func diffLines(s string) []string {
+	if s == "" {
+		return nil
+	}
+	l := strings.SplitAfter(s, "\n")
+	if l[len(l)-1] == "" {
+		l = l[:len(l)-1]
+	} else {
+		l[len(l)-1] += "\n\\ No newline at end of file\n"
+	}
+	return l
+}
+
+// dryPrint is consul-template's -dry: when the output differs from the file
+// on disk, "> DEST" and the contents go to stdout and nothing is written
+// (renderer/renderer.go Render).
+func (r *runner) dryPrint(t *tmpl, out []byte) bool {
+	if prev, ok := r.dryLast[t.cfg.Destination]; ok && string(prev) == string(out) {
+		return false
+	}
+	r.dryLast[t.cfg.Destination] = append([]byte(nil), out...)
+	if onDisk, err := os.ReadFile(t.cfg.Destination); err == nil && string(onDisk) == string(out) {
+		return false
+	}
+	fmt.Fprintf(r.stdout, "> %s\n%s", t.cfg.Destination, out)
+	return true
+}
+
+// onceExec is the end of -once: with an -exec command, the child is started
+// now, waited for, and templater exits with its code, as consul-template
+// does (manager/runner.go Start: once mode waits for the child).
+func (r *runner) onceExec(ctx context.Context) error {
+	e := r.cfg.Exec
+	if e == nil || r.cfg.Dry || r.cfg.Diff {
+		return nil
+	}
+	if err := r.startChild(); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-r.childCh:
+	}
+	ex := r.child.Exit()
+	r.child = nil
+	if ex.Success() {
+		return nil
+	}
+	return &errExit{code: ex.ExitCode(), err: fmt.Errorf("exec child %s", ex)}
+}
+
 // manageChild starts the -exec child once every template is complete, and
 // reloads (signal) or restarts it when files changed after that.
 func (r *runner) manageChild(ctx context.Context, anyChanged bool) error {
 	e := r.cfg.Exec
-	if e == nil || e.Command == "" || r.cfg.Dry || r.cfg.Once {
+	if e == nil || len(e.Argv) == 0 || r.cfg.Dry || r.cfg.Diff || r.cfg.Once {
 		return nil
 	}
 	if r.child == nil {
@@ -450,7 +566,9 @@ func (r *runner) manageChild(ctx context.Context, anyChanged bool) error {
 	if e.ReloadSignal != "" {
 		sig, _ := supervisor.ParseSignal(e.ReloadSignal)
 		r.log.Info("sending reload signal to exec child", "signal", supervisor.SignalName(sig))
-		if err := r.child.Signal(sig); err != nil {
+		// The child's whole process group, so a program run under sh -c
+		// gets it (consul-template signals the group, child/child.go).
+		if err := r.child.SignalGroup(sig); err != nil {
 			r.log.Warn("reload signal failed", "err", err)
 		}
 		return nil
@@ -462,15 +580,18 @@ func (r *runner) manageChild(ctx context.Context, anyChanged bool) error {
 
 func (r *runner) startChild() error {
 	e := r.cfg.Exec
-	argv, err := supervisor.Argv([]string{e.Command}, supervisor.ShellAuto)
+	argv, err := execArgv(e.Argv)
 	if err != nil {
-		return &errExit{code: exitUsage, err: fmt.Errorf("-exec: %w", err)}
+		return &errExit{code: exitConfig, err: fmt.Errorf("-exec: %w", err)}
 	}
 	ks := syscall.SIGTERM
 	if e.KillSignal != "" {
 		ks, _ = supervisor.ParseSignal(e.KillSignal)
 	}
-	c, err := supervisor.Start(supervisor.Config{Argv: argv, KillSignal: ks, KillTimeout: e.KillTimeout, Log: r.log, Reaper: r.reaper})
+	stdout, _ := r.stdout.(*os.File)
+	stderr, _ := r.stderr.(*os.File)
+	c, err := supervisor.Start(supervisor.Config{Argv: argv, Env: e.Env.environ(r.childEnv), KillSignal: ks, KillTimeout: e.KillTimeout,
+		Log: r.log, Reaper: r.reaper, Stdout: stdout, Stderr: stderr})
 	if err != nil {
 		return &errExit{code: exitChild, err: fmt.Errorf("-exec %q: %w", e.Command, err)}
 	}
@@ -493,4 +614,60 @@ func (r *runner) stopChild() {
 	r.log.Info("exec child stopped", "exit", ex.String())
 	r.child = nil
 	r.childCh = nil
+}
+
+// shellSyntax are the characters that need a shell to mean what they say.
+const shellSyntax = "\n|&;<>()$`\\\"'*?[]#~{}="
+
+// execArgv turns the exec command as written into the argv: a list is the
+// argv; one string with shell syntax runs under sh -c, as consul-template
+// runs every string of several words (child/command-prep.go CommandPrep);
+// one string of plain words is split into the argv and run without a shell,
+// so that signals reach the program itself (consul-template's sh -c wrapper
+// eats them: hashicorp/consul-template#1557).
+func execArgv(cmd []string) ([]string, error) {
+	switch {
+	case len(cmd) == 1 && len(strings.Fields(cmd[0])) > 1 && !strings.ContainsAny(cmd[0], shellSyntax):
+		return strings.Fields(cmd[0]), nil
+	case len(cmd) == 1 && len(strings.Fields(cmd[0])) > 1:
+		sh, err := exec.LookPath("sh")
+		if err != nil {
+			sh = "/bin/sh"
+		}
+		return []string{sh, "-c", cmd[0]}, nil
+	case len(cmd) >= 1 && strings.TrimSpace(cmd[0]) != "":
+		return cmd, nil
+	}
+	return nil, errors.New("no command given")
+}
+
+// environ is the child's environment: templater's (or nothing, when
+// pristine), filtered by the allow and deny globs, then extra (consul-
+// template's CONSUL_* variables) and the custom NAME=VALUE entries
+// (consul-template config/env.go Env).
+func (e execEnv) environ(extra []string) []string {
+	custom := append(append([]string{}, extra...), e.Custom...)
+	if e.Pristine {
+		return custom
+	}
+	match := func(k string, globs []string) bool {
+		for _, g := range globs {
+			if ok, _ := filepath.Match(g, k); ok {
+				return true
+			}
+		}
+		return false
+	}
+	var out []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if len(e.Allow) > 0 && !match(k, e.Allow) {
+			continue
+		}
+		if match(k, e.Deny) {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, custom...)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -78,11 +79,18 @@ func loadTemplate(c *templateConfig) (*tmpl, error) {
 	}
 	t := &tmpl{cfg: c, name: name}
 	tt := template.New(name).Funcs(helpers).Funcs(dataFuncs(t))
+	if len(c.FunctionDenylist) > 0 {
+		tt = tt.Funcs(deniedFuncs(c.FunctionDenylist))
+	}
 	if c.LeftDelim != "" || c.RightDelim != "" {
 		tt = tt.Delims(c.LeftDelim, c.RightDelim)
 	}
+	// A missing map key is the zero value unless error_on_missing_key
+	// (template/template.go: missingkey=zero / missingkey=error).
 	if c.ErrOnMissingKey {
 		tt = tt.Option("missingkey=error")
+	} else {
+		tt = tt.Option("missingkey=zero")
 	}
 	parsed, err := tt.Parse(text)
 	if err != nil {
@@ -98,6 +106,28 @@ func loadTemplate(c *templateConfig) (*tmpl, error) {
 		}
 	}
 	return t, nil
+}
+
+// deniedFuncs replaces every function whose name matches a glob of the
+// template's function_denylist with one that fails when called
+// (consul-template template/template.go funcMap: denied).
+func deniedFuncs(globs []string) template.FuncMap {
+	out := template.FuncMap{}
+	names := make([]string, 0, len(helpers)+len(dataFuncNames))
+	for n := range helpers {
+		names = append(names, n)
+	}
+	for n := range dataFuncNames {
+		names = append(names, n)
+	}
+	for _, n := range names {
+		for _, g := range globs {
+			if ok, _ := path.Match(g, n); ok {
+				out[n] = func(...any) (string, error) { return "", errors.New("function is disabled") }
+			}
+		}
+	}
+	return out
 }
 
 var (

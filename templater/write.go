@@ -9,8 +9,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -62,6 +64,10 @@ func install(ctx context.Context, c *templateConfig, content []byte, reaper *sup
 	}
 	tmp, err := writeTemp(dir, filepath.Base(dest), content, mode, uid, gid)
 	if err != nil {
+		return false, err
+	}
+	if err := chownAsAsked(tmp, c); err != nil {
+		os.Remove(tmp)
 		return false, err
 	}
 	defer os.Remove(tmp) // no-op after the rename
@@ -175,7 +181,7 @@ func copyFile(src, dst string, mode os.FileMode) error {
 func runCheck(ctx context.Context, c *templateConfig, candidate string, reaper *supervisor.Reaper) error {
 	cmdline := strings.ReplaceAll(c.Check, "{{path}}", shellQuote(candidate))
 	cmdline = strings.ReplaceAll(cmdline, "{{ path }}", shellQuote(candidate))
-	out, err := runShell(ctx, reaper, cmdline, c.CommandTimeout, []string{"TEMPLATER_CANDIDATE=" + candidate, "TEMPLATER_DESTINATION=" + c.Destination})
+	out, err := runShell(ctx, reaper, cmdline, c.CommandTimeout, []string{"TEMPLATER_CANDIDATE=" + candidate, "TEMPLATER_DESTINATION=" + c.Destination}, nil, nil)
 	if err != nil {
 		return &checkError{cmd: cmdline, output: out, err: err}
 	}
@@ -185,7 +191,8 @@ func runCheck(ctx context.Context, c *templateConfig, candidate string, reaper *
 // runShell runs cmdline with sh -c in its own process group, killing the
 // group when the timeout passes. It returns the combined output. The reaper
 // (set when templater is PID 1) is told the command is ours.
-func runShell(ctx context.Context, reaper *supervisor.Reaper, cmdline string, timeout time.Duration, env []string) (string, error) {
+// Its output also goes to stdout and stderr when they are not nil.
+func runShell(ctx context.Context, reaper *supervisor.Reaper, cmdline string, timeout time.Duration, env []string, stdout, stderr io.Writer) (string, error) {
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
@@ -196,11 +203,67 @@ func runShell(ctx context.Context, reaper *supervisor.Reaper, cmdline string, ti
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 2 * time.Second
 	cmd.Env = append(os.Environ(), env...)
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
+	var buf syncBuffer
+	cmd.Stdout, cmd.Stderr = io.Writer(&buf), io.Writer(&buf)
+	if stdout != nil {
+		cmd.Stdout = io.MultiWriter(&buf, stdout)
+	}
+	if stderr != nil {
+		cmd.Stderr = io.MultiWriter(&buf, stderr)
+	}
 	err := reaper.RunCmd(cmd)
 	if cctx.Err() == context.DeadlineExceeded {
 		return buf.String(), fmt.Errorf("timed out after %s", timeout)
 	}
 	return buf.String(), err
+}
+
+// syncBuffer is a bytes.Buffer two goroutines (a command's stdout and
+// stderr copiers) may write at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// chownAsAsked gives the candidate the owner and group the template's
+// user/uid and group/gid name (a name, or a number when no such name
+// exists), as consul-template does (renderer/renderer.go setFileOwnership).
+func chownAsAsked(path string, c *templateConfig) error {
+	if c.User == "" && c.Group == "" {
+		return nil
+	}
+	uid, gid := -1, -1
+	var err error
+	if c.User != "" {
+		if uid, err = lookupID(c.User, func(n string) (string, error) { u, err := user.Lookup(n); return idOf(u, err) }); err != nil {
+			return fmt.Errorf("user %q: %w", c.User, err)
+		}
+	}
+	if c.Group != "" {
+		if gid, err = lookupID(c.Group, func(n string) (string, error) {
+			g, err := user.LookupGroup(n)
+			if err != nil {
+				return "", err
+			}
+			return g.Gid, nil
+		}); err != nil {
+			return fmt.Errorf("group %q: %w", c.Group, err)
+		}
+	}
+	if err := os.Chown(path, uid, gid); err != nil {
+		return fmt.Errorf("set owner of %s: %w", c.Destination, err)
+	}
+	return nil
 }

@@ -133,7 +133,7 @@ func TestInstall(t *testing.T) {
 	})
 	t.Run("command timeout", func(t *testing.T) {
 		start := time.Now()
-		_, err := runShell(ctx, nil, "sleep 30", 200*time.Millisecond, nil)
+		_, err := runShell(ctx, nil, "sleep 30", 200*time.Millisecond, nil, nil, nil)
 		if err == nil || time.Since(start) > 10*time.Second {
 			t.Fatalf("timeout not enforced: %v after %s", err, time.Since(start))
 		}

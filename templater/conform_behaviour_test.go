@@ -1,0 +1,712 @@
+package main
+
+// Differential tests of consul-template's behaviour beyond template
+// functions: config files, flags, -once -exec, signals, -dry, command
+// output. Each runs consul-template v0.41.1 and templater on the same input,
+// each in a folder of its own, and compares what they did.
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// tool is one of the two programs under comparison.
+type tool struct{ name, bin string }
+
+func tools(t *testing.T) []tool {
+	return []tool{{"consul-template", peerBinary(t)}, {"templater", binary(t)}}
+}
+
+// toolDir makes a folder for one tool holding files (name → contents);
+// "@ADDR@" in a file is replaced with the agent's address.
+func toolDir(t *testing.T, name string, files map[string]string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), strings.ReplaceAll(name, "-", ""))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for f, body := range files {
+		p := filepath.Join(dir, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(strings.ReplaceAll(body, "@ADDR@", agent.HTTPAddr())), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// bothIn runs both tools with args, each in its own folder with files, and
+// returns their outcomes (dst read from that folder) and folders.
+func bothIn(t *testing.T, files map[string]string, dst string, args ...string) (out [2]outcome, dirs [2]string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for i, tl := range tools(t) {
+		dirs[i] = toolDir(t, tl.name, files)
+		wg.Add(1)
+		go func(i int, tl tool) {
+			defer wg.Done()
+			d := ""
+			if dst != "" {
+				d = filepath.Join(dirs[i], dst)
+			}
+			out[i] = runTool(t, tl.bin, dirs[i], d, 30*time.Second, args...)
+		}(i, tl)
+	}
+	wg.Wait()
+	return out, dirs
+}
+
+// daemon is a tool running without -once.
+type daemon struct {
+	cmd  *exec.Cmd
+	log  *syncBuf
+	done chan struct{}
+	code int
+}
+
+func startDaemon(t *testing.T, bin, dir string, args ...string) *daemon {
+	t.Helper()
+	d := &daemon{cmd: exec.Command(bin, args...), log: &syncBuf{}, done: make(chan struct{})}
+	d.cmd.Dir, d.cmd.Env = dir, ctEnv
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	d.cmd.WaitDelay = 2 * time.Second // a child left behind may hold the output open
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		err := d.cmd.Wait()
+		d.code = d.cmd.ProcessState.ExitCode()
+		if ws, ok := d.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			d.code = 128 + int(ws.Signal())
+		}
+		_ = err
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-d.done:
+		default:
+			_ = d.cmd.Process.Kill()
+			<-d.done
+		}
+	})
+	return d
+}
+
+// stop sends sig and returns the exit code (-1: still running after 20s).
+func (d *daemon) stop(sig syscall.Signal) int {
+	_ = d.cmd.Process.Signal(sig)
+	select {
+	case <-d.done:
+		return d.code
+	case <-time.After(20 * time.Second):
+		return -1
+	}
+}
+
+// 4. A key read with `key` that is deleted keeps its last value, and other
+// changes to the same file are still written.
+func TestConformKeyDeletedMidRun(t *testing.T) {
+	c := seedConform(t)
+	put(t, c, "ct/del/a", "A1")
+	put(t, c, "ct/del/b", "B1")
+	files := map[string]string{"in.tmpl": `a={{ key "ct/del/a" }} b={{ key "ct/del/b" }}`}
+	var ds []*daemon
+	var outs []string
+	for _, tl := range tools(t) {
+		dir := toolDir(t, tl.name, files)
+		ds = append(ds, startDaemon(t, tl.bin, dir, "-consul-addr", agent.HTTPAddr(), "-log-level", "err", "-template", "in.tmpl:out"))
+		outs = append(outs, filepath.Join(dir, "out"))
+	}
+	for _, o := range outs {
+		waitFor(t, "first render of "+o, 20*time.Second, func() bool { return readFile(o) == "a=A1 b=B1" })
+	}
+	if _, err := c.KV().Delete("ct/del/a", nil); err != nil {
+		t.Fatal(err)
+	}
+	put(t, c, "ct/del/b", "B2")
+	for _, o := range outs {
+		waitFor(t, "b=B2 in "+o, 20*time.Second, func() bool { return strings.Contains(readFile(o), "b=B2") })
+	}
+	if a, b := readFile(outs[0]), readFile(outs[1]); a != b {
+		t.Fatalf("after the delete: consul-template wrote %q, templater %q", a, b)
+	}
+	for _, d := range ds {
+		d.stop(syscall.SIGINT)
+	}
+}
+
+// 5. -once -exec: render, run the command, wait for it, exit with its code.
+func TestConformOnceExec(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": `{{ key "ct/name" }}`, "child.sh": "cat out > seen\nexit 3\n"}
+	res, dirs := bothIn(t, files, "out", "-once", "-consul-addr", agent.HTTPAddr(), "-log-level", "err", "-template", "in.tmpl:out", "-exec", "sh child.sh")
+	sameOutcome(t, "-once -exec", res[0], res[1])
+	if a, b := readFile(filepath.Join(dirs[0], "seen")), readFile(filepath.Join(dirs[1], "seen")); a != b || a == "" {
+		t.Fatalf("child saw %q (consul-template) and %q (templater)", a, b)
+	}
+}
+
+// 6. -exec with arguments: a forwarded signal reaches the program and does
+// not end it, and the kill signal stops templater (exit 12, as
+// consul-template) leaving no process of the child behind. consul-template
+// runs the same command under sh -c, whose shell dies of the forwarded
+// signal and leaves the program running (hashicorp/consul-template#1557,
+// #1666; README, differences): it is run too and what it did is logged.
+func TestConformExecSignals(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": `{{ key "ct/name" }}`, "child.sh": `echo $$ > child.pid
+trap 'echo usr1 >> sig.log' USR1
+trap 'echo term >> sig.log; exit 0' TERM
+while :; do sleep 0.1; done
+`}
+	type run struct {
+		d   *daemon
+		dir string
+	}
+	var runs []run
+	for _, tl := range tools(t) {
+		dir := toolDir(t, tl.name, files)
+		d := startDaemon(t, tl.bin, dir, "-consul-addr", agent.HTTPAddr(), "-log-level", "err", "-template", "in.tmpl:out", "-exec", "sh child.sh with-args")
+		runs = append(runs, run{d, dir})
+	}
+	pid := func(r run) int {
+		var p int
+		fmt.Sscan(readFile(filepath.Join(r.dir, "child.pid")), &p)
+		return p
+	}
+	for _, r := range runs {
+		waitFor(t, "child started", 20*time.Second, func() bool { return pid(r) > 0 })
+	}
+	time.Sleep(300 * time.Millisecond) // let the traps be set
+	for _, r := range runs {
+		_ = r.d.cmd.Process.Signal(syscall.SIGUSR1)
+	}
+	for _, r := range runs {
+		waitFor(t, "usr1 reached the program", 20*time.Second, func() bool { return strings.Contains(readFile(filepath.Join(r.dir, "sig.log")), "usr1") })
+	}
+	time.Sleep(300 * time.Millisecond)
+	peer, ours := runs[0], runs[1]
+	if !ours.d.alive() {
+		t.Fatalf("templater exited (%d) on a forwarded signal the program caught", ours.d.code)
+	}
+	code := ours.d.stop(syscall.SIGINT)
+	if code != exitSignal {
+		t.Errorf("templater exit on SIGINT: %d, want %d (consul-template's ExitCodeInterrupt)", code, exitSignal)
+	}
+	waitFor(t, "templater's child gone", 20*time.Second, func() bool { return syscall.Kill(pid(ours), 0) != nil })
+	if got := readFile(filepath.Join(ours.dir, "sig.log")); got != "usr1\nterm\n" {
+		t.Errorf("templater's program saw %q, want usr1 then term", got)
+	}
+	peerAlive := peer.d.alive()
+	peerCode := peer.d.stop(syscall.SIGINT)
+	orphan := syscall.Kill(pid(peer), 0) == nil
+	if orphan {
+		_ = syscall.Kill(pid(peer), syscall.SIGKILL)
+	}
+	t.Logf("consul-template: running after the forwarded signal: %v; exit %d; program left running: %v; program saw %q",
+		peerAlive, peerCode, orphan, readFile(filepath.Join(peer.dir, "sig.log")))
+}
+
+func (d *daemon) alive() bool {
+	select {
+	case <-d.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// 7. Config blocks: default_delimiters, kill_signal, reload_signal.
+func TestConformDefaultDelimiters(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{
+		"in.tmpl":     `[[ key "ct/name" ]] {{ literal }}`,
+		"config.hcl":  "consul {\n address = \"@ADDR@\"\n}\ndefault_delimiters {\n left = \"[[\"\n right = \"]]\"\n}\ntemplate {\n source = \"in.tmpl\"\n destination = \"out\"\n}\n",
+		"in2.tmpl":    `<< key "ct/name" >>`,
+		"config2.hcl": "template {\n source = \"in2.tmpl\"\n destination = \"out2\"\n left_delimiter = \"<<\"\n right_delimiter = \">>\"\n}\n",
+	}
+	res, _ := bothIn(t, files, "out", "-once", "-log-level", "err", "-config", "config.hcl")
+	sameOutcome(t, "default_delimiters", res[0], res[1])
+	res, _ = bothIn(t, files, "out2", "-once", "-log-level", "err", "-consul-addr", agent.HTTPAddr(), "-config", "config2.hcl")
+	sameOutcome(t, "left/right_delimiter", res[0], res[1])
+}
+
+func TestConformKillAndReloadSignal(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{
+		"in.tmpl":    `one {{ key "ct/name" }}`,
+		"config.hcl": "consul {\n address = \"@ADDR@\"\n}\nkill_signal = \"SIGUSR2\"\nreload_signal = \"SIGUSR1\"\nlog_level = \"err\"\ntemplate {\n source = \"in.tmpl\"\n destination = \"out\"\n}\n",
+	}
+	var ds []*daemon
+	var dirs []string
+	for _, tl := range tools(t) {
+		dir := toolDir(t, tl.name, files)
+		ds = append(ds, startDaemon(t, tl.bin, dir, "-config", "config.hcl"))
+		dirs = append(dirs, dir)
+	}
+	for _, dir := range dirs {
+		waitFor(t, "first render", 20*time.Second, func() bool { return readFile(filepath.Join(dir, "out")) == "one hello" })
+		os.WriteFile(filepath.Join(dir, "in.tmpl"), []byte(`two {{ key "ct/name" }}`), 0o644)
+	}
+	for _, d := range ds {
+		_ = d.cmd.Process.Signal(syscall.SIGUSR1)
+	}
+	for _, dir := range dirs {
+		waitFor(t, "reload_signal re-read the template", 20*time.Second, func() bool { return readFile(filepath.Join(dir, "out")) == "two hello" })
+	}
+	a, b := ds[0].stop(syscall.SIGUSR2), ds[1].stop(syscall.SIGUSR2)
+	if a != b || a == -1 {
+		t.Fatalf("exit on kill_signal: consul-template %d, templater %d\n%s", a, b, ds[1].log.String())
+	}
+}
+
+// 8. -config DIR reads every file in the folder, whatever its name, in
+// lexical order (consul-template config.FromPath walks the folder).
+func TestConformConfigDir(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{
+		"in.tmpl":          `{{ key "ct/name" }} [[ key "ct/name" ]]`,
+		"in2.tmpl":         `two {{ key "ct/name" }} [[ key "ct/name" ]]`,
+		"conf/00-consul":   "consul {\n address = \"@ADDR@\"\n}\n",
+		"conf/10-tmpl.hcl": "template {\n source = \"in.tmpl\"\n destination = \"out\"\n}\n",
+		"conf/20-delims":   "template {\n source = \"in2.tmpl\"\n destination = \"out2\"\n left_delimiter = \"[[\"\n right_delimiter = \"]]\"\n}\n",
+		"conf/sub/30.json": `{"log_level": "err"}`,
+	}
+	res, dirs := bothIn(t, files, "out", "-once", "-config", "conf")
+	sameOutcome(t, "-config DIR", res[0], res[1])
+	if a, b := readFile(filepath.Join(dirs[0], "out2")), readFile(filepath.Join(dirs[1], "out2")); a != b || a == "" {
+		t.Fatalf("out2: consul-template %q, templater %q", a, b)
+	}
+}
+
+// 9. The output of a successful command is printed.
+func TestConformCommandOutput(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": `{{ key "ct/name" }}`}
+	res, _ := bothIn(t, files, "out", "-once", "-consul-addr", agent.HTTPAddr(), "-log-level", "err", "-template", "in.tmpl:out:echo reload-said-this; echo to-stderr >&2")
+	sameOutcome(t, "command", res[0], res[1])
+	for i, name := range []string{"consul-template", "templater"} {
+		if !strings.Contains(res[i].Stdout, "reload-said-this\n") || !strings.Contains(res[i].Stderr, "to-stderr\n") {
+			t.Errorf("%s: stdout %q stderr %q", name, res[i].Stdout, res[i].Stderr)
+		}
+	}
+	if res[0].Stdout != res[1].Stdout {
+		t.Errorf("stdout: consul-template %q, templater %q", res[0].Stdout, res[1].Stdout)
+	}
+}
+
+// 10. -dry prints "> DEST" and the contents, writes nothing, runs nothing.
+func TestConformDry(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": "line {{ key \"ct/name\" }}\n", "same.tmpl": "unchanged\n", "same": "unchanged\n"}
+	res, dirs := bothIn(t, files, "out", "-once", "-dry", "-consul-addr", agent.HTTPAddr(), "-log-level", "err",
+		"-template", "in.tmpl:out:touch ran", "-template", "same.tmpl:same")
+	sameOutcome(t, "-dry", res[0], res[1])
+	if res[0].Stdout != res[1].Stdout {
+		t.Errorf("-dry stdout: consul-template %q, templater %q", res[0].Stdout, res[1].Stdout)
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "ran")); err == nil {
+			t.Errorf("a command ran under -dry in %s", d)
+		}
+	}
+}
+
+// -diff (templater's own): the hunk header counts the lines right.
+func TestDiffHunkHeader(t *testing.T) {
+	seedConform(t)
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "in.tmpl"), filepath.Join(dir, "out")
+	os.WriteFile(src, []byte(`{{ key "ct/name" }}`+"\n"), 0o644)
+	os.WriteFile(dst, []byte("old\n"), 0o644)
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"-once", "-diff", "-http-addr", agent.HTTPAddr(), "-template", src + ":" + dst}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "@@ -1 +1 @@\n-old\n+hello\n") {
+		t.Fatalf("-diff of a one-line file:\n%s", stdout.String())
+	}
+}
+
+// 11. Every flag consul-template v0.41.1 lists in its -h is accepted by
+// templater with the same exit code as consul-template (-parse-only, so
+// nothing is contacted), except -dedup and -vault-*, which templater refuses
+// with one line naming the flag.
+func TestConformEveryFlag(t *testing.T) {
+	ct := peerBinary(t)
+	out, _ := exec.Command(ct, "-h").CombinedOutput()
+	flagRe := regexp.MustCompile(`^  -([a-z0-9-]+)(=<([a-z_-]+)>)?`)
+	type fl struct{ name, kind string }
+	var flags []fl
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "  -v, -version") {
+			flags = append(flags, fl{"v", ""}, fl{"version", ""})
+			continue
+		}
+		if m := flagRe.FindStringSubmatch(line); m != nil {
+			flags = append(flags, fl{m[1], m[3]})
+		}
+	}
+	if len(flags) < 60 {
+		t.Fatalf("read only %d flags from consul-template -h:\n%s", len(flags), out)
+	}
+	sock := syslogListener(t)
+	value := map[string]string{"duration": "2s", "int": "3", "signal": "SIGHUP", "bool": "true", "address": "127.0.0.1:1",
+		"path": "tok", "token": "x", "username[:password]": "u:p", "level": "err", "facility": "LOCAL3", "name": "ct-test",
+		"template": "in.tmpl:out", "command": "true", "string": "x", "token-file": "tok", "": ""}
+	files := map[string]string{"in.tmpl": "static\n", "tok": "secret\n", "cfg.hcl": "log_level = \"err\"\n"}
+	for _, f := range flags {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			arg := "-" + f.name
+			switch {
+			case f.name == "config":
+				arg += "=cfg.hcl"
+			case f.name == "default-left-delimiter" || f.name == "default-right-delimiter":
+				arg += "=" + map[bool]string{true: "{{", false: "}}"}[strings.Contains(f.name, "left")]
+			case f.name == "exec-env-custom":
+				arg += "=A=1"
+			case f.name == "exec-env-allowlist" || f.name == "exec-env-denylist":
+				arg += "=X*"
+			case f.kind != "":
+				v, ok := value[f.kind]
+				if !ok {
+					t.Fatalf("no test value for -%s=<%s>", f.name, f.kind)
+				}
+				arg += "=" + v
+			}
+			args := []string{"-parse-only", "-log-level", "err", "-template", "in.tmpl:out", arg}
+			if strings.HasPrefix(f.name, "syslog-") {
+				args = append(args, "-syslog")
+			}
+			ours := append(append([]string{}, args...), "-syslog-socket", sock)
+			res := [2]outcome{}
+			for i, tl := range tools(t) {
+				a := args
+				if i == 1 {
+					a = ours
+				}
+				if i == 0 && (f.name == "syslog" || strings.HasPrefix(f.name, "syslog-")) {
+					continue // no local syslog socket for consul-template here; templater's is the test's
+				}
+				res[i] = runTool(t, tl.bin, toolDir(t, tl.name, files), "", 30*time.Second, a...)
+			}
+			refused := f.name == "dedup" || strings.HasPrefix(f.name, "vault-")
+			switch {
+			case flagDifferences[f.name] != "":
+				line := strings.TrimSpace(res[1].Stderr)
+				if res[0].Code != 0 || res[1].Code == 0 || strings.Contains(line, "\n") {
+					t.Errorf("%s (%s): consul-template exit %d, templater exit %d, stderr %q", arg, flagDifferences[f.name], res[0].Code, res[1].Code, res[1].Stderr)
+				}
+			case refused:
+				line := strings.TrimSpace(res[1].Stderr)
+				if res[1].Code != exitFlags || strings.Contains(line, "\n") || !strings.Contains(line, "-"+f.name) || !strings.Contains(line, "not supported") {
+					t.Errorf("templater %s: exit %d, stderr %q; want exit %d and one line refusing it", arg, res[1].Code, res[1].Stderr, exitFlags)
+				}
+			case f.name == "syslog" || strings.HasPrefix(f.name, "syslog-"):
+				if res[1].Code != 0 {
+					t.Errorf("templater %s: exit %d: %s", arg, res[1].Code, res[1].Stderr)
+				}
+			default:
+				if res[0].Code != res[1].Code {
+					t.Errorf("%s: consul-template exit %d, templater exit %d\n  templater stderr: %s", arg, res[0].Code, res[1].Code, res[1].Stderr)
+				}
+			}
+		})
+	}
+}
+
+// flagDifferences are flag values consul-template accepts and templater
+// refuses with one line (README, differences).
+var flagDifferences = map[string]string{
+	"consul-ssl-key": "a client key without a client certificate is refused, not ignored",
+}
+
+// syslogListener is a unix datagram socket standing in for the local syslog
+// daemon (the machine running the tests has none); it returns its path.
+func syslogListener(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "log")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: p, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			if _, _, err := c.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+	return p
+}
+
+// -syslog sends the log to the syslog socket, with the facility and name.
+func TestSyslog(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "log")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: p, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dir := toolDir(t, "templater", map[string]string{"in.tmpl": "x"})
+	res := runTool(t, binary(t), dir, "", 30*time.Second, "-parse-only", "-log-level", "debug", "-syslog", "-syslog-facility", "LOCAL3",
+		"-syslog-name", "ct-test", "-syslog-socket", p, "-template", "in.tmpl:out", "-exec", "true")
+	if res.Code != 0 {
+		t.Fatalf("exit %d: %s", res.Code, res.Stderr)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 65536)
+	n, _, err := c.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("nothing reached the syslog socket: %v (stderr %q)", err, res.Stderr)
+	}
+	// <PRI> with LOCAL3 (19) and NOTICE (5): 19*8+5 = 157.
+	if msg := string(buf[:n]); !strings.HasPrefix(msg, "<157>") || !strings.Contains(msg, "ct-test") {
+		t.Fatalf("syslog message %q", msg)
+	}
+}
+
+// file() reads a file relative to the working folder.
+func TestConformFile(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": `[{{ file "data.txt" }}] [{{ file "sub/other.txt" | trimSpace }}]{{ key "ct/name" | writeToFile "side/w.txt" "" "" "0640" }}{{ "more" | writeToFile "side/w.txt" "" "" "0640" "append,newline" }}`,
+		"data.txt": "line1\nline2\n", "sub/other.txt": "  x  \n"}
+	res, dirs := bothIn(t, files, "out", "-once", "-consul-addr", agent.HTTPAddr(), "-log-level", "err", "-template", "in.tmpl:out")
+	sameOutcome(t, "file, writeToFile", res[0], res[1])
+	var side [2]string
+	var modes [2]os.FileMode
+	for i, d := range dirs {
+		side[i] = readFile(filepath.Join(d, "side", "w.txt"))
+		if st, err := os.Stat(filepath.Join(d, "side", "w.txt")); err == nil {
+			modes[i] = st.Mode().Perm()
+		}
+	}
+	if side[0] != side[1] || modes[0] != modes[1] {
+		t.Errorf("writeToFile: consul-template %q %o, templater %q %o", side[0], modes[0], side[1], modes[1])
+	}
+}
+
+// A template block with consul-template's documented settings: contents,
+// perms, backup, error_on_missing_key, a command list, wait; and a JSON config.
+func TestConformTemplateBlock(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{
+		"old": "previous\n",
+		"config.hcl": `consul { address = "@ADDR@" }
+log_level = "err"
+template {
+  contents = "{{ key \"ct/name\" }} {{ with parseJSON \"{}\" }}[{{ .missing }}]{{ end }}"
+  destination = "old"
+  perms = 0600
+  backup = true
+  command = ["sh", "-c", "echo ran > ran.txt"]
+  wait { min = "10ms" max = "20ms" }
+}
+template {
+  contents = "{{ with parseJSON \"{}\" }}{{ .missing }}{{ end }}"
+  destination = "strict"
+  error_on_missing_key = true
+}
+`,
+		"config.json": `{"consul": {"address": "@ADDR@"}, "log_level": "err", "template": [{"contents": "json {{ key \"ct/name\" }}", "destination": "fromjson", "perms": "0640"}]}`,
+	}
+	res, dirs := bothIn(t, files, "old", "-once", "-config", "config.hcl")
+	sameOutcome(t, "template block", res[0], res[1])
+	for _, f := range []string{"old.bak", "ran.txt", "strict"} {
+		if a, b := readFile(filepath.Join(dirs[0], f)), readFile(filepath.Join(dirs[1], f)); a != b {
+			t.Errorf("%s: consul-template %q, templater %q", f, a, b)
+		}
+	}
+	res, dirs = bothIn(t, files, "fromjson", "-once", "-config", "config.json")
+	sameOutcome(t, "JSON config", res[0], res[1])
+	for _, f := range []string{"old", "fromjson"} {
+		var modes [2]os.FileMode
+		for i, d := range dirs {
+			if st, err := os.Stat(filepath.Join(d, f)); err == nil {
+				modes[i] = st.Mode().Perm()
+			}
+		}
+		if modes[0] != modes[1] {
+			t.Errorf("%s mode: consul-template %o, templater %o", f, modes[0], modes[1])
+		}
+	}
+}
+
+// -exec-env-*: the child's environment.
+func TestConformExecEnv(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": `{{ key "ct/name" }}`}
+	res, _ := bothIn(t, files, "out", "-once", "-consul-addr", agent.HTTPAddr(), "-log-level", "err", "-template", "in.tmpl:out",
+		"-exec-env-pristine", "-exec-env-custom", "A=1", "-exec-env-custom", "B=two words", "-exec", "env")
+	sameOutcome(t, "-exec-env-pristine -exec-env-custom", res[0], res[1])
+	// consul-template builds its CONSUL_* additions from a map: their order
+	// varies from run to run, so the lines are compared sorted.
+	if sortedLines(res[0].Stdout) != sortedLines(res[1].Stdout) {
+		t.Errorf("child environment: consul-template %q, templater %q", res[0].Stdout, res[1].Stdout)
+	}
+	res, _ = bothIn(t, files, "out", "-once", "-consul-addr", agent.HTTPAddr(), "-log-level", "err", "-template", "in.tmpl:out",
+		"-exec-env-allowlist", "CT_*", "-exec-env-denylist", "CT_EMPTY", "-exec", "env")
+	if sortedLines(res[0].Stdout) != sortedLines(res[1].Stdout) || res[0].Code != res[1].Code {
+		t.Errorf("allow/deny: consul-template %d %q, templater %d %q", res[0].Code, res[0].Stdout, res[1].Code, res[1].Stdout)
+	}
+}
+
+// -once with a key that never comes: consul-template waits forever
+// (hashicorp/consul-template#870, #980, #1844); templater exits 2 after
+// -once-timeout naming the key. Both are run; the peer is given 5 s.
+func TestConformOnceMissingKey(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": `{{ key "ct/never/there" }}`}
+	tl := tools(t)
+	peerDir, ourDir := toolDir(t, tl[0].name, files), toolDir(t, tl[1].name, files)
+	var peer outcome
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		peer = runTool(t, tl[0].bin, peerDir, filepath.Join(peerDir, "out"), 5*time.Second, "-once", "-consul-addr", agent.HTTPAddr(), "-template", "in.tmpl:out")
+	}()
+	ours := runTool(t, tl[1].bin, ourDir, filepath.Join(ourDir, "out"), 30*time.Second, "-once", "-once-timeout", "2s", "-consul-addr", agent.HTTPAddr(), "-template", "in.tmpl:out")
+	wg.Wait()
+	if ours.Code != exitMissing || ours.Wrote || !strings.Contains(ours.Stderr, "kv.get(ct/never/there)") {
+		t.Errorf("templater: %s, stderr %q; want exit %d naming the key", ours, ours.Stderr, exitMissing)
+	}
+	if peer.Code != -1 {
+		t.Errorf("consul-template no longer waits (%s): the difference is gone", peer)
+	}
+}
+
+func sortedLines(s string) string {
+	l := strings.Split(s, "\n")
+	sort.Strings(l)
+	return strings.Join(l, "\n")
+}
+
+// Every config key templater honours or refuses (configSpec) is a key
+// consul-template v0.41.1 reads: each is written in a config file with a
+// plausible value, and consul-template must not call it an invalid key;
+// templater must take it (configSpec.Keys) or refuse it with one line
+// (configSpec.Refused). A made-up key is refused by both.
+func TestConformConfigKeys(t *testing.T) {
+	peerBinary(t)
+	value := func(key string) string {
+		last := key[strings.LastIndex(key, ".")+1:]
+		switch {
+		case strings.Contains(last, "signal"):
+			return `"SIGHUP"`
+		case last == "perms":
+			return `"0644"`
+		case last == "command":
+			return `"true"`
+		case strings.Contains(last, "list") || last == "custom":
+			return `["X"]`
+		case strings.HasSuffix(last, "timeout") || last == "backoff" || last == "max_backoff" || last == "splay" || last == "max_stale" ||
+			last == "block_query_wait" || last == "dial_keep_alive" || last == "min" || last == "max" || last == "wait" || last == "ttl":
+			return `"1s"`
+		case last == "attempts" || strings.HasPrefix(last, "max_"):
+			return "1"
+		case last == "enabled" || last == "verify" || last == "backup" || last == "pristine" || last == "disable_keep_alives" || last == "bool" ||
+			last == "create_dest_dirs" || last == "error_on_missing_key" || last == "error_fatal" || last == "template_error_fatal" ||
+			last == "err_on_failed_lookup" || last == "in_place":
+			return "false"
+		case last == "log_level":
+			return `"err"`
+		case last == "source":
+			return `"in.tmpl"`
+		}
+		return `"x"`
+	}
+	// block writes key = value nested in its blocks; a template block gets
+	// contents and a destination unless the key is one of them.
+	block := func(key, val string) string {
+		parts := strings.Split(key, ".")
+		body := parts[len(parts)-1] + " = " + val + "\n"
+		if parts[0] == "template" && len(parts) == 2 {
+			if parts[1] != "destination" {
+				body += "destination = \"out\"\n"
+			}
+			if parts[1] != "contents" && parts[1] != "source" {
+				body += "contents = \"x\"\n"
+			}
+		}
+		for i := len(parts) - 2; i >= 0; i-- {
+			body = parts[i] + " {\n" + body + "}\n"
+		}
+		return body
+	}
+	type keyCase struct {
+		key     string
+		refused bool
+	}
+	var keys []keyCase
+	for _, k := range configSpec.Keys {
+		keys = append(keys, keyCase{k, false})
+	}
+	for k := range configSpec.Refused {
+		keys = append(keys, keyCase{k, true})
+	}
+	for _, kc := range keys {
+		if kc.key == "template.check" || kc.key == "template.in_place" {
+			continue // templater's own keys
+		}
+		t.Run(kc.key, func(t *testing.T) {
+			t.Parallel()
+			val := value(kc.key)
+			if kc.refused && !strings.Contains(kc.key, ".") {
+				val = "" // a refused top-level block
+			}
+			body := block(kc.key, val)
+			if kc.refused && !strings.Contains(kc.key, ".") {
+				body = kc.key + " {\n address = \"x\"\n}\n"
+				if kc.key == "log_file" {
+					body = "log_file {\n path = \"ct.log\"\n}\n"
+				}
+				if kc.key == "deduplicate" {
+					body = "deduplicate {\n enabled = true\n}\n"
+				}
+			}
+			files := map[string]string{"in.tmpl": "x", "cfg.hcl": body}
+			res := [2]outcome{}
+			for i, tl := range tools(t) {
+				res[i] = runTool(t, tl.bin, toolDir(t, tl.name, files), "", 30*time.Second, "-parse-only", "-log-level", "err", "-config", "cfg.hcl")
+			}
+			if strings.Contains(res[0].Stderr, "invalid keys") {
+				t.Fatalf("consul-template does not know %s:\n%s\nconfig:\n%s", kc.key, res[0].Stderr, body)
+			}
+			refusedLine := strings.Contains(res[1].Stderr, kc.key+": not supported") && strings.Count(strings.TrimSpace(res[1].Stderr), "\n") == 0
+			if kc.refused != refusedLine {
+				t.Errorf("templater on %s (refused: %v): exit %d, stderr %q\nconfig:\n%s", kc.key, kc.refused, res[1].Code, res[1].Stderr, body)
+			}
+		})
+	}
+	t.Run("made-up key", func(t *testing.T) {
+		files := map[string]string{"cfg.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n colour = \"red\"\n}\n"}
+		res := [2]outcome{}
+		for i, tl := range tools(t) {
+			res[i] = runTool(t, tl.bin, toolDir(t, tl.name, files), "", 30*time.Second, "-parse-only", "-config", "cfg.hcl")
+		}
+		if !strings.Contains(res[0].Stderr, "invalid keys") || res[0].Code != res[1].Code {
+			t.Errorf("consul-template exit %d %q; templater exit %d %q", res[0].Code, lastLines(res[0].Stderr), res[1].Code, res[1].Stderr)
+		}
+	})
+}

@@ -1,0 +1,823 @@
+package main
+
+// consul-template's pure helper functions. Each follows the rule of the
+// function of the same name in consul-template v0.41.1 template/funcs.go
+// (the source is cited per function); the differential suite
+// (conform_funcs_test.go) renders every one with consul-template itself and
+// compares the bytes.
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"dario.cat/mergo"
+	"github.com/BurntSushi/toml"
+	"github.com/Masterminds/sprig/v3"
+	"github.com/davecgh/go-spew/spew"
+	socktmpl "github.com/hashicorp/go-sockaddr/template"
+	"golang.org/x/text/cases"
+	"golang.org/x/text/language"
+	yamlv2 "gopkg.in/yaml.v2"
+)
+
+// helperFuncs are consul-template's helpers, then Sprig's: every hermetic
+// Sprig function as sprig_NAME (as consul-template exposes them), and also
+// under its plain name where no consul-template function has that name
+// (a templater extension: consul-template knows only the sprig_ names).
+func helperFuncs() template.FuncMap {
+	m := template.FuncMap{
+		"base64Decode":    func(s string) (string, error) { return decode64(base64.StdEncoding, "base64Decode", s) },
+		"base64Encode":    func(s string) (string, error) { return base64.StdEncoding.EncodeToString([]byte(s)), nil },
+		"base64URLDecode": func(s string) (string, error) { return decode64(base64.URLEncoding, "base64URLDecode", s) },
+		"base64URLEncode": func(s string) (string, error) { return base64.URLEncoding.EncodeToString([]byte(s)), nil },
+		"byKey":           byKey,
+		"byPort":          byPort,
+		"byTag":           byTag,
+		"byMeta":          byMeta,
+		"contains":        func(v, l any) (bool, error) { return in(l, v) },
+		// containsSomeFunc(retTrue, invert): the first argument is a []interface{}.
+		"containsAll":           containsSome(true, true),
+		"containsAny":           containsSome(false, false),
+		"containsNone":          containsSome(true, false),
+		"containsNotAll":        containsSome(false, true),
+		"explode":               explode,
+		"explodeMap":            explodeMap,
+		"mergeMap":              func(dst, src map[string]any) (map[string]any, error) { return mergeMap(dst, src) },
+		"mergeMapWithOverride":  func(dst, src map[string]any) (map[string]any, error) { return mergeMap(dst, src, mergo.WithOverride) },
+		"in":                    in,
+		"indent":                indent,
+		"loop":                  loop,
+		"join":                  func(sep string, a []string) (string, error) { return strings.Join(a, sep), nil },
+		"trim":                  func(cutset, s string) (string, error) { return strings.Trim(s, cutset), nil },
+		"trimPrefix":            func(p, s string) (string, error) { return strings.TrimPrefix(s, p), nil },
+		"trimSuffix":            func(p, s string) (string, error) { return strings.TrimSuffix(s, p), nil },
+		"trimSpace":             func(s string) (string, error) { return strings.TrimSpace(s), nil },
+		"parseBool":             parseBool,
+		"parseFloat":            parseFloat,
+		"parseInt":              parseInt,
+		"parseJSON":             parseJSON,
+		"parseUint":             parseUint,
+		"parseYAML":             parseYAML,
+		"plugin":                plugin,
+		"regexReplaceAll":       regexReplaceAll,
+		"regexMatch":            regexMatch,
+		"replaceAll":            func(f, t, s string) (string, error) { return strings.ReplaceAll(s, f, t), nil },
+		"sha256Hex":             func(s string) (string, error) { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]), nil },
+		"md5sum":                func(s string) (string, error) { return fmt.Sprintf("%x", md5.Sum([]byte(s))), nil },
+		"hmacSHA256Hex":         hmacSHA256Hex,
+		"timestamp":             timestamp,
+		"toLower":               func(s string) (string, error) { return strings.ToLower(s), nil },
+		"toJSON":                toJSON,
+		"toJSONPretty":          toJSONPretty,
+		"toUnescapedJSON":       func(v any) (string, error) { return jsonNoEscape(v, "") },
+		"toUnescapedJSONPretty": func(v any) (string, error) { return jsonNoEscape(v, "  ") },
+		"toTitle":               func(s string) (string, error) { return cases.Title(language.Und, cases.NoLower).String(s), nil },
+		"toTOML":                toTOML,
+		"toUpper":               func(s string) (string, error) { return strings.ToUpper(s), nil },
+		"toYAML":                toYAML,
+		"split":                 split,
+		"splitToMap":            splitToMap,
+		"sockaddr":              sockaddr,
+		"writeToFile":           writeToFile,
+		"add":                   func(b, a any) (any, error) { return arith("add", a, b) },
+		"subtract":              func(b, a any) (any, error) { return arith("subtract", a, b) },
+		"multiply":              func(b, a any) (any, error) { return arith("multiply", a, b) },
+		"divide":                func(b, a any) (any, error) { return arith("divide", a, b) },
+		"modulo":                func(b, a any) (any, error) { return arith("modulo", a, b) },
+		"minimum":               func(b, a any) (any, error) { return minMax("minimum", a, b) },
+		"maximum":               func(b, a any) (any, error) { return minMax("maximum", a, b) },
+		"spew_dump":             func(args ...any) (string, error) { spew.Dump(args...); return "", nil },
+		"spew_printf":           func(f string, args ...any) (string, error) { spew.Printf(f, args...); return "", nil },
+		"spew_sdump":            func(args ...any) (string, error) { return spew.Sdump(args...), nil },
+		"spew_sprintf":          func(f string, args ...any) (string, error) { return spew.Sprintf(f, args...), nil },
+	}
+	for name, fn := range sprig.HermeticTxtFuncMap() {
+		m["sprig_"+name] = fn
+		if _, clash := m[name]; !clash && !dataFuncNames[name] {
+			m[name] = fn
+		}
+	}
+	return m
+}
+
+// dataFuncNames are the names dataFuncs defines (Sprig must not shadow them).
+var dataFuncNames = map[string]bool{"key": true, "keyExists": true, "keyOrDefault": true, "ls": true, "safeLs": true, "tree": true,
+	"safeTree": true, "service": true, "connect": true, "services": true, "nodes": true, "node": true, "datacenters": true,
+	"file": true, "env": true, "mustEnv": true, "envOrDefault": true, "executeTemplate": true, "scratch": true}
+
+func decode64(enc *base64.Encoding, name, s string) (string, error) {
+	b, err := enc.DecodeString(s)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	return string(b), nil
+}
+
+// byKey groups pairs by the first part of their key; the rest of the key
+// becomes the pair's Key, and pairs with nothing left are dropped (funcs.go byKey).
+func byKey(pairs []*KeyPair) (map[string]map[string]*KeyPair, error) {
+	out := map[string]map[string]*KeyPair{}
+	for _, p := range pairs {
+		top, rest, _ := strings.Cut(p.Key, "/")
+		if rest == "" {
+			continue
+		}
+		if out[top] == nil {
+			out[top] = map[string]*KeyPair{}
+		}
+		np := *p
+		np.Key = rest
+		out[top][rest] = &np
+	}
+	return out, nil
+}
+
+// byTag groups services (of service, connect or services) by tag (funcs.go byTag).
+func byTag(in any) (map[string][]any, error) {
+	out := map[string][]any{}
+	switch l := in.(type) {
+	case nil:
+	case []*HealthService:
+		for _, s := range l {
+			for _, t := range s.Tags {
+				out[t] = append(out[t], s)
+			}
+		}
+	case []*CatalogSnippet:
+		for _, s := range l {
+			for _, t := range s.Tags {
+				out[t] = append(out[t], s)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("byTag: wrong argument type %T", in)
+	}
+	return out, nil
+}
+
+// byPort groups service instances by port (funcs.go byPort).
+func byPort(in any) (map[int][]any, error) {
+	out := map[int][]any{}
+	switch l := in.(type) {
+	case nil:
+	case []*HealthService:
+		for _, s := range l {
+			out[s.Port] = append(out[s.Port], s)
+		}
+	default:
+		return nil, fmt.Errorf("byPort: wrong argument type %T", in)
+	}
+	return out, nil
+}
+
+var metaKeyRe = regexp.MustCompile("[^a-zA-Z0-9_-]")
+
+// byMeta groups instances by the values of one or more service meta keys
+// ("zone,version|int"): a missing key is _no_KEY_ (or 0 with |int, padded to
+// five digits), characters outside [a-zA-Z0-9_-] become _, parts are joined
+// with _ (funcs.go byMeta).
+func byMeta(meta string, services []*HealthService) (map[string][]*HealthService, error) {
+	keys := strings.Split(meta, ",")
+	out := map[string][]*HealthService{}
+	for _, s := range services {
+		parts := make([]string, 0, len(keys))
+		for _, k := range keys {
+			name, isInt := strings.CutSuffix(k, "|int")
+			v := s.ServiceMeta[name]
+			switch {
+			case v == "" && isInt:
+				v = "0"
+			case v == "":
+				v = "_no_" + name + "_"
+			}
+			if isInt {
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					return nil, fmt.Errorf("byMeta: cannot parse %v as number: %w", v, err)
+				}
+				v = fmt.Sprintf("%05d", n)
+			}
+			parts = append(parts, metaKeyRe.ReplaceAllString(v, "_"))
+		}
+		k := strings.Join(parts, "_")
+		out[k] = append(out[k], s)
+	}
+	return out, nil
+}
+
+// in reports whether v is an element of the list l (ints with ints, floats
+// with floats, strings with strings of the same type) or a substring of the
+// string l (funcs.go in). Anything else is false, never an error.
+func in(l, v any) (bool, error) {
+	lv, vv := reflect.ValueOf(l), reflect.ValueOf(v)
+	switch lv.Kind() {
+	case reflect.Array, reflect.Slice:
+		for i := 0; i < lv.Len(); i++ {
+			e := lv.Index(i)
+			if e.Kind() == reflect.Interface {
+				e = e.Elem()
+			}
+			switch e.Kind() {
+			case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+				switch vv.Kind() {
+				case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+					if vv.Int() == e.Int() {
+						return true, nil
+					}
+				}
+			case reflect.Float32, reflect.Float64:
+				switch vv.Kind() {
+				case reflect.Float32, reflect.Float64:
+					if vv.Float() == e.Float() {
+						return true, nil
+					}
+				}
+			case reflect.String:
+				if vv.IsValid() && vv.Type() == e.Type() && vv.String() == e.String() {
+					return true, nil
+				}
+			}
+		}
+	case reflect.String:
+		if vv.IsValid() && vv.Type() == lv.Type() && strings.Contains(lv.String(), vv.String()) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// containsSome builds containsAll/Any/None/NotAll (funcs.go containsSomeFunc).
+func containsSome(retTrue, invert bool) func([]any, any) (bool, error) {
+	return func(v []any, l any) (bool, error) {
+		for _, x := range v {
+			if ok, _ := in(l, x); ok != invert {
+				return !retTrue, nil
+			}
+		}
+		return retTrue, nil
+	}
+}
+
+// mergeMap merges src into dst with mergo.Map (dst's values win unless
+// WithOverride; nested maps are merged) and returns dst (funcs.go mergeMap).
+func mergeMap(dst, src map[string]any, opts ...func(*mergo.Config)) (map[string]any, error) {
+	if err := mergo.Map(&dst, src, opts...); err != nil {
+		return nil, err
+	}
+	return dst, nil
+}
+
+// explode turns pairs into nested maps split on "/"; a key that is both a
+// value and a folder is an error (funcs.go explode, explodeHelper).
+func explode(pairs []*KeyPair) (map[string]any, error) {
+	m := map[string]any{}
+	for _, p := range pairs {
+		if err := explodeInto(m, p.Key, p.Value, p.Key); err != nil {
+			return nil, fmt.Errorf("explode: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// explodeMap is explode for a flat map, taken in key order (funcs.go explodeMap).
+func explodeMap(in map[string]any) (map[string]any, error) {
+	keys := make([]string, 0, len(in))
+	for k := range in {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	m := map[string]any{}
+	for _, k := range keys {
+		if err := explodeInto(m, k, in[k], k); err != nil {
+			return nil, fmt.Errorf("explodeMap: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func explodeInto(m map[string]any, k string, v any, p string) error {
+	top, rest, nested := strings.Cut(k, "/")
+	if !nested {
+		if k != "" {
+			m[k] = v
+		}
+		return nil
+	}
+	if _, ok := m[top]; !ok {
+		m[top] = map[string]any{}
+	}
+	next, ok := m[top].(map[string]any)
+	if !ok {
+		return fmt.Errorf("not a map: %q: %q already has value %q", p, top, m[top])
+	}
+	return explodeInto(next, rest, v, k)
+}
+
+// indent puts n spaces before every line that is not empty (funcs.go indent).
+func indent(n int, s string) (string, error) {
+	if n < 0 {
+		return "", fmt.Errorf("indent value must be a positive integer")
+	}
+	pad := strings.Repeat(" ", n)
+	var b strings.Builder
+	atStart := true
+	for i := 0; i < len(s); i++ {
+		if atStart && s[i] != '\n' {
+			b.WriteString(pad)
+		}
+		b.WriteByte(s[i])
+		atStart = s[i] == '\n'
+	}
+	return b.String(), nil
+}
+
+// split trims s; empty gives an empty list (funcs.go split).
+func split(sep, s string) ([]string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return []string{}, nil
+	}
+	return strings.Split(s, sep), nil
+}
+
+// splitToMap splits s on pairSep, then each part once on kvSep; parts
+// without kvSep are skipped (funcs.go splitToMap: splitToMap SEP1 SEP2 S, so
+// `key "x" | splitToMap "," "="`).
+func splitToMap(pairSep, kvSep, s string) (map[string]string, error) {
+	s = strings.TrimSpace(s)
+	out := map[string]string{}
+	if s == "" {
+		return out, nil
+	}
+	for _, p := range strings.Split(s, pairSep) {
+		if k, v, ok := strings.Cut(p, kvSep); ok {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+func regexReplaceAll(re, repl, s string) (string, error) {
+	r, err := regexp.Compile(re)
+	if err != nil {
+		return "", err
+	}
+	return r.ReplaceAllString(s, repl), nil
+}
+
+func regexMatch(re, s string) (bool, error) {
+	r, err := regexp.Compile(re)
+	if err != nil {
+		return false, err
+	}
+	return r.MatchString(s), nil
+}
+
+// The parse* helpers: "" is the zero value; anything else must parse as it
+// is, spaces included (funcs.go parseBool, parseInt, parseUint, parseFloat).
+func parseBool(s string) (bool, error) {
+	if s == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, fmt.Errorf("parseBool: %w", err)
+	}
+	return b, nil
+}
+
+func parseInt(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parseInt: %w", err)
+	}
+	return n, nil
+}
+
+func parseUint(s string) (uint64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parseUint: %w", err)
+	}
+	return n, nil
+}
+
+func parseFloat(s string) (float64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parseFloat: %w", err)
+	}
+	return f, nil
+}
+
+// parseJSON: "" is an empty map (funcs.go parseJSON).
+func parseJSON(s string) (any, error) {
+	if s == "" {
+		return map[string]any{}, nil
+	}
+	var v any
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		return nil, fmt.Errorf("parseJSON: %w", err)
+	}
+	return v, nil
+}
+
+// parseYAML: "" is an empty map; otherwise yaml.v2's reading (YAML 1.1:
+// y/yes/on are true; maps are map[interface{}]interface{}) (funcs.go parseYAML).
+func parseYAML(s string) (any, error) {
+	if s == "" {
+		return map[string]any{}, nil
+	}
+	var v any
+	if err := yamlv2.Unmarshal([]byte(s), &v); err != nil {
+		return nil, fmt.Errorf("parseYAML: %w", err)
+	}
+	return v, nil
+}
+
+// toJSON / toJSONPretty: encoding/json, surrounding space trimmed (funcs.go).
+func toJSON(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("toJSON: %w", err)
+	}
+	return string(bytes.TrimSpace(b)), nil
+}
+
+func toJSONPretty(v any) (string, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("toJSONPretty: %w", err)
+	}
+	return string(bytes.TrimSpace(b)), nil
+}
+
+func jsonNoEscape(v any, ind string) (string, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if ind != "" {
+		enc.SetIndent("", ind)
+	}
+	if err := enc.Encode(v); err != nil {
+		return "", err
+	}
+	return strings.TrimRight(buf.String(), "\r\n"), nil
+}
+
+// toYAML: yaml.v2 (two-space indent), surrounding space trimmed (funcs.go toYAML).
+func toYAML(v any) (string, error) {
+	b, err := yamlv2.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("toYAML: %w", err)
+	}
+	return string(bytes.TrimSpace(b)), nil
+}
+
+// toTOML: BurntSushi/toml, surrounding space trimmed (funcs.go toTOML).
+func toTOML(v any) (string, error) {
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(v); err != nil {
+		return "", fmt.Errorf("toTOML: %w", err)
+	}
+	return string(bytes.TrimSpace(buf.Bytes())), nil
+}
+
+// timestamp: now in UTC, RFC 3339 or the given Go layout, or "unix" seconds
+// (funcs.go timestamp).
+func timestamp(f ...string) (string, error) {
+	now := time.Now().UTC()
+	switch len(f) {
+	case 0:
+		return now.Format(time.RFC3339), nil
+	case 1:
+		if f[0] == "unix" {
+			return strconv.FormatInt(now.Unix(), 10), nil
+		}
+		return now.Format(f[0]), nil
+	}
+	return "", fmt.Errorf("timestamp: wrong number of arguments, expected 0 or 1, but got %d", len(f))
+}
+
+func hmacSHA256Hex(message, key string) (string, error) {
+	h := hmac.New(sha256.New, []byte(key))
+	h.Write([]byte(message))
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// sockaddr evaluates a go-sockaddr template expression (funcs.go sockaddr).
+func sockaddr(args ...string) (string, error) {
+	return socktmpl.Parse("{{ " + strings.Join(args, " ") + " }}")
+}
+
+// plugin runs NAME with the non-empty trimmed arguments and returns its
+// trimmed stdout; it fails when the program fails or runs over 30 s
+// (funcs.go plugin).
+func plugin(name string, args ...string) (string, error) {
+	if name == "" {
+		return "", nil
+	}
+	words := make([]string, 0, len(args))
+	for _, a := range args {
+		if v := strings.TrimSpace(a); v != "" {
+			words = append(words, v)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, words...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("exec %q: did not finish in 30s", name)
+		}
+		return "", fmt.Errorf("exec %q: %v; stderr: %s", name, err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSpace(stdout.String()), nil
+}
+
+// writeToFile writes content (the last argument) to path with the octal
+// permissions and, when given, owner and group (names or ids); flags
+// "append" and "newline" (funcs.go writeToFile). It renders as "".
+func writeToFile(path, owner, group, perms string, args ...string) (string, error) {
+	if len(args) == 0 {
+		return "", fmt.Errorf("writeToFile: no content")
+	}
+	flags := ""
+	if len(args) == 2 {
+		flags = args[0]
+	}
+	content := []byte(args[len(args)-1])
+	p, err := strconv.ParseUint(perms, 8, 32)
+	if err != nil {
+		return "", err
+	}
+	mode := os.FileMode(p)
+	if strings.Contains(flags, "newline") {
+		content = append(content, '\n')
+	}
+	var f *os.File
+	if strings.Contains(flags, "append") {
+		f, err = os.OpenFile(path, os.O_APPEND|os.O_WRONLY|os.O_CREATE, mode)
+	} else {
+		if err = os.MkdirAll(filepath.Dir(path), os.ModePerm); err == nil {
+			f, err = os.Create(path)
+		}
+	}
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if _, err := f.Write(content); err != nil {
+		return "", err
+	}
+	if owner != "" || group != "" {
+		uid, gid := os.Getuid(), os.Getgid()
+		if owner != "" {
+			if uid, err = lookupID(owner, func(n string) (string, error) { u, err := user.Lookup(n); return idOf(u, err) }); err != nil {
+				return "", err
+			}
+		}
+		if group != "" {
+			if gid, err = lookupID(group, func(n string) (string, error) {
+				g, err := user.LookupGroup(n)
+				if err != nil {
+					return "", err
+				}
+				return g.Gid, nil
+			}); err != nil {
+				return "", err
+			}
+		}
+		if err := os.Chown(path, uid, gid); err != nil {
+			return "", err
+		}
+	}
+	return "", os.Chmod(path, mode)
+}
+
+func idOf(u *user.User, err error) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	return u.Uid, nil
+}
+
+// lookupID resolves a name, or takes it as a number when no such name exists.
+func lookupID(name string, lookup func(string) (string, error)) (int, error) {
+	id, err := lookup(name)
+	if err != nil {
+		n, cerr := strconv.Atoi(name)
+		if cerr != nil {
+			return 0, err
+		}
+		return n, nil
+	}
+	return strconv.Atoi(id)
+}
+
+// loop yields start..stop-1 (one argument: 0..n-1); arguments are integers
+// or strings holding one (funcs.go loop).
+func loop(args ...any) ([]int64, error) {
+	to64 := func(v any) (int64, error) {
+		rv := reflect.ValueOf(v)
+		switch rv.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			return rv.Int(), nil
+		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			return int64(rv.Uint()), nil
+		case reflect.String:
+			return parseInt(rv.String())
+		}
+		return 0, fmt.Errorf("loop: bad argument type: %T", v)
+	}
+	var a, b any
+	switch len(args) {
+	case 1:
+		a, b = 0, args[0]
+	case 2:
+		a, b = args[0], args[1]
+	default:
+		return nil, fmt.Errorf("loop: wrong number of arguments, expected 1 or 2, but got %d", len(args))
+	}
+	start, err := to64(a)
+	if err != nil {
+		return nil, err
+	}
+	stop, err := to64(b)
+	if err != nil {
+		return nil, err
+	}
+	if stop-start > 1e7 {
+		return nil, fmt.Errorf("loop: %d iterations is too many", stop-start)
+	}
+	out := make([]int64, 0, max(stop-start, 0))
+	for i := start; i < stop; i++ {
+		out = append(out, i)
+	}
+	return out, nil
+}
+
+// number is one math operand: an int, a uint or a float.
+type number struct {
+	kind byte // 'i', 'u' or 'f'
+	i    int64
+	u    uint64
+	f    float64
+}
+
+func toNumber(op string, v any) (number, error) {
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return number{kind: 'i', i: rv.Int()}, nil
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return number{kind: 'u', u: rv.Uint()}, nil
+	case reflect.Float32, reflect.Float64:
+		return number{kind: 'f', f: rv.Float()}, nil
+	}
+	return number{}, fmt.Errorf("%s: unknown type for %q (%T)", op, fmt.Sprint(v), v)
+}
+
+func (n number) float() float64 {
+	switch n.kind {
+	case 'i':
+		return float64(n.i)
+	case 'u':
+		return float64(n.u)
+	}
+	return n.f
+}
+
+func (n number) int() int64 {
+	if n.kind == 'u' {
+		return int64(n.u)
+	}
+	return n.i
+}
+
+func (n number) value() any {
+	switch n.kind {
+	case 'i':
+		return n.i
+	case 'u':
+		return n.u
+	}
+	return n.f
+}
+
+// arith computes a OP b with consul-template's types: a float on either side
+// gives a float64, two uints a uint64, else an int64; modulo takes integers
+// only (funcs.go add, subtract, multiply, divide, modulo). The template
+// functions take (b, a), so `{{ 5 | subtract 2 }}` is 5-2.
+func arith(op string, a, b any) (any, error) {
+	x, err := toNumber(op, a)
+	if err != nil {
+		return nil, err
+	}
+	y, err := toNumber(op, b)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case x.kind == 'f' || y.kind == 'f':
+		if op == "modulo" {
+			return nil, fmt.Errorf("modulo: unknown type for %q", fmt.Sprint(b))
+		}
+		p, q := x.float(), y.float()
+		switch op {
+		case "add":
+			return p + q, nil
+		case "subtract":
+			return p - q, nil
+		case "multiply":
+			return p * q, nil
+		}
+		return p / q, nil
+	case x.kind == 'u' && y.kind == 'u':
+		p, q := x.u, y.u
+		if q == 0 && (op == "divide" || op == "modulo") {
+			return nil, fmt.Errorf("%s: integer divide by zero", op)
+		}
+		switch op {
+		case "add":
+			return p + q, nil
+		case "subtract":
+			return p - q, nil
+		case "multiply":
+			return p * q, nil
+		case "divide":
+			return p / q, nil
+		}
+		return p % q, nil
+	}
+	p, q := x.int(), y.int()
+	if q == 0 && (op == "divide" || op == "modulo") {
+		return nil, fmt.Errorf("%s: integer divide by zero", op)
+	}
+	switch op {
+	case "add":
+		return p + q, nil
+	case "subtract":
+		return p - q, nil
+	case "multiply":
+		return p * q, nil
+	case "divide":
+		return p / q, nil
+	}
+	return p % q, nil
+}
+
+// minMax returns the smaller (larger) operand as it was given: its own type
+// (funcs.go minimum, maximum).
+func minMax(op string, a, b any) (any, error) {
+	x, err := toNumber(op, a)
+	if err != nil {
+		return nil, err
+	}
+	y, err := toNumber(op, b)
+	if err != nil {
+		return nil, err
+	}
+	var less bool
+	switch {
+	case x.kind == 'f' || y.kind == 'f':
+		less = x.float() < y.float()
+	case x.kind == 'u' && y.kind == 'u':
+		less = x.u < y.u
+	default:
+		less = x.int() < y.int()
+	}
+	if (op == "minimum") == less {
+		return x.value(), nil
+	}
+	return y.value(), nil
+}
