@@ -528,7 +528,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Info("templates parsed (-parse-only)", "templates", len(tmpls))
 		return exitOK
 	}
-	client, err := consulclient.NewClient(ccfg)
+	client, err := o.consul.NewClientFor(ccfg) // -stale applies to every read
 	if err != nil {
 		fmt.Fprintf(stderr, "templater: %v\n", err)
 		return exitConsul
