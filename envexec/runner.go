@@ -162,7 +162,20 @@ func (r *runner) run() int {
 		go func() {
 			defer wg.Done()
 			fetch := func(ctx context.Context, idx uint64) (any, uint64, error) {
-				return s.fetch(ctx, r.client, idx, o.maxStale)
+				v, next, err := s.fetch(ctx, r.client, idx, o.maxStale)
+				if err != nil || idx == 0 || next == idx {
+					return v, next, err
+				}
+				// A blocking answer can arrive long after the server sent
+				// it (a host cut off: TCP delivers it on the heal), when
+				// newer data exists. Read once more without blocking so
+				// the command is not restarted for an outdated value and
+				// again at once for the current one; a reader that is
+				// behind (a stale answer with a lower index) is ignored.
+				if v2, next2, err2 := s.fetch(ctx, r.client, 0, o.maxStale); err2 == nil && next2 >= next {
+					return v2, next2, nil
+				}
+				return v, next, nil
 			}
 			deliver := func(data any, _ uint64) {
 				r.mu.Lock()
