@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -630,6 +631,15 @@ func (p *Proc) Stderr() string {
 	}
 }
 
+// Stdout is what the command wrote to its standard output; it waits up to
+// timeout for the command to end.
+func (p *Proc) Stdout(timeout time.Duration) (string, error) {
+	if _, err := p.Wait(timeout); err != nil {
+		return "", err
+	}
+	return p.stdout.String(), nil
+}
+
 // TickDir is the host folder where tick children write (/shared/ticks in the
 // containers).
 func (c *Cluster) TickDir() string { return filepath.Join(c.Shared, "ticks") }
@@ -657,6 +667,10 @@ func (c *Cluster) Ticks(limit int, labels ...string) (Report, error) {
 	return Analyse(lines, limit), nil
 }
 
+// quickClient gives up connecting after 1 s: a killed container's address
+// does not refuse, it stays silent.
+var quickClient = &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{Timeout: time.Second}).DialContext}}
+
 // Put sends an HTTP PUT to a node's agent (for example a session destroy).
 func (n *Node) Put(path string) error { return n.Do(http.MethodPut, path, "") }
 
@@ -666,7 +680,7 @@ func (n *Node) Do(method, path, body string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, method, "http://"+n.HTTPAddr()+path, strings.NewReader(body))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := quickClient.Do(req)
 	if err != nil {
 		return err
 	}

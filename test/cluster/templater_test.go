@@ -281,10 +281,10 @@ func TestTemplaterFaults(t *testing.T) {
 	<-w.done
 	finalGen, finalSvcs := w.gen, w.svcList()
 	lastChange := w.accepted[finalGen]
+	healAt := time.Now() // the network is back from here on; Heal also joins
 	if err := c.Heal(host); err != nil {
 		t.Fatal(err)
 	}
-	healAt := time.Now()
 	t.Logf("cut: %s; last change (gen %d, %s) %s before the heal; %d writes refused during the election",
 		healAt.Sub(cutAt).Round(time.Millisecond), finalGen, finalSvcs, healAt.Sub(lastChange).Round(time.Millisecond), w.failures)
 	current := map[string]time.Time{}
