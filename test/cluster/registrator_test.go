@@ -21,7 +21,7 @@ import (
 type regWorld struct {
 	c     *Cluster
 	label string // berth.app=<prefix>
-	n     int // app containers started
+	n     int    // app containers started
 }
 
 // runApp starts the next app container (appN); safe from one goroutine
