@@ -340,4 +340,125 @@ func TestTemplaterFaults(t *testing.T) {
 			t.Errorf("templater ran its reload command %d times for a file that had not changed", dups)
 		}
 	}
+	if err := c.WaitHealthy(long); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("max-stale-follower-behind", func(t *testing.T) { maxStaleBehind(t, c) })
+}
+
+// maxStaleBehind shows -max-stale with a server held behind: a follower is
+// cut off from the other servers (a pause would freeze its HTTP API too, so
+// its stale answer could not be seen), a key is changed on the others, and
+// templater and consul-template start on that follower, reading through its
+// API. With -max-stale 2s neither may render the value the follower still
+// has (its last contact with a leader is older than the bound: the answer is
+// asked again of the leader, which the follower cannot reach); with a bound
+// of an hour both render it (any server serves reads within the bound).
+// After the heal every one renders the new value.
+func maxStaleBehind(t *testing.T, c *Cluster) {
+	leader, err := c.Leader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f *Node
+	for _, s := range c.Servers {
+		if s != leader {
+			f = s
+		}
+	}
+	putKVUntil(t, c, "faults/tpl/ms", "old")
+	if _, err := eventually(long, func() error {
+		var kv []struct{ Value []byte }
+		if err := f.Get("/v1/kv/faults/tpl/ms?stale", &kv); err != nil || len(kv) != 1 || string(kv[0].Value) != "old" {
+			return fmt.Errorf("follower %s has not the old value: %v %v", f.Short(), kv, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Cut(f); err != nil {
+		t.Fatal(err)
+	}
+	putKVUntil(t, c, "faults/tpl/ms", "new")
+	time.Sleep(3 * time.Second) // the follower's last contact is now past 2 s
+	if got, err := c.Exec(f, "wget", "-qO-", "http://127.0.0.1:8500/v1/kv/faults/tpl/ms?stale&raw"); err != nil || got != "old" {
+		t.Fatalf("the cut-off follower should still serve the old value stale: %q %v", got, err)
+	}
+	writeShared(t, c, "tpl/ms.ctmpl", "{{ key \"faults/tpl/ms\" }}\n")
+	outs := map[string]string{}
+	for _, run := range []struct {
+		name, bound string
+		argv        []string
+	}{
+		{"berth-2s", "2s", []string{"/bin/templater", "-max-stale", "2s"}},
+		{"ct-2s", "2s", []string{"/bin/consul-template", "-consul-addr", "127.0.0.1:8500", "-max-stale", "2s"}},
+		{"berth-1h", "1h", []string{"/bin/templater", "-max-stale", "1h"}},
+		{"ct-1h", "1h", []string{"/bin/consul-template", "-consul-addr", "127.0.0.1:8500", "-max-stale", "1h"}},
+	} {
+		outs[run.name] = filepath.Join(c.Shared, "tpl", "ms-"+run.name+".out")
+		startLogged(t, c, f, run.name, append(run.argv, "-template", "/shared/tpl/ms.ctmpl:/shared/tpl/ms-"+run.name+".out")...)
+	}
+	read := func(name string) string {
+		b, _ := os.ReadFile(outs[name])
+		return strings.TrimSpace(string(b))
+	}
+	seen := map[string]map[string]bool{}
+	for name := range outs {
+		seen[name] = map[string]bool{}
+	}
+	// Watch for 8 s while the follower stays behind.
+	for end := time.Now().Add(8 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		for name := range outs {
+			seen[name][read(name)] = true
+		}
+	}
+	healAt := time.Now()
+	if err := c.Heal(f); err != nil {
+		t.Fatal(err)
+	}
+	newAt := map[string]time.Duration{}
+	if _, err := eventually(long, func() error {
+		var missing []string
+		for name := range outs {
+			v := read(name)
+			seen[name][v] = true
+			if _, ok := newAt[name]; !ok && v == "new" {
+				newAt[name] = time.Since(healAt).Round(100 * time.Millisecond)
+			}
+			if _, ok := newAt[name]; !ok {
+				missing = append(missing, name+"="+strconv.Quote(v))
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("not current: %v", missing)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("after the follower's heal: %v", err)
+	}
+	for name := range outs {
+		t.Logf("max-stale, follower behind: %s rendered %v (\"\" = nothing yet); the new value %s after the heal", name, keys(seen[name]), newAt[name])
+	}
+	for _, name := range []string{"berth-2s", "ct-2s"} {
+		if seen[name]["old"] {
+			t.Errorf("%s rendered the value of a server behind by more than -max-stale", name)
+		}
+	}
+	for _, name := range []string{"berth-1h", "ct-1h"} {
+		if !seen[name]["old"] {
+			t.Errorf("%s did not render from a server within -max-stale 1h (any server may answer)", name)
+		}
+	}
+	if err := c.WaitHealthy(long); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func keys(m map[string]bool) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
 }
