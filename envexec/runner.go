@@ -39,9 +39,10 @@ type runner struct {
 	reaper  *supervisor.Reaper
 
 	mu      sync.Mutex
-	lastErr []error // per source, the last fetch error (nil once it answered)
-	ready   []bool  // per source, whether it has answered once
-	state   string  // for /health: "waiting", "running", "stopped"
+	lastErr []error     // per source, the last fetch error (nil once it answered)
+	errFrom []time.Time // per source, the first error of the current outage
+	ready   []bool      // per source, whether it has answered once
+	state   string      // for /health: "waiting", "running", "stopped"
 
 	warned map[string]bool // skip warnings already given (key + reason)
 }
@@ -49,7 +50,7 @@ type runner struct {
 func newRunner(o *options, client *api.Client, log *slog.Logger, stdin, stdout, stderr *os.File) *runner {
 	return &runner{
 		o: o, client: client, log: log, stdin: stdin, stdout: stdout, stderr: stderr,
-		metrics: newMetrics(), lastErr: make([]error, len(o.order)), ready: make([]bool, len(o.order)), state: "waiting",
+		metrics: newMetrics(), lastErr: make([]error, len(o.order)), errFrom: make([]time.Time, len(o.order)), ready: make([]bool, len(o.order)), state: "waiting",
 		warned: map[string]bool{},
 	}
 }
@@ -65,6 +66,14 @@ func (r *runner) health() error {
 	defer r.mu.Unlock()
 	switch r.state {
 	case "running":
+		// Degraded, not failed: the command runs with the last good
+		// environment while Consul does not answer.
+		for i, err := range r.lastErr {
+			if err != nil {
+				return telemetry.Degraded("running with the last environment; %s unanswered since %s (%s): %v",
+					r.o.order[i], r.errFrom[i].UTC().Format(time.RFC3339), time.Since(r.errFrom[i]).Round(time.Second), err)
+			}
+		}
 		return nil
 	case "waiting":
 		return fmt.Errorf("waiting for %s", r.waitingForLocked(r.ready))
@@ -180,6 +189,7 @@ func (r *runner) run() int {
 			deliver := func(data any, _ uint64) {
 				r.mu.Lock()
 				r.lastErr[i] = nil
+				r.errFrom[i] = time.Time{}
 				r.mu.Unlock()
 				select {
 				case updates <- update{i, data}:
@@ -192,6 +202,9 @@ func (r *runner) run() int {
 					r.metrics.consulErrors.WithLabelValues(s.String()).Inc()
 					r.mu.Lock()
 					r.lastErr[i] = err
+					if r.errFrom[i].IsZero() {
+						r.errFrom[i] = time.Now()
+					}
 					r.mu.Unlock()
 				},
 			})
