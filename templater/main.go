@@ -292,7 +292,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	if o.metricsAddr != "" {
 		health := func() error {
-			f := r.store.failing()
+			f, since := r.store.failing()
 			if len(f) == 0 {
 				return nil
 			}
@@ -301,7 +301,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 				keys = append(keys, k)
 			}
 			sort.Strings(keys)
-			return fmt.Errorf("waiting for Consul: %d watches failing (%s: %s)", len(f), keys[0], f[keys[0]])
+			msg := fmt.Sprintf("waiting for Consul since %s (%s): %d watches failing (%s: %s)", since.UTC().Format(time.RFC3339),
+				time.Since(since).Round(time.Second), len(f), keys[0], f[keys[0]])
+			if r.allRendered.Load() {
+				// Every destination holds its last good render: degraded,
+				// not failed.
+				return telemetry.Degraded("%s; serving the last good files", msg)
+			}
+			return errors.New(msg)
 		}
 		ready := make(chan error, 1)
 		go func() {

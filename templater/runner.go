@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -87,6 +88,8 @@ type runner struct {
 	reaper  *supervisor.Reaper
 	child   *supervisor.Child
 	childCh chan struct{}
+	// allRendered: every template has been rendered once (for /health).
+	allRendered atomic.Bool
 }
 
 func loadTemplates(cfg *runConfig) ([]*tmpl, error) {
@@ -147,6 +150,11 @@ func (r *runner) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		rendered := true
+		for _, t := range r.tmpls {
+			rendered = rendered && t.complete
+		}
+		r.allRendered.Store(rendered)
 		if r.onPass != nil {
 			r.onPass()
 		}
