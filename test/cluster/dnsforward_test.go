@@ -154,8 +154,12 @@ func TestDnsforwardFaults(t *testing.T) {
 			t.Errorf("during the cut, %s at +%s: %s %s (want NOERROR %s)", a.name, a.at.Sub(cutAt).Round(time.Millisecond), a.rcode, a.ips, want[a.name])
 		}
 	}
+	health, err := c.Exec(host, "wget", "-qO-", "http://127.0.0.1:9153/health")
+	if err != nil || !strings.HasPrefix(health, "degraded: Consul unreachable since ") {
+		t.Errorf("/health during the cut: %q %v, want 200 degraded", health, err)
+	}
 	stale := staleAnswers(t, c, host) - stale0
-	t.Logf("cut: %d of %d answers from memory over %s; %d counted stale", answered, len(as), as[len(as)-1].at.Sub(cutAt).Round(time.Millisecond), stale)
+	t.Logf("cut: %d of %d answers from memory over %s; %d counted stale; /health %q", answered, len(as), as[len(as)-1].at.Sub(cutAt).Round(time.Millisecond), stale, health)
 	if stale == 0 {
 		t.Errorf("dnsforward answered from memory during a cut-off without counting a stale answer")
 	}
