@@ -237,7 +237,7 @@ func (r *runner) warnMissing(now time.Time) {
 		if !t.warned && waited >= r.cfg.MissingWarn {
 			t.warned = true
 			r.log.Warn("template waiting for data; not written", "template", t.name, "destination", t.cfg.Destination,
-				"waiting_for", strings.Join(t.missing, ", "), "since", waited.Round(time.Second))
+				"waiting_for", strings.Join(t.missing, ", "), "since", t.missingSince.UTC().Format(time.RFC3339), "for", waited.Round(time.Second))
 		}
 	}
 }
