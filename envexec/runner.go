@@ -224,6 +224,7 @@ func (r *runner) run() int {
 	// Say what we wait for after a short while, then every few seconds.
 	progress := time.NewTimer(time.Second)
 	defer progress.Stop()
+	waitFrom := time.Now()
 	for missing > 0 {
 		select {
 		case u := <-updates:
@@ -239,7 +240,8 @@ func (r *runner) run() int {
 		case <-timeout:
 			return r.fail(exitWaitTimeout, "-wait-timeout %s expired; no answer yet for %s; the command was not started", o.waitTimeout, r.waitingFor(have))
 		case <-progress.C:
-			r.log.Info("waiting for Consul before starting the command", "waiting_for", r.waitingFor(have))
+			r.log.Info("waiting for Consul before starting the command", "waiting_for", r.waitingFor(have),
+				"since", waitFrom.UTC().Format(time.RFC3339), "for", time.Since(waitFrom).Round(time.Second))
 			progress.Reset(5 * time.Second)
 		case sig := <-sigs:
 			s, _ := sig.(syscall.Signal)
