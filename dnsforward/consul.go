@@ -142,6 +142,7 @@ func (z *consulZone) janitorEvery() time.Duration {
 
 func (z *consulZone) learnDatacenter(ctx context.Context) {
 	delay := 100 * time.Millisecond
+	from := time.Now()
 	for {
 		self, err := z.client.Agent().Self()
 		if err == nil {
@@ -155,7 +156,7 @@ func (z *consulZone) learnDatacenter(ctx context.Context) {
 			}
 			err = errors.New("agent self: no Config.Datacenter")
 		}
-		z.log.Warn("waiting for Consul to learn the local datacenter (names with a datacenter go to the agent's DNS meanwhile)", "err", err, "retry_in", delay)
+		z.log.Warn("waiting for Consul to learn the local datacenter (names with a datacenter go to the agent's DNS meanwhile)", "since", from.UTC().Format(time.RFC3339), "for", time.Since(from).Round(time.Second), "err", err, "retry_in", delay)
 		select {
 		case <-ctx.Done():
 			return
@@ -274,6 +275,7 @@ func (z *consulZone) startLocked(parent context.Context, key string, fetch fetch
 func (z *consulZone) probeConsul(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	var down time.Time // first failed probe of the current outage
 	for {
 		select {
 		case <-ctx.Done():
@@ -295,6 +297,11 @@ func (z *consulZone) probeConsul(ctx context.Context) {
 			ws = append(ws, w)
 		}
 		z.wmu.Unlock()
+		if err != nil && down.IsZero() {
+			down = time.Now()
+		} else if err == nil {
+			down = time.Time{}
+		}
 		changed := false
 		for _, w := range ws {
 			switch {
@@ -309,7 +316,7 @@ func (z *consulZone) probeConsul(ctx context.Context) {
 			}
 		}
 		if err != nil && changed {
-			z.log.Warn("Consul unreachable; answering from memory", "err", err)
+			z.log.Warn("Consul unreachable; answering from memory", "since", down.UTC().Format(time.RFC3339), "err", err)
 			z.invalidate()
 		}
 	}
