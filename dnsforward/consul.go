@@ -266,14 +266,14 @@ func (z *consulZone) startLocked(parent context.Context, key string, fetch fetch
 	return w
 }
 
-// probeConsul asks the agent for the leader every second. A blocking query
+// probeConsul asks the agent for the leader every 500 ms (1.5 s timeout). A blocking query
 // sent before the host lost its servers hangs on the dead connection and
 // reports nothing, so the probe is what tells an outage: when it fails,
 // every watch counts as failing (answers from memory are counted stale,
 // -max-stale runs); when it succeeds again, the watches' hanging calls are
 // cancelled so they ask again at once instead of waiting for TCP to resend.
 func (z *consulZone) probeConsul(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	var down time.Time // first failed probe of the current outage
 	for {
@@ -282,7 +282,7 @@ func (z *consulZone) probeConsul(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
 		leader, err := z.client.Status().LeaderWithQueryOptions((&api.QueryOptions{}).WithContext(pctx))
 		cancel()
 		if ctx.Err() != nil {
