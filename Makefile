@@ -12,10 +12,16 @@ TEST_TIMEOUT  ?= 45m
 
 export CONSUL_BIN ?= $(CONSUL_BUILT)
 
+# consul-template, the peer the cluster fault tests run beside templater,
+# built static (the cluster image has no libc), once per version.
+CT_VERSION    := v0.41.1
+CT_STATIC     := $(GOPATH_FIRST)/berth-tools/peers-static/consul-template-$(CT_VERSION)
+export CONSUL_TEMPLATE_BIN ?= $(CT_STATIC)
+
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK   := $(GOPATH_FIRST)/berth-tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 
-.PHONY: all build consul deps test test-short test-race test-cluster lint check-tree demo bench vet fmt clean $(PROGRAMS)
+.PHONY: all build consul peers deps test test-short test-race test-cluster lint check-tree demo bench vet fmt clean $(PROGRAMS)
 
 all: build
 
@@ -37,11 +43,17 @@ $(CONSUL_BUILT):
 	cd tools/consul && CGO_ENABLED=0 $(GO) build -trimpath -o $@.tmp github.com/hashicorp/consul
 	mv $@.tmp $@
 
+peers: $(CT_STATIC)
+$(CT_STATIC):
+	@mkdir -p $(dir $@)/.build-$(CT_VERSION)
+	CGO_ENABLED=0 GOBIN=$(dir $@)/.build-$(CT_VERSION) GOTOOLCHAIN=local $(GO) install -trimpath github.com/hashicorp/consul-template@$(CT_VERSION)
+	mv $(dir $@)/.build-$(CT_VERSION)/consul-template $@
+
 # Debian packages the tests and benchmarks use (nginx, haproxy, dnsmasq, dig, dnsperf, busybox-static).
 deps:
 	@scripts/install-deps.sh
 
-test: deps consul check-tree lint
+test: deps consul peers check-tree lint
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # The fast tier: unit tests only (no Consul, Docker or Debian packages).

@@ -13,7 +13,8 @@ import (
 // dnsforward, registrator).
 
 // peerBinary finds a static build of a peer program (consul-template): the
-// variable env, else the static build berth's tools folder keeps. Missing:
+// variable env, else the static build `make peers` keeps in berth's tools
+// folder. Missing:
 // fail under CI=true, skip otherwise.
 func peerBinary(t *testing.T, env, name string) string {
 	t.Helper()
@@ -24,10 +25,10 @@ func peerBinary(t *testing.T, env, name string) string {
 		if gopath == "" {
 			gopath = filepath.Join(home, "go")
 		}
-		p = filepath.Join(strings.Split(gopath, ":")[0], "berth-tools", "peers-static", name)
+		p = filepath.Join(strings.Split(gopath, ":")[0], "berth-tools", "peers-static", name+"-v0.41.1")
 	}
 	if _, err := os.Stat(p); err != nil {
-		need(t, fmt.Sprintf("a static %s (%s, or CGO_ENABLED=0 GOBIN=$(go env GOPATH)/berth-tools/peers-static go install github.com/hashicorp/consul-template@v0.41.1)", name, env), err)
+		need(t, fmt.Sprintf("a static %s (%s, or make peers)", name, env), err)
 	}
 	return p
 }
