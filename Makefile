@@ -6,8 +6,9 @@ CONSUL_VERSION := v1.21.0
 GOPATH_FIRST  := $(firstword $(subst :, ,$(shell $(GO) env GOPATH)))
 CONSUL_BUILT  := $(GOPATH_FIRST)/berth-tools/consul-$(CONSUL_VERSION)/consul
 CT_VERSION    := v0.41.1
-PEERS_DIR     := $(GOPATH_FIRST)/berth-tools/peers
-CT_BUILT      := $(PEERS_DIR)/consul-template-$(CT_VERSION)
+# consul-template, the templater tests' oracle, built static (it also runs
+# in the FROM scratch images of the cluster fault tests).
+CT_BUILT      := $(GOPATH_FIRST)/berth-tools/peers-static/consul-template-$(CT_VERSION)
 PROGRAMS      := registrator templater envexec lockrun dnsforward
 VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT        ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
@@ -16,6 +17,9 @@ TEST_TIMEOUT  ?= 45m
 
 export CONSUL_BIN ?= $(CONSUL_BUILT)
 export CONSUL_TEMPLATE_BIN ?= $(CT_BUILT)
+
+# consul-template, the peer the cluster fault tests run beside templater,
+# built static (the cluster image has no libc), once per version.
 
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK   := $(GOPATH_FIRST)/berth-tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
@@ -65,17 +69,15 @@ dist:
 	done
 	@cd dist && sha256sum *.tar.gz > SHA256SUMS && cat SHA256SUMS
 
-# The peers the differential tests run as oracles: consul-template, installed
-# from the Go module proxy once into a place keyed by its version
-# ($(CT_BUILT); $(PEERS_DIR)/consul-template is the same file, the name
-# bench/templater.sh uses). Tests find it via CONSUL_TEMPLATE_BIN or that path.
+# The peers the differential tests run as oracles: consul-template, built
+# static from the Go module proxy once into a place keyed by its version.
+# Tests find it via CONSUL_TEMPLATE_BIN (exported above) or that path.
 peers: $(CT_BUILT)
 $(CT_BUILT):
-	@echo "installing consul-template $(CT_VERSION) into $(PEERS_DIR) (once; a few minutes)"
-	@mkdir -p $(PEERS_DIR)
-	@if [ -x $(PEERS_DIR)/consul-template ] && $(PEERS_DIR)/consul-template -version 2>&1 | grep -q "$(CT_VERSION:v%=%)"; then :; else \
-		GOBIN=$(PEERS_DIR) GOTOOLCHAIN=local $(GO) install github.com/hashicorp/consul-template@$(CT_VERSION); fi
-	cp $(PEERS_DIR)/consul-template $@.tmp && mv $@.tmp $@
+	@echo "building consul-template $(CT_VERSION), static, into $@ (once; a few minutes)"
+	@mkdir -p $(dir $@)/.build-$(CT_VERSION)
+	CGO_ENABLED=0 GOBIN=$(dir $@)/.build-$(CT_VERSION) GOTOOLCHAIN=local $(GO) install -trimpath github.com/hashicorp/consul-template@$(CT_VERSION)
+	mv $(dir $@)/.build-$(CT_VERSION)/consul-template $@
 
 # Debian packages the tests and benchmarks use (nginx, haproxy, dnsmasq, dig, dnsperf, busybox-static).
 deps:

@@ -32,6 +32,22 @@ type watcher struct {
 	lastOK    atomic.Int64 // unix ns of the last successful call
 	failSince atomic.Int64 // unix ns of the first failure of the current outage
 	failing   atomic.Bool
+
+	// outage is set by the reachability probe (probeConsul) while a
+	// blocking call may hang on a dead connection; call cancels that call.
+	outage atomic.Bool
+	callMu sync.Mutex
+	call   context.CancelFunc
+}
+
+// markFailing starts an outage for w (idempotent); it says whether w was
+// answering fresh until now.
+func (w *watcher) markFailing() bool {
+	if w.failing.Load() {
+		return false
+	}
+	w.failSince.Store(time.Now().UnixNano())
+	return !w.failing.Swap(true)
 }
 
 func (w *watcher) isReady() bool {
@@ -88,6 +104,7 @@ func (z *consulZone) run(ctx context.Context) {
 	z.wmu.Lock()
 	z.catalog = z.startLocked(ctx, "catalog services", z.fetchCatalog)
 	z.wmu.Unlock()
+	go z.probeConsul(ctx)
 	t := time.NewTicker(z.janitorEvery())
 	defer t.Stop()
 	for {
@@ -125,6 +142,7 @@ func (z *consulZone) janitorEvery() time.Duration {
 
 func (z *consulZone) learnDatacenter(ctx context.Context) {
 	delay := 100 * time.Millisecond
+	from := time.Now()
 	for {
 		self, err := z.client.Agent().Self()
 		if err == nil {
@@ -138,7 +156,7 @@ func (z *consulZone) learnDatacenter(ctx context.Context) {
 			}
 			err = errors.New("agent self: no Config.Datacenter")
 		}
-		z.log.Warn("waiting for Consul to learn the local datacenter (names with a datacenter go to the agent's DNS meanwhile)", "err", err, "retry_in", delay)
+		z.log.Warn("waiting for Consul to learn the local datacenter (names with a datacenter go to the agent's DNS meanwhile)", "since", from.UTC().Format(time.RFC3339), "for", time.Since(from).Round(time.Second), "err", err, "retry_in", delay)
 		select {
 		case <-ctx.Done():
 			return
@@ -217,14 +235,16 @@ func (z *consulZone) startLocked(parent context.Context, key string, fetch fetch
 	z.watchers[key] = w
 	z.s.m.watchesOpen.Set(float64(len(z.watchers)))
 	f := func(ctx context.Context, idx uint64) (struct{}, uint64, error) {
-		newIdx, err := fetch(ctx, w, idx)
+		cctx, cancel := context.WithCancel(ctx)
+		w.callMu.Lock()
+		w.call = cancel
+		w.callMu.Unlock()
+		newIdx, err := fetch(cctx, w, idx)
+		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
 				z.s.m.watchErrors.Inc()
-				if !w.failing.Load() {
-					w.failSince.Store(time.Now().UnixNano())
-				}
-				if !w.failing.Swap(true) {
+				if w.markFailing() {
 					z.invalidate() // answers now carry -stale-ttl
 				}
 			}
@@ -244,6 +264,62 @@ func (z *consulZone) startLocked(parent context.Context, key string, fetch fetch
 		_ = watch.Loop(ctx, f, deliver, watch.Options{Name: key, Log: z.log, RetryMin: 50 * time.Millisecond, RetryMax: 5 * time.Second})
 	}()
 	return w
+}
+
+// probeConsul asks the agent for the leader every 500 ms (1.5 s timeout). A blocking query
+// sent before the host lost its servers hangs on the dead connection and
+// reports nothing, so the probe is what tells an outage: when it fails,
+// every watch counts as failing (answers from memory are counted stale,
+// -max-stale runs); when it succeeds again, the watches' hanging calls are
+// cancelled so they ask again at once instead of waiting for TCP to resend.
+func (z *consulZone) probeConsul(ctx context.Context) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	var down time.Time // first failed probe of the current outage
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+		leader, err := z.client.Status().LeaderWithQueryOptions((&api.QueryOptions{}).WithContext(pctx))
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil && leader == "" {
+			err = errors.New("no leader")
+		}
+		z.wmu.Lock()
+		ws := make([]*watcher, 0, len(z.watchers))
+		for _, w := range z.watchers {
+			ws = append(ws, w)
+		}
+		z.wmu.Unlock()
+		if err != nil && down.IsZero() {
+			down = time.Now()
+		} else if err == nil {
+			down = time.Time{}
+		}
+		changed := false
+		for _, w := range ws {
+			switch {
+			case err != nil && !w.outage.Swap(true):
+				changed = w.markFailing() || changed
+			case err == nil && w.outage.Swap(false):
+				w.callMu.Lock()
+				if w.call != nil {
+					w.call()
+				}
+				w.callMu.Unlock()
+			}
+		}
+		if err != nil && changed {
+			z.log.Warn("Consul unreachable; answering from memory", "since", down.UTC().Format(time.RFC3339), "err", err)
+			z.invalidate()
+		}
+	}
 }
 
 func (z *consulZone) queryOptions(ctx context.Context, idx uint64) *api.QueryOptions {

@@ -290,7 +290,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 }
 
 // health is unhealthy only when Consul has been unreachable past -max-stale
-// (answers are then SERVFAIL); a shorter outage is served from memory.
+// (answers are then SERVFAIL); a shorter outage is served from memory and
+// reported degraded (200 "degraded: …").
 func (s *Server) health() error {
 	w := s.zone.catalogWatch()
 	if w == nil {
@@ -300,10 +301,12 @@ func (s *Server) health() error {
 		if w.lastOK.Load() == 0 {
 			return errors.New("Consul not reached yet (Consul names go to the agent's DNS)")
 		}
-		since := time.Duration(time.Now().UnixNano() - w.failSince.Load())
+		from := time.Unix(0, w.failSince.Load())
+		since := time.Since(from)
 		if s.cfg.MaxStale > 0 && since > s.cfg.MaxStale {
-			return fmt.Errorf("Consul unreachable for %s (over -max-stale)", since.Round(time.Millisecond))
+			return fmt.Errorf("Consul unreachable since %s (%s, over -max-stale)", from.UTC().Format(time.RFC3339), since.Round(time.Millisecond))
 		}
+		return telemetry.Degraded("Consul unreachable since %s (%s); answering from memory", from.UTC().Format(time.RFC3339), since.Round(time.Second))
 	}
 	return nil
 }

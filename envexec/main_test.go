@@ -816,15 +816,34 @@ func TestConsulOutage(t *testing.T) {
 	c := a.Client()
 	put(t, c, "app/PORT", "80")
 	dir := childDir(t)
-	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", "app", "-kill-timeout", "5s"}, childArgs(dir, "hold", 0)...)...)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	maddr := ln.Addr().String()
+	ln.Close()
+	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", "app", "-kill-timeout", "5s", "-metrics-addr", maddr}, childArgs(dir, "hold", 0)...)...)
 	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	pid := starts(dir)[0]
 
 	a.Stop()
-	// envexec notices (its blocking query fails) and retries; the child runs on.
+	// envexec notices (its blocking query fails) and retries; the child runs
+	// on; the log line says since when; /health says degraded, not failed.
 	eventually(t, 20*time.Second, "envexec to notice Consul is gone", func() bool {
 		return strings.Contains(p.stderr.String(), "waiting for Consul; retrying")
 	})
+	if !strings.Contains(p.stderr.String(), " since=") {
+		t.Errorf("the waiting line does not say since when:\n%s", p.stderr)
+	}
+	if resp, err := http.Get("http://" + maddr + "/health"); err != nil {
+		t.Error(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(string(b), "degraded: running with the last environment; ") {
+			t.Errorf("/health while Consul is down: %d %q, want 200 degraded", resp.StatusCode, b)
+		}
+	}
 	if err := syscall.Kill(pid, 0); err != nil {
 		t.Fatalf("the child died while Consul was down: %v", err)
 	}

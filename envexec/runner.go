@@ -38,10 +38,11 @@ type runner struct {
 	reaper  *supervisor.Reaper
 
 	mu      sync.Mutex
-	lastErr []error // per source, the last fetch error (nil once it answered)
-	ready   []bool  // per source, whether it has answered once
-	fails   []int   // per source, failed attempts in a row
-	state   string  // for /health: "waiting", "running", "stopped"
+	lastErr []error     // per source, the last fetch error (nil once it answered)
+	errFrom []time.Time // per source, the first error of the current outage
+	ready   []bool      // per source, whether it has answered once
+	fails   []int       // per source, failed attempts in a row
+	state   string      // for /health: "waiting", "running", "stopped"
 
 	warned map[string]bool // skip warnings already given (key + reason)
 }
@@ -49,7 +50,7 @@ type runner struct {
 func newRunner(o *options, client *api.Client, log *slog.Logger, stdin, stdout, stderr *os.File) *runner {
 	return &runner{
 		o: o, client: client, log: log, stdin: stdin, stdout: stdout, stderr: stderr,
-		metrics: newMetrics(), lastErr: make([]error, len(o.order)), ready: make([]bool, len(o.order)), fails: make([]int, len(o.order)), state: "waiting",
+		metrics: newMetrics(), lastErr: make([]error, len(o.order)), errFrom: make([]time.Time, len(o.order)), ready: make([]bool, len(o.order)), fails: make([]int, len(o.order)), state: "waiting",
 		warned: map[string]bool{},
 	}
 }
@@ -65,6 +66,14 @@ func (r *runner) health() error {
 	defer r.mu.Unlock()
 	switch r.state {
 	case "running":
+		// Degraded, not failed: the command runs with the last good
+		// environment while Consul does not answer.
+		for i, err := range r.lastErr {
+			if err != nil {
+				return telemetry.Degraded("running with the last environment; %s unanswered since %s (%s): %v",
+					r.o.order[i], r.errFrom[i].UTC().Format(time.RFC3339), time.Since(r.errFrom[i]).Round(time.Second), err)
+			}
+		}
 		return nil
 	case "waiting":
 		return fmt.Errorf("waiting for %s", r.waitingForLocked(r.ready))
@@ -182,12 +191,26 @@ func (r *runner) startWatches(ctx context.Context, wg *sync.WaitGroup, updates c
 		go func() {
 			defer wg.Done()
 			fetch := func(ctx context.Context, idx uint64) (any, uint64, error) {
-				return s.fetch(ctx, r.client, idx, o.maxStale)
+				v, next, err := s.fetch(ctx, r.client, idx, o.maxStale)
+				if err != nil || idx == 0 || next == idx {
+					return v, next, err
+				}
+				// A blocking answer can arrive long after the server sent
+				// it (a host cut off: TCP delivers it on the heal), when
+				// newer data exists. Read once more without blocking so
+				// the command is not restarted for an outdated value and
+				// again at once for the current one; a reader that is
+				// behind (a stale answer with a lower index) is ignored.
+				if v2, next2, err2 := s.fetch(ctx, r.client, 0, o.maxStale); err2 == nil && next2 >= next {
+					return v2, next2, nil
+				}
+				return v, next, nil
 			}
 			deliver := func(data any, _ uint64) {
 				r.mu.Lock()
 				r.lastErr[i] = nil
 				r.fails[i] = 0
+				r.errFrom[i] = time.Time{}
 				r.mu.Unlock()
 				select {
 				case updates <- update{i, data}:
@@ -203,6 +226,9 @@ func (r *runner) startWatches(ctx context.Context, wg *sync.WaitGroup, updates c
 					r.lastErr[i] = err
 					r.fails[i]++
 					out := !r.ready[i] && o.retry.limit() > 0 && r.fails[i] >= o.retry.limit()
+					if r.errFrom[i].IsZero() {
+						r.errFrom[i] = time.Now()
+					}
 					r.mu.Unlock()
 					if out {
 						select {
@@ -233,6 +259,7 @@ func (r *runner) awaitSources(updates chan update, giveUp chan int, sigs chan os
 	// Say what we wait for after a short while, then every few seconds.
 	progress := time.NewTimer(time.Second)
 	defer progress.Stop()
+	waitFrom := time.Now()
 	for missing > 0 {
 		select {
 		case u := <-updates:
@@ -252,7 +279,8 @@ func (r *runner) awaitSources(updates chan update, giveUp chan int, sigs chan os
 		case <-timeout:
 			return nil, r.fail(exitWaitTimeout, "-wait-timeout %s expired; no answer yet for %s; the command was not started", o.waitTimeout, r.waitingFor(have)), false
 		case <-progress.C:
-			r.log.Info("waiting for Consul before starting the command", "waiting_for", r.waitingFor(have))
+			r.log.Info("waiting for Consul before starting the command", "waiting_for", r.waitingFor(have),
+				"since", waitFrom.UTC().Format(time.RFC3339), "for", time.Since(waitFrom).Round(time.Second))
 			progress.Reset(5 * time.Second)
 		case sig := <-sigs:
 			s, _ := sig.(syscall.Signal)

@@ -298,6 +298,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	// gliderlabs -retry-attempts: reach Consul before starting.
+	waitFrom := time.Now()
 	for i := 0; ; i++ {
 		_, err := consul.Agent().NodeName()
 		if err == nil {
@@ -307,7 +308,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "registrator: Consul agent unreachable after %d attempts: %v\n", i+1, err)
 			return exitConsul
 		}
-		log.Warn("waiting for the Consul agent", "err", err, "retry_in", o.retryInterval)
+		log.Warn("waiting for the Consul agent", "since", waitFrom.UTC().Format(time.RFC3339), "for", time.Since(waitFrom).Round(time.Second), "err", err, "retry_in", o.retryInterval)
 		if backoff.SleepCtx(ctx, o.retryInterval) != nil {
 			return exitOK
 		}

@@ -197,6 +197,7 @@ func notify(ch chan struct{}) {
 func (r *Registrator) eventLoop(ctx context.Context) {
 	bo := backoff.New(200*time.Millisecond, 10*time.Second)
 	var since time.Time
+	var dockerDown time.Time // first failed ping of the current outage
 	first := true
 	for ctx.Err() == nil {
 		if _, err := r.docker.Ping(ctx); err != nil {
@@ -205,7 +206,11 @@ func (r *Registrator) eventLoop(ctx context.Context) {
 			}
 			r.dockerUp.Store(false)
 			d := bo.Next()
-			r.log.Warn("waiting for Docker", "err", err, "retry_in", d.Round(time.Millisecond))
+			if dockerDown.IsZero() {
+				dockerDown = time.Now()
+			}
+			r.log.Warn("waiting for Docker", "since", dockerDown.UTC().Format(time.RFC3339), "for", time.Since(dockerDown).Round(time.Second),
+				"err", err, "retry_in", d.Round(time.Millisecond))
 			_ = backoff.SleepCtx(ctx, d)
 			continue
 		}
@@ -225,6 +230,7 @@ func (r *Registrator) eventLoop(ctx context.Context) {
 		}
 		first = false
 		r.dockerUp.Store(true)
+		dockerDown = time.Time{}
 		// The subscription replays everything from `since`, so listing now
 		// cannot miss a change that happens while the stream opens.
 		r.push(queued{resync: true, reason: reason})
@@ -462,6 +468,7 @@ func (r *Registrator) mainLoop(ctx context.Context) {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	bo := backoff.New(200*time.Millisecond, r.cfg.ConsulRetryMax)
+	var consulDown time.Time // first failed reconcile of the current outage
 	// relist re-reads Docker after a failed listing or inspect.
 	relist := time.NewTimer(time.Hour)
 	relist.Stop()
@@ -542,13 +549,18 @@ func (r *Registrator) mainLoop(ctx context.Context) {
 			}
 			r.consulOK.Store(false)
 			d := bo.Next()
-			r.log.Warn("reconcile with Consul failed; keeping the desired state and retrying", "err", err, "retry_in", d.Round(time.Millisecond))
+			if consulDown.IsZero() {
+				consulDown = time.Now()
+			}
+			r.log.Warn("reconcile with Consul failed; keeping the desired state and retrying", "since", consulDown.UTC().Format(time.RFC3339),
+				"for", time.Since(consulDown).Round(time.Second), "err", err, "retry_in", d.Round(time.Millisecond))
 			retry.Reset(d)
 			continue
 		}
 		if bo.Active() {
-			r.log.Info("Consul agent reachable again; reconciled")
+			r.log.Info("Consul agent reachable again; reconciled", "after", time.Since(consulDown).Round(time.Millisecond))
 		}
+		consulDown = time.Time{}
 		bo.Reset()
 		r.consulOK.Store(true)
 	}

@@ -620,7 +620,9 @@ type store struct {
 	views   map[string]*view
 	changed map[string]bool
 	errs    map[string]string
-	notify  chan struct{}
+	// outageFrom is the first error while some watch has been failing.
+	outageFrom time.Time
+	notify     chan struct{}
 }
 
 type view struct {
@@ -634,11 +636,17 @@ func newStore(e *env) *store {
 	e.onError = func(name string, err error) {
 		s.mu.Lock()
 		s.errs[name] = err.Error()
+		if s.outageFrom.IsZero() {
+			s.outageFrom = time.Now()
+		}
 		s.mu.Unlock()
 	}
 	e.onOK = func(name string) {
 		s.mu.Lock()
 		delete(s.errs, name)
+		if len(s.errs) == 0 {
+			s.outageFrom = time.Time{}
+		}
 		s.mu.Unlock()
 	}
 	return s
@@ -714,14 +722,14 @@ func (s *store) count() int {
 }
 
 // failing returns the deps whose last call failed.
-func (s *store) failing() map[string]string {
+func (s *store) failing() (map[string]string, time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make(map[string]string, len(s.errs))
 	for k, v := range s.errs {
 		out[k] = v
 	}
-	return out
+	return out, s.outageFrom
 }
 
 func (s *store) stopAll() {

@@ -652,7 +652,7 @@ func childEnv(o *options, fc *fileConfig, c *api.Config) []string {
 // serveMetrics starts /metrics and /health; it returns once listening.
 func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, r *runner, log *slog.Logger) error {
 	health := func() error {
-		f := r.store.failing()
+		f, since := r.store.failing()
 		if len(f) == 0 {
 			return nil
 		}
@@ -661,7 +661,14 @@ func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, r 
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		return fmt.Errorf("waiting for Consul: %d watches failing (%s: %s)", len(f), keys[0], f[keys[0]])
+		msg := fmt.Sprintf("waiting for Consul since %s (%s): %d watches failing (%s: %s)", since.UTC().Format(time.RFC3339),
+			time.Since(since).Round(time.Second), len(f), keys[0], f[keys[0]])
+		if r.allRendered.Load() {
+			// Every destination holds its last good render: degraded, not
+			// failed.
+			return telemetry.Degraded("%s; serving the last good files", msg)
+		}
+		return errors.New(msg)
 	}
 	ready := make(chan error, 1)
 	go func() {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -98,6 +99,8 @@ type runner struct {
 	// childEnv is what consul-template adds to a child's environment
 	// (CONSUL_HTTP_ADDR, ...; manager/runner.go childEnv).
 	childEnv []string
+	// allRendered: every template has been rendered once (for /health).
+	allRendered atomic.Bool
 }
 
 func loadTemplates(cfg *runConfig) ([]*tmpl, error) {
@@ -169,6 +172,11 @@ func (r *runner) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		rendered := true
+		for _, t := range r.tmpls {
+			rendered = rendered && t.complete
+		}
+		r.allRendered.Store(rendered)
 		if r.onPass != nil {
 			r.onPass()
 		}
@@ -252,7 +260,7 @@ func (r *runner) warnMissing(now time.Time) {
 		if !t.warned && waited >= r.cfg.MissingWarn {
 			t.warned = true
 			r.log.Warn("template waiting for data; not written", "template", t.name, "destination", t.cfg.Destination,
-				"waiting_for", strings.Join(t.missing, ", "), "since", waited.Round(time.Second))
+				"waiting_for", strings.Join(t.missing, ", "), "since", t.missingSince.UTC().Format(time.RFC3339), "for", waited.Round(time.Second))
 		}
 	}
 }

@@ -31,8 +31,21 @@ func NewRegistry() *prometheus.Registry {
 // HealthFunc reports nil when the program is healthy, or what it waits for.
 type HealthFunc func() error
 
+// DegradedError marks a health answer as degraded: the program works from
+// its last good state (Consul unreachable) and is not failed.
+type DegradedError struct{ Reason string }
+
+func (e *DegradedError) Error() string { return e.Reason }
+
+// Degraded returns the health error for a program that serves its last good
+// state; /health answers it with 200 "degraded: REASON".
+func Degraded(format string, args ...any) error {
+	return &DegradedError{Reason: fmt.Sprintf(format, args...)}
+}
+
 // Handler serves /metrics from reg and /health (also /healthz) from health:
-// 200 "ok", or 503 with the reason.
+// 200 "ok", 200 "degraded: REASON" for a DegradedError (serving last good
+// state), or 503 "unhealthy: REASON".
 func Handler(reg *prometheus.Registry, health HealthFunc) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -40,6 +53,11 @@ func Handler(reg *prometheus.Registry, health HealthFunc) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if health != nil {
 			if err := health(); err != nil {
+				var d *DegradedError
+				if errors.As(err, &d) {
+					fmt.Fprintf(w, "degraded: %v\n", err)
+					return
+				}
 				w.WriteHeader(http.StatusServiceUnavailable)
 				fmt.Fprintf(w, "unhealthy: %v\n", err)
 				return

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"strings"
@@ -36,6 +37,10 @@ func TestHandler(t *testing.T) {
 	healthErr = errors.New("waiting for Consul")
 	if code, body := get("/healthz"); code != 503 || !strings.Contains(body, "waiting for Consul") {
 		t.Fatalf("/healthz when unhealthy: %d %q", code, body)
+	}
+	healthErr = fmt.Errorf("watch: %w", Degraded("Consul unreachable for %s; serving the last good state", "5s"))
+	if code, body := get("/health"); code != 200 || strings.TrimSpace(body) != "degraded: watch: Consul unreachable for 5s; serving the last good state" {
+		t.Fatalf("/health when degraded: %d %q", code, body)
 	}
 	if _, err := Listen("127.0.0.1:99999"); err == nil || !strings.Contains(err.Error(), "-metrics-addr") {
 		t.Fatalf("bad address: %v", err)

@@ -53,6 +53,7 @@ func Loop[T any](ctx context.Context, fetch FetchFunc[T], deliver func(T, uint64
 	var index uint64
 	first := true
 	var last time.Time
+	var failingSince time.Time // first error of the current outage
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -72,7 +73,11 @@ func Loop[T any](ctx context.Context, fetch FetchFunc[T], deliver func(T, uint64
 				return ctx.Err()
 			}
 			d := bo.Next()
-			log.Warn("waiting for Consul; retrying", "watch", opt.Name, "retry_in", d.Round(time.Millisecond), "err", err)
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+			}
+			log.Warn("waiting for Consul; retrying", "watch", opt.Name, "since", failingSince.UTC().Format(time.RFC3339),
+				"for", time.Since(failingSince).Round(time.Second), "retry_in", d.Round(time.Millisecond), "err", err)
 			if opt.OnError != nil {
 				opt.OnError(err, d)
 			}
@@ -85,8 +90,9 @@ func Loop[T any](ctx context.Context, fetch FetchFunc[T], deliver func(T, uint64
 			continue
 		}
 		if bo.Active() {
-			log.Info("Consul answering again", "watch", opt.Name)
+			log.Info("Consul answering again", "watch", opt.Name, "after", time.Since(failingSince).Round(time.Millisecond))
 		}
+		failingSince = time.Time{}
 		bo.Reset()
 		switch {
 		case newIndex == 0:

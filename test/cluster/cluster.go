@@ -18,10 +18,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -44,6 +47,13 @@ type Options struct {
 	// Extra maps a file name in /bin to a Go package path (relative to the
 	// module root) built static into it, e.g. {"tick": "test/cluster/tick"}.
 	Extra map[string]string
+	// Files maps a file name in /bin to a static binary on this machine
+	// copied into the image, e.g. {"consul-template": "/path/to/it"}. A
+	// dynamically linked binary is refused (the image has no libc).
+	Files map[string]string
+	// HostMounts are extra `docker run -v` arguments for the host containers
+	// (not the servers), e.g. "/var/run/docker.sock:/var/run/docker.sock".
+	HostMounts []string
 }
 
 // Node is one container: a server or a host.
@@ -64,10 +74,11 @@ type Cluster struct {
 	Servers []*Node
 	Hosts   []*Node
 
-	t      testing.TB
-	docker string
-	mu     sync.Mutex
-	closed bool
+	t          testing.TB
+	docker     string
+	hostMounts []string
+	mu         sync.Mutex
+	closed     bool
 }
 
 // New builds the image, starts the network, 3 servers and the hosts, and
@@ -90,7 +101,7 @@ func New(t testing.TB, opts Options) *Cluster {
 	}
 	var rnd [3]byte
 	_, _ = rand.Read(rnd[:])
-	c := &Cluster{Prefix: "berth-cluster-" + hex.EncodeToString(rnd[:]), t: t, docker: docker}
+	c := &Cluster{Prefix: "berth-cluster-" + hex.EncodeToString(rnd[:]), t: t, docker: docker, hostMounts: opts.HostMounts}
 	c.Net = c.Prefix + "-net"
 	c.Image = c.Prefix + ":test"
 	// The shared folder outlives the containers: cleanups run last first.
@@ -195,7 +206,14 @@ func (c *Cluster) buildImage(consul, busybox string, opts Options) error {
 			return fmt.Errorf("go build %s: %v: %s", pkg, err, out)
 		}
 	}
-	for src, dst := range map[string]string{consul: "consul", busybox: "busybox"} {
+	files := map[string]string{consul: "consul", busybox: "busybox"}
+	for name, src := range opts.Files {
+		if err := requireStatic(src); err != nil {
+			return err
+		}
+		files[src] = name
+	}
+	for src, dst := range files {
 		// A hard link when the file system allows it: the Consul binary is
 		// large.
 		if err := os.Link(src, filepath.Join(bin, dst)); err != nil {
@@ -208,7 +226,8 @@ func (c *Cluster) buildImage(consul, busybox string, opts Options) error {
 			}
 		}
 	}
-	for _, applet := range []string{"sh", "sleep", "kill", "cat", "rm", "mkdir", "ls", "ps", "echo", "date", "grep", "true"} {
+	for _, applet := range []string{"sh", "sleep", "kill", "cat", "rm", "mkdir", "ls", "ps", "echo", "date", "grep", "true",
+		"wget", "wc", "tail", "head", "cp", "mv", "env", "printenv", "touch", "seq", "md5sum"} {
 		if err := os.Symlink("busybox", filepath.Join(bin, applet)); err != nil {
 			return err
 		}
@@ -241,9 +260,30 @@ func (c *Cluster) createNetwork() error {
 }
 
 func (c *Cluster) runArgs(n *Node) []string {
-	return []string{"run", "-d", "--init", "--name", n.Name, "--hostname", n.Name[len(c.Prefix)+1:],
+	args := []string{"run", "-d", "--init", "--name", n.Name, "--hostname", n.Name[len(c.Prefix)+1:],
 		"--label", "berth.cluster=" + c.Prefix, "--network", c.Net, "--ip", n.IP,
-		"-v", c.Shared + ":/shared", c.Image}
+		"-v", c.Shared + ":/shared"}
+	if !n.Server {
+		for _, m := range c.hostMounts {
+			args = append(args, "-v", m)
+		}
+	}
+	return append(args, c.Image)
+}
+
+// requireStatic refuses an ELF file that asks for a dynamic loader.
+func requireStatic(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("image file %s: %w", path, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("image file %s is dynamically linked (build it with CGO_ENABLED=0)", path)
+		}
+	}
+	return nil
 }
 
 // agentArgs are the consul agent flags for a node: the servers use the
@@ -591,6 +631,15 @@ func (p *Proc) Stderr() string {
 	}
 }
 
+// Stdout is what the command wrote to its standard output; it waits up to
+// timeout for the command to end.
+func (p *Proc) Stdout(timeout time.Duration) (string, error) {
+	if _, err := p.Wait(timeout); err != nil {
+		return "", err
+	}
+	return p.stdout.String(), nil
+}
+
 // TickDir is the host folder where tick children write (/shared/ticks in the
 // containers).
 func (c *Cluster) TickDir() string { return filepath.Join(c.Shared, "ticks") }
@@ -618,20 +667,35 @@ func (c *Cluster) Ticks(limit int, labels ...string) (Report, error) {
 	return Analyse(lines, limit), nil
 }
 
+// quickClient gives up connecting after 1 s: a killed container's address
+// does not refuse, it stays silent.
+var quickClient = &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{Timeout: time.Second}).DialContext}}
+
 // Put sends an HTTP PUT to a node's agent (for example a session destroy).
-func (n *Node) Put(path string) error {
+func (n *Node) Put(path string) error { return n.Do(http.MethodPut, path, "") }
+
+// Do sends method path with body to a node's agent and fails on any answer
+// but 200 (for example PUT /v1/kv/KEY with the value as body).
+func (n *Node) Do(method, path, body string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+n.HTTPAddr()+path, nil)
-	resp, err := http.DefaultClient.Do(req)
+	req, _ := http.NewRequestWithContext(ctx, method, "http://"+n.HTTPAddr()+path, strings.NewReader(body))
+	resp, err := quickClient.Do(req)
 	if err != nil {
 		return err
 	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("PUT %s: %s", path, resp.Status)
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(msg))
 	}
 	return nil
+}
+
+// Exec runs args on host h and returns its standard output (docker exec;
+// bounded by 3 minutes).
+func (c *Cluster) Exec(h *Node, args ...string) (string, error) {
+	return c.dockerOut(append([]string{"exec", h.Name}, args...)...)
 }
 
 // Get decodes the JSON answer of a node's agent to GET path.
@@ -675,4 +739,17 @@ func (c *Cluster) MarkedFailed(h *Node, since time.Time) bool {
 		}
 	}
 	return false
+}
+
+// PutKV writes key=value through the first server that accepts it (the
+// servers' agents, so a cut host does not matter); during an election it
+// fails until a leader is there.
+func (c *Cluster) PutKV(key, value string) error {
+	var last error
+	for _, s := range c.Servers {
+		if last = s.Do(http.MethodPut, "/v1/kv/"+key, value); last == nil {
+			return nil
+		}
+	}
+	return last
 }
