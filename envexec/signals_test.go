@@ -119,6 +119,8 @@ func TestKillAndReloadSignals(t *testing.T) {
 		if lastEnv(t, dir)["V"] != "1" {
 			t.Errorf("after the reload V=%q", lastEnv(t, dir)["V"])
 		}
+		// The new command logs its start before it catches signals.
+		waitReady(t, dir, starts(dir)[1])
 		p.signal(syscall.SIGTERM)
 		if code := p.wait(30 * time.Second); code != 7 {
 			t.Errorf("exit %d after the reload, want the command's 7\n%s", code, p.stderr)
