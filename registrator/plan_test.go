@@ -29,10 +29,7 @@ func ctr(name string, opts ...copt) *container.InspectResponse {
 			HostConfig: &container.HostConfig{NetworkMode: "bridge"},
 		},
 		Config: &container.Config{Image: "registry.example:5000/team/web:1.2", Labels: map[string]string{}, ExposedPorts: nat.PortSet{}},
-		NetworkSettings: &container.NetworkSettings{
-			NetworkSettingsBase: container.NetworkSettingsBase{Ports: nat.PortMap{}},
-			Networks:            map[string]*network.EndpointSettings{"bridge": {IPAddress: "172.17.0.2"}},
-		},
+		NetworkSettings: withPorts(&container.NetworkSettings{Networks: map[string]*network.EndpointSettings{"bridge": {IPAddress: "172.17.0.2"}}}),
 	}
 	for _, o := range opts {
 		o(c)
@@ -76,14 +73,6 @@ func hostNetwork(ports ...string) copt {
 		for _, p := range ports {
 			c.Config.ExposedPorts[nat.Port(p)] = struct{}{}
 		}
-	}
-}
-
-// sharing is `--network container:peer`: no networks of its own.
-func sharing(peer string) copt {
-	return func(c *container.InspectResponse) {
-		c.HostConfig.NetworkMode = container.NetworkMode("container:" + peer)
-		c.NetworkSettings.Networks = map[string]*network.EndpointSettings{}
 	}
 }
 
@@ -584,4 +573,11 @@ func TestMapCache(t *testing.T) {
 	if len(cache.entries) != 0 {
 		t.Errorf("entries of gone containers kept: %d", len(cache.entries))
 	}
+}
+
+// withPorts gives ns an empty port map (set through the promoted field: the
+// embedded NetworkSettingsBase is deprecated by name, its Ports field is not).
+func withPorts(ns *container.NetworkSettings) *container.NetworkSettings {
+	ns.Ports = nat.PortMap{}
+	return ns
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	cerrdefs "github.com/containerd/errdefs"
 	"log/slog"
 	"maps"
 	"regexp"
@@ -652,7 +653,7 @@ func (r *Registrator) listContainers(ctx context.Context) error {
 	alive := map[string]bool{}
 	for _, x := range results {
 		if x.err != nil {
-			if client.IsErrNotFound(x.err) {
+			if cerrdefs.IsNotFound(x.err) {
 				continue
 			}
 			return fmt.Errorf("inspect %s: %w", short(x.id), x.err)
@@ -679,7 +680,7 @@ func (r *Registrator) inspect(ctx context.Context, id string) (bool, error) {
 	defer cancel()
 	c, err := r.docker.ContainerInspect(ctx, id)
 	if err != nil {
-		if client.IsErrNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			delete(r.crashed, id)
 			delete(r.running, id)
 			delete(r.peerAddr, id)

@@ -155,10 +155,7 @@ func inspectFixture() *container.InspectResponse {
 			HostConfig: &container.HostConfig{NetworkMode: "bridge"},
 		},
 		Config: &container.Config{Image: "registry.example:5000/team/web:1.2@sha256:0123", Labels: map[string]string{}},
-		NetworkSettings: &container.NetworkSettings{
-			NetworkSettingsBase: container.NetworkSettingsBase{Ports: nat.PortMap{}},
-			Networks:            map[string]*network.EndpointSettings{},
-		},
+		NetworkSettings: withPorts(&container.NetworkSettings{Networks: map[string]*network.EndpointSettings{}}),
 	}
 }
 

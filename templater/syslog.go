@@ -23,7 +23,7 @@ var syslogFacilities = map[string]syslog.Priority{
 func openSyslog(facility, name, socket string) (io.Writer, error) {
 	f, ok := syslogFacilities[strings.ToUpper(strings.TrimSpace(facility))]
 	if !ok {
-		return nil, fmt.Errorf("-syslog-facility %q: want LOCAL0..LOCAL7, DAEMON, USER, ...", facility)
+		return nil, fmt.Errorf("-syslog-facility %q: want LOCAL0 to LOCAL7, DAEMON, USER or another syslog facility name", facility)
 	}
 	var w *syslog.Writer
 	var err error
