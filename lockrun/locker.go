@@ -87,12 +87,8 @@ func (l *plainLock) acquire(ctx context.Context) (*held, error) {
 		q := (&api.QueryOptions{WaitIndex: waitIndex, WaitTime: 5 * time.Minute}).WithContext(ctx)
 		pair, meta, err := l.kv.Get(l.key, q)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			l.log.Warn("waiting for Consul to read the lock key", "key", l.key, "err", err)
-			if bo.Sleep(ctx) != nil {
-				return nil, ctx.Err()
+			if err := retryAfter(ctx, bo, l.log, "waiting for Consul to read the lock key", "key", l.key, "err", err); err != nil {
+				return nil, err
 			}
 			waitIndex = 0
 			continue
@@ -112,12 +108,8 @@ func (l *plainLock) acquire(ctx context.Context) (*held, error) {
 		h, why, err := l.tryLock(ctx, session)
 		switch {
 		case err != nil:
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			l.log.Warn("acquire failed; retrying", "key", l.key, "err", err)
-			if bo.Sleep(ctx) != nil {
-				return nil, ctx.Err()
+			if err := retryAfter(ctx, bo, l.log, "acquire failed; retrying", "key", l.key, "err", err); err != nil {
+				return nil, err
 			}
 		case h != nil:
 			rebo.Reset()
@@ -212,4 +204,17 @@ func (l *plainLock) cleanup(ctx context.Context) {
 		return
 	}
 	_, _, _ = l.kv.DeleteCAS(pair, (&api.WriteOptions{}).WithContext(ctx))
+}
+
+// retryAfter logs why a Consul call failed and waits for the next backoff
+// delay; it returns ctx's error when ctx ended first (then the caller stops).
+func retryAfter(ctx context.Context, bo *backoff.Backoff, log *slog.Logger, msg string, args ...any) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	log.Warn(msg, args...)
+	if bo.Sleep(ctx) != nil {
+		return ctx.Err()
+	}
+	return nil
 }

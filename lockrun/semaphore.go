@@ -62,12 +62,8 @@ func (s *semaphore) acquire(ctx context.Context) (*held, error) {
 		}
 		if contending != session {
 			if err := s.contend(ctx, session); err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				s.log.Warn("waiting for Consul to write our contender key", "key", s.contenderKey(session), "err", err)
-				if bo.Sleep(ctx) != nil {
-					return nil, ctx.Err()
+				if err := retryAfter(ctx, bo, s.log, "waiting for Consul to write our contender key", "key", s.contenderKey(session), "err", err); err != nil {
+					return nil, err
 				}
 				continue
 			}
@@ -115,12 +111,8 @@ func (s *semaphore) acquire(ctx context.Context) (*held, error) {
 		h, why, err := s.take(ctx, session, st)
 		switch {
 		case err != nil:
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			s.log.Warn("acquire failed; retrying", "prefix", s.prefix, "err", err)
-			if bo.Sleep(ctx) != nil {
-				return nil, ctx.Err()
+			if err := retryAfter(ctx, bo, s.log, "acquire failed; retrying", "prefix", s.prefix, "err", err); err != nil {
+				return nil, err
 			}
 		case h != nil:
 			rebo.Reset()
