@@ -12,9 +12,11 @@
 #
 # Where the figures come from (bench/fleet/meter.go says more):
 #   RPCs  the server's consul_rpc_request + internal gRPC requests and
-#         streams (Prometheus counters; per-method server counts are not
-#         emitted by 1.21.0, so the endpoints watchers asked are read from
-#         the client agents' consul_api_http_count)
+#         streams (Prometheus counters; telemetry on); by method from the
+#         server's rpc_server_call lines, read at trace level through
+#         /v1/agent/monitor (1.21.0 does not put consul.rpc.server.call on
+#         /v1/agent/metrics); the endpoints the watchers asked from the client
+#         agents' consul_api_http_count
 #   bytes tcpi_bytes_sent of the server's sockets on 127.0.0.2:8300 (ss -tin),
 #         the port that carries every answer to a client agent and nothing
 #         else; /proc/<pid>/io would mix in raft's disk writes and gossip

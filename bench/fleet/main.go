@@ -86,6 +86,13 @@ func run(ctx context.Context, cfg config, p *procs) int {
 		return fail(err)
 	}
 	b := &bench{cfg: cfg, p: p, cl: cl, m: newMeter(ctx, cl.server.Process.Pid)}
+	ready := make(chan struct{})
+	go b.m.monitor(ctx, ready)
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		return fail(fmt.Errorf("cannot follow the server's log at %s:8500/v1/agent/monitor", ServerIP))
+	}
 	if err := sleep(ctx, 3*time.Second); err != nil {
 		return fail(err)
 	}

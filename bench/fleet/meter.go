@@ -23,10 +23,11 @@ import (
 //     consul_grpc_server_stream_count with server_type="internal" (unary
 //     gRPC calls and streaming subscriptions opened by client agents).
 //     Consul 1.21 documents consul.rpc.server.call with per-method labels,
-//     but a 1.21.0 server emits no such sample (checked on the in-memory and
-//     Prometheus sinks), so per-endpoint figures come from the client
-//     agents' consul_api_http_count{method,path} (what the watchers asked
-//     their agent), printed per phase.
+//     but no such sample reaches a 1.21.0 server's /v1/agent/metrics
+//     (checked on the in-memory and Prometheus formats); the same call is
+//     logged at trace level, so Methods counts those lines (monitor). The
+//     client agents' consul_api_http_count{method,path} says what the
+//     watchers asked their agent.
 //   - Bytes: tcpi_bytes_sent of every established socket whose local end
 //     is the server's RPC port (127.0.0.2:8300), read with `ss -tin`. That
 //     port carries every answer to a client agent, RPC and streaming (gRPC
@@ -41,24 +42,37 @@ type Counts struct {
 	CPUms   float64
 	// Paths is what the client agents were asked, by "METHOD path".
 	Paths map[string]float64
+	// Methods is the server's net/rpc calls by method, from its
+	// rpc_server_call trace lines (see monitor).
+	Methods map[string]float64
 }
 
-func (c Counts) sub(o Counts) Counts {
-	r := Counts{RPCs: c.RPCs - o.RPCs, Streams: c.Streams - o.Streams, Bytes: c.Bytes - o.Bytes, CPUms: c.CPUms - o.CPUms, Paths: map[string]float64{}}
-	for k, v := range c.Paths {
-		if d := v - o.Paths[k]; d != 0 {
-			r.Paths[k] = d
+func subMap(a, b map[string]float64) map[string]float64 {
+	r := map[string]float64{}
+	for k, v := range a {
+		if d := v - b[k]; d != 0 {
+			r[k] = d
 		}
 	}
 	return r
 }
 
-func (c Counts) scale(f float64) Counts {
-	r := Counts{RPCs: c.RPCs * f, Streams: c.Streams * f, Bytes: c.Bytes * f, CPUms: c.CPUms * f, Paths: map[string]float64{}}
-	for k, v := range c.Paths {
-		r.Paths[k] = v * f
+func scaleMap(a map[string]float64, f float64) map[string]float64 {
+	r := map[string]float64{}
+	for k, v := range a {
+		r[k] = v * f
 	}
 	return r
+}
+
+func (c Counts) sub(o Counts) Counts {
+	return Counts{RPCs: c.RPCs - o.RPCs, Streams: c.Streams - o.Streams, Bytes: c.Bytes - o.Bytes, CPUms: c.CPUms - o.CPUms,
+		Paths: subMap(c.Paths, o.Paths), Methods: subMap(c.Methods, o.Methods)}
+}
+
+func (c Counts) scale(f float64) Counts {
+	return Counts{RPCs: c.RPCs * f, Streams: c.Streams * f, Bytes: c.Bytes * f, CPUms: c.CPUms * f,
+		Paths: scaleMap(c.Paths, f), Methods: scaleMap(c.Methods, f)}
 }
 
 // meter reads Counts; a background poll of the server's sockets keeps the
@@ -67,14 +81,15 @@ type meter struct {
 	serverPID int
 	clkTck    float64
 
-	mu     sync.Mutex
-	socks  map[string]float64 // "local peer" -> last bytes_sent
-	closed float64            // bytes_sent of sockets gone since
-	err    error
+	mu      sync.Mutex
+	socks   map[string]float64 // "local peer" -> last bytes_sent
+	closed  float64            // bytes_sent of sockets gone since
+	err     error
+	methods map[string]float64 // net/rpc calls by method so far
 }
 
 func newMeter(ctx context.Context, serverPID int) *meter {
-	m := &meter{serverPID: serverPID, clkTck: 100, socks: map[string]float64{}}
+	m := &meter{serverPID: serverPID, clkTck: 100, socks: map[string]float64{}, methods: map[string]float64{}}
 	if out, err := exec.Command("getconf", "CLK_TCK").Output(); err == nil {
 		if v, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64); err == nil && v > 0 {
 			m.clkTck = v
@@ -140,10 +155,13 @@ func (m *meter) pollSockets() float64 {
 
 // read takes a reading of every count.
 func (m *meter) read(ctx context.Context) (Counts, error) {
-	c := Counts{Paths: map[string]float64{}}
+	c := Counts{Paths: map[string]float64{}, Methods: map[string]float64{}}
 	c.Bytes = m.pollSockets()
 	m.mu.Lock()
 	err := m.err
+	for k, v := range m.methods {
+		c.Methods[k] = v
+	}
 	m.mu.Unlock()
 	if err != nil {
 		return c, err
@@ -182,6 +200,45 @@ func (m *meter) read(ctx context.Context) (Counts, error) {
 		}
 	}
 	return c, nil
+}
+
+// monitor follows the server's log at trace level through
+// /v1/agent/monitor (the server's own log level stays "warn") and counts its
+// rpc_server_call lines with rpc_type=net/rpc by method: Consul 1.21 records
+// every net/rpc call there (agent/rpc/middleware RequestRecorder.Record),
+// while the consul.rpc.server.call sample it records with the same labels
+// does not reach /v1/agent/metrics. A call is counted when it returns, so
+// a blocking query counts when it answers. ready is closed once the stream
+// is open.
+func (m *meter) monitor(ctx context.Context, ready chan<- struct{}) {
+	once := sync.Once{}
+	for ctx.Err() == nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ServerIP+":8500/v1/agent/monitor?loglevel=trace", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			once.Do(func() { close(ready) })
+			sc := bufio.NewScanner(resp.Body)
+			sc.Buffer(make([]byte, 64<<10), 1<<20)
+			for sc.Scan() {
+				line := sc.Text()
+				if !strings.Contains(line, "rpc_server_call:") || !strings.Contains(line, "rpc_type=net/rpc") {
+					continue
+				}
+				_, rest, _ := strings.Cut(line, " method=")
+				if f := strings.Fields(rest); len(f) > 0 {
+					m.mu.Lock()
+					m.methods[f[0]]++
+					m.mu.Unlock()
+				}
+			}
+			resp.Body.Close()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	once.Do(func() { close(ready) })
 }
 
 // label returns the value of name in a Prometheus label list `a="x",b="y"}`.

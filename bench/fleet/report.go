@@ -83,26 +83,28 @@ func printTables(cfg config, results []result) {
 			row(r, r.change, float64(r.changes), extra)
 		}
 	}
-	fmt.Println("\nWhat the watchers asked their agents (client agents' consul_api_http_count), per watcher:")
+	fmt.Println("\nServer RPCs by method (its rpc_server_call trace lines, net/rpc), per watcher; then what the watchers asked their agents (consul_api_http_count):")
 	for _, r := range results {
 		if r.err != nil {
 			continue
 		}
 		if r.hasStartup {
-			fmt.Printf("  %-24s %-16s start-up:   %s\n", r.kind, r.prog, paths(r.startup.scale(1/float64(r.watchers))))
+			w := r.startup.scale(1 / float64(r.watchers))
+			fmt.Printf("  %-24s %-16s start-up:   %s\n  %41s             asked: %s\n", r.kind, r.prog, top(w.Methods), "", top(w.Paths))
 		}
-		fmt.Printf("  %-24s %-16s per change: %s\n", r.kind, r.prog, paths(r.change.scale(1/float64(r.watchers*r.changes))))
+		w := r.change.scale(1 / float64(r.watchers*r.changes))
+		fmt.Printf("  %-24s %-16s per change: %s\n  %41s             asked: %s\n", r.kind, r.prog, top(w.Methods), "", top(w.Paths))
 	}
 }
 
-// paths lists the five most asked endpoints.
-func paths(c Counts) string {
+// top lists the five largest counts.
+func top(m map[string]float64) string {
 	type kv struct {
 		k string
 		v float64
 	}
 	var l []kv
-	for k, v := range c.Paths {
+	for k, v := range m {
 		if v > 0.005 {
 			l = append(l, kv{k, v})
 		}
