@@ -21,7 +21,9 @@
 #         the port that carries every answer to a client agent and nothing
 #         else; /proc/<pid>/io would mix in raft's disk writes and gossip
 #   CPU   utime+stime of the server from /proc/<pid>/stat
-# An idle window (background) is measured first and subtracted.
+# An idle window (background) is measured first and subtracted. The 10,000-host
+# figures are per agent x 10,000: each host one agent with FLEET_PER_AGENT
+# watchers like these (FLEET_PER_AGENT=1 models one watcher per host).
 #
 # Exit: 0 all goals met; 1 a goal not met (0 with REPORT_ONLY=1); 2 the
 # benchmark could not run. Takes about 5 minutes; everything it starts it

@@ -162,15 +162,8 @@ type cluster struct {
 
 // startCluster starts the server and the four clients and waits until the
 // server has a leader and all five nodes are in the catalog.
-func startCluster(ctx context.Context, p *procs, consul, work string) (*cluster, error) {
-	data := work
-	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-		// Raft's fsyncs on a shared disk would only add noise to server CPU.
-		if d, err := os.MkdirTemp("/dev/shm", "berth-fleet-"); err == nil {
-			data = d
-			go func() { <-ctx.Done(); os.RemoveAll(d) }()
-		}
-	}
+// The agents' data directories go under data.
+func startCluster(ctx context.Context, p *procs, consul, work, data string) (*cluster, error) {
 	c := &cluster{}
 	start := func(name, ip string, server bool) (*exec.Cmd, error) {
 		dir := filepath.Join(data, name)

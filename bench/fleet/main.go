@@ -77,7 +77,13 @@ func run(ctx context.Context, cfg config, p *procs) int {
 	t0 := time.Now()
 	fmt.Printf("== one server (%s) and %d client agents (%v), default ports; %d watchers per agent, %d changes per workload\n",
 		ServerIP, len(ClientIPs), ClientIPs, cfg.PerAgent, cfg.Changes)
-	cl, err := startCluster(ctx, p, cfg.Consul, cfg.Work)
+	data := cfg.Work
+	// Raft's fsyncs on a shared disk would only add noise to server CPU.
+	if d, err := os.MkdirTemp("/dev/shm", "berth-fleet-"); err == nil {
+		data = d
+		defer func() { p.stopAll(); os.RemoveAll(d) }()
+	}
+	cl, err := startCluster(ctx, p, cfg.Consul, cfg.Work, data)
 	if err != nil {
 		return fail(err)
 	}

@@ -83,7 +83,8 @@ func printTables(cfg config, results []result) {
 			row(r, r.change, float64(r.changes), extra)
 		}
 	}
-	fmt.Println("\nServer RPCs by method (its rpc_server_call trace lines, net/rpc), per watcher; then what the watchers asked their agents (consul_api_http_count):")
+	fmt.Println("\nServer RPCs by method (its rpc_server_call trace lines, net/rpc), per watcher; then what the watchers asked their agents (consul_api_http_count).\n" +
+		"Txn.Apply and KVS.Apply are the benchmark's own changes, made through the server's HTTP API in-process: they are not in the RPC columns above.")
 	for _, r := range results {
 		if r.err != nil {
 			continue
