@@ -2,7 +2,8 @@
 # agent on loopback; `make test` runs every test against real components.
 
 GO            ?= go
-CONSUL_VERSION := v1.21.0
+# The pinned Consul: its one place is tools/consul/go.mod.
+CONSUL_VERSION := $(shell sed -n 's|^[[:space:]]*github.com/hashicorp/consul \(v[0-9.]*\).*|\1|p' tools/consul/go.mod | head -1)
 GOPATH_FIRST  := $(firstword $(subst :, ,$(shell $(GO) env GOPATH)))
 CONSUL_BUILT  := $(GOPATH_FIRST)/berth-tools/consul-$(CONSUL_VERSION)/consul
 CT_VERSION    := v0.41.1

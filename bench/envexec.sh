@@ -13,7 +13,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-30}
 WRITES=${WRITES:-50}
-CONSUL_BIN=${CONSUL_BIN:-$(go env GOPATH | cut -d: -f1)/berth-tools/consul-v1.21.0/consul}
+CONSUL_BIN=${CONSUL_BIN:-$(make -s -C "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" consul-path)}
 [ -x "$CONSUL_BIN" ] || { echo "bench: no consul binary at $CONSUL_BIN (make consul)" >&2; exit 1; }
 PEERS=${PEERS:-/root/go/berth-tools/peers}
 work=$(mktemp -d /tmp/berth-bench-envexec.XXXXXX)

@@ -34,7 +34,7 @@ cd "$top"
 export PATH="$PATH:/usr/sbin:/sbin"
 command -v ss >/dev/null || { echo "fleet: needs ss (iproute2)" >&2; exit 2; }
 GOPATH1=$(go env GOPATH | cut -d: -f1)
-CONSUL_BIN=${CONSUL_BIN:-$GOPATH1/berth-tools/consul-v1.21.0/consul}
+CONSUL_BIN=${CONSUL_BIN:-$(make -s -C "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" consul-path)}
 [ -x "$CONSUL_BIN" ] || { echo "fleet: no consul binary at $CONSUL_BIN (make consul)" >&2; exit 2; }
 PEERS=${PEERS:-$GOPATH1/berth-tools/peers}
 CT_VERSION=v0.41.1

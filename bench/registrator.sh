@@ -50,7 +50,7 @@ docker build -q -t berth-bench-registrator:latest "$work/image" >/dev/null 2>&1
 "$work/bench" fleet -prefix berth-bench down >/dev/null
 
 if [ -z "${CONSUL_HTTP_ADDR:-}" ]; then
-	CONSUL_BIN=${CONSUL_BIN:-$(go env GOPATH | cut -d: -f1)/berth-tools/consul-v1.21.0/consul}
+	CONSUL_BIN=${CONSUL_BIN:-$(make -s -C "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" consul-path)}
 	[ -x "$CONSUL_BIN" ] || { echo "registrator bench: no consul binary (make consul)" >&2; exit 1; }
 	# Five ports the kernel says are free for TCP and UDP.
 	read -r http dns serf serfw server < <(python3 - <<'PY'

@@ -28,7 +28,7 @@ go build -o "$work/templater" ./templater
 go build -o "$work/latency" ./bench/templater/latency
 
 if [ -z "${CONSUL_HTTP_ADDR:-}" ]; then
-	CONSUL_BIN=${CONSUL_BIN:-$(go env GOPATH | cut -d: -f1)/berth-tools/consul-v1.21.0/consul}
+	CONSUL_BIN=${CONSUL_BIN:-$(make -s -C "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" consul-path)}
 	port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 	pick() { local p=$1; while ! port_free "$p"; do p=$((p + 1)); done; echo "$p"; }
 	http=$(pick 28500); dns=$(pick 28600); serf=$(pick 28301); serfw=$(pick $((serf + 1))); srv=$(pick 28300)

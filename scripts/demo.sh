@@ -5,7 +5,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 export BIN="$top/bin"
-CONSUL_BIN=${CONSUL_BIN:-$(go env GOPATH | cut -d: -f1)/berth-tools/consul-v1.21.0/consul}
+CONSUL_BIN=${CONSUL_BIN:-$(make -s -C "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" consul-path)}
 [ -x "$CONSUL_BIN" ] || CONSUL_BIN=$(command -v consul || true)
 if [ -z "$CONSUL_BIN" ] || [ ! -x "$CONSUL_BIN" ]; then
 	echo "demo: no consul binary; run 'make consul' first" >&2

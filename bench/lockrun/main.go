@@ -64,7 +64,7 @@ func run(lockrunBin string, runs, contenders, perContender int) error {
 	}
 	defer os.RemoveAll(dir)
 
-	fmt.Printf("lockrun vs consul lock (Consul %s dev agent on %s), %s\n\n", consultest.ConsulVersion, agent.HTTPAddr(), time.Now().UTC().Format(time.RFC3339))
+	fmt.Printf("lockrun vs consul lock (Consul %s dev agent on %s), %s\n\n", consultest.ConsulVersion(), agent.HTTPAddr(), time.Now().UTC().Format(time.RFC3339))
 
 	// (a) uncontended run of `true`, interleaved so both see the same machine.
 	wall := map[string][]time.Duration{}

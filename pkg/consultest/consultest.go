@@ -24,8 +24,30 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-// ConsulVersion is the pinned Consul release built by tools/consul.
-const ConsulVersion = "v1.21.0"
+// ConsulVersion returns the pinned Consul release: the version of
+// github.com/hashicorp/consul required by tools/consul/go.mod (its one
+// place), found from the working directory upwards; "unknown" outside the
+// repository (then set CONSUL_BIN).
+func ConsulVersion() string {
+	dir, err := os.Getwd()
+	for err == nil {
+		b, rerr := os.ReadFile(filepath.Join(dir, "tools", "consul", "go.mod"))
+		if rerr == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				f := strings.Fields(line)
+				if len(f) >= 2 && f[0] == "github.com/hashicorp/consul" && strings.HasPrefix(f[1], "v") {
+					return f[1]
+				}
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	return "unknown"
+}
 
 // BuiltPath is where `make consul` puts the pinned build:
 // $(go env GOPATH)/berth-tools/consul-<version>/consul.
@@ -41,7 +63,7 @@ func BuiltPath() string {
 		gopath = filepath.Join(home, "go")
 	}
 	gopath = filepath.SplitList(gopath)[0]
-	return filepath.Join(gopath, "berth-tools", "consul-"+ConsulVersion, "consul")
+	return filepath.Join(gopath, "berth-tools", "consul-"+ConsulVersion(), "consul")
 }
 
 // Binary finds the consul binary to run.
@@ -58,7 +80,7 @@ func Binary() (string, error) {
 	if p, err := exec.LookPath("consul"); err == nil {
 		return p, nil
 	}
-	return "", fmt.Errorf("no consul binary: set CONSUL_BIN, run `make consul` (builds %s into %s), or put consul on PATH", ConsulVersion, BuiltPath())
+	return "", fmt.Errorf("no consul binary: set CONSUL_BIN, run `make consul` (builds %s into %s), or put consul on PATH", ConsulVersion(), BuiltPath())
 }
 
 func fileExists(p string) bool { st, err := os.Stat(p); return err == nil && !st.IsDir() }
