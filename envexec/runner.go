@@ -45,6 +45,10 @@ type runner struct {
 	state   string      // for /health: "waiting", "running", "stopped"
 
 	warned map[string]bool // skip warnings already given (key + reason)
+
+	// probe tells a silent outage (a cut-off host: blocking queries hang
+	// without an error) for /health; set when -metrics-addr is.
+	probe *watch.Probe
 }
 
 func newRunner(o *options, client *api.Client, log *slog.Logger, stdin, stdout, stderr *os.File) *runner {
@@ -72,6 +76,12 @@ func (r *runner) health() error {
 			if err != nil {
 				return telemetry.Degraded("running with the last environment; %s unanswered since %s (%s): %v",
 					r.o.order[i], r.errFrom[i].UTC().Format(time.RFC3339), time.Since(r.errFrom[i]).Round(time.Second), err)
+			}
+		}
+		if r.probe != nil {
+			if down, since, err := r.probe.Down(); down {
+				return telemetry.Degraded("running with the last environment; the Consul agent has reached no leader since %s (%s): %v",
+					since.UTC().Format(time.RFC3339), time.Since(since).Round(time.Second), err)
 			}
 		}
 		return nil
@@ -124,6 +134,11 @@ func (r *runner) run(sigs chan os.Signal) (code int, reload bool) {
 	defer cancel()
 
 	if o.metricsAddr != "" {
+		r.probe = &watch.Probe{Leader: func(ctx context.Context) (string, error) {
+			return r.client.Status().LeaderWithQueryOptions((&api.QueryOptions{}).WithContext(ctx))
+		}}
+		bg.Add(1)
+		go func() { defer bg.Done(); r.probe.Run(ctx) }()
 		errc := make(chan error, 1)
 		ready := make(chan net.Addr, 1)
 		bg.Add(1)
