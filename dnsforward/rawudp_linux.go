@@ -47,6 +47,11 @@ func openRawUDP(addr netip.AddrPort) (int, error) {
 		{unix.SOL_SOCKET, unix.SO_REUSEPORT, 1},
 		{unix.SOL_SOCKET, unix.SO_RCVBUF, 4 << 20},
 	}
+	if family == unix.AF_INET6 && addr.Addr().IsUnspecified() {
+		// The wildcard takes IPv4 too (as mapped addresses), whatever
+		// net.ipv6.bindv6only says: "-listen :53" means both families.
+		opts = append(opts, struct{ level, opt, v int }{unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0})
+	}
 	for _, o := range opts {
 		if err := unix.SetsockoptInt(fd, o.level, o.opt, o.v); err != nil {
 			unix.Close(fd)
@@ -98,7 +103,7 @@ func (s *Server) listenRaw() error {
 		}
 	}
 	s.rawAddr = ap.String()
-	ln, err := net.Listen("tcp", s.rawAddr)
+	ln, err := net.Listen(tcpNetwork(s.rawAddr), s.rawAddr)
 	if err != nil {
 		s.closeListeners()
 		return fmt.Errorf("-listen %s (tcp): %w", s.rawAddr, err)
@@ -123,9 +128,9 @@ func sockaddrToAddrPort(rsa *unix.RawSockaddrAny) (netip.AddrPort, bool) {
 	return netip.AddrPort{}, false
 }
 
-func rawSendTo(fd int, b []byte, to netip.AddrPort) {
+func rawSendTo(fd int, b []byte, to netip.AddrPort, v6 bool) {
 	var sa unix.Sockaddr
-	if to.Addr().Is4() || to.Addr().Is4In6() {
+	if !v6 && (to.Addr().Is4() || to.Addr().Is4In6()) {
 		sa = &unix.SockaddrInet4{Port: int(to.Port()), Addr: to.Addr().Unmap().As4()}
 	} else {
 		sa = &unix.SockaddrInet6{Port: int(to.Port()), Addr: to.Addr().As16()}
@@ -192,9 +197,10 @@ func (s *Server) readRaw(ctx context.Context, fd int) {
 				if !ok {
 					continue
 				}
+				v6 := inName[i].Addr.Family == unix.AF_INET6
 				s.spawn(ctx, job, func(b []byte) {
 					if b != nil {
-						rawSendTo(fd, b, from)
+						rawSendTo(fd, b, from, v6)
 					}
 				})
 			}

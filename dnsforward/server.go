@@ -56,6 +56,7 @@ type Server struct {
 	m     *metrics
 	zone  *consulZone
 	fwd   *forwarder
+	agent *agentPasses
 	ctx   context.Context
 	clock atomic.Int64
 
@@ -85,6 +86,7 @@ func New(cfg Config) (*Server, error) {
 	s.clock.Store(time.Now().UnixNano())
 	s.touchGran = int64(min(time.Second, cfg.IdleTimeout/8))
 	s.fwd = newForwarder(s, cfg.Upstreams)
+	s.agent = newAgentPasses()
 	s.m = newMetrics(s.fwd.cacheLen)
 	s.zone = newConsulZone(s, cfg.Client, cfg.Domains)
 	return s, nil
@@ -100,10 +102,28 @@ func (s *Server) Listen() error {
 	_, port, _ := net.SplitHostPort(s.cfg.Listen)
 	for i := 0; ; i++ {
 		err := s.listen()
+		if err != nil && s.cfg.Listen == net.JoinHostPort("::", port) && errors.Is(err, syscall.EAFNOSUPPORT) {
+			// ":53" on a host without IPv6: IPv4 only.
+			s.cfg.Listen = net.JoinHostPort("0.0.0.0", port)
+			err = s.listen()
+		}
+		if errors.Is(err, syscall.EACCES) {
+			return fmt.Errorf("%w: ports below 1024 need root or the CAP_NET_BIND_SERVICE capability (setcap cap_net_bind_service=+ep on the binary, or AmbientCapabilities=CAP_NET_BIND_SERVICE in its systemd unit)", err)
+		}
 		if err == nil || port != "0" || i >= 20 {
 			return err
 		}
 	}
+}
+
+// tcpNetwork is the network to listen on TCP for addr: the IPv6 wildcard
+// takes both families (as the UDP sockets), an IPv4 address only IPv4 (Go
+// would make 0.0.0.0 dual-stack).
+func tcpNetwork(addr string) string {
+	if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().Is4() {
+		return "tcp4"
+	}
+	return "tcp"
 }
 
 func (s *Server) listen() error {
@@ -123,7 +143,11 @@ func (s *Server) listen() error {
 	}}
 	addr := s.cfg.Listen
 	for i := 0; i < s.cfg.UDPReaders; i++ {
-		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+		network := "udp"
+		if tcpNetwork(addr) == "tcp4" {
+			network = "udp4"
+		}
+		pc, err := lc.ListenPacket(context.Background(), network, addr)
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("-listen %s (udp): %w", s.cfg.Listen, err)
@@ -133,7 +157,7 @@ func (s *Server) listen() error {
 		s.udp = append(s.udp, u)
 		addr = u.LocalAddr().String() // the port chosen for :0
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen(tcpNetwork(addr), addr)
 	if err != nil {
 		s.closeListeners()
 		return fmt.Errorf("-listen %s (tcp): %w", addr, err)
@@ -535,6 +559,13 @@ func (s *Server) inConsulDomain(name []byte) bool {
 func (s *Server) slow(ctx context.Context, q *query) []byte {
 	r := &reader{}
 	name := string(q.name)
+	if s.agent.isOwn(q) {
+		// Our own question to the agent, sent back by its recursors: a
+		// loop. Refusing it makes the agent give up on it.
+		s.m.loops.Add(1)
+		s.log.Debug("question came back from the agent's recursors: refused", "name", name, "type", dns.TypeToString[q.qtype])
+		return s.fail(q, zoneNone, dns.RcodeRefused)
+	}
 	if s.inConsulDomain(q.name) {
 		a, res, err := s.zone.resolve(ctx, name, q.qtype, true)
 		if err != nil {
@@ -584,14 +615,12 @@ func (s *Server) fail(q *query, zone, rcode int) []byte {
 
 // passToAgent asks the Consul agent's DNS. With fallback set (PTR), only a
 // positive answer is used and nil lets the caller forward upstream instead.
+// A TCP client's question goes to the agent over TCP (the whole answer); a
+// UDP client's answer is cut to its limit with TC set (finish).
 func (s *Server) passToAgent(ctx context.Context, q *query, fallback bool) []byte {
-	req := new(dns.Msg)
-	req.SetQuestion(string(q.name), q.qtype)
-	req.RecursionDesired = q.rd
-	req.SetEdns0(maxUDPAnswer, false)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Budget)
 	defer cancel()
-	resp, err := s.exchangeWith(ctx, s.cfg.ConsulDNS, req, s.cfg.TryTimeout)
+	resp, err := s.askAgent(ctx, string(q.name), q.qtype, q.rd, q.tcp)
 	if fallback {
 		if err != nil || resp.Rcode != dns.RcodeSuccess || len(resp.Answer) == 0 {
 			return nil
@@ -602,8 +631,9 @@ func (s *Server) passToAgent(ctx context.Context, q *query, fallback bool) []byt
 		return s.fail(q, zoneAgent, dns.RcodeServerFailure)
 	}
 	s.m.query(zoneAgent, q.qtype, resp.Rcode)
-	resp.Truncated = false
-	b, err := finish(q, resp)
+	m := resp.Copy() // shared with identical questions in flight
+	m.Truncated = false
+	b, err := finish(q, m)
 	if err != nil {
 		return nil
 	}
