@@ -19,6 +19,10 @@ type answer struct {
 
 	// In-place shuffle of answer records all rrSize long from anOff.
 	anOff, anCount, rrSize int
+	// limit > 0: send only this many answer records, a different choice
+	// each time (dns_config.a_record_limit); set only when the answer
+	// records end the packed message.
+	limit int
 
 	// Forwarded answers: TTL offsets, time stored and expiry (unix ns).
 	ttls      []int
@@ -34,6 +38,12 @@ type answer struct {
 // shuffle asks for the answer section to be shuffled on each use; ttls asks
 // for TTL positions (forwarded answers).
 func newAnswer(m *dns.Msg, zone int, shuffle, ttls bool) (*answer, error) {
+	return newAnswerLimit(m, zone, shuffle, ttls, 0)
+}
+
+// newAnswerLimit is newAnswer keeping only limit answer records (chosen
+// at random for each reply) when limit > 0 and shuffle is set.
+func newAnswerLimit(m *dns.Msg, zone int, shuffle, ttls bool, limit int) (*answer, error) {
 	m.Id = 0
 	m.Compress = true
 	pk, err := m.Pack()
@@ -72,20 +82,36 @@ func newAnswer(m *dns.Msg, zone int, shuffle, ttls bool) (*answer, error) {
 			}
 			n++
 		}
-		if ok && size <= 64 {
+		last := 0
+		for _, s := range spans {
+			last = max(last, s.end)
+		}
+		fits := limit <= 0 || len(m.Answer) <= limit || last == a.anOff+size*n && last == len(pk)
+		if ok && size <= 64 && fits {
 			a.rrSize, a.anCount = size, n
+			if limit > 0 && n > limit {
+				a.limit = limit
+			}
 		} else {
 			// Different sizes (SRV targets): keep a few packed orders.
 			orig := append([]dns.RR(nil), m.Answer...)
 			for i := 0; i < 8; i++ {
 				rand.Shuffle(len(m.Answer), func(i, j int) { m.Answer[i], m.Answer[j] = m.Answer[j], m.Answer[i] })
+				all := m.Answer
+				if limit > 0 && len(m.Answer) > limit {
+					m.Answer = m.Answer[:limit]
+				}
 				p, err := m.Pack()
+				m.Answer = all
 				if err != nil {
 					return nil, fmt.Errorf("pack answer for %s: %w", qname(m), err)
 				}
 				a.perms = append(a.perms, p)
 			}
 			m.Answer = orig
+			if limit > 0 && len(m.Answer) > limit {
+				a.limit = limit // for writeSlow
+			}
 		}
 	}
 	return a, nil
@@ -122,6 +148,10 @@ func (a *answer) write(q *query, out []byte, now int64) ([]byte, bool) {
 	copy(out[12:q.qEnd], q.raw[12:q.qEnd])
 	if a.rrSize > 0 {
 		shuffleFixed(out[a.anOff:a.anOff+a.rrSize*a.anCount], a.rrSize, a.anCount)
+		if a.limit > 0 {
+			out = out[:a.anOff+a.rrSize*a.limit]
+			binary.BigEndian.PutUint16(out[6:], uint16(a.limit))
+		}
 	}
 	if len(a.ttls) > 0 {
 		a.patchTTLs(out, now)
@@ -183,6 +213,9 @@ func (a *answer) writeSlow(q *query, now int64) ([]byte, error) {
 	}
 	if a.rrSize > 0 || len(a.perms) > 0 {
 		rand.Shuffle(len(m.Answer), func(i, j int) { m.Answer[i], m.Answer[j] = m.Answer[j], m.Answer[i] })
+		if a.limit > 0 && len(m.Answer) > a.limit {
+			m.Answer = m.Answer[:a.limit]
+		}
 	}
 	if len(a.ttls) > 0 {
 		elapsed := uint32((now - a.stored) / 1e9)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -53,12 +52,13 @@ func (w *watcher) touch(now, gran int64) {
 
 // consulZone answers the Consul domain from memory.
 type consulZone struct {
-	s       *Server
-	client  *api.Client
-	log     *slog.Logger
-	domains []string // lower case, with the final dot; the first is -domain
+	s      *Server
+	client *api.Client
+	log    *slog.Logger
 
 	dc atomic.Pointer[string] // the agent's datacenter, once known
+
+	warnedDomain atomic.Bool // -domain differs from the agent's: said once
 
 	wmu      sync.Mutex
 	watchers map[string]*watcher
@@ -69,11 +69,14 @@ type consulZone struct {
 	answers map[string]*answer // name + qtype (2 bytes) → answer
 }
 
+// catalogKey names the catalog-services watch.
+const catalogKey = "catalog services"
+
 // maxAnswers bounds the per-name answer map (random names asked in bulk).
 const maxAnswers = 200000
 
-func newConsulZone(s *Server, client *api.Client, domains []string) *consulZone {
-	return &consulZone{s: s, client: client, log: s.log, domains: domains,
+func newConsulZone(s *Server, client *api.Client) *consulZone {
+	return &consulZone{s: s, client: client, log: s.log,
 		watchers: map[string]*watcher{}, answers: map[string]*answer{}}
 }
 
@@ -82,11 +85,12 @@ func (z *consulZone) run(ctx context.Context) {
 	if z.s.cfg.Datacenter != "" {
 		dc := strings.ToLower(z.s.cfg.Datacenter)
 		z.dc.Store(&dc)
-	} else {
-		go z.learnDatacenter(ctx)
+	}
+	if z.s.cfg.Datacenter == "" || z.s.cfg.AgentDNSConfig {
+		go z.learnAgent(ctx)
 	}
 	z.wmu.Lock()
-	z.catalog = z.startLocked(ctx, "catalog services", z.fetchCatalog)
+	z.catalog = z.startLocked(ctx, catalogKey, z.fetchCatalog)
 	z.wmu.Unlock()
 	t := time.NewTicker(z.janitorEvery())
 	defer t.Stop()
@@ -121,33 +125,6 @@ func (z *consulZone) janitorEvery() time.Duration {
 		d = 30 * time.Second
 	}
 	return d
-}
-
-func (z *consulZone) learnDatacenter(ctx context.Context) {
-	delay := 100 * time.Millisecond
-	for {
-		self, err := z.client.Agent().Self()
-		if err == nil {
-			if cfg, ok := self["Config"]; ok {
-				if dc, ok := cfg["Datacenter"].(string); ok && dc != "" {
-					dc = strings.ToLower(dc)
-					z.dc.Store(&dc)
-					z.invalidate()
-					return
-				}
-			}
-			err = errors.New("agent self: no Config.Datacenter")
-		}
-		z.log.Warn("waiting for Consul to learn the local datacenter (names with a datacenter go to the agent's DNS meanwhile)", "err", err, "retry_in", delay)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
-		}
-		if delay < 10*time.Second {
-			delay *= 2
-		}
-	}
 }
 
 func (z *consulZone) dropIdle() {
@@ -232,6 +209,14 @@ func (z *consulZone) startLocked(parent context.Context, key string, fetch fetch
 		}
 		w.lastOK.Store(time.Now().UnixNano())
 		if w.failing.Swap(false) {
+			if key == catalogKey {
+				// Consul is back (maybe a new agent): read its settings again.
+				go func() {
+					if err := z.readAgent(); err != nil {
+						z.log.Warn("reading the agent's settings after reconnecting", "err", err)
+					}
+				}()
+			}
 			z.invalidate()
 		}
 		return struct{}{}, newIdx, nil
@@ -323,10 +308,21 @@ const (
 // firstWait bounds the wait for a new watch's first answer.
 const firstWait = 3 * time.Second
 
-// resolve finds or builds the answer for name/qtype.
+// resolve finds or builds the answer for name/qtype. Without wait it
+// returns resWait when the answer needs a new watch's first data or a
+// question to the upstreams (a host-name address to chase).
 func (z *consulZone) resolve(ctx context.Context, name string, qtype uint16, wait bool) (*answer, int, error) {
+	return z.resolveDepth(ctx, name, qtype, wait, maxChaseDepth)
+}
+
+// maxChaseDepth bounds how many Consul names a chain of host-name
+// addresses inside the domain is followed through (Consul:
+// maxRecursionLevelDefault = 3 in agent/dns.go).
+const maxChaseDepth = 3
+
+func (z *consulZone) resolveDepth(ctx context.Context, name string, qtype uint16, wait bool, depth int) (*answer, int, error) {
 	var domain, rest string
-	for _, d := range z.domains {
+	for _, d := range z.s.settings.Load().domains {
 		if strings.HasSuffix(name, "."+d) {
 			domain, rest = d, name[:len(name)-len(d)-1]
 			break
@@ -394,7 +390,14 @@ func (z *consulZone) resolve(ctx context.Context, name string, qtype uint16, wai
 			}
 			return nil, resWait, nil
 		}
-		a, err := z.buildService(name, qtype, domain, tag, w)
+		ch := &chaser{z: z, ctx: ctx, wait: wait, depth: depth}
+		a, err := z.buildService(name, qtype, domain, svc, tag, w, ch)
+		if ch.blocked {
+			return nil, resWait, nil
+		}
+		if depth < maxChaseDepth {
+			return a, resAnswer, err // cut short by the depth: not for clients
+		}
 		return z.keep(name, qtype, gen, a, err)
 	case "node":
 		if len(prefix) != 1 {
@@ -407,7 +410,14 @@ func (z *consulZone) resolve(ctx context.Context, name string, qtype uint16, wai
 			}
 			return nil, resWait, nil
 		}
-		a, err := z.buildNode(name, qtype, domain, prefix[0], w)
+		ch := &chaser{z: z, ctx: ctx, wait: wait, depth: depth}
+		a, err := z.buildNode(name, qtype, domain, prefix[0], w, ch)
+		if ch.blocked {
+			return nil, resWait, nil
+		}
+		if depth < maxChaseDepth {
+			return a, resAnswer, err
+		}
 		return z.keep(name, qtype, gen, a, err)
 	default: // addr
 		if len(prefix) != 1 {
@@ -438,24 +448,10 @@ func (z *consulZone) reply(name string, qtype uint16) *dns.Msg {
 	return m
 }
 
-// soa is the SOA record Consul puts in negative answers.
-func (z *consulZone) soa(domain string) dns.RR {
-	return &dns.SOA{
-		Hdr:     dns.RR_Header{Name: domain, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 0},
-		Ns:      "ns." + domain,
-		Mbox:    "hostmaster." + domain,
-		Serial:  uint32(time.Now().Unix()),
-		Refresh: 3600,
-		Retry:   600,
-		Expire:  86400,
-		Minttl:  0,
-	}
-}
-
 func (z *consulZone) nxdomain(name string, qtype uint16, domain string, w *watcher) (*answer, error) {
 	m := z.reply(name, qtype)
 	m.Rcode = dns.RcodeNameError
-	m.Ns = []dns.RR{z.soa(domain)}
+	m.Ns = []dns.RR{z.s.settings.Load().soaRR(domain)}
 	a, err := newAnswer(m, zoneConsul, false, false)
 	if a != nil {
 		a.watch = w
@@ -483,7 +479,7 @@ func (z *consulZone) healthy(e *api.ServiceEntry) (ok, passing bool) {
 			passing = false
 		}
 	}
-	if z.s.cfg.OnlyPassing && !passing {
+	if z.s.settings.Load().onlyPassing && !passing {
 		return false, false
 	}
 	return true, passing
@@ -548,9 +544,10 @@ func metaTXT(name string, meta map[string]string, ttl uint32) []dns.RR {
 	return out
 }
 
-func (z *consulZone) buildService(name string, qtype uint16, domain, tag string, w *watcher) (*answer, error) {
+func (z *consulZone) buildService(name string, qtype uint16, domain, svc, tag string, w *watcher, ch *chaser) (*answer, error) {
 	entries := *w.services.Load()
-	ttl := z.ttl(z.s.cfg.ServiceTTL, w)
+	st := z.s.settings.Load()
+	ttl := z.ttl(st.ttlFor(svc), w)
 	dc := ""
 	if p := z.dc.Load(); p != nil {
 		dc = *p
@@ -559,7 +556,7 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, tag string,
 	var found int
 	seenAddr := map[string]bool{}
 	seenExtra := map[string]bool{}
-	var cnames []dns.RR // instances with a host name as address
+	cnameTarget := "" // the first instance with a host name as address
 	for _, e := range entries {
 		ok, passing := z.healthy(e)
 		if !ok || e.Service == nil || e.Node == nil {
@@ -577,11 +574,9 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, tag string,
 		switch qtype {
 		case dns.TypeA, dns.TypeAAAA, dns.TypeANY, dns.TypeTXT:
 			if ipErr != nil {
-				if qtype == dns.TypeTXT || seenAddr[addr] {
-					continue
+				if cnameTarget == "" {
+					cnameTarget = dns.Fqdn(addr)
 				}
-				seenAddr[addr] = true
-				cnames = append(cnames, &dns.CNAME{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: ttl}, Target: dns.Fqdn(addr)})
 				continue
 			}
 			if !wantsAddr(qtype, ip) || seenAddr[addr] {
@@ -606,10 +601,15 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, tag string,
 				extra = []dns.RR{addrRR(target, ip, ttl)}
 			case e.Service.Address != "" && e.Service.Address != e.Node.Address:
 				target = dns.Fqdn(e.Service.Address)
+				extra = ch.records(target, ttl, true)
 			default:
 				target = nodeName
 				if nip, err := netip.ParseAddr(e.Node.Address); err == nil {
 					extra = append(extra, addrRR(target, nip, ttl))
+				} else {
+					// A node with a host name as address.
+					target = dns.Fqdn(e.Node.Address)
+					extra = ch.records(target, ttl, true)
 				}
 			}
 			// Consul adds the node's meta as TXT whatever the target.
@@ -624,30 +624,40 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, tag string,
 			}
 		}
 	}
-	if len(m.Answer) == 0 {
-		// As Consul: host-name instances answer (as CNAMEs) only when no
-		// instance has an address of the type asked.
-		m.Answer = cnames
+	shuffle := true
+	if len(m.Answer) == 0 && cnameTarget != "" {
+		// As Consul (agent/dns.go addServiceNodeRecordsToMessage,
+		// makeRecordFromFQDN): a host-name instance answers, as a CNAME
+		// followed by the target's records, only when no instance has an
+		// address of the type asked. The records stay in their order.
+		m.Answer = append([]dns.RR{&dns.CNAME{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: ttl}, Target: cnameTarget}},
+			ch.records(cnameTarget, ttl, true)...)
+		shuffle = false
 	}
 	switch {
 	case found == 0:
 		m.Rcode = dns.RcodeNameError
-		m.Ns = []dns.RR{z.soa(domain)}
+		m.Ns = []dns.RR{st.soaRR(domain)}
 	case len(m.Answer) == 0:
-		m.Ns = []dns.RR{z.soa(domain)}
+		m.Ns = []dns.RR{st.soaRR(domain)}
 	}
 	if len(m.Answer) > 0 {
 		// A very large service: keep what fits in a TCP message.
 		m.Truncate(dns.MaxMsgSize)
 	}
-	a, err := newAnswer(m, zoneConsul, true, false)
+	limit := 0
+	if qtype != dns.TypeSRV {
+		limit = st.aRecordLimit // Consul: addServiceNodeRecordsToMessage
+	}
+	a, err := newAnswerLimit(m, zoneConsul, shuffle, false, limit)
 	if a != nil {
 		a.watch = w
+		a.expires = ch.expires
 	}
 	return a, err
 }
 
-func (z *consulZone) buildNode(name string, qtype uint16, domain, node string, w *watcher) (*answer, error) {
+func (z *consulZone) buildNode(name string, qtype uint16, domain, node string, w *watcher, ch *chaser) (*answer, error) {
 	var found *api.Node
 	for _, n := range *w.nodes.Load() {
 		if strings.EqualFold(n.Node, node) {
@@ -658,14 +668,18 @@ func (z *consulZone) buildNode(name string, qtype uint16, domain, node string, w
 	if found == nil {
 		return z.nxdomain(name, qtype, domain, w)
 	}
-	ttl := z.ttl(z.s.cfg.NodeTTL, w)
+	ttl := z.ttl(z.s.settings.Load().nodeTTL, w)
 	m := z.reply(name, qtype)
 	ip, ipErr := netip.ParseAddr(found.Address)
 	txt := metaTXT(name, found.Meta, ttl)
 	switch qtype {
 	case dns.TypeA, dns.TypeAAAA, dns.TypeANY:
 		if ipErr != nil {
-			m.Answer = append(m.Answer, &dns.CNAME{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: ttl}, Target: dns.Fqdn(found.Address)})
+			// As Consul (makeRecordFromNode): the CNAME and every record
+			// the target resolves to, TTLs as they come.
+			target := dns.Fqdn(found.Address)
+			m.Answer = append(m.Answer, &dns.CNAME{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: ttl}, Target: target})
+			m.Answer = append(m.Answer, ch.records(target, ttl, false)...)
 		} else if qtype == dns.TypeANY || (qtype == dns.TypeA) == (ip.Is4() || ip.Is4In6()) {
 			m.Answer = append(m.Answer, addrRR(name, ip, ttl))
 		}
@@ -679,6 +693,7 @@ func (z *consulZone) buildNode(name string, qtype uint16, domain, node string, w
 	}
 	a, err := newAnswer(m, zoneConsul, false, false)
 	if a != nil {
+		a.expires = ch.expires
 		a.watch = w
 	}
 	return a, err
@@ -690,7 +705,7 @@ func (z *consulZone) buildAddr(name string, qtype uint16, domain, label string) 
 		return z.nxdomain(name, qtype, domain, nil)
 	}
 	ip, _ := netip.AddrFromSlice(b)
-	ttl := uint32(z.s.cfg.NodeTTL / time.Second)
+	ttl := uint32(z.s.settings.Load().nodeTTL / time.Second)
 	m := z.reply(name, qtype)
 	rr := addrRR(name, ip, ttl)
 	if qtype == dns.TypeANY || (qtype == dns.TypeA && len(b) == 4) || (qtype == dns.TypeAAAA && len(b) == 16) {

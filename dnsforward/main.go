@@ -106,6 +106,9 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	if o.showVersion {
 		return o, nil
 	}
+	c.AgentDNSConfig = true
+	c.Explicit = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { c.Explicit[f.Name] = true })
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (dnsforward takes only flags)", fs.Arg(0))
 	}

@@ -44,6 +44,10 @@ type Config struct {
 	StaleTTL       time.Duration
 	Datacenter     string
 	UDPReaders     int
+	// AgentDNSConfig: take the agent's domain, alt_domain and dns_config
+	// for every setting whose flag is not in Explicit (flag names).
+	AgentDNSConfig bool
+	Explicit       map[string]bool
 	Client         *api.Client
 	portableUDP    bool // tests: use the portable UDP path on Linux too
 	Log            *slog.Logger
@@ -57,8 +61,10 @@ type Server struct {
 	zone  *consulZone
 	fwd   *forwarder
 	agent *agentPasses
-	ctx   context.Context
-	clock atomic.Int64
+	// settings decide Consul answers (flags and the agent's dns_config).
+	settings atomic.Pointer[dnsSettings]
+	ctx      context.Context
+	clock    atomic.Int64
 
 	touchGran int64 // ns between updates of a watch's last use
 
@@ -87,8 +93,9 @@ func New(cfg Config) (*Server, error) {
 	s.touchGran = int64(min(time.Second, cfg.IdleTimeout/8))
 	s.fwd = newForwarder(s, cfg.Upstreams)
 	s.agent = newAgentPasses()
+	s.settings.Store(settingsFromFlags(&cfg))
 	s.m = newMetrics(s.fwd.cacheLen)
-	s.zone = newConsulZone(s, cfg.Client, cfg.Domains)
+	s.zone = newConsulZone(s, cfg.Client)
 	return s, nil
 }
 
@@ -228,7 +235,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.acceptTCP(ctx) }()
-	s.log.Info("answering DNS", "addr", s.Addr(), "domains", strings.Join(s.cfg.Domains, ","), "upstreams", strings.Join(s.cfg.Upstreams, ","), "consul_dns", s.cfg.ConsulDNS)
+	s.log.Info("answering DNS", "addr", s.Addr(), "domains", strings.Join(s.settings.Load().domains, ","), "upstreams", strings.Join(s.cfg.Upstreams, ","), "consul_dns", s.cfg.ConsulDNS)
 	<-ctx.Done()
 	for _, u := range s.udp {
 		u.Close()
@@ -486,6 +493,9 @@ func (s *Server) handle(r *reader, raw []byte, tcp bool) ([]byte, *query) {
 	r.key = append(append(r.key[:0], q.name...), byte(q.qtype>>8), byte(q.qtype))
 	if s.inConsulDomain(q.name) {
 		a := s.zone.cached(r.key)
+		if a != nil && a.expires != 0 && now >= a.expires {
+			a = nil // upstream records chased for a host name expired
+		}
 		if a == nil {
 			s.m.misses[cacheConsul].Add(1)
 			// Build it here when the data is in memory; only a lookup
@@ -543,7 +553,7 @@ func (s *Server) send(r *reader, q *query, a *answer, now int64) []byte {
 }
 
 func (s *Server) inConsulDomain(name []byte) bool {
-	for _, d := range s.cfg.Domains {
+	for _, d := range s.settings.Load().domains {
 		if len(name) == len(d) && string(name) == d {
 			return true
 		}
