@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 
 	"github.com/miekg/dns"
 )
@@ -23,6 +25,12 @@ type answer struct {
 	// each time (dns_config.a_record_limit); set only when the answer
 	// records end the packed message.
 	limit int
+	// anEnds: the fixed-size answer records end the message (nothing in
+	// the authority or additional sections), so it can be cut in place.
+	anEnds bool
+	// cuts are the packed orders (perms, or packed) cut to a client's
+	// size with TC set, built on first need per size (see cut).
+	cuts *cutCache
 
 	// Forwarded answers: TTL offsets, time stored and expiry (unix ns).
 	ttls      []int
@@ -50,7 +58,7 @@ func newAnswerLimit(m *dns.Msg, zone int, shuffle, ttls bool, limit int) (*answe
 	if err != nil {
 		return nil, fmt.Errorf("pack answer for %s: %w", qname(m), err)
 	}
-	a := &answer{packed: pk, rcode: m.Rcode, zone: zone}
+	a := &answer{packed: pk, rcode: m.Rcode, zone: zone, cuts: &cutCache{}}
 	spans, _, err := walk(pk)
 	if err != nil {
 		return nil, fmt.Errorf("walk answer for %s: %w", qname(m), err)
@@ -89,6 +97,7 @@ func newAnswerLimit(m *dns.Msg, zone int, shuffle, ttls bool, limit int) (*answe
 		fits := limit <= 0 || len(m.Answer) <= limit || last == a.anOff+size*n && last == len(pk)
 		if ok && size <= 64 && fits {
 			a.rrSize, a.anCount = size, n
+			a.anEnds = last == a.anOff+size*n && last == len(pk)
 			if limit > 0 && n > limit {
 				a.limit = limit
 			}
@@ -135,8 +144,15 @@ func (a *answer) write(q *query, out []byte, now int64) ([]byte, bool) {
 	if q.edns {
 		extra = 11
 	}
-	if q.qEnd == 0 || len(pk)+extra > q.limit() || q.qEnd != questionEnd(pk) {
+	if q.qEnd == 0 || q.qEnd != questionEnd(pk) {
 		return out, false
+	}
+	size := len(pk)
+	if a.limit > 0 && a.rrSize > 0 {
+		size = a.anOff + a.rrSize*a.limit
+	}
+	if size+extra > q.limit() {
+		return a.writeCut(q, out, q.limit()-extra)
 	}
 	out = append(out[:0], pk...)
 	binary.BigEndian.PutUint16(out, q.id)
@@ -271,4 +287,127 @@ func rcodeReply(q *query, rcode int, soa dns.RR) ([]byte, error) {
 		m.Ns = []dns.RR{soa}
 	}
 	return finish(q, m)
+}
+
+// cutCache holds an answer's cut forms.
+type cutCache struct {
+	mu   sync.Mutex
+	cuts atomic.Pointer[[]cutAnswer]
+}
+
+// cutAnswer is an answer's packed orders cut to one size, with TC.
+type cutAnswer struct {
+	size  int
+	perms [][]byte
+}
+
+// maxCutSizes bounds the sizes kept per answer (clients use a few: 512,
+// 1232, 4096); other sizes take the slow path.
+const maxCutSizes = 6
+
+// patch copies pk into out as the reply to q: ID, RD, question case.
+func patch(q *query, pk, out []byte) []byte {
+	out = append(out[:0], pk...)
+	binary.BigEndian.PutUint16(out, q.id)
+	if q.rd {
+		out[2] |= 0x01
+	} else {
+		out[2] &^= 0x01
+	}
+	copy(out[12:q.qEnd], q.raw[12:q.qEnd])
+	return out
+}
+
+// writeCut is write for an answer larger than the client takes (size
+// bytes, without our OPT): the fixed-size records are shuffled and as many
+// as fit kept, in place; other answers use packed orders cut once per
+// size. TC is set, as the slow path (miekg/dns Truncate) does. ok is false
+// when neither applies (forwarded answers, sizes beyond maxCutSizes).
+func (a *answer) writeCut(q *query, out []byte, size int) ([]byte, bool) {
+	if len(a.ttls) > 0 {
+		return out, false
+	}
+	if a.rrSize > 0 && a.anEnds {
+		k := (size - a.anOff) / a.rrSize
+		if k < 1 {
+			return out, false
+		}
+		out = patch(q, a.packed, out)
+		// The first k of a random permutation (Fisher-Yates, k steps).
+		var tmp [64]byte
+		rs := a.rrSize
+		for i := 0; i < k; i++ {
+			j := i + rand.IntN(a.anCount-i)
+			if j != i {
+				x, y := out[a.anOff+i*rs:a.anOff+(i+1)*rs], out[a.anOff+j*rs:a.anOff+(j+1)*rs]
+				copy(tmp[:rs], x)
+				copy(x, y)
+				copy(y, tmp[:rs])
+			}
+		}
+		out = out[:a.anOff+k*rs]
+		binary.BigEndian.PutUint16(out[6:], uint16(k))
+		out[2] |= 0x02 // TC
+		if q.edns {
+			out = appendOPT(out)
+		}
+		return out, true
+	}
+	perms := a.cutFor(size)
+	if perms == nil {
+		return out, false
+	}
+	out = patch(q, perms[rand.IntN(len(perms))], out)
+	if q.edns {
+		out = appendOPT(out)
+	}
+	return out, true
+}
+
+// cutFor returns the packed orders cut to size, building them on first
+// use (nil when there are too many sizes already or packing fails).
+func (a *answer) cutFor(size int) [][]byte {
+	cc := a.cuts
+	if p := cc.cuts.Load(); p != nil {
+		for _, c := range *p {
+			if c.size == size {
+				return c.perms
+			}
+		}
+		if len(*p) >= maxCutSizes {
+			return nil
+		}
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	var cur []cutAnswer
+	if p := cc.cuts.Load(); p != nil {
+		cur = *p
+		for _, c := range cur {
+			if c.size == size {
+				return c.perms
+			}
+		}
+	}
+	srcs := a.perms
+	if len(srcs) == 0 {
+		srcs = [][]byte{a.packed}
+	}
+	var perms [][]byte
+	for _, src := range srcs {
+		m := new(dns.Msg)
+		if err := m.Unpack(src); err != nil {
+			return nil
+		}
+		m.Truncate(size)
+		m.Compress = true
+		p, err := m.Pack()
+		if err != nil || len(p) > size {
+			return nil
+		}
+		perms = append(perms, p)
+	}
+	next := append(append([]cutAnswer(nil), cur...), cutAnswer{size: size, perms: perms})
+	cc.cuts.Store(&next)
+	return perms
 }
