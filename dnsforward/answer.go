@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -28,6 +29,8 @@ type answer struct {
 	// anEnds: the fixed-size answer records end the message (nothing in
 	// the authority or additional sections), so it can be cut in place.
 	anEnds bool
+	// nAnswer is how many answer records a reply carries (after limit).
+	nAnswer int
 	// cuts are the packed orders (perms, or packed) cut to a client's
 	// size with TC set, built on first need per size (see cut).
 	cuts *cutCache
@@ -58,7 +61,10 @@ func newAnswerLimit(m *dns.Msg, zone int, shuffle, ttls bool, limit int) (*answe
 	if err != nil {
 		return nil, fmt.Errorf("pack answer for %s: %w", qname(m), err)
 	}
-	a := &answer{packed: pk, rcode: m.Rcode, zone: zone, cuts: &cutCache{}}
+	a := &answer{packed: pk, rcode: m.Rcode, zone: zone, cuts: &cutCache{}, nAnswer: len(m.Answer)}
+	if limit > 0 && shuffle && len(m.Answer) > limit {
+		a.nAnswer = limit
+	}
 	spans, _, err := walk(pk)
 	if err != nil {
 		return nil, fmt.Errorf("walk answer for %s: %w", qname(m), err)
@@ -152,7 +158,7 @@ func (a *answer) write(q *query, out []byte, now int64) ([]byte, bool) {
 		size = a.anOff + a.rrSize*a.limit
 	}
 	if size+extra > q.limit() {
-		return a.writeCut(q, out, q.limit()-extra)
+		return a.writeCut(q, out, q.limit()-extra, 0, true)
 	}
 	out = append(out[:0], pk...)
 	binary.BigEndian.PutUint16(out, q.id)
@@ -297,7 +303,7 @@ type cutCache struct {
 
 // cutAnswer is an answer's packed orders cut to one size, with TC.
 type cutAnswer struct {
-	size  int
+	key   cutKey
 	perms [][]byte
 }
 
@@ -318,17 +324,25 @@ func patch(q *query, pk, out []byte) []byte {
 	return out
 }
 
-// writeCut is write for an answer larger than the client takes (size
-// bytes, without our OPT): the fixed-size records are shuffled and as many
-// as fit kept, in place; other answers use packed orders cut once per
-// size. TC is set, as the slow path (miekg/dns Truncate) does. ok is false
-// when neither applies (forwarded answers, sizes beyond maxCutSizes).
-func (a *answer) writeCut(q *query, out []byte, size int) ([]byte, bool) {
+// writeCut is write for an answer larger than the client takes: at most
+// size bytes (without our OPT) and, when count > 0, at most count answer
+// records. The fixed-size records are shuffled and as many as may go kept,
+// in place; other answers use packed orders cut once per (size, count). TC
+// is set when records were cut and tc is true. ok is false when neither
+// applies (forwarded answers, more than maxCutSizes cuts).
+func (a *answer) writeCut(q *query, out []byte, size, count int, tc bool) ([]byte, bool) {
 	if len(a.ttls) > 0 {
 		return out, false
 	}
 	if a.rrSize > 0 && a.anEnds {
-		k := (size - a.anOff) / a.rrSize
+		total := a.anCount
+		if a.limit > 0 {
+			total = a.limit
+		}
+		k := min((size-a.anOff)/a.rrSize, total)
+		if count > 0 {
+			k = min(k, count)
+		}
 		if k < 1 {
 			return out, false
 		}
@@ -347,13 +361,15 @@ func (a *answer) writeCut(q *query, out []byte, size int) ([]byte, bool) {
 		}
 		out = out[:a.anOff+k*rs]
 		binary.BigEndian.PutUint16(out[6:], uint16(k))
-		out[2] |= 0x02 // TC
+		if tc && k < total {
+			out[2] |= 0x02
+		}
 		if q.edns {
 			out = appendOPT(out)
 		}
 		return out, true
 	}
-	perms := a.cutFor(size)
+	perms := a.cutFor(cutKey{size, count, tc})
 	if perms == nil {
 		return out, false
 	}
@@ -364,13 +380,19 @@ func (a *answer) writeCut(q *query, out []byte, size int) ([]byte, bool) {
 	return out, true
 }
 
-// cutFor returns the packed orders cut to size, building them on first
-// use (nil when there are too many sizes already or packing fails).
-func (a *answer) cutFor(size int) [][]byte {
+// cutKey names one cut form of an answer.
+type cutKey struct {
+	size, count int
+	tc          bool
+}
+
+// cutFor returns the packed orders cut as k says, building them on first
+// use (nil when there are too many cut forms already or packing fails).
+func (a *answer) cutFor(k cutKey) [][]byte {
 	cc := a.cuts
 	if p := cc.cuts.Load(); p != nil {
 		for _, c := range *p {
-			if c.size == size {
+			if c.key == k {
 				return c.perms
 			}
 		}
@@ -384,7 +406,7 @@ func (a *answer) cutFor(size int) [][]byte {
 	if p := cc.cuts.Load(); p != nil {
 		cur = *p
 		for _, c := range cur {
-			if c.size == size {
+			if c.key == k {
 				return c.perms
 			}
 		}
@@ -399,15 +421,56 @@ func (a *answer) cutFor(size int) [][]byte {
 		if err := m.Unpack(src); err != nil {
 			return nil
 		}
-		m.Truncate(size)
+		total := len(m.Answer)
+		if k.count > 0 && len(m.Answer) > k.count {
+			m.Answer = m.Answer[:k.count]
+			syncExtra(m)
+		}
+		m.Truncate(k.size)
+		m.Truncated = k.tc && len(m.Answer) < total
 		m.Compress = true
 		p, err := m.Pack()
-		if err != nil || len(p) > size {
+		if err != nil || len(p) > k.size {
 			return nil
 		}
 		perms = append(perms, p)
 	}
-	next := append(append([]cutAnswer(nil), cur...), cutAnswer{size: size, perms: perms})
+	next := append(append([]cutAnswer(nil), cur...), cutAnswer{key: k, perms: perms})
 	cc.cuts.Store(&next)
 	return perms
+}
+
+// syncExtra keeps, of the additional records, the address (or CNAME)
+// record of each SRV target still in the answer, following CNAMEs, as
+// Consul does when it cuts an answer (agent/dns.go syncExtra).
+func syncExtra(m *dns.Msg) {
+	index := map[string]dns.RR{}
+	for _, rr := range m.Extra {
+		switch rr.Header().Rrtype {
+		case dns.TypeA, dns.TypeAAAA, dns.TypeCNAME:
+			index[strings.ToLower(rr.Header().Name)] = rr
+		}
+	}
+	var extra []dns.RR
+	seen := map[string]bool{}
+	for _, rr := range m.Answer {
+		srv, ok := rr.(*dns.SRV)
+		if !ok {
+			continue
+		}
+		for target := strings.ToLower(srv.Target); !seen[target]; {
+			seen[target] = true
+			x, ok := index[target]
+			if !ok {
+				break
+			}
+			extra = append(extra, x)
+			cn, ok := x.(*dns.CNAME)
+			if !ok {
+				break
+			}
+			target = strings.ToLower(cn.Target)
+		}
+	}
+	m.Extra = extra
 }

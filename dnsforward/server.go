@@ -225,6 +225,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		go func(u *net.UDPConn) { defer s.wg.Done(); s.readUDP(ctx, u) }(u)
 	}
 	var readers sync.WaitGroup
+	if n := len(s.rawFDs) + 1; len(s.rawFDs) > 0 && runtime.GOMAXPROCS(0) < n {
+		// Raw readers keep their P while they wait for packets (see
+		// readRaw): leave at least one P for everything else.
+		runtime.GOMAXPROCS(n)
+	}
 	for _, fd := range s.rawFDs {
 		readers.Add(1)
 		go func(fd int) {
@@ -539,6 +544,16 @@ func (s *Server) sendConsul(r *reader, q *query, a *answer, now int64) []byte {
 
 func (s *Server) send(r *reader, q *query, a *answer, now int64) []byte {
 	s.m.query(a.zone, q.qtype, a.rcode)
+	if a.zone == zoneConsul && !q.tcp && !q.edns && q.qEnd != 0 {
+		// The agent's udp_answer_limit for clients without EDNS0, TC
+		// as its enable_truncate says (agent/dns.go trimUDPResponse).
+		if st := s.settings.Load(); st.udpAnswerLimit > 0 && a.nAnswer > st.udpAnswerLimit {
+			if out, ok := a.writeCut(q, r.out, dns.MinMsgSize, st.udpAnswerLimit, st.enableTruncate); ok {
+				r.out = out
+				return out
+			}
+		}
+	}
 	out, ok := a.write(q, r.out, now)
 	if ok {
 		r.out = out

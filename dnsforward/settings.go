@@ -26,7 +26,16 @@ type dnsSettings struct {
 	ttlPrefix    []ttlPrefix              // dns_config.service_ttl "prefix*", longest first
 	soa          soaConfig
 	aRecordLimit int // 0: no limit
+	// udpAnswerLimit > 0: at most this many answer records to a UDP
+	// client without EDNS0, TC set only with enableTruncate (the agent's
+	// udp_answer_limit, capped at 8, and enable_truncate). 0 (flags only):
+	// as many as fit 512 bytes, TC when cut.
+	udpAnswerLimit int
+	enableTruncate bool
 }
+
+// maxUDPAnswerLimit caps udp_answer_limit as Consul does (agent/dns.go).
+const maxUDPAnswerLimit = 8
 
 type ttlPrefix struct {
 	prefix string
@@ -141,6 +150,10 @@ func mergeAgent(cfg *Config, a *agentDNSConfig) (*dnsSettings, error) {
 		st.soa = soaConfig{refresh: a.DNSSOA.Refresh, retry: a.DNSSOA.Retry, expire: a.DNSSOA.Expire, minttl: a.DNSSOA.Minttl}
 	}
 	st.aRecordLimit = a.DNSARecordLimit
+	if a.DNSUDPAnswerLimit > 0 {
+		st.udpAnswerLimit = min(a.DNSUDPAnswerLimit, maxUDPAnswerLimit)
+		st.enableTruncate = a.DNSEnableTruncate
+	}
 	return st, nil
 }
 

@@ -32,6 +32,8 @@ dns_config {
     expire = 1000
   }
   a_record_limit = 2
+  udp_answer_limit = 1
+  enable_truncate = true
 }
 `
 
@@ -89,6 +91,19 @@ func TestAgentDNSSettings(t *testing.T) {
 			}
 		}
 	}
+	// udp_answer_limit 1 with enable_truncate, for clients without EDNS0:
+	// one record and TC, as the agent.
+	for _, q := range []string{"five.service.berth.test A", "web.service.berth.test SRV"} {
+		f := append([]string{"+noedns", "+ignore"}, strings.Fields(q)...)
+		got, want := dig(t, addr, f...), dig(t, a.DNSAddr(), f...)
+		// RA differs by design: dnsforward always recurses, Consul only
+		// with recursors.
+		noRA := func(f string) string { return strings.Join(strings.Fields(strings.ReplaceAll(" "+f+" ", " ra ", " ")), " ") }
+		if len(got.answer) != len(want.answer) || len(got.answer) != 1 || noRA(got.flags) != noRA(want.flags) || len(got.extra) != len(want.extra) {
+			t.Errorf("%s without EDNS: %d records (%d additional), flags %q; Consul's DNS %d (%d), %q", q, len(got.answer), len(got.extra), got.flags,
+				len(want.answer), len(want.extra), want.flags)
+		}
+	}
 	// The default domain is not the agent's any more.
 	if r := exchange(t, addr, "web.service.consul.", dns.TypeA, "udp"); r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0 {
 		t.Errorf("web.service.consul answered from memory although the agent's domain is berth.test: %v", r.Answer)
@@ -106,7 +121,7 @@ func TestAgentDNSSettings(t *testing.T) {
 			t.Fatal("agent settings not read within 10s")
 		}
 	}
-	r := exchange(t, addr2, "web.service.consul.", dns.TypeSRV, "udp")
+	r := exchange(t, addr2, "web.service.consul.", dns.TypeSRV, "tcp")
 	if len(r.Answer) != 3 || r.Answer[0].Header().Ttl != 3 {
 		t.Errorf("-only-passing=false -service-ttl 3s given: %v, want 3 records with TTL 3", r.Answer)
 	}
