@@ -346,6 +346,9 @@ func (a *answer) writeCut(q *query, out []byte, size, count int, tc bool) ([]byt
 		if k < 1 {
 			return out, false
 		}
+		if k > maxInPlaceCut {
+			return a.writeCutRotated(q, out, cutKey{size, count, tc})
+		}
 		out = patch(q, a.packed, out)
 		// The first k of a random permutation (Fisher-Yates, k steps).
 		var tmp [64]byte
@@ -374,6 +377,37 @@ func (a *answer) writeCut(q *query, out []byte, size, count int, tc bool) ([]byt
 		return out, false
 	}
 	out = patch(q, perms[rand.IntN(len(perms))], out)
+	if q.edns {
+		out = appendOPT(out)
+	}
+	return out, true
+}
+
+// maxInPlaceCut: up to this many records a cut answer is a fresh random
+// choice (partial Fisher-Yates); larger ones are one of the shuffled cut
+// forms, rotated by a random number of records (two copies instead of a
+// random number per record).
+const maxInPlaceCut = 32
+
+// writeCutRotated sends one of the shuffled cut forms of a fixed-size
+// answer with its records rotated by a random offset.
+func (a *answer) writeCutRotated(q *query, out []byte, k cutKey) ([]byte, bool) {
+	perms := a.cutFor(k)
+	if perms == nil {
+		return out, false
+	}
+	v := perms[rand.IntN(len(perms))]
+	recs := v[a.anOff:]
+	if len(recs)%a.rrSize != 0 {
+		return out, false // not only the answer records (cannot happen)
+	}
+	n := len(recs) / a.rrSize
+	r := 0
+	if n > 1 {
+		r = rand.IntN(n) * a.rrSize
+	}
+	out = patch(q, v[:a.anOff], out)
+	out = append(append(out, recs[r:]...), recs[:r]...)
 	if q.edns {
 		out = appendOPT(out)
 	}
@@ -412,14 +446,26 @@ func (a *answer) cutFor(k cutKey) [][]byte {
 		}
 	}
 	srcs := a.perms
+	shuffle := false
 	if len(srcs) == 0 {
 		srcs = [][]byte{a.packed}
+		if a.rrSize > 0 {
+			// Fixed-size records: several shuffled cut forms.
+			srcs = [][]byte{a.packed, a.packed, a.packed, a.packed, a.packed, a.packed, a.packed, a.packed}
+			shuffle = true
+		}
 	}
 	var perms [][]byte
 	for _, src := range srcs {
 		m := new(dns.Msg)
 		if err := m.Unpack(src); err != nil {
 			return nil
+		}
+		if shuffle {
+			rand.Shuffle(len(m.Answer), func(i, j int) { m.Answer[i], m.Answer[j] = m.Answer[j], m.Answer[i] })
+		}
+		if a.limit > 0 && len(m.Answer) > a.limit {
+			m.Answer = m.Answer[:a.limit] // a_record_limit
 		}
 		total := len(m.Answer)
 		if k.count > 0 && len(m.Answer) > k.count {
