@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -428,6 +429,20 @@ func (z *consulZone) resolveDepth(ctx context.Context, name string, qtype uint16
 	}
 }
 
+// translateAddr picks the address Consul answers for a question type: for
+// A the lan_ipv4 tagged address, for AAAA the lan_ipv6 one, for other
+// types lan_ipv6 then lan_ipv4; else the address as registered
+// (hashicorp/consul agent/translate_address.go translateAddressAccept).
+func translateAddr(qtype uint16, def, v4, v6 string) string {
+	switch {
+	case qtype != dns.TypeA && v6 != "":
+		return v6
+	case qtype != dns.TypeAAAA && v4 != "":
+		return v4
+	}
+	return def
+}
+
 func isKind(l string) bool { return l == "service" || l == "node" || l == "addr" }
 
 func (z *consulZone) keep(name string, qtype uint16, gen uint64, a *answer, err error) (*answer, int, error) {
@@ -507,16 +522,16 @@ func addrRR(name string, ip netip.Addr, ttl uint32) dns.RR {
 }
 
 // wantsAddr says whether an address record of ip answers qtype on a
-// service name (Consul answers TXT and ANY with A records too).
+// service name (Consul answers TXT and ANY with A and AAAA records).
 func wantsAddr(qtype uint16, ip netip.Addr) bool {
 	v4 := ip.Is4() || ip.Is4In6()
 	switch qtype {
-	case dns.TypeA, dns.TypeTXT:
+	case dns.TypeA:
 		return v4
 	case dns.TypeAAAA:
 		return !v4
-	case dns.TypeANY:
-		return true
+	case dns.TypeANY, dns.TypeTXT:
+		return true // Consul's makeARecord: both families for TXT too
 	}
 	return false
 }
@@ -556,6 +571,7 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, svc, tag st
 	var found int
 	seenAddr := map[string]bool{}
 	seenExtra := map[string]bool{}
+	seenSRV := map[string]bool{}
 	cnameTarget := "" // the first instance with a host name as address
 	for _, e := range entries {
 		ok, passing := z.healthy(e)
@@ -566,9 +582,16 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, svc, tag st
 			continue
 		}
 		found++
-		addr := e.Service.Address
+		// Addresses as Consul translates them for the question's type:
+		// a lan_ipv6/lan_ipv4 tagged address first (agent/translate_address.go).
+		svcAddr := translateAddr(qtype, e.Service.Address, e.Service.TaggedAddresses["lan_ipv4"].Address, e.Service.TaggedAddresses["lan_ipv6"].Address)
+		nodeAddr := translateAddr(qtype, e.Node.Address, e.Node.TaggedAddresses["lan_ipv4"], e.Node.TaggedAddresses["lan_ipv6"])
+		addr := svcAddr
 		if addr == "" {
-			addr = e.Node.Address
+			addr = nodeAddr
+		}
+		if addr == "" {
+			continue
 		}
 		ip, ipErr := netip.ParseAddr(addr)
 		switch qtype {
@@ -585,6 +608,13 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, svc, tag st
 			seenAddr[addr] = true
 			m.Answer = append(m.Answer, addrRR(name, ip, ttl))
 		case dns.TypeSRV:
+			// One SRV per node, address and port (Consul:
+			// addServiceSRVRecordsToMessage).
+			tuple := e.Node.Node + ":" + svcAddr + ":" + strconv.Itoa(e.Service.Port)
+			if seenSRV[tuple] {
+				continue
+			}
+			seenSRV[tuple] = true
 			weight := 1
 			if e.Service.Weights.Passing > 0 || e.Service.Weights.Warning > 0 {
 				weight = e.Service.Weights.Passing
@@ -595,22 +625,28 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, svc, tag st
 			var target string
 			var extra []dns.RR
 			nodeName := e.Node.Node + ".node." + dc + "." + domain
+			nodeIP, nodeErr := netip.ParseAddr(nodeAddr)
+			svcIP, svcErr := netip.ParseAddr(svcAddr)
+			// Consul's makeNodeServiceRecords, case by case.
 			switch {
-			case e.Service.Address != "" && e.Service.Address != e.Node.Address && ipErr == nil:
-				target = hexIP(ip) + ".addr." + dc + "." + domain
-				extra = []dns.RR{addrRR(target, ip, ttl)}
-			case e.Service.Address != "" && e.Service.Address != e.Node.Address:
-				target = dns.Fqdn(e.Service.Address)
-				extra = ch.records(target, ttl, true)
-			default:
+			case svcAddr == "" && nodeErr == nil && e.Node.Address == nodeAddr:
 				target = nodeName
-				if nip, err := netip.ParseAddr(e.Node.Address); err == nil {
-					extra = append(extra, addrRR(target, nip, ttl))
-				} else {
-					// A node with a host name as address.
-					target = dns.Fqdn(e.Node.Address)
-					extra = ch.records(target, ttl, true)
-				}
+				extra = []dns.RR{addrRR(target, nodeIP, ttl)}
+			case svcAddr == "" && nodeErr == nil:
+				target = hexIP(nodeIP) + ".addr." + dc + "." + domain
+				extra = []dns.RR{addrRR(target, nodeIP, ttl)}
+			case svcAddr == "":
+				target = dns.Fqdn(nodeAddr) // a node with a host name
+				extra = ch.records(target, ttl, true)
+			case svcErr == nil:
+				target = hexIP(svcIP) + ".addr." + dc + "." + domain
+				extra = []dns.RR{addrRR(target, svcIP, ttl)}
+			case strings.EqualFold(dns.Fqdn(svcAddr), name) && nodeErr == nil:
+				target = nodeName
+				extra = []dns.RR{addrRR(target, nodeIP, ttl)}
+			default:
+				target = dns.Fqdn(svcAddr)
+				extra = ch.records(target, ttl, true)
 			}
 			// Consul adds the node's meta as TXT whatever the target.
 			extra = append(extra, metaTXT(nodeName, e.Node.Meta, ttl)...)
@@ -670,7 +706,7 @@ func (z *consulZone) buildNode(name string, qtype uint16, domain, node string, w
 	}
 	ttl := z.ttl(z.s.settings.Load().nodeTTL, w)
 	m := z.reply(name, qtype)
-	ip, ipErr := netip.ParseAddr(found.Address)
+	ip, ipErr := netip.ParseAddr(translateAddr(qtype, found.Address, found.TaggedAddresses["lan_ipv4"], found.TaggedAddresses["lan_ipv6"]))
 	txt := metaTXT(name, found.Meta, ttl)
 	switch qtype {
 	case dns.TypeA, dns.TypeAAAA, dns.TypeANY:

@@ -84,17 +84,31 @@ func TestHostNameAddressesLikeConsul(t *testing.T) {
 		Service: &api.AgentService{ID: "onext", Service: "onext", Port: 86}}, nil)
 	must(err)
 
+	// Tagged addresses: Consul answers lan_ipv4 for A, lan_ipv6 for AAAA
+	// and for SRV (translateAddressAccept), the address otherwise.
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "tagged", Name: "tagged", Port: 87, Address: "tagged.example.net",
+		TaggedAddresses: map[string]api.ServiceAddress{"lan_ipv4": {Address: "10.50.0.1", Port: 87}, "lan_ipv6": {Address: "fd00::50", Port: 87}}}))
+	// A service address equal to its node's; two instances on one node,
+	// address and port (one SRV record).
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "sameaddr", Name: "sameaddr", Port: 88, Address: "127.0.0.1"}))
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "dup1", Name: "dup", Port: 89, Address: "10.52.0.1"}))
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "dup2", Name: "dup", Port: 89, Address: "10.52.0.1"}))
+	_, err = c.Catalog().Register(&api.CatalogRegistration{Node: "tagnode", Address: "tagnode.example.net", TaggedAddresses: map[string]string{"lan_ipv4": "10.51.0.1"},
+		Service: &api.AgentService{ID: "ontag", Service: "ontag", Port: 90}}, nil)
+	must(err)
+
 	cfg := baseConfig(a)
 	cfg.Upstreams = []string{up.addr}
 	_, addr := startServer(t, cfg)
 	time.Sleep(200 * time.Millisecond)
 	var cases []string
-	for _, svc := range []string{"toinner", "legacy", "alias", "nowhere", "chain1", "chain3", "onext"} {
+	for _, svc := range []string{"toinner", "legacy", "alias", "nowhere", "chain1", "chain3", "onext", "tagged", "sameaddr", "dup", "ontag"} {
 		for _, qt := range []string{"A", "AAAA", "SRV", "ANY", "TXT"} {
 			cases = append(cases, svc+".service.consul "+qt)
 		}
 	}
-	cases = append(cases, "extnode.node.consul A", "extnode.node.consul AAAA", "extnode.node.consul ANY")
+	cases = append(cases, "extnode.node.consul A", "extnode.node.consul AAAA", "extnode.node.consul ANY",
+		"tagnode.node.consul A", "tagnode.node.consul AAAA", "tagnode.node.consul ANY")
 	compareWithConsul(t, addr, a.DNSAddr(), cases)
 
 	// What glibc needs: the address records in the same answer.
