@@ -615,43 +615,8 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, svc, tag st
 				continue
 			}
 			seenSRV[tuple] = true
-			weight := 1
-			if e.Service.Weights.Passing > 0 || e.Service.Weights.Warning > 0 {
-				weight = e.Service.Weights.Passing
-				if !passing {
-					weight = e.Service.Weights.Warning
-				}
-			}
-			var target string
-			var extra []dns.RR
-			nodeName := e.Node.Node + ".node." + dc + "." + domain
-			nodeIP, nodeErr := netip.ParseAddr(nodeAddr)
-			svcIP, svcErr := netip.ParseAddr(svcAddr)
-			// Consul's makeNodeServiceRecords, case by case.
-			switch {
-			case svcAddr == "" && nodeErr == nil && e.Node.Address == nodeAddr:
-				target = nodeName
-				extra = []dns.RR{addrRR(target, nodeIP, ttl)}
-			case svcAddr == "" && nodeErr == nil:
-				target = hexIP(nodeIP) + ".addr." + dc + "." + domain
-				extra = []dns.RR{addrRR(target, nodeIP, ttl)}
-			case svcAddr == "":
-				target = dns.Fqdn(nodeAddr) // a node with a host name
-				extra = ch.records(target, ttl, true)
-			case svcErr == nil:
-				target = hexIP(svcIP) + ".addr." + dc + "." + domain
-				extra = []dns.RR{addrRR(target, svcIP, ttl)}
-			case strings.EqualFold(dns.Fqdn(svcAddr), name) && nodeErr == nil:
-				target = nodeName
-				extra = []dns.RR{addrRR(target, nodeIP, ttl)}
-			default:
-				target = dns.Fqdn(svcAddr)
-				extra = ch.records(target, ttl, true)
-			}
-			// Consul adds the node's meta as TXT whatever the target.
-			extra = append(extra, metaTXT(nodeName, e.Node.Meta, ttl)...)
-			m.Answer = append(m.Answer, &dns.SRV{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: ttl},
-				Priority: 1, Weight: uint16(weight), Port: uint16(e.Service.Port), Target: target})
+			srv, extra := z.srvRecord(e, passing, name, domain, dc, svcAddr, nodeAddr, ttl, ch)
+			m.Answer = append(m.Answer, srv)
 			for _, rr := range extra {
 				if k := rr.String(); !seenExtra[k] {
 					seenExtra[k] = true
@@ -691,6 +656,49 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, svc, tag st
 		a.expires = ch.expires
 	}
 	return a, err
+}
+
+// srvRecord is one instance's SRV record and its additional records,
+// target case by case as Consul's makeNodeServiceRecords (svcAddr and
+// nodeAddr translated for SRV).
+func (z *consulZone) srvRecord(e *api.ServiceEntry, passing bool, name, domain, dc, svcAddr, nodeAddr string, ttl uint32, ch *chaser) (dns.RR, []dns.RR) {
+	weight := 1
+	if e.Service.Weights.Passing > 0 || e.Service.Weights.Warning > 0 {
+		weight = e.Service.Weights.Passing
+		if !passing {
+			weight = e.Service.Weights.Warning
+		}
+	}
+	var target string
+	var extra []dns.RR
+	nodeName := e.Node.Node + ".node." + dc + "." + domain
+	nodeIP, nodeErr := netip.ParseAddr(nodeAddr)
+	svcIP, svcErr := netip.ParseAddr(svcAddr)
+	// Consul's makeNodeServiceRecords, case by case.
+	switch {
+	case svcAddr == "" && nodeErr == nil && e.Node.Address == nodeAddr:
+		target = nodeName
+		extra = []dns.RR{addrRR(target, nodeIP, ttl)}
+	case svcAddr == "" && nodeErr == nil:
+		target = hexIP(nodeIP) + ".addr." + dc + "." + domain
+		extra = []dns.RR{addrRR(target, nodeIP, ttl)}
+	case svcAddr == "":
+		target = dns.Fqdn(nodeAddr) // a node with a host name
+		extra = ch.records(target, ttl, true)
+	case svcErr == nil:
+		target = hexIP(svcIP) + ".addr." + dc + "." + domain
+		extra = []dns.RR{addrRR(target, svcIP, ttl)}
+	case strings.EqualFold(dns.Fqdn(svcAddr), name) && nodeErr == nil:
+		target = nodeName
+		extra = []dns.RR{addrRR(target, nodeIP, ttl)}
+	default:
+		target = dns.Fqdn(svcAddr)
+		extra = ch.records(target, ttl, true)
+	}
+	// Consul adds the node's meta as TXT whatever the target.
+	extra = append(extra, metaTXT(nodeName, e.Node.Meta, ttl)...)
+	return &dns.SRV{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: ttl},
+		Priority: 1, Weight: uint16(weight), Port: uint16(e.Service.Port), Target: target}, extra
 }
 
 func (z *consulZone) buildNode(name string, qtype uint16, domain, node string, w *watcher, ch *chaser) (*answer, error) {
