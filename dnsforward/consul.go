@@ -59,7 +59,9 @@ type consulZone struct {
 
 	dc atomic.Pointer[string] // the agent's datacenter, once known
 
-	warnedDomain atomic.Bool // -domain differs from the agent's: said once
+	warnedDomain atomic.Bool   // -domain differs from the agent's: said once
+	learned      chan struct{} // closed when the agent's settings were read
+	learnedOnce  sync.Once
 
 	wmu      sync.Mutex
 	watchers map[string]*watcher
@@ -77,7 +79,7 @@ const catalogKey = "catalog services"
 const maxAnswers = 200000
 
 func newConsulZone(s *Server, client *api.Client) *consulZone {
-	return &consulZone{s: s, client: client, log: s.log,
+	return &consulZone{s: s, client: client, log: s.log, learned: make(chan struct{}),
 		watchers: map[string]*watcher{}, answers: map[string]*answer{}}
 }
 
@@ -348,6 +350,11 @@ func (z *consulZone) resolveDepth(ctx context.Context, name string, qtype uint16
 		if local == nil || *local != dc {
 			return nil, resForward, nil
 		}
+	}
+	if kind == "service" && qtype == dns.TypeSRV && z.dc.Load() == nil {
+		// SRV targets name the datacenter, not known yet: the agent
+		// answers meanwhile.
+		return nil, resForward, nil
 	}
 	prefix := labels[:kindAt]
 	gen := z.generation()

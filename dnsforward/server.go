@@ -220,6 +220,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	}()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.zone.run(ctx) }()
+	if s.cfg.AgentDNSConfig {
+		// Answer with the agent's domain and settings from the first
+		// query when the agent answers soon; otherwise start with the
+		// flags' and switch when it does.
+		s.zone.waitSettings(ctx, settingsWait)
+	}
 	for _, u := range s.udp {
 		s.wg.Add(1)
 		go func(u *net.UDPConn) { defer s.wg.Done(); s.readUDP(ctx, u) }(u)

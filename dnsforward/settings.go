@@ -166,6 +166,22 @@ func contains(l []string, s string) bool {
 	return false
 }
 
+// settingsWait bounds how long Serve waits for the agent's settings
+// before it answers.
+const settingsWait = 2 * time.Second
+
+// waitSettings waits until the agent's settings were read once, at most d.
+func (z *consulZone) waitSettings(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-z.learned:
+	case <-t.C:
+		z.log.Warn("the agent's DNS settings are not read yet: answering with the flags' until they are", "waited", d)
+	case <-ctx.Done():
+	}
+}
+
 // learnAgent reads the agent's datacenter and DNS settings until it gets
 // them (backing off while Consul is unreachable).
 func (z *consulZone) learnAgent(ctx context.Context) {
@@ -173,6 +189,7 @@ func (z *consulZone) learnAgent(ctx context.Context) {
 	for {
 		err := z.readAgent()
 		if err == nil {
+			z.learnedOnce.Do(func() { close(z.learned) })
 			return
 		}
 		z.log.Warn("waiting for the Consul agent's settings (names with a datacenter go to the agent's DNS meanwhile)", "err", err, "retry_in", delay)
