@@ -130,4 +130,15 @@ func TestAgentDNSSettings(t *testing.T) {
 	if n := strings.Count(logs.String(), "-domain differs from the agent's domain"); n != 1 {
 		t.Errorf("%d warnings about -domain, want 1:\n%s", n, logs.String())
 	}
+	// After an outage the settings are read again: forget them (as if the
+	// agent had been reconfigured), restart the agent, and they are back.
+	s.settings.Store(settingsFromFlags(&s.cfg))
+	if err := a.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); s.settings.Load().domains[0] != "berth.test."; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent settings not read again within 30s of its restart: domains %v", s.settings.Load().domains)
+		}
+	}
 }
