@@ -64,12 +64,15 @@ func newAgentPasses() *agentPasses {
 // isOwn reports whether request q is a question we are asking the agent
 // ourselves (the agent recursed it back to us).
 func (p *agentPasses) isOwn(q *query) bool {
+	p.mu.Lock()
+	none := len(p.ids) == 0
+	p.mu.Unlock()
+	if none {
+		return false // nothing in flight to the agent: spare the unpacking
+	}
 	req := q.request()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.ids) == 0 {
-		return false
-	}
 	if opt := req.IsEdns0(); opt != nil {
 		for _, o := range opt.Option {
 			if l, ok := o.(*dns.EDNS0_LOCAL); ok && l.Code == ednsLoopOption && len(l.Data) == 8 {
