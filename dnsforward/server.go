@@ -241,6 +241,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		go func(fd int) {
 			defer readers.Done()
 			runtime.LockOSThread() // the thread blocks in recvmmsg
+			// Unlock before returning: a goroutine that exits locked
+			// takes its thread down, and with it any child process that
+			// thread started with Pdeathsig set (the tests' Consul agent
+			// died so when a server stopped).
+			defer runtime.UnlockOSThread()
 			s.readRaw(ctx, fd)
 		}(fd)
 	}
