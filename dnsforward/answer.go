@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/miekg/dns"
 )
@@ -19,6 +22,18 @@ type answer struct {
 
 	// In-place shuffle of answer records all rrSize long from anOff.
 	anOff, anCount, rrSize int
+	// limit > 0: send only this many answer records, a different choice
+	// each time (dns_config.a_record_limit); set only when the answer
+	// records end the packed message.
+	limit int
+	// anEnds: the fixed-size answer records end the message (nothing in
+	// the authority or additional sections), so it can be cut in place.
+	anEnds bool
+	// nAnswer is how many answer records a reply carries (after limit).
+	nAnswer int
+	// cuts are the packed orders (perms, or packed) cut to a client's
+	// size with TC set, built on first need per size (see cut).
+	cuts *cutCache
 
 	// Forwarded answers: TTL offsets, time stored and expiry (unix ns).
 	ttls      []int
@@ -34,13 +49,22 @@ type answer struct {
 // shuffle asks for the answer section to be shuffled on each use; ttls asks
 // for TTL positions (forwarded answers).
 func newAnswer(m *dns.Msg, zone int, shuffle, ttls bool) (*answer, error) {
+	return newAnswerLimit(m, zone, shuffle, ttls, 0)
+}
+
+// newAnswerLimit is newAnswer keeping only limit answer records (chosen
+// at random for each reply) when limit > 0 and shuffle is set.
+func newAnswerLimit(m *dns.Msg, zone int, shuffle, ttls bool, limit int) (*answer, error) {
 	m.Id = 0
 	m.Compress = true
 	pk, err := m.Pack()
 	if err != nil {
 		return nil, fmt.Errorf("pack answer for %s: %w", qname(m), err)
 	}
-	a := &answer{packed: pk, rcode: m.Rcode, zone: zone}
+	a := &answer{packed: pk, rcode: m.Rcode, zone: zone, cuts: &cutCache{}, nAnswer: len(m.Answer)}
+	if limit > 0 && shuffle && len(m.Answer) > limit {
+		a.nAnswer = limit
+	}
 	spans, _, err := walk(pk)
 	if err != nil {
 		return nil, fmt.Errorf("walk answer for %s: %w", qname(m), err)
@@ -72,20 +96,37 @@ func newAnswer(m *dns.Msg, zone int, shuffle, ttls bool) (*answer, error) {
 			}
 			n++
 		}
-		if ok && size <= 64 {
+		last := 0
+		for _, s := range spans {
+			last = max(last, s.end)
+		}
+		fits := limit <= 0 || len(m.Answer) <= limit || last == a.anOff+size*n && last == len(pk)
+		if ok && size <= 64 && fits {
 			a.rrSize, a.anCount = size, n
+			a.anEnds = last == a.anOff+size*n && last == len(pk)
+			if limit > 0 && n > limit {
+				a.limit = limit
+			}
 		} else {
 			// Different sizes (SRV targets): keep a few packed orders.
 			orig := append([]dns.RR(nil), m.Answer...)
 			for i := 0; i < 8; i++ {
 				rand.Shuffle(len(m.Answer), func(i, j int) { m.Answer[i], m.Answer[j] = m.Answer[j], m.Answer[i] })
+				all := m.Answer
+				if limit > 0 && len(m.Answer) > limit {
+					m.Answer = m.Answer[:limit]
+				}
 				p, err := m.Pack()
+				m.Answer = all
 				if err != nil {
 					return nil, fmt.Errorf("pack answer for %s: %w", qname(m), err)
 				}
 				a.perms = append(a.perms, p)
 			}
 			m.Answer = orig
+			if limit > 0 && len(m.Answer) > limit {
+				a.limit = limit // for writeSlow
+			}
 		}
 	}
 	return a, nil
@@ -109,8 +150,15 @@ func (a *answer) write(q *query, out []byte, now int64) ([]byte, bool) {
 	if q.edns {
 		extra = 11
 	}
-	if q.qEnd == 0 || len(pk)+extra > q.limit() || q.qEnd != questionEnd(pk) {
+	if q.qEnd == 0 || q.qEnd != questionEnd(pk) {
 		return out, false
+	}
+	size := len(pk)
+	if a.limit > 0 && a.rrSize > 0 {
+		size = a.anOff + a.rrSize*a.limit
+	}
+	if size+extra > q.limit() {
+		return a.writeCut(q, out, q.limit()-extra, 0, true)
 	}
 	out = append(out[:0], pk...)
 	binary.BigEndian.PutUint16(out, q.id)
@@ -122,6 +170,10 @@ func (a *answer) write(q *query, out []byte, now int64) ([]byte, bool) {
 	copy(out[12:q.qEnd], q.raw[12:q.qEnd])
 	if a.rrSize > 0 {
 		shuffleFixed(out[a.anOff:a.anOff+a.rrSize*a.anCount], a.rrSize, a.anCount)
+		if a.limit > 0 {
+			out = out[:a.anOff+a.rrSize*a.limit]
+			binary.BigEndian.PutUint16(out[6:], uint16(a.limit))
+		}
 	}
 	if len(a.ttls) > 0 {
 		a.patchTTLs(out, now)
@@ -183,6 +235,9 @@ func (a *answer) writeSlow(q *query, now int64) ([]byte, error) {
 	}
 	if a.rrSize > 0 || len(a.perms) > 0 {
 		rand.Shuffle(len(m.Answer), func(i, j int) { m.Answer[i], m.Answer[j] = m.Answer[j], m.Answer[i] })
+		if a.limit > 0 && len(m.Answer) > a.limit {
+			m.Answer = m.Answer[:a.limit]
+		}
 	}
 	if len(a.ttls) > 0 {
 		elapsed := uint32((now - a.stored) / 1e9)
@@ -238,4 +293,230 @@ func rcodeReply(q *query, rcode int, soa dns.RR) ([]byte, error) {
 		m.Ns = []dns.RR{soa}
 	}
 	return finish(q, m)
+}
+
+// cutCache holds an answer's cut forms.
+type cutCache struct {
+	mu   sync.Mutex
+	cuts atomic.Pointer[[]cutAnswer]
+}
+
+// cutAnswer is an answer's packed orders cut to one size, with TC.
+type cutAnswer struct {
+	key   cutKey
+	perms [][]byte
+}
+
+// maxCutSizes bounds the sizes kept per answer (clients use a few: 512,
+// 1232, 4096); other sizes take the slow path.
+const maxCutSizes = 6
+
+// patch copies pk into out as the reply to q: ID, RD, question case.
+func patch(q *query, pk, out []byte) []byte {
+	out = append(out[:0], pk...)
+	binary.BigEndian.PutUint16(out, q.id)
+	if q.rd {
+		out[2] |= 0x01
+	} else {
+		out[2] &^= 0x01
+	}
+	copy(out[12:q.qEnd], q.raw[12:q.qEnd])
+	return out
+}
+
+// writeCut is write for an answer larger than the client takes: at most
+// size bytes (without our OPT) and, when count > 0, at most count answer
+// records. The fixed-size records are shuffled and as many as may go kept,
+// in place; other answers use packed orders cut once per (size, count). TC
+// is set when records were cut and tc is true. ok is false when neither
+// applies (forwarded answers, more than maxCutSizes cuts).
+func (a *answer) writeCut(q *query, out []byte, size, count int, tc bool) ([]byte, bool) {
+	if len(a.ttls) > 0 {
+		return out, false
+	}
+	if a.rrSize > 0 && a.anEnds {
+		total := a.anCount
+		if a.limit > 0 {
+			total = a.limit
+		}
+		k := min((size-a.anOff)/a.rrSize, total)
+		if count > 0 {
+			k = min(k, count)
+		}
+		if k < 1 {
+			return out, false
+		}
+		if k > maxInPlaceCut {
+			return a.writeCutRotated(q, out, cutKey{size, count, tc})
+		}
+		out = patch(q, a.packed, out)
+		// The first k of a random permutation (Fisher-Yates, k steps).
+		var tmp [64]byte
+		rs := a.rrSize
+		for i := 0; i < k; i++ {
+			j := i + rand.IntN(a.anCount-i)
+			if j != i {
+				x, y := out[a.anOff+i*rs:a.anOff+(i+1)*rs], out[a.anOff+j*rs:a.anOff+(j+1)*rs]
+				copy(tmp[:rs], x)
+				copy(x, y)
+				copy(y, tmp[:rs])
+			}
+		}
+		out = out[:a.anOff+k*rs]
+		binary.BigEndian.PutUint16(out[6:], uint16(k))
+		if tc && k < total {
+			out[2] |= 0x02
+		}
+		if q.edns {
+			out = appendOPT(out)
+		}
+		return out, true
+	}
+	perms := a.cutFor(cutKey{size, count, tc})
+	if perms == nil {
+		return out, false
+	}
+	out = patch(q, perms[rand.IntN(len(perms))], out)
+	if q.edns {
+		out = appendOPT(out)
+	}
+	return out, true
+}
+
+// maxInPlaceCut: up to this many records a cut answer is a fresh random
+// choice (partial Fisher-Yates); larger ones are one of the shuffled cut
+// forms, rotated by a random number of records (two copies instead of a
+// random number per record).
+const maxInPlaceCut = 32
+
+// writeCutRotated sends one of the shuffled cut forms of a fixed-size
+// answer with its records rotated by a random offset.
+func (a *answer) writeCutRotated(q *query, out []byte, k cutKey) ([]byte, bool) {
+	perms := a.cutFor(k)
+	if perms == nil {
+		return out, false
+	}
+	v := perms[rand.IntN(len(perms))]
+	recs := v[a.anOff:]
+	if len(recs)%a.rrSize != 0 {
+		return out, false // not only the answer records (cannot happen)
+	}
+	n := len(recs) / a.rrSize
+	r := 0
+	if n > 1 {
+		r = rand.IntN(n) * a.rrSize
+	}
+	out = patch(q, v[:a.anOff], out)
+	out = append(append(out, recs[r:]...), recs[:r]...)
+	if q.edns {
+		out = appendOPT(out)
+	}
+	return out, true
+}
+
+// cutKey names one cut form of an answer.
+type cutKey struct {
+	size, count int
+	tc          bool
+}
+
+// cutFor returns the packed orders cut as k says, building them on first
+// use (nil when there are too many cut forms already or packing fails).
+func (a *answer) cutFor(k cutKey) [][]byte {
+	cc := a.cuts
+	if p := cc.cuts.Load(); p != nil {
+		for _, c := range *p {
+			if c.key == k {
+				return c.perms
+			}
+		}
+		if len(*p) >= maxCutSizes {
+			return nil
+		}
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	var cur []cutAnswer
+	if p := cc.cuts.Load(); p != nil {
+		cur = *p
+		for _, c := range cur {
+			if c.key == k {
+				return c.perms
+			}
+		}
+	}
+	srcs := a.perms
+	shuffle := false
+	if len(srcs) == 0 {
+		srcs = [][]byte{a.packed}
+		if a.rrSize > 0 {
+			// Fixed-size records: several shuffled cut forms.
+			srcs = [][]byte{a.packed, a.packed, a.packed, a.packed, a.packed, a.packed, a.packed, a.packed}
+			shuffle = true
+		}
+	}
+	var perms [][]byte
+	for _, src := range srcs {
+		m := new(dns.Msg)
+		if err := m.Unpack(src); err != nil {
+			return nil
+		}
+		if shuffle {
+			rand.Shuffle(len(m.Answer), func(i, j int) { m.Answer[i], m.Answer[j] = m.Answer[j], m.Answer[i] })
+		}
+		if a.limit > 0 && len(m.Answer) > a.limit {
+			m.Answer = m.Answer[:a.limit] // a_record_limit
+		}
+		total := len(m.Answer)
+		if k.count > 0 && len(m.Answer) > k.count {
+			m.Answer = m.Answer[:k.count]
+			syncExtra(m)
+		}
+		m.Truncate(k.size)
+		m.Truncated = k.tc && len(m.Answer) < total
+		m.Compress = true
+		p, err := m.Pack()
+		if err != nil || len(p) > k.size {
+			return nil
+		}
+		perms = append(perms, p)
+	}
+	next := append(append([]cutAnswer(nil), cur...), cutAnswer{key: k, perms: perms})
+	cc.cuts.Store(&next)
+	return perms
+}
+
+// syncExtra keeps, of the additional records, the address (or CNAME)
+// record of each SRV target still in the answer, following CNAMEs, as
+// Consul does when it cuts an answer (agent/dns.go syncExtra).
+func syncExtra(m *dns.Msg) {
+	index := map[string]dns.RR{}
+	for _, rr := range m.Extra {
+		switch rr.Header().Rrtype {
+		case dns.TypeA, dns.TypeAAAA, dns.TypeCNAME:
+			index[strings.ToLower(rr.Header().Name)] = rr
+		}
+	}
+	var extra []dns.RR
+	seen := map[string]bool{}
+	for _, rr := range m.Answer {
+		srv, ok := rr.(*dns.SRV)
+		if !ok {
+			continue
+		}
+		for target := strings.ToLower(srv.Target); !seen[target]; {
+			seen[target] = true
+			x, ok := index[target]
+			if !ok {
+				break
+			}
+			extra = append(extra, x)
+			cn, ok := x.(*dns.CNAME)
+			if !ok {
+				break
+			}
+			target = strings.ToLower(cn.Target)
+		}
+	}
+	m.Extra = extra
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,12 +70,15 @@ func (w *watcher) touch(now, gran int64) {
 
 // consulZone answers the Consul domain from memory.
 type consulZone struct {
-	s       *Server
-	client  *api.Client
-	log     *slog.Logger
-	domains []string // lower case, with the final dot; the first is -domain
+	s      *Server
+	client *api.Client
+	log    *slog.Logger
 
 	dc atomic.Pointer[string] // the agent's datacenter, once known
+
+	warnedDomain atomic.Bool   // -domain differs from the agent's: said once
+	learned      chan struct{} // closed when the agent's settings were read
+	learnedOnce  sync.Once
 
 	wmu      sync.Mutex
 	watchers map[string]*watcher
@@ -85,11 +89,14 @@ type consulZone struct {
 	answers map[string]*answer // name + qtype (2 bytes) → answer
 }
 
+// catalogKey names the catalog-services watch.
+const catalogKey = "catalog services"
+
 // maxAnswers bounds the per-name answer map (random names asked in bulk).
 const maxAnswers = 200000
 
-func newConsulZone(s *Server, client *api.Client, domains []string) *consulZone {
-	return &consulZone{s: s, client: client, log: s.log, domains: domains,
+func newConsulZone(s *Server, client *api.Client) *consulZone {
+	return &consulZone{s: s, client: client, log: s.log, learned: make(chan struct{}),
 		watchers: map[string]*watcher{}, answers: map[string]*answer{}}
 }
 
@@ -98,11 +105,12 @@ func (z *consulZone) run(ctx context.Context) {
 	if z.s.cfg.Datacenter != "" {
 		dc := strings.ToLower(z.s.cfg.Datacenter)
 		z.dc.Store(&dc)
-	} else {
-		go z.learnDatacenter(ctx)
+	}
+	if z.s.cfg.Datacenter == "" || z.s.cfg.AgentDNSConfig {
+		go z.learnAgent(ctx)
 	}
 	z.wmu.Lock()
-	z.catalog = z.startLocked(ctx, "catalog services", z.fetchCatalog)
+	z.catalog = z.startLocked(ctx, catalogKey, z.fetchCatalog)
 	z.wmu.Unlock()
 	go z.probeConsul(ctx)
 	t := time.NewTicker(z.janitorEvery())
@@ -138,34 +146,6 @@ func (z *consulZone) janitorEvery() time.Duration {
 		d = 30 * time.Second
 	}
 	return d
-}
-
-func (z *consulZone) learnDatacenter(ctx context.Context) {
-	delay := 100 * time.Millisecond
-	from := time.Now()
-	for {
-		self, err := z.client.Agent().Self()
-		if err == nil {
-			if cfg, ok := self["Config"]; ok {
-				if dc, ok := cfg["Datacenter"].(string); ok && dc != "" {
-					dc = strings.ToLower(dc)
-					z.dc.Store(&dc)
-					z.invalidate()
-					return
-				}
-			}
-			err = errors.New("agent self: no Config.Datacenter")
-		}
-		z.log.Warn("waiting for Consul to learn the local datacenter (names with a datacenter go to the agent's DNS meanwhile)", "since", from.UTC().Format(time.RFC3339), "for", time.Since(from).Round(time.Second), "err", err, "retry_in", delay)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
-		}
-		if delay < 10*time.Second {
-			delay *= 2
-		}
-	}
 }
 
 func (z *consulZone) dropIdle() {
@@ -252,6 +232,14 @@ func (z *consulZone) startLocked(parent context.Context, key string, fetch fetch
 		}
 		w.lastOK.Store(time.Now().UnixNano())
 		if w.failing.Swap(false) {
+			if key == catalogKey {
+				// Consul is back (maybe a new agent): read its settings again.
+				go func() {
+					if err := z.readAgent(); err != nil {
+						z.log.Warn("reading the agent's settings after reconnecting", "err", err)
+					}
+				}()
+			}
 			z.invalidate()
 		}
 		return struct{}{}, newIdx, nil
@@ -399,10 +387,21 @@ const (
 // firstWait bounds the wait for a new watch's first answer.
 const firstWait = 3 * time.Second
 
-// resolve finds or builds the answer for name/qtype.
+// resolve finds or builds the answer for name/qtype. Without wait it
+// returns resWait when the answer needs a new watch's first data or a
+// question to the upstreams (a host-name address to chase).
 func (z *consulZone) resolve(ctx context.Context, name string, qtype uint16, wait bool) (*answer, int, error) {
+	return z.resolveDepth(ctx, name, qtype, wait, maxChaseDepth)
+}
+
+// maxChaseDepth bounds how many Consul names a chain of host-name
+// addresses inside the domain is followed through (Consul:
+// maxRecursionLevelDefault = 3 in agent/dns.go).
+const maxChaseDepth = 3
+
+func (z *consulZone) resolveDepth(ctx context.Context, name string, qtype uint16, wait bool, depth int) (*answer, int, error) {
 	var domain, rest string
-	for _, d := range z.domains {
+	for _, d := range z.s.settings.Load().domains {
 		if strings.HasSuffix(name, "."+d) {
 			domain, rest = d, name[:len(name)-len(d)-1]
 			break
@@ -427,6 +426,11 @@ func (z *consulZone) resolve(ctx context.Context, name string, qtype uint16, wai
 		if local == nil || *local != dc {
 			return nil, resForward, nil
 		}
+	}
+	if kind == "service" && qtype == dns.TypeSRV && z.dc.Load() == nil {
+		// SRV targets name the datacenter, not known yet: the agent
+		// answers meanwhile.
+		return nil, resForward, nil
 	}
 	prefix := labels[:kindAt]
 	gen := z.generation()
@@ -470,7 +474,14 @@ func (z *consulZone) resolve(ctx context.Context, name string, qtype uint16, wai
 			}
 			return nil, resWait, nil
 		}
-		a, err := z.buildService(name, qtype, domain, tag, w)
+		ch := &chaser{z: z, ctx: ctx, wait: wait, depth: depth}
+		a, err := z.buildService(name, qtype, domain, svc, tag, w, ch)
+		if ch.blocked {
+			return nil, resWait, nil
+		}
+		if depth < maxChaseDepth {
+			return a, resAnswer, err // cut short by the depth: not for clients
+		}
 		return z.keep(name, qtype, gen, a, err)
 	case "node":
 		if len(prefix) != 1 {
@@ -483,7 +494,14 @@ func (z *consulZone) resolve(ctx context.Context, name string, qtype uint16, wai
 			}
 			return nil, resWait, nil
 		}
-		a, err := z.buildNode(name, qtype, domain, prefix[0], w)
+		ch := &chaser{z: z, ctx: ctx, wait: wait, depth: depth}
+		a, err := z.buildNode(name, qtype, domain, prefix[0], w, ch)
+		if ch.blocked {
+			return nil, resWait, nil
+		}
+		if depth < maxChaseDepth {
+			return a, resAnswer, err
+		}
 		return z.keep(name, qtype, gen, a, err)
 	default: // addr
 		if len(prefix) != 1 {
@@ -492,6 +510,20 @@ func (z *consulZone) resolve(ctx context.Context, name string, qtype uint16, wai
 		a, err := z.buildAddr(name, qtype, domain, prefix[0])
 		return z.keep(name, qtype, gen, a, err)
 	}
+}
+
+// translateAddr picks the address Consul answers for a question type: for
+// A the lan_ipv4 tagged address, for AAAA the lan_ipv6 one, for other
+// types lan_ipv6 then lan_ipv4; else the address as registered
+// (hashicorp/consul agent/translate_address.go translateAddressAccept).
+func translateAddr(qtype uint16, def, v4, v6 string) string {
+	switch {
+	case qtype != dns.TypeA && v6 != "":
+		return v6
+	case qtype != dns.TypeAAAA && v4 != "":
+		return v4
+	}
+	return def
 }
 
 func isKind(l string) bool { return l == "service" || l == "node" || l == "addr" }
@@ -514,24 +546,10 @@ func (z *consulZone) reply(name string, qtype uint16) *dns.Msg {
 	return m
 }
 
-// soa is the SOA record Consul puts in negative answers.
-func (z *consulZone) soa(domain string) dns.RR {
-	return &dns.SOA{
-		Hdr:     dns.RR_Header{Name: domain, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 0},
-		Ns:      "ns." + domain,
-		Mbox:    "hostmaster." + domain,
-		Serial:  uint32(time.Now().Unix()),
-		Refresh: 3600,
-		Retry:   600,
-		Expire:  86400,
-		Minttl:  0,
-	}
-}
-
 func (z *consulZone) nxdomain(name string, qtype uint16, domain string, w *watcher) (*answer, error) {
 	m := z.reply(name, qtype)
 	m.Rcode = dns.RcodeNameError
-	m.Ns = []dns.RR{z.soa(domain)}
+	m.Ns = []dns.RR{z.s.settings.Load().soaRR(domain)}
 	a, err := newAnswer(m, zoneConsul, false, false)
 	if a != nil {
 		a.watch = w
@@ -559,7 +577,7 @@ func (z *consulZone) healthy(e *api.ServiceEntry) (ok, passing bool) {
 			passing = false
 		}
 	}
-	if z.s.cfg.OnlyPassing && !passing {
+	if z.s.settings.Load().onlyPassing && !passing {
 		return false, false
 	}
 	return true, passing
@@ -587,16 +605,16 @@ func addrRR(name string, ip netip.Addr, ttl uint32) dns.RR {
 }
 
 // wantsAddr says whether an address record of ip answers qtype on a
-// service name (Consul answers TXT and ANY with A records too).
+// service name (Consul answers TXT and ANY with A and AAAA records).
 func wantsAddr(qtype uint16, ip netip.Addr) bool {
 	v4 := ip.Is4() || ip.Is4In6()
 	switch qtype {
-	case dns.TypeA, dns.TypeTXT:
+	case dns.TypeA:
 		return v4
 	case dns.TypeAAAA:
 		return !v4
-	case dns.TypeANY:
-		return true
+	case dns.TypeANY, dns.TypeTXT:
+		return true // Consul's makeARecord: both families for TXT too
 	}
 	return false
 }
@@ -624,9 +642,10 @@ func metaTXT(name string, meta map[string]string, ttl uint32) []dns.RR {
 	return out
 }
 
-func (z *consulZone) buildService(name string, qtype uint16, domain, tag string, w *watcher) (*answer, error) {
+func (z *consulZone) buildService(name string, qtype uint16, domain, svc, tag string, w *watcher, ch *chaser) (*answer, error) {
 	entries := *w.services.Load()
-	ttl := z.ttl(z.s.cfg.ServiceTTL, w)
+	st := z.s.settings.Load()
+	ttl := z.ttl(st.ttlFor(svc), w)
 	dc := ""
 	if p := z.dc.Load(); p != nil {
 		dc = *p
@@ -635,7 +654,8 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, tag string,
 	var found int
 	seenAddr := map[string]bool{}
 	seenExtra := map[string]bool{}
-	var cnames []dns.RR // instances with a host name as address
+	seenSRV := map[string]bool{}
+	cnameTarget := "" // the first instance with a host name as address
 	for _, e := range entries {
 		ok, passing := z.healthy(e)
 		if !ok || e.Service == nil || e.Node == nil {
@@ -645,19 +665,24 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, tag string,
 			continue
 		}
 		found++
-		addr := e.Service.Address
+		// Addresses as Consul translates them for the question's type:
+		// a lan_ipv6/lan_ipv4 tagged address first (agent/translate_address.go).
+		svcAddr := translateAddr(qtype, e.Service.Address, e.Service.TaggedAddresses["lan_ipv4"].Address, e.Service.TaggedAddresses["lan_ipv6"].Address)
+		nodeAddr := translateAddr(qtype, e.Node.Address, e.Node.TaggedAddresses["lan_ipv4"], e.Node.TaggedAddresses["lan_ipv6"])
+		addr := svcAddr
 		if addr == "" {
-			addr = e.Node.Address
+			addr = nodeAddr
+		}
+		if addr == "" {
+			continue
 		}
 		ip, ipErr := netip.ParseAddr(addr)
 		switch qtype {
 		case dns.TypeA, dns.TypeAAAA, dns.TypeANY, dns.TypeTXT:
 			if ipErr != nil {
-				if qtype == dns.TypeTXT || seenAddr[addr] {
-					continue
+				if cnameTarget == "" {
+					cnameTarget = dns.Fqdn(addr)
 				}
-				seenAddr[addr] = true
-				cnames = append(cnames, &dns.CNAME{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: ttl}, Target: dns.Fqdn(addr)})
 				continue
 			}
 			if !wantsAddr(qtype, ip) || seenAddr[addr] {
@@ -666,32 +691,15 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, tag string,
 			seenAddr[addr] = true
 			m.Answer = append(m.Answer, addrRR(name, ip, ttl))
 		case dns.TypeSRV:
-			weight := 1
-			if e.Service.Weights.Passing > 0 || e.Service.Weights.Warning > 0 {
-				weight = e.Service.Weights.Passing
-				if !passing {
-					weight = e.Service.Weights.Warning
-				}
+			// One SRV per node, address and port (Consul:
+			// addServiceSRVRecordsToMessage).
+			tuple := e.Node.Node + ":" + svcAddr + ":" + strconv.Itoa(e.Service.Port)
+			if seenSRV[tuple] {
+				continue
 			}
-			var target string
-			var extra []dns.RR
-			nodeName := e.Node.Node + ".node." + dc + "." + domain
-			switch {
-			case e.Service.Address != "" && e.Service.Address != e.Node.Address && ipErr == nil:
-				target = hexIP(ip) + ".addr." + dc + "." + domain
-				extra = []dns.RR{addrRR(target, ip, ttl)}
-			case e.Service.Address != "" && e.Service.Address != e.Node.Address:
-				target = dns.Fqdn(e.Service.Address)
-			default:
-				target = nodeName
-				if nip, err := netip.ParseAddr(e.Node.Address); err == nil {
-					extra = append(extra, addrRR(target, nip, ttl))
-				}
-			}
-			// Consul adds the node's meta as TXT whatever the target.
-			extra = append(extra, metaTXT(nodeName, e.Node.Meta, ttl)...)
-			m.Answer = append(m.Answer, &dns.SRV{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: ttl},
-				Priority: 1, Weight: uint16(weight), Port: uint16(e.Service.Port), Target: target})
+			seenSRV[tuple] = true
+			srv, extra := z.srvRecord(e, passing, name, domain, dc, svcAddr, nodeAddr, ttl, ch)
+			m.Answer = append(m.Answer, srv)
 			for _, rr := range extra {
 				if k := rr.String(); !seenExtra[k] {
 					seenExtra[k] = true
@@ -700,30 +708,83 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, tag string,
 			}
 		}
 	}
-	if len(m.Answer) == 0 {
-		// As Consul: host-name instances answer (as CNAMEs) only when no
-		// instance has an address of the type asked.
-		m.Answer = cnames
+	shuffle := true
+	if len(m.Answer) == 0 && cnameTarget != "" {
+		// As Consul (agent/dns.go addServiceNodeRecordsToMessage,
+		// makeRecordFromFQDN): a host-name instance answers, as a CNAME
+		// followed by the target's records, only when no instance has an
+		// address of the type asked. The records stay in their order.
+		m.Answer = append([]dns.RR{&dns.CNAME{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: ttl}, Target: cnameTarget}},
+			ch.records(cnameTarget, ttl, true)...)
+		shuffle = false
 	}
 	switch {
 	case found == 0:
 		m.Rcode = dns.RcodeNameError
-		m.Ns = []dns.RR{z.soa(domain)}
+		m.Ns = []dns.RR{st.soaRR(domain)}
 	case len(m.Answer) == 0:
-		m.Ns = []dns.RR{z.soa(domain)}
+		m.Ns = []dns.RR{st.soaRR(domain)}
 	}
 	if len(m.Answer) > 0 {
 		// A very large service: keep what fits in a TCP message.
 		m.Truncate(dns.MaxMsgSize)
 	}
-	a, err := newAnswer(m, zoneConsul, true, false)
+	limit := 0
+	if qtype != dns.TypeSRV {
+		limit = st.aRecordLimit // Consul: addServiceNodeRecordsToMessage
+	}
+	a, err := newAnswerLimit(m, zoneConsul, shuffle, false, limit)
 	if a != nil {
 		a.watch = w
+		a.expires = ch.expires
 	}
 	return a, err
 }
 
-func (z *consulZone) buildNode(name string, qtype uint16, domain, node string, w *watcher) (*answer, error) {
+// srvRecord is one instance's SRV record and its additional records,
+// target case by case as Consul's makeNodeServiceRecords (svcAddr and
+// nodeAddr translated for SRV).
+func (z *consulZone) srvRecord(e *api.ServiceEntry, passing bool, name, domain, dc, svcAddr, nodeAddr string, ttl uint32, ch *chaser) (dns.RR, []dns.RR) {
+	weight := 1
+	if e.Service.Weights.Passing > 0 || e.Service.Weights.Warning > 0 {
+		weight = e.Service.Weights.Passing
+		if !passing {
+			weight = e.Service.Weights.Warning
+		}
+	}
+	var target string
+	var extra []dns.RR
+	nodeName := e.Node.Node + ".node." + dc + "." + domain
+	nodeIP, nodeErr := netip.ParseAddr(nodeAddr)
+	svcIP, svcErr := netip.ParseAddr(svcAddr)
+	// Consul's makeNodeServiceRecords, case by case.
+	switch {
+	case svcAddr == "" && nodeErr == nil && e.Node.Address == nodeAddr:
+		target = nodeName
+		extra = []dns.RR{addrRR(target, nodeIP, ttl)}
+	case svcAddr == "" && nodeErr == nil:
+		target = hexIP(nodeIP) + ".addr." + dc + "." + domain
+		extra = []dns.RR{addrRR(target, nodeIP, ttl)}
+	case svcAddr == "":
+		target = dns.Fqdn(nodeAddr) // a node with a host name
+		extra = ch.records(target, ttl, true)
+	case svcErr == nil:
+		target = hexIP(svcIP) + ".addr." + dc + "." + domain
+		extra = []dns.RR{addrRR(target, svcIP, ttl)}
+	case strings.EqualFold(dns.Fqdn(svcAddr), name) && nodeErr == nil:
+		target = nodeName
+		extra = []dns.RR{addrRR(target, nodeIP, ttl)}
+	default:
+		target = dns.Fqdn(svcAddr)
+		extra = ch.records(target, ttl, true)
+	}
+	// Consul adds the node's meta as TXT whatever the target.
+	extra = append(extra, metaTXT(nodeName, e.Node.Meta, ttl)...)
+	return &dns.SRV{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: ttl},
+		Priority: 1, Weight: uint16(weight), Port: uint16(e.Service.Port), Target: target}, extra
+}
+
+func (z *consulZone) buildNode(name string, qtype uint16, domain, node string, w *watcher, ch *chaser) (*answer, error) {
 	var found *api.Node
 	for _, n := range *w.nodes.Load() {
 		if strings.EqualFold(n.Node, node) {
@@ -734,14 +795,18 @@ func (z *consulZone) buildNode(name string, qtype uint16, domain, node string, w
 	if found == nil {
 		return z.nxdomain(name, qtype, domain, w)
 	}
-	ttl := z.ttl(z.s.cfg.NodeTTL, w)
+	ttl := z.ttl(z.s.settings.Load().nodeTTL, w)
 	m := z.reply(name, qtype)
-	ip, ipErr := netip.ParseAddr(found.Address)
+	ip, ipErr := netip.ParseAddr(translateAddr(qtype, found.Address, found.TaggedAddresses["lan_ipv4"], found.TaggedAddresses["lan_ipv6"]))
 	txt := metaTXT(name, found.Meta, ttl)
 	switch qtype {
 	case dns.TypeA, dns.TypeAAAA, dns.TypeANY:
 		if ipErr != nil {
-			m.Answer = append(m.Answer, &dns.CNAME{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: ttl}, Target: dns.Fqdn(found.Address)})
+			// As Consul (makeRecordFromNode): the CNAME and every record
+			// the target resolves to, TTLs as they come.
+			target := dns.Fqdn(found.Address)
+			m.Answer = append(m.Answer, &dns.CNAME{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: ttl}, Target: target})
+			m.Answer = append(m.Answer, ch.records(target, ttl, false)...)
 		} else if qtype == dns.TypeANY || (qtype == dns.TypeA) == (ip.Is4() || ip.Is4In6()) {
 			m.Answer = append(m.Answer, addrRR(name, ip, ttl))
 		}
@@ -755,6 +820,7 @@ func (z *consulZone) buildNode(name string, qtype uint16, domain, node string, w
 	}
 	a, err := newAnswer(m, zoneConsul, false, false)
 	if a != nil {
+		a.expires = ch.expires
 		a.watch = w
 	}
 	return a, err
@@ -766,7 +832,7 @@ func (z *consulZone) buildAddr(name string, qtype uint16, domain, label string) 
 		return z.nxdomain(name, qtype, domain, nil)
 	}
 	ip, _ := netip.AddrFromSlice(b)
-	ttl := uint32(z.s.cfg.NodeTTL / time.Second)
+	ttl := uint32(z.s.settings.Load().nodeTTL / time.Second)
 	m := z.reply(name, qtype)
 	rr := addrRR(name, ip, ttl)
 	if qtype == dns.TypeANY || (qtype == dns.TypeA && len(b) == 4) || (qtype == dns.TypeAAAA && len(b) == 16) {

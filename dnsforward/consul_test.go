@@ -86,10 +86,18 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 	}
 	// Let both see the seeded catalog (Consul's own DNS reads it too).
 	time.Sleep(200 * time.Millisecond)
+	compareWithConsul(t, addr, a.DNSAddr(), cases)
+}
+
+// compareWithConsul asks each "name TYPE [dig options]" case of dnsforward
+// at addr and of Consul's DNS at consulAddr with dig, and compares status,
+// the record sets of each section and the number of answer records.
+func compareWithConsul(t *testing.T, addr, consulAddr string, cases []string) {
+	t.Helper()
 	for _, c := range cases {
 		f := strings.Fields(c)
-		got := dig(t, addr, f[0], f[1])
-		want := dig(t, a.DNSAddr(), f[0], f[1])
+		got := dig(t, addr, f...)
+		want := dig(t, consulAddr, f...)
 		if got.status != want.status {
 			t.Errorf("%s: status %s, Consul's DNS %s", c, got.status, want.status)
 		}

@@ -21,7 +21,14 @@ import (
 
 var agent *consultest.Agent
 
+// runMainEnv makes the test binary run dnsforward itself (for tests that
+// run it as another user).
+const runMainEnv = "DNSFORWARD_TEST_RUN_MAIN"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, nil))
+	}
 	os.Exit(consultest.Main(m, &agent))
 }
 

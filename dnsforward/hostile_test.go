@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -221,6 +222,64 @@ func TestHotPathAllocations(t *testing.T) {
 		}
 		if allocs := testing.AllocsPerRun(200, func() { s.handle(r, q, false) }); allocs != 0 {
 			t.Errorf("%d allocations per answer from memory", int(allocs))
+		}
+	}
+}
+
+// TestLargeAnswerCutWithoutAllocating: a 300-instance answer that does not
+// fit the client's UDP size is cut (TC set), a different choice of records
+// each time, from memory and without allocating (A records in place, SRV
+// from packed orders cut once per size).
+func TestLargeAnswerCutWithoutAllocating(t *testing.T) {
+	s, err := New(Config{Listen: "127.0.0.1:0", Domains: []string{"consul."}, IdleTimeout: time.Minute, Log: logging.Discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, qt := range []uint16{dns.TypeA, dns.TypeSRV} {
+		m := new(dns.Msg)
+		m.SetQuestion("big.service.consul.", qt)
+		m.Response = true
+		for i := 0; i < 300; i++ {
+			ip := fmt.Sprintf("10.30.%d.%d", i/250, i%250+1)
+			var rr dns.RR
+			if qt == dns.TypeA {
+				rr, _ = dns.NewRR("big.service.consul. 0 IN A " + ip)
+			} else {
+				rr, _ = dns.NewRR(fmt.Sprintf("big.service.consul. 0 IN SRV 1 1 %d node%d.node.dc1.consul.", 2000+i, i))
+				a, _ := dns.NewRR(fmt.Sprintf("node%d.node.dc1.consul. 0 IN A %s", i, ip))
+				m.Extra = append(m.Extra, a)
+			}
+			m.Answer = append(m.Answer, rr)
+		}
+		a, err := newAnswer(m, zoneConsul, true, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.zone.store("big.service.consul.\x00"+string(rune(qt)), s.zone.generation(), a)
+		r := newReader()
+		for _, edns := range []bool{false, true} {
+			q := packQuery("big.service.consul.", qt, edns)
+			seen := map[string]bool{}
+			for i := 0; i < 20; i++ {
+				resp, job := s.handle(r, q, false)
+				if resp == nil || job != nil {
+					t.Fatalf("%s edns=%v: not answered from memory", dns.TypeToString[qt], edns)
+				}
+				var got dns.Msg
+				if err := got.Unpack(resp); err != nil {
+					t.Fatal(err)
+				}
+				if !got.Truncated || len(got.Answer) == 0 || len(got.Answer) >= 300 || len(resp) > 512 && !edns || len(resp) > 1232 {
+					t.Fatalf("%s edns=%v: %d bytes, %d records, TC %v", dns.TypeToString[qt], edns, len(resp), len(got.Answer), got.Truncated)
+				}
+				seen[got.Answer[0].String()] = true
+			}
+			if len(seen) < 3 {
+				t.Errorf("%s edns=%v: the first record was one of only %d in 20 answers: not shuffled", dns.TypeToString[qt], edns, len(seen))
+			}
+			if allocs := testing.AllocsPerRun(200, func() { s.handle(r, q, false) }); allocs != 0 {
+				t.Errorf("%s edns=%v: %d allocations per cut answer", dns.TypeToString[qt], edns, int(allocs))
+			}
 		}
 	}
 }

@@ -78,11 +78,11 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		fmt.Fprintf(stderr, "Usage: dnsforward [flags]\n\nAnswers the Consul domain from memory and forwards other names upstream.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.Listen, "listen", "127.0.0.1:53", "UDP and TCP `address` to answer on")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:53", "UDP and TCP `IP[:port]` to answer on (port 53 when left out; \":53\" is every address of both IPv4 and IPv6)")
 	fs.StringVar(&o.domain, "domain", "consul.", "the Consul domain")
 	fs.Var(&o.altDomains, "alt-domain", "another domain answered like -domain (repeatable)")
-	fs.StringVar(&c.ConsulDNS, "consul-dns", "127.0.0.1:8600", "Consul agent DNS `address` for names not answered natively (.query, .connect, .virtual, .ingress, PTR, other datacenters)")
-	fs.Var(&o.upstreams, "upstream", "upstream resolver `host[:port]` (repeatable; default: the nameservers of -resolv-conf)")
+	fs.StringVar(&c.ConsulDNS, "consul-dns", "127.0.0.1:8600", "Consul agent DNS `IP[:port]` (port 8600 when left out) for names not answered natively (.query, .connect, .virtual, .ingress, PTR, other datacenters)")
+	fs.Var(&o.upstreams, "upstream", "upstream resolver `IP[:port]` (port 53 when left out; repeatable, comma lists too; host names are refused: they would need a resolver to find the resolver; default: the nameservers of -resolv-conf)")
 	fs.StringVar(&o.resolvConf, "resolv-conf", "/etc/resolv.conf", "where to read upstreams when no -upstream is given")
 	fs.StringVar(&c.Policy, "policy", policySequential, "upstream order: sequential, random or round_robin")
 	fs.DurationVar(&c.TryTimeout, "upstream-timeout", time.Second, "timeout of one try of one upstream")
@@ -109,16 +109,15 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	if o.showVersion {
 		return o, nil
 	}
+	c.AgentDNSConfig = true
+	c.Explicit = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { c.Explicit[f.Name] = true })
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (dnsforward takes only flags)", fs.Arg(0))
 	}
-	if host, port, err := net.SplitHostPort(c.Listen); err != nil {
-		return nil, fmt.Errorf("-listen %q: %v", c.Listen, err)
-	} else if host == "" {
-		c.Listen = net.JoinHostPort("0.0.0.0", port)
-	}
-	if _, err := netip.ParseAddrPort(c.Listen); err != nil {
-		return nil, fmt.Errorf("-listen %q: want an IP address and port: %v", c.Listen, err)
+	var err error
+	if c.Listen, err = normListen(c.Listen); err != nil {
+		return nil, err
 	}
 	for _, d := range append([]string{o.domain}, o.altDomains...) {
 		fq, err := normDomain(d)
@@ -127,7 +126,6 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		}
 		c.Domains = append(c.Domains, fq)
 	}
-	var err error
 	if c.ConsulDNS, err = normAddr(c.ConsulDNS, "8600"); err != nil {
 		return nil, fmt.Errorf("-consul-dns: %v", err)
 	}
@@ -175,7 +173,21 @@ func normDomain(d string) (string, error) {
 	return dns.Fqdn(d), nil
 }
 
-// normAddr turns host or host:port (IP addresses only) into ip:port.
+// normListen turns -listen into ip:port: port 53 when left out, and an
+// empty host (":53") into the IPv6 wildcard, which (dual-stack, see
+// openRawUDP) takes IPv4 too.
+func normListen(s string) (string, error) {
+	if host, port, err := net.SplitHostPort(s); err == nil && host == "" {
+		s = net.JoinHostPort("::", port)
+	}
+	a, err := normAddr(s, "53")
+	if err != nil {
+		return "", fmt.Errorf("-listen: %v", err)
+	}
+	return a, nil
+}
+
+// normAddr turns IP or IP:port into ip:port (defPort when left out).
 func normAddr(s, defPort string) (string, error) {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
@@ -183,7 +195,7 @@ func normAddr(s, defPort string) (string, error) {
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		return "", fmt.Errorf("%q: want an IP address with an optional port", s)
+		return "", fmt.Errorf("%q: want an IP address with an optional port (IP[:port]); host names are not resolved", s)
 	}
 	p, err := strconv.Atoi(port)
 	if err != nil || p < 1 || p > 65535 {

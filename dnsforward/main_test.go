@@ -3,14 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,9 +27,9 @@ func TestBadFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"-policy", "fastest"}, `-policy "fastest"`},
-		{[]string{"-listen", "nope"}, `-listen "nope"`},
-		{[]string{"-listen", "localhost:53"}, `-listen "localhost:53": want an IP address`},
-		{[]string{"-upstream", "dns.example.com"}, `-upstream: "dns.example.com"`},
+		{[]string{"-listen", "nope"}, `-listen: "nope"`},
+		{[]string{"-listen", "localhost:53"}, `-listen: "localhost:53": want an IP address`},
+		{[]string{"-upstream", "dns.example.com"}, `-upstream: "dns.example.com": want an IP address with an optional port (IP[:port]); host names are not resolved`},
 		{[]string{"-upstream", "127.0.0.1:99999"}, `bad port`},
 		{[]string{"-consul-dns", "x:y"}, `-consul-dns`},
 		{[]string{"-domain", "."}, `domain "."`},
@@ -226,4 +229,100 @@ func writeFile(t *testing.T, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestListenForms: a bare IP takes port 53 (as -upstream and -consul-dns
+// their default ports); an empty host is the IPv6 wildcard, dual-stack.
+func TestListenForms(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1": "127.0.0.1:53", "::1": "[::1]:53", "[::1]": "[::1]:53", ":53": "[::]:53", ":5353": "[::]:5353",
+		"0.0.0.0:53": "0.0.0.0:53", "10.0.0.1:1053": "10.0.0.1:1053",
+	} {
+		o, err := parse([]string{"-listen", in}, io.Discard)
+		if err != nil {
+			t.Errorf("-listen %s: %v", in, err)
+			continue
+		}
+		if o.cfg.Listen != want {
+			t.Errorf("-listen %s: listens on %s, want %s", in, o.cfg.Listen, want)
+		}
+	}
+	o, err := parse([]string{"-upstream", "192.0.2.1,2001:db8::1", "-consul-dns", "127.0.0.1"}, io.Discard)
+	if err != nil || strings.Join(o.cfg.Upstreams, " ") != "192.0.2.1:53 [2001:db8::1]:53" || o.cfg.ConsulDNS != "127.0.0.1:8600" {
+		t.Errorf("default ports: %v %v", o, err)
+	}
+}
+
+// TestListenBothFamilies: "-listen :PORT" answers on IPv4 and IPv6, over
+// UDP and TCP.
+func TestListenBothFamilies(t *testing.T) {
+	a := consultest.Require(t, agent)
+	port, err := consultest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan string, 1)
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"-listen", ":" + strconv.Itoa(port), "-upstream", "127.0.0.1:1", "-http-addr", a.HTTPAddr(), "-consul-dns", a.DNSAddr()},
+			io.Discard, io.Discard, func(s string) { ready <- s })
+	}()
+	select {
+	case <-ready:
+	case code := <-done:
+		t.Fatalf("run exited %d", code)
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready within 10s")
+	}
+	for _, host := range []string{"127.0.0.1", "::1"} {
+		for _, network := range []string{"udp", "tcp"} {
+			addr := net.JoinHostPort(host, strconv.Itoa(port))
+			r := exchange(t, addr, "0a000001.addr.consul.", dns.TypeA, network)
+			if len(r.Answer) != 1 {
+				t.Errorf("%s over %s: %v", addr, network, r)
+			}
+		}
+	}
+	cancel()
+	<-done
+}
+
+// TestListenPermissionDenied: binding port 53 as an unprivileged user (real:
+// the test binary runs itself as nobody) fails with exit 2 and a message
+// that says what is missing.
+func TestListenPermissionDenied(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a copy of itself as nobody")
+	}
+	dir, err := os.MkdirTemp("", "dnsforward-perm-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "dnsforward.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-listen", "127.0.0.1:53", "-upstream", "127.0.0.1:1")
+	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitListen {
+		t.Fatalf("as nobody: %v, want exit %d\n%s", err, exitListen, out)
+	}
+	for _, want := range []string{"-listen 127.0.0.1:53", "permission denied", "root or the CAP_NET_BIND_SERVICE capability", "AmbientCapabilities=CAP_NET_BIND_SERVICE"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("message %q does not say %q", out, want)
+		}
+	}
 }

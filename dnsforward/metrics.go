@@ -76,6 +76,7 @@ type metrics struct {
 	misses  [numCaches]atomic.Uint64
 	stale   [numCaches]atomic.Uint64
 	dropped atomic.Uint64
+	loops   atomic.Uint64
 
 	upstreamLatency  *prometheus.HistogramVec
 	upstreamFailures *prometheus.CounterVec
@@ -127,6 +128,7 @@ var (
 	descMisses  = prometheus.NewDesc("berth_dnsforward_cache_misses_total", "Lookups not in memory, by cache.", []string{"cache"}, nil)
 	descStale   = prometheus.NewDesc("berth_dnsforward_stale_answers_total", "Answers served stale (Consul unreachable, or upstreams down with -serve-stale), by cache.", []string{"cache"}, nil)
 	descDropped = prometheus.NewDesc("berth_dnsforward_dropped_packets_total", "Packets dropped without an answer (not a query, too short).", nil, nil)
+	descLoops   = prometheus.NewDesc("berth_dnsforward_agent_loops_total", "Questions we passed to the agent's DNS that its recursors sent back to us (refused, which breaks the loop).", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
@@ -136,6 +138,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descMisses
 	ch <- descStale
 	ch <- descDropped
+	ch <- descLoops
 }
 
 // Collect implements prometheus.Collector.
@@ -155,4 +158,5 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descStale, prometheus.CounterValue, float64(m.stale[c].Load()), cacheNames[c])
 	}
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(m.dropped.Load()))
+	ch <- prometheus.MustNewConstMetric(descLoops, prometheus.CounterValue, float64(m.loops.Load()))
 }

@@ -44,6 +44,10 @@ type Config struct {
 	StaleTTL       time.Duration
 	Datacenter     string
 	UDPReaders     int
+	// AgentDNSConfig: take the agent's domain, alt_domain and dns_config
+	// for every setting whose flag is not in Explicit (flag names).
+	AgentDNSConfig bool
+	Explicit       map[string]bool
 	Client         *api.Client
 	portableUDP    bool // tests: use the portable UDP path on Linux too
 	Log            *slog.Logger
@@ -56,8 +60,11 @@ type Server struct {
 	m     *metrics
 	zone  *consulZone
 	fwd   *forwarder
-	ctx   context.Context
-	clock atomic.Int64
+	agent *agentPasses
+	// settings decide Consul answers (flags and the agent's dns_config).
+	settings atomic.Pointer[dnsSettings]
+	ctx      context.Context
+	clock    atomic.Int64
 
 	touchGran int64 // ns between updates of a watch's last use
 
@@ -85,8 +92,10 @@ func New(cfg Config) (*Server, error) {
 	s.clock.Store(time.Now().UnixNano())
 	s.touchGran = int64(min(time.Second, cfg.IdleTimeout/8))
 	s.fwd = newForwarder(s, cfg.Upstreams)
+	s.agent = newAgentPasses()
+	s.settings.Store(settingsFromFlags(&cfg))
 	s.m = newMetrics(s.fwd.cacheLen)
-	s.zone = newConsulZone(s, cfg.Client, cfg.Domains)
+	s.zone = newConsulZone(s, cfg.Client)
 	return s, nil
 }
 
@@ -100,10 +109,28 @@ func (s *Server) Listen() error {
 	_, port, _ := net.SplitHostPort(s.cfg.Listen)
 	for i := 0; ; i++ {
 		err := s.listen()
+		if err != nil && s.cfg.Listen == net.JoinHostPort("::", port) && errors.Is(err, syscall.EAFNOSUPPORT) {
+			// ":53" on a host without IPv6: IPv4 only.
+			s.cfg.Listen = net.JoinHostPort("0.0.0.0", port)
+			err = s.listen()
+		}
+		if errors.Is(err, syscall.EACCES) {
+			return fmt.Errorf("%w: ports below 1024 need root or the CAP_NET_BIND_SERVICE capability (setcap cap_net_bind_service=+ep on the binary, or AmbientCapabilities=CAP_NET_BIND_SERVICE in its systemd unit)", err)
+		}
 		if err == nil || port != "0" || i >= 20 {
 			return err
 		}
 	}
+}
+
+// tcpNetwork is the network to listen on TCP for addr: the IPv6 wildcard
+// takes both families (as the UDP sockets), an IPv4 address only IPv4 (Go
+// would make 0.0.0.0 dual-stack).
+func tcpNetwork(addr string) string {
+	if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().Is4() {
+		return "tcp4"
+	}
+	return "tcp"
 }
 
 func (s *Server) listen() error {
@@ -123,7 +150,11 @@ func (s *Server) listen() error {
 	}}
 	addr := s.cfg.Listen
 	for i := 0; i < s.cfg.UDPReaders; i++ {
-		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+		network := "udp"
+		if tcpNetwork(addr) == "tcp4" {
+			network = "udp4"
+		}
+		pc, err := lc.ListenPacket(context.Background(), network, addr)
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("-listen %s (udp): %w", s.cfg.Listen, err)
@@ -133,7 +164,7 @@ func (s *Server) listen() error {
 		s.udp = append(s.udp, u)
 		addr = u.LocalAddr().String() // the port chosen for :0
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen(tcpNetwork(addr), addr)
 	if err != nil {
 		s.closeListeners()
 		return fmt.Errorf("-listen %s (tcp): %w", addr, err)
@@ -189,22 +220,38 @@ func (s *Server) Serve(ctx context.Context) error {
 	}()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.zone.run(ctx) }()
+	if s.cfg.AgentDNSConfig {
+		// Answer with the agent's domain and settings from the first
+		// query when the agent answers soon; otherwise start with the
+		// flags' and switch when it does.
+		s.zone.waitSettings(ctx, settingsWait)
+	}
 	for _, u := range s.udp {
 		s.wg.Add(1)
 		go func(u *net.UDPConn) { defer s.wg.Done(); s.readUDP(ctx, u) }(u)
 	}
 	var readers sync.WaitGroup
+	if n := len(s.rawFDs) + 1; len(s.rawFDs) > 0 && runtime.GOMAXPROCS(0) < n {
+		// Raw readers keep their P while they wait for packets (see
+		// readRaw): leave at least one P for everything else.
+		runtime.GOMAXPROCS(n)
+	}
 	for _, fd := range s.rawFDs {
 		readers.Add(1)
 		go func(fd int) {
 			defer readers.Done()
 			runtime.LockOSThread() // the thread blocks in recvmmsg
+			// Unlock before returning: a goroutine that exits locked
+			// takes its thread down, and with it any child process that
+			// thread started with Pdeathsig set (the tests' Consul agent
+			// died so when a server stopped).
+			defer runtime.UnlockOSThread()
 			s.readRaw(ctx, fd)
 		}(fd)
 	}
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.acceptTCP(ctx) }()
-	s.log.Info("answering DNS", "addr", s.Addr(), "domains", strings.Join(s.cfg.Domains, ","), "upstreams", strings.Join(s.cfg.Upstreams, ","), "consul_dns", s.cfg.ConsulDNS)
+	s.log.Info("answering DNS", "addr", s.Addr(), "domains", strings.Join(s.settings.Load().domains, ","), "upstreams", strings.Join(s.cfg.Upstreams, ","), "consul_dns", s.cfg.ConsulDNS)
 	<-ctx.Done()
 	for _, u := range s.udp {
 		u.Close()
@@ -462,6 +509,9 @@ func (s *Server) handle(r *reader, raw []byte, tcp bool) ([]byte, *query) {
 	r.key = append(append(r.key[:0], q.name...), byte(q.qtype>>8), byte(q.qtype))
 	if s.inConsulDomain(q.name) {
 		a := s.zone.cached(r.key)
+		if a != nil && a.expires != 0 && now >= a.expires {
+			a = nil // upstream records chased for a host name expired
+		}
 		if a == nil {
 			s.m.misses[cacheConsul].Add(1)
 			// Build it here when the data is in memory; only a lookup
@@ -505,6 +555,16 @@ func (s *Server) sendConsul(r *reader, q *query, a *answer, now int64) []byte {
 
 func (s *Server) send(r *reader, q *query, a *answer, now int64) []byte {
 	s.m.query(a.zone, q.qtype, a.rcode)
+	if a.zone == zoneConsul && !q.tcp && !q.edns && q.qEnd != 0 {
+		// The agent's udp_answer_limit for clients without EDNS0, TC
+		// as its enable_truncate says (agent/dns.go trimUDPResponse).
+		if st := s.settings.Load(); st.udpAnswerLimit > 0 && a.nAnswer > st.udpAnswerLimit {
+			if out, ok := a.writeCut(q, r.out, dns.MinMsgSize, st.udpAnswerLimit, st.enableTruncate); ok {
+				r.out = out
+				return out
+			}
+		}
+	}
 	out, ok := a.write(q, r.out, now)
 	if ok {
 		r.out = out
@@ -519,7 +579,7 @@ func (s *Server) send(r *reader, q *query, a *answer, now int64) []byte {
 }
 
 func (s *Server) inConsulDomain(name []byte) bool {
-	for _, d := range s.cfg.Domains {
+	for _, d := range s.settings.Load().domains {
 		if len(name) == len(d) && string(name) == d {
 			return true
 		}
@@ -535,6 +595,13 @@ func (s *Server) inConsulDomain(name []byte) bool {
 func (s *Server) slow(ctx context.Context, q *query) []byte {
 	r := &reader{}
 	name := string(q.name)
+	if s.agent.isOwn(q) {
+		// Our own question to the agent, sent back by its recursors: a
+		// loop. Refusing it makes the agent give up on it.
+		s.m.loops.Add(1)
+		s.log.Debug("question came back from the agent's recursors: refused", "name", name, "type", dns.TypeToString[q.qtype])
+		return s.fail(q, zoneNone, dns.RcodeRefused)
+	}
 	if s.inConsulDomain(q.name) {
 		a, res, err := s.zone.resolve(ctx, name, q.qtype, true)
 		if err != nil {
@@ -584,14 +651,12 @@ func (s *Server) fail(q *query, zone, rcode int) []byte {
 
 // passToAgent asks the Consul agent's DNS. With fallback set (PTR), only a
 // positive answer is used and nil lets the caller forward upstream instead.
+// A TCP client's question goes to the agent over TCP (the whole answer); a
+// UDP client's answer is cut to its limit with TC set (finish).
 func (s *Server) passToAgent(ctx context.Context, q *query, fallback bool) []byte {
-	req := new(dns.Msg)
-	req.SetQuestion(string(q.name), q.qtype)
-	req.RecursionDesired = q.rd
-	req.SetEdns0(maxUDPAnswer, false)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Budget)
 	defer cancel()
-	resp, err := s.exchangeWith(ctx, s.cfg.ConsulDNS, req, s.cfg.TryTimeout)
+	resp, err := s.askAgent(ctx, string(q.name), q.qtype, q.rd, q.tcp)
 	if fallback {
 		if err != nil || resp.Rcode != dns.RcodeSuccess || len(resp.Answer) == 0 {
 			return nil
@@ -602,8 +667,9 @@ func (s *Server) passToAgent(ctx context.Context, q *query, fallback bool) []byt
 		return s.fail(q, zoneAgent, dns.RcodeServerFailure)
 	}
 	s.m.query(zoneAgent, q.qtype, resp.Rcode)
-	resp.Truncated = false
-	b, err := finish(q, resp)
+	m := resp.Copy() // shared with identical questions in flight
+	m.Truncated = false
+	b, err := finish(q, m)
 	if err != nil {
 		return nil
 	}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth/berth/pkg/consultest"
+	"github.com/hashicorp/consul/api"
+	"github.com/miekg/dns"
+)
+
+// outsideZone is the hermetic upstream both Consul (as its recursors) and
+// dnsforward (as its upstream) ask for host names outside the domain.
+func outsideZone(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.RecursionAvailable = true
+	q := r.Question[0]
+	name := strings.ToLower(q.Name)
+	add := func(s string) {
+		rr, err := dns.NewRR(s)
+		if err != nil {
+			panic(err)
+		}
+		m.Answer = append(m.Answer, rr)
+	}
+	switch {
+	case name == "legacy.example.net." && q.Qtype == dns.TypeA:
+		add("legacy.example.net. 300 IN A 192.0.2.10")
+		add("legacy.example.net. 300 IN A 192.0.2.11")
+	case name == "legacy.example.net." && q.Qtype == dns.TypeAAAA:
+		add("legacy.example.net. 300 IN AAAA 2001:db8::10")
+	case name == "alias.example.net.":
+		add("alias.example.net. 300 IN CNAME legacy.example.net.")
+		if q.Qtype == dns.TypeA {
+			add("legacy.example.net. 300 IN A 192.0.2.10")
+			add("legacy.example.net. 300 IN A 192.0.2.11")
+		}
+	case name == "nodehost.example.net." && q.Qtype == dns.TypeA:
+		add("nodehost.example.net. 300 IN A 192.0.2.20")
+	case strings.HasSuffix(name, ".example.net."):
+		// NOERROR, no records of the type.
+	default:
+		m.Rcode = dns.RcodeNameError
+	}
+	return m
+}
+
+// TestHostNameAddressesLikeConsul: services and nodes whose address is a
+// host name, inside the Consul domain or outside it, answer with the CNAME
+// and the records it resolves to (in the answer for A/AAAA/ANY/TXT, as
+// additional records for SRV), as Consul's DNS does with recursors set.
+// Both ask the same hermetic upstream; Consul's DNS is the oracle.
+func TestHostNameAddressesLikeConsul(t *testing.T) {
+	requireDig(t)
+	up := startUpstream(t, outsideZone)
+	a := consultest.StartT(t, consultest.Options{NodeName: "hostnames", ExtraHCL: fmt.Sprintf("recursors = [%q]\n", up.addr)})
+	c := a.Client()
+	ag := c.Agent()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "inner1", Name: "inner", Port: 80, Address: "10.20.0.1"}))
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "inner2", Name: "inner", Port: 80, Address: "fd00::20"}))
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "toinner", Name: "toinner", Port: 81, Address: "inner.service.consul"}))
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "legacy", Name: "legacy", Port: 82, Address: "legacy.example.net"}))
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "alias", Name: "alias", Port: 83, Address: "alias.example.net"}))
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "nowhere", Name: "nowhere", Port: 84, Address: "nothing.example.net"}))
+	// A chain inside the domain: chain1 → chain2 → chain3 → chain4 → inner.
+	for i := 1; i <= 4; i++ {
+		target := fmt.Sprintf("chain%d.service.consul", i+1)
+		if i == 4 {
+			target = "inner.service.consul"
+		}
+		must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: fmt.Sprintf("chain%d", i), Name: fmt.Sprintf("chain%d", i), Port: 85, Address: target}))
+	}
+	// A node with a host name as address, and a service on it without one.
+	_, err := c.Catalog().Register(&api.CatalogRegistration{Node: "extnode", Address: "nodehost.example.net",
+		Service: &api.AgentService{ID: "onext", Service: "onext", Port: 86}}, nil)
+	must(err)
+
+	// Tagged addresses: Consul answers lan_ipv4 for A, lan_ipv6 for AAAA
+	// and for SRV (translateAddressAccept), the address otherwise.
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "tagged", Name: "tagged", Port: 87, Address: "tagged.example.net",
+		TaggedAddresses: map[string]api.ServiceAddress{"lan_ipv4": {Address: "10.50.0.1", Port: 87}, "lan_ipv6": {Address: "fd00::50", Port: 87}}}))
+	// A service address equal to its node's; two instances on one node,
+	// address and port (one SRV record).
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "sameaddr", Name: "sameaddr", Port: 88, Address: "127.0.0.1"}))
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "dup1", Name: "dup", Port: 89, Address: "10.52.0.1"}))
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "dup2", Name: "dup", Port: 89, Address: "10.52.0.1"}))
+	_, err = c.Catalog().Register(&api.CatalogRegistration{Node: "tagnode", Address: "tagnode.example.net", TaggedAddresses: map[string]string{"lan_ipv4": "10.51.0.1"},
+		Service: &api.AgentService{ID: "ontag", Service: "ontag", Port: 90}}, nil)
+	must(err)
+
+	cfg := baseConfig(a)
+	cfg.Upstreams = []string{up.addr}
+	_, addr := startServer(t, cfg)
+	time.Sleep(200 * time.Millisecond)
+	var cases []string
+	for _, svc := range []string{"toinner", "legacy", "alias", "nowhere", "chain1", "chain3", "onext", "tagged", "sameaddr", "dup", "ontag"} {
+		for _, qt := range []string{"A", "AAAA", "SRV", "ANY", "TXT"} {
+			cases = append(cases, svc+".service.consul "+qt)
+		}
+	}
+	cases = append(cases, "extnode.node.consul A", "extnode.node.consul AAAA", "extnode.node.consul ANY",
+		"tagnode.node.consul A", "tagnode.node.consul AAAA", "tagnode.node.consul ANY")
+	compareWithConsul(t, addr, a.DNSAddr(), cases)
+
+	// What glibc needs: the address records in the same answer.
+	r := exchange(t, addr, "legacy.service.consul.", dns.TypeA, "udp")
+	if got := addrs(r); strings.Join(got, " ") != "192.0.2.10 192.0.2.11" {
+		t.Errorf("legacy A: addresses %v in %v", got, r.Answer)
+	}
+	r = exchange(t, addr, "toinner.service.consul.", dns.TypeA, "udp")
+	if got := addrs(r); strings.Join(got, " ") != "10.20.0.1 fd00::20" {
+		t.Errorf("toinner A: addresses %v in %v", got, r.Answer)
+	}
+}

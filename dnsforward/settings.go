@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// dnsSettings are the settings that decide what Consul's DNS answers: the
+// flags, or, for each flag not given, the agent's own (its `domain`,
+// `alt_domain` and `dns_config`, read from GET /v1/agent/self at start and
+// whenever Consul is reached again after an outage), so that the same
+// question gets the same answer from dnsforward as from the agent.
+type dnsSettings struct {
+	domains      []string // lower case FQDNs; the first is the primary
+	onlyPassing  bool
+	nodeTTL      time.Duration
+	serviceTTL   time.Duration            // when no per-service TTL applies
+	ttlStrict    map[string]time.Duration // dns_config.service_ttl "name"
+	ttlPrefix    []ttlPrefix              // dns_config.service_ttl "prefix*", longest first
+	soa          soaConfig
+	aRecordLimit int // 0: no limit
+	// udpAnswerLimit > 0: at most this many answer records to a UDP
+	// client without EDNS0, TC set only with enableTruncate (the agent's
+	// udp_answer_limit, capped at 8, and enable_truncate). 0 (flags only):
+	// as many as fit 512 bytes, TC when cut.
+	udpAnswerLimit int
+	enableTruncate bool
+}
+
+// maxUDPAnswerLimit caps udp_answer_limit as Consul does (agent/dns.go).
+const maxUDPAnswerLimit = 8
+
+type ttlPrefix struct {
+	prefix string
+	ttl    time.Duration
+}
+
+// soaConfig is dns_config.soa (Consul's defaults: 3600 600 86400 0).
+type soaConfig struct {
+	refresh, retry, expire, minttl uint32
+}
+
+var defaultSOA = soaConfig{refresh: 3600, retry: 600, expire: 86400, minttl: 0}
+
+// ttlFor is a service's TTL as Consul picks it (agent/dns.go
+// GetTTLForService): an exact name first, then the longest "prefix*".
+func (st *dnsSettings) ttlFor(service string) time.Duration {
+	if d, ok := st.ttlStrict[service]; ok {
+		return d
+	}
+	for _, p := range st.ttlPrefix {
+		if strings.HasPrefix(service, p.prefix) {
+			return p.ttl
+		}
+	}
+	return st.serviceTTL
+}
+
+// settingsFromFlags is the settings before the agent was asked.
+func settingsFromFlags(cfg *Config) *dnsSettings {
+	return &dnsSettings{domains: cfg.Domains, onlyPassing: cfg.OnlyPassing, nodeTTL: cfg.NodeTTL, serviceTTL: cfg.ServiceTTL, soa: defaultSOA}
+}
+
+// agentDNSConfig is the part of /v1/agent/self's DebugConfig we read.
+type agentDNSConfig struct {
+	DNSDomain         string
+	DNSAltDomain      string
+	DNSOnlyPassing    bool
+	DNSNodeTTL        jsonDuration
+	DNSServiceTTL     map[string]jsonDuration
+	DNSARecordLimit   int
+	DNSSOA            struct{ Refresh, Retry, Expire, Minttl uint32 }
+	DNSEnableTruncate bool
+	DNSUDPAnswerLimit int
+}
+
+// jsonDuration reads a duration the agent reports as "10s" or as ns.
+type jsonDuration time.Duration
+
+func (d *jsonDuration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		*d = jsonDuration(v)
+		return nil
+	}
+	var n int64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("duration %s: %w", b, err)
+	}
+	*d = jsonDuration(n)
+	return nil
+}
+
+// mergeAgent returns the settings with the agent's values for every
+// setting whose flag was not given (explicit names the flags given).
+func mergeAgent(cfg *Config, a *agentDNSConfig) (*dnsSettings, error) {
+	st := settingsFromFlags(cfg)
+	given := func(flag string) bool { return cfg.Explicit[flag] }
+	if !given("domain") && a.DNSDomain != "" {
+		d, err := normDomain(a.DNSDomain)
+		if err != nil {
+			return nil, fmt.Errorf("agent domain: %w", err)
+		}
+		doms := []string{d}
+		if a.DNSAltDomain != "" {
+			alt, err := normDomain(a.DNSAltDomain)
+			if err != nil {
+				return nil, fmt.Errorf("agent alt_domain: %w", err)
+			}
+			doms = append(doms, alt)
+		}
+		for _, x := range cfg.Domains[1:] { // -alt-domain flags add to them
+			if !contains(doms, x) {
+				doms = append(doms, x)
+			}
+		}
+		st.domains = doms
+	}
+	if !given("only-passing") {
+		st.onlyPassing = a.DNSOnlyPassing
+	}
+	if !given("node-ttl") {
+		st.nodeTTL = time.Duration(a.DNSNodeTTL)
+	}
+	if !given("service-ttl") {
+		st.ttlStrict = map[string]time.Duration{}
+		for k, v := range a.DNSServiceTTL {
+			k = strings.ToLower(k)
+			if p, ok := strings.CutSuffix(k, "*"); ok {
+				st.ttlPrefix = append(st.ttlPrefix, ttlPrefix{p, time.Duration(v)})
+			} else {
+				st.ttlStrict[k] = time.Duration(v)
+			}
+		}
+		sort.Slice(st.ttlPrefix, func(i, j int) bool { return len(st.ttlPrefix[i].prefix) > len(st.ttlPrefix[j].prefix) })
+		st.serviceTTL = 0
+	}
+	if a.DNSSOA.Refresh != 0 || a.DNSSOA.Retry != 0 || a.DNSSOA.Expire != 0 || a.DNSSOA.Minttl != 0 {
+		st.soa = soaConfig{refresh: a.DNSSOA.Refresh, retry: a.DNSSOA.Retry, expire: a.DNSSOA.Expire, minttl: a.DNSSOA.Minttl}
+	}
+	st.aRecordLimit = a.DNSARecordLimit
+	if a.DNSUDPAnswerLimit > 0 {
+		st.udpAnswerLimit = min(a.DNSUDPAnswerLimit, maxUDPAnswerLimit)
+		st.enableTruncate = a.DNSEnableTruncate
+	}
+	return st, nil
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// settingsWait bounds how long Serve waits for the agent's settings
+// before it answers.
+const settingsWait = 2 * time.Second
+
+// waitSettings waits until the agent's settings were read once, at most d.
+func (z *consulZone) waitSettings(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-z.learned:
+	case <-t.C:
+		z.log.Warn("the agent's DNS settings are not read yet: answering with the flags' until they are", "waited", d)
+	case <-ctx.Done():
+	}
+}
+
+// learnAgent reads the agent's datacenter and DNS settings until it gets
+// them (backing off while Consul is unreachable).
+func (z *consulZone) learnAgent(ctx context.Context) {
+	delay := 100 * time.Millisecond
+	for {
+		err := z.readAgent()
+		if err == nil {
+			z.learnedOnce.Do(func() { close(z.learned) })
+			return
+		}
+		z.log.Warn("waiting for the Consul agent's settings (names with a datacenter go to the agent's DNS meanwhile)", "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		if delay < 10*time.Second {
+			delay *= 2
+		}
+	}
+}
+
+// readAgent asks GET /v1/agent/self once and applies what it says.
+func (z *consulZone) readAgent() error {
+	self, err := z.client.Agent().Self()
+	if err != nil {
+		return fmt.Errorf("agent self: %w", err)
+	}
+	if z.s.cfg.Datacenter == "" {
+		cfg, ok := self["Config"]
+		dc, _ := cfg["Datacenter"].(string)
+		if !ok || dc == "" {
+			return errors.New("agent self: no Config.Datacenter")
+		}
+		dc = strings.ToLower(dc)
+		z.dc.Store(&dc)
+	}
+	if z.s.cfg.AgentDNSConfig {
+		raw, err := json.Marshal(self["DebugConfig"])
+		if err != nil {
+			return fmt.Errorf("agent self: DebugConfig: %w", err)
+		}
+		var a agentDNSConfig
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return fmt.Errorf("agent self: DebugConfig: %w", err)
+		}
+		st, err := mergeAgent(&z.s.cfg, &a)
+		if err != nil {
+			return err
+		}
+		if z.s.cfg.Explicit["domain"] && a.DNSDomain != "" && !z.warnedDomain.Swap(true) {
+			if d, err := normDomain(a.DNSDomain); err == nil && d != z.s.cfg.Domains[0] {
+				z.log.Warn("-domain differs from the agent's domain: names there are not the agent's", "domain", z.s.cfg.Domains[0], "agent_domain", d)
+			}
+		}
+		z.s.settings.Store(st)
+	}
+	z.invalidate()
+	return nil
+}
+
+// soaRR is the SOA record Consul puts in negative answers for domain.
+func (st *dnsSettings) soaRR(domain string) dns.RR {
+	return &dns.SOA{
+		Hdr:     dns.RR_Header{Name: domain, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: st.soa.minttl},
+		Ns:      "ns." + domain,
+		Mbox:    "hostmaster." + domain,
+		Serial:  uint32(time.Now().Unix()),
+		Refresh: st.soa.refresh,
+		Retry:   st.soa.retry,
+		Expire:  st.soa.expire,
+		Minttl:  st.soa.minttl,
+	}
+}
