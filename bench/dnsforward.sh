@@ -22,7 +22,7 @@ export PATH="$PATH:/usr/sbin:/sbin"
 for c in dnsperf dnsmasq dig go curl; do
 	command -v "$c" >/dev/null || { echo "bench: needs $c (make deps)" >&2; exit 1; }
 done
-CONSUL_BIN=${CONSUL_BIN:-$(go env GOPATH | cut -d: -f1)/berth-tools/consul-v1.21.0/consul}
+CONSUL_BIN=${CONSUL_BIN:-$(make -s -C "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" consul-path)}
 [ -x "$CONSUL_BIN" ] || { echo "bench: no consul binary at $CONSUL_BIN (make consul)" >&2; exit 1; }
 
 tmp=$(mktemp -d /tmp/berth-bench-dnsforward.XXXXXX)

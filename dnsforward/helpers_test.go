@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"os"
@@ -270,4 +269,3 @@ func (u *upstream) queries(name, network string) int {
 	return u.count[name+"/"+network]
 }
 
-func outputContains(b []byte, s string) bool { return bytes.Contains(b, []byte(s)) }

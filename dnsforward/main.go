@@ -311,11 +311,13 @@ func (s *Server) health() error {
 	}
 	if w.failing.Load() {
 		if w.lastOK.Load() == 0 {
+			//lint:ignore ST1005 a /health message: it starts with the name Consul
 			return errors.New("Consul not reached yet (Consul names go to the agent's DNS)")
 		}
 		from := time.Unix(0, w.failSince.Load())
 		since := time.Since(from)
 		if s.cfg.MaxStale > 0 && since > s.cfg.MaxStale {
+			//lint:ignore ST1005 a /health message: it starts with the name Consul
 			return fmt.Errorf("Consul unreachable since %s (%s, over -max-stale)", from.UTC().Format(time.RFC3339), since.Round(time.Millisecond))
 		}
 		return telemetry.Degraded("Consul unreachable since %s (%s); answering from memory", from.UTC().Format(time.RFC3339), since.Round(time.Second))

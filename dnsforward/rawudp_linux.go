@@ -193,7 +193,7 @@ func (s *Server) readRaw(ctx context.Context, fd int) {
 				continue
 			}
 			resp, job := s.handle(r, inBuf[i][:in[i].len], false)
-			if resp != nil && len(resp) > 0 {
+			if len(resp) > 0 {
 				outBuf[k] = append(outBuf[k][:0], resp...)
 				outIov[k].Base = &outBuf[k][0]
 				outIov[k].SetLen(len(outBuf[k]))
