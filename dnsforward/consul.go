@@ -329,7 +329,11 @@ func (z *consulZone) fetchCatalog(ctx context.Context, w *watcher, idx uint64) (
 
 func (z *consulZone) fetchService(name string) fetchFunc {
 	return func(ctx context.Context, w *watcher, idx uint64) (uint64, error) {
-		entries, meta, err := z.client.Health().Service(name, "", false, z.queryOptions(ctx, idx))
+		q := z.queryOptions(ctx, idx)
+		// ?cached: Consul's streaming backend serves it from the agent's
+		// materialized view from the first request, not a full server RPC.
+		q.UseCache = true
+		entries, meta, err := z.client.Health().Service(name, "", false, q)
 		if err != nil {
 			return 0, fmt.Errorf("health of service %s: %w", name, err)
 		}

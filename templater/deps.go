@@ -229,8 +229,13 @@ func (d healthDep) run(ctx context.Context, e *env, deliver func(any)) {
 	loopConsul(ctx, e, d.String(), func(ctx context.Context, idx uint64) ([]*HealthService, uint64, error) {
 		for attempt := 0; ; attempt++ {
 			q := e.queryOpts(ctx, d.dc, idx, d.near)
+			// Consul's streaming backend serves a health query from the
+			// agent's materialized view from the first request when it is
+			// ?cached (without it the first answer is a full server RPC
+			// per watcher); it does not stream ?near queries.
+			q.UseCache = d.near == ""
 			if attempt > 0 {
-				q.AllowStale = false
+				q.AllowStale, q.UseCache = false, false // ?cached cannot be ?consistent
 			}
 			var entries []*api.ServiceEntry
 			var meta *api.QueryMeta
