@@ -98,3 +98,15 @@ func logText(c *Cluster, name string) string {
 	b, _ := os.ReadFile(filepath.Join(c.Shared, "logs", name+".log"))
 	return string(b)
 }
+
+// checkDegraded asks a program's /health on a host (from inside the host,
+// which may be cut off) and wants 200 "degraded: ..." naming since when.
+func checkDegraded(t *testing.T, c *Cluster, h *Node, name, url string) {
+	t.Helper()
+	body, err := c.Exec(h, "wget", "-qO-", url)
+	if err != nil || !strings.HasPrefix(body, "degraded: ") || !strings.Contains(body, "since ") {
+		t.Errorf("%s /health during the cut-off: %q %v, want 200 \"degraded: ... since ...\"", name, body, err)
+		return
+	}
+	t.Logf("%s /health during the cut-off: %s", name, strings.TrimSpace(body))
+}

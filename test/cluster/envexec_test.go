@@ -73,7 +73,7 @@ func TestEnvexecFaults(t *testing.T) {
 	host := c.Hosts[0]
 	putKVUntil(t, c, "faults/env/VALUE", "v1")
 	writeShared(t, c, "env/app.sh", "echo \"start $VALUE\" >> /shared/env/starts.log\nexec sleep 100000\n")
-	startLogged(t, c, host, "envexec", "/bin/envexec", "-prefix", "faults/env", "--", "/bin/sh", "/shared/env/app.sh")
+	startLogged(t, c, host, "envexec", "/bin/envexec", "-metrics-addr", "127.0.0.1:9101", "-prefix", "faults/env", "--", "/bin/sh", "/shared/env/app.sh")
 	waitStarts(t, c, 1, "v1")
 
 	// 1. Leader election, no KV change: no restart.
@@ -81,11 +81,14 @@ func TestEnvexecFaults(t *testing.T) {
 	t.Logf("election without a change: new leader after %s", electedAt.Sub(killedAt).Round(time.Millisecond))
 	settle(t, c, "election without a change", 1)
 
-	// 2. A 10 s cut-off of the host, no KV change: no restart.
+	// 2. A 10 s cut-off of the host, no KV change: no restart; /health
+	// says degraded meanwhile (the app runs on its last environment).
 	if err := c.Cut(host); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(10 * time.Second)
+	time.Sleep(5 * time.Second)
+	checkDegraded(t, c, host, "envexec", "http://127.0.0.1:9101/health")
+	time.Sleep(5 * time.Second)
 	if err := c.Heal(host); err != nil {
 		t.Fatal(err)
 	}

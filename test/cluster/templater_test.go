@@ -230,7 +230,7 @@ func TestTemplaterFaults(t *testing.T) {
 			close(poll.stop)
 		}
 	}()
-	startLogged(t, c, host, "templater", "/bin/templater", "-log-level", "debug",
+	startLogged(t, c, host, "templater", "/bin/templater", "-log-level", "debug", "-metrics-addr", "127.0.0.1:9103",
 		"-template", "/shared/tpl/in.ctmpl:/shared/tpl/berth.out:/bin/sh /shared/tpl/reload.sh berth")
 	startLogged(t, c, host, "consul-template", "/bin/consul-template", "-consul-addr", "127.0.0.1:8500", "-log-level", "info",
 		"-template", "/shared/tpl/in.ctmpl:/shared/tpl/ct.out:/bin/sh /shared/tpl/reload.sh ct")
@@ -276,7 +276,11 @@ func TestTemplaterFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	cutAt := time.Now()
-	time.Sleep(20 * time.Second)
+	time.Sleep(10 * time.Second)
+	// The watches hang without an error while the host is cut off; the
+	// leader probe tells /health.
+	checkDegraded(t, c, host, "templater", "http://127.0.0.1:9103/health")
+	time.Sleep(10 * time.Second)
 	close(w.stop)
 	<-w.done
 	finalGen, finalSvcs := w.gen, w.svcList()
