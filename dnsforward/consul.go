@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/berth/berth/pkg/consulclient"
 	"github.com/berth/berth/pkg/watch"
 	"github.com/hashicorp/consul/api"
 	"github.com/miekg/dns"
@@ -254,14 +254,16 @@ func (z *consulZone) startLocked(parent context.Context, key string, fetch fetch
 	return w
 }
 
-// probeConsul asks the agent for the leader every 500 ms (1.5 s timeout). A blocking query
+// probeConsul asks the agent every second (1.5 s timeout) whether it reaches
+// its servers, from the agent's own state (no server RPC: see
+// consulclient.ServersReachable). A blocking query
 // sent before the host lost its servers hangs on the dead connection and
 // reports nothing, so the probe is what tells an outage: when it fails,
 // every watch counts as failing (answers from memory are counted stale,
 // -max-stale runs); when it succeeds again, the watches' hanging calls are
 // cancelled so they ask again at once instead of waiting for TCP to resend.
 func (z *consulZone) probeConsul(ctx context.Context) {
-	t := time.NewTicker(500 * time.Millisecond)
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var down time.Time // first failed probe of the current outage
 	for {
@@ -271,13 +273,10 @@ func (z *consulZone) probeConsul(ctx context.Context) {
 		case <-t.C:
 		}
 		pctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
-		leader, err := z.client.Status().LeaderWithQueryOptions((&api.QueryOptions{}).WithContext(pctx))
+		err := consulclient.ServersReachable(pctx, z.client)
 		cancel()
 		if ctx.Err() != nil {
 			return
-		}
-		if err == nil && leader == "" {
-			err = errors.New("no leader")
 		}
 		z.wmu.Lock()
 		ws := make([]*watcher, 0, len(z.watchers))

@@ -268,4 +268,3 @@ func (u *upstream) queries(name, network string) int {
 	defer u.mu.Unlock()
 	return u.count[name+"/"+network]
 }
-

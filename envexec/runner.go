@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth/berth/pkg/consulclient"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/berth/berth/pkg/telemetry"
 	"github.com/berth/berth/pkg/watch"
@@ -80,7 +81,7 @@ func (r *runner) health() error {
 		}
 		if r.probe != nil {
 			if down, since, err := r.probe.Down(); down {
-				return telemetry.Degraded("running with the last environment; the Consul agent has reached no leader since %s (%s): %v",
+				return telemetry.Degraded("running with the last environment; the Consul agent has reached no server since %s (%s): %v",
 					since.UTC().Format(time.RFC3339), time.Since(since).Round(time.Second), err)
 			}
 		}
@@ -134,8 +135,8 @@ func (r *runner) run(sigs chan os.Signal) (code int, reload bool) {
 	defer cancel()
 
 	if o.metricsAddr != "" {
-		r.probe = &watch.Probe{Leader: func(ctx context.Context) (string, error) {
-			return r.client.Status().LeaderWithQueryOptions((&api.QueryOptions{}).WithContext(ctx))
+		r.probe = &watch.Probe{Check: func(ctx context.Context) error {
+			return consulclient.ServersReachable(ctx, r.client)
 		}}
 		bg.Add(1)
 		go func() { defer bg.Done(); r.probe.Run(ctx) }()

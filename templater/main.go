@@ -26,8 +26,8 @@ import (
 	"github.com/berth/berth/pkg/logging"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/berth/berth/pkg/telemetry"
-	"github.com/berth/berth/pkg/watch"
 	"github.com/berth/berth/pkg/version"
+	"github.com/berth/berth/pkg/watch"
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -652,8 +652,8 @@ func childEnv(o *options, fc *fileConfig, c *api.Config) []string {
 
 // serveMetrics starts /metrics and /health; it returns once listening.
 func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, r *runner, log *slog.Logger) error {
-	probe := &watch.Probe{Leader: func(ctx context.Context) (string, error) {
-		return r.store.env.client.Status().LeaderWithQueryOptions((&api.QueryOptions{}).WithContext(ctx))
+	probe := &watch.Probe{Check: func(ctx context.Context) error {
+		return consulclient.ServersReachable(ctx, r.store.env.client)
 	}}
 	go probe.Run(ctx)
 	health := func() error {
@@ -661,7 +661,7 @@ func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, r 
 		if len(f) == 0 {
 			// A cut-off host: the watches hang without an error.
 			if down, since, err := probe.Down(); down && r.allRendered.Load() {
-				return telemetry.Degraded("the Consul agent has reached no leader since %s (%s): %v; serving the last good files",
+				return telemetry.Degraded("the Consul agent has reached no server since %s (%s): %v; serving the last good files",
 					since.UTC().Format(time.RFC3339), time.Since(since).Round(time.Second), err)
 			}
 			return nil

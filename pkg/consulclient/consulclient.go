@@ -9,6 +9,8 @@
 package consulclient
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -230,4 +232,34 @@ func readToken(path string) (string, error) {
 		return "", fmt.Errorf("%s is empty", path)
 	}
 	return tok, nil
+}
+
+// ServersReachable asks the local agent, without any RPC to the servers,
+// whether it reaches them: a client agent reports the servers its router
+// holds alive (GET /v1/agent/self, Stats.consul.known_servers; gossip
+// removes a server it marks failed), a server agent the Raft leader it
+// knows (Stats.consul.leader_addr). Programs probe it every second for
+// /health: at fleet scale a server RPC per probe (/v1/status/leader) would
+// cost the servers one call a second per host.
+func ServersReachable(ctx context.Context, c *api.Client) error {
+	var self struct {
+		Stats map[string]map[string]any
+	}
+	if _, err := c.Raw().Query("/v1/agent/self", &self, (&api.QueryOptions{}).WithContext(ctx)); err != nil {
+		return err
+	}
+	stats := self.Stats["consul"]
+	if stats == nil {
+		return errors.New("agent self: no Stats.consul")
+	}
+	if s, _ := stats["server"].(string); s == "true" {
+		if addr, _ := stats["leader_addr"].(string); addr == "" {
+			return errors.New("the agent (a server) knows no Raft leader")
+		}
+		return nil
+	}
+	if n, _ := stats["known_servers"].(string); n == "0" || n == "" {
+		return errors.New("the agent reaches no Consul server (known_servers 0)")
+	}
+	return nil
 }

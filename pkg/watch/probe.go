@@ -2,21 +2,21 @@ package watch
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 )
 
-// Probe tells whether the local Consul agent reaches a leader. A blocking
+// Probe tells whether the local Consul agent reaches its servers. A blocking
 // query sent before a host lost its servers hangs on the dead connection
 // and returns no error until TCP gives up, so the watches alone cannot see
-// that outage; a short request at a steady pace can. Programs use it for
-// /health: "degraded" while they serve their last good state.
+// that outage; a short local question at a steady pace can. Programs use it
+// for /health: "degraded" while they serve their last good state.
 type Probe struct {
-	// Leader asks the agent for the Raft leader (api.Status.LeaderWithQueryOptions);
-	// an empty answer counts as a failure.
-	Leader func(ctx context.Context) (string, error)
-	// Interval between probes (default 500ms) and Timeout of one (1.5s).
+	// Check returns nil while the agent reaches its servers
+	// (consulclient.ServersReachable asks the agent's own state, no server
+	// RPC: a probe per host must not cost the servers anything).
+	Check func(ctx context.Context) error
+	// Interval between probes (default 1s) and Timeout of one (1.5s).
 	Interval, Timeout time.Duration
 
 	mu      sync.Mutex
@@ -28,7 +28,7 @@ type Probe struct {
 func (p *Probe) Run(ctx context.Context) {
 	interval, timeout := p.Interval, p.Timeout
 	if interval <= 0 {
-		interval = 500 * time.Millisecond
+		interval = time.Second
 	}
 	if timeout <= 0 {
 		timeout = 1500 * time.Millisecond
@@ -37,13 +37,10 @@ func (p *Probe) Run(ctx context.Context) {
 	defer t.Stop()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, timeout)
-		leader, err := p.Leader(pctx)
+		err := p.Check(pctx)
 		cancel()
 		if ctx.Err() != nil {
 			return
-		}
-		if err == nil && leader == "" {
-			err = errors.New("no leader")
 		}
 		p.mu.Lock()
 		switch {

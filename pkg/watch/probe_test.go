@@ -8,18 +8,18 @@ import (
 	"time"
 )
 
-// The probe's own logic: down from the first failure (or an empty leader),
-// the outage's start kept across failures, up again at the first answer.
+// The probe's own logic: down from the first failure, the outage's start
+// kept across failures, up again at the first success.
 func TestProbe(t *testing.T) {
-	var mode atomic.Int32 // 0 up, 1 error, 2 no leader
-	p := &Probe{Interval: 5 * time.Millisecond, Leader: func(ctx context.Context) (string, error) {
+	var mode atomic.Int32 // 0 up, 1 refused, 2 no server
+	p := &Probe{Interval: 5 * time.Millisecond, Check: func(ctx context.Context) error {
 		switch mode.Load() {
 		case 1:
-			return "", errors.New("connection refused")
+			return errors.New("connection refused")
 		case 2:
-			return "", nil
+			return errors.New("no server")
 		}
-		return "10.0.0.1:8300", nil
+		return nil
 	}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -41,7 +41,7 @@ func TestProbe(t *testing.T) {
 	first := wait(true)
 	mode.Store(2)
 	time.Sleep(30 * time.Millisecond)
-	if down, since, err := p.Down(); !down || !since.Equal(first) || err == nil || err.Error() != "no leader" {
+	if down, since, err := p.Down(); !down || !since.Equal(first) || err == nil || err.Error() != "no server" {
 		t.Fatalf("down=%v since=%v (want %v) err=%v", down, since, first, err)
 	}
 	mode.Store(0)

@@ -86,9 +86,10 @@ func TestEnvexecFaults(t *testing.T) {
 	if err := c.Cut(host); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(5 * time.Second)
+	// Gossip marks the servers failed a few seconds into the cut.
+	time.Sleep(8 * time.Second)
 	checkDegraded(t, c, host, "envexec", "http://127.0.0.1:9101/health")
-	time.Sleep(5 * time.Second)
+	time.Sleep(2 * time.Second)
 	if err := c.Heal(host); err != nil {
 		t.Fatal(err)
 	}
