@@ -254,9 +254,9 @@ func (z *consulZone) startLocked(parent context.Context, key string, fetch fetch
 	return w
 }
 
-// probeConsul asks the agent every second (1.5 s timeout) whether it reaches
-// its servers, from the agent's own state (no server RPC: see
-// consulclient.ServersReachable). A blocking query
+// probeConsul asks every second (1.5 s timeout) whether the agent reaches
+// its servers (consulclient.Reachability: the agent's own view every time,
+// a Status.Leader RPC at most every 5 s). A blocking query
 // sent before the host lost its servers hangs on the dead connection and
 // reports nothing, so the probe is what tells an outage: when it fails,
 // every watch counts as failing (answers from memory are counted stale,
@@ -265,6 +265,7 @@ func (z *consulZone) startLocked(parent context.Context, key string, fetch fetch
 func (z *consulZone) probeConsul(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	reach := &consulclient.Reachability{Client: z.client}
 	var down time.Time // first failed probe of the current outage
 	for {
 		select {
@@ -273,7 +274,7 @@ func (z *consulZone) probeConsul(ctx context.Context) {
 		case <-t.C:
 		}
 		pctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
-		err := consulclient.ServersReachable(pctx, z.client)
+		err := reach.Check(pctx)
 		cancel()
 		if ctx.Err() != nil {
 			return

@@ -135,9 +135,8 @@ func (r *runner) run(sigs chan os.Signal) (code int, reload bool) {
 	defer cancel()
 
 	if o.metricsAddr != "" {
-		r.probe = &watch.Probe{Check: func(ctx context.Context) error {
-			return consulclient.ServersReachable(ctx, r.client)
-		}}
+		reach := &consulclient.Reachability{Client: r.client}
+		r.probe = &watch.Probe{Check: reach.Check}
 		bg.Add(1)
 		go func() { defer bg.Done(); r.probe.Run(ctx) }()
 		errc := make(chan error, 1)

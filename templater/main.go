@@ -652,9 +652,8 @@ func childEnv(o *options, fc *fileConfig, c *api.Config) []string {
 
 // serveMetrics starts /metrics and /health; it returns once listening.
 func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, r *runner, log *slog.Logger) error {
-	probe := &watch.Probe{Check: func(ctx context.Context) error {
-		return consulclient.ServersReachable(ctx, r.store.env.client)
-	}}
+	reach := &consulclient.Reachability{Client: r.store.env.client}
+	probe := &watch.Probe{Check: reach.Check}
 	go probe.Run(ctx)
 	health := func() error {
 		f, since := r.store.failing()

@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/hashicorp/consul/api"
 )
@@ -234,14 +236,58 @@ func readToken(path string) (string, error) {
 	return tok, nil
 }
 
-// ServersReachable asks the local agent, without any RPC to the servers,
-// whether it reaches them: a client agent reports the servers its router
-// holds alive (GET /v1/agent/self, Stats.consul.known_servers; gossip
-// removes a server it marks failed), a server agent the Raft leader it
-// knows (Stats.consul.leader_addr). Programs probe it every second for
-// /health: at fleet scale a server RPC per probe (/v1/status/leader) would
-// cost the servers one call a second per host.
-func ServersReachable(ctx context.Context, c *api.Client) error {
+// Reachability tells whether the local agent reaches the Consul servers,
+// cheaply enough to ask every second on every host. Check combines two
+// signals: the agent's own view (GET /v1/agent/self: a client's
+// known_servers, which gossip lowers only once it marks a server failed;
+// a server's leader_addr), asked on every call at no server cost; and, at
+// most every RPCEvery (default 5s), a Status.Leader RPC through the agent
+// (GET /v1/status/leader), which fails within the call's deadline on a
+// cut-off host, long before gossip gives up on the servers. So a host costs
+// the servers at most one trivial RPC per RPCEvery (0.2 a second by default).
+type Reachability struct {
+	Client   *api.Client
+	RPCEvery time.Duration
+
+	mu      sync.Mutex
+	lastRPC time.Time
+	rpcErr  error
+}
+
+// Check returns nil while the agent reaches its servers, else why not.
+func (r *Reachability) Check(ctx context.Context) error {
+	if err := agentSeesServers(ctx, r.Client); err != nil {
+		return err
+	}
+	every := r.RPCEvery
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	r.mu.Lock()
+	due := time.Since(r.lastRPC) >= every
+	if due {
+		r.lastRPC = time.Now()
+	}
+	err := r.rpcErr
+	r.mu.Unlock()
+	if !due {
+		return err
+	}
+	leader, err := r.Client.Status().LeaderWithQueryOptions((&api.QueryOptions{}).WithContext(ctx))
+	if err == nil && leader == "" {
+		err = errors.New("no Raft leader")
+	}
+	if err != nil {
+		err = fmt.Errorf("the agent reaches no Consul leader: %w", err)
+	}
+	r.mu.Lock()
+	r.rpcErr = err
+	r.mu.Unlock()
+	return err
+}
+
+// agentSeesServers asks the local agent's own state, without any server RPC.
+func agentSeesServers(ctx context.Context, c *api.Client) error {
 	var self struct {
 		Stats map[string]map[string]any
 	}
