@@ -28,7 +28,7 @@ func ctr(name string, opts ...copt) *container.InspectResponse {
 			State:      &container.State{Running: true},
 			HostConfig: &container.HostConfig{NetworkMode: "bridge"},
 		},
-		Config: &container.Config{Image: "registry.example:5000/team/web:1.2", Labels: map[string]string{}, ExposedPorts: nat.PortSet{}},
+		Config:          &container.Config{Image: "registry.example:5000/team/web:1.2", Labels: map[string]string{}, ExposedPorts: nat.PortSet{}},
 		NetworkSettings: withPorts(&container.NetworkSettings{Networks: map[string]*network.EndpointSettings{"bridge": {IPAddress: "172.17.0.2"}}}),
 	}
 	for _, o := range opts {

@@ -154,7 +154,7 @@ func inspectFixture() *container.InspectResponse {
 			State:      &container.State{Running: true},
 			HostConfig: &container.HostConfig{NetworkMode: "bridge"},
 		},
-		Config: &container.Config{Image: "registry.example:5000/team/web:1.2@sha256:0123", Labels: map[string]string{}},
+		Config:          &container.Config{Image: "registry.example:5000/team/web:1.2@sha256:0123", Labels: map[string]string{}},
 		NetworkSettings: withPorts(&container.NetworkSettings{Networks: map[string]*network.EndpointSettings{}}),
 	}
 }
