@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fails when a tracked file is a binary or larger than 1 MB: build output and
+# Fails when a tracked file is a binary or larger than 1 MB, or a Go file is
+# not gofmt'd: build output and
 # data dumps stay out of git (make build writes to bin/, which is ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +16,10 @@ while IFS= read -r -d '' f; do
 		bad=1
 	fi
 done < <(git ls-files -z)
+# Go files as gofmt writes them.
+unformatted=$(git ls-files -z '*.go' | xargs -0 gofmt -l)
+if [ -n "$unformatted" ]; then
+	echo "check-tree: not gofmt'd (run make fmt): $unformatted" >&2
+	bad=1
+fi
 exit $bad
