@@ -30,9 +30,15 @@ const leaseMargin = time.Second
 // one request a second while holding, besides the renewal every 5s.
 const confirmEvery = time.Second
 
-// maxInFlight bounds the confirmations waiting for an answer at once (they
-// hang while the host is cut off).
-const maxInFlight = 8
+// inFlightFor bounds the confirmations waiting for an answer at once (they
+// hang while the host is cut off, or while the agent's connection to a
+// server that died abruptly has not yet failed): one per confirmEvery over
+// the whole lease, plus one, so requests hung on a dead route never stop a
+// fresh one, sent after the agent moved to a live server, from extending
+// the lease in time.
+func inFlightFor(validFor time.Duration) int {
+	return int(validFor/confirmEvery) + 1
+}
 
 // leaseFor is how long after a confirmation's send time lockrun may let the
 // child run before it starts stopping it; an error names both flags when
@@ -75,8 +81,9 @@ func (k *leaseKeeper) run(ctx context.Context, sent time.Time) string {
 	expires := sent.Add(k.validFor)
 	timer := time.NewTimer(time.Until(expires))
 	defer timer.Stop()
-	results := make(chan confirmation, maxInFlight)
-	slots := make(chan struct{}, maxInFlight)
+	inFlight := inFlightFor(k.validFor)
+	results := make(chan confirmation, inFlight)
+	slots := make(chan struct{}, inFlight)
 	tick := time.NewTicker(confirmEvery)
 	defer tick.Stop()
 	errorsInRow := 0
@@ -129,6 +136,13 @@ func (k *leaseKeeper) run(ctx context.Context, sent time.Time) string {
 			}
 			errorsInRow, failingSince = 0, time.Time{}
 			if e := c.sent.Add(k.validFor); e.After(expires) {
+				if gap := e.Sub(expires); gap > 3*confirmEvery {
+					// Confirmations hung (an election, a dead server on the
+					// agent's route): say how close the lease came to
+					// running out.
+					k.log.Info("Consul's leader confirms we hold the lock after a gap", "gap", gap.Round(time.Millisecond),
+						"lease_left_before", time.Until(expires).Round(time.Millisecond))
+				}
 				expires = e
 				timer.Reset(time.Until(expires))
 			}
