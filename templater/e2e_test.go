@@ -236,7 +236,7 @@ func TestFileWatch(t *testing.T) {
 	start(t, agent.HTTPAddr(), "-template", src+":"+out)
 	eventually.True(t, 10*time.Second, "first render", func() bool { return readFile(out) == "[one]" })
 	os.WriteFile(data, []byte("two"), 0o644)
-	eventually.True(t, 5*time.Second, "re-render after the file changed", func() bool { return readFile(out) == "[two]" })
+	eventually.True(t, 20*time.Second, "re-render after the file changed", func() bool { return readFile(out) == "[two]" })
 }
 
 // Commands: identical ones run once per pass, failures are logged and
@@ -256,7 +256,7 @@ func TestCommands(t *testing.T) {
 		"-template", srcB+":"+filepath.Join(dir, "b.out")+":"+same,
 		"-template", srcA+":"+filepath.Join(dir, "c.out")+":exit 3")
 	eventually.True(t, 10*time.Second, "first pass", func() bool { return readFile(count) == "x\n" })
-	eventually.True(t, 5*time.Second, "command failure counted", func() bool {
+	eventually.True(t, 20*time.Second, "command failure counted", func() bool {
 		return p.metric(t, "berth_templater_command_failures_total", `command="exit 3"`) == 1
 	})
 	put(t, c, "cmd/a", "2")
@@ -304,19 +304,19 @@ func TestReloadAndStop(t *testing.T) {
 
 	os.WriteFile(cfg, []byte("template {\n source = \n"), 0o644)
 	p.cmd.Process.Signal(syscall.SIGHUP)
-	eventually.True(t, 5*time.Second, "rejection logged", func() bool { return strings.Contains(p.log.String(), "keeping the running one") })
+	eventually.True(t, 20*time.Second, "rejection logged", func() bool { return strings.Contains(p.log.String(), "keeping the running one") })
 	put(t, c, "reload/k", "two")
-	eventually.True(t, 5*time.Second, "old config still rendering", func() bool { return readFile(out) == "v1 two" })
+	eventually.True(t, 20*time.Second, "old config still rendering", func() bool { return readFile(out) == "v1 two" })
 
 	os.WriteFile(src, []byte(`v2 {{ key "reload/k" }}`), 0o644)
 	os.WriteFile(cfg, []byte(good), 0o644)
 	p.cmd.Process.Signal(syscall.SIGHUP)
-	eventually.True(t, 5*time.Second, "reloaded template", func() bool { return readFile(out) == "v2 two" })
+	eventually.True(t, 20*time.Second, "reloaded template", func() bool { return readFile(out) == "v2 two" })
 
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("SIGTERM did not stop templater")
 	}
 	if p.err != nil {
@@ -405,7 +405,7 @@ func TestExecAndWait(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	eventually.True(t, 10*time.Second, "render after quiet time", func() bool { return readFile(out) == "two" })
-	eventually.True(t, 5*time.Second, "child signalled", func() bool { return readFile(hups) == "hup\n" })
+	eventually.True(t, 20*time.Second, "child signalled", func() bool { return readFile(hups) == "hup\n" })
 	if r := p.metric(t, "berth_templater_renders_total", "e.tmpl"); r != 2 {
 		t.Fatalf("renders %v, want 2 (the first and one after the quiet time)", r)
 	}

@@ -42,8 +42,7 @@ func Holds(t testing.TB, timeout time.Duration, what string, cond func() (ok boo
 
 // Poll polls cond until it reports ok or timeout passes, and returns the
 // last state cond reported and whether it held. It is for waits whose
-// failure is not the end of the test. cond is always asked at least once,
-// and once more at the deadline.
+// failure is not the end of the test. cond is asked at least once.
 func Poll(timeout time.Duration, cond func() (ok bool, state string)) (string, bool) {
 	deadline := time.Now().Add(timeout)
 	wait := minPoll

