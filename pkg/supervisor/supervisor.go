@@ -27,6 +27,16 @@
 //     later than max after the first (consul-template manager/runner.go
 //     quiescence).
 //
+// Where the three programs (or their peers) differed, the choice: the
+// forwarding target is consul-template's and envconsul's (consul lock
+// signals only its sh -c shell, which may die and leave the program without
+// the signal, the trap of hashicorp/consul-template#1557); the grace is
+// consul lock's. Which signals end the program itself stays each program's
+// documented policy: lockrun forwards SIGINT/SIGTERM and exits once the
+// child is gone (consul lock); envexec and templater stop on their kill
+// signal (envconsul, consul-template) and templater also on SIGTERM
+// (templater/README.md, differences).
+//
 // When the program runs as PID 1 a Reaper collects orphaned zombies.
 package supervisor
 
