@@ -328,6 +328,50 @@ func TestSignalsForwardedAndReleaseOnTerm(t *testing.T) {
 	}
 }
 
+// TestForwardedTermOneGrace: a child that ignores SIGTERM gets the forwarded
+// SIGTERM once and, -kill-timeout later, SIGKILL to its group (consul lock's
+// killChild; pkg/supervisor Forward), not a second SIGTERM and a second
+// grace; the lock is released after. The time is checked from below only.
+func TestForwardedTermOneGrace(t *testing.T) {
+	a := consultest.Require(t, agent)
+	dir := t.TempDir()
+	script := fmt.Sprintf(`trap 'echo term >> %[1]s/sig' TERM; echo $$ > %[1]s/child; while :; do sleep 0.05; done`, dir)
+	const grace = 2 * time.Second
+	cmd := command(a, lockrunB, "-name", "deaftest", "-child-exit-code", "-kill-timeout", grace.String(), "test/deaf", script)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	readInt(t, dir+"/child") // written after the trap is set
+	sent := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(grace + 60*time.Second):
+		cmd.Process.Kill()
+		t.Fatal("lockrun still running long after the grace period")
+	}
+	took := time.Since(sent)
+	t.Logf("SIGTERM to exit: %s with -kill-timeout %s", took.Round(time.Millisecond), grace)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 128+int(syscall.SIGKILL) {
+		t.Errorf("exit %v, want %d (the child killed, -child-exit-code)", err, 128+int(syscall.SIGKILL))
+	}
+	if took < grace {
+		t.Errorf("exit %s after SIGTERM, before -kill-timeout %s", took, grace)
+	}
+	b, _ := os.ReadFile(dir + "/sig")
+	if n := strings.Count(string(b), "term"); n != 1 {
+		t.Errorf("the child got SIGTERM %d times, want 1 (one forwarded signal, one grace period)", n)
+	}
+	if pair, _, err := a.Client().KV().Get("test/deaf/.lock", nil); err != nil {
+		t.Fatal(err)
+	} else if pair != nil && pair.Session != "" {
+		t.Errorf("lock still held after exit: %+v", pair)
+	}
+}
+
 func TestInterruptWhileWaiting(t *testing.T) {
 	a := consultest.Require(t, agent)
 	for _, n := range []string{"1", "2"} {
