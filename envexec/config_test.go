@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 )
 
 // hclList writes a Go string list as an HCL/JSON list.
@@ -143,14 +144,14 @@ upcase = false
 		}
 		writeFile(t, cfg, body("A_{{ key }}"))
 		p := startRaw(t, nowhere, append([]string{"-config", cfg}, childArgs(dir, "hold", 0)...)...)
-		eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+		eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 		waitReady(t, dir, starts(dir)[0])
 		if lastEnv(t, dir)["A_PORT"] != "80" {
 			t.Fatalf("first env %v", onlyConsul(lastEnv(t, dir)))
 		}
 		writeFile(t, cfg, body("B_{{ key }}"))
 		p.signal(syscall.SIGHUP)
-		eventually(t, 20*time.Second, "the command started again", func() bool { return len(starts(dir)) == 2 })
+		eventually.True(t, 20*time.Second, "the command started again", func() bool { return len(starts(dir)) == 2 })
 		if env := onlyConsul(lastEnv(t, dir)); env["B_PORT"] != "80" || env["A_PORT"] != "" {
 			t.Errorf("after the reload: %v", env)
 		}

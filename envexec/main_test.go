@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -287,19 +288,6 @@ func lastEnv(t *testing.T, dir string) map[string]string {
 	return childEnvOf(t, dir, s[len(s)-1])
 }
 
-// eventually polls cond for up to timeout.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s", timeout, what)
-}
-
 func put(t *testing.T, c *api.Client, key, value string) {
 	t.Helper()
 	if _, err := c.KV().Put(&api.KVPair{Key: key, Value: []byte(value)}, nil); err != nil {
@@ -472,7 +460,7 @@ func TestChangeRestartDeleteAndUnrelated(t *testing.T) {
 	put(t, c, n+"/app/DEBUG", "1")
 	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n + "/app", "-kill-timeout", "5s", "-log-level", "debug"}, childArgs(dir, "hold", 0)...)...)
-	eventually(t, 20*time.Second, "first start", func() bool { return len(starts(dir)) == 1 })
+	eventually.True(t, 20*time.Second, "first start", func() bool { return len(starts(dir)) == 1 })
 	first := starts(dir)[0]
 	if env := lastEnv(t, dir); env["PORT"] != "80" || env["DEBUG"] != "1" {
 		t.Fatalf("first environment: PORT=%q DEBUG=%q", env["PORT"], env["DEBUG"])
@@ -480,7 +468,7 @@ func TestChangeRestartDeleteAndUnrelated(t *testing.T) {
 
 	// A change: the child is stopped and started with the new value.
 	put(t, c, n+"/app/PORT", "81")
-	eventually(t, 20*time.Second, "restart after a change", func() bool { return len(starts(dir)) == 2 })
+	eventually.True(t, 20*time.Second, "restart after a change", func() bool { return len(starts(dir)) == 2 })
 	if env := lastEnv(t, dir); env["PORT"] != "81" {
 		t.Fatalf("after the change PORT=%q, want 81", env["PORT"])
 	}
@@ -494,11 +482,11 @@ func TestChangeRestartDeleteAndUnrelated(t *testing.T) {
 	put(t, c, n+"/app2/PORT", "99")
 	put(t, c, n+"/other", "x")
 	put(t, c, n+"/app/folder/", "")
-	eventually(t, 20*time.Second, "envexec to see the folder key", func() bool {
+	eventually.True(t, 20*time.Second, "envexec to see the folder key", func() bool {
 		return strings.Count(p.stderr.String(), "Consul changed but the environment did not") >= 1
 	})
 	put(t, c, n+"/app/not=a-name", "x")
-	eventually(t, 20*time.Second, "envexec to see the invalid key", func() bool {
+	eventually.True(t, 20*time.Second, "envexec to see the invalid key", func() bool {
 		return strings.Count(p.stderr.String(), "Consul changed but the environment did not") >= 2
 	})
 	if s := starts(dir); len(s) != 2 {
@@ -506,7 +494,7 @@ func TestChangeRestartDeleteAndUnrelated(t *testing.T) {
 	}
 	// A deleted key disappears on the restart.
 	del(t, c, n+"/app/DEBUG")
-	eventually(t, 20*time.Second, "restart after a delete", func() bool { return len(starts(dir)) >= 3 })
+	eventually.True(t, 20*time.Second, "restart after a delete", func() bool { return len(starts(dir)) >= 3 })
 	if s := starts(dir); len(s) != 3 {
 		t.Fatalf("want exactly 3 starts, got %d: %v\n%s", len(s), events(dir), p.stderr)
 	}
@@ -539,12 +527,12 @@ func TestOnChangeSignal(t *testing.T) {
 	put(t, c, n+"/V", "1")
 	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-on-change", "signal", "-change-signal", "USR1"}, childArgs(dir, "hold", 0)...)...)
-	eventually(t, 20*time.Second, "first start", func() bool { return len(starts(dir)) == 1 })
+	eventually.True(t, 20*time.Second, "first start", func() bool { return len(starts(dir)) == 1 })
 	pid := starts(dir)[0]
 	put(t, c, n+"/V", "2")
-	eventually(t, 20*time.Second, "SIGUSR1 to the child", func() bool { return contains(events(dir), fmt.Sprintf("usr1_%d", pid)) })
+	eventually.True(t, 20*time.Second, "SIGUSR1 to the child", func() bool { return contains(events(dir), fmt.Sprintf("usr1_%d", pid)) })
 	put(t, c, n+"/V", "3")
-	eventually(t, 20*time.Second, "a second SIGUSR1", func() bool {
+	eventually.True(t, 20*time.Second, "a second SIGUSR1", func() bool {
 		k := 0
 		for _, e := range events(dir) {
 			if e == fmt.Sprintf("usr1_%d", pid) {
@@ -567,12 +555,12 @@ func TestSignalsAndExitCode(t *testing.T) {
 	put(t, c, n+"/V", "1")
 	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n}, childArgs(dir, "hold", 7)...)...)
-	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	pid := starts(dir)[0]
 	for _, s := range []syscall.Signal{syscall.SIGUSR1, syscall.SIGUSR2} {
 		p.signal(s)
 		want := fmt.Sprintf("%s_%d", strings.ToLower(strings.TrimPrefix(sigName(s), "SIG")), pid)
-		eventually(t, 10*time.Second, "forwarded "+sigName(s), func() bool { return contains(events(dir), want) })
+		eventually.True(t, 10*time.Second, "forwarded "+sigName(s), func() bool { return contains(events(dir), want) })
 	}
 	p.signal(syscall.SIGTERM)
 	if code := p.wait(20 * time.Second); code != 7 {
@@ -823,13 +811,13 @@ func TestConsulOutage(t *testing.T) {
 	maddr := ln.Addr().String()
 	ln.Close()
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", "app", "-kill-timeout", "5s", "-metrics-addr", maddr}, childArgs(dir, "hold", 0)...)...)
-	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	pid := starts(dir)[0]
 
 	a.Stop()
 	// envexec notices (its blocking query fails) and retries; the child runs
 	// on; the log line says since when; /health says degraded, not failed.
-	eventually(t, 20*time.Second, "envexec to notice Consul is gone", func() bool {
+	eventually.True(t, 20*time.Second, "envexec to notice Consul is gone", func() bool {
 		return strings.Contains(p.stderr.String(), "waiting for Consul; retrying")
 	})
 	if !strings.Contains(p.stderr.String(), " since=") {
@@ -861,7 +849,7 @@ func TestConsulOutage(t *testing.T) {
 	}
 	// A dev agent comes back empty; write the new configuration.
 	put(t, a.Client(), "app/PORT", "90")
-	eventually(t, 60*time.Second, "the change after Consul came back", func() bool {
+	eventually.True(t, 60*time.Second, "the change after Consul came back", func() bool {
 		s := starts(dir)
 		return len(s) > 1 && childEnvOf(t, dir, s[len(s)-1])["PORT"] == "90"
 	})
@@ -891,7 +879,7 @@ func TestServiceAndMetrics(t *testing.T) {
 	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-service", svc,
 		"-service-format-port", "{{ service }}_HTTP_PORT", "-upcase", "-metrics-addr", maddr}, childArgs(dir, "hold", 0)...)...)
-	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	env := onlyConsul(lastEnv(t, dir))
 	// envconsul names service fields "<service>/<field>" and keeps the "/"
 	// unless -sanitize; -upcase comes before -sanitize for services
@@ -918,7 +906,7 @@ func TestServiceAndMetrics(t *testing.T) {
 	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: svc + "-1", Name: svc, Address: "10.1.2.3", Port: 9090, Tags: []string{"blue", "v2"}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "restart for the new port", func() bool {
+	eventually.True(t, 20*time.Second, "restart for the new port", func() bool {
 		return len(starts(dir)) == 2 && lastEnv(t, dir)["ENVEXECWEB_HTTP_PORT"] == "9090"
 	})
 	_, body := get("/metrics")
@@ -937,7 +925,7 @@ func TestConsulPausedAndSplay(t *testing.T) {
 	put(t, c, "app/PORT", "80")
 	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", "app", "-splay", "300ms", "-log-level", "debug"}, childArgs(dir, "hold", 0)...)...)
-	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	pid := starts(dir)[0]
 
 	// A hung Consul (SIGSTOP): the blocking query just waits; the child runs on.
@@ -953,7 +941,7 @@ func TestConsulPausedAndSplay(t *testing.T) {
 	}
 	// After it resumes, a change is picked up, after the splay.
 	put(t, c, "app/PORT", "85")
-	eventually(t, 20*time.Second, "restart after resume", func() bool {
+	eventually.True(t, 20*time.Second, "restart after resume", func() bool {
 		s := starts(dir)
 		return len(s) == 2 && childEnvOf(t, dir, s[1])["PORT"] == "85"
 	})
@@ -981,7 +969,7 @@ func TestInterruptedWhileWaiting(t *testing.T) {
 	dir := childDir(t)
 	p := startEnvexec(t, dead, nil, append([]string{"-prefix", "app", "-metrics-addr", maddr}, childArgs(dir, "exit", 0)...)...)
 	// /health says what it waits for.
-	eventually(t, 20*time.Second, "/health to answer 503 naming the prefix", func() bool {
+	eventually.True(t, 20*time.Second, "/health to answer 503 naming the prefix", func() bool {
 		resp, err := http.Get("http://" + maddr + "/health")
 		if err != nil {
 			return false
@@ -1048,13 +1036,13 @@ func TestWaitQuiescenceAndExecFlag(t *testing.T) {
 	put(t, c, n+"/V", "0")
 	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-wait", "1500ms:20s"}, childArgs(dir, "hold", 0)...)...)
-	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	// A burst of writes well inside the quiet period makes one restart with
 	// the last value.
 	for i := 1; i <= 3; i++ {
 		put(t, c, n+"/V", strconv.Itoa(i))
 	}
-	eventually(t, 30*time.Second, "one restart after the burst", func() bool { return len(starts(dir)) >= 2 })
+	eventually.True(t, 30*time.Second, "one restart after the burst", func() bool { return len(starts(dir)) >= 2 })
 	if s := starts(dir); len(s) != 2 || childEnvOf(t, dir, s[1])["V"] != "3" {
 		t.Errorf("want one restart with V=3, got %v (V=%q)", events(dir), lastEnv(t, dir)["V"])
 	}
@@ -1086,10 +1074,10 @@ func TestKillSignalAndTimeout(t *testing.T) {
 	// -exec-kill-signal chooses the signal that stops the command.
 	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-exec-kill-signal", "SIGINT"}, childArgs(dir, "hold", 0)...)...)
-	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	first := starts(dir)[0]
 	put(t, c, n+"/V", "2")
-	eventually(t, 20*time.Second, "restart", func() bool { return len(starts(dir)) == 2 })
+	eventually.True(t, 20*time.Second, "restart", func() bool { return len(starts(dir)) == 2 })
 	if !contains(events(dir), fmt.Sprintf("int_%d", first)) {
 		t.Errorf("the child was not stopped with SIGINT: %v", events(dir))
 	}
@@ -1099,10 +1087,10 @@ func TestKillSignalAndTimeout(t *testing.T) {
 	// A child that ignores the kill signal is killed after -kill-timeout.
 	dir = childDir(t)
 	p = startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-kill-timeout", "500ms"}, childArgs(dir, "stubborn", 0)...)...)
-	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	first = starts(dir)[0]
 	put(t, c, n+"/V", "3")
-	eventually(t, 20*time.Second, "restart of the stubborn child", func() bool { return len(starts(dir)) == 2 })
+	eventually.True(t, 20*time.Second, "restart of the stubborn child", func() bool { return len(starts(dir)) == 2 })
 	if err := syscall.Kill(first, 0); err == nil {
 		t.Errorf("the stubborn child %d still exists after the restart", first)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 )
 
 // TestEnvconsulFlags: the flags of envconsul's cli.go (ParseFlags) are
@@ -91,11 +92,11 @@ func TestEnvconsulFlags(t *testing.T) {
 		put(t, a.Client(), m+"/V", "1")
 		dir := childDir(t)
 		p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", m, "-exec-reload-signal", "SIGUSR1"}, childArgs(dir, "hold", 0)...)...)
-		eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+		eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 		pid := starts(dir)[0]
 		waitReady(t, dir, pid)
 		put(t, a.Client(), m+"/V", "2")
-		eventually(t, 20*time.Second, "SIGUSR1 for the change", func() bool { return contains(events(dir), fmt.Sprintf("usr1_%d", pid)) })
+		eventually.True(t, 20*time.Second, "SIGUSR1 for the change", func() bool { return contains(events(dir), fmt.Sprintf("usr1_%d", pid)) })
 		if len(starts(dir)) != 1 {
 			t.Errorf("restarted: %v", events(dir))
 		}

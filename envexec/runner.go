@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"os"
 	"strings"
@@ -385,17 +384,21 @@ type supervision struct {
 	env     map[string]string // the command's Consul variables
 	pending map[string]string // a changed environment not applied yet
 
-	quietT, maxT, splayT, killT *time.Timer
-	quietC, maxC, splayC, killC <-chan time.Time // killC: grace after a forwarded SIGINT/SIGTERM
+	// quiet is the -wait quiescence of the pending change; quietT fires at
+	// its due time.
+	quiet          supervisor.Quiescence
+	quietT, splayT *time.Timer
+	quietC, splayC <-chan time.Time
 }
 
 func (sv *supervision) stopTimers() {
-	for _, t := range []*time.Timer{sv.quietT, sv.maxT, sv.splayT} {
+	for _, t := range []*time.Timer{sv.quietT, sv.splayT} {
 		if t != nil {
 			t.Stop()
 		}
 	}
-	sv.quietC, sv.maxC, sv.splayC = nil, nil, nil
+	sv.quiet.Reset()
+	sv.quietC, sv.splayC = nil, nil
 }
 
 // apply acts on a settled change as -on-change says. It returns an exit
@@ -412,7 +415,7 @@ func (sv *supervision) apply(next map[string]string) int {
 	case changeSignal:
 		r.log.Info("environment changed; signalling the command", "changed", changed, "signal", supervisor.SignalName(o.changeSignal))
 		r.metrics.changeSignals.Inc()
-		if err := sv.child.Signal(o.changeSignal); err != nil {
+		if err := sv.child.Reload(o.changeSignal); err != nil {
 			r.log.Warn("could not signal the command", "err", err)
 		}
 	default:
@@ -425,7 +428,6 @@ func (sv *supervision) apply(next map[string]string) int {
 			return r.fail(exitChildStart, "restart: %v", err)
 		}
 		sv.child = c
-		sv.killC = nil
 	}
 	return -1
 }
@@ -438,7 +440,7 @@ func (sv *supervision) settled() int {
 	}
 	if sv.r.o.splay > 0 {
 		if sv.splayC == nil {
-			d := time.Duration(rand.Int64N(int64(sv.r.o.splay)))
+			d := supervisor.SplayDelay(sv.r.o.splay)
 			sv.r.log.Info("environment changed; waiting for the splay", "splay", d.Round(time.Millisecond))
 			sv.splayT = time.NewTimer(d)
 			sv.splayC = sv.splayT.C
@@ -473,27 +475,33 @@ func (sv *supervision) changed(next map[string]string) int {
 	if o.waitMin > 0 {
 		// Quiescence: wait until no change came for -wait min, but no
 		// longer than its max since the first change.
-		if sv.quietT == nil {
-			sv.quietT = time.NewTimer(o.waitMin)
-		} else {
-			sv.quietT.Reset(o.waitMin)
-		}
-		sv.quietC = sv.quietT.C
-		if sv.maxC == nil {
-			sv.maxT = time.NewTimer(o.waitMax)
-			sv.maxC = sv.maxT.C
-		}
+		sv.quiet.Min, sv.quiet.Max = o.waitMin, o.waitMax
+		sv.quiet.Change(time.Now())
+		sv.armQuiet()
 		return -1
 	}
 	return sv.settled()
 }
 
+// armQuiet sets the quiescence timer to the pending change's due time.
+func (sv *supervision) armQuiet() {
+	d := time.Until(sv.quiet.Due())
+	if sv.quietT == nil {
+		sv.quietT = time.NewTimer(d)
+	} else {
+		sv.quietT.Stop()
+		sv.quietT.Reset(d)
+	}
+	sv.quietC = sv.quietT.C
+}
+
 // signal handles a signal envexec received, as envconsul's cli.go Run does:
 // the reload signal stops the command and reloads; the kill signal stops
-// the command and ends envexec (exit 12); every other signal but SIGCHLD
-// and the runtime's SIGURG goes to the command. After a forwarded SIGINT or
-// SIGTERM the command has one -kill-timeout to exit, then its process group
-// gets SIGKILL. end reports that supervise must return code and reload.
+// the command and ends envexec (exit 12); every other signal goes to the
+// command by the supervisor's rule (pkg/supervisor Forward: not SIGCHLD and
+// the runtime's SIGURG; after a forwarded SIGINT or SIGTERM the command has
+// one -kill-timeout to exit, then its process group gets SIGKILL). end
+// reports that supervise must return code and reload.
 func (sv *supervision) signal(sig os.Signal) (code int, reload, end bool) {
 	r, o := sv.r, sv.r.o
 	s, ok := sig.(syscall.Signal)
@@ -514,15 +522,8 @@ func (sv *supervision) signal(sig os.Signal) (code int, reload, end bool) {
 		r.metrics.childRunning.Set(0)
 		r.setState("stopped")
 		return exitInterrupted, false, true
-	case !supervisor.Forwardable(s):
-		return 0, false, false
 	}
-	r.log.Debug("forwarding signal", "signal", supervisor.SignalName(s))
-	_ = sv.child.Signal(s)
-	if (s == syscall.SIGINT || s == syscall.SIGTERM) && sv.killC == nil {
-		sv.killT = time.NewTimer(o.killTimeout)
-		sv.killC = sv.killT.C
-	}
+	_ = sv.child.Forward(s)
 	return 0, false, false
 }
 
@@ -536,11 +537,6 @@ func (r *runner) supervise(ctx context.Context, env map[string]string, data []an
 	r.log.Debug("command started", "pid", child.Pid(), "variables", len(env))
 	sv := &supervision{r: r, child: child, env: env}
 	defer sv.stopTimers()
-	defer func() {
-		if sv.killT != nil {
-			sv.killT.Stop()
-		}
-	}()
 	for {
 		code := -1
 		select {
@@ -555,13 +551,13 @@ func (r *runner) supervise(ctx context.Context, env map[string]string, data []an
 			data[u.i] = u.data
 			r.drain(updates, data)
 			code = sv.changed(r.build(data))
-		case <-sv.quietC:
-			sv.quietC, sv.maxC = nil, nil
-			sv.maxT.Stop()
-			code = sv.settled()
-		case <-sv.maxC:
-			sv.quietC, sv.maxC = nil, nil
-			sv.quietT.Stop()
+		case now := <-sv.quietC:
+			sv.quietC = nil
+			if !sv.quiet.Ready(now) {
+				sv.armQuiet() // a change came since the timer was set
+				break
+			}
+			sv.quiet.Reset()
 			code = sv.settled()
 		case <-sv.splayC:
 			sv.splayC = nil
@@ -574,12 +570,6 @@ func (r *runner) supervise(ctx context.Context, env map[string]string, data []an
 			if c, reload, end := sv.signal(sig); end {
 				return c, reload
 			}
-		case <-sv.killC:
-			// The grace is over: SIGKILL now. (Stop would send the kill
-			// signal again and wait a second -kill-timeout.)
-			sv.killC = nil
-			r.log.Warn("command still running after the forwarded signal and -kill-timeout; sending SIGKILL to its process group", "grace", r.o.killTimeout)
-			_ = sv.child.SignalGroup(syscall.SIGKILL)
 		case <-ctx.Done():
 			sv.child.Stop()
 			return exitInterrupted, false

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 )
 
 // count is how many events of the child's log equal e.
@@ -32,7 +33,7 @@ func TestForwardedTermOneKillTimeout(t *testing.T) {
 	const grace = 2 * time.Second
 	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-kill-timeout", grace.String()}, childArgs(dir, "deaf", 0)...)...)
-	eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	pid := starts(dir)[0]
 	// The child logs its start before it installs its handler: wait until
 	// it is there (a SIGTERM before would kill it).
@@ -56,7 +57,7 @@ func TestForwardedTermOneKillTimeout(t *testing.T) {
 // waitReady waits until the child pid catches signals.
 func waitReady(t *testing.T, dir string, pid int) {
 	t.Helper()
-	eventually(t, 10*time.Second, "the child's signal handlers", func() bool { return contains(events(dir), fmt.Sprintf("ready_%d", pid)) })
+	eventually.True(t, 10*time.Second, "the child's signal handlers", func() bool { return contains(events(dir), fmt.Sprintf("ready_%d", pid)) })
 }
 
 // TestKillAndReloadSignals follows envconsul's signal handling (cli.go,
@@ -73,7 +74,7 @@ func TestKillAndReloadSignals(t *testing.T) {
 	hold := func(t *testing.T, args ...string) (*proc, string, int) {
 		dir := childDir(t)
 		p := startEnvexec(t, a.HTTPAddr(), nil, append(append([]string{"-prefix", n}, args...), childArgs(dir, "hold", 7)...)...)
-		eventually(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+		eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 		pid := starts(dir)[0]
 		waitReady(t, dir, pid)
 		return p, dir, pid
@@ -112,7 +113,7 @@ func TestKillAndReloadSignals(t *testing.T) {
 	t.Run("default reload signal SIGHUP", func(t *testing.T) {
 		p, dir, pid := hold(t)
 		p.signal(syscall.SIGHUP)
-		eventually(t, 20*time.Second, "a new command after the reload", func() bool { return len(starts(dir)) == 2 })
+		eventually.True(t, 20*time.Second, "a new command after the reload", func() bool { return len(starts(dir)) == 2 })
 		if !contains(events(dir), fmt.Sprintf("term_%d", pid)) || contains(events(dir), fmt.Sprintf("hup_%d", pid)) {
 			t.Errorf("want the command stopped with SIGTERM for the reload, SIGHUP not forwarded: %v", events(dir))
 		}
@@ -129,7 +130,7 @@ func TestKillAndReloadSignals(t *testing.T) {
 	t.Run("-reload-signal empty: SIGHUP goes to the command", func(t *testing.T) {
 		p, dir, pid := hold(t, "-reload-signal", "")
 		p.signal(syscall.SIGHUP)
-		eventually(t, 10*time.Second, "forwarded SIGHUP", func() bool { return contains(events(dir), fmt.Sprintf("hup_%d", pid)) })
+		eventually.True(t, 10*time.Second, "forwarded SIGHUP", func() bool { return contains(events(dir), fmt.Sprintf("hup_%d", pid)) })
 		if len(starts(dir)) != 1 {
 			t.Errorf("restarted: %v", events(dir))
 		}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -84,18 +85,6 @@ func sessionsNamed(t *testing.T, a *consultest.Agent, sub string) []string {
 		}
 	}
 	return ids
-}
-
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s", timeout, what)
 }
 
 // overlapLog is the shared file children append "enter ID TOKEN" and
@@ -248,7 +237,7 @@ func pidAlive(pid int) bool {
 func readInt(t *testing.T, path string) string {
 	t.Helper()
 	var s string
-	waitFor(t, path, 20*time.Second, func() bool {
+	eventually.True(t, 20*time.Second, path, func() bool {
 		b, _ := os.ReadFile(path)
 		s = strings.TrimSpace(string(b))
 		return s != ""
@@ -297,7 +286,7 @@ func TestLockLostStopsProcessGroup(t *testing.T) {
 				t.Fatalf("lockrun did not exit after the lock was lost; stderr %s", errb.String())
 			}
 			// The issue's bound: both gone within the grace period.
-			waitFor(t, "child and grandchild gone", grace, func() bool { return !pidAlive(child) && !pidAlive(gc) })
+			eventually.True(t, grace, "child and grandchild gone", func() bool { return !pidAlive(child) && !pidAlive(gc) })
 			t.Logf("lock lost → child and grandchild gone in %s", time.Since(lostAt).Round(time.Millisecond))
 			if !strings.Contains(errb.String(), "lost") {
 				t.Errorf("stderr does not say the lock was lost: %s", errb.String())
@@ -317,9 +306,9 @@ func TestSignalsForwardedAndReleaseOnTerm(t *testing.T) {
 	readInt(t, dir+"/child")
 	sigs := func() string { b, _ := os.ReadFile(dir + "/sig"); return string(b) }
 	cmd.Process.Signal(syscall.SIGUSR1)
-	waitFor(t, "USR1 to reach the child", 10*time.Second, func() bool { return strings.Contains(sigs(), "usr1") })
+	eventually.True(t, 10*time.Second, "USR1 to reach the child", func() bool { return strings.Contains(sigs(), "usr1") })
 	cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, "HUP to reach the child", 10*time.Second, func() bool { return strings.Contains(sigs(), "hup") })
+	eventually.True(t, 10*time.Second, "HUP to reach the child", func() bool { return strings.Contains(sigs(), "hup") })
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("lockrun after SIGTERM: %v", err)
@@ -336,6 +325,50 @@ func TestSignalsForwardedAndReleaseOnTerm(t *testing.T) {
 	}
 	if s := sessionsNamed(t, a, "sigtest"); len(s) != 0 {
 		t.Fatalf("sessions left behind: %v", s)
+	}
+}
+
+// TestForwardedTermOneGrace: a child that ignores SIGTERM gets the forwarded
+// SIGTERM once and, -kill-timeout later, SIGKILL to its group (consul lock's
+// killChild; pkg/supervisor Forward), not a second SIGTERM and a second
+// grace; the lock is released after. The time is checked from below only.
+func TestForwardedTermOneGrace(t *testing.T) {
+	a := consultest.Require(t, agent)
+	dir := t.TempDir()
+	script := fmt.Sprintf(`trap 'echo term >> %[1]s/sig' TERM; echo $$ > %[1]s/child; while :; do sleep 0.05; done`, dir)
+	const grace = 2 * time.Second
+	cmd := command(a, lockrunB, "-name", "deaftest", "-child-exit-code", "-kill-timeout", grace.String(), "test/deaf", script)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	readInt(t, dir+"/child") // written after the trap is set
+	sent := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(grace + 60*time.Second):
+		cmd.Process.Kill()
+		t.Fatal("lockrun still running long after the grace period")
+	}
+	took := time.Since(sent)
+	t.Logf("SIGTERM to exit: %s with -kill-timeout %s", took.Round(time.Millisecond), grace)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 128+int(syscall.SIGKILL) {
+		t.Errorf("exit %v, want %d (the child killed, -child-exit-code)", err, 128+int(syscall.SIGKILL))
+	}
+	if took < grace {
+		t.Errorf("exit %s after SIGTERM, before -kill-timeout %s", took, grace)
+	}
+	b, _ := os.ReadFile(dir + "/sig")
+	if n := strings.Count(string(b), "term"); n != 1 {
+		t.Errorf("the child got SIGTERM %d times, want 1 (one forwarded signal, one grace period)", n)
+	}
+	if pair, _, err := a.Client().KV().Get("test/deaf/.lock", nil); err != nil {
+		t.Fatal(err)
+	} else if pair != nil && pair.Session != "" {
+		t.Errorf("lock still held after exit: %+v", pair)
 	}
 }
 
@@ -357,7 +390,7 @@ func TestInterruptWhileWaiting(t *testing.T) {
 				}
 				holders = append(holders, h)
 				readyFile := fmt.Sprintf("%s/h%d", dir, i)
-				waitFor(t, "holder to hold", 20*time.Second, func() bool { _, err := os.Stat(readyFile); return err == nil })
+				eventually.True(t, 20*time.Second, "holder to hold", func() bool { _, err := os.Stat(readyFile); return err == nil })
 			}
 			defer func() {
 				for _, h := range holders {
@@ -370,9 +403,9 @@ func TestInterruptWhileWaiting(t *testing.T) {
 				t.Fatal(err)
 			}
 			var sess []string
-			waitFor(t, "waiter's session", 10*time.Second, func() bool { sess = sessionsNamed(t, a, "waiter-"+n); return len(sess) == 1 })
+			eventually.True(t, 10*time.Second, "waiter's session", func() bool { sess = sessionsNamed(t, a, "waiter-"+n); return len(sess) == 1 })
 			if n == "2" {
-				waitFor(t, "waiter's contender key", 10*time.Second, func() bool {
+				eventually.True(t, 10*time.Second, "waiter's contender key", func() bool {
 					p, _, _ := a.Client().KV().Get(prefix+"/"+sess[0], nil)
 					return p != nil
 				})
@@ -404,7 +437,7 @@ func TestTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { h.Process.Signal(syscall.SIGTERM); h.Wait() }()
-	waitFor(t, "holder", 20*time.Second, func() bool { _, err := os.Stat(dir + "/held"); return err == nil })
+	eventually.True(t, 20*time.Second, "holder", func() bool { _, err := os.Stat(dir + "/held"); return err == nil })
 	for _, flagName := range []string{"-timeout", "-try"} {
 		start := time.Now()
 		r := runLR(t, a, flagName, "300ms", "-name", "timeout-waiter", "test/timeout", "touch "+dir+"/ran")
@@ -517,7 +550,7 @@ func TestConflictingKindsAndLimits(t *testing.T) {
 		if err := h.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "holder", 20*time.Second, func() bool { _, err := os.Stat(dir + "/" + marker); return err == nil })
+		eventually.True(t, 20*time.Second, "holder", func() bool { _, err := os.Stat(dir + "/" + marker); return err == nil })
 		return h
 	}
 	stop := func(h *exec.Cmd) { h.Process.Signal(syscall.SIGTERM); h.Wait() }
@@ -611,7 +644,7 @@ func TestMetricsAndHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
-	waitFor(t, "holder", 20*time.Second, func() bool { _, err := os.Stat(dir + "/held"); return err == nil })
+	eventually.True(t, 20*time.Second, "holder", func() bool { _, err := os.Stat(dir + "/held"); return err == nil })
 	body := httpGet(t, "http://127.0.0.1:"+port+"/metrics")
 	for _, want := range []string{"berth_lockrun_held 1", "berth_lockrun_acquisitions_total 1", "berth_lockrun_wait_seconds_count 1"} {
 		if !strings.Contains(body, want) {

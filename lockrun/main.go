@@ -441,24 +441,13 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 	}
 }
 
-// forward passes a signal to the child; SIGINT and SIGTERM also stop its
-// group after the grace period if it is still running.
+// forward passes a signal to the child by the supervisor's one rule
+// (pkg/supervisor Forward): a forwarded SIGINT or SIGTERM gives the child
+// one -kill-timeout, then its process group gets SIGKILL, as consul lock's
+// killChild does (command/lock/lock.go: SIGTERM, a grace period, SIGKILL).
 func (r *runner) forward(sig os.Signal, child *supervisor.Child) {
-	s, ok := sig.(syscall.Signal)
-	if !ok || !supervisor.Forwardable(s) {
-		return
-	}
-	r.log.Debug("forwarding signal", "signal", supervisor.SignalName(s))
-	_ = child.Signal(s)
-	if s == syscall.SIGINT || s == syscall.SIGTERM {
-		go func() {
-			// Give the child the grace period to act on it, then stop the group.
-			select {
-			case <-child.Done():
-			case <-time.After(r.o.killTimeout):
-				child.Stop()
-			}
-		}()
+	if s, ok := sig.(syscall.Signal); ok {
+		_ = child.Forward(s)
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -321,30 +322,12 @@ func ids(m map[string]*api.AgentService) []string {
 	return out
 }
 
-// eventually polls cond every 100ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last state: %s", what, timeout, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // waitIDs waits until the services owned by host are exactly want.
 func waitIDs(t *testing.T, c *api.Client, host string, timeout time.Duration, want ...string) map[string]*api.AgentService {
 	t.Helper()
 	sort.Strings(want)
 	var got map[string]*api.AgentService
-	eventually(t, timeout, fmt.Sprintf("owned services = %v", want), func() (bool, string) {
+	eventually.Holds(t, timeout, fmt.Sprintf("owned services = %v", want), func() (bool, string) {
 		got = ownedServices(t, c, host)
 		g := ids(got)
 		return strings.Join(g, ",") == strings.Join(want, ","), fmt.Sprint(g)

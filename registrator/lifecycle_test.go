@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -45,7 +46,7 @@ func TestLifecycle(t *testing.T) {
 	docker(t, "restart", "-t", "0", cn("lc-a"))
 	docker(t, "kill", cn("lc-a"))
 	docker(t, "start", cn("lc-a"))
-	eventually(t, 20*time.Second, "registration follows the restarted container", func() (bool, string) {
+	eventually.Holds(t, 20*time.Second, "registration follows the restarted container", func() (bool, string) {
 		s := ownedServices(t, c, h)[id("lc-a")]
 		if s == nil {
 			return false, "missing"
@@ -84,7 +85,7 @@ func TestDeregisterOnSuccess(t *testing.T) {
 	docker(t, "kill", "-s", "USR1", cn("os-ok"))
 	docker(t, "stop", "-t", "20", cn("os-stop"))
 	docker(t, "kill", cn("os-kill"))
-	eventually(t, 20*time.Second, "all four exited", func() (bool, string) {
+	eventually.Holds(t, 20*time.Second, "all four exited", func() (bool, string) {
 		st := docker(t, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", cn("os-fail"), cn("os-ok"), cn("os-stop"), cn("os-kill"))
 		return st == "exited 3\nexited 0\nexited 143\nexited 137", st
 	})
@@ -95,7 +96,7 @@ func TestDeregisterOnSuccess(t *testing.T) {
 	r.stop()
 	docker(t, "kill", cn("os-downkill"))
 	r2 := startReg(t, a, func(cfg *Config) { cfg.DeregisterOnSuccess = true })
-	eventually(t, 10*time.Second, "second registrator reconciled", func() (bool, string) {
+	eventually.Holds(t, 10*time.Second, "second registrator reconciled", func() (bool, string) {
 		return r2.passes.Load() > 0, "no pass yet"
 	})
 	waitIDs(t, c, h, 20*time.Second, id("os-fail"))
@@ -196,7 +197,7 @@ func TestDockerAwayAtStart(t *testing.T) {
 		t.Fatalf("registration changed while Docker was away: %+v", s)
 	}
 	p.restore()
-	eventually(t, 20*time.Second, "registration corrected once Docker answers", func() (bool, string) {
+	eventually.Holds(t, 20*time.Second, "registration corrected once Docker answers", func() (bool, string) {
 		s := ownedServices(t, c, h)[earlier.ID]
 		return s != nil && strconv.Itoa(s.Port) == hostPort(t, "da-a", "8080"), fmt.Sprintf("%+v", s)
 	})
@@ -317,7 +318,7 @@ func TestEventStreamInterrupted(t *testing.T) {
 	waitIDs(t, c, h, 20*time.Second, h+":"+cn("es-a")+":8080")
 
 	p.cut()
-	eventually(t, 10*time.Second, "registrator notices the stream closed", func() (bool, string) {
+	eventually.Holds(t, 10*time.Second, "registrator notices the stream closed", func() (bool, string) {
 		return r.Health() != nil, "healthy"
 	})
 	docker(t, "stop", "-t", "1", cn("es-a"))
@@ -330,11 +331,11 @@ func TestEventStreamInterrupted(t *testing.T) {
 	waitIDs(t, c, h, 30*time.Second, h+":"+cn("es-b")+":8080")
 	// The re-list retried after the failed calls may catch up before the
 	// stream itself reconnects (its backoff runs separately): wait for both.
-	eventually(t, 15*time.Second, "event stream reconnected", func() (bool, string) {
+	eventually.Holds(t, 15*time.Second, "event stream reconnected", func() (bool, string) {
 		n := metricValue(r.m.reconnects)
 		return n >= 1, fmt.Sprint("event_stream_reconnects_total ", n)
 	})
-	eventually(t, 10*time.Second, "healthy again", func() (bool, string) {
+	eventually.Holds(t, 10*time.Second, "healthy again", func() (bool, string) {
 		err := r.Health()
 		return err == nil, fmt.Sprint(err)
 	})
@@ -355,7 +356,7 @@ func TestConsulAway(t *testing.T) {
 	waitIDs(t, c, h, 20*time.Second, h+":"+cn("ca-a")+":8080")
 	a.Stop()
 	runC(t, "ca-b", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
-	eventually(t, 10*time.Second, "unhealthy while Consul is away", func() (bool, string) {
+	eventually.Holds(t, 10*time.Second, "unhealthy while Consul is away", func() (bool, string) {
 		return r.Health() != nil, "healthy"
 	})
 	if err := a.Restart(); err != nil {
@@ -431,7 +432,7 @@ func TestUnchangedResyncWritesNothing(t *testing.T) {
 	// TTL status update, never a re-registration).
 	waitResyncs := func(k int) {
 		start := metricValue(r.m.passes.WithLabelValues("resync"))
-		eventually(t, time.Duration(k+10)*time.Second, fmt.Sprintf("%d resync passes", k), func() (bool, string) {
+		eventually.Holds(t, time.Duration(k+10)*time.Second, fmt.Sprintf("%d resync passes", k), func() (bool, string) {
 			got := metricValue(r.m.passes.WithLabelValues("resync"))
 			return got >= start+float64(k), fmt.Sprint(got - start)
 		})
@@ -468,12 +469,12 @@ func TestDockerHealth(t *testing.T) {
 	id := h + ":" + cn("dh") + ":8080"
 	runImage(t, testImageHealth, "dh", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_NAME=berth-test-dh"}, "-listen", ":8080")
 	waitIDs(t, c, h, 20*time.Second, id)
-	eventually(t, 20*time.Second, "healthy container passing", func() (bool, string) {
+	eventually.Holds(t, 20*time.Second, "healthy container passing", func() (bool, string) {
 		p := passing(t, c, "berth-test-dh")
 		return strings.Join(p, ",") == id, fmt.Sprint(p)
 	})
 	docker(t, "exec", cn("dh"), "/server", "-sick")
-	eventually(t, 20*time.Second, "unhealthy container out of the passing list", func() (bool, string) {
+	eventually.Holds(t, 20*time.Second, "unhealthy container out of the passing list", func() (bool, string) {
 		p := passing(t, c, "berth-test-dh")
 		return len(p) == 0, fmt.Sprint(p)
 	})
@@ -515,7 +516,7 @@ func TestLivenessTTL(t *testing.T) {
 		t.Fatalf("liveness check %s while registrator runs", s)
 	}
 	r.stop()
-	eventually(t, 15*time.Second, "liveness critical after registrator stopped", func() (bool, string) {
+	eventually.Holds(t, 15*time.Second, "liveness critical after registrator stopped", func() (bool, string) {
 		s := status()
 		return s == api.HealthCritical, s
 	})
@@ -532,7 +533,7 @@ func TestAgentRefusal(t *testing.T) {
 	runC(t, "rf-script", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_CHECK_SCRIPT=/server -check"}, "-listen", ":8080")
 	runC(t, "rf-ok", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
 	waitIDs(t, c, h, 20*time.Second, h+":"+cn("rf-ok")+":8080")
-	eventually(t, 10*time.Second, "refusal logged", func() (bool, string) {
+	eventually.Holds(t, 10*time.Second, "refusal logged", func() (bool, string) {
 		l := r.logs.String()
 		return strings.Contains(l, "Consul refused the service") && strings.Contains(l, "container="+cn("rf-script")), ""
 	})
@@ -541,7 +542,7 @@ func TestAgentRefusal(t *testing.T) {
 		t.Errorf("registrations_refused_total = %v, want 1", before)
 	}
 	start := metricValue(r.m.passes.WithLabelValues("resync"))
-	eventually(t, 15*time.Second, "two resyncs", func() (bool, string) {
+	eventually.Holds(t, 15*time.Second, "two resyncs", func() (bool, string) {
 		return metricValue(r.m.passes.WithLabelValues("resync")) >= start+2, ""
 	})
 	if d := metricValue(r.m.refused) - before; d != 0 {
@@ -582,7 +583,7 @@ func TestRepairsAgentChanges(t *testing.T) {
 	if err := c.Agent().ServiceRegister(altered); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "altered service restored", func() (bool, string) {
+	eventually.Holds(t, 15*time.Second, "altered service restored", func() (bool, string) {
 		s := ownedServices(t, c, h)[id]
 		return s != nil && s.Port == want.Port && strings.Join(s.Tags, ",") == "x", fmt.Sprintf("%+v", s)
 	})

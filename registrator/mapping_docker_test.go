@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -109,11 +110,11 @@ func TestMappingRules(t *testing.T) {
 	checkOutput(t, c, "berth-test-tcp", "service:berth-test-custom-id", "tcp", "TCP connect 127.0.0.1:"+hostPort(t, "map-tcp", "8080")+": Success")
 	// The HTTP check really passes through the published port, so the
 	// instance is in /v1/health/service's passing list.
-	eventually(t, 20*time.Second, "web passing", func() (bool, string) {
+	eventually.Holds(t, 20*time.Second, "web passing", func() (bool, string) {
 		p := passing(t, c, "berth-test-web")
 		return slices.Equal(p, []string{h + ":" + cn("map-web") + ":8080"}), strings.Join(p, ",")
 	})
-	eventually(t, 20*time.Second, "tcp passing", func() (bool, string) {
+	eventually.Holds(t, 20*time.Second, "tcp passing", func() (bool, string) {
 		p := passing(t, c, "berth-test-tcp")
 		return slices.Equal(p, []string{"berth-test-custom-id"}), strings.Join(p, ",")
 	})
@@ -168,7 +169,7 @@ func TestInternalNetworksExplicit(t *testing.T) {
 		return docker(t, "inspect", "-f", "{{(index .NetworkSettings.Networks \""+net+"\").IPAddress}}", cn(name))
 	}
 	var got map[string]*api.AgentService
-	eventually(t, 30*time.Second, "internal addresses", func() (bool, string) {
+	eventually.Holds(t, 30*time.Second, "internal addresses", func() (bool, string) {
 		got = ownedServices(t, c, h)
 		l, m := got[want[0]], got[want[1]]
 		if l == nil || m == nil || got[want[2]] == nil || len(got) != 3 {
@@ -193,7 +194,7 @@ func TestInternalNetworksExplicit(t *testing.T) {
 // checkOutput waits until the agent ran the check and its output holds want.
 func checkOutput(t *testing.T, c *api.Client, service, id, typ, want string) {
 	t.Helper()
-	eventually(t, 20*time.Second, "check "+id+" output", func() (bool, string) {
+	eventually.Holds(t, 20*time.Second, "check "+id+" output", func() (bool, string) {
 		checks, _, err := c.Health().Checks(service, nil)
 		if err != nil {
 			return false, err.Error()

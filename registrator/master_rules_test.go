@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -52,7 +53,7 @@ func TestServiceCheckTTLID(t *testing.T) {
 	}
 	// Resync passes leave the heartbeated status alone (no re-registration).
 	start := metricValue(r.m.passes.WithLabelValues("resync"))
-	eventually(t, 20*time.Second, "two resyncs", func() (bool, string) {
+	eventually.Holds(t, 20*time.Second, "two resyncs", func() (bool, string) {
 		return metricValue(r.m.passes.WithLabelValues("resync")) >= start+2, ""
 	})
 	checks, err = c.Agent().Checks()
@@ -91,7 +92,7 @@ func TestDefaultAgentURI(t *testing.T) {
 	runC(t, "default-uri", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
 	id := hostFor(t) + ":" + cn("default-uri") + ":8080"
 	c := a.Client()
-	eventually(t, 30*time.Second, "registered through the default agent", func() (bool, string) {
+	eventually.Holds(t, 30*time.Second, "registered through the default agent", func() (bool, string) {
 		select {
 		case err := <-exited:
 			exited <- err

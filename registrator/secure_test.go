@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 )
 
 // The registrator binary against a real agent with default-deny ACLs serving
@@ -43,7 +44,7 @@ func TestACLTokenAndTLS(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 30*time.Second, "secure-web registered over HTTPS with the token, "+uri, func() (bool, string) {
+		eventually.Holds(t, 30*time.Second, "secure-web registered over HTTPS with the token, "+uri, func() (bool, string) {
 			got := ownedServices(t, c, host)
 			for _, s := range got {
 				if s.Service == "secure-web" {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/go-connections/nat"
@@ -295,7 +296,7 @@ func TestCLI(t *testing.T) {
 	}
 	runC(t, "cli", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
 	waitIDs(t, a.Client(), hostFor(t), 20*time.Second, hostFor(t)+":"+cn("cli")+":8080")
-	eventually(t, 10*time.Second, "/health ok", func() (bool, string) {
+	eventually.Holds(t, 10*time.Second, "/health ok", func() (bool, string) {
 		resp, err := http.Get("http://" + addr + "/health")
 		if err != nil {
 			return false, err.Error()

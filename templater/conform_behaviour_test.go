@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/berth/berth/pkg/eventually"
 	"net"
 	"os"
 	"os/exec"
@@ -133,14 +134,14 @@ func TestConformKeyDeletedMidRun(t *testing.T) {
 		outs = append(outs, filepath.Join(dir, "out"))
 	}
 	for _, o := range outs {
-		waitFor(t, "first render of "+o, 20*time.Second, func() bool { return readFile(o) == "a=A1 b=B1" })
+		eventually.True(t, 20*time.Second, "first render of "+o, func() bool { return readFile(o) == "a=A1 b=B1" })
 	}
 	if _, err := c.KV().Delete("ct/del/a", nil); err != nil {
 		t.Fatal(err)
 	}
 	put(t, c, "ct/del/b", "B2")
 	for _, o := range outs {
-		waitFor(t, "b=B2 in "+o, 20*time.Second, func() bool { return strings.Contains(readFile(o), "b=B2") })
+		eventually.True(t, 20*time.Second, "b=B2 in "+o, func() bool { return strings.Contains(readFile(o), "b=B2") })
 	}
 	if a, b := readFile(outs[0]), readFile(outs[1]); a != b {
 		t.Fatalf("after the delete: consul-template wrote %q, templater %q", a, b)
@@ -190,14 +191,14 @@ while :; do sleep 0.1; done
 		return p
 	}
 	for _, r := range runs {
-		waitFor(t, "child started", 20*time.Second, func() bool { return pid(r) > 0 })
+		eventually.True(t, 20*time.Second, "child started", func() bool { return pid(r) > 0 })
 	}
 	time.Sleep(300 * time.Millisecond) // let the traps be set
 	for _, r := range runs {
 		_ = r.d.cmd.Process.Signal(syscall.SIGUSR1)
 	}
 	for _, r := range runs {
-		waitFor(t, "usr1 reached the program", 20*time.Second, func() bool { return strings.Contains(readFile(filepath.Join(r.dir, "sig.log")), "usr1") })
+		eventually.True(t, 20*time.Second, "usr1 reached the program", func() bool { return strings.Contains(readFile(filepath.Join(r.dir, "sig.log")), "usr1") })
 	}
 	time.Sleep(300 * time.Millisecond)
 	peer, ours := runs[0], runs[1]
@@ -208,7 +209,7 @@ while :; do sleep 0.1; done
 	if code != exitSignal {
 		t.Errorf("templater exit on SIGINT: %d, want %d (consul-template's ExitCodeInterrupt)", code, exitSignal)
 	}
-	waitFor(t, "templater's child gone", 20*time.Second, func() bool { return syscall.Kill(pid(ours), 0) != nil })
+	eventually.True(t, 20*time.Second, "templater's child gone", func() bool { return syscall.Kill(pid(ours), 0) != nil })
 	if got := readFile(filepath.Join(ours.dir, "sig.log")); got != "usr1\nterm\n" {
 		t.Errorf("templater's program saw %q, want usr1 then term", got)
 	}
@@ -260,14 +261,14 @@ func TestConformKillAndReloadSignal(t *testing.T) {
 		dirs = append(dirs, dir)
 	}
 	for _, dir := range dirs {
-		waitFor(t, "first render", 20*time.Second, func() bool { return readFile(filepath.Join(dir, "out")) == "one hello" })
+		eventually.True(t, 20*time.Second, "first render", func() bool { return readFile(filepath.Join(dir, "out")) == "one hello" })
 		os.WriteFile(filepath.Join(dir, "in.tmpl"), []byte(`two {{ key "ct/name" }}`), 0o644)
 	}
 	for _, d := range ds {
 		_ = d.cmd.Process.Signal(syscall.SIGUSR1)
 	}
 	for _, dir := range dirs {
-		waitFor(t, "reload_signal re-read the template", 20*time.Second, func() bool { return readFile(filepath.Join(dir, "out")) == "two hello" })
+		eventually.True(t, 20*time.Second, "reload_signal re-read the template", func() bool { return readFile(filepath.Join(dir, "out")) == "two hello" })
 	}
 	a, b := ds[0].stop(syscall.SIGUSR2), ds[1].stop(syscall.SIGUSR2)
 	if a != b || a == -1 {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -146,17 +147,6 @@ func (p *proc) metric(t *testing.T, name, sel string) float64 {
 	return -1
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func readFile(p string) string {
 	b, _ := os.ReadFile(p)
 	return string(b)
@@ -183,7 +173,7 @@ func TestOnlyAffectedTemplatesReexecute(t *testing.T) {
 	p := start(t, agent.HTTPAddr(), args...)
 	for i := 1; i <= 3; i++ {
 		out := filepath.Join(dir, fmt.Sprintf("t%d.out", i))
-		waitFor(t, "first render", 10*time.Second, func() bool { return strings.HasPrefix(readFile(out), "init ") })
+		eventually.True(t, 10*time.Second, "first render", func() bool { return strings.HasPrefix(readFile(out), "init ") })
 	}
 	sel := func(i int) string {
 		return fmt.Sprintf(`template="%s"`, filepath.Join(dir, fmt.Sprintf("t%d.tmpl", i)))
@@ -198,7 +188,7 @@ func TestOnlyAffectedTemplatesReexecute(t *testing.T) {
 	}
 	for round := 1; round <= 3; round++ {
 		put(t, c, "affected/k2", fmt.Sprintf("v%d", round))
-		waitFor(t, "t2 re-rendered", 10*time.Second, func() bool {
+		eventually.True(t, 10*time.Second, "t2 re-rendered", func() bool {
 			return strings.HasPrefix(readFile(filepath.Join(dir, "t2.out")), fmt.Sprintf("v%d ", round))
 		})
 	}
@@ -222,7 +212,7 @@ func TestMissingWarning(t *testing.T) {
 	src := filepath.Join(dir, "wait.tmpl")
 	os.WriteFile(src, []byte(`{{ key "app/name" }} {{ key "never/there" }}`), 0o644)
 	p := start(t, agent.HTTPAddr(), "-missing-warn", "1s", "-template", src+":"+filepath.Join(dir, "out"))
-	waitFor(t, "warning", 10*time.Second, func() bool {
+	eventually.True(t, 10*time.Second, "warning", func() bool {
 		l := p.log.String()
 		return strings.Contains(l, "template waiting for data") && strings.Contains(l, "kv.get(never/there)") && strings.Contains(l, "wait.tmpl")
 	})
@@ -244,9 +234,9 @@ func TestFileWatch(t *testing.T) {
 	os.WriteFile(src, []byte(`[{{ file "`+data+`" }}]`), 0o644)
 	out := filepath.Join(dir, "out")
 	start(t, agent.HTTPAddr(), "-template", src+":"+out)
-	waitFor(t, "first render", 10*time.Second, func() bool { return readFile(out) == "[one]" })
+	eventually.True(t, 10*time.Second, "first render", func() bool { return readFile(out) == "[one]" })
 	os.WriteFile(data, []byte("two"), 0o644)
-	waitFor(t, "re-render after the file changed", 5*time.Second, func() bool { return readFile(out) == "[two]" })
+	eventually.True(t, 20*time.Second, "re-render after the file changed", func() bool { return readFile(out) == "[two]" })
 }
 
 // Commands: identical ones run once per pass, failures are logged and
@@ -265,12 +255,12 @@ func TestCommands(t *testing.T) {
 		"-template", srcA+":"+filepath.Join(dir, "a.out")+":"+same,
 		"-template", srcB+":"+filepath.Join(dir, "b.out")+":"+same,
 		"-template", srcA+":"+filepath.Join(dir, "c.out")+":exit 3")
-	waitFor(t, "first pass", 10*time.Second, func() bool { return readFile(count) == "x\n" })
-	waitFor(t, "command failure counted", 5*time.Second, func() bool {
+	eventually.True(t, 10*time.Second, "first pass", func() bool { return readFile(count) == "x\n" })
+	eventually.True(t, 20*time.Second, "command failure counted", func() bool {
 		return p.metric(t, "berth_templater_command_failures_total", `command="exit 3"`) == 1
 	})
 	put(t, c, "cmd/a", "2")
-	waitFor(t, "second pass", 10*time.Second, func() bool { return readFile(count) == "x\nx\n" })
+	eventually.True(t, 10*time.Second, "second pass", func() bool { return readFile(count) == "x\nx\n" })
 	// unchanged bytes: no write, no command
 	put(t, c, "cmd/a", "2")
 	time.Sleep(500 * time.Millisecond)
@@ -310,23 +300,23 @@ func TestReloadAndStop(t *testing.T) {
 	good := fmt.Sprintf("template {\n source = %q\n destination = %q\n}\n", src, out)
 	os.WriteFile(cfg, []byte(good), 0o644)
 	p := start(t, agent.HTTPAddr(), "-config", cfg)
-	waitFor(t, "render", 10*time.Second, func() bool { return readFile(out) == "v1 one" })
+	eventually.True(t, 10*time.Second, "render", func() bool { return readFile(out) == "v1 one" })
 
 	os.WriteFile(cfg, []byte("template {\n source = \n"), 0o644)
 	p.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, "rejection logged", 5*time.Second, func() bool { return strings.Contains(p.log.String(), "keeping the running one") })
+	eventually.True(t, 20*time.Second, "rejection logged", func() bool { return strings.Contains(p.log.String(), "keeping the running one") })
 	put(t, c, "reload/k", "two")
-	waitFor(t, "old config still rendering", 5*time.Second, func() bool { return readFile(out) == "v1 two" })
+	eventually.True(t, 20*time.Second, "old config still rendering", func() bool { return readFile(out) == "v1 two" })
 
 	os.WriteFile(src, []byte(`v2 {{ key "reload/k" }}`), 0o644)
 	os.WriteFile(cfg, []byte(good), 0o644)
 	p.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, "reloaded template", 5*time.Second, func() bool { return readFile(out) == "v2 two" })
+	eventually.True(t, 20*time.Second, "reloaded template", func() bool { return readFile(out) == "v2 two" })
 
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("SIGTERM did not stop templater")
 	}
 	if p.err != nil {
@@ -345,7 +335,7 @@ func TestConsulOutage(t *testing.T) {
 	os.WriteFile(src, []byte(`{{ key "outage/k" }}`), 0o644)
 	out := filepath.Join(dir, "out")
 	p := start(t, a.HTTPAddr(), "-template", src+":"+out)
-	waitFor(t, "render", 10*time.Second, func() bool { return readFile(out) == "before" })
+	eventually.True(t, 10*time.Second, "render", func() bool { return readFile(out) == "before" })
 	st0, _ := os.Stat(out)
 
 	a.Stop()
@@ -385,11 +375,11 @@ func TestConsulOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	// dev mode lost the data: write it again
-	waitFor(t, "put after restart", 20*time.Second, func() bool {
+	eventually.True(t, 20*time.Second, "put after restart", func() bool {
 		_, err := a.Client().KV().Put(&api.KVPair{Key: "outage/k", Value: []byte("after")}, nil)
 		return err == nil
 	})
-	waitFor(t, "render after Consul is back", 40*time.Second, func() bool { return readFile(out) == "after" })
+	eventually.True(t, 40*time.Second, "render after Consul is back", func() bool { return readFile(out) == "after" })
 	if !p.alive() {
 		t.Fatal("templater died")
 	}
@@ -407,15 +397,15 @@ func TestExecAndWait(t *testing.T) {
 	hups := filepath.Join(dir, "hups")
 	child := fmt.Sprintf(`trap 'echo hup >> %s' HUP; while :; do sleep 0.1; done`, hups)
 	p := start(t, agent.HTTPAddr(), "-template", src+":"+out, "-exec", child, "-exec-reload-signal", "SIGHUP", "-exec-kill-timeout", "2s", "-wait", "300ms:2s")
-	waitFor(t, "render", 10*time.Second, func() bool { return readFile(out) == "one" })
-	waitFor(t, "child started", 10*time.Second, func() bool { return strings.Contains(p.log.String(), "started exec child") })
+	eventually.True(t, 10*time.Second, "render", func() bool { return readFile(out) == "one" })
+	eventually.True(t, 10*time.Second, "child started", func() bool { return strings.Contains(p.log.String(), "started exec child") })
 	// three quick writes inside the quiet time: one render, one reload
 	for _, v := range []string{"a", "b", "two"} {
 		put(t, c, "exec/k", v)
 		time.Sleep(50 * time.Millisecond)
 	}
-	waitFor(t, "render after quiet time", 10*time.Second, func() bool { return readFile(out) == "two" })
-	waitFor(t, "child signalled", 5*time.Second, func() bool { return readFile(hups) == "hup\n" })
+	eventually.True(t, 10*time.Second, "render after quiet time", func() bool { return readFile(out) == "two" })
+	eventually.True(t, 20*time.Second, "child signalled", func() bool { return readFile(hups) == "hup\n" })
 	if r := p.metric(t, "berth_templater_renders_total", "e.tmpl"); r != 2 {
 		t.Fatalf("renders %v, want 2 (the first and one after the quiet time)", r)
 	}
@@ -454,16 +444,16 @@ func TestExecutionErrorKeepsFile(t *testing.T) {
 	os.WriteFile(src, []byte(`n={{ (key "json/k" | parseJSON).n }}`), 0o644)
 	out := filepath.Join(dir, "out")
 	p := start(t, agent.HTTPAddr(), "-template", src+":"+out)
-	waitFor(t, "render", 10*time.Second, func() bool { return readFile(out) == "n=1" })
+	eventually.True(t, 10*time.Second, "render", func() bool { return readFile(out) == "n=1" })
 	put(t, c, "json/k", `{not json`)
-	waitFor(t, "error counted", 10*time.Second, func() bool {
+	eventually.True(t, 10*time.Second, "error counted", func() bool {
 		return p.metric(t, "berth_templater_render_errors_total", "j.tmpl") >= 1
 	})
 	if readFile(out) != "n=1" || !p.alive() {
 		t.Fatalf("file %q alive %v", readFile(out), p.alive())
 	}
 	put(t, c, "json/k", `{"n":2}`)
-	waitFor(t, "render after fix", 10*time.Second, func() bool { return readFile(out) == "n=2" })
+	eventually.True(t, 10*time.Second, "render after fix", func() bool { return readFile(out) == "n=2" })
 }
 
 // consul-template's documented full configuration parses unchanged (stanzas

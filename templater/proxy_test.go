@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -144,9 +145,9 @@ func proxyEndToEnd(t *testing.T, pc proxyCase) {
 	t.Setenv("SERVICE", svc)
 	t.Setenv(pc.listenEV, listen)
 	p := start(t, agent.HTTPAddr(), "-config", cfg)
-	waitFor(t, "first render", 15*time.Second, func() bool {
+	eventually.True(t, 15*time.Second, "first render", func() bool {
 		s := readFile(conf)
-		return strings.Count(s, "127.0.0.1:") >= 4 // three servers and the listener
+		return strings.Count(s, "127.0.0.1:") >= 4
 	})
 
 	srv := pc.run(dir, conf)
@@ -165,7 +166,7 @@ func proxyEndToEnd(t *testing.T, pc proxyCase) {
 			<-srvDone
 		}
 	})
-	waitFor(t, pc.kind+" serving", 15*time.Second, func() bool { _, err := hits(listen, 1); return err == nil })
+	eventually.True(t, 15*time.Second, pc.kind+" serving", func() bool { _, err := hits(listen, 1); return err == nil })
 	seen, err := hits(listen, 30)
 	if err != nil {
 		t.Fatal(err)
@@ -181,13 +182,13 @@ func proxyEndToEnd(t *testing.T, pc proxyCase) {
 	if err := c.Agent().ServiceDeregister(gone + "-" + pc.kind); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "re-render without "+gone, 15*time.Second, func() bool {
+	eventually.True(t, 15*time.Second, "re-render without "+gone, func() bool {
 		return !strings.Contains(readFile(conf), fmt.Sprintf(":%d ", ports[2]))
 	})
 	// Right after a reload the old workers accept for a moment beside the
 	// new ones: wait until two batches in a row avoid the removed backend.
 	clean := 0
-	waitFor(t, "reload without "+gone, 15*time.Second, func() bool {
+	eventually.True(t, 15*time.Second, "reload without "+gone, func() bool {
 		s, err := hits(listen, 30)
 		if err == nil && s[gone] == 0 {
 			clean++
@@ -209,7 +210,7 @@ func proxyEndToEnd(t *testing.T, pc proxyCase) {
 	before := readFile(conf)
 	reloadsBefore := p.metric(t, "berth_templater_commands_total", "")
 	put(t, c, kvKey, pc.badVal)
-	waitFor(t, "check failure counted", 15*time.Second, func() bool {
+	eventually.True(t, 15*time.Second, "check failure counted", func() bool {
 		return p.metric(t, "berth_templater_check_failures_total", "") >= 1
 	})
 	if readFile(conf) != before {
@@ -232,5 +233,5 @@ func proxyEndToEnd(t *testing.T, pc proxyCase) {
 
 	// the next change tries again
 	put(t, c, kvKey, pc.goodVal+"1")
-	waitFor(t, "render after the fix", 15*time.Second, func() bool { return strings.Contains(readFile(conf), pc.goodVal+"1") })
+	eventually.True(t, 15*time.Second, "render after the fix", func() bool { return strings.Contains(readFile(conf), pc.goodVal+"1") })
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,8 +197,9 @@ func (r *runner) run(ctx context.Context) error {
 		case <-waitC:
 		case sig := <-r.sigs:
 			if r.child != nil {
-				// The whole group: a child run under sh -c gets it too.
-				_ = r.child.SignalGroup(sig)
+				// By the supervisor's rule: the program, or the whole
+				// group of a sh -c wrapper.
+				_ = r.child.Forward(sig)
 			}
 			continue
 		case <-r.childCh:
@@ -229,7 +229,7 @@ func (r *runner) run(ctx context.Context) error {
 
 func (r *runner) allComplete() bool {
 	for _, t := range r.tmpls {
-		if !t.complete || !t.dirtySince.IsZero() {
+		if !t.complete || t.quiet.Pending() {
 			return false
 		}
 	}
@@ -279,23 +279,20 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 			w = r.cfg.Wait
 		}
 		if affected && w != nil && w.Min > 0 && t.complete {
-			if t.dirtySince.IsZero() {
-				t.dirtySince = now
-			}
-			t.lastChange = now
+			t.quiet.Change(now)
 		}
-		if !t.dirtySince.IsZero() {
-			due := t.lastChange.Add(w.Min)
-			if hard := t.dirtySince.Add(w.Max); hard.Before(due) {
-				due = hard
+		if t.quiet.Pending() {
+			t.quiet.Min, t.quiet.Max = 0, 0
+			if w != nil {
+				t.quiet.Min, t.quiet.Max = w.Min, w.Max
 			}
-			if now.Before(due) {
-				if next.IsZero() || due.Before(next) {
+			if !t.quiet.Ready(now) {
+				if due := t.quiet.Due(); next.IsZero() || due.Before(next) {
 					next = due
 				}
 				continue
 			}
-			t.dirtySince, t.lastChange = time.Time{}, time.Time{}
+			t.quiet.Reset()
 			affected = true
 		}
 		if !affected {
@@ -561,22 +558,17 @@ func (r *runner) manageChild(ctx context.Context, anyChanged bool) error {
 	if !anyChanged {
 		return nil
 	}
-	if e.Splay > 0 {
-		d := time.Duration(rand.Int64N(int64(e.Splay)))
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
+	// consul-template waits for the splay before a reload and before a
+	// restart's kill (child/child.go reload, kill).
+	if err := supervisor.Splay(ctx, e.Splay); err != nil {
+		return nil
 	}
 	if e.ReloadSignal != "" {
 		sig, _ := supervisor.ParseSignal(e.ReloadSignal)
 		r.log.Info("sending reload signal to exec child", "signal", supervisor.SignalName(sig))
-		// The child's whole process group, so a program run under sh -c
-		// gets it (consul-template signals the group, child/child.go).
-		if err := r.child.SignalGroup(sig); err != nil {
+		// The program, or a sh -c wrapper's whole group, as consul-template
+		// signals it (child/child.go signal).
+		if err := r.child.Reload(sig); err != nil {
 			r.log.Warn("reload signal failed", "err", err)
 		}
 		return nil

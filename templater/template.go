@@ -13,6 +13,8 @@ import (
 	"text/template"
 	"text/template/parse"
 	"time"
+
+	"github.com/berth/berth/pkg/supervisor"
 )
 
 // execState is what one execution of a template records.
@@ -55,8 +57,7 @@ type tmpl struct {
 	complete     bool // rendered once with all its data
 	missingSince time.Time
 	warned       bool
-	dirtySince   time.Time // quiescence (wait) bookkeeping
-	lastChange   time.Time
+	quiet        supervisor.Quiescence // the wait (quiescence) of a change not rendered yet
 	executions   uint64
 	lastSize     int // output size of the last execution, to size the buffer
 }

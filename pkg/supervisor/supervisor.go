@@ -1,7 +1,43 @@
 // Package supervisor runs and stops child processes for lockrun, envexec and
-// templater: each child in its own process group, signals forwarded, stopped
-// with a signal to the group, a grace period and SIGKILL, and its exit status
-// reported. When the program runs as PID 1 a Reaper collects orphaned zombies.
+// templater, with one behaviour for all three:
+//
+//   - Start: each child in its own process group; its exit status reported
+//     (Exit: code, or the signal that killed it, 128+N as shells report it).
+//   - Stop (a restart, a lock loss, the program's own kill signal): the kill
+//     signal to the whole group, KillTimeout for every process of it to go,
+//     then SIGKILL to the group. consul-template's child.kill and consul
+//     lock's killChild do the same to one process; the group is berth's, so
+//     that nothing a child started outlives it.
+//   - Forward (a signal the program passes on): to the child process, or to
+//     its whole group when the child is a "sh -c SCRIPT" wrapper, as
+//     consul-template and envconsul do (child/child.go signal: the negative
+//     pid when Setpgid, which manager/runner.go sets for sh -c subshells only).
+//     A forwarded SIGINT or SIGTERM gives the child one KillTimeout; then its
+//     group gets SIGKILL, without a second signal and a second grace. This
+//     is consul lock's rule (command/lock/lock.go killChild: SIGTERM, a grace
+//     period, SIGKILL) and was envexec's; lockrun used to send a second
+//     SIGTERM and wait a second grace, templater never forwards SIGTERM (it
+//     stops on it, templater/README.md), envconsul waits for ever.
+//   - Reload (a change, -exec-reload-signal): the signal as Forward sends it,
+//     without a grace; after Splay.
+//   - Restart: Stop, then Start; after Splay.
+//   - Splay: a uniformly random wait in [0, splay) before a reload or a
+//     restart (consul-template child/child.go randomSplay).
+//   - Quiescence (-wait min:max): act once no change came for min, and no
+//     later than max after the first (consul-template manager/runner.go
+//     quiescence).
+//
+// Where the three programs (or their peers) differed, the choice: the
+// forwarding target is consul-template's and envconsul's (consul lock
+// signals only its sh -c shell, which may die and leave the program without
+// the signal, the trap of hashicorp/consul-template#1557); the grace is
+// consul lock's. Which signals end the program itself stays each program's
+// documented policy: lockrun forwards SIGINT/SIGTERM and exits once the
+// child is gone (consul lock); envexec and templater stop on their kill
+// signal (envconsul, consul-template) and templater also on SIGTERM
+// (templater/README.md, differences).
+//
+// When the program runs as PID 1 a Reaper collects orphaned zombies.
 package supervisor
 
 import (
@@ -77,6 +113,13 @@ type Child struct {
 
 	stopOnce sync.Once
 	stopExit Exit
+
+	// shell: the child is a "sh -c SCRIPT" wrapper; Forward and Reload
+	// signal its whole group.
+	shell bool
+	// grace is the timer a forwarded SIGINT/SIGTERM started (Forward).
+	graceMu sync.Mutex
+	grace   *time.Timer
 }
 
 // Start starts the child in its own process group.
@@ -134,7 +177,7 @@ func Start(cfg Config) (*Child, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start %q: %w", cfg.Argv[0], err)
 	}
-	c := &Child{cfg: cfg, proc: proc, log: log, done: make(chan struct{})}
+	c := &Child{cfg: cfg, proc: proc, log: log, done: make(chan struct{}), shell: IsShellWrapper(cfg.Argv)}
 	log.Debug("child started", "pid", proc.Pid, "argv0", cfg.Argv[0])
 	go c.wait()
 	return c, nil
@@ -158,6 +201,11 @@ func (c *Child) wait() {
 		}
 	}
 	close(c.done)
+	c.graceMu.Lock()
+	if c.grace != nil {
+		c.grace.Stop()
+	}
+	c.graceMu.Unlock()
 }
 
 // Pid is the child's process ID, which is also its process group ID.

@@ -243,9 +243,7 @@ func TestReaperCollectsOrphansButNotOwnChildren(t *testing.T) {
 	}
 	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 	r := NewReaper(nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go r.Run(ctx)
+	runReaper(t, r)
 
 	// An owned child that exits at once: its Child must still see its status.
 	owned, err := Start(Config{Argv: []string{"/bin/sh", "-c", "exit 3"}, Reaper: r})
@@ -282,9 +280,7 @@ func TestReaperRunCmdKeepsStatus(t *testing.T) {
 	}
 	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 	r := NewReaper(nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go r.Run(ctx)
+	runReaper(t, r)
 	for i := 0; i < 20; i++ {
 		cmd := exec.Command("/bin/sh", "-c", "echo out; exit 4")
 		var buf strings.Builder
@@ -295,8 +291,22 @@ func TestReaperRunCmdKeepsStatus(t *testing.T) {
 			t.Fatalf("run %d: err %v, output %q; want exit 4 and the output", i, err, buf.String())
 		}
 	}
+}
+
+// A nil Reaper just runs the command. (No Reaper may run meanwhile: it
+// would take the status.)
+func TestNilReaperRunCmd(t *testing.T) {
 	var nilReaper *Reaper
 	if err := nilReaper.RunCmd(exec.Command("true")); err != nil {
 		t.Fatalf("nil reaper: %v", err)
 	}
+}
+
+// runReaper runs r until the test ends, and waits for it to stop, so that
+// it cannot take the exit status of a later test's children.
+func runReaper(t *testing.T, r *Reaper) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
 }

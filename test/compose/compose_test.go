@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/berth/berth/pkg/eventually"
 	"io"
 	"net"
 	"net/http"
@@ -65,21 +66,6 @@ func run(t *testing.T, dir string, env []string, name string, args ...string) st
 		t.Fatalf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, out.String(), errb.String())
 	}
 	return out.String()
-}
-
-func eventually(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(long)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s; last seen: %s", what, last)
 }
 
 func TestHostCompose(t *testing.T) {
@@ -196,15 +182,15 @@ func TestHostCompose(t *testing.T) {
 		all = append(all, ip)
 	}
 
-	eventually(t, "both web containers in the catalog", func() (bool, string) {
+	eventually.Holds(t, long, "both web containers in the catalog", func() (bool, string) {
 		got := catalog()
 		return strings.Join(got, " ") == want(all...), fmt.Sprint(got)
 	})
-	eventually(t, "nginx serving both web containers through the rendered upstream", func() (bool, string) {
+	eventually.Holds(t, long, "nginx serving both web containers through the rendered upstream", func() (bool, string) {
 		seen := served(20)
 		return len(seen) == 2 && seen[webIP[all[0]]] && seen[webIP[all[1]]], fmt.Sprint(seen)
 	})
-	eventually(t, "dnsforward answering both", func() (bool, string) {
+	eventually.Holds(t, long, "dnsforward answering both", func() (bool, string) {
 		got := dig()
 		return strings.Join(got, " ") == want(all...), fmt.Sprint(got)
 	})
@@ -218,15 +204,15 @@ func TestHostCompose(t *testing.T) {
 		}
 	}
 	compose("stop", "web2")
-	eventually(t, "web2 gone from the catalog", func() (bool, string) {
+	eventually.Holds(t, long, "web2 gone from the catalog", func() (bool, string) {
 		got := catalog()
 		return strings.Join(got, " ") == left, fmt.Sprint(got)
 	})
-	eventually(t, "nginx serving only web1", func() (bool, string) {
+	eventually.Holds(t, long, "nginx serving only web1", func() (bool, string) {
 		seen := served(10)
 		return len(seen) == 1 && seen[webIP[left]], fmt.Sprint(seen)
 	})
-	eventually(t, "dnsforward answering only web1", func() (bool, string) {
+	eventually.Holds(t, long, "dnsforward answering only web1", func() (bool, string) {
 		got := dig()
 		return strings.Join(got, " ") == left, fmt.Sprint(got)
 	})
