@@ -49,7 +49,9 @@
 //     answer or failing now, with since when and the last error; every
 //     failed call is logged with the query's name, the outage's start and
 //     the retry delay (watch.Loop); the probe's outages and recoveries are
-//     logged once each; Client.Collector exports the counts as metrics.
+//     logged once each; Run logs every 30 s the queries that waited longer
+//     than that (a call hanging without an error says nothing otherwise);
+//     Client.Collector exports the counts as metrics.
 package query
 
 import (
@@ -59,6 +61,7 @@ import (
 	"log/slog"
 	"math"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -134,7 +137,7 @@ type state struct {
 }
 
 // errRecovered cancels the calls in flight when the probe sees Consul back.
-var errRecovered = errors.New("Consul reachable again: asking afresh")
+var errRecovered = errors.New("the agent reaches its servers again: asking afresh")
 
 // New returns a Client for cfg with the defaults filled in.
 func New(cfg Config) *Client {
@@ -176,15 +179,54 @@ func New(cfg Config) *Client {
 // (writes, the agent's own endpoints).
 func (c *Client) API() *api.Client { return c.cfg.Client }
 
-// Run probes the agent (see the package doc) until ctx is done, and returns
-// ctx.Err(). Without Run, queries still retry on their backoff.
+// summaryEvery is how often Run logs the queries that have waited longer
+// than it for an answer.
+const summaryEvery = 30 * time.Second
+
+// Run probes the agent (see the package doc) and, every 30 s, logs the
+// queries waiting longer than that for an answer, until ctx is done; it
+// returns ctx.Err(). Without Run, queries still retry on their backoff.
 func (c *Client) Run(ctx context.Context) error {
-	if c.probe == nil {
-		<-ctx.Done()
-		return ctx.Err()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if c.probe != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.probe.Run(ctx) }()
 	}
-	c.probe.Run(ctx)
-	return ctx.Err()
+	t := time.NewTicker(summaryEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			c.logWaiting(summaryEvery)
+		}
+	}
+}
+
+// logWaiting logs the queries that have waited longer than d.
+func (c *Client) logWaiting(d time.Duration) {
+	var names []string
+	var oldest time.Time
+	var lastErr error
+	for _, s := range c.Waiting() {
+		if time.Since(s.Since) < d {
+			continue
+		}
+		names = append(names, s.Name)
+		if oldest.IsZero() || s.Since.Before(oldest) {
+			oldest = s.Since
+		}
+		if s.Err != nil {
+			lastErr = s.Err
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	c.log.Warn("waiting for Consul", "queries", len(names), "waiting_for", strings.Join(names, ", "),
+		"since", oldest.UTC().Format(time.RFC3339), "for", time.Since(oldest).Round(time.Second), "last_err", lastErr)
 }
 
 // Down reports what Run's probe last saw: whether the agent reaches no

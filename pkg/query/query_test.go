@@ -3,6 +3,8 @@ package query
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -246,5 +248,25 @@ func TestRecheck(t *testing.T) {
 		if waits[i] != wantWaits[i] {
 			t.Fatalf("wait indexes %v, want %v", waits, wantWaits)
 		}
+	}
+}
+
+// The periodic summary names the queries that waited longer than its
+// period, and only those.
+func TestLogWaiting(t *testing.T) {
+	var buf strings.Builder
+	c := New(Config{Log: slog.New(slog.NewTextHandler(&buf, nil)), Check: func(context.Context) error { return nil }})
+	old := c.register("kv.get(old)")
+	old.since = time.Now().Add(-time.Minute)
+	c.register("kv.get(new)")
+	c.logWaiting(30 * time.Second)
+	if out := buf.String(); !strings.Contains(out, "waiting for Consul") || !strings.Contains(out, "kv.get(old)") || strings.Contains(out, "kv.get(new)") {
+		t.Fatalf("log %q: want kv.get(old) only", out)
+	}
+	c.delivered(old)
+	buf.Reset()
+	c.logWaiting(30 * time.Second)
+	if buf.Len() != 0 {
+		t.Fatalf("nothing waited long, yet logged %q", buf.String())
 	}
 }
