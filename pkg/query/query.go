@@ -108,6 +108,11 @@ type Config struct {
 	Check func(ctx context.Context) error
 	// ProbeInterval is the time between two probes (1 s if 0).
 	ProbeInterval time.Duration
+	// OnProbe, if set, is told when Run's probe sees an outage begin
+	// (down, with its error) or end (after the waiting queries were woken
+	// and the calls in flight cancelled), from the probe's goroutine: for
+	// a program that answers from memory and marks its answers stale.
+	OnProbe func(down bool, err error)
 }
 
 // Client runs queries with one Config and tracks what they wait for. It is
@@ -244,16 +249,19 @@ func (c *Client) probeChanged(down bool, err error) {
 	if down {
 		c.mu.Unlock()
 		c.log.Warn("Consul unreachable; keeping the last answers", "queries", n, "err", err)
-		return
+	} else {
+		close(c.wake)
+		c.wake = make(chan struct{})
+		calls := len(c.calls)
+		for f := range c.calls {
+			f.cancel(errRecovered)
+		}
+		c.mu.Unlock()
+		c.log.Info("Consul reachable again; asking afresh", "queries", n, "calls_cancelled", calls)
 	}
-	close(c.wake)
-	c.wake = make(chan struct{})
-	calls := len(c.calls)
-	for f := range c.calls {
-		f.cancel(errRecovered)
+	if c.cfg.OnProbe != nil {
+		c.cfg.OnProbe(down, err)
 	}
-	c.mu.Unlock()
-	c.log.Info("Consul reachable again; asking afresh", "queries", n, "calls_cancelled", calls)
 }
 
 func (c *Client) wakeChan() <-chan struct{} {
@@ -383,6 +391,10 @@ type Query struct {
 	// OnError, if set, is told about every failed call and the delay before
 	// the next try.
 	OnError func(err error, retryIn time.Duration)
+	// OnOK, if set, is told about every successful call, whether or not it
+	// brought a new index (a blocking call that timed out is a sign of
+	// life too).
+	OnOK func()
 }
 
 // Fetch calls the Consul API once with opts (which carry the call's
@@ -411,6 +423,9 @@ func Watch[T any](ctx context.Context, c *Client, q Query, fetch Fetch[T], deliv
 			}
 		}
 		c.succeeded(st)
+		if q.OnOK != nil {
+			q.OnOK()
+		}
 		return v, meta.LastIndex, nil
 	}
 	return watch.Loop(ctx, f, func(v T, _ uint64) {

@@ -140,16 +140,19 @@ func TestRateLimit(t *testing.T) {
 // and Waiting/Failing say what it waited for meanwhile.
 func TestRecoveryWakesRetries(t *testing.T) {
 	var down atomic.Bool
-	c := New(Config{RetryMin: time.Hour, RetryMax: time.Hour, ProbeInterval: 5 * time.Millisecond, Check: downCheck(&down)})
+	var pmu sync.Mutex
+	var probed []bool
+	c := New(Config{RetryMin: time.Hour, RetryMax: time.Hour, ProbeInterval: 5 * time.Millisecond, Check: downCheck(&down),
+		OnProbe: func(d bool, _ error) { pmu.Lock(); probed = append(probed, d); pmu.Unlock() }})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = c.Run(ctx) }()
 	var got atomic.Value
-	var failed atomic.Int32
+	var failed, oks atomic.Int32
 	down.Store(true)
 	eventually(t, "the probe to see the outage", func() bool { d, _, _ := c.Down(); return d })
 	go func() {
-		_ = Watch(ctx, c, Query{Name: "kv.get(app/db)", OnError: func(error, time.Duration) { failed.Add(1) }},
+		_ = Watch(ctx, c, Query{Name: "kv.get(app/db)", OnError: func(error, time.Duration) { failed.Add(1) }, OnOK: func() { oks.Add(1) }},
 			func(o *api.QueryOptions) (string, *api.QueryMeta, error) {
 				if down.Load() {
 					return "", nil, errors.New("connection refused")
@@ -172,6 +175,11 @@ func TestRecoveryWakesRetries(t *testing.T) {
 	eventually(t, "nothing waited for", func() bool { return len(c.Waiting()) == 0 })
 	if f, since := c.Failing(); len(f) != 0 || !since.IsZero() {
 		t.Fatalf("after recovery Failing() = %v, %v", f, since)
+	}
+	pmu.Lock()
+	defer pmu.Unlock()
+	if len(probed) != 2 || !probed[0] || probed[1] || oks.Load() == 0 {
+		t.Fatalf("OnProbe saw %v (want [true false]); OnOK %d times (want some)", probed, oks.Load())
 	}
 }
 
