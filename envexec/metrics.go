@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/berth/berth/pkg/query"
 	"github.com/berth/berth/pkg/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -45,8 +46,11 @@ func newMetrics() *metrics {
 	}
 }
 
-func (m *metrics) registry() *prometheus.Registry {
+// registry returns a registry with envexec's metrics and q's
+// (berth_envexec_consul_queries etc.).
+func (m *metrics) registry(q *query.Client) *prometheus.Registry {
 	reg := telemetry.NewRegistry()
+	reg.MustRegister(q.Collector("envexec"))
 	reg.MustRegister(m.sources, m.sourcesReady, m.variables, m.skipped, m.childRunning, m.childStarts,
 		m.restarts, m.changeSignals, m.changes, m.lastChange, m.consulErrors)
 	return reg

@@ -162,7 +162,7 @@ func (r retryOptions) limit() int {
 	return r.attempts
 }
 
-// bounds are the delays for watch.Options.
+// bounds are the backoff delays for query.Config.
 func (r retryOptions) bounds() (time.Duration, time.Duration) {
 	max := r.maxBackoff
 	if max == 0 || max > maxRetryCap {

@@ -12,10 +12,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/berth/berth/pkg/consulclient"
+	"github.com/berth/berth/pkg/query"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/berth/berth/pkg/telemetry"
-	"github.com/berth/berth/pkg/watch"
 	"github.com/hashicorp/consul/api"
 	"golang.org/x/sys/unix"
 )
@@ -46,13 +45,16 @@ type runner struct {
 
 	warned map[string]bool // skip warnings already given (key + reason)
 
-	// probe tells a silent outage (a cut-off host: blocking queries hang
-	// without an error) for /health; set when -metrics-addr is.
-	probe *watch.Probe
+	// q runs the sources' queries (pkg/query); its probe also tells a
+	// silent outage (a cut-off host: blocking queries hang without an
+	// error) for /health.
+	q *query.Client
 }
 
 func newRunner(o *options, client *api.Client, log *slog.Logger, stdin, stdout, stderr *os.File) *runner {
+	retryMin, retryMax := o.retry.bounds()
 	return &runner{
+		q: query.New(query.Config{Client: client, MaxStale: o.maxStale, RetryMin: retryMin, RetryMax: retryMax, Log: log}),
 		o: o, client: client, log: log, stdin: stdin, stdout: stdout, stderr: stderr,
 		metrics: newMetrics(), lastErr: make([]error, len(o.order)), errFrom: make([]time.Time, len(o.order)), ready: make([]bool, len(o.order)), fails: make([]int, len(o.order)), state: "waiting",
 		warned: map[string]bool{},
@@ -78,11 +80,9 @@ func (r *runner) health() error {
 					r.o.order[i], r.errFrom[i].UTC().Format(time.RFC3339), time.Since(r.errFrom[i]).Round(time.Second), err)
 			}
 		}
-		if r.probe != nil {
-			if down, since, err := r.probe.Down(); down {
-				return telemetry.Degraded("running with the last environment; the Consul agent has reached no server since %s (%s): %v",
-					since.UTC().Format(time.RFC3339), time.Since(since).Round(time.Second), err)
-			}
+		if down, since, err := r.q.Down(); down {
+			return telemetry.Degraded("running with the last environment; the Consul agent has reached no server since %s (%s): %v",
+				since.UTC().Format(time.RFC3339), time.Since(since).Round(time.Second), err)
 		}
 		return nil
 	case "waiting":
@@ -134,16 +134,12 @@ func (r *runner) run(sigs chan os.Signal) (code int, reload bool) {
 	defer cancel()
 
 	if o.metricsAddr != "" {
-		reach := &consulclient.Reachability{Client: r.client}
-		r.probe = &watch.Probe{Check: reach.Check}
-		bg.Add(1)
-		go func() { defer bg.Done(); r.probe.Run(ctx) }()
 		errc := make(chan error, 1)
 		ready := make(chan net.Addr, 1)
 		bg.Add(1)
 		go func() {
 			defer bg.Done()
-			errc <- telemetry.Serve(ctx, o.metricsAddr, r.metrics.registry(), r.health, r.log, func(a net.Addr) { ready <- a })
+			errc <- telemetry.Serve(ctx, o.metricsAddr, r.metrics.registry(r.q), r.health, r.log, func(a net.Addr) { ready <- a })
 		}()
 		select {
 		case err := <-errc:
@@ -194,33 +190,44 @@ func (r *runner) run(sigs chan os.Signal) (code int, reload bool) {
 }
 
 // startWatches starts one watch loop per source, each delivering to
-// updates; a source that fails -consul-retry-attempts times in a row before
-// its first answer is sent to giveUp.
+// updates, and the query client's probe; a source that fails
+// -consul-retry-attempts times in a row before its first answer is sent to
+// giveUp.
 func (r *runner) startWatches(ctx context.Context, wg *sync.WaitGroup, updates chan update, giveUp chan int) {
 	o := r.o
-	retryMin, retryMax := o.retry.bounds()
 	r.metrics.sources.Set(float64(len(o.order)))
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = r.q.Run(ctx) }()
 	for i, s := range o.order {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			fetch := func(ctx context.Context, idx uint64) (any, uint64, error) {
-				v, next, err := s.fetch(ctx, r.client, idx, o.maxStale)
-				if err != nil || idx == 0 || next == idx {
-					return v, next, err
+			q := s.query()
+			// A blocking answer can arrive long after the server sent it (a
+			// host cut off: TCP delivers it on the heal), when newer data
+			// exists: read once more without blocking so the command is
+			// not restarted for an outdated value and again at once for
+			// the current one.
+			q.Recheck = true
+			q.OnError = func(err error, _ time.Duration) {
+				r.metrics.consulErrors.WithLabelValues(s.String()).Inc()
+				r.mu.Lock()
+				r.lastErr[i] = err
+				r.fails[i]++
+				out := !r.ready[i] && o.retry.limit() > 0 && r.fails[i] >= o.retry.limit()
+				if r.errFrom[i].IsZero() {
+					r.errFrom[i] = time.Now()
 				}
-				// A blocking answer can arrive long after the server sent
-				// it (a host cut off: TCP delivers it on the heal), when
-				// newer data exists. Read once more without blocking so
-				// the command is not restarted for an outdated value and
-				// again at once for the current one; a reader that is
-				// behind (a stale answer with a lower index) is ignored.
-				if v2, next2, err2 := s.fetch(ctx, r.client, 0, o.maxStale); err2 == nil && next2 >= next {
-					return v2, next2, nil
+				r.mu.Unlock()
+				if out {
+					select {
+					case giveUp <- i:
+					default: // already told
+					}
 				}
-				return v, next, nil
 			}
-			deliver := func(data any, _ uint64) {
+			fetch := func(opts *api.QueryOptions) (any, *api.QueryMeta, error) { return s.fetch(r.client, opts) }
+			deliver := func(data any) {
 				r.mu.Lock()
 				r.lastErr[i] = nil
 				r.fails[i] = 0
@@ -231,27 +238,7 @@ func (r *runner) startWatches(ctx context.Context, wg *sync.WaitGroup, updates c
 				case <-ctx.Done():
 				}
 			}
-			_ = watch.Loop(ctx, fetch, deliver, watch.Options{
-				Name: s.String(), Log: r.log, MinGap: 50 * time.Millisecond,
-				RetryMin: retryMin, RetryMax: retryMax,
-				OnError: func(err error, _ time.Duration) {
-					r.metrics.consulErrors.WithLabelValues(s.String()).Inc()
-					r.mu.Lock()
-					r.lastErr[i] = err
-					r.fails[i]++
-					out := !r.ready[i] && o.retry.limit() > 0 && r.fails[i] >= o.retry.limit()
-					if r.errFrom[i].IsZero() {
-						r.errFrom[i] = time.Now()
-					}
-					r.mu.Unlock()
-					if out {
-						select {
-						case giveUp <- i:
-						default: // already told
-						}
-					}
-				},
-			})
+			_ = query.Watch(ctx, r.q, q, fetch, deliver)
 		}()
 	}
 }

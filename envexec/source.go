@@ -1,15 +1,14 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"text/template"
-	"time"
 
+	"github.com/berth/berth/pkg/query"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -17,8 +16,10 @@ import (
 type source interface {
 	// String names the source in logs and messages ("prefix app/config").
 	String() string
-	// fetch performs one (blocking) query.
-	fetch(ctx context.Context, c *api.Client, waitIndex uint64, maxStale time.Duration) (any, uint64, error)
+	// query says what to ask (pkg/query builds the options of every call).
+	query() query.Query
+	// fetch performs one call with the options pkg/query gives it.
+	fetch(c *api.Client, q *api.QueryOptions) (any, *api.QueryMeta, error)
 	// vars turns the fetched data into candidate variables.
 	vars(data any, n naming) []namedVar
 }
@@ -108,28 +109,16 @@ func (p *prefixSpec) String() string {
 	return "prefix " + p.path
 }
 
-// queryOptions returns the options for a (possibly stale) blocking query.
-func queryOptions(ctx context.Context, dc string, waitIndex uint64, stale bool) *api.QueryOptions {
-	q := &api.QueryOptions{Datacenter: dc, WaitIndex: waitIndex, AllowStale: stale}
-	if waitIndex > 0 {
-		q.WaitTime = 5 * time.Minute
-	}
-	return q.WithContext(ctx)
-}
+func (p *prefixSpec) query() query.Query { return query.Query{Name: p.String(), Datacenter: p.dc} }
 
 // fetch lists the keys below PATH/ (whole segments only: prefix "app" never
-// sees "app2/x"). With -max-stale above zero any server may answer; an answer
-// staler than that is asked again of the leader.
-func (p *prefixSpec) fetch(ctx context.Context, c *api.Client, waitIndex uint64, maxStale time.Duration) (any, uint64, error) {
-	kv := c.KV()
-	pairs, meta, err := kv.List(p.path+"/", queryOptions(ctx, p.dc, waitIndex, maxStale > 0))
-	if err == nil && maxStale > 0 && meta.LastContact > maxStale {
-		pairs, meta, err = kv.List(p.path+"/", queryOptions(ctx, p.dc, waitIndex, false))
-	}
+// sees "app2/x").
+func (p *prefixSpec) fetch(c *api.Client, q *api.QueryOptions) (any, *api.QueryMeta, error) {
+	pairs, meta, err := c.KV().List(p.path+"/", q)
 	if err != nil {
-		return nil, 0, fmt.Errorf("list %s/: %w", p.path, err)
+		return nil, nil, fmt.Errorf("list %s/: %w", p.path, err)
 	}
-	return pairs, meta.LastIndex, nil
+	return pairs, meta, nil
 }
 
 func (p *prefixSpec) vars(data any, n naming) []namedVar {
@@ -195,16 +184,14 @@ func (s *serviceSpec) String() string {
 	return out
 }
 
-func (s *serviceSpec) fetch(ctx context.Context, c *api.Client, waitIndex uint64, maxStale time.Duration) (any, uint64, error) {
-	cat := c.Catalog()
-	svcs, meta, err := cat.Service(s.name, s.tag, queryOptions(ctx, s.dc, waitIndex, maxStale > 0))
-	if err == nil && maxStale > 0 && meta.LastContact > maxStale {
-		svcs, meta, err = cat.Service(s.name, s.tag, queryOptions(ctx, s.dc, waitIndex, false))
-	}
+func (s *serviceSpec) query() query.Query { return query.Query{Name: s.String(), Datacenter: s.dc} }
+
+func (s *serviceSpec) fetch(c *api.Client, q *api.QueryOptions) (any, *api.QueryMeta, error) {
+	svcs, meta, err := c.Catalog().Service(s.name, s.tag, q)
 	if err != nil {
-		return nil, 0, fmt.Errorf("catalog service %s: %w", s.name, err)
+		return nil, nil, fmt.Errorf("catalog service %s: %w", s.name, err)
 	}
-	return svcs, meta.LastIndex, nil
+	return svcs, meta, nil
 }
 
 // vars gives id, name, address, tag and port of each instance; with several

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/backoff"
-	"github.com/berth/berth/pkg/watch"
+	"github.com/berth/berth/pkg/query"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
@@ -50,8 +50,9 @@ type Registrator struct {
 	cfg    Config
 	log    *slog.Logger
 	m      *metrics
-	consul *api.Client // the catalog watch
-	agent  agentAPI    // what reconcile passes read and write
+	consul *api.Client   // the agent's node name
+	q      *query.Client // the catalog watch (pkg/query)
+	agent  agentAPI      // what reconcile passes read and write
 	docker *client.Client
 
 	// queue of Docker events and resync requests, filled by the event loop.
@@ -125,8 +126,12 @@ func New(cfg Config) (*Registrator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
+	// The catalog watch asks the leader (MaxStale 0), as it always has: it
+	// compares with what this agent holds.
+	q := query.New(query.Config{Client: cfg.Consul, Log: cfg.Log})
+	_ = cfg.Metrics.reg.Register(q.Collector("registrator")) // already there when New is called again with the same metrics
 	return &Registrator{
-		cfg: cfg, log: cfg.Log, m: cfg.Metrics, consul: cfg.Consul, agent: consulAgent{cfg.Consul}, docker: dc,
+		cfg: cfg, log: cfg.Log, m: cfg.Metrics, consul: cfg.Consul, q: q, agent: consulAgent{cfg.Consul}, docker: dc,
 		qready:        make(chan struct{}, 1),
 		consulChanged: make(chan struct{}, 1),
 		running:       map[string]*container.InspectResponse{},
@@ -158,7 +163,8 @@ func (r *Registrator) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); _ = r.q.Run(ctx) }()
 	go func() { defer wg.Done(); r.eventLoop(ctx) }()
 	go func() { defer wg.Done(); r.agentWatch(ctx) }()
 	go func() { defer wg.Done(); r.heartbeat(ctx) }()
@@ -308,37 +314,33 @@ func (r *Registrator) labelled(m events.Message) bool {
 func (r *Registrator) agentWatch(ctx context.Context) {
 	node := ""
 	recovered := true // the first answer, and the first after errors, force a pass
-	fetch := func(ctx context.Context, idx uint64) ([]*api.AgentService, uint64, error) {
+	fetch := func(q *api.QueryOptions) ([]*api.AgentService, *api.QueryMeta, error) {
 		if node == "" {
 			n, err := r.consul.Agent().NodeName()
 			if err != nil {
-				return nil, 0, fmt.Errorf("agent node name: %w", err)
+				return nil, nil, fmt.Errorf("agent node name: %w", err)
 			}
 			node = n
 		}
-		q := &api.QueryOptions{WaitIndex: idx, WaitTime: 5 * time.Minute}
-		list, meta, err := r.consul.Catalog().NodeServiceList(node, q.WithContext(ctx))
+		list, meta, err := r.consul.Catalog().NodeServiceList(node, q)
 		if err != nil {
 			node = ""
-			return nil, 0, err
+			return nil, nil, err
 		}
 		var svcs []*api.AgentService
 		if list != nil {
 			svcs = list.Services
 		}
-		return svcs, meta.LastIndex, nil
+		return svcs, meta, nil
 	}
-	deliver := func(svcs []*api.AgentService, _ uint64) {
+	deliver := func(svcs []*api.AgentService) {
 		r.snapMu.Lock()
 		r.snap = &catalogSnap{services: svcs, force: recovered || (r.snap != nil && r.snap.force)}
 		r.snapMu.Unlock()
 		recovered = false
 		notify(r.consulChanged)
 	}
-	_ = watch.Loop(ctx, fetch, deliver, watch.Options{
-		Name: "node services", Log: r.log, MinGap: 500 * time.Millisecond, RetryMax: 5 * time.Second,
-		OnError: func(error, time.Duration) { recovered = true },
-	})
+	_ = query.Watch(ctx, r.q, query.Query{Name: "node services", OnError: func(error, time.Duration) { recovered = true }}, fetch, deliver)
 }
 
 // catalogSnap is this node's services as the catalog last showed them.

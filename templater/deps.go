@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/berth/berth/pkg/watch"
+	"github.com/berth/berth/pkg/query"
 	"github.com/fsnotify/fsnotify"
 	"github.com/hashicorp/consul/api"
 )
@@ -29,50 +29,17 @@ type dep interface {
 
 // env is what every watch needs.
 type env struct {
-	client   *api.Client
-	maxStale time.Duration
+	// q runs every Consul query (pkg/query: wait, -max-stale, limits,
+	// retries, recovery) and knows which are failing.
+	q        *query.Client
 	log      *slog.Logger
-	onError  func(dep string, err error)
-	onOK     func(dep string)
 	pollTick time.Duration
-	// blockWait is the longest a blocking query waits (block_query_wait; 60s).
-	blockWait time.Duration
-	// retryMin and retryMax bound the backoff after a failed call (0: pkg/watch's defaults).
-	retryMin, retryMax time.Duration
 }
 
-// queryOpts are the read options for one call: stale by default; -max-stale 0
-// asks the leader.
-func (e *env) queryOpts(ctx context.Context, dc string, idx uint64, near string) *api.QueryOptions {
-	q := &api.QueryOptions{Datacenter: dc, WaitIndex: idx, WaitTime: e.blockWait, AllowStale: e.maxStale > 0, Near: near}
-	return q.WithContext(ctx)
-}
-
-// staleTooOld re-asks the leader when a stale answer is older than -max-stale.
-func (e *env) staleTooOld(meta *api.QueryMeta) bool {
-	return e.maxStale > 0 && meta != nil && meta.LastContact > e.maxStale
-}
-
-func loopConsul[T any](ctx context.Context, e *env, name string, fetch watch.FetchFunc[T], deliver func(any)) {
-	lim := burstLimiter(callsPerSecond)
-	limited := func(ctx context.Context, idx uint64) (T, uint64, error) {
-		{
-			if err := lim(ctx); err != nil {
-				var zero T
-				return zero, 0, err
-			}
-		}
-		v, i, err := fetch(ctx, idx)
-		if err != nil {
-			if e.onError != nil && ctx.Err() == nil {
-				e.onError(name, err)
-			}
-		} else if e.onOK != nil {
-			e.onOK(name)
-		}
-		return v, i, err
-	}
-	_ = watch.Loop(ctx, limited, func(v T, _ uint64) { deliver(v) }, watch.Options{Name: name, Log: e.log, RetryMin: e.retryMin, RetryMax: e.retryMax})
+// loopConsul watches one Consul query for the dep called name and hands
+// every answer with a new index to deliver.
+func loopConsul[T any](ctx context.Context, e *env, q query.Query, fetch query.Fetch[T], deliver func(any)) {
+	_ = query.Watch(ctx, e.q, q, fetch, func(v T) { deliver(v) })
 }
 
 // ---- KV ----
@@ -95,26 +62,16 @@ func (d kvGetDep) String() string { return "kv.get(" + d.path + atDC(d.dc) + ")"
 
 func (d kvGetDep) run(ctx context.Context, e *env, deliver func(any)) {
 	var last kvValue
-	loopConsul(ctx, e, d.String(), func(ctx context.Context, idx uint64) (kvValue, uint64, error) {
-		for attempt := 0; ; attempt++ {
-			q := e.queryOpts(ctx, d.dc, idx, "")
-			if attempt > 0 {
-				q.AllowStale = false
-			}
-			p, meta, err := e.client.KV().Get(d.path, q)
-			if err != nil {
-				return kvValue{}, 0, err
-			}
-			if attempt == 0 && e.staleTooOld(meta) {
-				continue
-			}
-			if p == nil {
-				return kvValue{Last: last.Last, HadLast: last.HadLast}, meta.LastIndex, nil
-			}
+	loopConsul(ctx, e, query.Query{Name: d.String(), Datacenter: d.dc}, func(q *api.QueryOptions) (*api.KVPair, *api.QueryMeta, error) {
+		return e.q.API().KV().Get(d.path, q)
+	}, func(p any) {
+		if p := p.(*api.KVPair); p != nil {
 			last = kvValue{Exists: true, Value: string(p.Value), Last: string(p.Value), HadLast: true}
-			return last, meta.LastIndex, nil
+			deliver(last)
+			return
 		}
-	}, deliver)
+		deliver(kvValue{Last: last.Last, HadLast: last.HadLast})
+	})
 }
 
 // KeyPair is one entry of ls/tree, with consul-template's fields in its
@@ -135,31 +92,22 @@ type kvListDep struct{ prefix, dc string }
 func (d kvListDep) String() string { return "kv.list(" + d.prefix + atDC(d.dc) + ")" }
 
 func (d kvListDep) run(ctx context.Context, e *env, deliver func(any)) {
-	loopConsul(ctx, e, d.String(), func(ctx context.Context, idx uint64) ([]*KeyPair, uint64, error) {
-		for attempt := 0; ; attempt++ {
-			q := e.queryOpts(ctx, d.dc, idx, "")
-			if attempt > 0 {
-				q.AllowStale = false
-			}
-			// consul-template lists the prefix as written: "app" also lists
-			// "apple/x" (as key "le/x"); keys are relative to the prefix
-			// with leading slashes cut (dependency/kv_list.go Fetch).
-			base := strings.TrimPrefix(d.prefix, "/")
-			ps, meta, err := e.client.KV().List(base, q)
-			if err != nil {
-				return nil, 0, err
-			}
-			if attempt == 0 && e.staleTooOld(meta) {
-				continue
-			}
-			out := make([]*KeyPair, 0, len(ps))
-			for _, p := range ps {
-				rel := strings.TrimLeft(strings.TrimPrefix(p.Key, base), "/")
-				out = append(out, &KeyPair{Path: p.Key, Key: rel, Value: string(p.Value),
-					CreateIndex: p.CreateIndex, ModifyIndex: p.ModifyIndex, LockIndex: p.LockIndex, Flags: p.Flags, Session: p.Session})
-			}
-			return out, meta.LastIndex, nil
+	loopConsul(ctx, e, query.Query{Name: d.String(), Datacenter: d.dc}, func(q *api.QueryOptions) ([]*KeyPair, *api.QueryMeta, error) {
+		// consul-template lists the prefix as written: "app" also lists
+		// "apple/x" (as key "le/x"); keys are relative to the prefix
+		// with leading slashes cut (dependency/kv_list.go Fetch).
+		base := strings.TrimPrefix(d.prefix, "/")
+		ps, meta, err := e.q.API().KV().List(base, q)
+		if err != nil {
+			return nil, nil, err
 		}
+		out := make([]*KeyPair, 0, len(ps))
+		for _, p := range ps {
+			rel := strings.TrimLeft(strings.TrimPrefix(p.Key, base), "/")
+			out = append(out, &KeyPair{Path: p.Key, Key: rel, Value: string(p.Value),
+				CreateIndex: p.CreateIndex, ModifyIndex: p.ModifyIndex, LockIndex: p.LockIndex, Flags: p.Flags, Session: p.Session})
+		}
+		return out, meta, nil
 	}, deliver)
 }
 
@@ -226,56 +174,45 @@ func (d healthDep) String() string {
 }
 
 func (d healthDep) run(ctx context.Context, e *env, deliver func(any)) {
-	loopConsul(ctx, e, d.String(), func(ctx context.Context, idx uint64) ([]*HealthService, uint64, error) {
-		for attempt := 0; ; attempt++ {
-			q := e.queryOpts(ctx, d.dc, idx, d.near)
-			// Consul's streaming backend serves a health query from the
-			// agent's materialized view from the first request when it is
-			// ?cached (without it the first answer is a full server RPC
-			// per watcher); it does not stream ?near queries.
-			q.UseCache = d.near == ""
-			if attempt > 0 {
-				q.AllowStale, q.UseCache = false, false // ?cached cannot be ?consistent
-			}
-			var entries []*api.ServiceEntry
-			var meta *api.QueryMeta
-			var err error
-			if d.connect {
-				entries, meta, err = e.client.Health().Connect(d.name, d.tag, false, q)
-			} else {
-				entries, meta, err = e.client.Health().Service(d.name, d.tag, false, q)
-			}
-			if err != nil {
-				return nil, 0, err
-			}
-			if attempt == 0 && e.staleTooOld(meta) {
-				continue
-			}
-			out := make([]*HealthService, 0, len(entries))
-			for _, en := range entries {
-				addr := en.Service.Address
-				if addr == "" {
-					addr = en.Node.Address
-				}
-				out = append(out, &HealthService{
-					Node: en.Node.Node, NodeID: en.Node.ID, NodeAddress: en.Node.Address, NodeDatacenter: en.Node.Datacenter,
-					NodeTaggedAddresses: en.Node.TaggedAddresses, NodeMeta: en.Node.Meta, ServiceMeta: en.Service.Meta,
-					Address: addr, ServiceTaggedAddresses: en.Service.TaggedAddresses, ID: en.Service.ID, Name: en.Service.Service,
-					Kind: string(en.Service.Kind), Tags: sortedTags(en.Service.Tags), Port: en.Service.Port,
-					Status: en.Checks.AggregatedStatus(), Checks: en.Checks, Weights: en.Service.Weights,
-					Namespace: en.Service.Namespace, Partition: en.Service.Partition,
-				})
-			}
-			if d.near == "" {
-				sort.SliceStable(out, func(i, j int) bool {
-					if out[i].Node != out[j].Node {
-						return out[i].Node < out[j].Node
-					}
-					return out[i].ID < out[j].ID
-				})
-			}
-			return out, meta.LastIndex, nil
+	// Consul streams health service queries: ?cached serves them from the
+	// agent's materialized view from the first request (pkg/query).
+	qq := query.Query{Name: d.String(), Datacenter: d.dc, Near: d.near, Cached: true}
+	loopConsul(ctx, e, qq, func(q *api.QueryOptions) ([]*HealthService, *api.QueryMeta, error) {
+		var entries []*api.ServiceEntry
+		var meta *api.QueryMeta
+		var err error
+		if d.connect {
+			entries, meta, err = e.q.API().Health().Connect(d.name, d.tag, false, q)
+		} else {
+			entries, meta, err = e.q.API().Health().Service(d.name, d.tag, false, q)
 		}
+		if err != nil {
+			return nil, nil, err
+		}
+		out := make([]*HealthService, 0, len(entries))
+		for _, en := range entries {
+			addr := en.Service.Address
+			if addr == "" {
+				addr = en.Node.Address
+			}
+			out = append(out, &HealthService{
+				Node: en.Node.Node, NodeID: en.Node.ID, NodeAddress: en.Node.Address, NodeDatacenter: en.Node.Datacenter,
+				NodeTaggedAddresses: en.Node.TaggedAddresses, NodeMeta: en.Node.Meta, ServiceMeta: en.Service.Meta,
+				Address: addr, ServiceTaggedAddresses: en.Service.TaggedAddresses, ID: en.Service.ID, Name: en.Service.Service,
+				Kind: string(en.Service.Kind), Tags: sortedTags(en.Service.Tags), Port: en.Service.Port,
+				Status: en.Checks.AggregatedStatus(), Checks: en.Checks, Weights: en.Service.Weights,
+				Namespace: en.Service.Namespace, Partition: en.Service.Partition,
+			})
+		}
+		if d.near == "" {
+			sort.SliceStable(out, func(i, j int) bool {
+				if out[i].Node != out[j].Node {
+					return out[i].Node < out[j].Node
+				}
+				return out[i].ID < out[j].ID
+			})
+		}
+		return out, meta, nil
 	}, deliver)
 }
 
@@ -301,17 +238,17 @@ type servicesDep struct{ dc string }
 func (d servicesDep) String() string { return "catalog.services(" + atDC(d.dc) + ")" }
 
 func (d servicesDep) run(ctx context.Context, e *env, deliver func(any)) {
-	loopConsul(ctx, e, d.String(), func(ctx context.Context, idx uint64) ([]*CatalogSnippet, uint64, error) {
-		m, meta, err := e.client.Catalog().Services(e.queryOpts(ctx, d.dc, idx, ""))
+	loopConsul(ctx, e, query.Query{Name: d.String(), Datacenter: d.dc}, func(q *api.QueryOptions) ([]*CatalogSnippet, *api.QueryMeta, error) {
+		m, meta, err := e.q.API().Catalog().Services(q)
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, err
 		}
 		out := make([]*CatalogSnippet, 0, len(m))
 		for n, tags := range m {
 			out = append(out, &CatalogSnippet{Name: n, Tags: sortedTags(tags)})
 		}
 		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-		return out, meta.LastIndex, nil
+		return out, meta, nil
 	}, deliver)
 }
 
@@ -354,10 +291,10 @@ func (d nodesDep) String() string {
 }
 
 func (d nodesDep) run(ctx context.Context, e *env, deliver func(any)) {
-	loopConsul(ctx, e, d.String(), func(ctx context.Context, idx uint64) ([]*Node, uint64, error) {
-		ns, meta, err := e.client.Catalog().Nodes(e.queryOpts(ctx, d.dc, idx, d.near))
+	loopConsul(ctx, e, query.Query{Name: d.String(), Datacenter: d.dc, Near: d.near}, func(q *api.QueryOptions) ([]*Node, *api.QueryMeta, error) {
+		ns, meta, err := e.q.API().Catalog().Nodes(q)
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, err
 		}
 		out := make([]*Node, 0, len(ns))
 		for _, n := range ns {
@@ -366,7 +303,7 @@ func (d nodesDep) run(ctx context.Context, e *env, deliver func(any)) {
 		if d.near == "" {
 			sort.SliceStable(out, func(i, j int) bool { return out[i].Node < out[j].Node })
 		}
-		return out, meta.LastIndex, nil
+		return out, meta, nil
 	}, deliver)
 }
 
@@ -378,22 +315,22 @@ func (d nodeDep) String() string { return "catalog.node(" + d.name + atDC(d.dc) 
 type nodeData struct{ N *CatalogNode }
 
 func (d nodeDep) run(ctx context.Context, e *env, deliver func(any)) {
-	loopConsul(ctx, e, d.String(), func(ctx context.Context, idx uint64) (nodeData, uint64, error) {
+	loopConsul(ctx, e, query.Query{Name: d.String(), Datacenter: d.dc}, func(q *api.QueryOptions) (nodeData, *api.QueryMeta, error) {
 		name := d.name
 		if name == "" {
-			self, err := e.client.Agent().NodeName()
+			self, err := e.q.API().Agent().NodeName()
 			if err != nil {
-				return nodeData{}, 0, err
+				return nodeData{}, nil, err
 			}
 			name = self
 		}
-		n, meta, err := e.client.Catalog().Node(name, e.queryOpts(ctx, d.dc, idx, ""))
+		n, meta, err := e.q.API().Catalog().Node(name, q)
 		if err != nil {
-			return nodeData{}, 0, err
+			return nodeData{}, nil, err
 		}
 		if n == nil || n.Node == nil {
 			// consul-template answers an empty node (dependency/catalog_node.go).
-			return nodeData{&CatalogNode{}}, meta.LastIndex, nil
+			return nodeData{&CatalogNode{}}, meta, nil
 		}
 		cn := &CatalogNode{Services: []*CatalogNodeService{}, Node: &Node{ID: n.Node.ID, Node: n.Node.Node, Address: n.Node.Address, Datacenter: n.Node.Datacenter, TaggedAddresses: n.Node.TaggedAddresses, Meta: n.Node.Meta}}
 		for _, s := range n.Services {
@@ -402,7 +339,7 @@ func (d nodeDep) run(ctx context.Context, e *env, deliver func(any)) {
 		sort.Slice(cn.Services, func(i, j int) bool {
 			return cn.Services[i].Service < cn.Services[j].Service || cn.Services[i].Service == cn.Services[j].Service && cn.Services[i].ID < cn.Services[j].ID
 		})
-		return nodeData{cn}, meta.LastIndex, nil
+		return nodeData{cn}, meta, nil
 	}, deliver)
 }
 
@@ -414,26 +351,28 @@ func (datacentersDep) String() string { return "catalog.datacenters()" }
 func (d datacentersDep) run(ctx context.Context, e *env, deliver func(any)) {
 	var last []string
 	var lastIdx uint64
-	loopConsul(ctx, e, d.String(), func(ctx context.Context, idx uint64) ([]string, uint64, error) {
-		if idx > 0 {
+	// Not a blocking query: the layer still gives it its limits, retries
+	// and recovery; the index is made up, bumped when the list changes.
+	loopConsul(ctx, e, query.Query{Name: d.String()}, func(q *api.QueryOptions) ([]string, *api.QueryMeta, error) {
+		if q.WaitIndex > 0 {
 			t := time.NewTimer(e.pollTick)
 			select {
-			case <-ctx.Done():
+			case <-q.Context().Done():
 				t.Stop()
-				return nil, 0, ctx.Err()
+				return nil, nil, q.Context().Err()
 			case <-t.C:
 			}
 		}
-		dcs, err := e.client.Catalog().Datacenters()
+		dcs, err := e.q.API().Catalog().Datacenters()
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, err
 		}
 		sort.Strings(dcs)
-		if idx == 0 || !reflect.DeepEqual(dcs, last) {
+		if q.WaitIndex == 0 || !reflect.DeepEqual(dcs, last) {
 			lastIdx++
 			last = dcs
 		}
-		return dcs, lastIdx, nil
+		return dcs, &api.QueryMeta{LastIndex: lastIdx}, nil
 	}, deliver)
 }
 
@@ -624,10 +563,7 @@ type store struct {
 	data    map[string]any
 	views   map[string]*view
 	changed map[string]bool
-	errs    map[string]string
-	// outageFrom is the first error while some watch has been failing.
-	outageFrom time.Time
-	notify     chan struct{}
+	notify  chan struct{}
 }
 
 type view struct {
@@ -637,24 +573,7 @@ type view struct {
 }
 
 func newStore(e *env) *store {
-	s := &store{env: e, data: map[string]any{}, views: map[string]*view{}, changed: map[string]bool{}, errs: map[string]string{}, notify: make(chan struct{}, 1)}
-	e.onError = func(name string, err error) {
-		s.mu.Lock()
-		s.errs[name] = err.Error()
-		if s.outageFrom.IsZero() {
-			s.outageFrom = time.Now()
-		}
-		s.mu.Unlock()
-	}
-	e.onOK = func(name string) {
-		s.mu.Lock()
-		delete(s.errs, name)
-		if len(s.errs) == 0 {
-			s.outageFrom = time.Time{}
-		}
-		s.mu.Unlock()
-	}
-	return s
+	return &store{env: e, data: map[string]any{}, views: map[string]*view{}, changed: map[string]bool{}, notify: make(chan struct{}, 1)}
 }
 
 // get returns the dep's data and whether any has arrived, starting its watch
@@ -715,7 +634,6 @@ func (s *store) keep(used map[string]bool) {
 			v.cancel()
 			delete(s.views, k)
 			delete(s.data, k)
-			delete(s.errs, k)
 		}
 	}
 }
@@ -726,15 +644,10 @@ func (s *store) count() int {
 	return len(s.views)
 }
 
-// failing returns the deps whose last call failed.
+// failing returns the deps whose last call failed, and since when some
+// dep has been failing without a break.
 func (s *store) failing() (map[string]string, time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]string, len(s.errs))
-	for k, v := range s.errs {
-		out[k] = v
-	}
-	return out, s.outageFrom
+	return s.env.q.Failing()
 }
 
 func (s *store) stopAll() {
@@ -749,40 +662,3 @@ func (s *store) stopAll() {
 		<-v.done
 	}
 }
-
-// burstLimiter allows bursts of calls but no more than max per second: the
-// minimum gap between calls only bites when a dep is hot, so a single change
-// is never delayed.
-func burstLimiter(max int) func(ctx context.Context) error {
-	var mu sync.Mutex
-	var times []time.Time
-	return func(ctx context.Context) error {
-		for {
-			mu.Lock()
-			now := time.Now()
-			cut := 0
-			for cut < len(times) && now.Sub(times[cut]) > time.Second {
-				cut++
-			}
-			times = times[cut:]
-			if len(times) < max {
-				times = append(times, now)
-				mu.Unlock()
-				return nil
-			}
-			wait := time.Second - now.Sub(times[0])
-			mu.Unlock()
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return ctx.Err()
-			case <-t.C:
-			}
-		}
-	}
-}
-
-// callsPerSecond caps each watch's calls: a key written in a hot loop cannot
-// make its watch spin, while a change after a quiet spell is never delayed.
-const callsPerSecond = 100

@@ -24,10 +24,10 @@ import (
 
 	"github.com/berth/berth/pkg/consulclient"
 	"github.com/berth/berth/pkg/logging"
+	"github.com/berth/berth/pkg/query"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/berth/berth/pkg/telemetry"
 	"github.com/berth/berth/pkg/version"
-	"github.com/berth/berth/pkg/watch"
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -550,10 +550,14 @@ func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reg := telemetry.NewRegistry()
-	e := &env{client: client, maxStale: o.maxStale, log: log, pollTick: 15 * time.Second, blockWait: 60 * time.Second, retryMin: o.retryMin, retryMax: o.retryMax}
+	qcfg := query.Config{Client: client, MaxStale: o.maxStale, Log: log, RetryMin: o.retryMin, RetryMax: o.retryMax}
 	if fc.BlockQueryWait != nil {
-		e.blockWait = *fc.BlockQueryWait
+		qcfg.Wait = *fc.BlockQueryWait
 	}
+	qc := query.New(qcfg)
+	go func() { _ = qc.Run(ctx) }() // ends with ctx
+	reg.MustRegister(qc.Collector("templater"))
+	e := &env{q: qc, log: log, pollTick: 15 * time.Second}
 	r := &runner{cfg: rc, log: log, store: newStore(e), m: newMetrics(reg), stdout: stdout, stderr: stderr, tmpls: tmpls,
 		reload: make(chan *runConfig, 1), dryLast: map[string][]byte{}}
 	r.childEnv = childEnv(o, fc, ccfg)
@@ -652,14 +656,11 @@ func childEnv(o *options, fc *fileConfig, c *api.Config) []string {
 
 // serveMetrics starts /metrics and /health; it returns once listening.
 func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, r *runner, log *slog.Logger) error {
-	reach := &consulclient.Reachability{Client: r.store.env.client}
-	probe := &watch.Probe{Check: reach.Check}
-	go probe.Run(ctx)
 	health := func() error {
 		f, since := r.store.failing()
 		if len(f) == 0 {
 			// A cut-off host: the watches hang without an error.
-			if down, since, err := probe.Down(); down && r.allRendered.Load() {
+			if down, since, err := r.store.env.q.Down(); down && r.allRendered.Load() {
 				return telemetry.Degraded("the Consul agent has reached no server since %s (%s): %v; serving the last good files",
 					since.UTC().Format(time.RFC3339), time.Since(since).Round(time.Second), err)
 			}

@@ -18,6 +18,10 @@ type Probe struct {
 	Check func(ctx context.Context) error
 	// Interval between probes (default 1s) and Timeout of one (1.5s).
 	Interval, Timeout time.Duration
+	// OnChange, if set, is called from Run when the state flips: down with
+	// the first error of an outage, up (err nil) at the first success after
+	// one.
+	OnChange func(down bool, err error)
 
 	mu      sync.Mutex
 	since   time.Time // first failure of the current outage; zero while up
@@ -43,6 +47,7 @@ func (p *Probe) Run(ctx context.Context) {
 			return
 		}
 		p.mu.Lock()
+		wasDown := !p.since.IsZero()
 		switch {
 		case err == nil:
 			p.since, p.lastErr = time.Time{}, nil
@@ -52,6 +57,9 @@ func (p *Probe) Run(ctx context.Context) {
 			p.lastErr = err
 		}
 		p.mu.Unlock()
+		if p.OnChange != nil && wasDown != (err != nil) {
+			p.OnChange(err != nil, err)
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -31,6 +31,11 @@ type Options struct {
 	// OnError, if set, is told about every failed call and the delay before
 	// the next try (for metrics and health).
 	OnError func(err error, retryIn time.Duration)
+	// Wake, if set, is asked for a channel before every call; when that
+	// channel is closed while the loop waits to retry after the call
+	// failed, the wait ends at once (pkg/query closes it when its probe sees
+	// Consul back, so recovery does not wait for the backoff).
+	Wake func() <-chan struct{}
 }
 
 // Loop calls fetch until ctx is done and hands every new result to deliver,
@@ -67,6 +72,10 @@ func Loop[T any](ctx context.Context, fetch FetchFunc[T], deliver func(T, uint64
 			}
 		}
 		last = time.Now()
+		var wake <-chan struct{}
+		if opt.Wake != nil {
+			wake = opt.Wake()
+		}
 		data, newIndex, err := fetch(ctx, index)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -84,7 +93,7 @@ func Loop[T any](ctx context.Context, fetch FetchFunc[T], deliver func(T, uint64
 			// After an outage the data may have been rebuilt: start afresh.
 			index = 0
 			first = true
-			if backoff.SleepCtx(ctx, d) != nil {
+			if sleepOrWake(ctx, d, wake) != nil {
 				return ctx.Err()
 			}
 			continue
@@ -109,4 +118,18 @@ func Loop[T any](ctx context.Context, fetch FetchFunc[T], deliver func(T, uint64
 		index = newIndex
 		deliver(data, newIndex)
 	}
+}
+
+// sleepOrWake sleeps d, or less when wake is closed first; it returns
+// ctx.Err() when ctx is done first. A nil wake never fires.
+func sleepOrWake(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	case <-wake:
+	}
+	return nil
 }
