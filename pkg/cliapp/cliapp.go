@@ -7,7 +7,9 @@
 //     -h/-help;
 //   - an environment variable for every flag, PROGRAM_FLAG_NAME
 //     (REGISTRATOR_RESYNC, TEMPLATER_TEMPLATE, ...), shown in -h; a flag on
-//     the command line wins over its variable. The Consul flags keep the
+//     the command line wins over its variable, and an empty variable
+//     counts as unset. A variable of a repeatable flag is one value (given
+//     before those on the command line), never split. The Consul flags keep the
 //     CONSUL_* variables, which api.DefaultConfig reads itself: only a Consul
 //     flag actually given overrides them (the consul CLI's rule);
 //   - one help layout (Help), printed on Stderr;
@@ -111,6 +113,7 @@ type Program struct {
 	entries []*entry
 	byName  map[string]*entry
 	flagOf  map[string]cli.Flag
+	bound   []string // flags with a variable of their own
 	section string
 	version bool
 	help    helpValue
@@ -163,24 +166,36 @@ func (p *Program) add(f cli.Flag, placeholder, usage, def string) *entry {
 	return e
 }
 
-// bindEnv attaches the program's variable to the flag name.
+// bindEnv gives the flag name the program's variable (EnvName); Parse
+// attaches it when it is set and not empty.
 func (p *Program) bindEnv(name string) {
-	env := EnvName(p.Name, name)
-	switch f := p.flagOf[name].(type) {
-	case *cli.StringFlag:
-		f.EnvVars = []string{env}
-	case *cli.BoolFlag:
-		f.EnvVars = []string{env}
-	case *cli.DurationFlag:
-		f.EnvVars = []string{env}
-	case *cli.IntFlag:
-		f.EnvVars = []string{env}
-	case *cli.GenericFlag:
-		f.EnvVars = []string{env}
-	default:
-		panic(fmt.Sprintf("cliapp: flag -%s: no environment variable for %T", name, f))
+	p.byName[name].env = EnvName(p.Name, name)
+	p.bound = append(p.bound, name)
+}
+
+// attachEnv hands urfave the variables that are set and not empty: an
+// empty variable counts as unset for every kind of flag (urfave alone
+// would set a string or bool flag to "" or false, and ignore the others).
+func (p *Program) attachEnv() {
+	for _, name := range p.bound {
+		env := p.byName[name].env
+		if v, ok := os.LookupEnv(env); !ok || v == "" {
+			continue
+		}
+		vars := []string{env}
+		switch f := p.flagOf[name].(type) {
+		case *cli.StringFlag:
+			f.EnvVars = vars
+		case *cli.BoolFlag:
+			f.EnvVars = vars
+		case *cli.DurationFlag:
+			f.EnvVars = vars
+		case *cli.IntFlag:
+			f.EnvVars = vars
+		case *cli.GenericFlag:
+			f.EnvVars = vars
+		}
 	}
-	p.byName[name].env = env
 }
 
 // String adds a string flag -name writing to dst, with its variable.
@@ -326,6 +341,7 @@ func (p *Program) Explicit(r *Result) map[string]bool {
 // help (-h) or the version (-version) it returns ErrExit.
 func (p *Program) Parse(args []string) (*Result, error) {
 	var res *Result
+	p.attachEnv()
 	app := &cli.App{
 		Name:            p.Name,
 		Flags:           p.flags,
