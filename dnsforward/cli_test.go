@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/berth/berth/pkg/cliapp/clitest"
 )
 
 // TestOwnInvocations replays the command lines dnsforward's README and
@@ -12,37 +14,20 @@ import (
 // -flag=value), plus the DNSFORWARD_* variables, which count as given (they
 // win over the agent's DNS configuration as flags do).
 func TestOwnInvocations(t *testing.T) {
-	for _, k := range []string{"CONSUL_HTTP_ADDR", "DNSFORWARD_SERVICE_TTL", "DNSFORWARD_UPSTREAM"} {
-		t.Setenv(k, "")
-	}
-	for _, tc := range []struct {
-		args []string
-		env  map[string]string
-		chk  func(o *options) bool
-	}{
-		{[]string{"-listen", "127.0.0.1:53", "-upstream", "10.0.0.2", "-upstream", "10.0.0.3", "-serve-stale"}, nil, func(o *options) bool {
-			return o.cfg.Listen == "127.0.0.1:53" && slices.Equal(o.cfg.Upstreams, []string{"10.0.0.2:53", "10.0.0.3:53"}) && o.cfg.ServeStale
-		}},
-		{[]string{"-listen=127.0.0.53", "-upstream=1.1.1.1,8.8.8.8:5353", "-alt-domain", "example.internal", "-only-passing=true"}, nil, func(o *options) bool {
-			return o.cfg.Listen == "127.0.0.53:53" && slices.Equal(o.cfg.Upstreams, []string{"1.1.1.1:53", "8.8.8.8:5353"}) &&
-				slices.Equal(o.cfg.Domains, []string{"consul.", "example.internal."}) && o.cfg.OnlyPassing && o.cfg.Explicit["alt-domain"]
-		}},
-		{[]string{"-http-addr", "127.0.0.1:8500", "-datacenter", "dc2", "-service-ttl", "10s"}, nil, func(o *options) bool {
-			return o.cfg.Datacenter == "dc2" && o.cfg.ServiceTTL == 10*time.Second && o.cfg.Explicit["service-ttl"] && !o.cfg.Explicit["node-ttl"]
-		}},
-		{nil, map[string]string{"DNSFORWARD_SERVICE_TTL": "5s", "DNSFORWARD_UPSTREAM": "10.0.0.9"}, func(o *options) bool {
-			return o.cfg.ServiceTTL == 5*time.Second && o.cfg.Explicit["service-ttl"] && slices.Equal(o.cfg.Upstreams, []string{"10.0.0.9:53"})
-		}},
-	} {
-		for k, v := range tc.env {
-			t.Setenv(k, v)
-		}
-		o, err := parse(tc.args, io.Discard, io.Discard)
-		if err != nil || !tc.chk(o) {
-			t.Errorf("dnsforward %q (env %v): %v; options %+v", tc.args, tc.env, err, o)
-		}
-		for k := range tc.env {
-			t.Setenv(k, "")
-		}
-	}
+	clitest.Replay(t, "dnsforward", func(args []string) (*options, error) { return parse(args, io.Discard, io.Discard) },
+		[]clitest.Case[*options]{
+			{Args: []string{"-listen", "127.0.0.1:53", "-upstream", "10.0.0.2", "-upstream", "10.0.0.3", "-serve-stale"}, Check: func(o *options) bool {
+				return o.cfg.Listen == "127.0.0.1:53" && slices.Equal(o.cfg.Upstreams, []string{"10.0.0.2:53", "10.0.0.3:53"}) && o.cfg.ServeStale
+			}},
+			{Args: []string{"-listen=127.0.0.53", "-upstream=1.1.1.1,8.8.8.8:5353", "-alt-domain", "example.internal", "-only-passing=true"}, Check: func(o *options) bool {
+				return o.cfg.Listen == "127.0.0.53:53" && slices.Equal(o.cfg.Upstreams, []string{"1.1.1.1:53", "8.8.8.8:5353"}) &&
+					slices.Equal(o.cfg.Domains, []string{"consul.", "example.internal."}) && o.cfg.OnlyPassing && o.cfg.Explicit["alt-domain"]
+			}},
+			{Args: []string{"-http-addr", "127.0.0.1:8500", "-datacenter", "dc2", "-service-ttl", "10s"}, Check: func(o *options) bool {
+				return o.cfg.Datacenter == "dc2" && o.cfg.ServiceTTL == 10*time.Second && o.cfg.Explicit["service-ttl"] && !o.cfg.Explicit["node-ttl"]
+			}},
+			{Env: map[string]string{"DNSFORWARD_SERVICE_TTL": "5s", "DNSFORWARD_UPSTREAM": "10.0.0.9"}, Check: func(o *options) bool {
+				return o.cfg.ServiceTTL == 5*time.Second && o.cfg.Explicit["service-ttl"] && slices.Equal(o.cfg.Upstreams, []string{"10.0.0.9:53"})
+			}},
+		}...)
 }

@@ -63,7 +63,8 @@ type options struct {
 }
 
 // parse reads the command line (cliapp: every flag also from
-// DNSFORWARD_*, the Consul flags from CONSUL_*) and checks it. The options
+// DNSFORWARD_*, the Consul flags from CONSUL_*), checks it and builds the
+// logger and the Consul client into o.cfg (no request is made). The options
 // are returned with the error too: their cli prints it.
 func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p := cliapp.New("dnsforward", stdout, stderr)
@@ -102,7 +103,11 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	if len(res.Args) > 0 {
 		return o, fmt.Errorf("unexpected argument %q (dnsforward takes only flags)", res.Args[0])
 	}
-	return o, o.check()
+	if err := o.check(); err != nil {
+		return o, err
+	}
+	c.Log, c.Client, err = p.Setup(nil)
+	return o, err
 }
 
 // check validates and normalises the flags into o.cfg.
@@ -221,12 +226,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	if err != nil {
 		return o.cli.Fail(err, exitUsage)
 	}
-	log, client, err := o.cli.Setup(nil)
-	if err != nil {
-		return o.cli.Fail(err, exitUsage)
-	}
-	cfg := o.cfg
-	cfg.Client, cfg.Log = client, log
+	cfg, log := o.cfg, o.cfg.Log
 	cfg.Upstreams = o.upstreamsOrResolvConf(log)
 	s, err := New(cfg)
 	if err != nil {

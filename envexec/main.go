@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/cliapp"
-	"github.com/berth/berth/pkg/consulclient"
-	"github.com/berth/berth/pkg/logging"
 	"github.com/berth/berth/pkg/supervisor"
 )
 
@@ -71,11 +69,9 @@ type options struct {
 	pidFile        string
 	noPrefix       bool
 	cli            *cliapp.Program
-	consul         *consulclient.Flags // the shared Consul flags (cli.Consul)
 	peer           peerConsul
 	retry          retryOptions
 	syslog         syslogOptions
-	logs           *logging.Flags // the shared log flags (cli.Log)
 	configPaths    []string
 	fileCommand    []string  // exec.command from a -config file
 	env            envPolicy // exec.env from -config files
@@ -259,7 +255,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 -service) as environment variables; restarts it (or signals it) when the
 resulting environment changes. Exits with the child's exit code.`
 	p.Footer = "envconsul's -secret and -vault-* flags are refused: envexec reads Consul only, not Vault."
-	o.cli, o.consul, o.logs = p, &p.Consul, &p.Log
+	o.cli = p
 	registerSourceFlags(p, o)
 	registerProcessFlags(p, o)
 	registerPeerFlags(p, o)
@@ -304,7 +300,7 @@ func finish(o *options, rest []string) error {
 	if err := o.retry.check(); err != nil {
 		return err
 	}
-	if o.consul.Stale() {
+	if o.cli.Consul.Stale() {
 		// -stale: any server may answer, however stale; never ask the
 		// leader again.
 		o.maxStale = time.Duration(math.MaxInt64)
@@ -394,7 +390,7 @@ func runOnce(args []string, stdin, stdout, stderr *os.File, sigs chan os.Signal,
 		return o.cli.Fail(err, exitUsage), false
 	}
 	defer closeLog()
-	log, err := o.logs.New(logOut, "envexec")
+	log, err := o.cli.Log.New(logOut, "envexec")
 	if err != nil {
 		return o.cli.Fail(err, exitUsage), false
 	}

@@ -116,12 +116,12 @@ func (p *peerConsul) apply(cfg *api.Config) {
 // client builds the Consul client: the shared flags, envconsul's own
 // settings, -stale.
 func (o *options) client() (*api.Client, error) {
-	cfg, err := o.consul.Config()
+	cfg, err := o.cli.Consul.Config()
 	if err != nil {
 		return nil, err
 	}
 	o.peer.apply(cfg)
-	return o.consul.NewClientFor(cfg)
+	return o.cli.Consul.NewClientFor(cfg)
 }
 
 // retryOptions are envconsul's consul { retry { } } settings.

@@ -58,13 +58,16 @@ type options struct {
 	delayRetry    time.Duration
 	verbose       bool
 	cli           *cliapp.Program
+	log           *slog.Logger
+	client        *api.Client
 	prefix        string
 	argv          []string
 }
 
 // parse reads the command line (cliapp: every flag also from LOCKRUN_*,
-// the Consul flags from CONSUL_*) and checks it. The options are returned
-// with the error too: their cli prints it.
+// the Consul flags from CONSUL_*), checks it and builds the logger and the
+// Consul client from it (no request is made). The options are returned with
+// the error too: their cli prints it.
 func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p := cliapp.New("lockrun", stdout, stderr)
 	p.Usage = []string{"lockrun [flags] PREFIX COMMAND [ARGS...]", "lockrun [flags] PREFIX -- COMMAND [ARGS...]"}
@@ -83,10 +86,13 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.Duration(&o.delayRetry, "lock-delay-retry", time.Second, "how often to retry while another session's lock-delay is in force")
 	p.Bool(&o.verbose, "verbose", false, "log debug messages (same as -log-level debug)")
 	res, err := p.Parse(args)
-	if err != nil {
-		return o, err
+	if err == nil {
+		err = o.check(res.Args)
 	}
-	return o, o.check(res.Args)
+	if err == nil {
+		o.log, o.client, err = p.Setup(nil)
+	}
+	return o, err
 }
 
 // check validates the flags and splits PREFIX COMMAND [ARGS...].
@@ -149,10 +155,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	if err != nil {
 		return o.cli.Fail(err, exitUsage)
 	}
-	log, client, err := o.cli.Setup(nil)
-	if err != nil {
-		return o.cli.Fail(err, exitUsage)
-	}
+	log, client := o.log, o.client
 	metricsLn, err := o.cli.ListenMetrics()
 	if err != nil {
 		return o.cli.Fail(err, exitUsage)

@@ -80,7 +80,8 @@ type options struct {
 }
 
 // parse reads the command line (cliapp: every flag also from
-// REGISTRATOR_*, the Consul flags from CONSUL_*) and checks it. The options
+// REGISTRATOR_*, the Consul flags from CONSUL_*), checks it and builds the
+// logger and the Consul client into o.cfg (no request is made). The options
 // are returned with the error too: their cli prints it.
 func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p := cliapp.New("registrator", stdout, stderr)
@@ -118,7 +119,16 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	if o.cfg.DockerHost == "" {
 		o.cfg.DockerHost = dockerHostFallback(os.Getenv, socketExists)
 	}
-	return o, o.check(res.Args)
+	if err := o.check(res.Args); err != nil {
+		return o, err
+	}
+	// A host-less consul-tls:// URI: the default agent, over HTTPS.
+	o.cfg.Log, o.cfg.Consul, err = p.Setup(func(cfg *api.Config) {
+		if o.forceHTTPS {
+			cfg.Scheme = "https"
+		}
+	})
+	return o, err
 }
 
 // check validates the flags and the registry URI.
@@ -226,23 +236,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return o.cli.Fail(err, exitUsage)
 	}
-	// A host-less consul-tls:// URI: the default agent, over HTTPS.
-	log, consul, err := o.cli.Setup(func(cfg *api.Config) {
-		if o.forceHTTPS {
-			cfg.Scheme = "https"
-		}
-	})
-	if err != nil {
-		return o.cli.Fail(err, exitUsage)
-	}
+	log, consul := o.cfg.Log, o.cfg.Consul
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
 	if o.cfg.Map.HostIP == "" {
 		o.cfg.Map.DefaultAddr = hostAddr(o.cfg.Map.Hostname)
 	}
-	o.cfg.Consul = consul
-	o.cfg.Log = log
 	o.cfg.Metrics = newMetrics()
 	reg, err := New(o.cfg)
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/berth/berth/pkg/cliapp/clitest"
 )
 
 // TestPeerInvocations replays consul-template command lines as its README
@@ -13,51 +15,51 @@ import (
 // its -exec-* flags, -consul-ssl-verify=false, -log-level=trace), plus the
 // TEMPLATER_* variables, which win over a config file as flags do.
 func TestPeerInvocations(t *testing.T) {
-	for _, k := range []string{"CONSUL_HTTP_ADDR", "CONSUL_HTTP_TOKEN", "TEMPLATER_TEMPLATE", "TEMPLATER_WAIT"} {
-		t.Setenv(k, "")
-	}
-	for _, tc := range []struct {
-		args []string
-		env  map[string]string
-		chk  func(o *options, rc *runConfig) bool
-	}{
-		{[]string{"-template", "/tmp/template.ctmpl:/tmp/result"}, nil, func(o *options, rc *runConfig) bool {
+	clitest.Replay(t, "templater", parseAll, []clitest.Case[*parsed]{
+		{Args: []string{"-template", "/tmp/template.ctmpl:/tmp/result"}, Check: func(p *parsed) bool {
+			rc := p.rc
 			return len(rc.Templates) == 1 && rc.Templates[0].Source == "/tmp/template.ctmpl" && rc.Templates[0].Destination == "/tmp/result"
 		}},
-		{[]string{"-consul-addr", "10.4.4.6:8500", "-template", "/tmp/nginx.ctmpl:/var/nginx/nginx.conf:nginx -s reload", "-template=in2:out2:sh -c 'a,b; c'"}, nil, func(o *options, rc *runConfig) bool {
-			cfg, err := o.consul.Config()
+		{Args: []string{"-consul-addr", "10.4.4.6:8500", "-template", "/tmp/nginx.ctmpl:/var/nginx/nginx.conf:nginx -s reload", "-template=in2:out2:sh -c 'a,b; c'"}, Check: func(p *parsed) bool {
+			o, rc := p.o, p.rc
+			cfg, err := o.cli.Consul.Config()
 			return err == nil && cfg.Address == "10.4.4.6:8500" && o.set["consul-addr"] && o.set["http-addr"] && len(rc.Templates) == 2 &&
 				rc.Templates[0].Command == "nginx -s reload" && rc.Templates[1].Command == "sh -c 'a,b; c'"
 		}},
-		{[]string{"-wait", "5s:10s", "-once", "-dry", "-template", "in:out"}, nil, func(o *options, rc *runConfig) bool {
+		{Args: []string{"-wait", "5s:10s", "-once", "-dry", "-template", "in:out"}, Check: func(p *parsed) bool {
+			rc := p.rc
 			return rc.Wait != nil && rc.Wait.Min == 5*time.Second && rc.Wait.Max == 10*time.Second && rc.Once && rc.Dry
 		}},
-		{[]string{"-exec", "app -port 80", "-exec-reload-signal", "SIGHUP", "-exec-kill-signal=SIGTERM", "-exec-splay=5s", "-exec-env-custom", "A=1,2", "-template", "in:out"}, nil, func(o *options, rc *runConfig) bool {
+		{Args: []string{"-exec", "app -port 80", "-exec-reload-signal", "SIGHUP", "-exec-kill-signal=SIGTERM", "-exec-splay=5s", "-exec-env-custom", "A=1,2", "-template", "in:out"}, Check: func(p *parsed) bool {
+			rc := p.rc
 			e := rc.Exec
 			return e != nil && e.Command == "app -port 80" && e.ReloadSignal == "SIGHUP" && e.KillSignal == "SIGTERM" && e.Splay == 5*time.Second &&
 				slices.Equal(e.Env.Custom, []string{"A=1,2"})
 		}},
-		{[]string{"-consul-token=x", "-consul-ssl", "-consul-ssl-verify=false", "-log-level=trace", "-template", "in:out"}, nil, func(o *options, rc *runConfig) bool {
-			cfg, err := o.consul.Config()
-			return err == nil && cfg.Token == "x" && o.consulSSL && !o.consulSSLVerify && o.logs.Level == "trace"
+		{Args: []string{"-consul-token=x", "-consul-ssl", "-consul-ssl-verify=false", "-log-level=trace", "-template", "in:out"}, Check: func(p *parsed) bool {
+			o := p.o
+			cfg, err := o.cli.Consul.Config()
+			return err == nil && cfg.Token == "x" && o.consulSSL && !o.consulSSLVerify && o.cli.Log.Level == "trace"
 		}},
-		{[]string{"-template", "b:c"}, map[string]string{"TEMPLATER_TEMPLATE": "a:b:cmd x,y", "TEMPLATER_WAIT": "2s"}, func(o *options, rc *runConfig) bool {
+		{Args: []string{"-template", "b:c"}, Env: map[string]string{"TEMPLATER_TEMPLATE": "a:b:cmd x,y", "TEMPLATER_WAIT": "2s"}, Check: func(p *parsed) bool {
+			o, rc := p.o, p.rc
 			return len(rc.Templates) == 2 && rc.Templates[0].Command == "cmd x,y" && rc.Wait != nil && rc.Wait.Min == 2*time.Second && o.set["wait"]
 		}},
-	} {
-		for k, v := range tc.env {
-			t.Setenv(k, v)
-		}
-		o, err := parseFlags(tc.args, io.Discard, io.Discard)
-		var rc *runConfig
-		if err == nil {
-			rc, _, err = buildConfig(o)
-		}
-		if err != nil || !tc.chk(o, rc) {
-			t.Errorf("templater %q (env %v): %v; options %+v", tc.args, tc.env, err, o)
-		}
-		for k := range tc.env {
-			t.Setenv(k, "")
-		}
+	}...)
+}
+
+// parsed is a command line read as run reads it: the flags, then the
+// configuration built from them.
+type parsed struct {
+	o  *options
+	rc *runConfig
+}
+
+func parseAll(args []string) (*parsed, error) {
+	o, err := parseFlags(args, io.Discard, io.Discard)
+	if err != nil {
+		return nil, err
 	}
+	rc, _, err := buildConfig(o)
+	return &parsed{o, rc}, err
 }

@@ -23,7 +23,6 @@ import (
 
 	"github.com/berth/berth/pkg/cliapp"
 	"github.com/berth/berth/pkg/consulclient"
-	"github.com/berth/berth/pkg/logging"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/berth/berth/pkg/telemetry"
 	"github.com/berth/berth/pkg/watch"
@@ -117,9 +116,7 @@ type options struct {
 	leftDelim          string
 	rightDelim         string
 	cli                *cliapp.Program
-	consul             *consulclient.Flags // the shared Consul flags (cli.Consul)
-	logs               *logging.Flags      // the shared log flags (cli.Log)
-	set                map[string]bool     // flags given on the command line or by their variables
+	set                map[string]bool // flags given on the command line or by their variables
 }
 
 // transportFlags are consul-template's -consul-transport-* flags.
@@ -137,7 +134,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 	fs.Usage = []string{"templater [flags]"}
 	fs.About = "Renders consul-template templates from Consul and runs their commands."
 	fs.Footer = "consul-template's -dedup and -vault-* flags are refused: templater runs each distinct query once and does not read Vault."
-	o := &options{cli: fs, consul: &fs.Consul, logs: &fs.Log}
+	o := &options{cli: fs}
 	fs.Var(&o.templates, "template", "`SOURCE:DESTINATION[:COMMAND]` to render (repeatable)")
 	fs.Var(&o.configs, "config", "consul-template HCL/JSON config `FILE|DIR` (repeatable; a folder is every file in it; later ones win)")
 	fs.Var(&o.checks, "check", "`DESTINATION=COMMAND`: check the candidate file ({{path}}) before it replaces DESTINATION (repeatable)")
@@ -335,9 +332,9 @@ func execFromFlags(o *options, e *execConfig) (*execConfig, error) {
 // config file where no flag set the same thing, then the environment.
 func consulConfig(o *options, fc *fileConfig) (*api.Config, error) {
 	if fc.ConsulAddr != nil && !o.set["http-addr"] && !o.set["consul-addr"] {
-		o.consul.SetAddress(*fc.ConsulAddr)
+		o.cli.Consul.SetAddress(*fc.ConsulAddr)
 	}
-	ccfg, err := o.consul.Config()
+	ccfg, err := o.cli.Consul.Config()
 	if err != nil {
 		return nil, err
 	}
@@ -446,7 +443,7 @@ func transport(o *options, file map[string]string) (*http.Transport, error) {
 // syslog { enabled = true }).
 func newLogger(o *options, fc *fileConfig, stderr io.Writer) (*slog.Logger, error) {
 	if fc.LogLevel != nil && !o.set["log-level"] {
-		o.logs.Level = *fc.LogLevel
+		o.cli.Log.Level = *fc.LogLevel
 	}
 	on, facility, name := o.syslog, o.syslogFacility, o.syslogName
 	if fc.Syslog != nil && !o.set["syslog"] {
@@ -466,7 +463,7 @@ func newLogger(o *options, fc *fileConfig, stderr io.Writer) (*slog.Logger, erro
 		}
 		w = sw
 	}
-	return o.logs.New(w, "templater")
+	return o.cli.Log.New(w, "templater")
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -506,7 +503,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Info("templates parsed (-parse-only)", "templates", len(tmpls))
 		return exitOK
 	}
-	client, err := o.consul.NewClientFor(ccfg) // -stale applies to every read
+	client, err := o.cli.Consul.NewClientFor(ccfg) // -stale applies to every read
 	if err != nil {
 		return o.cli.Fail(err, exitConsul)
 	}
