@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"io"
+	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,4 +34,32 @@ func TestOwnInvocations(t *testing.T) {
 				return o.cfg.ServiceTTL == 5*time.Second && o.cfg.Explicit["service-ttl"] && slices.Equal(o.cfg.Upstreams, []string{"10.0.0.9:53"})
 			}},
 		}...)
+}
+
+// A -metrics-addr that cannot be bound fails the start with one line naming
+// it (dnsforward once ran on without /metrics), and the DNS sockets it had
+// bound are released.
+func TestMetricsAddrBusy(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dnsAddr := pc.LocalAddr().String()
+	pc.Close()
+	var stderr bytes.Buffer
+	args := []string{"-listen", dnsAddr, "-upstream", "127.0.0.1:1", "-metrics-addr", busy.Addr().String()}
+	if code := run(context.Background(), args, io.Discard, &stderr, nil); code != exitListen ||
+		!strings.HasPrefix(stderr.String(), "dnsforward: -metrics-addr "+busy.Addr().String()) || strings.Count(stderr.String(), "\n") != 1 {
+		t.Fatalf("busy -metrics-addr: exit %d, %q", code, stderr.String())
+	}
+	again, err := net.ListenPacket("udp", dnsAddr)
+	if err != nil {
+		t.Fatalf("-listen %s still bound after the failed start: %v", dnsAddr, err)
+	}
+	again.Close()
 }
