@@ -77,7 +77,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.String(&o.name, "name", "", "session name (default \"lockrun PREFIX on HOST\")")
 	p.Duration(&o.timeout, "timeout", 0, "give up acquiring after this long (0: wait forever)")
 	p.Alias("try", "timeout") // consul lock's older name
-	p.Var(&o.monitorRetry, "monitor-retry", "when given: failed confirmations tolerated in a row while holding before the lock counts as lost (default: as many as the lease allows)")
+	p.Var(&o.monitorRetry, "monitor-retry", "when given: `N` failed confirmations tolerated in a row while holding before the lock counts as lost (default: as many as the lease allows)")
 	p.Bool(&o.childExitCode, "child-exit-code", false, "exit with the child's exit code when it fails (default: 0, as consul lock)")
 	p.Var(&o.shell, "shell", "true: run the command with sh -c; false: exec it as given (auto: a single argument with spaces or shell syntax runs with sh -c, several are exec'd)")
 	p.Bool(&o.passStdin, "pass-stdin", false, "give the child our standard input")
