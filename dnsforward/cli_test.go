@@ -18,7 +18,7 @@ import (
 // -flag=value), plus the DNSFORWARD_* variables, which count as given (they
 // win over the agent's DNS configuration as flags do).
 func TestOwnInvocations(t *testing.T) {
-	clitest.Replay(t, "dnsforward", func(args []string) (*options, error) { return parse(args, io.Discard, io.Discard) },
+	clitest.Replay(t, "dnsforward", parse,
 		[]clitest.Case[*options]{
 			{Args: []string{"-listen", "127.0.0.1:53", "-upstream", "10.0.0.2", "-upstream", "10.0.0.3", "-serve-stale"}, Check: func(o *options) bool {
 				return o.cfg.Listen == "127.0.0.1:53" && slices.Equal(o.cfg.Upstreams, []string{"10.0.0.2:53", "10.0.0.3:53"}) && o.cfg.ServeStale

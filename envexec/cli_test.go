@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"slices"
 	"syscall"
 	"testing"
@@ -16,7 +15,7 @@ import (
 // "--" before the command, a command's own flags after it), plus the
 // ENVEXEC_* variables.
 func TestPeerInvocations(t *testing.T) {
-	clitest.Replay(t, "envexec", func(args []string) (*options, error) { return parse(args, io.Discard, io.Discard) },
+	clitest.Replay(t, "envexec", parse,
 		[]clitest.Case[*options]{
 			{Args: []string{"-prefix", "my-app", "env"}, Check: func(o *options) bool {
 				return len(o.prefixes) == 1 && o.prefixes[0].path == "my-app" && o.prefixes[0].noPrefix && slices.Equal(o.argv, []string{"env"})

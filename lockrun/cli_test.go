@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"slices"
 	"testing"
 	"time"
@@ -15,7 +14,7 @@ import (
 // -shell, -timeout, -try, -verbose and the HTTP API options), plus the
 // LOCKRUN_* variables: each parses to the same lock and command.
 func TestPeerInvocations(t *testing.T) {
-	clitest.Replay(t, "lockrun", func(args []string) (*options, error) { return parse(args, io.Discard, io.Discard) },
+	clitest.Replay(t, "lockrun", parse,
 		[]clitest.Case[*options]{
 			{Args: []string{"service/foo/lock", "./run.sh", "-a", "b"}, Check: func(o *options) bool {
 				return o.prefix == "service/foo/lock" && slices.Equal(o.argv, []string{"./run.sh", "-a", "b"}) && o.limit == 1

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"testing"
 	"time"
 
@@ -13,7 +12,7 @@ import (
 // "registrator -ip x consul://host:8500", options before the URI, numbers
 // in seconds and milliseconds), plus the REGISTRATOR_* variables.
 func TestPeerInvocations(t *testing.T) {
-	clitest.Replay(t, "registrator", func(args []string) (*options, error) { return parse(args, io.Discard, io.Discard) },
+	clitest.Replay(t, "registrator", parse,
 		[]clitest.Case[*options]{
 			{Args: []string{"-ip", "10.0.0.5", "consul://10.0.0.1:8500"}, Check: func(o *options) bool {
 				cfg, err := o.cli.Consul.Config()

@@ -55,8 +55,8 @@ type parsed struct {
 	rc *runConfig
 }
 
-func parseAll(args []string) (*parsed, error) {
-	o, err := parseFlags(args, io.Discard, io.Discard)
+func parseAll(args []string, stdout, stderr io.Writer) (*parsed, error) {
+	o, err := parseFlags(args, stdout, stderr)
 	if err != nil {
 		return nil, err
 	}

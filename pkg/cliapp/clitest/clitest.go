@@ -4,6 +4,7 @@
 package clitest
 
 import (
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -17,12 +18,17 @@ type Case[O any] struct {
 	Check func(O) bool
 }
 
-// Replay parses each case in a subtest with its variables set, after
+// Parse is a program's parse function: the arguments after the program
+// name, and the writers for -version and for help and errors.
+type Parse[O any] func(args []string, stdout, stderr io.Writer) (O, error)
+
+// Replay parses each case in a subtest with its variables set (output
+// discarded), after
 // emptying every PROGRAM_* and CONSUL_* variable of the test's own
 // environment (an empty variable counts as unset, for cliapp and for
 // api.DefaultConfig). A case fails when parse returns an error or Check
 // returns false. It uses t.Setenv, so the test must not be parallel.
-func Replay[O any](t *testing.T, program string, parse func(args []string) (O, error), cases ...Case[O]) {
+func Replay[O any](t *testing.T, program string, parse Parse[O], cases ...Case[O]) {
 	t.Helper()
 	prefix := strings.ToUpper(program) + "_"
 	for _, kv := range os.Environ() {
@@ -35,7 +41,7 @@ func Replay[O any](t *testing.T, program string, parse func(args []string) (O, e
 			for k, v := range c.Env {
 				t.Setenv(k, v)
 			}
-			o, err := parse(c.Args)
+			o, err := parse(c.Args, io.Discard, io.Discard)
 			if err != nil {
 				t.Fatalf("%s %q (env %v): %v", program, c.Args, c.Env, err)
 			}
