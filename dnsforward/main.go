@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -227,7 +226,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		return o.cli.Fail(err, exitUsage)
 	}
 	cfg, log := o.cfg, o.cfg.Log
-	cfg.Upstreams = o.upstreamsOrResolvConf(log)
+	cfg.Upstreams = o.upstreamsOrResolvConf()
 	s, err := New(cfg)
 	if err != nil {
 		return o.cli.Fail(err, exitUsage)
@@ -256,8 +255,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 
 // upstreamsOrResolvConf returns the -upstream flags, else the nameservers
 // of -resolv-conf, leaving out dnsforward itself and the agent's DNS.
-func (o *options) upstreamsOrResolvConf(log *slog.Logger) []string {
-	ups := o.cfg.Upstreams
+func (o *options) upstreamsOrResolvConf() []string {
+	ups, log := o.cfg.Upstreams, o.cfg.Log
 	if len(ups) == 0 {
 		var err error
 		if ups, err = upstreamsFromResolvConf(o.resolvConf); err != nil {
