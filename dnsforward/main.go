@@ -7,7 +7,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -20,10 +19,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/berth/berth/pkg/consulclient"
-	"github.com/berth/berth/pkg/logging"
+	"github.com/berth/berth/pkg/cliapp"
 	"github.com/berth/berth/pkg/telemetry"
-	"github.com/berth/berth/pkg/version"
 	"github.com/miekg/dns"
 )
 
@@ -35,13 +32,11 @@ const (
 )
 
 func main() {
-	if code, ok := telemetry.Healthcheck(os.Args[1:], os.Stderr); ok {
-		os.Exit(code)
-	}
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
-	cancel()
-	os.Exit(code)
+	cliapp.Main(func(args []string) int {
+		ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer cancel()
+		return run(ctx, args, os.Stdout, os.Stderr, nil)
+	})
 }
 
 // listFlag collects a repeatable flag.
@@ -58,107 +53,110 @@ func (l *listFlag) Set(s string) error {
 }
 
 type options struct {
-	cfg         Config
-	domain      string
-	altDomains  listFlag
-	upstreams   listFlag
-	resolvConf  string
-	metricsAddr string
-	showVersion bool
-	consul      consulclient.Flags
-	logs        logging.Flags
+	cfg        Config
+	domain     string
+	altDomains listFlag
+	upstreams  listFlag
+	resolvConf string
+	cli        *cliapp.Program
 }
 
-func parse(args []string, stderr io.Writer) (*options, error) {
-	o := &options{}
+// parse reads the command line (cliapp: every flag also from
+// DNSFORWARD_*, the Consul flags from CONSUL_*), checks it and builds the
+// logger and the Consul client into o.cfg (no request is made). The options
+// are returned with the error too: their cli prints it.
+func parse(args []string, stdout, stderr io.Writer) (*options, error) {
+	p := cliapp.New("dnsforward", stdout, stderr)
+	p.Usage = []string{"dnsforward [flags]"}
+	p.About = "Answers the Consul domain from memory and forwards other names upstream."
+	o := &options{cli: p}
 	c := &o.cfg
-	fs := flag.NewFlagSet("dnsforward", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: dnsforward [flags]\n\nAnswers the Consul domain from memory and forwards other names upstream.\n\nFlags:\n")
-		fs.PrintDefaults()
+	p.String(&c.Listen, "listen", "127.0.0.1:53", "UDP and TCP `IP[:port]` to answer on (port 53 when left out; \":53\" is every address of both IPv4 and IPv6)")
+	p.String(&o.domain, "domain", "consul.", "the Consul domain")
+	p.Var(&o.altDomains, "alt-domain", "another `DOMAIN` answered like -domain (repeatable)")
+	p.String(&c.ConsulDNS, "consul-dns", "127.0.0.1:8600", "Consul agent DNS `IP[:port]` (port 8600 when left out) for names not answered natively (.query, .connect, .virtual, .ingress, PTR, other datacenters)")
+	p.Var(&o.upstreams, "upstream", "upstream resolver `IP[:port]` (port 53 when left out; repeatable, comma lists too; host names are refused: they would need a resolver to find the resolver; default: the nameservers of -resolv-conf)")
+	p.String(&o.resolvConf, "resolv-conf", "/etc/resolv.conf", "where to read upstreams when no -upstream is given")
+	p.String(&c.Policy, "policy", policySequential, "upstream order: sequential, random or round_robin")
+	p.Duration(&c.TryTimeout, "upstream-timeout", time.Second, "timeout of one try of one upstream")
+	p.Duration(&c.Budget, "upstream-budget", 4*time.Second, "overall time for a forwarded query, across tries and upstreams; then SERVFAIL")
+	p.Int(&c.CacheSize, "cache-size", 10000, "entries in the upstream answer cache (0 disables it)")
+	p.Duration(&c.CacheMaxTTL, "cache-max-ttl", time.Hour, "cap on how long a positive upstream answer is cached")
+	p.Duration(&c.CacheNegMaxTTL, "cache-neg-max-ttl", 5*time.Minute, "cap on how long a negative upstream answer (NXDOMAIN, NODATA by its SOA minimum) is cached")
+	p.Bool(&c.ServeStale, "serve-stale", false, "when every upstream fails, answer from expired cache entries (TTL 30)")
+	p.Duration(&c.ServeStaleMax, "serve-stale-max", 24*time.Hour, "how long after expiry an upstream answer may be served with -serve-stale")
+	p.Duration(&c.ServiceTTL, "service-ttl", 0, "TTL of service answers")
+	p.Duration(&c.NodeTTL, "node-ttl", 0, "TTL of node and address answers")
+	p.Bool(&c.OnlyPassing, "only-passing", false, "leave out instances with a warning check too (critical ones always are)")
+	p.Duration(&c.IdleTimeout, "idle-timeout", 10*time.Minute, "drop the watch of a service nobody asked for this long")
+	p.Duration(&c.MaxStale, "max-stale", 72*time.Hour, "while Consul is unreachable, serve the last answers for this long (0: forever), then SERVFAIL")
+	p.Duration(&c.StaleTTL, "stale-ttl", 0, "TTL of Consul answers served while Consul is unreachable")
+	p.Int(&c.UDPReaders, "udp-readers", max(1, runtime.NumCPU()/2), "UDP sockets (SO_REUSEPORT), one reader thread each (default: half the CPUs, leaving the rest to clients and the kernel)")
+	res, err := p.Parse(args)
+	if err != nil {
+		return o, err
 	}
-	fs.StringVar(&c.Listen, "listen", "127.0.0.1:53", "UDP and TCP `IP[:port]` to answer on (port 53 when left out; \":53\" is every address of both IPv4 and IPv6)")
-	fs.StringVar(&o.domain, "domain", "consul.", "the Consul domain")
-	fs.Var(&o.altDomains, "alt-domain", "another domain answered like -domain (repeatable)")
-	fs.StringVar(&c.ConsulDNS, "consul-dns", "127.0.0.1:8600", "Consul agent DNS `IP[:port]` (port 8600 when left out) for names not answered natively (.query, .connect, .virtual, .ingress, PTR, other datacenters)")
-	fs.Var(&o.upstreams, "upstream", "upstream resolver `IP[:port]` (port 53 when left out; repeatable, comma lists too; host names are refused: they would need a resolver to find the resolver; default: the nameservers of -resolv-conf)")
-	fs.StringVar(&o.resolvConf, "resolv-conf", "/etc/resolv.conf", "where to read upstreams when no -upstream is given")
-	fs.StringVar(&c.Policy, "policy", policySequential, "upstream order: sequential, random or round_robin")
-	fs.DurationVar(&c.TryTimeout, "upstream-timeout", time.Second, "timeout of one try of one upstream")
-	fs.DurationVar(&c.Budget, "upstream-budget", 4*time.Second, "overall time for a forwarded query, across tries and upstreams; then SERVFAIL")
-	fs.IntVar(&c.CacheSize, "cache-size", 10000, "entries in the upstream answer cache (0 disables it)")
-	fs.DurationVar(&c.CacheMaxTTL, "cache-max-ttl", time.Hour, "cap on how long a positive upstream answer is cached")
-	fs.DurationVar(&c.CacheNegMaxTTL, "cache-neg-max-ttl", 5*time.Minute, "cap on how long a negative upstream answer (NXDOMAIN, NODATA by its SOA minimum) is cached")
-	fs.BoolVar(&c.ServeStale, "serve-stale", false, "when every upstream fails, answer from expired cache entries (TTL 30)")
-	fs.DurationVar(&c.ServeStaleMax, "serve-stale-max", 24*time.Hour, "how long after expiry an upstream answer may be served with -serve-stale")
-	fs.DurationVar(&c.ServiceTTL, "service-ttl", 0, "TTL of service answers")
-	fs.DurationVar(&c.NodeTTL, "node-ttl", 0, "TTL of node and address answers")
-	fs.BoolVar(&c.OnlyPassing, "only-passing", false, "leave out instances with a warning check too (critical ones always are)")
-	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 10*time.Minute, "drop the watch of a service nobody asked for this long")
-	fs.DurationVar(&c.MaxStale, "max-stale", 72*time.Hour, "while Consul is unreachable, serve the last answers for this long (0: forever), then SERVFAIL")
-	fs.DurationVar(&c.StaleTTL, "stale-ttl", 0, "TTL of Consul answers served while Consul is unreachable")
-	fs.IntVar(&c.UDPReaders, "udp-readers", max(1, runtime.NumCPU()/2), "UDP sockets (SO_REUSEPORT), one reader thread each (default: half the CPUs, leaving the rest to clients and the kernel)")
-	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /health on this `address` (off when empty)")
-	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
-	o.consul.Register(fs)
-	o.logs.Register(fs)
-	if err := fs.Parse(args); err != nil {
-		return nil, err
+	// Settings given by a flag or its variable win over the agent's DNS
+	// configuration.
+	c.Explicit = p.Explicit(res)
+	if len(res.Args) > 0 {
+		return o, fmt.Errorf("unexpected argument %q (dnsforward takes only flags)", res.Args[0])
 	}
-	if o.showVersion {
-		return o, nil
+	if err := o.check(); err != nil {
+		return o, err
 	}
+	c.Log, c.Client, err = p.Setup(nil)
+	return o, err
+}
+
+// check validates and normalises the flags into o.cfg.
+func (o *options) check() error {
+	c := &o.cfg
 	c.AgentDNSConfig = true
-	c.Explicit = map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { c.Explicit[f.Name] = true })
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (dnsforward takes only flags)", fs.Arg(0))
-	}
 	var err error
 	if c.Listen, err = normListen(c.Listen); err != nil {
-		return nil, err
+		return err
 	}
 	for _, d := range append([]string{o.domain}, o.altDomains...) {
 		fq, err := normDomain(d)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		c.Domains = append(c.Domains, fq)
 	}
 	if c.ConsulDNS, err = normAddr(c.ConsulDNS, "8600"); err != nil {
-		return nil, fmt.Errorf("-consul-dns: %v", err)
+		return fmt.Errorf("-consul-dns: %v", err)
 	}
 	switch c.Policy {
 	case policySequential, policyRandom, policyRoundRobin:
 	default:
-		return nil, fmt.Errorf("-policy %q: want sequential, random or round_robin", c.Policy)
+		return fmt.Errorf("-policy %q: want sequential, random or round_robin", c.Policy)
 	}
 	for name, d := range map[string]time.Duration{"-upstream-timeout": c.TryTimeout, "-upstream-budget": c.Budget, "-cache-max-ttl": c.CacheMaxTTL, "-idle-timeout": c.IdleTimeout} {
 		if d <= 0 {
-			return nil, fmt.Errorf("%s %s: must be positive", name, d)
+			return fmt.Errorf("%s %s: must be positive", name, d)
 		}
 	}
 	for name, d := range map[string]time.Duration{"-cache-neg-max-ttl": c.CacheNegMaxTTL, "-serve-stale-max": c.ServeStaleMax, "-service-ttl": c.ServiceTTL, "-node-ttl": c.NodeTTL, "-max-stale": c.MaxStale, "-stale-ttl": c.StaleTTL} {
 		if d < 0 {
-			return nil, fmt.Errorf("%s %s: must not be negative", name, d)
+			return fmt.Errorf("%s %s: must not be negative", name, d)
 		}
 	}
 	if c.CacheSize < 0 {
-		return nil, fmt.Errorf("-cache-size %d: must not be negative", c.CacheSize)
+		return fmt.Errorf("-cache-size %d: must not be negative", c.CacheSize)
 	}
 	if c.UDPReaders < 1 || c.UDPReaders > 256 {
-		return nil, fmt.Errorf("-udp-readers %d: want 1 to 256", c.UDPReaders)
+		return fmt.Errorf("-udp-readers %d: want 1 to 256", c.UDPReaders)
 	}
 	for _, u := range o.upstreams {
 		a, err := normAddr(u, "53")
 		if err != nil {
-			return nil, fmt.Errorf("-upstream: %v", err)
+			return fmt.Errorf("-upstream: %v", err)
 		}
 		c.Upstreams = append(c.Upstreams, a)
 	}
-	c.Datacenter = o.consul.Datacenter()
-	return o, nil
+	c.Datacenter = o.cli.Consul.Datacenter()
+	return nil
 }
 
 // normDomain lower-cases a domain and makes it fully qualified.
@@ -223,82 +221,60 @@ func upstreamsFromResolvConf(path string) ([]string, error) {
 // run is main without the exit; ready, when set, gets the bound address.
 // It returns when ctx is done (main cancels it on SIGINT and SIGTERM).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready func(dnsAddr string)) int {
-	o, err := parse(args, stderr)
+	o, err := parse(args, stdout, stderr)
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		fmt.Fprintf(stderr, "dnsforward: %v\n", err)
-		return exitUsage
+		return o.cli.Fail(err, exitUsage)
 	}
-	if o.showVersion {
-		fmt.Fprintln(stdout, version.String("dnsforward"))
-		return exitOK
-	}
-	log, err := o.logs.New(stderr, "dnsforward")
+	cfg, log := o.cfg, o.cfg.Log
+	cfg.Upstreams = o.upstreamsOrResolvConf()
+	s, err := New(cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "dnsforward: %v\n", err)
-		return exitUsage
+		return o.cli.Fail(err, exitUsage)
 	}
-	client, err := o.consul.Client()
+	if err := s.Listen(); err != nil {
+		return o.cli.Fail(err, exitListen)
+	}
+	metricsLn, err := o.cli.ListenMetrics()
 	if err != nil {
-		fmt.Fprintf(stderr, "dnsforward: %v\n", err)
-		return exitUsage
+		s.closeListeners()
+		return o.cli.Fail(err, exitListen)
 	}
-	cfg := o.cfg
-	cfg.Client, cfg.Log = client, log
-	if len(cfg.Upstreams) == 0 {
-		ups, err := upstreamsFromResolvConf(o.resolvConf)
-		if err != nil {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	metricsDone := metricsLn.Serve(ctx, s.m.reg, s.health, log)
+	defer func() { cancel(); <-metricsDone }()
+	if ready != nil {
+		ready(s.Addr())
+	}
+	if err := s.Serve(ctx); err != nil {
+		return o.cli.Fail(err, exitListen)
+	}
+	log.Info("stopped")
+	return exitOK
+}
+
+// upstreamsOrResolvConf returns the -upstream flags, else the nameservers
+// of -resolv-conf, leaving out dnsforward itself and the agent's DNS.
+func (o *options) upstreamsOrResolvConf() []string {
+	ups, log := o.cfg.Upstreams, o.cfg.Log
+	if len(ups) == 0 {
+		var err error
+		if ups, err = upstreamsFromResolvConf(o.resolvConf); err != nil {
 			log.Warn("no upstreams: names outside the Consul domain get REFUSED", "err", err)
 		}
-		cfg.Upstreams = ups
 	}
 	var kept []string
-	for _, u := range cfg.Upstreams {
-		if isSelf(u, cfg.Listen) || u == cfg.ConsulDNS {
+	for _, u := range ups {
+		if isSelf(u, o.cfg.Listen) || u == o.cfg.ConsulDNS {
 			log.Warn("not forwarding to this upstream: it is dnsforward itself or the Consul agent's DNS", "upstream", u)
 			continue
 		}
 		kept = append(kept, u)
 	}
-	cfg.Upstreams = kept
 	if len(kept) == 0 {
 		log.Warn("no upstream resolvers: names outside the Consul domain get REFUSED")
 	}
-	s, err := New(cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "dnsforward: %v\n", err)
-		return exitUsage
-	}
-	if err := s.Listen(); err != nil {
-		fmt.Fprintf(stderr, "dnsforward: %v\n", err)
-		return exitListen
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if o.metricsAddr != "" {
-		errc := make(chan error, 1)
-		go func() { errc <- telemetry.Serve(ctx, o.metricsAddr, s.m.reg, s.health, log, nil) }()
-		select {
-		case err := <-errc:
-			if err != nil {
-				s.closeListeners()
-				fmt.Fprintf(stderr, "dnsforward: %v\n", err)
-				return exitListen
-			}
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	if ready != nil {
-		ready(s.Addr())
-	}
-	if err := s.Serve(ctx); err != nil {
-		fmt.Fprintf(stderr, "dnsforward: %v\n", err)
-		return exitListen
-	}
-	log.Info("stopped")
-	return exitOK
+	return kept
 }
 
 // health is unhealthy only when Consul has been unreachable past -max-stale

@@ -238,7 +238,7 @@ func TestListenForms(t *testing.T) {
 		"127.0.0.1": "127.0.0.1:53", "::1": "[::1]:53", "[::1]": "[::1]:53", ":53": "[::]:53", ":5353": "[::]:5353",
 		"0.0.0.0:53": "0.0.0.0:53", "10.0.0.1:1053": "10.0.0.1:1053",
 	} {
-		o, err := parse([]string{"-listen", in}, io.Discard)
+		o, err := parse([]string{"-listen", in}, io.Discard, io.Discard)
 		if err != nil {
 			t.Errorf("-listen %s: %v", in, err)
 			continue
@@ -247,7 +247,7 @@ func TestListenForms(t *testing.T) {
 			t.Errorf("-listen %s: listens on %s, want %s", in, o.cfg.Listen, want)
 		}
 	}
-	o, err := parse([]string{"-upstream", "192.0.2.1,2001:db8::1", "-consul-dns", "127.0.0.1"}, io.Discard)
+	o, err := parse([]string{"-upstream", "192.0.2.1,2001:db8::1", "-consul-dns", "127.0.0.1"}, io.Discard, io.Discard)
 	if err != nil || strings.Join(o.cfg.Upstreams, " ") != "192.0.2.1:53 [2001:db8::1]:53" || o.cfg.ConsulDNS != "127.0.0.1:8600" {
 		t.Errorf("default ports: %v %v", o, err)
 	}

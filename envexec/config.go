@@ -1,12 +1,12 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/berth/berth/pkg/cliapp"
 	"github.com/berth/berth/pkg/configfile"
 )
 
@@ -68,7 +68,7 @@ type fileConfig struct {
 // its flag was not given; the files' prefix and service blocks come before
 // the -prefix and -service flags (later sources win); the command from a
 // file is used when none is given on the command line.
-func loadConfigFiles(o *options, fs *flag.FlagSet, set map[string]bool) error {
+func loadConfigFiles(o *options, flags *cliapp.Result, set map[string]bool) error {
 	if len(o.configPaths) == 0 {
 		return nil
 	}
@@ -99,7 +99,7 @@ func loadConfigFiles(o *options, fs *flag.FlagSet, set map[string]bool) error {
 		if direct, ok := directSettings[name]; ok {
 			err = direct(o, s.value)
 		} else {
-			err = fs.Set(name, s.value)
+			err = flags.Set(name, s.value)
 		}
 		if err != nil {
 			return fmt.Errorf("config %s: %s: %w", s.file, s.key, err)

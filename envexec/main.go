@@ -6,7 +6,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -16,11 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/berth/berth/pkg/consulclient"
-	"github.com/berth/berth/pkg/logging"
+	"github.com/berth/berth/pkg/cliapp"
 	"github.com/berth/berth/pkg/supervisor"
-	"github.com/berth/berth/pkg/telemetry"
-	"github.com/berth/berth/pkg/version"
 )
 
 // Exit codes of envexec itself (10 and up, as envconsul). Otherwise envexec
@@ -36,10 +32,7 @@ const (
 )
 
 func main() {
-	if code, ok := telemetry.Healthcheck(os.Args[1:], os.Stderr); ok {
-		os.Exit(code)
-	}
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	cliapp.Main(func(args []string) int { return run(args, os.Stdin, os.Stdout, os.Stderr) })
 }
 
 type onChange int
@@ -72,14 +65,13 @@ type options struct {
 	waitTimeout    time.Duration
 	export         string
 	maxStale       time.Duration
-	metricsAddr    string
+	metricsAddr    string // the shared -metrics-addr
 	pidFile        string
-	showVersion    bool
-	consul         consulclient.Flags
+	noPrefix       bool
+	cli            *cliapp.Program
 	peer           peerConsul
 	retry          retryOptions
 	syslog         syslogOptions
-	logs           logging.Flags
 	configPaths    []string
 	fileCommand    []string  // exec.command from a -config file
 	env            envPolicy // exec.env from -config files
@@ -120,35 +112,9 @@ func (f signalFlag) Set(s string) error {
 	return nil
 }
 
-func usage(stderr io.Writer, fs *flag.FlagSet) func() {
-	return func() {
-		fmt.Fprintf(stderr, `Usage: envexec [flags] COMMAND [ARGS...]
-       envexec [flags] -- COMMAND [ARGS...]
-       envexec [flags] -export dotenv|shell|json
-
-Runs COMMAND with the keys below each -prefix (and the instances of each
--service) as environment variables; restarts it (or signals it) when the
-resulting environment changes. Exits with the child's exit code.
-
-Flags:
-`)
-		// envconsul's Vault flags are registered only to refuse them clearly;
-		// they are listed in one line, not each.
-		shown := flag.NewFlagSet("envexec", flag.ContinueOnError)
-		shown.SetOutput(stderr)
-		fs.VisitAll(func(f *flag.Flag) {
-			if _, refused := f.Value.(refusedFlag); !refused {
-				shown.Var(f.Value, f.Name, f.Usage)
-			}
-		})
-		shown.PrintDefaults()
-		fmt.Fprintln(stderr, "\nenvconsul's -secret and -vault-* flags are refused: envexec reads Consul only, not Vault.")
-	}
-}
-
 // registerSourceFlags adds the flags that choose what to watch and how
 // variables are named.
-func registerSourceFlags(fs *flag.FlagSet, o *options) {
+func registerSourceFlags(cl *cliapp.Program, o *options) {
 	addPrefix := funcFlag(func(s string) error {
 		p, err := parsePrefix(s)
 		if err != nil {
@@ -158,7 +124,7 @@ func registerSourceFlags(fs *flag.FlagSet, o *options) {
 		o.order = append(o.order, p)
 		return nil
 	})
-	fs.Var(addPrefix, "prefix", "watch the keys below `PATH[@DC]` (repeatable; later prefixes win)")
+	cl.Var(addPrefix, "prefix", "watch the keys below `PATH[@DC]` (repeatable; later prefixes win)")
 	prefixFormat := funcFlag(func(s string) error {
 		if len(o.prefixes) == 0 {
 			return errors.New("give -format after the -prefix it names")
@@ -171,8 +137,8 @@ func registerSourceFlags(fs *flag.FlagSet, o *options) {
 		p.format, p.fmtSrc = t, s
 		return nil
 	})
-	fs.Var(prefixFormat, "format", "name `TEMPLATE` for the -prefix just before it, e.g. 'APP_{{ key }}'")
-	fs.Var(prefixFormat, "prefix-format", "alias of -format")
+	cl.Var(prefixFormat, "format", "name `TEMPLATE` for the -prefix just before it, e.g. 'APP_{{ key }}'")
+	cl.Alias("prefix-format", "format")
 	addService := funcFlag(func(s string) error {
 		sv, err := parseService(s)
 		if err != nil {
@@ -182,11 +148,11 @@ func registerSourceFlags(fs *flag.FlagSet, o *options) {
 		o.order = append(o.order, sv)
 		return nil
 	})
-	fs.Var(addService, "service", "instances of service `[TAG.]NAME[@DC]` as variables <service>/id, /name, /address, /tag, /port (repeatable)")
-	fs.Var(addService, "service-query", "alias of -service (envconsul's name)")
+	cl.Var(addService, "service", "instances of service `[TAG.]NAME[@DC]` as variables <service>/id, /name, /address, /tag, /port (repeatable)")
+	cl.Alias("service-query", "service") // envconsul's name
 	for _, field := range serviceFields() {
 		field := field
-		fs.Var(funcFlag(func(s string) error {
+		cl.Var(funcFlag(func(s string) error {
 			if len(o.services) == 0 {
 				return fmt.Errorf("give -service-format-%s after the -service it names", field)
 			}
@@ -198,11 +164,11 @@ func registerSourceFlags(fs *flag.FlagSet, o *options) {
 			return nil
 		}), "service-format-"+field, "name `TEMPLATE` of the "+field+" variable of the -service just before it, e.g. '{{ service }}_"+strings.ToUpper(field)+"'")
 	}
-	fs.BoolVar(&o.naming.sanitize, "sanitize", false, "replace every character outside [A-Za-z0-9_] in names with _")
-	fs.BoolVar(&o.naming.upcase, "upcase", false, "upper-case variable names")
-	fs.Bool("no-prefix", true, "do not put the prefix path in front of the names of the -prefix flags' keys; -no-prefix=false names app/config/db as app_config_db")
-	fs.BoolVar(&o.pristine, "pristine", false, "give the child only the Consul variables (and those named by -env-allow), not envexec's environment")
-	fs.Var(funcFlag(func(s string) error {
+	cl.Bool(&o.naming.sanitize, "sanitize", false, "replace every character outside [A-Za-z0-9_] in names with _")
+	cl.Bool(&o.naming.upcase, "upcase", false, "upper-case variable names")
+	cl.Bool(&o.noPrefix, "no-prefix", true, "do not put the prefix path in front of the names of the -prefix flags' keys; -no-prefix=false names app/config/db as app_config_db")
+	cl.Bool(&o.pristine, "pristine", false, "give the child only the Consul variables (and those named by -env-allow), not envexec's environment")
+	cl.Var(funcFlag(func(s string) error {
 		for _, p := range strings.Split(s, ",") {
 			if p = strings.TrimSpace(p); p != "" {
 				o.envAllow = append(o.envAllow, p)
@@ -210,14 +176,14 @@ func registerSourceFlags(fs *flag.FlagSet, o *options) {
 		}
 		return nil
 	}), "env-allow", "with -pristine, `NAMES` of envexec's variables to pass on anyway (comma-separated, globs like LC_*, repeatable; implies -pristine)")
-	fs.DurationVar(&o.maxStale, "max-stale", 2*time.Second, "let any Consul server answer if its data is at most this stale (0: always ask the leader)")
+	cl.Duration(&o.maxStale, "max-stale", 2*time.Second, "let any Consul server answer if its data is at most this stale (0: always ask the leader)")
 }
 
 // registerProcessFlags adds the flags about the command, signals and
 // changes.
-func registerProcessFlags(fs *flag.FlagSet, o *options) {
-	fs.Var(&o.shell, "shell", "true: run the command with sh -c; false: exec it as given (default: a single argument with spaces or shell syntax runs with sh -c, several are exec'd)")
-	fs.Var(funcFlag(func(s string) error {
+func registerProcessFlags(cl *cliapp.Program, o *options) {
+	cl.Var(&o.shell, "shell", "true: run the command with sh -c; false: exec it as given (default: a single argument with spaces or shell syntax runs with sh -c, several are exec'd)")
+	cl.Var(funcFlag(func(s string) error {
 		switch strings.ToLower(s) {
 		case "restart":
 			o.onChange = changeRestart
@@ -230,22 +196,22 @@ func registerProcessFlags(fs *flag.FlagSet, o *options) {
 		}
 		return nil
 	}), "on-change", "what a change of the environment does: `restart` (default), signal (send -change-signal) or none")
-	fs.Var(signalFlag{sig: &o.changeSignal}, "change-signal", "signal for -on-change signal")
-	fs.Var(funcFlag(func(s string) error {
+	cl.Var(signalFlag{sig: &o.changeSignal}, "change-signal", "`SIGNAL` for -on-change signal")
+	cl.Var(funcFlag(func(s string) error {
 		if err := (signalFlag{sig: &o.changeSignal}).Set(s); err != nil {
 			return err
 		}
 		o.onChange = changeSignal
 		return nil
 	}), "exec-reload-signal", "on a change send this `SIGNAL` instead of restarting (consul-template's name): -on-change signal -change-signal SIGNAL")
-	fs.Var(signalFlag{sig: &o.execKillSignal}, "exec-kill-signal", "signal that stops the command for a restart or shutdown (envconsul's exec.kill_signal)")
-	fs.Var(signalFlag{sig: &o.killSignal, orNone: true}, "kill-signal", "`SIGNAL` that stops envexec gracefully, as envconsul's -kill-signal: the command is stopped (-exec-kill-signal, -kill-timeout, SIGKILL) and envexec exits 12; empty: none")
-	fs.Var(signalFlag{sig: &o.reloadSignal, orNone: true}, "reload-signal", "`SIGNAL` that reloads envexec's configuration (flags and -config files), as envconsul's -reload-signal: the command is stopped and started again; empty: none")
-	fs.DurationVar(&o.killTimeout, "kill-timeout", 30*time.Second, "grace period after -exec-kill-signal (or a forwarded SIGINT/SIGTERM) before SIGKILL to the command's process group")
-	fs.DurationVar(&o.killTimeout, "exec-kill-timeout", 30*time.Second, "alias of -kill-timeout (envconsul's name)")
-	fs.DurationVar(&o.splay, "splay", 0, "wait a random time up to this before restarting or signalling on a change")
-	fs.DurationVar(&o.splay, "exec-splay", 0, "alias of -splay (envconsul's name)")
-	fs.Var(funcFlag(func(s string) error {
+	cl.Var(signalFlag{sig: &o.execKillSignal}, "exec-kill-signal", "signal that stops the command for a restart or shutdown (envconsul's exec.kill_signal)")
+	cl.Var(signalFlag{sig: &o.killSignal, orNone: true}, "kill-signal", "`SIGNAL` that stops envexec gracefully, as envconsul's -kill-signal: the command is stopped (-exec-kill-signal, -kill-timeout, SIGKILL) and envexec exits 12; empty: none")
+	cl.Var(signalFlag{sig: &o.reloadSignal, orNone: true}, "reload-signal", "`SIGNAL` that reloads envexec's configuration (flags and -config files), as envconsul's -reload-signal: the command is stopped and started again; empty: none")
+	cl.Duration(&o.killTimeout, "kill-timeout", 30*time.Second, "grace period after -exec-kill-signal (or a forwarded SIGINT/SIGTERM) before SIGKILL to the command's process group")
+	cl.Alias("exec-kill-timeout", "kill-timeout") // envconsul's name
+	cl.Duration(&o.splay, "splay", 0, "wait a random time up to this before restarting or signalling on a change")
+	cl.Alias("exec-splay", "splay") // envconsul's name
+	cl.Var(funcFlag(func(s string) error {
 		min, max, err := parseWait(s)
 		if err != nil {
 			return err
@@ -253,18 +219,16 @@ func registerProcessFlags(fs *flag.FlagSet, o *options) {
 		o.waitMin, o.waitMax = min, max
 		return nil
 	}), "wait", "quiescence `MIN[:MAX]` for changes: act once no change came for MIN, at the latest MAX (default 4*MIN) after the first")
-	fs.StringVar(&o.execCmd, "exec", "", "the `COMMAND` as one string (envconsul's -exec); instead of arguments")
-	fs.BoolVar(&o.once, "once", false, "fetch once, run the command, exit with its exit code (no watching)")
-	fs.DurationVar(&o.waitTimeout, "wait-timeout", 0, "give up if not every source has answered within this time (0: wait forever, saying what it waits for)")
-	fs.StringVar(&o.export, "export", "", "print the environment as `dotenv`, shell or json and exit (no command)")
-	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /health on this address (off when empty)")
-	fs.StringVar(&o.pidFile, "pid-file", "", "write envexec's PID to this file")
-	fs.Var(funcFlag(func(s string) error {
+	cl.String(&o.execCmd, "exec", "", "the `COMMAND` as one string (envconsul's -exec); instead of arguments")
+	cl.Bool(&o.once, "once", false, "fetch once, run the command, exit with its exit code (no watching)")
+	cl.Duration(&o.waitTimeout, "wait-timeout", 0, "give up if not every source has answered within this time (0: wait forever, saying what it waits for)")
+	cl.String(&o.export, "export", "", "print the environment as `dotenv`, shell or json and exit (no command)")
+	cl.String(&o.pidFile, "pid-file", "", "write envexec's PID to this file")
+	cl.Var(funcFlag(func(s string) error {
 		o.configPaths = append(o.configPaths, s)
 		return nil
 	}), "config", "read settings from this HCL or JSON `FILE|DIR` (a folder: every file below it, in lexical order; repeatable; flags win over files), as envconsul")
-	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
-	fs.BoolVar(&o.showVersion, "v", false, "alias of -version")
+	cl.Alias("v", "version")
 }
 
 // newOptions returns the defaults: envconsul's, except the stop signal of
@@ -279,43 +243,38 @@ func newOptions() *options {
 	}
 }
 
-// parse reads the flags, then the -config files under them (flags win), and
-// checks the result.
-func parse(args []string, stderr io.Writer) (*options, error) {
+// parse reads the flags (cliapp: every flag also from ENVEXEC_*, the
+// Consul flags from CONSUL_*), then the -config files under them (flags
+// win), and checks the result. The options are returned with the error too:
+// their cli prints it.
+func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	o := newOptions()
-	fs := flag.NewFlagSet("envexec", flag.ContinueOnError)
-	// The flag package's own messages are replaced by one line from run;
-	// -help prints the usage.
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	registerSourceFlags(fs, o)
-	registerProcessFlags(fs, o)
-	o.consul.Register(fs)
-	registerPeerFlags(fs, o)
-	o.logs.Register(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stderr)
-			usage(stderr, fs)()
-		}
-		return nil, err
+	p := cliapp.New("envexec", stdout, stderr)
+	p.Usage = []string{"envexec [flags] COMMAND [ARGS...]", "envexec [flags] -- COMMAND [ARGS...]", "envexec [flags] -export dotenv|shell|json"}
+	p.About = `Runs COMMAND with the keys below each -prefix (and the instances of each
+-service) as environment variables; restarts it (or signals it) when the
+resulting environment changes. Exits with the child's exit code.`
+	p.Footer = "envconsul's -secret and -vault-* flags are refused: envexec reads Consul only, not Vault."
+	o.cli = p
+	registerSourceFlags(p, o)
+	registerProcessFlags(p, o)
+	registerPeerFlags(p, o)
+	res, err := p.Parse(args)
+	if err != nil {
+		return o, err
 	}
-	if o.showVersion {
-		return o, nil
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	o.metricsAddr = p.MetricsAddr
+	set := p.Explicit(res)
 	// -no-prefix applies to the -prefix flags (envconsul cli.go, ParseFlags:
 	// "Post-processing of no-prefix option").
-	noPrefix := fs.Lookup("no-prefix").Value.(flag.Getter).Get().(bool)
 	for _, p := range o.prefixes {
-		p.noPrefix = noPrefix
+		p.noPrefix = o.noPrefix
 	}
 	o.peer.noteSet(set)
-	if err := loadConfigFiles(o, fs, set); err != nil {
-		return nil, err
+	if err := loadConfigFiles(o, res, set); err != nil {
+		return o, err
 	}
-	return o, finish(o, fs.Args())
+	return o, finish(o, res.Args)
 }
 
 // finish checks the options and computes the command line.
@@ -341,7 +300,7 @@ func finish(o *options, rest []string) error {
 	if err := o.retry.check(); err != nil {
 		return err
 	}
-	if o.consul.Stale() {
+	if o.cli.Consul.Stale() {
 		// -stale: any server may answer, however stale; never ask the
 		// leader again.
 		o.maxStale = time.Duration(math.MaxInt64)
@@ -417,32 +376,23 @@ func run(args []string, stdin, stdout, stderr *os.File) int {
 // runOnce is one configuration's life: it returns the exit code, or
 // reload=true when the reload signal came (the command is then stopped).
 func runOnce(args []string, stdin, stdout, stderr *os.File, sigs chan os.Signal, reloaded bool) (int, bool) {
-	o, err := parse(args, stderr)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK, false
-		}
-		if reloaded {
-			fmt.Fprintf(stderr, "envexec: reload: %v\n", err)
-		} else {
-			fmt.Fprintf(stderr, "envexec: %v (see envexec -help)\n", err)
-		}
-		return exitUsage, false
-	}
-	if o.showVersion {
-		fmt.Fprintln(stdout, version.String("envexec"))
+	o, err := parse(args, stdout, stderr)
+	switch {
+	case errors.Is(err, cliapp.ErrExit):
 		return exitOK, false
+	case err != nil && reloaded:
+		return o.cli.Fail(fmt.Errorf("reload: %w", err), exitUsage), false
+	case err != nil:
+		return o.cli.Fail(fmt.Errorf("%w (see envexec -help)", err), exitUsage), false
 	}
 	logOut, closeLog, err := o.syslog.writer(stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "envexec: %v\n", err)
-		return exitUsage, false
+		return o.cli.Fail(err, exitUsage), false
 	}
 	defer closeLog()
-	log, err := o.logs.New(logOut, "envexec")
+	log, err := o.cli.Log.New(logOut, "envexec")
 	if err != nil {
-		fmt.Fprintf(stderr, "envexec: %v\n", err)
-		return exitUsage, false
+		return o.cli.Fail(err, exitUsage), false
 	}
 	o.peer.warnings(log)
 	if reloaded {
@@ -450,13 +400,11 @@ func runOnce(args []string, stdin, stdout, stderr *os.File, sigs chan os.Signal,
 	}
 	client, err := o.client()
 	if err != nil {
-		fmt.Fprintf(stderr, "envexec: %v\n", err)
-		return exitUsage, false
+		return o.cli.Fail(err, exitUsage), false
 	}
 	if o.pidFile != "" {
 		if err := os.WriteFile(o.pidFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
-			fmt.Fprintf(stderr, "envexec: -pid-file: %v\n", err)
-			return exitUsage, false
+			return o.cli.Fail(fmt.Errorf("-pid-file: %w", err), exitUsage), false
 		}
 		defer os.Remove(o.pidFile)
 	}

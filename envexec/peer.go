@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth/berth/pkg/cliapp"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -116,12 +116,12 @@ func (p *peerConsul) apply(cfg *api.Config) {
 // client builds the Consul client: the shared flags, envconsul's own
 // settings, -stale.
 func (o *options) client() (*api.Client, error) {
-	cfg, err := o.consul.Config()
+	cfg, err := o.cli.Consul.Config()
 	if err != nil {
 		return nil, err
 	}
 	o.peer.apply(cfg)
-	return o.consul.NewClientFor(cfg)
+	return o.cli.Consul.NewClientFor(cfg)
 }
 
 // retryOptions are envconsul's consul { retry { } } settings.
@@ -309,31 +309,31 @@ var vaultFlags = map[string]bool{ // name: is a bool flag
 // registerPeerFlags adds envconsul's own names for the Consul connection,
 // retries, syslog and its deprecated flags (cli.go, ParseFlags), each with
 // envconsul's meaning.
-func registerPeerFlags(fs *flag.FlagSet, o *options) {
+func registerPeerFlags(cl *cliapp.Program, o *options) {
 	for alias, name := range map[string]string{
 		"consul-addr": "http-addr", "consul": "http-addr", "consul-token": "token",
 		"consul-ssl-ca-cert": "ca-file", "consul-ssl-ca-path": "ca-path", "consul-ssl-cert": "client-cert",
 		"consul-ssl-key": "client-key", "consul-ssl-server-name": "tls-server-name",
 	} {
-		_ = o.consul.Alias(fs, alias, name)
+		cl.Alias(alias, name)
 	}
 	p := &o.peer
-	fs.Var(funcFlag(func(s string) (err error) { p.auth, err = parseAuth(s); return err }), "consul-auth", "HTTP basic auth `USER[:PASSWORD]` for Consul (envconsul's flag)")
-	fs.Var(optBool{&p.ssl}, "consul-ssl", "talk HTTPS to Consul (envconsul's flag; any -consul-ssl-* flag implies it)")
-	fs.Var(optBool{&p.sslVerify}, "consul-ssl-verify", "verify Consul's certificate (default true; =false skips verification)")
-	fs.Var(optDuration{&p.dialKeepAlive}, "consul-transport-dial-keep-alive", "TCP keep-alive period for connections to Consul")
-	fs.Var(optDuration{&p.dialTimeout}, "consul-transport-dial-timeout", "time allowed to connect to Consul")
-	fs.Var(optBool{&p.disableKeepAlives}, "consul-transport-disable-keep-alives", "a new connection per request to Consul")
-	fs.Var(optInt{&p.maxIdleConnsPerHost}, "consul-transport-max-idle-conns-per-host", "idle connections kept to Consul (default 256)")
-	fs.Var(optDuration{&p.tlsHandshakeTimeout}, "consul-transport-tls-handshake-timeout", "time allowed for the TLS handshake with Consul")
-	fs.BoolVar(&o.retry.enabled, "consul-retry", true, "retry failed Consul requests with backoff (=false: a source that fails before its first answer makes envexec give up)")
-	fs.IntVar(&o.retry.attempts, "consul-retry-attempts", 0, "give up (exit 11) when a source failed this many times in a row before its first answer (0: never; once the command runs, envexec retries forever)")
-	fs.DurationVar(&o.retry.backoff, "consul-retry-backoff", o.retry.backoff, "first delay between retries; it doubles each time")
-	fs.DurationVar(&o.retry.maxBackoff, "consul-retry-max-backoff", o.retry.maxBackoff, "largest delay between retries (0: no limit, capped at 1h)")
-	fs.Duration("timeout", 0, "accepted for envconsul compatibility; no effect (as in envconsul)")
-	fs.Var(optBool{&o.syslog.enabled}, "syslog", "also send logs to the local syslog (envconsul's flag)")
-	fs.StringVar(&o.syslog.facility, "syslog-facility", "", "syslog `FACILITY` (default LOCAL0; implies -syslog)")
+	cl.Var(funcFlag(func(s string) (err error) { p.auth, err = parseAuth(s); return err }), "consul-auth", "HTTP basic auth `USER[:PASSWORD]` for Consul (envconsul's flag)")
+	cl.Var(optBool{&p.ssl}, "consul-ssl", "talk HTTPS to Consul (envconsul's flag; any -consul-ssl-* flag implies it)")
+	cl.Var(optBool{&p.sslVerify}, "consul-ssl-verify", "verify Consul's certificate (default true; =false skips verification)")
+	cl.Var(optDuration{&p.dialKeepAlive}, "consul-transport-dial-keep-alive", "TCP keep-alive period for connections to Consul")
+	cl.Var(optDuration{&p.dialTimeout}, "consul-transport-dial-timeout", "time allowed to connect to Consul")
+	cl.Var(optBool{&p.disableKeepAlives}, "consul-transport-disable-keep-alives", "a new connection per request to Consul")
+	cl.Var(optInt{&p.maxIdleConnsPerHost}, "consul-transport-max-idle-conns-per-host", "idle connections kept to Consul (default 256)")
+	cl.Var(optDuration{&p.tlsHandshakeTimeout}, "consul-transport-tls-handshake-timeout", "time allowed for the TLS handshake with Consul")
+	cl.Bool(&o.retry.enabled, "consul-retry", true, "retry failed Consul requests with backoff (=false: a source that fails before its first answer makes envexec give up)")
+	cl.Int(&o.retry.attempts, "consul-retry-attempts", 0, "give up (exit 11) when a source failed this many times in a row before its first answer (0: never; once the command runs, envexec retries forever)")
+	cl.Duration(&o.retry.backoff, "consul-retry-backoff", o.retry.backoff, "first delay between retries; it doubles each time")
+	cl.Duration(&o.retry.maxBackoff, "consul-retry-max-backoff", o.retry.maxBackoff, "largest delay between retries (0: no limit, capped at 1h)")
+	cl.Duration(new(time.Duration), "timeout", 0, "accepted for envconsul compatibility; no effect (as in envconsul)")
+	cl.Var(optBool{&o.syslog.enabled}, "syslog", "also send logs to the local syslog (envconsul's flag)")
+	cl.String(&o.syslog.facility, "syslog-facility", "", "syslog `FACILITY` (default LOCAL0; implies -syslog)")
 	for name, isBool := range vaultFlags {
-		fs.Var(refusedFlag{name: name, isBool: isBool}, name, "not supported (Vault)")
+		cl.Hidden(refusedFlag{name: name, isBool: isBool}, name)
 	}
 }

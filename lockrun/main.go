@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,11 +17,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/berth/berth/pkg/consulclient"
-	"github.com/berth/berth/pkg/logging"
+	"github.com/berth/berth/pkg/cliapp"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/berth/berth/pkg/telemetry"
-	"github.com/berth/berth/pkg/version"
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -44,10 +41,7 @@ const (
 const handOffGrace = 5 * time.Millisecond
 
 func main() {
-	if code, ok := telemetry.Healthcheck(os.Args[1:], os.Stderr); ok {
-		os.Exit(code)
-	}
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stderr))
+	cliapp.Main(func(args []string) int { return run(args, os.Stdin, os.Stdout, os.Stderr) })
 }
 
 type options struct {
@@ -63,119 +57,108 @@ type options struct {
 	lease         time.Duration // from leaseFor
 	delayRetry    time.Duration
 	verbose       bool
-	metricsAddr   string
-	showVersion   bool
-	consul        consulclient.Flags
-	logs          logging.Flags
+	cli           *cliapp.Program
+	log           *slog.Logger
+	client        *api.Client
 	prefix        string
 	argv          []string
 }
 
-func parse(args []string, stderr io.Writer) (*options, error) {
-	o := &options{}
-	fs := flag.NewFlagSet("lockrun", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: lockrun [flags] PREFIX COMMAND [ARGS...]\n\nRuns COMMAND while holding the Consul lock at PREFIX (a semaphore with -n above 1).\n\nFlags:\n")
-		fs.PrintDefaults()
+// parse reads the command line (cliapp: every flag also from LOCKRUN_*,
+// the Consul flags from CONSUL_*), checks it and builds the logger and the
+// Consul client from it (no request is made). The options are returned with
+// the error too: their cli prints it.
+func parse(args []string, stdout, stderr io.Writer) (*options, error) {
+	p := cliapp.New("lockrun", stdout, stderr)
+	p.Usage = []string{"lockrun [flags] PREFIX COMMAND [ARGS...]", "lockrun [flags] PREFIX -- COMMAND [ARGS...]"}
+	p.About = "Runs COMMAND while holding the Consul lock at PREFIX (a semaphore with -n above 1)."
+	o := &options{cli: p}
+	p.Int(&o.limit, "n", 1, "number of holders allowed; above 1 makes a semaphore")
+	p.String(&o.name, "name", "", "session name (default \"lockrun PREFIX on HOST\")")
+	p.Duration(&o.timeout, "timeout", 0, "give up acquiring after this long (0: wait forever)")
+	p.Alias("try", "timeout") // consul lock's older name
+	p.Var(&o.monitorRetry, "monitor-retry", "when given: `N` failed confirmations tolerated in a row while holding before the lock counts as lost (default: as many as the lease allows)")
+	p.Bool(&o.childExitCode, "child-exit-code", false, "exit with the child's exit code when it fails (default: 0, as consul lock)")
+	p.Var(&o.shell, "shell", "true: run the command with sh -c; false: exec it as given (auto: a single argument with spaces or shell syntax runs with sh -c, several are exec'd)")
+	p.Bool(&o.passStdin, "pass-stdin", false, "give the child our standard input")
+	p.Duration(&o.killTimeout, "kill-timeout", 5*time.Second, "grace period after SIGTERM before SIGKILL to the child's process group (at most -lock-delay minus 3s)")
+	p.Duration(&o.lockDelay, "lock-delay", 15*time.Second, "lock-delay of our session: how long Consul refuses the lock after our session is invalidated; the child is stopped within it after Consul last confirmed the lock")
+	p.Duration(&o.delayRetry, "lock-delay-retry", time.Second, "how often to retry while another session's lock-delay is in force")
+	p.Bool(&o.verbose, "verbose", false, "log debug messages (same as -log-level debug)")
+	res, err := p.Parse(args)
+	if err == nil {
+		err = o.check(res.Args)
 	}
-	fs.IntVar(&o.limit, "n", 1, "number of holders allowed; above 1 makes a semaphore")
-	fs.StringVar(&o.name, "name", "", "session name (default \"lockrun PREFIX on HOST\")")
-	fs.DurationVar(&o.timeout, "timeout", 0, "give up acquiring after this long (0: wait forever)")
-	fs.DurationVar(&o.timeout, "try", 0, "alias of -timeout (consul lock's older name)")
-	fs.Var(&o.monitorRetry, "monitor-retry", "when given: failed confirmations tolerated in a row while holding before the lock counts as lost (default: as many as the lease allows)")
-	fs.BoolVar(&o.childExitCode, "child-exit-code", false, "exit with the child's exit code when it fails (default: 0, as consul lock)")
-	fs.Var(&o.shell, "shell", "true: run the command with sh -c; false: exec it as given (default: a single argument with spaces or shell syntax runs with sh -c, several are exec'd)")
-	fs.BoolVar(&o.passStdin, "pass-stdin", false, "give the child our standard input")
-	fs.DurationVar(&o.killTimeout, "kill-timeout", 5*time.Second, "grace period after SIGTERM before SIGKILL to the child's process group (at most -lock-delay minus 3s)")
-	fs.DurationVar(&o.lockDelay, "lock-delay", 15*time.Second, "lock-delay of our session: how long Consul refuses the lock after our session is invalidated; the child is stopped within it after Consul last confirmed the lock")
-	fs.DurationVar(&o.delayRetry, "lock-delay-retry", time.Second, "how often to retry while another session's lock-delay is in force")
-	fs.BoolVar(&o.verbose, "verbose", false, "log debug messages (same as -log-level debug)")
-	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /health on this address (off when empty)")
-	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
-	o.consul.Register(fs)
-	o.logs.Register(fs)
-	if err := fs.Parse(args); err != nil {
-		return nil, err
+	if err == nil {
+		o.log, o.client, err = p.Setup(nil)
 	}
-	if o.showVersion {
-		return o, nil
-	}
-	rest := fs.Args()
+	return o, err
+}
+
+// check validates the flags and splits PREFIX COMMAND [ARGS...].
+func (o *options) check(rest []string) error {
 	switch {
 	case len(rest) == 0:
-		return nil, errors.New("missing PREFIX and COMMAND (usage: lockrun [flags] PREFIX COMMAND [ARGS...])")
+		return errors.New("missing PREFIX and COMMAND (usage: lockrun [flags] PREFIX COMMAND [ARGS...])")
 	case len(rest) == 1:
-		return nil, fmt.Errorf("missing COMMAND to run under lock %q", rest[0])
+		return fmt.Errorf("missing COMMAND to run under lock %q", rest[0])
 	}
 	if rest[1] == "--" {
 		// lockrun PREFIX -- COMMAND ARGS: the separator is not the command.
 		rest = append(rest[:1], rest[2:]...)
 		if len(rest) == 1 {
-			return nil, fmt.Errorf("missing COMMAND after -- to run under lock %q", rest[0])
+			return fmt.Errorf("missing COMMAND after -- to run under lock %q", rest[0])
 		}
 	}
 	o.prefix = strings.TrimPrefix(rest[0], "/")
 	if o.prefix == "" || strings.HasSuffix(o.prefix, "/") && strings.Trim(o.prefix, "/") == "" {
-		return nil, fmt.Errorf("PREFIX %q: empty key path", rest[0])
+		return fmt.Errorf("PREFIX %q: empty key path", rest[0])
 	}
 	o.prefix = strings.TrimSuffix(o.prefix, "/")
 	if o.limit <= 0 {
-		return nil, fmt.Errorf("-n %d: the number of holders must be at least 1", o.limit)
+		return fmt.Errorf("-n %d: the number of holders must be at least 1", o.limit)
 	}
 	if o.timeout < 0 {
-		return nil, fmt.Errorf("-timeout %s: must not be negative", o.timeout)
+		return fmt.Errorf("-timeout %s: must not be negative", o.timeout)
 	}
 	if o.monitorRetry.set && o.monitorRetry.v < 0 {
-		return nil, fmt.Errorf("-monitor-retry %d: must not be negative", o.monitorRetry.v)
+		return fmt.Errorf("-monitor-retry %d: must not be negative", o.monitorRetry.v)
 	}
 	if o.killTimeout <= 0 {
-		return nil, fmt.Errorf("-kill-timeout %s: must be positive", o.killTimeout)
+		return fmt.Errorf("-kill-timeout %s: must be positive", o.killTimeout)
 	}
 	if o.lockDelay < 0 || o.lockDelay > 60*time.Second {
-		return nil, fmt.Errorf("-lock-delay %s: Consul accepts 0 to 60s", o.lockDelay)
+		return fmt.Errorf("-lock-delay %s: Consul accepts 0 to 60s", o.lockDelay)
 	}
 	lease, err := leaseFor(o.lockDelay, o.killTimeout)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	o.lease = lease
 	if o.delayRetry <= 0 {
-		return nil, fmt.Errorf("-lock-delay-retry %s: must be positive", o.delayRetry)
+		return fmt.Errorf("-lock-delay-retry %s: must be positive", o.delayRetry)
 	}
 	argv, err := supervisor.Argv(rest[1:], o.shell.Mode)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	o.argv = argv
 	if o.verbose {
-		o.logs.Level = "debug"
+		o.cli.Log.Level = "debug"
 	}
-	return o, nil
+	return nil
 }
 
-func run(args []string, stdin *os.File, stderr io.Writer) int {
-	o, err := parse(args, stderr)
+// run is main without the exit: it returns lockrun's exit code.
+func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
+	o, err := parse(args, stdout, stderr)
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		fmt.Fprintf(stderr, "lockrun: %v\n", err)
-		return exitUsage
+		return o.cli.Fail(err, exitUsage)
 	}
-	if o.showVersion {
-		fmt.Fprintln(os.Stdout, version.String("lockrun"))
-		return exitOK
-	}
-	log, err := o.logs.New(stderr, "lockrun")
+	log, client := o.log, o.client
+	metricsLn, err := o.cli.ListenMetrics()
 	if err != nil {
-		fmt.Fprintf(stderr, "lockrun: %v\n", err)
-		return exitUsage
-	}
-	client, err := o.consul.Client()
-	if err != nil {
-		fmt.Fprintf(stderr, "lockrun: %v\n", err)
-		return exitUsage
+		return o.cli.Fail(err, exitUsage)
 	}
 	// Catch every signal from the start, so that one arriving while we wait
 	// for the lock cleans up the session instead of killing us.
@@ -183,25 +166,12 @@ func run(args []string, stdin *os.File, stderr io.Writer) int {
 	signal.Notify(sigs)
 	defer signal.Stop(sigs)
 
-	r := &runner{o: o, client: client, log: log, stdin: stdin, sigs: sigs, metrics: newMetrics()}
-	if o.metricsAddr != "" {
-		ln, err := telemetry.Listen(o.metricsAddr)
-		if err != nil {
-			fmt.Fprintf(stderr, "lockrun: %v\n", err)
-			return exitUsage
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go func() {
-			if err := telemetry.ServeOn(ctx, ln, r.metrics.reg, r.health, log); err != nil {
-				log.Error("metrics server stopped", "err", err)
-			}
-		}()
-	}
+	r := &runner{o: o, client: client, log: log, stdin: stdin, stderr: stderr, sigs: sigs, metrics: newMetrics()}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	metricsLn.Serve(ctx, r.metrics.reg, r.health, log)
 	if supervisor.NeedReaper() {
 		r.reaper = supervisor.NewReaper(log)
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
 		go r.reaper.Run(ctx)
 	}
 	return r.run()
@@ -240,6 +210,7 @@ type runner struct {
 	client  *api.Client
 	log     *slog.Logger
 	stdin   *os.File
+	stderr  io.Writer // lockrun's own error lines
 	sigs    chan os.Signal
 	metrics *metrics
 	reaper  *supervisor.Reaper
@@ -358,19 +329,19 @@ func (r *runner) wait(keeper *sessionKeeper, lk locker) (*held, int) {
 			case interrupted:
 				return nil, exitInterrupted
 			case errors.Is(a.err, errPermanent):
-				fmt.Fprintf(os.Stderr, "lockrun: Consul refusing: %v\n", a.err)
+				fmt.Fprintf(r.stderr, "lockrun: Consul refusing: %v\n", a.err)
 				return nil, exitConsul
 			case errors.Is(a.err, context.DeadlineExceeded) && keeper.createdCount() == 0:
-				fmt.Fprintf(os.Stderr, "lockrun: Consul unreachable for the whole -timeout %s: %v\n", o.timeout, a.err)
+				fmt.Fprintf(r.stderr, "lockrun: Consul unreachable for the whole -timeout %s: %v\n", o.timeout, a.err)
 				return nil, exitConsul
 			case errors.Is(a.err, context.DeadlineExceeded):
-				fmt.Fprintf(os.Stderr, "lockrun: lock %s not acquired within -timeout %s\n", o.prefix, o.timeout)
+				fmt.Fprintf(r.stderr, "lockrun: lock %s not acquired within -timeout %s\n", o.prefix, o.timeout)
 				return nil, exitTimeout
 			case errors.Is(a.err, errConflict):
-				fmt.Fprintf(os.Stderr, "lockrun: %v\n", a.err)
+				fmt.Fprintf(r.stderr, "lockrun: %v\n", a.err)
 				return nil, exitUsage
 			default:
-				fmt.Fprintf(os.Stderr, "lockrun: %v\n", a.err)
+				fmt.Fprintf(r.stderr, "lockrun: %v\n", a.err)
 				return nil, exitConsul
 			}
 		}
@@ -409,7 +380,7 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 		_, _, _ = r.client.KV().Get(o.prefix+"/.lock", (&api.QueryOptions{AllowStale: true}).WithContext(ctx))
 	}()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "lockrun: %v\n", err)
+		fmt.Fprintf(r.stderr, "lockrun: %v\n", err)
 		return exitChildStart
 	}
 	_, sessionGone := keeper.current()
@@ -436,7 +407,7 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 		r.metrics.lost.Inc()
 		log.Error("lock lost; stopping the child's process group", "prefix", o.prefix, "why", why, "grace", o.killTimeout)
 		ex := child.Stop()
-		fmt.Fprintf(os.Stderr, "lockrun: lock %s lost (%s); child stopped (%s)\n", o.prefix, why, ex)
+		fmt.Fprintf(r.stderr, "lockrun: lock %s lost (%s); child stopped (%s)\n", o.prefix, why, ex)
 		return exitLockLost
 	}
 }

@@ -367,7 +367,7 @@ func execCommand(name string, args ...string) *exec.Cmd { return exec.Command(na
 // mustTags parses a -tags value as main does.
 func mustTags(t *testing.T, s string) *template.Template {
 	t.Helper()
-	o, err := parse([]string{"-tags", s}, io.Discard)
+	o, err := parse([]string{"-tags", s}, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -20,10 +19,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/backoff"
-	"github.com/berth/berth/pkg/consulclient"
-	"github.com/berth/berth/pkg/logging"
-	"github.com/berth/berth/pkg/telemetry"
-	"github.com/berth/berth/pkg/version"
+	"github.com/berth/berth/pkg/cliapp"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -36,10 +32,7 @@ const (
 )
 
 func main() {
-	if code, ok := telemetry.Healthcheck(os.Args[1:], os.Stderr); ok {
-		os.Exit(code)
-	}
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	cliapp.Main(func(args []string) int { return run(args, os.Stdout, os.Stderr) })
 }
 
 // secondsFlag accepts gliderlabs' plain numbers (in unit) or Go durations.
@@ -78,10 +71,7 @@ type options struct {
 	cleanup       bool
 	retryAttempts int
 	retryInterval time.Duration
-	metricsAddr   string
-	showVersion   bool
-	consul        consulclient.Flags
-	logs          logging.Flags
+	cli           *cliapp.Program
 	ttl           int
 	ttlRefresh    int
 	onlyLabel     string
@@ -89,109 +79,117 @@ type options struct {
 	forceHTTPS bool
 }
 
-func parse(args []string, stderr io.Writer) (*options, error) {
-	o := &options{}
+// parse reads the command line (cliapp: every flag also from
+// REGISTRATOR_*, the Consul flags from CONSUL_*), checks it and builds the
+// logger and the Consul client into o.cfg (no request is made). The options
+// are returned with the error too: their cli prints it.
+func parse(args []string, stdout, stderr io.Writer) (*options, error) {
+	p := cliapp.New("registrator", stdout, stderr)
+	p.Usage = []string{"registrator [flags] [consul://[HOST:PORT] | consul-tls://[HOST:PORT] | consul-unix:///PATH]"}
+	p.About = "Keeps the local Consul agent's services equal to the running Docker containers."
+	o := &options{cli: p}
 	mc := &o.cfg.Map
-	fs := flag.NewFlagSet("registrator", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: registrator [flags] [consul://[HOST:PORT] | consul-tls://[HOST:PORT] | consul-unix:///PATH]\n\n"+
-			"Keeps the local Consul agent's services equal to the running Docker containers.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
 	host, _ := os.Hostname()
 	o.cfg.Resync = 60 * time.Second
 	o.retryInterval = 2 * time.Second
-	fs.StringVar(&mc.HostIP, "ip", "", "address to register for published ports (default: the host name's address)")
-	fs.BoolVar(&mc.Internal, "internal", false, "register the container's address and exposed ports instead of the published host ports")
-	fs.BoolVar(&mc.Explicit, "explicit", false, "only register ports with SERVICE_NAME or SERVICE_<port>_NAME")
-	fs.StringVar(&mc.UseIPFromLabel, "useIpFromLabel", "", "take the service address from this container label (a /cidr suffix is dropped)")
-	fs.StringVar(&o.tags, "tags", "", "comma-separated tags added to every service (Go templates over the container's inspect data allowed)")
-	fs.Var(secondsFlag{&o.cfg.Resync, time.Second}, "resync", "re-list containers and reconcile every N seconds (or a duration); 0 disables; only differences are written")
-	fs.BoolVar(&o.cleanup, "cleanup", false, "accepted for gliderlabs compatibility: owned dangling services are always removed")
-	fs.StringVar(&o.deregister, "deregister", "always", "always, or on-success: keep the services of containers that exited non-zero")
-	fs.IntVar(&o.retryAttempts, "retry-attempts", -1, "tries to reach Consul at start before exiting; -1 retries forever")
-	fs.Var(secondsFlag{&o.retryInterval, time.Millisecond}, "retry-interval", "wait between those tries, in milliseconds (or a duration)")
-	fs.StringVar(&mc.Hostname, "hostname", host, "owner identity: the host part of service IDs and the owner recorded in service meta")
-	fs.StringVar(&o.onlyLabel, "only-label", "", "only register containers with this label (`KEY` or KEY=VALUE); others are treated as not running")
-	fs.StringVar(&mc.NetworkLabel, "network-label", "SERVICE_NETWORK", "container label naming the Docker network whose address to register (-internal)")
-	fs.BoolVar(&mc.DockerHealth, "docker-health", false, "mirror each container's Docker HEALTHCHECK status into a TTL check registrator keeps current")
-	fs.DurationVar(&mc.HealthTTL, "docker-health-ttl", time.Minute, "TTL of the -docker-health check (refreshed every third of it)")
-	fs.DurationVar(&mc.LivenessTTL, "liveness-ttl", 0, "register a TTL check per service that registrator heartbeats (0: off)")
-	fs.DurationVar(&mc.LivenessDereg, "liveness-deregister-after", time.Minute, "deregister_critical_service_after of the liveness check (Consul reaps no sooner than 1m)")
-	fs.StringVar(&o.cfg.DockerHost, "docker-host", "", "Docker daemon address (default: DOCKER_HOST, else the local socket)")
-	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /health on this address (off when empty)")
-	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
-	fs.IntVar(&o.ttl, "ttl", 0, "accepted for gliderlabs compatibility (unused by the Consul backend)")
-	fs.IntVar(&o.ttlRefresh, "ttl-refresh", 0, "accepted for gliderlabs compatibility (unused by the Consul backend)")
-	o.consul.Register(fs)
-	o.logs.Register(fs)
-	err := fs.Parse(args)
-	if err == nil && o.cfg.DockerHost == "" {
+	p.String(&mc.HostIP, "ip", "", "address to register for published ports (default: the host name's address)")
+	p.Bool(&mc.Internal, "internal", false, "register the container's address and exposed ports instead of the published host ports")
+	p.Bool(&mc.Explicit, "explicit", false, "only register ports with SERVICE_NAME or SERVICE_<port>_NAME")
+	p.String(&mc.UseIPFromLabel, "useIpFromLabel", "", "take the service address from this container label (a /cidr suffix is dropped)")
+	p.String(&o.tags, "tags", "", "comma-separated tags added to every service (Go templates over the container's inspect data allowed)")
+	p.Var(secondsFlag{&o.cfg.Resync, time.Second}, "resync", "re-list containers and reconcile every `SECONDS` (or a duration); 0 disables; only differences are written")
+	p.Bool(&o.cleanup, "cleanup", false, "accepted for gliderlabs compatibility: owned dangling services are always removed")
+	p.String(&o.deregister, "deregister", "always", "always, or on-success: keep the services of containers that exited non-zero")
+	p.Int(&o.retryAttempts, "retry-attempts", -1, "tries to reach Consul at start before exiting; -1 retries forever")
+	p.Var(secondsFlag{&o.retryInterval, time.Millisecond}, "retry-interval", "wait between those tries, in `MILLISECONDS` (or a duration)")
+	p.String(&mc.Hostname, "hostname", host, "owner identity: the host part of service IDs and the owner recorded in service meta")
+	p.String(&o.onlyLabel, "only-label", "", "only register containers with this label (`KEY` or KEY=VALUE); others are treated as not running")
+	p.String(&mc.NetworkLabel, "network-label", "SERVICE_NETWORK", "container label naming the Docker network whose address to register (-internal)")
+	p.Bool(&mc.DockerHealth, "docker-health", false, "mirror each container's Docker HEALTHCHECK status into a TTL check registrator keeps current")
+	p.Duration(&mc.HealthTTL, "docker-health-ttl", time.Minute, "TTL of the -docker-health check (refreshed every third of it)")
+	p.Duration(&mc.LivenessTTL, "liveness-ttl", 0, "register a TTL check per service that registrator heartbeats (0: off)")
+	p.Duration(&mc.LivenessDereg, "liveness-deregister-after", time.Minute, "deregister_critical_service_after of the liveness check (Consul reaps no sooner than 1m)")
+	p.String(&o.cfg.DockerHost, "docker-host", "", "Docker daemon address (default: DOCKER_HOST, else the local socket)")
+	p.Int(&o.ttl, "ttl", 0, "accepted for gliderlabs compatibility (unused by the Consul backend)")
+	p.Int(&o.ttlRefresh, "ttl-refresh", 0, "accepted for gliderlabs compatibility (unused by the Consul backend)")
+	res, err := p.Parse(args)
+	if err != nil {
+		return o, err
+	}
+	if o.cfg.DockerHost == "" {
 		o.cfg.DockerHost = dockerHostFallback(os.Getenv, socketExists)
 	}
-	if err != nil {
-		return nil, err
+	if err := o.check(res.Args); err != nil {
+		return o, err
 	}
-	if o.showVersion {
-		return o, nil
-	}
-	switch rest := fs.Args(); len(rest) {
+	// A host-less consul-tls:// URI: the default agent, over HTTPS.
+	o.cfg.Log, o.cfg.Consul, err = p.Setup(func(cfg *api.Config) {
+		if o.forceHTTPS {
+			cfg.Scheme = "https"
+		}
+	})
+	return o, err
+}
+
+// check validates the flags and the registry URI.
+func (o *options) check(rest []string) error {
+	mc := &o.cfg.Map
+	switch len(rest) {
 	case 0:
 	case 1:
 		addr, https, err := parseURI(rest[0])
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if addr != "" {
-			o.consul.SetAddress(addr)
+			o.cli.Consul.SetAddress(addr)
 		} else {
 			o.forceHTTPS = https
 		}
 	default:
-		return nil, fmt.Errorf("one registry URI expected, got %d arguments: %q", len(rest), rest)
+		return fmt.Errorf("one registry URI expected, got %d arguments: %q", len(rest), rest)
 	}
 	switch o.deregister {
 	case "always":
 	case "on-success":
 		o.cfg.DeregisterOnSuccess = true
 	default:
-		return nil, fmt.Errorf("-deregister %q: want always or on-success", o.deregister)
+		return fmt.Errorf("-deregister %q: want always or on-success", o.deregister)
 	}
 	if strings.TrimSpace(mc.Hostname) == "" {
-		return nil, errors.New("-hostname: empty (and the host name is unknown)")
+		return errors.New("-hostname: empty (and the host name is unknown)")
 	}
 	if strings.ContainsAny(mc.Hostname, "/?#") {
-		return nil, fmt.Errorf("-hostname %q: may not contain / ? or #", mc.Hostname)
+		return fmt.Errorf("-hostname %q: may not contain / ? or #", mc.Hostname)
 	}
 	if mc.HostIP != "" && net.ParseIP(mc.HostIP) == nil {
-		return nil, fmt.Errorf("-ip %q: not an IP address", mc.HostIP)
+		return fmt.Errorf("-ip %q: not an IP address", mc.HostIP)
 	}
 	if o.retryAttempts < -1 {
-		return nil, fmt.Errorf("-retry-attempts %d: want -1 (forever) or more", o.retryAttempts)
+		return fmt.Errorf("-retry-attempts %d: want -1 (forever) or more", o.retryAttempts)
 	}
 	if mc.DockerHealth && mc.HealthTTL < time.Second {
-		return nil, fmt.Errorf("-docker-health-ttl %s: want at least 1s", mc.HealthTTL)
+		return fmt.Errorf("-docker-health-ttl %s: want at least 1s", mc.HealthTTL)
 	}
 	if mc.LivenessTTL < 0 || (mc.LivenessTTL > 0 && mc.LivenessTTL < time.Second) {
-		return nil, fmt.Errorf("-liveness-ttl %s: want 0 (off) or at least 1s", mc.LivenessTTL)
+		return fmt.Errorf("-liveness-ttl %s: want 0 (off) or at least 1s", mc.LivenessTTL)
 	}
 	if mc.LivenessTTL > 0 && mc.LivenessDereg < time.Minute {
-		return nil, fmt.Errorf("-liveness-deregister-after %s: Consul's minimum is 1m", mc.LivenessDereg)
+		return fmt.Errorf("-liveness-deregister-after %s: Consul's minimum is 1m", mc.LivenessDereg)
 	}
 	if o.onlyLabel != "" {
 		k, v, _ := strings.Cut(o.onlyLabel, "=")
 		if strings.TrimSpace(k) == "" {
-			return nil, fmt.Errorf("-only-label %q: empty label name", o.onlyLabel)
+			return fmt.Errorf("-only-label %q: empty label name", o.onlyLabel)
 		}
 		mc.OnlyLabel, mc.OnlyValue = k, v
 	}
 	tt, err := parseForceTags(o.tags)
 	if err != nil {
-		return nil, fmt.Errorf("-tags %q: %v", o.tags, err)
+		return fmt.Errorf("-tags %q: %v", o.tags, err)
 	}
 	mc.Tags = tt
-	return o, nil
+	return nil
 }
 
 // parseURI turns gliderlabs' registry URI into a Consul HTTP address
@@ -232,71 +230,29 @@ func parseURI(s string) (addr string, https bool, err error) {
 	return "", false, fmt.Errorf("registry URI %q: backend %q is not supported (consul, consul-tls, consul-unix)", s, u.Scheme)
 }
 
-// consulClient builds the Consul client from the shared flags, with the
-// scheme forced to HTTPS for a host-less consul-tls:// URI.
-func (o *options) consulClient() (*api.Client, error) {
-	cfg, err := o.consul.Config()
-	if err != nil {
-		return nil, err
-	}
-	if o.forceHTTPS {
-		cfg.Scheme = "https"
-	}
-	return consulclient.NewClient(cfg)
-}
-
+// run is main without the exit: it returns registrator's exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	o, err := parse(args, stderr)
+	o, err := parse(args, stdout, stderr)
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		fmt.Fprintf(stderr, "registrator: %v\n", err)
-		return exitUsage
+		return o.cli.Fail(err, exitUsage)
 	}
-	if o.showVersion {
-		fmt.Fprintln(stdout, version.String("registrator"))
-		return exitOK
-	}
-	log, err := o.logs.New(stderr, "registrator")
-	if err != nil {
-		fmt.Fprintf(stderr, "registrator: %v\n", err)
-		return exitUsage
-	}
-	consul, err := o.consulClient()
-	if err != nil {
-		fmt.Fprintf(stderr, "registrator: %v\n", err)
-		return exitUsage
-	}
+	log, consul := o.cfg.Log, o.cfg.Consul
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
 	if o.cfg.Map.HostIP == "" {
 		o.cfg.Map.DefaultAddr = hostAddr(o.cfg.Map.Hostname)
 	}
-	o.cfg.Consul = consul
-	o.cfg.Log = log
 	o.cfg.Metrics = newMetrics()
 	reg, err := New(o.cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "registrator: %v\n", err)
-		return exitDocker
+		return o.cli.Fail(err, exitDocker)
 	}
-	if o.metricsAddr != "" {
-		errc := make(chan error, 1)
-		ready := make(chan struct{})
-		go func() {
-			errc <- telemetry.Serve(ctx, o.metricsAddr, o.cfg.Metrics.reg, reg.Health, log, func(net.Addr) { close(ready) })
-		}()
-		select {
-		case err := <-errc:
-			if err != nil {
-				fmt.Fprintf(stderr, "registrator: %v\n", err)
-				return exitUsage
-			}
-		case <-ready:
-		}
+	metricsLn, err := o.cli.ListenMetrics()
+	if err != nil {
+		return o.cli.Fail(err, exitUsage)
 	}
+	metricsLn.Serve(ctx, o.cfg.Metrics.reg, reg.Health, log)
 	// gliderlabs -retry-attempts: reach Consul before starting.
 	waitFrom := time.Now()
 	for i := 0; ; i++ {
@@ -305,8 +261,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			break
 		}
 		if o.retryAttempts != -1 && i >= o.retryAttempts {
-			fmt.Fprintf(stderr, "registrator: Consul agent unreachable after %d attempts: %v\n", i+1, err)
-			return exitConsul
+			//lint:ignore ST1005 the line starts with the name Consul
+			return o.cli.Fail(fmt.Errorf("Consul agent unreachable after %d attempts: %v", i+1, err), exitConsul)
 		}
 		log.Warn("waiting for the Consul agent", "since", waitFrom.UTC().Format(time.RFC3339), "for", time.Since(waitFrom).Round(time.Second), "err", err, "retry_in", o.retryInterval)
 		if backoff.SleepCtx(ctx, o.retryInterval) != nil {
@@ -316,8 +272,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log.Info("starting", "hostname", o.cfg.Map.Hostname, "internal", o.cfg.Map.Internal, "resync", o.cfg.Resync,
 		"deregister", o.deregister, "docker_health", o.cfg.Map.DockerHealth, "liveness_ttl", o.cfg.Map.LivenessTTL)
 	if err := reg.Run(ctx); err != nil {
-		fmt.Fprintf(stderr, "registrator: %v\n", err)
-		return exitDocker
+		return o.cli.Fail(err, exitDocker)
 	}
 	log.Info("stopped; registrations stay in place")
 	return exitOK

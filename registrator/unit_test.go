@@ -55,7 +55,7 @@ func TestParseURI(t *testing.T) {
 func TestParseFlags(t *testing.T) {
 	o, err := parse([]string{"-ip", "10.0.0.5", "-internal", "-explicit", "-useIpFromLabel", "ip", "-tags", "a,{{.Name}}",
 		"-resync", "30", "-cleanup", "-deregister", "on-success", "-retry-attempts", "3", "-retry-interval", "500",
-		"-hostname", "h1", "-network-label", "net", "consul://127.0.0.1:8500"}, io.Discard)
+		"-hostname", "h1", "-network-label", "net", "consul://127.0.0.1:8500"}, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,11 +65,11 @@ func TestParseFlags(t *testing.T) {
 		o.retryInterval != 500*time.Millisecond || m.Hostname != "h1" || m.NetworkLabel != "net" {
 		t.Errorf("parsed %+v / %+v", o, m)
 	}
-	cfg, err := o.consul.Config()
+	cfg, err := o.cli.Consul.Config()
 	if err != nil || cfg.Address != "127.0.0.1:8500" || cfg.Scheme != "http" {
 		t.Errorf("consul address from URI: %+v %v", cfg, err)
 	}
-	if o, err := parse([]string{"-resync", "1m30s"}, io.Discard); err != nil || o.cfg.Resync != 90*time.Second {
+	if o, err := parse([]string{"-resync", "1m30s"}, io.Discard, io.Discard); err != nil || o.cfg.Resync != 90*time.Second {
 		t.Errorf("-resync as a duration: %v %v", o, err)
 	}
 	for _, tc := range []struct {
@@ -87,7 +87,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-retry-attempts", "-5"}, "-retry-attempts"},
 		{[]string{"-only-label", "=x"}, "-only-label"},
 	} {
-		_, err := parse(tc.args, io.Discard)
+		_, err := parse(tc.args, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("parse(%q): error %v, want one naming %q", tc.args, err, tc.want)
 		}

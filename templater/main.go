@@ -7,7 +7,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,12 +21,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/berth/berth/pkg/consulclient"
-	"github.com/berth/berth/pkg/logging"
+	"github.com/berth/berth/pkg/cliapp"
 	"github.com/berth/berth/pkg/query"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/berth/berth/pkg/telemetry"
-	"github.com/berth/berth/pkg/version"
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -50,10 +47,7 @@ const (
 )
 
 func main() {
-	if code, ok := telemetry.Healthcheck(os.Args[1:], os.Stderr); ok {
-		os.Exit(code)
-	}
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	cliapp.Main(func(args []string) int { return run(args, os.Stdout, os.Stderr) })
 }
 
 type listFlag []string
@@ -108,7 +102,6 @@ type options struct {
 	pidFile            string
 	killSignal         string
 	reloadSignal       string
-	metricsAddr        string
 	consulSSL          bool
 	consulSSLVerify    bool
 	consulAuth         string
@@ -121,10 +114,8 @@ type options struct {
 	syslogSocket       string
 	leftDelim          string
 	rightDelim         string
-	showVersion        bool
-	consul             consulclient.Flags
-	logs               logging.Flags
-	set                map[string]bool
+	cli                *cliapp.Program
+	set                map[string]bool // flags given on the command line or by their variables
 }
 
 // transportFlags are consul-template's -consul-transport-* flags.
@@ -134,102 +125,96 @@ type transportFlags struct {
 	maxIdleConnsPerHost                             int
 }
 
-func parseFlags(args []string, stderr io.Writer) (*options, error) {
-	o := &options{}
-	fs := flag.NewFlagSet("templater", flag.ContinueOnError)
-	// A bad flag is one line on stderr (run prints it); -h prints the usage.
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
+// parseFlags reads the command line (cliapp: every flag also from
+// TEMPLATER_*, the Consul flags from CONSUL_*) and checks it. The options
+// are returned with the error too: their cli prints it.
+func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
+	fs := cliapp.New("templater", stdout, stderr)
+	fs.Usage = []string{"templater [flags]"}
+	fs.About = "Renders consul-template templates from Consul and runs their commands."
+	fs.Footer = "consul-template's -dedup and -vault-* flags are refused: templater runs each distinct query once and does not read Vault."
+	o := &options{cli: fs}
 	fs.Var(&o.templates, "template", "`SOURCE:DESTINATION[:COMMAND]` to render (repeatable)")
 	fs.Var(&o.configs, "config", "consul-template HCL/JSON config `FILE|DIR` (repeatable; a folder is every file in it; later ones win)")
 	fs.Var(&o.checks, "check", "`DESTINATION=COMMAND`: check the candidate file ({{path}}) before it replaces DESTINATION (repeatable)")
-	fs.BoolVar(&o.once, "once", false, "render every template once, run the commands (and -exec) and exit")
-	fs.DurationVar(&o.onceTimeout, "once-timeout", time.Minute, "with -once, give up (exit 2) when data is still missing after this long (0: wait forever)")
-	fs.BoolVar(&o.dry, "dry", false, "print each rendered template to stdout (\"> DEST\" then the contents) instead of writing it")
-	fs.BoolVar(&o.diff, "diff", false, "print a unified diff per destination and the commands that would run; write nothing")
-	fs.BoolVar(&o.parseOnly, "parse-only", false, "parse the templates and exit without reading Consul")
-	fs.StringVar(&o.wait, "wait", "", "`MIN[:MAX]` quiet time before rendering after a change (MAX defaults to 4×MIN)")
-	fs.DurationVar(&o.maxStale, "max-stale", 2*time.Second, "read from any server when its data is at most this old (0: always ask the leader)")
-	fs.DurationVar(&o.missingWarn, "missing-warn", 30*time.Second, "warn when a template has waited this long for data, naming what it waits for")
-	fs.BoolVar(&o.failFast, "fail-fast", false, "exit (code 4) when a command fails instead of logging it and going on")
-	fs.StringVar(&o.exec, "exec", "", "run this command as a child once every template is rendered; signal or restart it on change")
-	fs.StringVar(&o.execReload, "exec-reload-signal", "", "signal sent to the -exec child's process group when its templates change (empty: restart it)")
-	fs.StringVar(&o.execKill, "exec-kill-signal", "SIGTERM", "signal that stops the -exec child")
-	fs.DurationVar(&o.execKillTO, "exec-kill-timeout", 30*time.Second, "grace time before SIGKILL when stopping the -exec child")
-	fs.DurationVar(&o.execSplay, "exec-splay", 0, "random delay up to this long before reloading the -exec child")
-	fs.BoolVar(&o.execEnv.Pristine, "exec-env-pristine", false, "the -exec child does not inherit templater's environment")
+	fs.Bool(&o.once, "once", false, "render every template once, run the commands (and -exec) and exit")
+	fs.Duration(&o.onceTimeout, "once-timeout", time.Minute, "with -once, give up (exit 2) when data is still missing after this long (0: wait forever)")
+	fs.Bool(&o.dry, "dry", false, "print each rendered template to stdout (\"> DEST\" then the contents) instead of writing it")
+	fs.Bool(&o.diff, "diff", false, "print a unified diff per destination and the commands that would run; write nothing")
+	fs.Bool(&o.parseOnly, "parse-only", false, "parse the templates and exit without reading Consul")
+	fs.String(&o.wait, "wait", "", "`MIN[:MAX]` quiet time before rendering after a change (MAX defaults to 4×MIN)")
+	fs.Duration(&o.maxStale, "max-stale", 2*time.Second, "read from any server when its data is at most this old (0: always ask the leader)")
+	fs.Duration(&o.missingWarn, "missing-warn", 30*time.Second, "warn when a template has waited this long for data, naming what it waits for")
+	fs.Bool(&o.failFast, "fail-fast", false, "exit (code 4) when a command fails instead of logging it and going on")
+	fs.String(&o.exec, "exec", "", "run this command as a child once every template is rendered; signal or restart it on change")
+	fs.String(&o.execReload, "exec-reload-signal", "", "signal sent to the -exec child's process group when its templates change (empty: restart it)")
+	fs.String(&o.execKill, "exec-kill-signal", "SIGTERM", "signal that stops the -exec child")
+	fs.Duration(&o.execKillTO, "exec-kill-timeout", 30*time.Second, "grace time before SIGKILL when stopping the -exec child")
+	fs.Duration(&o.execSplay, "exec-splay", 0, "random delay up to this long before reloading the -exec child")
+	fs.Bool(&o.execEnv.Pristine, "exec-env-pristine", false, "the -exec child does not inherit templater's environment")
 	fs.Var((*listFlag)(&o.execEnv.Custom), "exec-env-custom", "`NAME=VALUE` given to the -exec child (repeatable)")
 	fs.Var((*listFlag)(&o.execEnv.Allow), "exec-env-allowlist", "glob of variables the -exec child gets (repeatable; default all)")
 	fs.Var((*listFlag)(&o.execEnv.Deny), "exec-env-denylist", "glob of variables the -exec child does not get (repeatable; wins over the allowlist)")
-	fs.StringVar(&o.pidFile, "pid-file", "", "write templater's PID to this file")
-	fs.StringVar(&o.killSignal, "kill-signal", "SIGINT", "signal that stops templater (exit 11, as consul-template); SIGTERM always stops it (exit 0)")
-	fs.StringVar(&o.reloadSignal, "reload-signal", "SIGHUP", "signal that reloads configuration and templates")
-	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /health on this address (off when empty)")
-	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
-	fs.BoolVar(&o.showVersion, "v", false, "print the version and exit")
-	fs.BoolVar(&o.templateErrorFatal, "template-error-fatal", true, "exit when a template fails to execute (false: log it, keep the file and go on)")
-	fs.BoolVar(&o.syslog, "syslog", false, "send the log to the local syslog instead of stderr")
-	fs.StringVar(&o.syslogFacility, "syslog-facility", "LOCAL0", "syslog facility (with -syslog)")
-	fs.StringVar(&o.syslogName, "syslog-name", "consul-template", "program name in syslog (with -syslog)")
-	fs.StringVar(&o.syslogSocket, "syslog-socket", "", "unix datagram socket of the syslog daemon (with -syslog; default: the local one, /dev/log)")
-	o.consul.Register(fs)
+	fs.String(&o.pidFile, "pid-file", "", "write templater's PID to this file")
+	fs.String(&o.killSignal, "kill-signal", "SIGINT", "signal that stops templater (exit 11, as consul-template); SIGTERM always stops it (exit 0)")
+	fs.String(&o.reloadSignal, "reload-signal", "SIGHUP", "signal that reloads configuration and templates")
+	fs.Alias("v", "version")
+	fs.Bool(&o.templateErrorFatal, "template-error-fatal", true, "exit when a template fails to execute (false: log it, keep the file and go on)")
+	fs.Bool(&o.syslog, "syslog", false, "send the log to the local syslog instead of stderr")
+	fs.String(&o.syslogFacility, "syslog-facility", "LOCAL0", "syslog facility (with -syslog)")
+	fs.String(&o.syslogName, "syslog-name", "consul-template", "program name in syslog (with -syslog)")
+	fs.String(&o.syslogSocket, "syslog-socket", "", "unix datagram socket of the syslog daemon (with -syslog; default: the local one, /dev/log)")
 	// consul-template's names for the same settings.
 	for alias, name := range map[string]string{"consul-addr": "http-addr", "consul-token": "token", "consul-token-file": "token-file",
 		"consul-ssl-ca-cert": "ca-file", "consul-ssl-ca-path": "ca-path", "consul-ssl-cert": "client-cert", "consul-ssl-key": "client-key",
 		"consul-ssl-server-name": "tls-server-name"} {
-		_ = o.consul.Alias(fs, alias, name)
+		fs.Alias(alias, name)
 	}
-	fs.BoolVar(&o.consulSSL, "consul-ssl", false, "talk HTTPS to Consul (consul-template's flag; same as an https:// address)")
-	fs.BoolVar(&o.consulSSLVerify, "consul-ssl-verify", true, "verify Consul's certificate (false: do not)")
-	fs.StringVar(&o.consulAuth, "consul-auth", "", "HTTP basic authentication `USER[:PASSWORD]` for Consul")
-	fs.DurationVar(&o.transport.dialKeepAlive, "consul-transport-dial-keep-alive", 0, "TCP keep-alive period to Consul (0: Go's default)")
-	fs.DurationVar(&o.transport.dialTimeout, "consul-transport-dial-timeout", 0, "time to connect to Consul (0: Go's default)")
-	fs.BoolVar(&o.transport.disableKeepAlives, "consul-transport-disable-keep-alives", false, "a new connection for every request")
-	fs.IntVar(&o.transport.maxIdleConnsPerHost, "consul-transport-max-idle-conns-per-host", 0, "idle connections kept to Consul (0: 256)")
-	fs.DurationVar(&o.transport.tlsHandshakeTimeout, "consul-transport-tls-handshake-timeout", 0, "TLS handshake timeout (0: Go's default)")
-	fs.StringVar(&o.leftDelim, "default-left-delimiter", "", "left delimiter for templates that set none (default {{)")
-	fs.StringVar(&o.rightDelim, "default-right-delimiter", "", "right delimiter for templates that set none (default }})")
+	fs.Bool(&o.consulSSL, "consul-ssl", false, "talk HTTPS to Consul (consul-template's flag; same as an https:// address)")
+	fs.Bool(&o.consulSSLVerify, "consul-ssl-verify", true, "verify Consul's certificate (false: do not)")
+	fs.String(&o.consulAuth, "consul-auth", "", "HTTP basic authentication `USER[:PASSWORD]` for Consul")
+	fs.Duration(&o.transport.dialKeepAlive, "consul-transport-dial-keep-alive", 0, "TCP keep-alive period to Consul (0: Go's default)")
+	fs.Duration(&o.transport.dialTimeout, "consul-transport-dial-timeout", 0, "time to connect to Consul (0: Go's default)")
+	fs.Bool(&o.transport.disableKeepAlives, "consul-transport-disable-keep-alives", false, "a new connection for every request")
+	fs.Int(&o.transport.maxIdleConnsPerHost, "consul-transport-max-idle-conns-per-host", 0, "idle connections kept to Consul (0: 256)")
+	fs.Duration(&o.transport.tlsHandshakeTimeout, "consul-transport-tls-handshake-timeout", 0, "TLS handshake timeout (0: Go's default)")
+	fs.String(&o.leftDelim, "default-left-delimiter", "", "left delimiter for templates that set none (default {{)")
+	fs.String(&o.rightDelim, "default-right-delimiter", "", "right delimiter for templates that set none (default }})")
 	// Consul is retried forever with backoff (README, differences): the
 	// retry flags set the backoff; -consul-retry and -consul-retry-attempts
 	// are accepted for configs written for consul-template.
 	var retryOn bool
 	var retryAttempts int
-	fs.BoolVar(&retryOn, "consul-retry", true, "accepted: templater always retries Consul (forever, with backoff)")
-	fs.IntVar(&retryAttempts, "consul-retry-attempts", 0, "accepted: templater retries Consul forever")
-	fs.DurationVar(&o.retryMin, "consul-retry-backoff", 0, "first wait after a failed Consul call (default 100ms), doubled up to -consul-retry-max-backoff")
-	fs.DurationVar(&o.retryMin, "retry", 0, "same as -consul-retry-backoff (consul-template's older flag)")
-	fs.DurationVar(&o.retryMax, "consul-retry-max-backoff", 0, "longest wait between retries (default 30s)")
-	fs.Var(&refusedFlag{name: "dedup", why: "dedup mode (templater already runs each distinct query once)", isBool: true}, "dedup", "not supported (refused)")
+	fs.Bool(&retryOn, "consul-retry", true, "accepted: templater always retries Consul (forever, with backoff)")
+	fs.Int(&retryAttempts, "consul-retry-attempts", 0, "accepted: templater retries Consul forever")
+	fs.Duration(&o.retryMin, "consul-retry-backoff", 0, "first wait after a failed Consul call (default 100ms), doubled up to -consul-retry-max-backoff")
+	fs.Alias("retry", "consul-retry-backoff") // consul-template's older flag
+	fs.Duration(&o.retryMax, "consul-retry-max-backoff", 0, "longest wait between retries (default 30s)")
+	fs.Hidden(&refusedFlag{name: "dedup", why: "dedup mode (templater already runs each distinct query once)", isBool: true}, "dedup")
 	for name, isBool := range vaultFlags {
-		fs.Var(&refusedFlag{name: name, why: "templater does not read Vault", isBool: isBool}, name, "not supported (refused): Vault")
+		fs.Hidden(&refusedFlag{name: name, why: "templater does not read Vault", isBool: isBool}, name)
 	}
-	o.logs.Register(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stderr, "Usage: templater [flags]\n\nRenders consul-template templates from Consul and runs their commands.\n\nFlags:\n")
-			fs.SetOutput(stderr)
-			fs.PrintDefaults()
-		}
-		return nil, err
+	res, err := fs.Parse(args)
+	if err != nil {
+		return o, err
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (templates go in -template or -config)", fs.Arg(0))
+	if len(res.Args) > 0 {
+		return o, fmt.Errorf("unexpected argument %q (templates go in -template or -config)", res.Args[0])
 	}
-	o.set = map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
+	o.set = fs.Explicit(res)
 	for _, s := range []struct{ name, v string }{{"exec-reload-signal", o.execReload}, {"exec-kill-signal", o.execKill}, {"kill-signal", o.killSignal}, {"reload-signal", o.reloadSignal}} {
 		if s.v == "" {
 			continue
 		}
 		if _, err := supervisor.ParseSignal(s.v); err != nil {
-			return nil, fmt.Errorf("-%s: %w", s.name, err)
+			return o, fmt.Errorf("-%s: %w", s.name, err)
 		}
 	}
 	if o.maxStale < 0 || o.onceTimeout < 0 || o.missingWarn <= 0 {
-		return nil, errors.New("-max-stale and -once-timeout must not be negative; -missing-warn must be positive")
+		return o, errors.New("-max-stale and -once-timeout must not be negative; -missing-warn must be positive")
 	}
 	if (o.set["syslog-facility"] || o.set["syslog-name"]) && !o.syslog {
-		return nil, errors.New("-syslog-facility and -syslog-name need -syslog")
+		return o, errors.New("-syslog-facility and -syslog-name need -syslog")
 	}
 	return o, nil
 }
@@ -346,9 +331,9 @@ func execFromFlags(o *options, e *execConfig) (*execConfig, error) {
 // config file where no flag set the same thing, then the environment.
 func consulConfig(o *options, fc *fileConfig) (*api.Config, error) {
 	if fc.ConsulAddr != nil && !o.set["http-addr"] && !o.set["consul-addr"] {
-		o.consul.SetAddress(*fc.ConsulAddr)
+		o.cli.Consul.SetAddress(*fc.ConsulAddr)
 	}
-	ccfg, err := o.consul.Config()
+	ccfg, err := o.cli.Consul.Config()
 	if err != nil {
 		return nil, err
 	}
@@ -457,7 +442,7 @@ func transport(o *options, file map[string]string) (*http.Transport, error) {
 // syslog { enabled = true }).
 func newLogger(o *options, fc *fileConfig, stderr io.Writer) (*slog.Logger, error) {
 	if fc.LogLevel != nil && !o.set["log-level"] {
-		o.logs.Level = *fc.LogLevel
+		o.cli.Log.Level = *fc.LogLevel
 	}
 	on, facility, name := o.syslog, o.syslogFacility, o.syslogName
 	if fc.Syslog != nil && !o.set["syslog"] {
@@ -477,31 +462,21 @@ func newLogger(o *options, fc *fileConfig, stderr io.Writer) (*slog.Logger, erro
 		}
 		w = sw
 	}
-	return o.logs.New(w, "templater")
+	return o.cli.Log.New(w, "templater")
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	o, err := parseFlags(args, stderr)
+	o, err := parseFlags(args, stdout, stderr)
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		fmt.Fprintf(stderr, "templater: %v\n", err)
-		return exitFlags
-	}
-	if o.showVersion {
-		fmt.Fprintln(stdout, version.String("templater"))
-		return exitOK
+		return o.cli.Fail(err, exitFlags)
 	}
 	rc, fc, err := buildConfig(o)
 	if err != nil {
-		fmt.Fprintf(stderr, "templater: %v\n", err)
-		return exitConfig
+		return o.cli.Fail(err, exitConfig)
 	}
 	log, err := newLogger(o, fc, stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "templater: %v\n", err)
-		return exitConfig
+		return o.cli.Fail(err, exitConfig)
 	}
 	if fc.MaxStale != nil && !o.set["max-stale"] {
 		o.maxStale = *fc.MaxStale
@@ -517,27 +492,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	tmpls, err := loadTemplates(rc)
 	if err != nil {
-		fmt.Fprintf(stderr, "templater: %v\n", err)
-		return exitRunner
+		return o.cli.Fail(err, exitRunner)
 	}
 	ccfg, err := consulConfig(o, fc)
 	if err != nil {
-		fmt.Fprintf(stderr, "templater: %v\n", err)
-		return exitRunner // consul-template: the runner cannot build its clients
+		return o.cli.Fail(err, exitRunner) // consul-template: the runner cannot build its clients
 	}
 	if o.parseOnly {
 		log.Info("templates parsed (-parse-only)", "templates", len(tmpls))
 		return exitOK
 	}
-	client, err := o.consul.NewClientFor(ccfg) // -stale applies to every read
+	client, err := o.cli.Consul.NewClientFor(ccfg) // -stale applies to every read
 	if err != nil {
-		fmt.Fprintf(stderr, "templater: %v\n", err)
-		return exitConsul
+		return o.cli.Fail(err, exitConsul)
 	}
 	if o.pidFile != "" {
 		if err := os.WriteFile(o.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			fmt.Fprintf(stderr, "templater: -pid-file: %v\n", err)
-			return exitConfig
+			return o.cli.Fail(fmt.Errorf("-pid-file: %w", err), exitConfig)
 		}
 		defer os.Remove(o.pidFile)
 	}
@@ -569,12 +540,11 @@ func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api
 		r.reaper = supervisor.NewReaper(log)
 		go r.reaper.Run(ctx)
 	}
-	if o.metricsAddr != "" {
-		if err := serveMetrics(ctx, o.metricsAddr, reg, r, log); err != nil {
-			fmt.Fprintf(stderr, "templater: %v\n", err)
-			return exitConfig
-		}
+	metricsLn, err := o.cli.ListenMetrics()
+	if err != nil {
+		return o.cli.Fail(err, exitConfig)
 	}
+	serveMetrics(ctx, metricsLn, reg, r, log)
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs)
 	defer signal.Stop(sigs)
@@ -620,7 +590,7 @@ func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api
 	}()
 
 	log.Info("starting", "templates", len(tmpls), "consul", ccfg.Address, "max_stale", o.maxStale, "once", o.once, "dry", o.dry)
-	err := r.run(ctx)
+	err = r.run(ctx)
 	var ee *errExit
 	switch {
 	case err == nil && ctx.Err() != nil:
@@ -629,11 +599,9 @@ func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api
 		return exitOK
 	case errors.As(err, &ee):
 		log.Error("exiting", "err", ee.err)
-		fmt.Fprintf(stderr, "templater: %v\n", ee.err)
-		return ee.code
+		return o.cli.Fail(ee.err, ee.code)
 	default:
-		fmt.Fprintf(stderr, "templater: %v\n", err)
-		return exitRunner
+		return o.cli.Fail(err, exitRunner)
 	}
 }
 
@@ -654,8 +622,12 @@ func childEnv(o *options, fc *fileConfig, c *api.Config) []string {
 	return append(out, "CONSUL_HTTP_SSL="+strconv.FormatBool(c.Scheme == "https"), "CONSUL_HTTP_SSL_VERIFY="+strconv.FormatBool(!c.TLSConfig.InsecureSkipVerify))
 }
 
-// serveMetrics starts /metrics and /health; it returns once listening.
-func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, r *runner, log *slog.Logger) error {
+// serveMetrics serves /metrics and /health on ln (nil: -metrics-addr is
+// off) until ctx is done; the query layer's probe tells a cut-off agent.
+func serveMetrics(ctx context.Context, ln *cliapp.Metrics, reg *prometheus.Registry, r *runner, log *slog.Logger) {
+	if ln == nil {
+		return
+	}
 	health := func() error {
 		f, since := r.store.failing()
 		if len(f) == 0 {
@@ -680,14 +652,7 @@ func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, r 
 		}
 		return errors.New(msg)
 	}
-	ready := make(chan error, 1)
-	go func() {
-		err := telemetry.Serve(ctx, addr, reg, health, log, func(net.Addr) { ready <- nil })
-		if err != nil {
-			ready <- err
-		}
-	}()
-	return <-ready
+	ln.Serve(ctx, reg, health, log)
 }
 
 // applyFileTLS applies a config file's consul { ssl { ... } } where no flag

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -51,37 +52,81 @@ type Flags struct {
 	stale         bool
 }
 
-// Register adds the shared flags to fs, named as the consul CLI names them.
+// Def is one shared Consul flag: its name as the consul CLI names it, its
+// value, its usage text and the environment variable api.DefaultConfig
+// reads for the same setting ("" when it reads none). The variable is
+// shown in help only: Config applies a flag over it only when the flag was
+// given, so it must not be bound to the flag.
+type Def struct {
+	Name, Usage, Env string
+	Value            flag.Value
+	// Placeholder names the value in help ("" for a bool flag).
+	Placeholder string
+}
+
+// Defs lists the shared flags, in help order. Their values write into f.
+func (f *Flags) Defs() []Def {
+	return []Def{
+		{"http-addr", "Consul HTTP API address", "CONSUL_HTTP_ADDR", &f.httpAddr, "[scheme://]host:port|unix:///path"},
+		{"token", "ACL token; prefer -token-file", "CONSUL_HTTP_TOKEN", &f.token, "TOKEN"},
+		{"token-file", "file holding the ACL token", "CONSUL_HTTP_TOKEN_FILE", &f.tokenFile, "FILE"},
+		{"ca-file", "CA certificate file for TLS to Consul", "CONSUL_CACERT", &f.caFile, "FILE"},
+		{"ca-path", "directory of CA certificates", "CONSUL_CAPATH", &f.caPath, "DIR"},
+		{"client-cert", "client certificate for TLS to Consul", "CONSUL_CLIENT_CERT", &f.clientCert, "FILE"},
+		{"client-key", "client key for TLS to Consul", "CONSUL_CLIENT_KEY", &f.clientKey, "FILE"},
+		{"tls-server-name", "server name to verify in Consul's certificate", "CONSUL_TLS_SERVER_NAME", &f.tlsServerName, "NAME"},
+		{"datacenter", "datacenter to query (default: the agent's)", "", &f.datacenter, "DC"},
+		{"stale", "let any Consul server (not only the leader) answer reads, which may then be stale; no effect on writes (the consul CLI's -stale)", "", (*boolValue)(&f.stale), ""},
+	}
+}
+
+// boolValue is a bool flag.Value.
+type boolValue bool
+
+func (b *boolValue) String() string {
+	if b == nil {
+		return "false"
+	}
+	return strconv.FormatBool(bool(*b))
+}
+
+func (b *boolValue) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("want true or false")
+	}
+	*b = boolValue(v)
+	return nil
+}
+
+func (b *boolValue) IsBoolFlag() bool { return true }
+
+// Register adds the shared flags (Defs) to a standard library flag set.
 func (f *Flags) Register(fs *flag.FlagSet) {
-	fs.Var(&f.httpAddr, "http-addr", "Consul HTTP API address `[scheme://]host:port` or unix:///path (env CONSUL_HTTP_ADDR)")
-	fs.Var(&f.token, "token", "ACL token (env CONSUL_HTTP_TOKEN); prefer -token-file")
-	fs.Var(&f.tokenFile, "token-file", "file holding the ACL token (env CONSUL_HTTP_TOKEN_FILE)")
-	fs.Var(&f.caFile, "ca-file", "CA certificate file for TLS to Consul (env CONSUL_CACERT)")
-	fs.Var(&f.caPath, "ca-path", "directory of CA certificates (env CONSUL_CAPATH)")
-	fs.Var(&f.clientCert, "client-cert", "client certificate for TLS to Consul (env CONSUL_CLIENT_CERT)")
-	fs.Var(&f.clientKey, "client-key", "client key for TLS to Consul (env CONSUL_CLIENT_KEY)")
-	fs.Var(&f.tlsServerName, "tls-server-name", "server name to verify in Consul's certificate (env CONSUL_TLS_SERVER_NAME)")
-	fs.Var(&f.datacenter, "datacenter", "datacenter to query (default: the agent's)")
-	fs.BoolVar(&f.stale, "stale", false, "let any Consul server (not only the leader) answer reads, which may then be stale; no effect on writes (the consul CLI's -stale)")
+	for _, d := range f.Defs() {
+		usage := d.Usage
+		if d.Env != "" {
+			usage += " (env " + d.Env + ")"
+		}
+		fs.Var(d.Value, d.Name, usage)
+	}
 }
 
 // Stale reports whether -stale was given: reads may be answered by any
 // server. Client and NewClientFor already apply it to every read.
 func (f *Flags) Stale() bool { return f.stale }
 
-// Alias registers another name for one of the shared flags, for programs whose
-// peers used different names (consul-template's -consul-addr, -consul-token).
+// Alias registers another name for one of the shared flags on a standard
+// library flag set, for programs whose peers used different names
+// (consul-template's -consul-addr, -consul-token).
 func (f *Flags) Alias(fs *flag.FlagSet, alias, name string) error {
-	v := map[string]*optString{
-		"http-addr": &f.httpAddr, "token": &f.token, "token-file": &f.tokenFile,
-		"ca-file": &f.caFile, "ca-path": &f.caPath, "client-cert": &f.clientCert,
-		"client-key": &f.clientKey, "tls-server-name": &f.tlsServerName, "datacenter": &f.datacenter,
-	}[name]
-	if v == nil {
-		return fmt.Errorf("consulclient: no shared flag %q to alias", name)
+	for _, d := range f.Defs() {
+		if d.Name == name && d.Placeholder != "" {
+			fs.Var(d.Value, alias, "alias of -"+name)
+			return nil
+		}
 	}
-	fs.Var(v, alias, "alias of -"+name)
-	return nil
+	return fmt.Errorf("consulclient: no shared flag %q to alias", name)
 }
 
 // SetAddress overrides the address as if -http-addr had been given; used for
