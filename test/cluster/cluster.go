@@ -54,6 +54,9 @@ type Options struct {
 	// HostMounts are extra `docker run -v` arguments for the host containers
 	// (not the servers), e.g. "/var/run/docker.sock:/var/run/docker.sock".
 	HostMounts []string
+	// HostHCL are extra -hcl settings for the hosts' client agents (not the
+	// servers), e.g. `limits { rpc_client_timeout = "3s" }`.
+	HostHCL []string
 }
 
 // Node is one container: a server or a host.
@@ -77,6 +80,7 @@ type Cluster struct {
 	t          testing.TB
 	docker     string
 	hostMounts []string
+	hostHCL    []string
 	mu         sync.Mutex
 	closed     bool
 }
@@ -101,7 +105,7 @@ func New(t testing.TB, opts Options) *Cluster {
 	}
 	var rnd [3]byte
 	_, _ = rand.Read(rnd[:])
-	c := &Cluster{Prefix: "berth-cluster-" + hex.EncodeToString(rnd[:]), t: t, docker: docker, hostMounts: opts.HostMounts}
+	c := &Cluster{Prefix: "berth-cluster-" + hex.EncodeToString(rnd[:]), t: t, docker: docker, hostMounts: opts.HostMounts, hostHCL: opts.HostHCL}
 	c.Net = c.Prefix + "-net"
 	c.Image = c.Prefix + ":test"
 	// The shared folder outlives the containers: cleanups run last first.
@@ -295,6 +299,10 @@ func (c *Cluster) agentArgs(n *Node) []string {
 		"-hcl=disable_update_check = true", "-hcl=performance { raft_multiplier = 1 }"}
 	if n.Server {
 		args = append(args, "-server", "-bootstrap-expect=3")
+	} else {
+		for _, h := range c.hostHCL {
+			args = append(args, "-hcl="+h)
+		}
 	}
 	for _, s := range c.Servers {
 		args = append(args, "-retry-join="+s.IP)
@@ -550,6 +558,16 @@ func (c *Cluster) WaitLeader(skip *Node, timeout time.Duration) (*Node, error) {
 }
 
 // RestartServer starts a killed server's container again, with its data.
+// FreezeLeader freezes the Raft leader's container (docker pause): its
+// connections get neither answers nor resets until Unpause.
+func (c *Cluster) FreezeLeader() (*Node, error) {
+	l, err := c.Leader()
+	if err != nil {
+		return nil, err
+	}
+	return l, c.Pause(l)
+}
+
 func (c *Cluster) RestartServer(s *Node) error {
 	_, err := c.dockerOut("start", s.Name)
 	return err

@@ -23,8 +23,8 @@ const (
 	long = 3 * time.Minute
 )
 
-func newLockCluster(t *testing.T, hosts int) *Cluster {
-	return New(t, Options{Hosts: hosts, Programs: []string{"lockrun"}, Extra: map[string]string{"tick": "test/cluster/tick"}})
+func newLockCluster(t *testing.T, hosts int, hostHCL ...string) *Cluster {
+	return New(t, Options{Hosts: hosts, Programs: []string{"lockrun"}, Extra: map[string]string{"tick": "test/cluster/tick"}, HostHCL: hostHCL})
 }
 
 // tool is the lock client under test.
@@ -139,9 +139,28 @@ func partition(t *testing.T, c *Cluster, tl tool, run int) outcome {
 // again; the holder keeps the lock through the election and ends normally.
 func leaderKill(t *testing.T, c *Cluster, tl tool, run int) outcome {
 	t.Helper()
+	return leaderFault(t, c, tl, run, false)
+}
+
+// leaderFreeze: the Raft leader is frozen (docker pause) while the lock is
+// held and thawed only after a new leader has served for longer than the
+// lease: an agent whose connection goes to the frozen server gets neither an
+// answer nor a reset on it (a server whose host hangs or loses power), and
+// the holder must still keep the lock through the election.
+func leaderFreeze(t *testing.T, c *Cluster, tl tool, run int) outcome {
+	t.Helper()
+	return leaderFault(t, c, tl, run, true)
+}
+
+func leaderFault(t *testing.T, c *Cluster, tl tool, run int, freeze bool) outcome {
+	t.Helper()
 	holder, waiter := c.Hosts[0], c.Hosts[1]
-	prefix := fmt.Sprintf("faults/%s/leader-%d", tl, run)
-	hl, wl := fmt.Sprintf("%s-leader%d-holder", tl, run), fmt.Sprintf("%s-leader%d-waiter", tl, run)
+	kind := "leader"
+	if freeze {
+		kind = "freeze"
+	}
+	prefix := fmt.Sprintf("faults/%s/%s-%d", tl, kind, run)
+	hl, wl := fmt.Sprintf("%s-%s%d-holder", tl, kind, run), fmt.Sprintf("%s-%s%d-waiter", tl, kind, run)
 	p1 := mustStart(t, c, holder, tl.argv(prefix, hl, 25*time.Second)...)
 	if _, err := c.FirstTick(hl, long); err != nil {
 		t.Fatalf("%v; holder stderr: %s", err, p1.Stderr())
@@ -149,15 +168,28 @@ func leaderKill(t *testing.T, c *Cluster, tl tool, run int) outcome {
 	p2 := mustStart(t, c, waiter, tl.argv(prefix, wl, time.Second)...)
 	time.Sleep(time.Second)
 	fault := time.Now()
-	killed, err := c.KillLeader()
+	var killed *Node
+	var err error
+	if freeze {
+		killed, err = c.FreezeLeader()
+	} else {
+		killed, err = c.KillLeader()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.WaitLeader(killed, long); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("new leader %s after %s", killed.Short(), time.Since(fault).Round(time.Millisecond))
-	if err := c.RestartServer(killed); err != nil {
+	t.Logf("new leader after %s (old: %s, frozen %v)", time.Since(fault).Round(time.Millisecond), killed.Short(), freeze)
+	if freeze {
+		// Longer than the lease (9 s with the defaults) after the fault.
+		time.Sleep(time.Until(fault.Add(12 * time.Second)))
+		err = c.Unpause(killed)
+	} else {
+		err = c.RestartServer(killed)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	code1, err := p1.Wait(long)
@@ -421,31 +453,39 @@ func TestCampaign(t *testing.T) {
 			tools = append(tools, tool(s))
 		}
 	}
-	c := newLockCluster(t, 2)
+	// CLUSTER_HOST_HCL: one extra -hcl setting for the hosts' agents, e.g.
+	// limits { rpc_client_timeout = "3s" }.
+	var hostHCL []string
+	if v := os.Getenv("CLUSTER_HOST_HCL"); v != "" {
+		hostHCL = append(hostHCL, v)
+	}
+	c := newLockCluster(t, 2, hostHCL...)
 	leaderRuns := max(runs/3, 1)
-	faults := os.Getenv("CLUSTER_FAULTS") // "partition", "leader" or both (empty)
-	partitionRuns := runs
-	switch faults {
-	case "partition":
-		leaderRuns = 0
-	case "leader":
-		partitionRuns = 0
+	// CLUSTER_FAULTS: a comma-separated subset of partition, leader
+	// (leader killed) and freeze (leader frozen); empty: all three.
+	want := map[string]bool{"partition": true, "leader": true, "freeze": true}
+	if v := os.Getenv("CLUSTER_FAULTS"); v != "" {
+		want = map[string]bool{}
+		for _, f := range strings.Split(v, ",") {
+			want[f] = true
+		}
 	}
 	results := map[string][]outcome{}
-	for i := 1; i <= partitionRuns; i++ {
-		for _, tl := range tools {
-			o := partition(t, c, tl, i)
-			t.Logf("%s partition %d: %s", tl, i, o)
-			results[string(tl)+" partition"] = append(results[string(tl)+" partition"], o)
+	campaign := func(name string, n int, run func(*testing.T, *Cluster, tool, int) outcome) {
+		if !want[strings.Fields(name)[0]] {
+			return
+		}
+		for i := 1; i <= n; i++ {
+			for _, tl := range tools {
+				o := run(t, c, tl, i)
+				t.Logf("%s %s %d: %s", tl, name, i, o)
+				results[string(tl)+" "+name] = append(results[string(tl)+" "+name], o)
+			}
 		}
 	}
-	for i := 1; i <= leaderRuns; i++ {
-		for _, tl := range tools {
-			o := leaderKill(t, c, tl, i)
-			t.Logf("%s leader kill %d: %s", tl, i, o)
-			results[string(tl)+" leader kill"] = append(results[string(tl)+" leader kill"], o)
-		}
-	}
+	campaign("partition", runs, partition)
+	campaign("leader kill", leaderRuns, leaderKill)
+	campaign("freeze leader", leaderRuns, leaderFreeze)
 	var keys []string
 	for k := range results {
 		keys = append(keys, k)
