@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -94,6 +95,10 @@ type consulZone struct {
 	// failSince, failing): what /health reports.
 	conn    watcher
 	started atomic.Bool // run has begun
+	// reread: the agent may have restarted (a probe failed, or a watch's
+	// connection to it broke): read its settings at the next probe that
+	// reaches Consul.
+	reread atomic.Bool
 
 	wmu      sync.Mutex
 	watchers map[string]*watcher
@@ -295,6 +300,9 @@ func (z *consulZone) startLocked(parent context.Context, key string, fetch fetch
 		if err != nil {
 			if ctx.Err() == nil {
 				z.s.m.watchErrors.Inc()
+				if se := (api.StatusError{}); !errors.As(err, &se) {
+					z.reread.Store(true) // not an answer: the agent may be another one now
+				}
 				if w.markFailing() {
 					z.invalidate() // answers now carry -stale-ttl
 				}
@@ -326,8 +334,9 @@ func (z *consulZone) startLocked(parent context.Context, key string, fetch fetch
 // every watch counts as failing (answers from memory are counted stale,
 // -max-stale runs) and so does /health; when it succeeds again, the
 // watches' hanging calls are cancelled so they ask again at once instead of
-// waiting for TCP to resend, and the agent's settings are read again (it
-// may be a new agent).
+// waiting for TCP to resend. After a failed probe, or a watch whose
+// connection to the agent broke (a restart can be shorter than a probe's
+// period), the agent's settings are read again: it may be a new agent.
 func (z *consulZone) probeConsul(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -352,11 +361,13 @@ func (z *consulZone) probeConsul(ctx context.Context) {
 				down = time.Now()
 			}
 			z.conn.markFailing()
+			z.reread.Store(true)
 		} else {
 			down = time.Time{}
 			reached := z.conn.lastOK.Load() != 0
 			z.conn.lastOK.Store(time.Now().UnixNano())
-			if z.conn.failing.Swap(false) && reached {
+			z.conn.failing.Store(false)
+			if z.reread.Swap(false) && reached {
 				go func() {
 					if err := z.readAgent(); err != nil {
 						z.log.Warn("reading the agent's settings after reconnecting", "err", err)
