@@ -93,6 +93,7 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 		"0a000002.addr.consul A", "0a000002.addr.dc1.consul AAAA", "fd000000000000000000000000000001.addr.consul AAAA", "zz.addr.consul A",
 		"mixedcase.service.consul A", "MIXEDCASE.service.consul SRV", "MixedCase.service.consul ANY", "dup.service.consul A", "DUP.service.consul SRV",
 		"node3.node.consul A", "NODE3.node.consul TXT", "Node3.node.consul ANY", "NoDe2.node.consul A", "_mixedcase._tcp.service.consul SRV",
+		"V1.WEB.service.consul A", "_WEB._V2.service.consul SRV", "NoSuch.Node.consul A",
 		"web.service.dc2.consul A", "pq.query.consul A", "consul SOA", "consul NS", "foo.consul A",
 		"1.0.0.127.in-addr.arpa PTR", "web.connect.consul A", "web.ingress.consul A", "web.virtual.consul A",
 	}
