@@ -24,12 +24,13 @@
 # An idle window (background) is measured first and subtracted. For the
 # dnsforward changes nobody asked about, the forwarders' own idle cost (their
 # reachability probe goes by the clock, not by changes) is measured with them
-# running and printed, and subtracted too. The 10,000-host
+# running and printed, and subtracted too (the probe's Status.Leader calls as
+# the server's trace counts them in the workload's own window). The 10,000-host
 # figures are per agent x 10,000: each host one agent with FLEET_PER_AGENT
 # watchers like these (FLEET_PER_AGENT=1 models one watcher per host).
 #
 # FLEET_ONLY=dns (or templates) runs only those workloads; the goals of the
-# others then print as not measured.
+# others then print SKIP.
 # Exit: 0 all goals met; 1 a goal not met (0 with REPORT_ONLY=1); 2 the
 # benchmark could not run. Takes about 5 minutes; everything it starts it
 # stops; no traffic leaves loopback.
