@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,19 +21,25 @@ import (
 	"github.com/miekg/dns"
 )
 
-// watcher is one Consul blocking-query loop and its latest result.
+// watcher is one Consul blocking-query loop and its latest result: the
+// health of one service name, or one node.
 type watcher struct {
 	key       string
 	cancel    context.CancelFunc
 	ready     chan struct{}
 	once      sync.Once
 	services  atomic.Pointer[[]*api.ServiceEntry]
-	catalog   atomic.Pointer[map[string]string] // lower-case name → name
-	nodes     atomic.Pointer[[]*api.Node]
-	lastUsed  atomic.Int64 // unix ns, coarse
-	lastOK    atomic.Int64 // unix ns of the last successful call
-	failSince atomic.Int64 // unix ns of the first failure of the current outage
+	node      atomic.Pointer[api.Node] // nil: no such node
+	lastUsed  atomic.Int64             // unix ns, coarse
+	lastOK    atomic.Int64             // unix ns of the last successful call
+	failSince atomic.Int64             // unix ns of the first failure of the current outage
 	failing   atomic.Bool
+
+	// unknown is set while the name is not known to exist: before the
+	// first answer and while the last one was empty (no instance, no such
+	// node). Such a watch is kept only a short while (consulZone.negIdle)
+	// and counts against maxUnknownWatches. Guarded by consulZone.wmu.
+	unknown bool
 
 	// outage is set by the reachability probe (probeConsul) while a
 	// blocking call may hang on a dead connection; call cancels that call.
@@ -68,7 +75,11 @@ func (w *watcher) touch(now, gran int64) {
 	}
 }
 
-// consulZone answers the Consul domain from memory.
+// consulZone answers the Consul domain from memory. It keeps no watch of
+// the whole datacenter: a service name is answered from a streamed watch
+// of that service's health, a node name from a watch of that node, each
+// opened by the first lookup and dropped when nobody asks; a name that does
+// not exist is asked once and its watch kept for negIdle (negative caching).
 type consulZone struct {
 	s      *Server
 	client *api.Client
@@ -80,27 +91,55 @@ type consulZone struct {
 	learned      chan struct{} // closed when the agent's settings were read
 	learnedOnce  sync.Once
 
+	// conn is Consul's reachability as the probe last saw it (lastOK,
+	// failSince, failing): what /health reports.
+	conn    watcher
+	started atomic.Bool // run has begun
+	// reread: the agent may have restarted (a probe failed, or a watch's
+	// connection to it broke): read its settings at the next probe that
+	// reaches Consul.
+	reread atomic.Bool
+
 	wmu      sync.Mutex
 	watchers map[string]*watcher
-	catalog  *watcher
+	unknown  int // watchers with unknown set
+
+	negLinger  time.Duration // negLinger, or the test's
+	maxUnknown int           // maxUnknownWatches, or the test's
 
 	amu     sync.RWMutex
 	gen     uint64
 	answers map[string]*answer // name + qtype (2 bytes) → answer
 }
 
-// catalogKey names the catalog-services watch.
-const catalogKey = "catalog services"
-
 // maxAnswers bounds the per-name answer map (random names asked in bulk).
 const maxAnswers = 200000
 
+// maxUnknownWatches bounds the watches of names not known to exist (each
+// holds a blocking request to the agent): past it, starting another drops
+// one of them, first those whose name is known not to exist. Only names
+// asked in bulk (a scan, a typo in a loop of many hosts) get near it.
+const maxUnknownWatches = 1000
+
+// negLinger is how long, at least, the watch of a name that does not exist
+// is kept after its last lookup (see negIdle).
+const negLinger = 30 * time.Second
+
 func newConsulZone(s *Server, client *api.Client) *consulZone {
-	return &consulZone{s: s, client: client, log: s.log, learned: make(chan struct{}),
-		watchers: map[string]*watcher{}, answers: map[string]*answer{}}
+	z := &consulZone{s: s, client: client, log: s.log, learned: make(chan struct{}),
+		watchers: map[string]*watcher{}, answers: map[string]*answer{},
+		negLinger: s.cfg.negLinger, maxUnknown: s.cfg.maxUnknown}
+	if z.negLinger <= 0 {
+		z.negLinger = negLinger
+	}
+	if z.maxUnknown <= 0 {
+		z.maxUnknown = maxUnknownWatches
+	}
+	return z
 }
 
-// run starts the catalog watch and the janitor; it returns when ctx is done.
+// run starts the reachability probe and the janitor; it returns when ctx
+// is done.
 func (z *consulZone) run(ctx context.Context) {
 	if z.s.cfg.Datacenter != "" {
 		dc := strings.ToLower(z.s.cfg.Datacenter)
@@ -109,9 +148,7 @@ func (z *consulZone) run(ctx context.Context) {
 	if z.s.cfg.Datacenter == "" || z.s.cfg.AgentDNSConfig {
 		go z.learnAgent(ctx)
 	}
-	z.wmu.Lock()
-	z.catalog = z.startLocked(ctx, catalogKey, z.fetchCatalog)
-	z.wmu.Unlock()
+	z.started.Store(true)
 	go z.probeConsul(ctx)
 	t := time.NewTicker(z.janitorEvery())
 	defer t.Stop()
@@ -130,15 +167,8 @@ func (z *consulZone) run(ctx context.Context) {
 	}
 }
 
-// catalogWatch is the catalog-services watch (nil before run starts it).
-func (z *consulZone) catalogWatch() *watcher {
-	z.wmu.Lock()
-	defer z.wmu.Unlock()
-	return z.catalog
-}
-
 func (z *consulZone) janitorEvery() time.Duration {
-	d := z.s.cfg.IdleTimeout / 4
+	d := min(z.s.cfg.IdleTimeout, z.negLinger) / 4
 	if d < 50*time.Millisecond {
 		d = 50 * time.Millisecond
 	}
@@ -148,26 +178,68 @@ func (z *consulZone) janitorEvery() time.Duration {
 	return d
 }
 
+// negIdle is how long the watch of a name not known to exist is kept after
+// its last lookup: the SOA minimum the negative answers carry (RFC 2308 §5:
+// how long a resolver may cache them), at least negLinger, at most
+// -idle-timeout. While it is open the NXDOMAIN is answered from memory and
+// a registration of the name shows at once; once dropped, the next lookup
+// asks Consul again.
+func (z *consulZone) negIdle() time.Duration {
+	d := max(time.Duration(z.s.settings.Load().soa.minttl)*time.Second, z.negLinger)
+	return min(d, z.s.cfg.IdleTimeout)
+}
+
 func (z *consulZone) dropIdle() {
 	now := z.s.now()
+	idle, negIdle := int64(z.s.cfg.IdleTimeout), int64(z.negIdle())
 	var dropped int
 	z.wmu.Lock()
-	for k, w := range z.watchers {
-		if w == z.catalog {
-			continue
+	for _, w := range z.watchers {
+		limit := idle
+		if w.unknown {
+			limit = negIdle
 		}
-		if now-w.lastUsed.Load() > int64(z.s.cfg.IdleTimeout) {
-			w.cancel()
-			delete(z.watchers, k)
+		if now-w.lastUsed.Load() > limit {
+			z.dropLocked(w)
 			dropped++
 		}
 	}
 	n := len(z.watchers)
 	z.wmu.Unlock()
 	if dropped > 0 {
-		z.s.m.watchesOpen.Set(float64(n))
 		z.log.Debug("dropped idle watches", "dropped", dropped, "open", n)
 		z.invalidate()
+	}
+}
+
+// dropLocked stops w and forgets it; z.wmu is held. The caller
+// invalidates the answers.
+func (z *consulZone) dropLocked(w *watcher) {
+	w.cancel()
+	if z.watchers[w.key] == w {
+		delete(z.watchers, w.key)
+		if w.unknown {
+			z.unknown--
+		}
+	}
+	z.s.m.watchesOpen.Set(float64(len(z.watchers)))
+}
+
+// setUnknown records whether w's name is known to exist after an answer.
+func (z *consulZone) setUnknown(w *watcher, unknown bool) {
+	z.wmu.Lock()
+	defer z.wmu.Unlock()
+	if w.unknown == unknown {
+		return
+	}
+	w.unknown = unknown
+	if z.watchers[w.key] != w {
+		return // dropped meanwhile: no longer counted
+	}
+	if unknown {
+		z.unknown++
+	} else {
+		z.unknown--
 	}
 }
 
@@ -205,46 +277,46 @@ func (z *consulZone) store(key string, gen uint64, a *answer) {
 	z.amu.Unlock()
 }
 
-type fetchFunc func(ctx context.Context, w *watcher, idx uint64) (uint64, error)
+// fetchFunc makes one (blocking) call for w from index idx and stores what
+// it got in w; it returns the new index and whether the name exists.
+type fetchFunc func(ctx context.Context, w *watcher, idx uint64) (uint64, bool, error)
 
-// startLocked starts a watch; z.wmu is held.
+// startLocked starts a watch; z.wmu is held. It counts as unknown until its
+// first answer says the name exists.
 func (z *consulZone) startLocked(parent context.Context, key string, fetch fetchFunc) *watcher {
 	ctx, cancel := context.WithCancel(parent)
-	w := &watcher{key: key, cancel: cancel, ready: make(chan struct{})}
+	w := &watcher{key: key, cancel: cancel, ready: make(chan struct{}), unknown: true}
 	w.lastUsed.Store(z.s.now())
 	z.watchers[key] = w
+	z.unknown++
 	z.s.m.watchesOpen.Set(float64(len(z.watchers)))
-	f := func(ctx context.Context, idx uint64) (struct{}, uint64, error) {
+	f := func(ctx context.Context, idx uint64) (bool, uint64, error) {
 		cctx, cancel := context.WithCancel(ctx)
 		w.callMu.Lock()
 		w.call = cancel
 		w.callMu.Unlock()
-		newIdx, err := fetch(cctx, w, idx)
+		newIdx, exists, err := fetch(cctx, w, idx)
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
 				z.s.m.watchErrors.Inc()
+				if se := (api.StatusError{}); !errors.As(err, &se) {
+					z.reread.Store(true) // not an answer: the agent may be another one now
+				}
 				if w.markFailing() {
 					z.invalidate() // answers now carry -stale-ttl
 				}
 			}
-			return struct{}{}, 0, err
+			return false, 0, err
 		}
 		w.lastOK.Store(time.Now().UnixNano())
 		if w.failing.Swap(false) {
-			if key == catalogKey {
-				// Consul is back (maybe a new agent): read its settings again.
-				go func() {
-					if err := z.readAgent(); err != nil {
-						z.log.Warn("reading the agent's settings after reconnecting", "err", err)
-					}
-				}()
-			}
 			z.invalidate()
 		}
-		return struct{}{}, newIdx, nil
+		return exists, newIdx, nil
 	}
-	deliver := func(struct{}, uint64) {
+	deliver := func(exists bool, _ uint64) {
+		z.setUnknown(w, !exists)
 		w.once.Do(func() { close(w.ready) })
 		z.invalidate()
 	}
@@ -254,24 +326,29 @@ func (z *consulZone) startLocked(parent context.Context, key string, fetch fetch
 	return w
 }
 
-// probeConsul asks every second (1.5 s timeout) whether the agent reaches
-// its servers (consulclient.Reachability: the agent's own view every time,
-// a Status.Leader RPC at most every 5 s). A blocking query
+// probeConsul asks at once and then every second (1.5 s timeout) whether
+// the agent reaches its servers (consulclient.Reachability: the agent's own
+// view every time, a Status.Leader RPC at most every 5 s). A blocking query
 // sent before the host lost its servers hangs on the dead connection and
 // reports nothing, so the probe is what tells an outage: when it fails,
 // every watch counts as failing (answers from memory are counted stale,
-// -max-stale runs); when it succeeds again, the watches' hanging calls are
-// cancelled so they ask again at once instead of waiting for TCP to resend.
+// -max-stale runs) and so does /health; when it succeeds again, the
+// watches' hanging calls are cancelled so they ask again at once instead of
+// waiting for TCP to resend. After a failed probe, or a watch whose
+// connection to the agent broke (a restart can be shorter than a probe's
+// period), the agent's settings are read again: it may be a new agent.
 func (z *consulZone) probeConsul(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	reach := &consulclient.Reachability{Client: z.client}
 	var down time.Time // first failed probe of the current outage
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
 		pctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
 		err := reach.Check(pctx)
@@ -279,17 +356,31 @@ func (z *consulZone) probeConsul(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if err != nil {
+			if down.IsZero() {
+				down = time.Now()
+			}
+			z.conn.markFailing()
+			z.reread.Store(true)
+		} else {
+			down = time.Time{}
+			reached := z.conn.lastOK.Load() != 0
+			z.conn.lastOK.Store(time.Now().UnixNano())
+			z.conn.failing.Store(false)
+			if z.reread.Swap(false) && reached {
+				go func() {
+					if err := z.readAgent(); err != nil {
+						z.log.Warn("reading the agent's settings after reconnecting", "err", err)
+					}
+				}()
+			}
+		}
 		z.wmu.Lock()
 		ws := make([]*watcher, 0, len(z.watchers))
 		for _, w := range z.watchers {
 			ws = append(ws, w)
 		}
 		z.wmu.Unlock()
-		if err != nil && down.IsZero() {
-			down = time.Now()
-		} else if err == nil {
-			down = time.Time{}
-		}
 		changed := false
 		for _, w := range ws {
 			switch {
@@ -314,52 +405,79 @@ func (z *consulZone) queryOptions(ctx context.Context, idx uint64) *api.QueryOpt
 	return (&api.QueryOptions{AllowStale: true, WaitIndex: idx, WaitTime: 5 * time.Minute}).WithContext(ctx)
 }
 
-func (z *consulZone) fetchCatalog(ctx context.Context, w *watcher, idx uint64) (uint64, error) {
-	svcs, meta, err := z.client.Catalog().Services(z.queryOptions(ctx, idx))
-	if err != nil {
-		return 0, fmt.Errorf("catalog services: %w", err)
-	}
-	m := make(map[string]string, len(svcs))
-	for name := range svcs {
-		m[strings.ToLower(name)] = name
-	}
-	w.catalog.Store(&m)
-	return meta.LastIndex, nil
-}
-
+// fetchService watches the health of one service, name in lower case
+// (Consul looks service names up without regard to case: the dnsforward
+// tests compare with its DNS). An empty answer means no such service (or
+// none the token may see): NXDOMAIN, as from Consul's DNS.
 func (z *consulZone) fetchService(name string) fetchFunc {
-	return func(ctx context.Context, w *watcher, idx uint64) (uint64, error) {
+	return func(ctx context.Context, w *watcher, idx uint64) (uint64, bool, error) {
 		q := z.queryOptions(ctx, idx)
 		// ?cached: Consul's streaming backend serves it from the agent's
-		// materialized view from the first request, not a full server RPC.
+		// materialized view from the first request, not a full server RPC,
+		// and the view follows only this service.
 		q.UseCache = true
 		entries, meta, err := z.client.Health().Service(name, "", false, q)
 		if err != nil {
-			return 0, fmt.Errorf("health of service %s: %w", name, err)
+			return 0, false, fmt.Errorf("health of service %s: %w", name, err)
 		}
 		w.services.Store(&entries)
-		return meta.LastIndex, nil
+		return meta.LastIndex, len(entries) > 0, nil
 	}
 }
 
-func (z *consulZone) fetchNodes(ctx context.Context, w *watcher, idx uint64) (uint64, error) {
-	nodes, meta, err := z.client.Catalog().Nodes(z.queryOptions(ctx, idx))
-	if err != nil {
-		return 0, fmt.Errorf("catalog nodes: %w", err)
+// fetchNode watches one node (GET /v1/catalog/node/<name>, a stale
+// blocking query; Consul looks node names up without regard to case). A
+// nil node means no such node: NXDOMAIN.
+func (z *consulZone) fetchNode(name string) fetchFunc {
+	return func(ctx context.Context, w *watcher, idx uint64) (uint64, bool, error) {
+		n, meta, err := z.client.Catalog().Node(name, z.queryOptions(ctx, idx))
+		if err != nil {
+			return 0, false, fmt.Errorf("catalog node %s: %w", name, err)
+		}
+		var node *api.Node
+		if n != nil {
+			node = n.Node
+		}
+		w.node.Store(node)
+		return meta.LastIndex, node != nil, nil
 	}
-	w.nodes.Store(&nodes)
-	return meta.LastIndex, nil
 }
 
-// getWatch returns the watch for key, starting it when absent.
+// getWatch returns the watch for key, starting it when absent. Starting one
+// while maxUnknownWatches names not known to exist are watched drops one of
+// those first.
 func (z *consulZone) getWatch(ctx context.Context, key string, fetch func() fetchFunc) *watcher {
 	z.wmu.Lock()
-	defer z.wmu.Unlock()
 	if w, ok := z.watchers[key]; ok {
+		z.wmu.Unlock()
 		return w
 	}
+	evicted := false
+	if z.unknown >= z.maxUnknown {
+		var victim *watcher
+		for _, w := range z.watchers { // a random start: an arbitrary one
+			if !w.unknown {
+				continue
+			}
+			if victim == nil || w.isReady() && !victim.isReady() {
+				victim = w
+			}
+			if victim.isReady() {
+				break
+			}
+		}
+		if victim != nil {
+			z.dropLocked(victim)
+			evicted = true
+		}
+	}
 	z.log.Debug("starting watch", "watch", key)
-	return z.startLocked(z.s.ctx, key, fetch())
+	w := z.startLocked(z.s.ctx, key, fetch())
+	z.wmu.Unlock()
+	if evicted {
+		z.invalidate()
+	}
+	return w
 }
 
 // waitReady waits for a watch's first answer when wait is set.
@@ -455,23 +573,8 @@ func (z *consulZone) resolveDepth(ctx context.Context, name string, qtype uint16
 			a, err := z.nxdomain(name, qtype, domain, nil)
 			return z.keep(name, qtype, gen, a, err)
 		}
-		cw := z.catalogWatch()
-		if cw == nil {
-			return nil, resForward, nil
-		}
-		if !waitReady(ctx, cw, wait, firstWait) {
-			if wait {
-				return nil, resForward, nil
-			}
-			return nil, resWait, nil
-		}
-		cat := *cw.catalog.Load()
-		real, ok := cat[svc]
-		if !ok {
-			a, err := z.nxdomain(name, qtype, domain, cw)
-			return z.keep(name, qtype, gen, a, err)
-		}
-		w := z.getWatch(ctx, "service "+real, func() fetchFunc { return z.fetchService(real) })
+		svc = strings.ToLower(svc)
+		w := z.getWatch(ctx, "service "+svc, func() fetchFunc { return z.fetchService(svc) })
 		if !waitReady(ctx, w, wait, firstWait) {
 			if wait {
 				return nil, resForward, nil
@@ -491,7 +594,8 @@ func (z *consulZone) resolveDepth(ctx context.Context, name string, qtype uint16
 		if len(prefix) != 1 {
 			return nil, resForward, nil
 		}
-		w := z.getWatch(ctx, "catalog nodes", func() fetchFunc { return z.fetchNodes })
+		node := strings.ToLower(prefix[0])
+		w := z.getWatch(ctx, "node "+node, func() fetchFunc { return z.fetchNode(node) })
 		if !waitReady(ctx, w, wait, firstWait) {
 			if wait {
 				return nil, resForward, nil
@@ -499,7 +603,7 @@ func (z *consulZone) resolveDepth(ctx context.Context, name string, qtype uint16
 			return nil, resWait, nil
 		}
 		ch := &chaser{z: z, ctx: ctx, wait: wait, depth: depth}
-		a, err := z.buildNode(name, qtype, domain, prefix[0], w, ch)
+		a, err := z.buildNode(name, qtype, domain, w, ch)
 		if ch.blocked {
 			return nil, resWait, nil
 		}
@@ -788,14 +892,8 @@ func (z *consulZone) srvRecord(e *api.ServiceEntry, passing bool, name, domain, 
 		Priority: 1, Weight: uint16(weight), Port: uint16(e.Service.Port), Target: target}, extra
 }
 
-func (z *consulZone) buildNode(name string, qtype uint16, domain, node string, w *watcher, ch *chaser) (*answer, error) {
-	var found *api.Node
-	for _, n := range *w.nodes.Load() {
-		if strings.EqualFold(n.Node, node) {
-			found = n
-			break
-		}
-	}
+func (z *consulZone) buildNode(name string, qtype uint16, domain string, w *watcher, ch *chaser) (*answer, error) {
+	found := w.node.Load()
 	if found == nil {
 		return z.nxdomain(name, qtype, domain, w)
 	}

@@ -48,14 +48,24 @@ func seed(t *testing.T, a *consultest.Agent) {
 	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "hosty1", Name: "hosty", Port: 80, Address: "backend.example.org"}))
 	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "hosty2", Name: "hosty", Port: 81, Address: "10.5.5.5"}))
 	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "cname1", Name: "cname", Port: 80, Address: "other.example.org"}))
+	// Names in mixed case: Consul looks service and node names up without
+	// regard to case, and "Dup" and "dup" are one service to it.
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "mixed1", Name: "MixedCase", Port: 7000, Address: "10.2.2.2"}))
+	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "dup1", Name: "Dup", Port: 7001, Address: "10.2.2.3"}))
+	_, err = c.Catalog().Register(&api.CatalogRegistration{Node: "node2", Address: "10.0.0.2", NodeMeta: map[string]string{"rack": "r1"},
+		Service: &api.AgentService{ID: "dup2", Service: "dup", Port: 7002, Address: "10.2.2.4"}}, nil)
+	must(err)
+	_, err = c.Catalog().Register(&api.CatalogRegistration{Node: "Node3", Address: "10.0.0.3", NodeMeta: map[string]string{"Rack": "R3"}}, nil)
+	must(err)
 	// A prepared query (answered through the agent's DNS).
 	_, _, err = c.PreparedQuery().Create(&api.PreparedQueryDefinition{Name: "pq", Service: api.ServiceQuery{Service: "web"}}, nil)
 	must(err)
 	t.Cleanup(func() {
-		for _, id := range []string{"web1", "web1b", "web2", "web-warn", "web-crit", "api1", "hosty1", "hosty2", "cname1"} {
+		for _, id := range []string{"web1", "web1b", "web2", "web-warn", "web-crit", "api1", "hosty1", "hosty2", "cname1", "mixed1", "dup1"} {
 			_ = ag.ServiceDeregister(id)
 		}
 		_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: "node2"}, nil)
+		_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: "Node3"}, nil)
 		qs, _, _ := c.PreparedQuery().List(nil)
 		for _, q := range qs {
 			_, _ = c.PreparedQuery().Delete(q.ID, nil)
@@ -81,6 +91,9 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 		node + ".node.consul A", node + ".node.consul TXT", node + ".node.consul ANY", node + ".node.consul AAAA", node + ".node.consul SRV",
 		"node2.node.consul A", "node2.node.consul TXT", "node2.node.dc1.consul A", "nosuch.node.consul A",
 		"0a000002.addr.consul A", "0a000002.addr.dc1.consul AAAA", "fd000000000000000000000000000001.addr.consul AAAA", "zz.addr.consul A",
+		"mixedcase.service.consul A", "MIXEDCASE.service.consul SRV", "MixedCase.service.consul ANY", "dup.service.consul A", "DUP.service.consul SRV",
+		"node3.node.consul A", "NODE3.node.consul TXT", "Node3.node.consul ANY", "NoDe2.node.consul A", "_mixedcase._tcp.service.consul SRV",
+		"V1.WEB.service.consul A", "_WEB._V2.service.consul SRV", "NoSuch.Node.consul A",
 		"web.service.dc2.consul A", "pq.query.consul A", "consul SOA", "consul NS", "foo.consul A",
 		"1.0.0.127.in-addr.arpa PTR", "web.connect.consul A", "web.ingress.consul A", "web.virtual.consul A",
 	}

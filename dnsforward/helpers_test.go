@@ -73,10 +73,10 @@ func startServer(t *testing.T, cfg Config) (*Server, string) {
 			t.Error("server did not stop within 10s")
 		}
 	})
-	// Wait until the catalog watch has answered.
+	// Wait until the probe has reached Consul.
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if w := s.zone.catalogWatch(); w != nil && w.isReady() {
+		if s.zone.conn.lastOK.Load() != 0 {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)

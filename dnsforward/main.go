@@ -281,10 +281,10 @@ func (o *options) upstreamsOrResolvConf() []string {
 // (answers are then SERVFAIL); a shorter outage is served from memory and
 // reported degraded (200 "degraded: …").
 func (s *Server) health() error {
-	w := s.zone.catalogWatch()
-	if w == nil {
+	if !s.zone.started.Load() {
 		return errors.New("starting")
 	}
+	w := &s.zone.conn
 	if w.failing.Load() {
 		if w.lastOK.Load() == 0 {
 			//lint:ignore ST1005 a /health message: it starts with the name Consul

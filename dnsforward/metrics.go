@@ -100,7 +100,7 @@ func newMetrics(cacheLen func() float64) *metrics {
 	}, []string{"upstream", "reason"})
 	m.watchesOpen = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: telemetry.Namespace, Subsystem: sub, Name: "watches_open",
-		Help: "Consul blocking-query watches open (services, catalog, nodes).",
+		Help: "Consul watches open (one per service name or node name asked for).",
 	})
 	m.watchErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: telemetry.Namespace, Subsystem: sub, Name: "watch_errors_total",

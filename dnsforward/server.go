@@ -50,7 +50,10 @@ type Config struct {
 	Explicit       map[string]bool
 	Client         *api.Client
 	portableUDP    bool // tests: use the portable UDP path on Linux too
-	Log            *slog.Logger
+	// Tests: negLinger and maxUnknownWatches when > 0.
+	negLinger  time.Duration
+	maxUnknown int
+	Log        *slog.Logger
 }
 
 // Server is a running dnsforward.
@@ -90,12 +93,12 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Log, ctx: context.Background(),
 		slowSlots: make(chan struct{}, maxSlowJobs), tcpSlots: make(chan struct{}, maxTCPConns)}
 	s.clock.Store(time.Now().UnixNano())
-	s.touchGran = int64(min(time.Second, cfg.IdleTimeout/8))
 	s.fwd = newForwarder(s, cfg.Upstreams)
 	s.agent = newAgentPasses()
 	s.settings.Store(settingsFromFlags(&cfg))
 	s.m = newMetrics(s.fwd.cacheLen)
 	s.zone = newConsulZone(s, cfg.Client)
+	s.touchGran = int64(min(time.Second, cfg.IdleTimeout/8, s.zone.negLinger/8))
 	return s, nil
 }
 

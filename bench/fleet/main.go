@@ -29,6 +29,7 @@ type config struct {
 	PerAgent, Changes, Hosts, DNSPortBase         int
 	BackgroundSecs                                float64
 	ReportOnly                                    bool
+	Only                                          string // "", "templates" or "dns"
 }
 
 func main() {
@@ -44,7 +45,12 @@ func main() {
 	flag.IntVar(&cfg.DNSPortBase, "dns-port-base", 18600, "forwarder i listens on its agent's address, this port + i")
 	flag.Float64Var(&cfg.BackgroundSecs, "background", 20, "seconds of idle cluster measured as background")
 	flag.BoolVar(&cfg.ReportOnly, "report-only", false, "exit 0 even when a goal is not met")
+	flag.StringVar(&cfg.Only, "only", "", "run only the `templates` or the `dns` workloads (goals of the others are then not measured)")
 	flag.Parse()
+	if cfg.Only != "" && cfg.Only != "templates" && cfg.Only != "dns" {
+		fmt.Fprintf(os.Stderr, "fleet: -only %q: want templates or dns\n", cfg.Only)
+		os.Exit(2)
+	}
 	for name, v := range map[string]string{"-consul": cfg.Consul, "-templater": cfg.Templater, "-consul-template": cfg.ConsulTemplate, "-dnsforward": cfg.DNSForward, "-work": cfg.Work} {
 		if v == "" {
 			fmt.Fprintf(os.Stderr, "fleet: %s is required\n", name)
@@ -113,6 +119,9 @@ func run(ctx context.Context, cfg config, p *procs) int {
 	fmt.Printf("   one full answer of service %q (a plain non-blocking query through one agent): %s, %.1f RPCs\n", bigCT, human(full.Bytes), full.RPCs)
 	var results []result
 	for _, k := range templateKinds {
+		if cfg.Only == "dns" {
+			break
+		}
 		for _, prog := range []string{"consul-template", "templater"} {
 			fmt.Printf("== %s: %s\n", k.name, prog)
 			r := b.templatePhase(ctx, k, prog)
@@ -122,8 +131,12 @@ func run(ctx context.Context, cfg config, p *procs) int {
 			}
 		}
 	}
-	fmt.Println("== dnsforward")
-	for _, r := range b.dnsPhases(ctx) {
+	var dnsResults []result
+	if cfg.Only != "templates" {
+		fmt.Println("== dnsforward")
+		dnsResults = b.dnsPhases(ctx)
+	}
+	for _, r := range dnsResults {
 		results = append(results, r)
 		if r.err != nil {
 			fmt.Printf("   error (%s): %v\n", r.kind, r.err)

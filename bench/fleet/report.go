@@ -146,7 +146,9 @@ func goals(cfg config, full Counts, results []result) bool {
 	}
 	fmt.Println()
 	agents := float64(len(ClientIPs))
-	if r, good := find(results, "service", "templater"); good {
+	if cfg.Only == "dns" {
+		fmt.Println("SKIP start-up of service watchers: not run (-only dns)")
+	} else if r, good := find(results, "service", "templater"); good {
 		perAgent := r.startup.Bytes / agents
 		line(perAgent <= fullSlack*full.Bytes, "start-up of %d service watchers on one agent: %s from the server per agent (goal: at most one full answer, %s, x%.2f)",
 			cfg.PerAgent, human(perAgent), human(full.Bytes), fullSlack)
@@ -154,6 +156,10 @@ func goals(cfg config, full Counts, results []result) bool {
 		line(false, "start-up of service watchers: not measured (%v)", r.err)
 	}
 	for _, kind := range []string{"dns: unasked service", "dns: unasked node join"} {
+		if cfg.Only == "templates" {
+			fmt.Printf("SKIP %s: not run (-only templates)\n", kind)
+			continue
+		}
 		r, good := find(results, kind, "dnsforward")
 		if !good {
 			line(false, "%s: not measured (%v)", kind, r.err)
