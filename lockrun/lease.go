@@ -149,3 +149,21 @@ func (k *leaseKeeper) run(ctx context.Context, sent time.Time) string {
 		}
 	}
 }
+
+// agentTimeoutWarning reads the agent's limits.rpc_client_timeout from
+// GET /v1/agent/self (DebugConfig.RPCClientTimeout, a Go duration string)
+// and returns a warning when it leaves less than half the lease: a consistent
+// read sent to a server that hangs (its host frozen or powered off: no reset
+// comes) waits that long before the agent gives up on that server and moves
+// to another, and until then no confirmation can extend the lease (Consul's
+// agent/consul/client.go: a failed RPC calls NotifyFailedServer; Consul's
+// default is 60 s). "" when the setting is short enough or not readable.
+func agentTimeoutWarning(self map[string]map[string]any, lease time.Duration) string {
+	v, _ := self["DebugConfig"]["RPCClientTimeout"].(string)
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 || d <= lease/2 {
+		return ""
+	}
+	return fmt.Sprintf("the Consul agent's limits.rpc_client_timeout is %s: a server that hangs can hold every confirmation that long, longer than half the lease (%s), so a leader election may cost the lock needlessly; set it to at most %s on this host's agent (lockrun README, assumptions)",
+		d, lease, (lease / 2).Truncate(time.Second))
+}

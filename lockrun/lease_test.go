@@ -80,3 +80,29 @@ func TestSemaphorePruneWaitsForLockDelay(t *testing.T) {
 		t.Fatalf("dead holder kept past the lock-delay: %v", st.lock.Holders)
 	}
 }
+
+func TestAgentTimeoutWarning(t *testing.T) {
+	self := func(v any) map[string]map[string]any {
+		return map[string]map[string]any{"DebugConfig": {"RPCClientTimeout": v}}
+	}
+	for _, c := range []struct {
+		self map[string]map[string]any
+		warn bool
+	}{
+		{self("1m0s"), true}, // Consul's default
+		{self("5s"), true},
+		{self("4.5s"), false},
+		{self("3s"), false},
+		{self(nil), false},
+		{map[string]map[string]any{}, false},
+		{self("bogus"), false},
+	} {
+		w := agentTimeoutWarning(c.self, 9*time.Second)
+		if (w != "") != c.warn {
+			t.Errorf("%v: warning %q, want one: %v", c.self, w, c.warn)
+		}
+		if c.warn && !strings.Contains(w, "limits.rpc_client_timeout") {
+			t.Errorf("warning does not name the setting: %q", w)
+		}
+	}
+}

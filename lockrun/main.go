@@ -252,6 +252,7 @@ func (r *runner) run() int {
 	} else {
 		lk = &semaphore{kv: r.client.KV(), txn: r.client.Txn(), prefix: o.prefix, limit: o.limit, lockDelay: o.lockDelay, sessions: keeper, log: r.log}
 	}
+	go r.checkAgent()
 	h, code := r.wait(keeper, lk)
 	if h == nil {
 		return code
@@ -284,6 +285,21 @@ func (r *runner) run() int {
 	keeper.destroy()
 	<-done
 	return code
+}
+
+// checkAgent warns once when the agent's settings break an assumption of
+// the lease (agentTimeoutWarning); an agent that does not answer says
+// nothing here, the lock's own requests report it.
+func (r *runner) checkAgent() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var self map[string]map[string]any
+	if _, err := r.client.Raw().Query("/v1/agent/self", &self, (&api.QueryOptions{}).WithContext(ctx)); err != nil {
+		return
+	}
+	if w := agentTimeoutWarning(self, r.o.lease); w != "" {
+		r.log.Warn(w)
+	}
 }
 
 // wait creates our session and waits for the lock, watching for interrupts
