@@ -15,8 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/berth/berth/pkg/consulclient"
-	"github.com/berth/berth/pkg/watch"
+	cquery "github.com/berth/berth/pkg/query"
 	"github.com/hashicorp/consul/api"
 	"github.com/miekg/dns"
 )
@@ -31,25 +30,18 @@ type watcher struct {
 	services  atomic.Pointer[[]*api.ServiceEntry]
 	node      atomic.Pointer[api.Node] // nil: no such node
 	lastUsed  atomic.Int64             // unix ns, coarse
-	lastOK    atomic.Int64             // unix ns of the last successful call
-	failSince atomic.Int64             // unix ns of the first failure of the current outage
-	failing   atomic.Bool
+	failSince atomic.Int64             // unix ns of the first failed call of the current run
+	failing   atomic.Bool              // the last call failed
 
 	// unknown is set while the name is not known to exist: before the
 	// first answer and while the last one was empty (no instance, no such
 	// node). Such a watch is kept only a short while (consulZone.negIdle)
 	// and counts against maxUnknownWatches. Guarded by consulZone.wmu.
 	unknown bool
-
-	// outage is set by the reachability probe (probeConsul) while a
-	// blocking call may hang on a dead connection; call cancels that call.
-	outage atomic.Bool
-	callMu sync.Mutex
-	call   context.CancelFunc
 }
 
-// markFailing starts an outage for w (idempotent); it says whether w was
-// answering fresh until now.
+// markFailing records a failed call of w (idempotent); it says whether w
+// was answering fresh until now.
 func (w *watcher) markFailing() bool {
 	if w.failing.Load() {
 		return false
@@ -83,6 +75,7 @@ func (w *watcher) touch(now, gran int64) {
 type consulZone struct {
 	s      *Server
 	client *api.Client
+	q      *cquery.Client // every watch's blocking queries and the reachability probe
 	log    *slog.Logger
 
 	dc atomic.Pointer[string] // the agent's datacenter, once known
@@ -91,13 +84,13 @@ type consulZone struct {
 	learned      chan struct{} // closed when the agent's settings were read
 	learnedOnce  sync.Once
 
-	// conn is Consul's reachability as the probe last saw it (lastOK,
-	// failSince, failing): what /health reports.
-	conn    watcher
 	started atomic.Bool // run has begun
+	// down is set while the query layer's probe sees the agent reach no
+	// server (pkg/query Config.OnProbe): every watch then counts as failing.
+	down atomic.Bool
 	// reread: the agent may have restarted (a probe failed, or a watch's
-	// connection to it broke): read its settings at the next probe that
-	// reaches Consul.
+	// connection to it broke): read its settings once Consul answers again
+	// (the probe's recovery, or a watch's next successful call).
 	reread atomic.Bool
 
 	wmu      sync.Mutex
@@ -135,11 +128,63 @@ func newConsulZone(s *Server, client *api.Client) *consulZone {
 	if z.maxUnknown <= 0 {
 		z.maxUnknown = maxUnknownWatches
 	}
+	// AnyStale: any server answers, however stale, as Consul's DNS with
+	// allow_stale (-max-stale is how long answers are served from memory
+	// while Consul is unreachable, not a staleness bound of a read).
+	z.q = cquery.New(cquery.Config{Client: client, MaxStale: cquery.AnyStale, Log: s.log, OnProbe: z.probed})
+	s.m.reg.MustRegister(z.q.Collector("dnsforward"))
 	return z
 }
 
-// run starts the reachability probe and the janitor; it returns when ctx
-// is done.
+// probed is told by the query layer's probe when an outage begins (down)
+// and ends. A blocking query sent before the host lost its servers hangs on
+// the dead connection and reports nothing, so the probe is what tells an
+// outage: while it lasts every watch counts as failing (answers from memory
+// are counted stale, -max-stale runs) and so does /health. When it ends, the
+// query layer has already cancelled the hanging calls (they ask again at
+// once); the agent's settings are read again, since it may be a new agent.
+func (z *consulZone) probed(down bool, err error) {
+	if down {
+		z.reread.Store(true)
+		z.down.Store(true)
+		z.invalidate() // answers now carry -stale-ttl
+		return
+	}
+	z.down.Store(false)
+	z.invalidate()
+	z.rereadAgent()
+}
+
+// rereadAgent reads the agent's settings again if it may have changed
+// since they were read.
+func (z *consulZone) rereadAgent() {
+	if !z.reread.Swap(false) {
+		return
+	}
+	go func() {
+		if err := z.readAgent(); err != nil {
+			z.log.Warn("reading the agent's settings after reconnecting", "err", err)
+		}
+	}()
+}
+
+// failing reports whether answers from w are served stale: w's last call
+// failed or the probe sees an outage; since is the earlier start of the
+// two (unix ns).
+func (z *consulZone) failing(w *watcher) (since int64, failing bool) {
+	if w.failing.Load() {
+		since, failing = w.failSince.Load(), true
+	}
+	if z.down.Load() {
+		if down, from, _ := z.q.Down(); down && (!failing || from.UnixNano() < since) {
+			since, failing = from.UnixNano(), true
+		}
+	}
+	return since, failing
+}
+
+// run starts the query layer (its reachability probe) and the janitor; it
+// returns when ctx is done.
 func (z *consulZone) run(ctx context.Context) {
 	if z.s.cfg.Datacenter != "" {
 		dc := strings.ToLower(z.s.cfg.Datacenter)
@@ -149,7 +194,7 @@ func (z *consulZone) run(ctx context.Context) {
 		go z.learnAgent(ctx)
 	}
 	z.started.Store(true)
-	go z.probeConsul(ctx)
+	go func() { _ = z.q.Run(ctx) }()
 	t := time.NewTicker(z.janitorEvery())
 	defer t.Stop()
 	for {
@@ -277,176 +322,102 @@ func (z *consulZone) store(key string, gen uint64, a *answer) {
 	z.amu.Unlock()
 }
 
-// fetchFunc makes one (blocking) call for w from index idx and stores what
-// it got in w; it returns the new index and whether the name exists.
-type fetchFunc func(ctx context.Context, w *watcher, idx uint64) (uint64, bool, error)
+// watchFunc runs one watch's queries for w until ctx is done.
+type watchFunc func(ctx context.Context, w *watcher)
 
 // startLocked starts a watch; z.wmu is held. It counts as unknown until its
 // first answer says the name exists.
-func (z *consulZone) startLocked(parent context.Context, key string, fetch fetchFunc) *watcher {
+func (z *consulZone) startLocked(parent context.Context, key string, run watchFunc) *watcher {
 	ctx, cancel := context.WithCancel(parent)
 	w := &watcher{key: key, cancel: cancel, ready: make(chan struct{}), unknown: true}
 	w.lastUsed.Store(z.s.now())
 	z.watchers[key] = w
 	z.unknown++
 	z.s.m.watchesOpen.Set(float64(len(z.watchers)))
-	f := func(ctx context.Context, idx uint64) (bool, uint64, error) {
-		cctx, cancel := context.WithCancel(ctx)
-		w.callMu.Lock()
-		w.call = cancel
-		w.callMu.Unlock()
-		newIdx, exists, err := fetch(cctx, w, idx)
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				z.s.m.watchErrors.Inc()
-				if se := (api.StatusError{}); !errors.As(err, &se) {
-					z.reread.Store(true) // not an answer: the agent may be another one now
-				}
-				if w.markFailing() {
-					z.invalidate() // answers now carry -stale-ttl
-				}
-			}
-			return false, 0, err
-		}
-		w.lastOK.Store(time.Now().UnixNano())
-		if w.failing.Swap(false) {
-			z.invalidate()
-		}
-		return exists, newIdx, nil
-	}
-	deliver := func(exists bool, _ uint64) {
-		z.setUnknown(w, !exists)
-		w.once.Do(func() { close(w.ready) })
-		z.invalidate()
-	}
-	go func() {
-		_ = watch.Loop(ctx, f, deliver, watch.Options{Name: key, Log: z.log, RetryMin: 50 * time.Millisecond, RetryMax: 5 * time.Second})
-	}()
+	go run(ctx, w)
 	return w
 }
 
-// probeConsul asks at once and then every second (1.5 s timeout) whether
-// the agent reaches its servers (consulclient.Reachability: the agent's own
-// view every time, a Status.Leader RPC at most every 5 s). A blocking query
-// sent before the host lost its servers hangs on the dead connection and
-// reports nothing, so the probe is what tells an outage: when it fails,
-// every watch counts as failing (answers from memory are counted stale,
-// -max-stale runs) and so does /health; when it succeeds again, the
-// watches' hanging calls are cancelled so they ask again at once instead of
-// waiting for TCP to resend. After a failed probe, or a watch whose
-// connection to the agent broke (a restart can be shorter than a probe's
-// period), the agent's settings are read again: it may be a new agent.
-func (z *consulZone) probeConsul(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	reach := &consulclient.Reachability{Client: z.client}
-	var down time.Time // first failed probe of the current outage
-	for first := true; ; first = false {
-		if !first {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
+// watchName runs the blocking queries of one watch through the query layer
+// until ctx is done: fetch calls the Consul API with the options the layer
+// gives (cached: ?cached, for health service queries only), keep stores an
+// answer with a new index in w and says whether the name exists.
+func watchName[T any](ctx context.Context, z *consulZone, w *watcher, cached bool, fetch cquery.Fetch[T], keep func(T) bool) {
+	q := cquery.Query{Name: w.key, Cached: cached,
+		OnError: func(err error, _ time.Duration) {
+			z.s.m.watchErrors.Inc()
+			if se := (api.StatusError{}); !errors.As(err, &se) {
+				z.reread.Store(true) // not an answer: the agent may be another one now
 			}
-		}
-		pctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
-		err := reach.Check(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			if down.IsZero() {
-				down = time.Now()
+			if w.markFailing() {
+				z.invalidate() // answers now carry -stale-ttl
 			}
-			z.conn.markFailing()
-			z.reread.Store(true)
-		} else {
-			down = time.Time{}
-			reached := z.conn.lastOK.Load() != 0
-			z.conn.lastOK.Store(time.Now().UnixNano())
-			z.conn.failing.Store(false)
-			if z.reread.Swap(false) && reached {
-				go func() {
-					if err := z.readAgent(); err != nil {
-						z.log.Warn("reading the agent's settings after reconnecting", "err", err)
-					}
-				}()
+		},
+		OnOK: func() {
+			if w.failing.Swap(false) {
+				z.invalidate()
 			}
-		}
-		z.wmu.Lock()
-		ws := make([]*watcher, 0, len(z.watchers))
-		for _, w := range z.watchers {
-			ws = append(ws, w)
-		}
-		z.wmu.Unlock()
-		changed := false
-		for _, w := range ws {
-			switch {
-			case err != nil && !w.outage.Swap(true):
-				changed = w.markFailing() || changed
-			case err == nil && w.outage.Swap(false):
-				w.callMu.Lock()
-				if w.call != nil {
-					w.call()
-				}
-				w.callMu.Unlock()
+			if !z.down.Load() {
+				// A watch whose connection broke answers again: a restart
+				// of the agent can be shorter than a probe's period.
+				z.rereadAgent()
 			}
-		}
-		if err != nil && changed {
-			z.log.Warn("Consul unreachable; answering from memory", "since", down.UTC().Format(time.RFC3339), "err", err)
-			z.invalidate()
-		}
+		},
 	}
+	_ = cquery.Watch(ctx, z.q, q, fetch, func(v T) {
+		z.setUnknown(w, !keep(v))
+		w.once.Do(func() { close(w.ready) })
+		z.invalidate()
+	})
 }
 
-func (z *consulZone) queryOptions(ctx context.Context, idx uint64) *api.QueryOptions {
-	return (&api.QueryOptions{AllowStale: true, WaitIndex: idx, WaitTime: 5 * time.Minute}).WithContext(ctx)
-}
-
-// fetchService watches the health of one service, name in lower case
+// watchService watches the health of one service, name in lower case
 // (Consul looks service names up without regard to case: the dnsforward
-// tests compare with its DNS). An empty answer means no such service (or
-// none the token may see): NXDOMAIN, as from Consul's DNS.
-func (z *consulZone) fetchService(name string) fetchFunc {
-	return func(ctx context.Context, w *watcher, idx uint64) (uint64, bool, error) {
-		q := z.queryOptions(ctx, idx)
-		// ?cached: Consul's streaming backend serves it from the agent's
-		// materialized view from the first request, not a full server RPC,
-		// and the view follows only this service.
-		q.UseCache = true
-		entries, meta, err := z.client.Health().Service(name, "", false, q)
-		if err != nil {
-			return 0, false, fmt.Errorf("health of service %s: %w", name, err)
-		}
-		w.services.Store(&entries)
-		return meta.LastIndex, len(entries) > 0, nil
+// tests compare with its DNS), with ?cached: Consul's streaming backend
+// serves it from the agent's materialized view from the first request, not
+// a full server RPC, and the view follows only this service. An empty
+// answer means no such service (or none the token may see): NXDOMAIN, as
+// from Consul's DNS.
+func (z *consulZone) watchService(name string) watchFunc {
+	return func(ctx context.Context, w *watcher) {
+		watchName(ctx, z, w, true, func(o *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
+			entries, meta, err := z.client.Health().Service(name, "", false, o)
+			if err != nil {
+				return nil, nil, fmt.Errorf("health of service %s: %w", name, err)
+			}
+			return entries, meta, nil
+		}, func(entries []*api.ServiceEntry) bool {
+			w.services.Store(&entries)
+			return len(entries) > 0
+		})
 	}
 }
 
-// fetchNode watches one node (GET /v1/catalog/node/<name>, a stale
+// watchNode watches one node (GET /v1/catalog/node/<name>, a stale
 // blocking query; Consul looks node names up without regard to case). A
 // nil node means no such node: NXDOMAIN.
-func (z *consulZone) fetchNode(name string) fetchFunc {
-	return func(ctx context.Context, w *watcher, idx uint64) (uint64, bool, error) {
-		n, meta, err := z.client.Catalog().Node(name, z.queryOptions(ctx, idx))
-		if err != nil {
-			return 0, false, fmt.Errorf("catalog node %s: %w", name, err)
-		}
-		var node *api.Node
-		if n != nil {
-			node = n.Node
-		}
-		w.node.Store(node)
-		return meta.LastIndex, node != nil, nil
+func (z *consulZone) watchNode(name string) watchFunc {
+	return func(ctx context.Context, w *watcher) {
+		watchName(ctx, z, w, false, func(o *api.QueryOptions) (*api.Node, *api.QueryMeta, error) {
+			n, meta, err := z.client.Catalog().Node(name, o)
+			if err != nil {
+				return nil, nil, fmt.Errorf("catalog node %s: %w", name, err)
+			}
+			if n == nil {
+				return nil, meta, nil
+			}
+			return n.Node, meta, nil
+		}, func(node *api.Node) bool {
+			w.node.Store(node)
+			return node != nil
+		})
 	}
 }
 
 // getWatch returns the watch for key, starting it when absent. Starting one
 // while maxUnknownWatches names not known to exist are watched drops one of
 // those first.
-func (z *consulZone) getWatch(ctx context.Context, key string, fetch func() fetchFunc) *watcher {
+func (z *consulZone) getWatch(ctx context.Context, key string, run func() watchFunc) *watcher {
 	z.wmu.Lock()
 	if w, ok := z.watchers[key]; ok {
 		z.wmu.Unlock()
@@ -472,7 +443,7 @@ func (z *consulZone) getWatch(ctx context.Context, key string, fetch func() fetc
 		}
 	}
 	z.log.Debug("starting watch", "watch", key)
-	w := z.startLocked(z.s.ctx, key, fetch())
+	w := z.startLocked(z.s.ctx, key, run())
 	z.wmu.Unlock()
 	if evicted {
 		z.invalidate()
@@ -574,7 +545,7 @@ func (z *consulZone) resolveDepth(ctx context.Context, name string, qtype uint16
 			return z.keep(name, qtype, gen, a, err)
 		}
 		svc = strings.ToLower(svc)
-		w := z.getWatch(ctx, "service "+svc, func() fetchFunc { return z.fetchService(svc) })
+		w := z.getWatch(ctx, "service "+svc, func() watchFunc { return z.watchService(svc) })
 		if !waitReady(ctx, w, wait, firstWait) {
 			if wait {
 				return nil, resForward, nil
@@ -595,7 +566,7 @@ func (z *consulZone) resolveDepth(ctx context.Context, name string, qtype uint16
 			return nil, resForward, nil
 		}
 		node := strings.ToLower(prefix[0])
-		w := z.getWatch(ctx, "node "+node, func() fetchFunc { return z.fetchNode(node) })
+		w := z.getWatch(ctx, "node "+node, func() watchFunc { return z.watchNode(node) })
 		if !waitReady(ctx, w, wait, firstWait) {
 			if wait {
 				return nil, resForward, nil
@@ -666,8 +637,10 @@ func (z *consulZone) nxdomain(name string, qtype uint16, domain string, w *watch
 }
 
 func (z *consulZone) ttl(d time.Duration, w *watcher) uint32 {
-	if w != nil && w.failing.Load() {
-		d = z.s.cfg.StaleTTL
+	if w != nil {
+		if _, failing := z.failing(w); failing {
+			d = z.s.cfg.StaleTTL
+		}
 	}
 	return uint32(d / time.Second)
 }

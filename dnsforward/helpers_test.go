@@ -76,7 +76,7 @@ func startServer(t *testing.T, cfg Config) (*Server, string) {
 	// Wait until the probe has reached Consul.
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if s.zone.conn.lastOK.Load() != 0 {
+		if s.zone.q.Reached() {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)

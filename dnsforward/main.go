@@ -284,13 +284,11 @@ func (s *Server) health() error {
 	if !s.zone.started.Load() {
 		return errors.New("starting")
 	}
-	w := &s.zone.conn
-	if w.failing.Load() {
-		if w.lastOK.Load() == 0 {
+	if down, from, _ := s.zone.q.Down(); down {
+		if !s.zone.q.Reached() {
 			//lint:ignore ST1005 a /health message: it starts with the name Consul
 			return errors.New("Consul not reached yet (Consul names go to the agent's DNS)")
 		}
-		from := time.Unix(0, w.failSince.Load())
 		since := time.Since(from)
 		if s.cfg.MaxStale > 0 && since > s.cfg.MaxStale {
 			//lint:ignore ST1005 a /health message: it starts with the name Consul

@@ -544,9 +544,9 @@ func (s *Server) handle(r *reader, raw []byte, tcp bool) ([]byte, *query) {
 func (s *Server) sendConsul(r *reader, q *query, a *answer, now int64) []byte {
 	if w := a.watch; w != nil {
 		w.touch(now, s.touchGran)
-		if w.failing.Load() {
+		if since, failing := s.zone.failing(w); failing {
 			s.m.stale[cacheConsul].Add(1)
-			if s.cfg.MaxStale > 0 && time.Now().UnixNano()-w.failSince.Load() > int64(s.cfg.MaxStale) {
+			if s.cfg.MaxStale > 0 && time.Now().UnixNano()-since > int64(s.cfg.MaxStale) {
 				s.m.query(zoneConsul, q.qtype, dns.RcodeServerFailure)
 				b, _ := rcodeReply(q, dns.RcodeServerFailure, nil)
 				return b

@@ -63,6 +63,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/berth/berth/pkg/consulclient"
@@ -118,9 +119,10 @@ type Config struct {
 // Client runs queries with one Config and tracks what they wait for. It is
 // safe for concurrent use; make one per program with New.
 type Client struct {
-	cfg   Config
-	log   *slog.Logger
-	probe *watch.Probe
+	cfg     Config
+	log     *slog.Logger
+	probe   *watch.Probe
+	reached atomic.Bool // a probe has succeeded
 
 	mu     sync.Mutex
 	wake   chan struct{}          // closed and replaced when Consul is back
@@ -175,6 +177,14 @@ func New(cfg Config) *Client {
 		check = (&consulclient.Reachability{Client: cfg.Client}).Check
 	}
 	if check != nil {
+		inner := check
+		check = func(ctx context.Context) error {
+			err := inner(ctx)
+			if err == nil {
+				c.reached.Store(true)
+			}
+			return err
+		}
 		c.probe = &watch.Probe{Check: check, Interval: cfg.ProbeInterval, OnChange: c.probeChanged}
 	}
 	return c
@@ -242,6 +252,11 @@ func (c *Client) Down() (bool, time.Time, error) {
 	}
 	return c.probe.Down()
 }
+
+// Reached tells whether Run's probe has ever seen the agent reach its
+// servers (false before the first probe, and while Consul has never been
+// reached since Run began): "not reached yet" rather than "lost".
+func (c *Client) Reached() bool { return c.reached.Load() }
 
 func (c *Client) probeChanged(down bool, err error) {
 	c.mu.Lock()

@@ -183,6 +183,32 @@ func TestRecoveryWakesRetries(t *testing.T) {
 	}
 }
 
+// Reached: false while the probe has never succeeded (Down alone looks the
+// same as after an outage began), true from the first success on, also
+// through a later outage.
+func TestReached(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	c := New(Config{ProbeInterval: 5 * time.Millisecond, Check: downCheck(&down)})
+	if c.Reached() {
+		t.Fatal("Reached before Run")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = c.Run(ctx) }()
+	eventually(t, "the probe to see the outage", func() bool { d, _, _ := c.Down(); return d })
+	if c.Reached() {
+		t.Fatal("Reached while the probe never succeeded")
+	}
+	down.Store(false)
+	eventually(t, "the probe to reach Consul", c.Reached)
+	down.Store(true)
+	eventually(t, "the probe to see the next outage", func() bool { d, _, _ := c.Down(); return d })
+	if !c.Reached() {
+		t.Fatal("Reached false again during a later outage")
+	}
+}
+
 // A call in flight when Consul comes back (a blocking call hanging on a
 // path the outage broke) is cancelled and asked again at once; that is not
 // an error.
