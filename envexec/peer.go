@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/cliapp"
+	"github.com/berth/berth/pkg/logging"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -182,14 +183,6 @@ type syslogOptions struct {
 	name     string
 }
 
-var syslogFacilities = map[string]syslog.Priority{
-	"KERN": syslog.LOG_KERN, "USER": syslog.LOG_USER, "MAIL": syslog.LOG_MAIL, "DAEMON": syslog.LOG_DAEMON,
-	"AUTH": syslog.LOG_AUTH, "SYSLOG": syslog.LOG_SYSLOG, "LPR": syslog.LOG_LPR, "NEWS": syslog.LOG_NEWS,
-	"UUCP": syslog.LOG_UUCP, "CRON": syslog.LOG_CRON, "AUTHPRIV": syslog.LOG_AUTHPRIV, "FTP": syslog.LOG_FTP,
-	"LOCAL0": syslog.LOG_LOCAL0, "LOCAL1": syslog.LOG_LOCAL1, "LOCAL2": syslog.LOG_LOCAL2, "LOCAL3": syslog.LOG_LOCAL3,
-	"LOCAL4": syslog.LOG_LOCAL4, "LOCAL5": syslog.LOG_LOCAL5, "LOCAL6": syslog.LOG_LOCAL6, "LOCAL7": syslog.LOG_LOCAL7,
-}
-
 // on reports whether syslog is used: asked for, or implied by a facility or
 // name (consul-template config/syslog.go, Finalize).
 func (s syslogOptions) on() bool {
@@ -209,7 +202,7 @@ func (s syslogOptions) writer(stderr io.Writer) (io.Writer, func(), error) {
 	if fac == "" {
 		fac = "LOCAL0"
 	}
-	p, ok := syslogFacilities[fac]
+	p, ok := logging.SyslogFacility(fac)
 	if !ok {
 		return nil, nil, fmt.Errorf("-syslog-facility %q: not a syslog facility (LOCAL0..LOCAL7, DAEMON, USER, ...)", s.facility)
 	}
