@@ -12,12 +12,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/miekg/dns"
 )
 
@@ -100,7 +100,7 @@ func TestRunWithMetrics(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
-	var stderr syncBuffer
+	var stderr eventually.Buffer
 	done := make(chan int, 1)
 	exited := false
 	go func() {
@@ -168,23 +168,6 @@ func TestRunWithMetrics(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Errorf("/health: %d", resp.StatusCode)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestNeverForwardsToItself: an upstream (flag or resolv.conf) that is our

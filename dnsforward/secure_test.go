@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/hashicorp/consul/api"
 	"github.com/miekg/dns"
 )
@@ -42,7 +43,7 @@ func TestACLTokenAndTLS(t *testing.T) {
 			args = append(args, "-token-file", tokenFile)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		var stderr syncBuffer
+		var stderr eventually.Buffer
 		ready := make(chan string, 1)
 		done := make(chan int, 1)
 		go func() { done <- run(ctx, args, io.Discard, &stderr, func(s string) { ready <- s }) }()

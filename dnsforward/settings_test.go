@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/hashicorp/consul/api"
 	"github.com/miekg/dns"
 )
@@ -59,7 +60,7 @@ func TestAgentDNSSettings(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: fmt.Sprintf("f%d", i), Name: "five", Port: 80, Address: fmt.Sprintf("10.43.0.%d", i)}))
 	}
-	var logs syncBuffer
+	var logs eventually.Buffer
 	cfg := baseConfig(a)
 	cfg.AgentDNSConfig = true
 	cfg.Explicit = map[string]bool{}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -14,7 +13,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -126,30 +124,12 @@ func event(dir, format string, args ...any) {
 	f.Close()
 }
 
-// syncBuf is a goroutine-safe buffer for a process's output.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a running envexec.
 type proc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	stdout *syncBuf
-	stderr *syncBuf
+	stdout *eventually.Buffer
+	stderr *eventually.Buffer
 	done   chan struct{}
 	code   int
 }
@@ -169,7 +149,7 @@ func startEnvexecArgs(t *testing.T, extraEnv []string, args []string) *proc {
 	}
 	cmd := exec.Command(self, append([]string{"__envexec"}, args...)...)
 	cmd.Env = append(append(os.Environ(), "CONSUL_HTTP_TOKEN=", "CONSUL_HTTP_TOKEN_FILE="), extraEnv...)
-	p := &proc{t: t, cmd: cmd, stdout: &syncBuf{}, stderr: &syncBuf{}, done: make(chan struct{})}
+	p := &proc{t: t, cmd: cmd, stdout: &eventually.Buffer{}, stderr: &eventually.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	// A child left behind (after a failed test) keeps the output pipes open;
 	// do not wait for it.

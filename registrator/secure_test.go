@@ -35,7 +35,7 @@ func TestACLTokenAndTLS(t *testing.T) {
 	for i, uri := range []string{"consul-tls://" + a.HTTPSAddr(), "consul-tls://"} {
 		host := fmt.Sprintf("%s-%d", hostFor(t), i)
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		var logs logBuf
+		var logs eventually.Buffer
 		cmd := exec.CommandContext(ctx, binPath, "-hostname", host, "-ip", "127.0.0.1", "-log-level", "debug",
 			"-only-label", onlyLabel(t), "-ca-file", a.TLS.CAFile, "-tls-server-name", a.TLS.ServerName,
 			"-token-file", tokenFile, uri)
