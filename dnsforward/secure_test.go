@@ -4,8 +4,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,12 +21,8 @@ import (
 // shows in the log.
 func TestACLTokenAndTLS(t *testing.T) {
 	const token = "e5f6a7b8-1c2d-4e3f-9a0b-c1d2e3f4a5b6"
-	a := consultest.StartT(t, consultest.Options{NodeName: "dnsforward-secure", ACLToken: token, TLS: true})
+	a, tokenFile := consultest.StartSecureT(t, "dnsforward-secure", token)
 	if err := a.Client().Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "secure-1", Name: "secure-web", Address: "10.9.8.7", Port: 80}); err != nil {
-		t.Fatal(err)
-	}
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, withToken := range []bool{true, false} {
@@ -36,9 +30,9 @@ func TestACLTokenAndTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		args := []string{"-listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "-upstream", "127.0.0.1:1",
-			"-http-addr", "https://" + a.HTTPSAddr(), "-ca-file", a.TLS.CAFile, "-tls-server-name", a.TLS.ServerName,
-			"-consul-dns", a.DNSAddr(), "-log-level", "debug"}
+		args := append([]string{"-listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "-upstream", "127.0.0.1:1",
+			"-http-addr", "https://" + a.HTTPSAddr()}, a.TLSFlags()...)
+		args = append(args, "-consul-dns", a.DNSAddr(), "-log-level", "debug")
 		if withToken {
 			args = append(args, "-token-file", tokenFile)
 		}

@@ -594,14 +594,9 @@ func TestConflictingKindsAndLimits(t *testing.T) {
 
 func TestACLTokenAndTLS(t *testing.T) {
 	const token = "5d3c1a7e-0f7e-4c55-9a1b-7e2f7f1e9c42"
-	a := consultest.StartT(t, consultest.Options{NodeName: "lockrun-secure", ACLToken: token, TLS: true})
-	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	a, tokenFile := consultest.StartSecureT(t, "lockrun-secure", token)
 	base := func(extra ...string) *exec.Cmd {
-		args := append([]string{"-verbose", "-http-addr", "https://" + a.HTTPSAddr(), "-ca-file", a.TLS.CAFile, "-tls-server-name", a.TLS.ServerName}, extra...)
+		args := append(append([]string{"-verbose", "-http-addr", "https://" + a.HTTPSAddr()}, a.TLSFlags()...), extra...)
 		cmd := exec.Command(lockrunB, args...)
 		// A clean environment: nothing but what the flags give.
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
