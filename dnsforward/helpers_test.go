@@ -268,3 +268,11 @@ func (u *upstream) queries(name, network string) int {
 	defer u.mu.Unlock()
 	return u.count[name+"/"+network]
 }
+
+// must stops the test with err unless it is nil.
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
