@@ -12,29 +12,18 @@ import (
 
 // configSpec lists the keys of envconsul's configuration file that envexec
 // supports: envconsul's Config (config.go) with consul-template's blocks for
-// consul, exec, syslog and wait (config/*.go, v0.41.1 as envconsul pins).
+// consul, exec, syslog and wait (config/*.go, v0.41.1 as envconsul pins:
+// configfile.ConsulTemplateKeys, but for ca_cert_bytes, refused).
 // Anything else is refused with a one-line error naming it.
 var configSpec = configfile.Spec{
-	Keys: []string{
-		"consul.address", "consul.token", "consul.token_file", "consul.namespace",
-		"consul.auth.enabled", "consul.auth.username", "consul.auth.password",
-		"consul.retry.enabled", "consul.retry.attempts", "consul.retry.backoff", "consul.retry.max_backoff",
-		"consul.ssl.enabled", "consul.ssl.verify", "consul.ssl.cert", "consul.ssl.key", "consul.ssl.ca_cert",
-		"consul.ssl.ca_path", "consul.ssl.server_name",
-		"consul.transport.dial_keep_alive", "consul.transport.dial_timeout", "consul.transport.disable_keep_alives",
-		"consul.transport.idle_conn_timeout", "consul.transport.max_idle_conns", "consul.transport.max_idle_conns_per_host",
-		"consul.transport.max_conns_per_host", "consul.transport.tls_handshake_timeout",
-		"exec.command", "exec.enabled", "exec.kill_signal", "exec.kill_timeout", "exec.reload_signal", "exec.splay", "exec.timeout",
-		"exec.env.pristine", "exec.env.custom", "exec.env.allowlist", "exec.env.denylist", "exec.env.whitelist", "exec.env.blacklist",
-		"kill_signal", "reload_signal", "log_level", "max_stale", "pid_file", "pristine", "sanitize", "upcase",
+	Keys: append(configfile.ConsulTemplateKeys("consul.ssl.ca_cert_bytes"),
+		"pristine", "sanitize", "upcase",
 		"prefix.path", "prefix.format", "prefix.no_prefix",
 		"service.query", "service.format_id", "service.format_name", "service.format_address", "service.format_tag", "service.format_port",
-		"syslog.enabled", "syslog.facility", "syslog.name",
-		"wait", "wait.min", "wait.max",
 		// Deprecated top-level keys envconsul still reads (config.go, Parse).
 		"auth.enabled", "auth.username", "auth.password", "token", "splay", "timeout", "path", "retry",
 		"ssl.enabled", "ssl.verify", "ssl.cert", "ssl.key", "ssl.ca_cert", "ssl.ca_path", "ssl.server_name",
-	},
+	),
 	Refused: map[string]string{
 		"vault":                    "envexec reads Consul only, not Vault",
 		"secret":                   "envexec reads Consul only, not Vault secrets",
