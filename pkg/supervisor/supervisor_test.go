@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth/berth/pkg/eventually"
 	"golang.org/x/sys/unix"
 )
 
@@ -117,16 +118,6 @@ func TestEnvAndArgsPassedExactly(t *testing.T) {
 	}
 }
 
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	// A zombie has exited; only its parent's wait is missing.
-	f := strings.Fields(string(b))
-	return len(f) > 2 && f[2] != "Z"
-}
-
 func readPID(t *testing.T, path string) int {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -152,7 +143,7 @@ func TestStopKillsWholeGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	gc := readPID(t, pidFile)
-	if !alive(gc) {
+	if !Alive(gc) {
 		t.Fatal("grandchild not running")
 	}
 	ex := c.Stop()
@@ -160,10 +151,10 @@ func TestStopKillsWholeGroup(t *testing.T) {
 		t.Fatalf("stopped child reported success: %+v", ex)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for alive(gc) && time.Now().Before(deadline) {
+	for Alive(gc) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if alive(gc) {
+	if Alive(gc) {
 		t.Fatal("grandchild survived Stop")
 	}
 	// Stop again is harmless and returns the same exit.
@@ -184,15 +175,15 @@ func TestStopAfterExitClearsLeftovers(t *testing.T) {
 	if ex := c.Exit(); !ex.Success() {
 		t.Fatalf("child exit %+v", ex)
 	}
-	if !alive(gc) {
+	if !Alive(gc) {
 		t.Fatal("leftover not running before Stop")
 	}
 	c.Stop()
 	deadline := time.Now().Add(5 * time.Second)
-	for alive(gc) && time.Now().Before(deadline) {
+	for Alive(gc) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if alive(gc) {
+	if Alive(gc) {
 		t.Fatal("leftover survived Stop")
 	}
 }
@@ -309,4 +300,22 @@ func runReaper(t *testing.T, r *Reaper) {
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+}
+
+// TestAlive: this process is alive; an exited child is not, whether still
+// a zombie (not yet waited for) or reaped.
+func TestAlive(t *testing.T) {
+	if !Alive(os.Getpid()) {
+		t.Fatal("Alive(own pid) = false")
+	}
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	eventually.True(t, 10*time.Second, "the exited, unreaped child not alive", func() bool { return !Alive(pid) })
+	_ = cmd.Wait()
+	if Alive(pid) {
+		t.Fatal("a reaped child is alive")
+	}
 }
