@@ -86,32 +86,24 @@ func (p *peerConsul) apply(cfg *api.Config) {
 	t := api.DefaultConfig().Transport
 	t.MaxIdleConns, t.MaxIdleConnsPerHost = 256, 256
 	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
-	if p.dialKeepAlive != nil {
-		d.KeepAlive = *p.dialKeepAlive
-	}
-	if p.dialTimeout != nil {
-		d.Timeout = *p.dialTimeout
-	}
+	setIfGiven(&d.KeepAlive, p.dialKeepAlive)
+	setIfGiven(&d.Timeout, p.dialTimeout)
 	t.DialContext = d.DialContext
-	if p.tlsHandshakeTimeout != nil {
-		t.TLSHandshakeTimeout = *p.tlsHandshakeTimeout
-	}
-	if p.idleConnTimeout != nil {
-		t.IdleConnTimeout = *p.idleConnTimeout
-	}
-	if p.disableKeepAlives != nil {
-		t.DisableKeepAlives = *p.disableKeepAlives
-	}
-	if p.maxIdleConns != nil {
-		t.MaxIdleConns = *p.maxIdleConns
-	}
-	if p.maxIdleConnsPerHost != nil {
-		t.MaxIdleConnsPerHost = *p.maxIdleConnsPerHost
-	}
-	if p.maxConnsPerHost != nil {
-		t.MaxConnsPerHost = *p.maxConnsPerHost
-	}
+	setIfGiven(&t.TLSHandshakeTimeout, p.tlsHandshakeTimeout)
+	setIfGiven(&t.IdleConnTimeout, p.idleConnTimeout)
+	setIfGiven(&t.DisableKeepAlives, p.disableKeepAlives)
+	setIfGiven(&t.MaxIdleConns, p.maxIdleConns)
+	setIfGiven(&t.MaxIdleConnsPerHost, p.maxIdleConnsPerHost)
+	setIfGiven(&t.MaxConnsPerHost, p.maxConnsPerHost)
 	cfg.Transport = t
+}
+
+// setIfGiven sets *dst to *v when v, a setting that records being given,
+// is not nil.
+func setIfGiven[T any](dst, v *T) {
+	if v != nil {
+		*dst = *v
+	}
 }
 
 // client builds the Consul client: the shared flags, envconsul's own
