@@ -405,36 +405,46 @@ func (fc *fileConfig) readExec(f *configfile.File, m map[string]any) error {
 
 // readSources takes the prefix { } and service { } blocks, in order.
 func (fc *fileConfig) readSources(f *configfile.File, m map[string]any) error {
-	if v, ok := m["prefix"]; ok {
-		blocks, err := configfile.Blocks(v)
-		if err != nil {
-			return fmt.Errorf("prefix: %w", err)
-		}
-		for _, b := range blocks {
-			p, err := prefixBlock(b)
-			if err != nil {
-				return fmt.Errorf("prefix: %w", err)
-			}
-			if p == nil {
-				// envconsul discards a prefix without a path (config_prefix.go,
-				// PrefixConfigs.Finalize).
-				fc.warn = append(fc.warn, fmt.Sprintf("config %s: a prefix block without a path is ignored (as in envconsul)", f.Path))
-				continue
-			}
+	err := eachBlock(m, "prefix", func(b map[string]any) error {
+		p, err := prefixBlock(b)
+		switch {
+		case err != nil:
+			return err
+		case p == nil:
+			// envconsul discards a prefix without a path (config_prefix.go,
+			// PrefixConfigs.Finalize).
+			fc.warn = append(fc.warn, fmt.Sprintf("config %s: a prefix block without a path is ignored (as in envconsul)", f.Path))
+		default:
 			fc.prefixes = append(fc.prefixes, p)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if v, ok := m["service"]; ok {
-		blocks, err := configfile.Blocks(v)
-		if err != nil {
-			return fmt.Errorf("service: %w", err)
-		}
-		for _, b := range blocks {
-			s, err := serviceBlock(b)
-			if err != nil {
-				return fmt.Errorf("service: %w", err)
-			}
+	return eachBlock(m, "service", func(b map[string]any) error {
+		s, err := serviceBlock(b)
+		if err == nil {
 			fc.services = append(fc.services, s)
+		}
+		return err
+	})
+}
+
+// eachBlock calls read with each block under key in m (none when m has no
+// key), in order; an error, of the blocks or of read, is "KEY: ERR".
+func eachBlock(m map[string]any, key string, read func(map[string]any) error) error {
+	v, ok := m[key]
+	if !ok {
+		return nil
+	}
+	blocks, err := configfile.Blocks(v)
+	if err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	for _, b := range blocks {
+		if err := read(b); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
 		}
 	}
 	return nil
