@@ -255,12 +255,8 @@ func buildConfig(o *options) (*runConfig, *fileConfig, error) {
 		}
 	}
 	left, right := fc.LeftDelim, fc.RightDelim
-	if o.set["default-left-delimiter"] {
-		left = o.leftDelim
-	}
-	if o.set["default-right-delimiter"] {
-		right = o.rightDelim
-	}
+	flagWins(o.set, "default-left-delimiter", &left, o.leftDelim)
+	flagWins(o.set, "default-right-delimiter", &right, o.rightDelim)
 	for _, t := range rc.Templates {
 		// consul-template applies the defaults to each side that is unset
 		// (config/config.go Finalize).
@@ -303,21 +299,13 @@ func execFromFlags(o *options, e *execConfig) (*execConfig, error) {
 	if e == nil {
 		return nil, nil
 	}
-	if o.set["exec-reload-signal"] {
-		e.ReloadSignal = o.execReload
-	}
+	flagWins(o.set, "exec-reload-signal", &e.ReloadSignal, o.execReload)
 	if o.set["exec-kill-signal"] || e.KillSignal == "" {
 		e.KillSignal = o.execKill
 	}
-	if o.set["exec-kill-timeout"] {
-		e.KillTimeout = o.execKillTO
-	}
-	if o.set["exec-splay"] {
-		e.Splay = o.execSplay
-	}
-	if o.set["exec-env-pristine"] {
-		e.Env.Pristine = o.execEnv.Pristine
-	}
+	flagWins(o.set, "exec-kill-timeout", &e.KillTimeout, o.execKillTO)
+	flagWins(o.set, "exec-splay", &e.Splay, o.execSplay)
+	flagWins(o.set, "exec-env-pristine", &e.Env.Pristine, o.execEnv.Pristine)
 	e.Env.Custom = append(e.Env.Custom, o.execEnv.Custom...)
 	e.Env.Allow = append(e.Env.Allow, o.execEnv.Allow...)
 	e.Env.Deny = append(e.Env.Deny, o.execEnv.Deny...)
@@ -325,6 +313,14 @@ func execFromFlags(o *options, e *execConfig) (*execConfig, error) {
 		return nil, nil
 	}
 	return e, nil
+}
+
+// flagWins sets *dst to v, a flag's value, when the flag name was given
+// on the command line (set): a flag given wins over a config file.
+func flagWins[T any](set map[string]bool, name string, dst *T, v T) {
+	if set[name] {
+		*dst = v
+	}
 }
 
 // consulConfig builds the Consul client configuration: flags, then the
@@ -419,21 +415,11 @@ func transport(o *options, file map[string]string) (*http.Transport, error) {
 		}
 	}
 	f := o.transport
-	if o.set["consul-transport-dial-keep-alive"] {
-		d.KeepAlive = f.dialKeepAlive
-	}
-	if o.set["consul-transport-dial-timeout"] {
-		d.Timeout = f.dialTimeout
-	}
-	if o.set["consul-transport-disable-keep-alives"] {
-		t.DisableKeepAlives = f.disableKeepAlives
-	}
-	if o.set["consul-transport-max-idle-conns-per-host"] {
-		t.MaxIdleConnsPerHost = f.maxIdleConnsPerHost
-	}
-	if o.set["consul-transport-tls-handshake-timeout"] {
-		t.TLSHandshakeTimeout = f.tlsHandshakeTimeout
-	}
+	flagWins(o.set, "consul-transport-dial-keep-alive", &d.KeepAlive, f.dialKeepAlive)
+	flagWins(o.set, "consul-transport-dial-timeout", &d.Timeout, f.dialTimeout)
+	flagWins(o.set, "consul-transport-disable-keep-alives", &t.DisableKeepAlives, f.disableKeepAlives)
+	flagWins(o.set, "consul-transport-max-idle-conns-per-host", &t.MaxIdleConnsPerHost, f.maxIdleConnsPerHost)
+	flagWins(o.set, "consul-transport-tls-handshake-timeout", &t.TLSHandshakeTimeout, f.tlsHandshakeTimeout)
 	t.DialContext = d.DialContext
 	return t, nil
 }
