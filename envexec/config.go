@@ -118,10 +118,10 @@ var directSettings = map[string]func(o *options, v string) error{
 	"consul-namespace": func(o *options, v string) error { o.peer.namespace = v; return nil },
 	"syslog-name":      func(o *options, v string) error { o.syslog.name = v; return nil },
 	"consul-transport-idle-conn-timeout": func(o *options, v string) error {
-		return optDuration{&o.peer.idleConnTimeout}.Set(v)
+		return optDuration{&o.peer.transport.IdleConnTimeout}.Set(v)
 	},
-	"consul-transport-max-idle-conns":     func(o *options, v string) error { return optInt{&o.peer.maxIdleConns}.Set(v) },
-	"consul-transport-max-conns-per-host": func(o *options, v string) error { return optInt{&o.peer.maxConnsPerHost}.Set(v) },
+	"consul-transport-max-idle-conns":     func(o *options, v string) error { return optInt{&o.peer.transport.MaxIdleConns}.Set(v) },
+	"consul-transport-max-conns-per-host": func(o *options, v string) error { return optInt{&o.peer.transport.MaxConnsPerHost}.Set(v) },
 }
 
 // setFlag records a file value for a flag (or a direct setting).

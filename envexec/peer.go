@@ -6,11 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"log/syslog"
-	"net"
 	"strings"
 	"time"
 
 	"github.com/berth/berth/pkg/cliapp"
+	"github.com/berth/berth/pkg/consulclient"
 	"github.com/berth/berth/pkg/logging"
 	"github.com/hashicorp/consul/api"
 )
@@ -24,9 +24,7 @@ type peerConsul struct {
 	sslVerify  *bool // consul.ssl.verify / -consul-ssl-verify
 	sslImplied bool  // an ssl setting was given: consul-template's SSLConfig.Finalize enables SSL then
 
-	dialKeepAlive, dialTimeout, tlsHandshakeTimeout, idleConnTimeout *time.Duration
-	disableKeepAlives                                                *bool
-	maxIdleConns, maxIdleConnsPerHost, maxConnsPerHost               *int
+	transport consulclient.Transport // consul.transport / -consul-transport-*
 
 	namespace string // consul.namespace (Consul Enterprise)
 
@@ -79,30 +77,8 @@ func (p *peerConsul) apply(cfg *api.Config) {
 	if p.sslVerify != nil && !*p.sslVerify {
 		cfg.TLSConfig.InsecureSkipVerify = true
 	}
-	if p.dialKeepAlive == nil && p.dialTimeout == nil && p.tlsHandshakeTimeout == nil && p.idleConnTimeout == nil &&
-		p.disableKeepAlives == nil && p.maxIdleConns == nil && p.maxIdleConnsPerHost == nil && p.maxConnsPerHost == nil {
-		return
-	}
-	t := api.DefaultConfig().Transport
-	t.MaxIdleConns, t.MaxIdleConnsPerHost = 256, 256
-	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
-	setIfGiven(&d.KeepAlive, p.dialKeepAlive)
-	setIfGiven(&d.Timeout, p.dialTimeout)
-	t.DialContext = d.DialContext
-	setIfGiven(&t.TLSHandshakeTimeout, p.tlsHandshakeTimeout)
-	setIfGiven(&t.IdleConnTimeout, p.idleConnTimeout)
-	setIfGiven(&t.DisableKeepAlives, p.disableKeepAlives)
-	setIfGiven(&t.MaxIdleConns, p.maxIdleConns)
-	setIfGiven(&t.MaxIdleConnsPerHost, p.maxIdleConnsPerHost)
-	setIfGiven(&t.MaxConnsPerHost, p.maxConnsPerHost)
-	cfg.Transport = t
-}
-
-// setIfGiven sets *dst to *v when v, a setting that records being given,
-// is not nil.
-func setIfGiven[T any](dst, v *T) {
-	if v != nil {
-		*dst = *v
+	if p.transport != (consulclient.Transport{}) {
+		cfg.Transport = p.transport.HTTP()
 	}
 }
 
@@ -306,11 +282,11 @@ func registerPeerFlags(cl *cliapp.Program, o *options) {
 	cl.Var(funcFlag(func(s string) (err error) { p.auth, err = parseAuth(s); return err }), "consul-auth", "HTTP basic auth `USER[:PASSWORD]` for Consul (envconsul's flag)")
 	cl.Var(optBool{&p.ssl}, "consul-ssl", "talk HTTPS to Consul (envconsul's flag; any -consul-ssl-* flag implies it)")
 	cl.Var(optBool{&p.sslVerify}, "consul-ssl-verify", "verify Consul's certificate (default true; =false skips verification)")
-	cl.Var(optDuration{&p.dialKeepAlive}, "consul-transport-dial-keep-alive", "TCP keep-alive period for connections to Consul")
-	cl.Var(optDuration{&p.dialTimeout}, "consul-transport-dial-timeout", "time allowed to connect to Consul")
-	cl.Var(optBool{&p.disableKeepAlives}, "consul-transport-disable-keep-alives", "a new connection per request to Consul")
-	cl.Var(optInt{&p.maxIdleConnsPerHost}, "consul-transport-max-idle-conns-per-host", "idle connections kept to Consul (default 256)")
-	cl.Var(optDuration{&p.tlsHandshakeTimeout}, "consul-transport-tls-handshake-timeout", "time allowed for the TLS handshake with Consul")
+	cl.Var(optDuration{&p.transport.DialKeepAlive}, "consul-transport-dial-keep-alive", "TCP keep-alive period for connections to Consul")
+	cl.Var(optDuration{&p.transport.DialTimeout}, "consul-transport-dial-timeout", "time allowed to connect to Consul")
+	cl.Var(optBool{&p.transport.DisableKeepAlives}, "consul-transport-disable-keep-alives", "a new connection per request to Consul")
+	cl.Var(optInt{&p.transport.MaxIdleConnsPerHost}, "consul-transport-max-idle-conns-per-host", "idle connections kept to Consul (default 256)")
+	cl.Var(optDuration{&p.transport.TLSHandshakeTimeout}, "consul-transport-tls-handshake-timeout", "time allowed for the TLS handshake with Consul")
 	cl.Bool(&o.retry.enabled, "consul-retry", true, "retry failed Consul requests with backoff (=false: a source that fails before its first answer makes envexec give up)")
 	cl.Int(&o.retry.attempts, "consul-retry-attempts", 0, "give up (exit 11) when a source failed this many times in a row before its first answer (0: never; once the command runs, envexec retries forever)")
 	cl.Duration(&o.retry.backoff, "consul-retry-backoff", o.retry.backoff, "first delay between retries; it doubles each time")

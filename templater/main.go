@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/cliapp"
+	"github.com/berth/berth/pkg/consulclient"
 	"github.com/berth/berth/pkg/query"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/berth/berth/pkg/telemetry"
@@ -379,9 +379,7 @@ func consulConfig(o *options, fc *fileConfig) (*api.Config, error) {
 // transport builds the HTTP transport to Consul from the -consul-transport-*
 // flags and consul { transport { ... } }.
 func transport(o *options, file map[string]string) (*http.Transport, error) {
-	t := api.DefaultConfig().Transport
-	t.MaxIdleConnsPerHost, t.MaxIdleConns = 256, 256
-	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	var s consulclient.Transport
 	for k, v := range file {
 		var err error
 		var dur time.Duration
@@ -397,31 +395,31 @@ func transport(o *options, file map[string]string) (*http.Transport, error) {
 		}
 		switch k {
 		case "dial_keep_alive":
-			d.KeepAlive = dur
+			s.DialKeepAlive = &dur
 		case "dial_timeout":
-			d.Timeout = dur
+			s.DialTimeout = &dur
 		case "idle_conn_timeout":
-			t.IdleConnTimeout = dur
+			s.IdleConnTimeout = &dur
 		case "tls_handshake_timeout":
-			t.TLSHandshakeTimeout = dur
+			s.TLSHandshakeTimeout = &dur
 		case "max_idle_conns":
-			t.MaxIdleConns = n
+			s.MaxIdleConns = &n
 		case "max_idle_conns_per_host":
-			t.MaxIdleConnsPerHost = n
+			s.MaxIdleConnsPerHost = &n
 		case "max_conns_per_host":
-			t.MaxConnsPerHost = n
+			s.MaxConnsPerHost = &n
 		case "disable_keep_alives":
-			t.DisableKeepAlives = v == "true"
+			b := v == "true"
+			s.DisableKeepAlives = &b
 		}
 	}
 	f := o.transport
-	flagWins(o.set, "consul-transport-dial-keep-alive", &d.KeepAlive, f.dialKeepAlive)
-	flagWins(o.set, "consul-transport-dial-timeout", &d.Timeout, f.dialTimeout)
-	flagWins(o.set, "consul-transport-disable-keep-alives", &t.DisableKeepAlives, f.disableKeepAlives)
-	flagWins(o.set, "consul-transport-max-idle-conns-per-host", &t.MaxIdleConnsPerHost, f.maxIdleConnsPerHost)
-	flagWins(o.set, "consul-transport-tls-handshake-timeout", &t.TLSHandshakeTimeout, f.tlsHandshakeTimeout)
-	t.DialContext = d.DialContext
-	return t, nil
+	flagWins(o.set, "consul-transport-dial-keep-alive", &s.DialKeepAlive, &f.dialKeepAlive)
+	flagWins(o.set, "consul-transport-dial-timeout", &s.DialTimeout, &f.dialTimeout)
+	flagWins(o.set, "consul-transport-disable-keep-alives", &s.DisableKeepAlives, &f.disableKeepAlives)
+	flagWins(o.set, "consul-transport-max-idle-conns-per-host", &s.MaxIdleConnsPerHost, &f.maxIdleConnsPerHost)
+	flagWins(o.set, "consul-transport-tls-handshake-timeout", &s.TLSHandshakeTimeout, &f.tlsHandshakeTimeout)
+	return s.HTTP(), nil
 }
 
 // newLogger writes to stderr, or to the local syslog with -syslog (or
