@@ -315,6 +315,15 @@ func execFromFlags(o *options, e *execConfig) (*execConfig, error) {
 	return e, nil
 }
 
+// parsedPtr is parse(s) as a pointer to the value, nil on an error.
+func parsedPtr[T any](parse func(string) (T, error), s string) (*T, error) {
+	v, err := parse(s)
+	if err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
 // flagWins sets *dst to v, a flag's value, when the flag name was given
 // on the command line (set): a flag given wins over a config file.
 func flagWins[T any](set map[string]bool, name string, dst *T, v T) {
@@ -380,37 +389,21 @@ func consulConfig(o *options, fc *fileConfig) (*api.Config, error) {
 // flags and consul { transport { ... } }.
 func transport(o *options, file map[string]string) (*http.Transport, error) {
 	var s consulclient.Transport
+	durations := map[string]**time.Duration{"dial_keep_alive": &s.DialKeepAlive, "dial_timeout": &s.DialTimeout,
+		"idle_conn_timeout": &s.IdleConnTimeout, "tls_handshake_timeout": &s.TLSHandshakeTimeout}
+	ints := map[string]**int{"max_idle_conns": &s.MaxIdleConns, "max_idle_conns_per_host": &s.MaxIdleConnsPerHost, "max_conns_per_host": &s.MaxConnsPerHost}
 	for k, v := range file {
 		var err error
-		var dur time.Duration
-		var n int
-		switch k {
-		case "dial_keep_alive", "dial_timeout", "idle_conn_timeout", "tls_handshake_timeout":
-			dur, err = time.ParseDuration(v)
-		case "max_idle_conns", "max_idle_conns_per_host", "max_conns_per_host":
-			n, err = strconv.Atoi(v)
+		if p, ok := durations[k]; ok {
+			*p, err = parsedPtr(time.ParseDuration, v)
+		} else if p, ok := ints[k]; ok {
+			*p, err = parsedPtr(strconv.Atoi, v)
+		} else if k == "disable_keep_alives" {
+			b := v == "true"
+			s.DisableKeepAlives = &b
 		}
 		if err != nil {
 			return nil, fmt.Errorf("consul.transport.%s: %w", k, err)
-		}
-		switch k {
-		case "dial_keep_alive":
-			s.DialKeepAlive = &dur
-		case "dial_timeout":
-			s.DialTimeout = &dur
-		case "idle_conn_timeout":
-			s.IdleConnTimeout = &dur
-		case "tls_handshake_timeout":
-			s.TLSHandshakeTimeout = &dur
-		case "max_idle_conns":
-			s.MaxIdleConns = &n
-		case "max_idle_conns_per_host":
-			s.MaxIdleConnsPerHost = &n
-		case "max_conns_per_host":
-			s.MaxConnsPerHost = &n
-		case "disable_keep_alives":
-			b := v == "true"
-			s.DisableKeepAlives = &b
 		}
 	}
 	f := o.transport
