@@ -428,15 +428,15 @@ func applyExecEnv(x any, env *execEnv) error {
 // templateBlock reads one template { ... } (keys already checked).
 func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 	c := defaultTemplate(origin)
+	// The plain string and true/false keys; the others below.
+	strs := map[string]*string{"source": &c.Source, "contents": &c.Contents, "destination": &c.Destination,
+		"left_delimiter": &c.LeftDelim, "right_delimiter": &c.RightDelim, "user": &c.User, "uid": &c.User,
+		"group": &c.Group, "gid": &c.Group, "sandbox_path": &c.SandboxPath}
+	bools := map[string]*bool{"backup": &c.Backup, "error_on_missing_key": &c.ErrOnMissingKey,
+		"create_dest_dirs": &c.CreateDestDirs, "in_place": &c.InPlace}
 	for k, v := range m {
 		var err error
 		switch k {
-		case "source":
-			c.Source, err = configfile.String(v)
-		case "contents":
-			c.Contents, err = configfile.String(v)
-		case "destination":
-			c.Destination, err = configfile.String(v)
 		case "command":
 			c.Command, err = asCommand(v)
 		case "exec":
@@ -457,34 +457,22 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 			var p int64
 			p, err = asPerms(v)
 			c.Perms, c.PermsSet = os.FileMode(p), true
-		case "backup":
-			c.Backup, err = configfile.Bool(v)
-		case "left_delimiter":
-			c.LeftDelim, err = configfile.String(v)
-		case "right_delimiter":
-			c.RightDelim, err = configfile.String(v)
 		case "wait":
 			c.Wait, err = asWait(v)
-		case "error_on_missing_key":
-			c.ErrOnMissingKey, err = configfile.Bool(v)
 		case "error_fatal":
 			var b bool
 			b, err = configfile.Bool(v)
 			c.ErrorFatal = &b
-		case "create_dest_dirs":
-			c.CreateDestDirs, err = configfile.Bool(v)
-		case "in_place":
-			c.InPlace, err = configfile.Bool(v)
-		case "user", "uid":
-			c.User, err = configfile.String(v)
-		case "group", "gid":
-			c.Group, err = configfile.String(v)
 		case "function_denylist", "function_blacklist":
 			var l []string
 			l, err = configfile.Strings(v)
 			c.FunctionDenylist = append(c.FunctionDenylist, l...)
-		case "sandbox_path":
-			c.SandboxPath, err = configfile.String(v)
+		default:
+			if p, ok := strs[k]; ok {
+				*p, err = configfile.String(v)
+			} else if p, ok := bools[k]; ok {
+				*p, err = configfile.Bool(v)
+			}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", k, err)
