@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
-	"io"
 	"net"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/berth/berth/pkg/consultest"
 	"github.com/berth/berth/pkg/eventually"
@@ -36,24 +33,10 @@ func TestACLTokenAndTLS(t *testing.T) {
 		if withToken {
 			args = append(args, "-token-file", tokenFile)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
 		var stderr eventually.Buffer
-		ready := make(chan string, 1)
-		done := make(chan int, 1)
-		go func() { done <- run(ctx, args, io.Discard, &stderr, func(s string) { ready <- s }) }()
-		var addr string
-		select {
-		case addr = <-ready:
-		case code := <-done:
-			cancel()
-			t.Fatalf("exited %d: %s", code, stderr.String())
-		case <-time.After(15 * time.Second):
-			cancel()
-			t.Fatal("not ready within 15s")
-		}
+		addr, stop := runReady(t, args, &stderr)
 		r := exchange(t, addr, "secure-web.service.consul.", dns.TypeA, "udp")
-		cancel()
-		<-done
+		stop()
 		if withToken {
 			if len(r.Answer) != 1 || !strings.Contains(r.Answer[0].String(), "10.9.8.7") {
 				t.Fatalf("with the token: %v", r)
