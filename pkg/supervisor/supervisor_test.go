@@ -229,12 +229,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 // The reaper is tested as a child subreaper (PR_SET_CHILD_SUBREAPER), which
 // receives orphans exactly as PID 1 does, without being PID 1.
 func TestReaperCollectsOrphansButNotOwnChildren(t *testing.T) {
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		t.Fatalf("PR_SET_CHILD_SUBREAPER: %v", err)
-	}
-	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
-	r := NewReaper(nil)
-	runReaper(t, r)
+	r := subreaper(t)
 
 	// An owned child that exits at once: its Child must still see its status.
 	owned, err := Start(Config{Argv: []string{"/bin/sh", "-c", "exit 3"}, Reaper: r})
@@ -266,12 +261,7 @@ func TestReaperCollectsOrphansButNotOwnChildren(t *testing.T) {
 
 // RunCmd keeps a captured-output command's status from a running reaper.
 func TestReaperRunCmdKeepsStatus(t *testing.T) {
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		t.Fatalf("PR_SET_CHILD_SUBREAPER: %v", err)
-	}
-	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
-	r := NewReaper(nil)
-	runReaper(t, r)
+	r := subreaper(t)
 	for i := 0; i < 20; i++ {
 		cmd := exec.Command("/bin/sh", "-c", "echo out; exit 4")
 		var buf strings.Builder
@@ -293,13 +283,21 @@ func TestNilReaperRunCmd(t *testing.T) {
 	}
 }
 
-// runReaper runs r until the test ends, and waits for it to stop, so that
-// it cannot take the exit status of a later test's children.
-func runReaper(t *testing.T, r *Reaper) {
+// subreaper makes the test process a child subreaper for the test and runs
+// a Reaper in it until the test ends; it waits for the Reaper to stop, so
+// that it cannot take the exit status of a later test's children.
+func subreaper(t *testing.T) *Reaper {
+	t.Helper()
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatalf("PR_SET_CHILD_SUBREAPER: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
+	r := NewReaper(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	return r
 }
 
 // TestAlive: this process is alive; an exited child is not, whether still
