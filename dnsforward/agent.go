@@ -43,22 +43,16 @@ type idKey struct {
 	qtype uint16
 }
 
-type agentFlight struct {
-	done chan struct{}
-	resp *dns.Msg
-	err  error
-}
-
 // agentPasses tracks the questions passed to the agent's DNS and in flight.
 type agentPasses struct {
 	mu      sync.Mutex
 	nonces  map[uint64]struct{}
 	ids     map[idKey]int
-	flights map[agentKey]*agentFlight
+	flights flights[agentKey, *dns.Msg]
 }
 
 func newAgentPasses() *agentPasses {
-	return &agentPasses{nonces: map[uint64]struct{}{}, ids: map[idKey]int{}, flights: map[agentKey]*agentFlight{}}
+	return &agentPasses{nonces: map[uint64]struct{}{}, ids: map[idKey]int{}}
 }
 
 // isOwn reports whether request q is a question we are asking the agent
@@ -107,32 +101,13 @@ func (p *agentPasses) remove(nonce uint64, k idKey) {
 // size of it) is asked again over TCP, so the caller sees the whole answer
 // and can set TC itself when it must cut.
 func (s *Server) askAgent(ctx context.Context, name string, qtype uint16, rd, tcp bool) (*dns.Msg, error) {
-	k := agentKey{name, qtype, tcp}
-	p := s.agent
-	p.mu.Lock()
-	if fl, ok := p.flights[k]; ok {
-		p.mu.Unlock()
-		select {
-		case <-fl.done:
-			return fl.resp, fl.err
-		case <-ctx.Done():
-			return nil, ctx.Err()
+	return s.agent.flights.do(ctx, agentKey{name, qtype, tcp}, nil, func() (*dns.Msg, error) {
+		resp, err := s.exchangeAgent(ctx, name, qtype, rd, tcp)
+		if err == nil && !tcp && (resp.Truncated || resp.Len() > maxUDPAnswer-agentCutMargin) {
+			resp, err = s.exchangeAgent(ctx, name, qtype, rd, true)
 		}
-	}
-	fl := &agentFlight{done: make(chan struct{})}
-	p.flights[k] = fl
-	p.mu.Unlock()
-	defer func() {
-		p.mu.Lock()
-		delete(p.flights, k)
-		p.mu.Unlock()
-		close(fl.done)
-	}()
-	fl.resp, fl.err = s.exchangeAgent(ctx, name, qtype, rd, tcp)
-	if fl.err == nil && !tcp && (fl.resp.Truncated || fl.resp.Len() > maxUDPAnswer-agentCutMargin) {
-		fl.resp, fl.err = s.exchangeAgent(ctx, name, qtype, rd, true)
-	}
-	return fl.resp, fl.err
+		return resp, err
+	})
 }
 
 // agentCutMargin: a UDP answer from the agent this close to our buffer

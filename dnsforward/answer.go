@@ -160,14 +160,7 @@ func (a *answer) write(q *query, out []byte, now int64) ([]byte, bool) {
 	if size+extra > q.limit() {
 		return a.writeCut(q, out, q.limit()-extra, 0, true)
 	}
-	out = append(out[:0], pk...)
-	binary.BigEndian.PutUint16(out, q.id)
-	if q.rd {
-		out[2] |= 0x01
-	} else {
-		out[2] &^= 0x01
-	}
-	copy(out[12:q.qEnd], q.raw[12:q.qEnd])
+	out = patch(q, pk, out)
 	if a.rrSize > 0 {
 		shuffleFixed(out[a.anOff:a.anOff+a.rrSize*a.anCount], a.rrSize, a.anCount)
 		if a.limit > 0 {

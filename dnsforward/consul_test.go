@@ -19,47 +19,41 @@ func seed(t *testing.T, a *consultest.Agent) {
 	t.Helper()
 	c := a.Client()
 	ag := c.Agent()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 	// web: three healthy instances (one with a warning), one critical.
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "web1", Name: "web", Tags: []string{"v1", "prod"}, Port: 8080}))
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "web2", Name: "web", Tags: []string{"v2"}, Port: 8081, Address: "10.1.2.3"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "web1", Name: "web", Tags: []string{"v1", "prod"}, Port: 8080}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "web2", Name: "web", Tags: []string{"v2"}, Port: 8081, Address: "10.1.2.3"}))
 	// A second instance on the agent's node (same address as web1).
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "web1b", Name: "web", Tags: []string{"v3"}, Port: 8090}))
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "web-warn", Name: "web", Tags: []string{"v2"}, Port: 8082, Address: "10.1.2.4",
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "web1b", Name: "web", Tags: []string{"v3"}, Port: 8090}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "web-warn", Name: "web", Tags: []string{"v2"}, Port: 8082, Address: "10.1.2.4",
 		Check: &api.AgentServiceCheck{TTL: "10m", Status: api.HealthWarning}}))
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "web-crit", Name: "web", Tags: []string{"v1"}, Port: 8083, Address: "10.1.2.5",
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "web-crit", Name: "web", Tags: []string{"v1"}, Port: 8083, Address: "10.1.2.5",
 		Check: &api.AgentServiceCheck{TTL: "10m", Status: api.HealthCritical}}))
 	// api: only a critical instance (NXDOMAIN like an unknown name).
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "api1", Name: "api", Port: 9000,
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "api1", Name: "api", Port: 9000,
 		Check: &api.AgentServiceCheck{TTL: "10m", Status: api.HealthCritical}}))
 	// A second node with meta, carrying web and an IPv6 service.
 	_, err := c.Catalog().Register(&api.CatalogRegistration{Node: "node2", Address: "10.0.0.2", NodeMeta: map[string]string{"rack": "r1"},
 		Service: &api.AgentService{ID: "web3", Service: "web", Port: 9090, Tags: []string{"v1"}}}, nil)
-	must(err)
+	must(t, err)
 	_, err = c.Catalog().Register(&api.CatalogRegistration{Node: "node2", Address: "10.0.0.2", NodeMeta: map[string]string{"rack": "r1"},
 		Service: &api.AgentService{ID: "db1", Service: "db", Port: 5432, Address: "fd00::1"}}, nil)
-	must(err)
+	must(t, err)
 	// A service with a host name as one instance's address.
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "hosty1", Name: "hosty", Port: 80, Address: "backend.example.org"}))
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "hosty2", Name: "hosty", Port: 81, Address: "10.5.5.5"}))
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "cname1", Name: "cname", Port: 80, Address: "other.example.org"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "hosty1", Name: "hosty", Port: 80, Address: "backend.example.org"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "hosty2", Name: "hosty", Port: 81, Address: "10.5.5.5"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "cname1", Name: "cname", Port: 80, Address: "other.example.org"}))
 	// Names in mixed case: Consul looks service and node names up without
 	// regard to case, and "Dup" and "dup" are one service to it.
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "mixed1", Name: "MixedCase", Port: 7000, Address: "10.2.2.2"}))
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "dup1", Name: "Dup", Port: 7001, Address: "10.2.2.3"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "mixed1", Name: "MixedCase", Port: 7000, Address: "10.2.2.2"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "dup1", Name: "Dup", Port: 7001, Address: "10.2.2.3"}))
 	_, err = c.Catalog().Register(&api.CatalogRegistration{Node: "node2", Address: "10.0.0.2", NodeMeta: map[string]string{"rack": "r1"},
 		Service: &api.AgentService{ID: "dup2", Service: "dup", Port: 7002, Address: "10.2.2.4"}}, nil)
-	must(err)
+	must(t, err)
 	_, err = c.Catalog().Register(&api.CatalogRegistration{Node: "Node3", Address: "10.0.0.3", NodeMeta: map[string]string{"Rack": "R3"}}, nil)
-	must(err)
+	must(t, err)
 	// A prepared query (answered through the agent's DNS).
 	_, _, err = c.PreparedQuery().Create(&api.PreparedQueryDefinition{Name: "pq", Service: api.ServiceQuery{Service: "web"}}, nil)
-	must(err)
+	must(t, err)
 	t.Cleanup(func() {
 		for _, id := range []string{"web1", "web1b", "web2", "web-warn", "web-crit", "api1", "hosty1", "hosty2", "cname1", "mixed1", "dup1"} {
 			_ = ag.ServiceDeregister(id)

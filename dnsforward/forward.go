@@ -31,18 +31,11 @@ type forwarder struct {
 	mu    sync.RWMutex
 	cache map[string]*answer
 
-	fmu     sync.Mutex
-	flights map[string]*flight
-}
-
-type flight struct {
-	done chan struct{}
-	a    *answer
-	err  error
+	flights flights[string, *answer]
 }
 
 func newForwarder(s *Server, upstreams []string) *forwarder {
-	return &forwarder{s: s, upstreams: upstreams, cache: map[string]*answer{}, flights: map[string]*flight{}}
+	return &forwarder{s: s, upstreams: upstreams, cache: map[string]*answer{}}
 }
 
 func (f *forwarder) cacheLen() float64 {
@@ -115,30 +108,13 @@ func (f *forwarder) order() []string {
 // resolve answers key (name, type, class) from upstream, joining an identical
 // query already in flight.
 func (f *forwarder) resolve(ctx context.Context, key string, name string, qtype, qclass uint16) (*answer, error) {
-	f.fmu.Lock()
-	if fl, ok := f.flights[key]; ok {
-		f.fmu.Unlock()
-		f.s.m.coalesced.Inc()
-		select {
-		case <-fl.done:
-			return fl.a, fl.err
-		case <-ctx.Done():
-			return nil, ctx.Err()
+	return f.flights.do(ctx, key, f.s.m.coalesced.Inc, func() (*answer, error) {
+		a, err := f.exchange(ctx, name, qtype, qclass)
+		if a != nil && a.expires > a.stored {
+			f.store(key, a)
 		}
-	}
-	fl := &flight{done: make(chan struct{})}
-	f.flights[key] = fl
-	f.fmu.Unlock()
-
-	fl.a, fl.err = f.exchange(ctx, name, qtype, qclass)
-	if fl.a != nil && fl.a.expires > fl.a.stored {
-		f.store(key, fl.a)
-	}
-	f.fmu.Lock()
-	delete(f.flights, key)
-	f.fmu.Unlock()
-	close(fl.done)
-	return fl.a, fl.err
+		return a, err
+	})
 }
 
 var errNoUpstream = errors.New("no upstream resolver configured")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -82,6 +83,45 @@ func startServer(t *testing.T, cfg Config) (*Server, string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return s, s.Addr()
+}
+
+// runReady runs dnsforward (run) with args until stop or the end of the
+// test, its log going to stderr (nil: discarded), and returns the DNS
+// address it answers on once ready. The test fails when run exits first
+// (naming its exit code and log) or is not ready within 15 s. stop cancels
+// run, waits for it (10 s at most) and returns its exit code.
+func runReady(t *testing.T, args []string, stderr io.Writer) (addr string, stop func() int) {
+	t.Helper()
+	if stderr == nil {
+		stderr = io.Discard
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, args, io.Discard, stderr, func(s string) { ready <- s }) }()
+	var once sync.Once
+	code := -1
+	stop = func() int {
+		once.Do(func() {
+			cancel()
+			select {
+			case code = <-done:
+			case <-time.After(10 * time.Second):
+				t.Error("run did not return within 10s of cancel")
+			}
+		})
+		return code
+	}
+	t.Cleanup(func() { stop() })
+	select {
+	case addr = <-ready:
+	case c := <-done:
+		done <- c // for stop
+		t.Fatalf("run exited %d: %v", c, stderr)
+	case <-time.After(15 * time.Second):
+		t.Fatal("not ready within 15s")
+	}
+	return addr, stop
 }
 
 func requireDig(t *testing.T) string {
@@ -267,4 +307,12 @@ func (u *upstream) queries(name, network string) int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.count[name+"/"+network]
+}
+
+// must stops the test with err unless it is nil.
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -59,43 +59,37 @@ func TestHostNameAddressesLikeConsul(t *testing.T) {
 	a := consultest.StartT(t, consultest.Options{NodeName: "hostnames", ExtraHCL: fmt.Sprintf("recursors = [%q]\n", up.addr)})
 	c := a.Client()
 	ag := c.Agent()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "inner1", Name: "inner", Port: 80, Address: "10.20.0.1"}))
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "inner2", Name: "inner", Port: 80, Address: "fd00::20"}))
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "toinner", Name: "toinner", Port: 81, Address: "inner.service.consul"}))
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "legacy", Name: "legacy", Port: 82, Address: "legacy.example.net"}))
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "alias", Name: "alias", Port: 83, Address: "alias.example.net"}))
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "nowhere", Name: "nowhere", Port: 84, Address: "nothing.example.net"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "inner1", Name: "inner", Port: 80, Address: "10.20.0.1"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "inner2", Name: "inner", Port: 80, Address: "fd00::20"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "toinner", Name: "toinner", Port: 81, Address: "inner.service.consul"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "legacy", Name: "legacy", Port: 82, Address: "legacy.example.net"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "alias", Name: "alias", Port: 83, Address: "alias.example.net"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "nowhere", Name: "nowhere", Port: 84, Address: "nothing.example.net"}))
 	// A chain inside the domain: chain1 → chain2 → chain3 → chain4 → inner.
 	for i := 1; i <= 4; i++ {
 		target := fmt.Sprintf("chain%d.service.consul", i+1)
 		if i == 4 {
 			target = "inner.service.consul"
 		}
-		must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: fmt.Sprintf("chain%d", i), Name: fmt.Sprintf("chain%d", i), Port: 85, Address: target}))
+		must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: fmt.Sprintf("chain%d", i), Name: fmt.Sprintf("chain%d", i), Port: 85, Address: target}))
 	}
 	// A node with a host name as address, and a service on it without one.
 	_, err := c.Catalog().Register(&api.CatalogRegistration{Node: "extnode", Address: "nodehost.example.net",
 		Service: &api.AgentService{ID: "onext", Service: "onext", Port: 86}}, nil)
-	must(err)
+	must(t, err)
 
 	// Tagged addresses: Consul answers lan_ipv4 for A, lan_ipv6 for AAAA
 	// and for SRV (translateAddressAccept), the address otherwise.
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "tagged", Name: "tagged", Port: 87, Address: "tagged.example.net",
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "tagged", Name: "tagged", Port: 87, Address: "tagged.example.net",
 		TaggedAddresses: map[string]api.ServiceAddress{"lan_ipv4": {Address: "10.50.0.1", Port: 87}, "lan_ipv6": {Address: "fd00::50", Port: 87}}}))
 	// A service address equal to its node's; two instances on one node,
 	// address and port (one SRV record).
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "sameaddr", Name: "sameaddr", Port: 88, Address: "127.0.0.1"}))
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "dup1", Name: "dup", Port: 89, Address: "10.52.0.1"}))
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "dup2", Name: "dup", Port: 89, Address: "10.52.0.1"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "sameaddr", Name: "sameaddr", Port: 88, Address: "127.0.0.1"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "dup1", Name: "dup", Port: 89, Address: "10.52.0.1"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "dup2", Name: "dup", Port: 89, Address: "10.52.0.1"}))
 	_, err = c.Catalog().Register(&api.CatalogRegistration{Node: "tagnode", Address: "tagnode.example.net", TaggedAddresses: map[string]string{"lan_ipv4": "10.51.0.1"},
 		Service: &api.AgentService{ID: "ontag", Service: "ontag", Port: 90}}, nil)
-	must(err)
+	must(t, err)
 
 	cfg := baseConfig(a)
 	cfg.Upstreams = []string{up.addr}

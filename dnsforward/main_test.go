@@ -12,12 +12,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/miekg/dns"
 )
 
@@ -98,39 +97,14 @@ func TestRunWithMetrics(t *testing.T) {
 	if err := os.WriteFile(rc, []byte("nameserver 127.0.0.1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	var stderr syncBuffer
-	done := make(chan int, 1)
-	exited := false
-	go func() {
-		done <- run(ctx, []string{"-listen", self, "-upstream", self, "-upstream", up.addr, "-resolv-conf", rc,
-			"-http-addr", a.HTTPAddr(), "-consul-dns", a.DNSAddr(), "-metrics-addr", maddr, "-udp-readers", "2"},
-			io.Discard, &stderr, func(s string) { ready <- s })
-	}()
+	var stderr eventually.Buffer
+	addr, stop := runReady(t, []string{"-listen", self, "-upstream", self, "-upstream", up.addr, "-resolv-conf", rc,
+		"-http-addr", a.HTTPAddr(), "-consul-dns", a.DNSAddr(), "-metrics-addr", maddr, "-udp-readers", "2"}, &stderr)
 	defer func() {
-		cancel()
-		if exited {
-			return
-		}
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("exit %d on cancel", code)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("run did not return within 10s of cancel")
+		if code := stop(); code != 0 {
+			t.Errorf("exit %d on cancel", code)
 		}
 	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case code := <-done:
-		exited = true
-		t.Fatalf("run exited %d: %s", code, stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("not ready within 10s")
-	}
 	if !strings.Contains(stderr.String(), "not forwarding to this upstream") {
 		t.Errorf("no warning about the upstream naming ourselves: %s", stderr.String())
 	}
@@ -170,23 +144,6 @@ func TestRunWithMetrics(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestNeverForwardsToItself: an upstream (flag or resolv.conf) that is our
 // own address is dropped, so a name is refused instead of looping.
 func TestNeverForwardsToItself(t *testing.T) {
@@ -196,27 +153,11 @@ func TestNeverForwardsToItself(t *testing.T) {
 		t.Fatal(err)
 	}
 	self := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ready := make(chan string, 1)
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"-listen", self, "-upstream", self, "-http-addr", a.HTTPAddr(), "-consul-dns", a.DNSAddr()},
-			io.Discard, io.Discard, func(s string) { ready <- s })
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case code := <-done:
-		t.Fatalf("run exited %d", code)
-	case <-time.After(10 * time.Second):
-		t.Fatal("not ready within 10s")
-	}
+	addr, stop := runReady(t, []string{"-listen", self, "-upstream", self, "-http-addr", a.HTTPAddr(), "-consul-dns", a.DNSAddr()}, nil)
 	if r := exchange(t, addr, "loop.example.", dns.TypeA, "udp"); r.Rcode != dns.RcodeRefused {
 		t.Errorf("with only ourselves as upstream: %s, want REFUSED", dns.RcodeToString[r.Rcode])
 	}
-	cancel()
-	<-done
+	stop()
 	ups, err := upstreamsFromResolvConf(writeFile(t, "nameserver 127.0.0.1\nnameserver 192.0.2.53\n"))
 	if err != nil || len(ups) != 2 || ups[1] != "192.0.2.53:53" {
 		t.Errorf("resolv.conf upstreams: %v %v", ups, err)
@@ -261,21 +202,7 @@ func TestListenBothFamilies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ready := make(chan string, 1)
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"-listen", ":" + strconv.Itoa(port), "-upstream", "127.0.0.1:1", "-http-addr", a.HTTPAddr(), "-consul-dns", a.DNSAddr()},
-			io.Discard, io.Discard, func(s string) { ready <- s })
-	}()
-	select {
-	case <-ready:
-	case code := <-done:
-		t.Fatalf("run exited %d", code)
-	case <-time.After(10 * time.Second):
-		t.Fatal("not ready within 10s")
-	}
+	_, stop := runReady(t, []string{"-listen", ":" + strconv.Itoa(port), "-upstream", "127.0.0.1:1", "-http-addr", a.HTTPAddr(), "-consul-dns", a.DNSAddr()}, nil)
 	for _, host := range []string{"127.0.0.1", "::1"} {
 		for _, network := range []string{"udp", "tcp"} {
 			addr := net.JoinHostPort(host, strconv.Itoa(port))
@@ -285,8 +212,7 @@ func TestListenBothFamilies(t *testing.T) {
 			}
 		}
 	}
-	cancel()
-	<-done
+	stop()
 }
 
 // TestListenPermissionDenied: binding port 53 as an unprivileged user (real:

@@ -88,32 +88,14 @@ type metrics struct {
 
 func newMetrics(cacheLen func() float64) *metrics {
 	m := &metrics{reg: telemetry.NewRegistry()}
-	sub := "dnsforward"
-	m.upstreamLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: telemetry.Namespace, Subsystem: sub, Name: "upstream_duration_seconds",
-		Help:    "Time for an upstream (or Consul agent DNS) exchange that got an answer.",
-		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
-	}, []string{"upstream"})
-	m.upstreamFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: telemetry.Namespace, Subsystem: sub, Name: "upstream_failures_total",
-		Help: "Upstream exchanges that failed, by upstream and reason (timeout, error, servfail, refused).",
-	}, []string{"upstream", "reason"})
-	m.watchesOpen = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: telemetry.Namespace, Subsystem: sub, Name: "watches_open",
-		Help: "Consul watches open (one per service name or node name asked for).",
-	})
-	m.watchErrors = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: telemetry.Namespace, Subsystem: sub, Name: "watch_errors_total",
-		Help: "Failed Consul blocking queries (retried with backoff).",
-	})
-	m.coalesced = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: telemetry.Namespace, Subsystem: sub, Name: "upstream_coalesced_total",
-		Help: "Queries that joined an identical in-flight upstream query instead of sending their own.",
-	})
-	m.cacheEntries = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: telemetry.Namespace, Subsystem: sub, Name: "cache_entries",
-		Help: "Entries in the upstream answer cache.",
-	}, cacheLen)
+	sub := telemetry.Subsystem("dnsforward")
+	m.upstreamLatency = sub.HistogramVec("upstream_duration_seconds", "Time for an upstream (or Consul agent DNS) exchange that got an answer.",
+		[]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}, "upstream")
+	m.upstreamFailures = sub.CounterVec("upstream_failures_total", "Upstream exchanges that failed, by upstream and reason (timeout, error, servfail, refused).", "upstream", "reason")
+	m.watchesOpen = sub.Gauge("watches_open", "Consul watches open (one per service name or node name asked for).")
+	m.watchErrors = sub.Counter("watch_errors_total", "Failed Consul blocking queries (retried with backoff).")
+	m.coalesced = sub.Counter("upstream_coalesced_total", "Queries that joined an identical in-flight upstream query instead of sending their own.")
+	m.cacheEntries = sub.GaugeFunc("cache_entries", "Entries in the upstream answer cache.", cacheLen)
 	m.reg.MustRegister(m.upstreamLatency, m.upstreamFailures, m.watchesOpen, m.watchErrors, m.coalesced, m.cacheEntries, m)
 	return m
 }

@@ -1,17 +1,13 @@
 package main
 
 import (
-	"context"
-	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/hashicorp/consul/api"
 	"github.com/miekg/dns"
 )
@@ -22,12 +18,8 @@ import (
 // shows in the log.
 func TestACLTokenAndTLS(t *testing.T) {
 	const token = "e5f6a7b8-1c2d-4e3f-9a0b-c1d2e3f4a5b6"
-	a := consultest.StartT(t, consultest.Options{NodeName: "dnsforward-secure", ACLToken: token, TLS: true})
+	a, tokenFile := consultest.StartSecureT(t, "dnsforward-secure", token)
 	if err := a.Client().Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "secure-1", Name: "secure-web", Address: "10.9.8.7", Port: 80}); err != nil {
-		t.Fatal(err)
-	}
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, withToken := range []bool{true, false} {
@@ -35,30 +27,16 @@ func TestACLTokenAndTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		args := []string{"-listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "-upstream", "127.0.0.1:1",
-			"-http-addr", "https://" + a.HTTPSAddr(), "-ca-file", a.TLS.CAFile, "-tls-server-name", a.TLS.ServerName,
-			"-consul-dns", a.DNSAddr(), "-log-level", "debug"}
+		args := append([]string{"-listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "-upstream", "127.0.0.1:1",
+			"-http-addr", "https://" + a.HTTPSAddr()}, a.TLSFlags()...)
+		args = append(args, "-consul-dns", a.DNSAddr(), "-log-level", "debug")
 		if withToken {
 			args = append(args, "-token-file", tokenFile)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		var stderr syncBuffer
-		ready := make(chan string, 1)
-		done := make(chan int, 1)
-		go func() { done <- run(ctx, args, io.Discard, &stderr, func(s string) { ready <- s }) }()
-		var addr string
-		select {
-		case addr = <-ready:
-		case code := <-done:
-			cancel()
-			t.Fatalf("exited %d: %s", code, stderr.String())
-		case <-time.After(15 * time.Second):
-			cancel()
-			t.Fatal("not ready within 15s")
-		}
+		var stderr eventually.Buffer
+		addr, stop := runReady(t, args, &stderr)
 		r := exchange(t, addr, "secure-web.service.consul.", dns.TypeA, "udp")
-		cancel()
-		<-done
+		stop()
 		if withToken {
 			if len(r.Answer) != 1 || !strings.Contains(r.Answer[0].String(), "10.9.8.7") {
 				t.Fatalf("with the token: %v", r)

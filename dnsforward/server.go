@@ -316,11 +316,9 @@ func (s *Server) readUDP(ctx context.Context, u *net.UDPConn) {
 	for {
 		n, err := bc.ReadBatch(in, 0)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+			if s.stopOrPause(ctx, "udp read", err) {
 				return
 			}
-			s.log.Warn("udp read", "err", err)
-			time.Sleep(10 * time.Millisecond)
 			continue
 		}
 		k := 0
@@ -365,17 +363,27 @@ func (s *Server) readUDP(ctx context.Context, u *net.UDPConn) {
 	}
 }
 
+// stopOrPause handles err from reading or accepting on a socket: it
+// reports true when the server is stopping (ctx done or the socket closed);
+// otherwise it logs err as what and pauses 10 ms before the next try.
+func (s *Server) stopOrPause(ctx context.Context, what string, err error) (stop bool) {
+	if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	s.log.Warn(what, "err", err)
+	time.Sleep(10 * time.Millisecond)
+	return false
+}
+
 func (s *Server) acceptTCP(ctx context.Context) {
 	var conns sync.WaitGroup
 	defer conns.Wait()
 	for {
 		c, err := s.tcp.Accept()
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+			if s.stopOrPause(ctx, "tcp accept", err) {
 				return
 			}
-			s.log.Warn("tcp accept", "err", err)
-			time.Sleep(10 * time.Millisecond)
 			continue
 		}
 		select {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/hashicorp/consul/api"
 	"github.com/miekg/dns"
 )
@@ -44,22 +45,16 @@ func TestAgentDNSSettings(t *testing.T) {
 	requireDig(t)
 	a := consultest.StartT(t, consultest.Options{NodeName: "settings", ExtraHCL: agentSettingsHCL})
 	ag := a.Client().Agent()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "w1", Name: "web", Port: 80, Address: "10.40.0.1"}))
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "w2", Name: "web", Port: 81, Address: "10.40.0.2"}))
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "w3", Name: "web", Port: 82, Address: "10.40.0.3",
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "w1", Name: "web", Port: 80, Address: "10.40.0.1"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "w2", Name: "web", Port: 81, Address: "10.40.0.2"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "w3", Name: "web", Port: 82, Address: "10.40.0.3",
 		Check: &api.AgentServiceCheck{TTL: "10m", Status: api.HealthWarning}}))
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "x1", Name: "webx", Port: 80, Address: "10.41.0.1"}))
-	must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: "o1", Name: "other", Port: 80, Address: "10.42.0.1"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "x1", Name: "webx", Port: 80, Address: "10.41.0.1"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "o1", Name: "other", Port: 80, Address: "10.42.0.1"}))
 	for i := 1; i <= 5; i++ {
-		must(ag.ServiceRegister(&api.AgentServiceRegistration{ID: fmt.Sprintf("f%d", i), Name: "five", Port: 80, Address: fmt.Sprintf("10.43.0.%d", i)}))
+		must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: fmt.Sprintf("f%d", i), Name: "five", Port: 80, Address: fmt.Sprintf("10.43.0.%d", i)}))
 	}
-	var logs syncBuffer
+	var logs eventually.Buffer
 	cfg := baseConfig(a)
 	cfg.AgentDNSConfig = true
 	cfg.Explicit = map[string]bool{}

@@ -12,29 +12,18 @@ import (
 
 // configSpec lists the keys of envconsul's configuration file that envexec
 // supports: envconsul's Config (config.go) with consul-template's blocks for
-// consul, exec, syslog and wait (config/*.go, v0.41.1 as envconsul pins).
+// consul, exec, syslog and wait (config/*.go, v0.41.1 as envconsul pins:
+// configfile.ConsulTemplateKeys, but for ca_cert_bytes, refused).
 // Anything else is refused with a one-line error naming it.
 var configSpec = configfile.Spec{
-	Keys: []string{
-		"consul.address", "consul.token", "consul.token_file", "consul.namespace",
-		"consul.auth.enabled", "consul.auth.username", "consul.auth.password",
-		"consul.retry.enabled", "consul.retry.attempts", "consul.retry.backoff", "consul.retry.max_backoff",
-		"consul.ssl.enabled", "consul.ssl.verify", "consul.ssl.cert", "consul.ssl.key", "consul.ssl.ca_cert",
-		"consul.ssl.ca_path", "consul.ssl.server_name",
-		"consul.transport.dial_keep_alive", "consul.transport.dial_timeout", "consul.transport.disable_keep_alives",
-		"consul.transport.idle_conn_timeout", "consul.transport.max_idle_conns", "consul.transport.max_idle_conns_per_host",
-		"consul.transport.max_conns_per_host", "consul.transport.tls_handshake_timeout",
-		"exec.command", "exec.enabled", "exec.kill_signal", "exec.kill_timeout", "exec.reload_signal", "exec.splay", "exec.timeout",
-		"exec.env.pristine", "exec.env.custom", "exec.env.allowlist", "exec.env.denylist", "exec.env.whitelist", "exec.env.blacklist",
-		"kill_signal", "reload_signal", "log_level", "max_stale", "pid_file", "pristine", "sanitize", "upcase",
+	Keys: append(configfile.ConsulTemplateKeys("consul.ssl.ca_cert_bytes"),
+		"pristine", "sanitize", "upcase",
 		"prefix.path", "prefix.format", "prefix.no_prefix",
 		"service.query", "service.format_id", "service.format_name", "service.format_address", "service.format_tag", "service.format_port",
-		"syslog.enabled", "syslog.facility", "syslog.name",
-		"wait", "wait.min", "wait.max",
 		// Deprecated top-level keys envconsul still reads (config.go, Parse).
 		"auth.enabled", "auth.username", "auth.password", "token", "splay", "timeout", "path", "retry",
 		"ssl.enabled", "ssl.verify", "ssl.cert", "ssl.key", "ssl.ca_cert", "ssl.ca_path", "ssl.server_name",
-	},
+	),
 	Refused: map[string]string{
 		"vault":                    "envexec reads Consul only, not Vault",
 		"secret":                   "envexec reads Consul only, not Vault secrets",
@@ -129,10 +118,10 @@ var directSettings = map[string]func(o *options, v string) error{
 	"consul-namespace": func(o *options, v string) error { o.peer.namespace = v; return nil },
 	"syslog-name":      func(o *options, v string) error { o.syslog.name = v; return nil },
 	"consul-transport-idle-conn-timeout": func(o *options, v string) error {
-		return optDuration{&o.peer.idleConnTimeout}.Set(v)
+		return optDuration{&o.peer.transport.IdleConnTimeout}.Set(v)
 	},
-	"consul-transport-max-idle-conns":     func(o *options, v string) error { return optInt{&o.peer.maxIdleConns}.Set(v) },
-	"consul-transport-max-conns-per-host": func(o *options, v string) error { return optInt{&o.peer.maxConnsPerHost}.Set(v) },
+	"consul-transport-max-idle-conns":     func(o *options, v string) error { return optInt{&o.peer.transport.MaxIdleConns}.Set(v) },
+	"consul-transport-max-conns-per-host": func(o *options, v string) error { return optInt{&o.peer.transport.MaxConnsPerHost}.Set(v) },
 }
 
 // setFlag records a file value for a flag (or a direct setting).
@@ -416,36 +405,46 @@ func (fc *fileConfig) readExec(f *configfile.File, m map[string]any) error {
 
 // readSources takes the prefix { } and service { } blocks, in order.
 func (fc *fileConfig) readSources(f *configfile.File, m map[string]any) error {
-	if v, ok := m["prefix"]; ok {
-		blocks, err := configfile.Blocks(v)
-		if err != nil {
-			return fmt.Errorf("prefix: %w", err)
-		}
-		for _, b := range blocks {
-			p, err := prefixBlock(b)
-			if err != nil {
-				return fmt.Errorf("prefix: %w", err)
-			}
-			if p == nil {
-				// envconsul discards a prefix without a path (config_prefix.go,
-				// PrefixConfigs.Finalize).
-				fc.warn = append(fc.warn, fmt.Sprintf("config %s: a prefix block without a path is ignored (as in envconsul)", f.Path))
-				continue
-			}
+	err := eachBlock(m, "prefix", func(b map[string]any) error {
+		p, err := prefixBlock(b)
+		switch {
+		case err != nil:
+			return err
+		case p == nil:
+			// envconsul discards a prefix without a path (config_prefix.go,
+			// PrefixConfigs.Finalize).
+			fc.warn = append(fc.warn, fmt.Sprintf("config %s: a prefix block without a path is ignored (as in envconsul)", f.Path))
+		default:
 			fc.prefixes = append(fc.prefixes, p)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if v, ok := m["service"]; ok {
-		blocks, err := configfile.Blocks(v)
-		if err != nil {
-			return fmt.Errorf("service: %w", err)
-		}
-		for _, b := range blocks {
-			s, err := serviceBlock(b)
-			if err != nil {
-				return fmt.Errorf("service: %w", err)
-			}
+	return eachBlock(m, "service", func(b map[string]any) error {
+		s, err := serviceBlock(b)
+		if err == nil {
 			fc.services = append(fc.services, s)
+		}
+		return err
+	})
+}
+
+// eachBlock calls read with each block under key in m (none when m has no
+// key), in order; an error, of the blocks or of read, is "KEY: ERR".
+func eachBlock(m map[string]any, key string, read func(map[string]any) error) error {
+	v, ok := m[key]
+	if !ok {
+		return nil
+	}
+	blocks, err := configfile.Blocks(v)
+	if err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	for _, b := range blocks {
+		if err := read(b); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
 		}
 	}
 	return nil

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth/berth/pkg/consultest"
 	"github.com/berth/berth/pkg/eventually"
 )
 
@@ -37,13 +36,7 @@ func writeFile(t *testing.T, path, body string) {
 // applyConfigEnv for exec.env). CONSUL_HTTP_ADDR points nowhere: only the
 // file's consul.address reaches the agent.
 func TestConfigFiles(t *testing.T) {
-	a := consultest.Require(t, agent)
-	c := a.Client()
-	n := ns(t)
-	put(t, c, n+"/global/REGION", "eu")
-	put(t, c, n+"/global/PORT", "8080")
-	put(t, c, n+"/app/PORT", "80")
-	put(t, c, n+"/app/db.host", "db1")
+	a, c, n := nsWith(t, "global/REGION", "eu", "global/PORT", "8080", "app/PORT", "80", "app/db.host", "db1")
 	self, _ := os.Executable()
 	nowhere := []string{"CONSUL_HTTP_ADDR=127.0.0.1:1"}
 	run := func(t *testing.T, args ...string) *proc {

@@ -112,19 +112,25 @@ func (f signalFlag) Set(s string) error {
 	return nil
 }
 
-// registerSourceFlags adds the flags that choose what to watch and how
-// variables are named.
-func registerSourceFlags(cl *cliapp.Program, o *options) {
-	addPrefix := funcFlag(func(s string) error {
-		p, err := parsePrefix(s)
+// addSource is the flag of a repeatable source (-prefix, -service): each
+// value, read by parse, is added to list and to order, where the sources
+// keep the order they were given in.
+func addSource[T source](parse func(string) (T, error), list *[]T, order *[]source) funcFlag {
+	return func(s string) error {
+		v, err := parse(s)
 		if err != nil {
 			return err
 		}
-		o.prefixes = append(o.prefixes, p)
-		o.order = append(o.order, p)
+		*list = append(*list, v)
+		*order = append(*order, v)
 		return nil
-	})
-	cl.Var(addPrefix, "prefix", "watch the keys below `PATH[@DC]` (repeatable; later prefixes win)")
+	}
+}
+
+// registerSourceFlags adds the flags that choose what to watch and how
+// variables are named.
+func registerSourceFlags(cl *cliapp.Program, o *options) {
+	cl.Var(addSource(parsePrefix, &o.prefixes, &o.order), "prefix", "watch the keys below `PATH[@DC]` (repeatable; later prefixes win)")
 	prefixFormat := funcFlag(func(s string) error {
 		if len(o.prefixes) == 0 {
 			return errors.New("give -format after the -prefix it names")
@@ -139,16 +145,7 @@ func registerSourceFlags(cl *cliapp.Program, o *options) {
 	})
 	cl.Var(prefixFormat, "format", "name `TEMPLATE` for the -prefix just before it, e.g. 'APP_{{ key }}'")
 	cl.Alias("prefix-format", "format")
-	addService := funcFlag(func(s string) error {
-		sv, err := parseService(s)
-		if err != nil {
-			return err
-		}
-		o.services = append(o.services, sv)
-		o.order = append(o.order, sv)
-		return nil
-	})
-	cl.Var(addService, "service", "instances of service `[TAG.]NAME[@DC]` as variables <service>/id, /name, /address, /tag, /port (repeatable)")
+	cl.Var(addSource(parseService, &o.services, &o.order), "service", "instances of service `[TAG.]NAME[@DC]` as variables <service>/id, /name, /address, /tag, /port (repeatable)")
 	cl.Alias("service-query", "service") // envconsul's name
 	for _, field := range serviceFields() {
 		field := field

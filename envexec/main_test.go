@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -14,7 +13,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -126,30 +124,12 @@ func event(dir, format string, args ...any) {
 	f.Close()
 }
 
-// syncBuf is a goroutine-safe buffer for a process's output.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a running envexec.
 type proc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	stdout *syncBuf
-	stderr *syncBuf
+	stdout *eventually.Buffer
+	stderr *eventually.Buffer
 	done   chan struct{}
 	code   int
 }
@@ -169,7 +149,7 @@ func startEnvexecArgs(t *testing.T, extraEnv []string, args []string) *proc {
 	}
 	cmd := exec.Command(self, append([]string{"__envexec"}, args...)...)
 	cmd.Env = append(append(os.Environ(), "CONSUL_HTTP_TOKEN=", "CONSUL_HTTP_TOKEN_FILE="), extraEnv...)
-	p := &proc{t: t, cmd: cmd, stdout: &syncBuf{}, stderr: &syncBuf{}, done: make(chan struct{})}
+	p := &proc{t: t, cmd: cmd, stdout: &eventually.Buffer{}, stderr: &eventually.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	// A child left behind (after a failed test) keeps the output pipes open;
 	// do not wait for it.
@@ -302,6 +282,23 @@ func del(t *testing.T, c *api.Client, key string) {
 	}
 }
 
+// nsWith is how most tests start: the package's agent (the test skips
+// without one), a client for it, and the test's own KV namespace (ns)
+// holding kv, pairs of a key relative to the namespace and its value.
+func nsWith(t *testing.T, kv ...string) (*consultest.Agent, *api.Client, string) {
+	t.Helper()
+	if len(kv)%2 != 0 {
+		t.Fatalf("nsWith: key %q has no value", kv[len(kv)-1])
+	}
+	a := consultest.Require(t, agent)
+	c := a.Client()
+	n := ns(t)
+	for i := 0; i < len(kv); i += 2 {
+		put(t, c, n+"/"+kv[i], kv[i+1])
+	}
+	return a, c, n
+}
+
 // ns is a KV namespace of the test's own.
 func ns(t *testing.T) string {
 	return "envexec-test/" + regexp.MustCompile(`[^A-Za-z0-9]`).ReplaceAllString(t.Name(), "-")
@@ -341,18 +338,17 @@ func fmtEnv(env map[string]string) string {
 // path segments only (no sibling app2/), folder keys skipped, a name with
 // "=" (which the kernel's NAME=value cannot carry) skipped with a warning.
 func TestEnvironmentNames(t *testing.T) {
-	a := consultest.Require(t, agent)
-	c := a.Client()
-	n := ns(t)
-	put(t, c, n+"/app/PORT", "80")
-	put(t, c, n+"/app/db/host", "db1")
-	put(t, c, n+"/app/bad-name", "SECRET-VALUE-1")
-	put(t, c, n+"/app/log.level", "debug")
-	put(t, c, n+"/app/x=y", "SECRET-VALUE-2")
-	put(t, c, n+"/app/folder/", "")
-	put(t, c, n+"/app2/sibling", "must-not-appear")
-	put(t, c, n+"/global/PORT", "8080")
-	put(t, c, n+"/global/REGION", "eu")
+	a, _, n := nsWith(t,
+		"app/PORT", "80",
+		"app/db/host", "db1",
+		"app/bad-name", "SECRET-VALUE-1",
+		"app/log.level", "debug",
+		"app/x=y", "SECRET-VALUE-2",
+		"app/folder/", "",
+		"app2/sibling", "must-not-appear",
+		"global/PORT", "8080",
+		"global/REGION", "eu",
+	)
 	nsVar := regexp.MustCompile(`[^A-Za-z0-9_]`).ReplaceAllString(n, "_")
 
 	cases := []struct {
@@ -409,9 +405,7 @@ func TestEnvironmentNames(t *testing.T) {
 }
 
 func TestPristineAndByteExact(t *testing.T) {
-	a := consultest.Require(t, agent)
-	c := a.Client()
-	n := ns(t)
+	a, c, n := nsWith(t)
 	values := map[string]string{
 		"NEWLINES": "line 1\nline 2\n",
 		"EQUALS":   "a=b==c",
@@ -453,11 +447,7 @@ func TestPristineAndByteExact(t *testing.T) {
 }
 
 func TestChangeRestartDeleteAndUnrelated(t *testing.T) {
-	a := consultest.Require(t, agent)
-	c := a.Client()
-	n := ns(t)
-	put(t, c, n+"/app/PORT", "80")
-	put(t, c, n+"/app/DEBUG", "1")
+	a, c, n := nsWith(t, "app/PORT", "80", "app/DEBUG", "1")
 	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n + "/app", "-kill-timeout", "5s", "-log-level", "debug"}, childArgs(dir, "hold", 0)...)...)
 	eventually.True(t, 20*time.Second, "first start", func() bool { return len(starts(dir)) == 1 })
@@ -521,10 +511,7 @@ func contains(list []string, s string) bool {
 }
 
 func TestOnChangeSignal(t *testing.T) {
-	a := consultest.Require(t, agent)
-	c := a.Client()
-	n := ns(t)
-	put(t, c, n+"/V", "1")
+	a, c, n := nsWith(t, "V", "1")
 	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-on-change", "signal", "-change-signal", "USR1"}, childArgs(dir, "hold", 0)...)...)
 	eventually.True(t, 20*time.Second, "first start", func() bool { return len(starts(dir)) == 1 })
@@ -549,10 +536,7 @@ func TestOnChangeSignal(t *testing.T) {
 }
 
 func TestSignalsAndExitCode(t *testing.T) {
-	a := consultest.Require(t, agent)
-	c := a.Client()
-	n := ns(t)
-	put(t, c, n+"/V", "1")
+	a, _, n := nsWith(t, "V", "1")
 	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n}, childArgs(dir, "hold", 7)...)...)
 	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
@@ -590,10 +574,7 @@ func TestSignalsAndExitCode(t *testing.T) {
 }
 
 func TestArgumentQuoting(t *testing.T) {
-	a := consultest.Require(t, agent)
-	c := a.Client()
-	n := ns(t)
-	put(t, c, n+"/GREETING", "hello world")
+	a, _, n := nsWith(t, "GREETING", "hello world")
 	dir := childDir(t)
 	odd := []string{"two words", `"double"`, "'single'", "$GREETING", "", "*", "a\nb", "--flag"}
 	p := runEnvexec(t, a.HTTPAddr(), nil, append([]string{"-once", "-prefix", n}, childArgs(dir, "exit", 0, odd...)...)...)
@@ -621,9 +602,7 @@ func TestArgumentQuoting(t *testing.T) {
 }
 
 func TestExportRoundTrip(t *testing.T) {
-	a := consultest.Require(t, agent)
-	c := a.Client()
-	n := ns(t)
+	a, c, n := nsWith(t)
 	values := map[string]string{
 		"PLAIN":    "simple-value",
 		"NEWLINES": "line 1\nline 2\n",
@@ -861,9 +840,7 @@ func TestConsulOutage(t *testing.T) {
 }
 
 func TestServiceAndMetrics(t *testing.T) {
-	a := consultest.Require(t, agent)
-	c := a.Client()
-	n := ns(t)
+	a, c, n := nsWith(t)
 	svc := "envexecweb"
 	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: svc + "-1", Name: svc, Address: "10.1.2.3", Port: 8080, Tags: []string{"blue", "v2"}}); err != nil {
 		t.Fatal(err)
@@ -1030,10 +1007,7 @@ func TestReapsAsPID1(t *testing.T) {
 func c(a *consultest.Agent) *api.Client { return a.Client() }
 
 func TestWaitQuiescenceAndExecFlag(t *testing.T) {
-	a := consultest.Require(t, agent)
-	c := a.Client()
-	n := ns(t)
-	put(t, c, n+"/V", "0")
+	a, c, n := nsWith(t, "V", "0")
 	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-wait", "1500ms:20s"}, childArgs(dir, "hold", 0)...)...)
 	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
@@ -1066,10 +1040,7 @@ func TestWaitQuiescenceAndExecFlag(t *testing.T) {
 }
 
 func TestKillSignalAndTimeout(t *testing.T) {
-	a := consultest.Require(t, agent)
-	c := a.Client()
-	n := ns(t)
-	put(t, c, n+"/V", "1")
+	a, c, n := nsWith(t, "V", "1")
 
 	// -exec-kill-signal chooses the signal that stops the command.
 	dir := childDir(t)
@@ -1104,10 +1075,7 @@ func TestKillSignalAndTimeout(t *testing.T) {
 }
 
 func TestDatacenterSuffix(t *testing.T) {
-	a := consultest.Require(t, agent)
-	c := a.Client()
-	n := ns(t)
-	put(t, c, n+"/V", "in-dc1")
+	a, _, n := nsWith(t, "V", "in-dc1")
 	dir := childDir(t)
 	p := runEnvexec(t, a.HTTPAddr(), nil, append([]string{"-once", "-prefix", n + "@" + a.Datacenter}, childArgs(dir, "exit", 0)...)...)
 	if p.code != 0 || lastEnv(t, dir)["V"] != "in-dc1" {

@@ -24,12 +24,8 @@ type metrics struct {
 }
 
 func newMetrics() *metrics {
-	g := func(name, help string) prometheus.Gauge {
-		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: telemetry.Namespace, Subsystem: "envexec", Name: name, Help: help})
-	}
-	c := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: telemetry.Namespace, Subsystem: "envexec", Name: name, Help: help})
-	}
+	sub := telemetry.Subsystem("envexec")
+	g, c := sub.Gauge, sub.Counter
 	return &metrics{
 		sources:       g("sources", "prefixes and services watched"),
 		sourcesReady:  g("sources_ready", "sources that have answered at least once"),
@@ -41,8 +37,7 @@ func newMetrics() *metrics {
 		changeSignals: c("change_signals_total", "signals sent to the command for a change (-on-change signal)"),
 		changes:       c("env_changes_total", "real changes of the environment"),
 		lastChange:    g("last_change_timestamp_seconds", "when the environment last changed"),
-		consulErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: telemetry.Namespace, Subsystem: "envexec",
-			Name: "consul_errors_total", Help: "failed Consul queries, by source"}, []string{"source"}),
+		consulErrors:  sub.CounterVec("consul_errors_total", "failed Consul queries, by source", "source"),
 	}
 }
 

@@ -6,11 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"log/syslog"
-	"net"
 	"strings"
 	"time"
 
 	"github.com/berth/berth/pkg/cliapp"
+	"github.com/berth/berth/pkg/consulclient"
+	"github.com/berth/berth/pkg/logging"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -23,9 +24,7 @@ type peerConsul struct {
 	sslVerify  *bool // consul.ssl.verify / -consul-ssl-verify
 	sslImplied bool  // an ssl setting was given: consul-template's SSLConfig.Finalize enables SSL then
 
-	dialKeepAlive, dialTimeout, tlsHandshakeTimeout, idleConnTimeout *time.Duration
-	disableKeepAlives                                                *bool
-	maxIdleConns, maxIdleConnsPerHost, maxConnsPerHost               *int
+	transport consulclient.Transport // consul.transport / -consul-transport-*
 
 	namespace string // consul.namespace (Consul Enterprise)
 
@@ -78,39 +77,9 @@ func (p *peerConsul) apply(cfg *api.Config) {
 	if p.sslVerify != nil && !*p.sslVerify {
 		cfg.TLSConfig.InsecureSkipVerify = true
 	}
-	if p.dialKeepAlive == nil && p.dialTimeout == nil && p.tlsHandshakeTimeout == nil && p.idleConnTimeout == nil &&
-		p.disableKeepAlives == nil && p.maxIdleConns == nil && p.maxIdleConnsPerHost == nil && p.maxConnsPerHost == nil {
-		return
+	if p.transport != (consulclient.Transport{}) {
+		cfg.Transport = p.transport.HTTP()
 	}
-	t := api.DefaultConfig().Transport
-	t.MaxIdleConns, t.MaxIdleConnsPerHost = 256, 256
-	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
-	if p.dialKeepAlive != nil {
-		d.KeepAlive = *p.dialKeepAlive
-	}
-	if p.dialTimeout != nil {
-		d.Timeout = *p.dialTimeout
-	}
-	t.DialContext = d.DialContext
-	if p.tlsHandshakeTimeout != nil {
-		t.TLSHandshakeTimeout = *p.tlsHandshakeTimeout
-	}
-	if p.idleConnTimeout != nil {
-		t.IdleConnTimeout = *p.idleConnTimeout
-	}
-	if p.disableKeepAlives != nil {
-		t.DisableKeepAlives = *p.disableKeepAlives
-	}
-	if p.maxIdleConns != nil {
-		t.MaxIdleConns = *p.maxIdleConns
-	}
-	if p.maxIdleConnsPerHost != nil {
-		t.MaxIdleConnsPerHost = *p.maxIdleConnsPerHost
-	}
-	if p.maxConnsPerHost != nil {
-		t.MaxConnsPerHost = *p.maxConnsPerHost
-	}
-	cfg.Transport = t
 }
 
 // client builds the Consul client: the shared flags, envconsul's own
@@ -182,14 +151,6 @@ type syslogOptions struct {
 	name     string
 }
 
-var syslogFacilities = map[string]syslog.Priority{
-	"KERN": syslog.LOG_KERN, "USER": syslog.LOG_USER, "MAIL": syslog.LOG_MAIL, "DAEMON": syslog.LOG_DAEMON,
-	"AUTH": syslog.LOG_AUTH, "SYSLOG": syslog.LOG_SYSLOG, "LPR": syslog.LOG_LPR, "NEWS": syslog.LOG_NEWS,
-	"UUCP": syslog.LOG_UUCP, "CRON": syslog.LOG_CRON, "AUTHPRIV": syslog.LOG_AUTHPRIV, "FTP": syslog.LOG_FTP,
-	"LOCAL0": syslog.LOG_LOCAL0, "LOCAL1": syslog.LOG_LOCAL1, "LOCAL2": syslog.LOG_LOCAL2, "LOCAL3": syslog.LOG_LOCAL3,
-	"LOCAL4": syslog.LOG_LOCAL4, "LOCAL5": syslog.LOG_LOCAL5, "LOCAL6": syslog.LOG_LOCAL6, "LOCAL7": syslog.LOG_LOCAL7,
-}
-
 // on reports whether syslog is used: asked for, or implied by a facility or
 // name (consul-template config/syslog.go, Finalize).
 func (s syslogOptions) on() bool {
@@ -209,7 +170,7 @@ func (s syslogOptions) writer(stderr io.Writer) (io.Writer, func(), error) {
 	if fac == "" {
 		fac = "LOCAL0"
 	}
-	p, ok := syslogFacilities[fac]
+	p, ok := logging.SyslogFacility(fac)
 	if !ok {
 		return nil, nil, fmt.Errorf("-syslog-facility %q: not a syslog facility (LOCAL0..LOCAL7, DAEMON, USER, ...)", s.facility)
 	}
@@ -321,11 +282,11 @@ func registerPeerFlags(cl *cliapp.Program, o *options) {
 	cl.Var(funcFlag(func(s string) (err error) { p.auth, err = parseAuth(s); return err }), "consul-auth", "HTTP basic auth `USER[:PASSWORD]` for Consul (envconsul's flag)")
 	cl.Var(optBool{&p.ssl}, "consul-ssl", "talk HTTPS to Consul (envconsul's flag; any -consul-ssl-* flag implies it)")
 	cl.Var(optBool{&p.sslVerify}, "consul-ssl-verify", "verify Consul's certificate (default true; =false skips verification)")
-	cl.Var(optDuration{&p.dialKeepAlive}, "consul-transport-dial-keep-alive", "TCP keep-alive period for connections to Consul")
-	cl.Var(optDuration{&p.dialTimeout}, "consul-transport-dial-timeout", "time allowed to connect to Consul")
-	cl.Var(optBool{&p.disableKeepAlives}, "consul-transport-disable-keep-alives", "a new connection per request to Consul")
-	cl.Var(optInt{&p.maxIdleConnsPerHost}, "consul-transport-max-idle-conns-per-host", "idle connections kept to Consul (default 256)")
-	cl.Var(optDuration{&p.tlsHandshakeTimeout}, "consul-transport-tls-handshake-timeout", "time allowed for the TLS handshake with Consul")
+	cl.Var(optDuration{&p.transport.DialKeepAlive}, "consul-transport-dial-keep-alive", "TCP keep-alive period for connections to Consul")
+	cl.Var(optDuration{&p.transport.DialTimeout}, "consul-transport-dial-timeout", "time allowed to connect to Consul")
+	cl.Var(optBool{&p.transport.DisableKeepAlives}, "consul-transport-disable-keep-alives", "a new connection per request to Consul")
+	cl.Var(optInt{&p.transport.MaxIdleConnsPerHost}, "consul-transport-max-idle-conns-per-host", "idle connections kept to Consul (default 256)")
+	cl.Var(optDuration{&p.transport.TLSHandshakeTimeout}, "consul-transport-tls-handshake-timeout", "time allowed for the TLS handshake with Consul")
 	cl.Bool(&o.retry.enabled, "consul-retry", true, "retry failed Consul requests with backoff (=false: a source that fails before its first answer makes envexec give up)")
 	cl.Int(&o.retry.attempts, "consul-retry-attempts", 0, "give up (exit 11) when a source failed this many times in a row before its first answer (0: never; once the command runs, envexec retries forever)")
 	cl.Duration(&o.retry.backoff, "consul-retry-backoff", o.retry.backoff, "first delay between retries; it doubles each time")

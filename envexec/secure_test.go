@@ -15,14 +15,10 @@ import (
 // default-deny ACLs and serves HTTPS with its own CA.
 func TestACLTokenAndTLS(t *testing.T) {
 	const token = "7a0f8f41-2c1e-4d5e-9b0a-3f6c2d1e8b77"
-	a := consultest.StartT(t, consultest.Options{NodeName: "envexec-secure", ACLToken: token, TLS: true})
+	a, tokenFile := consultest.StartSecureT(t, "envexec-secure", token)
 	put(t, a.Client(), "secure/app/DB_HOST", "db1.internal")
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	https := "https://" + a.HTTPSAddr()
-	tlsFlags := []string{"-ca-file", a.TLS.CAFile, "-tls-server-name", a.TLS.ServerName}
+	tlsFlags := a.TLSFlags()
 	tlsEnv := []string{"CONSUL_CACERT=" + a.TLS.CAFile, "CONSUL_TLS_SERVER_NAME=" + a.TLS.ServerName}
 	cases := []struct {
 		name string

@@ -80,26 +80,30 @@ func TestKillAndReloadSignals(t *testing.T) {
 		return p, dir, pid
 	}
 
-	t.Run("default kill signal SIGINT", func(t *testing.T) {
-		p, dir, pid := hold(t)
-		p.signal(syscall.SIGINT)
-		if code := p.wait(30 * time.Second); code != exitInterrupted {
-			t.Errorf("exit %d, want %d\n%s", code, exitInterrupted, p.stderr)
-		}
-		if !contains(events(dir), fmt.Sprintf("term_%d", pid)) || contains(events(dir), fmt.Sprintf("int_%d", pid)) {
-			t.Errorf("want the command stopped with the exec kill signal SIGTERM, SIGINT not forwarded: %v", events(dir))
-		}
-	})
-	t.Run("-kill-signal SIGUSR1", func(t *testing.T) {
-		p, dir, pid := hold(t, "-kill-signal", "SIGUSR1", "-exec-kill-signal", "SIGINT")
-		p.signal(syscall.SIGUSR1)
-		if code := p.wait(30 * time.Second); code != exitInterrupted {
-			t.Errorf("exit %d, want %d\n%s", code, exitInterrupted, p.stderr)
-		}
-		if !contains(events(dir), fmt.Sprintf("int_%d", pid)) || contains(events(dir), fmt.Sprintf("usr1_%d", pid)) {
-			t.Errorf("want the command stopped with SIGINT, SIGUSR1 not forwarded: %v", events(dir))
-		}
-	})
+	// The kill signal: envexec ends with exit 12, the command stopped with
+	// the exec kill signal, and the kill signal not forwarded to it.
+	for _, c := range []struct {
+		name string
+		args []string
+		send syscall.Signal
+		// stop and kill name the exec kill signal and the kill signal as
+		// the child logs them (term, int, usr1).
+		stop, kill string
+	}{
+		{"default kill signal SIGINT", nil, syscall.SIGINT, "term", "int"},
+		{"-kill-signal SIGUSR1", []string{"-kill-signal", "SIGUSR1", "-exec-kill-signal", "SIGINT"}, syscall.SIGUSR1, "int", "usr1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p, dir, pid := hold(t, c.args...)
+			p.signal(c.send)
+			if code := p.wait(30 * time.Second); code != exitInterrupted {
+				t.Errorf("exit %d, want %d\n%s", code, exitInterrupted, p.stderr)
+			}
+			if !contains(events(dir), fmt.Sprintf("%s_%d", c.stop, pid)) || contains(events(dir), fmt.Sprintf("%s_%d", c.kill, pid)) {
+				t.Errorf("want the command stopped with the exec kill signal (%s), the kill signal (%s) not forwarded: %v", c.stop, c.kill, events(dir))
+			}
+		})
+	}
 	t.Run("-kill-signal empty: SIGINT goes to the command", func(t *testing.T) {
 		p, dir, pid := hold(t, "-kill-signal", "")
 		p.signal(syscall.SIGINT)

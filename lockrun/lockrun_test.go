@@ -19,6 +19,7 @@ import (
 
 	"github.com/berth/berth/pkg/consultest"
 	"github.com/berth/berth/pkg/eventually"
+	"github.com/berth/berth/pkg/supervisor"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -225,15 +226,6 @@ func TestInteropWithConsulLock(t *testing.T) {
 	}
 }
 
-func pidAlive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b))
-	return len(f) > 2 && f[2] != "Z"
-}
-
 func readInt(t *testing.T, path string) string {
 	t.Helper()
 	var s string
@@ -264,7 +256,7 @@ func TestLockLostStopsProcessGroup(t *testing.T) {
 			sess := readInt(t, dir+"/sess")
 			child, _ := strconv.Atoi(readInt(t, dir+"/child"))
 			gc, _ := strconv.Atoi(readInt(t, dir+"/gc"))
-			if !pidAlive(child) || !pidAlive(gc) {
+			if !supervisor.Alive(child) || !supervisor.Alive(gc) {
 				t.Fatal("child or grandchild not running")
 			}
 			lostAt := time.Now()
@@ -286,7 +278,7 @@ func TestLockLostStopsProcessGroup(t *testing.T) {
 				t.Fatalf("lockrun did not exit after the lock was lost; stderr %s", errb.String())
 			}
 			// The bound: both gone within the grace period.
-			eventually.True(t, grace, "child and grandchild gone", func() bool { return !pidAlive(child) && !pidAlive(gc) })
+			eventually.True(t, grace, "child and grandchild gone", func() bool { return !supervisor.Alive(child) && !supervisor.Alive(gc) })
 			t.Logf("lock lost → child and grandchild gone in %s", time.Since(lostAt).Round(time.Millisecond))
 			if !strings.Contains(errb.String(), "lost") {
 				t.Errorf("stderr does not say the lock was lost: %s", errb.String())
@@ -594,14 +586,9 @@ func TestConflictingKindsAndLimits(t *testing.T) {
 
 func TestACLTokenAndTLS(t *testing.T) {
 	const token = "5d3c1a7e-0f7e-4c55-9a1b-7e2f7f1e9c42"
-	a := consultest.StartT(t, consultest.Options{NodeName: "lockrun-secure", ACLToken: token, TLS: true})
-	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	a, tokenFile := consultest.StartSecureT(t, "lockrun-secure", token)
 	base := func(extra ...string) *exec.Cmd {
-		args := append([]string{"-verbose", "-http-addr", "https://" + a.HTTPSAddr(), "-ca-file", a.TLS.CAFile, "-tls-server-name", a.TLS.ServerName}, extra...)
+		args := append(append([]string{"-verbose", "-http-addr", "https://" + a.HTTPSAddr()}, a.TLSFlags()...), extra...)
 		cmd := exec.Command(lockrunB, args...)
 		// A clean environment: nothing but what the flags give.
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
@@ -729,7 +716,7 @@ func TestConsulStoppedWhileHolding(t *testing.T) {
 		cmd.Process.Kill()
 		t.Fatalf("lockrun kept running with Consul gone; stderr %s", errb.String())
 	}
-	if pidAlive(child) {
+	if supervisor.Alive(child) {
 		t.Fatal("child still running after the lock was lost")
 	}
 	if !strings.Contains(errb.String(), "waiting for Consul's leader to confirm we hold the lock") {

@@ -191,16 +191,17 @@ type metrics struct {
 
 func newMetrics() *metrics {
 	reg := telemetry.NewRegistry()
+	sub := telemetry.Subsystem("lockrun")
 	m := &metrics{
 		reg:          reg,
-		held:         prometheus.NewGauge(prometheus.GaugeOpts{Namespace: telemetry.Namespace, Subsystem: "lockrun", Name: "held", Help: "1 while the lock is held"}),
-		acquisitions: prometheus.NewCounter(prometheus.CounterOpts{Namespace: telemetry.Namespace, Subsystem: "lockrun", Name: "acquisitions_total", Help: "locks acquired"}),
-		lost:         prometheus.NewCounter(prometheus.CounterOpts{Namespace: telemetry.Namespace, Subsystem: "lockrun", Name: "lock_lost_total", Help: "locks lost while the child ran"}),
-		waitSeconds:  prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: telemetry.Namespace, Subsystem: "lockrun", Name: "wait_seconds", Help: "time spent waiting for the lock", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
+		held:         sub.Gauge("held", "1 while the lock is held"),
+		acquisitions: sub.Counter("acquisitions_total", "locks acquired"),
+		lost:         sub.Counter("lock_lost_total", "locks lost while the child ran"),
+		waitSeconds:  sub.Histogram("wait_seconds", "time spent waiting for the lock", prometheus.ExponentialBuckets(0.001, 4, 10)),
 	}
-	m.leaseRemaining = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: telemetry.Namespace, Subsystem: "lockrun", Name: "lease_remaining_seconds", Help: "while holding: time left before the child is stopped unless Consul's leader confirms the lock again"})
-	m.confirmations = prometheus.NewCounter(prometheus.CounterOpts{Namespace: telemetry.Namespace, Subsystem: "lockrun", Name: "lease_confirmations_total", Help: "consistent reads that confirmed the lock while holding"})
-	m.confirmErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: telemetry.Namespace, Subsystem: "lockrun", Name: "lease_confirmation_errors_total", Help: "confirmations that got no answer"})
+	m.leaseRemaining = sub.Gauge("lease_remaining_seconds", "while holding: time left before the child is stopped unless Consul's leader confirms the lock again")
+	m.confirmations = sub.Counter("lease_confirmations_total", "consistent reads that confirmed the lock while holding")
+	m.confirmErrors = sub.Counter("lease_confirmation_errors_total", "confirmations that got no answer")
 	reg.MustRegister(m.held, m.acquisitions, m.lost, m.waitSeconds, m.leaseRemaining, m.confirmations, m.confirmErrors)
 	return m
 }

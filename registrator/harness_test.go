@@ -211,28 +211,10 @@ func dockerNetwork(t *testing.T, name string, opts ...string) string {
 	return full
 }
 
-// logBuf collects a registrator's log lines for assertions.
-type logBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 type testReg struct {
 	*Registrator
 	cfg  Config
-	logs *logBuf
+	logs *eventually.Buffer
 	stop func()
 }
 
@@ -246,7 +228,7 @@ func hostFor(t *testing.T) string {
 // stop is called).
 func startReg(t *testing.T, a *consultest.Agent, mod func(*Config)) *testReg {
 	t.Helper()
-	logs := &logBuf{}
+	logs := &eventually.Buffer{}
 	var w io.Writer = logs
 	if testing.Verbose() {
 		w = io.MultiWriter(logs, os.Stderr)

@@ -76,7 +76,7 @@ func TestDefaultAgentURI(t *testing.T) {
 	a := requireDocker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	var logs logBuf
+	var logs eventually.Buffer
 	cmd := exec.CommandContext(ctx, binPath, "-hostname", hostFor(t), "-ip", "127.0.0.1", "-only-label", onlyLabel(t), "consul://")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "CONSUL_HTTP_ADDR=" + a.HTTPAddr()}
 	cmd.Stdout, cmd.Stderr = &logs, &logs

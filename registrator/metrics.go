@@ -19,23 +19,19 @@ type metrics struct {
 }
 
 func newMetrics() *metrics {
-	const sub = "registrator"
-	c := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: telemetry.Namespace, Subsystem: sub, Name: name, Help: help})
-	}
+	sub := telemetry.Subsystem("registrator")
+	c := sub.Counter
 	m := &metrics{
 		reg:             telemetry.NewRegistry(),
 		registrations:   c("registrations_total", "service registrations written to the agent"),
 		refused:         c("registrations_refused_total", "registrations the agent refused (bad definitions; retried only when they change)"),
 		deregistrations: c("deregistrations_total", "service deregistrations written to the agent"),
 		writes:          c("reconcile_writes_total", "registrations plus deregistrations written by reconcile passes"),
-		passes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: telemetry.Namespace, Subsystem: sub,
-			Name: "reconcile_passes_total", Help: "reconcile passes, by what triggered them"}, []string{"trigger"}),
-		reconnects:   c("event_stream_reconnects_total", "Docker event stream reconnections"),
-		events:       c("docker_events_total", "container events received from Docker"),
-		checkUpdates: c("check_updates_total", "TTL check status updates (Docker health, liveness)"),
-		services: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: telemetry.Namespace, Subsystem: sub,
-			Name: "services", Help: "services wanted for the running containers"}),
+		passes:          sub.CounterVec("reconcile_passes_total", "reconcile passes, by what triggered them", "trigger"),
+		reconnects:      c("event_stream_reconnects_total", "Docker event stream reconnections"),
+		events:          c("docker_events_total", "container events received from Docker"),
+		checkUpdates:    c("check_updates_total", "TTL check status updates (Docker health, liveness)"),
+		services:        sub.Gauge("services", "services wanted for the running containers"),
 	}
 	m.reg.MustRegister(m.registrations, m.refused, m.deregistrations, m.writes, m.passes, m.reconnects, m.events, m.checkUpdates, m.services)
 	return m

@@ -204,7 +204,7 @@ func notify(ch chan struct{}) {
 func (r *Registrator) eventLoop(ctx context.Context) {
 	bo := backoff.New(200*time.Millisecond, 10*time.Second)
 	var since time.Time
-	var dockerDown time.Time // first failed ping of the current outage
+	var dockerDown outage // from the first failed ping
 	first := true
 	for ctx.Err() == nil {
 		if _, err := r.docker.Ping(ctx); err != nil {
@@ -213,11 +213,7 @@ func (r *Registrator) eventLoop(ctx context.Context) {
 			}
 			r.dockerUp.Store(false)
 			d := bo.Next()
-			if dockerDown.IsZero() {
-				dockerDown = time.Now()
-			}
-			r.log.Warn("waiting for Docker", "since", dockerDown.UTC().Format(time.RFC3339), "for", time.Since(dockerDown).Round(time.Second),
-				"err", err, "retry_in", d.Round(time.Millisecond))
+			r.log.Warn("waiting for Docker", append(dockerDown.failed(), "err", err, "retry_in", d.Round(time.Millisecond))...)
 			_ = backoff.SleepCtx(ctx, d)
 			continue
 		}
@@ -237,7 +233,7 @@ func (r *Registrator) eventLoop(ctx context.Context) {
 		}
 		first = false
 		r.dockerUp.Store(true)
-		dockerDown = time.Time{}
+		dockerDown.end()
 		// The subscription replays everything from `since`, so listing now
 		// cannot miss a change that happens while the stream opens.
 		r.push(queued{resync: true, reason: reason})
@@ -471,7 +467,7 @@ func (r *Registrator) mainLoop(ctx context.Context) {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	bo := backoff.New(200*time.Millisecond, r.cfg.ConsulRetryMax)
-	var consulDown time.Time // first failed reconcile of the current outage
+	var consulDown outage // from the first failed reconcile
 	// relist re-reads Docker after a failed listing or inspect.
 	relist := time.NewTimer(time.Hour)
 	relist.Stop()
@@ -552,18 +548,15 @@ func (r *Registrator) mainLoop(ctx context.Context) {
 			}
 			r.consulOK.Store(false)
 			d := bo.Next()
-			if consulDown.IsZero() {
-				consulDown = time.Now()
-			}
-			r.log.Warn("reconcile with Consul failed; keeping the desired state and retrying", "since", consulDown.UTC().Format(time.RFC3339),
-				"for", time.Since(consulDown).Round(time.Second), "err", err, "retry_in", d.Round(time.Millisecond))
+			r.log.Warn("reconcile with Consul failed; keeping the desired state and retrying",
+				append(consulDown.failed(), "err", err, "retry_in", d.Round(time.Millisecond))...)
 			retry.Reset(d)
 			continue
 		}
 		if bo.Active() {
-			r.log.Info("Consul agent reachable again; reconciled", "after", time.Since(consulDown).Round(time.Millisecond))
+			r.log.Info("Consul agent reachable again; reconciled", "after", consulDown.lasted().Round(time.Millisecond))
 		}
-		consulDown = time.Time{}
+		consulDown.end()
 		bo.Reset()
 		r.consulOK.Store(true)
 	}
@@ -819,3 +812,23 @@ func (r *Registrator) logPlan(p *plan) {
 		r.log.Warn("service ID claimed by two containers; keeping the first", "id", c.ServiceID, "container", c.Container, "kept", c.Holder)
 	}
 }
+
+// outage is when the current outage of a dependency (Docker, Consul)
+// began; the zero value is no outage.
+type outage struct{ since time.Time }
+
+// failed records a failure, the start of the outage unless one is on, and
+// returns the log fields that say it: since (UTC, RFC 3339) and for (so
+// far, in whole seconds).
+func (o *outage) failed() []any {
+	if o.since.IsZero() {
+		o.since = time.Now()
+	}
+	return []any{"since", o.since.UTC().Format(time.RFC3339), "for", time.Since(o.since).Round(time.Second)}
+}
+
+// lasted is how long the outage has lasted (since its first failure).
+func (o *outage) lasted() time.Duration { return time.Since(o.since) }
+
+// end ends the outage.
+func (o *outage) end() { o.since = time.Time{} }

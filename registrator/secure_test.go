@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,12 +20,7 @@ import (
 func TestACLTokenAndTLS(t *testing.T) {
 	requireDocker(t)
 	const token = "c4e1b2a3-9d8f-4e7a-b6c5-1d2e3f4a5b6c"
-	a := consultest.StartT(t, consultest.Options{NodeName: "registrator-secure", ACLToken: token, TLS: true})
-	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	a, tokenFile := consultest.StartSecureT(t, "registrator-secure", token)
 	c := a.Client() // one client: each a.Client() opens its own connections
 	runC(t, "secure-web", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_NAME=secure-web"})
 	// With a host, and without one: consul-tls:// alone is the default agent
@@ -35,10 +29,9 @@ func TestACLTokenAndTLS(t *testing.T) {
 	for i, uri := range []string{"consul-tls://" + a.HTTPSAddr(), "consul-tls://"} {
 		host := fmt.Sprintf("%s-%d", hostFor(t), i)
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		var logs logBuf
-		cmd := exec.CommandContext(ctx, binPath, "-hostname", host, "-ip", "127.0.0.1", "-log-level", "debug",
-			"-only-label", onlyLabel(t), "-ca-file", a.TLS.CAFile, "-tls-server-name", a.TLS.ServerName,
-			"-token-file", tokenFile, uri)
+		var logs eventually.Buffer
+		args := append([]string{"-hostname", host, "-ip", "127.0.0.1", "-log-level", "debug", "-only-label", onlyLabel(t)}, a.TLSFlags()...)
+		cmd := exec.CommandContext(ctx, binPath, append(args, "-token-file", tokenFile, uri)...)
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "CONSUL_HTTP_ADDR=" + a.HTTPSAddr()}
 		cmd.Stdout, cmd.Stderr = &logs, &logs
 		if err := cmd.Start(); err != nil {

@@ -124,25 +124,15 @@ func parseWait(s string) (*waitConfig, error) {
 
 // configSpec is every key consul-template v0.41.1 reads from a config file
 // (config/*.go, the mapstructure names): each one is honoured, or refused
-// with the reason. templater's own keys (template.check, template.in_place)
-// are added.
+// with the reason: the keys consul-template shares with envconsul
+// (configfile.ConsulTemplateKeys, but for exec.timeout, refused) and its own.
+// templater's own keys (template.check, template.in_place) are added.
 var configSpec = configfile.Spec{
-	Keys: []string{
-		"consul.address", "consul.token", "consul.token_file", "consul.namespace",
-		"consul.auth.enabled", "consul.auth.username", "consul.auth.password",
-		"consul.retry.enabled", "consul.retry.attempts", "consul.retry.backoff", "consul.retry.max_backoff",
-		"consul.ssl.enabled", "consul.ssl.verify", "consul.ssl.cert", "consul.ssl.key", "consul.ssl.ca_cert",
-		"consul.ssl.ca_cert_bytes", "consul.ssl.ca_path", "consul.ssl.server_name",
-		"consul.transport.dial_keep_alive", "consul.transport.dial_timeout", "consul.transport.disable_keep_alives",
-		"consul.transport.idle_conn_timeout", "consul.transport.max_idle_conns", "consul.transport.max_idle_conns_per_host",
-		"consul.transport.max_conns_per_host", "consul.transport.tls_handshake_timeout",
+	Keys: append(configfile.ConsulTemplateKeys("exec.timeout"),
 		"default_delimiters.left", "default_delimiters.right",
-		"exec.command", "exec.enabled", "exec.kill_signal", "exec.kill_timeout", "exec.reload_signal", "exec.splay",
-		"exec.env.pristine", "exec.env.custom", "exec.env.allowlist", "exec.env.denylist", "exec.env.whitelist", "exec.env.blacklist",
-		"kill_signal", "reload_signal", "log_level", "max_stale", "pid_file", "block_query_wait",
-		"syslog.enabled", "syslog.facility", "syslog.name",
+		"block_query_wait",
 		"template_error_fatal", "err_on_failed_lookup",
-		"wait", "wait.min", "wait.max", "wait.bool",
+		"wait.bool",
 		"template.source", "template.destination", "template.contents", "template.command", "template.command_timeout",
 		"template.exec.command", "template.exec.timeout", "template.create_dest_dirs", "template.error_on_missing_key",
 		"template.error_fatal", "template.perms", "template.user", "template.uid", "template.group", "template.gid",
@@ -150,7 +140,7 @@ var configSpec = configfile.Spec{
 		"template.wait.max", "template.wait.bool", "template.function_denylist", "template.function_blacklist",
 		"template.sandbox_path",
 		"template.check", "template.in_place", // templater's own
-	},
+	),
 	Refused: map[string]string{
 		"vault":             "templater does not read Vault (no secret/pkiCert functions)",
 		"nomad":             "templater does not read Nomad (no nomad* functions)",
@@ -438,15 +428,15 @@ func applyExecEnv(x any, env *execEnv) error {
 // templateBlock reads one template { ... } (keys already checked).
 func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 	c := defaultTemplate(origin)
+	// The plain string and true/false keys; the others below.
+	strs := map[string]*string{"source": &c.Source, "contents": &c.Contents, "destination": &c.Destination,
+		"left_delimiter": &c.LeftDelim, "right_delimiter": &c.RightDelim, "user": &c.User, "uid": &c.User,
+		"group": &c.Group, "gid": &c.Group, "sandbox_path": &c.SandboxPath}
+	bools := map[string]*bool{"backup": &c.Backup, "error_on_missing_key": &c.ErrOnMissingKey,
+		"create_dest_dirs": &c.CreateDestDirs, "in_place": &c.InPlace}
 	for k, v := range m {
 		var err error
 		switch k {
-		case "source":
-			c.Source, err = configfile.String(v)
-		case "contents":
-			c.Contents, err = configfile.String(v)
-		case "destination":
-			c.Destination, err = configfile.String(v)
 		case "command":
 			c.Command, err = asCommand(v)
 		case "exec":
@@ -467,34 +457,22 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 			var p int64
 			p, err = asPerms(v)
 			c.Perms, c.PermsSet = os.FileMode(p), true
-		case "backup":
-			c.Backup, err = configfile.Bool(v)
-		case "left_delimiter":
-			c.LeftDelim, err = configfile.String(v)
-		case "right_delimiter":
-			c.RightDelim, err = configfile.String(v)
 		case "wait":
 			c.Wait, err = asWait(v)
-		case "error_on_missing_key":
-			c.ErrOnMissingKey, err = configfile.Bool(v)
 		case "error_fatal":
 			var b bool
 			b, err = configfile.Bool(v)
 			c.ErrorFatal = &b
-		case "create_dest_dirs":
-			c.CreateDestDirs, err = configfile.Bool(v)
-		case "in_place":
-			c.InPlace, err = configfile.Bool(v)
-		case "user", "uid":
-			c.User, err = configfile.String(v)
-		case "group", "gid":
-			c.Group, err = configfile.String(v)
 		case "function_denylist", "function_blacklist":
 			var l []string
 			l, err = configfile.Strings(v)
 			c.FunctionDenylist = append(c.FunctionDenylist, l...)
-		case "sandbox_path":
-			c.SandboxPath, err = configfile.String(v)
+		default:
+			if p, ok := strs[k]; ok {
+				*p, err = configfile.String(v)
+			} else if p, ok := bools[k]; ok {
+				*p, err = configfile.Bool(v)
+			}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", k, err)

@@ -74,14 +74,14 @@ func bothIn(t *testing.T, files map[string]string, dst string, args ...string) (
 // daemon is a tool running without -once.
 type daemon struct {
 	cmd  *exec.Cmd
-	log  *syncBuf
+	log  *syncBuffer
 	done chan struct{}
 	code int
 }
 
 func startDaemon(t *testing.T, bin, dir string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{cmd: exec.Command(bin, args...), log: &syncBuf{}, done: make(chan struct{})}
+	d := &daemon{cmd: exec.Command(bin, args...), log: &syncBuffer{}, done: make(chan struct{})}
 	d.cmd.Dir, d.cmd.Env = dir, ctEnv
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.WaitDelay = 2 * time.Second // a child left behind may hold the output open

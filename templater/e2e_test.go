@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -54,26 +53,9 @@ func binary(t *testing.T) string {
 	return binFile
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type proc struct {
 	cmd     *exec.Cmd
-	log     *syncBuf
+	log     *syncBuffer
 	metrics string
 	done    chan struct{}
 	err     error
@@ -94,7 +76,7 @@ func start(t *testing.T, httpAddr string, args ...string) *proc {
 	t.Helper()
 	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	all := append([]string{"-http-addr", httpAddr, "-metrics-addr", maddr}, args...)
-	p := &proc{cmd: exec.Command(binary(t), all...), log: &syncBuf{}, metrics: maddr, done: make(chan struct{})}
+	p := &proc{cmd: exec.Command(binary(t), all...), log: &syncBuffer{}, metrics: maddr, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

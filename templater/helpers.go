@@ -156,21 +156,22 @@ func byTag(in any) (map[string][]any, error) {
 	switch l := in.(type) {
 	case nil:
 	case []*HealthService:
-		for _, s := range l {
-			for _, t := range s.Tags {
-				out[t] = append(out[t], s)
-			}
-		}
+		groupByTags(out, l, func(s *HealthService) []string { return s.Tags })
 	case []*CatalogSnippet:
-		for _, s := range l {
-			for _, t := range s.Tags {
-				out[t] = append(out[t], s)
-			}
-		}
+		groupByTags(out, l, func(s *CatalogSnippet) []string { return s.Tags })
 	default:
 		return nil, fmt.Errorf("byTag: wrong argument type %T", in)
 	}
 	return out, nil
+}
+
+// groupByTags appends each of l to out under every one of its tags, in order.
+func groupByTags[S any](out map[string][]any, l []S, tags func(S) []string) {
+	for _, s := range l {
+		for _, t := range tags(s) {
+			out[t] = append(out[t], s)
+		}
+	}
 }
 
 // byPort groups service instances by port (funcs.go byPort).
@@ -393,88 +394,72 @@ func regexMatch(re, s string) (bool, error) {
 
 // The parse* helpers: "" is the zero value; anything else must parse as it
 // is, spaces included (funcs.go parseBool, parseInt, parseUint, parseFloat).
-func parseBool(s string) (bool, error) {
-	if s == "" {
-		return false, nil
-	}
-	b, err := strconv.ParseBool(s)
-	if err != nil {
-		return false, fmt.Errorf("parseBool: %w", err)
-	}
-	return b, nil
-}
+func parseBool(s string) (bool, error) { return parseOrZero("parseBool", s, false, strconv.ParseBool) }
 
 func parseInt(s string) (int64, error) {
-	if s == "" {
-		return 0, nil
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parseInt: %w", err)
-	}
-	return n, nil
+	return parseOrZero("parseInt", s, 0, func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) })
 }
 
 func parseUint(s string) (uint64, error) {
-	if s == "" {
-		return 0, nil
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parseUint: %w", err)
-	}
-	return n, nil
+	return parseOrZero("parseUint", s, 0, func(s string) (uint64, error) { return strconv.ParseUint(s, 10, 64) })
 }
 
 func parseFloat(s string) (float64, error) {
-	if s == "" {
-		return 0, nil
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parseFloat: %w", err)
-	}
-	return f, nil
+	return parseOrZero("parseFloat", s, 0, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) })
 }
 
 // parseJSON: "" is an empty map (funcs.go parseJSON).
 func parseJSON(s string) (any, error) {
-	if s == "" {
-		return map[string]any{}, nil
-	}
-	var v any
-	if err := json.Unmarshal([]byte(s), &v); err != nil {
-		return nil, fmt.Errorf("parseJSON: %w", err)
-	}
-	return v, nil
+	return parseOrZero("parseJSON", s, any(map[string]any{}), decodeWith(json.Unmarshal))
 }
 
 // parseYAML: "" is an empty map; otherwise yaml.v2's reading (YAML 1.1:
 // y/yes/on are true; maps are map[interface{}]interface{}) (funcs.go parseYAML).
 func parseYAML(s string) (any, error) {
+	return parseOrZero("parseYAML", s, any(map[string]any{}), decodeWith(yamlv2.Unmarshal))
+}
+
+// parseOrZero is the shape every parse* helper shares: "" gives empty;
+// anything else is parse(s), whose error comes back as "NAME: ERR" with the
+// zero T.
+func parseOrZero[T any](name, s string, empty T, parse func(string) (T, error)) (T, error) {
 	if s == "" {
-		return map[string]any{}, nil
+		return empty, nil
 	}
-	var v any
-	if err := yamlv2.Unmarshal([]byte(s), &v); err != nil {
-		return nil, fmt.Errorf("parseYAML: %w", err)
+	v, err := parse(s)
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("%s: %w", name, err)
 	}
 	return v, nil
+}
+
+// decodeWith turns an Unmarshal function (encoding/json, yaml.v2) into a
+// parser of a string into any.
+func decodeWith(unmarshal func([]byte, any) error) func(string) (any, error) {
+	return func(s string) (any, error) {
+		var v any
+		err := unmarshal([]byte(s), &v)
+		return v, err
+	}
 }
 
 // toJSON / toJSONPretty: encoding/json, surrounding space trimmed (funcs.go).
 func toJSON(v any) (string, error) {
 	b, err := json.Marshal(v)
-	if err != nil {
-		return "", fmt.Errorf("toJSON: %w", err)
-	}
-	return string(bytes.TrimSpace(b)), nil
+	return trimmedOr("toJSON", b, err)
 }
 
 func toJSONPretty(v any) (string, error) {
 	b, err := json.MarshalIndent(v, "", "  ")
+	return trimmedOr("toJSONPretty", b, err)
+}
+
+// trimmedOr is the shape the to* encoders share: the encoding with the
+// surrounding space trimmed, or err as "NAME: ERR".
+func trimmedOr(name string, b []byte, err error) (string, error) {
 	if err != nil {
-		return "", fmt.Errorf("toJSONPretty: %w", err)
+		return "", fmt.Errorf("%s: %w", name, err)
 	}
 	return string(bytes.TrimSpace(b)), nil
 }
@@ -495,19 +480,14 @@ func jsonNoEscape(v any, ind string) (string, error) {
 // toYAML: yaml.v2 (two-space indent), surrounding space trimmed (funcs.go toYAML).
 func toYAML(v any) (string, error) {
 	b, err := yamlv2.Marshal(v)
-	if err != nil {
-		return "", fmt.Errorf("toYAML: %w", err)
-	}
-	return string(bytes.TrimSpace(b)), nil
+	return trimmedOr("toYAML", b, err)
 }
 
 // toTOML: BurntSushi/toml, surrounding space trimmed (funcs.go toTOML).
 func toTOML(v any) (string, error) {
 	var buf bytes.Buffer
-	if err := toml.NewEncoder(&buf).Encode(v); err != nil {
-		return "", fmt.Errorf("toTOML: %w", err)
-	}
-	return string(bytes.TrimSpace(buf.Bytes())), nil
+	err := toml.NewEncoder(&buf).Encode(v)
+	return trimmedOr("toTOML", buf.Bytes(), err)
 }
 
 // timestamp: now in UTC, RFC 3339 or the given Go layout, or "unix" seconds
@@ -739,11 +719,7 @@ func (n number) value() any {
 // only (funcs.go add, subtract, multiply, divide, modulo). The template
 // functions take (b, a), so `{{ 5 | subtract 2 }}` is 5-2.
 func arith(op string, a, b any) (any, error) {
-	x, err := toNumber(op, a)
-	if err != nil {
-		return nil, err
-	}
-	y, err := toNumber(op, b)
+	x, y, err := toNumbers(op, a, b)
 	if err != nil {
 		return nil, err
 	}
@@ -752,58 +728,52 @@ func arith(op string, a, b any) (any, error) {
 		if op == "modulo" {
 			return nil, fmt.Errorf("modulo: unknown type for %q", fmt.Sprint(b))
 		}
-		p, q := x.float(), y.float()
-		switch op {
-		case "add":
-			return p + q, nil
-		case "subtract":
-			return p - q, nil
-		case "multiply":
-			return p * q, nil
-		}
-		return p / q, nil
+		return basicArith(op, x.float(), y.float()), nil
 	case x.kind == 'u' && y.kind == 'u':
-		p, q := x.u, y.u
-		if q == 0 && (op == "divide" || op == "modulo") {
-			return nil, fmt.Errorf("%s: integer divide by zero", op)
-		}
-		switch op {
-		case "add":
-			return p + q, nil
-		case "subtract":
-			return p - q, nil
-		case "multiply":
-			return p * q, nil
-		case "divide":
-			return p / q, nil
-		}
-		return p % q, nil
+		return intArith(op, x.u, y.u)
 	}
-	p, q := x.int(), y.int()
+	return intArith(op, x.int(), y.int())
+}
+
+// intArith is arith for two integers of one type: p OP q, where divide and
+// modulo by 0 are an error "OP: integer divide by zero".
+func intArith[T int64 | uint64](op string, p, q T) (any, error) {
 	if q == 0 && (op == "divide" || op == "modulo") {
 		return nil, fmt.Errorf("%s: integer divide by zero", op)
 	}
+	if op == "modulo" {
+		return p % q, nil
+	}
+	return basicArith(op, p, q), nil
+}
+
+// basicArith is p OP q for op add, subtract or multiply, and p / q for
+// divide (the only other op it is given).
+func basicArith[T int64 | uint64 | float64](op string, p, q T) T {
 	switch op {
 	case "add":
-		return p + q, nil
+		return p + q
 	case "subtract":
-		return p - q, nil
+		return p - q
 	case "multiply":
-		return p * q, nil
-	case "divide":
-		return p / q, nil
+		return p * q
 	}
-	return p % q, nil
+	return p / q
+}
+
+// toNumbers is toNumber of both operands of op, a first.
+func toNumbers(op string, a, b any) (x, y number, err error) {
+	if x, err = toNumber(op, a); err != nil {
+		return x, y, err
+	}
+	y, err = toNumber(op, b)
+	return x, y, err
 }
 
 // minMax returns the smaller (larger) operand as it was given: its own type
 // (funcs.go minimum, maximum).
 func minMax(op string, a, b any) (any, error) {
-	x, err := toNumber(op, a)
-	if err != nil {
-		return nil, err
-	}
-	y, err := toNumber(op, b)
+	x, y, err := toNumbers(op, a, b)
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/cliapp"
+	"github.com/berth/berth/pkg/consulclient"
 	"github.com/berth/berth/pkg/query"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/berth/berth/pkg/telemetry"
@@ -255,12 +255,8 @@ func buildConfig(o *options) (*runConfig, *fileConfig, error) {
 		}
 	}
 	left, right := fc.LeftDelim, fc.RightDelim
-	if o.set["default-left-delimiter"] {
-		left = o.leftDelim
-	}
-	if o.set["default-right-delimiter"] {
-		right = o.rightDelim
-	}
+	flagWins(o.set, "default-left-delimiter", &left, o.leftDelim)
+	flagWins(o.set, "default-right-delimiter", &right, o.rightDelim)
 	for _, t := range rc.Templates {
 		// consul-template applies the defaults to each side that is unset
 		// (config/config.go Finalize).
@@ -303,21 +299,13 @@ func execFromFlags(o *options, e *execConfig) (*execConfig, error) {
 	if e == nil {
 		return nil, nil
 	}
-	if o.set["exec-reload-signal"] {
-		e.ReloadSignal = o.execReload
-	}
+	flagWins(o.set, "exec-reload-signal", &e.ReloadSignal, o.execReload)
 	if o.set["exec-kill-signal"] || e.KillSignal == "" {
 		e.KillSignal = o.execKill
 	}
-	if o.set["exec-kill-timeout"] {
-		e.KillTimeout = o.execKillTO
-	}
-	if o.set["exec-splay"] {
-		e.Splay = o.execSplay
-	}
-	if o.set["exec-env-pristine"] {
-		e.Env.Pristine = o.execEnv.Pristine
-	}
+	flagWins(o.set, "exec-kill-timeout", &e.KillTimeout, o.execKillTO)
+	flagWins(o.set, "exec-splay", &e.Splay, o.execSplay)
+	flagWins(o.set, "exec-env-pristine", &e.Env.Pristine, o.execEnv.Pristine)
 	e.Env.Custom = append(e.Env.Custom, o.execEnv.Custom...)
 	e.Env.Allow = append(e.Env.Allow, o.execEnv.Allow...)
 	e.Env.Deny = append(e.Env.Deny, o.execEnv.Deny...)
@@ -325,6 +313,23 @@ func execFromFlags(o *options, e *execConfig) (*execConfig, error) {
 		return nil, nil
 	}
 	return e, nil
+}
+
+// parsedPtr is parse(s) as a pointer to the value, nil on an error.
+func parsedPtr[T any](parse func(string) (T, error), s string) (*T, error) {
+	v, err := parse(s)
+	if err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// flagWins sets *dst to v, a flag's value, when the flag name was given
+// on the command line (set): a flag given wins over a config file.
+func flagWins[T any](set map[string]bool, name string, dst *T, v T) {
+	if set[name] {
+		*dst = v
+	}
 }
 
 // consulConfig builds the Consul client configuration: flags, then the
@@ -383,59 +388,31 @@ func consulConfig(o *options, fc *fileConfig) (*api.Config, error) {
 // transport builds the HTTP transport to Consul from the -consul-transport-*
 // flags and consul { transport { ... } }.
 func transport(o *options, file map[string]string) (*http.Transport, error) {
-	t := api.DefaultConfig().Transport
-	t.MaxIdleConnsPerHost, t.MaxIdleConns = 256, 256
-	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	var s consulclient.Transport
+	durations := map[string]**time.Duration{"dial_keep_alive": &s.DialKeepAlive, "dial_timeout": &s.DialTimeout,
+		"idle_conn_timeout": &s.IdleConnTimeout, "tls_handshake_timeout": &s.TLSHandshakeTimeout}
+	ints := map[string]**int{"max_idle_conns": &s.MaxIdleConns, "max_idle_conns_per_host": &s.MaxIdleConnsPerHost, "max_conns_per_host": &s.MaxConnsPerHost}
 	for k, v := range file {
 		var err error
-		var dur time.Duration
-		var n int
-		switch k {
-		case "dial_keep_alive", "dial_timeout", "idle_conn_timeout", "tls_handshake_timeout":
-			dur, err = time.ParseDuration(v)
-		case "max_idle_conns", "max_idle_conns_per_host", "max_conns_per_host":
-			n, err = strconv.Atoi(v)
+		if p, ok := durations[k]; ok {
+			*p, err = parsedPtr(time.ParseDuration, v)
+		} else if p, ok := ints[k]; ok {
+			*p, err = parsedPtr(strconv.Atoi, v)
+		} else if k == "disable_keep_alives" {
+			b := v == "true"
+			s.DisableKeepAlives = &b
 		}
 		if err != nil {
 			return nil, fmt.Errorf("consul.transport.%s: %w", k, err)
 		}
-		switch k {
-		case "dial_keep_alive":
-			d.KeepAlive = dur
-		case "dial_timeout":
-			d.Timeout = dur
-		case "idle_conn_timeout":
-			t.IdleConnTimeout = dur
-		case "tls_handshake_timeout":
-			t.TLSHandshakeTimeout = dur
-		case "max_idle_conns":
-			t.MaxIdleConns = n
-		case "max_idle_conns_per_host":
-			t.MaxIdleConnsPerHost = n
-		case "max_conns_per_host":
-			t.MaxConnsPerHost = n
-		case "disable_keep_alives":
-			t.DisableKeepAlives = v == "true"
-		}
 	}
 	f := o.transport
-	if o.set["consul-transport-dial-keep-alive"] {
-		d.KeepAlive = f.dialKeepAlive
-	}
-	if o.set["consul-transport-dial-timeout"] {
-		d.Timeout = f.dialTimeout
-	}
-	if o.set["consul-transport-disable-keep-alives"] {
-		t.DisableKeepAlives = f.disableKeepAlives
-	}
-	if o.set["consul-transport-max-idle-conns-per-host"] {
-		t.MaxIdleConnsPerHost = f.maxIdleConnsPerHost
-	}
-	if o.set["consul-transport-tls-handshake-timeout"] {
-		t.TLSHandshakeTimeout = f.tlsHandshakeTimeout
-	}
-	t.DialContext = d.DialContext
-	return t, nil
+	flagWins(o.set, "consul-transport-dial-keep-alive", &s.DialKeepAlive, &f.dialKeepAlive)
+	flagWins(o.set, "consul-transport-dial-timeout", &s.DialTimeout, &f.dialTimeout)
+	flagWins(o.set, "consul-transport-disable-keep-alives", &s.DisableKeepAlives, &f.disableKeepAlives)
+	flagWins(o.set, "consul-transport-max-idle-conns-per-host", &s.MaxIdleConnsPerHost, &f.maxIdleConnsPerHost)
+	flagWins(o.set, "consul-transport-tls-handshake-timeout", &s.TLSHandshakeTimeout, &f.tlsHandshakeTimeout)
+	return s.HTTP(), nil
 }
 
 // newLogger writes to stderr, or to the local syslog with -syslog (or

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/supervisor"
+	"github.com/berth/berth/pkg/telemetry"
 	"github.com/pmezard/go-difflib/difflib"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -51,24 +52,19 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
-	o := func(name, help string) prometheus.CounterOpts {
-		return prometheus.CounterOpts{Namespace: "berth", Subsystem: "templater", Name: name, Help: help}
-	}
-	g := func(name, help string) prometheus.GaugeOpts {
-		return prometheus.GaugeOpts{Namespace: "berth", Subsystem: "templater", Name: name, Help: help}
-	}
+	sub := telemetry.Subsystem("templater")
 	m := &metrics{
-		executions:     prometheus.NewCounterVec(o("executions_total", "Template executions."), []string{"template"}),
-		renders:        prometheus.NewCounterVec(o("renders_total", "Destinations written with new content."), []string{"template"}),
-		skips:          prometheus.NewCounterVec(o("skips_total", "Executions whose output equalled the file on disk (nothing written)."), []string{"template"}),
-		missing:        prometheus.NewCounterVec(o("missing_data_total", "Executions that lacked data and wrote nothing."), []string{"template"}),
-		checkFailures:  prometheus.NewCounterVec(o("check_failures_total", "Check commands that rejected a candidate file."), []string{"template"}),
-		renderErrors:   prometheus.NewCounterVec(o("render_errors_total", "Execution or write errors."), []string{"template"}),
-		commandRuns:    prometheus.NewCounterVec(o("commands_total", "Commands run."), []string{"command"}),
-		commandFails:   prometheus.NewCounterVec(o("command_failures_total", "Commands that failed or timed out."), []string{"command"}),
-		lastRender:     prometheus.NewGaugeVec(g("last_render_timestamp_seconds", "Unix time of the template's last write."), []string{"template"}),
-		waitingSeconds: prometheus.NewGaugeVec(g("waiting_for_data_seconds", "How long the template has been waiting for data (0 when complete)."), []string{"template"}),
-		deps:           prometheus.NewGauge(g("watched_dependencies", "Distinct dependencies watched.")),
+		executions:     sub.CounterVec("executions_total", "Template executions.", "template"),
+		renders:        sub.CounterVec("renders_total", "Destinations written with new content.", "template"),
+		skips:          sub.CounterVec("skips_total", "Executions whose output equalled the file on disk (nothing written).", "template"),
+		missing:        sub.CounterVec("missing_data_total", "Executions that lacked data and wrote nothing.", "template"),
+		checkFailures:  sub.CounterVec("check_failures_total", "Check commands that rejected a candidate file.", "template"),
+		renderErrors:   sub.CounterVec("render_errors_total", "Execution or write errors.", "template"),
+		commandRuns:    sub.CounterVec("commands_total", "Commands run.", "command"),
+		commandFails:   sub.CounterVec("command_failures_total", "Commands that failed or timed out.", "command"),
+		lastRender:     sub.GaugeVec("last_render_timestamp_seconds", "Unix time of the template's last write.", "template"),
+		waitingSeconds: sub.GaugeVec("waiting_for_data_seconds", "How long the template has been waiting for data (0 when complete).", "template"),
+		deps:           sub.Gauge("watched_dependencies", "Distinct dependencies watched."),
 	}
 	if reg != nil {
 		reg.MustRegister(m.executions, m.renders, m.skips, m.missing, m.checkFailures, m.renderErrors, m.commandRuns, m.commandFails, m.lastRender, m.waitingSeconds, m.deps)

@@ -14,15 +14,13 @@ import (
 // with default-deny ACLs serving HTTPS with its own CA.
 func TestACLTokenAndTLS(t *testing.T) {
 	const token = "3b9d6c20-5e4f-4a1b-8c7d-9e0f1a2b3c4d"
-	a := consultest.StartT(t, consultest.Options{NodeName: "templater-secure", ACLToken: token, TLS: true})
+	a, tokenFile := consultest.StartSecureT(t, "templater-secure", token)
 	put(t, a.Client(), "secure/value", "from-acl-agent")
 	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "token")
 	src := filepath.Join(dir, "in.tmpl")
-	os.WriteFile(tokenFile, []byte(token+"\n"), 0o600)
 	os.WriteFile(src, []byte(`value={{ key "secure/value" }}`), 0o644)
 	https := "https://" + a.HTTPSAddr()
-	tls := []string{"-ca-file", a.TLS.CAFile, "-tls-server-name", a.TLS.ServerName}
+	tls := a.TLSFlags()
 	for i, auth := range [][]string{
 		{"-http-addr", https, "-token-file", tokenFile},
 		{"-consul-addr", https, "-consul-token", token},

@@ -176,22 +176,14 @@ func checkLiterals(tree *parse.Tree, n parse.Node) error {
 			if x == nil {
 				return nil
 			}
-			for _, c := range x.Nodes {
-				if err := walk(c); err != nil {
-					return err
-				}
-			}
+			return walkEach(walk, x.Nodes)
 		case *parse.ActionNode:
 			return walk(x.Pipe)
 		case *parse.PipeNode:
 			if x == nil {
 				return nil
 			}
-			for _, c := range x.Cmds {
-				if err := walk(c); err != nil {
-					return err
-				}
-			}
+			return walkEach(walk, x.Cmds)
 		case *parse.CommandNode:
 			if len(x.Args) >= 2 {
 				if id, ok := x.Args[0].(*parse.IdentifierNode); ok {
@@ -212,11 +204,7 @@ func checkLiterals(tree *parse.Tree, n parse.Node) error {
 					}
 				}
 			}
-			for _, a := range x.Args {
-				if err := walk(a); err != nil {
-					return err
-				}
-			}
+			return walkEach(walk, x.Args)
 		case *parse.IfNode:
 			return walkBranch(walk, &x.BranchNode)
 		case *parse.RangeNode:
@@ -229,6 +217,16 @@ func checkLiterals(tree *parse.Tree, n parse.Node) error {
 		return nil
 	}
 	return walk(n)
+}
+
+// walkEach walks nodes in order, up to the first error.
+func walkEach[N parse.Node](walk func(parse.Node) error, nodes []N) error {
+	for _, n := range nodes {
+		if err := walk(n); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func walkBranch(walk func(parse.Node) error, b *parse.BranchNode) error {

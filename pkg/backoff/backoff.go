@@ -42,14 +42,21 @@ func (b *Backoff) Sleep(ctx context.Context) error {
 	return SleepCtx(ctx, b.Next())
 }
 
-// SleepCtx sleeps d or until ctx is done.
+// SleepCtx sleeps d or until ctx is done, returning ctx.Err() then.
 func SleepCtx(ctx context.Context, d time.Duration) error {
+	return SleepOrWake(ctx, d, nil)
+}
+
+// SleepOrWake sleeps d, or less when wake is closed (or sent on) first; it
+// returns ctx.Err() when ctx is done first, else nil. A nil wake never fires.
+func SleepOrWake(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
-		return nil
+	case <-wake:
 	}
+	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -117,6 +118,33 @@ type Spec struct {
 	// Refused maps a dotted path consul-template or envconsul documents but
 	// the program does not support to the reason, given in the error.
 	Refused map[string]string
+}
+
+// ConsulTemplateKeys are the dotted keys of the configuration file that
+// consul-template v0.41.1 and envconsul (which pins it) share (config/*.go,
+// the mapstructure names): the consul block (config/consul.go with its auth,
+// retry, ssl and transport blocks), the exec block (config/exec.go and
+// config/env.go), syslog and wait, and the top-level kill_signal,
+// reload_signal, log_level, max_stale and pid_file; all but the keys in
+// except, which a program refuses (Spec.Refused). A program's Spec.Keys adds
+// its own to them.
+func ConsulTemplateKeys(except ...string) []string {
+	keys := []string{
+		"consul.address", "consul.token", "consul.token_file", "consul.namespace",
+		"consul.auth.enabled", "consul.auth.username", "consul.auth.password",
+		"consul.retry.enabled", "consul.retry.attempts", "consul.retry.backoff", "consul.retry.max_backoff",
+		"consul.ssl.enabled", "consul.ssl.verify", "consul.ssl.cert", "consul.ssl.key", "consul.ssl.ca_cert",
+		"consul.ssl.ca_cert_bytes", "consul.ssl.ca_path", "consul.ssl.server_name",
+		"consul.transport.dial_keep_alive", "consul.transport.dial_timeout", "consul.transport.disable_keep_alives",
+		"consul.transport.idle_conn_timeout", "consul.transport.max_idle_conns", "consul.transport.max_idle_conns_per_host",
+		"consul.transport.max_conns_per_host", "consul.transport.tls_handshake_timeout",
+		"exec.command", "exec.enabled", "exec.kill_signal", "exec.kill_timeout", "exec.reload_signal", "exec.splay", "exec.timeout",
+		"exec.env.pristine", "exec.env.custom", "exec.env.allowlist", "exec.env.denylist", "exec.env.whitelist", "exec.env.blacklist",
+		"kill_signal", "reload_signal", "log_level", "max_stale", "pid_file",
+		"syslog.enabled", "syslog.facility", "syslog.name",
+		"wait", "wait.min", "wait.max",
+	}
+	return slices.DeleteFunc(keys, func(k string) bool { return slices.Contains(except, k) })
 }
 
 // Check returns an error naming the first key of f (in sorted order, depth

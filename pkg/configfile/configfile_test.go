@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -112,5 +113,15 @@ func TestSpecCheck(t *testing.T) {
 		if got != c.want {
 			t.Errorf("%q: Check = %q, want %q", c.body, got, c.want)
 		}
+	}
+}
+
+// TestConsulTemplateKeysExcept: the keys a program refuses are left out,
+// and only those.
+func TestConsulTemplateKeysExcept(t *testing.T) {
+	all := ConsulTemplateKeys()
+	some := ConsulTemplateKeys("exec.timeout", "consul.ssl.ca_cert_bytes")
+	if len(some) != len(all)-2 || slices.Contains(some, "exec.timeout") || slices.Contains(some, "consul.ssl.ca_cert_bytes") || !slices.Contains(some, "consul.address") {
+		t.Fatalf("ConsulTemplateKeys(2 refused): %d of %d keys: %v", len(some), len(all), some)
 	}
 }

@@ -257,10 +257,7 @@ func (t staleReads) RoundTrip(req *http.Request) (*http.Response, error) {
 // NewClient wraps api.NewClient with a transport sized for blocking queries.
 func NewClient(cfg *api.Config) (*api.Client, error) {
 	if cfg.Transport == nil && !strings.HasPrefix(cfg.Address, "unix://") {
-		t := api.DefaultConfig().Transport
-		t.MaxIdleConnsPerHost = 256
-		t.MaxIdleConns = 256
-		cfg.Transport = t
+		cfg.Transport = Transport{}.HTTP()
 	}
 	c, err := api.NewClient(cfg)
 	if err != nil {

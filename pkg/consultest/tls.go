@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"testing"
 	"time"
 )
 
@@ -75,4 +76,28 @@ func MakeTLS(dir, datacenter string) (*TLSFiles, error) {
 		}
 	}
 	return f, nil
+}
+
+// StartSecureT starts an agent of the test's own (StartT) named node, with
+// default-deny ACLs whose management token is token and HTTPS with its own
+// CA (Options.ACLToken and Options.TLS), and writes token and a newline to
+// a file of mode 0600 in a new t.TempDir(), for the programs' -token-file.
+// It returns the agent and that file's path.
+func StartSecureT(t testing.TB, node, token string) (*Agent, string) {
+	t.Helper()
+	a := StartT(t, Options{NodeName: node, ACLToken: token, TLS: true})
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return a, tokenFile
+}
+
+// TLSFlags are the flags that make a berth program trust a's HTTPS API:
+// -ca-file with a's CA and -tls-server-name; nil when a has no TLS.
+func (a *Agent) TLSFlags() []string {
+	if a.TLS == nil {
+		return nil
+	}
+	return []string{"-ca-file", a.TLS.CAFile, "-tls-server-name", a.TLS.ServerName}
 }

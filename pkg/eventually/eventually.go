@@ -4,6 +4,7 @@
 // milliseconds): a test checks that something happens, not how fast; the
 // benchmarks measure speed. A test that must check a lower bound (nothing
 // before the grace period) measures it itself and checks only from below.
+// Buffer holds a process's output while such a condition reads it.
 package eventually
 
 import (

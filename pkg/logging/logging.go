@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"log/syslog"
 	"strings"
 )
 
@@ -58,3 +59,22 @@ func (f *Flags) New(w io.Writer, program string) (*slog.Logger, error) {
 
 // Discard is a logger that drops everything, for tests and library defaults.
 func Discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// syslogFacilities are the facility names consul-template and envconsul
+// accept (consul-template logging/syslog.go: LOCAL0..LOCAL7 and the standard
+// ones).
+var syslogFacilities = map[string]syslog.Priority{
+	"KERN": syslog.LOG_KERN, "USER": syslog.LOG_USER, "MAIL": syslog.LOG_MAIL, "DAEMON": syslog.LOG_DAEMON,
+	"AUTH": syslog.LOG_AUTH, "SYSLOG": syslog.LOG_SYSLOG, "LPR": syslog.LOG_LPR, "NEWS": syslog.LOG_NEWS,
+	"UUCP": syslog.LOG_UUCP, "CRON": syslog.LOG_CRON, "AUTHPRIV": syslog.LOG_AUTHPRIV, "FTP": syslog.LOG_FTP,
+	"LOCAL0": syslog.LOG_LOCAL0, "LOCAL1": syslog.LOG_LOCAL1, "LOCAL2": syslog.LOG_LOCAL2, "LOCAL3": syslog.LOG_LOCAL3,
+	"LOCAL4": syslog.LOG_LOCAL4, "LOCAL5": syslog.LOG_LOCAL5, "LOCAL6": syslog.LOG_LOCAL6, "LOCAL7": syslog.LOG_LOCAL7,
+}
+
+// SyslogFacility returns the syslog facility called name (KERN, USER, ...,
+// LOCAL0 to LOCAL7, in any case; no spaces around it); ok is false for any
+// other name.
+func SyslogFacility(name string) (f syslog.Priority, ok bool) {
+	f, ok = syslogFacilities[strings.ToUpper(name)]
+	return f, ok
+}

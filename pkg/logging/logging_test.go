@@ -3,6 +3,7 @@ package logging
 import (
 	"bytes"
 	"encoding/json"
+	"log/syslog"
 	"strings"
 	"testing"
 )
@@ -31,5 +32,20 @@ func TestBadFlags(t *testing.T) {
 	}
 	if _, err := (&Flags{Format: "xml"}).New(&bytes.Buffer{}, "p"); err == nil || !strings.Contains(err.Error(), "xml") {
 		t.Fatalf("bad format: %v", err)
+	}
+}
+
+// TestSyslogFacility: consul-template's names in any case; anything else
+// (spaces included) is refused.
+func TestSyslogFacility(t *testing.T) {
+	for name, want := range map[string]syslog.Priority{"LOCAL0": syslog.LOG_LOCAL0, "local7": syslog.LOG_LOCAL7, "Daemon": syslog.LOG_DAEMON, "authpriv": syslog.LOG_AUTHPRIV} {
+		if got, ok := SyslogFacility(name); !ok || got != want {
+			t.Errorf("SyslogFacility(%q) = %v, %v; want %v, true", name, got, ok, want)
+		}
+	}
+	for _, name := range []string{"", "LOCAL8", " LOCAL0", "local"} {
+		if got, ok := SyslogFacility(name); ok {
+			t.Errorf("SyslogFacility(%q) = %v, true; want not ok", name, got)
+		}
 	}
 }

@@ -268,24 +268,42 @@ func liveInGroup(pgid int) (bool, error) {
 		if n[0] < '0' || n[0] > '9' {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + n + "/stat")
-		if err != nil {
-			continue
-		}
-		// Fields after the command name "(...)": state ppid pgrp ...
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := bytes.Fields(b[i+1:])
-		if len(f) < 3 || string(f[0]) == "Z" || string(f[0]) == "X" {
-			continue
-		}
-		if pg, err := strconv.Atoi(string(f[2])); err == nil && pg == pgid {
+		if live, pg := procStat(n); live && pg == pgid {
 			return true, nil
 		}
 	}
 	return false, nil
+}
+
+// Alive reports whether process pid exists and has not exited: it is
+// neither a zombie (exited, not yet waited for) nor dead (/proc/PID/stat,
+// proc(5)).
+func Alive(pid int) bool {
+	live, _ := procStat(strconv.Itoa(pid))
+	return live
+}
+
+// procStat reads /proc/PID/stat: whether the process is live (state not Z
+// or X) and its process group. A process that cannot be read is not live.
+func procStat(pid string) (live bool, pgrp int) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return false, 0
+	}
+	// Fields after the command name "(...)": state ppid pgrp ...
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return false, 0
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 3 || string(f[0]) == "Z" || string(f[0]) == "X" {
+		return false, 0
+	}
+	pg, err := strconv.Atoi(string(f[2]))
+	if err != nil {
+		return false, 0
+	}
+	return true, pg
 }
 
 // Stop ends the child and everything in its process group: the kill signal

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth/berth/pkg/eventually"
 	"golang.org/x/sys/unix"
 )
 
@@ -117,16 +118,6 @@ func TestEnvAndArgsPassedExactly(t *testing.T) {
 	}
 }
 
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	// A zombie has exited; only its parent's wait is missing.
-	f := strings.Fields(string(b))
-	return len(f) > 2 && f[2] != "Z"
-}
-
 func readPID(t *testing.T, path string) int {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -152,7 +143,7 @@ func TestStopKillsWholeGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	gc := readPID(t, pidFile)
-	if !alive(gc) {
+	if !Alive(gc) {
 		t.Fatal("grandchild not running")
 	}
 	ex := c.Stop()
@@ -160,10 +151,10 @@ func TestStopKillsWholeGroup(t *testing.T) {
 		t.Fatalf("stopped child reported success: %+v", ex)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for alive(gc) && time.Now().Before(deadline) {
+	for Alive(gc) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if alive(gc) {
+	if Alive(gc) {
 		t.Fatal("grandchild survived Stop")
 	}
 	// Stop again is harmless and returns the same exit.
@@ -184,15 +175,15 @@ func TestStopAfterExitClearsLeftovers(t *testing.T) {
 	if ex := c.Exit(); !ex.Success() {
 		t.Fatalf("child exit %+v", ex)
 	}
-	if !alive(gc) {
+	if !Alive(gc) {
 		t.Fatal("leftover not running before Stop")
 	}
 	c.Stop()
 	deadline := time.Now().Add(5 * time.Second)
-	for alive(gc) && time.Now().Before(deadline) {
+	for Alive(gc) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if alive(gc) {
+	if Alive(gc) {
 		t.Fatal("leftover survived Stop")
 	}
 }
@@ -238,12 +229,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 // The reaper is tested as a child subreaper (PR_SET_CHILD_SUBREAPER), which
 // receives orphans exactly as PID 1 does, without being PID 1.
 func TestReaperCollectsOrphansButNotOwnChildren(t *testing.T) {
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		t.Fatalf("PR_SET_CHILD_SUBREAPER: %v", err)
-	}
-	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
-	r := NewReaper(nil)
-	runReaper(t, r)
+	r := subreaper(t)
 
 	// An owned child that exits at once: its Child must still see its status.
 	owned, err := Start(Config{Argv: []string{"/bin/sh", "-c", "exit 3"}, Reaper: r})
@@ -275,12 +261,7 @@ func TestReaperCollectsOrphansButNotOwnChildren(t *testing.T) {
 
 // RunCmd keeps a captured-output command's status from a running reaper.
 func TestReaperRunCmdKeepsStatus(t *testing.T) {
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		t.Fatalf("PR_SET_CHILD_SUBREAPER: %v", err)
-	}
-	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
-	r := NewReaper(nil)
-	runReaper(t, r)
+	r := subreaper(t)
 	for i := 0; i < 20; i++ {
 		cmd := exec.Command("/bin/sh", "-c", "echo out; exit 4")
 		var buf strings.Builder
@@ -302,11 +283,37 @@ func TestNilReaperRunCmd(t *testing.T) {
 	}
 }
 
-// runReaper runs r until the test ends, and waits for it to stop, so that
-// it cannot take the exit status of a later test's children.
-func runReaper(t *testing.T, r *Reaper) {
+// subreaper makes the test process a child subreaper for the test and runs
+// a Reaper in it until the test ends; it waits for the Reaper to stop, so
+// that it cannot take the exit status of a later test's children.
+func subreaper(t *testing.T) *Reaper {
+	t.Helper()
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatalf("PR_SET_CHILD_SUBREAPER: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
+	r := NewReaper(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	return r
+}
+
+// TestAlive: this process is alive; an exited child is not, whether still
+// a zombie (not yet waited for) or reaped.
+func TestAlive(t *testing.T) {
+	if !Alive(os.Getpid()) {
+		t.Fatal("Alive(own pid) = false")
+	}
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	eventually.True(t, 10*time.Second, "the exited, unreaped child not alive", func() bool { return !Alive(pid) })
+	_ = cmd.Wait()
+	if Alive(pid) {
+		t.Fatal("a reaped child is alive")
+	}
 }

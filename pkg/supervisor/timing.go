@@ -4,6 +4,8 @@ import (
 	"context"
 	"math/rand/v2"
 	"time"
+
+	"github.com/berth/berth/pkg/backoff"
 )
 
 // SplayDelay is a uniformly random duration in [0, max): how long to wait
@@ -24,14 +26,7 @@ func Splay(ctx context.Context, max time.Duration) error {
 	if d == 0 {
 		return ctx.Err()
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return backoff.SleepCtx(ctx, d)
 }
 
 // Quiescence is the -wait min:max rule: a change is acted on once no further

@@ -46,3 +46,21 @@ func TestHandler(t *testing.T) {
 		t.Fatalf("bad address: %v", err)
 	}
 }
+
+// TestSubsystemNames: every kind is named berth_SUBSYSTEM_NAME with its help
+// text and labels.
+func TestSubsystemNames(t *testing.T) {
+	s := Subsystem("prog")
+	for _, c := range []prometheus.Collector{
+		s.Counter("a_total", "help a"), s.CounterVec("a_total", "help a", "l"),
+		s.Gauge("a_total", "help a"), s.GaugeVec("a_total", "help a", "l"),
+		s.GaugeFunc("a_total", "help a", func() float64 { return 1 }),
+		s.Histogram("a_total", "help a", []float64{1}), s.HistogramVec("a_total", "help a", []float64{1}, "l"),
+	} {
+		ch := make(chan *prometheus.Desc, 1)
+		c.Describe(ch)
+		if d := (<-ch).String(); !strings.Contains(d, `fqName: "berth_prog_a_total", help: "help a"`) {
+			t.Errorf("%T: %s", c, d)
+		}
+	}
+}

@@ -93,7 +93,7 @@ func Loop[T any](ctx context.Context, fetch FetchFunc[T], deliver func(T, uint64
 			// After an outage the data may have been rebuilt: start afresh.
 			index = 0
 			first = true
-			if sleepOrWake(ctx, d, wake) != nil {
+			if backoff.SleepOrWake(ctx, d, wake) != nil {
 				return ctx.Err()
 			}
 			continue
@@ -118,18 +118,4 @@ func Loop[T any](ctx context.Context, fetch FetchFunc[T], deliver func(T, uint64
 		index = newIndex
 		deliver(data, newIndex)
 	}
-}
-
-// sleepOrWake sleeps d, or less when wake is closed first; it returns
-// ctx.Err() when ctx is done first. A nil wake never fires.
-func sleepOrWake(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-	case <-wake:
-	}
-	return nil
 }
