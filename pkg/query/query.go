@@ -41,7 +41,11 @@
 //     blocking call sent before or during the outage, which may hang on a
 //     dead path and tell nothing) is cancelled and asked again at once. So
 //     recovery takes about a second after the agent reaches its servers
-//     again, in every program, whatever the backoff had grown to;
+//     again, in every program, whatever the backoff had grown to. Those
+//     first calls after a recovery skip ?cached: the agent's streamed view
+//     reconnects on its own backoff and can serve the pre-outage data for
+//     seconds more (12 s seen on the cluster harness after a 15 s cut);
+//     once a call has succeeded, the query is streamed again;
 //     consul-template instead waits for its next retry (250 ms doubling to
 //     1 min), which made recovery take up to the backoff cap (30 s in two
 //     berth programs, 5 s in the other two, before this package).
@@ -123,6 +127,9 @@ type Client struct {
 	log     *slog.Logger
 	probe   *watch.Probe
 	reached atomic.Bool // a probe has succeeded
+	// recoveries counts the probe's recoveries; a query's first call after
+	// one skips ?cached (see Watch).
+	recoveries atomic.Uint64
 
 	mu     sync.Mutex
 	wake   chan struct{}          // closed and replaced when Consul is back
@@ -265,6 +272,7 @@ func (c *Client) probeChanged(down bool, err error) {
 		c.mu.Unlock()
 		c.log.Warn("Consul unreachable; keeping the last answers", "queries", n, "err", err)
 	} else {
+		c.recoveries.Add(1)
 		close(c.wake)
 		c.wake = make(chan struct{})
 		calls := len(c.calls)
@@ -423,15 +431,26 @@ func Watch[T any](ctx context.Context, c *Client, q Query, fetch Fetch[T], deliv
 	st := c.register(q.Name)
 	defer c.unregister(st)
 	lim := rate.NewLimiter(rate.Every(c.cfg.MinGap), c.cfg.Burst)
+	seen := c.recoveries.Load()
 	f := func(ctx context.Context, idx uint64) (T, uint64, error) {
 		var zero T
 		if err := lim.Wait(ctx); err != nil {
 			return zero, 0, err
 		}
-		v, meta, err := call(ctx, c, q, idx, fetch)
+		// After an outage the agent's streamed view may itself still wait
+		// to reconnect (its own backoff, seen at 12 s after a 15 s cut):
+		// until one call has succeeded since the recovery, ask the servers.
+		// A recovery during the call cancels it and call asks again
+		// uncached, so after a success the query is up to date.
+		cq := q
+		if c.recoveries.Load() != seen {
+			cq.Cached = false
+		}
+		v, meta, err := call(ctx, c, cq, idx, fetch)
 		if err != nil {
 			return zero, 0, err
 		}
+		seen = c.recoveries.Load()
 		if q.Recheck && idx > 0 && meta.LastIndex != idx {
 			if v2, meta2, err2 := call(ctx, c, q, 0, fetch); err2 == nil && meta2.LastIndex >= meta.LastIndex {
 				v, meta = v2, meta2
@@ -496,7 +515,10 @@ func call[T any](ctx context.Context, c *Client, q Query, idx uint64, fetch Fetc
 		cancel(nil)
 		switch {
 		case err != nil && ctx.Err() == nil && recovered:
-			continue // cancelled by the probe on recovery: ask again at once
+			// Cancelled by the probe on recovery: ask again at once, of
+			// the servers (see Watch).
+			q.Cached = false
+			continue
 		case err != nil:
 			return v, nil, err
 		case meta == nil:

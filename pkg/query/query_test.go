@@ -304,3 +304,52 @@ func TestLogWaiting(t *testing.T) {
 		t.Fatalf("nothing waited long, yet logged %q", buf.String())
 	}
 }
+
+// After a recovery a streamed (?cached) query asks the servers until one
+// call has succeeded (the agent's view may still be reconnecting), then is
+// streamed again.
+func TestRecoverySkipsCacheOnce(t *testing.T) {
+	var down atomic.Bool
+	c := New(Config{ProbeInterval: 5 * time.Millisecond, Check: downCheck(&down)})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = c.Run(ctx) }()
+	var mu sync.Mutex
+	var cached []bool
+	var calls atomic.Int32
+	hanging := make(chan struct{})
+	go func() {
+		_ = Watch(ctx, c, Query{Name: "svc", Cached: true},
+			func(o *api.QueryOptions) (string, *api.QueryMeta, error) {
+				mu.Lock()
+				cached = append(cached, o.UseCache)
+				mu.Unlock()
+				n := calls.Add(1)
+				switch {
+				case n == 2:
+					close(hanging)
+					<-o.Context().Done() // hangs until the recovery cancels it
+					return "", nil, o.Context().Err()
+				case n >= 5:
+					<-o.Context().Done()
+					return "", nil, o.Context().Err()
+				}
+				return "v", &api.QueryMeta{LastIndex: uint64(n)}, nil
+			}, func(string) {})
+	}()
+	<-hanging
+	down.Store(true)
+	eventually(t, "the probe to see the outage", func() bool { d, _, _ := c.Down(); return d })
+	down.Store(false)
+	eventually(t, "two calls after the recovery", func() bool { return calls.Load() >= 5 })
+	mu.Lock()
+	defer mu.Unlock()
+	// 1 cached; 2 cached, cancelled by the recovery; 3 the re-ask: not
+	// cached; 4 and 5 after a success since the recovery: cached again.
+	want := []bool{true, true, false, true, true}
+	for i, w := range want {
+		if cached[i] != w {
+			t.Fatalf("calls' ?cached = %v, want %v", cached[:len(want)], want)
+		}
+	}
+}
