@@ -213,11 +213,7 @@ func TestReached(t *testing.T) {
 // path the outage broke) is cancelled and asked again at once; that is not
 // an error.
 func TestRecoveryCancelsCallsInFlight(t *testing.T) {
-	var down atomic.Bool
-	c := New(Config{ProbeInterval: 5 * time.Millisecond, Check: downCheck(&down)})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = c.Run(ctx) }()
+	c, down, ctx := runProbed(t)
 	var mu sync.Mutex
 	var got []string
 	var calls, errs atomic.Int32
@@ -237,9 +233,7 @@ func TestRecoveryCancelsCallsInFlight(t *testing.T) {
 			}, func(v string) { mu.Lock(); got = append(got, v); mu.Unlock() })
 	}()
 	<-hanging
-	down.Store(true)
-	eventually(t, "the probe to see the outage", func() bool { d, _, _ := c.Down(); return d })
-	down.Store(false)
+	outageAndBack(t, c, down)
 	eventually(t, "the answer asked afresh", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 2 })
 	if got[0] != "a" || got[1] != "b" || errs.Load() != 0 {
 		t.Fatalf("delivered %q with %d errors; want [a b], none", got, errs.Load())
@@ -309,11 +303,7 @@ func TestLogWaiting(t *testing.T) {
 // call has succeeded (the agent's view may still be reconnecting), then is
 // streamed again.
 func TestRecoverySkipsCacheOnce(t *testing.T) {
-	var down atomic.Bool
-	c := New(Config{ProbeInterval: 5 * time.Millisecond, Check: downCheck(&down)})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = c.Run(ctx) }()
+	c, down, ctx := runProbed(t)
 	var mu sync.Mutex
 	var cached []bool
 	var calls atomic.Int32
@@ -338,9 +328,7 @@ func TestRecoverySkipsCacheOnce(t *testing.T) {
 			}, func(string) {})
 	}()
 	<-hanging
-	down.Store(true)
-	eventually(t, "the probe to see the outage", func() bool { d, _, _ := c.Down(); return d })
-	down.Store(false)
+	outageAndBack(t, c, down)
 	eventually(t, "two calls after the recovery", func() bool { return calls.Load() >= 5 })
 	mu.Lock()
 	defer mu.Unlock()
@@ -352,4 +340,24 @@ func TestRecoverySkipsCacheOnce(t *testing.T) {
 			t.Fatalf("calls' ?cached = %v, want %v", cached[:len(want)], want)
 		}
 	}
+}
+
+// runProbed starts a Client whose probe fails while the returned flag is
+// set; it runs until the test ends.
+func runProbed(t *testing.T) (*Client, *atomic.Bool, context.Context) {
+	t.Helper()
+	down := new(atomic.Bool)
+	c := New(Config{ProbeInterval: 5 * time.Millisecond, Check: downCheck(down)})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _ = c.Run(ctx) }()
+	return c, down, ctx
+}
+
+// outageAndBack makes the probe see an outage, then Consul back.
+func outageAndBack(t *testing.T, c *Client, down *atomic.Bool) {
+	t.Helper()
+	down.Store(true)
+	eventually(t, "the probe to see the outage", func() bool { d, _, _ := c.Down(); return d })
+	down.Store(false)
 }
