@@ -382,6 +382,18 @@ func (z *consulZone) watchService(name string) watchFunc {
 	return func(ctx context.Context, w *watcher) {
 		watchName(ctx, z, w, true, func(o *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
 			entries, meta, err := z.client.Health().Service(name, "", false, o)
+			if err == nil && len(entries) == 0 && o.UseCache && meta.LastIndex != o.WaitIndex {
+				// A new empty answer from the agent's streamed view is
+				// asked again of the servers before it becomes NXDOMAIN:
+				// a view being torn down or rebuilt (the agent stopping
+				// or restarting) can answer empty although the catalog
+				// is not (seen on the cluster harness). One RPC per new
+				// empty answer; unchanged answers are not asked again. The
+				// view's index is kept, so the next call blocks on the view.
+				fresh := *o
+				fresh.UseCache, fresh.WaitIndex, fresh.WaitTime = false, 0, 0
+				entries, _, err = z.client.Health().Service(name, "", false, &fresh)
+			}
 			if err != nil {
 				return nil, nil, fmt.Errorf("health of service %s: %w", name, err)
 			}
