@@ -114,20 +114,20 @@ func TestDnsforwardFaults(t *testing.T) {
 	registerSvc(t, svcHost, "api-1", "api", "10.8.1.1")
 	registerSvc(t, svcHost, "db-1", "db", "10.8.2.1")
 	for name, ip := range map[string]string{"web": "10.8.0.1", "api": "10.8.1.1", "db": "10.8.2.1"} {
-		if _, err := eventually(long, func() error { return agentHas(host, name, ip) }); err != nil {
+		if _, err := waitUntil(long, func() error { return agentHas(host, name, ip) }); err != nil {
 			t.Fatal(err)
 		}
 	}
 	startLogged(t, c, host, "dnsforward", "/bin/dnsforward", "-listen", dnsListen, "-upstream", "127.0.0.1:9", "-metrics-addr", "127.0.0.1:9153")
 	web, api, db := "web.service.consul", "api.service.consul", "db.service.consul"
-	if _, err := eventually(long, func() error {
+	if _, err := waitUntil(long, func() error {
 		as := parseDNSQ(mustOut(c.Exec(host, "/bin/dnsq", "-server", dnsListen, web, api)))
 		if len(as) != 2 || as[0].ips != "10.8.0.1" || as[1].ips != "10.8.1.1" {
 			return fmt.Errorf("answers %+v", as)
 		}
 		return nil
 	}); err != nil {
-		t.Fatalf("%v\n%s", err, logText(c, "dnsforward"))
+		t.Fatalf("%v\n%s", err, c.LogText("dnsforward"))
 	}
 
 	// 1. The host is cut off; 150 rounds of both names over ~15 s, while
@@ -171,7 +171,7 @@ func TestDnsforwardFaults(t *testing.T) {
 	if err := c.Heal(host); err != nil {
 		t.Fatal(err)
 	}
-	agentAt, err := eventually(long, func() error { return agentHas(host, "web", "10.8.0.2") })
+	agentAt, err := waitUntil(long, func() error { return agentHas(host, "web", "10.8.0.2") })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestDnsforwardFaults(t *testing.T) {
 		}
 	}
 	if dnsAt.IsZero() {
-		t.Fatalf("the change made during the cut was never answered after the heal\n%s", logText(c, "dnsforward"))
+		t.Fatalf("the change made during the cut was never answered after the heal\n%s", c.LogText("dnsforward"))
 	}
 	t.Logf("heal: change (made %s before the heal) in the agent %s after the heal, answered %s after the heal (%s after the agent had it, polled every 25–50 ms)",
 		healAt.Sub(changedAt).Round(time.Millisecond), agentAt.Sub(healAt).Round(time.Millisecond), dnsAt.Sub(healAt).Round(time.Millisecond), dnsAt.Sub(agentAt).Round(time.Millisecond))
@@ -202,7 +202,7 @@ func TestDnsforwardFaults(t *testing.T) {
 	if err := c.RestartAgent(host); err != nil {
 		t.Fatal(err)
 	}
-	syncedAt, err := eventually(long, func() error {
+	syncedAt, err := waitUntil(long, func() error {
 		for name, ip := range map[string]string{"web": "10.8.0.2", "db": "10.8.2.1"} {
 			if err := agentHas(host, name, ip); err != nil {
 				return err
@@ -216,7 +216,7 @@ func TestDnsforwardFaults(t *testing.T) {
 	during := dnsqAnswers(t, q)
 	var after []dnsAnswer
 	misses := map[string]int{}
-	answeredAt, err := eventually(long, func() error {
+	answeredAt, err := waitUntil(long, func() error {
 		out, err := c.Exec(host, "/bin/dnsq", "-server", dnsListen, web, db)
 		if err != nil {
 			misses[err.Error()]++

@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,8 +14,7 @@ import (
 
 // envStarts is the app's start log: one line "start VALUE" per start.
 func envStarts(c *Cluster) []string {
-	b, _ := os.ReadFile(filepath.Join(c.Shared, "env", "starts.log"))
-	s := strings.TrimSpace(string(b))
+	s := strings.TrimSpace(c.ReadShared("env/starts.log"))
 	if s == "" {
 		return nil
 	}
@@ -28,7 +25,7 @@ func envStarts(c *Cluster) []string {
 // n-th start was first seen.
 func waitStarts(t *testing.T, c *Cluster, n int, value string) time.Time {
 	t.Helper()
-	at, err := eventually(long, func() error {
+	at, err := waitUntil(long, func() error {
 		s := envStarts(c)
 		if len(s) < n {
 			return fmt.Errorf("%d starts, want %d: %q", len(s), n, s)
@@ -36,11 +33,11 @@ func waitStarts(t *testing.T, c *Cluster, n int, value string) time.Time {
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("%v\n%s", err, logText(c, "envexec"))
+		t.Fatalf("%v\n%s", err, c.LogText("envexec"))
 	}
 	s := envStarts(c)
 	if len(s) != n || s[n-1] != "start "+value {
-		t.Fatalf("starts %q, want %d with the last %q\n%s", s, n, "start "+value, logText(c, "envexec"))
+		t.Fatalf("starts %q, want %d with the last %q\n%s", s, n, "start "+value, c.LogText("envexec"))
 	}
 	return at
 }
@@ -51,14 +48,14 @@ func settle(t *testing.T, c *Cluster, what string, n int) {
 	t.Helper()
 	time.Sleep(6 * time.Second)
 	if s := envStarts(c); len(s) != n {
-		t.Errorf("%s: the app started %d times, want %d: %q\n%s", what, len(s), n, s, logText(c, "envexec"))
+		t.Errorf("%s: the app started %d times, want %d: %q\n%s", what, len(s), n, s, c.LogText("envexec"))
 	}
 }
 
 // putKVUntil writes key=value, retrying through an election.
 func putKVUntil(t *testing.T, c *Cluster, key, value string) time.Time {
 	t.Helper()
-	at, err := eventually(long, func() error { return c.PutKV(key, value) })
+	at, err := waitUntil(long, func() error { return c.PutKV(key, value) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +129,7 @@ func TestEnvexecFaults(t *testing.T) {
 	t.Logf("two changes during a 10 s cut-off: app restarted once, %s after the heal", restarted.Sub(healAt).Round(time.Millisecond))
 	settle(t, c, "changes during a cut-off", 3)
 	waits := 0
-	for _, l := range strings.Split(logText(c, "envexec"), "\n") {
+	for _, l := range strings.Split(c.LogText("envexec"), "\n") {
 		if strings.Contains(l, "waiting for Consul") {
 			waits++
 		}

@@ -111,26 +111,9 @@ func partition(t *testing.T, c *Cluster, tl tool, run int) outcome {
 	holder, waiter := c.Hosts[0], c.Hosts[1]
 	prefix := fmt.Sprintf("faults/%s/partition-%d", tl, run)
 	hl, wl := fmt.Sprintf("%s-part%d-holder", tl, run), fmt.Sprintf("%s-part%d-waiter", tl, run)
-	p1 := mustStart(t, c, holder, tl.argv(prefix, hl, time.Hour)...)
-	if _, err := c.FirstTick(hl, long); err != nil {
-		t.Fatalf("%v; holder stderr: %s", err, p1.Stderr())
-	}
+	p1 := holding(t, c, holder, tl, prefix, hl, time.Hour)
 	p2 := mustStart(t, c, waiter, tl.argv(prefix, wl, time.Second)...)
-	time.Sleep(2 * time.Second) // let the waiter block on the lock
-	fault := time.Now()
-	if err := c.Cut(holder); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.FirstTick(wl, long); err != nil {
-		t.Fatalf("%v; waiter stderr: %s", err, p2.Stderr())
-	}
-	code1, err := p1.Wait(long)
-	if err != nil {
-		t.Fatalf("holder: %v", err)
-	}
-	if err := c.Heal(holder); err != nil {
-		t.Fatal(err)
-	}
+	fault, code1 := cutOver(t, c, p1, p2, wl)
 	wcode := waitOK(t, c, p2, fault)
 	if err := c.WaitHealthy(long); err != nil {
 		t.Fatal(err)
@@ -169,10 +152,7 @@ func leaderFault(t *testing.T, c *Cluster, tl tool, run int, freeze bool) outcom
 	}
 	prefix := fmt.Sprintf("faults/%s/%s-%d", tl, kind, run)
 	hl, wl := fmt.Sprintf("%s-%s%d-holder", tl, kind, run), fmt.Sprintf("%s-%s%d-waiter", tl, kind, run)
-	p1 := mustStart(t, c, holder, tl.argv(prefix, hl, 25*time.Second)...)
-	if _, err := c.FirstTick(hl, long); err != nil {
-		t.Fatalf("%v; holder stderr: %s", err, p1.Stderr())
-	}
+	p1 := holding(t, c, holder, tl, prefix, hl, 25*time.Second)
 	p2 := mustStart(t, c, waiter, tl.argv(prefix, wl, time.Second)...)
 	time.Sleep(time.Second)
 	fault := time.Now()
@@ -260,25 +240,45 @@ func waitOK(t *testing.T, c *Cluster, p *Proc, since time.Time) int {
 	return code
 }
 
+// holding starts the tick child label under the lock at prefix on host h,
+// for holdFor, and waits until it has written its first line: it holds the
+// lock.
+func holding(t *testing.T, c *Cluster, h *Node, tl tool, prefix, label string, holdFor time.Duration, extra ...string) *Proc {
+	t.Helper()
+	p := mustStart(t, c, h, tl.argv(prefix, label, holdFor, extra...)...)
+	if _, err := c.FirstTick(label, long); err != nil {
+		t.Fatalf("%v; holder stderr: %s", err, p.Stderr())
+	}
+	return p
+}
+
+// cutOver cuts the holder's host off once the waiter has had 2 s to block on
+// the lock, waits until the waiter's child (waiterLabel) has started and the
+// holder has exited, and heals the host. It returns the time of the cut and
+// the holder's exit code.
+func cutOver(t *testing.T, c *Cluster, holder, waiter *Proc, waiterLabel string) (time.Time, int) {
+	t.Helper()
+	time.Sleep(2 * time.Second)
+	fault := time.Now()
+	if err := c.Cut(holder.Host); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.FirstTick(waiterLabel, long); err != nil {
+		t.Fatalf("%v; waiter stderr: %s", err, waiter.Stderr())
+	}
+	code, err := holder.Wait(long)
+	if err != nil {
+		t.Fatalf("holder: %v", err)
+	}
+	if err := c.Heal(holder.Host); err != nil {
+		t.Fatal(err)
+	}
+	return fault, code
+}
+
 func lastLine(s string) string {
 	s = strings.TrimSpace(s)
 	return s[strings.LastIndex(s, "\n")+1:]
-}
-
-func mustStart(t *testing.T, c *Cluster, h *Node, args ...string) *Proc {
-	t.Helper()
-	p, err := c.Start(h, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		select {
-		case <-p.Done():
-		default:
-			_ = p.cmd.Process.Kill()
-		}
-	})
-	return p
 }
 
 func checkSafe(t *testing.T, what string, o outcome) {
@@ -323,29 +323,10 @@ func semaphorePartition(t *testing.T, c *Cluster) {
 	h1, h2, h3 := c.Hosts[0], c.Hosts[1], c.Hosts[2]
 	prefix := "faults/lockrun/semaphore"
 	l1, l2, l3 := "sem-h1", "sem-h2", "sem-h3"
-	p1 := mustStart(t, c, h1, lockrun.argv(prefix, l1, time.Hour, "-n", "2")...)
-	p2 := mustStart(t, c, h2, lockrun.argv(prefix, l2, 50*time.Second, "-n", "2")...)
-	for _, l := range []string{l1, l2} {
-		if _, err := c.FirstTick(l, long); err != nil {
-			t.Fatalf("%v; stderr h1 %s h2 %s", err, p1.Stderr(), p2.Stderr())
-		}
-	}
+	p1 := holding(t, c, h1, lockrun, prefix, l1, time.Hour, "-n", "2")
+	p2 := holding(t, c, h2, lockrun, prefix, l2, 50*time.Second, "-n", "2")
 	p3 := mustStart(t, c, h3, lockrun.argv(prefix, l3, time.Second, "-n", "2")...)
-	time.Sleep(2 * time.Second)
-	fault := time.Now()
-	if err := c.Cut(h1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.FirstTick(l3, long); err != nil {
-		t.Fatalf("%v; h3 stderr: %s", err, p3.Stderr())
-	}
-	code1, err := p1.Wait(long)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Heal(h1); err != nil {
-		t.Fatal(err)
-	}
+	fault, code1 := cutOver(t, c, p1, p3, l3)
 	for _, p := range []*Proc{p2, p3} {
 		waitOK(t, c, p, fault)
 	}
@@ -368,10 +349,7 @@ func holderPaused(t *testing.T, c *Cluster) {
 	holder, waiter := c.Hosts[0], c.Hosts[1]
 	prefix := "faults/lockrun/paused"
 	hl, wl := "paused-holder", "paused-waiter"
-	p1 := mustStart(t, c, holder, lockrun.argv(prefix, hl, time.Hour)...)
-	if _, err := c.FirstTick(hl, long); err != nil {
-		t.Fatalf("%v; holder stderr: %s", err, p1.Stderr())
-	}
+	p1 := holding(t, c, holder, lockrun, prefix, hl, time.Hour)
 	p2 := mustStart(t, c, waiter, lockrun.argv(prefix, wl, 2*time.Second)...)
 	time.Sleep(2 * time.Second)
 	fault := time.Now()
@@ -411,26 +389,23 @@ func waiterSessionInvalidated(t *testing.T, c *Cluster) {
 	holder, waiter := c.Hosts[0], c.Hosts[1]
 	prefix := "faults/lockrun/waiter-session"
 	hl, wl := "wsess-holder", "wsess-waiter"
-	p1 := mustStart(t, c, holder, lockrun.argv(prefix, hl, 12*time.Second)...)
-	if _, err := c.FirstTick(hl, long); err != nil {
-		t.Fatalf("%v; holder stderr: %s", err, p1.Stderr())
-	}
+	p1 := holding(t, c, holder, lockrun, prefix, hl, 12*time.Second)
 	p2 := mustStart(t, c, waiter, lockrun.argv(prefix, wl, time.Second)...)
 	var sess string
-	deadline := time.Now().Add(long)
-	for sess == "" && time.Now().Before(deadline) {
+	if _, err := waitUntil(long, func() error {
 		var ss []struct{ ID, Name string }
-		if err := c.Servers[0].Get("/v1/session/node/"+waiter.Short(), &ss); err == nil {
-			for _, s := range ss {
-				if strings.Contains(s.Name, prefix) {
-					sess = s.ID
-				}
+		if err := c.Servers[0].Get("/v1/session/node/"+waiter.Short(), &ss); err != nil {
+			return err
+		}
+		for _, s := range ss {
+			if strings.Contains(s.Name, prefix) {
+				sess = s.ID
+				return nil
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if sess == "" {
-		t.Fatalf("the waiter's session never appeared; stderr: %s", p2.Stderr())
+		return fmt.Errorf("no session for %s among %d", prefix, len(ss))
+	}); err != nil {
+		t.Fatalf("the waiter's session never appeared: %v; stderr: %s", err, p2.Stderr())
 	}
 	fault := time.Now()
 	if err := c.Servers[0].Put("/v1/session/destroy/" + sess); err != nil {

@@ -126,7 +126,7 @@ func (w *regWorld) diff(t *testing.T) (lost, leaked, twice, unchecked []string, 
 // once, with its check) and returns when.
 func (w *regWorld) waitEqual(t *testing.T, what string) time.Time {
 	t.Helper()
-	at, err := eventually(long, func() error {
+	at, err := waitUntil(long, func() error {
 		lost, leaked, twice, unchecked, err := w.diff(t)
 		if err != nil {
 			return err
@@ -137,7 +137,7 @@ func (w *regWorld) waitEqual(t *testing.T, what string) time.Time {
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("%s: %v\n%s", what, err, logText(w.c, "registrator"))
+		t.Fatalf("%s: %v\n%s", what, err, w.c.LogText("registrator"))
 	}
 	return at
 }
@@ -180,14 +180,14 @@ func TestRegistratorFaults(t *testing.T) {
 	if err := c.RestartAgent(host); err != nil {
 		t.Fatal(err)
 	}
-	upAt, err := eventually(long, func() error {
+	upAt, err := waitUntil(long, func() error {
 		var self map[string]any
 		return host.Get("/v1/agent/self", &self)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	localAt, err := eventually(long, func() error {
+	localAt, err := waitUntil(long, func() error {
 		var svcs map[string]struct{ Service string }
 		if err := host.Get("/v1/agent/services", &svcs); err != nil {
 			return err
@@ -204,7 +204,7 @@ func TestRegistratorFaults(t *testing.T) {
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("%v\n%s", err, logText(c, "registrator"))
+		t.Fatalf("%v\n%s", err, c.LogText("registrator"))
 	}
 	backAt := w.waitEqual(t, "agent restarted wiped")
 	t.Logf("agent restarted wiped: agent answering %s after the restart; 3 services back in the agent %s and in the catalog (with checks, once each) %s after it answered",
@@ -259,7 +259,7 @@ func TestRegistratorFaults(t *testing.T) {
 	untouched(t, c, "cut")
 	select {
 	case <-reg.Done():
-		t.Errorf("registrator exited during the faults\n%s", logText(c, "registrator"))
+		t.Errorf("registrator exited during the faults\n%s", c.LogText("registrator"))
 	default:
 	}
 	var ids []string

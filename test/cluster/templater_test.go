@@ -201,6 +201,27 @@ func (w *tplWriter) run(c *Cluster, svcHost *Node) {
 	}
 }
 
+// peerBinary finds a static build of a peer program (consul-template): the
+// variable env, else the static build `make peers` keeps in berth's tools
+// folder. Missing:
+// fail under CI=true, skip otherwise.
+func peerBinary(t *testing.T, env, name string) string {
+	t.Helper()
+	p := os.Getenv(env)
+	if p == "" {
+		home, _ := os.UserHomeDir()
+		gopath := os.Getenv("GOPATH")
+		if gopath == "" {
+			gopath = filepath.Join(home, "go")
+		}
+		p = filepath.Join(strings.Split(gopath, ":")[0], "berth-tools", "peers-static", name+"-v0.41.1")
+	}
+	if _, err := os.Stat(p); err != nil {
+		need(t, fmt.Sprintf("a static %s (%s, or make peers)", name, env), err)
+	}
+	return p
+}
+
 func TestTemplaterFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster fault tests: not with -short")
@@ -221,7 +242,7 @@ func TestTemplaterFaults(t *testing.T) {
 	writeShared(t, c, "tpl/in.ctmpl", tplTemplate)
 	// The reload command logs the checksum of the file it reloads.
 	writeShared(t, c, "tpl/reload.sh", "md5sum /shared/tpl/$1.out >> /shared/tpl/$1.reloads\n")
-	files := map[string]string{"berth": filepath.Join(c.Shared, "tpl/berth.out"), "ct": filepath.Join(c.Shared, "tpl/ct.out")}
+	files := map[string]string{"berth": c.SharedPath("tpl/berth.out"), "ct": c.SharedPath("tpl/ct.out")}
 	poll := startTplPoller(files, pad)
 	defer func() {
 		select {
@@ -235,13 +256,13 @@ func TestTemplaterFaults(t *testing.T) {
 	startLogged(t, c, host, "consul-template", "/bin/consul-template", "-consul-addr", "127.0.0.1:8500", "-log-level", "info",
 		"-template", "/shared/tpl/in.ctmpl:/shared/tpl/ct.out:/bin/sh /shared/tpl/reload.sh ct")
 	for name := range files {
-		if _, err := eventually(long, func() error {
+		if _, err := waitUntil(long, func() error {
 			if poll.firstAt(name, 0, "web-0").IsZero() {
 				return fmt.Errorf("%s has not rendered gen 0", name)
 			}
 			return nil
 		}); err != nil {
-			t.Fatalf("%v\n%s", err, logText(c, map[string]string{"berth": "templater", "ct": "consul-template"}[name]))
+			t.Fatalf("%v\n%s", err, c.LogText(map[string]string{"berth": "templater", "ct": "consul-template"}[name]))
 		}
 	}
 
@@ -293,7 +314,7 @@ func TestTemplaterFaults(t *testing.T) {
 		healAt.Sub(cutAt).Round(time.Millisecond), finalGen, finalSvcs, healAt.Sub(lastChange).Round(time.Millisecond), w.failures)
 	current := map[string]time.Time{}
 	for name := range files {
-		if _, err := eventually(long, func() error {
+		if _, err := waitUntil(long, func() error {
 			if current[name] = poll.firstAt(name, finalGen, finalSvcs); current[name].IsZero() {
 				ch := poll.changes(name)
 				return fmt.Errorf("%s not current after the heal (last: %+v)", name, ch[len(ch)-1:])
@@ -330,8 +351,7 @@ func TestTemplaterFaults(t *testing.T) {
 				maxGen = s.st.gen
 			}
 		}
-		reloads, _ := os.ReadFile(filepath.Join(c.Shared, "tpl", name+".reloads"))
-		lines := strings.Split(strings.TrimSpace(string(reloads)), "\n")
+		lines := strings.Split(strings.TrimSpace(c.ReadShared("tpl/"+name+".reloads")), "\n")
 		dups := 0
 		for i := 1; i < len(lines); i++ {
 			if strings.Fields(lines[i])[0] == strings.Fields(lines[i-1])[0] {
@@ -371,7 +391,7 @@ func maxStaleBehind(t *testing.T, c *Cluster) {
 		}
 	}
 	putKVUntil(t, c, "faults/tpl/ms", "old")
-	if _, err := eventually(long, func() error {
+	if _, err := waitUntil(long, func() error {
 		var kv []struct{ Value []byte }
 		if err := f.Get("/v1/kv/faults/tpl/ms?stale", &kv); err != nil || len(kv) != 1 || string(kv[0].Value) != "old" {
 			return fmt.Errorf("follower %s has not the old value: %v %v", f.Short(), kv, err)
@@ -399,7 +419,7 @@ func maxStaleBehind(t *testing.T, c *Cluster) {
 		{"berth-1h", "1h", []string{"/bin/templater", "-max-stale", "1h"}},
 		{"ct-1h", "1h", []string{"/bin/consul-template", "-consul-addr", "127.0.0.1:8500", "-max-stale", "1h"}},
 	} {
-		outs[run.name] = filepath.Join(c.Shared, "tpl", "ms-"+run.name+".out")
+		outs[run.name] = c.SharedPath("tpl/ms-" + run.name + ".out")
 		startLogged(t, c, f, run.name, append(run.argv, "-template", "/shared/tpl/ms.ctmpl:/shared/tpl/ms-"+run.name+".out")...)
 	}
 	read := func(name string) string {
@@ -421,7 +441,7 @@ func maxStaleBehind(t *testing.T, c *Cluster) {
 		t.Fatal(err)
 	}
 	newAt := map[string]time.Duration{}
-	if _, err := eventually(long, func() error {
+	if _, err := waitUntil(long, func() error {
 		var missing []string
 		for name := range outs {
 			v := read(name)
