@@ -11,9 +11,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/berth/berth/pkg/consultest"
 	"github.com/berth/berth/pkg/eventually"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -35,23 +35,15 @@ func need(t *testing.T, what string, err error) {
 	t.Skipf("needs %s: %v", what, err)
 }
 
+// freePort is a loopback port free for TCP and UDP (the DNS port is
+// published for both).
 func freePort(t *testing.T) int {
 	t.Helper()
-	for i := 0; i < 50; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		// The DNS port is published for UDP too.
-		if pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			pc.Close()
-			return port
-		}
+	port, err := consultest.FreePort()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port")
-	return 0
+	return port
 }
 
 func run(t *testing.T, dir string, env []string, name string, args ...string) string {
