@@ -6,11 +6,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -51,89 +48,6 @@ func checkAddress(ip string) error {
 	return nil
 }
 
-// procs starts child processes and stops every one of them; children also
-// die with the driver (Pdeathsig), so nothing outlives a killed run.
-type procs struct {
-	mu   sync.Mutex
-	dir  string
-	cmds []*exec.Cmd
-	done map[*exec.Cmd]chan struct{}
-}
-
-func newProcs(dir string) *procs { return &procs{dir: dir, done: map[*exec.Cmd]chan struct{}{}} }
-
-// start runs bin with args, output to <dir>/<name>.log, in a clean
-// environment (no CONSUL_* variables of the caller leak in).
-func (p *procs) start(name, bin string, args ...string) (*exec.Cmd, error) {
-	logf, err := os.Create(filepath.Join(p.dir, name+".log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + p.dir}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	ch := make(chan struct{})
-	go func() { _ = cmd.Wait(); logf.Close(); close(ch) }()
-	p.mu.Lock()
-	p.cmds = append(p.cmds, cmd)
-	p.done[cmd] = ch
-	p.mu.Unlock()
-	return cmd, nil
-}
-
-// stop sends SIGINT to each command, then SIGKILL to those still running
-// after 10 s, and waits for all of them.
-func (p *procs) stop(cmds ...*exec.Cmd) {
-	for _, c := range cmds {
-		_ = c.Process.Signal(syscall.SIGINT)
-	}
-	deadline := time.After(10 * time.Second)
-	for _, c := range cmds {
-		p.mu.Lock()
-		ch := p.done[c]
-		p.mu.Unlock()
-		select {
-		case <-ch:
-		case <-deadline:
-			_ = c.Process.Kill()
-			<-ch
-		}
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	keep := p.cmds[:0]
-	for _, c := range p.cmds {
-		if !contains(cmds, c) {
-			keep = append(keep, c)
-		}
-	}
-	p.cmds = keep
-}
-
-func contains(cmds []*exec.Cmd, c *exec.Cmd) bool {
-	for _, x := range cmds {
-		if x == c {
-			return true
-		}
-	}
-	return false
-}
-
-// stopAll stops every command still running, last started first.
-func (p *procs) stopAll() {
-	p.mu.Lock()
-	cmds := append([]*exec.Cmd(nil), p.cmds...)
-	p.mu.Unlock()
-	for i := len(cmds) - 1; i >= 0; i-- {
-		p.stop(cmds[i])
-	}
-}
-
 // agentHCL is one agent's configuration. The server keeps Prometheus
 // metrics (cumulative counters, unlike the 10-second in-memory intervals of
 // /v1/agent/metrics) so a phase's RPCs are the difference of two readings;
@@ -153,9 +67,10 @@ func agentHCL(name, ip, dataDir string, server bool) string {
 	return b.String()
 }
 
-// cluster is the running server and clients.
+// cluster is the running server and clients; their processes belong to
+// the procs that started them.
 type cluster struct {
-	server    *exec.Cmd
+	serverPID int
 	serverAPI *api.Client
 	clients   []*api.Client
 }
@@ -165,19 +80,24 @@ type cluster struct {
 // The agents' data directories go under data.
 func startCluster(ctx context.Context, p *procs, consul, work, data string) (*cluster, error) {
 	c := &cluster{}
-	start := func(name, ip string, server bool) (*exec.Cmd, error) {
+	// start starts an agent and returns its process ID.
+	start := func(name, ip string, server bool) (int, error) {
 		dir := filepath.Join(data, name)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, err
+			return 0, err
 		}
 		cfg := filepath.Join(work, name+".hcl")
 		if err := os.WriteFile(cfg, []byte(agentHCL(name, ip, dir, server)), 0o600); err != nil {
-			return nil, err
+			return 0, err
 		}
-		return p.start(name, consul, "agent", "-config-file", cfg)
+		cmd, err := p.start(name, consul, "agent", "-config-file", cfg)
+		if err != nil {
+			return 0, err
+		}
+		return cmd.Process.Pid, nil
 	}
 	var err error
-	if c.server, err = start("fleet-server", ServerIP, true); err != nil {
+	if c.serverPID, err = start("fleet-server", ServerIP, true); err != nil {
 		return nil, err
 	}
 	for i, ip := range ClientIPs {

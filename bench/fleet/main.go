@@ -97,7 +97,7 @@ func run(ctx context.Context, cfg config, p *procs) int {
 	if err := seed(ctx, cl.serverAPI); err != nil {
 		return fail(err)
 	}
-	b := &bench{cfg: cfg, p: p, cl: cl, m: newMeter(ctx, cl.server.Process.Pid)}
+	b := &bench{cfg: cfg, p: p, cl: cl, m: newMeter(ctx, cl.serverPID)}
 	ready := make(chan struct{})
 	go b.m.monitor(ctx, ready)
 	select {
