@@ -36,46 +36,18 @@ trap cleanup EXIT
 
 echo "== building dnsforward and the bench helper"
 (cd "$top" && CGO_ENABLED=0 go build -o "$tmp/dnsforward" ./dnsforward && go build -o "$tmp/helper" ./bench/dnsforward)
-mapfile -t P < <("$tmp/helper" ports 9)
-http=${P[0]} cdns=${P[1]} server=${P[2]} serf=${P[3]} serfw=${P[4]} up=${P[5]} pdf=${P[6]} pdm=${P[7]}
-
-echo "== dev Consul agent (http $http, dns $cdns)"
-cat >"$tmp/agent.hcl" <<EOF
-node_name = "bench"
-bind_addr = "127.0.0.1"
-client_addr = "127.0.0.1"
-advertise_addr = "127.0.0.1"
-ports { http = $http
-  dns = $cdns
-  server = $server
-  serf_lan = $serf
-  serf_wan = $serfw
-  grpc = -1
-  grpc_tls = -1 }
-log_level = "warn"
-disable_update_check = true
-EOF
-"$CONSUL_BIN" agent -dev -config-file "$tmp/agent.hcl" >"$tmp/consul.log" 2>&1 &
-consul_pid=$!
-pids+=($consul_pid)
-api="http://127.0.0.1:$http"
-l=
-for _ in $(seq 1 300); do
-	kill -0 "$consul_pid" 2>/dev/null || break
-	l=$(curl -fsS "$api/v1/status/leader" 2>/dev/null || true)
-	[ -n "$l" ] && [ "$l" != '""' ] && break
-	sleep 0.1
-done
-if [ -z "$l" ] || [ "$l" = '""' ]; then
-	echo "bench: the Consul agent did not come up; its log:" >&2
-	tail -20 "$tmp/consul.log" >&2
-	exit 1
-fi
-# The catalog must hold the agent's node before services can be registered.
-for _ in $(seq 1 100); do
-	curl -fsS "$api/v1/catalog/node/bench" 2>/dev/null | grep -q '"Node"' && break
-	sleep 0.1
-done
+# devagent_start returns once the agent's own node is in the catalog:
+# services can be registered.
+# shellcheck source=scripts/devagent/devagent.sh
+. "$top/scripts/devagent/devagent.sh"
+devagent_start "$tmp" bench || exit 1
+api="http://$CONSUL_HTTP_ADDR"
+cdns=$CONSUL_DNS_PORT
+echo "== dev Consul agent (http $CONSUL_HTTP_ADDR, dns $cdns)"
+# Ports for the upstream and the two servers, picked while the agent holds
+# its own.
+mapfile -t P < <("$tmp/helper" ports 3)
+up=${P[0]} pdf=${P[1]} pdm=${P[2]}
 reg() { curl -fsS -X PUT "$api/v1/agent/service/register" -d "$1" >/dev/null; }
 reg '{"ID":"web1","Name":"web","Tags":["v1"],"Port":8080,"Address":"10.0.0.1"}'
 reg '{"ID":"web2","Name":"web","Tags":["v1"],"Port":8081,"Address":"10.0.0.2"}'
@@ -85,7 +57,7 @@ seq 0 299 | xargs -P 8 -I{} sh -c 'i={}; curl -fsS -X PUT "'"$api"'/v1/catalog/r
 
 "$tmp/helper" upstream "127.0.0.1:$up" &
 pids+=($!)
-"$tmp/dnsforward" -listen "127.0.0.1:$pdf" -http-addr "127.0.0.1:$http" -consul-dns "127.0.0.1:$cdns" \
+"$tmp/dnsforward" -listen "127.0.0.1:$pdf" -http-addr "$CONSUL_HTTP_ADDR" -consul-dns "127.0.0.1:$cdns" \
 	-upstream "127.0.0.1:$up" -log-level warn &
 df_pid=$!
 pids+=($df_pid)

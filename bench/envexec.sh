@@ -25,25 +25,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_port() { local p=$1; while ! port_free "$p"; do p=$((p + 1)); done; echo "$p"; }
-
+# shellcheck source=scripts/devagent/devagent.sh
+. "$top/scripts/devagent/devagent.sh"
 if [ -z "${CONSUL_HTTP_ADDR:-}" ]; then
-	http=$(pick_port 38500)
-	dns=$(pick_port $((http + 100)))
-	serf=$(pick_port $((http + 200)))
-	serfw=$(pick_port $((serf + 1)))
-	server=$(pick_port $((serf + 2)))
-	"$CONSUL_BIN" agent -dev -bind 127.0.0.1 -client 127.0.0.1 -node bench-envexec \
-		-http-port "$http" -dns-port "$dns" -serf-lan-port "$serf" -serf-wan-port "$serfw" \
-		-server-port "$server" -grpc-port -1 -hcl 'ports { grpc_tls = -1 }' >"$work/consul.log" 2>&1 &
-	pids+=($!)
-	export CONSUL_HTTP_ADDR="127.0.0.1:$http"
-	for _ in $(seq 1 200); do
-		leader=$(curl -fsS "http://$CONSUL_HTTP_ADDR/v1/status/leader" 2>/dev/null || true)
-		[ -n "$leader" ] && [ "$leader" != '""' ] && break
-		sleep 0.1
-	done
+	devagent_start "$work" bench-envexec || exit 1
 fi
 export CONSUL_HTTP_TOKEN= CONSUL_HTTP_TOKEN_FILE=
 

@@ -47,42 +47,16 @@ mkdir -p "$work/image"
 cp "$work/bench" "$work/image/bench"
 printf 'FROM scratch\nCOPY bench /bench\nLABEL berth-bench=1\nENTRYPOINT ["/bench"]\n' >"$work/image/Dockerfile"
 docker build -q -t berth-bench-registrator:latest "$work/image" >/dev/null 2>&1
+# shellcheck source=scripts/devagent/devagent.sh
+. "$top/scripts/devagent/devagent.sh"
+devagent_build "$work"
 "$work/bench" fleet -prefix berth-bench down >/dev/null
 
 if [ -z "${CONSUL_HTTP_ADDR:-}" ]; then
 	CONSUL_BIN=${CONSUL_BIN:-$(make -s -C "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" consul-path)}
 	[ -x "$CONSUL_BIN" ] || { echo "registrator bench: no consul binary (make consul)" >&2; exit 1; }
-	# Five ports the kernel says are free for TCP and UDP.
-	read -r http dns serf serfw server < <(python3 - <<'PY'
-import socket
-ports, keep = [], []
-while len(ports) < 5:
-    t = socket.socket(); t.bind(("127.0.0.1", 0)); p = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        u.bind(("127.0.0.1", p))
-    except OSError:
-        t.close(); continue
-    keep += [t, u]; ports.append(p)
-print(*ports)
-PY
-)
-	"$CONSUL_BIN" agent -dev -bind 127.0.0.1 -client 127.0.0.1 -node berth-bench -log-level warn \
-		-http-port "$http" -dns-port "$dns" -serf-lan-port "$serf" -serf-wan-port "$serfw" \
-		-server-port "$server" -grpc-port -1 -hcl 'ports { grpc_tls = -1 }' >"$work/consul.log" 2>&1 &
-	pids+=($!)
+	devagent_start "$work" berth-bench || { echo "registrator bench: Consul did not start" >&2; exit 1; }
 	own_consul=1
-	export CONSUL_HTTP_ADDR="127.0.0.1:$http"
-	for _ in $(seq 1 200); do
-		l=$(curl -fsS "http://$CONSUL_HTTP_ADDR/v1/status/leader" 2>/dev/null || true)
-		[ -n "$l" ] && [ "$l" != '""' ] && break
-		sleep 0.1
-	done
-	if [ -z "$l" ] || [ "$l" = '""' ]; then
-		echo "registrator bench: Consul did not start:" >&2
-		tail -5 "$work/consul.log" >&2
-		exit 1
-	fi
 fi
 export CONSUL_HTTP_TOKEN= CONSUL_HTTP_TOKEN_FILE=
 echo "== Consul at $CONSUL_HTTP_ADDR; Docker $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
@@ -136,7 +110,7 @@ fi
 # 4. Reconcile $FLEET running containers at start, then unchanged resyncs.
 echo "== starting $FLEET containers"
 "$work/bench" fleet -n "$FLEET" -prefix berth-bench-fleet up
-mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mport=$("$work/devagent" -free-port)
 "$work/registrator" -hostname berth-bench-fleet -ip 127.0.0.1 -resync 1 -only-label berth-bench=1 -metrics-addr "127.0.0.1:$mport" \
 	"consul://$CONSUL_HTTP_ADDR" 2>"$work/reg-fleet.log" &
 reg_pid=$!

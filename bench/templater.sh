@@ -29,18 +29,9 @@ go build -o "$work/latency" ./bench/templater/latency
 
 if [ -z "${CONSUL_HTTP_ADDR:-}" ]; then
 	CONSUL_BIN=${CONSUL_BIN:-$(make -s -C "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" consul-path)}
-	port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-	pick() { local p=$1; while ! port_free "$p"; do p=$((p + 1)); done; echo "$p"; }
-	http=$(pick 28500); dns=$(pick 28600); serf=$(pick 28301); serfw=$(pick $((serf + 1))); srv=$(pick 28300)
-	"$CONSUL_BIN" agent -dev -bind 127.0.0.1 -client 127.0.0.1 -node bench -http-port "$http" -dns-port "$dns" \
-		-serf-lan-port "$serf" -serf-wan-port "$serfw" -server-port "$srv" -grpc-port -1 -hcl 'ports { grpc_tls = -1 }' >"$work/consul.log" 2>&1 &
-	pids+=($!)
-	export CONSUL_HTTP_ADDR=127.0.0.1:$http
-	for _ in $(seq 1 100); do
-		l=$(curl -fsS "http://$CONSUL_HTTP_ADDR/v1/status/leader" 2>/dev/null || true)
-		[ -n "$l" ] && [ "$l" != '""' ] && break
-		sleep 0.1
-	done
+	# shellcheck source=scripts/devagent/devagent.sh
+	. "$top/scripts/devagent/devagent.sh"
+	devagent_start "$work" bench || exit 1
 fi
 echo "agent http://$CONSUL_HTTP_ADDR; $N writes per case"
 

@@ -12,6 +12,8 @@ if [ -z "$CONSUL_BIN" ] || [ ! -x "$CONSUL_BIN" ]; then
 	exit 1
 fi
 export CONSUL_BIN
+# shellcheck source=scripts/devagent/devagent.sh
+. "$top/scripts/devagent/devagent.sh"
 
 DEMO_DIR=$(mktemp -d /tmp/berth-demo.XXXXXX)
 export DEMO_DIR
@@ -20,7 +22,7 @@ pids=()
 # last started first (the Consul agent last).
 demo_bg() { "$@" & pids+=($!); }
 # pick_port [HINT]: a loopback port free for TCP and UDP (the hint is ignored).
-pick_port() { "$BIN/devagent" -free-port; }
+pick_port() { "$DEMO_DIR/devagent" -free-port; }
 cleanup() {
 	trap - INT TERM EXIT
 	echo
@@ -39,28 +41,23 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-go build -o "$BIN/devagent" "$top/scripts/devagent"
-demo_bg "$BIN/devagent" -env-file "$DEMO_DIR/agent.env" -log "$DEMO_DIR/consul.log"
-agent_pid=${pids[-1]}
-for _ in $(seq 1 600); do
-	[ -f "$DEMO_DIR/agent.env" ] && break
-	kill -0 "$agent_pid" 2>/dev/null || { echo "demo: the Consul agent did not start (log: $DEMO_DIR/consul.log)" >&2; DEMO_KEEP=1; exit 1; }
-	sleep 0.1
-done
-[ -f "$DEMO_DIR/agent.env" ] || { echo "demo: the Consul agent did not start within 60s" >&2; exit 1; }
-set -a
-# shellcheck source=/dev/null
-. "$DEMO_DIR/agent.env"
-set +a
-export CONSUL_HTTP_TOKEN= CONSUL_HTTP_TOKEN_FILE=
+devagent_start "$DEMO_DIR" berth-demo || { DEMO_KEEP=1; exit 1; }
 echo "== dev Consul agent on http://$CONSUL_HTTP_ADDR (DNS $CONSUL_DNS_ADDR), log in $DEMO_DIR/consul.log"
 
-# Each program's part, then the programs cooperating on one host.
+# Each program's part, then the programs cooperating on one host. A part
+# runs in this shell: it sees $top (the repository), $BIN, $DEMO_DIR, the
+# CONSUL_* variables, demo_bg and pick_port. The parts that run containers
+# (registrator, host) need a Docker daemon.
+have_docker=
+docker version >/dev/null 2>&1 && have_docker=1
 for part in lockrun envexec templater dnsforward registrator host; do
 	f="$top/examples/$part/demo.sh"
 	if [ -f "$f" ] && { [ -x "$BIN/$part" ] || [ "$part" = host ]; }; then
 		echo
 		echo "== $part"
+		case "$part" in registrator | host)
+			[ -n "$have_docker" ] || { echo "$part demo: skipped (no Docker daemon reachable)"; continue; } ;;
+		esac
 		# shellcheck source=/dev/null
 		source "$f"
 	fi

@@ -1,6 +1,5 @@
-# Sourced by scripts/demo.sh (bash) with $BIN, $CONSUL_HTTP_ADDR, $CONSUL_BIN,
-# $DEMO_DIR and demo_bg. Shows envexec: names, export, restart on change.
-ex_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# Sourced by scripts/demo.sh (bash). Shows envexec: names, export, restart
+# on change.
 "$CONSUL_BIN" kv put demo/envexec/app/greeting 'hello from Consul' >/dev/null
 "$CONSUL_BIN" kv put demo/envexec/app/port 8080 >/dev/null
 "$CONSUL_BIN" kv put demo/envexec/app/db/host db1.internal >/dev/null
@@ -14,7 +13,7 @@ echo "the same environment exported for systemd EnvironmentFile / docker --env-f
 "$BIN/envexec" -prefix demo/envexec/app -sanitize -upcase -export dotenv | sed 's/^/  /'
 
 echo "a long-running app under envexec; a change of demo/envexec/app/port restarts it:"
-demo_bg "$BIN/envexec" -prefix demo/envexec/app -sanitize -upcase -kill-timeout 2s -log-level warn "$ex_dir/app.sh"
+demo_bg "$BIN/envexec" -prefix demo/envexec/app -sanitize -upcase -kill-timeout 2s -log-level warn "$top/examples/envexec/app.sh"
 ex_pid=${pids[-1]}
 sleep 1
 "$CONSUL_BIN" kv put demo/envexec/app/port 8081 >/dev/null

@@ -10,17 +10,12 @@ registrator_demo_cleanup() {
 }
 
 registrator_demo() {
-	if ! docker version --format '{{.Server.APIVersion}}' >/dev/null 2>&1; then
-		echo "registrator demo: skipped (no Docker daemon reachable)"
-		return 0
-	fi
-	local src reg_log img catalog i
-	src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+	local reg_log img catalog i
 	img="$DEMO_DIR/registrator-image"
 	mkdir -p "$img"
 	# No image can be pulled: the workload is a static Go HTTP server in a
 	# FROM scratch image.
-	if ! (cd "$src/registrator/testdata/server" && CGO_ENABLED=0 go build -trimpath -o "$img/server" .); then
+	if ! (cd "$top/registrator/testdata/server" && CGO_ENABLED=0 go build -trimpath -o "$img/server" .); then
 		echo "registrator demo: cannot build the demo web server" >&2
 		return 1
 	fi
@@ -34,7 +29,7 @@ registrator_demo() {
 	trap "registrator_demo_cleanup; ${prev:-:}" EXIT
 
 	reg_log="$DEMO_DIR/registrator.log"
-	REGISTRATOR_METRICS=127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	REGISTRATOR_METRICS=127.0.0.1:$(pick_port)
 	export REGISTRATOR_METRICS
 	echo "registrator: -hostname berth-demo -ip 127.0.0.1 -resync 10 -metrics-addr $REGISTRATOR_METRICS consul://$CONSUL_HTTP_ADDR (log: $reg_log)"
 	demo_bg "$BIN/registrator" -hostname berth-demo -ip 127.0.0.1 -resync 10 -metrics-addr "$REGISTRATOR_METRICS" \

@@ -3,7 +3,6 @@
 # before installing it, and re-renders when an instance joins.
 tdir="$DEMO_DIR/templater"
 mkdir -p "$tdir/tmp"
-top_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 reg() { curl -fsS -X PUT -d "{\"ID\":\"$1\",\"Name\":\"web\",\"Address\":\"127.0.0.1\",\"Port\":$2}" "http://$CONSUL_HTTP_ADDR/v1/agent/service/register" >/dev/null; }
 reg web-1 18081
 reg web-2 18082
@@ -13,7 +12,7 @@ if command -v nginx >/dev/null; then
 fi
 cat >"$tdir/templater.hcl" <<HCL
 template {
-  source      = "$top_dir/examples/nginx/nginx.conf.ctmpl"
+  source      = "$top/examples/nginx/nginx.conf.ctmpl"
   destination = "$tdir/nginx.conf"
   $check
   command     = "echo '  (command) nginx would reload now'"
