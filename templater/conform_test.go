@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/proctest"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -29,8 +30,8 @@ const ctVersion = "v0.41.1"
 
 // peerBinary finds consul-template: $CONSUL_TEMPLATE_BIN, else the path
 // `make peers` installs to (keyed by version), else the one
-// bench/templater.sh installs. Missing: the test fails with CI=true and is
-// skipped otherwise.
+// bench/templater.sh installs. Missing: proctest.Need (fails with CI=true,
+// skips otherwise).
 func peerBinary(t testing.TB) string {
 	t.Helper()
 	var cands []string
@@ -47,11 +48,7 @@ func peerBinary(t testing.TB) string {
 			return c
 		}
 	}
-	msg := fmt.Sprintf("consul-template %s not found (tried %s); run `make peers`", ctVersion, strings.Join(cands, ", "))
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	proctest.Need(t, "consul-template "+ctVersion+" (`make peers`)", fmt.Errorf("not found (tried %s)", strings.Join(cands, ", ")))
 	return ""
 }
 
