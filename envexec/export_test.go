@@ -3,6 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -191,4 +194,116 @@ func TestEncodeShell(t *testing.T) {
 	if out != want {
 		t.Errorf("got %q, want %q", out, want)
 	}
+}
+
+func TestExportRoundTrip(t *testing.T) {
+	a, c, n := nsWith(t)
+	values := map[string]string{
+		"PLAIN":    "simple-value",
+		"NEWLINES": "line 1\nline 2\n",
+		"QUOTES":   `it's "quoted"` + " \\ `tick`",
+		"LEADQ":    `"starts with a quote`,
+		"DOLLAR":   "$HOME ${PATH} $(id)",
+		"SPACES":   "  padded  ",
+		"EQUALS":   "a=b",
+		"UNICODE":  "ünïcødé ✓",
+		"EMPTY":    "",
+		"HASH":     "#not a comment",
+	}
+	for k, v := range values {
+		put(t, c, n+"/"+k, v)
+	}
+	for _, format := range []string{"shell", "dotenv", "json"} {
+		t.Run(format, func(t *testing.T) {
+			p := runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-export", format)
+			if p.code != 0 {
+				t.Fatalf("exit %d\n%s", p.code, p.stderr)
+			}
+			var got map[string]string
+			switch format {
+			case "shell":
+				got = readShell(t, p.stdout.String())
+			case "dotenv":
+				var err error
+				if got, err = parseSystemdEnv(p.stdout.String()); err != nil {
+					t.Fatalf("systemd rules: %v\n%s", err, p.stdout)
+				}
+				// Every line written bare must read the same under docker's
+				// --env-file rules (the rest of the line, literally).
+				docker := parseDockerEnvFile(p.stdout.String())
+				for name, v := range values {
+					if dotenvBare(v) && docker[name] != v {
+						t.Errorf("docker --env-file reads %s as %q, want %q", name, docker[name], v)
+					}
+				}
+				if !strings.Contains(p.stderr.String(), "name=NEWLINES") {
+					t.Errorf("no warning that NEWLINES cannot go through docker --env-file:\n%s", p.stderr)
+				}
+			case "json":
+				got = readJSON(t, p.stdout.String())
+			}
+			if fmtEnv(got) != fmtEnv(values) {
+				t.Errorf("round trip through %s:\n%s\nwant:\n%s\noutput:\n%s", format, fmtEnv(got), fmtEnv(values), p.stdout)
+			}
+		})
+	}
+
+	// Bytes that are not UTF-8: shell carries them exactly, dotenv and json
+	// refuse with the key named and print nothing.
+	put(t, c, n+"/BINARY", "\xff\xfe ok")
+	for _, format := range []string{"dotenv", "json"} {
+		p := runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-export", format)
+		if p.code != exitExport || p.stdout.String() != "" || !strings.Contains(p.stderr.String(), "BINARY") {
+			t.Errorf("%s with non-UTF-8: exit %d, stdout %q, stderr %q", format, p.code, p.stdout, p.stderr)
+		}
+	}
+	p := runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-export", "shell")
+	if got := readShell(t, p.stdout.String()); got["BINARY"] != "\xff\xfe ok" {
+		t.Errorf("shell BINARY=%q", got["BINARY"])
+	}
+	// A name that is not a shell identifier (passed to a command as
+	// envconsul does) cannot go into shell or env files: refused, the name
+	// given; JSON carries it.
+	m := n + "-names"
+	put(t, c, m+"/log.level", "debug")
+	for _, format := range []string{"shell", "dotenv"} {
+		p := runEnvexec(t, a.HTTPAddr(), nil, "-prefix", m, "-export", format)
+		if p.code != exitExport || p.stdout.String() != "" || !strings.Contains(p.stderr.String(), `"log.level"`) {
+			t.Errorf("%s with log.level: exit %d, stdout %q, stderr %q", format, p.code, p.stdout, p.stderr)
+		}
+	}
+	p = runEnvexec(t, a.HTTPAddr(), nil, "-prefix", m, "-export", "json")
+	if got := readJSON(t, p.stdout.String()); p.code != 0 || got["log.level"] != "debug" {
+		t.Errorf("json: exit %d %v %s", p.code, got, p.stderr)
+	}
+}
+
+// readShell sources the export with `set -a; . file` in a clean sh and reads
+// the environment back.
+func readShell(t *testing.T, script string) map[string]string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "env.sh")
+	if err := os.WriteFile(f, []byte(script), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("/usr/bin/env", "-i", "/bin/sh", "-c", `set -a; . "$1"; exec /usr/bin/env -0`, "sh", f).Output()
+	if err != nil {
+		t.Fatalf("sh: %v", err)
+	}
+	env := map[string]string{}
+	for _, kv := range strings.Split(string(out), "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok && k != "PWD" && k != "SHLVL" && k != "_" && k != "OLDPWD" {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+func readJSON(t *testing.T, s string) map[string]string {
+	t.Helper()
+	var m map[string]string
+	if err := jsonUnmarshal([]byte(s), &m); err != nil {
+		t.Fatalf("json: %v\n%s", err, s)
+	}
+	return m
 }

@@ -21,7 +21,7 @@ type Metrics map[string]*dto.MetricFamily
 // address not answering, a status other than 200 or a body that is not the
 // Prometheus text format is an error.
 func Scrape(addr string) (Metrics, error) {
-	status, body, err := get("http://" + addr + "/metrics")
+	status, body, err := Fetch(addr, "/metrics")
 	if err != nil {
 		return nil, err
 	}
@@ -155,14 +155,17 @@ func (s Sample) String() string {
 // returns the status and body; an address that does not answer fails t.
 func Get(t testing.TB, addr, path string) (int, string) {
 	t.Helper()
-	status, body, err := get("http://" + addr + path)
+	status, body, err := Fetch(addr, path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return status, body
 }
 
-func get(url string) (int, string, error) {
+// Fetch asks http://addr+path as Get does and returns the status and body,
+// or the error, for conditions that poll an address not answering yet.
+func Fetch(addr, path string) (int, string, error) {
+	url := "http://" + addr + path
 	cl := &http.Client{Timeout: 10 * time.Second}
 	resp, err := cl.Get(url)
 	if err != nil {
