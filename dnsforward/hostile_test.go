@@ -155,17 +155,7 @@ func FuzzHandle(f *testing.F) {
 	ctx, cancel := context.WithCancel(context.Background())
 	f.Cleanup(cancel)
 	s.ctx = ctx
-	// A cached upstream answer, so the cache-hit path runs too.
-	m := new(dns.Msg)
-	m.SetQuestion("a.example.", dns.TypeA)
-	m.Response = true
-	rr, _ := dns.NewRR("a.example. 60 IN A 192.0.2.1")
-	m.Answer = []dns.RR{rr}
-	a, err := s.fwd.toAnswer(m)
-	if err != nil {
-		f.Fatal(err)
-	}
-	s.fwd.store("a.example.\x00\x01\x00\x01", a)
+	storeUpstreamAnswer(f, s) // so the cache-hit path runs too
 	f.Fuzz(func(t *testing.T, pkt []byte, tcp bool) {
 		r := newReader()
 		resp, job := s.handle(r, pkt, tcp)
@@ -191,6 +181,22 @@ func FuzzHandle(f *testing.F) {
 	})
 }
 
+// storeUpstreamAnswer puts an upstream answer for a.example. A (192.0.2.1,
+// TTL 60) into s's upstream cache, as if it had been asked before.
+func storeUpstreamAnswer(tb testing.TB, s *Server) {
+	tb.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion("a.example.", dns.TypeA)
+	m.Response = true
+	rr, _ := dns.NewRR("a.example. 60 IN A 192.0.2.1")
+	m.Answer = []dns.RR{rr}
+	a, err := s.fwd.toAnswer(m)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.fwd.store("a.example.\x00\x01\x00\x01", a)
+}
+
 // TestHotPathAllocations checks that answers from memory (a Consul name and
 // a cached upstream name) are sent without allocating.
 func TestHotPathAllocations(t *testing.T) {
@@ -204,16 +210,7 @@ func TestHotPathAllocations(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.zone.store("0a000001.addr.consul.\x00\x01", s.zone.generation(), a)
-	m := new(dns.Msg)
-	m.SetQuestion("a.example.", dns.TypeA)
-	m.Response = true
-	rr, _ := dns.NewRR("a.example. 60 IN A 192.0.2.1")
-	m.Answer = []dns.RR{rr}
-	ua, err := s.fwd.toAnswer(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.fwd.store("a.example.\x00\x01\x00\x01", ua)
+	storeUpstreamAnswer(t, s)
 	r := newReader()
 	for _, q := range [][]byte{packQuery("0A000001.addr.consul.", dns.TypeA, true), packQuery("a.example.", dns.TypeA, false)} {
 		resp, job := s.handle(r, q, false)
