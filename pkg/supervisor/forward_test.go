@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth/berth/pkg/eventually"
 )
 
 func TestIsShellWrapper(t *testing.T) {
@@ -32,14 +34,7 @@ func TestIsShellWrapper(t *testing.T) {
 // waitFile waits until path exists.
 func waitFile(t *testing.T, path string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(path); err == nil {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s never appeared", path)
+	eventually.True(t, 20*time.Second, path+" to appear", func() bool { _, err := os.Stat(path); return err == nil })
 }
 
 // A forwarded SIGTERM that the child ignores: it gets the signal once, and

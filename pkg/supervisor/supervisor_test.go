@@ -197,13 +197,7 @@ func TestSignalReachesChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Stop()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFile(t, ready)
 	if err := c.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
