@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
+	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,6 +35,91 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(consultest.Main(m, &agent))
+}
+
+// childMain: __child OUTDIR MODE [ARG]. It writes its environment to
+// OUTDIR/env.PID (NUL-separated), its argv to OUTDIR/args.PID and appends
+// "start PID" to OUTDIR/events. Modes: "exit N" exits with N; "hold N" logs
+// "ready PID" once it catches signals, then logs each signal as "<name> PID"
+// and exits N on SIGTERM or SIGINT; "deaf" logs SIGTERM and SIGINT and goes
+// on; "stubborn" ignores them.
+func childMain(args []string) int {
+	if len(args) < 3 {
+		fmt.Fprintln(os.Stderr, "usage: __child OUTDIR exit|hold N")
+		return 2
+	}
+	dir, mode := args[0], args[1]
+	code, _ := strconv.Atoi(args[2])
+	pid := os.Getpid()
+	writeAtomic(filepath.Join(dir, fmt.Sprintf("env.%d", pid)), strings.Join(os.Environ(), "\x00"))
+	writeAtomic(filepath.Join(dir, fmt.Sprintf("args.%d", pid)), strings.Join(args[3:], "\x00"))
+	event(dir, "start %d", pid)
+	if mode == "exit" {
+		return code
+	}
+	if mode == "deaf" {
+		// Logs every SIGTERM/SIGINT and keeps running: only SIGKILL ends it.
+		sigs := make(chan os.Signal, 8)
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+		event(dir, "ready %d", pid)
+		for s := range sigs {
+			if s == syscall.SIGTERM {
+				event(dir, "term %d", pid)
+			} else {
+				event(dir, "int %d", pid)
+			}
+		}
+	}
+	if mode == "stubborn" {
+		signal.Ignore(syscall.SIGTERM, syscall.SIGINT)
+		for {
+			time.Sleep(time.Hour)
+		}
+	}
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT)
+	event(dir, "ready %d", pid)
+	for s := range sigs {
+		sig := s.(syscall.Signal)
+		switch sig {
+		case syscall.SIGTERM:
+			event(dir, "term %d", pid)
+			return code
+		case syscall.SIGINT:
+			event(dir, "int %d", pid)
+			return code
+		default:
+			event(dir, "%s %d", strings.ToLower(strings.TrimPrefix(sigName(sig), "SIG")), pid)
+		}
+	}
+	return code
+}
+
+func sigName(s syscall.Signal) string {
+	switch s {
+	case syscall.SIGHUP:
+		return "SIGHUP"
+	case syscall.SIGUSR1:
+		return "SIGUSR1"
+	case syscall.SIGUSR2:
+		return "SIGUSR2"
+	}
+	return s.String()
+}
+
+func writeAtomic(path, content string) {
+	tmp := path + ".tmp"
+	_ = os.WriteFile(tmp, []byte(content), 0o644)
+	_ = os.Rename(tmp, path)
+}
+
+func event(dir, format string, args ...any) {
+	f, err := os.OpenFile(filepath.Join(dir, "events"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(f, format+"\n", args...)
+	f.Close()
 }
 
 // proc is a running envexec: the test binary run as envexec (see TestMain).
@@ -79,6 +167,71 @@ func runEnvexec(t *testing.T, addr string, extraEnv []string, args ...string) *p
 	p := startEnvexec(t, addr, extraEnv, args...)
 	p.wait(60 * time.Second)
 	return p
+}
+
+// childArgs is the command line of the recording child.
+func childArgs(dir, mode string, code int, extra ...string) []string {
+	self, _ := os.Executable()
+	return append([]string{"--", self, "__child", dir, mode, strconv.Itoa(code)}, extra...)
+}
+
+// childDir is a directory for a recording child's files. At the end of the
+// test every child that recorded itself there and still runs is killed (a
+// failed test can leave one behind: envexec killed with SIGKILL cannot stop
+// its child's process group).
+func childDir(t *testing.T) string {
+	dir := t.TempDir()
+	t.Cleanup(func() {
+		for _, pid := range starts(dir) {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(b), dir) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	return dir
+}
+
+// events reads the child's event log.
+func events(dir string) []string {
+	b, _ := os.ReadFile(filepath.Join(dir, "events"))
+	return strings.Fields(strings.ReplaceAll(string(b), " ", "_"))
+}
+
+func starts(dir string) []int {
+	var pids []int
+	for _, e := range events(dir) {
+		if pid, ok := strings.CutPrefix(e, "start_"); ok {
+			n, _ := strconv.Atoi(pid)
+			pids = append(pids, n)
+		}
+	}
+	return pids
+}
+
+// childEnvOf reads the environment the child with pid was given.
+func childEnvOf(t *testing.T, dir string, pid int) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("env.%d", pid)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, kv := range strings.Split(string(b), "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+// lastEnv is the environment of the most recently started child.
+func lastEnv(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	s := starts(dir)
+	if len(s) == 0 {
+		t.Fatal("the child never started")
+	}
+	return childEnvOf(t, dir, s[len(s)-1])
 }
 
 func put(t *testing.T, c *api.Client, key, value string) {
@@ -141,6 +294,177 @@ func fmtEnv(env map[string]string) string {
 	return strings.Join(lines, "\n")
 }
 
+// TestEnvironmentNames follows envconsul's naming pipeline (runner.go,
+// appendPrefixes): the key relative to the prefix, passed on unchanged (a
+// nested key keeps its "/", "db-host" and "log.level" stay: only a blank key
+// is dropped); with no_prefix=false the sanitized prefix path and "_" in
+// front; the format; -sanitize; -upcase. berth's own rules on top: whole
+// path segments only (no sibling app2/), folder keys skipped, a name with
+// "=" (which the kernel's NAME=value cannot carry) skipped with a warning.
+func TestEnvironmentNames(t *testing.T) {
+	a, _, n := nsWith(t,
+		"app/PORT", "80",
+		"app/db/host", "db1",
+		"app/bad-name", "SECRET-VALUE-1",
+		"app/log.level", "debug",
+		"app/x=y", "SECRET-VALUE-2",
+		"app/folder/", "",
+		"app2/sibling", "must-not-appear",
+		"global/PORT", "8080",
+		"global/REGION", "eu",
+	)
+	nsVar := regexp.MustCompile(`[^A-Za-z0-9_]`).ReplaceAllString(n, "_")
+
+	cases := []struct {
+		name string
+		args []string
+		want map[string]string
+		warn string // a key the log must name (never with its value)
+	}{
+		{"default", []string{"-prefix", n + "/app"},
+			map[string]string{"PORT": "80", "db/host": "db1", "bad-name": "SECRET-VALUE-1", "log.level": "debug"}, n + "/app/x=y"},
+		{"trailing slash and sibling", []string{"-prefix", n + "/app/"},
+			map[string]string{"PORT": "80", "db/host": "db1", "bad-name": "SECRET-VALUE-1", "log.level": "debug"}, ""},
+		{"sanitize", []string{"-prefix", n + "/app", "-sanitize"},
+			map[string]string{"PORT": "80", "db_host": "db1", "bad_name": "SECRET-VALUE-1", "log_level": "debug", "x_y": "SECRET-VALUE-2"}, ""},
+		{"sanitize upcase", []string{"-prefix", n + "/app", "-sanitize", "-upcase"},
+			map[string]string{"PORT": "80", "DB_HOST": "db1", "BAD_NAME": "SECRET-VALUE-1", "LOG_LEVEL": "debug", "X_Y": "SECRET-VALUE-2"}, ""},
+		{"upcase only", []string{"-prefix", n + "/app", "-upcase"},
+			map[string]string{"PORT": "80", "DB/HOST": "db1", "BAD-NAME": "SECRET-VALUE-1", "LOG.LEVEL": "debug"}, n + "/app/x=y"},
+		{"format", []string{"-prefix", n + "/app", "-format", "APP_{{ key }}", "-upcase"},
+			map[string]string{"APP_PORT": "80", "APP_DB/HOST": "db1", "APP_BAD-NAME": "SECRET-VALUE-1", "APP_LOG.LEVEL": "debug"}, n + "/app/x=y"},
+		{"format replaceKey", []string{"-prefix", n + "/app", "-format", "{{ key | replaceKey `log.level` `LOG_LEVEL` }}", "-sanitize"},
+			map[string]string{"PORT": "80", "db_host": "db1", "bad_name": "SECRET-VALUE-1", "LOG_LEVEL": "debug", "x_y": "SECRET-VALUE-2"}, ""},
+		{"no-prefix=false", []string{"-prefix", n + "/app", "-no-prefix=false", "-sanitize"},
+			map[string]string{nsVar + "_app_PORT": "80", nsVar + "_app_db_host": "db1", nsVar + "_app_bad_name": "SECRET-VALUE-1", nsVar + "_app_log_level": "debug", nsVar + "_app_x_y": "SECRET-VALUE-2"}, ""},
+		{"no-prefix=false unsanitized", []string{"-prefix", n + "/app", "-no-prefix=false"},
+			map[string]string{nsVar + "_app_PORT": "80", nsVar + "_app_db/host": "db1", nsVar + "_app_bad-name": "SECRET-VALUE-1", nsVar + "_app_log.level": "debug"}, n + "/app/x=y"},
+		{"later prefix wins", []string{"-prefix", n + "/global", "-prefix", n + "/app"},
+			map[string]string{"PORT": "80", "REGION": "eu", "db/host": "db1", "bad-name": "SECRET-VALUE-1", "log.level": "debug"}, ""},
+		{"later prefix wins reversed", []string{"-prefix", n + "/app", "-prefix", n + "/global"},
+			map[string]string{"PORT": "8080", "REGION": "eu", "db/host": "db1", "bad-name": "SECRET-VALUE-1", "log.level": "debug"}, ""},
+		{"per-prefix format", []string{"-prefix", n + "/global", "-format", "G_{{ key }}", "-prefix", n + "/app", "-sanitize"},
+			map[string]string{"G_PORT": "8080", "G_REGION": "eu", "PORT": "80", "db_host": "db1", "bad_name": "SECRET-VALUE-1", "log_level": "debug", "x_y": "SECRET-VALUE-2"}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := childDir(t)
+			args := append(append([]string{"-once"}, tc.args...), childArgs(dir, "exit", 0)...)
+			p := runEnvexec(t, a.HTTPAddr(), nil, args...)
+			if p.code != 0 {
+				t.Fatalf("exit %d\n%s", p.code, p.stderr)
+			}
+			got := onlyConsul(lastEnv(t, dir))
+			if fmtEnv(got) != fmtEnv(tc.want) {
+				t.Errorf("environment:\n%s\nwant:\n%s", fmtEnv(got), fmtEnv(tc.want))
+			}
+			if tc.warn != "" && !strings.Contains(p.stderr.String(), "key=\""+tc.warn+"\"") {
+				t.Errorf("no warning naming %s:\n%s", tc.warn, p.stderr)
+			}
+			if strings.Contains(p.stderr.String(), "SECRET-VALUE") {
+				t.Errorf("a value was logged:\n%s", p.stderr)
+			}
+		})
+	}
+}
+
+func TestPristineAndByteExact(t *testing.T) {
+	a, c, n := nsWith(t)
+	values := map[string]string{
+		"NEWLINES": "line 1\nline 2\n",
+		"EQUALS":   "a=b==c",
+		"QUOTES":   `it's "quoted" \ back` + "`tick`",
+		"UNICODE":  "ünïcødé ✓ 日本",
+		"EMPTY":    "",
+		"SPACES":   "  padded  ",
+		"DOLLAR":   "$HOME ${PATH}",
+	}
+	for k, v := range values {
+		put(t, c, n+"/"+k, v)
+	}
+	dir := childDir(t)
+	args := append([]string{"-once", "-prefix", n, "-pristine", "-env-allow", "KEEP_ME,KEEP_GLOB_*"}, childArgs(dir, "exit", 0)...)
+	p := runEnvexec(t, a.HTTPAddr(), []string{"KEEP_ME=1", "KEEP_GLOB_X=2", "DROP_ME=3"}, args...)
+	if p.code != 0 {
+		t.Fatalf("exit %d\n%s", p.code, p.stderr)
+	}
+	got := lastEnv(t, dir)
+	want := map[string]string{"KEEP_ME": "1", "KEEP_GLOB_X": "2"}
+	for k, v := range values {
+		want[k] = v
+	}
+	if fmtEnv(got) != fmtEnv(want) {
+		t.Errorf("pristine environment:\n%s\nwant:\n%s", fmtEnv(got), fmtEnv(want))
+	}
+
+	// Without -pristine the parent's environment is inherited, Consul wins.
+	dir = childDir(t)
+	args = append([]string{"-once", "-prefix", n}, childArgs(dir, "exit", 0)...)
+	p = runEnvexec(t, a.HTTPAddr(), []string{"DROP_ME=3", "EQUALS=from-parent"}, args...)
+	if p.code != 0 {
+		t.Fatalf("exit %d\n%s", p.code, p.stderr)
+	}
+	got = lastEnv(t, dir)
+	if got["DROP_ME"] != "3" || got["EQUALS"] != values["EQUALS"] || got["NEWLINES"] != values["NEWLINES"] {
+		t.Errorf("inherited environment wrong: DROP_ME=%q EQUALS=%q NEWLINES=%q", got["DROP_ME"], got["EQUALS"], got["NEWLINES"])
+	}
+}
+
+func TestChangeRestartDeleteAndUnrelated(t *testing.T) {
+	a, c, n := nsWith(t, "app/PORT", "80", "app/DEBUG", "1")
+	dir := childDir(t)
+	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n + "/app", "-kill-timeout", "5s", "-log-level", "debug"}, childArgs(dir, "hold", 0)...)...)
+	eventually.True(t, 20*time.Second, "first start", func() bool { return len(starts(dir)) == 1 })
+	first := starts(dir)[0]
+	if env := lastEnv(t, dir); env["PORT"] != "80" || env["DEBUG"] != "1" {
+		t.Fatalf("first environment: PORT=%q DEBUG=%q", env["PORT"], env["DEBUG"])
+	}
+
+	// A change: the child is stopped and started with the new value.
+	put(t, c, n+"/app/PORT", "81")
+	eventually.True(t, 20*time.Second, "restart after a change", func() bool { return len(starts(dir)) == 2 })
+	if env := lastEnv(t, dir); env["PORT"] != "81" {
+		t.Fatalf("after the change PORT=%q, want 81", env["PORT"])
+	}
+	if !contains(events(dir), fmt.Sprintf("term_%d", first)) {
+		t.Errorf("the first child was not stopped with SIGTERM: %v", events(dir))
+	}
+
+	// Changes outside the prefix (a sibling that shares its first letters,
+	// another tree) do not even wake the watch; a folder key and a key that
+	// cannot be a variable name wake it but change nothing: no restart.
+	put(t, c, n+"/app2/PORT", "99")
+	put(t, c, n+"/other", "x")
+	put(t, c, n+"/app/folder/", "")
+	eventually.True(t, 20*time.Second, "envexec to see the folder key", func() bool {
+		return strings.Count(p.stderr.String(), "Consul changed but the environment did not") >= 1
+	})
+	put(t, c, n+"/app/not=a-name", "x")
+	eventually.True(t, 20*time.Second, "envexec to see the invalid key", func() bool {
+		return strings.Count(p.stderr.String(), "Consul changed but the environment did not") >= 2
+	})
+	if s := starts(dir); len(s) != 2 {
+		t.Fatalf("a change that left the environment alone restarted the child: %v\n%s", events(dir), p.stderr)
+	}
+	// A deleted key disappears on the restart.
+	del(t, c, n+"/app/DEBUG")
+	eventually.True(t, 20*time.Second, "restart after a delete", func() bool { return len(starts(dir)) >= 3 })
+	if s := starts(dir); len(s) != 3 {
+		t.Fatalf("want exactly 3 starts, got %d: %v\n%s", len(s), events(dir), p.stderr)
+	}
+	env := lastEnv(t, dir)
+	if _, ok := env["DEBUG"]; ok {
+		t.Errorf("deleted key DEBUG still in the environment")
+	}
+	if env["PORT"] != "81" {
+		t.Errorf("PORT=%q, want 81", env["PORT"])
+	}
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(20 * time.Second); code != 0 {
+		t.Errorf("exit %d, want 0\n%s", code, p.stderr)
+	}
+}
+
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
@@ -150,4 +474,526 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+func TestOnChangeSignal(t *testing.T) {
+	a, c, n := nsWith(t, "V", "1")
+	dir := childDir(t)
+	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-on-change", "signal", "-change-signal", "USR1"}, childArgs(dir, "hold", 0)...)...)
+	eventually.True(t, 20*time.Second, "first start", func() bool { return len(starts(dir)) == 1 })
+	pid := starts(dir)[0]
+	put(t, c, n+"/V", "2")
+	eventually.True(t, 20*time.Second, "SIGUSR1 to the child", func() bool { return contains(events(dir), fmt.Sprintf("usr1_%d", pid)) })
+	put(t, c, n+"/V", "3")
+	eventually.True(t, 20*time.Second, "a second SIGUSR1", func() bool {
+		k := 0
+		for _, e := range events(dir) {
+			if e == fmt.Sprintf("usr1_%d", pid) {
+				k++
+			}
+		}
+		return k == 2
+	})
+	if s := starts(dir); len(s) != 1 {
+		t.Errorf("the child was restarted with -on-change signal: %v", events(dir))
+	}
+	p.signal(syscall.SIGTERM)
+	p.wait(20 * time.Second)
+}
+
+func TestSignalsAndExitCode(t *testing.T) {
+	a, _, n := nsWith(t, "V", "1")
+	dir := childDir(t)
+	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n}, childArgs(dir, "hold", 7)...)...)
+	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	pid := starts(dir)[0]
+	for _, s := range []syscall.Signal{syscall.SIGUSR1, syscall.SIGUSR2} {
+		p.signal(s)
+		want := fmt.Sprintf("%s_%d", strings.ToLower(strings.TrimPrefix(sigName(s), "SIG")), pid)
+		eventually.True(t, 10*time.Second, "forwarded "+sigName(s), func() bool { return contains(events(dir), want) })
+	}
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(20 * time.Second); code != 7 {
+		t.Errorf("exit %d, want the child's 7\n%s", code, p.stderr)
+	}
+	if !contains(events(dir), fmt.Sprintf("term_%d", pid)) {
+		t.Errorf("SIGTERM not forwarded: %v", events(dir))
+	}
+
+	// The child's own exit code, with and without -once.
+	for _, once := range []bool{false, true} {
+		dir := childDir(t)
+		args := []string{"-prefix", n}
+		if once {
+			args = append(args, "-once")
+		}
+		p := runEnvexec(t, a.HTTPAddr(), nil, append(args, childArgs(dir, "exit", 3)...)...)
+		if p.code != 3 {
+			t.Errorf("once=%v: exit %d, want 3\n%s", once, p.code, p.stderr)
+		}
+	}
+	// A child killed by a signal: 128+N.
+	p = runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "--", "/bin/sh", "-c", "kill -USR1 $$")
+	if p.code != 128+int(syscall.SIGUSR1) {
+		t.Errorf("exit %d, want %d", p.code, 128+int(syscall.SIGUSR1))
+	}
+}
+
+func TestArgumentQuoting(t *testing.T) {
+	a, _, n := nsWith(t, "GREETING", "hello world")
+	dir := childDir(t)
+	odd := []string{"two words", `"double"`, "'single'", "$GREETING", "", "*", "a\nb", "--flag"}
+	p := runEnvexec(t, a.HTTPAddr(), nil, append([]string{"-once", "-prefix", n}, childArgs(dir, "exit", 0, odd...)...)...)
+	if p.code != 0 {
+		t.Fatalf("exit %d\n%s", p.code, p.stderr)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("args.%d", starts(dir)[0])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Split(string(b), "\x00"); strings.Join(got, "|") != strings.Join(odd, "|") {
+		t.Errorf("argv %q, want %q", got, odd)
+	}
+
+	// A single string with shell syntax runs through sh -c and sees the
+	// variables.
+	out := filepath.Join(dir, "shell-out")
+	p = runEnvexec(t, a.HTTPAddr(), nil, "-once", "-prefix", n, `printf '%s' "$GREETING" > `+out)
+	if p.code != 0 {
+		t.Fatalf("exit %d\n%s", p.code, p.stderr)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "hello world" {
+		t.Errorf("sh -c output %q", b)
+	}
+}
+
+func TestExportRoundTrip(t *testing.T) {
+	a, c, n := nsWith(t)
+	values := map[string]string{
+		"PLAIN":    "simple-value",
+		"NEWLINES": "line 1\nline 2\n",
+		"QUOTES":   `it's "quoted"` + " \\ `tick`",
+		"LEADQ":    `"starts with a quote`,
+		"DOLLAR":   "$HOME ${PATH} $(id)",
+		"SPACES":   "  padded  ",
+		"EQUALS":   "a=b",
+		"UNICODE":  "ünïcødé ✓",
+		"EMPTY":    "",
+		"HASH":     "#not a comment",
+	}
+	for k, v := range values {
+		put(t, c, n+"/"+k, v)
+	}
+	for _, format := range []string{"shell", "dotenv", "json"} {
+		t.Run(format, func(t *testing.T) {
+			p := runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-export", format)
+			if p.code != 0 {
+				t.Fatalf("exit %d\n%s", p.code, p.stderr)
+			}
+			var got map[string]string
+			switch format {
+			case "shell":
+				got = readShell(t, p.stdout.String())
+			case "dotenv":
+				var err error
+				if got, err = parseSystemdEnv(p.stdout.String()); err != nil {
+					t.Fatalf("systemd rules: %v\n%s", err, p.stdout)
+				}
+				// Every line written bare must read the same under docker's
+				// --env-file rules (the rest of the line, literally).
+				docker := parseDockerEnvFile(p.stdout.String())
+				for name, v := range values {
+					if dotenvBare(v) && docker[name] != v {
+						t.Errorf("docker --env-file reads %s as %q, want %q", name, docker[name], v)
+					}
+				}
+				if !strings.Contains(p.stderr.String(), "name=NEWLINES") {
+					t.Errorf("no warning that NEWLINES cannot go through docker --env-file:\n%s", p.stderr)
+				}
+			case "json":
+				got = readJSON(t, p.stdout.String())
+			}
+			if fmtEnv(got) != fmtEnv(values) {
+				t.Errorf("round trip through %s:\n%s\nwant:\n%s\noutput:\n%s", format, fmtEnv(got), fmtEnv(values), p.stdout)
+			}
+		})
+	}
+
+	// Bytes that are not UTF-8: shell carries them exactly, dotenv and json
+	// refuse with the key named and print nothing.
+	put(t, c, n+"/BINARY", "\xff\xfe ok")
+	for _, format := range []string{"dotenv", "json"} {
+		p := runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-export", format)
+		if p.code != exitExport || p.stdout.String() != "" || !strings.Contains(p.stderr.String(), "BINARY") {
+			t.Errorf("%s with non-UTF-8: exit %d, stdout %q, stderr %q", format, p.code, p.stdout, p.stderr)
+		}
+	}
+	p := runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-export", "shell")
+	if got := readShell(t, p.stdout.String()); got["BINARY"] != "\xff\xfe ok" {
+		t.Errorf("shell BINARY=%q", got["BINARY"])
+	}
+	// A name that is not a shell identifier (passed to a command as
+	// envconsul does) cannot go into shell or env files: refused, the name
+	// given; JSON carries it.
+	m := n + "-names"
+	put(t, c, m+"/log.level", "debug")
+	for _, format := range []string{"shell", "dotenv"} {
+		p := runEnvexec(t, a.HTTPAddr(), nil, "-prefix", m, "-export", format)
+		if p.code != exitExport || p.stdout.String() != "" || !strings.Contains(p.stderr.String(), `"log.level"`) {
+			t.Errorf("%s with log.level: exit %d, stdout %q, stderr %q", format, p.code, p.stdout, p.stderr)
+		}
+	}
+	p = runEnvexec(t, a.HTTPAddr(), nil, "-prefix", m, "-export", "json")
+	if got := readJSON(t, p.stdout.String()); p.code != 0 || got["log.level"] != "debug" {
+		t.Errorf("json: exit %d %v %s", p.code, got, p.stderr)
+	}
+}
+
+// readShell sources the export with `set -a; . file` in a clean sh and reads
+// the environment back.
+func readShell(t *testing.T, script string) map[string]string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "env.sh")
+	if err := os.WriteFile(f, []byte(script), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("/usr/bin/env", "-i", "/bin/sh", "-c", `set -a; . "$1"; exec /usr/bin/env -0`, "sh", f).Output()
+	if err != nil {
+		t.Fatalf("sh: %v", err)
+	}
+	env := map[string]string{}
+	for _, kv := range strings.Split(string(out), "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok && k != "PWD" && k != "SHLVL" && k != "_" && k != "OLDPWD" {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+func readJSON(t *testing.T, s string) map[string]string {
+	t.Helper()
+	var m map[string]string
+	if err := jsonUnmarshal([]byte(s), &m); err != nil {
+		t.Fatalf("json: %v\n%s", err, s)
+	}
+	return m
+}
+
+func TestBadInput(t *testing.T) {
+	a := consultest.Require(t, agent)
+	dir := childDir(t)
+	child := childArgs(dir, "exit", 0)
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no command", []string{"-prefix", "app"}, "no command given"},
+		{"no source", child, "give at least one -prefix"},
+		{"empty dc", append([]string{"-prefix", "app@"}, child...), `"app@": empty datacenter`},
+		{"empty path", append([]string{"-prefix", "@dc1"}, child...), `"@dc1": empty key path`},
+		{"two @", append([]string{"-prefix", "app@a@b"}, child...), "more than one"},
+		{"double slash", append([]string{"-prefix", "app//x"}, child...), "empty path segment"},
+		{"unknown kill signal", append([]string{"-prefix", "app", "-kill-signal", "SIGBOGUS"}, child...), `unknown signal "SIGBOGUS"`},
+		{"unknown change signal", append([]string{"-prefix", "app", "-change-signal", "NOPE"}, child...), `unknown signal "NOPE"`},
+		{"bad on-change", append([]string{"-prefix", "app", "-on-change", "reload"}, child...), "want restart, signal or none"},
+		{"format before prefix", append([]string{"-format", "X_{{ key }}", "-prefix", "app"}, child...), "after the -prefix"},
+		{"bad format", append([]string{"-prefix", "app", "-format", "X_{{ key "}, child...), "format"},
+		{"bad export", []string{"-prefix", "app", "-export", "yaml"}, `-export "yaml"`},
+		{"export with command", append([]string{"-prefix", "app", "-export", "json"}, child...), "drop the command"},
+		{"bad service", append([]string{"-service", "tag.@dc"}, child...), "empty service name"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := runEnvexec(t, a.HTTPAddr(), nil, tc.args...)
+			if p.code != exitUsage {
+				t.Errorf("exit %d, want %d", p.code, exitUsage)
+			}
+			if !strings.Contains(p.stderr.String(), tc.want) {
+				t.Errorf("stderr %q does not say %q", p.stderr, tc.want)
+			}
+			if lines := strings.Count(strings.TrimSpace(p.stderr.String()), "\n"); lines > 0 {
+				t.Errorf("want a one-line error, got:\n%s", p.stderr)
+			}
+		})
+	}
+	if len(starts(dir)) != 0 {
+		t.Errorf("a child was started on bad input: %v", events(dir))
+	}
+
+	// Consul unreachable: it says what it waits for, gives up at
+	// -wait-timeout with a clear message, and never starts the command.
+	dead := proctest.FreeAddr(t) // nothing listens there
+	p := runEnvexec(t, dead, nil, append([]string{"-prefix", "app/config", "-wait-timeout", "2500ms"}, child...)...)
+	if p.code != exitWaitTimeout {
+		t.Errorf("exit %d, want %d\n%s", p.code, exitWaitTimeout, p.stderr)
+	}
+	errOut := p.stderr.String()
+	for _, want := range []string{"waiting for Consul before starting the command", "-wait-timeout 2.5s expired", "prefix app/config", "connection refused", "not started"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, errOut)
+		}
+	}
+	if len(starts(dir)) != 0 {
+		t.Errorf("a child was started although Consul never answered")
+	}
+}
+
+func TestConsulOutage(t *testing.T) {
+	a := consultest.StartT(t, consultest.Options{NodeName: "envexec-outage"})
+	c := a.Client()
+	put(t, c, "app/PORT", "80")
+	dir := childDir(t)
+	maddr := proctest.FreeAddr(t)
+	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", "app", "-kill-timeout", "5s", "-metrics-addr", maddr}, childArgs(dir, "hold", 0)...)...)
+	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	pid := starts(dir)[0]
+
+	a.Stop()
+	// envexec notices (its blocking query fails) and retries; the child runs
+	// on; the log line says since when; /health says degraded, not failed.
+	eventually.True(t, 20*time.Second, "envexec to notice Consul is gone", func() bool {
+		return strings.Contains(p.stderr.String(), "waiting for Consul; retrying")
+	})
+	if !strings.Contains(p.stderr.String(), " since=") {
+		t.Errorf("the waiting line does not say since when:\n%s", p.stderr)
+	}
+	if code, b, err := proctest.Fetch(maddr, "/health"); err != nil {
+		t.Error(err)
+	} else if code != 200 || !strings.HasPrefix(b, "degraded: running with the last environment; ") {
+		t.Errorf("/health while Consul is down: %d %q, want 200 degraded", code, b)
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("the child died while Consul was down: %v", err)
+	}
+	if !p.run.Alive() {
+		t.Fatalf("envexec exited while Consul was down: %d\n%s", p.run.Code(), p.stderr)
+	}
+	if len(starts(dir)) != 1 {
+		t.Fatalf("the child was restarted while Consul was down: %v", events(dir))
+	}
+
+	if err := a.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	// A dev agent comes back empty; write the new configuration.
+	put(t, a.Client(), "app/PORT", "90")
+	eventually.True(t, 60*time.Second, "the change after Consul came back", func() bool {
+		s := starts(dir)
+		return len(s) > 1 && childEnvOf(t, dir, s[len(s)-1])["PORT"] == "90"
+	})
+	if !strings.Contains(p.stderr.String(), "Consul answering again") {
+		t.Errorf("no log line about Consul being back:\n%s", p.stderr)
+	}
+	p.signal(syscall.SIGTERM)
+	p.wait(20 * time.Second)
+}
+
+func TestServiceAndMetrics(t *testing.T) {
+	a, c, n := nsWith(t)
+	svc := "envexecweb"
+	consultest.Register(t, c, &api.AgentServiceRegistration{ID: svc + "-1", Name: svc, Address: "10.1.2.3", Port: 8080, Tags: []string{"blue", "v2"}})
+	put(t, c, n+"/V", "1")
+	maddr := proctest.FreeAddr(t)
+	dir := childDir(t)
+	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-service", svc,
+		"-service-format-port", "{{ service }}_HTTP_PORT", "-upcase", "-metrics-addr", maddr}, childArgs(dir, "hold", 0)...)...)
+	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	env := onlyConsul(lastEnv(t, dir))
+	// envconsul names service fields "<service>/<field>" and keeps the "/"
+	// unless -sanitize; -upcase comes before -sanitize for services
+	// (runner.go, appendServices).
+	want := map[string]string{"V": "1", "ENVEXECWEB/ID": svc + "-1", "ENVEXECWEB/NAME": svc,
+		"ENVEXECWEB/ADDRESS": "10.1.2.3", "ENVEXECWEB/TAG": "blue,v2", "ENVEXECWEB_HTTP_PORT": "8080"}
+	if fmtEnv(env) != fmtEnv(want) {
+		t.Errorf("environment:\n%s\nwant:\n%s", fmtEnv(env), fmtEnv(want))
+	}
+
+	if code, body := proctest.Get(t, maddr, "/health"); code != 200 {
+		t.Errorf("/health %d %s", code, body)
+	}
+	// A new instance port is a change: restart, counted.
+	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: svc + "-1", Name: svc, Address: "10.1.2.3", Port: 9090, Tags: []string{"blue", "v2"}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually.True(t, 20*time.Second, "restart for the new port", func() bool {
+		return len(starts(dir)) == 2 && lastEnv(t, dir)["ENVEXECWEB_HTTP_PORT"] == "9090"
+	})
+	proctest.WantMetrics(t, maddr,
+		proctest.Sample{Name: "berth_envexec_child_starts_total", Value: 2},
+		proctest.Sample{Name: "berth_envexec_restarts_total", Value: 1},
+		proctest.Sample{Name: "berth_envexec_sources_ready", Value: 2},
+		proctest.Sample{Name: "berth_envexec_child_running", Value: 1})
+	p.signal(syscall.SIGTERM)
+	p.wait(20 * time.Second)
+}
+
+func TestConsulPausedAndSplay(t *testing.T) {
+	a := consultest.StartT(t, consultest.Options{NodeName: "envexec-pause"})
+	c := a.Client()
+	put(t, c, "app/PORT", "80")
+	dir := childDir(t)
+	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", "app", "-splay", "300ms", "-log-level", "debug"}, childArgs(dir, "hold", 0)...)...)
+	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	pid := starts(dir)[0]
+
+	// A hung Consul (SIGSTOP): the blocking query just waits; the child runs on.
+	if err := a.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if err := syscall.Kill(pid, 0); err != nil || len(starts(dir)) != 1 {
+		t.Fatalf("child gone or restarted while Consul was paused: %v %v", err, events(dir))
+	}
+	if err := a.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	// After it resumes, a change is picked up, after the splay.
+	put(t, c, "app/PORT", "85")
+	eventually.True(t, 20*time.Second, "restart after resume", func() bool {
+		s := starts(dir)
+		return len(s) == 2 && childEnvOf(t, dir, s[1])["PORT"] == "85"
+	})
+	if !strings.Contains(p.stderr.String(), "waiting for the splay") {
+		t.Errorf("no splay in the log:\n%s", p.stderr)
+	}
+	p.signal(syscall.SIGTERM)
+	p.wait(20 * time.Second)
+}
+
+func TestInterruptedWhileWaiting(t *testing.T) {
+	consultest.Require(t, agent)
+	dead, maddr := proctest.FreeAddr(t), proctest.FreeAddr(t)
+	dir := childDir(t)
+	p := startEnvexec(t, dead, nil, append([]string{"-prefix", "app", "-metrics-addr", maddr}, childArgs(dir, "exit", 0)...)...)
+	// /health says what it waits for.
+	eventually.True(t, 20*time.Second, "/health to answer 503 naming the prefix", func() bool {
+		code, b, err := proctest.Fetch(maddr, "/health")
+		return err == nil && code == 503 && strings.Contains(b, "waiting for prefix app")
+	})
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(20 * time.Second); code != exitInterrupted {
+		t.Errorf("exit %d, want %d\n%s", code, exitInterrupted, p.stderr)
+	}
+	if !strings.Contains(p.stderr.String(), "interrupted by SIGTERM while waiting for prefix app") {
+		t.Errorf("stderr: %s", p.stderr)
+	}
+	if len(starts(dir)) != 0 {
+		t.Errorf("the command started")
+	}
+}
+
+// TestReapsAsPID1 runs envexec as PID 1 of a new PID namespace (unshare, as
+// root) with a command that leaves an orphan behind; the orphan must not
+// stay a zombie.
+func TestReapsAsPID1(t *testing.T) {
+	a := consultest.Require(t, agent)
+	unshare := proctest.Tool(t, "unshare", "")
+	if out, err := exec.Command(unshare, "--pid", "--fork", "--mount-proc", "true").CombinedOutput(); err != nil {
+		proctest.Need(t, "a PID namespace (run as root)", fmt.Errorf("%v %s", err, out))
+	}
+	n := ns(t)
+	put(t, c(a), n+"/V", "1")
+	self, _ := os.Executable()
+	// The command starts a subshell that backgrounds a short sleep and exits
+	// at once: the sleep is reparented to PID 1 (envexec) and exits later.
+	// Then it counts zombies in the namespace.
+	script := `( sleep 0.2 & ) ; sleep 1; z=0; for f in /proc/[0-9]*/stat; do read -r l < "$f" 2>/dev/null || continue; case "${l##*) }" in Z*) z=$((z+1));; esac; done; echo "pid1=$(cat /proc/1/comm) zombies=$z"`
+	cmd := exec.Command(unshare, "--pid", "--fork", "--mount-proc", self, "__envexec", "-http-addr", a.HTTPAddr(), "-prefix", n, "-once", "--", "/bin/sh", "-c", script)
+	cmd.Env = append(os.Environ(), "CONSUL_HTTP_TOKEN=", "CONSUL_HTTP_TOKEN_FILE=")
+	cmd.WaitDelay = 2 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "zombies=0") {
+		t.Errorf("orphan left as a zombie under envexec as PID 1:\n%s", out)
+	}
+}
+
 func c(a *consultest.Agent) *api.Client { return a.Client() }
+
+func TestWaitQuiescenceAndExecFlag(t *testing.T) {
+	a, c, n := nsWith(t, "V", "0")
+	dir := childDir(t)
+	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-wait", "1500ms:20s"}, childArgs(dir, "hold", 0)...)...)
+	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	// A burst of writes well inside the quiet period makes one restart with
+	// the last value.
+	for i := 1; i <= 3; i++ {
+		put(t, c, n+"/V", strconv.Itoa(i))
+	}
+	eventually.True(t, 30*time.Second, "one restart after the burst", func() bool { return len(starts(dir)) >= 2 })
+	if s := starts(dir); len(s) != 2 || childEnvOf(t, dir, s[1])["V"] != "3" {
+		t.Errorf("want one restart with V=3, got %v (V=%q)", events(dir), lastEnv(t, dir)["V"])
+	}
+	p.signal(syscall.SIGTERM)
+	p.wait(20 * time.Second)
+
+	// -exec gives the command as one string (run with sh -c).
+	out := filepath.Join(dir, "exec-out")
+	p = runEnvexec(t, a.HTTPAddr(), nil, "-once", "-prefix", n, "-exec", `printf '%s' "$V" > `+out)
+	if b, _ := os.ReadFile(out); p.code != 0 || string(b) != "3" {
+		t.Errorf("-exec: exit %d, output %q\n%s", p.code, b, p.stderr)
+	}
+	p = runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-exec", "true", "--", "true")
+	if p.code != exitUsage || !strings.Contains(p.stderr.String(), "not both") {
+		t.Errorf("-exec with arguments: exit %d %s", p.code, p.stderr)
+	}
+	p = runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-wait", "5s:1s", "--", "true")
+	if p.code != exitUsage || !strings.Contains(p.stderr.String(), "-wait") {
+		t.Errorf("bad -wait: exit %d %s", p.code, p.stderr)
+	}
+}
+
+func TestKillSignalAndTimeout(t *testing.T) {
+	a, c, n := nsWith(t, "V", "1")
+
+	// -exec-kill-signal chooses the signal that stops the command.
+	dir := childDir(t)
+	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-exec-kill-signal", "SIGINT"}, childArgs(dir, "hold", 0)...)...)
+	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	first := starts(dir)[0]
+	put(t, c, n+"/V", "2")
+	eventually.True(t, 20*time.Second, "restart", func() bool { return len(starts(dir)) == 2 })
+	if !contains(events(dir), fmt.Sprintf("int_%d", first)) {
+		t.Errorf("the child was not stopped with SIGINT: %v", events(dir))
+	}
+	p.signal(syscall.SIGTERM)
+	p.wait(20 * time.Second)
+
+	// A child that ignores the kill signal is killed after -kill-timeout.
+	dir = childDir(t)
+	p = startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-kill-timeout", "500ms"}, childArgs(dir, "stubborn", 0)...)...)
+	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	first = starts(dir)[0]
+	put(t, c, n+"/V", "3")
+	eventually.True(t, 20*time.Second, "restart of the stubborn child", func() bool { return len(starts(dir)) == 2 })
+	if err := syscall.Kill(first, 0); err == nil {
+		t.Errorf("the stubborn child %d still exists after the restart", first)
+	}
+	if !strings.Contains(p.stderr.String(), "SIGKILL") {
+		t.Errorf("no SIGKILL in the log:\n%s", p.stderr)
+	}
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(20 * time.Second); code != 128+int(syscall.SIGKILL) {
+		t.Errorf("exit %d, want %d (the stubborn child killed)", code, 128+int(syscall.SIGKILL))
+	}
+}
+
+func TestDatacenterSuffix(t *testing.T) {
+	a, _, n := nsWith(t, "V", "in-dc1")
+	dir := childDir(t)
+	p := runEnvexec(t, a.HTTPAddr(), nil, append([]string{"-once", "-prefix", n + "@" + a.Datacenter}, childArgs(dir, "exit", 0)...)...)
+	if p.code != 0 || lastEnv(t, dir)["V"] != "in-dc1" {
+		t.Fatalf("exit %d, V=%q\n%s", p.code, lastEnv(t, dir)["V"], p.stderr)
+	}
+	// An unknown datacenter never answers: -wait-timeout says which prefix
+	// and why.
+	dir = childDir(t)
+	p = runEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n + "@nosuchdc", "-wait-timeout", "1s"}, childArgs(dir, "exit", 0)...)...)
+	if p.code != exitWaitTimeout || !strings.Contains(p.stderr.String(), "prefix "+n+"@nosuchdc") || !strings.Contains(p.stderr.String(), "No path to datacenter") {
+		t.Errorf("exit %d\n%s", p.code, p.stderr)
+	}
+	if len(starts(dir)) != 0 {
+		t.Errorf("the command started")
+	}
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -142,42 +141,4 @@ func TestKillAndReloadSignals(t *testing.T) {
 		p.signal(syscall.SIGTERM)
 		p.wait(30 * time.Second)
 	})
-}
-
-func TestSignalsAndExitCode(t *testing.T) {
-	a, _, n := nsWith(t, "V", "1")
-	dir := childDir(t)
-	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n}, childArgs(dir, "hold", 7)...)...)
-	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
-	pid := starts(dir)[0]
-	for _, s := range []syscall.Signal{syscall.SIGUSR1, syscall.SIGUSR2} {
-		p.signal(s)
-		want := fmt.Sprintf("%s_%d", strings.ToLower(strings.TrimPrefix(sigName(s), "SIG")), pid)
-		eventually.True(t, 10*time.Second, "forwarded "+sigName(s), func() bool { return contains(events(dir), want) })
-	}
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(20 * time.Second); code != 7 {
-		t.Errorf("exit %d, want the child's 7\n%s", code, p.stderr)
-	}
-	if !contains(events(dir), fmt.Sprintf("term_%d", pid)) {
-		t.Errorf("SIGTERM not forwarded: %v", events(dir))
-	}
-
-	// The child's own exit code, with and without -once.
-	for _, once := range []bool{false, true} {
-		dir := childDir(t)
-		args := []string{"-prefix", n}
-		if once {
-			args = append(args, "-once")
-		}
-		p := runEnvexec(t, a.HTTPAddr(), nil, append(args, childArgs(dir, "exit", 3)...)...)
-		if p.code != 3 {
-			t.Errorf("once=%v: exit %d, want 3\n%s", once, p.code, p.stderr)
-		}
-	}
-	// A child killed by a signal: 128+N.
-	p = runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "--", "/bin/sh", "-c", "kill -USR1 $$")
-	if p.code != 128+int(syscall.SIGUSR1) {
-		t.Errorf("exit %d, want %d", p.code, 128+int(syscall.SIGUSR1))
-	}
 }

@@ -1,16 +1,24 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
 	"github.com/berth/berth/pkg/eventually"
 	"github.com/berth/berth/pkg/proctest"
+	"github.com/berth/berth/pkg/supervisor"
+	"github.com/hashicorp/consul/api"
 )
 
 var (
@@ -74,6 +82,144 @@ func sessionsNamed(t *testing.T, a *consultest.Agent, sub string) []string {
 	return ids
 }
 
+// overlapLog is the shared file children append "enter ID TOKEN" and
+// "exit ID" lines to; each line is one O_APPEND write, so the file's order is
+// the order in which the children held the lock.
+const childScript = `echo "enter $$ $LOCKRUN_TOKEN" >> %[1]s; sleep 0.02; echo "exit $$" >> %[1]s`
+
+type overlap struct {
+	max    int
+	tokens []uint64
+	enters int
+}
+
+func readOverlap(t *testing.T, path string) overlap {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var o overlap
+	cur := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		switch fields[0] {
+		case "enter":
+			cur++
+			o.enters++
+			if cur > o.max {
+				o.max = cur
+			}
+			if len(fields) == 3 {
+				tok, err := strconv.ParseUint(fields[2], 10, 64)
+				if err != nil {
+					t.Fatalf("bad token in %q", sc.Text())
+				}
+				o.tokens = append(o.tokens, tok)
+			}
+		case "exit":
+			cur--
+		}
+	}
+	return o
+}
+
+// contend runs procs processes each running `runs` times in a row.
+func contend(t *testing.T, a *consultest.Agent, procs, runs int, argsFor func(i int) (string, []string)) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan string, procs*runs)
+	for p := 0; p < procs; p++ {
+		wg.Add(1)
+		go func(p int) {
+			defer wg.Done()
+			for r := 0; r < runs; r++ {
+				bin, args := argsFor(p)
+				cmd := command(a, bin, args...)
+				var errb bytes.Buffer
+				cmd.Stderr = &errb
+				if err := cmd.Run(); err != nil {
+					errs <- fmt.Sprintf("%s %v: %v: %s", filepath.Base(bin), args, err, errb.String())
+					return
+				}
+			}
+		}(p)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
+func TestSemaphoreMutualExclusion(t *testing.T) {
+	a := consultest.Require(t, agent)
+	log := filepath.Join(t.TempDir(), "log")
+	contend(t, a, 5, 20, func(int) (string, []string) {
+		return lockrunB, []string{"-n", "2", "test/sem-excl", fmt.Sprintf(childScript, log)}
+	})
+	o := readOverlap(t, log)
+	if o.enters != 100 {
+		t.Fatalf("%d runs entered, want 100", o.enters)
+	}
+	if o.max > 2 {
+		t.Fatalf("%d holders overlapped, semaphore allows 2", o.max)
+	}
+	if o.max < 2 {
+		t.Logf("note: never saw 2 holders at once")
+	}
+}
+
+func TestLockExclusionAndIncreasingTokens(t *testing.T) {
+	a := consultest.Require(t, agent)
+	log := filepath.Join(t.TempDir(), "log")
+	contend(t, a, 3, 10, func(int) (string, []string) {
+		return lockrunB, []string{"test/lock-excl", fmt.Sprintf(childScript, log)}
+	})
+	o := readOverlap(t, log)
+	if o.enters != 30 || o.max != 1 {
+		t.Fatalf("%d runs, max overlap %d; want 30 and 1", o.enters, o.max)
+	}
+	for i := 1; i < len(o.tokens); i++ {
+		if o.tokens[i] <= o.tokens[i-1] {
+			t.Fatalf("fencing tokens not strictly increasing: %v", o.tokens)
+		}
+	}
+	// The key was deleted after each run (nobody waiting), yet tokens grew.
+	// Delete it explicitly too and check the next token is still higher.
+	if _, err := a.Client().KV().Delete("test/lock-excl/.lock", nil); err != nil {
+		t.Fatal(err)
+	}
+	r := runLR(t, a, "test/lock-excl", `echo $LOCKRUN_TOKEN`)
+	tok, err := strconv.ParseUint(strings.TrimSpace(r.stdout), 10, 64)
+	if err != nil || tok <= o.tokens[len(o.tokens)-1] {
+		t.Fatalf("token after key deletion %q (err %v), last before %d", r.stdout, err, o.tokens[len(o.tokens)-1])
+	}
+}
+
+func TestInteropWithConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	for _, n := range []int{1, 2} {
+		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
+			log := filepath.Join(t.TempDir(), "log")
+			prefix := fmt.Sprintf("test/interop-%d", n)
+			script := fmt.Sprintf(`echo "enter $$" >> %[1]s; sleep 0.03; echo "exit $$" >> %[1]s`, log)
+			contend(t, a, 4, 6, func(p int) (string, []string) {
+				if p%2 == 0 {
+					return a.Bin, []string{"lock", "-n", strconv.Itoa(n), prefix, script}
+				}
+				return lockrunB, []string{"-n", strconv.Itoa(n), prefix, script}
+			})
+			o := readOverlap(t, log)
+			if o.enters != 24 || o.max > n {
+				t.Fatalf("%d runs, max overlap %d; want 24 and at most %d", o.enters, o.max, n)
+			}
+		})
+	}
+}
+
 func readInt(t *testing.T, path string) string {
 	t.Helper()
 	var s string
@@ -83,4 +229,403 @@ func readInt(t *testing.T, path string) string {
 		return s != ""
 	})
 	return s
+}
+
+func TestLockLostStopsProcessGroup(t *testing.T) {
+	a := consultest.Require(t, agent)
+	for _, how := range []string{"session-destroyed", "key-deleted"} {
+		t.Run(how, func(t *testing.T) {
+			dir := t.TempDir()
+			prefix := "test/lost-" + how
+			script := fmt.Sprintf(`sleep 300 & echo $! > %[1]s/gc; echo $$ > %[1]s/child; echo $LOCKRUN_SESSION > %[1]s/sess; wait`, dir)
+			grace := 3 * time.Second
+			p := startLR(t, a, "-kill-timeout", grace.String(), prefix, script)
+			sess := readInt(t, dir+"/sess")
+			child, _ := strconv.Atoi(readInt(t, dir+"/child"))
+			gc, _ := strconv.Atoi(readInt(t, dir+"/gc"))
+			if !supervisor.Alive(child) || !supervisor.Alive(gc) {
+				t.Fatal("child or grandchild not running")
+			}
+			lostAt := time.Now()
+			if how == "session-destroyed" {
+				if _, err := a.Client().Session().Destroy(sess, nil); err != nil {
+					t.Fatal(err)
+				}
+			} else if _, err := a.Client().KV().Delete(prefix+"/.lock", nil); err != nil {
+				t.Fatal(err)
+			}
+			if !p.Exited(grace + 10*time.Second) {
+				t.Fatalf("lockrun did not exit after the lock was lost; stderr %s", p.Stderr)
+			}
+			if code := p.Code(); code != exitLockLost {
+				t.Fatalf("exit %d, want code %d; stderr %s", code, exitLockLost, p.Stderr)
+			}
+			// The issue's bound: both gone within the grace period.
+			eventually.True(t, grace, "child and grandchild gone", func() bool { return !supervisor.Alive(child) && !supervisor.Alive(gc) })
+			t.Logf("lock lost → child and grandchild gone in %s", time.Since(lostAt).Round(time.Millisecond))
+			if !strings.Contains(p.Stderr.String(), "lost") {
+				t.Errorf("stderr does not say the lock was lost: %s", p.Stderr)
+			}
+		})
+	}
+}
+
+func TestSignalsForwardedAndReleaseOnTerm(t *testing.T) {
+	a := consultest.Require(t, agent)
+	dir := t.TempDir()
+	script := fmt.Sprintf(`trap 'echo usr1 >> %[1]s/sig' USR1; trap 'echo hup >> %[1]s/sig' HUP; trap 'echo term >> %[1]s/sig; exit 0' TERM; echo $$ > %[1]s/child; while :; do sleep 0.05; done`, dir)
+	p := startLR(t, a, "-name", "sigtest", "test/signals", script)
+	readInt(t, dir+"/child")
+	sigs := func() string { b, _ := os.ReadFile(dir + "/sig"); return string(b) }
+	p.Signal(t, syscall.SIGUSR1)
+	eventually.True(t, 10*time.Second, "USR1 to reach the child", func() bool { return strings.Contains(sigs(), "usr1") })
+	p.Signal(t, syscall.SIGHUP)
+	eventually.True(t, 10*time.Second, "HUP to reach the child", func() bool { return strings.Contains(sigs(), "hup") })
+	p.Signal(t, syscall.SIGTERM)
+	if code := p.Code(); code != 0 {
+		t.Fatalf("lockrun after SIGTERM: exit %d; stderr %s", code, p.Stderr)
+	}
+	if !strings.Contains(sigs(), "term") {
+		t.Fatalf("TERM not forwarded: %q", sigs())
+	}
+	pair, _, err := a.Client().KV().Get("test/signals/.lock", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pair != nil && pair.Session != "" {
+		t.Fatalf("lock still held after exit: %+v", pair)
+	}
+	if s := sessionsNamed(t, a, "sigtest"); len(s) != 0 {
+		t.Fatalf("sessions left behind: %v", s)
+	}
+}
+
+// TestForwardedTermOneGrace: a child that ignores SIGTERM gets the forwarded
+// SIGTERM once and, -kill-timeout later, SIGKILL to its group (consul lock's
+// killChild; pkg/supervisor Forward), not a second SIGTERM and a second
+// grace; the lock is released after. The time is checked from below only.
+func TestForwardedTermOneGrace(t *testing.T) {
+	a := consultest.Require(t, agent)
+	dir := t.TempDir()
+	script := fmt.Sprintf(`trap 'echo term >> %[1]s/sig' TERM; echo $$ > %[1]s/child; while :; do sleep 0.05; done`, dir)
+	const grace = 2 * time.Second
+	p := startLR(t, a, "-name", "deaftest", "-child-exit-code", "-kill-timeout", grace.String(), "test/deaf", script)
+	readInt(t, dir+"/child") // written after the trap is set
+	sent := time.Now()
+	p.Signal(t, syscall.SIGTERM)
+	if !p.Exited(grace + 60*time.Second) {
+		t.Fatal("lockrun still running long after the grace period")
+	}
+	took := time.Since(sent)
+	t.Logf("SIGTERM to exit: %s with -kill-timeout %s", took.Round(time.Millisecond), grace)
+	if code := p.Code(); code != 128+int(syscall.SIGKILL) {
+		t.Errorf("exit %d, want %d (the child killed, -child-exit-code)", code, 128+int(syscall.SIGKILL))
+	}
+	if took < grace {
+		t.Errorf("exit %s after SIGTERM, before -kill-timeout %s", took, grace)
+	}
+	b, _ := os.ReadFile(dir + "/sig")
+	if n := strings.Count(string(b), "term"); n != 1 {
+		t.Errorf("the child got SIGTERM %d times, want 1 (one forwarded signal, one grace period)", n)
+	}
+	if pair, _, err := a.Client().KV().Get("test/deaf/.lock", nil); err != nil {
+		t.Fatal(err)
+	} else if pair != nil && pair.Session != "" {
+		t.Errorf("lock still held after exit: %+v", pair)
+	}
+}
+
+func TestInterruptWhileWaiting(t *testing.T) {
+	a := consultest.Require(t, agent)
+	for _, n := range []string{"1", "2"} {
+		t.Run("n="+n, func(t *testing.T) {
+			prefix := "test/interrupt-" + n
+			dir := t.TempDir()
+			want := 1
+			if n == "2" {
+				want = 2
+			}
+			for i := 0; i < want; i++ {
+				// Stopped (SIGTERM) at the end of the subtest.
+				startLR(t, a, "-n", n, "-name", "holder-"+n, prefix, fmt.Sprintf("touch %s/h%d; sleep 300", dir, i))
+				readyFile := fmt.Sprintf("%s/h%d", dir, i)
+				eventually.True(t, 20*time.Second, "holder to hold", func() bool { _, err := os.Stat(readyFile); return err == nil })
+			}
+			w := startLR(t, a, "-n", n, "-name", "waiter-"+n, prefix, "touch "+dir+"/waiter-ran")
+			var sess []string
+			eventually.True(t, 10*time.Second, "waiter's session", func() bool { sess = sessionsNamed(t, a, "waiter-"+n); return len(sess) == 1 })
+			if n == "2" {
+				eventually.True(t, 10*time.Second, "waiter's contender key", func() bool {
+					p, _, _ := a.Client().KV().Get(prefix+"/"+sess[0], nil)
+					return p != nil
+				})
+			}
+			time.Sleep(200 * time.Millisecond)
+			w.Signal(t, syscall.SIGINT)
+			if code := w.Code(); code != exitInterrupted {
+				t.Fatalf("waiter exit %d, want %d", code, exitInterrupted)
+			}
+			if _, err := os.Stat(dir + "/waiter-ran"); err == nil {
+				t.Fatal("interrupted waiter ran its command")
+			}
+			if s := sessionsNamed(t, a, "waiter-"+n); len(s) != 0 {
+				t.Fatalf("waiter's session left behind: %v", s)
+			}
+			if p, _, _ := a.Client().KV().Get(prefix+"/"+sess[0], nil); p != nil {
+				t.Fatalf("waiter's contender key left behind: %s", p.Key)
+			}
+		})
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	a := consultest.Require(t, agent)
+	dir := t.TempDir()
+	startLR(t, a, "test/timeout", "touch "+dir+"/held; sleep 300") // stopped at the end
+	eventually.True(t, 20*time.Second, "holder", func() bool { _, err := os.Stat(dir + "/held"); return err == nil })
+	for _, flagName := range []string{"-timeout", "-try"} {
+		start := time.Now()
+		r := runLR(t, a, flagName, "300ms", "-name", "timeout-waiter", "test/timeout", "touch "+dir+"/ran")
+		if r.code != exitTimeout || !strings.Contains(r.stderr, "not acquired within") {
+			t.Fatalf("%s: exit %d stderr %q; want %d", flagName, r.code, r.stderr, exitTimeout)
+		}
+		if el := time.Since(start); el > 10*time.Second {
+			t.Fatalf("%s 300ms took %s", flagName, el)
+		}
+	}
+	if _, err := os.Stat(dir + "/ran"); err == nil {
+		t.Fatal("command ran without the lock")
+	}
+	if s := sessionsNamed(t, a, "timeout-waiter"); len(s) != 0 {
+		t.Fatalf("sessions left behind: %v", s)
+	}
+}
+
+func TestChildEnvArgsAndExitCodes(t *testing.T) {
+	a := consultest.Require(t, agent)
+	r := runLR(t, a, "test/env", "printf", "%s|", "a b", "$HOME", `"q"`)
+	if r.code != 0 || r.stdout != `a b|$HOME|"q"|` {
+		t.Fatalf("args not exec'd as given: %q (exit %d, %s)", r.stdout, r.code, r.stderr)
+	}
+	r = runLR(t, a, "test/env", `echo one; echo "$CONSUL_LOCK_HELD $LOCKRUN_SESSION $LOCKRUN_TOKEN"`)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 2 || lines[0] != "one" {
+		t.Fatalf("shell string not run with sh -c: %q", r.stdout)
+	}
+	f := strings.Fields(lines[1])
+	if len(f) != 3 || f[0] != "true" || len(f[1]) != 36 {
+		t.Fatalf("child env: %q", lines[1])
+	}
+	if _, err := strconv.ParseUint(f[2], 10, 64); err != nil {
+		t.Fatalf("LOCKRUN_TOKEN %q not a number", f[2])
+	}
+	// PREFIX -- COMMAND ARGS: the separator is not the command (issue 11).
+	if r = runLR(t, a, "test/env", "--", "echo", "after", "dashes"); r.code != 0 || strings.TrimSpace(r.stdout) != "after dashes" {
+		t.Fatalf("PREFIX -- COMMAND: exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r = runLR(t, a, "-shell=true", "test/env", "echo", "joined", "words"); strings.TrimSpace(r.stdout) != "joined words" {
+		t.Fatalf("-shell=true: %q", r.stdout)
+	}
+	if r = runLR(t, a, "-shell=false", "test/env", "echo hi"); r.code != exitChildStart || !strings.Contains(r.stderr, "echo hi") {
+		t.Fatalf("-shell=false with one string: exit %d %q", r.code, r.stderr)
+	}
+	if r = runLR(t, a, "test/env", "exit 3"); r.code != 0 {
+		t.Fatalf("failed child without -child-exit-code: exit %d, want 0 as consul lock", r.code)
+	}
+	if r = runLR(t, a, "-child-exit-code", "test/env", "exit 3"); r.code != 3 {
+		t.Fatalf("-child-exit-code: exit %d, want 3", r.code)
+	}
+	if r = runLR(t, a, "-child-exit-code", "test/env", "kill -KILL $$"); r.code != 128+9 {
+		t.Fatalf("-child-exit-code with signal death: exit %d, want 137", r.code)
+	}
+	// -pass-stdin
+	cmd := command(a, lockrunB, "-pass-stdin", "test/env", "cat")
+	cmd.Stdin = strings.NewReader("from stdin")
+	out, err := cmd.Output()
+	if err != nil || string(out) != "from stdin" {
+		t.Fatalf("-pass-stdin: %q %v", out, err)
+	}
+	cmd = command(a, lockrunB, "test/env", "cat")
+	cmd.Stdin = strings.NewReader("from stdin")
+	if out, _ = cmd.Output(); len(out) != 0 {
+		t.Fatalf("stdin given without -pass-stdin: %q", out)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	a := consultest.Require(t, agent)
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, exitUsage, "missing PREFIX"},
+		{[]string{"only-prefix"}, exitUsage, "missing COMMAND"},
+		{[]string{"-n", "0", "p", "true"}, exitUsage, "-n 0"},
+		{[]string{"-n", "-3", "p", "true"}, exitUsage, "-n -3"},
+		{[]string{"-timeout", "-1s", "p", "true"}, exitUsage, "-timeout"},
+		{[]string{"-kill-timeout", "0s", "p", "true"}, exitUsage, "-kill-timeout"},
+		{[]string{"-monitor-retry", "-1", "p", "true"}, exitUsage, "-monitor-retry"},
+		{[]string{"-shell=maybe", "p", "true"}, exitUsage, "-shell"},
+		{[]string{"-no-such-flag", "p", "true"}, exitUsage, "no-such-flag"},
+		{[]string{"-log-format", "xml", "p", "true"}, exitUsage, "xml"},
+		{[]string{"/", "true"}, exitUsage, "PREFIX"},
+		{[]string{"-http-addr", "127.0.0.1:1", "-timeout", "1s", "p", "true"}, exitConsul, "unreachable"},
+		{[]string{"-kill-timeout", "13s", "p", "true"}, exitUsage, "-kill-timeout 13s with -lock-delay 15s"},
+		{[]string{"-lock-delay", "0s", "p", "true"}, exitUsage, "-lock-delay 0s"},
+		{[]string{"p", "--"}, exitUsage, "missing COMMAND after --"},
+		{[]string{"p", "/nonexistent/cmd"}, exitChildStart, "/nonexistent/cmd"},
+	}
+	for _, c := range cases {
+		r := runLR(t, a, c.args...)
+		if r.code != c.code || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("lockrun %q: exit %d stderr %q; want exit %d and %q", c.args, r.code, r.stderr, c.code, c.want)
+		}
+		if c.code == exitUsage && strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 && !strings.Contains(r.stderr, "Usage") {
+			t.Errorf("lockrun %q: error is not one line: %q", c.args, r.stderr)
+		}
+	}
+}
+
+func TestConflictingKindsAndLimits(t *testing.T) {
+	a := consultest.Require(t, agent)
+	dir := t.TempDir()
+	// Each holder is stopped (SIGTERM) at the end of the test.
+	hold := func(n, prefix, marker string) {
+		startLR(t, a, "-n", n, prefix, "touch "+dir+"/"+marker+"; sleep 300")
+		eventually.True(t, 20*time.Second, "holder", func() bool { _, err := os.Stat(dir + "/" + marker); return err == nil })
+	}
+	hold("2", "test/conflict-sem", "sem")
+	hold("1", "test/conflict-lock", "lock")
+
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-n", "3", "-name", "bad-contender", "test/conflict-sem", "true"}, "limit conflict"},
+		{[]string{"-name", "bad-contender", "test/conflict-sem", "true"}, "semaphore"},
+		{[]string{"-n", "2", "-name", "bad-contender", "test/conflict-lock", "true"}, "plain lock"},
+	}
+	for _, c := range cases {
+		r := runLR(t, a, c.args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("lockrun %q: exit %d %q; want %d and %q", c.args, r.code, r.stderr, exitUsage, c.want)
+		}
+		if s := sessionsNamed(t, a, "bad-contender"); len(s) != 0 {
+			t.Errorf("lockrun %q left sessions %v", c.args, s)
+		}
+	}
+	// No contender key of the refused semaphore contender was left: only the
+	// holder's key and .lock remain.
+	keys, _, err := a.Client().KV().Keys("test/conflict-sem/", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 {
+		t.Fatalf("keys under the semaphore: %v; want the holder's and .lock", keys)
+	}
+	var lockPair *api.KVPair
+	if lockPair, _, err = a.Client().KV().Get("test/conflict-sem/.lock", nil); err != nil || lockPair == nil || lockPair.Flags != api.SemaphoreFlagValue {
+		t.Fatalf("semaphore .lock damaged: %+v %v", lockPair, err)
+	}
+}
+
+func TestACLTokenAndTLS(t *testing.T) {
+	const token = "5d3c1a7e-0f7e-4c55-9a1b-7e2f7f1e9c42"
+	a, tokenFile := consultest.StartSecureT(t, "lockrun-secure", token)
+	base := func(extra ...string) *exec.Cmd {
+		args := append(append([]string{"-verbose", "-http-addr", "https://" + a.HTTPSAddr()}, a.TLSFlags()...), extra...)
+		cmd := exec.Command(lockrunB, args...)
+		// A clean environment: nothing but what the flags give.
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		return cmd
+	}
+	cmd := base("-token-file", tokenFile, "test/secure", "echo held $LOCKRUN_TOKEN")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "held ") {
+		t.Fatalf("over HTTPS with -token-file: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), token) {
+		t.Fatalf("the token appears in lockrun's output:\n%s", out)
+	}
+	// The same token from the environment.
+	cmd = base("test/secure", "true")
+	cmd.Env = append(cmd.Env, "CONSUL_HTTP_TOKEN_FILE="+tokenFile)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("CONSUL_HTTP_TOKEN_FILE: %v\n%s", err, out)
+	}
+	// No token: refused with the Consul-unreachable-or-refusing code.
+	cmd = base("test/secure", "true")
+	out, err = cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitConsul || !strings.Contains(string(out), "Permission denied") {
+		t.Fatalf("without a token: %v\n%s", err, out)
+	}
+	// Wrong CA: refused, naming the TLS problem.
+	cmd = base("-token-file", tokenFile, "-ca-file", tokenFile, "test/secure", "true")
+	out, err = cmd.CombinedOutput()
+	if err == nil || !strings.Contains(strings.ToLower(string(out)), "certificate") && !strings.Contains(strings.ToLower(string(out)), "tls") {
+		t.Fatalf("bad CA file: %v\n%s", err, out)
+	}
+}
+
+func TestMetricsAndHealth(t *testing.T) {
+	a := consultest.Require(t, agent)
+	dir := t.TempDir()
+	maddr := proctest.FreeAddr(t)
+	startLR(t, a, "-metrics-addr", maddr, "test/metrics", "touch "+dir+"/held; sleep 300") // stopped at the end
+	eventually.True(t, 20*time.Second, "holder", func() bool { _, err := os.Stat(dir + "/held"); return err == nil })
+	proctest.WantMetrics(t, maddr,
+		proctest.Sample{Name: "berth_lockrun_held", Value: 1},
+		proctest.Sample{Name: "berth_lockrun_acquisitions_total", Value: 1},
+		proctest.Sample{Name: "berth_lockrun_wait_seconds_count", Value: 1})
+	if _, h := proctest.Get(t, maddr, "/health"); strings.TrimSpace(h) != "ok" {
+		t.Errorf("/health = %q", h)
+	}
+	// A busy address is a usage error naming it.
+	r := runLR(t, a, "-metrics-addr", maddr, "test/metrics2", "true")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "-metrics-addr") {
+		t.Errorf("busy -metrics-addr: exit %d %q", r.code, r.stderr)
+	}
+}
+
+// After a holder's session is invalidated, Consul refuses the lock for the
+// session's lock-delay; the next contender says so and retries at its pace.
+func TestLockDelayVisibleAndRetried(t *testing.T) {
+	a := consultest.Require(t, agent)
+	dir := t.TempDir()
+	h := startLR(t, a, "-lock-delay", "4s", "-kill-timeout", "500ms", "test/delay", "echo $LOCKRUN_SESSION > "+dir+"/sess; sleep 300")
+	sess := readInt(t, dir+"/sess")
+	if _, err := a.Client().Session().Destroy(sess, nil); err != nil {
+		t.Fatal(err)
+	}
+	<-h.Done()
+	start := time.Now()
+	r := runLR(t, a, "-lock-delay-retry", "200ms", "test/delay", "true")
+	if r.code != 0 || !strings.Contains(r.stderr, "lock-delay in force") {
+		t.Fatalf("exit %d, stderr %q; want success after a logged lock-delay", r.code, r.stderr)
+	}
+	t.Logf("acquired %s after the holder's session was destroyed (lock-delay 4s)", time.Since(start).Round(time.Millisecond))
+}
+
+// Consul going away while the lock is held: after -monitor-retry errors the
+// lock counts as lost and the child is stopped (a dev agent restarts empty,
+// so the lock could not be trusted anyway).
+func TestConsulStoppedWhileHolding(t *testing.T) {
+	a := consultest.StartT(t, consultest.Options{NodeName: "lockrun-fault"})
+	dir := t.TempDir()
+	p := startLR(t, a, "-monitor-retry", "2", "-kill-timeout", "1s", "test/fault", "echo $$ > "+dir+"/child; exec sleep 300")
+	child, _ := strconv.Atoi(readInt(t, dir+"/child"))
+	a.Stop()
+	if !p.Exited(30 * time.Second) {
+		t.Fatalf("lockrun kept running with Consul gone; stderr %s", p.Stderr)
+	}
+	if code := p.Code(); code != exitLockLost {
+		t.Fatalf("exit %d, want %d; stderr %s", code, exitLockLost, p.Stderr)
+	}
+	if supervisor.Alive(child) {
+		t.Fatal("child still running after the lock was lost")
+	}
+	if !strings.Contains(p.Stderr.String(), "waiting for Consul's leader to confirm we hold the lock") {
+		t.Errorf("retries not logged: %s", p.Stderr)
+	}
 }
