@@ -81,17 +81,13 @@ func TestHostilePackets(t *testing.T) {
 		t.Errorf("CHAOS class: %v, want REFUSED", r)
 	}
 	for name, pkt := range hostilePackets() {
-		if _, err := conn.Write(pkt); err != nil {
-			t.Fatal(err)
-		}
-		_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-		buf := make([]byte, 65536)
-		n, err := conn.Read(buf)
+		buf, err := roundTrip(t, conn, pkt, 300*time.Millisecond)
 		if err != nil {
 			t.Logf("%s: dropped", name)
 		} else {
+			n := len(buf)
 			m := new(dns.Msg)
-			if err := m.Unpack(buf[:n]); err != nil && n < 12 {
+			if err := m.Unpack(buf); err != nil && n < 12 {
 				t.Errorf("%s: unreadable answer: %v", name, err)
 				continue
 			}
@@ -294,19 +290,29 @@ func TestLongNodeMeta(t *testing.T) {
 	}
 }
 
-func exchangeRaw(t *testing.T, conn net.Conn, pkt []byte) *dns.Msg {
+// roundTrip writes pkt to conn and reads one answer within wait (an error:
+// none came). A failed write fails t.
+func roundTrip(t *testing.T, conn net.Conn, pkt []byte, wait time.Duration) ([]byte, error) {
 	t.Helper()
 	if _, err := conn.Write(pkt); err != nil {
 		t.Fatal(err)
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
 	buf := make([]byte, 65536)
 	n, err := conn.Read(buf)
+	return buf[:n], err
+}
+
+// exchangeRaw sends pkt and returns the answer, or nil when none came
+// within 2 s or it does not unpack.
+func exchangeRaw(t *testing.T, conn net.Conn, pkt []byte) *dns.Msg {
+	t.Helper()
+	buf, err := roundTrip(t, conn, pkt, 2*time.Second)
 	if err != nil {
 		return nil
 	}
 	m := new(dns.Msg)
-	if err := m.Unpack(buf[:n]); err != nil {
+	if err := m.Unpack(buf); err != nil {
 		return nil
 	}
 	return m

@@ -31,6 +31,17 @@ func TestIsShellWrapper(t *testing.T) {
 	}
 }
 
+// waitExit fails t unless c's child exits within timeout; when says when
+// it should have ("on SIGUSR1").
+func waitExit(t *testing.T, c *Child, timeout time.Duration, when string) {
+	t.Helper()
+	select {
+	case <-c.Done():
+	case <-time.After(timeout):
+		t.Fatalf("child still running %s", when)
+	}
+}
+
 // waitFile waits until path exists.
 func waitFile(t *testing.T, path string) {
 	t.Helper()
@@ -62,11 +73,7 @@ func TestForwardTermThenOneGrace(t *testing.T) {
 	if err := c.Forward(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-c.Done():
-	case <-time.After(60 * time.Second):
-		t.Fatal("child still running long after the grace period")
-	}
+	waitExit(t, c, 60*time.Second, "long after the grace period")
 	took := time.Since(sent)
 	if ex := c.Exit(); ex.Signal != syscall.SIGKILL {
 		t.Fatalf("exit %v, want death by SIGKILL", ex)

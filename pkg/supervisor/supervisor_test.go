@@ -201,11 +201,7 @@ func TestSignalReachesChild(t *testing.T) {
 	if err := c.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-c.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("child did not exit on SIGUSR1")
-	}
+	waitExit(t, c, 10*time.Second, "after SIGUSR1")
 	if !strings.Contains(read(), "got-usr1") {
 		t.Fatalf("child output %q", read())
 	}
