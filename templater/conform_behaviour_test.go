@@ -41,13 +41,7 @@ func toolDir(t *testing.T, name string, files map[string]string) string {
 		t.Fatal(err)
 	}
 	for f, body := range files {
-		p := filepath.Join(dir, f)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(strings.ReplaceAll(body, "@ADDR@", agent.HTTPAddr())), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		proctest.WriteFile(t, filepath.Join(dir, f), strings.ReplaceAll(body, "@ADDR@", agent.HTTPAddr()))
 	}
 	return dir
 }

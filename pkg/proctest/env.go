@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -50,4 +51,17 @@ func Tool(t testing.TB, name, from string) string {
 	}
 	Need(t, what, err)
 	return p
+}
+
+// WriteFile writes content to path (mode 0644), creating its folder (0755):
+// a file the program under test reads, such as a template or a
+// configuration. An error fails t.
+func WriteFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
