@@ -23,19 +23,19 @@ import (
 
 var (
 	agent      *consultest.Agent
-	lockrunBin proctest.Build
-	lockrunB   string // the lockrun binary built for these tests
+	lockrunBin proctest.Build // lockrun, built for the first test that runs it
 )
 
 func TestMain(m *testing.M) {
-	var err error
-	if lockrunB, err = lockrunBin.Make(); err != nil {
-		fmt.Fprintf(os.Stderr, "build lockrun: %v\n", err)
-		os.Exit(1)
-	}
 	code := consultest.Main(m, &agent)
 	lockrunBin.Remove()
 	os.Exit(code)
+}
+
+// lockrunPath is the lockrun binary built for these tests.
+func lockrunPath(t *testing.T) string {
+	t.Helper()
+	return lockrunBin.Path(t)
 }
 
 type result struct {
@@ -57,7 +57,7 @@ func command(a *consultest.Agent, bin string, args ...string) *exec.Cmd {
 // the test.
 func startLR(t *testing.T, a *consultest.Agent, args ...string) *proctest.Proc {
 	t.Helper()
-	return proctest.Start(t, command(a, lockrunB, args...), proctest.Options{})
+	return proctest.Start(t, command(a, lockrunPath(t), args...), proctest.Options{})
 }
 
 // runLR runs lockrun with args against a to its end.
@@ -157,8 +157,9 @@ func contend(t *testing.T, a *consultest.Agent, procs, runs int, argsFor func(i 
 func TestSemaphoreMutualExclusion(t *testing.T) {
 	a := consultest.Require(t, agent)
 	log := filepath.Join(t.TempDir(), "log")
+	bin := lockrunPath(t)
 	contend(t, a, 5, 20, func(int) (string, []string) {
-		return lockrunB, []string{"-n", "2", "test/sem-excl", fmt.Sprintf(childScript, log)}
+		return bin, []string{"-n", "2", "test/sem-excl", fmt.Sprintf(childScript, log)}
 	})
 	o := readOverlap(t, log)
 	if o.enters != 100 {
@@ -175,8 +176,9 @@ func TestSemaphoreMutualExclusion(t *testing.T) {
 func TestLockExclusionAndIncreasingTokens(t *testing.T) {
 	a := consultest.Require(t, agent)
 	log := filepath.Join(t.TempDir(), "log")
+	bin := lockrunPath(t)
 	contend(t, a, 3, 10, func(int) (string, []string) {
-		return lockrunB, []string{"test/lock-excl", fmt.Sprintf(childScript, log)}
+		return bin, []string{"test/lock-excl", fmt.Sprintf(childScript, log)}
 	})
 	o := readOverlap(t, log)
 	if o.enters != 30 || o.max != 1 {
@@ -201,6 +203,7 @@ func TestLockExclusionAndIncreasingTokens(t *testing.T) {
 
 func TestInteropWithConsulLock(t *testing.T) {
 	a := consultest.Require(t, agent)
+	bin := lockrunPath(t)
 	for _, n := range []int{1, 2} {
 		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
 			log := filepath.Join(t.TempDir(), "log")
@@ -210,7 +213,7 @@ func TestInteropWithConsulLock(t *testing.T) {
 				if p%2 == 0 {
 					return a.Bin, []string{"lock", "-n", strconv.Itoa(n), prefix, script}
 				}
-				return lockrunB, []string{"-n", strconv.Itoa(n), prefix, script}
+				return bin, []string{"-n", strconv.Itoa(n), prefix, script}
 			})
 			o := readOverlap(t, log)
 			if o.enters != 24 || o.max > n {
@@ -439,13 +442,13 @@ func TestChildEnvArgsAndExitCodes(t *testing.T) {
 		t.Fatalf("-child-exit-code with signal death: exit %d, want 137", r.code)
 	}
 	// -pass-stdin
-	cmd := command(a, lockrunB, "-pass-stdin", "test/env", "cat")
+	cmd := command(a, lockrunPath(t), "-pass-stdin", "test/env", "cat")
 	cmd.Stdin = strings.NewReader("from stdin")
 	out, err := cmd.Output()
 	if err != nil || string(out) != "from stdin" {
 		t.Fatalf("-pass-stdin: %q %v", out, err)
 	}
-	cmd = command(a, lockrunB, "test/env", "cat")
+	cmd = command(a, lockrunPath(t), "test/env", "cat")
 	cmd.Stdin = strings.NewReader("from stdin")
 	if out, _ = cmd.Output(); len(out) != 0 {
 		t.Fatalf("stdin given without -pass-stdin: %q", out)
@@ -535,7 +538,7 @@ func TestACLTokenAndTLS(t *testing.T) {
 	a, tokenFile := consultest.StartSecureT(t, "lockrun-secure", token)
 	base := func(extra ...string) *exec.Cmd {
 		args := append(append([]string{"-verbose", "-http-addr", "https://" + a.HTTPSAddr()}, a.TLSFlags()...), extra...)
-		cmd := exec.Command(lockrunB, args...)
+		cmd := exec.Command(lockrunPath(t), args...)
 		// A clean environment: nothing but what the flags give.
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 		return cmd
