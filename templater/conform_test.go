@@ -7,8 +7,6 @@ package main
 // the oracle; no case states an expected output of its own.
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -76,25 +74,26 @@ var ctEnv = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "CT_EN
 // dst afterwards. A run still going after the deadline is killed (Code -1).
 func runTool(t *testing.T, bin, dir, dst string, deadline time.Duration, args ...string) outcome {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Env = ctEnv
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	cmd.WaitDelay = 2 * time.Second
-	err := cmd.Run()
-	o := outcome{Stdout: so.String(), Stderr: se.String()}
-	var ee *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		o.Code = -1
-	case errors.As(err, &ee):
-		o.Code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("run %s: %v", bin, err)
+	p := proctest.Start(t, cmd, proctest.Options{})
+	o := outcome{Code: -1}
+	if !p.Exited(deadline) {
+		_ = cmd.Process.Kill()
+		<-p.Done()
+	} else {
+		var ee *exec.ExitError
+		switch err := p.Err(); {
+		case err == nil:
+			o.Code = 0
+		case errors.As(err, &ee):
+			o.Code = ee.ExitCode()
+		default:
+			t.Fatalf("run %s: %v", bin, err)
+		}
 	}
+	o.Stdout, o.Stderr = p.Stdout.String(), p.Stderr.String()
 	if dst != "" {
 		if b, err := os.ReadFile(dst); err == nil {
 			o.Out, o.Wrote = string(b), true

@@ -37,6 +37,7 @@ type Proc struct {
 
 	done chan struct{}
 	code int
+	err  error
 }
 
 // Options tune Start.
@@ -64,7 +65,7 @@ func Start(t testing.TB, cmd *exec.Cmd, opts Options) *Proc {
 		t.Fatalf("start %s: %v", cmd.Path, err)
 	}
 	go func() {
-		_ = cmd.Wait()
+		p.err = cmd.Wait()
 		p.code = ExitCode(cmd.ProcessState)
 		close(p.done)
 	}()
@@ -118,6 +119,15 @@ func (p *Proc) Alive() bool {
 func (p *Proc) Code() int {
 	<-p.done
 	return p.code
+}
+
+// Err waits for the program to exit and returns what os/exec's Wait
+// returned: nil after exit 0, an *exec.ExitError after another exit, or
+// exec.ErrWaitDelay when something the program left behind kept its output
+// open.
+func (p *Proc) Err() error {
+	<-p.done
+	return p.err
 }
 
 // Exited waits up to timeout for the program to exit and reports whether it
