@@ -1,6 +1,7 @@
 package proctest
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -20,6 +21,10 @@ func TestStartCapturesOutputAndExitCode(t *testing.T) {
 	}
 	if p.Alive() {
 		t.Fatal("Alive after the exit")
+	}
+	var ee *exec.ExitError
+	if err := p.Err(); !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("Err() = %v, want an *exec.ExitError with code 3", err)
 	}
 	c := Start(t, exec.Command("/bin/sh", "-c", "echo out; echo err >&2"), Options{Combined: true})
 	if code := c.Code(); code != 0 || c.Stdout.String() != "out\nerr\n" || c.Stderr != c.Stdout {
