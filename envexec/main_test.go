@@ -239,6 +239,30 @@ func put(t *testing.T, c *api.Client, key, value string) {
 	consultest.Put(t, c, key, value)
 }
 
+// trickyValues puts values that must reach the command, and survive an
+// export, byte for byte (newlines, quotes, a backslash, "=", "$", "#",
+// padding, non-ASCII, empty) under the namespace n, and returns them by
+// name.
+func trickyValues(t *testing.T, c *api.Client, n string) map[string]string {
+	t.Helper()
+	values := map[string]string{
+		"PLAIN":    "simple-value",
+		"NEWLINES": "line 1\nline 2\n",
+		"QUOTES":   `it's "quoted" \ back` + "`tick`",
+		"LEADQ":    `"starts with a quote`,
+		"DOLLAR":   "$HOME ${PATH} $(id)",
+		"SPACES":   "  padded  ",
+		"EQUALS":   "a=b==c",
+		"UNICODE":  "ünïcødé ✓ 日本",
+		"EMPTY":    "",
+		"HASH":     "#not a comment",
+	}
+	for k, v := range values {
+		put(t, c, n+"/"+k, v)
+	}
+	return values
+}
+
 func del(t *testing.T, c *api.Client, key string) {
 	t.Helper()
 	if _, err := c.KV().Delete(key, nil); err != nil {
@@ -370,18 +394,7 @@ func TestEnvironmentNames(t *testing.T) {
 
 func TestPristineAndByteExact(t *testing.T) {
 	a, c, n := nsWith(t)
-	values := map[string]string{
-		"NEWLINES": "line 1\nline 2\n",
-		"EQUALS":   "a=b==c",
-		"QUOTES":   `it's "quoted" \ back` + "`tick`",
-		"UNICODE":  "ünïcødé ✓ 日本",
-		"EMPTY":    "",
-		"SPACES":   "  padded  ",
-		"DOLLAR":   "$HOME ${PATH}",
-	}
-	for k, v := range values {
-		put(t, c, n+"/"+k, v)
-	}
+	values := trickyValues(t, c, n)
 	dir := childDir(t)
 	args := append([]string{"-once", "-prefix", n, "-pristine", "-env-allow", "KEEP_ME,KEEP_GLOB_*"}, childArgs(dir, "exit", 0)...)
 	p := runEnvexec(t, a.HTTPAddr(), []string{"KEEP_ME=1", "KEEP_GLOB_X=2", "DROP_ME=3"}, args...)
@@ -567,21 +580,7 @@ func TestArgumentQuoting(t *testing.T) {
 
 func TestExportRoundTrip(t *testing.T) {
 	a, c, n := nsWith(t)
-	values := map[string]string{
-		"PLAIN":    "simple-value",
-		"NEWLINES": "line 1\nline 2\n",
-		"QUOTES":   `it's "quoted"` + " \\ `tick`",
-		"LEADQ":    `"starts with a quote`,
-		"DOLLAR":   "$HOME ${PATH} $(id)",
-		"SPACES":   "  padded  ",
-		"EQUALS":   "a=b",
-		"UNICODE":  "ünïcødé ✓",
-		"EMPTY":    "",
-		"HASH":     "#not a comment",
-	}
-	for k, v := range values {
-		put(t, c, n+"/"+k, v)
-	}
+	values := trickyValues(t, c, n)
 	for _, format := range []string{"shell", "dotenv", "json"} {
 		t.Run(format, func(t *testing.T) {
 			p := runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-export", format)
