@@ -232,11 +232,7 @@ func TestFreshAfterChange(t *testing.T) {
 
 func TestIdleWatchDropped(t *testing.T) {
 	a := consultest.Require(t, agent)
-	ag := a.Client().Agent()
-	if err := ag.ServiceRegister(&api.AgentServiceRegistration{ID: "idle1", Name: "idle", Port: 80, Address: "10.8.0.1"}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ag.ServiceDeregister("idle1") })
+	consultest.Register(t, a.Client(), &api.AgentServiceRegistration{ID: "idle1", Name: "idle", Port: 80, Address: "10.8.0.1"})
 	cfg := baseConfig(a)
 	cfg.IdleTimeout = 300 * time.Millisecond
 	s, addr := startServer(t, cfg)
@@ -357,11 +353,7 @@ func TestTruncation40Instances(t *testing.T) {
 
 func TestAltDomain(t *testing.T) {
 	a := consultest.Require(t, agent)
-	ag := a.Client().Agent()
-	if err := ag.ServiceRegister(&api.AgentServiceRegistration{ID: "alt1", Name: "alt", Port: 81, Address: "10.11.0.1"}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ag.ServiceDeregister("alt1") })
+	consultest.Register(t, a.Client(), &api.AgentServiceRegistration{ID: "alt1", Name: "alt", Port: 81, Address: "10.11.0.1"})
 	cfg := baseConfig(a)
 	cfg.Domains = []string{"consul.", "berth.internal."}
 	_, addr := startServer(t, cfg)

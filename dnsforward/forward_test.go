@@ -2,6 +2,7 @@ package main
 
 import (
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -38,7 +39,7 @@ func zoneHandler(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
 			m.Truncated = true
 		} else {
 			for i := 1; i <= 40; i++ {
-				m.Answer = append(m.Answer, rr(q.Name+" 60 IN A 192.0.2."+itoa(i)))
+				m.Answer = append(m.Answer, rr(q.Name+" 60 IN A 192.0.2."+strconv.Itoa(i)))
 			}
 		}
 	default:
@@ -46,14 +47,6 @@ func zoneHandler(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
 		m.Ns = append(m.Ns, rr("example. 300 IN SOA ns.example. h.example. 1 3600 600 86400 60"))
 	}
 	return m
-}
-
-func itoa(i int) string {
-	const d = "0123456789"
-	if i < 10 {
-		return d[i : i+1]
-	}
-	return itoa(i/10) + d[i%10:i%10+1]
 }
 
 func upstreamConfig(t *testing.T, ups ...string) Config {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth/berth/pkg/consultest"
 	"github.com/berth/berth/pkg/logging"
+	"github.com/berth/berth/pkg/proctest"
 	"github.com/miekg/dns"
 )
 
@@ -124,16 +125,10 @@ func runReady(t *testing.T, args []string, stderr io.Writer) (addr string, stop 
 	return addr, stop
 }
 
+// requireDig returns the path of dig (see proctest.Tool).
 func requireDig(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("dig")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("dig needed (CI=true): install bind9-dnsutils")
-		}
-		t.Skip("needs dig (bind9-dnsutils)")
-	}
-	return p
+	return proctest.Tool(t, "dig", "Debian package bind9-dnsutils")
 }
 
 // digResult is what dig printed, normalised for comparison.

@@ -81,17 +81,13 @@ func TestHostilePackets(t *testing.T) {
 		t.Errorf("CHAOS class: %v, want REFUSED", r)
 	}
 	for name, pkt := range hostilePackets() {
-		if _, err := conn.Write(pkt); err != nil {
-			t.Fatal(err)
-		}
-		_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-		buf := make([]byte, 65536)
-		n, err := conn.Read(buf)
+		buf, err := roundTrip(t, conn, pkt, 300*time.Millisecond)
 		if err != nil {
 			t.Logf("%s: dropped", name)
 		} else {
+			n := len(buf)
 			m := new(dns.Msg)
-			if err := m.Unpack(buf[:n]); err != nil && n < 12 {
+			if err := m.Unpack(buf); err != nil && n < 12 {
 				t.Errorf("%s: unreadable answer: %v", name, err)
 				continue
 			}
@@ -155,17 +151,7 @@ func FuzzHandle(f *testing.F) {
 	ctx, cancel := context.WithCancel(context.Background())
 	f.Cleanup(cancel)
 	s.ctx = ctx
-	// A cached upstream answer, so the cache-hit path runs too.
-	m := new(dns.Msg)
-	m.SetQuestion("a.example.", dns.TypeA)
-	m.Response = true
-	rr, _ := dns.NewRR("a.example. 60 IN A 192.0.2.1")
-	m.Answer = []dns.RR{rr}
-	a, err := s.fwd.toAnswer(m)
-	if err != nil {
-		f.Fatal(err)
-	}
-	s.fwd.store("a.example.\x00\x01\x00\x01", a)
+	storeUpstreamAnswer(f, s) // so the cache-hit path runs too
 	f.Fuzz(func(t *testing.T, pkt []byte, tcp bool) {
 		r := newReader()
 		resp, job := s.handle(r, pkt, tcp)
@@ -191,6 +177,22 @@ func FuzzHandle(f *testing.F) {
 	})
 }
 
+// storeUpstreamAnswer puts an upstream answer for a.example. A (192.0.2.1,
+// TTL 60) into s's upstream cache, as if it had been asked before.
+func storeUpstreamAnswer(tb testing.TB, s *Server) {
+	tb.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion("a.example.", dns.TypeA)
+	m.Response = true
+	rr, _ := dns.NewRR("a.example. 60 IN A 192.0.2.1")
+	m.Answer = []dns.RR{rr}
+	a, err := s.fwd.toAnswer(m)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.fwd.store("a.example.\x00\x01\x00\x01", a)
+}
+
 // TestHotPathAllocations checks that answers from memory (a Consul name and
 // a cached upstream name) are sent without allocating.
 func TestHotPathAllocations(t *testing.T) {
@@ -204,16 +206,7 @@ func TestHotPathAllocations(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.zone.store("0a000001.addr.consul.\x00\x01", s.zone.generation(), a)
-	m := new(dns.Msg)
-	m.SetQuestion("a.example.", dns.TypeA)
-	m.Response = true
-	rr, _ := dns.NewRR("a.example. 60 IN A 192.0.2.1")
-	m.Answer = []dns.RR{rr}
-	ua, err := s.fwd.toAnswer(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.fwd.store("a.example.\x00\x01\x00\x01", ua)
+	storeUpstreamAnswer(t, s)
 	r := newReader()
 	for _, q := range [][]byte{packQuery("0A000001.addr.consul.", dns.TypeA, true), packQuery("a.example.", dns.TypeA, false)} {
 		resp, job := s.handle(r, q, false)
@@ -297,19 +290,29 @@ func TestLongNodeMeta(t *testing.T) {
 	}
 }
 
-func exchangeRaw(t *testing.T, conn net.Conn, pkt []byte) *dns.Msg {
+// roundTrip writes pkt to conn and reads one answer within wait (an error:
+// none came). A failed write fails t.
+func roundTrip(t *testing.T, conn net.Conn, pkt []byte, wait time.Duration) ([]byte, error) {
 	t.Helper()
 	if _, err := conn.Write(pkt); err != nil {
 		t.Fatal(err)
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
 	buf := make([]byte, 65536)
 	n, err := conn.Read(buf)
+	return buf[:n], err
+}
+
+// exchangeRaw sends pkt and returns the answer, or nil when none came
+// within 2 s or it does not unpack.
+func exchangeRaw(t *testing.T, conn net.Conn, pkt []byte) *dns.Msg {
+	t.Helper()
+	buf, err := roundTrip(t, conn, pkt, 2*time.Second)
 	if err != nil {
 		return nil
 	}
 	m := new(dns.Msg)
-	if err := m.Unpack(buf[:n]); err != nil {
+	if err := m.Unpack(buf); err != nil {
 		return nil
 	}
 	return m

@@ -2,13 +2,12 @@ package main
 
 import (
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/proctest"
 	"github.com/miekg/dns"
 )
 
@@ -51,11 +50,7 @@ func waitQuiet(t *testing.T, s *Server) {
 // must not circulate: the client gets an answer and the counters settle.
 func TestNoLoopWithAgentRecursors(t *testing.T) {
 	requireDig(t)
-	port, err := consultest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	listen := proctest.FreeAddr(t)
 	up := startUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
 		m := new(dns.Msg)
 		m.SetReply(r)

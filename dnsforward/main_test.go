@@ -6,17 +6,16 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/berth/berth/pkg/consultest"
 	"github.com/berth/berth/pkg/eventually"
+	"github.com/berth/berth/pkg/proctest"
 	"github.com/miekg/dns"
 )
 
@@ -73,17 +72,7 @@ func TestRunWithMetrics(t *testing.T) {
 	up := startUpstream(t, zoneHandler)
 	// Pick a free port for us, and write a resolv.conf naming us and the upstream.
 	// Free for both UDP and TCP: dnsforward binds both on it.
-	port, err := consultest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	self := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	ml, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	maddr := ml.Addr().String()
-	ml.Close()
+	self, maddr := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	_, upPort, _ := net.SplitHostPort(up.addr)
 	_, selfPort, _ := net.SplitHostPort(self)
 	if upPort == selfPort {
@@ -114,33 +103,17 @@ func TestRunWithMetrics(t *testing.T) {
 	exchange(t, addr, "a.example.", dns.TypeA, "udp")
 	exchange(t, addr, "nosuch.service.consul.", dns.TypeA, "udp")
 	exchange(t, addr, "consul.", dns.TypeSOA, "udp")
-	resp, err := http.Get("http://" + maddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{
-		`berth_dnsforward_queries_total{rcode="NOERROR",type="A",zone="upstream"} 2`,
-		`berth_dnsforward_queries_total{rcode="NXDOMAIN",type="A",zone="consul"} 1`,
-		`berth_dnsforward_queries_total{rcode="NOERROR",type="SOA",zone="consul_agent"} 1`,
-		`berth_dnsforward_cache_hits_total{cache="upstream"} 1`,
-		`berth_dnsforward_cache_misses_total{cache="upstream"} 1`,
-		`berth_dnsforward_stale_answers_total{cache="consul"} 0`,
-		`berth_dnsforward_upstream_duration_seconds_count{upstream="` + up.addr + `"} 1`,
-		`berth_dnsforward_watches_open 1`,
-	} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("metrics lack %s", want)
-		}
-	}
-	resp, err = http.Get("http://" + maddr + "/health")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Errorf("/health: %d", resp.StatusCode)
+	proctest.WantMetrics(t, maddr,
+		proctest.Sample{Name: "berth_dnsforward_queries_total", Labels: []string{"rcode", "NOERROR", "type", "A", "zone", "upstream"}, Value: 2},
+		proctest.Sample{Name: "berth_dnsforward_queries_total", Labels: []string{"rcode", "NXDOMAIN", "type", "A", "zone", "consul"}, Value: 1},
+		proctest.Sample{Name: "berth_dnsforward_queries_total", Labels: []string{"rcode", "NOERROR", "type", "SOA", "zone", "consul_agent"}, Value: 1},
+		proctest.Sample{Name: "berth_dnsforward_cache_hits_total", Labels: []string{"cache", "upstream"}, Value: 1},
+		proctest.Sample{Name: "berth_dnsforward_cache_misses_total", Labels: []string{"cache", "upstream"}, Value: 1},
+		proctest.Sample{Name: "berth_dnsforward_stale_answers_total", Labels: []string{"cache", "consul"}, Value: 0},
+		proctest.Sample{Name: "berth_dnsforward_upstream_duration_seconds_count", Labels: []string{"upstream", up.addr}, Value: 1},
+		proctest.Sample{Name: "berth_dnsforward_watches_open", Value: 1})
+	if code, _ := proctest.Get(t, maddr, "/health"); code != 200 {
+		t.Errorf("/health: %d", code)
 	}
 }
 
@@ -148,11 +121,7 @@ func TestRunWithMetrics(t *testing.T) {
 // own address is dropped, so a name is refused instead of looping.
 func TestNeverForwardsToItself(t *testing.T) {
 	a := consultest.Require(t, agent)
-	port, err := consultest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	self := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	self := proctest.FreeAddr(t)
 	addr, stop := runReady(t, []string{"-listen", self, "-upstream", self, "-http-addr", a.HTTPAddr(), "-consul-dns", a.DNSAddr()}, nil)
 	if r := exchange(t, addr, "loop.example.", dns.TypeA, "udp"); r.Rcode != dns.RcodeRefused {
 		t.Errorf("with only ourselves as upstream: %s, want REFUSED", dns.RcodeToString[r.Rcode])
@@ -198,14 +167,11 @@ func TestListenForms(t *testing.T) {
 // UDP and TCP.
 func TestListenBothFamilies(t *testing.T) {
 	a := consultest.Require(t, agent)
-	port, err := consultest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, stop := runReady(t, []string{"-listen", ":" + strconv.Itoa(port), "-upstream", "127.0.0.1:1", "-http-addr", a.HTTPAddr(), "-consul-dns", a.DNSAddr()}, nil)
+	_, port, _ := net.SplitHostPort(proctest.FreeAddr(t))
+	_, stop := runReady(t, []string{"-listen", ":" + port, "-upstream", "127.0.0.1:1", "-http-addr", a.HTTPAddr(), "-consul-dns", a.DNSAddr()}, nil)
 	for _, host := range []string{"127.0.0.1", "::1"} {
 		for _, network := range []string{"udp", "tcp"} {
-			addr := net.JoinHostPort(host, strconv.Itoa(port))
+			addr := net.JoinHostPort(host, port)
 			r := exchange(t, addr, "0a000001.addr.consul.", dns.TypeA, network)
 			if len(r.Answer) != 1 {
 				t.Errorf("%s over %s: %v", addr, network, r)

@@ -11,22 +11,13 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/eventually"
+	"github.com/berth/berth/pkg/proctest"
 )
 
 // hclList writes a Go string list as an HCL/JSON list.
 func hclList(list []string) string {
 	b, _ := json.Marshal(list)
 	return string(b)
-}
-
-func writeFile(t *testing.T, path, body string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestConfigFiles follows envconsul's configuration files (config.go: Parse
@@ -49,7 +40,7 @@ func TestConfigFiles(t *testing.T) {
 	t.Run("HCL file", func(t *testing.T) {
 		dir := childDir(t)
 		cfg := filepath.Join(t.TempDir(), "envconsul.hcl")
-		writeFile(t, cfg, fmt.Sprintf(`
+		proctest.WriteFile(t, cfg, fmt.Sprintf(`
 consul {
   address = %q
   retry { attempts = 5 backoff = "50ms" }
@@ -83,12 +74,12 @@ exec {
 	t.Run("folder in lexical order, JSON, flags win", func(t *testing.T) {
 		dir := childDir(t)
 		cfgDir := t.TempDir()
-		writeFile(t, filepath.Join(cfgDir, "10-base.hcl"), fmt.Sprintf(`
+		proctest.WriteFile(t, filepath.Join(cfgDir, "10-base.hcl"), fmt.Sprintf(`
 consul { address = %q }
 prefix { path = "%s/app" }
 upcase = false
 `, a.HTTPAddr(), n))
-		writeFile(t, filepath.Join(cfgDir, "20-more.json"), fmt.Sprintf(`{"prefix": [{"path": "%s/global", "no_prefix": false}], "upcase": true, "sanitize": false}`, n))
+		proctest.WriteFile(t, filepath.Join(cfgDir, "20-more.json"), fmt.Sprintf(`{"prefix": [{"path": "%s/global", "no_prefix": false}], "upcase": true, "sanitize": false}`, n))
 		nsVar := strings.ToUpper(strings.NewReplacer("/", "_", "-", "_").Replace(n))
 		// -sanitize on the command line wins over the file's sanitize=false;
 		// the -prefix flag comes after the files' prefixes and wins.
@@ -116,7 +107,7 @@ upcase = false
 			{`consul {`, "config"},
 		} {
 			cfg := filepath.Join(t.TempDir(), "bad.hcl")
-			writeFile(t, cfg, tc.body)
+			proctest.WriteFile(t, cfg, tc.body)
 			p := run(t, "-config", cfg, "-prefix", n+"/app", "--", "true")
 			out := strings.TrimSpace(p.stderr.String())
 			if p.code != exitUsage || !strings.Contains(out, tc.want) || !strings.Contains(out, cfg) || strings.Contains(out, "\n") {
@@ -135,14 +126,14 @@ upcase = false
 		body := func(format string) string {
 			return fmt.Sprintf("consul { address = %q }\nprefix {\n  path = \"%s/app\"\n  format = %q\n}\nsanitize = true\n", a.HTTPAddr(), n, format)
 		}
-		writeFile(t, cfg, body("A_{{ key }}"))
+		proctest.WriteFile(t, cfg, body("A_{{ key }}"))
 		p := startRaw(t, nowhere, append([]string{"-config", cfg}, childArgs(dir, "hold", 0)...)...)
 		eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 		waitReady(t, dir, starts(dir)[0])
 		if lastEnv(t, dir)["A_PORT"] != "80" {
 			t.Fatalf("first env %v", onlyConsul(lastEnv(t, dir)))
 		}
-		writeFile(t, cfg, body("B_{{ key }}"))
+		proctest.WriteFile(t, cfg, body("B_{{ key }}"))
 		p.signal(syscall.SIGHUP)
 		eventually.True(t, 20*time.Second, "the command started again", func() bool { return len(starts(dir)) == 2 })
 		if env := onlyConsul(lastEnv(t, dir)); env["B_PORT"] != "80" || env["A_PORT"] != "" {

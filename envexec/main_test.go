@@ -2,9 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -19,6 +16,7 @@ import (
 
 	"github.com/berth/berth/pkg/consultest"
 	"github.com/berth/berth/pkg/eventually"
+	"github.com/berth/berth/pkg/proctest"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -124,14 +122,12 @@ func event(dir, format string, args ...any) {
 	f.Close()
 }
 
-// proc is a running envexec.
+// proc is a running envexec: the test binary run as envexec (see TestMain).
 type proc struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	stdout *eventually.Buffer
-	stderr *eventually.Buffer
-	done   chan struct{}
-	code   int
+	t              *testing.T
+	run            *proctest.Proc
+	stdout, stderr *eventually.Buffer // run's output
+	code           int                // the exit code, once wait has returned it
 }
 
 // startEnvexec runs envexec with args against addr, with extra environment.
@@ -149,50 +145,20 @@ func startEnvexecArgs(t *testing.T, extraEnv []string, args []string) *proc {
 	}
 	cmd := exec.Command(self, append([]string{"__envexec"}, args...)...)
 	cmd.Env = append(append(os.Environ(), "CONSUL_HTTP_TOKEN=", "CONSUL_HTTP_TOKEN_FILE="), extraEnv...)
-	p := &proc{t: t, cmd: cmd, stdout: &eventually.Buffer{}, stderr: &eventually.Buffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
-	// A child left behind (after a failed test) keeps the output pipes open;
-	// do not wait for it.
-	cmd.WaitDelay = 2 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		_ = cmd.Wait()
-		p.code = cmd.ProcessState.ExitCode()
-		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			p.code = 128 + int(ws.Signal())
-		}
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			<-p.done
-		}
-	})
-	return p
+	run := proctest.Start(t, cmd, proctest.Options{})
+	return &proc{t: t, run: run, stdout: run.Stdout, stderr: run.Stderr}
 }
 
 // wait waits for envexec to exit and returns its exit code.
 func (p *proc) wait(timeout time.Duration) int {
 	p.t.Helper()
-	select {
-	case <-p.done:
-		return p.code
-	case <-time.After(timeout):
-		p.t.Fatalf("envexec still running after %s\nstderr:\n%s", timeout, p.stderr.String())
-	}
-	return -1
+	p.code = p.run.Wait(p.t, timeout)
+	return p.code
 }
 
 func (p *proc) signal(sig syscall.Signal) {
 	p.t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		p.t.Fatal(err)
-	}
+	p.run.Signal(p.t, sig)
 }
 
 // runEnvexec runs envexec to completion.
@@ -270,9 +236,31 @@ func lastEnv(t *testing.T, dir string) map[string]string {
 
 func put(t *testing.T, c *api.Client, key, value string) {
 	t.Helper()
-	if _, err := c.KV().Put(&api.KVPair{Key: key, Value: []byte(value)}, nil); err != nil {
-		t.Fatal(err)
+	consultest.Put(t, c, key, value)
+}
+
+// trickyValues puts values that must reach the command, and survive an
+// export, byte for byte (newlines, quotes, a backslash, "=", "$", "#",
+// padding, non-ASCII, empty) under the namespace n, and returns them by
+// name.
+func trickyValues(t *testing.T, c *api.Client, n string) map[string]string {
+	t.Helper()
+	values := map[string]string{
+		"PLAIN":    "simple-value",
+		"NEWLINES": "line 1\nline 2\n",
+		"QUOTES":   `it's "quoted" \ back` + "`tick`",
+		"LEADQ":    `"starts with a quote`,
+		"DOLLAR":   "$HOME ${PATH} $(id)",
+		"SPACES":   "  padded  ",
+		"EQUALS":   "a=b==c",
+		"UNICODE":  "ünïcødé ✓ 日本",
+		"EMPTY":    "",
+		"HASH":     "#not a comment",
 	}
+	for k, v := range values {
+		put(t, c, n+"/"+k, v)
+	}
+	return values
 }
 
 func del(t *testing.T, c *api.Client, key string) {
@@ -406,18 +394,7 @@ func TestEnvironmentNames(t *testing.T) {
 
 func TestPristineAndByteExact(t *testing.T) {
 	a, c, n := nsWith(t)
-	values := map[string]string{
-		"NEWLINES": "line 1\nline 2\n",
-		"EQUALS":   "a=b==c",
-		"QUOTES":   `it's "quoted" \ back` + "`tick`",
-		"UNICODE":  "ünïcødé ✓ 日本",
-		"EMPTY":    "",
-		"SPACES":   "  padded  ",
-		"DOLLAR":   "$HOME ${PATH}",
-	}
-	for k, v := range values {
-		put(t, c, n+"/"+k, v)
-	}
+	values := trickyValues(t, c, n)
 	dir := childDir(t)
 	args := append([]string{"-once", "-prefix", n, "-pristine", "-env-allow", "KEEP_ME,KEEP_GLOB_*"}, childArgs(dir, "exit", 0)...)
 	p := runEnvexec(t, a.HTTPAddr(), []string{"KEEP_ME=1", "KEEP_GLOB_X=2", "DROP_ME=3"}, args...)
@@ -603,21 +580,7 @@ func TestArgumentQuoting(t *testing.T) {
 
 func TestExportRoundTrip(t *testing.T) {
 	a, c, n := nsWith(t)
-	values := map[string]string{
-		"PLAIN":    "simple-value",
-		"NEWLINES": "line 1\nline 2\n",
-		"QUOTES":   `it's "quoted"` + " \\ `tick`",
-		"LEADQ":    `"starts with a quote`,
-		"DOLLAR":   "$HOME ${PATH} $(id)",
-		"SPACES":   "  padded  ",
-		"EQUALS":   "a=b",
-		"UNICODE":  "ünïcødé ✓",
-		"EMPTY":    "",
-		"HASH":     "#not a comment",
-	}
-	for k, v := range values {
-		put(t, c, n+"/"+k, v)
-	}
+	values := trickyValues(t, c, n)
 	for _, format := range []string{"shell", "dotenv", "json"} {
 		t.Run(format, func(t *testing.T) {
 			p := runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-export", format)
@@ -757,12 +720,7 @@ func TestBadInput(t *testing.T) {
 
 	// Consul unreachable: it says what it waits for, gives up at
 	// -wait-timeout with a clear message, and never starts the command.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := proctest.FreeAddr(t) // nothing listens there
 	p := runEnvexec(t, dead, nil, append([]string{"-prefix", "app/config", "-wait-timeout", "2500ms"}, child...)...)
 	if p.code != exitWaitTimeout {
 		t.Errorf("exit %d, want %d\n%s", p.code, exitWaitTimeout, p.stderr)
@@ -783,12 +741,7 @@ func TestConsulOutage(t *testing.T) {
 	c := a.Client()
 	put(t, c, "app/PORT", "80")
 	dir := childDir(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	maddr := ln.Addr().String()
-	ln.Close()
+	maddr := proctest.FreeAddr(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", "app", "-kill-timeout", "5s", "-metrics-addr", maddr}, childArgs(dir, "hold", 0)...)...)
 	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	pid := starts(dir)[0]
@@ -802,22 +755,16 @@ func TestConsulOutage(t *testing.T) {
 	if !strings.Contains(p.stderr.String(), " since=") {
 		t.Errorf("the waiting line does not say since when:\n%s", p.stderr)
 	}
-	if resp, err := http.Get("http://" + maddr + "/health"); err != nil {
+	if code, b, err := proctest.Fetch(maddr, "/health"); err != nil {
 		t.Error(err)
-	} else {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.HasPrefix(string(b), "degraded: running with the last environment; ") {
-			t.Errorf("/health while Consul is down: %d %q, want 200 degraded", resp.StatusCode, b)
-		}
+	} else if code != 200 || !strings.HasPrefix(b, "degraded: running with the last environment; ") {
+		t.Errorf("/health while Consul is down: %d %q, want 200 degraded", code, b)
 	}
 	if err := syscall.Kill(pid, 0); err != nil {
 		t.Fatalf("the child died while Consul was down: %v", err)
 	}
-	select {
-	case <-p.done:
-		t.Fatalf("envexec exited while Consul was down: %d\n%s", p.code, p.stderr)
-	default:
+	if !p.run.Alive() {
+		t.Fatalf("envexec exited while Consul was down: %d\n%s", p.run.Code(), p.stderr)
 	}
 	if len(starts(dir)) != 1 {
 		t.Fatalf("the child was restarted while Consul was down: %v", events(dir))
@@ -842,17 +789,9 @@ func TestConsulOutage(t *testing.T) {
 func TestServiceAndMetrics(t *testing.T) {
 	a, c, n := nsWith(t)
 	svc := "envexecweb"
-	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: svc + "-1", Name: svc, Address: "10.1.2.3", Port: 8080, Tags: []string{"blue", "v2"}}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Agent().ServiceDeregister(svc + "-1") })
+	consultest.Register(t, c, &api.AgentServiceRegistration{ID: svc + "-1", Name: svc, Address: "10.1.2.3", Port: 8080, Tags: []string{"blue", "v2"}})
 	put(t, c, n+"/V", "1")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	maddr := ln.Addr().String()
-	ln.Close()
+	maddr := proctest.FreeAddr(t)
 	dir := childDir(t)
 	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-service", svc,
 		"-service-format-port", "{{ service }}_HTTP_PORT", "-upcase", "-metrics-addr", maddr}, childArgs(dir, "hold", 0)...)...)
@@ -867,16 +806,7 @@ func TestServiceAndMetrics(t *testing.T) {
 		t.Errorf("environment:\n%s\nwant:\n%s", fmtEnv(env), fmtEnv(want))
 	}
 
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + maddr + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	if code, body := get("/health"); code != 200 {
+	if code, body := proctest.Get(t, maddr, "/health"); code != 200 {
 		t.Errorf("/health %d %s", code, body)
 	}
 	// A new instance port is a change: restart, counted.
@@ -886,12 +816,11 @@ func TestServiceAndMetrics(t *testing.T) {
 	eventually.True(t, 20*time.Second, "restart for the new port", func() bool {
 		return len(starts(dir)) == 2 && lastEnv(t, dir)["ENVEXECWEB_HTTP_PORT"] == "9090"
 	})
-	_, body := get("/metrics")
-	for _, want := range []string{"berth_envexec_child_starts_total 2", "berth_envexec_restarts_total 1", "berth_envexec_sources_ready 2", "berth_envexec_child_running 1"} {
-		if !strings.Contains(body, want) {
-			t.Errorf("/metrics lacks %q", want)
-		}
-	}
+	proctest.WantMetrics(t, maddr,
+		proctest.Sample{Name: "berth_envexec_child_starts_total", Value: 2},
+		proctest.Sample{Name: "berth_envexec_restarts_total", Value: 1},
+		proctest.Sample{Name: "berth_envexec_sources_ready", Value: 2},
+		proctest.Sample{Name: "berth_envexec_child_running", Value: 1})
 	p.signal(syscall.SIGTERM)
 	p.wait(20 * time.Second)
 }
@@ -931,29 +860,13 @@ func TestConsulPausedAndSplay(t *testing.T) {
 
 func TestInterruptedWhileWaiting(t *testing.T) {
 	consultest.Require(t, agent)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
-	ml, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	maddr := ml.Addr().String()
-	ml.Close()
+	dead, maddr := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	dir := childDir(t)
 	p := startEnvexec(t, dead, nil, append([]string{"-prefix", "app", "-metrics-addr", maddr}, childArgs(dir, "exit", 0)...)...)
 	// /health says what it waits for.
 	eventually.True(t, 20*time.Second, "/health to answer 503 naming the prefix", func() bool {
-		resp, err := http.Get("http://" + maddr + "/health")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode == 503 && strings.Contains(string(b), "waiting for prefix app")
+		code, b, err := proctest.Fetch(maddr, "/health")
+		return err == nil && code == 503 && strings.Contains(b, "waiting for prefix app")
 	})
 	p.signal(syscall.SIGTERM)
 	if code := p.wait(20 * time.Second); code != exitInterrupted {
@@ -972,18 +885,9 @@ func TestInterruptedWhileWaiting(t *testing.T) {
 // stay a zombie.
 func TestReapsAsPID1(t *testing.T) {
 	a := consultest.Require(t, agent)
-	unshare, err := exec.LookPath("unshare")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("unshare needed (CI=true)")
-		}
-		t.Skip("needs unshare")
-	}
+	unshare := proctest.Tool(t, "unshare", "")
 	if out, err := exec.Command(unshare, "--pid", "--fork", "--mount-proc", "true").CombinedOutput(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("a PID namespace is needed (CI=true; run as root): %v %s", err, out)
-		}
-		t.Skipf("cannot create a PID namespace here (needs root): %v %s", err, out)
+		proctest.Need(t, "a PID namespace (run as root)", fmt.Errorf("%v %s", err, out))
 	}
 	n := ns(t)
 	put(t, c(a), n+"/V", "1")

@@ -4,9 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,28 +16,26 @@ import (
 
 	"github.com/berth/berth/pkg/consultest"
 	"github.com/berth/berth/pkg/eventually"
+	"github.com/berth/berth/pkg/proctest"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/hashicorp/consul/api"
 )
 
 var (
-	agent    *consultest.Agent
-	lockrunB string // the lockrun binary built for these tests
+	agent      *consultest.Agent
+	lockrunBin proctest.Build // lockrun, built for the first test that runs it
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "lockrun-test")
-	if err != nil {
-		panic(err)
-	}
-	lockrunB = filepath.Join(dir, "lockrun")
-	if out, err := exec.Command("go", "build", "-o", lockrunB, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build lockrun: %v\n%s", err, out)
-		os.Exit(1)
-	}
 	code := consultest.Main(m, &agent)
-	os.RemoveAll(dir)
+	lockrunBin.Remove()
 	os.Exit(code)
+}
+
+// lockrunPath is the lockrun binary built for these tests.
+func lockrunPath(t *testing.T) string {
+	t.Helper()
+	return lockrunBin.Path(t)
 }
 
 type result struct {
@@ -58,19 +53,18 @@ func command(a *consultest.Agent, bin string, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// startLR starts lockrun with args against a; it is stopped at the end of
+// the test.
+func startLR(t *testing.T, a *consultest.Agent, args ...string) *proctest.Proc {
+	t.Helper()
+	return proctest.Start(t, command(a, lockrunPath(t), args...), proctest.Options{})
+}
+
+// runLR runs lockrun with args against a to its end.
 func runLR(t *testing.T, a *consultest.Agent, args ...string) result {
 	t.Helper()
-	cmd := command(a, lockrunB, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run lockrun %v: %v", args, err)
-	}
-	return result{code, out.String(), errb.String()}
+	p := startLR(t, a, args...)
+	return result{p.Code(), p.Stdout.String(), p.Stderr.String()}
 }
 
 func sessionsNamed(t *testing.T, a *consultest.Agent, sub string) []string {
@@ -163,8 +157,9 @@ func contend(t *testing.T, a *consultest.Agent, procs, runs int, argsFor func(i 
 func TestSemaphoreMutualExclusion(t *testing.T) {
 	a := consultest.Require(t, agent)
 	log := filepath.Join(t.TempDir(), "log")
+	bin := lockrunPath(t)
 	contend(t, a, 5, 20, func(int) (string, []string) {
-		return lockrunB, []string{"-n", "2", "test/sem-excl", fmt.Sprintf(childScript, log)}
+		return bin, []string{"-n", "2", "test/sem-excl", fmt.Sprintf(childScript, log)}
 	})
 	o := readOverlap(t, log)
 	if o.enters != 100 {
@@ -181,8 +176,9 @@ func TestSemaphoreMutualExclusion(t *testing.T) {
 func TestLockExclusionAndIncreasingTokens(t *testing.T) {
 	a := consultest.Require(t, agent)
 	log := filepath.Join(t.TempDir(), "log")
+	bin := lockrunPath(t)
 	contend(t, a, 3, 10, func(int) (string, []string) {
-		return lockrunB, []string{"test/lock-excl", fmt.Sprintf(childScript, log)}
+		return bin, []string{"test/lock-excl", fmt.Sprintf(childScript, log)}
 	})
 	o := readOverlap(t, log)
 	if o.enters != 30 || o.max != 1 {
@@ -207,6 +203,7 @@ func TestLockExclusionAndIncreasingTokens(t *testing.T) {
 
 func TestInteropWithConsulLock(t *testing.T) {
 	a := consultest.Require(t, agent)
+	bin := lockrunPath(t)
 	for _, n := range []int{1, 2} {
 		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
 			log := filepath.Join(t.TempDir(), "log")
@@ -216,7 +213,7 @@ func TestInteropWithConsulLock(t *testing.T) {
 				if p%2 == 0 {
 					return a.Bin, []string{"lock", "-n", strconv.Itoa(n), prefix, script}
 				}
-				return lockrunB, []string{"-n", strconv.Itoa(n), prefix, script}
+				return bin, []string{"-n", strconv.Itoa(n), prefix, script}
 			})
 			o := readOverlap(t, log)
 			if o.enters != 24 || o.max > n {
@@ -245,14 +242,7 @@ func TestLockLostStopsProcessGroup(t *testing.T) {
 			prefix := "test/lost-" + how
 			script := fmt.Sprintf(`sleep 300 & echo $! > %[1]s/gc; echo $$ > %[1]s/child; echo $LOCKRUN_SESSION > %[1]s/sess; wait`, dir)
 			grace := 3 * time.Second
-			cmd := command(a, lockrunB, "-kill-timeout", grace.String(), prefix, script)
-			var errb bytes.Buffer
-			cmd.Stderr = &errb
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
+			p := startLR(t, a, "-kill-timeout", grace.String(), prefix, script)
 			sess := readInt(t, dir+"/sess")
 			child, _ := strconv.Atoi(readInt(t, dir+"/child"))
 			gc, _ := strconv.Atoi(readInt(t, dir+"/gc"))
@@ -267,21 +257,17 @@ func TestLockLostStopsProcessGroup(t *testing.T) {
 			} else if _, err := a.Client().KV().Delete(prefix+"/.lock", nil); err != nil {
 				t.Fatal(err)
 			}
-			select {
-			case err := <-done:
-				ee, ok := err.(*exec.ExitError)
-				if !ok || ee.ExitCode() != exitLockLost {
-					t.Fatalf("exit %v, want code %d; stderr %s", err, exitLockLost, errb.String())
-				}
-			case <-time.After(grace + 10*time.Second):
-				cmd.Process.Kill()
-				t.Fatalf("lockrun did not exit after the lock was lost; stderr %s", errb.String())
+			if !p.Exited(grace + 10*time.Second) {
+				t.Fatalf("lockrun did not exit after the lock was lost; stderr %s", p.Stderr)
+			}
+			if code := p.Code(); code != exitLockLost {
+				t.Fatalf("exit %d, want code %d; stderr %s", code, exitLockLost, p.Stderr)
 			}
 			// The issue's bound: both gone within the grace period.
 			eventually.True(t, grace, "child and grandchild gone", func() bool { return !supervisor.Alive(child) && !supervisor.Alive(gc) })
 			t.Logf("lock lost → child and grandchild gone in %s", time.Since(lostAt).Round(time.Millisecond))
-			if !strings.Contains(errb.String(), "lost") {
-				t.Errorf("stderr does not say the lock was lost: %s", errb.String())
+			if !strings.Contains(p.Stderr.String(), "lost") {
+				t.Errorf("stderr does not say the lock was lost: %s", p.Stderr)
 			}
 		})
 	}
@@ -291,19 +277,16 @@ func TestSignalsForwardedAndReleaseOnTerm(t *testing.T) {
 	a := consultest.Require(t, agent)
 	dir := t.TempDir()
 	script := fmt.Sprintf(`trap 'echo usr1 >> %[1]s/sig' USR1; trap 'echo hup >> %[1]s/sig' HUP; trap 'echo term >> %[1]s/sig; exit 0' TERM; echo $$ > %[1]s/child; while :; do sleep 0.05; done`, dir)
-	cmd := command(a, lockrunB, "-name", "sigtest", "test/signals", script)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	p := startLR(t, a, "-name", "sigtest", "test/signals", script)
 	readInt(t, dir+"/child")
 	sigs := func() string { b, _ := os.ReadFile(dir + "/sig"); return string(b) }
-	cmd.Process.Signal(syscall.SIGUSR1)
+	p.Signal(t, syscall.SIGUSR1)
 	eventually.True(t, 10*time.Second, "USR1 to reach the child", func() bool { return strings.Contains(sigs(), "usr1") })
-	cmd.Process.Signal(syscall.SIGHUP)
+	p.Signal(t, syscall.SIGHUP)
 	eventually.True(t, 10*time.Second, "HUP to reach the child", func() bool { return strings.Contains(sigs(), "hup") })
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("lockrun after SIGTERM: %v", err)
+	p.Signal(t, syscall.SIGTERM)
+	if code := p.Code(); code != 0 {
+		t.Fatalf("lockrun after SIGTERM: exit %d; stderr %s", code, p.Stderr)
 	}
 	if !strings.Contains(sigs(), "term") {
 		t.Fatalf("TERM not forwarded: %q", sigs())
@@ -329,26 +312,17 @@ func TestForwardedTermOneGrace(t *testing.T) {
 	dir := t.TempDir()
 	script := fmt.Sprintf(`trap 'echo term >> %[1]s/sig' TERM; echo $$ > %[1]s/child; while :; do sleep 0.05; done`, dir)
 	const grace = 2 * time.Second
-	cmd := command(a, lockrunB, "-name", "deaftest", "-child-exit-code", "-kill-timeout", grace.String(), "test/deaf", script)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	p := startLR(t, a, "-name", "deaftest", "-child-exit-code", "-kill-timeout", grace.String(), "test/deaf", script)
 	readInt(t, dir+"/child") // written after the trap is set
 	sent := time.Now()
-	cmd.Process.Signal(syscall.SIGTERM)
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(grace + 60*time.Second):
-		cmd.Process.Kill()
+	p.Signal(t, syscall.SIGTERM)
+	if !p.Exited(grace + 60*time.Second) {
 		t.Fatal("lockrun still running long after the grace period")
 	}
 	took := time.Since(sent)
 	t.Logf("SIGTERM to exit: %s with -kill-timeout %s", took.Round(time.Millisecond), grace)
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 128+int(syscall.SIGKILL) {
-		t.Errorf("exit %v, want %d (the child killed, -child-exit-code)", err, 128+int(syscall.SIGKILL))
+	if code := p.Code(); code != 128+int(syscall.SIGKILL) {
+		t.Errorf("exit %d, want %d (the child killed, -child-exit-code)", code, 128+int(syscall.SIGKILL))
 	}
 	if took < grace {
 		t.Errorf("exit %s after SIGTERM, before -kill-timeout %s", took, grace)
@@ -370,30 +344,17 @@ func TestInterruptWhileWaiting(t *testing.T) {
 		t.Run("n="+n, func(t *testing.T) {
 			prefix := "test/interrupt-" + n
 			dir := t.TempDir()
-			var holders []*exec.Cmd
 			want := 1
 			if n == "2" {
 				want = 2
 			}
 			for i := 0; i < want; i++ {
-				h := command(a, lockrunB, "-n", n, "-name", "holder-"+n, prefix, fmt.Sprintf("touch %s/h%d; sleep 300", dir, i))
-				if err := h.Start(); err != nil {
-					t.Fatal(err)
-				}
-				holders = append(holders, h)
+				// Stopped (SIGTERM) at the end of the subtest.
+				startLR(t, a, "-n", n, "-name", "holder-"+n, prefix, fmt.Sprintf("touch %s/h%d; sleep 300", dir, i))
 				readyFile := fmt.Sprintf("%s/h%d", dir, i)
 				eventually.True(t, 20*time.Second, "holder to hold", func() bool { _, err := os.Stat(readyFile); return err == nil })
 			}
-			defer func() {
-				for _, h := range holders {
-					h.Process.Signal(syscall.SIGTERM)
-					h.Wait()
-				}
-			}()
-			w := command(a, lockrunB, "-n", n, "-name", "waiter-"+n, prefix, "touch "+dir+"/waiter-ran")
-			if err := w.Start(); err != nil {
-				t.Fatal(err)
-			}
+			w := startLR(t, a, "-n", n, "-name", "waiter-"+n, prefix, "touch "+dir+"/waiter-ran")
 			var sess []string
 			eventually.True(t, 10*time.Second, "waiter's session", func() bool { sess = sessionsNamed(t, a, "waiter-"+n); return len(sess) == 1 })
 			if n == "2" {
@@ -403,10 +364,9 @@ func TestInterruptWhileWaiting(t *testing.T) {
 				})
 			}
 			time.Sleep(200 * time.Millisecond)
-			w.Process.Signal(syscall.SIGINT)
-			err := w.Wait()
-			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitInterrupted {
-				t.Fatalf("waiter exit %v, want %d", err, exitInterrupted)
+			w.Signal(t, syscall.SIGINT)
+			if code := w.Code(); code != exitInterrupted {
+				t.Fatalf("waiter exit %d, want %d", code, exitInterrupted)
 			}
 			if _, err := os.Stat(dir + "/waiter-ran"); err == nil {
 				t.Fatal("interrupted waiter ran its command")
@@ -424,11 +384,7 @@ func TestInterruptWhileWaiting(t *testing.T) {
 func TestTimeout(t *testing.T) {
 	a := consultest.Require(t, agent)
 	dir := t.TempDir()
-	h := command(a, lockrunB, "test/timeout", "touch "+dir+"/held; sleep 300")
-	if err := h.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { h.Process.Signal(syscall.SIGTERM); h.Wait() }()
+	startLR(t, a, "test/timeout", "touch "+dir+"/held; sleep 300") // stopped at the end
 	eventually.True(t, 20*time.Second, "holder", func() bool { _, err := os.Stat(dir + "/held"); return err == nil })
 	for _, flagName := range []string{"-timeout", "-try"} {
 		start := time.Now()
@@ -486,13 +442,13 @@ func TestChildEnvArgsAndExitCodes(t *testing.T) {
 		t.Fatalf("-child-exit-code with signal death: exit %d, want 137", r.code)
 	}
 	// -pass-stdin
-	cmd := command(a, lockrunB, "-pass-stdin", "test/env", "cat")
+	cmd := command(a, lockrunPath(t), "-pass-stdin", "test/env", "cat")
 	cmd.Stdin = strings.NewReader("from stdin")
 	out, err := cmd.Output()
 	if err != nil || string(out) != "from stdin" {
 		t.Fatalf("-pass-stdin: %q %v", out, err)
 	}
-	cmd = command(a, lockrunB, "test/env", "cat")
+	cmd = command(a, lockrunPath(t), "test/env", "cat")
 	cmd.Stdin = strings.NewReader("from stdin")
 	if out, _ = cmd.Output(); len(out) != 0 {
 		t.Fatalf("stdin given without -pass-stdin: %q", out)
@@ -537,20 +493,13 @@ func TestBadInput(t *testing.T) {
 func TestConflictingKindsAndLimits(t *testing.T) {
 	a := consultest.Require(t, agent)
 	dir := t.TempDir()
-	hold := func(n, prefix, marker string) *exec.Cmd {
-		h := command(a, lockrunB, "-n", n, prefix, "touch "+dir+"/"+marker+"; sleep 300")
-		if err := h.Start(); err != nil {
-			t.Fatal(err)
-		}
+	// Each holder is stopped (SIGTERM) at the end of the test.
+	hold := func(n, prefix, marker string) {
+		startLR(t, a, "-n", n, prefix, "touch "+dir+"/"+marker+"; sleep 300")
 		eventually.True(t, 20*time.Second, "holder", func() bool { _, err := os.Stat(dir + "/" + marker); return err == nil })
-		return h
 	}
-	stop := func(h *exec.Cmd) { h.Process.Signal(syscall.SIGTERM); h.Wait() }
-
-	sem := hold("2", "test/conflict-sem", "sem")
-	defer stop(sem)
-	lk := hold("1", "test/conflict-lock", "lock")
-	defer stop(lk)
+	hold("2", "test/conflict-sem", "sem")
+	hold("1", "test/conflict-lock", "lock")
 
 	cases := []struct {
 		args []string
@@ -589,7 +538,7 @@ func TestACLTokenAndTLS(t *testing.T) {
 	a, tokenFile := consultest.StartSecureT(t, "lockrun-secure", token)
 	base := func(extra ...string) *exec.Cmd {
 		args := append(append([]string{"-verbose", "-http-addr", "https://" + a.HTTPSAddr()}, a.TLSFlags()...), extra...)
-		cmd := exec.Command(lockrunB, args...)
+		cmd := exec.Command(lockrunPath(t), args...)
 		// A clean environment: nothing but what the flags give.
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 		return cmd
@@ -625,48 +574,21 @@ func TestACLTokenAndTLS(t *testing.T) {
 func TestMetricsAndHealth(t *testing.T) {
 	a := consultest.Require(t, agent)
 	dir := t.TempDir()
-	port := freePort(t)
-	cmd := command(a, lockrunB, "-metrics-addr", "127.0.0.1:"+port, "test/metrics", "touch "+dir+"/held; sleep 300")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	maddr := proctest.FreeAddr(t)
+	startLR(t, a, "-metrics-addr", maddr, "test/metrics", "touch "+dir+"/held; sleep 300") // stopped at the end
 	eventually.True(t, 20*time.Second, "holder", func() bool { _, err := os.Stat(dir + "/held"); return err == nil })
-	body := httpGet(t, "http://127.0.0.1:"+port+"/metrics")
-	for _, want := range []string{"berth_lockrun_held 1", "berth_lockrun_acquisitions_total 1", "berth_lockrun_wait_seconds_count 1"} {
-		if !strings.Contains(body, want) {
-			t.Errorf("/metrics lacks %q", want)
-		}
-	}
-	if h := httpGet(t, "http://127.0.0.1:"+port+"/health"); strings.TrimSpace(h) != "ok" {
+	proctest.WantMetrics(t, maddr,
+		proctest.Sample{Name: "berth_lockrun_held", Value: 1},
+		proctest.Sample{Name: "berth_lockrun_acquisitions_total", Value: 1},
+		proctest.Sample{Name: "berth_lockrun_wait_seconds_count", Value: 1})
+	if _, h := proctest.Get(t, maddr, "/health"); strings.TrimSpace(h) != "ok" {
 		t.Errorf("/health = %q", h)
 	}
 	// A busy address is a usage error naming it.
-	r := runLR(t, a, "-metrics-addr", "127.0.0.1:"+port, "test/metrics2", "true")
+	r := runLR(t, a, "-metrics-addr", maddr, "test/metrics2", "true")
 	if r.code != exitUsage || !strings.Contains(r.stderr, "-metrics-addr") {
 		t.Errorf("busy -metrics-addr: exit %d %q", r.code, r.stderr)
 	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
-func httpGet(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
 }
 
 // After a holder's session is invalidated, Consul refuses the lock for the
@@ -674,15 +596,12 @@ func httpGet(t *testing.T, url string) string {
 func TestLockDelayVisibleAndRetried(t *testing.T) {
 	a := consultest.Require(t, agent)
 	dir := t.TempDir()
-	h := command(a, lockrunB, "-lock-delay", "4s", "-kill-timeout", "500ms", "test/delay", "echo $LOCKRUN_SESSION > "+dir+"/sess; sleep 300")
-	if err := h.Start(); err != nil {
-		t.Fatal(err)
-	}
+	h := startLR(t, a, "-lock-delay", "4s", "-kill-timeout", "500ms", "test/delay", "echo $LOCKRUN_SESSION > "+dir+"/sess; sleep 300")
 	sess := readInt(t, dir+"/sess")
 	if _, err := a.Client().Session().Destroy(sess, nil); err != nil {
 		t.Fatal(err)
 	}
-	h.Wait()
+	<-h.Done()
 	start := time.Now()
 	r := runLR(t, a, "-lock-delay-retry", "200ms", "test/delay", "true")
 	if r.code != 0 || !strings.Contains(r.stderr, "lock-delay in force") {
@@ -697,29 +616,19 @@ func TestLockDelayVisibleAndRetried(t *testing.T) {
 func TestConsulStoppedWhileHolding(t *testing.T) {
 	a := consultest.StartT(t, consultest.Options{NodeName: "lockrun-fault"})
 	dir := t.TempDir()
-	cmd := command(a, lockrunB, "-monitor-retry", "2", "-kill-timeout", "1s", "test/fault", "echo $$ > "+dir+"/child; exec sleep 300")
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	p := startLR(t, a, "-monitor-retry", "2", "-kill-timeout", "1s", "test/fault", "echo $$ > "+dir+"/child; exec sleep 300")
 	child, _ := strconv.Atoi(readInt(t, dir+"/child"))
 	a.Stop()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitLockLost {
-			t.Fatalf("exit %v, want %d; stderr %s", err, exitLockLost, errb.String())
-		}
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("lockrun kept running with Consul gone; stderr %s", errb.String())
+	if !p.Exited(30 * time.Second) {
+		t.Fatalf("lockrun kept running with Consul gone; stderr %s", p.Stderr)
+	}
+	if code := p.Code(); code != exitLockLost {
+		t.Fatalf("exit %d, want %d; stderr %s", code, exitLockLost, p.Stderr)
 	}
 	if supervisor.Alive(child) {
 		t.Fatal("child still running after the lock was lost")
 	}
-	if !strings.Contains(errb.String(), "waiting for Consul's leader to confirm we hold the lock") {
-		t.Errorf("retries not logged: %s", errb.String())
+	if !strings.Contains(p.Stderr.String(), "waiting for Consul's leader to confirm we hold the lock") {
+		t.Errorf("retries not logged: %s", p.Stderr)
 	}
 }

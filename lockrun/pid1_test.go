@@ -9,10 +9,11 @@ import (
 	"testing"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/proctest"
 )
 
-// requireDocker returns the docker CLI path, failing under CI=true and
-// skipping otherwise when Docker is not usable.
+// requireDocker returns the docker CLI path; Docker not usable is handled by
+// proctest.Need (fails with CI=true, skips otherwise).
 func requireDocker(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
@@ -22,12 +23,7 @@ func requireDocker(t *testing.T) string {
 	if err == nil {
 		err = exec.Command(docker, "info").Run()
 	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("docker needed (CI=true): %v", err)
-		}
-		t.Skipf("needs a Docker daemon: %v", err)
-	}
+	proctest.Need(t, "a Docker daemon", err)
 	return docker
 }
 
@@ -38,12 +34,8 @@ func TestPID1ReapsOrphans(t *testing.T) {
 	a := consultest.Require(t, agent)
 	docker := requireDocker(t)
 	busybox := "/bin/busybox"
-	if _, err := os.Stat(busybox); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("static busybox needed (CI=true; Debian package busybox-static): %v", err)
-		}
-		t.Skipf("needs /bin/busybox (busybox-static): %v", err)
-	}
+	_, err := os.Stat(busybox)
+	proctest.Need(t, "/bin/busybox (Debian package busybox-static)", err)
 	ctx := t.TempDir()
 	static := filepath.Join(ctx, "lockrun")
 	build := exec.Command("go", "build", "-o", static, ".")

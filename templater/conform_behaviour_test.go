@@ -9,7 +9,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"github.com/berth/berth/pkg/eventually"
 	"net"
 	"os"
 	"os/exec"
@@ -21,6 +20,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth/berth/pkg/eventually"
+	"github.com/berth/berth/pkg/proctest"
 )
 
 // tool is one of the two programs under comparison.
@@ -39,13 +41,7 @@ func toolDir(t *testing.T, name string, files map[string]string) string {
 		t.Fatal(err)
 	}
 	for f, body := range files {
-		p := filepath.Join(dir, f)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(strings.ReplaceAll(body, "@ADDR@", agent.HTTPAddr())), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		proctest.WriteFile(t, filepath.Join(dir, f), strings.ReplaceAll(body, "@ADDR@", agent.HTTPAddr()))
 	}
 	return dir
 }
@@ -71,53 +67,17 @@ func bothIn(t *testing.T, files map[string]string, dst string, args ...string) (
 	return out, dirs
 }
 
-// daemon is a tool running without -once.
-type daemon struct {
-	cmd  *exec.Cmd
-	log  *syncBuffer
-	done chan struct{}
-	code int
-}
-
-func startDaemon(t *testing.T, bin, dir string, args ...string) *daemon {
+// startDaemon runs a tool without -once in dir, with the suite's
+// environment.
+func startDaemon(t *testing.T, bin, dir string, args ...string) *proctest.Proc {
 	t.Helper()
-	d := &daemon{cmd: exec.Command(bin, args...), log: &syncBuffer{}, done: make(chan struct{})}
-	d.cmd.Dir, d.cmd.Env = dir, ctEnv
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	d.cmd.WaitDelay = 2 * time.Second // a child left behind may hold the output open
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		err := d.cmd.Wait()
-		d.code = d.cmd.ProcessState.ExitCode()
-		if ws, ok := d.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			d.code = 128 + int(ws.Signal())
-		}
-		_ = err
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-d.done:
-		default:
-			_ = d.cmd.Process.Kill()
-			<-d.done
-		}
-	})
-	return d
+	cmd := exec.Command(bin, args...)
+	cmd.Dir, cmd.Env = dir, ctEnv
+	return proctest.Start(t, cmd, proctest.Options{Combined: true})
 }
 
-// stop sends sig and returns the exit code (-1: still running after 20s).
-func (d *daemon) stop(sig syscall.Signal) int {
-	_ = d.cmd.Process.Signal(sig)
-	select {
-	case <-d.done:
-		return d.code
-	case <-time.After(20 * time.Second):
-		return -1
-	}
-}
+// daemonStopWait is how long a daemon has to exit after a stop signal.
+const daemonStopWait = 20 * time.Second
 
 // 4. A key read with `key` that is deleted keeps its last value, and other
 // changes to the same file are still written.
@@ -126,7 +86,7 @@ func TestConformKeyDeletedMidRun(t *testing.T) {
 	put(t, c, "ct/del/a", "A1")
 	put(t, c, "ct/del/b", "B1")
 	files := map[string]string{"in.tmpl": `a={{ key "ct/del/a" }} b={{ key "ct/del/b" }}`}
-	var ds []*daemon
+	var ds []*proctest.Proc
 	var outs []string
 	for _, tl := range tools(t) {
 		dir := toolDir(t, tl.name, files)
@@ -147,7 +107,7 @@ func TestConformKeyDeletedMidRun(t *testing.T) {
 		t.Fatalf("after the delete: consul-template wrote %q, templater %q", a, b)
 	}
 	for _, d := range ds {
-		d.stop(syscall.SIGINT)
+		d.Stop(syscall.SIGINT, daemonStopWait)
 	}
 }
 
@@ -176,7 +136,7 @@ trap 'echo term >> sig.log; exit 0' TERM
 while :; do sleep 0.1; done
 `}
 	type run struct {
-		d   *daemon
+		d   *proctest.Proc
 		dir string
 	}
 	var runs []run
@@ -195,17 +155,17 @@ while :; do sleep 0.1; done
 	}
 	time.Sleep(300 * time.Millisecond) // let the traps be set
 	for _, r := range runs {
-		_ = r.d.cmd.Process.Signal(syscall.SIGUSR1)
+		_ = r.d.Cmd.Process.Signal(syscall.SIGUSR1)
 	}
 	for _, r := range runs {
 		eventually.True(t, 20*time.Second, "usr1 reached the program", func() bool { return strings.Contains(readFile(filepath.Join(r.dir, "sig.log")), "usr1") })
 	}
 	time.Sleep(300 * time.Millisecond)
 	peer, ours := runs[0], runs[1]
-	if !ours.d.alive() {
-		t.Fatalf("templater exited (%d) on a forwarded signal the program caught", ours.d.code)
+	if !ours.d.Alive() {
+		t.Fatalf("templater exited (%d) on a forwarded signal the program caught", ours.d.Code())
 	}
-	code := ours.d.stop(syscall.SIGINT)
+	code := ours.d.Stop(syscall.SIGINT, daemonStopWait)
 	if code != exitSignal {
 		t.Errorf("templater exit on SIGINT: %d, want %d (consul-template's ExitCodeInterrupt)", code, exitSignal)
 	}
@@ -213,23 +173,14 @@ while :; do sleep 0.1; done
 	if got := readFile(filepath.Join(ours.dir, "sig.log")); got != "usr1\nterm\n" {
 		t.Errorf("templater's program saw %q, want usr1 then term", got)
 	}
-	peerAlive := peer.d.alive()
-	peerCode := peer.d.stop(syscall.SIGINT)
+	peerAlive := peer.d.Alive()
+	peerCode := peer.d.Stop(syscall.SIGINT, daemonStopWait)
 	orphan := syscall.Kill(pid(peer), 0) == nil
 	if orphan {
 		_ = syscall.Kill(pid(peer), syscall.SIGKILL)
 	}
 	t.Logf("consul-template: running after the forwarded signal: %v; exit %d; program left running: %v; program saw %q",
 		peerAlive, peerCode, orphan, readFile(filepath.Join(peer.dir, "sig.log")))
-}
-
-func (d *daemon) alive() bool {
-	select {
-	case <-d.done:
-		return false
-	default:
-		return true
-	}
 }
 
 // 7. Config blocks: default_delimiters, kill_signal, reload_signal.
@@ -253,7 +204,7 @@ func TestConformKillAndReloadSignal(t *testing.T) {
 		"in.tmpl":    `one {{ key "ct/name" }}`,
 		"config.hcl": "consul {\n address = \"@ADDR@\"\n}\nkill_signal = \"SIGUSR2\"\nreload_signal = \"SIGUSR1\"\nlog_level = \"err\"\ntemplate {\n source = \"in.tmpl\"\n destination = \"out\"\n}\n",
 	}
-	var ds []*daemon
+	var ds []*proctest.Proc
 	var dirs []string
 	for _, tl := range tools(t) {
 		dir := toolDir(t, tl.name, files)
@@ -265,14 +216,14 @@ func TestConformKillAndReloadSignal(t *testing.T) {
 		os.WriteFile(filepath.Join(dir, "in.tmpl"), []byte(`two {{ key "ct/name" }}`), 0o644)
 	}
 	for _, d := range ds {
-		_ = d.cmd.Process.Signal(syscall.SIGUSR1)
+		_ = d.Cmd.Process.Signal(syscall.SIGUSR1)
 	}
 	for _, dir := range dirs {
 		eventually.True(t, 20*time.Second, "reload_signal re-read the template", func() bool { return readFile(filepath.Join(dir, "out")) == "two hello" })
 	}
-	a, b := ds[0].stop(syscall.SIGUSR2), ds[1].stop(syscall.SIGUSR2)
+	a, b := ds[0].Stop(syscall.SIGUSR2, daemonStopWait), ds[1].Stop(syscall.SIGUSR2, daemonStopWait)
 	if a != b || a == -1 {
-		t.Fatalf("exit on kill_signal: consul-template %d, templater %d\n%s", a, b, ds[1].log.String())
+		t.Fatalf("exit on kill_signal: consul-template %d, templater %d\n%s", a, b, ds[1].Stdout.String())
 	}
 }
 

@@ -7,8 +7,6 @@ package main
 // the oracle; no case states an expected output of its own.
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -20,6 +18,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/proctest"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -29,8 +28,8 @@ const ctVersion = "v0.41.1"
 
 // peerBinary finds consul-template: $CONSUL_TEMPLATE_BIN, else the path
 // `make peers` installs to (keyed by version), else the one
-// bench/templater.sh installs. Missing: the test fails with CI=true and is
-// skipped otherwise.
+// bench/templater.sh installs. Missing: proctest.Need (fails with CI=true,
+// skips otherwise).
 func peerBinary(t testing.TB) string {
 	t.Helper()
 	var cands []string
@@ -47,11 +46,7 @@ func peerBinary(t testing.TB) string {
 			return c
 		}
 	}
-	msg := fmt.Sprintf("consul-template %s not found (tried %s); run `make peers`", ctVersion, strings.Join(cands, ", "))
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	proctest.Need(t, "consul-template "+ctVersion+" (`make peers`)", fmt.Errorf("not found (tried %s)", strings.Join(cands, ", ")))
 	return ""
 }
 
@@ -79,25 +74,26 @@ var ctEnv = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "CT_EN
 // dst afterwards. A run still going after the deadline is killed (Code -1).
 func runTool(t *testing.T, bin, dir, dst string, deadline time.Duration, args ...string) outcome {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Env = ctEnv
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	cmd.WaitDelay = 2 * time.Second
-	err := cmd.Run()
-	o := outcome{Stdout: so.String(), Stderr: se.String()}
-	var ee *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		o.Code = -1
-	case errors.As(err, &ee):
-		o.Code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("run %s: %v", bin, err)
+	p := proctest.Start(t, cmd, proctest.Options{})
+	o := outcome{Code: -1}
+	if !p.Exited(deadline) {
+		_ = cmd.Process.Kill()
+		<-p.Done()
+	} else {
+		var ee *exec.ExitError
+		switch err := p.Err(); {
+		case err == nil:
+			o.Code = 0
+		case errors.As(err, &ee):
+			o.Code = ee.ExitCode()
+		default:
+			t.Fatalf("run %s: %v", bin, err)
+		}
 	}
+	o.Stdout, o.Stderr = p.Stdout.String(), p.Stderr.String()
 	if dst != "" {
 		if b, err := os.ReadFile(dst); err == nil {
 			o.Out, o.Wrote = string(b), true

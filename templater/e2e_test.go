@@ -1,132 +1,56 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
 	"github.com/berth/berth/pkg/eventually"
+	"github.com/berth/berth/pkg/proctest"
 	"github.com/hashicorp/consul/api"
 )
 
-var (
-	binDir  string
-	binOnce sync.Once
-	binErr  error
-	binFile string
-)
+// templaterBin is templater built once for the tests, with -race when
+// TEMPLATER_TEST_RACE=1; TestMain removes it.
+var templaterBin = proctest.Build{Flags: raceFlags()}
+
+func raceFlags() []string {
+	if os.Getenv("TEMPLATER_TEST_RACE") == "1" {
+		return []string{"-race"}
+	}
+	return nil
+}
 
 // binary builds templater once per test run.
 func binary(t *testing.T) string {
 	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "templater-test-bin")
-		if binErr != nil {
-			return
-		}
-		binFile = filepath.Join(binDir, "templater")
-		args := []string{"build", "-o", binFile}
-		if os.Getenv("TEMPLATER_TEST_RACE") == "1" {
-			args = append(args, "-race")
-		}
-		out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v: %s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binFile
+	return templaterBin.Path(t)
 }
 
+// proc is a running templater (its log: Stdout) and its metrics address.
 type proc struct {
-	cmd     *exec.Cmd
-	log     *syncBuffer
+	*proctest.Proc
 	metrics string
-	done    chan struct{}
-	err     error
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // start runs the binary with a metrics address and stops it at cleanup.
 func start(t *testing.T, httpAddr string, args ...string) *proc {
 	t.Helper()
-	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	maddr := proctest.FreeAddr(t)
 	all := append([]string{"-http-addr", httpAddr, "-metrics-addr", maddr}, args...)
-	p := &proc{cmd: exec.Command(binary(t), all...), log: &syncBuffer{}, metrics: maddr, done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("templater log:\n%s", p.log.String())
-		}
-	})
-	return p
+	return &proc{Proc: proctest.Start(t, exec.Command(binary(t), all...), proctest.Options{Combined: true}), metrics: maddr}
 }
 
-func (p *proc) alive() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-var metricLine = regexp.MustCompile(`^(\S+?)(\{[^}]*\})? (\S+)$`)
-
-// metric returns the value of name{labels containing sel}, or -1.
-func (p *proc) metric(t *testing.T, name, sel string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + p.metrics + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		m := metricLine.FindStringSubmatch(sc.Text())
-		if m == nil || m[1] != name || !strings.Contains(m[2], sel) {
-			continue
-		}
-		v, _ := strconv.ParseFloat(m[3], 64)
-		return v
-	}
-	return -1
+// metric returns the value of name with labels (name, value pairs), or -1.
+func (p *proc) metric(name string, labels ...string) float64 {
+	return proctest.Metric(p.metrics, name, labels...)
 }
 
 func readFile(p string) string {
@@ -136,9 +60,7 @@ func readFile(p string) string {
 
 func put(t *testing.T, c *api.Client, k, v string) {
 	t.Helper()
-	if _, err := c.KV().Put(&api.KVPair{Key: k, Value: []byte(v)}, nil); err != nil {
-		t.Fatal(err)
-	}
+	consultest.Put(t, c, k, v)
 }
 
 // Only the templates whose own data changed are executed again.
@@ -157,15 +79,13 @@ func TestOnlyAffectedTemplatesReexecute(t *testing.T) {
 		out := filepath.Join(dir, fmt.Sprintf("t%d.out", i))
 		eventually.True(t, 10*time.Second, "first render", func() bool { return strings.HasPrefix(readFile(out), "init ") })
 	}
-	sel := func(i int) string {
-		return fmt.Sprintf(`template="%s"`, filepath.Join(dir, fmt.Sprintf("t%d.tmpl", i)))
-	}
+	src := func(i int) string { return filepath.Join(dir, fmt.Sprintf("t%d.tmpl", i)) }
 	before := map[int]float64{}
 	for i := 1; i <= 3; i++ {
-		before[i] = p.metric(t, "berth_templater_executions_total", sel(i))
+		before[i] = p.metric("berth_templater_executions_total", "template", src(i))
 	}
 	// one service watch shared by the three templates, plus three keys
-	if got := p.metric(t, "berth_templater_watched_dependencies", ""); got != 4 {
+	if got := p.metric("berth_templater_watched_dependencies"); got != 4 {
 		t.Fatalf("watched dependencies %v, want 4", got)
 	}
 	for round := 1; round <= 3; round++ {
@@ -177,7 +97,7 @@ func TestOnlyAffectedTemplatesReexecute(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	after := map[int]float64{}
 	for i := 1; i <= 3; i++ {
-		after[i] = p.metric(t, "berth_templater_executions_total", sel(i))
+		after[i] = p.metric("berth_templater_executions_total", "template", src(i))
 	}
 	if after[1] != before[1] || after[3] != before[3] {
 		t.Fatalf("unaffected templates executed again: before %v after %v", before, after)
@@ -195,13 +115,13 @@ func TestMissingWarning(t *testing.T) {
 	os.WriteFile(src, []byte(`{{ key "app/name" }} {{ key "never/there" }}`), 0o644)
 	p := start(t, agent.HTTPAddr(), "-missing-warn", "1s", "-template", src+":"+filepath.Join(dir, "out"))
 	eventually.True(t, 10*time.Second, "warning", func() bool {
-		l := p.log.String()
+		l := p.Stdout.String()
 		return strings.Contains(l, "template waiting for data") && strings.Contains(l, "kv.get(never/there)") && strings.Contains(l, "wait.tmpl")
 	})
 	if _, err := os.Stat(filepath.Join(dir, "out")); err == nil {
 		t.Fatal("template with missing data was written")
 	}
-	if v := p.metric(t, "berth_templater_waiting_for_data_seconds", "wait.tmpl"); v < 1 {
+	if v := p.metric("berth_templater_waiting_for_data_seconds", "template", src); v < 1 {
 		t.Fatalf("waiting_for_data_seconds %v", v)
 	}
 }
@@ -239,7 +159,7 @@ func TestCommands(t *testing.T) {
 		"-template", srcA+":"+filepath.Join(dir, "c.out")+":exit 3")
 	eventually.True(t, 10*time.Second, "first pass", func() bool { return readFile(count) == "x\n" })
 	eventually.True(t, 20*time.Second, "command failure counted", func() bool {
-		return p.metric(t, "berth_templater_command_failures_total", `command="exit 3"`) == 1
+		return p.metric("berth_templater_command_failures_total", "command", "exit 3") == 1
 	})
 	put(t, c, "cmd/a", "2")
 	eventually.True(t, 10*time.Second, "second pass", func() bool { return readFile(count) == "x\nx\n" })
@@ -249,23 +169,21 @@ func TestCommands(t *testing.T) {
 	if readFile(count) != "x\nx\n" {
 		t.Fatalf("command ran for unchanged output: %q", readFile(count))
 	}
-	if !p.alive() {
+	if !p.Alive() {
 		t.Fatal("templater exited after a failing command")
 	}
-	if !strings.Contains(p.log.String(), "command failed") {
+	if !strings.Contains(p.Stdout.String(), "command failed") {
 		t.Fatal("failing command not logged")
 	}
 
 	// -fail-fast
 	dir2 := t.TempDir()
 	q := start(t, agent.HTTPAddr(), "-fail-fast", "-template", srcA+":"+filepath.Join(dir2, "x.out")+":exit 7")
-	select {
-	case <-q.done:
-	case <-time.After(10 * time.Second):
+	if !q.Exited(10 * time.Second) {
 		t.Fatal("-fail-fast did not exit")
 	}
-	if ee, ok := q.err.(*exec.ExitError); !ok || ee.ExitCode() != exitCommand {
-		t.Fatalf("-fail-fast exit %v, want %d", q.err, exitCommand)
+	if code := q.Code(); code != exitCommand {
+		t.Fatalf("-fail-fast exit %d, want %d", code, exitCommand)
 	}
 }
 
@@ -285,24 +203,22 @@ func TestReloadAndStop(t *testing.T) {
 	eventually.True(t, 10*time.Second, "render", func() bool { return readFile(out) == "v1 one" })
 
 	os.WriteFile(cfg, []byte("template {\n source = \n"), 0o644)
-	p.cmd.Process.Signal(syscall.SIGHUP)
-	eventually.True(t, 20*time.Second, "rejection logged", func() bool { return strings.Contains(p.log.String(), "keeping the running one") })
+	p.Signal(t, syscall.SIGHUP)
+	eventually.True(t, 20*time.Second, "rejection logged", func() bool { return strings.Contains(p.Stdout.String(), "keeping the running one") })
 	put(t, c, "reload/k", "two")
 	eventually.True(t, 20*time.Second, "old config still rendering", func() bool { return readFile(out) == "v1 two" })
 
 	os.WriteFile(src, []byte(`v2 {{ key "reload/k" }}`), 0o644)
 	os.WriteFile(cfg, []byte(good), 0o644)
-	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.Signal(t, syscall.SIGHUP)
 	eventually.True(t, 20*time.Second, "reloaded template", func() bool { return readFile(out) == "v2 two" })
 
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
+	code := p.Stop(syscall.SIGTERM, 30*time.Second)
+	if code == -1 {
 		t.Fatal("SIGTERM did not stop templater")
 	}
-	if p.err != nil {
-		t.Fatalf("exit after SIGTERM: %v", p.err)
+	if code != 0 {
+		t.Fatalf("exit after SIGTERM: %d", code)
 	}
 }
 
@@ -330,19 +246,15 @@ func TestConsulOutage(t *testing.T) {
 	deadline := time.Now().Add(outage)
 	sawUnhealthy := false
 	for time.Now().Before(deadline) {
-		if !p.alive() {
+		if !p.Alive() {
 			t.Fatalf("templater exited while Consul was down")
 		}
 		if readFile(out) != "before" {
 			t.Fatalf("file changed while Consul was down: %q", readFile(out))
 		}
-		if resp, err := http.Get("http://" + p.metrics + "/health"); err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			// Degraded, not failed: the file is the last good render.
-			if resp.StatusCode == 200 && strings.HasPrefix(string(b), "degraded: waiting for Consul since ") {
-				sawUnhealthy = true
-			}
+		// Degraded, not failed: the file is the last good render.
+		if code, body := proctest.Get(t, p.metrics, "/health"); code == 200 && strings.HasPrefix(body, "degraded: waiting for Consul since ") {
+			sawUnhealthy = true
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
@@ -362,7 +274,7 @@ func TestConsulOutage(t *testing.T) {
 		return err == nil
 	})
 	eventually.True(t, 40*time.Second, "render after Consul is back", func() bool { return readFile(out) == "after" })
-	if !p.alive() {
+	if !p.Alive() {
 		t.Fatal("templater died")
 	}
 }
@@ -380,7 +292,7 @@ func TestExecAndWait(t *testing.T) {
 	child := fmt.Sprintf(`trap 'echo hup >> %s' HUP; while :; do sleep 0.1; done`, hups)
 	p := start(t, agent.HTTPAddr(), "-template", src+":"+out, "-exec", child, "-exec-reload-signal", "SIGHUP", "-exec-kill-timeout", "2s", "-wait", "300ms:2s")
 	eventually.True(t, 10*time.Second, "render", func() bool { return readFile(out) == "one" })
-	eventually.True(t, 10*time.Second, "child started", func() bool { return strings.Contains(p.log.String(), "started exec child") })
+	eventually.True(t, 10*time.Second, "child started", func() bool { return strings.Contains(p.Stdout.String(), "started exec child") })
 	// three quick writes inside the quiet time: one render, one reload
 	for _, v := range []string{"a", "b", "two"} {
 		put(t, c, "exec/k", v)
@@ -388,18 +300,16 @@ func TestExecAndWait(t *testing.T) {
 	}
 	eventually.True(t, 10*time.Second, "render after quiet time", func() bool { return readFile(out) == "two" })
 	eventually.True(t, 20*time.Second, "child signalled", func() bool { return readFile(hups) == "hup\n" })
-	if r := p.metric(t, "berth_templater_renders_total", "e.tmpl"); r != 2 {
+	if r := p.metric("berth_templater_renders_total", "template", src); r != 2 {
 		t.Fatalf("renders %v, want 2 (the first and one after the quiet time)", r)
 	}
 	// SIGTERM stops the child too, and templater exits 0
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
+	code := p.Stop(syscall.SIGTERM, 10*time.Second)
+	if code == -1 {
 		t.Fatal("SIGTERM did not stop templater")
 	}
-	if p.err != nil || !strings.Contains(p.log.String(), "exec child stopped") {
-		t.Fatalf("exit %v; log:\n%s", p.err, p.log.String())
+	if code != 0 || !strings.Contains(p.Stdout.String(), "exec child stopped") {
+		t.Fatalf("exit %d; log:\n%s", code, p.Stdout.String())
 	}
 }
 
@@ -429,10 +339,10 @@ func TestExecutionErrorKeepsFile(t *testing.T) {
 	eventually.True(t, 10*time.Second, "render", func() bool { return readFile(out) == "n=1" })
 	put(t, c, "json/k", `{not json`)
 	eventually.True(t, 10*time.Second, "error counted", func() bool {
-		return p.metric(t, "berth_templater_render_errors_total", "j.tmpl") >= 1
+		return p.metric("berth_templater_render_errors_total", "template", src) >= 1
 	})
-	if readFile(out) != "n=1" || !p.alive() {
-		t.Fatalf("file %q alive %v", readFile(out), p.alive())
+	if readFile(out) != "n=1" || !p.Alive() {
+		t.Fatalf("file %q alive %v", readFile(out), p.Alive())
 	}
 	put(t, c, "json/k", `{"n":2}`)
 	eventually.True(t, 10*time.Second, "render after fix", func() bool { return readFile(out) == "n=2" })

@@ -17,13 +17,9 @@ import (
 var agent *consultest.Agent
 
 func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		code := consultest.Main(m, &agent)
-		if binDir != "" {
-			os.RemoveAll(binDir)
-		}
-		return code
-	}())
+	code := consultest.Main(m, &agent)
+	templaterBin.Remove()
+	os.Exit(code)
 }
 
 // seed puts the shared test data into the package's agent once.

@@ -14,21 +14,9 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/eventually"
+	"github.com/berth/berth/pkg/proctest"
 	"github.com/hashicorp/consul/api"
 )
-
-// needTool fails under CI=true and skips otherwise when a binary is missing.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s needed (CI=true): %v", name, err)
-		}
-		t.Skipf("needs %s: %v", name, err)
-	}
-	return p
-}
 
 // backends starts n HTTP servers on loopback answering with their name.
 func backends(t *testing.T, n int) ([]string, []int) {
@@ -82,7 +70,7 @@ type proxyCase struct {
 }
 
 func TestNginxEndToEnd(t *testing.T) {
-	needTool(t, "nginx")
+	proctest.Tool(t, "nginx", "")
 	proxyEndToEnd(t, proxyCase{
 		kind: "nginx", tmpl: "../examples/nginx/nginx.conf.ctmpl", badKey: "max_fails", goodVal: "2", badVal: "not-a-number",
 		check: func(dir string) string {
@@ -99,7 +87,7 @@ func TestNginxEndToEnd(t *testing.T) {
 }
 
 func TestHAProxyEndToEnd(t *testing.T) {
-	needTool(t, "haproxy")
+	proctest.Tool(t, "haproxy", "")
 	proxyEndToEnd(t, proxyCase{
 		kind: "haproxy", tmpl: "../examples/haproxy/haproxy.cfg.ctmpl", badKey: "weight", goodVal: "20", badVal: "9999", // haproxy accepts 0..256
 		check: func(string) string { return "haproxy -c -q -f {{path}}" },
@@ -131,7 +119,7 @@ func proxyEndToEnd(t *testing.T, pc proxyCase) {
 	os.MkdirAll(filepath.Join(dir, "tmp"), 0o777)
 	conf := filepath.Join(dir, pc.kind+".conf")
 	src, _ := filepath.Abs(pc.tmpl)
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	listen := proctest.FreeAddr(t)
 	hcl := fmt.Sprintf(`template {
   source          = %q
   destination     = %q
@@ -151,7 +139,7 @@ func proxyEndToEnd(t *testing.T, pc proxyCase) {
 	})
 
 	srv := pc.run(dir, conf)
-	srv.Stdout, srv.Stderr = p.log, p.log
+	srv.Stdout, srv.Stderr = p.Stdout, p.Stdout
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -208,18 +196,18 @@ func proxyEndToEnd(t *testing.T, pc proxyCase) {
 	// a bad KV value makes the config invalid: the check fails, the live file
 	// stays, no reload, and the proxy keeps serving
 	before := readFile(conf)
-	reloadsBefore := p.metric(t, "berth_templater_commands_total", "")
+	reloadsBefore := p.metric("berth_templater_commands_total")
 	put(t, c, kvKey, pc.badVal)
 	eventually.True(t, 15*time.Second, "check failure counted", func() bool {
-		return p.metric(t, "berth_templater_check_failures_total", "") >= 1
+		return p.metric("berth_templater_check_failures_total") >= 1
 	})
 	if readFile(conf) != before {
 		t.Fatal("the live file changed although the check failed")
 	}
-	if !strings.Contains(p.log.String(), "check rejected the new file") {
+	if !strings.Contains(p.Stdout.String(), "check rejected the new file") {
 		t.Fatal("check failure not logged")
 	}
-	if got := p.metric(t, "berth_templater_commands_total", ""); got != reloadsBefore {
+	if got := p.metric("berth_templater_commands_total"); got != reloadsBefore {
 		t.Fatalf("a reload ran after a failed check (%v -> %v)", reloadsBefore, got)
 	}
 	if s, err := hits(listen, 10); err != nil || s[names[0]]+s[names[1]] != 10 {

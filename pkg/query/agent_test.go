@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -51,28 +52,20 @@ func kvFetch(c *Client, key string) Fetch[string] {
 // metrics and Waiting follow.
 func TestWatchKV(t *testing.T) {
 	a := consultest.Require(t, agent)
-	c := New(Config{Client: a.Client(), MaxStale: 2 * time.Second})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = c.Run(ctx) }()
-	kv := a.Client().KV()
-	if _, err := kv.Put(&api.KVPair{Key: "query/kv", Value: []byte("one")}, nil); err != nil {
-		t.Fatal(err)
-	}
+	c, ctx, cancel := startClient(t, Config{Client: a.Client(), MaxStale: 2 * time.Second})
+	consultest.Put(t, a.Client(), "query/kv", "one")
 	var got latest[string]
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		_ = Watch(ctx, c, Query{Name: "kv.get(query/kv)"}, kvFetch(c, "query/kv"), got.add)
 	}()
-	eventually(t, "the first answer", func() bool { v, _ := got.last(); return v == "one" })
+	eventually.True(t, patience, "the first answer", func() bool { v, _ := got.last(); return v == "one" })
 	if w := c.Waiting(); len(w) != 0 {
 		t.Fatalf("answered, yet Waiting() = %+v", w)
 	}
-	if _, err := kv.Put(&api.KVPair{Key: "query/kv", Value: []byte("two")}, nil); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the change", func() bool { v, _ := got.last(); return v == "two" })
+	consultest.Put(t, a.Client(), "query/kv", "two")
+	eventually.True(t, patience, "the change", func() bool { v, _ := got.last(); return v == "two" })
 	if got := queryGauges(t, c); got != "failing=0 ok=1 waiting=0" {
 		t.Fatalf("berth_test_consul_queries: %s, want failing=0 ok=1 waiting=0", got)
 	}
@@ -90,10 +83,7 @@ func TestWatchKV(t *testing.T) {
 // instance registered and its check going critical.
 func TestWatchHealthCached(t *testing.T) {
 	a := consultest.Require(t, agent)
-	c := New(Config{Client: a.Client(), MaxStale: 2 * time.Second})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = c.Run(ctx) }()
+	c, ctx, _ := startClient(t, Config{Client: a.Client(), MaxStale: 2 * time.Second})
 	var got latest[[]string]
 	go func() {
 		_ = Watch(ctx, c, Query{Name: "health.service(qweb)", Cached: true}, func(o *api.QueryOptions) ([]string, *api.QueryMeta, error) {
@@ -105,18 +95,18 @@ func TestWatchHealthCached(t *testing.T) {
 			return out, meta, err
 		}, got.add)
 	}()
-	eventually(t, "the first (empty) answer", func() bool { _, n := got.last(); return n > 0 })
+	eventually.True(t, patience, "the first (empty) answer", func() bool { _, n := got.last(); return n > 0 })
 	ag := a.Client().Agent()
 	if err := ag.ServiceRegister(&api.AgentServiceRegistration{ID: "qweb1", Name: "qweb", Port: 80,
 		Check: &api.AgentServiceCheck{TTL: "1h", Status: api.HealthPassing}}); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = ag.ServiceDeregister("qweb1") }()
-	eventually(t, "the instance, passing", func() bool { v, _ := got.last(); return len(v) == 1 && v[0] == "qweb1=passing" })
+	eventually.True(t, patience, "the instance, passing", func() bool { v, _ := got.last(); return len(v) == 1 && v[0] == "qweb1=passing" })
 	if err := ag.UpdateTTL("service:qweb1", "down", api.HealthCritical); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the instance, critical", func() bool { v, _ := got.last(); return len(v) == 1 && v[0] == "qweb1=critical" })
+	eventually.True(t, patience, "the instance, critical", func() bool { v, _ := got.last(); return len(v) == 1 && v[0] == "qweb1=critical" })
 }
 
 // A datacenter that does not exist fails, and Waiting and Failing say so
@@ -131,7 +121,7 @@ func TestUnknownDatacenter(t *testing.T) {
 			t.Error("delivered an answer from a datacenter that does not exist")
 		})
 	}()
-	eventually(t, "the failure", func() bool { f, _ := c.Failing(); return f["kv.get(x@nowhere)"] != "" })
+	eventually.True(t, patience, "the failure", func() bool { f, _ := c.Failing(); return f["kv.get(x@nowhere)"] != "" })
 	w := c.Waiting()
 	if len(w) != 1 || w[0].Answered || w[0].Err == nil || !strings.Contains(w[0].Err.Error(), "No path to datacenter") {
 		t.Fatalf("Waiting() = %+v; want kv.get(x@nowhere) with Consul's \"No path to datacenter\"", w)
@@ -143,29 +133,22 @@ func TestUnknownDatacenter(t *testing.T) {
 // it back; it then delivers what was written after the restart.
 func TestAgentRestartRecovers(t *testing.T) {
 	a := consultest.StartT(t, consultest.Options{NodeName: "query-restart"})
-	c := New(Config{Client: a.Client(), MaxStale: 2 * time.Second, RetryMin: time.Hour, RetryMax: time.Hour})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = c.Run(ctx) }()
-	if _, err := a.Client().KV().Put(&api.KVPair{Key: "k", Value: []byte("before")}, nil); err != nil {
-		t.Fatal(err)
-	}
+	c, ctx, _ := startClient(t, Config{Client: a.Client(), MaxStale: 2 * time.Second, RetryMin: time.Hour, RetryMax: time.Hour})
+	consultest.Put(t, a.Client(), "k", "before")
 	var got latest[string]
 	var errs latest[error]
 	go func() {
 		_ = Watch(ctx, c, Query{Name: "kv.get(k)", OnError: func(err error, _ time.Duration) { errs.add(err) }}, kvFetch(c, "k"), got.add)
 	}()
-	eventually(t, "the first answer", func() bool { v, _ := got.last(); return v == "before" })
+	eventually.True(t, patience, "the first answer", func() bool { v, _ := got.last(); return v == "before" })
 	a.Stop()
-	eventually(t, "the watch to fail", func() bool { _, n := errs.last(); return n > 0 })
-	eventually(t, "the probe to see the agent gone", func() bool { d, _, _ := c.Down(); return d })
+	eventually.True(t, patience, "the watch to fail", func() bool { _, n := errs.last(); return n > 0 })
+	eventually.True(t, patience, "the probe to see the agent gone", func() bool { d, _, _ := c.Down(); return d })
 	if err := a.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Client().KV().Put(&api.KVPair{Key: "k", Value: []byte("after")}, nil); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the answer after the restart", func() bool { v, _ := got.last(); return v == "after" })
+	consultest.Put(t, a.Client(), "k", "after")
+	eventually.True(t, patience, "the answer after the restart", func() bool { v, _ := got.last(); return v == "after" })
 	if f, _ := c.Failing(); len(f) != 0 {
 		t.Fatalf("recovered, yet Failing() = %v", f)
 	}

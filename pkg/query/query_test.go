@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -17,18 +18,9 @@ import (
 // answer what a real agent cannot be made to answer on demand (a stale
 // answer from a server that lost the leader, an outage and its end).
 
-// eventually fails t unless cond holds within a generous bound (a test
-// that waits, not a latency bound).
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// patience is how long a condition polled with eventually.True may take
+// to hold: generous (the tests check that something happens, not how fast).
+const patience = 20 * time.Second
 
 // downCheck is a probe check that fails while down is set.
 func downCheck(down *atomic.Bool) func(context.Context) error {
@@ -150,7 +142,7 @@ func TestRecoveryWakesRetries(t *testing.T) {
 	var got atomic.Value
 	var failed, oks atomic.Int32
 	down.Store(true)
-	eventually(t, "the probe to see the outage", func() bool { d, _, _ := c.Down(); return d })
+	eventually.True(t, patience, "the probe to see the outage", func() bool { d, _, _ := c.Down(); return d })
 	go func() {
 		_ = Watch(ctx, c, Query{Name: "kv.get(app/db)", OnError: func(error, time.Duration) { failed.Add(1) }, OnOK: func() { oks.Add(1) }},
 			func(o *api.QueryOptions) (string, *api.QueryMeta, error) {
@@ -160,7 +152,7 @@ func TestRecoveryWakesRetries(t *testing.T) {
 				return "v1", &api.QueryMeta{LastIndex: 3}, nil
 			}, func(v string) { got.Store(v) })
 	}()
-	eventually(t, "a failed call", func() bool { return failed.Load() > 0 })
+	eventually.True(t, patience, "a failed call", func() bool { return failed.Load() > 0 })
 	w := c.Waiting()
 	if len(w) != 1 || w[0].Name != "kv.get(app/db)" || w[0].Answered || w[0].Err == nil {
 		t.Fatalf("Waiting() = %+v", w)
@@ -171,8 +163,8 @@ func TestRecoveryWakesRetries(t *testing.T) {
 	}
 	// The backoff is an hour: only the recovery can bring the answer.
 	down.Store(false)
-	eventually(t, "the answer after recovery", func() bool { return got.Load() == "v1" })
-	eventually(t, "nothing waited for", func() bool { return len(c.Waiting()) == 0 })
+	eventually.True(t, patience, "the answer after recovery", func() bool { return got.Load() == "v1" })
+	eventually.True(t, patience, "nothing waited for", func() bool { return len(c.Waiting()) == 0 })
 	if f, since := c.Failing(); len(f) != 0 || !since.IsZero() {
 		t.Fatalf("after recovery Failing() = %v, %v", f, since)
 	}
@@ -196,14 +188,14 @@ func TestReached(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = c.Run(ctx) }()
-	eventually(t, "the probe to see the outage", func() bool { d, _, _ := c.Down(); return d })
+	eventually.True(t, patience, "the probe to see the outage", func() bool { d, _, _ := c.Down(); return d })
 	if c.Reached() {
 		t.Fatal("Reached while the probe never succeeded")
 	}
 	down.Store(false)
-	eventually(t, "the probe to reach Consul", c.Reached)
+	eventually.True(t, patience, "the probe to reach Consul", c.Reached)
 	down.Store(true)
-	eventually(t, "the probe to see the next outage", func() bool { d, _, _ := c.Down(); return d })
+	eventually.True(t, patience, "the probe to see the next outage", func() bool { d, _, _ := c.Down(); return d })
 	if !c.Reached() {
 		t.Fatal("Reached false again during a later outage")
 	}
@@ -234,7 +226,7 @@ func TestRecoveryCancelsCallsInFlight(t *testing.T) {
 	}()
 	<-hanging
 	outageAndBack(t, c, down)
-	eventually(t, "the answer asked afresh", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 2 })
+	eventually.True(t, patience, "the answer asked afresh", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 2 })
 	if got[0] != "a" || got[1] != "b" || errs.Load() != 0 {
 		t.Fatalf("delivered %q with %d errors; want [a b], none", got, errs.Load())
 	}
@@ -329,7 +321,7 @@ func TestRecoverySkipsCacheOnce(t *testing.T) {
 	}()
 	<-hanging
 	outageAndBack(t, c, down)
-	eventually(t, "two calls after the recovery", func() bool { return calls.Load() >= 5 })
+	eventually.True(t, patience, "two calls after the recovery", func() bool { return calls.Load() >= 5 })
 	mu.Lock()
 	defer mu.Unlock()
 	// 1 cached; 2 cached, cancelled by the recovery; 3 the re-ask: not
@@ -347,17 +339,25 @@ func TestRecoverySkipsCacheOnce(t *testing.T) {
 func runProbed(t *testing.T) (*Client, *atomic.Bool, context.Context) {
 	t.Helper()
 	down := new(atomic.Bool)
-	c := New(Config{ProbeInterval: 5 * time.Millisecond, Check: downCheck(down)})
+	c, ctx, _ := startClient(t, Config{ProbeInterval: 5 * time.Millisecond, Check: downCheck(down)})
+	return c, down, ctx
+}
+
+// startClient starts a Client with cfg; it runs until cancel or the end of
+// the test.
+func startClient(t *testing.T, cfg Config) (*Client, context.Context, context.CancelFunc) {
+	t.Helper()
+	c := New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go func() { _ = c.Run(ctx) }()
-	return c, down, ctx
+	return c, ctx, cancel
 }
 
 // outageAndBack makes the probe see an outage, then Consul back.
 func outageAndBack(t *testing.T, c *Client, down *atomic.Bool) {
 	t.Helper()
 	down.Store(true)
-	eventually(t, "the probe to see the outage", func() bool { d, _, _ := c.Down(); return d })
+	eventually.True(t, patience, "the probe to see the outage", func() bool { d, _, _ := c.Down(); return d })
 	down.Store(false)
 }

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth/berth/pkg/eventually"
 )
 
 func TestIsShellWrapper(t *testing.T) {
@@ -29,17 +31,21 @@ func TestIsShellWrapper(t *testing.T) {
 	}
 }
 
+// waitExit fails t unless c's child exits within timeout; when says when
+// it should have ("on SIGUSR1").
+func waitExit(t *testing.T, c *Child, timeout time.Duration, when string) {
+	t.Helper()
+	select {
+	case <-c.Done():
+	case <-time.After(timeout):
+		t.Fatalf("child still running %s", when)
+	}
+}
+
 // waitFile waits until path exists.
 func waitFile(t *testing.T, path string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(path); err == nil {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s never appeared", path)
+	eventually.True(t, 20*time.Second, path+" to appear", func() bool { _, err := os.Stat(path); return err == nil })
 }
 
 // A forwarded SIGTERM that the child ignores: it gets the signal once, and
@@ -67,11 +73,7 @@ func TestForwardTermThenOneGrace(t *testing.T) {
 	if err := c.Forward(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-c.Done():
-	case <-time.After(60 * time.Second):
-		t.Fatal("child still running long after the grace period")
-	}
+	waitExit(t, c, 60*time.Second, "long after the grace period")
 	took := time.Since(sent)
 	if ex := c.Exit(); ex.Signal != syscall.SIGKILL {
 		t.Fatalf("exit %v, want death by SIGKILL", ex)

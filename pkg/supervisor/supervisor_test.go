@@ -197,21 +197,11 @@ func TestSignalReachesChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Stop()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFile(t, ready)
 	if err := c.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-c.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("child did not exit on SIGUSR1")
-	}
+	waitExit(t, c, 10*time.Second, "after SIGUSR1")
 	if !strings.Contains(read(), "got-usr1") {
 		t.Fatalf("child output %q", read())
 	}
