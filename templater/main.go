@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -312,33 +311,6 @@ func flagWins[T any](set map[string]bool, name string, dst *T, v T) {
 	if set[name] {
 		*dst = v
 	}
-}
-
-// newLogger writes to stderr, or to the local syslog with -syslog (or
-// syslog { enabled = true }).
-func newLogger(o *options, fc *fileConfig, stderr io.Writer) (*slog.Logger, error) {
-	if fc.LogLevel != nil && !o.set["log-level"] {
-		o.cli.Log.Level = *fc.LogLevel
-	}
-	on, facility, name := o.syslog, o.syslogFacility, o.syslogName
-	if fc.Syslog != nil && !o.set["syslog"] {
-		on = *fc.Syslog
-	}
-	if fc.SyslogFacility != "" && !o.set["syslog-facility"] {
-		facility = fc.SyslogFacility
-	}
-	if fc.SyslogName != "" && !o.set["syslog-name"] {
-		name = fc.SyslogName
-	}
-	w := stderr
-	if on {
-		sw, err := openSyslog(facility, name, o.syslogSocket)
-		if err != nil {
-			return nil, err
-		}
-		w = sw
-	}
-	return o.cli.Log.New(w, "templater")
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
