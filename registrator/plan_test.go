@@ -316,53 +316,37 @@ func TestPlanMapping(t *testing.T) {
 func TestPlanChecks(t *testing.T) {
 	p80 := publish("80/tcp", "0.0.0.0", "32768")
 	id := "h:web1:80"
+	// serviceCheck is a case of web1 with the variables kv, registered with
+	// the one check service:<id>, which must be as ok says.
+	serviceCheck := func(name string, kv []string, ok func(c *api.AgentServiceCheck) bool) planCase {
+		return planCase{name: name,
+			in:   planInput{Running: running(ctr("web1", p80, env(kv...)))},
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks=service:h:web1:80"},
+			more: func(t *testing.T, p *plan) {
+				if c := checkOf(regOf(p, id), "service:"+id); c == nil || !ok(c) {
+					t.Errorf("check %+v", c)
+				}
+			}}
+	}
 	runPlanCases(t, []planCase{
-		{name: "SERVICE_CHECK_TTL (consul.go buildCheck)",
-			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_CHECK_TTL=30s")))},
-			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks=service:h:web1:80"},
-			more: func(t *testing.T, p *plan) {
-				if c := checkOf(regOf(p, id), "service:"+id); c == nil || c.TTL != "30s" || c.Interval != "" {
-					t.Errorf("TTL check %+v", c)
-				}
-			}},
-		{name: "SERVICE_CHECK_HTTP, default interval 10s (consul.go buildCheck DefaultInterval)",
-			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_CHECK_HTTP=/health", "SERVICE_CHECK_TIMEOUT=2s")))},
-			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks=service:h:web1:80"},
-			more: func(t *testing.T, p *plan) {
-				c := checkOf(regOf(p, id), "service:"+id)
-				if c == nil || c.HTTP != "http://192.0.2.9:32768/health" || c.Interval != "10s" || c.Timeout != "2s" {
-					t.Errorf("HTTP check %+v", c)
-				}
-			}},
-		{name: "SERVICE_CHECK_HTTPS with SERVICE_CHECK_HTTPS_METHOD (consul.go buildCheck)",
-			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_CHECK_HTTPS=/s", "SERVICE_CHECK_HTTPS_METHOD=HEAD", "SERVICE_CHECK_INTERVAL=5s")))},
-			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks=service:h:web1:80"},
-			more: func(t *testing.T, p *plan) {
-				c := checkOf(regOf(p, id), "service:"+id)
-				if c == nil || c.HTTP != "https://192.0.2.9:32768/s" || c.Method != "HEAD" || c.Interval != "5s" {
-					t.Errorf("HTTPS check %+v", c)
-				}
-			}},
-		{name: "SERVICE_CHECK_GRPC with TLS and skip-verify (consul.go buildCheck)",
-			in: planInput{Running: running(ctr("web1", p80, env("SERVICE_CHECK_GRPC=true", "SERVICE_CHECK_GRPC_USE_TLS=true",
-				"SERVICE_CHECK_TLS_SKIP_VERIFY=true")))},
-			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks=service:h:web1:80"},
-			more: func(t *testing.T, p *plan) {
-				c := checkOf(regOf(p, id), "service:"+id)
-				if c == nil || c.GRPC != "192.0.2.9:32768" || !c.GRPCUseTLS || !c.TLSSkipVerify {
-					t.Errorf("gRPC check %+v", c)
-				}
-			}},
-		{name: "SERVICE_CHECK_TCP, deregister-after and initial status (consul.go buildCheck)",
-			in: planInput{Running: running(ctr("web1", p80, env("SERVICE_CHECK_TCP=true", "SERVICE_CHECK_DEREGISTER_AFTER=5m",
-				"SERVICE_CHECK_INITIAL_STATUS=passing")))},
-			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks=service:h:web1:80"},
-			more: func(t *testing.T, p *plan) {
-				c := checkOf(regOf(p, id), "service:"+id)
-				if c == nil || c.TCP != "192.0.2.9:32768" || c.DeregisterCriticalServiceAfter != "5m" || c.Status != "passing" {
-					t.Errorf("TCP check %+v", c)
-				}
-			}},
+		serviceCheck("SERVICE_CHECK_TTL (consul.go buildCheck)", []string{"SERVICE_CHECK_TTL=30s"},
+			func(c *api.AgentServiceCheck) bool { return c.TTL == "30s" && c.Interval == "" }),
+		serviceCheck("SERVICE_CHECK_HTTP, default interval 10s (consul.go buildCheck DefaultInterval)", []string{"SERVICE_CHECK_HTTP=/health", "SERVICE_CHECK_TIMEOUT=2s"},
+			func(c *api.AgentServiceCheck) bool {
+				return c.HTTP == "http://192.0.2.9:32768/health" && c.Interval == "10s" && c.Timeout == "2s"
+			}),
+		serviceCheck("SERVICE_CHECK_HTTPS with SERVICE_CHECK_HTTPS_METHOD (consul.go buildCheck)", []string{"SERVICE_CHECK_HTTPS=/s", "SERVICE_CHECK_HTTPS_METHOD=HEAD", "SERVICE_CHECK_INTERVAL=5s"},
+			func(c *api.AgentServiceCheck) bool {
+				return c.HTTP == "https://192.0.2.9:32768/s" && c.Method == "HEAD" && c.Interval == "5s"
+			}),
+		serviceCheck("SERVICE_CHECK_GRPC with TLS and skip-verify (consul.go buildCheck)", []string{"SERVICE_CHECK_GRPC=true", "SERVICE_CHECK_GRPC_USE_TLS=true", "SERVICE_CHECK_TLS_SKIP_VERIFY=true"},
+			func(c *api.AgentServiceCheck) bool {
+				return c.GRPC == "192.0.2.9:32768" && c.GRPCUseTLS && c.TLSSkipVerify
+			}),
+		serviceCheck("SERVICE_CHECK_TCP, deregister-after and initial status (consul.go buildCheck)", []string{"SERVICE_CHECK_TCP=true", "SERVICE_CHECK_DEREGISTER_AFTER=5m", "SERVICE_CHECK_INITIAL_STATUS=passing"},
+			func(c *api.AgentServiceCheck) bool {
+				return c.TCP == "192.0.2.9:32768" && c.DeregisterCriticalServiceAfter == "5m" && c.Status == "passing"
+			}),
 		{name: "-docker-health and -liveness-ttl: distinct IDs, heartbeated states",
 			cfg:  func(m *mapConfig) { m.DockerHealth, m.LivenessTTL = true, 30*time.Second },
 			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_CHECK_TTL=30s"), health(container.Unhealthy)))},
