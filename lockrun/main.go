@@ -157,7 +157,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	signal.Notify(sigs)
 	defer signal.Stop(sigs)
 
-	r := &runner{o: o, client: client, log: log, stdin: stdin, stderr: stderr, sigs: sigs, metrics: newMetrics()}
+	r := &runner{o: o, client: client, log: log, stdin: stdin, sigs: sigs, metrics: newMetrics()}
 	return r.run(metricsLn)
 }
 

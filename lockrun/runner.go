@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -21,12 +20,13 @@ import (
 // own clean-up writes, so that they do not slow the next holder's acquisition.
 const handOffGrace = 5 * time.Millisecond
 
+// runner is one run of lockrun: it waits for the lock, runs the child while
+// holding it and cleans up; its own error lines go to the Stderr of o.cli.
 type runner struct {
 	o       *options
 	client  *api.Client
 	log     *slog.Logger
 	stdin   *os.File
-	stderr  io.Writer // lockrun's own error lines
 	sigs    chan os.Signal
 	metrics *metrics
 	reaper  *supervisor.Reaper
@@ -171,19 +171,19 @@ func (r *runner) wait(keeper *sessionKeeper, lk locker) (*held, int) {
 			case interrupted:
 				return nil, exitInterrupted
 			case errors.Is(a.err, errPermanent):
-				fmt.Fprintf(r.stderr, "lockrun: Consul refusing: %v\n", a.err)
+				fmt.Fprintf(r.o.cli.Stderr, "lockrun: Consul refusing: %v\n", a.err)
 				return nil, exitConsul
 			case errors.Is(a.err, context.DeadlineExceeded) && keeper.createdCount() == 0:
-				fmt.Fprintf(r.stderr, "lockrun: Consul unreachable for the whole -timeout %s: %v\n", o.timeout, a.err)
+				fmt.Fprintf(r.o.cli.Stderr, "lockrun: Consul unreachable for the whole -timeout %s: %v\n", o.timeout, a.err)
 				return nil, exitConsul
 			case errors.Is(a.err, context.DeadlineExceeded):
-				fmt.Fprintf(r.stderr, "lockrun: lock %s not acquired within -timeout %s\n", o.prefix, o.timeout)
+				fmt.Fprintf(r.o.cli.Stderr, "lockrun: lock %s not acquired within -timeout %s\n", o.prefix, o.timeout)
 				return nil, exitTimeout
 			case errors.Is(a.err, errConflict):
-				fmt.Fprintf(r.stderr, "lockrun: %v\n", a.err)
+				fmt.Fprintf(r.o.cli.Stderr, "lockrun: %v\n", a.err)
 				return nil, exitUsage
 			default:
-				fmt.Fprintf(r.stderr, "lockrun: %v\n", a.err)
+				fmt.Fprintf(r.o.cli.Stderr, "lockrun: %v\n", a.err)
 				return nil, exitConsul
 			}
 		}
@@ -222,7 +222,7 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 		_, _, _ = r.client.KV().Get(o.prefix+"/.lock", (&api.QueryOptions{AllowStale: true}).WithContext(ctx))
 	}()
 	if err != nil {
-		fmt.Fprintf(r.stderr, "lockrun: %v\n", err)
+		fmt.Fprintf(r.o.cli.Stderr, "lockrun: %v\n", err)
 		return exitChildStart
 	}
 	_, sessionGone := keeper.current()
@@ -249,7 +249,7 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 		r.metrics.lost.Inc()
 		log.Error("lock lost; stopping the child's process group", "prefix", o.prefix, "why", why, "grace", o.killTimeout)
 		ex := child.Stop()
-		fmt.Fprintf(r.stderr, "lockrun: lock %s lost (%s); child stopped (%s)\n", o.prefix, why, ex)
+		fmt.Fprintf(r.o.cli.Stderr, "lockrun: lock %s lost (%s); child stopped (%s)\n", o.prefix, why, ex)
 		return exitLockLost
 	}
 }
