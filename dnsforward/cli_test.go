@@ -5,10 +5,8 @@ import (
 	"context"
 	"io"
 	"net"
-	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/berth/berth/pkg/cliapp/clitest"
 )
@@ -18,22 +16,26 @@ import (
 // -flag=value), plus the DNSFORWARD_* variables, which count as given (they
 // win over the agent's DNS configuration as flags do).
 func TestOwnInvocations(t *testing.T) {
-	clitest.Replay(t, "dnsforward", parse,
-		[]clitest.Case[*options]{
-			{Args: []string{"-listen", "127.0.0.1:53", "-upstream", "10.0.0.2", "-upstream", "10.0.0.3", "-serve-stale"}, Check: func(o *options) bool {
-				return o.cfg.Listen == "127.0.0.1:53" && slices.Equal(o.cfg.Upstreams, []string{"10.0.0.2:53", "10.0.0.3:53"}) && o.cfg.ServeStale
-			}},
-			{Args: []string{"-listen=127.0.0.53", "-upstream=1.1.1.1,8.8.8.8:5353", "-alt-domain", "example.internal", "-only-passing=true"}, Check: func(o *options) bool {
-				return o.cfg.Listen == "127.0.0.53:53" && slices.Equal(o.cfg.Upstreams, []string{"1.1.1.1:53", "8.8.8.8:5353"}) &&
-					slices.Equal(o.cfg.Domains, []string{"consul.", "example.internal."}) && o.cfg.OnlyPassing && o.cfg.Explicit["alt-domain"]
-			}},
-			{Args: []string{"-http-addr", "127.0.0.1:8500", "-datacenter", "dc2", "-service-ttl", "10s"}, Check: func(o *options) bool {
-				return o.cfg.Datacenter == "dc2" && o.cfg.ServiceTTL == 10*time.Second && o.cfg.Explicit["service-ttl"] && !o.cfg.Explicit["node-ttl"]
-			}},
-			{Env: map[string]string{"DNSFORWARD_SERVICE_TTL": "5s", "DNSFORWARD_UPSTREAM": "10.0.0.9"}, Check: func(o *options) bool {
-				return o.cfg.ServiceTTL == 5*time.Second && o.cfg.Explicit["service-ttl"] && slices.Equal(o.cfg.Upstreams, []string{"10.0.0.9:53"})
-			}},
-		}...)
+	clitest.Replay(t, "dnsforward", parse, cliView, []clitest.Case{
+		{Args: []string{"-listen", "127.0.0.1:53", "-upstream", "10.0.0.2", "-upstream", "10.0.0.3", "-serve-stale"},
+			Want: clitest.View{"listen": "127.0.0.1:53", "upstreams": []string{"10.0.0.2:53", "10.0.0.3:53"}, "serve-stale": true}},
+		{Args: []string{"-listen=127.0.0.53", "-upstream=1.1.1.1,8.8.8.8:5353", "-alt-domain", "example.internal", "-only-passing=true"},
+			Want: clitest.View{"listen": "127.0.0.53:53", "upstreams": []string{"1.1.1.1:53", "8.8.8.8:5353"}, "domains": []string{"consul.", "example.internal."},
+				"only-passing": true, "explicit": []string{"alt-domain", "listen", "only-passing", "upstream"}}},
+		{Args: []string{"-http-addr", "127.0.0.1:8500", "-datacenter", "dc2", "-service-ttl", "10s"},
+			Want: clitest.View{"datacenter": "dc2", "service-ttl": "10s", "explicit": []string{"datacenter", "http-addr", "service-ttl"}}},
+		{Env: map[string]string{"DNSFORWARD_SERVICE_TTL": "5s", "DNSFORWARD_UPSTREAM": "10.0.0.9"},
+			Want: clitest.View{"service-ttl": "5s", "explicit": []string{"service-ttl", "upstream"}, "upstreams": []string{"10.0.0.9:53"}}},
+	})
+}
+
+// cliView is a parsed command line as the cases name it; "explicit" lists the
+// flags given on the command line or by their variables, which win over the
+// agent's DNS configuration.
+func cliView(o *options) clitest.View {
+	c := o.cfg
+	return clitest.View{"listen": c.Listen, "upstreams": c.Upstreams, "serve-stale": c.ServeStale, "domains": c.Domains, "only-passing": c.OnlyPassing,
+		"datacenter": c.Datacenter, "service-ttl": c.ServiceTTL, "explicit": clitest.Set(c.Explicit)}
 }
 
 // A -metrics-addr that cannot be bound fails the start with one line naming

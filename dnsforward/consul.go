@@ -557,43 +557,17 @@ func (z *consulZone) resolveDepth(ctx context.Context, name string, qtype uint16
 			return z.keep(name, qtype, gen, a, err)
 		}
 		svc = strings.ToLower(svc)
-		w := z.getWatch(ctx, "service "+svc, func() watchFunc { return z.watchService(svc) })
-		if !waitReady(ctx, w, wait, firstWait) {
-			if wait {
-				return nil, resForward, nil
-			}
-			return nil, resWait, nil
-		}
-		ch := &chaser{z: z, ctx: ctx, wait: wait, depth: depth}
-		a, err := z.buildService(name, qtype, domain, svc, tag, w, ch)
-		if ch.blocked {
-			return nil, resWait, nil
-		}
-		if depth < maxChaseDepth {
-			return a, resAnswer, err // cut short by the depth: not for clients
-		}
-		return z.keep(name, qtype, gen, a, err)
+		return z.fromWatch(ctx, name, qtype, gen, wait, depth, "service "+svc, func() watchFunc { return z.watchService(svc) },
+			func(w *watcher, ch *chaser) (*answer, error) {
+				return z.buildService(name, qtype, domain, svc, tag, w, ch)
+			})
 	case "node":
 		if len(prefix) != 1 {
 			return nil, resForward, nil
 		}
 		node := strings.ToLower(prefix[0])
-		w := z.getWatch(ctx, "node "+node, func() watchFunc { return z.watchNode(node) })
-		if !waitReady(ctx, w, wait, firstWait) {
-			if wait {
-				return nil, resForward, nil
-			}
-			return nil, resWait, nil
-		}
-		ch := &chaser{z: z, ctx: ctx, wait: wait, depth: depth}
-		a, err := z.buildNode(name, qtype, domain, w, ch)
-		if ch.blocked {
-			return nil, resWait, nil
-		}
-		if depth < maxChaseDepth {
-			return a, resAnswer, err
-		}
-		return z.keep(name, qtype, gen, a, err)
+		return z.fromWatch(ctx, name, qtype, gen, wait, depth, "node "+node, func() watchFunc { return z.watchNode(node) },
+			func(w *watcher, ch *chaser) (*answer, error) { return z.buildNode(name, qtype, domain, w, ch) })
 	default: // addr
 		if len(prefix) != 1 {
 			return nil, resForward, nil
@@ -601,6 +575,33 @@ func (z *consulZone) resolveDepth(ctx context.Context, name string, qtype uint16
 		a, err := z.buildAddr(name, qtype, domain, prefix[0])
 		return z.keep(name, qtype, gen, a, err)
 	}
+}
+
+// fromWatch answers name/qtype (resolveDepth's outcomes) from the watch of
+// key, started with run when new, once it has its first data: build makes
+// the answer, chasing host-name addresses with ch. A watch with no data yet
+// gives resWait, or resForward when waiting for it ran out; a chase that
+// needs data not in memory gives resWait. An answer built below the top
+// chase depth is returned without being kept (it is cut short by the
+// depth: not for clients); the others are kept for generation gen.
+func (z *consulZone) fromWatch(ctx context.Context, name string, qtype uint16, gen uint64, wait bool, depth int,
+	key string, run func() watchFunc, build func(w *watcher, ch *chaser) (*answer, error)) (*answer, int, error) {
+	w := z.getWatch(ctx, key, run)
+	if !waitReady(ctx, w, wait, firstWait) {
+		if wait {
+			return nil, resForward, nil
+		}
+		return nil, resWait, nil
+	}
+	ch := &chaser{z: z, ctx: ctx, wait: wait, depth: depth}
+	a, err := build(w, ch)
+	if ch.blocked {
+		return nil, resWait, nil
+	}
+	if depth < maxChaseDepth {
+		return a, resAnswer, err
+	}
+	return z.keep(name, qtype, gen, a, err)
 }
 
 // translateAddr picks the address Consul answers for a question type: for

@@ -318,22 +318,15 @@ func (fc *fileConfig) readConsul(f *configfile.File, m map[string]any) error {
 // (consul-template config/auth.go, Finalize). Disabled is "".
 func authValue(a map[string]any) (string, error) {
 	var user, pass string
-	var err error
-	if v, ok := a["username"]; ok {
-		if user, err = configfile.String(v); err != nil {
-			return "", fmt.Errorf("username: %w", err)
-		}
+	if err := configfile.Get(a, "username", configfile.String, &user); err != nil {
+		return "", err
 	}
-	if v, ok := a["password"]; ok {
-		if pass, err = configfile.String(v); err != nil {
-			return "", fmt.Errorf("password: %w", err)
-		}
+	if err := configfile.Get(a, "password", configfile.String, &pass); err != nil {
+		return "", err
 	}
 	enabled := user != ""
-	if v, ok := a["enabled"]; ok {
-		if enabled, err = configfile.Bool(v); err != nil {
-			return "", fmt.Errorf("enabled: %w", err)
-		}
+	if err := configfile.Get(a, "enabled", configfile.Bool, &enabled); err != nil {
+		return "", err
 	}
 	if !enabled {
 		return "", nil
@@ -355,15 +348,11 @@ func waitValue(v any) (string, error) {
 		return "", err
 	}
 	var min, max time.Duration
-	if x, ok := b["min"]; ok {
-		if min, err = configfile.Duration(x); err != nil {
-			return "", fmt.Errorf("min: %w", err)
-		}
+	if err := configfile.Get(b, "min", configfile.Duration, &min); err != nil {
+		return "", err
 	}
-	if x, ok := b["max"]; ok {
-		if max, err = configfile.Duration(x); err != nil {
-			return "", fmt.Errorf("max: %w", err)
-		}
+	if err := configfile.Get(b, "max", configfile.Duration, &max); err != nil {
+		return "", err
 	}
 	if max == 0 {
 		return min.String(), nil
@@ -475,10 +464,8 @@ func prefixBlock(b map[string]any) (*prefixSpec, error) {
 		}
 		p.fmtSrc = s
 	}
-	if v, ok := b["no_prefix"]; ok {
-		if p.noPrefix, err = configfile.Bool(v); err != nil {
-			return nil, fmt.Errorf("no_prefix: %w", err)
-		}
+	if err := configfile.Get(b, "no_prefix", configfile.Bool, &p.noPrefix); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

@@ -14,31 +14,18 @@ import (
 // ACL token (flag, file, environment) and TLS to a real agent that has
 // default-deny ACLs and serves HTTPS with its own CA.
 func TestACLTokenAndTLS(t *testing.T) {
-	const token = "7a0f8f41-2c1e-4d5e-9b0a-3f6c2d1e8b77"
-	a, tokenFile := consultest.StartSecureT(t, "envexec-secure", token)
+	a := consultest.StartSecure(t, "envexec-secure")
+	token, tokenFile := a.Token, a.TokenFile
 	put(t, a.Client(), "secure/app/DB_HOST", "db1.internal")
 	https := "https://" + a.HTTPSAddr()
-	tlsFlags := a.TLSFlags()
-	tlsEnv := []string{"CONSUL_CACERT=" + a.TLS.CAFile, "CONSUL_TLS_SERVER_NAME=" + a.TLS.ServerName}
-	cases := []struct {
-		name string
-		env  []string
-		args []string
-	}{
-		{"-token-file and TLS flags", nil, append(append([]string{}, tlsFlags...), "-token-file", tokenFile)},
-		{"-token flag", nil, append(append([]string{}, tlsFlags...), "-token", token)},
-		{"token file and TLS from the environment", append([]string{"CONSUL_HTTP_TOKEN_FILE=" + tokenFile}, tlsEnv...), nil},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			args := append(append([]string{}, c.args...), "-log-level", "debug", "-prefix", "secure/app", "-export", "json")
-			p := runEnvexec(t, https, c.env, args...)
+	for _, c := range a.Credentials() {
+		t.Run(c.Name, func(t *testing.T) {
+			args := append(append([]string{}, c.Args...), "-log-level", "debug", "-prefix", "secure/app", "-export", "json")
+			p := runEnvexec(t, https, c.Env, args...)
 			if p.code != 0 || !strings.Contains(p.stdout.String(), "db1.internal") {
 				t.Fatalf("exit %d, stdout %q\nstderr:\n%s", p.code, p.stdout, p.stderr)
 			}
-			if strings.Contains(p.stderr.String()+p.stdout.String(), token) {
-				t.Fatal("the ACL token appears in envexec's output")
-			}
+			a.RequireNoToken(t, "envexec's output", p.stderr.String()+p.stdout.String())
 		})
 	}
 	// envconsul's TLS flags (cli.go, ParseFlags) with consul-template's rule
@@ -76,7 +63,7 @@ func TestACLTokenAndTLS(t *testing.T) {
 	}
 
 	// Without a token the agent shows nothing of the prefix.
-	p = runEnvexec(t, https, nil, append(append([]string{}, tlsFlags...), "-prefix", "secure/app", "-export", "json", "-wait-timeout", "3s")...)
+	p = runEnvexec(t, https, nil, append(a.NoToken().Args, "-prefix", "secure/app", "-export", "json", "-wait-timeout", "3s")...)
 	if strings.Contains(p.stdout.String(), "db1.internal") {
 		t.Fatalf("read the prefix without a token: %q", p.stdout)
 	}

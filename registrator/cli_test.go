@@ -2,7 +2,6 @@ package main
 
 import (
 	"testing"
-	"time"
 
 	"github.com/berth/berth/pkg/cliapp/clitest"
 )
@@ -12,29 +11,27 @@ import (
 // "registrator -ip x consul://host:8500", options before the URI, numbers
 // in seconds and milliseconds), plus the REGISTRATOR_* variables.
 func TestPeerInvocations(t *testing.T) {
-	clitest.Replay(t, "registrator", parse,
-		[]clitest.Case[*options]{
-			{Args: []string{"-ip", "10.0.0.5", "consul://10.0.0.1:8500"}, Check: func(o *options) bool {
-				cfg, err := o.cli.Consul.Config()
-				return err == nil && o.cfg.Map.HostIP == "10.0.0.5" && cfg.Address == "10.0.0.1:8500" && cfg.Scheme == "http"
-			}},
-			{Args: []string{"-internal", "consul://localhost:8500"}, Check: func(o *options) bool { return o.cfg.Map.Internal }},
-			{Args: []string{"-resync", "30", "-retry-attempts", "-1", "-retry-interval", "2000", "-cleanup", "-deregister=on-success", "consul://"}, Check: func(o *options) bool {
-				return o.cfg.Resync == 30*time.Second && o.retryAttempts == -1 && o.retryInterval == 2*time.Second && o.cleanup && o.cfg.DeregisterOnSuccess
-			}},
-			{Args: []string{"-tags", "prod,web", "-useIpFromLabel", "IP", "-explicit=true", "-ttl", "30", "-ttl-refresh", "15", "consul-tls://consul.example:8501"}, Check: func(o *options) bool {
-				cfg, err := o.cli.Consul.Config()
-				return err == nil && cfg.Address == "consul.example:8501" && cfg.Scheme == "https" && o.cfg.Map.Tags != nil && o.tags == "prod,web" &&
-					o.cfg.Map.UseIPFromLabel == "IP" && o.cfg.Map.Explicit && o.ttl == 30
-			}},
-			{Args: []string{"consul-unix:///tmp/consul.sock"}, Check: func(o *options) bool {
-				cfg, err := o.cli.Consul.Config()
-				return err == nil && cfg.Address == "unix:///tmp/consul.sock"
-			}},
-			{Args: []string{"consul-tls:"}, Check: func(o *options) bool { return o.forceHTTPS }},
-			{Args: []string{"-resync", "45"}, Env: map[string]string{"REGISTRATOR_RESYNC": "10", "REGISTRATOR_INTERNAL": "true", "CONSUL_HTTP_ADDR": "10.9.9.9:8500"}, Check: func(o *options) bool {
-				cfg, err := o.cli.Consul.Config()
-				return o.cfg.Resync == 45*time.Second && o.cfg.Map.Internal && err == nil && cfg.Address == "10.9.9.9:8500"
-			}},
-		}...)
+	clitest.Replay(t, "registrator", parse, cliView, []clitest.Case{
+		{Args: []string{"-ip", "10.0.0.5", "consul://10.0.0.1:8500"},
+			Want: clitest.View{"ip": "10.0.0.5", "consul-address": "10.0.0.1:8500", "consul-scheme": "http"}},
+		{Args: []string{"-internal", "consul://localhost:8500"}, Want: clitest.View{"internal": true}},
+		{Args: []string{"-resync", "30", "-retry-attempts", "-1", "-retry-interval", "2000", "-cleanup", "-deregister=on-success", "consul://"},
+			Want: clitest.View{"resync": "30s", "retry-attempts": -1, "retry-interval": "2s", "cleanup": true, "deregister-on-success": true}},
+		{Args: []string{"-tags", "prod,web", "-useIpFromLabel", "IP", "-explicit=true", "-ttl", "30", "-ttl-refresh", "15", "consul-tls://consul.example:8501"},
+			Want: clitest.View{"consul-address": "consul.example:8501", "consul-scheme": "https", "tags": "prod,web", "tags-template": true,
+				"use-ip-from-label": "IP", "explicit": true, "ttl": 30}},
+		{Args: []string{"consul-unix:///tmp/consul.sock"}, Want: clitest.View{"consul-address": "unix:///tmp/consul.sock"}},
+		{Args: []string{"consul-tls:"}, Want: clitest.View{"force-https": true}},
+		{Args: []string{"-resync", "45"}, Env: map[string]string{"REGISTRATOR_RESYNC": "10", "REGISTRATOR_INTERNAL": "true", "CONSUL_HTTP_ADDR": "10.9.9.9:8500"},
+			Want: clitest.View{"resync": "45s", "internal": true, "consul-address": "10.9.9.9:8500"}},
+	})
+}
+
+// cliView is a parsed command line as the cases name it.
+func cliView(o *options) clitest.View {
+	m := o.cfg.Map
+	return clitest.View{"ip": m.HostIP, "internal": m.Internal, "resync": o.cfg.Resync, "retry-attempts": o.retryAttempts,
+		"retry-interval": o.retryInterval, "cleanup": o.cleanup, "deregister-on-success": o.cfg.DeregisterOnSuccess, "tags": o.tags,
+		"tags-template": m.Tags != nil, "use-ip-from-label": m.UseIPFromLabel, "explicit": m.Explicit, "ttl": o.ttl,
+		"force-https": o.forceHTTPS}.WithConsul(&o.cli.Consul)
 }

@@ -164,7 +164,10 @@ func setupDocker(dir string) error {
 	return nil
 }
 
-func requireDocker(t *testing.T) *consultest.Agent {
+// requireDocker skips the test under -short or without Docker, and returns
+// the package's agent (consultest.Require) and one client of it: each
+// a.Client() opens its own connections.
+func requireDocker(t *testing.T) (*consultest.Agent, *api.Client) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs Docker and Consul: skipped under -short")
@@ -172,7 +175,8 @@ func requireDocker(t *testing.T) *consultest.Agent {
 	if dockerSkip != "" {
 		t.Skipf("needs Docker: %s", dockerSkip)
 	}
-	return consultest.Require(t, agent)
+	a := consultest.Require(t, agent)
+	return a, a.Client()
 }
 
 // docker runs the docker CLI and returns its trimmed output.

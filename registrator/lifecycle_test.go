@@ -20,8 +20,7 @@ import (
 // TestLifecycle: start, stop, kill, restart (new host port), remove, and a
 // quick die-and-start, each reflected in the agent.
 func TestLifecycle(t *testing.T) {
-	a := requireDocker(t)
-	c := a.Client()
+	a, c := requireDocker(t)
 	r := startReg(t, a, nil)
 	h := r.cfg.Map.Hostname
 	id := func(n string) string { return h + ":" + cn(n) + ":8080" }
@@ -66,8 +65,7 @@ func TestLifecycle(t *testing.T) {
 // event, and the full listing at start (a container killed while
 // registrator was down).
 func TestDeregisterOnSuccess(t *testing.T) {
-	a := requireDocker(t)
-	c := a.Client()
+	a, c := requireDocker(t)
 	r := startReg(t, a, func(cfg *Config) { cfg.DeregisterOnSuccess = true })
 	h := r.cfg.Map.Hostname
 	id := func(n string) string { return h + ":" + cn(n) + ":8080" }
@@ -108,8 +106,7 @@ func TestDeregisterOnSuccess(t *testing.T) {
 // registrator was down disappear when it starts; services it does not own
 // (by hand, or another host's) are never touched.
 func TestStartupReconcileAndOwnership(t *testing.T) {
-	a := requireDocker(t)
-	c := a.Client()
+	a, c := requireDocker(t)
 	foreign := &api.AgentServiceRegistration{ID: "berth-test-by-hand", Name: "berth-test-by-hand", Port: 1234,
 		Tags: []string{"manual"}}
 	otherHost := &api.AgentServiceRegistration{ID: "berth-test-other-host:x:80", Name: "berth-test-other", Port: 80,
@@ -176,8 +173,7 @@ func TestStartupReconcileAndOwnership(t *testing.T) {
 // waits (unhealthy, registering nothing, removing nothing) and catches up
 // when Docker answers.
 func TestDockerAwayAtStart(t *testing.T) {
-	a := requireDocker(t)
-	c := a.Client()
+	a, c := requireDocker(t)
 	p := newSockProxy(t)
 	p.cut()
 	h := hostFor(t)
@@ -309,8 +305,7 @@ func (p *sockProxy) restore() {
 // TestEventStreamInterrupted: the Docker connection is cut; containers
 // change meanwhile; registrator reconnects, resumes and catches up.
 func TestEventStreamInterrupted(t *testing.T) {
-	a := requireDocker(t)
-	c := a.Client()
+	a, c := requireDocker(t)
 	p := newSockProxy(t)
 	r := startReg(t, a, func(cfg *Config) { cfg.DockerHost = p.addr(); cfg.Resync = 0 })
 	h := r.cfg.Map.Hostname
@@ -380,8 +375,7 @@ func TestConsulAway(t *testing.T) {
 // TestUnchangedResyncWritesNothing: 50 containers registered; resync passes
 // with nothing changed make zero register/deregister calls.
 func TestUnchangedResyncWritesNothing(t *testing.T) {
-	a := requireDocker(t)
-	c := a.Client()
+	a, c := requireDocker(t)
 	const n = 50
 	r := startReg(t, a, func(cfg *Config) {
 		cfg.Resync = time.Second
@@ -462,8 +456,7 @@ func runQuiet(name string, args ...string) error {
 // TestDockerHealth: -docker-health mirrors HEALTHCHECK into a TTL check; an
 // unhealthy container leaves the passing list and comes back when healthy.
 func TestDockerHealth(t *testing.T) {
-	a := requireDocker(t)
-	c := a.Client()
+	a, c := requireDocker(t)
 	r := startReg(t, a, func(cfg *Config) { cfg.Map.DockerHealth = true; cfg.Map.HealthTTL = 30 * time.Second })
 	h := r.cfg.Map.Hostname
 	id := h + ":" + cn("dh") + ":8080"
@@ -494,8 +487,7 @@ func TestDockerHealth(t *testing.T) {
 // runs and goes critical once it stops heartbeating (Consul then reaps the
 // service after deregister-critical-after, at least a minute: not waited for).
 func TestLivenessTTL(t *testing.T) {
-	a := requireDocker(t)
-	c := a.Client()
+	a, c := requireDocker(t)
 	r := startReg(t, a, func(cfg *Config) { cfg.Map.LivenessTTL = 2 * time.Second })
 	h := r.cfg.Map.Hostname
 	id := h + ":" + cn("lv") + ":8080"
@@ -526,8 +518,7 @@ func TestLivenessTTL(t *testing.T) {
 // agent without enable_script_checks) is logged with the container, skipped
 // until it changes, and does not hold up the other services.
 func TestAgentRefusal(t *testing.T) {
-	a := requireDocker(t)
-	c := a.Client()
+	a, c := requireDocker(t)
 	r := startReg(t, a, func(cfg *Config) { cfg.Resync = time.Second })
 	h := r.cfg.Map.Hostname
 	runC(t, "rf-script", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_CHECK_SCRIPT=/server -check"}, "-listen", ":8080")
@@ -568,8 +559,7 @@ func metricValue(c prometheus.Collector) float64 {
 // deregistered or altered by hand in the agent is put back as it should be
 // (the agent change shows in the catalog watch), and nothing else is written.
 func TestRepairsAgentChanges(t *testing.T) {
-	a := requireDocker(t)
-	c := a.Client()
+	a, c := requireDocker(t)
 	r := startReg(t, a, func(cfg *Config) { cfg.Resync = 0 })
 	h := r.cfg.Map.Hostname
 	id := h + ":" + cn("rp") + ":8080"

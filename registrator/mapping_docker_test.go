@@ -15,8 +15,7 @@ import (
 // TestMappingRules starts containers covering the gliderlabs conventions and
 // checks what lands in the agent's /v1/agent/services and /v1/health/service.
 func TestMappingRules(t *testing.T) {
-	a := requireDocker(t)
-	c := a.Client()
+	a, c := requireDocker(t)
 	r := startReg(t, a, func(cfg *Config) { cfg.Resync = 0 })
 	h := r.cfg.Map.Hostname
 
@@ -136,8 +135,7 @@ func TestMappingRules(t *testing.T) {
 // exposed port), the network label, the deterministic choice among several
 // networks, -explicit, and -useIpFromLabel with an IPv6 address.
 func TestInternalNetworksExplicit(t *testing.T) {
-	a := requireDocker(t)
-	c := a.Client()
+	a, c := requireDocker(t)
 	n1 := dockerNetwork(t, "reg-net1")
 	n2 := dockerNetwork(t, "reg-net2", "--ipv6", "--subnet", "fd00:b0b:2::/64")
 	r := startReg(t, a, func(cfg *Config) {

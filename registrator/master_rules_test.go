@@ -22,8 +22,7 @@ import (
 // registrator's later passes do not undo it. berth's own checks keep their
 // distinct IDs <id>:docker-health and <id>:liveness.
 func TestServiceCheckTTLID(t *testing.T) {
-	a := requireDocker(t)
-	c := a.Client()
+	a, c := requireDocker(t)
 	r := startReg(t, a, func(cfg *Config) {
 		cfg.Resync = time.Second
 		cfg.Map.DockerHealth = true
@@ -73,7 +72,7 @@ func TestServiceCheckTTLID(t *testing.T) {
 // registrator master consul/consul.go (*Factory).New sets the address only
 // when the URI has a host).
 func TestDefaultAgentURI(t *testing.T) {
-	a := requireDocker(t)
+	a, _ := requireDocker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var logs eventually.Buffer
@@ -109,8 +108,7 @@ func TestDefaultAgentURI(t *testing.T) {
 // "NetworkMode can point to another container"), and the TCP check the
 // agent runs there passes.
 func TestSharedNetworkMode(t *testing.T) {
-	a := requireDocker(t)
-	c := a.Client()
+	a, c := requireDocker(t)
 	r := startReg(t, a, nil)
 	h := r.cfg.Map.Hostname
 	runC(t, "netpeer", nil, "-listen", ":8080")

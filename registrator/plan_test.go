@@ -202,15 +202,21 @@ func runPlanCases(t *testing.T, cases []planCase) {
 	}
 }
 
+// web1 is the input of one running container, web1, publishing 80/tcp on
+// 0.0.0.0:32768, with opts.
+func web1(opts ...copt) planInput {
+	return planInput{Running: running(ctr("web1", append([]copt{publish("80/tcp", "0.0.0.0", "32768")}, opts...)...))}
+}
+
 // TestPlanMapping: the gliderlabs mapping rules, one case each.
 func TestPlanMapping(t *testing.T) {
 	p80 := publish("80/tcp", "0.0.0.0", "32768")
 	runPlanCases(t, []planCase{
 		{name: "default name is the image base name; ID host:container:port; host address and port (bridge.go newService)",
-			in:   planInput{Running: running(ctr("web1", p80))},
+			in:   web1(),
 			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks="}},
 		{name: "image digest dropped from the default name (berth; README differences)",
-			in:   planInput{Running: running(ctr("web1", p80, image("web@sha256:0123")))},
+			in:   web1(image("web@sha256:0123")),
 			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks="}},
 		{name: "a binding's own address is registered (util.go servicePort)",
 			in:   planInput{Running: running(ctr("web1", publish("80/tcp", "127.0.0.1", "32768")))},
@@ -220,16 +226,16 @@ func TestPlanMapping(t *testing.T) {
 			in:   planInput{Running: running(ctr("web1", publish("80/tcp", "127.0.0.1", "32768")))},
 			want: []string{"register h:web1:80 web 10.0.0.5:32768 tags= checks="}},
 		{name: "SERVICE_NAME (util.go serviceMetaData)",
-			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_NAME=front")))},
+			in:   web1(env("SERVICE_NAME=front")),
 			want: []string{"register h:web1:80 front 192.0.2.9:32768 tags= checks="}},
 		{name: "labels override env vars (util.go serviceMetaData appends labels last)",
-			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_NAME=fromenv"), label("SERVICE_NAME", "fromlabel")))},
+			in:   web1(env("SERVICE_NAME=fromenv"), label("SERVICE_NAME", "fromlabel")),
 			want: []string{"register h:web1:80 fromlabel 192.0.2.9:32768 tags= checks="}},
 		{name: "SERVICE_<port>_KEY beats SERVICE_KEY; other ports' keys ignored (util.go serviceMetaData)",
-			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_80_NAME=perport", "SERVICE_NAME=generic", "SERVICE_81_NAME=other")))},
+			in:   web1(env("SERVICE_80_NAME=perport", "SERVICE_NAME=generic", "SERVICE_81_NAME=other")),
 			want: []string{"register h:web1:80 perport 192.0.2.9:32768 tags= checks="}},
 		{name: "SERVICE_080_NAME is not port 80's; an env entry without = is no key (util.go serviceMetaData)",
-			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_080_NAME=zero", "SERVICE_FLAG")))},
+			in:   web1(env("SERVICE_080_NAME=zero", "SERVICE_FLAG")),
 			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks="},
 			more: func(t *testing.T, p *plan) {
 				if _, ok := regOf(p, "h:web1:80").Meta["flag"]; ok {
@@ -237,25 +243,25 @@ func TestPlanMapping(t *testing.T) {
 				}
 			}},
 		{name: "two registered ports: -<port> suffix (bridge.go add isGroup)",
-			in: planInput{Running: running(ctr("web1", p80, publish("443/tcp", "0.0.0.0", "32769")))},
+			in: web1(publish("443/tcp", "0.0.0.0", "32769")),
 			want: []string{"register h:web1:80 web-80 192.0.2.9:32768 tags= checks=",
 				"register h:web1:443 web-443 192.0.2.9:32769 tags= checks="}},
 		{name: "a port named per port gets no suffix (bridge.go newService metadataFromPort)",
-			in: planInput{Running: running(ctr("web1", p80, publish("443/tcp", "0.0.0.0", "32769"), env("SERVICE_443_NAME=tls")))},
+			in: web1(publish("443/tcp", "0.0.0.0", "32769"), env("SERVICE_443_NAME=tls")),
 			want: []string{"register h:web1:80 web-80 192.0.2.9:32768 tags= checks=",
 				"register h:web1:443 tls 192.0.2.9:32769 tags= checks="}},
 		{name: "one published and one exposed port: no suffix (master bridge.go add counts registered ports)",
-			in:   planInput{Running: running(ctr("web1", p80, expose("9000/tcp")))},
+			in:   web1(expose("9000/tcp")),
 			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks="}},
 		{name: "an ignored port still counts for the suffix (bridge.go add: isGroup before newService)",
-			in:   planInput{Running: running(ctr("web1", p80, publish("443/tcp", "0.0.0.0", "32769"), env("SERVICE_80_IGNORE=true")))},
+			in:   web1(publish("443/tcp", "0.0.0.0", "32769"), env("SERVICE_80_IGNORE=true")),
 			want: []string{"register h:web1:443 web-443 192.0.2.9:32769 tags= checks="}},
 		{name: "exposed but not published: not registered (bridge.go add)",
 			in:   planInput{Running: running(ctr("web1", expose("9000/tcp")))},
 			want: []string{}},
 		{name: "-internal: every exposed port, container address, exposed port (bridge.go newService Internal)",
 			cfg: func(m *mapConfig) { m.Internal = true },
-			in:  planInput{Running: running(ctr("web1", p80, expose("9000/tcp")))},
+			in:  web1(expose("9000/tcp")),
 			want: []string{"register h:web1:80 web-80 172.17.0.2:80 tags= checks=",
 				"register h:web1:9000 web-9000 172.17.0.2:9000 tags= checks="}},
 		{name: "-internal on a network named by SERVICE_NETWORK (berth; README)",
@@ -269,13 +275,13 @@ func TestPlanMapping(t *testing.T) {
 			in:   planInput{Running: running(ctr("dns1", publish("53/udp", "0.0.0.0", "5353")))},
 			want: []string{"register h:dns1:53:udp web 192.0.2.9:5353 tags=udp checks="}},
 		{name: "SERVICE_ID (bridge.go newService)",
-			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_ID=custom")))},
+			in:   web1(env("SERVICE_ID=custom")),
 			want: []string{"register custom web 192.0.2.9:32768 tags= checks="}},
 		{name: "SERVICE_TAGS, then -tags (a template), \\, escapes a comma (util.go combineTags, recParseEscapedComma)",
 			cfg: func(m *mapConfig) {
 				m.Tags, _ = parseForceTags(`x,{{.Config.Labels.team}},{{toUpper "up"}}`)
 			},
-			in:   planInput{Running: running(ctr("web1", p80, env(`SERVICE_TAGS=a,b\,c`), label("team", "blue")))},
+			in:   web1(env(`SERVICE_TAGS=a,b\,c`), label("team", "blue")),
 			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags=a|b,c|x|blue|UP checks="}},
 		{name: "SERVICE_IGNORE with any value, false too (bridge.go newService mapDefault ignore; PR #14)",
 			in: planInput{Running: running(ctr("a", p80, env("SERVICE_IGNORE=true")), ctr("b", p80, env("SERVICE_IGNORE=always")),
@@ -288,17 +294,17 @@ func TestPlanMapping(t *testing.T) {
 			want: []string{"register h:named:80 n 192.0.2.9:32768 tags= checks="}},
 		{name: "-useIpFromLabel, /cidr dropped (bridge.go newService UseIpFromLabel)",
 			cfg:  func(m *mapConfig) { m.UseIPFromLabel = "ip" },
-			in:   planInput{Running: running(ctr("web1", p80, label("ip", "10.1.2.3/24")))},
+			in:   web1(label("ip", "10.1.2.3/24")),
 			want: []string{"register h:web1:80 web 10.1.2.3:32768 tags= checks="}},
 		{name: "a stopped container has no services",
-			in:   planInput{Running: running(ctr("web1", p80, stopped(0)))},
+			in:   web1(stopped(0)),
 			want: []string{}},
 		{name: "-only-label: other containers count as not running (berth; README)",
 			cfg:  func(m *mapConfig) { m.OnlyLabel, m.OnlyValue = "team", "a" },
 			in:   planInput{Running: running(ctr("mine", p80, label("team", "a")), ctr("theirs", p80, label("team", "b")), ctr("none", p80))},
 			want: []string{"register h:mine:80 web 192.0.2.9:32768 tags= checks="}},
 		{name: "other SERVICE_* keys become meta, check_* ones too; ownership marks (bridge.go newService Attrs)",
-			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_VERSION=2", "SERVICE_CHECK_TTL=30s", "SERVICE_NAME=n", "SERVICE_TAGS=t")))},
+			in:   web1(env("SERVICE_VERSION=2", "SERVICE_CHECK_TTL=30s", "SERVICE_NAME=n", "SERVICE_TAGS=t")),
 			want: []string{"register h:web1:80 n 192.0.2.9:32768 tags=t checks=service:h:web1:80"},
 			more: func(t *testing.T, p *plan) {
 				m := regOf(p, "h:web1:80").Meta
@@ -316,56 +322,40 @@ func TestPlanMapping(t *testing.T) {
 func TestPlanChecks(t *testing.T) {
 	p80 := publish("80/tcp", "0.0.0.0", "32768")
 	id := "h:web1:80"
+	// serviceCheck is a case of web1 with the variables kv, registered with
+	// the one check service:<id>, which must be as ok says.
+	serviceCheck := func(name string, kv []string, ok func(c *api.AgentServiceCheck) bool) planCase {
+		return planCase{name: name,
+			in:   web1(env(kv...)),
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks=service:h:web1:80"},
+			more: func(t *testing.T, p *plan) {
+				if c := checkOf(regOf(p, id), "service:"+id); c == nil || !ok(c) {
+					t.Errorf("check %+v", c)
+				}
+			}}
+	}
 	runPlanCases(t, []planCase{
-		{name: "SERVICE_CHECK_TTL (consul.go buildCheck)",
-			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_CHECK_TTL=30s")))},
-			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks=service:h:web1:80"},
-			more: func(t *testing.T, p *plan) {
-				if c := checkOf(regOf(p, id), "service:"+id); c == nil || c.TTL != "30s" || c.Interval != "" {
-					t.Errorf("TTL check %+v", c)
-				}
-			}},
-		{name: "SERVICE_CHECK_HTTP, default interval 10s (consul.go buildCheck DefaultInterval)",
-			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_CHECK_HTTP=/health", "SERVICE_CHECK_TIMEOUT=2s")))},
-			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks=service:h:web1:80"},
-			more: func(t *testing.T, p *plan) {
-				c := checkOf(regOf(p, id), "service:"+id)
-				if c == nil || c.HTTP != "http://192.0.2.9:32768/health" || c.Interval != "10s" || c.Timeout != "2s" {
-					t.Errorf("HTTP check %+v", c)
-				}
-			}},
-		{name: "SERVICE_CHECK_HTTPS with SERVICE_CHECK_HTTPS_METHOD (consul.go buildCheck)",
-			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_CHECK_HTTPS=/s", "SERVICE_CHECK_HTTPS_METHOD=HEAD", "SERVICE_CHECK_INTERVAL=5s")))},
-			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks=service:h:web1:80"},
-			more: func(t *testing.T, p *plan) {
-				c := checkOf(regOf(p, id), "service:"+id)
-				if c == nil || c.HTTP != "https://192.0.2.9:32768/s" || c.Method != "HEAD" || c.Interval != "5s" {
-					t.Errorf("HTTPS check %+v", c)
-				}
-			}},
-		{name: "SERVICE_CHECK_GRPC with TLS and skip-verify (consul.go buildCheck)",
-			in: planInput{Running: running(ctr("web1", p80, env("SERVICE_CHECK_GRPC=true", "SERVICE_CHECK_GRPC_USE_TLS=true",
-				"SERVICE_CHECK_TLS_SKIP_VERIFY=true")))},
-			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks=service:h:web1:80"},
-			more: func(t *testing.T, p *plan) {
-				c := checkOf(regOf(p, id), "service:"+id)
-				if c == nil || c.GRPC != "192.0.2.9:32768" || !c.GRPCUseTLS || !c.TLSSkipVerify {
-					t.Errorf("gRPC check %+v", c)
-				}
-			}},
-		{name: "SERVICE_CHECK_TCP, deregister-after and initial status (consul.go buildCheck)",
-			in: planInput{Running: running(ctr("web1", p80, env("SERVICE_CHECK_TCP=true", "SERVICE_CHECK_DEREGISTER_AFTER=5m",
-				"SERVICE_CHECK_INITIAL_STATUS=passing")))},
-			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks=service:h:web1:80"},
-			more: func(t *testing.T, p *plan) {
-				c := checkOf(regOf(p, id), "service:"+id)
-				if c == nil || c.TCP != "192.0.2.9:32768" || c.DeregisterCriticalServiceAfter != "5m" || c.Status != "passing" {
-					t.Errorf("TCP check %+v", c)
-				}
-			}},
+		serviceCheck("SERVICE_CHECK_TTL (consul.go buildCheck)", []string{"SERVICE_CHECK_TTL=30s"},
+			func(c *api.AgentServiceCheck) bool { return c.TTL == "30s" && c.Interval == "" }),
+		serviceCheck("SERVICE_CHECK_HTTP, default interval 10s (consul.go buildCheck DefaultInterval)", []string{"SERVICE_CHECK_HTTP=/health", "SERVICE_CHECK_TIMEOUT=2s"},
+			func(c *api.AgentServiceCheck) bool {
+				return c.HTTP == "http://192.0.2.9:32768/health" && c.Interval == "10s" && c.Timeout == "2s"
+			}),
+		serviceCheck("SERVICE_CHECK_HTTPS with SERVICE_CHECK_HTTPS_METHOD (consul.go buildCheck)", []string{"SERVICE_CHECK_HTTPS=/s", "SERVICE_CHECK_HTTPS_METHOD=HEAD", "SERVICE_CHECK_INTERVAL=5s"},
+			func(c *api.AgentServiceCheck) bool {
+				return c.HTTP == "https://192.0.2.9:32768/s" && c.Method == "HEAD" && c.Interval == "5s"
+			}),
+		serviceCheck("SERVICE_CHECK_GRPC with TLS and skip-verify (consul.go buildCheck)", []string{"SERVICE_CHECK_GRPC=true", "SERVICE_CHECK_GRPC_USE_TLS=true", "SERVICE_CHECK_TLS_SKIP_VERIFY=true"},
+			func(c *api.AgentServiceCheck) bool {
+				return c.GRPC == "192.0.2.9:32768" && c.GRPCUseTLS && c.TLSSkipVerify
+			}),
+		serviceCheck("SERVICE_CHECK_TCP, deregister-after and initial status (consul.go buildCheck)", []string{"SERVICE_CHECK_TCP=true", "SERVICE_CHECK_DEREGISTER_AFTER=5m", "SERVICE_CHECK_INITIAL_STATUS=passing"},
+			func(c *api.AgentServiceCheck) bool {
+				return c.TCP == "192.0.2.9:32768" && c.DeregisterCriticalServiceAfter == "5m" && c.Status == "passing"
+			}),
 		{name: "-docker-health and -liveness-ttl: distinct IDs, heartbeated states",
 			cfg:  func(m *mapConfig) { m.DockerHealth, m.LivenessTTL = true, 30*time.Second },
-			in:   planInput{Running: running(ctr("web1", p80, env("SERVICE_CHECK_TTL=30s"), health(container.Unhealthy)))},
+			in:   web1(env("SERVICE_CHECK_TTL=30s"), health(container.Unhealthy)),
 			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks=service:h:web1:80|h:web1:80:docker-health|h:web1:80:liveness"},
 			more: func(t *testing.T, p *plan) {
 				if p.TTL[id+":docker-health"].Status != api.HealthCritical || p.TTL[id+":liveness"].Status != api.HealthPassing || len(p.TTL) != 2 {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,30 +13,41 @@ import (
 )
 
 // The registrator binary against a real agent with default-deny ACLs serving
-// HTTPS with its own CA: consul-tls:// URI, -ca-file, -tls-server-name and
-// -token-file; the container's service is registered and owned, and the
-// token never shows in the log.
+// HTTPS with its own CA: a consul-tls:// URI with the token and the TLS
+// settings given in each shared way (-token-file, -token, the CONSUL_*
+// environment), and a host-less consul-tls:// with -token-file; the
+// container's service is registered and owned, and the token never shows in
+// the log.
 func TestACLTokenAndTLS(t *testing.T) {
 	requireDocker(t)
-	const token = "c4e1b2a3-9d8f-4e7a-b6c5-1d2e3f4a5b6c"
-	a, tokenFile := consultest.StartSecureT(t, "registrator-secure", token)
+	a := consultest.StartSecure(t, "registrator-secure")
 	c := a.Client() // one client: each a.Client() opens its own connections
 	runC(t, "secure-web", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_NAME=secure-web"})
-	// With a host, and without one: consul-tls:// alone is the default agent
-	// (CONSUL_HTTP_ADDR) over HTTPS (gliderlabs master consul/consul.go
-	// Factory.New: scheme https, address from api.DefaultConfig()).
-	for i, uri := range []string{"consul-tls://" + a.HTTPSAddr(), "consul-tls://"} {
+	type run struct {
+		uri  string
+		cred consultest.Credential
+	}
+	var runs []run
+	for _, cred := range a.Credentials() {
+		runs = append(runs, run{"consul-tls://" + a.HTTPSAddr(), cred})
+	}
+	// Without a host, consul-tls:// is the default agent (CONSUL_HTTP_ADDR)
+	// over HTTPS (gliderlabs master consul/consul.go Factory.New: scheme
+	// https, address from api.DefaultConfig()).
+	runs = append(runs, run{"consul-tls://", a.Credentials()[0]})
+	for i, r := range runs {
 		host := fmt.Sprintf("%s-%d", hostFor(t), i)
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		var logs eventually.Buffer
-		args := append([]string{"-hostname", host, "-ip", "127.0.0.1", "-log-level", "debug", "-only-label", onlyLabel(t)}, a.TLSFlags()...)
-		cmd := exec.CommandContext(ctx, binPath, append(args, "-token-file", tokenFile, uri)...)
-		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "CONSUL_HTTP_ADDR=" + a.HTTPSAddr()}
+		args := append([]string{"-hostname", host, "-ip", "127.0.0.1", "-log-level", "debug", "-only-label", onlyLabel(t)}, r.cred.Args...)
+		cmd := exec.CommandContext(ctx, binPath, append(args, r.uri)...)
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "CONSUL_HTTP_ADDR=" + a.HTTPSAddr()}, r.cred.Env...)
 		cmd.Stdout, cmd.Stderr = &logs, &logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		eventually.Holds(t, 30*time.Second, "secure-web registered over HTTPS with the token, "+uri, func() (bool, string) {
+		what := fmt.Sprintf("secure-web registered over HTTPS, %s with %s", r.uri, r.cred.Name)
+		eventually.Holds(t, 30*time.Second, what, func() (bool, string) {
 			got := ownedServices(t, c, host)
 			for _, s := range got {
 				if s.Service == "secure-web" {
@@ -49,8 +59,6 @@ func TestACLTokenAndTLS(t *testing.T) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		cancel()
-		if strings.Contains(logs.String(), token) {
-			t.Fatalf("the ACL token appears in registrator's log:\n%s", logs.String())
-		}
+		a.RequireNoToken(t, "registrator's log", logs.String())
 	}
 }

@@ -246,7 +246,7 @@ func TestMapContainerPure(t *testing.T) {
 // TestCLI runs the built binary: bad input exits 1 with a line naming the
 // culprit; a running registrator serves /metrics and /health.
 func TestCLI(t *testing.T) {
-	a := requireDocker(t)
+	a, _ := requireDocker(t)
 	for _, tc := range []struct {
 		args []string
 		want string

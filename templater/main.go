@@ -5,28 +5,16 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net/http"
 	"os"
-	"os/signal"
-	"sort"
 	"strconv"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/berth/berth/pkg/cliapp"
-	"github.com/berth/berth/pkg/consulclient"
-	"github.com/berth/berth/pkg/query"
 	"github.com/berth/berth/pkg/supervisor"
-	"github.com/berth/berth/pkg/telemetry"
-	"github.com/hashicorp/consul/api"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Exit codes. Where consul-template has a code for the same situation, it is
@@ -116,13 +104,6 @@ type options struct {
 	rightDelim         string
 	cli                *cliapp.Program
 	set                map[string]bool // flags given on the command line or by their variables
-}
-
-// transportFlags are consul-template's -consul-transport-* flags.
-type transportFlags struct {
-	dialKeepAlive, dialTimeout, tlsHandshakeTimeout time.Duration
-	disableKeepAlives                               bool
-	maxIdleConnsPerHost                             int
 }
 
 // parseFlags reads the command line (cliapp: every flag also from
@@ -332,116 +313,6 @@ func flagWins[T any](set map[string]bool, name string, dst *T, v T) {
 	}
 }
 
-// consulConfig builds the Consul client configuration: flags, then the
-// config file where no flag set the same thing, then the environment.
-func consulConfig(o *options, fc *fileConfig) (*api.Config, error) {
-	if fc.ConsulAddr != nil && !o.set["http-addr"] && !o.set["consul-addr"] {
-		o.cli.Consul.SetAddress(*fc.ConsulAddr)
-	}
-	ccfg, err := o.cli.Consul.Config()
-	if err != nil {
-		return nil, err
-	}
-	applyFileTLS(ccfg, fc.ConsulTLS, o.set)
-	if o.consulSSL {
-		ccfg.Scheme = "https"
-	}
-	if !o.consulSSLVerify {
-		ccfg.TLSConfig.InsecureSkipVerify = true
-	}
-	tokenFlag := o.set["token"] || o.set["consul-token"] || o.set["token-file"] || o.set["consul-token-file"]
-	switch {
-	case tokenFlag:
-	case fc.ConsulToken != nil:
-		ccfg.Token = *fc.ConsulToken
-	case fc.ConsulTokenFile != nil:
-		b, err := os.ReadFile(*fc.ConsulTokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("consul.token_file: %w", err)
-		}
-		ccfg.Token = strings.TrimSpace(string(b))
-	}
-	if fc.ConsulNamespace != nil {
-		ccfg.Namespace = *fc.ConsulNamespace
-	}
-	auth := o.consulAuth
-	if auth == "" && fc.ConsulAuth != nil && fc.ConsulAuth["enabled"] != "false" && fc.ConsulAuth["username"] != "" {
-		auth = fc.ConsulAuth["username"] + ":" + fc.ConsulAuth["password"]
-	}
-	if auth != "" {
-		user, pass, _ := strings.Cut(auth, ":")
-		ccfg.HttpAuth = &api.HttpBasicAuth{Username: user, Password: pass}
-	}
-	if p := ccfg.TLSConfig.CAPath; p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("CA path: %w", err)
-		}
-	}
-	t, err := transport(o, fc.ConsulTransport)
-	if err != nil {
-		return nil, err
-	}
-	ccfg.Transport = t
-	return ccfg, nil
-}
-
-// transport builds the HTTP transport to Consul from the -consul-transport-*
-// flags and consul { transport { ... } }.
-func transport(o *options, file map[string]string) (*http.Transport, error) {
-	var s consulclient.Transport
-	durations := map[string]**time.Duration{"dial_keep_alive": &s.DialKeepAlive, "dial_timeout": &s.DialTimeout,
-		"idle_conn_timeout": &s.IdleConnTimeout, "tls_handshake_timeout": &s.TLSHandshakeTimeout}
-	ints := map[string]**int{"max_idle_conns": &s.MaxIdleConns, "max_idle_conns_per_host": &s.MaxIdleConnsPerHost, "max_conns_per_host": &s.MaxConnsPerHost}
-	for k, v := range file {
-		var err error
-		if p, ok := durations[k]; ok {
-			*p, err = parsedPtr(time.ParseDuration, v)
-		} else if p, ok := ints[k]; ok {
-			*p, err = parsedPtr(strconv.Atoi, v)
-		} else if k == "disable_keep_alives" {
-			b := v == "true"
-			s.DisableKeepAlives = &b
-		}
-		if err != nil {
-			return nil, fmt.Errorf("consul.transport.%s: %w", k, err)
-		}
-	}
-	f := o.transport
-	flagWins(o.set, "consul-transport-dial-keep-alive", &s.DialKeepAlive, &f.dialKeepAlive)
-	flagWins(o.set, "consul-transport-dial-timeout", &s.DialTimeout, &f.dialTimeout)
-	flagWins(o.set, "consul-transport-disable-keep-alives", &s.DisableKeepAlives, &f.disableKeepAlives)
-	flagWins(o.set, "consul-transport-max-idle-conns-per-host", &s.MaxIdleConnsPerHost, &f.maxIdleConnsPerHost)
-	flagWins(o.set, "consul-transport-tls-handshake-timeout", &s.TLSHandshakeTimeout, &f.tlsHandshakeTimeout)
-	return s.HTTP(), nil
-}
-
-// newLogger writes to stderr, or to the local syslog with -syslog (or
-// syslog { enabled = true }).
-func newLogger(o *options, fc *fileConfig, stderr io.Writer) (*slog.Logger, error) {
-	if fc.LogLevel != nil && !o.set["log-level"] {
-		o.cli.Log.Level = *fc.LogLevel
-	}
-	on, facility, name := o.syslog, o.syslogFacility, o.syslogName
-	if fc.Syslog != nil && !o.set["syslog"] {
-		on = *fc.Syslog
-	}
-	if fc.SyslogFacility != "" && !o.set["syslog-facility"] {
-		facility = fc.SyslogFacility
-	}
-	if fc.SyslogName != "" && !o.set["syslog-name"] {
-		name = fc.SyslogName
-	}
-	w := stderr
-	if on {
-		sw, err := openSyslog(facility, name, o.syslogSocket)
-		if err != nil {
-			return nil, err
-		}
-		w = sw
-	}
-	return o.cli.Log.New(w, "templater")
-}
-
 func run(args []string, stdout, stderr io.Writer) int {
 	o, err := parseFlags(args, stdout, stderr)
 	if err != nil {
@@ -490,177 +361,4 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer os.Remove(o.pidFile)
 	}
 	return serve(o, fc, rc, tmpls, client, ccfg, log, stdout, stderr)
-}
-
-// serve runs the runner until it ends or a stop signal comes, and returns
-// the exit code.
-func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api.Client, ccfg *api.Config, log *slog.Logger, stdout, stderr io.Writer) int {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	reg := telemetry.NewRegistry()
-	qcfg := query.Config{Client: client, MaxStale: o.maxStale, Log: log, RetryMin: o.retryMin, RetryMax: o.retryMax}
-	if fc.BlockQueryWait != nil {
-		qcfg.Wait = *fc.BlockQueryWait
-	}
-	qc := query.New(qcfg)
-	go func() { _ = qc.Run(ctx) }() // ends with ctx
-	reg.MustRegister(qc.Collector("templater"))
-	e := &env{q: qc, log: log, pollTick: 15 * time.Second}
-	r := &runner{cfg: rc, log: log, store: newStore(e), m: newMetrics(reg), stdout: stdout, stderr: stderr, tmpls: tmpls,
-		reload: make(chan *runConfig, 1), dryLast: map[string][]byte{}}
-	r.childEnv = childEnv(o, fc, ccfg)
-	sigFwd := make(chan syscall.Signal, 8)
-	r.sigs = sigFwd
-	if supervisor.NeedReaper() {
-		// As PID 1 (in a container) orphans of commands and the exec child
-		// are ours to collect.
-		r.reaper = supervisor.NewReaper(log)
-		go r.reaper.Run(ctx)
-	}
-	metricsLn, err := o.cli.ListenMetrics()
-	if err != nil {
-		return o.cli.Fail(err, exitConfig)
-	}
-	serveMetrics(ctx, metricsLn, reg, r, log)
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs)
-	defer signal.Stop(sigs)
-	killSig, _ := supervisor.ParseSignal(o.killSignal)
-	reloadSig, _ := supervisor.ParseSignal(o.reloadSignal)
-	var stopCode atomic.Int32
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case s := <-sigs:
-				sig, ok := s.(syscall.Signal)
-				if !ok {
-					continue
-				}
-				switch {
-				case sig == killSig || sig == syscall.SIGTERM || (sig == syscall.SIGINT && killSig != syscall.SIGINT && reloadSig != syscall.SIGINT):
-					log.Info("stopping", "signal", supervisor.SignalName(sig))
-					if sig == killSig {
-						stopCode.Store(exitSignal)
-					}
-					cancel()
-					return
-				case sig == reloadSig:
-					nc, _, err := buildConfig(o)
-					if err != nil {
-						log.Error("reload: new configuration rejected; keeping the running one", "err", err)
-						continue
-					}
-					select {
-					case r.reload <- nc:
-					default:
-					}
-				case supervisor.Forwardable(sig):
-					select {
-					case sigFwd <- sig:
-					default:
-					}
-				}
-			}
-		}
-	}()
-
-	log.Info("starting", "templates", len(tmpls), "consul", ccfg.Address, "max_stale", o.maxStale, "once", o.once, "dry", o.dry)
-	err = r.run(ctx)
-	var ee *errExit
-	switch {
-	case err == nil && ctx.Err() != nil:
-		return int(stopCode.Load())
-	case err == nil:
-		return exitOK
-	case errors.As(err, &ee):
-		log.Error("exiting", "err", ee.err)
-		return o.cli.Fail(ee.err, ee.code)
-	default:
-		return o.cli.Fail(err, exitRunner)
-	}
-}
-
-// childEnv is what consul-template puts in the environment of the -exec
-// child and of commands (manager/runner.go childEnv): the Consul address and
-// token it was given, and whether it uses TLS and verifies it.
-func childEnv(o *options, fc *fileConfig, c *api.Config) []string {
-	var out []string
-	if o.set["http-addr"] || o.set["consul-addr"] || fc.ConsulAddr != nil {
-		out = append(out, "CONSUL_HTTP_ADDR="+c.Address)
-	}
-	if c.HttpAuth != nil {
-		out = append(out, "CONSUL_HTTP_AUTH="+c.HttpAuth.Username+":"+c.HttpAuth.Password)
-	}
-	if o.set["token"] || o.set["consul-token"] || fc.ConsulToken != nil {
-		out = append(out, "CONSUL_HTTP_TOKEN="+c.Token)
-	}
-	return append(out, "CONSUL_HTTP_SSL="+strconv.FormatBool(c.Scheme == "https"), "CONSUL_HTTP_SSL_VERIFY="+strconv.FormatBool(!c.TLSConfig.InsecureSkipVerify))
-}
-
-// serveMetrics serves /metrics and /health on ln (nil: -metrics-addr is
-// off) until ctx is done; the query layer's probe tells a cut-off agent.
-func serveMetrics(ctx context.Context, ln *cliapp.Metrics, reg *prometheus.Registry, r *runner, log *slog.Logger) {
-	if ln == nil {
-		return
-	}
-	health := func() error {
-		f, since := r.store.failing()
-		if len(f) == 0 {
-			// A cut-off host: the watches hang without an error.
-			if down, since, err := r.store.env.q.Down(); down && r.allRendered.Load() {
-				return telemetry.Degraded("the Consul agent has reached no server since %s (%s): %v; serving the last good files",
-					since.UTC().Format(time.RFC3339), time.Since(since).Round(time.Second), err)
-			}
-			return nil
-		}
-		keys := make([]string, 0, len(f))
-		for k := range f {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		msg := fmt.Sprintf("waiting for Consul since %s (%s): %d watches failing (%s: %s)", since.UTC().Format(time.RFC3339),
-			time.Since(since).Round(time.Second), len(f), keys[0], f[keys[0]])
-		if r.allRendered.Load() {
-			// Every destination holds its last good render: degraded, not
-			// failed.
-			return telemetry.Degraded("%s; serving the last good files", msg)
-		}
-		return errors.New(msg)
-	}
-	ln.Serve(ctx, reg, health, log)
-}
-
-// applyFileTLS applies a config file's consul { ssl { ... } } where no flag
-// set the same thing.
-func applyFileTLS(c *api.Config, ssl map[string]string, set map[string]bool) {
-	if len(ssl) == 0 {
-		return
-	}
-	if ssl["enabled"] == "true" {
-		c.Scheme = "https"
-	}
-	for key, flags := range map[string][]string{"ca_cert": {"ca-file", "consul-ssl-ca-cert"}, "ca_path": {"ca-path", "consul-ssl-ca-path"},
-		"cert": {"client-cert", "consul-ssl-cert"}, "key": {"client-key", "consul-ssl-key"}, "server_name": {"tls-server-name", "consul-ssl-server-name"}} {
-		v, ok := ssl[key]
-		if !ok || v == "" || set[flags[0]] || set[flags[1]] {
-			continue
-		}
-		switch key {
-		case "ca_cert":
-			c.TLSConfig.CAFile = v
-		case "ca_path":
-			c.TLSConfig.CAPath = v
-		case "cert":
-			c.TLSConfig.CertFile = v
-		case "key":
-			c.TLSConfig.KeyFile = v
-		case "server_name":
-			c.TLSConfig.Address = v
-		}
-	}
-	if ssl["verify"] == "false" {
-		c.TLSConfig.InsecureSkipVerify = true
-	}
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -666,4 +667,33 @@ func (e execEnv) environ(extra []string) []string {
 		out = append(out, kv)
 	}
 	return append(out, custom...)
+}
+
+// health is the /health answer: failing watches make it degraded while
+// every destination holds its last good render (failed before), and the
+// query layer's probe tells a cut-off agent, whose watches hang without an
+// error.
+func (r *runner) health() error {
+	f, since := r.store.failing()
+	if len(f) == 0 {
+		// A cut-off host: the watches hang without an error.
+		if down, since, err := r.store.env.q.Down(); down && r.allRendered.Load() {
+			return telemetry.Degraded("the Consul agent has reached no server since %s (%s): %v; serving the last good files",
+				since.UTC().Format(time.RFC3339), time.Since(since).Round(time.Second), err)
+		}
+		return nil
+	}
+	keys := make([]string, 0, len(f))
+	for k := range f {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	msg := fmt.Sprintf("waiting for Consul since %s (%s): %d watches failing (%s: %s)", since.UTC().Format(time.RFC3339),
+		time.Since(since).Round(time.Second), len(f), keys[0], f[keys[0]])
+	if r.allRendered.Load() {
+		// Every destination holds its last good render: degraded, not
+		// failed.
+		return telemetry.Degraded("%s; serving the last good files", msg)
+	}
+	return errors.New(msg)
 }

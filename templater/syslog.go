@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"log/syslog"
 	"strings"
 
@@ -28,4 +29,31 @@ func openSyslog(facility, name, socket string) (io.Writer, error) {
 		return nil, fmt.Errorf("-syslog: %w", err)
 	}
 	return w, nil
+}
+
+// newLogger writes to stderr, or to the local syslog with -syslog (or
+// syslog { enabled = true }).
+func newLogger(o *options, fc *fileConfig, stderr io.Writer) (*slog.Logger, error) {
+	if fc.LogLevel != nil && !o.set["log-level"] {
+		o.cli.Log.Level = *fc.LogLevel
+	}
+	on, facility, name := o.syslog, o.syslogFacility, o.syslogName
+	if fc.Syslog != nil && !o.set["syslog"] {
+		on = *fc.Syslog
+	}
+	if fc.SyslogFacility != "" && !o.set["syslog-facility"] {
+		facility = fc.SyslogFacility
+	}
+	if fc.SyslogName != "" && !o.set["syslog-name"] {
+		name = fc.SyslogName
+	}
+	w := stderr
+	if on {
+		sw, err := openSyslog(facility, name, o.syslogSocket)
+		if err != nil {
+			return nil, err
+		}
+		w = sw
+	}
+	return o.cli.Log.New(w, "templater")
 }

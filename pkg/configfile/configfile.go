@@ -96,15 +96,7 @@ func Load(paths []string) ([]*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*File, 0, len(names))
-	for _, n := range names {
-		f, err := Read(n)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, f)
-	}
-	return out, nil
+	return each(names, Read)
 }
 
 // Spec names the keys a program accepts, as dotted paths from the top of a
@@ -259,55 +251,74 @@ func Strings(v any) ([]string, error) {
 		}
 		return strings.Split(x, ","), nil
 	case []any:
-		out := make([]string, 0, len(x))
-		for _, e := range x {
-			s, err := String(e)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, s)
-		}
-		return out, nil
+		return each(x, String)
 	case []string:
 		return x, nil
 	}
 	return nil, fmt.Errorf("want a list of strings, got %s", typeName(v))
 }
 
+// Get sets *dst to decode of the value of key in block b (String, Bool,
+// Int, Duration, ...) when b has the key, and leaves it alone when not. An
+// error names the key: "key: ...".
+func Get[T any](b map[string]any, key string, decode func(any) (T, error), dst *T) error {
+	v, ok := b[key]
+	if !ok {
+		return nil
+	}
+	x, err := decode(v)
+	if err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	*dst = x
+	return nil
+}
+
+// each returns f of every element of xs, in order, or f's first error.
+func each[T, U any](xs []T, f func(T) (U, error)) ([]U, error) {
+	out := make([]U, 0, len(xs))
+	for _, x := range xs {
+		y, err := f(x)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, y)
+	}
+	return out, nil
+}
+
 // Bool reads true/false (or a string strconv.ParseBool accepts).
 func Bool(v any) (bool, error) {
-	switch x := v.(type) {
-	case bool:
-		return x, nil
-	case string:
-		b, err := strconv.ParseBool(x)
-		if err != nil {
-			return false, fmt.Errorf("want true or false, got %q", x)
-		}
-		return b, nil
-	}
-	return false, fmt.Errorf("want true or false, got %s", typeName(v))
+	return scalar(v, "true or false", strconv.ParseBool)
 }
 
 // Int reads a whole number (or a string holding one).
 func Int(v any) (int, error) {
 	switch x := v.(type) {
-	case int:
-		return x, nil
 	case int64:
 		return int(x), nil
 	case float64:
 		if x == float64(int(x)) {
 			return int(x), nil
 		}
-	case string:
-		n, err := strconv.Atoi(x)
-		if err == nil {
-			return n, nil
-		}
-		return 0, fmt.Errorf("want a whole number, got %q", x)
 	}
-	return 0, fmt.Errorf("want a whole number, got %s", typeName(v))
+	return scalar(v, "a whole number", strconv.Atoi)
+}
+
+// scalar reads a T given as itself or as a string that parse accepts. The
+// errors say "want " + want + ", got " and the string quoted, or what v is.
+func scalar[T any](v any, want string, parse func(string) (T, error)) (T, error) {
+	var zero T
+	switch x := v.(type) {
+	case T:
+		return x, nil
+	case string:
+		if r, err := parse(x); err == nil {
+			return r, nil
+		}
+		return zero, fmt.Errorf("want %s, got %q", want, x)
+	}
+	return zero, fmt.Errorf("want %s, got %s", want, typeName(v))
 }
 
 // Duration reads a Go duration string ("5s", "1m30s"); a bare number is

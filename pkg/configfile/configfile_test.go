@@ -125,3 +125,38 @@ func TestConsulTemplateKeysExcept(t *testing.T) {
 		t.Fatalf("ConsulTemplateKeys(2 refused): %d of %d keys: %v", len(some), len(all), some)
 	}
 }
+
+// TestGetAndDecoders: Get leaves the destination alone when the key is
+// absent and names the key in an error; the decoders take their own type
+// or a string that parses, and say what they wanted.
+func TestGetAndDecoders(t *testing.T) {
+	b := map[string]any{"n": "12", "on": "true", "off": false, "whole": 3.0, "half": 2.5, "list": []any{"a", 1}, "bad": []any{"x"}}
+	n, on, off, absent := 0, false, true, 7
+	if err := Get(b, "n", Int, &n); err != nil || n != 12 {
+		t.Errorf("Get n: %d, %v", n, err)
+	}
+	if err := Get(b, "on", Bool, &on); err != nil || !on {
+		t.Errorf("Get on: %v, %v", on, err)
+	}
+	if err := Get(b, "off", Bool, &off); err != nil || off {
+		t.Errorf("Get off: %v, %v", off, err)
+	}
+	if err := Get(b, "absent", Int, &absent); err != nil || absent != 7 {
+		t.Errorf("Get absent: %d, %v", absent, err)
+	}
+	if err := Get(b, "half", Int, &n); err == nil || err.Error() != "half: want a whole number, got a number" || n != 12 {
+		t.Errorf("Get half: %d, %v", n, err)
+	}
+	if err := Get(b, "bad", Bool, &on); err == nil || err.Error() != "bad: want true or false, got a list" {
+		t.Errorf("Get bad: %v", err)
+	}
+	if _, err := Bool("yes"); err == nil || err.Error() != `want true or false, got "yes"` {
+		t.Errorf(`Bool("yes"): %v`, err)
+	}
+	if w, err := Int(b["whole"]); err != nil || w != 3 {
+		t.Errorf("Int(3.0): %d, %v", w, err)
+	}
+	if l, err := Strings(b["list"]); err != nil || !slices.Equal(l, []string{"a", "1"}) {
+		t.Errorf("Strings: %q, %v", l, err)
+	}
+}

@@ -36,6 +36,17 @@ func clearEnv(t *testing.T) {
 	}
 }
 
+// writeFile writes content to the file name in dir (mode 0600) and
+// returns its path.
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestEnvUsedWhenNoFlags(t *testing.T) {
 	clearEnv(t)
 	t.Setenv("CONSUL_HTTP_ADDR", "10.0.0.1:8500")
@@ -72,10 +83,8 @@ func TestFlagsOverrideEnv(t *testing.T) {
 func TestTokenFilePrecedence(t *testing.T) {
 	clearEnv(t)
 	dir := t.TempDir()
-	envFile := filepath.Join(dir, "env-token")
-	flagFile := filepath.Join(dir, "flag-token")
-	os.WriteFile(envFile, []byte("from-env-file\n"), 0o600)
-	os.WriteFile(flagFile, []byte("from-flag-file\n"), 0o600)
+	envFile := writeFile(t, dir, "env-token", "from-env-file\n")
+	flagFile := writeFile(t, dir, "flag-token", "from-flag-file\n")
 
 	t.Setenv("CONSUL_HTTP_TOKEN_FILE", envFile)
 	f, _ := parse(t)
@@ -96,10 +105,8 @@ func TestTokenFilePrecedence(t *testing.T) {
 func TestBadInputNamesCulprit(t *testing.T) {
 	clearEnv(t)
 	dir := t.TempDir()
-	empty := filepath.Join(dir, "empty")
-	os.WriteFile(empty, nil, 0o600)
-	cert := filepath.Join(dir, "cert.pem")
-	os.WriteFile(cert, []byte("x"), 0o600)
+	empty := writeFile(t, dir, "empty", "")
+	cert := writeFile(t, dir, "cert.pem", "x")
 	cases := map[string][]string{
 		"-token-file": {"-token-file", filepath.Join(dir, "missing")},
 		"empty":       {"-token-file", empty},

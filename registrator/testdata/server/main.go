@@ -42,14 +42,10 @@ func main() {
 		}
 		return
 	}
-	for _, a := range strings.Split(*listen, ",") {
-		if a == "" {
-			continue
-		}
+	eachAddr(*listen, func(a string) error {
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
+			return err
 		}
 		go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if _, err := os.Stat(sickFile); err == nil && r.URL.Path == "/health" {
@@ -58,15 +54,12 @@ func main() {
 			}
 			fmt.Fprintf(w, "ok %s\n", a)
 		}))
-	}
-	for _, a := range strings.Split(*udp, ",") {
-		if a == "" {
-			continue
-		}
+		return nil
+	})
+	eachAddr(*udp, func(a string) error {
 		pc, err := net.ListenPacket("udp", a)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
+			return err
 		}
 		go func() {
 			buf := make([]byte, 1500)
@@ -78,7 +71,8 @@ func main() {
 				pc.WriteTo(buf[:n], addr)
 			}
 		}()
-	}
+		return nil
+	})
 	if *exit >= 0 {
 		if *exitOnUSR1 {
 			usr1 := make(chan os.Signal, 1)
@@ -96,4 +90,19 @@ func main() {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	<-sig
+}
+
+// eachAddr calls listen with each address of the comma-separated list (empty
+// entries skipped); an address listen cannot bind ends the server with exit
+// code 2.
+func eachAddr(list string, listen func(addr string) error) {
+	for _, a := range strings.Split(list, ",") {
+		if a == "" {
+			continue
+		}
+		if err := listen(a); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+	}
 }

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/berth/berth/pkg/cliapp"
+	"github.com/berth/berth/pkg/supervisor"
+	"github.com/hashicorp/consul/api"
+)
+
+// handOffGrace is how long after releasing the lock lockrun waits before its
+// own clean-up writes, so that they do not slow the next holder's acquisition.
+const handOffGrace = 5 * time.Millisecond
+
+// runner is one run of lockrun: it waits for the lock, runs the child while
+// holding it and cleans up; its own error lines go to the Stderr of o.cli.
+type runner struct {
+	o       *options
+	client  *api.Client
+	log     *slog.Logger
+	stdin   *os.File
+	sigs    chan os.Signal
+	metrics *metrics
+	reaper  *supervisor.Reaper
+	// lost is set once the lock was lost; read by the health endpoint.
+	lost atomic.Bool
+}
+
+func (r *runner) health() error {
+	if r.lost.Load() {
+		return errors.New("lock lost")
+	}
+	return nil
+}
+
+func (r *runner) sessionName() string {
+	if r.o.name != "" {
+		return r.o.name
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("lockrun %s on %s", r.o.prefix, host)
+}
+
+// run serves /metrics and /health on metricsLn (nil: off) and, as PID 1,
+// reaps orphans, both until it returns; it waits for the lock, runs the
+// child while holding it, and returns lockrun's exit code.
+func (r *runner) run(metricsLn *cliapp.Metrics) int {
+	o := r.o
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	metricsLn.Serve(ctx, r.metrics.reg, r.health, r.log)
+	if supervisor.NeedReaper() {
+		r.reaper = supervisor.NewReaper(r.log)
+		go r.reaper.Run(ctx)
+	}
+	// The runtime's one-time process-start probe, off the hand-off path.
+	go supervisor.Prepare()
+	behavior := api.SessionBehaviorRelease
+	if o.limit > 1 {
+		behavior = api.SessionBehaviorDelete
+	}
+	keeper := &sessionKeeper{client: r.client, log: r.log, entry: api.SessionEntry{
+		Name: r.sessionName(), TTL: sessionTTL.String(), Behavior: behavior, LockDelay: o.lockDelay,
+	}}
+	defer keeper.destroy()
+
+	var lk locker
+	if o.limit == 1 {
+		lk = &plainLock{kv: r.client.KV(), txn: r.client.Txn(), key: o.prefix + "/.lock", sessions: keeper, delayRetry: o.delayRetry, log: r.log}
+	} else {
+		lk = &semaphore{kv: r.client.KV(), txn: r.client.Txn(), prefix: o.prefix, limit: o.limit, lockDelay: o.lockDelay, sessions: keeper, log: r.log}
+	}
+	go r.checkAgent()
+	h, code := r.wait(keeper, lk)
+	if h == nil {
+		return code
+	}
+	log := r.log.With("session", h.session)
+	r.metrics.acquisitions.Inc()
+	r.metrics.held.Set(1)
+	log.Debug("lock acquired", "prefix", o.prefix, "token", h.token)
+
+	code = r.hold(h, lk, keeper, log)
+
+	r.metrics.held.Set(0)
+	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := lk.release(rctx, h); err != nil && code != exitLockLost {
+		log.Warn("release failed; the session's destruction releases it", "err", err)
+	}
+	rcancel()
+	// Let a waiting contender take the lock first: our clean-up writes (the
+	// session's destruction, the key's deletion when unused) would otherwise
+	// queue in Raft beside its acquisition. A key taken meanwhile is in use
+	// and is not deleted.
+	time.Sleep(handOffGrace)
+	done := make(chan struct{})
+	go func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+		lk.cleanup(cctx)
+		ccancel()
+		close(done)
+	}()
+	keeper.destroy()
+	<-done
+	return code
+}
+
+// checkAgent warns once when the agent's settings break an assumption of
+// the lease (agentTimeoutWarning); an agent that does not answer says
+// nothing here, the lock's own requests report it.
+func (r *runner) checkAgent() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var self map[string]map[string]any
+	if _, err := r.client.Raw().Query("/v1/agent/self", &self, (&api.QueryOptions{}).WithContext(ctx)); err != nil {
+		return
+	}
+	if w := agentTimeoutWarning(self, r.o.lease); w != "" {
+		r.log.Warn(w)
+	}
+}
+
+// wait creates our session and waits for the lock, watching for interrupts
+// and -timeout. It returns the lock, or nil and the exit code.
+func (r *runner) wait(keeper *sessionKeeper, lk locker) (*held, int) {
+	o := r.o
+	actx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if o.timeout > 0 {
+		var tcancel context.CancelFunc
+		actx, tcancel = context.WithTimeout(actx, o.timeout)
+		defer tcancel()
+	}
+	type acq struct {
+		h   *held
+		err error
+	}
+	acqc := make(chan acq, 1)
+	start := time.Now()
+	go func() {
+		if _, err := keeper.create(actx); err != nil {
+			acqc <- acq{nil, err}
+			return
+		}
+		h, err := lk.acquire(actx)
+		acqc <- acq{h, err}
+	}()
+	interrupted := false
+	for {
+		select {
+		case sig := <-r.sigs:
+			s, _ := sig.(syscall.Signal)
+			if s == syscall.SIGINT || s == syscall.SIGTERM || s == syscall.SIGHUP || s == syscall.SIGQUIT {
+				r.log.Info("interrupted while waiting for the lock; cleaning up", "signal", supervisor.SignalName(s))
+				interrupted = true
+				cancel()
+			}
+		case a := <-acqc:
+			switch {
+			case a.err == nil:
+				r.metrics.waitSeconds.Observe(time.Since(start).Seconds())
+				return a.h, exitOK
+			case interrupted:
+				return nil, exitInterrupted
+			case errors.Is(a.err, errPermanent):
+				fmt.Fprintf(r.o.cli.Stderr, "lockrun: Consul refusing: %v\n", a.err)
+				return nil, exitConsul
+			case errors.Is(a.err, context.DeadlineExceeded) && keeper.createdCount() == 0:
+				fmt.Fprintf(r.o.cli.Stderr, "lockrun: Consul unreachable for the whole -timeout %s: %v\n", o.timeout, a.err)
+				return nil, exitConsul
+			case errors.Is(a.err, context.DeadlineExceeded):
+				fmt.Fprintf(r.o.cli.Stderr, "lockrun: lock %s not acquired within -timeout %s\n", o.prefix, o.timeout)
+				return nil, exitTimeout
+			case errors.Is(a.err, errConflict):
+				fmt.Fprintf(r.o.cli.Stderr, "lockrun: %v\n", a.err)
+				return nil, exitUsage
+			default:
+				fmt.Fprintf(r.o.cli.Stderr, "lockrun: %v\n", a.err)
+				return nil, exitConsul
+			}
+		}
+	}
+}
+
+// hold runs the child while the lock is held and returns our exit code. The
+// child's process group is stopped when Consul says the lock is no longer
+// ours, when our session is invalidated, or when the lease runs out
+// (lease.go), whichever comes first.
+func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logger) int {
+	o := r.o
+	env := append(os.Environ(),
+		"CONSUL_LOCK_HELD=true",
+		"LOCKRUN_SESSION="+h.session,
+		"LOCKRUN_TOKEN="+strconv.FormatUint(h.token, 10),
+	)
+	cfg := supervisor.Config{
+		Argv: o.argv, Env: env, KillSignal: syscall.SIGTERM, KillTimeout: o.killTimeout,
+		Reaper: r.reaper, Log: log,
+	}
+	if o.passStdin {
+		cfg.Stdin = r.stdin
+	}
+	child, err := supervisor.Start(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	lostc := make(chan string, 2)
+	lease := &leaseKeeper{validFor: o.lease, maxErrors: o.monitorRetry.orUnset(), log: log, metrics: r.metrics,
+		confirm: func(ctx context.Context) (bool, error) { return lk.confirm(ctx, h) }}
+	go func() { lostc <- lease.run(ctx, h.sent) }()
+	go func() { lostc <- lk.watch(ctx, h) }()
+	// The watch keeps one connection busy; one quick read leaves a second
+	// one idle in the pool, so the release need not dial.
+	go func() {
+		_, _, _ = r.client.KV().Get(o.prefix+"/.lock", (&api.QueryOptions{AllowStale: true}).WithContext(ctx))
+	}()
+	if err != nil {
+		fmt.Fprintf(r.o.cli.Stderr, "lockrun: %v\n", err)
+		return exitChildStart
+	}
+	_, sessionGone := keeper.current()
+	for {
+		var why string
+		select {
+		case <-child.Done():
+			// Clear out anything the child left in its group: nothing may keep
+			// running once the lock is released.
+			ex := child.Stop()
+			log.Debug("child exited", "status", ex.String())
+			if !ex.Success() && o.childExitCode {
+				return ex.ExitCode()
+			}
+			return exitOK
+		case why = <-lostc:
+		case <-sessionGone:
+			why = "our session was invalidated"
+		case sig := <-r.sigs:
+			r.forward(sig, child)
+			continue
+		}
+		r.lost.Store(true)
+		r.metrics.lost.Inc()
+		log.Error("lock lost; stopping the child's process group", "prefix", o.prefix, "why", why, "grace", o.killTimeout)
+		ex := child.Stop()
+		fmt.Fprintf(r.o.cli.Stderr, "lockrun: lock %s lost (%s); child stopped (%s)\n", o.prefix, why, ex)
+		return exitLockLost
+	}
+}
+
+// forward passes a signal to the child by the supervisor's one rule
+// (pkg/supervisor Forward): a forwarded SIGINT or SIGTERM gives the child
+// one -kill-timeout, then its process group gets SIGKILL, as consul lock's
+// killChild does (command/lock/lock.go: SIGTERM, a grace period, SIGKILL).
+func (r *runner) forward(sig os.Signal, child *supervisor.Child) {
+	if s, ok := sig.(syscall.Signal); ok {
+		_ = child.Forward(s)
+	}
+}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berth/berth/pkg/consulclient"
+	"github.com/hashicorp/consul/api"
+)
+
+// transportFlags are consul-template's -consul-transport-* flags.
+type transportFlags struct {
+	dialKeepAlive, dialTimeout, tlsHandshakeTimeout time.Duration
+	disableKeepAlives                               bool
+	maxIdleConnsPerHost                             int
+}
+
+// consulConfig builds the Consul client configuration: flags, then the
+// config file where no flag set the same thing, then the environment.
+func consulConfig(o *options, fc *fileConfig) (*api.Config, error) {
+	if fc.ConsulAddr != nil && !o.set["http-addr"] && !o.set["consul-addr"] {
+		o.cli.Consul.SetAddress(*fc.ConsulAddr)
+	}
+	ccfg, err := o.cli.Consul.Config()
+	if err != nil {
+		return nil, err
+	}
+	applyFileTLS(ccfg, fc.ConsulTLS, o.set)
+	if o.consulSSL {
+		ccfg.Scheme = "https"
+	}
+	if !o.consulSSLVerify {
+		ccfg.TLSConfig.InsecureSkipVerify = true
+	}
+	tokenFlag := o.set["token"] || o.set["consul-token"] || o.set["token-file"] || o.set["consul-token-file"]
+	switch {
+	case tokenFlag:
+	case fc.ConsulToken != nil:
+		ccfg.Token = *fc.ConsulToken
+	case fc.ConsulTokenFile != nil:
+		b, err := os.ReadFile(*fc.ConsulTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("consul.token_file: %w", err)
+		}
+		ccfg.Token = strings.TrimSpace(string(b))
+	}
+	if fc.ConsulNamespace != nil {
+		ccfg.Namespace = *fc.ConsulNamespace
+	}
+	auth := o.consulAuth
+	if auth == "" && fc.ConsulAuth != nil && fc.ConsulAuth["enabled"] != "false" && fc.ConsulAuth["username"] != "" {
+		auth = fc.ConsulAuth["username"] + ":" + fc.ConsulAuth["password"]
+	}
+	if auth != "" {
+		user, pass, _ := strings.Cut(auth, ":")
+		ccfg.HttpAuth = &api.HttpBasicAuth{Username: user, Password: pass}
+	}
+	if p := ccfg.TLSConfig.CAPath; p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("CA path: %w", err)
+		}
+	}
+	t, err := transport(o, fc.ConsulTransport)
+	if err != nil {
+		return nil, err
+	}
+	ccfg.Transport = t
+	return ccfg, nil
+}
+
+// transport builds the HTTP transport to Consul from the -consul-transport-*
+// flags and consul { transport { ... } }.
+func transport(o *options, file map[string]string) (*http.Transport, error) {
+	var s consulclient.Transport
+	durations := map[string]**time.Duration{"dial_keep_alive": &s.DialKeepAlive, "dial_timeout": &s.DialTimeout,
+		"idle_conn_timeout": &s.IdleConnTimeout, "tls_handshake_timeout": &s.TLSHandshakeTimeout}
+	ints := map[string]**int{"max_idle_conns": &s.MaxIdleConns, "max_idle_conns_per_host": &s.MaxIdleConnsPerHost, "max_conns_per_host": &s.MaxConnsPerHost}
+	for k, v := range file {
+		var err error
+		if p, ok := durations[k]; ok {
+			*p, err = parsedPtr(time.ParseDuration, v)
+		} else if p, ok := ints[k]; ok {
+			*p, err = parsedPtr(strconv.Atoi, v)
+		} else if k == "disable_keep_alives" {
+			b := v == "true"
+			s.DisableKeepAlives = &b
+		}
+		if err != nil {
+			return nil, fmt.Errorf("consul.transport.%s: %w", k, err)
+		}
+	}
+	f := o.transport
+	flagWins(o.set, "consul-transport-dial-keep-alive", &s.DialKeepAlive, &f.dialKeepAlive)
+	flagWins(o.set, "consul-transport-dial-timeout", &s.DialTimeout, &f.dialTimeout)
+	flagWins(o.set, "consul-transport-disable-keep-alives", &s.DisableKeepAlives, &f.disableKeepAlives)
+	flagWins(o.set, "consul-transport-max-idle-conns-per-host", &s.MaxIdleConnsPerHost, &f.maxIdleConnsPerHost)
+	flagWins(o.set, "consul-transport-tls-handshake-timeout", &s.TLSHandshakeTimeout, &f.tlsHandshakeTimeout)
+	return s.HTTP(), nil
+}
+
+// childEnv is what consul-template puts in the environment of the -exec
+// child and of commands (manager/runner.go childEnv): the Consul address and
+// token it was given, and whether it uses TLS and verifies it.
+func childEnv(o *options, fc *fileConfig, c *api.Config) []string {
+	var out []string
+	if o.set["http-addr"] || o.set["consul-addr"] || fc.ConsulAddr != nil {
+		out = append(out, "CONSUL_HTTP_ADDR="+c.Address)
+	}
+	if c.HttpAuth != nil {
+		out = append(out, "CONSUL_HTTP_AUTH="+c.HttpAuth.Username+":"+c.HttpAuth.Password)
+	}
+	if o.set["token"] || o.set["consul-token"] || fc.ConsulToken != nil {
+		out = append(out, "CONSUL_HTTP_TOKEN="+c.Token)
+	}
+	return append(out, "CONSUL_HTTP_SSL="+strconv.FormatBool(c.Scheme == "https"), "CONSUL_HTTP_SSL_VERIFY="+strconv.FormatBool(!c.TLSConfig.InsecureSkipVerify))
+}
+
+// applyFileTLS applies a config file's consul { ssl { ... } } where no flag
+// set the same thing.
+func applyFileTLS(c *api.Config, ssl map[string]string, set map[string]bool) {
+	if len(ssl) == 0 {
+		return
+	}
+	if ssl["enabled"] == "true" {
+		c.Scheme = "https"
+	}
+	for key, flags := range map[string][]string{"ca_cert": {"ca-file", "consul-ssl-ca-cert"}, "ca_path": {"ca-path", "consul-ssl-ca-path"},
+		"cert": {"client-cert", "consul-ssl-cert"}, "key": {"client-key", "consul-ssl-key"}, "server_name": {"tls-server-name", "consul-ssl-server-name"}} {
+		v, ok := ssl[key]
+		if !ok || v == "" || set[flags[0]] || set[flags[1]] {
+			continue
+		}
+		switch key {
+		case "ca_cert":
+			c.TLSConfig.CAFile = v
+		case "ca_path":
+			c.TLSConfig.CAPath = v
+		case "cert":
+			c.TLSConfig.CertFile = v
+		case "key":
+			c.TLSConfig.KeyFile = v
+		case "server_name":
+			c.TLSConfig.Address = v
+		}
+	}
+	if ssl["verify"] == "false" {
+		c.TLSConfig.InsecureSkipVerify = true
+	}
+}
