@@ -15,11 +15,8 @@ import (
 // a.example. A (TTL 60), big.example. (40 A records: TC over UDP),
 // slow.example. (after 400ms), nx. NXDOMAIN with SOA minimum 60.
 func zoneHandler(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
-	m := new(dns.Msg)
-	m.SetReply(r)
-	m.RecursionAvailable = true
+	m := recursiveReply(r)
 	q := r.Question[0]
-	rr := func(s string) dns.RR { x, _ := dns.NewRR(s); return x }
 	switch q.Name {
 	case "a.example.", "slow.example.", "short.example.":
 		if q.Name == "slow.example." {
@@ -30,21 +27,21 @@ func zoneHandler(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
 			ttl = "1"
 		}
 		if q.Qtype == dns.TypeA {
-			m.Answer = append(m.Answer, rr(q.Name+" "+ttl+" IN A 192.0.2.1"))
+			m.Answer = append(m.Answer, mustRR(q.Name+" "+ttl+" IN A 192.0.2.1"))
 		} else {
-			m.Ns = append(m.Ns, rr("example. 60 IN SOA ns.example. h.example. 1 3600 600 86400 30"))
+			m.Ns = append(m.Ns, mustRR("example. 60 IN SOA ns.example. h.example. 1 3600 600 86400 30"))
 		}
 	case "big.example.":
 		if w.RemoteAddr().Network() == "udp" {
 			m.Truncated = true
 		} else {
 			for i := 1; i <= 40; i++ {
-				m.Answer = append(m.Answer, rr(q.Name+" 60 IN A 192.0.2."+strconv.Itoa(i)))
+				m.Answer = append(m.Answer, mustRR(q.Name+" 60 IN A 192.0.2."+strconv.Itoa(i)))
 			}
 		}
 	default:
 		m.Rcode = dns.RcodeNameError
-		m.Ns = append(m.Ns, rr("example. 300 IN SOA ns.example. h.example. 1 3600 600 86400 60"))
+		m.Ns = append(m.Ns, mustRR("example. 300 IN SOA ns.example. h.example. 1 3600 600 86400 60"))
 	}
 	return m
 }
@@ -266,8 +263,7 @@ func TestPTRConsulThenUpstream(t *testing.T) {
 	up := startUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
 		m := new(dns.Msg)
 		m.SetReply(r)
-		rr, _ := dns.NewRR(r.Question[0].Name + " 60 IN PTR host.example.")
-		m.Answer = []dns.RR{rr}
+		m.Answer = []dns.RR{mustRR(r.Question[0].Name + " 60 IN PTR host.example.")}
 		return m
 	})
 	_, addr := startServer(t, upstreamConfig(t, up.addr))

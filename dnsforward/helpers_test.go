@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -64,17 +65,7 @@ func startServer(t *testing.T, cfg Config) (*Server, string) {
 	if err := s.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = s.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("server did not stop within 10s")
-		}
-	})
+	proctest.Go(t, "the server", s.Serve)
 	// Wait until the probe has reached Consul.
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -96,33 +87,18 @@ func runReady(t *testing.T, args []string, stderr io.Writer) (addr string, stop 
 	if stderr == nil {
 		stderr = io.Discard
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, args, io.Discard, stderr, func(s string) { ready <- s }) }()
-	var once sync.Once
-	code := -1
-	stop = func() int {
-		once.Do(func() {
-			cancel()
-			select {
-			case code = <-done:
-			case <-time.After(10 * time.Second):
-				t.Error("run did not return within 10s of cancel")
-			}
-		})
-		return code
-	}
-	t.Cleanup(func() { stop() })
+	task := proctest.Go(t, "run", func(ctx context.Context) int {
+		return run(ctx, args, io.Discard, stderr, func(s string) { ready <- s })
+	})
 	select {
 	case addr = <-ready:
-	case c := <-done:
-		done <- c // for stop
-		t.Fatalf("run exited %d: %v", c, stderr)
+	case <-task.Done():
+		t.Fatalf("run exited %d: %v", task.Result(), stderr)
 	case <-time.After(15 * time.Second):
 		t.Fatal("not ready within 15s")
 	}
-	return addr, stop
+	return addr, task.Stop
 }
 
 // requireDig returns the path of dig (see proctest.Tool).
@@ -310,4 +286,52 @@ func must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// outsideZone is the hermetic upstream both Consul (as its recursors) and
+// dnsforward (as its upstream) ask for host names outside the domain.
+func outsideZone(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+	m := recursiveReply(r)
+	q := r.Question[0]
+	name := strings.ToLower(q.Name)
+	add := func(s string) { m.Answer = append(m.Answer, mustRR(s)) }
+	switch {
+	case name == "legacy.example.net." && q.Qtype == dns.TypeA:
+		add("legacy.example.net. 300 IN A 192.0.2.10")
+		add("legacy.example.net. 300 IN A 192.0.2.11")
+	case name == "legacy.example.net." && q.Qtype == dns.TypeAAAA:
+		add("legacy.example.net. 300 IN AAAA 2001:db8::10")
+	case name == "alias.example.net.":
+		add("alias.example.net. 300 IN CNAME legacy.example.net.")
+		if q.Qtype == dns.TypeA {
+			add("legacy.example.net. 300 IN A 192.0.2.10")
+			add("legacy.example.net. 300 IN A 192.0.2.11")
+		}
+	case name == "nodehost.example.net." && q.Qtype == dns.TypeA:
+		add("nodehost.example.net. 300 IN A 192.0.2.20")
+	case strings.HasSuffix(name, ".example.net."):
+		// NOERROR, no records of the type.
+	default:
+		m.Rcode = dns.RcodeNameError
+	}
+	return m
+}
+
+// mustRR parses one record in zone-file syntax (RFC 1035 section 5.1); a
+// typo in a test's record panics instead of giving a nil record.
+func mustRR(s string) dns.RR {
+	rr, err := dns.NewRR(s)
+	if err != nil || rr == nil {
+		panic(fmt.Sprintf("record %q: %v", s, err))
+	}
+	return rr
+}
+
+// recursiveReply is a recursive server's answer skeleton for r: the
+// question echoed, RA set.
+func recursiveReply(r *dns.Msg) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.RecursionAvailable = true
+	return m
 }

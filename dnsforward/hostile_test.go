@@ -184,8 +184,7 @@ func storeUpstreamAnswer(tb testing.TB, s *Server) {
 	m := new(dns.Msg)
 	m.SetQuestion("a.example.", dns.TypeA)
 	m.Response = true
-	rr, _ := dns.NewRR("a.example. 60 IN A 192.0.2.1")
-	m.Answer = []dns.RR{rr}
+	m.Answer = []dns.RR{mustRR("a.example. 60 IN A 192.0.2.1")}
 	a, err := s.fwd.toAnswer(m)
 	if err != nil {
 		tb.Fatal(err)
@@ -234,15 +233,12 @@ func TestLargeAnswerCutWithoutAllocating(t *testing.T) {
 		m.Response = true
 		for i := 0; i < 300; i++ {
 			ip := fmt.Sprintf("10.30.%d.%d", i/250, i%250+1)
-			var rr dns.RR
 			if qt == dns.TypeA {
-				rr, _ = dns.NewRR("big.service.consul. 0 IN A " + ip)
+				m.Answer = append(m.Answer, mustRR("big.service.consul. 0 IN A "+ip))
 			} else {
-				rr, _ = dns.NewRR(fmt.Sprintf("big.service.consul. 0 IN SRV 1 1 %d node%d.node.dc1.consul.", 2000+i, i))
-				a, _ := dns.NewRR(fmt.Sprintf("node%d.node.dc1.consul. 0 IN A %s", i, ip))
-				m.Extra = append(m.Extra, a)
+				m.Answer = append(m.Answer, mustRR(fmt.Sprintf("big.service.consul. 0 IN SRV 1 1 %d node%d.node.dc1.consul.", 2000+i, i)))
+				m.Extra = append(m.Extra, mustRR(fmt.Sprintf("node%d.node.dc1.consul. 0 IN A %s", i, ip)))
 			}
-			m.Answer = append(m.Answer, rr)
 		}
 		a, err := newAnswer(m, zoneConsul, true, false)
 		if err != nil {

@@ -11,43 +11,6 @@ import (
 	"github.com/miekg/dns"
 )
 
-// outsideZone is the hermetic upstream both Consul (as its recursors) and
-// dnsforward (as its upstream) ask for host names outside the domain.
-func outsideZone(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
-	m := new(dns.Msg)
-	m.SetReply(r)
-	m.RecursionAvailable = true
-	q := r.Question[0]
-	name := strings.ToLower(q.Name)
-	add := func(s string) {
-		rr, err := dns.NewRR(s)
-		if err != nil {
-			panic(err)
-		}
-		m.Answer = append(m.Answer, rr)
-	}
-	switch {
-	case name == "legacy.example.net." && q.Qtype == dns.TypeA:
-		add("legacy.example.net. 300 IN A 192.0.2.10")
-		add("legacy.example.net. 300 IN A 192.0.2.11")
-	case name == "legacy.example.net." && q.Qtype == dns.TypeAAAA:
-		add("legacy.example.net. 300 IN AAAA 2001:db8::10")
-	case name == "alias.example.net.":
-		add("alias.example.net. 300 IN CNAME legacy.example.net.")
-		if q.Qtype == dns.TypeA {
-			add("legacy.example.net. 300 IN A 192.0.2.10")
-			add("legacy.example.net. 300 IN A 192.0.2.11")
-		}
-	case name == "nodehost.example.net." && q.Qtype == dns.TypeA:
-		add("nodehost.example.net. 300 IN A 192.0.2.20")
-	case strings.HasSuffix(name, ".example.net."):
-		// NOERROR, no records of the type.
-	default:
-		m.Rcode = dns.RcodeNameError
-	}
-	return m
-}
-
 // TestHostNameAddressesLikeConsul: services and nodes whose address is a
 // host name, inside the Consul domain or outside it, answer with the CNAME
 // and the records it resolves to (in the answer for A/AAAA/ANY/TXT, as

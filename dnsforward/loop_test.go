@@ -55,8 +55,7 @@ func TestNoLoopWithAgentRecursors(t *testing.T) {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		if r.Question[0].Qtype == dns.TypePTR {
-			rr, _ := dns.NewRR(r.Question[0].Name + " 60 IN PTR outside.example.")
-			m.Answer = []dns.RR{rr}
+			m.Answer = []dns.RR{mustRR(r.Question[0].Name + " 60 IN PTR outside.example.")}
 		} else {
 			m.Rcode = dns.RcodeNameError
 		}

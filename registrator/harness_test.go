@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"flag"
@@ -17,13 +16,13 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"text/template"
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
 	"github.com/berth/berth/pkg/eventually"
+	"github.com/berth/berth/pkg/proctest"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -219,7 +218,7 @@ type testReg struct {
 	*Registrator
 	cfg  Config
 	logs *eventually.Buffer
-	stop func()
+	stop func() error
 }
 
 // hostFor gives each test its own owner identity, so tests never see each
@@ -259,21 +258,7 @@ func startReg(t *testing.T, a *consultest.Agent, mod func(*Config)) *testReg {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(15 * time.Second):
-				t.Errorf("registrator did not stop within 15s")
-			}
-		})
-	}
-	t.Cleanup(stop)
+	stop := proctest.Go(t, "registrator", r.Run).Stop
 	tr := &testReg{Registrator: r, cfg: cfg, logs: logs, stop: stop}
 	t.Cleanup(func() {
 		if t.Failed() && !testing.Verbose() {

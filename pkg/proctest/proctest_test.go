@@ -1,6 +1,7 @@
 package proctest
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -109,5 +110,30 @@ func TestMetrics(t *testing.T) {
 	}
 	if _, err := Scrape(addr + "/nowhere"); err == nil {
 		t.Error("Scrape of a 404 gave no error")
+	}
+}
+
+// A Task runs until Stop cancels its context, and Stop returns its result;
+// a task that returns on its own closes Done first.
+func TestTask(t *testing.T) {
+	k := Go(t, "loop", func(ctx context.Context) error {
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	select {
+	case <-k.Done():
+		t.Fatal("returned before its cancel")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := k.Stop(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Stop: %v, want context.Canceled", err)
+	}
+	if err := k.Stop(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("second Stop: %v", err)
+	}
+	quick := Go(t, "quick", func(context.Context) int { return 7 })
+	<-quick.Done()
+	if quick.Result() != 7 || quick.Stop() != 7 {
+		t.Fatalf("result %d", quick.Result())
 	}
 }
