@@ -5,16 +5,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/berth/berth/pkg/supervisor"
 	"io"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/berth/berth/pkg/supervisor"
+	"github.com/berth/berth/pkg/syncbuffer"
 )
 
 // checkError is a failed check command: the old file stays.
@@ -203,7 +204,8 @@ func runShell(ctx context.Context, reaper *supervisor.Reaper, cmdline string, ti
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 2 * time.Second
 	cmd.Env = append(os.Environ(), env...)
-	var buf syncBuffer
+	// Two copiers (stdout, stderr) may write buf at once.
+	var buf syncbuffer.Buffer
 	cmd.Stdout, cmd.Stderr = io.Writer(&buf), io.Writer(&buf)
 	if stdout != nil {
 		cmd.Stdout = io.MultiWriter(&buf, stdout)
@@ -216,25 +218,6 @@ func runShell(ctx context.Context, reaper *supervisor.Reaper, cmdline string, ti
 		return buf.String(), fmt.Errorf("timed out after %s", timeout)
 	}
 	return buf.String(), err
-}
-
-// syncBuffer is a bytes.Buffer two goroutines (a command's stdout and
-// stderr copiers) may write at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // chownAsAsked gives the candidate the owner and group the template's

@@ -11,8 +11,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/berth/berth/pkg/consultest"
-	"github.com/berth/berth/pkg/eventually"
 	"io"
 	"net/http"
 	"os"
@@ -22,6 +20,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 )
 
 // long bounds every wait: it fails a stuck test and measures nothing.
