@@ -533,40 +533,37 @@ func TestConflictingKindsAndLimits(t *testing.T) {
 	}
 }
 
+// ACL token (flags, file, environment) and TLS to a real agent with
+// default-deny ACLs serving HTTPS with its own CA: lockrun holds the lock
+// and runs its child with each shared credential; without a token it exits
+// with the Consul code naming the refusal; with a wrong CA it names the TLS
+// problem; the token never shows in its output.
 func TestACLTokenAndTLS(t *testing.T) {
-	const token = "5d3c1a7e-0f7e-4c55-9a1b-7e2f7f1e9c42"
-	a, tokenFile := consultest.StartSecureT(t, "lockrun-secure", token)
-	base := func(extra ...string) *exec.Cmd {
-		args := append(append([]string{"-verbose", "-http-addr", "https://" + a.HTTPSAddr()}, a.TLSFlags()...), extra...)
+	a := consultest.StartSecure(t, "lockrun-secure")
+	run := func(c consultest.Credential, args ...string) (string, error) {
+		args = append(append([]string{"-verbose", "-http-addr", "https://" + a.HTTPSAddr()}, c.Args...), args...)
 		cmd := exec.Command(lockrunPath(t), args...)
-		// A clean environment: nothing but what the flags give.
-		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-		return cmd
+		// A clean environment: nothing but what the credential gives.
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, c.Env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
 	}
-	cmd := base("-token-file", tokenFile, "test/secure", "echo held $LOCKRUN_TOKEN")
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "held ") {
-		t.Fatalf("over HTTPS with -token-file: %v\n%s", err, out)
+	for _, c := range a.Credentials() {
+		t.Run(c.Name, func(t *testing.T) {
+			out, err := run(c, "test/secure", "echo held $LOCKRUN_TOKEN")
+			if err != nil || !strings.Contains(out, "held ") {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			a.RequireNoToken(t, "lockrun's output", out)
+		})
 	}
-	if strings.Contains(string(out), token) {
-		t.Fatalf("the token appears in lockrun's output:\n%s", out)
-	}
-	// The same token from the environment.
-	cmd = base("test/secure", "true")
-	cmd.Env = append(cmd.Env, "CONSUL_HTTP_TOKEN_FILE="+tokenFile)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("CONSUL_HTTP_TOKEN_FILE: %v\n%s", err, out)
-	}
-	// No token: refused with the Consul-unreachable-or-refusing code.
-	cmd = base("test/secure", "true")
-	out, err = cmd.CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitConsul || !strings.Contains(string(out), "Permission denied") {
+	out, err := run(a.NoToken(), "test/secure", "true")
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitConsul || !strings.Contains(out, "Permission denied") {
 		t.Fatalf("without a token: %v\n%s", err, out)
 	}
-	// Wrong CA: refused, naming the TLS problem.
-	cmd = base("-token-file", tokenFile, "-ca-file", tokenFile, "test/secure", "true")
-	out, err = cmd.CombinedOutput()
-	if err == nil || !strings.Contains(strings.ToLower(string(out)), "certificate") && !strings.Contains(strings.ToLower(string(out)), "tls") {
+	wrongCA := consultest.Credential{Args: append(a.TLSFlags(), "-token-file", a.TokenFile, "-ca-file", a.TokenFile)}
+	out, err = run(wrongCA, "test/secure", "true")
+	if low := strings.ToLower(out); err == nil || !strings.Contains(low, "certificate") && !strings.Contains(low, "tls") {
 		t.Fatalf("bad CA file: %v\n%s", err, out)
 	}
 }
