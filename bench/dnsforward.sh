@@ -7,17 +7,22 @@
 # answered: microseconds of CPU per query. Workloads: typical names (a
 # service A, its SRV, a tagged A; three instances) and a service with 300
 # instances (A and SRV, asked with EDNS0 4096: the answers do not fit, so
-# both servers send as much as fits, with TC). p99 latency comes from a short verbose
-# run at the same load. Also: staleness after a deregistration.
+# both servers send as much as fits, with TC). p99 latency comes from
+# short verbose runs at the same load. Each load is run BENCH_REPS times per server,
+# alternating the servers: the median run's CPU per query counts, and the
+# p99 of the verbose runs' latencies pooled. One run's CPU per query varies
+# by up to a fifth on a 2-core machine, and one 3 s run's p99 by up to 5x.
+# Also: staleness after a deregistration.
 # Passes when dnsforward uses at most 0.8x dnsmasq's CPU per query at every
 # load and workload, and its p99 is at or below dnsmasq's.
 #
-#   bash bench/dnsforward.sh   (BENCH_SECONDS=10 per run, BENCH_LOADS="20000 60000 max")
+#   bash bench/dnsforward.sh   (BENCH_SECONDS=10 per run, BENCH_REPS=3, BENCH_LOADS="20000 60000 max")
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 DUR=${BENCH_SECONDS:-10}
 CLIENTS=${BENCH_CLIENTS:-8}
 LOADS=${BENCH_LOADS:-"20000 60000 max"}
+REPS=${BENCH_REPS:-3}
 export PATH="$PATH:/usr/sbin:/sbin"
 for c in dnsperf dnsmasq dig go curl; do
 	command -v "$c" >/dev/null || { echo "bench: needs $c (make deps)" >&2; exit 1; }
@@ -101,12 +106,16 @@ run() {
 	awk -v d="${done:-0}" -v q="${qps:-0}" -v t=$((t1 - t0)) -v hz="$hz" \
 		'BEGIN {printf "%d %.0f %.2f\n", d, q, (d > 0 ? t * 1e6 / hz / d : 0)}'
 }
-# p99 NAME FILE LOAD: 99th percentile latency (ms) from a 3 s verbose run.
-p99() {
+# latencies NAME FILE LOAD: the latency (s) of every query of a 5 s
+# verbose run, one a line.
+latencies() {
 	local q=($(opts "$2"))
 	[ "$3" = max ] || q+=(-Q "$3")
-	dnsperf -v -s 127.0.0.1 -p "${port[$1]}" -d "$2" -c "$CLIENTS" -l 3 -t 2 "${q[@]}" 2>/dev/null |
-		awk '/^> / {print $NF}' | sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "?"; exit} i=int(NR*0.99); if (i<1) i=1; printf "%.3f", a[i]*1000}'
+	dnsperf -v -s 127.0.0.1 -p "${port[$1]}" -d "$2" -c "$CLIENTS" -l 5 -t 2 "${q[@]}" 2>/dev/null | awk '/^> / {print $NF}'
+}
+# p99 FILE: the 99th percentile (ms) of the latencies in FILE.
+p99() {
+	sort -g "$1" | awk '{a[NR]=$1} END {if (NR==0) {print "?"; exit} i=int(NR*0.99); if (i<1) i=1; printf "%.3f", a[i]*1000}'
 }
 # stale NAME: ms until a deregistered instance is gone from NAME's answers.
 stale() {
@@ -125,11 +134,22 @@ for w in typical big; do
 		run "$n" "$tmp/$w.txt" 20000 >/dev/null # warm-up (watches, caches)
 	done
 	for load in $LOADS; do
+		declare -A runs=()
+		for ((rep = 1; rep <= REPS; rep++)); do
+			for n in "${names[@]}"; do
+				read -r _ q c < <(run "$n" "$tmp/$w.txt" "$load")
+				echo "== $w names, load $load, run $rep: $n $c us/query, $q qps"
+				runs[$n]+="$c $q"$'\n'
+				[ "$rep" = 1 ] && : >"$tmp/lat.$n"
+				latencies "$n" "$tmp/$w.txt" "$load" >>"$tmp/lat.$n"
+			done
+		done
 		for n in "${names[@]}"; do
-			echo "== $w names, load $load: $n"
-			read -r _ q c < <(run "$n" "$tmp/$w.txt" "$load")
+			# The median run by CPU per query (its qps with it); p99 of
+			# the latencies of all its verbose runs together.
+			read -r c q < <(printf '%s' "${runs[$n]}" | sort -g | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}')
 			cpu[$w/$load/$n]=$c qps[$w/$load/$n]=$q
-			lat[$w/$load/$n]=$(p99 "$n" "$tmp/$w.txt" "$load")
+			lat[$w/$load/$n]=$(p99 "$tmp/lat.$n")
 		done
 	done
 done
