@@ -177,12 +177,30 @@ func TestDnsforwardFaults(t *testing.T) {
 	}
 	as = dnsqAnswers(t, q)
 	var dnsAt time.Time
+	var bad []string
+	onlyNX := true
 	for _, a := range as {
 		if a.rcode != "NOERROR" {
-			t.Errorf("after the heal, %s at +%s: %s", a.name, a.at.Sub(healAt).Round(time.Millisecond), a.rcode)
+			bad = append(bad, fmt.Sprintf("%s at +%s: %s", a.name, a.at.Sub(healAt).Round(time.Millisecond), a.rcode))
+			onlyNX = onlyNX && a.rcode == "NXDOMAIN"
 		}
 		if dnsAt.IsZero() && a.ips == "10.8.0.2" {
 			dnsAt = a.at
+		}
+	}
+	switch {
+	case len(bad) == 0:
+	case onlyNX && c.MarkedFailed(svcHost, healAt):
+		// The rejoining host's gossip can get the servers to mark the
+		// service's host failed for a moment (memberlist spreads the dead
+		// verdicts the cut-off host reached; the node refutes them): then
+		// the cluster itself has no healthy instance of web, and Consul's
+		// DNS answers NXDOMAIN too. Not an outage answered from memory.
+		t.Logf("after the heal the servers marked %s failed (gossip of the heal): %d NXDOMAIN while web had no healthy instance in the catalog: %s",
+			svcHost.Short(), len(bad), strings.Join(bad, "; "))
+	default:
+		for _, b := range bad {
+			t.Errorf("after the heal, %s", b)
 		}
 	}
 	if dnsAt.IsZero() {
