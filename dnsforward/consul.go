@@ -27,6 +27,8 @@ type watcher struct {
 	cancel    context.CancelFunc
 	ready     chan struct{}
 	once      sync.Once
+	failed    chan struct{} // closed at the first failed call
+	failOnce  sync.Once
 	services  atomic.Pointer[[]*api.ServiceEntry]
 	node      atomic.Pointer[api.Node] // nil: no such node
 	lastUsed  atomic.Int64             // unix ns, coarse
@@ -43,6 +45,7 @@ type watcher struct {
 // markFailing records a failed call of w (idempotent); it says whether w
 // was answering fresh until now.
 func (w *watcher) markFailing() bool {
+	w.failOnce.Do(func() { close(w.failed) })
 	if w.failing.Load() {
 		return false
 	}
@@ -83,6 +86,7 @@ type consulZone struct {
 	warnedDomain atomic.Bool   // -domain differs from the agent's: said once
 	learned      chan struct{} // closed when the agent's settings were read
 	learnedOnce  sync.Once
+	settingsRead atomic.Bool // the agent's settings were applied once
 
 	started atomic.Bool // run has begun
 	// down is set while the query layer's probe sees the agent reach no
@@ -329,7 +333,7 @@ type watchFunc func(ctx context.Context, w *watcher)
 // first answer says the name exists.
 func (z *consulZone) startLocked(parent context.Context, key string, run watchFunc) *watcher {
 	ctx, cancel := context.WithCancel(parent)
-	w := &watcher{key: key, cancel: cancel, ready: make(chan struct{}), unknown: true}
+	w := &watcher{key: key, cancel: cancel, ready: make(chan struct{}), failed: make(chan struct{}), unknown: true}
 	w.lastUsed.Store(z.s.now())
 	z.watchers[key] = w
 	z.unknown++
@@ -463,7 +467,10 @@ func (z *consulZone) getWatch(ctx context.Context, key string, run func() watchF
 	return w
 }
 
-// waitReady waits for a watch's first answer when wait is set.
+// waitReady waits for a watch's first answer when wait is set, at most d,
+// and not once a call of the watch failed: while its calls fail (the HTTP
+// API unreachable, say, while the agent's DNS answers) the agent's DNS
+// answers at once, rather than after d on every query.
 func waitReady(ctx context.Context, w *watcher, wait bool, d time.Duration) bool {
 	if w.isReady() {
 		return true
@@ -476,10 +483,11 @@ func waitReady(ctx context.Context, w *watcher, wait bool, d time.Duration) bool
 	select {
 	case <-w.ready:
 		return true
+	case <-w.failed:
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	return false
+	return w.isReady()
 }
 
 // Outcomes of resolve.

@@ -85,6 +85,13 @@ func (f *forwarder) store(key string, a *answer) {
 	f.mu.Unlock()
 }
 
+// flush empties the cache (SIGHUP, as dnsmasq does).
+func (f *forwarder) flush() {
+	f.mu.Lock()
+	clear(f.cache)
+	f.mu.Unlock()
+}
+
 // order lists the upstreams in the order to try them for one query.
 func (f *forwarder) order() []string {
 	n := len(f.upstreams)
@@ -121,7 +128,10 @@ var errNoUpstream = errors.New("no upstream resolver configured")
 
 // exchange tries the upstreams within the overall budget, each try bounded
 // by the per-try timeout; it fails over on timeouts, errors, SERVFAIL and
-// REFUSED, and retries over TCP when a UDP answer is truncated.
+// REFUSED, and retries over TCP when a UDP answer is truncated. Rounds
+// repeat only the upstreams that gave no answer: one that answered SERVFAIL
+// or REFUSED is not asked again for this query (dnsmasq, too, moves on to
+// the next server on those answers).
 func (f *forwarder) exchange(ctx context.Context, name string, qtype, qclass uint16) (*answer, error) {
 	if len(f.upstreams) == 0 {
 		return nil, errNoUpstream
@@ -134,8 +144,14 @@ func (f *forwarder) exchange(ctx context.Context, name string, qtype, qclass uin
 	req.RecursionDesired = true
 	req.SetEdns0(ednsSize, false)
 	var lastErr error
+	answered := map[string]bool{} // gave SERVFAIL or REFUSED
 	for round := 0; ; round++ {
+		asked := 0
 		for _, up := range f.order() {
+			if answered[up] {
+				continue
+			}
+			asked++
 			if ctx.Err() != nil {
 				if lastErr == nil {
 					lastErr = ctx.Err()
@@ -151,11 +167,12 @@ func (f *forwarder) exchange(ctx context.Context, name string, qtype, qclass uin
 			case dns.RcodeServerFailure, dns.RcodeRefused:
 				f.s.m.upstreamFailures.WithLabelValues(up, strings.ToLower(dns.RcodeToString[resp.Rcode])).Inc()
 				lastErr = fmt.Errorf("%s: %s", up, dns.RcodeToString[resp.Rcode])
+				answered[up] = true
 				continue
 			}
 			return f.toAnswer(resp)
 		}
-		if round > 20 {
+		if round > 20 || asked == 0 || len(answered) == len(f.upstreams) {
 			return nil, lastErr
 		}
 		// Every upstream failed fast: pause a little before the next round.

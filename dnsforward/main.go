@@ -44,6 +44,9 @@ type listFlag []string
 
 func (l *listFlag) String() string { return strings.Join(*l, ",") }
 func (l *listFlag) Set(s string) error {
+	if strings.Trim(s, ", \t") == "" {
+		return fmt.Errorf("%q: empty", s)
+	}
 	for _, p := range strings.Split(s, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			*l = append(*l, p)
@@ -91,7 +94,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.Duration(&c.IdleTimeout, "idle-timeout", 10*time.Minute, "drop the watch of a service nobody asked for this long")
 	p.Duration(&c.MaxStale, "max-stale", 72*time.Hour, "while Consul is unreachable, serve the last answers for this long (0: forever), then SERVFAIL")
 	p.Duration(&c.StaleTTL, "stale-ttl", 0, "TTL of Consul answers served while Consul is unreachable")
-	p.Int(&c.UDPReaders, "udp-readers", max(1, runtime.NumCPU()/2), "UDP sockets (SO_REUSEPORT), one reader thread each (default: half the CPUs, leaving the rest to clients and the kernel)")
+	p.Int(&c.UDPReaders, "udp-readers", max(1, runtime.NumCPU()/2), "UDP sockets (SO_REUSEPORT), one reader thread each; the default is half the CPUs, leaving the rest to clients and the kernel")
 	res, err := p.Parse(args)
 	if err != nil {
 		return o, err
@@ -117,10 +120,13 @@ func (o *options) check() error {
 	if c.Listen, err = normListen(c.Listen); err != nil {
 		return err
 	}
-	for _, d := range append([]string{o.domain}, o.altDomains...) {
+	for i, d := range append([]string{o.domain}, o.altDomains...) {
 		fq, err := normDomain(d)
 		if err != nil {
-			return err
+			if i == 0 {
+				return fmt.Errorf("-domain: %v", err)
+			}
+			return fmt.Errorf("-alt-domain: %v", err)
 		}
 		c.Domains = append(c.Domains, fq)
 	}
@@ -243,6 +249,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	defer cancel()
 	metricsDone := metricsLn.Serve(ctx, s.m.reg, s.health, log)
 	defer func() { cancel(); <-metricsDone }()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				s.Reload()
+			}
+		}
+	}()
 	if ready != nil {
 		ready(s.Addr())
 	}

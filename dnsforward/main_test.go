@@ -30,8 +30,10 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-upstream", "dns.example.com"}, `-upstream: "dns.example.com": want an IP address with an optional port (IP[:port]); host names are not resolved`},
 		{[]string{"-upstream", "127.0.0.1:99999"}, `bad port`},
 		{[]string{"-consul-dns", "x:y"}, `-consul-dns`},
-		{[]string{"-domain", "."}, `domain "."`},
-		{[]string{"-alt-domain", "bad..name"}, `domain "bad..name"`},
+		{[]string{"-domain", "."}, `-domain: domain "."`},
+		{[]string{"-alt-domain", "bad..name"}, `-alt-domain: domain "bad..name"`},
+		{[]string{"-upstream", ""}, `flag -upstream: "": empty`},
+		{[]string{"-alt-domain", " , "}, `flag -alt-domain: " , ": empty`},
 		{[]string{"-cache-size", "-1"}, `-cache-size -1`},
 		{[]string{"-upstream-timeout", "0s"}, `-upstream-timeout 0s`},
 		{[]string{"-max-stale", "-1s"}, `-max-stale -1s`},
@@ -204,17 +206,25 @@ func TestListenPermissionDenied(t *testing.T) {
 	if err := os.WriteFile(bin, self, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-listen", "127.0.0.1:53", "-upstream", "127.0.0.1:1")
-	cmd.Env = append(os.Environ(), runMainEnv+"=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != exitListen {
-		t.Fatalf("as nobody: %v, want exit %d\n%s", err, exitListen, out)
-	}
-	for _, want := range []string{"-listen 127.0.0.1:53", "permission denied", "root or the CAP_NET_BIND_SERVICE capability", "AmbientCapabilities=CAP_NET_BIND_SERVICE"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("message %q does not say %q", out, want)
+	for _, c := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"-listen", "127.0.0.1:53", "-upstream", "127.0.0.1:1"}, "-listen 127.0.0.1:53"},
+		{[]string{"-listen", proctest.FreeAddr(t), "-metrics-addr", "127.0.0.1:80", "-upstream", "127.0.0.1:1"}, "-metrics-addr 127.0.0.1:80"},
+	} {
+		cmd := exec.Command(bin, c.args...)
+		cmd.Env = append(os.Environ(), runMainEnv+"=1")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != exitListen {
+			t.Fatalf("%v as nobody: %v, want exit %d\n%s", c.args, err, exitListen, out)
+		}
+		for _, want := range []string{c.flag, "permission denied", "root or the CAP_NET_BIND_SERVICE capability", "AmbientCapabilities=CAP_NET_BIND_SERVICE"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("message %q does not say %q", out, want)
+			}
 		}
 	}
 }

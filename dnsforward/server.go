@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth/berth/pkg/telemetry"
 	"github.com/hashicorp/consul/api"
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
@@ -47,9 +48,12 @@ type Config struct {
 	// AgentDNSConfig: take the agent's domain, alt_domain and dns_config
 	// for every setting whose flag is not in Explicit (flag names).
 	AgentDNSConfig bool
-	Explicit       map[string]bool
-	Client         *api.Client
-	portableUDP    bool // tests: use the portable UDP path on Linux too
+	// AgentRefresh is how often the agent's settings are read again once
+	// known (0: every 15 s, agentRefresh); not a flag.
+	AgentRefresh time.Duration
+	Explicit     map[string]bool
+	Client       *api.Client
+	portableUDP  bool // tests: use the portable UDP path on Linux too
 	// Tests: negLinger and maxUnknownWatches when > 0.
 	negLinger  time.Duration
 	maxUnknown int
@@ -118,7 +122,7 @@ func (s *Server) Listen() error {
 			err = s.listen()
 		}
 		if errors.Is(err, syscall.EACCES) {
-			return fmt.Errorf("%w: ports below 1024 need root or the CAP_NET_BIND_SERVICE capability (setcap cap_net_bind_service=+ep on the binary, or AmbientCapabilities=CAP_NET_BIND_SERVICE in its systemd unit)", err)
+			return telemetry.WithBindHint(err)
 		}
 		if err == nil || port != "0" || i >= 20 {
 			return err
@@ -185,6 +189,22 @@ func (s *Server) closeListeners() {
 		s.tcp.Close()
 	}
 	s.closeRawFDs()
+}
+
+// Reload is what SIGHUP does, as for dnsmasq: the cache of upstream answers
+// is emptied, and the agent's datacenter and DNS settings are read again
+// (when they come from the agent) rather than at the next agentRefresh.
+func (s *Server) Reload() {
+	s.fwd.flush()
+	s.log.Info("SIGHUP: upstream cache emptied")
+	if s.cfg.Datacenter != "" && !s.cfg.AgentDNSConfig {
+		return
+	}
+	go func() {
+		if err := s.zone.readAgent(); err != nil {
+			s.log.Warn("SIGHUP: reading the agent's settings", "err", err)
+		}
+	}()
 }
 
 func (s *Server) closeRawFDs() {

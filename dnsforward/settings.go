@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -14,9 +15,10 @@ import (
 
 // dnsSettings are the settings that decide what Consul's DNS answers: the
 // flags, or, for each flag not given, the agent's own (its `domain`,
-// `alt_domain` and `dns_config`, read from GET /v1/agent/self at start and
-// whenever Consul is reached again after an outage), so that the same
-// question gets the same answer from dnsforward as from the agent.
+// `alt_domain` and `dns_config`, read from GET /v1/agent/self at start,
+// whenever Consul is reached again after an outage, every agentRefresh and
+// on SIGHUP), so that the same question gets the same answer from
+// dnsforward as from the agent.
 type dnsSettings struct {
 	domains      []string // lower case FQDNs; the first is the primary
 	onlyPassing  bool
@@ -182,15 +184,21 @@ func (z *consulZone) waitSettings(ctx context.Context, d time.Duration) {
 	}
 }
 
+// agentRefresh is how often the agent's settings are read again once known,
+// so that a `consul reload` changing dns_config, domain or alt_domain is
+// followed (GET /v1/agent/self: answered by the local agent, no server RPC).
+const agentRefresh = 15 * time.Second
+
 // learnAgent reads the agent's datacenter and DNS settings until it gets
-// them (backing off while Consul is unreachable).
+// them (backing off while Consul is unreachable), then again every
+// agentRefresh until ctx is done.
 func (z *consulZone) learnAgent(ctx context.Context) {
 	delay := 100 * time.Millisecond
 	for {
 		err := z.readAgent()
 		if err == nil {
 			z.learnedOnce.Do(func() { close(z.learned) })
-			return
+			break
 		}
 		z.log.Warn("waiting for the Consul agent's settings (names with a datacenter go to the agent's DNS meanwhile)", "err", err, "retry_in", delay)
 		select {
@@ -202,14 +210,35 @@ func (z *consulZone) learnAgent(ctx context.Context) {
 			delay *= 2
 		}
 	}
+	every := z.s.cfg.AgentRefresh
+	if every <= 0 {
+		every = agentRefresh
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if z.down.Load() {
+			continue // read again when the probe sees Consul back
+		}
+		if err := z.readAgent(); err != nil {
+			z.log.Debug("reading the agent's settings again", "err", err)
+		}
+	}
 }
 
-// readAgent asks GET /v1/agent/self once and applies what it says.
+// readAgent asks GET /v1/agent/self once and applies what it says; kept
+// answers are dropped only when the datacenter or the settings changed.
 func (z *consulZone) readAgent() error {
 	self, err := z.client.Agent().Self()
 	if err != nil {
 		return fmt.Errorf("agent self: %w", err)
 	}
+	changed := false
 	if z.s.cfg.Datacenter == "" {
 		cfg, ok := self["Config"]
 		dc, _ := cfg["Datacenter"].(string)
@@ -217,7 +246,10 @@ func (z *consulZone) readAgent() error {
 			return errors.New("agent self: no Config.Datacenter")
 		}
 		dc = strings.ToLower(dc)
-		z.dc.Store(&dc)
+		if old := z.dc.Load(); old == nil || *old != dc {
+			z.dc.Store(&dc)
+			changed = true
+		}
 	}
 	if z.s.cfg.AgentDNSConfig {
 		raw, err := json.Marshal(self["DebugConfig"])
@@ -237,9 +269,17 @@ func (z *consulZone) readAgent() error {
 				z.log.Warn("-domain differs from the agent's domain: names there are not the agent's", "domain", z.s.cfg.Domains[0], "agent_domain", d)
 			}
 		}
-		z.s.settings.Store(st)
+		if old := z.s.settings.Swap(st); !reflect.DeepEqual(old, st) {
+			changed = true
+			if z.settingsRead.Load() {
+				z.log.Info("the agent's DNS settings changed: answering with the new ones")
+			}
+		}
+		z.settingsRead.Store(true)
 	}
-	z.invalidate()
+	if changed {
+		z.invalidate()
+	}
 	return nil
 }
 

@@ -194,7 +194,8 @@ func Start(opts Options) (*Agent, error) {
 	return nil, lastErr
 }
 
-func (a *Agent) start() error {
+// configFile writes the agent's configuration file and returns its path.
+func (a *Agent) configFile() (string, error) {
 	hcl := fmt.Sprintf(`
 node_name = %q
 datacenter = %q
@@ -216,7 +217,24 @@ disable_update_check = true
 %s
 `, a.NodeName, a.Datacenter, a.ports["http"], a.ports["dns"], a.ports["server"], a.ports["serf_lan"], a.ports["serf_wan"], a.ports["grpc"], a.HTTPSPort, a.extraHCL())
 	cfgFile := filepath.Join(a.dir, "agent.hcl")
-	if err := os.WriteFile(cfgFile, []byte(hcl), 0o600); err != nil {
+	return cfgFile, os.WriteFile(cfgFile, []byte(hcl), 0o600)
+}
+
+// Reload makes extraHCL the agent's Options.ExtraHCL, rewrites its
+// configuration file and has the running agent reload it (PUT
+// /v1/agent/reload, what `consul reload` does). Only settings Consul
+// reloads take effect (dns_config among them).
+func (a *Agent) Reload(extraHCL string) error {
+	a.opts.ExtraHCL = extraHCL
+	if _, err := a.configFile(); err != nil {
+		return err
+	}
+	return a.Client().Agent().Reload()
+}
+
+func (a *Agent) start() error {
+	cfgFile, err := a.configFile()
+	if err != nil {
 		return err
 	}
 	cmd := exec.Command(a.Bin, "agent", "-dev", "-config-file", cfgFile)

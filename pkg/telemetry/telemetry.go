@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,9 +76,19 @@ func Handler(reg *prometheus.Registry, health HealthFunc) http.Handler {
 func Listen(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("-metrics-addr %s: %w", addr, err)
+		return nil, fmt.Errorf("-metrics-addr %s: %w", addr, WithBindHint(err))
 	}
 	return ln, nil
+}
+
+// WithBindHint adds to a bind error that is EACCES (a port below 1024
+// without the right) what the right is and how to give it; other errors
+// are returned as they are.
+func WithBindHint(err error) error {
+	if !errors.Is(err, syscall.EACCES) {
+		return err
+	}
+	return fmt.Errorf("%w: ports below 1024 need root or the CAP_NET_BIND_SERVICE capability (setcap cap_net_bind_service=+ep on the binary, or AmbientCapabilities=CAP_NET_BIND_SERVICE in its systemd unit)", err)
 }
 
 // Serve listens on addr and serves Handler until ctx is done. It returns the
