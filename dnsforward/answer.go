@@ -276,6 +276,41 @@ func finish(q *query, m *dns.Msg) ([]byte, error) {
 	return m.Pack()
 }
 
+// extrasFor keeps of extra the records that go with answers: those owned
+// by an SRV or CNAME target of an answer, or by the target of a CNAME kept
+// so (Consul's syncExtra in agent/dns.go, after trimming answers).
+func extrasFor(answers, extra []dns.RR) []dns.RR {
+	want := map[string]bool{}
+	target := func(rr dns.RR) {
+		switch r := rr.(type) {
+		case *dns.SRV:
+			want[dns.CanonicalName(r.Target)] = true
+		case *dns.CNAME:
+			want[dns.CanonicalName(r.Target)] = true
+		}
+	}
+	for _, rr := range answers {
+		target(rr)
+	}
+	kept := make([]bool, len(extra))
+	for grew := true; grew; {
+		grew = false
+		for i, rr := range extra {
+			if !kept[i] && want[dns.CanonicalName(rr.Header().Name)] {
+				kept[i], grew = true, true
+				target(rr)
+			}
+		}
+	}
+	out := extra[:0]
+	for i, rr := range extra {
+		if kept[i] {
+			out = append(out, rr)
+		}
+	}
+	return out
+}
+
 // rcodeReply is a reply with no records.
 func rcodeReply(q *query, rcode int, soa dns.RR) ([]byte, error) {
 	m := new(dns.Msg)

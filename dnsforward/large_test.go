@@ -51,7 +51,10 @@ func TestLargeAnswersFromTheAgent(t *testing.T) {
 			_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: fmt.Sprintf("bignode%d", i)}, nil)
 		}
 	})
-	_, addr := startServer(t, baseConfig(a))
+	withAgent := baseConfig(a)
+	withAgent.AgentDNSConfig = true // as the program runs
+	withAgent.Explicit = map[string]bool{}
+	_, addr := startServer(t, withAgent)
 	for _, qt := range []string{"A", "SRV"} {
 		want := dig(t, a.DNSAddr(), "+tcp", "bigq.query.consul", qt)
 		got := dig(t, addr, "+tcp", "bigq.query.consul", qt)
@@ -64,16 +67,33 @@ func TestLargeAnswersFromTheAgent(t *testing.T) {
 		if strings.Join(set(got.extra), "\n") != strings.Join(set(want.extra), "\n") {
 			t.Errorf("%s over TCP: %d additional records, Consul's DNS %d", qt, len(set(got.extra)), len(set(want.extra)))
 		}
-		for _, opt := range []string{"+bufsize=4096", "+noedns"} {
-			udp := dig(t, addr, opt, "+ignore", "bigq.query.consul", qt)
-			if !strings.Contains(" "+udp.flags+" ", " tc ") || len(udp.answer) >= n {
-				t.Errorf("%s over UDP %s: %d records, flags %q: want fewer than %d and tc", qt, opt, len(udp.answer), udp.flags, n)
+		// A 4096-byte client: as much as fits, with TC (the agent sets
+		// none without enable_truncate: a client could not know).
+		udp := dig(t, addr, "+bufsize=4096", "+ignore", "bigq.query.consul", qt)
+		if !strings.Contains(" "+udp.flags+" ", " tc ") || len(udp.answer) >= n {
+			t.Errorf("%s over UDP +bufsize=4096: %d records, flags %q: want fewer than %d and tc", qt, len(udp.answer), udp.flags, n)
+		}
+		// A 512-byte client: the agent's udp_answer_limit (3 by default),
+		// its additional records, its flags; the agent is the oracle.
+		for _, opt := range []string{"+noedns", "+bufsize=512"} {
+			got, want := dig(t, addr, opt, "+ignore", "bigq.query.consul", qt), dig(t, a.DNSAddr(), opt, "+ignore", "bigq.query.consul", qt)
+			noRA := func(f string) string {
+				return strings.Join(strings.Fields(strings.ReplaceAll(" "+f+" ", " ra ", " ")), " ")
+			}
+			if len(got.answer) != len(want.answer) || len(got.extra) != len(want.extra) || noRA(got.flags) != noRA(want.flags) {
+				t.Errorf("%s over UDP %s: %d records (%d additional), flags %q; Consul's DNS %d (%d), %q", qt, opt,
+					len(got.answer), len(got.extra), got.flags, len(want.answer), len(want.extra), want.flags)
 			}
 		}
 	}
-	// A client that retries over TCP on TC gets everything.
-	r := exchange(t, addr, "bigq.query.consul.", dns.TypeA, "udp")
-	if !r.Truncated {
-		t.Errorf("UDP without EDNS: no TC with %d records", len(r.Answer))
+	// Without the agent's settings (flags only: no udp_answer_limit), a
+	// client without EDNS gets what fits 512 bytes and TC, and retries over
+	// TCP for everything.
+	cfg := baseConfig(a)
+	cfg.AgentDNSConfig = false
+	_, flagsOnly := startServer(t, cfg)
+	r := exchange(t, flagsOnly, "bigq.query.consul.", dns.TypeA, "udp")
+	if !r.Truncated || len(r.Answer) >= n {
+		t.Errorf("UDP without EDNS, flags only: TC %v with %d records; want TC", r.Truncated, len(r.Answer))
 	}
 }

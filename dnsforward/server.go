@@ -566,8 +566,9 @@ func (s *Server) sendConsul(r *reader, q *query, a *answer, now int64) []byte {
 
 func (s *Server) send(r *reader, q *query, a *answer, now int64) []byte {
 	s.m.query(a.zone, q.qtype, a.rcode)
-	if a.zone == zoneConsul && !q.tcp && !q.edns && q.qEnd != 0 {
-		// The agent's udp_answer_limit for clients without EDNS0, TC
+	if a.zone == zoneConsul && !q.tcp && q.limit() <= dns.MinMsgSize && q.qEnd != 0 {
+		// The agent's udp_answer_limit for clients without EDNS0 or with
+		// a 512-byte buffer (Consul takes the larger of 512 and theirs), TC
 		// as its enable_truncate says (agent/dns.go trimUDPResponse).
 		if st := s.settings.Load(); st.udpAnswerLimit > 0 && a.nAnswer > st.udpAnswerLimit {
 			if out, ok := a.writeCut(q, r.out, dns.MinMsgSize, st.udpAnswerLimit, st.enableTruncate); ok {
@@ -680,6 +681,15 @@ func (s *Server) passToAgent(ctx context.Context, q *query, fallback bool) []byt
 	s.m.query(zoneAgent, q.qtype, resp.Rcode)
 	m := resp.Copy() // shared with identical questions in flight
 	m.Truncated = false
+	if st := s.settings.Load(); !q.tcp && q.limit() <= dns.MinMsgSize && st.udpAnswerLimit > 0 && len(m.Answer) > st.udpAnswerLimit {
+		// The agent's udp_answer_limit for a 512-byte UDP client, as in
+		// send: the first records (the agent shuffled them), the
+		// additional records that go with them, TC as enable_truncate says
+		// (agent/dns.go trimUDPResponse, syncExtra).
+		m.Answer = m.Answer[:st.udpAnswerLimit]
+		m.Extra = extrasFor(m.Answer, m.Extra)
+		m.Truncated = st.enableTruncate
+	}
 	b, err := finish(q, m)
 	if err != nil {
 		return nil

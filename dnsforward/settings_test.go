@@ -88,8 +88,12 @@ func TestAgentDNSSettings(t *testing.T) {
 	}
 	// udp_answer_limit 1 with enable_truncate, for clients without EDNS0:
 	// one record and TC, as the agent.
-	for _, q := range []string{"five.service.berth.test A", "web.service.berth.test SRV"} {
-		f := append([]string{"+noedns", "+ignore"}, strings.Fields(q)...)
+	for _, q := range []string{"five.service.berth.test A", "web.service.berth.test SRV", "+bufsize=512 five.service.berth.test A"} {
+		opt := "+noedns"
+		if strings.HasPrefix(q, "+") {
+			opt, q, _ = strings.Cut(q, " ")
+		}
+		f := append([]string{opt, "+ignore"}, strings.Fields(q)...)
 		got, want := dig(t, addr, f...), dig(t, a.DNSAddr(), f...)
 		// RA differs by design: dnsforward always recurses, Consul only
 		// with recursors.
