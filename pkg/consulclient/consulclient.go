@@ -261,7 +261,7 @@ func NewClient(cfg *api.Config) (*api.Client, error) {
 	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("consul client for %s: %w", cfg.Address, err)
+		return nil, fmt.Errorf("-http-addr (CONSUL_HTTP_ADDR) %q: %w", cfg.Address, err)
 	}
 	return c, nil
 }

@@ -193,3 +193,12 @@ func TestStale(t *testing.T) {
 		}
 	}
 }
+
+// TestNewClientBadAddressNamesTheFlag: a bad address is an error that names
+// where it came from.
+func TestNewClientBadAddressNamesTheFlag(t *testing.T) {
+	_, err := NewClient(&api.Config{Address: "ht!tp://x"})
+	if err == nil || !strings.Contains(err.Error(), `-http-addr (CONSUL_HTTP_ADDR) "ht!tp://x"`) {
+		t.Fatalf("error %v does not name -http-addr and the address", err)
+	}
+}
