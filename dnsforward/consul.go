@@ -187,6 +187,12 @@ func (z *consulZone) failing(w *watcher) (since int64, failing bool) {
 	return since, failing
 }
 
+// fromAgent reports whether the agent is asked for its datacenter or DNS
+// settings (a flag does not give them all).
+func (z *consulZone) fromAgent() bool {
+	return z.s.cfg.Datacenter == "" || z.s.cfg.AgentDNSConfig
+}
+
 // run starts the query layer (its reachability probe) and the janitor; it
 // returns when ctx is done.
 func (z *consulZone) run(ctx context.Context) {
@@ -194,7 +200,7 @@ func (z *consulZone) run(ctx context.Context) {
 		dc := strings.ToLower(z.s.cfg.Datacenter)
 		z.dc.Store(&dc)
 	}
-	if z.s.cfg.Datacenter == "" || z.s.cfg.AgentDNSConfig {
+	if z.fromAgent() {
 		go z.learnAgent(ctx)
 	}
 	z.started.Store(true)

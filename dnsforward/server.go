@@ -197,7 +197,7 @@ func (s *Server) closeListeners() {
 func (s *Server) Reload() {
 	s.fwd.flush()
 	s.log.Info("SIGHUP: upstream cache emptied")
-	if s.cfg.Datacenter != "" && !s.cfg.AgentDNSConfig {
+	if !s.zone.fromAgent() {
 		return
 	}
 	go func() {
