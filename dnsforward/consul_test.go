@@ -101,6 +101,7 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 // the record sets of each section and the number of answer records.
 func compareWithConsul(t *testing.T, addr, consulAddr string, cases []string) {
 	t.Helper()
+	shown := false
 	for _, c := range cases {
 		f := strings.Fields(c)
 		got := dig(t, addr, f...)
@@ -119,6 +120,10 @@ func compareWithConsul(t *testing.T, addr, consulAddr string, cases []string) {
 		}
 		if g, w := set(got.extra), set(want.extra); !reflect.DeepEqual(g, w) {
 			t.Errorf("%s: additional\n%s\nConsul's DNS:\n%s", c, strings.Join(g, "\n"), strings.Join(w, "\n"))
+		}
+		if t.Failed() && !shown {
+			shown = true // once: the first difference's whole replies
+			t.Logf("%s: dig's output from dnsforward:\n%s\nfrom Consul's DNS:\n%s", c, got.raw, want.raw)
 		}
 	}
 }

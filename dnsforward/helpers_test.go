@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -114,6 +115,7 @@ type digResult struct {
 	answer []string
 	auth   []string
 	extra  []string
+	raw    string // dig's whole output, for failure messages
 }
 
 var (
@@ -132,7 +134,12 @@ func dig(t *testing.T, addr string, args ...string) digResult {
 	if err != nil {
 		t.Fatalf("dig %s: %v\n%s", strings.Join(all, " "), err, out)
 	}
-	var r digResult
+	r := digResult{raw: string(out)}
+	if bytes.Contains(out, []byte("malformed")) || bytes.Contains(out, []byte("mismatch")) {
+		// dig could not read the reply as sent (a malformed packet, an ID
+		// or question mismatch): the parsed sections would mislead.
+		t.Errorf("dig %s: dig warns about the reply\n%s", strings.Join(all, " "), out)
+	}
 	if m := statusRE.FindSubmatch(out); m != nil {
 		r.status = string(m[1])
 	}
