@@ -248,12 +248,13 @@ func (a *answer) writeSlow(q *query, now int64) ([]byte, error) {
 			}
 		}
 	}
-	return finish(q, m)
+	return finish(q, m, a.zone == zoneConsul)
 }
 
 // finish sets the reply's ID, question and EDNS for q, truncates it to the
-// client's limit and packs it.
-func finish(q *query, m *dns.Msg) ([]byte, error) {
+// client's limit (as Consul does for consul answers, see trimLikeConsul;
+// else dns.Msg.Truncate) and packs it.
+func finish(q *query, m *dns.Msg, consul bool) ([]byte, error) {
 	req := q.request()
 	m.Id = q.id
 	m.Response = true
@@ -271,7 +272,11 @@ func finish(q *query, m *dns.Msg) ([]byte, error) {
 	if q.edns {
 		m.SetEdns0(ednsSize, false)
 	}
-	m.Truncate(q.limit())
+	if consul {
+		trimLikeConsul(m, q.limit())
+	} else {
+		m.Truncate(q.limit())
+	}
 	m.Compress = true
 	return m.Pack()
 }
@@ -320,7 +325,7 @@ func rcodeReply(q *query, rcode int, soa dns.RR) ([]byte, error) {
 	if soa != nil {
 		m.Ns = []dns.RR{soa}
 	}
-	return finish(q, m)
+	return finish(q, m, false)
 }
 
 // cutCache holds an answer's cut forms.
@@ -498,9 +503,9 @@ func (a *answer) cutFor(k cutKey) [][]byte {
 		total := len(m.Answer)
 		if k.count > 0 && len(m.Answer) > k.count {
 			m.Answer = m.Answer[:k.count]
-			syncExtra(m)
+			syncExtra(m, glueIndex(m.Extra))
 		}
-		m.Truncate(k.size)
+		trimLikeConsul(m, k.size)
 		m.Truncated = k.tc && len(m.Answer) < total
 		m.Compress = true
 		p, err := m.Pack()
@@ -514,17 +519,27 @@ func (a *answer) cutFor(k cutKey) [][]byte {
 	return perms
 }
 
-// syncExtra keeps, of the additional records, the address (or CNAME)
-// record of each SRV target still in the answer, following CNAMEs, as
-// Consul does when it cuts an answer (agent/dns.go syncExtra).
-func syncExtra(m *dns.Msg) {
-	index := map[string]dns.RR{}
-	for _, rr := range m.Extra {
-		switch rr.Header().Rrtype {
-		case dns.TypeA, dns.TypeAAAA, dns.TypeCNAME:
-			index[strings.ToLower(rr.Header().Name)] = rr
+// glueIndex maps each lower-cased owner name in extra to its first record,
+// as Consul indexes the additional records before cutting an answer
+// (agent/dns.go indexRRs).
+func glueIndex(extra []dns.RR) map[string]dns.RR {
+	index := make(map[string]dns.RR, len(extra))
+	for _, rr := range extra {
+		if rr.Header().Rrtype == dns.TypeOPT {
+			continue
+		}
+		name := strings.ToLower(rr.Header().Name)
+		if _, ok := index[name]; !ok {
+			index[name] = rr
 		}
 	}
+	return index
+}
+
+// syncExtra sets m's additional records to the indexed record of each SRV
+// target still in the answer, following CNAMEs, and nothing else, as
+// Consul does when it cuts an answer (agent/dns.go syncExtra).
+func syncExtra(m *dns.Msg, index map[string]dns.RR) {
 	var extra []dns.RR
 	seen := map[string]bool{}
 	for _, rr := range m.Answer {
@@ -547,4 +562,82 @@ func syncExtra(m *dns.Msg) {
 		}
 	}
 	m.Extra = extra
+}
+
+// trimLikeConsul cuts m to size bytes (packed, compressed), setting TC
+// when answer records were dropped. An answer with SRV records and
+// additional records is cut as Consul's DNS cuts one: answer records from
+// the end, found by a binary search, each kept SRV record with its
+// target's address record and the additional section holding only those
+// (agent/dns.go trimUDPResponse, dnsBinaryTruncate, syncExtra), so SRV
+// records never lose their glue; an EDNS0 OPT record is kept and counted.
+// Other answers are cut by dns.Msg.Truncate (additional records first,
+// RFC 2181 section 9).
+func trimLikeConsul(m *dns.Msg, size int) {
+	srv := false
+	for _, rr := range m.Answer {
+		if rr.Header().Rrtype == dns.TypeSRV {
+			srv = true
+			break
+		}
+	}
+	m.Compress = true
+	if !srv || m.Len() <= size {
+		m.Truncate(size)
+		return
+	}
+	opt := m.IsEdns0()
+	if opt != nil {
+		size -= dns.Len(opt)
+	}
+	index := glueIndex(m.Extra)
+	n := len(m.Answer)
+	sync := len(index) > 0
+	for len(m.Answer) > 1 && m.Len() > size {
+		m.Ns = nil
+		if m.Len()-size > 100 {
+			m.Answer = m.Answer[:binaryCut(m, size, index, sync)]
+		} else {
+			m.Answer = m.Answer[:len(m.Answer)-1]
+		}
+		if sync {
+			syncExtra(m, index)
+		}
+	}
+	if opt != nil {
+		m.Extra = append(m.Extra, opt)
+		size += dns.Len(opt)
+	}
+	if m.Len() > size {
+		m.Truncate(size) // one record larger than the client's buffer
+	}
+	if len(m.Answer) < n {
+		m.Truncated = true
+	}
+}
+
+// binaryCut is how many of m's answer records fit in size bytes with
+// their glue, found as Consul's dnsBinaryTruncate finds it (a count
+// within 10 bytes of size ends the search). m.Answer is left as it was.
+func binaryCut(m *dns.Msg, size int, index map[string]dns.RR, sync bool) int {
+	all, extra := m.Answer, m.Extra
+	defer func() { m.Answer, m.Extra = all, extra }()
+	lo, hi := 0, len(all)+1
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		m.Answer = all[:mid]
+		if sync {
+			syncExtra(m, index)
+		}
+		l := m.Len()
+		if l <= size {
+			if size-l < 10 {
+				return mid
+			}
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo
 }

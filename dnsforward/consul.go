@@ -835,7 +835,7 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, svc, tag st
 	}
 	if len(m.Answer) > 0 {
 		// A very large service: keep what fits in a TCP message.
-		m.Truncate(dns.MaxMsgSize)
+		trimLikeConsul(m, dns.MaxMsgSize)
 	}
 	limit := 0
 	if qtype != dns.TypeSRV {

@@ -97,3 +97,72 @@ func TestLargeAnswersFromTheAgent(t *testing.T) {
 		t.Errorf("UDP without EDNS, flags only: TC %v with %d records; want TC", r.Truncated, len(r.Answer))
 	}
 }
+
+// TestCutSRVKeepsGlueLikeConsul: an SRV answer too large for the client's
+// EDNS0 buffer is cut as Consul's DNS cuts it: answer records and their
+// address records go together, the additional section holds the address
+// of each kept target and nothing else (agent/dns.go trimUDPResponse,
+// syncExtra). Consul's DNS is the oracle, from memory and for a prepared
+// query passed to the agent. dnsforward keeps its OPT record in the
+// client's buffer where Consul drops it, so it may keep one record fewer;
+// it sets TC where the agent, without enable_truncate, does not (the
+// README's differences).
+func TestCutSRVKeepsGlueLikeConsul(t *testing.T) {
+	a := consultest.Require(t, agent)
+	requireDig(t)
+	c := a.Client()
+	const n = 150
+	for i := 0; i < n; i++ {
+		_, err := c.Catalog().Register(&api.CatalogRegistration{Node: fmt.Sprintf("cutnode%d", i%4), Address: fmt.Sprintf("10.41.0.%d", i%4+1),
+			Service: &api.AgentService{ID: fmt.Sprintf("cut%d", i), Service: "cutsrv", Port: 3000 + i, Address: fmt.Sprintf("10.40.%d.%d", i/200, i%200+1)}}, nil)
+		must(t, err)
+	}
+	id, _, err := c.PreparedQuery().Create(&api.PreparedQueryDefinition{Name: "cutq", Service: api.ServiceQuery{Service: "cutsrv"}}, nil)
+	must(t, err)
+	t.Cleanup(func() {
+		_, _ = c.PreparedQuery().Delete(id, nil)
+		for i := 0; i < 4; i++ {
+			_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: fmt.Sprintf("cutnode%d", i)}, nil)
+		}
+	})
+	cfg := baseConfig(a)
+	cfg.AgentDNSConfig = true // as the program runs
+	cfg.Explicit = map[string]bool{}
+	_, addr := startServer(t, cfg)
+	for _, name := range []string{"cutsrv.service.consul", "cutq.query.consul"} {
+		for _, bufsize := range []string{"+bufsize=1232", "+bufsize=700", "+bufsize=4096"} {
+			want := dig(t, a.DNSAddr(), bufsize, "+ignore", name, "SRV")
+			got := dig(t, addr, bufsize, "+ignore", name, "SRV")
+			what := name + " SRV " + bufsize
+			if len(want.answer) == 0 || len(want.answer) >= n {
+				t.Fatalf("%s: Consul's DNS gave %d of %d records: the test wants a cut answer", what, len(want.answer), n)
+			}
+			if len(got.answer) != len(want.answer) && len(got.answer) != len(want.answer)-1 {
+				t.Errorf("%s: %d SRV records, Consul's DNS %d", what, len(got.answer), len(want.answer))
+			}
+			// The additional section: exactly one address record per
+			// kept target, as from Consul.
+			for _, r := range []digResult{want, got} {
+				targets := map[string]bool{}
+				for _, rec := range r.answer {
+					f := strings.Fields(rec)
+					targets[f[len(f)-1]] = true
+				}
+				owners := map[string]bool{}
+				for _, rec := range r.extra {
+					f := strings.Fields(rec)
+					if f[3] != "A" || !targets[f[0]] {
+						t.Errorf("%s: additional record %q is not the address of a kept target\n%s", what, rec, r.raw)
+					}
+					owners[f[0]] = true
+				}
+				if len(owners) != len(targets) {
+					t.Errorf("%s: %d targets, %d with their address\n%s", what, len(targets), len(owners), r.raw)
+				}
+			}
+			if !strings.Contains(" "+got.flags+" ", " tc ") {
+				t.Errorf("%s: flags %q, want tc", what, got.flags)
+			}
+		}
+	}
+}

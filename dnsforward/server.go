@@ -690,7 +690,7 @@ func (s *Server) passToAgent(ctx context.Context, q *query, fallback bool) []byt
 		m.Extra = extrasFor(m.Answer, m.Extra)
 		m.Truncated = st.enableTruncate
 	}
-	b, err := finish(q, m)
+	b, err := finish(q, m, true)
 	if err != nil {
 		return nil
 	}
