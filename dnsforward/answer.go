@@ -588,7 +588,15 @@ func trimLikeConsul(m *dns.Msg, size int) {
 	}
 	opt := m.IsEdns0()
 	if opt != nil {
+		// Counted apart, put back last.
 		size -= dns.Len(opt)
+		extra := m.Extra[:0:0]
+		for _, rr := range m.Extra {
+			if rr != dns.RR(opt) {
+				extra = append(extra, rr)
+			}
+		}
+		m.Extra = extra
 	}
 	index := glueIndex(m.Extra)
 	n := len(m.Answer)
