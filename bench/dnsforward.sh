@@ -10,7 +10,9 @@
 # both servers send as much as fits in 4096 bytes, dnsforward with TC;
 # dnsmasq is given --edns-packet-max=4096, else, from 2.90 on, it asks
 # Consul for 1232 bytes and sends 74 of the A records where dnsforward and
-# Consul send 253: a third of the work). p99 latency comes from
+# Consul send 253: a third of the work; from its cache dnsmasq sends SRV
+# answers without their additional records). Each run prints the mean
+# response size dnsperf saw. p99 latency comes from
 # short verbose runs at the same load. Each load is run BENCH_REPS times per server,
 # alternating the servers: the median run's CPU per query counts, and the
 # p99 of the verbose runs' latencies pooled. One run's CPU per query varies
@@ -83,8 +85,10 @@ names=(dnsforward dnsmasq)
 declare -A port=([dnsforward]=$pdf [dnsmasq]=$pdm [consul]=$cdns)
 declare -A pid=([dnsforward]=$df_pid [dnsmasq]=$dm_pid)
 for n in "${names[@]}"; do
+	# (EDNS0 4096 as dnsperf -e: dnsmasq keeps the answer it got for the
+	# buffer size it forwarded first.)
 	for q in web.service.consul v1.web.service.consul big.service.consul; do
-		[ -n "$(dig +short +time=2 +tries=2 -p "${port[$n]}" @127.0.0.1 "$q" A)" ] || { echo "bench: $n does not answer $q" >&2; exit 1; }
+		[ -n "$(dig +short +bufsize=4096 +time=2 +tries=2 -p "${port[$n]}" @127.0.0.1 "$q" A)" ] || { echo "bench: $n does not answer $q" >&2; exit 1; }
 	done
 done
 
@@ -104,8 +108,9 @@ hz=$(getconf CLK_TCK)
 # The 300-instance names are asked with EDNS0 (dnsperf -e, 4096 bytes):
 # large answers, cut to the buffer. Without EDNS0 both would send a few
 # records (dnsforward: the agent's udp_answer_limit, 3).
-opts() { case "$1" in *big*) echo -e ;; esac; }
-# run NAME FILE LOAD: prints "completed qps cpu_us_per_query" of one run.
+opts() { case "$1" in *big*) printf '%s\n' -e ;; esac; }
+# run NAME FILE LOAD: prints "completed qps cpu_us_per_query
+# mean_response_bytes" of one run.
 run() {
 	local q=($(opts "$2"))
 	[ "$3" = max ] || q+=(-Q "$3")
@@ -113,11 +118,12 @@ run() {
 	t0=$(ticks "${pid[$1]}")
 	dnsperf -s 127.0.0.1 -p "${port[$1]}" -d "$2" -c "$CLIENTS" -l "$DUR" -t 2 "${q[@]}" >"$tmp/perf.out" 2>&1 || true
 	t1=$(ticks "${pid[$1]}")
-	local done qps
+	local done qps size
 	done=$(awk '/Queries completed/ {print $3}' "$tmp/perf.out")
 	qps=$(awk '/Queries per second/ {print $4}' "$tmp/perf.out")
-	awk -v d="${done:-0}" -v q="${qps:-0}" -v t=$((t1 - t0)) -v hz="$hz" \
-		'BEGIN {printf "%d %.0f %.2f\n", d, q, (d > 0 ? t * 1e6 / hz / d : 0)}'
+	size=$(awk '/Average packet size/ {print $NF}' "$tmp/perf.out")
+	awk -v d="${done:-0}" -v q="${qps:-0}" -v t=$((t1 - t0)) -v hz="$hz" -v sz="${size:-0}" \
+		'BEGIN {printf "%d %.0f %.2f %d\n", d, q, (d > 0 ? t * 1e6 / hz / d : 0), sz}'
 }
 # latencies NAME FILE LOAD: the latency (s) of every query of a 5 s
 # verbose run, one a line.
@@ -150,8 +156,8 @@ for w in typical big; do
 		declare -A runs=()
 		for ((rep = 1; rep <= REPS; rep++)); do
 			for n in "${names[@]}"; do
-				read -r _ q c < <(run "$n" "$tmp/$w.txt" "$load")
-				echo "== $w names, load $load, run $rep: $n $c us/query, $q qps"
+				read -r _ q c sz < <(run "$n" "$tmp/$w.txt" "$load")
+				echo "== $w names, load $load, run $rep: $n $c us/query, $q qps, responses $sz bytes on average"
 				runs[$n]+="$c $q"$'\n'
 				[ "$rep" = 1 ] && : >"$tmp/lat.$n"
 				latencies "$n" "$tmp/$w.txt" "$load" >>"$tmp/lat.$n"
