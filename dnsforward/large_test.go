@@ -41,20 +41,7 @@ func TestLargeAnswersFromTheAgent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	id, _, err := c.PreparedQuery().Create(&api.PreparedQueryDefinition{Name: "bigq", Service: api.ServiceQuery{Service: "big"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = c.PreparedQuery().Delete(id, nil)
-		for i := 0; i < 10; i++ {
-			_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: fmt.Sprintf("bignode%d", i)}, nil)
-		}
-	})
-	withAgent := baseConfig(a)
-	withAgent.AgentDNSConfig = true // as the program runs
-	withAgent.Explicit = map[string]bool{}
-	_, addr := startServer(t, withAgent)
+	addr := preparedQueryServer(t, a, "bigq", "big", "bignode", 10)
 	for _, qt := range []string{"A", "SRV"} {
 		want := dig(t, a.DNSAddr(), "+tcp", "bigq.query.consul", qt)
 		got := dig(t, addr, "+tcp", "bigq.query.consul", qt)
@@ -117,18 +104,7 @@ func TestCutSRVKeepsGlueLikeConsul(t *testing.T) {
 			Service: &api.AgentService{ID: fmt.Sprintf("cut%d", i), Service: "cutsrv", Port: 3000 + i, Address: fmt.Sprintf("10.40.%d.%d", i/200, i%200+1)}}, nil)
 		must(t, err)
 	}
-	id, _, err := c.PreparedQuery().Create(&api.PreparedQueryDefinition{Name: "cutq", Service: api.ServiceQuery{Service: "cutsrv"}}, nil)
-	must(t, err)
-	t.Cleanup(func() {
-		_, _ = c.PreparedQuery().Delete(id, nil)
-		for i := 0; i < 4; i++ {
-			_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: fmt.Sprintf("cutnode%d", i)}, nil)
-		}
-	})
-	cfg := baseConfig(a)
-	cfg.AgentDNSConfig = true // as the program runs
-	cfg.Explicit = map[string]bool{}
-	_, addr := startServer(t, cfg)
+	addr := preparedQueryServer(t, a, "cutq", "cutsrv", "cutnode", 4)
 	for _, name := range []string{"cutsrv.service.consul", "cutq.query.consul"} {
 		for _, bufsize := range []string{"+bufsize=1232", "+bufsize=700", "+bufsize=4096"} {
 			want := dig(t, a.DNSAddr(), bufsize, "+ignore", name, "SRV")
@@ -216,4 +192,26 @@ func TestTrimLikeConsulFits(t *testing.T) {
 			}
 		}
 	}
+}
+
+// preparedQueryServer creates prepared query name for service on a's
+// catalog and starts a dnsforward reading the agent's settings, as the
+// program runs; at the end of the test the query and the nodes
+// nodePrefix0..nodes-1 are removed. It returns dnsforward's address.
+func preparedQueryServer(t *testing.T, a *consultest.Agent, name, service, nodePrefix string, nodes int) string {
+	t.Helper()
+	c := a.Client()
+	id, _, err := c.PreparedQuery().Create(&api.PreparedQueryDefinition{Name: name, Service: api.ServiceQuery{Service: service}}, nil)
+	must(t, err)
+	t.Cleanup(func() {
+		_, _ = c.PreparedQuery().Delete(id, nil)
+		for i := 0; i < nodes; i++ {
+			_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: fmt.Sprintf("%s%d", nodePrefix, i)}, nil)
+		}
+	})
+	cfg := baseConfig(a)
+	cfg.AgentDNSConfig = true
+	cfg.Explicit = map[string]bool{}
+	_, addr := startServer(t, cfg)
+	return addr
 }
