@@ -281,41 +281,6 @@ func finish(q *query, m *dns.Msg, consul bool) ([]byte, error) {
 	return m.Pack()
 }
 
-// extrasFor keeps of extra the records that go with answers: those owned
-// by an SRV or CNAME target of an answer, or by the target of a CNAME kept
-// so (Consul's syncExtra in agent/dns.go, after trimming answers).
-func extrasFor(answers, extra []dns.RR) []dns.RR {
-	want := map[string]bool{}
-	target := func(rr dns.RR) {
-		switch r := rr.(type) {
-		case *dns.SRV:
-			want[dns.CanonicalName(r.Target)] = true
-		case *dns.CNAME:
-			want[dns.CanonicalName(r.Target)] = true
-		}
-	}
-	for _, rr := range answers {
-		target(rr)
-	}
-	kept := make([]bool, len(extra))
-	for grew := true; grew; {
-		grew = false
-		for i, rr := range extra {
-			if !kept[i] && want[dns.CanonicalName(rr.Header().Name)] {
-				kept[i], grew = true, true
-				target(rr)
-			}
-		}
-	}
-	out := extra[:0]
-	for i, rr := range extra {
-		if kept[i] {
-			out = append(out, rr)
-		}
-	}
-	return out
-}
-
 // rcodeReply is a reply with no records.
 func rcodeReply(q *query, rcode int, soa dns.RR) ([]byte, error) {
 	m := new(dns.Msg)
@@ -600,17 +565,14 @@ func trimLikeConsul(m *dns.Msg, size int) {
 	}
 	index := glueIndex(m.Extra)
 	n := len(m.Answer)
-	sync := len(index) > 0
 	for len(m.Answer) > 1 && m.Len() > size {
 		m.Ns = nil
 		if m.Len()-size > 100 {
-			m.Answer = m.Answer[:binaryCut(m, size, index, sync)]
+			m.Answer = m.Answer[:binaryCut(m, size, index)]
 		} else {
 			m.Answer = m.Answer[:len(m.Answer)-1]
 		}
-		if sync {
-			syncExtra(m, index)
-		}
+		syncExtra(m, index)
 	}
 	if opt != nil {
 		m.Extra = append(m.Extra, opt)
@@ -627,16 +589,14 @@ func trimLikeConsul(m *dns.Msg, size int) {
 // binaryCut is how many of m's answer records fit in size bytes with
 // their glue, found as Consul's dnsBinaryTruncate finds it (a count
 // within 10 bytes of size ends the search). m.Answer is left as it was.
-func binaryCut(m *dns.Msg, size int, index map[string]dns.RR, sync bool) int {
+func binaryCut(m *dns.Msg, size int, index map[string]dns.RR) int {
 	all, extra := m.Answer, m.Extra
 	defer func() { m.Answer, m.Extra = all, extra }()
 	lo, hi := 0, len(all)+1
 	for hi-lo > 1 {
 		mid := lo + (hi-lo)/2
 		m.Answer = all[:mid]
-		if sync {
-			syncExtra(m, index)
-		}
+		syncExtra(m, index)
 		l := m.Len()
 		if l <= size {
 			if size-l < 10 {

@@ -687,7 +687,7 @@ func (s *Server) passToAgent(ctx context.Context, q *query, fallback bool) []byt
 		// additional records that go with them, TC as enable_truncate says
 		// (agent/dns.go trimUDPResponse, syncExtra).
 		m.Answer = m.Answer[:st.udpAnswerLimit]
-		m.Extra = extrasFor(m.Answer, m.Extra)
+		syncExtra(m, glueIndex(m.Extra))
 		m.Truncated = st.enableTruncate
 	}
 	b, err := finish(q, m, true)
