@@ -38,11 +38,15 @@ func (c *chaser) note(exp int64) {
 
 // records returns what target resolves to: CNAME, A and AAAA records;
 // with setTTL their TTL is ttl (as Consul does for service addresses).
+// Records owned by target carry its letter case as given, as from Consul:
+// it asks its own DNS or its recursors for the name as written, and both
+// answer with the question's case.
 func (c *chaser) records(target string, ttl uint32, setTTL bool) []dns.RR {
 	if c == nil || c.blocked {
 		return nil
 	}
-	target = strings.ToLower(dns.Fqdn(target))
+	asGiven := dns.Fqdn(target)
+	target = strings.ToLower(asGiven)
 	var rrs []dns.RR
 	if c.z.s.inConsulDomain([]byte(target)) {
 		if c.depth < 1 {
@@ -71,6 +75,9 @@ func (c *chaser) records(target string, ttl uint32, setTTL bool) []dns.RR {
 		case dns.TypeCNAME, dns.TypeA, dns.TypeAAAA:
 			if setTTL {
 				rr.Header().Ttl = ttl
+			}
+			if strings.EqualFold(rr.Header().Name, asGiven) {
+				rr.Header().Name = asGiven
 			}
 			out = append(out, rr)
 		}

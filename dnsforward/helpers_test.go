@@ -174,14 +174,11 @@ func dig(t *testing.T, addr string, args ...string) digResult {
 	return r
 }
 
-// normRecord lower-cases and drops the SOA serial (Consul's is the clock).
+// normRecord drops the SOA serial (Consul's is the clock).
 func normRecord(line string) string {
 	f := strings.Fields(line)
 	if len(f) >= 7 && f[3] == "SOA" {
 		f[6] = "SERIAL"
-	}
-	if len(f) > 0 {
-		f[0] = strings.ToLower(f[0])
 	}
 	return strings.Join(f, " ")
 }
@@ -301,7 +298,13 @@ func outsideZone(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
 	m := recursiveReply(r)
 	q := r.Question[0]
 	name := strings.ToLower(q.Name)
-	add := func(s string) { m.Answer = append(m.Answer, mustRR(s)) }
+	add := func(s string) {
+		rr := mustRR(s)
+		if strings.EqualFold(rr.Header().Name, q.Name) {
+			rr.Header().Name = q.Name // as resolvers do: the question's case
+		}
+		m.Answer = append(m.Answer, rr)
+	}
 	switch {
 	case name == "legacy.example.net." && q.Qtype == dns.TypeA:
 		add("legacy.example.net. 300 IN A 192.0.2.10")

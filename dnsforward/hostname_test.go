@@ -28,6 +28,10 @@ func TestHostNameAddressesLikeConsul(t *testing.T) {
 	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "legacy", Name: "legacy", Port: 82, Address: "legacy.example.net"}))
 	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "alias", Name: "alias", Port: 83, Address: "alias.example.net"}))
 	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "nowhere", Name: "nowhere", Port: 84, Address: "nothing.example.net"}))
+	// Host names in mixed case, outside and inside the domain: Consul keeps
+	// the case as written in the CNAME target and the chased records.
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "mixedout", Name: "mixedout", Port: 91, Address: "Legacy.Example.NET"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "mixedin", Name: "mixedin", Port: 92, Address: "Inner.Service.Consul"}))
 	// A chain inside the domain: chain1 → chain2 → chain3 → chain4 → inner.
 	for i := 1; i <= 4; i++ {
 		target := fmt.Sprintf("chain%d.service.consul", i+1)
@@ -59,7 +63,7 @@ func TestHostNameAddressesLikeConsul(t *testing.T) {
 	_, addr := startServer(t, cfg)
 	time.Sleep(200 * time.Millisecond)
 	var cases []string
-	for _, svc := range []string{"toinner", "legacy", "alias", "nowhere", "chain1", "chain3", "onext", "tagged", "sameaddr", "dup", "ontag"} {
+	for _, svc := range []string{"toinner", "legacy", "mixedout", "mixedin", "alias", "nowhere", "chain1", "chain3", "onext", "tagged", "sameaddr", "dup", "ontag"} {
 		for _, qt := range []string{"A", "AAAA", "SRV", "ANY", "TXT"} {
 			cases = append(cases, svc+".service.consul "+qt)
 		}
