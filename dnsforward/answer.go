@@ -260,6 +260,7 @@ func finish(q *query, m *dns.Msg, consul bool) ([]byte, error) {
 	m.Response = true
 	m.Opcode = dns.OpcodeQuery
 	m.RecursionDesired = q.rd
+	m.CheckingDisabled = q.cd
 	m.Question = req.Question
 	// Our own OPT only.
 	extra := m.Extra[:0]
@@ -309,7 +310,7 @@ type cutAnswer struct {
 // 1232, 4096); other sizes take the slow path.
 const maxCutSizes = 6
 
-// patch copies pk into out as the reply to q: ID, RD, question case.
+// patch copies pk into out as the reply to q: ID, RD, CD, question case.
 func patch(q *query, pk, out []byte) []byte {
 	out = append(out[:0], pk...)
 	binary.BigEndian.PutUint16(out, q.id)
@@ -317,6 +318,11 @@ func patch(q *query, pk, out []byte) []byte {
 		out[2] |= 0x01
 	} else {
 		out[2] &^= 0x01
+	}
+	if q.cd {
+		out[3] |= 0x10
+	} else {
+		out[3] &^= 0x10
 	}
 	copy(out[12:q.qEnd], q.raw[12:q.qEnd])
 	return out
@@ -484,13 +490,19 @@ func (a *answer) cutFor(k cutKey) [][]byte {
 	return perms
 }
 
-// glueIndex maps each lower-cased owner name in extra to its first record,
-// as Consul indexes the additional records before cutting an answer
-// (agent/dns.go indexRRs).
+// glueIndex maps each lower-cased owner name in extra to its first
+// address record (A, AAAA or CNAME), as Consul indexes the additional
+// records before cutting an answer (agent/dns.go indexRRs) but for one
+// fault: Consul indexes the first record of any type, and a node's meta
+// TXT record, added after another instance's address, then stands in for
+// the node's A record, so a kept SRV target loses its address (RFC 2782
+// urges the target's address records in the additional section).
 func glueIndex(extra []dns.RR) map[string]dns.RR {
 	index := make(map[string]dns.RR, len(extra))
 	for _, rr := range extra {
-		if rr.Header().Rrtype == dns.TypeOPT {
+		switch rr.Header().Rrtype {
+		case dns.TypeA, dns.TypeAAAA, dns.TypeCNAME:
+		default:
 			continue
 		}
 		name := strings.ToLower(rr.Header().Name)

@@ -71,7 +71,9 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 	a := consultest.Require(t, agent)
 	requireDig(t)
 	seed(t, a)
-	_, addr := startServer(t, baseConfig(a))
+	cfg := baseConfig(a)
+	cfg.AgentDNSConfig = true // as main runs it
+	_, addr := startServer(t, cfg)
 	node := a.NodeName
 	cases := []string{
 		"web.service.consul A", "web.service.consul SRV", "web.service.consul AAAA", "web.service.consul ANY",
@@ -90,6 +92,9 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 		"V1.WEB.service.consul A", "_WEB._V2.service.consul SRV", "NoSuch.Node.consul A",
 		"web.service.dc2.consul A", "pq.query.consul A", "consul SOA", "consul NS", "foo.consul A",
 		"1.0.0.127.in-addr.arpa PTR", "web.connect.consul A", "web.ingress.consul A", "web.virtual.consul A",
+		// CD copied into the reply, from memory and from the agent.
+		"web.service.consul A +cdflag", "web.service.consul SRV +cdflag", "nosuch.service.consul A +cdflag",
+		"pq.query.consul SRV +cdflag", "consul SOA +cdflag",
 	}
 	// Let both see the seeded catalog (Consul's own DNS reads it too).
 	time.Sleep(200 * time.Millisecond)
@@ -98,7 +103,8 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 
 // compareWithConsul asks each "name TYPE [dig options]" case of dnsforward
 // at addr and of Consul's DNS at consulAddr with dig, and compares status,
-// the record sets of each section and the number of answer records.
+// flags (but RA), the record sets of each section and the number of answer
+// records.
 func compareWithConsul(t *testing.T, addr, consulAddr string, cases []string) {
 	t.Helper()
 	shown := false
@@ -108,6 +114,9 @@ func compareWithConsul(t *testing.T, addr, consulAddr string, cases []string) {
 		want := dig(t, consulAddr, f...)
 		if got.status != want.status {
 			t.Errorf("%s: status %s, Consul's DNS %s", c, got.status, want.status)
+		}
+		if g, w := withoutRA(got.flags), withoutRA(want.flags); g != w {
+			t.Errorf("%s: flags %q, Consul's DNS %q (ra aside)", c, g, w)
 		}
 		if g, w := set(got.answer), set(want.answer); !reflect.DeepEqual(g, w) {
 			t.Errorf("%s: answer\n%s\nConsul's DNS:\n%s", c, strings.Join(g, "\n"), strings.Join(w, "\n"))

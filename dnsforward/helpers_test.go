@@ -183,6 +183,12 @@ func normRecord(line string) string {
 	return strings.Join(f, " ")
 }
 
+// withoutRA is dig's flags without ra: RA differs by design (dnsforward
+// always recurses, Consul only with recursors).
+func withoutRA(flags string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(" "+flags+" ", " ra ", " ")), " ")
+}
+
 // set sorts and de-duplicates records (Consul repeats some additional ones).
 func set(rs []string) []string {
 	m := map[string]bool{}

@@ -59,6 +59,7 @@ func TestHostNameAddressesLikeConsul(t *testing.T) {
 	must(t, err)
 
 	cfg := baseConfig(a)
+	cfg.AgentDNSConfig = true // as main runs it
 	cfg.Upstreams = []string{up.addr}
 	_, addr := startServer(t, cfg)
 	time.Sleep(200 * time.Millisecond)

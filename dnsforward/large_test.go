@@ -64,10 +64,7 @@ func TestLargeAnswersFromTheAgent(t *testing.T) {
 		// its additional records, its flags; the agent is the oracle.
 		for _, opt := range []string{"+noedns", "+bufsize=512"} {
 			got, want := dig(t, addr, opt, "+ignore", "bigq.query.consul", qt), dig(t, a.DNSAddr(), opt, "+ignore", "bigq.query.consul", qt)
-			noRA := func(f string) string {
-				return strings.Join(strings.Fields(strings.ReplaceAll(" "+f+" ", " ra ", " ")), " ")
-			}
-			if len(got.answer) != len(want.answer) || len(got.extra) != len(want.extra) || noRA(got.flags) != noRA(want.flags) {
+			if len(got.answer) != len(want.answer) || len(got.extra) != len(want.extra) || withoutRA(got.flags) != withoutRA(want.flags) {
 				t.Errorf("%s over UDP %s: %d records (%d additional), flags %q; Consul's DNS %d (%d), %q", qt, opt,
 					len(got.answer), len(got.extra), got.flags, len(want.answer), len(want.extra), want.flags)
 			}
@@ -138,6 +135,56 @@ func TestCutSRVKeepsGlueLikeConsul(t *testing.T) {
 			}
 			if !strings.Contains(" "+got.flags+" ", " tc ") {
 				t.Errorf("%s: flags %q, want tc", what, got.flags)
+			}
+		}
+	}
+}
+
+// TestCutSRVKeepsAddressNotMeta: an SRV answer cut for a 512-byte client
+// keeps each kept target's address record, also when the target is a node
+// whose meta TXT record comes first in the whole answer's additional
+// section (there Consul's cut keeps the TXT record instead: its indexRRs
+// keeps a name's first record of any type).
+func TestCutSRVKeepsAddressNotMeta(t *testing.T) {
+	a := consultest.Require(t, agent)
+	seed(t, a)
+	cfg := baseConfig(a)
+	cfg.AgentDNSConfig = true // as main runs it: the agent's udp_answer_limit
+	_, addr := startServer(t, cfg)
+	// The set-up holds the fault's cause: a target with both an address
+	// and a meta TXT record in the whole answer.
+	full := exchange(t, addr, "web.service.consul.", dns.TypeSRV, "tcp")
+	types := map[string]map[uint16]bool{}
+	for _, rr := range full.Extra {
+		n := strings.ToLower(rr.Header().Name)
+		if types[n] == nil {
+			types[n] = map[uint16]bool{}
+		}
+		types[n][rr.Header().Rrtype] = true
+	}
+	both := false
+	for _, rr := range full.Answer {
+		ty := types[strings.ToLower(rr.(*dns.SRV).Target)]
+		both = both || ty[dns.TypeA] && ty[dns.TypeTXT]
+	}
+	if !both {
+		t.Fatalf("no SRV target with both an A and a TXT record in the whole answer: %v", full.Extra)
+	}
+	for i := 0; i < 40; i++ {
+		r := exchange(t, addr, "web.service.consul.", dns.TypeSRV, "udp")
+		if len(r.Answer) == 0 || len(r.Answer) >= len(full.Answer) {
+			t.Fatalf("512-byte client: %d SRV records of %d, want a cut answer", len(r.Answer), len(full.Answer))
+		}
+		glue := map[string]bool{}
+		for _, rr := range r.Extra {
+			switch rr.Header().Rrtype {
+			case dns.TypeA, dns.TypeAAAA, dns.TypeCNAME:
+				glue[strings.ToLower(rr.Header().Name)] = true
+			}
+		}
+		for _, rr := range r.Answer {
+			if target := rr.(*dns.SRV).Target; !glue[strings.ToLower(target)] {
+				t.Fatalf("cut answer: SRV target %s without its address record; additional: %v", target, r.Extra)
 			}
 		}
 	}

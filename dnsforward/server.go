@@ -681,6 +681,9 @@ func (s *Server) passToAgent(ctx context.Context, q *query, fallback bool) []byt
 	s.m.query(zoneAgent, q.qtype, resp.Rcode)
 	m := resp.Copy() // shared with identical questions in flight
 	m.Truncated = false
+	// Each additional record once, as in the answers built from memory
+	// (Consul repeats a node's records for each of its instances).
+	m.Extra = dns.Dedup(m.Extra, nil)
 	if st := s.settings.Load(); !q.tcp && q.limit() <= dns.MinMsgSize && st.udpAnswerLimit > 0 && len(m.Answer) > st.udpAnswerLimit {
 		// The agent's udp_answer_limit for a 512-byte UDP client, as in
 		// send: the first records (the agent shuffled them), the

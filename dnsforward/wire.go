@@ -14,6 +14,7 @@ type query struct {
 	raw     []byte
 	id      uint16
 	rd      bool
+	cd      bool   // checking disabled: copied into the reply (RFC 4035 section 3.1.6)
 	name    []byte // lower-case presentation form with the final dot
 	qtype   uint16
 	qclass  uint16
@@ -41,6 +42,7 @@ func (q *query) request() *dns.Msg {
 			m = new(dns.Msg)
 			m.Id = q.id
 			m.RecursionDesired = q.rd
+			m.CheckingDisabled = q.cd
 			m.Question = []dns.Question{{Name: string(q.name), Qtype: q.qtype, Qclass: q.qclass}}
 		}
 		q.msg = m
@@ -122,6 +124,7 @@ func parseFast(raw []byte, name []byte, q *query) int {
 	q.raw = raw
 	q.id = binary.BigEndian.Uint16(raw)
 	q.rd = raw[2]&0x01 != 0
+	q.cd = raw[3]&0x10 != 0
 	q.name = name
 	q.qtype = binary.BigEndian.Uint16(raw[off:])
 	q.qclass = binary.BigEndian.Uint16(raw[off+2:])
@@ -189,6 +192,7 @@ func parseSlow(raw []byte, q *query) (rcode int, err error) {
 	q.raw = raw
 	q.id = m.Id
 	q.rd = m.RecursionDesired
+	q.cd = m.CheckingDisabled
 	q.name = []byte(strings.ToLower(m.Question[0].Name))
 	q.qtype = m.Question[0].Qtype
 	q.qclass = m.Question[0].Qclass
@@ -210,8 +214,8 @@ func parseSlow(raw []byte, q *query) (rcode int, err error) {
 // rcode (and, for FORMERR, no question).
 func errorReply(raw []byte, rcode int, out []byte) []byte {
 	out = append(out[:0], raw[:12]...)
-	out[2] = 0x80 | (raw[2] & 0x79) // QR, keep opcode and RD
-	out[3] = 0x80 | byte(rcode&0x0f)
+	out[2] = 0x80 | (raw[2] & 0x79)                    // QR, keep opcode and RD
+	out[3] = 0x80 | (raw[3] & 0x10) | byte(rcode&0x0f) // RA, keep CD
 	for i := 4; i < 12; i++ {
 		out[i] = 0
 	}
