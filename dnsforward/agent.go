@@ -31,9 +31,10 @@ const ednsLoopOption = 65301
 
 // agentKey names a question (lower-case name, type, transport).
 type agentKey struct {
-	name  string
-	qtype uint16
-	tcp   bool
+	name   string
+	qtype  uint16
+	tcp    bool
+	subnet string // the client-subnet option passed on ("" for none)
 }
 
 // idKey is how a loop is recognised when the OPT record was dropped.
@@ -99,12 +100,18 @@ func (p *agentPasses) remove(nonce uint64, k idKey) {
 // with identical questions in flight: treat it as read-only). Over UDP an
 // answer the agent may have cut to our buffer (TC set, or within a record's
 // size of it) is asked again over TCP, so the caller sees the whole answer
-// and can set TC itself when it must cut.
-func (s *Server) askAgent(ctx context.Context, name string, qtype uint16, rd, tcp bool) (*dns.Msg, error) {
-	return s.agent.flights.do(ctx, agentKey{name, qtype, tcp}, nil, func() (*dns.Msg, error) {
-		resp, err := s.exchangeAgent(ctx, name, qtype, rd, tcp)
+// and can set TC itself when it must cut. A client-subnet option (ecs,
+// may be nil) goes with the question: Consul sorts a prepared query with
+// Near "_ip" for its address.
+func (s *Server) askAgent(ctx context.Context, name string, qtype uint16, rd, tcp bool, ecs *dns.EDNS0_SUBNET) (*dns.Msg, error) {
+	key := agentKey{name: name, qtype: qtype, tcp: tcp}
+	if ecs != nil {
+		key.subnet = ecs.String()
+	}
+	return s.agent.flights.do(ctx, key, nil, func() (*dns.Msg, error) {
+		resp, err := s.exchangeAgent(ctx, name, qtype, rd, tcp, ecs)
 		if err == nil && !tcp && (resp.Truncated || resp.Len() > maxUDPAnswer-agentCutMargin) {
-			resp, err = s.exchangeAgent(ctx, name, qtype, rd, true)
+			resp, err = s.exchangeAgent(ctx, name, qtype, rd, true, ecs)
 		}
 		return resp, err
 	})
@@ -116,7 +123,7 @@ func (s *Server) askAgent(ctx context.Context, name string, qtype uint16, rd, tc
 const agentCutMargin = 512
 
 // exchangeAgent sends one marked question to the agent.
-func (s *Server) exchangeAgent(ctx context.Context, name string, qtype uint16, rd, tcp bool) (*dns.Msg, error) {
+func (s *Server) exchangeAgent(ctx context.Context, name string, qtype uint16, rd, tcp bool, ecs *dns.EDNS0_SUBNET) (*dns.Msg, error) {
 	var nb [8]byte
 	if _, err := rand.Read(nb[:]); err != nil {
 		return nil, fmt.Errorf("nonce: %w", err)
@@ -128,6 +135,9 @@ func (s *Server) exchangeAgent(ctx context.Context, name string, qtype uint16, r
 	req.SetEdns0(maxUDPAnswer, false)
 	opt := req.IsEdns0()
 	opt.Option = append(opt.Option, &dns.EDNS0_LOCAL{Code: ednsLoopOption, Data: nb[:]})
+	if ecs != nil {
+		opt.Option = append(opt.Option, ecs)
+	}
 	req.Id = dns.Id()
 	k := idKey{req.Id, name, qtype}
 	s.agent.add(nonce, k)

@@ -95,6 +95,10 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 		// CD copied into the reply, from memory and from the agent.
 		"web.service.consul A +cdflag", "web.service.consul SRV +cdflag", "nosuch.service.consul A +cdflag",
 		"pq.query.consul SRV +cdflag", "consul SOA +cdflag",
+		// The client-subnet option echoed with Consul's scope.
+		"web.service.consul A +subnet=192.0.2.0/24", "web.service.consul SRV +subnet=2001:db8::/56", "nosuch.service.consul A +subnet=192.0.2.0/24",
+		"pq.query.consul A +subnet=192.0.2.0/24", "nosuch.query.consul A +subnet=192.0.2.0/24", "consul SOA +subnet=192.0.2.0/24",
+		"1.0.0.127.in-addr.arpa PTR +subnet=192.0.2.0/24",
 	}
 	// Let both see the seeded catalog (Consul's own DNS reads it too).
 	time.Sleep(200 * time.Millisecond)
@@ -117,6 +121,9 @@ func compareWithConsul(t *testing.T, addr, consulAddr string, cases []string) {
 		}
 		if g, w := withoutRA(got.flags), withoutRA(want.flags); g != w {
 			t.Errorf("%s: flags %q, Consul's DNS %q (ra aside)", c, g, w)
+		}
+		if got.subnet != want.subnet {
+			t.Errorf("%s: client-subnet option %q, Consul's DNS %q", c, got.subnet, want.subnet)
 		}
 		if g, w := set(got.answer), set(want.answer); !reflect.DeepEqual(g, w) {
 			t.Errorf("%s: answer\n%s\nConsul's DNS:\n%s", c, strings.Join(g, "\n"), strings.Join(w, "\n"))
@@ -459,5 +466,35 @@ func TestPortableUDPPath(t *testing.T) {
 	}
 	if r := exchange(t, addr, "nosuch.service.consul.", dns.TypeA, "udp"); r.Rcode != dns.RcodeNameError {
 		t.Errorf("nosuch: %s", dns.RcodeToString[r.Rcode])
+	}
+}
+
+// TestClientSubnetReachesTheAgent: a question's client-subnet option goes
+// with it to the agent, so a prepared query with Near "_ip" puts the
+// instance on the node with that address first, as when the client asks
+// the agent itself (prepared_query_endpoint.go: the node whose address is
+// the source IP). Without it the agent would see dnsforward's address,
+// match no node and leave the order shuffled.
+func TestClientSubnetReachesTheAgent(t *testing.T) {
+	requireDig(t)
+	a := consultest.StartT(t, consultest.Options{NodeName: "nearip"})
+	c := a.Client()
+	for i := 1; i <= 5; i++ {
+		_, err := c.Catalog().Register(&api.CatalogRegistration{Node: fmt.Sprintf("near%d", i), Address: fmt.Sprintf("10.77.0.%d", i),
+			Service: &api.AgentService{ID: "nearsvc", Service: "nearsvc", Port: 80}}, nil)
+		must(t, err)
+	}
+	_, _, err := c.PreparedQuery().Create(&api.PreparedQueryDefinition{Name: "nearip", Service: api.ServiceQuery{Service: "nearsvc", Near: "_ip"}}, nil)
+	must(t, err)
+	cfg := baseConfig(a)
+	cfg.AgentDNSConfig = true
+	_, addr := startServer(t, cfg)
+	for _, server := range []string{a.DNSAddr(), addr} {
+		for i := 0; i < 10; i++ {
+			r := dig(t, server, "+subnet=10.77.0.4/32", "nearip.query.consul", "A")
+			if len(r.answer) != 5 || !strings.HasSuffix(r.answer[0], " 10.77.0.4") {
+				t.Fatalf("%s: nearip.query.consul A +subnet=10.77.0.4/32: %v, want 5 records, 10.77.0.4 first", server, r.answer)
+			}
+		}
 	}
 }

@@ -115,11 +115,13 @@ type digResult struct {
 	answer []string
 	auth   []string
 	extra  []string
+	subnet string // the client-subnet option of the OPT record, as dig prints it
 	raw    string // dig's whole output, for failure messages
 }
 
 var (
 	statusRE = regexp.MustCompile(`status: ([A-Z]+)`)
+	subnetRE = regexp.MustCompile(`; CLIENT-SUBNET: (\S+)`)
 	flagsRE  = regexp.MustCompile(`;; flags: ([a-z ]*);`)
 )
 
@@ -145,6 +147,9 @@ func dig(t *testing.T, addr string, args ...string) digResult {
 	}
 	if m := flagsRE.FindSubmatch(out); m != nil {
 		r.flags = string(m[1])
+	}
+	if m := subnetRE.FindSubmatch(out); m != nil {
+		r.subnet = string(m[1])
 	}
 	section := ""
 	for _, line := range strings.Split(string(out), "\n") {

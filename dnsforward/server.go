@@ -531,10 +531,10 @@ func (s *Server) handle(r *reader, raw []byte, tcp bool) ([]byte, *query) {
 			if err != nil || res != resAnswer {
 				return nil, q.clone()
 			}
-			return s.sendConsul(r, q, a, now), nil
+			return s.withECS(q, s.sendConsul(r, q, a, now)), nil
 		}
 		s.m.hits[cacheConsul].Add(1)
-		return s.sendConsul(r, q, a, now), nil
+		return s.withECS(q, s.sendConsul(r, q, a, now)), nil
 	}
 	if q.qtype == dns.TypePTR || s.cfg.CacheSize <= 0 {
 		return nil, q.clone()
@@ -590,6 +590,57 @@ func (s *Server) send(r *reader, q *query, a *answer, now int64) []byte {
 	return b
 }
 
+// withECS adds the client-subnet option the question came with (RFC 7871)
+// to the OPT record of reply b, as Consul's DNS echoes it (agent/dns.go
+// setEDNS): scope 0, valid for every client, except in a prepared query's
+// answer, which is for the source prefix unless its rcode is NXDOMAIN,
+// SERVFAIL, REFUSED or NOTIMP. Without the option, or an OPT record to put
+// it in, b is returned as it is.
+func (s *Server) withECS(q *query, b []byte) []byte {
+	if q.ecs == nil || len(b) == 0 {
+		return b
+	}
+	m := new(dns.Msg)
+	if err := m.Unpack(b); err != nil {
+		return b
+	}
+	opt := m.IsEdns0()
+	if opt == nil {
+		return b
+	}
+	e := &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: q.ecs.Family, SourceNetmask: q.ecs.SourceNetmask, Address: q.ecs.Address}
+	switch m.Rcode {
+	case dns.RcodeNameError, dns.RcodeServerFailure, dns.RcodeRefused, dns.RcodeNotImplemented:
+	default:
+		if s.isPreparedQuery(q.name) {
+			e.SourceScope = q.ecs.SourceNetmask
+		}
+	}
+	opt.Option = append(opt.Option, e)
+	m.Compress = true
+	m.Truncate(q.limit()) // the option's bytes may not fit beside every record
+	out, err := m.Pack()
+	if err != nil {
+		return b
+	}
+	return out
+}
+
+// isPreparedQuery reports whether name (lower case) is
+// <query>.query[.<datacenter>].<domain>.
+func (s *Server) isPreparedQuery(name []byte) bool {
+	for _, d := range s.settings.Load().domains {
+		rest, ok := strings.CutSuffix(string(name), "."+d)
+		if !ok {
+			continue
+		}
+		labels := strings.Split(rest, ".")
+		n := len(labels)
+		return n >= 2 && labels[n-1] == "query" || n >= 3 && labels[n-2] == "query"
+	}
+	return false
+}
+
 func (s *Server) inConsulDomain(name []byte) bool {
 	for _, d := range s.settings.Load().domains {
 		if len(name) == len(d) && string(name) == d {
@@ -618,12 +669,12 @@ func (s *Server) slow(ctx context.Context, q *query) []byte {
 		a, res, err := s.zone.resolve(ctx, name, q.qtype, true)
 		if err != nil {
 			s.log.Warn("consul answer", "name", name, "err", err)
-			return s.fail(q, zoneConsul, dns.RcodeServerFailure)
+			return s.withECS(q, s.fail(q, zoneConsul, dns.RcodeServerFailure))
 		}
 		if res == resAnswer {
-			return s.sendConsul(r, q, a, s.now())
+			return s.withECS(q, s.sendConsul(r, q, a, s.now()))
 		}
-		return s.passToAgent(ctx, q, false)
+		return s.withECS(q, s.passToAgent(ctx, q, false))
 	}
 	key := name + string([]byte{byte(q.qtype >> 8), byte(q.qtype), byte(q.qclass >> 8), byte(q.qclass)})
 	if q.qtype == dns.TypePTR && (strings.HasSuffix(name, ".in-addr.arpa.") || strings.HasSuffix(name, ".ip6.arpa.")) {
@@ -634,7 +685,7 @@ func (s *Server) slow(ctx context.Context, q *query) []byte {
 			return s.send(r, q, a, s.now())
 		}
 		if b := s.passToAgent(ctx, q, true); b != nil {
-			return b
+			return s.withECS(q, b)
 		}
 	}
 	a, err := s.fwd.resolve(ctx, key, name, q.qtype, q.qclass)
@@ -668,7 +719,7 @@ func (s *Server) fail(q *query, zone, rcode int) []byte {
 func (s *Server) passToAgent(ctx context.Context, q *query, fallback bool) []byte {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Budget)
 	defer cancel()
-	resp, err := s.askAgent(ctx, string(q.name), q.qtype, q.rd, q.tcp)
+	resp, err := s.askAgent(ctx, string(q.name), q.qtype, q.rd, q.tcp, q.ecs)
 	if fallback {
 		if err != nil || resp.Rcode != dns.RcodeSuccess || len(resp.Answer) == 0 {
 			return nil

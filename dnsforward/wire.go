@@ -21,6 +21,7 @@ type query struct {
 	qEnd    int // end of the question in raw; 0 when parsed by the slow path
 	edns    bool
 	udpSize int
+	ecs     *dns.EDNS0_SUBNET // the client-subnet option asked with (RFC 7871), or nil
 	tcp     bool
 	msg     *dns.Msg // the unpacked request (slow path, or unpacked later)
 }
@@ -132,6 +133,7 @@ func parseFast(raw []byte, name []byte, q *query) int {
 	q.qEnd = off
 	q.edns = false
 	q.udpSize = dns.MinMsgSize
+	q.ecs = nil
 	q.msg = nil
 	if raw[11] == 0 {
 		if off != len(raw) {
@@ -146,6 +148,11 @@ func parseFast(raw []byte, name []byte, q *query) int {
 	rdlen := int(binary.BigEndian.Uint16(raw[off+9:]))
 	if off+11+rdlen != len(raw) {
 		return parseNeedSlow
+	}
+	for o := off + 11; o+4 <= len(raw); o += 4 + int(binary.BigEndian.Uint16(raw[o+2:])) {
+		if binary.BigEndian.Uint16(raw[o:]) == dns.EDNS0SUBNET {
+			return parseNeedSlow // echoed in the reply: the slow path keeps it
+		}
 	}
 	q.edns = true
 	q.udpSize = clampSize(int(binary.BigEndian.Uint16(raw[off+3:])))
@@ -200,9 +207,15 @@ func parseSlow(raw []byte, q *query) (rcode int, err error) {
 	q.msg = m
 	q.edns = false
 	q.udpSize = dns.MinMsgSize
+	q.ecs = nil
 	if opt := m.IsEdns0(); opt != nil {
 		q.edns = true
 		q.udpSize = clampSize(int(opt.UDPSize()))
+		for _, o := range opt.Option {
+			if e, ok := o.(*dns.EDNS0_SUBNET); ok && q.ecs == nil {
+				q.ecs = e
+			}
+		}
 		if opt.Version() != 0 {
 			return dns.RcodeBadVers, errors.New("EDNS version not supported")
 		}
