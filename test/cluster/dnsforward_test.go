@@ -252,10 +252,30 @@ func TestDnsforwardFaults(t *testing.T) {
 		t.Errorf("after the agent synced: %v", err)
 	}
 	rcodes := map[string]int{}
+	var early []string // NXDOMAIN before the restart
 	for _, a := range append(during, after...) {
 		rcodes[a.name+" "+a.rcode+" "+a.ips]++
-		if a.rcode == "NXDOMAIN" {
-			t.Errorf("%s NXDOMAIN %s after the agent restart (agent synced at +%s)", a.name, a.at.Sub(restartAt).Round(time.Millisecond), syncedAt.Sub(restartAt).Round(time.Millisecond))
+		if a.rcode != "NXDOMAIN" {
+			continue
+		}
+		what := fmt.Sprintf("%s NXDOMAIN %s after the agent restart (agent synced at +%s)", a.name, a.at.Sub(restartAt).Round(time.Millisecond), syncedAt.Sub(restartAt).Round(time.Millisecond))
+		if a.at.Before(restartAt) {
+			early = append(early, what)
+			continue
+		}
+		t.Error(what)
+	}
+	switch {
+	case len(early) == 0:
+	case c.MarkedFailed(svcHost, healAt):
+		// As after the heal above: the heal's gossip got the servers to
+		// mark the service's host failed a while later, and with no
+		// healthy instance in the catalog Consul's DNS answers NXDOMAIN
+		// too. Before the restart, so not what this step tests.
+		t.Logf("before the restart the servers marked %s failed (gossip of the heal): %s", svcHost.Short(), strings.Join(early, "; "))
+	default:
+		for _, e := range early {
+			t.Error(e)
 		}
 	}
 	// The first round after the sync in which both names were right (the
