@@ -519,14 +519,8 @@ func (z *consulZone) resolve(ctx context.Context, name string, qtype uint16, wai
 const maxChaseDepth = 3
 
 func (z *consulZone) resolveDepth(ctx context.Context, name string, qtype uint16, wait bool, depth int) (*answer, int, error) {
-	var domain, rest string
-	for _, d := range z.s.settings.Load().domains {
-		if strings.HasSuffix(name, "."+d) {
-			domain, rest = d, name[:len(name)-len(d)-1]
-			break
-		}
-	}
-	if domain == "" {
+	domain, rest, ok := cutDomain(z.s.settings.Load().domains, name)
+	if !ok {
 		return nil, resForward, nil // the apex (SOA, NS) and anything odd
 	}
 	labels := strings.Split(rest, ".")

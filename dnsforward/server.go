@@ -629,16 +629,26 @@ func (s *Server) withECS(q *query, b []byte) []byte {
 // isPreparedQuery reports whether name (lower case) is
 // <query>.query[.<datacenter>].<domain>.
 func (s *Server) isPreparedQuery(name []byte) bool {
-	for _, d := range s.settings.Load().domains {
-		rest, ok := strings.CutSuffix(string(name), "."+d)
-		if !ok {
-			continue
-		}
-		labels := strings.Split(rest, ".")
-		n := len(labels)
-		return n >= 2 && labels[n-1] == "query" || n >= 3 && labels[n-2] == "query"
+	_, rest, ok := cutDomain(s.settings.Load().domains, string(name))
+	if !ok {
+		return false
 	}
-	return false
+	labels := strings.Split(rest, ".")
+	n := len(labels)
+	return n >= 2 && labels[n-1] == "query" || n >= 3 && labels[n-2] == "query"
+}
+
+// cutDomain splits name (lower case, fully qualified) into the first of
+// domains it lies under and the labels before it: "web.service.consul."
+// gives "consul.", "web.service", true. The apex itself and names outside
+// every domain give ok false.
+func cutDomain(domains []string, name string) (domain, rest string, ok bool) {
+	for _, d := range domains {
+		if rest, ok := strings.CutSuffix(name, "."+d); ok {
+			return d, rest, true
+		}
+	}
+	return "", "", false
 }
 
 func (s *Server) inConsulDomain(name []byte) bool {
@@ -666,15 +676,7 @@ func (s *Server) slow(ctx context.Context, q *query) []byte {
 		return s.fail(q, zoneNone, dns.RcodeRefused)
 	}
 	if s.inConsulDomain(q.name) {
-		a, res, err := s.zone.resolve(ctx, name, q.qtype, true)
-		if err != nil {
-			s.log.Warn("consul answer", "name", name, "err", err)
-			return s.withECS(q, s.fail(q, zoneConsul, dns.RcodeServerFailure))
-		}
-		if res == resAnswer {
-			return s.withECS(q, s.sendConsul(r, q, a, s.now()))
-		}
-		return s.withECS(q, s.passToAgent(ctx, q, false))
+		return s.withECS(q, s.slowConsul(ctx, r, q))
 	}
 	key := name + string([]byte{byte(q.qtype >> 8), byte(q.qtype), byte(q.qclass >> 8), byte(q.qclass)})
 	if q.qtype == dns.TypePTR && (strings.HasSuffix(name, ".in-addr.arpa.") || strings.HasSuffix(name, ".ip6.arpa.")) {
@@ -701,6 +703,20 @@ func (s *Server) slow(ctx context.Context, q *query) []byte {
 		return s.fail(q, zoneUpstream, dns.RcodeServerFailure)
 	}
 	return s.send(r, q, a, s.now())
+}
+
+// slowConsul answers a name in the Consul domain: from memory once its
+// watch has data, else from the agent's DNS.
+func (s *Server) slowConsul(ctx context.Context, r *reader, q *query) []byte {
+	a, res, err := s.zone.resolve(ctx, string(q.name), q.qtype, true)
+	if err != nil {
+		s.log.Warn("consul answer", "name", string(q.name), "err", err)
+		return s.fail(q, zoneConsul, dns.RcodeServerFailure)
+	}
+	if res == resAnswer {
+		return s.sendConsul(r, q, a, s.now())
+	}
+	return s.passToAgent(ctx, q, false)
 }
 
 func (s *Server) fail(q *query, zone, rcode int) []byte {
