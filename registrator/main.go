@@ -168,6 +168,17 @@ func (o *options) check(rest []string) error {
 	if o.retryAttempts < -1 {
 		return fmt.Errorf("-retry-attempts %d: want -1 (forever) or more", o.retryAttempts)
 	}
+	// gliderlabs master registrator.go main refuses these, so a command
+	// line it ran is accepted and one it refused is refused.
+	if o.retryInterval <= 0 {
+		return fmt.Errorf("-retry-interval %s: must be greater than 0", o.retryInterval)
+	}
+	if (o.ttl == 0) != (o.ttlRefresh == 0) {
+		return fmt.Errorf("-ttl %d and -ttl-refresh %d: give both or neither", o.ttl, o.ttlRefresh)
+	}
+	if o.ttl > 0 && o.ttl <= o.ttlRefresh {
+		return fmt.Errorf("-ttl %d: must be greater than -ttl-refresh %d", o.ttl, o.ttlRefresh)
+	}
 	if mc.DockerHealth && mc.HealthTTL < time.Second {
 		return fmt.Errorf("-docker-health-ttl %s: want at least 1s", mc.HealthTTL)
 	}

@@ -86,6 +86,12 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"etcd://x:1"}, "not supported"},
 		{[]string{"-retry-attempts", "-5"}, "-retry-attempts"},
 		{[]string{"-only-label", "=x"}, "-only-label"},
+		// gliderlabs master registrator.go main: -retry-interval must be
+		// > 0; -ttl and -ttl-refresh together, -ttl the greater.
+		{[]string{"-retry-interval", "0"}, "-retry-interval"},
+		{[]string{"-ttl", "30"}, "-ttl-refresh"},
+		{[]string{"-ttl-refresh", "10"}, "-ttl"},
+		{[]string{"-ttl", "10", "-ttl-refresh", "10"}, "-ttl 10: must be greater"},
 	} {
 		_, err := parse(tc.args, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
