@@ -204,12 +204,15 @@ func (o *options) check(rest []string) error {
 }
 
 // parseURI turns gliderlabs' registry URI into a Consul HTTP address
-// ("http://host:port", "https://host:port" or "unix:///path"). A consul://
+// ("host:port", "https://host:port" or "unix:///path"). A consul://
 // or consul-tls:// URI without a host means the default agent, as in
 // gliderlabs master (consul/consul.go Factory.New keeps
 // api.DefaultConfig()'s address, CONSUL_HTTP_ADDR or 127.0.0.1:8500, when
 // the URI has no host): addr is then "" and https says whether the scheme
-// must be HTTPS.
+// must be HTTPS. consul://HOST:PORT sets only the address, as Factory.New
+// does (config.Address = uri.Host on api.DefaultConfig()): the scheme stays
+// api.DefaultConfig()'s, HTTPS with CONSUL_HTTP_SSL=true or an https://
+// CONSUL_HTTP_ADDR.
 func parseURI(s string) (addr string, https bool, err error) {
 	u, err := url.Parse(s)
 	if err != nil {
@@ -220,7 +223,7 @@ func parseURI(s string) (addr string, https bool, err error) {
 		if u.Host == "" {
 			return "", false, nil
 		}
-		return "http://" + u.Host, false, nil
+		return u.Host, false, nil
 	case "consul-tls":
 		if u.Host == "" {
 			return "", true, nil
