@@ -274,6 +274,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if err == nil {
 			break
 		}
+		// The agent answered but the token may not read it: gliderlabs
+		// (master consul/consul.go Ping: status/leader, no permission
+		// needed) runs with a token that may only write services, so
+		// registrator does too; only the catalog watch needs more.
+		if se := (api.StatusError{}); errors.As(err, &se) && se.Code == 403 {
+			log.Warn("the token may not read the agent (agent:read) or this node (node:read): registrations work, "+
+				"but agent changes are repaired by -resync only, not at once", "err", err)
+			break
+		}
 		if o.retryAttempts != -1 && i >= o.retryAttempts {
 			//lint:ignore ST1005 the line starts with the name Consul
 			return o.cli.Fail(fmt.Errorf("Consul agent unreachable after %d attempts: %v", i+1, err), exitConsul)
