@@ -168,6 +168,17 @@ func (o *options) check(rest []string) error {
 	if o.retryAttempts < -1 {
 		return fmt.Errorf("-retry-attempts %d: want -1 (forever) or more", o.retryAttempts)
 	}
+	// gliderlabs master registrator.go main refuses these, so a command
+	// line it ran is accepted and one it refused is refused.
+	if o.retryInterval <= 0 {
+		return fmt.Errorf("-retry-interval %s: must be greater than 0", o.retryInterval)
+	}
+	if (o.ttl == 0) != (o.ttlRefresh == 0) {
+		return fmt.Errorf("-ttl %d and -ttl-refresh %d: give both or neither", o.ttl, o.ttlRefresh)
+	}
+	if o.ttl > 0 && o.ttl <= o.ttlRefresh {
+		return fmt.Errorf("-ttl %d: must be greater than -ttl-refresh %d", o.ttl, o.ttlRefresh)
+	}
 	if mc.DockerHealth && mc.HealthTTL < time.Second {
 		return fmt.Errorf("-docker-health-ttl %s: want at least 1s", mc.HealthTTL)
 	}
@@ -193,12 +204,15 @@ func (o *options) check(rest []string) error {
 }
 
 // parseURI turns gliderlabs' registry URI into a Consul HTTP address
-// ("http://host:port", "https://host:port" or "unix:///path"). A consul://
+// ("host:port", "https://host:port" or "unix:///path"). A consul://
 // or consul-tls:// URI without a host means the default agent, as in
 // gliderlabs master (consul/consul.go Factory.New keeps
 // api.DefaultConfig()'s address, CONSUL_HTTP_ADDR or 127.0.0.1:8500, when
 // the URI has no host): addr is then "" and https says whether the scheme
-// must be HTTPS.
+// must be HTTPS. consul://HOST:PORT sets only the address, as Factory.New
+// does (config.Address = uri.Host on api.DefaultConfig()): the scheme stays
+// api.DefaultConfig()'s, HTTPS with CONSUL_HTTP_SSL=true or an https://
+// CONSUL_HTTP_ADDR.
 func parseURI(s string) (addr string, https bool, err error) {
 	u, err := url.Parse(s)
 	if err != nil {
@@ -209,7 +223,7 @@ func parseURI(s string) (addr string, https bool, err error) {
 		if u.Host == "" {
 			return "", false, nil
 		}
-		return "http://" + u.Host, false, nil
+		return u.Host, false, nil
 	case "consul-tls":
 		if u.Host == "" {
 			return "", true, nil
@@ -258,6 +272,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for i := 0; ; i++ {
 		_, err := consul.Agent().NodeName()
 		if err == nil {
+			break
+		}
+		// The agent answered but the token may not read it: gliderlabs
+		// (master consul/consul.go Ping: status/leader, no permission
+		// needed) runs with a token that may only write services, so
+		// registrator does too; only the catalog watch needs more.
+		if se := (api.StatusError{}); errors.As(err, &se) && se.Code == 403 {
+			log.Warn("the token may not read the agent (agent:read) or this node (node:read): registrations work, "+
+				"but agent changes are repaired by -resync only, not at once", "err", err)
 			break
 		}
 		if o.retryAttempts != -1 && i >= o.retryAttempts {

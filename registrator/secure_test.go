@@ -10,6 +10,7 @@ import (
 
 	"github.com/berth/berth/pkg/consultest"
 	"github.com/berth/berth/pkg/eventually"
+	"github.com/hashicorp/consul/api"
 )
 
 // The registrator binary against a real agent with default-deny ACLs serving
@@ -61,4 +62,45 @@ func TestACLTokenAndTLS(t *testing.T) {
 		cancel()
 		a.RequireNoToken(t, "registrator's log", logs.String())
 	}
+}
+
+// A token that may only write services (service_prefix "" write), enough
+// for gliderlabs registrator (master consul/consul.go: its Ping is
+// status/leader, which needs no permission; it registers, deregisters and
+// lists agent services), is enough for registrator too: the start-up check
+// does not wait for ever on the agent's 403, and the container registers.
+func TestServiceWriteOnlyToken(t *testing.T) {
+	requireDocker(t)
+	a := consultest.StartSecure(t, "registrator-svc-token")
+	c := a.Client()
+	pol, _, err := c.ACL().PolicyCreate(&api.ACLPolicy{Name: "registrator-services", Rules: `service_prefix "" { policy = "write" }`}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := c.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runC(t, "svc-token-web", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_NAME=svc-token-web"})
+	host := hostFor(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var logs eventually.Buffer
+	args := append([]string{"-hostname", host, "-ip", "127.0.0.1", "-only-label", onlyLabel(t), "-retry-interval", "200"},
+		append(a.TLSFlags(), "-token", tok.SecretID, "consul-tls://"+a.HTTPSAddr())...)
+	cmd := exec.CommandContext(ctx, binPath, args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	eventually.Holds(t, 30*time.Second, "svc-token-web registered with a service:write token", func() (bool, string) {
+		for _, s := range ownedServices(t, c, host) {
+			if s.Service == "svc-token-web" {
+				return true, ""
+			}
+		}
+		return false, logs.String()
+	})
 }

@@ -31,11 +31,11 @@ func TestParseURI(t *testing.T) {
 		https bool
 	}
 	for in, want := range map[string]res{
-		"consul://127.0.0.1:8500":             {"http://127.0.0.1:8500", false},
+		"consul://127.0.0.1:8500":             {"127.0.0.1:8500", false},
 		"consul-tls://consul.example:8501":    {"https://consul.example:8501", true},
 		"consul-unix:///var/run/consul.sock":  {"unix:///var/run/consul.sock", false},
 		"consul-unix://var/run/consul.sock":   {"unix://var/run/consul.sock", false},
-		"consul://[::1]:8500":                 {"http://[::1]:8500", false},
+		"consul://[::1]:8500":                 {"[::1]:8500", false},
 		"consul-tls://[fd00::1]:8501/ignored": {"https://[fd00::1]:8501", true},
 		"consul://":                           {"", false},
 		"consul-tls://":                       {"", true},
@@ -69,6 +69,18 @@ func TestParseFlags(t *testing.T) {
 	if err != nil || cfg.Address != "127.0.0.1:8500" || cfg.Scheme != "http" {
 		t.Errorf("consul address from URI: %+v %v", cfg, err)
 	}
+	// consul://HOST:PORT sets the address only (gliderlabs master
+	// consul/consul.go Factory.New on api.DefaultConfig()): CONSUL_HTTP_SSL
+	// still makes it HTTPS.
+	t.Setenv("CONSUL_HTTP_SSL", "true")
+	o, err = parse([]string{"consul://127.0.0.1:8501"}, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := o.cli.Consul.Config(); err != nil || cfg.Address != "127.0.0.1:8501" || cfg.Scheme != "https" {
+		t.Errorf("consul:// with CONSUL_HTTP_SSL=true: %+v %v; want https to 127.0.0.1:8501", cfg, err)
+	}
+	t.Setenv("CONSUL_HTTP_SSL", "")
 	if o, err := parse([]string{"-resync", "1m30s"}, io.Discard, io.Discard); err != nil || o.cfg.Resync != 90*time.Second {
 		t.Errorf("-resync as a duration: %v %v", o, err)
 	}
@@ -86,6 +98,12 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"etcd://x:1"}, "not supported"},
 		{[]string{"-retry-attempts", "-5"}, "-retry-attempts"},
 		{[]string{"-only-label", "=x"}, "-only-label"},
+		// gliderlabs master registrator.go main: -retry-interval must be
+		// > 0; -ttl and -ttl-refresh together, -ttl the greater.
+		{[]string{"-retry-interval", "0"}, "-retry-interval"},
+		{[]string{"-ttl", "30"}, "-ttl-refresh"},
+		{[]string{"-ttl-refresh", "10"}, "-ttl"},
+		{[]string{"-ttl", "10", "-ttl-refresh", "10"}, "-ttl 10: must be greater"},
 	} {
 		_, err := parse(tc.args, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
