@@ -267,7 +267,7 @@ resulting environment changes. Exits with the child's exit code.`
 	for _, p := range o.prefixes {
 		p.noPrefix = o.noPrefix
 	}
-	o.peer.noteSet(set)
+	o.peer.noteSet(res.IsSet)
 	if err := loadConfigFiles(o, res, set); err != nil {
 		return o, err
 	}
