@@ -20,7 +20,8 @@ import (
 )
 
 // Exit codes of envexec itself (10 and up, as envconsul). Otherwise envexec
-// exits with the child's exit code, or 128+N when a signal N killed it.
+// exits with the child's exit code, or, when a signal N killed it, 255 (as
+// envconsul) or 128+N (-shell-exit-code).
 const (
 	exitOK          = 0
 	exitUsage       = 10 // bad flags or arguments
@@ -62,6 +63,7 @@ type options struct {
 	waitMax        time.Duration
 	execCmd        string
 	once           bool
+	shellExitCode  bool // a command killed by signal N: exit 128+N instead of envconsul's 255
 	waitTimeout    time.Duration
 	export         string
 	maxStale       time.Duration
@@ -218,6 +220,7 @@ func registerProcessFlags(cl *cliapp.Program, o *options) {
 	}), "wait", "quiescence `MIN[:MAX]` for changes: act once no change came for MIN, at the latest MAX (default 4*MIN) after the first")
 	cl.String(&o.execCmd, "exec", "", "the `COMMAND` as one string (envconsul's -exec); instead of arguments")
 	cl.Bool(&o.once, "once", false, "fetch once, run the command, exit with its exit code (no watching)")
+	cl.Bool(&o.shellExitCode, "shell-exit-code", false, "when a signal N killed the command, exit 128+N as a shell reports it (default: 255, as envconsul)")
 	cl.Duration(&o.waitTimeout, "wait-timeout", 0, "give up if not every source has answered within this time (0: wait forever, saying what it waits for)")
 	cl.String(&o.export, "export", "", "print the environment as `dotenv`, shell or json and exit (no command)")
 	cl.String(&o.pidFile, "pid-file", "", "write envexec's PID to this file")
