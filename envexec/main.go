@@ -274,7 +274,30 @@ resulting environment changes. Exits with the child's exit code.`
 	if err := loadConfigFiles(o, res, set); err != nil {
 		return o, err
 	}
+	if err := certWithoutKey(o, res); err != nil {
+		return o, err
+	}
 	return o, finish(o, res.Args)
+}
+
+// certWithoutKey reads envconsul's client certificate given without a key
+// (-consul-ssl-cert, -ssl-cert, consul { ssl { cert } }) as one PEM file
+// holding both, as consul-template does (dependency/client_set.go:
+// LoadX509KeyPair(cert, cert) when the key is empty). The consul CLI's
+// -client-cert keeps needing -client-key.
+func certWithoutKey(o *options, res *cliapp.Result) error {
+	if !res.IsSet("consul-ssl-cert") && !res.IsSet("ssl-cert") {
+		return nil
+	}
+	if res.IsSet("client-key") || res.IsSet("consul-ssl-key") || os.Getenv("CONSUL_CLIENT_KEY") != "" {
+		return nil
+	}
+	for _, d := range o.cli.Consul.Defs() {
+		if d.Name == "client-cert" && d.Value.String() != "" {
+			return res.Set("client-key", d.Value.String())
+		}
+	}
+	return nil
 }
 
 // finish checks the options and computes the command line.

@@ -201,3 +201,41 @@ func TestPeerFlagNames(t *testing.T) {
 		}
 	}
 }
+
+// TestClientCertWithoutKey: envconsul's client certificate given without a
+// key is read as one PEM file holding both (consul-template
+// dependency/client_set.go: LoadX509KeyPair(cert, cert)), from the flag and
+// from a configuration file; the consul CLI's -client-cert still needs
+// -client-key, as the consul CLI.
+func TestClientCertWithoutKey(t *testing.T) {
+	for _, v := range []string{"CONSUL_CLIENT_CERT", "CONSUL_CLIENT_KEY", "CONSUL_HTTP_SSL"} {
+		t.Setenv(v, "")
+	}
+	dir := t.TempDir()
+	pem := dir + "/both.pem"
+	if err := os.WriteFile(pem, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := dir + "/c.hcl"
+	if err := os.WriteFile(file, []byte("consul {\n  ssl {\n    cert = \""+pem+"\"\n  }\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"-consul-ssl-cert", pem}, {"-ssl-cert", pem}, {"-config", file}} {
+		o, err := parse(append(args, "-prefix", "p", "true"), io.Discard, io.Discard)
+		if err != nil {
+			t.Errorf("%v: %v", args, err)
+			continue
+		}
+		cfg, err := o.cli.Consul.Config()
+		if err != nil || cfg.TLSConfig.CertFile != pem || cfg.TLSConfig.KeyFile != pem {
+			t.Errorf("%v: %v %+v; want cert and key from %s", args, err, cfg, pem)
+		}
+	}
+	o, err := parse([]string{"-client-cert", pem, "-prefix", "p", "true"}, io.Discard, io.Discard)
+	if err == nil {
+		_, err = o.cli.Consul.Config()
+	}
+	if err == nil || !strings.Contains(err.Error(), "-client-key") {
+		t.Errorf("-client-cert without -client-key: %v; want an error naming -client-key", err)
+	}
+}
