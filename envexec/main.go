@@ -20,7 +20,8 @@ import (
 )
 
 // Exit codes of envexec itself (10 and up, as envconsul). Otherwise envexec
-// exits with the child's exit code, or 128+N when a signal N killed it.
+// exits with the child's exit code, or, when a signal N killed it, 255 (as
+// envconsul) or 128+N (-shell-exit-code).
 const (
 	exitOK          = 0
 	exitUsage       = 10 // bad flags or arguments
@@ -62,6 +63,7 @@ type options struct {
 	waitMax        time.Duration
 	execCmd        string
 	once           bool
+	shellExitCode  bool // a command killed by signal N: exit 128+N instead of envconsul's 255
 	waitTimeout    time.Duration
 	export         string
 	maxStale       time.Duration
@@ -218,6 +220,7 @@ func registerProcessFlags(cl *cliapp.Program, o *options) {
 	}), "wait", "quiescence `MIN[:MAX]` for changes: act once no change came for MIN, at the latest MAX (default 4*MIN) after the first")
 	cl.String(&o.execCmd, "exec", "", "the `COMMAND` as one string (envconsul's -exec); instead of arguments")
 	cl.Bool(&o.once, "once", false, "fetch once, run the command, exit with its exit code (no watching)")
+	cl.Bool(&o.shellExitCode, "shell-exit-code", false, "when a signal N killed the command, exit 128+N as a shell reports it (default: 255, as envconsul)")
 	cl.Duration(&o.waitTimeout, "wait-timeout", 0, "give up if not every source has answered within this time (0: wait forever, saying what it waits for)")
 	cl.String(&o.export, "export", "", "print the environment as `dotenv`, shell or json and exit (no command)")
 	cl.String(&o.pidFile, "pid-file", "", "write envexec's PID to this file")
@@ -267,11 +270,34 @@ resulting environment changes. Exits with the child's exit code.`
 	for _, p := range o.prefixes {
 		p.noPrefix = o.noPrefix
 	}
-	o.peer.noteSet(set)
+	o.peer.noteSet(res.IsSet)
 	if err := loadConfigFiles(o, res, set); err != nil {
 		return o, err
 	}
+	if err := certWithoutKey(o, res); err != nil {
+		return o, err
+	}
 	return o, finish(o, res.Args)
+}
+
+// certWithoutKey reads envconsul's client certificate given without a key
+// (-consul-ssl-cert, -ssl-cert, consul { ssl { cert } }) as one PEM file
+// holding both, as consul-template does (dependency/client_set.go:
+// LoadX509KeyPair(cert, cert) when the key is empty). The consul CLI's
+// -client-cert keeps needing -client-key.
+func certWithoutKey(o *options, res *cliapp.Result) error {
+	if !res.IsSet("consul-ssl-cert") && !res.IsSet("ssl-cert") {
+		return nil
+	}
+	if res.IsSet("client-key") || res.IsSet("consul-ssl-key") || os.Getenv("CONSUL_CLIENT_KEY") != "" {
+		return nil
+	}
+	for _, d := range o.cli.Consul.Defs() {
+		if d.Name == "client-cert" && d.Value.String() != "" {
+			return res.Set("client-key", d.Value.String())
+		}
+	}
+	return nil
 }
 
 // finish checks the options and computes the command line.

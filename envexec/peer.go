@@ -40,18 +40,32 @@ func parseAuth(s string) (*api.HttpBasicAuth, error) {
 	return &api.HttpBasicAuth{Username: user, Password: pass}, nil
 }
 
+// deprecatedFlags are envconsul's deprecated flags (cli.go, ParseFlags,
+// "Deprecations"), which it still reads with a warning, and their names
+// today.
+var deprecatedFlags = map[string]string{
+	"consul": "-consul-addr or -http-addr", "auth": "-consul-auth", "retry": "-consul-retry-backoff and -consul-retry-max-backoff",
+	"ssl": "-consul-ssl", "ssl-verify": "-consul-ssl-verify", "ssl-ca-cert": "-consul-ssl-ca-cert", "ssl-cert": "-consul-ssl-cert",
+}
+
 // noteSet records which envconsul TLS flags were given: any of them turns
-// TLS on unless -consul-ssl=false (consul-template config/ssl.go, Finalize).
-func (p *peerConsul) noteSet(set map[string]bool) {
-	for _, name := range []string{"consul-ssl-ca-cert", "consul-ssl-ca-path", "consul-ssl-cert", "consul-ssl-key", "consul-ssl-server-name", "consul-ssl-verify"} {
-		if set[name] {
+// TLS on unless -consul-ssl=false (consul-template config/ssl.go, Finalize);
+// the consul CLI's names for the same settings (-ca-file, -client-cert, …)
+// do not. given(name) tells whether that very name was used (not another
+// name of the same flag).
+func (p *peerConsul) noteSet(given func(name string) bool) {
+	for _, name := range []string{"consul-ssl-ca-cert", "consul-ssl-ca-path", "consul-ssl-cert", "consul-ssl-key", "consul-ssl-server-name", "consul-ssl-verify",
+		"ssl-ca-cert", "ssl-cert", "ssl-verify"} {
+		if given(name) {
 			p.sslImplied = true
 		}
 	}
-	if set["consul"] {
-		p.warn = append(p.warn, "-consul is deprecated (as in envconsul): use -consul-addr or -http-addr")
+	for _, name := range []string{"consul", "auth", "retry", "ssl", "ssl-verify", "ssl-ca-cert", "ssl-cert"} {
+		if given(name) {
+			p.warn = append(p.warn, fmt.Sprintf("-%s is deprecated (as in envconsul): use %s", name, deprecatedFlags[name]))
+		}
 	}
-	if set["timeout"] {
+	if given("timeout") {
 		p.warn = append(p.warn, "-timeout has no effect (as in envconsul, whose runner never limits the command's run time): use -kill-timeout for the grace before SIGKILL")
 	}
 }
@@ -292,6 +306,21 @@ func registerPeerFlags(cl *cliapp.Program, o *options) {
 	cl.Duration(&o.retry.backoff, "consul-retry-backoff", o.retry.backoff, "first delay between retries; it doubles each time")
 	cl.Duration(&o.retry.maxBackoff, "consul-retry-max-backoff", o.retry.maxBackoff, "largest delay between retries (0: no limit, capped at 1h)")
 	cl.Duration(new(time.Duration), "timeout", 0, "accepted for envconsul compatibility; no effect (as in envconsul)")
+	// envconsul's deprecated flags, read as envconsul reads them (their
+	// Vault halves aside), with a warning (noteSet).
+	cl.Alias("ssl-ca-cert", "ca-file")
+	cl.Alias("ssl-cert", "client-cert")
+	cl.Hidden(funcFlag(func(s string) (err error) { p.auth, err = parseAuth(s); return err }), "auth")
+	cl.Hidden(optBool{&p.ssl}, "ssl")
+	cl.Hidden(optBool{&p.sslVerify}, "ssl-verify")
+	cl.Hidden(funcFlag(func(s string) error {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return errors.New("want a positive duration such as 5s")
+		}
+		o.retry.backoff, o.retry.maxBackoff = d, d
+		return nil
+	}), "retry")
 	cl.Var(optBool{&o.syslog.enabled}, "syslog", "also send logs to the local syslog (envconsul's flag)")
 	cl.String(&o.syslog.facility, "syslog-facility", "", "syslog `FACILITY` (default LOCAL0; implies -syslog)")
 	for name, isBool := range vaultFlags {

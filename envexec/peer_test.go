@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/berth/berth/pkg/consultest"
 	"github.com/berth/berth/pkg/eventually"
+	"github.com/hashicorp/consul/api"
 )
 
 // TestEnvconsulFlags: the flags of envconsul's cli.go (ParseFlags) are
@@ -125,4 +127,115 @@ func TestEnvconsulFlags(t *testing.T) {
 			t.Errorf("-syslog without a syslog: exit %d\n%s", p.code, p.stderr)
 		}
 	})
+}
+
+// TestPeerFlagNames: which names turn HTTPS on and which warn. envconsul's
+// -consul-ssl-* flags imply -consul-ssl (consul-template config/ssl.go
+// Finalize), the consul CLI's -ca-file and -client-cert do not (as the
+// consul CLI); only -consul itself is the deprecated address flag; and
+// envconsul's deprecated -auth, -retry, -ssl, -ssl-verify, -ssl-ca-cert and
+// -ssl-cert (cli.go ParseFlags, "Deprecations") work with a warning.
+func TestPeerFlagNames(t *testing.T) {
+	for _, v := range []string{"CONSUL_HTTP_SSL", "CONSUL_HTTP_ADDR", "CONSUL_CACERT", "CONSUL_CLIENT_CERT", "CONSUL_HTTP_SSL_VERIFY"} {
+		t.Setenv(v, "")
+	}
+	// Files that exist (Config checks the CA path); never read as PEM here.
+	dir := t.TempDir()
+	ca, crt, key := dir+"/ca.pem", dir+"/c.pem", dir+"/k.pem"
+	for _, f := range []string{ca, crt, key} {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		args     []string
+		https    bool
+		warn     string // a warning that must be there ("" none)
+		check    func(o *options, cfg *api.Config) bool
+		checkMsg string
+	}{
+		{args: []string{"-consul-addr", "127.0.0.1:1"}},
+		{args: []string{"-http-addr", "127.0.0.1:1"}},
+		{args: []string{"-consul", "127.0.0.1:1"}, warn: "-consul is deprecated"},
+		{args: []string{"-ca-file", ca}},
+		{args: []string{"-client-cert", crt, "-client-key", key}},
+		{args: []string{"-consul-ssl-ca-cert", ca}, https: true},
+		{args: []string{"-ssl"}, https: true, warn: "-ssl is deprecated"},
+		{args: []string{"-ssl-verify=false"}, https: true, warn: "-ssl-verify is deprecated",
+			check: func(o *options, cfg *api.Config) bool { return cfg.TLSConfig.InsecureSkipVerify }, checkMsg: "verification off"},
+		{args: []string{"-ssl-ca-cert", ca}, https: true, warn: "-ssl-ca-cert is deprecated",
+			check: func(o *options, cfg *api.Config) bool { return cfg.TLSConfig.CAFile == ca }, checkMsg: "the CA file"},
+		{args: []string{"-ssl-cert", crt, "-consul-ssl-key", key}, https: true, warn: "-ssl-cert is deprecated",
+			check: func(o *options, cfg *api.Config) bool { return cfg.TLSConfig.CertFile == crt }, checkMsg: "the cert file"},
+		{args: []string{"-auth", "u:p"}, warn: "-auth is deprecated",
+			check: func(o *options, cfg *api.Config) bool {
+				return cfg.HttpAuth != nil && cfg.HttpAuth.Username == "u" && cfg.HttpAuth.Password == "p"
+			}, checkMsg: "basic auth u:p"},
+		{args: []string{"-retry", "2s"}, warn: "-retry is deprecated",
+			check: func(o *options, cfg *api.Config) bool {
+				return o.retry.backoff == 2*time.Second && o.retry.maxBackoff == 2*time.Second
+			}, checkMsg: "retry backoff and max backoff 2s"},
+	} {
+		o, err := parse(append(tc.args, "-prefix", "p", "true"), io.Discard, io.Discard)
+		if err != nil {
+			t.Errorf("%v: %v", tc.args, err)
+			continue
+		}
+		cfg, err := o.cli.Consul.Config()
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.peer.apply(cfg)
+		if got := cfg.Scheme == "https"; got != tc.https {
+			t.Errorf("%v: scheme %s, want https %v", tc.args, cfg.Scheme, tc.https)
+		}
+		warns := strings.Join(o.peer.warn, "\n")
+		if tc.warn == "" && warns != "" {
+			t.Errorf("%v: unexpected warnings %q", tc.args, warns)
+		}
+		if tc.warn != "" && !strings.Contains(warns, tc.warn) {
+			t.Errorf("%v: warnings %q, want one with %q", tc.args, warns, tc.warn)
+		}
+		if tc.check != nil && !tc.check(o, cfg) {
+			t.Errorf("%v: want %s; got %+v", tc.args, tc.checkMsg, cfg)
+		}
+	}
+}
+
+// TestClientCertWithoutKey: envconsul's client certificate given without a
+// key is read as one PEM file holding both (consul-template
+// dependency/client_set.go: LoadX509KeyPair(cert, cert)), from the flag and
+// from a configuration file; the consul CLI's -client-cert still needs
+// -client-key, as the consul CLI.
+func TestClientCertWithoutKey(t *testing.T) {
+	for _, v := range []string{"CONSUL_CLIENT_CERT", "CONSUL_CLIENT_KEY", "CONSUL_HTTP_SSL"} {
+		t.Setenv(v, "")
+	}
+	dir := t.TempDir()
+	pem := dir + "/both.pem"
+	if err := os.WriteFile(pem, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := dir + "/c.hcl"
+	if err := os.WriteFile(file, []byte("consul {\n  ssl {\n    cert = \""+pem+"\"\n  }\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"-consul-ssl-cert", pem}, {"-ssl-cert", pem}, {"-config", file}} {
+		o, err := parse(append(args, "-prefix", "p", "true"), io.Discard, io.Discard)
+		if err != nil {
+			t.Errorf("%v: %v", args, err)
+			continue
+		}
+		cfg, err := o.cli.Consul.Config()
+		if err != nil || cfg.TLSConfig.CertFile != pem || cfg.TLSConfig.KeyFile != pem {
+			t.Errorf("%v: %v %+v; want cert and key from %s", args, err, cfg, pem)
+		}
+	}
+	o, err := parse([]string{"-client-cert", pem, "-prefix", "p", "true"}, io.Discard, io.Discard)
+	if err == nil {
+		_, err = o.cli.Consul.Config()
+	}
+	if err == nil || !strings.Contains(err.Error(), "-client-key") {
+		t.Errorf("-client-cert without -client-key: %v; want an error naming -client-key", err)
+	}
 }

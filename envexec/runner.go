@@ -533,7 +533,7 @@ func (r *runner) supervise(ctx context.Context, env map[string]string, data []an
 			r.metrics.childRunning.Set(0)
 			r.setState("stopped")
 			r.log.Debug("command exited", "status", ex.String())
-			return ex.ExitCode(), false
+			return r.exitCode(ex), false
 		case u := <-updates:
 			data[u.i] = u.data
 			r.drain(updates, data)
@@ -565,4 +565,15 @@ func (r *runner) supervise(ctx context.Context, env map[string]string, data []an
 			return code, false
 		}
 	}
+}
+
+// exitCode is envexec's exit code for the command's exit: its code, and for
+// a command killed by a signal 255, as envconsul (its child's
+// WaitStatus.ExitStatus() is -1 then, and cli.go Run returns it to
+// os.Exit), or 128+N with -shell-exit-code, as shells report it.
+func (r *runner) exitCode(ex supervisor.Exit) int {
+	if ex.Signal != 0 && !r.o.shellExitCode {
+		return 255
+	}
+	return ex.ExitCode()
 }
