@@ -629,3 +629,32 @@ func TestConsulStoppedWhileHolding(t *testing.T) {
 		t.Errorf("retries not logged: %s", p.Stderr)
 	}
 }
+
+// TestPrefixSpellingsExcludeConsulLock: consul lock names its keys with
+// path.Join, so "x//y/", "x/./y" and "x/y" are one lock for it; a lockrun
+// given another spelling of the prefix than a consul lock holder's must not
+// run beside it (nor a consul lock beside a lockrun holder).
+func TestPrefixSpellingsExcludeConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	bin := lockrunPath(t)
+	spellings := []string{"test/spell/x", "test//spell/x/", "/test/spell/./x//", "test/spell/y/../x"}
+	for i, held := range spellings {
+		other := spellings[(i+1)%len(spellings)]
+		for _, holderIsConsul := range []bool{true, false} {
+			dir := t.TempDir()
+			holderBin, holderArgs, waiterBin, waiterArgs := a.Bin, []string{"lock"}, bin, []string(nil)
+			if !holderIsConsul {
+				holderBin, holderArgs, waiterBin, waiterArgs = bin, nil, a.Bin, []string{"lock"}
+			}
+			h := proctest.Start(t, command(a, holderBin, append(holderArgs, held, "touch "+dir+"/held; exec sleep 300")...), proctest.Options{})
+			eventually.True(t, 20*time.Second, "holder", func() bool { _, err := os.Stat(dir + "/held"); return err == nil })
+			cmd := command(a, waiterBin, append(waiterArgs, "-timeout", "500ms", other, "touch "+dir+"/ran")...)
+			out, _ := cmd.CombinedOutput()
+			if _, err := os.Stat(dir + "/ran"); err == nil {
+				t.Errorf("%s holding %q, %s on %q ran beside it: %s", filepath.Base(holderBin), held, filepath.Base(waiterBin), other, out)
+			}
+			h.Signal(t, syscall.SIGTERM)
+			<-h.Done()
+		}
+	}
+}

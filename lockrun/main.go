@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -101,11 +102,13 @@ func (o *options) check(rest []string) error {
 			return fmt.Errorf("missing COMMAND after -- to run under lock %q", rest[0])
 		}
 	}
-	o.prefix = strings.TrimPrefix(rest[0], "/")
-	if o.prefix == "" || strings.HasSuffix(o.prefix, "/") && strings.Trim(o.prefix, "/") == "" {
+	// The keys are named as consul lock names them (path.Join of the prefix
+	// without its leading "/" and ".lock" or the session): "a//b/", "a/./b"
+	// and "a/b" are one lock for both, so they exclude each other.
+	o.prefix = path.Clean(strings.TrimPrefix(rest[0], "/"))
+	if o.prefix == "." || o.prefix == "/" {
 		return fmt.Errorf("PREFIX %q: empty key path", rest[0])
 	}
-	o.prefix = strings.TrimSuffix(o.prefix, "/")
 	if o.limit <= 0 {
 		return fmt.Errorf("-n %d: the number of holders must be at least 1", o.limit)
 	}
