@@ -435,11 +435,11 @@ func TestChildEnvArgsAndExitCodes(t *testing.T) {
 	if r = runLR(t, a, "test/env", "exit 3"); r.code != 0 {
 		t.Fatalf("failed child without -child-exit-code: exit %d, want 0 as consul lock", r.code)
 	}
-	if r = runLR(t, a, "-child-exit-code", "test/env", "exit 3"); r.code != 3 {
-		t.Fatalf("-child-exit-code: exit %d, want 3", r.code)
+	if r = runLR(t, a, "-exact-exit-code", "test/env", "exit 3"); r.code != 3 {
+		t.Fatalf("-exact-exit-code: exit %d, want 3", r.code)
 	}
-	if r = runLR(t, a, "-child-exit-code", "test/env", "kill -KILL $$"); r.code != 128+9 {
-		t.Fatalf("-child-exit-code with signal death: exit %d, want 137", r.code)
+	if r = runLR(t, a, "-exact-exit-code", "test/env", "kill -KILL $$"); r.code != 128+9 {
+		t.Fatalf("-exact-exit-code with signal death: exit %d, want 137", r.code)
 	}
 	// -pass-stdin
 	cmd := command(a, lockrunPath(t), "-pass-stdin", "test/env", "cat")
@@ -655,6 +655,32 @@ func TestPrefixSpellingsExcludeConsulLock(t *testing.T) {
 			}
 			h.Signal(t, syscall.SIGTERM)
 			<-h.Done()
+		}
+	}
+}
+
+// TestChildExitCodeAsConsulLock: with and without -child-exit-code, a child
+// that succeeds, fails or dies of a signal gives lockrun the exit code it
+// gives consul lock.
+func TestChildExitCodeAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	code := func(bin string, args ...string) int {
+		err := command(a, bin, args...).Run()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	}
+	for _, flags := range [][]string{nil, {"-child-exit-code"}} {
+		for _, child := range []string{"true", "exit 3", "kill -KILL $$"} {
+			args := append(append([]string{}, flags...), "test/exitcode", child)
+			want := code(a.Bin, append([]string{"lock"}, args...)...)
+			if got := code(lockrunPath(t), args...); got != want {
+				t.Errorf("lockrun %q: exit %d; consul lock exits %d", args, got, want)
+			}
 		}
 	}
 }

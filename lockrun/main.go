@@ -20,10 +20,11 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-// Exit codes. With -child-exit-code a failed child's own code is returned
-// instead of 0; a child killed by signal N gives 128+N.
+// Exit codes. With -child-exit-code a failed child gives 2, as consul lock;
+// with -exact-exit-code its own code (128+N when killed by signal N).
 const (
 	exitOK          = 0
+	exitChildFailed = 2  // -child-exit-code: the child failed
 	exitUsage       = 1  // bad flags or arguments, or a prefix used by the other kind of lock
 	exitConsul      = 10 // Consul unreachable or refusing (session could not be created)
 	exitTimeout     = 11 // not acquired within -timeout
@@ -42,6 +43,7 @@ type options struct {
 	timeout       time.Duration
 	monitorRetry  optInt
 	childExitCode bool
+	exactExit     bool
 	shell         supervisor.ShellFlag
 	passStdin     bool
 	killTimeout   time.Duration
@@ -70,7 +72,8 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.Duration(&o.timeout, "timeout", 0, "give up acquiring after this long (0: wait forever)")
 	p.Alias("try", "timeout") // consul lock's older name
 	p.Var(&o.monitorRetry, "monitor-retry", "when given: `N` failed confirmations tolerated in a row while holding before the lock counts as lost (default: as many as the lease allows)")
-	p.Bool(&o.childExitCode, "child-exit-code", false, "exit with the child's exit code when it fails (default: 0, as consul lock)")
+	p.Bool(&o.childExitCode, "child-exit-code", false, "exit 2 when the child fails, as consul lock (default: 0, as consul lock)")
+	p.Bool(&o.exactExit, "exact-exit-code", false, "exit with a failed child's own exit code (128+N when killed by signal N) instead of -child-exit-code's 2; implies -child-exit-code")
 	p.Var(&o.shell, "shell", "true: run the command with sh -c; false: exec it as given (auto: a single argument with spaces or shell syntax runs with sh -c, several are exec'd)")
 	p.Bool(&o.passStdin, "pass-stdin", false, "give the child our standard input")
 	p.Duration(&o.killTimeout, "kill-timeout", 5*time.Second, "grace period after SIGTERM before SIGKILL to the child's process group (at most -lock-delay minus 3s)")

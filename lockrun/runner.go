@@ -234,8 +234,13 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 			// running once the lock is released.
 			ex := child.Stop()
 			log.Debug("child exited", "status", ex.String())
-			if !ex.Success() && o.childExitCode {
+			switch {
+			case ex.Success():
+				return exitOK
+			case o.exactExit:
 				return ex.ExitCode()
+			case o.childExitCode:
+				return exitChildFailed
 			}
 			return exitOK
 		case why = <-lostc:
