@@ -684,3 +684,48 @@ func TestChildExitCodeAsConsulLock(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionNameAsConsulLock: without -name, the holder's session has the
+// name consul lock gives its own, for the lock and the semaphore.
+func TestSessionNameAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	dir := t.TempDir()
+	holderName := func(bin string, pre []string, n, prefix string) string {
+		_ = os.Remove(dir + "/held")
+		args := append(append([]string{}, pre...), "-n", n, prefix, "touch "+dir+"/held; exec sleep 300")
+		p := proctest.Start(t, command(a, bin, args...), proctest.Options{})
+		defer func() { p.Signal(t, syscall.SIGTERM); <-p.Done() }()
+		eventually.True(t, 20*time.Second, "holder", func() bool { _, err := os.Stat(dir + "/held"); return err == nil })
+		prefix = strings.Trim(prefix, "/")
+		var sess string
+		if n == "1" {
+			pair, _, err := a.Client().KV().Get(prefix+"/.lock", nil)
+			if err != nil || pair == nil {
+				t.Fatalf("%s: no lock key: %v", bin, err)
+			}
+			sess = pair.Session
+		} else {
+			keys, _, err := a.Client().KV().Keys(prefix+"/", "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range keys {
+				if !strings.HasSuffix(k, "/.lock") {
+					sess = strings.TrimPrefix(k, prefix+"/")
+				}
+			}
+		}
+		se, _, err := a.Client().Session().Info(sess, nil)
+		if err != nil || se == nil {
+			t.Fatalf("%s: session %q: %v", bin, sess, err)
+		}
+		return se.Name
+	}
+	for _, n := range []string{"1", "2"} {
+		prefix := "/test/sessname-" + n
+		want := holderName(a.Bin, []string{"lock"}, n, prefix)
+		if got := holderName(lockrunPath(t), nil, n, prefix); got != want {
+			t.Errorf("-n %s: session name %q; consul lock's is %q", n, got, want)
+		}
+	}
+}

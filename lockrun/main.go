@@ -56,6 +56,9 @@ type options struct {
 	client        *api.Client
 	prefix        string
 	argv          []string
+	// given are PREFIX (without its leading "/") and COMMAND [ARGS...] as
+	// written, for the default session name.
+	given []string
 }
 
 // parse reads the command line (cliapp: every flag also from LOCKRUN_*,
@@ -68,7 +71,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.About = "Runs COMMAND while holding the Consul lock at PREFIX (a semaphore with -n above 1)."
 	o := &options{cli: p}
 	p.Int(&o.limit, "n", 1, "number of holders allowed; above 1 makes a semaphore")
-	p.String(&o.name, "name", "", "session name (default \"lockrun PREFIX on HOST\")")
+	p.String(&o.name, "name", "", "session name (default: consul lock's, \"Consul lock for 'COMMAND ARGS' at 'PREFIX'\")")
 	p.Duration(&o.timeout, "timeout", 0, "give up acquiring after this long (0: wait forever)")
 	p.Alias("try", "timeout") // consul lock's older name
 	p.Var(&o.monitorRetry, "monitor-retry", "when given: `N` failed confirmations tolerated in a row while holding before the lock counts as lost (default: as many as the lease allows)")
@@ -108,7 +111,8 @@ func (o *options) check(rest []string) error {
 	// The keys are named as consul lock names them (path.Join of the prefix
 	// without its leading "/" and ".lock" or the session): "a//b/", "a/./b"
 	// and "a/b" are one lock for both, so they exclude each other.
-	o.prefix = path.Clean(strings.TrimPrefix(rest[0], "/"))
+	o.given = append([]string{strings.TrimPrefix(rest[0], "/")}, rest[1:]...)
+	o.prefix = path.Clean(o.given[0])
 	if o.prefix == "." || o.prefix == "/" {
 		return fmt.Errorf("PREFIX %q: empty key path", rest[0])
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -45,8 +46,9 @@ func (r *runner) sessionName() string {
 	if r.o.name != "" {
 		return r.o.name
 	}
-	host, _ := os.Hostname()
-	return fmt.Sprintf("lockrun %s on %s", r.o.prefix, host)
+	// consul lock's default, so that tools looking for its sessions find ours.
+	g := r.o.given
+	return fmt.Sprintf("Consul lock for '%s' at '%s'", strings.Join(g[1:], " "), g[0])
 }
 
 // run serves /metrics and /health on metricsLn (nil: off) and, as PID 1,
