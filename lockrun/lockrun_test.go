@@ -312,7 +312,7 @@ func TestForwardedTermOneGrace(t *testing.T) {
 	dir := t.TempDir()
 	script := fmt.Sprintf(`trap 'echo term >> %[1]s/sig' TERM; echo $$ > %[1]s/child; while :; do sleep 0.05; done`, dir)
 	const grace = 2 * time.Second
-	p := startLR(t, a, "-name", "deaftest", "-child-exit-code", "-kill-timeout", grace.String(), "test/deaf", script)
+	p := startLR(t, a, "-name", "deaftest", "-exact-exit-code", "-kill-timeout", grace.String(), "test/deaf", script)
 	readInt(t, dir+"/child") // written after the trap is set
 	sent := time.Now()
 	p.Signal(t, syscall.SIGTERM)
@@ -322,7 +322,7 @@ func TestForwardedTermOneGrace(t *testing.T) {
 	took := time.Since(sent)
 	t.Logf("SIGTERM to exit: %s with -kill-timeout %s", took.Round(time.Millisecond), grace)
 	if code := p.Code(); code != 128+int(syscall.SIGKILL) {
-		t.Errorf("exit %d, want %d (the child killed, -child-exit-code)", code, 128+int(syscall.SIGKILL))
+		t.Errorf("exit %d, want %d (the child killed, -exact-exit-code)", code, 128+int(syscall.SIGKILL))
 	}
 	if took < grace {
 		t.Errorf("exit %s after SIGTERM, before -kill-timeout %s", took, grace)
@@ -726,6 +726,47 @@ func TestSessionNameAsConsulLock(t *testing.T) {
 		want := holderName(a.Bin, []string{"lock"}, n, prefix)
 		if got := holderName(lockrunPath(t), nil, n, prefix); got != want {
 			t.Errorf("-n %s: session name %q; consul lock's is %q", n, got, want)
+		}
+	}
+}
+
+// TestStopWhileHoldingAsConsulLock: SIGINT or SIGTERM to the holder while
+// its child runs. The child ignores SIGINT and exits 5 on SIGTERM: with
+// -child-exit-code, lockrun's exit code, whether the child got its
+// graceful SIGTERM, whether it was gone within a second, and whether the
+// lock was released are what they are with consul lock.
+func TestStopWhileHoldingAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	type seen struct {
+		code             int
+		graceful, prompt bool
+		released         bool
+	}
+	observe := func(bin string, pre []string, sig syscall.Signal) seen {
+		dir := t.TempDir()
+		prefix := "test/stop-" + strings.ToLower(supervisor.SignalName(sig))
+		script := fmt.Sprintf(`trap '' INT; trap 'echo graceful >> %[1]s/out; exit 5' TERM; touch %[1]s/ready; while :; do sleep 0.1; done`, dir)
+		p := proctest.Start(t, command(a, bin, append(pre, "-child-exit-code", prefix, script)...), proctest.Options{})
+		eventually.True(t, 20*time.Second, "child", func() bool { _, err := os.Stat(dir + "/ready"); return err == nil })
+		time.Sleep(100 * time.Millisecond)
+		sent := time.Now()
+		p.Signal(t, sig)
+		var s seen
+		s.code = p.Wait(t, 30*time.Second)
+		s.prompt = time.Since(sent) < time.Second
+		b, _ := os.ReadFile(dir + "/out")
+		s.graceful = strings.Contains(string(b), "graceful")
+		pair, _, err := a.Client().KV().Get(prefix+"/.lock", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.released = pair == nil || pair.Session == ""
+		return s
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		want := observe(a.Bin, []string{"lock"}, sig)
+		if got := observe(lockrunPath(t), nil, sig); got != want {
+			t.Errorf("%s to the holder: lockrun %+v; consul lock %+v", supervisor.SignalName(sig), got, want)
 		}
 	}
 }

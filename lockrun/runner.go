@@ -228,6 +228,7 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 		return exitChildStart
 	}
 	_, sessionGone := keeper.current()
+	stopping := false // SIGINT or SIGTERM came while the child ran
 	for {
 		var why string
 		select {
@@ -237,7 +238,8 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 			ex := child.Stop()
 			log.Debug("child exited", "status", ex.String())
 			switch {
-			case ex.Success():
+			case ex.Success(), stopping && !o.exactExit:
+				// Stopped on request: 0 whatever the child's status, as consul lock.
 				return exitOK
 			case o.exactExit:
 				return ex.ExitCode()
@@ -249,6 +251,9 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 		case <-sessionGone:
 			why = "our session was invalidated"
 		case sig := <-r.sigs:
+			if sig == syscall.SIGINT || sig == syscall.SIGTERM {
+				stopping = true
+			}
 			r.forward(sig, child)
 			continue
 		}
@@ -265,8 +270,13 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 // (pkg/supervisor Forward): a forwarded SIGINT or SIGTERM gives the child
 // one -kill-timeout, then its process group gets SIGKILL, as consul lock's
 // killChild does (command/lock/lock.go: SIGTERM, a grace period, SIGKILL).
+// A SIGINT is followed by a SIGTERM, as consul lock stops its child on
+// either: a child that ignores SIGINT still gets its graceful stop.
 func (r *runner) forward(sig os.Signal, child *supervisor.Child) {
 	if s, ok := sig.(syscall.Signal); ok {
 		_ = child.Forward(s)
+		if s == syscall.SIGINT {
+			_ = child.Forward(syscall.SIGTERM)
+		}
 	}
 }
