@@ -770,3 +770,25 @@ func TestStopWhileHoldingAsConsulLock(t *testing.T) {
 		}
 	}
 }
+
+// TestShellAsConsulLock: a command string runs with $SHELL, as consul lock
+// runs its commands (here bash, whose brace expansion sh lacks), for one
+// string and for -shell with several arguments.
+func TestShellAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	run := func(bin string, args ...string) string {
+		cmd := command(a, bin, args...)
+		cmd.Env = append(cmd.Env, "SHELL=/bin/bash")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s %q: %v", bin, args, err)
+		}
+		return string(out)
+	}
+	for _, args := range [][]string{{"test/shell", "echo {a,b} ${BASH_VERSION:+bash}"}, {"-shell", "test/shell", "echo", "{c,d}"}} {
+		want := run(a.Bin, append([]string{"lock"}, args...)...)
+		if got := run(lockrunPath(t), args...); got != want {
+			t.Errorf("lockrun %q with SHELL=/bin/bash printed %q; consul lock %q", args, got, want)
+		}
+	}
+}

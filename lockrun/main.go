@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -59,6 +60,8 @@ type options struct {
 	// given are PREFIX (without its leading "/") and COMMAND [ARGS...] as
 	// written, for the default session name.
 	given []string
+	// shellWrapper: argv is a shell running the command string.
+	shellWrapper bool
 }
 
 // parse reads the command line (cliapp: every flag also from LOCKRUN_*,
@@ -77,7 +80,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.Var(&o.monitorRetry, "monitor-retry", "when given: `N` failed confirmations tolerated in a row while holding before the lock counts as lost (default: as many as the lease allows)")
 	p.Bool(&o.childExitCode, "child-exit-code", false, "exit 2 when the child fails, as consul lock (default: 0, as consul lock)")
 	p.Bool(&o.exactExit, "exact-exit-code", false, "exit with a failed child's own exit code (128+N when killed by signal N) instead of -child-exit-code's 2; implies -child-exit-code")
-	p.Var(&o.shell, "shell", "true: run the command with sh -c; false: exec it as given (auto: a single argument with spaces or shell syntax runs with sh -c, several are exec'd)")
+	p.Var(&o.shell, "shell", "true: run the command with $SHELL -c (else /bin/sh), as consul lock; false: exec it as given (auto: a single argument with spaces or shell syntax runs with $SHELL -c, several are exec'd)")
 	p.Bool(&o.passStdin, "pass-stdin", false, "give the child our standard input")
 	p.Duration(&o.killTimeout, "kill-timeout", 5*time.Second, "grace period after SIGTERM before SIGKILL to the child's process group (at most -lock-delay minus 3s)")
 	p.Duration(&o.lockDelay, "lock-delay", 15*time.Second, "lock-delay of our session: how long Consul refuses the lock after our session is invalidated; the child is stopped within it after Consul last confirmed the lock")
@@ -143,6 +146,10 @@ func (o *options) check(rest []string) error {
 	if err != nil {
 		return err
 	}
+	if o.shell.Mode == supervisor.ShellAlways || o.shell.Mode == supervisor.ShellAuto && len(rest) == 2 && supervisor.NeedsShell(rest[1]) {
+		// Our own sh -c wrapper: run it with consul lock's shell.
+		argv[0], o.shellWrapper = commandShell(os.Getenv("SHELL")), true
+	}
 	o.argv = argv
 	if o.verbose {
 		o.cli.Log.Level = "debug"
@@ -169,6 +176,18 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 
 	r := &runner{o: o, client: client, log: log, stdin: stdin, sigs: sigs, metrics: newMetrics()}
 	return r.run(metricsLn)
+}
+
+// commandShell is the shell a command string runs with: $SHELL, as consul
+// lock (agent/exec Script), else /bin/sh. A $SHELL that runs no command
+// (nologin, false: what a service's system user often has) gives /bin/sh,
+// where consul lock's child would fail without running.
+func commandShell(shell string) string {
+	switch filepath.Base(shell) {
+	case ".", "/", "nologin", "false":
+		return "/bin/sh"
+	}
+	return shell
 }
 
 // optInt is an int flag that remembers whether it was given.

@@ -205,7 +205,7 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 	)
 	cfg := supervisor.Config{
 		Argv: o.argv, Env: env, KillSignal: syscall.SIGTERM, KillTimeout: o.killTimeout,
-		Reaper: r.reaper, Log: log,
+		Reaper: r.reaper, Log: log, ShellWrapper: o.shellWrapper,
 	}
 	if o.passStdin {
 		cfg.Stdin = r.stdin

@@ -74,6 +74,10 @@ type Config struct {
 	Reaper *Reaper
 	// Log receives the supervisor's messages; nil discards them.
 	Log *slog.Logger
+	// ShellWrapper says the child is a shell running the user's command
+	// (another shell than Argv's sh -c, which is recognised without it):
+	// Forward and Reload then signal its whole group, as for sh -c.
+	ShellWrapper bool
 }
 
 // Exit is how a child ended.
@@ -177,7 +181,7 @@ func Start(cfg Config) (*Child, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start %q: %w", cfg.Argv[0], err)
 	}
-	c := &Child{cfg: cfg, proc: proc, log: log, done: make(chan struct{}), shell: IsShellWrapper(cfg.Argv)}
+	c := &Child{cfg: cfg, proc: proc, log: log, done: make(chan struct{}), shell: cfg.ShellWrapper || IsShellWrapper(cfg.Argv)}
 	log.Debug("child started", "pid", proc.Pid, "argv0", cfg.Argv[0])
 	go c.wait()
 	return c, nil
