@@ -19,6 +19,7 @@ import (
 	"github.com/berth/berth/pkg/proctest"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/hashicorp/consul/api"
+	"golang.org/x/sys/unix"
 )
 
 var (
@@ -791,4 +792,91 @@ func TestShellAsConsulLock(t *testing.T) {
 			t.Errorf("lockrun %q with SHELL=/bin/bash printed %q; consul lock %q", args, got, want)
 		}
 	}
+}
+
+// TestTerminalAsConsulLock: run from a script on a terminal (no job
+// control), the child reads the terminal with -pass-stdin, and the script
+// reads it after; both work with consul lock, whose child shares its process
+// group. lockrun's child has its own group: unless it is made the
+// terminal's foreground group and the terminal is taken back after, the
+// child or the script is stopped (SIGTTIN) or refused.
+func TestTerminalAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	type seen struct{ childRead, scriptRead bool }
+	observe := func(lockCmd string) seen {
+		m, s := openPTY(t)
+		script := lockCmd + ` -pass-stdin test/tty 'echo ready; read x; echo got:$x'; read y; echo after:$y`
+		cmd := exec.Command("/bin/sh", "-c", script)
+		cmd.Env = env(a)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, s
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		var mu sync.Mutex
+		var out bytes.Buffer
+		go func() {
+			buf := make([]byte, 4096)
+			for {
+				n, err := m.Read(buf)
+				mu.Lock()
+				out.Write(buf[:n])
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+		has := func(sub string) bool { mu.Lock(); defer mu.Unlock(); return strings.Contains(out.String(), sub) }
+		waitFor := func(sub string) bool {
+			for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+				if has(sub) {
+					return true
+				}
+			}
+			return false
+		}
+		var r seen
+		if waitFor("ready") {
+			_, _ = m.Write([]byte("hello\n"))
+			r.childRead = waitFor("got:hello")
+		}
+		_, _ = m.Write([]byte("world\n"))
+		r.scriptRead = waitFor("after:world")
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		m.Close()
+		if !r.childRead || !r.scriptRead {
+			mu.Lock()
+			t.Logf("%s on a terminal printed %q", lockCmd, out.String())
+			mu.Unlock()
+		}
+		return r
+	}
+	want := observe(a.Bin + " lock")
+	if got := observe(lockrunPath(t)); got != want {
+		t.Errorf("on a terminal: lockrun %+v; consul lock %+v", got, want)
+	}
+}
+
+// openPTY returns a new pseudo-terminal's master and slave.
+func openPTY(t *testing.T) (*os.File, *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, s
 }

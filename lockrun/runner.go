@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"github.com/berth/berth/pkg/cliapp"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/hashicorp/consul/api"
+	"golang.org/x/sys/unix"
 )
 
 // handOffGrace is how long after releasing the lock lockrun waits before its
@@ -210,7 +212,14 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 	if o.passStdin {
 		cfg.Stdin = r.stdin
 	}
+	// On a terminal, the child gets it as a shell job does (consul lock's
+	// child shares its process group, and so the terminal); else a child
+	// reading it (-pass-stdin, a password prompt) would be stopped for good.
+	cfg.Terminal = foregroundTerminal(r.stdin)
 	child, err := supervisor.Start(cfg)
+	if err == nil && cfg.Terminal != nil {
+		defer takeTerminal(cfg.Terminal, log)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	lostc := make(chan string, 2)
@@ -278,5 +287,29 @@ func (r *runner) forward(sig os.Signal, child *supervisor.Child) {
 		if s == syscall.SIGINT {
 			_ = child.Forward(syscall.SIGTERM)
 		}
+	}
+}
+
+// foregroundTerminal returns f when it is a terminal whose foreground
+// process group is ours, else nil.
+func foregroundTerminal(f *os.File) *os.File {
+	if f == nil {
+		return nil
+	}
+	pgrp, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP)
+	if err != nil || pgrp != unix.Getpgrp() {
+		return nil
+	}
+	return f
+}
+
+// takeTerminal makes our process group the terminal's foreground group
+// again once the child is gone, so that whoever ran us (a script without job
+// control) can still read it. SIGTTOU, which a background group changing
+// it would get, is ignored from then on.
+func takeTerminal(f *os.File, log *slog.Logger) {
+	signal.Ignore(syscall.SIGTTOU)
+	if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.TIOCSPGRP, unix.Getpgrp()); err != nil {
+		log.Warn("could not take the terminal back from the child's process group", "err", err)
 	}
 }
