@@ -880,3 +880,25 @@ func openPTY(t *testing.T) (*os.File, *os.File) {
 	}
 	return m, s
 }
+
+// TestForeignKeyAsConsulLock: a PREFIX/.lock written by something else (flags
+// 0) is refused with consul lock's exit code, by an error naming the key
+// without blaming a lock or semaphore that is not there.
+func TestForeignKeyAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	if _, err := a.Client().KV().Put(&api.KVPair{Key: "test/foreign/.lock", Value: []byte("data")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"1", "2"} {
+		args := []string{"-n", n, "-timeout", "5s", "test/foreign", "true"}
+		err := command(a, a.Bin, append([]string{"lock"}, args...)...).Run()
+		want := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			want = ee.ExitCode()
+		}
+		r := runLR(t, a, args...)
+		if r.code != want || !strings.Contains(r.stderr, "test/foreign/.lock") || strings.Contains(r.stderr, "used by") {
+			t.Errorf("-n %s: exit %d (consul lock %d), stderr %q", n, r.code, want, r.stderr)
+		}
+	}
+}
