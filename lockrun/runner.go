@@ -218,6 +218,10 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 	cfg.Terminal = foregroundTerminal(r.stdin)
 	child, err := supervisor.Start(cfg)
 	if err == nil && cfg.Terminal != nil {
+		// We are in the background now: with the terminal's tostop set, our
+		// own log lines would be stopped (SIGTTOU). The child, started, keeps
+		// its default for it.
+		signal.Ignore(syscall.SIGTTOU)
 		defer takeTerminal(cfg.Terminal, log)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -305,10 +309,9 @@ func foregroundTerminal(f *os.File) *os.File {
 
 // takeTerminal makes our process group the terminal's foreground group
 // again once the child is gone, so that whoever ran us (a script without job
-// control) can still read it. SIGTTOU, which a background group changing
-// it would get, is ignored from then on.
+// control) can still read it. SIGTTOU, which a background group changing it
+// gets, must be ignored (hold does).
 func takeTerminal(f *os.File, log *slog.Logger) {
-	signal.Ignore(syscall.SIGTTOU)
 	if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.TIOCSPGRP, unix.Getpgrp()); err != nil {
 		log.Warn("could not take the terminal back from the child's process group", "err", err)
 	}
