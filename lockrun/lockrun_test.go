@@ -902,3 +902,38 @@ func TestForeignKeyAsConsulLock(t *testing.T) {
 		}
 	}
 }
+
+// TestTerminalTostopKeepsLog: on a terminal with tostop set, lockrun's own
+// log lines written while the child has the terminal (it is in the
+// background then) still reach it.
+func TestTerminalTostopKeepsLog(t *testing.T) {
+	a := consultest.Require(t, agent)
+	m, s := openPTY(t)
+	cmd := exec.Command("/bin/sh", "-c", "stty tostop; "+lockrunPath(t)+" -verbose test/tostop 'sleep 0.2'; echo rc=$?")
+	cmd.Env = env(a)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, s
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	var out bytes.Buffer
+	done := make(chan struct{})
+	go func() { _, _ = out.ReadFrom(m); close(done) }()
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cmd.Wait() }()
+	select {
+	case <-waitErr:
+	case <-time.After(20 * time.Second):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		t.Fatal("lockrun on a tostop terminal did not finish")
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	m.Close()
+	if o := out.String(); !strings.Contains(o, "child exited") || !strings.Contains(o, "rc=0") {
+		t.Fatalf("lockrun's log line after the child exited did not reach the terminal: %q", o)
+	}
+}
