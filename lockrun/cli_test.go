@@ -15,8 +15,12 @@ func TestPeerInvocations(t *testing.T) {
 	clitest.Replay(t, "lockrun", parse, cliView, []clitest.Case{
 		{Args: []string{"service/foo/lock", "./run.sh", "-a", "b"},
 			Want: clitest.View{"prefix": "service/foo/lock", "argv": []string{"./run.sh", "-a", "b"}, "n": 1}},
-		{Args: []string{"-n=3", "-name=batch", "service/foo/sem", "echo hi; sleep 1"},
+		{Args: []string{"-n=3", "-name=batch", "service/foo/sem", "echo hi; sleep 1"}, Env: map[string]string{"SHELL": ""},
 			Want: clitest.View{"n": 3, "name": "batch", "argv": []string{"/bin/sh", "-c", "echo hi; sleep 1"}}},
+		{Args: []string{"-shell", "p", "echo", "{a,b}"}, Env: map[string]string{"SHELL": "/bin/zsh"},
+			Want: clitest.View{"argv": []string{"/bin/zsh", "-c", "echo {a,b}"}}},
+		{Args: []string{"p", "echo {a,b}"}, Env: map[string]string{"SHELL": "/usr/sbin/nologin"},
+			Want: clitest.View{"argv": []string{"/bin/sh", "-c", "echo {a,b}"}}},
 		{Args: []string{"-child-exit-code", "-timeout=30s", "-verbose", "-monitor-retry=0", "locks/x", "cmd", "arg"},
 			Want: clitest.View{"child-exit-code": true, "timeout": "30s", "log-level": "debug", "monitor-retry": "0"}},
 		{Args: []string{"-try", "5s", "-shell=false", "-pass-stdin", "p", "echo a,b"},

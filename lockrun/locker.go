@@ -95,7 +95,7 @@ func (l *plainLock) acquire(ctx context.Context) (*held, error) {
 		}
 		bo.Reset()
 		if pair != nil && pair.Flags != api.LockFlagValue {
-			return nil, fmt.Errorf("%w: %s is not a lock (flags %#x): the prefix is used by a semaphore (-n above 1)", errConflict, l.key, pair.Flags)
+			return nil, fmt.Errorf("%w: %s is not a lock key (flags %#x): %s", errConflict, l.key, pair.Flags, keyUse(pair.Flags))
 		}
 		if pair != nil && pair.Session != "" && pair.Session != session {
 			if !announced {
@@ -217,4 +217,16 @@ func retryAfter(ctx context.Context, bo *backoff.Backoff, log *slog.Logger, msg 
 		return ctx.Err()
 	}
 	return nil
+}
+
+// keyUse says what a key found where a lock or semaphore key should be is
+// used for, by its flags.
+func keyUse(flags uint64) string {
+	switch flags {
+	case api.LockFlagValue:
+		return "the prefix is used by a plain lock (-n 1)"
+	case api.SemaphoreFlagValue:
+		return "the prefix is used by a semaphore (-n above 1)"
+	}
+	return "it was written by something else than a lock or semaphore"
 }

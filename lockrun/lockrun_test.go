@@ -19,6 +19,7 @@ import (
 	"github.com/berth/berth/pkg/proctest"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/hashicorp/consul/api"
+	"golang.org/x/sys/unix"
 )
 
 var (
@@ -312,7 +313,7 @@ func TestForwardedTermOneGrace(t *testing.T) {
 	dir := t.TempDir()
 	script := fmt.Sprintf(`trap 'echo term >> %[1]s/sig' TERM; echo $$ > %[1]s/child; while :; do sleep 0.05; done`, dir)
 	const grace = 2 * time.Second
-	p := startLR(t, a, "-name", "deaftest", "-child-exit-code", "-kill-timeout", grace.String(), "test/deaf", script)
+	p := startLR(t, a, "-name", "deaftest", "-exact-exit-code", "-kill-timeout", grace.String(), "test/deaf", script)
 	readInt(t, dir+"/child") // written after the trap is set
 	sent := time.Now()
 	p.Signal(t, syscall.SIGTERM)
@@ -322,7 +323,7 @@ func TestForwardedTermOneGrace(t *testing.T) {
 	took := time.Since(sent)
 	t.Logf("SIGTERM to exit: %s with -kill-timeout %s", took.Round(time.Millisecond), grace)
 	if code := p.Code(); code != 128+int(syscall.SIGKILL) {
-		t.Errorf("exit %d, want %d (the child killed, -child-exit-code)", code, 128+int(syscall.SIGKILL))
+		t.Errorf("exit %d, want %d (the child killed, -exact-exit-code)", code, 128+int(syscall.SIGKILL))
 	}
 	if took < grace {
 		t.Errorf("exit %s after SIGTERM, before -kill-timeout %s", took, grace)
@@ -435,11 +436,11 @@ func TestChildEnvArgsAndExitCodes(t *testing.T) {
 	if r = runLR(t, a, "test/env", "exit 3"); r.code != 0 {
 		t.Fatalf("failed child without -child-exit-code: exit %d, want 0 as consul lock", r.code)
 	}
-	if r = runLR(t, a, "-child-exit-code", "test/env", "exit 3"); r.code != 3 {
-		t.Fatalf("-child-exit-code: exit %d, want 3", r.code)
+	if r = runLR(t, a, "-exact-exit-code", "test/env", "exit 3"); r.code != 3 {
+		t.Fatalf("-exact-exit-code: exit %d, want 3", r.code)
 	}
-	if r = runLR(t, a, "-child-exit-code", "test/env", "kill -KILL $$"); r.code != 128+9 {
-		t.Fatalf("-child-exit-code with signal death: exit %d, want 137", r.code)
+	if r = runLR(t, a, "-exact-exit-code", "test/env", "kill -KILL $$"); r.code != 128+9 {
+		t.Fatalf("-exact-exit-code with signal death: exit %d, want 137", r.code)
 	}
 	// -pass-stdin
 	cmd := command(a, lockrunPath(t), "-pass-stdin", "test/env", "cat")
@@ -627,5 +628,312 @@ func TestConsulStoppedWhileHolding(t *testing.T) {
 	}
 	if !strings.Contains(p.Stderr.String(), "waiting for Consul's leader to confirm we hold the lock") {
 		t.Errorf("retries not logged: %s", p.Stderr)
+	}
+}
+
+// TestPrefixSpellingsExcludeConsulLock: consul lock names its keys with
+// path.Join, so "x//y/", "x/./y" and "x/y" are one lock for it; a lockrun
+// given another spelling of the prefix than a consul lock holder's must not
+// run beside it (nor a consul lock beside a lockrun holder).
+func TestPrefixSpellingsExcludeConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	bin := lockrunPath(t)
+	spellings := []string{"test/spell/x", "test//spell/x/", "/test/spell/./x//", "test/spell/y/../x"}
+	for i, held := range spellings {
+		other := spellings[(i+1)%len(spellings)]
+		for _, holderIsConsul := range []bool{true, false} {
+			dir := t.TempDir()
+			holderBin, holderArgs, waiterBin, waiterArgs := a.Bin, []string{"lock"}, bin, []string(nil)
+			if !holderIsConsul {
+				holderBin, holderArgs, waiterBin, waiterArgs = bin, nil, a.Bin, []string{"lock"}
+			}
+			h := proctest.Start(t, command(a, holderBin, append(holderArgs, held, "touch "+dir+"/held; exec sleep 300")...), proctest.Options{})
+			eventually.True(t, 20*time.Second, "holder", func() bool { _, err := os.Stat(dir + "/held"); return err == nil })
+			cmd := command(a, waiterBin, append(waiterArgs, "-timeout", "500ms", other, "touch "+dir+"/ran")...)
+			out, _ := cmd.CombinedOutput()
+			if _, err := os.Stat(dir + "/ran"); err == nil {
+				t.Errorf("%s holding %q, %s on %q ran beside it: %s", filepath.Base(holderBin), held, filepath.Base(waiterBin), other, out)
+			}
+			h.Signal(t, syscall.SIGTERM)
+			<-h.Done()
+		}
+	}
+}
+
+// TestChildExitCodeAsConsulLock: with and without -child-exit-code, a child
+// that succeeds, fails or dies of a signal gives lockrun the exit code it
+// gives consul lock.
+func TestChildExitCodeAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	code := func(bin string, args ...string) int {
+		err := command(a, bin, args...).Run()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	}
+	for _, flags := range [][]string{nil, {"-child-exit-code"}} {
+		for _, child := range []string{"true", "exit 3", "kill -KILL $$"} {
+			args := append(append([]string{}, flags...), "test/exitcode", child)
+			want := code(a.Bin, append([]string{"lock"}, args...)...)
+			if got := code(lockrunPath(t), args...); got != want {
+				t.Errorf("lockrun %q: exit %d; consul lock exits %d", args, got, want)
+			}
+		}
+	}
+}
+
+// TestSessionNameAsConsulLock: without -name, the holder's session has the
+// name consul lock gives its own, for the lock and the semaphore.
+func TestSessionNameAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	dir := t.TempDir()
+	holderName := func(bin string, pre []string, n, prefix string) string {
+		_ = os.Remove(dir + "/held")
+		args := append(append([]string{}, pre...), "-n", n, prefix, "touch "+dir+"/held; exec sleep 300")
+		p := proctest.Start(t, command(a, bin, args...), proctest.Options{})
+		defer func() { p.Signal(t, syscall.SIGTERM); <-p.Done() }()
+		eventually.True(t, 20*time.Second, "holder", func() bool { _, err := os.Stat(dir + "/held"); return err == nil })
+		prefix = strings.Trim(prefix, "/")
+		var sess string
+		if n == "1" {
+			pair, _, err := a.Client().KV().Get(prefix+"/.lock", nil)
+			if err != nil || pair == nil {
+				t.Fatalf("%s: no lock key: %v", bin, err)
+			}
+			sess = pair.Session
+		} else {
+			keys, _, err := a.Client().KV().Keys(prefix+"/", "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range keys {
+				if !strings.HasSuffix(k, "/.lock") {
+					sess = strings.TrimPrefix(k, prefix+"/")
+				}
+			}
+		}
+		se, _, err := a.Client().Session().Info(sess, nil)
+		if err != nil || se == nil {
+			t.Fatalf("%s: session %q: %v", bin, sess, err)
+		}
+		return se.Name
+	}
+	for _, n := range []string{"1", "2"} {
+		prefix := "/test/sessname-" + n
+		want := holderName(a.Bin, []string{"lock"}, n, prefix)
+		if got := holderName(lockrunPath(t), nil, n, prefix); got != want {
+			t.Errorf("-n %s: session name %q; consul lock's is %q", n, got, want)
+		}
+	}
+}
+
+// TestStopWhileHoldingAsConsulLock: SIGINT or SIGTERM to the holder while
+// its child runs. The child ignores SIGINT and exits 5 on SIGTERM: with
+// -child-exit-code, lockrun's exit code, whether the child got its
+// graceful SIGTERM, whether it was gone within a second, and whether the
+// lock was released are what they are with consul lock.
+func TestStopWhileHoldingAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	type seen struct {
+		code             int
+		graceful, prompt bool
+		released         bool
+	}
+	observe := func(bin string, pre []string, sig syscall.Signal) seen {
+		dir := t.TempDir()
+		prefix := "test/stop-" + strings.ToLower(supervisor.SignalName(sig))
+		script := fmt.Sprintf(`trap '' INT; trap 'echo graceful >> %[1]s/out; exit 5' TERM; touch %[1]s/ready; while :; do sleep 0.1; done`, dir)
+		p := proctest.Start(t, command(a, bin, append(pre, "-child-exit-code", prefix, script)...), proctest.Options{})
+		eventually.True(t, 20*time.Second, "child", func() bool { _, err := os.Stat(dir + "/ready"); return err == nil })
+		time.Sleep(100 * time.Millisecond)
+		sent := time.Now()
+		p.Signal(t, sig)
+		var s seen
+		s.code = p.Wait(t, 30*time.Second)
+		s.prompt = time.Since(sent) < time.Second
+		b, _ := os.ReadFile(dir + "/out")
+		s.graceful = strings.Contains(string(b), "graceful")
+		pair, _, err := a.Client().KV().Get(prefix+"/.lock", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.released = pair == nil || pair.Session == ""
+		return s
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		want := observe(a.Bin, []string{"lock"}, sig)
+		if got := observe(lockrunPath(t), nil, sig); got != want {
+			t.Errorf("%s to the holder: lockrun %+v; consul lock %+v", supervisor.SignalName(sig), got, want)
+		}
+	}
+}
+
+// TestShellAsConsulLock: a command string runs with $SHELL, as consul lock
+// runs its commands (here bash, whose brace expansion sh lacks), for one
+// string and for -shell with several arguments.
+func TestShellAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	run := func(bin string, args ...string) string {
+		cmd := command(a, bin, args...)
+		cmd.Env = append(cmd.Env, "SHELL=/bin/bash")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s %q: %v", bin, args, err)
+		}
+		return string(out)
+	}
+	for _, args := range [][]string{{"test/shell", "echo {a,b} ${BASH_VERSION:+bash}"}, {"-shell", "test/shell", "echo", "{c,d}"}} {
+		want := run(a.Bin, append([]string{"lock"}, args...)...)
+		if got := run(lockrunPath(t), args...); got != want {
+			t.Errorf("lockrun %q with SHELL=/bin/bash printed %q; consul lock %q", args, got, want)
+		}
+	}
+}
+
+// TestTerminalAsConsulLock: run from a script on a terminal (no job
+// control), the child reads the terminal with -pass-stdin, and the script
+// reads it after; both work with consul lock, whose child shares its process
+// group. lockrun's child has its own group: unless it is made the
+// terminal's foreground group and the terminal is taken back after, the
+// child or the script is stopped (SIGTTIN) or refused.
+func TestTerminalAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	type seen struct{ childRead, scriptRead bool }
+	observe := func(lockCmd string) seen {
+		m, s := openPTY(t)
+		script := lockCmd + ` -pass-stdin test/tty 'echo ready; read x; echo got:$x'; read y; echo after:$y`
+		cmd := exec.Command("/bin/sh", "-c", script)
+		cmd.Env = env(a)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, s
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		var mu sync.Mutex
+		var out bytes.Buffer
+		go func() {
+			buf := make([]byte, 4096)
+			for {
+				n, err := m.Read(buf)
+				mu.Lock()
+				out.Write(buf[:n])
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+		has := func(sub string) bool { mu.Lock(); defer mu.Unlock(); return strings.Contains(out.String(), sub) }
+		waitFor := func(sub string) bool {
+			for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+				if has(sub) {
+					return true
+				}
+			}
+			return false
+		}
+		var r seen
+		if waitFor("ready") {
+			_, _ = m.Write([]byte("hello\n"))
+			r.childRead = waitFor("got:hello")
+		}
+		_, _ = m.Write([]byte("world\n"))
+		r.scriptRead = waitFor("after:world")
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		m.Close()
+		if !r.childRead || !r.scriptRead {
+			mu.Lock()
+			t.Logf("%s on a terminal printed %q", lockCmd, out.String())
+			mu.Unlock()
+		}
+		return r
+	}
+	want := observe(a.Bin + " lock")
+	if got := observe(lockrunPath(t)); got != want {
+		t.Errorf("on a terminal: lockrun %+v; consul lock %+v", got, want)
+	}
+}
+
+// openPTY returns a new pseudo-terminal's master and slave.
+func openPTY(t *testing.T) (*os.File, *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, s
+}
+
+// TestForeignKeyAsConsulLock: a PREFIX/.lock written by something else (flags
+// 0) is refused with consul lock's exit code, by an error naming the key
+// without blaming a lock or semaphore that is not there.
+func TestForeignKeyAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	if _, err := a.Client().KV().Put(&api.KVPair{Key: "test/foreign/.lock", Value: []byte("data")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"1", "2"} {
+		args := []string{"-n", n, "-timeout", "5s", "test/foreign", "true"}
+		err := command(a, a.Bin, append([]string{"lock"}, args...)...).Run()
+		want := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			want = ee.ExitCode()
+		}
+		r := runLR(t, a, args...)
+		if r.code != want || !strings.Contains(r.stderr, "test/foreign/.lock") || strings.Contains(r.stderr, "used by") {
+			t.Errorf("-n %s: exit %d (consul lock %d), stderr %q", n, r.code, want, r.stderr)
+		}
+	}
+}
+
+// TestTerminalTostopKeepsLog: on a terminal with tostop set, lockrun's own
+// log lines written while the child has the terminal (it is in the
+// background then) still reach it.
+func TestTerminalTostopKeepsLog(t *testing.T) {
+	a := consultest.Require(t, agent)
+	m, s := openPTY(t)
+	cmd := exec.Command("/bin/sh", "-c", "stty tostop; "+lockrunPath(t)+" -verbose test/tostop 'sleep 0.2'; echo rc=$?")
+	cmd.Env = env(a)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, s
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	var out bytes.Buffer
+	done := make(chan struct{})
+	go func() { _, _ = out.ReadFrom(m); close(done) }()
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cmd.Wait() }()
+	select {
+	case <-waitErr:
+	case <-time.After(20 * time.Second):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		t.Fatal("lockrun on a tostop terminal did not finish")
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	m.Close()
+	if o := out.String(); !strings.Contains(o, "child exited") || !strings.Contains(o, "rc=0") {
+		t.Fatalf("lockrun's log line after the child exited did not reach the terminal: %q", o)
 	}
 }

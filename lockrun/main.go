@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -19,10 +21,11 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-// Exit codes. With -child-exit-code a failed child's own code is returned
-// instead of 0; a child killed by signal N gives 128+N.
+// Exit codes. With -child-exit-code a failed child gives 2, as consul lock;
+// with -exact-exit-code its own code (128+N when killed by signal N).
 const (
 	exitOK          = 0
+	exitChildFailed = 2  // -child-exit-code: the child failed
 	exitUsage       = 1  // bad flags or arguments, or a prefix used by the other kind of lock
 	exitConsul      = 10 // Consul unreachable or refusing (session could not be created)
 	exitTimeout     = 11 // not acquired within -timeout
@@ -41,6 +44,7 @@ type options struct {
 	timeout       time.Duration
 	monitorRetry  optInt
 	childExitCode bool
+	exactExit     bool
 	shell         supervisor.ShellFlag
 	passStdin     bool
 	killTimeout   time.Duration
@@ -53,6 +57,11 @@ type options struct {
 	client        *api.Client
 	prefix        string
 	argv          []string
+	// given are PREFIX (without its leading "/") and COMMAND [ARGS...] as
+	// written, for the default session name.
+	given []string
+	// shellWrapper: argv is a shell running the command string.
+	shellWrapper bool
 }
 
 // parse reads the command line (cliapp: every flag also from LOCKRUN_*,
@@ -65,12 +74,13 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.About = "Runs COMMAND while holding the Consul lock at PREFIX (a semaphore with -n above 1)."
 	o := &options{cli: p}
 	p.Int(&o.limit, "n", 1, "number of holders allowed; above 1 makes a semaphore")
-	p.String(&o.name, "name", "", "session name (default \"lockrun PREFIX on HOST\")")
+	p.String(&o.name, "name", "", "session name (default: consul lock's, \"Consul lock for 'COMMAND ARGS' at 'PREFIX'\")")
 	p.Duration(&o.timeout, "timeout", 0, "give up acquiring after this long (0: wait forever)")
 	p.Alias("try", "timeout") // consul lock's older name
 	p.Var(&o.monitorRetry, "monitor-retry", "when given: `N` failed confirmations tolerated in a row while holding before the lock counts as lost (default: as many as the lease allows)")
-	p.Bool(&o.childExitCode, "child-exit-code", false, "exit with the child's exit code when it fails (default: 0, as consul lock)")
-	p.Var(&o.shell, "shell", "true: run the command with sh -c; false: exec it as given (auto: a single argument with spaces or shell syntax runs with sh -c, several are exec'd)")
+	p.Bool(&o.childExitCode, "child-exit-code", false, "exit 2 when the child fails, as consul lock (default: 0, as consul lock)")
+	p.Bool(&o.exactExit, "exact-exit-code", false, "exit with a failed child's own exit code (128+N when killed by signal N) instead of -child-exit-code's 2; implies -child-exit-code")
+	p.Var(&o.shell, "shell", "true: run the command with $SHELL -c (else /bin/sh), as consul lock; false: exec it as given (auto: a single argument with spaces or shell syntax runs with $SHELL -c, several are exec'd)")
 	p.Bool(&o.passStdin, "pass-stdin", false, "give the child our standard input")
 	p.Duration(&o.killTimeout, "kill-timeout", 5*time.Second, "grace period after SIGTERM before SIGKILL to the child's process group (at most -lock-delay minus 3s)")
 	p.Duration(&o.lockDelay, "lock-delay", 15*time.Second, "lock-delay of our session: how long Consul refuses the lock after our session is invalidated; the child is stopped within it after Consul last confirmed the lock")
@@ -101,11 +111,14 @@ func (o *options) check(rest []string) error {
 			return fmt.Errorf("missing COMMAND after -- to run under lock %q", rest[0])
 		}
 	}
-	o.prefix = strings.TrimPrefix(rest[0], "/")
-	if o.prefix == "" || strings.HasSuffix(o.prefix, "/") && strings.Trim(o.prefix, "/") == "" {
+	// The keys are named as consul lock names them (path.Join of the prefix
+	// without its leading "/" and ".lock" or the session): "a//b/", "a/./b"
+	// and "a/b" are one lock for both, so they exclude each other.
+	o.given = append([]string{strings.TrimPrefix(rest[0], "/")}, rest[1:]...)
+	o.prefix = path.Clean(o.given[0])
+	if o.prefix == "." || o.prefix == "/" {
 		return fmt.Errorf("PREFIX %q: empty key path", rest[0])
 	}
-	o.prefix = strings.TrimSuffix(o.prefix, "/")
 	if o.limit <= 0 {
 		return fmt.Errorf("-n %d: the number of holders must be at least 1", o.limit)
 	}
@@ -133,6 +146,10 @@ func (o *options) check(rest []string) error {
 	if err != nil {
 		return err
 	}
+	if o.shell.Mode == supervisor.ShellAlways || o.shell.Mode == supervisor.ShellAuto && len(rest) == 2 && supervisor.NeedsShell(rest[1]) {
+		// Our own sh -c wrapper: run it with consul lock's shell.
+		argv[0], o.shellWrapper = commandShell(os.Getenv("SHELL")), true
+	}
 	o.argv = argv
 	if o.verbose {
 		o.cli.Log.Level = "debug"
@@ -159,6 +176,18 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 
 	r := &runner{o: o, client: client, log: log, stdin: stdin, sigs: sigs, metrics: newMetrics()}
 	return r.run(metricsLn)
+}
+
+// commandShell is the shell a command string runs with: $SHELL, as consul
+// lock (agent/exec Script), else /bin/sh. A $SHELL that runs no command
+// (nologin, false: what a service's system user often has) gives /bin/sh,
+// where consul lock's child would fail without running.
+func commandShell(shell string) string {
+	switch filepath.Base(shell) {
+	case ".", "/", "nologin", "false":
+		return "/bin/sh"
+	}
+	return shell
 }
 
 // optInt is an int flag that remembers whether it was given.

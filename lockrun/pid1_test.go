@@ -68,7 +68,7 @@ func TestPID1ReapsOrphans(t *testing.T) {
 	name := fmt.Sprintf("berth-test-pid1-%d", os.Getpid())
 	cmd := exec.Command(docker, "run", "--rm", "--name", name, "--network", "host",
 		"-e", "CONSUL_HTTP_ADDR="+a.HTTPAddr(), image,
-		"-child-exit-code", "test/pid1", "/bin/busybox", "sh", "-c", script)
+		"-exact-exit-code", "test/pid1", "/bin/busybox", "sh", "-c", script)
 	t.Cleanup(func() { exec.Command(docker, "rm", "-f", name).Run() })
 	out, err := cmd.CombinedOutput()
 	ee, ok := err.(*exec.ExitError)

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/berth/berth/pkg/cliapp"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/hashicorp/consul/api"
+	"golang.org/x/sys/unix"
 )
 
 // handOffGrace is how long after releasing the lock lockrun waits before its
@@ -45,8 +48,9 @@ func (r *runner) sessionName() string {
 	if r.o.name != "" {
 		return r.o.name
 	}
-	host, _ := os.Hostname()
-	return fmt.Sprintf("lockrun %s on %s", r.o.prefix, host)
+	// consul lock's default, so that tools looking for its sessions find ours.
+	g := r.o.given
+	return fmt.Sprintf("Consul lock for '%s' at '%s'", strings.Join(g[1:], " "), g[0])
 }
 
 // run serves /metrics and /health on metricsLn (nil: off) and, as PID 1,
@@ -203,12 +207,23 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 	)
 	cfg := supervisor.Config{
 		Argv: o.argv, Env: env, KillSignal: syscall.SIGTERM, KillTimeout: o.killTimeout,
-		Reaper: r.reaper, Log: log,
+		Reaper: r.reaper, Log: log, ShellWrapper: o.shellWrapper,
 	}
 	if o.passStdin {
 		cfg.Stdin = r.stdin
 	}
+	// On a terminal, the child gets it as a shell job does (consul lock's
+	// child shares its process group, and so the terminal); else a child
+	// reading it (-pass-stdin, a password prompt) would be stopped for good.
+	cfg.Terminal = foregroundTerminal(r.stdin)
 	child, err := supervisor.Start(cfg)
+	if err == nil && cfg.Terminal != nil {
+		// We are in the background now: with the terminal's tostop set, our
+		// own log lines would be stopped (SIGTTOU). The child, started, keeps
+		// its default for it.
+		signal.Ignore(syscall.SIGTTOU)
+		defer takeTerminal(cfg.Terminal, log)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	lostc := make(chan string, 2)
@@ -226,6 +241,7 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 		return exitChildStart
 	}
 	_, sessionGone := keeper.current()
+	stopping := false // SIGINT or SIGTERM came while the child ran
 	for {
 		var why string
 		select {
@@ -234,14 +250,23 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 			// running once the lock is released.
 			ex := child.Stop()
 			log.Debug("child exited", "status", ex.String())
-			if !ex.Success() && o.childExitCode {
+			switch {
+			case ex.Success(), stopping && !o.exactExit:
+				// Stopped on request: 0 whatever the child's status, as consul lock.
+				return exitOK
+			case o.exactExit:
 				return ex.ExitCode()
+			case o.childExitCode:
+				return exitChildFailed
 			}
 			return exitOK
 		case why = <-lostc:
 		case <-sessionGone:
 			why = "our session was invalidated"
 		case sig := <-r.sigs:
+			if sig == syscall.SIGINT || sig == syscall.SIGTERM {
+				stopping = true
+			}
 			r.forward(sig, child)
 			continue
 		}
@@ -258,8 +283,36 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 // (pkg/supervisor Forward): a forwarded SIGINT or SIGTERM gives the child
 // one -kill-timeout, then its process group gets SIGKILL, as consul lock's
 // killChild does (command/lock/lock.go: SIGTERM, a grace period, SIGKILL).
+// A SIGINT is followed by a SIGTERM, as consul lock stops its child on
+// either: a child that ignores SIGINT still gets its graceful stop.
 func (r *runner) forward(sig os.Signal, child *supervisor.Child) {
 	if s, ok := sig.(syscall.Signal); ok {
 		_ = child.Forward(s)
+		if s == syscall.SIGINT {
+			_ = child.Forward(syscall.SIGTERM)
+		}
+	}
+}
+
+// foregroundTerminal returns f when it is a terminal whose foreground
+// process group is ours, else nil.
+func foregroundTerminal(f *os.File) *os.File {
+	if f == nil {
+		return nil
+	}
+	pgrp, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP)
+	if err != nil || pgrp != unix.Getpgrp() {
+		return nil
+	}
+	return f
+}
+
+// takeTerminal makes our process group the terminal's foreground group
+// again once the child is gone, so that whoever ran us (a script without job
+// control) can still read it. SIGTTOU, which a background group changing it
+// gets, must be ignored (hold does).
+func takeTerminal(f *os.File, log *slog.Logger) {
+	if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.TIOCSPGRP, unix.Getpgrp()); err != nil {
+		log.Warn("could not take the terminal back from the child's process group", "err", err)
 	}
 }

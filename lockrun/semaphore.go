@@ -170,7 +170,7 @@ func (s *semaphore) read(ctx context.Context, waitIndex uint64, session string) 
 		}
 	}
 	if st.lockPair.Flags != api.SemaphoreFlagValue {
-		return nil, nil, fmt.Errorf("%w: %s is not a semaphore (flags %#x): the prefix is used by a plain lock (-n 1)", errConflict, s.lockKey(), st.lockPair.Flags)
+		return nil, nil, fmt.Errorf("%w: %s is not a semaphore key (flags %#x): %s", errConflict, s.lockKey(), st.lockPair.Flags, keyUse(st.lockPair.Flags))
 	}
 	st.lock = semaphoreLock{Limit: s.limit, Holders: map[string]bool{}}
 	if st.lockPair.Value != nil {

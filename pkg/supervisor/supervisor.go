@@ -74,6 +74,16 @@ type Config struct {
 	Reaper *Reaper
 	// Log receives the supervisor's messages; nil discards them.
 	Log *slog.Logger
+	// Terminal, when set, is a terminal whose foreground process group is
+	// the caller's: the child's process group is made its foreground group,
+	// as a shell does for a job, so that the child can read it (a background
+	// group that reads its terminal is stopped by SIGTTIN). The caller gives
+	// the terminal back once the child is gone.
+	Terminal *os.File
+	// ShellWrapper says the child is a shell running the user's command
+	// (another shell than Argv's sh -c, which is recognised without it):
+	// Forward and Reload then signal its whole group, as for sh -c.
+	ShellWrapper bool
 }
 
 // Exit is how a child ended.
@@ -167,6 +177,9 @@ func Start(cfg Config) (*Child, error) {
 		Files: []*os.File{stdin, stdout, stderr},
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	}
+	if cfg.Terminal != nil {
+		attr.Sys.Foreground, attr.Sys.Ctty = true, int(cfg.Terminal.Fd())
+	}
 	start := func() (*os.Process, error) { return os.StartProcess(path, cfg.Argv, attr) }
 	var proc *os.Process
 	if cfg.Reaper != nil {
@@ -177,7 +190,7 @@ func Start(cfg Config) (*Child, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start %q: %w", cfg.Argv[0], err)
 	}
-	c := &Child{cfg: cfg, proc: proc, log: log, done: make(chan struct{}), shell: IsShellWrapper(cfg.Argv)}
+	c := &Child{cfg: cfg, proc: proc, log: log, done: make(chan struct{}), shell: cfg.ShellWrapper || IsShellWrapper(cfg.Argv)}
 	log.Debug("child started", "pid", proc.Pid, "argv0", cfg.Argv[0])
 	go c.wait()
 	return c, nil
