@@ -105,6 +105,9 @@ func parseTemplateFlag(s string) (*templateConfig, error) {
 
 // parseWait parses "min[:max]"; max defaults to 4×min.
 func parseWait(s string) (*waitConfig, error) {
+	if strings.Count(s, ":") > 1 {
+		return nil, fmt.Errorf("wait %q: want MIN[:MAX]", s)
+	}
 	a, b, two := strings.Cut(s, ":")
 	min, err := time.ParseDuration(strings.TrimSpace(a))
 	if err != nil {

@@ -662,3 +662,34 @@ func TestConformConfigKeys(t *testing.T) {
 		}
 	})
 }
+
+// Bad flag values and their exit codes, and flags that switch syslog on, as
+// consul-template has them: each case runs both and compares the exit code.
+func TestConformFlagValues(t *testing.T) {
+	files := map[string]string{"in.tmpl": "static\n", "fac.hcl": "syslog {\n  facility = \"LOCAL1\"\n}\n", "name.hcl": "syslog {\n  name = \"x\"\n}\n",
+		"off.hcl": "syslog {\n  enabled = false\n  facility = \"LOCAL1\"\n}\n"}
+	cases := [][]string{
+		{"-wait=5s:1s"}, {"-wait=abc"}, {"-wait=1s:2s:3s"}, {"-wait=1"}, {"-wait=-1s"}, {"-wait=1s:"}, {"-wait=:1s"}, {"-wait=1s:3s"},
+		{"-consul-auth="}, {"-consul-auth=u:p"},
+		// No syslog daemon on the test machines: where syslog is on, both
+		// fail to reach it (or both reach one).
+		{"-syslog-facility=BOGUS"}, {"-syslog-facility=LOCAL1"}, {"-syslog-name=x"}, {"-syslog=false", "-syslog-name=x"},
+		{"-config=fac.hcl"}, {"-config=name.hcl"}, {"-config=off.hcl"},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c, " "), func(t *testing.T) {
+			t.Parallel()
+			var res [2]outcome
+			for i, tl := range tools(t) {
+				args := append([]string{"-parse-only", "-log-level", "err", "-template", "in.tmpl:out"}, c...)
+				res[i] = runTool(t, tl.bin, toolDir(t, tl.name, files), "", 30*time.Second, args...)
+			}
+			if res[0].Code != res[1].Code {
+				t.Errorf("%v: consul-template exit %d, templater exit %d\n  consul-template: %s\n  templater: %s", c, res[0].Code, res[1].Code, res[0].Stderr, res[1].Stderr)
+			}
+			if res[1].Code != 0 && strings.Contains(strings.TrimSpace(res[1].Stderr), "\n") {
+				t.Errorf("%v: templater's error is more than one line: %q", c, res[1].Stderr)
+			}
+		})
+	}
+}

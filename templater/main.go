@@ -78,6 +78,7 @@ type options struct {
 	diff               bool
 	parseOnly          bool
 	wait               string
+	waitCfg            *waitConfig // -wait parsed (nil: not given)
 	maxStale           time.Duration
 	missingWarn        time.Duration
 	failFast           bool
@@ -137,13 +138,13 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 	fs.Var((*listFlag)(&o.execEnv.Allow), "exec-env-allowlist", "glob of variables the -exec child gets (repeatable; default all)")
 	fs.Var((*listFlag)(&o.execEnv.Deny), "exec-env-denylist", "glob of variables the -exec child does not get (repeatable; wins over the allowlist)")
 	fs.String(&o.pidFile, "pid-file", "", "write templater's PID to this file")
-	fs.String(&o.killSignal, "kill-signal", "SIGINT", "signal that stops templater (exit 11, as consul-template); SIGTERM always stops it (exit 0)")
+	fs.String(&o.killSignal, "kill-signal", "SIGINT", "signal that stops templater (exit 12, as consul-template); SIGTERM always stops it (exit 0)")
 	fs.String(&o.reloadSignal, "reload-signal", "SIGHUP", "signal that reloads configuration and templates")
 	fs.Alias("v", "version")
 	fs.Bool(&o.templateErrorFatal, "template-error-fatal", true, "exit when a template fails to execute (false: log it, keep the file and go on)")
 	fs.Bool(&o.syslog, "syslog", false, "send the log to the local syslog instead of stderr")
-	fs.String(&o.syslogFacility, "syslog-facility", "LOCAL0", "syslog facility (with -syslog)")
-	fs.String(&o.syslogName, "syslog-name", "consul-template", "program name in syslog (with -syslog)")
+	fs.String(&o.syslogFacility, "syslog-facility", "LOCAL0", "syslog facility; giving it turns -syslog on, as in consul-template")
+	fs.String(&o.syslogName, "syslog-name", "consul-template", "program name in syslog; giving it turns -syslog on, as in consul-template")
 	fs.String(&o.syslogSocket, "syslog-socket", "", "unix datagram socket of the syslog daemon (with -syslog; default: the local one, /dev/log)")
 	// consul-template's names for the same settings.
 	for alias, name := range map[string]string{"consul-addr": "http-addr", "consul-token": "token", "consul-token-file": "token-file",
@@ -194,8 +195,17 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 	if o.maxStale < 0 || o.onceTimeout < 0 || o.missingWarn <= 0 {
 		return o, errors.New("-max-stale and -once-timeout must not be negative; -missing-warn must be positive")
 	}
-	if (o.set["syslog-facility"] || o.set["syslog-name"]) && !o.syslog {
-		return o, errors.New("-syslog-facility and -syslog-name need -syslog")
+	if o.wait != "" {
+		// A bad value is a bad flag (exit 13), as consul-template's
+		// flag.Value for -wait makes it.
+		w, err := parseWait(o.wait)
+		if err != nil {
+			return o, fmt.Errorf("-%w", err)
+		}
+		o.waitCfg = w
+	}
+	if o.set["consul-auth"] && o.consulAuth == "" {
+		return o, errors.New("-consul-auth: cannot be empty")
 	}
 	return o, nil
 }
@@ -255,10 +265,8 @@ func buildConfig(o *options) (*runConfig, *fileConfig, error) {
 		return nil, nil, errors.New("no templates: give -template SOURCE:DESTINATION[:COMMAND] or -config with template blocks")
 	}
 	rc.Wait = fc.Wait
-	if o.wait != "" {
-		if rc.Wait, err = parseWait(o.wait); err != nil {
-			return nil, nil, fmt.Errorf("-%w", err)
-		}
+	if o.waitCfg != nil {
+		rc.Wait = o.waitCfg
 	}
 	if rc.Exec, err = execFromFlags(o, fc.Exec); err != nil {
 		return nil, nil, err
@@ -355,8 +363,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return o.cli.Fail(err, exitConsul)
 	}
 	if o.pidFile != "" {
-		if err := os.WriteFile(o.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			return o.cli.Fail(fmt.Errorf("-pid-file: %w", err), exitConfig)
+		// The bare number, no newline, and a file that cannot be written
+		// is a runner error (exit 14), as consul-template's runner has it.
+		if err := os.WriteFile(o.pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+			return o.cli.Fail(fmt.Errorf("-pid-file: %w", err), exitRunner)
 		}
 		defer os.Remove(o.pidFile)
 	}

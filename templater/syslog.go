@@ -37,9 +37,18 @@ func newLogger(o *options, fc *fileConfig, stderr io.Writer) (*slog.Logger, erro
 	if fc.LogLevel != nil && !o.set["log-level"] {
 		o.cli.Log.Level = *fc.LogLevel
 	}
+	// A facility or name given turns syslog on unless it is switched
+	// off explicitly, on the command line as in the file (consul-template
+	// config/syslog.go Finalize: enabled defaults to facility or name set).
 	on, facility, name := o.syslog, o.syslogFacility, o.syslogName
-	if fc.Syslog != nil && !o.set["syslog"] {
+	switch {
+	case o.set["syslog"]:
+	case o.set["syslog-facility"] || o.set["syslog-name"]:
+		on = true
+	case fc.Syslog != nil:
 		on = *fc.Syslog
+	case fc.SyslogFacility != "" || fc.SyslogName != "":
+		on = true
 	}
 	if fc.SyslogFacility != "" && !o.set["syslog-facility"] {
 		facility = fc.SyslogFacility
