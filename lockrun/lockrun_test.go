@@ -804,16 +804,7 @@ func TestTerminalAsConsulLock(t *testing.T) {
 	a := consultest.Require(t, agent)
 	type seen struct{ childRead, scriptRead bool }
 	observe := func(lockCmd string) seen {
-		m, s := openPTY(t)
-		script := lockCmd + ` -pass-stdin test/tty 'echo ready; read x; echo got:$x'; read y; echo after:$y`
-		cmd := exec.Command("/bin/sh", "-c", script)
-		cmd.Env = env(a)
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, s
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		s.Close()
+		m, cmd := startOnPTY(t, a, lockCmd+` -pass-stdin test/tty 'echo ready; read x; echo got:$x'; read y; echo after:$y`)
 		var mu sync.Mutex
 		var out bytes.Buffer
 		go func() {
@@ -903,13 +894,12 @@ func TestForeignKeyAsConsulLock(t *testing.T) {
 	}
 }
 
-// TestTerminalTostopKeepsLog: on a terminal with tostop set, lockrun's own
-// log lines written while the child has the terminal (it is in the
-// background then) still reach it.
-func TestTerminalTostopKeepsLog(t *testing.T) {
-	a := consultest.Require(t, agent)
+// startOnPTY runs script with /bin/sh in a new session whose controlling
+// terminal is a fresh pseudo-terminal, and returns the terminal's master.
+func startOnPTY(t *testing.T, a *consultest.Agent, script string) (*os.File, *exec.Cmd) {
+	t.Helper()
 	m, s := openPTY(t)
-	cmd := exec.Command("/bin/sh", "-c", "stty tostop; "+lockrunPath(t)+" -verbose test/tostop 'sleep 0.2'; echo rc=$?")
+	cmd := exec.Command("/bin/sh", "-c", script)
 	cmd.Env = env(a)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, s
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
@@ -917,6 +907,15 @@ func TestTerminalTostopKeepsLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
+	return m, cmd
+}
+
+// TestTerminalTostopKeepsLog: on a terminal with tostop set, lockrun's own
+// log lines written while the child has the terminal (it is in the
+// background then) still reach it.
+func TestTerminalTostopKeepsLog(t *testing.T) {
+	a := consultest.Require(t, agent)
+	m, cmd := startOnPTY(t, a, "stty tostop; "+lockrunPath(t)+" -verbose test/tostop 'sleep 0.2'; echo rc=$?")
 	var out bytes.Buffer
 	done := make(chan struct{})
 	go func() { _, _ = out.ReadFrom(m); close(done) }()
