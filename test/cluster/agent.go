@@ -159,3 +159,19 @@ func (c *Cluster) PutKV(key, value string) error {
 	}
 	return last
 }
+
+// KVEverywhere reports nil once every server answers a stale read of key
+// with value: a program that reads with stale consistency (envexec's
+// default -max-stale) then sees the write whichever server it asks.
+func (c *Cluster) KVEverywhere(key, value string) error {
+	for _, s := range c.Servers {
+		var pairs []struct{ Value []byte }
+		if err := s.Get("/v1/kv/"+key+"?stale", &pairs); err != nil {
+			return fmt.Errorf("%s: %w", s.short(), err)
+		}
+		if len(pairs) != 1 || string(pairs[0].Value) != value {
+			return fmt.Errorf("%s does not have %s=%q yet", s.short(), key, value)
+		}
+	}
+	return nil
+}

@@ -69,6 +69,11 @@ func TestEnvexecFaults(t *testing.T) {
 	c := New(t, Options{Hosts: 1, Programs: []string{"envexec"}})
 	host := c.Hosts[0]
 	putKVUntil(t, c, "faults/env/VALUE", "v1")
+	// envexec reads stale: a follower that has not applied the write yet
+	// would start the app without VALUE and restart it a moment later.
+	if _, err := waitUntil(long, func() error { return c.KVEverywhere("faults/env/VALUE", "v1") }); err != nil {
+		t.Fatal(err)
+	}
 	writeShared(t, c, "env/app.sh", "echo \"start $VALUE\" >> /shared/env/starts.log\nexec sleep 100000\n")
 	startLogged(t, c, host, "envexec", "/bin/envexec", "-metrics-addr", "127.0.0.1:9101", "-prefix", "faults/env", "--", "/bin/sh", "/shared/env/app.sh")
 	waitStarts(t, c, 1, "v1")
