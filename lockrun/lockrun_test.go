@@ -28,6 +28,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(asLockrunEnv); dir != "" {
+		runAsHeldLockrun(dir) // the test binary as lockrun; exits
+	}
 	code := consultest.Main(m, &agent)
 	lockrunBin.Remove()
 	os.Exit(code)

@@ -29,7 +29,7 @@ const (
 	exitUsage       = 1  // bad flags or arguments, or a prefix used by the other kind of lock
 	exitConsul      = 10 // Consul unreachable or refusing (session could not be created)
 	exitTimeout     = 11 // not acquired within -timeout
-	exitInterrupted = 12 // SIGINT/SIGTERM/SIGHUP/SIGQUIT while waiting for the lock
+	exitInterrupted = 12 // SIGINT/SIGTERM/SIGHUP/SIGQUIT while waiting for the lock (SIGHUP/SIGQUIT until the child starts)
 	exitLockLost    = 13 // lock lost while the child ran; the child's process group was stopped
 	exitChildStart  = 14 // the command could not be started
 )

@@ -33,8 +33,23 @@ type runner struct {
 	sigs    chan os.Signal
 	metrics *metrics
 	reaper  *supervisor.Reaper
+	// interrupted is the stop signal that came while the lock was being
+	// acquired, when the acquisition completed anyway (wait): hold does not
+	// start the child then.
+	interrupted syscall.Signal
 	// lost is set once the lock was lost; read by the health endpoint.
 	lost atomic.Bool
+}
+
+// beforeChildStart, when set (only by the tests), runs in hold between
+// acquiring the lock and checking for a stop signal before the child is
+// started, with the signal channel: a test holds lockrun there to send a
+// signal in that window.
+var beforeChildStart func(sigs chan os.Signal)
+
+// isStop reports whether s stops lockrun before its child runs (wait).
+func isStop(s syscall.Signal) bool {
+	return s == syscall.SIGINT || s == syscall.SIGTERM || s == syscall.SIGHUP || s == syscall.SIGQUIT
 }
 
 func (r *runner) health() error {
@@ -157,22 +172,25 @@ func (r *runner) wait(keeper *sessionKeeper, lk locker) (*held, int) {
 		h, err := lk.acquire(actx)
 		acqc <- acq{h, err}
 	}()
-	interrupted := false
+	var interrupted syscall.Signal
 	for {
 		select {
 		case sig := <-r.sigs:
 			s, _ := sig.(syscall.Signal)
-			if s == syscall.SIGINT || s == syscall.SIGTERM || s == syscall.SIGHUP || s == syscall.SIGQUIT {
+			if isStop(s) && interrupted == 0 {
 				r.log.Info("interrupted while waiting for the lock; cleaning up", "signal", supervisor.SignalName(s))
-				interrupted = true
+				interrupted = s
 				cancel()
 			}
 		case a := <-acqc:
 			switch {
 			case a.err == nil:
+				// Acquired, perhaps just after an interrupt: hold then
+				// releases it without starting the child.
 				r.metrics.waitSeconds.Observe(time.Since(start).Seconds())
+				r.interrupted = interrupted
 				return a.h, exitOK
-			case interrupted:
+			case interrupted != 0:
 				return nil, exitInterrupted
 			case errors.Is(a.err, errPermanent):
 				fmt.Fprintf(r.o.cli.Stderr, "lockrun: Consul refusing: %v\n", a.err)
@@ -200,6 +218,22 @@ func (r *runner) wait(keeper *sessionKeeper, lk locker) (*held, int) {
 // (lease.go), whichever comes first.
 func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logger) int {
 	o := r.o
+	if beforeChildStart != nil {
+		beforeChildStart(r.sigs)
+	}
+	stop, early := r.stopBeforeStart()
+	if stop != 0 {
+		// As consul lock, which checks for a shutdown between acquiring and
+		// starting its child: the command is not started, the lock is
+		// released (by run), and SIGINT or SIGTERM exits 0, as a run they
+		// stop while the child runs; SIGHUP and SIGQUIT, which consul lock
+		// dies of, exit as an interrupt while waiting.
+		log.Info("interrupted after acquiring the lock; releasing it without starting the command", "signal", supervisor.SignalName(stop))
+		if stop == syscall.SIGINT || stop == syscall.SIGTERM {
+			return exitOK
+		}
+		return exitInterrupted
+	}
 	env := append(os.Environ(),
 		"CONSUL_LOCK_HELD=true",
 		"LOCKRUN_SESSION="+h.session,
@@ -240,6 +274,9 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 		fmt.Fprintf(r.o.cli.Stderr, "lockrun: %v\n", err)
 		return exitChildStart
 	}
+	for _, sig := range early {
+		r.forward(sig, child)
+	}
 	_, sessionGone := keeper.current()
 	stopping := false // SIGINT or SIGTERM came while the child ran
 	for {
@@ -276,6 +313,27 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 		ex := child.Stop()
 		fmt.Fprintf(r.o.cli.Stderr, "lockrun: lock %s lost (%s); child stopped (%s)\n", o.prefix, why, ex)
 		return exitLockLost
+	}
+}
+
+// stopBeforeStart returns the first stop signal (isStop) that came after
+// the lock was acquired, or during its acquisition, and before the child
+// starts, or 0; and the other signals that came meanwhile, for the child.
+func (r *runner) stopBeforeStart() (stop syscall.Signal, others []os.Signal) {
+	stop = r.interrupted
+	for {
+		select {
+		case sig := <-r.sigs:
+			if s, _ := sig.(syscall.Signal); isStop(s) {
+				if stop == 0 {
+					stop = s
+				}
+				continue
+			}
+			others = append(others, sig)
+		default:
+			return stop, others
+		}
 	}
 }
 
