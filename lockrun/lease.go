@@ -67,6 +67,20 @@ type leaseKeeper struct {
 	maxErrors int
 	log       *slog.Logger
 	metrics   *metrics
+	// hint, when set, returns what may explain confirmations that hang
+	// (checkAgent's finding about the agent), or "": it is added to the
+	// messages of a lease that runs short.
+	hint func() string
+}
+
+// withHint is msg followed by the hint, when there is one.
+func (k *leaseKeeper) withHint(msg string) string {
+	if k.hint != nil {
+		if h := k.hint(); h != "" {
+			return msg + "; " + h
+		}
+	}
+	return msg
 }
 
 type confirmation struct {
@@ -94,8 +108,8 @@ func (k *leaseKeeper) run(ctx context.Context, sent time.Time) string {
 		case <-ctx.Done():
 			return ""
 		case <-timer.C:
-			return fmt.Sprintf("no confirmation from Consul's leader since %s (lease of %s ran out): stopping the child before anyone else can take the lock",
-				expires.Add(-k.validFor).Format(time.RFC3339Nano), k.validFor)
+			return k.withHint(fmt.Sprintf("no confirmation from Consul's leader since %s (lease of %s ran out): stopping the child before anyone else can take the lock",
+				expires.Add(-k.validFor).Format(time.RFC3339Nano), k.validFor))
 		case <-tick.C:
 			select {
 			case slots <- struct{}{}:
@@ -140,7 +154,7 @@ func (k *leaseKeeper) run(ctx context.Context, sent time.Time) string {
 					// Confirmations hung (an election, a dead server on the
 					// agent's route): say how close the lease came to
 					// running out.
-					k.log.Info("Consul's leader confirms we hold the lock after a gap", "gap", gap.Round(time.Millisecond),
+					k.log.Info(k.withHint("Consul's leader confirms we hold the lock after a gap"), "gap", gap.Round(time.Millisecond),
 						"lease_left_before", time.Until(expires).Round(time.Millisecond))
 				}
 				expires = e

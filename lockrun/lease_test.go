@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth/berth/pkg/consultest"
 	"github.com/berth/berth/pkg/logging"
 )
 
@@ -24,13 +25,15 @@ func TestLeaseForRefusesImpossibleFlags(t *testing.T) {
 }
 
 // A confirm that never answers (a cut-off host): the lease runs out on its
-// own timer, measured from the last confirmed send time.
+// own timer, measured from the last confirmed send time. The reason names
+// what checkAgent found about the agent (the hint), which may explain it.
 func TestLeaseRunsOutWithoutAnswers(t *testing.T) {
 	k := &leaseKeeper{validFor: 2500 * time.Millisecond, maxErrors: -1, log: logging.Discard(), metrics: newMetrics(),
-		confirm: func(ctx context.Context) (bool, error) { <-ctx.Done(); return false, ctx.Err() }}
+		confirm: func(ctx context.Context) (bool, error) { <-ctx.Done(); return false, ctx.Err() },
+		hint:    func() string { return "the agent's limits.rpc_client_timeout is 1m0s" }}
 	start := time.Now()
 	why := k.run(context.Background(), start)
-	if !strings.Contains(why, "lease") {
+	if !strings.Contains(why, "lease") || !strings.Contains(why, "limits.rpc_client_timeout is 1m0s") {
 		t.Fatalf("reason %q", why)
 	}
 	if el := time.Since(start); el < 2500*time.Millisecond {
@@ -104,5 +107,27 @@ func TestAgentTimeoutWarning(t *testing.T) {
 		if c.warn && !strings.Contains(w, "limits.rpc_client_timeout") {
 			t.Errorf("warning does not name the setting: %q", w)
 		}
+	}
+}
+
+// TestAgentTimeoutQuietByDefault: the test agent keeps Consul's default
+// limits.rpc_client_timeout (60s, longer than half the default lease). A
+// run that goes well says nothing about it (run from cron, a warning on
+// every run would be mailed every time); -verbose shows it.
+func TestAgentTimeoutQuietByDefault(t *testing.T) {
+	a := consultest.Require(t, agent)
+	var self map[string]map[string]any
+	if _, err := a.Client().Raw().Query("/v1/agent/self", &self, nil); err != nil {
+		t.Fatal(err)
+	}
+	if agentTimeoutWarning(self, 9*time.Second) == "" {
+		t.Skipf("the test agent's rpc_client_timeout is short: %v", self["DebugConfig"]["RPCClientTimeout"])
+	}
+	// The child runs long enough for lockrun's look at the agent to answer.
+	if r := runLR(t, a, "test/agent-timeout", "sleep 0.5"); r.code != 0 || strings.Contains(r.stderr, "rpc_client_timeout") {
+		t.Errorf("exit %d; stderr mentions rpc_client_timeout on a run that went well: %q", r.code, r.stderr)
+	}
+	if r := runLR(t, a, "-verbose", "test/agent-timeout", "sleep 0.5"); r.code != 0 || !strings.Contains(r.stderr, "rpc_client_timeout") {
+		t.Errorf("exit %d; -verbose does not mention rpc_client_timeout: %q", r.code, r.stderr)
 	}
 }

@@ -39,6 +39,17 @@ type runner struct {
 	interrupted syscall.Signal
 	// lost is set once the lock was lost; read by the health endpoint.
 	lost atomic.Bool
+	// agentWarning is checkAgent's finding, for the messages of a lease
+	// that runs short.
+	agentWarning atomic.Pointer[string]
+}
+
+// agentHint is checkAgent's warning about the agent's settings, or "".
+func (r *runner) agentHint() string {
+	if w := r.agentWarning.Load(); w != nil {
+		return *w
+	}
+	return ""
 }
 
 // beforeChildStart, when set (only by the tests), runs in hold between
@@ -132,9 +143,12 @@ func (r *runner) run(metricsLn *cliapp.Metrics) int {
 	return code
 }
 
-// checkAgent warns once when the agent's settings break an assumption of
-// the lease (agentTimeoutWarning); an agent that does not answer says
-// nothing here, the lock's own requests report it.
+// checkAgent looks for agent settings that break an assumption of the lease
+// (agentTimeoutWarning). It logs its finding at debug level only (-verbose):
+// run from cron, a warning on every run would be mailed every time; the
+// finding is added to the messages of a lease that runs short instead
+// (leaseKeeper.hint), where it explains them. An agent that does not answer
+// says nothing here, the lock's own requests report it.
 func (r *runner) checkAgent() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -143,7 +157,8 @@ func (r *runner) checkAgent() {
 		return
 	}
 	if w := agentTimeoutWarning(self, r.o.lease); w != "" {
-		r.log.Warn(w)
+		r.agentWarning.Store(&w)
+		r.log.Debug(w)
 	}
 }
 
@@ -261,7 +276,7 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	lostc := make(chan string, 2)
-	lease := &leaseKeeper{validFor: o.lease, maxErrors: o.monitorRetry.orUnset(), log: log, metrics: r.metrics,
+	lease := &leaseKeeper{validFor: o.lease, maxErrors: o.monitorRetry.orUnset(), log: log, metrics: r.metrics, hint: r.agentHint,
 		confirm: func(ctx context.Context) (bool, error) { return lk.confirm(ctx, h) }}
 	go func() { lostc <- lease.run(ctx, h.sent) }()
 	go func() { lostc <- lk.watch(ctx, h) }()
