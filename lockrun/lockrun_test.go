@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -915,7 +916,8 @@ func startOnPTY(t *testing.T, a *consultest.Agent, script string) (*os.File, *ex
 
 // TestTerminalTostopKeepsLog: on a terminal with tostop set, lockrun's own
 // log lines written while the child has the terminal (it is in the
-// background then) still reach it.
+// background then) still reach it, from the first ("child started", written
+// as the child takes the terminal) to the last.
 func TestTerminalTostopKeepsLog(t *testing.T) {
 	a := consultest.Require(t, agent)
 	m, cmd := startOnPTY(t, a, "stty tostop; "+lockrunPath(t)+" -verbose test/tostop 'sleep 0.2'; echo rc=$?")
@@ -935,7 +937,67 @@ func TestTerminalTostopKeepsLog(t *testing.T) {
 	case <-time.After(5 * time.Second):
 	}
 	m.Close()
-	if o := out.String(); !strings.Contains(o, "child exited") || !strings.Contains(o, "rc=0") {
-		t.Fatalf("lockrun's log line after the child exited did not reach the terminal: %q", o)
+	if o := out.String(); !strings.Contains(o, "child started") || !strings.Contains(o, "child exited") || !strings.Contains(o, "rc=0") {
+		t.Fatalf("lockrun's log lines while the child had the terminal did not all reach it: %q", o)
+	}
+}
+
+// sigIgnored reports whether pid ignores sig (SigIgn in /proc/PID/status).
+func sigIgnored(t *testing.T, pid int, sig syscall.Signal) bool {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "SigIgn:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return mask&(1<<(uint(sig)-1)) != 0
+		}
+	}
+	t.Fatalf("no SigIgn in /proc/%d/status", pid)
+	return false
+}
+
+// TestTerminalSIGTTOUOnlyWhileChildHasIt: on a terminal, lockrun ignores
+// SIGTTOU while the child's group has the terminal (TestTerminalTostopKeepsLog)
+// and no longer once it has taken the terminal back. The agent is paused
+// as the child exits, to keep lockrun in its release while we look.
+func TestTerminalSIGTTOUOnlyWhileChildHasIt(t *testing.T) {
+	a := consultest.Require(t, agent)
+	dir := t.TempDir()
+	m, cmd := startOnPTY(t, a, "exec "+lockrunPath(t)+fmt.Sprintf(" test/ttou 'touch %[1]s/ready; while [ ! -e %[1]s/go ]; do sleep 0.05; done'", dir))
+	defer func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait(); m.Close() }()
+	go func() { _, _ = io.Copy(io.Discard, m) }()
+	eventually.True(t, 20*time.Second, "child", func() bool { _, err := os.Stat(dir + "/ready"); return err == nil })
+	if !sigIgnored(t, cmd.Process.Pid, syscall.SIGTTOU) {
+		t.Fatal("SIGTTOU not ignored while the child has the terminal")
+	}
+	if err := a.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			if err := a.Resume(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	defer resume()
+	if err := os.WriteFile(dir+"/go", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cleared := false
+	for end := time.Now().Add(3 * time.Second); !cleared && time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		cleared = !sigIgnored(t, cmd.Process.Pid, syscall.SIGTTOU)
+	}
+	resume()
+	if !cleared {
+		t.Error("SIGTTOU still ignored after the child exited and lockrun took the terminal back")
 	}
 }

@@ -159,7 +159,8 @@ func (o *options) check(rest []string) error {
 
 // run is main without the exit: it returns lockrun's exit code.
 func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
-	o, err := parse(args, stdout, stderr)
+	out := &outputGate{w: stderr}
+	o, err := parse(args, stdout, out)
 	if err != nil {
 		return o.cli.Fail(err, exitUsage)
 	}
@@ -174,7 +175,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	signal.Notify(sigs)
 	defer signal.Stop(sigs)
 
-	r := &runner{o: o, client: client, log: log, stdin: stdin, sigs: sigs, metrics: newMetrics()}
+	r := &runner{o: o, client: client, log: log, stdin: stdin, sigs: sigs, metrics: newMetrics(), out: out}
 	return r.run(metricsLn)
 }
 

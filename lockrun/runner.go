@@ -1,14 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -33,6 +36,8 @@ type runner struct {
 	sigs    chan os.Signal
 	metrics *metrics
 	reaper  *supervisor.Reaper
+	// out is our standard error (the log and the error lines).
+	out *outputGate
 	// interrupted is the stop signal that came while the lock was being
 	// acquired, when the acquisition completed anyway (wait): hold does not
 	// start the child then.
@@ -265,13 +270,26 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 	// child shares its process group, and so the terminal); else a child
 	// reading it (-pass-stdin, a password prompt) would be stopped for good.
 	cfg.Terminal = foregroundTerminal(r.stdin)
+	if cfg.Terminal != nil {
+		// From the moment the child's group has the terminal we are in its
+		// background, where a write to it (with the terminal's tostop set)
+		// or taking it back raises SIGTTOU, which would stop our process
+		// group (the script that ran us too). SIGTTOU is ignored then; but
+		// not before the child is started, or it would inherit the
+		// ignoring (the child itself needs nothing: Go's fork keeps signals
+		// blocked until it has made its group the foreground). What we
+		// write meanwhile (the supervisor's log line, another goroutine's)
+		// is held back until SIGTTOU is ignored.
+		r.out.hold()
+	}
 	child, err := supervisor.Start(cfg)
-	if err == nil && cfg.Terminal != nil {
-		// We are in the background now: with the terminal's tostop set, our
-		// own log lines would be stopped (SIGTTOU). The child, started, keeps
-		// its default for it.
+	if cfg.Terminal != nil {
+		// Process-wide: our log lines come from any goroutine, so from any
+		// thread; a signal cannot be blocked for the whole process in Go.
+		// Until takeTerminal has us in the foreground again.
 		signal.Ignore(syscall.SIGTTOU)
-		defer takeTerminal(cfg.Terminal, log)
+		r.out.release()
+		defer r.takeTerminal(cfg.Terminal, log)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -383,9 +401,48 @@ func foregroundTerminal(f *os.File) *os.File {
 // takeTerminal makes our process group the terminal's foreground group
 // again once the child is gone, so that whoever ran us (a script without job
 // control) can still read it. SIGTTOU, which a background group changing it
-// gets, must be ignored (hold does).
-func takeTerminal(f *os.File, log *slog.Logger) {
+// gets, must be ignored (hold does); once in the foreground again it is
+// caught as before the child (run), and so no longer ignored. When the
+// terminal cannot be taken back we are still in the background and it
+// stays ignored.
+func (r *runner) takeTerminal(f *os.File, log *slog.Logger) {
 	if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.TIOCSPGRP, unix.Getpgrp()); err != nil {
 		log.Warn("could not take the terminal back from the child's process group", "err", err)
+		return
+	}
+	signal.Notify(r.sigs, syscall.SIGTTOU)
+}
+
+// outputGate is our standard error: writes pass through, except while it is
+// held (hold), when they are kept, in order, until release.
+type outputGate struct {
+	mu   sync.Mutex
+	w    io.Writer
+	kept *bytes.Buffer
+}
+
+func (g *outputGate) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.kept != nil {
+		return g.kept.Write(p)
+	}
+	return g.w.Write(p)
+}
+
+func (g *outputGate) hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.kept == nil {
+		g.kept = &bytes.Buffer{}
+	}
+}
+
+func (g *outputGate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.kept != nil {
+		_, _ = g.w.Write(g.kept.Bytes())
+		g.kept = nil
 	}
 }
