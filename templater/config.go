@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/configfile"
-	"github.com/berth/berth/pkg/supervisor"
 )
 
 // templateConfig is one template stanza (or -template flag).
@@ -211,7 +210,7 @@ func applyConfigFile(f *configfile.File, out *fileConfig) error {
 	}
 	for _, k := range []string{"kill_signal", "reload_signal"} {
 		if p := *strs[k]; p != nil {
-			if _, err := supervisor.ParseSignal(*p); err != nil {
+			if _, err := parseConfigSignal(*p); err != nil {
 				return cerr(k, err)
 			}
 		}
@@ -390,12 +389,9 @@ func applyExec(x any, out *fileConfig, cerr func(string, error) error) error {
 			return cerr("exec."+k, err)
 		}
 	}
-	for _, s := range []string{e.ReloadSignal, e.KillSignal} {
-		if s == "" {
-			continue
-		}
-		if _, err := supervisor.ParseSignal(s); err != nil {
-			return cerr("exec", err)
+	for k, s := range map[string]string{"reload_signal": e.ReloadSignal, "kill_signal": e.KillSignal} {
+		if _, err := parseConfigSignal(s); err != nil {
+			return cerr("exec."+k, err)
 		}
 	}
 	out.Exec = e

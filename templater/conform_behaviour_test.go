@@ -668,6 +668,15 @@ func TestConformConfigKeys(t *testing.T) {
 func TestConformFlagValues(t *testing.T) {
 	files := map[string]string{"in.tmpl": "static\n", "fac.hcl": "syslog {\n  facility = \"LOCAL1\"\n}\n", "name.hcl": "syslog {\n  name = \"x\"\n}\n",
 		"off.hcl": "syslog {\n  enabled = false\n  facility = \"LOCAL1\"\n}\n"}
+	// Signal names in a config file: top-level and in exec {}.
+	sigConfigs := map[string]string{"ks-num": `kill_signal = "9"`, "ks-short": `kill_signal = "HUP"`, "ks-empty": `kill_signal = ""`,
+		"ks-lower": `kill_signal = "sigterm"`, "ks-null": `kill_signal = "SIGNULL"`, "rs-pwr": `reload_signal = "SIGPWR"`,
+		"rs-space": `reload_signal = "SIGHUP "`, "eks-short": "exec {\n  command = \"true\"\n  kill_signal = \"HUP\"\n}",
+		"ers-empty": "exec {\n  command = \"true\"\n  reload_signal = \"\"\n}", "ers-mixed": "exec {\n  command = \"true\"\n  reload_signal = \"SigUsr1\"\n}",
+		"ers-num": "exec {\n  command = \"true\"\n  reload_signal = \"10\"\n}"}
+	for name, body := range sigConfigs {
+		files[name+".hcl"] = body + "\n"
+	}
 	cases := [][]string{
 		{"-wait=5s:1s"}, {"-wait=abc"}, {"-wait=1s:2s:3s"}, {"-wait=1"}, {"-wait=-1s"}, {"-wait=1s:"}, {"-wait=:1s"}, {"-wait=1s:3s"},
 		{"-consul-auth="}, {"-consul-auth=u:p"},
@@ -675,6 +684,16 @@ func TestConformFlagValues(t *testing.T) {
 		// fail to reach it (or both reach one).
 		{"-syslog-facility=BOGUS"}, {"-syslog-facility=LOCAL1"}, {"-syslog-name=x"}, {"-syslog=false", "-syslog-name=x"},
 		{"-config=fac.hcl"}, {"-config=name.hcl"}, {"-config=off.hcl"},
+		// Signal names: consul-template takes its own list of full SIG
+		// names in any case; no numbers, short names, spaces or (for a
+		// flag) empty values.
+		{"-kill-signal=9"}, {"-kill-signal=HUP"}, {"-kill-signal=sighup"}, {"-kill-signal=SIGNULL"}, {"-kill-signal=SIGPWR"},
+		{"-kill-signal= SIGINT"}, {"-kill-signal="}, {"-reload-signal=9"}, {"-reload-signal=SigUsr1"}, {"-reload-signal=USR1"},
+		{"-reload-signal=SIGRTMIN"}, {"-exec-kill-signal=HUP"}, {"-exec-kill-signal=sigquit"}, {"-exec-kill-signal=SIGIOT"},
+		{"-exec-reload-signal=1"}, {"-exec-reload-signal="}, {"-exec-reload-signal=SIGCHLD"}, {"-exec-reload-signal=SIGURG"},
+	}
+	for name := range sigConfigs {
+		cases = append(cases, []string{"-config=" + name + ".hcl"})
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c, " "), func(t *testing.T) {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/cliapp"
-	"github.com/berth/berth/pkg/supervisor"
 )
 
 // Exit codes. Where consul-template has a code for the same situation, it is
@@ -185,10 +184,12 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 	}
 	o.set = fs.Explicit(res)
 	for _, s := range []struct{ name, v string }{{"exec-reload-signal", o.execReload}, {"exec-kill-signal", o.execKill}, {"kill-signal", o.killSignal}, {"reload-signal", o.reloadSignal}} {
-		if s.v == "" {
+		// An empty value given is refused, as consul-template refuses it;
+		// -exec-reload-signal's default is empty (restart the child).
+		if s.v == "" && !o.set[s.name] {
 			continue
 		}
-		if _, err := supervisor.ParseSignal(s.v); err != nil {
+		if _, err := parseSignal(s.v); err != nil {
 			return o, fmt.Errorf("-%s: %w", s.name, err)
 		}
 	}

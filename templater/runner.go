@@ -561,7 +561,7 @@ func (r *runner) manageChild(ctx context.Context, anyChanged bool) error {
 		return nil
 	}
 	if e.ReloadSignal != "" {
-		sig, _ := supervisor.ParseSignal(e.ReloadSignal)
+		sig, _ := parseConfigSignal(e.ReloadSignal)
 		r.log.Info("sending reload signal to exec child", "signal", supervisor.SignalName(sig))
 		// The program, or a sh -c wrapper's whole group, as consul-template
 		// signals it (child/child.go signal).
@@ -583,7 +583,7 @@ func (r *runner) startChild() error {
 	}
 	ks := syscall.SIGTERM
 	if e.KillSignal != "" {
-		ks, _ = supervisor.ParseSignal(e.KillSignal)
+		ks, _ = parseConfigSignal(e.KillSignal)
 	}
 	stdout, _ := r.stdout.(*os.File)
 	stderr, _ := r.stderr.(*os.File)
