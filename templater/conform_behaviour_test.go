@@ -691,6 +691,8 @@ func TestConformFlagValues(t *testing.T) {
 		{"-kill-signal= SIGINT"}, {"-kill-signal="}, {"-reload-signal=9"}, {"-reload-signal=SigUsr1"}, {"-reload-signal=USR1"},
 		{"-reload-signal=SIGRTMIN"}, {"-exec-kill-signal=HUP"}, {"-exec-kill-signal=sigquit"}, {"-exec-kill-signal=SIGIOT"},
 		{"-exec-reload-signal=1"}, {"-exec-reload-signal="}, {"-exec-reload-signal=SIGCHLD"}, {"-exec-reload-signal=SIGURG"},
+		// A blank -template is a bad flag.
+		{"-template="}, {"-template= "},
 	}
 	for name := range sigConfigs {
 		cases = append(cases, []string{"-config=" + name + ".hcl"})

@@ -183,6 +183,13 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 		return o, fmt.Errorf("unexpected argument %q (templates go in -template or -config)", res.Args[0])
 	}
 	o.set = fs.Explicit(res)
+	for _, v := range o.templates {
+		// consul-template refuses a blank -template as a bad flag value
+		// (exit 13); other malformed ones fail later, as a configuration.
+		if strings.TrimSpace(v) == "" {
+			return o, fmt.Errorf("-template %q: cannot be empty (want SOURCE:DESTINATION[:COMMAND])", v)
+		}
+	}
 	for _, s := range []struct{ name, v string }{{"exec-reload-signal", o.execReload}, {"exec-kill-signal", o.execKill}, {"kill-signal", o.killSignal}, {"reload-signal", o.reloadSignal}} {
 		// An empty value given is refused, as consul-template refuses it;
 		// -exec-reload-signal's default is empty (restart the child).
