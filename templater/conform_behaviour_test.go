@@ -438,6 +438,37 @@ func TestSyslog(t *testing.T) {
 	}
 }
 
+// When the syslog socket cannot be reached, the error names what turned
+// syslog on (a flag or a config key), not always -syslog.
+func TestSyslogErrorNamesSource(t *testing.T) {
+	files := map[string]string{"in.tmpl": "x", "fac.hcl": "syslog {\n  facility = \"LOCAL1\"\n}\n", "name.hcl": "syslog {\n  name = \"x\"\n}\n",
+		"on.hcl": "syslog {\n  enabled = true\n}\n", "badfac.hcl": "syslog {\n  facility = \"BOGUS\"\n}\n"}
+	sock := filepath.Join(t.TempDir(), "no-such-socket")
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-syslog"}, "syslog (turned on by -syslog): "},
+		{[]string{"-syslog-name=x"}, "syslog (turned on by -syslog-name): "},
+		{[]string{"-syslog-facility=LOCAL2"}, "syslog (turned on by -syslog-facility): "},
+		{[]string{"-config=fac.hcl"}, "syslog (turned on by config syslog.facility): "},
+		{[]string{"-config=name.hcl"}, "syslog (turned on by config syslog.name): "},
+		{[]string{"-config=on.hcl"}, "syslog (turned on by config syslog.enabled): "},
+		{[]string{"-config=badfac.hcl"}, `config syslog.facility "BOGUS": `},
+		{[]string{"-syslog-facility=BOGUS"}, `-syslog-facility "BOGUS": `},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			dir := toolDir(t, "templater", files)
+			args := append([]string{"-parse-only", "-syslog-socket", sock, "-template", "in.tmpl:out"}, c.args...)
+			res := runTool(t, binary(t), dir, "", 30*time.Second, args...)
+			if res.Code == 0 || !strings.Contains(res.Stderr, c.want) {
+				t.Errorf("%v: exit %d, stderr %q; want an error containing %q", c.args, res.Code, res.Stderr, c.want)
+			}
+		})
+	}
+}
+
 // file() reads a file relative to the working folder.
 func TestConformFile(t *testing.T) {
 	seedConform(t)
