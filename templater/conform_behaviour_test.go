@@ -535,6 +535,45 @@ template {
 	}
 }
 
+// file() of a file that is not there (or cannot be read): consul-template
+// fails at once (exit 14), with -once and without, rather than waiting for
+// the file (hashicorp/consul-template#1366 asks for waiting; its docs say
+// an unreadable file is an error). Each case runs both; one still running
+// after the deadline is recorded as waiting (-1) and killed.
+func TestConformFileMissing(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"missing.tmpl": `a{{ file "missing.txt" }}b`, "nodir.tmpl": `{{ file "nodir/x.txt" }}`,
+		"dir.tmpl": `{{ file "sub" }}`, "sub/f.txt": "x", "withkey.tmpl": `{{ key "ct/name" }}{{ file "missing.txt" }}`,
+		"present.tmpl": `[{{ file "sub/f.txt" }}]`}
+	cases := [][]string{
+		{"-once", "-template", "missing.tmpl:out"},
+		{"-template", "missing.tmpl:out"},
+		{"-once", "-template", "nodir.tmpl:out"},
+		{"-once", "-template", "dir.tmpl:out"},
+		{"-once", "-template", "withkey.tmpl:out"},
+		{"-template", "withkey.tmpl:out"},
+		{"-once", "-template", "present.tmpl:out"},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c, " "), func(t *testing.T) {
+			t.Parallel()
+			var res [2]outcome
+			var wg sync.WaitGroup
+			for i, tl := range tools(t) {
+				dir := toolDir(t, tl.name, files)
+				wg.Add(1)
+				go func(i int, bin string) {
+					defer wg.Done()
+					args := append([]string{"-consul-addr", agent.HTTPAddr(), "-log-level", "err"}, c...)
+					res[i] = runTool(t, bin, dir, filepath.Join(dir, "out"), 10*time.Second, args...)
+				}(i, tl.bin)
+			}
+			wg.Wait()
+			sameOutcome(t, strings.Join(c, " "), res[0], res[1])
+		})
+	}
+}
+
 // -exec-env-*: the child's environment.
 func TestConformExecEnv(t *testing.T) {
 	seedConform(t)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -382,8 +381,15 @@ type fileDep struct{ path string }
 
 func (d fileDep) String() string { return "file(" + d.path + ")" }
 
-// fileData wraps the contents so a missing file is "no data".
-type fileData struct{ Contents string }
+// fileData is the file's contents, or Err when it cannot be read: `file`
+// then fails, as consul-template's file dependency fails on a missing or
+// unreadable file instead of waiting for it (so the first execution
+// stops templater, exit 14; after a render the error is logged and the
+// old destination kept, as for any template error).
+type fileData struct {
+	Contents string
+	Err      error
+}
 
 func (d fileDep) run(ctx context.Context, e *env, deliver func(any)) {
 	abs, err := filepath.Abs(d.path)
@@ -391,11 +397,13 @@ func (d fileDep) run(ctx context.Context, e *env, deliver func(any)) {
 		abs = d.path
 	}
 	var last *string
+	lastErr := ""
 	read := func() {
 		b, err := os.ReadFile(abs)
 		if err != nil {
-			if !errors.Is(err, os.ErrNotExist) {
-				e.log.Warn("file: cannot read", "path", abs, "err", err)
+			if msg := err.Error(); msg != lastErr {
+				lastErr, last = msg, nil
+				deliver(fileData{Err: fmt.Errorf("%s: %w", d, err)})
 			}
 			return
 		}
@@ -403,7 +411,7 @@ func (d fileDep) run(ctx context.Context, e *env, deliver func(any)) {
 		if last != nil && *last == s {
 			return
 		}
-		last = &s
+		last, lastErr = &s, ""
 		deliver(fileData{Contents: s})
 	}
 	w, err := fsnotify.NewWatcher()

@@ -165,7 +165,8 @@ func dataFuncs(t *tmpl) template.FuncMap {
 			if !ok {
 				return "", nil
 			}
-			return v.(fileData).Contents, nil
+			fd := v.(fileData)
+			return fd.Contents, fd.Err
 		},
 		"env": func(name string) string { return os.Getenv(name) },
 		// A set variable wins even when empty (funcs.go envWithDefaultFunc).

@@ -106,7 +106,6 @@ func TestMissingData(t *testing.T) {
 		{"missing key", `{{ key "app/nope" }}`, `kv.get(app/nope)`},
 		{"safeLs empty", `{{ range safeLs "nothing/here" }}{{ end }}`, `kv.list(nothing/here)`},
 		{"safeTree empty", `{{ range safeTree "nothing/here" }}{{ end }}`, `kv.list(nothing/here)`},
-		{"missing file", `{{ file "/nonexistent/templater-test" }}`, `file(/nonexistent/templater-test)`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

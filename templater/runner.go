@@ -295,7 +295,10 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 		if !affected {
 			continue
 		}
-		wasExecuted := t.executed
+		// A template that has never rendered with all its data fails as
+		// consul-template's does (exit 14 with template_error_fatal);
+		// after that an error is logged and the old destination kept.
+		wasRendered := t.complete
 		t0 := time.Now()
 		out, missing, err := t.execute(ctx, r.store)
 		execTime := time.Since(t0)
@@ -306,7 +309,7 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 			if t.cfg.ErrorFatal != nil {
 				fatal = *t.cfg.ErrorFatal
 			}
-			if fatal && (!wasExecuted || r.cfg.Once) {
+			if fatal && (!wasRendered || r.cfg.Once) {
 				return next, &errExit{code: exitRunner, err: fmt.Errorf("template %s: %w", t.name, err)}
 			}
 			r.log.Error("template failed; destination left as it was", "template", t.name, "err", err)
