@@ -123,6 +123,17 @@ func TestMissingData(t *testing.T) {
 	}
 }
 
+// -once with -template-error-fatal=false and a template that always fails:
+// the -once-timeout error says it fails, not that it waits for nothing
+// (consul-template waits forever here).
+func TestOnceFailingTemplateNotFatal(t *testing.T) {
+	seed(t)
+	_, code, stderr := renderOnce(t, `{{ index (split "," "a") 5 }}`, "-once-timeout", "1500ms", "-template-error-fatal=false")
+	if code != exitMissing || !strings.Contains(stderr, "in.tmpl has not rendered: its execution fails") {
+		t.Fatalf("exit %d, stderr %s", code, stderr)
+	}
+}
+
 // Bad input: a clear one-line error, a non-zero exit at start, nothing written.
 func TestBadInput(t *testing.T) {
 	seed(t)

@@ -236,8 +236,12 @@ func (r *runner) allComplete() bool {
 func (r *runner) describeMissing() string {
 	var parts []string
 	for _, t := range r.tmpls {
-		if len(t.missing) > 0 || !t.complete {
+		switch {
+		case len(t.missing) > 0:
 			parts = append(parts, fmt.Sprintf("template %s waits for %s", t.name, strings.Join(t.missing, ", ")))
+		case !t.complete:
+			// -template-error-fatal=false: it has all its data but fails.
+			parts = append(parts, fmt.Sprintf("template %s has not rendered: its execution fails (logged above)", t.name))
 		}
 	}
 	if len(parts) == 0 {
