@@ -574,6 +574,37 @@ func TestConformFileMissing(t *testing.T) {
 	}
 }
 
+// A file read by file() deleted after the template rendered: consul-template
+// exits 14; templater logs the error and keeps the old destination and
+// running (README, differences: a template error after a render). Both run;
+// the peer must still exit, or the difference is gone.
+func TestConformFileDeletedMidRun(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": `[{{ file "data.txt" }}]`, "data.txt": "x"}
+	var ps [2]*proctest.Proc
+	var dirs [2]string
+	for i, tl := range tools(t) {
+		dirs[i] = toolDir(t, tl.name, files)
+		ps[i] = startDaemon(t, tl.bin, dirs[i], "-consul-addr", agent.HTTPAddr(), "-log-level", "err", "-template", "in.tmpl:out")
+	}
+	for i := range dirs {
+		eventually.True(t, 15*time.Second, "first render", func() bool { return readFile(filepath.Join(dirs[i], "out")) == "[x]" })
+	}
+	for i := range dirs {
+		if err := os.Remove(filepath.Join(dirs[i], "data.txt")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !ps[0].Exited(15 * time.Second) {
+		t.Fatalf("consul-template still runs after the file was deleted: the difference is gone; drop it from README")
+	}
+	time.Sleep(time.Second)
+	if !ps[1].Alive() || readFile(filepath.Join(dirs[1], "out")) != "[x]" {
+		t.Fatalf("templater: alive %v, out %q; want running with the old file", ps[1].Alive(), readFile(filepath.Join(dirs[1], "out")))
+	}
+	t.Logf("consul-template exited %d", ps[0].Code())
+}
+
 // -exec-env-*: the child's environment.
 func TestConformExecEnv(t *testing.T) {
 	seedConform(t)
