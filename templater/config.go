@@ -88,17 +88,26 @@ func defaultTemplate(origin string) *templateConfig {
 	return &templateConfig{CommandTimeout: 30 * time.Second, CreateDestDirs: true, origin: origin}
 }
 
-// parseTemplateFlag parses -template "in:out[:command]".
+// errNoDestination is a template without a destination: consul-template
+// fails on it when it renders (exit 14), not as a bad configuration.
+var errNoDestination = errors.New("needs destination")
+
+// parseTemplateFlag parses -template "in:out[:command]" as consul-template
+// splits it: empty pieces between colons are dropped, the third piece and
+// the rest, joined with ":", are the command.
 func parseTemplateFlag(s string) (*templateConfig, error) {
-	parts := strings.SplitN(s, ":", 3)
-	if len(parts) < 2 || parts[0] == "" || parts[1] == "" {
-		return nil, fmt.Errorf("-template %q: want SOURCE:DESTINATION[:COMMAND]", s)
+	var parts []string
+	for _, p := range strings.Split(s, ":") {
+		if p != "" {
+			parts = append(parts, p)
+		}
+	}
+	if len(parts) < 2 {
+		return nil, fmt.Errorf("-template %q: want SOURCE:DESTINATION[:COMMAND]: %w", s, errNoDestination)
 	}
 	c := defaultTemplate("-template " + s)
 	c.Source, c.Destination = parts[0], parts[1]
-	if len(parts) == 3 {
-		c.Command = parts[2]
-	}
+	c.Command = strings.Join(parts[2:], ":")
 	return c, nil
 }
 
@@ -484,7 +493,7 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 		return nil, errors.New("source and contents are mutually exclusive")
 	}
 	if c.Destination == "" {
-		return nil, errors.New("needs destination")
+		return nil, errNoDestination
 	}
 	return c, nil
 }

@@ -775,6 +775,7 @@ func TestConformFlagValues(t *testing.T) {
 		"rs-space": `reload_signal = "SIGHUP "`, "eks-short": "exec {\n  command = \"true\"\n  kill_signal = \"HUP\"\n}",
 		"ers-empty": "exec {\n  command = \"true\"\n  reload_signal = \"\"\n}", "ers-mixed": "exec {\n  command = \"true\"\n  reload_signal = \"SigUsr1\"\n}",
 		"ers-num": "exec {\n  command = \"true\"\n  reload_signal = \"10\"\n}"}
+	files["nodest.hcl"] = "template {\n  source = \"in.tmpl\"\n}\n"
 	for name, body := range sigConfigs {
 		files[name+".hcl"] = body + "\n"
 	}
@@ -792,8 +793,10 @@ func TestConformFlagValues(t *testing.T) {
 		{"-kill-signal= SIGINT"}, {"-kill-signal="}, {"-reload-signal=9"}, {"-reload-signal=SigUsr1"}, {"-reload-signal=USR1"},
 		{"-reload-signal=SIGRTMIN"}, {"-exec-kill-signal=HUP"}, {"-exec-kill-signal=sigquit"}, {"-exec-kill-signal=SIGIOT"},
 		{"-exec-reload-signal=1"}, {"-exec-reload-signal="}, {"-exec-reload-signal=SIGCHLD"}, {"-exec-reload-signal=SIGURG"},
-		// A blank -template is a bad flag.
-		{"-template="}, {"-template= "},
+		// A blank -template is a bad flag; one without a destination fails
+		// when it renders (exit 14); empty pieces are dropped.
+		{"-template="}, {"-template= "}, {"-template=in.tmpl"}, {"-template=in.tmpl:"}, {"-template=:out"},
+		{"-template=in.tmpl::"}, {"-template=in.tmpl::x"}, {"-config=nodest.hcl"},
 	}
 	for name := range sigConfigs {
 		cases = append(cases, []string{"-config=" + name + ".hcl"})

@@ -335,6 +335,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return o.cli.Fail(err, exitFlags)
 	}
 	rc, fc, err := buildConfig(o)
+	if errors.Is(err, errNoDestination) {
+		return o.cli.Fail(err, exitRunner)
+	}
 	if err != nil {
 		return o.cli.Fail(err, exitConfig)
 	}
