@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/configfile"
-	"github.com/berth/berth/pkg/supervisor"
 )
 
 // templateConfig is one template stanza (or -template flag).
@@ -89,17 +88,26 @@ func defaultTemplate(origin string) *templateConfig {
 	return &templateConfig{CommandTimeout: 30 * time.Second, CreateDestDirs: true, origin: origin}
 }
 
-// parseTemplateFlag parses -template "in:out[:command]".
+// errNoDestination is a template without a destination: consul-template
+// fails on it when it renders (exit 14), not as a bad configuration.
+var errNoDestination = errors.New("needs destination")
+
+// parseTemplateFlag parses -template "in:out[:command]" as consul-template
+// splits it: empty pieces between colons are dropped, the third piece and
+// the rest, joined with ":", are the command.
 func parseTemplateFlag(s string) (*templateConfig, error) {
-	parts := strings.SplitN(s, ":", 3)
-	if len(parts) < 2 || parts[0] == "" || parts[1] == "" {
-		return nil, fmt.Errorf("-template %q: want SOURCE:DESTINATION[:COMMAND]", s)
+	var parts []string
+	for _, p := range strings.Split(s, ":") {
+		if p != "" {
+			parts = append(parts, p)
+		}
+	}
+	if len(parts) < 2 {
+		return nil, fmt.Errorf("-template %q: want SOURCE:DESTINATION[:COMMAND]: %w", s, errNoDestination)
 	}
 	c := defaultTemplate("-template " + s)
 	c.Source, c.Destination = parts[0], parts[1]
-	if len(parts) == 3 {
-		c.Command = parts[2]
-	}
+	c.Command = strings.Join(parts[2:], ":")
 	return c, nil
 }
 
@@ -211,7 +219,7 @@ func applyConfigFile(f *configfile.File, out *fileConfig) error {
 	}
 	for _, k := range []string{"kill_signal", "reload_signal"} {
 		if p := *strs[k]; p != nil {
-			if _, err := supervisor.ParseSignal(*p); err != nil {
+			if _, err := parseConfigSignal(*p); err != nil {
 				return cerr(k, err)
 			}
 		}
@@ -390,12 +398,9 @@ func applyExec(x any, out *fileConfig, cerr func(string, error) error) error {
 			return cerr("exec."+k, err)
 		}
 	}
-	for _, s := range []string{e.ReloadSignal, e.KillSignal} {
-		if s == "" {
-			continue
-		}
-		if _, err := supervisor.ParseSignal(s); err != nil {
-			return cerr("exec", err)
+	for k, s := range map[string]string{"reload_signal": e.ReloadSignal, "kill_signal": e.KillSignal} {
+		if _, err := parseConfigSignal(s); err != nil {
+			return cerr("exec."+k, err)
 		}
 	}
 	out.Exec = e
@@ -488,7 +493,7 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 		return nil, errors.New("source and contents are mutually exclusive")
 	}
 	if c.Destination == "" {
-		return nil, errors.New("needs destination")
+		return nil, errNoDestination
 	}
 	return c, nil
 }

@@ -438,6 +438,37 @@ func TestSyslog(t *testing.T) {
 	}
 }
 
+// When the syslog socket cannot be reached, the error names what turned
+// syslog on (a flag or a config key), not always -syslog.
+func TestSyslogErrorNamesSource(t *testing.T) {
+	files := map[string]string{"in.tmpl": "x", "fac.hcl": "syslog {\n  facility = \"LOCAL1\"\n}\n", "name.hcl": "syslog {\n  name = \"x\"\n}\n",
+		"on.hcl": "syslog {\n  enabled = true\n}\n", "badfac.hcl": "syslog {\n  facility = \"BOGUS\"\n}\n"}
+	sock := filepath.Join(t.TempDir(), "no-such-socket")
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-syslog"}, "syslog (turned on by -syslog): "},
+		{[]string{"-syslog-name=x"}, "syslog (turned on by -syslog-name): "},
+		{[]string{"-syslog-facility=LOCAL2"}, "syslog (turned on by -syslog-facility): "},
+		{[]string{"-config=fac.hcl"}, "syslog (turned on by config syslog.facility): "},
+		{[]string{"-config=name.hcl"}, "syslog (turned on by config syslog.name): "},
+		{[]string{"-config=on.hcl"}, "syslog (turned on by config syslog.enabled): "},
+		{[]string{"-config=badfac.hcl"}, `config syslog.facility "BOGUS": `},
+		{[]string{"-syslog-facility=BOGUS"}, `-syslog-facility "BOGUS": `},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			dir := toolDir(t, "templater", files)
+			args := append([]string{"-parse-only", "-syslog-socket", sock, "-template", "in.tmpl:out"}, c.args...)
+			res := runTool(t, binary(t), dir, "", 30*time.Second, args...)
+			if res.Code == 0 || !strings.Contains(res.Stderr, c.want) {
+				t.Errorf("%v: exit %d, stderr %q; want an error containing %q", c.args, res.Code, res.Stderr, c.want)
+			}
+		})
+	}
+}
+
 // file() reads a file relative to the working folder.
 func TestConformFile(t *testing.T) {
 	seedConform(t)
@@ -502,6 +533,76 @@ template {
 			t.Errorf("%s mode: consul-template %o, templater %o", f, modes[0], modes[1])
 		}
 	}
+}
+
+// file() of a file that is not there (or cannot be read): consul-template
+// fails at once (exit 14), with -once and without, rather than waiting for
+// the file (hashicorp/consul-template#1366 asks for waiting; its docs say
+// an unreadable file is an error). Each case runs both; one still running
+// after the deadline is recorded as waiting (-1) and killed.
+func TestConformFileMissing(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"missing.tmpl": `a{{ file "missing.txt" }}b`, "nodir.tmpl": `{{ file "nodir/x.txt" }}`,
+		"dir.tmpl": `{{ file "sub" }}`, "sub/f.txt": "x", "withkey.tmpl": `{{ key "ct/name" }}{{ file "missing.txt" }}`,
+		"present.tmpl": `[{{ file "sub/f.txt" }}]`}
+	cases := [][]string{
+		{"-once", "-template", "missing.tmpl:out"},
+		{"-template", "missing.tmpl:out"},
+		{"-once", "-template", "nodir.tmpl:out"},
+		{"-once", "-template", "dir.tmpl:out"},
+		{"-once", "-template", "withkey.tmpl:out"},
+		{"-template", "withkey.tmpl:out"},
+		{"-once", "-template", "present.tmpl:out"},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c, " "), func(t *testing.T) {
+			t.Parallel()
+			var res [2]outcome
+			var wg sync.WaitGroup
+			for i, tl := range tools(t) {
+				dir := toolDir(t, tl.name, files)
+				wg.Add(1)
+				go func(i int, bin string) {
+					defer wg.Done()
+					args := append([]string{"-consul-addr", agent.HTTPAddr(), "-log-level", "err"}, c...)
+					res[i] = runTool(t, bin, dir, filepath.Join(dir, "out"), 10*time.Second, args...)
+				}(i, tl.bin)
+			}
+			wg.Wait()
+			sameOutcome(t, strings.Join(c, " "), res[0], res[1])
+		})
+	}
+}
+
+// A file read by file() deleted after the template rendered: consul-template
+// exits 14; templater logs the error and keeps the old destination and
+// running (README, differences: a template error after a render). Both run;
+// the peer must still exit, or the difference is gone.
+func TestConformFileDeletedMidRun(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": `[{{ file "data.txt" }}]`, "data.txt": "x"}
+	var ps [2]*proctest.Proc
+	var dirs [2]string
+	for i, tl := range tools(t) {
+		dirs[i] = toolDir(t, tl.name, files)
+		ps[i] = startDaemon(t, tl.bin, dirs[i], "-consul-addr", agent.HTTPAddr(), "-log-level", "err", "-template", "in.tmpl:out")
+	}
+	for i := range dirs {
+		eventually.True(t, 15*time.Second, "first render", func() bool { return readFile(filepath.Join(dirs[i], "out")) == "[x]" })
+	}
+	for i := range dirs {
+		if err := os.Remove(filepath.Join(dirs[i], "data.txt")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !ps[0].Exited(15 * time.Second) {
+		t.Fatalf("consul-template still runs after the file was deleted: the difference is gone; drop it from README")
+	}
+	time.Sleep(time.Second)
+	if !ps[1].Alive() || readFile(filepath.Join(dirs[1], "out")) != "[x]" {
+		t.Fatalf("templater: alive %v, out %q; want running with the old file", ps[1].Alive(), readFile(filepath.Join(dirs[1], "out")))
+	}
+	t.Logf("consul-template exited %d", ps[0].Code())
 }
 
 // -exec-env-*: the child's environment.
@@ -668,6 +769,16 @@ func TestConformConfigKeys(t *testing.T) {
 func TestConformFlagValues(t *testing.T) {
 	files := map[string]string{"in.tmpl": "static\n", "fac.hcl": "syslog {\n  facility = \"LOCAL1\"\n}\n", "name.hcl": "syslog {\n  name = \"x\"\n}\n",
 		"off.hcl": "syslog {\n  enabled = false\n  facility = \"LOCAL1\"\n}\n"}
+	// Signal names in a config file: top-level and in exec {}.
+	sigConfigs := map[string]string{"ks-num": `kill_signal = "9"`, "ks-short": `kill_signal = "HUP"`, "ks-empty": `kill_signal = ""`,
+		"ks-lower": `kill_signal = "sigterm"`, "ks-null": `kill_signal = "SIGNULL"`, "rs-pwr": `reload_signal = "SIGPWR"`,
+		"rs-space": `reload_signal = "SIGHUP "`, "eks-short": "exec {\n  command = \"true\"\n  kill_signal = \"HUP\"\n}",
+		"ers-empty": "exec {\n  command = \"true\"\n  reload_signal = \"\"\n}", "ers-mixed": "exec {\n  command = \"true\"\n  reload_signal = \"SigUsr1\"\n}",
+		"ers-num": "exec {\n  command = \"true\"\n  reload_signal = \"10\"\n}"}
+	files["nodest.hcl"] = "template {\n  source = \"in.tmpl\"\n}\n"
+	for name, body := range sigConfigs {
+		files[name+".hcl"] = body + "\n"
+	}
 	cases := [][]string{
 		{"-wait=5s:1s"}, {"-wait=abc"}, {"-wait=1s:2s:3s"}, {"-wait=1"}, {"-wait=-1s"}, {"-wait=1s:"}, {"-wait=:1s"}, {"-wait=1s:3s"},
 		{"-consul-auth="}, {"-consul-auth=u:p"},
@@ -675,6 +786,20 @@ func TestConformFlagValues(t *testing.T) {
 		// fail to reach it (or both reach one).
 		{"-syslog-facility=BOGUS"}, {"-syslog-facility=LOCAL1"}, {"-syslog-name=x"}, {"-syslog=false", "-syslog-name=x"},
 		{"-config=fac.hcl"}, {"-config=name.hcl"}, {"-config=off.hcl"},
+		// Signal names: consul-template takes its own list of full SIG
+		// names in any case; no numbers, short names, spaces or (for a
+		// flag) empty values.
+		{"-kill-signal=9"}, {"-kill-signal=HUP"}, {"-kill-signal=sighup"}, {"-kill-signal=SIGNULL"}, {"-kill-signal=SIGPWR"},
+		{"-kill-signal= SIGINT"}, {"-kill-signal="}, {"-reload-signal=9"}, {"-reload-signal=SigUsr1"}, {"-reload-signal=USR1"},
+		{"-reload-signal=SIGRTMIN"}, {"-exec-kill-signal=HUP"}, {"-exec-kill-signal=sigquit"}, {"-exec-kill-signal=SIGIOT"},
+		{"-exec-reload-signal=1"}, {"-exec-reload-signal="}, {"-exec-reload-signal=SIGCHLD"}, {"-exec-reload-signal=SIGURG"},
+		// A blank -template is a bad flag; one without a destination fails
+		// when it renders (exit 14); empty pieces are dropped.
+		{"-template="}, {"-template= "}, {"-template=in.tmpl"}, {"-template=in.tmpl:"}, {"-template=:out"},
+		{"-template=in.tmpl::"}, {"-template=in.tmpl::x"}, {"-config=nodest.hcl"},
+	}
+	for name := range sigConfigs {
+		cases = append(cases, []string{"-config=" + name + ".hcl"})
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c, " "), func(t *testing.T) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -382,8 +381,15 @@ type fileDep struct{ path string }
 
 func (d fileDep) String() string { return "file(" + d.path + ")" }
 
-// fileData wraps the contents so a missing file is "no data".
-type fileData struct{ Contents string }
+// fileData is the file's contents, or Err when it cannot be read: `file`
+// then fails, as consul-template's file dependency fails on a missing or
+// unreadable file instead of waiting for it (so the first execution
+// stops templater, exit 14; after a render the error is logged and the
+// old destination kept, as for any template error).
+type fileData struct {
+	Contents string
+	Err      error
+}
 
 func (d fileDep) run(ctx context.Context, e *env, deliver func(any)) {
 	abs, err := filepath.Abs(d.path)
@@ -391,11 +397,13 @@ func (d fileDep) run(ctx context.Context, e *env, deliver func(any)) {
 		abs = d.path
 	}
 	var last *string
+	lastErr := ""
 	read := func() {
 		b, err := os.ReadFile(abs)
 		if err != nil {
-			if !errors.Is(err, os.ErrNotExist) {
-				e.log.Warn("file: cannot read", "path", abs, "err", err)
+			if msg := err.Error(); msg != lastErr {
+				lastErr, last = msg, nil
+				deliver(fileData{Err: fmt.Errorf("%s: %w", d, err)})
 			}
 			return
 		}
@@ -403,7 +411,7 @@ func (d fileDep) run(ctx context.Context, e *env, deliver func(any)) {
 		if last != nil && *last == s {
 			return
 		}
-		last = &s
+		last, lastErr = &s, ""
 		deliver(fileData{Contents: s})
 	}
 	w, err := fsnotify.NewWatcher()
@@ -456,7 +464,18 @@ var (
 	kvRe   = regexp.MustCompile(`^(?P<key>[^@]*?)(@(?P<dc>` + dcRe + `))?$`)
 	nodeRe = regexp.MustCompile(`^(?P<name>[^@~]*?)(@(?P<dc>` + dcRe + `))?(~(?P<near>[[:word:]\.\-_]+))?$`)
 	// consul-template's meaning: everything before the last dot is the tag.
-	svcRe = regexp.MustCompile(`^((?P<tag>[[:word:]=:\-\./\s]+)\.)?(?P<name>[[:word:]\-/\s]+|\[[^\[\]@~|]+\])(@(?P<dc>` + dcRe + `))?(~(?P<near>[[:word:]\.\-_]+))?$`)
+	// Tag and name take consul-template's characters (no slash, no space);
+	// a bracketed name is templater's.
+	svcRe = regexp.MustCompile(`^((?P<tag>[[:word:]=:\-\.]+)\.)?(?P<name>[[:word:]\-]+|\[[^\[\]@~|]+\])(@(?P<dc>` + dcRe + `))?(~(?P<near>[[:word:]\.\-_]+))?$`)
+
+	// The forms consul-template v0.41.1 accepts for each function (its
+	// dependency package's query grammars, checked by
+	// TestConformArgumentForms); anything else is an error, not a query.
+	kvFormRe       = regexp.MustCompile(`^/?[^@]+(@` + dcRe + `)?$`)
+	nodeFormRe     = regexp.MustCompile(`^[[:word:]\.\-]+(@` + dcRe + `)?$`)
+	nodesFormRe    = regexp.MustCompile(`^(@` + dcRe + `)?(~[[:word:]\.\-]+)?$`)
+	servicesFormRe = regexp.MustCompile(`^(@` + dcRe + `)?$`)
+	svcFilterRe    = regexp.MustCompile(`^[[:word:],]+$`)
 )
 
 func parseKVQuery(s string) (path, dc string, err error) {
@@ -464,7 +483,7 @@ func parseKVQuery(s string) (path, dc string, err error) {
 		return "", "", err
 	}
 	m := kvRe.FindStringSubmatch(s)
-	if m == nil {
+	if m == nil || (s != "" && !kvFormRe.MatchString(s)) {
 		return "", "", fmt.Errorf("bad key query %q: want PATH[@DC]", s)
 	}
 	return strings.TrimPrefix(m[1], "/"), m[3], nil
@@ -484,39 +503,42 @@ func noQueryParams(s string) error {
 // healthStates are the filter words of `service`.
 var healthStates = map[string]bool{"any": true, "passing": true, "warning": true, "critical": true, "maintenance": true}
 
-// parseServiceQuery parses `[tag.]name[@dc][~near][|filter,...]`. A name in
-// brackets is taken whole, dots included: `[my.svc]`, `v1.[my.svc]@dc2`.
+// parseServiceQuery parses `[tag.]name[@dc][~near][|filter,...]`. Further
+// arguments are filters too: they are joined to s with "|", as
+// consul-template joins them, so `service "web" "any"` is "web|any". A name
+// in brackets is taken whole, dots included: `[my.svc]`, `v1.[my.svc]@dc2`.
 func parseServiceQuery(s string, extra ...string) (healthDep, []string, error) {
-	if err := noQueryParams(s); err != nil {
+	q := strings.Join(append([]string{s}, extra...), "|")
+	if err := noQueryParams(q); err != nil {
 		return healthDep{}, nil, err
 	}
-	q := strings.TrimSpace(s)
-	var filter string
-	if i := strings.Index(q, "|"); i >= 0 {
-		q, filter = q[:i], q[i+1:]
+	bad := func() error {
+		return fmt.Errorf("bad service query %q: want [TAG.]NAME[@DC][~NEAR][|FILTER,...] (a name with dots goes in brackets: [my.svc])", q)
 	}
-	for _, x := range extra {
-		if filter != "" {
-			filter += ","
-		}
-		filter += x
+	var filter string
+	hasFilter := false
+	if i := strings.Index(q, "|"); i >= 0 {
+		q, filter, hasFilter = q[:i], q[i+1:], true
+	}
+	if hasFilter && !svcFilterRe.MatchString(filter) {
+		return healthDep{}, nil, bad()
 	}
 	m := svcRe.FindStringSubmatch(q)
-	if m == nil || q == "" {
-		return healthDep{}, nil, fmt.Errorf("bad service query %q: want [TAG.]NAME[@DC][~NEAR][|FILTER,...] (a name with dots goes in brackets: [my.svc])", s)
+	if m == nil {
+		return healthDep{}, nil, bad()
 	}
 	name := m[svcRe.SubexpIndex("name")]
 	name = strings.TrimSuffix(strings.TrimPrefix(name, "["), "]")
 	d := healthDep{name: name, tag: m[svcRe.SubexpIndex("tag")], dc: m[svcRe.SubexpIndex("dc")], near: m[svcRe.SubexpIndex("near")]}
 	var states []string
-	if strings.TrimSpace(filter) != "" {
-		for _, w := range strings.Split(filter, ",") {
-			w = strings.ToLower(strings.TrimSpace(w))
-			if !healthStates[w] {
-				return healthDep{}, nil, fmt.Errorf("bad health filter %q in service query %q: want any, passing, warning, critical or maintenance", w, s)
-			}
-			states = append(states, w)
+	for _, w := range strings.Split(filter, ",") {
+		if w == "" {
+			continue
 		}
+		if !healthStates[w] {
+			return healthDep{}, nil, fmt.Errorf("bad health filter %q in service query %q: want any, passing, warning, critical or maintenance", w, s)
+		}
+		states = append(states, w)
 	}
 	if len(states) == 0 {
 		states = []string{"passing"}
@@ -550,6 +572,26 @@ func parseNodeQuery(s string) (name, dc, near string, err error) {
 		return "", "", "", fmt.Errorf("bad node query %q: want [NAME][@DC][~NEAR]", s)
 	}
 	return m[1], m[3], m[5], nil
+}
+
+// checkForm refuses a query string outside consul-template's form for fn:
+// `node` takes [NAME[@DC]], `nodes` [@DC][~NEAR], `services` [@DC].
+func checkForm(fn, s string) error {
+	switch fn {
+	case "node":
+		if s != "" && !nodeFormRe.MatchString(s) {
+			return fmt.Errorf("bad node query %q: want NAME[@DC] or nothing", s)
+		}
+	case "nodes":
+		if !nodesFormRe.MatchString(s) {
+			return fmt.Errorf("bad nodes query %q: want [@DC][~NEAR]", s)
+		}
+	case "services":
+		if !servicesFormRe.MatchString(s) {
+			return fmt.Errorf("bad services query %q: want [@DC]", s)
+		}
+	}
+	return nil
 }
 
 // ---- store ----

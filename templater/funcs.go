@@ -102,6 +102,10 @@ func dataFuncs(t *tmpl) template.FuncMap {
 	st := func() *execState { return t.st }
 	health := func(connect bool) func(string, ...string) ([]*HealthService, error) {
 		return func(s string, filters ...string) ([]*HealthService, error) {
+			if s == "" {
+				// consul-template: an empty name is no query, no data.
+				return []*HealthService{}, nil
+			}
 			d, states, err := parseServiceQuery(s, filters...)
 			if err != nil {
 				return nil, err
@@ -118,17 +122,20 @@ func dataFuncs(t *tmpl) template.FuncMap {
 		"service": health(false),
 		"connect": health(true),
 		"services": func(s ...string) ([]*CatalogSnippet, error) {
-			_, dc, err := parseKVQuery(strings.Join(s, ""))
-			if err != nil {
+			q := strings.Join(s, "")
+			if err := checkForm("services", q); err != nil {
 				return nil, err
 			}
-			v, ok := st().get(servicesDep{dc: dc})
+			v, ok := st().get(servicesDep{dc: strings.TrimPrefix(q, "@")})
 			if !ok {
 				return []*CatalogSnippet{}, nil
 			}
 			return v.([]*CatalogSnippet), nil
 		},
 		"nodes": func(s ...string) ([]*Node, error) {
+			if err := checkForm("nodes", strings.Join(s, "")); err != nil {
+				return nil, err
+			}
 			_, dc, near, err := parseNodeQuery(strings.Join(s, ""))
 			if err != nil {
 				return nil, err
@@ -140,6 +147,9 @@ func dataFuncs(t *tmpl) template.FuncMap {
 			return v.([]*Node), nil
 		},
 		"node": func(s ...string) (*CatalogNode, error) {
+			if err := checkForm("node", strings.Join(s, "")); err != nil {
+				return nil, err
+			}
 			name, dc, _, err := parseNodeQuery(strings.Join(s, ""))
 			if err != nil {
 				return nil, err
@@ -165,7 +175,8 @@ func dataFuncs(t *tmpl) template.FuncMap {
 			if !ok {
 				return "", nil
 			}
-			return v.(fileData).Contents, nil
+			fd := v.(fileData)
+			return fd.Contents, fd.Err
 		},
 		"env": func(name string) string { return os.Getenv(name) },
 		// A set variable wins even when empty (funcs.go envWithDefaultFunc).

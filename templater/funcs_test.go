@@ -106,7 +106,6 @@ func TestMissingData(t *testing.T) {
 		{"missing key", `{{ key "app/nope" }}`, `kv.get(app/nope)`},
 		{"safeLs empty", `{{ range safeLs "nothing/here" }}{{ end }}`, `kv.list(nothing/here)`},
 		{"safeTree empty", `{{ range safeTree "nothing/here" }}{{ end }}`, `kv.list(nothing/here)`},
-		{"missing file", `{{ file "/nonexistent/templater-test" }}`, `file(/nonexistent/templater-test)`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -121,6 +120,17 @@ func TestMissingData(t *testing.T) {
 				t.Fatalf("stderr does not name the template and %s: %s", tc.want, stderr)
 			}
 		})
+	}
+}
+
+// -once with -template-error-fatal=false and a template that always fails:
+// the -once-timeout error says it fails, not that it waits for nothing
+// (consul-template waits forever here).
+func TestOnceFailingTemplateNotFatal(t *testing.T) {
+	seed(t)
+	_, code, stderr := renderOnce(t, `{{ index (split "," "a") 5 }}`, "-once-timeout", "1500ms", "-template-error-fatal=false")
+	if code != exitMissing || !strings.Contains(stderr, "in.tmpl has not rendered: its execution fails") {
+		t.Fatalf("exit %d, stderr %s", code, stderr)
 	}
 }
 

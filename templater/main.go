@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/cliapp"
-	"github.com/berth/berth/pkg/supervisor"
 )
 
 // Exit codes. Where consul-template has a code for the same situation, it is
@@ -184,11 +183,20 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 		return o, fmt.Errorf("unexpected argument %q (templates go in -template or -config)", res.Args[0])
 	}
 	o.set = fs.Explicit(res)
+	for _, v := range o.templates {
+		// consul-template refuses a blank -template as a bad flag value
+		// (exit 13); other malformed ones fail later, as a configuration.
+		if strings.TrimSpace(v) == "" {
+			return o, fmt.Errorf("-template %q: cannot be empty (want SOURCE:DESTINATION[:COMMAND])", v)
+		}
+	}
 	for _, s := range []struct{ name, v string }{{"exec-reload-signal", o.execReload}, {"exec-kill-signal", o.execKill}, {"kill-signal", o.killSignal}, {"reload-signal", o.reloadSignal}} {
-		if s.v == "" {
+		// An empty value given is refused, as consul-template refuses it;
+		// -exec-reload-signal's default is empty (restart the child).
+		if s.v == "" && !o.set[s.name] {
 			continue
 		}
-		if _, err := supervisor.ParseSignal(s.v); err != nil {
+		if _, err := parseSignal(s.v); err != nil {
 			return o, fmt.Errorf("-%s: %w", s.name, err)
 		}
 	}
@@ -327,6 +335,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return o.cli.Fail(err, exitFlags)
 	}
 	rc, fc, err := buildConfig(o)
+	if errors.Is(err, errNoDestination) {
+		return o.cli.Fail(err, exitRunner)
+	}
 	if err != nil {
 		return o.cli.Fail(err, exitConfig)
 	}

@@ -236,8 +236,12 @@ func (r *runner) allComplete() bool {
 func (r *runner) describeMissing() string {
 	var parts []string
 	for _, t := range r.tmpls {
-		if len(t.missing) > 0 || !t.complete {
+		switch {
+		case len(t.missing) > 0:
 			parts = append(parts, fmt.Sprintf("template %s waits for %s", t.name, strings.Join(t.missing, ", ")))
+		case !t.complete:
+			// -template-error-fatal=false: it has all its data but fails.
+			parts = append(parts, fmt.Sprintf("template %s has not rendered: its execution fails (logged above)", t.name))
 		}
 	}
 	if len(parts) == 0 {
@@ -295,7 +299,10 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 		if !affected {
 			continue
 		}
-		wasExecuted := t.executed
+		// A template that has never rendered with all its data fails as
+		// consul-template's does (exit 14 with template_error_fatal);
+		// after that an error is logged and the old destination kept.
+		wasRendered := t.complete
 		t0 := time.Now()
 		out, missing, err := t.execute(ctx, r.store)
 		execTime := time.Since(t0)
@@ -306,7 +313,7 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 			if t.cfg.ErrorFatal != nil {
 				fatal = *t.cfg.ErrorFatal
 			}
-			if fatal && (!wasExecuted || r.cfg.Once) {
+			if fatal && (!wasRendered || r.cfg.Once) {
 				return next, &errExit{code: exitRunner, err: fmt.Errorf("template %s: %w", t.name, err)}
 			}
 			r.log.Error("template failed; destination left as it was", "template", t.name, "err", err)
@@ -561,7 +568,7 @@ func (r *runner) manageChild(ctx context.Context, anyChanged bool) error {
 		return nil
 	}
 	if e.ReloadSignal != "" {
-		sig, _ := supervisor.ParseSignal(e.ReloadSignal)
+		sig, _ := parseConfigSignal(e.ReloadSignal)
 		r.log.Info("sending reload signal to exec child", "signal", supervisor.SignalName(sig))
 		// The program, or a sh -c wrapper's whole group, as consul-template
 		// signals it (child/child.go signal).
@@ -583,7 +590,7 @@ func (r *runner) startChild() error {
 	}
 	ks := syscall.SIGTERM
 	if e.KillSignal != "" {
-		ks, _ = supervisor.ParseSignal(e.KillSignal)
+		ks, _ = parseConfigSignal(e.KillSignal)
 	}
 	stdout, _ := r.stdout.(*os.File)
 	stderr, _ := r.stderr.(*os.File)

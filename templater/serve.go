@@ -50,8 +50,8 @@ func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs)
 	defer signal.Stop(sigs)
-	killSig, _ := supervisor.ParseSignal(o.killSignal)
-	reloadSig, _ := supervisor.ParseSignal(o.reloadSignal)
+	killSig, _ := parseConfigSignal(o.killSignal)
+	reloadSig, _ := parseConfigSignal(o.reloadSignal)
 	var stopCode atomic.Int32
 	go func() {
 		for {

@@ -13,10 +13,12 @@ import (
 // openSyslog connects to the local syslog socket (/dev/log or the other
 // paths log/syslog tries; socket, when set, instead) with the facility and
 // program name; each log record becomes one message at priority NOTICE.
-func openSyslog(facility, name, socket string) (io.Writer, error) {
+// onBy names what turned syslog on and facBy where the facility came from,
+// for the error.
+func openSyslog(facility, name, socket, onBy, facBy string) (io.Writer, error) {
 	f, ok := logging.SyslogFacility(strings.TrimSpace(facility))
 	if !ok {
-		return nil, fmt.Errorf("-syslog-facility %q: want LOCAL0 to LOCAL7, DAEMON, USER or another syslog facility name", facility)
+		return nil, fmt.Errorf("%s %q: want LOCAL0 to LOCAL7, DAEMON, USER or another syslog facility name", facBy, facility)
 	}
 	var w *syslog.Writer
 	var err error
@@ -26,7 +28,7 @@ func openSyslog(facility, name, socket string) (io.Writer, error) {
 		w, err = syslog.New(f|syslog.LOG_NOTICE, name)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("-syslog: %w", err)
+		return nil, fmt.Errorf("syslog (turned on by %s): %w", onBy, err)
 	}
 	return w, nil
 }
@@ -41,24 +43,31 @@ func newLogger(o *options, fc *fileConfig, stderr io.Writer) (*slog.Logger, erro
 	// off explicitly, on the command line as in the file (consul-template
 	// config/syslog.go Finalize: enabled defaults to facility or name set).
 	on, facility, name := o.syslog, o.syslogFacility, o.syslogName
+	onBy, facBy := "-syslog", "-syslog-facility"
 	switch {
 	case o.set["syslog"]:
 	case o.set["syslog-facility"] || o.set["syslog-name"]:
-		on = true
+		on, onBy = true, "-syslog-name"
+		if o.set["syslog-facility"] {
+			onBy = "-syslog-facility"
+		}
 	case fc.Syslog != nil:
-		on = *fc.Syslog
+		on, onBy = *fc.Syslog, "config syslog.enabled"
 	case fc.SyslogFacility != "" || fc.SyslogName != "":
-		on = true
+		on, onBy = true, "config syslog.name"
+		if fc.SyslogFacility != "" {
+			onBy = "config syslog.facility"
+		}
 	}
 	if fc.SyslogFacility != "" && !o.set["syslog-facility"] {
-		facility = fc.SyslogFacility
+		facility, facBy = fc.SyslogFacility, "config syslog.facility"
 	}
 	if fc.SyslogName != "" && !o.set["syslog-name"] {
 		name = fc.SyslogName
 	}
 	w := stderr
 	if on {
-		sw, err := openSyslog(facility, name, o.syslogSocket)
+		sw, err := openSyslog(facility, name, o.syslogSocket, onBy, facBy)
 		if err != nil {
 			return nil, err
 		}

@@ -249,17 +249,17 @@ func walkBranch(walk func(parse.Node) error, b *parse.BranchNode) error {
 func checkQuery(fn string, args []string) error {
 	switch fn {
 	case "service", "connect":
+		if args[0] == "" {
+			return nil
+		}
 		_, _, err := parseServiceQuery(args[0], args[1:]...)
 		return err
 	case "key", "keyExists", "keyOrDefault", "ls", "tree", "safeLs", "safeTree":
 		_, _, err := parseKVQuery(args[0])
 		return err
-	case "node", "nodes":
-		_, _, _, err := parseNodeQuery(args[0])
-		return err
-	case "services":
-		_, _, err := parseKVQuery(args[0])
-		return err
+	case "node", "nodes", "services":
+		// each joins its arguments into one query, as consul-template
+		return checkForm(fn, strings.Join(args, ""))
 	}
 	return nil
 }
