@@ -818,3 +818,22 @@ func TestConformFlagValues(t *testing.T) {
 		})
 	}
 }
+
+// TestConformTemplateColonOnly: -template ":" crashes consul-template v0.41.1
+// (a Go panic, exit 2); templater refuses it with one line naming the
+// template, exit 14 as any template without a destination (README,
+// differences). The test fails if the peer stops crashing, so the row goes.
+func TestConformTemplateColonOnly(t *testing.T) {
+	files := map[string]string{"in.tmpl": "static\n"}
+	var res [2]outcome
+	for i, tl := range tools(t) {
+		res[i] = runTool(t, tl.bin, toolDir(t, tl.name, files), "", 30*time.Second, "-once", "-log-level", "err", "-template", ":")
+	}
+	if peer := res[0]; peer.Code != 2 || !strings.Contains(peer.Stderr, "panic") {
+		t.Errorf("consul-template no longer panics on -template \":\" (exit %d): the difference is gone, drop the README row\n%s", peer.Code, lastLines(peer.Stderr))
+	}
+	ours := res[1]
+	if ours.Code != 14 || !strings.Contains(ours.Stderr, `-template ":"`) || strings.Contains(strings.TrimSpace(ours.Stderr), "\n") {
+		t.Errorf("templater: exit %d, want 14 with one line naming -template \":\": %q", ours.Code, ours.Stderr)
+	}
+}
