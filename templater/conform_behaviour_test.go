@@ -837,3 +837,54 @@ func TestConformTemplateColonOnly(t *testing.T) {
 		t.Errorf("templater: exit %d, want 14 with one line naming -template \":\": %q", ours.Code, ours.Stderr)
 	}
 }
+
+// TestConformExamples: the shipped example templates render the same bytes
+// with consul-template v0.41.1 as with templater, and the example configs,
+// without their templater-only check line, are read by consul-template too
+// (as their first comment says).
+func TestConformExamples(t *testing.T) {
+	for _, p := range []string{"../examples/nginx/nginx.conf.ctmpl", "../examples/haproxy/haproxy.cfg.ctmpl"} {
+		t.Run(filepath.Base(p), func(t *testing.T) {
+			text, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			peer, ours := both(t, string(text))
+			if peer.Code != 0 {
+				t.Errorf("consul-template cannot render %s: %s\n  %s", p, peer, lastLines(peer.Stderr))
+			}
+			sameOutcome(t, p, peer, ours)
+		})
+	}
+	for _, p := range []string{"../examples/nginx/templater.hcl", "../examples/haproxy/templater.hcl"} {
+		t.Run(filepath.Base(filepath.Dir(p))+"-config", func(t *testing.T) {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The source is read by -parse-only: the example's own.
+			src, err := filepath.Abs(filepath.Join(filepath.Dir(p), map[string]string{"nginx": "nginx.conf.ctmpl", "haproxy": "haproxy.cfg.ctmpl"}[filepath.Base(filepath.Dir(p))]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var kept []string
+			for _, l := range strings.Split(string(b), "\n") {
+				switch f := strings.Fields(l); {
+				case len(f) > 0 && f[0] == "check":
+				case len(f) > 0 && f[0] == "source":
+					kept = append(kept, fmt.Sprintf("source = %q", src))
+				default:
+					kept = append(kept, l)
+				}
+			}
+			dir := t.TempDir()
+			cfg := filepath.Join(dir, "ct.hcl")
+			if err := os.WriteFile(cfg, []byte(strings.Join(kept, "\n")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if o := runTool(t, peerBinary(t), dir, "", 30*time.Second, "-parse-only", "-config", cfg); o.Code != 0 {
+				t.Errorf("consul-template refuses %s without its check line: %s\n  %s", p, o, lastLines(o.Stderr))
+			}
+		})
+	}
+}

@@ -1,4 +1,4 @@
-# templater (or consul-template) configuration: render haproxy.cfg from the
+# templater configuration (consul-template reads it too, without the templater-only check line): render haproxy.cfg from the
 # healthy instances of a Consul service, check it with `haproxy -c` before it
 # replaces the live file, then reload haproxy (master-worker mode).
 consul {

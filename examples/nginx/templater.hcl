@@ -1,4 +1,4 @@
-# templater (or consul-template) configuration: render nginx.conf from the
+# templater configuration (consul-template reads it too, without the templater-only check line): render nginx.conf from the
 # healthy instances of a Consul service, check it with `nginx -t` before it
 # replaces the live file, then reload nginx.
 consul {
