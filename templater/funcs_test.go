@@ -339,3 +339,51 @@ func TestOnceCheckFailure(t *testing.T) {
 		t.Fatal("pid file left behind")
 	}
 }
+
+// Under -once a fatal error is told once, on one line (README: every error
+// is one line on stderr), whatever the log level; a -check naming no
+// template's destination is a bad flag (exit 13).
+func TestOnceErrorIsOneLine(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.tmpl", "static\n")
+	dst := filepath.Join(dir, "out")
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"check fails silently", []string{"-template", good + ":" + dst, "-check", dst + "=false"}, exitRender, `check "false" failed (exit status 1)`},
+		{"check fails with lines", []string{"-template", good + ":" + dst, "-check", dst + "=echo one; echo two; exit 3"}, exitRender, "one ; two"},
+		{"execution error", []string{"-template", write("exec.tmpl", `{{ (index .nope 1) }}`) + ":" + dst}, exitRunner, "exec.tmpl"},
+		{"command fails", []string{"-template", good + ":" + dst + ":false"}, exitRunner, `command "false" failed`},
+		{"check for no template", []string{"-template", good + ":" + dst, "-check", "/elsewhere=true"}, exitFlags, "no template writes /elsewhere"},
+		{"check without command", []string{"-template", good + ":" + dst, "-check", dst + "="}, exitFlags, "want DESTINATION=COMMAND"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			os.Remove(dst)
+			var stdout, stderr bytes.Buffer
+			code := run(append([]string{"-once", "-log-level", "debug", "-http-addr", agent.HTTPAddr()}, tc.args...), &stdout, &stderr)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, tc.code, stderr.String())
+			}
+			var told []string
+			for _, l := range strings.Split(stderr.String(), "\n") {
+				if strings.Contains(l, "level=ERROR") || strings.HasPrefix(l, "templater: ") {
+					told = append(told, l)
+				}
+			}
+			if len(told) != 1 || !strings.Contains(told[0], tc.want) || strings.HasSuffix(told[0], ": ") {
+				t.Errorf("want the error once, on one line with %q; got %q", tc.want, told)
+			}
+		})
+	}
+}

@@ -241,7 +241,7 @@ func buildConfig(o *options) (*runConfig, *fileConfig, error) {
 	for _, s := range o.checks {
 		dest, cmd, ok := strings.Cut(s, "=")
 		if !ok || dest == "" || strings.TrimSpace(cmd) == "" {
-			return nil, nil, fmt.Errorf("-check %q: want DESTINATION=COMMAND", s)
+			return nil, nil, badFlag{fmt.Errorf("-check %q: want DESTINATION=COMMAND", s)}
 		}
 		found := false
 		for _, t := range rc.Templates {
@@ -250,7 +250,7 @@ func buildConfig(o *options) (*runConfig, *fileConfig, error) {
 			}
 		}
 		if !found {
-			return nil, nil, fmt.Errorf("-check %q: no template writes %s", s, dest)
+			return nil, nil, badFlag{fmt.Errorf("-check %q: no template writes %s", s, dest)}
 		}
 	}
 	left, right := fc.LeftDelim, fc.RightDelim
@@ -329,6 +329,12 @@ func flagWins[T any](set map[string]bool, name string, dst *T, v T) {
 	}
 }
 
+// badFlag is a flag value found bad only once the configuration is merged
+// (a -check naming no template's destination): exit 13, as any bad flag.
+type badFlag struct{ error }
+
+func (b badFlag) Unwrap() error { return b.error }
+
 func run(args []string, stdout, stderr io.Writer) int {
 	o, err := parseFlags(args, stdout, stderr)
 	if err != nil {
@@ -337,6 +343,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rc, fc, err := buildConfig(o)
 	if errors.Is(err, errNoDestination) {
 		return o.cli.Fail(err, exitRunner)
+	}
+	if bf := (badFlag{}); errors.As(err, &bf) {
+		return o.cli.Fail(err, exitFlags)
 	}
 	if err != nil {
 		return o.cli.Fail(err, exitConfig)

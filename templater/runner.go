@@ -448,14 +448,16 @@ func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
 		out, err := runShell(ctx, r.reaper, c.cmd, c.timeout, r.childEnv, r.stdout, r.stderr)
 		if err != nil {
 			r.m.commandFails.WithLabelValues(c.cmd).Inc()
-			r.log.Error("command failed", "command", c.cmd, "templates", strings.Join(c.names, ","), "err", err, "output", strings.TrimSpace(out))
 			if r.cfg.FailFast || r.cfg.Once {
+				// Fatal: the exit's one line says it (its output went to
+				// our stdout and stderr already).
 				code := exitCommand
 				if r.cfg.Once && !r.cfg.FailFast {
 					code = exitRunner // consul-template's -once: the runner error
 				}
 				return &errExit{code: code, err: fmt.Errorf("command %q failed: %w", c.cmd, err)}
 			}
+			r.log.Error("command failed", "command", c.cmd, "templates", strings.Join(c.names, ","), "err", err, "output", strings.TrimSpace(out))
 			continue
 		}
 		r.log.Debug("command ran", "command", c.cmd)
@@ -477,6 +479,15 @@ func (r *runner) output(ctx context.Context, t *tmpl, out []byte) (bool, error) 
 	if err == nil {
 		return wrote, nil
 	}
+	if r.cfg.Once {
+		// Fatal: the exit's one line says it.
+		if errors.As(err, new(*checkError)) {
+			r.m.checkFailures.WithLabelValues(t.name).Inc()
+		} else {
+			r.m.renderErrors.WithLabelValues(t.name).Inc()
+		}
+		return false, &errExit{code: exitRender, err: fmt.Errorf("template %s: %w", t.name, err)}
+	}
 	var ce *checkError
 	if errors.As(err, &ce) {
 		r.m.checkFailures.WithLabelValues(t.name).Inc()
@@ -484,9 +495,6 @@ func (r *runner) output(ctx context.Context, t *tmpl, out []byte) (bool, error) 
 	} else {
 		r.m.renderErrors.WithLabelValues(t.name).Inc()
 		r.log.Error("cannot write destination; old file kept", "template", t.name, "err", err)
-	}
-	if r.cfg.Once {
-		return false, &errExit{code: exitRender, err: fmt.Errorf("template %s: %w", t.name, err)}
 	}
 	return false, nil
 }

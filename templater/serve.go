@@ -100,7 +100,7 @@ func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api
 	case err == nil:
 		return exitOK
 	case errors.As(err, &ee):
-		log.Error("exiting", "err", ee.err)
+		// One line says why (cli.Fail), not a log record as well.
 		return o.cli.Fail(ee.err, ee.code)
 	default:
 		return o.cli.Fail(err, exitRunner)

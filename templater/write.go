@@ -26,7 +26,12 @@ type checkError struct {
 }
 
 func (e *checkError) Error() string {
-	return fmt.Sprintf("check %q failed (%v): %s", e.cmd, e.err, strings.TrimSpace(e.output))
+	// One line: the check's own lines joined.
+	out := strings.Join(strings.Fields(strings.ReplaceAll(strings.TrimSpace(e.output), "\n", " ; ")), " ")
+	if out == "" {
+		return fmt.Sprintf("check %q failed (%v)", e.cmd, e.err)
+	}
+	return fmt.Sprintf("check %q failed (%v): %s", e.cmd, e.err, out)
 }
 
 // install writes content to c.Destination when it differs from what is there.
