@@ -39,6 +39,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,7 +62,7 @@ var ErrExit = errors.New("cliapp: help or version printed")
 // runs run with the arguments after the program name; the process exits
 // with the code run returns.
 func Main(run func(args []string) int) {
-	if code, ok := telemetry.Healthcheck(os.Args[1:], os.Stderr); ok {
+	if code, ok := telemetry.Healthcheck(filepath.Base(os.Args[0]), os.Args[1:], os.Stderr); ok {
 		os.Exit(code)
 	}
 	os.Exit(run(os.Args[1:]))

@@ -132,9 +132,10 @@ const DefaultHealthAddr = "127.0.0.1:9090"
 // Healthcheck implements `PROGRAM -healthcheck [HOST:PORT]`, a probe usable
 // as a Docker HEALTHCHECK without a shell: it asks the running program's
 // /health (served on its -metrics-addr) and returns exit code 0 when it
-// answers 200, 1 otherwise, with one line on stderr saying why. ok is false
-// when args do not ask for it (then the program parses its flags as usual).
-func Healthcheck(args []string, stderr io.Writer) (code int, ok bool) {
+// answers 200, 1 otherwise, with one line on stderr that starts with program
+// (as every error line of berth's programs) and says why. ok is false when
+// args do not ask for it (then the program parses its flags as usual).
+func Healthcheck(program string, args []string, stderr io.Writer) (code int, ok bool) {
 	if len(args) == 0 || (args[0] != "-healthcheck" && args[0] != "--healthcheck") {
 		return 0, false
 	}
@@ -145,13 +146,13 @@ func Healthcheck(args []string, stderr io.Writer) (code int, ok bool) {
 	client := &http.Client{Timeout: 3 * time.Second}
 	resp, err := client.Get("http://" + addr + "/health")
 	if err != nil {
-		fmt.Fprintf(stderr, "healthcheck: %v\n", err)
+		fmt.Fprintf(stderr, "%s: healthcheck: %v\n", program, err)
 		return 1, true
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintf(stderr, "healthcheck: %s: %s\n", resp.Status, strings.TrimSpace(string(body)))
+		fmt.Fprintf(stderr, "%s: healthcheck %s: %s: %s\n", program, addr, resp.Status, strings.Join(strings.Fields(string(body)), " "))
 		return 1, true
 	}
 	return 0, true

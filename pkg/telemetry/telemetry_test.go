@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -62,5 +63,35 @@ func TestSubsystemNames(t *testing.T) {
 		if d := (<-ch).String(); !strings.Contains(d, `fqName: "berth_prog_a_total", help: "help a"`) {
 			t.Errorf("%T: %s", c, d)
 		}
+	}
+}
+
+func TestHealthcheck(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
+	defer up.Close()
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "waiting for Consul\nsince 3s", http.StatusServiceUnavailable)
+	}))
+	defer down.Close()
+	gone := httptest.NewServer(http.NotFoundHandler())
+	goneAddr := gone.Listener.Addr().String()
+	gone.Close()
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-healthcheck", up.Listener.Addr().String()}, 0, ""},
+		{[]string{"--healthcheck", down.Listener.Addr().String()}, 1, "lockrun: healthcheck " + down.Listener.Addr().String() + ": 503 Service Unavailable: waiting for Consul since 3s\n"},
+		{[]string{"-healthcheck", goneAddr}, 1, "lockrun: healthcheck: "},
+	} {
+		var stderr strings.Builder
+		code, ok := Healthcheck("lockrun", c.args, &stderr)
+		if !ok || code != c.code || !strings.HasPrefix(stderr.String(), c.want) || strings.Count(stderr.String(), "\n") > 1 {
+			t.Errorf("%v: ok %v, exit %d, stderr %q; want exit %d and one line starting %q", c.args, ok, code, stderr.String(), c.code, c.want)
+		}
+	}
+	if _, ok := Healthcheck("lockrun", []string{"-prefix", "x"}, io.Discard); ok {
+		t.Error("Healthcheck took arguments that do not ask for it")
 	}
 }
