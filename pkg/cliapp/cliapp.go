@@ -40,6 +40,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -222,6 +223,34 @@ func (p *Program) Duration(dst *time.Duration, name string, def time.Duration, u
 	p.bindEnv(name)
 }
 
+// durationError says why a duration flag's value is bad where Go's flag
+// package says only "parse error" (`invalid value "5x" for flag -wait: parse
+// error`): the reason time.ParseDuration gives is added.
+func (p *Program) durationError(err error) error {
+	m := durationParseError.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	isDuration := false
+	for _, f := range p.flags {
+		if d, ok := f.(*cli.DurationFlag); ok && slices.Contains(d.Names(), m[2]) {
+			isDuration = true
+		}
+	}
+	if !isDuration {
+		return err
+	}
+	_, perr := time.ParseDuration(m[1])
+	if perr == nil {
+		return err
+	}
+	return fmt.Errorf("invalid value %q for flag -%s: %v (want a duration such as 500ms, 30s or 5m)", m[1], m[2], perr)
+}
+
+// durationParseError matches Go's flag package error for a value its
+// Duration flag refuses: the value and the flag name.
+var durationParseError = regexp.MustCompile(`^invalid value "(.*)" for flag -([^:]+): parse error$`)
+
 // Int adds an integer flag -name writing to dst.
 func (p *Program) Int(dst *int, name string, def int, usage string) {
 	d := ""
@@ -357,7 +386,7 @@ func (p *Program) Parse(args []string) (*Result, error) {
 		},
 	}
 	if err := app.Run(append([]string{p.Name}, args...)); err != nil {
-		return nil, err
+		return nil, p.durationError(err)
 	}
 	if p.help.on {
 		p.Help(p.Stderr)

@@ -158,6 +158,14 @@ func TestHelpVersionErrors(t *testing.T) {
 	if _, err := f.p.Parse([]string{"-n", "x"}); err == nil || !strings.Contains(err.Error(), "-n") {
 		t.Fatalf("bad value: %v", err)
 	}
+	// A bad duration says why, not only Go's "parse error"; by its alias too.
+	for _, args := range [][]string{{"-wait", "5x"}, {"--try=5x"}} {
+		f = newTest()
+		_, err = f.p.Parse(args)
+		if want := `time: unknown unit "x" in duration "5x"`; err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), `"5x"`) {
+			t.Errorf("%q: %v, want the reason %q", args, err, want)
+		}
+	}
 }
 
 // An address that cannot be bound is an error at start, naming the flag.
