@@ -519,6 +519,12 @@ func (z *consulZone) resolve(ctx context.Context, name string, qtype uint16, wai
 const maxChaseDepth = 3
 
 func (z *consulZone) resolveDepth(ctx context.Context, name string, qtype uint16, wait bool, depth int) (*answer, int, error) {
+	if qtype == dns.TypeSOA || qtype == dns.TypeNS || qtype == dns.TypeAXFR {
+		// Consul answers these itself for any name in its domain, existing
+		// or not: the apex's SOA or NS records, AXFR refused with NOTIMP
+		// (agent/dns.go handleQuery). The agent's DNS gives them as is.
+		return nil, resForward, nil
+	}
 	domain, rest, ok := cutDomain(z.s.settings.Load().domains, name)
 	if !ok {
 		return nil, resForward, nil // the apex (SOA, NS) and anything odd
