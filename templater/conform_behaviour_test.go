@@ -888,3 +888,28 @@ func TestConformExamples(t *testing.T) {
 		})
 	}
 }
+
+// TestConformUnwritableDestination: a destination that cannot be written
+// (its folder cannot be made, it is a folder) stops both tools with exit 14,
+// with -once and without.
+func TestConformUnwritableDestination(t *testing.T) {
+	files := map[string]string{"in.tmpl": "static\n"}
+	for _, dst := range []string{"/proc/berth-no-such/out", "."} {
+		for _, once := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s once=%v", dst, once), func(t *testing.T) {
+				t.Parallel()
+				var res [2]outcome
+				for i, tl := range tools(t) {
+					args := []string{"-consul-addr", agent.HTTPAddr(), "-log-level", "err", "-template", "in.tmpl:" + dst}
+					if once {
+						args = append(args, "-once")
+					}
+					res[i] = runTool(t, tl.bin, toolDir(t, tl.name, files), "", 20*time.Second, args...)
+				}
+				if res[0].Code != res[1].Code {
+					t.Errorf("consul-template exit %d, templater exit %d\n  consul-template: %s\n  templater: %s", res[0].Code, res[1].Code, lastLines(res[0].Stderr), lastLines(res[1].Stderr))
+				}
+			})
+		}
+	}
+}

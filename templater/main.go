@@ -23,7 +23,7 @@ import (
 const (
 	exitOK      = 0
 	exitMissing = 2  // -once: data still missing after -once-timeout
-	exitRender  = 3  // -once: a destination could not be written or its check failed
+	exitRender  = 3  // -once: a destination's check failed
 	exitCommand = 4  // a command failed with -fail-fast
 	exitChild   = 5  // the -exec command could not be started
 	exitConsul  = 6  // Consul client could not be built

@@ -466,8 +466,11 @@ func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
 }
 
 // output writes (or, with -dry/-diff, prints) one template's output and
-// reports whether the destination changed. A failed write or check is
-// logged and counted; under -once it is returned as exit 3.
+// reports whether the destination changed. A destination that cannot be
+// written before it ever was is fatal, exit 14, as consul-template's write
+// error (which is fatal always); a check that fails under -once exits 3.
+// Otherwise a failed write or check is logged and counted and the old file
+// stays (README, differences).
 func (r *runner) output(ctx context.Context, t *tmpl, out []byte) (bool, error) {
 	switch {
 	case r.cfg.Dry:
@@ -477,16 +480,20 @@ func (r *runner) output(ctx context.Context, t *tmpl, out []byte) (bool, error) 
 	}
 	wrote, err := install(ctx, t.cfg, out, r.reaper)
 	if err == nil {
+		t.installed = true
 		return wrote, nil
 	}
-	if r.cfg.Once {
+	isCheck := errors.As(err, new(*checkError))
+	if r.cfg.Once || !isCheck && !t.installed {
 		// Fatal: the exit's one line says it.
-		if errors.As(err, new(*checkError)) {
+		code := exitRunner
+		if isCheck {
 			r.m.checkFailures.WithLabelValues(t.name).Inc()
+			code = exitRender
 		} else {
 			r.m.renderErrors.WithLabelValues(t.name).Inc()
 		}
-		return false, &errExit{code: exitRender, err: fmt.Errorf("template %s: %w", t.name, err)}
+		return false, &errExit{code: code, err: fmt.Errorf("template %s: %w", t.name, err)}
 	}
 	var ce *checkError
 	if errors.As(err, &ce) {

@@ -55,6 +55,7 @@ type tmpl struct {
 	missing      []string
 	executed     bool // executed at least once
 	complete     bool // rendered once with all its data
+	installed    bool // its destination was written (or found current) once
 	missingSince time.Time
 	warned       bool
 	quiet        supervisor.Quiescence // the wait (quiescence) of a change not rendered yet
