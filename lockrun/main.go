@@ -159,6 +159,12 @@ func (o *options) check(rest []string) error {
 
 // run is main without the exit: it returns lockrun's exit code.
 func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
+	return runHooked(args, stdin, stdout, stderr, nil)
+}
+
+// runHooked is run with a hook for the tests: beforeChildStart, when not
+// nil, is called as runner.beforeChildStart.
+func runHooked(args []string, stdin *os.File, stdout, stderr io.Writer, beforeChildStart func(chan os.Signal)) int {
 	out := &outputGate{w: stderr}
 	o, err := parse(args, stdout, out)
 	if err != nil {
@@ -175,7 +181,8 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	signal.Notify(sigs)
 	defer signal.Stop(sigs)
 
-	r := &runner{o: o, client: client, log: log, stdin: stdin, sigs: sigs, metrics: newMetrics(), out: out}
+	r := &runner{o: o, client: client, log: log, stdin: stdin, sigs: sigs, metrics: newMetrics(), out: out,
+		beforeChildStart: beforeChildStart}
 	return r.run(metricsLn)
 }
 

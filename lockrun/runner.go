@@ -47,6 +47,11 @@ type runner struct {
 	// agentWarning is checkAgent's finding, for the messages of a lease
 	// that runs short.
 	agentWarning atomic.Pointer[string]
+	// beforeChildStart, when set (only by the tests), runs in hold between
+	// acquiring the lock and checking for a stop signal before the child is
+	// started, with the signal channel: a test holds lockrun there to send
+	// a signal in that window.
+	beforeChildStart func(sigs chan os.Signal)
 }
 
 // agentHint is checkAgent's warning about the agent's settings, or "".
@@ -56,12 +61,6 @@ func (r *runner) agentHint() string {
 	}
 	return ""
 }
-
-// beforeChildStart, when set (only by the tests), runs in hold between
-// acquiring the lock and checking for a stop signal before the child is
-// started, with the signal channel: a test holds lockrun there to send a
-// signal in that window.
-var beforeChildStart func(sigs chan os.Signal)
 
 // isStop reports whether s stops lockrun before its child runs (wait).
 func isStop(s syscall.Signal) bool {
@@ -238,8 +237,8 @@ func (r *runner) wait(keeper *sessionKeeper, lk locker) (*held, int) {
 // (lease.go), whichever comes first.
 func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logger) int {
 	o := r.o
-	if beforeChildStart != nil {
-		beforeChildStart(r.sigs)
+	if r.beforeChildStart != nil {
+		r.beforeChildStart(r.sigs)
 	}
 	stop, early := r.stopBeforeStart()
 	if stop != 0 {

@@ -35,7 +35,7 @@ const asLockrunEnv = "LOCKRUN_TEST_HELD_DIR"
 // stop signal to reach lockrun's signal channel (the runtime's SIGURG comes
 // there too), puts back what it read, and lockrun goes on.
 func runAsHeldLockrun(dir string) {
-	beforeChildStart = func(sigs chan os.Signal) {
+	hook := func(sigs chan os.Signal) {
 		_ = os.WriteFile(filepath.Join(dir, "acquired"), nil, 0o644)
 		var got []os.Signal
 		defer func() {
@@ -59,7 +59,7 @@ func runAsHeldLockrun(dir string) {
 			}
 		}
 	}
-	cliapp.Main(func(args []string) int { return run(args, os.Stdin, os.Stdout, os.Stderr) })
+	cliapp.Main(func(args []string) int { return runHooked(args, os.Stdin, os.Stdout, os.Stderr, hook) })
 }
 
 // acquireHolder is a proxy to the agent that holds the answer to a lock
