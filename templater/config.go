@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -92,16 +93,19 @@ func defaultTemplate(origin string) *templateConfig {
 // fails on it when it renders (exit 14), not as a bad configuration.
 var errNoDestination = errors.New("needs destination")
 
+// templatePiece is one piece of -template "in:out[:command]" as
+// consul-template v0.41.1 splits it (config/template.go,
+// ParseTemplateConfig): a run of characters other than ":", taken together
+// with a one-letter piece and its colon before it (a Windows drive, "C:\in").
+// So empty pieces vanish and "a:b:c" is the source "a:b" and the
+// destination "c".
+var templatePiece = regexp.MustCompile(`([A-Za-z]:)?[^:]+`)
+
 // parseTemplateFlag parses -template "in:out[:command]" as consul-template
-// splits it: empty pieces between colons are dropped, the third piece and
-// the rest, joined with ":", are the command.
+// splits it (templatePiece): the third piece and the rest, joined with ":",
+// are the command.
 func parseTemplateFlag(s string) (*templateConfig, error) {
-	var parts []string
-	for _, p := range strings.Split(s, ":") {
-		if p != "" {
-			parts = append(parts, p)
-		}
-	}
+	parts := templatePiece.FindAllString(s, -1)
 	if len(parts) < 2 {
 		return nil, fmt.Errorf("-template %q: want SOURCE:DESTINATION[:COMMAND]: %w", s, errNoDestination)
 	}

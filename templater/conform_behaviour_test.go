@@ -838,6 +838,59 @@ func TestConformTemplateColonOnly(t *testing.T) {
 	}
 }
 
+// TestConformTemplateFlagSplit: how -template "in:out[:command]" is cut
+// into pieces, run with both tools in folders holding the same files: the
+// exit code and every file each leaves behind (names and contents) are the
+// same. consul-template keeps a one-letter piece with the piece after it (a
+// Windows drive letter), so "a:b:c" renders the file "a:b" to "c".
+func TestConformTemplateFlagSplit(t *testing.T) {
+	files := map[string]string{"in.tmpl": "IN\n", "a:b": "AB\n", "a": "A\n", "t": "T\n"}
+	for _, spec := range []string{
+		"in.tmpl:out",
+		"a:b:c",
+		"t:out",
+		"a::b",
+		"::a:b",
+		"in.tmpl::out",
+		"in.tmpl:a:touch q",
+		"in.tmpl:out:touch c:d",
+		"in.tmpl:out:touch q",
+		"in.tmpl:out:touch x:y:z",
+	} {
+		t.Run(spec, func(t *testing.T) {
+			var res [2]outcome
+			var left [2]string
+			for i, tl := range tools(t) {
+				dir := toolDir(t, tl.name, files)
+				res[i] = runTool(t, tl.bin, dir, "", 30*time.Second, "-once", "-log-level", "err", "-template", spec)
+				left[i] = dirContents(t, dir)
+			}
+			if res[0].Code != res[1].Code || left[0] != left[1] {
+				t.Errorf("-template %q:\nconsul-template: exit %d, files %s\n  stderr: %s\ntemplater:       exit %d, files %s\n  stderr: %s",
+					spec, res[0].Code, left[0], lastLines(res[0].Stderr), res[1].Code, left[1], lastLines(res[1].Stderr))
+			}
+		})
+	}
+}
+
+// dirContents lists the regular files in dir with their contents, sorted.
+func dirContents(t *testing.T, dir string) string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, e := range ents {
+		body, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "[%s=%q]", e.Name(), body)
+	}
+	return b.String()
+}
+
 // TestConformExamples: the shipped example templates render the same bytes
 // with consul-template v0.41.1 as with templater, and the example configs,
 // without their templater-only check line, are read by consul-template too
