@@ -544,7 +544,11 @@ func TestConformFileMissing(t *testing.T) {
 	seedConform(t)
 	files := map[string]string{"missing.tmpl": `a{{ file "missing.txt" }}b`, "nodir.tmpl": `{{ file "nodir/x.txt" }}`,
 		"dir.tmpl": `{{ file "sub" }}`, "sub/f.txt": "x", "withkey.tmpl": `{{ key "ct/name" }}{{ file "missing.txt" }}`,
-		"present.tmpl": `[{{ file "sub/f.txt" }}]`}
+		"present.tmpl": `[{{ file "sub/f.txt" }}]`,
+		// error_fatal does not make a file() that cannot be read a logged
+		// error: it is consul-template's watcher that fails.
+		"nofatal.hcl":     "template_error_fatal = false\n",
+		"tmplnofatal.hcl": "template {\n  source = \"missing.tmpl\"\n  destination = \"out\"\n  error_fatal = false\n}\n"}
 	cases := [][]string{
 		{"-once", "-template", "missing.tmpl:out"},
 		{"-template", "missing.tmpl:out"},
@@ -553,6 +557,10 @@ func TestConformFileMissing(t *testing.T) {
 		{"-once", "-template", "withkey.tmpl:out"},
 		{"-template", "withkey.tmpl:out"},
 		{"-once", "-template", "present.tmpl:out"},
+		{"-config", "nofatal.hcl", "-once", "-template", "missing.tmpl:out"},
+		{"-config", "nofatal.hcl", "-template", "missing.tmpl:out"},
+		{"-config", "tmplnofatal.hcl", "-once"},
+		{"-config", "tmplnofatal.hcl"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c, " "), func(t *testing.T) {

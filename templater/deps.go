@@ -384,12 +384,19 @@ func (d fileDep) String() string { return "file(" + d.path + ")" }
 // fileData is the file's contents, or Err when it cannot be read: `file`
 // then fails, as consul-template's file dependency fails on a missing or
 // unreadable file instead of waiting for it (so the first execution
-// stops templater, exit 14; after a render the error is logged and the
-// old destination kept, as for any template error).
+// stops templater, exit 14, whatever error_fatal says: in consul-template
+// it is the watcher's error, not the template's; after a render the error
+// is logged and the old destination kept, as for any template error).
 type fileData struct {
 	Contents string
-	Err      error
+	Err      *fileError
 }
+
+// fileError is a file dependency that cannot be read (fileData.Err).
+type fileError struct{ err error }
+
+func (e *fileError) Error() string { return e.err.Error() }
+func (e *fileError) Unwrap() error { return e.err }
 
 func (d fileDep) run(ctx context.Context, e *env, deliver func(any)) {
 	abs, err := filepath.Abs(d.path)
@@ -403,7 +410,7 @@ func (d fileDep) run(ctx context.Context, e *env, deliver func(any)) {
 		if err != nil {
 			if msg := err.Error(); msg != lastErr {
 				lastErr, last = msg, nil
-				deliver(fileData{Err: fmt.Errorf("%s: %w", d, err)})
+				deliver(fileData{Err: &fileError{fmt.Errorf("%s: %w", d, err)}})
 			}
 			return
 		}

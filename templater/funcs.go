@@ -176,7 +176,10 @@ func dataFuncs(t *tmpl) template.FuncMap {
 				return "", nil
 			}
 			fd := v.(fileData)
-			return fd.Contents, fd.Err
+			if fd.Err != nil {
+				return "", fd.Err
+			}
+			return fd.Contents, nil
 		},
 		"env": func(name string) string { return os.Getenv(name) },
 		// A set variable wins even when empty (funcs.go envWithDefaultFunc).

@@ -313,6 +313,10 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 			if t.cfg.ErrorFatal != nil {
 				fatal = *t.cfg.ErrorFatal
 			}
+			// A file() that cannot be read is fatal whatever error_fatal
+			// says: consul-template's watcher fails, not its template.
+			var fe *fileError
+			fatal = fatal || errors.As(err, &fe)
 			if fatal && (!wasRendered || r.cfg.Once) {
 				return next, &errExit{code: exitRunner, err: fmt.Errorf("template %s: %w", t.name, err)}
 			}
