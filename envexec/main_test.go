@@ -321,7 +321,8 @@ func fmtEnv(env map[string]string) string {
 // TestEnvironmentNames follows envconsul's naming pipeline (runner.go,
 // appendPrefixes): the key relative to the prefix, passed on unchanged (a
 // nested key keeps its "/", "db-host" and "log.level" stay: only a blank key
-// is dropped); with no_prefix=false the sanitized prefix path and "_" in
+// is dropped, before the prefix path, the format or -sanitize could make a
+// name of it: "app/  " never becomes "__", "APP_  " or "..._app_  "); with no_prefix=false the sanitized prefix path and "_" in
 // front; the format; -sanitize; -upcase. berth's own rules on top: whole
 // path segments only (no sibling app2/), folder keys skipped, a name with
 // "=" (which the kernel's NAME=value cannot carry) skipped with a warning.
@@ -332,6 +333,7 @@ func TestEnvironmentNames(t *testing.T) {
 		"app/bad-name", "SECRET-VALUE-1",
 		"app/log.level", "debug",
 		"app/x=y", "SECRET-VALUE-2",
+		"app/  ", "blank-key",
 		"app/folder/", "",
 		"app2/sibling", "must-not-appear",
 		"global/PORT", "8080",

@@ -130,8 +130,11 @@ func (p *prefixSpec) vars(data any, n naming) []namedVar {
 			continue // cannot happen with List(base); kept as a guard
 		}
 		rel := strings.TrimLeft(strings.TrimPrefix(kv.Key, base), "/")
-		if rel == "" || strings.HasSuffix(rel, "/") {
-			continue // the prefix itself or a folder key
+		if strings.TrimSpace(rel) == "" || strings.HasSuffix(rel, "/") {
+			// The prefix itself, a folder key, or a blank key, which
+			// envconsul drops before the prefix path, the format or
+			// -sanitize can make a name of it (runner.go, appendPrefixes).
+			continue
 		}
 		name, err := n.kvName(p, rel)
 		out = append(out, namedVar{key: kv.Key, name: name, value: string(kv.Value), err: err})
