@@ -796,7 +796,7 @@ func TestConsulOutage(t *testing.T) {
 func TestServiceAndMetrics(t *testing.T) {
 	a, c, n := nsWith(t)
 	svc := "envexecweb"
-	consultest.Register(t, c, &api.AgentServiceRegistration{ID: svc + "-1", Name: svc, Address: "10.1.2.3", Port: 8080, Tags: []string{"blue", "v2"}})
+	consultest.Register(t, c, &api.AgentServiceRegistration{ID: svc + "-1", Name: svc, Address: "10.1.2.3", Port: 8080, Tags: []string{"v2", "blue"}})
 	put(t, c, n+"/V", "1")
 	maddr := proctest.FreeAddr(t)
 	dir := childDir(t)
@@ -806,7 +806,9 @@ func TestServiceAndMetrics(t *testing.T) {
 	env := onlyConsul(lastEnv(t, dir))
 	// envconsul names service fields "<service>/<field>" and keeps the "/"
 	// unless -sanitize; -upcase comes before -sanitize for services
-	// (runner.go, appendServices).
+	// (runner.go, appendServices). The tags are sorted before they are
+	// joined (consul-template dependency/catalog_service.go, Fetch:
+	// deepCopyAndSortTags), whatever order they were registered in.
 	want := map[string]string{"V": "1", "ENVEXECWEB/ID": svc + "-1", "ENVEXECWEB/NAME": svc,
 		"ENVEXECWEB/ADDRESS": "10.1.2.3", "ENVEXECWEB/TAG": "blue,v2", "ENVEXECWEB_HTTP_PORT": "8080"}
 	if fmtEnv(env) != fmtEnv(want) {
@@ -817,7 +819,7 @@ func TestServiceAndMetrics(t *testing.T) {
 		t.Errorf("/health %d %s", code, body)
 	}
 	// A new instance port is a change: restart, counted.
-	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: svc + "-1", Name: svc, Address: "10.1.2.3", Port: 9090, Tags: []string{"blue", "v2"}}); err != nil {
+	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: svc + "-1", Name: svc, Address: "10.1.2.3", Port: 9090, Tags: []string{"v2", "blue"}}); err != nil {
 		t.Fatal(err)
 	}
 	eventually.True(t, 20*time.Second, "restart for the new port", func() bool {

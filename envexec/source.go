@@ -215,11 +215,16 @@ func (s *serviceSpec) vars(data any, n naming) []namedVar {
 		if addr == "" {
 			addr = svc.Address
 		}
+		// The tags sorted, whatever order they were registered in
+		// (consul-template dependency/catalog_service.go, Fetch:
+		// deepCopyAndSortTags, which envconsul's appendServices joins).
+		tags := append([]string(nil), svc.ServiceTags...)
+		sort.Strings(tags)
 		vals := map[string]string{
 			"id":      svc.ServiceID,
 			"name":    svc.ServiceName,
 			"address": addr,
-			"tag":     strings.Join(svc.ServiceTags, ","),
+			"tag":     strings.Join(tags, ","),
 			"port":    strconv.Itoa(svc.ServicePort),
 		}
 		for _, f := range serviceFields() {
