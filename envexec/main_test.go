@@ -1005,3 +1005,32 @@ func TestDatacenterSuffix(t *testing.T) {
 		t.Errorf("the command started")
 	}
 }
+
+// TestQueryParameters follows consul-template's dependency queries, which
+// envconsul's -prefix and -service-query are (dependency/dependency.go:
+// queryRe and GetConsulQueryOpts; kv_list.go and catalog_service.go ask in
+// the ?ns= namespace and ?partition= admin partition): the parameters
+// reach Consul instead of becoming part of the key path or service name.
+// The dev agent is Consul CE, which refuses a namespace: the source never
+// answers and -wait-timeout says why. Parameters neither query uses are
+// refused.
+func TestQueryParameters(t *testing.T) {
+	a, _, n := nsWith(t, "V", "1")
+	for _, src := range [][]string{{"-prefix", n + "?ns=team"}, {"-prefix", n + "?ns=team@" + a.Datacenter}, {"-service", "web?ns=team"}} {
+		dir := childDir(t)
+		p := runEnvexec(t, a.HTTPAddr(), nil, append(append(src, "-wait-timeout", "1s"), childArgs(dir, "exit", 0)...)...)
+		if p.code != exitWaitTimeout || !strings.Contains(p.stderr.String(), "?ns=team") || !strings.Contains(p.stderr.String(), "Namespaces are a Consul Enterprise feature") {
+			t.Errorf("%v: exit %d\n%s", src, p.code, p.stderr)
+		}
+		if len(starts(dir)) != 0 {
+			t.Errorf("%v: the command started", src)
+		}
+	}
+	for _, src := range [][]string{{"-prefix", n + "?peer=other"}, {"-service", "web?sameness-group=g"}, {"-prefix", n + "?bogus=1"}} {
+		dir := childDir(t)
+		p := runEnvexec(t, a.HTTPAddr(), nil, append(src, childArgs(dir, "exit", 0)...)...)
+		if p.code != exitUsage || !strings.Contains(p.stderr.String(), "not supported (ns and partition are)") {
+			t.Errorf("%v: exit %d\n%s", src, p.code, p.stderr)
+		}
+	}
+}

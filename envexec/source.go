@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -24,10 +25,11 @@ type source interface {
 	vars(data any, n naming) []namedVar
 }
 
-// prefixSpec is one -prefix PATH[@DC].
+// prefixSpec is one -prefix PATH[?QUERY][@DC].
 type prefixSpec struct {
 	path     string // without leading or trailing slashes
 	dc       string
+	scope    scope
 	format   *template.Template
 	fmtSrc   string
 	noPrefix bool // keep the prefix path out of names (envconsul's no_prefix; default true)
@@ -47,6 +49,10 @@ func parsePrefix(s string) (*prefixSpec, error) {
 	if err != nil {
 		return nil, err
 	}
+	p, sc, err := splitQuery(p)
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", s, err)
+	}
 	p = strings.Trim(p, "/")
 	if p == "" {
 		return nil, fmt.Errorf("%q: empty key path", s)
@@ -54,7 +60,67 @@ func parsePrefix(s string) (*prefixSpec, error) {
 	if strings.Contains(p, "//") {
 		return nil, fmt.Errorf("%q: empty path segment (\"//\")", s)
 	}
-	return &prefixSpec{path: p, dc: dc, noPrefix: true}, nil
+	return &prefixSpec{path: p, dc: dc, scope: sc, noPrefix: true}, nil
+}
+
+// scope is the Consul Enterprise namespace and admin partition one source
+// asks in, from its ?ns=NS&partition=P.
+type scope struct {
+	namespace string
+	partition string
+}
+
+// splitQuery splits "thing?ns=NS&partition=P" as consul-template's KV and
+// catalog queries read it (dependency/dependency.go: queryRe and
+// GetConsulQueryOpts; kv_list.go and catalog_service.go ask in the
+// namespace and partition given). peer and sameness-group, which
+// consul-template accepts but neither query uses, and any other parameter
+// are refused.
+func splitQuery(s string) (string, scope, error) {
+	name, raw, ok := strings.Cut(s, "?")
+	if !ok {
+		return s, scope{}, nil
+	}
+	vals, err := url.ParseQuery(raw)
+	if err != nil {
+		return "", scope{}, fmt.Errorf("query %q: %w", raw, err)
+	}
+	for k := range vals {
+		if k != "ns" && k != "partition" {
+			return "", scope{}, fmt.Errorf("query %q: parameter %q not supported (ns and partition are)", raw, k)
+		}
+	}
+	return name, scope{namespace: vals.Get("ns"), partition: vals.Get("partition")}, nil
+}
+
+// String is the scope as a query suffix ("?ns=team"), or "".
+func (sc scope) String() string {
+	v := url.Values{}
+	if sc.namespace != "" {
+		v.Set("ns", sc.namespace)
+	}
+	if sc.partition != "" {
+		v.Set("partition", sc.partition)
+	}
+	if len(v) == 0 {
+		return ""
+	}
+	return "?" + v.Encode()
+}
+
+// options returns q asking in the scope (a copy; q itself is left alone).
+func (sc scope) options(q *api.QueryOptions) *api.QueryOptions {
+	if sc == (scope{}) {
+		return q
+	}
+	c := *q
+	if sc.namespace != "" {
+		c.Namespace = sc.namespace
+	}
+	if sc.partition != "" {
+		c.Partition = sc.partition
+	}
+	return &c
 }
 
 // renderPath renders a prefix path template; env NAME fails when NAME is
@@ -104,9 +170,9 @@ func splitDC(s string) (string, string, error) {
 
 func (p *prefixSpec) String() string {
 	if p.dc != "" {
-		return "prefix " + p.path + "@" + p.dc
+		return "prefix " + p.path + p.scope.String() + "@" + p.dc
 	}
-	return "prefix " + p.path
+	return "prefix " + p.path + p.scope.String()
 }
 
 func (p *prefixSpec) query() query.Query { return query.Query{Name: p.String(), Datacenter: p.dc} }
@@ -114,7 +180,7 @@ func (p *prefixSpec) query() query.Query { return query.Query{Name: p.String(), 
 // fetch lists the keys below PATH/ (whole segments only: prefix "app" never
 // sees "app2/x").
 func (p *prefixSpec) fetch(c *api.Client, q *api.QueryOptions) (any, *api.QueryMeta, error) {
-	pairs, meta, err := c.KV().List(p.path+"/", q)
+	pairs, meta, err := c.KV().List(p.path+"/", p.scope.options(q))
 	if err != nil {
 		return nil, nil, fmt.Errorf("list %s/: %w", p.path, err)
 	}
@@ -145,11 +211,12 @@ func (p *prefixSpec) vars(data any, n naming) []namedVar {
 // serviceFields are the per-instance variables, in envconsul's names.
 func serviceFields() []string { return []string{"id", "name", "address", "tag", "port"} }
 
-// serviceSpec is one -service [TAG.]NAME[@DC].
+// serviceSpec is one -service [TAG.]NAME[?QUERY][@DC].
 type serviceSpec struct {
 	name    string
 	tag     string
 	dc      string
+	scope   scope
 	formats map[string]*template.Template
 }
 
@@ -158,7 +225,11 @@ func parseService(s string) (*serviceSpec, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec := &serviceSpec{dc: dc, formats: map[string]*template.Template{}}
+	q, sc, err := splitQuery(q)
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", s, err)
+	}
+	spec := &serviceSpec{dc: dc, scope: sc, formats: map[string]*template.Template{}}
 	if i := strings.LastIndex(q, "."); i >= 0 {
 		spec.tag, spec.name = q[:i], q[i+1:]
 		if spec.tag == "" {
@@ -181,6 +252,7 @@ func (s *serviceSpec) String() string {
 	if s.tag != "" {
 		out = "service " + s.tag + "." + s.name
 	}
+	out += s.scope.String()
 	if s.dc != "" {
 		out += "@" + s.dc
 	}
@@ -190,7 +262,7 @@ func (s *serviceSpec) String() string {
 func (s *serviceSpec) query() query.Query { return query.Query{Name: s.String(), Datacenter: s.dc} }
 
 func (s *serviceSpec) fetch(c *api.Client, q *api.QueryOptions) (any, *api.QueryMeta, error) {
-	svcs, meta, err := c.Catalog().Service(s.name, s.tag, q)
+	svcs, meta, err := c.Catalog().Service(s.name, s.tag, s.scope.options(q))
 	if err != nil {
 		return nil, nil, fmt.Errorf("catalog service %s: %w", s.name, err)
 	}
