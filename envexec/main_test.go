@@ -1013,7 +1013,7 @@ func TestDatacenterSuffix(t *testing.T) {
 // reach Consul instead of becoming part of the key path or service name.
 // The dev agent is Consul CE, which refuses a namespace: the source never
 // answers and -wait-timeout says why. Parameters neither query uses are
-// refused.
+// refused. A service's ~NODE sorts its instances from NODE.
 func TestQueryParameters(t *testing.T) {
 	a, _, n := nsWith(t, "V", "1")
 	for _, src := range [][]string{{"-prefix", n + "?ns=team"}, {"-prefix", n + "?ns=team@" + a.Datacenter}, {"-service", "web?ns=team"}} {
@@ -1024,6 +1024,17 @@ func TestQueryParameters(t *testing.T) {
 		}
 		if len(starts(dir)) != 0 {
 			t.Errorf("%v: the command started", src)
+		}
+	}
+	// -service NAME~NODE (catalog_service.go nearRe): the instances sorted
+	// from NODE, not a service named "NAME~NODE".
+	svc := "envexecnear"
+	consultest.Register(t, c(a), &api.AgentServiceRegistration{ID: svc + "-1", Name: svc, Address: "10.9.9.9", Port: 7000})
+	for _, q := range []string{svc + "~_agent", svc + "@" + a.Datacenter + "~_agent"} {
+		dir := childDir(t)
+		p := runEnvexec(t, a.HTTPAddr(), nil, append([]string{"-once", "-service", q, "-upcase", "-sanitize"}, childArgs(dir, "exit", 0)...)...)
+		if env := onlyConsul(lastEnv(t, dir)); p.code != 0 || env["ENVEXECNEAR_ADDRESS"] != "10.9.9.9" || env["ENVEXECNEAR_PORT"] != "7000" {
+			t.Errorf("-service %s: exit %d, env %v\n%s", q, p.code, env, p.stderr)
 		}
 	}
 	for _, src := range [][]string{{"-prefix", n + "?peer=other"}, {"-service", "web?sameness-group=g"}, {"-prefix", n + "?bogus=1"}} {

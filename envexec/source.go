@@ -211,17 +211,25 @@ func (p *prefixSpec) vars(data any, n naming) []namedVar {
 // serviceFields are the per-instance variables, in envconsul's names.
 func serviceFields() []string { return []string{"id", "name", "address", "tag", "port"} }
 
-// serviceSpec is one -service [TAG.]NAME[?QUERY][@DC].
+// serviceSpec is one -service [TAG.]NAME[?QUERY][@DC][~NODE].
 type serviceSpec struct {
 	name    string
 	tag     string
 	dc      string
 	scope   scope
+	near    string // ~NODE: Consul sorts the instances by round-trip time from NODE
 	formats map[string]*template.Template
 }
 
 func parseService(s string) (*serviceSpec, error) {
-	q, dc, err := splitDC(s)
+	// A ~NODE suffix sorts the instances by round-trip time from NODE
+	// ("_agent": the agent's own), as consul-template's catalog query
+	// (dependency/catalog_service.go: nearRe, after the datacenter).
+	s0, near, hasNear := strings.Cut(s, "~")
+	if hasNear && (near == "" || strings.ContainsAny(near, "~@?/ ")) {
+		return nil, fmt.Errorf("%q: %q after \"~\" is not a node name", s, near)
+	}
+	q, dc, err := splitDC(s0)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +237,7 @@ func parseService(s string) (*serviceSpec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%q: %w", s, err)
 	}
-	spec := &serviceSpec{dc: dc, scope: sc, formats: map[string]*template.Template{}}
+	spec := &serviceSpec{dc: dc, scope: sc, near: near, formats: map[string]*template.Template{}}
 	if i := strings.LastIndex(q, "."); i >= 0 {
 		spec.tag, spec.name = q[:i], q[i+1:]
 		if spec.tag == "" {
@@ -256,10 +264,15 @@ func (s *serviceSpec) String() string {
 	if s.dc != "" {
 		out += "@" + s.dc
 	}
+	if s.near != "" {
+		out += "~" + s.near
+	}
 	return out
 }
 
-func (s *serviceSpec) query() query.Query { return query.Query{Name: s.String(), Datacenter: s.dc} }
+func (s *serviceSpec) query() query.Query {
+	return query.Query{Name: s.String(), Datacenter: s.dc, Near: s.near}
+}
 
 func (s *serviceSpec) fetch(c *api.Client, q *api.QueryOptions) (any, *api.QueryMeta, error) {
 	svcs, meta, err := c.Catalog().Service(s.name, s.tag, s.scope.options(q))
@@ -270,17 +283,21 @@ func (s *serviceSpec) fetch(c *api.Client, q *api.QueryOptions) (any, *api.Query
 }
 
 // vars gives id, name, address, tag and port of each instance; with several
-// instances the last one (by node, then service ID) wins, as in envconsul.
-// An instance without its own address gets its node's address.
+// instances the last one (by node, then service ID) wins, as in envconsul;
+// with ~NODE the last in Consul's order (the farthest from NODE), as
+// envconsul keeps that order. An instance without its own address gets its
+// node's address.
 func (s *serviceSpec) vars(data any, n naming) []namedVar {
 	svcs, _ := data.([]*api.CatalogService)
 	svcs = append([]*api.CatalogService(nil), svcs...)
-	sort.SliceStable(svcs, func(i, j int) bool {
-		if svcs[i].Node != svcs[j].Node {
-			return svcs[i].Node < svcs[j].Node
-		}
-		return svcs[i].ServiceID < svcs[j].ServiceID
-	})
+	if s.near == "" {
+		sort.SliceStable(svcs, func(i, j int) bool {
+			if svcs[i].Node != svcs[j].Node {
+				return svcs[i].Node < svcs[j].Node
+			}
+			return svcs[i].ServiceID < svcs[j].ServiceID
+		})
+	}
 	var out []namedVar
 	for _, svc := range svcs {
 		addr := svc.ServiceAddress
