@@ -87,8 +87,10 @@ func (f funcFlag) String() string     { return "" }
 func (f funcFlag) Set(s string) error { return f(s) }
 
 // signalFlag holds a signal given by name or number. With orNone, the empty
-// string means "no signal" (envconsul: an empty kill_signal or reload_signal
-// listens for none).
+// string and SIGNULL mean "no signal" (envconsul: an empty kill_signal or
+// reload_signal decodes to consul-template's SIGNULL, signals/mapstructure.go,
+// and -kill-signal SIGNULL parses to it, signals/signals.go; no signal
+// equals it, so none is listened for).
 type signalFlag struct {
 	sig    *syscall.Signal
 	orNone bool
@@ -102,7 +104,7 @@ func (f signalFlag) String() string {
 }
 
 func (f signalFlag) Set(s string) error {
-	if f.orNone && strings.TrimSpace(s) == "" {
+	if t := strings.TrimSpace(s); f.orNone && (t == "" || strings.EqualFold(t, "SIGNULL")) {
 		*f.sig = 0
 		return nil
 	}
@@ -204,8 +206,8 @@ func registerProcessFlags(cl *cliapp.Program, o *options) {
 		return nil
 	}), "exec-reload-signal", "on a change send this `SIGNAL` instead of restarting (consul-template's name): -on-change signal -change-signal SIGNAL")
 	cl.Var(signalFlag{sig: &o.execKillSignal}, "exec-kill-signal", "signal that stops the command for a restart or shutdown (envconsul's exec.kill_signal)")
-	cl.Var(signalFlag{sig: &o.killSignal, orNone: true}, "kill-signal", "`SIGNAL` that stops envexec gracefully, as envconsul's -kill-signal: the command is stopped (-exec-kill-signal, -kill-timeout, SIGKILL) and envexec exits 12; empty: none")
-	cl.Var(signalFlag{sig: &o.reloadSignal, orNone: true}, "reload-signal", "`SIGNAL` that reloads envexec's configuration (flags and -config files), as envconsul's -reload-signal: the command is stopped and started again; empty: none")
+	cl.Var(signalFlag{sig: &o.killSignal, orNone: true}, "kill-signal", "`SIGNAL` that stops envexec gracefully, as envconsul's -kill-signal: the command is stopped (-exec-kill-signal, -kill-timeout, SIGKILL) and envexec exits 12; empty or SIGNULL: none")
+	cl.Var(signalFlag{sig: &o.reloadSignal, orNone: true}, "reload-signal", "`SIGNAL` that reloads envexec's configuration (flags and -config files), as envconsul's -reload-signal: the command is stopped and started again; empty or SIGNULL: none")
 	cl.Duration(&o.killTimeout, "kill-timeout", 30*time.Second, "grace period after -exec-kill-signal (or a forwarded SIGINT/SIGTERM) before SIGKILL to the command's process group")
 	cl.Alias("exec-kill-timeout", "kill-timeout") // envconsul's name
 	cl.Duration(&o.splay, "splay", 0, "wait a random time up to this before restarting or signalling on a change")

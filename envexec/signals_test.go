@@ -104,16 +104,20 @@ func TestKillAndReloadSignals(t *testing.T) {
 			}
 		})
 	}
-	t.Run("-kill-signal empty: SIGINT goes to the command", func(t *testing.T) {
-		p, dir, pid := hold(t, "-kill-signal", "")
-		p.signal(syscall.SIGINT)
-		if code := p.wait(30 * time.Second); code != 7 {
-			t.Errorf("exit %d, want the command's 7\n%s", code, p.stderr)
-		}
-		if !contains(events(dir), fmt.Sprintf("int_%d", pid)) {
-			t.Errorf("SIGINT not forwarded: %v", events(dir))
-		}
-	})
+	// SIGNULL is consul-template's name for "no signal" (signals/signals.go,
+	// SignalLookup), which envconsul's -kill-signal and -reload-signal take.
+	for _, none := range []string{"", "SIGNULL"} {
+		t.Run("-kill-signal "+none+": SIGINT goes to the command", func(t *testing.T) {
+			p, dir, pid := hold(t, "-kill-signal", none)
+			p.signal(syscall.SIGINT)
+			if code := p.wait(30 * time.Second); code != 7 {
+				t.Errorf("exit %d, want the command's 7\n%s", code, p.stderr)
+			}
+			if !contains(events(dir), fmt.Sprintf("int_%d", pid)) {
+				t.Errorf("SIGINT not forwarded: %v", events(dir))
+			}
+		})
+	}
 	t.Run("default reload signal SIGHUP", func(t *testing.T) {
 		p, dir, pid := hold(t)
 		p.signal(syscall.SIGHUP)
@@ -131,14 +135,16 @@ func TestKillAndReloadSignals(t *testing.T) {
 			t.Errorf("exit %d after the reload, want the command's 7\n%s", code, p.stderr)
 		}
 	})
-	t.Run("-reload-signal empty: SIGHUP goes to the command", func(t *testing.T) {
-		p, dir, pid := hold(t, "-reload-signal", "")
-		p.signal(syscall.SIGHUP)
-		eventually.True(t, 10*time.Second, "forwarded SIGHUP", func() bool { return contains(events(dir), fmt.Sprintf("hup_%d", pid)) })
-		if len(starts(dir)) != 1 {
-			t.Errorf("restarted: %v", events(dir))
-		}
-		p.signal(syscall.SIGTERM)
-		p.wait(30 * time.Second)
-	})
+	for _, none := range []string{"", "signull"} {
+		t.Run("-reload-signal "+none+": SIGHUP goes to the command", func(t *testing.T) {
+			p, dir, pid := hold(t, "-reload-signal", none)
+			p.signal(syscall.SIGHUP)
+			eventually.True(t, 10*time.Second, "forwarded SIGHUP", func() bool { return contains(events(dir), fmt.Sprintf("hup_%d", pid)) })
+			if len(starts(dir)) != 1 {
+				t.Errorf("restarted: %v", events(dir))
+			}
+			p.signal(syscall.SIGTERM)
+			p.wait(30 * time.Second)
+		})
+	}
 }
