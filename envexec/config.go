@@ -154,11 +154,12 @@ var (
 		"kill_signal": {"string", "kill-signal"}, "reload_signal": {"string", "reload-signal"},
 		"log_level": {"string", "log-level"}, "max_stale": {"duration", "max-stale"}, "pid_file": {"string", "pid-file"},
 		"pristine": {"bool", "pristine"}, "sanitize": {"bool", "sanitize"}, "upcase": {"bool", "upcase"},
-		// deprecated (config.go, Parse): token, splay, timeout
-		"token": {"string", "token"}, "splay": {"duration", "splay"}, "timeout": {"duration", "kill-timeout"},
 	}
-	consulFlags = flagKeys{"address": {"string", "http-addr"}, "token": {"string", "token"}, "token_file": {"string", "token-file"}}
-	retryFlags  = flagKeys{
+	// Deprecated top-level keys (envconsul config.go, Parse): each is moved
+	// into its block, over the block's own value in the same file.
+	deprecatedTopFlags = flagKeys{"token": {"string", "token"}, "splay": {"duration", "splay"}, "timeout": {"duration", "kill-timeout"}}
+	consulFlags        = flagKeys{"address": {"string", "http-addr"}, "token": {"string", "token"}, "token_file": {"string", "token-file"}}
+	retryFlags         = flagKeys{
 		"enabled": {"bool", "consul-retry"}, "attempts": {"int", "consul-retry-attempts"},
 		"backoff": {"duration", "consul-retry-backoff"}, "max_backoff": {"duration", "consul-retry-max-backoff"},
 	}
@@ -230,6 +231,9 @@ func (fc *fileConfig) read(f *configfile.File) error {
 	if err := fc.readExec(f, m); err != nil {
 		return err
 	}
+	if err := fc.flagsOf(f.Path, "", m, deprecatedTopFlags); err != nil {
+		return err
+	}
 	if b, err := block(m, "syslog"); err != nil || b != nil {
 		if err != nil {
 			return err
@@ -272,44 +276,44 @@ func (fc *fileConfig) readConsul(f *configfile.File, m map[string]any) error {
 		name, prefix string
 		keys         flagKeys
 	}{{"retry", "consul.retry.", retryFlags}, {"ssl", "consul.ssl.", sslFlags}, {"transport", "consul.transport.", transportFlags}} {
-		wheres := []map[string]any{m, c} // top-level first (deprecated), then consul {}, which wins
-		if sub.name == "transport" {
-			wheres = wheres[1:]
+		// A deprecated top-level retry or ssl replaces the whole block of
+		// consul {} in the same file (envconsul config.go, Parse).
+		where := c
+		if _, ok := m[sub.name]; ok && sub.name != "transport" {
+			where = m
 		}
-		for _, where := range wheres {
-			v, ok := where[sub.name]
-			if !ok {
-				continue
-			}
-			if s, isString := v.(string); isString && sub.name == "retry" {
-				// retry = "5s" (deprecated): backoff and max_backoff.
-				fc.setFlag(f.Path, "retry", "consul-retry-backoff", s)
-				fc.setFlag(f.Path, "retry", "consul-retry-max-backoff", s)
-				continue
-			}
-			b, err := configfile.Block(v)
-			if err != nil {
-				return fmt.Errorf("%s: %w", sub.prefix[:len(sub.prefix)-1], err)
-			}
-			if err := fc.flagsOf(f.Path, sub.prefix, b, sub.keys); err != nil {
-				return err
-			}
-		}
-	}
-	for _, where := range []map[string]any{m, c} {
-		a, err := block(where, "auth")
-		if err != nil {
-			return err
-		}
-		if a == nil {
+		v, ok := where[sub.name]
+		if !ok {
 			continue
 		}
-		s, err := authValue(a)
-		if err != nil {
-			return fmt.Errorf("consul.auth: %w", err)
+		if s, isString := v.(string); isString && sub.name == "retry" {
+			// retry = "5s" (deprecated): backoff and max_backoff.
+			fc.setFlag(f.Path, "retry", "consul-retry-backoff", s)
+			fc.setFlag(f.Path, "retry", "consul-retry-max-backoff", s)
+			continue
 		}
-		fc.setFlag(f.Path, "consul.auth", "consul-auth", s)
+		b, err := configfile.Block(v)
+		if err != nil {
+			return fmt.Errorf("%s: %w", sub.prefix[:len(sub.prefix)-1], err)
+		}
+		if err := fc.flagsOf(f.Path, sub.prefix, b, sub.keys); err != nil {
+			return err
+		}
 	}
+	// Likewise a deprecated top-level auth replaces consul.auth.
+	where := c
+	if _, ok := m["auth"]; ok {
+		where = m
+	}
+	a, err := block(where, "auth")
+	if err != nil || a == nil {
+		return err
+	}
+	auth, err := authValue(a)
+	if err != nil {
+		return fmt.Errorf("consul.auth: %w", err)
+	}
+	fc.setFlag(f.Path, "consul.auth", "consul-auth", auth)
 	return nil
 }
 

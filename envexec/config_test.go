@@ -95,6 +95,27 @@ upcase = false
 		}
 	})
 
+	t.Run("deprecated top-level ssl replaces consul.ssl of the same file", func(t *testing.T) {
+		// envconsul config.go, Parse: a top-level ssl (likewise auth, retry,
+		// token, splay, timeout) is moved into its block, over the block's
+		// own value. Here it turns the block's HTTPS off: the agent speaks
+		// HTTP.
+		dir := childDir(t)
+		cfg := filepath.Join(t.TempDir(), "envconsul.hcl")
+		proctest.WriteFile(t, cfg, fmt.Sprintf(`
+consul {
+  address = %q
+  ssl { enabled = true }
+}
+ssl { enabled = false }
+prefix { path = "%s/app" }
+`, a.HTTPAddr(), n))
+		p := run(t, append([]string{"-config", cfg, "-once", "-wait-timeout", "5s"}, childArgs(dir, "exit", 0)...)...)
+		if p.code != 0 || lastEnv(t, dir)["PORT"] != "80" {
+			t.Fatalf("exit %d, PORT=%q\n%s", p.code, lastEnv(t, dir)["PORT"], p.stderr)
+		}
+	})
+
 	t.Run("unsupported keys refused in one line", func(t *testing.T) {
 		for _, tc := range []struct{ body, want string }{
 			{`foo = 1`, "foo: not supported"},
