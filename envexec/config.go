@@ -217,7 +217,9 @@ func (fc *fileConfig) read(f *configfile.File) error {
 	if err := fc.flagsOf(f.Path, "", m, topFlags); err != nil {
 		return err
 	}
-	for _, k := range []string{"token", "splay", "timeout"} {
+	// envconsul warns about each deprecated top-level key it moves into
+	// its block (config.go, Parse).
+	for _, k := range []string{"token", "splay", "timeout", "auth", "ssl", "retry"} {
 		if _, ok := m[k]; ok {
 			fc.warn = append(fc.warn, fmt.Sprintf("config %s: top-level %s is deprecated (as in envconsul); see the README for its block", f.Path, k))
 		}

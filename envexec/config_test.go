@@ -114,6 +114,10 @@ prefix { path = "%s/app" }
 		if p.code != 0 || lastEnv(t, dir)["PORT"] != "80" {
 			t.Fatalf("exit %d, PORT=%q\n%s", p.code, lastEnv(t, dir)["PORT"], p.stderr)
 		}
+		// envconsul warns about each deprecated key it moves.
+		if !strings.Contains(p.stderr.String(), "top-level ssl is deprecated") {
+			t.Errorf("no warning about the top-level ssl:\n%s", p.stderr)
+		}
 	})
 
 	t.Run("unsupported keys refused in one line", func(t *testing.T) {
