@@ -985,6 +985,23 @@ func TestKillSignalAndTimeout(t *testing.T) {
 	if code := p.wait(20 * time.Second); code != 255 {
 		t.Errorf("exit %d, want 255 (the stubborn child killed)", code)
 	}
+
+	// The exec kill signal, sent to envexec, is forwarded and stops the
+	// command as a restart does: a child that only logs it is killed after
+	// -kill-timeout (consul-template child/child.go Signal, which envconsul
+	// forwards every signal to: the kill signal is kill(true)).
+	dir = childDir(t)
+	p = startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-exec-kill-signal", "SIGUSR1", "-kill-timeout", "500ms"}, childArgs(dir, "hold", 0)...)...)
+	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	first = starts(dir)[0]
+	waitReady(t, dir, first)
+	p.signal(syscall.SIGUSR1)
+	if code := p.wait(30 * time.Second); code != 255 {
+		t.Errorf("exit %d, want 255 (the child killed after the forwarded exec kill signal)\n%s", code, p.stderr)
+	}
+	if !contains(events(dir), fmt.Sprintf("usr1_%d", first)) {
+		t.Errorf("SIGUSR1 not forwarded: %v", events(dir))
+	}
 }
 
 func TestDatacenterSuffix(t *testing.T) {

@@ -486,8 +486,9 @@ func (sv *supervision) armQuiet() {
 // the reload signal stops the command and reloads; the kill signal stops
 // the command and ends envexec (exit 12); every other signal goes to the
 // command by the supervisor's rule (pkg/supervisor Forward: not SIGCHLD and
-// the runtime's SIGURG; after a forwarded SIGINT or SIGTERM the command has
-// one -kill-timeout to exit, then its process group gets SIGKILL). end
+// the runtime's SIGURG; after a forwarded SIGINT or SIGTERM, or the
+// forwarded -exec-kill-signal, the command has one -kill-timeout to exit,
+// then its process group gets SIGKILL). end
 // reports that supervise must return code and reload.
 func (sv *supervision) signal(sig os.Signal) (code int, reload, end bool) {
 	r, o := sv.r, sv.r.o
@@ -509,6 +510,13 @@ func (sv *supervision) signal(sig os.Signal) (code int, reload, end bool) {
 		r.metrics.childRunning.Set(0)
 		r.setState("stopped")
 		return exitInterrupted, false, true
+	}
+	if s == o.execKillSignal {
+		// The command's own stop signal, forwarded, stops it as a restart
+		// would: one -kill-timeout, then SIGKILL (consul-template v0.41.1
+		// child/child.go Signal: the kill signal is kill(true)).
+		_ = sv.child.ForwardStop(s)
+		return 0, false, false
 	}
 	_ = sv.child.Forward(s)
 	return 0, false, false

@@ -46,8 +46,23 @@ func (c *Child) Forward(sig syscall.Signal) error {
 	return err
 }
 
+// ForwardStop forwards sig as Forward does and starts the grace period
+// whatever the signal: for a signal the program's peer treats as a stop
+// when it forwards it (consul-template child/child.go Signal: the exec kill
+// signal, which envconsul forwards, kills the child with KillTimeout and
+// then SIGKILL).
+func (c *Child) ForwardStop(sig syscall.Signal) error {
+	if !Forwardable(sig) {
+		return nil
+	}
+	c.log.Debug("forwarding stop signal", "pid", c.proc.Pid, "signal", SignalName(sig), "group", c.shell)
+	err := c.deliver(sig)
+	c.startGrace()
+	return err
+}
+
 // startGrace arms, once per child, the SIGKILL that follows a forwarded
-// SIGINT/SIGTERM after KillTimeout.
+// SIGINT/SIGTERM (or ForwardStop's signal) after KillTimeout.
 func (c *Child) startGrace() {
 	c.graceMu.Lock()
 	defer c.graceMu.Unlock()
