@@ -377,10 +377,12 @@ func (fc *fileConfig) readExec(f *configfile.File, m map[string]any) error {
 		return err
 	}
 	if v, ok := e["command"]; ok {
+		// A string is split at commas, as envconsul's decoder does for
+		// every list (config.go, Parse: mapstructure's
+		// StringToSliceHookFunc(",") into consul-template's commandList):
+		// "/app,--serve" is exec'd as two arguments; a string without a
+		// comma is one command line, run as envexec runs one argument.
 		cmd, err := configfile.Strings(v)
-		if s, isString := v.(string); isString {
-			cmd, err = []string{s}, nil // one string is one command line (consul-template's commandList)
-		}
 		if err != nil {
 			return fmt.Errorf("exec.command: %w", err)
 		}

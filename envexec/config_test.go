@@ -95,6 +95,24 @@ upcase = false
 		}
 	})
 
+	t.Run("exec.command as a string is split at commas", func(t *testing.T) {
+		// envconsul config.go, Parse: mapstructure's StringToSliceHookFunc(",")
+		// turns a string into a list for every list key, exec.command too;
+		// a list of several is exec'd as given (consul-template
+		// child/command-prep.go, CommandPrep).
+		dir := childDir(t)
+		cfg := filepath.Join(t.TempDir(), "envconsul.hcl")
+		proctest.WriteFile(t, cfg, fmt.Sprintf(`
+consul { address = %q }
+prefix { path = "%s/app" }
+exec { command = %q }
+`, a.HTTPAddr(), n, strings.Join([]string{self, "__child", dir, "exit", "0"}, ",")))
+		p := run(t, "-config", cfg, "-once")
+		if p.code != 0 || lastEnv(t, dir)["PORT"] != "80" {
+			t.Fatalf("exit %d, PORT=%q\n%s", p.code, lastEnv(t, dir)["PORT"], p.stderr)
+		}
+	})
+
 	t.Run("deprecated top-level ssl replaces consul.ssl of the same file", func(t *testing.T) {
 		// envconsul config.go, Parse: a top-level ssl (likewise auth, retry,
 		// token, splay, timeout) is moved into its block, over the block's
