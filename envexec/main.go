@@ -276,6 +276,7 @@ resulting environment changes. Exits with the child's exit code.`
 	if err := loadConfigFiles(o, res, set); err != nil {
 		return o, err
 	}
+	o.peer.tokenGiven = res.IsSet("token") || res.IsSet("token-file")
 	if err := certWithoutKey(o, res); err != nil {
 		return o, err
 	}

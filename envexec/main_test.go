@@ -144,7 +144,7 @@ func startEnvexecArgs(t *testing.T, extraEnv []string, args []string) *proc {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(self, append([]string{"__envexec"}, args...)...)
-	cmd.Env = append(append(os.Environ(), "CONSUL_HTTP_TOKEN=", "CONSUL_HTTP_TOKEN_FILE="), extraEnv...)
+	cmd.Env = append(append(os.Environ(), "CONSUL_HTTP_TOKEN=", "CONSUL_HTTP_TOKEN_FILE=", "CONSUL_TOKEN=", "CONSUL_TOKEN_FILE="), extraEnv...)
 	run := proctest.Start(t, cmd, proctest.Options{})
 	return &proc{t: t, run: run, stdout: run.Stdout, stderr: run.Stderr}
 }
@@ -301,7 +301,7 @@ func onlyConsul(env map[string]string) map[string]string {
 			continue
 		}
 		switch k {
-		case "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE", "CONSUL_HTTP_ADDR":
+		case "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE", "CONSUL_HTTP_ADDR", "CONSUL_TOKEN", "CONSUL_TOKEN_FILE":
 			continue
 		}
 		out[k] = v

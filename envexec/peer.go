@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"log/syslog"
+	"os"
 	"strings"
 	"time"
 
@@ -27,6 +28,8 @@ type peerConsul struct {
 	transport consulclient.Transport // consul.transport / -consul-transport-*
 
 	namespace string // consul.namespace (Consul Enterprise)
+
+	tokenGiven bool // -token or -token-file (any name, or a file's token, token_file)
 
 	warn []string // deprecations to log once logging is set up
 }
@@ -104,7 +107,36 @@ func (o *options) client() (*api.Client, error) {
 		return nil, err
 	}
 	o.peer.apply(cfg)
+	if !o.peer.tokenGiven {
+		if err := envconsulToken(cfg, os.Getenv); err != nil {
+			return nil, err
+		}
+	}
 	return o.cli.Consul.NewClientFor(cfg)
+}
+
+// envconsulToken applies the token variables envconsul reads besides the
+// consul CLI's: CONSUL_TOKEN before CONSUL_HTTP_TOKEN and CONSUL_TOKEN_FILE
+// before CONSUL_HTTP_TOKEN_FILE (consul-template config/consul.go,
+// ConsulConfig.Finalize), in berth's order of a token before a token file.
+// Only when no token flag or file setting was given.
+func envconsulToken(cfg *api.Config, getenv func(string) string) error {
+	if v := getenv("CONSUL_TOKEN"); v != "" {
+		cfg.Token = v
+		return nil
+	}
+	path := getenv("CONSUL_TOKEN_FILE")
+	if path == "" || getenv("CONSUL_HTTP_TOKEN") != "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("CONSUL_TOKEN_FILE: %w", err)
+	}
+	if tok := strings.TrimSpace(string(b)); tok != "" {
+		cfg.Token = tok
+	}
+	return nil
 }
 
 // retryOptions are envconsul's consul { retry { } } settings.

@@ -67,6 +67,29 @@ func TestACLTokenAndTLS(t *testing.T) {
 	if strings.Contains(p.stdout.String(), "db1.internal") {
 		t.Fatalf("read the prefix without a token: %q", p.stdout)
 	}
+	wrongFile := filepath.Join(t.TempDir(), "wrong-token")
+	if err := os.WriteFile(wrongFile, []byte("not-the-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// envconsul's own token variables (consul-template config/consul.go,
+	// ConsulConfig.Finalize): CONSUL_TOKEN, also over CONSUL_HTTP_TOKEN,
+	// and CONSUL_TOKEN_FILE; a -token flag wins over them.
+	for i, env := range [][]string{
+		{"CONSUL_TOKEN=" + token},
+		{"CONSUL_TOKEN=" + token, "CONSUL_HTTP_TOKEN=not-the-token"},
+		{"CONSUL_TOKEN_FILE=" + tokenFile},
+		{"CONSUL_TOKEN_FILE=" + tokenFile, "CONSUL_HTTP_TOKEN_FILE=" + wrongFile},
+	} {
+		p := runEnvexec(t, https, env, append(a.NoToken().Args, "-prefix", "secure/app", "-export", "json", "-wait-timeout", "20s")...)
+		if p.code != 0 || !strings.Contains(p.stdout.String(), "db1.internal") {
+			t.Errorf("%d: exit %d, stdout %q\nstderr:\n%s", i, p.code, p.stdout, p.stderr)
+		}
+		a.RequireNoToken(t, "envexec's output", p.stderr.String()+p.stdout.String())
+	}
+	p = runEnvexec(t, https, []string{"CONSUL_TOKEN=not-the-token"}, append(a.NoToken().Args, "-token", token, "-prefix", "secure/app", "-export", "json", "-wait-timeout", "20s")...)
+	if p.code != 0 || !strings.Contains(p.stdout.String(), "db1.internal") {
+		t.Errorf("-token under CONSUL_TOKEN: exit %d, stdout %q\nstderr:\n%s", p.code, p.stdout, p.stderr)
+	}
 	// A CA file that is not PEM: refused at start, naming the file.
 	p = runEnvexec(t, https, nil, "-ca-file", tokenFile, "-token", token, "-prefix", "secure/app", "-export", "json", "-wait-timeout", "3s")
 	if p.code == 0 || !strings.Contains(p.stderr.String(), "CA File") || !strings.Contains(p.stderr.String(), tokenFile) {
