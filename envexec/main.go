@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -27,7 +28,7 @@ const (
 	exitUsage       = 10 // bad flags or arguments
 	exitWaitTimeout = 11 // -wait-timeout expired before every source answered
 	exitInterrupted = 12 // SIGINT/SIGTERM/SIGHUP/SIGQUIT before the child started
-	exitChildStart  = 13 // the command could not be started
+	exitRunner      = 13 // the command could not be started, or the -pid-file not written (envconsul's ExitCodeRunnerError)
 	exitExport      = 14 // -export: a value the chosen format cannot carry
 	exitMetrics     = 15 // -metrics-addr cannot be served
 )
@@ -429,8 +430,11 @@ func runOnce(args []string, stdin, stdout, stderr *os.File, sigs chan os.Signal,
 		return o.cli.Fail(err, exitUsage), false
 	}
 	if o.pidFile != "" {
-		if err := os.WriteFile(o.pidFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
-			return o.cli.Fail(fmt.Errorf("-pid-file: %w", err), exitUsage), false
+		// The bare PID, no newline, mode 0666 less the umask, and a
+		// runner error when it cannot be written: as envconsul (runner.go
+		// storePid, ExitCodeRunnerError).
+		if err := os.WriteFile(o.pidFile, []byte(strconv.Itoa(os.Getpid())), 0o666); err != nil {
+			return o.cli.Fail(fmt.Errorf("-pid-file: %w", err), exitRunner), false
 		}
 		defer os.Remove(o.pidFile)
 	}

@@ -557,6 +557,31 @@ func TestSignalsAndExitCode(t *testing.T) {
 	}
 }
 
+// TestPidFile: -pid-file holds envexec's PID alone, without a newline,
+// while it runs, and is removed at exit; one that cannot be written is a
+// runner error, exit 13. envconsul cannot run here: the rule is its
+// runner.go storePid and deletePid, and cli.go's ExitCodeRunnerError for
+// Start's error.
+func TestPidFile(t *testing.T) {
+	a, _, n := nsWith(t, "V", "1")
+	dir := childDir(t)
+	pidFile := filepath.Join(t.TempDir(), "envexec.pid")
+	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-pid-file", pidFile}, childArgs(dir, "hold", 0)...)...)
+	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	if b, err := os.ReadFile(pidFile); err != nil || string(b) != strconv.Itoa(p.run.Cmd.Process.Pid) {
+		t.Errorf("pid file holds %q (%v), want %q", b, err, strconv.Itoa(p.run.Cmd.Process.Pid))
+	}
+	p.signal(syscall.SIGTERM)
+	p.wait(20 * time.Second)
+	if _, err := os.Stat(pidFile); !os.IsNotExist(err) {
+		t.Errorf("pid file left behind after exit: %v", err)
+	}
+	p = runEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-pid-file", filepath.Join(t.TempDir(), "no", "such", "dir", "pid")}, childArgs(dir, "exit", 0)...)...)
+	if p.code != 13 || !strings.Contains(p.stderr.String(), "-pid-file") {
+		t.Errorf("unwritable pid file: exit %d, want 13 with a line naming -pid-file\n%s", p.code, p.stderr)
+	}
+}
+
 func TestArgumentQuoting(t *testing.T) {
 	a, _, n := nsWith(t, "GREETING", "hello world")
 	dir := childDir(t)

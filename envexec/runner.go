@@ -412,7 +412,7 @@ func (sv *supervision) apply(next map[string]string) int {
 		r.metrics.restarts.Inc()
 		c, err := r.start(sv.env)
 		if err != nil {
-			return r.fail(exitChildStart, "restart: %v", err)
+			return r.fail(exitRunner, "restart: %v", err)
 		}
 		sv.child = c
 	}
@@ -527,7 +527,7 @@ func (sv *supervision) signal(sig os.Signal) (code int, reload, end bool) {
 func (r *runner) supervise(ctx context.Context, env map[string]string, data []any, updates chan update, sigs chan os.Signal) (int, bool) {
 	child, err := r.start(env)
 	if err != nil {
-		return r.fail(exitChildStart, "%v", err), false
+		return r.fail(exitRunner, "%v", err), false
 	}
 	r.log.Debug("command started", "pid", child.Pid(), "variables", len(env))
 	sv := &supervision{r: r, child: child, env: env}
