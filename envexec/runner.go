@@ -499,12 +499,14 @@ func (sv *supervision) signal(sig os.Signal) (code int, reload, end bool) {
 	switch {
 	case s == o.reloadSignal:
 		r.log.Info("reloading the configuration; stopping the command", "signal", supervisor.SignalName(s))
+		sv.splay("stopping the command")
 		ex := sv.child.Stop()
 		r.log.Debug("command stopped for the reload", "status", ex.String())
 		r.metrics.childRunning.Set(0)
 		return 0, true, true
 	case s == o.killSignal:
 		r.log.Info("stopping the command and exiting", "signal", supervisor.SignalName(s))
+		sv.splay("stopping the command")
 		ex := sv.child.Stop()
 		r.log.Debug("command stopped", "status", ex.String())
 		r.metrics.childRunning.Set(0)
@@ -518,8 +520,32 @@ func (sv *supervision) signal(sig os.Signal) (code int, reload, end bool) {
 		_ = sv.child.ForwardStop(s)
 		return 0, false, false
 	}
+	if o.onChange == changeSignal && s == o.changeSignal {
+		// The exec reload signal, forwarded, waits the splay too
+		// (child/child.go Signal: reload()).
+		sv.splay("forwarding " + supervisor.SignalName(s))
+	}
 	_ = sv.child.Forward(s)
 	return 0, false, false
+}
+
+// splay waits a random -splay before what is logged as doing, unless the
+// command exits first: envconsul's stop by its kill or reload signal
+// (runner.go Stop: the child's Stop) and its forwarded exec reload signal
+// wait so, as consul-template v0.41.1 child/child.go kill(false) and
+// reload() do, to spread a fleet's restarts. No -splay: no wait.
+func (sv *supervision) splay(doing string) {
+	if sv.r.o.splay <= 0 {
+		return
+	}
+	d := supervisor.SplayDelay(sv.r.o.splay)
+	sv.r.log.Info("waiting for the splay before "+doing, "splay", d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-sv.child.Done():
+	}
 }
 
 // supervise runs the child and reacts to changes, signals and its exit. It

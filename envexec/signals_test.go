@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"regexp"
 	"syscall"
 	"testing"
 	"time"
@@ -145,6 +146,64 @@ func TestKillAndReloadSignals(t *testing.T) {
 			}
 			p.signal(syscall.SIGTERM)
 			p.wait(30 * time.Second)
+		})
+	}
+}
+
+// TestSplayBeforeStopAndReload: with -splay, envconsul waits a random splay
+// before stopping its command on its kill or reload signal, and before
+// forwarding the exec reload signal (runner.go Stop, consul-template
+// v0.41.1 child/child.go kill(false) and reload()). envconsul cannot run
+// here; the rule is read there. envexec logs the delay it drew; the test
+// checks the act came no sooner.
+func TestSplayBeforeStopAndReload(t *testing.T) {
+	a := consultest.Require(t, agent)
+	n := ns(t)
+	put(t, a.Client(), n+"/V", "1")
+	drawn := func(t *testing.T, p *proc) time.Duration {
+		t.Helper()
+		var d time.Duration
+		eventually.True(t, 20*time.Second, "the splay logged", func() bool {
+			m := regexp.MustCompile(`waiting for the splay before [^"]*".* splay=(\S+)`).FindStringSubmatch(p.stderr.String())
+			if m == nil {
+				return false
+			}
+			var err error
+			d, err = time.ParseDuration(m[1])
+			return err == nil
+		})
+		return d
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+		send syscall.Signal
+		// done reports that the act the splay delays happened.
+		done func(dir string, pid int) bool
+	}{
+		{"kill signal", nil, syscall.SIGINT, func(dir string, pid int) bool { return contains(events(dir), fmt.Sprintf("term_%d", pid)) }},
+		{"reload signal", []string{"-reload-signal", "SIGHUP"}, syscall.SIGHUP, func(dir string, _ int) bool { return len(starts(dir)) == 2 }},
+		{"exec reload signal", []string{"-exec-reload-signal", "SIGUSR1"}, syscall.SIGUSR1, func(dir string, pid int) bool { return contains(events(dir), fmt.Sprintf("usr1_%d", pid)) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := childDir(t)
+			args := append([]string{"-prefix", n, "-splay", "2s", "-log-level", "info"}, c.args...)
+			p := startEnvexec(t, a.HTTPAddr(), nil, append(args, childArgs(dir, "hold", 7)...)...)
+			defer func() {
+				if p.run.Alive() {
+					p.signal(syscall.SIGKILL)
+				}
+			}()
+			eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+			pid := starts(dir)[0]
+			waitReady(t, dir, pid)
+			t0 := time.Now()
+			p.signal(c.send)
+			d := drawn(t, p)
+			eventually.True(t, 30*time.Second, "the act after the splay", func() bool { return c.done(dir, pid) })
+			if took := time.Since(t0); took < d {
+				t.Errorf("acted %s after the signal, before the splay drawn, %s\n%s", took, d, p.stderr)
+			}
 		})
 	}
 }
