@@ -616,7 +616,10 @@ func (r *Registrator) listContainers(ctx context.Context) error {
 	failed := map[string]bool{}
 	var running []string
 	for _, c := range list {
-		if c.State == container.StateRunning {
+		// Paused containers are running ones: Docker's default listing,
+		// which gliderlabs master bridge/bridge.go (*Bridge).Sync reads,
+		// holds them, and no event removes their services.
+		if c.State == container.StateRunning || c.State == container.StatePaused {
 			running = append(running, c.ID)
 			continue
 		}
