@@ -177,7 +177,7 @@ func (o *options) check(rest []string) error {
 	if o.retryInterval <= 0 {
 		return fmt.Errorf("-retry-interval %s: must be greater than 0", o.retryInterval)
 	}
-	if (o.ttl == 0) != (o.ttlRefresh == 0) {
+	if (o.ttl == 0 && o.ttlRefresh > 0) || (o.ttl > 0 && o.ttlRefresh == 0) {
 		return fmt.Errorf("-ttl %d and -ttl-refresh %d: give both or neither", o.ttl, o.ttlRefresh)
 	}
 	if o.ttl > 0 && o.ttl <= o.ttlRefresh {
