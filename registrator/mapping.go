@@ -587,12 +587,11 @@ func (mp *mapper) identity(p portInfo, md map[string]string, isGroup bool) (name
 	if p.Proto == "udp" {
 		id += ":udp"
 	}
+	// Taken as written, / ? and # included (gliderlabs master
+	// bridge/bridge.go newService): the agent accepts them, and the API
+	// client escapes them in the deregister and check paths.
 	if v := strings.TrimSpace(md["id"]); v != "" {
 		id = v
-	}
-	if strings.ContainsAny(id, "/?#") {
-		mp.warn("service ID may not contain / ? or #; service skipped", "key", mp.a.src(port, "id"), "id", id)
-		return "", "", false
 	}
 	return name, id, true
 }

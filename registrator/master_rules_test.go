@@ -157,3 +157,34 @@ func TestPausedContainerKept(t *testing.T) {
 		t.Errorf("registrator started while the container is paused: services %v, want [%s]", got, id)
 	}
 }
+
+// TestServiceIDAsWritten: a SERVICE_ID holding / ? or # is registered as
+// written (gliderlabs registrator master bridge/bridge.go newService takes
+// SERVICE_ID as it is), its service:<id> check is heartbeated by that ID,
+// registrator's own TTL check under it is kept, and it is deregistered with
+// its container.
+func TestServiceIDAsWritten(t *testing.T) {
+	a, c := requireDocker(t)
+	r := startReg(t, a, func(cfg *Config) { cfg.Map.LivenessTTL = 3 * time.Second })
+	h := r.cfg.Map.Hostname
+	id := "berth-test/" + runID + "/odd?id#1"
+	runC(t, "oddid", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_ID=" + id, "-e", "SERVICE_CHECK_TTL=1m"}, "-listen", ":8080")
+	waitIDs(t, c, h, 20*time.Second, id)
+	if err := c.Agent().UpdateTTL("service:"+id, "app alive", api.HealthPassing); err != nil {
+		t.Fatalf("heartbeat of check service:%s: %v", id, err)
+	}
+	eventually.Holds(t, 20*time.Second, "both checks passing", func() (bool, string) {
+		checks, err := c.Agent().ChecksWithFilter(fmt.Sprintf("ServiceID == %q", id))
+		if err != nil {
+			return false, err.Error()
+		}
+		main, live := checks["service:"+id], checks[livenessCheckID(id)]
+		return main != nil && live != nil && main.Status == api.HealthPassing && live.Status == api.HealthPassing, fmt.Sprint(len(checks), " checks")
+	})
+	// The liveness check's heartbeat reaches the agent under that ID.
+	eventually.Holds(t, 20*time.Second, "a liveness heartbeat accepted", func() (bool, string) {
+		return metricValue(r.m.checkUpdates) >= 1, "none yet"
+	})
+	docker(t, "rm", "-f", cn("oddid"))
+	waitIDs(t, c, h, 20*time.Second)
+}
