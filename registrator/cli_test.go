@@ -20,6 +20,12 @@ func TestPeerInvocations(t *testing.T) {
 		{Args: []string{"-tags", "prod,web", "-useIpFromLabel", "IP", "-explicit=true", "-ttl", "30", "-ttl-refresh", "15", "consul-tls://consul.example:8501"},
 			Want: clitest.View{"consul-address": "consul.example:8501", "consul-scheme": "https", "tags": "prod,web", "tags-template": true,
 				"use-ip-from-label": "IP", "explicit": true, "ttl": 30}},
+		// registrator.go main: a resync timer only for -resync > 0.
+		{Args: []string{"-resync", "-1", "consul://"}, Want: clitest.View{"resync": "0s"}},
+		// registrator.go main refuses a lone positive -ttl or -ttl-refresh
+		// only: a negative one passes.
+		{Args: []string{"-ttl", "-1", "consul://"}, Want: clitest.View{"ttl": -1}},
+		{Args: []string{"-ttl-refresh", "-1", "consul://"}, Want: clitest.View{"ttl": 0}},
 		{Args: []string{"consul-unix:///tmp/consul.sock"}, Want: clitest.View{"consul-address": "unix:///tmp/consul.sock"}},
 		{Args: []string{"consul-tls:"}, Want: clitest.View{"force-https": true}},
 		{Args: []string{"-resync", "45"}, Env: map[string]string{"REGISTRATOR_RESYNC": "10", "REGISTRATOR_INTERNAL": "true", "CONSUL_HTTP_ADDR": "10.9.9.9:8500"},

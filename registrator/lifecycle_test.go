@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -100,6 +102,95 @@ func TestDeregisterOnSuccess(t *testing.T) {
 	waitIDs(t, c, h, 20*time.Second, id("os-fail"))
 	docker(t, "rm", cn("os-fail"))
 	waitIDs(t, c, h, 20*time.Second)
+}
+
+// TestRestartingContainer: a container its restart policy is about to
+// restart (Docker says Running and Restarting while it waits) has no
+// services, as in gliderlabs registrator master, which deregisters at the
+// die event (registrator.go main, bridge/bridge.go (*Bridge).shouldRemove
+// under "always"): here a host-networked one, whose exposed port would
+// otherwise stay registered. Under -deregister on-success its services are
+// kept: shouldRemove finds the container still running at its die event.
+func TestRestartingContainer(t *testing.T) {
+	requireDocker(t)
+	t.Run("always", func(t *testing.T) {
+		t.Parallel()
+		a, c := requireDocker(t)
+		// No resync: the die event alone must deregister.
+		r := startReg(t, a, func(cfg *Config) { cfg.Resync = 0 })
+		h := r.cfg.Map.Hostname
+		// A marker renamed after each look: once its new name is
+		// registered, every event before the rename (the die) was applied.
+		mark := runC(t, "rs-mark", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
+		t.Cleanup(func() { _ = execCommand("docker", "rm", "-f", mark).Run() })
+		markPrefix := h + ":" + cn("rs-mark")
+		waitIDs(t, c, h, 20*time.Second, markPrefix+":8080")
+		n := 0
+		settle := func() error {
+			n++
+			name := cn(fmt.Sprintf("rs-mark-%d", n))
+			docker(t, "rename", mark, name)
+			for deadline := time.Now().Add(30 * time.Second); ownedServices(t, c, h)[h+":"+name+":8080"] == nil; time.Sleep(50 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					return fmt.Errorf("marker %s not registered", name)
+				}
+			}
+			return nil
+		}
+		// Exits at once with 3; Docker's restart delay doubles each time.
+		runC(t, "rs-hostnet", []string{"--network", "host", "--expose", "18557", "--restart", "always",
+			"-e", "SERVICE_NAME=berth-test-rs-hostnet"}, "-exit", "3")
+		whileRestarting(t, r, c, "rs-hostnet", "no service", settle, func(got []string) bool {
+			return !slices.ContainsFunc(got, func(id string) bool { return !strings.HasPrefix(id, markPrefix) })
+		})
+	})
+	t.Run("on-success", func(t *testing.T) {
+		t.Parallel()
+		a, c := requireDocker(t)
+		r := startReg(t, a, func(cfg *Config) { cfg.Resync = time.Second; cfg.DeregisterOnSuccess = true })
+		id := r.cfg.Map.Hostname + ":" + cn("rs-crash") + ":8080"
+		// Three resync passes: the third begins after the second, which
+		// listed after the first look, has written its plan.
+		resyncs := func() float64 { return metricValue(r.m.passes.WithLabelValues("resync")) }
+		settle := func() error {
+			start := resyncs()
+			for deadline := time.Now().Add(30 * time.Second); resyncs() < start+3; time.Sleep(50 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					return errors.New("no resync passes")
+				}
+			}
+			return nil
+		}
+		// Serves 3 s, then exits with 3; Docker's restart delay doubles each time.
+		runC(t, "rs-crash", []string{"-p", "127.0.0.1::8080", "--restart", "always"}, "-listen", ":8080", "-exit", "3", "-after", "3s")
+		waitIDs(t, c, r.cfg.Map.Hostname, 20*time.Second, id)
+		whileRestarting(t, r, c, "rs-crash", "its service kept", settle, func(got []string) bool { return slices.Equal(got, []string{id}) })
+	})
+}
+
+// whileRestarting waits until the services r owns are as ok says while
+// container name waits to be restarted, after r applied that wait (settle
+// returns once it has): the container's restart count and finish time are
+// the same before and after settle.
+func whileRestarting(t *testing.T, r *testReg, c *api.Client, name, what string, settle func() error, ok func(ids []string) bool) {
+	t.Helper()
+	state := func() string {
+		return docker(t, "inspect", "-f", "{{.State.Restarting}} {{.RestartCount}} {{.State.FinishedAt}}", cn(name))
+	}
+	eventually.Holds(t, 3*time.Minute, what+" while "+name+" waits to be restarted", func() (bool, string) {
+		before := state()
+		if !strings.HasPrefix(before, "true ") {
+			return false, "not waiting to be restarted: " + before
+		}
+		if err := settle(); err != nil {
+			return false, err.Error()
+		}
+		got := ids(ownedServices(t, c, r.cfg.Map.Hostname))
+		if after := state(); after != before {
+			return false, "restarted meanwhile: " + before + " → " + after
+		}
+		return ok(got), fmt.Sprint("services ", got, " in restart wait ", before)
+	})
 }
 
 // TestStartupReconcileAndOwnership: services of containers removed while

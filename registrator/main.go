@@ -35,7 +35,9 @@ func main() {
 	cliapp.Main(func(args []string) int { return run(args, os.Stdout, os.Stderr) })
 }
 
-// secondsFlag accepts gliderlabs' plain numbers (in unit) or Go durations.
+// secondsFlag accepts gliderlabs' plain numbers (in unit) or Go durations,
+// negative ones too: check decides what they mean, as gliderlabs master
+// registrator.go main does with its int flags.
 type secondsFlag struct {
 	d    *time.Duration
 	unit time.Duration
@@ -50,14 +52,11 @@ func (s secondsFlag) String() string {
 
 func (s secondsFlag) Set(v string) error {
 	if n, err := strconv.Atoi(v); err == nil {
-		if n < 0 {
-			return fmt.Errorf("%q: must not be negative", v)
-		}
 		*s.d = time.Duration(n) * s.unit
 		return nil
 	}
 	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
+	if err != nil {
 		return fmt.Errorf("%q: want a number or a duration like 30s", v)
 	}
 	*s.d = d
@@ -97,7 +96,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.Bool(&mc.Explicit, "explicit", false, "only register ports with SERVICE_NAME or SERVICE_<port>_NAME")
 	p.String(&mc.UseIPFromLabel, "useIpFromLabel", "", "take the service address from this container label (a /cidr suffix is dropped)")
 	p.String(&o.tags, "tags", "", "comma-separated tags added to every service (Go templates over the container's inspect data allowed)")
-	p.Var(secondsFlag{&o.cfg.Resync, time.Second}, "resync", "re-list containers and reconcile every `SECONDS` (or a duration); 0 disables; only differences are written")
+	p.Var(secondsFlag{&o.cfg.Resync, time.Second}, "resync", "re-list containers and reconcile every `SECONDS` (or a duration); 0 or less disables; only differences are written")
 	p.Bool(&o.cleanup, "cleanup", false, "accepted for gliderlabs compatibility: owned dangling services are always removed")
 	p.String(&o.deregister, "deregister", "always", "always, or on-success: keep the services of containers that exited non-zero")
 	p.Int(&o.retryAttempts, "retry-attempts", -1, "tries to reach Consul at start before exiting; -1 retries forever")
@@ -165,6 +164,11 @@ func (o *options) check(rest []string) error {
 	if mc.HostIP != "" && net.ParseIP(mc.HostIP) == nil {
 		return fmt.Errorf("-ip %q: not an IP address", mc.HostIP)
 	}
+	// gliderlabs master registrator.go main starts its resync timer only
+	// for -resync > 0: a negative one is off too.
+	if o.cfg.Resync < 0 {
+		o.cfg.Resync = 0
+	}
 	if o.retryAttempts < -1 {
 		return fmt.Errorf("-retry-attempts %d: want -1 (forever) or more", o.retryAttempts)
 	}
@@ -173,7 +177,7 @@ func (o *options) check(rest []string) error {
 	if o.retryInterval <= 0 {
 		return fmt.Errorf("-retry-interval %s: must be greater than 0", o.retryInterval)
 	}
-	if (o.ttl == 0) != (o.ttlRefresh == 0) {
+	if (o.ttl == 0 && o.ttlRefresh > 0) || (o.ttl > 0 && o.ttlRefresh == 0) {
 		return fmt.Errorf("-ttl %d and -ttl-refresh %d: give both or neither", o.ttl, o.ttlRefresh)
 	}
 	if o.ttl > 0 && o.ttl <= o.ttlRefresh {

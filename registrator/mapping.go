@@ -389,9 +389,11 @@ func (mp *mapper) warn(msg string, kv ...any) {
 	mp.m.Warnings = append(mp.m.Warnings, warning{Msg: msg, Args: kv})
 }
 
-// eligible reports whether c is a running container -only-label lets in.
+// eligible reports whether c is a running container -only-label lets in;
+// one waiting for its restart policy to restart it is not (Docker says
+// Running while it waits; see (*Registrator).apply).
 func eligible(c *container.InspectResponse, cfg *mapConfig) bool {
-	if c.ContainerJSONBase == nil || c.Config == nil || c.State == nil || !c.State.Running {
+	if c.ContainerJSONBase == nil || c.Config == nil || c.State == nil || !c.State.Running || c.State.Restarting {
 		return false
 	}
 	if cfg.OnlyLabel != "" {
@@ -585,12 +587,11 @@ func (mp *mapper) identity(p portInfo, md map[string]string, isGroup bool) (name
 	if p.Proto == "udp" {
 		id += ":udp"
 	}
+	// Taken as written, / ? and # included (gliderlabs master
+	// bridge/bridge.go newService): the agent accepts them, and the API
+	// client escapes them in the deregister and check paths.
 	if v := strings.TrimSpace(md["id"]); v != "" {
 		id = v
-	}
-	if strings.ContainsAny(id, "/?#") {
-		mp.warn("service ID may not contain / ? or #; service skipped", "key", mp.a.src(port, "id"), "id", id)
-		return "", "", false
 	}
 	return name, id, true
 }

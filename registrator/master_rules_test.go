@@ -122,3 +122,69 @@ func TestSharedNetworkMode(t *testing.T) {
 	}
 	checkOutput(t, c, "berth-test-netshare", "service:"+id, "tcp", "TCP connect "+peerIP+":9090: Success")
 }
+
+// TestPausedContainerKept: a paused container keeps its services, through
+// resyncs and a registrator started while it is paused. gliderlabs
+// registrator master: bridge/bridge.go (*Bridge).Sync reads Docker's
+// default listing, which holds paused containers, and no event removes them
+// (registrator.go main acts on start and die only).
+func TestPausedContainerKept(t *testing.T) {
+	a, c := requireDocker(t)
+	r := startReg(t, a, func(cfg *Config) { cfg.Resync = time.Second })
+	h := r.cfg.Map.Hostname
+	id := h + ":" + cn("paused") + ":8080"
+	runC(t, "paused", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
+	waitIDs(t, c, h, 20*time.Second, id)
+
+	docker(t, "pause", cn("paused"))
+	t.Cleanup(func() { _ = execCommand("docker", "unpause", cn("paused")).Run() })
+	start := metricValue(r.m.passes.WithLabelValues("resync"))
+	eventually.Holds(t, 20*time.Second, "two resyncs", func() (bool, string) {
+		return metricValue(r.m.passes.WithLabelValues("resync")) >= start+2, ""
+	})
+	if got := ids(ownedServices(t, c, h)); !slices.Equal(got, []string{id}) {
+		t.Errorf("after resyncs with the container paused: services %v, want [%s]", got, id)
+	}
+
+	// The full listing at start sees it too.
+	r.stop()
+	r2 := startReg(t, a, func(cfg *Config) { cfg.Resync = time.Second })
+	// Passes run one after another: a resync pass began after the start one ended.
+	eventually.Holds(t, 20*time.Second, "second registrator's start pass done", func() (bool, string) {
+		return metricValue(r2.m.passes.WithLabelValues("resync")) >= 1, ""
+	})
+	if got := ids(ownedServices(t, c, h)); !slices.Equal(got, []string{id}) {
+		t.Errorf("registrator started while the container is paused: services %v, want [%s]", got, id)
+	}
+}
+
+// TestServiceIDAsWritten: a SERVICE_ID holding / ? or # is registered as
+// written (gliderlabs registrator master bridge/bridge.go newService takes
+// SERVICE_ID as it is), its service:<id> check is heartbeated by that ID,
+// registrator's own TTL check under it is kept, and it is deregistered with
+// its container.
+func TestServiceIDAsWritten(t *testing.T) {
+	a, c := requireDocker(t)
+	r := startReg(t, a, func(cfg *Config) { cfg.Map.LivenessTTL = 3 * time.Second })
+	h := r.cfg.Map.Hostname
+	id := "berth-test/" + runID + "/odd?id#1"
+	runC(t, "oddid", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_ID=" + id, "-e", "SERVICE_CHECK_TTL=1m"}, "-listen", ":8080")
+	waitIDs(t, c, h, 20*time.Second, id)
+	if err := c.Agent().UpdateTTL("service:"+id, "app alive", api.HealthPassing); err != nil {
+		t.Fatalf("heartbeat of check service:%s: %v", id, err)
+	}
+	eventually.Holds(t, 20*time.Second, "both checks passing", func() (bool, string) {
+		checks, err := c.Agent().ChecksWithFilter(fmt.Sprintf("ServiceID == %q", id))
+		if err != nil {
+			return false, err.Error()
+		}
+		main, live := checks["service:"+id], checks[livenessCheckID(id)]
+		return main != nil && live != nil && main.Status == api.HealthPassing && live.Status == api.HealthPassing, fmt.Sprint(len(checks), " checks")
+	})
+	// The liveness check's heartbeat reaches the agent under that ID.
+	eventually.Holds(t, 20*time.Second, "a liveness heartbeat accepted", func() (bool, string) {
+		return metricValue(r.m.checkUpdates) >= 1, "none yet"
+	})
+	docker(t, "rm", "-f", cn("oddid"))
+	waitIDs(t, c, h, 20*time.Second)
+}

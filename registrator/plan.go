@@ -22,7 +22,8 @@ type planInput struct {
 	// network a container shares (network mode container:<id>).
 	PeerAddr map[string]string
 	// Crashed holds the IDs of exited containers whose exit code was a
-	// crash (see crashed): -deregister on-success keeps their services.
+	// crash (see crashed) and of restarting ones: -deregister on-success
+	// keeps their services.
 	Crashed map[string]bool
 	// Agent is the agent's services and their checks.
 	Agent *agentView

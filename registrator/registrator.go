@@ -67,7 +67,7 @@ type Registrator struct {
 
 	// Main-loop state (touched only by the loop goroutine).
 	running       map[string]*container.InspectResponse // running containers by ID
-	crashed       map[string]bool                       // containers that exited with a crash (see crashed)
+	crashed       map[string]bool                       // containers -deregister on-success keeps the services of (see apply)
 	peerAddr      map[string]string                     // container ID → address of the container whose network it shares
 	rejected      map[string]refusal                    // service ID → definition the agent refused
 	warnedForeign map[string]bool
@@ -595,8 +595,9 @@ func crashed(code int) bool {
 
 var exitedRe = regexp.MustCompile(`^Exited \((-?\d+)\)`)
 
-// listContainers re-reads every container: running ones are inspected and
-// mapped, stopped ones that failed are remembered for -deregister on-success.
+// listContainers re-reads every container: running ones (paused and
+// restarting ones included) are inspected and mapped, stopped ones that
+// failed are remembered for -deregister on-success.
 func (r *Registrator) listContainers(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -616,7 +617,12 @@ func (r *Registrator) listContainers(ctx context.Context) error {
 	failed := map[string]bool{}
 	var running []string
 	for _, c := range list {
-		if c.State == container.StateRunning {
+		// Paused containers are running ones: Docker's default listing,
+		// which gliderlabs master bridge/bridge.go (*Bridge).Sync reads,
+		// holds them, and no event removes their services. Restarting ones
+		// are inspected for apply to decide.
+		switch c.State {
+		case container.StateRunning, container.StatePaused, container.StateRestarting:
 			running = append(running, c.ID)
 			continue
 		}
@@ -645,6 +651,7 @@ func (r *Registrator) listContainers(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	r.crashed = failed // apply adds the restarting ones
 	alive := map[string]bool{}
 	for _, x := range results {
 		if x.err != nil {
@@ -663,7 +670,6 @@ func (r *Registrator) listContainers(ctx context.Context) error {
 			delete(r.peerAddr, id)
 		}
 	}
-	r.crashed = failed
 	r.listed = true
 	return nil
 }
@@ -688,11 +694,21 @@ func (r *Registrator) inspect(ctx context.Context, id string) (bool, error) {
 }
 
 // apply records one inspected container: running ones are mapped at the
-// next pass, exited ones are remembered when they crashed. For a container
-// sharing another's network (network mode container:<id>) it also reads
-// that container's address.
+// next pass, exited ones are remembered when they crashed. A container its
+// restart policy is about to restart (Docker says Running and Restarting)
+// has no services, and -deregister on-success keeps them, whatever its exit
+// code: gliderlabs master deregisters at the die event under "always"
+// (registrator.go main, bridge/bridge.go (*Bridge).shouldRemove), and under
+// "on-success" shouldRemove finds the container still running and keeps
+// them. For a container sharing another's network (network mode
+// container:<id>) it also reads that container's address.
 func (r *Registrator) apply(ctx context.Context, id string, c *container.InspectResponse) {
 	delete(r.peerAddr, id)
+	if c.State != nil && c.State.Running && c.State.Restarting {
+		delete(r.running, id)
+		r.crashed[id] = true
+		return
+	}
 	if c.State == nil || !c.State.Running {
 		delete(r.running, id)
 		if c.State != nil && crashed(c.State.ExitCode) {

@@ -101,6 +101,7 @@ func TestParseFlags(t *testing.T) {
 		// gliderlabs master registrator.go main: -retry-interval must be
 		// > 0; -ttl and -ttl-refresh together, -ttl the greater.
 		{[]string{"-retry-interval", "0"}, "-retry-interval"},
+		{[]string{"-retry-interval", "-5"}, "-retry-interval -5ms: must be greater than 0"},
 		{[]string{"-ttl", "30"}, "-ttl-refresh"},
 		{[]string{"-ttl-refresh", "10"}, "-ttl"},
 		{[]string{"-ttl", "10", "-ttl-refresh", "10"}, "-ttl 10: must be greater"},
