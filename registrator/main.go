@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -161,8 +162,11 @@ func (o *options) check(rest []string) error {
 	if strings.ContainsAny(mc.Hostname, "/?#") {
 		return fmt.Errorf("-hostname %q: may not contain / ? or #", mc.Hostname)
 	}
-	if mc.HostIP != "" && net.ParseIP(mc.HostIP) == nil {
-		return fmt.Errorf("-ip %q: not an IP address", mc.HostIP)
+	// gliderlabs master registers any -ip as the address (bridge.go
+	// newService), host names included, and Consul takes a host name as a
+	// service address: an IP or a host name is taken, anything else refused.
+	if mc.HostIP != "" && net.ParseIP(mc.HostIP) == nil && !isHostName(mc.HostIP) {
+		return fmt.Errorf("-ip %q: not an IP address or host name", mc.HostIP)
 	}
 	// gliderlabs master registrator.go main starts its resync timer only
 	// for -resync > 0: a negative one is off too.
@@ -319,4 +323,23 @@ func hostAddr(host string) string {
 		}
 	}
 	return ips[0].String()
+}
+
+// hostNameLabel is one label of a host name (RFC 1123 section 2.1: letters,
+// digits and hyphens, 1 to 63, no hyphen first or last).
+var hostNameLabel = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+
+// isHostName reports whether s is a host name: dot-separated labels
+// (hostNameLabel), at most 253 characters, one trailing dot allowed.
+func isHostName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if !hostNameLabel.MatchString(l) {
+			return false
+		}
+	}
+	return true
 }

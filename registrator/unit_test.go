@@ -65,6 +65,13 @@ func TestParseFlags(t *testing.T) {
 		o.retryInterval != 500*time.Millisecond || m.Hostname != "h1" || m.NetworkLabel != "net" {
 		t.Errorf("parsed %+v / %+v", o, m)
 	}
+	// A host name is taken as -ip, as gliderlabs master takes any value
+	// (bridge.go newService registers it as written).
+	for _, h := range []string{"docker-host.example.net", "host1", "node-2.local."} {
+		if o, err := parse([]string{"-ip", h, "-hostname", "h1", "consul://127.0.0.1:8500"}, io.Discard, io.Discard); err != nil || o.cfg.Map.HostIP != h {
+			t.Errorf("-ip %s: %v", h, err)
+		}
+	}
 	cfg, err := o.cli.Consul.Config()
 	if err != nil || cfg.Address != "127.0.0.1:8500" || cfg.Scheme != "http" {
 		t.Errorf("consul address from URI: %+v %v", cfg, err)
@@ -90,7 +97,8 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{[]string{"-deregister", "sometimes"}, "-deregister"},
 		{[]string{"-tags", "ok,{{.Broken"}, "-tags"},
-		{[]string{"-ip", "not-an-ip"}, "-ip"},
+		{[]string{"-ip", "not an ip"}, "-ip"},
+		{[]string{"-ip", "-bad.example"}, "-ip"},
 		{[]string{"-resync", "soon"}, "-resync"},
 		{[]string{"-hostname", ""}, "-hostname"},
 		{[]string{"-liveness-ttl", "5s", "-liveness-deregister-after", "10s"}, "-liveness-deregister-after"},
