@@ -55,7 +55,7 @@ type options struct {
 	shell          supervisor.ShellFlag
 	onChange       onChange
 	changeSignal   syscall.Signal
-	execKillSignal syscall.Signal // stops the command (envconsul's exec.kill_signal)
+	execKillSignal syscall.Signal // stops the command (envconsul's exec.kill_signal); 0: none, SIGKILL after -kill-timeout
 	killSignal     syscall.Signal // stops envexec (envconsul's kill_signal); 0: none
 	reloadSignal   syscall.Signal // reloads envexec's configuration; 0: none
 	killTimeout    time.Duration
@@ -206,7 +206,7 @@ func registerProcessFlags(cl *cliapp.Program, o *options) {
 		o.onChange = changeSignal
 		return nil
 	}), "exec-reload-signal", "on a change send this `SIGNAL` instead of restarting (consul-template's name): -on-change signal -change-signal SIGNAL")
-	cl.Var(signalFlag{sig: &o.execKillSignal}, "exec-kill-signal", "signal that stops the command for a restart or shutdown (envconsul's exec.kill_signal)")
+	cl.Var(signalFlag{sig: &o.execKillSignal, orNone: true}, "exec-kill-signal", "signal that stops the command for a restart or shutdown (envconsul's exec.kill_signal); empty or SIGNULL: none, the command is killed after -kill-timeout")
 	cl.Var(signalFlag{sig: &o.killSignal, orNone: true}, "kill-signal", "`SIGNAL` that stops envexec gracefully, as envconsul's -kill-signal: the command is stopped (-exec-kill-signal, -kill-timeout, SIGKILL) and envexec exits 12; empty or SIGNULL: none")
 	cl.Var(signalFlag{sig: &o.reloadSignal, orNone: true}, "reload-signal", "`SIGNAL` that reloads envexec's configuration (flags and -config files), as envconsul's -reload-signal: the command is stopped and started again; empty or SIGNULL: none")
 	cl.Duration(&o.killTimeout, "kill-timeout", 30*time.Second, "grace period after -exec-kill-signal (or a forwarded SIGINT/SIGTERM) before SIGKILL to the command's process group")
