@@ -184,7 +184,7 @@ func registerSourceFlags(cl *cliapp.Program, o *options) {
 // registerProcessFlags adds the flags about the command, signals and
 // changes.
 func registerProcessFlags(cl *cliapp.Program, o *options) {
-	cl.Var(&o.shell, "shell", "true: run the command with sh -c; false: exec it as given (default: a single argument with spaces or shell syntax runs with sh -c, several are exec'd)")
+	cl.Var(&o.shell, "shell", "true: run the command with sh -c; false: exec it as given (default, as envconsul: a single argument of more than one word runs with sh -c; one word, even with shell characters, and several arguments are exec'd)")
 	cl.Var(funcFlag(func(s string) error {
 		switch strings.ToLower(s) {
 		case "restart":
@@ -358,12 +358,27 @@ func finish(o *options, rest []string) error {
 	if len(rest) == 0 {
 		return errors.New("no command given (usage: envexec [flags] COMMAND [ARGS...])")
 	}
-	argv, err := supervisor.Argv(rest, o.shell.Mode)
+	argv, err := supervisor.Argv(rest, commandShellMode(rest, o.shell.Mode))
 	if err != nil {
 		return err
 	}
 	o.argv = argv
 	return nil
+}
+
+// commandShellMode is -shell, or when not given envconsul's rule
+// (consul-template v0.41.1 child/command-prep.go CommandPrep, which
+// envconsul's runner.go Run calls): a single argument of more than one
+// whitespace-separated word runs with sh -c; one word, even with shell
+// characters ("app;x"), and several arguments are exec'd as given.
+func commandShellMode(args []string, mode supervisor.ShellMode) supervisor.ShellMode {
+	if mode != supervisor.ShellAuto {
+		return mode
+	}
+	if len(args) == 1 && len(strings.Fields(args[0])) > 1 {
+		return supervisor.ShellAlways
+	}
+	return supervisor.ShellNever
 }
 
 // parseWait parses -wait MIN[:MAX] as consul-template and envconsul do: MAX

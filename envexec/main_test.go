@@ -608,6 +608,30 @@ func TestArgumentQuoting(t *testing.T) {
 	if b, _ := os.ReadFile(out); string(b) != "hello world" {
 		t.Errorf("sh -c output %q", b)
 	}
+
+	// One word is exec'd as written, shell characters and all, as envconsul
+	// (consul-template v0.41.1 child/command-prep.go CommandPrep: sh -c only
+	// for one string of more than one word): the program "run;me" runs, as
+	// an argument, with -exec and as exec.command. Under sh -c, "run" would
+	// not be found.
+	prog := filepath.Join(dir, "run;me")
+	if err := os.WriteFile(prog, []byte("#!/bin/sh\nprintf '%s' \"$GREETING\" > \"$0.out\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "exec.hcl")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("exec { command = %q }\n", prog)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, how := range [][]string{{prog}, {"-exec", prog}, {"-config", conf}} {
+		_ = os.Remove(prog + ".out")
+		p = runEnvexec(t, a.HTTPAddr(), nil, append([]string{"-once", "-prefix", n}, how...)...)
+		if p.code != 0 {
+			t.Errorf("%q: exit %d\n%s", how, p.code, p.stderr)
+		}
+		if b, _ := os.ReadFile(prog + ".out"); string(b) != "hello world" {
+			t.Errorf("%q: the one-word command was not exec'd as written: output %q", how, b)
+		}
+	}
 }
 
 func TestExportRoundTrip(t *testing.T) {
