@@ -135,7 +135,10 @@ func addSource[T source](parse func(string) (T, error), list *[]T, order *[]sour
 // registerSourceFlags adds the flags that choose what to watch and how
 // variables are named.
 func registerSourceFlags(cl *cliapp.Program, o *options) {
-	cl.Var(addSource(parsePrefix, &o.prefixes, &o.order), "prefix", "watch the keys below `PATH[@DC]` (repeatable; later prefixes win)")
+	// A -prefix loses one leading "/" before the path is parsed (envconsul
+	// config_prefix.go ParsePrefixConfig); a file's prefix.path does not.
+	prefixFlag := func(s string) (*prefixSpec, error) { return parsePrefix(strings.TrimPrefix(s, "/")) }
+	cl.Var(addSource(prefixFlag, &o.prefixes, &o.order), "prefix", "watch the keys below `PATH[@DC]` (repeatable; later prefixes win)")
 	prefixFormat := funcFlag(func(s string) error {
 		if len(o.prefixes) == 0 {
 			return errors.New("give -format after the -prefix it names")
