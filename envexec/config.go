@@ -458,7 +458,7 @@ func prefixBlock(b map[string]any) (*prefixSpec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("path: %w", err)
 	}
-	p, err := parsePrefix(strings.TrimPrefix(path, "/"))
+	p, err := parsePrefix(path)
 	if err != nil {
 		return nil, fmt.Errorf("path: %w", err)
 	}

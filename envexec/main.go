@@ -55,7 +55,7 @@ type options struct {
 	shell          supervisor.ShellFlag
 	onChange       onChange
 	changeSignal   syscall.Signal
-	execKillSignal syscall.Signal // stops the command (envconsul's exec.kill_signal)
+	execKillSignal syscall.Signal // stops the command (envconsul's exec.kill_signal); 0: none, SIGKILL after -kill-timeout
 	killSignal     syscall.Signal // stops envexec (envconsul's kill_signal); 0: none
 	reloadSignal   syscall.Signal // reloads envexec's configuration; 0: none
 	killTimeout    time.Duration
@@ -135,7 +135,10 @@ func addSource[T source](parse func(string) (T, error), list *[]T, order *[]sour
 // registerSourceFlags adds the flags that choose what to watch and how
 // variables are named.
 func registerSourceFlags(cl *cliapp.Program, o *options) {
-	cl.Var(addSource(parsePrefix, &o.prefixes, &o.order), "prefix", "watch the keys below `PATH[@DC]` (repeatable; later prefixes win)")
+	// A -prefix loses one leading "/" before the path is parsed (envconsul
+	// config_prefix.go ParsePrefixConfig); a file's prefix.path does not.
+	prefixFlag := func(s string) (*prefixSpec, error) { return parsePrefix(strings.TrimPrefix(s, "/")) }
+	cl.Var(addSource(prefixFlag, &o.prefixes, &o.order), "prefix", "watch the keys below `PATH[@DC]` (repeatable; later prefixes win)")
 	prefixFormat := funcFlag(func(s string) error {
 		if len(o.prefixes) == 0 {
 			return errors.New("give -format after the -prefix it names")
@@ -184,7 +187,7 @@ func registerSourceFlags(cl *cliapp.Program, o *options) {
 // registerProcessFlags adds the flags about the command, signals and
 // changes.
 func registerProcessFlags(cl *cliapp.Program, o *options) {
-	cl.Var(&o.shell, "shell", "true: run the command with sh -c; false: exec it as given (default: a single argument with spaces or shell syntax runs with sh -c, several are exec'd)")
+	cl.Var(&o.shell, "shell", "true: run the command with sh -c; false: exec it as given (default, as envconsul: a single argument of more than one word runs with sh -c; one word, even with shell characters, and several arguments are exec'd)")
 	cl.Var(funcFlag(func(s string) error {
 		switch strings.ToLower(s) {
 		case "restart":
@@ -206,7 +209,7 @@ func registerProcessFlags(cl *cliapp.Program, o *options) {
 		o.onChange = changeSignal
 		return nil
 	}), "exec-reload-signal", "on a change send this `SIGNAL` instead of restarting (consul-template's name): -on-change signal -change-signal SIGNAL")
-	cl.Var(signalFlag{sig: &o.execKillSignal}, "exec-kill-signal", "signal that stops the command for a restart or shutdown (envconsul's exec.kill_signal)")
+	cl.Var(signalFlag{sig: &o.execKillSignal, orNone: true}, "exec-kill-signal", "signal that stops the command for a restart or shutdown (envconsul's exec.kill_signal); empty or SIGNULL: none, the command is killed after -kill-timeout")
 	cl.Var(signalFlag{sig: &o.killSignal, orNone: true}, "kill-signal", "`SIGNAL` that stops envexec gracefully, as envconsul's -kill-signal: the command is stopped (-exec-kill-signal, -kill-timeout, SIGKILL) and envexec exits 12; empty or SIGNULL: none")
 	cl.Var(signalFlag{sig: &o.reloadSignal, orNone: true}, "reload-signal", "`SIGNAL` that reloads envexec's configuration (flags and -config files), as envconsul's -reload-signal: the command is stopped and started again; empty or SIGNULL: none")
 	cl.Duration(&o.killTimeout, "kill-timeout", 30*time.Second, "grace period after -exec-kill-signal (or a forwarded SIGINT/SIGTERM) before SIGKILL to the command's process group")
@@ -358,12 +361,27 @@ func finish(o *options, rest []string) error {
 	if len(rest) == 0 {
 		return errors.New("no command given (usage: envexec [flags] COMMAND [ARGS...])")
 	}
-	argv, err := supervisor.Argv(rest, o.shell.Mode)
+	argv, err := supervisor.Argv(rest, commandShellMode(rest, o.shell.Mode))
 	if err != nil {
 		return err
 	}
 	o.argv = argv
 	return nil
+}
+
+// commandShellMode is -shell, or when not given envconsul's rule
+// (consul-template v0.41.1 child/command-prep.go CommandPrep, which
+// envconsul's runner.go Run calls): a single argument of more than one
+// whitespace-separated word runs with sh -c; one word, even with shell
+// characters ("app;x"), and several arguments are exec'd as given.
+func commandShellMode(args []string, mode supervisor.ShellMode) supervisor.ShellMode {
+	if mode != supervisor.ShellAuto {
+		return mode
+	}
+	if len(args) == 1 && len(strings.Fields(args[0])) > 1 {
+		return supervisor.ShellAlways
+	}
+	return supervisor.ShellNever
 }
 
 // parseWait parses -wait MIN[:MAX] as consul-template and envconsul do: MAX

@@ -394,6 +394,46 @@ func TestEnvironmentNames(t *testing.T) {
 	}
 }
 
+// TestUncleanPrefixPath: a prefix path Consul's agent cleans (a//b, a/./b)
+// is read as envconsul reads it (consul-template v0.41.1
+// dependency/kv_list.go NewKVListQuery and Fetch): the agent answers for the
+// cleaned path a/b, and as no key starts with the path as given, each name
+// is the whole key. berth's own rules stay: whole segments (no a/bc), no
+// folder keys.
+func TestUncleanPrefixPath(t *testing.T) {
+	a, _, n := nsWith(t,
+		"a/b/x", "1",
+		"a/b/y/z", "2",
+		"a/b/folder/", "",
+		"a/bc/w", "sibling",
+	)
+	whole := map[string]string{n + "/a/b/x": "1", n + "/a/b/y/z": "2"}
+	relative := map[string]string{"x": "1", "y/z": "2"}
+	for _, tc := range []struct {
+		prefix string
+		want   map[string]string
+	}{
+		{n + "/a//b", whole},
+		{n + "/a/./b/", whole},
+		{n + "/a/../a/b", whole},
+		// Two leading slashes of a -prefix are dropped (envconsul
+		// config_prefix.go ParsePrefixConfig, then prefixRe): names stay
+		// relative.
+		{"//" + n + "/a/b", relative},
+	} {
+		t.Run(tc.prefix, func(t *testing.T) {
+			dir := childDir(t)
+			p := runEnvexec(t, a.HTTPAddr(), nil, append([]string{"-once", "-prefix", tc.prefix}, childArgs(dir, "exit", 0)...)...)
+			if p.code != 0 {
+				t.Fatalf("exit %d\n%s", p.code, p.stderr)
+			}
+			if got := onlyConsul(lastEnv(t, dir)); fmtEnv(got) != fmtEnv(tc.want) {
+				t.Errorf("environment:\n%s\nwant:\n%s", fmtEnv(got), fmtEnv(tc.want))
+			}
+		})
+	}
+}
+
 func TestPristineAndByteExact(t *testing.T) {
 	a, c, n := nsWith(t)
 	values := trickyValues(t, c, n)
@@ -608,6 +648,30 @@ func TestArgumentQuoting(t *testing.T) {
 	if b, _ := os.ReadFile(out); string(b) != "hello world" {
 		t.Errorf("sh -c output %q", b)
 	}
+
+	// One word is exec'd as written, shell characters and all, as envconsul
+	// (consul-template v0.41.1 child/command-prep.go CommandPrep: sh -c only
+	// for one string of more than one word): the program "run;me" runs, as
+	// an argument, with -exec and as exec.command. Under sh -c, "run" would
+	// not be found.
+	prog := filepath.Join(dir, "run;me")
+	if err := os.WriteFile(prog, []byte("#!/bin/sh\nprintf '%s' \"$GREETING\" > \"$0.out\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "exec.hcl")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("exec { command = %q }\n", prog)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, how := range [][]string{{prog}, {"-exec", prog}, {"-config", conf}} {
+		_ = os.Remove(prog + ".out")
+		p = runEnvexec(t, a.HTTPAddr(), nil, append([]string{"-once", "-prefix", n}, how...)...)
+		if p.code != 0 {
+			t.Errorf("%q: exit %d\n%s", how, p.code, p.stderr)
+		}
+		if b, _ := os.ReadFile(prog + ".out"); string(b) != "hello world" {
+			t.Errorf("%q: the one-word command was not exec'd as written: output %q", how, b)
+		}
+	}
 }
 
 func TestExportRoundTrip(t *testing.T) {
@@ -722,7 +786,7 @@ func TestBadInput(t *testing.T) {
 		{"empty dc", append([]string{"-prefix", "app@"}, child...), `"app@": empty datacenter`},
 		{"empty path", append([]string{"-prefix", "@dc1"}, child...), `"@dc1": empty key path`},
 		{"two @", append([]string{"-prefix", "app@a@b"}, child...), "more than one"},
-		{"double slash", append([]string{"-prefix", "app//x"}, child...), "empty path segment"},
+		{"out of the KV store", append([]string{"-prefix", "app/../../x"}, child...), `"app/../../x": ".." leads out of the KV store`},
 		{"unknown kill signal", append([]string{"-prefix", "app", "-kill-signal", "SIGBOGUS"}, child...), `unknown signal "SIGBOGUS"`},
 		{"unknown change signal", append([]string{"-prefix", "app", "-change-signal", "NOPE"}, child...), `unknown signal "NOPE"`},
 		{"bad on-change", append([]string{"-prefix", "app", "-on-change", "reload"}, child...), "want restart, signal or none"},

@@ -117,7 +117,12 @@ func TestParsePrefixAndService(t *testing.T) {
 	if p, err := parsePrefix(`app/{{ env "ENVEXEC_TEST_STAGE" }}/config`); err != nil || p.path != "app/prod/config" {
 		t.Errorf("path template: %+v %v", p, err)
 	}
-	for _, bad := range []string{"", "/", "@dc", "a@", "a@b@c", "a//b", "a\nb", `a/{{ env "ENVEXEC_TEST_UNSET" }}`, "a/{{"} {
+	// Paths Consul's agent cleans (a//b, a/./b): the cleaned path is
+	// listed, names are made relative to the path as given.
+	if p, err := parsePrefix("a//b/./c/"); err != nil || p.path != "a/b/c" || p.written != "a//b/./c/" {
+		t.Errorf("unclean path: %+v %v", p, err)
+	}
+	for _, bad := range []string{"", "/", "@dc", "a@", "a@b@c", "a/..", "../x", "a/../../x", "a\nb", `a/{{ env "ENVEXEC_TEST_UNSET" }}`, "a/{{"} {
 		if _, err := parsePrefix(bad); err == nil {
 			t.Errorf("parsePrefix(%q) accepted", bad)
 		}

@@ -337,7 +337,7 @@ func (r *runner) build(data []any) map[string]string {
 }
 
 func (r *runner) childConfig(env map[string]string) supervisor.Config {
-	return supervisor.Config{
+	cfg := supervisor.Config{
 		Argv:        r.o.argv,
 		Env:         childEnv(os.Environ(), env, r.o.pristine, r.o.envAllow, r.o.env),
 		Stdin:       r.stdin,
@@ -348,6 +348,10 @@ func (r *runner) childConfig(env map[string]string) supervisor.Config {
 		Reaper:      r.reaper,
 		Log:         r.log,
 	}
+	// No exec kill signal (SIGNULL): a stop sends nothing, waits
+	// -kill-timeout, then SIGKILLs, as consul-template child/child.go kill.
+	cfg.NoKillSignal = r.o.execKillSignal == 0
+	return cfg
 }
 
 func (r *runner) start(env map[string]string) (*supervisor.Child, error) {

@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -204,6 +207,58 @@ func TestSplayBeforeStopAndReload(t *testing.T) {
 			if took := time.Since(t0); took < d {
 				t.Errorf("acted %s after the signal, before the splay drawn, %s\n%s", took, d, p.stderr)
 			}
+		})
+	}
+}
+
+// TestNoExecKillSignal: an exec kill signal of SIGNULL or "" (flag or
+// exec.kill_signal) sends the command nothing on a restart; it gets
+// -kill-timeout to exit, then SIGKILL, as envconsul (consul-template
+// v0.41.1 child/child.go kill: signal skips SIGNULL, then the wait, then
+// os.Kill; signals/mapstructure.go decodes "" to SIGNULL). The child logs
+// every SIGTERM and SIGINT it gets and only SIGKILL ends it. The time to
+// the restart is checked from below only.
+func TestNoExecKillSignal(t *testing.T) {
+	a := consultest.Require(t, agent)
+	c := a.Client()
+	n := ns(t)
+	put(t, c, n+"/V", "0")
+	const grace = time.Second
+	conf := filepath.Join(t.TempDir(), "exec.hcl")
+	if err := os.WriteFile(conf, []byte(`exec { kill_signal = "" }`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i, how := range [][]string{
+		{"-exec-kill-signal", "SIGNULL"},
+		{"-exec-kill-signal", ""},
+		{"-config", conf},
+	} {
+		t.Run(strings.Join(how, "="), func(t *testing.T) {
+			dir := childDir(t)
+			args := append(append([]string{"-prefix", n, "-kill-timeout", grace.String()}, how...), childArgs(dir, "deaf", 0)...)
+			p := startEnvexec(t, a.HTTPAddr(), nil, args...)
+			eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+			first := starts(dir)[0]
+			waitReady(t, dir, first)
+			changed := time.Now()
+			put(t, c, n+"/V", fmt.Sprint(i+1))
+			eventually.True(t, 30*time.Second, "restart", func() bool { return len(starts(dir)) == 2 })
+			took := time.Since(changed)
+			t.Logf("change to restart: %s with -kill-timeout %s", took.Round(time.Millisecond), grace)
+			for _, e := range []string{"term", "int"} {
+				if contains(events(dir), fmt.Sprintf("%s_%d", e, first)) {
+					t.Errorf("the command got SIG%s, want no signal: %v", strings.ToUpper(e), events(dir))
+				}
+			}
+			if took < grace {
+				t.Errorf("restarted after %s, before -kill-timeout %s", took, grace)
+			}
+			if !strings.Contains(p.stderr.String(), "SIGKILL") {
+				t.Errorf("no SIGKILL in the log:\n%s", p.stderr)
+			}
+			waitReady(t, dir, starts(dir)[1])
+			p.signal(syscall.SIGTERM) // forwarded; the deaf child is killed after -kill-timeout
+			p.wait(30 * time.Second)
 		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,7 +28,8 @@ type source interface {
 
 // prefixSpec is one -prefix PATH[?QUERY][@DC].
 type prefixSpec struct {
-	path     string // without leading or trailing slashes
+	path     string // the path listed: as Consul's agent cleans it, without leading or trailing slashes
+	written  string // the path as given, less one leading slash: names are made relative to it
 	dc       string
 	scope    scope
 	format   *template.Template
@@ -53,14 +55,23 @@ func parsePrefix(s string) (*prefixSpec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%q: %w", s, err)
 	}
-	p = strings.Trim(p, "/")
-	if p == "" {
+	// envconsul holds the path less one leading "/" (consul-template
+	// v0.41.1 dependency/dependency.go prefixRe) and lists it; the API
+	// client drops one more leading "/" (api kv.go getInternal) and the
+	// agent cleans the URL path, answering a//b, a/./b or a/../a/b with a
+	// redirect to a/b. Names are the keys less the path as given
+	// (kv_list.go Fetch: TrimPrefix, then TrimLeft "/"): for such a path,
+	// where no key starts with it, the whole key.
+	written := strings.TrimPrefix(p, "/")
+	const kvRoot = "/v1/kv/"
+	clean := path.Clean(kvRoot + strings.TrimPrefix(written, "/"))
+	if clean+"/" == kvRoot {
 		return nil, fmt.Errorf("%q: empty key path", s)
 	}
-	if strings.Contains(p, "//") {
-		return nil, fmt.Errorf("%q: empty path segment (\"//\")", s)
+	if !strings.HasPrefix(clean, kvRoot) {
+		return nil, fmt.Errorf("%q: \"..\" leads out of the KV store", s)
 	}
-	return &prefixSpec{path: p, dc: dc, scope: sc, noPrefix: true}, nil
+	return &prefixSpec{path: strings.TrimPrefix(clean, kvRoot), written: written, dc: dc, scope: sc, noPrefix: true}, nil
 }
 
 // scope is the Consul Enterprise namespace and admin partition one source
@@ -195,7 +206,7 @@ func (p *prefixSpec) vars(data any, n naming) []namedVar {
 		if !strings.HasPrefix(kv.Key, base) {
 			continue // cannot happen with List(base); kept as a guard
 		}
-		rel := strings.TrimLeft(strings.TrimPrefix(kv.Key, base), "/")
+		rel := strings.TrimLeft(strings.TrimPrefix(kv.Key, p.written), "/")
 		if strings.TrimSpace(rel) == "" || strings.HasSuffix(rel, "/") {
 			// The prefix itself, a folder key, or a blank key, which
 			// envconsul drops before the prefix path, the format or

@@ -68,6 +68,11 @@ type Config struct {
 	Stdout, Stderr *os.File
 	// KillSignal starts a stop (default SIGTERM).
 	KillSignal syscall.Signal
+	// NoKillSignal makes a stop send no signal at all: the child gets
+	// KillTimeout to exit on its own, then its group gets SIGKILL
+	// (consul-template's SIGNULL kill signal, child/child.go kill and
+	// signal, which skip signal 0). KillSignal is then ignored.
+	NoKillSignal bool
 	// KillTimeout is the grace period before SIGKILL (default 5s).
 	KillTimeout time.Duration
 	// Reaper, when set, is told about the child so it never reaps it.
@@ -337,8 +342,12 @@ func (c *Child) stop() Exit {
 		}
 	default:
 	}
-	c.log.Debug("stopping child", "pid", pid, "signal", SignalName(c.cfg.KillSignal), "grace", c.cfg.KillTimeout)
-	_ = c.SignalGroup(c.cfg.KillSignal)
+	if c.cfg.NoKillSignal {
+		c.log.Debug("stopping child without a signal", "pid", pid, "grace", c.cfg.KillTimeout)
+	} else {
+		c.log.Debug("stopping child", "pid", pid, "signal", SignalName(c.cfg.KillSignal), "grace", c.cfg.KillTimeout)
+		_ = c.SignalGroup(c.cfg.KillSignal)
+	}
 	deadline := time.NewTimer(c.cfg.KillTimeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(10 * time.Millisecond)
