@@ -564,8 +564,10 @@ func (z *consulZone) resolveDepth(ctx context.Context, name string, qtype uint16
 			if tag == "tcp" {
 				tag = ""
 			}
-		case len(prefix) == 2:
-			tag, svc = prefix[0], prefix[1]
+		case len(prefix) >= 2:
+			// A tag may hold dots: every label before the service's
+			// name is the tag (agent/dns.go dispatch).
+			tag, svc = strings.Join(prefix[:len(prefix)-1], "."), prefix[len(prefix)-1]
 		default:
 			a, err := z.nxdomain(name, qtype, domain, nil)
 			return z.keep(name, qtype, gen, a, err)

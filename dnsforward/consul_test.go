@@ -51,11 +51,13 @@ func seed(t *testing.T, a *consultest.Agent) {
 	must(t, err)
 	_, err = c.Catalog().Register(&api.CatalogRegistration{Node: "Node3", Address: "10.0.0.3", NodeMeta: map[string]string{"Rack": "R3"}}, nil)
 	must(t, err)
+	// A tag holding a dot: the labels before the name are the tag.
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "dotty1", Name: "dotty", Tags: []string{"x.y", "_u"}, Port: 1, Address: "10.3.0.1"}))
 	// A prepared query (answered through the agent's DNS).
 	_, _, err = c.PreparedQuery().Create(&api.PreparedQueryDefinition{Name: "pq", Service: api.ServiceQuery{Service: "web"}}, nil)
 	must(t, err)
 	t.Cleanup(func() {
-		for _, id := range []string{"web1", "web1b", "web2", "web-warn", "web-crit", "api1", "hosty1", "hosty2", "cname1", "mixed1", "dup1"} {
+		for _, id := range []string{"web1", "web1b", "web2", "web-warn", "web-crit", "api1", "hosty1", "hosty2", "cname1", "mixed1", "dup1", "dotty1"} {
 			_ = ag.ServiceDeregister(id)
 		}
 		_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: "node2"}, nil)
@@ -104,6 +106,8 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 		"web.service.consul A +subnet=192.0.2.0/24", "web.service.consul SRV +subnet=2001:db8::/56", "nosuch.service.consul A +subnet=192.0.2.0/24",
 		"pq.query.consul A +subnet=192.0.2.0/24", "nosuch.query.consul A +subnet=192.0.2.0/24", "consul SOA +subnet=192.0.2.0/24",
 		"1.0.0.127.in-addr.arpa PTR +subnet=192.0.2.0/24",
+		// A tag with a dot; an underscore tag; RFC 2782 with a dotted tag.
+		"x.y.dotty.service.consul A", "x.y.dotty.service.consul SRV", "_u.dotty.service.consul A", "_dotty._x.y.service.consul SRV",
 	}
 	// Let both see the seeded catalog (Consul's own DNS reads it too).
 	time.Sleep(200 * time.Millisecond)
