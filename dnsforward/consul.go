@@ -581,6 +581,15 @@ func (z *consulZone) resolveDepth(ctx context.Context, name string, qtype uint16
 		if len(prefix) != 1 {
 			return nil, resForward, nil
 		}
+		switch qtype {
+		case dns.TypeA, dns.TypeAAAA, dns.TypeANY, dns.TypeTXT:
+		default:
+			// Consul answers other types of a node name NOERROR without
+			// records or SOA, before looking the node up: the same for a
+			// node that does not exist (agent/dns.go handleNodeQuery).
+			a, err := newAnswer(z.reply(name, qtype), zoneConsul, false, false)
+			return z.keep(name, qtype, gen, a, err)
+		}
 		node := strings.ToLower(prefix[0])
 		return z.fromWatch(ctx, name, qtype, gen, wait, depth, "node "+node, func() watchFunc { return z.watchNode(node) },
 			func(w *watcher, ch *chaser) (*answer, error) { return z.buildNode(name, qtype, domain, w, ch) })

@@ -108,6 +108,8 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 		"1.0.0.127.in-addr.arpa PTR +subnet=192.0.2.0/24",
 		// A tag with a dot; an underscore tag; RFC 2782 with a dotted tag.
 		"x.y.dotty.service.consul A", "x.y.dotty.service.consul SRV", "_u.dotty.service.consul A", "_dotty._x.y.service.consul SRV",
+		// Other types of a node name: NOERROR, no SOA, known or not.
+		"nosuch.node.consul SRV", "nosuch.node.consul MX", "nosuch.node.consul TXT", "node2.node.consul MX",
 	}
 	// Let both see the seeded catalog (Consul's own DNS reads it too).
 	time.Sleep(200 * time.Millisecond)
