@@ -711,8 +711,10 @@ func hasTag(tags []string, tag string) bool {
 	return false
 }
 
+// hexIP is ip's label under .addr: 8 hex digits for an IPv4 address,
+// IPv4-mapped ones included (Consul's encodeIPAsFqdn), else 32.
 func hexIP(ip netip.Addr) string {
-	b := ip.AsSlice()
+	b := ip.Unmap().AsSlice()
 	return hex.EncodeToString(b)
 }
 
@@ -947,7 +949,12 @@ func (z *consulZone) buildAddr(name string, qtype uint16, domain, label string) 
 	ip, _ := netip.AddrFromSlice(b)
 	ttl := uint32(z.s.settings.Load().nodeTTL / time.Second)
 	m := z.reply(name, qtype)
-	rr := addrRR(name, ip, ttl)
+	var rr dns.RR = &dns.AAAA{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: ttl}, AAAA: net.IP(b)}
+	if len(b) == 4 {
+		rr = addrRR(name, ip, ttl)
+	}
+	// 32 hex digits are an AAAA record even for an IPv4-mapped address,
+	// as from Consul (agent/dns.go dispatch, "addr").
 	if qtype == dns.TypeANY || (qtype == dns.TypeA && len(b) == 4) || (qtype == dns.TypeAAAA && len(b) == 16) {
 		m.Answer = []dns.RR{rr}
 	} else {

@@ -53,11 +53,13 @@ func seed(t *testing.T, a *consultest.Agent) {
 	must(t, err)
 	// A tag holding a dot: the labels before the name are the tag.
 	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "dotty1", Name: "dotty", Tags: []string{"x.y", "_u"}, Port: 1, Address: "10.3.0.1"}))
+	// An IPv4-mapped IPv6 service address.
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "mapped1", Name: "mapped", Port: 5, Address: "::ffff:10.3.0.5"}))
 	// A prepared query (answered through the agent's DNS).
 	_, _, err = c.PreparedQuery().Create(&api.PreparedQueryDefinition{Name: "pq", Service: api.ServiceQuery{Service: "web"}}, nil)
 	must(t, err)
 	t.Cleanup(func() {
-		for _, id := range []string{"web1", "web1b", "web2", "web-warn", "web-crit", "api1", "hosty1", "hosty2", "cname1", "mixed1", "dup1", "dotty1"} {
+		for _, id := range []string{"web1", "web1b", "web2", "web-warn", "web-crit", "api1", "hosty1", "hosty2", "cname1", "mixed1", "dup1", "dotty1", "mapped1"} {
 			_ = ag.ServiceDeregister(id)
 		}
 		_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: "node2"}, nil)
@@ -110,6 +112,10 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 		"x.y.dotty.service.consul A", "x.y.dotty.service.consul SRV", "_u.dotty.service.consul A", "_dotty._x.y.service.consul SRV",
 		// Other types of a node name: NOERROR, no SOA, known or not.
 		"nosuch.node.consul SRV", "nosuch.node.consul MX", "nosuch.node.consul TXT", "node2.node.consul MX",
+		// IPv4-mapped addresses: 8 hex digits in SRV targets, and 32 hex
+		// digits under .addr are an AAAA record.
+		"mapped.service.consul SRV", "mapped.service.consul A", "00000000000000000000ffff0a000002.addr.consul AAAA",
+		"00000000000000000000ffff0a000002.addr.consul A",
 	}
 	// Let both see the seeded catalog (Consul's own DNS reads it too).
 	time.Sleep(200 * time.Millisecond)
