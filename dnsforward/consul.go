@@ -748,9 +748,9 @@ func metaTXT(name string, meta map[string]string, ttl uint32) []dns.RR {
 	sort.Strings(keys)
 	var out []dns.RR
 	for _, k := range keys {
-		txt := k + "=" + meta[k]
-		if strings.HasPrefix(k, "rfc1035-") {
-			txt = meta[k]
+		txt := meta[k]
+		if !strings.HasPrefix(strings.ToLower(k), "rfc1035-") {
+			txt = rfc1464(k, txt)
 		}
 		// A character-string holds 255 bytes: split longer values.
 		var parts []string
@@ -761,6 +761,29 @@ func metaTXT(name string, meta map[string]string, ttl uint32) []dns.RR {
 		out = append(out, &dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: ttl}, Txt: parts})
 	}
 	return out
+}
+
+// rfc1464 is the TXT string of one key and value as RFC 1464 section 2
+// writes it, as Consul writes node meta (agent/dns.go encodeKVasRFC1464):
+// a backquote doubled in either, and in the key an equals sign and each
+// leading or trailing space quoted with a backquote.
+func rfc1464(key, value string) string {
+	var b strings.Builder
+	body := strings.TrimLeft(key, " ")
+	lead := len(key) - len(body)
+	body = strings.TrimRight(body, " ")
+	trail := len(key) - lead - len(body)
+	b.WriteString(strings.Repeat("` ", lead))
+	for i := 0; i < len(body); i++ {
+		if body[i] == '`' || body[i] == '=' {
+			b.WriteByte('`')
+		}
+		b.WriteByte(body[i])
+	}
+	b.WriteString(strings.Repeat("` ", trail))
+	b.WriteByte('=')
+	b.WriteString(strings.ReplaceAll(value, "`", "``"))
+	return b.String()
 }
 
 func (z *consulZone) buildService(name string, qtype uint16, domain, svc, tag string, w *watcher, ch *chaser) (*answer, error) {

@@ -55,6 +55,11 @@ func seed(t *testing.T, a *consultest.Agent) {
 	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "dotty1", Name: "dotty", Tags: []string{"x.y", "_u"}, Port: 1, Address: "10.3.0.1"}))
 	// An IPv4-mapped IPv6 service address.
 	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "mapped1", Name: "mapped", Port: 5, Address: "::ffff:10.3.0.5"}))
+	// Node meta with a backquote (RFC 1464 doubles it) and an rfc1035-
+	// key in capitals (the value alone).
+	_, err = c.Catalog().Register(&api.CatalogRegistration{Node: "metanode", Address: "10.0.0.30",
+		NodeMeta: map[string]string{"k": "a`b", "RFC1035-x": "raw=1"}}, nil)
+	must(t, err)
 	// A prepared query (answered through the agent's DNS).
 	_, _, err = c.PreparedQuery().Create(&api.PreparedQueryDefinition{Name: "pq", Service: api.ServiceQuery{Service: "web"}}, nil)
 	must(t, err)
@@ -64,6 +69,7 @@ func seed(t *testing.T, a *consultest.Agent) {
 		}
 		_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: "node2"}, nil)
 		_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: "Node3"}, nil)
+		_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: "metanode"}, nil)
 		qs, _, _ := c.PreparedQuery().List(nil)
 		for _, q := range qs {
 			_, _ = c.PreparedQuery().Delete(q.ID, nil)
@@ -116,6 +122,8 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 		// digits under .addr are an AAAA record.
 		"mapped.service.consul SRV", "mapped.service.consul A", "00000000000000000000ffff0a000002.addr.consul AAAA",
 		"00000000000000000000ffff0a000002.addr.consul A",
+		// Node meta as RFC 1464 TXT.
+		"metanode.node.consul TXT", "metanode.node.consul A", "metanode.node.consul ANY",
 	}
 	// Let both see the seeded catalog (Consul's own DNS reads it too).
 	time.Sleep(200 * time.Millisecond)
