@@ -796,7 +796,7 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, svc, tag st
 	}
 	m := z.reply(name, qtype)
 	var found int
-	seenAddr := map[string]bool{}
+	seenAddr := map[netip.Addr]bool{} // IPv4-mapped ones unmapped: the same A record
 	seenExtra := map[string]bool{}
 	seenSRV := map[string]bool{}
 	cnameTarget := "" // the first instance with a host name as address
@@ -829,10 +829,10 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, svc, tag st
 				}
 				continue
 			}
-			if !wantsAddr(qtype, ip) || seenAddr[addr] {
+			if !wantsAddr(qtype, ip) || seenAddr[ip.Unmap()] {
 				continue
 			}
-			seenAddr[addr] = true
+			seenAddr[ip.Unmap()] = true
 			m.Answer = append(m.Answer, addrRR(name, ip, ttl))
 		case dns.TypeSRV:
 			// One SRV per node, address and port (Consul:

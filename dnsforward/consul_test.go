@@ -53,8 +53,10 @@ func seed(t *testing.T, a *consultest.Agent) {
 	must(t, err)
 	// A tag holding a dot: the labels before the name are the tag.
 	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "dotty1", Name: "dotty", Tags: []string{"x.y", "_u"}, Port: 1, Address: "10.3.0.1"}))
-	// An IPv4-mapped IPv6 service address.
+	// An IPv4-mapped IPv6 service address, and the same address plain (one
+	// A record for both).
 	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "mapped1", Name: "mapped", Port: 5, Address: "::ffff:10.3.0.5"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "mapped2", Name: "mapped", Port: 6, Address: "10.3.0.5"}))
 	// Node meta with a backquote (RFC 1464 doubles it) and an rfc1035-
 	// key in capitals (the value alone).
 	_, err = c.Catalog().Register(&api.CatalogRegistration{Node: "metanode", Address: "10.0.0.30",
@@ -64,7 +66,7 @@ func seed(t *testing.T, a *consultest.Agent) {
 	_, _, err = c.PreparedQuery().Create(&api.PreparedQueryDefinition{Name: "pq", Service: api.ServiceQuery{Service: "web"}}, nil)
 	must(t, err)
 	t.Cleanup(func() {
-		for _, id := range []string{"web1", "web1b", "web2", "web-warn", "web-crit", "api1", "hosty1", "hosty2", "cname1", "mixed1", "dup1", "dotty1", "mapped1"} {
+		for _, id := range []string{"web1", "web1b", "web2", "web-warn", "web-crit", "api1", "hosty1", "hosty2", "cname1", "mixed1", "dup1", "dotty1", "mapped1", "mapped2"} {
 			_ = ag.ServiceDeregister(id)
 		}
 		_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: "node2"}, nil)
