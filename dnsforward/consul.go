@@ -822,7 +822,9 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, svc, tag st
 		}
 		ip, ipErr := netip.ParseAddr(addr)
 		switch qtype {
-		case dns.TypeA, dns.TypeAAAA, dns.TypeANY, dns.TypeTXT:
+		default:
+			// A host-name address answers every type but SRV with its
+			// CNAME (agent/dns.go makeRecordFromFQDN): MX or CNAME too.
 			if ipErr != nil {
 				if cnameTarget == "" {
 					cnameTarget = dns.Fqdn(addr)

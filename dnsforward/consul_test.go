@@ -124,6 +124,8 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 		// digits under .addr are an AAAA record.
 		"mapped.service.consul SRV", "mapped.service.consul A", "00000000000000000000ffff0a000002.addr.consul AAAA",
 		"00000000000000000000ffff0a000002.addr.consul A",
+		// A host-name instance answers any type but SRV with its CNAME.
+		"cname.service.consul MX", "cname.service.consul CNAME", "hosty.service.consul MX", "cname.service.consul HINFO",
 		// Node meta as RFC 1464 TXT.
 		"metanode.node.consul TXT", "metanode.node.consul A", "metanode.node.consul ANY",
 	}
