@@ -821,6 +821,14 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, svc, tag st
 			continue
 		}
 		ip, ipErr := netip.ParseAddr(addr)
+		if ipErr != nil && svcAddr != "" && qtype != dns.TypeSRV && strings.EqualFold(dns.Fqdn(svcAddr), name) {
+			// A service address naming the service asked for stands for
+			// the node's address (agent/dns.go makeNodeServiceRecords;
+			// srvRecord for SRV), not a CNAME to itself.
+			if nip, err := netip.ParseAddr(nodeAddr); err == nil {
+				ip, ipErr = nip, nil
+			}
+		}
 		switch qtype {
 		default:
 			// A host-name address answers every type but SRV with its

@@ -42,6 +42,8 @@ func seed(t *testing.T, a *consultest.Agent) {
 	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "hosty1", Name: "hosty", Port: 80, Address: "backend.example.org"}))
 	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "hosty2", Name: "hosty", Port: 81, Address: "10.5.5.5"}))
 	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "cname1", Name: "cname", Port: 80, Address: "other.example.org"}))
+	// A service address naming the service itself: the node's address.
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "selfy1", Name: "selfy", Port: 80, Address: "selfy.service.consul"}))
 	// Names in mixed case: Consul looks service and node names up without
 	// regard to case, and "Dup" and "dup" are one service to it.
 	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "mixed1", Name: "MixedCase", Port: 7000, Address: "10.2.2.2"}))
@@ -66,7 +68,7 @@ func seed(t *testing.T, a *consultest.Agent) {
 	_, _, err = c.PreparedQuery().Create(&api.PreparedQueryDefinition{Name: "pq", Service: api.ServiceQuery{Service: "web"}}, nil)
 	must(t, err)
 	t.Cleanup(func() {
-		for _, id := range []string{"web1", "web1b", "web2", "web-warn", "web-crit", "api1", "hosty1", "hosty2", "cname1", "mixed1", "dup1", "dotty1", "mapped1", "mapped2"} {
+		for _, id := range []string{"web1", "web1b", "web2", "web-warn", "web-crit", "api1", "hosty1", "hosty2", "cname1", "mixed1", "dup1", "dotty1", "mapped1", "mapped2", "selfy1"} {
 			_ = ag.ServiceDeregister(id)
 		}
 		_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: "node2"}, nil)
@@ -126,6 +128,7 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 		"00000000000000000000ffff0a000002.addr.consul A",
 		// A host-name instance answers any type but SRV with its CNAME.
 		"cname.service.consul MX", "cname.service.consul CNAME", "hosty.service.consul MX", "cname.service.consul HINFO",
+		"selfy.service.consul A", "selfy.service.consul ANY", "selfy.service.consul MX", "selfy.service.consul SRV", "selfy.service.consul TXT",
 		// Node meta as RFC 1464 TXT.
 		"metanode.node.consul TXT", "metanode.node.consul A", "metanode.node.consul ANY",
 	}
