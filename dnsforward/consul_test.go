@@ -124,7 +124,7 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 		"nosuch.node.consul SRV", "nosuch.node.consul MX", "nosuch.node.consul TXT", "node2.node.consul MX",
 		// IPv4-mapped addresses: 8 hex digits in SRV targets, and 32 hex
 		// digits under .addr are an AAAA record.
-		"mapped.service.consul SRV", "mapped.service.consul A", "00000000000000000000ffff0a000002.addr.consul AAAA",
+		"mapped.service.consul SRV", "mapped.service.consul A", "mapped.service.consul AAAA", "00000000000000000000ffff0a000002.addr.consul AAAA",
 		"00000000000000000000ffff0a000002.addr.consul A",
 		// A host-name instance answers any type but SRV with its CNAME.
 		"cname.service.consul MX", "cname.service.consul CNAME", "hosty.service.consul MX", "cname.service.consul HINFO",
