@@ -564,8 +564,10 @@ func (z *consulZone) resolveDepth(ctx context.Context, name string, qtype uint16
 			if tag == "tcp" {
 				tag = ""
 			}
-		case len(prefix) == 2:
-			tag, svc = prefix[0], prefix[1]
+		case len(prefix) >= 2:
+			// A tag may hold dots: every label before the service's
+			// name is the tag (agent/dns.go dispatch).
+			tag, svc = strings.Join(prefix[:len(prefix)-1], "."), prefix[len(prefix)-1]
 		default:
 			a, err := z.nxdomain(name, qtype, domain, nil)
 			return z.keep(name, qtype, gen, a, err)
@@ -578,6 +580,15 @@ func (z *consulZone) resolveDepth(ctx context.Context, name string, qtype uint16
 	case "node":
 		if len(prefix) != 1 {
 			return nil, resForward, nil
+		}
+		switch qtype {
+		case dns.TypeA, dns.TypeAAAA, dns.TypeANY, dns.TypeTXT:
+		default:
+			// Consul answers other types of a node name NOERROR without
+			// records or SOA, before looking the node up: the same for a
+			// node that does not exist (agent/dns.go handleNodeQuery).
+			a, err := newAnswer(z.reply(name, qtype), zoneConsul, false, false)
+			return z.keep(name, qtype, gen, a, err)
 		}
 		node := strings.ToLower(prefix[0])
 		return z.fromWatch(ctx, name, qtype, gen, wait, depth, "node "+node, func() watchFunc { return z.watchNode(node) },
@@ -700,8 +711,10 @@ func hasTag(tags []string, tag string) bool {
 	return false
 }
 
+// hexIP is ip's label under .addr: 8 hex digits for an IPv4 address,
+// IPv4-mapped ones included (Consul's encodeIPAsFqdn), else 32.
 func hexIP(ip netip.Addr) string {
-	b := ip.AsSlice()
+	b := ip.Unmap().AsSlice()
 	return hex.EncodeToString(b)
 }
 
@@ -735,9 +748,9 @@ func metaTXT(name string, meta map[string]string, ttl uint32) []dns.RR {
 	sort.Strings(keys)
 	var out []dns.RR
 	for _, k := range keys {
-		txt := k + "=" + meta[k]
-		if strings.HasPrefix(k, "rfc1035-") {
-			txt = meta[k]
+		txt := meta[k]
+		if !strings.HasPrefix(strings.ToLower(k), "rfc1035-") {
+			txt = rfc1464(k, txt)
 		}
 		// A character-string holds 255 bytes: split longer values.
 		var parts []string
@@ -750,6 +763,29 @@ func metaTXT(name string, meta map[string]string, ttl uint32) []dns.RR {
 	return out
 }
 
+// rfc1464 is the TXT string of one key and value as RFC 1464 section 2
+// writes it, as Consul writes node meta (agent/dns.go encodeKVasRFC1464):
+// a backquote doubled in either, and in the key an equals sign and each
+// leading or trailing space quoted with a backquote.
+func rfc1464(key, value string) string {
+	var b strings.Builder
+	body := strings.TrimLeft(key, " ")
+	lead := len(key) - len(body)
+	body = strings.TrimRight(body, " ")
+	trail := len(key) - lead - len(body)
+	b.WriteString(strings.Repeat("` ", lead))
+	for i := 0; i < len(body); i++ {
+		if body[i] == '`' || body[i] == '=' {
+			b.WriteByte('`')
+		}
+		b.WriteByte(body[i])
+	}
+	b.WriteString(strings.Repeat("` ", trail))
+	b.WriteByte('=')
+	b.WriteString(strings.ReplaceAll(value, "`", "``"))
+	return b.String()
+}
+
 func (z *consulZone) buildService(name string, qtype uint16, domain, svc, tag string, w *watcher, ch *chaser) (*answer, error) {
 	entries := *w.services.Load()
 	st := z.s.settings.Load()
@@ -760,7 +796,7 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, svc, tag st
 	}
 	m := z.reply(name, qtype)
 	var found int
-	seenAddr := map[string]bool{}
+	seenAddr := map[netip.Addr]bool{} // IPv4-mapped ones unmapped: the same A record
 	seenExtra := map[string]bool{}
 	seenSRV := map[string]bool{}
 	cnameTarget := "" // the first instance with a host name as address
@@ -785,18 +821,28 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, svc, tag st
 			continue
 		}
 		ip, ipErr := netip.ParseAddr(addr)
+		if ipErr != nil && svcAddr != "" && qtype != dns.TypeSRV && strings.EqualFold(dns.Fqdn(svcAddr), name) {
+			// A service address naming the service asked for stands for
+			// the node's address (agent/dns.go makeNodeServiceRecords;
+			// srvRecord for SRV), not a CNAME to itself.
+			if nip, err := netip.ParseAddr(nodeAddr); err == nil {
+				ip, ipErr = nip, nil
+			}
+		}
 		switch qtype {
-		case dns.TypeA, dns.TypeAAAA, dns.TypeANY, dns.TypeTXT:
+		default:
+			// A host-name address answers every type but SRV with its
+			// CNAME (agent/dns.go makeRecordFromFQDN): MX or CNAME too.
 			if ipErr != nil {
 				if cnameTarget == "" {
 					cnameTarget = dns.Fqdn(addr)
 				}
 				continue
 			}
-			if !wantsAddr(qtype, ip) || seenAddr[addr] {
+			if !wantsAddr(qtype, ip) || seenAddr[ip.Unmap()] {
 				continue
 			}
-			seenAddr[addr] = true
+			seenAddr[ip.Unmap()] = true
 			m.Answer = append(m.Answer, addrRR(name, ip, ttl))
 		case dns.TypeSRV:
 			// One SRV per node, address and port (Consul:
@@ -936,7 +982,12 @@ func (z *consulZone) buildAddr(name string, qtype uint16, domain, label string) 
 	ip, _ := netip.AddrFromSlice(b)
 	ttl := uint32(z.s.settings.Load().nodeTTL / time.Second)
 	m := z.reply(name, qtype)
-	rr := addrRR(name, ip, ttl)
+	var rr dns.RR = &dns.AAAA{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: ttl}, AAAA: net.IP(b)}
+	if len(b) == 4 {
+		rr = addrRR(name, ip, ttl)
+	}
+	// 32 hex digits are an AAAA record even for an IPv4-mapped address,
+	// as from Consul (agent/dns.go dispatch, "addr").
 	if qtype == dns.TypeANY || (qtype == dns.TypeA && len(b) == 4) || (qtype == dns.TypeAAAA && len(b) == 16) {
 		m.Answer = []dns.RR{rr}
 	} else {

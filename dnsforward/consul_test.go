@@ -42,6 +42,8 @@ func seed(t *testing.T, a *consultest.Agent) {
 	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "hosty1", Name: "hosty", Port: 80, Address: "backend.example.org"}))
 	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "hosty2", Name: "hosty", Port: 81, Address: "10.5.5.5"}))
 	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "cname1", Name: "cname", Port: 80, Address: "other.example.org"}))
+	// A service address naming the service itself: the node's address.
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "selfy1", Name: "selfy", Port: 80, Address: "selfy.service.consul"}))
 	// Names in mixed case: Consul looks service and node names up without
 	// regard to case, and "Dup" and "dup" are one service to it.
 	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "mixed1", Name: "MixedCase", Port: 7000, Address: "10.2.2.2"}))
@@ -51,15 +53,27 @@ func seed(t *testing.T, a *consultest.Agent) {
 	must(t, err)
 	_, err = c.Catalog().Register(&api.CatalogRegistration{Node: "Node3", Address: "10.0.0.3", NodeMeta: map[string]string{"Rack": "R3"}}, nil)
 	must(t, err)
+	// A tag holding a dot: the labels before the name are the tag.
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "dotty1", Name: "dotty", Tags: []string{"x.y", "_u"}, Port: 1, Address: "10.3.0.1"}))
+	// An IPv4-mapped IPv6 service address, and the same address plain (one
+	// A record for both).
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "mapped1", Name: "mapped", Port: 5, Address: "::ffff:10.3.0.5"}))
+	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "mapped2", Name: "mapped", Port: 6, Address: "10.3.0.5"}))
+	// Node meta with a backquote (RFC 1464 doubles it) and an rfc1035-
+	// key in capitals (the value alone).
+	_, err = c.Catalog().Register(&api.CatalogRegistration{Node: "metanode", Address: "10.0.0.30",
+		NodeMeta: map[string]string{"k": "a`b", "RFC1035-x": "raw=1"}}, nil)
+	must(t, err)
 	// A prepared query (answered through the agent's DNS).
 	_, _, err = c.PreparedQuery().Create(&api.PreparedQueryDefinition{Name: "pq", Service: api.ServiceQuery{Service: "web"}}, nil)
 	must(t, err)
 	t.Cleanup(func() {
-		for _, id := range []string{"web1", "web1b", "web2", "web-warn", "web-crit", "api1", "hosty1", "hosty2", "cname1", "mixed1", "dup1"} {
+		for _, id := range []string{"web1", "web1b", "web2", "web-warn", "web-crit", "api1", "hosty1", "hosty2", "cname1", "mixed1", "dup1", "dotty1", "mapped1", "mapped2", "selfy1"} {
 			_ = ag.ServiceDeregister(id)
 		}
 		_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: "node2"}, nil)
 		_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: "Node3"}, nil)
+		_, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: "metanode"}, nil)
 		qs, _, _ := c.PreparedQuery().List(nil)
 		for _, q := range qs {
 			_, _ = c.PreparedQuery().Delete(q.ID, nil)
@@ -104,6 +118,19 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 		"web.service.consul A +subnet=192.0.2.0/24", "web.service.consul SRV +subnet=2001:db8::/56", "nosuch.service.consul A +subnet=192.0.2.0/24",
 		"pq.query.consul A +subnet=192.0.2.0/24", "nosuch.query.consul A +subnet=192.0.2.0/24", "consul SOA +subnet=192.0.2.0/24",
 		"1.0.0.127.in-addr.arpa PTR +subnet=192.0.2.0/24",
+		// A tag with a dot; an underscore tag; RFC 2782 with a dotted tag.
+		"x.y.dotty.service.consul A", "x.y.dotty.service.consul SRV", "_u.dotty.service.consul A", "_dotty._x.y.service.consul SRV",
+		// Other types of a node name: NOERROR, no SOA, known or not.
+		"nosuch.node.consul SRV", "nosuch.node.consul MX", "nosuch.node.consul TXT", "node2.node.consul MX",
+		// IPv4-mapped addresses: 8 hex digits in SRV targets, and 32 hex
+		// digits under .addr are an AAAA record.
+		"mapped.service.consul SRV", "mapped.service.consul A", "mapped.service.consul AAAA", "00000000000000000000ffff0a000002.addr.consul AAAA",
+		"00000000000000000000ffff0a000002.addr.consul A",
+		// A host-name instance answers any type but SRV with its CNAME.
+		"cname.service.consul MX", "cname.service.consul CNAME", "hosty.service.consul MX", "cname.service.consul HINFO",
+		"selfy.service.consul A", "selfy.service.consul ANY", "selfy.service.consul MX", "selfy.service.consul SRV", "selfy.service.consul TXT",
+		// Node meta as RFC 1464 TXT.
+		"metanode.node.consul TXT", "metanode.node.consul A", "metanode.node.consul ANY",
 	}
 	// Let both see the seeded catalog (Consul's own DNS reads it too).
 	time.Sleep(200 * time.Millisecond)

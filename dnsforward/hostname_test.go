@@ -65,7 +65,7 @@ func TestHostNameAddressesLikeConsul(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	var cases []string
 	for _, svc := range []string{"toinner", "legacy", "mixedout", "mixedin", "alias", "nowhere", "chain1", "chain3", "onext", "tagged", "sameaddr", "dup", "ontag"} {
-		for _, qt := range []string{"A", "AAAA", "SRV", "ANY", "TXT"} {
+		for _, qt := range []string{"A", "AAAA", "SRV", "ANY", "TXT", "MX"} {
 			cases = append(cases, svc+".service.consul "+qt)
 		}
 	}
