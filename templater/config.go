@@ -391,8 +391,10 @@ func applyExec(x any, out *fileConfig, cerr func(string, error) error) error {
 			e.Splay, err = configfile.Duration(ev)
 		case "reload_signal":
 			e.ReloadSignal, err = configfile.String(ev)
+			e.ReloadSignal = emptyIsSignull(e.ReloadSignal)
 		case "kill_signal":
 			e.KillSignal, err = configfile.String(ev)
+			e.KillSignal = emptyIsSignull(e.KillSignal)
 		case "kill_timeout":
 			e.KillTimeout, err = configfile.Duration(ev)
 		case "env":

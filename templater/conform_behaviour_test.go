@@ -132,6 +132,7 @@ func TestConformExecSignals(t *testing.T) {
 	seedConform(t)
 	files := map[string]string{"in.tmpl": `{{ key "ct/name" }}`, "child.sh": `echo $$ > child.pid
 trap 'echo usr1 >> sig.log' USR1
+trap 'echo int >> sig.log; exit 0' INT
 trap 'echo term >> sig.log; exit 0' TERM
 while :; do sleep 0.1; done
 `}
@@ -170,8 +171,8 @@ while :; do sleep 0.1; done
 		t.Errorf("templater exit on SIGINT: %d, want %d (consul-template's ExitCodeInterrupt)", code, exitSignal)
 	}
 	eventually.True(t, 20*time.Second, "templater's child gone", func() bool { return syscall.Kill(pid(ours), 0) != nil })
-	if got := readFile(filepath.Join(ours.dir, "sig.log")); got != "usr1\nterm\n" {
-		t.Errorf("templater's program saw %q, want usr1 then term", got)
+	if got := readFile(filepath.Join(ours.dir, "sig.log")); got != "usr1\nint\n" {
+		t.Errorf("templater's program saw %q, want usr1 then int (the exec kill signal, SIGINT by default)", got)
 	}
 	peerAlive := peer.d.Alive()
 	peerCode := peer.d.Stop(syscall.SIGINT, daemonStopWait)

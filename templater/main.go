@@ -129,7 +129,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 	fs.Bool(&o.failFast, "fail-fast", false, "exit (code 4) when a command fails instead of logging it and going on")
 	fs.String(&o.exec, "exec", "", "run this command as a child once every template is rendered; signal or restart it on change")
 	fs.String(&o.execReload, "exec-reload-signal", "", "signal sent to the -exec child's process group when its templates change (empty: restart it)")
-	fs.String(&o.execKill, "exec-kill-signal", "SIGTERM", "signal that stops the -exec child")
+	fs.String(&o.execKill, "exec-kill-signal", "SIGINT", "signal that stops the -exec child (SIGNULL: none, SIGKILL after -exec-kill-timeout)")
 	fs.Duration(&o.execKillTO, "exec-kill-timeout", 30*time.Second, "grace time before SIGKILL when stopping the -exec child")
 	fs.Duration(&o.execSplay, "exec-splay", 0, "random delay up to this long before reloading the -exec child")
 	fs.Bool(&o.execEnv.Pristine, "exec-env-pristine", false, "the -exec child does not inherit templater's environment")

@@ -607,13 +607,16 @@ func (r *runner) startChild() error {
 	if err != nil {
 		return &errExit{code: exitConfig, err: fmt.Errorf("-exec: %w", err)}
 	}
-	ks := syscall.SIGTERM
+	// consul-template's default exec kill signal is SIGINT
+	// (config/exec.go DefaultExecKillSignal); SIGNULL sends none, and the
+	// child is killed after the kill timeout (child/child.go kill).
+	ks := syscall.SIGINT
 	if e.KillSignal != "" {
 		ks, _ = parseConfigSignal(e.KillSignal)
 	}
 	stdout, _ := r.stdout.(*os.File)
 	stderr, _ := r.stderr.(*os.File)
-	c, err := supervisor.Start(supervisor.Config{Argv: argv, Env: e.Env.environ(r.childEnv), KillSignal: ks, KillTimeout: e.KillTimeout,
+	c, err := supervisor.Start(supervisor.Config{Argv: argv, Env: e.Env.environ(r.childEnv), KillSignal: ks, NoKillSignal: ks == 0, KillTimeout: e.KillTimeout,
 		Log: r.log, Reaper: r.reaper, Stdout: stdout, Stderr: stderr})
 	if err != nil {
 		return &errExit{code: exitChild, err: fmt.Errorf("-exec %q: %w", e.Command, err)}

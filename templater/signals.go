@@ -43,3 +43,13 @@ func parseConfigSignal(s string) (syscall.Signal, error) {
 	}
 	return parseSignal(s)
 }
+
+// emptyIsSignull is an exec block's signal value as consul-template reads
+// it: "" is SIGNULL, set (signals/mapstructure.go StringToSignalFunc), not
+// unset, so the default does not replace it.
+func emptyIsSignull(s string) string {
+	if s == "" {
+		return "SIGNULL"
+	}
+	return s
+}
