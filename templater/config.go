@@ -89,9 +89,15 @@ func defaultTemplate(origin string) *templateConfig {
 	return &templateConfig{CommandTimeout: 30 * time.Second, CreateDestDirs: true, origin: origin}
 }
 
-// errNoDestination is a template without a destination: consul-template
-// fails on it when it renders (exit 14), not as a bad configuration.
-var errNoDestination = errors.New("needs destination")
+// templateShapeError is a template block that cannot make a template (no
+// destination; not exactly one of source and contents): consul-template
+// fails on it when it builds the templates (exit 14), not as a bad
+// configuration.
+type templateShapeError string
+
+func (e templateShapeError) Error() string { return string(e) }
+
+const errNoDestination = templateShapeError("needs destination")
 
 // templatePiece is one piece of -template "in:out[:command]" as
 // consul-template v0.41.1 splits it (config/template.go,
@@ -491,10 +497,10 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 		}
 	}
 	if c.Source == "" && c.Contents == "" {
-		return nil, errors.New("needs source or contents")
+		return nil, templateShapeError("needs source or contents")
 	}
 	if c.Source != "" && c.Contents != "" {
-		return nil, errors.New("source and contents are mutually exclusive")
+		return nil, templateShapeError("source and contents are mutually exclusive")
 	}
 	if c.Destination == "" {
 		return nil, errNoDestination

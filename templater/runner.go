@@ -616,7 +616,7 @@ func (r *runner) startChild() error {
 	c, err := supervisor.Start(supervisor.Config{Argv: argv, Env: e.Env.environ(r.childEnv), KillSignal: ks, KillTimeout: e.KillTimeout,
 		Log: r.log, Reaper: r.reaper, Stdout: stdout, Stderr: stderr})
 	if err != nil {
-		return &errExit{code: exitChild, err: fmt.Errorf("-exec %q: %w", e.Command, err)}
+		return &errExit{code: exitRunner, err: fmt.Errorf("-exec %q: %w", e.Command, err)}
 	}
 	r.child = c
 	ch := make(chan struct{})
