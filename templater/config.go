@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -539,9 +538,9 @@ func asWait(v any) (*waitConfig, error) {
 			return &waitConfig{}, nil
 		}
 	}
-	if w.Max < w.Min {
-		return nil, errors.New("max is below min")
-	}
+	// A max below min is taken, as consul-template's wait block takes it
+	// (only its "MIN:MAX" string form refuses it): min alone then bounds
+	// the wait (supervisor.Quiescence).
 	return w, nil
 }
 

@@ -86,6 +86,10 @@ var conformWriteCases = []struct {
 	{"exec signal bad", map[string]string{"in.tmpl": "a"}, "out", nil, []string{"-template", "in.tmpl:out", "-exec", "true", "-exec-kill-signal", "BOGUS"}},
 	{"exec cfg block", map[string]string{"in.tmpl": "a", "c.hcl": "exec {\n command = \"cat out\"\n}\n"}, "out", nil, []string{"-template", "in.tmpl:out", "-config", "c.hcl"}},
 	{"exec cfg list", map[string]string{"in.tmpl": "a", "c.hcl": "exec {\n command = [\"cat\", \"out\"]\n}\n"}, "out", nil, []string{"-template", "in.tmpl:out", "-config", "c.hcl"}},
+	{"wait block max below min", map[string]string{"a.tmpl": "a", "c.hcl": "wait {\n min = \"5s\"\n max = \"1s\"\n}\n"}, "out", nil, []string{"-config", "c.hcl", "-template", "a.tmpl:out"}},
+	{"template wait block max below min", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n wait {\n min = \"5s\"\n max = \"1s\"\n }\n}\n"}, "out", nil, []string{"-config", "c.hcl"}},
+	{"template wait string max below min", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n wait = \"5s:1s\"\n}\n"}, "out", nil, []string{"-config", "c.hcl"}},
+	{"wait flag max below min", map[string]string{"a.tmpl": "a"}, "out", nil, []string{"-wait", "5s:1s", "-template", "a.tmpl:out"}},
 	{"exec env custom", map[string]string{"in.tmpl": "a"}, "out", nil, []string{"-template", "in.tmpl:out", "-exec", "sh -c 'echo $FOO'", "-exec-env-custom", "FOO=bar"}},
 }
 
