@@ -63,6 +63,8 @@ var conformWriteCases = []struct {
 	{"dry same", map[string]string{"in.tmpl": "a", "out": "a"}, "out", nil, []string{"-dry", "-template", "in.tmpl:out"}},
 	{"dry with cmd", map[string]string{"in.tmpl": "a"}, "out", []string{"ran"}, []string{"-dry", "-template", "in.tmpl:out:touch ran"}},
 	{"command fails", map[string]string{"in.tmpl": "a"}, "out", nil, []string{"-template", "in.tmpl:out:exit 3"}},
+	{"commands after a failed one", map[string]string{"a.tmpl": "a", "b.tmpl": "b"}, "out", []string{"out2", "log"}, []string{"-template", "a.tmpl:out:echo a >> log; exit 3", "-template", "b.tmpl:out2:echo b >> log"}},
+	{"command failing last", map[string]string{"a.tmpl": "a", "b.tmpl": "b"}, "out", []string{"out2", "log"}, []string{"-template", "a.tmpl:out:echo a >> log", "-template", "b.tmpl:out2:echo b >> log; exit 3"}},
 	{"command unchanged", map[string]string{"in.tmpl": "a", "out": "a"}, "out", []string{"ran"}, []string{"-template", "in.tmpl:out:touch ran"}},
 	{"command twice same", map[string]string{"in.tmpl": "a", "in2.tmpl": "b"}, "out", []string{"ran"}, []string{"-template", "in.tmpl:out:echo x >> ran", "-template", "in2.tmpl:out2:echo x >> ran"}},
 	{"command order", map[string]string{"in.tmpl": "a", "in2.tmpl": "b"}, "out", []string{"ran"}, []string{"-template", "in2.tmpl:out2:echo 2 >> ran", "-template", "in.tmpl:out:echo 1 >> ran"}},
