@@ -473,7 +473,9 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 		case "perms":
 			var p int64
 			p, err = asPerms(v)
-			c.Perms, c.PermsSet = os.FileMode(p), true
+			// 0 is no mode given, as in consul-template: the existing
+			// file's mode, or 0644.
+			c.Perms, c.PermsSet = os.FileMode(p), p != 0
 		case "wait":
 			c.Wait, err = asWait(v)
 		case "error_fatal":

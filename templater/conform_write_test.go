@@ -39,6 +39,8 @@ var conformWriteCases = []struct {
 	{"perms cfg decimal", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n perms = 420\n}\n"}, "out", []string{"out"}, []string{"-config", "c.hcl"}},
 	{"perms cfg 0o", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n perms = \"0o600\"\n}\n"}, "out", []string{"out"}, []string{"-config", "c.hcl"}},
 	{"perms cfg bad", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n perms = \"abc\"\n}\n"}, "out", []string{"out"}, []string{"-config", "c.hcl"}},
+	{"perms cfg 0 is unset", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n perms = 0\n}\n"}, "out", nil, []string{"-config", "c.hcl"}},
+	{"perms cfg 0 keeps existing", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n perms = \"0000\"\n}\n", "out": "old"}, "out", nil, []string{"-config", "c.hcl"}},
 	{"perms same content", map[string]string{"c.hcl": "template {\n contents = \"old\"\n destination = \"out\"\n perms = 0600\n}\n", "out": "old"}, "out", []string{"out"}, []string{"-config", "c.hcl"}},
 	{"create_dest_dirs false", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"a/b/out\"\n create_dest_dirs = false\n}\n"}, "a/b/out", []string{"a"}, []string{"-config", "c.hcl"}},
 	{"create_dest_dirs true", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"a/b/out\"\n}\n"}, "a/b/out", []string{"a", "a/b"}, []string{"-config", "c.hcl"}},
