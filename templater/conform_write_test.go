@@ -116,3 +116,42 @@ func TestConformWrites(t *testing.T) {
 		})
 	}
 }
+
+// conformWriteDifferences are cases where templater deliberately does less
+// than consul-template (README, differences): each runs both; the file
+// named must be there for consul-template (so the difference is real and
+// still there) and not for templater, whose exit code must be code.
+var conformWriteDifferences = []struct {
+	name  string
+	files map[string]string
+	file  string
+	code  int
+	args  []string
+}{
+	// consul-template renders both, the last one wins; templater refuses.
+	{"two templates, one destination", map[string]string{"a.tmpl": "a", "b.tmpl": "b"}, "out", exitRunner, []string{"-template", "a.tmpl:out", "-template", "b.tmpl:out"}},
+	// consul-template runs the command whatever enabled says.
+	{"exec enabled = false", map[string]string{"a.tmpl": "a", "c.hcl": "exec {\n command = \"touch ran\"\n enabled = false\n}\n"}, "ran", exitOK, []string{"-template", "a.tmpl:out", "-config", "c.hcl"}},
+	// consul-template starts the -exec child under -dry.
+	{"-dry -exec", map[string]string{"a.tmpl": "a"}, "ran", exitOK, []string{"-dry", "-template", "a.tmpl:out", "-exec", "touch ran"}},
+	// consul-template's -parse-only renders the templates that need no data
+	// and runs their commands.
+	{"-parse-only", map[string]string{"a.tmpl": "a"}, "ran", exitOK, []string{"-parse-only", "-template", "a.tmpl:out:touch ran"}},
+}
+
+func TestConformWriteDifferences(t *testing.T) {
+	seedConform(t)
+	for _, tc := range conformWriteDifferences {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"-once", "-consul-addr", agent.HTTPAddr(), "-log-level", "err"}, tc.args...)
+			res, dirs := bothIn(t, tc.files, "", args...)
+			if fileState(dirs[0], tc.file) == "absent" {
+				t.Errorf("consul-template (exit %d) no longer makes %s: the difference is gone", res[0].Code, tc.file)
+			}
+			if st := fileState(dirs[1], tc.file); st != "absent" || res[1].Code != tc.code {
+				t.Errorf("templater: exit %d, %s %s; want exit %d and no %s\n  stderr: %s", res[1].Code, tc.file, st, tc.code, tc.file, lastLines(res[1].Stderr))
+			}
+		})
+	}
+}
