@@ -24,7 +24,7 @@ func TestPeerInvocations(t *testing.T) {
 			Want: clitest.View{"exec": "app -port 80", "exec-reload-signal": "SIGHUP", "exec-kill-signal": "SIGTERM", "exec-splay": "5s", "exec-env-custom": []string{"A=1,2"}}},
 		{Args: []string{"-consul-token=x", "-consul-ssl", "-consul-ssl-verify=false", "-log-level=trace", "-template", "in:out"},
 			Want: clitest.View{"consul-token": "x", "consul-ssl": true, "consul-ssl-verify": false, "log-level": "trace"}},
-		{Args: []string{"-template", "b:c"}, Env: map[string]string{"TEMPLATER_TEMPLATE": "a:b:cmd x,y", "TEMPLATER_WAIT": "2s"},
+		{Args: []string{"-template", "bb:c"}, Env: map[string]string{"TEMPLATER_TEMPLATE": "aa:bb:cmd x,y", "TEMPLATER_WAIT": "2s"},
 			Want: clitest.View{"commands": []string{"cmd x,y", ""}, "wait": "2s:8s", "set": []string{"template", "wait"}}},
 	})
 }
