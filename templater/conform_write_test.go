@@ -118,25 +118,30 @@ func TestConformWrites(t *testing.T) {
 }
 
 // conformWriteDifferences are cases where templater deliberately does less
-// than consul-template (README, differences): each runs both; the file
-// named must be there for consul-template (so the difference is real and
-// still there) and not for templater, whose exit code must be code.
+// (or, with ours, more) than consul-template (README, differences): each
+// runs both; the file named must be there for consul-template and not for
+// templater (with ours: the reverse), so the difference is real and still
+// there, and templater's exit code must be code.
 var conformWriteDifferences = []struct {
 	name  string
 	files map[string]string
 	file  string
 	code  int
 	args  []string
+	ours  bool
 }{
+	// consul-template -once writes one of two templates with the same text
+	// (hashicorp/consul-template#1719); templater writes both.
+	{"same text, two destinations", map[string]string{"a.tmpl": "a", "b.tmpl": "a"}, "out2", exitOK, []string{"-template", "a.tmpl:out", "-template", "b.tmpl:out2"}, true},
 	// consul-template renders both, the last one wins; templater refuses.
-	{"two templates, one destination", map[string]string{"a.tmpl": "a", "b.tmpl": "b"}, "out", exitRunner, []string{"-template", "a.tmpl:out", "-template", "b.tmpl:out"}},
+	{"two templates, one destination", map[string]string{"a.tmpl": "a", "b.tmpl": "b"}, "out", exitRunner, []string{"-template", "a.tmpl:out", "-template", "b.tmpl:out"}, false},
 	// consul-template runs the command whatever enabled says.
-	{"exec enabled = false", map[string]string{"a.tmpl": "a", "c.hcl": "exec {\n command = \"touch ran\"\n enabled = false\n}\n"}, "ran", exitOK, []string{"-template", "a.tmpl:out", "-config", "c.hcl"}},
+	{"exec enabled = false", map[string]string{"a.tmpl": "a", "c.hcl": "exec {\n command = \"touch ran\"\n enabled = false\n}\n"}, "ran", exitOK, []string{"-template", "a.tmpl:out", "-config", "c.hcl"}, false},
 	// consul-template starts the -exec child under -dry.
-	{"-dry -exec", map[string]string{"a.tmpl": "a"}, "ran", exitOK, []string{"-dry", "-template", "a.tmpl:out", "-exec", "touch ran"}},
+	{"-dry -exec", map[string]string{"a.tmpl": "a"}, "ran", exitOK, []string{"-dry", "-template", "a.tmpl:out", "-exec", "touch ran"}, false},
 	// consul-template's -parse-only renders the templates that need no data
 	// and runs their commands.
-	{"-parse-only", map[string]string{"a.tmpl": "a"}, "ran", exitOK, []string{"-parse-only", "-template", "a.tmpl:out:touch ran"}},
+	{"-parse-only", map[string]string{"a.tmpl": "a"}, "ran", exitOK, []string{"-parse-only", "-template", "a.tmpl:out:touch ran"}, false},
 }
 
 func TestConformWriteDifferences(t *testing.T) {
@@ -146,11 +151,12 @@ func TestConformWriteDifferences(t *testing.T) {
 			t.Parallel()
 			args := append([]string{"-once", "-consul-addr", agent.HTTPAddr(), "-log-level", "err"}, tc.args...)
 			res, dirs := bothIn(t, tc.files, "", args...)
-			if fileState(dirs[0], tc.file) == "absent" {
-				t.Errorf("consul-template (exit %d) no longer makes %s: the difference is gone", res[0].Code, tc.file)
+			peer, ours := fileState(dirs[0], tc.file) != "absent", fileState(dirs[1], tc.file) != "absent"
+			if peer == tc.ours {
+				t.Errorf("consul-template (exit %d): %s there: %v; the difference is gone", res[0].Code, tc.file, peer)
 			}
-			if st := fileState(dirs[1], tc.file); st != "absent" || res[1].Code != tc.code {
-				t.Errorf("templater: exit %d, %s %s; want exit %d and no %s\n  stderr: %s", res[1].Code, tc.file, st, tc.code, tc.file, lastLines(res[1].Stderr))
+			if ours != tc.ours || res[1].Code != tc.code {
+				t.Errorf("templater: exit %d, %s there: %v; want exit %d and %v\n  stderr: %s", res[1].Code, tc.file, ours, tc.code, tc.ours, lastLines(res[1].Stderr))
 			}
 		})
 	}
