@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -89,9 +88,15 @@ func defaultTemplate(origin string) *templateConfig {
 	return &templateConfig{CommandTimeout: 30 * time.Second, CreateDestDirs: true, origin: origin}
 }
 
-// errNoDestination is a template without a destination: consul-template
-// fails on it when it renders (exit 14), not as a bad configuration.
-var errNoDestination = errors.New("needs destination")
+// templateShapeError is a template block that cannot make a template (no
+// destination; not exactly one of source and contents): consul-template
+// fails on it when it builds the templates (exit 14), not as a bad
+// configuration.
+type templateShapeError string
+
+func (e templateShapeError) Error() string { return string(e) }
+
+const errNoDestination = templateShapeError("needs destination")
 
 // templatePiece is one piece of -template "in:out[:command]" as
 // consul-template v0.41.1 splits it (config/template.go,
@@ -470,7 +475,9 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 		case "perms":
 			var p int64
 			p, err = asPerms(v)
-			c.Perms, c.PermsSet = os.FileMode(p), true
+			// 0 is no mode given, as in consul-template: the existing
+			// file's mode, or 0644.
+			c.Perms, c.PermsSet = os.FileMode(p), p != 0
 		case "wait":
 			c.Wait, err = asWait(v)
 		case "error_fatal":
@@ -493,10 +500,10 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 		}
 	}
 	if c.Source == "" && c.Contents == "" {
-		return nil, errors.New("needs source or contents")
+		return nil, templateShapeError("needs source or contents")
 	}
 	if c.Source != "" && c.Contents != "" {
-		return nil, errors.New("source and contents are mutually exclusive")
+		return nil, templateShapeError("source and contents are mutually exclusive")
 	}
 	if c.Destination == "" {
 		return nil, errNoDestination
@@ -535,9 +542,9 @@ func asWait(v any) (*waitConfig, error) {
 			return &waitConfig{}, nil
 		}
 	}
-	if w.Max < w.Min {
-		return nil, errors.New("max is below min")
-	}
+	// A max below min is taken, as consul-template's wait block takes it
+	// (only its "MIN:MAX" string form refuses it): min alone then bounds
+	// the wait (supervisor.Quiescence).
 	return w, nil
 }
 

@@ -146,6 +146,7 @@ var conformCases = []struct{ name, tmpl string }{
 	{"plain names are consul-template's", `{{ 5 | subtract 2 }} {{ "a,b" | split "," | join ";" }} {{ "hello" | contains "ell" }}`},
 	// text/template itself and errors
 	{"builtins", `{{ printf "%05.1f" 3.14159 }} {{ len "héllo" }} {{ index (split "," "a,b") 1 }} {{ html "<a>" }} {{ js "'" }} {{ urlquery "a b" }}`},
+	{"builtin slice", `{{ slice "abcdef" 1 3 }} {{ slice (split "," "a,b,c") 1 }} {{ slice (split "," "a,b,c") 0 1 2 }}`},
 	{"whitespace trim", "a  {{- key \"ct/name\" -}}  b\n"},
 	{"undefined function", `{{ nosuchfunc "x" }}`},
 	{"execution error", `{{ index (split "," "a") 5 }}`},

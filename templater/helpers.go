@@ -39,8 +39,9 @@ import (
 
 // helperFuncs are consul-template's helpers, then Sprig's: every hermetic
 // Sprig function as sprig_NAME (as consul-template exposes them), and also
-// under its plain name where no consul-template function has that name
-// (a templater extension: consul-template knows only the sprig_ names).
+// under its plain name where neither consul-template nor text/template has a
+// function of that name (a templater extension: consul-template knows only
+// the sprig_ names).
 func helperFuncs() template.FuncMap {
 	m := template.FuncMap{
 		"base64Decode":    func(s string) (string, error) { return decode64(base64.StdEncoding, "base64Decode", s) },
@@ -108,9 +109,14 @@ func helperFuncs() template.FuncMap {
 		"spew_sdump":            func(args ...any) (string, error) { return spew.Sdump(args...), nil },
 		"spew_sprintf":          func(f string, args ...any) (string, error) { return spew.Sprintf(f, args...), nil },
 	}
+	// text/template's own functions keep their meaning too (Sprig's slice
+	// would take the place of the builtin slice).
+	builtin := map[string]bool{"and": true, "call": true, "html": true, "index": true, "slice": true, "js": true, "len": true,
+		"not": true, "or": true, "print": true, "printf": true, "println": true, "urlquery": true,
+		"eq": true, "ge": true, "gt": true, "le": true, "lt": true, "ne": true}
 	for name, fn := range sprig.HermeticTxtFuncMap() {
 		m["sprig_"+name] = fn
-		if _, clash := m[name]; !clash && !dataFuncNames[name] {
+		if _, clash := m[name]; !clash && !dataFuncNames[name] && !builtin[name] {
 			m[name] = fn
 		}
 	}

@@ -25,7 +25,6 @@ const (
 	exitMissing = 2  // -once: data still missing after -once-timeout
 	exitRender  = 3  // -once: a destination's check failed
 	exitCommand = 4  // a command failed with -fail-fast
-	exitChild   = 5  // the -exec command could not be started
 	exitConsul  = 6  // Consul client could not be built
 	exitSignal  = 12 // stopped by the kill signal (consul-template's ExitCodeInterrupt)
 	exitFlags   = 13 // bad flag (ExitCodeParseFlagsError)
@@ -341,7 +340,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return o.cli.Fail(err, exitFlags)
 	}
 	rc, fc, err := buildConfig(o)
-	if errors.Is(err, errNoDestination) {
+	if errors.As(err, new(templateShapeError)) {
 		return o.cli.Fail(err, exitRunner)
 	}
 	if bf := (badFlag{}); errors.As(err, &bf) {

@@ -436,8 +436,11 @@ type cmdRun struct {
 // runCommands runs the pass's commands in order, each once. Their output
 // goes to templater's stdout and stderr, and their environment has
 // consul-template's CONSUL_* additions. A failure is logged and counted;
-// with -fail-fast it is exit 4, under -once exit 14 (consul-template's).
+// with -fail-fast it is exit 4 at once; under -once the pass's other
+// commands still run and then it is exit 14, as consul-template runs every
+// command of the pass before it reports their errors.
 func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
+	var failed []error
 	for _, c := range cmds {
 		if r.cfg.Dry {
 			continue // consul-template runs no command in dry mode
@@ -452,21 +455,28 @@ func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
 		out, err := runShell(ctx, r.reaper, c.cmd, c.timeout, r.childEnv, r.stdout, r.stderr)
 		if err != nil {
 			r.m.commandFails.WithLabelValues(c.cmd).Inc()
-			if r.cfg.FailFast || r.cfg.Once {
+			if r.cfg.FailFast {
 				// Fatal: the exit's one line says it (its output went to
 				// our stdout and stderr already).
-				code := exitCommand
-				if r.cfg.Once && !r.cfg.FailFast {
-					code = exitRunner // consul-template's -once: the runner error
-				}
-				return &errExit{code: code, err: fmt.Errorf("command %q failed: %w", c.cmd, err)}
+				return &errExit{code: exitCommand, err: fmt.Errorf("command %q failed: %w", c.cmd, err)}
+			}
+			if r.cfg.Once {
+				failed = append(failed, fmt.Errorf("command %q failed: %w", c.cmd, err))
+				continue
 			}
 			r.log.Error("command failed", "command", c.cmd, "templates", strings.Join(c.names, ","), "err", err, "output", strings.TrimSpace(out))
 			continue
 		}
 		r.log.Debug("command ran", "command", c.cmd)
 	}
-	return nil
+	switch len(failed) {
+	case 0:
+		return nil
+	case 1:
+		return &errExit{code: exitRunner, err: failed[0]} // consul-template's -once: the runner error
+	default:
+		return &errExit{code: exitRunner, err: fmt.Errorf("%w (and %d more commands failed)", failed[0], len(failed)-1)}
+	}
 }
 
 // output writes (or, with -dry/-diff, prints) one template's output and
@@ -619,7 +629,7 @@ func (r *runner) startChild() error {
 	c, err := supervisor.Start(supervisor.Config{Argv: argv, Env: e.Env.environ(r.childEnv), KillSignal: ks, NoKillSignal: ks == 0, KillTimeout: e.KillTimeout,
 		Log: r.log, Reaper: r.reaper, Stdout: stdout, Stderr: stderr})
 	if err != nil {
-		return &errExit{code: exitChild, err: fmt.Errorf("-exec %q: %w", e.Command, err)}
+		return &errExit{code: exitRunner, err: fmt.Errorf("-exec %q: %w", e.Command, err)}
 	}
 	r.child = c
 	ch := make(chan struct{})

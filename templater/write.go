@@ -65,6 +65,7 @@ func install(ctx context.Context, c *templateConfig, content []byte, reaper *sup
 			uid, gid = int(sys.Uid), int(sys.Gid)
 		}
 	}
+	oldMode := mode // the backup keeps the old file's mode and owner
 	if c.PermsSet {
 		mode = c.Perms
 	}
@@ -83,7 +84,7 @@ func install(ctx context.Context, c *templateConfig, content []byte, reaper *sup
 		}
 	}
 	if c.Backup && exists {
-		if err := copyFile(dest, dest+".bak", mode); err != nil {
+		if err := copyFile(dest, dest+".bak", oldMode, uid, gid); err != nil {
 			return false, fmt.Errorf("backup: %w", err)
 		}
 	}
@@ -153,7 +154,9 @@ func writeTemp(dir, base string, content []byte, mode os.FileMode, uid, gid int)
 	return "", fmt.Errorf("temp file in %s: no free name", dir)
 }
 
-func copyFile(src, dst string, mode os.FileMode) error {
+// copyFile copies src to dst (through a temp file renamed over it) with
+// mode, and owner uid:gid when uid >= 0 and the process may set it.
+func copyFile(src, dst string, mode os.FileMode, uid, gid int) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -167,6 +170,9 @@ func copyFile(src, dst string, mode os.FileMode) error {
 	if err := tmp.Chmod(mode); err != nil {
 		tmp.Close()
 		return err
+	}
+	if uid >= 0 {
+		_ = tmp.Chown(uid, gid) // keep the owner when we may
 	}
 	if _, err := io.Copy(tmp, in); err != nil {
 		tmp.Close()

@@ -1,0 +1,163 @@
+package main
+
+// Differential cases of what a -once run writes, prints and exits with:
+// perms, backup, create_dest_dirs, delimiters, -parse-only, -dry, commands,
+// writeToFile and -exec. Each runs consul-template v0.41.1 and templater on
+// the same files and flags and compares the exit code, stdout, and the state
+// (mode and bytes, or absence) of the destination and of the files named.
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// fileState is f in dir as "MODE BYTES", "dir MODE" or "absent".
+func fileState(dir, f string) string {
+	st, err := os.Lstat(filepath.Join(dir, f))
+	if err != nil {
+		return "absent"
+	}
+	if st.IsDir() {
+		return fmt.Sprintf("dir %o", st.Mode().Perm())
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, f))
+	return fmt.Sprintf("%o %q", st.Mode().Perm(), b)
+}
+
+var conformWriteCases = []struct {
+	name  string
+	files map[string]string
+	dst   string
+	check []string
+	args  []string
+}{
+	{"perms existing kept", map[string]string{"in.tmpl": "x", "out": "old"}, "out", []string{"out"}, []string{"-template", "in.tmpl:out"}},
+	{"perms cfg 0600", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n perms = 0600\n}\n", "out": "old"}, "out", []string{"out"}, []string{"-config", "c.hcl"}},
+	{"perms cfg string", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n perms = \"600\"\n}\n"}, "out", []string{"out"}, []string{"-config", "c.hcl"}},
+	{"perms cfg decimal", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n perms = 420\n}\n"}, "out", []string{"out"}, []string{"-config", "c.hcl"}},
+	{"perms cfg 0o", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n perms = \"0o600\"\n}\n"}, "out", []string{"out"}, []string{"-config", "c.hcl"}},
+	{"perms cfg bad", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n perms = \"abc\"\n}\n"}, "out", []string{"out"}, []string{"-config", "c.hcl"}},
+	{"perms cfg 0 is unset", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n perms = 0\n}\n"}, "out", nil, []string{"-config", "c.hcl"}},
+	{"perms cfg 0 keeps existing", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n perms = \"0000\"\n}\n", "out": "old"}, "out", nil, []string{"-config", "c.hcl"}},
+	{"perms same content", map[string]string{"c.hcl": "template {\n contents = \"old\"\n destination = \"out\"\n perms = 0600\n}\n", "out": "old"}, "out", []string{"out"}, []string{"-config", "c.hcl"}},
+	{"create_dest_dirs false", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"a/b/out\"\n create_dest_dirs = false\n}\n"}, "a/b/out", []string{"a"}, []string{"-config", "c.hcl"}},
+	{"create_dest_dirs true", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"a/b/out\"\n}\n"}, "a/b/out", []string{"a", "a/b"}, []string{"-config", "c.hcl"}},
+	{"backup new", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n backup = true\n}\n"}, "out", []string{"out.bak"}, []string{"-config", "c.hcl"}},
+	{"backup same", map[string]string{"c.hcl": "template {\n contents = \"old\"\n destination = \"out\"\n backup = true\n}\n", "out": "old"}, "out", []string{"out.bak"}, []string{"-config", "c.hcl"}},
+	{"backup existing bak", map[string]string{"c.hcl": "template {\n contents = \"new\"\n destination = \"out\"\n backup = true\n perms = 0600\n}\n", "out": "old", "out.bak": "older"}, "out", []string{"out.bak"}, []string{"-config", "c.hcl"}},
+	{"dest is dir", map[string]string{"in.tmpl": "x", "out/keep": "k"}, "out/keep", []string{"out"}, []string{"-template", "in.tmpl:out"}},
+	{"source missing", map[string]string{}, "out", nil, []string{"-template", "nope.tmpl:out"}},
+	{"source and contents", map[string]string{"in.tmpl": "x", "c.hcl": "template {\n source = \"in.tmpl\"\n contents = \"y\"\n destination = \"out\"\n}\n"}, "out", nil, []string{"-config", "c.hcl"}},
+	{"left only", map[string]string{"c.hcl": "template {\n contents = \"<% key \\\"ct/name\\\" }} {{x\"\n destination = \"out\"\n left_delimiter = \"<%\"\n}\n"}, "out", nil, []string{"-config", "c.hcl"}},
+	{"same delims", map[string]string{"c.hcl": "template {\n contents = \"% key \\\"ct/name\\\" %\"\n destination = \"out\"\n left_delimiter = \"%\"\n right_delimiter = \"%\"\n}\n"}, "out", nil, []string{"-config", "c.hcl"}},
+	{"empty delims", map[string]string{"c.hcl": "template {\n contents = \"{{ key \\\"ct/name\\\" }}\"\n destination = \"out\"\n left_delimiter = \"\"\n right_delimiter = \"\"\n}\n"}, "out", nil, []string{"-config", "c.hcl"}},
+	{"parse-only good", map[string]string{"in.tmpl": "{{ key \"ct/name\" }}"}, "out", nil, []string{"-parse-only", "-template", "in.tmpl:out"}},
+	{"parse-only bad", map[string]string{"in.tmpl": "{{ if }}"}, "out", nil, []string{"-parse-only", "-template", "in.tmpl:out"}},
+	{"parse-only missing src", map[string]string{}, "out", nil, []string{"-parse-only", "-template", "nope:out"}},
+	{"parse-only undefined fn", map[string]string{"in.tmpl": "{{ nofn }}"}, "out", nil, []string{"-parse-only", "-template", "in.tmpl:out"}},
+	{"empty render", map[string]string{"in.tmpl": "{{ if false }}x{{ end }}"}, "out", nil, []string{"-template", "in.tmpl:out"}},
+	{"empty render existing", map[string]string{"in.tmpl": "{{ if false }}x{{ end }}", "out": "old"}, "out", nil, []string{"-template", "in.tmpl:out"}},
+	{"dry new", map[string]string{"in.tmpl": "a\nb"}, "out", nil, []string{"-dry", "-template", "in.tmpl:out"}},
+	{"dry empty", map[string]string{"in.tmpl": ""}, "out", nil, []string{"-dry", "-template", "in.tmpl:out"}},
+	{"dry two", map[string]string{"in.tmpl": "a\n", "in2.tmpl": "b"}, "out", nil, []string{"-dry", "-template", "in.tmpl:out", "-template", "in2.tmpl:sub/out2"}},
+	{"dry same", map[string]string{"in.tmpl": "a", "out": "a"}, "out", nil, []string{"-dry", "-template", "in.tmpl:out"}},
+	{"dry with cmd", map[string]string{"in.tmpl": "a"}, "out", []string{"ran"}, []string{"-dry", "-template", "in.tmpl:out:touch ran"}},
+	{"command fails", map[string]string{"in.tmpl": "a"}, "out", nil, []string{"-template", "in.tmpl:out:exit 3"}},
+	{"commands after a failed one", map[string]string{"a.tmpl": "a", "b.tmpl": "b"}, "out", []string{"out2", "log"}, []string{"-template", "a.tmpl:out:echo a >> log; exit 3", "-template", "b.tmpl:out2:echo b >> log"}},
+	{"command failing last", map[string]string{"a.tmpl": "a", "b.tmpl": "b"}, "out", []string{"out2", "log"}, []string{"-template", "a.tmpl:out:echo a >> log", "-template", "b.tmpl:out2:echo b >> log; exit 3"}},
+	{"command unchanged", map[string]string{"in.tmpl": "a", "out": "a"}, "out", []string{"ran"}, []string{"-template", "in.tmpl:out:touch ran"}},
+	{"command twice same", map[string]string{"in.tmpl": "a", "in2.tmpl": "b"}, "out", []string{"ran"}, []string{"-template", "in.tmpl:out:echo x >> ran", "-template", "in2.tmpl:out2:echo x >> ran"}},
+	{"command order", map[string]string{"in.tmpl": "a", "in2.tmpl": "b"}, "out", []string{"ran"}, []string{"-template", "in2.tmpl:out2:echo 2 >> ran", "-template", "in.tmpl:out:echo 1 >> ran"}},
+	{"command env", map[string]string{"in.tmpl": "a"}, "out", []string{"env"}, []string{"-template", "in.tmpl:out:env | grep -v '^_=' | grep -v PWD | grep -v SHLVL | sort > env"}},
+	{"command timeout", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n command = \"sleep 5\"\n command_timeout = \"100ms\"\n}\n"}, "out", nil, []string{"-config", "c.hcl"}},
+	{"writeToFile append only", map[string]string{"in.tmpl": `{{ "a" | writeToFile "w" "" "" "0600" "append" }}{{ "b" | writeToFile "w" "" "" "0600" "append" }}`}, "out", []string{"w"}, []string{"-template", "in.tmpl:out"}},
+	{"writeToFile newline", map[string]string{"in.tmpl": `{{ "a" | writeToFile "w" "" "" "0600" "newline" }}`}, "out", []string{"w"}, []string{"-template", "in.tmpl:out"}},
+	{"writeToFile existing mode", map[string]string{"w": "old", "in.tmpl": `{{ "a" | writeToFile "w" "" "" "0600" }}`}, "out", []string{"w"}, []string{"-template", "in.tmpl:out"}},
+	{"writeToFile bad flags", map[string]string{"in.tmpl": `{{ "a" | writeToFile "w" "" "" "0600" "bogus" }}`}, "out", []string{"w"}, []string{"-template", "in.tmpl:out"}},
+	{"writeToFile user", map[string]string{"in.tmpl": `{{ "a" | writeToFile "w" "root" "root" "0600" }}`}, "out", []string{"w"}, []string{"-template", "in.tmpl:out"}},
+	{"writeToFile bad user", map[string]string{"in.tmpl": `{{ "a" | writeToFile "w" "nosuchuserxx" "" "0600" }}`}, "out", []string{"w"}, []string{"-template", "in.tmpl:out"}},
+	{"writeToFile subdir", map[string]string{"in.tmpl": `{{ "a" | writeToFile "d/e/w" "" "" "0600" }}`}, "out", []string{"d", "d/e", "d/e/w"}, []string{"-template", "in.tmpl:out"}},
+	{"writeToFile perms empty", map[string]string{"in.tmpl": `{{ "a" | writeToFile "w" "" "" "" }}`}, "out", []string{"w"}, []string{"-template", "in.tmpl:out"}},
+	{"writeToFile perms decimal", map[string]string{"in.tmpl": `{{ "a" | writeToFile "w" "" "" "644" }}`}, "out", []string{"w"}, []string{"-template", "in.tmpl:out"}},
+	{"writeToFile nonstring", map[string]string{"in.tmpl": `{{ 5 | writeToFile "w" "" "" "0644" }}`}, "out", []string{"w"}, []string{"-template", "in.tmpl:out"}},
+	{"exec once code", map[string]string{"in.tmpl": "a"}, "out", nil, []string{"-template", "in.tmpl:out", "-exec", "sh -c 'exit 7'"}},
+	{"exec once missing prog", map[string]string{"in.tmpl": "a"}, "out", nil, []string{"-template", "in.tmpl:out", "-exec", "no-such-prog-xyz"}},
+	{"exec once kill signal", map[string]string{"in.tmpl": "a"}, "out", nil, []string{"-template", "in.tmpl:out", "-exec", "true", "-exec-kill-signal", "SIGUSR1", "-exec-reload-signal", "SIGHUP", "-exec-kill-timeout", "1s", "-exec-splay", "0s"}},
+	{"exec once stdout", map[string]string{"in.tmpl": "a"}, "out", nil, []string{"-template", "in.tmpl:out", "-exec", "cat out"}},
+	{"exec empty", map[string]string{"in.tmpl": "a"}, "out", nil, []string{"-template", "in.tmpl:out", "-exec", ""}},
+	{"exec signal bad", map[string]string{"in.tmpl": "a"}, "out", nil, []string{"-template", "in.tmpl:out", "-exec", "true", "-exec-kill-signal", "BOGUS"}},
+	{"exec cfg block", map[string]string{"in.tmpl": "a", "c.hcl": "exec {\n command = \"cat out\"\n}\n"}, "out", nil, []string{"-template", "in.tmpl:out", "-config", "c.hcl"}},
+	{"exec cfg list", map[string]string{"in.tmpl": "a", "c.hcl": "exec {\n command = [\"cat\", \"out\"]\n}\n"}, "out", nil, []string{"-template", "in.tmpl:out", "-config", "c.hcl"}},
+	{"wait block max below min", map[string]string{"a.tmpl": "a", "c.hcl": "wait {\n min = \"5s\"\n max = \"1s\"\n}\n"}, "out", nil, []string{"-config", "c.hcl", "-template", "a.tmpl:out"}},
+	{"template wait block max below min", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n wait {\n min = \"5s\"\n max = \"1s\"\n }\n}\n"}, "out", nil, []string{"-config", "c.hcl"}},
+	{"template wait string max below min", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n wait = \"5s:1s\"\n}\n"}, "out", nil, []string{"-config", "c.hcl"}},
+	{"wait flag max below min", map[string]string{"a.tmpl": "a"}, "out", nil, []string{"-wait", "5s:1s", "-template", "a.tmpl:out"}},
+	{"exec env custom", map[string]string{"in.tmpl": "a"}, "out", nil, []string{"-template", "in.tmpl:out", "-exec", "sh -c 'echo $FOO'", "-exec-env-custom", "FOO=bar"}},
+}
+
+func TestConformWrites(t *testing.T) {
+	seedConform(t)
+	for _, tc := range conformWriteCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"-once", "-consul-addr", agent.HTTPAddr(), "-log-level", "err"}, tc.args...)
+			res, dirs := bothIn(t, tc.files, tc.dst, args...)
+			sameOutcome(t, tc.name, res[0], res[1])
+			if res[0].Stdout != res[1].Stdout {
+				t.Errorf("stdout: consul-template %q, templater %q", res[0].Stdout, res[1].Stdout)
+			}
+			for _, f := range append([]string{tc.dst}, tc.check...) {
+				if a, b := fileState(dirs[0], f), fileState(dirs[1], f); a != b {
+					t.Errorf("%s: consul-template %s, templater %s", f, a, b)
+				}
+			}
+		})
+	}
+}
+
+// conformWriteDifferences are cases where templater deliberately does less
+// (or, with ours, more) than consul-template (README, differences): each
+// runs both; the file named must be there for consul-template and not for
+// templater (with ours: the reverse), so the difference is real and still
+// there, and templater's exit code must be code.
+var conformWriteDifferences = []struct {
+	name  string
+	files map[string]string
+	file  string
+	code  int
+	args  []string
+	ours  bool
+}{
+	// consul-template -once writes one of two templates with the same text
+	// (hashicorp/consul-template#1719); templater writes both.
+	{"same text, two destinations", map[string]string{"a.tmpl": "a", "b.tmpl": "a"}, "out2", exitOK, []string{"-template", "a.tmpl:out", "-template", "b.tmpl:out2"}, true},
+	// consul-template renders both, the last one wins; templater refuses.
+	{"two templates, one destination", map[string]string{"a.tmpl": "a", "b.tmpl": "b"}, "out", exitRunner, []string{"-template", "a.tmpl:out", "-template", "b.tmpl:out"}, false},
+	// consul-template runs the command whatever enabled says.
+	{"exec enabled = false", map[string]string{"a.tmpl": "a", "c.hcl": "exec {\n command = \"touch ran\"\n enabled = false\n}\n"}, "ran", exitOK, []string{"-template", "a.tmpl:out", "-config", "c.hcl"}, false},
+	// consul-template starts the -exec child under -dry.
+	{"-dry -exec", map[string]string{"a.tmpl": "a"}, "ran", exitOK, []string{"-dry", "-template", "a.tmpl:out", "-exec", "touch ran"}, false},
+	// consul-template's -parse-only renders the templates that need no data
+	// and runs their commands.
+	{"-parse-only", map[string]string{"a.tmpl": "a"}, "ran", exitOK, []string{"-parse-only", "-template", "a.tmpl:out:touch ran"}, false},
+}
+
+func TestConformWriteDifferences(t *testing.T) {
+	seedConform(t)
+	for _, tc := range conformWriteDifferences {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"-once", "-consul-addr", agent.HTTPAddr(), "-log-level", "err"}, tc.args...)
+			res, dirs := bothIn(t, tc.files, "", args...)
+			peer, ours := fileState(dirs[0], tc.file) != "absent", fileState(dirs[1], tc.file) != "absent"
+			if peer == tc.ours {
+				t.Errorf("consul-template (exit %d): %s there: %v; the difference is gone", res[0].Code, tc.file, peer)
+			}
+			if ours != tc.ours || res[1].Code != tc.code {
+				t.Errorf("templater: exit %d, %s there: %v; want exit %d and %v\n  stderr: %s", res[1].Code, tc.file, ours, tc.code, tc.ours, lastLines(res[1].Stderr))
+			}
+		})
+	}
+}
