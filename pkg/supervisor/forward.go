@@ -35,15 +35,7 @@ func (c *Child) deliver(sig syscall.Signal) error {
 // starts it; later ones are forwarded without extending it. The error is
 // the kill(2) failure, if any; a child that has exited is not an error.
 func (c *Child) Forward(sig syscall.Signal) error {
-	if !Forwardable(sig) {
-		return nil
-	}
-	c.log.Debug("forwarding signal", "pid", c.proc.Pid, "signal", SignalName(sig), "group", c.shell)
-	err := c.deliver(sig)
-	if sig == syscall.SIGINT || sig == syscall.SIGTERM {
-		c.startGrace()
-	}
-	return err
+	return c.forward(sig, sig == syscall.SIGINT || sig == syscall.SIGTERM)
 }
 
 // ForwardStop forwards sig as Forward does and starts the grace period
@@ -51,13 +43,19 @@ func (c *Child) Forward(sig syscall.Signal) error {
 // when it forwards it (consul-template child/child.go Signal: the exec kill
 // signal, which envconsul forwards, kills the child with KillTimeout and
 // then SIGKILL).
-func (c *Child) ForwardStop(sig syscall.Signal) error {
+func (c *Child) ForwardStop(sig syscall.Signal) error { return c.forward(sig, true) }
+
+// forward delivers sig when Forwardable and, with stop, starts the grace
+// period.
+func (c *Child) forward(sig syscall.Signal, stop bool) error {
 	if !Forwardable(sig) {
 		return nil
 	}
-	c.log.Debug("forwarding stop signal", "pid", c.proc.Pid, "signal", SignalName(sig), "group", c.shell)
+	c.log.Debug("forwarding signal", "pid", c.proc.Pid, "signal", SignalName(sig), "group", c.shell, "stop", stop)
 	err := c.deliver(sig)
-	c.startGrace()
+	if stop {
+		c.startGrace()
+	}
 	return err
 }
 
