@@ -26,6 +26,8 @@ func TestPeerInvocations(t *testing.T) {
 		// only: a negative one passes.
 		{Args: []string{"-ttl", "-1", "consul://"}, Want: clitest.View{"ttl": -1}},
 		{Args: []string{"-ttl-refresh", "-1", "consul://"}, Want: clitest.View{"ttl": 0}},
+		// registrator.go main: below -1 the start-up retry loop never runs.
+		{Args: []string{"-retry-attempts", "-5", "consul://"}, Want: clitest.View{"retry-attempts": -5}},
 		{Args: []string{"consul-unix:///tmp/consul.sock"}, Want: clitest.View{"consul-address": "unix:///tmp/consul.sock"}},
 		{Args: []string{"consul-tls:"}, Want: clitest.View{"force-https": true}},
 		{Args: []string{"-resync", "45"}, Env: map[string]string{"REGISTRATOR_RESYNC": "10", "REGISTRATOR_INTERNAL": "true", "CONSUL_HTTP_ADDR": "10.9.9.9:8500"},

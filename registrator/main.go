@@ -100,7 +100,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.Var(secondsFlag{&o.cfg.Resync, time.Second}, "resync", "re-list containers and reconcile every `SECONDS` (or a duration); 0 or less disables; only differences are written")
 	p.Bool(&o.cleanup, "cleanup", false, "accepted for gliderlabs compatibility: owned dangling services are always removed")
 	p.String(&o.deregister, "deregister", "always", "always, or on-success: keep the services of containers that exited non-zero")
-	p.Int(&o.retryAttempts, "retry-attempts", -1, "tries to reach Consul at start before exiting; -1 retries forever")
+	p.Int(&o.retryAttempts, "retry-attempts", -1, "tries to reach Consul at start before exiting; -1 retries forever; below -1 starts without trying")
 	p.Var(secondsFlag{&o.retryInterval, time.Millisecond}, "retry-interval", "wait between those tries, in `MILLISECONDS` (or a duration)")
 	p.String(&mc.Hostname, "hostname", host, "owner identity: the host part of service IDs and the owner recorded in service meta")
 	p.String(&o.onlyLabel, "only-label", "", "only register containers with this label (`KEY` or KEY=VALUE); others are treated as not running")
@@ -172,9 +172,6 @@ func (o *options) check(rest []string) error {
 	// for -resync > 0: a negative one is off too.
 	if o.cfg.Resync < 0 {
 		o.cfg.Resync = 0
-	}
-	if o.retryAttempts < -1 {
-		return fmt.Errorf("-retry-attempts %d: want -1 (forever) or more", o.retryAttempts)
 	}
 	// gliderlabs master registrator.go main refuses these, so a command
 	// line it ran is accepted and one it refused is refused.
@@ -275,9 +272,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return o.cli.Fail(err, exitUsage)
 	}
 	metricsLn.Serve(ctx, o.cfg.Metrics.reg, reg.Health, log)
-	// gliderlabs -retry-attempts: reach Consul before starting.
+	// gliderlabs -retry-attempts: reach Consul before starting. Below -1
+	// there is no try at all: gliderlabs master registrator.go main loops
+	// while attempts == -1 || attempt <= attempts, which never runs then,
+	// and starts (reconcile passes retry until the agent answers).
 	waitFrom := time.Now()
-	for i := 0; ; i++ {
+	for i := 0; o.retryAttempts >= -1; i++ {
 		_, err := consul.Agent().NodeName()
 		if err == nil {
 			break

@@ -104,7 +104,6 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-liveness-ttl", "5s", "-liveness-deregister-after", "10s"}, "-liveness-deregister-after"},
 		{[]string{"a://x", "b://y"}, "one registry URI"},
 		{[]string{"etcd://x:1"}, "not supported"},
-		{[]string{"-retry-attempts", "-5"}, "-retry-attempts"},
 		{[]string{"-only-label", "=x"}, "-only-label"},
 		// gliderlabs master registrator.go main: -retry-interval must be
 		// > 0; -ttl and -ttl-refresh together, -ttl the greater.
@@ -383,4 +382,44 @@ func TestDockerHostFallback(t *testing.T) {
 			t.Errorf("DOCKER_HOST=%q, sockets %v: %q, want %q", c.env, c.exists, got, c.want)
 		}
 	}
+}
+
+// TestRetryAttemptsBelowMinusOne: gliderlabs master registrator.go main
+// tries the backend while attempts == -1 || attempt <= -retry-attempts, so
+// below -1 it never tries and starts at once; berth starts too (its
+// reconcile passes wait for the agent) instead of refusing the flag.
+func TestRetryAttemptsBelowMinusOne(t *testing.T) {
+	if testing.Short() || binPath == "" {
+		t.Skip("needs the built binary")
+	}
+	cmd := exec.Command(binPath, "-retry-attempts", "-5", "-retry-interval", "10",
+		"-docker-host", "unix:///nonexistent/docker.sock", "consul://127.0.0.1:1")
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait(); pw.Close() }()
+	started := make(chan bool, 1)
+	var lines []string
+	go func() {
+		sc := bufio.NewScanner(pr)
+		ok := false
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+			if !ok && strings.Contains(sc.Text(), "msg=starting") {
+				ok = true
+				started <- true
+			}
+		}
+		if !ok {
+			started <- false
+		}
+	}()
+	if !<-started {
+		t.Fatalf("-retry-attempts -5 with Consul unreachable did not start: %v\n%s", <-exited, strings.Join(lines, "\n"))
+	}
+	_ = cmd.Process.Kill()
+	<-exited
 }
