@@ -482,7 +482,7 @@ func (mp *mapper) mapPort(p portInfo, isGroup bool) *desiredService {
 	if md["ignore"] != "" {
 		return nil
 	}
-	if mp.cfg.Explicit && strings.TrimSpace(md["name"]) == "" {
+	if mp.cfg.Explicit && md["name"] == "" {
 		return nil
 	}
 	addr, svcPort, ok := mp.portAddr(p)
@@ -573,7 +573,9 @@ func (mp *mapper) portAddr(p portInfo) (string, int, bool) {
 func (mp *mapper) identity(p portInfo, md map[string]string, isGroup bool) (name, id string, ok bool) {
 	port := p.Exposed
 	name = imageBaseName(mp.c.Config.Image)
-	if v := strings.TrimSpace(md["name"]); v != "" {
+	// Taken as written, spaces included (bridge.go newService mapDefault):
+	// only an empty value means unset.
+	if v := md["name"]; v != "" {
 		name = v
 	}
 	if isGroup && !mp.a.fromPort(port, "name") {
@@ -590,7 +592,7 @@ func (mp *mapper) identity(p portInfo, md map[string]string, isGroup bool) (name
 	// Taken as written, / ? and # included (gliderlabs master
 	// bridge/bridge.go newService): the agent accepts them, and the API
 	// client escapes them in the deregister and check paths.
-	if v := strings.TrimSpace(md["id"]); v != "" {
+	if v := md["id"]; v != "" {
 		id = v
 	}
 	return name, id, true

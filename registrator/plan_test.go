@@ -277,6 +277,15 @@ func TestPlanMapping(t *testing.T) {
 		{name: "SERVICE_ID (bridge.go newService)",
 			in:   web1(env("SERVICE_ID=custom")),
 			want: []string{"register custom web 192.0.2.9:32768 tags= checks="}},
+		{name: "SERVICE_NAME and SERVICE_ID taken as written, spaces kept; only empty is unset (bridge.go newService mapDefault)",
+			in: planInput{Running: running(ctr("a", p80, env("SERVICE_NAME= front ", "SERVICE_ID= custom ")),
+				ctr("b", p80, env("SERVICE_NAME=", "SERVICE_ID=")))},
+			want: []string{"register  custom   front  192.0.2.9:32768 tags= checks=",
+				"register h:b:80 web 192.0.2.9:32768 tags= checks="}},
+		{name: "-explicit: a name of spaces is a name (bridge.go newService: serviceName == \"\")",
+			cfg:  func(m *mapConfig) { m.Explicit = true },
+			in:   web1(env("SERVICE_NAME= ")),
+			want: []string{"register h:web1:80   192.0.2.9:32768 tags= checks="}},
 		{name: "SERVICE_TAGS, then -tags (a template), \\, escapes a comma (util.go combineTags, recParseEscapedComma)",
 			cfg: func(m *mapConfig) {
 				m.Tags, _ = parseForceTags(`x,{{.Config.Labels.team}},{{toUpper "up"}}`)
