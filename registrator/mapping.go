@@ -377,6 +377,11 @@ type mapper struct {
 	a       *attrs
 	m       *mapping
 	hostNet bool
+	// noNet: network mode none. Docker lists no ports for it, so
+	// gliderlabs master bridge/bridge.go add takes every exposed port as
+	// published on itself, and util.go servicePort gives it the address
+	// of the "none" network: none.
+	noNet bool
 	// netPeer: network mode container:<id>; peerAddr is that container's address.
 	netPeer  bool
 	peerAddr string
@@ -429,10 +434,11 @@ func mapSharing(c *container.InspectResponse, cfg *mapConfig, peerAddr string) m
 	mp.a = parseAttrs(c, mp.warn)
 	mp.hostNet = c.HostConfig != nil && c.HostConfig.NetworkMode.IsHost()
 	mp.netPeer = c.HostConfig != nil && c.HostConfig.NetworkMode.IsContainer()
+	mp.noNet = c.HostConfig != nil && c.HostConfig.NetworkMode.IsNone()
 	mp.resolveAddresses()
 	var ports []portInfo
 	for _, p := range containerPorts(c) {
-		if mp.hostNet || mp.netPeer || cfg.Internal || p.HostPort != "" {
+		if mp.hostNet || mp.netPeer || mp.noNet || cfg.Internal || p.HostPort != "" {
 			ports = append(ports, p)
 		}
 	}
@@ -466,7 +472,7 @@ func (mp *mapper) resolveAddresses() {
 			}
 		}
 	}
-	if mp.cfg.Internal && !mp.hostNet && !mp.netPeer && mp.labelIP == "" {
+	if mp.cfg.Internal && !mp.hostNet && !mp.netPeer && !mp.noNet && mp.labelIP == "" {
 		mp.cIP, _, mp.cIPErr = containerIP(mp.c, mp.cfg)
 	}
 }
@@ -530,6 +536,15 @@ func (mp *mapper) portAddr(p portInfo) (string, int, bool) {
 	case mp.hostNet:
 		svcPort, _ = strconv.Atoi(port)
 		addr = firstNonEmpty(mp.labelIP, mp.cfg.HostIP, mp.cfg.DefaultAddr)
+	case mp.noNet:
+		// The exposed port on no address (the agent's node address), -ip
+		// unless -internal, the label's over both: gliderlabs master
+		// bridge.go newService on the empty address servicePort gives.
+		svcPort, _ = strconv.Atoi(port)
+		addr = mp.labelIP
+		if addr == "" && !mp.cfg.Internal {
+			addr = mp.cfg.HostIP
+		}
 	case mp.cfg.Internal:
 		svcPort, _ = strconv.Atoi(port)
 		if mp.labelIP != "" {

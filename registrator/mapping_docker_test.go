@@ -42,6 +42,11 @@ func TestMappingRules(t *testing.T) {
 	runC(t, "map-exposed", []string{"--expose", "7070", "-e", "SERVICE_NAME=berth-test-exposed"})
 	// Host networking: exposed ports on the host address.
 	runC(t, "map-hostnet", []string{"--network", "host", "--expose", "18555", "-e", "SERVICE_NAME=berth-test-hostnet"})
+	// Network none: gliderlabs master (bridge.go add, util.go servicePort)
+	// registers the exposed ports, on -ip (no address without it).
+	runC(t, "map-nonet", []string{"--network", "none", "--expose", "18556", "--expose", "18557/udp", "-e", "SERVICE_NAME=berth-test-nonet"})
+	// Name and ID as written, spaces kept (bridge.go newService).
+	runC(t, "map-spaced", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_NAME= berth-test-spaced ", "-e", "SERVICE_ID= berth-test-spaced-id "}, "-listen", ":8080")
 	// Custom ID, TCP check with a deregister-after and initial status.
 	runC(t, "map-tcp", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_NAME=berth-test-tcp", "-e", "SERVICE_ID=berth-test-custom-id",
 		"-e", "SERVICE_CHECK_TCP=true", "-e", "SERVICE_CHECK_INTERVAL=1s", "-e", "SERVICE_CHECK_DEREGISTER_AFTER=5m",
@@ -62,6 +67,8 @@ func TestMappingRules(t *testing.T) {
 		h + ":" + cn("map-udp") + ":5353:udp",
 		h + ":" + cn("map-portignore") + ":9090",
 		h + ":" + cn("map-hostnet") + ":18555",
+		h + ":" + cn("map-nonet") + ":18556", h + ":" + cn("map-nonet") + ":18557:udp",
+		" berth-test-spaced-id ",
 		"berth-test-custom-id",
 		h + ":" + cn("map-badtags") + ":8080",
 		h + ":" + cn("map-tmpl") + ":8080",
@@ -94,6 +101,15 @@ func TestMappingRules(t *testing.T) {
 	}
 	if hn := got[h+":"+cn("map-hostnet")+":18555"]; hn.Port != 18555 || hn.Address != "127.0.0.1" {
 		t.Errorf("host networking: port %d address %q; want the exposed port on -ip", hn.Port, hn.Address)
+	}
+	for _, id := range []string{h + ":" + cn("map-nonet") + ":18556", h + ":" + cn("map-nonet") + ":18557:udp"} {
+		nn := got[id]
+		if nn.Service != "berth-test-nonet" || nn.Address != "127.0.0.1" || !strings.Contains(id, ":"+strconv.Itoa(nn.Port)) {
+			t.Errorf("network none %s: %q on %q port %d; want berth-test-nonet, the exposed port on -ip", id, nn.Service, nn.Address, nn.Port)
+		}
+	}
+	if sp := got[" berth-test-spaced-id "]; sp.Service != " berth-test-spaced " {
+		t.Errorf("spaced SERVICE_NAME: %q, want it as written", sp.Service)
 	}
 	if bt := got[h+":"+cn("map-badtags")+":8080"]; len(bt.Tags) != 0 {
 		t.Errorf("bad tags template: tags %v, want none", bt.Tags)

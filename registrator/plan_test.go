@@ -76,6 +76,18 @@ func hostNetwork(ports ...string) copt {
 	}
 }
 
+// noNetwork is `--network none --expose port...`: Docker lists no ports.
+func noNetwork(ports ...string) copt {
+	return func(c *container.InspectResponse) {
+		c.HostConfig.NetworkMode = "none"
+		c.NetworkSettings.Networks = map[string]*network.EndpointSettings{"none": {}}
+		c.NetworkSettings.Ports = nat.PortMap{}
+		for _, p := range ports {
+			c.Config.ExposedPorts[nat.Port(p)] = struct{}{}
+		}
+	}
+}
+
 func onNetwork(name, ip string) copt {
 	return func(c *container.InspectResponse) {
 		c.NetworkSettings.Networks[name] = &network.EndpointSettings{IPAddress: ip}
@@ -271,6 +283,18 @@ func TestPlanMapping(t *testing.T) {
 		{name: "host networking: exposed ports on the host address (bridge.go add ExposedPorts)",
 			in:   planInput{Running: running(ctr("web1", hostNetwork("8080/tcp")))},
 			want: []string{"register h:web1:8080 web 192.0.2.9:8080 tags= checks="}},
+		{name: "network none: exposed ports, exposed port, no address (bridge.go add ExposedPorts; util.go servicePort: none network's address)",
+			in: planInput{Running: running(ctr("web1", noNetwork("8080/tcp", "53/udp")))},
+			want: []string{"register h:web1:53:udp web-53 :53 tags=udp checks=",
+				"register h:web1:8080 web-8080 :8080 tags= checks="}},
+		{name: "network none: -ip is the address (bridge.go newService HostIp)",
+			cfg:  func(m *mapConfig) { m.HostIP = "10.0.0.5" },
+			in:   planInput{Running: running(ctr("web1", noNetwork("8080/tcp")))},
+			want: []string{"register h:web1:8080 web 10.0.0.5:8080 tags= checks="}},
+		{name: "network none, -internal: -ip not used, the label's address is (bridge.go newService Internal, UseIpFromLabel)",
+			cfg:  func(m *mapConfig) { m.HostIP, m.Internal, m.UseIPFromLabel = "10.0.0.5", true, "ip" },
+			in:   planInput{Running: running(ctr("a", noNetwork("8080/tcp")), ctr("b", noNetwork("8080/tcp"), label("ip", "10.1.2.3")))},
+			want: []string{"register h:a:8080 web :8080 tags= checks=", "register h:b:8080 web 10.1.2.3:8080 tags= checks="}},
 		{name: "UDP: :udp ID suffix and udp tag (bridge.go newService PortType)",
 			in:   planInput{Running: running(ctr("dns1", publish("53/udp", "0.0.0.0", "5353")))},
 			want: []string{"register h:dns1:53:udp web 192.0.2.9:5353 tags=udp checks="}},
