@@ -259,9 +259,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	if o.cfg.Map.HostIP == "" {
-		o.cfg.Map.DefaultAddr = hostAddr(o.cfg.Map.Hostname)
-	}
 	o.cfg.Metrics = newMetrics()
 	reg, err := New(o.cfg)
 	if err != nil {
@@ -313,7 +310,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 // for ports published on all interfaces: its first IPv4 address, else the
 // first one; "" lets the agent use its node address.
 func hostAddr(host string) string {
-	ips, err := net.LookupIP(host)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupIP(ctx, "ip", host)
 	if err != nil || len(ips) == 0 {
 		return ""
 	}

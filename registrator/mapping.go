@@ -34,7 +34,7 @@ const (
 type mapConfig struct {
 	Hostname       string // owner identity and ID prefix
 	HostIP         string // -ip
-	DefaultAddr    string // the host's resolved address, used when -ip is empty
+	DefaultAddr    string // the host's address for a container without its own in planInput.HostAddr (tests)
 	Internal       bool
 	Explicit       bool
 	UseIPFromLabel string
@@ -385,6 +385,10 @@ type mapper struct {
 	// netPeer: network mode container:<id>; peerAddr is that container's address.
 	netPeer  bool
 	peerAddr string
+	// hostAddr is the host's address registered for ports published on
+	// all interfaces and host networking when -ip is empty: resolved when
+	// the container was first seen running (see planInput.HostAddr).
+	hostAddr string
 	labelIP  string // -useIpFromLabel address, "" when unset or invalid
 	cIP      string // container address for -internal
 	cIPErr   error
@@ -418,19 +422,20 @@ func eligible(c *container.InspectResponse, cfg *mapConfig) bool {
 // on the host (host networking: every exposed port). The -<port> name
 // suffix applies when more than one port is left after that filter.
 func mapContainer(c *container.InspectResponse, cfg *mapConfig) mapping {
-	return mapSharing(c, cfg, "")
+	return mapSharing(c, cfg, "", cfg.DefaultAddr)
 }
 
 // mapSharing is mapContainer for a container that may share the network
 // of another (network mode container:<id>), whose address is peerAddr
 // ("" when unknown). As gliderlabs master bridge/bridge.go newService, its
-// exposed ports are registered on that container's address.
-func mapSharing(c *container.InspectResponse, cfg *mapConfig, peerAddr string) mapping {
+// exposed ports are registered on that container's address. hostAddr is
+// the host's address for ports published on all interfaces.
+func mapSharing(c *container.InspectResponse, cfg *mapConfig, peerAddr, hostAddr string) mapping {
 	var m mapping
 	if !eligible(c, cfg) {
 		return m
 	}
-	mp := &mapper{c: c, cfg: cfg, name: containerName(c), m: &m, peerAddr: peerAddr}
+	mp := &mapper{c: c, cfg: cfg, name: containerName(c), m: &m, peerAddr: peerAddr, hostAddr: hostAddr}
 	mp.a = parseAttrs(c, mp.warn)
 	mp.hostNet = c.HostConfig != nil && c.HostConfig.NetworkMode.IsHost()
 	mp.netPeer = c.HostConfig != nil && c.HostConfig.NetworkMode.IsContainer()
@@ -535,7 +540,7 @@ func (mp *mapper) portAddr(p portInfo) (string, int, bool) {
 		addr = mp.peerAddr
 	case mp.hostNet:
 		svcPort, _ = strconv.Atoi(port)
-		addr = firstNonEmpty(mp.labelIP, mp.cfg.HostIP, mp.cfg.DefaultAddr)
+		addr = firstNonEmpty(mp.labelIP, mp.cfg.HostIP, mp.hostAddr)
 	case mp.noNet:
 		// The exposed port on no address (the agent's node address), -ip
 		// unless -internal, the label's over both: gliderlabs master
@@ -571,7 +576,7 @@ func (mp *mapper) portAddr(p portInfo) (string, int, bool) {
 		case !unspecified(p.HostIP):
 			addr = p.HostIP
 		default:
-			addr = mp.cfg.DefaultAddr
+			addr = mp.hostAddr
 		}
 	}
 	if svcPort < 1 || svcPort > 65535 {

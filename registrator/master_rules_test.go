@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -187,4 +188,43 @@ func TestServiceIDAsWritten(t *testing.T) {
 	})
 	docker(t, "rm", "-f", cn("oddid"))
 	waitIDs(t, c, h, 20*time.Second)
+}
+
+// TestHostAddrPerRun: without -ip, gliderlabs master bridge/bridge.go
+// newService resolves the host name each time it builds a container's
+// services, at the container's start event (or the first sync that sees
+// it), and (*Bridge).Sync re-registers those built services as they are. So
+// a container keeps the host address it started with over resyncs, a
+// container started later gets the address the name resolves to then, and a
+// restarted container gets it too.
+func TestHostAddrPerRun(t *testing.T) {
+	a, c := requireDocker(t)
+	var addr atomic.Value
+	addr.Store("127.0.0.2")
+	r := startReg(t, a, func(cfg *Config) {
+		cfg.Resync = 500 * time.Millisecond
+		cfg.Map.HostIP = ""
+		cfg.ResolveHost = func(string) string { return addr.Load().(string) }
+	})
+	h := r.cfg.Map.Hostname
+	idA, idB := h+":"+cn("addr-a")+":8080", h+":"+cn("addr-b")+":8080"
+	runC(t, "addr-a", []string{"-p", "8080"}, "-listen", ":8080")
+	if got := waitIDs(t, c, h, 20*time.Second, idA)[idA].Address; got != "127.0.0.2" {
+		t.Fatalf("first container: address %q, want 127.0.0.2", got)
+	}
+	addr.Store("127.0.0.3")
+	p := r.passes.Load()
+	eventually.Holds(t, 20*time.Second, "two resync passes", func() (bool, string) {
+		return r.passes.Load() >= p+2, fmt.Sprint(r.passes.Load()-p, " passes")
+	})
+	runC(t, "addr-b", []string{"-p", "8080"}, "-listen", ":8080")
+	got := waitIDs(t, c, h, 20*time.Second, idA, idB)
+	if got[idA].Address != "127.0.0.2" || got[idB].Address != "127.0.0.3" {
+		t.Errorf("after the host name changed: first %q, second %q; want 127.0.0.2 (kept) and 127.0.0.3", got[idA].Address, got[idB].Address)
+	}
+	docker(t, "restart", "-t", "1", cn("addr-a"))
+	eventually.Holds(t, 20*time.Second, "restarted container on the new address", func() (bool, string) {
+		s := ownedServices(t, c, h)[idA]
+		return s != nil && s.Address == "127.0.0.3", fmt.Sprint(s)
+	})
 }

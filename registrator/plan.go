@@ -21,6 +21,14 @@ type planInput struct {
 	// PeerAddr holds, by container ID, the address of the container whose
 	// network a container shares (network mode container:<id>).
 	PeerAddr map[string]string
+	// HostAddr holds, by container ID, the host's address as resolved when
+	// the container was first seen running: gliderlabs master
+	// bridge/bridge.go newService resolves the host name each time it
+	// builds a container's services (at its start, or the first sync that
+	// sees it) and re-registers those on resync, so a container keeps the
+	// address it started with and the next one gets the current one. A
+	// container without an entry gets Map.DefaultAddr.
+	HostAddr map[string]string
 	// Crashed holds the IDs of exited containers whose exit code was a
 	// crash (see crashed) and of restarting ones: -deregister on-success
 	// keeps their services.
@@ -51,21 +59,22 @@ type mapCache struct {
 type cachedMapping struct {
 	c        *container.InspectResponse
 	peerAddr string
+	hostAddr string
 	m        mapping
 }
 
 func newMapCache() *mapCache { return &mapCache{entries: map[string]cachedMapping{}} }
 
 // mapping returns c's mapping, from the cache when c is unchanged.
-func (mc *mapCache) mapping(c *container.InspectResponse, cfg *mapConfig, peerAddr string) mapping {
+func (mc *mapCache) mapping(c *container.InspectResponse, cfg *mapConfig, peerAddr, hostAddr string) mapping {
 	if mc == nil {
-		return mapSharing(c, cfg, peerAddr)
+		return mapSharing(c, cfg, peerAddr, hostAddr)
 	}
-	if e, ok := mc.entries[c.ID]; ok && e.c == c && e.peerAddr == peerAddr {
+	if e, ok := mc.entries[c.ID]; ok && e.c == c && e.peerAddr == peerAddr && e.hostAddr == hostAddr {
 		return e.m
 	}
-	m := mapSharing(c, cfg, peerAddr)
-	mc.entries[c.ID] = cachedMapping{c: c, peerAddr: peerAddr, m: m}
+	m := mapSharing(c, cfg, peerAddr, hostAddr)
+	mc.entries[c.ID] = cachedMapping{c: c, peerAddr: peerAddr, hostAddr: hostAddr, m: m}
 	return m
 }
 
@@ -200,7 +209,11 @@ func (p *plan) desired(in planInput) map[string]*desiredService {
 	in.Cache.keep(in.Running)
 	desired := map[string]*desiredService{}
 	for _, c := range cs {
-		m := in.Cache.mapping(c, in.Map, in.PeerAddr[c.ID])
+		hostAddr, ok := in.HostAddr[c.ID]
+		if !ok {
+			hostAddr = in.Map.DefaultAddr
+		}
+		m := in.Cache.mapping(c, in.Map, in.PeerAddr[c.ID], hostAddr)
 		if len(m.Warnings) > 0 {
 			p.Warnings[containerName(c)] = m.Warnings
 		}

@@ -39,6 +39,10 @@ type Config struct {
 	Consul     *api.Client
 	Log        *slog.Logger
 	Metrics    *metrics
+	// ResolveHost gives the host's address for a host name ("" when it
+	// resolves to nothing); nil: hostAddr. Asked, when -ip is empty, for
+	// each container first seen running (see planInput.HostAddr).
+	ResolveHost func(host string) string
 	// ConsulRetryMax bounds the backoff between reconcile attempts while
 	// Consul is away (default 10s).
 	ConsulRetryMax time.Duration
@@ -66,10 +70,17 @@ type Registrator struct {
 	forceSync     atomic.Bool
 
 	// Main-loop state (touched only by the loop goroutine).
-	running       map[string]*container.InspectResponse // running containers by ID
-	crashed       map[string]bool                       // containers -deregister on-success keeps the services of (see apply)
-	peerAddr      map[string]string                     // container ID → address of the container whose network it shares
-	rejected      map[string]refusal                    // service ID → definition the agent refused
+	running  map[string]*container.InspectResponse // running containers by ID
+	crashed  map[string]bool                       // containers -deregister on-success keeps the services of (see apply)
+	peerAddr map[string]string                     // container ID → address of the container whose network it shares
+	hostAddr map[string]string                     // container ID → the host's address resolved for its current run
+	// hostAddrRun: container ID → State.StartedAt of the run hostAddr is for.
+	hostAddrRun map[string]string
+	// passAddr is the host's address resolved in this loop iteration
+	// (passResolved), so a listing of many new containers resolves once.
+	passAddr      string
+	passResolved  bool
+	rejected      map[string]refusal // service ID → definition the agent refused
 	warnedForeign map[string]bool
 	warned        map[string]string // container name → the mapping warnings last logged
 	mapped        *mapCache
@@ -115,6 +126,9 @@ func New(cfg Config) (*Registrator, error) {
 	if cfg.Consul == nil {
 		return nil, errors.New("registrator: no Consul client")
 	}
+	if cfg.ResolveHost == nil {
+		cfg.ResolveHost = hostAddr
+	}
 	if cfg.ConsulRetryMax <= 0 {
 		cfg.ConsulRetryMax = 10 * time.Second
 	}
@@ -137,6 +151,8 @@ func New(cfg Config) (*Registrator, error) {
 		running:       map[string]*container.InspectResponse{},
 		crashed:       map[string]bool{},
 		peerAddr:      map[string]string{},
+		hostAddr:      map[string]string{},
+		hostAddrRun:   map[string]string{},
 		rejected:      map[string]refusal{},
 		warnedForeign: map[string]bool{},
 		warned:        map[string]string{},
@@ -504,6 +520,7 @@ func (r *Registrator) mainLoop(ctx context.Context) {
 			needList, trigger = true, "retry"
 		}
 		changed := false
+		r.passResolved = false
 		if needList {
 			if err := r.listContainers(ctx); err != nil {
 				if ctx.Err() != nil {
@@ -668,6 +685,7 @@ func (r *Registrator) listContainers(ctx context.Context) error {
 		if !alive[id] {
 			delete(r.running, id)
 			delete(r.peerAddr, id)
+			r.dropHostAddr(id)
 		}
 	}
 	r.listed = true
@@ -685,6 +703,7 @@ func (r *Registrator) inspect(ctx context.Context, id string) (bool, error) {
 			delete(r.crashed, id)
 			delete(r.running, id)
 			delete(r.peerAddr, id)
+			r.dropHostAddr(id)
 			return true, nil
 		}
 		return false, fmt.Errorf("inspect %s: %w", short(id), err)
@@ -706,11 +725,13 @@ func (r *Registrator) apply(ctx context.Context, id string, c *container.Inspect
 	delete(r.peerAddr, id)
 	if c.State != nil && c.State.Running && c.State.Restarting {
 		delete(r.running, id)
+		r.dropHostAddr(id)
 		r.crashed[id] = true
 		return
 	}
 	if c.State == nil || !c.State.Running {
 		delete(r.running, id)
+		r.dropHostAddr(id)
 		if c.State != nil && crashed(c.State.ExitCode) {
 			r.crashed[id] = true
 		} else {
@@ -720,6 +741,15 @@ func (r *Registrator) apply(ctx context.Context, id string, c *container.Inspect
 	}
 	delete(r.crashed, id)
 	r.running[id] = c
+	// The host's address: resolved for each run of the container (a
+	// restart is a new run even when its die and start events come in one
+	// batch), as gliderlabs resolves it at every start event.
+	if _, ok := r.hostAddr[id]; (!ok || r.hostAddrRun[id] != c.State.StartedAt) && r.cfg.Map.HostIP == "" {
+		if !r.passResolved {
+			r.passAddr, r.passResolved = r.cfg.ResolveHost(r.cfg.Map.Hostname), true
+		}
+		r.hostAddr[id], r.hostAddrRun[id] = r.passAddr, c.State.StartedAt
+	}
 	if c.HostConfig != nil && c.HostConfig.NetworkMode.IsContainer() {
 		if addr, err := r.networkPeerAddr(ctx, c.HostConfig.NetworkMode.ConnectedContainer()); err != nil {
 			r.log.Warn("cannot read the container whose network this one shares", "container", containerName(c), "err", err)
@@ -772,7 +802,7 @@ func (r *Registrator) reconcile(ctx context.Context, trigger string) error {
 		r.view = v
 	}
 	p := planFor(planInput{
-		Running: r.running, PeerAddr: r.peerAddr, Crashed: r.crashed, Agent: r.view, Map: &r.cfg.Map,
+		Running: r.running, PeerAddr: r.peerAddr, HostAddr: r.hostAddr, Crashed: r.crashed, Agent: r.view, Map: &r.cfg.Map,
 		DeregisterOnSuccess: r.cfg.DeregisterOnSuccess, Refused: r.rejected, Now: time.Now(), Cache: r.mapped,
 	})
 	r.logPlan(p)
@@ -848,3 +878,9 @@ func (o *outage) lasted() time.Duration { return time.Since(o.since) }
 
 // end ends the outage.
 func (o *outage) end() { o.since = time.Time{} }
+
+// dropHostAddr forgets the host address resolved for container id's run.
+func (r *Registrator) dropHostAddr(id string) {
+	delete(r.hostAddr, id)
+	delete(r.hostAddrRun, id)
+}
