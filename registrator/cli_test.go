@@ -39,7 +39,7 @@ func TestPeerInvocations(t *testing.T) {
 func cliView(o *options) clitest.View {
 	m := o.cfg.Map
 	return clitest.View{"ip": m.HostIP, "internal": m.Internal, "resync": o.cfg.Resync, "retry-attempts": o.retryAttempts,
-		"retry-interval": o.retryInterval, "cleanup": o.cleanup, "deregister-on-success": o.cfg.DeregisterOnSuccess, "tags": o.tags,
+		"retry-interval": o.retryInterval, "cleanup": o.cfg.Cleanup, "deregister-on-success": o.cfg.DeregisterOnSuccess, "tags": o.tags,
 		"tags-template": m.Tags != nil, "use-ip-from-label": m.UseIPFromLabel, "explicit": m.Explicit, "ttl": o.ttl,
 		"force-https": o.forceHTTPS}.WithConsul(&o.cli.Consul)
 }

@@ -68,7 +68,6 @@ type options struct {
 	cfg           Config
 	tags          string
 	deregister    string
-	cleanup       bool
 	retryAttempts int
 	retryInterval time.Duration
 	cli           *cliapp.Program
@@ -98,7 +97,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.String(&mc.UseIPFromLabel, "useIpFromLabel", "", "take the service address from this container label (a /cidr suffix is dropped)")
 	p.String(&o.tags, "tags", "", "comma-separated tags added to every service (Go templates over the container's inspect data allowed)")
 	p.Var(secondsFlag{&o.cfg.Resync, time.Second}, "resync", "re-list containers and reconcile every `SECONDS` (or a duration); 0 or less disables; only differences are written")
-	p.Bool(&o.cleanup, "cleanup", false, "accepted for gliderlabs compatibility: owned dangling services are always removed")
+	p.Bool(&o.cfg.Cleanup, "cleanup", false, "also remove this host's services in the gliderlabs ID shape (HOST:CONTAINER:PORT) no container wants, owned or not (owned ones always go)")
 	p.String(&o.deregister, "deregister", "always", "always, or on-success: keep the services of containers that exited non-zero")
 	p.Int(&o.retryAttempts, "retry-attempts", -1, "tries to reach Consul at start before exiting; -1 retries forever; below -1 starts without trying")
 	p.Var(secondsFlag{&o.retryInterval, time.Millisecond}, "retry-interval", "wait between those tries, in `MILLISECONDS` (or a duration)")

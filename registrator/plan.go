@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"maps"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -39,6 +40,10 @@ type planInput struct {
 	Map *mapConfig
 	// DeregisterOnSuccess is -deregister on-success.
 	DeregisterOnSuccess bool
+	// Cleanup is -cleanup: services in the default gliderlabs ID shape for
+	// this host that no container wants are deregistered too, owned or
+	// not (see legacyDangling).
+	Cleanup bool
 	// Refused holds, by service ID, the definitions the agent refused; one
 	// is not sent again while unchanged for refusedRetry after Now.
 	Refused map[string]refusal
@@ -177,6 +182,10 @@ func planFor(in planInput) *plan {
 	}
 	var gone []string
 	for id, a := range in.Agent.services {
+		if !owned(a, host) && in.Cleanup && legacyDangling(a, host, desired) {
+			gone = append(gone, id)
+			continue
+		}
 		if owned(a, host) && desired[id] == nil {
 			if in.DeregisterOnSuccess && in.Crashed[a.Meta[metaContainerID]] {
 				continue // kept: its container crashed (-deregister on-success)
@@ -272,6 +281,33 @@ func legacyID(id, host string) bool {
 	}
 	_, err := strconv.Atoi(parts[1])
 	return err == nil
+}
+
+// legacyIDRe is the default gliderlabs service ID: <host>:<container>:<port>
+// with :udp for UDP (gliderlabs master bridge/bridge.go serviceIDPattern,
+// the host part as short as it can be).
+var legacyIDRe = regexp.MustCompile(`^(.+?):([a-zA-Z0-9][a-zA-Z0-9_.-]+):[0-9]+(?::udp)?$`)
+
+// legacyDangling reports whether -cleanup removes a, a service this
+// registrator does not own: gliderlabs master bridge/bridge.go
+// (*Bridge).Sync with Cleanup deregisters every agent service whose ID has
+// the default shape with this host's name, unless a service it registers
+// has the same name and the ID's container name. desired is what the
+// running containers want, by ID.
+func legacyDangling(a *api.AgentService, host string, desired map[string]*desiredService) bool {
+	m := legacyIDRe.FindStringSubmatch(a.ID)
+	if m == nil || m[1] != host {
+		return false
+	}
+	if desired[a.ID] != nil {
+		return false // adopted
+	}
+	for _, d := range desired {
+		if d.Reg.Name == a.Service && d.Container == m[2] {
+			return false
+		}
+	}
+	return true
 }
 
 // sameService compares the agent's copy of a service and its checks with

@@ -34,6 +34,9 @@ type Config struct {
 	// DeregisterOnSuccess keeps the services of containers that exited
 	// non-zero (gliderlabs -deregister on-success).
 	DeregisterOnSuccess bool
+	// Cleanup also removes the services gliderlabs-shaped IDs name for this
+	// host that no container wants, owned or not (gliderlabs -cleanup).
+	Cleanup bool
 	// DockerHost overrides DOCKER_HOST when set.
 	DockerHost string
 	Consul     *api.Client
@@ -803,7 +806,7 @@ func (r *Registrator) reconcile(ctx context.Context, trigger string) error {
 	}
 	p := planFor(planInput{
 		Running: r.running, PeerAddr: r.peerAddr, HostAddr: r.hostAddr, Crashed: r.crashed, Agent: r.view, Map: &r.cfg.Map,
-		DeregisterOnSuccess: r.cfg.DeregisterOnSuccess, Refused: r.rejected, Now: time.Now(), Cache: r.mapped,
+		DeregisterOnSuccess: r.cfg.DeregisterOnSuccess, Cleanup: r.cfg.Cleanup, Refused: r.rejected, Now: time.Now(), Cache: r.mapped,
 	})
 	r.logPlan(p)
 	writes, err := r.applyPlan(ctx, p)
