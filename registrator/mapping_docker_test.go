@@ -104,8 +104,8 @@ func TestMappingRules(t *testing.T) {
 	}
 	for _, id := range []string{h + ":" + cn("map-nonet") + ":18556", h + ":" + cn("map-nonet") + ":18557:udp"} {
 		nn := got[id]
-		if nn.Service != "berth-test-nonet" || nn.Address != "127.0.0.1" || !strings.Contains(id, ":"+strconv.Itoa(nn.Port)) {
-			t.Errorf("network none %s: %q on %q port %d; want berth-test-nonet, the exposed port on -ip", id, nn.Service, nn.Address, nn.Port)
+		if nn.Service != "berth-test-nonet-"+strconv.Itoa(nn.Port) || nn.Address != "127.0.0.1" || !strings.Contains(id, ":"+strconv.Itoa(nn.Port)) {
+			t.Errorf("network none %s: %q on %q port %d; want berth-test-nonet-<port>, the exposed port on -ip", id, nn.Service, nn.Address, nn.Port)
 		}
 	}
 	if sp := got[" berth-test-spaced-id "]; sp.Service != " berth-test-spaced " {
