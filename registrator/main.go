@@ -27,7 +27,8 @@ import (
 // Exit codes.
 const (
 	exitOK     = 0
-	exitUsage  = 1  // bad flags, URI or templates
+	exitUsage  = 1  // bad flag values, URI or templates
+	exitSyntax = 2  // the command line does not parse: unknown flag, unparsable number, extra arguments
 	exitConsul = 10 // Consul unreachable at start after -retry-attempts
 	exitDocker = 11 // the Docker client could not be set up (bad DOCKER_HOST)
 )
@@ -113,7 +114,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.Int(&o.ttlRefresh, "ttl-refresh", 0, "accepted for gliderlabs compatibility (unused by the Consul backend)")
 	res, err := p.Parse(args)
 	if err != nil {
-		return o, err
+		return o, syntaxError{err}
 	}
 	if o.cfg.DockerHost == "" {
 		o.cfg.DockerHost = dockerHostFallback(os.Getenv, socketExists)
@@ -146,7 +147,7 @@ func (o *options) check(rest []string) error {
 			o.forceHTTPS = https
 		}
 	default:
-		return fmt.Errorf("one registry URI expected, got %d arguments: %q", len(rest), rest)
+		return syntaxError{fmt.Errorf("one registry URI expected, got %d arguments: %q (flags go before the URI)", len(rest), rest)}
 	}
 	switch o.deregister {
 	case "always":
@@ -248,10 +249,21 @@ func parseURI(s string) (addr string, https bool, err error) {
 	return "", false, fmt.Errorf("registry URI %q: backend %q is not supported (consul, consul-tls, consul-unix)", s, u.Scheme)
 }
 
+// syntaxError is a command line that does not parse. gliderlabs master
+// registrator.go main exits 2 for these (flag.Parse's ExitOnError, and its
+// check of the argument count) and 1 for values it refuses (log.Fatal).
+type syntaxError struct{ err error }
+
+func (e syntaxError) Error() string { return e.err.Error() }
+func (e syntaxError) Unwrap() error { return e.err }
+
 // run is main without the exit: it returns registrator's exit code.
 func run(args []string, stdout, stderr io.Writer) int {
 	o, err := parse(args, stdout, stderr)
 	if err != nil {
+		if errors.As(err, new(syntaxError)) {
+			return o.cli.Fail(err, exitSyntax)
+		}
 		return o.cli.Fail(err, exitUsage)
 	}
 	log, consul := o.cfg.Log, o.cfg.Consul
