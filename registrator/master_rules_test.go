@@ -228,3 +228,65 @@ func TestHostAddrPerRun(t *testing.T) {
 		return s != nil && s.Address == "127.0.0.3", fmt.Sprint(s)
 	})
 }
+
+// TestCleanupLegacy: with -cleanup, gliderlabs master bridge/bridge.go
+// (*Bridge).Sync deregisters every agent service whose ID has the default
+// shape <host>:<container>:<port>[:udp] with this host's name, unless one of
+// the services it registers has the same name and that container name.
+// Without -cleanup such services stay (unowned ones are never touched).
+func TestCleanupLegacy(t *testing.T) {
+	a, c := requireDocker(t)
+	h := hostFor(t)
+	runC(t, "cl-web", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_NAME=berth-test-clweb"}, "-listen", ":8080")
+	web := h + ":" + cn("cl-web") + ":8080"
+	dangling := &api.AgentServiceRegistration{ID: h + ":" + cn("cl-gone") + ":8080", Name: "berth-test-clgone", Port: 1}
+	danglingUDP := &api.AgentServiceRegistration{ID: h + ":" + cn("cl-gone") + ":53:udp", Name: "berth-test-clgone", Port: 2}
+	sameName := &api.AgentServiceRegistration{ID: h + ":" + cn("cl-web") + ":9999", Name: "berth-test-clweb", Port: 3}
+	kept := []*api.AgentServiceRegistration{
+		sameName,
+		{ID: "berth-test-other-host:" + cn("cl-gone") + ":8080", Name: "berth-test-clgone", Port: 4},
+		{ID: h + ":" + cn("cl-gone") + ":http", Name: "berth-test-clgone", Port: 5},
+		{ID: "berth-test-cl-by-hand", Name: "berth-test-clgone", Port: 6},
+	}
+	for _, s := range append([]*api.AgentServiceRegistration{dangling, danglingUDP}, kept...) {
+		if err := c.Agent().ServiceRegister(s); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Agent().ServiceDeregister(s.ID) })
+	}
+	present := func() map[string]bool {
+		all, err := c.Agent().Services()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]bool{}
+		for id := range all {
+			m[id] = true
+		}
+		return m
+	}
+
+	r := startReg(t, a, nil)
+	waitIDs(t, c, h, 20*time.Second, web)
+	if p := present(); !p[dangling.ID] || !p[danglingUDP.ID] {
+		t.Fatalf("without -cleanup the unowned gliderlabs-shaped services must stay")
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	startReg(t, a, func(cfg *Config) { cfg.Cleanup = true })
+	eventually.Holds(t, 20*time.Second, "dangling services removed", func() (bool, string) {
+		p := present()
+		return !p[dangling.ID] && !p[danglingUDP.ID], fmt.Sprint(p[dangling.ID], p[danglingUDP.ID])
+	})
+	p := present()
+	for _, s := range kept {
+		if !p[s.ID] {
+			t.Errorf("-cleanup removed %s", s.ID)
+		}
+	}
+	if !p[web] {
+		t.Errorf("-cleanup removed the running container's service")
+	}
+}
