@@ -541,6 +541,13 @@ func (mp *mapper) portAddr(p portInfo) (string, int, bool) {
 	case mp.hostNet:
 		svcPort, _ = strconv.Atoi(port)
 		addr = firstNonEmpty(mp.labelIP, mp.cfg.HostIP, mp.hostAddr)
+		if mp.cfg.Internal {
+			// gliderlabs master bridge.go newService under -internal takes
+			// the container's own address, which is empty on the host
+			// network (util.go servicePort): the agent's node address; the
+			// label's wins.
+			addr = mp.labelIP
+		}
 	case mp.noNet:
 		// The exposed port on no address (the agent's node address), -ip
 		// unless -internal, the label's over both: gliderlabs master
