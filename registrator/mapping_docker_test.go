@@ -174,11 +174,16 @@ func TestInternalNetworksExplicit(t *testing.T) {
 		"-l", "berth.test.ip=fd00:b0b:2::99/64", "-e", "SERVICE_CHECK_TCP=true", "-e", "SERVICE_CHECK_INTERVAL=1s"}, "-listen", ":8080")
 	// -explicit: no SERVICE_NAME, not registered.
 	runC(t, "int-unnamed", []string{"--network", n1, "--expose", "8080"})
+	// Host networking under -internal: no address, the agent's node
+	// address (gliderlabs master bridge.go newService takes the empty
+	// container address); -ip (127.0.0.1 here) is not used.
+	runC(t, "int-hostnet", []string{"--network", "host", "--expose", "18559", "-e", "SERVICE_NAME=berth-test-int-hostnet"})
 
 	// docker network connect happens after start: the reconcile after the
 	// connect event (or the address read then) must pick it up; force a
 	// resync-like pass by restarting nothing: the label case needs net2.
-	want := []string{h + ":" + cn("int-label") + ":8080", h + ":" + cn("int-mode") + ":8080", h + ":" + cn("int-v6label") + ":8080"}
+	want := []string{h + ":" + cn("int-label") + ":8080", h + ":" + cn("int-mode") + ":8080", h + ":" + cn("int-v6label") + ":8080",
+		h + ":" + cn("int-hostnet") + ":18559"}
 	ipOn := func(name, net string) string {
 		return docker(t, "inspect", "-f", "{{(index .NetworkSettings.Networks \""+net+"\").IPAddress}}", cn(name))
 	}
@@ -186,7 +191,7 @@ func TestInternalNetworksExplicit(t *testing.T) {
 	eventually.Holds(t, 30*time.Second, "internal addresses", func() (bool, string) {
 		got = ownedServices(t, c, h)
 		l, m := got[want[0]], got[want[1]]
-		if l == nil || m == nil || got[want[2]] == nil || len(got) != 3 {
+		if l == nil || m == nil || got[want[2]] == nil || got[want[3]] == nil || len(got) != 4 {
 			return false, strings.Join(ids(got), ",")
 		}
 		return l.Address == ipOn("int-label", n2) && m.Address == ipOn("int-mode", n2),
@@ -194,6 +199,9 @@ func TestInternalNetworksExplicit(t *testing.T) {
 	})
 	if s := got[want[0]]; s.Port != 8080 {
 		t.Errorf("-internal port %d, want the exposed 8080", s.Port)
+	}
+	if s := got[want[3]]; s.Address != "" || s.Port != 18559 {
+		t.Errorf("host networking under -internal: %q port %d; want no address and the exposed port", s.Address, s.Port)
 	}
 	v6 := got[want[2]]
 	if v6.Address != "fd00:b0b:2::99" {
