@@ -44,6 +44,10 @@ type planInput struct {
 	// this host that no container wants are deregistered too, owned or
 	// not (see legacyDangling).
 	Cleanup bool
+	// Sync: this pass is one gliderlabs runs its Sync at (registrator's
+	// start and each -resync), where -cleanup also removes what
+	// -deregister on-success kept (see planFor).
+	Sync bool
 	// Refused holds, by service ID, the definitions the agent refused; one
 	// is not sent again while unchanged for refusedRetry after Now.
 	Refused map[string]refusal
@@ -187,8 +191,17 @@ func planFor(in planInput) *plan {
 			continue
 		}
 		if owned(a, host) && desired[id] == nil {
-			if in.DeregisterOnSuccess && in.Crashed[a.Meta[metaContainerID]] {
-				continue // kept: its container crashed (-deregister on-success)
+			// Kept while its container crashed (-deregister on-success),
+			// but for -cleanup at a sync: gliderlabs master
+			// bridge/bridge.go remove drops a crashed container's
+			// services from what it holds, so (*Bridge).Sync with Cleanup
+			// finds them dangling when their ID has the default shape.
+			keep := in.DeregisterOnSuccess && in.Crashed[a.Meta[metaContainerID]]
+			if keep && in.Cleanup && in.Sync && legacyDangling(a, host, desired) {
+				keep = false
+			}
+			if keep {
+				continue
 			}
 			gone = append(gone, id)
 		}

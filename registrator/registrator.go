@@ -806,7 +806,8 @@ func (r *Registrator) reconcile(ctx context.Context, trigger string) error {
 	}
 	p := planFor(planInput{
 		Running: r.running, PeerAddr: r.peerAddr, HostAddr: r.hostAddr, Crashed: r.crashed, Agent: r.view, Map: &r.cfg.Map,
-		DeregisterOnSuccess: r.cfg.DeregisterOnSuccess, Cleanup: r.cfg.Cleanup, Refused: r.rejected, Now: time.Now(), Cache: r.mapped,
+		DeregisterOnSuccess: r.cfg.DeregisterOnSuccess, Cleanup: r.cfg.Cleanup,
+		Sync: trigger == "start" || trigger == "resync", Refused: r.rejected, Now: time.Now(), Cache: r.mapped,
 	})
 	r.logPlan(p)
 	writes, err := r.applyPlan(ctx, p)
