@@ -40,13 +40,13 @@ type planInput struct {
 	Map *mapConfig
 	// DeregisterOnSuccess is -deregister on-success.
 	DeregisterOnSuccess bool
-	// Cleanup is -cleanup: services in the default gliderlabs ID shape for
-	// this host that no container wants are deregistered too, owned or
-	// not (see legacyDangling).
+	// Cleanup is -cleanup: at a Sync, services in the default gliderlabs
+	// ID shape for this host that no container wants are deregistered
+	// too, owned or not (see legacyDangling).
 	Cleanup bool
 	// Sync: this pass is one gliderlabs runs its Sync at (registrator's
-	// start and each -resync), where -cleanup also removes what
-	// -deregister on-success kept (see planFor).
+	// start and each -resync), the only passes -cleanup acts at; it then
+	// also removes what -deregister on-success kept (see planFor).
 	Sync bool
 	// Refused holds, by service ID, the definitions the agent refused; one
 	// is not sent again while unchanged for refusedRetry after Now.
@@ -186,7 +186,7 @@ func planFor(in planInput) *plan {
 	}
 	var gone []string
 	for id, a := range in.Agent.services {
-		if !owned(a, host) && in.Cleanup && legacyDangling(a, host, desired) {
+		if !owned(a, host) && in.Cleanup && in.Sync && legacyDangling(a, host, desired) {
 			gone = append(gone, id)
 			continue
 		}

@@ -440,7 +440,7 @@ func TestPlanOwnership(t *testing.T) {
 			in:   planInput{Running: running(web()), Agent: agentWith(&api.AgentServiceRegistration{ID: "h:web1:80", Name: "web", Port: 32768, Address: "192.0.2.9"})},
 			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks="}},
 		{name: "-cleanup: this host's gliderlabs-shaped services no container wants go, owned or not; others stay (gliderlabs master bridge.go Sync Cleanup, serviceIDPattern)",
-			in: planInput{Cleanup: true, Running: running(web(), ctr("api", p80, env("SERVICE_NAME=api"))), Agent: agentWith(
+			in: planInput{Cleanup: true, Sync: true, Running: running(web(), ctr("api", p80, env("SERVICE_NAME=api"))), Agent: agentWith(
 				&api.AgentServiceRegistration{ID: "h:web1:80", Name: "web", Port: 32768, Address: "192.0.2.9"}, // adopted
 				&api.AgentServiceRegistration{ID: "h:gone:80", Name: "web"},                                    // dangling
 				&api.AgentServiceRegistration{ID: "h:gone:53:udp", Name: "dns"},                                // dangling
@@ -452,7 +452,10 @@ func TestPlanOwnership(t *testing.T) {
 			want: []string{"register h:api:80 api 192.0.2.9:32768 tags= checks=", "register h:web1:80 web 192.0.2.9:32768 tags= checks=",
 				"deregister h:api:9001", "deregister h:gone:53:udp", "deregister h:gone:80"}},
 		{name: "without -cleanup only owned services are removed",
-			in:   planInput{Agent: agentWith(&api.AgentServiceRegistration{ID: "h:gone:80", Name: "web"})},
+			in:   planInput{Sync: true, Agent: agentWith(&api.AgentServiceRegistration{ID: "h:gone:80", Name: "web"})},
+			want: []string{}},
+		{name: "-cleanup acts at syncs only (start, resync: gliderlabs master registrator.go main calls Sync there)",
+			in:   planInput{Cleanup: true, Agent: agentWith(&api.AgentServiceRegistration{ID: "h:gone:80", Name: "web"})},
 			want: []string{}},
 		{name: "a changed port is re-registered",
 			in:   planInput{Running: running(web()), Agent: agentWith(ownedBy("h", "h:web1:80", "web", "id-web1", 1))},
