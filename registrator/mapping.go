@@ -649,7 +649,7 @@ func (mp *mapper) tags(p portInfo, md map[string]string) []string {
 	if p.Proto == "udp" {
 		tags = append(tags, "udp")
 	}
-	return dedupe(tags)
+	return tags
 }
 
 // meta turns the other SERVICE_* keys into service meta, leaving out (with
@@ -922,18 +922,6 @@ func expandTemplate(name, text string, data any) (string, error) {
 		return "", err
 	}
 	return buf.String(), nil
-}
-
-func dedupe(in []string) []string {
-	seen := map[string]bool{}
-	out := in[:0]
-	for _, s := range in {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 func firstNonEmpty(s ...string) string {

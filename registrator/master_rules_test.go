@@ -290,3 +290,44 @@ func TestCleanupLegacy(t *testing.T) {
 		t.Errorf("-cleanup removed the running container's service")
 	}
 }
+
+// TestTagsAsGliderlabs: the tag list the agent holds is the one gliderlabs
+// registrator master sends. bridge/bridge.go newService passes
+// combineTags(SERVICE_TAGS, the -tags template's output, "udp" for UDP),
+// and bridge/util.go combineTags splits each part with recParseEscapedComma:
+// on commas not escaped as \, (the escape dropped), empty elements dropped,
+// spaces and duplicates kept, and each part's elements in reverse order (the
+// recursion appends the first element after the rest). The agent keeps the
+// list as sent, so resyncs leave the registration alone.
+func TestTagsAsGliderlabs(t *testing.T) {
+	a, c := requireDocker(t)
+	r := startReg(t, a, func(cfg *Config) {
+		cfg.Resync = 500 * time.Millisecond
+		cfg.Map.Tags = mustTags(t, `fleet,{{.Config.Labels.team}}, x ,fleet`)
+	})
+	h := r.cfg.Map.Hostname
+	runC(t, "tags", []string{"-p", "127.0.0.1::8080", "-p", "127.0.0.1::5353/udp", "-l", "team=blue",
+		"-e", `SERVICE_TAGS=a, b,,a,c\,d, `}, "-listen", ":8080", "-udp", ":5353")
+	tcpID, udpID := h+":"+cn("tags")+":8080", h+":"+cn("tags")+":5353:udp"
+	got := waitIDs(t, c, h, 20*time.Second, tcpID, udpID)
+	want := []string{" ", "c,d", "a", " b", "a", "fleet", " x ", "blue", "fleet"}
+	if tags := got[tcpID].Tags; !slices.Equal(tags, want) {
+		t.Errorf("tcp tags %q, want %q", tags, want)
+	}
+	if tags := got[udpID].Tags; !slices.Equal(tags, append(want, "udp")) {
+		t.Errorf("udp tags %q, want %q", tags, append(want, "udp"))
+	}
+	// Unchanged over resyncs: the catalog entry is not rewritten.
+	index := func() uint64 {
+		ss, _, err := c.Catalog().Service(got[tcpID].Service, "", nil)
+		if err != nil || len(ss) != 1 {
+			t.Fatalf("catalog: %v %d entries", err, len(ss))
+		}
+		return ss[0].ModifyIndex
+	}
+	before := index()
+	time.Sleep(2 * time.Second)
+	if after := index(); after != before {
+		t.Errorf("catalog entry rewritten over resyncs (modify index %d -> %d)", before, after)
+	}
+}

@@ -318,8 +318,10 @@ func TestPlanMapping(t *testing.T) {
 			cfg: func(m *mapConfig) {
 				m.Tags, _ = parseForceTags(`x,{{.Config.Labels.team}},{{toUpper "up"}}`)
 			},
-			in:   web1(env(`SERVICE_TAGS=a,b\,c`), label("team", "blue")),
-			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags=a|b,c|x|blue|UP checks="}},
+			in: web1(env(`SERVICE_TAGS=a,b\,c`), label("team", "blue")),
+			// Each part split and reversed on its own, the parts in the order
+			// SERVICE_TAGS, -tags, udp (combineTags' arguments in newService).
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags=b,c|a|UP|blue|x checks="}},
 		{name: "SERVICE_IGNORE with any value, false too (bridge.go newService mapDefault ignore; PR #14)",
 			in: planInput{Running: running(ctr("a", p80, env("SERVICE_IGNORE=true")), ctr("b", p80, env("SERVICE_IGNORE=always")),
 				ctr("c", p80, label("SERVICE_IGNORE", "false")))},
@@ -571,8 +573,25 @@ func TestTagFuncs(t *testing.T) {
 	if _, err := parseForceTags(`{{httpGet "http://x"}}`); err == nil || !strings.Contains(err.Error(), "httpGet") {
 		t.Errorf("httpGet: %v, want an error naming it", err)
 	}
-	if got := splitTags(` a, b\,c ,,d\`); !slices.Equal(got, []string{"a", "b,c", `d\`}) {
-		t.Errorf("splitTags: %q", got)
+	// gliderlabs master bridge/util.go recParseEscapedComma: split on commas
+	// not escaped as \, (the escape dropped), empty elements dropped, spaces
+	// and duplicates kept, the elements in reverse order (its recursion
+	// appends the first element after the rest). Each case's peer output
+	// was checked by running that function.
+	for in, want := range map[string][]string{
+		"a,b,c":           {"c", "b", "a"},
+		" a, b\\,c ,,d\\": {"d\\", " b,c ", " a"},
+		"a,a,b":           {"b", "a", "a"},
+		"a, ,b,":          {"b", " ", "a"},
+		",a\\,,b":         {"b", "a,"},
+		"a\\,b\\,c,d":     {"d", "a,b,c"},
+		"a\\\\,b":         {"a\\,b"},
+		",":               nil,
+		"":                nil,
+	} {
+		if got := splitTags(in); !slices.Equal(got, want) {
+			t.Errorf("splitTags(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 

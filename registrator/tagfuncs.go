@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"text/template"
 )
@@ -103,16 +104,17 @@ func matchAllElements(expr string, s []string) ([]string, error) {
 	return out, nil
 }
 
-// splitTags splits a tag list on commas, except commas escaped as \,
-// (which become plain commas in the tag), trimming spaces and dropping empty
-// elements. The escape is gliderlabs master's (bridge/util.go
-// recParseEscapedComma); unlike it, the order is kept as written.
+// splitTags splits a tag list as gliderlabs master does (bridge/util.go
+// recParseEscapedComma): on commas, except commas escaped as \, (which
+// become plain commas in the tag); empty elements are dropped, spaces and
+// duplicates are kept, and the elements come out in reverse order (its
+// recursion appends the first element after the rest).
 func splitTags(s string) []string {
 	var out []string
 	var cur strings.Builder
 	flush := func() {
-		if t := strings.TrimSpace(cur.String()); t != "" {
-			out = append(out, t)
+		if cur.Len() > 0 {
+			out = append(out, cur.String())
 		}
 		cur.Reset()
 	}
@@ -128,5 +130,6 @@ func splitTags(s string) []string {
 		}
 	}
 	flush()
+	slices.Reverse(out)
 	return out
 }
