@@ -389,7 +389,10 @@ type mapper struct {
 	// all interfaces and host networking when -ip is empty: resolved when
 	// the container was first seen running (see planInput.HostAddr).
 	hostAddr string
-	labelIP  string // -useIpFromLabel address, "" when unset or invalid
+	// labelIP is the -useIpFromLabel address when the label is set and
+	// not empty (labelSet): an IP address or a host name, as written.
+	labelIP  string
+	labelSet bool
 	cIP      string // container address for -internal
 	cIPErr   error
 }
@@ -464,20 +467,23 @@ func mapSharing(c *container.InspectResponse, cfg *mapConfig, peerAddr, hostAddr
 	return m
 }
 
-// resolveAddresses reads the -useIpFromLabel address (a /cidr suffix
-// dropped) and, for -internal, the container's own address.
+// resolveAddresses reads the -useIpFromLabel address and, for -internal,
+// the container's own address. As gliderlabs master bridge/bridge.go
+// newService: a label set and not empty gives the address whatever it
+// holds (an IP or a host name; Consul takes both), from its last "/" on
+// dropped (a /cidr suffix); an empty or missing label leaves the usual
+// address. Surrounding spaces are trimmed (gliderlabs keeps them: an
+// address nobody can reach).
 func (mp *mapper) resolveAddresses() {
 	if l := mp.cfg.UseIPFromLabel; l != "" {
-		if v := mp.c.Config.Labels[l]; v != "" {
-			v, _, _ = strings.Cut(strings.TrimSpace(v), "/")
-			if net.ParseIP(v) == nil {
-				mp.warn("label is not an IP address; label ignored", "key", "label "+l, "value", v)
-			} else {
-				mp.labelIP = v
+		if v := strings.TrimSpace(mp.c.Config.Labels[l]); v != "" {
+			if i := strings.LastIndex(v, "/"); i >= 0 {
+				v = v[:i]
 			}
+			mp.labelIP, mp.labelSet = v, true
 		}
 	}
-	if mp.cfg.Internal && !mp.hostNet && !mp.netPeer && !mp.noNet && mp.labelIP == "" {
+	if mp.cfg.Internal && !mp.hostNet && !mp.netPeer && !mp.noNet && !mp.labelSet {
 		mp.cIP, _, mp.cIPErr = containerIP(mp.c, mp.cfg)
 	}
 }
@@ -540,8 +546,8 @@ func (mp *mapper) portAddr(p portInfo) (string, int, bool) {
 		addr = mp.peerAddr
 	case mp.hostNet:
 		svcPort, _ = strconv.Atoi(port)
-		addr = firstNonEmpty(mp.labelIP, mp.cfg.HostIP, mp.hostAddr)
-		if mp.cfg.Internal {
+		addr = firstNonEmpty(mp.cfg.HostIP, mp.hostAddr)
+		if mp.cfg.Internal || mp.labelSet {
 			// gliderlabs master bridge.go newService under -internal takes
 			// the container's own address, which is empty on the host
 			// network (util.go servicePort): the agent's node address; the
@@ -554,12 +560,12 @@ func (mp *mapper) portAddr(p portInfo) (string, int, bool) {
 		// bridge.go newService on the empty address servicePort gives.
 		svcPort, _ = strconv.Atoi(port)
 		addr = mp.labelIP
-		if addr == "" && !mp.cfg.Internal {
+		if !mp.labelSet && !mp.cfg.Internal {
 			addr = mp.cfg.HostIP
 		}
 	case mp.cfg.Internal:
 		svcPort, _ = strconv.Atoi(port)
-		if mp.labelIP != "" {
+		if mp.labelSet {
 			addr = mp.labelIP
 		} else {
 			if mp.cIPErr != nil {
@@ -576,7 +582,7 @@ func (mp *mapper) portAddr(p portInfo) (string, int, bool) {
 		}
 		svcPort = hp
 		switch {
-		case mp.labelIP != "":
+		case mp.labelSet:
 			addr = mp.labelIP
 		case mp.cfg.HostIP != "":
 			addr = mp.cfg.HostIP

@@ -331,3 +331,27 @@ func TestTagsAsGliderlabs(t *testing.T) {
 		t.Errorf("catalog entry rewritten over resyncs (modify index %d -> %d)", before, after)
 	}
 }
+
+// TestIPFromLabelHostName: gliderlabs registrator master bridge/bridge.go
+// newService registers a -useIpFromLabel value that is set and not empty as
+// the service address whatever it holds (a host name too: Consul takes
+// one), and an empty value leaves the usual address. The agent's TCP check
+// connects to the host name.
+func TestIPFromLabelHostName(t *testing.T) {
+	a, c := requireDocker(t)
+	r := startReg(t, a, func(cfg *Config) { cfg.Map.UseIPFromLabel = "berth.test.addr" })
+	h := r.cfg.Map.Hostname
+	runC(t, "lbl-name", []string{"-p", "127.0.0.1::8080", "-l", "berth.test.addr=localhost", "-e", "SERVICE_NAME=berth-test-lbl-name",
+		"-e", "SERVICE_CHECK_TCP=true", "-e", "SERVICE_CHECK_INTERVAL=1s"}, "-listen", ":8080")
+	runC(t, "lbl-empty", []string{"-p", "127.0.0.1::8080", "-l", "berth.test.addr="}, "-listen", ":8080")
+	named, empty := h+":"+cn("lbl-name")+":8080", h+":"+cn("lbl-empty")+":8080"
+	got := waitIDs(t, c, h, 20*time.Second, named, empty)
+	port := hostPort(t, "lbl-name", "8080")
+	if s := got[named]; s.Address != "localhost" || fmt.Sprint(s.Port) != port {
+		t.Errorf("host name label: registered %q:%d, want localhost:%s", s.Address, s.Port, port)
+	}
+	if s := got[empty]; s.Address != r.cfg.Map.HostIP {
+		t.Errorf("empty label: registered address %q, want -ip's %q", s.Address, r.cfg.Map.HostIP)
+	}
+	checkOutput(t, c, "berth-test-lbl-name", "service:"+named, "tcp", "TCP connect localhost:"+port+": Success")
+}
