@@ -322,6 +322,10 @@ func TestPlanMapping(t *testing.T) {
 			// Each part split and reversed on its own, the parts in the order
 			// SERVICE_TAGS, -tags, udp (combineTags' arguments in newService).
 			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags=b,c|a|UP|blue|x checks="}},
+		{name: "-tags reading a missing label prints <no value>, and the other -tags stay (bridge.go newService: template.New(\"tags\") with text/template's default missingkey)",
+			cfg:  func(m *mapConfig) { m.Tags, _ = parseForceTags(`fleet,{{.Config.Labels.team}}`) },
+			in:   web1(env("SERVICE_TAGS=own")),
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags=own|<no value>|fleet checks="}},
 		{name: "SERVICE_IGNORE with any value, false too (bridge.go newService mapDefault ignore; PR #14)",
 			in: planInput{Running: running(ctr("a", p80, env("SERVICE_IGNORE=true")), ctr("b", p80, env("SERVICE_IGNORE=always")),
 				ctr("c", p80, label("SERVICE_IGNORE", "false")))},

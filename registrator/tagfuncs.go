@@ -14,12 +14,14 @@ import (
 // sIndex, mIndex, toUpper, toLower, replace, join, split, splitIndex,
 // matchFirstElement, matchAllElements). httpGet and jsonParse are not
 // offered (a network call in every mapping pass): a template using them is
-// refused at start as an undefined function. An empty value gives nil.
+// refused at start as an undefined function. A missing map key (a label
+// the container lacks) prints "<no value>", text/template's default, as
+// gliderlabs does. An empty value gives nil.
 func parseForceTags(s string) (*template.Template, error) {
 	if s == "" {
 		return nil, nil
 	}
-	return template.New("-tags").Option("missingkey=error").Funcs(tagFuncs).Parse(s)
+	return template.New("-tags").Funcs(tagFuncs).Parse(s)
 }
 
 // tagFuncs are the -tags template functions, each as gliderlabs documents it.
