@@ -9,14 +9,14 @@ import "os"
 const gliderlabsSocket = "/tmp/docker.sock"
 
 // dockerHostFallback returns the Docker address to use when neither
-// -docker-host nor DOCKER_HOST is given: the usual socket when it exists,
-// else the gliderlabs mount point when that exists, else "" (the Docker
-// client's default).
+// -docker-host nor DOCKER_HOST is given: the gliderlabs mount point when it
+// exists (gliderlabs master registrator.go main always uses it then), else
+// "" (the Docker client's default, /var/run/docker.sock).
 func dockerHostFallback(getenv func(string) string, exists func(string) bool) string {
 	if getenv("DOCKER_HOST") != "" {
 		return ""
 	}
-	if !exists("/var/run/docker.sock") && exists(gliderlabsSocket) {
+	if exists(gliderlabsSocket) {
 		return "unix://" + gliderlabsSocket
 	}
 	return ""

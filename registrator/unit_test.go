@@ -381,7 +381,10 @@ func TestDockerHostFallback(t *testing.T) {
 		want   string
 	}{
 		{"", []string{"/tmp/docker.sock"}, "unix:///tmp/docker.sock"},
-		{"", []string{"/var/run/docker.sock", "/tmp/docker.sock"}, ""},
+		// gliderlabs master registrator.go main sets DOCKER_HOST to
+		// unix:///tmp/docker.sock whenever it is unset: that socket wins.
+		{"", []string{"/var/run/docker.sock", "/tmp/docker.sock"}, "unix:///tmp/docker.sock"},
+		{"", []string{"/var/run/docker.sock"}, ""},
 		{"tcp://10.0.0.1:2375", []string{"/tmp/docker.sock"}, ""},
 		{"", nil, ""},
 	}
