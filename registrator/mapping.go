@@ -43,6 +43,7 @@ type mapConfig struct {
 	// label (with OnlyValue, when set, as its value).
 	OnlyLabel, OnlyValue string
 	Tags                 *template.Template // -tags: one template over the inspect data (nil: none)
+	ServiceTagsTemplate  bool               // -service-tags-template: SERVICE_TAGS is a template too
 	DockerHealth         bool
 	HealthTTL            time.Duration
 	LivenessTTL          time.Duration
@@ -631,12 +632,16 @@ func (mp *mapper) identity(p portInfo, md map[string]string, isGroup bool) (name
 	return name, id, true
 }
 
-// tags: SERVICE_TAGS (templates allowed), then -tags, then udp for UDP
-// ports; each split on commas not escaped as \, (gliderlabs master
-// bridge/util.go combineTags).
+// tags: SERVICE_TAGS, then -tags, then udp for UDP ports; each split on
+// commas not escaped as \, (gliderlabs master bridge/util.go combineTags).
+// SERVICE_TAGS is taken literally, as gliderlabs master bridge/bridge.go
+// newService passes it (only -tags is a template there), unless
+// -service-tags-template makes it a template too.
 func (mp *mapper) tags(p portInfo, md map[string]string) []string {
 	var tags []string
-	if v, ok := md["tags"]; ok {
+	if v, ok := md["tags"]; ok && !mp.cfg.ServiceTagsTemplate {
+		tags = append(tags, splitTags(v)...)
+	} else if ok {
 		t, err := expandTemplate("SERVICE_TAGS", v, mp.c)
 		if err != nil {
 			mp.warn("bad tags template; those tags left out", "key", mp.a.src(p.Exposed, "tags"), "err", err)

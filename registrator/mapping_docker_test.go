@@ -16,7 +16,8 @@ import (
 // checks what lands in the agent's /v1/agent/services and /v1/health/service.
 func TestMappingRules(t *testing.T) {
 	a, c := requireDocker(t)
-	r := startReg(t, a, func(cfg *Config) { cfg.Resync = 0 })
+	// -service-tags-template for the SERVICE_TAGS template cases below.
+	r := startReg(t, a, func(cfg *Config) { cfg.Resync = 0; cfg.Map.ServiceTagsTemplate = true })
 	h := r.cfg.Map.Hostname
 
 	// Named service, labels over env, meta, invalid meta key, HTTP check.
@@ -54,7 +55,7 @@ func TestMappingRules(t *testing.T) {
 	// Invalid check spec: this service is skipped, with a log line naming the key.
 	runC(t, "map-badcheck", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_NAME=berth-test-badcheck",
 		"-e", "SERVICE_CHECK_HTTP=/health", "-e", "SERVICE_CHECK_INTERVAL=often"}, "-listen", ":8080")
-	// Unparsable tags template: the service registers without those tags.
+	// Unparsable tags template (-service-tags-template): the service registers without those tags.
 	runC(t, "map-badtags", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_NAME=berth-test-badtags",
 		"-e", "SERVICE_TAGS={{.Nope"}, "-listen", ":8080")
 	// Tags template over the inspect data.

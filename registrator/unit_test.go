@@ -55,14 +55,14 @@ func TestParseURI(t *testing.T) {
 func TestParseFlags(t *testing.T) {
 	o, err := parse([]string{"-ip", "10.0.0.5", "-internal", "-explicit", "-useIpFromLabel", "ip", "-tags", "a,{{.Name}}",
 		"-resync", "30", "-cleanup", "-deregister", "on-success", "-retry-attempts", "3", "-retry-interval", "500",
-		"-hostname", "h1", "-network-label", "net", "consul://127.0.0.1:8500"}, io.Discard, io.Discard)
+		"-hostname", "h1", "-network-label", "net", "-service-tags-template", "consul://127.0.0.1:8500"}, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := o.cfg.Map
 	if m.HostIP != "10.0.0.5" || !m.Internal || !m.Explicit || m.UseIPFromLabel != "ip" || m.Tags == nil ||
 		o.cfg.Resync != 30*time.Second || !o.cfg.DeregisterOnSuccess || o.retryAttempts != 3 ||
-		o.retryInterval != 500*time.Millisecond || m.Hostname != "h1" || m.NetworkLabel != "net" {
+		o.retryInterval != 500*time.Millisecond || m.Hostname != "h1" || m.NetworkLabel != "net" || !m.ServiceTagsTemplate {
 		t.Errorf("parsed %+v / %+v", o, m)
 	}
 	// A host name is taken as -ip, as gliderlabs master takes any value
