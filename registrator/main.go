@@ -96,7 +96,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.Bool(&mc.Internal, "internal", false, "register the container's address and exposed ports instead of the published host ports")
 	p.Bool(&mc.Explicit, "explicit", false, "only register ports with SERVICE_NAME or SERVICE_<port>_NAME")
 	p.String(&mc.UseIPFromLabel, "useIpFromLabel", "", "take the service address from this container label (a /cidr suffix is dropped)")
-	p.Bool(&mc.ServiceTagsTemplate, "service-tags-template", false, "read SERVICE_TAGS as a Go template over the container's inspect data, as -tags (gliderlabs: literal)")
+	p.Bool(&mc.ServiceTagsTemplate, "service-tags-template", false, "read SERVICE_TAGS as a Go template over the container's inspect data (gliderlabs: literal; only -tags is a template)")
 	p.String(&o.tags, "tags", "", "comma-separated tags added to every service (Go templates over the container's inspect data allowed)")
 	p.Var(secondsFlag{&o.cfg.Resync, time.Second}, "resync", "re-list containers and reconcile every `SECONDS` (or a duration); 0 or less disables; only differences are written")
 	p.Bool(&o.cfg.Cleanup, "cleanup", false, "also remove this host's services in the gliderlabs ID shape (HOST:CONTAINER:PORT) no container wants, owned or not (owned ones always go)")
