@@ -32,7 +32,7 @@ func TestApplyPlan(t *testing.T) {
 	cfg := baseMap()
 	cfg.Hostname = host
 	cfg.LivenessTTL = time.Minute
-	cfg.Tags, _ = parseForceTags(`x,{{.Config.Labels.team}}`)
+	cfg.Tags, _ = parseForceTags(`x,{{.Config.Labels.team}}`, nil)
 	r, err := New(Config{Map: *cfg, Consul: a.Client(), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

@@ -129,6 +129,9 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 			cfg.Scheme = "https"
 		}
 	})
+	if err == nil && mc.Tags != nil {
+		mc.Tags.Funcs(tagFuncs(o.cfg.Log)) // httpGet and jsonParse log here
+	}
 	return o, err
 }
 
@@ -201,7 +204,7 @@ func (o *options) check(rest []string) error {
 		}
 		mc.OnlyLabel, mc.OnlyValue = k, v
 	}
-	tt, err := parseForceTags(o.tags)
+	tt, err := parseForceTags(o.tags, nil)
 	if err != nil {
 		return fmt.Errorf("-tags %q: %v", o.tags, err)
 	}

@@ -2,6 +2,9 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +14,8 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/go-connections/nat"
 	"github.com/hashicorp/consul/api"
+
+	"github.com/berth/berth/pkg/syncbuffer"
 )
 
 // Unit tests of the planner: no Docker, no Consul; they run under -short.
@@ -316,14 +321,14 @@ func TestPlanMapping(t *testing.T) {
 			want: []string{"register h:web1:80   192.0.2.9:32768 tags= checks="}},
 		{name: "SERVICE_TAGS, then -tags (a template), \\, escapes a comma (util.go combineTags, recParseEscapedComma)",
 			cfg: func(m *mapConfig) {
-				m.Tags, _ = parseForceTags(`x,{{.Config.Labels.team}},{{toUpper "up"}}`)
+				m.Tags, _ = parseForceTags(`x,{{.Config.Labels.team}},{{toUpper "up"}}`, nil)
 			},
 			in: web1(env(`SERVICE_TAGS=a,b\,c`), label("team", "blue")),
 			// Each part split and reversed on its own, the parts in the order
 			// SERVICE_TAGS, -tags, udp (combineTags' arguments in newService).
 			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags=b,c|a|UP|blue|x checks="}},
 		{name: "-tags reading a missing label prints <no value>, and the other -tags stay (bridge.go newService: template.New(\"tags\") with text/template's default missingkey)",
-			cfg:  func(m *mapConfig) { m.Tags, _ = parseForceTags(`fleet,{{.Config.Labels.team}}`) },
+			cfg:  func(m *mapConfig) { m.Tags, _ = parseForceTags(`fleet,{{.Config.Labels.team}}`, nil) },
 			in:   web1(env("SERVICE_TAGS=own")),
 			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags=own|<no value>|fleet checks="}},
 		{name: "SERVICE_TAGS is literal, braces and all (bridge.go newService passes mapDefault(metadata, \"tags\") to combineTags; only -tags is a template)",
@@ -512,7 +517,7 @@ func TestPlanOwnership(t *testing.T) {
 func TestPlanUnchangedResyncIsEmpty(t *testing.T) {
 	cfg := baseMap()
 	cfg.DockerHealth, cfg.LivenessTTL = true, 30*time.Second
-	cfg.Tags, _ = parseForceTags("fleet,{{.Config.Labels.team}}")
+	cfg.Tags, _ = parseForceTags("fleet,{{.Config.Labels.team}}", nil)
 	cs := running(
 		ctr("a", publish("80/tcp", "0.0.0.0", "32768"), publish("443/tcp", "0.0.0.0", "32769"), env("SERVICE_CHECK_HTTP=/h", "SERVICE_VERSION=1"), label("team", "x")),
 		ctr("b", publish("53/udp", "0.0.0.0", "5353"), env("SERVICE_CHECK_TTL=1m", "SERVICE_TAGS=q,r"), health(container.Healthy)),
@@ -550,6 +555,57 @@ func TestPlanUnchangedResyncIsEmpty(t *testing.T) {
 	}
 }
 
+// TestTagHTTPFuncs: httpGet and jsonParse as gliderlabs master
+// bridge/bridge.go newService defines them: the body of a GET whatever its
+// status, the value at a "::" path (buger/jsonparser's text), and "" with a
+// log line when either fails. The server is a real one on loopback.
+func TestTagHTTPFuncs(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/geo": // gliderlabs' documented example document
+			fmt.Fprint(w, `{"Additional": {"Country": "United States", "Zones": ["a", "b"]}, "Escaped": "x\"y"}`)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"Additional": {"Country": "from a 404"}}`)
+		}
+	}))
+	defer srv.Close()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedURL := closed.URL
+	closed.Close()
+	var logs syncbuffer.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	c := ctr("web1")
+	for tmpl, want := range map[string]string{
+		`{{jsonParse (httpGet "` + srv.URL + `/geo") "Additional::Country"}}`:  "United States",
+		`{{jsonParse (httpGet "` + srv.URL + `/geo") "Additional::Zones"}}`:    `["a", "b"]`,
+		`{{jsonParse (httpGet "` + srv.URL + `/geo") "Escaped"}}`:              `x\"y`,
+		`{{jsonParse (httpGet "` + srv.URL + `/gone") "Additional::Country"}}`: "from a 404",
+		`a,{{jsonParse (httpGet "` + srv.URL + `/geo") "Nope"}},b`:             "a,,b",
+		`a,{{jsonParse (httpGet "` + closedURL + `/x?token=s3cret") "A"}},b`:   "a,,b",
+	} {
+		tt, err := parseForceTags(tmpl, log)
+		if err != nil {
+			t.Errorf("%s: %v", tmpl, err)
+			continue
+		}
+		var b strings.Builder
+		if err := tt.Execute(&b, c); err != nil || b.String() != want {
+			t.Errorf("%s = %q, %v; want %q", tmpl, b.String(), err, want)
+		}
+	}
+	out := logs.String()
+	if !strings.Contains(out, "httpGet failed") || !strings.Contains(out, strings.TrimPrefix(closedURL, "http://")) {
+		t.Errorf("no log line naming the unreachable host:\n%s", out)
+	}
+	if strings.Contains(out, "s3cret") {
+		t.Errorf("the URL's query was logged:\n%s", out)
+	}
+	if !strings.Contains(out, "jsonParse") || !strings.Contains(out, "path=Nope") {
+		t.Errorf("no log line naming the missing path:\n%s", out)
+	}
+}
+
 // TestCrashed: gliderlabs master bridge/bridge.go shouldRemove keeps the
 // service only when the exit code is non-zero without the 128 bit.
 func TestCrashed(t *testing.T) {
@@ -577,7 +633,7 @@ func TestTagFuncs(t *testing.T) {
 		`{{matchFirstElement "^SERVICE_" .Config.Env}}`:                              "SERVICE_8105_NAME=foo",
 		`{{join ";" (matchAllElements "^SERVICE_" .Config.Env)}}`:                    "SERVICE_8105_NAME=foo;SERVICE_9404_NAME=bar",
 	} {
-		tt, err := parseForceTags(tmpl)
+		tt, err := parseForceTags(tmpl, nil)
 		if err != nil {
 			t.Errorf("%s: %v", tmpl, err)
 			continue
@@ -586,9 +642,6 @@ func TestTagFuncs(t *testing.T) {
 		if err := tt.Execute(&b, c); err != nil || b.String() != want {
 			t.Errorf("%s = %q, %v; want %q", tmpl, b.String(), err, want)
 		}
-	}
-	if _, err := parseForceTags(`{{httpGet "http://x"}}`); err == nil || !strings.Contains(err.Error(), "httpGet") {
-		t.Errorf("httpGet: %v, want an error naming it", err)
 	}
 	// gliderlabs master bridge/util.go recParseEscapedComma: split on commas
 	// not escaped as \, (the escape dropped), empty elements dropped, spaces
@@ -618,7 +671,7 @@ func TestTagFuncs(t *testing.T) {
 func BenchmarkPlanUnchanged200(b *testing.B) {
 	cfg := baseMap()
 	cfg.DockerHealth = true
-	cfg.Tags, _ = parseForceTags("fleet,{{.Config.Labels.team}}")
+	cfg.Tags, _ = parseForceTags("fleet,{{.Config.Labels.team}}", nil)
 	cs := map[string]*container.InspectResponse{}
 	for i := 0; i < 200; i++ {
 		c := ctr(fmt.Sprintf("c%03d", i), publish("80/tcp", "0.0.0.0", fmt.Sprint(20000+i)),
