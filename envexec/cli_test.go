@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"testing"
 
 	"github.com/berth/berth/pkg/cliapp/clitest"
@@ -46,4 +47,44 @@ func cliView(o *options) clitest.View {
 		"upcase": o.naming.upcase, "sanitize": o.naming.sanitize, "pristine": o.pristine, "once": o.once, "env-allow": o.envAllow,
 		"kill-signal": supervisor.SignalName(o.killSignal), "kill-timeout": o.killTimeout, "log-level": o.cli.Log.Level,
 		"argv": o.argv}.WithConsul(&o.cli.Consul)
+}
+
+// TestExitCodesAsEnvconsul checks envexec's own exit codes against
+// envconsul v0.13.4's (cli.go: ExitCodeError = 10 + iota, so 11 error, 12
+// interrupt, 13 ParseFlagsError, 14 RunnerError, 15 ConfigError). Run:
+// a flag that does not parse is 13 (ParseFlags); a bad configuration file,
+// no command (ErrMissingCommand) and a bad log level (setupLogger) are 15;
+// a -prefix path the KV query refuses is 14 (runner.go init,
+// dep.NewKVListQuery, inside NewRunner), as is a -pid-file that cannot be
+// written (runner.go storePid). Nothing here reaches Consul.
+func TestExitCodesAsEnvconsul(t *testing.T) {
+	dir := t.TempDir()
+	bad := dir + "/bad.hcl"
+	if err := os.WriteFile(bad, []byte("bogus = 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dead := "127.0.0.1:1"
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"unknown flag", []string{"-bogus", "-prefix", "app", "true"}, 13},
+		{"bad duration", []string{"-exec-kill-timeout", "soon", "-prefix", "app", "true"}, 13},
+		{"unknown signal", []string{"-kill-signal", "SIGBOGUS", "-prefix", "app", "true"}, 13},
+		{"bad wait", []string{"-wait", "5s:1s", "-prefix", "app", "true"}, 13},
+		{"bad config file", []string{"-config", bad, "-prefix", "app", "true"}, 15},
+		{"missing config file", []string{"-config", dir + "/none.hcl", "-prefix", "app", "true"}, 15},
+		{"no command", []string{"-prefix", "app"}, 15},
+		{"bad log level", []string{"-log-level", "loud", "-prefix", "app", "true"}, 15},
+		{"bad prefix", []string{"-prefix", "app@a@b", "true"}, 14},
+		{"pid file", []string{"-pid-file", dir + "/no/such/dir/pid", "-prefix", "app", "true"}, 14},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := runEnvexec(t, dead, nil, tc.args...)
+			if p.code != tc.code {
+				t.Errorf("exit %d, want %d (envconsul's)\n%s", p.code, tc.code, p.stderr)
+			}
+		})
+	}
 }

@@ -460,7 +460,9 @@ func prefixBlock(b map[string]any) (*prefixSpec, error) {
 	}
 	p, err := parsePrefix(path)
 	if err != nil {
-		return nil, fmt.Errorf("path: %w", err)
+		// envconsul refuses a bad path when its runner is built
+		// (runner.go init), with its runner error's exit code.
+		return nil, withCode(fmt.Errorf("path: %w", err), exitRunner)
 	}
 	if v, ok := b["format"]; ok {
 		s, err := configfile.String(v)
@@ -490,7 +492,7 @@ func serviceBlock(b map[string]any) (*serviceSpec, error) {
 	}
 	s, err := parseService(q)
 	if err != nil {
-		return nil, fmt.Errorf("query: %w", err)
+		return nil, withCode(fmt.Errorf("query: %w", err), exitRunner)
 	}
 	for _, field := range serviceFields() {
 		v, ok := b["format_"+field]

@@ -153,12 +153,12 @@ prefix { path = "%s/app" }
 			proctest.WriteFile(t, cfg, tc.body)
 			p := run(t, "-config", cfg, "-prefix", n+"/app", "--", "true")
 			out := strings.TrimSpace(p.stderr.String())
-			if p.code != exitUsage || !strings.Contains(out, tc.want) || !strings.Contains(out, cfg) || strings.Contains(out, "\n") {
+			if p.code != exitConfig || !strings.Contains(out, tc.want) || !strings.Contains(out, cfg) || strings.Contains(out, "\n") {
 				t.Errorf("%s: exit %d, stderr %q (want one line with %q and the file)", tc.body, p.code, out, tc.want)
 			}
 		}
 		p := run(t, "-config", filepath.Join(t.TempDir(), "missing.hcl"), "-prefix", n+"/app", "--", "true")
-		if p.code != exitUsage || !strings.Contains(p.stderr.String(), "missing.hcl") {
+		if p.code != exitConfig || !strings.Contains(p.stderr.String(), "missing.hcl") {
 			t.Errorf("missing file: exit %d %s", p.code, p.stderr)
 		}
 	})

@@ -20,18 +20,49 @@ import (
 	"github.com/berth/berth/pkg/supervisor"
 )
 
-// Exit codes of envexec itself (10 and up, as envconsul). Otherwise envexec
-// exits with the child's exit code, or, when a signal N killed it, 255 (as
-// envconsul) or 128+N (-shell-exit-code).
+// Exit codes of envexec itself: envconsul's (cli.go, the ExitCode
+// constants: 10 + iota from ExitCodeError) where it has one for the case.
+// Otherwise envexec exits with the child's exit code, or, when a signal N
+// killed it, 255 (as envconsul) or 128+N (-shell-exit-code).
 const (
 	exitOK          = 0
-	exitUsage       = 10 // bad flags or arguments
-	exitWaitTimeout = 11 // -wait-timeout expired before every source answered
-	exitInterrupted = 12 // SIGINT/SIGTERM/SIGHUP/SIGQUIT before the child started
-	exitRunner      = 13 // the command could not be started, or the -pid-file not written (envconsul's ExitCodeRunnerError)
-	exitExport      = 14 // -export: a value the chosen format cannot carry
-	exitMetrics     = 15 // -metrics-addr cannot be served
+	exitWaitTimeout = 11 // -wait-timeout expired, or -consul-retry-attempts ran out, before every source answered (envconsul's ExitCodeError)
+	exitInterrupted = 12 // the kill signal, or SIGINT/SIGTERM/SIGHUP/SIGQUIT before the child started (ExitCodeInterrupt)
+	exitFlags       = 13 // a bad flag or flag value (ExitCodeParseFlagsError)
+	exitRunner      = 14 // the command could not be started, the -pid-file not written, a bad -prefix or -service, the Consul client not built (ExitCodeRunnerError); -export: a value the format cannot carry
+	exitConfig      = 15 // bad or refused configuration file, no command, nothing to watch, bad log level or syslog, -metrics-addr cannot be served (ExitCodeConfigError)
+
+	exitExport  = exitRunner // -export: a value the chosen format cannot carry
+	exitMetrics = exitConfig // -metrics-addr cannot be served (as templater)
 )
+
+// exitError is an error that ends envexec with its own exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// withCode gives err the exit code code, unless it is nil or already has
+// one.
+func withCode(err error, code int) error {
+	var ee *exitError
+	if err == nil || errors.As(err, &ee) {
+		return err
+	}
+	return &exitError{code: code, err: err}
+}
+
+// exitCode is err's exit code, def when it has none.
+func exitCode(err error, def int) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return def
+}
 
 func main() {
 	cliapp.Main(func(args []string) int { return run(args, os.Stdin, os.Stdout, os.Stderr) })
@@ -79,6 +110,7 @@ type options struct {
 	fileCommand    []string  // exec.command from a -config file
 	env            envPolicy // exec.env from -config files
 	argv           []string
+	badSource      bool // a -prefix or -service value did not parse
 }
 
 // funcFlag is a flag.Value calling a function for each use.
@@ -119,11 +151,15 @@ func (f signalFlag) Set(s string) error {
 
 // addSource is the flag of a repeatable source (-prefix, -service): each
 // value, read by parse, is added to list and to order, where the sources
-// keep the order they were given in.
-func addSource[T source](parse func(string) (T, error), list *[]T, order *[]source) funcFlag {
+// keep the order they were given in. A value that does not parse sets
+// *bad: envconsul takes any text for these flags and refuses a bad one when
+// its runner is built (runner.go init: dep.NewKVListQuery,
+// dep.NewCatalogServiceQuery), so with its runner error's exit code.
+func addSource[T source](parse func(string) (T, error), list *[]T, order *[]source, bad *bool) funcFlag {
 	return func(s string) error {
 		v, err := parse(s)
 		if err != nil {
+			*bad = true
 			return err
 		}
 		*list = append(*list, v)
@@ -138,7 +174,7 @@ func registerSourceFlags(cl *cliapp.Program, o *options) {
 	// A -prefix loses one leading "/" before the path is parsed (envconsul
 	// config_prefix.go ParsePrefixConfig); a file's prefix.path does not.
 	prefixFlag := func(s string) (*prefixSpec, error) { return parsePrefix(strings.TrimPrefix(s, "/")) }
-	cl.Var(addSource(prefixFlag, &o.prefixes, &o.order), "prefix", "watch the keys below `PATH[@DC]` (repeatable; later prefixes win)")
+	cl.Var(addSource(prefixFlag, &o.prefixes, &o.order, &o.badSource), "prefix", "watch the keys below `PATH[@DC]` (repeatable; later prefixes win)")
 	prefixFormat := funcFlag(func(s string) error {
 		if len(o.prefixes) == 0 {
 			return errors.New("give -format after the -prefix it names")
@@ -153,7 +189,7 @@ func registerSourceFlags(cl *cliapp.Program, o *options) {
 	})
 	cl.Var(prefixFormat, "format", "name `TEMPLATE` for the -prefix just before it, e.g. 'APP_{{ key }}'")
 	cl.Alias("prefix-format", "format")
-	cl.Var(addSource(parseService, &o.services, &o.order), "service", "instances of service `[TAG.]NAME[@DC]` as variables <service>/id, /name, /address, /tag, /port (repeatable)")
+	cl.Var(addSource(parseService, &o.services, &o.order, &o.badSource), "service", "instances of service `[TAG.]NAME[@DC]` as variables <service>/id, /name, /address, /tag, /port (repeatable)")
 	cl.Alias("service-query", "service") // envconsul's name
 	for _, field := range serviceFields() {
 		field := field
@@ -267,7 +303,10 @@ resulting environment changes. Exits with the child's exit code.`
 	registerPeerFlags(p, o)
 	res, err := p.Parse(args)
 	if err != nil {
-		return o, err
+		if o.badSource {
+			return o, withCode(err, exitRunner)
+		}
+		return o, withCode(err, exitFlags)
 	}
 	o.metricsAddr = p.MetricsAddr
 	set := p.Explicit(res)
@@ -278,13 +317,13 @@ resulting environment changes. Exits with the child's exit code.`
 	}
 	o.peer.noteSet(res.IsSet)
 	if err := loadConfigFiles(o, res, set); err != nil {
-		return o, err
+		return o, withCode(err, exitConfig)
 	}
 	o.peer.tokenGiven = res.IsSet("token") || res.IsSet("token-file")
 	if err := certWithoutKey(o, res); err != nil {
-		return o, err
+		return o, withCode(err, exitFlags)
 	}
-	return o, finish(o, res.Args)
+	return o, withCode(finish(o, res.Args), exitFlags)
 }
 
 // certWithoutKey reads envconsul's client certificate given without a key
@@ -313,7 +352,9 @@ func finish(o *options, rest []string) error {
 		o.pristine = true
 	}
 	if len(o.order) == 0 {
-		return errors.New("nothing to watch: give at least one -prefix PATH or -service NAME")
+		// envconsul starts no watch then and never runs the command (its
+		// runner only runs it on data): refused as a configuration error.
+		return withCode(errors.New("nothing to watch: give at least one -prefix PATH or -service NAME"), exitConfig)
 	}
 	if o.killTimeout <= 0 {
 		return fmt.Errorf("-kill-timeout %s: must be positive", o.killTimeout)
@@ -359,7 +400,8 @@ func finish(o *options, rest []string) error {
 		return nil
 	}
 	if len(rest) == 0 {
-		return errors.New("no command given (usage: envexec [flags] COMMAND [ARGS...])")
+		// envconsul cli.go Run: ErrMissingCommand, ExitCodeConfigError.
+		return withCode(errors.New("no command given (usage: envexec [flags] COMMAND [ARGS...])"), exitConfig)
 	}
 	argv, err := supervisor.Argv(rest, commandShellMode(rest, o.shell.Mode))
 	if err != nil {
@@ -426,18 +468,20 @@ func runOnce(args []string, stdin, stdout, stderr *os.File, sigs chan os.Signal,
 	case errors.Is(err, cliapp.ErrExit):
 		return exitOK, false
 	case err != nil && reloaded:
-		return o.cli.Fail(fmt.Errorf("reload: %w", err), exitUsage), false
+		return o.cli.Fail(fmt.Errorf("reload: %w", err), exitCode(err, exitConfig)), false
 	case err != nil:
-		return o.cli.Fail(fmt.Errorf("%w (see envexec -help)", err), exitUsage), false
+		return o.cli.Fail(fmt.Errorf("%w (see envexec -help)", err), exitCode(err, exitFlags)), false
 	}
+	// A bad log level or syslog set-up is a configuration error in
+	// envconsul (cli.go setupLogger, ExitCodeConfigError).
 	logOut, closeLog, err := o.syslog.writer(stderr)
 	if err != nil {
-		return o.cli.Fail(err, exitUsage), false
+		return o.cli.Fail(err, exitConfig), false
 	}
 	defer closeLog()
 	log, err := o.cli.Log.New(logOut, "envexec")
 	if err != nil {
-		return o.cli.Fail(err, exitUsage), false
+		return o.cli.Fail(err, exitConfig), false
 	}
 	o.peer.warnings(log)
 	if reloaded {
@@ -445,7 +489,8 @@ func runOnce(args []string, stdin, stdout, stderr *os.File, sigs chan os.Signal,
 	}
 	client, err := o.client()
 	if err != nil {
-		return o.cli.Fail(err, exitUsage), false
+		// envconsul: NewRunner's newClientSet, ExitCodeRunnerError.
+		return o.cli.Fail(err, exitRunner), false
 	}
 	if o.pidFile != "" {
 		// The bare PID, no newline, mode 0666 less the umask, and a

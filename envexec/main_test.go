@@ -617,8 +617,8 @@ func TestPidFile(t *testing.T) {
 		t.Errorf("pid file left behind after exit: %v", err)
 	}
 	p = runEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-pid-file", filepath.Join(t.TempDir(), "no", "such", "dir", "pid")}, childArgs(dir, "exit", 0)...)...)
-	if p.code != 13 || !strings.Contains(p.stderr.String(), "-pid-file") {
-		t.Errorf("unwritable pid file: exit %d, want 13 with a line naming -pid-file\n%s", p.code, p.stderr)
+	if p.code != exitRunner || !strings.Contains(p.stderr.String(), "-pid-file") {
+		t.Errorf("unwritable pid file: exit %d, want 14 (envconsul ExitCodeRunnerError: 10 + iota at iota 4) with a line naming -pid-file\n%s", p.code, p.stderr)
 	}
 }
 
@@ -780,27 +780,28 @@ func TestBadInput(t *testing.T) {
 		name string
 		args []string
 		want string
+		code int // envconsul cli.go: 13 flags, 14 runner (a bad prefix or query, runner.go init), 15 configuration (no command)
 	}{
-		{"no command", []string{"-prefix", "app"}, "no command given"},
-		{"no source", child, "give at least one -prefix"},
-		{"empty dc", append([]string{"-prefix", "app@"}, child...), `"app@": empty datacenter`},
-		{"empty path", append([]string{"-prefix", "@dc1"}, child...), `"@dc1": empty key path`},
-		{"two @", append([]string{"-prefix", "app@a@b"}, child...), "more than one"},
-		{"out of the KV store", append([]string{"-prefix", "app/../../x"}, child...), `"app/../../x": ".." leads out of the KV store`},
-		{"unknown kill signal", append([]string{"-prefix", "app", "-kill-signal", "SIGBOGUS"}, child...), `unknown signal "SIGBOGUS"`},
-		{"unknown change signal", append([]string{"-prefix", "app", "-change-signal", "NOPE"}, child...), `unknown signal "NOPE"`},
-		{"bad on-change", append([]string{"-prefix", "app", "-on-change", "reload"}, child...), "want restart, signal or none"},
-		{"format before prefix", append([]string{"-format", "X_{{ key }}", "-prefix", "app"}, child...), "after the -prefix"},
-		{"bad format", append([]string{"-prefix", "app", "-format", "X_{{ key "}, child...), "format"},
-		{"bad export", []string{"-prefix", "app", "-export", "yaml"}, `-export "yaml"`},
-		{"export with command", append([]string{"-prefix", "app", "-export", "json"}, child...), "drop the command"},
-		{"bad service", append([]string{"-service", "tag.@dc"}, child...), "empty service name"},
+		{"no command", []string{"-prefix", "app"}, "no command given", exitConfig},
+		{"no source", child, "give at least one -prefix", exitConfig},
+		{"empty dc", append([]string{"-prefix", "app@"}, child...), `"app@": empty datacenter`, exitRunner},
+		{"empty path", append([]string{"-prefix", "@dc1"}, child...), `"@dc1": empty key path`, exitRunner},
+		{"two @", append([]string{"-prefix", "app@a@b"}, child...), "more than one", exitRunner},
+		{"out of the KV store", append([]string{"-prefix", "app/../../x"}, child...), `"app/../../x": ".." leads out of the KV store`, exitRunner},
+		{"unknown kill signal", append([]string{"-prefix", "app", "-kill-signal", "SIGBOGUS"}, child...), `unknown signal "SIGBOGUS"`, exitFlags},
+		{"unknown change signal", append([]string{"-prefix", "app", "-change-signal", "NOPE"}, child...), `unknown signal "NOPE"`, exitFlags},
+		{"bad on-change", append([]string{"-prefix", "app", "-on-change", "reload"}, child...), "want restart, signal or none", exitFlags},
+		{"format before prefix", append([]string{"-format", "X_{{ key }}", "-prefix", "app"}, child...), "after the -prefix", exitFlags},
+		{"bad format", append([]string{"-prefix", "app", "-format", "X_{{ key "}, child...), "format", exitFlags},
+		{"bad export", []string{"-prefix", "app", "-export", "yaml"}, `-export "yaml"`, exitFlags},
+		{"export with command", append([]string{"-prefix", "app", "-export", "json"}, child...), "drop the command", exitFlags},
+		{"bad service", append([]string{"-service", "tag.@dc"}, child...), "empty service name", exitRunner},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p := runEnvexec(t, a.HTTPAddr(), nil, tc.args...)
-			if p.code != exitUsage {
-				t.Errorf("exit %d, want %d", p.code, exitUsage)
+			if p.code != tc.code {
+				t.Errorf("exit %d, want %d", p.code, tc.code)
 			}
 			if !strings.Contains(p.stderr.String(), tc.want) {
 				t.Errorf("stderr %q does not say %q", p.stderr, tc.want)
@@ -1032,11 +1033,11 @@ func TestWaitQuiescenceAndExecFlag(t *testing.T) {
 		t.Errorf("-exec: exit %d, output %q\n%s", p.code, b, p.stderr)
 	}
 	p = runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-exec", "true", "--", "true")
-	if p.code != exitUsage || !strings.Contains(p.stderr.String(), "not both") {
+	if p.code != exitFlags || !strings.Contains(p.stderr.String(), "not both") {
 		t.Errorf("-exec with arguments: exit %d %s", p.code, p.stderr)
 	}
 	p = runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-wait", "5s:1s", "--", "true")
-	if p.code != exitUsage || !strings.Contains(p.stderr.String(), "-wait") {
+	if p.code != exitFlags || !strings.Contains(p.stderr.String(), "-wait") {
 		t.Errorf("bad -wait: exit %d %s", p.code, p.stderr)
 	}
 }
@@ -1146,7 +1147,7 @@ func TestQueryParameters(t *testing.T) {
 	for _, src := range [][]string{{"-prefix", n + "?peer=other"}, {"-service", "web?sameness-group=g"}, {"-prefix", n + "?bogus=1"}} {
 		dir := childDir(t)
 		p := runEnvexec(t, a.HTTPAddr(), nil, append(src, childArgs(dir, "exit", 0)...)...)
-		if p.code != exitUsage || !strings.Contains(p.stderr.String(), "not supported (ns and partition are)") {
+		if p.code != exitRunner || !strings.Contains(p.stderr.String(), "not supported (ns and partition are)") {
 			t.Errorf("%v: exit %d\n%s", src, p.code, p.stderr)
 		}
 	}

@@ -108,14 +108,14 @@ func TestEnvconsulFlags(t *testing.T) {
 	t.Run("Vault flags refused", func(t *testing.T) {
 		for _, args := range [][]string{{"-secret", "secret/app"}, {"-vault-addr", "http://127.0.0.1:8200"}, {"-vault-ssl"}} {
 			p := runEnvexec(t, a.HTTPAddr(), nil, append(append([]string{"-prefix", n}, args...), "--", "true")...)
-			if p.code != exitUsage || !strings.Contains(p.stderr.String(), "Vault") || strings.Count(strings.TrimSpace(p.stderr.String()), "\n") != 0 {
+			if p.code != exitFlags || !strings.Contains(p.stderr.String(), "Vault") || strings.Count(strings.TrimSpace(p.stderr.String()), "\n") != 0 {
 				t.Errorf("%v: exit %d\n%s", args, p.code, p.stderr)
 			}
 		}
 	})
 	t.Run("syslog", func(t *testing.T) {
 		p := runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-syslog-facility", "LOCAL9", "--", "true")
-		if p.code != exitUsage || !strings.Contains(p.stderr.String(), "LOCAL9") {
+		if p.code != exitConfig || !strings.Contains(p.stderr.String(), "LOCAL9") {
 			t.Errorf("bad facility: exit %d\n%s", p.code, p.stderr)
 		}
 		if _, err := os.Stat("/dev/log"); err == nil {
@@ -123,7 +123,7 @@ func TestEnvconsulFlags(t *testing.T) {
 		}
 		// No local syslog: envexec says so instead of logging nowhere.
 		p = runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-syslog", "--", "true")
-		if p.code != exitUsage || !strings.Contains(p.stderr.String(), "-syslog") {
+		if p.code != exitConfig || !strings.Contains(p.stderr.String(), "-syslog") {
 			t.Errorf("-syslog without a syslog: exit %d\n%s", p.code, p.stderr)
 		}
 	})
