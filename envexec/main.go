@@ -273,12 +273,11 @@ func registerProcessFlags(cl *cliapp.Program, o *options) {
 	cl.Alias("v", "version")
 }
 
-// newOptions returns the defaults: envconsul's, except the stop signal of
-// the command (SIGTERM, see the README).
+// newOptions returns the defaults: envconsul's.
 func newOptions() *options {
 	return &options{
 		changeSignal:   syscall.SIGHUP,
-		execKillSignal: syscall.SIGTERM,
+		execKillSignal: syscall.SIGINT, // consul-template v0.41.1 config/exec.go DefaultExecKillSignal
 		killSignal:     syscall.SIGINT, // envconsul config.go DefaultKillSignal
 		reloadSignal:   syscall.SIGHUP, // envconsul config.go DefaultReloadSignal
 		retry:          defaultRetry(),

@@ -481,8 +481,8 @@ func TestChangeRestartDeleteAndUnrelated(t *testing.T) {
 	if env := lastEnv(t, dir); env["PORT"] != "81" {
 		t.Fatalf("after the change PORT=%q, want 81", env["PORT"])
 	}
-	if !contains(events(dir), fmt.Sprintf("term_%d", first)) {
-		t.Errorf("the first child was not stopped with SIGTERM: %v", events(dir))
+	if !contains(events(dir), fmt.Sprintf("int_%d", first)) {
+		t.Errorf("the first child was not stopped with SIGINT (the default exec kill signal): %v", events(dir))
 	}
 
 	// Changes outside the prefix (a sibling that shares its first letters,
@@ -1054,6 +1054,22 @@ func TestKillSignalAndTimeout(t *testing.T) {
 	eventually.True(t, 20*time.Second, "restart", func() bool { return len(starts(dir)) == 2 })
 	if !contains(events(dir), fmt.Sprintf("int_%d", first)) {
 		t.Errorf("the child was not stopped with SIGINT: %v", events(dir))
+	}
+	p.signal(syscall.SIGTERM)
+	p.wait(20 * time.Second)
+
+	// Without -exec-kill-signal it is SIGINT too, as envconsul: consul-template
+	// v0.41.1 config/exec.go DefaultExecKillSignal, which ExecConfig.Finalize
+	// sets (envconsul's README shows SIGTERM, its code sends SIGINT).
+	dir = childDir(t)
+	p = startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n}, childArgs(dir, "hold", 0)...)...)
+	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	first = starts(dir)[0]
+	waitReady(t, dir, first)
+	put(t, c, n+"/V", "2b")
+	eventually.True(t, 20*time.Second, "restart", func() bool { return len(starts(dir)) == 2 })
+	if ev := events(dir); !contains(ev, fmt.Sprintf("int_%d", first)) || contains(ev, fmt.Sprintf("term_%d", first)) {
+		t.Errorf("the child was not stopped with SIGINT by default: %v", ev)
 	}
 	p.signal(syscall.SIGTERM)
 	p.wait(20 * time.Second)

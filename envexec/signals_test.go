@@ -94,7 +94,7 @@ func TestKillAndReloadSignals(t *testing.T) {
 		// the child logs them (term, int, usr1).
 		stop, kill string
 	}{
-		{"default kill signal SIGINT", nil, syscall.SIGINT, "term", "int"},
+		{"default kill signal SIGINT", []string{"-exec-kill-signal", "SIGTERM"}, syscall.SIGINT, "term", "int"},
 		{"-kill-signal SIGUSR1", []string{"-kill-signal", "SIGUSR1", "-exec-kill-signal", "SIGINT"}, syscall.SIGUSR1, "int", "usr1"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -126,8 +126,8 @@ func TestKillAndReloadSignals(t *testing.T) {
 		p, dir, pid := hold(t)
 		p.signal(syscall.SIGHUP)
 		eventually.True(t, 20*time.Second, "a new command after the reload", func() bool { return len(starts(dir)) == 2 })
-		if !contains(events(dir), fmt.Sprintf("term_%d", pid)) || contains(events(dir), fmt.Sprintf("hup_%d", pid)) {
-			t.Errorf("want the command stopped with SIGTERM for the reload, SIGHUP not forwarded: %v", events(dir))
+		if !contains(events(dir), fmt.Sprintf("int_%d", pid)) || contains(events(dir), fmt.Sprintf("hup_%d", pid)) {
+			t.Errorf("want the command stopped with SIGINT (the default exec kill signal) for the reload, SIGHUP not forwarded: %v", events(dir))
 		}
 		if lastEnv(t, dir)["V"] != "1" {
 			t.Errorf("after the reload V=%q", lastEnv(t, dir)["V"])
@@ -184,7 +184,7 @@ func TestSplayBeforeStopAndReload(t *testing.T) {
 		// done reports that the act the splay delays happened.
 		done func(dir string, pid int) bool
 	}{
-		{"kill signal", nil, syscall.SIGINT, func(dir string, pid int) bool { return contains(events(dir), fmt.Sprintf("term_%d", pid)) }},
+		{"kill signal", nil, syscall.SIGINT, func(dir string, pid int) bool { return contains(events(dir), fmt.Sprintf("int_%d", pid)) }},
 		{"reload signal", []string{"-reload-signal", "SIGHUP"}, syscall.SIGHUP, func(dir string, _ int) bool { return len(starts(dir)) == 2 }},
 		{"exec reload signal", []string{"-exec-reload-signal", "SIGUSR1"}, syscall.SIGUSR1, func(dir string, pid int) bool { return contains(events(dir), fmt.Sprintf("usr1_%d", pid)) }},
 	} {
