@@ -95,6 +95,43 @@ upcase = false
 		}
 	})
 
+	t.Run("the same path twice: the last block's settings name both", func(t *testing.T) {
+		// envconsul runner.go init keys each prefix's settings by its query
+		// (configPrefixMap[d.String()], kv.list(PATH@DC)): the last prefix
+		// with a path overwrites the settings of the earlier ones, and
+		// appendPrefixes names every copy's keys with them. Likewise
+		// services (configServiceMap). So the first format is lost.
+		dir := childDir(t)
+		cfg := filepath.Join(t.TempDir(), "envconsul.hcl")
+		proctest.WriteFile(t, cfg, fmt.Sprintf(`
+consul { address = %q }
+prefix {
+  path   = "%s/app"
+  format = "A_{{ key }}"
+}
+prefix { path = "%s/global" }
+prefix {
+  path   = "%s/app"
+  format = "B_{{ key }}"
+}
+`, a.HTTPAddr(), n, n, n))
+		p := run(t, append([]string{"-config", cfg, "-once", "-sanitize"}, childArgs(dir, "exit", 0)...)...)
+		if p.code != 0 {
+			t.Fatalf("exit %d\n%s", p.code, p.stderr)
+		}
+		want := map[string]string{"B_PORT": "80", "B_db_host": "db1", "REGION": "eu", "PORT": "8080"}
+		if got := onlyConsul(lastEnv(t, dir)); fmtEnv(got) != fmtEnv(want) {
+			t.Errorf("environment:\n%s\nwant:\n%s", fmtEnv(got), fmtEnv(want))
+		}
+		// The same with flags, and a file's block then a flag.
+		dir = childDir(t)
+		p = run(t, append([]string{"-consul-addr", a.HTTPAddr(), "-once", "-prefix", n + "/app", "-format", "A_{{ key }}", "-prefix", n + "/app"}, childArgs(dir, "exit", 0)...)...)
+		want = map[string]string{"PORT": "80", "db.host": "db1"}
+		if got := onlyConsul(lastEnv(t, dir)); p.code != 0 || fmtEnv(got) != fmtEnv(want) {
+			t.Errorf("exit %d, environment:\n%s\nwant:\n%s\n%s", p.code, fmtEnv(got), fmtEnv(want), p.stderr)
+		}
+	})
+
 	t.Run("exec.command as a string is split at commas", func(t *testing.T) {
 		// envconsul config.go, Parse: mapstructure's StringToSliceHookFunc(",")
 		// turns a string into a list for every list key, exec.command too;

@@ -318,11 +318,37 @@ resulting environment changes. Exits with the child's exit code.`
 	if err := loadConfigFiles(o, res, set); err != nil {
 		return o, withCode(err, exitConfig)
 	}
+	lastSettingsPerQuery(o)
 	o.peer.tokenGiven = res.IsSet("token") || res.IsSet("token-file")
 	if err := certWithoutKey(o, res); err != nil {
 		return o, withCode(err, exitFlags)
 	}
 	return o, withCode(finish(o, res.Args), exitFlags)
+}
+
+// lastSettingsPerQuery gives every prefix and service the naming settings
+// of the last one with the same query, as envconsul does: its runner keys
+// them by the query (runner.go init: configPrefixMap[d.String()] and
+// configServiceMap[d.String()], where a later source overwrites an earlier
+// one) and names the variables of every copy of that query with them
+// (appendPrefixes, appendServices). Two prefix blocks with the same path
+// and different formats thus give the second format's names only.
+func lastSettingsPerQuery(o *options) {
+	lastPrefix := map[string]*prefixSpec{}
+	for _, p := range o.prefixes {
+		lastPrefix[p.queryKey()] = p
+	}
+	for _, p := range o.prefixes {
+		last := lastPrefix[p.queryKey()]
+		p.format, p.fmtSrc, p.noPrefix = last.format, last.fmtSrc, last.noPrefix
+	}
+	lastService := map[string]*serviceSpec{}
+	for _, s := range o.services {
+		lastService[s.String()] = s
+	}
+	for _, s := range o.services {
+		s.formats = lastService[s.String()].formats
+	}
 }
 
 // certWithoutKey reads envconsul's client certificate given without a key

@@ -186,6 +186,13 @@ func (p *prefixSpec) String() string {
 	return "prefix " + p.path + p.scope.String()
 }
 
+// queryKey identifies the KV query as envconsul does (consul-template
+// v0.41.1 dependency/kv_list.go String: the path as given, less one leading
+// "/", with its datacenter, namespace and partition).
+func (p *prefixSpec) queryKey() string {
+	return p.written + p.scope.String() + "@" + p.dc
+}
+
 func (p *prefixSpec) query() query.Query { return query.Query{Name: p.String(), Datacenter: p.dc} }
 
 // fetch lists the keys below PATH/ (whole segments only: prefix "app" never
