@@ -18,6 +18,7 @@ import (
 var configSpec = configfile.Spec{
 	Keys: append(configfile.ConsulTemplateKeys("consul.ssl.ca_cert_bytes"),
 		"pristine", "sanitize", "upcase",
+		"wait.bool", // consul-template config/wait.go: WaitConfig's key for enabled
 		"prefix.path", "prefix.format", "prefix.no_prefix",
 		"service.query", "service.format_id", "service.format_name", "service.format_address", "service.format_tag", "service.format_port",
 		// Deprecated top-level keys envconsul still reads (config.go, Parse).
@@ -343,8 +344,13 @@ func authValue(a map[string]any) (string, error) {
 	return user + ":" + pass, nil
 }
 
-// waitValue turns wait = "MIN[:MAX]" or wait { min, max } into -wait's
-// syntax (consul-template config/wait.go).
+// waitValue turns wait = "MIN[:MAX]" or wait { min, max, bool } into
+// -wait's syntax as envconsul reads them (consul-template v0.41.1
+// config/wait.go): "bool" is the block's key for enabled, which defaults to
+// "min is given and not 0"; a disabled wait is "0s". A block's max below
+// min is taken (only the string form refuses it), and envconsul's runner
+// then acts max after the first change (runner.go Start: the max timer
+// fires first), which is -wait max:max.
 func waitValue(v any) (string, error) {
 	if s, ok := v.(string); ok {
 		return s, nil
@@ -357,11 +363,21 @@ func waitValue(v any) (string, error) {
 	if err := configfile.Get(b, "min", configfile.Duration, &min); err != nil {
 		return "", err
 	}
+	_, hasMax := b["max"]
 	if err := configfile.Get(b, "max", configfile.Duration, &max); err != nil {
 		return "", err
 	}
-	if max == 0 {
+	enabled := min != 0
+	if err := configfile.Get(b, "bool", configfile.Bool, &enabled); err != nil {
+		return "", err
+	}
+	switch {
+	case !enabled || min == 0:
+		return "0s", nil
+	case !hasMax:
 		return min.String(), nil
+	case max < min:
+		min = max
 	}
 	return min.String() + ":" + max.String(), nil
 }

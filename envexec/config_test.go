@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -228,4 +229,61 @@ prefix { path = "%s/app" }
 func startRaw(t *testing.T, extraEnv []string, args ...string) *proc {
 	t.Helper()
 	return startEnvexecArgs(t, extraEnv, args)
+}
+
+// TestWaitAsEnvconsul follows consul-template v0.41.1 config/wait.go, which
+// envconsul uses for -wait and wait: ParseWaitConfig takes "MIN[:MAX]"
+// with MIN 0 (Finalize then leaves the wait disabled: Enabled defaults to
+// TimeDurationPresent(Min)) and refuses negative values and MAX below MIN;
+// the block's keys are min, max and "bool" (WaitConfig's mapstructure tag
+// for Enabled; "enabled" is an unknown key), and a block's MAX below MIN is
+// taken: envconsul's runner (runner.go Start) then acts MAX after the first
+// change, whatever comes later.
+func TestWaitAsEnvconsul(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name     string
+		flag     string // -wait, or "" for none
+		file     string // the configuration file, or "" for none
+		min, max time.Duration
+		err      string
+	}{
+		{name: "flag 0s disables", flag: "0s"},
+		{name: "flag 0:0 disables", flag: "0:0"},
+		{name: "flag min", flag: "2s", min: 2 * time.Second, max: 8 * time.Second},
+		{name: "flag negative", flag: "-1s", err: "-wait"},
+		{name: "flag max below min", flag: "5s:1s", err: "-wait"},
+		{name: "flag three parts", flag: "1s:2s:3s", err: "-wait"},
+		{name: "string", file: `wait = "2s:3s"`, min: 2 * time.Second, max: 3 * time.Second},
+		{name: "block min", file: `wait { min = "2s" }`, min: 2 * time.Second, max: 8 * time.Second},
+		{name: "block bool false", file: `wait { bool = false  min = "5s" }`},
+		{name: "block bool true", file: `wait { bool = true  min = "5s"  max = "6s" }`, min: 5 * time.Second, max: 6 * time.Second},
+		{name: "block bool true without min", file: `wait { bool = true }`},
+		{name: "block max only", file: `wait { max = "10s" }`},
+		{name: "block max below min", file: `wait { min = "5s"  max = "1s" }`, min: time.Second, max: time.Second},
+		{name: "block enabled refused", file: `wait { enabled = true }`, err: "wait.enabled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"-prefix", "app"}
+			if tc.flag != "" {
+				args = append(args, "-wait", tc.flag)
+			}
+			if tc.file != "" {
+				cfg := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".hcl")
+				proctest.WriteFile(t, cfg, tc.file+"\n")
+				args = append(args, "-config", cfg)
+			}
+			o, err := parse(append(args, "true"), io.Discard, io.Discard)
+			switch {
+			case tc.err != "":
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Errorf("error %v, want one naming %s", err, tc.err)
+				}
+			case err != nil:
+				t.Errorf("error %v", err)
+			case o.waitMin != tc.min || (tc.min > 0 && o.waitMax != tc.max):
+				t.Errorf("wait %s:%s, want %s:%s", o.waitMin, o.waitMax, tc.min, tc.max)
+			}
+		})
+	}
 }

@@ -451,19 +451,30 @@ func commandShellMode(args []string, mode supervisor.ShellMode) supervisor.Shell
 	return supervisor.ShellNever
 }
 
-// parseWait parses -wait MIN[:MAX] as consul-template and envconsul do: MAX
-// defaults to 4*MIN and must not be below MIN.
+// parseWait parses -wait MIN[:MAX] as envconsul does (consul-template
+// v0.41.1 config/wait.go ParseWaitConfig): MAX defaults to 4*MIN and must
+// not be below MIN, neither may be negative, and a MIN of 0 leaves the wait
+// disabled (WaitConfig.Finalize).
 func parseWait(s string) (time.Duration, time.Duration, error) {
-	a, b, hasMax := strings.Cut(s, ":")
-	min, err := time.ParseDuration(strings.TrimSpace(a))
-	if err != nil || min <= 0 {
-		return 0, 0, fmt.Errorf("want MIN[:MAX] with positive durations such as 2s:10s")
+	parts := strings.Split(strings.TrimSpace(s), ":")
+	if len(parts) > 2 {
+		return 0, 0, fmt.Errorf("want MIN[:MAX] such as 2s:10s")
+	}
+	min, err := time.ParseDuration(strings.TrimSpace(parts[0]))
+	if err != nil {
+		return 0, 0, fmt.Errorf("want MIN[:MAX] with durations such as 2s:10s")
 	}
 	max := 4 * min
-	if hasMax {
-		if max, err = time.ParseDuration(strings.TrimSpace(b)); err != nil || max < min {
-			return 0, 0, fmt.Errorf("want MIN[:MAX] with MAX a duration not below MIN")
+	if len(parts) == 2 {
+		if max, err = time.ParseDuration(strings.TrimSpace(parts[1])); err != nil {
+			return 0, 0, fmt.Errorf("want MIN[:MAX] with durations such as 2s:10s")
 		}
+	}
+	if min < 0 || max < 0 {
+		return 0, 0, fmt.Errorf("want MIN[:MAX] not negative")
+	}
+	if max < min {
+		return 0, 0, fmt.Errorf("want MIN[:MAX] with MAX not below MIN")
 	}
 	return min, max, nil
 }
