@@ -360,7 +360,11 @@ func certWithoutKey(o *options, res *cliapp.Result) error {
 	if !res.IsSet("consul-ssl-cert") && !res.IsSet("ssl-cert") {
 		return nil
 	}
-	if res.IsSet("client-key") || res.IsSet("consul-ssl-key") || os.Getenv("CONSUL_CLIENT_KEY") != "" {
+	// Only a key flag or file key counts: envconsul then builds its TLS
+	// settings from its own keys alone (client_set.go CreateConsulClient
+	// sets its own tls.Config on the transport), so CONSUL_CLIENT_KEY is
+	// not read.
+	if res.IsSet("client-key") || res.IsSet("consul-ssl-key") {
 		return nil
 	}
 	for _, d := range o.cli.Consul.Defs() {

@@ -220,17 +220,25 @@ func TestClientCertWithoutKey(t *testing.T) {
 	if err := os.WriteFile(file, []byte("consul {\n  ssl {\n    cert = \""+pem+"\"\n  }\n}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, args := range [][]string{{"-consul-ssl-cert", pem}, {"-ssl-cert", pem}, {"-config", file}} {
-		o, err := parse(append(args, "-prefix", "p", "true"), io.Discard, io.Discard)
-		if err != nil {
-			t.Errorf("%v: %v", args, err)
-			continue
-		}
-		cfg, err := o.cli.Consul.Config()
-		if err != nil || cfg.TLSConfig.CertFile != pem || cfg.TLSConfig.KeyFile != pem {
-			t.Errorf("%v: %v %+v; want cert and key from %s", args, err, cfg, pem)
+	for _, envKey := range []string{"", dir + "/other-key.pem"} {
+		// With SSL on, envconsul builds the TLS settings from its own keys
+		// only (client_set.go CreateConsulClient: its own tls.Config on the
+		// transport, so the API client's CONSUL_CLIENT_KEY is not read):
+		// the key is the certificate's file whatever that variable says.
+		t.Setenv("CONSUL_CLIENT_KEY", envKey)
+		for _, args := range [][]string{{"-consul-ssl-cert", pem}, {"-ssl-cert", pem}, {"-config", file}} {
+			o, err := parse(append(args, "-prefix", "p", "true"), io.Discard, io.Discard)
+			if err != nil {
+				t.Errorf("%v: %v", args, err)
+				continue
+			}
+			cfg, err := o.cli.Consul.Config()
+			if err != nil || cfg.TLSConfig.CertFile != pem || cfg.TLSConfig.KeyFile != pem {
+				t.Errorf("CONSUL_CLIENT_KEY=%q %v: %v %+v; want cert and key from %s", envKey, args, err, cfg, pem)
+			}
 		}
 	}
+	t.Setenv("CONSUL_CLIENT_KEY", "")
 	o, err := parse([]string{"-client-cert", pem, "-prefix", "p", "true"}, io.Discard, io.Discard)
 	if err == nil {
 		_, err = o.cli.Consul.Config()
