@@ -208,8 +208,15 @@ func merge(lists [][]namedVar) (map[string]string, []skipped) {
 // variables, which win; then, as envconsul's applyConfigEnv (runner.go)
 // does for exec { env { } }, only names matching the allowlist (if any),
 // none matching the denylist, and the custom NAME=value entries last.
+//
+// exec { env { pristine = true } } gives the child the custom entries only,
+// the Consul variables dropped too, as envconsul's applyConfigEnv does; an
+// empty environment (never nil, which would inherit envexec's) without them.
 func childEnv(parent []string, vars map[string]string, pristine bool, allow []string, pol envPolicy) []string {
 	out := make([]string, 0, len(parent)+len(vars)+len(pol.custom))
+	if pol.pristine {
+		parent, vars = nil, nil
+	}
 	seen := map[string]bool{}
 	keep := func(name string) bool {
 		if len(pol.allowlist) > 0 && !allowed(name, pol.allowlist) {

@@ -100,6 +100,17 @@ func TestChildEnv(t *testing.T) {
 	if got != "LC_ALL=C|X=consul|HOME=/custom|Z=1" && got != "LC_ALL=C|X=consul|Z=1|HOME=/custom" {
 		t.Errorf("env policy: %q", got)
 	}
+	// exec { env { pristine = true } }: only the custom entries, the Consul
+	// variables dropped too (envconsul runner.go applyConfigEnv returns the
+	// custom map alone; as documented in envconsul PR #201), the last entry
+	// of a name winning; with no custom entries an empty environment.
+	got = strings.Join(childEnv(parent, vars, false, nil, envPolicy{pristine: true, allowlist: []string{"*"}, custom: []string{"A=1", "B=2", "A=3"}}), "|")
+	if got != "B=2|A=3" && got != "A=3|B=2" {
+		t.Errorf("exec.env.pristine: %q", got)
+	}
+	if got := childEnv(parent, vars, true, []string{"PATH"}, envPolicy{pristine: true}); got == nil || len(got) != 0 {
+		t.Errorf("exec.env.pristine without custom: %q, want an empty environment", got)
+	}
 }
 
 func TestParsePrefixAndService(t *testing.T) {
