@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/berth/berth/pkg/cliapp/clitest"
@@ -86,5 +87,17 @@ func TestExitCodesAsEnvconsul(t *testing.T) {
 				t.Errorf("exit %d, want %d (envconsul's)\n%s", p.code, tc.code, p.stderr)
 			}
 		})
+	}
+}
+
+// TestHelpOnStdout: envconsul -h prints its usage on standard output and
+// exits 0 (cli.go Run: flag.ErrHelp, fmt.Fprintf(cli.outStream, usage)),
+// so `envexec -h | less` works as it did.
+func TestHelpOnStdout(t *testing.T) {
+	for _, arg := range []string{"-h", "-help", "--help"} {
+		p := runEnvexec(t, "127.0.0.1:1", nil, arg)
+		if p.code != 0 || !strings.Contains(p.stdout.String(), "-prefix") || p.stderr.String() != "" {
+			t.Errorf("%s: exit %d, stdout %d bytes, stderr %q", arg, p.code, len(p.stdout.String()), p.stderr)
+		}
 	}
 }

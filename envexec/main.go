@@ -296,6 +296,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 -service) as environment variables; restarts it (or signals it) when the
 resulting environment changes. Exits with the child's exit code.`
 	p.Footer = "envconsul's -secret and -vault-* flags are refused: envexec reads Consul only, not Vault."
+	p.HelpToStdout = true // envconsul cli.go Run: flag.ErrHelp prints the usage on its out stream, exit 0
 	o.cli = p
 	registerSourceFlags(p, o)
 	registerProcessFlags(p, o)

@@ -102,6 +102,9 @@ type Program struct {
 	// printed after the flags.
 	About, Footer  string
 	Stdout, Stderr io.Writer
+	// HelpToStdout prints -h on Stdout (as envconsul and consul-template
+	// do) instead of Stderr.
+	HelpToStdout bool
 
 	// Consul, Log and MetricsAddr hold the shared flags once parsed.
 	Consul      consulclient.Flags
@@ -389,7 +392,11 @@ func (p *Program) Parse(args []string) (*Result, error) {
 		return nil, p.durationError(err)
 	}
 	if p.help.on {
-		p.Help(p.Stderr)
+		if p.HelpToStdout {
+			p.Help(p.Stdout)
+		} else {
+			p.Help(p.Stderr)
+		}
 		return nil, ErrExit
 	}
 	if p.version {
