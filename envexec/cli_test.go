@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -99,5 +101,29 @@ func TestHelpOnStdout(t *testing.T) {
 		if p.code != 0 || !strings.Contains(p.stdout.String(), "-prefix") || p.stderr.String() != "" {
 			t.Errorf("%s: exit %d, stdout %d bytes, stderr %q", arg, p.code, len(p.stdout.String()), p.stderr)
 		}
+	}
+}
+
+// TestPrefixesBeforeServices: envconsul watches and merges every prefix
+// (files' then flags') before every service (runner.go init appends the
+// prefixes' dependencies, then the services'; Run merges in that order), so
+// a service variable wins over a key of the same name whatever order the
+// flags came in.
+func TestPrefixesBeforeServices(t *testing.T) {
+	file := t.TempDir() + "/s.hcl"
+	if err := os.WriteFile(file, []byte("service { query = \"db\" }\nprefix { path = \"base\" }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, err := parse([]string{"-service", "web", "-prefix", "app", "-config", file, "-service", "cache", "-prefix", "more", "true"}, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range o.order {
+		got = append(got, fmt.Sprint(s))
+	}
+	want := "prefix base|prefix app|prefix more|service db|service web|service cache"
+	if strings.Join(got, "|") != want {
+		t.Errorf("order %q, want %q", strings.Join(got, "|"), want)
 	}
 }

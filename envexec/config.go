@@ -98,16 +98,8 @@ func loadConfigFiles(o *options, flags *cliapp.Result, set map[string]bool) erro
 			o.peer.sslImplied = true // consul-template config/ssl.go, Finalize
 		}
 	}
-	var order []source
-	for _, p := range fc.prefixes {
-		order = append(order, p)
-	}
-	for _, s := range fc.services {
-		order = append(order, s)
-	}
 	o.prefixes = append(fc.prefixes, o.prefixes...)
 	o.services = append(fc.services, o.services...)
-	o.order = append(order, o.order...)
 	o.fileCommand = fc.command
 	o.env = fc.env
 	o.peer.warn = append(o.peer.warn, fc.warn...)

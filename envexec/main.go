@@ -79,7 +79,7 @@ const (
 type options struct {
 	prefixes       []*prefixSpec
 	services       []*serviceSpec
-	order          []source
+	order          []source // the prefixes, then the services: the merge order
 	naming         naming
 	pristine       bool
 	envAllow       []string
@@ -150,12 +150,11 @@ func (f signalFlag) Set(s string) error {
 }
 
 // addSource is the flag of a repeatable source (-prefix, -service): each
-// value, read by parse, is added to list and to order, where the sources
-// keep the order they were given in. A value that does not parse sets
+// value, read by parse, is added to list, in the order given. A value that does not parse sets
 // *bad: envconsul takes any text for these flags and refuses a bad one when
 // its runner is built (runner.go init: dep.NewKVListQuery,
 // dep.NewCatalogServiceQuery), so with its runner error's exit code.
-func addSource[T source](parse func(string) (T, error), list *[]T, order *[]source, bad *bool) funcFlag {
+func addSource[T source](parse func(string) (T, error), list *[]T, bad *bool) funcFlag {
 	return func(s string) error {
 		v, err := parse(s)
 		if err != nil {
@@ -163,7 +162,6 @@ func addSource[T source](parse func(string) (T, error), list *[]T, order *[]sour
 			return err
 		}
 		*list = append(*list, v)
-		*order = append(*order, v)
 		return nil
 	}
 }
@@ -174,7 +172,7 @@ func registerSourceFlags(cl *cliapp.Program, o *options) {
 	// A -prefix loses one leading "/" before the path is parsed (envconsul
 	// config_prefix.go ParsePrefixConfig); a file's prefix.path does not.
 	prefixFlag := func(s string) (*prefixSpec, error) { return parsePrefix(strings.TrimPrefix(s, "/")) }
-	cl.Var(addSource(prefixFlag, &o.prefixes, &o.order, &o.badSource), "prefix", "watch the keys below `PATH[@DC]` (repeatable; later prefixes win)")
+	cl.Var(addSource(prefixFlag, &o.prefixes, &o.badSource), "prefix", "watch the keys below `PATH[@DC]` (repeatable; later prefixes win)")
 	prefixFormat := funcFlag(func(s string) error {
 		if len(o.prefixes) == 0 {
 			return errors.New("give -format after the -prefix it names")
@@ -189,7 +187,7 @@ func registerSourceFlags(cl *cliapp.Program, o *options) {
 	})
 	cl.Var(prefixFormat, "format", "name `TEMPLATE` for the -prefix just before it, e.g. 'APP_{{ key }}'")
 	cl.Alias("prefix-format", "format")
-	cl.Var(addSource(parseService, &o.services, &o.order, &o.badSource), "service", "instances of service `[TAG.]NAME[@DC]` as variables <service>/id, /name, /address, /tag, /port (repeatable)")
+	cl.Var(addSource(parseService, &o.services, &o.badSource), "service", "instances of service `[TAG.]NAME[@DC]` as variables <service>/id, /name, /address, /tag, /port (repeatable)")
 	cl.Alias("service-query", "service") // envconsul's name
 	for _, field := range serviceFields() {
 		field := field
@@ -320,6 +318,15 @@ resulting environment changes. Exits with the child's exit code.`
 		return o, withCode(err, exitConfig)
 	}
 	lastSettingsPerQuery(o)
+	// Every prefix, then every service, as envconsul watches and merges
+	// them (runner.go init, Run): a service's variable wins over a key.
+	o.order = nil
+	for _, p := range o.prefixes {
+		o.order = append(o.order, p)
+	}
+	for _, s := range o.services {
+		o.order = append(o.order, s)
+	}
 	o.peer.tokenGiven = res.IsSet("token") || res.IsSet("token-file")
 	if err := certWithoutKey(o, res); err != nil {
 		return o, withCode(err, exitFlags)
