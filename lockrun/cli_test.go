@@ -1,9 +1,12 @@
 package main
 
 import (
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/berth/berth/pkg/cliapp/clitest"
+	"github.com/berth/berth/pkg/consultest"
 )
 
 // TestPeerInvocations replays `consul lock` command lines as its
@@ -37,4 +40,30 @@ func TestPeerInvocations(t *testing.T) {
 func cliView(o *options) clitest.View {
 	return clitest.View{"prefix": o.prefix, "argv": o.argv, "n": o.limit, "name": o.name, "timeout": o.timeout, "child-exit-code": o.childExitCode,
 		"log-level": o.cli.Log.Level, "monitor-retry": o.monitorRetry.String(), "pass-stdin": o.passStdin}.WithConsul(&o.cli.Consul)
+}
+
+// TestHelpAsConsulLock: consul lock -h prints its help on standard output
+// and exits 0 (Consul's cli.Command help); lockrun's goes there too, so
+// `lockrun -h | less` works as it did. The real binary is the oracle.
+func TestHelpAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	run := func(bin string, args ...string) (int, string, string) {
+		cmd := command(a, bin, args...)
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return code, out.String(), errb.String()
+	}
+	wantCode, wantOut, wantErr := run(a.Bin, "lock", "-h")
+	code, out, errOut := run(lockrunPath(t), "-h")
+	if code != wantCode || (out != "") != (wantOut != "") || (errOut != "") != (wantErr != "") {
+		t.Errorf("lockrun -h: exit %d, %d bytes out, %d bytes err; consul lock -h: exit %d, %d bytes out, %d bytes err",
+			code, len(out), len(errOut), wantCode, len(wantOut), len(wantErr))
+	}
 }
