@@ -127,3 +127,21 @@ func TestPrefixesBeforeServices(t *testing.T) {
 		t.Errorf("order %q, want %q", strings.Join(got, "|"), want)
 	}
 }
+
+// TestMissingPrefixRunsCommand: a prefix with no keys (never written, or
+// all deleted) answers with an empty list, and envconsul runs the command
+// without variables from it (consul-template v0.41.1
+// dependency/kv_list.go Fetch: a 404 is an empty list, not an error;
+// envconsul runner.go Run starts the child once every dependency has
+// data).
+func TestMissingPrefixRunsCommand(t *testing.T) {
+	a, _, n := nsWith(t, "present/V", "1")
+	dir := childDir(t)
+	p := runEnvexec(t, a.HTTPAddr(), nil, append([]string{"-once", "-wait-timeout", "20s", "-prefix", n + "/nosuch", "-prefix", n + "/present"}, childArgs(dir, "exit", 3)...)...)
+	if p.code != 3 || len(starts(dir)) != 1 {
+		t.Fatalf("exit %d, starts %v; want the command run once and its exit code 3\n%s", p.code, starts(dir), p.stderr)
+	}
+	if env := onlyConsul(lastEnv(t, dir)); fmtEnv(env) != fmtEnv(map[string]string{"V": "1"}) {
+		t.Errorf("environment %s, want V=1 only", fmtEnv(env))
+	}
+}
