@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berth/berth/pkg/cliapp/clitest"
 	"github.com/berth/berth/pkg/supervisor"
@@ -143,5 +144,25 @@ func TestMissingPrefixRunsCommand(t *testing.T) {
 	}
 	if env := onlyConsul(lastEnv(t, dir)); fmtEnv(env) != fmtEnv(map[string]string{"V": "1"}) {
 		t.Errorf("environment %s, want V=1 only", fmtEnv(env))
+	}
+}
+
+// TestWaitDelaysFirstStart: with -wait, envconsul starts the command only
+// once the data has been quiet for MIN (runner.go Start: every arrival of
+// data, the first ones too, (re)arms the quiescence timers and skips Run
+// until one fires), so the first start comes at least MIN after envexec
+// started. Only that lower bound is checked.
+func TestWaitDelaysFirstStart(t *testing.T) {
+	a, _, n := nsWith(t, "V", "1")
+	dir := childDir(t)
+	const min = 2 * time.Second
+	began := time.Now()
+	p := runEnvexec(t, a.HTTPAddr(), nil, append([]string{"-once", "-wait", min.String() + ":10s", "-prefix", n}, childArgs(dir, "exit", 0)...)...)
+	took := time.Since(began)
+	if p.code != 0 || len(starts(dir)) != 1 || lastEnv(t, dir)["V"] != "1" {
+		t.Fatalf("exit %d, starts %v\n%s", p.code, starts(dir), p.stderr)
+	}
+	if took < min {
+		t.Errorf("the command ran and ended %s after envexec started, before -wait's MIN %s", took.Round(time.Millisecond), min)
 	}
 }

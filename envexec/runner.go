@@ -45,6 +45,9 @@ type runner struct {
 
 	warned map[string]bool // skip warnings already given (key + reason)
 
+	// quiet times the answers before the first start, for -wait.
+	quiet supervisor.Quiescence
+
 	// q runs the sources' queries (pkg/query); its probe also tells a
 	// silent outage (a cut-off host: blocking queries hang without an
 	// error) for /health.
@@ -176,6 +179,11 @@ func (r *runner) run(sigs chan os.Signal) (code int, reload bool) {
 	if data == nil {
 		return code, reload
 	}
+	if o.waitMin > 0 && o.export == "" {
+		if code, reload, ok := r.settleFirst(updates, data, sigs); !ok {
+			return code, reload
+		}
+	}
 	r.drain(updates, data)
 	env := r.build(data)
 
@@ -264,6 +272,9 @@ func (r *runner) awaitSources(updates chan update, giveUp chan int, sigs chan os
 	for missing > 0 {
 		select {
 		case u := <-updates:
+			if o.waitMin > 0 {
+				r.quiet.Change(time.Now())
+			}
 			if !have[u.i] {
 				have[u.i] = true
 				missing--
@@ -295,6 +306,44 @@ func (r *runner) awaitSources(updates chan update, giveUp chan int, sigs chan os
 		}
 	}
 	return data, 0, false
+}
+
+// settleFirst holds the first start for -wait as envconsul does (runner.go
+// Start: every arrival of data, from the first on, arms the quiescence
+// timers and skips Run until one fires): until no answer came for MIN, and
+// at most MAX after the first answer. Answers arriving meanwhile update
+// data. ok is false when a signal ended the wait (code and reload then say
+// how, as in awaitSources).
+func (r *runner) settleFirst(updates chan update, data []any, sigs chan os.Signal) (code int, reload bool, ok bool) {
+	o := r.o
+	r.quiet.Min, r.quiet.Max = o.waitMin, o.waitMax
+	if r.quiet.Max < r.quiet.Min {
+		r.quiet.Max = r.quiet.Min
+	}
+	defer r.quiet.Reset()
+	r.log.Debug("waiting for the data to settle before starting the command (-wait)", "min", o.waitMin, "max", o.waitMax)
+	for !r.quiet.Ready(time.Now()) {
+		t := time.NewTimer(time.Until(r.quiet.Due()))
+		select {
+		case u := <-updates:
+			data[u.i] = u.data
+			r.quiet.Change(time.Now())
+		case <-t.C:
+		case sig := <-sigs:
+			s, _ := sig.(syscall.Signal)
+			switch {
+			case s != 0 && s == o.reloadSignal:
+				t.Stop()
+				r.log.Info("reloading the configuration", "signal", supervisor.SignalName(s))
+				return 0, true, false
+			case s == syscall.SIGINT, s == syscall.SIGTERM, s == syscall.SIGHUP, s == syscall.SIGQUIT, s != 0 && s == o.killSignal:
+				t.Stop()
+				return r.fail(exitInterrupted, "interrupted by %s while waiting for the data to settle (-wait); the command was not started", supervisor.SignalName(s)), false, false
+			}
+		}
+		t.Stop()
+	}
+	return 0, false, true
 }
 
 // drain takes every update already queued, so a burst of changes makes one
