@@ -365,6 +365,14 @@ func TestEnvironmentNames(t *testing.T) {
 			map[string]string{nsVar + "_app_PORT": "80", nsVar + "_app_db_host": "db1", nsVar + "_app_bad_name": "SECRET-VALUE-1", nsVar + "_app_log_level": "debug", nsVar + "_app_x_y": "SECRET-VALUE-2"}, ""},
 		{"no-prefix=false unsanitized", []string{"-prefix", n + "/app", "-no-prefix=false"},
 			map[string]string{nsVar + "_app_PORT": "80", nsVar + "_app_db/host": "db1", nsVar + "_app_bad-name": "SECRET-VALUE-1", nsVar + "_app_log.level": "debug"}, n + "/app/x=y"},
+		// The prefix path goes in front as written, sanitized: a trailing
+		// "/" and the "@dc" become "_" too (runner.go appendPrefixes:
+		// InvalidRegexp over PrefixConfig.Path, which -prefix holds less
+		// one leading "/", config_prefix.go ParsePrefixConfig).
+		{"no-prefix=false trailing slash", []string{"-prefix", "/" + n + "/app/", "-no-prefix=false", "-sanitize"},
+			map[string]string{nsVar + "_app__PORT": "80", nsVar + "_app__db_host": "db1", nsVar + "_app__bad_name": "SECRET-VALUE-1", nsVar + "_app__log_level": "debug", nsVar + "_app__x_y": "SECRET-VALUE-2"}, ""},
+		{"no-prefix=false datacenter", []string{"-prefix", n + "/global@dc1", "-no-prefix=false"},
+			map[string]string{nsVar + "_global_dc1_PORT": "8080", nsVar + "_global_dc1_REGION": "eu"}, ""},
 		{"later prefix wins", []string{"-prefix", n + "/global", "-prefix", n + "/app"},
 			map[string]string{"PORT": "80", "REGION": "eu", "db/host": "db1", "bad-name": "SECRET-VALUE-1", "log.level": "debug"}, ""},
 		{"later prefix wins reversed", []string{"-prefix", n + "/app", "-prefix", n + "/global"},

@@ -78,7 +78,10 @@ func (n naming) finish(name string) string {
 func (n naming) kvName(p *prefixSpec, rel string) (string, error) {
 	key := rel
 	if !p.noPrefix {
-		key = invalidNameChars.ReplaceAllString(p.path, "_") + "_" + key
+		// The prefix as given, not as cleaned: "app/config/@dc2" puts
+		// "app_config__dc2_" in front, as envconsul sanitizes
+		// PrefixConfig.Path itself.
+		key = invalidNameChars.ReplaceAllString(p.given, "_") + "_" + key
 	}
 	if p.format != nil {
 		var err error

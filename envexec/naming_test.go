@@ -48,7 +48,8 @@ func TestKVName(t *testing.T) {
 		{naming{}, true, "app/config", "", "bad-name", "bad-name"},
 		{naming{sanitize: true}, true, "app/config", "", "bad-name", "bad_name"},
 		{naming{sanitize: true, upcase: true}, true, "app/config", "", "db/host.x", "DB_HOST_X"},
-		{naming{}, false, "app/config@dc2", "", "port", "app_config_port"},
+		{naming{}, false, "app/config@dc2", "", "port", "app_config_dc2_port"}, // envconsul sanitizes the prefix as given
+		{naming{}, false, "app/config/", "", "port", "app_config__port"},
 		{naming{}, false, "my-app/config", "", "port", "my_app_config_port"},
 		{naming{upcase: true}, true, "app", "APP_{{ key }}", "db/host", "APP_DB/HOST"},
 		{naming{upcase: true, sanitize: true}, true, "app", "APP_{{ key }}", "db/host", "APP_DB_HOST"},

@@ -30,6 +30,7 @@ type source interface {
 type prefixSpec struct {
 	path     string // the path listed: as Consul's agent cleans it, without leading or trailing slashes
 	written  string // the path as given, less one leading slash: names are made relative to it
+	given    string // the prefix as given (with any @DC or ?ns=), rendered if a template: no_prefix=false puts it in front of names
 	dc       string
 	scope    scope
 	format   *template.Template
@@ -47,6 +48,7 @@ func parsePrefix(s string) (*prefixSpec, error) {
 			return nil, err
 		}
 	}
+	given := s
 	p, dc, err := splitDC(s)
 	if err != nil {
 		return nil, err
@@ -71,7 +73,7 @@ func parsePrefix(s string) (*prefixSpec, error) {
 	if !strings.HasPrefix(clean, kvRoot) {
 		return nil, fmt.Errorf("%q: \"..\" leads out of the KV store", s)
 	}
-	return &prefixSpec{path: strings.TrimPrefix(clean, kvRoot), written: written, dc: dc, scope: sc, noPrefix: true}, nil
+	return &prefixSpec{path: strings.TrimPrefix(clean, kvRoot), written: written, given: given, dc: dc, scope: sc, noPrefix: true}, nil
 }
 
 // scope is the Consul Enterprise namespace and admin partition one source
