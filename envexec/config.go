@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/berth/berth/pkg/cliapp"
@@ -169,7 +170,7 @@ var (
 	}
 	execFlags = flagKeys{
 		"kill_signal": {"string", "exec-kill-signal"}, "kill_timeout": {"duration", "kill-timeout"},
-		"reload_signal": {"string", "exec-reload-signal"}, "splay": {"duration", "splay"},
+		"splay": {"duration", "splay"},
 	}
 	syslogFlags = flagKeys{"enabled": {"bool", "syslog"}, "facility": {"string", "syslog-facility"}, "name": {"string", "syslog-name"}}
 )
@@ -396,8 +397,19 @@ func (fc *fileConfig) readExec(f *configfile.File, m map[string]any) error {
 		}
 		fc.command = cmd
 	}
-	for _, k := range []string{"enabled", "timeout"} {
-		if _, ok := e[k]; ok {
+	// envconsul accepts these and does nothing with them: exec.reload_signal
+	// goes to consul-template's child, whose Reload it never calls (a
+	// change always restarts; -exec-reload-signal asks for a signal
+	// instead).
+	for _, k := range []string{"enabled", "timeout", "reload_signal"} {
+		if v, ok := e[k]; ok {
+			if k == "reload_signal" {
+				if s, err := configfile.String(v); err != nil {
+					return fmt.Errorf("exec.reload_signal: %w", err)
+				} else if err := (signalFlag{sig: new(syscall.Signal), orNone: true}).Set(s); err != nil {
+					return fmt.Errorf("exec.reload_signal: %w", err)
+				}
+			}
 			fc.warn = append(fc.warn, fmt.Sprintf("config %s: exec.%s has no effect (as in envconsul)", f.Path, k))
 		}
 	}

@@ -133,6 +133,36 @@ prefix {
 		}
 	})
 
+	t.Run("exec.reload_signal is accepted and ignored: a change restarts", func(t *testing.T) {
+		// envconsul hands exec.reload_signal to consul-template's child
+		// (runner.go Run: child.NewInput ReloadSignal) but never calls its
+		// Reload: a change always restarts the command with the new
+		// environment. Signalling instead would leave it the old one.
+		dir := childDir(t)
+		cfg := filepath.Join(t.TempDir(), "envconsul.hcl")
+		m := n + "-reload"
+		put(t, c, m+"/V", "1")
+		proctest.WriteFile(t, cfg, fmt.Sprintf(`
+consul { address = %q }
+prefix { path = "%s" }
+exec { reload_signal = "SIGUSR1" }
+`, a.HTTPAddr(), m))
+		p := startRaw(t, nowhere, append([]string{"-config", cfg}, childArgs(dir, "hold", 0)...)...)
+		eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+		first := starts(dir)[0]
+		waitReady(t, dir, first)
+		put(t, c, m+"/V", "2")
+		eventually.True(t, 20*time.Second, "a restart for the change", func() bool { return len(starts(dir)) == 2 })
+		if contains(events(dir), fmt.Sprintf("usr1_%d", first)) || lastEnv(t, dir)["V"] != "2" {
+			t.Errorf("want a restart with V=2 and no SIGUSR1: %v, V=%q", events(dir), lastEnv(t, dir)["V"])
+		}
+		if !strings.Contains(p.stderr.String(), "exec.reload_signal has no effect") {
+			t.Errorf("no warning about exec.reload_signal:\n%s", p.stderr)
+		}
+		p.signal(syscall.SIGTERM)
+		p.wait(20 * time.Second)
+	})
+
 	t.Run("exec.command as a string is split at commas", func(t *testing.T) {
 		// envconsul config.go, Parse: mapstructure's StringToSliceHookFunc(",")
 		// turns a string into a list for every list key, exec.command too;
