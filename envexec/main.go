@@ -257,7 +257,7 @@ func registerProcessFlags(cl *cliapp.Program, o *options) {
 		}
 		o.waitMin, o.waitMax = min, max
 		return nil
-	}), "wait", "quiescence `MIN[:MAX]` for changes: act once no change came for MIN, at the latest MAX (default 4*MIN) after the first")
+	}), "wait", "quiescence `MIN[:MAX]`: start the command, and act on a change, once no answer came for MIN, at the latest MAX (default 4*MIN) after the first (0: no wait)")
 	cl.String(&o.execCmd, "exec", "", "the `COMMAND` as one string (envconsul's -exec); instead of arguments")
 	cl.Bool(&o.once, "once", false, "fetch once, run the command, exit with its exit code (no watching)")
 	cl.Bool(&o.shellExitCode, "shell-exit-code", false, "when a signal N killed the command, exit 128+N as a shell reports it (default: 255, as envconsul)")
