@@ -166,3 +166,20 @@ func TestWaitDelaysFirstStart(t *testing.T) {
 		t.Errorf("the command ran and ended %s after envexec started, before -wait's MIN %s", took.Round(time.Millisecond), min)
 	}
 }
+
+// TestSameQueryLastPrefixText: two -prefix flags naming the same KV query
+// ("//app" and "/app" both list app/ once envconsul's two leading-"/"
+// trims are done) are named from the last one's PrefixConfig, path text
+// included (runner.go init: configPrefixMap[d.String()]; appendPrefixes
+// sanitizes that config's Path for no_prefix=false).
+func TestSameQueryLastPrefixText(t *testing.T) {
+	o, err := parse([]string{"-no-prefix=false", "-prefix", "//app", "-prefix", "/app", "true"}, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range o.prefixes {
+		if name, err := o.naming.kvName(p, "k"); err != nil || name != "app_k" {
+			t.Errorf("prefix %d: name %q, %v; want app_k", i, name, err)
+		}
+	}
+}

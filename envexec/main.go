@@ -348,7 +348,7 @@ func lastSettingsPerQuery(o *options) {
 	}
 	for _, p := range o.prefixes {
 		last := lastPrefix[p.queryKey()]
-		p.format, p.fmtSrc, p.noPrefix = last.format, last.fmtSrc, last.noPrefix
+		p.format, p.fmtSrc, p.noPrefix, p.given = last.format, last.fmtSrc, last.noPrefix, last.given
 	}
 	lastService := map[string]*serviceSpec{}
 	for _, s := range o.services {
