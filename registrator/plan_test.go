@@ -555,6 +555,20 @@ func TestPlanUnchangedResyncIsEmpty(t *testing.T) {
 	}
 }
 
+// checkTags parses tmpl as -tags and checks its output for c is want.
+func checkTags(t *testing.T, tmpl string, log *slog.Logger, c *container.InspectResponse, want string) {
+	t.Helper()
+	tt, err := parseForceTags(tmpl, log)
+	if err != nil {
+		t.Errorf("%s: %v", tmpl, err)
+		return
+	}
+	var b strings.Builder
+	if err := tt.Execute(&b, c); err != nil || b.String() != want {
+		t.Errorf("%s = %q, %v; want %q", tmpl, b.String(), err, want)
+	}
+}
+
 // TestTagHTTPFuncs: httpGet and jsonParse as gliderlabs master
 // bridge/bridge.go newService defines them: the body of a GET whatever its
 // status, the value at a "::" path (buger/jsonparser's text), and "" with a
@@ -584,15 +598,7 @@ func TestTagHTTPFuncs(t *testing.T) {
 		`a,{{jsonParse (httpGet "` + srv.URL + `/geo") "Nope"}},b`:             "a,,b",
 		`a,{{jsonParse (httpGet "` + closedURL + `/x?token=s3cret") "A"}},b`:   "a,,b",
 	} {
-		tt, err := parseForceTags(tmpl, log)
-		if err != nil {
-			t.Errorf("%s: %v", tmpl, err)
-			continue
-		}
-		var b strings.Builder
-		if err := tt.Execute(&b, c); err != nil || b.String() != want {
-			t.Errorf("%s = %q, %v; want %q", tmpl, b.String(), err, want)
-		}
+		checkTags(t, tmpl, log, c, want)
 	}
 	out := logs.String()
 	if !strings.Contains(out, "httpGet failed") || !strings.Contains(out, strings.TrimPrefix(closedURL, "http://")) {
@@ -633,15 +639,7 @@ func TestTagFuncs(t *testing.T) {
 		`{{matchFirstElement "^SERVICE_" .Config.Env}}`:                              "SERVICE_8105_NAME=foo",
 		`{{join ";" (matchAllElements "^SERVICE_" .Config.Env)}}`:                    "SERVICE_8105_NAME=foo;SERVICE_9404_NAME=bar",
 	} {
-		tt, err := parseForceTags(tmpl, nil)
-		if err != nil {
-			t.Errorf("%s: %v", tmpl, err)
-			continue
-		}
-		var b strings.Builder
-		if err := tt.Execute(&b, c); err != nil || b.String() != want {
-			t.Errorf("%s = %q, %v; want %q", tmpl, b.String(), err, want)
-		}
+		checkTags(t, tmpl, nil, c, want)
 	}
 	// gliderlabs master bridge/util.go recParseEscapedComma: split on commas
 	// not escaped as \, (the escape dropped), empty elements dropped, spaces
