@@ -26,7 +26,7 @@ func BenchmarkRender2000(b *testing.B) {
 	ctx := context.Background()
 	for i := 0; b.Loop(); i++ {
 		s.data[kvGetDep{path: "k"}.String()] = kvValue{Exists: true, Value: fmt.Sprint(i)}
-		out, missing, err := t.execute(ctx, s)
+		out, missing, err := t.execute(ctx, s, nil)
 		if err != nil || missing != nil {
 			b.Fatal(err, missing)
 		}

@@ -6,6 +6,7 @@ package main
 // function whose rule it follows.
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -134,18 +135,28 @@ func in(l, v any) (bool, error) {
 					}
 				}
 			case reflect.String:
-				if vv.IsValid() && vv.Type() == e.Type() && vv.String() == e.String() {
+				if !vv.IsValid() {
+					return false, errNilNeedle
+				}
+				if vv.Type() == e.Type() && vv.String() == e.String() {
 					return true, nil
 				}
 			}
 		}
 	case reflect.String:
-		if vv.IsValid() && vv.Type() == lv.Type() && strings.Contains(lv.String(), vv.String()) {
+		if !vv.IsValid() {
+			return false, errNilNeedle
+		}
+		if vv.Type() == lv.Type() && strings.Contains(lv.String(), vv.String()) {
 			return true, nil
 		}
 	}
 	return false, nil
 }
+
+// errNilNeedle: nil compared with a string is an error, as consul-template's
+// in fails there (its reflect call on nil panics; text/template reports it).
+var errNilNeedle = errors.New("cannot look for nil among strings")
 
 // containsSome builds containsAll/Any/None/NotAll (funcs.go containsSomeFunc).
 func containsSome(retTrue, invert bool) func([]any, any) (bool, error) {

@@ -74,9 +74,15 @@ var ctEnv = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "CT_EN
 // dst afterwards. A run still going after the deadline is killed (Code -1).
 func runTool(t *testing.T, bin, dir, dst string, deadline time.Duration, args ...string) outcome {
 	t.Helper()
+	return runToolEnv(t, bin, dir, dst, deadline, nil, args...)
+}
+
+// runToolEnv is runTool with NAME=VALUE entries added to ctEnv.
+func runToolEnv(t *testing.T, bin, dir, dst string, deadline time.Duration, env []string, args ...string) outcome {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
-	cmd.Env = ctEnv
+	cmd.Env = append(append([]string{}, ctEnv...), env...)
 	p := proctest.Start(t, cmd, proctest.Options{})
 	o := outcome{Code: -1}
 	if !p.Exited(deadline) {

@@ -160,7 +160,10 @@ func dataFuncs(t *tmpl) template.FuncMap {
 			}
 			return v.(nodeData).N, nil
 		},
-		"datacenters": func(_ ...bool) ([]string, error) {
+		"datacenters": func(ignore ...bool) ([]string, error) {
+			if len(ignore) > 1 {
+				return []string{}, fmt.Errorf("datacenters: wrong number of arguments, expected 0 or 1, but got %d", len(ignore))
+			}
 			v, ok := st().get(datacentersDep{})
 			if !ok {
 				return []string{}, nil
@@ -181,21 +184,30 @@ func dataFuncs(t *tmpl) template.FuncMap {
 			}
 			return fd.Contents, nil
 		},
-		"env": func(name string) string { return os.Getenv(name) },
+		"env": func(name string) string { v, _ := st().lookupEnv(name); return v },
 		// A set variable wins even when empty (funcs.go envWithDefaultFunc).
 		"envOrDefault": func(name, def string) string {
-			if v, ok := os.LookupEnv(name); ok {
+			if v, ok := st().lookupEnv(name); ok {
 				return v
 			}
 			return def
 		},
+		// An empty value in the child environment falls through to the
+		// process's own (funcs.go mustEnvFunc).
 		"mustEnv": func(name string) (string, error) {
-			if v := os.Getenv(name); v != "" {
+			v, _ := st().lookupEnv(name)
+			if v == "" {
+				v = os.Getenv(name)
+			}
+			if v != "" {
 				return v, nil
 			}
 			return "", fmt.Errorf("required environment variable %s is empty", name)
 		},
 		"executeTemplate": func(name string, data ...any) (string, error) {
+			if len(data) > 1 {
+				return "", fmt.Errorf("executeTemplate: wrong number of arguments, expected 1 or 2, but got %d", len(data)+1)
+			}
 			var buf bytes.Buffer
 			var d any
 			if len(data) > 0 {

@@ -576,12 +576,15 @@ func toNumbers(op string, a, b any) (x, y number, err error) {
 	return x, y, err
 }
 
-// minMax returns the smaller (larger) operand as it was given: its own type
-// (funcs.go minimum, maximum).
+// minMax returns the smaller (larger) operand as it was given: its own type;
+// on a tie the second, b (funcs.go minimum, maximum: a < b, a > b, else b).
 func minMax(op string, a, b any) (any, error) {
 	x, y, err := toNumbers(op, a, b)
 	if err != nil {
 		return nil, err
+	}
+	if op == "maximum" {
+		x, y = y, x // a > b is b < a
 	}
 	var less bool
 	switch {
@@ -592,8 +595,13 @@ func minMax(op string, a, b any) (any, error) {
 	default:
 		less = x.int() < y.int()
 	}
-	if (op == "minimum") == less {
+	switch {
+	case op == "minimum" && less:
 		return x.value(), nil
+	case op == "minimum":
+		return y.value(), nil
+	case less: // maximum: b < a
+		return y.value(), nil
 	}
-	return y.value(), nil
+	return x.value(), nil
 }

@@ -304,7 +304,7 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 		// after that an error is logged and the old destination kept.
 		wasRendered := t.complete
 		t0 := time.Now()
-		out, missing, err := t.execute(ctx, r.store)
+		out, missing, err := t.execute(ctx, r.store, r.childEnv)
 		execTime := time.Since(t0)
 		r.m.executions.WithLabelValues(t.name).Inc()
 		if err != nil {

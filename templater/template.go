@@ -25,6 +25,20 @@ type execState struct {
 	missing []string
 	seen    map[string]bool
 	scratch Scratch
+	env     []string // NAME=VALUE read by env, envOrDefault and mustEnv before the process's own
+}
+
+// lookupEnv finds name in the execution's env (consul-template gives its
+// templates the child environment first: manager/runner.go passes
+// childEnv() to Execute, template/funcs.go envFunc reads it before
+// os.Getenv), then in the process's environment.
+func (s *execState) lookupEnv(name string) (string, bool) {
+	for _, kv := range s.env {
+		if k, v, _ := strings.Cut(kv, "="); k == name {
+			return v, true
+		}
+	}
+	return os.LookupEnv(name)
 }
 
 func (s *execState) get(d dep) (any, bool) {
@@ -267,8 +281,9 @@ func checkQuery(fn string, args []string) error {
 
 // execute runs the template against the store's current data. It returns the
 // output, or missing != nil when some data has not arrived (or is absent).
-func (t *tmpl) execute(ctx context.Context, s *store) (out []byte, missing []string, err error) {
-	st := &execState{ctx: ctx, store: s, used: map[string]bool{}, seen: map[string]bool{}}
+// env comes before the process's environment for env, envOrDefault and mustEnv.
+func (t *tmpl) execute(ctx context.Context, s *store, env []string) (out []byte, missing []string, err error) {
+	st := &execState{ctx: ctx, store: s, used: map[string]bool{}, seen: map[string]bool{}, env: env}
 	t.st = st
 	defer func() { t.st = nil }()
 	var buf bytes.Buffer
