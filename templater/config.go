@@ -26,6 +26,7 @@ type templateConfig struct {
 	RightDelim       string
 	Wait             *waitConfig
 	ErrOnMissingKey  bool
+	ErrOnLookup      bool // err_on_failed_lookup: a key that never existed is a fatal error
 	CreateDestDirs   bool
 	InPlace          bool
 	ErrorFatal       *bool    // template's error_fatal (nil: the global template_error_fatal)

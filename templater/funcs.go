@@ -64,6 +64,8 @@ func kvFuncs(t *tmpl) template.FuncMap {
 			switch {
 			case ok && !v.Exists && v.HadLast:
 				return v.Last, nil // deleted: the last value stays (see kvValue)
+			case ok && !v.Exists && t.cfg.ErrOnLookup:
+				return "", &lookupError{key: s}
 			case ok && !v.Exists:
 				st().miss("kv.get(" + s + ") (key does not exist)")
 			}
@@ -94,6 +96,16 @@ func kvFuncs(t *tmpl) template.FuncMap {
 		"tree":     func(s string) ([]*KeyPair, error) { return list(s, false, false) },
 		"safeTree": func(s string) ([]*KeyPair, error) { return list(s, false, true) },
 	}
+}
+
+// lookupError is a key that has not existed since the start while
+// err_on_failed_lookup is on: consul-template's watcher then fails the whole
+// run (watch/view.go fetch: errLookup when a blocking key query answers
+// without data), whatever error_fatal says.
+type lookupError struct{ key string }
+
+func (e *lookupError) Error() string {
+	return fmt.Sprintf("key %q: lookup error: the key does not exist (err_on_failed_lookup)", e.key)
 }
 
 // dataFuncs are the functions that read Consul, files or the environment for

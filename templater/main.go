@@ -265,7 +265,7 @@ func buildConfig(o *options) (*runConfig, *fileConfig, error) {
 			t.RightDelim = right
 		}
 		if fc.ErrOnFailedLookup != nil && *fc.ErrOnFailedLookup {
-			t.ErrOnMissingKey = true
+			t.ErrOnLookup = true
 		}
 	}
 	if len(rc.Templates) == 0 {

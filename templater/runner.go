@@ -315,8 +315,10 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 			}
 			// A file() that cannot be read is fatal whatever error_fatal
 			// says: consul-template's watcher fails, not its template.
+			// So is a key that never existed under err_on_failed_lookup.
 			var fe *fileError
-			fatal = fatal || errors.As(err, &fe)
+			var le *lookupError
+			fatal = fatal || errors.As(err, &fe) || errors.As(err, &le)
 			if fatal && (!wasRendered || r.cfg.Once) {
 				return next, &errExit{code: exitRunner, err: fmt.Errorf("template %s: %w", t.name, err)}
 			}
