@@ -177,9 +177,30 @@ var configSpec = configfile.Spec{
 // config.FromPath); each file's keys are checked against configSpec, and
 // later files win.
 func loadConfigPaths(paths []string) (*fileConfig, error) {
+	return loadConfig(paths, "")
+}
+
+// loadConfig is loadConfigPaths followed by local, the text of
+// consul-template's CT_LOCAL_CONFIG variable when set: it is read as one
+// more file, after the -config files, so its values win over theirs and its
+// templates come after theirs (cli.go ParseFlags merges it into the flags'
+// configuration, which loadConfigs merges last). A local text that does not
+// parse is a badFlag (consul-template: exit 13, as a bad flag).
+func loadConfig(paths []string, local string) (*fileConfig, error) {
 	files, err := configfile.Load(paths)
 	if err != nil {
 		return nil, err
+	}
+	if local != "" {
+		f, err := configfile.Parse("CT_LOCAL_CONFIG", []byte(local))
+		if err != nil {
+			return nil, badFlag{err}
+		}
+		dropDisabledDedup(f)
+		if err := configSpec.Check(f); err != nil {
+			return nil, badFlag{err}
+		}
+		files = append(files, f)
 	}
 	out := &fileConfig{}
 	for _, f := range files {

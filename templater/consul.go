@@ -47,6 +47,20 @@ func consulConfig(o *options, fc *fileConfig) (*api.Config, error) {
 			return nil, fmt.Errorf("consul.token_file: %w", err)
 		}
 		ccfg.Token = strings.TrimSpace(string(b))
+	case os.Getenv("CONSUL_TOKEN_FILE") != "":
+		// consul-template's older variables (config/consul.go Finalize:
+		// CONSUL_TOKEN before CONSUL_HTTP_TOKEN, CONSUL_TOKEN_FILE before
+		// CONSUL_HTTP_TOKEN_FILE); a file it names wins over a token, as
+		// the consul api client reads it (api.NewClient).
+		b, err := os.ReadFile(os.Getenv("CONSUL_TOKEN_FILE"))
+		if err != nil {
+			return nil, fmt.Errorf("CONSUL_TOKEN_FILE: %w", err)
+		}
+		if tok := strings.TrimSpace(string(b)); tok != "" {
+			ccfg.Token = tok
+		}
+	case os.Getenv("CONSUL_TOKEN") != "" && os.Getenv("CONSUL_HTTP_TOKEN_FILE") == "":
+		ccfg.Token = os.Getenv("CONSUL_TOKEN")
 	}
 	if fc.ConsulNamespace != nil {
 		ccfg.Namespace = *fc.ConsulNamespace
@@ -113,10 +127,41 @@ func childEnv(o *options, fc *fileConfig, c *api.Config) []string {
 	if c.HttpAuth != nil {
 		out = append(out, "CONSUL_HTTP_AUTH="+c.HttpAuth.Username+":"+c.HttpAuth.Password)
 	}
-	if o.set["token"] || o.set["consul-token"] || fc.ConsulToken != nil {
-		out = append(out, "CONSUL_HTTP_TOKEN="+c.Token)
+	// The token and token file as consul-template's configuration holds
+	// them: flag, config file, then CONSUL_TOKEN or CONSUL_HTTP_TOKEN
+	// (CONSUL_TOKEN_FILE or CONSUL_HTTP_TOKEN_FILE) (config/consul.go Finalize).
+	tok := lastSet(os.Getenv("CONSUL_HTTP_TOKEN"), os.Getenv("CONSUL_TOKEN"))
+	if fc.ConsulToken != nil {
+		tok = *fc.ConsulToken
+	}
+	if o.set["token"] || o.set["consul-token"] {
+		tok = c.Token
+	}
+	if tok != "" {
+		out = append(out, "CONSUL_HTTP_TOKEN="+tok)
+	}
+	tf := lastSet(os.Getenv("CONSUL_HTTP_TOKEN_FILE"), os.Getenv("CONSUL_TOKEN_FILE"))
+	if fc.ConsulTokenFile != nil {
+		tf = *fc.ConsulTokenFile
+	}
+	if o.set["token-file"] || o.set["consul-token-file"] {
+		tf = o.cli.Consul.TokenFile()
+	}
+	if tf != "" {
+		out = append(out, "CONSUL_HTTP_TOKEN_FILE="+tf)
 	}
 	return append(out, "CONSUL_HTTP_SSL="+strconv.FormatBool(c.Scheme == "https"), "CONSUL_HTTP_SSL_VERIFY="+strconv.FormatBool(!c.TLSConfig.InsecureSkipVerify))
+}
+
+// lastSet returns the last non-empty of vs.
+func lastSet(vs ...string) string {
+	out := ""
+	for _, v := range vs {
+		if v != "" {
+			out = v
+		}
+	}
+	return out
 }
 
 // applyFileTLS applies a config file's consul { ssl { ... } } where no flag

@@ -220,7 +220,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 // buildConfig reads config files and flags into a runConfig; it is called at
 // start and again on the reload signal.
 func buildConfig(o *options) (*runConfig, *fileConfig, error) {
-	fc, err := loadConfigPaths(o.configs)
+	fc, err := loadConfig(o.configs, os.Getenv("CT_LOCAL_CONFIG"))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"log/syslog"
+	"os"
 	"strings"
 
 	"github.com/berth/berth/pkg/logging"
@@ -36,8 +37,23 @@ func openSyslog(facility, name, socket, onBy, facBy string) (io.Writer, error) {
 // newLogger writes to stderr, or to the local syslog with -syslog (or
 // syslog { enabled = true }).
 func newLogger(o *options, fc *fileConfig, stderr io.Writer) (*slog.Logger, error) {
-	if fc.LogLevel != nil && !o.set["log-level"] {
+	switch {
+	case o.set["log-level"]:
+	case fc.LogLevel != nil:
 		o.cli.Log.Level = *fc.LogLevel
+	default:
+		// consul-template's variables, under the flag and the file
+		// (config/config.go Finalize: CT_LOG, CONSUL_TEMPLATE_LOG,
+		// CONSUL_TEMPLATE_LOG_LEVEL, the first set, trimmed).
+		for _, name := range []string{"CT_LOG", "CONSUL_TEMPLATE_LOG", "CONSUL_TEMPLATE_LOG_LEVEL"} {
+			if v := strings.TrimSpace(os.Getenv(name)); v != "" {
+				if _, err := logging.ParseLevel(v); err != nil {
+					return nil, fmt.Errorf("%s=%q: not a log level (want debug, info, warn or error)", name, v)
+				}
+				o.cli.Log.Level = v
+				break
+			}
+		}
 	}
 	// A facility or name given turns syslog on unless it is switched
 	// off explicitly, on the command line as in the file (consul-template

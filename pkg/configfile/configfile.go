@@ -80,14 +80,21 @@ func Read(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, unwrapPath(err))
 	}
+	return Parse(path, b)
+}
+
+// Parse parses configuration text, HCL v1 or JSON, from a source other
+// than a file (consul-template's CT_LOCAL_CONFIG variable); name stands for
+// the path in the File and in errors.
+func Parse(name string, b []byte) (*File, error) {
 	var raw map[string]any
 	if err := hcl.Unmarshal(b, &raw); err != nil {
-		return nil, fmt.Errorf("config %s: %s", path, oneLine(err.Error()))
+		return nil, fmt.Errorf("config %s: %s", name, oneLine(err.Error()))
 	}
 	if raw == nil {
 		raw = map[string]any{}
 	}
-	return &File{Path: path, Values: raw}, nil
+	return &File{Path: name, Values: raw}, nil
 }
 
 // Load is Files followed by Read of each file, in order.

@@ -133,6 +133,9 @@ func (f *Flags) Alias(fs *flag.FlagSet, alias, name string) error {
 // addresses taken from elsewhere (registrator's consul://host:port argument).
 func (f *Flags) SetAddress(addr string) { _ = f.httpAddr.Set(addr) }
 
+// TokenFile returns the -token-file flag (or its variable), or "" when not given.
+func (f *Flags) TokenFile() string { return f.tokenFile.v }
+
 // Datacenter returns the -datacenter flag, or "" when not given.
 func (f *Flags) Datacenter() string { return f.datacenter.v }
 

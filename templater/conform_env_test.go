@@ -1,0 +1,83 @@
+package main
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The environment variables consul-template v0.41.1 reads besides the
+// Consul API client's: CONSUL_TOKEN and CONSUL_TOKEN_FILE (config/consul.go
+// Finalize), CT_LOG, CONSUL_TEMPLATE_LOG and CONSUL_TEMPLATE_LOG_LEVEL
+// (config/config.go Finalize) and CT_LOCAL_CONFIG (cli.go ParseFlags). Each
+// case runs both tools with -once and the variables and compares the exit
+// code, the written bytes and whether anything was logged. The token cases
+// show the token through the child environment a template reads with env
+// (manager/runner.go childEnv), as the test agent has no ACLs.
+func TestConformEnvironment(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{
+		"in.tmpl":   `[{{ env "CONSUL_HTTP_TOKEN" }}] [{{ env "CONSUL_HTTP_TOKEN_FILE" }}] {{ key "ct/name" }}`,
+		"tok":       "from-file\n",
+		"cfg.hcl":   "consul {\n  token = \"from-config\"\n}\n",
+		"tfcfg.hcl": "consul {\n  token_file = \"tok\"\n}\n",
+	}
+	local := "template {\n  contents = \"local {{ key \\\"ct/name\\\" }}\"\n  destination = \"out\"\n}\n"
+	cases := []struct {
+		name string
+		env  []string
+		args []string
+	}{
+		{"CONSUL_TOKEN", []string{"CONSUL_TOKEN=legacy"}, nil},
+		{"CONSUL_TOKEN over CONSUL_HTTP_TOKEN", []string{"CONSUL_TOKEN=legacy", "CONSUL_HTTP_TOKEN=http"}, nil},
+		{"CONSUL_HTTP_TOKEN", []string{"CONSUL_HTTP_TOKEN=http"}, nil},
+		{"CONSUL_TOKEN under the flag", []string{"CONSUL_TOKEN=legacy"}, []string{"-consul-token", "flag"}},
+		{"CONSUL_TOKEN under the config", []string{"CONSUL_TOKEN=legacy"}, []string{"-config", "cfg.hcl"}},
+		{"CONSUL_TOKEN_FILE", []string{"CONSUL_TOKEN_FILE=tok"}, nil},
+		{"CONSUL_TOKEN_FILE missing", []string{"CONSUL_TOKEN_FILE=nosuchfile"}, nil},
+		{"token_file in config", nil, []string{"-config", "tfcfg.hcl"}},
+		{"-consul-token-file", nil, []string{"-consul-token-file", "tok"}},
+		{"CT_LOG err", []string{"CT_LOG=err"}, nil},
+		{"CONSUL_TEMPLATE_LOG err", []string{"CONSUL_TEMPLATE_LOG=err"}, nil},
+		{"CONSUL_TEMPLATE_LOG_LEVEL err", []string{"CONSUL_TEMPLATE_LOG_LEVEL=err"}, nil},
+		{"CT_LOG bogus", []string{"CT_LOG=bogus"}, nil},
+		{"CT_LOG under the flag", []string{"CT_LOG=bogus"}, []string{"-log-level", "err"}},
+		{"CT_LOCAL_CONFIG template", []string{"CT_LOCAL_CONFIG=" + local, "CT_LOG=err"}, []string{"-template", "in.tmpl:other"}},
+		{"CT_LOCAL_CONFIG only", []string{"CT_LOCAL_CONFIG=" + local, "CT_LOG=err"}, nil},
+		{"CT_LOCAL_CONFIG over the config", []string{"CT_LOCAL_CONFIG=consul {\n token = \"local\"\n}\n", "CT_LOG=err"}, []string{"-config", "cfg.hcl"}},
+		{"CT_LOCAL_CONFIG bad", []string{"CT_LOCAL_CONFIG=template {", "CT_LOG=err"}, nil},
+		{"CT_LOCAL_CONFIG unknown key", []string{"CT_LOCAL_CONFIG=colour = \"red\"\n", "CT_LOG=err"}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"-once", "-consul-addr", agent.HTTPAddr()}, c.args...)
+			if !strings.Contains(strings.Join(c.env, " "), "CT_LOCAL_CONFIG=template") {
+				args = append(args, "-template", "in.tmpl:out")
+			}
+			var res [2]outcome
+			var wg sync.WaitGroup
+			for i, tl := range tools(t) {
+				dir := toolDir(t, tl.name, files)
+				wg.Add(1)
+				go func(i int, bin, dir string) {
+					defer wg.Done()
+					res[i] = runToolEnv(t, bin, dir, dir+"/out", 30*time.Second, c.env, args...)
+				}(i, tl.bin, dir)
+			}
+			wg.Wait()
+			sameOutcome(t, strings.Join(c.env, " "), res[0], res[1])
+			// consul-template logs nothing at its default level (warn) on
+			// a good run; templater's default is info: compared only where
+			// a variable sets the level.
+			logged := [2]bool{res[0].Stderr != "", res[1].Stderr != ""}
+			if strings.Contains(strings.Join(c.env, " "), "_LOG") && res[0].Code == 0 && logged[0] != logged[1] {
+				t.Errorf("logged: consul-template %v, templater %v\n  consul-template: %s\n  templater: %s", logged[0], logged[1], lastLines(res[0].Stderr), lastLines(res[1].Stderr))
+			}
+			if res[1].Code != 0 && strings.Contains(strings.TrimSpace(res[1].Stderr), "\n") {
+				t.Errorf("templater's error is more than one line: %q", res[1].Stderr)
+			}
+		})
+	}
+}
