@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // err_on_failed_lookup = true: consul-template fails the run (exit 14) when
@@ -40,6 +41,32 @@ func TestConformErrOnFailedLookup(t *testing.T) {
 				t.Fatalf("consul-template still running after 30s: the case shows nothing")
 			}
 			sameOutcome(t, strings.Join(c, " "), res[0], res[1])
+		})
+	}
+}
+
+// TestConformRefusedFlags: flags consul-template v0.41.1 takes (cli.go) but
+// does not list in its -h, so TestConformEveryFlag cannot find them:
+// -log-file and -log-rotate-* (templater refuses them as it refuses the
+// log_file block) and -vault-client-user-agent (as every -vault-* flag).
+// consul-template must take each (the refusal is a real difference, in the
+// README's table); templater must refuse it with one line naming it, exit 13.
+func TestConformRefusedFlags(t *testing.T) {
+	files := map[string]string{"in.tmpl": "static\n"}
+	for _, f := range []string{"-log-file=ct.log", "-log-rotate-bytes=100", "-log-rotate-duration=1h", "-log-rotate-max-files=2", "-vault-client-user-agent=x"} {
+		t.Run(f, func(t *testing.T) {
+			t.Parallel()
+			var res [2]outcome
+			for i, tl := range tools(t) {
+				res[i] = runTool(t, tl.bin, toolDir(t, tl.name, files), "", 30*time.Second, "-parse-only", "-log-level", "err", "-template", "in.tmpl:out", f)
+			}
+			if res[0].Code != 0 {
+				t.Errorf("consul-template no longer takes %s (exit %d: %s): the difference is gone", f, res[0].Code, lastLines(res[0].Stderr))
+			}
+			name := strings.TrimPrefix(f[:strings.Index(f, "=")], "-")
+			if res[1].Code != exitFlags || !strings.Contains(res[1].Stderr, "-"+name+" is not supported") || strings.Count(strings.TrimSpace(res[1].Stderr), "\n") > 0 {
+				t.Errorf("templater on %s: exit %d, stderr %q; want exit 13 and one line naming it", f, res[1].Code, res[1].Stderr)
+			}
 		})
 	}
 }

@@ -64,7 +64,11 @@ var vaultFlags = map[string]bool{"vault-addr": false, "vault-renew-token": true,
 	"vault-ssl-cert": false, "vault-ssl-key": false, "vault-ssl-server-name": false, "vault-ssl-verify": true, "vault-token": false,
 	"vault-agent-token-file": false, "vault-transport-dial-keep-alive": false, "vault-transport-dial-timeout": false,
 	"vault-transport-disable-keep-alives": true, "vault-transport-max-idle-conns-per-host": false, "vault-transport-max-conns-per-host": false,
-	"vault-transport-tls-handshake-timeout": false, "vault-unwrap-token": true, "vault-default-lease-duration": false}
+	"vault-transport-tls-handshake-timeout": false, "vault-unwrap-token": true, "vault-default-lease-duration": false, "vault-client-user-agent": false}
+
+// logFileFlags are consul-template's log-file flags (cli.go; not in its -h):
+// refused as the config's log_file block is.
+var logFileFlags = []string{"log-file", "log-rotate-bytes", "log-rotate-duration", "log-rotate-max-files"}
 
 type options struct {
 	templates          listFlag
@@ -173,6 +177,9 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 	fs.Hidden(&refusedFlag{name: "dedup", why: "dedup mode (templater already runs each distinct query once)", isBool: true}, "dedup")
 	for name, isBool := range vaultFlags {
 		fs.Hidden(&refusedFlag{name: name, why: "templater does not read Vault", isBool: isBool}, name)
+	}
+	for _, name := range logFileFlags {
+		fs.Hidden(&refusedFlag{name: name, why: configSpec.Refused["log_file"]}, name)
 	}
 	res, err := fs.Parse(args)
 	if err != nil {
