@@ -210,6 +210,16 @@ var conformCases = []struct{ name, tmpl string }{
 	{"connect filters", `{{ range connect "ctnative|any" }}{{ .ID }};{{ end }}`},
 	{"node @dc services", `{{ with node "@dc1" }}{{ range .Services }}{{ .ID }},{{ end }}{{ end }}`},
 	{"ls value types", `{{ range ls "ct/app" }}{{ printf "%T" .Value }}{{ end }}`},
+	{"file empty name", `[{{ file "" }}]`},
+	// Connect CA, peerings, exported services
+	{"caRoots", `{{ range caRoots }}{{ .ID }} {{ .Name }} {{ .Active }} {{ .RootCertPEM }}{{ end }}`},
+	{"caRoots toJSON length", `{{ caRoots | len }}`},
+	{"caLeaf", `{{ with caLeaf "ctweb" }}{{ .Service }} {{ .ServiceURI }} {{ .ValidBefore.After .ValidAfter }} {{ gt (len .CertPEM) 0 }} {{ gt (len .PrivateKeyPEM) 0 }}{{ end }}`},
+	{"caLeaf empty", `[{{ caLeaf "" }}] [{{ caLeaf }}]`},
+	{"peerings", `[{{ range peerings }}{{ .Name }}{{ end }}] {{ len peerings }}`},
+	{"peerings bad form", `{{ peerings "x" }}`},
+	{"exportedServices", `[{{ range exportedServices }}{{ .Service }}{{ end }}] {{ len exportedServices }}`},
+	{"exportedServices two", `{{ exportedServices "a" "b" }}`},
 	{"keyExists folder key", `{{ keyExists "ct/app/folder/" }} {{ keyExists "ct/app/folder" }}`},
 }
 

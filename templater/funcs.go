@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"text/template"
+
+	"github.com/hashicorp/consul/api"
 )
 
 // kvFuncs are the KV data functions: key, keyExists, keyOrDefault, ls,
@@ -183,6 +185,9 @@ func dataFuncs(t *tmpl) template.FuncMap {
 			return v.([]string), nil
 		},
 		"file": func(path string) (string, error) {
+			if path == "" {
+				return "", nil // consul-template: no query for an empty name (funcs.go fileFunc)
+			}
 			if err := inSandbox(t.cfg.SandboxPath, path); err != nil {
 				return "", err
 			}
@@ -231,6 +236,48 @@ func dataFuncs(t *tmpl) template.FuncMap {
 			return buf.String(), nil
 		},
 		"scratch": func() *Scratch { return &st().scratch },
+		// Connect CA, peerings, exported services (connect_deps.go;
+		// template/funcs.go connectCARootsFunc, connectLeafFunc,
+		// peeringsFunc, exportedServicesFunc).
+		"caRoots": func(...string) ([]*api.CARoot, error) {
+			v, ok := st().get(caRootsDep{})
+			if !ok {
+				return nil, nil
+			}
+			return v.([]*api.CARoot), nil
+		},
+		"caLeaf": func(s ...string) (any, error) {
+			if len(s) == 0 || s[0] == "" {
+				return nil, nil
+			}
+			v, ok := st().get(caLeafDep{service: s[0]})
+			if !ok {
+				return nil, nil
+			}
+			return v.(*api.LeafCert), nil
+		},
+		"peerings": func(s ...string) ([]*Peering, error) {
+			if q := strings.Join(s, ""); q != "" {
+				// consul-template takes only query parameters here
+				// (?partition=), which templater refuses everywhere.
+				return nil, fmt.Errorf("peerings %q: query parameters are not supported", q)
+			}
+			v, ok := st().get(peeringsDep{})
+			if !ok {
+				return []*Peering{}, nil
+			}
+			return v.([]*Peering), nil
+		},
+		"exportedServices": func(s ...string) ([]ExportedService, error) {
+			if len(s) > 1 {
+				return []ExportedService{}, fmt.Errorf("exportedServices: wrong number of arguments, expected 0 or 1")
+			}
+			v, ok := st().get(exportedServicesDep{partition: strings.Join(s, "")})
+			if !ok {
+				return []ExportedService{}, nil
+			}
+			return v.([]ExportedService), nil
+		},
 	}
 	for k, v := range kvFuncs(t) {
 		m[k] = v

@@ -126,7 +126,8 @@ func helperFuncs() template.FuncMap {
 // dataFuncNames are the names dataFuncs defines (Sprig must not shadow them).
 var dataFuncNames = map[string]bool{"key": true, "keyExists": true, "keyOrDefault": true, "ls": true, "safeLs": true, "tree": true,
 	"safeTree": true, "service": true, "connect": true, "services": true, "nodes": true, "node": true, "datacenters": true,
-	"file": true, "env": true, "mustEnv": true, "envOrDefault": true, "executeTemplate": true, "scratch": true}
+	"file": true, "env": true, "mustEnv": true, "envOrDefault": true, "executeTemplate": true, "scratch": true,
+	"caRoots": true, "caLeaf": true, "peerings": true, "exportedServices": true}
 
 func decode64(enc *base64.Encoding, name, s string) (string, error) {
 	b, err := enc.DecodeString(s)
