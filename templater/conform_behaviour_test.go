@@ -785,12 +785,16 @@ func TestConformFlagValues(t *testing.T) {
 		"ers-empty": "exec {\n  command = \"true\"\n  reload_signal = \"\"\n}", "ers-mixed": "exec {\n  command = \"true\"\n  reload_signal = \"SigUsr1\"\n}",
 		"ers-num": "exec {\n  command = \"true\"\n  reload_signal = \"10\"\n}"}
 	files["nodest.hcl"] = "template {\n  source = \"in.tmpl\"\n}\n"
+	files["ll-error.hcl"] = "log_level = \"error\"\n"
+	files["ll-warn.hcl"] = "log_level = \"WARN\"\n"
 	for name, body := range sigConfigs {
 		files[name+".hcl"] = body + "\n"
 	}
 	cases := [][]string{
 		{"-wait=5s:1s"}, {"-wait=abc"}, {"-wait=1s:2s:3s"}, {"-wait=1"}, {"-wait=-1s"}, {"-wait=1s:"}, {"-wait=:1s"}, {"-wait=1s:3s"},
 		{"-consul-auth="}, {"-consul-auth=u:p"},
+		// consul-template's log levels (logging/logging.go Levels, any case).
+		{"-log-level=error"}, {"-log-level="}, {"-log-level=ERR"}, {"-log-level=Trace"}, {"-log-level=warning"}, {"-config=ll-error.hcl"}, {"-config=ll-warn.hcl"},
 		// No syslog daemon on the test machines: where syslog is on, both
 		// fail to reach it (or both reach one).
 		{"-syslog-facility=BOGUS"}, {"-syslog-facility=LOCAL1"}, {"-syslog-name=x"}, {"-syslog=false", "-syslog-name=x"},

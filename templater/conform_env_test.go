@@ -42,6 +42,7 @@ func TestConformEnvironment(t *testing.T) {
 		{"CONSUL_TEMPLATE_LOG err", []string{"CONSUL_TEMPLATE_LOG=err"}, nil},
 		{"CONSUL_TEMPLATE_LOG_LEVEL err", []string{"CONSUL_TEMPLATE_LOG_LEVEL=err"}, nil},
 		{"CT_LOG bogus", []string{"CT_LOG=bogus"}, nil},
+		{"CT_LOG error", []string{"CT_LOG=error"}, nil},
 		{"CT_LOG under the flag", []string{"CT_LOG=bogus"}, []string{"-log-level", "err"}},
 		{"CT_LOCAL_CONFIG template", []string{"CT_LOCAL_CONFIG=" + local, "CT_LOG=err"}, []string{"-template", "in.tmpl:other"}},
 		{"CT_LOCAL_CONFIG only", []string{"CT_LOCAL_CONFIG=" + local, "CT_LOG=err"}, nil},

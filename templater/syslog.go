@@ -37,23 +37,28 @@ func openSyslog(facility, name, socket, onBy, facBy string) (io.Writer, error) {
 // newLogger writes to stderr, or to the local syslog with -syslog (or
 // syslog { enabled = true }).
 func newLogger(o *options, fc *fileConfig, stderr io.Writer) (*slog.Logger, error) {
+	from := "-log-level"
 	switch {
 	case o.set["log-level"]:
 	case fc.LogLevel != nil:
-		o.cli.Log.Level = *fc.LogLevel
+		o.cli.Log.Level, from = *fc.LogLevel, "config log_level"
 	default:
 		// consul-template's variables, under the flag and the file
 		// (config/config.go Finalize: CT_LOG, CONSUL_TEMPLATE_LOG,
 		// CONSUL_TEMPLATE_LOG_LEVEL, the first set, trimmed).
 		for _, name := range []string{"CT_LOG", "CONSUL_TEMPLATE_LOG", "CONSUL_TEMPLATE_LOG_LEVEL"} {
 			if v := strings.TrimSpace(os.Getenv(name)); v != "" {
-				if _, err := logging.ParseLevel(v); err != nil {
-					return nil, fmt.Errorf("%s=%q: not a log level (want debug, info, warn or error)", name, v)
-				}
-				o.cli.Log.Level = v
+				o.cli.Log.Level, from = v, name
 				break
 			}
 		}
+	}
+	// consul-template's levels only (logging/logging.go Levels, any case):
+	// "error" or an empty value is a bad configuration (exit 15).
+	switch strings.ToUpper(o.cli.Log.Level) {
+	case "TRACE", "DEBUG", "INFO", "WARN", "ERR":
+	default:
+		return nil, fmt.Errorf("%s %q: not a log level (want trace, debug, info, warn or err)", from, o.cli.Log.Level)
 	}
 	// A facility or name given turns syslog on unless it is switched
 	// off explicitly, on the command line as in the file (consul-template
