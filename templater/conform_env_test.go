@@ -82,3 +82,45 @@ func TestConformEnvironment(t *testing.T) {
 		})
 	}
 }
+
+// TestConformConsulSSL: when consul-template talks TLS to Consul
+// (config/ssl.go SSLConfig.Finalize): -consul-ssl or ssl { enabled } when
+// given, else any TLS setting given turns it on; with it off, the file's TLS
+// settings are not read. The template reads no Consul data, only what the
+// child environment says (CONSUL_HTTP_SSL, CONSUL_HTTP_SSL_VERIFY; the test
+// agent speaks plain HTTP), so both render whichever way it goes.
+func TestConformConsulSSL(t *testing.T) {
+	files := map[string]string{
+		"ssl.tmpl":      `[{{ env "CONSUL_HTTP_SSL" }}] [{{ env "CONSUL_HTTP_SSL_VERIFY" }}]`,
+		"sn.hcl":        "consul {\n  ssl {\n    server_name = \"x\"\n  }\n}\n",
+		"verify.hcl":    "consul {\n  ssl {\n    verify = false\n  }\n}\n",
+		"off.hcl":       "consul {\n  ssl {\n    enabled = false\n    cert = \"nosuch\"\n    server_name = \"x\"\n  }\n}\n",
+		"empty.hcl":     "consul {\n  ssl {\n    ca_cert = \"\"\n  }\n}\n",
+		"on.hcl":        "consul {\n  ssl {\n    enabled = true\n  }\n}\n",
+		"offverify.hcl": "consul {\n  ssl {\n    enabled = false\n    verify = false\n  }\n}\n",
+	}
+	cases := [][]string{
+		{},
+		{"-consul-ssl"},
+		{"-consul-ssl-server-name=x"},
+		{"-consul-ssl-verify=false"},
+		{"-consul-ssl-verify=true"},
+		{"-consul-ssl=false", "-consul-ssl-server-name=x"},
+		{"-config=sn.hcl"},
+		{"-config=verify.hcl"},
+		{"-config=off.hcl"},
+		{"-config=empty.hcl"},
+		{"-config=on.hcl"},
+		{"-config=offverify.hcl"},
+		{"-config=off.hcl", "-consul-ssl-server-name=y"},
+		{"-config=on.hcl", "-consul-ssl=false"},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c, " "), func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"-once", "-log-level", "err", "-consul-addr", agent.HTTPAddr(), "-template", "ssl.tmpl:out"}, c...)
+			res, _ := bothIn(t, files, "out", args...)
+			sameOutcome(t, strings.Join(c, " "), res[0], res[1])
+		})
+	}
+}

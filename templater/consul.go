@@ -29,9 +29,12 @@ func consulConfig(o *options, fc *fileConfig) (*api.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	applyFileTLS(ccfg, fc.ConsulTLS, o.set)
-	if o.consulSSL {
+	if sslEnabled(o, fc.ConsulTLS) {
 		ccfg.Scheme = "https"
+		applyFileTLS(ccfg, fc.ConsulTLS, o.set)
+	}
+	if fc.ConsulTLS["verify"] == "false" {
+		ccfg.TLSConfig.InsecureSkipVerify = true
 	}
 	if !o.consulSSLVerify {
 		ccfg.TLSConfig.InsecureSkipVerify = true
@@ -162,6 +165,34 @@ func lastSet(vs ...string) string {
 		}
 	}
 	return out
+}
+
+// sslEnabled is consul-template's rule for talking TLS to Consul
+// (config/ssl.go SSLConfig.Finalize, after the flags are merged over the
+// files): -consul-ssl when given, else consul { ssl { enabled } } when set,
+// else whether any TLS setting is given (a certificate, key, CA, server
+// name or verify), on the command line or in the file. When it is off, the
+// file's TLS settings are not used (dependency/client_set.go reads them only
+// with SSL enabled).
+func sslEnabled(o *options, file map[string]string) bool {
+	if o.set["consul-ssl"] {
+		return o.consulSSL
+	}
+	if v, ok := file["enabled"]; ok {
+		return v == "true"
+	}
+	for _, f := range []string{"consul-ssl-cert", "consul-ssl-key", "consul-ssl-ca-cert", "consul-ssl-ca-path", "consul-ssl-server-name", "consul-ssl-verify"} {
+		if o.set[f] {
+			return true
+		}
+	}
+	for _, k := range []string{"cert", "key", "ca_cert", "ca_cert_bytes", "ca_path", "server_name"} {
+		if file[k] != "" {
+			return true
+		}
+	}
+	_, verify := file["verify"]
+	return verify
 }
 
 // applyFileTLS applies a config file's consul { ssl { ... } } where no flag
