@@ -56,7 +56,7 @@ for who in ct tp; do
 done
 start ct-a "$CT" -consul-addr "$CONSUL_HTTP_ADDR" -template "$work/a/ct.tmpl:$work/a/ct.out" -log-level err
 ct_pid=$rpid
-start tp-a "$work/templater" -template "$work/a/tp.tmpl:$work/a/tp.out" -log-level error
+start tp-a "$work/templater" -template "$work/a/tp.tmpl:$work/a/tp.out" -log-level err
 tp_pid=$rpid
 wait_file "$work/a/ct.out"
 wait_file "$work/a/tp.out"
@@ -79,7 +79,7 @@ for who in ct tp; do
 done
 start ct-b "$CT" -consul-addr "$CONSUL_HTTP_ADDR" -config "$work/b/ct.hcl" -log-level err
 ct_pid=$rpid
-start tp-b "$work/templater" -config "$work/b/tp.hcl" -log-level error
+start tp-b "$work/templater" -config "$work/b/tp.hcl" -log-level err
 tp_pid=$rpid
 for i in $(seq 1 50); do wait_file "$work/b/ct-$i.out"; wait_file "$work/b/tp-$i.out"; done
 sleep 1

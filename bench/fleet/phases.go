@@ -234,7 +234,7 @@ func (b *bench) templatePhase(ctx context.Context, k templateKind, prog string) 
 				bin = b.cfg.ConsulTemplate
 				args = []string{"-consul-addr", addr, "-template", src + ":" + dst, "-log-level", "err"}
 			} else {
-				args = []string{"-http-addr", addr, "-template", src + ":" + dst, "-log-level", "error"}
+				args = []string{"-http-addr", addr, "-template", src + ":" + dst, "-log-level", "err"}
 			}
 			cmd, err := b.p.start(fmt.Sprintf("%s/%d", filepath.Base(dir), i), bin, args...)
 			if err != nil {

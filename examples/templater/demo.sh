@@ -21,7 +21,7 @@ HCL
 echo "config ($tdir/templater.hcl):"
 sed 's/^/  /' "$tdir/templater.hcl"
 echo "-dry shows the plan (a diff against what is on disk) and writes nothing:"
-"$BIN/templater" -config "$tdir/templater.hcl" -once -diff -log-level error | sed -n '1,40p' | grep -E '^(==|\+\+\+|---|\+ +server|would run)' | sed 's/^/  /'
+"$BIN/templater" -config "$tdir/templater.hcl" -once -diff -log-level err | sed -n '1,40p' | grep -E '^(==|\+\+\+|---|\+ +server|would run)' | sed 's/^/  /'
 NGINX_LISTEN=127.0.0.1:18080 demo_bg "$BIN/templater" -config "$tdir/templater.hcl" -log-level warn
 tpid=${pids[-1]}
 for _ in $(seq 1 100); do [ -s "$tdir/nginx.conf" ] && break; sleep 0.05; done
