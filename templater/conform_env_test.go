@@ -1,6 +1,13 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"strings"
 	"sync"
 	"testing"
@@ -120,6 +127,44 @@ func TestConformConsulSSL(t *testing.T) {
 			t.Parallel()
 			args := append([]string{"-once", "-log-level", "err", "-consul-addr", agent.HTTPAddr(), "-template", "ssl.tmpl:out"}, c...)
 			res, _ := bothIn(t, files, "out", args...)
+			sameOutcome(t, strings.Join(c, " "), res[0], res[1])
+		})
+	}
+}
+
+// TestConformCertHoldsKey: -consul-ssl-cert without -consul-ssl-key names a
+// PEM file holding the certificate and its key (consul-template
+// dependency/client_set.go CreateConsulClient loads the pair from the one
+// file). The template reads no Consul data (the agent speaks plain HTTP):
+// both must take the flag and render; a file that holds no key fails both.
+func TestConformCertHoldsKey(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "client"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	files := map[string]string{
+		"ssl.tmpl":     `[{{ env "CONSUL_HTTP_SSL" }}]`,
+		"both.pem":     certPEM + string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})),
+		"certonly.pem": certPEM,
+	}
+	for _, c := range [][]string{{"-consul-ssl-cert=both.pem"}, {"-consul-ssl-cert=certonly.pem"}} {
+		t.Run(strings.Join(c, " "), func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"-once", "-log-level", "err", "-consul-addr", agent.HTTPAddr(), "-consul-retry-attempts=1", "-template", "ssl.tmpl:out"}, c...)
+			res, _ := bothIn(t, files, "out", args...)
+			if res[0].Code == -1 {
+				t.Fatalf("consul-template still running after 30s: the case shows nothing")
+			}
 			sameOutcome(t, strings.Join(c, " "), res[0], res[1])
 		})
 	}

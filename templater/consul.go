@@ -25,6 +25,7 @@ func consulConfig(o *options, fc *fileConfig) (*api.Config, error) {
 	if fc.ConsulAddr != nil && !o.set["http-addr"] && !o.set["consul-addr"] {
 		o.cli.Consul.SetAddress(*fc.ConsulAddr)
 	}
+	o.cli.Consul.CertHoldsKey()
 	ccfg, err := o.cli.Consul.Config()
 	if err != nil {
 		return nil, err

@@ -25,7 +25,6 @@ const (
 	exitMissing = 2  // -once: data still missing after -once-timeout
 	exitRender  = 3  // -once: a destination's check failed
 	exitCommand = 4  // a command failed with -fail-fast
-	exitConsul  = 6  // Consul client could not be built
 	exitSignal  = 12 // stopped by the kill signal (consul-template's ExitCodeInterrupt)
 	exitFlags   = 13 // bad flag (ExitCodeParseFlagsError)
 	exitRunner  = 14 // a template that does not parse or fails (ExitCodeRunnerError)
@@ -386,7 +385,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	client, err := o.cli.Consul.NewClientFor(ccfg) // -stale applies to every read
 	if err != nil {
-		return o.cli.Fail(err, exitConsul)
+		// consul-template: the runner cannot build its clients (exit 14,
+		// manager.NewRunner failing in cli.go Run).
+		return o.cli.Fail(err, exitRunner)
 	}
 	if o.pidFile != "" {
 		// The bare number, no newline, and a file that cannot be written

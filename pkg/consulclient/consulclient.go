@@ -133,6 +133,15 @@ func (f *Flags) Alias(fs *flag.FlagSet, alias, name string) error {
 // addresses taken from elsewhere (registrator's consul://host:port argument).
 func (f *Flags) SetAddress(addr string) { _ = f.httpAddr.Set(addr) }
 
+// CertHoldsKey makes a -client-cert given without -client-key its own key
+// file: one PEM file holding both, as consul-template reads
+// -consul-ssl-cert alone (dependency/client_set.go CreateConsulClient).
+func (f *Flags) CertHoldsKey() {
+	if f.clientCert.set && !f.clientKey.set {
+		f.clientKey = f.clientCert
+	}
+}
+
 // TokenFile returns the -token-file flag (or its variable), or "" when not given.
 func (f *Flags) TokenFile() string { return f.tokenFile.v }
 
