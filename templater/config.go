@@ -197,6 +197,7 @@ func loadConfig(paths []string, local string) (*fileConfig, error) {
 			return nil, badFlag{err}
 		}
 		dropDisabledDedup(f)
+		dropInertBlocks(f)
 		if err := configSpec.Check(f); err != nil {
 			return nil, badFlag{err}
 		}
@@ -205,6 +206,7 @@ func loadConfig(paths []string, local string) (*fileConfig, error) {
 	out := &fileConfig{}
 	for _, f := range files {
 		dropDisabledDedup(f)
+		dropInertBlocks(f)
 		if err := configSpec.Check(f); err != nil {
 			return nil, err
 		}
@@ -213,6 +215,31 @@ func loadConfig(paths []string, local string) (*fileConfig, error) {
 		}
 	}
 	return out, nil
+}
+
+// dropInertBlocks removes vault and nomad blocks that do not turn their
+// integration on: enabled = false, or no enabled and no address
+// (consul-template config/vault.go and config/nomad.go Finalize: Enabled
+// defaults to an address being given). They ask for nothing; a block that
+// turns Vault or Nomad on is refused by configSpec.
+func dropInertBlocks(f *configfile.File) {
+	for _, name := range []string{"vault", "nomad"} {
+		m, err := configfile.Block(f.Values[name])
+		if err != nil || m == nil {
+			continue
+		}
+		on, err := configfile.Bool(m["enabled"])
+		switch {
+		case m["enabled"] != nil && err == nil && !on:
+		case m["enabled"] == nil:
+			if addr, err := configfile.String(m["address"]); m["address"] != nil && (err != nil || addr != "") {
+				continue
+			}
+		default:
+			continue
+		}
+		delete(f.Values, name)
+	}
 }
 
 // dropDisabledDedup removes a deduplicate block that says enabled = false:

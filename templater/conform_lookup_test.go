@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,32 @@ func TestConformRefusedFlags(t *testing.T) {
 			name := strings.TrimPrefix(f[:strings.Index(f, "=")], "-")
 			if res[1].Code != exitFlags || !strings.Contains(res[1].Stderr, "-"+name+" is not supported") || strings.Count(strings.TrimSpace(res[1].Stderr), "\n") > 0 {
 				t.Errorf("templater on %s: exit %d, stderr %q; want exit 13 and one line naming it", f, res[1].Code, res[1].Stderr)
+			}
+		})
+	}
+}
+
+// TestConformInertBlocks: a vault or nomad block that does not turn its
+// integration on (enabled = false, or no address; config/vault.go and
+// config/nomad.go Finalize) asks for nothing: consul-template takes it and
+// so does templater. A block that turns it on stays refused
+// (TestConformConfigKeys).
+func TestConformInertBlocks(t *testing.T) {
+	files := map[string]string{"in.tmpl": "static\n"}
+	bodies := []string{"vault {}", "vault {\n enabled = false\n address = \"http://x\"\n}", "vault {\n renew_token = false\n}",
+		"nomad {}", "nomad {\n enabled = false\n address = \"http://x\"\n}", "vault {\n address = \"\"\n}"}
+	for i, body := range bodies {
+		files[fmt.Sprintf("b%d.hcl", i)] = body + "\n"
+	}
+	for i, body := range bodies {
+		t.Run(body, func(t *testing.T) {
+			t.Parallel()
+			var res [2]outcome
+			for j, tl := range tools(t) {
+				res[j] = runTool(t, tl.bin, toolDir(t, tl.name, files), "", 30*time.Second, "-parse-only", "-log-level", "err", "-template", "in.tmpl:out", fmt.Sprintf("-config=b%d.hcl", i))
+			}
+			if res[0].Code != res[1].Code {
+				t.Errorf("%q: consul-template exit %d, templater exit %d\n  consul-template: %s\n  templater: %s", body, res[0].Code, res[1].Code, res[0].Stderr, res[1].Stderr)
 			}
 		})
 	}
