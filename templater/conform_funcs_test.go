@@ -208,6 +208,7 @@ var conformCases = []struct{ name, tmpl string }{
 	{"toYAML string", `{{ toYAML "a: b" }}|{{ toYAML (split "," "x,y") }}`},
 	{"service filter args joined", `{{ range service "ctweb" "passing" "warning" }}{{ .ID }};{{ end }}`},
 	{"connect filters", `{{ range connect "ctnative|any" }}{{ .ID }};{{ end }}`},
+	{"connect tag", `[{{ range connect "x.ctnative" }}{{ .ID }};{{ end }}] [{{ range connect "x.ctnative|any" }}{{ .ID }};{{ end }}]`},
 	{"node @dc services", `{{ with node "@dc1" }}{{ range .Services }}{{ .ID }},{{ end }}{{ end }}`},
 	{"ls value types", `{{ range ls "ct/app" }}{{ printf "%T" .Value }}{{ end }}`},
 	{"file empty name", `[{{ file "" }}]`},

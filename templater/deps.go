@@ -174,8 +174,11 @@ func (d healthDep) String() string {
 
 func (d healthDep) run(ctx context.Context, e *env, deliver func(any)) {
 	// Consul streams health service queries: ?cached serves them from the
-	// agent's materialized view from the first request (pkg/query).
-	qq := query.Query{Name: d.String(), Datacenter: d.dc, Near: d.near, Cached: true}
+	// agent's materialized view from the first request (pkg/query). Not a
+	// connect query with a tag: Consul's streamed view filters it by the
+	// tag where its plain blocking query (consul-template's, dependency/
+	// health_service.go Fetch) does not, so the two answer differently.
+	qq := query.Query{Name: d.String(), Datacenter: d.dc, Near: d.near, Cached: !(d.connect && d.tag != "")}
 	loopConsul(ctx, e, qq, func(q *api.QueryOptions) ([]*HealthService, *api.QueryMeta, error) {
 		var entries []*api.ServiceEntry
 		var meta *api.QueryMeta
