@@ -97,3 +97,33 @@ func TestConformInertBlocks(t *testing.T) {
 		})
 	}
 }
+
+// TestConformTemplateErrorFatalFlag: -template-error-fatal given on the
+// command line wins over a template block's error_fatal (cli.go loadConfigs
+// sets every template's ErrFatal from it). Two templates, one failing to
+// execute: fatal, both exit 14; not fatal, both render the good one and,
+// under -once, keep waiting for the failing one (still running at the
+// deadline).
+func TestConformTemplateErrorFatalFlag(t *testing.T) {
+	seedConform(t)
+	block := func(fatal bool) string {
+		return fmt.Sprintf("template {\n contents = \"{{ key \\\"ct/badjson\\\" | parseJSON }}\"\n destination = \"bad\"\n error_fatal = %v\n}\ntemplate {\n contents = \"good\"\n destination = \"out\"\n}\n", fatal)
+	}
+	files := map[string]string{"fatal.hcl": block(true), "nofatal.hcl": block(false)}
+	cases := [][]string{
+		{"-config", "fatal.hcl", "-template-error-fatal=false"},
+		{"-config", "nofatal.hcl", "-template-error-fatal=true"},
+		{"-config", "fatal.hcl"},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c, " "), func(t *testing.T) {
+			t.Parallel()
+			var res [2]outcome
+			for i, tl := range tools(t) {
+				dir := toolDir(t, tl.name, files)
+				res[i] = runTool(t, tl.bin, dir, dir+"/out", argFormWait, append([]string{"-once", "-log-level", "err", "-consul-addr", agent.HTTPAddr()}, c...)...)
+			}
+			sameOutcome(t, strings.Join(c, " "), res[0], res[1])
+		})
+	}
+}

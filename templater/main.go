@@ -273,6 +273,12 @@ func buildConfig(o *options) (*runConfig, *fileConfig, error) {
 		if fc.ErrOnFailedLookup != nil && *fc.ErrOnFailedLookup {
 			t.ErrOnLookup = true
 		}
+		if o.set["template-error-fatal"] {
+			// The flag wins over each template's error_fatal (cli.go
+			// loadConfigs sets every template's ErrFatal from it).
+			v := o.templateErrorFatal
+			t.ErrorFatal = &v
+		}
 	}
 	if len(rc.Templates) == 0 {
 		return nil, nil, errors.New("no templates: give -template SOURCE:DESTINATION[:COMMAND] or -config with template blocks")
