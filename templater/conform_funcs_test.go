@@ -214,7 +214,8 @@ var conformCases = []struct{ name, tmpl string }{
 	{"file empty name", `[{{ file "" }}]`},
 	// Connect CA, peerings, exported services
 	{"caRoots", `{{ range caRoots }}{{ .ID }} {{ .Name }} {{ .Active }} {{ .RootCertPEM }}{{ end }}`},
-	{"caRoots toJSON length", `{{ caRoots | len }}`},
+	{"caRoots toJSON", `{{ caRoots | len }} {{ caRoots | toJSON }}`},
+	{"peerings exportedServices toJSON", `{{ peerings | toJSON }} {{ exportedServices | toJSON }}`},
 	{"caLeaf", `{{ with caLeaf "ctweb" }}{{ .Service }} {{ .ServiceURI }} {{ .ValidBefore.After .ValidAfter }} {{ gt (len .CertPEM) 0 }} {{ gt (len .PrivateKeyPEM) 0 }}{{ end }}`},
 	{"caLeaf empty", `[{{ caLeaf "" }}] [{{ caLeaf }}]`},
 	{"peerings", `[{{ range peerings }}{{ .Name }}{{ end }}] {{ len peerings }}`},

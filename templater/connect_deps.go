@@ -16,18 +16,34 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
+// CARoot is one Connect CA root as caRoots gives it: the fields of the
+// consul api release consul-template v0.41.1 is built with (api v1.32:
+// no NotBefore/NotAfter, which toJSON would otherwise write).
+type CARoot struct {
+	ID          string
+	Name        string
+	RootCertPEM string `json:"RootCert"`
+	Active      bool
+	CreateIndex uint64
+	ModifyIndex uint64
+}
+
 // caRootsDep is caRoots: the agent's Connect CA roots.
 type caRootsDep struct{}
 
 func (caRootsDep) String() string { return "connect.caroots" }
 
 func (d caRootsDep) run(ctx context.Context, e *env, deliver func(any)) {
-	loopConsul(ctx, e, query.Query{Name: d.String()}, func(q *api.QueryOptions) ([]*api.CARoot, *api.QueryMeta, error) {
+	loopConsul(ctx, e, query.Query{Name: d.String()}, func(q *api.QueryOptions) ([]*CARoot, *api.QueryMeta, error) {
 		l, meta, err := e.q.API().Agent().ConnectCARoots(q)
 		if err != nil {
 			return nil, nil, err
 		}
-		return l.Roots, meta, nil
+		out := make([]*CARoot, 0, len(l.Roots))
+		for _, r := range l.Roots {
+			out = append(out, &CARoot{ID: r.ID, Name: r.Name, RootCertPEM: r.RootCertPEM, Active: r.Active, CreateIndex: r.CreateIndex, ModifyIndex: r.ModifyIndex})
+		}
+		return out, meta, nil
 	}, deliver)
 }
 

@@ -239,12 +239,12 @@ func dataFuncs(t *tmpl) template.FuncMap {
 		// Connect CA, peerings, exported services (connect_deps.go;
 		// template/funcs.go connectCARootsFunc, connectLeafFunc,
 		// peeringsFunc, exportedServicesFunc).
-		"caRoots": func(...string) ([]*api.CARoot, error) {
+		"caRoots": func(...string) ([]*CARoot, error) {
 			v, ok := st().get(caRootsDep{})
 			if !ok {
 				return nil, nil
 			}
-			return v.([]*api.CARoot), nil
+			return v.([]*CARoot), nil
 		},
 		"caLeaf": func(s ...string) (any, error) {
 			if len(s) == 0 || s[0] == "" {
