@@ -46,15 +46,18 @@ func TestConformErrOnFailedLookup(t *testing.T) {
 	}
 }
 
-// TestConformRefusedFlags: flags consul-template v0.41.1 takes (cli.go) but
-// does not list in its -h, so TestConformEveryFlag cannot find them:
+// TestConformRefusedFlags: flag values consul-template v0.41.1 takes but
+// templater refuses. Flags it does not list in its -h (so
+// TestConformEveryFlag cannot find them):
 // -log-file and -log-rotate-* (templater refuses them as it refuses the
 // log_file block) and -vault-client-user-agent (as every -vault-* flag).
 // consul-template must take each (the refusal is a real difference, in the
 // README's table); templater must refuse it with one line naming it, exit 13.
 func TestConformRefusedFlags(t *testing.T) {
 	files := map[string]string{"in.tmpl": "static\n"}
-	for _, f := range []string{"-log-file=ct.log", "-log-rotate-bytes=100", "-log-rotate-duration=1h", "-log-rotate-max-files=2", "-vault-client-user-agent=x"} {
+	// -max-stale below 0 is taken by consul-template (as 0); templater
+	// refuses it as bad input, naming it (README, differences).
+	for _, f := range []string{"-log-file=ct.log", "-log-rotate-bytes=100", "-log-rotate-duration=1h", "-log-rotate-max-files=2", "-vault-client-user-agent=x", "-max-stale=-1s"} {
 		t.Run(f, func(t *testing.T) {
 			t.Parallel()
 			var res [2]outcome
@@ -65,7 +68,11 @@ func TestConformRefusedFlags(t *testing.T) {
 				t.Errorf("consul-template no longer takes %s (exit %d: %s): the difference is gone", f, res[0].Code, lastLines(res[0].Stderr))
 			}
 			name := strings.TrimPrefix(f[:strings.Index(f, "=")], "-")
-			if res[1].Code != exitFlags || !strings.Contains(res[1].Stderr, "-"+name+" is not supported") || strings.Count(strings.TrimSpace(res[1].Stderr), "\n") > 0 {
+			want := "-" + name + " is not supported"
+			if name == "max-stale" {
+				want = "-max-stale -1s: must not be negative"
+			}
+			if res[1].Code != exitFlags || !strings.Contains(res[1].Stderr, want) || strings.Count(strings.TrimSpace(res[1].Stderr), "\n") > 0 {
 				t.Errorf("templater on %s: exit %d, stderr %q; want exit 13 and one line naming it", f, res[1].Code, res[1].Stderr)
 			}
 		})

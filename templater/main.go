@@ -205,8 +205,13 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 			return o, fmt.Errorf("-%s: %w", s.name, err)
 		}
 	}
-	if o.maxStale < 0 || o.onceTimeout < 0 || o.missingWarn <= 0 {
-		return o, errors.New("-max-stale and -once-timeout must not be negative; -missing-warn must be positive")
+	switch {
+	case o.maxStale < 0:
+		return o, fmt.Errorf("-max-stale %s: must not be negative", o.maxStale)
+	case o.onceTimeout < 0:
+		return o, fmt.Errorf("-once-timeout %s: must not be negative", o.onceTimeout)
+	case o.missingWarn <= 0:
+		return o, fmt.Errorf("-missing-warn %s: must be positive", o.missingWarn)
 	}
 	if o.wait != "" {
 		// A bad value is a bad flag (exit 13), as consul-template's
