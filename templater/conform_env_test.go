@@ -169,3 +169,21 @@ func TestConformCertHoldsKey(t *testing.T) {
 		})
 	}
 }
+
+// TestConformConsulAddrEnv: CONSUL_HTTP_ADDR in the environment of commands
+// and of templates is the address as given, scheme included
+// (manager/runner.go childEnv writes config.Consul.Address itself).
+func TestConformConsulAddrEnv(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": `{{ env "CONSUL_HTTP_ADDR" }}`, "a.hcl": "consul {\n  address = \"http://@ADDR@\"\n}\n"}
+	for _, args := range [][]string{{"-consul-addr", "http://" + agent.HTTPAddr()}, {"-config", "a.hcl"}, {"-consul-addr", agent.HTTPAddr()}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			t.Parallel()
+			res, dirs := bothIn(t, files, "out", append([]string{"-once", "-log-level", "err", "-template", "in.tmpl:out:echo $CONSUL_HTTP_ADDR > cmd"}, args...)...)
+			sameOutcome(t, strings.Join(args, " "), res[0], res[1])
+			if a, b := fileState(dirs[0], "cmd"), fileState(dirs[1], "cmd"); a != b {
+				t.Errorf("command saw: consul-template %s, templater %s", a, b)
+			}
+		})
+	}
+}

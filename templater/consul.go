@@ -126,7 +126,9 @@ func transport(o *options, file map[string]string) (*http.Transport, error) {
 func childEnv(o *options, fc *fileConfig, c *api.Config) []string {
 	var out []string
 	if o.set["http-addr"] || o.set["consul-addr"] || fc.ConsulAddr != nil {
-		out = append(out, "CONSUL_HTTP_ADDR="+c.Address)
+		// As given, scheme included (config.Consul.Address is the string
+		// itself); consulConfig put a file's address into the flag.
+		out = append(out, "CONSUL_HTTP_ADDR="+o.cli.Consul.HTTPAddr())
 	}
 	if c.HttpAuth != nil {
 		out = append(out, "CONSUL_HTTP_AUTH="+c.HttpAuth.Username+":"+c.HttpAuth.Password)

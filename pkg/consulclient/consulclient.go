@@ -142,6 +142,10 @@ func (f *Flags) CertHoldsKey() {
 	}
 }
 
+// HTTPAddr returns the -http-addr flag as given (scheme included), or ""
+// when not given.
+func (f *Flags) HTTPAddr() string { return f.httpAddr.v }
+
 // TokenFile returns the -token-file flag (or its variable), or "" when not given.
 func (f *Flags) TokenFile() string { return f.tokenFile.v }
 
