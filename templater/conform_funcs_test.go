@@ -212,6 +212,7 @@ var conformCases = []struct{ name, tmpl string }{
 	{"node @dc services", `{{ with node "@dc1" }}{{ range .Services }}{{ .ID }},{{ end }}{{ end }}`},
 	{"ls value types", `{{ range ls "ct/app" }}{{ printf "%T" .Value }}{{ end }}`},
 	{"file empty name", `[{{ file "" }}]`},
+	{"service connect no name", `[{{ service }}] [{{ connect }}]`},
 	// Connect CA, peerings, exported services
 	{"caRoots", `{{ range caRoots }}{{ .ID }} {{ .Name }} {{ .Active }} {{ .RootCertPEM }}{{ end }}`},
 	{"caRoots toJSON", `{{ caRoots | len }} {{ caRoots | toJSON }}`},

@@ -114,13 +114,14 @@ func (e *lookupError) Error() string {
 // one template. They record which deps the template used and which had no data.
 func dataFuncs(t *tmpl) template.FuncMap {
 	st := func() *execState { return t.st }
-	health := func(connect bool) func(string, ...string) ([]*HealthService, error) {
-		return func(s string, filters ...string) ([]*HealthService, error) {
-			if s == "" {
-				// consul-template: an empty name is no query, no data.
+	health := func(connect bool) func(...string) ([]*HealthService, error) {
+		return func(args ...string) ([]*HealthService, error) {
+			if len(args) == 0 || args[0] == "" {
+				// consul-template: no name (or an empty one) is no query,
+				// no data (template/funcs.go serviceFunc, connectFunc).
 				return []*HealthService{}, nil
 			}
-			d, states, err := parseServiceQuery(s, filters...)
+			d, states, err := parseServiceQuery(args[0], args[1:]...)
 			if err != nil {
 				return nil, err
 			}
