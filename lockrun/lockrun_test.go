@@ -1001,3 +1001,44 @@ func TestTerminalSIGTTOUOnlyWhileChildHasIt(t *testing.T) {
 		t.Error("SIGTTOU still ignored after the child exited and lockrun took the terminal back")
 	}
 }
+
+// TestDoubleSlashPrefixAsConsulLock: consul lock trims one leading "/" from
+// PREFIX (command/lock/lock.go run, strings.TrimPrefix) and names its keys
+// with path.Join, so "//x" gives the key "/x/.lock", which Consul refuses:
+// consul lock exits 1 without running the command. lockrun must refuse it
+// too, with no key written (a key beginning with "/" written through
+// /v1/txn cannot be deleted with /v1/kv), for the lock and the semaphore.
+func TestDoubleSlashPrefixAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	dir := t.TempDir()
+	run := func(bin string, args ...string) (int, bool) {
+		_ = os.Remove(dir + "/ran")
+		cmd := command(a, bin, append(args, "touch "+dir+"/ran")...)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("%s %q: %v: %s", bin, args, err, out)
+		}
+		_, statErr := os.Stat(dir + "/ran")
+		return code, statErr == nil
+	}
+	for _, args := range [][]string{{"//test/dslash/"}, {"-n", "2", "//test/dslash/"}} {
+		wantCode, wantRan := run(a.Bin, append([]string{"lock", "-timeout", "5s"}, args...)...)
+		code, ran := run(lockrunPath(t), append([]string{"-timeout", "5s"}, args...)...)
+		if code != wantCode || ran != wantRan {
+			t.Errorf("lockrun %q: exit %d, command ran %v; consul lock: exit %d, ran %v", args, code, ran, wantCode, wantRan)
+		}
+	}
+	keys, _, err := a.Client().KV().Keys("", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if strings.HasPrefix(k, "/") {
+			t.Errorf("key %q written", k)
+			_, _, _, _ = a.Client().Txn().Txn(api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVDelete, Key: k}}}, nil)
+		}
+	}
+}

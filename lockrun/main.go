@@ -116,6 +116,11 @@ func (o *options) check(rest []string) error {
 	// without its leading "/" and ".lock" or the session): "a//b/", "a/./b"
 	// and "a/b" are one lock for both, so they exclude each other.
 	o.given = append([]string{strings.TrimPrefix(rest[0], "/")}, rest[1:]...)
+	if strings.HasPrefix(o.given[0], "/") {
+		// consul lock trims one "/" only: its keys then begin with "/",
+		// which Consul refuses, and it exits 1 without running the command.
+		return fmt.Errorf("PREFIX %q: Consul refuses keys beginning with \"/\" (one leading \"/\" is dropped, as consul lock does)", rest[0])
+	}
 	o.prefix = path.Clean(o.given[0])
 	if o.prefix == "." || o.prefix == "/" {
 		return fmt.Errorf("PREFIX %q: empty key path", rest[0])
