@@ -1042,3 +1042,37 @@ func TestDoubleSlashPrefixAsConsulLock(t *testing.T) {
 		}
 	}
 }
+
+// TestScriptWithoutShebangAsConsulLock: consul lock runs its command with
+// $SHELL -c (command/lock/lock.go startChild, agent/exec Script), and the
+// shell runs an executable file that the kernel refuses (ENOEXEC: a script
+// without "#!") as a shell script. Old cron scripts often lack the line;
+// lockrun runs them too, with the output and exit code consul lock gives.
+func TestScriptWithoutShebangAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	script := filepath.Join(t.TempDir(), "job")
+	if err := os.WriteFile(script, []byte("echo \"ran $CONSUL_LOCK_HELD\"\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func(bin string, args ...string) (int, string) {
+		cmd := command(a, bin, args...)
+		var out strings.Builder
+		cmd.Stdout = &out
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("%s %q: %v", bin, args, err)
+		}
+		return code, out.String()
+	}
+	for _, flags := range [][]string{nil, {"-child-exit-code"}} {
+		args := append(append([]string{}, flags...), "test/noshebang", script)
+		wantCode, wantOut := run(a.Bin, append([]string{"lock"}, args...)...)
+		code, out := run(lockrunPath(t), args...)
+		if code != wantCode || out != wantOut {
+			t.Errorf("lockrun %q: exit %d, printed %q; consul lock: exit %d, %q", args, code, out, wantCode, wantOut)
+		}
+	}
+}

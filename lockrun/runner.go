@@ -282,6 +282,13 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 		r.out.hold()
 	}
 	child, err := supervisor.Start(cfg)
+	if errors.Is(err, syscall.ENOEXEC) && !cfg.ShellWrapper {
+		// An executable the kernel will not run (a script without "#!"):
+		// consul lock's $SHELL -c runs it as a shell script, and so do we.
+		cfg.Argv = append([]string{commandShell(os.Getenv("SHELL"))}, o.argv...)
+		cfg.ShellWrapper = true
+		child, err = supervisor.Start(cfg)
+	}
 	if cfg.Terminal != nil {
 		// Process-wide: our log lines come from any goroutine, so from any
 		// thread; a signal cannot be blocked for the whole process in Go.
