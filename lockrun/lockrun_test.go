@@ -1076,3 +1076,44 @@ func TestScriptWithoutShebangAsConsulLock(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenPrecedenceAsConsulLock: consul lock takes its ACL token in the
+// consul CLI's order (api.NewClient, with command/flags HTTPFlags
+// MergeOntoConfig): -token-file, then -token, then CONSUL_HTTP_TOKEN_FILE,
+// then CONSUL_HTTP_TOKEN. Each case gives a good token one way and a wrong
+// one another; lockrun must run the command exactly when consul lock does.
+func TestTokenPrecedenceAsConsulLock(t *testing.T) {
+	a := consultest.StartSecure(t, "lockrun-tokens")
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad-token")
+	if err := os.WriteFile(bad, []byte("00000000-0000-0000-0000-000000000001\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		args []string
+		env  []string
+	}{
+		{"-token-file over -token", []string{"-token-file", a.TokenFile, "-token", "wrong"}, nil},
+		{"-token over CONSUL_HTTP_TOKEN_FILE", []string{"-token", a.Token}, []string{"CONSUL_HTTP_TOKEN_FILE=" + bad}},
+		{"CONSUL_HTTP_TOKEN_FILE over CONSUL_HTTP_TOKEN", nil, []string{"CONSUL_HTTP_TOKEN_FILE=" + a.TokenFile, "CONSUL_HTTP_TOKEN=wrong"}},
+		{"-token over CONSUL_HTTP_TOKEN", []string{"-token", a.Token}, []string{"CONSUL_HTTP_TOKEN=wrong"}},
+	}
+	ran := func(bin string, pre []string, c int, args []string, env []string) bool {
+		marker := filepath.Join(dir, fmt.Sprintf("ran-%d-%s", c, filepath.Base(bin)))
+		args = append(append(append(append([]string{}, pre...), "-http-addr", "https://"+a.HTTPSAddr()), a.TLSFlags()...), args...)
+		args = append(args, "-timeout", "5s", "test/tokens", "touch "+marker)
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "SHELL=/bin/sh"}, env...)
+		out, _ := cmd.CombinedOutput()
+		_, err := os.Stat(marker)
+		t.Logf("%s: %s", filepath.Base(bin), out)
+		return err == nil
+	}
+	for i, c := range cases {
+		want := ran(a.Bin, []string{"lock"}, i, c.args, c.env)
+		if got := ran(lockrunPath(t), nil, i, c.args, c.env); got != want {
+			t.Errorf("%s: lockrun ran the command: %v; consul lock: %v", c.name, got, want)
+		}
+	}
+}

@@ -72,7 +72,8 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p := cliapp.New("lockrun", stdout, stderr)
 	p.Usage = []string{"lockrun [flags] PREFIX COMMAND [ARGS...]", "lockrun [flags] PREFIX -- COMMAND [ARGS...]"}
 	p.About = "Runs COMMAND while holding the Consul lock at PREFIX (a semaphore with -n above 1)."
-	p.HelpToStdout = true // as consul lock -h
+	p.HelpToStdout = true          // as consul lock -h
+	p.Consul.TokenFileFirst = true // the consul CLI's token order
 	o := &options{cli: p}
 	p.Int(&o.limit, "n", 1, "number of holders allowed; above 1 makes a semaphore")
 	p.String(&o.name, "name", "", "session name (default: consul lock's, \"Consul lock for 'COMMAND ARGS' at 'PREFIX'\")")

@@ -50,6 +50,11 @@ type Flags struct {
 	tlsServerName optString
 	datacenter    optString
 	stale         bool
+
+	// TokenFileFirst gives -token-file precedence over -token when both
+	// are given, as the consul CLI does (api.NewClient): for programs whose
+	// peer is a consul CLI command (lockrun).
+	TokenFileFirst bool
 }
 
 // Def is one shared Consul flag: its name as the consul CLI names it, its
@@ -172,7 +177,7 @@ func (f *Flags) Config() (*api.Config, error) {
 		}
 	}
 	switch {
-	case f.token.set:
+	case f.token.set && !(f.TokenFileFirst && f.tokenFile.set):
 		cfg.Token, cfg.TokenFile = f.token.v, ""
 	case f.tokenFile.set:
 		tok, err := readToken(f.tokenFile.v)
