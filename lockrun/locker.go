@@ -79,7 +79,10 @@ func (l *plainLock) acquire(ctx context.Context) (*held, error) {
 	bo := backoff.New(100*time.Millisecond, 5*time.Second)
 	rebo := backoff.New(time.Second, 10*time.Second)
 	announced := false
-	for {
+	for first := true; ; first = false {
+		if !first {
+			attempted(ctx)
+		}
 		session, err := waitSession(ctx, l.sessions, rebo, l.log)
 		if err != nil {
 			return nil, err

@@ -1117,3 +1117,27 @@ func TestTokenPrecedenceAsConsulLock(t *testing.T) {
 		}
 	}
 }
+
+// TestShortTimeoutStillTriesAsConsulLock: consul lock's -timeout bounds the
+// wait, never the first attempt (api Lock.Lock and Semaphore.Acquire with
+// LockTryOnce / SemaphoreTryOnce check the elapsed time only from the second
+// attempt on, and the session is made before): with a free lock, even a
+// -timeout shorter than a round trip to Consul runs the command.
+func TestShortTimeoutStillTriesAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	dir := t.TempDir()
+	run := func(bin string, args ...string) bool {
+		_ = os.Remove(dir + "/ran")
+		cmd := command(a, bin, append(args, "touch "+dir+"/ran")...)
+		out, _ := cmd.CombinedOutput()
+		_, err := os.Stat(dir + "/ran")
+		t.Logf("%s %q: %s", filepath.Base(bin), args, out)
+		return err == nil
+	}
+	for _, args := range [][]string{{"-timeout", "1us", "test/short-timeout"}, {"-try=1us", "-n", "2", "test/short-timeout-sem"}} {
+		want := run(a.Bin, append([]string{"lock"}, args...)...)
+		if got := run(lockrunPath(t), args...); got != want {
+			t.Errorf("lockrun %q on a free lock ran the command: %v; consul lock: %v", args, got, want)
+		}
+	}
+}

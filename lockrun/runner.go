@@ -170,12 +170,27 @@ func (r *runner) checkAgent() {
 // and -timeout. It returns the lock, or nil and the exit code.
 func (r *runner) wait(keeper *sessionKeeper, lk locker) (*held, int) {
 	o := r.o
-	actx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	actx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
 	if o.timeout > 0 {
-		var tcancel context.CancelFunc
-		actx, tcancel = context.WithTimeout(actx, o.timeout)
-		defer tcancel()
+		// As consul lock, -timeout bounds the wait, not the first attempt
+		// (the API's LockTryOnce looks at the time from the second attempt
+		// on): the deadline cancels nothing until the first attempt is over
+		// (attempted), so a free lock is taken whatever the -timeout.
+		var once sync.Once
+		first := make(chan struct{})
+		actx = context.WithValue(actx, attemptKey{}, func() { once.Do(func() { close(first) }) })
+		timer := time.AfterFunc(o.timeout, func() {
+			select {
+			case <-first:
+			case <-actx.Done():
+			}
+			cancel(context.DeadlineExceeded)
+		})
+		defer timer.Stop()
+	}
+	timedOut := func(err error) bool {
+		return errors.Is(err, context.DeadlineExceeded) || errors.Is(context.Cause(actx), context.DeadlineExceeded)
 	}
 	type acq struct {
 		h   *held
@@ -199,7 +214,7 @@ func (r *runner) wait(keeper *sessionKeeper, lk locker) (*held, int) {
 			if isStop(s) && interrupted == 0 {
 				r.log.Info("interrupted while waiting for the lock; cleaning up", "signal", supervisor.SignalName(s))
 				interrupted = s
-				cancel()
+				cancel(nil)
 			}
 		case a := <-acqc:
 			switch {
@@ -214,10 +229,10 @@ func (r *runner) wait(keeper *sessionKeeper, lk locker) (*held, int) {
 			case errors.Is(a.err, errPermanent):
 				fmt.Fprintf(r.o.cli.Stderr, "lockrun: Consul refusing: %v\n", a.err)
 				return nil, exitConsul
-			case errors.Is(a.err, context.DeadlineExceeded) && keeper.createdCount() == 0:
+			case timedOut(a.err) && keeper.createdCount() == 0:
 				fmt.Fprintf(r.o.cli.Stderr, "lockrun: Consul unreachable for the whole -timeout %s: %v\n", o.timeout, a.err)
 				return nil, exitConsul
-			case errors.Is(a.err, context.DeadlineExceeded):
+			case timedOut(a.err):
 				fmt.Fprintf(r.o.cli.Stderr, "lockrun: lock %s not acquired within -timeout %s\n", o.prefix, o.timeout)
 				return nil, exitTimeout
 			case errors.Is(a.err, errConflict):
@@ -450,5 +465,18 @@ func (g *outputGate) release() {
 	if g.kept != nil {
 		_, _ = g.w.Write(g.kept.Bytes())
 		g.kept = nil
+	}
+}
+
+// attemptKey is the context key of the function that ends the first attempt
+// to acquire (attempted).
+type attemptKey struct{}
+
+// attempted says the first attempt to acquire is over (a session could not
+// be made, or the lock was read and tried): from then on -timeout may cut
+// the wait.
+func attempted(ctx context.Context) {
+	if f, ok := ctx.Value(attemptKey{}).(func()); ok {
+		f()
 	}
 }

@@ -55,7 +55,10 @@ func (s *semaphore) acquire(ctx context.Context) (*held, error) {
 	var waitIndex uint64
 	contending := ""
 	announced := false
-	for {
+	for first := true; ; first = false {
+		if !first {
+			attempted(ctx)
+		}
 		session, err := waitSession(ctx, s.sessions, rebo, s.log)
 		if err != nil {
 			return nil, err

@@ -73,6 +73,7 @@ func (k *sessionKeeper) create(ctx context.Context) (string, error) {
 		if permanent(err) {
 			return "", fmt.Errorf("%w: create session: %v", errPermanent, err)
 		}
+		attempted(ctx)
 		if since.IsZero() {
 			since = time.Now()
 		}
