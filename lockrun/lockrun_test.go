@@ -1141,3 +1141,29 @@ func TestShortTimeoutStillTriesAsConsulLock(t *testing.T) {
 		}
 	}
 }
+
+// TestNumberFormsAsConsulLock: consul lock reads -n and -monitor-retry with
+// the standard library's flag.IntVar (command/lock/lock.go init), which
+// takes Go's integer literals (strconv.ParseInt base 0: 0x10, 0o7, 0b11,
+// 1_000, a sign). lockrun accepts and refuses the same spellings.
+func TestNumberFormsAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	code := func(bin string, args ...string) int {
+		err := command(a, bin, args...).Run()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	}
+	for _, flag := range []string{"-monitor-retry=0x3", "-monitor-retry=0b11", "-monitor-retry=1_0", "-monitor-retry=+2", "-monitor-retry=07", "-monitor-retry=08",
+		"-monitor-retry=3.0", "-n=0x2", "-n=0o2", "-n=1_0", "-n=2.0"} {
+		args := []string{flag, "test/numbers-" + strings.NewReplacer("=", "", "-", "", ".", "").Replace(flag), "true"}
+		want := code(a.Bin, append([]string{"lock"}, args...)...)
+		if got := code(lockrunPath(t), args...); got != want {
+			t.Errorf("lockrun %q: exit %d; consul lock: exit %d", args, got, want)
+		}
+	}
+}

@@ -219,11 +219,12 @@ func (o *optInt) String() string {
 }
 
 func (o *optInt) Set(s string) error {
-	v, err := strconv.Atoi(s)
+	// Go's integer literals (0x10, 0o7, 1_000), as flag.IntVar reads them.
+	v, err := strconv.ParseInt(s, 0, strconv.IntSize)
 	if err != nil {
 		return fmt.Errorf("not a whole number: %q", s)
 	}
-	o.v, o.set = v, true
+	o.v, o.set = int(v), true
 	return nil
 }
 
