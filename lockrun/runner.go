@@ -297,9 +297,10 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 		r.out.hold()
 	}
 	child, err := supervisor.Start(cfg)
-	if errors.Is(err, syscall.ENOEXEC) && !cfg.ShellWrapper {
+	if errors.Is(err, syscall.ENOEXEC) && !cfg.ShellWrapper && o.shell.Mode != supervisor.ShellNever {
 		// An executable the kernel will not run (a script without "#!"):
-		// consul lock's $SHELL -c runs it as a shell script, and so do we.
+		// consul lock's $SHELL -c runs it as a shell script, and so do we
+		// (not with -shell=false, where consul lock execs it and fails).
 		cfg.Argv = append([]string{commandShell(os.Getenv("SHELL"))}, o.argv...)
 		cfg.ShellWrapper = true
 		child, err = supervisor.Start(cfg)
