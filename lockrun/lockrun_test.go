@@ -1172,3 +1172,58 @@ func TestNumberFormsAsConsulLock(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSMismatchAsConsulLock: consul lock asks the agent once before
+// anything else (command/lock/lock.go run, Agent().NodeName) and exits 1
+// when that fails, so a wrong scheme (https:// to a plain HTTP agent) or a
+// server certificate it cannot verify ends it at once. lockrun retries a
+// Consul that is away, but these never heal by retrying: it must end too,
+// without running the command, rather than retry for ever.
+func TestTLSMismatchAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	s := consultest.StartSecure(t, "lockrun-tls-mismatch")
+	dir := t.TempDir()
+	cases := [][]string{
+		{"-http-addr", "https://" + a.HTTPAddr()},
+		{"-http-addr", "https://" + s.HTTPSAddr(), "-token", s.Token}, // no -ca-file: the agent's CA is unknown
+	}
+	for i, flags := range cases {
+		marker := filepath.Join(dir, strconv.Itoa(i))
+		args := append(append([]string{}, flags...), "test/tls-mismatch", "touch "+marker)
+		peer := exec.Command(a.Bin, append([]string{"lock"}, args...)...)
+		peer.Env = []string{"PATH=" + os.Getenv("PATH"), "SHELL=/bin/sh"}
+		if out, err := peer.CombinedOutput(); err == nil {
+			t.Fatalf("consul lock %q succeeded: %s", args, out)
+		}
+		cmd := exec.Command(lockrunPath(t), args...)
+		cmd.Env = peer.Env
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Either lockrun ends, or it says it waits and retries: read until
+		// one of the two, then stop it.
+		var lines []string
+		retried := false
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+			if strings.Contains(sc.Text(), "waiting for Consul") {
+				retried = true
+				_ = cmd.Process.Kill()
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+		err = cmd.Wait()
+		if _, statErr := os.Stat(marker); statErr == nil {
+			t.Errorf("lockrun %q ran the command", args)
+		}
+		if retried || err == nil {
+			t.Errorf("lockrun %q: retried %v, exit %v; consul lock exits 1 at once:\n%s", args, retried, err, strings.Join(lines, "\n"))
+		}
+	}
+}

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,7 +94,16 @@ func permanent(err error) bool {
 	if errors.As(err, &se) {
 		return se.Code >= 400 && se.Code < 500 && se.Code != http.StatusTooManyRequests
 	}
-	return false
+	// A certificate we cannot verify, or https:// to a plain HTTP agent:
+	// our own settings are wrong, and consul lock ends at once on them.
+	var verify *tls.CertificateVerificationError
+	var authority x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	if errors.As(err, &verify) || errors.As(err, &authority) || errors.As(err, &host) || errors.As(err, &invalid) {
+		return true
+	}
+	return strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
 }
 
 func (k *sessionKeeper) start(id string) {
