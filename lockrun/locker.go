@@ -102,7 +102,8 @@ func (l *plainLock) acquire(ctx context.Context) (*held, error) {
 		}
 		if pair != nil && pair.Session != "" && pair.Session != session {
 			if !announced {
-				l.log.Info("waiting for the lock", "key", l.key, "holder_session", pair.Session)
+				// Debug: consul lock waits silently unless -verbose (cron mails stderr).
+				l.log.Debug("waiting for the lock", "key", l.key, "holder_session", pair.Session)
 				announced = true
 			}
 			waitIndex = meta.LastIndex

@@ -1227,3 +1227,33 @@ func TestTLSMismatchAsConsulLock(t *testing.T) {
 		}
 	}
 }
+
+// TestQuietWhileWaitingAsConsulLock: without -verbose, consul lock says
+// nothing while it waits for a held lock or a full semaphore (its progress
+// lines are -verbose only, command/lock/lock.go run); run from cron,
+// anything on standard error is mailed. A waiter that gives up after
+// -timeout prints the one line saying so, as consul lock does.
+func TestQuietWhileWaitingAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	dir := t.TempDir()
+	for _, n := range []string{"1", "2"} {
+		prefix := "test/quiet-wait-" + n
+		holders, _ := strconv.Atoi(n)
+		for i := 0; i < holders; i++ {
+			marker := fmt.Sprintf("%s/held-%s-%d", dir, n, i)
+			startLR(t, a, "-n", n, prefix, "touch "+marker+"; exec sleep 300") // stopped at the end
+			eventually.True(t, 20*time.Second, "holder", func() bool { _, err := os.Stat(marker); return err == nil })
+		}
+		stderrLines := func(bin string, pre ...string) []string {
+			cmd := command(a, bin, append(pre, "-n", n, "-timeout", "1s", prefix, "true")...)
+			var errb strings.Builder
+			cmd.Stderr = &errb
+			_ = cmd.Run()
+			return strings.Split(strings.TrimSpace(errb.String()), "\n")
+		}
+		want := stderrLines(a.Bin, "lock")
+		if got := stderrLines(lockrunPath(t)); len(got) != len(want) {
+			t.Errorf("-n %s waiter that timed out printed %d lines on stderr, consul lock %d:\n%s", n, len(got), len(want), strings.Join(got, "\n"))
+		}
+	}
+}

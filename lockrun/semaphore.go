@@ -97,7 +97,8 @@ func (s *semaphore) acquire(ctx context.Context) (*held, error) {
 		wake := s.prune(st)
 		if len(st.lock.Holders) >= s.limit {
 			if !announced {
-				s.log.Info("waiting for a semaphore slot", "prefix", s.prefix, "limit", s.limit, "holders", len(st.lock.Holders))
+				// Debug: consul lock waits silently unless -verbose (cron mails stderr).
+				s.log.Debug("waiting for a semaphore slot", "prefix", s.prefix, "limit", s.limit, "holders", len(st.lock.Holders))
 				announced = true
 			}
 			waitIndex = meta.LastIndex
