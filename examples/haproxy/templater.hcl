@@ -1,6 +1,9 @@
 # templater configuration (consul-template reads it too, without the templater-only check line): render haproxy.cfg from the
 # healthy instances of a Consul service, check it with `haproxy -c` before it
 # replaces the live file, then reload haproxy (master-worker mode).
+# Install it as /etc/templater/conf.d/haproxy.hcl and the template as
+# /etc/templater/haproxy.cfg.ctmpl: every file in the -config folder is read as
+# configuration, so templates live outside it.
 consul {
   address = "127.0.0.1:8500"
 }

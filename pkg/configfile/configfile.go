@@ -44,7 +44,23 @@ type File struct {
 // unreadable directory or a path that is neither file nor directory is an
 // error naming the path.
 func Files(paths []string) ([]string, error) {
-	var out []string
+	found, err := files(paths)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(found))
+	for i, f := range found {
+		out[i] = f.path
+	}
+	return out, nil
+}
+
+// found is one file Files found, with the -config folder it was found
+// below ("" when the path named the file itself).
+type found struct{ path, dir string }
+
+func files(paths []string) ([]found, error) {
+	var out []found
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
@@ -52,14 +68,14 @@ func Files(paths []string) ([]string, error) {
 		}
 		switch {
 		case st.Mode().IsRegular():
-			out = append(out, p)
+			out = append(out, found{path: p})
 		case st.IsDir():
 			err := filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
 				if err != nil {
 					return fmt.Errorf("config %s: %w", path, unwrapPath(err))
 				}
 				if !d.IsDir() {
-					out = append(out, path)
+					out = append(out, found{path: path, dir: p})
 				}
 				return nil
 			})
@@ -89,7 +105,7 @@ func Read(path string) (*File, error) {
 func Parse(name string, b []byte) (*File, error) {
 	var raw map[string]any
 	if err := hcl.Unmarshal(b, &raw); err != nil {
-		return nil, fmt.Errorf("config %s: %s", name, oneLine(err.Error()))
+		return nil, &syntaxError{path: name, msg: oneLine(err.Error())}
 	}
 	if raw == nil {
 		raw = map[string]any{}
@@ -97,14 +113,29 @@ func Parse(name string, b []byte) (*File, error) {
 	return &File{Path: name, Values: raw}, nil
 }
 
-// Load is Files followed by Read of each file, in order.
+// Load is Files followed by Read of each file, in order. A file found below
+// a -config folder that does not parse (a template kept there, say) is named
+// with that folder in the error: every file below it is read as
+// configuration, as consul-template reads them.
 func Load(paths []string) ([]*File, error) {
-	names, err := Files(paths)
+	names, err := files(paths)
 	if err != nil {
 		return nil, err
 	}
-	return each(names, Read)
+	return each(names, func(f found) (*File, error) {
+		out, err := Read(f.path)
+		var syntax *syntaxError
+		if f.dir != "" && errors.As(err, &syntax) {
+			return nil, fmt.Errorf("%w (every file below the -config folder %s is read as configuration: keep templates and other files outside it)", err, f.dir)
+		}
+		return out, err
+	})
 }
+
+// syntaxError is a file that hcl cannot parse.
+type syntaxError struct{ path, msg string }
+
+func (e *syntaxError) Error() string { return fmt.Sprintf("config %s: %s", e.path, e.msg) }
 
 // Spec names the keys a program accepts, as dotted paths from the top of a
 // file ("consul.address", "consul.ssl.enabled", "template.source"). A path

@@ -160,3 +160,26 @@ func TestGetAndDecoders(t *testing.T) {
 		t.Errorf("Strings: %q, %v", l, err)
 	}
 }
+
+// A template kept in a -config folder is read as configuration, as
+// consul-template reads every file there (config.FromPath); the error names
+// the file and says why it was read. A file named by -config itself gets
+// the plain syntax error.
+func TestLoadFolderSyntaxErrorNamesFolder(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "templater.hcl"), "template { source = \"x\" }\n")
+	tmpl := filepath.Join(dir, "nginx.conf.ctmpl")
+	write(t, tmpl, "events {\n}\n{{ range service \"web\" }}\n{{ end }}\n")
+	_, err := Load([]string{dir})
+	if err == nil {
+		t.Fatal("a template in the folder parsed as configuration")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, tmpl) || !strings.Contains(msg, "below the -config folder "+dir) || strings.Contains(msg, "\n") {
+		t.Fatalf("err = %q, want one line naming %s and the folder %s", msg, tmpl, dir)
+	}
+	_, err = Load([]string{tmpl})
+	if err == nil || !strings.Contains(err.Error(), tmpl) || strings.Contains(err.Error(), "-config folder") {
+		t.Fatalf("file named itself: err = %v, want the syntax error alone", err)
+	}
+}
