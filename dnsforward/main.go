@@ -94,6 +94,13 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.Duration(&c.IdleTimeout, "idle-timeout", 10*time.Minute, "drop the watch of a service nobody asked for this long")
 	p.Duration(&c.MaxStale, "max-stale", 72*time.Hour, "while Consul is unreachable, serve the last answers for this long (0: forever), then SERVFAIL")
 	p.Duration(&c.StaleTTL, "stale-ttl", 0, "TTL of Consul answers served while Consul is unreachable")
+	// Left out, these follow the agent's configuration (AgentDNSConfig); the
+	// values above are used only until the agent first answers.
+	p.DefaultText("domain", `the agent's domain, else "consul."`)
+	p.DefaultText("alt-domain", "the agent's alt_domain")
+	p.DefaultText("service-ttl", "the agent's dns_config.service_ttl, else 0")
+	p.DefaultText("node-ttl", "the agent's dns_config.node_ttl, else 0")
+	p.DefaultText("only-passing", "the agent's dns_config.only_passing, else false")
 	p.Int(&c.UDPReaders, "udp-readers", max(1, runtime.NumCPU()/2), "UDP sockets (SO_REUSEPORT), one reader thread each; the default is half the CPUs, leaving the rest to clients and the kernel")
 	res, err := p.Parse(args)
 	if err != nil {

@@ -228,3 +228,28 @@ func TestListenPermissionDenied(t *testing.T) {
 		}
 	}
 }
+
+// Left out, -domain, -alt-domain, -service-ttl, -node-ttl and -only-passing
+// follow the agent's configuration: -h says so rather than showing the
+// value used only until the agent answers.
+func TestHelpAgentDefaults(t *testing.T) {
+	var stderr bytes.Buffer
+	if code := run(context.Background(), []string{"-h"}, io.Discard, &stderr, nil); code != 0 {
+		t.Fatalf("-h: exit %d", code)
+	}
+	h := stderr.String()
+	for _, want := range []string{
+		`(default the agent's domain, else "consul.")`,
+		`(default the agent's alt_domain)`,
+		`(default the agent's dns_config.service_ttl, else 0)`,
+		`(default the agent's dns_config.node_ttl, else 0)`,
+		`(default the agent's dns_config.only_passing, else false)`,
+	} {
+		if !strings.Contains(h, want) {
+			t.Errorf("help lacks %q:\n%s", want, h)
+		}
+	}
+	if strings.Contains(h, `(default "consul.")`) {
+		t.Errorf("help gives -domain the fixed default consul.:\n%s", h)
+	}
+}

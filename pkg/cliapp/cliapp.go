@@ -278,6 +278,16 @@ func (p *Program) Var(v flag.Value, name, usage string) {
 	p.bindEnv(name)
 }
 
+// DefaultText replaces what help shows as the default of flag name, for a
+// default that is not the flag's value (one read from the Consul agent, say).
+func (p *Program) DefaultText(name, text string) {
+	e := p.byName[name]
+	if e == nil {
+		panic("cliapp: default text of unknown flag -" + name)
+	}
+	e.def = text
+}
+
 // Hidden adds a Var flag that help does not list (refused peer flags,
 // which the program describes in its Footer).
 func (p *Program) Hidden(v flag.Value, name string) {
