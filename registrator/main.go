@@ -103,6 +103,9 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.String(&o.deregister, "deregister", "always", "always, or on-success: keep the services of containers that exited non-zero")
 	p.Int(&o.retryAttempts, "retry-attempts", -1, "tries to reach Consul at start before exiting; -1 retries forever; below -1 starts without trying")
 	p.Var(secondsFlag{&o.retryInterval, time.Millisecond}, "retry-interval", "wait between those tries, in `MILLISECONDS` (or a duration)")
+	// In the flags' own units, as gliderlabs' -h shows them.
+	p.DefaultText("resync", "60")
+	p.DefaultText("retry-interval", "2000")
 	p.String(&mc.Hostname, "hostname", host, "owner identity: the host part of service IDs and the owner recorded in service meta")
 	p.String(&o.onlyLabel, "only-label", "", "only register containers with this label (`KEY` or KEY=VALUE); others are treated as not running")
 	p.String(&mc.NetworkLabel, "network-label", "SERVICE_NETWORK", "container label naming the Docker network whose address to register (-internal)")

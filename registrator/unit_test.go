@@ -52,6 +52,25 @@ func TestParseURI(t *testing.T) {
 	}
 }
 
+// -h shows -resync and -retry-interval's defaults in the units the flags
+// take (SECONDS, MILLISECONDS), as gliderlabs master's flag.Int flags show
+// theirs (registrator.go: "retry-interval" 2000), not as Go durations.
+func TestHelpDefaultsInFlagUnits(t *testing.T) {
+	var stderr bytes.Buffer
+	if _, err := parse([]string{"-h"}, io.Discard, &stderr); err == nil {
+		t.Fatal("-h: no ErrExit")
+	}
+	h := stderr.String()
+	for _, want := range []string{"-resync SECONDS\n", "(default 60)", "-retry-interval MILLISECONDS\n", "(default 2000)"} {
+		if !strings.Contains(h, want) {
+			t.Errorf("help lacks %q:\n%s", want, h)
+		}
+	}
+	if strings.Contains(h, `(default "1m0s")`) || strings.Contains(h, `(default "2s")`) {
+		t.Errorf("help shows a duration for a flag in SECONDS or MILLISECONDS:\n%s", h)
+	}
+}
+
 func TestParseFlags(t *testing.T) {
 	o, err := parse([]string{"-ip", "10.0.0.5", "-internal", "-explicit", "-useIpFromLabel", "ip", "-tags", "a,{{.Name}}",
 		"-resync", "30", "-cleanup", "-deregister", "on-success", "-retry-attempts", "3", "-retry-interval", "500",
