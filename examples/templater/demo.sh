@@ -20,7 +20,7 @@ template {
 HCL
 echo "config ($tdir/templater.hcl):"
 sed 's/^/  /' "$tdir/templater.hcl"
-echo "-dry shows the plan (a diff against what is on disk) and writes nothing:"
+echo "-diff shows the plan (a diff against what is on disk) and writes nothing:"
 "$BIN/templater" -config "$tdir/templater.hcl" -once -diff -log-level err | sed -n '1,40p' | grep -E '^(==|\+\+\+|---|\+ +server|would run)' | sed 's/^/  /'
 NGINX_LISTEN=127.0.0.1:18080 demo_bg "$BIN/templater" -config "$tdir/templater.hcl" -log-level warn
 tpid=${pids[-1]}
@@ -39,5 +39,7 @@ if [ -n "$check" ]; then
 	curl -fsS -X DELETE "http://$CONSUL_HTTP_ADDR/v1/kv/config/web/max_fails" >/dev/null
 fi
 if [ -z "${DEMO_ONESHOT:-}" ]; then
-	echo "templater (pid $tpid) keeps watching; try: consul services register -name web -id web-4 -port 18084"
+	echo "templater (pid $tpid) keeps watching; try, from another terminal:"
+	echo "  $CONSUL_BIN services register -http-addr $CONSUL_HTTP_ADDR -name web -id web-4 -port 18084"
+	echo "  grep server $tdir/nginx.conf"
 fi
