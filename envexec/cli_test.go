@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -180,6 +181,26 @@ func TestSameQueryLastPrefixText(t *testing.T) {
 	for i, p := range o.prefixes {
 		if name, err := o.naming.kvName(p, "k"); err != nil || name != "app_k" {
 			t.Errorf("prefix %d: name %q, %v; want app_k", i, name, err)
+		}
+	}
+}
+
+// -h names the values -on-change and -export take and the query forms of
+// -prefix and -service, as the README's flag table does (the placeholder
+// was one of the values: "-export dotenv", "-on-change restart").
+func TestHelpPlaceholders(t *testing.T) {
+	var out bytes.Buffer
+	if _, err := parse([]string{"-h"}, &out, io.Discard); err == nil {
+		t.Fatal("-h: no ErrExit")
+	}
+	for _, want := range []string{
+		"-on-change restart|signal|none\n",
+		"-export dotenv|shell|json\n",
+		"-prefix PATH[?ns=NS&partition=P][@DC]\n",
+		"-service, -service-query [TAG.]NAME[?ns=NS&partition=P][@DC][~NODE]\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help lacks %q:\n%s", want, out.String())
 		}
 	}
 }

@@ -172,7 +172,7 @@ func registerSourceFlags(cl *cliapp.Program, o *options) {
 	// A -prefix loses one leading "/" before the path is parsed (envconsul
 	// config_prefix.go ParsePrefixConfig); a file's prefix.path does not.
 	prefixFlag := func(s string) (*prefixSpec, error) { return parsePrefix(strings.TrimPrefix(s, "/")) }
-	cl.Var(addSource(prefixFlag, &o.prefixes, &o.badSource), "prefix", "watch the keys below `PATH[@DC]` (repeatable; later prefixes win)")
+	cl.Var(addSource(prefixFlag, &o.prefixes, &o.badSource), "prefix", "watch the keys below `PATH[?ns=NS&partition=P][@DC]` (repeatable; later prefixes win)")
 	prefixFormat := funcFlag(func(s string) error {
 		if len(o.prefixes) == 0 {
 			return errors.New("give -format after the -prefix it names")
@@ -187,7 +187,7 @@ func registerSourceFlags(cl *cliapp.Program, o *options) {
 	})
 	cl.Var(prefixFormat, "format", "name `TEMPLATE` for the -prefix just before it, e.g. 'APP_{{ key }}'")
 	cl.Alias("prefix-format", "format")
-	cl.Var(addSource(parseService, &o.services, &o.badSource), "service", "instances of service `[TAG.]NAME[@DC]` as variables <service>/id, /name, /address, /tag, /port (repeatable)")
+	cl.Var(addSource(parseService, &o.services, &o.badSource), "service", "instances of service `[TAG.]NAME[?ns=NS&partition=P][@DC][~NODE]` as variables <service>/id, /name, /address, /tag, /port (repeatable)")
 	cl.Alias("service-query", "service") // envconsul's name
 	for _, field := range serviceFields() {
 		field := field
@@ -234,7 +234,7 @@ func registerProcessFlags(cl *cliapp.Program, o *options) {
 			return fmt.Errorf("want restart, signal or none")
 		}
 		return nil
-	}), "on-change", "what a change of the environment does: `restart` (default), signal (send -change-signal) or none")
+	}), "on-change", "what a change of the environment does, `restart|signal|none`: restart the command (default), send it -change-signal, or nothing")
 	cl.Var(signalFlag{sig: &o.changeSignal}, "change-signal", "`SIGNAL` for -on-change signal")
 	cl.Var(funcFlag(func(s string) error {
 		if err := (signalFlag{sig: &o.changeSignal}).Set(s); err != nil {
@@ -262,7 +262,7 @@ func registerProcessFlags(cl *cliapp.Program, o *options) {
 	cl.Bool(&o.once, "once", false, "fetch once, run the command, exit with its exit code (no watching)")
 	cl.Bool(&o.shellExitCode, "shell-exit-code", false, "when a signal N killed the command, exit 128+N as a shell reports it (default: 255, as envconsul)")
 	cl.Duration(&o.waitTimeout, "wait-timeout", 0, "give up if not every source has answered within this time (0: wait forever, saying what it waits for)")
-	cl.String(&o.export, "export", "", "print the environment as `dotenv`, shell or json and exit (no command)")
+	cl.String(&o.export, "export", "", "print the environment in this format, `dotenv|shell|json`, and exit (no command)")
 	cl.String(&o.pidFile, "pid-file", "", "write envexec's PID to this file")
 	cl.Var(funcFlag(func(s string) error {
 		o.configPaths = append(o.configPaths, s)
