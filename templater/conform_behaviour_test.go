@@ -8,6 +8,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -976,6 +977,38 @@ func TestConformUnwritableDestination(t *testing.T) {
 					t.Errorf("consul-template exit %d, templater exit %d\n  consul-template: %s\n  templater: %s", res[0].Code, res[1].Code, lastLines(res[0].Stderr), lastLines(res[1].Stderr))
 				}
 			})
+		}
+	}
+}
+
+// -h (and -help) prints the usage on standard output and exits 0, as
+// consul-template does, so `templater -h | less` shows it.
+func TestConformHelpOnStdout(t *testing.T) {
+	ct := peerBinary(t)
+	for _, arg := range []string{"-h", "-help"} {
+		var ctOut, ctErr bytes.Buffer
+		cmd := exec.Command(ct, arg)
+		cmd.Stdout, cmd.Stderr = &ctOut, &ctErr
+		ctCode := 0
+		if err := cmd.Run(); err != nil {
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) {
+				t.Fatal(err)
+			}
+			ctCode = ee.ExitCode()
+		}
+		var out, errb bytes.Buffer
+		code := run([]string{arg}, &out, &errb)
+		ctWhere, where := "stdout", "stdout"
+		if ctOut.Len() == 0 {
+			ctWhere = "stderr"
+		}
+		if out.Len() == 0 {
+			where = "stderr"
+		}
+		if code != ctCode || where != ctWhere || (errb.Len() == 0) != (ctErr.Len() == 0) {
+			t.Errorf("%s: templater exit %d, usage on %s (stderr %d bytes); consul-template exit %d, usage on %s (stderr %d bytes)",
+				arg, code, where, errb.Len(), ctCode, ctWhere, ctErr.Len())
 		}
 	}
 }

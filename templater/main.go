@@ -116,6 +116,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 	fs.Usage = []string{"templater [flags]"}
 	fs.About = "Renders consul-template templates from Consul and runs their commands."
 	fs.Footer = "consul-template's -dedup and -vault-* flags are refused: templater runs each distinct query once and does not read Vault."
+	fs.HelpToStdout = true // as consul-template: cli.go Run prints the usage on its out stream for flag.ErrHelp
 	o := &options{cli: fs}
 	fs.Var(&o.templates, "template", "`SOURCE:DESTINATION[:COMMAND]` to render (repeatable)")
 	fs.Var(&o.configs, "config", "consul-template HCL/JSON config `FILE|DIR` (repeatable; a folder is every file in it; later ones win)")
