@@ -2,8 +2,10 @@
 # scripts/images.sh [PROGRAM...]: builds berth/PROGRAM:VERSION and
 # berth/PROGRAM:latest for each program (all five by default), FROM scratch:
 # the static binary, CA certificates for TLS to Consul, a passwd file with the
-# non-root user berth (65532), OCI labels, an ENTRYPOINT serving /metrics and
-# /health on 127.0.0.1:9090 and a HEALTHCHECK that asks it without a shell.
+# non-root user berth (65532), OCI labels, PROGRAM_METRICS_ADDR=127.0.0.1:9090
+# in the environment (so /metrics and /health are served there, and the
+# HEALTHCHECK, which asks it without a shell, follows when a user sets it
+# elsewhere, e.g. under --net host).
 # Also berth/consul:CONSUL_VERSION (or CONSUL_TAG) from the pinned Consul (make consul), for the
 # Compose example. Prints each image's size.
 set -euo pipefail
@@ -21,9 +23,9 @@ trap 'rm -rf "$work"' EXIT
 # NO_LATEST=1 leaves out the :latest tags (tests tag their own images only).
 tags_for() { if [ -n "${NO_LATEST:-}" ]; then echo "-t berth/$1:$2"; else echo "-t berth/$1:$2 -t berth/$1:latest"; fi; }
 
-# build_image NAME TAG USER ENTRYPOINT_JSON HEALTH_JSON: context in $work/NAME/rootfs
+# build_image NAME TAG USER ENTRYPOINT_JSON HEALTH_JSON [ENV]: context in $work/NAME/rootfs
 build_image() {
-	local name=$1 tag=$2 user=$3 entry=$4 health=$5 ctx="$work/$1"
+	local name=$1 tag=$2 user=$3 entry=$4 health=$5 env=${6:-} ctx="$work/$1"
 	mkdir -p "$ctx/rootfs/etc/ssl/certs" "$ctx/rootfs/tmp"
 	chmod 1777 "$ctx/rootfs/tmp"
 	cp "$CA" "$ctx/rootfs/etc/ssl/certs/ca-certificates.crt"
@@ -32,6 +34,7 @@ build_image() {
 		echo "FROM scratch"
 		echo "COPY rootfs/ /"
 		echo "USER $user"
+		[ -n "$env" ] && echo "ENV $env"
 		echo "ENTRYPOINT $entry"
 		[ -n "$health" ] && echo "HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 CMD $health"
 		echo "LABEL org.opencontainers.image.title=\"berth $name\" \\"
@@ -56,7 +59,8 @@ for p in "${programs[@]}"; do
 	# registrator talks to the Docker socket, which only root (or the docker
 	# group of the host, whose ID the image cannot know) may use.
 	[ "$p" = registrator ] && user=0
-	build_image "$p" "$VERSION" "$user" "[\"/$p\", \"-metrics-addr\", \"127.0.0.1:9090\"]" "[\"/$p\", \"-healthcheck\"]"
+	build_image "$p" "$VERSION" "$user" "[\"/$p\"]" "[\"/$p\", \"-healthcheck\"]" \
+		"$(echo "$p" | tr '[:lower:]' '[:upper:]')_METRICS_ADDR=127.0.0.1:9090"
 done
 if [ -x "$CONSUL_BIN" ]; then
 	cv=$("$CONSUL_BIN" version | awk 'NR==1{print $2}')

@@ -59,11 +59,13 @@ import (
 var ErrExit = errors.New("cliapp: help or version printed")
 
 // Main is the body of every berth main function: `PROGRAM -healthcheck
-// [ADDR]` probes a running instance (telemetry.Healthcheck), anything else
-// runs run with the arguments after the program name; the process exits
-// with the code run returns.
+// [ADDR]` probes a running instance (telemetry.Healthcheck; without ADDR at
+// PROGRAM_METRICS_ADDR, the variable of -metrics-addr, when set), anything
+// else runs run with the arguments after the program name; the process
+// exits with the code run returns.
 func Main(run func(args []string) int) {
-	if code, ok := telemetry.Healthcheck(filepath.Base(os.Args[0]), os.Args[1:], os.Stderr); ok {
+	name := filepath.Base(os.Args[0])
+	if code, ok := telemetry.Healthcheck(name, os.Args[1:], os.Getenv(EnvName(name, "metrics-addr")), os.Stderr); ok {
 		os.Exit(code)
 	}
 	os.Exit(run(os.Args[1:]))

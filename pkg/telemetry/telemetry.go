@@ -125,21 +125,27 @@ func ServeOn(ctx context.Context, ln net.Listener, reg *prometheus.Registry, hea
 	}
 }
 
-// DefaultHealthAddr is where -healthcheck asks when no address is given: the
-// -metrics-addr the container images set.
+// DefaultHealthAddr is where -healthcheck asks when no address is given and
+// the program's metrics variable is unset: the -metrics-addr the container
+// images set.
 const DefaultHealthAddr = "127.0.0.1:9090"
 
 // Healthcheck implements `PROGRAM -healthcheck [HOST:PORT]`, a probe usable
 // as a Docker HEALTHCHECK without a shell: it asks the running program's
 // /health (served on its -metrics-addr) and returns exit code 0 when it
 // answers 200, 1 otherwise, with one line on stderr that starts with program
-// (as every error line of berth's programs) and says why. ok is false when
+// (as every error line of berth's programs) and says why. Without HOST:PORT
+// it asks metricsAddr (the program's PROGRAM_METRICS_ADDR, which the
+// running program serves on too), else DefaultHealthAddr. ok is false when
 // args do not ask for it (then the program parses its flags as usual).
-func Healthcheck(program string, args []string, stderr io.Writer) (code int, ok bool) {
+func Healthcheck(program string, args []string, metricsAddr string, stderr io.Writer) (code int, ok bool) {
 	if len(args) == 0 || (args[0] != "-healthcheck" && args[0] != "--healthcheck") {
 		return 0, false
 	}
 	addr := DefaultHealthAddr
+	if metricsAddr != "" {
+		addr = metricsAddr
+	}
 	if len(args) > 1 {
 		addr = args[1]
 	}

@@ -86,12 +86,23 @@ func TestHealthcheck(t *testing.T) {
 		{[]string{"-healthcheck", goneAddr}, 1, "lockrun: healthcheck: "},
 	} {
 		var stderr strings.Builder
-		code, ok := Healthcheck("lockrun", c.args, &stderr)
+		code, ok := Healthcheck("lockrun", c.args, "", &stderr)
 		if !ok || code != c.code || !strings.HasPrefix(stderr.String(), c.want) || strings.Count(stderr.String(), "\n") > 1 {
 			t.Errorf("%v: ok %v, exit %d, stderr %q; want exit %d and one line starting %q", c.args, ok, code, stderr.String(), c.code, c.want)
 		}
 	}
-	if _, ok := Healthcheck("lockrun", []string{"-prefix", "x"}, io.Discard); ok {
+	if _, ok := Healthcheck("lockrun", []string{"-prefix", "x"}, "", io.Discard); ok {
 		t.Error("Healthcheck took arguments that do not ask for it")
+	}
+	// Without an address it asks the program's metrics address (its
+	// PROGRAM_METRICS_ADDR, which the images set) when given; an address on
+	// the command line wins.
+	var stderr strings.Builder
+	if code, _ := Healthcheck("lockrun", []string{"-healthcheck"}, up.Listener.Addr().String(), &stderr); code != 0 {
+		t.Errorf("-healthcheck with the metrics address of a healthy server: exit %d, %q", code, stderr.String())
+	}
+	stderr.Reset()
+	if code, _ := Healthcheck("lockrun", []string{"-healthcheck", down.Listener.Addr().String()}, up.Listener.Addr().String(), &stderr); code != 1 {
+		t.Errorf("-healthcheck ADDR beside a metrics address: exit %d, want 1 (ADDR, unhealthy, asked)", code)
 	}
 }
