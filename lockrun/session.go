@@ -88,7 +88,8 @@ func (k *sessionKeeper) create(ctx context.Context) (string, error) {
 }
 
 // permanent reports whether a Consul error will not go away by retrying: a
-// 4xx answer other than 429 (too many requests).
+// 4xx answer other than 429 (too many requests), a server certificate that
+// cannot be verified, or https:// to an agent that speaks plain HTTP.
 func permanent(err error) bool {
 	var se api.StatusError
 	if errors.As(err, &se) {
