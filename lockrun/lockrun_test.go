@@ -664,21 +664,26 @@ func TestPrefixSpellingsExcludeConsulLock(t *testing.T) {
 	}
 }
 
+// exitCode runs bin (lockrun, or consul with "lock" among args) against a
+// and returns its exit code; a run that cannot start fails the test.
+func exitCode(t *testing.T, a *consultest.Agent, bin string, args ...string) int {
+	t.Helper()
+	err := command(a, bin, args...).Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0
+}
+
 // TestChildExitCodeAsConsulLock: with and without -child-exit-code, a child
 // that succeeds, fails or dies of a signal gives lockrun the exit code it
 // gives consul lock.
 func TestChildExitCodeAsConsulLock(t *testing.T) {
 	a := consultest.Require(t, agent)
-	code := func(bin string, args ...string) int {
-		err := command(a, bin, args...).Run()
-		if ee, ok := err.(*exec.ExitError); ok {
-			return ee.ExitCode()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return 0
-	}
+	code := func(bin string, args ...string) int { return exitCode(t, a, bin, args...) }
 	for _, flags := range [][]string{nil, {"-child-exit-code"}} {
 		for _, child := range []string{"true", "exit 3", "kill -KILL $$"} {
 			args := append(append([]string{}, flags...), "test/exitcode", child)
@@ -1153,16 +1158,7 @@ func TestShortTimeoutStillTriesAsConsulLock(t *testing.T) {
 // 1_000, a sign). lockrun accepts and refuses the same spellings.
 func TestNumberFormsAsConsulLock(t *testing.T) {
 	a := consultest.Require(t, agent)
-	code := func(bin string, args ...string) int {
-		err := command(a, bin, args...).Run()
-		if ee, ok := err.(*exec.ExitError); ok {
-			return ee.ExitCode()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return 0
-	}
+	code := func(bin string, args ...string) int { return exitCode(t, a, bin, args...) }
 	for _, flag := range []string{"-monitor-retry=0x3", "-monitor-retry=0b11", "-monitor-retry=1_0", "-monitor-retry=+2", "-monitor-retry=07", "-monitor-retry=08",
 		"-monitor-retry=3.0", "-n=0x2", "-n=0o2", "-n=1_0", "-n=2.0"} {
 		args := []string{flag, "test/numbers-" + strings.NewReplacer("=", "", "-", "", ".", "").Replace(flag), "true"}
