@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -101,7 +100,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.DefaultText("service-ttl", "the agent's dns_config.service_ttl, else 0")
 	p.DefaultText("node-ttl", "the agent's dns_config.node_ttl, else 0")
 	p.DefaultText("only-passing", "the agent's dns_config.only_passing, else false")
-	p.Int(&c.UDPReaders, "udp-readers", max(1, runtime.NumCPU()/2), "UDP sockets (SO_REUSEPORT), one reader thread each; the default is half the CPUs, leaving the rest to clients and the kernel")
+	p.Int(&c.UDPReaders, "udp-readers", 0, "UDP sockets (SO_REUSEPORT), one reader thread each; 0: one per CPU this process may run on, each reader pinned to its CPU and given the datagrams the kernel received there (Linux)")
 	res, err := p.Parse(args)
 	if err != nil {
 		return o, err
@@ -158,8 +157,8 @@ func (o *options) check() error {
 	if c.CacheSize < 0 {
 		return fmt.Errorf("-cache-size %d: must not be negative", c.CacheSize)
 	}
-	if c.UDPReaders < 1 || c.UDPReaders > 256 {
-		return fmt.Errorf("-udp-readers %d: want 1 to 256", c.UDPReaders)
+	if c.UDPReaders < 0 || c.UDPReaders > maxUDPReaders {
+		return fmt.Errorf("-udp-readers %d: want 0 (one per CPU) to %d", c.UDPReaders, maxUDPReaders)
 	}
 	for _, u := range o.upstreams {
 		a, err := normAddr(u, "53")

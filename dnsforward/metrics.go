@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strconv"
 	"sync/atomic"
 
 	"github.com/berth/berth/pkg/telemetry"
@@ -77,6 +78,10 @@ type metrics struct {
 	stale   [numCaches]atomic.Uint64
 	dropped atomic.Uint64
 	loops   atomic.Uint64
+	// readers[i] counts the datagrams UDP reader i read; readerCPUs[i] is
+	// the CPU it is pinned to (nil: not pinned). Set before Serve.
+	readers    []readerCounter
+	readerCPUs []int
 
 	upstreamLatency  *prometheus.HistogramVec
 	upstreamFailures *prometheus.CounterVec
@@ -100,6 +105,16 @@ func newMetrics(cacheLen func() float64) *metrics {
 	return m
 }
 
+// readerCounter is one reader's datagram count, alone on its cache line:
+// the readers run on different CPUs.
+type readerCounter struct {
+	n atomic.Uint64
+	_ [56]byte
+}
+
+// reader is the datagram counter of UDP reader i.
+func (m *metrics) reader(i int) *atomic.Uint64 { return &m.readers[i].n }
+
 func (m *metrics) query(zone int, qtype uint16, rcode int) {
 	m.queries[zone][typeIndex(qtype)][rcodeIndex(rcode)].Add(1)
 }
@@ -110,6 +125,7 @@ var (
 	descMisses  = prometheus.NewDesc("berth_dnsforward_cache_misses_total", "Lookups not in memory, by cache.", []string{"cache"}, nil)
 	descStale   = prometheus.NewDesc("berth_dnsforward_stale_answers_total", "Answers served stale (Consul unreachable, or upstreams down with -serve-stale), by cache.", []string{"cache"}, nil)
 	descDropped = prometheus.NewDesc("berth_dnsforward_dropped_packets_total", "Packets dropped without an answer (not a query, too short).", nil, nil)
+	descReaders = prometheus.NewDesc("berth_dnsforward_udp_datagrams_total", "Datagrams read, by UDP reader and the CPU it is pinned to (empty: not pinned).", []string{"reader", "cpu"}, nil)
 	descLoops   = prometheus.NewDesc("berth_dnsforward_agent_loops_total", "Questions we passed to the agent's DNS that its recursors sent back to us (refused, which breaks the loop).", nil, nil)
 )
 
@@ -121,6 +137,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descStale
 	ch <- descDropped
 	ch <- descLoops
+	ch <- descReaders
 }
 
 // Collect implements prometheus.Collector.
@@ -141,4 +158,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(m.dropped.Load()))
 	ch <- prometheus.MustNewConstMetric(descLoops, prometheus.CounterValue, float64(m.loops.Load()))
+	for i := range m.readers {
+		cpu := ""
+		if m.readerCPUs != nil {
+			cpu = strconv.Itoa(m.readerCPUs[i])
+		}
+		ch <- prometheus.MustNewConstMetric(descReaders, prometheus.CounterValue, float64(m.readers[i].n.Load()), strconv.Itoa(i), cpu)
+	}
 }

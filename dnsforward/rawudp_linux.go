@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -103,6 +104,11 @@ func (s *Server) listenRaw() error {
 			return fmt.Errorf("-listen %s (udp): %w", s.cfg.Listen, err)
 		}
 	}
+	if s.readerCPUs != nil {
+		if err := steerToCPU(s.rawFDs[0], s.readerCPUs); err != nil {
+			s.log.Debug("UDP datagrams not steered to their CPU's reader", "err", err)
+		}
+	}
 	s.rawAddr = ap.String()
 	ln, err := net.Listen(tcpNetwork(s.rawAddr), s.rawAddr)
 	if err != nil {
@@ -114,6 +120,80 @@ func (s *Server) listenRaw() error {
 }
 
 func closeRaw(fd int) { _ = unix.Close(fd) }
+
+// readerCPUs lists the CPUs this process may run on (sched_getaffinity),
+// lowest first, at most maxUDPReaders: one pinned reader each. Nil when the
+// set cannot be read.
+func readerCPUs() []int {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil
+	}
+	var cpus []int
+	for c := 0; c < len(set)*64 && len(cpus) < maxUDPReaders; c++ {
+		if set.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus
+}
+
+// Classic BPF's ancillary load of the current CPU (linux/filter.h).
+const (
+	skfADOff = 0xfffff000 // SKF_AD_OFF, -0x1000
+	skfADCPU = 36         // SKF_AD_CPU
+)
+
+// steerToCPU gives each datagram to the reader pinned to the CPU that
+// received it: a classic BPF program on the SO_REUSEPORT group of fd
+// (SO_ATTACH_REUSEPORT_CBPF, Linux 4.5) returns, for the receiving CPU
+// (SKF_AD_CPU), the index of its socket in the group, cpus[i] for the
+// i-th socket bound. A datagram received on a CPU not in cpus gets an
+// index past the group, and the kernel falls back to its hash of the
+// addresses (reuseport_select_sock).
+//
+// The reader is then woken on the CPU where the client's datagram was
+// handled, and, in SCHED_BATCH (pinReader), does not preempt the sender:
+// it runs when the sender sleeps, and reads its whole burst at once.
+func steerToCPU(fd int, cpus []int) error {
+	prog := []unix.SockFilter{{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: skfADOff + skfADCPU}}
+	for i, c := range cpus {
+		prog = append(prog,
+			unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: uint32(c), Jt: 0, Jf: 1},
+			unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: uint32(i)})
+	}
+	prog = append(prog, unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: ^uint32(0)})
+	fp := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_CBPF, &fp); err != nil {
+		return fmt.Errorf("SO_ATTACH_REUSEPORT_CBPF: %w", err)
+	}
+	return nil
+}
+
+// pinReader locks the calling goroutine to its thread for good, binds the
+// thread to cpu and puts it in SCHED_BATCH: woken by a datagram, it does
+// not preempt the task running there (the client that sent it, on
+// loopback) but runs when that task sleeps or its slice ends. The caller's
+// goroutine must end locked, so the runtime ends the thread with it.
+//
+// Measured at 20,000 queries a second on a 2-CPU VM, this makes a query
+// cost 7.5 µs of CPU against 12 µs with unpinned readers: the reader is
+// woken on the client's CPU, without an inter-processor interrupt, and
+// reads a burst at once instead of one datagram a wakeup. Pinned alone,
+// without SCHED_BATCH, it saved nothing (see README).
+func pinReader(cpu int) error {
+	runtime.LockOSThread()
+	var set unix.CPUSet
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return fmt.Errorf("sched_setaffinity: %w", err)
+	}
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_BATCH}
+	if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+		return fmt.Errorf("sched_setattr(SCHED_BATCH): %w", err)
+	}
+	return nil
+}
 
 func sockaddrToAddrPort(rsa *unix.RawSockaddrAny) (netip.AddrPort, bool) {
 	switch rsa.Addr.Family {
@@ -159,7 +239,7 @@ func waitReadable(ctx context.Context, fd int) {
 }
 
 // readRaw is one reader thread's loop.
-func (s *Server) readRaw(ctx context.Context, fd int) {
+func (s *Server) readRaw(ctx context.Context, fd int, read *atomic.Uint64) {
 	r := newReader()
 	in := make([]mmsghdr, batch)
 	inIov := make([]unix.Iovec, batch)
@@ -215,6 +295,7 @@ func (s *Server) readRaw(ctx context.Context, fd int) {
 			continue
 		}
 		lastPacket = time.Now()
+		read.Add(uint64(n))
 		k := 0
 		for i := 0; i < int(n); i++ {
 			if in[i].hdr.Flags&unix.MSG_TRUNC != 0 {

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 )
 
 const rawSupported = false
@@ -13,4 +14,8 @@ func (s *Server) listenRaw() error { return errors.New("raw UDP sockets not supp
 
 func closeRaw(int) {}
 
-func (s *Server) readRaw(context.Context, int) {}
+func (s *Server) readRaw(context.Context, int, *atomic.Uint64) {}
+
+func readerCPUs() []int { return nil }
+
+func pinReader(int) error { return nil }

@@ -78,11 +78,14 @@ type Server struct {
 	tcpSlots  chan struct{}
 	jobs      sync.WaitGroup // spawned slow-path goroutines
 
-	udp     []*net.UDPConn // portable path
-	rawFDs  []int          // Linux fast path (see rawudp_linux.go)
-	rawAddr string
-	tcp     net.Listener
-	wg      sync.WaitGroup
+	udp    []*net.UDPConn // portable path
+	rawFDs []int          // Linux fast path (see rawudp_linux.go)
+	// readerCPUs[i] is the CPU rawFDs[i]'s reader is pinned to; nil when
+	// the readers are not pinned (-udp-readers given, or no raw path).
+	readerCPUs []int
+	rawAddr    string
+	tcp        net.Listener
+	wg         sync.WaitGroup
 }
 
 // New checks cfg and builds a Server; Listen then Serve (or Run) start it.
@@ -90,15 +93,25 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	var cpus []int
 	if cfg.UDPReaders <= 0 {
-		cfg.UDPReaders = 1
+		// One reader per CPU, pinned where the raw path can (Linux).
+		if rawSupported && !cfg.portableUDP {
+			cpus = readerCPUs()
+		}
+		cfg.UDPReaders = len(cpus)
+		if cfg.UDPReaders == 0 {
+			cfg.UDPReaders = min(runtime.NumCPU(), maxUDPReaders)
+		}
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, ctx: context.Background(),
+	s := &Server{cfg: cfg, log: cfg.Log, ctx: context.Background(), readerCPUs: cpus,
 		slowSlots: make(chan struct{}, maxSlowJobs), tcpSlots: make(chan struct{}, maxTCPConns)}
 	s.fwd = newForwarder(s, cfg.Upstreams)
 	s.agent = newAgentPasses()
 	s.settings.Store(settingsFromFlags(&cfg))
 	s.m = newMetrics(s.fwd.cacheLen)
+	s.m.readers = make([]readerCounter, cfg.UDPReaders)
+	s.m.readerCPUs = cpus
 	s.zone = newConsulZone(s, cfg.Client)
 	s.touchGran = int64(min(time.Second, cfg.IdleTimeout/8, s.zone.negLinger/8))
 	return s, nil
@@ -235,9 +248,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		// flags' and switch when it does.
 		s.zone.waitSettings(ctx, settingsWait)
 	}
-	for _, u := range s.udp {
+	for i, u := range s.udp {
 		s.wg.Add(1)
-		go func(u *net.UDPConn) { defer s.wg.Done(); s.readUDP(ctx, u) }(u)
+		go func() { defer s.wg.Done(); s.readUDP(ctx, u, s.m.reader(i)) }()
 	}
 	var readers sync.WaitGroup
 	if n := len(s.rawFDs) + 1; len(s.rawFDs) > 0 && runtime.GOMAXPROCS(0) < n {
@@ -245,12 +258,19 @@ func (s *Server) Serve(ctx context.Context) error {
 		// readRaw): leave at least one P for everything else.
 		runtime.GOMAXPROCS(n)
 	}
-	for _, fd := range s.rawFDs {
+	for i, fd := range s.rawFDs {
 		readers.Add(1)
-		go func(fd int) {
+		go func() {
 			defer readers.Done()
-			s.readRaw(ctx, fd)
-		}(fd)
+			if s.readerCPUs != nil {
+				// The goroutine stays locked: its thread, pinned, ends
+				// with it.
+				if err := pinReader(s.readerCPUs[i]); err != nil {
+					s.log.Debug("UDP reader not pinned", "cpu", s.readerCPUs[i], "err", err)
+				}
+			}
+			s.readRaw(ctx, fd, s.m.reader(i))
+		}()
 	}
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.acceptTCP(ctx) }()
@@ -294,10 +314,13 @@ type batchConn interface {
 // batch is how many datagrams one system call moves at most.
 const batch = 32
 
+// maxUDPReaders caps -udp-readers (and the readers of its per-CPU default).
+const maxUDPReaders = 256
+
 // readUDP answers datagrams in batches: one recvmmsg, the answers from
 // memory, one sendmmsg. Work that must wait (first lookups, forwarding)
 // goes to its own goroutine and is sent on its own.
-func (s *Server) readUDP(ctx context.Context, u *net.UDPConn) {
+func (s *Server) readUDP(ctx context.Context, u *net.UDPConn, read *atomic.Uint64) {
 	var bc batchConn
 	if la, ok := u.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() == nil {
 		bc = ipv6.NewPacketConn(u)
@@ -321,6 +344,7 @@ func (s *Server) readUDP(ctx context.Context, u *net.UDPConn) {
 			}
 			continue
 		}
+		read.Add(uint64(n))
 		k := 0
 		for i := 0; i < n; i++ {
 			m := &in[i]
