@@ -106,7 +106,7 @@ func (s *Server) listenRaw() error {
 	}
 	if s.readerCPUs != nil {
 		if err := steerToCPU(s.rawFDs[0], s.readerCPUs); err != nil {
-			s.log.Debug("UDP datagrams not steered to their CPU's reader", "err", err)
+			s.log.Info("UDP datagrams not steered to the reader of the CPU that received them; answering anyway, at a higher CPU cost", "err", err)
 		}
 	}
 	s.rawAddr = ap.String()

@@ -258,6 +258,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		// readRaw): leave at least one P for everything else.
 		runtime.GOMAXPROCS(n)
 	}
+	var pinFailed sync.Once
 	for i, fd := range s.rawFDs {
 		readers.Add(1)
 		go func() {
@@ -266,7 +267,9 @@ func (s *Server) Serve(ctx context.Context) error {
 				// The goroutine stays locked: its thread, pinned, ends
 				// with it.
 				if err := pinReader(s.readerCPUs[i]); err != nil {
-					s.log.Debug("UDP reader not pinned", "cpu", s.readerCPUs[i], "err", err)
+					pinFailed.Do(func() {
+						s.log.Info("a UDP reader could not be pinned to its CPU; answering anyway, at a higher CPU cost", "cpu", s.readerCPUs[i], "err", err)
+					})
 				}
 			}
 			s.readRaw(ctx, fd, s.m.reader(i))

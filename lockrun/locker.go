@@ -30,8 +30,9 @@ type held struct {
 // locker is one code path for the plain lock and the semaphore.
 type locker interface {
 	// acquire waits for the lock until ctx is done, re-creating the session
-	// through the keeper when Consul invalidates it meanwhile.
-	acquire(ctx context.Context) (*held, error)
+	// through the keeper when Consul invalidates it meanwhile. It calls
+	// first.over once its first try is over.
+	acquire(ctx context.Context, first *attempt) (*held, error)
 	// confirm asks Consul's leader, with a consistent read, whether h's
 	// session still holds the lock.
 	confirm(ctx context.Context, h *held) (bool, error)
@@ -47,7 +48,7 @@ type locker interface {
 
 // waitSession returns the current session, creating a new one when Consul
 // invalidated it (with backoff between re-creations, never a spin).
-func waitSession(ctx context.Context, k *sessionKeeper, bo *backoff.Backoff, log *slog.Logger) (string, error) {
+func waitSession(ctx context.Context, k *sessionKeeper, bo *backoff.Backoff, log *slog.Logger, first *attempt) (string, error) {
 	id, gone := k.current()
 	select {
 	case <-gone:
@@ -58,7 +59,7 @@ func waitSession(ctx context.Context, k *sessionKeeper, bo *backoff.Backoff, log
 	if err := bo.Sleep(ctx); err != nil {
 		return "", err
 	}
-	return k.create(ctx)
+	return k.create(ctx, first)
 }
 
 // plainLock implements the Consul API's Lock layout: key PREFIX/.lock, flags
@@ -74,16 +75,16 @@ type plainLock struct {
 	log        *slog.Logger
 }
 
-func (l *plainLock) acquire(ctx context.Context) (*held, error) {
+func (l *plainLock) acquire(ctx context.Context, first *attempt) (*held, error) {
 	var waitIndex uint64
 	bo := backoff.New(100*time.Millisecond, 5*time.Second)
 	rebo := backoff.New(time.Second, 10*time.Second)
 	announced := false
-	for first := true; ; first = false {
-		if !first {
-			attempted(ctx)
+	for try := 0; ; try++ {
+		if try > 0 {
+			first.over() // the first try read the lock and did not get it
 		}
-		session, err := waitSession(ctx, l.sessions, rebo, l.log)
+		session, err := waitSession(ctx, l.sessions, rebo, l.log, first)
 		if err != nil {
 			return nil, err
 		}

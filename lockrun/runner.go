@@ -172,17 +172,15 @@ func (r *runner) wait(keeper *sessionKeeper, lk locker) (*held, int) {
 	o := r.o
 	actx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
+	first := newAttempt()
 	if o.timeout > 0 {
 		// As consul lock, -timeout bounds the wait, not the first attempt
 		// (the API's LockTryOnce looks at the time from the second attempt
 		// on): the deadline cancels nothing until the first attempt is over
-		// (attempted), so a free lock is taken whatever the -timeout.
-		var once sync.Once
-		first := make(chan struct{})
-		actx = context.WithValue(actx, attemptKey{}, func() { once.Do(func() { close(first) }) })
+		// (first.over), so a free lock is taken whatever the -timeout.
 		timer := time.AfterFunc(o.timeout, func() {
 			select {
-			case <-first:
+			case <-first.done:
 			case <-actx.Done():
 			}
 			cancel(context.DeadlineExceeded)
@@ -199,11 +197,11 @@ func (r *runner) wait(keeper *sessionKeeper, lk locker) (*held, int) {
 	acqc := make(chan acq, 1)
 	start := time.Now()
 	go func() {
-		if _, err := keeper.create(actx); err != nil {
+		if _, err := keeper.create(actx, first); err != nil {
 			acqc <- acq{nil, err}
 			return
 		}
-		h, err := lk.acquire(actx)
+		h, err := lk.acquire(actx, first)
 		acqc <- acq{h, err}
 	}()
 	var interrupted syscall.Signal
@@ -469,15 +467,15 @@ func (g *outputGate) release() {
 	}
 }
 
-// attemptKey is the context key of the function that ends the first attempt
-// to acquire (attempted).
-type attemptKey struct{}
-
-// attempted says the first attempt to acquire is over (a session could not
-// be made, or the lock was read and tried): from then on -timeout may cut
-// the wait.
-func attempted(ctx context.Context) {
-	if f, ok := ctx.Value(attemptKey{}).(func()); ok {
-		f()
-	}
+// attempt is the first attempt to acquire: done is closed once it is over
+// (a session could not be made, or the lock was read and tried); from then
+// on -timeout may cut the wait.
+type attempt struct {
+	once sync.Once
+	done chan struct{}
 }
+
+func newAttempt() *attempt { return &attempt{done: make(chan struct{})} }
+
+// over says the first attempt is over; later calls do nothing.
+func (a *attempt) over() { a.once.Do(func() { close(a.done) }) }

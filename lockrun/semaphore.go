@@ -46,7 +46,7 @@ type semaphoreLock struct {
 func (s *semaphore) lockKey() string                    { return s.prefix + "/.lock" }
 func (s *semaphore) contenderKey(session string) string { return s.prefix + "/" + session }
 
-func (s *semaphore) acquire(ctx context.Context) (*held, error) {
+func (s *semaphore) acquire(ctx context.Context, first *attempt) (*held, error) {
 	if s.deadSince == nil {
 		s.deadSince = map[string]time.Time{}
 	}
@@ -55,11 +55,11 @@ func (s *semaphore) acquire(ctx context.Context) (*held, error) {
 	var waitIndex uint64
 	contending := ""
 	announced := false
-	for first := true; ; first = false {
-		if !first {
-			attempted(ctx)
+	for try := 0; ; try++ {
+		if try > 0 {
+			first.over() // the first try read the lock and did not get it
 		}
-		session, err := waitSession(ctx, s.sessions, rebo, s.log)
+		session, err := waitSession(ctx, s.sessions, rebo, s.log, first)
 		if err != nil {
 			return nil, err
 		}

@@ -57,7 +57,9 @@ func (s *liveSession) end() { s.once.Do(func() { close(s.gone) }) }
 // (connection refused, 5xx, timeouts) are retried with backoff until ctx is
 // done, saying what it waits for; a permanent refusal returns at once wrapped
 // in errPermanent.
-func (k *sessionKeeper) create(ctx context.Context) (string, error) {
+//
+// first.over is called after the first try that failed.
+func (k *sessionKeeper) create(ctx context.Context, first *attempt) (string, error) {
 	bo := backoff.New(200*time.Millisecond, 5*time.Second)
 	var since time.Time
 	for {
@@ -76,7 +78,7 @@ func (k *sessionKeeper) create(ctx context.Context) (string, error) {
 		if permanent(err) {
 			return "", fmt.Errorf("%w: create session: %v", errPermanent, err)
 		}
-		attempted(ctx)
+		first.over()
 		if since.IsZero() {
 			since = time.Now()
 		}

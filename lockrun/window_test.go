@@ -187,7 +187,7 @@ type lateAcquire struct {
 	started chan struct{}
 }
 
-func (l lateAcquire) acquire(ctx context.Context) (*held, error) {
+func (l lateAcquire) acquire(ctx context.Context, _ *attempt) (*held, error) {
 	close(l.started)
 	<-ctx.Done()
 	return &held{session: "late"}, nil
