@@ -121,6 +121,9 @@ func TestConformConsulSSL(t *testing.T) {
 		{"-config=offverify.hcl"},
 		{"-config=off.hcl", "-consul-ssl-server-name=y"},
 		{"-config=on.hcl", "-consul-ssl=false"},
+		{"-config=verify.hcl", "-consul-ssl-verify=true"},
+		{"-config=offverify.hcl", "-consul-ssl"},
+		{"-config=offverify.hcl", "-consul-ssl", "-consul-ssl-verify=true"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c, " "), func(t *testing.T) {

@@ -34,7 +34,10 @@ func consulConfig(o *options, fc *fileConfig) (*api.Config, error) {
 		ccfg.Scheme = "https"
 		applyFileTLS(ccfg, fc.ConsulTLS, o.set)
 	}
-	if fc.ConsulTLS["verify"] == "false" {
+	// verify, unlike the other ssl settings, counts with TLS off too: the
+	// child environment's CONSUL_HTTP_SSL_VERIFY says false (consul-template
+	// merges it into its config whatever enabled says); a flag wins.
+	if fc.ConsulTLS["verify"] == "false" && !o.set["consul-ssl-verify"] {
 		ccfg.TLSConfig.InsecureSkipVerify = true
 	}
 	if !o.consulSSLVerify {
@@ -199,7 +202,7 @@ func sslEnabled(o *options, file map[string]string) bool {
 }
 
 // applyFileTLS applies a config file's consul { ssl { ... } } where no flag
-// set the same thing.
+// set the same thing (verify is consulConfig's).
 func applyFileTLS(c *api.Config, ssl map[string]string, set map[string]bool) {
 	if len(ssl) == 0 {
 		return
@@ -225,8 +228,5 @@ func applyFileTLS(c *api.Config, ssl map[string]string, set map[string]bool) {
 		case "server_name":
 			c.TLSConfig.Address = v
 		}
-	}
-	if ssl["verify"] == "false" {
-		c.TLSConfig.InsecureSkipVerify = true
 	}
 }
