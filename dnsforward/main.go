@@ -101,6 +101,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.DefaultText("node-ttl", "the agent's dns_config.node_ttl, else 0")
 	p.DefaultText("only-passing", "the agent's dns_config.only_passing, else false")
 	p.Int(&c.UDPReaders, "udp-readers", 0, "UDP sockets (SO_REUSEPORT), one reader thread each; 0: one per CPU this process may run on, each reader pinned to its CPU and given the datagrams the kernel received there (Linux)")
+	p.DefaultText("udp-readers", "0")
 	res, err := p.Parse(args)
 	if err != nil {
 		return o, err
