@@ -668,6 +668,12 @@ func TestRepairsAgentChanges(t *testing.T) {
 		s := ownedServices(t, c, h)[id]
 		return s != nil && s.Port == want.Port && strings.Join(s.Tags, ",") == "x", fmt.Sprintf("%+v", s)
 	})
+	// The agent has the restored service once registrator's write is
+	// answered; the counter follows that answer.
+	eventually.Holds(t, 15*time.Second, "three registrations counted (initial + two repairs)", func() (bool, string) {
+		n := metricValue(r.m.registrations)
+		return n >= 3, fmt.Sprintf("registrations %v", n)
+	})
 	if n := metricValue(r.m.registrations); n != 3 {
 		t.Errorf("registrations %v, want 3 (initial + two repairs)", n)
 	}
