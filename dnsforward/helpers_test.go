@@ -59,6 +59,14 @@ func baseConfig(a *consultest.Agent) Config {
 // startServer runs a Server for the test and returns it with its address.
 func startServer(t *testing.T, cfg Config) (*Server, string) {
 	t.Helper()
+	s, _ := startStoppable(t, cfg)
+	return s, s.Addr()
+}
+
+// startStoppable runs a Server for the test, as startServer, and returns
+// it with a stop that cancels Serve and waits for it to return.
+func startStoppable(t *testing.T, cfg Config) (*Server, func()) {
+	t.Helper()
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +74,7 @@ func startServer(t *testing.T, cfg Config) (*Server, string) {
 	if err := s.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	proctest.Go(t, "the server", s.Serve)
+	task := proctest.Go(t, "the server", s.Serve)
 	// Wait until the probe has reached Consul.
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -75,7 +83,7 @@ func startServer(t *testing.T, cfg Config) (*Server, string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return s, s.Addr()
+	return s, func() { task.Stop() }
 }
 
 // runReady runs dnsforward (run) with args until stop or the end of the

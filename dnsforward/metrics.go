@@ -78,10 +78,8 @@ type metrics struct {
 	stale   [numCaches]atomic.Uint64
 	dropped atomic.Uint64
 	loops   atomic.Uint64
-	// readers[i] counts the datagrams UDP reader i read; readerCPUs[i] is
-	// the CPU it is pinned to (nil: not pinned). Set before Serve.
-	readers    []readerCounter
-	readerCPUs []int
+	// readers[i] counts the datagrams UDP reader i read. Set before Serve.
+	readers []readerCounter
 
 	upstreamLatency  *prometheus.HistogramVec
 	upstreamFailures *prometheus.CounterVec
@@ -108,8 +106,9 @@ func newMetrics(cacheLen func() float64) *metrics {
 // readerCounter is one reader's datagram count, alone on its cache line:
 // the readers run on different CPUs.
 type readerCounter struct {
-	n atomic.Uint64
-	_ [56]byte
+	n   atomic.Uint64
+	cpu string // label: the CPU the reader is pinned to, "" when not pinned
+	_   [40]byte
 }
 
 // reader is the datagram counter of UDP reader i.
@@ -159,10 +158,6 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(m.dropped.Load()))
 	ch <- prometheus.MustNewConstMetric(descLoops, prometheus.CounterValue, float64(m.loops.Load()))
 	for i := range m.readers {
-		cpu := ""
-		if m.readerCPUs != nil {
-			cpu = strconv.Itoa(m.readerCPUs[i])
-		}
-		ch <- prometheus.MustNewConstMetric(descReaders, prometheus.CounterValue, float64(m.readers[i].n.Load()), strconv.Itoa(i), cpu)
+		ch <- prometheus.MustNewConstMetric(descReaders, prometheus.CounterValue, float64(m.readers[i].n.Load()), strconv.Itoa(i), m.readers[i].cpu)
 	}
 }

@@ -18,4 +18,4 @@ func (s *Server) readRaw(context.Context, int, *atomic.Uint64) {}
 
 func readerCPUs() []int { return nil }
 
-func pinReader(int) error { return nil }
+func pinReader(int) (func(), error) { return func() {}, nil }

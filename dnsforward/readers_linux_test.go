@@ -23,11 +23,22 @@ import (
 // in SCHED_BATCH, and a datagram sent from a CPU is read by that CPU's
 // reader (SO_ATTACH_REUSEPORT_CBPF). Each CPU's datagrams come from 16
 // sockets: spread by the kernel's hash of the addresses instead, they
-// would all reach one reader once in 2^15 runs on a 2-CPU machine.
+// would all reach one reader once in 2^15 runs on a 2-CPU machine. When
+// the server stops, no thread stays pinned: the earlier tests' servers
+// (run with the default) left none either, and neither does this one.
 func TestReadersPinnedPerCPU(t *testing.T) {
+	noPinnedThread := func(when string) {
+		t.Helper()
+		eventually.Holds(t, 10*time.Second, "no SCHED_BATCH thread bound to one CPU "+when, func() (bool, string) {
+			got := batchThreadCPUs(t)
+			return len(got) == 0, fmt.Sprintf("SCHED_BATCH threads bound to %v", got)
+		})
+	}
+	noPinnedThread("before the server starts")
 	cfg := baseConfig(agent)
 	cfg.UDPReaders = 0
-	s, addr := startServer(t, cfg)
+	s, stop := startStoppable(t, cfg)
+	addr := s.Addr()
 	want := readerCPUs()
 	if fmt.Sprint(s.readerCPUs) != fmt.Sprint(want) || len(s.rawFDs) != len(want) {
 		t.Fatalf("readers on CPUs %v with %d sockets, want one on each of %v", s.readerCPUs, len(s.rawFDs), want)
@@ -54,6 +65,8 @@ func TestReadersPinnedPerCPU(t *testing.T) {
 			}
 		}
 	}
+	stop()
+	noPinnedThread("after the server stopped")
 }
 
 func diff(a, b []uint64) []uint64 {
@@ -97,14 +110,24 @@ func batchThreadCPUs(t *testing.T) []int {
 }
 
 // sendFromCPU asks addr n questions, each from its own UDP socket, from a
-// thread bound to cpu, and waits for each answer. The thread ends with its
-// goroutine (still locked), so its binding goes with it.
+// thread bound to cpu, and waits for each answer. The thread is unbound
+// before it goes back to the runtime.
 func sendFromCPU(t *testing.T, cpu int, addr string, n int) {
 	t.Helper()
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends here
-		var set unix.CPUSet
+		runtime.LockOSThread()
+		var was, set unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &was); err != nil {
+			errc <- fmt.Errorf("reading the client's CPUs: %w", err)
+			return
+		}
+		defer func() {
+			// Unlocked only once unbound (else the thread ends here).
+			if unix.SchedSetaffinity(0, &was) == nil {
+				runtime.UnlockOSThread()
+			}
+		}()
 		set.Set(cpu)
 		if err := unix.SchedSetaffinity(0, &set); err != nil {
 			errc <- fmt.Errorf("binding the client to CPU %d: %w", cpu, err)

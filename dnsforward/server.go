@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -111,7 +112,9 @@ func New(cfg Config) (*Server, error) {
 	s.settings.Store(settingsFromFlags(&cfg))
 	s.m = newMetrics(s.fwd.cacheLen)
 	s.m.readers = make([]readerCounter, cfg.UDPReaders)
-	s.m.readerCPUs = cpus
+	for i, cpu := range cpus {
+		s.m.readers[i].cpu = strconv.Itoa(cpu)
+	}
 	s.zone = newConsulZone(s, cfg.Client)
 	s.touchGran = int64(min(time.Second, cfg.IdleTimeout/8, s.zone.negLinger/8))
 	return s, nil
@@ -264,9 +267,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		go func() {
 			defer readers.Done()
 			if s.readerCPUs != nil {
-				// The goroutine stays locked: its thread, pinned, ends
-				// with it.
-				if err := pinReader(s.readerCPUs[i]); err != nil {
+				unpin, err := pinReader(s.readerCPUs[i])
+				defer unpin()
+				if err != nil {
 					pinFailed.Do(func() {
 						s.log.Info("a UDP reader could not be pinned to its CPU; answering anyway, at a higher CPU cost", "cpu", s.readerCPUs[i], "err", err)
 					})
