@@ -191,11 +191,11 @@ func pinReader(cpu int) (unpin func(), err error) {
 	runtime.LockOSThread()
 	var was unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &was); err != nil {
-		return func() {}, fmt.Errorf("sched_getaffinity: %w", err)
+		return runtime.UnlockOSThread, fmt.Errorf("sched_getaffinity: %w", err) // nothing changed yet
 	}
 	wasAttr, err := unix.SchedGetAttr(0, 0)
 	if err != nil {
-		return func() {}, fmt.Errorf("sched_getattr: %w", err)
+		return runtime.UnlockOSThread, fmt.Errorf("sched_getattr: %w", err)
 	}
 	unpin = func() {
 		if unix.SchedSetAttr(0, wasAttr, 0) == nil && unix.SchedSetaffinity(0, &was) == nil {
