@@ -22,12 +22,15 @@
 # load and workload, and its p99 is at or below dnsmasq's.
 #
 #   bash bench/dnsforward.sh   (BENCH_SECONDS=10 per run, BENCH_REPS=3, BENCH_LOADS="20000 60000 max")
+# BENCH_DNSFORWARD_FLAGS adds flags to dnsforward's command line, split on
+# spaces: BENCH_DNSFORWARD_FLAGS="-udp-readers 2" measures unpinned readers.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 DUR=${BENCH_SECONDS:-10}
 CLIENTS=${BENCH_CLIENTS:-8}
 LOADS=${BENCH_LOADS:-"20000 60000 max"}
 REPS=${BENCH_REPS:-3}
+read -r -a DF_FLAGS <<<"${BENCH_DNSFORWARD_FLAGS:-}"
 export PATH="$PATH:/usr/sbin:/sbin"
 for c in dnsperf dnsmasq dig go curl; do
 	command -v "$c" >/dev/null || { echo "bench: needs $c (make deps)" >&2; exit 1; }
@@ -68,7 +71,7 @@ seq 0 299 | xargs -P 8 -I{} sh -c 'i={}; curl -fsS -X PUT "'"$api"'/v1/catalog/r
 "$tmp/helper" upstream "127.0.0.1:$up" &
 pids+=($!)
 "$tmp/dnsforward" -listen "127.0.0.1:$pdf" -http-addr "$CONSUL_HTTP_ADDR" -consul-dns "127.0.0.1:$cdns" \
-	-upstream "127.0.0.1:$up" -log-level warn &
+	-upstream "127.0.0.1:$up" -log-level warn ${DF_FLAGS[@]+"${DF_FLAGS[@]}"} &
 df_pid=$!
 pids+=($df_pid)
 dnsmasq -k --conf-file=/dev/null --no-resolv --no-hosts --bind-interfaces --listen-address=127.0.0.1 --port="$pdm" \
