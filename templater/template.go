@@ -22,6 +22,7 @@ type execState struct {
 	ctx     context.Context
 	store   *store
 	used    map[string]bool
+	got     map[string]gotValue // each dependency's value, read once per execution
 	missing []string
 	seen    map[string]bool
 	scratch Scratch
@@ -41,13 +42,27 @@ func (s *execState) lookupEnv(name string) (string, bool) {
 	return os.LookupEnv(name)
 }
 
+// gotValue is a dependency's value as an execution first read it.
+type gotValue struct {
+	v  any
+	ok bool
+}
+
+// get returns d's value. An execution reads each dependency from the store
+// once and reuses that value, so a template that asks twice renders one
+// value even when the store is updated mid-render: consul-template's
+// runner updates its brain only between renders.
 func (s *execState) get(d dep) (any, bool) {
 	key := d.String()
+	if g, seen := s.got[key]; seen {
+		return g.v, g.ok
+	}
 	s.used[key] = true
 	v, ok := s.store.get(s.ctx, d)
 	if !ok {
 		s.miss(key)
 	}
+	s.got[key] = gotValue{v, ok}
 	return v, ok
 }
 
@@ -283,7 +298,7 @@ func checkQuery(fn string, args []string) error {
 // output, or missing != nil when some data has not arrived (or is absent).
 // env comes before the process's environment for env, envOrDefault and mustEnv.
 func (t *tmpl) execute(ctx context.Context, s *store, env []string) (out []byte, missing []string, err error) {
-	st := &execState{ctx: ctx, store: s, used: map[string]bool{}, seen: map[string]bool{}, env: env}
+	st := &execState{ctx: ctx, store: s, used: map[string]bool{}, got: map[string]gotValue{}, seen: map[string]bool{}, env: env}
 	t.st = st
 	defer func() { t.st = nil }()
 	var buf bytes.Buffer
