@@ -680,16 +680,33 @@ func exitCode(t *testing.T, a *consultest.Agent, bin string, args ...string) int
 
 // TestChildExitCodeAsConsulLock: with and without -child-exit-code, a child
 // that succeeds, fails or dies of a signal gives lockrun the exit code it
-// gives consul lock.
+// gives consul lock, and a line on standard error when consul lock prints
+// one (its "Error running handler").
 func TestChildExitCodeAsConsulLock(t *testing.T) {
 	a := consultest.Require(t, agent)
-	code := func(bin string, args ...string) int { return exitCode(t, a, bin, args...) }
+	run := func(bin string, args ...string) (int, string) {
+		cmd := command(a, bin, args...)
+		var errb strings.Builder
+		cmd.Stderr = &errb
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), errb.String()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, errb.String()
+	}
 	for _, flags := range [][]string{nil, {"-child-exit-code"}} {
 		for _, child := range []string{"true", "exit 3", "kill -KILL $$"} {
 			args := append(append([]string{}, flags...), "test/exitcode", child)
-			want := code(a.Bin, append([]string{"lock"}, args...)...)
-			if got := code(lockrunPath(t), args...); got != want {
+			want, wantErr := run(a.Bin, append([]string{"lock"}, args...)...)
+			got, gotErr := run(lockrunPath(t), args...)
+			if got != want {
 				t.Errorf("lockrun %q: exit %d; consul lock exits %d", args, got, want)
+			}
+			if (strings.TrimSpace(gotErr) == "") != (strings.TrimSpace(wantErr) == "") {
+				t.Errorf("lockrun %q: stderr %q; consul lock's %q", args, gotErr, wantErr)
 			}
 		}
 	}

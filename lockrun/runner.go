@@ -340,6 +340,12 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 			// running once the lock is released.
 			ex := child.Stop()
 			log.Debug("child exited", "status", ex.String())
+			if !ex.Success() {
+				// As consul lock ("Error running handler: ..."): a failure
+				// leaves a line in the log of a cron job even when the exit
+				// code says 0.
+				fmt.Fprintf(r.o.cli.Stderr, "lockrun: error running the command: %s\n", ex)
+			}
 			switch {
 			case ex.Success(), stopping && !o.exactExit:
 				// Stopped on request: 0 whatever the child's status, as consul lock.
