@@ -151,7 +151,10 @@ type retryOptions struct {
 const maxRetryCap = time.Hour
 
 func defaultRetry() retryOptions {
-	return retryOptions{enabled: true, backoff: 100 * time.Millisecond, maxBackoff: 30 * time.Second}
+	// envconsul's backoff (consul-template config/retry.go,
+	// DefaultRetryBackoff, DefaultRetryMaxBackoff); not its 12 attempts (see
+	// README, differences).
+	return retryOptions{enabled: true, backoff: 250 * time.Millisecond, maxBackoff: time.Minute}
 }
 
 func (r *retryOptions) check() error {
@@ -167,14 +170,20 @@ func (r *retryOptions) check() error {
 	return nil
 }
 
-// limit is the number of failed attempts in a row after which a source that
-// never answered makes envexec give up (0: never). Without retries, the
-// first failure does.
+// limit is the number of failed requests in a row after which a source that
+// never answered makes envexec give up (0: never). Attempts counts retries,
+// as envconsul's (consul-template config/retry.go, RetryFunc, called by
+// watch/view.go poll after each failure, retries while retry <= attempts-1):
+// N retries follow the first failure, so the N+1th failure in a row gives up.
+// Without retries, the first failure does.
 func (r retryOptions) limit() int {
 	if !r.enabled {
 		return 1
 	}
-	return r.attempts
+	if r.attempts == 0 {
+		return 0
+	}
+	return r.attempts + 1
 }
 
 // bounds are the backoff delays for query.Config.

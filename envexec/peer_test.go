@@ -51,10 +51,29 @@ func TestEnvconsulFlags(t *testing.T) {
 		}
 	})
 	t.Run("-consul-retry-attempts gives up before the start", func(t *testing.T) {
+		// N attempts are N retries after the first failure, as envconsul's
+		// (consul-template config/retry.go RetryFunc: a retry while
+		// retry <= attempts-1; watch/view.go poll calls it after each
+		// failure): the KV read is asked N+1 times. A failing Consul is
+		// an HTTP server answering 500 to every KV read.
+		var kvReads atomic.Int32
+		failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/v1/kv/") {
+				kvReads.Add(1)
+			}
+			http.Error(w, "unavailable", http.StatusInternalServerError)
+		}))
+		defer failing.Close()
 		dir := childDir(t)
-		p := runEnvexec(t, dead, nil, append([]string{"-prefix", n, "-consul-retry-attempts", "2", "-consul-retry-backoff", "20ms"}, childArgs(dir, "exit", 0)...)...)
-		if p.code != exitWaitTimeout || !strings.Contains(p.stderr.String(), "failed 2 times") || len(starts(dir)) != 0 {
-			t.Errorf("exit %d, starts %v\n%s", p.code, starts(dir), p.stderr)
+		p := runEnvexec(t, failing.Listener.Addr().String(), nil, append([]string{"-prefix", n, "-consul-retry-attempts", "2", "-consul-retry-backoff", "20ms"}, childArgs(dir, "exit", 0)...)...)
+		if p.code != exitWaitTimeout || kvReads.Load() != 3 || len(starts(dir)) != 0 {
+			t.Errorf("exit %d, %d KV reads (want 3), starts %v\n%s", p.code, kvReads.Load(), starts(dir), p.stderr)
+		}
+		// With -once, envconsul's runner error (runner.go Start sends the
+		// watch's error up in once mode; cli.go Run: ExitCodeRunnerError).
+		p = runEnvexec(t, failing.Listener.Addr().String(), nil, append([]string{"-once", "-prefix", n, "-consul-retry-attempts", "1", "-consul-retry-backoff", "20ms"}, childArgs(dir, "exit", 0)...)...)
+		if p.code != exitRunner {
+			t.Errorf("-once: exit %d, want %d\n%s", p.code, exitRunner, p.stderr)
 		}
 		p = runEnvexec(t, dead, nil, append([]string{"-prefix", n, "-consul-retry=false"}, childArgs(dir, "exit", 0)...)...)
 		if p.code != exitWaitTimeout || !strings.Contains(p.stderr.String(), "failed 1 times") {
