@@ -527,7 +527,9 @@ func runOnce(args []string, stdin, stdout, stderr *os.File, sigs chan os.Signal,
 		return o.cli.Fail(err, exitConfig), false
 	}
 	defer closeLog()
-	log, err := o.cli.Log.New(logOut, "envexec")
+	// Held while a child is being given the terminal (runner.start).
+	out := supervisor.NewOutputGate(logOut)
+	log, err := o.cli.Log.New(out, "envexec")
 	if err != nil {
 		return o.cli.Fail(err, exitConfig), false
 	}
@@ -550,5 +552,6 @@ func runOnce(args []string, stdin, stdout, stderr *os.File, sigs chan os.Signal,
 		defer os.Remove(o.pidFile)
 	}
 	r := newRunner(o, client, log, stdin, stdout, stderr)
+	r.out = out
 	return r.run(sigs)
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,12 +29,17 @@ type update struct {
 
 // runner owns the watch loops, the current environment and the child.
 type runner struct {
-	o       *options
-	client  *api.Client
-	log     *slog.Logger
-	stdin   *os.File
-	stdout  *os.File
-	stderr  *os.File
+	o      *options
+	client *api.Client
+	log    *slog.Logger
+	stdin  *os.File
+	stdout *os.File
+	stderr *os.File
+	// tty is stdin when it is a terminal whose foreground group is ours:
+	// each child gets it (start); out, our log, is held meanwhile.
+	tty     *os.File
+	out     *supervisor.OutputGate
+	sigs    chan os.Signal
 	metrics *metrics
 	reaper  *supervisor.Reaper
 
@@ -58,7 +65,8 @@ func newRunner(o *options, client *api.Client, log *slog.Logger, stdin, stdout, 
 	retryMin, retryMax := o.retry.bounds()
 	return &runner{
 		q: query.New(query.Config{Client: client, MaxStale: o.maxStale, RetryMin: retryMin, RetryMax: retryMax, Log: log}),
-		o: o, client: client, log: log, stdin: stdin, stdout: stdout, stderr: stderr,
+		o: o, client: client, log: log, stdin: stdin, stdout: stdout, stderr: stderr, tty: supervisor.ForegroundTerminal(stdin),
+		out:     supervisor.NewOutputGate(io.Discard),
 		metrics: newMetrics(), lastErr: make([]error, len(o.order)), errFrom: make([]time.Time, len(o.order)), ready: make([]bool, len(o.order)), fails: make([]int, len(o.order)), state: "waiting",
 		warned: map[string]bool{},
 	}
@@ -129,6 +137,7 @@ func (r *runner) fail(code int, format string, args ...any) int {
 // reload=true after the reload signal (the command then has been stopped).
 func (r *runner) run(sigs chan os.Signal) (code int, reload bool) {
 	o := r.o
+	r.sigs = sigs
 	// Background goroutines (metrics server, reaper) end when ctx is
 	// cancelled, and run waits for them.
 	var bg sync.WaitGroup
@@ -411,7 +420,25 @@ func (r *runner) childConfig(env map[string]string) supervisor.Config {
 }
 
 func (r *runner) start(env map[string]string) (*supervisor.Child, error) {
-	child, err := supervisor.Start(r.childConfig(env))
+	cfg := r.childConfig(env)
+	if r.tty != nil {
+		// On a terminal, the child's group gets it, as a shell job does
+		// (pkg/supervisor terminal.go): envconsul's plain command shares
+		// its group and so its terminal, and a child reading it from a
+		// background group would be stopped by SIGTTIN for good. Taken
+		// back from the last child first, so that SIGTTOU is caught again
+		// (not ignored) when the new child inherits our signals.
+		r.takeTerminal()
+		cfg.Terminal = r.tty
+		r.out.Hold()
+	}
+	child, err := supervisor.Start(cfg)
+	if r.tty != nil {
+		if err == nil {
+			signal.Ignore(syscall.SIGTTOU) // until takeTerminal
+		}
+		r.out.Release()
+	}
 	if err != nil {
 		r.setState("stopped")
 		r.metrics.childRunning.Set(0)
@@ -421,6 +448,23 @@ func (r *runner) start(env map[string]string) (*supervisor.Child, error) {
 	r.metrics.childRunning.Set(1)
 	r.setState("running")
 	return child, nil
+}
+
+// takeTerminal makes our group the terminal's foreground group again once
+// the child that had it is gone (at a restart, a reload, the end), and then
+// catches SIGTTOU again. When it cannot, SIGTTOU stays ignored: we are still
+// in the terminal's background.
+func (r *runner) takeTerminal() {
+	if r.tty == nil {
+		return
+	}
+	if err := supervisor.TakeTerminal(r.tty); err != nil {
+		r.log.Warn("could not take the terminal back from the command's process group", "err", err)
+		return
+	}
+	if r.sigs != nil {
+		signal.Notify(r.sigs, syscall.SIGTTOU)
+	}
 }
 
 // supervision is the state of supervise's loop: the command, its
@@ -618,6 +662,7 @@ func (r *runner) supervise(ctx context.Context, env map[string]string, data []an
 	r.log.Debug("command started", "pid", child.Pid(), "variables", len(env))
 	sv := &supervision{r: r, child: child, env: env}
 	defer sv.stopTimers()
+	defer r.takeTerminal() // after the child's Stop below
 	for {
 		code := -1
 		select {

@@ -20,7 +20,6 @@ import (
 	"github.com/berth/berth/pkg/proctest"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/hashicorp/consul/api"
-	"golang.org/x/sys/unix"
 )
 
 var (
@@ -877,27 +876,6 @@ func TestTerminalAsConsulLock(t *testing.T) {
 	}
 }
 
-// openPTY returns a new pseudo-terminal's master and slave.
-func openPTY(t *testing.T) (*os.File, *os.File) {
-	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminal: %v", err)
-	}
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, s
-}
-
 // TestForeignKeyAsConsulLock: a PREFIX/.lock written by something else (flags
 // 0) is refused with consul lock's exit code, by an error naming the key
 // without blaming a lock or semaphore that is not there.
@@ -924,7 +902,7 @@ func TestForeignKeyAsConsulLock(t *testing.T) {
 // terminal is a fresh pseudo-terminal, and returns the terminal's master.
 func startOnPTY(t *testing.T, a *consultest.Agent, script string) (*os.File, *exec.Cmd) {
 	t.Helper()
-	m, s := openPTY(t)
+	m, s := proctest.OpenPTY(t)
 	cmd := exec.Command("/bin/sh", "-c", script)
 	cmd.Env = env(a)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, s
@@ -1267,6 +1245,22 @@ func TestQuietWhileWaitingAsConsulLock(t *testing.T) {
 		want := stderrLines(a.Bin, "lock")
 		if got := stderrLines(lockrunPath(t)); len(got) != len(want) {
 			t.Errorf("-n %s waiter that timed out printed %d lines on stderr, consul lock %d:\n%s", n, len(got), len(want), strings.Join(got, "\n"))
+		}
+	}
+}
+
+// TestBadAddressAsConsulLock: an agent address whose port no connection can
+// use is refused at once with consul lock's exit code and a line naming it,
+// not retried until -timeout (a typo in CONSUL_HTTP_ADDR would hang a cron
+// job).
+func TestBadAddressAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	for _, addr := range []string{"127.0.0.1:abc", "bogus:xx", "127.0.0.1:99999"} {
+		args := []string{"-http-addr", addr, "-timeout", "5s", "test/badaddr", "true"}
+		want := exitCode(t, a, a.Bin, append([]string{"lock"}, args...)...)
+		r := runLR(t, a, args...)
+		if r.code != want || !strings.Contains(r.stderr, addr) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("-http-addr %s: exit %d (consul lock %d), stderr %q", addr, r.code, want, r.stderr)
 		}
 	}
 }

@@ -172,7 +172,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 // runHooked is run with a hook for the tests: beforeChildStart, when not
 // nil, is called as runner.beforeChildStart.
 func runHooked(args []string, stdin *os.File, stdout, stderr io.Writer, beforeChildStart func(chan os.Signal)) int {
-	out := &outputGate{w: stderr}
+	out := supervisor.NewOutputGate(stderr)
 	o, err := parse(args, stdout, out)
 	if err != nil {
 		return o.cli.Fail(err, exitUsage)

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -19,7 +17,6 @@ import (
 	"github.com/berth/berth/pkg/cliapp"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/hashicorp/consul/api"
-	"golang.org/x/sys/unix"
 )
 
 // handOffGrace is how long after releasing the lock lockrun waits before its
@@ -37,7 +34,7 @@ type runner struct {
 	metrics *metrics
 	reaper  *supervisor.Reaper
 	// out is our standard error (the log and the error lines).
-	out *outputGate
+	out *supervisor.OutputGate
 	// interrupted is the stop signal that came while the lock was being
 	// acquired, when the acquisition completed anyway (wait): hold does not
 	// start the child then.
@@ -281,7 +278,7 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 	// On a terminal, the child gets it as a shell job does (consul lock's
 	// child shares its process group, and so the terminal); else a child
 	// reading it (-pass-stdin, a password prompt) would be stopped for good.
-	cfg.Terminal = foregroundTerminal(r.stdin)
+	cfg.Terminal = supervisor.ForegroundTerminal(r.stdin)
 	if cfg.Terminal != nil {
 		// From the moment the child's group has the terminal we are in its
 		// background, where a write to it (with the terminal's tostop set)
@@ -292,7 +289,7 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 		// blocked until it has made its group the foreground). What we
 		// write meanwhile (the supervisor's log line, another goroutine's)
 		// is held back until SIGTTOU is ignored.
-		r.out.hold()
+		r.out.Hold()
 	}
 	child, err := supervisor.Start(cfg)
 	if errors.Is(err, syscall.ENOEXEC) && !cfg.ShellWrapper && o.shell.Mode != supervisor.ShellNever {
@@ -308,7 +305,7 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 		// thread; a signal cannot be blocked for the whole process in Go.
 		// Until takeTerminal has us in the foreground again.
 		signal.Ignore(syscall.SIGTTOU)
-		r.out.release()
+		r.out.Release()
 		defer r.takeTerminal(cfg.Terminal, log)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -411,66 +408,17 @@ func (r *runner) forward(sig os.Signal, child *supervisor.Child) {
 	}
 }
 
-// foregroundTerminal returns f when it is a terminal whose foreground
-// process group is ours, else nil.
-func foregroundTerminal(f *os.File) *os.File {
-	if f == nil {
-		return nil
-	}
-	pgrp, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP)
-	if err != nil || pgrp != unix.Getpgrp() {
-		return nil
-	}
-	return f
-}
-
 // takeTerminal makes our process group the terminal's foreground group
-// again once the child is gone, so that whoever ran us (a script without job
-// control) can still read it. SIGTTOU, which a background group changing it
-// gets, must be ignored (hold does); once in the foreground again it is
-// caught as before the child (run), and so no longer ignored. When the
-// terminal cannot be taken back we are still in the background and it
-// stays ignored.
+// again once the child is gone (supervisor.TakeTerminal); SIGTTOU, ignored
+// while the child had it, is then caught as before the child (run). When the
+// terminal cannot be taken back we are still in the background and it stays
+// ignored.
 func (r *runner) takeTerminal(f *os.File, log *slog.Logger) {
-	if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.TIOCSPGRP, unix.Getpgrp()); err != nil {
+	if err := supervisor.TakeTerminal(f); err != nil {
 		log.Warn("could not take the terminal back from the child's process group", "err", err)
 		return
 	}
 	signal.Notify(r.sigs, syscall.SIGTTOU)
-}
-
-// outputGate is our standard error: writes pass through, except while it is
-// held (hold), when they are kept, in order, until release.
-type outputGate struct {
-	mu   sync.Mutex
-	w    io.Writer
-	kept *bytes.Buffer
-}
-
-func (g *outputGate) Write(p []byte) (int, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.kept != nil {
-		return g.kept.Write(p)
-	}
-	return g.w.Write(p)
-}
-
-func (g *outputGate) hold() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.kept == nil {
-		g.kept = &bytes.Buffer{}
-	}
-}
-
-func (g *outputGate) release() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.kept != nil {
-		_, _ = g.w.Write(g.kept.Bytes())
-		g.kept = nil
-	}
 }
 
 // attempt is the first attempt to acquire: done is closed once it is over

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -176,6 +177,9 @@ func (f *Flags) Config() (*api.Config, error) {
 			cfg.Address = addr
 		}
 	}
+	if err := checkAddress(cfg.Address); err != nil {
+		return nil, err
+	}
 	switch {
 	case f.token.set && !(f.TokenFileFirst && f.tokenFile.set):
 		cfg.Token, cfg.TokenFile = f.token.v, ""
@@ -224,6 +228,28 @@ func (f *Flags) Config() (*api.Config, error) {
 		return nil, fmt.Errorf("TLS to Consul: a client certificate needs a client key and the reverse (-client-cert, -client-key)")
 	}
 	return cfg, nil
+}
+
+// checkAddress refuses an agent address whose port no connection could
+// use ("127.0.0.1:abc", "host:99999"): bad input, reported at once, where a
+// request would fail the same way on every retry. A missing port (port 80,
+// as the consul CLI takes it), a unix:// socket and a host name that does
+// not resolve yet (DNS may come later) pass.
+func checkAddress(addr string) error {
+	if addr == "" || strings.HasPrefix(addr, "unix://") {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		if strings.Contains(err.Error(), "missing port") {
+			return nil
+		}
+		return fmt.Errorf("-http-addr (CONSUL_HTTP_ADDR) %q: %w", addr, err)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil || port == "" {
+		return fmt.Errorf("-http-addr (CONSUL_HTTP_ADDR) %q: bad port %q", addr, port)
+	}
+	return nil
 }
 
 // Client returns a Consul API client built from Config. The transport keeps
