@@ -632,6 +632,13 @@ func TestConformExecEnv(t *testing.T) {
 	if sortedLines(res[0].Stdout) != sortedLines(res[1].Stdout) || res[0].Code != res[1].Code {
 		t.Errorf("allow/deny: consul-template %d %q, templater %d %q", res[0].Code, res[0].Stdout, res[1].Code, res[1].Stdout)
 	}
+	// A custom variable that the environment has too replaces it (one
+	// HOME, the custom one), as os/exec does for consul-template.
+	res, _ = bothIn(t, files, "out", "-once", "-consul-addr", agent.HTTPAddr(), "-log-level", "err", "-template", "in.tmpl:out",
+		"-exec-env-custom", "HOME=/custom", "-exec-env-allowlist", "HOME", "-exec", "env")
+	if sortedLines(res[0].Stdout) != sortedLines(res[1].Stdout) || res[0].Code != res[1].Code || !strings.Contains(res[1].Stdout, "HOME=/custom") {
+		t.Errorf("custom over inherited: consul-template %d %q, templater %d %q", res[0].Code, res[0].Stdout, res[1].Code, res[1].Stdout)
+	}
 }
 
 // -once with a key that never comes: consul-template waits forever

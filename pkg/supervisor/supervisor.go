@@ -48,7 +48,9 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -160,6 +162,7 @@ func Start(cfg Config) (*Child, error) {
 	if env == nil {
 		env = os.Environ()
 	}
+	env = lastOfEachName(env)
 	stdin := cfg.Stdin
 	if stdin == nil {
 		devnull, err := os.Open(os.DevNull)
@@ -393,4 +396,29 @@ func Prepare() {
 	if p, err := os.FindProcess(os.Getpid()); err == nil {
 		_ = p.Release()
 	}
+}
+
+// lastOfEachName keeps, of the entries of env with the same NAME (the text
+// before the first "="), the last, in the order of those last entries;
+// entries without "=" are kept as they are. This is what os/exec's Cmd does
+// with duplicates (its Env documentation: "only the last value in the slice
+// for each duplicate key is used"), and so what consul-template's and
+// envconsul's children see when a custom variable or a -consul-token
+// overrides an inherited one. os.StartProcess would pass both on, and
+// getenv (and Go's os.Getenv) return the first: the inherited one.
+func lastOfEachName(env []string) []string {
+	seen := make(map[string]bool, len(env))
+	kept := make([]string, 0, len(env))
+	for i := len(env) - 1; i >= 0; i-- {
+		name, _, ok := strings.Cut(env[i], "=")
+		if ok {
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+		}
+		kept = append(kept, env[i])
+	}
+	slices.Reverse(kept)
+	return kept
 }
