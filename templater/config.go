@@ -70,19 +70,24 @@ type fileConfig struct {
 	BlockQueryWait     *time.Duration
 	TemplateErrorFatal *bool
 	ErrOnFailedLookup  *bool
-	LeftDelim          string
-	RightDelim         string
-	Syslog             *bool
-	SyslogFacility     string
-	SyslogName         string
-	MaxStale           *time.Duration
-	Wait               *waitConfig
-	LogLevel           *string
-	PidFile            *string
-	KillSignal         *string
-	ReloadSignal       *string
-	Exec               *execConfig
-	Templates          []*templateConfig
+	// NoEffect are the keys given that consul-template v0.41.1 reads and
+	// then ignores: once and parseonly, which its command line always
+	// overrides (config/config.go Merge sets them from the flags'
+	// configuration, merged last by cli.go loadConfigs). Warned about.
+	NoEffect       []string
+	LeftDelim      string
+	RightDelim     string
+	Syslog         *bool
+	SyslogFacility string
+	SyslogName     string
+	MaxStale       *time.Duration
+	Wait           *waitConfig
+	LogLevel       *string
+	PidFile        *string
+	KillSignal     *string
+	ReloadSignal   *string
+	Exec           *execConfig
+	Templates      []*templateConfig
 }
 
 func defaultTemplate(origin string) *templateConfig {
@@ -153,6 +158,7 @@ var configSpec = configfile.Spec{
 		"default_delimiters.left", "default_delimiters.right",
 		"block_query_wait",
 		"template_error_fatal", "err_on_failed_lookup",
+		"once", "parseonly", // read, and without effect, as consul-template's
 		"wait.bool",
 		"template.source", "template.destination", "template.contents", "template.command", "template.command_timeout",
 		"template.exec.command", "template.exec.timeout", "template.create_dest_dirs", "template.error_on_missing_key",
@@ -290,6 +296,14 @@ func applyConfigFile(f *configfile.File, out *fileConfig) error {
 				return cerr(k, err)
 			}
 			*dst = &d
+		}
+	}
+	for _, k := range []string{"once", "parseonly"} {
+		if x, ok := v[k]; ok {
+			if _, err := configfile.Bool(x); err != nil {
+				return cerr(k, err)
+			}
+			out.NoEffect = append(out.NoEffect, k)
 		}
 	}
 	bools := map[string]**bool{"template_error_fatal": &out.TemplateErrorFatal, "err_on_failed_lookup": &out.ErrOnFailedLookup}

@@ -1019,3 +1019,58 @@ func TestConformHelpOnStdout(t *testing.T) {
 		}
 	}
 }
+
+// With another kill signal, SIGINT is not a stop: consul-template (cli.go
+// Run: only the kill and reload signals are its own, the rest go to the
+// -exec child, and without one nowhere) keeps running, and so must
+// templater; the kill signal then stops both with exit 12.
+func TestConformSIGINTWhenNotKillSignal(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": `{{ key "ct/name" }}`}
+	var ds []*proctest.Proc
+	for _, tl := range tools(t) {
+		dir := toolDir(t, tl.name, files)
+		ds = append(ds, startDaemon(t, tl.bin, dir, "-consul-addr", agent.HTTPAddr(), "-log-level", "err", "-kill-signal", "SIGUSR1", "-template", "in.tmpl:out"))
+		out := filepath.Join(dir, "out")
+		eventually.True(t, 20*time.Second, "first render of "+out, func() bool { return readFile(out) != "" })
+	}
+	for _, d := range ds {
+		d.Signal(t, syscall.SIGINT)
+	}
+	// A stop would be seen within daemonStopWait; the peer sets the pace:
+	// once it has had its second, so has templater.
+	time.Sleep(time.Second)
+	if ds[0].Alive() != ds[1].Alive() {
+		t.Errorf("after SIGINT with -kill-signal SIGUSR1: consul-template running %v, templater running %v", ds[0].Alive(), ds[1].Alive())
+	}
+	codes := []int{ds[0].Stop(syscall.SIGUSR1, daemonStopWait), ds[1].Stop(syscall.SIGUSR1, daemonStopWait)}
+	if codes[0] != codes[1] {
+		t.Errorf("the kill signal: consul-template exit %d, templater %d", codes[0], codes[1])
+	}
+}
+
+// once and parseonly in a configuration file are read and have no effect
+// in consul-template (its command line's value always wins: config.go
+// Merge), so a file that has them runs as a daemon and renders; templater
+// accepts them the same (with a warning), not refusing the file.
+func TestConformOnceKeyInConfigFile(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": `{{ key "ct/name" }}`,
+		"ct.hcl": "once = true\nparseonly = false\ntemplate {\n  source = \"in.tmpl\"\n  destination = \"out\"\n}\n"}
+	var ds []*proctest.Proc
+	for _, tl := range tools(t) {
+		dir := toolDir(t, tl.name, files)
+		ds = append(ds, startDaemon(t, tl.bin, dir, "-consul-addr", agent.HTTPAddr(), "-config", "ct.hcl"))
+		out := filepath.Join(dir, "out")
+		d := ds[len(ds)-1]
+		eventually.True(t, 20*time.Second, "first render of "+out, func() bool { return readFile(out) != "" || !d.Alive() })
+	}
+	time.Sleep(time.Second) // a -once run would have exited by now
+	if ds[0].Alive() != ds[1].Alive() {
+		t.Errorf("once = true in the file: consul-template running %v, templater running %v", ds[0].Alive(), ds[1].Alive())
+	}
+	codes := []int{ds[0].Stop(syscall.SIGINT, daemonStopWait), ds[1].Stop(syscall.SIGINT, daemonStopWait)}
+	if codes[0] != codes[1] {
+		t.Errorf("consul-template exit %d, templater %d", codes[0], codes[1])
+	}
+}

@@ -64,7 +64,10 @@ func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api
 					continue
 				}
 				switch {
-				case sig == killSig || sig == syscall.SIGTERM || (sig == syscall.SIGINT && killSig != syscall.SIGINT && reloadSig != syscall.SIGINT):
+				// SIGINT, when it is not the kill signal, is any other
+				// signal: forwarded to the -exec child, else nothing (as
+				// consul-template's cli.go Run).
+				case sig == killSig || sig == syscall.SIGTERM:
 					log.Info("stopping", "signal", supervisor.SignalName(sig))
 					if sig == killSig {
 						stopCode.Store(exitSignal)
