@@ -258,6 +258,10 @@ func finish(q *query, m *dns.Msg, consul bool) ([]byte, error) {
 	req := q.request()
 	m.Id = q.id
 	m.Response = true
+	// RA on every reply, also those the agent gave (Consul clears it when
+	// it has no recursors): recursion is available here, through the
+	// upstreams, as dnsmasq in front of Consul says too.
+	m.RecursionAvailable = true
 	m.Opcode = dns.OpcodeQuery
 	m.RecursionDesired = q.rd
 	m.CheckingDisabled = q.cd

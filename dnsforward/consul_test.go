@@ -131,6 +131,9 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 		"selfy.service.consul A", "selfy.service.consul ANY", "selfy.service.consul MX", "selfy.service.consul SRV", "selfy.service.consul TXT",
 		// Node meta as RFC 1464 TXT.
 		"metanode.node.consul TXT", "metanode.node.consul A", "metanode.node.consul ANY",
+		// Class ANY is asked as IN, from memory and from the agent.
+		"web.service.consul A -c ANY", "web.service.consul SRV -c ANY", "nosuch.service.consul A -c ANY",
+		"pq.query.consul A -c ANY", "consul SOA -c ANY",
 	}
 	// Let both see the seeded catalog (Consul's own DNS reads it too).
 	time.Sleep(200 * time.Millisecond)
@@ -153,6 +156,11 @@ func compareWithConsul(t *testing.T, addr, consulAddr string, cases []string) {
 		}
 		if g, w := withoutRA(got.flags), withoutRA(want.flags); g != w {
 			t.Errorf("%s: flags %q, Consul's DNS %q (ra aside)", c, g, w)
+		}
+		// RA on every reply, the agent's too (README: recursion is
+		// available through the upstreams).
+		if !strings.Contains(" "+got.flags+" ", " ra ") {
+			t.Errorf("%s: flags %q, no RA", c, got.flags)
 		}
 		if got.subnet != want.subnet {
 			t.Errorf("%s: client-subnet option %q, Consul's DNS %q", c, got.subnet, want.subnet)

@@ -233,6 +233,10 @@ func (f *forwarder) toAnswer(resp *dns.Msg) (*answer, error) {
 	resp.Extra = extra
 	resp.Question[0].Name = strings.ToLower(resp.Question[0].Name)
 	resp.Truncated = false
+	// Not authoritative here, even when the upstream was: a forwarder's
+	// (and cache's) answer, as dnsmasq's (RFC 1035 4.1.1: AA is for a
+	// server that is an authority for the name).
+	resp.Authoritative = false
 	a, err := newAnswer(resp, zoneUpstream, false, true)
 	if err != nil {
 		return nil, err

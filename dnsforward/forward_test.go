@@ -2,12 +2,17 @@ package main
 
 import (
 	"net"
+	"os/exec"
+	"os/user"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
+	"github.com/berth/berth/pkg/proctest"
 	"github.com/miekg/dns"
 )
 
@@ -284,5 +289,40 @@ func TestPTRConsulThenUpstream(t *testing.T) {
 	}
 	if n := up.total.Load(); n != 1 {
 		t.Errorf("upstream asked %d times for a cached PTR, want 1", n)
+	}
+}
+
+// TestForwardedNotAuthoritativeAsDnsmasq: an upstream's AA bit is not
+// passed on, fresh or from the cache: dnsmasq, run here on the same
+// upstream, clears it (a forwarder is no authority for the name).
+func TestForwardedNotAuthoritativeAsDnsmasq(t *testing.T) {
+	requireDig(t)
+	dnsmasq := proctest.Tool(t, "dnsmasq", "Debian package dnsmasq-base")
+	up := startUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+		m := zoneHandler(w, r)
+		m.Authoritative = true
+		return m
+	})
+	_, addr := startServer(t, upstreamConfig(t, up.addr))
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dmAddr := proctest.FreeAddr(t)
+	host, port, _ := net.SplitHostPort(dmAddr)
+	upHost, upPort, _ := net.SplitHostPort(up.addr)
+	proctest.Start(t, exec.Command(dnsmasq, "-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
+		"--listen-address="+host, "--port="+port, "--server="+upHost+"#"+upPort, "--user="+me.Username, "--pid-file=", "--log-facility=-"), proctest.Options{})
+	aa := func(a string) bool {
+		r := dig(t, a, "a.example", "A")
+		return strings.Contains(" "+r.flags+" ", " aa ")
+	}
+	// dnsmasq answers once it listens: ask until it does.
+	eventually.True(t, 10*time.Second, "dnsmasq answering", func() bool { return dig(t, dmAddr, "a.example", "A").status == "NOERROR" })
+	for i, what := range []string{"fresh", "cached"} {
+		want := aa(dmAddr)
+		if got := aa(addr); got != want {
+			t.Errorf("%s (%d): AA %v; dnsmasq's %v", what, i, got, want)
+		}
 	}
 }

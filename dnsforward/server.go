@@ -532,9 +532,11 @@ func (s *Server) handle(r *reader, raw []byte, tcp bool) ([]byte, *query) {
 		}
 	}
 	q.tcp = tcp
-	if q.qclass != dns.ClassINET {
-		// Known classes we do not serve (CHAOS, HESIOD, ANY, NONE) are
-		// refused; a class no DNS defines marks a malformed packet.
+	if q.qclass != dns.ClassINET && q.qclass != dns.ClassANY {
+		// Class ANY is asked as IN (Consul's DNS answers it so; forwarded
+		// names go upstream with it, as dnsmasq sends them). Other known
+		// classes (CHAOS, HESIOD, NONE) are refused; a class no DNS
+		// defines marks a malformed packet.
 		rcode := dns.RcodeRefused
 		if _, known := dns.ClassToString[q.qclass]; !known {
 			rcode = dns.RcodeFormatError
