@@ -153,6 +153,13 @@ func (a *answer) write(q *query, out []byte, now int64) ([]byte, bool) {
 	if q.qEnd == 0 || q.qEnd != questionEnd(pk) {
 		return out, false
 	}
+	if binary.BigEndian.Uint16(pk[8:]) > 0 && hasUpper(q.raw[12:q.qEnd]) {
+		// The authority's names (a negative answer's SOA) are compressed
+		// against the question, which would lend them the client's letter
+		// case; Consul writes them as stored (lower case). writeSlow packs
+		// them without that.
+		return out, false
+	}
 	size := len(pk)
 	if a.limit > 0 && a.rrSize > 0 {
 		size = a.anOff + a.rrSize*a.limit
@@ -194,6 +201,16 @@ func (a *answer) patchTTLs(out []byte, now int64) {
 		}
 		binary.BigEndian.PutUint32(out[off:], t)
 	}
+}
+
+// hasUpper reports whether b holds an ASCII upper-case letter.
+func hasUpper(b []byte) bool {
+	for _, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			return true
+		}
+	}
+	return false
 }
 
 // questionEnd is where the single question of a packed answer ends.
@@ -266,6 +283,18 @@ func finish(q *query, m *dns.Msg, consul bool) ([]byte, error) {
 	m.RecursionDesired = q.rd
 	m.CheckingDisabled = q.cd
 	m.Question = req.Question
+	// Answer records owned by the question's name carry it as the client
+	// wrote it, as Consul's (and a packed answer's pointers to the
+	// question) do: stored answers and the agent's, asked in lower case,
+	// have it in lower case (RFC 4343: case is preserved where it can be).
+	if len(m.Question) == 1 {
+		asked := m.Question[0].Name
+		for _, rr := range m.Answer {
+			if h := rr.Header(); h.Name != asked && strings.EqualFold(h.Name, asked) {
+				h.Name = asked
+			}
+		}
+	}
 	// Our own OPT only.
 	extra := m.Extra[:0]
 	for _, rr := range m.Extra {

@@ -134,10 +134,22 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 		// Class ANY is asked as IN, from memory and from the agent.
 		"web.service.consul A -c ANY", "web.service.consul SRV -c ANY", "nosuch.service.consul A -c ANY",
 		"pq.query.consul A -c ANY", "consul SOA -c ANY",
+		// The client's letter case in the answer's owner names: with the
+		// client-subnet option, and from the agent (asked in lower case).
+		"WEB.Service.Consul A +subnet=192.0.2.0/24", "WEB.Service.Consul TXT +subnet=192.0.2.0/24", "Pq.Query.Consul A",
+		"N" + strings.ToUpper(node[:1]) + node[1:] + ".Node.Consul A +subnet=192.0.2.0/24",
 	}
 	// Let both see the seeded catalog (Consul's own DNS reads it too).
 	time.Sleep(200 * time.Millisecond)
 	compareWithConsul(t, addr, a.DNSAddr(), cases)
+	// A negative answer's SOA as Consul writes it, whatever the question's
+	// letter case (compareWithConsul compares the authority without case).
+	for _, c := range []string{"NOSUCH.Service.Consul A", "web.service.Consul MX", "V1.WEB.SERVICE.CONSUL AAAA", "Nosuch.Node.Consul A"} {
+		f := strings.Fields(c)
+		if got, want := dig(t, addr, f...), dig(t, a.DNSAddr(), f...); !reflect.DeepEqual(set(got.auth), set(want.auth)) {
+			t.Errorf("%s: authority %q, Consul's DNS %q", c, got.auth, want.auth)
+		}
+	}
 }
 
 // compareWithConsul asks each "name TYPE [dig options]" case of dnsforward
