@@ -144,11 +144,11 @@ func (f *forwarder) exchange(ctx context.Context, name string, qtype, qclass uin
 	req.RecursionDesired = true
 	req.SetEdns0(ednsSize, false)
 	var lastErr error
-	answered := map[string]bool{} // gave SERVFAIL or REFUSED
+	answered := map[string]int{} // gave SERVFAIL or REFUSED: the rcode
 	for round := 0; ; round++ {
 		asked := 0
 		for _, up := range f.order() {
-			if answered[up] {
+			if _, done := answered[up]; done {
 				continue
 			}
 			asked++
@@ -167,12 +167,15 @@ func (f *forwarder) exchange(ctx context.Context, name string, qtype, qclass uin
 			case dns.RcodeServerFailure, dns.RcodeRefused:
 				f.s.m.upstreamFailures.WithLabelValues(up, strings.ToLower(dns.RcodeToString[resp.Rcode])).Inc()
 				lastErr = fmt.Errorf("%s: %s", up, dns.RcodeToString[resp.Rcode])
-				answered[up] = true
+				answered[up] = resp.Rcode
 				continue
 			}
 			return f.toAnswer(resp)
 		}
 		if round > 20 || asked == 0 || len(answered) == len(f.upstreams) {
+			if len(answered) == len(f.upstreams) && allRefused(answered) {
+				return nil, fmt.Errorf("%w: %w", errAllRefused, lastErr)
+			}
 			return nil, lastErr
 		}
 		// Every upstream failed fast: pause a little before the next round.
@@ -181,6 +184,20 @@ func (f *forwarder) exchange(ctx context.Context, name string, qtype, qclass uin
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// errAllRefused: every upstream answered REFUSED. The client then gets
+// REFUSED, as from dnsmasq, which passes the last server's REFUSED on when
+// no server answered otherwise.
+var errAllRefused = errors.New("every upstream refused")
+
+func allRefused(rcodes map[string]int) bool {
+	for _, rc := range rcodes {
+		if rc != dns.RcodeRefused {
+			return false
+		}
+	}
+	return true
 }
 
 // exchangeWith sends req to addr over UDP, then over TCP if the answer came

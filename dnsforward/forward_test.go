@@ -292,37 +292,64 @@ func TestPTRConsulThenUpstream(t *testing.T) {
 	}
 }
 
+// startDnsmasq runs dnsmasq on a free loopback port, forwarding every name
+// to the upstream at upAddr, and returns its address once it answers.
+func startDnsmasq(t *testing.T, upAddr string) string {
+	t.Helper()
+	dnsmasq := proctest.Tool(t, "dnsmasq", "Debian package dnsmasq-base")
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := proctest.FreeAddr(t)
+	host, port, _ := net.SplitHostPort(addr)
+	upHost, upPort, _ := net.SplitHostPort(upAddr)
+	proctest.Start(t, exec.Command(dnsmasq, "-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
+		"--listen-address="+host, "--port="+port, "--server="+upHost+"#"+upPort, "--user="+me.Username, "--pid-file=", "--log-facility=-"), proctest.Options{})
+	eventually.True(t, 10*time.Second, "dnsmasq answering", func() bool { return dig(t, addr, "a.example", "A").status != "" })
+	return addr
+}
+
 // TestForwardedNotAuthoritativeAsDnsmasq: an upstream's AA bit is not
 // passed on, fresh or from the cache: dnsmasq, run here on the same
 // upstream, clears it (a forwarder is no authority for the name).
 func TestForwardedNotAuthoritativeAsDnsmasq(t *testing.T) {
 	requireDig(t)
-	dnsmasq := proctest.Tool(t, "dnsmasq", "Debian package dnsmasq-base")
 	up := startUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
 		m := zoneHandler(w, r)
 		m.Authoritative = true
 		return m
 	})
 	_, addr := startServer(t, upstreamConfig(t, up.addr))
-	me, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dmAddr := proctest.FreeAddr(t)
-	host, port, _ := net.SplitHostPort(dmAddr)
-	upHost, upPort, _ := net.SplitHostPort(up.addr)
-	proctest.Start(t, exec.Command(dnsmasq, "-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
-		"--listen-address="+host, "--port="+port, "--server="+upHost+"#"+upPort, "--user="+me.Username, "--pid-file=", "--log-facility=-"), proctest.Options{})
+	dmAddr := startDnsmasq(t, up.addr)
 	aa := func(a string) bool {
 		r := dig(t, a, "a.example", "A")
 		return strings.Contains(" "+r.flags+" ", " aa ")
 	}
-	// dnsmasq answers once it listens: ask until it does.
-	eventually.True(t, 10*time.Second, "dnsmasq answering", func() bool { return dig(t, dmAddr, "a.example", "A").status == "NOERROR" })
 	for i, what := range []string{"fresh", "cached"} {
 		want := aa(dmAddr)
 		if got := aa(addr); got != want {
 			t.Errorf("%s (%d): AA %v; dnsmasq's %v", what, i, got, want)
+		}
+	}
+}
+
+// TestAllRefusedAsDnsmasq: when the upstream refuses a name, the client
+// gets the rcode dnsmasq gives it on the same upstream (REFUSED), not
+// SERVFAIL.
+func TestAllRefusedAsDnsmasq(t *testing.T) {
+	requireDig(t)
+	up := startUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+		m := recursiveReply(r)
+		m.Rcode = dns.RcodeRefused
+		return m
+	})
+	_, addr := startServer(t, upstreamConfig(t, up.addr))
+	dmAddr := startDnsmasq(t, up.addr)
+	for _, name := range []string{"nosuch.invalid", "b.example"} {
+		want := dig(t, dmAddr, name, "A").status
+		if got := dig(t, addr, name, "A").status; got != want {
+			t.Errorf("%s: %s; dnsmasq %s", name, got, want)
 		}
 	}
 }

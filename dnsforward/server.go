@@ -732,6 +732,9 @@ func (s *Server) slow(ctx context.Context, q *query) []byte {
 			return s.send(r, q, staleCopy(old), s.now())
 		}
 		s.log.Debug("forward failed", "name", name, "err", err)
+		if errors.Is(err, errAllRefused) {
+			return s.fail(q, zoneUpstream, dns.RcodeRefused)
+		}
 		return s.fail(q, zoneUpstream, dns.RcodeServerFailure)
 	}
 	return s.send(r, q, a, s.now())
