@@ -642,7 +642,7 @@ func (mp *mapper) tags(p portInfo, md map[string]string) []string {
 	if v, ok := md["tags"]; ok && !mp.cfg.ServiceTagsTemplate {
 		tags = append(tags, splitTags(v)...)
 	} else if ok {
-		t, err := expandTemplate("SERVICE_TAGS", v, mp.c)
+		t, err := expandTemplate("SERVICE_TAGS", v, newTagData(mp.c))
 		if err != nil {
 			mp.warn("bad tags template; those tags left out", "key", mp.a.src(p.Exposed, "tags"), "err", err)
 		} else {
@@ -651,7 +651,7 @@ func (mp *mapper) tags(p portInfo, md map[string]string) []string {
 	}
 	if tt := mp.cfg.Tags; tt != nil {
 		var buf bytes.Buffer
-		if err := tt.Execute(&buf, mp.c); err != nil {
+		if err := tt.Execute(&buf, newTagData(mp.c)); err != nil {
 			mp.warn("-tags template failed for this container; those tags left out", "key", "-tags", "err", err)
 		} else {
 			tags = append(tags, splitTags(buf.String())...)
@@ -918,6 +918,41 @@ func ensureSlash(p string) string {
 		return p
 	}
 	return "/" + p
+}
+
+// tagData is what a tags template sees: the container as gliderlabs
+// master's templates see it, a go-dockerclient Container (bridge/bridge.go
+// newService executes -tags on one). Its fields have the Docker API's names,
+// as the inspect data's do, but Created, State.StartedAt and
+// State.FinishedAt are time.Time there (RFC 3339 strings in the API), so
+// {{.State.StartedAt.Unix}} works and they print as time.Time prints.
+type tagData struct {
+	*container.InspectResponse
+	Created time.Time
+	State   tagState
+}
+
+// tagState is the container's State with its times as time.Time.
+type tagState struct {
+	*container.State
+	StartedAt, FinishedAt time.Time
+}
+
+// newTagData wraps c; a time the API gives in no RFC 3339 form is the zero
+// time, as go-dockerclient decodes Docker's "0001-01-01T00:00:00Z".
+func newTagData(c *container.InspectResponse) tagData {
+	at := func(s string) time.Time {
+		t, _ := time.Parse(time.RFC3339Nano, s)
+		return t
+	}
+	d := tagData{InspectResponse: c}
+	if c.ContainerJSONBase != nil {
+		d.Created = at(c.Created)
+		if c.State != nil {
+			d.State = tagState{State: c.State, StartedAt: at(c.State.StartedAt), FinishedAt: at(c.State.FinishedAt)}
+		}
+	}
+	return d
 }
 
 func expandTemplate(name, text string, data any) (string, error) {

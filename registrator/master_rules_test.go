@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"slices"
 	"sort"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -354,4 +355,33 @@ func TestIPFromLabelHostName(t *testing.T) {
 		t.Errorf("empty label: registered address %q, want -ip's %q", s.Address, r.cfg.Map.HostIP)
 	}
 	checkOutput(t, c, "berth-test-lbl-name", "service:"+named, "tcp", "TCP connect localhost:"+port+": Success")
+}
+
+// TestTagsTemplateTimesAsGliderlabs: -tags runs, in gliderlabs master, on a
+// go-dockerclient Container (bridge/bridge.go newService), whose Created,
+// State.StartedAt and State.FinishedAt are time.Time: their methods work
+// and they print as time.Time prints. The expected tags come from docker
+// inspect's RFC 3339 strings.
+func TestTagsTemplateTimesAsGliderlabs(t *testing.T) {
+	a, c := requireDocker(t)
+	r := startReg(t, a, func(cfg *Config) {
+		cfg.Map.Tags = mustTags(t, `{{.State.StartedAt.Unix}},{{.Created.Year}},{{.State.FinishedAt.IsZero}},{{.State.Running}},{{.Name}}`)
+	})
+	h := r.cfg.Map.Hostname
+	runC(t, "times", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
+	id := h + ":" + cn("times") + ":8080"
+	got := waitIDs(t, c, h, 20*time.Second, id)
+	field := func(f string) time.Time {
+		v, err := time.Parse(time.RFC3339Nano, docker(t, "inspect", "-f", f, cn("times")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	want := []string{strconv.FormatInt(field("{{.State.StartedAt}}").Unix(), 10), strconv.Itoa(field("{{.Created}}").Year()), "true", "true", "/" + cn("times")}
+	// combineTags reverses each part's elements (TestTagsAsGliderlabs).
+	slices.Reverse(want)
+	if tags := got[id].Tags; !slices.Equal(tags, want) {
+		t.Errorf("tags %q, want %q", tags, want)
+	}
 }
