@@ -551,7 +551,6 @@ func runOnce(args []string, stdin, stdout, stderr *os.File, sigs chan os.Signal,
 		}
 		defer os.Remove(o.pidFile)
 	}
-	r := newRunner(o, client, log, stdin, stdout, stderr)
-	r.out = out
+	r := newRunner(o, client, log, out, stdin, stdout, stderr)
 	return r.run(sigs)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -61,12 +60,13 @@ type runner struct {
 	q *query.Client
 }
 
-func newRunner(o *options, client *api.Client, log *slog.Logger, stdin, stdout, stderr *os.File) *runner {
+// out is the writer under log, held while a child is given the terminal.
+func newRunner(o *options, client *api.Client, log *slog.Logger, out *supervisor.OutputGate, stdin, stdout, stderr *os.File) *runner {
 	retryMin, retryMax := o.retry.bounds()
 	return &runner{
 		q: query.New(query.Config{Client: client, MaxStale: o.maxStale, RetryMin: retryMin, RetryMax: retryMax, Log: log}),
 		o: o, client: client, log: log, stdin: stdin, stdout: stdout, stderr: stderr, tty: supervisor.ForegroundTerminal(stdin),
-		out:     supervisor.NewOutputGate(io.Discard),
+		out:     out,
 		metrics: newMetrics(), lastErr: make([]error, len(o.order)), errFrom: make([]time.Time, len(o.order)), ready: make([]bool, len(o.order)), fails: make([]int, len(o.order)), state: "waiting",
 		warned: map[string]bool{},
 	}

@@ -829,44 +829,17 @@ func TestTerminalAsConsulLock(t *testing.T) {
 	a := consultest.Require(t, agent)
 	type seen struct{ childRead, scriptRead bool }
 	observe := func(lockCmd string) seen {
-		m, cmd := startOnPTY(t, a, lockCmd+` -pass-stdin test/tty 'echo ready; read x; echo got:$x'; read y; echo after:$y`)
-		var mu sync.Mutex
-		var out bytes.Buffer
-		go func() {
-			buf := make([]byte, 4096)
-			for {
-				n, err := m.Read(buf)
-				mu.Lock()
-				out.Write(buf[:n])
-				mu.Unlock()
-				if err != nil {
-					return
-				}
-			}
-		}()
-		has := func(sub string) bool { mu.Lock(); defer mu.Unlock(); return strings.Contains(out.String(), sub) }
-		waitFor := func(sub string) bool {
-			for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-				if has(sub) {
-					return true
-				}
-			}
-			return false
-		}
+		tm := proctest.OnTerminal(t, lockCmd+` -pass-stdin test/tty 'echo ready; read x; echo got:$x'; read y; echo after:$y`, env(a))
 		var r seen
-		if waitFor("ready") {
-			_, _ = m.Write([]byte("hello\n"))
-			r.childRead = waitFor("got:hello")
+		if tm.WaitFor("ready", 10*time.Second) {
+			tm.Type("hello\n")
+			r.childRead = tm.WaitFor("got:hello", 10*time.Second)
 		}
-		_, _ = m.Write([]byte("world\n"))
-		r.scriptRead = waitFor("after:world")
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-		m.Close()
+		tm.Type("world\n")
+		r.scriptRead = tm.WaitFor("after:world", 10*time.Second)
+		tm.Stop()
 		if !r.childRead || !r.scriptRead {
-			mu.Lock()
-			t.Logf("%s on a terminal printed %q", lockCmd, out.String())
-			mu.Unlock()
+			t.Logf("%s on a terminal printed %q", lockCmd, tm.Output())
 		}
 		return r
 	}

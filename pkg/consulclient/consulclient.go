@@ -233,17 +233,15 @@ func (f *Flags) Config() (*api.Config, error) {
 // checkAddress refuses an agent address whose port no connection could
 // use ("127.0.0.1:abc", "host:99999"): bad input, reported at once, where a
 // request would fail the same way on every retry. A missing port (port 80,
-// as the consul CLI takes it), a unix:// socket and a host name that does
-// not resolve yet (DNS may come later) pass.
+// as the consul CLI takes it: "host", "[::1]"), a unix:// socket and a host
+// name that does not resolve yet (DNS may come later) pass.
 func checkAddress(addr string) error {
-	if addr == "" || strings.HasPrefix(addr, "unix://") {
+	if addr == "" || strings.HasPrefix(addr, "unix://") || !strings.Contains(addr, ":") ||
+		strings.HasPrefix(addr, "[") && strings.HasSuffix(addr, "]") {
 		return nil
 	}
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		if strings.Contains(err.Error(), "missing port") {
-			return nil
-		}
 		return fmt.Errorf("-http-addr (CONSUL_HTTP_ADDR) %q: %w", addr, err)
 	}
 	if _, err := net.LookupPort("tcp", port); err != nil || port == "" {

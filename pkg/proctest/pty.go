@@ -41,10 +41,12 @@ func OpenPTY(t *testing.T) (master, slave *os.File) {
 // shell (without job control) is: what it prints is collected, and Type
 // types into it. The test's cleanup kills the script's session.
 type Terminal struct {
-	m   *os.File
-	cmd *exec.Cmd
-	mu  sync.Mutex
-	out bytes.Buffer
+	m    *os.File
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	read chan struct{} // closed when the terminal has nothing more to show
+	stop sync.Once
 }
 
 // OnTerminal starts script with /bin/sh -c on a new pseudo-terminal, with
@@ -60,10 +62,9 @@ func OnTerminal(t *testing.T, script string, env []string) *Terminal {
 		t.Fatal(err)
 	}
 	s.Close()
-	tm := &Terminal{m: m, cmd: cmd}
-	done := make(chan struct{})
+	tm := &Terminal{m: m, cmd: cmd, read: make(chan struct{})}
 	go func() {
-		defer close(done)
+		defer close(tm.read)
 		buf := make([]byte, 4096)
 		for {
 			n, err := m.Read(buf)
@@ -75,13 +76,18 @@ func OnTerminal(t *testing.T, script string, env []string) *Terminal {
 			}
 		}
 	}()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-		m.Close()
-		<-done
-	})
+	t.Cleanup(tm.Stop)
 	return tm
+}
+
+// Stop kills the script's session and waits for it; later calls do nothing.
+func (tm *Terminal) Stop() {
+	tm.stop.Do(func() {
+		_ = syscall.Kill(-tm.cmd.Process.Pid, syscall.SIGKILL)
+		_ = tm.cmd.Wait()
+		tm.m.Close()
+		<-tm.read
+	})
 }
 
 // Output is what the terminal has shown so far.
