@@ -229,6 +229,51 @@ func TestConformKillAndReloadSignal(t *testing.T) {
 	}
 }
 
+// The reload signal with a configuration file that no longer parses, or a
+// template that no longer parses: consul-template stops (cli.go Run); so
+// does templater by default, with the same exit code, and the rendered file
+// stays as it was.
+func TestConformReloadBroken(t *testing.T) {
+	seedConform(t)
+	for _, tc := range []struct{ name, file, text string }{
+		{"config", "config.hcl", "template {\n source = \n"},
+		{"template", "in.tmpl", `two {{ key "ct/name" `},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files := map[string]string{
+				"in.tmpl":    `one {{ key "ct/name" }}`,
+				"config.hcl": "consul {\n address = \"@ADDR@\"\n}\nlog_level = \"err\"\ntemplate {\n source = \"in.tmpl\"\n destination = \"out\"\n}\n",
+			}
+			var ds []*proctest.Proc
+			var dirs []string
+			for _, tl := range tools(t) {
+				dir := toolDir(t, tl.name, files)
+				ds = append(ds, startDaemon(t, tl.bin, dir, "-config", "config.hcl"))
+				dirs = append(dirs, dir)
+			}
+			for i, dir := range dirs {
+				eventually.True(t, 20*time.Second, "first render", func() bool { return readFile(filepath.Join(dir, "out")) == "one hello" })
+				proctest.WriteFile(t, filepath.Join(dir, tc.file), tc.text)
+				ds[i].Signal(t, syscall.SIGHUP)
+			}
+			var codes [2]int
+			for i, d := range ds {
+				if !d.Exited(daemonStopWait) {
+					codes[i] = d.Stop(syscall.SIGKILL, daemonStopWait)
+				} else {
+					codes[i] = d.Code()
+				}
+				if got := readFile(filepath.Join(dirs[i], "out")); got != "one hello" {
+					t.Errorf("%s: the rendered file became %q", tools(t)[i].name, got)
+				}
+			}
+			if codes[0] != codes[1] {
+				t.Errorf("reload with a broken %s: consul-template exit %d, templater %d\n%s", tc.name, codes[0], codes[1], ds[1].Stdout.String())
+			}
+		})
+	}
+}
+
 // 8. -config DIR reads every file in the folder, whatever its name, in
 // lexical order (consul-template config.FromPath walks the folder).
 func TestConformConfigDir(t *testing.T) {
@@ -261,6 +306,23 @@ func TestConformCommandOutput(t *testing.T) {
 	}
 	if res[0].Stdout != res[1].Stdout {
 		t.Errorf("stdout: consul-template %q, templater %q", res[0].Stdout, res[1].Stdout)
+	}
+}
+
+// A template command of one word runs as the program itself, without a
+// shell (consul-template child/command-prep.go CommandPrep): a program that
+// does not exist, or a word holding shell syntax, is exec's "executable
+// file not found", with the same exit code.
+func TestConformSingleWordCommand(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": `{{ key "ct/name" }}`}
+	for _, cmd := range []string{"nosuch-berth-program", "true;false", "false", "true"} {
+		res, _ := bothIn(t, files, "out", "-once", "-consul-addr", agent.HTTPAddr(), "-log-level", "err", "-template", "in.tmpl:out:"+cmd)
+		sameOutcome(t, "command "+cmd, res[0], res[1])
+		peer, ours := strings.Contains(res[0].Stderr, "executable file not found"), strings.Contains(res[1].Stderr, "executable file not found")
+		if peer != ours {
+			t.Errorf("command %q: consul-template says \"executable file not found\" %v, templater %v\n%s", cmd, peer, ours, res[1].Stderr)
+		}
 	}
 }
 

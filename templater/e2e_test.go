@@ -187,8 +187,8 @@ func TestCommands(t *testing.T) {
 	}
 }
 
-// SIGHUP reloads; a broken new config is reported and the running one kept.
-// SIGTERM stops cleanly.
+// SIGHUP reloads; with -reload-error-fatal=false a broken new config is
+// reported and the running one kept. SIGTERM stops cleanly.
 func TestReloadAndStop(t *testing.T) {
 	c := seed(t)
 	dir := t.TempDir()
@@ -199,7 +199,7 @@ func TestReloadAndStop(t *testing.T) {
 	cfg := filepath.Join(dir, "c.hcl")
 	good := fmt.Sprintf("template {\n source = %q\n destination = %q\n}\n", src, out)
 	os.WriteFile(cfg, []byte(good), 0o644)
-	p := start(t, agent.HTTPAddr(), "-config", cfg)
+	p := start(t, agent.HTTPAddr(), "-reload-error-fatal=false", "-config", cfg)
 	eventually.True(t, 10*time.Second, "render", func() bool { return readFile(out) == "v1 one" })
 
 	os.WriteFile(cfg, []byte("template {\n source = \n"), 0o644)

@@ -98,6 +98,7 @@ type options struct {
 	transport          transportFlags
 	retryMin, retryMax time.Duration
 	templateErrorFatal bool
+	reloadErrorFatal   bool
 	syslog             bool
 	syslogFacility     string
 	syslogName         string
@@ -143,6 +144,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 	fs.String(&o.killSignal, "kill-signal", "SIGINT", "signal that stops templater (exit 12, as consul-template); SIGTERM always stops it (exit 0)")
 	fs.String(&o.reloadSignal, "reload-signal", "SIGHUP", "signal that reloads configuration and templates")
 	fs.Alias("v", "version")
+	fs.Bool(&o.reloadErrorFatal, "reload-error-fatal", true, "exit when the configuration or a template read on the reload signal fails, as consul-template (false: log it and keep the running configuration)")
 	fs.Bool(&o.templateErrorFatal, "template-error-fatal", true, "exit when a template fails to execute (false: log it, keep the file and go on)")
 	fs.Bool(&o.syslog, "syslog", false, "send the log to the local syslog instead of stderr")
 	fs.String(&o.syslogFacility, "syslog-facility", "LOCAL0", "syslog facility; giving it turns -syslog on, as in consul-template")
@@ -237,7 +239,7 @@ func buildConfig(o *options) (*runConfig, *fileConfig, error) {
 		return nil, nil, err
 	}
 	rc := &runConfig{Once: o.once, OnceTimeout: o.onceTimeout, Dry: o.dry, Diff: o.diff, MissingWarn: o.missingWarn, FailFast: o.failFast,
-		TemplateErrorFatal: o.templateErrorFatal}
+		TemplateErrorFatal: o.templateErrorFatal, ReloadErrorFatal: o.reloadErrorFatal}
 	if fc.TemplateErrorFatal != nil && !o.set["template-error-fatal"] {
 		rc.TemplateErrorFatal = *fc.TemplateErrorFatal
 	}
@@ -352,20 +354,28 @@ type badFlag struct{ error }
 
 func (b badFlag) Unwrap() error { return b.error }
 
+// configExit is the exit code for an error of buildConfig, at start and on
+// a fatal reload: a template block that cannot make a template 14 (the
+// runner's), a flag found bad once merged 13, any other configuration
+// error 15 (consul-template's ExitCodeConfigError).
+func configExit(err error) int {
+	if errors.As(err, new(templateShapeError)) {
+		return exitRunner
+	}
+	if errors.As(err, new(badFlag)) {
+		return exitFlags
+	}
+	return exitConfig
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
 	o, err := parseFlags(args, stdout, stderr)
 	if err != nil {
 		return o.cli.Fail(err, exitFlags)
 	}
 	rc, fc, err := buildConfig(o)
-	if errors.As(err, new(templateShapeError)) {
-		return o.cli.Fail(err, exitRunner)
-	}
-	if bf := (badFlag{}); errors.As(err, &bf) {
-		return o.cli.Fail(err, exitFlags)
-	}
 	if err != nil {
-		return o.cli.Fail(err, exitConfig)
+		return o.cli.Fail(err, configExit(err))
 	}
 	log, err := newLogger(o, fc, stderr)
 	if err != nil {

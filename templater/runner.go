@@ -34,8 +34,13 @@ type runConfig struct {
 	// TemplateErrorFatal: a template that fails on its first execution (or
 	// under -once) stops templater; false: it is logged and skipped.
 	TemplateErrorFatal bool
-	FailFast           bool
-	Exec               *execConfig
+	// ReloadErrorFatal: a reload whose configuration or templates fail
+	// stops templater, as consul-template (cli.go Run: exit 15 for the
+	// configuration, 14 for a template); false: logged, the running
+	// configuration kept.
+	ReloadErrorFatal bool
+	FailFast         bool
+	Exec             *execConfig
 }
 
 type metrics struct {
@@ -82,7 +87,7 @@ type runner struct {
 	stdout io.Writer
 	stderr io.Writer
 	tmpls  []*tmpl
-	reload chan *runConfig
+	reload chan reloadRequest
 	sigs   chan syscall.Signal
 	// onPass, if set, is called after every pass (tests).
 	onPass func()
@@ -97,6 +102,13 @@ type runner struct {
 	childEnv []string
 	// allRendered: every template has been rendered once (for /health).
 	allRendered atomic.Bool
+}
+
+// reloadRequest is what the reload signal read from disk: the new
+// configuration, or why it could not be built.
+type reloadRequest struct {
+	cfg *runConfig
+	err error
 }
 
 func loadTemplates(cfg *runConfig) ([]*tmpl, error) {
@@ -204,10 +216,18 @@ func (r *runner) run(ctx context.Context) error {
 			r.log.Info("exec child exited; stopping", "exit", ex.String())
 			r.child = nil
 			return &errExit{code: ex.ExitCode(), err: fmt.Errorf("exec child %s", ex)}
-		case nc := <-r.reload:
-			ts, err := loadTemplates(nc)
+		case rq := <-r.reload:
+			nc, err, code := rq.cfg, rq.err, configExit(rq.err)
+			var ts []*tmpl
+			if err == nil {
+				ts, err = loadTemplates(nc)
+				code = exitRunner // as at start: a template that does not load
+			}
 			if err != nil {
-				r.log.Error("reload: new configuration rejected; keeping the running one", "err", err)
+				if r.cfg.ReloadErrorFatal {
+					return &errExit{code: code, err: fmt.Errorf("reload: %w", err)}
+				}
+				r.log.Error("reload: new configuration rejected; keeping the running one (-reload-error-fatal=false)", "err", err)
 				continue
 			}
 			r.cfg.Templates, r.cfg.Wait, r.cfg.MissingWarn = nc.Templates, nc.Wait, nc.MissingWarn
@@ -454,7 +474,7 @@ func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
 		r.m.commandRuns.WithLabelValues(c.cmd).Inc()
 		// The command's output goes to templater's stdout and stderr, as
 		// consul-template's does (manager/runner.go: Stdout: r.outStream).
-		out, err := runShell(ctx, r.reaper, c.cmd, c.timeout, r.childEnv, r.stdout, r.stderr)
+		out, err := runArgv(ctx, r.reaper, commandArgv(c.cmd), c.timeout, r.childEnv, r.stdout, r.stderr)
 		if err != nil {
 			r.m.commandFails.WithLabelValues(c.cmd).Inc()
 			if r.cfg.FailFast {

@@ -32,7 +32,7 @@ func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api
 	reg.MustRegister(qc.Collector("templater"))
 	e := &env{q: qc, log: log, pollTick: 15 * time.Second}
 	r := &runner{cfg: rc, log: log, store: newStore(e), m: newMetrics(reg), stdout: stdout, stderr: stderr, tmpls: tmpls,
-		reload: make(chan *runConfig, 1), dryLast: map[string][]byte{}}
+		reload: make(chan reloadRequest, 1), dryLast: map[string][]byte{}}
 	r.childEnv = childEnv(o, fc, ccfg)
 	sigFwd := make(chan syscall.Signal, 8)
 	r.sigs = sigFwd
@@ -76,12 +76,8 @@ func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api
 					return
 				case sig == reloadSig:
 					nc, _, err := buildConfig(o)
-					if err != nil {
-						log.Error("reload: new configuration rejected; keeping the running one", "err", err)
-						continue
-					}
 					select {
-					case r.reload <- nc:
+					case r.reload <- reloadRequest{cfg: nc, err: err}:
 					default:
 					}
 				case supervisor.Forwardable(sig):

@@ -200,17 +200,34 @@ func runCheck(ctx context.Context, c *templateConfig, candidate string, reaper *
 	return nil
 }
 
+// commandArgv is how a template's command string runs, by consul-template's
+// rule (child/command-prep.go CommandPrep): a string of several words
+// under sh -c, a single word as the program itself, without a shell (so a
+// program that does not exist is exec's "executable file not found", not
+// the shell's 127).
+func commandArgv(cmdline string) []string {
+	if len(strings.Fields(cmdline)) == 1 {
+		return []string{cmdline}
+	}
+	return []string{"/bin/sh", "-c", cmdline}
+}
+
 // runShell runs cmdline with sh -c in its own process group, killing the
 // group when the timeout passes. It returns the combined output. The reaper
 // (set when templater is PID 1) is told the command is ours.
 // Its output also goes to stdout and stderr when they are not nil.
 func runShell(ctx context.Context, reaper *supervisor.Reaper, cmdline string, timeout time.Duration, env []string, stdout, stderr io.Writer) (string, error) {
+	return runArgv(ctx, reaper, []string{"/bin/sh", "-c", cmdline}, timeout, env, stdout, stderr)
+}
+
+// runArgv is runShell for an argv.
+func runArgv(ctx context.Context, reaper *supervisor.Reaper, argv []string, timeout time.Duration, env []string, stdout, stderr io.Writer) (string, error) {
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(cctx, "/bin/sh", "-c", cmdline)
+	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 2 * time.Second
