@@ -13,6 +13,7 @@ import (
 	"github.com/berth/berth/pkg/cliapp"
 	"github.com/berth/berth/pkg/consulclient"
 	"github.com/berth/berth/pkg/logging"
+	"github.com/berth/berth/pkg/query"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -171,20 +172,9 @@ func (r *retryOptions) check() error {
 }
 
 // limit is the number of failed requests in a row after which a source that
-// never answered makes envexec give up (0: never). Attempts counts retries,
-// as envconsul's (consul-template config/retry.go, RetryFunc, called by
-// watch/view.go poll after each failure, retries while retry <= attempts-1):
-// N retries follow the first failure, so the N+1th failure in a row gives up.
-// Without retries, the first failure does.
-func (r retryOptions) limit() int {
-	if !r.enabled {
-		return 1
-	}
-	if r.attempts == 0 {
-		return 0
-	}
-	return r.attempts + 1
-}
+// never answered makes envexec give up (0: never), by envconsul's rule
+// (query.FailuresToGiveUp).
+func (r retryOptions) limit() int { return query.FailuresToGiveUp(r.enabled, r.attempts) }
 
 // bounds are the backoff delays for query.Config.
 func (r retryOptions) bounds() (time.Duration, time.Duration) {

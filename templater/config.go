@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -67,6 +69,7 @@ type fileConfig struct {
 	ConsulTLS          map[string]string
 	ConsulAuth         map[string]string
 	ConsulTransport    map[string]string
+	ConsulRetry        retrySettings
 	BlockQueryWait     *time.Duration
 	TemplateErrorFatal *bool
 	ErrOnFailedLookup  *bool
@@ -386,6 +389,12 @@ func applyConsul(x any, out *fileConfig, cerr func(string, error) error) error {
 		if err != nil {
 			return cerr("consul."+sub, err)
 		}
+		if sub == "retry" {
+			if err := applyRetry(sm, &out.ConsulRetry, cerr); err != nil {
+				return err
+			}
+			continue
+		}
 		for k, sv := range sm {
 			s, err := configfile.String(sv)
 			if err != nil {
@@ -399,8 +408,49 @@ func applyConsul(x any, out *fileConfig, cerr func(string, error) error) error {
 			case "transport":
 				setMap(&out.ConsulTransport, k, s)
 			}
-			// retry: templater retries every failed query forever with
-			// backoff (README, differences).
+		}
+	}
+	return nil
+}
+
+// retrySettings are consul { retry { } } as a file sets them (nil: not
+// set there), or as flags and file merge.
+type retrySettings struct {
+	Enabled             *bool
+	Attempts            *int
+	Backoff, MaxBackoff *time.Duration
+}
+
+// applyRetry reads consul { retry { enabled attempts backoff max_backoff } }
+// (consul-template config/retry.go).
+func applyRetry(m map[string]any, out *retrySettings, cerr func(string, error) error) error {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		sv := m[k]
+		var err error
+		switch k {
+		case "enabled":
+			var b bool
+			b, err = configfile.Bool(sv)
+			out.Enabled = &b
+		case "attempts":
+			var n int
+			if n, err = configfile.Int(sv); err == nil && n < 0 {
+				err = fmt.Errorf("%d: must not be negative", n)
+			}
+			out.Attempts = &n
+		case "backoff", "max_backoff":
+			var d time.Duration
+			if d, err = configfile.Duration(sv); err == nil && d < 0 {
+				err = fmt.Errorf("%s: must not be negative", d)
+			}
+			if k == "backoff" {
+				out.Backoff = &d
+			} else {
+				out.MaxBackoff = &d
+			}
+		}
+		if err != nil {
+			return cerr("consul.retry."+k, err)
 		}
 	}
 	return nil

@@ -33,11 +33,34 @@ type env struct {
 	q        *query.Client
 	log      *slog.Logger
 	pollTick time.Duration
+	// giveUpAfter failed calls in a row of one query stop templater (0:
+	// never; query.FailuresToGiveUp of the retry settings); the query's
+	// last error then goes to giveUp.
+	giveUpAfter int
+	giveUp      chan error
 }
 
 // loopConsul watches one Consul query for the dep called name and hands
-// every answer with a new index to deliver.
+// every answer with a new index to deliver. After e.giveUpAfter failed
+// calls in a row it reports the last error to e.giveUp and stops.
 func loopConsul[T any](ctx context.Context, e *env, q query.Query, fetch query.Fetch[T], deliver func(any)) {
+	if e.giveUpAfter > 0 {
+		ctx2, cancel := context.WithCancel(ctx)
+		defer cancel()
+		var fails int // the watch calls OnError and OnOK from its one goroutine
+		q.OnOK = func() { fails = 0 }
+		q.OnError = func(err error, _ time.Duration) {
+			if fails++; fails < e.giveUpAfter || ctx2.Err() != nil {
+				return
+			}
+			cancel()
+			select {
+			case e.giveUp <- fmt.Errorf("%s: %w (%d failed calls in a row; retries exhausted)", q.Name, err, fails):
+			default:
+			}
+		}
+		ctx = ctx2
+	}
 	_ = query.Watch(ctx, e.q, q, fetch, func(v T) { deliver(v) })
 }
 

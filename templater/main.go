@@ -97,6 +97,8 @@ type options struct {
 	consulAuth         string
 	transport          transportFlags
 	retryMin, retryMax time.Duration
+	retryEnabled       bool
+	retryAttempts      int
 	templateErrorFatal bool
 	reloadErrorFatal   bool
 	syslog             bool
@@ -166,13 +168,10 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 	fs.Duration(&o.transport.tlsHandshakeTimeout, "consul-transport-tls-handshake-timeout", 0, "TLS handshake timeout (0: Go's default)")
 	fs.String(&o.leftDelim, "default-left-delimiter", "", "left delimiter for templates that set none (default {{)")
 	fs.String(&o.rightDelim, "default-right-delimiter", "", "right delimiter for templates that set none (default }})")
-	// Consul is retried forever with backoff (README, differences): the
-	// retry flags set the backoff; -consul-retry and -consul-retry-attempts
-	// are accepted for configs written for consul-template.
-	var retryOn bool
-	var retryAttempts int
-	fs.Bool(&retryOn, "consul-retry", true, "accepted: templater always retries Consul (forever, with backoff)")
-	fs.Int(&retryAttempts, "consul-retry-attempts", 0, "accepted: templater retries Consul forever")
+	// Consul is retried forever with backoff unless attempts are given
+	// (README, differences: consul-template's default of 12 ends it).
+	fs.Bool(&o.retryEnabled, "consul-retry", true, "retry failed Consul calls (false: the first failure stops templater, exit 14)")
+	fs.Int(&o.retryAttempts, "consul-retry-attempts", 0, "retries of a failing Consul query before templater stops (exit 14), counted as consul-template does (0: retry forever)")
 	fs.Duration(&o.retryMin, "consul-retry-backoff", 0, "first wait after a failed Consul call (default 100ms), doubled up to -consul-retry-max-backoff")
 	fs.Alias("retry", "consul-retry-backoff") // consul-template's older flag
 	fs.Duration(&o.retryMax, "consul-retry-max-backoff", 0, "longest wait between retries (default 30s)")
@@ -348,6 +347,27 @@ func flagWins[T any](set map[string]bool, name string, dst *T, v T) {
 	}
 }
 
+// mergeRetry takes consul { retry { } } from the files where no flag set
+// the same. A max_backoff of 0 is consul-template's "no limit", capped at
+// an hour.
+func mergeRetry(o *options, r retrySettings) {
+	if r.Enabled != nil && !o.set["consul-retry"] {
+		o.retryEnabled = *r.Enabled
+	}
+	if r.Attempts != nil && !o.set["consul-retry-attempts"] {
+		o.retryAttempts = *r.Attempts
+	}
+	if r.Backoff != nil && !o.set["consul-retry-backoff"] {
+		o.retryMin = *r.Backoff
+	}
+	if r.MaxBackoff != nil && !o.set["consul-retry-max-backoff"] {
+		o.retryMax = *r.MaxBackoff
+		if o.retryMax == 0 {
+			o.retryMax = time.Hour
+		}
+	}
+}
+
 // badFlag is a flag value found bad only once the configuration is merged
 // (a -check naming no template's destination): exit 13, as any bad flag.
 type badFlag struct{ error }
@@ -383,6 +403,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, k := range fc.NoEffect {
 		log.Warn("configuration key has no effect, as in consul-template, whose command line decides it; use the flag", "key", k, "flag", map[string]string{"once": "-once", "parseonly": "-parse-only"}[k])
+	}
+	mergeRetry(o, fc.ConsulRetry)
+	if o.retryAttempts < 0 {
+		return o.cli.Fail(fmt.Errorf("-consul-retry-attempts %d: must not be negative", o.retryAttempts), exitFlags)
 	}
 	if fc.MaxStale != nil && !o.set["max-stale"] {
 		o.maxStale = *fc.MaxStale

@@ -88,6 +88,9 @@ type runner struct {
 	stderr io.Writer
 	tmpls  []*tmpl
 	reload chan reloadRequest
+	// giveUp brings a Consul query's last error once it failed as often
+	// in a row as the retry settings allow (env.giveUpAfter).
+	giveUp <-chan error
 	sigs   chan syscall.Signal
 	// onPass, if set, is called after every pass (tests).
 	onPass func()
@@ -216,6 +219,8 @@ func (r *runner) run(ctx context.Context) error {
 			r.log.Info("exec child exited; stopping", "exit", ex.String())
 			r.child = nil
 			return &errExit{code: ex.ExitCode(), err: fmt.Errorf("exec child %s", ex)}
+		case err := <-r.giveUp:
+			return &errExit{code: exitRunner, err: err}
 		case rq := <-r.reload:
 			nc, err, code := rq.cfg, rq.err, configExit(rq.err)
 			var ts []*tmpl

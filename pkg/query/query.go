@@ -532,3 +532,19 @@ func call[T any](ctx context.Context, c *Client, q Query, idx uint64, fetch Fetc
 		return v, meta, nil
 	}
 }
+
+// FailuresToGiveUp is how many failed calls in a row of one query end the
+// program under consul-template's retry settings (config/retry.go
+// RetryFunc, called by watch/view.go poll after each failure, which resets
+// its count on every successful call): with retries disabled the first
+// failure; with attempts N > 0, N retries follow the first failure, so the
+// N+1th in a row; with attempts 0 (unlimited) never, returned as 0.
+func FailuresToGiveUp(enabled bool, attempts int) int {
+	switch {
+	case !enabled:
+		return 1
+	case attempts <= 0:
+		return 0
+	}
+	return attempts + 1
+}
