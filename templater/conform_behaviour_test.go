@@ -77,6 +77,27 @@ func startDaemon(t *testing.T, bin, dir string, args ...string) *proctest.Proc {
 	return proctest.Start(t, cmd, proctest.Options{Combined: true})
 }
 
+// startBoth starts both tools as daemons with args, each in its own folder
+// holding files, and returns them and their folders (peer first).
+func startBoth(t *testing.T, files map[string]string, args ...string) (ds []*proctest.Proc, dirs []string) {
+	t.Helper()
+	for _, tl := range tools(t) {
+		dir := toolDir(t, tl.name, files)
+		ds = append(ds, startDaemon(t, tl.bin, dir, args...))
+		dirs = append(dirs, dir)
+	}
+	return ds, dirs
+}
+
+// exitOrKill is d's exit code once it exits by itself within
+// daemonStopWait, else 137 after a SIGKILL.
+func exitOrKill(d *proctest.Proc) int {
+	if d.Exited(daemonStopWait) {
+		return d.Code()
+	}
+	return d.Stop(syscall.SIGKILL, daemonStopWait)
+}
+
 // daemonStopWait is how long a daemon has to exit after a stop signal.
 const daemonStopWait = 20 * time.Second
 
@@ -206,13 +227,7 @@ func TestConformKillAndReloadSignal(t *testing.T) {
 		"in.tmpl":    `one {{ key "ct/name" }}`,
 		"config.hcl": "consul {\n address = \"@ADDR@\"\n}\nkill_signal = \"SIGUSR2\"\nreload_signal = \"SIGUSR1\"\nlog_level = \"err\"\ntemplate {\n source = \"in.tmpl\"\n destination = \"out\"\n}\n",
 	}
-	var ds []*proctest.Proc
-	var dirs []string
-	for _, tl := range tools(t) {
-		dir := toolDir(t, tl.name, files)
-		ds = append(ds, startDaemon(t, tl.bin, dir, "-config", "config.hcl"))
-		dirs = append(dirs, dir)
-	}
+	ds, dirs := startBoth(t, files, "-config", "config.hcl")
 	for _, dir := range dirs {
 		eventually.True(t, 20*time.Second, "first render", func() bool { return readFile(filepath.Join(dir, "out")) == "one hello" })
 		os.WriteFile(filepath.Join(dir, "in.tmpl"), []byte(`two {{ key "ct/name" }}`), 0o644)
@@ -244,13 +259,7 @@ func TestConformReloadBroken(t *testing.T) {
 				"in.tmpl":    `one {{ key "ct/name" }}`,
 				"config.hcl": "consul {\n address = \"@ADDR@\"\n}\nlog_level = \"err\"\ntemplate {\n source = \"in.tmpl\"\n destination = \"out\"\n}\n",
 			}
-			var ds []*proctest.Proc
-			var dirs []string
-			for _, tl := range tools(t) {
-				dir := toolDir(t, tl.name, files)
-				ds = append(ds, startDaemon(t, tl.bin, dir, "-config", "config.hcl"))
-				dirs = append(dirs, dir)
-			}
+			ds, dirs := startBoth(t, files, "-config", "config.hcl")
 			for i, dir := range dirs {
 				eventually.True(t, 20*time.Second, "first render", func() bool { return readFile(filepath.Join(dir, "out")) == "one hello" })
 				proctest.WriteFile(t, filepath.Join(dir, tc.file), tc.text)
@@ -258,11 +267,7 @@ func TestConformReloadBroken(t *testing.T) {
 			}
 			var codes [2]int
 			for i, d := range ds {
-				if !d.Exited(daemonStopWait) {
-					codes[i] = d.Stop(syscall.SIGKILL, daemonStopWait)
-				} else {
-					codes[i] = d.Code()
-				}
+				codes[i] = exitOrKill(d)
 				if got := readFile(filepath.Join(dirs[i], "out")); got != "one hello" {
 					t.Errorf("%s: the rendered file became %q", tools(t)[i].name, got)
 				}

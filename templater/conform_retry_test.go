@@ -4,13 +4,11 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
 	"github.com/berth/berth/pkg/eventually"
-	"github.com/berth/berth/pkg/proctest"
 )
 
 // TestConformRetrySettings: with retries disabled, or a number of attempts
@@ -58,25 +56,15 @@ func TestConformRetryAfterOutage(t *testing.T) {
 	a := consultest.StartT(t, consultest.Options{})
 	put(t, a.Client(), "retry/k", "v1")
 	files := map[string]string{"in.tmpl": `{{ key "retry/k" }}`}
-	var ds []*proctest.Proc
-	var dirs []string
-	for _, tl := range tools(t) {
-		dir := toolDir(t, tl.name, files)
-		ds = append(ds, startDaemon(t, tl.bin, dir, "-consul-addr", a.HTTPAddr(), "-log-level", "err",
-			"-consul-retry-attempts=2", "-consul-retry-backoff=50ms", "-consul-retry-max-backoff=100ms", "-template", "in.tmpl:out"))
-		dirs = append(dirs, dir)
-	}
+	ds, dirs := startBoth(t, files, "-consul-addr", a.HTTPAddr(), "-log-level", "err",
+		"-consul-retry-attempts=2", "-consul-retry-backoff=50ms", "-consul-retry-max-backoff=100ms", "-template", "in.tmpl:out")
 	for _, dir := range dirs {
 		eventually.True(t, 20*time.Second, "first render", func() bool { return readFile(filepath.Join(dir, "out")) == "v1" })
 	}
 	a.Stop()
 	var codes [2]int
 	for i, d := range ds {
-		if d.Exited(daemonStopWait) {
-			codes[i] = d.Code()
-		} else {
-			codes[i] = d.Stop(syscall.SIGKILL, daemonStopWait)
-		}
+		codes[i] = exitOrKill(d)
 		if got := readFile(filepath.Join(dirs[i], "out")); got != "v1" {
 			t.Errorf("%s: the rendered file became %q", tools(t)[i].name, got)
 		}

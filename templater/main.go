@@ -351,20 +351,21 @@ func flagWins[T any](set map[string]bool, name string, dst *T, v T) {
 // the same. A max_backoff of 0 is consul-template's "no limit", capped at
 // an hour.
 func mergeRetry(o *options, r retrySettings) {
-	if r.Enabled != nil && !o.set["consul-retry"] {
-		o.retryEnabled = *r.Enabled
+	fileWins(o.set, "consul-retry", &o.retryEnabled, r.Enabled)
+	fileWins(o.set, "consul-retry-attempts", &o.retryAttempts, r.Attempts)
+	fileWins(o.set, "consul-retry-backoff", &o.retryMin, r.Backoff)
+	if r.MaxBackoff != nil && *r.MaxBackoff == 0 {
+		hour := time.Hour
+		r.MaxBackoff = &hour
 	}
-	if r.Attempts != nil && !o.set["consul-retry-attempts"] {
-		o.retryAttempts = *r.Attempts
-	}
-	if r.Backoff != nil && !o.set["consul-retry-backoff"] {
-		o.retryMin = *r.Backoff
-	}
-	if r.MaxBackoff != nil && !o.set["consul-retry-max-backoff"] {
-		o.retryMax = *r.MaxBackoff
-		if o.retryMax == 0 {
-			o.retryMax = time.Hour
-		}
+	fileWins(o.set, "consul-retry-max-backoff", &o.retryMax, r.MaxBackoff)
+}
+
+// fileWins sets *dst to *v, a config file's value, when the file set it and
+// the flag name was not given on the command line.
+func fileWins[T any](set map[string]bool, name string, dst *T, v *T) {
+	if v != nil && !set[name] {
+		*dst = *v
 	}
 }
 
@@ -408,18 +409,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if o.retryAttempts < 0 {
 		return o.cli.Fail(fmt.Errorf("-consul-retry-attempts %d: must not be negative", o.retryAttempts), exitFlags)
 	}
-	if fc.MaxStale != nil && !o.set["max-stale"] {
-		o.maxStale = *fc.MaxStale
-	}
-	if fc.PidFile != nil && !o.set["pid-file"] {
-		o.pidFile = *fc.PidFile
-	}
-	if fc.KillSignal != nil && !o.set["kill-signal"] {
-		o.killSignal = *fc.KillSignal
-	}
-	if fc.ReloadSignal != nil && !o.set["reload-signal"] {
-		o.reloadSignal = *fc.ReloadSignal
-	}
+	fileWins(o.set, "max-stale", &o.maxStale, fc.MaxStale)
+	fileWins(o.set, "pid-file", &o.pidFile, fc.PidFile)
+	fileWins(o.set, "kill-signal", &o.killSignal, fc.KillSignal)
+	fileWins(o.set, "reload-signal", &o.reloadSignal, fc.ReloadSignal)
 	tmpls, err := loadTemplates(rc)
 	if err != nil {
 		return o.cli.Fail(err, exitRunner)
