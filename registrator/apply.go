@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,8 +20,12 @@ type agentAPI interface {
 	Services(ctx context.Context) (map[string]*api.AgentService, error)
 	// Checks is GET /v1/agent/checks.
 	Checks(ctx context.Context) (map[string]*api.AgentCheck, error)
-	// Register is PUT /v1/agent/service/register?replace-existing-checks.
+	// Register is PUT /v1/agent/service/register. It leaves the service's
+	// other checks (maintenance mode, checks added by hand) in place, as
+	// gliderlabs' plain register does (consul/consul.go Register).
 	Register(ctx context.Context, reg *api.AgentServiceRegistration) error
+	// DeregisterCheck is PUT /v1/agent/check/deregister/:id.
+	DeregisterCheck(ctx context.Context, id string) error
 	// Deregister is PUT /v1/agent/service/deregister/:id.
 	Deregister(ctx context.Context, id string) error
 	// UpdateTTL is PUT /v1/agent/check/update/:id.
@@ -43,7 +48,11 @@ func (a consulAgent) Checks(ctx context.Context) (map[string]*api.AgentCheck, er
 }
 
 func (a consulAgent) Register(ctx context.Context, reg *api.AgentServiceRegistration) error {
-	return a.c.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx))
+	return a.c.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{}.WithContext(ctx))
+}
+
+func (a consulAgent) DeregisterCheck(ctx context.Context, id string) error {
+	return a.c.Agent().CheckDeregisterOpts(id, a.q(ctx))
 }
 
 func (a consulAgent) Deregister(ctx context.Context, id string) error {
@@ -126,6 +135,14 @@ func (r *Registrator) register(ctx context.Context, d *desiredService) (bool, er
 		return false, nil
 	}
 	delete(r.rejected, id)
+	// Our checks the new definition no longer has go; others stay.
+	for _, ch := range r.view.checks[id] {
+		if ownCheck(id, ch.CheckID) && !slices.ContainsFunc(d.Reg.Checks, func(c *api.AgentServiceCheck) bool { return c.CheckID == ch.CheckID }) {
+			if err := r.agent.DeregisterCheck(ctx, ch.CheckID); err != nil && !errors.As(err, new(api.StatusError)) {
+				return false, fmt.Errorf("deregister check %s: %w", ch.CheckID, err)
+			}
+		}
+	}
 	r.view.registered(d.Reg)
 	r.m.registrations.Inc()
 	r.log.Info("registered", "id", id, "service", d.Reg.Name, "address", d.Reg.Address, "port", d.Reg.Port, "container", d.Container)

@@ -14,6 +14,9 @@ func TestPeerInvocations(t *testing.T) {
 	clitest.Replay(t, "registrator", parse, cliView, []clitest.Case{
 		{Args: []string{"-ip", "10.0.0.5", "consul://10.0.0.1:8500"},
 			Want: clitest.View{"ip": "10.0.0.5", "consul-address": "10.0.0.1:8500", "consul-scheme": "http"}},
+		// A compose service or container name as the address: Docker's DNS
+		// resolves names with "_", and gliderlabs registers -ip as written.
+		{Args: []string{"-ip", "my_host", "consul://"}, Want: clitest.View{"ip": "my_host"}},
 		{Args: []string{"-internal", "consul://localhost:8500"}, Want: clitest.View{"internal": true}},
 		{Args: []string{"-resync", "30", "-retry-attempts", "-1", "-retry-interval", "2000", "-cleanup", "-deregister=on-success", "consul://"},
 			Want: clitest.View{"resync": "30s", "retry-attempts": -1, "retry-interval": "2s", "cleanup": true, "deregister-on-success": true}},

@@ -678,3 +678,101 @@ func TestRepairsAgentChanges(t *testing.T) {
 		t.Errorf("registrations %v, want 3 (initial + two repairs)", n)
 	}
 }
+
+// TestForeignChecksKept: maintenance mode (Consul's _service_maintenance
+// check) and a check added by hand to an owned service survive resyncs and
+// a restart of registrator, which neither rewrite the unchanged service:
+// gliderlabs master consul/consul.go Register re-registers without
+// replacing a service's other checks.
+func TestForeignChecksKept(t *testing.T) {
+	a, c := requireDocker(t)
+	mod := func(cfg *Config) { cfg.Resync = time.Second }
+	r := startReg(t, a, mod)
+	h := r.cfg.Map.Hostname
+	id := h + ":" + cn("mm") + ":8080"
+	runC(t, "mm", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
+	waitIDs(t, c, h, 20*time.Second, id)
+	if err := c.Agent().EnableServiceMaintenance(id, "drain"); err != nil {
+		t.Fatal(err)
+	}
+	byHand := "by-hand:" + id
+	if err := c.Agent().CheckRegister(&api.AgentCheckRegistration{ID: byHand, Name: "by hand", ServiceID: id,
+		AgentServiceCheck: api.AgentServiceCheck{TTL: "10m"}}); err != nil {
+		t.Fatal(err)
+	}
+	kept := func(what string) {
+		t.Helper()
+		checks, err := c.Agent().Checks()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cid := range []string{"_service_maintenance:" + id, byHand} {
+			if checks[cid] == nil {
+				t.Errorf("%s: check %s is gone", what, cid)
+			}
+		}
+	}
+	// A repair rewrites the service, and leaves the other checks.
+	svc := ownedServices(t, c, h)[id]
+	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: id, Name: svc.Service, Port: 1, Meta: svc.Meta}); err != nil {
+		t.Fatal(err)
+	}
+	eventually.Holds(t, 15*time.Second, "altered service restored", func() (bool, string) {
+		s := ownedServices(t, c, h)[id]
+		return s != nil && s.Port == svc.Port, fmt.Sprintf("%+v", s)
+	})
+	kept("after a repair")
+	regs := metricValue(r.m.registrations)
+	from := r.passes.Load()
+	eventually.Holds(t, 30*time.Second, "three resync passes", func() (bool, string) {
+		n := r.passes.Load() - from
+		return n >= 4, fmt.Sprintf("%d passes", n)
+	})
+	kept("after resyncs")
+	if n := metricValue(r.m.registrations); n != regs {
+		t.Errorf("registrations %v after resyncs, %v before: the unchanged service was written again", n, regs)
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	r2 := startReg(t, a, mod)
+	eventually.Holds(t, 30*time.Second, "the new registrator's start and a resync pass", func() (bool, string) {
+		n := r2.passes.Load()
+		return n >= 2, fmt.Sprintf("%d passes", n)
+	})
+	kept("after a restart")
+	if n := metricValue(r2.m.registrations); n != 0 {
+		t.Errorf("the restarted registrator wrote %v registrations for an unchanged service", n)
+	}
+}
+
+// TestReapedServiceStaysGone: a service whose TTL check stays critical
+// longer than SERVICE_CHECK_DEREGISTER_AFTER is removed by Consul itself
+// (its reaper: at least 1 minute, checked every 30 s, values a user cannot
+// change); registrator leaves it removed, as gliderlabs (which writes only
+// at start events and syncs) does, until the container starts again.
+func TestReapedServiceStaysGone(t *testing.T) {
+	t.Parallel()
+	a, c := requireDocker(t)
+	r := startReg(t, a, func(cfg *Config) { cfg.Resync = 0 })
+	h := r.cfg.Map.Hostname
+	id := h + ":" + cn("reap") + ":8080"
+	runC(t, "reap", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_CHECK_TTL=5s", "-e", "SERVICE_CHECK_DEREGISTER_AFTER=1m"}, "-listen", ":8080")
+	waitIDs(t, c, h, 20*time.Second, id)
+	eventually.True(t, 3*time.Minute, "registrator saw Consul reap the service", func() bool {
+		return strings.Contains(r.logs.String(), "not registering it again until its container restarts")
+	})
+	// A later pass (for another container's start) has finished once that
+	// container's service is there: the pass that saw the reaping is over.
+	other := h + ":" + cn("reap-other") + ":8080"
+	runC(t, "reap-other", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
+	eventually.Holds(t, 20*time.Second, "the other container's service", func() (bool, string) {
+		got := ownedServices(t, c, h)
+		return got[other] != nil, fmt.Sprint(ids(got))
+	})
+	if s := ownedServices(t, c, h)[id]; s != nil {
+		t.Fatalf("the reaped service was registered again: %+v", s)
+	}
+	docker(t, "restart", "-t", "1", cn("reap"))
+	waitIDs(t, c, h, 30*time.Second, id, other)
+}

@@ -171,7 +171,8 @@ func (o *options) check(rest []string) error {
 	}
 	// gliderlabs master registers any -ip as the address (bridge.go
 	// newService), host names included, and Consul takes a host name as a
-	// service address: an IP or a host name is taken, anything else refused.
+	// service address: an IP or a host name is taken (with "_", as in
+	// Docker container and compose service names), anything else refused.
 	if mc.HostIP != "" && net.ParseIP(mc.HostIP) == nil && !isHostName(mc.HostIP) {
 		return fmt.Errorf("-ip %q: not an IP address or host name", mc.HostIP)
 	}
@@ -343,8 +344,10 @@ func hostAddr(host string) string {
 }
 
 // hostNameLabel is one label of a host name (RFC 1123 section 2.1: letters,
-// digits and hyphens, 1 to 63, no hyphen first or last).
-var hostNameLabel = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+// digits and hyphens, 1 to 63, no hyphen first or last), with "_" allowed
+// too, as Docker's embedded DNS resolves container and compose service
+// names that hold it.
+var hostNameLabel = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$`)
 
 // isHostName reports whether s is a host name: dot-separated labels
 // (hostNameLabel), at most 253 characters, one trailing dot allowed.

@@ -526,6 +526,10 @@ func (mp *mapper) mapPort(p portInfo, isGroup bool) *desiredService {
 	return ds
 }
 
+// peerOnHostNetwork stands for the address of a network peer (network
+// mode container:<id>) that uses the host's network; it is no address.
+const peerOnHostNetwork = "host network"
+
 // portAddr gives the address and port registered for p: host networking
 // and -internal register the exposed port, published mode the host port; the
 // address is the -useIpFromLabel one, else -ip, the binding's address or the
@@ -539,6 +543,12 @@ func (mp *mapper) portAddr(p portInfo) (string, int, bool) {
 		// The network container's address wins over -ip and the label,
 		// as in gliderlabs master (newService sets it last).
 		svcPort, _ = strconv.Atoi(port)
+		if mp.peerAddr == peerOnHostNetwork {
+			// gliderlabs master newService takes the peer's
+			// NetworkSettings.IPAddress, empty on the host network: the
+			// agent's node address, which is the right one there.
+			return "", svcPort, true
+		}
 		if mp.peerAddr == "" {
 			mp.warn("the address of the container whose network this one shares is unknown; service skipped",
 				"port", port+"/"+p.Proto, "network_mode", string(mp.c.HostConfig.NetworkMode))
@@ -767,6 +777,14 @@ func dockerHealthCheckID(id string) string { return id + ":docker-health" }
 // livenessCheckID is the ID of the -liveness-ttl check: "<id>:liveness".
 func livenessCheckID(id string) string { return id + ":liveness" }
 
+// ownCheck reports whether checkID is one registrator writes for service
+// id (its main, Docker health or liveness check). Any other check of the
+// service, such as Consul's maintenance-mode check
+// ("_service_maintenance:<id>") or one added by hand, is left alone.
+func ownCheck(id, checkID string) bool {
+	return checkID == mainCheckID(id) || checkID == dockerHealthCheckID(id) || checkID == livenessCheckID(id)
+}
+
 func dockerHealthState(h *container.Health) ttlState {
 	st := ttlState{Status: api.HealthCritical}
 	if h.Status == container.Healthy {
@@ -879,14 +897,14 @@ func buildCheck(md map[string]string, addr string, port int, containerID string)
 			ch.Interval = v
 		}
 		if v := md["check_timeout"]; v != "" {
-			if _, err := parseDur(v); err != nil {
+			if _, err := parseDurAny(v); err != nil {
 				return nil, &checkErr{"check_timeout", err}
 			}
 			ch.Timeout = v
 		}
 	}
 	if v := md["check_deregister_after"]; v != "" {
-		if _, err := parseDur(v); err != nil {
+		if _, err := parseDurAny(v); err != nil {
 			return nil, &checkErr{"check_deregister_after", err}
 		}
 		ch.DeregisterCriticalServiceAfter = v
@@ -902,13 +920,26 @@ func buildCheck(md map[string]string, addr string, port int, containerID string)
 	return ch, nil
 }
 
+// parseDur reads a check interval or TTL, which Consul refuses unless
+// positive.
 func parseDur(s string) (time.Duration, error) {
-	d, err := time.ParseDuration(s)
+	d, err := parseDurAny(s)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration like 10s", s)
+		return 0, err
 	}
 	if d <= 0 {
 		return 0, fmt.Errorf("%q: must be positive", s)
+	}
+	return d, nil
+}
+
+// parseDurAny reads a check timeout or deregister-after, which Consul takes
+// at any value (0 or less: its default, or never), as gliderlabs passes
+// them on (consul/consul.go buildCheck).
+func parseDurAny(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration like 10s", s)
 	}
 	return d, nil
 }

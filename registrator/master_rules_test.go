@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth/berth/pkg/consultest"
 	"github.com/berth/berth/pkg/eventually"
 	"github.com/hashicorp/consul/api"
 )
@@ -123,6 +124,33 @@ func TestSharedNetworkMode(t *testing.T) {
 		t.Errorf("registered %s:%d, want the peer's %s:9090", got.Address, got.Port, peerIP)
 	}
 	checkOutput(t, c, "berth-test-netshare", "service:"+id, "tcp", "TCP connect "+peerIP+":9090: Success")
+}
+
+// TestSharedNetworkModeHostPeer: a container sharing the network of a
+// container on the host network is registered with no address, so the
+// agent's node address, which is where its ports are: gliderlabs master
+// bridge/bridge.go newService takes the peer's NetworkSettings.IPAddress,
+// empty on the host network.
+func TestSharedNetworkModeHostPeer(t *testing.T) {
+	a, c := requireDocker(t)
+	r := startReg(t, a, nil)
+	h := r.cfg.Map.Hostname
+	ports := make([]int, 2)
+	for i := range ports {
+		p, err := consultest.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = p
+	}
+	runC(t, "hostpeer", []string{"--network", "host", "-e", "SERVICE_IGNORE=true"}, "-listen", fmt.Sprintf("127.0.0.1:%d", ports[0]))
+	runImage(t, testImageExpose, "hostshare", []string{"--network", "container:" + cn("hostpeer"), "-e", "SERVICE_NAME=berth-test-hostshare"},
+		"-listen", fmt.Sprintf("127.0.0.1:%d", ports[1]))
+	id := h + ":" + cn("hostshare") + ":9090"
+	got := waitIDs(t, c, h, 20*time.Second, id)[id]
+	if got.Address != "" || got.Port != 9090 {
+		t.Errorf("registered %q:%d, want no address (the node's) and the exposed port 9090", got.Address, got.Port)
+	}
 }
 
 // TestPausedContainerKept: a paused container keeps its services, through

@@ -52,6 +52,10 @@ type planInput struct {
 	// is not sent again while unchanged for refusedRetry after Now.
 	Refused map[string]refusal
 	Now     time.Time
+	// Reaped holds the IDs of services Consul removed itself
+	// (deregister_critical_service_after): not registered again by this
+	// pass while missing from the agent (see Registrator.noteReaped).
+	Reaped map[string]bool
 	// Cache, when not nil, memoizes the mapping of each container between
 	// passes (see mapCache); it never changes the plan.
 	Cache *mapCache
@@ -142,6 +146,10 @@ type plan struct {
 	// Foreign lists wanted IDs a service we do not own holds (left alone);
 	// Duplicates lists IDs a second container also wants (first one kept).
 	Foreign, Duplicates []claim
+	// Reapable holds the wanted services whose checks ask Consul to remove
+	// them after a time critical (SERVICE_CHECK_DEREGISTER_AFTER): service
+	// ID → container ID.
+	Reapable map[string]string
 }
 
 // writes counts the operations that change a registration.
@@ -163,7 +171,7 @@ func (p *plan) writes() int {
 // default gliderlabs ID shape for this host, which it adopts. An unchanged
 // agent gives a plan without operations.
 func planFor(in planInput) *plan {
-	p := &plan{TTL: map[string]ttlState{}, Warnings: map[string][]warning{}}
+	p := &plan{TTL: map[string]ttlState{}, Warnings: map[string][]warning{}, Reapable: map[string]string{}}
 	desired := p.desired(in)
 	host := in.Map.Hostname
 	for _, id := range p.Wanted {
@@ -171,6 +179,15 @@ func planFor(in planInput) *plan {
 		a := in.Agent.services[id]
 		if a != nil && !owned(a, host) && !legacyID(id, host) {
 			p.Foreign = append(p.Foreign, claim{ServiceID: id, Container: d.Container, Holder: "foreign"})
+			continue
+		}
+		if slices.ContainsFunc(d.Reg.Checks, func(c *api.AgentServiceCheck) bool {
+			after, err := time.ParseDuration(c.DeregisterCriticalServiceAfter)
+			return err == nil && after > 0
+		}) {
+			p.Reapable[id] = d.ContainerID
+		}
+		if a == nil && in.Reaped[id] {
 			continue
 		}
 		checks := in.Agent.checks[id]
@@ -336,12 +353,14 @@ func sameService(a *api.AgentService, w *api.AgentServiceRegistration, checks []
 	if !maps.Equal(a.Meta, w.Meta) {
 		return false
 	}
-	if len(checks) != len(w.Checks) {
-		return false
-	}
 	have := map[string]string{}
 	for _, ch := range checks {
-		have[ch.CheckID] = ch.Notes
+		if ownCheck(a.ID, ch.CheckID) {
+			have[ch.CheckID] = ch.Notes
+		}
+	}
+	if len(have) != len(w.Checks) {
+		return false
 	}
 	for _, ch := range w.Checks {
 		if n, ok := have[ch.CheckID]; !ok || n != ch.Notes {
@@ -380,7 +399,8 @@ func newAgentView(services map[string]*api.AgentService, checks map[string]*api.
 func (v *agentView) registered(reg *api.AgentServiceRegistration) {
 	v.services[reg.ID] = &api.AgentService{ID: reg.ID, Service: reg.Name, Tags: reg.Tags, Port: reg.Port,
 		Address: reg.Address, Meta: reg.Meta, EnableTagOverride: reg.EnableTagOverride}
-	chs := make([]*api.AgentCheck, 0, len(reg.Checks))
+	// Checks that are not ours (maintenance mode, added by hand) stay.
+	chs := slices.DeleteFunc(slices.Clone(v.checks[reg.ID]), func(c *api.AgentCheck) bool { return ownCheck(reg.ID, c.CheckID) })
 	for _, c := range reg.Checks {
 		st := c.Status
 		if st == "" {

@@ -81,9 +81,12 @@ type Registrator struct {
 	hostAddrRun map[string]string
 	// passAddr is the host's address resolved in this loop iteration
 	// (passResolved), so a listing of many new containers resolves once.
-	passAddr      string
-	passResolved  bool
-	rejected      map[string]refusal // service ID → definition the agent refused
+	passAddr     string
+	passResolved bool
+	rejected     map[string]refusal // service ID → definition the agent refused
+	// reapable and reaped: see noteReaped.
+	reapable      map[string]string
+	reaped        map[string]reapedService
 	warnedForeign map[string]bool
 	warned        map[string]string // container name → the mapping warnings last logged
 	mapped        *mapCache
@@ -157,6 +160,7 @@ func New(cfg Config) (*Registrator, error) {
 		hostAddr:      map[string]string{},
 		hostAddrRun:   map[string]string{},
 		rejected:      map[string]refusal{},
+		reaped:        map[string]reapedService{},
 		warnedForeign: map[string]bool{},
 		warned:        map[string]string{},
 		mapped:        newMapCache(),
@@ -763,11 +767,15 @@ func (r *Registrator) apply(ctx context.Context, id string, c *container.Inspect
 }
 
 // networkPeerAddr is the address of container idOrName, chosen as for
-// -internal (containerIP).
+// -internal (containerIP), or peerOnHostNetwork when that container uses
+// the host's network.
 func (r *Registrator) networkPeerAddr(ctx context.Context, idOrName string) (string, error) {
 	peer, err := r.docker.ContainerInspect(ctx, idOrName)
 	if err != nil {
 		return "", fmt.Errorf("inspect %s: %w", short(idOrName), err)
+	}
+	if peer.HostConfig != nil && peer.HostConfig.NetworkMode.IsHost() {
+		return peerOnHostNetwork, nil
 	}
 	ip, _, err := containerIP(&peer, &r.cfg.Map)
 	if err != nil {
@@ -797,18 +805,28 @@ func (r *Registrator) reconcile(ctx context.Context, trigger string) error {
 	// pass (start, resync, reconnect, agent change, retry) reads the agent
 	// afresh, so anything the agent lost or someone changed is repaired.
 	if trigger != "event" || r.view == nil {
+		prev := r.view
 		r.view = nil
 		v, err := readAgent(ctx, r.agent)
 		if err != nil {
 			return err
 		}
 		r.view = v
+		if trigger == "agent" && prev != nil {
+			r.noteReaped(prev, v)
+		}
+	}
+	r.forgetReaped(trigger)
+	reaped := make(map[string]bool, len(r.reaped))
+	for id := range r.reaped {
+		reaped[id] = true
 	}
 	p := planFor(planInput{
 		Running: r.running, PeerAddr: r.peerAddr, HostAddr: r.hostAddr, Crashed: r.crashed, Agent: r.view, Map: &r.cfg.Map,
 		DeregisterOnSuccess: r.cfg.DeregisterOnSuccess, Cleanup: r.cfg.Cleanup,
-		Sync: trigger == "start" || trigger == "resync", Refused: r.rejected, Now: time.Now(), Cache: r.mapped,
+		Sync: trigger == "start" || trigger == "resync", Refused: r.rejected, Now: time.Now(), Cache: r.mapped, Reaped: reaped,
 	})
+	r.reapable = p.Reapable
 	r.logPlan(p)
 	writes, err := r.applyPlan(ctx, p)
 	if err != nil {
@@ -830,6 +848,52 @@ func (r *Registrator) reconcile(ctx context.Context, trigger string) error {
 		r.log.Debug("reconciled", "trigger", trigger, "writes", writes, "services", len(p.Wanted))
 	}
 	return nil
+}
+
+// reapedService is a service Consul removed by itself: its container, and
+// when that container had started.
+type reapedService struct {
+	container string
+	startedAt string
+}
+
+// noteReaped remembers the services with SERVICE_CHECK_DEREGISTER_AFTER
+// that were in the agent at the last pass and are gone now, seen by a
+// pass the catalog watch started: Consul reaped them after their check
+// stayed critical that long (or someone removed them). gliderlabs writes
+// services only at a container's start and at its Sync (registrator.go
+// main: start events and -resync), so such a service stays gone until
+// then; registrator leaves it gone until the container starts again, the
+// next -resync, or a restart (forgetReaped), instead of putting it back at
+// once and having Consul reap it again.
+func (r *Registrator) noteReaped(prev, now *agentView) {
+	for id, cid := range r.reapable {
+		if prev.services[id] == nil || now.services[id] != nil {
+			continue
+		}
+		if _, ok := r.reaped[id]; ok {
+			continue
+		}
+		started := ""
+		if c := r.running[cid]; c != nil && c.State != nil {
+			started = c.State.StartedAt
+		}
+		r.reaped[id] = reapedService{container: cid, startedAt: started}
+		r.log.Warn("service removed from the agent while its check asks Consul to deregister it when critical; not registering it again until its container restarts or the next -resync (as gliderlabs)",
+			"id", id, "container", short(cid))
+	}
+}
+
+// forgetReaped drops the reaped services a start or -resync pass
+// registers again (gliderlabs' Sync), and those whose container stopped
+// or started again since.
+func (r *Registrator) forgetReaped(trigger string) {
+	for id, rs := range r.reaped {
+		c := r.running[rs.container]
+		if trigger == "start" || trigger == "resync" || c == nil || c.State == nil || c.State.StartedAt != rs.startedAt {
+			delete(r.reaped, id)
+		}
+	}
 }
 
 // logPlan logs what the plan found wrong with the input, each once while

@@ -118,6 +118,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-tags", "ok,{{.Broken"}, "-tags"},
 		{[]string{"-ip", "not an ip"}, "-ip"},
 		{[]string{"-ip", "-bad.example"}, "-ip"},
+		{[]string{"-ip", "10.0.0.5/24"}, "-ip"},
 		{[]string{"-resync", "soon"}, "-resync"},
 		{[]string{"-hostname", ""}, "-hostname"},
 		{[]string{"-liveness-ttl", "5s", "-liveness-deregister-after", "10s"}, "-liveness-deregister-after"},
@@ -180,13 +181,41 @@ func TestBuildCheck(t *testing.T) {
 	}
 	for key, md := range map[string]map[string]string{
 		"check_interval":         {"check_http": "/", "check_interval": "often"},
-		"check_timeout":          {"check_tcp": "true", "check_timeout": "-1s"},
+		"check_timeout":          {"check_tcp": "true", "check_timeout": "soon"},
 		"check_ttl":              {"check_ttl": "forever"},
 		"check_initial_status":   {"check_ttl": "5s", "check_initial_status": "fine"},
 		"check_deregister_after": {"check_ttl": "5s", "check_deregister_after": "x"},
 	} {
 		if _, err := buildCheck(md, "1.2.3.4", 80, "cid"); err == nil || err.key != key {
 			t.Errorf("%v: error %v, want one for %s", md, err, key)
+		}
+	}
+}
+
+// TestCheckDurationsConsulTakes: a zero or negative check timeout or
+// deregister-after is passed on as written, as gliderlabs master
+// consul/consul.go buildCheck passes it and the agent takes it (its
+// default timeout; never deregistered); an interval or TTL must be
+// positive, which the agent requires.
+func TestCheckDurationsConsulTakes(t *testing.T) {
+	for _, md := range []map[string]string{
+		{"check_tcp": "true", "check_timeout": "0s"},
+		{"check_tcp": "true", "check_timeout": "-1s"},
+		{"check_http": "/", "check_deregister_after": "0"},
+		{"check_ttl": "30s", "check_deregister_after": "-1m"},
+	} {
+		ch, err := buildCheck(md, "1.2.3.4", 80, "cid")
+		if err != nil || ch == nil {
+			t.Errorf("%v: %v", md, err)
+			continue
+		}
+		if got, want := ch.Timeout+ch.DeregisterCriticalServiceAfter, md["check_timeout"]+md["check_deregister_after"]; got != want {
+			t.Errorf("%v: sent %q", md, got)
+		}
+	}
+	for _, md := range []map[string]string{{"check_http": "/", "check_interval": "0s"}, {"check_ttl": "0s"}} {
+		if _, err := buildCheck(md, "1.2.3.4", 80, "cid"); err == nil {
+			t.Errorf("%v: taken", md)
 		}
 	}
 }
