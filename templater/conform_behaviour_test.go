@@ -144,6 +144,50 @@ func TestConformOnceExec(t *testing.T) {
 	}
 }
 
+// An -exec command of plain words whose first word is a shell's own (exit,
+// exec, cd, umask, …) runs under sh -c, as consul-template runs every
+// command of several words: the same exit code, and stdin reaches the
+// child as consul-template's does (child.NewInput Stdin).
+func TestConformExecShellWords(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": `{{ key "ct/name" }}`}
+	for _, cmd := range []string{"exit 3", "exec sleep 0", "cd /", "umask 022", "read line"} {
+		res, _ := bothIn(t, files, "out", "-once", "-consul-addr", agent.HTTPAddr(), "-log-level", "err", "-template", "in.tmpl:out", "-exec", cmd)
+		sameOutcome(t, "-exec "+cmd, res[0], res[1])
+	}
+}
+
+// Template commands and the -exec child read consul-template's standard
+// input (child.NewInput Stdin), and a command that leaves a process in the
+// background ends when the command does.
+func TestConformCommandStdinAndBackground(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": `{{ key "ct/name" }}`}
+	for _, args := range [][]string{
+		{"-template", "in.tmpl:out:head -c 5 > cmd-read", "-exec", "sleep 0"},
+		{"-template", "in.tmpl:out", "-exec", "head -c 5"},
+		{"-template", "in.tmpl:out:sleep 5 &"},
+	} {
+		var res [2]outcome
+		var wg sync.WaitGroup
+		for i, tl := range tools(t) {
+			dir := toolDir(t, tl.name, files)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cmd := exec.Command(tl.bin, append([]string{"-once", "-consul-addr", agent.HTTPAddr(), "-log-level", "err"}, args...)...)
+				cmd.Dir, cmd.Env, cmd.Stdin = dir, ctEnv, strings.NewReader("hello world\n")
+				p := proctest.Start(t, cmd, proctest.Options{})
+				res[i] = outcome{Code: exitOrKill(p), Stdout: p.Stdout.String() + readFile(filepath.Join(dir, "cmd-read"))}
+			}()
+		}
+		wg.Wait()
+		if res[0].Code != res[1].Code || res[0].Stdout != res[1].Stdout {
+			t.Errorf("%q: consul-template exit %d, read %q; templater exit %d, read %q", args, res[0].Code, res[0].Stdout, res[1].Code, res[1].Stdout)
+		}
+	}
+}
+
 // 6. -exec with arguments: a forwarded signal reaches the program and does
 // not end it, and the kill signal stops templater (exit 12, as
 // consul-template) leaving no process of the child behind. consul-template

@@ -409,6 +409,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if o.retryAttempts < 0 {
 		return o.cli.Fail(fmt.Errorf("-consul-retry-attempts %d: must not be negative", o.retryAttempts), exitFlags)
 	}
+	for name, d := range map[string]time.Duration{"-consul-retry-backoff": o.retryMin, "-consul-retry-max-backoff": o.retryMax} {
+		if d < 0 {
+			return o.cli.Fail(fmt.Errorf("%s %s: must not be negative", name, d), exitFlags)
+		}
+	}
 	fileWins(o.set, "max-stale", &o.maxStale, fc.MaxStale)
 	fileWins(o.set, "pid-file", &o.pidFile, fc.PidFile)
 	fileWins(o.set, "kill-signal", &o.killSignal, fc.KillSignal)

@@ -80,10 +80,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 
 // runner owns the templates, the store of watched data and the exec child.
 type runner struct {
-	cfg    *runConfig
-	log    *slog.Logger
-	store  *store
-	m      *metrics
+	cfg   *runConfig
+	log   *slog.Logger
+	store *store
+	m     *metrics
+	// stdin is given to commands and the -exec child, as consul-template
+	// gives them its own (nil: /dev/null).
+	stdin  *os.File
 	stdout io.Writer
 	stderr io.Writer
 	tmpls  []*tmpl
@@ -479,7 +482,7 @@ func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
 		r.m.commandRuns.WithLabelValues(c.cmd).Inc()
 		// The command's output goes to templater's stdout and stderr, as
 		// consul-template's does (manager/runner.go: Stdout: r.outStream).
-		out, err := runArgv(ctx, r.reaper, commandArgv(c.cmd), c.timeout, r.childEnv, r.stdout, r.stderr)
+		out, err := runArgv(ctx, r.reaper, commandArgv(c.cmd), c.timeout, r.childEnv, r.stdin, r.stdout, r.stderr)
 		if err != nil {
 			r.m.commandFails.WithLabelValues(c.cmd).Inc()
 			if r.cfg.FailFast {
@@ -654,7 +657,7 @@ func (r *runner) startChild() error {
 	stdout, _ := r.stdout.(*os.File)
 	stderr, _ := r.stderr.(*os.File)
 	c, err := supervisor.Start(supervisor.Config{Argv: argv, Env: e.Env.environ(r.childEnv), KillSignal: ks, NoKillSignal: ks == 0, KillTimeout: e.KillTimeout,
-		Log: r.log, Reaper: r.reaper, Stdout: stdout, Stderr: stderr})
+		Log: r.log, Reaper: r.reaper, Stdin: r.stdin, Stdout: stdout, Stderr: stderr})
 	if err != nil {
 		return &errExit{code: exitRunner, err: fmt.Errorf("-exec %q: %w", e.Command, err)}
 	}
@@ -682,15 +685,30 @@ func (r *runner) stopChild() {
 // shellSyntax are the characters that need a shell to mean what they say.
 const shellSyntax = "\n|&;<>()$`\\\"'*?[]#~{}="
 
+// shellWord reports whether w, a first word, is one only a shell understands: POSIX's
+// reserved words and the builtins that are no program (XCU 2.4, 2.14 and
+// the utilities that must be built in to work: cd, umask, ulimit, …).
+// "exec nginx …" or "exit 3" under consul-template run in sh -c.
+func shellWord(w string) bool {
+	switch w {
+	case "!", "case", "do", "done", "elif", "else", "esac", "fi", "for", "if", "in", "then", "until", "while",
+		".", ":", "break", "continue", "eval", "exec", "exit", "export", "readonly", "return", "set", "shift", "times", "trap", "unset",
+		"alias", "bg", "cd", "command", "fg", "getopts", "hash", "jobs", "read", "type", "ulimit", "umask", "unalias", "wait":
+		return true
+	}
+	return false
+}
+
 // execArgv turns the exec command as written into the argv: a list is the
 // argv; one string with shell syntax runs under sh -c, as consul-template
 // runs every string of several words (child/command-prep.go CommandPrep);
-// one string of plain words is split into the argv and run without a shell,
+// one string of plain words (the first no shell word) is split into the
+// argv and run without a shell,
 // so that signals reach the program itself (consul-template's sh -c wrapper
 // eats them: hashicorp/consul-template#1557).
 func execArgv(cmd []string) ([]string, error) {
 	switch {
-	case len(cmd) == 1 && len(strings.Fields(cmd[0])) > 1 && !strings.ContainsAny(cmd[0], shellSyntax):
+	case len(cmd) == 1 && len(strings.Fields(cmd[0])) > 1 && !strings.ContainsAny(cmd[0], shellSyntax) && !shellWord(strings.Fields(cmd[0])[0]):
 		return strings.Fields(cmd[0]), nil
 	case len(cmd) == 1 && len(strings.Fields(cmd[0])) > 1:
 		sh, err := exec.LookPath("sh")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -32,7 +33,7 @@ func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api
 	reg.MustRegister(qc.Collector("templater"))
 	e := &env{q: qc, log: log, pollTick: 15 * time.Second,
 		giveUpAfter: query.FailuresToGiveUp(o.retryEnabled, o.retryAttempts), giveUp: make(chan error, 1)}
-	r := &runner{cfg: rc, log: log, store: newStore(e), m: newMetrics(reg), stdout: stdout, stderr: stderr, tmpls: tmpls,
+	r := &runner{cfg: rc, log: log, store: newStore(e), m: newMetrics(reg), stdin: os.Stdin, stdout: stdout, stderr: stderr, tmpls: tmpls,
 		reload: make(chan reloadRequest, 1), giveUp: e.giveUp, dryLast: map[string][]byte{}}
 	r.childEnv = childEnv(o, fc, ccfg)
 	sigFwd := make(chan syscall.Signal, 8)
@@ -71,11 +72,15 @@ func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api
 				case sig == killSig || sig == syscall.SIGTERM:
 					log.Info("stopping", "signal", supervisor.SignalName(sig))
 					if sig == killSig {
+						// consul-template's line, whatever the log level
+						// (cli.go Run).
+						fmt.Fprintln(stderr, "Cleaning up...")
 						stopCode.Store(exitSignal)
 					}
 					cancel()
 					return
 				case sig == reloadSig:
+					fmt.Fprintln(stderr, "Reloading configuration...")
 					nc, _, err := buildConfig(o)
 					select {
 					case r.reload <- reloadRequest{cfg: nc, err: err}:

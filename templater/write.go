@@ -217,11 +217,15 @@ func commandArgv(cmdline string) []string {
 // (set when templater is PID 1) is told the command is ours.
 // Its output also goes to stdout and stderr when they are not nil.
 func runShell(ctx context.Context, reaper *supervisor.Reaper, cmdline string, timeout time.Duration, env []string, stdout, stderr io.Writer) (string, error) {
-	return runArgv(ctx, reaper, []string{"/bin/sh", "-c", cmdline}, timeout, env, stdout, stderr)
+	return runArgv(ctx, reaper, []string{"/bin/sh", "-c", cmdline}, timeout, env, nil, stdout, stderr)
 }
 
-// runArgv is runShell for an argv.
-func runArgv(ctx context.Context, reaper *supervisor.Reaper, argv []string, timeout time.Duration, env []string, stdout, stderr io.Writer) (string, error) {
+// runArgv is runShell for an argv, with stdin as its standard input (nil:
+// /dev/null). A stdout or stderr that is an *os.File is handed to the
+// command itself, as consul-template does (child.NewInput): then the
+// returned output lacks what went there, and a process the command leaves
+// in the background (`cmd &`) does not hold the command's end back.
+func runArgv(ctx context.Context, reaper *supervisor.Reaper, argv []string, timeout time.Duration, env []string, stdin *os.File, stdout, stderr io.Writer) (string, error) {
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
@@ -235,17 +239,27 @@ func runArgv(ctx context.Context, reaper *supervisor.Reaper, argv []string, time
 	// Two copiers (stdout, stderr) may write buf at once.
 	var buf syncbuffer.Buffer
 	cmd.Stdout, cmd.Stderr = io.Writer(&buf), io.Writer(&buf)
-	if stdout != nil {
-		cmd.Stdout = io.MultiWriter(&buf, stdout)
-	}
-	if stderr != nil {
-		cmd.Stderr = io.MultiWriter(&buf, stderr)
+	cmd.Stdout, cmd.Stderr = teeOrFile(&buf, stdout), teeOrFile(&buf, stderr)
+	if stdin != nil {
+		cmd.Stdin = stdin
 	}
 	err := reaper.RunCmd(cmd)
 	if cctx.Err() == context.DeadlineExceeded {
 		return buf.String(), fmt.Errorf("timed out after %s", timeout)
 	}
 	return buf.String(), err
+}
+
+// teeOrFile is where a command's stream goes: w itself when it is a file,
+// else buf and w (buf alone when w is nil).
+func teeOrFile(buf io.Writer, w io.Writer) io.Writer {
+	switch f := w.(type) {
+	case nil:
+		return buf
+	case *os.File:
+		return f
+	}
+	return io.MultiWriter(buf, w)
 }
 
 // chownAsAsked gives the candidate the owner and group the template's
