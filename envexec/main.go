@@ -498,7 +498,7 @@ func run(args []string, stdin, stdout, stderr *os.File) int {
 	// Catch every signal from the start: one arriving while we wait for
 	// Consul must not kill us without a word, and later ones go to the child.
 	sigs := make(chan os.Signal, 32)
-	signal.Notify(sigs)
+	supervisor.NotifyAll(sigs)
 	defer signal.Stop(sigs)
 	for reloads := 0; ; reloads++ {
 		code, reload := runOnce(args, stdin, stdout, stderr, sigs, reloads > 0)

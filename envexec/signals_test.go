@@ -262,3 +262,31 @@ func TestNoExecKillSignal(t *testing.T) {
 		})
 	}
 }
+
+// TestKillSignalDuringSlowRestart: the kill signal sent while a restart
+// waits for a job the command left behind (a background `sleep`, which a
+// non-interactive shell runs with SIGINT ignored) still stops envexec
+// with exit 12, as envconsul's (cli.go Run reads signals apart from the
+// runner). The Go runtime's own SIGURG, hundreds a second during such a
+// wait, once filled the signal channel and the kill signal was dropped.
+func TestKillSignalDuringSlowRestart(t *testing.T) {
+	a := consultest.Require(t, agent)
+	n := ns(t)
+	put(t, a.Client(), n+"/X", "one")
+	dir := t.TempDir()
+	script := filepath.Join(dir, "job.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho \"$X\" >> "+filepath.Join(dir, "starts")+"\ntrap 'exit 0' INT\nsleep 30 &\nwait\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := startEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "-kill-timeout", "8s", script)
+	startsOf := func() string { b, _ := os.ReadFile(filepath.Join(dir, "starts")); return string(b) }
+	eventually.True(t, 20*time.Second, "first start", func() bool { return startsOf() == "one\n" })
+	put(t, a.Client(), n+"/X", "two")
+	// The restart has begun once the old command is gone; its sleep holds
+	// the restart for -kill-timeout.
+	time.Sleep(time.Second)
+	p.signal(syscall.SIGINT)
+	if code := p.wait(60 * time.Second); code != exitInterrupted {
+		t.Errorf("exit %d after the kill signal during a restart, want %d; starts %q\n%s", code, exitInterrupted, startsOf(), p.stderr)
+	}
+}

@@ -91,7 +91,7 @@ func (l *plainLock) acquire(ctx context.Context, first *attempt) (*held, error) 
 		q := (&api.QueryOptions{WaitIndex: waitIndex, WaitTime: 5 * time.Minute}).WithContext(ctx)
 		pair, meta, err := l.kv.Get(l.key, q)
 		if err != nil {
-			if err := retryAfter(ctx, bo, l.log, "waiting for Consul to read the lock key", "key", l.key, "err", err); err != nil {
+			if err := retryAfter(ctx, bo, l.log, err, "waiting for Consul to read the lock key", "key", l.key); err != nil {
 				return nil, err
 			}
 			waitIndex = 0
@@ -113,7 +113,7 @@ func (l *plainLock) acquire(ctx context.Context, first *attempt) (*held, error) 
 		h, why, err := l.tryLock(ctx, session)
 		switch {
 		case err != nil:
-			if err := retryAfter(ctx, bo, l.log, "acquire failed; retrying", "key", l.key, "err", err); err != nil {
+			if err := retryAfter(ctx, bo, l.log, err, "acquire failed; retrying", "key", l.key); err != nil {
 				return nil, err
 			}
 		case h != nil:
@@ -211,13 +211,19 @@ func (l *plainLock) cleanup(ctx context.Context) {
 	_, _, _ = l.kv.DeleteCAS(pair, (&api.WriteOptions{}).WithContext(ctx))
 }
 
-// retryAfter logs why a Consul call failed and waits for the next backoff
-// delay; it returns ctx's error when ctx ended first (then the caller stops).
-func retryAfter(ctx context.Context, bo *backoff.Backoff, log *slog.Logger, msg string, args ...any) error {
+// retryAfter logs why a Consul call failed (cause) and waits for the next
+// backoff delay; it returns ctx's error when ctx ended first, or cause
+// wrapped in errPermanent when waiting cannot help (then the caller stops).
+func retryAfter(ctx context.Context, bo *backoff.Backoff, log *slog.Logger, cause error, msg string, args ...any) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	log.Warn(msg, args...)
+	if permanent(cause) {
+		// A 4xx (a key Consul refuses, an ACL denial) will not pass by
+		// waiting; consul lock ends at once on it too.
+		return fmt.Errorf("%w: %v", errPermanent, cause)
+	}
+	log.Warn(msg, append(args, "err", cause)...)
 	if bo.Sleep(ctx) != nil {
 		return ctx.Err()
 	}

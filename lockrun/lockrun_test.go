@@ -1237,3 +1237,21 @@ func TestBadAddressAsConsulLock(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedKeyEndsAsConsulLock: a lock key Consul refuses (400: a prefix
+// holding a tab) ends both tools at once, consul lock with 1, lockrun with
+// its exit code for Consul refusing (10, README exit codes), for a lock and
+// for a semaphore; neither waits.
+func TestRefusedKeyEndsAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	for _, extra := range [][]string{nil, {"-n", "2"}} {
+		args := append(append([]string{}, extra...), "test/refused\tkey", "true")
+		if want := exitCode(t, a, a.Bin, append([]string{"lock"}, args...)...); want != 1 {
+			t.Fatalf("consul lock %q: exit %d, want 1 (the case shows nothing)", args, want)
+		}
+		r := runLR(t, a, args...)
+		if r.code != exitConsul || !strings.Contains(r.stderr, "400") {
+			t.Errorf("%q: exit %d, stderr %q; want %d naming Consul's 400", args, r.code, r.stderr, exitConsul)
+		}
+	}
+}

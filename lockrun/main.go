@@ -185,7 +185,7 @@ func runHooked(args []string, stdin *os.File, stdout, stderr io.Writer, beforeCh
 	// Catch every signal from the start, so that one arriving while we wait
 	// for the lock cleans up the session instead of killing us.
 	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs)
+	supervisor.NotifyAll(sigs)
 	defer signal.Stop(sigs)
 
 	r := &runner{o: o, client: client, log: log, stdin: stdin, sigs: sigs, metrics: newMetrics(), out: out,

@@ -65,7 +65,7 @@ func (s *semaphore) acquire(ctx context.Context, first *attempt) (*held, error) 
 		}
 		if contending != session {
 			if err := s.contend(ctx, session); err != nil {
-				if err := retryAfter(ctx, bo, s.log, "waiting for Consul to write our contender key", "key", s.contenderKey(session), "err", err); err != nil {
+				if err := retryAfter(ctx, bo, s.log, err, "waiting for Consul to write our contender key", "key", s.contenderKey(session)); err != nil {
 					return nil, err
 				}
 				continue
@@ -115,7 +115,7 @@ func (s *semaphore) acquire(ctx context.Context, first *attempt) (*held, error) 
 		h, why, err := s.take(ctx, session, st)
 		switch {
 		case err != nil:
-			if err := retryAfter(ctx, bo, s.log, "acquire failed; retrying", "prefix", s.prefix, "err", err); err != nil {
+			if err := retryAfter(ctx, bo, s.log, err, "acquire failed; retrying", "prefix", s.prefix); err != nil {
 				return nil, err
 			}
 		case h != nil:

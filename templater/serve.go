@@ -50,7 +50,7 @@ func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api
 	}
 	metricsLn.Serve(ctx, reg, r.health, log)
 	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs)
+	supervisor.NotifyAll(sigs)
 	defer signal.Stop(sigs)
 	killSig, _ := parseConfigSignal(o.killSignal)
 	reloadSig, _ := parseConfigSignal(o.reloadSignal)

@@ -1,6 +1,8 @@
 package supervisor
 
 import (
+	"os"
+	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -90,4 +92,14 @@ func (c *Child) startGrace() {
 func (c *Child) Reload(sig syscall.Signal) error {
 	c.log.Debug("reload signal", "pid", c.proc.Pid, "signal", SignalName(sig), "group", c.shell)
 	return c.deliver(sig)
+}
+
+// NotifyAll relays every signal to ch, as signal.Notify(ch) without a list
+// does, but SIGURG: the Go runtime sends that one to its own threads to
+// preempt goroutines, many times a second while busy (hundreds during a
+// child's stop), and os/signal drops a signal that finds ch full, so
+// SIGURG would push out the kill or reload signal a user sends.
+func NotifyAll(ch chan<- os.Signal) {
+	signal.Notify(ch)
+	signal.Reset(syscall.SIGURG)
 }
