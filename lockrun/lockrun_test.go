@@ -1255,3 +1255,33 @@ func TestRefusedKeyEndsAsConsulLock(t *testing.T) {
 		}
 	}
 }
+
+// TestOneWordShellCommandsAsConsulLock: consul lock runs every command with
+// $SHELL -c, so a single word that is a shell builtin, an assignment or a
+// function bash exported runs there; lockrun runs those in the shell too
+// (a program of one word it still runs itself): same output, same exit.
+func TestOneWordShellCommandsAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Fatal("bash is not installed: exported functions need it")
+	}
+	run := func(bin string, args ...string) (int, string) {
+		cmd := command(a, bin, args...)
+		cmd.Env = append(cmd.Env, "SHELL=/bin/bash", "BASH_FUNC_berthf%%=() {  echo in-function\n}")
+		out, err := cmd.Output()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(out)
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return 0, string(out)
+	}
+	for _, word := range []string{"berthf", "umask", "FOO=1", "true"} {
+		args := []string{"-child-exit-code", "test/oneword", word}
+		wc, wout := run(a.Bin, append([]string{"lock"}, args...)...)
+		gc, gout := run(lockrunPath(t), args...)
+		if wc != gc || wout != gout {
+			t.Errorf("%q: consul lock exit %d, stdout %q; lockrun exit %d, stdout %q", word, wc, wout, gc, gout)
+		}
+	}
+}

@@ -153,7 +153,15 @@ func (o *options) check(rest []string) error {
 	if err != nil {
 		return err
 	}
-	if o.shell.Mode == supervisor.ShellAlways || o.shell.Mode == supervisor.ShellAuto && len(rest) == 2 && supervisor.NeedsShell(rest[1]) {
+	// consul lock runs every command with $SHELL -c: one word that only a
+	// shell can run (a builtin, an assignment, an exported bash function)
+	// goes there too.
+	oneWord := o.shell.Mode == supervisor.ShellAuto && len(rest) == 2
+	viaShell := oneWord && (supervisor.NeedsShell(rest[1]) || supervisor.OnlyShellRuns(rest[1], os.Environ()))
+	if viaShell {
+		argv = []string{"/bin/sh", "-c", rest[1]}
+	}
+	if o.shell.Mode == supervisor.ShellAlways || viaShell {
 		// Our own sh -c wrapper: run it with consul lock's shell.
 		argv[0], o.shellWrapper = commandShell(os.Getenv("SHELL")), true
 	}

@@ -685,19 +685,6 @@ func (r *runner) stopChild() {
 // shellSyntax are the characters that need a shell to mean what they say.
 const shellSyntax = "\n|&;<>()$`\\\"'*?[]#~{}="
 
-// shellWord reports whether w, a first word, is one only a shell understands: POSIX's
-// reserved words and the builtins that are no program (XCU 2.4, 2.14 and
-// the utilities that must be built in to work: cd, umask, ulimit, …).
-// "exec nginx …" or "exit 3" under consul-template run in sh -c.
-func shellWord(w string) bool {
-	switch w {
-	case "!", "case", "do", "done", "elif", "else", "esac", "fi", "for", "if", "in", "then", "until", "while",
-		".", ":", "break", "continue", "eval", "exec", "exit", "export", "readonly", "return", "set", "shift", "times", "trap", "unset",
-		"alias", "bg", "cd", "command", "fg", "getopts", "hash", "jobs", "read", "type", "ulimit", "umask", "unalias", "wait":
-		return true
-	}
-	return false
-}
 
 // execArgv turns the exec command as written into the argv: a list is the
 // argv; one string with shell syntax runs under sh -c, as consul-template
@@ -708,7 +695,7 @@ func shellWord(w string) bool {
 // eats them: hashicorp/consul-template#1557).
 func execArgv(cmd []string) ([]string, error) {
 	switch {
-	case len(cmd) == 1 && len(strings.Fields(cmd[0])) > 1 && !strings.ContainsAny(cmd[0], shellSyntax) && !shellWord(strings.Fields(cmd[0])[0]):
+	case len(cmd) == 1 && len(strings.Fields(cmd[0])) > 1 && !strings.ContainsAny(cmd[0], shellSyntax) && !supervisor.ShellWord(strings.Fields(cmd[0])[0]):
 		return strings.Fields(cmd[0]), nil
 	case len(cmd) == 1 && len(strings.Fields(cmd[0])) > 1:
 		sh, err := exec.LookPath("sh")

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -66,6 +67,43 @@ const shellChars = " \t\n|&;<>()$`\\\"'*?[]#~{}"
 
 // NeedsShell reports whether a single argument must be run through sh -c.
 func NeedsShell(arg string) bool { return strings.ContainsAny(arg, shellChars) }
+
+// ShellWord reports whether w, a first word, is one only a shell
+// understands: POSIX's reserved words and the builtins that are no program
+// (XCU 2.4, 2.14 and the utilities that must be built in to work: cd,
+// umask, ulimit, …). "exec nginx …" or "exit 3" under consul-template,
+// "ulimit" under consul lock run in a shell.
+func ShellWord(w string) bool {
+	switch w {
+	case "!", "case", "do", "done", "elif", "else", "esac", "fi", "for", "if", "in", "then", "until", "while",
+		".", ":", "break", "continue", "eval", "exec", "exit", "export", "readonly", "return", "set", "shift", "times", "trap", "unset",
+		"alias", "bg", "cd", "command", "fg", "getopts", "hash", "jobs", "read", "type", "ulimit", "umask", "unalias", "wait":
+		return true
+	}
+	return false
+}
+
+// OnlyShellRuns reports whether a single-word command only a shell can run:
+// a shell word (ShellWord), a variable assignment (NAME=value), or a
+// function bash exported into env (export -f: BASH_FUNC_NAME%%), when no
+// program of that name is on PATH.
+func OnlyShellRuns(word string, env []string) bool {
+	if ShellWord(word) {
+		return true
+	}
+	if name, _, ok := strings.Cut(word, "="); ok && name != "" && !strings.Contains(name, "/") {
+		return true
+	}
+	if _, err := exec.LookPath(word); err == nil {
+		return false
+	}
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "BASH_FUNC_"+word+"%%=") || strings.HasPrefix(kv, "BASH_FUNC_"+word+"()=") {
+			return true
+		}
+	}
+	return false
+}
 
 // Argv turns the command the user wrote into the argv to exec.
 func Argv(args []string, mode ShellMode) ([]string, error) {
