@@ -685,7 +685,6 @@ func (r *runner) stopChild() {
 // shellSyntax are the characters that need a shell to mean what they say.
 const shellSyntax = "\n|&;<>()$`\\\"'*?[]#~{}="
 
-
 // execArgv turns the exec command as written into the argv: a list is the
 // argv; one string with shell syntax runs under sh -c, as consul-template
 // runs every string of several words (child/command-prep.go CommandPrep);
