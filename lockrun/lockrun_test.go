@@ -1285,3 +1285,63 @@ func TestOneWordShellCommandsAsConsulLock(t *testing.T) {
 		}
 	}
 }
+
+// TestSemaphoreLockKeyLeftAsConsulLock: two holders of a -n 2 semaphore
+// finish while a third waiter, killed with SIGKILL, left its contender
+// key behind (its session lives until its TTL). consul lock's last holder
+// deletes .lock then (the Consul API's Semaphore.Destroy prunes dead
+// holders and ignores contenders); so does lockrun's, and the prefix is
+// usable at once by a plain lock or another limit.
+func TestSemaphoreLockKeyLeftAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	c := a.Client()
+	left := func(bin string, lockArgs []string, prefix string) bool {
+		var holders []*exec.Cmd
+		for i := 0; i < 2; i++ {
+			h := command(a, bin, append(append([]string{}, lockArgs...), "-n", "2", prefix, "sleep 3")...)
+			if err := h.Start(); err != nil {
+				t.Fatal(err)
+			}
+			holders = append(holders, h)
+		}
+		eventually.True(t, 20*time.Second, "two holders", func() bool {
+			pairs, _, _ := c.KV().List(prefix+"/", nil)
+			n := 0
+			for _, p := range pairs {
+				if p.Session != "" {
+					n++
+				}
+			}
+			return n == 2
+		})
+		w := command(a, bin, append(append([]string{}, lockArgs...), "-n", "2", prefix, "true")...)
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		eventually.True(t, 20*time.Second, "the waiter's contender key", func() bool {
+			pairs, _, _ := c.KV().List(prefix+"/", nil)
+			n := 0
+			for _, p := range pairs {
+				if p.Session != "" {
+					n++
+				}
+			}
+			return n == 3
+		})
+		_ = w.Process.Kill()
+		_ = w.Wait()
+		for _, h := range holders {
+			_ = h.Wait()
+		}
+		p, _, err := c.KV().Get(prefix+"/.lock", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p != nil
+	}
+	want := left(a.Bin, []string{"lock"}, "test/semleft-peer")
+	got := left(lockrunPath(t), nil, "test/semleft-ours")
+	if got != want {
+		t.Errorf(".lock left after the holders finished: lockrun %v, consul lock %v", got, want)
+	}
+}

@@ -350,27 +350,38 @@ func (s *semaphore) release(ctx context.Context, h *held) error {
 	return nil
 }
 
-// cleanup deletes .lock when no contender is left and nobody holds a slot, by
-// check-and-set, as the Consul API's Semaphore.Destroy.
+// cleanup deletes .lock when no live holder is left, by check-and-set, as
+// the Consul API's Semaphore.Destroy (contenders still waiting do not keep
+// it).
 func (s *semaphore) cleanup(ctx context.Context) {
 	pairs, _, err := s.kv.List(s.prefix+"/", (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return
 	}
+	// As the Consul API's Semaphore.Destroy, which consul lock calls: the
+	// holders whose contender key lost its session are dead; with no live
+	// holder the lock key goes, whoever still waits (a contender that
+	// acquires later writes it again).
 	var lockPair *api.KVPair
+	live := map[string]bool{}
 	for _, p := range pairs {
 		if p.Key == s.lockKey() {
 			lockPair = p
 		} else if p.Session != "" {
-			return
+			live[p.Session] = true
 		}
 	}
 	if lockPair == nil || lockPair.Flags != api.SemaphoreFlagValue {
 		return
 	}
 	var l semaphoreLock
-	if json.Unmarshal(lockPair.Value, &l) != nil || len(l.Holders) > 0 {
+	if json.Unmarshal(lockPair.Value, &l) != nil {
 		return
+	}
+	for h := range l.Holders {
+		if live[h] {
+			return
+		}
 	}
 	_, _, _ = s.kv.DeleteCAS(lockPair, (&api.WriteOptions{}).WithContext(ctx))
 }
