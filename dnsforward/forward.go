@@ -251,9 +251,15 @@ func (f *forwarder) toAnswer(resp *dns.Msg) (*answer, error) {
 	resp.Question[0].Name = strings.ToLower(resp.Question[0].Name)
 	resp.Truncated = false
 	// Not authoritative here, even when the upstream was: a forwarder's
-	// (and cache's) answer, as dnsmasq's (RFC 1035 4.1.1: AA is for a
-	// server that is an authority for the name).
+	// (and cache's) answer, as dnsmasq's from its cache (RFC 1035 4.1.1:
+	// AA is for a server that is an authority for the name). Recursion is
+	// available here whatever the upstream said, as dnsmasq always says;
+	// AD is not passed on, as dnsmasq without proxy-dnssec does not (RFC
+	// 6840 5.8: only a validating resolver, or one whose upstream path is
+	// trusted, may set it).
 	resp.Authoritative = false
+	resp.RecursionAvailable = true
+	resp.AuthenticatedData = false
 	a, err := newAnswer(resp, zoneUpstream, false, true)
 	if err != nil {
 		return nil, err

@@ -649,8 +649,10 @@ func (s *Server) withECS(q *query, b []byte) []byte {
 		}
 	}
 	opt.Option = append(opt.Option, e)
-	m.Compress = true
 	m.Truncate(q.limit()) // the option's bytes may not fit beside every record
+	// After Truncate, which turns compression off when the message fits
+	// uncompressed: answers are always compressed, as Consul's are.
+	m.Compress = true
 	out, err := m.Pack()
 	if err != nil {
 		return b
