@@ -1295,6 +1295,16 @@ func TestOneWordShellCommandsAsConsulLock(t *testing.T) {
 func TestSemaphoreLockKeyLeftAsConsulLock(t *testing.T) {
 	a := consultest.Require(t, agent)
 	c := a.Client()
+	held := func(prefix string) int { // keys under prefix with a session
+		pairs, _, _ := c.KV().List(prefix+"/", nil)
+		n := 0
+		for _, p := range pairs {
+			if p.Session != "" {
+				n++
+			}
+		}
+		return n
+	}
 	left := func(bin string, lockArgs []string, prefix string) bool {
 		var holders []*exec.Cmd
 		for i := 0; i < 2; i++ {
@@ -1304,30 +1314,12 @@ func TestSemaphoreLockKeyLeftAsConsulLock(t *testing.T) {
 			}
 			holders = append(holders, h)
 		}
-		eventually.True(t, 20*time.Second, "two holders", func() bool {
-			pairs, _, _ := c.KV().List(prefix+"/", nil)
-			n := 0
-			for _, p := range pairs {
-				if p.Session != "" {
-					n++
-				}
-			}
-			return n == 2
-		})
+		eventually.True(t, 20*time.Second, "two holders", func() bool { return held(prefix) == 2 })
 		w := command(a, bin, append(append([]string{}, lockArgs...), "-n", "2", prefix, "true")...)
 		if err := w.Start(); err != nil {
 			t.Fatal(err)
 		}
-		eventually.True(t, 20*time.Second, "the waiter's contender key", func() bool {
-			pairs, _, _ := c.KV().List(prefix+"/", nil)
-			n := 0
-			for _, p := range pairs {
-				if p.Session != "" {
-					n++
-				}
-			}
-			return n == 3
-		})
+		eventually.True(t, 20*time.Second, "the waiter's contender key", func() bool { return held(prefix) == 3 })
 		_ = w.Process.Kill()
 		_ = w.Wait()
 		for _, h := range holders {
