@@ -7,9 +7,12 @@
 package proctest
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -71,7 +74,7 @@ func Start(t testing.TB, cmd *exec.Cmd, opts Options) *Proc {
 	}()
 	t.Cleanup(func() {
 		if p.Alive() {
-			p.Stop(syscall.SIGTERM, StopGrace)
+			p.stop(syscall.SIGTERM, StopGrace)
 		}
 		if p.Alive() {
 			_ = cmd.Process.Kill()
@@ -151,17 +154,62 @@ func (p *Proc) Wait(t testing.TB, timeout time.Duration) int {
 	return p.code
 }
 
-// Signal sends sig to the program; a signal that cannot be sent fails t.
+// handlerWait bounds how long Signal and Stop wait for the program to
+// install its handler for the signal they send.
+const handlerWait = 5 * time.Second
+
+// Catches reports whether the program has a handler installed for sig: bit
+// sig-1 of the SigCgt mask in /proc/PID/status (Linux, proc(5)). It is
+// false once the program has exited or when the mask cannot be read.
+func (p *Proc) Catches(sig syscall.Signal) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Cmd.Process.Pid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if mask, ok := strings.CutPrefix(line, "SigCgt:"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(mask), 16, 64)
+			return err == nil && m&(1<<(uint(sig)-1)) != 0
+		}
+	}
+	return false
+}
+
+// awaitHandler waits up to handlerWait until the running program catches
+// sig, so a signal sent right after start is not met by the default action
+// of a program (ours or a peer) still setting up: that is a race of the
+// test, not a behaviour under test. Signals that cannot be caught, and a
+// program that never installs a handler, are sent after at most the bound.
+func (p *Proc) awaitHandler(sig syscall.Signal) {
+	if sig == syscall.SIGKILL || sig == syscall.SIGSTOP || sig == syscall.SIGCONT {
+		return
+	}
+	deadline := time.Now().Add(handlerWait)
+	for p.Alive() && !p.Catches(sig) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Signal sends sig to the program, once it has a handler for sig (see
+// awaitHandler); a signal that cannot be sent fails t.
 func (p *Proc) Signal(t testing.TB, sig syscall.Signal) {
 	t.Helper()
+	p.awaitHandler(sig)
 	if err := p.Cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("signal %s to %s: %v", sig, filepath.Base(p.Cmd.Path), err)
 	}
 }
 
-// Stop sends sig and waits up to timeout for the program to exit; it
+// Stop sends sig, once the program has a handler for it (see
+// awaitHandler), and waits up to timeout for the program to exit; it
 // returns the exit code, or -1 when the program is still running.
 func (p *Proc) Stop(sig syscall.Signal, timeout time.Duration) int {
+	p.awaitHandler(sig)
+	return p.stop(sig, timeout)
+}
+
+// stop is Stop without waiting for a handler.
+func (p *Proc) stop(sig syscall.Signal, timeout time.Duration) int {
 	_ = p.Cmd.Process.Signal(sig)
 	if !p.Exited(timeout) {
 		return -1

@@ -53,6 +53,20 @@ func TestSignalAndStop(t *testing.T) {
 	}
 }
 
+// A signal sent right after start waits for the program's handler: the
+// shell installs its trap only after a pause, and still exits by the trap,
+// not by SIGUSR1's default action.
+func TestSignalWaitsForHandler(t *testing.T) {
+	p := Start(t, exec.Command("/bin/sh", "-c", "sleep 0.5; trap 'exit 7' USR1; while :; do sleep 0.05; done"), Options{})
+	if p.Catches(syscall.SIGUSR1) {
+		t.Fatal("catches SIGUSR1 before its trap")
+	}
+	p.Signal(t, syscall.SIGUSR1)
+	if code := p.Wait(t, 30*time.Second); code != 7 {
+		t.Fatalf("exit %d after USR1 sent before the trap was set, want 7", code)
+	}
+}
+
 const exposition = `# TYPE req_total counter
 req_total{code="200",path="/a"} 3
 req_total{code="500",path="/a"} 1
