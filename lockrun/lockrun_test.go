@@ -1257,9 +1257,9 @@ func TestRefusedKeyEndsAsConsulLock(t *testing.T) {
 }
 
 // TestOneWordShellCommandsAsConsulLock: consul lock runs every command with
-// $SHELL -c, so a single word that is a shell builtin, an assignment or a
-// function bash exported runs there; lockrun runs those in the shell too
-// (a program of one word it still runs itself): same output, same exit.
+// $SHELL -c, so a command whose first word is a shell builtin, an
+// assignment or a function bash exported runs there; lockrun runs those in
+// the shell too (a program it still runs itself): same output, same exit.
 func TestOneWordShellCommandsAsConsulLock(t *testing.T) {
 	a := consultest.Require(t, agent)
 	if _, err := exec.LookPath("bash"); err != nil {
@@ -1276,12 +1276,15 @@ func TestOneWordShellCommandsAsConsulLock(t *testing.T) {
 		}
 		return 0, string(out)
 	}
-	for _, word := range []string{"berthf", "umask", "FOO=1", "true"} {
-		args := []string{"-child-exit-code", "test/oneword", word}
+	// Several arguments whose first is such a word are joined into one
+	// shell command line, as consul lock joins every command.
+	for _, words := range [][]string{{"berthf"}, {"umask"}, {"FOO=1"}, {"true"},
+		{"exit", "3"}, {"FOO=4", "sh", "-c", "echo $FOO; exit $FOO"}, {"berthf", "ignored"}, {"cd", "/", "&&", "pwd"}} {
+		args := append([]string{"-child-exit-code", "test/oneword"}, words...)
 		wc, wout := run(a.Bin, append([]string{"lock"}, args...)...)
 		gc, gout := run(lockrunPath(t), args...)
 		if wc != gc || wout != gout {
-			t.Errorf("%q: consul lock exit %d, stdout %q; lockrun exit %d, stdout %q", word, wc, wout, gc, gout)
+			t.Errorf("%q: consul lock exit %d, stdout %q; lockrun exit %d, stdout %q", words, wc, wout, gc, gout)
 		}
 	}
 }

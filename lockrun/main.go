@@ -153,13 +153,14 @@ func (o *options) check(rest []string) error {
 	if err != nil {
 		return err
 	}
-	// consul lock runs every command with $SHELL -c: one word that only a
-	// shell can run (a builtin, an assignment, an exported bash function)
-	// goes there too.
-	oneWord := o.shell.Mode == supervisor.ShellAuto && len(rest) == 2
-	viaShell := oneWord && (supervisor.NeedsShell(rest[1]) || supervisor.OnlyShellRuns(rest[1], os.Environ()))
+	// consul lock runs every command with $SHELL -c, its arguments joined
+	// with spaces (command/lock startChild): a command whose first word only
+	// a shell can run (a builtin such as exit or cd, an assignment, an
+	// exported bash function) goes there too, whatever follows it.
+	auto := o.shell.Mode == supervisor.ShellAuto
+	viaShell := auto && (len(rest) == 2 && supervisor.NeedsShell(rest[1]) || supervisor.OnlyShellRuns(rest[1], os.Environ()))
 	if viaShell {
-		argv = []string{"/bin/sh", "-c", rest[1]}
+		argv = []string{"/bin/sh", "-c", strings.Join(rest[1:], " ")}
 	}
 	if o.shell.Mode == supervisor.ShellAlways || viaShell {
 		// Our own sh -c wrapper: run it with consul lock's shell.
