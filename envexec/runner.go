@@ -416,6 +416,12 @@ func (r *runner) childConfig(env map[string]string) supervisor.Config {
 	// No exec kill signal (SIGNULL): a stop sends nothing, waits
 	// -kill-timeout, then SIGKILLs, as consul-template child/child.go kill.
 	cfg.NoKillSignal = r.o.execKillSignal == 0
+	// A stop signals the command (its group under sh -c) and waits for the
+	// command process alone, as envconsul's child (consul-template v0.41.1
+	// child/child.go kill: cmd.Process.Wait, then SIGKILL to the same
+	// target): a script's leftover "&" job delays no restart. -stop-group:
+	// the whole group, every process of it waited for.
+	cfg.ChildOnly = !r.o.stopGroup
 	return cfg
 }
 
