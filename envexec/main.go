@@ -319,6 +319,7 @@ resulting environment changes. Exits with the child's exit code.`
 	if err := loadConfigFiles(o, res, set); err != nil {
 		return o, withCode(err, exitConfig)
 	}
+	o.prefixes = envconsulPrefixList(o.prefixes)
 	lastSettingsPerQuery(o)
 	// Every prefix, then every service, as envconsul watches and merges
 	// them (runner.go init, Run): a service's variable wins over a key.
@@ -334,6 +335,31 @@ resulting environment changes. Exits with the child's exit code.`
 		return o, withCode(err, exitFlags)
 	}
 	return o, withCode(finish(o, res.Args), exitFlags)
+}
+
+// envconsulPrefixList is the list of prefixes envconsul watches for list,
+// the file blocks' then the flags': its PrefixConfigs.Finalize (envconsul
+// config_prefix.go) means to drop the entries whose path is empty, but it
+// removes each one from a copy of the slice, shifting the later entries
+// down while it iterates and leaving the list's length as it was. So a
+// blank path that is last, or alone (-prefix /, -prefix "", a file's
+// prefix without a path), stays and lists the whole KV store, while one
+// followed by others is overwritten by the shifted entries, the last
+// repeated at the end ("", a, b gives a, b, b; "", a, "" gives three blank
+// ones). This does the same steps on our list; the entries are the same
+// objects, as envconsul's pointers are.
+func envconsulPrefixList(list []*prefixSpec) []*prefixSpec {
+	out := append([]*prefixSpec(nil), list...)
+	live, kept := len(out), 0 // the shrinking copy's length; entries kept so far
+	for i := range out {
+		if !out[i].blank {
+			kept++
+			continue
+		}
+		copy(out[kept:live], out[kept+1:live])
+		live--
+	}
+	return out
 }
 
 // lastSettingsPerQuery gives every prefix and service the naming settings
