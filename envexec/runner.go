@@ -127,6 +127,20 @@ func (r *runner) waitingFor(have []bool) string {
 	return r.waitingForLocked(have)
 }
 
+// envconsul's fixed lines on stderr for its kill and reload signals (cli.go
+// Run: "Cleaning up..." before it stops its runner and returns
+// ExitCodeInterrupt, "Reloading configuration..." before it stops it to
+// read its configuration again), as templater prints consul-template's.
+const (
+	lineCleaningUp = "Cleaning up..."
+	lineReloading  = "Reloading configuration..."
+)
+
+// announce prints one of envconsul's fixed lines on stderr, whatever the
+// log level and even with -syslog, as envconsul writes them to its error
+// stream and not to its logger.
+func (r *runner) announce(line string) { fmt.Fprintln(r.stderr, line) }
+
 // fail prints a one-line error for the user and returns code.
 func (r *runner) fail(code int, format string, args ...any) int {
 	fmt.Fprintf(r.stderr, "envexec: "+format+"\n", args...)
@@ -314,9 +328,13 @@ func (r *runner) awaitSources(updates chan update, giveUp chan int, sigs chan os
 			s, _ := sig.(syscall.Signal)
 			switch {
 			case s != 0 && s == o.reloadSignal:
+				r.announce(lineReloading)
 				r.log.Info("reloading the configuration", "signal", supervisor.SignalName(s))
 				return nil, 0, true
 			case s == syscall.SIGINT, s == syscall.SIGTERM, s == syscall.SIGHUP, s == syscall.SIGQUIT, s != 0 && s == o.killSignal:
+				if s == o.killSignal {
+					r.announce(lineCleaningUp)
+				}
 				return nil, r.fail(exitInterrupted, "interrupted by %s while waiting for %s; the command was not started", supervisor.SignalName(s), r.waitingFor(have)), false
 			}
 		}
@@ -350,10 +368,14 @@ func (r *runner) settleFirst(updates chan update, data []any, sigs chan os.Signa
 			switch {
 			case s != 0 && s == o.reloadSignal:
 				t.Stop()
+				r.announce(lineReloading)
 				r.log.Info("reloading the configuration", "signal", supervisor.SignalName(s))
 				return 0, true, false
 			case s == syscall.SIGINT, s == syscall.SIGTERM, s == syscall.SIGHUP, s == syscall.SIGQUIT, s != 0 && s == o.killSignal:
 				t.Stop()
+				if s == o.killSignal {
+					r.announce(lineCleaningUp)
+				}
 				return r.fail(exitInterrupted, "interrupted by %s while waiting for the data to settle (-wait); the command was not started", supervisor.SignalName(s)), false, false
 			}
 		}
@@ -608,6 +630,7 @@ func (sv *supervision) signal(sig os.Signal) (code int, reload, end bool) {
 	}
 	switch {
 	case s == o.reloadSignal:
+		r.announce(lineReloading)
 		r.log.Info("reloading the configuration; stopping the command", "signal", supervisor.SignalName(s))
 		sv.splay("stopping the command")
 		ex := sv.child.Stop()
@@ -615,6 +638,7 @@ func (sv *supervision) signal(sig os.Signal) (code int, reload, end bool) {
 		r.metrics.childRunning.Set(0)
 		return 0, true, true
 	case s == o.killSignal:
+		r.announce(lineCleaningUp)
 		r.log.Info("stopping the command and exiting", "signal", supervisor.SignalName(s))
 		sv.splay("stopping the command")
 		ex := sv.child.Stop()
