@@ -697,7 +697,8 @@ func (r *runner) supervise(ctx context.Context, env map[string]string, data []an
 		code := -1
 		select {
 		case <-sv.child.Done():
-			// Clear out whatever the command left in its process group.
+			// With -stop-group, clear out whatever the command left in its
+			// process group; else (envconsul's way) this returns at once.
 			ex := sv.child.Stop()
 			r.metrics.childRunning.Set(0)
 			r.setState("stopped")
