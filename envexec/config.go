@@ -424,16 +424,13 @@ func (fc *fileConfig) readExec(f *configfile.File, m map[string]any) error {
 func (fc *fileConfig) readSources(f *configfile.File, m map[string]any) error {
 	err := eachBlock(m, "prefix", func(b map[string]any) error {
 		p, err := prefixBlock(b)
-		switch {
-		case err != nil:
+		if err != nil {
 			return err
-		case p == nil:
-			// envconsul discards a prefix without a path (config_prefix.go,
-			// PrefixConfigs.Finalize).
-			fc.warn = append(fc.warn, fmt.Sprintf("config %s: a prefix block without a path is ignored (as in envconsul)", f.Path))
-		default:
-			fc.prefixes = append(fc.prefixes, p)
 		}
+		// A block without a path is kept as a blank one: envconsul's
+		// PrefixConfigs.Finalize drops it or not by its place in the list
+		// (envconsulPrefixList).
+		fc.prefixes = append(fc.prefixes, p)
 		return nil
 	})
 	if err != nil {
@@ -470,13 +467,14 @@ func eachBlock(m map[string]any, key string, read func(map[string]any) error) er
 // prefixBlock reads prefix { path, format, no_prefix }; no_prefix defaults
 // to true for Consul prefixes (runner.go, appendPrefixes).
 func prefixBlock(b map[string]any) (*prefixSpec, error) {
-	v, ok := b["path"]
-	if !ok {
-		return nil, nil
-	}
-	path, err := configfile.String(v)
-	if err != nil {
-		return nil, fmt.Errorf("path: %w", err)
+	// A block without a path is one with an empty path (envconsul's
+	// PrefixConfig.Path is nil then, read as ""): see envconsulPrefixList.
+	var path string
+	if v, ok := b["path"]; ok {
+		var err error
+		if path, err = configfile.String(v); err != nil {
+			return nil, fmt.Errorf("path: %w", err)
+		}
 	}
 	p, err := parsePrefix(path)
 	if err != nil {

@@ -96,6 +96,7 @@ type options struct {
 	execCmd        string
 	once           bool
 	shellExitCode  bool // a command killed by signal N: exit 128+N instead of envconsul's 255
+	stopGroup      bool // a stop signals and waits for the command's whole process group (envconsul: the command alone)
 	waitTimeout    time.Duration
 	export         string
 	maxStale       time.Duration
@@ -246,7 +247,7 @@ func registerProcessFlags(cl *cliapp.Program, o *options) {
 	cl.Var(signalFlag{sig: &o.execKillSignal, orNone: true}, "exec-kill-signal", "signal that stops the command for a restart or shutdown (envconsul's exec.kill_signal); empty or SIGNULL: none, the command is killed after -kill-timeout")
 	cl.Var(signalFlag{sig: &o.killSignal, orNone: true}, "kill-signal", "`SIGNAL` that stops envexec gracefully, as envconsul's -kill-signal: the command is stopped (-exec-kill-signal, -kill-timeout, SIGKILL) and envexec exits 12; empty or SIGNULL: none")
 	cl.Var(signalFlag{sig: &o.reloadSignal, orNone: true}, "reload-signal", "`SIGNAL` that reloads envexec's configuration (flags and -config files), as envconsul's -reload-signal: the command is stopped and started again; empty or SIGNULL: none")
-	cl.Duration(&o.killTimeout, "kill-timeout", 30*time.Second, "grace period after -exec-kill-signal (or a forwarded SIGINT/SIGTERM) before SIGKILL to the command's process group")
+	cl.Duration(&o.killTimeout, "kill-timeout", 30*time.Second, "grace period after -exec-kill-signal (or a forwarded SIGINT/SIGTERM) for the command to exit before SIGKILL (to its process group with -stop-group)")
 	cl.Alias("exec-kill-timeout", "kill-timeout") // envconsul's name
 	cl.Duration(&o.splay, "splay", 0, "wait a random time up to this before restarting or signalling on a change")
 	cl.Alias("exec-splay", "splay") // envconsul's name
@@ -260,6 +261,7 @@ func registerProcessFlags(cl *cliapp.Program, o *options) {
 	}), "wait", "quiescence `MIN[:MAX]`: start the command, and act on a change, once no answer came for MIN, at the latest MAX (default 4*MIN) after the first (0: no wait)")
 	cl.String(&o.execCmd, "exec", "", "the `COMMAND` as one string (envconsul's -exec); instead of arguments")
 	cl.Bool(&o.once, "once", false, "fetch once, run the command, exit with its exit code (no watching)")
+	cl.Bool(&o.stopGroup, "stop-group", false, "a stop (restart, reload, exit) sends -exec-kill-signal to the command's whole process group and waits -kill-timeout for every process of it, then SIGKILLs the group (default: the command alone, as envconsul; what it left behind, e.g. a script's & job, keeps running)")
 	cl.Bool(&o.shellExitCode, "shell-exit-code", false, "when a signal N killed the command, exit 128+N as a shell reports it (default: 255, as envconsul)")
 	cl.Duration(&o.waitTimeout, "wait-timeout", 0, "give up if not every source has answered within this time (0: wait forever, saying what it waits for)")
 	cl.String(&o.export, "export", "", "print the environment in this format, `dotenv|shell|json`, and exit (no command)")
@@ -317,6 +319,7 @@ resulting environment changes. Exits with the child's exit code.`
 	if err := loadConfigFiles(o, res, set); err != nil {
 		return o, withCode(err, exitConfig)
 	}
+	o.prefixes = envconsulPrefixList(o.prefixes)
 	lastSettingsPerQuery(o)
 	// Every prefix, then every service, as envconsul watches and merges
 	// them (runner.go init, Run): a service's variable wins over a key.
@@ -332,6 +335,31 @@ resulting environment changes. Exits with the child's exit code.`
 		return o, withCode(err, exitFlags)
 	}
 	return o, withCode(finish(o, res.Args), exitFlags)
+}
+
+// envconsulPrefixList is the list of prefixes envconsul watches for list,
+// the file blocks' then the flags': its PrefixConfigs.Finalize (envconsul
+// config_prefix.go) means to drop the entries whose path is empty, but it
+// removes each one from a copy of the slice, shifting the later entries
+// down while it iterates and leaving the list's length as it was. So a
+// blank path that is last, or alone (-prefix /, -prefix "", a file's
+// prefix without a path), stays and lists the whole KV store, while one
+// followed by others is overwritten by the shifted entries, the last
+// repeated at the end ("", a, b gives a, b, b; "", a, "" gives three blank
+// ones). This does the same steps on our list; the entries are the same
+// objects, as envconsul's pointers are.
+func envconsulPrefixList(list []*prefixSpec) []*prefixSpec {
+	out := append([]*prefixSpec(nil), list...)
+	live, kept := len(out), 0 // the shrinking copy's length; entries kept so far
+	for i := range out {
+		if !out[i].blank {
+			kept++
+			continue
+		}
+		copy(out[kept:live], out[kept+1:live])
+		live--
+	}
+	return out
 }
 
 // lastSettingsPerQuery gives every prefix and service the naming settings

@@ -803,7 +803,7 @@ func TestBadInput(t *testing.T) {
 		{"bad format", append([]string{"-prefix", "app", "-format", "X_{{ key "}, child...), "format", exitFlags},
 		{"bad export", []string{"-prefix", "app", "-export", "yaml"}, `-export "yaml"`, exitFlags},
 		{"export with command", append([]string{"-prefix", "app", "-export", "json"}, child...), "drop the command", exitFlags},
-		{"bad service", append([]string{"-service", "tag.@dc"}, child...), "empty service name", exitRunner},
+		{"bad service", append([]string{"-service", "tag.@dc"}, child...), `"tag.@dc": not a service query`, exitRunner},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

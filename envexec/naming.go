@@ -115,8 +115,16 @@ func (n naming) serviceName(s *serviceSpec, svc, field string) (string, error) {
 
 // parseFormat parses a name format such as "APP_{{ key }}". The template has
 // the functions key (and service, for service formats), upper, lower,
-// replace and envconsul's replaceKey.
+// replace and envconsul's replaceKey. An empty text gives nil: the default
+// name.
 func parseFormat(text string, withService bool) (*template.Template, error) {
+	if text == "" {
+		// An empty format is no format: the default name, as envconsul
+		// tests formats with consul-template v0.41.1 config/convert.go
+		// StringPresent, false for "" (runner.go appendPrefixes,
+		// appendServices).
+		return nil, nil
+	}
 	funcs := template.FuncMap{
 		"key":     func() string { return "" },
 		"upper":   strings.ToUpper,

@@ -114,6 +114,34 @@ func TestChildEnv(t *testing.T) {
 	}
 }
 
+// TestEnvconsulPrefixList: the list of prefixes envconsul's
+// PrefixConfigs.Finalize (config_prefix.go) leaves, blank paths removed
+// from a copy while iterating, the original length kept.
+func TestEnvconsulPrefixList(t *testing.T) {
+	for in, want := range map[string]string{
+		"_":     "_",
+		"_ a":   "a a",
+		"a _":   "a _",
+		"_ a b": "a b b",
+		"a _ b": "a b b",
+		"_ _ a": "_ a a",
+		"_ a _": "_ _ _",
+		"a b":   "a b",
+	} {
+		var list []*prefixSpec
+		for _, f := range strings.Fields(in) {
+			list = append(list, &prefixSpec{written: f, blank: f == "_"})
+		}
+		var got []string
+		for _, p := range envconsulPrefixList(list) {
+			got = append(got, p.written)
+		}
+		if g := strings.Join(got, " "); g != want {
+			t.Errorf("%q: got %q, want %q", in, g, want)
+		}
+	}
+}
+
 func TestParsePrefixAndService(t *testing.T) {
 	p, err := parsePrefix("/app/config/@dc2")
 	if err != nil || p.path != "app/config" || p.dc != "dc2" {
@@ -134,7 +162,15 @@ func TestParsePrefixAndService(t *testing.T) {
 	if p, err := parsePrefix("a//b/./c/"); err != nil || p.path != "a/b/c" || p.written != "a//b/./c/" {
 		t.Errorf("unclean path: %+v %v", p, err)
 	}
-	for _, bad := range []string{"", "/", "@dc", "a@", "a@b@c", "a/..", "../x", "a/../../x", "a\nb", `a/{{ env "ENVEXEC_TEST_UNSET" }}`, "a/{{"} {
+	// An empty path, or one the agent cleans to nothing, is the whole KV
+	// store (consul-template v0.41.1 dependency/kv_list.go NewKVListQuery
+	// lets "" through; "/" and "a/.." match its form and list the root).
+	for _, whole := range []string{"", "/", "a/..", "/@dc2"} {
+		if p, err := parsePrefix(whole); err != nil || p.path != "" || p.base() != "" {
+			t.Errorf("parsePrefix(%q) = %+v, %v; want the whole KV store", whole, p, err)
+		}
+	}
+	for _, bad := range []string{"@dc", "a@", "a@b@c", "a@dç", "a?ns=tëam", "a@dc?ns=x", "a?", "a?ns=x?y", "?ns=x", "../x", "a/../../x", "a\nb", `a/{{ env "ENVEXEC_TEST_UNSET" }}`, "a/{{"} {
 		if _, err := parsePrefix(bad); err == nil {
 			t.Errorf("parsePrefix(%q) accepted", bad)
 		}

@@ -127,6 +127,20 @@ func (r *runner) waitingFor(have []bool) string {
 	return r.waitingForLocked(have)
 }
 
+// envconsul's fixed lines on stderr for its kill and reload signals (cli.go
+// Run: "Cleaning up..." before it stops its runner and returns
+// ExitCodeInterrupt, "Reloading configuration..." before it stops it to
+// read its configuration again), as templater prints consul-template's.
+const (
+	lineCleaningUp = "Cleaning up..."
+	lineReloading  = "Reloading configuration..."
+)
+
+// announce prints one of envconsul's fixed lines on stderr, whatever the
+// log level and even with -syslog, as envconsul writes them to its error
+// stream and not to its logger.
+func (r *runner) announce(line string) { fmt.Fprintln(r.stderr, line) }
+
 // fail prints a one-line error for the user and returns code.
 func (r *runner) fail(code int, format string, args ...any) int {
 	fmt.Fprintf(r.stderr, "envexec: "+format+"\n", args...)
@@ -314,9 +328,13 @@ func (r *runner) awaitSources(updates chan update, giveUp chan int, sigs chan os
 			s, _ := sig.(syscall.Signal)
 			switch {
 			case s != 0 && s == o.reloadSignal:
+				r.announce(lineReloading)
 				r.log.Info("reloading the configuration", "signal", supervisor.SignalName(s))
 				return nil, 0, true
 			case s == syscall.SIGINT, s == syscall.SIGTERM, s == syscall.SIGHUP, s == syscall.SIGQUIT, s != 0 && s == o.killSignal:
+				if s == o.killSignal {
+					r.announce(lineCleaningUp)
+				}
 				return nil, r.fail(exitInterrupted, "interrupted by %s while waiting for %s; the command was not started", supervisor.SignalName(s), r.waitingFor(have)), false
 			}
 		}
@@ -350,10 +368,14 @@ func (r *runner) settleFirst(updates chan update, data []any, sigs chan os.Signa
 			switch {
 			case s != 0 && s == o.reloadSignal:
 				t.Stop()
+				r.announce(lineReloading)
 				r.log.Info("reloading the configuration", "signal", supervisor.SignalName(s))
 				return 0, true, false
 			case s == syscall.SIGINT, s == syscall.SIGTERM, s == syscall.SIGHUP, s == syscall.SIGQUIT, s != 0 && s == o.killSignal:
 				t.Stop()
+				if s == o.killSignal {
+					r.announce(lineCleaningUp)
+				}
 				return r.fail(exitInterrupted, "interrupted by %s while waiting for the data to settle (-wait); the command was not started", supervisor.SignalName(s)), false, false
 			}
 		}
@@ -416,6 +438,12 @@ func (r *runner) childConfig(env map[string]string) supervisor.Config {
 	// No exec kill signal (SIGNULL): a stop sends nothing, waits
 	// -kill-timeout, then SIGKILLs, as consul-template child/child.go kill.
 	cfg.NoKillSignal = r.o.execKillSignal == 0
+	// A stop signals the command (its group under sh -c) and waits for the
+	// command process alone, as envconsul's child (consul-template v0.41.1
+	// child/child.go kill: cmd.Process.Wait, then SIGKILL to the same
+	// target): a script's leftover "&" job delays no restart. -stop-group:
+	// the whole group, every process of it waited for.
+	cfg.ChildOnly = !r.o.stopGroup
 	return cfg
 }
 
@@ -602,6 +630,7 @@ func (sv *supervision) signal(sig os.Signal) (code int, reload, end bool) {
 	}
 	switch {
 	case s == o.reloadSignal:
+		r.announce(lineReloading)
 		r.log.Info("reloading the configuration; stopping the command", "signal", supervisor.SignalName(s))
 		sv.splay("stopping the command")
 		ex := sv.child.Stop()
@@ -609,6 +638,7 @@ func (sv *supervision) signal(sig os.Signal) (code int, reload, end bool) {
 		r.metrics.childRunning.Set(0)
 		return 0, true, true
 	case s == o.killSignal:
+		r.announce(lineCleaningUp)
 		r.log.Info("stopping the command and exiting", "signal", supervisor.SignalName(s))
 		sv.splay("stopping the command")
 		ex := sv.child.Stop()
@@ -667,7 +697,8 @@ func (r *runner) supervise(ctx context.Context, env map[string]string, data []an
 		code := -1
 		select {
 		case <-sv.child.Done():
-			// Clear out whatever the command left in its process group.
+			// With -stop-group, clear out whatever the command left in its
+			// process group; else (envconsul's way) this returns at once.
 			ex := sv.child.Stop()
 			r.metrics.childRunning.Set(0)
 			r.setState("stopped")

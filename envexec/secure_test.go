@@ -106,3 +106,42 @@ func TestACLTokenAndTLS(t *testing.T) {
 		t.Fatalf("wrong CA: exit %d, stderr %q", p.code, p.stderr)
 	}
 }
+
+// TestEmptyTokenFile: an empty token file (-token-file,
+// CONSUL_HTTP_TOKEN_FILE, CONSUL_TOKEN_FILE, a file's consul { token_file })
+// is no token: envexec goes on without one, as the
+// Consul API client envconsul builds on does (consul/api api.go NewClient
+// takes a TokenFile's trimmed content only when not empty;
+// consul-template v0.41.1 dependency/client_set.go passes token_file to
+// it), instead of refusing to start.
+func TestEmptyTokenFile(t *testing.T) {
+	a, _, n := nsWith(t, "K", "v")
+	empty := filepath.Join(t.TempDir(), "empty-token")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "c.hcl")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("consul {\n  token_file = %q\n}\n", empty)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+	}{
+		{"-token-file", nil, []string{"-token-file", empty}},
+		{"CONSUL_HTTP_TOKEN_FILE", []string{"CONSUL_HTTP_TOKEN_FILE=" + empty}, nil},
+		{"CONSUL_TOKEN_FILE", []string{"CONSUL_TOKEN_FILE=" + empty}, nil},
+		{"token_file", nil, []string{"-config", cfg}},
+	} {
+		dir := childDir(t)
+		p := runEnvexec(t, a.HTTPAddr(), tc.env, append(append(tc.args, "-once", "-prefix", n), childArgs(dir, "exit", 0)...)...)
+		if p.code != 0 {
+			t.Errorf("%s: exit %d, want 0 (no token)\n%s", tc.name, p.code, p.stderr)
+			continue
+		}
+		if env := lastEnv(t, dir); env["K"] != "v" {
+			t.Errorf("%s: K=%q, want v", tc.name, env["K"])
+		}
+	}
+}

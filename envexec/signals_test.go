@@ -12,6 +12,7 @@ import (
 
 	"github.com/berth/berth/pkg/consultest"
 	"github.com/berth/berth/pkg/eventually"
+	"github.com/berth/berth/pkg/proctest"
 )
 
 // count is how many events of the child's log equal e.
@@ -288,5 +289,56 @@ func TestKillSignalDuringSlowRestart(t *testing.T) {
 	p.signal(syscall.SIGINT)
 	if code := p.wait(60 * time.Second); code != exitInterrupted {
 		t.Errorf("exit %d after the kill signal during a restart, want %d; starts %q\n%s", code, exitInterrupted, startsOf(), p.stderr)
+	}
+}
+
+// lines are the lines of s.
+func lines(s string) []string { return strings.Split(s, "\n") }
+
+// TestFixedSignalLines: envconsul prints "Reloading configuration..." when
+// its reload signal comes and "Cleaning up..." when its kill signal comes,
+// on its error stream and whatever the log level (cli.go Run, before it
+// stops its runner), also while it waits for Consul; envexec prints the
+// same lines. Another signal that ends the wait (SIGTERM) prints neither.
+func TestFixedSignalLines(t *testing.T) {
+	a := consultest.Require(t, agent)
+	n := ns(t)
+	put(t, a.Client(), n+"/V", "1")
+	dir := childDir(t)
+	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", n, "-log-level", "error"}, childArgs(dir, "hold", 0)...)...)
+	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	waitReady(t, dir, starts(dir)[0])
+	p.signal(syscall.SIGHUP)
+	eventually.True(t, 20*time.Second, "the start after the reload", func() bool { return len(starts(dir)) == 2 })
+	waitReady(t, dir, starts(dir)[1])
+	if !contains(lines(p.stderr.String()), "Reloading configuration...") {
+		t.Errorf("no \"Reloading configuration...\" line after SIGHUP:\n%s", p.stderr)
+	}
+	p.signal(syscall.SIGINT)
+	if code := p.wait(30 * time.Second); code != exitInterrupted {
+		t.Errorf("exit %d, want %d\n%s", code, exitInterrupted, p.stderr)
+	}
+	if !contains(lines(p.stderr.String()), "Cleaning up...") {
+		t.Errorf("no \"Cleaning up...\" line after SIGINT:\n%s", p.stderr)
+	}
+
+	// While waiting for Consul (nothing listens at dead).
+	dead := proctest.FreeAddr(t)
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		want string
+	}{{syscall.SIGINT, "Cleaning up..."}, {syscall.SIGTERM, ""}} {
+		p := startEnvexec(t, dead, nil, append([]string{"-prefix", n}, childArgs(dir, "exit", 0)...)...)
+		eventually.True(t, 20*time.Second, "envexec to say it waits", func() bool {
+			return strings.Contains(p.stderr.String(), "waiting for Consul before starting the command")
+		})
+		p.signal(tc.sig)
+		if code := p.wait(30 * time.Second); code != exitInterrupted {
+			t.Errorf("%s while waiting: exit %d, want %d\n%s", sigName(tc.sig), code, exitInterrupted, p.stderr)
+		}
+		got := contains(lines(p.stderr.String()), "Cleaning up...")
+		if got != (tc.want != "") {
+			t.Errorf("%s while waiting: \"Cleaning up...\" printed: %v, want %v\n%s", sigName(tc.sig), got, tc.want != "", p.stderr)
+		}
 	}
 }

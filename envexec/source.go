@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,17 +37,28 @@ type prefixSpec struct {
 	format   *template.Template
 	fmtSrc   string
 	noPrefix bool // keep the prefix path out of names (envconsul's no_prefix; default true)
+	blank    bool // the path was given empty (before any template): see envconsulPrefixList
 }
 
-// parsePrefix parses PATH[@DC]. A path with "{{" is first rendered as a
-// template whose env function reads envexec's environment, as envconsul's
-// applyPathTemplate (runner.go) does for every prefix: "app/{{ env \"ENV\" }}".
+// parsePrefix parses PATH[?QUERY][@DC]. A path with "{{" is first rendered
+// as a template whose env function reads envexec's environment, as
+// envconsul's applyPathTemplate (runner.go) does for every prefix:
+// "app/{{ env \"ENV\" }}". The result must have the form consul-template
+// accepts (checkKVQuery). An empty path, or one Consul's agent cleans to
+// nothing ("/" in a file, "a/.."), lists the whole KV store, as envconsul's
+// KV query does with it (consul-template v0.41.1 dependency/kv_list.go
+// NewKVListQuery lets "" through; Fetch lists it): names are then the
+// whole keys.
 func parsePrefix(s string) (*prefixSpec, error) {
+	blank := s == ""
 	if strings.Contains(s, "{{") {
 		var err error
 		if s, err = renderPath(s); err != nil {
 			return nil, err
 		}
+	}
+	if err := checkKVQuery(s); err != nil {
+		return nil, err
 	}
 	given := s
 	p, dc, err := splitDC(s)
@@ -68,12 +80,55 @@ func parsePrefix(s string) (*prefixSpec, error) {
 	const kvRoot = "/v1/kv/"
 	clean := path.Clean(kvRoot + strings.TrimPrefix(written, "/"))
 	if clean+"/" == kvRoot {
-		return nil, fmt.Errorf("%q: empty key path", s)
+		clean = kvRoot // the whole KV store
 	}
 	if !strings.HasPrefix(clean, kvRoot) {
 		return nil, fmt.Errorf("%q: \"..\" leads out of the KV store", s)
 	}
-	return &prefixSpec{path: strings.TrimPrefix(clean, kvRoot), written: written, given: given, dc: dc, scope: sc, noPrefix: true}, nil
+	return &prefixSpec{path: strings.TrimPrefix(clean, kvRoot), written: written, given: given, dc: dc, scope: sc, noPrefix: true, blank: blank}, nil
+}
+
+// kvQueryForm is the form of a KV list query consul-template v0.41.1
+// accepts (dependency/kv_list.go NewKVListQuery: KVListQueryRe, made of
+// dependency.go's prefixRe, queryRe and dcRe): a path of one or more
+// characters other than "@" and "?" (any others, non-ASCII too), then
+// optionally "?" and a query of ASCII letters, digits, "_", "-", "=" and
+// "&", then optionally "@" and a datacenter of ASCII letters, digits, "_",
+// "-" and ".". Go's [[:word:]] is ASCII only.
+var kvQueryForm = regexp.MustCompile(`\A/?[^@?]+(\?[0-9A-Za-z_=&-]+)?(@[0-9A-Za-z_.-]+)?\z`)
+
+// dcForm is a datacenter in kvQueryForm.
+var dcForm = regexp.MustCompile(`\A[0-9A-Za-z_.-]+\z`)
+
+// checkKVQuery refuses a -prefix (or a file's prefix path) that envconsul
+// refuses when it builds its runner (runner.go init: dep.NewKVListQuery,
+// which lets only the empty string through besides kvQueryForm), with the
+// part at fault named.
+func checkKVQuery(s string) error {
+	if s == "" || kvQueryForm.MatchString(s) {
+		return nil
+	}
+	const form = "want PATH[?ns=NS&partition=P][@DC]"
+	name, dc, hasDC := strings.Cut(s, "@")
+	name, q, hasQ := strings.Cut(name, "?")
+	switch {
+	case strings.TrimPrefix(name, "/") == "":
+		return fmt.Errorf("%q: empty key path before %q (%s)", s, s[len(name):len(name)+1], form)
+	case strings.Contains(dc, "@"):
+		return fmt.Errorf("%q: more than one \"@\" (%s)", s, form)
+	case strings.Contains(dc, "?"):
+		return fmt.Errorf("%q: the ?query comes before the @datacenter (%s)", s, form)
+	case hasDC && dc == "":
+		return fmt.Errorf("%q: empty datacenter after \"@\" (%s)", s, form)
+	case hasDC && !dcForm.MatchString(dc):
+		return fmt.Errorf("%q: datacenter %q: only ASCII letters, digits, \"_\", \"-\" and \".\" (%s)", s, dc, form)
+	case hasQ && q == "":
+		return fmt.Errorf("%q: empty query after \"?\" (%s)", s, form)
+	case hasQ && strings.Contains(q, "?"):
+		return fmt.Errorf("%q: more than one \"?\" (%s)", s, form)
+	default:
+		return fmt.Errorf("%q: query %q: only ASCII letters, digits, \"_\", \"-\", \"=\" and \"&\" (%s)", s, q, form)
+	}
 }
 
 // scope is the Consul Enterprise namespace and admin partition one source
@@ -182,10 +237,21 @@ func splitDC(s string) (string, string, error) {
 }
 
 func (p *prefixSpec) String() string {
+	if p.path == "" {
+		return "prefix /" + p.scope.String() + dcSuffix(p.dc) // the whole KV store
+	}
 	if p.dc != "" {
 		return "prefix " + p.path + p.scope.String() + "@" + p.dc
 	}
 	return "prefix " + p.path + p.scope.String()
+}
+
+// dcSuffix is "@DC", or "" without a datacenter.
+func dcSuffix(dc string) string {
+	if dc == "" {
+		return ""
+	}
+	return "@" + dc
 }
 
 // queryKey identifies the KV query as envconsul does (consul-template
@@ -197,10 +263,19 @@ func (p *prefixSpec) queryKey() string {
 
 func (p *prefixSpec) query() query.Query { return query.Query{Name: p.String(), Datacenter: p.dc} }
 
+// base is what every key below the prefix starts with: PATH/, or nothing
+// for the whole KV store.
+func (p *prefixSpec) base() string {
+	if p.path == "" {
+		return ""
+	}
+	return p.path + "/"
+}
+
 // fetch lists the keys below PATH/ (whole segments only: prefix "app" never
-// sees "app2/x").
+// sees "app2/x"), or the whole KV store for an empty path.
 func (p *prefixSpec) fetch(c *api.Client, q *api.QueryOptions) (any, *api.QueryMeta, error) {
-	pairs, meta, err := c.KV().List(p.path+"/", p.scope.options(q))
+	pairs, meta, err := c.KV().List(p.base(), p.scope.options(q))
 	if err != nil {
 		return nil, nil, fmt.Errorf("list %s/: %w", p.path, err)
 	}
@@ -210,7 +285,7 @@ func (p *prefixSpec) fetch(c *api.Client, q *api.QueryOptions) (any, *api.QueryM
 func (p *prefixSpec) vars(data any, n naming) []namedVar {
 	pairs, _ := data.(api.KVPairs)
 	out := make([]namedVar, 0, len(pairs))
-	base := p.path + "/"
+	base := p.base()
 	for _, kv := range pairs {
 		if !strings.HasPrefix(kv.Key, base) {
 			continue // cannot happen with List(base); kept as a guard
@@ -241,7 +316,20 @@ type serviceSpec struct {
 	formats map[string]*template.Template
 }
 
+// serviceQueryForm is the form of a catalog service query consul-template
+// v0.41.1 accepts (dependency/catalog_service.go NewCatalogServiceQuery:
+// CatalogServiceQueryRe, of dependency.go's tagRe, serviceNameRe, queryRe,
+// dcRe and nearRe), all in ASCII: [TAG.]NAME[?QUERY][@DC][~NODE].
+var serviceQueryForm = regexp.MustCompile(`\A([0-9A-Za-z_=:.-]+\.)?[0-9A-Za-z_-]+(\?[0-9A-Za-z_=&-]+)?(@[0-9A-Za-z_.-]+)?(~[0-9A-Za-z_.-]+)?\z`)
+
+// parseService parses a -service (or a file's service query), refusing what
+// envconsul refuses when it builds its runner (runner.go init:
+// dep.NewCatalogServiceQuery): the form of serviceQueryForm, and of the
+// query parameters ns and partition (splitQuery).
 func parseService(s string) (*serviceSpec, error) {
+	if !serviceQueryForm.MatchString(s) {
+		return nil, fmt.Errorf("%q: not a service query: want [TAG.]NAME[?ns=NS&partition=P][@DC][~NODE] in ASCII: NAME of letters, digits, \"_\" and \"-\"; TAG also \".\", \"=\", \":\"; DC and NODE also \".\"; the query also \"=\" and \"&\"", s)
+	}
 	// A ~NODE suffix sorts the instances by round-trip time from NODE
 	// ("_agent": the agent's own), as consul-template's catalog query
 	// (dependency/catalog_service.go: nearRe, after the datacenter).

@@ -188,7 +188,10 @@ func (f *Flags) Config() (*api.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("-token-file: %w", err)
 		}
-		cfg.Token, cfg.TokenFile = tok, ""
+		if tok != "" {
+			cfg.Token = tok
+		}
+		cfg.TokenFile = ""
 	case cfg.Token == "" && cfg.TokenFile != "":
 		tok, err := readToken(cfg.TokenFile)
 		if err != nil {
@@ -311,16 +314,19 @@ func NewClient(cfg *api.Config) (*api.Client, error) {
 	return c, nil
 }
 
+// readToken reads a token file, trimmed of white space. A file that is
+// empty (or only white space) gives "", no token, and no error: as the
+// Consul API client (consul/api api.go NewClient: a TokenFile's trimmed
+// content is taken only when not empty), so as the consul CLI, envconsul
+// and consul-template (dependency/client_set.go passes token_file to it),
+// which all go on without a token then. The caller keeps the token it had
+// (a variable's) in that case.
 func readToken(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", err
 	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("%s is empty", path)
-	}
-	return tok, nil
+	return strings.TrimSpace(string(b)), nil
 }
 
 // Reachability tells whether the local agent reaches the Consul servers,

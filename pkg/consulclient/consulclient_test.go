@@ -102,14 +102,37 @@ func TestTokenFilePrecedence(t *testing.T) {
 	}
 }
 
+// TestEmptyTokenFile: an empty (or blank) token file is no token and no
+// error, as the Consul API client reads one (api.go NewClient), and so the
+// consul CLI, envconsul and consul-template; a token from a variable stays.
+func TestEmptyTokenFile(t *testing.T) {
+	clearEnv(t)
+	empty := writeFile(t, t.TempDir(), "empty", " \n")
+	check := func(what, wantToken string, args ...string) {
+		t.Helper()
+		f, _ := parse(t, args...)
+		cfg, err := f.Config()
+		if err != nil {
+			t.Errorf("%s: %v; want no error", what, err)
+			return
+		}
+		if cfg.Token != wantToken || cfg.TokenFile != "" {
+			t.Errorf("%s: token %q, file %q; want token %q", what, cfg.Token, cfg.TokenFile, wantToken)
+		}
+	}
+	check("-token-file (empty)", "", "-token-file", empty)
+	t.Setenv("CONSUL_HTTP_TOKEN_FILE", empty)
+	check("CONSUL_HTTP_TOKEN_FILE (empty)", "")
+	t.Setenv("CONSUL_HTTP_TOKEN", "from-env")
+	check("-token-file (empty) with CONSUL_HTTP_TOKEN", "from-env", "-token-file", empty)
+}
+
 func TestBadInputNamesCulprit(t *testing.T) {
 	clearEnv(t)
 	dir := t.TempDir()
-	empty := writeFile(t, dir, "empty", "")
 	cert := writeFile(t, dir, "cert.pem", "x")
 	cases := map[string][]string{
 		"-token-file": {"-token-file", filepath.Join(dir, "missing")},
-		"empty":       {"-token-file", empty},
 		"CA file":     {"-ca-file", filepath.Join(dir, "nope.pem")},
 		"client key":  {"-client-cert", cert},
 		"-http-addr":  {"-http-addr", ""},

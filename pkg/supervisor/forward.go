@@ -80,6 +80,12 @@ func (c *Child) startGrace() {
 			return
 		default:
 		}
+		if c.cfg.ChildOnly {
+			c.log.Warn("child still running after the forwarded signal and its grace period; sending SIGKILL",
+				"pid", c.proc.Pid, "grace", c.cfg.KillTimeout, "group", c.shell)
+			_ = c.deliver(syscall.SIGKILL)
+			return
+		}
 		c.log.Warn("child still running after the forwarded signal and its grace period; sending SIGKILL to its process group",
 			"pid", c.proc.Pid, "grace", c.cfg.KillTimeout)
 		_ = c.SignalGroup(syscall.SIGKILL)

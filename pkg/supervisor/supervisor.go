@@ -7,7 +7,8 @@
 //     signal to the whole group, KillTimeout for every process of it to go,
 //     then SIGKILL to the group. consul-template's child.kill and consul
 //     lock's killChild do the same to one process; the group is berth's, so
-//     that nothing a child started outlives it.
+//     that nothing a child started outlives it. Config.ChildOnly stops as
+//     consul-template does instead (envexec's default, as envconsul).
 //   - Forward (a signal the program passes on): to the child process, or to
 //     its whole group when the child is a "sh -c SCRIPT" wrapper, as
 //     consul-template and envconsul do (child/child.go signal: the negative
@@ -91,6 +92,16 @@ type Config struct {
 	// (another shell than Argv's sh -c, which is recognised without it):
 	// Forward and Reload then signal its whole group, as for sh -c.
 	ShellWrapper bool
+	// ChildOnly makes a stop treat the child as consul-template's child
+	// package does (v0.41.1 child/child.go kill and signal), which
+	// envconsul runs its command with: the kill signal goes where Forward
+	// sends signals (the whole group of a sh -c wrapper, else the child
+	// process), KillTimeout is for the child process itself to exit, and
+	// only then SIGKILL goes to that same target. Processes the child left
+	// in its group (a script's "&" job) are neither waited for nor killed,
+	// and a forwarded stop's SIGKILL (Forward) goes to that target too.
+	// Without it a stop signals and waits for the whole group.
+	ChildOnly bool
 }
 
 // Exit is how a child ended.
@@ -329,14 +340,18 @@ func procStat(pid string) (live bool, pgrp int) {
 
 // Stop ends the child and everything in its process group: the kill signal
 // to the group, up to KillTimeout for all of them to go, then SIGKILL to the
-// group. It is safe to call more than once and after the child exited (it then
-// clears out processes the child left behind). It returns the child's exit.
+// group (with ChildOnly, the child alone: see Config). It is safe to call
+// more than once and after the child exited (it then clears out processes
+// the child left behind, unless ChildOnly). It returns the child's exit.
 func (c *Child) Stop() Exit {
 	c.stopOnce.Do(func() { c.stopExit = c.stop() })
 	return c.stopExit
 }
 
 func (c *Child) stop() Exit {
+	if c.cfg.ChildOnly {
+		return c.stopChild()
+	}
 	pid := c.proc.Pid
 	select {
 	case <-c.done:
@@ -372,6 +387,35 @@ func (c *Child) stop() Exit {
 			}
 		}
 	}
+}
+
+// stopChild is Stop with ChildOnly: consul-template v0.41.1 child/child.go
+// kill, which signals with signal (the process group only when it set
+// Setpgid, for sh -c subshells), waits KillTimeout for the child process
+// (cmd.Process.Wait) and SIGKILLs the same target when it is still there.
+func (c *Child) stopChild() Exit {
+	pid := c.proc.Pid
+	select {
+	case <-c.done:
+		return c.exit
+	default:
+	}
+	if c.cfg.NoKillSignal {
+		c.log.Debug("stopping child without a signal", "pid", pid, "grace", c.cfg.KillTimeout, "group", c.shell)
+	} else {
+		c.log.Debug("stopping child", "pid", pid, "signal", SignalName(c.cfg.KillSignal), "grace", c.cfg.KillTimeout, "group", c.shell)
+		_ = c.deliver(c.cfg.KillSignal)
+	}
+	deadline := time.NewTimer(c.cfg.KillTimeout)
+	defer deadline.Stop()
+	select {
+	case <-c.done:
+	case <-deadline.C:
+		c.log.Warn("child did not stop within the grace period; sending SIGKILL", "pid", pid, "grace", c.cfg.KillTimeout, "group", c.shell)
+		_ = c.deliver(syscall.SIGKILL)
+		<-c.done
+	}
+	return c.exit
 }
 
 // Run starts a child, waits for it, and stops it when ctx is done.

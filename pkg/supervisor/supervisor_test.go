@@ -307,3 +307,37 @@ func TestAlive(t *testing.T) {
 		t.Fatal("a reaped child is alive")
 	}
 }
+
+// ChildOnly: Stop is consul-template's child.kill (child/child.go): the
+// kill signal to a sh -c wrapper's group, then KillTimeout for the child
+// process alone; a job it left in the group (which ignores the signal) is
+// neither waited for nor killed. Not a timing test: KillTimeout is an hour,
+// so a Stop that waited for the group would not return.
+func TestStopChildOnlyLeavesLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "gc")
+	script := `(trap "" TERM; exec sleep 300) & echo $! > ` + pidFile + `; wait`
+	c, err := Start(Config{Argv: []string{"/bin/sh", "-c", script}, KillTimeout: time.Hour, ChildOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc := readPID(t, pidFile)
+	t.Cleanup(func() { _ = syscall.Kill(gc, syscall.SIGKILL) })
+	done := make(chan Exit, 1)
+	go func() { done <- c.Stop() }()
+	select {
+	case ex := <-done:
+		if ex.Signal != syscall.SIGTERM {
+			t.Errorf("child exit %+v, want killed by the SIGTERM sent to its group", ex)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Stop waited for the leftover job")
+	}
+	if !Alive(gc) {
+		t.Error("the leftover job was killed; ChildOnly leaves it")
+	}
+	// The child gone, Stop again returns at once.
+	if ex := c.Stop(); ex.Signal != syscall.SIGTERM {
+		t.Errorf("second Stop = %+v", ex)
+	}
+}
