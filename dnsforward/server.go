@@ -772,7 +772,9 @@ func (s *Server) fail(q *query, zone, rcode int) []byte {
 func (s *Server) passToAgent(ctx context.Context, q *query, fallback bool) []byte {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Budget)
 	defer cancel()
-	resp, err := s.askAgent(ctx, string(q.name), q.qtype, q.rd, q.tcp, q.ecs)
+	// The name as the client wrote it: Consul's answer then has the
+	// letter case Consul gives that client (see askAgent).
+	resp, err := s.askAgent(ctx, q.request().Question[0].Name, q.qtype, q.rd, q.tcp, q.ecs)
 	if fallback {
 		if err != nil || resp.Rcode != dns.RcodeSuccess || len(resp.Answer) == 0 {
 			return nil
@@ -797,7 +799,7 @@ func (s *Server) passToAgent(ctx context.Context, q *query, fallback bool) []byt
 		syncExtra(m, glueIndex(m.Extra))
 		m.Truncated = st.enableTruncate
 	}
-	b, err := finish(q, m, true)
+	b, err := finish(q, m, true, false)
 	if err != nil {
 		return nil
 	}
