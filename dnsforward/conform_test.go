@@ -63,3 +63,36 @@ func TestLetterCaseLikeConsul(t *testing.T) {
 		"WEB.Connect.Consul A", "Web.Service.DC2.Consul A",
 	})
 }
+
+// TestReverseNamesAnyTypeLikeConsul: Consul answers every question under
+// arpa. as a reverse lookup, whatever its type (agent/dns.go handlePtr):
+// an A, TXT, ANY or SRV question for a node's or service's reverse name
+// gets its PTR record. dnsforward passes them to the agent as it does PTR
+// questions; a name Consul does not know still goes to the upstreams.
+func TestReverseNamesAnyTypeLikeConsul(t *testing.T) {
+	a := consultest.Require(t, agent)
+	requireDig(t)
+	seed(t, a)
+	up := startUpstream(t, outsideZone)
+	cfg := baseConfig(a)
+	cfg.AgentDNSConfig = true
+	cfg.Upstreams = []string{up.addr}
+	_, addr := startServer(t, cfg)
+	time.Sleep(200 * time.Millisecond)
+	var cases []string
+	for _, n := range []string{"1.0.0.127.in-addr.arpa", "2.0.0.10.in-addr.arpa", "3.2.1.10.in-addr.arpa",
+		"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa"} {
+		for _, typ := range []string{"PTR", "A", "AAAA", "TXT", "ANY", "SRV", "MX", "SOA"} {
+			cases = append(cases, n+" "+typ)
+		}
+	}
+	cases = append(cases, "1.0.0.127.IN-ADDR.ARPA A", "2.0.0.10.in-addr.arpa A +subnet=192.0.2.0/24")
+	compareWithConsul(t, addr, a.DNSAddr(), cases)
+	// Not Consul's: the upstreams answer (here NXDOMAIN, from outsideZone).
+	if got := dig(t, addr, "9.2.0.192.in-addr.arpa", "A"); got.status != "NXDOMAIN" {
+		t.Errorf("an address Consul does not know: %s", got.raw)
+	}
+	if n := up.queries("9.2.0.192.in-addr.arpa.", "udp"); n != 1 {
+		t.Errorf("upstream asked %d times for an address Consul does not know, want 1", n)
+	}
+}
