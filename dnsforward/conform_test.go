@@ -1,13 +1,18 @@
 package main
 
 import (
+	"encoding/binary"
+	"fmt"
+	"net"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
 	"github.com/hashicorp/consul/api"
+	"github.com/miekg/dns"
 )
 
 // compareExact asks each "name TYPE [dig options]" case of dnsforward at
@@ -95,4 +100,113 @@ func TestReverseNamesAnyTypeLikeConsul(t *testing.T) {
 	if n := up.queries("9.2.0.192.in-addr.arpa.", "udp"); n != 1 {
 		t.Errorf("upstream asked %d times for an address Consul does not know, want 1", n)
 	}
+}
+
+// rawExchange sends pkt over UDP to addr and returns the reply's bytes
+// (nil: none within 2 s).
+func rawExchange(t *testing.T, addr string, pkt []byte) []byte {
+	t.Helper()
+	conn, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	buf, err := roundTrip(t, conn, pkt, 2*time.Second)
+	if err != nil {
+		return nil
+	}
+	return buf
+}
+
+// replyShape is what of a reply the raw comparisons compare: the header
+// but RA (dnsforward always sets it) and the additional count (Consul
+// repeats records there), and the records of each section as sets (SOA
+// serials and OPT records left out).
+func replyShape(t *testing.T, b []byte) string {
+	t.Helper()
+	if b == nil {
+		return "no reply"
+	}
+	m := new(dns.Msg)
+	if err := m.Unpack(b); err != nil {
+		t.Fatalf("reply does not unpack: %v (%x)", err, b)
+	}
+	m.RecursionAvailable = false
+	var out []string
+	out = append(out, fmt.Sprintf("id %d %s rcode %s aa %v tc %v rd %v ad %v cd %v counts %d/%d/%d", m.Id, dns.OpcodeToString[m.Opcode],
+		dns.RcodeToString[m.Rcode], m.Authoritative, m.Truncated, m.RecursionDesired, m.AuthenticatedData, m.CheckingDisabled,
+		binary.BigEndian.Uint16(b[4:]), binary.BigEndian.Uint16(b[6:]), binary.BigEndian.Uint16(b[8:])))
+	for _, q := range m.Question {
+		out = append(out, "question "+q.String())
+	}
+	for i, sec := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		var rs []string
+		for _, rr := range sec {
+			if soa, ok := rr.(*dns.SOA); ok {
+				c := *soa
+				c.Serial = 0
+				rr = &c
+			}
+			if rr.Header().Rrtype != dns.TypeOPT {
+				rs = append(rs, fmt.Sprintf("%d %s", i, rr.String()))
+			}
+		}
+		out = append(out, set(rs)...) // Consul repeats additional records
+	}
+	return strings.Join(out, "\n")
+}
+
+// compareRaw sends each packet to dnsforward at addr and to Consul's DNS
+// and compares the replies' shapes.
+func compareRaw(t *testing.T, addr, consulAddr string, pkts map[string][]byte) {
+	t.Helper()
+	names := make([]string, 0, len(pkts))
+	for n := range pkts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		got, want := replyShape(t, rawExchange(t, addr, pkts[n])), replyShape(t, rawExchange(t, consulAddr, pkts[n]))
+		if got != want {
+			t.Errorf("%s: reply\n%s\nConsul's DNS:\n%s", n, got, want)
+		}
+	}
+}
+
+// TestMalformedLikeConsul: a malformed query gets from dnsforward the
+// reply Consul's DNS gives it: FORMERR with the question echoed when the
+// question could be read and the header's counts are ones Consul accepts,
+// the header alone otherwise.
+func TestMalformedLikeConsul(t *testing.T) {
+	a := consultest.Require(t, agent)
+	seed(t, a)
+	_, addr := startServer(t, baseConfig(a))
+	time.Sleep(200 * time.Millisecond)
+	ok := packQuery("mixedcase.service.consul.", dns.TypeA, false)
+	with := func(i int, v byte) []byte {
+		b := append([]byte(nil), ok...)
+		b[i] = v
+		return b
+	}
+	edns := packQuery("Web.Service.Consul.", dns.TypeSRV, true)
+	cutOPT := append([]byte(nil), edns[:len(edns)-3]...)
+	badOPT := append([]byte(nil), edns...)
+	binary.BigEndian.PutUint16(badOPT[len(badOPT)-2:], 4) // rdlength 4, no data
+	compareRaw(t, addr, a.DNSAddr(), map[string][]byte{
+		"ancount 1, no answer":              with(7, 1),
+		"nscount 1, no record":              with(9, 1),
+		"arcount 2, no records":             with(11, 2),
+		"OPT record cut":                    cutOPT,
+		"OPT rdlength past the end":         badOPT,
+		"ancount 5 (Consul rejects it)":     with(7, 5),
+		"qdcount 2, one question":           with(5, 2),
+		"label loop":                        append(append([]byte(nil), ok[:12]...), 0xc0, 0x0c, 0, 1, 0, 1),
+		"question cut":                      ok[:len(ok)-3],
+		"opcode UPDATE":                     with(2, ok[2]|5<<3),
+		"header only, one question claimed": ok[:12],
+		"no question":                       with(5, 0)[:12],
+		"qdcount 2, AD set":                 func() []byte { b := with(5, 2); b[3] |= 0x20; return b }(),
+		"trailing garbage":                  append(append([]byte(nil), ok...), 1, 2, 3, 4),
+		"an answer record in a query":       append(with(7, 1), 0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 1, 2, 3, 4),
+	})
 }
