@@ -207,6 +207,64 @@ func TestMalformedLikeConsul(t *testing.T) {
 		"no question":                       with(5, 0)[:12],
 		"qdcount 2, AD set":                 func() []byte { b := with(5, 2); b[3] |= 0x20; return b }(),
 		"trailing garbage":                  append(append([]byte(nil), ok...), 1, 2, 3, 4),
+		"an undefined class":                append(append([]byte(nil), ok[:len(ok)-2]...), 0x12, 0x34),
 		"an answer record in a query":       append(with(7, 1), 0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 1, 2, 3, 4),
 	})
+}
+
+// packClass is a query for name/qtype in class qclass (EDNS0 with edns).
+func packClass(name string, qtype, qclass uint16, edns bool) []byte {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	m.Question[0].Qclass = qclass
+	m.Id = 4242
+	if edns {
+		m.SetEdns0(1232, false)
+	}
+	b, err := m.Pack()
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// TestOtherClassesLikeConsulAndDnsmasq: a question of class NONE, CHAOS,
+// HESIOD or ANY for a name in the Consul domain (or a reverse name) gets
+// the answer Consul's DNS gives, which does not look at the class (its IN
+// records); outside the domain it is forwarded with its class, as dnsmasq
+// forwards it, and gets the upstream's answer.
+func TestOtherClassesLikeConsulAndDnsmasq(t *testing.T) {
+	a := consultest.Require(t, agent)
+	seed(t, a)
+	up := startUpstream(t, outsideZone)
+	cfg := baseConfig(a)
+	cfg.AgentDNSConfig = true
+	cfg.Upstreams = []string{up.addr}
+	_, addr := startServer(t, cfg)
+	time.Sleep(200 * time.Millisecond)
+	consul := map[string][]byte{}
+	outside := map[string][]byte{}
+	for _, c := range []uint16{dns.ClassNONE, dns.ClassCHAOS, dns.ClassHESIOD, dns.ClassANY, 0x1234} {
+		cl := dns.Class(c).String()
+		for _, q := range []struct {
+			name  string
+			qtype uint16
+		}{{"mixedcase.service.consul.", dns.TypeA}, {"mixedcase.service.consul.", dns.TypeSRV}, {"MixedCase.Service.Consul.", dns.TypeA},
+			{"nosuch.service.consul.", dns.TypeA}, {a.NodeName + ".node.consul.", dns.TypeA}, {"db.service.consul.", dns.TypeMX},
+			{"consul.", dns.TypeSOA}, {"consul.", dns.TypeNS}, {"1.0.0.127.in-addr.arpa.", dns.TypePTR}, {"2.0.0.10.in-addr.arpa.", dns.TypeA}} {
+			for _, edns := range []bool{false, true} {
+				consul[fmt.Sprintf("%s %s %s edns %v", q.name, cl, dns.TypeToString[q.qtype], edns)] = packClass(q.name, q.qtype, c, edns)
+			}
+		}
+		outside["legacy.example.net. A "+cl] = packClass("legacy.example.net.", dns.TypeA, c, false)
+		outside["nosuch.example.org. A "+cl] = packClass("nosuch.example.org.", dns.TypeA, c, true)
+	}
+	compareRaw(t, addr, a.DNSAddr(), consul)
+	dm := startDnsmasq(t, up.addr)
+	for n, pkt := range outside {
+		got, want := replyShape(t, rawExchange(t, addr, pkt)), replyShape(t, rawExchange(t, dm, pkt))
+		if got != want {
+			t.Errorf("%s: reply\n%s\ndnsmasq:\n%s", n, got, want)
+		}
+	}
 }

@@ -533,22 +533,9 @@ func (s *Server) handle(r *reader, raw []byte, tcp bool) ([]byte, *query) {
 		}
 	}
 	q.tcp = tcp
-	if q.qclass != dns.ClassINET && q.qclass != dns.ClassANY {
-		// Class ANY is asked as IN (Consul's DNS answers it so; forwarded
-		// names go upstream with it, as dnsmasq sends them). Other known
-		// classes (CHAOS, HESIOD, NONE) are refused; a class no DNS
-		// defines marks a malformed packet.
-		rcode := dns.RcodeRefused
-		if _, known := dns.ClassToString[q.qclass]; !known {
-			rcode = dns.RcodeFormatError
-		}
-		s.m.query(zoneNone, q.qtype, rcode)
-		b, err := rcodeReply(q, rcode, nil)
-		if err != nil {
-			return nil, nil
-		}
-		return b, nil
-	}
+	// Whatever the question's class: Consul's DNS does not look at it (a
+	// name in its domain, or under arpa., gets its IN records), and
+	// dnsmasq forwards every class as asked, as the upstreams get it here.
 	now := s.now()
 	r.key = append(append(r.key[:0], q.name...), byte(q.qtype>>8), byte(q.qtype))
 	if s.inConsulDomain(q.name) {
