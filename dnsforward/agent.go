@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,7 +30,8 @@ import (
 // ednsLoopOption is the EDNS0 option code of the nonce.
 const ednsLoopOption = 65301
 
-// agentKey names a question (lower-case name, type, transport).
+// agentKey names a question (the name as the client wrote it, type,
+// transport).
 type agentKey struct {
 	name   string
 	qtype  uint16
@@ -40,7 +42,7 @@ type agentKey struct {
 // idKey is how a loop is recognised when the OPT record was dropped.
 type idKey struct {
 	id    uint16
-	name  string
+	name  string // lower case
 	qtype uint16
 }
 
@@ -102,7 +104,10 @@ func (p *agentPasses) remove(nonce uint64, k idKey) {
 // size of it) is asked again over TCP, so the caller sees the whole answer
 // and can set TC itself when it must cut. A client-subnet option (ecs,
 // may be nil) goes with the question: Consul sorts a prepared query with
-// Near "_ip" for its address.
+// Near "_ip" for its address. name is asked in the client's letter case:
+// Consul copies it into some of the names it answers with (the domain of
+// NS records and SRV targets, the labels of a .virtual owner), so the
+// client gets them as from Consul.
 func (s *Server) askAgent(ctx context.Context, name string, qtype uint16, rd, tcp bool, ecs *dns.EDNS0_SUBNET) (*dns.Msg, error) {
 	key := agentKey{name: name, qtype: qtype, tcp: tcp}
 	if ecs != nil {
@@ -139,7 +144,7 @@ func (s *Server) exchangeAgent(ctx context.Context, name string, qtype uint16, r
 		opt.Option = append(opt.Option, ecs)
 	}
 	req.Id = dns.Id()
-	k := idKey{req.Id, name, qtype}
+	k := idKey{req.Id, strings.ToLower(name), qtype}
 	s.agent.add(nonce, k)
 	defer s.agent.remove(nonce, k)
 
@@ -159,7 +164,7 @@ func (s *Server) exchangeAgent(ctx context.Context, name string, qtype uint16, r
 	if err != nil {
 		return nil, err
 	}
-	if len(resp.Question) != 1 || !dns.IsFqdn(resp.Question[0].Name) || dns.CanonicalName(resp.Question[0].Name) != name || resp.Question[0].Qtype != qtype {
+	if len(resp.Question) != 1 || !dns.IsFqdn(resp.Question[0].Name) || !strings.EqualFold(resp.Question[0].Name, name) || resp.Question[0].Qtype != qtype {
 		return nil, errors.New("answer for another question")
 	}
 	return resp, nil

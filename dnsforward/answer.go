@@ -265,13 +265,15 @@ func (a *answer) writeSlow(q *query, now int64) ([]byte, error) {
 			}
 		}
 	}
-	return finish(q, m, a.zone == zoneConsul)
+	return finish(q, m, a.zone == zoneConsul, true)
 }
 
 // finish sets the reply's ID, question and EDNS for q, truncates it to the
 // client's limit (as Consul does for consul answers, see trimLikeConsul;
-// else dns.Msg.Truncate) and packs it.
-func finish(q *query, m *dns.Msg, consul bool) ([]byte, error) {
+// else dns.Msg.Truncate) and packs it. With owners set, answer records
+// owned by the question's name get its letter case (answers not asked in
+// the client's case: from memory, from the upstreams).
+func finish(q *query, m *dns.Msg, consul, owners bool) ([]byte, error) {
 	req := q.request()
 	m.Id = q.id
 	m.Response = true
@@ -285,9 +287,10 @@ func finish(q *query, m *dns.Msg, consul bool) ([]byte, error) {
 	m.Question = req.Question
 	// Answer records owned by the question's name carry it as the client
 	// wrote it, as Consul's (and a packed answer's pointers to the
-	// question) do: stored answers and the agent's, asked in lower case,
-	// have it in lower case (RFC 4343: case is preserved where it can be).
-	if len(m.Question) == 1 {
+	// question) do: stored answers, built in lower case, have it in lower
+	// case (RFC 4343: case is preserved where it can be). The agent was
+	// asked in the client's case: its names stay as it wrote them.
+	if owners && len(m.Question) == 1 {
 		asked := m.Question[0].Name
 		for _, rr := range m.Answer {
 			if h := rr.Header(); h.Name != asked && strings.EqualFold(h.Name, asked) {
@@ -324,7 +327,7 @@ func rcodeReply(q *query, rcode int, soa dns.RR) ([]byte, error) {
 	if soa != nil {
 		m.Ns = []dns.RR{soa}
 	}
-	return finish(q, m, false)
+	return finish(q, m, false, false)
 }
 
 // cutCache holds an answer's cut forms.

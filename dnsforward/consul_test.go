@@ -185,8 +185,9 @@ func compareWithConsul(t *testing.T, addr, consulAddr string, cases []string) {
 		}
 		// Outside the answer section names are compared without regard to
 		// letter case (RFC 4343): Consul copies the question's case into
-		// some of them, dnsforward writes them in lower case (README,
-		// differences).
+		// SRV targets, dnsforward writes them in lower case from memory
+		// (README, differences; TestLetterCaseLikeConsul compares the
+		// answers passed to the agent with their case).
 		if g, w := set(lowerAll(got.auth)), set(lowerAll(want.auth)); !reflect.DeepEqual(g, w) {
 			t.Errorf("%s: authority\n%s\nConsul's DNS:\n%s", c, strings.Join(g, "\n"), strings.Join(w, "\n"))
 		}

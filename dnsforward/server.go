@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -532,22 +533,9 @@ func (s *Server) handle(r *reader, raw []byte, tcp bool) ([]byte, *query) {
 		}
 	}
 	q.tcp = tcp
-	if q.qclass != dns.ClassINET && q.qclass != dns.ClassANY {
-		// Class ANY is asked as IN (Consul's DNS answers it so; forwarded
-		// names go upstream with it, as dnsmasq sends them). Other known
-		// classes (CHAOS, HESIOD, NONE) are refused; a class no DNS
-		// defines marks a malformed packet.
-		rcode := dns.RcodeRefused
-		if _, known := dns.ClassToString[q.qclass]; !known {
-			rcode = dns.RcodeFormatError
-		}
-		s.m.query(zoneNone, q.qtype, rcode)
-		b, err := rcodeReply(q, rcode, nil)
-		if err != nil {
-			return nil, nil
-		}
-		return b, nil
-	}
+	// Whatever the question's class: Consul's DNS does not look at it (a
+	// name in its domain, or under arpa., gets its IN records), and
+	// dnsmasq forwards every class as asked, as the upstreams get it here.
 	now := s.now()
 	r.key = append(append(r.key[:0], q.name...), byte(q.qtype>>8), byte(q.qtype))
 	if s.inConsulDomain(q.name) {
@@ -568,7 +556,7 @@ func (s *Server) handle(r *reader, raw []byte, tcp bool) ([]byte, *query) {
 		s.m.hits[cacheConsul].Add(1)
 		return s.withECS(q, s.sendConsul(r, q, a, now)), nil
 	}
-	if q.qtype == dns.TypePTR || s.cfg.CacheSize <= 0 {
+	if q.qtype == dns.TypePTR || isReverse(q.name) || s.cfg.CacheSize <= 0 {
 		return nil, q.clone()
 	}
 	r.key = append(r.key, byte(q.qclass>>8), byte(q.qclass))
@@ -697,6 +685,12 @@ func (s *Server) inConsulDomain(name []byte) bool {
 	return false
 }
 
+// isReverse reports whether name (lower case) is a reverse lookup name,
+// under in-addr.arpa. or ip6.arpa.
+func isReverse(name []byte) bool {
+	return bytes.HasSuffix(name, []byte(".in-addr.arpa.")) || bytes.HasSuffix(name, []byte(".ip6.arpa."))
+}
+
 // slow answers what handle could not from memory: first lookups of a
 // Consul name, names passed to the agent's DNS, forwarded names.
 func (s *Server) slow(ctx context.Context, q *query) []byte {
@@ -713,9 +707,11 @@ func (s *Server) slow(ctx context.Context, q *query) []byte {
 		return s.withECS(q, s.slowConsul(ctx, r, q))
 	}
 	key := name + string([]byte{byte(q.qtype >> 8), byte(q.qtype), byte(q.qclass >> 8), byte(q.qclass)})
-	if q.qtype == dns.TypePTR && (strings.HasSuffix(name, ".in-addr.arpa.") || strings.HasSuffix(name, ".ip6.arpa.")) {
+	if isReverse(q.name) {
 		// Consul's own addresses first (not cached: Consul's answer is
-		// current), then the upstreams, whose answers are cached.
+		// current), then the upstreams, whose answers are cached. Any
+		// type: Consul answers every question under arpa. with its PTR
+		// record (agent/dns.go handlePtr), an A question too.
 		if a, fresh := s.fwd.cached([]byte(key), s.now()); a != nil && fresh {
 			s.m.hits[cacheUpstream].Add(1)
 			return s.send(r, q, a, s.now())
@@ -765,14 +761,17 @@ func (s *Server) fail(q *query, zone, rcode int) []byte {
 	return b
 }
 
-// passToAgent asks the Consul agent's DNS. With fallback set (PTR), only a
-// positive answer is used and nil lets the caller forward upstream instead.
+// passToAgent asks the Consul agent's DNS. With fallback set (reverse
+// names), only a positive answer is used and nil lets the caller forward
+// upstream instead.
 // A TCP client's question goes to the agent over TCP (the whole answer); a
 // UDP client's answer is cut to its limit with TC set (finish).
 func (s *Server) passToAgent(ctx context.Context, q *query, fallback bool) []byte {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Budget)
 	defer cancel()
-	resp, err := s.askAgent(ctx, string(q.name), q.qtype, q.rd, q.tcp, q.ecs)
+	// The name as the client wrote it: Consul's answer then has the
+	// letter case Consul gives that client (see askAgent).
+	resp, err := s.askAgent(ctx, q.request().Question[0].Name, q.qtype, q.rd, q.tcp, q.ecs)
 	if fallback {
 		if err != nil || resp.Rcode != dns.RcodeSuccess || len(resp.Answer) == 0 {
 			return nil
@@ -797,7 +796,7 @@ func (s *Server) passToAgent(ctx context.Context, q *query, fallback bool) []byt
 		syncExtra(m, glueIndex(m.Extra))
 		m.Truncated = st.enableTruncate
 	}
-	b, err := finish(q, m, true)
+	b, err := finish(q, m, true, false)
 	if err != nil {
 		return nil
 	}

@@ -178,23 +178,27 @@ func parseSlow(raw []byte, q *query) (rcode int, err error) {
 	if len(raw) < 12 || raw[2]&0x80 != 0 {
 		return 0, errNotQuery
 	}
+	// As Consul's DNS (miekg/dns's server, defaultMsgAcceptFunc) takes
+	// them: other opcodes NOTIMP, and FORMERR for a header that does not
+	// claim one question, at most one answer and authority record and two
+	// additional ones, before anything else is read.
+	if (raw[2]>>3)&0x0f != dns.OpcodeQuery {
+		return dns.RcodeNotImplemented, errors.New("opcode not supported")
+	}
+	if binary.BigEndian.Uint16(raw[4:]) != 1 || binary.BigEndian.Uint16(raw[6:]) > 1 ||
+		binary.BigEndian.Uint16(raw[8:]) > 1 || binary.BigEndian.Uint16(raw[10:]) > 2 {
+		return dns.RcodeFormatError, errors.New("record counts not those of a query")
+	}
 	m := new(dns.Msg)
 	if err := m.Unpack(raw); err != nil {
 		return dns.RcodeFormatError, err
 	}
-	// miekg/dns stops quietly at the end of the packet: counts claiming
-	// more records than there are make a malformed packet.
-	counts := [4]int{len(m.Question), len(m.Answer), len(m.Ns), len(m.Extra)}
-	for i, n := range counts {
-		if int(binary.BigEndian.Uint16(raw[4+2*i:])) != n {
-			return dns.RcodeFormatError, errors.New("record counts do not match the packet")
-		}
-	}
-	if m.Opcode != dns.OpcodeQuery {
-		return dns.RcodeNotImplemented, errors.New("opcode not supported")
-	}
+	// Records claimed but missing at the end of the packet are not missed
+	// (miekg/dns stops quietly there, and Consul answers such a query);
+	// a packet without its question is refused, as by Consul's DNS (its
+	// server mux has no name to route).
 	if len(m.Question) != 1 {
-		return dns.RcodeFormatError, errors.New("not exactly one question")
+		return dns.RcodeRefused, errors.New("no question")
 	}
 	q.raw = raw
 	q.id = m.Id
@@ -224,14 +228,33 @@ func parseSlow(raw []byte, q *query) (rcode int, err error) {
 }
 
 // errorReply is a bare answer to a bad packet: the header with the given
-// rcode (and, for FORMERR, no question).
+// rcode and, for FORMERR, the question when it could be read, as Consul's
+// DNS (miekg/dns's server) answers: a packet that claims one question, at
+// most one answer and authority record and two additional ones (else it
+// rejects the header alone: defaultMsgAcceptFunc) and whose question
+// unpacks gets it echoed.
 func errorReply(raw []byte, rcode int, out []byte) []byte {
 	out = append(out[:0], raw[:12]...)
-	out[2] = 0x80 | (raw[2] & 0x79)                    // QR, keep opcode and RD
-	out[3] = 0x80 | (raw[3] & 0x10) | byte(rcode&0x0f) // RA, keep CD
+	out[2] = 0x80 | (raw[2] & 0x7f)                    // QR, keep opcode, AA, TC and RD
+	out[3] = 0x80 | (raw[3] & 0x30) | byte(rcode&0x0f) // RA, keep AD and CD
 	for i := 4; i < 12; i++ {
 		out[i] = 0
 	}
+	if rcode != dns.RcodeFormatError || binary.BigEndian.Uint16(raw[4:]) != 1 || binary.BigEndian.Uint16(raw[6:]) > 1 ||
+		binary.BigEndian.Uint16(raw[8:]) > 1 || binary.BigEndian.Uint16(raw[10:]) > 2 {
+		return out
+	}
+	name, off, err := dns.UnpackDomainName(raw, 12)
+	if err != nil || off+4 > len(raw) {
+		return out
+	}
+	m := dns.Msg{Question: []dns.Question{{Name: name, Qtype: binary.BigEndian.Uint16(raw[off:]), Qclass: binary.BigEndian.Uint16(raw[off+2:])}}}
+	b, err := m.Pack()
+	if err != nil {
+		return out
+	}
+	out = append(out, b[12:]...)
+	out[5] = 1
 	return out
 }
 
