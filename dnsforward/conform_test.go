@@ -21,15 +21,7 @@ import (
 func compareExact(t *testing.T, addr, consulAddr string, cases []string) {
 	t.Helper()
 	for _, c := range cases {
-		f := strings.Fields(c)
-		got := dig(t, addr, f...)
-		want := dig(t, consulAddr, f...)
-		if got.status != want.status {
-			t.Errorf("%s: status %s, Consul's DNS %s", c, got.status, want.status)
-		}
-		if g, w := withoutRA(got.flags), withoutRA(want.flags); g != w {
-			t.Errorf("%s: flags %q, Consul's DNS %q (ra aside)", c, g, w)
-		}
+		got, want := digBoth(t, addr, consulAddr, c)
 		for _, s := range []struct {
 			name      string
 			got, want []string

@@ -152,6 +152,22 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 	}
 }
 
+// digBoth asks the "name TYPE [dig options]" case c of dnsforward at addr
+// and of Consul's DNS at consulAddr with dig, reports a status or flags
+// (but RA) that differ, and returns both answers.
+func digBoth(t *testing.T, addr, consulAddr, c string) (got, want digResult) {
+	t.Helper()
+	f := strings.Fields(c)
+	got, want = dig(t, addr, f...), dig(t, consulAddr, f...)
+	if got.status != want.status {
+		t.Errorf("%s: status %s, Consul's DNS %s", c, got.status, want.status)
+	}
+	if g, w := withoutRA(got.flags), withoutRA(want.flags); g != w {
+		t.Errorf("%s: flags %q, Consul's DNS %q (ra aside)", c, g, w)
+	}
+	return got, want
+}
+
 // compareWithConsul asks each "name TYPE [dig options]" case of dnsforward
 // at addr and of Consul's DNS at consulAddr with dig, and compares status,
 // flags (but RA), the record sets of each section and the number of answer
@@ -160,15 +176,7 @@ func compareWithConsul(t *testing.T, addr, consulAddr string, cases []string) {
 	t.Helper()
 	shown := false
 	for _, c := range cases {
-		f := strings.Fields(c)
-		got := dig(t, addr, f...)
-		want := dig(t, consulAddr, f...)
-		if got.status != want.status {
-			t.Errorf("%s: status %s, Consul's DNS %s", c, got.status, want.status)
-		}
-		if g, w := withoutRA(got.flags), withoutRA(want.flags); g != w {
-			t.Errorf("%s: flags %q, Consul's DNS %q (ra aside)", c, g, w)
-		}
+		got, want := digBoth(t, addr, consulAddr, c)
 		// RA on every reply, the agent's too (README: recursion is
 		// available through the upstreams).
 		if !strings.Contains(" "+got.flags+" ", " ra ") {
