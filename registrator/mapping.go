@@ -139,6 +139,10 @@ func parseAttrs(c *container.InspectResponse, warn func(string, ...any)) *attrs 
 		}
 		key := strings.ToLower(strings.TrimPrefix(k, "SERVICE_"))
 		if key == "" {
+			// gliderlabs master sends it as the meta key "", which the
+			// agent refuses ("Key cannot be blank") with the whole
+			// registration; berth leaves it out, as other bad keys.
+			warn("empty meta key; key left out", "key", kind+" "+k)
 			return
 		}
 		parts := strings.SplitN(key, "_", 2)

@@ -27,6 +27,8 @@ func TestMappingRules(t *testing.T) {
 		// A signed port key (strconv.Atoi reads it): gliderlabs master
 		// bridge/util.go serviceMetaData matches it to no port, so no meta.
 		"-e", "SERVICE_-1_VERSION=neg",
+		// The blank key gliderlabs sends (the agent refuses the service).
+		"-e", "SERVICE_=blank",
 		"-e", "SERVICE_CHECK_HTTP=/health", "-e", "SERVICE_CHECK_INTERVAL=1s", "-e", "SERVICE_CHECK_TIMEOUT=1s"},
 		"-listen", ":8080")
 	// Two published ports: default names get -<port>, except a per-port name.
@@ -147,6 +149,7 @@ func TestMappingRules(t *testing.T) {
 		"container=" + cn("map-web") + ` key="label SERVICE_bad.key"`,
 		"container=" + cn("map-two") + ` key="env SERVICE_99999_NAME"`,
 		"container=" + cn("map-web") + ` key="env SERVICE_-1_VERSION"`,
+		"container=" + cn("map-web") + ` key="env SERVICE_"`,
 		"container=" + cn("map-badcheck") + ` key="env SERVICE_CHECK_INTERVAL"`,
 		"container=" + cn("map-badtags") + ` key="env SERVICE_TAGS"`,
 	} {

@@ -282,7 +282,7 @@ func TestMapContainerPure(t *testing.T) {
 		// Port keys are what strconv.Atoi reads (gliderlabs master
 		// bridge/util.go serviceMetaData): signed ones match no port; a
 		// number past int is no port key, so meta.
-		"SERVICE_+80_NAME=plus", "SERVICE_-1_VERSION=neg", "SERVICE_99999999999999999999_X=big"}
+		"SERVICE_+80_NAME=plus", "SERVICE_-1_VERSION=neg", "SERVICE_99999999999999999999_X=big", "SERVICE_=blank"}
 	m = mapContainer(c, cfg)
 	meta := m.Services[0].Reg.Meta
 	if meta["good_key"] != "1" || meta["region"] != "eu" || meta["consul-x"] != "" || meta["long"] != "" ||
@@ -297,7 +297,7 @@ func TestMapContainerPure(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"env SERVICE_consul-x", "env SERVICE_0_NAME", "env SERVICE_LONG", "env SERVICE_+80_NAME", "env SERVICE_-1_VERSION"} {
+	for _, k := range []string{"env SERVICE_consul-x", "env SERVICE_0_NAME", "env SERVICE_LONG", "env SERVICE_+80_NAME", "env SERVICE_-1_VERSION", "env SERVICE_"} {
 		if !slices.Contains(keys, k) {
 			t.Errorf("no warning naming %s (got %v)", k, keys)
 		}
