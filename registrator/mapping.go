@@ -139,12 +139,19 @@ func parseAttrs(c *container.InspectResponse, warn func(string, ...any)) *attrs 
 		}
 		key := strings.ToLower(strings.TrimPrefix(k, "SERVICE_"))
 		if key == "" {
+			// gliderlabs master sends it as the meta key "", which the
+			// agent refuses ("Key cannot be blank") with the whole
+			// registration; berth leaves it out, as other bad keys.
+			warn("empty meta key; key left out", "key", kind+" "+k)
 			return
 		}
 		parts := strings.SplitN(key, "_", 2)
-		if len(parts) == 2 && isDigits(parts[0]) {
-			n, err := strconv.Atoi(parts[0])
-			if err != nil || n < 1 || n > 65535 {
+		// A port key is one whose first part strconv.Atoi reads, sign
+		// included, as gliderlabs master bridge/util.go serviceMetaData
+		// decides: SERVICE_-1_VERSION is a port key no port matches (it
+		// stays out of meta), not the meta key -1_version.
+		if n, err := strconv.Atoi(parts[0]); len(parts) == 2 && err == nil {
+			if n < 1 || n > 65535 || !isDigits(parts[0]) {
 				warn("bad port number in key; key ignored", "key", kind+" "+k)
 				return
 			}

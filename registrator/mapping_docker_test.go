@@ -24,6 +24,11 @@ func TestMappingRules(t *testing.T) {
 	runC(t, "map-web", []string{"-p", "127.0.0.1::8080",
 		"-e", "SERVICE_NAME=berth-test-web", "-e", "SERVICE_TAGS=fromenv", "-l", "SERVICE_TAGS=fromlabel,two",
 		"-e", "SERVICE_VERSION=2.1", "-l", "SERVICE_OWNER=team-a", "-l", "SERVICE_bad.key=x",
+		// A signed port key (strconv.Atoi reads it): gliderlabs master
+		// bridge/util.go serviceMetaData matches it to no port, so no meta.
+		"-e", "SERVICE_-1_VERSION=neg",
+		// The blank key gliderlabs sends (the agent refuses the service).
+		"-e", "SERVICE_=blank",
 		"-e", "SERVICE_CHECK_HTTP=/health", "-e", "SERVICE_CHECK_INTERVAL=1s", "-e", "SERVICE_CHECK_TIMEOUT=1s"},
 		"-listen", ":8080")
 	// Two published ports: default names get -<port>, except a per-port name.
@@ -90,6 +95,9 @@ func TestMappingRules(t *testing.T) {
 	if _, ok := web.Meta["bad.key"]; ok {
 		t.Errorf("web meta has the invalid key bad.key: %v", web.Meta)
 	}
+	if _, ok := web.Meta["-1_version"]; ok {
+		t.Errorf("web meta has -1_version from SERVICE_-1_VERSION, a port key no port matches: %v", web.Meta)
+	}
 	two8080, two9090 := got[h+":"+cn("map-two")+":8080"], got[h+":"+cn("map-two")+":9090"]
 	if two8080.Service != "berth-test-registrator-8080" || !slices.Equal(two8080.Tags, []string{"generic"}) {
 		t.Errorf("two/8080: name %q tags %v; want the image base name with -8080 and the generic tags", two8080.Service, two8080.Tags)
@@ -140,6 +148,8 @@ func TestMappingRules(t *testing.T) {
 	for _, want := range []string{
 		"container=" + cn("map-web") + ` key="label SERVICE_bad.key"`,
 		"container=" + cn("map-two") + ` key="env SERVICE_99999_NAME"`,
+		"container=" + cn("map-web") + ` key="env SERVICE_-1_VERSION"`,
+		"container=" + cn("map-web") + ` key="env SERVICE_"`,
 		"container=" + cn("map-badcheck") + ` key="env SERVICE_CHECK_INTERVAL"`,
 		"container=" + cn("map-badtags") + ` key="env SERVICE_TAGS"`,
 	} {

@@ -278,10 +278,15 @@ func TestMapContainerPure(t *testing.T) {
 	c = inspectFixture()
 	c.NetworkSettings.Ports["80/tcp"] = []nat.PortBinding{{HostIP: "0.0.0.0", HostPort: "8080"}}
 	c.Config.Env = []string{"SERVICE_GOOD_KEY=1", "SERVICE_consul-x=2", "SERVICE_0_NAME=x", "SERVICE_80_REGION=eu", "SERVICE_REGION=us",
-		"SERVICE_" + strings.Repeat("k", 130) + "=v", "SERVICE_LONG=" + strings.Repeat("v", 600), "SERVICE_81_NAME=other"}
+		"SERVICE_" + strings.Repeat("k", 130) + "=v", "SERVICE_LONG=" + strings.Repeat("v", 600), "SERVICE_81_NAME=other",
+		// Port keys are what strconv.Atoi reads (gliderlabs master
+		// bridge/util.go serviceMetaData): signed ones match no port; a
+		// number past int is no port key, so meta.
+		"SERVICE_+80_NAME=plus", "SERVICE_-1_VERSION=neg", "SERVICE_99999999999999999999_X=big", "SERVICE_=blank"}
 	m = mapContainer(c, cfg)
 	meta := m.Services[0].Reg.Meta
-	if meta["good_key"] != "1" || meta["region"] != "eu" || meta["consul-x"] != "" || meta["long"] != "" {
+	if meta["good_key"] != "1" || meta["region"] != "eu" || meta["consul-x"] != "" || meta["long"] != "" ||
+		meta["-1_version"] != "" || meta["99999999999999999999_x"] != "big" {
 		t.Errorf("meta %v", meta)
 	}
 	var keys []string
@@ -292,12 +297,12 @@ func TestMapContainerPure(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"env SERVICE_consul-x", "env SERVICE_0_NAME", "env SERVICE_LONG"} {
+	for _, k := range []string{"env SERVICE_consul-x", "env SERVICE_0_NAME", "env SERVICE_LONG", "env SERVICE_+80_NAME", "env SERVICE_-1_VERSION", "env SERVICE_"} {
 		if !slices.Contains(keys, k) {
 			t.Errorf("no warning naming %s (got %v)", k, keys)
 		}
 	}
-	if m.Services[0].Reg.Name != "web" {
+	if m.Services[0].Reg.Name != "web" { // nor SERVICE_+80_NAME
 		t.Errorf("SERVICE_81_NAME must not apply to port 80: %q", m.Services[0].Reg.Name)
 	}
 	cfg.OnlyLabel, cfg.OnlyValue = "team", "a"
