@@ -382,7 +382,10 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 		if !r.cfg.Dry && !r.cfg.Diff {
 			r.log.Info("rendered", "template", t.name, "destination", t.cfg.Destination, "execute", execTime.Round(time.Microsecond), "write", time.Since(t1).Round(time.Microsecond))
 		}
-		if c := strings.TrimSpace(t.cfg.Command); c != "" {
+		// The command as written, blank or with spaces around it included:
+		// consul-template runs it so (child/command-prep.go), and a blank
+		// one fails (runCommands).
+		if c := t.cfg.Command; c != "" {
 			if cr, ok := cmdIdx[c]; ok {
 				cr.names = append(cr.names, t.name)
 			} else {
@@ -471,12 +474,22 @@ type cmdRun struct {
 // command of the pass before it reports their errors.
 func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
 	var failed []error
+	blank := false
 	for _, c := range cmds {
 		if r.cfg.Dry {
 			continue // consul-template runs no command in dry mode
 		}
 		if r.cfg.Diff {
 			fmt.Fprintf(r.stdout, "would run: %s   (for %s)\n", c.cmd, strings.Join(c.names, ", "))
+			continue
+		}
+		if strings.TrimSpace(c.cmd) == "" {
+			// Nothing to run, ever: consul-template fails on it after the
+			// render and the pass's other commands ("failed parsing
+			// command": exit 14), in -once and daemon mode alike, and so
+			// does templater.
+			failed = append(failed, fmt.Errorf("template %s: command %q is blank: nothing to run", strings.Join(c.names, ", "), c.cmd))
+			blank = true
 			continue
 		}
 		r.m.commandRuns.WithLabelValues(c.cmd).Inc()
@@ -490,7 +503,7 @@ func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
 				// our stdout and stderr already).
 				return &errExit{code: exitCommand, err: fmt.Errorf("command %q failed: %w", c.cmd, err)}
 			}
-			if r.cfg.Once {
+			if r.cfg.Once || blank {
 				failed = append(failed, fmt.Errorf("command %q failed: %w", c.cmd, err))
 				continue
 			}
@@ -645,7 +658,9 @@ func (r *runner) startChild() error {
 	e := r.cfg.Exec
 	argv, err := execArgv(e.Argv)
 	if err != nil {
-		return &errExit{code: exitConfig, err: fmt.Errorf("-exec: %w", err)}
+		// A blank command ("  "): consul-template fails to start it once
+		// the templates are rendered ("failed parsing command"), exit 14.
+		return &errExit{code: exitRunner, err: fmt.Errorf("-exec %q: %w", e.Command, err)}
 	}
 	// consul-template's default exec kill signal is SIGINT
 	// (config/exec.go DefaultExecKillSignal); SIGNULL sends none, and the
@@ -705,7 +720,7 @@ func execArgv(cmd []string) ([]string, error) {
 	case len(cmd) >= 1 && strings.TrimSpace(cmd[0]) != "":
 		return cmd, nil
 	}
-	return nil, errors.New("no command given")
+	return nil, errors.New("blank: nothing to run")
 }
 
 // environ is the child's environment: templater's (or nothing, when
