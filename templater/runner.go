@@ -197,6 +197,15 @@ func (r *runner) run(ctx context.Context) error {
 		if r.cfg.Once && r.allComplete() {
 			return r.onceExec(ctx)
 		}
+		if r.cfg.Once && r.allSettled() {
+			// -once with error_fatal = false: every template rendered or
+			// failed with all its data, and a failure under -once will not
+			// mend itself. The others are written and their commands ran;
+			// the -exec child is not started on an incomplete set; exit 14
+			// naming the failures (README, differences: consul-template
+			// never finishes here, or crashes).
+			return &errExit{code: exitRunner, err: r.describeFailed()}
+		}
 		if waitTimer != nil {
 			waitTimer.Stop()
 			waitTimer, waitC = nil, nil
@@ -259,6 +268,29 @@ func (r *runner) allComplete() bool {
 		}
 	}
 	return true
+}
+
+// allSettled reports whether every template has rendered or failed with all
+// its data (error_fatal = false), none waiting for data or for its wait.
+func (r *runner) allSettled() bool {
+	for _, t := range r.tmpls {
+		if !t.complete && t.failed == nil || t.quiet.Pending() {
+			return false
+		}
+	}
+	return true
+}
+
+// describeFailed is the -once error for the templates that failed with
+// error_fatal = false.
+func (r *runner) describeFailed() error {
+	var parts []string
+	for _, t := range r.tmpls {
+		if !t.complete && t.failed != nil {
+			parts = append(parts, fmt.Sprintf("template %s: %v", t.name, t.failed))
+		}
+	}
+	return fmt.Errorf("-once: not every template rendered (error_fatal = false; the others were written): %s", strings.Join(parts, "; "))
 }
 
 func (r *runner) describeMissing() string {
@@ -350,9 +382,11 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 			if fatal && (!wasRendered || r.cfg.Once) {
 				return next, &errExit{code: exitRunner, err: fmt.Errorf("template %s: %w", t.name, err)}
 			}
+			t.failed = err
 			r.log.Error("template failed; destination left as it was", "template", t.name, "err", err)
 			continue
 		}
+		t.failed = nil
 		if missing != nil {
 			r.m.missing.WithLabelValues(t.name).Inc()
 			if t.missingSince.IsZero() {
