@@ -249,6 +249,39 @@ func dropInertBlocks(f *configfile.File) {
 		}
 		delete(f.Values, name)
 	}
+	// A log_file block without a path (or with path = "") writes no log
+	// file in consul-template (logging/logging.go Setup opens one only for
+	// a path): it asks for nothing either.
+	// A block with another key or a value of the wrong type stays, and is
+	// refused (exit 15, as consul-template refuses it).
+	if m, err := configfile.Block(f.Values["log_file"]); err == nil && m != nil && inertLogFile(m) {
+		delete(f.Values, "log_file")
+	}
+}
+
+// inertLogFile reports whether a log_file block has no path (or path = "")
+// and only consul-template's other keys, each of its type.
+func inertLogFile(m map[string]any) bool {
+	for k, v := range m {
+		var err error
+		switch k {
+		case "path":
+			var p string
+			if p, err = configfile.String(v); err == nil && p != "" {
+				return false
+			}
+		case "log_rotate_bytes", "log_rotate_max_files":
+			_, err = configfile.Int(v)
+		case "log_rotate_duration":
+			_, err = configfile.Duration(v)
+		default:
+			return false
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // dropDisabledDedup removes a deduplicate block that says enabled = false:

@@ -90,12 +90,16 @@ func TestConformRefusedFlags(t *testing.T) {
 // TestConformInertBlocks: a vault or nomad block that does not turn its
 // integration on (enabled = false, or no address; config/vault.go and
 // config/nomad.go Finalize) asks for nothing: consul-template takes it and
-// so does templater. A block that turns it on stays refused
-// (TestConformConfigKeys).
+// so does templater; so is a log_file block without a path, and -log-file
+// "". A block that turns it on stays refused (TestConformConfigKeys).
 func TestConformInertBlocks(t *testing.T) {
 	files := map[string]string{"in.tmpl": "static\n"}
 	bodies := []string{"vault {}", "vault {\n enabled = false\n address = \"http://x\"\n}", "vault {\n renew_token = false\n}",
-		"nomad {}", "nomad {\n enabled = false\n address = \"http://x\"\n}", "vault {\n address = \"\"\n}"}
+		"nomad {}", "nomad {\n enabled = false\n address = \"http://x\"\n}", "vault {\n address = \"\"\n}",
+		// log_file without a path writes no file (logging/logging.go
+		// Setup); a bad key or value in it is still refused.
+		"log_file {}", "log_file {\n path = \"\"\n}", "log_file {\n log_rotate_bytes = 5\n log_rotate_duration = \"1h\"\n log_rotate_max_files = 2\n}",
+		"log_file {\n log_rotate_bytes = \"abc\"\n}", "log_file {\n colour = 1\n}", "-log-file="}
 	for i, body := range bodies {
 		files[fmt.Sprintf("b%d.hcl", i)] = body + "\n"
 	}
@@ -104,7 +108,11 @@ func TestConformInertBlocks(t *testing.T) {
 			t.Parallel()
 			var res [2]outcome
 			for j, tl := range tools(t) {
-				res[j] = runTool(t, tl.bin, toolDir(t, tl.name, files), "", 30*time.Second, "-parse-only", "-log-level", "err", "-template", "in.tmpl:out", fmt.Sprintf("-config=b%d.hcl", i))
+				arg := fmt.Sprintf("-config=b%d.hcl", i)
+				if strings.HasPrefix(body, "-") {
+					arg = body // a flag
+				}
+				res[j] = runTool(t, tl.bin, toolDir(t, tl.name, files), "", 30*time.Second, "-parse-only", "-log-level", "err", "-template", "in.tmpl:out", arg)
 			}
 			if res[0].Code != res[1].Code {
 				t.Errorf("%q: consul-template exit %d, templater exit %d\n  consul-template: %s\n  templater: %s", body, res[0].Code, res[1].Code, res[0].Stderr, res[1].Stderr)

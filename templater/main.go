@@ -53,6 +53,9 @@ func (r *refusedFlag) Set(v string) error {
 	if r.isBool && v == "false" {
 		return nil // -dedup=false asks for nothing
 	}
+	if r.name == "log-file" && v == "" {
+		return nil // no path: consul-template writes no log file (logging.Setup)
+	}
 	return fmt.Errorf("-%s is not supported: %s", r.name, r.why)
 }
 
