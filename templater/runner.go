@@ -527,6 +527,20 @@ func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
 			continue
 		}
 		r.m.commandRuns.WithLabelValues(c.cmd).Inc()
+		if c.timeout == 0 {
+			// command_timeout (or exec { timeout }) = "0s": started and not
+			// waited for, as consul-template's child.Start does without a
+			// timeout; a failure is logged, never fatal, and -once may end
+			// before the command does.
+			go func(c *cmdRun) {
+				out, err := runArgv(context.Background(), r.reaper, commandArgv(c.cmd), noTimeout, r.childEnv, r.stdin, r.stdout, r.stderr)
+				if err != nil {
+					r.m.commandFails.WithLabelValues(c.cmd).Inc()
+					r.log.Error("command failed (run in the background: timeout 0)", "command", c.cmd, "templates", strings.Join(c.names, ","), "err", err, "output", strings.TrimSpace(out))
+				}
+			}(c)
+			continue
+		}
 		// The command's output goes to templater's stdout and stderr, as
 		// consul-template's does (manager/runner.go: Stdout: r.outStream).
 		out, err := runArgv(ctx, r.reaper, commandArgv(c.cmd), c.timeout, r.childEnv, r.stdin, r.stdout, r.stderr)
@@ -555,6 +569,9 @@ func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
 		return &errExit{code: exitRunner, err: fmt.Errorf("%w (and %d more commands failed)", failed[0], len(failed)-1)}
 	}
 }
+
+// noTimeout is the timeout of a command that is not waited for.
+const noTimeout = time.Duration(1<<63 - 1)
 
 // output writes (or, with -dry/-diff, prints) one template's output and
 // reports whether the destination changed. A destination that cannot be
