@@ -65,18 +65,23 @@ func TestConformTemplateCommandForms(t *testing.T) {
 
 // TestConformBlankCommandDaemon: without -once, a blank template command
 // stops both tools too, after the file is written (consul-template: "failed
-// parsing command", exit 14).
+// parsing command", exit 14), and so does a blank -exec command.
 func TestConformBlankCommandDaemon(t *testing.T) {
 	seedConform(t)
 	files := map[string]string{"in.tmpl": `{{ key "ct/name" }}`}
-	ds, dirs := startBoth(t, files, "-log-level", "err", "-consul-addr", agent.HTTPAddr(), "-template", "in.tmpl:out:  ")
-	var codes [2]int
-	for i, d := range ds {
-		codes[i] = exitOrKill(d)
-	}
-	if codes[0] != codes[1] || readFile(filepath.Join(dirs[0], "out")) != readFile(filepath.Join(dirs[1], "out")) {
-		t.Errorf("consul-template: exit %d, out %q; templater: exit %d, out %q\n  templater: %s", codes[0], readFile(filepath.Join(dirs[0], "out")),
-			codes[1], readFile(filepath.Join(dirs[1], "out")), lastLines(ds[1].Stdout.String()))
+	for _, args := range [][]string{{"-template", "in.tmpl:out:  "}, {"-template", "in.tmpl:out", "-exec", "  "}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			t.Parallel()
+			ds, dirs := startBoth(t, files, append([]string{"-log-level", "err", "-consul-addr", agent.HTTPAddr()}, args...)...)
+			var codes [2]int
+			for i, d := range ds {
+				codes[i] = exitOrKill(d)
+			}
+			if codes[0] != codes[1] || readFile(filepath.Join(dirs[0], "out")) != readFile(filepath.Join(dirs[1], "out")) {
+				t.Errorf("consul-template: exit %d, out %q; templater: exit %d, out %q\n  templater: %s", codes[0], readFile(filepath.Join(dirs[0], "out")),
+					codes[1], readFile(filepath.Join(dirs[1], "out")), lastLines(ds[1].Stdout.String()))
+			}
+		})
 	}
 }
 
