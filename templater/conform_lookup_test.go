@@ -5,8 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth/berth/pkg/eventually"
 )
 
 // err_on_failed_lookup = true: consul-template fails the run (exit 14) when
@@ -204,4 +207,25 @@ func TestConformOnceErrorNotFatal(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConformErrorNotFatalDaemon: without -once, a template that fails on
+// its first pass under error_fatal = false crashes consul-template v0.41.1
+// as soon as data comes in for another template (the same nil pointer as
+// under -once); templater writes the other template and keeps running. The
+// test checks only that consul-template does not keep running so.
+func TestConformErrorNotFatalDaemon(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"c.hcl": "template {\n contents = \"{{ \\\"x\\\" | parseJSON }}\"\n destination = \"bad\"\n error_fatal = false\n}\n" +
+		"template {\n contents = \"{{ key \\\"ct/name\\\" }}\"\n destination = \"out\"\n}\n"}
+	ds, dirs := startBoth(t, files, "-log-level", "err", "-consul-addr", agent.HTTPAddr(), "-config", "c.hcl")
+	eventually.True(t, 20*time.Second, "templater renders out", func() bool { return readFile(filepath.Join(dirs[1], "out")) == "hello" })
+	peer := exitOrKill(ds[0])
+	if peer == 137 || !strings.Contains(ds[0].Stdout.String(), "nil pointer dereference") {
+		t.Errorf("consul-template (exit %d) no longer crashes: the difference is gone, drop the README row\n%s", peer, lastLines(ds[0].Stdout.String()))
+	}
+	if !ds[1].Alive() {
+		t.Errorf("templater stopped (exit %d): %s", ds[1].Code(), lastLines(ds[1].Stdout.String()))
+	}
+	ds[1].Stop(syscall.SIGTERM, daemonStopWait)
 }
