@@ -249,6 +249,39 @@ func dropInertBlocks(f *configfile.File) {
 		}
 		delete(f.Values, name)
 	}
+	// A log_file block without a path (or with path = "") writes no log
+	// file in consul-template (logging/logging.go Setup opens one only for
+	// a path): it asks for nothing either.
+	// A block with another key or a value of the wrong type stays, and is
+	// refused (exit 15, as consul-template refuses it).
+	if m, err := configfile.Block(f.Values["log_file"]); err == nil && m != nil && inertLogFile(m) {
+		delete(f.Values, "log_file")
+	}
+}
+
+// inertLogFile reports whether a log_file block has no path (or path = "")
+// and only consul-template's other keys, each of its type.
+func inertLogFile(m map[string]any) bool {
+	for k, v := range m {
+		var err error
+		switch k {
+		case "path":
+			var p string
+			if p, err = configfile.String(v); err == nil && p != "" {
+				return false
+			}
+		case "log_rotate_bytes", "log_rotate_max_files":
+			_, err = configfile.Int(v)
+		case "log_rotate_duration":
+			_, err = configfile.Duration(v)
+		default:
+			return false
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // dropDisabledDedup removes a deduplicate block that says enabled = false:
@@ -570,19 +603,15 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 		var err error
 		switch k {
 		case "command":
-			c.Command, err = asCommand(v)
-		case "exec":
-			var em map[string]any
-			if em, err = configfile.Block(v); err == nil {
-				if cv, ok := em["command"]; ok {
-					c.Command, err = asCommand(cv)
-				}
-				if tv, ok := em["timeout"]; ok && err == nil {
-					c.CommandTimeout, err = configfile.Duration(tv)
-				}
+			if !hasExecKey(m, "command") {
+				c.Command, err = asCommand(v)
 			}
+		case "exec":
+			_, err = configfile.Block(v) // read after the loop: it wins over command and command_timeout
 		case "command_timeout":
-			c.CommandTimeout, err = configfile.Duration(v)
+			if !hasExecKey(m, "timeout") {
+				c.CommandTimeout, err = configfile.Duration(v)
+			}
 		case "check":
 			c.Check, err = asCommand(v)
 		case "perms":
@@ -612,6 +641,23 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 			return nil, fmt.Errorf("%s: %w", k, err)
 		}
 	}
+	if ev, ok := m["exec"]; ok {
+		// exec { command timeout } win over the older command and
+		// command_timeout, as consul-template's config/template.go
+		// Finalize has it, whatever order they are written in.
+		em, _ := configfile.Block(ev)
+		var err error
+		if cv, ok := em["command"]; ok {
+			if c.Command, err = asCommand(cv); err != nil {
+				return nil, fmt.Errorf("exec.command: %w", err)
+			}
+		}
+		if tv, ok := em["timeout"]; ok {
+			if c.CommandTimeout, err = configfile.Duration(tv); err != nil {
+				return nil, fmt.Errorf("exec.timeout: %w", err)
+			}
+		}
+	}
 	if c.Source == "" && c.Contents == "" {
 		return nil, templateShapeError("needs source or contents")
 	}
@@ -622,6 +668,16 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 		return nil, errNoDestination
 	}
 	return c, nil
+}
+
+// hasExecKey reports whether the template block m has exec { key }.
+func hasExecKey(m map[string]any, key string) bool {
+	em, err := configfile.Block(m["exec"])
+	if err != nil || em == nil {
+		return false
+	}
+	_, ok := em[key]
+	return ok
 }
 
 // asWait reads wait = "min[:max]" or wait { min max bool } ("bool" is
@@ -699,6 +755,11 @@ func asCommand(v any) (string, error) {
 	case string:
 		return x, nil
 	case []any:
+		if len(x) == 0 || x[0] == "" {
+			// No command, as consul-template's commandList.Empty reads
+			// a list whose first word is empty (config/exec.go).
+			return "", nil
+		}
 		words := make([]string, 0, len(x))
 		for _, w := range x {
 			s, ok := w.(string)

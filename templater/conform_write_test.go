@@ -72,6 +72,10 @@ var conformWriteCases = []struct {
 	{"command order", map[string]string{"in.tmpl": "a", "in2.tmpl": "b"}, "out", []string{"ran"}, []string{"-template", "in2.tmpl:out2:echo 2 >> ran", "-template", "in.tmpl:out:echo 1 >> ran"}},
 	{"command env", map[string]string{"in.tmpl": "a"}, "out", []string{"env"}, []string{"-template", "in.tmpl:out:env | grep -v '^_=' | grep -v PWD | grep -v SHLVL | sort > env"}},
 	{"command timeout", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n command = \"sleep 5\"\n command_timeout = \"100ms\"\n}\n"}, "out", nil, []string{"-config", "c.hcl"}},
+	// A timeout of 0 starts the command and does not wait for it
+	// (child.Start): its failure is not -once's.
+	{"command timeout 0", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n command = \"exit 3\"\n command_timeout = \"0s\"\n}\n"}, "out", nil, []string{"-config", "c.hcl"}},
+	{"exec timeout 0", map[string]string{"c.hcl": "template {\n contents = \"x\"\n destination = \"out\"\n exec {\n  command = \"exit 3\"\n  timeout = \"0s\"\n }\n}\n"}, "out", nil, []string{"-config", "c.hcl"}},
 	{"writeToFile append only", map[string]string{"in.tmpl": `{{ "a" | writeToFile "w" "" "" "0600" "append" }}{{ "b" | writeToFile "w" "" "" "0600" "append" }}`}, "out", []string{"w"}, []string{"-template", "in.tmpl:out"}},
 	{"writeToFile newline", map[string]string{"in.tmpl": `{{ "a" | writeToFile "w" "" "" "0600" "newline" }}`}, "out", []string{"w"}, []string{"-template", "in.tmpl:out"}},
 	{"writeToFile existing mode", map[string]string{"w": "old", "in.tmpl": `{{ "a" | writeToFile "w" "" "" "0600" }}`}, "out", []string{"w"}, []string{"-template", "in.tmpl:out"}},

@@ -53,6 +53,9 @@ func (r *refusedFlag) Set(v string) error {
 	if r.isBool && v == "false" {
 		return nil // -dedup=false asks for nothing
 	}
+	if r.name == "log-file" && v == "" {
+		return nil // no path: consul-template writes no log file (logging.Setup)
+	}
 	return fmt.Errorf("-%s is not supported: %s", r.name, r.why)
 }
 
@@ -302,7 +305,9 @@ func buildConfig(o *options) (*runConfig, *fileConfig, error) {
 
 // execFromFlags merges the -exec* flags over the config's exec block.
 func execFromFlags(o *options, e *execConfig) (*execConfig, error) {
-	if o.exec != "" {
+	if o.set["exec"] {
+		// Given, even empty: the flag wins over the file's command, as
+		// consul-template merges its flags last (cli.go loadConfigs).
 		if e == nil {
 			e = &execConfig{KillTimeout: 30 * time.Second}
 		} else {
@@ -324,7 +329,9 @@ func execFromFlags(o *options, e *execConfig) (*execConfig, error) {
 	e.Env.Custom = append(e.Env.Custom, o.execEnv.Custom...)
 	e.Env.Allow = append(e.Env.Allow, o.execEnv.Allow...)
 	e.Env.Deny = append(e.Env.Deny, o.execEnv.Deny...)
-	if !e.Enabled || len(e.Argv) == 0 {
+	if !e.Enabled || len(e.Argv) == 0 || e.Argv[0] == "" {
+		// An empty command (exec { command = "" }, -exec "") is none:
+		// consul-template's commandList.Empty, which starts no child.
 		return nil, nil
 	}
 	return e, nil

@@ -197,6 +197,15 @@ func (r *runner) run(ctx context.Context) error {
 		if r.cfg.Once && r.allComplete() {
 			return r.onceExec(ctx)
 		}
+		if r.cfg.Once && r.allSettled() {
+			// -once with error_fatal = false: every template rendered or
+			// failed with all its data, and a failure under -once will not
+			// mend itself. The others are written and their commands ran;
+			// the -exec child is not started on an incomplete set; exit 14
+			// naming the failures (README, differences: consul-template
+			// never finishes here, or crashes).
+			return &errExit{code: exitRunner, err: r.describeFailed()}
+		}
 		if waitTimer != nil {
 			waitTimer.Stop()
 			waitTimer, waitC = nil, nil
@@ -259,6 +268,29 @@ func (r *runner) allComplete() bool {
 		}
 	}
 	return true
+}
+
+// allSettled reports whether every template has rendered or failed with all
+// its data (error_fatal = false), none waiting for data or for its wait.
+func (r *runner) allSettled() bool {
+	for _, t := range r.tmpls {
+		if !t.complete && t.failed == nil || t.quiet.Pending() {
+			return false
+		}
+	}
+	return true
+}
+
+// describeFailed is the -once error for the templates that failed with
+// error_fatal = false.
+func (r *runner) describeFailed() error {
+	var parts []string
+	for _, t := range r.tmpls {
+		if !t.complete && t.failed != nil {
+			parts = append(parts, fmt.Sprintf("template %s: %v", t.name, t.failed))
+		}
+	}
+	return fmt.Errorf("-once: not every template rendered (error_fatal = false; the others were written): %s", strings.Join(parts, "; "))
 }
 
 func (r *runner) describeMissing() string {
@@ -350,9 +382,11 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 			if fatal && (!wasRendered || r.cfg.Once) {
 				return next, &errExit{code: exitRunner, err: fmt.Errorf("template %s: %w", t.name, err)}
 			}
+			t.failed = err
 			r.log.Error("template failed; destination left as it was", "template", t.name, "err", err)
 			continue
 		}
+		t.failed = nil
 		if missing != nil {
 			r.m.missing.WithLabelValues(t.name).Inc()
 			if t.missingSince.IsZero() {
@@ -382,7 +416,10 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 		if !r.cfg.Dry && !r.cfg.Diff {
 			r.log.Info("rendered", "template", t.name, "destination", t.cfg.Destination, "execute", execTime.Round(time.Microsecond), "write", time.Since(t1).Round(time.Microsecond))
 		}
-		if c := strings.TrimSpace(t.cfg.Command); c != "" {
+		// The command as written, blank or with spaces around it included:
+		// consul-template runs it so (child/command-prep.go), and a blank
+		// one fails (runCommands).
+		if c := t.cfg.Command; c != "" {
 			if cr, ok := cmdIdx[c]; ok {
 				cr.names = append(cr.names, t.name)
 			} else {
@@ -471,6 +508,7 @@ type cmdRun struct {
 // command of the pass before it reports their errors.
 func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
 	var failed []error
+	blank := false
 	for _, c := range cmds {
 		if r.cfg.Dry {
 			continue // consul-template runs no command in dry mode
@@ -479,7 +517,30 @@ func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
 			fmt.Fprintf(r.stdout, "would run: %s   (for %s)\n", c.cmd, strings.Join(c.names, ", "))
 			continue
 		}
+		if strings.TrimSpace(c.cmd) == "" {
+			// Nothing to run, ever: consul-template fails on it after the
+			// render and the pass's other commands ("failed parsing
+			// command": exit 14), in -once and daemon mode alike, and so
+			// does templater.
+			failed = append(failed, fmt.Errorf("template %s: command %q is blank: nothing to run", strings.Join(c.names, ", "), c.cmd))
+			blank = true
+			continue
+		}
 		r.m.commandRuns.WithLabelValues(c.cmd).Inc()
+		if c.timeout == 0 {
+			// command_timeout (or exec { timeout }) = "0s": started and not
+			// waited for, as consul-template's child.Start does without a
+			// timeout; a failure is logged, never fatal, and -once may end
+			// before the command does.
+			go func(c *cmdRun) {
+				out, err := runArgv(context.Background(), r.reaper, commandArgv(c.cmd), noTimeout, r.childEnv, r.stdin, r.stdout, r.stderr)
+				if err != nil {
+					r.m.commandFails.WithLabelValues(c.cmd).Inc()
+					r.log.Error("command failed (run in the background: timeout 0)", "command", c.cmd, "templates", strings.Join(c.names, ","), "err", err, "output", strings.TrimSpace(out))
+				}
+			}(c)
+			continue
+		}
 		// The command's output goes to templater's stdout and stderr, as
 		// consul-template's does (manager/runner.go: Stdout: r.outStream).
 		out, err := runArgv(ctx, r.reaper, commandArgv(c.cmd), c.timeout, r.childEnv, r.stdin, r.stdout, r.stderr)
@@ -490,7 +551,7 @@ func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
 				// our stdout and stderr already).
 				return &errExit{code: exitCommand, err: fmt.Errorf("command %q failed: %w", c.cmd, err)}
 			}
-			if r.cfg.Once {
+			if r.cfg.Once || blank {
 				failed = append(failed, fmt.Errorf("command %q failed: %w", c.cmd, err))
 				continue
 			}
@@ -508,6 +569,9 @@ func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
 		return &errExit{code: exitRunner, err: fmt.Errorf("%w (and %d more commands failed)", failed[0], len(failed)-1)}
 	}
 }
+
+// noTimeout is the timeout of a command that is not waited for.
+const noTimeout = time.Duration(1<<63 - 1)
 
 // output writes (or, with -dry/-diff, prints) one template's output and
 // reports whether the destination changed. A destination that cannot be
@@ -645,7 +709,9 @@ func (r *runner) startChild() error {
 	e := r.cfg.Exec
 	argv, err := execArgv(e.Argv)
 	if err != nil {
-		return &errExit{code: exitConfig, err: fmt.Errorf("-exec: %w", err)}
+		// A blank command ("  "): consul-template fails to start it once
+		// the templates are rendered ("failed parsing command"), exit 14.
+		return &errExit{code: exitRunner, err: fmt.Errorf("-exec %q: %w", e.Command, err)}
 	}
 	// consul-template's default exec kill signal is SIGINT
 	// (config/exec.go DefaultExecKillSignal); SIGNULL sends none, and the
@@ -705,7 +771,7 @@ func execArgv(cmd []string) ([]string, error) {
 	case len(cmd) >= 1 && strings.TrimSpace(cmd[0]) != "":
 		return cmd, nil
 	}
-	return nil, errors.New("no command given")
+	return nil, errors.New("blank: nothing to run")
 }
 
 // environ is the child's environment: templater's (or nothing, when

@@ -82,9 +82,10 @@ type tmpl struct {
 
 	deps         map[string]bool
 	missing      []string
-	executed     bool // executed at least once
-	complete     bool // rendered once with all its data
-	installed    bool // its destination was written (or found current) once
+	executed     bool  // executed at least once
+	complete     bool  // rendered once with all its data
+	failed       error // its last execution failed with all its data (error_fatal = false); nil once it renders
+	installed    bool  // its destination was written (or found current) once
 	missingSince time.Time
 	warned       bool
 	quiet        supervisor.Quiescence // the wait (quiescence) of a change not rendered yet
