@@ -1340,3 +1340,43 @@ func TestSemaphoreLockKeyLeftAsConsulLock(t *testing.T) {
 		t.Errorf(".lock left after the holders finished: lockrun %v, consul lock %v", got, want)
 	}
 }
+
+// TestSemaphoreValueWithoutLimitAsConsulLock: a semaphore .lock whose value
+// has no "Limit" (or is JSON null) has limit 0 for consul lock, which refuses
+// it as a limit conflict (exit 1) and leaves it; lockrun does the same
+// instead of taking it over with its own -n and deleting it after. A value
+// with a limit but no holders makes consul lock panic (api Semaphore.Acquire
+// writes to the nil map); lockrun takes it.
+func TestSemaphoreValueWithoutLimitAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	kv := a.Client().KV()
+	put := func(prefix, value string) {
+		if _, err := kv.DeleteTree(prefix+"/", nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(&api.KVPair{Key: prefix + "/.lock", Flags: api.SemaphoreFlagValue, Value: []byte(value)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, value := range []string{`{"Holders":{}}`, `null`} {
+		prefix := fmt.Sprintf("test/semnolimit-%d", i)
+		args := []string{"-n", "2", "-timeout", "2s", prefix, "true"}
+		put(prefix, value)
+		want := 0
+		if ee, ok := command(a, a.Bin, append([]string{"lock"}, args...)...).Run().(*exec.ExitError); ok {
+			want = ee.ExitCode()
+		}
+		put(prefix, value)
+		r := runLR(t, a, args...)
+		if r.code != want || want != exitUsage || !strings.Contains(r.stderr, "limit conflict") {
+			t.Errorf(".lock %s: lockrun exit %d %q; consul lock exit %d", value, r.code, r.stderr, want)
+		}
+		if p, _, err := kv.Get(prefix+"/.lock", nil); err != nil || p == nil || string(p.Value) != value {
+			t.Errorf(".lock %s after lockrun: %+v %v", value, p, err)
+		}
+	}
+	put("test/semnolimit-h", `{"Limit":2}`)
+	if r := runLR(t, a, "-n", "2", "-timeout", "2s", "test/semnolimit-h", "true"); r.code != 0 {
+		t.Errorf(`.lock {"Limit":2}: lockrun exit %d %q; want 0`, r.code, r.stderr)
+	}
+}

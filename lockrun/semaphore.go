@@ -178,6 +178,10 @@ func (s *semaphore) read(ctx context.Context, waitIndex uint64, session string) 
 	}
 	st.lock = semaphoreLock{Limit: s.limit, Holders: map[string]bool{}}
 	if st.lockPair.Value != nil {
+		// A stored value is read from scratch, as the Consul API reads it: a
+		// value without "Limit" (or "null") has limit 0, a conflict for
+		// consul lock, not ours to take over.
+		st.lock = semaphoreLock{}
 		if err := json.Unmarshal(st.lockPair.Value, &st.lock); err != nil {
 			return nil, nil, fmt.Errorf("%w: %s holds no semaphore: %v", errConflict, s.lockKey(), err)
 		}
