@@ -1380,3 +1380,27 @@ func TestSemaphoreValueWithoutLimitAsConsulLock(t *testing.T) {
 		t.Errorf(`.lock {"Limit":2}: lockrun exit %d %q; want 0`, r.code, r.stderr)
 	}
 }
+
+// TestUnknownDatacenterAsConsulLock: a -datacenter the cluster does not
+// know (a typo) ends consul lock at once ("No path to datacenter"); lockrun
+// ends at once too, with the Consul code and the datacenters it knows,
+// instead of retrying it forever as an unreachable datacenter. The one the
+// cluster has still works.
+func TestUnknownDatacenterAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	peer := command(a, a.Bin, "lock", "-datacenter", "nodc", "test/nodc", "true").Run()
+	if _, ok := peer.(*exec.ExitError); !ok {
+		t.Fatalf("consul lock -datacenter nodc: %v; want a failure", peer)
+	}
+	p := startLR(t, a, "-datacenter", "nodc", "test/nodc", "true")
+	if code := p.Wait(t, 10*time.Second); code != exitConsul || !strings.Contains(p.Stderr.String(), `-datacenter "nodc"`) {
+		t.Errorf("lockrun -datacenter nodc: exit %d %q; want %d naming the flag", code, p.Stderr.String(), exitConsul)
+	}
+	dcs, err := a.Client().Catalog().Datacenters()
+	if err != nil || len(dcs) == 0 {
+		t.Fatal(dcs, err)
+	}
+	if r := runLR(t, a, "-datacenter", dcs[0], "test/nodc", "true"); r.code != 0 {
+		t.Errorf("lockrun -datacenter %s: exit %d %q", dcs[0], r.code, r.stderr)
+	}
+}
