@@ -1404,3 +1404,29 @@ func TestUnknownDatacenterAsConsulLock(t *testing.T) {
 		t.Errorf("lockrun -datacenter %s: exit %d %q", dcs[0], r.code, r.stderr)
 	}
 }
+
+// TestNohupAsConsulLock: started with SIGHUP ignored (nohup), consul lock
+// leaves it ignored, for itself and for its child, so a SIGHUP (the
+// terminal hanging up) ends neither; lockrun too: its child inherits the
+// ignored SIGHUP and a SIGHUP to lockrun does nothing.
+func TestNohupAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	script := `grep ^SigIgn: /proc/self/status; kill -HUP $PPID; sleep 0.3; echo survived`
+	observe := func(bin string, pre ...string) string {
+		args := append(pre, "test/nohup", script)
+		cmd := command(a, "/bin/sh", append([]string{"-c", `trap '' HUP; exec "$@"`, "sh", bin}, args...)...)
+		out, err := cmd.Output()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return fmt.Sprintf("exit %d, stdout %q", code, out)
+	}
+	want := observe(a.Bin, "lock")
+	if !strings.Contains(want, "survived") {
+		t.Fatalf("consul lock under nohup: %s", want)
+	}
+	if got := observe(lockrunPath(t)); got != want {
+		t.Errorf("under nohup: lockrun %s; consul lock %s", got, want)
+	}
+}
