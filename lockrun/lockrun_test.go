@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -1428,5 +1429,51 @@ func TestNohupAsConsulLock(t *testing.T) {
 	}
 	if got := observe(lockrunPath(t)); got != want {
 		t.Errorf("under nohup: lockrun %s; consul lock %s", got, want)
+	}
+}
+
+// TestSchemeAddressVariableAsConsulLock: CONSUL_HTTP_ADDR with a scheme and
+// an IPv6 address ("http://[::1]:PORT", here a relay to the agent) works
+// for consul lock, whose API client strips the scheme; lockrun runs the
+// command too instead of refusing the address.
+func TestSchemeAddressVariableAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skip("no IPv6 loopback:", err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", a.HTTPAddr())
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go func() { _, _ = io.Copy(up, c) }()
+				_, _ = io.Copy(c, up)
+			}()
+		}
+	}()
+	addr := "CONSUL_HTTP_ADDR=http://" + ln.Addr().String()
+	for _, bin := range []string{a.Bin, lockrunPath(t)} {
+		args := []string{"-timeout", "5s", "test/v6addr", "echo ran"}
+		if bin == a.Bin {
+			args = append([]string{"lock"}, args...)
+		}
+		cmd := exec.Command(bin, args...)
+		cmd.Env = env(a, addr)
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		out, err := cmd.Output()
+		if err != nil || string(out) != "ran\n" {
+			t.Errorf("%s with %s: %v, stdout %q, stderr %q", filepath.Base(bin), addr, err, out, errb.String())
+		}
 	}
 }
