@@ -542,7 +542,8 @@ func TestConflictingKindsAndLimits(t *testing.T) {
 // default-deny ACLs serving HTTPS with its own CA: lockrun holds the lock
 // and runs its child with each shared credential; without a token it exits
 // with the Consul code naming the refusal; with a wrong CA it names the TLS
-// problem; the token never shows in its output.
+// problem; the token never shows in its output. A token that may read the
+// prefix but not write it ends lockrun at once (exit 10), as consul lock.
 func TestACLTokenAndTLS(t *testing.T) {
 	a := consultest.StartSecure(t, "lockrun-secure")
 	run := func(c consultest.Credential, args ...string) (string, error) {
@@ -565,6 +566,40 @@ func TestACLTokenAndTLS(t *testing.T) {
 	out, err := run(a.NoToken(), "test/secure", "true")
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitConsul || !strings.Contains(out, "Permission denied") {
 		t.Fatalf("without a token: %v\n%s", err, out)
+	}
+	// A token that may read the prefix but not write it: consul lock ends
+	// at once on the 403 of its ?acquire (exit 1); lockrun too (exit 10),
+	// for a lock and a semaphore, instead of waiting out -timeout.
+	acl := a.Client().ACL()
+	pol, _, err := acl.PolicyCreate(&api.ACLPolicy{Name: "read-only-prefix", Rules: `key_prefix "test/ro/" { policy = "read" }
+session_prefix "" { policy = "write" }
+agent_prefix "" { policy = "read" }`}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro, _, err := acl.TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"1", "2"} {
+		for _, peer := range []bool{true, false} {
+			bin, args, want := lockrunPath(t), []string{"-n", n, "-timeout", "20s", "test/ro/x", "true"}, exitConsul
+			if peer {
+				bin, args, want = a.Bin, append([]string{"lock"}, args...), 1
+			}
+			cmd := exec.Command(bin, args...)
+			cmd.Env = env(a.Agent, "CONSUL_HTTP_TOKEN="+ro.SecretID)
+			start := time.Now()
+			out, err := cmd.CombinedOutput()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			if code != want || time.Since(start) > 10*time.Second || !strings.Contains(string(out), "Permission denied") {
+				t.Errorf("%s -n %s with a read-only token: exit %d after %s, want %d at once; output %q",
+					filepath.Base(bin), n, code, time.Since(start).Round(time.Millisecond), want, out)
+			}
+		}
 	}
 	wrongCA := consultest.Credential{Args: append(a.TLSFlags(), "-token-file", a.TokenFile, "-ca-file", a.TokenFile)}
 	out, err = run(wrongCA, "test/secure", "true")

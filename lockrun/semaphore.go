@@ -121,6 +121,8 @@ func (s *semaphore) acquire(ctx context.Context, first *attempt) (*held, error) 
 		case h != nil:
 			rebo.Reset()
 			return h, nil
+		case deniedInTxn(why):
+			return nil, fmt.Errorf("%w: acquire semaphore %s: %s", errPermanent, s.prefix, why)
 		case strings.Contains(why, "session"):
 			s.log.Warn("Consul refused our session while acquiring; checking it", "prefix", s.prefix, "consul", why)
 			s.sessions.invalidate(session)
