@@ -573,6 +573,8 @@ func TestACLTokenAndTLS(t *testing.T) {
 	acl := a.Client().ACL()
 	pol, _, err := acl.PolicyCreate(&api.ACLPolicy{Name: "read-only-prefix", Rules: `key_prefix "test/ro/" { policy = "read" }
 session_prefix "" { policy = "write" }
+key "test/ro-sem/x/.lock" { policy = "read" }
+key_prefix "test/ro-sem/" { policy = "write" }
 agent_prefix "" { policy = "read" }`}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -581,9 +583,12 @@ agent_prefix "" { policy = "read" }`}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []string{"1", "2"} {
+	// test/ro-sem/x: a semaphore whose contender keys may be written but
+	// not its .lock.
+	for _, c := range [][2]string{{"1", "test/ro/x"}, {"2", "test/ro/x"}, {"2", "test/ro-sem/x"}} {
+		n, prefix := c[0], c[1]
 		for _, peer := range []bool{true, false} {
-			bin, args, want := lockrunPath(t), []string{"-n", n, "-timeout", "20s", "test/ro/x", "true"}, exitConsul
+			bin, args, want := lockrunPath(t), []string{"-n", n, "-timeout", "20s", prefix, "true"}, exitConsul
 			if peer {
 				bin, args, want = a.Bin, append([]string{"lock"}, args...), 1
 			}
@@ -596,8 +601,8 @@ agent_prefix "" { policy = "read" }`}, nil)
 				code = ee.ExitCode()
 			}
 			if code != want || time.Since(start) > 10*time.Second || !strings.Contains(string(out), "Permission denied") {
-				t.Errorf("%s -n %s with a read-only token: exit %d after %s, want %d at once; output %q",
-					filepath.Base(bin), n, code, time.Since(start).Round(time.Millisecond), want, out)
+				t.Errorf("%s -n %s %s with a read-only token: exit %d after %s, want %d at once; output %q",
+					filepath.Base(bin), n, prefix, code, time.Since(start).Round(time.Millisecond), want, out)
 			}
 		}
 	}
