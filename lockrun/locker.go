@@ -119,6 +119,11 @@ func (l *plainLock) acquire(ctx context.Context, first *attempt) (*held, error) 
 		case h != nil:
 			rebo.Reset()
 			return h, nil
+		case deniedInTxn(why):
+			// An ACL without key:write on the lock key: Consul answers the
+			// transaction with 409 and the refusal among its errors, where
+			// ?acquire= gives 403, on which consul lock ends at once.
+			return nil, fmt.Errorf("%w: acquire %s: %s", errPermanent, l.key, why)
 		case strings.Contains(why, "invalid session"):
 			// Our session is gone (invalidated while we waited): the keeper's
 			// renewal will say so; do not retry with it meanwhile.
@@ -228,6 +233,12 @@ func retryAfter(ctx context.Context, bo *backoff.Backoff, log *slog.Logger, caus
 		return ctx.Err()
 	}
 	return nil
+}
+
+// deniedInTxn reports whether a transaction error (what Consul says of a
+// failed operation) is an ACL refusal, which waiting does not change.
+func deniedInTxn(why string) bool {
+	return strings.Contains(why, "Permission denied") || strings.Contains(why, "ACL not found")
 }
 
 // keyUse says what a key found where a lock or semaphore key should be is

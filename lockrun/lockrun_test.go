@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -541,7 +542,8 @@ func TestConflictingKindsAndLimits(t *testing.T) {
 // default-deny ACLs serving HTTPS with its own CA: lockrun holds the lock
 // and runs its child with each shared credential; without a token it exits
 // with the Consul code naming the refusal; with a wrong CA it names the TLS
-// problem; the token never shows in its output.
+// problem; the token never shows in its output. A token that may read the
+// prefix but not write it ends lockrun at once (exit 10), as consul lock.
 func TestACLTokenAndTLS(t *testing.T) {
 	a := consultest.StartSecure(t, "lockrun-secure")
 	run := func(c consultest.Credential, args ...string) (string, error) {
@@ -564,6 +566,45 @@ func TestACLTokenAndTLS(t *testing.T) {
 	out, err := run(a.NoToken(), "test/secure", "true")
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitConsul || !strings.Contains(out, "Permission denied") {
 		t.Fatalf("without a token: %v\n%s", err, out)
+	}
+	// A token that may read the prefix but not write it: consul lock ends
+	// at once on the 403 of its ?acquire (exit 1); lockrun too (exit 10),
+	// for a lock and a semaphore, instead of waiting out -timeout.
+	acl := a.Client().ACL()
+	pol, _, err := acl.PolicyCreate(&api.ACLPolicy{Name: "read-only-prefix", Rules: `key_prefix "test/ro/" { policy = "read" }
+session_prefix "" { policy = "write" }
+key "test/ro-sem/x/.lock" { policy = "read" }
+key_prefix "test/ro-sem/" { policy = "write" }
+agent_prefix "" { policy = "read" }`}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro, _, err := acl.TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// test/ro-sem/x: a semaphore whose contender keys may be written but
+	// not its .lock.
+	for _, c := range [][2]string{{"1", "test/ro/x"}, {"2", "test/ro/x"}, {"2", "test/ro-sem/x"}} {
+		n, prefix := c[0], c[1]
+		for _, peer := range []bool{true, false} {
+			bin, args, want := lockrunPath(t), []string{"-n", n, "-timeout", "20s", prefix, "true"}, exitConsul
+			if peer {
+				bin, args, want = a.Bin, append([]string{"lock"}, args...), 1
+			}
+			cmd := exec.Command(bin, args...)
+			cmd.Env = env(a.Agent, "CONSUL_HTTP_TOKEN="+ro.SecretID)
+			start := time.Now()
+			out, err := cmd.CombinedOutput()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			if code != want || time.Since(start) > 10*time.Second || !strings.Contains(string(out), "Permission denied") {
+				t.Errorf("%s -n %s %s with a read-only token: exit %d after %s, want %d at once; output %q",
+					filepath.Base(bin), n, prefix, code, time.Since(start).Round(time.Millisecond), want, out)
+			}
+		}
 	}
 	wrongCA := consultest.Credential{Args: append(a.TLSFlags(), "-token-file", a.TokenFile, "-ca-file", a.TokenFile)}
 	out, err = run(wrongCA, "test/secure", "true")
@@ -1338,5 +1379,141 @@ func TestSemaphoreLockKeyLeftAsConsulLock(t *testing.T) {
 	got := left(lockrunPath(t), nil, "test/semleft-ours")
 	if got != want {
 		t.Errorf(".lock left after the holders finished: lockrun %v, consul lock %v", got, want)
+	}
+}
+
+// TestSemaphoreValueWithoutLimitAsConsulLock: a semaphore .lock whose value
+// has no "Limit" (or is JSON null) has limit 0 for consul lock, which refuses
+// it as a limit conflict (exit 1) and leaves it; lockrun does the same
+// instead of taking it over with its own -n and deleting it after. A value
+// with a limit but no holders makes consul lock panic (api Semaphore.Acquire
+// writes to the nil map); lockrun takes it.
+func TestSemaphoreValueWithoutLimitAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	kv := a.Client().KV()
+	put := func(prefix, value string) {
+		if _, err := kv.DeleteTree(prefix+"/", nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(&api.KVPair{Key: prefix + "/.lock", Flags: api.SemaphoreFlagValue, Value: []byte(value)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, value := range []string{`{"Holders":{}}`, `null`} {
+		prefix := fmt.Sprintf("test/semnolimit-%d", i)
+		args := []string{"-n", "2", "-timeout", "2s", prefix, "true"}
+		put(prefix, value)
+		want := 0
+		if ee, ok := command(a, a.Bin, append([]string{"lock"}, args...)...).Run().(*exec.ExitError); ok {
+			want = ee.ExitCode()
+		}
+		put(prefix, value)
+		r := runLR(t, a, args...)
+		if r.code != want || want != exitUsage || !strings.Contains(r.stderr, "limit conflict") {
+			t.Errorf(".lock %s: lockrun exit %d %q; consul lock exit %d", value, r.code, r.stderr, want)
+		}
+		if p, _, err := kv.Get(prefix+"/.lock", nil); err != nil || p == nil || string(p.Value) != value {
+			t.Errorf(".lock %s after lockrun: %+v %v", value, p, err)
+		}
+	}
+	put("test/semnolimit-h", `{"Limit":2}`)
+	if r := runLR(t, a, "-n", "2", "-timeout", "2s", "test/semnolimit-h", "true"); r.code != 0 {
+		t.Errorf(`.lock {"Limit":2}: lockrun exit %d %q; want 0`, r.code, r.stderr)
+	}
+}
+
+// TestUnknownDatacenterAsConsulLock: a -datacenter the cluster does not
+// know (a typo) ends consul lock at once ("No path to datacenter"); lockrun
+// ends at once too, with the Consul code and the datacenters it knows,
+// instead of retrying it forever as an unreachable datacenter. The one the
+// cluster has still works.
+func TestUnknownDatacenterAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	peer := command(a, a.Bin, "lock", "-datacenter", "nodc", "test/nodc", "true").Run()
+	if _, ok := peer.(*exec.ExitError); !ok {
+		t.Fatalf("consul lock -datacenter nodc: %v; want a failure", peer)
+	}
+	p := startLR(t, a, "-datacenter", "nodc", "test/nodc", "true")
+	if code := p.Wait(t, 10*time.Second); code != exitConsul || !strings.Contains(p.Stderr.String(), `-datacenter "nodc"`) {
+		t.Errorf("lockrun -datacenter nodc: exit %d %q; want %d naming the flag", code, p.Stderr.String(), exitConsul)
+	}
+	dcs, err := a.Client().Catalog().Datacenters()
+	if err != nil || len(dcs) == 0 {
+		t.Fatal(dcs, err)
+	}
+	if r := runLR(t, a, "-datacenter", dcs[0], "test/nodc", "true"); r.code != 0 {
+		t.Errorf("lockrun -datacenter %s: exit %d %q", dcs[0], r.code, r.stderr)
+	}
+}
+
+// TestNohupAsConsulLock: started with SIGHUP ignored (nohup), consul lock
+// leaves it ignored, for itself and for its child, so a SIGHUP (the
+// terminal hanging up) ends neither; lockrun too: its child inherits the
+// ignored SIGHUP and a SIGHUP to lockrun does nothing.
+func TestNohupAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	script := `grep ^SigIgn: /proc/self/status; kill -HUP $PPID; sleep 0.3; echo survived`
+	observe := func(bin string, pre ...string) string {
+		args := append(pre, "test/nohup", script)
+		cmd := command(a, "/bin/sh", append([]string{"-c", `trap '' HUP; exec "$@"`, "sh", bin}, args...)...)
+		out, err := cmd.Output()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return fmt.Sprintf("exit %d, stdout %q", code, out)
+	}
+	want := observe(a.Bin, "lock")
+	if !strings.Contains(want, "survived") {
+		t.Fatalf("consul lock under nohup: %s", want)
+	}
+	if got := observe(lockrunPath(t)); got != want {
+		t.Errorf("under nohup: lockrun %s; consul lock %s", got, want)
+	}
+}
+
+// TestSchemeAddressVariableAsConsulLock: CONSUL_HTTP_ADDR with a scheme and
+// an IPv6 address ("http://[::1]:PORT", here a relay to the agent) works
+// for consul lock, whose API client strips the scheme; lockrun runs the
+// command too instead of refusing the address.
+func TestSchemeAddressVariableAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skip("no IPv6 loopback:", err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", a.HTTPAddr())
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go func() { _, _ = io.Copy(up, c) }()
+				_, _ = io.Copy(c, up)
+			}()
+		}
+	}()
+	addr := "CONSUL_HTTP_ADDR=http://" + ln.Addr().String()
+	for _, bin := range []string{a.Bin, lockrunPath(t)} {
+		args := []string{"-timeout", "5s", "test/v6addr", "echo ran"}
+		if bin == a.Bin {
+			args = append([]string{"lock"}, args...)
+		}
+		cmd := exec.Command(bin, args...)
+		cmd.Env = env(a, addr)
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		out, err := cmd.Output()
+		if err != nil || string(out) != "ran\n" {
+			t.Errorf("%s with %s: %v, stdout %q, stderr %q", filepath.Base(bin), addr, err, out, errb.String())
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/berth/berth/pkg/cliapp"
@@ -194,7 +195,15 @@ func runHooked(args []string, stdin *os.File, stdout, stderr io.Writer, beforeCh
 	// Catch every signal from the start, so that one arriving while we wait
 	// for the lock cleans up the session instead of killing us.
 	sigs := make(chan os.Signal, 16)
+	// Under nohup (SIGHUP ignored when we start) SIGHUP stays ignored, by
+	// us and so by the child, which inherits it: consul lock never asks for
+	// SIGHUP, so the Go runtime leaves it ignored there, and a nohup'd job
+	// survives the hang-up. Asking for it would undo nohup for both.
+	hupIgnored := signal.Ignored(syscall.SIGHUP)
 	supervisor.NotifyAll(sigs)
+	if hupIgnored {
+		signal.Ignore(syscall.SIGHUP)
+	}
 	defer signal.Stop(sigs)
 
 	r := &runner{o: o, client: client, log: log, stdin: stdin, sigs: sigs, metrics: newMetrics(), out: out,

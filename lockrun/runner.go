@@ -98,7 +98,7 @@ func (r *runner) run(metricsLn *cliapp.Metrics) int {
 	if o.limit > 1 {
 		behavior = api.SessionBehaviorDelete
 	}
-	keeper := &sessionKeeper{client: r.client, log: r.log, entry: api.SessionEntry{
+	keeper := &sessionKeeper{client: r.client, log: r.log, datacenter: o.cli.Consul.Datacenter(), entry: api.SessionEntry{
 		Name: r.sessionName(), TTL: sessionTTL.String(), Behavior: behavior, LockDelay: o.lockDelay,
 	}}
 	defer keeper.destroy()

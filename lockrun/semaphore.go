@@ -121,6 +121,8 @@ func (s *semaphore) acquire(ctx context.Context, first *attempt) (*held, error) 
 		case h != nil:
 			rebo.Reset()
 			return h, nil
+		case deniedInTxn(why):
+			return nil, fmt.Errorf("%w: acquire semaphore %s: %s", errPermanent, s.prefix, why)
 		case strings.Contains(why, "session"):
 			s.log.Warn("Consul refused our session while acquiring; checking it", "prefix", s.prefix, "consul", why)
 			s.sessions.invalidate(session)
@@ -178,6 +180,10 @@ func (s *semaphore) read(ctx context.Context, waitIndex uint64, session string) 
 	}
 	st.lock = semaphoreLock{Limit: s.limit, Holders: map[string]bool{}}
 	if st.lockPair.Value != nil {
+		// A stored value is read from scratch, as the Consul API reads it: a
+		// value without "Limit" (or "null") has limit 0, a conflict for
+		// consul lock, not ours to take over.
+		st.lock = semaphoreLock{}
 		if err := json.Unmarshal(st.lockPair.Value, &st.lock); err != nil {
 			return nil, nil, fmt.Errorf("%w: %s holds no semaphore: %v", errConflict, s.lockKey(), err)
 		}

@@ -37,6 +37,8 @@ type sessionKeeper struct {
 	client *api.Client
 	entry  api.SessionEntry
 	log    *slog.Logger
+	// datacenter is -datacenter ("" when not given).
+	datacenter string
 
 	mu      sync.Mutex
 	cur     *liveSession
@@ -78,6 +80,9 @@ func (k *sessionKeeper) create(ctx context.Context, first *attempt) (string, err
 		if permanent(err) {
 			return "", fmt.Errorf("%w: create session: %v", errPermanent, err)
 		}
+		if unknown := k.unknownDatacenter(ctx, err); unknown != "" {
+			return "", fmt.Errorf("%w: create session: %v: %s", errPermanent, err, unknown)
+		}
 		first.over()
 		if since.IsZero() {
 			since = time.Now()
@@ -107,6 +112,29 @@ func permanent(err error) bool {
 		return true
 	}
 	return strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
+}
+
+// unknownDatacenter tells a -datacenter that does not exist from one that
+// cannot be reached: both give Consul's "No path to datacenter", but only a
+// datacenter the cluster knows (reachable or not) is in its catalog. For an
+// unknown one (a typo) it returns what to say, as consul lock ends at once
+// on it; else "" (the error is retried).
+func (k *sessionKeeper) unknownDatacenter(ctx context.Context, err error) string {
+	if k.datacenter == "" || !strings.Contains(err.Error(), "No path to datacenter") {
+		return ""
+	}
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var dcs []string
+	if _, qerr := k.client.Raw().Query("/v1/catalog/datacenters", &dcs, (&api.QueryOptions{}).WithContext(qctx)); qerr != nil || len(dcs) == 0 {
+		return ""
+	}
+	for _, dc := range dcs {
+		if dc == k.datacenter {
+			return ""
+		}
+	}
+	return fmt.Sprintf("-datacenter %q is not a datacenter of this cluster (it knows %s)", k.datacenter, strings.Join(dcs, ", "))
 }
 
 func (k *sessionKeeper) start(id string) {

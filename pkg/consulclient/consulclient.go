@@ -238,17 +238,24 @@ func (f *Flags) Config() (*api.Config, error) {
 // request would fail the same way on every retry. A missing port (port 80,
 // as the consul CLI takes it: "host", "[::1]"), a unix:// socket and a host
 // name that does not resolve yet (DNS may come later) pass.
-func checkAddress(addr string) error {
+func checkAddress(given string) error {
+	// CONSUL_HTTP_ADDR reaches here with its scheme, which the Consul API
+	// client strips itself (api.NewClient): "http://[::1]:8500" and
+	// "http://host" are fine.
+	addr := given
+	for _, scheme := range []string{"http://", "https://"} {
+		addr = strings.TrimPrefix(addr, scheme)
+	}
 	if addr == "" || strings.HasPrefix(addr, "unix://") || !strings.Contains(addr, ":") ||
 		strings.HasPrefix(addr, "[") && strings.HasSuffix(addr, "]") {
 		return nil
 	}
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("-http-addr (CONSUL_HTTP_ADDR) %q: %w", addr, err)
+		return fmt.Errorf("-http-addr (CONSUL_HTTP_ADDR) %q: %w", given, err)
 	}
 	if _, err := net.LookupPort("tcp", port); err != nil || port == "" {
-		return fmt.Errorf("-http-addr (CONSUL_HTTP_ADDR) %q: bad port %q", addr, port)
+		return fmt.Errorf("-http-addr (CONSUL_HTTP_ADDR) %q: bad port %q", given, port)
 	}
 	return nil
 }
