@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 var configSpec = configfile.Spec{
 	Keys: append(configfile.ConsulTemplateKeys("consul.ssl.ca_cert_bytes"),
 		"pristine", "sanitize", "upcase",
+		"consul",    // consul = "ADDR", consul-template's old form of consul { address } (config/mapstructure.go ConsulStringToStructFunc)
 		"wait.bool", // consul-template config/wait.go: WaitConfig's key for enabled
 		"prefix.path", "prefix.format", "prefix.no_prefix",
 		"service.query", "service.format_id", "service.format_name", "service.format_address", "service.format_tag", "service.format_port",
@@ -251,6 +253,28 @@ func (fc *fileConfig) read(f *configfile.File) error {
 // readConsul takes the consul { } block and the deprecated top-level auth,
 // ssl and retry.
 func (fc *fileConfig) readConsul(f *configfile.File, m map[string]any) error {
+	if addr, ok := m["consul"].(string); ok {
+		// consul = "ADDR": consul-template's old form of consul { address
+		// = "ADDR" }, taken with a warning (config/mapstructure.go
+		// ConsulStringToStructFunc, in envconsul's decoder). A deprecated
+		// top-level token, auth, ssl or retry in the same file replaces
+		// it with a fresh consul block (envconsul config.go, Parse: the
+		// string is not a map), so the address is lost then, as there.
+		fc.warn = append(fc.warn, fmt.Sprintf("config %s: consul = \"...\" is deprecated (as in envconsul): use consul { address = \"...\" }", f.Path))
+		lost := ""
+		for _, k := range []string{"token", "auth", "ssl", "retry"} {
+			if _, ok := m[k]; ok && lost == "" {
+				lost = k
+			}
+		}
+		if lost == "" {
+			fc.setFlag(f.Path, "consul", "http-addr", addr)
+		} else {
+			fc.warn = append(fc.warn, fmt.Sprintf("config %s: consul = %q is not read beside the top-level %s (as in envconsul)", f.Path, addr, lost))
+		}
+		m = maps.Clone(m)
+		delete(m, "consul")
+	}
 	c, err := block(m, "consul")
 	if err != nil {
 		return err
@@ -500,13 +524,12 @@ func prefixBlock(b map[string]any) (*prefixSpec, error) {
 
 // serviceBlock reads service { query, format_id, ... } (config_service.go).
 func serviceBlock(b map[string]any) (*serviceSpec, error) {
-	v, ok := b["query"]
-	if !ok {
-		return nil, fmt.Errorf("query: missing")
-	}
-	q, err := configfile.String(v)
-	if err != nil {
-		return nil, fmt.Errorf("query: %w", err)
+	// A block without a query has an empty one (config_service.go
+	// ServiceConfig.Finalize), which envconsul refuses when it builds its
+	// runner (runner.go init: NewCatalogServiceQuery), exit 14.
+	var q string
+	if err := configfile.Get(b, "query", configfile.String, &q); err != nil {
+		return nil, err
 	}
 	s, err := parseService(q)
 	if err != nil {

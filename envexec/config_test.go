@@ -317,3 +317,51 @@ func TestWaitAsEnvconsul(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigFormsAsEnvconsul follows envconsul's decoding of two forms:
+// consul = "ADDR", consul-template's old form of consul { address }, which
+// envconsul's decoder takes with a warning (consul-template v0.41.1
+// config/mapstructure.go ConsulStringToStructFunc, in envconsul config.go
+// Parse), and lost beside a deprecated top-level token (Parse moves it into
+// a fresh consul block); and a service block without a query, an empty one
+// (config_service.go ServiceConfig.Finalize) that envconsul's runner refuses
+// (runner.go init: NewCatalogServiceQuery), exit 14.
+func TestConfigFormsAsEnvconsul(t *testing.T) {
+	a, _, n := nsWith(t, "app/PORT", "80")
+	nowhere := []string{"CONSUL_HTTP_ADDR=127.0.0.1:1"}
+	write := func(t *testing.T, body string) string {
+		cfg := filepath.Join(t.TempDir(), "envconsul.hcl")
+		proctest.WriteFile(t, cfg, body)
+		return cfg
+	}
+
+	t.Run("consul as a string is its address", func(t *testing.T) {
+		dir := childDir(t)
+		cfg := write(t, fmt.Sprintf("consul = %q\nprefix { path = \"%s/app\" }\n", a.HTTPAddr(), n))
+		p := startRaw(t, nowhere, append([]string{"-config", cfg, "-once", "-wait-timeout", "10s"}, childArgs(dir, "exit", 0)...)...)
+		p.wait(30 * time.Second)
+		if p.code != 0 || lastEnv(t, dir)["PORT"] != "80" {
+			t.Fatalf("exit %d\n%s", p.code, p.stderr)
+		}
+		if !strings.Contains(p.stderr.String(), "consul = \\\"...\\\" is deprecated") {
+			t.Errorf("no deprecation warning:\n%s", p.stderr)
+		}
+		// Beside a top-level token the string is lost: CONSUL_HTTP_ADDR
+		// (nowhere) is used.
+		cfg = write(t, fmt.Sprintf("consul = %q\ntoken = \"\"\nprefix { path = \"%s/app\" }\n", a.HTTPAddr(), n))
+		p = startRaw(t, nowhere, "-config", cfg, "-once", "-wait-timeout", "1s", "--", "true")
+		p.wait(30 * time.Second)
+		if p.code != exitWaitTimeout {
+			t.Errorf("beside token: exit %d, want %d (the address not read)\n%s", p.code, exitWaitTimeout, p.stderr)
+		}
+	})
+
+	t.Run("service without query is a runner error", func(t *testing.T) {
+		cfg := write(t, "service { format_id = \"ID\" }\n")
+		p := startRaw(t, nowhere, "-config", cfg, "-once", "--", "true")
+		p.wait(30 * time.Second)
+		if out := strings.TrimSpace(p.stderr.String()); p.code != exitRunner || !strings.Contains(out, "service: query") || strings.Contains(out, "\n") {
+			t.Errorf("exit %d, stderr %q; want %d and one line naming service: query", p.code, out, exitRunner)
+		}
+	})
+}
