@@ -327,7 +327,7 @@ func TestWaitAsEnvconsul(t *testing.T) {
 // (config_service.go ServiceConfig.Finalize) that envconsul's runner refuses
 // (runner.go init: NewCatalogServiceQuery), exit 14.
 func TestConfigFormsAsEnvconsul(t *testing.T) {
-	a, _, n := nsWith(t, "app/PORT", "80")
+	a, c, n := nsWith(t, "app/PORT", "80")
 	nowhere := []string{"CONSUL_HTTP_ADDR=127.0.0.1:1"}
 	write := func(t *testing.T, body string) string {
 		cfg := filepath.Join(t.TempDir(), "envconsul.hcl")
@@ -354,6 +354,30 @@ func TestConfigFormsAsEnvconsul(t *testing.T) {
 		if p.code != exitWaitTimeout {
 			t.Errorf("beside token: exit %d, want %d (the address not read)\n%s", p.code, exitWaitTimeout, p.stderr)
 		}
+	})
+
+	t.Run("kill_timeout 0 kills at once", func(t *testing.T) {
+		// consul-template v0.41.1 child/child.go kill: the exec kill signal,
+		// then time.After(kill_timeout), which fires at once for 0: SIGKILL.
+		// ExecConfig.Finalize keeps a 0 (only a missing one is 30s).
+		dir := childDir(t)
+		m := n + "-kt0"
+		put(t, c, m+"/V", "1")
+		cfg := write(t, fmt.Sprintf("consul { address = %q }\nprefix { path = %q }\nexec { kill_timeout = \"0s\" }\n", a.HTTPAddr(), m))
+		p := startRaw(t, nowhere, append([]string{"-config", cfg}, childArgs(dir, "stubborn", 0)...)...)
+		eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 || !p.run.Alive() })
+		if !p.run.Alive() {
+			p.wait(time.Second)
+			t.Fatalf("exit %d\n%s", p.code, p.stderr)
+		}
+		put(t, c, m+"/V", "2")
+		start := time.Now()
+		eventually.True(t, 20*time.Second, "restart", func() bool { return len(starts(dir)) == 2 })
+		if d := time.Since(start); d > 3*time.Second || lastEnv(t, dir)["V"] != "2" {
+			t.Errorf("restart after %s with V=%q; want a SIGKILL at once (the child ignores SIGINT) and V=2", d, lastEnv(t, dir)["V"])
+		}
+		p.signal(syscall.SIGTERM)
+		p.wait(20 * time.Second)
 	})
 
 	t.Run("service without query is a runner error", func(t *testing.T) {

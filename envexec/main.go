@@ -421,9 +421,6 @@ func finish(o *options, rest []string) error {
 		// runner only runs it on data): refused as a configuration error.
 		return withCode(errors.New("nothing to watch: give at least one -prefix PATH or -service NAME"), exitConfig)
 	}
-	if o.killTimeout <= 0 {
-		return fmt.Errorf("-kill-timeout %s: must be positive", o.killTimeout)
-	}
 	if o.splay < 0 {
 		return fmt.Errorf("-splay %s: must not be negative", o.splay)
 	}
