@@ -380,6 +380,18 @@ func TestConfigFormsAsEnvconsul(t *testing.T) {
 		p.wait(20 * time.Second)
 	})
 
+	t.Run("negative retry attempts never give up", func(t *testing.T) {
+		// consul-template v0.41.1 config/retry.go RetryFunc gives up only
+		// for attempts above 0: -1 retries for ever, so -wait-timeout
+		// (exit 11) ends it, not the attempts (-once: exit 14).
+		cfg := write(t, fmt.Sprintf("consul {\n  address = \"127.0.0.1:1\"\n  retry {\n    attempts = -1\n    backoff = \"10ms\"\n    max_backoff = \"20ms\"\n  }\n}\nprefix { path = %q }\n", n))
+		p := startRaw(t, nowhere, "-config", cfg, "-once", "-wait-timeout", "1s", "--", "true")
+		p.wait(30 * time.Second)
+		if p.code != exitWaitTimeout {
+			t.Errorf("exit %d, want %d (retried until -wait-timeout)\n%s", p.code, exitWaitTimeout, p.stderr)
+		}
+	})
+
 	t.Run("service without query is a runner error", func(t *testing.T) {
 		cfg := write(t, "service { format_id = \"ID\" }\n")
 		p := startRaw(t, nowhere, "-config", cfg, "-once", "--", "true")

@@ -143,7 +143,7 @@ func envconsulToken(cfg *api.Config, getenv func(string) string) error {
 // retryOptions are envconsul's consul { retry { } } settings.
 type retryOptions struct {
 	enabled    bool
-	attempts   int           // before the command first started; 0: unlimited
+	attempts   int           // before the command first started; 0 or less: unlimited
 	backoff    time.Duration // first delay
 	maxBackoff time.Duration // largest delay; 0: no limit (capped at maxRetryCap)
 }
@@ -159,9 +159,9 @@ func defaultRetry() retryOptions {
 }
 
 func (r *retryOptions) check() error {
-	if r.attempts < 0 {
-		return fmt.Errorf("-consul-retry-attempts %d: must not be negative", r.attempts)
-	}
+	// A negative -consul-retry-attempts is taken, as 0 (never give up):
+	// consul-template v0.41.1 config/retry.go RetryFunc only counts
+	// attempts above 0 (query.FailuresToGiveUp likewise).
 	if r.backoff <= 0 {
 		return fmt.Errorf("-consul-retry-backoff %s: must be positive", r.backoff)
 	}
