@@ -88,6 +88,13 @@ func loadConfigFiles(o *options, flags *cliapp.Result, set map[string]bool) erro
 		if set[name] {
 			continue
 		}
+		if name == "http-addr" && s.value == "" {
+			// An empty consul.address (over an earlier file's) is no
+			// address: CONSUL_HTTP_ADDR or the default, as envconsul
+			// hands it to consul-template's CreateConsulClient, which
+			// keeps the API client's default for "".
+			continue
+		}
 		var err error
 		if direct, ok := directSettings[name]; ok {
 			err = direct(o, s.value)
