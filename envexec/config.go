@@ -104,8 +104,11 @@ func loadConfigFiles(o *options, flags *cliapp.Result, set map[string]bool) erro
 		if err != nil {
 			return fmt.Errorf("config %s: %s: %w", s.file, s.key, err)
 		}
-		if strings.HasPrefix(name, "consul-ssl-") {
-			o.peer.sslImplied = true // consul-template config/ssl.go, Finalize
+		// consul-template config/ssl.go, Finalize: a non-empty cert, key,
+		// CA or server name, or any verify, turns SSL on; an empty one
+		// does not (StringPresent).
+		if strings.HasPrefix(name, "consul-ssl-") && (s.value != "" || name == "consul-ssl-verify") {
+			o.peer.sslImplied = true
 		}
 	}
 	o.prefixes = append(fc.prefixes, o.prefixes...)

@@ -371,6 +371,19 @@ func TestConfigFormsAsEnvconsul(t *testing.T) {
 		}
 	})
 
+	t.Run("empty ssl strings do not turn SSL on", func(t *testing.T) {
+		// consul-template v0.41.1 config/ssl.go SSLConfig.Finalize enables
+		// SSL for a present (non-empty) cert, key, ca_cert, ca_path or
+		// server_name; "" leaves plain HTTP, which the agent speaks.
+		dir := childDir(t)
+		cfg := write(t, fmt.Sprintf("consul {\n  address = %q\n  ssl {\n    ca_cert = \"\"\n    server_name = \"\"\n  }\n}\nprefix { path = \"%s/app\" }\n", a.HTTPAddr(), n))
+		p := startRaw(t, nowhere, append([]string{"-config", cfg, "-once", "-wait-timeout", "5s"}, childArgs(dir, "exit", 0)...)...)
+		p.wait(30 * time.Second)
+		if p.code != 0 || lastEnv(t, dir)["PORT"] != "80" {
+			t.Fatalf("exit %d\n%s", p.code, p.stderr)
+		}
+	})
+
 	t.Run("kill_timeout 0 kills at once", func(t *testing.T) {
 		// consul-template v0.41.1 child/child.go kill: the exec kill signal,
 		// then time.After(kill_timeout), which fires at once for 0: SIGKILL.
