@@ -88,11 +88,13 @@ func loadConfigFiles(o *options, flags *cliapp.Result, set map[string]bool) erro
 		if set[name] {
 			continue
 		}
-		if name == "http-addr" && s.value == "" {
+		if (name == "http-addr" || name == "token-file") && s.value == "" {
 			// An empty consul.address (over an earlier file's) is no
 			// address: CONSUL_HTTP_ADDR or the default, as envconsul
 			// hands it to consul-template's CreateConsulClient, which
-			// keeps the API client's default for "".
+			// keeps the API client's default for "". Likewise an empty
+			// token_file is none (envconsul never opens it: newClientSet
+			// does not pass a token file on).
 			continue
 		}
 		var err error
