@@ -88,13 +88,15 @@ func loadConfigFiles(o *options, flags *cliapp.Result, set map[string]bool) erro
 		if set[name] {
 			continue
 		}
-		if (name == "http-addr" || name == "token-file") && s.value == "" {
+		if (name == "http-addr" || name == "token-file" || name == "consul-auth") && s.value == "" {
 			// An empty consul.address (over an earlier file's) is no
 			// address: CONSUL_HTTP_ADDR or the default, as envconsul
 			// hands it to consul-template's CreateConsulClient, which
 			// keeps the API client's default for "". Likewise an empty
 			// token_file is none (envconsul never opens it: newClientSet
-			// does not pass a token file on).
+			// does not pass a token file on), and so is a disabled auth
+			// (consul-template config/auth.go Finalize: enabled only
+			// with a username or password, or enabled = true).
 			continue
 		}
 		var err error

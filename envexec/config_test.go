@@ -356,14 +356,14 @@ func TestConfigFormsAsEnvconsul(t *testing.T) {
 		}
 	})
 
-	t.Run("an empty consul.address is CONSUL_HTTP_ADDR, an empty token_file none", func(t *testing.T) {
+	t.Run("an empty consul.address is CONSUL_HTTP_ADDR, an empty token_file or auth none", func(t *testing.T) {
 		// consul-template v0.41.1 dependency/client_set.go
 		// CreateConsulClient keeps the API client's default address
 		// (CONSUL_HTTP_ADDR) when the address is "", also over an earlier
 		// file's address (envconsul's Config.Merge takes the later "").
 		dir := childDir(t)
 		first := write(t, "consul { address = \"127.0.0.1:1\" }\n")
-		cfg := write(t, fmt.Sprintf("consul {\n  address = \"\"\n  token_file = \"\"\n}\nprefix { path = \"%s/app\" }\n", n))
+		cfg := write(t, fmt.Sprintf("consul {\n  address = \"\"\n  token_file = \"\"\n  auth { username = \"\" }\n}\nprefix { path = \"%s/app\" }\n", n))
 		p := startRaw(t, []string{"CONSUL_HTTP_ADDR=" + a.HTTPAddr()}, append([]string{"-config", first, "-config", cfg, "-once", "-wait-timeout", "10s"}, childArgs(dir, "exit", 0)...)...)
 		p.wait(30 * time.Second)
 		if p.code != 0 || lastEnv(t, dir)["PORT"] != "80" {
