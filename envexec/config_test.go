@@ -369,6 +369,14 @@ func TestConfigFormsAsEnvconsul(t *testing.T) {
 		if p.code != 0 || lastEnv(t, dir)["PORT"] != "80" {
 			t.Fatalf("exit %d\n%s", p.code, p.stderr)
 		}
+		// Likewise -consul-addr "" (envconsul cli.go: the flag sets
+		// Consul.Address to "", over the files).
+		dir = childDir(t)
+		p = startRaw(t, []string{"CONSUL_HTTP_ADDR=" + a.HTTPAddr()}, append([]string{"-config", first, "-consul-addr", "", "-prefix", n + "/app", "-once", "-wait-timeout", "10s"}, childArgs(dir, "exit", 0)...)...)
+		p.wait(30 * time.Second)
+		if p.code != 0 || lastEnv(t, dir)["PORT"] != "80" {
+			t.Fatalf("-consul-addr \"\": exit %d\n%s", p.code, p.stderr)
+		}
 	})
 
 	t.Run("empty ssl strings do not turn SSL on", func(t *testing.T) {

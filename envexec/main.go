@@ -319,6 +319,17 @@ resulting environment changes. Exits with the child's exit code.`
 	if err := loadConfigFiles(o, res, set); err != nil {
 		return o, withCode(err, exitConfig)
 	}
+	if set["http-addr"] && o.cli.Consul.HTTPAddr() == "" {
+		// -consul-addr "" (an unset variable in a script) is no address,
+		// as envconsul hands it to consul-template's CreateConsulClient,
+		// which keeps the Consul API's default (CONSUL_HTTP_ADDR, else
+		// 127.0.0.1:8500) for "".
+		addr := os.Getenv("CONSUL_HTTP_ADDR")
+		if addr == "" {
+			addr = "127.0.0.1:8500"
+		}
+		o.cli.Consul.SetAddress(addr)
+	}
 	o.prefixes = envconsulPrefixList(o.prefixes)
 	lastSettingsPerQuery(o)
 	// Every prefix, then every service, as envconsul watches and merges
