@@ -390,6 +390,13 @@ func TestConfigFormsAsEnvconsul(t *testing.T) {
 		if p.code != 0 || lastEnv(t, dir)["PORT"] != "80" {
 			t.Fatalf("exit %d\n%s", p.code, p.stderr)
 		}
+		// Likewise the flags (an unset variable in a script).
+		dir = childDir(t)
+		p = startRaw(t, nowhere, append([]string{"-consul-addr", a.HTTPAddr(), "-consul-ssl-ca-cert", "", "-consul-ssl-server-name", "", "-prefix", n + "/app", "-once", "-wait-timeout", "5s"}, childArgs(dir, "exit", 0)...)...)
+		p.wait(30 * time.Second)
+		if p.code != 0 || lastEnv(t, dir)["PORT"] != "80" {
+			t.Fatalf("flags: exit %d\n%s", p.code, p.stderr)
+		}
 	})
 
 	t.Run("kill_timeout 0 kills at once", func(t *testing.T) {

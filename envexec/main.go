@@ -315,7 +315,14 @@ resulting environment changes. Exits with the child's exit code.`
 	for _, p := range o.prefixes {
 		p.noPrefix = o.noPrefix
 	}
-	o.peer.noteSet(res.IsSet)
+	o.peer.noteSet(res.IsSet, func(name string) string {
+		for _, d := range o.cli.Consul.Defs() {
+			if d.Name == name {
+				return d.Value.String()
+			}
+		}
+		return ""
+	})
 	if err := loadConfigFiles(o, res, set); err != nil {
 		return o, withCode(err, exitConfig)
 	}

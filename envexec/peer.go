@@ -57,10 +57,15 @@ var deprecatedFlags = map[string]string{
 // the consul CLI's names for the same settings (-ca-file, -client-cert, …)
 // do not. given(name) tells whether that very name was used (not another
 // name of the same flag).
-func (p *peerConsul) noteSet(given func(name string) bool) {
-	for _, name := range []string{"consul-ssl-ca-cert", "consul-ssl-ca-path", "consul-ssl-cert", "consul-ssl-key", "consul-ssl-server-name", "consul-ssl-verify",
-		"ssl-ca-cert", "ssl-cert", "ssl-verify"} {
-		if given(name) {
+// value(name) is the value of the shared flag name (ca-file, …): an empty
+// one does not turn TLS on (SSLConfig.Finalize tests them with
+// StringPresent); -consul-ssl-verify does, whatever its value (BoolPresent).
+func (p *peerConsul) noteSet(given func(name string) bool, value func(name string) string) {
+	for name, shared := range map[string]string{
+		"consul-ssl-ca-cert": "ca-file", "consul-ssl-ca-path": "ca-path", "consul-ssl-cert": "client-cert", "consul-ssl-key": "client-key",
+		"consul-ssl-server-name": "tls-server-name", "consul-ssl-verify": "", "ssl-ca-cert": "ca-file", "ssl-cert": "client-cert", "ssl-verify": "",
+	} {
+		if given(name) && (shared == "" || value(shared) != "") {
 			p.sslImplied = true
 		}
 	}
