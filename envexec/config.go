@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 var configSpec = configfile.Spec{
 	Keys: append(configfile.ConsulTemplateKeys("consul.ssl.ca_cert_bytes"),
 		"pristine", "sanitize", "upcase",
+		"consul",    // consul = "ADDR", consul-template's old form of consul { address } (config/mapstructure.go ConsulStringToStructFunc)
 		"wait.bool", // consul-template config/wait.go: WaitConfig's key for enabled
 		"prefix.path", "prefix.format", "prefix.no_prefix",
 		"service.query", "service.format_id", "service.format_name", "service.format_address", "service.format_tag", "service.format_port",
@@ -86,6 +88,17 @@ func loadConfigFiles(o *options, flags *cliapp.Result, set map[string]bool) erro
 		if set[name] {
 			continue
 		}
+		if (name == "http-addr" || name == "token-file" || name == "consul-auth") && s.value == "" {
+			// An empty consul.address (over an earlier file's) is no
+			// address: CONSUL_HTTP_ADDR or the default, as envconsul
+			// hands it to consul-template's CreateConsulClient, which
+			// keeps the API client's default for "". Likewise an empty
+			// token_file is none (envconsul never opens it: newClientSet
+			// does not pass a token file on), and so is a disabled auth
+			// (consul-template config/auth.go Finalize: enabled only
+			// with a username or password, or enabled = true).
+			continue
+		}
 		var err error
 		if direct, ok := directSettings[name]; ok {
 			err = direct(o, s.value)
@@ -95,8 +108,11 @@ func loadConfigFiles(o *options, flags *cliapp.Result, set map[string]bool) erro
 		if err != nil {
 			return fmt.Errorf("config %s: %s: %w", s.file, s.key, err)
 		}
-		if strings.HasPrefix(name, "consul-ssl-") {
-			o.peer.sslImplied = true // consul-template config/ssl.go, Finalize
+		// consul-template config/ssl.go, Finalize: a non-empty cert, key,
+		// CA or server name, or any verify, turns SSL on; an empty one
+		// does not (StringPresent).
+		if strings.HasPrefix(name, "consul-ssl-") && (s.value != "" || name == "consul-ssl-verify") {
+			o.peer.sslImplied = true
 		}
 	}
 	o.prefixes = append(fc.prefixes, o.prefixes...)
@@ -251,6 +267,28 @@ func (fc *fileConfig) read(f *configfile.File) error {
 // readConsul takes the consul { } block and the deprecated top-level auth,
 // ssl and retry.
 func (fc *fileConfig) readConsul(f *configfile.File, m map[string]any) error {
+	if addr, ok := m["consul"].(string); ok {
+		// consul = "ADDR": consul-template's old form of consul { address
+		// = "ADDR" }, taken with a warning (config/mapstructure.go
+		// ConsulStringToStructFunc, in envconsul's decoder). A deprecated
+		// top-level token, auth, ssl or retry in the same file replaces
+		// it with a fresh consul block (envconsul config.go, Parse: the
+		// string is not a map), so the address is lost then, as there.
+		fc.warn = append(fc.warn, fmt.Sprintf("config %s: consul = \"...\" is deprecated (as in envconsul): use consul { address = \"...\" }", f.Path))
+		lost := ""
+		for _, k := range []string{"token", "auth", "ssl", "retry"} {
+			if _, ok := m[k]; ok && lost == "" {
+				lost = k
+			}
+		}
+		if lost == "" {
+			fc.setFlag(f.Path, "consul", "http-addr", addr)
+		} else {
+			fc.warn = append(fc.warn, fmt.Sprintf("config %s: consul = %q is not read beside the top-level %s (as in envconsul)", f.Path, addr, lost))
+		}
+		m = maps.Clone(m)
+		delete(m, "consul")
+	}
 	c, err := block(m, "consul")
 	if err != nil {
 		return err
@@ -500,13 +538,12 @@ func prefixBlock(b map[string]any) (*prefixSpec, error) {
 
 // serviceBlock reads service { query, format_id, ... } (config_service.go).
 func serviceBlock(b map[string]any) (*serviceSpec, error) {
-	v, ok := b["query"]
-	if !ok {
-		return nil, fmt.Errorf("query: missing")
-	}
-	q, err := configfile.String(v)
-	if err != nil {
-		return nil, fmt.Errorf("query: %w", err)
+	// A block without a query has an empty one (config_service.go
+	// ServiceConfig.Finalize), which envconsul refuses when it builds its
+	// runner (runner.go init: NewCatalogServiceQuery), exit 14.
+	var q string
+	if err := configfile.Get(b, "query", configfile.String, &q); err != nil {
+		return nil, err
 	}
 	s, err := parseService(q)
 	if err != nil {

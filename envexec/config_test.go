@@ -317,3 +317,130 @@ func TestWaitAsEnvconsul(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigFormsAsEnvconsul follows envconsul's decoding of two forms:
+// consul = "ADDR", consul-template's old form of consul { address }, which
+// envconsul's decoder takes with a warning (consul-template v0.41.1
+// config/mapstructure.go ConsulStringToStructFunc, in envconsul config.go
+// Parse), and lost beside a deprecated top-level token (Parse moves it into
+// a fresh consul block); and a service block without a query, an empty one
+// (config_service.go ServiceConfig.Finalize) that envconsul's runner refuses
+// (runner.go init: NewCatalogServiceQuery), exit 14.
+func TestConfigFormsAsEnvconsul(t *testing.T) {
+	a, c, n := nsWith(t, "app/PORT", "80")
+	nowhere := []string{"CONSUL_HTTP_ADDR=127.0.0.1:1"}
+	write := func(t *testing.T, body string) string {
+		cfg := filepath.Join(t.TempDir(), "envconsul.hcl")
+		proctest.WriteFile(t, cfg, body)
+		return cfg
+	}
+
+	t.Run("consul as a string is its address", func(t *testing.T) {
+		dir := childDir(t)
+		cfg := write(t, fmt.Sprintf("consul = %q\nprefix { path = \"%s/app\" }\n", a.HTTPAddr(), n))
+		p := startRaw(t, nowhere, append([]string{"-config", cfg, "-once", "-wait-timeout", "10s"}, childArgs(dir, "exit", 0)...)...)
+		p.wait(30 * time.Second)
+		if p.code != 0 || lastEnv(t, dir)["PORT"] != "80" {
+			t.Fatalf("exit %d\n%s", p.code, p.stderr)
+		}
+		if !strings.Contains(p.stderr.String(), "consul = \\\"...\\\" is deprecated") {
+			t.Errorf("no deprecation warning:\n%s", p.stderr)
+		}
+		// Beside a top-level token the string is lost: CONSUL_HTTP_ADDR
+		// (nowhere) is used.
+		cfg = write(t, fmt.Sprintf("consul = %q\ntoken = \"\"\nprefix { path = \"%s/app\" }\n", a.HTTPAddr(), n))
+		p = startRaw(t, nowhere, "-config", cfg, "-once", "-wait-timeout", "1s", "--", "true")
+		p.wait(30 * time.Second)
+		if p.code != exitWaitTimeout {
+			t.Errorf("beside token: exit %d, want %d (the address not read)\n%s", p.code, exitWaitTimeout, p.stderr)
+		}
+	})
+
+	t.Run("an empty consul.address is CONSUL_HTTP_ADDR, an empty token_file or auth none", func(t *testing.T) {
+		// consul-template v0.41.1 dependency/client_set.go
+		// CreateConsulClient keeps the API client's default address
+		// (CONSUL_HTTP_ADDR) when the address is "", also over an earlier
+		// file's address (envconsul's Config.Merge takes the later "").
+		dir := childDir(t)
+		first := write(t, "consul { address = \"127.0.0.1:1\" }\n")
+		cfg := write(t, fmt.Sprintf("consul {\n  address = \"\"\n  token_file = \"\"\n  auth { username = \"\" }\n}\nprefix { path = \"%s/app\" }\n", n))
+		p := startRaw(t, []string{"CONSUL_HTTP_ADDR=" + a.HTTPAddr()}, append([]string{"-config", first, "-config", cfg, "-once", "-wait-timeout", "10s"}, childArgs(dir, "exit", 0)...)...)
+		p.wait(30 * time.Second)
+		if p.code != 0 || lastEnv(t, dir)["PORT"] != "80" {
+			t.Fatalf("exit %d\n%s", p.code, p.stderr)
+		}
+		// Likewise -consul-addr "" (envconsul cli.go: the flag sets
+		// Consul.Address to "", over the files).
+		dir = childDir(t)
+		p = startRaw(t, []string{"CONSUL_HTTP_ADDR=" + a.HTTPAddr()}, append([]string{"-config", first, "-consul-addr", "", "-prefix", n + "/app", "-once", "-wait-timeout", "10s"}, childArgs(dir, "exit", 0)...)...)
+		p.wait(30 * time.Second)
+		if p.code != 0 || lastEnv(t, dir)["PORT"] != "80" {
+			t.Fatalf("-consul-addr \"\": exit %d\n%s", p.code, p.stderr)
+		}
+	})
+
+	t.Run("empty ssl strings do not turn SSL on", func(t *testing.T) {
+		// consul-template v0.41.1 config/ssl.go SSLConfig.Finalize enables
+		// SSL for a present (non-empty) cert, key, ca_cert, ca_path or
+		// server_name; "" leaves plain HTTP, which the agent speaks.
+		dir := childDir(t)
+		cfg := write(t, fmt.Sprintf("consul {\n  address = %q\n  ssl {\n    ca_cert = \"\"\n    server_name = \"\"\n  }\n}\nprefix { path = \"%s/app\" }\n", a.HTTPAddr(), n))
+		p := startRaw(t, nowhere, append([]string{"-config", cfg, "-once", "-wait-timeout", "5s"}, childArgs(dir, "exit", 0)...)...)
+		p.wait(30 * time.Second)
+		if p.code != 0 || lastEnv(t, dir)["PORT"] != "80" {
+			t.Fatalf("exit %d\n%s", p.code, p.stderr)
+		}
+		// Likewise the flags (an unset variable in a script).
+		dir = childDir(t)
+		p = startRaw(t, nowhere, append([]string{"-consul-addr", a.HTTPAddr(), "-consul-ssl-ca-cert", "", "-consul-ssl-server-name", "", "-prefix", n + "/app", "-once", "-wait-timeout", "5s"}, childArgs(dir, "exit", 0)...)...)
+		p.wait(30 * time.Second)
+		if p.code != 0 || lastEnv(t, dir)["PORT"] != "80" {
+			t.Fatalf("flags: exit %d\n%s", p.code, p.stderr)
+		}
+	})
+
+	t.Run("kill_timeout 0 kills at once", func(t *testing.T) {
+		// consul-template v0.41.1 child/child.go kill: the exec kill signal,
+		// then time.After(kill_timeout), which fires at once for 0: SIGKILL.
+		// ExecConfig.Finalize keeps a 0 (only a missing one is 30s).
+		dir := childDir(t)
+		m := n + "-kt0"
+		put(t, c, m+"/V", "1")
+		cfg := write(t, fmt.Sprintf("consul { address = %q }\nprefix { path = %q }\nexec { kill_timeout = \"0s\" }\n", a.HTTPAddr(), m))
+		p := startRaw(t, nowhere, append([]string{"-config", cfg}, childArgs(dir, "stubborn", 0)...)...)
+		eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 || !p.run.Alive() })
+		if !p.run.Alive() {
+			p.wait(time.Second)
+			t.Fatalf("exit %d\n%s", p.code, p.stderr)
+		}
+		put(t, c, m+"/V", "2")
+		start := time.Now()
+		eventually.True(t, 20*time.Second, "restart", func() bool { return len(starts(dir)) == 2 })
+		if d := time.Since(start); d > 3*time.Second || lastEnv(t, dir)["V"] != "2" {
+			t.Errorf("restart after %s with V=%q; want a SIGKILL at once (the child ignores SIGINT) and V=2", d, lastEnv(t, dir)["V"])
+		}
+		p.signal(syscall.SIGTERM)
+		p.wait(20 * time.Second)
+	})
+
+	t.Run("negative retry attempts never give up", func(t *testing.T) {
+		// consul-template v0.41.1 config/retry.go RetryFunc gives up only
+		// for attempts above 0: -1 retries for ever, so -wait-timeout
+		// (exit 11) ends it, not the attempts (-once: exit 14).
+		cfg := write(t, fmt.Sprintf("consul {\n  address = \"127.0.0.1:1\"\n  retry {\n    attempts = -1\n    backoff = \"10ms\"\n    max_backoff = \"20ms\"\n  }\n}\nprefix { path = %q }\n", n))
+		p := startRaw(t, nowhere, "-config", cfg, "-once", "-wait-timeout", "1s", "--", "true")
+		p.wait(30 * time.Second)
+		if p.code != exitWaitTimeout {
+			t.Errorf("exit %d, want %d (retried until -wait-timeout)\n%s", p.code, exitWaitTimeout, p.stderr)
+		}
+	})
+
+	t.Run("service without query is a runner error", func(t *testing.T) {
+		cfg := write(t, "service { format_id = \"ID\" }\n")
+		p := startRaw(t, nowhere, "-config", cfg, "-once", "--", "true")
+		p.wait(30 * time.Second)
+		if out := strings.TrimSpace(p.stderr.String()); p.code != exitRunner || !strings.Contains(out, "service: query") || strings.Contains(out, "\n") {
+			t.Errorf("exit %d, stderr %q; want %d and one line naming service: query", p.code, out, exitRunner)
+		}
+	})
+}

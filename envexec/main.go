@@ -315,9 +315,27 @@ resulting environment changes. Exits with the child's exit code.`
 	for _, p := range o.prefixes {
 		p.noPrefix = o.noPrefix
 	}
-	o.peer.noteSet(res.IsSet)
+	o.peer.noteSet(res.IsSet, func(name string) string {
+		for _, d := range o.cli.Consul.Defs() {
+			if d.Name == name {
+				return d.Value.String()
+			}
+		}
+		return ""
+	})
 	if err := loadConfigFiles(o, res, set); err != nil {
 		return o, withCode(err, exitConfig)
+	}
+	if set["http-addr"] && o.cli.Consul.HTTPAddr() == "" {
+		// -consul-addr "" (an unset variable in a script) is no address,
+		// as envconsul hands it to consul-template's CreateConsulClient,
+		// which keeps the Consul API's default (CONSUL_HTTP_ADDR, else
+		// 127.0.0.1:8500) for "".
+		addr := os.Getenv("CONSUL_HTTP_ADDR")
+		if addr == "" {
+			addr = "127.0.0.1:8500"
+		}
+		o.cli.Consul.SetAddress(addr)
 	}
 	o.prefixes = envconsulPrefixList(o.prefixes)
 	lastSettingsPerQuery(o)
@@ -420,9 +438,6 @@ func finish(o *options, rest []string) error {
 		// envconsul starts no watch then and never runs the command (its
 		// runner only runs it on data): refused as a configuration error.
 		return withCode(errors.New("nothing to watch: give at least one -prefix PATH or -service NAME"), exitConfig)
-	}
-	if o.killTimeout <= 0 {
-		return fmt.Errorf("-kill-timeout %s: must be positive", o.killTimeout)
 	}
 	if o.splay < 0 {
 		return fmt.Errorf("-splay %s: must not be negative", o.splay)

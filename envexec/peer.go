@@ -57,10 +57,15 @@ var deprecatedFlags = map[string]string{
 // the consul CLI's names for the same settings (-ca-file, -client-cert, …)
 // do not. given(name) tells whether that very name was used (not another
 // name of the same flag).
-func (p *peerConsul) noteSet(given func(name string) bool) {
-	for _, name := range []string{"consul-ssl-ca-cert", "consul-ssl-ca-path", "consul-ssl-cert", "consul-ssl-key", "consul-ssl-server-name", "consul-ssl-verify",
-		"ssl-ca-cert", "ssl-cert", "ssl-verify"} {
-		if given(name) {
+// value(name) is the value of the shared flag name (ca-file, …): an empty
+// one does not turn TLS on (SSLConfig.Finalize tests them with
+// StringPresent); -consul-ssl-verify does, whatever its value (BoolPresent).
+func (p *peerConsul) noteSet(given func(name string) bool, value func(name string) string) {
+	for name, shared := range map[string]string{
+		"consul-ssl-ca-cert": "ca-file", "consul-ssl-ca-path": "ca-path", "consul-ssl-cert": "client-cert", "consul-ssl-key": "client-key",
+		"consul-ssl-server-name": "tls-server-name", "consul-ssl-verify": "", "ssl-ca-cert": "ca-file", "ssl-cert": "client-cert", "ssl-verify": "",
+	} {
+		if given(name) && (shared == "" || value(shared) != "") {
 			p.sslImplied = true
 		}
 	}
@@ -143,7 +148,7 @@ func envconsulToken(cfg *api.Config, getenv func(string) string) error {
 // retryOptions are envconsul's consul { retry { } } settings.
 type retryOptions struct {
 	enabled    bool
-	attempts   int           // before the command first started; 0: unlimited
+	attempts   int           // before the command first started; 0 or less: unlimited
 	backoff    time.Duration // first delay
 	maxBackoff time.Duration // largest delay; 0: no limit (capped at maxRetryCap)
 }
@@ -159,9 +164,9 @@ func defaultRetry() retryOptions {
 }
 
 func (r *retryOptions) check() error {
-	if r.attempts < 0 {
-		return fmt.Errorf("-consul-retry-attempts %d: must not be negative", r.attempts)
-	}
+	// A negative -consul-retry-attempts is taken, as 0 (never give up):
+	// consul-template v0.41.1 config/retry.go RetryFunc only counts
+	// attempts above 0 (query.FailuresToGiveUp likewise).
 	if r.backoff <= 0 {
 		return fmt.Errorf("-consul-retry-backoff %s: must be positive", r.backoff)
 	}

@@ -423,6 +423,18 @@ func (r *runner) build(data []any) map[string]string {
 	return env
 }
 
+// graceOf is the supervisor's grace period for -kill-timeout D. A D of 0
+// or less is taken, as envconsul takes it (consul-template v0.41.1
+// child/child.go kill: time.After(killTimeout) fires at once): SIGKILL right
+// after the kill signal. The supervisor reads 0 as its default, so it gets
+// the shortest grace instead.
+func graceOf(d time.Duration) time.Duration {
+	if d <= 0 {
+		return time.Nanosecond
+	}
+	return d
+}
+
 func (r *runner) childConfig(env map[string]string) supervisor.Config {
 	cfg := supervisor.Config{
 		Argv:        r.o.argv,
@@ -431,7 +443,7 @@ func (r *runner) childConfig(env map[string]string) supervisor.Config {
 		Stdout:      r.stdout,
 		Stderr:      r.stderr,
 		KillSignal:  r.o.execKillSignal,
-		KillTimeout: r.o.killTimeout,
+		KillTimeout: graceOf(r.o.killTimeout),
 		Reaper:      r.reaper,
 		Log:         r.log,
 	}
