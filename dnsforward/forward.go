@@ -213,11 +213,10 @@ func (s *Server) exchangeWith(ctx context.Context, addr string, req *dns.Msg, ti
 	}
 	start := time.Now()
 	req.Id = dns.Id()
-	c := &dns.Client{Net: "udp", Timeout: timeout, UDPSize: maxUDPAnswer}
-	resp, _, err := c.ExchangeContext(ctx, req, addr)
+	resp, err := exchangeUDP(ctx, addr, req, timeout)
 	if err == nil && resp.Truncated {
 		req.Id = dns.Id()
-		c = &dns.Client{Net: "tcp", Timeout: timeout}
+		c := &dns.Client{Net: "tcp", Timeout: timeout}
 		resp, _, err = c.ExchangeContext(ctx, req, addr)
 	}
 	if err != nil {
@@ -235,6 +234,41 @@ func (s *Server) exchangeWith(ctx context.Context, addr string, req *dns.Msg, ti
 	}
 	s.m.upstreamLatency.WithLabelValues(addr).Observe(time.Since(start).Seconds())
 	return resp, nil
+}
+
+// exchangeUDP sends req to addr over UDP and reads the answer with the ID
+// asked into a buffer of maxUDPAnswer bytes. miekg/dns's Client reads into
+// a buffer of the request's EDNS0 size (ednsSize, 1232), so an upstream
+// answer a little larger than the size asked for, without TC (servers that
+// advertise 4096 and fill it), was cut at 1232 bytes, failed to unpack and
+// counted as an upstream error: SERVFAIL after 22 rounds of asking again;
+// dnsmasq, whose receive buffer is its EDNS0 size plus a name and a record
+// header, takes such answers.
+func exchangeUDP(ctx context.Context, addr string, req *dns.Msg, timeout time.Duration) (*dns.Msg, error) {
+	c := &dns.Client{Net: "udp", Timeout: timeout}
+	co, err := c.DialContext(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	defer co.Close()
+	co.UDPSize = maxUDPAnswer
+	dl := time.Now().Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	if err := co.SetDeadline(dl); err != nil {
+		return nil, err
+	}
+	if err := co.WriteMsg(req); err != nil {
+		return nil, err
+	}
+	for {
+		resp, err := co.ReadMsg()
+		// Answers with another ID may be late ones to earlier queries.
+		if err != nil || resp.Id == req.Id {
+			return resp, err
+		}
+	}
 }
 
 // toAnswer packs an upstream reply and works out how long to cache it:

@@ -387,3 +387,35 @@ func TestAllRefusedAsDnsmasq(t *testing.T) {
 		}
 	}
 }
+
+// TestOversizedUDPAnswerAsDnsmasq: an upstream whose UDP answer is larger
+// than the 1232 bytes asked for, without TC (60 uncompressed A records,
+// about 1.7 kB): dnsmasq relays it, asking once; dnsforward read it into a
+// 1232-byte buffer, failed to unpack it and gave SERVFAIL after asking 22
+// times.
+func TestOversizedUDPAnswerAsDnsmasq(t *testing.T) {
+	requireDig(t)
+	handler := func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+		m := recursiveReply(r)
+		q := r.Question[0]
+		if strings.HasPrefix(strings.ToLower(q.Name), "many") && q.Qtype == dns.TypeA {
+			for i := 1; i <= 60; i++ {
+				m.Answer = append(m.Answer, mustRR(q.Name+" 60 IN A 192.0.2."+strconv.Itoa(i)))
+			}
+		}
+		return m // miekg/dns sends it uncompressed, whatever its size
+	}
+	upF, upD := startUpstream(t, handler), startUpstream(t, handler)
+	_, addr := startServer(t, upstreamConfig(t, upF.addr))
+	dmAddr := startDnsmasq(t, upD.addr)
+	for _, args := range [][]string{{"many.example", "A", "+bufsize=4096"}, {"many2.example", "A", "+tcp"}} {
+		got, want := dig(t, addr, args...), dig(t, dmAddr, args...)
+		if got.status != want.status || len(got.answer) != len(want.answer) {
+			t.Errorf("%v: %s with %d records; dnsmasq %s with %d", args, got.status, len(got.answer), want.status, len(want.answer))
+		}
+		name := args[0] + "."
+		if f, d := upF.queries(name, "udp")+upF.queries(name, "tcp"), upD.queries(name, "udp")+upD.queries(name, "tcp"); f != d {
+			t.Errorf("%v: upstream asked %d times; by dnsmasq %d", args, f, d)
+		}
+	}
+}
