@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -131,7 +132,8 @@ var errNoUpstream = errors.New("no upstream resolver configured")
 // REFUSED, and retries over TCP when a UDP answer is truncated. Rounds
 // repeat only the upstreams that gave no answer: one that answered SERVFAIL
 // or REFUSED is not asked again for this query (dnsmasq, too, moves on to
-// the next server on those answers).
+// the next server on those answers), nor one whose answer did not unpack or
+// was for another question.
 func (f *forwarder) exchange(ctx context.Context, name string, qtype, qclass uint16) (*answer, error) {
 	if len(f.upstreams) == 0 {
 		return nil, errNoUpstream
@@ -161,6 +163,11 @@ func (f *forwarder) exchange(ctx context.Context, name string, qtype, qclass uin
 			resp, err := f.s.exchangeWith(ctx, up, req, f.s.cfg.TryTimeout)
 			if err != nil {
 				lastErr = fmt.Errorf("%s: %w", up, err)
+				if errors.Is(err, errBadAnswer) {
+					// It answered, unreadably or for another question:
+					// asking again gets the same (dnsmasq asks once).
+					answered[up] = dns.RcodeServerFailure
+				}
 				continue
 			}
 			switch resp.Rcode {
@@ -185,6 +192,10 @@ func (f *forwarder) exchange(ctx context.Context, name string, qtype, qclass uin
 		}
 	}
 }
+
+// errBadAnswer: an upstream answered, but with a packet that does not
+// unpack or is for another question.
+var errBadAnswer = errors.New("bad answer")
 
 // errAllRefused: every upstream answered REFUSED. The client then gets
 // REFUSED, as from dnsmasq, which passes the last server's REFUSED on when
@@ -222,15 +233,22 @@ func (s *Server) exchangeWith(ctx context.Context, addr string, req *dns.Msg, ti
 	if err != nil {
 		reason := "error"
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		var de *dns.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded):
 			reason = "timeout"
+		case errors.Is(err, errBadAnswer):
+		case errors.As(err, &de):
+			// miekg/dns's own errors: the answer came but could not be
+			// unpacked, or (TCP) had another ID.
+			err = fmt.Errorf("%w: %w", errBadAnswer, err)
 		}
 		s.m.upstreamFailures.WithLabelValues(addr, reason).Inc()
 		return nil, err
 	}
 	if len(resp.Question) != 1 || !strings.EqualFold(resp.Question[0].Name, req.Question[0].Name) || resp.Question[0].Qtype != req.Question[0].Qtype {
 		s.m.upstreamFailures.WithLabelValues(addr, "mismatch").Inc()
-		return nil, errors.New("answer for another question")
+		return nil, fmt.Errorf("%w: for another question", errBadAnswer)
 	}
 	s.m.upstreamLatency.WithLabelValues(addr).Observe(time.Since(start).Seconds())
 	return resp, nil
@@ -262,12 +280,28 @@ func exchangeUDP(ctx context.Context, addr string, req *dns.Msg, timeout time.Du
 	if err := co.WriteMsg(req); err != nil {
 		return nil, err
 	}
+	buf := make([]byte, maxUDPAnswer)
 	for {
-		resp, err := co.ReadMsg()
-		// Answers with another ID may be late ones to earlier queries.
-		if err != nil || resp.Id == req.Id {
-			return resp, err
+		n, err := co.Read(buf)
+		if err != nil {
+			return nil, err
 		}
+		if n < 12 || binary.BigEndian.Uint16(buf) != req.Id {
+			continue // not an answer, or a late one to an earlier query
+		}
+		resp := new(dns.Msg)
+		if err := resp.Unpack(buf[:n]); err != nil {
+			return nil, fmt.Errorf("%w: %w", errBadAnswer, err)
+		}
+		// miekg/dns takes a packet that ends before the records its
+		// header counts as holding fewer; dnsmasq answers SERVFAIL to it.
+		// Only a truncated answer may be cut short.
+		if !resp.Truncated && (len(resp.Answer) != int(binary.BigEndian.Uint16(buf[6:])) ||
+			len(resp.Ns) != int(binary.BigEndian.Uint16(buf[8:])) ||
+			len(resp.Extra) != int(binary.BigEndian.Uint16(buf[10:]))) {
+			return nil, fmt.Errorf("%w: fewer records than its header counts", errBadAnswer)
+		}
+		return resp, nil
 	}
 }
 

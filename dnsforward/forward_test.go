@@ -419,3 +419,62 @@ func TestOversizedUDPAnswerAsDnsmasq(t *testing.T) {
 		}
 	}
 }
+
+// TestBadUpstreamAnswerAskedOnceAsDnsmasq: an upstream whose UDP answer
+// does not unpack (cut in its question), is for another question, or
+// announces three answer records and holds none. dnsmasq asks it once,
+// answers the last SERVFAIL and does not answer the first two; dnsforward
+// asked again 22 times within half a second before its SERVFAIL, and took
+// the last as NODATA (miekg/dns reads a packet ending early as holding
+// fewer records). It now asks once and answers SERVFAIL (or the next
+// upstream's answer).
+func TestBadUpstreamAnswerAskedOnceAsDnsmasq(t *testing.T) {
+	handler := func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+		m := recursiveReply(r)
+		switch n := strings.ToLower(r.Question[0].Name); {
+		case strings.HasPrefix(n, "cut"):
+			b, err := m.Pack()
+			if err != nil {
+				panic(err)
+			}
+			_, _ = w.Write(b[:len(b)-3])
+			return nil
+		case strings.HasPrefix(n, "garbage"):
+			b, err := m.Pack()
+			if err != nil {
+				panic(err)
+			}
+			b[7] = 3 // ANCOUNT 3, and no records
+			_, _ = w.Write(b)
+			return nil
+		case strings.HasPrefix(n, "other"):
+			m.Question[0].Name = "elsewhere.example."
+		}
+		return m
+	}
+	upF, upD := startUpstream(t, handler), startUpstream(t, handler)
+	good := startUpstream(t, zoneHandler)
+	_, addr := startServer(t, upstreamConfig(t, upF.addr))
+	_, addr2 := startServer(t, upstreamConfig(t, upF.addr, good.addr))
+	dmAddr := startDnsmasq(t, upD.addr)
+	for _, name := range []string{"cut.example.", "other.example.", "garbage.example."} {
+		if r := exchange(t, addr, name, dns.TypeA, "udp"); r.Rcode != dns.RcodeServerFailure {
+			t.Errorf("%s: %s, want SERVFAIL", name, dns.RcodeToString[r.Rcode])
+		}
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(m, dmAddr)
+		if err == nil && r.Rcode != dns.RcodeServerFailure {
+			t.Errorf("%s: dnsmasq answers %s", name, dns.RcodeToString[r.Rcode])
+		}
+		if f, d := upF.queries(name, "udp"), upD.queries(name, "udp"); f != d {
+			t.Errorf("%s: upstream asked %d times; by dnsmasq %d", name, f, d)
+		}
+	}
+	// With a second upstream, its answer.
+	for _, name := range []string{"cut.example.", "other.example.", "garbage.example."} {
+		if r := exchange(t, addr2, name, dns.TypeA, "udp"); r.Rcode != dns.RcodeNameError {
+			t.Errorf("%s with a good second upstream: %s, want its NXDOMAIN", name, dns.RcodeToString[r.Rcode])
+		}
+	}
+}
