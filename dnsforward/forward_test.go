@@ -478,3 +478,40 @@ func TestBadUpstreamAnswerAskedOnceAsDnsmasq(t *testing.T) {
 		}
 	}
 }
+
+// TestOPTFollowsTheClientNotTheUpstream: the reply has OPT when the client
+// sent one, whatever the upstream sent (RFC 6891 sections 6.1.1 and 7).
+// dnsmasq relays a fresh answer's OPT, or its lack, as the upstream sent
+// it (README, differences); checked against it here so a change in either
+// shows.
+func TestOPTFollowsTheClientNotTheUpstream(t *testing.T) {
+	requireDig(t)
+	handler := func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+		m := recursiveReply(r)
+		m.Rcode = dns.RcodeNameError
+		m.Ns = append(m.Ns, mustRR("example. 300 IN SOA ns.example. h.example. 1 3600 600 86400 60"))
+		if strings.HasPrefix(strings.ToLower(r.Question[0].Name), "withopt") {
+			m.SetEdns0(4096, false)
+		}
+		return m
+	}
+	up := startUpstream(t, handler)
+	_, addr := startServer(t, upstreamConfig(t, up.addr))
+	dmAddr := startDnsmasq(t, up.addr)
+	hasOPT := func(r digResult) bool { return strings.Contains(r.raw, "; EDNS: version") }
+	for _, c := range []struct {
+		name, edns string
+		want       bool
+	}{{"noopt.example", "+edns=0", true}, {"withopt.example", "+noedns", false}} {
+		got, dm := dig(t, addr, c.name, "A", c.edns), dig(t, dmAddr, c.name, "A", c.edns)
+		if hasOPT(got) != c.want {
+			t.Errorf("%s %s: OPT %v, want %v\n%s", c.name, c.edns, hasOPT(got), c.want, got.raw)
+		}
+		if hasOPT(dm) == c.want {
+			t.Logf("%s %s: dnsmasq now follows the RFC too (README, differences)", c.name, c.edns)
+		}
+		if got.status != dm.status {
+			t.Errorf("%s: %s; dnsmasq %s", c.name, got.status, dm.status)
+		}
+	}
+}
