@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,10 +34,25 @@ type forwarder struct {
 	cache map[string]*answer
 
 	flights flights[string, *answer]
+
+	// timedOut holds, per upstream, when a try of it last timed out (unix
+	// ns; 0 once it answers): order puts it last for retestAfter.
+	timedOut map[string]*atomic.Int64
 }
 
+// retestAfter is how long an upstream that timed out is asked only after
+// the others. dnsmasq keeps sending to the server that answered (the
+// fastest) and asks all of them again every 20 seconds (or 50 queries), so
+// a dead first server costs it no wait; dnsforward waited the try timeout
+// for it on every query not in the cache.
+const retestAfter = 20 * time.Second
+
 func newForwarder(s *Server, upstreams []string) *forwarder {
-	return &forwarder{s: s, upstreams: upstreams, cache: map[string]*answer{}}
+	f := &forwarder{s: s, upstreams: upstreams, cache: map[string]*answer{}, timedOut: map[string]*atomic.Int64{}}
+	for _, up := range upstreams {
+		f.timedOut[up] = new(atomic.Int64)
+	}
+	return f
 }
 
 func (f *forwarder) cacheLen() float64 {
@@ -110,6 +126,24 @@ func (f *forwarder) order() []string {
 	default:
 		copy(out, f.upstreams)
 	}
+	// Upstreams that timed out lately go last, in the same order.
+	now := time.Now().UnixNano()
+	late := func(up string) bool {
+		t := f.timedOut[up].Load()
+		return t != 0 && now-t < int64(retestAfter)
+	}
+	if slices.ContainsFunc(out, late) {
+		slices.SortStableFunc(out, func(a, b string) int {
+			la, lb := late(a), late(b)
+			switch {
+			case la == lb:
+				return 0
+			case lb:
+				return -1
+			}
+			return 1
+		})
+	}
 	return out
 }
 
@@ -163,6 +197,9 @@ func (f *forwarder) exchange(ctx context.Context, name string, qtype, qclass uin
 			resp, err := f.s.exchangeWith(ctx, up, req, f.s.cfg.TryTimeout)
 			if err != nil {
 				lastErr = fmt.Errorf("%s: %w", up, err)
+				if isTimeout(err) {
+					f.timedOut[up].Store(time.Now().UnixNano())
+				}
 				if errors.Is(err, errBadAnswer) {
 					// It answered, unreadably or for another question:
 					// asking again gets the same (dnsmasq asks once).
@@ -170,6 +207,7 @@ func (f *forwarder) exchange(ctx context.Context, name string, qtype, qclass uin
 				}
 				continue
 			}
+			f.timedOut[up].Store(0)
 			switch resp.Rcode {
 			case dns.RcodeServerFailure, dns.RcodeRefused:
 				f.s.m.upstreamFailures.WithLabelValues(up, strings.ToLower(dns.RcodeToString[resp.Rcode])).Inc()
@@ -191,6 +229,11 @@ func (f *forwarder) exchange(ctx context.Context, name string, qtype, qclass uin
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
 }
 
 // errBadAnswer: an upstream answered, but with a packet that does not
@@ -232,10 +275,9 @@ func (s *Server) exchangeWith(ctx context.Context, addr string, req *dns.Msg, ti
 	}
 	if err != nil {
 		reason := "error"
-		var ne net.Error
 		var de *dns.Error
 		switch {
-		case errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded):
+		case isTimeout(err):
 			reason = "timeout"
 		case errors.Is(err, errBadAnswer):
 		case errors.As(err, &de):

@@ -294,8 +294,9 @@ func TestPTRConsulThenUpstream(t *testing.T) {
 }
 
 // startDnsmasq runs dnsmasq on a free loopback port, forwarding every name
-// to the upstream at upAddr, and returns its address once it answers.
-func startDnsmasq(t *testing.T, upAddr string) string {
+// to the upstream at upAddr (and more), and returns its address once it
+// answers.
+func startDnsmasq(t *testing.T, upAddr string, more ...string) string {
 	t.Helper()
 	dnsmasq := proctest.Tool(t, "dnsmasq", "Debian package dnsmasq-base")
 	me, err := user.Current()
@@ -305,8 +306,13 @@ func startDnsmasq(t *testing.T, upAddr string) string {
 	addr := proctest.FreeAddr(t)
 	host, port, _ := net.SplitHostPort(addr)
 	upHost, upPort, _ := net.SplitHostPort(upAddr)
-	proctest.Start(t, exec.Command(dnsmasq, "-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
-		"--listen-address="+host, "--port="+port, "--server="+upHost+"#"+upPort, "--user="+me.Username, "--pid-file=", "--log-facility=-"), proctest.Options{})
+	args := []string{"-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
+		"--listen-address=" + host, "--port=" + port, "--server=" + upHost + "#" + upPort, "--user=" + me.Username, "--pid-file=", "--log-facility=-"}
+	for _, up := range more {
+		h, p, _ := net.SplitHostPort(up)
+		args = append(args, "--server="+h+"#"+p)
+	}
+	proctest.Start(t, exec.Command(dnsmasq, args...), proctest.Options{})
 	// Asked without dig, which fails the test on the "connection refused"
 	// of a dnsmasq not listening yet.
 	eventually.True(t, 10*time.Second, "dnsmasq answering", func() bool {
@@ -512,6 +518,43 @@ func TestOPTFollowsTheClientNotTheUpstream(t *testing.T) {
 		}
 		if got.status != dm.status {
 			t.Errorf("%s: %s; dnsmasq %s", c.name, got.status, dm.status)
+		}
+	}
+}
+
+// TestDeadFirstUpstreamAsDnsmasq: the first upstream never answers. dnsmasq
+// answers every name at once from the second (after its first query, sent
+// to both, it keeps to the server that answered); dnsforward waited the
+// try timeout for the dead one on every name not in its cache. It now asks
+// an upstream that timed out last, for 20 seconds.
+func TestDeadFirstUpstreamAsDnsmasq(t *testing.T) {
+	dead, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	good := startUpstream(t, zoneHandler)
+	cfg := upstreamConfig(t, dead.LocalAddr().String(), good.addr)
+	_, addr := startServer(t, cfg)
+	dmAddr := startDnsmasq(t, dead.LocalAddr().String(), good.addr)
+	took := func(a, name string) time.Duration {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		start := time.Now()
+		r, _, err := (&dns.Client{Timeout: 5 * time.Second}).Exchange(m, a)
+		if err != nil || r.Rcode != dns.RcodeNameError {
+			t.Fatalf("%s from %s: %v %v", name, a, r, err)
+		}
+		return time.Since(start)
+	}
+	took(addr, "first.example.") // times the dead one out once
+	for _, name := range []string{"n1.example.", "n2.example.", "n3.example."} {
+		dm, got := took(dmAddr, name), took(addr, name)
+		if got >= cfg.TryTimeout/2 {
+			t.Errorf("%s: answered after %s (try timeout %s); dnsmasq after %s", name, got, cfg.TryTimeout, dm)
+		}
+		if dm >= cfg.TryTimeout/2 {
+			t.Errorf("%s: dnsmasq answered after %s", name, dm)
 		}
 	}
 }
