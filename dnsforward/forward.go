@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,10 +34,25 @@ type forwarder struct {
 	cache map[string]*answer
 
 	flights flights[string, *answer]
+
+	// timedOut holds, per upstream, when a try of it last timed out (unix
+	// ns; 0 once it answers): order puts it last for retestAfter.
+	timedOut map[string]*atomic.Int64
 }
 
+// retestAfter is how long an upstream that timed out is asked only after
+// the others. dnsmasq keeps sending to the server that answered (the
+// fastest) and asks all of them again every 20 seconds (or 50 queries), so
+// a dead first server costs it no wait; dnsforward waited the try timeout
+// for it on every query not in the cache.
+const retestAfter = 20 * time.Second
+
 func newForwarder(s *Server, upstreams []string) *forwarder {
-	return &forwarder{s: s, upstreams: upstreams, cache: map[string]*answer{}}
+	f := &forwarder{s: s, upstreams: upstreams, cache: map[string]*answer{}, timedOut: map[string]*atomic.Int64{}}
+	for _, up := range upstreams {
+		f.timedOut[up] = new(atomic.Int64)
+	}
+	return f
 }
 
 func (f *forwarder) cacheLen() float64 {
@@ -109,6 +126,24 @@ func (f *forwarder) order() []string {
 	default:
 		copy(out, f.upstreams)
 	}
+	// Upstreams that timed out lately go last, in the same order.
+	now := time.Now().UnixNano()
+	late := func(up string) bool {
+		t := f.timedOut[up].Load()
+		return t != 0 && now-t < int64(retestAfter)
+	}
+	if slices.ContainsFunc(out, late) {
+		slices.SortStableFunc(out, func(a, b string) int {
+			la, lb := late(a), late(b)
+			switch {
+			case la == lb:
+				return 0
+			case lb:
+				return -1
+			}
+			return 1
+		})
+	}
 	return out
 }
 
@@ -131,7 +166,8 @@ var errNoUpstream = errors.New("no upstream resolver configured")
 // REFUSED, and retries over TCP when a UDP answer is truncated. Rounds
 // repeat only the upstreams that gave no answer: one that answered SERVFAIL
 // or REFUSED is not asked again for this query (dnsmasq, too, moves on to
-// the next server on those answers).
+// the next server on those answers), nor one whose answer did not unpack or
+// was for another question.
 func (f *forwarder) exchange(ctx context.Context, name string, qtype, qclass uint16) (*answer, error) {
 	if len(f.upstreams) == 0 {
 		return nil, errNoUpstream
@@ -161,8 +197,17 @@ func (f *forwarder) exchange(ctx context.Context, name string, qtype, qclass uin
 			resp, err := f.s.exchangeWith(ctx, up, req, f.s.cfg.TryTimeout)
 			if err != nil {
 				lastErr = fmt.Errorf("%s: %w", up, err)
+				if isTimeout(err) {
+					f.timedOut[up].Store(time.Now().UnixNano())
+				}
+				if errors.Is(err, errBadAnswer) {
+					// It answered, unreadably or for another question:
+					// asking again gets the same (dnsmasq asks once).
+					answered[up] = dns.RcodeServerFailure
+				}
 				continue
 			}
+			f.timedOut[up].Store(0)
 			switch resp.Rcode {
 			case dns.RcodeServerFailure, dns.RcodeRefused:
 				f.s.m.upstreamFailures.WithLabelValues(up, strings.ToLower(dns.RcodeToString[resp.Rcode])).Inc()
@@ -185,6 +230,15 @@ func (f *forwarder) exchange(ctx context.Context, name string, qtype, qclass uin
 		}
 	}
 }
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
+}
+
+// errBadAnswer: an upstream answered, but with a packet that does not
+// unpack or is for another question.
+var errBadAnswer = errors.New("bad answer")
 
 // errAllRefused: every upstream answered REFUSED. The client then gets
 // REFUSED, as from dnsmasq, which passes the last server's REFUSED on when
@@ -213,28 +267,84 @@ func (s *Server) exchangeWith(ctx context.Context, addr string, req *dns.Msg, ti
 	}
 	start := time.Now()
 	req.Id = dns.Id()
-	c := &dns.Client{Net: "udp", Timeout: timeout, UDPSize: maxUDPAnswer}
-	resp, _, err := c.ExchangeContext(ctx, req, addr)
+	resp, err := exchangeUDP(ctx, addr, req, timeout)
 	if err == nil && resp.Truncated {
 		req.Id = dns.Id()
-		c = &dns.Client{Net: "tcp", Timeout: timeout}
+		c := &dns.Client{Net: "tcp", Timeout: timeout}
 		resp, _, err = c.ExchangeContext(ctx, req, addr)
 	}
 	if err != nil {
 		reason := "error"
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		var de *dns.Error
+		switch {
+		case isTimeout(err):
 			reason = "timeout"
+		case errors.Is(err, errBadAnswer):
+		case errors.As(err, &de):
+			// miekg/dns's own errors: the answer came but could not be
+			// unpacked, or (TCP) had another ID.
+			err = fmt.Errorf("%w: %w", errBadAnswer, err)
 		}
 		s.m.upstreamFailures.WithLabelValues(addr, reason).Inc()
 		return nil, err
 	}
 	if len(resp.Question) != 1 || !strings.EqualFold(resp.Question[0].Name, req.Question[0].Name) || resp.Question[0].Qtype != req.Question[0].Qtype {
 		s.m.upstreamFailures.WithLabelValues(addr, "mismatch").Inc()
-		return nil, errors.New("answer for another question")
+		return nil, fmt.Errorf("%w: for another question", errBadAnswer)
 	}
 	s.m.upstreamLatency.WithLabelValues(addr).Observe(time.Since(start).Seconds())
 	return resp, nil
+}
+
+// exchangeUDP sends req to addr over UDP and reads the answer with the ID
+// asked into a buffer of maxUDPAnswer bytes. miekg/dns's Client reads into
+// a buffer of the request's EDNS0 size (ednsSize, 1232), so an upstream
+// answer a little larger than the size asked for, without TC (servers that
+// advertise 4096 and fill it), was cut at 1232 bytes, failed to unpack and
+// counted as an upstream error: SERVFAIL after 22 rounds of asking again;
+// dnsmasq, whose receive buffer is its EDNS0 size plus a name and a record
+// header, takes such answers.
+func exchangeUDP(ctx context.Context, addr string, req *dns.Msg, timeout time.Duration) (*dns.Msg, error) {
+	c := &dns.Client{Net: "udp", Timeout: timeout}
+	co, err := c.DialContext(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	defer co.Close()
+	co.UDPSize = maxUDPAnswer
+	dl := time.Now().Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	if err := co.SetDeadline(dl); err != nil {
+		return nil, err
+	}
+	if err := co.WriteMsg(req); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, maxUDPAnswer)
+	for {
+		n, err := co.Read(buf)
+		if err != nil {
+			return nil, err
+		}
+		if n < 12 || binary.BigEndian.Uint16(buf) != req.Id {
+			continue // not an answer, or a late one to an earlier query
+		}
+		resp := new(dns.Msg)
+		if err := resp.Unpack(buf[:n]); err != nil {
+			return nil, fmt.Errorf("%w: %w", errBadAnswer, err)
+		}
+		// miekg/dns takes a packet that ends before the records its
+		// header counts as holding fewer; dnsmasq answers SERVFAIL to it.
+		// Only a truncated answer may be cut short.
+		if !resp.Truncated && (len(resp.Answer) != int(binary.BigEndian.Uint16(buf[6:])) ||
+			len(resp.Ns) != int(binary.BigEndian.Uint16(buf[8:])) ||
+			len(resp.Extra) != int(binary.BigEndian.Uint16(buf[10:]))) {
+			return nil, fmt.Errorf("%w: fewer records than its header counts", errBadAnswer)
+		}
+		return resp, nil
+	}
 }
 
 // toAnswer packs an upstream reply and works out how long to cache it:

@@ -294,8 +294,9 @@ func TestPTRConsulThenUpstream(t *testing.T) {
 }
 
 // startDnsmasq runs dnsmasq on a free loopback port, forwarding every name
-// to the upstream at upAddr, and returns its address once it answers.
-func startDnsmasq(t *testing.T, upAddr string) string {
+// to the upstream at upAddr (and more), and returns its address once it
+// answers.
+func startDnsmasq(t *testing.T, upAddr string, more ...string) string {
 	t.Helper()
 	dnsmasq := proctest.Tool(t, "dnsmasq", "Debian package dnsmasq-base")
 	me, err := user.Current()
@@ -305,8 +306,13 @@ func startDnsmasq(t *testing.T, upAddr string) string {
 	addr := proctest.FreeAddr(t)
 	host, port, _ := net.SplitHostPort(addr)
 	upHost, upPort, _ := net.SplitHostPort(upAddr)
-	proctest.Start(t, exec.Command(dnsmasq, "-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
-		"--listen-address="+host, "--port="+port, "--server="+upHost+"#"+upPort, "--user="+me.Username, "--pid-file=", "--log-facility=-"), proctest.Options{})
+	args := []string{"-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
+		"--listen-address=" + host, "--port=" + port, "--server=" + upHost + "#" + upPort, "--user=" + me.Username, "--pid-file=", "--log-facility=-"}
+	for _, up := range more {
+		h, p, _ := net.SplitHostPort(up)
+		args = append(args, "--server="+h+"#"+p)
+	}
+	proctest.Start(t, exec.Command(dnsmasq, args...), proctest.Options{})
 	// Asked without dig, which fails the test on the "connection refused"
 	// of a dnsmasq not listening yet.
 	eventually.True(t, 10*time.Second, "dnsmasq answering", func() bool {
@@ -384,6 +390,171 @@ func TestAllRefusedAsDnsmasq(t *testing.T) {
 		want := dig(t, dmAddr, name, "A").status
 		if got := dig(t, addr, name, "A").status; got != want {
 			t.Errorf("%s: %s; dnsmasq %s", name, got, want)
+		}
+	}
+}
+
+// TestOversizedUDPAnswerAsDnsmasq: an upstream whose UDP answer is larger
+// than the 1232 bytes asked for, without TC (60 uncompressed A records,
+// about 1.7 kB): dnsmasq relays it, asking once; dnsforward read it into a
+// 1232-byte buffer, failed to unpack it and gave SERVFAIL after asking 22
+// times.
+func TestOversizedUDPAnswerAsDnsmasq(t *testing.T) {
+	requireDig(t)
+	handler := func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+		m := recursiveReply(r)
+		q := r.Question[0]
+		if strings.HasPrefix(strings.ToLower(q.Name), "many") && q.Qtype == dns.TypeA {
+			for i := 1; i <= 60; i++ {
+				m.Answer = append(m.Answer, mustRR(q.Name+" 60 IN A 192.0.2."+strconv.Itoa(i)))
+			}
+		}
+		return m // miekg/dns sends it uncompressed, whatever its size
+	}
+	upF, upD := startUpstream(t, handler), startUpstream(t, handler)
+	_, addr := startServer(t, upstreamConfig(t, upF.addr))
+	dmAddr := startDnsmasq(t, upD.addr)
+	for _, args := range [][]string{{"many.example", "A", "+bufsize=4096"}, {"many2.example", "A", "+tcp"}} {
+		got, want := dig(t, addr, args...), dig(t, dmAddr, args...)
+		if got.status != want.status || len(got.answer) != len(want.answer) {
+			t.Errorf("%v: %s with %d records; dnsmasq %s with %d", args, got.status, len(got.answer), want.status, len(want.answer))
+		}
+		name := args[0] + "."
+		if f, d := upF.queries(name, "udp")+upF.queries(name, "tcp"), upD.queries(name, "udp")+upD.queries(name, "tcp"); f != d {
+			t.Errorf("%v: upstream asked %d times; by dnsmasq %d", args, f, d)
+		}
+	}
+}
+
+// TestBadUpstreamAnswerAskedOnceAsDnsmasq: an upstream whose UDP answer
+// does not unpack (cut in its question), is for another question, or
+// announces three answer records and holds none. dnsmasq asks it once,
+// answers the last SERVFAIL and does not answer the first two; dnsforward
+// asked again 22 times within half a second before its SERVFAIL, and took
+// the last as NODATA (miekg/dns reads a packet ending early as holding
+// fewer records). It now asks once and answers SERVFAIL (or the next
+// upstream's answer).
+func TestBadUpstreamAnswerAskedOnceAsDnsmasq(t *testing.T) {
+	handler := func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+		m := recursiveReply(r)
+		switch n := strings.ToLower(r.Question[0].Name); {
+		case strings.HasPrefix(n, "cut"):
+			b, err := m.Pack()
+			if err != nil {
+				panic(err)
+			}
+			_, _ = w.Write(b[:len(b)-3])
+			return nil
+		case strings.HasPrefix(n, "garbage"):
+			b, err := m.Pack()
+			if err != nil {
+				panic(err)
+			}
+			b[7] = 3 // ANCOUNT 3, and no records
+			_, _ = w.Write(b)
+			return nil
+		case strings.HasPrefix(n, "other"):
+			m.Question[0].Name = "elsewhere.example."
+		}
+		return m
+	}
+	upF, upD := startUpstream(t, handler), startUpstream(t, handler)
+	good := startUpstream(t, zoneHandler)
+	_, addr := startServer(t, upstreamConfig(t, upF.addr))
+	_, addr2 := startServer(t, upstreamConfig(t, upF.addr, good.addr))
+	dmAddr := startDnsmasq(t, upD.addr)
+	for _, name := range []string{"cut.example.", "other.example.", "garbage.example."} {
+		if r := exchange(t, addr, name, dns.TypeA, "udp"); r.Rcode != dns.RcodeServerFailure {
+			t.Errorf("%s: %s, want SERVFAIL", name, dns.RcodeToString[r.Rcode])
+		}
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(m, dmAddr)
+		if err == nil && r.Rcode != dns.RcodeServerFailure {
+			t.Errorf("%s: dnsmasq answers %s", name, dns.RcodeToString[r.Rcode])
+		}
+		if f, d := upF.queries(name, "udp"), upD.queries(name, "udp"); f != d {
+			t.Errorf("%s: upstream asked %d times; by dnsmasq %d", name, f, d)
+		}
+	}
+	// With a second upstream, its answer.
+	for _, name := range []string{"cut.example.", "other.example.", "garbage.example."} {
+		if r := exchange(t, addr2, name, dns.TypeA, "udp"); r.Rcode != dns.RcodeNameError {
+			t.Errorf("%s with a good second upstream: %s, want its NXDOMAIN", name, dns.RcodeToString[r.Rcode])
+		}
+	}
+}
+
+// TestOPTFollowsTheClientNotTheUpstream: the reply has OPT when the client
+// sent one, whatever the upstream sent (RFC 6891 sections 6.1.1 and 7).
+// dnsmasq relays a fresh answer's OPT, or its lack, as the upstream sent
+// it (README, differences); checked against it here so a change in either
+// shows.
+func TestOPTFollowsTheClientNotTheUpstream(t *testing.T) {
+	requireDig(t)
+	handler := func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+		m := recursiveReply(r)
+		m.Rcode = dns.RcodeNameError
+		m.Ns = append(m.Ns, mustRR("example. 300 IN SOA ns.example. h.example. 1 3600 600 86400 60"))
+		if strings.HasPrefix(strings.ToLower(r.Question[0].Name), "withopt") {
+			m.SetEdns0(4096, false)
+		}
+		return m
+	}
+	up := startUpstream(t, handler)
+	_, addr := startServer(t, upstreamConfig(t, up.addr))
+	dmAddr := startDnsmasq(t, up.addr)
+	hasOPT := func(r digResult) bool { return strings.Contains(r.raw, "; EDNS: version") }
+	for _, c := range []struct {
+		name, edns string
+		want       bool
+	}{{"noopt.example", "+edns=0", true}, {"withopt.example", "+noedns", false}} {
+		got, dm := dig(t, addr, c.name, "A", c.edns), dig(t, dmAddr, c.name, "A", c.edns)
+		if hasOPT(got) != c.want {
+			t.Errorf("%s %s: OPT %v, want %v\n%s", c.name, c.edns, hasOPT(got), c.want, got.raw)
+		}
+		if hasOPT(dm) == c.want {
+			t.Logf("%s %s: dnsmasq now follows the RFC too (README, differences)", c.name, c.edns)
+		}
+		if got.status != dm.status {
+			t.Errorf("%s: %s; dnsmasq %s", c.name, got.status, dm.status)
+		}
+	}
+}
+
+// TestDeadFirstUpstreamAsDnsmasq: the first upstream never answers. dnsmasq
+// answers every name at once from the second (after its first query, sent
+// to both, it keeps to the server that answered); dnsforward waited the
+// try timeout for the dead one on every name not in its cache. It now asks
+// an upstream that timed out last, for 20 seconds.
+func TestDeadFirstUpstreamAsDnsmasq(t *testing.T) {
+	dead, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	good := startUpstream(t, zoneHandler)
+	cfg := upstreamConfig(t, dead.LocalAddr().String(), good.addr)
+	_, addr := startServer(t, cfg)
+	dmAddr := startDnsmasq(t, dead.LocalAddr().String(), good.addr)
+	took := func(a, name string) time.Duration {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		start := time.Now()
+		r, _, err := (&dns.Client{Timeout: 5 * time.Second}).Exchange(m, a)
+		if err != nil || r.Rcode != dns.RcodeNameError {
+			t.Fatalf("%s from %s: %v %v", name, a, r, err)
+		}
+		return time.Since(start)
+	}
+	took(addr, "first.example.") // times the dead one out once
+	for _, name := range []string{"n1.example.", "n2.example.", "n3.example."} {
+		dm, got := took(dmAddr, name), took(addr, name)
+		if got >= cfg.TryTimeout/2 {
+			t.Errorf("%s: answered after %s (try timeout %s); dnsmasq after %s", name, got, cfg.TryTimeout, dm)
+		}
+		if dm >= cfg.TryTimeout/2 {
+			t.Errorf("%s: dnsmasq answered after %s", name, dm)
 		}
 	}
 }
