@@ -28,7 +28,7 @@ func TestConformTemplateCommandForms(t *testing.T) {
 		"twoblank.hcl": "template {\n source = \"in.tmpl\"\n destination = \"out\"\n command = \"  \"\n}\n" +
 			"template {\n contents = \"two\"\n destination = \"out2\"\n command = \"touch c\"\n}\n",
 	}
-	for _, args := range [][]string{
+	compareOnce(t, files, nil, [][]string{
 		{"-template", "in.tmpl:out:   "},
 		{"-template", "in.tmpl:out:\t"},
 		{"-template", "in.tmpl:out: touch y"},
@@ -42,18 +42,28 @@ func TestConformTemplateCommandForms(t *testing.T) {
 		{"-config", "execfirst.hcl"},
 		{"-config", "execempty.hcl"},
 		{"-config", "twoblank.hcl"},
-	} {
+	})
+}
+
+// compareOnce runs both tools with -once, the test agent and base plus each
+// case's arguments, each case in a parallel subtest in folders holding
+// files, and compares their exit codes and the files they leave; an error
+// of templater's must be one line.
+func compareOnce(t *testing.T, files map[string]string, base []string, cases [][]string) {
+	t.Helper()
+	for _, args := range cases {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			t.Parallel()
 			var res [2]outcome
 			var left [2]string
 			for i, tl := range tools(t) {
 				dir := toolDir(t, tl.name, files)
-				res[i] = runTool(t, tl.bin, dir, "", 30*time.Second, append([]string{"-once", "-log-level", "err", "-consul-addr", agent.HTTPAddr()}, args...)...)
+				all := append(append([]string{"-once", "-log-level", "err", "-consul-addr", agent.HTTPAddr()}, base...), args...)
+				res[i] = runTool(t, tl.bin, dir, "", 30*time.Second, all...)
 				left[i] = dirContents(t, dir)
 			}
 			if res[0].Code != res[1].Code || left[0] != left[1] {
-				t.Errorf("%v:\nconsul-template: exit %d, files %s\n  stderr: %s\ntemplater:       exit %d, files %s\n  stderr: %s",
+				t.Errorf("%q:\nconsul-template: exit %d, files %s\n  stderr: %s\ntemplater:       exit %d, files %s\n  stderr: %s",
 					args, res[0].Code, left[0], lastLines(res[0].Stderr), res[1].Code, left[1], lastLines(res[1].Stderr))
 			}
 			if res[1].Code != 0 && strings.Contains(strings.TrimSpace(res[1].Stderr), "\n") {
@@ -98,7 +108,7 @@ func TestConformExecEmptyCommand(t *testing.T) {
 		"touch.hcl":     "exec {\n command = \"touch child\"\n}\n",
 		"blank.hcl":     "exec {\n command = \"  \"\n}\n",
 	}
-	for _, args := range [][]string{
+	compareOnce(t, files, []string{"-template", "in.tmpl:out"}, [][]string{
 		{"-config", "empty.hcl"},
 		{"-config", "emptylist.hcl"},
 		{"-config", "touch.hcl", "-exec", ""},
@@ -106,20 +116,5 @@ func TestConformExecEmptyCommand(t *testing.T) {
 		{"-exec", ""},
 		{"-config", "blank.hcl"},
 		{"-exec", "   "},
-	} {
-		t.Run(strings.Join(args, " "), func(t *testing.T) {
-			t.Parallel()
-			var res [2]outcome
-			var left [2]string
-			for i, tl := range tools(t) {
-				dir := toolDir(t, tl.name, files)
-				res[i] = runTool(t, tl.bin, dir, "", 30*time.Second, append([]string{"-once", "-log-level", "err", "-consul-addr", agent.HTTPAddr(), "-template", "in.tmpl:out"}, args...)...)
-				left[i] = dirContents(t, dir)
-			}
-			if res[0].Code != res[1].Code || left[0] != left[1] {
-				t.Errorf("%q:\nconsul-template: exit %d, files %s\n  stderr: %s\ntemplater:       exit %d, files %s\n  stderr: %s",
-					args, res[0].Code, left[0], lastLines(res[0].Stderr), res[1].Code, left[1], lastLines(res[1].Stderr))
-			}
-		})
-	}
+	})
 }
