@@ -1117,6 +1117,9 @@ func TestTokenPrecedenceAsConsulLock(t *testing.T) {
 		{"-token over CONSUL_HTTP_TOKEN_FILE", []string{"-token", a.Token}, []string{"CONSUL_HTTP_TOKEN_FILE=" + bad}},
 		{"CONSUL_HTTP_TOKEN_FILE over CONSUL_HTTP_TOKEN", nil, []string{"CONSUL_HTTP_TOKEN_FILE=" + a.TokenFile, "CONSUL_HTTP_TOKEN=wrong"}},
 		{"-token over CONSUL_HTTP_TOKEN", []string{"-token", a.Token}, []string{"CONSUL_HTTP_TOKEN=wrong"}},
+		// An empty -token is no token given: the variables still count.
+		{"-token \"\" then CONSUL_HTTP_TOKEN", []string{"-token", ""}, []string{"CONSUL_HTTP_TOKEN=" + a.Token}},
+		{"-token \"\" then CONSUL_HTTP_TOKEN_FILE", []string{"-token="}, []string{"CONSUL_HTTP_TOKEN_FILE=" + a.TokenFile}},
 	}
 	ran := func(bin string, pre []string, c int, args []string, env []string) bool {
 		marker := filepath.Join(dir, fmt.Sprintf("ran-%d-%s", c, filepath.Base(bin)))
