@@ -40,15 +40,13 @@ func compareExact(t *testing.T, addr, consulAddr string, cases []string) {
 func TestLetterCaseLikeConsul(t *testing.T) {
 	a := consultest.Require(t, agent)
 	requireDig(t)
-	seed(t, a)
-	// A service with a sidecar proxy has a virtual IP (vweb.virtual.consul).
+	addr := startSeeded(t, a)
+	// A service with a sidecar proxy has a virtual IP (vweb.virtual.consul),
+	// given with the proxy's registration in the catalog.
 	consultest.Register(t, a.Client(), &api.AgentServiceRegistration{ID: "vweb1", Name: "vweb", Port: 80, Address: "10.9.0.1"})
 	consultest.Register(t, a.Client(), &api.AgentServiceRegistration{ID: "vweb1-proxy", Name: "vweb-sidecar-proxy", Kind: api.ServiceKindConnectProxy,
 		Port: 21000, Proxy: &api.AgentServiceConnectProxyConfig{DestinationServiceName: "vweb", DestinationServiceID: "vweb1"}})
-	cfg := baseConfig(a)
-	cfg.AgentDNSConfig = true
-	_, addr := startServer(t, cfg)
-	time.Sleep(200 * time.Millisecond)
+	waitSeeded(t, a, addr, map[string][]string{"vweb.service.consul A": {"10.9.0.1"}, "vweb.connect.consul A": {"127.0.0.1"}})
 	if r := dig(t, a.DNSAddr(), "vweb.virtual.consul", "A"); len(r.answer) != 1 {
 		t.Fatalf("no virtual IP for vweb from Consul's DNS:\n%s", r.raw)
 	}
@@ -69,13 +67,8 @@ func TestLetterCaseLikeConsul(t *testing.T) {
 func TestReverseNamesAnyTypeLikeConsul(t *testing.T) {
 	a := consultest.Require(t, agent)
 	requireDig(t)
-	seed(t, a)
 	up := startUpstream(t, outsideZone)
-	cfg := baseConfig(a)
-	cfg.AgentDNSConfig = true
-	cfg.Upstreams = []string{up.addr}
-	_, addr := startServer(t, cfg)
-	time.Sleep(200 * time.Millisecond)
+	addr := startSeeded(t, a, up.addr)
 	var cases []string
 	for _, n := range []string{"1.0.0.127.in-addr.arpa", "2.0.0.10.in-addr.arpa", "3.2.1.10.in-addr.arpa",
 		"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa"} {
@@ -173,7 +166,7 @@ func TestMalformedLikeConsul(t *testing.T) {
 	a := consultest.Require(t, agent)
 	seed(t, a)
 	_, addr := startServer(t, baseConfig(a))
-	time.Sleep(200 * time.Millisecond)
+	waitSeeded(t, a, addr, seededLast)
 	ok := packQuery("mixedcase.service.consul.", dns.TypeA, false)
 	with := func(i int, v byte) []byte {
 		b := append([]byte(nil), ok...)
@@ -227,13 +220,8 @@ func packClass(name string, qtype, qclass uint16, edns bool) []byte {
 // forwards it, and gets the upstream's answer.
 func TestOtherClassesLikeConsulAndDnsmasq(t *testing.T) {
 	a := consultest.Require(t, agent)
-	seed(t, a)
 	up := startUpstream(t, outsideZone)
-	cfg := baseConfig(a)
-	cfg.AgentDNSConfig = true
-	cfg.Upstreams = []string{up.addr}
-	_, addr := startServer(t, cfg)
-	time.Sleep(200 * time.Millisecond)
+	addr := startSeeded(t, a, up.addr)
 	consul := map[string][]byte{}
 	outside := map[string][]byte{}
 	for _, c := range []uint16{dns.ClassNONE, dns.ClassCHAOS, dns.ClassHESIOD, dns.ClassANY, 0x1234} {

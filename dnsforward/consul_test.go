@@ -81,13 +81,32 @@ func seed(t *testing.T, a *consultest.Agent) {
 	})
 }
 
+// seededLast is the answers to the names seed registers last, for
+// waitSeeded: both mapped instances (one target for their one address,
+// their ports apart) and metanode's meta.
+var seededLast = map[string][]string{
+	"mapped.service.consul SRV": {"1 1 5 0a030005.addr.dc1.consul.", "1 1 6 0a030005.addr.dc1.consul."},
+	"metanode.node.consul TXT":  {"\"k=a``b\"", `"raw=1"`},
+}
+
+// startSeeded seeds agent a (seed) and starts dnsforward on it with the
+// agent's DNS settings, as main runs it, and with upstreams; it returns
+// dnsforward's address once dnsforward and Consul's DNS both see the seed.
+func startSeeded(t *testing.T, a *consultest.Agent, upstreams ...string) string {
+	t.Helper()
+	seed(t, a)
+	cfg := baseConfig(a)
+	cfg.AgentDNSConfig = true
+	cfg.Upstreams = upstreams
+	_, addr := startServer(t, cfg)
+	waitSeeded(t, a, addr, seededLast)
+	return addr
+}
+
 func TestSameAnswersAsConsulDNS(t *testing.T) {
 	a := consultest.Require(t, agent)
 	requireDig(t)
-	seed(t, a)
-	cfg := baseConfig(a)
-	cfg.AgentDNSConfig = true // as main runs it
-	_, addr := startServer(t, cfg)
+	addr := startSeeded(t, a)
 	node := a.NodeName
 	cases := []string{
 		"web.service.consul A", "web.service.consul SRV", "web.service.consul AAAA", "web.service.consul ANY",
@@ -139,8 +158,6 @@ func TestSameAnswersAsConsulDNS(t *testing.T) {
 		"WEB.Service.Consul A +subnet=192.0.2.0/24", "WEB.Service.Consul TXT +subnet=192.0.2.0/24", "Pq.Query.Consul A",
 		"N" + strings.ToUpper(node[:1]) + node[1:] + ".Node.Consul A +subnet=192.0.2.0/24",
 	}
-	// Let both see the seeded catalog (Consul's own DNS reads it too).
-	time.Sleep(200 * time.Millisecond)
 	compareWithConsul(t, addr, a.DNSAddr(), cases)
 	// A negative answer's SOA as Consul writes it, whatever the question's
 	// letter case (compareWithConsul compares the authority without case).
@@ -288,16 +305,9 @@ func TestFreshAfterChange(t *testing.T) {
 	c := a.Client()
 	ag := c.Agent()
 	for i, ip := range []string{"10.7.0.1", "10.7.0.2", "10.7.0.3"} {
-		if err := ag.ServiceRegister(&api.AgentServiceRegistration{ID: fmt.Sprintf("fresh%d", i), Name: "fresh", Port: 80, Address: ip,
-			Check: &api.AgentServiceCheck{CheckID: fmt.Sprintf("fresh%d-ttl", i), TTL: "10m", Status: api.HealthPassing}}); err != nil {
-			t.Fatal(err)
-		}
+		consultest.Register(t, c, &api.AgentServiceRegistration{ID: fmt.Sprintf("fresh%d", i), Name: "fresh", Port: 80, Address: ip,
+			Check: &api.AgentServiceCheck{CheckID: fmt.Sprintf("fresh%d-ttl", i), TTL: "10m", Status: api.HealthPassing}})
 	}
-	t.Cleanup(func() {
-		for i := 0; i < 3; i++ {
-			_ = ag.ServiceDeregister(fmt.Sprintf("fresh%d", i))
-		}
-	})
 	_, addr := startServer(t, baseConfig(a))
 	pollUntil(t, addr, "fresh.service.consul.", time.Now(), 10*time.Second, func(m *dns.Msg) bool { return len(addrs(m)) == 3 })
 
@@ -407,17 +417,9 @@ func TestConsulOutageServesCachedThenFresh(t *testing.T) {
 func TestTruncation40Instances(t *testing.T) {
 	a := consultest.Require(t, agent)
 	requireDig(t)
-	ag := a.Client().Agent()
 	for i := 0; i < 40; i++ {
-		if err := ag.ServiceRegister(&api.AgentServiceRegistration{ID: fmt.Sprintf("many%d", i), Name: "many", Port: 1000 + i, Address: fmt.Sprintf("10.40.0.%d", i+1)}); err != nil {
-			t.Fatal(err)
-		}
+		consultest.Register(t, a.Client(), &api.AgentServiceRegistration{ID: fmt.Sprintf("many%d", i), Name: "many", Port: 1000 + i, Address: fmt.Sprintf("10.40.0.%d", i+1)})
 	}
-	t.Cleanup(func() {
-		for i := 0; i < 40; i++ {
-			_ = ag.ServiceDeregister(fmt.Sprintf("many%d", i))
-		}
-	})
 	_, addr := startServer(t, baseConfig(a))
 	pollUntil(t, addr, "many.service.consul.", time.Now(), 10*time.Second, func(m *dns.Msg) bool { return len(m.Answer) == 40 || m.Truncated })
 	for _, qt := range []string{"A", "SRV"} {
@@ -511,17 +513,9 @@ func TestMaxStale(t *testing.T) {
 // recvmmsg readers are not available (x/net batches).
 func TestPortableUDPPath(t *testing.T) {
 	a := consultest.Require(t, agent)
-	ag := a.Client().Agent()
 	for i := 0; i < 40; i++ {
-		if err := ag.ServiceRegister(&api.AgentServiceRegistration{ID: fmt.Sprintf("port%d", i), Name: "portable", Port: 80, Address: fmt.Sprintf("10.13.0.%d", i+1)}); err != nil {
-			t.Fatal(err)
-		}
+		consultest.Register(t, a.Client(), &api.AgentServiceRegistration{ID: fmt.Sprintf("port%d", i), Name: "portable", Port: 80, Address: fmt.Sprintf("10.13.0.%d", i+1)})
 	}
-	t.Cleanup(func() {
-		for i := 0; i < 40; i++ {
-			_ = ag.ServiceDeregister(fmt.Sprintf("port%d", i))
-		}
-	})
 	cfg := baseConfig(a)
 	cfg.portableUDP = true
 	_, addr := startServer(t, cfg)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/berth/berth/pkg/logging"
 	"github.com/berth/berth/pkg/proctest"
 	"github.com/miekg/dns"
@@ -219,14 +221,61 @@ func set(rs []string) []string {
 // exchange asks addr one question with miekg/dns (for tight polling loops).
 func exchange(t *testing.T, addr, name string, qtype uint16, net string) *dns.Msg {
 	t.Helper()
-	m := new(dns.Msg)
-	m.SetQuestion(name, qtype)
-	c := &dns.Client{Net: net, Timeout: 3 * time.Second}
-	r, _, err := c.Exchange(m, addr)
+	r, err := ask(addr, name, qtype, net)
 	if err != nil {
 		t.Fatalf("query %s %s: %v", name, dns.TypeToString[qtype], err)
 	}
 	return r
+}
+
+// ask asks addr one question with miekg/dns, as exchange, and returns the
+// error instead of failing the test.
+func ask(addr, name string, qtype uint16, net string) (*dns.Msg, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	c := &dns.Client{Net: net, Timeout: 3 * time.Second}
+	r, _, err := c.Exchange(m, addr)
+	return r, err
+}
+
+// seedTimeout bounds waitSeeded. It is generous on purpose: the wait ends
+// as soon as both servers see the seed, and one that never does is a
+// broken set-up, not a slow machine.
+const seedTimeout = 30 * time.Second
+
+// waitSeeded waits until both servers a test compares see the catalog it
+// seeded on agent a: dnsforward at addr and Consul's DNS both answer each
+// question of last ("name TYPE", for the names seeded last) with exactly
+// the records' data given there (over TCP, so no answer is cut; the data
+// as dig prints it, in any order). It fails the test with what was still
+// missing after seedTimeout.
+func waitSeeded(t *testing.T, a *consultest.Agent, addr string, last map[string][]string) {
+	t.Helper()
+	questions := make([]string, 0, len(last))
+	for q := range last {
+		questions = append(questions, q)
+	}
+	sort.Strings(questions)
+	servers := []struct{ name, addr string }{{"dnsforward", addr}, {"Consul's DNS", a.DNSAddr()}}
+	eventually.Holds(t, seedTimeout, "dnsforward and Consul's DNS to see the seeded catalog", func() (bool, string) {
+		for _, q := range questions {
+			f := strings.Fields(q)
+			for _, s := range servers {
+				r, err := ask(s.addr, dns.Fqdn(f[0]), dns.StringToType[f[1]], "tcp")
+				if err != nil {
+					return false, fmt.Sprintf("%s from %s: %v", q, s.name, err)
+				}
+				var data []string
+				for _, rr := range r.Answer {
+					data = append(data, strings.TrimPrefix(rr.String(), rr.Header().String()))
+				}
+				if got, want := set(data), set(last[q]); !reflect.DeepEqual(got, want) {
+					return false, fmt.Sprintf("%s from %s: %s %q, want %q", q, s.name, dns.RcodeToString[r.Rcode], got, want)
+				}
+			}
+		}
+		return true, ""
+	})
 }
 
 func addrs(m *dns.Msg) []string {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/berth/berth/pkg/consultest"
 	"github.com/hashicorp/consul/api"
@@ -62,7 +61,7 @@ func TestHostNameAddressesLikeConsul(t *testing.T) {
 	cfg.AgentDNSConfig = true // as main runs it
 	cfg.Upstreams = []string{up.addr}
 	_, addr := startServer(t, cfg)
-	time.Sleep(200 * time.Millisecond)
+	waitSeeded(t, a, addr, map[string][]string{"dup.service.consul A": {"10.52.0.1"}, "ontag.service.consul A": {"10.51.0.1"}})
 	var cases []string
 	for _, svc := range []string{"toinner", "legacy", "mixedout", "mixedin", "alias", "nowhere", "chain1", "chain3", "onext", "tagged", "sameaddr", "dup", "ontag"} {
 		for _, qt := range []string{"A", "AAAA", "SRV", "ANY", "TXT", "MX"} {

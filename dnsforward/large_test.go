@@ -147,10 +147,7 @@ func TestCutSRVKeepsGlueLikeConsul(t *testing.T) {
 // keeps a name's first record of any type).
 func TestCutSRVKeepsAddressNotMeta(t *testing.T) {
 	a := consultest.Require(t, agent)
-	seed(t, a)
-	cfg := baseConfig(a)
-	cfg.AgentDNSConfig = true // as main runs it: the agent's udp_answer_limit
-	_, addr := startServer(t, cfg)
+	addr := startSeeded(t, a) // with the agent's udp_answer_limit, as main runs it
 	// The set-up holds the fault's cause: a target with both an address
 	// and a meta TXT record in the whole answer.
 	full := exchange(t, addr, "web.service.consul.", dns.TypeSRV, "tcp")

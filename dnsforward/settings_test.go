@@ -51,8 +51,10 @@ func TestAgentDNSSettings(t *testing.T) {
 		Check: &api.AgentServiceCheck{TTL: "10m", Status: api.HealthWarning}}))
 	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "x1", Name: "webx", Port: 80, Address: "10.41.0.1"}))
 	must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: "o1", Name: "other", Port: 80, Address: "10.42.0.1"}))
+	var five []string // their SRV records, seeded last
 	for i := 1; i <= 5; i++ {
 		must(t, ag.ServiceRegister(&api.AgentServiceRegistration{ID: fmt.Sprintf("f%d", i), Name: "five", Port: 80, Address: fmt.Sprintf("10.43.0.%d", i)}))
+		five = append(five, fmt.Sprintf("1 1 80 0a2b00%02x.addr.dc1.berth.test.", i))
 	}
 	var logs eventually.Buffer
 	cfg := baseConfig(a)
@@ -65,7 +67,7 @@ func TestAgentDNSSettings(t *testing.T) {
 			t.Fatalf("agent settings not read within 10s: domains %v", s.settings.Load().domains)
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
+	waitSeeded(t, a, addr, map[string][]string{"five.service.berth.test SRV": five})
 	cases := []string{
 		"web.service.berth.test A", "web.service.berth.test SRV", "web.service.alt.test SRV", "web.service.berth.test AAAA",
 		"webx.service.berth.test A", "other.service.alt.test A", "other.service.berth.test SRV",
