@@ -720,7 +720,9 @@ func (s *Server) slow(ctx context.Context, q *query) []byte {
 			return s.withECS(q, b)
 		}
 	}
-	a, err := s.fwd.resolve(ctx, key, name, q.qtype, q.qclass)
+	// Asked in the client's letter case and, for a TCP client, over TCP,
+	// as dnsmasq asks.
+	a, err := s.fwd.resolve(ctx, key, upQuestion{name: q.request().Question[0].Name, qtype: q.qtype, qclass: q.qclass, tcp: q.tcp})
 	if err != nil {
 		if errors.Is(err, errNoUpstream) {
 			return s.fail(q, zoneUpstream, dns.RcodeRefused)
