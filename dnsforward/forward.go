@@ -150,27 +150,68 @@ func (f *forwarder) order() []string {
 
 // upQuestion is a question to ask upstream: the name in the letter case
 // to ask it in (the client's, as dnsmasq asks), over TCP first when tcp is
-// set (a TCP client's question, as dnsmasq asks it).
+// set (a TCP client's question, as dnsmasq asks it), with the client's CD
+// and DO bits.
 type upQuestion struct {
 	name          string
 	qtype, qclass uint16
-	tcp           bool
+	tcp, cd, do   bool
 }
 
 // resolve answers key (name, type, class) from upstream, joining an identical
-// query already in flight.
+// query already in flight. An answer asked with CD is not cached (dnsmasq
+// keeps it out of its cache); one asked with DO is cached without its
+// DNSSEC records, for questions without DO (dnsmasq caches its records,
+// and answers a question with DO from upstream only).
 func (f *forwarder) resolve(ctx context.Context, key string, uq upQuestion) (*answer, error) {
-	return f.flights.do(ctx, key, f.s.m.coalesced.Inc, func() (*answer, error) {
+	fkey := key
+	if uq.cd || uq.do {
+		fkey += string([]byte{0, b2i(uq.cd), b2i(uq.do)})
+	}
+	return f.flights.do(ctx, fkey, f.s.m.coalesced.Inc, func() (*answer, error) {
 		resp, err := f.exchange(ctx, uq)
 		if err != nil {
 			return nil, err
 		}
+		if uq.do && !uq.cd {
+			if kept, err := f.toAnswer(withoutDNSSEC(resp)); err == nil && kept.expires > kept.stored {
+				f.store(key, kept)
+			}
+		}
 		a, err := f.toAnswer(resp)
-		if a != nil && a.expires > a.stored {
+		if a != nil && a.expires > a.stored && !uq.cd && !uq.do {
 			f.store(key, a)
 		}
 		return a, err
 	})
+}
+
+func b2i(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// withoutDNSSEC is a copy of m without the DNSSEC records an answer to a
+// question with DO may hold (RRSIG, NSEC, NSEC3), unless asked for.
+func withoutDNSSEC(m *dns.Msg) *dns.Msg {
+	c := m.Copy()
+	keep := func(rrs []dns.RR) []dns.RR {
+		out := rrs[:0]
+		for _, rr := range rrs {
+			switch rr.Header().Rrtype {
+			case dns.TypeRRSIG, dns.TypeNSEC, dns.TypeNSEC3:
+				if rr.Header().Rrtype != c.Question[0].Qtype {
+					continue
+				}
+			}
+			out = append(out, rr)
+		}
+		return out
+	}
+	c.Answer, c.Ns, c.Extra = keep(c.Answer), keep(c.Ns), keep(c.Extra)
+	return c
 }
 
 var errNoUpstream = errors.New("no upstream resolver configured")
@@ -195,7 +236,8 @@ func (f *forwarder) exchange(ctx context.Context, uq upQuestion) (*dns.Msg, erro
 	req.SetQuestion(uq.name, uq.qtype)
 	req.Question[0].Qclass = uq.qclass
 	req.RecursionDesired = true
-	req.SetEdns0(ednsSize, false)
+	req.CheckingDisabled = uq.cd
+	req.SetEdns0(ednsSize, uq.do)
 	var lastErr error
 	refused := 0
 	order := f.order()

@@ -6,6 +6,7 @@ package main
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"slices"
@@ -318,6 +319,83 @@ func TestUpstreamAskedInClientCaseAsDnsmasq(t *testing.T) {
 	defer mu.Unlock()
 	if f, d := seen[upF.addr], seen[upD.addr]; !slices.Equal(f, d) {
 		t.Errorf("upstream asked %q; by dnsmasq %q", f, d)
+	}
+}
+
+// TestCDAndDOAsDnsmasq: dnsmasq 2.90 (without --dnssec) answers a question
+// with CD set from its cache when it has the answer, and otherwise asks
+// upstream with CD and keeps the answer out of its cache; a question with
+// DO set it always asks upstream, with DO, and relays the answer (whose
+// records but the signatures it caches for questions without DO).
+// dnsforward answered both from its cache and asked upstream without CD
+// and DO.
+func TestCDAndDOAsDnsmasq(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string][]string{} // upstream address: the questions asked, with CD and DO
+	record := func(up **upstream) func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+		return func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+			do := false
+			if o := r.IsEdns0(); o != nil {
+				do = o.Do()
+			}
+			mu.Lock()
+			seen[(*up).addr] = append(seen[(*up).addr], fmt.Sprintf("%s cd=%v do=%v", r.Question[0].Name, r.CheckingDisabled, do))
+			mu.Unlock()
+			q := r.Question[0]
+			m := recursiveReply(r)
+			m.Answer = append(m.Answer, mustRR(q.Name+" 60 IN A 192.0.2.1"))
+			if do {
+				// As a signed zone's server answers DO: with the
+				// signature, and DO copied (RFC 3225).
+				m.Answer = append(m.Answer, mustRR(q.Name+" 60 IN RRSIG A 8 2 60 20300101000000 20200101000000 12345 example. AAAA"))
+				m.SetEdns0(1232, true)
+			}
+			return m
+		}
+	}
+	var upF, upD *upstream
+	upF, upD = startUpstream(t, record(&upF)), startUpstream(t, record(&upD))
+	_, addr := startServer(t, upstreamConfig(t, upF.addr))
+	dm := startDnsmasqNoProbe(t, upD.addr)
+	ask := func(a, name string, cd, do bool) string {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		m.CheckingDisabled = cd
+		m.SetEdns0(1232, do)
+		r, _, err := (&dns.Client{Timeout: 3 * time.Second}).Exchange(m, a)
+		if err != nil {
+			t.Fatalf("%s cd=%v do=%v from %s: %v", name, cd, do, a, err)
+		}
+		rdo := false
+		if o := r.IsEdns0(); o != nil {
+			rdo = o.Do()
+		}
+		return fmt.Sprintf("%s %d records cd=%v do=%v", dns.RcodeToString[r.Rcode], len(r.Answer), r.CheckingDisabled, rdo)
+	}
+	for _, c := range []struct {
+		name   string
+		cd, do bool
+	}{
+		{"a.example.", false, false}, // now cached
+		{"a.example.", true, false},
+		{"a.example.", false, true},
+		{"a.example.", false, true},
+		{"a.example.", true, true},
+		{"n5.example.", true, false},
+		{"n5.example.", true, false},
+		{"n5.example.", false, false},
+		{"n5.example.", false, false},
+		{"d5.example.", false, true},
+		{"d5.example.", false, false},
+	} {
+		if got, want := ask(addr, c.name, c.cd, c.do), ask(dm, c.name, c.cd, c.do); got != want {
+			t.Errorf("%s cd=%v do=%v: %s; dnsmasq %s", c.name, c.cd, c.do, got, want)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if f, d := seen[upF.addr], seen[upD.addr]; !slices.Equal(f, d) {
+		t.Errorf("upstream asked\n%q\nby dnsmasq\n%q", f, d)
 	}
 }
 
