@@ -98,7 +98,7 @@ func (c *chaser) upstream(target string) *answer {
 		c.blocked = true
 		return nil
 	}
-	a, err := s.fwd.resolve(c.ctx, key, target, dns.TypeA, dns.ClassINET)
+	a, err := s.fwd.resolve(c.ctx, key, upQuestion{name: target, qtype: dns.TypeA, qclass: dns.ClassINET})
 	if err != nil || a == nil {
 		c.note(time.Now().Add(chaseRetry).UnixNano())
 		return nil

@@ -35,12 +35,13 @@ type forwarder struct {
 
 	flights flights[string, *answer]
 
-	// timedOut holds, per upstream, when a try of it last timed out (unix
-	// ns; 0 once it answers): order puts it last for retestAfter.
-	timedOut map[string]*atomic.Int64
+	// failedAt holds, per upstream, when a try of it last got no answer (a
+	// timeout or an error such as a closed port; unix ns; 0 once it
+	// answers): order puts it last for retestAfter.
+	failedAt map[string]*atomic.Int64
 }
 
-// retestAfter is how long an upstream that timed out is asked only after
+// retestAfter is how long an upstream that gave no answer is asked only after
 // the others. dnsmasq keeps sending to the server that answered (the
 // fastest) and asks all of them again every 20 seconds (or 50 queries), so
 // a dead first server costs it no wait; dnsforward waited the try timeout
@@ -48,9 +49,9 @@ type forwarder struct {
 const retestAfter = 20 * time.Second
 
 func newForwarder(s *Server, upstreams []string) *forwarder {
-	f := &forwarder{s: s, upstreams: upstreams, cache: map[string]*answer{}, timedOut: map[string]*atomic.Int64{}}
+	f := &forwarder{s: s, upstreams: upstreams, cache: map[string]*answer{}, failedAt: map[string]*atomic.Int64{}}
 	for _, up := range upstreams {
-		f.timedOut[up] = new(atomic.Int64)
+		f.failedAt[up] = new(atomic.Int64)
 	}
 	return f
 }
@@ -126,10 +127,10 @@ func (f *forwarder) order() []string {
 	default:
 		copy(out, f.upstreams)
 	}
-	// Upstreams that timed out lately go last, in the same order.
+	// Upstreams that gave no answer lately go last, in the same order.
 	now := time.Now().UnixNano()
 	late := func(up string) bool {
-		t := f.timedOut[up].Load()
+		t := f.failedAt[up].Load()
 		return t != 0 && now-t < int64(retestAfter)
 	}
 	if slices.ContainsFunc(out, late) {
@@ -147,88 +148,137 @@ func (f *forwarder) order() []string {
 	return out
 }
 
+// upQuestion is a question to ask upstream: the name in the letter case
+// to ask it in (the client's, as dnsmasq asks), over TCP first when tcp is
+// set (a TCP client's question, as dnsmasq asks it), with the client's CD
+// and DO bits.
+type upQuestion struct {
+	name          string
+	qtype, qclass uint16
+	tcp, cd, do   bool
+}
+
 // resolve answers key (name, type, class) from upstream, joining an identical
-// query already in flight.
-func (f *forwarder) resolve(ctx context.Context, key string, name string, qtype, qclass uint16) (*answer, error) {
-	return f.flights.do(ctx, key, f.s.m.coalesced.Inc, func() (*answer, error) {
-		a, err := f.exchange(ctx, name, qtype, qclass)
-		if a != nil && a.expires > a.stored {
+// query already in flight. An answer asked with CD is not cached (dnsmasq
+// keeps it out of its cache); one asked with DO is cached without its
+// DNSSEC records, for questions without DO (dnsmasq caches its records,
+// and answers a question with DO from upstream only).
+func (f *forwarder) resolve(ctx context.Context, key string, uq upQuestion) (*answer, error) {
+	fkey := key
+	if uq.cd || uq.do {
+		fkey += string([]byte{0, b2i(uq.cd), b2i(uq.do)})
+	}
+	return f.flights.do(ctx, fkey, f.s.m.coalesced.Inc, func() (*answer, error) {
+		resp, err := f.exchange(ctx, uq)
+		if err != nil {
+			return nil, err
+		}
+		if uq.do && !uq.cd {
+			if kept, err := f.toAnswer(withoutDNSSEC(resp)); err == nil && kept.expires > kept.stored {
+				f.store(key, kept)
+			}
+		}
+		a, err := f.toAnswer(resp)
+		if a != nil && a.expires > a.stored && !uq.cd && !uq.do {
 			f.store(key, a)
 		}
 		return a, err
 	})
 }
 
+func b2i(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// withoutDNSSEC is a copy of m without the DNSSEC records an answer to a
+// question with DO may hold (RRSIG, NSEC, NSEC3), unless asked for.
+func withoutDNSSEC(m *dns.Msg) *dns.Msg {
+	c := m.Copy()
+	keep := func(rrs []dns.RR) []dns.RR {
+		out := rrs[:0]
+		for _, rr := range rrs {
+			switch rr.Header().Rrtype {
+			case dns.TypeRRSIG, dns.TypeNSEC, dns.TypeNSEC3:
+				if rr.Header().Rrtype != c.Question[0].Qtype {
+					continue
+				}
+			}
+			out = append(out, rr)
+		}
+		return out
+	}
+	c.Answer, c.Ns, c.Extra = keep(c.Answer), keep(c.Ns), keep(c.Extra)
+	return c
+}
+
 var errNoUpstream = errors.New("no upstream resolver configured")
 
-// exchange tries the upstreams within the overall budget, each try bounded
-// by the per-try timeout; it fails over on timeouts, errors, SERVFAIL and
-// REFUSED, and retries over TCP when a UDP answer is truncated. Rounds
-// repeat only the upstreams that gave no answer: one that answered SERVFAIL
-// or REFUSED is not asked again for this query (dnsmasq, too, moves on to
-// the next server on those answers), nor one whose answer did not unpack or
-// was for another question.
-func (f *forwarder) exchange(ctx context.Context, name string, qtype, qclass uint16) (*answer, error) {
+// exchange asks each upstream at most once, in order, within the overall
+// budget: each try is bounded by the per-try timeout, except the last
+// one's, which waits out the budget. It moves on to the next upstream on a
+// timeout, an error (a closed port), SERVFAIL, REFUSED and an answer that
+// does not unpack, is for another question or holds fewer records than its
+// header counts, and retries over TCP when a UDP answer is truncated.
+// dnsmasq sends a client's question once to the server it uses (again
+// only when the client asks again), where dnsforward asked a silent
+// upstream again after every try timeout and a closed one about 22 times
+// within half a second.
+func (f *forwarder) exchange(ctx context.Context, uq upQuestion) (*dns.Msg, error) {
 	if len(f.upstreams) == 0 {
 		return nil, errNoUpstream
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.s.cfg.Budget)
 	defer cancel()
 	req := new(dns.Msg)
-	req.SetQuestion(name, qtype)
-	req.Question[0].Qclass = qclass
+	req.SetQuestion(uq.name, uq.qtype)
+	req.Question[0].Qclass = uq.qclass
 	req.RecursionDesired = true
-	req.SetEdns0(ednsSize, false)
+	req.CheckingDisabled = uq.cd
+	req.SetEdns0(ednsSize, uq.do)
 	var lastErr error
-	answered := map[string]int{} // gave SERVFAIL or REFUSED: the rcode
-	for round := 0; ; round++ {
-		asked := 0
-		for _, up := range f.order() {
-			if _, done := answered[up]; done {
-				continue
+	refused := 0
+	order := f.order()
+	for i, up := range order {
+		if ctx.Err() != nil {
+			if lastErr == nil {
+				lastErr = ctx.Err()
 			}
-			asked++
-			if ctx.Err() != nil {
-				if lastErr == nil {
-					lastErr = ctx.Err()
-				}
-				return nil, fmt.Errorf("upstreams gave no answer within %s: %w", f.s.cfg.Budget, lastErr)
-			}
-			resp, err := f.s.exchangeWith(ctx, up, req, f.s.cfg.TryTimeout)
-			if err != nil {
-				lastErr = fmt.Errorf("%s: %w", up, err)
-				if isTimeout(err) {
-					f.timedOut[up].Store(time.Now().UnixNano())
-				}
-				if errors.Is(err, errBadAnswer) {
-					// It answered, unreadably or for another question:
-					// asking again gets the same (dnsmasq asks once).
-					answered[up] = dns.RcodeServerFailure
-				}
-				continue
-			}
-			f.timedOut[up].Store(0)
-			switch resp.Rcode {
-			case dns.RcodeServerFailure, dns.RcodeRefused:
-				f.s.m.upstreamFailures.WithLabelValues(up, strings.ToLower(dns.RcodeToString[resp.Rcode])).Inc()
-				lastErr = fmt.Errorf("%s: %s", up, dns.RcodeToString[resp.Rcode])
-				answered[up] = resp.Rcode
-				continue
-			}
-			return f.toAnswer(resp)
+			return nil, fmt.Errorf("upstreams gave no answer within %s: %w", f.s.cfg.Budget, lastErr)
 		}
-		if round > 20 || asked == 0 || len(answered) == len(f.upstreams) {
-			if len(answered) == len(f.upstreams) && allRefused(answered) {
-				return nil, fmt.Errorf("%w: %w", errAllRefused, lastErr)
+		timeout := f.s.cfg.TryTimeout
+		if i == len(order)-1 {
+			timeout = f.s.cfg.Budget // the rest of it
+		}
+		resp, err := f.s.exchangeWith(ctx, up, req, timeout, uq.tcp)
+		if err != nil {
+			lastErr = fmt.Errorf("%s: %w", up, err)
+			if !errors.Is(err, errBadAnswer) {
+				// No answer (a timeout, a closed port): asked after the
+				// others for a while, as dnsmasq keeps to the server that
+				// answered.
+				f.failedAt[up].Store(time.Now().UnixNano())
 			}
-			return nil, lastErr
+			continue
 		}
-		// Every upstream failed fast: pause a little before the next round.
-		select {
-		case <-ctx.Done():
-		case <-time.After(20 * time.Millisecond):
+		f.failedAt[up].Store(0)
+		switch resp.Rcode {
+		case dns.RcodeServerFailure, dns.RcodeRefused:
+			f.s.m.upstreamFailures.WithLabelValues(up, strings.ToLower(dns.RcodeToString[resp.Rcode])).Inc()
+			lastErr = fmt.Errorf("%s: %s", up, dns.RcodeToString[resp.Rcode])
+			if resp.Rcode == dns.RcodeRefused {
+				refused++
+			}
+			continue
 		}
+		return resp, nil
 	}
+	if refused == len(order) {
+		return nil, fmt.Errorf("%w: %w", errAllRefused, lastErr)
+	}
+	return nil, lastErr
 }
 
 func isTimeout(err error) bool {
@@ -245,18 +295,10 @@ var errBadAnswer = errors.New("bad answer")
 // no server answered otherwise.
 var errAllRefused = errors.New("every upstream refused")
 
-func allRefused(rcodes map[string]int) bool {
-	for _, rc := range rcodes {
-		if rc != dns.RcodeRefused {
-			return false
-		}
-	}
-	return true
-}
-
 // exchangeWith sends req to addr over UDP, then over TCP if the answer came
-// back truncated, and checks the answer is for the question asked.
-func (s *Server) exchangeWith(ctx context.Context, addr string, req *dns.Msg, timeout time.Duration) (*dns.Msg, error) {
+// back truncated (over TCP alone when tcp is set), and checks the answer
+// is for the question asked.
+func (s *Server) exchangeWith(ctx context.Context, addr string, req *dns.Msg, timeout time.Duration, tcp bool) (*dns.Msg, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		if left := time.Until(dl); left < timeout {
 			timeout = left
@@ -266,12 +308,15 @@ func (s *Server) exchangeWith(ctx context.Context, addr string, req *dns.Msg, ti
 		return nil, context.DeadlineExceeded
 	}
 	start := time.Now()
-	req.Id = dns.Id()
-	resp, err := exchangeUDP(ctx, addr, req, timeout)
-	if err == nil && resp.Truncated {
+	var resp *dns.Msg
+	var err error
+	if !tcp {
 		req.Id = dns.Id()
-		c := &dns.Client{Net: "tcp", Timeout: timeout}
-		resp, _, err = c.ExchangeContext(ctx, req, addr)
+		resp, err = exchangeOver(ctx, "udp", addr, req, timeout)
+	}
+	if tcp || err == nil && resp.Truncated {
+		req.Id = dns.Id()
+		resp, err = exchangeOver(ctx, "tcp", addr, req, timeout)
 	}
 	if err != nil {
 		reason := "error"
@@ -282,7 +327,7 @@ func (s *Server) exchangeWith(ctx context.Context, addr string, req *dns.Msg, ti
 		case errors.Is(err, errBadAnswer):
 		case errors.As(err, &de):
 			// miekg/dns's own errors: the answer came but could not be
-			// unpacked, or (TCP) had another ID.
+			// read.
 			err = fmt.Errorf("%w: %w", errBadAnswer, err)
 		}
 		s.m.upstreamFailures.WithLabelValues(addr, reason).Inc()
@@ -296,22 +341,21 @@ func (s *Server) exchangeWith(ctx context.Context, addr string, req *dns.Msg, ti
 	return resp, nil
 }
 
-// exchangeUDP sends req to addr over UDP and reads the answer with the ID
-// asked into a buffer of maxUDPAnswer bytes. miekg/dns's Client reads into
-// a buffer of the request's EDNS0 size (ednsSize, 1232), so an upstream
-// answer a little larger than the size asked for, without TC (servers that
-// advertise 4096 and fill it), was cut at 1232 bytes, failed to unpack and
-// counted as an upstream error: SERVFAIL after 22 rounds of asking again;
-// dnsmasq, whose receive buffer is its EDNS0 size plus a name and a record
-// header, takes such answers.
-func exchangeUDP(ctx context.Context, addr string, req *dns.Msg, timeout time.Duration) (*dns.Msg, error) {
-	c := &dns.Client{Net: "udp", Timeout: timeout}
+// exchangeOver sends req to addr over network ("udp" or "tcp") and reads
+// the answer with the ID asked. Over UDP it reads into a buffer of
+// maxUDPAnswer bytes: miekg/dns's Client reads into a buffer of the
+// request's EDNS0 size (ednsSize, 1232), so an upstream answer a little
+// larger than the size asked for, without TC (servers that advertise 4096
+// and fill it), was cut at 1232 bytes, failed to unpack and counted as an
+// upstream error; dnsmasq, whose receive buffer is its EDNS0 size plus a
+// name and a record header, takes such answers.
+func exchangeOver(ctx context.Context, network, addr string, req *dns.Msg, timeout time.Duration) (*dns.Msg, error) {
+	c := &dns.Client{Net: network, Timeout: timeout}
 	co, err := c.DialContext(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
 	defer co.Close()
-	co.UDPSize = maxUDPAnswer
 	dl := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
 		dl = d
@@ -322,13 +366,20 @@ func exchangeUDP(ctx context.Context, addr string, req *dns.Msg, timeout time.Du
 	if err := co.WriteMsg(req); err != nil {
 		return nil, err
 	}
-	buf := make([]byte, maxUDPAnswer)
+	size := maxUDPAnswer
+	if network == "tcp" {
+		size = dns.MaxMsgSize
+	}
+	buf := make([]byte, size)
 	for {
 		n, err := co.Read(buf)
 		if err != nil {
 			return nil, err
 		}
 		if n < 12 || binary.BigEndian.Uint16(buf) != req.Id {
+			if network == "tcp" {
+				return nil, fmt.Errorf("%w: ID %d, asked %d", errBadAnswer, binary.BigEndian.Uint16(buf), req.Id)
+			}
 			continue // not an answer, or a late one to an earlier query
 		}
 		resp := new(dns.Msg)
@@ -336,8 +387,8 @@ func exchangeUDP(ctx context.Context, addr string, req *dns.Msg, timeout time.Du
 			return nil, fmt.Errorf("%w: %w", errBadAnswer, err)
 		}
 		// miekg/dns takes a packet that ends before the records its
-		// header counts as holding fewer; dnsmasq answers SERVFAIL to it.
-		// Only a truncated answer may be cut short.
+		// header counts as holding fewer; dnsmasq answers SERVFAIL to it,
+		// over UDP and TCP. Only a truncated answer may be cut short.
 		if !resp.Truncated && (len(resp.Answer) != int(binary.BigEndian.Uint16(buf[6:])) ||
 			len(resp.Ns) != int(binary.BigEndian.Uint16(buf[8:])) ||
 			len(resp.Extra) != int(binary.BigEndian.Uint16(buf[10:]))) {
@@ -358,7 +409,19 @@ func (f *forwarder) toAnswer(resp *dns.Msg) (*answer, error) {
 		}
 	}
 	resp.Extra = extra
-	resp.Question[0].Name = strings.ToLower(resp.Question[0].Name)
+	// The question in lower case, and records owned by its name too: they
+	// are then packed as pointers to the question, whose letter case each
+	// client's own replaces (patch). The upstream was asked in the first
+	// asker's case; dnsmasq answers from its cache in the asker's case too.
+	qn := strings.ToLower(resp.Question[0].Name)
+	resp.Question[0].Name = qn
+	for _, rrs := range [][]dns.RR{resp.Answer, resp.Ns, resp.Extra} {
+		for _, rr := range rrs {
+			if h := rr.Header(); strings.EqualFold(h.Name, qn) {
+				h.Name = qn
+			}
+		}
+	}
 	resp.Truncated = false
 	// Not authoritative here, even when the upstream was: a forwarder's
 	// (and cache's) answer, as dnsmasq's from its cache (RFC 1035 4.1.1:

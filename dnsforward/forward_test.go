@@ -17,19 +17,21 @@ import (
 	"github.com/miekg/dns"
 )
 
-// zoneHandler answers like a small authoritative server for example.:
+// zoneHandler answers like a small authoritative server for example. (names
+// without regard to case):
 // a.example. A (TTL 60), big.example. (40 A records: TC over UDP),
 // slow.example. (after 400ms), nx. NXDOMAIN with SOA minimum 60.
 func zoneHandler(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
 	m := recursiveReply(r)
 	q := r.Question[0]
-	switch q.Name {
+	name := strings.ToLower(q.Name) // the records keep the question's case
+	switch name {
 	case "a.example.", "slow.example.", "short.example.":
-		if q.Name == "slow.example." {
+		if name == "slow.example." {
 			time.Sleep(400 * time.Millisecond)
 		}
 		ttl := "60"
-		if q.Name == "short.example." {
+		if name == "short.example." {
 			ttl = "1"
 		}
 		if q.Qtype == dns.TypeA {
@@ -169,20 +171,24 @@ func TestServeStale(t *testing.T) {
 	}
 }
 
+// TestUpstreamTruncatedRetriesOverTCP: a UDP client's question goes
+// upstream over UDP, and again over TCP when that answer is truncated (a
+// TCP client's goes over TCP alone: TestTCPClientAskedUpstreamOverTCPAsDnsmasq).
 func TestUpstreamTruncatedRetriesOverTCP(t *testing.T) {
 	up := startUpstream(t, zoneHandler)
 	_, addr := startServer(t, upstreamConfig(t, up.addr))
-	r := exchange(t, addr, "big.example.", dns.TypeA, "tcp")
-	if len(r.Answer) != 40 {
-		t.Fatalf("big.example. over TCP: %d records, want 40", len(r.Answer))
+	// Our UDP client without EDNS gets TC.
+	r := exchange(t, addr, "big.example.", dns.TypeA, "udp")
+	if !r.Truncated {
+		t.Errorf("40 records over UDP in 512 bytes without TC")
 	}
 	if up.queries("big.example.", "udp") != 1 || up.queries("big.example.", "tcp") != 1 {
 		t.Errorf("upstream asked udp %d, tcp %d times; want one each", up.queries("big.example.", "udp"), up.queries("big.example.", "tcp"))
 	}
-	// Our UDP client without EDNS gets TC (from the cache).
-	r = exchange(t, addr, "big.example.", dns.TypeA, "udp")
-	if !r.Truncated {
-		t.Errorf("40 records over UDP in 512 bytes without TC")
+	// Over TCP, the whole answer (from the cache).
+	r = exchange(t, addr, "big.example.", dns.TypeA, "tcp")
+	if len(r.Answer) != 40 {
+		t.Fatalf("big.example. over TCP: %d records, want 40", len(r.Answer))
 	}
 }
 
@@ -295,8 +301,22 @@ func TestPTRConsulThenUpstream(t *testing.T) {
 
 // startDnsmasq runs dnsmasq on a free loopback port, forwarding every name
 // to the upstream at upAddr (and more), and returns its address once it
-// answers.
+// answers a.example. (asked upstream).
 func startDnsmasq(t *testing.T, upAddr string, more ...string) string {
+	t.Helper()
+	// Asked without dig, which fails the test on the "connection refused"
+	// of a dnsmasq not listening yet.
+	return startDnsmasqWith(t, func(addr string) bool {
+		m := new(dns.Msg)
+		m.SetQuestion("a.example.", dns.TypeA)
+		_, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, addr)
+		return err == nil
+	}, append([]string{upAddr}, more...)...)
+}
+
+// startDnsmasqWith runs dnsmasq on a free loopback port, forwarding every
+// name to the upstreams ups, and returns its address once ready(addr).
+func startDnsmasqWith(t *testing.T, ready func(addr string) bool, ups ...string) string {
 	t.Helper()
 	dnsmasq := proctest.Tool(t, "dnsmasq", "Debian package dnsmasq-base")
 	me, err := user.Current()
@@ -305,22 +325,14 @@ func startDnsmasq(t *testing.T, upAddr string, more ...string) string {
 	}
 	addr := proctest.FreeAddr(t)
 	host, port, _ := net.SplitHostPort(addr)
-	upHost, upPort, _ := net.SplitHostPort(upAddr)
 	args := []string{"-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
-		"--listen-address=" + host, "--port=" + port, "--server=" + upHost + "#" + upPort, "--user=" + me.Username, "--pid-file=", "--log-facility=-"}
-	for _, up := range more {
+		"--listen-address=" + host, "--port=" + port, "--user=" + me.Username, "--pid-file=", "--log-facility=-"}
+	for _, up := range ups {
 		h, p, _ := net.SplitHostPort(up)
 		args = append(args, "--server="+h+"#"+p)
 	}
 	proctest.Start(t, exec.Command(dnsmasq, args...), proctest.Options{})
-	// Asked without dig, which fails the test on the "connection refused"
-	// of a dnsmasq not listening yet.
-	eventually.True(t, 10*time.Second, "dnsmasq answering", func() bool {
-		m := new(dns.Msg)
-		m.SetQuestion("a.example.", dns.TypeA)
-		_, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, addr)
-		return err == nil
-	})
+	eventually.True(t, 10*time.Second, "dnsmasq answering", func() bool { return ready(addr) })
 	return addr
 }
 
@@ -426,6 +438,33 @@ func TestOversizedUDPAnswerAsDnsmasq(t *testing.T) {
 	}
 }
 
+// badAnswers answers names starting "cut" with a packet cut in its
+// question, "garbage" with one announcing three answer records and
+// holding none, "other" with an answer for another question.
+func badAnswers(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+	m := recursiveReply(r)
+	switch n := strings.ToLower(r.Question[0].Name); {
+	case strings.HasPrefix(n, "cut"):
+		b, err := m.Pack()
+		if err != nil {
+			panic(err)
+		}
+		_, _ = w.Write(b[:len(b)-3])
+		return nil
+	case strings.HasPrefix(n, "garbage"):
+		b, err := m.Pack()
+		if err != nil {
+			panic(err)
+		}
+		b[7] = 3 // ANCOUNT 3, and no records
+		_, _ = w.Write(b)
+		return nil
+	case strings.HasPrefix(n, "other"):
+		m.Question[0].Name = "elsewhere.example."
+	}
+	return m
+}
+
 // TestBadUpstreamAnswerAskedOnceAsDnsmasq: an upstream whose UDP answer
 // does not unpack (cut in its question), is for another question, or
 // announces three answer records and holds none. dnsmasq asks it once,
@@ -435,29 +474,7 @@ func TestOversizedUDPAnswerAsDnsmasq(t *testing.T) {
 // fewer records). It now asks once and answers SERVFAIL (or the next
 // upstream's answer).
 func TestBadUpstreamAnswerAskedOnceAsDnsmasq(t *testing.T) {
-	handler := func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
-		m := recursiveReply(r)
-		switch n := strings.ToLower(r.Question[0].Name); {
-		case strings.HasPrefix(n, "cut"):
-			b, err := m.Pack()
-			if err != nil {
-				panic(err)
-			}
-			_, _ = w.Write(b[:len(b)-3])
-			return nil
-		case strings.HasPrefix(n, "garbage"):
-			b, err := m.Pack()
-			if err != nil {
-				panic(err)
-			}
-			b[7] = 3 // ANCOUNT 3, and no records
-			_, _ = w.Write(b)
-			return nil
-		case strings.HasPrefix(n, "other"):
-			m.Question[0].Name = "elsewhere.example."
-		}
-		return m
-	}
+	handler := badAnswers
 	upF, upD := startUpstream(t, handler), startUpstream(t, handler)
 	good := startUpstream(t, zoneHandler)
 	_, addr := startServer(t, upstreamConfig(t, upF.addr))

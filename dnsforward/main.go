@@ -80,7 +80,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.Var(&o.upstreams, "upstream", "upstream resolver `IP[:port]` (port 53 when left out; repeatable, comma lists too; host names are refused: they would need a resolver to find the resolver; default: the nameservers of -resolv-conf)")
 	p.String(&o.resolvConf, "resolv-conf", "/etc/resolv.conf", "where to read upstreams when no -upstream is given")
 	p.String(&c.Policy, "policy", policySequential, "upstream order: sequential, random or round_robin")
-	p.Duration(&c.TryTimeout, "upstream-timeout", time.Second, "timeout of one try of one upstream")
+	p.Duration(&c.TryTimeout, "upstream-timeout", time.Second, "timeout of one try of one upstream before the next is asked (the last one asked waits out -upstream-budget)")
 	p.Duration(&c.Budget, "upstream-budget", 4*time.Second, "overall time for a forwarded query, across tries and upstreams; then SERVFAIL")
 	p.Int(&c.CacheSize, "cache-size", 10000, "entries in the upstream answer cache (0 disables it)")
 	p.Duration(&c.CacheMaxTTL, "cache-max-ttl", time.Hour, "cap on how long a positive upstream answer is cached")

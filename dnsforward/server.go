@@ -556,7 +556,9 @@ func (s *Server) handle(r *reader, raw []byte, tcp bool) ([]byte, *query) {
 		s.m.hits[cacheConsul].Add(1)
 		return s.withECS(q, s.sendConsul(r, q, a, now)), nil
 	}
-	if q.qtype == dns.TypePTR || isReverse(q.name) || s.cfg.CacheSize <= 0 {
+	// DO set: always asked upstream, as dnsmasq (without DNSSEC of its
+	// own) asks it, so the client gets the upstream's DNSSEC records.
+	if q.qtype == dns.TypePTR || isReverse(q.name) || s.cfg.CacheSize <= 0 || q.do {
 		return nil, q.clone()
 	}
 	r.key = append(r.key, byte(q.qclass>>8), byte(q.qclass))
@@ -712,7 +714,7 @@ func (s *Server) slow(ctx context.Context, q *query) []byte {
 		// current), then the upstreams, whose answers are cached. Any
 		// type: Consul answers every question under arpa. with its PTR
 		// record (agent/dns.go handlePtr), an A question too.
-		if a, fresh := s.fwd.cached([]byte(key), s.now()); a != nil && fresh {
+		if a, fresh := s.fwd.cached([]byte(key), s.now()); a != nil && fresh && !q.do {
 			s.m.hits[cacheUpstream].Add(1)
 			return s.send(r, q, a, s.now())
 		}
@@ -720,12 +722,14 @@ func (s *Server) slow(ctx context.Context, q *query) []byte {
 			return s.withECS(q, b)
 		}
 	}
-	a, err := s.fwd.resolve(ctx, key, name, q.qtype, q.qclass)
+	// Asked in the client's letter case, with its CD and DO bits and, for
+	// a TCP client, over TCP, as dnsmasq asks.
+	a, err := s.fwd.resolve(ctx, key, upQuestion{name: q.request().Question[0].Name, qtype: q.qtype, qclass: q.qclass, tcp: q.tcp, cd: q.cd, do: q.do})
 	if err != nil {
 		if errors.Is(err, errNoUpstream) {
 			return s.fail(q, zoneUpstream, dns.RcodeRefused)
 		}
-		if old, _ := s.fwd.cached([]byte(key), s.now()); old != nil && s.cfg.ServeStale && s.now() < old.staleEnd {
+		if old, _ := s.fwd.cached([]byte(key), s.now()); old != nil && s.cfg.ServeStale && s.now() < old.staleEnd && !q.do {
 			s.m.stale[cacheUpstream].Add(1)
 			return s.send(r, q, staleCopy(old), s.now())
 		}
@@ -735,7 +739,22 @@ func (s *Server) slow(ctx context.Context, q *query) []byte {
 		}
 		return s.fail(q, zoneUpstream, dns.RcodeServerFailure)
 	}
+	if q.do {
+		// The upstream was asked with DO: the reply says so too (RFC 3225
+		// section 3), as dnsmasq relays the upstream's.
+		return withDO(s.send(r, q, a, s.now()))
+	}
 	return s.send(r, q, a, s.now())
+}
+
+// withDO sets the DO bit in the OPT record that ends reply b, when it does
+// (our own: no options).
+func withDO(b []byte) []byte {
+	n := len(b)
+	if n >= 12+11 && b[n-11] == 0 && binary.BigEndian.Uint16(b[n-10:]) == dns.TypeOPT && binary.BigEndian.Uint16(b[n-2:]) == 0 {
+		b[n-4] |= 0x80
+	}
+	return b
 }
 
 // slowConsul answers a name in the Consul domain: from memory once its

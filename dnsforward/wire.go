@@ -20,6 +20,7 @@ type query struct {
 	qclass  uint16
 	qEnd    int // end of the question in raw; 0 when parsed by the slow path
 	edns    bool
+	do      bool // DNSSEC OK (RFC 3225), in the OPT record
 	udpSize int
 	ecs     *dns.EDNS0_SUBNET // the client-subnet option asked with (RFC 7871), or nil
 	tcp     bool
@@ -132,6 +133,7 @@ func parseFast(raw []byte, name []byte, q *query) int {
 	off += 4
 	q.qEnd = off
 	q.edns = false
+	q.do = false
 	q.udpSize = dns.MinMsgSize
 	q.ecs = nil
 	q.msg = nil
@@ -155,6 +157,7 @@ func parseFast(raw []byte, name []byte, q *query) int {
 		}
 	}
 	q.edns = true
+	q.do = raw[off+7]&0x80 != 0
 	q.udpSize = clampSize(int(binary.BigEndian.Uint16(raw[off+3:])))
 	return parseOK
 }
@@ -210,10 +213,12 @@ func parseSlow(raw []byte, q *query) (rcode int, err error) {
 	q.qEnd = 0
 	q.msg = m
 	q.edns = false
+	q.do = false
 	q.udpSize = dns.MinMsgSize
 	q.ecs = nil
 	if opt := m.IsEdns0(); opt != nil {
 		q.edns = true
+		q.do = opt.Do()
 		q.udpSize = clampSize(int(opt.UDPSize()))
 		for _, o := range opt.Option {
 			if e, ok := o.(*dns.EDNS0_SUBNET); ok && q.ecs == nil {
