@@ -120,6 +120,10 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-ip", "-bad.example"}, "-ip"},
 		{[]string{"-ip", "10.0.0.5/24"}, "-ip"},
 		{[]string{"-resync", "soon"}, "-resync"},
+		// Too large for a duration: gliderlabs master registrator.go
+		// main multiplies it by time.Second and wraps around.
+		{[]string{"-resync", "9223372037"}, `-resync: "9223372037": out of range`},
+		{[]string{"-retry-interval", "0x7fffffffffffffff"}, `-retry-interval: "0x7fffffffffffffff": out of range`},
 		{[]string{"-hostname", ""}, "-hostname"},
 		{[]string{"-liveness-ttl", "5s", "-liveness-deregister-after", "10s"}, "-liveness-deregister-after"},
 		{[]string{"a://x", "b://y"}, "one registry URI"},
@@ -355,8 +359,9 @@ func TestCLI(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	// -resync as gliderlabs' flag.Int reads it (0x3c: 60).
 	cmd := exec.CommandContext(ctx, binPath, "-hostname", hostFor(t), "-ip", "127.0.0.1", "-metrics-addr", "127.0.0.1:0",
-		"-only-label", onlyLabel(t),
+		"-only-label", onlyLabel(t), "-resync", "0x3c",
 		"consul://"+a.HTTPAddr())
 	var stderr bytes.Buffer
 	pr, pw := io.Pipe()
