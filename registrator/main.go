@@ -247,16 +247,23 @@ func parseURI(s string) (addr string, https bool, err error) {
 		return "", false, fmt.Errorf("registry URI %q: %v", s, err)
 	}
 	switch u.Scheme {
-	case "consul":
+	case "consul", "consul-tls":
+		https := u.Scheme == "consul-tls"
 		if u.Host == "" {
-			return "", false, nil
+			return "", https, nil
+		}
+		// url.Parse lets only digits through as a port; one the agent
+		// cannot listen on is refused here, naming the URI (it would
+		// otherwise be refused as the address, naming -http-addr).
+		if p := u.Port(); p != "" || strings.HasSuffix(u.Host, ":") {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return "", false, fmt.Errorf("registry URI %q: bad port %q (want 1 to 65535)", s, p)
+			}
+		}
+		if https {
+			return "https://" + u.Host, true, nil
 		}
 		return u.Host, false, nil
-	case "consul-tls":
-		if u.Host == "" {
-			return "", true, nil
-		}
-		return "https://" + u.Host, true, nil
 	case "consul-unix":
 		p := u.Path
 		if u.Host != "" {
