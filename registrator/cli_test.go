@@ -29,6 +29,13 @@ func TestPeerInvocations(t *testing.T) {
 		// only: a negative one passes.
 		{Args: []string{"-ttl", "-1", "consul://"}, Want: clitest.View{"ttl": -1}},
 		{Args: []string{"-ttl-refresh", "-1", "consul://"}, Want: clitest.View{"ttl": 0}},
+		// registrator.go main's -resync and -retry-interval are flag.Int:
+		// Go's flag package reads them with strconv.ParseInt base 0 (hex,
+		// octal, binary, underscores). A negative -resync of any size is
+		// off (its timer starts only for > 0).
+		{Args: []string{"-resync", "0x3c", "-retry-interval", "1_000", "consul://"}, Want: clitest.View{"resync": "1m0s", "retry-interval": "1s"}},
+		{Args: []string{"-resync", "010", "-retry-interval", "0b11", "consul://"}, Want: clitest.View{"resync": "8s", "retry-interval": "3ms"}},
+		{Args: []string{"-resync", "-9223372037", "consul://"}, Want: clitest.View{"resync": "0s"}},
 		// registrator.go main: below -1 the start-up retry loop never runs.
 		{Args: []string{"-retry-attempts", "-5", "consul://"}, Want: clitest.View{"retry-attempts": -5}},
 		{Args: []string{"consul-unix:///tmp/consul.sock"}, Want: clitest.View{"consul-address": "unix:///tmp/consul.sock"}},

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -39,7 +40,12 @@ func main() {
 
 // secondsFlag accepts gliderlabs' plain numbers (in unit) or Go durations,
 // negative ones too: check decides what they mean, as gliderlabs master
-// registrator.go main does with its int flags.
+// registrator.go main does with its int flags. A number is read as those
+// flag.Int flags read it (Go's flag package: strconv.ParseInt base 0), so
+// 0x3c is 60, 010 is 8 (octal) and 1_000 is 1000. A number too large for
+// a duration in unit is refused (gliderlabs multiplies it into a
+// wrapped-around interval, which can be negative: time.NewTicker panics);
+// one too small stays below 0.
 type secondsFlag struct {
 	d    *time.Duration
 	unit time.Duration
@@ -53,8 +59,17 @@ func (s secondsFlag) String() string {
 }
 
 func (s secondsFlag) Set(v string) error {
-	if n, err := strconv.Atoi(v); err == nil {
-		*s.d = time.Duration(n) * s.unit
+	if n, err := strconv.ParseInt(v, 0, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		max := int64(math.MaxInt64 / s.unit)
+		switch {
+		case n > max:
+			return fmt.Errorf("%q: out of range (at most %d)", v, max)
+		case n < -max:
+			// Still below 0, which is all check asks of a negative value.
+			*s.d = math.MinInt64
+		default:
+			*s.d = time.Duration(n) * s.unit
+		}
 		return nil
 	}
 	d, err := time.ParseDuration(v)
@@ -232,16 +247,23 @@ func parseURI(s string) (addr string, https bool, err error) {
 		return "", false, fmt.Errorf("registry URI %q: %v", s, err)
 	}
 	switch u.Scheme {
-	case "consul":
+	case "consul", "consul-tls":
+		https := u.Scheme == "consul-tls"
 		if u.Host == "" {
-			return "", false, nil
+			return "", https, nil
+		}
+		// url.Parse lets only digits through as a port; one the agent
+		// cannot listen on is refused here, naming the URI (it would
+		// otherwise be refused as the address, naming -http-addr).
+		if p := u.Port(); p != "" || strings.HasSuffix(u.Host, ":") {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return "", false, fmt.Errorf("registry URI %q: bad port %q (want 1 to 65535)", s, p)
+			}
+		}
+		if https {
+			return "https://" + u.Host, true, nil
 		}
 		return u.Host, false, nil
-	case "consul-tls":
-		if u.Host == "" {
-			return "", true, nil
-		}
-		return "https://" + u.Host, true, nil
 	case "consul-unix":
 		p := u.Path
 		if u.Host != "" {

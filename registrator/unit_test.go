@@ -39,13 +39,18 @@ func TestParseURI(t *testing.T) {
 		"consul-tls://[fd00::1]:8501/ignored": {"https://[fd00::1]:8501", true},
 		"consul://":                           {"", false},
 		"consul-tls://":                       {"", true},
+		"consul://h:65535/path?q=1":           {"h:65535", false},
+		"consul://h":                          {"h", false},
 	} {
 		addr, https, err := parseURI(in)
 		if err != nil || addr != want.addr || https != want.https {
 			t.Errorf("parseURI(%q) = %q, %v, %v; want %q, %v", in, addr, https, err, want.addr, want.https)
 		}
 	}
-	for _, bad := range []string{"etcd://127.0.0.1:2379", "127.0.0.1:8500", "consul-unix://"} {
+	// A port no agent can listen on: refused naming the URI (the address
+	// it gives would be refused naming -http-addr).
+	for _, bad := range []string{"etcd://127.0.0.1:2379", "127.0.0.1:8500", "consul-unix://",
+		"consul://127.0.0.1:99999", "consul-tls://consul.example:0/x", "consul://[::1]:65536", "consul://h:"} {
 		if _, _, err := parseURI(bad); err == nil || !strings.Contains(err.Error(), bad) {
 			t.Errorf("parseURI(%q): error %v should name the URI", bad, err)
 		}
@@ -120,6 +125,10 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-ip", "-bad.example"}, "-ip"},
 		{[]string{"-ip", "10.0.0.5/24"}, "-ip"},
 		{[]string{"-resync", "soon"}, "-resync"},
+		// Too large for a duration: gliderlabs master registrator.go
+		// main multiplies it by time.Second and wraps around.
+		{[]string{"-resync", "9223372037"}, `-resync: "9223372037": out of range`},
+		{[]string{"-retry-interval", "0x7fffffffffffffff"}, `-retry-interval: "0x7fffffffffffffff": out of range`},
 		{[]string{"-hostname", ""}, "-hostname"},
 		{[]string{"-liveness-ttl", "5s", "-liveness-deregister-after", "10s"}, "-liveness-deregister-after"},
 		{[]string{"a://x", "b://y"}, "one registry URI"},
@@ -338,6 +347,7 @@ func TestCLI(t *testing.T) {
 		{[]string{"zk://127.0.0.1:2181"}, "zk", 1},
 		{[]string{"-tags", "{{"}, "-tags", 1},
 		{[]string{"-retry-interval", "0"}, "-retry-interval", 1},
+		{[]string{"consul://127.0.0.1:99999"}, `registry URI "consul://127.0.0.1:99999": bad port`, 1},
 		{[]string{"-no-such-flag", "consul://"}, "no-such-flag", 2},
 		{[]string{"-retry-attempts", "many", "consul://"}, "retry-attempts", 2},
 		{[]string{"consul://", "-ip", "10.0.0.5"}, "one registry URI", 2},
@@ -355,8 +365,9 @@ func TestCLI(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	// -resync as gliderlabs' flag.Int reads it (0x3c: 60).
 	cmd := exec.CommandContext(ctx, binPath, "-hostname", hostFor(t), "-ip", "127.0.0.1", "-metrics-addr", "127.0.0.1:0",
-		"-only-label", onlyLabel(t),
+		"-only-label", onlyLabel(t), "-resync", "0x3c",
 		"consul://"+a.HTTPAddr())
 	var stderr bytes.Buffer
 	pr, pw := io.Pipe()
