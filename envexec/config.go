@@ -100,9 +100,17 @@ func loadConfigFiles(o *options, flags *cliapp.Result, set map[string]bool) erro
 			continue
 		}
 		var err error
-		if direct, ok := directSettings[name]; ok {
+		direct, isDirect := directSettings[name]
+		switch {
+		case name == "log-level":
+			// Checked here to name the file; envconsul checks the
+			// merged level, an empty one too (cli.go setupLogger).
+			if err = checkLogLevel(s.value); err == nil {
+				err = flags.Set(name, s.value)
+			}
+		case isDirect:
 			err = direct(o, s.value)
-		} else {
+		default:
 			err = flags.Set(name, s.value)
 		}
 		if err != nil {

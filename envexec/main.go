@@ -534,6 +534,19 @@ func parseWait(s string) (time.Duration, time.Duration, error) {
 	return min, max, nil
 }
 
+// checkLogLevel refuses a log level envconsul refuses: its cli.go
+// setupLogger upper-cases the level as given (flag, file's log_level, no
+// trimming) and accepts TRACE, DEBUG, INFO, WARN, ERROR and ERR only, so
+// an empty one (-log-level "", log_level = "") or "warning" ends it with
+// ExitCodeConfigError.
+func checkLogLevel(level string) error {
+	switch strings.ToUpper(level) {
+	case "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "ERR":
+		return nil
+	}
+	return fmt.Errorf("%q: want trace, debug, info, warn or error (as envconsul)", level)
+}
+
 // run parses the arguments, runs envexec and returns its exit code. The
 // reload signal makes it stop the command, read the flags and -config files
 // again and start afresh (envconsul cli.go, Run: the ReloadSignal case).
@@ -565,6 +578,9 @@ func runOnce(args []string, stdin, stdout, stderr *os.File, sigs chan os.Signal,
 	}
 	// A bad log level or syslog set-up is a configuration error in
 	// envconsul (cli.go setupLogger, ExitCodeConfigError).
+	if err := checkLogLevel(o.cli.Log.Level); err != nil {
+		return o.cli.Fail(fmt.Errorf("-log-level %w", err), exitConfig), false
+	}
 	logOut, closeLog, err := o.syslog.writer(stderr)
 	if err != nil {
 		return o.cli.Fail(err, exitConfig), false
