@@ -448,9 +448,6 @@ func finish(o *options, rest []string) error {
 	if o.maxStale < 0 {
 		return fmt.Errorf("-max-stale %s: must not be negative", o.maxStale)
 	}
-	if err := o.retry.check(); err != nil {
-		return err
-	}
 	if o.cli.Consul.Stale() {
 		// -stale: any server may answer, however stale; never ask the
 		// leader again.

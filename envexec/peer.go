@@ -149,12 +149,17 @@ func envconsulToken(cfg *api.Config, getenv func(string) string) error {
 type retryOptions struct {
 	enabled    bool
 	attempts   int           // before the command first started; 0 or less: unlimited
-	backoff    time.Duration // first delay
-	maxBackoff time.Duration // largest delay; 0: no limit (capped at maxRetryCap)
+	backoff    time.Duration // first delay; 0 or less: see bounds
+	maxBackoff time.Duration // largest delay; 0 or less: no limit (capped at maxRetryCap)
 }
 
 // maxRetryCap bounds the delay when max_backoff is 0 ("no limit").
 const maxRetryCap = time.Hour
+
+// retryAtOnce is the delay for "no delay": query.Config takes 0 as its
+// default, and pkg/query's rate limit (10 calls, then one per 100 ms)
+// still paces the calls.
+const retryAtOnce = time.Nanosecond
 
 func defaultRetry() retryOptions {
 	// envconsul's backoff (consul-template config/retry.go,
@@ -163,34 +168,34 @@ func defaultRetry() retryOptions {
 	return retryOptions{enabled: true, backoff: 250 * time.Millisecond, maxBackoff: time.Minute}
 }
 
-func (r *retryOptions) check() error {
-	// A negative -consul-retry-attempts is taken, as 0 (never give up):
-	// consul-template v0.41.1 config/retry.go RetryFunc only counts
-	// attempts above 0 (query.FailuresToGiveUp likewise).
-	if r.backoff <= 0 {
-		return fmt.Errorf("-consul-retry-backoff %s: must be positive", r.backoff)
-	}
-	if r.maxBackoff < 0 {
-		return fmt.Errorf("-consul-retry-max-backoff %s: must not be negative", r.maxBackoff)
-	}
-	return nil
-}
-
 // limit is the number of failed requests in a row after which a source that
 // never answered makes envexec give up (0: never), by envconsul's rule
-// (query.FailuresToGiveUp).
+// (query.FailuresToGiveUp). A negative -consul-retry-attempts is taken, as
+// 0 (never give up): consul-template v0.41.1 config/retry.go RetryFunc only
+// counts attempts above 0.
 func (r retryOptions) limit() int { return query.FailuresToGiveUp(r.enabled, r.attempts) }
 
-// bounds are the backoff delays for query.Config.
+// bounds are the backoff delays for query.Config: the first and the
+// largest, doubling in between. Any backoff and max_backoff are taken, as
+// envconsul takes any duration (cli.go funcDurationVar, config.go Parse),
+// with the delays consul-template v0.41.1 config/retry.go RetryFunc gives
+// for retry n: backoff*2^n, but max_backoff once n is above
+// int(log2(max_backoff/backoff)) when max_backoff is above 0. So a
+// max_backoff below the backoff is every delay; a backoff of 0 or less
+// with a max_backoff above 0 makes that log2 +Inf or NaN, whose conversion
+// to int on amd64 (envconsul's main build) is the smallest int: every
+// delay is max_backoff; and with neither above 0 every delay is 0 or less:
+// retry at once.
 func (r retryOptions) bounds() (time.Duration, time.Duration) {
-	max := r.maxBackoff
-	if max == 0 || max > maxRetryCap {
-		max = maxRetryCap
+	switch {
+	case r.maxBackoff > 0 && (r.backoff <= 0 || r.backoff > r.maxBackoff):
+		return r.maxBackoff, r.maxBackoff
+	case r.maxBackoff > 0:
+		return r.backoff, r.maxBackoff
+	case r.backoff <= 0:
+		return retryAtOnce, retryAtOnce
 	}
-	if max < r.backoff {
-		max = r.backoff
-	}
-	return r.backoff, max
+	return r.backoff, max(r.backoff, maxRetryCap)
 }
 
 // syslogOptions are envconsul's syslog { } settings: logs go to syslog as
@@ -339,8 +344,8 @@ func registerPeerFlags(cl *cliapp.Program, o *options) {
 	cl.Var(optDuration{&p.transport.TLSHandshakeTimeout}, "consul-transport-tls-handshake-timeout", "time allowed for the TLS handshake with Consul")
 	cl.Bool(&o.retry.enabled, "consul-retry", true, "retry failed Consul requests with backoff (=false: a source that fails before its first answer makes envexec give up)")
 	cl.Int(&o.retry.attempts, "consul-retry-attempts", 0, "give up (exit 11) when a source failed this many times in a row before its first answer (0: never; once the command runs, envexec retries forever)")
-	cl.Duration(&o.retry.backoff, "consul-retry-backoff", o.retry.backoff, "first delay between retries; it doubles each time")
-	cl.Duration(&o.retry.maxBackoff, "consul-retry-max-backoff", o.retry.maxBackoff, "largest delay between retries (0: no limit, capped at 1h)")
+	cl.Duration(&o.retry.backoff, "consul-retry-backoff", o.retry.backoff, "first delay between retries; it doubles each time (0: -consul-retry-max-backoff every time, or no delay when that is 0 too)")
+	cl.Duration(&o.retry.maxBackoff, "consul-retry-max-backoff", o.retry.maxBackoff, "largest delay between retries (0: no limit, capped at 1h; below -consul-retry-backoff: every delay)")
 	cl.Duration(new(time.Duration), "timeout", 0, "accepted for envconsul compatibility; no effect (as in envconsul)")
 	// envconsul's deprecated flags, read as envconsul reads them (their
 	// Vault halves aside), with a warning (noteSet).
@@ -351,8 +356,8 @@ func registerPeerFlags(cl *cliapp.Program, o *options) {
 	cl.Hidden(optBool{&p.sslVerify}, "ssl-verify")
 	cl.Hidden(funcFlag(func(s string) error {
 		d, err := time.ParseDuration(s)
-		if err != nil || d <= 0 {
-			return errors.New("want a positive duration such as 5s")
+		if err != nil {
+			return errors.New("want a duration such as 5s")
 		}
 		o.retry.backoff, o.retry.maxBackoff = d, d
 		return nil

@@ -8,6 +8,8 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -264,5 +266,66 @@ func TestClientCertWithoutKey(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "-client-key") {
 		t.Errorf("-client-cert without -client-key: %v; want an error naming -client-key", err)
+	}
+}
+
+// TestRetryBackoffAsEnvconsul: envconsul takes any -consul-retry-backoff
+// and -consul-retry-max-backoff (cli.go funcDurationVar: time.ParseDuration;
+// the file's retry block likewise) and waits before retry n what
+// consul-template v0.41.1 config/retry.go RetryFunc says: backoff*2^n, but
+// max_backoff once n is above int(log2(max_backoff/backoff)) when
+// max_backoff is above 0. So backoff 0 and max_backoff 0 retry at once
+// (every delay 0); a backoff of 0 with a max_backoff above 0 waits
+// max_backoff every time (log2 of +Inf converts to the smallest int on
+// amd64); a backoff above max_backoff waits max_backoff. The failing Consul
+// is an HTTP server answering 500 to everything; -consul-retry-attempts N
+// gives up after N+1 KV reads.
+func TestRetryBackoffAsEnvconsul(t *testing.T) {
+	var kvReads atomic.Int32
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/kv/") {
+			kvReads.Add(1)
+		}
+		http.Error(w, "unavailable", http.StatusInternalServerError)
+	}))
+	defer failing.Close()
+	addr := failing.Listener.Addr().String()
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		code    int
+		reads   int32
+		retryIn string // the first logged retry delay, a regexp
+	}{
+		{"backoff 0 max 0: at once", []string{"-consul-retry-backoff", "0", "-consul-retry-max-backoff", "0", "-consul-retry-attempts", "3"}, exitWaitTimeout, 4, `retry_in=0s`},
+		{"file backoff 0 max 0", []string{"-config", "retry0.hcl", "-consul-retry-attempts", "3"}, exitWaitTimeout, 4, `retry_in=0s`},
+		{"deprecated -retry 0", []string{"-retry", "0", "-consul-retry-attempts", "3"}, exitWaitTimeout, 4, `retry_in=0s`},
+		{"backoff 0 max 1h: 1h each time", []string{"-consul-retry-backoff", "0", "-consul-retry-max-backoff", "1h", "-consul-retry-attempts", "1", "-wait-timeout", "2s"}, exitWaitTimeout, 1, `retry_in=(4[89]|5\d)m|retry_in=1h`},
+		{"negative backoff: max each time", []string{"-consul-retry-backoff=-1s", "-consul-retry-max-backoff", "1h", "-consul-retry-attempts", "1", "-wait-timeout", "2s"}, exitWaitTimeout, 1, `retry_in=(4[89]|5\d)m|retry_in=1h`},
+		{"backoff above max: max each time", []string{"-consul-retry-backoff", "1h", "-consul-retry-max-backoff", "20ms", "-consul-retry-attempts", "2"}, exitWaitTimeout, 3, `retry_in=(1\d|2[0-4])ms`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := childDir(t)
+			args := append([]string{}, tc.args...)
+			for i, a := range args {
+				if a == "retry0.hcl" {
+					args[i] = filepath.Join(t.TempDir(), a)
+					if err := os.WriteFile(args[i], []byte("consul {\n  retry {\n    backoff = \"0s\"\n    max_backoff = \"0s\"\n  }\n}\n"), 0o600); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			kvReads.Store(0)
+			p := runEnvexec(t, addr, nil, append(append(args, "-prefix", ns(t)), childArgs(dir, "exit", 0)...)...)
+			// Retries at once may read once more while envexec gives up;
+			// after a long delay the count is exact.
+			reads := kvReads.Load()
+			if p.code != tc.code || reads < tc.reads || (tc.reads == 1 && reads != 1) || len(starts(dir)) != 0 {
+				t.Errorf("exit %d (want %d), %d KV reads (want %d), starts %v\n%s", p.code, tc.code, reads, tc.reads, starts(dir), p.stderr)
+			}
+			if !regexp.MustCompile(tc.retryIn).MatchString(p.stderr.String()) {
+				t.Errorf("no retry delay matching %s logged:\n%s", tc.retryIn, p.stderr)
+			}
+		})
 	}
 }
