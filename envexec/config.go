@@ -155,13 +155,34 @@ func scalar(kind string, v any) (string, error) {
 		b, err := configfile.Bool(v)
 		return fmt.Sprint(b), err
 	case "int":
-		n, err := configfile.Int(v)
+		n, err := fileInt(v)
 		return fmt.Sprint(n), err
 	case "duration":
-		d, err := configfile.Duration(v)
+		d, err := fileDuration(v)
 		return d.String(), err
 	}
 	return configfile.String(v)
+}
+
+// fileDuration reads a duration as envconsul decodes one (config.go Parse:
+// mapstructure v1.5.0 without weak typing): a string with
+// time.ParseDuration (StringToTimeDurationHookFunc), a whole number as
+// nanoseconds, and a number with a fraction cut to whole nanoseconds
+// (decodeInt: int64(f)): kill_timeout = 2.5 is 2ns, as there.
+func fileDuration(v any) (time.Duration, error) {
+	if f, ok := v.(float64); ok {
+		return time.Duration(int64(f)), nil
+	}
+	return configfile.Duration(v)
+}
+
+// fileInt reads a whole number as envconsul decodes one (mapstructure
+// decodeInt): a number with a fraction is cut, attempts = 2.9 is 2.
+func fileInt(v any) (int, error) {
+	if f, ok := v.(float64); ok {
+		return int(int64(f)), nil
+	}
+	return configfile.Int(v)
 }
 
 // flagKeys maps the keys of a block that are plain flags: key -> kind, flag.
@@ -399,11 +420,11 @@ func waitValue(v any) (string, error) {
 		return "", err
 	}
 	var min, max time.Duration
-	if err := configfile.Get(b, "min", configfile.Duration, &min); err != nil {
+	if err := configfile.Get(b, "min", fileDuration, &min); err != nil {
 		return "", err
 	}
 	_, hasMax := b["max"]
-	if err := configfile.Get(b, "max", configfile.Duration, &max); err != nil {
+	if err := configfile.Get(b, "max", fileDuration, &max); err != nil {
 		return "", err
 	}
 	enabled := min != 0

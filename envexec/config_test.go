@@ -444,3 +444,43 @@ func TestConfigFormsAsEnvconsul(t *testing.T) {
 		}
 	})
 }
+
+// TestFileNumbersAsEnvconsul: envconsul decodes its files with mapstructure
+// v1.5.0 without weak typing (config.go Parse): a duration is a string for
+// time.ParseDuration (StringToTimeDurationHookFunc: a bare "5" has no unit
+// and is refused) or a number, whole numbers as nanoseconds and numbers
+// with a fraction cut to whole nanoseconds, and an integer setting given
+// with a fraction is cut too (decodeInt: int64(f)).
+func TestFileNumbersAsEnvconsul(t *testing.T) {
+	dir := t.TempDir()
+	for i, tc := range []struct {
+		file  string
+		check func(o *options) bool
+		err   string
+	}{
+		{file: `exec { kill_timeout = 2.5 }`, check: func(o *options) bool { return o.killTimeout == 2 }},
+		{file: `exec { kill_timeout = 2000000000 }`, check: func(o *options) bool { return o.killTimeout == 2*time.Second }},
+		{file: `max_stale = 1500000000.9`, check: func(o *options) bool { return o.maxStale == 1500*time.Millisecond }},
+		{file: `consul { retry { attempts = 2.9  backoff = 1.5  max_backoff = 60000000000 } }`,
+			check: func(o *options) bool {
+				return o.retry.attempts == 2 && o.retry.backoff == 1 && o.retry.maxBackoff == time.Minute
+			}},
+		{file: `wait { min = 2000000000.7 }`, check: func(o *options) bool { return o.waitMin == 2*time.Second && o.waitMax == 8*time.Second }},
+		{file: `{"exec": {"splay": 1.5}}`, check: func(o *options) bool { return o.splay == 1 }},
+		{file: `exec { kill_timeout = "5" }`, err: "exec.kill_timeout"},
+	} {
+		cfg := filepath.Join(dir, fmt.Sprintf("%d.hcl", i))
+		proctest.WriteFile(t, cfg, tc.file+"\n")
+		o, err := parse([]string{"-config", cfg, "-prefix", "app", "true"}, io.Discard, io.Discard)
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) || exitCode(err, 0) != exitConfig {
+				t.Errorf("%s: error %v (exit %d), want one naming %s, exit %d", tc.file, err, exitCode(err, 0), tc.err, exitConfig)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", tc.file, err)
+		case !tc.check(o):
+			t.Errorf("%s: kill timeout %s, max stale %s, retry %+v, wait %s:%s, splay %s", tc.file, o.killTimeout, o.maxStale, o.retry, o.waitMin, o.waitMax, o.splay)
+		}
+	}
+}
