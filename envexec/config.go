@@ -52,6 +52,8 @@ type fileConfig struct {
 	services []*serviceSpec
 	command  []string
 	env      envPolicy
+	auth     authConfig // the auth blocks, merged field by field
+	wait     waitConfig // the wait settings, merged field by field
 	warn     []string
 }
 
@@ -88,15 +90,13 @@ func loadConfigFiles(o *options, flags *cliapp.Result, set map[string]bool) erro
 		if set[name] {
 			continue
 		}
-		if (name == "http-addr" || name == "token-file" || name == "consul-auth") && s.value == "" {
+		if (name == "http-addr" || name == "token-file") && s.value == "" {
 			// An empty consul.address (over an earlier file's) is no
 			// address: CONSUL_HTTP_ADDR or the default, as envconsul
 			// hands it to consul-template's CreateConsulClient, which
 			// keeps the API client's default for "". Likewise an empty
 			// token_file is none (envconsul never opens it: newClientSet
-			// does not pass a token file on), and so is a disabled auth
-			// (consul-template config/auth.go Finalize: enabled only
-			// with a username or password, or enabled = true).
+			// does not pass a token file on).
 			continue
 		}
 		var err error
@@ -128,6 +128,8 @@ func loadConfigFiles(o *options, flags *cliapp.Result, set map[string]bool) erro
 	o.fileCommand = fc.command
 	o.env = fc.env
 	o.peer.warn = append(o.peer.warn, fc.warn...)
+	o.peer.fileAuth = fc.auth
+	o.fileWait = fc.wait
 	return nil
 }
 
@@ -288,7 +290,7 @@ func (fc *fileConfig) read(f *configfile.File) error {
 		if err != nil {
 			return fmt.Errorf("wait: %w", err)
 		}
-		fc.setFlag(f.Path, "wait", "wait", w)
+		fc.wait = fc.wait.merge(w)
 	}
 	return fc.readSources(f, m)
 }
@@ -372,74 +374,133 @@ func (fc *fileConfig) readConsul(f *configfile.File, m map[string]any) error {
 	if err != nil || a == nil {
 		return err
 	}
-	auth, err := authValue(a)
+	auth, err := authBlock(a)
 	if err != nil {
 		return fmt.Errorf("consul.auth: %w", err)
 	}
-	fc.setFlag(f.Path, "consul.auth", "consul-auth", auth)
+	fc.auth = fc.auth.merge(auth)
 	return nil
 }
 
-// authValue turns auth { enabled, username, password } into -consul-auth's
-// USER[:PASSWORD]; enabled defaults to "a username was given"
-// (consul-template config/auth.go, Finalize). Disabled is "".
-func authValue(a map[string]any) (string, error) {
-	var user, pass string
-	if err := configfile.Get(a, "username", configfile.String, &user); err != nil {
-		return "", err
+// authBlock reads auth { enabled, username, password }: the keys given,
+// which merge over the earlier files' field by field (consul-template
+// config/auth.go AuthConfig.Merge, from envconsul's Config.Merge).
+func authBlock(a map[string]any) (authConfig, error) {
+	var out authConfig
+	for _, k := range []string{"username", "password"} {
+		if _, ok := a[k]; !ok {
+			continue
+		}
+		var s string
+		if err := configfile.Get(a, k, configfile.String, &s); err != nil {
+			return out, err
+		}
+		if k == "username" {
+			out.user = &s
+		} else {
+			out.pass = &s
+		}
 	}
-	if err := configfile.Get(a, "password", configfile.String, &pass); err != nil {
-		return "", err
+	if _, ok := a["enabled"]; ok {
+		var b bool
+		if err := configfile.Get(a, "enabled", configfile.Bool, &b); err != nil {
+			return out, err
+		}
+		out.enabled = &b
 	}
-	enabled := user != ""
-	if err := configfile.Get(a, "enabled", configfile.Bool, &enabled); err != nil {
-		return "", err
-	}
-	if !enabled {
-		return "", nil
-	}
-	if pass == "" {
-		return user, nil
-	}
-	return user + ":" + pass, nil
+	return out, nil
 }
 
-// waitValue turns wait = "MIN[:MAX]" or wait { min, max, bool } into
-// -wait's syntax as envconsul reads them (consul-template v0.41.1
-// config/wait.go): "bool" is the block's key for enabled, which defaults to
-// "min is given and not 0"; a disabled wait is "0s". A block's max below
-// min is taken (only the string form refuses it), and envconsul's runner
-// then acts max after the first change (runner.go Start: the max timer
-// fires first), which is -wait max:max.
-func waitValue(v any) (string, error) {
+// waitConfig is consul-template's WaitConfig (v0.41.1 config/wait.go),
+// which envconsul uses for -wait and wait: each field nil until given.
+type waitConfig struct {
+	enabled  *bool // the block's key "bool"
+	min, max *time.Duration
+}
+
+// merge is WaitConfig.Merge: every field o gives wins, field by field, so
+// a later file's max keeps an earlier file's min, and -wait (which gives
+// min and max) keeps a file's bool = false (envconsul cli.go loadConfigs
+// merges the files, then the flags).
+func (w waitConfig) merge(o waitConfig) waitConfig {
+	if o.enabled != nil {
+		w.enabled = o.enabled
+	}
+	if o.min != nil {
+		w.min = o.min
+	}
+	if o.max != nil {
+		w.max = o.max
+	}
+	return w
+}
+
+// bounds is the wait envconsul's runner uses (WaitConfig.Finalize): enabled
+// defaults to "min given and not 0", max to 4*min; disabled, or a min of
+// 0, is no wait (0, 0). A max below min (only a block can give one; the
+// string form refuses it) is taken: envconsul's runner then acts max after
+// the first change (runner.go Start: the max timer fires first), which is
+// max:max.
+func (w waitConfig) bounds() (time.Duration, time.Duration) {
+	var min time.Duration
+	if w.min != nil {
+		min = *w.min
+	}
+	enabled := min != 0
+	if w.enabled != nil {
+		enabled = *w.enabled
+	}
+	if !enabled || min <= 0 {
+		return 0, 0
+	}
+	max := 4 * min
+	if w.max != nil {
+		max = *w.max
+	}
+	if max < min {
+		min = max
+	}
+	return min, max
+}
+
+// waitValue reads wait = "MIN[:MAX]" (consul-template ParseWaitConfig,
+// min and max given, as -wait) or wait { min, max, bool } (the keys
+// given) as envconsul decodes them.
+func waitValue(v any) (waitConfig, error) {
 	if s, ok := v.(string); ok {
-		return s, nil
+		min, max, err := parseWait(s)
+		if err != nil {
+			return waitConfig{}, err
+		}
+		return waitConfig{min: &min, max: &max}, nil
 	}
 	b, err := configfile.Block(v)
 	if err != nil {
-		return "", err
+		return waitConfig{}, err
 	}
-	var min, max time.Duration
-	if err := configfile.Get(b, "min", fileDuration, &min); err != nil {
-		return "", err
+	var w waitConfig
+	for _, k := range []string{"min", "max"} {
+		if _, ok := b[k]; !ok {
+			continue
+		}
+		var d time.Duration
+		if err := configfile.Get(b, k, fileDuration, &d); err != nil {
+			return waitConfig{}, err
+		}
+		if k == "min" {
+			w.min = &d
+		} else {
+			w.max = &d
+		}
 	}
-	_, hasMax := b["max"]
-	if err := configfile.Get(b, "max", fileDuration, &max); err != nil {
-		return "", err
+	if _, ok := b["bool"]; ok {
+		var on bool
+		if err := configfile.Get(b, "bool", configfile.Bool, &on); err != nil {
+			return waitConfig{}, err
+		}
+		w.enabled = &on
 	}
-	enabled := min != 0
-	if err := configfile.Get(b, "bool", configfile.Bool, &enabled); err != nil {
-		return "", err
-	}
-	switch {
-	case !enabled || min == 0:
-		return "0s", nil
-	case !hasMax:
-		return min.String(), nil
-	case max < min:
-		min = max
-	}
-	return min.String() + ":" + max.String(), nil
+	return w, nil
 }
 
 // readExec takes the exec { } block: the command, its signals and timeouts,

@@ -484,3 +484,47 @@ func TestFileNumbersAsEnvconsul(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitMergesAsEnvconsul: envconsul merges the files' wait, then -wait,
+// field by field (cli.go loadConfigs with Config.Merge; consul-template
+// v0.41.1 config/wait.go WaitConfig.Merge: min, max and bool each win when
+// given; ParseWaitConfig, for -wait and wait = "MIN:MAX", gives min and max,
+// never bool), then WaitConfig.Finalize fills what is missing (bool: min
+// given and not 0; max: 4*min).
+func TestWaitMergesAsEnvconsul(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		proctest.WriteFile(t, p, body+"\n")
+		return p
+	}
+	minMax := file("min-max.hcl", `wait { min = "2s"  max = "10s" }`)
+	maxOnly := file("max-only.hcl", `wait { max = "20s" }`)
+	minOnly := file("min-only.hcl", `wait { min = "3s" }`)
+	off := file("off.hcl", `wait { bool = false }`)
+	on := file("on.hcl", `wait { bool = true }`)
+	str := file("string.hcl", `wait = "1s:5s"`)
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		min, max time.Duration
+	}{
+		{"a later max keeps the min", []string{"-config", minMax, "-config", maxOnly}, 2 * time.Second, 20 * time.Second},
+		{"a later min keeps the max", []string{"-config", minMax, "-config", minOnly}, 3 * time.Second, 10 * time.Second},
+		{"bool = false turns an earlier wait off", []string{"-config", minMax, "-config", off}, 0, 0},
+		{"-wait keeps a file's bool = false", []string{"-config", off, "-wait", "5s"}, 0, 0},
+		{"bool = true enables a later min", []string{"-config", on, "-config", minOnly}, 3 * time.Second, 12 * time.Second},
+		{"a string gives min and max", []string{"-config", maxOnly, "-config", str}, time.Second, 5 * time.Second},
+		{"-wait over a file's max", []string{"-config", maxOnly, "-wait", "1s"}, time.Second, 4 * time.Second},
+		{"a later max below the min is every delay", []string{"-config", minMax, "-config", maxOnly, "-config", file("low.hcl", `wait { max = "1s" }`)}, time.Second, time.Second},
+	} {
+		o, err := parse(append(tc.args, "-prefix", "app", "true"), io.Discard, io.Discard)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if o.waitMin != tc.min || o.waitMax != tc.max {
+			t.Errorf("%s: wait %s:%s, want %s:%s", tc.name, o.waitMin, o.waitMax, tc.min, tc.max)
+		}
+	}
+}

@@ -91,8 +91,10 @@ type options struct {
 	reloadSignal   syscall.Signal // reloads envexec's configuration; 0: none
 	killTimeout    time.Duration
 	splay          time.Duration
-	waitMin        time.Duration
+	waitMin        time.Duration // the wait in force (see waitConfig.bounds); 0: none
 	waitMax        time.Duration
+	fileWait       waitConfig // the files' wait settings, merged
+	flagWait       waitConfig // -wait
 	execCmd        string
 	once           bool
 	shellExitCode  bool // a command killed by signal N: exit 128+N instead of envconsul's 255
@@ -256,7 +258,7 @@ func registerProcessFlags(cl *cliapp.Program, o *options) {
 		if err != nil {
 			return err
 		}
-		o.waitMin, o.waitMax = min, max
+		o.flagWait = waitConfig{min: &min, max: &max}
 		return nil
 	}), "wait", "quiescence `MIN[:MAX]`: start the command, and act on a change, once no answer came for MIN, at the latest MAX (default 4*MIN) after the first (0: no wait)")
 	cl.String(&o.execCmd, "exec", "", "the `COMMAND` as one string (envconsul's -exec); instead of arguments")
@@ -326,6 +328,7 @@ resulting environment changes. Exits with the child's exit code.`
 	if err := loadConfigFiles(o, res, set); err != nil {
 		return o, withCode(err, exitConfig)
 	}
+	o.waitMin, o.waitMax = o.fileWait.merge(o.flagWait).bounds()
 	if set["http-addr"] && o.cli.Consul.HTTPAddr() == "" {
 		// -consul-addr "" (an unset variable in a script) is no address,
 		// as envconsul hands it to consul-template's CreateConsulClient,

@@ -21,10 +21,11 @@ import (
 // ParseFlags; config keys consul { auth, ssl, transport }) that the consul
 // CLI's shared flags do not cover.
 type peerConsul struct {
-	auth       *api.HttpBasicAuth
-	ssl        *bool // consul.ssl.enabled / -consul-ssl
-	sslVerify  *bool // consul.ssl.verify / -consul-ssl-verify
-	sslImplied bool  // an ssl setting was given: consul-template's SSLConfig.Finalize enables SSL then
+	fileAuth   authConfig // the files' auth blocks, merged
+	flagAuth   authConfig // -consul-auth (-auth): the last one given
+	ssl        *bool      // consul.ssl.enabled / -consul-ssl
+	sslVerify  *bool      // consul.ssl.verify / -consul-ssl-verify
+	sslImplied bool       // an ssl setting was given: consul-template's SSLConfig.Finalize enables SSL then
 
 	transport consulclient.Transport // consul.transport / -consul-transport-*
 
@@ -35,13 +36,64 @@ type peerConsul struct {
 	warn []string // deprecations to log once logging is set up
 }
 
-// parseAuth parses USER[:PASSWORD] as consul-template's ParseAuthConfig.
-func parseAuth(s string) (*api.HttpBasicAuth, error) {
-	if s == "" {
-		return nil, errors.New("empty; want USER[:PASSWORD]")
+// authConfig is consul-template's AuthConfig (config/auth.go): each field
+// nil until given.
+type authConfig struct {
+	enabled    *bool
+	user, pass *string
+}
+
+// merge is AuthConfig.Merge: every field o gives wins, field by field, so a
+// later file's password keeps an earlier file's username, and
+// -consul-auth USER keeps a file's password.
+func (a authConfig) merge(o authConfig) authConfig {
+	if o.enabled != nil {
+		a.enabled = o.enabled
 	}
-	user, pass, _ := strings.Cut(s, ":")
-	return &api.HttpBasicAuth{Username: user, Password: pass}, nil
+	if o.user != nil {
+		a.user = o.user
+	}
+	if o.pass != nil {
+		a.pass = o.pass
+	}
+	return a
+}
+
+// basic is the HTTP basic auth envconsul's client sends, or nil:
+// AuthConfig.Finalize enables auth unless told otherwise when the username
+// or the password is not empty, and CreateConsulClient (consul-template
+// v0.41.1 dependency/client_set.go) sends the username and password when
+// enabled, empty ones too (enabled = true alone sends an empty pair).
+func (a authConfig) basic() *api.HttpBasicAuth {
+	var user, pass string
+	if a.user != nil {
+		user = *a.user
+	}
+	if a.pass != nil {
+		pass = *a.pass
+	}
+	enabled := user != "" || pass != ""
+	if a.enabled != nil {
+		enabled = *a.enabled
+	}
+	if !enabled {
+		return nil
+	}
+	return &api.HttpBasicAuth{Username: user, Password: pass}
+}
+
+// parseAuth parses USER[:PASSWORD] as consul-template's ParseAuthConfig:
+// without a colon the password is not given (a file's stays).
+func parseAuth(s string) (authConfig, error) {
+	if s == "" {
+		return authConfig{}, errors.New("empty; want USER[:PASSWORD]")
+	}
+	user, pass, hasPass := strings.Cut(s, ":")
+	a := authConfig{user: &user}
+	if hasPass {
+		a.pass = &pass
+	}
+	return a, nil
 }
 
 // deprecatedFlags are envconsul's deprecated flags (cli.go, ParseFlags,
@@ -88,8 +140,10 @@ func (p *peerConsul) warnings(log *slog.Logger) {
 // apply sets the envconsul-only settings on a configuration built from the
 // shared flags.
 func (p *peerConsul) apply(cfg *api.Config) {
-	if p.auth != nil {
-		cfg.HttpAuth = p.auth
+	// envconsul's cli.go loadConfigs merges the files, then the flags,
+	// with ConsulConfig.Merge, which merges auth field by field.
+	if auth := p.fileAuth.merge(p.flagAuth).basic(); auth != nil {
+		cfg.HttpAuth = auth
 	}
 	if p.namespace != "" {
 		cfg.Namespace = p.namespace
@@ -334,7 +388,7 @@ func registerPeerFlags(cl *cliapp.Program, o *options) {
 		cl.Alias(alias, name)
 	}
 	p := &o.peer
-	cl.Var(funcFlag(func(s string) (err error) { p.auth, err = parseAuth(s); return err }), "consul-auth", "HTTP basic auth `USER[:PASSWORD]` for Consul (envconsul's flag)")
+	cl.Var(funcFlag(func(s string) (err error) { p.flagAuth, err = parseAuth(s); return err }), "consul-auth", "HTTP basic auth `USER[:PASSWORD]` for Consul (envconsul's flag)")
 	cl.Var(optBool{&p.ssl}, "consul-ssl", "talk HTTPS to Consul (envconsul's flag; any -consul-ssl-* flag implies it)")
 	cl.Var(optBool{&p.sslVerify}, "consul-ssl-verify", "verify Consul's certificate (default true; =false skips verification)")
 	cl.Var(optDuration{&p.transport.DialKeepAlive}, "consul-transport-dial-keep-alive", "TCP keep-alive period for connections to Consul")
@@ -351,7 +405,7 @@ func registerPeerFlags(cl *cliapp.Program, o *options) {
 	// Vault halves aside), with a warning (noteSet).
 	cl.Alias("ssl-ca-cert", "ca-file")
 	cl.Alias("ssl-cert", "client-cert")
-	cl.Hidden(funcFlag(func(s string) (err error) { p.auth, err = parseAuth(s); return err }), "auth")
+	cl.Hidden(funcFlag(func(s string) (err error) { p.flagAuth, err = parseAuth(s); return err }), "auth")
 	cl.Hidden(optBool{&p.ssl}, "ssl")
 	cl.Hidden(optBool{&p.sslVerify}, "ssl-verify")
 	cl.Hidden(funcFlag(func(s string) error {

@@ -329,3 +329,71 @@ func TestRetryBackoffAsEnvconsul(t *testing.T) {
 		})
 	}
 }
+
+// TestAuthAsEnvconsul: envconsul merges consul { auth } field by field, the
+// files in order, then -consul-auth (cli.go loadConfigs; consul-template
+// v0.41.1 config/auth.go AuthConfig.Merge; ParseAuthConfig gives a username,
+// and a password only after a colon, never enabled); AuthConfig.Finalize
+// enables auth, unless enabled is given, when the username or the password
+// is not empty; and CreateConsulClient (dependency/client_set.go) then
+// sends both, empty ones too. A proxy in front of the real agent records
+// the basic auth of the KV reads.
+func TestAuthAsEnvconsul(t *testing.T) {
+	a := consultest.Require(t, agent)
+	n := ns(t)
+	put(t, a.Client(), n+"/V", "1")
+	target, _ := url.Parse("http://" + a.HTTPAddr())
+	rp := httputil.NewSingleHostReverseProxy(target)
+	var seen atomic.Value // the last KV read's basic auth, "user|pass" or "none"
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/kv/") {
+			if u, pw, ok := r.BasicAuth(); ok {
+				seen.Store(u + "|" + pw)
+			} else {
+				seen.Store("none")
+			}
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	dir := t.TempDir()
+	file := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	userPass := file("user-pass.hcl", "consul {\n  auth {\n    username = \"app\"\n    password = \"old\"\n  }\n}\n")
+	passOnly := file("pass-only.hcl", "consul {\n  auth {\n    password = \"pa:ss\"\n  }\n}\n")
+	enabledOnly := file("enabled-only.hcl", "consul {\n  auth {\n    enabled = true\n  }\n}\n")
+	disabled := file("disabled.hcl", "consul {\n  auth {\n    enabled = false\n    username = \"app\"\n  }\n}\n")
+	topLevel := file("top-level.hcl", "auth {\n  password = \"top\"\n}\n")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"a later file's password keeps the username", []string{"-config", userPass, "-config", passOnly}, "app|pa:ss"},
+		{"a password alone enables auth", []string{"-config", passOnly}, "|pa:ss"},
+		{"enabled alone sends an empty pair", []string{"-config", enabledOnly}, "|"},
+		{"-consul-auth USER keeps the file's password", []string{"-config", userPass, "-consul-auth", "other"}, "other|old"},
+		{"-consul-auth USER: empties it", []string{"-config", userPass, "-consul-auth", "other:"}, "other|"},
+		{"the deprecated -auth likewise", []string{"-config", userPass, "-auth", "other"}, "other|old"},
+		{"a deprecated top-level auth merges too", []string{"-config", userPass, "-config", topLevel}, "app|top"},
+		{"enabled = false stays under -consul-auth", []string{"-config", disabled, "-consul-auth", "u:p"}, "none"},
+		{"-consul-auth alone", []string{"-consul-auth", "u"}, "u|"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seen.Store("")
+			dir := childDir(t)
+			p := runEnvexec(t, proxy.URL, nil, append(append(tc.args, "-once", "-prefix", n, "-wait-timeout", "20s"), childArgs(dir, "exit", 0)...)...)
+			if p.code != 0 || lastEnv(t, dir)["V"] != "1" {
+				t.Fatalf("exit %d\n%s", p.code, p.stderr)
+			}
+			if got := seen.Load().(string); got != tc.want {
+				t.Errorf("basic auth %q, want %q (user|password)", got, tc.want)
+			}
+		})
+	}
+}
