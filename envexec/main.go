@@ -351,7 +351,9 @@ resulting environment changes. Exits with the child's exit code.`
 	for _, s := range o.services {
 		o.order = append(o.order, s)
 	}
-	o.peer.tokenGiven = res.IsSet("token") || res.IsSet("token-file")
+	// Any name of the token flags counts (-consul-token is an alias of
+	// -token, which IsSet does not see), and a file's token.
+	o.peer.tokenGiven = set["token"] || set["token-file"] || res.IsSet("token") || res.IsSet("token-file")
 	if err := certWithoutKey(o, res); err != nil {
 		return o, withCode(err, exitFlags)
 	}
