@@ -135,13 +135,15 @@ func loadConfigFiles(o *options, flags *cliapp.Result, set map[string]bool) erro
 
 // directSettings are file settings without a flag of their own.
 var directSettings = map[string]func(o *options, v string) error{
-	"consul-namespace": func(o *options, v string) error { o.peer.namespace = v; return nil },
-	"syslog-name":      func(o *options, v string) error { o.syslog.name = v; return nil },
+	"syslog-name": func(o *options, v string) error { o.syslog.name = v; return nil },
 	"consul-transport-idle-conn-timeout": func(o *options, v string) error {
 		return optDuration{&o.peer.transport.IdleConnTimeout}.Set(v)
 	},
-	"consul-transport-max-idle-conns":     func(o *options, v string) error { return optInt{&o.peer.transport.MaxIdleConns}.Set(v) },
-	"consul-transport-max-conns-per-host": func(o *options, v string) error { return optInt{&o.peer.transport.MaxConnsPerHost}.Set(v) },
+	"consul-transport-max-idle-conns": func(o *options, v string) error { return optInt{&o.peer.transport.MaxIdleConns}.Set(v) },
+	// envconsul decodes transport.max_conns_per_host but its runner.go
+	// newClientSet never hands it to CreateConsulClient, whose transport
+	// then has no limit: checked and not used (readConsul warns).
+	"consul-transport-max-conns-per-host": func(o *options, v string) error { var n *int; return optInt{&n}.Set(v) },
 }
 
 // setFlag records a file value for a flag (or a direct setting).
@@ -331,11 +333,17 @@ func (fc *fileConfig) readConsul(f *configfile.File, m map[string]any) error {
 		return err
 	}
 	if v, ok := c["namespace"]; ok {
-		s, err := configfile.String(v)
-		if err != nil {
+		// envconsul decodes consul.namespace (consul-template's
+		// ConsulConfig) but its runner.go newClientSet never hands it to
+		// CreateConsulClient: the client asks without a namespace (or
+		// with the API's CONSUL_NAMESPACE), and an open issue asks for it
+		// (hashicorp/envconsul#184). Taken the same way, with a warning:
+		// a Consul without namespaces refuses every request that names
+		// one.
+		if _, err := configfile.String(v); err != nil {
 			return fmt.Errorf("consul.namespace: %w", err)
 		}
-		fc.setFlag(f.Path, "consul.namespace", "consul-namespace", s)
+		fc.warn = append(fc.warn, fmt.Sprintf("config %s: consul.namespace has no effect (as in envconsul): use -prefix PATH?ns=NS or CONSUL_NAMESPACE", f.Path))
 	}
 	for _, sub := range []struct {
 		name, prefix string
@@ -363,6 +371,9 @@ func (fc *fileConfig) readConsul(f *configfile.File, m map[string]any) error {
 		}
 		if err := fc.flagsOf(f.Path, sub.prefix, b, sub.keys); err != nil {
 			return err
+		}
+		if _, ok := b["max_conns_per_host"]; ok && sub.name == "transport" {
+			fc.warn = append(fc.warn, fmt.Sprintf("config %s: consul.transport.max_conns_per_host has no effect (as in envconsul)", f.Path))
 		}
 	}
 	// Likewise a deprecated top-level auth replaces consul.auth.

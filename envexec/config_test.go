@@ -435,6 +435,31 @@ func TestConfigFormsAsEnvconsul(t *testing.T) {
 		}
 	})
 
+	t.Run("consul.namespace and transport.max_conns_per_host are read and not used", func(t *testing.T) {
+		// envconsul decodes both (consul-template v0.41.1 ConsulConfig,
+		// TransportConfig) but its runner.go newClientSet hands neither to
+		// CreateConsulClient (hashicorp/envconsul#184 asks for namespaces):
+		// its client asks without a namespace, which this Consul (without
+		// namespaces: "Namespaces are a Consul Enterprise feature", 400)
+		// requires, and its transport has no connection limit.
+		dir := childDir(t)
+		cfg := write(t, fmt.Sprintf("consul {\n  address = %q\n  namespace = \"team\"\n  transport {\n    max_conns_per_host = 1\n  }\n}\nprefix { path = \"%s/app\" }\n", a.HTTPAddr(), n))
+		p := startRaw(t, nowhere, append([]string{"-config", cfg, "-once", "-wait-timeout", "10s"}, childArgs(dir, "exit", 0)...)...)
+		p.wait(30 * time.Second)
+		if p.code != 0 || lastEnv(t, dir)["PORT"] != "80" {
+			t.Fatalf("exit %d\n%s", p.code, p.stderr)
+		}
+		for _, w := range []string{"consul.namespace has no effect", "max_conns_per_host has no effect"} {
+			if !strings.Contains(p.stderr.String(), w) {
+				t.Errorf("no warning %q:\n%s", w, p.stderr)
+			}
+		}
+		o, err := parse([]string{"-config", cfg, "-prefix", "app", "true"}, io.Discard, io.Discard)
+		if err != nil || o.peer.transport.MaxConnsPerHost != nil {
+			t.Errorf("parse: %v, max conns per host %v; want none", err, o.peer.transport.MaxConnsPerHost)
+		}
+	})
+
 	t.Run("service without query is a runner error", func(t *testing.T) {
 		cfg := write(t, "service { format_id = \"ID\" }\n")
 		p := startRaw(t, nowhere, "-config", cfg, "-once", "--", "true")

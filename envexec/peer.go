@@ -29,8 +29,6 @@ type peerConsul struct {
 
 	transport consulclient.Transport // consul.transport / -consul-transport-*
 
-	namespace string // consul.namespace (Consul Enterprise)
-
 	tokenGiven bool // -token or -token-file (any name, or a file's token, token_file)
 
 	warn []string // deprecations to log once logging is set up
@@ -144,9 +142,6 @@ func (p *peerConsul) apply(cfg *api.Config) {
 	// with ConsulConfig.Merge, which merges auth field by field.
 	if auth := p.fileAuth.merge(p.flagAuth).basic(); auth != nil {
 		cfg.HttpAuth = auth
-	}
-	if p.namespace != "" {
-		cfg.Namespace = p.namespace
 	}
 	if (p.ssl != nil && *p.ssl) || (p.ssl == nil && p.sslImplied) {
 		cfg.Scheme = "https"
