@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"log/syslog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -337,12 +338,39 @@ type optInt struct{ p **int }
 
 func (i optInt) String() string { return "" }
 func (i optInt) Set(s string) error {
-	var v int
-	if _, err := fmt.Sscanf(s, "%d", &v); err != nil || fmt.Sprint(v) != strings.TrimSpace(s) {
-		return fmt.Errorf("want a whole number, got %q", s)
+	v, err := parseDecimal(s)
+	if err != nil {
+		return err
 	}
 	*i.p = &v
 	return nil
+}
+
+// decimalInt is an int flag read as envconsul reads its int flags.
+type decimalInt struct{ p *int }
+
+func (i decimalInt) String() string {
+	if i.p == nil || *i.p == 0 {
+		return ""
+	}
+	return strconv.Itoa(*i.p)
+}
+
+func (i decimalInt) Set(s string) (err error) {
+	*i.p, err = parseDecimal(s)
+	return err
+}
+
+// parseDecimal reads a whole number as envconsul's int flags do (cli.go
+// funcIntVar: strconv.ParseInt(s, 10, 32)): decimal, a sign allowed, 32
+// bits: "010" is 10 and "0x10" is refused, where Go's flag package would
+// read 8 and 16.
+func parseDecimal(s string) (int, error) {
+	v, err := strconv.ParseInt(s, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("want a whole number, got %q", s)
+	}
+	return int(v), nil
 }
 
 // refusedFlag is an envconsul flag envexec does not support (Vault): using
@@ -392,7 +420,7 @@ func registerPeerFlags(cl *cliapp.Program, o *options) {
 	cl.Var(optInt{&p.transport.MaxIdleConnsPerHost}, "consul-transport-max-idle-conns-per-host", "idle connections kept to Consul (default 256)")
 	cl.Var(optDuration{&p.transport.TLSHandshakeTimeout}, "consul-transport-tls-handshake-timeout", "time allowed for the TLS handshake with Consul")
 	cl.Bool(&o.retry.enabled, "consul-retry", true, "retry failed Consul requests with backoff (=false: a source that fails before its first answer makes envexec give up)")
-	cl.Int(&o.retry.attempts, "consul-retry-attempts", 0, "give up (exit 11) when a source failed this many times in a row before its first answer (0: never; once the command runs, envexec retries forever)")
+	cl.Var(decimalInt{&o.retry.attempts}, "consul-retry-attempts", "`N` retries: give up (exit 11) when a source failed N+1 times in a row before its first answer (0: never; once the command runs, envexec retries forever)")
 	cl.Duration(&o.retry.backoff, "consul-retry-backoff", o.retry.backoff, "first delay between retries; it doubles each time (0: -consul-retry-max-backoff every time, or no delay when that is 0 too)")
 	cl.Duration(&o.retry.maxBackoff, "consul-retry-max-backoff", o.retry.maxBackoff, "largest delay between retries (0: no limit, capped at 1h; below -consul-retry-backoff: every delay)")
 	cl.Duration(new(time.Duration), "timeout", 0, "accepted for envconsul compatibility; no effect (as in envconsul)")

@@ -397,3 +397,38 @@ func TestAuthAsEnvconsul(t *testing.T) {
 		})
 	}
 }
+
+// TestIntFlagsAsEnvconsul: envconsul reads its int flags
+// (-consul-retry-attempts, -consul-transport-max-idle-conns-per-host) with
+// strconv.ParseInt(s, 10, 32) (cli.go funcIntVar): decimal with a sign,
+// 32 bits; not Go's flag package's base prefixes (010 octal, 0x10).
+func TestIntFlagsAsEnvconsul(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  int
+		err   bool
+	}{
+		{value: "010", want: 10},
+		{value: "+5", want: 5},
+		{value: "-1", want: -1},
+		{value: "0x10", err: true},
+		{value: "3000000000", err: true},
+		{value: " 5", err: true},
+	} {
+		for _, flag := range []string{"-consul-retry-attempts", "-consul-transport-max-idle-conns-per-host"} {
+			o, err := parse([]string{flag + "=" + tc.value, "-prefix", "app", "true"}, io.Discard, io.Discard)
+			switch {
+			case tc.err:
+				if err == nil || exitCode(err, 0) != exitFlags {
+					t.Errorf("%s=%q: error %v (exit %d), want one, exit %d", flag, tc.value, err, exitCode(err, 0), exitFlags)
+				}
+			case err != nil:
+				t.Errorf("%s=%q: %v", flag, tc.value, err)
+			case flag == "-consul-retry-attempts" && o.retry.attempts != tc.want:
+				t.Errorf("%s=%q: %d, want %d", flag, tc.value, o.retry.attempts, tc.want)
+			case flag != "-consul-retry-attempts" && (o.peer.transport.MaxIdleConnsPerHost == nil || *o.peer.transport.MaxIdleConnsPerHost != tc.want):
+				t.Errorf("%s=%q: %v, want %d", flag, tc.value, o.peer.transport.MaxIdleConnsPerHost, tc.want)
+			}
+		}
+	}
+}
