@@ -23,6 +23,7 @@ var configSpec = configfile.Spec{
 		"consul",    // consul = "ADDR", consul-template's old form of consul { address } (config/mapstructure.go ConsulStringToStructFunc)
 		"wait.bool", // consul-template config/wait.go: WaitConfig's key for enabled
 		"prefix.path", "prefix.format", "prefix.no_prefix",
+		"prefix.key.name", "prefix.key.format", // read, no effect: see readSources
 		"service.query", "service.format_id", "service.format_name", "service.format_address", "service.format_tag", "service.format_port",
 		// Deprecated top-level keys envconsul still reads (config.go, Parse).
 		"auth.enabled", "auth.username", "auth.password", "token", "splay", "timeout", "path", "retry",
@@ -31,7 +32,6 @@ var configSpec = configfile.Spec{
 	Refused: map[string]string{
 		"vault":                    "envexec reads Consul only, not Vault",
 		"secret":                   "envexec reads Consul only, not Vault secrets",
-		"prefix.key":               "per-key formats are for Vault secrets",
 		"custom_env":               "not an envconsul key either (its config.go refuses it): use exec { env { custom = [\"NAME=value\"] } }",
 		"consul.ssl.ca_cert_bytes": "give the CA as a file (ca_cert)",
 	},
@@ -565,6 +565,25 @@ func (fc *fileConfig) readSources(f *configfile.File, m map[string]any) error {
 		p, err := prefixBlock(b)
 		if err != nil {
 			return err
+		}
+		if v, ok := b["key"]; ok {
+			// envconsul decodes a prefix's key { name format } blocks
+			// (config_prefix.go KeyFormat) and uses them for Vault
+			// secrets only (runner.go appendSecrets; appendPrefixes
+			// ignores them): checked and not used.
+			keys, err := configfile.Blocks(v)
+			if err != nil {
+				return fmt.Errorf("key: %w", err)
+			}
+			for _, k := range keys {
+				for _, name := range []string{"name", "format"} {
+					var s string
+					if err := configfile.Get(k, name, configfile.String, &s); err != nil {
+						return fmt.Errorf("key.%w", err)
+					}
+				}
+			}
+			fc.warn = append(fc.warn, fmt.Sprintf("config %s: prefix.key has no effect on a Consul prefix (as in envconsul, which uses per-key formats for Vault secrets only)", f.Path))
 		}
 		// A block without a path is kept as a blank one: envconsul's
 		// PrefixConfigs.Finalize drops it or not by its place in the list

@@ -213,7 +213,7 @@ prefix { path = "%s/app" }
 			{`vault { address = "http://127.0.0.1:8200" }`, "vault: not supported: envexec reads Consul only"},
 			{`secret { path = "secret/app" }`, "secret: not supported"},
 			{`custom_env = ["A=1"]`, "custom_env: not supported"},
-			{`prefix { path = "x" key { name = "a" } }`, "prefix.key: not supported"},
+			{`prefix { path = "x" key { bogus = "a" } }`, "prefix.key.bogus: not supported"},
 			{`max_stale = "soon"`, "max_stale"},
 			{`consul {`, "config"},
 		} {
@@ -457,6 +457,24 @@ func TestConfigFormsAsEnvconsul(t *testing.T) {
 		o, err := parse([]string{"-config", cfg, "-prefix", "app", "true"}, io.Discard, io.Discard)
 		if err != nil || o.peer.transport.MaxConnsPerHost != nil {
 			t.Errorf("parse: %v, max conns per host %v; want none", err, o.peer.transport.MaxConnsPerHost)
+		}
+	})
+
+	t.Run("a prefix's key blocks are read and not used", func(t *testing.T) {
+		// envconsul decodes prefix { key { name format } } (config_prefix.go
+		// KeyFormat) and applies the per-key formats to Vault secrets only
+		// (runner.go appendSecrets); appendPrefixes names a Consul
+		// prefix's keys without them: PORT stays PORT, and OTHER is kept.
+		dir := childDir(t)
+		put(t, c, n+"/app/OTHER", "x")
+		cfg := write(t, fmt.Sprintf("consul { address = %q }\nprefix {\n  path = \"%s/app\"\n  key {\n    name = \"PORT\"\n    format = \"RENAMED\"\n  }\n}\n", a.HTTPAddr(), n))
+		p := startRaw(t, nowhere, append([]string{"-config", cfg, "-once", "-wait-timeout", "10s"}, childArgs(dir, "exit", 0)...)...)
+		p.wait(30 * time.Second)
+		if env := lastEnv(t, dir); p.code != 0 || env["PORT"] != "80" || env["OTHER"] != "x" || env["RENAMED"] != "" {
+			t.Fatalf("exit %d, PORT %q OTHER %q RENAMED %q\n%s", p.code, env["PORT"], env["OTHER"], env["RENAMED"], p.stderr)
+		}
+		if !strings.Contains(p.stderr.String(), "prefix.key has no effect") {
+			t.Errorf("no warning:\n%s", p.stderr)
 		}
 	})
 
