@@ -340,7 +340,13 @@ resulting environment changes. Exits with the child's exit code.`
 		}
 		o.cli.Consul.SetAddress(addr)
 	}
-	o.prefixes = envconsulPrefixList(o.prefixes)
+	// envconsul finalizes its configuration three times before its runner
+	// watches the prefixes (cli.go loadConfigs, cli.go Run, runner.go
+	// init), each time over the list the last one left: two blank paths
+	// before another ("", "", a) are gone only after the second.
+	for i := 0; i < 3; i++ {
+		o.prefixes = envconsulPrefixList(o.prefixes)
+	}
 	lastSettingsPerQuery(o)
 	// Every prefix, then every service, as envconsul watches and merges
 	// them (runner.go init, Run): a service's variable wins over a key.
@@ -369,8 +375,9 @@ resulting environment changes. Exits with the child's exit code.`
 // prefix without a path), stays and lists the whole KV store, while one
 // followed by others is overwritten by the shifted entries, the last
 // repeated at the end ("", a, b gives a, b, b; "", a, "" gives three blank
-// ones). This does the same steps on our list; the entries are the same
-// objects, as envconsul's pointers are.
+// ones). This does the same steps on our list, once (parse does it three
+// times, as envconsul); the entries are the same objects, as envconsul's
+// pointers are.
 func envconsulPrefixList(list []*prefixSpec) []*prefixSpec {
 	out := append([]*prefixSpec(nil), list...)
 	live, kept := len(out), 0 // the shrinking copy's length; entries kept so far
