@@ -571,3 +571,27 @@ func TestWaitMergesAsEnvconsul(t *testing.T) {
 		}
 	}
 }
+
+// TestNegativeMaxStaleAsEnvconsul: envconsul takes a negative -max-stale
+// (cli.go funcDurationVar; max_stale in a file likewise), and
+// consul-template v0.41.1 watch/view.go fetch, which allows stale reads for
+// any max_stale but 0, then finds every answer's X-Consul-LastContact (0 or
+// more) above it and asks the leader again: the data is the leader's, as
+// with 0. envexec takes it as 0.
+func TestNegativeMaxStaleAsEnvconsul(t *testing.T) {
+	a, _, n := nsWith(t, "V", "1")
+	cfg := filepath.Join(t.TempDir(), "stale.hcl")
+	proctest.WriteFile(t, cfg, "max_stale = \"-1s\"\n")
+	for _, args := range [][]string{{"-max-stale=-1s"}, {"-config", cfg}} {
+		o, err := parse(append(append([]string{}, args...), "-prefix", "app", "true"), io.Discard, io.Discard)
+		if err != nil || o.maxStale != 0 {
+			t.Errorf("%v: %v, max stale %s; want 0 (the leader)", args, err, o.maxStale)
+			continue
+		}
+		dir := childDir(t)
+		p := runEnvexec(t, a.HTTPAddr(), nil, append(append(args, "-once", "-prefix", n, "-wait-timeout", "20s"), childArgs(dir, "exit", 0)...)...)
+		if p.code != 0 || lastEnv(t, dir)["V"] != "1" {
+			t.Errorf("%v: exit %d, V=%q\n%s", args, p.code, lastEnv(t, dir)["V"], p.stderr)
+		}
+	}
+}

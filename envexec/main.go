@@ -218,7 +218,7 @@ func registerSourceFlags(cl *cliapp.Program, o *options) {
 		}
 		return nil
 	}), "env-allow", "with -pristine, `NAMES` of envexec's variables to pass on anyway (comma-separated, globs like LC_*, repeatable; implies -pristine)")
-	cl.Duration(&o.maxStale, "max-stale", 2*time.Second, "let any Consul server answer if its data is at most this stale (0: always ask the leader)")
+	cl.Duration(&o.maxStale, "max-stale", 2*time.Second, "let any Consul server answer if its data is at most this stale (0 or less: always ask the leader)")
 }
 
 // registerProcessFlags adds the flags about the command, signals and
@@ -458,7 +458,11 @@ func finish(o *options, rest []string) error {
 		return fmt.Errorf("-wait-timeout %s: must not be negative", o.waitTimeout)
 	}
 	if o.maxStale < 0 {
-		return fmt.Errorf("-max-stale %s: must not be negative", o.maxStale)
+		// envconsul takes it (time.ParseDuration), and consul-template
+		// v0.41.1 watch/view.go fetch then asks any server, finds every
+		// answer's last contact above it and asks the leader again:
+		// every answer comes from the leader, as with 0.
+		o.maxStale = 0
 	}
 	if o.cli.Consul.Stale() {
 		// -stale: any server may answer, however stale; never ask the
