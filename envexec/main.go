@@ -96,6 +96,7 @@ type options struct {
 	fileWait       waitConfig // the files' wait settings, merged
 	flagWait       waitConfig // -wait
 	execCmd        string
+	execGiven      bool // -exec was given (even "")
 	once           bool
 	shellExitCode  bool // a command killed by signal N: exit 128+N instead of envconsul's 255
 	stopGroup      bool // a stop signals and waits for the command's whole process group (envconsul: the command alone)
@@ -317,6 +318,7 @@ resulting environment changes. Exits with the child's exit code.`
 	for _, p := range o.prefixes {
 		p.noPrefix = o.noPrefix
 	}
+	o.execGiven = set["exec"]
 	o.peer.noteSet(res.IsSet, func(name string) string {
 		for _, d := range o.cli.Consul.Defs() {
 			if d.Name == name {
@@ -472,10 +474,23 @@ func finish(o *options, rest []string) error {
 	if o.env.pristine {
 		o.pristine = true
 	}
-	if o.execCmd == "" && len(rest) == 0 && len(o.fileCommand) > 0 {
+	if len(o.fileCommand) > 0 && o.fileCommand[0] == "" {
+		// consul-template v0.41.1 config/exec.go commandList.Empty: a
+		// command whose first word is empty is none.
+		o.fileCommand = nil
+	}
+	if !o.execGiven && len(rest) == 0 && len(o.fileCommand) > 0 {
 		rest = o.fileCommand
 	}
-	if o.execCmd != "" {
+	switch {
+	case o.execGiven && o.execCmd == "" && o.export == "":
+		// envconsul cli.go ParseFlags: -exec sets the command, "" too,
+		// and then the arguments are not read; it wins over a file's
+		// exec.command (ExecConfig.Merge), and Run refuses the empty
+		// command (commandList.Empty: ErrMissingCommand,
+		// ExitCodeConfigError).
+		return withCode(errors.New("no command given: -exec is empty"), exitConfig)
+	case o.execCmd != "":
 		if len(rest) > 0 {
 			return fmt.Errorf("give the command either with -exec or as arguments, not both (-exec %q and %q)", o.execCmd, strings.Join(rest, " "))
 		}
