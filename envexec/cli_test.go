@@ -68,6 +68,17 @@ func TestExitCodesAsEnvconsul(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("bogus = 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	emptyLevel := dir + "/level.hcl"
+	if err := os.WriteFile(emptyLevel, []byte("log_level = \"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fileCmd, emptyFirst := dir+"/cmd.hcl", dir+"/empty-first.hcl"
+	if err := os.WriteFile(fileCmd, []byte("exec { command = [\"true\"] }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(emptyFirst, []byte("exec { command = [\"\", \"true\"] }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	dead := "127.0.0.1:1"
 	for _, tc := range []struct {
 		name string
@@ -82,6 +93,21 @@ func TestExitCodesAsEnvconsul(t *testing.T) {
 		{"missing config file", []string{"-config", dir + "/none.hcl", "-prefix", "app", "true"}, 15},
 		{"no command", []string{"-prefix", "app"}, 15},
 		{"bad log level", []string{"-log-level", "loud", "-prefix", "app", "true"}, 15},
+		// cli.go setupLogger upper-cases the level as given and accepts
+		// TRACE, DEBUG, INFO, WARN, ERROR and ERR only: "" and "warning"
+		// are refused, from a flag or a file's log_level.
+		{"empty log level", []string{"-log-level", "", "-prefix", "app", "true"}, 15},
+		{"empty log_level in a file", []string{"-config", emptyLevel, "-prefix", "app", "true"}, 15},
+		{"log level warning", []string{"-log-level", "warning", "-prefix", "app", "true"}, 15},
+		{"log level ERR", []string{"-log-level", "ERR", "-prefix", "app", "-wait-timeout", "1ms", "true"}, 11},
+		// cli.go ParseFlags: -exec sets the command, "" too, and then the
+		// arguments are not read; it wins over a file's exec.command
+		// (consul-template ExecConfig.Merge), and Run refuses a command
+		// whose first word is empty (commandList.Empty, ErrMissingCommand).
+		{"empty -exec", []string{"-exec", "", "-prefix", "app", "-wait-timeout", "1ms", "true"}, 15},
+		{"empty -exec over a file's command", []string{"-exec", "", "-config", fileCmd, "-prefix", "app", "-wait-timeout", "1ms"}, 15},
+		{"a file's command with an empty first word", []string{"-config", emptyFirst, "-prefix", "app", "-wait-timeout", "1ms"}, 15},
+		{"a file's command", []string{"-config", fileCmd, "-prefix", "app", "-wait-timeout", "1ms"}, 11},
 		{"bad prefix", []string{"-prefix", "app@a@b", "true"}, 14},
 		{"pid file", []string{"-pid-file", dir + "/no/such/dir/pid", "-prefix", "app", "true"}, 14},
 	} {

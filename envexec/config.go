@@ -23,6 +23,7 @@ var configSpec = configfile.Spec{
 		"consul",    // consul = "ADDR", consul-template's old form of consul { address } (config/mapstructure.go ConsulStringToStructFunc)
 		"wait.bool", // consul-template config/wait.go: WaitConfig's key for enabled
 		"prefix.path", "prefix.format", "prefix.no_prefix",
+		"prefix.key.name", "prefix.key.format", // read, no effect: see readSources
 		"service.query", "service.format_id", "service.format_name", "service.format_address", "service.format_tag", "service.format_port",
 		// Deprecated top-level keys envconsul still reads (config.go, Parse).
 		"auth.enabled", "auth.username", "auth.password", "token", "splay", "timeout", "path", "retry",
@@ -31,7 +32,6 @@ var configSpec = configfile.Spec{
 	Refused: map[string]string{
 		"vault":                    "envexec reads Consul only, not Vault",
 		"secret":                   "envexec reads Consul only, not Vault secrets",
-		"prefix.key":               "per-key formats are for Vault secrets",
 		"custom_env":               "not an envconsul key either (its config.go refuses it): use exec { env { custom = [\"NAME=value\"] } }",
 		"consul.ssl.ca_cert_bytes": "give the CA as a file (ca_cert)",
 	},
@@ -52,6 +52,8 @@ type fileConfig struct {
 	services []*serviceSpec
 	command  []string
 	env      envPolicy
+	auth     authConfig // the auth blocks, merged field by field
+	wait     waitConfig // the wait settings, merged field by field
 	warn     []string
 }
 
@@ -88,21 +90,27 @@ func loadConfigFiles(o *options, flags *cliapp.Result, set map[string]bool) erro
 		if set[name] {
 			continue
 		}
-		if (name == "http-addr" || name == "token-file" || name == "consul-auth") && s.value == "" {
+		if (name == "http-addr" || name == "token-file") && s.value == "" {
 			// An empty consul.address (over an earlier file's) is no
 			// address: CONSUL_HTTP_ADDR or the default, as envconsul
 			// hands it to consul-template's CreateConsulClient, which
 			// keeps the API client's default for "". Likewise an empty
 			// token_file is none (envconsul never opens it: newClientSet
-			// does not pass a token file on), and so is a disabled auth
-			// (consul-template config/auth.go Finalize: enabled only
-			// with a username or password, or enabled = true).
+			// does not pass a token file on).
 			continue
 		}
 		var err error
-		if direct, ok := directSettings[name]; ok {
+		direct, isDirect := directSettings[name]
+		switch {
+		case name == "log-level":
+			// Checked here to name the file; envconsul checks the
+			// merged level, an empty one too (cli.go setupLogger).
+			if err = checkLogLevel(s.value); err == nil {
+				err = flags.Set(name, s.value)
+			}
+		case isDirect:
 			err = direct(o, s.value)
-		} else {
+		default:
 			err = flags.Set(name, s.value)
 		}
 		if err != nil {
@@ -120,18 +128,22 @@ func loadConfigFiles(o *options, flags *cliapp.Result, set map[string]bool) erro
 	o.fileCommand = fc.command
 	o.env = fc.env
 	o.peer.warn = append(o.peer.warn, fc.warn...)
+	o.peer.fileAuth = fc.auth
+	o.fileWait = fc.wait
 	return nil
 }
 
 // directSettings are file settings without a flag of their own.
 var directSettings = map[string]func(o *options, v string) error{
-	"consul-namespace": func(o *options, v string) error { o.peer.namespace = v; return nil },
-	"syslog-name":      func(o *options, v string) error { o.syslog.name = v; return nil },
+	"syslog-name": func(o *options, v string) error { o.syslog.name = v; return nil },
 	"consul-transport-idle-conn-timeout": func(o *options, v string) error {
 		return optDuration{&o.peer.transport.IdleConnTimeout}.Set(v)
 	},
-	"consul-transport-max-idle-conns":     func(o *options, v string) error { return optInt{&o.peer.transport.MaxIdleConns}.Set(v) },
-	"consul-transport-max-conns-per-host": func(o *options, v string) error { return optInt{&o.peer.transport.MaxConnsPerHost}.Set(v) },
+	"consul-transport-max-idle-conns": func(o *options, v string) error { return optInt{&o.peer.transport.MaxIdleConns}.Set(v) },
+	// envconsul decodes transport.max_conns_per_host but its runner.go
+	// newClientSet never hands it to CreateConsulClient, whose transport
+	// then has no limit: checked and not used (readConsul warns).
+	"consul-transport-max-conns-per-host": func(o *options, v string) error { var n *int; return optInt{&n}.Set(v) },
 }
 
 // setFlag records a file value for a flag (or a direct setting).
@@ -147,13 +159,34 @@ func scalar(kind string, v any) (string, error) {
 		b, err := configfile.Bool(v)
 		return fmt.Sprint(b), err
 	case "int":
-		n, err := configfile.Int(v)
+		n, err := fileInt(v)
 		return fmt.Sprint(n), err
 	case "duration":
-		d, err := configfile.Duration(v)
+		d, err := fileDuration(v)
 		return d.String(), err
 	}
 	return configfile.String(v)
+}
+
+// fileDuration reads a duration as envconsul decodes one (config.go Parse:
+// mapstructure v1.5.0 without weak typing): a string with
+// time.ParseDuration (StringToTimeDurationHookFunc), a whole number as
+// nanoseconds, and a number with a fraction cut to whole nanoseconds
+// (decodeInt: int64(f)): kill_timeout = 2.5 is 2ns, as there.
+func fileDuration(v any) (time.Duration, error) {
+	if f, ok := v.(float64); ok {
+		return time.Duration(int64(f)), nil
+	}
+	return configfile.Duration(v)
+}
+
+// fileInt reads a whole number as envconsul decodes one (mapstructure
+// decodeInt): a number with a fraction is cut, attempts = 2.9 is 2.
+func fileInt(v any) (int, error) {
+	if f, ok := v.(float64); ok {
+		return int(int64(f)), nil
+	}
+	return configfile.Int(v)
 }
 
 // flagKeys maps the keys of a block that are plain flags: key -> kind, flag.
@@ -259,7 +292,7 @@ func (fc *fileConfig) read(f *configfile.File) error {
 		if err != nil {
 			return fmt.Errorf("wait: %w", err)
 		}
-		fc.setFlag(f.Path, "wait", "wait", w)
+		fc.wait = fc.wait.merge(w)
 	}
 	return fc.readSources(f, m)
 }
@@ -300,11 +333,17 @@ func (fc *fileConfig) readConsul(f *configfile.File, m map[string]any) error {
 		return err
 	}
 	if v, ok := c["namespace"]; ok {
-		s, err := configfile.String(v)
-		if err != nil {
+		// envconsul decodes consul.namespace (consul-template's
+		// ConsulConfig) but its runner.go newClientSet never hands it to
+		// CreateConsulClient: the client asks without a namespace (or
+		// with the API's CONSUL_NAMESPACE), and an open issue asks for it
+		// (hashicorp/envconsul#184). Taken the same way, with a warning:
+		// a Consul without namespaces refuses every request that names
+		// one.
+		if _, err := configfile.String(v); err != nil {
 			return fmt.Errorf("consul.namespace: %w", err)
 		}
-		fc.setFlag(f.Path, "consul.namespace", "consul-namespace", s)
+		fc.warn = append(fc.warn, fmt.Sprintf("config %s: consul.namespace has no effect (as in envconsul): use -prefix PATH?ns=NS or CONSUL_NAMESPACE", f.Path))
 	}
 	for _, sub := range []struct {
 		name, prefix string
@@ -333,6 +372,9 @@ func (fc *fileConfig) readConsul(f *configfile.File, m map[string]any) error {
 		if err := fc.flagsOf(f.Path, sub.prefix, b, sub.keys); err != nil {
 			return err
 		}
+		if _, ok := b["max_conns_per_host"]; ok && sub.name == "transport" {
+			fc.warn = append(fc.warn, fmt.Sprintf("config %s: consul.transport.max_conns_per_host has no effect (as in envconsul)", f.Path))
+		}
 	}
 	// Likewise a deprecated top-level auth replaces consul.auth.
 	where := c
@@ -343,74 +385,133 @@ func (fc *fileConfig) readConsul(f *configfile.File, m map[string]any) error {
 	if err != nil || a == nil {
 		return err
 	}
-	auth, err := authValue(a)
+	auth, err := authBlock(a)
 	if err != nil {
 		return fmt.Errorf("consul.auth: %w", err)
 	}
-	fc.setFlag(f.Path, "consul.auth", "consul-auth", auth)
+	fc.auth = fc.auth.merge(auth)
 	return nil
 }
 
-// authValue turns auth { enabled, username, password } into -consul-auth's
-// USER[:PASSWORD]; enabled defaults to "a username was given"
-// (consul-template config/auth.go, Finalize). Disabled is "".
-func authValue(a map[string]any) (string, error) {
-	var user, pass string
-	if err := configfile.Get(a, "username", configfile.String, &user); err != nil {
-		return "", err
+// authBlock reads auth { enabled, username, password }: the keys given,
+// which merge over the earlier files' field by field (consul-template
+// config/auth.go AuthConfig.Merge, from envconsul's Config.Merge).
+func authBlock(a map[string]any) (authConfig, error) {
+	var out authConfig
+	for _, k := range []string{"username", "password"} {
+		if _, ok := a[k]; !ok {
+			continue
+		}
+		var s string
+		if err := configfile.Get(a, k, configfile.String, &s); err != nil {
+			return out, err
+		}
+		if k == "username" {
+			out.user = &s
+		} else {
+			out.pass = &s
+		}
 	}
-	if err := configfile.Get(a, "password", configfile.String, &pass); err != nil {
-		return "", err
+	if _, ok := a["enabled"]; ok {
+		var b bool
+		if err := configfile.Get(a, "enabled", configfile.Bool, &b); err != nil {
+			return out, err
+		}
+		out.enabled = &b
 	}
-	enabled := user != ""
-	if err := configfile.Get(a, "enabled", configfile.Bool, &enabled); err != nil {
-		return "", err
-	}
-	if !enabled {
-		return "", nil
-	}
-	if pass == "" {
-		return user, nil
-	}
-	return user + ":" + pass, nil
+	return out, nil
 }
 
-// waitValue turns wait = "MIN[:MAX]" or wait { min, max, bool } into
-// -wait's syntax as envconsul reads them (consul-template v0.41.1
-// config/wait.go): "bool" is the block's key for enabled, which defaults to
-// "min is given and not 0"; a disabled wait is "0s". A block's max below
-// min is taken (only the string form refuses it), and envconsul's runner
-// then acts max after the first change (runner.go Start: the max timer
-// fires first), which is -wait max:max.
-func waitValue(v any) (string, error) {
+// waitConfig is consul-template's WaitConfig (v0.41.1 config/wait.go),
+// which envconsul uses for -wait and wait: each field nil until given.
+type waitConfig struct {
+	enabled  *bool // the block's key "bool"
+	min, max *time.Duration
+}
+
+// merge is WaitConfig.Merge: every field o gives wins, field by field, so
+// a later file's max keeps an earlier file's min, and -wait (which gives
+// min and max) keeps a file's bool = false (envconsul cli.go loadConfigs
+// merges the files, then the flags).
+func (w waitConfig) merge(o waitConfig) waitConfig {
+	if o.enabled != nil {
+		w.enabled = o.enabled
+	}
+	if o.min != nil {
+		w.min = o.min
+	}
+	if o.max != nil {
+		w.max = o.max
+	}
+	return w
+}
+
+// bounds is the wait envconsul's runner uses (WaitConfig.Finalize): enabled
+// defaults to "min given and not 0", max to 4*min; disabled, or a min of
+// 0, is no wait (0, 0). A max below min (only a block can give one; the
+// string form refuses it) is taken: envconsul's runner then acts max after
+// the first change (runner.go Start: the max timer fires first), which is
+// max:max.
+func (w waitConfig) bounds() (time.Duration, time.Duration) {
+	var min time.Duration
+	if w.min != nil {
+		min = *w.min
+	}
+	enabled := min != 0
+	if w.enabled != nil {
+		enabled = *w.enabled
+	}
+	if !enabled || min <= 0 {
+		return 0, 0
+	}
+	max := 4 * min
+	if w.max != nil {
+		max = *w.max
+	}
+	if max < min {
+		min = max
+	}
+	return min, max
+}
+
+// waitValue reads wait = "MIN[:MAX]" (consul-template ParseWaitConfig,
+// min and max given, as -wait) or wait { min, max, bool } (the keys
+// given) as envconsul decodes them.
+func waitValue(v any) (waitConfig, error) {
 	if s, ok := v.(string); ok {
-		return s, nil
+		min, max, err := parseWait(s)
+		if err != nil {
+			return waitConfig{}, err
+		}
+		return waitConfig{min: &min, max: &max}, nil
 	}
 	b, err := configfile.Block(v)
 	if err != nil {
-		return "", err
+		return waitConfig{}, err
 	}
-	var min, max time.Duration
-	if err := configfile.Get(b, "min", configfile.Duration, &min); err != nil {
-		return "", err
+	var w waitConfig
+	for _, k := range []string{"min", "max"} {
+		if _, ok := b[k]; !ok {
+			continue
+		}
+		var d time.Duration
+		if err := configfile.Get(b, k, fileDuration, &d); err != nil {
+			return waitConfig{}, err
+		}
+		if k == "min" {
+			w.min = &d
+		} else {
+			w.max = &d
+		}
 	}
-	_, hasMax := b["max"]
-	if err := configfile.Get(b, "max", configfile.Duration, &max); err != nil {
-		return "", err
+	if _, ok := b["bool"]; ok {
+		var on bool
+		if err := configfile.Get(b, "bool", configfile.Bool, &on); err != nil {
+			return waitConfig{}, err
+		}
+		w.enabled = &on
 	}
-	enabled := min != 0
-	if err := configfile.Get(b, "bool", configfile.Bool, &enabled); err != nil {
-		return "", err
-	}
-	switch {
-	case !enabled || min == 0:
-		return "0s", nil
-	case !hasMax:
-		return min.String(), nil
-	case max < min:
-		min = max
-	}
-	return min.String() + ":" + max.String(), nil
+	return w, nil
 }
 
 // readExec takes the exec { } block: the command, its signals and timeouts,
@@ -464,6 +565,25 @@ func (fc *fileConfig) readSources(f *configfile.File, m map[string]any) error {
 		p, err := prefixBlock(b)
 		if err != nil {
 			return err
+		}
+		if v, ok := b["key"]; ok {
+			// envconsul decodes a prefix's key { name format } blocks
+			// (config_prefix.go KeyFormat) and uses them for Vault
+			// secrets only (runner.go appendSecrets; appendPrefixes
+			// ignores them): checked and not used.
+			keys, err := configfile.Blocks(v)
+			if err != nil {
+				return fmt.Errorf("key: %w", err)
+			}
+			for _, k := range keys {
+				for _, name := range []string{"name", "format"} {
+					var s string
+					if err := configfile.Get(k, name, configfile.String, &s); err != nil {
+						return fmt.Errorf("key.%w", err)
+					}
+				}
+			}
+			fc.warn = append(fc.warn, fmt.Sprintf("config %s: prefix.key has no effect on a Consul prefix (as in envconsul, which uses per-key formats for Vault secrets only)", f.Path))
 		}
 		// A block without a path is kept as a blank one: envconsul's
 		// PrefixConfigs.Finalize drops it or not by its place in the list

@@ -213,7 +213,7 @@ prefix { path = "%s/app" }
 			{`vault { address = "http://127.0.0.1:8200" }`, "vault: not supported: envexec reads Consul only"},
 			{`secret { path = "secret/app" }`, "secret: not supported"},
 			{`custom_env = ["A=1"]`, "custom_env: not supported"},
-			{`prefix { path = "x" key { name = "a" } }`, "prefix.key: not supported"},
+			{`prefix { path = "x" key { bogus = "a" } }`, "prefix.key.bogus: not supported"},
 			{`max_stale = "soon"`, "max_stale"},
 			{`consul {`, "config"},
 		} {
@@ -435,6 +435,49 @@ func TestConfigFormsAsEnvconsul(t *testing.T) {
 		}
 	})
 
+	t.Run("consul.namespace and transport.max_conns_per_host are read and not used", func(t *testing.T) {
+		// envconsul decodes both (consul-template v0.41.1 ConsulConfig,
+		// TransportConfig) but its runner.go newClientSet hands neither to
+		// CreateConsulClient (hashicorp/envconsul#184 asks for namespaces):
+		// its client asks without a namespace, which this Consul (without
+		// namespaces: "Namespaces are a Consul Enterprise feature", 400)
+		// requires, and its transport has no connection limit.
+		dir := childDir(t)
+		cfg := write(t, fmt.Sprintf("consul {\n  address = %q\n  namespace = \"team\"\n  transport {\n    max_conns_per_host = 1\n  }\n}\nprefix { path = \"%s/app\" }\n", a.HTTPAddr(), n))
+		p := startRaw(t, nowhere, append([]string{"-config", cfg, "-once", "-wait-timeout", "10s"}, childArgs(dir, "exit", 0)...)...)
+		p.wait(30 * time.Second)
+		if p.code != 0 || lastEnv(t, dir)["PORT"] != "80" {
+			t.Fatalf("exit %d\n%s", p.code, p.stderr)
+		}
+		for _, w := range []string{"consul.namespace has no effect", "max_conns_per_host has no effect"} {
+			if !strings.Contains(p.stderr.String(), w) {
+				t.Errorf("no warning %q:\n%s", w, p.stderr)
+			}
+		}
+		o, err := parse([]string{"-config", cfg, "-prefix", "app", "true"}, io.Discard, io.Discard)
+		if err != nil || o.peer.transport.MaxConnsPerHost != nil {
+			t.Errorf("parse: %v, max conns per host %v; want none", err, o.peer.transport.MaxConnsPerHost)
+		}
+	})
+
+	t.Run("a prefix's key blocks are read and not used", func(t *testing.T) {
+		// envconsul decodes prefix { key { name format } } (config_prefix.go
+		// KeyFormat) and applies the per-key formats to Vault secrets only
+		// (runner.go appendSecrets); appendPrefixes names a Consul
+		// prefix's keys without them: PORT stays PORT, and OTHER is kept.
+		dir := childDir(t)
+		put(t, c, n+"/app/OTHER", "x")
+		cfg := write(t, fmt.Sprintf("consul { address = %q }\nprefix {\n  path = \"%s/app\"\n  key {\n    name = \"PORT\"\n    format = \"RENAMED\"\n  }\n}\n", a.HTTPAddr(), n))
+		p := startRaw(t, nowhere, append([]string{"-config", cfg, "-once", "-wait-timeout", "10s"}, childArgs(dir, "exit", 0)...)...)
+		p.wait(30 * time.Second)
+		if env := lastEnv(t, dir); p.code != 0 || env["PORT"] != "80" || env["OTHER"] != "x" || env["RENAMED"] != "" {
+			t.Fatalf("exit %d, PORT %q OTHER %q RENAMED %q\n%s", p.code, env["PORT"], env["OTHER"], env["RENAMED"], p.stderr)
+		}
+		if !strings.Contains(p.stderr.String(), "prefix.key has no effect") {
+			t.Errorf("no warning:\n%s", p.stderr)
+		}
+	})
+
 	t.Run("service without query is a runner error", func(t *testing.T) {
 		cfg := write(t, "service { format_id = \"ID\" }\n")
 		p := startRaw(t, nowhere, "-config", cfg, "-once", "--", "true")
@@ -443,4 +486,112 @@ func TestConfigFormsAsEnvconsul(t *testing.T) {
 			t.Errorf("exit %d, stderr %q; want %d and one line naming service: query", p.code, out, exitRunner)
 		}
 	})
+}
+
+// TestFileNumbersAsEnvconsul: envconsul decodes its files with mapstructure
+// v1.5.0 without weak typing (config.go Parse): a duration is a string for
+// time.ParseDuration (StringToTimeDurationHookFunc: a bare "5" has no unit
+// and is refused) or a number, whole numbers as nanoseconds and numbers
+// with a fraction cut to whole nanoseconds, and an integer setting given
+// with a fraction is cut too (decodeInt: int64(f)).
+func TestFileNumbersAsEnvconsul(t *testing.T) {
+	dir := t.TempDir()
+	for i, tc := range []struct {
+		file  string
+		check func(o *options) bool
+		err   string
+	}{
+		{file: `exec { kill_timeout = 2.5 }`, check: func(o *options) bool { return o.killTimeout == 2 }},
+		{file: `exec { kill_timeout = 2000000000 }`, check: func(o *options) bool { return o.killTimeout == 2*time.Second }},
+		{file: `max_stale = 1500000000.9`, check: func(o *options) bool { return o.maxStale == 1500*time.Millisecond }},
+		{file: `consul { retry { attempts = 2.9  backoff = 1.5  max_backoff = 60000000000 } }`,
+			check: func(o *options) bool {
+				return o.retry.attempts == 2 && o.retry.backoff == 1 && o.retry.maxBackoff == time.Minute
+			}},
+		{file: `wait { min = 2000000000.7 }`, check: func(o *options) bool { return o.waitMin == 2*time.Second && o.waitMax == 8*time.Second }},
+		{file: `{"exec": {"splay": 1.5}}`, check: func(o *options) bool { return o.splay == 1 }},
+		{file: `exec { kill_timeout = "5" }`, err: "exec.kill_timeout"},
+	} {
+		cfg := filepath.Join(dir, fmt.Sprintf("%d.hcl", i))
+		proctest.WriteFile(t, cfg, tc.file+"\n")
+		o, err := parse([]string{"-config", cfg, "-prefix", "app", "true"}, io.Discard, io.Discard)
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) || exitCode(err, 0) != exitConfig {
+				t.Errorf("%s: error %v (exit %d), want one naming %s, exit %d", tc.file, err, exitCode(err, 0), tc.err, exitConfig)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", tc.file, err)
+		case !tc.check(o):
+			t.Errorf("%s: kill timeout %s, max stale %s, retry %+v, wait %s:%s, splay %s", tc.file, o.killTimeout, o.maxStale, o.retry, o.waitMin, o.waitMax, o.splay)
+		}
+	}
+}
+
+// TestWaitMergesAsEnvconsul: envconsul merges the files' wait, then -wait,
+// field by field (cli.go loadConfigs with Config.Merge; consul-template
+// v0.41.1 config/wait.go WaitConfig.Merge: min, max and bool each win when
+// given; ParseWaitConfig, for -wait and wait = "MIN:MAX", gives min and max,
+// never bool), then WaitConfig.Finalize fills what is missing (bool: min
+// given and not 0; max: 4*min).
+func TestWaitMergesAsEnvconsul(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		proctest.WriteFile(t, p, body+"\n")
+		return p
+	}
+	minMax := file("min-max.hcl", `wait { min = "2s"  max = "10s" }`)
+	maxOnly := file("max-only.hcl", `wait { max = "20s" }`)
+	minOnly := file("min-only.hcl", `wait { min = "3s" }`)
+	off := file("off.hcl", `wait { bool = false }`)
+	on := file("on.hcl", `wait { bool = true }`)
+	str := file("string.hcl", `wait = "1s:5s"`)
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		min, max time.Duration
+	}{
+		{"a later max keeps the min", []string{"-config", minMax, "-config", maxOnly}, 2 * time.Second, 20 * time.Second},
+		{"a later min keeps the max", []string{"-config", minMax, "-config", minOnly}, 3 * time.Second, 10 * time.Second},
+		{"bool = false turns an earlier wait off", []string{"-config", minMax, "-config", off}, 0, 0},
+		{"-wait keeps a file's bool = false", []string{"-config", off, "-wait", "5s"}, 0, 0},
+		{"bool = true enables a later min", []string{"-config", on, "-config", minOnly}, 3 * time.Second, 12 * time.Second},
+		{"a string gives min and max", []string{"-config", maxOnly, "-config", str}, time.Second, 5 * time.Second},
+		{"-wait over a file's max", []string{"-config", maxOnly, "-wait", "1s"}, time.Second, 4 * time.Second},
+		{"a later max below the min is every delay", []string{"-config", minMax, "-config", maxOnly, "-config", file("low.hcl", `wait { max = "1s" }`)}, time.Second, time.Second},
+	} {
+		o, err := parse(append(tc.args, "-prefix", "app", "true"), io.Discard, io.Discard)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if o.waitMin != tc.min || o.waitMax != tc.max {
+			t.Errorf("%s: wait %s:%s, want %s:%s", tc.name, o.waitMin, o.waitMax, tc.min, tc.max)
+		}
+	}
+}
+
+// TestNegativeMaxStaleAsEnvconsul: envconsul takes a negative -max-stale
+// (cli.go funcDurationVar; max_stale in a file likewise), and
+// consul-template v0.41.1 watch/view.go fetch, which allows stale reads for
+// any max_stale but 0, then finds every answer's X-Consul-LastContact (0 or
+// more) above it and asks the leader again: the data is the leader's, as
+// with 0. envexec takes it as 0.
+func TestNegativeMaxStaleAsEnvconsul(t *testing.T) {
+	a, _, n := nsWith(t, "V", "1")
+	cfg := filepath.Join(t.TempDir(), "stale.hcl")
+	proctest.WriteFile(t, cfg, "max_stale = \"-1s\"\n")
+	for _, args := range [][]string{{"-max-stale=-1s"}, {"-config", cfg}} {
+		o, err := parse(append(append([]string{}, args...), "-prefix", "app", "true"), io.Discard, io.Discard)
+		if err != nil || o.maxStale != 0 {
+			t.Errorf("%v: %v, max stale %s; want 0 (the leader)", args, err, o.maxStale)
+			continue
+		}
+		dir := childDir(t)
+		p := runEnvexec(t, a.HTTPAddr(), nil, append(append(args, "-once", "-prefix", n, "-wait-timeout", "20s"), childArgs(dir, "exit", 0)...)...)
+		if p.code != 0 || lastEnv(t, dir)["V"] != "1" {
+			t.Errorf("%v: exit %d, V=%q\n%s", args, p.code, lastEnv(t, dir)["V"], p.stderr)
+		}
+	}
 }

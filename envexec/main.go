@@ -91,9 +91,12 @@ type options struct {
 	reloadSignal   syscall.Signal // reloads envexec's configuration; 0: none
 	killTimeout    time.Duration
 	splay          time.Duration
-	waitMin        time.Duration
+	waitMin        time.Duration // the wait in force (see waitConfig.bounds); 0: none
 	waitMax        time.Duration
+	fileWait       waitConfig // the files' wait settings, merged
+	flagWait       waitConfig // -wait
 	execCmd        string
+	execGiven      bool // -exec was given (even "")
 	once           bool
 	shellExitCode  bool // a command killed by signal N: exit 128+N instead of envconsul's 255
 	stopGroup      bool // a stop signals and waits for the command's whole process group (envconsul: the command alone)
@@ -216,7 +219,7 @@ func registerSourceFlags(cl *cliapp.Program, o *options) {
 		}
 		return nil
 	}), "env-allow", "with -pristine, `NAMES` of envexec's variables to pass on anyway (comma-separated, globs like LC_*, repeatable; implies -pristine)")
-	cl.Duration(&o.maxStale, "max-stale", 2*time.Second, "let any Consul server answer if its data is at most this stale (0: always ask the leader)")
+	cl.Duration(&o.maxStale, "max-stale", 2*time.Second, "let any Consul server answer if its data is at most this stale (0 or less: always ask the leader)")
 }
 
 // registerProcessFlags adds the flags about the command, signals and
@@ -256,7 +259,7 @@ func registerProcessFlags(cl *cliapp.Program, o *options) {
 		if err != nil {
 			return err
 		}
-		o.waitMin, o.waitMax = min, max
+		o.flagWait = waitConfig{min: &min, max: &max}
 		return nil
 	}), "wait", "quiescence `MIN[:MAX]`: start the command, and act on a change, once no answer came for MIN, at the latest MAX (default 4*MIN) after the first (0: no wait)")
 	cl.String(&o.execCmd, "exec", "", "the `COMMAND` as one string (envconsul's -exec); instead of arguments")
@@ -315,6 +318,7 @@ resulting environment changes. Exits with the child's exit code.`
 	for _, p := range o.prefixes {
 		p.noPrefix = o.noPrefix
 	}
+	o.execGiven = set["exec"]
 	o.peer.noteSet(res.IsSet, func(name string) string {
 		for _, d := range o.cli.Consul.Defs() {
 			if d.Name == name {
@@ -326,6 +330,7 @@ resulting environment changes. Exits with the child's exit code.`
 	if err := loadConfigFiles(o, res, set); err != nil {
 		return o, withCode(err, exitConfig)
 	}
+	o.waitMin, o.waitMax = o.fileWait.merge(o.flagWait).bounds()
 	if set["http-addr"] && o.cli.Consul.HTTPAddr() == "" {
 		// -consul-addr "" (an unset variable in a script) is no address,
 		// as envconsul hands it to consul-template's CreateConsulClient,
@@ -337,7 +342,13 @@ resulting environment changes. Exits with the child's exit code.`
 		}
 		o.cli.Consul.SetAddress(addr)
 	}
-	o.prefixes = envconsulPrefixList(o.prefixes)
+	// envconsul finalizes its configuration three times before its runner
+	// watches the prefixes (cli.go loadConfigs, cli.go Run, runner.go
+	// init), each time over the list the last one left: two blank paths
+	// before another ("", "", a) are gone only after the second.
+	for i := 0; i < 3; i++ {
+		o.prefixes = envconsulPrefixList(o.prefixes)
+	}
 	lastSettingsPerQuery(o)
 	// Every prefix, then every service, as envconsul watches and merges
 	// them (runner.go init, Run): a service's variable wins over a key.
@@ -348,7 +359,9 @@ resulting environment changes. Exits with the child's exit code.`
 	for _, s := range o.services {
 		o.order = append(o.order, s)
 	}
-	o.peer.tokenGiven = res.IsSet("token") || res.IsSet("token-file")
+	// Any name of the token flags counts (-consul-token is an alias of
+	// -token, which IsSet does not see), and a file's token.
+	o.peer.tokenGiven = set["token"] || set["token-file"] || res.IsSet("token") || res.IsSet("token-file")
 	if err := certWithoutKey(o, res); err != nil {
 		return o, withCode(err, exitFlags)
 	}
@@ -364,8 +377,9 @@ resulting environment changes. Exits with the child's exit code.`
 // prefix without a path), stays and lists the whole KV store, while one
 // followed by others is overwritten by the shifted entries, the last
 // repeated at the end ("", a, b gives a, b, b; "", a, "" gives three blank
-// ones). This does the same steps on our list; the entries are the same
-// objects, as envconsul's pointers are.
+// ones). This does the same steps on our list, once (parse does it three
+// times, as envconsul); the entries are the same objects, as envconsul's
+// pointers are.
 func envconsulPrefixList(list []*prefixSpec) []*prefixSpec {
 	out := append([]*prefixSpec(nil), list...)
 	live, kept := len(out), 0 // the shrinking copy's length; entries kept so far
@@ -446,10 +460,11 @@ func finish(o *options, rest []string) error {
 		return fmt.Errorf("-wait-timeout %s: must not be negative", o.waitTimeout)
 	}
 	if o.maxStale < 0 {
-		return fmt.Errorf("-max-stale %s: must not be negative", o.maxStale)
-	}
-	if err := o.retry.check(); err != nil {
-		return err
+		// envconsul takes it (time.ParseDuration), and consul-template
+		// v0.41.1 watch/view.go fetch then asks any server, finds every
+		// answer's last contact above it and asks the leader again:
+		// every answer comes from the leader, as with 0.
+		o.maxStale = 0
 	}
 	if o.cli.Consul.Stale() {
 		// -stale: any server may answer, however stale; never ask the
@@ -459,10 +474,23 @@ func finish(o *options, rest []string) error {
 	if o.env.pristine {
 		o.pristine = true
 	}
-	if o.execCmd == "" && len(rest) == 0 && len(o.fileCommand) > 0 {
+	if len(o.fileCommand) > 0 && o.fileCommand[0] == "" {
+		// consul-template v0.41.1 config/exec.go commandList.Empty: a
+		// command whose first word is empty is none.
+		o.fileCommand = nil
+	}
+	if !o.execGiven && len(rest) == 0 && len(o.fileCommand) > 0 {
 		rest = o.fileCommand
 	}
-	if o.execCmd != "" {
+	switch {
+	case o.execGiven && o.execCmd == "" && o.export == "":
+		// envconsul cli.go ParseFlags: -exec sets the command, "" too,
+		// and then the arguments are not read; it wins over a file's
+		// exec.command (ExecConfig.Merge), and Run refuses the empty
+		// command (commandList.Empty: ErrMissingCommand,
+		// ExitCodeConfigError).
+		return withCode(errors.New("no command given: -exec is empty"), exitConfig)
+	case o.execCmd != "":
 		if len(rest) > 0 {
 			return fmt.Errorf("give the command either with -exec or as arguments, not both (-exec %q and %q)", o.execCmd, strings.Join(rest, " "))
 		}
@@ -534,6 +562,19 @@ func parseWait(s string) (time.Duration, time.Duration, error) {
 	return min, max, nil
 }
 
+// checkLogLevel refuses a log level envconsul refuses: its cli.go
+// setupLogger upper-cases the level as given (flag, file's log_level, no
+// trimming) and accepts TRACE, DEBUG, INFO, WARN, ERROR and ERR only, so
+// an empty one (-log-level "", log_level = "") or "warning" ends it with
+// ExitCodeConfigError.
+func checkLogLevel(level string) error {
+	switch strings.ToUpper(level) {
+	case "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "ERR":
+		return nil
+	}
+	return fmt.Errorf("%q: want trace, debug, info, warn or error (as envconsul)", level)
+}
+
 // run parses the arguments, runs envexec and returns its exit code. The
 // reload signal makes it stop the command, read the flags and -config files
 // again and start afresh (envconsul cli.go, Run: the ReloadSignal case).
@@ -565,6 +606,9 @@ func runOnce(args []string, stdin, stdout, stderr *os.File, sigs chan os.Signal,
 	}
 	// A bad log level or syslog set-up is a configuration error in
 	// envconsul (cli.go setupLogger, ExitCodeConfigError).
+	if err := checkLogLevel(o.cli.Log.Level); err != nil {
+		return o.cli.Fail(fmt.Errorf("-log-level %w", err), exitConfig), false
+	}
 	logOut, closeLog, err := o.syslog.writer(stderr)
 	if err != nil {
 		return o.cli.Fail(err, exitConfig), false

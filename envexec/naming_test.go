@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"strings"
 	"testing"
 )
@@ -116,7 +117,8 @@ func TestChildEnv(t *testing.T) {
 
 // TestEnvconsulPrefixList: the list of prefixes envconsul's
 // PrefixConfigs.Finalize (config_prefix.go) leaves, blank paths removed
-// from a copy while iterating, the original length kept.
+// from a copy while iterating, the original length kept; one pass, and the
+// three envconsul makes (cli.go loadConfigs and Run, runner.go init).
 func TestEnvconsulPrefixList(t *testing.T) {
 	for in, want := range map[string]string{
 		"_":     "_",
@@ -138,6 +140,36 @@ func TestEnvconsulPrefixList(t *testing.T) {
 		}
 		if g := strings.Join(got, " "); g != want {
 			t.Errorf("%q: got %q, want %q", in, g, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"_ _ a":     "a a a",
+		"_ a _":     "_ _ _",
+		"_ _ _ a":   "a a a a",
+		"a _ _ b":   "a b b b",
+		"_ _ _ _ a": "a a a a a",
+	} {
+		var list []string
+		for _, f := range strings.Fields(in) {
+			if f == "_" {
+				f = ""
+			}
+			list = append(list, "-prefix", f)
+		}
+		o, err := parse(append(list, "true"), io.Discard, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, p := range o.prefixes {
+			w := p.written
+			if p.blank {
+				w = "_"
+			}
+			got = append(got, w)
+		}
+		if g := strings.Join(got, " "); g != want {
+			t.Errorf("three passes of %q: got %q, want %q", in, g, want)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"log/syslog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,27 +22,77 @@ import (
 // ParseFlags; config keys consul { auth, ssl, transport }) that the consul
 // CLI's shared flags do not cover.
 type peerConsul struct {
-	auth       *api.HttpBasicAuth
-	ssl        *bool // consul.ssl.enabled / -consul-ssl
-	sslVerify  *bool // consul.ssl.verify / -consul-ssl-verify
-	sslImplied bool  // an ssl setting was given: consul-template's SSLConfig.Finalize enables SSL then
+	fileAuth   authConfig // the files' auth blocks, merged
+	flagAuth   authConfig // -consul-auth (-auth): the last one given
+	ssl        *bool      // consul.ssl.enabled / -consul-ssl
+	sslVerify  *bool      // consul.ssl.verify / -consul-ssl-verify
+	sslImplied bool       // an ssl setting was given: consul-template's SSLConfig.Finalize enables SSL then
 
 	transport consulclient.Transport // consul.transport / -consul-transport-*
-
-	namespace string // consul.namespace (Consul Enterprise)
 
 	tokenGiven bool // -token or -token-file (any name, or a file's token, token_file)
 
 	warn []string // deprecations to log once logging is set up
 }
 
-// parseAuth parses USER[:PASSWORD] as consul-template's ParseAuthConfig.
-func parseAuth(s string) (*api.HttpBasicAuth, error) {
-	if s == "" {
-		return nil, errors.New("empty; want USER[:PASSWORD]")
+// authConfig is consul-template's AuthConfig (config/auth.go): each field
+// nil until given.
+type authConfig struct {
+	enabled    *bool
+	user, pass *string
+}
+
+// merge is AuthConfig.Merge: every field o gives wins, field by field, so a
+// later file's password keeps an earlier file's username, and
+// -consul-auth USER keeps a file's password.
+func (a authConfig) merge(o authConfig) authConfig {
+	if o.enabled != nil {
+		a.enabled = o.enabled
 	}
-	user, pass, _ := strings.Cut(s, ":")
-	return &api.HttpBasicAuth{Username: user, Password: pass}, nil
+	if o.user != nil {
+		a.user = o.user
+	}
+	if o.pass != nil {
+		a.pass = o.pass
+	}
+	return a
+}
+
+// basic is the HTTP basic auth envconsul's client sends, or nil:
+// AuthConfig.Finalize enables auth unless told otherwise when the username
+// or the password is not empty, and CreateConsulClient (consul-template
+// v0.41.1 dependency/client_set.go) sends the username and password when
+// enabled, empty ones too (enabled = true alone sends an empty pair).
+func (a authConfig) basic() *api.HttpBasicAuth {
+	var user, pass string
+	if a.user != nil {
+		user = *a.user
+	}
+	if a.pass != nil {
+		pass = *a.pass
+	}
+	enabled := user != "" || pass != ""
+	if a.enabled != nil {
+		enabled = *a.enabled
+	}
+	if !enabled {
+		return nil
+	}
+	return &api.HttpBasicAuth{Username: user, Password: pass}
+}
+
+// parseAuth parses USER[:PASSWORD] as consul-template's ParseAuthConfig:
+// without a colon the password is not given (a file's stays).
+func parseAuth(s string) (authConfig, error) {
+	if s == "" {
+		return authConfig{}, errors.New("empty; want USER[:PASSWORD]")
+	}
+	user, pass, hasPass := strings.Cut(s, ":")
+	a := authConfig{user: &user}
+	if hasPass {
+		a.pass = &pass
+	}
+	return a, nil
 }
 
 // deprecatedFlags are envconsul's deprecated flags (cli.go, ParseFlags,
@@ -88,11 +139,10 @@ func (p *peerConsul) warnings(log *slog.Logger) {
 // apply sets the envconsul-only settings on a configuration built from the
 // shared flags.
 func (p *peerConsul) apply(cfg *api.Config) {
-	if p.auth != nil {
-		cfg.HttpAuth = p.auth
-	}
-	if p.namespace != "" {
-		cfg.Namespace = p.namespace
+	// envconsul's cli.go loadConfigs merges the files, then the flags,
+	// with ConsulConfig.Merge, which merges auth field by field.
+	if auth := p.fileAuth.merge(p.flagAuth).basic(); auth != nil {
+		cfg.HttpAuth = auth
 	}
 	if (p.ssl != nil && *p.ssl) || (p.ssl == nil && p.sslImplied) {
 		cfg.Scheme = "https"
@@ -149,12 +199,17 @@ func envconsulToken(cfg *api.Config, getenv func(string) string) error {
 type retryOptions struct {
 	enabled    bool
 	attempts   int           // before the command first started; 0 or less: unlimited
-	backoff    time.Duration // first delay
-	maxBackoff time.Duration // largest delay; 0: no limit (capped at maxRetryCap)
+	backoff    time.Duration // first delay; 0 or less: see bounds
+	maxBackoff time.Duration // largest delay; 0 or less: no limit (capped at maxRetryCap)
 }
 
 // maxRetryCap bounds the delay when max_backoff is 0 ("no limit").
 const maxRetryCap = time.Hour
+
+// retryAtOnce is the delay for "no delay": query.Config takes 0 as its
+// default, and pkg/query's rate limit (10 calls, then one per 100 ms)
+// still paces the calls.
+const retryAtOnce = time.Nanosecond
 
 func defaultRetry() retryOptions {
 	// envconsul's backoff (consul-template config/retry.go,
@@ -163,34 +218,34 @@ func defaultRetry() retryOptions {
 	return retryOptions{enabled: true, backoff: 250 * time.Millisecond, maxBackoff: time.Minute}
 }
 
-func (r *retryOptions) check() error {
-	// A negative -consul-retry-attempts is taken, as 0 (never give up):
-	// consul-template v0.41.1 config/retry.go RetryFunc only counts
-	// attempts above 0 (query.FailuresToGiveUp likewise).
-	if r.backoff <= 0 {
-		return fmt.Errorf("-consul-retry-backoff %s: must be positive", r.backoff)
-	}
-	if r.maxBackoff < 0 {
-		return fmt.Errorf("-consul-retry-max-backoff %s: must not be negative", r.maxBackoff)
-	}
-	return nil
-}
-
 // limit is the number of failed requests in a row after which a source that
 // never answered makes envexec give up (0: never), by envconsul's rule
-// (query.FailuresToGiveUp).
+// (query.FailuresToGiveUp). A negative -consul-retry-attempts is taken, as
+// 0 (never give up): consul-template v0.41.1 config/retry.go RetryFunc only
+// counts attempts above 0.
 func (r retryOptions) limit() int { return query.FailuresToGiveUp(r.enabled, r.attempts) }
 
-// bounds are the backoff delays for query.Config.
+// bounds are the backoff delays for query.Config: the first and the
+// largest, doubling in between. Any backoff and max_backoff are taken, as
+// envconsul takes any duration (cli.go funcDurationVar, config.go Parse),
+// with the delays consul-template v0.41.1 config/retry.go RetryFunc gives
+// for retry n: backoff*2^n, but max_backoff once n is above
+// int(log2(max_backoff/backoff)) when max_backoff is above 0. So a
+// max_backoff below the backoff is every delay; a backoff of 0 or less
+// with a max_backoff above 0 makes that log2 +Inf or NaN, whose conversion
+// to int on amd64 (envconsul's main build) is the smallest int: every
+// delay is max_backoff; and with neither above 0 every delay is 0 or less:
+// retry at once.
 func (r retryOptions) bounds() (time.Duration, time.Duration) {
-	max := r.maxBackoff
-	if max == 0 || max > maxRetryCap {
-		max = maxRetryCap
+	switch {
+	case r.maxBackoff > 0 && (r.backoff <= 0 || r.backoff > r.maxBackoff):
+		return r.maxBackoff, r.maxBackoff
+	case r.maxBackoff > 0:
+		return r.backoff, r.maxBackoff
+	case r.backoff <= 0:
+		return retryAtOnce, retryAtOnce
 	}
-	if max < r.backoff {
-		max = r.backoff
-	}
-	return r.backoff, max
+	return r.backoff, max(r.backoff, maxRetryCap)
 }
 
 // syslogOptions are envconsul's syslog { } settings: logs go to syslog as
@@ -283,12 +338,39 @@ type optInt struct{ p **int }
 
 func (i optInt) String() string { return "" }
 func (i optInt) Set(s string) error {
-	var v int
-	if _, err := fmt.Sscanf(s, "%d", &v); err != nil || fmt.Sprint(v) != strings.TrimSpace(s) {
-		return fmt.Errorf("want a whole number, got %q", s)
+	v, err := parseDecimal(s)
+	if err != nil {
+		return err
 	}
 	*i.p = &v
 	return nil
+}
+
+// decimalInt is an int flag read as envconsul reads its int flags.
+type decimalInt struct{ p *int }
+
+func (i decimalInt) String() string {
+	if i.p == nil || *i.p == 0 {
+		return ""
+	}
+	return strconv.Itoa(*i.p)
+}
+
+func (i decimalInt) Set(s string) (err error) {
+	*i.p, err = parseDecimal(s)
+	return err
+}
+
+// parseDecimal reads a whole number as envconsul's int flags do (cli.go
+// funcIntVar: strconv.ParseInt(s, 10, 32)): decimal, a sign allowed, 32
+// bits: "010" is 10 and "0x10" is refused, where Go's flag package would
+// read 8 and 16.
+func parseDecimal(s string) (int, error) {
+	v, err := strconv.ParseInt(s, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("want a whole number, got %q", s)
+	}
+	return int(v), nil
 }
 
 // refusedFlag is an envconsul flag envexec does not support (Vault): using
@@ -329,7 +411,7 @@ func registerPeerFlags(cl *cliapp.Program, o *options) {
 		cl.Alias(alias, name)
 	}
 	p := &o.peer
-	cl.Var(funcFlag(func(s string) (err error) { p.auth, err = parseAuth(s); return err }), "consul-auth", "HTTP basic auth `USER[:PASSWORD]` for Consul (envconsul's flag)")
+	cl.Var(funcFlag(func(s string) (err error) { p.flagAuth, err = parseAuth(s); return err }), "consul-auth", "HTTP basic auth `USER[:PASSWORD]` for Consul (envconsul's flag)")
 	cl.Var(optBool{&p.ssl}, "consul-ssl", "talk HTTPS to Consul (envconsul's flag; any -consul-ssl-* flag implies it)")
 	cl.Var(optBool{&p.sslVerify}, "consul-ssl-verify", "verify Consul's certificate (default true; =false skips verification)")
 	cl.Var(optDuration{&p.transport.DialKeepAlive}, "consul-transport-dial-keep-alive", "TCP keep-alive period for connections to Consul")
@@ -338,21 +420,21 @@ func registerPeerFlags(cl *cliapp.Program, o *options) {
 	cl.Var(optInt{&p.transport.MaxIdleConnsPerHost}, "consul-transport-max-idle-conns-per-host", "idle connections kept to Consul (default 256)")
 	cl.Var(optDuration{&p.transport.TLSHandshakeTimeout}, "consul-transport-tls-handshake-timeout", "time allowed for the TLS handshake with Consul")
 	cl.Bool(&o.retry.enabled, "consul-retry", true, "retry failed Consul requests with backoff (=false: a source that fails before its first answer makes envexec give up)")
-	cl.Int(&o.retry.attempts, "consul-retry-attempts", 0, "give up (exit 11) when a source failed this many times in a row before its first answer (0: never; once the command runs, envexec retries forever)")
-	cl.Duration(&o.retry.backoff, "consul-retry-backoff", o.retry.backoff, "first delay between retries; it doubles each time")
-	cl.Duration(&o.retry.maxBackoff, "consul-retry-max-backoff", o.retry.maxBackoff, "largest delay between retries (0: no limit, capped at 1h)")
+	cl.Var(decimalInt{&o.retry.attempts}, "consul-retry-attempts", "`N` retries: give up (exit 11) when a source failed N+1 times in a row before its first answer (0: never; once the command runs, envexec retries forever)")
+	cl.Duration(&o.retry.backoff, "consul-retry-backoff", o.retry.backoff, "first delay between retries; it doubles each time (0: -consul-retry-max-backoff every time, or no delay when that is 0 too)")
+	cl.Duration(&o.retry.maxBackoff, "consul-retry-max-backoff", o.retry.maxBackoff, "largest delay between retries (0: no limit, capped at 1h; below -consul-retry-backoff: every delay)")
 	cl.Duration(new(time.Duration), "timeout", 0, "accepted for envconsul compatibility; no effect (as in envconsul)")
 	// envconsul's deprecated flags, read as envconsul reads them (their
 	// Vault halves aside), with a warning (noteSet).
 	cl.Alias("ssl-ca-cert", "ca-file")
 	cl.Alias("ssl-cert", "client-cert")
-	cl.Hidden(funcFlag(func(s string) (err error) { p.auth, err = parseAuth(s); return err }), "auth")
+	cl.Hidden(funcFlag(func(s string) (err error) { p.flagAuth, err = parseAuth(s); return err }), "auth")
 	cl.Hidden(optBool{&p.ssl}, "ssl")
 	cl.Hidden(optBool{&p.sslVerify}, "ssl-verify")
 	cl.Hidden(funcFlag(func(s string) error {
 		d, err := time.ParseDuration(s)
-		if err != nil || d <= 0 {
-			return errors.New("want a positive duration such as 5s")
+		if err != nil {
+			return errors.New("want a duration such as 5s")
 		}
 		o.retry.backoff, o.retry.maxBackoff = d, d
 		return nil

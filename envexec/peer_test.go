@@ -8,6 +8,8 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -264,5 +266,169 @@ func TestClientCertWithoutKey(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "-client-key") {
 		t.Errorf("-client-cert without -client-key: %v; want an error naming -client-key", err)
+	}
+}
+
+// TestRetryBackoffAsEnvconsul: envconsul takes any -consul-retry-backoff
+// and -consul-retry-max-backoff (cli.go funcDurationVar: time.ParseDuration;
+// the file's retry block likewise) and waits before retry n what
+// consul-template v0.41.1 config/retry.go RetryFunc says: backoff*2^n, but
+// max_backoff once n is above int(log2(max_backoff/backoff)) when
+// max_backoff is above 0. So backoff 0 and max_backoff 0 retry at once
+// (every delay 0); a backoff of 0 with a max_backoff above 0 waits
+// max_backoff every time (log2 of +Inf converts to the smallest int on
+// amd64); a backoff above max_backoff waits max_backoff. The failing Consul
+// is an HTTP server answering 500 to everything; -consul-retry-attempts N
+// gives up after N+1 KV reads.
+func TestRetryBackoffAsEnvconsul(t *testing.T) {
+	var kvReads atomic.Int32
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/kv/") {
+			kvReads.Add(1)
+		}
+		http.Error(w, "unavailable", http.StatusInternalServerError)
+	}))
+	defer failing.Close()
+	addr := failing.Listener.Addr().String()
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		code    int
+		reads   int32
+		retryIn string // the first logged retry delay, a regexp
+	}{
+		{"backoff 0 max 0: at once", []string{"-consul-retry-backoff", "0", "-consul-retry-max-backoff", "0", "-consul-retry-attempts", "3"}, exitWaitTimeout, 4, `retry_in=0s`},
+		{"file backoff 0 max 0", []string{"-config", "retry0.hcl", "-consul-retry-attempts", "3"}, exitWaitTimeout, 4, `retry_in=0s`},
+		{"deprecated -retry 0", []string{"-retry", "0", "-consul-retry-attempts", "3"}, exitWaitTimeout, 4, `retry_in=0s`},
+		{"backoff 0 max 1h: 1h each time", []string{"-consul-retry-backoff", "0", "-consul-retry-max-backoff", "1h", "-consul-retry-attempts", "1", "-wait-timeout", "2s"}, exitWaitTimeout, 1, `retry_in=(4[89]|5\d)m|retry_in=1h`},
+		{"negative backoff: max each time", []string{"-consul-retry-backoff=-1s", "-consul-retry-max-backoff", "1h", "-consul-retry-attempts", "1", "-wait-timeout", "2s"}, exitWaitTimeout, 1, `retry_in=(4[89]|5\d)m|retry_in=1h`},
+		{"backoff above max: max each time", []string{"-consul-retry-backoff", "1h", "-consul-retry-max-backoff", "20ms", "-consul-retry-attempts", "2"}, exitWaitTimeout, 3, `retry_in=(1\d|2[0-4])ms`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := childDir(t)
+			args := append([]string{}, tc.args...)
+			for i, a := range args {
+				if a == "retry0.hcl" {
+					args[i] = filepath.Join(t.TempDir(), a)
+					if err := os.WriteFile(args[i], []byte("consul {\n  retry {\n    backoff = \"0s\"\n    max_backoff = \"0s\"\n  }\n}\n"), 0o600); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			kvReads.Store(0)
+			p := runEnvexec(t, addr, nil, append(append(args, "-prefix", ns(t)), childArgs(dir, "exit", 0)...)...)
+			// Retries at once may read once more while envexec gives up;
+			// after a long delay the count is exact.
+			reads := kvReads.Load()
+			if p.code != tc.code || reads < tc.reads || (tc.reads == 1 && reads != 1) || len(starts(dir)) != 0 {
+				t.Errorf("exit %d (want %d), %d KV reads (want %d), starts %v\n%s", p.code, tc.code, reads, tc.reads, starts(dir), p.stderr)
+			}
+			if !regexp.MustCompile(tc.retryIn).MatchString(p.stderr.String()) {
+				t.Errorf("no retry delay matching %s logged:\n%s", tc.retryIn, p.stderr)
+			}
+		})
+	}
+}
+
+// TestAuthAsEnvconsul: envconsul merges consul { auth } field by field, the
+// files in order, then -consul-auth (cli.go loadConfigs; consul-template
+// v0.41.1 config/auth.go AuthConfig.Merge; ParseAuthConfig gives a username,
+// and a password only after a colon, never enabled); AuthConfig.Finalize
+// enables auth, unless enabled is given, when the username or the password
+// is not empty; and CreateConsulClient (dependency/client_set.go) then
+// sends both, empty ones too. A proxy in front of the real agent records
+// the basic auth of the KV reads.
+func TestAuthAsEnvconsul(t *testing.T) {
+	a := consultest.Require(t, agent)
+	n := ns(t)
+	put(t, a.Client(), n+"/V", "1")
+	target, _ := url.Parse("http://" + a.HTTPAddr())
+	rp := httputil.NewSingleHostReverseProxy(target)
+	var seen atomic.Value // the last KV read's basic auth, "user|pass" or "none"
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/kv/") {
+			if u, pw, ok := r.BasicAuth(); ok {
+				seen.Store(u + "|" + pw)
+			} else {
+				seen.Store("none")
+			}
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	dir := t.TempDir()
+	file := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	userPass := file("user-pass.hcl", "consul {\n  auth {\n    username = \"app\"\n    password = \"old\"\n  }\n}\n")
+	passOnly := file("pass-only.hcl", "consul {\n  auth {\n    password = \"pa:ss\"\n  }\n}\n")
+	enabledOnly := file("enabled-only.hcl", "consul {\n  auth {\n    enabled = true\n  }\n}\n")
+	disabled := file("disabled.hcl", "consul {\n  auth {\n    enabled = false\n    username = \"app\"\n  }\n}\n")
+	topLevel := file("top-level.hcl", "auth {\n  password = \"top\"\n}\n")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"a later file's password keeps the username", []string{"-config", userPass, "-config", passOnly}, "app|pa:ss"},
+		{"a password alone enables auth", []string{"-config", passOnly}, "|pa:ss"},
+		{"enabled alone sends an empty pair", []string{"-config", enabledOnly}, "|"},
+		{"-consul-auth USER keeps the file's password", []string{"-config", userPass, "-consul-auth", "other"}, "other|old"},
+		{"-consul-auth USER: empties it", []string{"-config", userPass, "-consul-auth", "other:"}, "other|"},
+		{"the deprecated -auth likewise", []string{"-config", userPass, "-auth", "other"}, "other|old"},
+		{"a deprecated top-level auth merges too", []string{"-config", userPass, "-config", topLevel}, "app|top"},
+		{"enabled = false stays under -consul-auth", []string{"-config", disabled, "-consul-auth", "u:p"}, "none"},
+		{"-consul-auth alone", []string{"-consul-auth", "u"}, "u|"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seen.Store("")
+			dir := childDir(t)
+			p := runEnvexec(t, proxy.URL, nil, append(append(tc.args, "-once", "-prefix", n, "-wait-timeout", "20s"), childArgs(dir, "exit", 0)...)...)
+			if p.code != 0 || lastEnv(t, dir)["V"] != "1" {
+				t.Fatalf("exit %d\n%s", p.code, p.stderr)
+			}
+			if got := seen.Load().(string); got != tc.want {
+				t.Errorf("basic auth %q, want %q (user|password)", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestIntFlagsAsEnvconsul: envconsul reads its int flags
+// (-consul-retry-attempts, -consul-transport-max-idle-conns-per-host) with
+// strconv.ParseInt(s, 10, 32) (cli.go funcIntVar): decimal with a sign,
+// 32 bits; not Go's flag package's base prefixes (010 octal, 0x10).
+func TestIntFlagsAsEnvconsul(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  int
+		err   bool
+	}{
+		{value: "010", want: 10},
+		{value: "+5", want: 5},
+		{value: "-1", want: -1},
+		{value: "0x10", err: true},
+		{value: "3000000000", err: true},
+		{value: " 5", err: true},
+	} {
+		for _, flag := range []string{"-consul-retry-attempts", "-consul-transport-max-idle-conns-per-host"} {
+			o, err := parse([]string{flag + "=" + tc.value, "-prefix", "app", "true"}, io.Discard, io.Discard)
+			switch {
+			case tc.err:
+				if err == nil || exitCode(err, 0) != exitFlags {
+					t.Errorf("%s=%q: error %v (exit %d), want one, exit %d", flag, tc.value, err, exitCode(err, 0), exitFlags)
+				}
+			case err != nil:
+				t.Errorf("%s=%q: %v", flag, tc.value, err)
+			case flag == "-consul-retry-attempts" && o.retry.attempts != tc.want:
+				t.Errorf("%s=%q: %d, want %d", flag, tc.value, o.retry.attempts, tc.want)
+			case flag != "-consul-retry-attempts" && (o.peer.transport.MaxIdleConnsPerHost == nil || *o.peer.transport.MaxIdleConnsPerHost != tc.want):
+				t.Errorf("%s=%q: %v, want %d", flag, tc.value, o.peer.transport.MaxIdleConnsPerHost, tc.want)
+			}
+		}
 	}
 }

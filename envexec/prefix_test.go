@@ -14,8 +14,8 @@ import (
 // whole key, as envconsul's KV query does with an empty path
 // (consul-template v0.41.1 dependency/kv_list.go NewKVListQuery, Fetch).
 // Such a blank prefix stays when it is last or alone; followed by others it
-// is overwritten by them (envconsul's PrefixConfigs.Finalize, see
-// envconsulPrefixList).
+// is overwritten by them (envconsul's PrefixConfigs.Finalize, three times,
+// see envconsulPrefixList).
 func TestWholeKVStorePrefix(t *testing.T) {
 	a, _, n := nsWith(t, "app/X", "1")
 	whole := n + "/app/X"
@@ -29,6 +29,10 @@ func TestWholeKVStorePrefix(t *testing.T) {
 		{"empty", []string{"-prefix", ""}, true, false},
 		{"blank last", []string{"-prefix", n + "/app", "-prefix", "/"}, true, true},
 		{"blank first", []string{"-prefix", "/", "-prefix", n + "/app"}, false, true},
+		// Two blanks first: one pass of Finalize leaves "", app, app; envconsul
+		// finalizes three times (cli.go loadConfigs, cli.go Run, runner.go
+		// init), which leaves app three times: no whole store.
+		{"two blanks first", []string{"-prefix", "/", "-prefix", "", "-prefix", n + "/app"}, false, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

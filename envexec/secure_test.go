@@ -145,3 +145,62 @@ func TestEmptyTokenFile(t *testing.T) {
 		}
 	}
 }
+
+// TestEmptyTokenFlagAsEnvconsul: an empty -consul-token "" (an unset
+// variable in a script) is no token of its own, and the Consul API
+// client's variables still give one, as envconsul: its cli.go sets
+// Consul.Token to "", so consul-template's ConsulConfig.Finalize no longer
+// reads CONSUL_TOKEN or CONSUL_HTTP_TOKEN (only a nil token is filled);
+// its runner.go newClientSet hands "" to consul-template v0.41.1
+// dependency/client_set.go CreateConsulClient, which keeps
+// api.DefaultConfig's token for "" (CONSUL_HTTP_TOKEN), and consul/api
+// api.go NewClient (v1.32.1, envconsul's) then reads CONSUL_HTTP_TOKEN_FILE
+// over it when set. So CONSUL_HTTP_TOKEN and CONSUL_HTTP_TOKEN_FILE work,
+// CONSUL_TOKEN does not. Against a real agent with default-deny ACLs,
+// where a read without the token sees no key.
+func TestEmptyTokenFlagAsEnvconsul(t *testing.T) {
+	a := consultest.StartSecure(t, "envexec-empty-token")
+	put(t, a.Client(), "secure/app/DB_HOST", "db1.internal")
+	https := "https://" + a.HTTPSAddr()
+	wrongFile := filepath.Join(t.TempDir(), "wrong-token")
+	if err := os.WriteFile(wrongFile, []byte("not-the-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		read bool
+	}{
+		{"CONSUL_HTTP_TOKEN", []string{"CONSUL_HTTP_TOKEN=" + a.Token}, true},
+		{"CONSUL_HTTP_TOKEN_FILE", []string{"CONSUL_HTTP_TOKEN_FILE=" + a.TokenFile}, true},
+		{"CONSUL_HTTP_TOKEN_FILE over CONSUL_HTTP_TOKEN", []string{"CONSUL_HTTP_TOKEN=not-the-token", "CONSUL_HTTP_TOKEN_FILE=" + a.TokenFile}, true},
+		{"CONSUL_TOKEN is not read", []string{"CONSUL_TOKEN=" + a.Token}, false},
+		{"CONSUL_TOKEN_FILE is not read", []string{"CONSUL_TOKEN_FILE=" + a.TokenFile}, false},
+		{"no variable", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, flag := range []string{"-consul-token", "-token"} {
+				dir := childDir(t)
+				args := append(append([]string{}, a.NoToken().Args...), flag, "", "-once", "-prefix", "secure/app", "-wait-timeout", "20s")
+				p := runEnvexec(t, https, tc.env, append(args, childArgs(dir, "exit", 0)...)...)
+				if p.code != 0 {
+					t.Fatalf("%s \"\": exit %d\n%s", flag, p.code, p.stderr)
+				}
+				if got := lastEnv(t, dir)["DB_HOST"] == "db1.internal"; got != tc.read {
+					t.Errorf("%s \"\": read the prefix %v, want %v\n%s", flag, got, tc.read, p.stderr)
+				}
+				a.RequireNoToken(t, "envexec's output", p.stderr.String()+p.stdout.String())
+			}
+		})
+	}
+	// A token given by any name of the flag wins over CONSUL_TOKEN (only a
+	// nil token is filled from it).
+	for _, flag := range []string{"-consul-token", "-token"} {
+		dir := childDir(t)
+		args := append(append([]string{}, a.NoToken().Args...), flag, a.Token, "-once", "-prefix", "secure/app", "-wait-timeout", "20s")
+		p := runEnvexec(t, https, []string{"CONSUL_TOKEN=not-the-token"}, append(args, childArgs(dir, "exit", 0)...)...)
+		if p.code != 0 || lastEnv(t, dir)["DB_HOST"] != "db1.internal" {
+			t.Errorf("%s TOKEN under CONSUL_TOKEN: exit %d, DB_HOST %q\n%s", flag, p.code, lastEnv(t, dir)["DB_HOST"], p.stderr)
+		}
+	}
+}

@@ -193,11 +193,9 @@ func TestSplayBeforeStopAndReload(t *testing.T) {
 			dir := childDir(t)
 			args := append([]string{"-prefix", n, "-splay", "2s", "-log-level", "info"}, c.args...)
 			p := startEnvexec(t, a.HTTPAddr(), nil, append(args, childArgs(dir, "hold", 7)...)...)
-			defer func() {
-				if p.run.Alive() {
-					p.signal(syscall.SIGKILL)
-				}
-			}()
+			// Stop, not Signal: envexec may exit between a liveness check
+			// and the SIGKILL (it does after the kill signal's splay).
+			defer p.run.Stop(syscall.SIGKILL, 10*time.Second)
 			eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 			pid := starts(dir)[0]
 			waitReady(t, dir, pid)
