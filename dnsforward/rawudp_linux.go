@@ -29,8 +29,15 @@ type mmsghdr struct {
 }
 
 // openRawUDP binds a blocking UDP socket with SO_REUSEPORT and a short
-// receive timeout (so readers notice shutdown).
-func openRawUDP(addr netip.AddrPort) (int, error) {
+// receive timeout (so readers notice shutdown). The first socket of a
+// group (first true) is bound without SO_REUSEPORT and given it after, so
+// that it owns its port: bound with it, Linux lets the bind succeed on a
+// port that another process of the same user holds with SO_REUSEPORT, and
+// even picks such a port for port 0 (udp_lib_lport_inuse), and the two
+// processes then split the datagrams between them. Bound without it, the
+// bind fails with EADDRINUSE there, as dnsmasq's does; the later sockets
+// join the first one's group.
+func openRawUDP(addr netip.AddrPort, first bool) (int, error) {
 	family := unix.AF_INET
 	var sa unix.Sockaddr
 	if addr.Addr().Is4() || addr.Addr().Is4In6() {
@@ -46,8 +53,10 @@ func openRawUDP(addr netip.AddrPort) (int, error) {
 	opts := []struct {
 		level, opt, v int
 	}{
-		{unix.SOL_SOCKET, unix.SO_REUSEPORT, 1},
 		{unix.SOL_SOCKET, unix.SO_RCVBUF, 4 << 20},
+	}
+	if !first {
+		opts = append(opts, struct{ level, opt, v int }{unix.SOL_SOCKET, unix.SO_REUSEPORT, 1})
 	}
 	if family == unix.AF_INET6 && addr.Addr().IsUnspecified() {
 		// The wildcard takes IPv4 too (as mapped addresses), whatever
@@ -68,6 +77,12 @@ func openRawUDP(addr netip.AddrPort) (int, error) {
 	if err := unix.Bind(fd, sa); err != nil {
 		unix.Close(fd)
 		return -1, err
+	}
+	if first {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("setsockopt: %w", err)
+		}
 	}
 	return fd, nil
 }
@@ -93,7 +108,7 @@ func (s *Server) listenRaw() error {
 		return fmt.Errorf("-listen %s: want ip:port: %w", s.cfg.Listen, err)
 	}
 	for i := 0; i < s.cfg.UDPReaders; i++ {
-		fd, err := openRawUDP(ap)
+		fd, err := openRawUDP(ap, i == 0)
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("-listen %s (udp): %w", s.cfg.Listen, err)
@@ -104,7 +119,7 @@ func (s *Server) listenRaw() error {
 			return fmt.Errorf("-listen %s (udp): %w", s.cfg.Listen, err)
 		}
 	}
-	if s.readerCPUs != nil {
+	if s.readerCPUs != nil && len(s.rawFDs) > 1 {
 		if err := steerToCPU(s.rawFDs[0], s.readerCPUs); err != nil {
 			s.log.Info("UDP datagrams not steered to the reader of the CPU that received them; answering anyway, at a higher CPU cost", "err", err)
 		}

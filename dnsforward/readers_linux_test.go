@@ -3,6 +3,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -175,4 +178,44 @@ func askOnce(addr string, pkt []byte) error {
 		return fmt.Errorf("no answer: %w", err)
 	}
 	return nil
+}
+
+// TestListenOwnsPort: a port that another socket of the same user holds
+// with SO_REUSEPORT is refused with "address already in use", as dnsmasq's
+// bind is, on both UDP paths. Bound with SO_REUSEPORT from the start, the
+// first reader socket would join the other socket's group and the kernel
+// would split the datagrams between the two (and bind to port 0 could pick
+// such a port: a test server once answered for another one).
+func TestListenOwnsPort(t *testing.T) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	other, err := lc.ListenPacket(context.Background(), "udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for _, portable := range []bool{false, true} {
+		cfg := baseConfig(agent)
+		cfg.Listen = other.LocalAddr().String()
+		cfg.portableUDP = portable
+		s, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = s.Listen()
+		if err == nil {
+			s.closeListeners()
+			t.Fatalf("portable %v: listening on %s, which another socket holds with SO_REUSEPORT, succeeded", portable, cfg.Listen)
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), cfg.Listen) {
+			t.Errorf("portable %v: error %q, want address in use naming %s", portable, err, cfg.Listen)
+		}
+	}
 }

@@ -162,7 +162,7 @@ func (s *Server) listen() error {
 	if rawSupported && !s.cfg.portableUDP {
 		return s.listenRaw()
 	}
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+	reusePort := func(c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
 			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0xf /* SO_REUSEPORT */, 1)
@@ -171,12 +171,20 @@ func (s *Server) listen() error {
 			return err
 		}
 		return serr
-	}}
+	}
+	// The first socket is bound without SO_REUSEPORT and given it after,
+	// so that it owns its port (see openRawUDP); the others join it.
+	var first net.ListenConfig
+	later := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error { return reusePort(c) }}
 	addr := s.cfg.Listen
 	for i := 0; i < s.cfg.UDPReaders; i++ {
 		network := "udp"
 		if tcpNetwork(addr) == "tcp4" {
 			network = "udp4"
+		}
+		lc := &later
+		if i == 0 {
+			lc = &first
 		}
 		pc, err := lc.ListenPacket(context.Background(), network, addr)
 		if err != nil {
@@ -184,6 +192,17 @@ func (s *Server) listen() error {
 			return fmt.Errorf("-listen %s (udp): %w", s.cfg.Listen, err)
 		}
 		u := pc.(*net.UDPConn)
+		if i == 0 {
+			rc, err := u.SyscallConn()
+			if err == nil {
+				err = reusePort(rc)
+			}
+			if err != nil {
+				u.Close()
+				s.closeListeners()
+				return fmt.Errorf("-listen %s (udp): SO_REUSEPORT: %w", s.cfg.Listen, err)
+			}
+		}
 		_ = u.SetReadBuffer(4 << 20)
 		s.udp = append(s.udp, u)
 		addr = u.LocalAddr().String() // the port chosen for :0
