@@ -1,6 +1,8 @@
 package main
 
 import (
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/berth/berth/pkg/consultest"
@@ -43,7 +45,59 @@ func TestAddressInDomainNotFromMemoryLikeConsul(t *testing.T) {
 			cases = append(cases, n+".service.consul "+typ)
 		}
 	}
-	cases = append(cases, "pqnode.node.consul A", "pqnode.node.consul ANY", "PqNode.Node.consul AAAA",
+	cases = append(cases, "pqnode.node.consul A", "pqnode.node.consul ANY", "PqNode.Node.Consul AAAA",
 		"inpq.service.consul SRV +noedns", "inpq.service.consul A +tcp")
 	compareWithConsul(t, addr, a.DNSAddr(), cases)
+}
+
+// TestHostNameAddressCaseLikeConsul: a CNAME to a host-name address in the
+// Consul domain, and the target's records, are written as the address was
+// registered, whatever the letter case of the question (its domain
+// included), as from Consul; only the CNAME's owner follows the question.
+func TestHostNameAddressCaseLikeConsul(t *testing.T) {
+	a := consultest.Require(t, agent)
+	requireDig(t)
+	addr := startSeeded(t, a)
+	c := a.Client()
+	consultest.Register(t, c, &api.AgentServiceRegistration{ID: "inweb1", Name: "inweb", Port: 80, Address: "web.service.consul"})
+	consultest.Register(t, c, &api.AgentServiceRegistration{ID: "indb1", Name: "indb", Port: 80, Address: "DB.Service.Consul"})
+	_, err := c.Catalog().Register(&api.CatalogRegistration{Node: "webnode", Address: "web.service.consul"}, nil)
+	must(t, err)
+	t.Cleanup(func() { _, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: "webnode"}, nil) })
+	waitSeeded(t, a, addr, map[string][]string{
+		"inweb.service.consul SRV": {"1 1 80 web.service.consul."},
+		"indb.service.consul SRV":  {"1 1 80 DB.Service.Consul."},
+		"webnode.node.consul A":    {"web.service.consul.", "127.0.0.1", "10.1.2.3", "10.1.2.4", "10.0.0.2"},
+	})
+	var cases []string
+	for _, n := range []string{"inweb.service.consul", "InWeb.Service.Consul", "inweb.service.CONSUL", "INWEB.SERVICE.CONSUL",
+		"indb.service.consul", "InDb.Service.Consul", "webnode.node.consul", "WebNode.Node.Consul", "webnode.node.Consul"} {
+		for _, typ := range []string{"A", "AAAA", "ANY", "TXT", "MX"} {
+			cases = append(cases, n+" "+typ)
+		}
+	}
+	cases = append(cases, "InWeb.Service.Consul A +tcp", "InWeb.Service.Consul SRV")
+	compareWithConsul(t, addr, a.DNSAddr(), cases)
+	// Cut to the agent's udp_answer_limit (3) for a client without EDNS0:
+	// which A records are kept is chosen at random by both, so the records
+	// are compared by owner and type, the CNAME whole.
+	for _, c := range []string{"WebNode.Node.CONSUL A +noedns", "InWeb.Service.Consul A +noedns", "inweb.service.CONSUL ANY +noedns"} {
+		got, want := digBoth(t, addr, a.DNSAddr(), c)
+		if g, w := ownersAndCNAMEs(got.answer), ownersAndCNAMEs(want.answer); !reflect.DeepEqual(g, w) {
+			t.Errorf("%s: answer\n%s\nConsul's DNS:\n%s", c, strings.Join(got.answer, "\n"), strings.Join(want.answer, "\n"))
+		}
+	}
+}
+
+// ownersAndCNAMEs is each record's owner and type, a CNAME record whole,
+// in order.
+func ownersAndCNAMEs(rs []string) []string {
+	out := make([]string, 0, len(rs))
+	for _, r := range rs {
+		if f := strings.Fields(r); len(f) >= 4 && f[3] != "CNAME" {
+			r = f[0] + " " + f[3]
+		}
+		out = append(out, r)
+	}
+	return out
 }
