@@ -1,12 +1,15 @@
 package main
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/hashicorp/consul/api"
+	"github.com/miekg/dns"
 )
 
 // TestAddressInDomainNotFromMemoryLikeConsul: a service or node whose
@@ -100,4 +103,49 @@ func ownersAndCNAMEs(rs []string) []string {
 		out = append(out, r)
 	}
 	return out
+}
+
+// TestLongNodeMetaTXT: a node meta value longer than a TXT
+// character-string (255 bytes; Consul accepts values of up to 512) is
+// answered as one TXT record of several strings, which join to
+// "key=value" (RFC 1464; README, differences: Consul's DNS sends no reply
+// to a question whose answer holds it).
+func TestLongNodeMetaTXT(t *testing.T) {
+	a := consultest.Require(t, agent)
+	c := a.Client()
+	long := strings.Repeat("0123456789", 40)
+	_, err := c.Catalog().Register(&api.CatalogRegistration{Node: "longmeta", Address: "10.0.0.40",
+		NodeMeta: map[string]string{"long": long},
+		Service:  &api.AgentService{ID: "onlong1", Service: "onlong", Port: 9}}, nil)
+	must(t, err)
+	t.Cleanup(func() { _, _ = c.Catalog().Deregister(&api.CatalogDeregistration{Node: "longmeta"}, nil) })
+	_, addr := startServer(t, baseConfig(a))
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+	}{{"longmeta.node.consul.", dns.TypeTXT}, {"longmeta.node.consul.", dns.TypeANY}, {"onlong.service.consul.", dns.TypeSRV}} {
+		var txt []*dns.TXT
+		eventually.Holds(t, seedTimeout, "the long meta value from dnsforward", func() (bool, string) {
+			r, err := ask(addr, q.name, q.qtype, "tcp") // the whole answer
+			if err != nil {
+				return false, err.Error()
+			}
+			txt = txt[:0]
+			for _, rr := range append(r.Answer, r.Extra...) {
+				if v, ok := rr.(*dns.TXT); ok {
+					txt = append(txt, v)
+				}
+			}
+			return len(txt) > 0, fmt.Sprint(r)
+		})
+		if len(txt) != 1 || strings.Join(txt[0].Txt, "") != "long="+long {
+			t.Errorf("%s %s: TXT %v, want one record of \"long=\" and the value", q.name, dns.TypeToString[q.qtype], txt)
+			continue
+		}
+		for _, s := range txt[0].Txt {
+			if len(s) > 255 {
+				t.Errorf("%s %s: a string of %d bytes", q.name, dns.TypeToString[q.qtype], len(s))
+			}
+		}
+	}
 }
