@@ -34,6 +34,10 @@ type answer struct {
 	// cuts are the packed orders (perms, or packed) cut to a client's
 	// size with TC set, built on first need per size (see cut).
 	cuts *cutCache
+	// cname: the answer holds a CNAME record (a host-name address), whose
+	// target and the target's records are written as the address was
+	// registered, whatever the question's letter case.
+	cname bool
 
 	// Forwarded answers: TTL offsets, time stored and expiry (unix ns).
 	ttls      []int
@@ -62,6 +66,11 @@ func newAnswerLimit(m *dns.Msg, zone int, shuffle, ttls bool, limit int) (*answe
 		return nil, fmt.Errorf("pack answer for %s: %w", qname(m), err)
 	}
 	a := &answer{packed: pk, rcode: m.Rcode, zone: zone, cuts: &cutCache{}, nAnswer: len(m.Answer)}
+	for _, rr := range m.Answer {
+		if rr.Header().Rrtype == dns.TypeCNAME {
+			a.cname = true
+		}
+	}
 	if limit > 0 && shuffle && len(m.Answer) > limit {
 		a.nAnswer = limit
 	}
@@ -153,11 +162,7 @@ func (a *answer) write(q *query, out []byte, now int64) ([]byte, bool) {
 	if q.qEnd == 0 || q.qEnd != questionEnd(pk) {
 		return out, false
 	}
-	if binary.BigEndian.Uint16(pk[8:]) > 0 && hasUpper(q.raw[12:q.qEnd]) {
-		// The authority's names (a negative answer's SOA) are compressed
-		// against the question, which would lend them the client's letter
-		// case; Consul writes them as stored (lower case). writeSlow packs
-		// them without that.
+	if a.caseBound(q, pk) {
 		return out, false
 	}
 	size := len(pk)
@@ -203,6 +208,16 @@ func (a *answer) patchTTLs(out []byte, now int64) {
 	}
 }
 
+// caseBound reports whether packed answer pk cannot be sent with q's
+// question copied in: names of the authority section (a negative answer's
+// SOA) and a CNAME's target and the target's records are compressed
+// against the question, which would lend them the client's letter case;
+// Consul writes them as stored (the SOA in lower case, a host-name address
+// as registered). writeSlow packs them without that.
+func (a *answer) caseBound(q *query, pk []byte) bool {
+	return (a.cname || binary.BigEndian.Uint16(pk[8:]) > 0) && hasUpper(q.raw[12:q.qEnd])
+}
+
 // hasUpper reports whether b holds an ASCII upper-case letter.
 func hasUpper(b []byte) bool {
 	for _, c := range b {
@@ -237,8 +252,10 @@ func shuffleFixed(b []byte, size, n int) {
 }
 
 // writeSlow builds the reply through miekg/dns: for requests parsed by the
-// slow path and answers that must be truncated.
-func (a *answer) writeSlow(q *query, now int64) ([]byte, error) {
+// slow path and answers that must be truncated. count > 0 keeps at most
+// that many answer records (the agent's udp_answer_limit, with their glue)
+// and sets TC when records were cut and tc is set.
+func (a *answer) writeSlow(q *query, now int64, count int, tc bool) ([]byte, error) {
 	m := new(dns.Msg)
 	if err := m.Unpack(a.packed); err != nil {
 		return nil, fmt.Errorf("unpack stored answer: %w", err)
@@ -248,6 +265,12 @@ func (a *answer) writeSlow(q *query, now int64) ([]byte, error) {
 		if a.limit > 0 && len(m.Answer) > a.limit {
 			m.Answer = m.Answer[:a.limit]
 		}
+	}
+	if count > 0 && len(m.Answer) > count {
+		index := glueIndex(m.Extra)
+		m.Answer = m.Answer[:count]
+		syncExtra(m, index)
+		m.Truncated = tc
 	}
 	if len(a.ttls) > 0 {
 		elapsed := uint32((now - a.stored) / 1e9)
@@ -371,7 +394,7 @@ func patch(q *query, pk, out []byte) []byte {
 // is set when records were cut and tc is true. ok is false when neither
 // applies (forwarded answers, more than maxCutSizes cuts).
 func (a *answer) writeCut(q *query, out []byte, size, count int, tc bool) ([]byte, bool) {
-	if len(a.ttls) > 0 {
+	if len(a.ttls) > 0 || q.qEnd == 0 || a.caseBound(q, a.packed) {
 		return out, false
 	}
 	if a.rrSize > 0 && a.anEnds {

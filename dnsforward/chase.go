@@ -53,15 +53,21 @@ func (c *chaser) records(target string, ttl uint32, setTTL bool) []dns.RR {
 			return nil
 		}
 		a, res, err := c.z.resolveDepth(c.ctx, target, dns.TypeANY, c.wait, c.depth-1)
-		if res == resWait {
+		switch {
+		case res == resWait:
 			c.blocked = true
 			return nil
-		}
-		if err != nil || res != resAnswer || a == nil {
+		case res == resForward:
+			// Not answered from memory (a prepared query, .connect,
+			// .virtual, another datacenter, ...): Consul answers the
+			// target from its own DNS, so the agent's DNS is asked.
+			rrs = c.agent(asGiven)
+		case err != nil || a == nil:
 			return nil
+		default:
+			c.note(a.expires)
+			rrs = unpackAnswer(a)
 		}
-		c.note(a.expires)
-		rrs = unpackAnswer(a)
 	} else {
 		a := c.upstream(target)
 		if a == nil {
@@ -83,6 +89,29 @@ func (c *chaser) records(target string, ttl uint32, setTTL bool) []dns.RR {
 		}
 	}
 	return out
+}
+
+// agent asks the agent's DNS what target (in the Consul domain, not the
+// apex) resolves to, type ANY as Consul asks itself. The answer is not
+// watched: one built with it is built again after chaseRetry.
+func (c *chaser) agent(target string) []dns.RR {
+	if _, _, ok := cutDomain(c.z.s.settings.Load().domains, strings.ToLower(target)); !ok {
+		return nil // the apex: Consul does not resolve it itself
+	}
+	if !c.wait {
+		c.blocked = true
+		return nil
+	}
+	c.note(time.Now().Add(chaseRetry).UnixNano())
+	resp, err := c.z.s.askAgent(c.ctx, target, dns.TypeANY, false, false, nil)
+	if err != nil {
+		return nil
+	}
+	rrs := make([]dns.RR, len(resp.Answer))
+	for i, rr := range resp.Answer {
+		rrs[i] = dns.Copy(rr) // resp is shared with other askers
+	}
+	return rrs
 }
 
 // upstream asks the upstreams (or their cache) for target's A records.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/berth/berth/pkg/telemetry"
 	"github.com/hashicorp/consul/api"
 	"github.com/miekg/dns"
@@ -361,13 +362,7 @@ func TestIdleWatchDropped(t *testing.T) {
 			t.Fatal("watch dropped while the service was being asked for")
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for open() == 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("idle watch not dropped within 10s (-idle-timeout 300ms)")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually.True(t, 10*time.Second, "the idle watch to be dropped (-idle-timeout 300ms)", func() bool { return open() == 0 })
 	// Asked again: a new watch, the same answer.
 	if r := exchange(t, addr, "idle.service.consul.", dns.TypeA, "udp"); !has(r, "10.8.0.1") {
 		t.Fatalf("after the watch was dropped: %v", r)

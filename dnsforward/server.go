@@ -607,6 +607,7 @@ func (s *Server) sendConsul(r *reader, q *query, a *answer, now int64) []byte {
 
 func (s *Server) send(r *reader, q *query, a *answer, now int64) []byte {
 	s.m.query(a.zone, q.qtype, a.rcode)
+	count, tc := 0, false
 	if a.zone == zoneConsul && !q.tcp && q.limit() <= dns.MinMsgSize && q.qEnd != 0 {
 		// The agent's udp_answer_limit for clients without EDNS0 or with
 		// a 512-byte buffer (Consul takes the larger of 512 and theirs), TC
@@ -616,14 +617,16 @@ func (s *Server) send(r *reader, q *query, a *answer, now int64) []byte {
 				r.out = out
 				return out
 			}
+			count, tc = st.udpAnswerLimit, st.enableTruncate
 		}
 	}
-	out, ok := a.write(q, r.out, now)
-	if ok {
-		r.out = out
-		return out
+	if count == 0 {
+		if out, ok := a.write(q, r.out, now); ok {
+			r.out = out
+			return out
+		}
 	}
-	b, err := a.writeSlow(q, now)
+	b, err := a.writeSlow(q, now, count, tc)
 	if err != nil {
 		s.log.Warn("cannot write answer", "name", string(q.name), "err", err)
 		return nil

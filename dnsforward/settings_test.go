@@ -62,11 +62,10 @@ func TestAgentDNSSettings(t *testing.T) {
 	cfg.Explicit = map[string]bool{}
 	cfg.Log = slog.New(slog.NewTextHandler(&logs, nil))
 	s, addr := startServer(t, cfg)
-	for deadline := time.Now().Add(10 * time.Second); s.settings.Load().domains[0] != "berth.test."; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("agent settings not read within 10s: domains %v", s.settings.Load().domains)
-		}
-	}
+	eventually.Holds(t, 10*time.Second, "the agent's settings", func() (bool, string) {
+		d := s.settings.Load().domains
+		return d[0] == "berth.test.", fmt.Sprintf("domains %v", d)
+	})
 	waitSeeded(t, a, addr, map[string][]string{"five.service.berth.test SRV": five})
 	cases := []string{
 		"web.service.berth.test A", "web.service.berth.test SRV", "web.service.alt.test SRV", "web.service.berth.test AAAA",
@@ -114,11 +113,10 @@ func TestAgentDNSSettings(t *testing.T) {
 	cfg2.ServiceTTL = 3 * time.Second
 	cfg2.Log = slog.New(slog.NewTextHandler(&logs, nil))
 	s2, addr2 := startServer(t, cfg2)
-	for deadline := time.Now().Add(10 * time.Second); s2.settings.Load().nodeTTL != 7*time.Second; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("agent settings not read within 10s")
-		}
-	}
+	eventually.Holds(t, 10*time.Second, "the agent's settings", func() (bool, string) {
+		ttl := s2.settings.Load().nodeTTL
+		return ttl == 7*time.Second, fmt.Sprintf("node TTL %s", ttl)
+	})
 	r := exchange(t, addr2, "web.service.consul.", dns.TypeSRV, "tcp")
 	if len(r.Answer) != 3 || r.Answer[0].Header().Ttl != 3 {
 		t.Errorf("-only-passing=false -service-ttl 3s given: %v, want 3 records with TTL 3", r.Answer)
@@ -132,9 +130,8 @@ func TestAgentDNSSettings(t *testing.T) {
 	if err := a.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); s.settings.Load().domains[0] != "berth.test."; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("agent settings not read again within 30s of its restart: domains %v", s.settings.Load().domains)
-		}
-	}
+	eventually.Holds(t, 30*time.Second, "the agent's settings read again after its restart", func() (bool, string) {
+		d := s.settings.Load().domains
+		return d[0] == "berth.test.", fmt.Sprintf("domains %v", d)
+	})
 }
