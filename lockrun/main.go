@@ -5,6 +5,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -42,7 +43,8 @@ func main() {
 type options struct {
 	limit         int
 	name          string
-	timeout       time.Duration
+	timeout       time.Duration // timeoutFlag's, once parsed
+	timeoutFlag   durationName
 	monitorRetry  optInt
 	childExitCode bool
 	exactExit     bool
@@ -78,8 +80,9 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	o := &options{cli: p}
 	p.Int(&o.limit, "n", 1, "number of holders allowed; above 1 makes a semaphore")
 	p.String(&o.name, "name", "", "session name (default: consul lock's, \"Consul lock for 'COMMAND ARGS' at 'PREFIX'\")")
-	p.Duration(&o.timeout, "timeout", 0, "give up acquiring after this long (0: wait forever)")
-	p.Alias("try", "timeout") // consul lock's older name
+	o.timeoutFlag = durationName{d: &o.timeout, given: new(string), name: "timeout"}
+	p.Var(o.timeoutFlag, "timeout", "give up acquiring after this `DURATION` (0: wait forever)")
+	p.Alias("try", "timeout") // consul lock's older name: both may be given, the last one wins
 	p.Var(&o.monitorRetry, "monitor-retry", "when given: `N` failed confirmations tolerated in a row while holding before the lock counts as lost (default: as many as the lease allows)")
 	p.Bool(&o.childExitCode, "child-exit-code", false, "exit 2 when the child fails, as consul lock (default: 0, as consul lock)")
 	p.Bool(&o.exactExit, "exact-exit-code", false, "exit with a failed child's own exit code (128+N when killed by signal N) instead of -child-exit-code's 2; implies -child-exit-code")
@@ -131,7 +134,7 @@ func (o *options) check(rest []string) error {
 		return fmt.Errorf("-n %d: the number of holders must be at least 1", o.limit)
 	}
 	if o.timeout < 0 {
-		return fmt.Errorf("-timeout %s: must not be negative", o.timeout)
+		return fmt.Errorf("-%s %s: must not be negative", o.timeoutFlag.flagName(), o.timeout)
 	}
 	if o.monitorRetry.set && o.monitorRetry.v < 0 {
 		return fmt.Errorf("-monitor-retry %d: must not be negative", o.monitorRetry.v)
@@ -221,6 +224,45 @@ func commandShell(shell string) string {
 		return "/bin/sh"
 	}
 	return shell
+}
+
+// durationName is -timeout, and -try under its older name (ForAlias): one
+// duration, set by whichever of the two comes last, as consul lock's two
+// flag.DurationVar on one variable. given keeps the name it was last set
+// under, so that an error about the value names the flag the user wrote.
+type durationName struct {
+	d     *time.Duration
+	given *string
+	name  string
+}
+
+func (n durationName) String() string {
+	if n.d == nil || *n.d == 0 {
+		return ""
+	}
+	return n.d.String()
+}
+
+func (n durationName) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%v (want a duration such as 500ms, 30s or 5m)", err)
+	}
+	*n.d, *n.given = d, n.name
+	return nil
+}
+
+func (n durationName) ForAlias(alias string) flag.Value {
+	return durationName{d: n.d, given: n.given, name: alias}
+}
+
+// flagName is the name the value was last set under (the flag's own name
+// when it was not set).
+func (n durationName) flagName() string {
+	if *n.given == "" {
+		return n.name
+	}
+	return *n.given
 }
 
 // optInt is an int flag that remembers whether it was given.

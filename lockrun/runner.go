@@ -225,10 +225,10 @@ func (r *runner) wait(keeper *sessionKeeper, lk locker) (*held, int) {
 				fmt.Fprintf(r.o.cli.Stderr, "lockrun: Consul refusing: %v\n", a.err)
 				return nil, exitConsul
 			case timedOut(a.err) && keeper.createdCount() == 0:
-				fmt.Fprintf(r.o.cli.Stderr, "lockrun: Consul unreachable for the whole -timeout %s: %v\n", o.timeout, a.err)
+				fmt.Fprintf(r.o.cli.Stderr, "lockrun: Consul unreachable for the whole -%s %s: %v\n", o.timeoutFlag.flagName(), o.timeout, a.err)
 				return nil, exitConsul
 			case timedOut(a.err):
-				fmt.Fprintf(r.o.cli.Stderr, "lockrun: lock %s not acquired within -timeout %s\n", o.prefix, o.timeout)
+				fmt.Fprintf(r.o.cli.Stderr, "lockrun: lock %s not acquired within -%s %s\n", o.prefix, o.timeoutFlag.flagName(), o.timeout)
 				return nil, exitTimeout
 			case errors.Is(a.err, errConflict):
 				fmt.Fprintf(r.o.cli.Stderr, "lockrun: %v\n", a.err)
