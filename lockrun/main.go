@@ -33,7 +33,6 @@ const (
 	exitTimeout     = 11 // not acquired within -timeout
 	exitInterrupted = 12 // SIGINT/SIGTERM/SIGHUP/SIGQUIT while waiting for the lock (SIGHUP/SIGQUIT until the child starts)
 	exitLockLost    = 13 // lock lost while the child ran; the child's process group was stopped
-	exitChildStart  = 14 // the command could not be started
 )
 
 func main() {
@@ -127,11 +126,18 @@ func (o *options) check(rest []string) error {
 		return fmt.Errorf("PREFIX %q: Consul refuses keys beginning with \"/\" (one leading \"/\" is dropped, as consul lock does)", rest[0])
 	}
 	o.prefix = path.Clean(o.given[0])
-	if o.prefix == "." || o.prefix == "/" {
-		return fmt.Errorf("PREFIX %q: empty key path", rest[0])
+	if o.prefix == "." {
+		// A PREFIX naming the KV root ("", "/", ".", "./"): consul lock's
+		// keys are path.Join'ed to it, so its lock is the key ".lock" at
+		// the root, and so is ours (its semaphore's keys too, but it
+		// refuses an empty PREFIX: api SemaphoreOpts, "missing prefix").
+		o.prefix = ""
 	}
 	if o.limit <= 0 {
 		return fmt.Errorf("-n %d: the number of holders must be at least 1", o.limit)
+	}
+	if o.given[0] == "" && o.limit > 1 {
+		return fmt.Errorf("PREFIX %q: empty; a semaphore (-n %d) needs a prefix, as consul lock's", rest[0], o.limit)
 	}
 	if o.timeout < 0 {
 		return fmt.Errorf("-%s %s: must not be negative", o.timeoutFlag.flagName(), o.timeout)
@@ -153,16 +159,23 @@ func (o *options) check(rest []string) error {
 	if o.delayRetry <= 0 {
 		return fmt.Errorf("-lock-delay-retry %s: must be positive", o.delayRetry)
 	}
-	argv, err := supervisor.Argv(rest[1:], o.shell.Mode)
-	if err != nil {
-		return err
-	}
 	// consul lock runs every command with $SHELL -c, its arguments joined
 	// with spaces (command/lock startChild): a command whose first word only
 	// a shell can run (a builtin such as exit or cd, an assignment, an
-	// exported bash function) goes there too, whatever follows it.
+	// exported bash function) goes there too, whatever follows it; and so
+	// does a blank first word ("" runs nothing and exits 0, as there).
+	// With -shell=false a blank command fails to start, as consul lock's.
+	blank := strings.TrimSpace(rest[1]) == ""
 	auto := o.shell.Mode == supervisor.ShellAuto
-	viaShell := auto && (len(rest) == 2 && supervisor.NeedsShell(rest[1]) || supervisor.OnlyShellRuns(rest[1], os.Environ()))
+	viaShell := auto && (len(rest) == 2 && supervisor.NeedsShell(rest[1]) || supervisor.OnlyShellRuns(rest[1], os.Environ())) ||
+		blank && o.shell.Mode != supervisor.ShellNever
+	argv := rest[1:]
+	if !blank {
+		var err error
+		if argv, err = supervisor.Argv(rest[1:], o.shell.Mode); err != nil {
+			return err
+		}
+	}
 	if viaShell {
 		argv = []string{"/bin/sh", "-c", strings.Join(rest[1:], " ")}
 	}
@@ -212,6 +225,17 @@ func runHooked(args []string, stdin *os.File, stdout, stderr io.Writer, beforeCh
 	r := &runner{o: o, client: client, log: log, stdin: stdin, sigs: sigs, metrics: newMetrics(), out: out,
 		beforeChildStart: beforeChildStart}
 	return r.run(metricsLn)
+}
+
+// lockKey is the key of the lock, or of the semaphore's holder list.
+func (o *options) lockKey() string { return path.Join(o.prefix, ".lock") }
+
+// shownPrefix is the prefix as messages show it.
+func (o *options) shownPrefix() string {
+	if o.prefix == "" {
+		return "at the KV root"
+	}
+	return o.prefix
 }
 
 // commandShell is the shell a command string runs with: $SHELL, as consul
