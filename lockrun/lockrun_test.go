@@ -686,25 +686,36 @@ func TestConsulStoppedWhileHolding(t *testing.T) {
 func TestPrefixSpellingsExcludeConsulLock(t *testing.T) {
 	a := consultest.Require(t, agent)
 	bin := lockrunPath(t)
-	spellings := []string{"test/spell/x", "test//spell/x/", "/test/spell/./x//", "test/spell/y/../x"}
-	for i, held := range spellings {
-		other := spellings[(i+1)%len(spellings)]
-		for _, holderIsConsul := range []bool{true, false} {
-			dir := t.TempDir()
-			holderBin, holderArgs, waiterBin, waiterArgs := a.Bin, []string{"lock"}, bin, []string(nil)
-			if !holderIsConsul {
-				holderBin, holderArgs, waiterBin, waiterArgs = bin, nil, a.Bin, []string{"lock"}
-			}
-			h := proctest.Start(t, command(a, holderBin, append(holderArgs, held, "touch "+dir+"/held; exec sleep 300")...), proctest.Options{})
-			eventually.True(t, 20*time.Second, "holder", func() bool { _, err := os.Stat(dir + "/held"); return err == nil })
-			cmd := command(a, waiterBin, append(waiterArgs, "-timeout", "500ms", other, "touch "+dir+"/ran")...)
-			out, _ := cmd.CombinedOutput()
-			if _, err := os.Stat(dir + "/ran"); err == nil {
-				t.Errorf("%s holding %q, %s on %q ran beside it: %s", filepath.Base(holderBin), held, filepath.Base(waiterBin), other, out)
-			}
-			h.Signal(t, syscall.SIGTERM)
-			<-h.Done()
+	for _, spellings := range [][]string{
+		{"test/spell/x", "test//spell/x/", "/test/spell/./x//", "test/spell/y/../x"},
+		{"", ".", "/", "./"}, // the KV root: the key .lock there
+	} {
+		for i, held := range spellings {
+			other := spellings[(i+1)%len(spellings)]
+			excludeSpelling(t, a, bin, held, other)
 		}
+	}
+}
+
+// excludeSpelling: a holder on the prefix spelt held, consul lock or
+// lockrun, keeps the other tool on the spelling other from running.
+func excludeSpelling(t *testing.T, a *consultest.Agent, bin, held, other string) {
+	t.Helper()
+	for _, holderIsConsul := range []bool{true, false} {
+		dir := t.TempDir()
+		holderBin, holderArgs, waiterBin, waiterArgs := a.Bin, []string{"lock"}, bin, []string(nil)
+		if !holderIsConsul {
+			holderBin, holderArgs, waiterBin, waiterArgs = bin, nil, a.Bin, []string{"lock"}
+		}
+		h := proctest.Start(t, command(a, holderBin, append(holderArgs, held, "touch "+dir+"/held; exec sleep 300")...), proctest.Options{})
+		eventually.True(t, 20*time.Second, "holder", func() bool { _, err := os.Stat(dir + "/held"); return err == nil })
+		cmd := command(a, waiterBin, append(waiterArgs, "-timeout", "500ms", other, "touch "+dir+"/ran")...)
+		out, _ := cmd.CombinedOutput()
+		if _, err := os.Stat(dir + "/ran"); err == nil {
+			t.Errorf("%s holding %q, %s on %q ran beside it: %s", filepath.Base(holderBin), held, filepath.Base(waiterBin), other, out)
+		}
+		h.Signal(t, syscall.SIGTERM)
+		<-h.Done()
 	}
 }
 

@@ -18,7 +18,8 @@ type outcome struct {
 	code int
 	ran  string   // what the command wrote to its marker file ("-": it did not run)
 	keys []string // KV keys added by the run, session IDs as <session>
-	// sessions is the number of sessions added by the run.
+	// sessions is the number of sessions the run left (sessions of other
+	// tests that expire meanwhile are not counted).
 	sessions int
 }
 
@@ -41,12 +42,16 @@ func runOutcome(t *testing.T, a *consultest.Agent, c *api.Client, bin string, ar
 		}
 		return ks
 	}
-	sessions := func() int {
+	sessions := func() []string {
 		ss, _, err := c.Session().List(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return len(ss)
+		var ids []string
+		for _, s := range ss {
+			ids = append(ids, s.ID)
+		}
+		return ids
 	}
 	before, sessBefore := keys(), sessions()
 	cmd := command(a, bin, args...)
@@ -67,7 +72,11 @@ func runOutcome(t *testing.T, a *consultest.Agent, c *api.Client, bin string, ar
 			o.keys = append(o.keys, sessionID.ReplaceAllString(k, "<session>"))
 		}
 	}
-	o.sessions = sessions() - sessBefore
+	for _, id := range sessions() {
+		if !slices.Contains(sessBefore, id) {
+			o.sessions++
+		}
+	}
 	return o
 }
 
