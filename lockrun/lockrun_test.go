@@ -434,7 +434,7 @@ func TestChildEnvArgsAndExitCodes(t *testing.T) {
 	if r = runLR(t, a, "-shell=true", "test/env", "echo", "joined", "words"); strings.TrimSpace(r.stdout) != "joined words" {
 		t.Fatalf("-shell=true: %q", r.stdout)
 	}
-	if r = runLR(t, a, "-shell=false", "test/env", "echo hi"); r.code != exitChildStart || !strings.Contains(r.stderr, "echo hi") {
+	if r = runLR(t, a, "-shell=false", "test/env", "echo hi"); r.code != exitOK || !strings.Contains(r.stderr, "echo hi") {
 		t.Fatalf("-shell=false with one string: exit %d %q", r.code, r.stderr)
 	}
 	if r = runLR(t, a, "test/env", "exit 3"); r.code != 0 {
@@ -471,18 +471,22 @@ func TestBadInput(t *testing.T) {
 		{[]string{"only-prefix"}, exitUsage, "missing COMMAND"},
 		{[]string{"-n", "0", "p", "true"}, exitUsage, "-n 0"},
 		{[]string{"-n", "-3", "p", "true"}, exitUsage, "-n -3"},
-		{[]string{"-timeout", "-1s", "p", "true"}, exitUsage, "-timeout"},
+		{[]string{"-timeout", "-1s", "p", "true"}, exitUsage, "-timeout -1s"},
+		{[]string{"-try", "-1s", "p", "true"}, exitUsage, "-try -1s"},
+		{[]string{"-timeout", "2s", "-try", "-1s", "p", "true"}, exitUsage, "-try -1s"},
+		{[]string{"-try", "2s", "-timeout", "-1s", "p", "true"}, exitUsage, "-timeout -1s"},
+		{[]string{"-try", "abc", "p", "true"}, exitUsage, "flag -try"},
 		{[]string{"-kill-timeout", "0s", "p", "true"}, exitUsage, "-kill-timeout"},
 		{[]string{"-monitor-retry", "-1", "p", "true"}, exitUsage, "-monitor-retry"},
 		{[]string{"-shell=maybe", "p", "true"}, exitUsage, "-shell"},
 		{[]string{"-no-such-flag", "p", "true"}, exitUsage, "no-such-flag"},
 		{[]string{"-log-format", "xml", "p", "true"}, exitUsage, "xml"},
-		{[]string{"/", "true"}, exitUsage, "PREFIX"},
+		{[]string{"-n", "2", "/", "true"}, exitUsage, "PREFIX"},
 		{[]string{"-http-addr", "127.0.0.1:1", "-timeout", "1s", "p", "true"}, exitConsul, "unreachable"},
 		{[]string{"-kill-timeout", "13s", "p", "true"}, exitUsage, "-kill-timeout 13s with -lock-delay 15s"},
 		{[]string{"-lock-delay", "0s", "p", "true"}, exitUsage, "-lock-delay 0s"},
 		{[]string{"p", "--"}, exitUsage, "missing COMMAND after --"},
-		{[]string{"p", "/nonexistent/cmd"}, exitChildStart, "/nonexistent/cmd"},
+		{[]string{"p", "/nonexistent/cmd"}, exitOK, "/nonexistent/cmd"},
 	}
 	for _, c := range cases {
 		r := runLR(t, a, c.args...)
@@ -682,25 +686,36 @@ func TestConsulStoppedWhileHolding(t *testing.T) {
 func TestPrefixSpellingsExcludeConsulLock(t *testing.T) {
 	a := consultest.Require(t, agent)
 	bin := lockrunPath(t)
-	spellings := []string{"test/spell/x", "test//spell/x/", "/test/spell/./x//", "test/spell/y/../x"}
-	for i, held := range spellings {
-		other := spellings[(i+1)%len(spellings)]
-		for _, holderIsConsul := range []bool{true, false} {
-			dir := t.TempDir()
-			holderBin, holderArgs, waiterBin, waiterArgs := a.Bin, []string{"lock"}, bin, []string(nil)
-			if !holderIsConsul {
-				holderBin, holderArgs, waiterBin, waiterArgs = bin, nil, a.Bin, []string{"lock"}
-			}
-			h := proctest.Start(t, command(a, holderBin, append(holderArgs, held, "touch "+dir+"/held; exec sleep 300")...), proctest.Options{})
-			eventually.True(t, 20*time.Second, "holder", func() bool { _, err := os.Stat(dir + "/held"); return err == nil })
-			cmd := command(a, waiterBin, append(waiterArgs, "-timeout", "500ms", other, "touch "+dir+"/ran")...)
-			out, _ := cmd.CombinedOutput()
-			if _, err := os.Stat(dir + "/ran"); err == nil {
-				t.Errorf("%s holding %q, %s on %q ran beside it: %s", filepath.Base(holderBin), held, filepath.Base(waiterBin), other, out)
-			}
-			h.Signal(t, syscall.SIGTERM)
-			<-h.Done()
+	for _, spellings := range [][]string{
+		{"test/spell/x", "test//spell/x/", "/test/spell/./x//", "test/spell/y/../x"},
+		{"", ".", "/", "./"}, // the KV root: the key .lock there
+	} {
+		for i, held := range spellings {
+			other := spellings[(i+1)%len(spellings)]
+			excludeSpelling(t, a, bin, held, other)
 		}
+	}
+}
+
+// excludeSpelling: a holder on the prefix spelt held, consul lock or
+// lockrun, keeps the other tool on the spelling other from running.
+func excludeSpelling(t *testing.T, a *consultest.Agent, bin, held, other string) {
+	t.Helper()
+	for _, holderIsConsul := range []bool{true, false} {
+		dir := t.TempDir()
+		holderBin, holderArgs, waiterBin, waiterArgs := a.Bin, []string{"lock"}, bin, []string(nil)
+		if !holderIsConsul {
+			holderBin, holderArgs, waiterBin, waiterArgs = bin, nil, a.Bin, []string{"lock"}
+		}
+		h := proctest.Start(t, command(a, holderBin, append(holderArgs, held, "touch "+dir+"/held; exec sleep 300")...), proctest.Options{})
+		eventually.True(t, 20*time.Second, "holder", func() bool { _, err := os.Stat(dir + "/held"); return err == nil })
+		cmd := command(a, waiterBin, append(waiterArgs, "-timeout", "500ms", other, "touch "+dir+"/ran")...)
+		out, _ := cmd.CombinedOutput()
+		if _, err := os.Stat(dir + "/ran"); err == nil {
+			t.Errorf("%s holding %q, %s on %q ran beside it: %s", filepath.Base(holderBin), held, filepath.Base(waiterBin), other, out)
+		}
+		h.Signal(t, syscall.SIGTERM)
+		<-h.Done()
 	}
 }
 
@@ -1085,11 +1100,6 @@ func TestScriptWithoutShebangAsConsulLock(t *testing.T) {
 		args := append(append([]string{}, flags...), "test/noshebang", script)
 		wantCode, wantOut := run(a.Bin, append([]string{"lock"}, args...)...)
 		code, out := run(lockrunPath(t), args...)
-		if wantOut == "" {
-			// Not started (-shell=false: consul lock execs it, and fails):
-			// lockrun's exit code for that is its own (README).
-			wantCode = exitChildStart
-		}
 		if code != wantCode || out != wantOut {
 			t.Errorf("lockrun %q: exit %d, printed %q; consul lock: exit %d, %q", args, code, out, wantCode, wantOut)
 		}

@@ -5,6 +5,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,7 +33,6 @@ const (
 	exitTimeout     = 11 // not acquired within -timeout
 	exitInterrupted = 12 // SIGINT/SIGTERM/SIGHUP/SIGQUIT while waiting for the lock (SIGHUP/SIGQUIT until the child starts)
 	exitLockLost    = 13 // lock lost while the child ran; the child's process group was stopped
-	exitChildStart  = 14 // the command could not be started
 )
 
 func main() {
@@ -42,7 +42,8 @@ func main() {
 type options struct {
 	limit         int
 	name          string
-	timeout       time.Duration
+	timeout       time.Duration // timeoutFlag's, once parsed
+	timeoutFlag   durationName
 	monitorRetry  optInt
 	childExitCode bool
 	exactExit     bool
@@ -78,8 +79,9 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	o := &options{cli: p}
 	p.Int(&o.limit, "n", 1, "number of holders allowed; above 1 makes a semaphore")
 	p.String(&o.name, "name", "", "session name (default: consul lock's, \"Consul lock for 'COMMAND ARGS' at 'PREFIX'\")")
-	p.Duration(&o.timeout, "timeout", 0, "give up acquiring after this long (0: wait forever)")
-	p.Alias("try", "timeout") // consul lock's older name
+	o.timeoutFlag = durationName{d: &o.timeout, given: new(string), name: "timeout"}
+	p.Var(o.timeoutFlag, "timeout", "give up acquiring after this `DURATION` (0: wait forever)")
+	p.Alias("try", "timeout") // consul lock's older name: both may be given, the last one wins
 	p.Var(&o.monitorRetry, "monitor-retry", "when given: `N` failed confirmations tolerated in a row while holding before the lock counts as lost (default: as many as the lease allows)")
 	p.Bool(&o.childExitCode, "child-exit-code", false, "exit 2 when the child fails, as consul lock (default: 0, as consul lock)")
 	p.Bool(&o.exactExit, "exact-exit-code", false, "exit with a failed child's own exit code (128+N when killed by signal N) instead of -child-exit-code's 2; implies -child-exit-code")
@@ -124,14 +126,21 @@ func (o *options) check(rest []string) error {
 		return fmt.Errorf("PREFIX %q: Consul refuses keys beginning with \"/\" (one leading \"/\" is dropped, as consul lock does)", rest[0])
 	}
 	o.prefix = path.Clean(o.given[0])
-	if o.prefix == "." || o.prefix == "/" {
-		return fmt.Errorf("PREFIX %q: empty key path", rest[0])
+	if o.prefix == "." {
+		// A PREFIX naming the KV root ("", "/", ".", "./"): consul lock's
+		// keys are path.Join'ed to it, so its lock is the key ".lock" at
+		// the root, and so is ours (its semaphore's keys too, but it
+		// refuses an empty PREFIX: api SemaphoreOpts, "missing prefix").
+		o.prefix = ""
 	}
 	if o.limit <= 0 {
 		return fmt.Errorf("-n %d: the number of holders must be at least 1", o.limit)
 	}
+	if o.given[0] == "" && o.limit > 1 {
+		return fmt.Errorf("PREFIX %q: empty; a semaphore (-n %d) needs a prefix, as consul lock's", rest[0], o.limit)
+	}
 	if o.timeout < 0 {
-		return fmt.Errorf("-timeout %s: must not be negative", o.timeout)
+		return fmt.Errorf("-%s %s: must not be negative", o.timeoutFlag.flagName(), o.timeout)
 	}
 	if o.monitorRetry.set && o.monitorRetry.v < 0 {
 		return fmt.Errorf("-monitor-retry %d: must not be negative", o.monitorRetry.v)
@@ -150,16 +159,23 @@ func (o *options) check(rest []string) error {
 	if o.delayRetry <= 0 {
 		return fmt.Errorf("-lock-delay-retry %s: must be positive", o.delayRetry)
 	}
-	argv, err := supervisor.Argv(rest[1:], o.shell.Mode)
-	if err != nil {
-		return err
-	}
 	// consul lock runs every command with $SHELL -c, its arguments joined
 	// with spaces (command/lock startChild): a command whose first word only
 	// a shell can run (a builtin such as exit or cd, an assignment, an
-	// exported bash function) goes there too, whatever follows it.
+	// exported bash function) goes there too, whatever follows it; and so
+	// does a blank first word ("" runs nothing and exits 0, as there).
+	// With -shell=false a blank command fails to start, as consul lock's.
+	blank := strings.TrimSpace(rest[1]) == ""
 	auto := o.shell.Mode == supervisor.ShellAuto
-	viaShell := auto && (len(rest) == 2 && supervisor.NeedsShell(rest[1]) || supervisor.OnlyShellRuns(rest[1], os.Environ()))
+	viaShell := auto && (len(rest) == 2 && supervisor.NeedsShell(rest[1]) || supervisor.OnlyShellRuns(rest[1], os.Environ())) ||
+		blank && o.shell.Mode != supervisor.ShellNever
+	argv := rest[1:]
+	if !blank {
+		var err error
+		if argv, err = supervisor.Argv(rest[1:], o.shell.Mode); err != nil {
+			return err
+		}
+	}
 	if viaShell {
 		argv = []string{"/bin/sh", "-c", strings.Join(rest[1:], " ")}
 	}
@@ -211,6 +227,17 @@ func runHooked(args []string, stdin *os.File, stdout, stderr io.Writer, beforeCh
 	return r.run(metricsLn)
 }
 
+// lockKey is the key of the lock, or of the semaphore's holder list.
+func (o *options) lockKey() string { return path.Join(o.prefix, ".lock") }
+
+// shownPrefix is the prefix as messages show it.
+func (o *options) shownPrefix() string {
+	if o.prefix == "" {
+		return "at the KV root"
+	}
+	return o.prefix
+}
+
 // commandShell is the shell a command string runs with: $SHELL, as consul
 // lock (agent/exec Script), else /bin/sh. A $SHELL that runs no command
 // (nologin, false: what a service's system user often has) gives /bin/sh,
@@ -221,6 +248,45 @@ func commandShell(shell string) string {
 		return "/bin/sh"
 	}
 	return shell
+}
+
+// durationName is -timeout, and -try under its older name (ForAlias): one
+// duration, set by whichever of the two comes last, as consul lock's two
+// flag.DurationVar on one variable. given keeps the name it was last set
+// under, so that an error about the value names the flag the user wrote.
+type durationName struct {
+	d     *time.Duration
+	given *string
+	name  string
+}
+
+func (n durationName) String() string {
+	if n.d == nil || *n.d == 0 {
+		return ""
+	}
+	return n.d.String()
+}
+
+func (n durationName) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%v (want a duration such as 500ms, 30s or 5m)", err)
+	}
+	*n.d, *n.given = d, n.name
+	return nil
+}
+
+func (n durationName) ForAlias(alias string) flag.Value {
+	return durationName{d: n.d, given: n.given, name: alias}
+}
+
+// flagName is the name the value was last set under (the flag's own name
+// when it was not set).
+func (n durationName) flagName() string {
+	if *n.given == "" {
+		return n.name
+	}
+	return *n.given
 }
 
 // optInt is an int flag that remembers whether it was given.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -105,7 +107,7 @@ func (r *runner) run(metricsLn *cliapp.Metrics) int {
 
 	var lk locker
 	if o.limit == 1 {
-		lk = &plainLock{kv: r.client.KV(), txn: r.client.Txn(), key: o.prefix + "/.lock", sessions: keeper, delayRetry: o.delayRetry, log: r.log}
+		lk = &plainLock{kv: r.client.KV(), txn: r.client.Txn(), key: o.lockKey(), sessions: keeper, delayRetry: o.delayRetry, log: r.log}
 	} else {
 		lk = &semaphore{kv: r.client.KV(), txn: r.client.Txn(), prefix: o.prefix, limit: o.limit, lockDelay: o.lockDelay, sessions: keeper, log: r.log}
 	}
@@ -225,10 +227,10 @@ func (r *runner) wait(keeper *sessionKeeper, lk locker) (*held, int) {
 				fmt.Fprintf(r.o.cli.Stderr, "lockrun: Consul refusing: %v\n", a.err)
 				return nil, exitConsul
 			case timedOut(a.err) && keeper.createdCount() == 0:
-				fmt.Fprintf(r.o.cli.Stderr, "lockrun: Consul unreachable for the whole -timeout %s: %v\n", o.timeout, a.err)
+				fmt.Fprintf(r.o.cli.Stderr, "lockrun: Consul unreachable for the whole -%s %s: %v\n", o.timeoutFlag.flagName(), o.timeout, a.err)
 				return nil, exitConsul
 			case timedOut(a.err):
-				fmt.Fprintf(r.o.cli.Stderr, "lockrun: lock %s not acquired within -timeout %s\n", o.prefix, o.timeout)
+				fmt.Fprintf(r.o.cli.Stderr, "lockrun: lock %s not acquired within -%s %s\n", o.shownPrefix(), o.timeoutFlag.flagName(), o.timeout)
 				return nil, exitTimeout
 			case errors.Is(a.err, errConflict):
 				fmt.Fprintf(r.o.cli.Stderr, "lockrun: %v\n", a.err)
@@ -318,11 +320,21 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 	// The watch keeps one connection busy; one quick read leaves a second
 	// one idle in the pool, so the release need not dial.
 	go func() {
-		_, _, _ = r.client.KV().Get(o.prefix+"/.lock", (&api.QueryOptions{AllowStale: true}).WithContext(ctx))
+		_, _, _ = r.client.KV().Get(o.lockKey(), (&api.QueryOptions{AllowStale: true}).WithContext(ctx))
 	}()
 	if err != nil {
-		fmt.Fprintf(r.o.cli.Stderr, "lockrun: %v\n", err)
-		return exitChildStart
+		// As consul lock ("Error starting handler"), a command that cannot
+		// be started is a failed child: exit 0, 2 with -child-exit-code;
+		// -exact-exit-code gives the shell's code for it (127 not found,
+		// 126 not runnable).
+		fmt.Fprintf(r.o.cli.Stderr, "lockrun: error starting the command: %v\n", err)
+		switch {
+		case o.exactExit:
+			return startFailureCode(err)
+		case o.childExitCode:
+			return exitChildFailed
+		}
+		return exitOK
 	}
 	for _, sig := range early {
 		r.forward(sig, child)
@@ -367,9 +379,18 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 		r.metrics.lost.Inc()
 		log.Error("lock lost; stopping the child's process group", "prefix", o.prefix, "why", why, "grace", o.killTimeout)
 		ex := child.Stop()
-		fmt.Fprintf(r.o.cli.Stderr, "lockrun: lock %s lost (%s); child stopped (%s)\n", o.prefix, why, ex)
+		fmt.Fprintf(r.o.cli.Stderr, "lockrun: lock %s lost (%s); child stopped (%s)\n", o.shownPrefix(), why, ex)
 		return exitLockLost
 	}
+}
+
+// startFailureCode is the exit code a shell gives a command it cannot
+// start: 127 when it is not found, else 126.
+func startFailureCode(err error) int {
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+		return 127
+	}
+	return 126
 }
 
 // stopBeforeStart returns the first stop signal (isStop) that came after

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path"
 	"strings"
 	"time"
 
@@ -43,8 +44,17 @@ type semaphoreLock struct {
 	Holders map[string]bool
 }
 
-func (s *semaphore) lockKey() string                    { return s.prefix + "/.lock" }
-func (s *semaphore) contenderKey(session string) string { return s.prefix + "/" + session }
+func (s *semaphore) lockKey() string                    { return path.Join(s.prefix, ".lock") }
+func (s *semaphore) contenderKey(session string) string { return path.Join(s.prefix, session) }
+
+// listPrefix lists the semaphore's keys: those under the prefix, or every
+// key when the prefix is the KV root ("").
+func (s *semaphore) listPrefix() string {
+	if s.prefix == "" {
+		return ""
+	}
+	return s.prefix + "/"
+}
 
 func (s *semaphore) acquire(ctx context.Context, first *attempt) (*held, error) {
 	if s.deadSince == nil {
@@ -159,7 +169,7 @@ type semState struct {
 
 func (s *semaphore) read(ctx context.Context, waitIndex uint64, session string) (*semState, *api.QueryMeta, error) {
 	q := (&api.QueryOptions{WaitIndex: waitIndex, WaitTime: 5 * time.Minute}).WithContext(ctx)
-	pairs, meta, err := s.kv.List(s.prefix+"/", q)
+	pairs, meta, err := s.kv.List(s.listPrefix(), q)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -235,7 +245,7 @@ func (s *semaphore) waitChangeUntil(ctx context.Context, index uint64, t time.Ti
 	wctx, cancel := context.WithDeadline(ctx, t)
 	defer cancel()
 	q := (&api.QueryOptions{WaitIndex: index, WaitTime: time.Until(t) + time.Second}).WithContext(wctx)
-	_, _, _ = s.kv.List(s.prefix+"/", q)
+	_, _, _ = s.kv.List(s.listPrefix(), q)
 	return ctx.Err()
 }
 
@@ -360,7 +370,7 @@ func (s *semaphore) release(ctx context.Context, h *held) error {
 // the Consul API's Semaphore.Destroy (contenders still waiting do not keep
 // it).
 func (s *semaphore) cleanup(ctx context.Context) {
-	pairs, _, err := s.kv.List(s.prefix+"/", (&api.QueryOptions{}).WithContext(ctx))
+	pairs, _, err := s.kv.List(s.listPrefix(), (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return
 	}

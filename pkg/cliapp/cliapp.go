@@ -297,9 +297,11 @@ func (p *Program) Hidden(v flag.Value, name string) {
 }
 
 // Alias makes alias another name of the flag name (help lists it beside
-// the name). A Var flag gets a second flag on the same value, so that a
-// repeatable value is never set twice; the others take urfave's alias,
-// which refuses both names in one command line.
+// the name). A Var flag gets a second flag on the same value (or on the
+// value's ForAlias, an AliasValue), so that a repeatable value is never set
+// twice and both names may be given, the last one winning, as with the
+// flag package; the others take urfave's alias, which refuses both names in
+// one command line.
 func (p *Program) Alias(alias, name string) {
 	e := p.byName[name]
 	if e == nil {
@@ -307,7 +309,11 @@ func (p *Program) Alias(alias, name string) {
 	}
 	switch f := p.flagOf[name].(type) {
 	case *cli.GenericFlag:
-		p.flags = append(p.flags, &cli.GenericFlag{Name: alias, Value: f.Value})
+		v := f.Value
+		if a, ok := v.(AliasValue); ok {
+			v = a.ForAlias(alias)
+		}
+		p.flags = append(p.flags, &cli.GenericFlag{Name: alias, Value: v})
 		p.flagOf[alias] = p.flags[len(p.flags)-1]
 	case *cli.StringFlag:
 		f.Aliases = append(f.Aliases, alias)
@@ -320,6 +326,15 @@ func (p *Program) Alias(alias, name string) {
 	}
 	e.names = append(e.names, alias)
 	p.byName[alias] = e
+}
+
+// AliasValue is a Var flag's value that wants to know the name it is set
+// under: Alias gives the alias the value ForAlias returns (one that sets
+// the same variable), so that an error about the value can name the flag
+// the user gave.
+type AliasValue interface {
+	flag.Value
+	ForAlias(alias string) flag.Value
 }
 
 // quoteDefault shows a non-empty string default in quotes.

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/berth/berth/pkg/consultest"
+	"github.com/hashicorp/consul/api"
+)
+
+// outcome is what a run of consul lock or lockrun did, as a script sees it.
+type outcome struct {
+	code int
+	ran  string   // what the command wrote to its marker file ("-": it did not run)
+	keys []string // KV keys added by the run, session IDs as <session>
+	// sessions is the number of sessions the run left (sessions of other
+	// tests that expire meanwhile are not counted).
+	sessions int
+}
+
+var sessionID = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+
+// runOutcome runs bin (lockrun, or consul with "lock" first in args)
+// against a (c its client) with "stdin" as standard input; MARK in args is replaced by a
+// fresh marker path.
+func runOutcome(t *testing.T, a *consultest.Agent, c *api.Client, bin string, args []string) outcome {
+	t.Helper()
+	marker := filepath.Join(t.TempDir(), "ran")
+	args = slices.Clone(args)
+	for i := range args {
+		args[i] = strings.ReplaceAll(args[i], "MARK", marker)
+	}
+	keys := func() []string {
+		ks, _, err := c.KV().Keys("", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ks
+	}
+	sessions := func() []string {
+		ss, _, err := c.Session().List(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, s := range ss {
+			ids = append(ids, s.ID)
+		}
+		return ids
+	}
+	before, sessBefore := keys(), sessions()
+	cmd := command(a, bin, args...)
+	cmd.Stdin = strings.NewReader("stdin")
+	out, err := cmd.CombinedOutput()
+	o := outcome{ran: "-"}
+	if ee, ok := err.(*exec.ExitError); ok {
+		o.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s %q: %v", bin, args, err)
+	}
+	t.Logf("%s %q: exit %d: %s", filepath.Base(bin), args, o.code, out)
+	if b, err := os.ReadFile(marker); err == nil {
+		o.ran = string(b)
+	}
+	for _, k := range keys() {
+		if !slices.Contains(before, k) {
+			o.keys = append(o.keys, sessionID.ReplaceAllString(k, "<session>"))
+		}
+	}
+	for _, id := range sessions() {
+		if !slices.Contains(sessBefore, id) {
+			o.sessions++
+		}
+	}
+	return o
+}
+
+// TestOddInputsAsConsulLock runs consul lock and lockrun on the same odd
+// command lines (bad or edge values of every consul lock flag, prefixes
+// with extra slashes or naming the KV root, blank or missing commands) and
+// compares what a script sees: the exit code, whether the command ran (and
+// what it read), the KV keys and sessions left behind. The peer is the
+// oracle: no expected value is written here.
+func TestOddInputsAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	c := a.Client() // one client: a new one per call would open a connection each
+	cases := [][]string{
+		// -n
+		{"-n", "abc", "test/odd", "touch MARK"},
+		{"-n", "0", "test/odd", "touch MARK"},
+		{"-n", "-1", "test/odd", "touch MARK"},
+		{"-n", "0"},
+		{"-n", "0", "test/odd"},
+		{"-n", "2", "-pass-stdin", "test/odd-sem", "cat > MARK"},
+		{"-n", "2", "test/odd-sem", "cat > MARK"},
+		{"-pass-stdin", "test/odd", "cat > MARK"},
+		// -timeout and its older name -try: the last one given wins
+		{"-try", "abc", "test/odd", "touch MARK"},
+		{"-try", "1", "test/odd", "touch MARK"},
+		{"-try", "-1s", "test/odd", "touch MARK"},
+		{"-try", "0", "test/odd", "touch MARK"},
+		{"-timeout", "1s", "-try", "2s", "test/odd", "touch MARK"},
+		{"-timeout", "-1s", "-try", "2s", "test/odd", "touch MARK"},
+		{"-try", "2s", "-timeout", "-1s", "test/odd", "touch MARK"},
+		// boolean flags
+		{"-child-exit-code=maybe", "test/odd", "touch MARK"},
+		{"-child-exit-code=false", "test/odd", "touch MARK; exit 3"},
+		{"-verbose=xyz", "test/odd", "touch MARK"},
+		{"-shell=yes", "test/odd", "touch MARK"},
+		{"-stale=maybe", "test/odd", "touch MARK"},
+		// -monitor-retry
+		{"-monitor-retry", "-1", "test/odd", "touch MARK"},
+		{"-monitor-retry", "abc", "test/odd", "touch MARK"},
+		{"-monitor-retry", "0", "test/odd", "touch MARK"},
+		{"-monitor-retry", "99999999999999999999", "test/odd", "touch MARK"},
+		// -shell=false with a command string: not started
+		{"-shell=false", "test/odd", "touch MARK"},
+		{"-shell=false", "-child-exit-code", "test/odd", "touch MARK"},
+		{"-shell=0", "test/odd", "touch", "MARK"},
+		// prefixes
+		{"/test/odd-slashes/", "touch MARK"},
+		{"-n", "2", "/test/odd-slashes-sem/", "touch MARK"},
+		{"", "touch MARK"},
+		{"/", "touch MARK"},
+		{".", "touch MARK"},
+		{"-n", "2", "", "touch MARK"},
+		{"-n", "2", "/", "touch MARK"},
+		{"-n", "2", ".", "touch MARK"},
+		{"-n", "2", "./", "touch MARK"},
+		// blank or missing commands
+		{"test/odd"},
+		{""},
+		{"test/odd", ""},
+		{"test/odd", " "},
+		{"test/odd", "", ""},
+		{"test/odd", "", "touch MARK"},
+		{"-shell=true", "test/odd", "", "touch MARK"},
+		{"-shell=false", "test/odd", ""},
+		{"-shell=false", "-child-exit-code", "test/odd", "", "touch", "MARK"},
+	}
+	for _, args := range cases {
+		want := runOutcome(t, a, c, a.Bin, append([]string{"lock"}, args...))
+		got := runOutcome(t, a, c, lockrunPath(t), args)
+		if got.code != want.code || got.ran != want.ran || !slices.Equal(got.keys, want.keys) || got.sessions != want.sessions {
+			t.Errorf("lockrun %q: exit %d, ran %q, left keys %q and %d sessions; consul lock: exit %d, ran %q, left keys %q and %d sessions",
+				args, got.code, got.ran, got.keys, got.sessions, want.code, want.ran, want.keys, want.sessions)
+		}
+	}
+}
+
+// TestDoubleDashAfterPrefixRunsCommand: `lockrun PREFIX -- COMMAND ARGS`
+// runs COMMAND ARGS as consul lock runs `PREFIX COMMAND ARGS`; consul lock
+// itself hands "--" on to its shell (hashicorp/consul#776, README
+// differences), which is logged here, not compared.
+func TestDoubleDashAfterPrefixRunsCommand(t *testing.T) {
+	a := consultest.Require(t, agent)
+	c := a.Client() // one client: a new one per call would open a connection each
+	for _, tc := range []struct{ flags, command []string }{
+		{nil, []string{"touch", "MARK"}},
+		{nil, []string{"touch MARK; exit 3"}},
+		{[]string{"-child-exit-code"}, []string{"touch MARK; exit 3"}},
+		{[]string{"-shell=false"}, []string{"touch", "MARK"}},
+		{[]string{"-n", "2"}, []string{"touch", "MARK"}},
+	} {
+		without := append(append(slices.Clone(tc.flags), "test/dashdash"), tc.command...)
+		with := append(append(slices.Clone(tc.flags), "test/dashdash", "--"), tc.command...)
+		want := runOutcome(t, a, c, a.Bin, append([]string{"lock"}, without...))
+		literal := runOutcome(t, a, c, a.Bin, append([]string{"lock"}, with...))
+		t.Logf("consul lock %q: exit %d, ran %q (the difference README documents)", with, literal.code, literal.ran)
+		got := runOutcome(t, a, c, lockrunPath(t), with)
+		if got.code != want.code || got.ran != want.ran || !slices.Equal(got.keys, want.keys) {
+			t.Errorf("lockrun %q: exit %d, ran %q, keys %q; consul lock %q: exit %d, ran %q, keys %q",
+				with, got.code, got.ran, got.keys, without, want.code, want.ran, want.keys)
+		}
+	}
+}
