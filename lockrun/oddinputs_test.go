@@ -113,6 +113,9 @@ func TestOddInputsAsConsulLock(t *testing.T) {
 		{"-verbose=xyz", "test/odd", "touch MARK"},
 		{"-shell=yes", "test/odd", "touch MARK"},
 		{"-stale=maybe", "test/odd", "touch MARK"},
+		// an empty -http-addr: the Consul API's default (CONSUL_HTTP_ADDR)
+		{"-http-addr", "", "test/odd", "touch MARK"},
+		{"-http-addr=", "-n", "2", "test/odd-sem", "touch MARK"},
 		// -monitor-retry
 		{"-monitor-retry", "-1", "test/odd", "touch MARK"},
 		{"-monitor-retry", "abc", "test/odd", "touch MARK"},

@@ -163,11 +163,13 @@ func (f *Flags) Datacenter() string { return f.datacenter.v }
 // then CONSUL_HTTP_TOKEN, then CONSUL_HTTP_TOKEN_FILE.
 func (f *Flags) Config() (*api.Config, error) {
 	cfg := api.DefaultConfig()
-	if f.httpAddr.set {
-		addr := f.httpAddr.v
-		if addr == "" {
-			return nil, fmt.Errorf("-http-addr: empty address")
-		}
+	// An empty -http-addr (an unset variable in a script) is no address:
+	// the Consul API's default stays (CONSUL_HTTP_ADDR, else
+	// 127.0.0.1:8500), as for consul lock (command/flags/http.go hands ""
+	// to api.NewClient, which fills an empty Address from DefaultConfig),
+	// consul-template and envconsul (dependency.CreateConsulClient sets the
+	// address only when it is not empty).
+	if addr := f.httpAddr.v; f.httpAddr.set && addr != "" {
 		switch {
 		case strings.HasPrefix(addr, "https://"):
 			cfg.Scheme, cfg.Address = "https", strings.TrimPrefix(addr, "https://")

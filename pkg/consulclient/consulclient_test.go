@@ -135,7 +135,7 @@ func TestBadInputNamesCulprit(t *testing.T) {
 		"-token-file": {"-token-file", filepath.Join(dir, "missing")},
 		"CA file":     {"-ca-file", filepath.Join(dir, "nope.pem")},
 		"client key":  {"-client-cert", cert},
-		"-http-addr":  {"-http-addr", ""},
+		"-http-addr":  {"-http-addr", "127.0.0.1:abc"},
 	}
 	for want, args := range cases {
 		f, _ := parse(t, args...)
@@ -223,5 +223,24 @@ func TestNewClientBadAddressNamesTheFlag(t *testing.T) {
 	_, err := NewClient(&api.Config{Address: "ht!tp://x"})
 	if err == nil || !strings.Contains(err.Error(), `-http-addr (CONSUL_HTTP_ADDR) "ht!tp://x"`) {
 		t.Fatalf("error %v does not name -http-addr and the address", err)
+	}
+}
+
+// TestEmptyHTTPAddrIsUnset: -http-addr "" keeps the Consul API's default
+// address (CONSUL_HTTP_ADDR, else 127.0.0.1:8500), as consul lock,
+// consul-template and envconsul do (lockrun's TestOddInputsAsConsulLock
+// runs consul lock on it).
+func TestEmptyHTTPAddrIsUnset(t *testing.T) {
+	clearEnv(t)
+	for _, env := range []string{"", "127.0.0.1:18599"} {
+		t.Setenv("CONSUL_HTTP_ADDR", env)
+		want := api.DefaultConfig().Address
+		f, _ := parse(t, "-http-addr", "")
+		cfg, err := f.Config()
+		if err != nil {
+			t.Errorf("CONSUL_HTTP_ADDR %q, -http-addr \"\": %v; want address %q", env, err, want)
+		} else if cfg.Address != want {
+			t.Errorf("CONSUL_HTTP_ADDR %q, -http-addr \"\": address %q; want %q", env, cfg.Address, want)
+		}
 	}
 }
