@@ -707,7 +707,7 @@ func (r *runner) manageChild(ctx context.Context, anyChanged bool) error {
 
 func (r *runner) startChild() error {
 	e := r.cfg.Exec
-	argv, err := execArgv(e.Argv)
+	argv, group, err := execArgv(e.Argv)
 	if err != nil {
 		// A blank command ("  "): consul-template fails to start it once
 		// the templates are rendered ("failed parsing command"), exit 14.
@@ -722,8 +722,16 @@ func (r *runner) startChild() error {
 	}
 	stdout, _ := r.stdout.(*os.File)
 	stderr, _ := r.stderr.(*os.File)
+	// Where signals go, as consul-template's child package sends them
+	// (v0.41.1 child/child.go signal and kill; manager/runner.go sets
+	// Setpgid for sh -c subshells only): to the whole process group of a
+	// command consul-template runs under sh -c (every string of several
+	// words, so also one templater splits into plain words), else to the
+	// program alone. A stop waits for that process only and SIGKILLs the
+	// same target after the kill timeout (ChildOnly): what the program
+	// left running in the background is neither signalled nor waited for.
 	c, err := supervisor.Start(supervisor.Config{Argv: argv, Env: e.Env.environ(r.childEnv), KillSignal: ks, NoKillSignal: ks == 0, KillTimeout: e.KillTimeout,
-		Log: r.log, Reaper: r.reaper, Stdin: r.stdin, Stdout: stdout, Stderr: stderr})
+		Log: r.log, Reaper: r.reaper, Stdin: r.stdin, Stdout: stdout, Stderr: stderr, ShellWrapper: group, ChildOnly: true})
 	if err != nil {
 		return &errExit{code: exitRunner, err: fmt.Errorf("-exec %q: %w", e.Command, err)}
 	}
@@ -757,21 +765,23 @@ const shellSyntax = "\n|&;<>()$`\\\"'*?[]#~{}="
 // one string of plain words (the first no shell word) is split into the
 // argv and run without a shell,
 // so that signals reach the program itself (consul-template's sh -c wrapper
-// eats them: hashicorp/consul-template#1557).
-func execArgv(cmd []string) ([]string, error) {
+// eats them: hashicorp/consul-template#1557). group reports a string of
+// several words: consul-template signals its whole process group (the sh -c
+// wrapper's), and so does templater, whether it runs under sh -c or split.
+func execArgv(cmd []string) (argv []string, group bool, err error) {
 	switch {
 	case len(cmd) == 1 && len(strings.Fields(cmd[0])) > 1 && !strings.ContainsAny(cmd[0], shellSyntax) && !supervisor.ShellWord(strings.Fields(cmd[0])[0]):
-		return strings.Fields(cmd[0]), nil
+		return strings.Fields(cmd[0]), true, nil
 	case len(cmd) == 1 && len(strings.Fields(cmd[0])) > 1:
 		sh, err := exec.LookPath("sh")
 		if err != nil {
 			sh = "/bin/sh"
 		}
-		return []string{sh, "-c", cmd[0]}, nil
+		return []string{sh, "-c", cmd[0]}, true, nil
 	case len(cmd) >= 1 && strings.TrimSpace(cmd[0]) != "":
-		return cmd, nil
+		return cmd, false, nil
 	}
-	return nil, errors.New("blank: nothing to run")
+	return nil, false, errors.New("blank: nothing to run")
 }
 
 // environ is the child's environment: templater's (or nothing, when
