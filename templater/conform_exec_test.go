@@ -192,3 +192,58 @@ while :; do sleep 0.1; done
 		})
 	}
 }
+
+// TestConformCommandTimeoutTarget: what a template command's timeout kills,
+// for a command that leaves a job in the background: consul-template kills
+// the program alone when it runs without a shell (a single word, a list of
+// several words), and the whole sh -c group of a string of several words.
+// Both tools run each form with -once; the exit code and whether the job
+// still runs afterwards must be the same.
+func TestConformCommandTimeoutTarget(t *testing.T) {
+	seedConform(t)
+	cmd := `#!/bin/sh
+exec >/dev/null 2>&1
+sleep 300 &
+echo $! >> jobs
+while :; do sleep 0.1; done
+`
+	tmpl := func(command string) string {
+		return "template {\n contents = \"x\"\n destination = \"out\"\n command = " + command + "\n command_timeout = \"1s\"\n}\n"
+	}
+	for name, command := range map[string]string{
+		"single word":  `"./cmd.sh"`,
+		"plain words":  `"./cmd.sh arg"`,
+		"command list": `["./cmd.sh", "arg"]`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			files := map[string]string{"cmd.sh": cmd, "ct.hcl": tmpl(command)}
+			var res [2]string
+			for i, tl := range tools(t) {
+				dir := toolDir(t, tl.name, files)
+				if err := os.Chmod(filepath.Join(dir, "cmd.sh"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				o := runTool(t, tl.bin, dir, "", 30*time.Second, "-once", "-log-level", "err", "-consul-addr", agent.HTTPAddr(), "-config", "ct.hcl")
+				time.Sleep(300 * time.Millisecond) // a SIGKILLed job is gone by now
+				running := 0
+				for _, f := range strings.Fields(readFile(filepath.Join(dir, "jobs"))) {
+					var pid int
+					if _, err := fmt.Sscan(f, &pid); err != nil || pid <= 0 {
+						continue
+					}
+					if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil && cwd == dir && supervisor.Alive(pid) {
+						running++
+						_ = syscall.Kill(pid, syscall.SIGKILL)
+					}
+				}
+				res[i] = fmt.Sprintf("exit %d, jobs still running: %d (stderr: %s)", o.Code, running, lastLines(o.Stderr))
+			}
+			peer, _, _ := strings.Cut(res[0], " (stderr")
+			ours, _, _ := strings.Cut(res[1], " (stderr")
+			if peer != ours {
+				t.Errorf("command %s:\nconsul-template: %s\ntemplater:       %s", command, res[0], res[1])
+			}
+		})
+	}
+}

@@ -423,7 +423,7 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 			if cr, ok := cmdIdx[c]; ok {
 				cr.names = append(cr.names, t.name)
 			} else {
-				cr := &cmdRun{cmd: c, timeout: t.cfg.CommandTimeout, names: []string{t.name}}
+				cr := &cmdRun{cmd: c, list: t.cfg.CommandArgv, timeout: t.cfg.CommandTimeout, names: []string{t.name}}
 				cmdIdx[c] = cr
 				cmds = append(cmds, cr)
 			}
@@ -496,8 +496,18 @@ func (r *runner) dryRun(t *tmpl, out []byte) bool {
 // cmdRun is one command to run after a pass, for the templates named.
 type cmdRun struct {
 	cmd     string
+	list    []string // the argv of a command list, else nil
 	timeout time.Duration
 	names   []string
+}
+
+// argv is how the command runs: a list as its argv, a string by
+// commandArgv.
+func (c *cmdRun) argv() []string {
+	if c.list != nil {
+		return c.list
+	}
+	return commandArgv(c.cmd)
 }
 
 // runCommands runs the pass's commands in order, each once. Their output
@@ -533,7 +543,7 @@ func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
 			// timeout; a failure is logged, never fatal, and -once may end
 			// before the command does.
 			go func(c *cmdRun) {
-				out, err := runArgv(context.Background(), r.reaper, commandArgv(c.cmd), noTimeout, r.childEnv, r.stdin, r.stdout, r.stderr)
+				out, err := runArgv(context.Background(), r.reaper, c.argv(), noTimeout, r.childEnv, r.stdin, r.stdout, r.stderr)
 				if err != nil {
 					r.m.commandFails.WithLabelValues(c.cmd).Inc()
 					r.log.Error("command failed (run in the background: timeout 0)", "command", c.cmd, "templates", strings.Join(c.names, ","), "err", err, "output", strings.TrimSpace(out))
@@ -543,7 +553,7 @@ func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
 		}
 		// The command's output goes to templater's stdout and stderr, as
 		// consul-template's does (manager/runner.go: Stdout: r.outStream).
-		out, err := runArgv(ctx, r.reaper, commandArgv(c.cmd), c.timeout, r.childEnv, r.stdin, r.stdout, r.stderr)
+		out, err := runArgv(ctx, r.reaper, c.argv(), c.timeout, r.childEnv, r.stdin, r.stdout, r.stderr)
 		if err != nil {
 			r.m.commandFails.WithLabelValues(c.cmd).Inc()
 			if r.cfg.FailFast {

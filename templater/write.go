@@ -213,7 +213,8 @@ func commandArgv(cmdline string) []string {
 }
 
 // runShell runs cmdline with sh -c in its own process group, killing the
-// group when the timeout passes. It returns the combined output. The reaper
+// group when the timeout passes (runArgv: a command that is not sh -c, the
+// program alone). It returns the combined output. The reaper
 // (set when templater is PID 1) is told the command is ours.
 // Its output also goes to stdout and stderr when they are not nil.
 func runShell(ctx context.Context, reaper *supervisor.Reaper, cmdline string, timeout time.Duration, env []string, stdout, stderr io.Writer) (string, error) {
@@ -233,7 +234,16 @@ func runArgv(ctx context.Context, reaper *supervisor.Reaper, argv []string, time
 	defer cancel()
 	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// A timeout kills what consul-template kills (v0.41.1 child/child.go
+	// start: signal(os.Kill)): the whole group of a sh -c command, else
+	// the program alone; what the program left in the background runs on.
+	group := supervisor.IsShellWrapper(argv)
+	cmd.Cancel = func() error {
+		if group {
+			return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+		return cmd.Process.Kill()
+	}
 	cmd.WaitDelay = 2 * time.Second
 	cmd.Env = append(os.Environ(), env...)
 	// Two copiers (stdout, stderr) may write buf at once.
