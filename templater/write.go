@@ -46,7 +46,12 @@ func install(ctx context.Context, c *templateConfig, content []byte, reaper *sup
 		return false, fmt.Errorf("read %s: %w", dest, rerr)
 	}
 	if exists && bytes.Equal(old, content) {
-		return false, nil
+		// Unchanged bytes: nothing to do, unless the file's owner is not
+		// the one user/group ask for; consul-template then writes it again
+		// (and so runs the command): renderer/renderer.go isChownNeeded.
+		if need, err := chownNeeded(dest, c); err != nil || !need {
+			return false, err
+		}
 	}
 	dir := filepath.Dir(dest)
 	if _, err := os.Stat(dir); err != nil {
@@ -60,7 +65,10 @@ func install(ctx context.Context, c *templateConfig, content []byte, reaper *sup
 	mode := os.FileMode(0o644)
 	uid, gid := -1, -1
 	if st, err := os.Stat(dest); err == nil {
-		mode = st.Mode().Perm()
+		// The whole mode, setuid, setgid and sticky included, as
+		// consul-template keeps it (renderer.go AtomicWrite: Chmod with
+		// the existing file's Mode()).
+		mode = st.Mode() & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky)
 		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 			uid, gid = int(sys.Uid), int(sys.Gid)
 		}
@@ -126,14 +134,15 @@ func writeTemp(dir, base string, content []byte, mode os.FileMode, uid, gid int)
 		if err != nil {
 			return "", fmt.Errorf("temp file in %s: %w", dir, err)
 		}
+		// The owner first: a chown clears setuid and setgid.
+		if uid >= 0 {
+			_ = f.Chown(uid, gid) // keep the owner when we may
+		}
 		// The umask may have cut the mode: set it exactly before writing.
 		if err := f.Chmod(mode); err != nil {
 			f.Close()
 			os.Remove(name)
 			return "", fmt.Errorf("chmod temp file: %w", err)
-		}
-		if uid >= 0 {
-			_ = f.Chown(uid, gid) // keep the owner when we may
 		}
 		if _, err := f.Write(content); err != nil {
 			f.Close()
@@ -167,12 +176,12 @@ func copyFile(src, dst string, mode os.FileMode, uid, gid int) error {
 		return err
 	}
 	defer os.Remove(tmp.Name())
+	if uid >= 0 {
+		_ = tmp.Chown(uid, gid) // keep the owner when we may (before the mode: a chown clears setuid)
+	}
 	if err := tmp.Chmod(mode); err != nil {
 		tmp.Close()
 		return err
-	}
-	if uid >= 0 {
-		_ = tmp.Chown(uid, gid) // keep the owner when we may
 	}
 	if _, err := io.Copy(tmp, in); err != nil {
 		tmp.Close()
@@ -272,18 +281,13 @@ func teeOrFile(buf io.Writer, w io.Writer) io.Writer {
 	return io.MultiWriter(buf, w)
 }
 
-// chownAsAsked gives the candidate the owner and group the template's
-// user/uid and group/gid name (a name, or a number when no such name
-// exists), as consul-template does (renderer/renderer.go setFileOwnership).
-func chownAsAsked(path string, c *templateConfig) error {
-	if c.User == "" && c.Group == "" {
-		return nil
-	}
-	uid, gid := -1, -1
-	var err error
+// askedOwner is the uid and gid the template's user/uid and group/gid name
+// (a name, or a number when no such name exists), -1 for one not given.
+func askedOwner(c *templateConfig) (uid, gid int, err error) {
+	uid, gid = -1, -1
 	if c.User != "" {
 		if uid, err = lookupID(c.User, func(n string) (string, error) { u, err := user.Lookup(n); return idOf(u, err) }); err != nil {
-			return fmt.Errorf("user %q: %w", c.User, err)
+			return 0, 0, fmt.Errorf("user %q: %w", c.User, err)
 		}
 	}
 	if c.Group != "" {
@@ -294,8 +298,43 @@ func chownAsAsked(path string, c *templateConfig) error {
 			}
 			return g.Gid, nil
 		}); err != nil {
-			return fmt.Errorf("group %q: %w", c.Group, err)
+			return 0, 0, fmt.Errorf("group %q: %w", c.Group, err)
 		}
+	}
+	return uid, gid, nil
+}
+
+// chownNeeded reports whether path's owner or group is not the one the
+// template asks for.
+func chownNeeded(path string, c *templateConfig) (bool, error) {
+	if c.User == "" && c.Group == "" {
+		return false, nil
+	}
+	uid, gid, err := askedOwner(c)
+	if err != nil {
+		return false, err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return false, err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false, nil
+	}
+	return uid >= 0 && uint32(uid) != sys.Uid || gid >= 0 && uint32(gid) != sys.Gid, nil
+}
+
+// chownAsAsked gives the candidate the owner and group the template's
+// user/uid and group/gid name, as consul-template does
+// (renderer/renderer.go setFileOwnership).
+func chownAsAsked(path string, c *templateConfig) error {
+	if c.User == "" && c.Group == "" {
+		return nil
+	}
+	uid, gid, err := askedOwner(c)
+	if err != nil {
+		return err
 	}
 	if err := os.Chown(path, uid, gid); err != nil {
 		return fmt.Errorf("set owner of %s: %w", c.Destination, err)
