@@ -221,8 +221,8 @@ func (r *runner) run(ctx context.Context) error {
 		case <-waitC:
 		case sig := <-r.sigs:
 			if r.child != nil {
-				// By the supervisor's rule: the program, or the whole
-				// group of a sh -c wrapper.
+				// The program, or the whole group of a command of
+				// several words (startChild).
 				_ = r.child.Forward(sig)
 			}
 			continue
@@ -703,8 +703,8 @@ func (r *runner) manageChild(ctx context.Context, anyChanged bool) error {
 	if e.ReloadSignal != "" {
 		sig, _ := parseConfigSignal(e.ReloadSignal)
 		r.log.Info("sending reload signal to exec child", "signal", supervisor.SignalName(sig))
-		// The program, or a sh -c wrapper's whole group, as consul-template
-		// signals it (child/child.go signal).
+		// The program, or the whole group of a command of several words,
+		// as consul-template signals it (child/child.go signal).
 		if err := r.child.Reload(sig); err != nil {
 			r.log.Warn("reload signal failed", "err", err)
 		}
