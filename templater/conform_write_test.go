@@ -184,14 +184,16 @@ func TestConformWriteModeAndOwner(t *testing.T) {
 		files map[string]string
 		modes map[string]os.FileMode
 		check []string
+		old   bool // the files set up are dated 2020: show whether each checked file kept that date
 	}{
-		{"setuid kept", map[string]string{"c.hcl": cfg(""), "out": "old"}, map[string]os.FileMode{"out": 0o750 | os.ModeSetuid}, []string{"out"}},
-		{"setgid sticky kept", map[string]string{"c.hcl": cfg(""), "out": "old"}, map[string]os.FileMode{"out": 0o755 | os.ModeSetgid | os.ModeSticky}, []string{"out"}},
-		{"backup keeps setgid", map[string]string{"c.hcl": cfg(" backup = true\n"), "out": "old"}, map[string]os.FileMode{"out": 0o755 | os.ModeSetgid}, []string{"out", "out.bak"}},
-		{"perms set over setuid", map[string]string{"c.hcl": cfg(" perms = \"0640\"\n"), "out": "old"}, map[string]os.FileMode{"out": 0o755 | os.ModeSetuid}, []string{"out"}},
-		{"same bytes, other owner", map[string]string{"c.hcl": cfg(" user = \"nobody\"\n command = \"touch ran\"\n"), "out": "x"}, nil, []string{"out", "ran"}},
-		{"same bytes, other group", map[string]string{"c.hcl": cfg(" group = \"65534\"\n command = \"touch ran\"\n"), "out": "x"}, nil, []string{"out", "ran"}},
-		{"same bytes, same owner", map[string]string{"c.hcl": cfg(" user = \"" + me + "\"\n command = \"touch ran\"\n"), "out": "x"}, nil, []string{"out", "ran"}},
+		{"setuid kept", map[string]string{"c.hcl": cfg(""), "out": "old"}, map[string]os.FileMode{"out": 0o750 | os.ModeSetuid}, []string{"out"}, false},
+		{"setgid sticky kept", map[string]string{"c.hcl": cfg(""), "out": "old"}, map[string]os.FileMode{"out": 0o755 | os.ModeSetgid | os.ModeSticky}, []string{"out"}, false},
+		{"backup keeps setgid", map[string]string{"c.hcl": cfg(" backup = true\n"), "out": "old"}, map[string]os.FileMode{"out": 0o755 | os.ModeSetgid}, []string{"out", "out.bak"}, false},
+		{"perms set over setuid", map[string]string{"c.hcl": cfg(" perms = \"0640\"\n"), "out": "old"}, map[string]os.FileMode{"out": 0o755 | os.ModeSetuid}, []string{"out"}, false},
+		{"same bytes, other owner", map[string]string{"c.hcl": cfg(" user = \"nobody\"\n command = \"touch ran\"\n"), "out": "x"}, nil, []string{"out", "ran"}, false},
+		{"same bytes, other group", map[string]string{"c.hcl": cfg(" group = \"65534\"\n command = \"touch ran\"\n"), "out": "x"}, nil, []string{"out", "ran"}, false},
+		{"same bytes, same owner", map[string]string{"c.hcl": cfg(" user = \"" + me + "\"\n command = \"touch ran\"\n"), "out": "x"}, nil, []string{"out", "ran"}, false},
+		{"backup keeps the date", map[string]string{"c.hcl": cfg(" backup = true\n"), "out": "old"}, nil, []string{"out", "out.bak"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -204,6 +206,14 @@ func TestConformWriteModeAndOwner(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
+				old := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+				if tc.old {
+					for f := range tc.files {
+						if err := os.Chtimes(filepath.Join(dir, f), old, old); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
 				res[i] = runTool(t, tl.bin, dir, "", 30*time.Second, "-once", "-log-level", "err", "-consul-addr", agent.HTTPAddr(), "-config", "c.hcl")
 				for _, f := range tc.check {
 					st, err := os.Stat(filepath.Join(dir, f))
@@ -212,7 +222,11 @@ func TestConformWriteModeAndOwner(t *testing.T) {
 						continue
 					}
 					sys := st.Sys().(*syscall.Stat_t)
-					states[i] += fmt.Sprintf("%s %o %d:%d %q; ", f, sys.Mode&0o7777, sys.Uid, sys.Gid, readFile(filepath.Join(dir, f)))
+					states[i] += fmt.Sprintf("%s %o %d:%d %q", f, sys.Mode&0o7777, sys.Uid, sys.Gid, readFile(filepath.Join(dir, f)))
+					if tc.old {
+						states[i] += fmt.Sprintf(" dated 2020: %v", st.ModTime().Equal(old))
+					}
+					states[i] += "; "
 				}
 			}
 			if res[0].Code != res[1].Code || states[0] != states[1] {

@@ -164,13 +164,18 @@ func writeTemp(dir, base string, content []byte, mode os.FileMode, uid, gid int)
 }
 
 // copyFile copies src to dst (through a temp file renamed over it) with
-// mode, and owner uid:gid when uid >= 0 and the process may set it.
+// mode, src's access and modification times, and owner uid:gid when
+// uid >= 0 and the process may set it.
 func copyFile(src, dst string, mode os.FileMode, uid, gid int) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return err
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp")
 	if err != nil {
 		return err
@@ -192,6 +197,15 @@ func copyFile(src, dst string, mode os.FileMode, uid, gid int) error {
 		return err
 	}
 	if err := tmp.Close(); err != nil {
+		return err
+	}
+	// The old file's times too: consul-template's backup is a hard link
+	// to the old file (renderer.go AtomicWrite).
+	atime := st.ModTime()
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		atime = time.Unix(sys.Atim.Unix())
+	}
+	if err := os.Chtimes(tmp.Name(), atime, st.ModTime()); err != nil {
 		return err
 	}
 	return os.Rename(tmp.Name(), dst)
