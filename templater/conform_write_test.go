@@ -185,15 +185,18 @@ func TestConformWriteModeAndOwner(t *testing.T) {
 		modes map[string]os.FileMode
 		check []string
 		old   bool // the files set up are dated 2020: show whether each checked file kept that date
+		dry   bool // run with -dry
 	}{
-		{"setuid kept", map[string]string{"c.hcl": cfg(""), "out": "old"}, map[string]os.FileMode{"out": 0o750 | os.ModeSetuid}, []string{"out"}, false},
-		{"setgid sticky kept", map[string]string{"c.hcl": cfg(""), "out": "old"}, map[string]os.FileMode{"out": 0o755 | os.ModeSetgid | os.ModeSticky}, []string{"out"}, false},
-		{"backup keeps setgid", map[string]string{"c.hcl": cfg(" backup = true\n"), "out": "old"}, map[string]os.FileMode{"out": 0o755 | os.ModeSetgid}, []string{"out", "out.bak"}, false},
-		{"perms set over setuid", map[string]string{"c.hcl": cfg(" perms = \"0640\"\n"), "out": "old"}, map[string]os.FileMode{"out": 0o755 | os.ModeSetuid}, []string{"out"}, false},
-		{"same bytes, other owner", map[string]string{"c.hcl": cfg(" user = \"nobody\"\n command = \"touch ran\"\n"), "out": "x"}, nil, []string{"out", "ran"}, false},
-		{"same bytes, other group", map[string]string{"c.hcl": cfg(" group = \"65534\"\n command = \"touch ran\"\n"), "out": "x"}, nil, []string{"out", "ran"}, false},
-		{"same bytes, same owner", map[string]string{"c.hcl": cfg(" user = \"" + me + "\"\n command = \"touch ran\"\n"), "out": "x"}, nil, []string{"out", "ran"}, false},
-		{"backup keeps the date", map[string]string{"c.hcl": cfg(" backup = true\n"), "out": "old"}, nil, []string{"out", "out.bak"}, true},
+		{"setuid kept", map[string]string{"c.hcl": cfg(""), "out": "old"}, map[string]os.FileMode{"out": 0o750 | os.ModeSetuid}, []string{"out"}, false, false},
+		{"setgid sticky kept", map[string]string{"c.hcl": cfg(""), "out": "old"}, map[string]os.FileMode{"out": 0o755 | os.ModeSetgid | os.ModeSticky}, []string{"out"}, false, false},
+		{"backup keeps setgid", map[string]string{"c.hcl": cfg(" backup = true\n"), "out": "old"}, map[string]os.FileMode{"out": 0o755 | os.ModeSetgid}, []string{"out", "out.bak"}, false, false},
+		{"perms set over setuid", map[string]string{"c.hcl": cfg(" perms = \"0640\"\n"), "out": "old"}, map[string]os.FileMode{"out": 0o755 | os.ModeSetuid}, []string{"out"}, false, false},
+		{"same bytes, other owner", map[string]string{"c.hcl": cfg(" user = \"nobody\"\n command = \"touch ran\"\n"), "out": "x"}, nil, []string{"out", "ran"}, false, false},
+		{"same bytes, other group", map[string]string{"c.hcl": cfg(" group = \"65534\"\n command = \"touch ran\"\n"), "out": "x"}, nil, []string{"out", "ran"}, false, false},
+		{"same bytes, same owner", map[string]string{"c.hcl": cfg(" user = \"" + me + "\"\n command = \"touch ran\"\n"), "out": "x"}, nil, []string{"out", "ran"}, false, false},
+		{"backup keeps the date", map[string]string{"c.hcl": cfg(" backup = true\n"), "out": "old"}, nil, []string{"out", "out.bak"}, true, false},
+		{"dry: same bytes, other owner", map[string]string{"c.hcl": cfg(" user = \"nobody\"\n"), "out": "x"}, nil, []string{"out"}, false, true},
+		{"dry: same bytes, same owner", map[string]string{"c.hcl": cfg(" user = \"" + me + "\"\n"), "out": "x"}, nil, []string{"out"}, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -214,7 +217,12 @@ func TestConformWriteModeAndOwner(t *testing.T) {
 						}
 					}
 				}
-				res[i] = runTool(t, tl.bin, dir, "", 30*time.Second, "-once", "-log-level", "err", "-consul-addr", agent.HTTPAddr(), "-config", "c.hcl")
+				args := []string{"-once", "-log-level", "err", "-consul-addr", agent.HTTPAddr(), "-config", "c.hcl"}
+				if tc.dry {
+					args = append(args, "-dry")
+				}
+				res[i] = runTool(t, tl.bin, dir, "", 30*time.Second, args...)
+				states[i] = fmt.Sprintf("stdout %q; ", res[i].Stdout)
 				for _, f := range tc.check {
 					st, err := os.Stat(filepath.Join(dir, f))
 					if err != nil {

@@ -649,7 +649,11 @@ func (r *runner) dryPrint(t *tmpl, out []byte) bool {
 	}
 	r.dryLast[t.cfg.Destination] = append([]byte(nil), out...)
 	if onDisk, err := os.ReadFile(t.cfg.Destination); err == nil && string(onDisk) == string(out) {
-		return false
+		// The same bytes with another owner than user/group ask for:
+		// consul-template would write it again, so it prints it.
+		if need, _ := chownNeeded(t.cfg.Destination, t.cfg); !need {
+			return false
+		}
 	}
 	fmt.Fprintf(r.stdout, "> %s\n%s", t.cfg.Destination, out)
 	return true
