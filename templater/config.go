@@ -19,6 +19,7 @@ type templateConfig struct {
 	Contents         string
 	Destination      string
 	Command          string
+	CommandArgv      []string // a command list of several words: its argv, run without a shell (nil: Command as written)
 	CommandTimeout   time.Duration
 	Check            string
 	Perms            os.FileMode
@@ -604,7 +605,7 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 		switch k {
 		case "command":
 			if !hasExecKey(m, "command") {
-				c.Command, err = asCommand(v)
+				c.Command, c.CommandArgv, err = asCommand(v)
 			}
 		case "exec":
 			_, err = configfile.Block(v) // read after the loop: it wins over command and command_timeout
@@ -613,7 +614,7 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 				c.CommandTimeout, err = configfile.Duration(v)
 			}
 		case "check":
-			c.Check, err = asCommand(v)
+			c.Check, _, err = asCommand(v)
 		case "perms":
 			var p int64
 			p, err = asPerms(v)
@@ -648,7 +649,7 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 		em, _ := configfile.Block(ev)
 		var err error
 		if cv, ok := em["command"]; ok {
-			if c.Command, err = asCommand(cv); err != nil {
+			if c.Command, c.CommandArgv, err = asCommand(cv); err != nil {
 				return nil, fmt.Errorf("exec.command: %w", err)
 			}
 		}
@@ -748,32 +749,36 @@ func asPerms(v any) (int64, error) {
 	return p, nil
 }
 
-// asCommand accepts a string or a list (consul-template 0.30+); a list is
-// joined into one shell command with each word quoted.
-func asCommand(v any) (string, error) {
+// asCommand accepts a string or a list (consul-template 0.30+). A list of
+// several words is also returned as the argv, which runs without a shell as
+// consul-template runs it (child/command-prep.go CommandPrep); the string
+// is then its words, each quoted, for logs and to tell commands apart.
+func asCommand(v any) (string, []string, error) {
 	switch x := v.(type) {
 	case string:
-		return x, nil
+		return x, nil, nil
 	case []any:
 		if len(x) == 0 || x[0] == "" {
 			// No command, as consul-template's commandList.Empty reads
 			// a list whose first word is empty (config/exec.go).
-			return "", nil
+			return "", nil, nil
 		}
 		words := make([]string, 0, len(x))
+		argv := make([]string, 0, len(x))
 		for _, w := range x {
 			s, ok := w.(string)
 			if !ok {
-				return "", fmt.Errorf("command list holds %T", w)
+				return "", nil, fmt.Errorf("command list holds %T", w)
 			}
 			words = append(words, shellQuote(s))
+			argv = append(argv, s)
 		}
 		if len(words) == 1 {
-			return x[0].(string), nil
+			return argv[0], nil, nil
 		}
-		return strings.Join(words, " "), nil
+		return strings.Join(words, " "), argv, nil
 	}
-	return "", fmt.Errorf("want a command string or list, got %T", v)
+	return "", nil, fmt.Errorf("want a command string or list, got %T", v)
 }
 
 func shellQuote(s string) string {

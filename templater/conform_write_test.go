@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // fileState is f in dir as "MODE BYTES", "dir MODE" or "absent".
@@ -161,6 +163,83 @@ func TestConformWriteDifferences(t *testing.T) {
 			}
 			if ours != tc.ours || res[1].Code != tc.code {
 				t.Errorf("templater: exit %d, %s there: %v; want exit %d and %v\n  stderr: %s", res[1].Code, tc.file, ours, tc.code, tc.ours, lastLines(res[1].Stderr))
+			}
+		})
+	}
+}
+
+// TestConformWriteModeAndOwner: the mode and owner a render leaves, with
+// files set up beforehand (mode bits beyond the permissions, an owner other
+// than the one asked for). Both tools run -once on the same files; the
+// exit code and each file's full mode (setuid, setgid, sticky included),
+// owner, group and bytes must be the same.
+func TestConformWriteModeAndOwner(t *testing.T) {
+	seedConform(t)
+	me := fmt.Sprint(os.Getuid())
+	cfg := func(body string) string {
+		return "template {\n contents = \"x\"\n destination = \"out\"\n" + body + "}\n"
+	}
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		modes map[string]os.FileMode
+		check []string
+		old   bool // the files set up are dated 2020: show whether each checked file kept that date
+		dry   bool // run with -dry
+	}{
+		{"setuid kept", map[string]string{"c.hcl": cfg(""), "out": "old"}, map[string]os.FileMode{"out": 0o750 | os.ModeSetuid}, []string{"out"}, false, false},
+		{"setgid sticky kept", map[string]string{"c.hcl": cfg(""), "out": "old"}, map[string]os.FileMode{"out": 0o755 | os.ModeSetgid | os.ModeSticky}, []string{"out"}, false, false},
+		{"backup keeps setgid", map[string]string{"c.hcl": cfg(" backup = true\n"), "out": "old"}, map[string]os.FileMode{"out": 0o755 | os.ModeSetgid}, []string{"out", "out.bak"}, false, false},
+		{"perms set over setuid", map[string]string{"c.hcl": cfg(" perms = \"0640\"\n"), "out": "old"}, map[string]os.FileMode{"out": 0o755 | os.ModeSetuid}, []string{"out"}, false, false},
+		{"same bytes, other owner", map[string]string{"c.hcl": cfg(" user = \"nobody\"\n command = \"touch ran\"\n"), "out": "x"}, nil, []string{"out", "ran"}, false, false},
+		{"same bytes, other group", map[string]string{"c.hcl": cfg(" group = \"65534\"\n command = \"touch ran\"\n"), "out": "x"}, nil, []string{"out", "ran"}, false, false},
+		{"same bytes, same owner", map[string]string{"c.hcl": cfg(" user = \"" + me + "\"\n command = \"touch ran\"\n"), "out": "x"}, nil, []string{"out", "ran"}, false, false},
+		{"backup keeps the date", map[string]string{"c.hcl": cfg(" backup = true\n"), "out": "old"}, nil, []string{"out", "out.bak"}, true, false},
+		{"dry: same bytes, other owner", map[string]string{"c.hcl": cfg(" user = \"nobody\"\n"), "out": "x"}, nil, []string{"out"}, false, true},
+		{"dry: same bytes, same owner", map[string]string{"c.hcl": cfg(" user = \"" + me + "\"\n"), "out": "x"}, nil, []string{"out"}, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var res [2]outcome
+			var states [2]string
+			for i, tl := range tools(t) {
+				dir := toolDir(t, tl.name, tc.files)
+				for f, m := range tc.modes {
+					if err := os.Chmod(filepath.Join(dir, f), m); err != nil {
+						t.Fatal(err)
+					}
+				}
+				old := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+				if tc.old {
+					for f := range tc.files {
+						if err := os.Chtimes(filepath.Join(dir, f), old, old); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				args := []string{"-once", "-log-level", "err", "-consul-addr", agent.HTTPAddr(), "-config", "c.hcl"}
+				if tc.dry {
+					args = append(args, "-dry")
+				}
+				res[i] = runTool(t, tl.bin, dir, "", 30*time.Second, args...)
+				states[i] = fmt.Sprintf("stdout %q; ", res[i].Stdout)
+				for _, f := range tc.check {
+					st, err := os.Stat(filepath.Join(dir, f))
+					if err != nil {
+						states[i] += f + " absent; "
+						continue
+					}
+					sys := st.Sys().(*syscall.Stat_t)
+					states[i] += fmt.Sprintf("%s %o %d:%d %q", f, sys.Mode&0o7777, sys.Uid, sys.Gid, readFile(filepath.Join(dir, f)))
+					if tc.old {
+						states[i] += fmt.Sprintf(" dated 2020: %v", st.ModTime().Equal(old))
+					}
+					states[i] += "; "
+				}
+			}
+			if res[0].Code != res[1].Code || states[0] != states[1] {
+				t.Errorf("consul-template: exit %d, %s\n  stderr: %s\ntemplater:       exit %d, %s\n  stderr: %s",
+					res[0].Code, states[0], lastLines(res[0].Stderr), res[1].Code, states[1], lastLines(res[1].Stderr))
 			}
 		})
 	}

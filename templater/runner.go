@@ -221,8 +221,8 @@ func (r *runner) run(ctx context.Context) error {
 		case <-waitC:
 		case sig := <-r.sigs:
 			if r.child != nil {
-				// By the supervisor's rule: the program, or the whole
-				// group of a sh -c wrapper.
+				// The program, or the whole group of a command of
+				// several words (startChild).
 				_ = r.child.Forward(sig)
 			}
 			continue
@@ -423,7 +423,7 @@ func (r *runner) pass(ctx context.Context, changed map[string]bool, force bool, 
 			if cr, ok := cmdIdx[c]; ok {
 				cr.names = append(cr.names, t.name)
 			} else {
-				cr := &cmdRun{cmd: c, timeout: t.cfg.CommandTimeout, names: []string{t.name}}
+				cr := &cmdRun{cmd: c, list: t.cfg.CommandArgv, timeout: t.cfg.CommandTimeout, names: []string{t.name}}
 				cmdIdx[c] = cr
 				cmds = append(cmds, cr)
 			}
@@ -496,8 +496,18 @@ func (r *runner) dryRun(t *tmpl, out []byte) bool {
 // cmdRun is one command to run after a pass, for the templates named.
 type cmdRun struct {
 	cmd     string
+	list    []string // the argv of a command list, else nil
 	timeout time.Duration
 	names   []string
+}
+
+// argv is how the command runs: a list as its argv, a string by
+// commandArgv.
+func (c *cmdRun) argv() []string {
+	if c.list != nil {
+		return c.list
+	}
+	return commandArgv(c.cmd)
 }
 
 // runCommands runs the pass's commands in order, each once. Their output
@@ -533,7 +543,7 @@ func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
 			// timeout; a failure is logged, never fatal, and -once may end
 			// before the command does.
 			go func(c *cmdRun) {
-				out, err := runArgv(context.Background(), r.reaper, commandArgv(c.cmd), noTimeout, r.childEnv, r.stdin, r.stdout, r.stderr)
+				out, err := runArgv(context.Background(), r.reaper, c.argv(), noTimeout, r.childEnv, r.stdin, r.stdout, r.stderr)
 				if err != nil {
 					r.m.commandFails.WithLabelValues(c.cmd).Inc()
 					r.log.Error("command failed (run in the background: timeout 0)", "command", c.cmd, "templates", strings.Join(c.names, ","), "err", err, "output", strings.TrimSpace(out))
@@ -543,7 +553,7 @@ func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
 		}
 		// The command's output goes to templater's stdout and stderr, as
 		// consul-template's does (manager/runner.go: Stdout: r.outStream).
-		out, err := runArgv(ctx, r.reaper, commandArgv(c.cmd), c.timeout, r.childEnv, r.stdin, r.stdout, r.stderr)
+		out, err := runArgv(ctx, r.reaper, c.argv(), c.timeout, r.childEnv, r.stdin, r.stdout, r.stderr)
 		if err != nil {
 			r.m.commandFails.WithLabelValues(c.cmd).Inc()
 			if r.cfg.FailFast {
@@ -639,7 +649,11 @@ func (r *runner) dryPrint(t *tmpl, out []byte) bool {
 	}
 	r.dryLast[t.cfg.Destination] = append([]byte(nil), out...)
 	if onDisk, err := os.ReadFile(t.cfg.Destination); err == nil && string(onDisk) == string(out) {
-		return false
+		// The same bytes with another owner than user/group ask for:
+		// consul-template would write it again, so it prints it.
+		if need, _ := chownNeeded(t.cfg.Destination, t.cfg); !need {
+			return false
+		}
 	}
 	fmt.Fprintf(r.stdout, "> %s\n%s", t.cfg.Destination, out)
 	return true
@@ -693,8 +707,8 @@ func (r *runner) manageChild(ctx context.Context, anyChanged bool) error {
 	if e.ReloadSignal != "" {
 		sig, _ := parseConfigSignal(e.ReloadSignal)
 		r.log.Info("sending reload signal to exec child", "signal", supervisor.SignalName(sig))
-		// The program, or a sh -c wrapper's whole group, as consul-template
-		// signals it (child/child.go signal).
+		// The program, or the whole group of a command of several words,
+		// as consul-template signals it (child/child.go signal).
 		if err := r.child.Reload(sig); err != nil {
 			r.log.Warn("reload signal failed", "err", err)
 		}
@@ -707,7 +721,7 @@ func (r *runner) manageChild(ctx context.Context, anyChanged bool) error {
 
 func (r *runner) startChild() error {
 	e := r.cfg.Exec
-	argv, err := execArgv(e.Argv)
+	argv, group, err := execArgv(e.Argv)
 	if err != nil {
 		// A blank command ("  "): consul-template fails to start it once
 		// the templates are rendered ("failed parsing command"), exit 14.
@@ -722,8 +736,16 @@ func (r *runner) startChild() error {
 	}
 	stdout, _ := r.stdout.(*os.File)
 	stderr, _ := r.stderr.(*os.File)
+	// Where signals go, as consul-template's child package sends them
+	// (v0.41.1 child/child.go signal and kill; manager/runner.go sets
+	// Setpgid for sh -c subshells only): to the whole process group of a
+	// command consul-template runs under sh -c (every string of several
+	// words, so also one templater splits into plain words), else to the
+	// program alone. A stop waits for that process only and SIGKILLs the
+	// same target after the kill timeout (ChildOnly): what the program
+	// left running in the background is neither signalled nor waited for.
 	c, err := supervisor.Start(supervisor.Config{Argv: argv, Env: e.Env.environ(r.childEnv), KillSignal: ks, NoKillSignal: ks == 0, KillTimeout: e.KillTimeout,
-		Log: r.log, Reaper: r.reaper, Stdin: r.stdin, Stdout: stdout, Stderr: stderr})
+		Log: r.log, Reaper: r.reaper, Stdin: r.stdin, Stdout: stdout, Stderr: stderr, ShellWrapper: group, ChildOnly: true})
 	if err != nil {
 		return &errExit{code: exitRunner, err: fmt.Errorf("-exec %q: %w", e.Command, err)}
 	}
@@ -757,21 +779,23 @@ const shellSyntax = "\n|&;<>()$`\\\"'*?[]#~{}="
 // one string of plain words (the first no shell word) is split into the
 // argv and run without a shell,
 // so that signals reach the program itself (consul-template's sh -c wrapper
-// eats them: hashicorp/consul-template#1557).
-func execArgv(cmd []string) ([]string, error) {
+// eats them: hashicorp/consul-template#1557). group reports a string of
+// several words: consul-template signals its whole process group (the sh -c
+// wrapper's), and so does templater, whether it runs under sh -c or split.
+func execArgv(cmd []string) (argv []string, group bool, err error) {
 	switch {
 	case len(cmd) == 1 && len(strings.Fields(cmd[0])) > 1 && !strings.ContainsAny(cmd[0], shellSyntax) && !supervisor.ShellWord(strings.Fields(cmd[0])[0]):
-		return strings.Fields(cmd[0]), nil
+		return strings.Fields(cmd[0]), true, nil
 	case len(cmd) == 1 && len(strings.Fields(cmd[0])) > 1:
 		sh, err := exec.LookPath("sh")
 		if err != nil {
 			sh = "/bin/sh"
 		}
-		return []string{sh, "-c", cmd[0]}, nil
+		return []string{sh, "-c", cmd[0]}, true, nil
 	case len(cmd) >= 1 && strings.TrimSpace(cmd[0]) != "":
-		return cmd, nil
+		return cmd, false, nil
 	}
-	return nil, errors.New("blank: nothing to run")
+	return nil, false, errors.New("blank: nothing to run")
 }
 
 // environ is the child's environment: templater's (or nothing, when

@@ -46,7 +46,12 @@ func install(ctx context.Context, c *templateConfig, content []byte, reaper *sup
 		return false, fmt.Errorf("read %s: %w", dest, rerr)
 	}
 	if exists && bytes.Equal(old, content) {
-		return false, nil
+		// Unchanged bytes: nothing to do, unless the file's owner is not
+		// the one user/group ask for; consul-template then writes it again
+		// (and so runs the command): renderer/renderer.go isChownNeeded.
+		if need, err := chownNeeded(dest, c); err != nil || !need {
+			return false, err
+		}
 	}
 	dir := filepath.Dir(dest)
 	if _, err := os.Stat(dir); err != nil {
@@ -60,7 +65,10 @@ func install(ctx context.Context, c *templateConfig, content []byte, reaper *sup
 	mode := os.FileMode(0o644)
 	uid, gid := -1, -1
 	if st, err := os.Stat(dest); err == nil {
-		mode = st.Mode().Perm()
+		// The whole mode, setuid, setgid and sticky included, as
+		// consul-template keeps it (renderer.go AtomicWrite: Chmod with
+		// the existing file's Mode()).
+		mode = st.Mode() & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky)
 		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 			uid, gid = int(sys.Uid), int(sys.Gid)
 		}
@@ -126,14 +134,15 @@ func writeTemp(dir, base string, content []byte, mode os.FileMode, uid, gid int)
 		if err != nil {
 			return "", fmt.Errorf("temp file in %s: %w", dir, err)
 		}
+		// The owner first: a chown clears setuid and setgid.
+		if uid >= 0 {
+			_ = f.Chown(uid, gid) // keep the owner when we may
+		}
 		// The umask may have cut the mode: set it exactly before writing.
 		if err := f.Chmod(mode); err != nil {
 			f.Close()
 			os.Remove(name)
 			return "", fmt.Errorf("chmod temp file: %w", err)
-		}
-		if uid >= 0 {
-			_ = f.Chown(uid, gid) // keep the owner when we may
 		}
 		if _, err := f.Write(content); err != nil {
 			f.Close()
@@ -155,24 +164,29 @@ func writeTemp(dir, base string, content []byte, mode os.FileMode, uid, gid int)
 }
 
 // copyFile copies src to dst (through a temp file renamed over it) with
-// mode, and owner uid:gid when uid >= 0 and the process may set it.
+// mode, src's access and modification times, and owner uid:gid when
+// uid >= 0 and the process may set it.
 func copyFile(src, dst string, mode os.FileMode, uid, gid int) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return err
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
+	if uid >= 0 {
+		_ = tmp.Chown(uid, gid) // keep the owner when we may (before the mode: a chown clears setuid)
+	}
 	if err := tmp.Chmod(mode); err != nil {
 		tmp.Close()
 		return err
-	}
-	if uid >= 0 {
-		_ = tmp.Chown(uid, gid) // keep the owner when we may
 	}
 	if _, err := io.Copy(tmp, in); err != nil {
 		tmp.Close()
@@ -183,6 +197,15 @@ func copyFile(src, dst string, mode os.FileMode, uid, gid int) error {
 		return err
 	}
 	if err := tmp.Close(); err != nil {
+		return err
+	}
+	// The old file's times too: consul-template's backup is a hard link
+	// to the old file (renderer.go AtomicWrite).
+	atime := st.ModTime()
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		atime = time.Unix(sys.Atim.Unix())
+	}
+	if err := os.Chtimes(tmp.Name(), atime, st.ModTime()); err != nil {
 		return err
 	}
 	return os.Rename(tmp.Name(), dst)
@@ -213,7 +236,8 @@ func commandArgv(cmdline string) []string {
 }
 
 // runShell runs cmdline with sh -c in its own process group, killing the
-// group when the timeout passes. It returns the combined output. The reaper
+// group when the timeout passes (runArgv: a command that is not sh -c, the
+// program alone). It returns the combined output. The reaper
 // (set when templater is PID 1) is told the command is ours.
 // Its output also goes to stdout and stderr when they are not nil.
 func runShell(ctx context.Context, reaper *supervisor.Reaper, cmdline string, timeout time.Duration, env []string, stdout, stderr io.Writer) (string, error) {
@@ -233,7 +257,16 @@ func runArgv(ctx context.Context, reaper *supervisor.Reaper, argv []string, time
 	defer cancel()
 	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// A timeout kills what consul-template kills (v0.41.1 child/child.go
+	// start: signal(os.Kill)): the whole group of a sh -c command, else
+	// the program alone; what the program left in the background runs on.
+	group := supervisor.IsShellWrapper(argv)
+	cmd.Cancel = func() error {
+		if group {
+			return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+		return cmd.Process.Kill()
+	}
 	cmd.WaitDelay = 2 * time.Second
 	cmd.Env = append(os.Environ(), env...)
 	// Two copiers (stdout, stderr) may write buf at once.
@@ -262,18 +295,13 @@ func teeOrFile(buf io.Writer, w io.Writer) io.Writer {
 	return io.MultiWriter(buf, w)
 }
 
-// chownAsAsked gives the candidate the owner and group the template's
-// user/uid and group/gid name (a name, or a number when no such name
-// exists), as consul-template does (renderer/renderer.go setFileOwnership).
-func chownAsAsked(path string, c *templateConfig) error {
-	if c.User == "" && c.Group == "" {
-		return nil
-	}
-	uid, gid := -1, -1
-	var err error
+// askedOwner is the uid and gid the template's user/uid and group/gid name
+// (a name, or a number when no such name exists), -1 for one not given.
+func askedOwner(c *templateConfig) (uid, gid int, err error) {
+	uid, gid = -1, -1
 	if c.User != "" {
 		if uid, err = lookupID(c.User, func(n string) (string, error) { u, err := user.Lookup(n); return idOf(u, err) }); err != nil {
-			return fmt.Errorf("user %q: %w", c.User, err)
+			return 0, 0, fmt.Errorf("user %q: %w", c.User, err)
 		}
 	}
 	if c.Group != "" {
@@ -284,8 +312,43 @@ func chownAsAsked(path string, c *templateConfig) error {
 			}
 			return g.Gid, nil
 		}); err != nil {
-			return fmt.Errorf("group %q: %w", c.Group, err)
+			return 0, 0, fmt.Errorf("group %q: %w", c.Group, err)
 		}
+	}
+	return uid, gid, nil
+}
+
+// chownNeeded reports whether path's owner or group is not the one the
+// template asks for.
+func chownNeeded(path string, c *templateConfig) (bool, error) {
+	if c.User == "" && c.Group == "" {
+		return false, nil
+	}
+	uid, gid, err := askedOwner(c)
+	if err != nil {
+		return false, err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return false, err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false, nil
+	}
+	return uid >= 0 && uint32(uid) != sys.Uid || gid >= 0 && uint32(gid) != sys.Gid, nil
+}
+
+// chownAsAsked gives the candidate the owner and group the template's
+// user/uid and group/gid name, as consul-template does
+// (renderer/renderer.go setFileOwnership).
+func chownAsAsked(path string, c *templateConfig) error {
+	if c.User == "" && c.Group == "" {
+		return nil
+	}
+	uid, gid, err := askedOwner(c)
+	if err != nil {
+		return err
 	}
 	if err := os.Chown(path, uid, gid); err != nil {
 		return fmt.Errorf("set owner of %s: %w", c.Destination, err)

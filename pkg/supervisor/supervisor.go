@@ -8,7 +8,8 @@
 //     then SIGKILL to the group. consul-template's child.kill and consul
 //     lock's killChild do the same to one process; the group is berth's, so
 //     that nothing a child started outlives it. Config.ChildOnly stops as
-//     consul-template does instead (envexec's default, as envconsul).
+//     consul-template does instead (templater's -exec child, and envexec's
+//     default, as envconsul).
 //   - Forward (a signal the program passes on): to the child process, or to
 //     its whole group when the child is a "sh -c SCRIPT" wrapper, as
 //     consul-template and envconsul do (child/child.go signal: the negative
