@@ -108,6 +108,17 @@ func TestExitCodesAsEnvconsul(t *testing.T) {
 		{"empty -exec over a file's command", []string{"-exec", "", "-config", fileCmd, "-prefix", "app", "-wait-timeout", "1ms"}, 15},
 		{"a file's command with an empty first word", []string{"-config", emptyFirst, "-prefix", "app", "-wait-timeout", "1ms"}, 15},
 		{"a file's command", []string{"-config", fileCmd, "-prefix", "app", "-wait-timeout", "1ms"}, 11},
+		// envconsul's bool flags (flags.go funcBoolVar.Set, and the flag
+		// package's BoolVar for -once) read their value with
+		// strconv.ParseBool: 1 t T TRUE true True and 0 f F FALSE false
+		// False only; any other case is a flag error.
+		{"bool flag tRuE", []string{"-consul-ssl=tRuE", "-prefix", "app", "-wait-timeout", "1ms", "true"}, 13},
+		{"bool flag fALSE", []string{"-consul-ssl-verify=fALSE", "-prefix", "app", "-wait-timeout", "1ms", "true"}, 13},
+		{"bool flag yes", []string{"-consul-transport-disable-keep-alives=yes", "-prefix", "app", "true"}, 13},
+		{"-syslog=tRuE", []string{"-syslog=tRuE", "-prefix", "app", "-wait-timeout", "1ms", "true"}, 13},
+		{"-once=tRuE", []string{"-once=tRuE", "-prefix", "app", "-wait-timeout", "1ms", "true"}, 13},
+		{"bool flags True, FALSE, T, 0", []string{"-consul-ssl=False", "-consul-ssl-verify=FALSE", "-consul-transport-disable-keep-alives=T", "-syslog=0",
+			"-once=True", "-upcase=TRUE", "-prefix", "app", "-wait-timeout", "1ms", "true"}, 11},
 		{"bad prefix", []string{"-prefix", "app@a@b", "true"}, 14},
 		{"pid file", []string{"-pid-file", dir + "/no/such/dir/pid", "-prefix", "app", "true"}, 14},
 	} {
