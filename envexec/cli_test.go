@@ -131,6 +131,42 @@ func TestExitCodesAsEnvconsul(t *testing.T) {
 	}
 }
 
+// TestVersionOrderAsEnvconsul: envconsul's cli.go Run checks the flags
+// (ParseFlags: 13), reads the files (loadConfigs: 15) and sets up its
+// logger (setupLogger: a bad log level or syslog, 15) before it prints
+// its version for -version (exit 0); the command and the sources are
+// looked at only after it, so -version alone, or with an empty command,
+// prints it.
+func TestVersionOrderAsEnvconsul(t *testing.T) {
+	dir := t.TempDir()
+	bad := dir + "/bad.hcl"
+	if err := os.WriteFile(bad, []byte("bogus = 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		code    int
+		version bool
+	}{
+		{"alone", []string{"-version"}, 0, true},
+		{"-v, no source, empty command", []string{"-v", "", ""}, 0, true},
+		{"bad log level", []string{"-version", "-log-level", "loud"}, 15, false},
+		{"bad log level before it", []string{"-log-level=warning", "-v", "-prefix", "app", "true"}, 15, false},
+		{"bad config file", []string{"-version", "-config", bad}, 15, false},
+		{"bad syslog facility", []string{"-version", "-syslog", "-syslog-facility", "NOPE"}, 15, false},
+		{"unknown flag", []string{"-version", "-bogus"}, 13, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := runEnvexec(t, "127.0.0.1:1", nil, tc.args...)
+			printed := strings.HasPrefix(p.stdout.String(), "envexec ")
+			if p.code != tc.code || printed != tc.version {
+				t.Errorf("exit %d, version printed %v; want %d, %v (envconsul's)\nstdout %q\nstderr %s", p.code, printed, tc.code, tc.version, p.stdout, p.stderr)
+			}
+		})
+	}
+}
+
 // TestHelpOnStdout: envconsul -h prints its usage on standard output and
 // exits 0 (cli.go Run: flag.ErrHelp, fmt.Fprintf(cli.outStream, usage)),
 // so `envexec -h | less` works as it did.

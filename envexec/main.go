@@ -115,6 +115,7 @@ type options struct {
 	env            envPolicy // exec.env from -config files
 	argv           []string
 	badSource      bool // a -prefix or -service value did not parse
+	version        bool // -version: print it once the log set-up is checked, then exit
 }
 
 // funcFlag is a flag.Value calling a function for each use.
@@ -300,6 +301,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 resulting environment changes. Exits with the child's exit code.`
 	p.Footer = "envconsul's -secret and -vault-* flags are refused: envexec reads Consul only, not Vault."
 	p.HelpToStdout = true // envconsul cli.go Run: flag.ErrHelp prints the usage on its out stream, exit 0
+	p.DeferVersion = true // printed by runOnce after the files and the log set-up are checked, as envconsul
 	o.cli = p
 	registerSourceFlags(p, o)
 	registerProcessFlags(p, o)
@@ -331,6 +333,13 @@ resulting environment changes. Exits with the child's exit code.`
 		return o, withCode(err, exitConfig)
 	}
 	o.waitMin, o.waitMax = o.fileWait.merge(o.flagWait).bounds()
+	if p.VersionAsked() {
+		// envconsul cli.go Run prints the version once the flags, the
+		// files and the log set-up are good, before it looks for a
+		// command or a source: what finish checks does not apply.
+		o.version = true
+		return o, nil
+	}
 	if set["http-addr"] && o.cli.Consul.HTTPAddr() == "" {
 		// -consul-addr "" (an unset variable in a script) is no address,
 		// as envconsul hands it to consul-template's CreateConsulClient,
@@ -614,6 +623,13 @@ func runOnce(args []string, stdin, stdout, stderr *os.File, sigs chan os.Signal,
 		return o.cli.Fail(err, exitConfig), false
 	}
 	defer closeLog()
+	if o.version {
+		// envconsul cli.go Run: ParseFlags (13), loadConfigs (15),
+		// setupLogger (log level, syslog: 15), and only then -version
+		// (exit 0), before the command is looked for.
+		o.cli.PrintVersion()
+		return exitOK, false
+	}
 	// Held while a child is being given the terminal (runner.start).
 	out := supervisor.NewOutputGate(logOut)
 	log, err := o.cli.Log.New(out, "envexec")
