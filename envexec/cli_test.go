@@ -119,6 +119,16 @@ func TestExitCodesAsEnvconsul(t *testing.T) {
 		{"-once=tRuE", []string{"-once=tRuE", "-prefix", "app", "-wait-timeout", "1ms", "true"}, 13},
 		{"bool flags True, FALSE, T, 0", []string{"-consul-ssl=False", "-consul-ssl-verify=FALSE", "-consul-transport-disable-keep-alives=T", "-syslog=0",
 			"-once=True", "-upcase=TRUE", "-prefix", "app", "-wait-timeout", "1ms", "true"}, 11},
+		// cli.go ParseFlags joins the arguments with spaces and takes no
+		// command from "": a lone "" is none (ErrMissingCommand, 15) and
+		// leaves a file's exec.command; "" "" (" ") and " " are a command,
+		// so envconsul waits for the data (TestBlankCommandAsEnvconsul).
+		{"a lone empty argument", []string{"-prefix", "app", "-wait-timeout", "1ms", ""}, 15},
+		{"a lone empty argument after --", []string{"-prefix", "app", "-wait-timeout", "1ms", "--", ""}, 15},
+		{"a lone empty argument and a file's command", []string{"-config", fileCmd, "-prefix", "app", "-wait-timeout", "1ms", ""}, 11},
+		{"two empty arguments", []string{"-prefix", "app", "-wait-timeout", "1ms", "", ""}, 11},
+		{"a blank argument", []string{"-prefix", "app", "-wait-timeout", "1ms", " "}, 11},
+		{"a blank -exec", []string{"-exec", " ", "-prefix", "app", "-wait-timeout", "1ms"}, 11},
 		{"bad prefix", []string{"-prefix", "app@a@b", "true"}, 14},
 		{"pid file", []string{"-pid-file", dir + "/no/such/dir/pid", "-prefix", "app", "true"}, 14},
 	} {
@@ -164,6 +174,24 @@ func TestVersionOrderAsEnvconsul(t *testing.T) {
 				t.Errorf("exit %d, version printed %v; want %d, %v (envconsul's)\nstdout %q\nstderr %s", p.code, printed, tc.code, tc.version, p.stdout, p.stderr)
 			}
 		})
+	}
+}
+
+// TestBlankCommandAsEnvconsul: a command of empty or blank words that is
+// not a lone "" ("" "" joined to " " by envconsul's cli.go ParseFlags, " ",
+// -exec " ") passes envconsul's check (consul-template v0.41.1
+// config/exec.go commandList.Empty: only a first word "" is none); once
+// the data is in, its runner cannot start it (child/command-prep.go
+// CommandPrep: exec.ErrNotFound, runner.go Start: ErrCh) and it exits 14
+// (cli.go Run: ExitCodeRunnerError), its message saying the executable
+// is not found.
+func TestBlankCommandAsEnvconsul(t *testing.T) {
+	a, _, n := nsWith(t, "V", "1")
+	for _, args := range [][]string{{"", ""}, {" "}, {"-exec", " "}, {"--", "", "", ""}} {
+		p := runEnvexec(t, a.HTTPAddr(), nil, append([]string{"-wait-timeout", "20s", "-prefix", n}, args...)...)
+		if p.code != 14 || !strings.Contains(p.stderr.String(), "not found") {
+			t.Errorf("%q: exit %d, want 14 (envconsul's runner error) and \"not found\"\n%s", args, p.code, p.stderr)
+		}
 	}
 }
 

@@ -488,6 +488,14 @@ func finish(o *options, rest []string) error {
 		// command whose first word is empty is none.
 		o.fileCommand = nil
 	}
+	if len(rest) == 1 && rest[0] == "" {
+		// envconsul cli.go ParseFlags joins the arguments with spaces and
+		// takes no command from an empty result: a lone "" (envexec
+		// -prefix x "") is no command (ErrMissingCommand, exit 15), and a
+		// file's exec.command stays. Two or more ("" "") join to " ", a
+		// command that cannot start (below).
+		rest = nil
+	}
 	if !o.execGiven && len(rest) == 0 && len(o.fileCommand) > 0 {
 		rest = o.fileCommand
 	}
@@ -520,7 +528,18 @@ func finish(o *options, rest []string) error {
 		// envconsul cli.go Run: ErrMissingCommand, ExitCodeConfigError.
 		return withCode(errors.New("no command given (usage: envexec [flags] COMMAND [ARGS...])"), exitConfig)
 	}
-	argv, err := supervisor.Argv(rest, commandShellMode(rest, o.shell.Mode))
+	mode := commandShellMode(rest, o.shell.Mode)
+	if mode == supervisor.ShellNever && len(rest) == 1 && strings.TrimSpace(rest[0]) == "" {
+		// A blank command (" ", -exec " ", exec.command = [" "]) is one
+		// for envconsul (consul-template v0.41.1 config/exec.go
+		// commandList.Empty looks for "" only), so it waits for the data
+		// and then fails to start it (child/command-prep.go CommandPrep:
+		// exec.ErrNotFound; runner.go Start sends it to ErrCh, cli.go Run:
+		// ExitCodeRunnerError). envexec's start fails the same way.
+		o.argv = rest
+		return nil
+	}
+	argv, err := supervisor.Argv(rest, mode)
 	if err != nil {
 		return err
 	}
