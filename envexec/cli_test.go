@@ -108,6 +108,27 @@ func TestExitCodesAsEnvconsul(t *testing.T) {
 		{"empty -exec over a file's command", []string{"-exec", "", "-config", fileCmd, "-prefix", "app", "-wait-timeout", "1ms"}, 15},
 		{"a file's command with an empty first word", []string{"-config", emptyFirst, "-prefix", "app", "-wait-timeout", "1ms"}, 15},
 		{"a file's command", []string{"-config", fileCmd, "-prefix", "app", "-wait-timeout", "1ms"}, 11},
+		// envconsul's bool flags (flags.go funcBoolVar.Set, and the flag
+		// package's BoolVar for -once) read their value with
+		// strconv.ParseBool: 1 t T TRUE true True and 0 f F FALSE false
+		// False only; any other case is a flag error.
+		{"bool flag tRuE", []string{"-consul-ssl=tRuE", "-prefix", "app", "-wait-timeout", "1ms", "true"}, 13},
+		{"bool flag fALSE", []string{"-consul-ssl-verify=fALSE", "-prefix", "app", "-wait-timeout", "1ms", "true"}, 13},
+		{"bool flag yes", []string{"-consul-transport-disable-keep-alives=yes", "-prefix", "app", "true"}, 13},
+		{"-syslog=tRuE", []string{"-syslog=tRuE", "-prefix", "app", "-wait-timeout", "1ms", "true"}, 13},
+		{"-once=tRuE", []string{"-once=tRuE", "-prefix", "app", "-wait-timeout", "1ms", "true"}, 13},
+		{"bool flags True, FALSE, T, 0", []string{"-consul-ssl=False", "-consul-ssl-verify=FALSE", "-consul-transport-disable-keep-alives=T", "-syslog=0",
+			"-once=True", "-upcase=TRUE", "-prefix", "app", "-wait-timeout", "1ms", "true"}, 11},
+		// cli.go ParseFlags joins the arguments with spaces and takes no
+		// command from "": a lone "" is none (ErrMissingCommand, 15) and
+		// leaves a file's exec.command; "" "" (" ") and " " are a command,
+		// so envconsul waits for the data (TestBlankCommandAsEnvconsul).
+		{"a lone empty argument", []string{"-prefix", "app", "-wait-timeout", "1ms", ""}, 15},
+		{"a lone empty argument after --", []string{"-prefix", "app", "-wait-timeout", "1ms", "--", ""}, 15},
+		{"a lone empty argument and a file's command", []string{"-config", fileCmd, "-prefix", "app", "-wait-timeout", "1ms", ""}, 11},
+		{"two empty arguments", []string{"-prefix", "app", "-wait-timeout", "1ms", "", ""}, 11},
+		{"a blank argument", []string{"-prefix", "app", "-wait-timeout", "1ms", " "}, 11},
+		{"a blank -exec", []string{"-exec", " ", "-prefix", "app", "-wait-timeout", "1ms"}, 11},
 		{"bad prefix", []string{"-prefix", "app@a@b", "true"}, 14},
 		{"pid file", []string{"-pid-file", dir + "/no/such/dir/pid", "-prefix", "app", "true"}, 14},
 	} {
@@ -117,6 +138,60 @@ func TestExitCodesAsEnvconsul(t *testing.T) {
 				t.Errorf("exit %d, want %d (envconsul's)\n%s", p.code, tc.code, p.stderr)
 			}
 		})
+	}
+}
+
+// TestVersionOrderAsEnvconsul: envconsul's cli.go Run checks the flags
+// (ParseFlags: 13), reads the files (loadConfigs: 15) and sets up its
+// logger (setupLogger: a bad log level or syslog, 15) before it prints
+// its version for -version (exit 0); the command and the sources are
+// looked at only after it, so -version alone, or with an empty command,
+// prints it.
+func TestVersionOrderAsEnvconsul(t *testing.T) {
+	dir := t.TempDir()
+	bad := dir + "/bad.hcl"
+	if err := os.WriteFile(bad, []byte("bogus = 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		code    int
+		version bool
+	}{
+		{"alone", []string{"-version"}, 0, true},
+		{"-v, no source, empty command", []string{"-v", "", ""}, 0, true},
+		{"bad log level", []string{"-version", "-log-level", "loud"}, 15, false},
+		{"bad log level before it", []string{"-log-level=warning", "-v", "-prefix", "app", "true"}, 15, false},
+		{"bad config file", []string{"-version", "-config", bad}, 15, false},
+		{"bad syslog facility", []string{"-version", "-syslog", "-syslog-facility", "NOPE"}, 15, false},
+		{"unknown flag", []string{"-version", "-bogus"}, 13, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := runEnvexec(t, "127.0.0.1:1", nil, tc.args...)
+			printed := strings.HasPrefix(p.stdout.String(), "envexec ")
+			if p.code != tc.code || printed != tc.version {
+				t.Errorf("exit %d, version printed %v; want %d, %v (envconsul's)\nstdout %q\nstderr %s", p.code, printed, tc.code, tc.version, p.stdout, p.stderr)
+			}
+		})
+	}
+}
+
+// TestBlankCommandAsEnvconsul: a command of empty or blank words that is
+// not a lone "" ("" "" joined to " " by envconsul's cli.go ParseFlags, " ",
+// -exec " ") passes envconsul's check (consul-template v0.41.1
+// config/exec.go commandList.Empty: only a first word "" is none); once
+// the data is in, its runner cannot start it (child/command-prep.go
+// CommandPrep: exec.ErrNotFound, runner.go Start: ErrCh) and it exits 14
+// (cli.go Run: ExitCodeRunnerError), its message saying the executable
+// is not found.
+func TestBlankCommandAsEnvconsul(t *testing.T) {
+	a, _, n := nsWith(t, "V", "1")
+	for _, args := range [][]string{{"", ""}, {" "}, {"-exec", " "}, {"--", "", "", ""}} {
+		p := runEnvexec(t, a.HTTPAddr(), nil, append([]string{"-wait-timeout", "20s", "-prefix", n}, args...)...)
+		if p.code != 14 || !strings.Contains(p.stderr.String(), "not found") {
+			t.Errorf("%q: exit %d, want 14 (envconsul's runner error) and \"not found\"\n%s", args, p.code, p.stderr)
+		}
 	}
 }
 

@@ -115,6 +115,7 @@ type options struct {
 	env            envPolicy // exec.env from -config files
 	argv           []string
 	badSource      bool // a -prefix or -service value did not parse
+	version        bool // -version: print it once the log set-up is checked, then exit
 }
 
 // funcFlag is a flag.Value calling a function for each use.
@@ -300,6 +301,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 resulting environment changes. Exits with the child's exit code.`
 	p.Footer = "envconsul's -secret and -vault-* flags are refused: envexec reads Consul only, not Vault."
 	p.HelpToStdout = true // envconsul cli.go Run: flag.ErrHelp prints the usage on its out stream, exit 0
+	p.DeferVersion = true // printed by runOnce after the files and the log set-up are checked, as envconsul
 	o.cli = p
 	registerSourceFlags(p, o)
 	registerProcessFlags(p, o)
@@ -331,6 +333,13 @@ resulting environment changes. Exits with the child's exit code.`
 		return o, withCode(err, exitConfig)
 	}
 	o.waitMin, o.waitMax = o.fileWait.merge(o.flagWait).bounds()
+	if p.VersionAsked() {
+		// envconsul cli.go Run prints the version once the flags, the
+		// files and the log set-up are good, before it looks for a
+		// command or a source: what finish checks does not apply.
+		o.version = true
+		return o, nil
+	}
 	if set["http-addr"] && o.cli.Consul.HTTPAddr() == "" {
 		// -consul-addr "" (an unset variable in a script) is no address,
 		// as envconsul hands it to consul-template's CreateConsulClient,
@@ -479,6 +488,14 @@ func finish(o *options, rest []string) error {
 		// command whose first word is empty is none.
 		o.fileCommand = nil
 	}
+	if len(rest) == 1 && rest[0] == "" {
+		// envconsul cli.go ParseFlags joins the arguments with spaces and
+		// takes no command from an empty result: a lone "" (envexec
+		// -prefix x "") is no command (ErrMissingCommand, exit 15), and a
+		// file's exec.command stays. Two or more ("" "") join to " ", a
+		// command that cannot start (below).
+		rest = nil
+	}
 	if !o.execGiven && len(rest) == 0 && len(o.fileCommand) > 0 {
 		rest = o.fileCommand
 	}
@@ -511,7 +528,18 @@ func finish(o *options, rest []string) error {
 		// envconsul cli.go Run: ErrMissingCommand, ExitCodeConfigError.
 		return withCode(errors.New("no command given (usage: envexec [flags] COMMAND [ARGS...])"), exitConfig)
 	}
-	argv, err := supervisor.Argv(rest, commandShellMode(rest, o.shell.Mode))
+	mode := commandShellMode(rest, o.shell.Mode)
+	if mode == supervisor.ShellNever && len(rest) == 1 && strings.TrimSpace(rest[0]) == "" {
+		// A blank command (" ", -exec " ", exec.command = [" "]) is one
+		// for envconsul (consul-template v0.41.1 config/exec.go
+		// commandList.Empty looks for "" only), so it waits for the data
+		// and then fails to start it (child/command-prep.go CommandPrep:
+		// exec.ErrNotFound; runner.go Start sends it to ErrCh, cli.go Run:
+		// ExitCodeRunnerError). envexec's start fails the same way.
+		o.argv = rest
+		return nil
+	}
+	argv, err := supervisor.Argv(rest, mode)
 	if err != nil {
 		return err
 	}
@@ -614,6 +642,13 @@ func runOnce(args []string, stdin, stdout, stderr *os.File, sigs chan os.Signal,
 		return o.cli.Fail(err, exitConfig), false
 	}
 	defer closeLog()
+	if o.version {
+		// envconsul cli.go Run: ParseFlags (13), loadConfigs (15),
+		// setupLogger (log level, syslog: 15), and only then -version
+		// (exit 0), before the command is looked for.
+		o.cli.PrintVersion()
+		return exitOK, false
+	}
 	// Held while a child is being given the terminal (runner.start).
 	out := supervisor.NewOutputGate(logOut)
 	log, err := o.cli.Log.New(out, "envexec")

@@ -311,14 +311,17 @@ func (b optBool) Set(s string) error {
 
 func (b optBool) IsBoolFlag() bool { return true }
 
+// parseBool reads a bool flag's value as envconsul does: its bool flags
+// are flags.go funcBoolVar (Set: strconv.ParseBool) or the flag package's
+// BoolVar (-once, -version), both strconv.ParseBool, which takes 1, t, T,
+// TRUE, true, True, 0, f, F, FALSE, false and False only: "tRuE" or "yes"
+// is a flag error (cli.go Run: ExitCodeParseFlagsError).
 func parseBool(s string) (bool, error) {
-	switch strings.ToLower(s) {
-	case "1", "t", "true":
-		return true, nil
-	case "0", "f", "false":
-		return false, nil
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, fmt.Errorf("want true or false (1, t, T, TRUE, true, True, or their false forms), got %q", s)
 	}
-	return false, fmt.Errorf("want true or false, got %q", s)
+	return v, nil
 }
 
 // optDuration and optInt are flags that record being given.

@@ -107,6 +107,11 @@ type Program struct {
 	// HelpToStdout prints -h on Stdout (as envconsul and consul-template
 	// do) instead of Stderr.
 	HelpToStdout bool
+	// DeferVersion leaves -version to the caller: Parse then returns the
+	// result as for a run, VersionAsked tells it was given, and the caller
+	// checks what it must first (envconsul refuses a bad configuration
+	// before it prints its version) and then calls PrintVersion.
+	DeferVersion bool
 
 	// Consul, Log and MetricsAddr hold the shared flags once parsed.
 	Consul      consulclient.Flags
@@ -426,12 +431,18 @@ func (p *Program) Parse(args []string) (*Result, error) {
 		}
 		return nil, ErrExit
 	}
-	if p.version {
-		fmt.Fprintln(p.Stdout, version.String(p.Name))
+	if p.version && !p.DeferVersion {
+		p.PrintVersion()
 		return nil, ErrExit
 	}
 	return res, nil
 }
+
+// VersionAsked tells whether -version was given (see DeferVersion).
+func (p *Program) VersionAsked() bool { return p.version }
+
+// PrintVersion prints the version line on Stdout.
+func (p *Program) PrintVersion() { fmt.Fprintln(p.Stdout, version.String(p.Name)) }
 
 // Help writes the help: the synopsis, the paragraph, then each section of
 // flags, each flag as "-name, -alias PLACEHOLDER" over its usage, default
