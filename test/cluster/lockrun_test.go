@@ -243,13 +243,47 @@ func waitOK(t *testing.T, c *Cluster, p *Proc, since time.Time) int {
 // holding starts the tick child label under the lock at prefix on host h,
 // for holdFor, and waits until it has written its first line: it holds the
 // lock.
+//
+// A holder that exits before its child starts (consul lock gives up at
+// once when Consul answers an error, such as a 500 while the servers
+// settle after the previous fault's heal) is started again once the
+// cluster is healthy, at most twice: the run measures the fault, not the
+// start.
 func holding(t *testing.T, c *Cluster, h *Node, tl tool, prefix, label string, holdFor time.Duration, extra ...string) *Proc {
 	t.Helper()
-	p := mustStart(t, c, h, tl.argv(prefix, label, holdFor, extra...)...)
-	if _, err := c.FirstTick(label, long); err != nil {
-		t.Fatalf("%v; holder stderr: %s", err, p.Stderr())
+	for try := 1; ; try++ {
+		p := mustStart(t, c, h, tl.argv(prefix, label, holdFor, extra...)...)
+		var exited bool
+		_, err := waitUntil(long, func() error {
+			_, err := c.FirstTick(label, 0)
+			if err != nil {
+				select {
+				case <-p.Done():
+					exited = true
+					return nil
+				default:
+				}
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatalf("%v; holder stderr: %s", err, p.Stderr())
+		}
+		if !exited {
+			return p
+		}
+		if _, err := c.FirstTick(label, 0); err == nil {
+			return p // its child started, then it ended: the caller sees to that
+		}
+		code, _ := p.Wait(0)
+		if try == 3 {
+			t.Fatalf("holder %s exited %d before its child started, %d times; stderr: %s", label, code, try, p.Stderr())
+		}
+		t.Logf("harness: holder %s exited %d before its child started (try %d); starting it again once the cluster is healthy; stderr: %s", label, code, try, p.Stderr())
+		if err := c.WaitHealthy(long); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return p
 }
 
 // cutOver cuts the holder's host off once the waiter has had 2 s to block on
