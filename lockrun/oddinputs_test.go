@@ -146,10 +146,15 @@ func TestOddInputsAsConsulLock(t *testing.T) {
 		{"-shell=false", "test/odd", ""},
 		{"-shell=false", "-child-exit-code", "test/odd", "", "touch", "MARK"},
 	}
+	// Sessions left may be fewer than consul lock's: consul lock's Unlock
+	// destroys its session from the renew goroutine (api lock.go Unlock
+	// closes sessionRenew; RenewPeriodic then calls Destroy) while the
+	// command returns and the process exits, so whether its session is
+	// left behind (until its TTL) is a race. lockrun must never leave more.
 	for _, args := range cases {
 		want := runOutcome(t, a, c, a.Bin, append([]string{"lock"}, args...))
 		got := runOutcome(t, a, c, lockrunPath(t), args)
-		if got.code != want.code || got.ran != want.ran || !slices.Equal(got.keys, want.keys) || got.sessions != want.sessions {
+		if got.code != want.code || got.ran != want.ran || !slices.Equal(got.keys, want.keys) || got.sessions > want.sessions {
 			t.Errorf("lockrun %q: exit %d, ran %q, left keys %q and %d sessions; consul lock: exit %d, ran %q, left keys %q and %d sessions",
 				args, got.code, got.ran, got.keys, got.sessions, want.code, want.ran, want.keys, want.sessions)
 		}
