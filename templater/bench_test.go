@@ -30,7 +30,7 @@ func BenchmarkRender2000(b *testing.B) {
 		if err != nil || missing != nil {
 			b.Fatal(err, missing)
 		}
-		if _, err := install(ctx, c, out, nil); err != nil {
+		if _, err := install(ctx, c, out, nil, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -8,8 +8,11 @@ package main
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -240,6 +243,97 @@ func TestConformWriteModeAndOwner(t *testing.T) {
 			if res[0].Code != res[1].Code || states[0] != states[1] {
 				t.Errorf("consul-template: exit %d, %s\n  stderr: %s\ntemplater:       exit %d, %s\n  stderr: %s",
 					res[0].Code, states[0], lastLines(res[0].Stderr), res[1].Code, states[1], lastLines(res[1].Stderr))
+			}
+		})
+	}
+}
+
+// treeState lists everything below dir, sorted, one entry a line: its
+// path, its full mode (file type included), a symbolic link's text (dir
+// itself written as DIR) and a regular file's bytes. A temp file left
+// behind shows as a name of its own.
+func treeState(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		st, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		fmt.Fprintf(&b, "\n    %s %s", rel, st.Mode())
+		switch {
+		case st.Mode()&os.ModeSymlink != 0:
+			to, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, " -> %s", strings.ReplaceAll(to, dir, "DIR"))
+		case st.Mode().IsRegular():
+			fmt.Fprintf(&b, " %q", readFile(p))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// TestConformBackup: backup = true where DEST.bak cannot simply be made,
+// with a backup left from before, and where the destination is a symbolic
+// link. consul-template v0.41.1 (renderer/renderer.go AtomicWrite) moves
+// DEST.bak to DEST.old.bak, hard-links DEST as DEST.bak (a symbolic link
+// itself, not its target) and removes DEST.old.bak when that worked; a
+// link that fails is a warning and the file is written all the same; the
+// rename replaces a symbolic link destination with the new file. Each case
+// sets up the same files for both tools (a shell script run in the
+// folder), runs -once, and compares the exit code and every file left
+// behind: names, modes, link texts and bytes.
+func TestConformBackup(t *testing.T) {
+	seedConform(t)
+	const cfg = "template {\n contents = \"new\"\n destination = \"out\"\n backup = true\n command = \"touch ran\"\n}\n"
+	for _, tc := range []struct{ name, setup string }{
+		{"bak is an empty folder", "echo old > out; mkdir out.bak"},
+		{"bak is a folder with files", "echo old > out; mkdir out.bak; echo k > out.bak/k"},
+		{"bak cannot be made", "echo old > out; mkdir out.bak out.old.bak; echo k > out.old.bak/k"},
+		{"bak cannot be made, old.bak a file", "echo old > out; mkdir out.bak; echo k > out.bak/k; echo oldest > out.old.bak"},
+		{"bak cannot be made, unchanged", "printf new > out; mkdir out.bak out.old.bak; echo k > out.old.bak/k"},
+		{"old.bak left behind", "echo old > out; echo oldest > out.old.bak"},
+		{"old.bak and bak", "echo old > out; echo older > out.bak; echo oldest > out.old.bak"},
+		{"bak without a destination", "echo older > out.bak"},
+		{"bak is a link", "echo old > out; echo t > t; ln -s t out.bak"},
+		{"bak and mode", "echo old > out; chmod 640 out; echo older > out.bak; chmod 600 out.bak"},
+		{"link", "mkdir real; echo old > real/target; chmod 600 real/target; ln -s real/target out"},
+		{"absolute link", "echo old > target; ln -s \"$PWD/target\" out"},
+		{"link to a link", "echo old > target; ln -s target mid; ln -s mid out"},
+		{"link to nothing", "ln -s nowhere out"},
+		{"link to nothing, bak there", "ln -s nowhere out; echo older > out.bak"},
+		{"link, bak there", "echo old > target; ln -s target out; echo older > out.bak"},
+		{"link, bak cannot be made", "echo old > target; ln -s target out; mkdir out.bak out.old.bak; echo k > out.old.bak/k"},
+		{"link, unchanged", "printf new > target; ln -s target out"},
+		{"link to a folder", "mkdir d; ln -s d out"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var res [2]outcome
+			var left [2]string
+			for i, tl := range tools(t) {
+				dir := toolDir(t, tl.name, map[string]string{"c.hcl": cfg})
+				setup := exec.Command("/bin/sh", "-ec", tc.setup)
+				setup.Dir = dir
+				if out, err := setup.CombinedOutput(); err != nil {
+					t.Fatalf("setup: %v: %s", err, out)
+				}
+				res[i] = runTool(t, tl.bin, dir, "", 30*time.Second, "-once", "-log-level", "warn", "-consul-addr", agent.HTTPAddr(), "-config", "c.hcl")
+				left[i] = treeState(t, dir)
+			}
+			if res[0].Code != res[1].Code || left[0] != left[1] {
+				t.Errorf("%s:\nconsul-template: exit %d, files:%s\n  stderr: %s\ntemplater:       exit %d, files:%s\n  stderr: %s",
+					tc.setup, res[0].Code, left[0], lastLines(res[0].Stderr), res[1].Code, left[1], lastLines(res[1].Stderr))
 			}
 		})
 	}

@@ -596,7 +596,7 @@ func (r *runner) output(ctx context.Context, t *tmpl, out []byte) (bool, error) 
 	case r.cfg.Diff:
 		return r.dryRun(t, out), nil
 	}
-	wrote, err := install(ctx, t.cfg, out, r.reaper)
+	wrote, err := install(ctx, t.cfg, out, r.reaper, r.log.Warn)
 	if err == nil {
 		t.installed = true
 		return wrote, nil

@@ -37,8 +37,12 @@ func (e *checkError) Error() string {
 // install writes content to c.Destination when it differs from what is there.
 // The candidate goes to a temp file in the destination's folder, created with
 // the final mode before the first byte, synced; the check (if any) runs on it;
-// then it is renamed over the destination (or copied in place).
-func install(ctx context.Context, c *templateConfig, content []byte, reaper *supervisor.Reaper) (changed bool, err error) {
+// then it is renamed over the destination (or copied in place). A
+// destination that is a symbolic link is replaced by the new file, its
+// target left as it was, as consul-template does; in place writes through
+// it. A backup (see backup) that fails is not an error: warn (when not
+// nil) is told, and the write goes on.
+func install(ctx context.Context, c *templateConfig, content []byte, reaper *supervisor.Reaper, warn func(msg string, args ...any)) (changed bool, err error) {
 	dest := c.Destination
 	old, rerr := os.ReadFile(dest)
 	exists := rerr == nil
@@ -91,9 +95,10 @@ func install(ctx context.Context, c *templateConfig, content []byte, reaper *sup
 			return false, err
 		}
 	}
-	if c.Backup && exists {
-		if err := copyFile(dest, dest+".bak", oldMode, uid, gid); err != nil {
-			return false, fmt.Errorf("backup: %w", err)
+	if c.Backup {
+		inPlace := c.InPlace && exists
+		if err := backup(dest, inPlace, oldMode, uid, gid); err != nil && warn != nil {
+			warn("could not back up the destination; writing it all the same", "destination", dest, "err", err)
 		}
 	}
 	if c.InPlace && exists {
@@ -122,6 +127,43 @@ func install(ctx context.Context, c *templateConfig, content []byte, reaper *sup
 		return false, fmt.Errorf("rename into %s: %w", dest, err)
 	}
 	return true, nil
+}
+
+// backup keeps dest's old file as dest.bak the way consul-template v0.41.1
+// does (renderer/renderer.go AtomicWrite), right before the new file is put
+// in place: a dest.bak already there is first moved to dest.old.bak (when it
+// can be); then dest is hard-linked as dest.bak, and dest.old.bak removed
+// once that worked. A link keeps the old file's mode, owner and times; a
+// destination that is a symbolic link is linked itself (link(2) does not
+// follow it), so dest.bak points where dest pointed, and the rename that
+// follows replaces the link with the new file, leaving its target as it
+// was. When the link fails (dest.bak is a folder that could not be moved
+// away, the file system has no hard links), dest.bak is not made, dest.old.bak
+// keeps the previous backup, and the error is returned for a warning: the
+// write goes on. No destination (none yet, or a symbolic link to nothing
+// counts as one) is no error, but the old backup is moved all the same.
+//
+// inPlace (templater's in_place, over an existing file): the write that
+// follows changes the old inode, which a hard link would share, so the
+// backup is a copy of the old content instead, with mode and owner uid:gid
+// (copyFile).
+func backup(dest string, inPlace bool, mode os.FileMode, uid, gid int) error {
+	bak, old := dest+".bak", dest+".old.bak"
+	_ = os.Rename(bak, old) // as consul-template: an error here is ignored
+	var err error
+	if inPlace {
+		err = copyFile(dest, bak, mode, uid, gid)
+	} else {
+		err = os.Link(dest, bak)
+	}
+	if err != nil {
+		if _, lerr := os.Lstat(dest); errors.Is(lerr, os.ErrNotExist) {
+			return nil // nothing to back up: the first write
+		}
+		return err
+	}
+	_ = os.Remove(old)
+	return nil
 }
 
 func writeTemp(dir, base string, content []byte, mode os.FileMode, uid, gid int) (string, error) {
@@ -199,8 +241,7 @@ func copyFile(src, dst string, mode os.FileMode, uid, gid int) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	// The old file's times too: consul-template's backup is a hard link
-	// to the old file (renderer.go AtomicWrite).
+	// The old file's times too, as a hard link (backup) keeps them.
 	atime := st.ModTime()
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 		atime = time.Unix(sys.Atim.Unix())

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -18,7 +19,7 @@ func TestInstall(t *testing.T) {
 	t.Run("new file gets the asked mode", func(t *testing.T) {
 		dst := filepath.Join(t.TempDir(), "a", "b", "out")
 		c := &templateConfig{Destination: dst, Perms: 0o640, PermsSet: true, CreateDestDirs: true}
-		changed, err := install(ctx, c, []byte("x"), nil)
+		changed, err := install(ctx, c, []byte("x"), nil, nil)
 		if err != nil || !changed {
 			t.Fatalf("install: %v %v", changed, err)
 		}
@@ -46,7 +47,7 @@ func TestInstall(t *testing.T) {
 			os.Chown(dst, 1234, 4321)
 		}
 		c := &templateConfig{Destination: dst, CreateDestDirs: true}
-		if _, err := install(ctx, c, []byte("new"), nil); err != nil {
+		if _, err := install(ctx, c, []byte("new"), nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		st, _ := os.Stat(dst)
@@ -62,7 +63,7 @@ func TestInstall(t *testing.T) {
 		ino := st.Sys().(*syscall.Stat_t).Ino
 		mt := st.ModTime()
 		time.Sleep(10 * time.Millisecond)
-		changed, err := install(ctx, c, []byte("new"), nil)
+		changed, err := install(ctx, c, []byte("new"), nil, nil)
 		if err != nil || changed {
 			t.Fatalf("unchanged bytes: changed=%v err=%v", changed, err)
 		}
@@ -75,11 +76,79 @@ func TestInstall(t *testing.T) {
 		dst := filepath.Join(t.TempDir(), "out")
 		os.WriteFile(dst, []byte("v1"), 0o644)
 		c := &templateConfig{Destination: dst, Backup: true, CreateDestDirs: true}
-		if _, err := install(ctx, c, []byte("v2"), nil); err != nil {
+		if _, err := install(ctx, c, []byte("v2"), nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		if readFile(dst+".bak") != "v1" || readFile(dst) != "v2" {
 			t.Fatalf("backup %q dest %q", readFile(dst+".bak"), readFile(dst))
+		}
+	})
+	t.Run("backup that cannot be made: a warning, and the write goes on", func(t *testing.T) {
+		dir := t.TempDir()
+		dst := filepath.Join(dir, "out")
+		os.WriteFile(dst, []byte("v1"), 0o644)
+		// DEST.bak a folder that cannot be moved to DEST.old.bak (a folder
+		// with files there): no hard link can be made.
+		os.MkdirAll(filepath.Join(dir, "out.bak"), 0o755)
+		os.MkdirAll(filepath.Join(dir, "out.old.bak"), 0o755)
+		os.WriteFile(filepath.Join(dir, "out.old.bak", "k"), []byte("k"), 0o644)
+		for _, inPlace := range []bool{false, true} {
+			var warned []string
+			warn := func(msg string, args ...any) { warned = append(warned, msg) }
+			c := &templateConfig{Destination: dst, Backup: true, InPlace: inPlace, CreateDestDirs: true}
+			content := fmt.Sprintf("in place %v", inPlace)
+			changed, err := install(ctx, c, []byte(content), nil, warn)
+			if err != nil || !changed || readFile(dst) != content || len(warned) != 1 {
+				t.Fatalf("in_place %v: changed %v, err %v, dest %q, warnings %q", inPlace, changed, err, readFile(dst), warned)
+			}
+			ents, _ := os.ReadDir(dir)
+			if len(ents) != 3 {
+				t.Fatalf("in_place %v: left behind: %v", inPlace, ents)
+			}
+		}
+	})
+	t.Run("first write with backup: no warning, an old backup moved aside", func(t *testing.T) {
+		dir := t.TempDir()
+		dst := filepath.Join(dir, "out")
+		os.WriteFile(dst+".bak", []byte("older"), 0o644)
+		warned := 0
+		c := &templateConfig{Destination: dst, Backup: true, CreateDestDirs: true}
+		if _, err := install(ctx, c, []byte("v1"), nil, func(string, ...any) { warned++ }); err != nil || warned != 0 {
+			t.Fatalf("err %v, %d warnings", err, warned)
+		}
+		if readFile(dst) != "v1" || readFile(dst+".old.bak") != "older" || fileState(dir, "out.bak") != "absent" {
+			t.Fatalf("dest %q, old.bak %q, bak %s", readFile(dst), readFile(dst+".old.bak"), fileState(dir, "out.bak"))
+		}
+	})
+	t.Run("in-place backup is a copy the write does not change", func(t *testing.T) {
+		// Through a symbolic link too: in_place writes the link's target,
+		// so the backup is the target's old content, not the link.
+		dir := t.TempDir()
+		dst := filepath.Join(dir, "out")
+		for _, link := range []bool{false, true} {
+			os.Remove(dst)
+			if link {
+				os.Symlink("target", dst)
+			} else {
+				os.WriteFile(dst, []byte("v1"), 0o640)
+			}
+			os.WriteFile(filepath.Join(dir, "target"), []byte("v1"), 0o640)
+			os.Chmod(dst, 0o640) // the umask (077 here) cut it
+			os.WriteFile(dst+".old.bak", []byte("oldest"), 0o644)
+			c := &templateConfig{Destination: dst, Backup: true, InPlace: true, CreateDestDirs: true}
+			if _, err := install(ctx, c, []byte("v2"), nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			st, err := os.Lstat(dst + ".bak")
+			if err != nil || !st.Mode().IsRegular() || st.Mode().Perm() != 0o640 || readFile(dst+".bak") != "v1" || readFile(dst) != "v2" {
+				t.Fatalf("link %v: backup %v %q, dest %q", link, st.Mode(), readFile(dst+".bak"), readFile(dst))
+			}
+			if fileState(dir, "out.old.bak") != "absent" {
+				t.Fatalf("link %v: out.old.bak left: %s", link, fileState(dir, "out.old.bak"))
+			}
+			if lst, _ := os.Lstat(dst); link != (lst.Mode()&os.ModeSymlink != 0) || link && readFile(filepath.Join(dir, "target")) != "v2" {
+				t.Fatalf("link %v: dest %v, target %q", link, lst.Mode(), readFile(filepath.Join(dir, "target")))
+			}
 		}
 	})
 	t.Run("in place keeps the inode", func(t *testing.T) {
@@ -88,7 +157,7 @@ func TestInstall(t *testing.T) {
 		st, _ := os.Stat(dst)
 		ino := st.Sys().(*syscall.Stat_t).Ino
 		c := &templateConfig{Destination: dst, InPlace: true, CreateDestDirs: true}
-		if _, err := install(ctx, c, []byte("v2"), nil); err != nil {
+		if _, err := install(ctx, c, []byte("v2"), nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		st2, _ := os.Stat(dst)
@@ -102,7 +171,7 @@ func TestInstall(t *testing.T) {
 		st, _ := os.Stat(dst)
 		ino := st.Sys().(*syscall.Stat_t).Ino
 		c := &templateConfig{Destination: dst, CreateDestDirs: true}
-		if _, err := install(ctx, c, []byte("v2"), nil); err != nil {
+		if _, err := install(ctx, c, []byte("v2"), nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		st2, _ := os.Stat(dst)
@@ -115,7 +184,7 @@ func TestInstall(t *testing.T) {
 		dst := filepath.Join(dir, "out")
 		os.WriteFile(dst, []byte("good"), 0o644)
 		c := &templateConfig{Destination: dst, Check: "grep -q good {{path}}", CommandTimeout: 5 * time.Second, CreateDestDirs: true}
-		_, err := install(ctx, c, []byte("bad"), nil)
+		_, err := install(ctx, c, []byte("bad"), nil, nil)
 		var ce *checkError
 		if !errors.As(err, &ce) {
 			t.Fatalf("want a check error, got %v", err)
@@ -127,7 +196,7 @@ func TestInstall(t *testing.T) {
 		if len(ents) != 1 {
 			t.Fatalf("left behind: %v", ents)
 		}
-		if _, err := install(ctx, c, []byte("good and new"), nil); err != nil {
+		if _, err := install(ctx, c, []byte("good and new"), nil, nil); err != nil {
 			t.Fatalf("passing check: %v", err)
 		}
 	})
