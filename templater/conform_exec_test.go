@@ -15,6 +15,25 @@ import (
 	"github.com/berth/berth/pkg/supervisor"
 )
 
+// startExecBoth starts both tools as daemons with args, each in its own
+// folder holding files, child.sh among them made executable, and returns
+// them and their folders (peer first). stop runs for each at the test's
+// end, to stop the tool and whatever its child left running in dir.
+func startExecBoth(t *testing.T, files map[string]string, args []string, stop func(d *proctest.Proc, dir string)) (ds []*proctest.Proc, dirs []string) {
+	t.Helper()
+	for _, tl := range tools(t) {
+		dir := toolDir(t, tl.name, files)
+		if err := os.Chmod(filepath.Join(dir, "child.sh"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		d := startDaemon(t, tl.bin, dir, args...)
+		t.Cleanup(func() { stop(d, dir) })
+		ds = append(ds, d)
+		dirs = append(dirs, dir)
+	}
+	return ds, dirs
+}
+
 // TestConformExecKillSignal: the signal that stops the -exec child for a
 // restart (its template changed, no reload signal), run with both tools
 // against the same key: by default SIGINT; with SIGNULL, on the command
@@ -51,29 +70,20 @@ while :; do sleep 0.1; done
 			} else {
 				args = append(append(args, "-exec", "./child.sh", "-exec-kill-timeout", "1s"), tc.args...)
 			}
-			var dirs []string
-			for _, tl := range tools(t) {
-				dir := toolDir(t, tl.name, files)
-				if err := os.Chmod(filepath.Join(dir, "child.sh"), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				d := startDaemon(t, tl.bin, dir, args...)
-				t.Cleanup(func() {
-					d.Stop(syscall.SIGINT, daemonStopWait)
-					for _, f := range strings.Fields(readFile(filepath.Join(dir, "pids"))) {
-						var pid int
-						if _, err := fmt.Sscan(f, &pid); err != nil || pid <= 0 {
-							continue
-						}
-						// A child left behind, if it is still ours (its
-						// working directory is the test's).
-						if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil && cwd == dir {
-							_ = syscall.Kill(pid, syscall.SIGKILL)
-						}
+			_, dirs := startExecBoth(t, files, args, func(d *proctest.Proc, dir string) {
+				d.Stop(syscall.SIGINT, daemonStopWait)
+				for _, f := range strings.Fields(readFile(filepath.Join(dir, "pids"))) {
+					var pid int
+					if _, err := fmt.Sscan(f, &pid); err != nil || pid <= 0 {
+						continue
 					}
-				})
-				dirs = append(dirs, dir)
-			}
+					// A child left behind, if it is still ours (its
+					// working directory is the test's).
+					if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil && cwd == dir {
+						_ = syscall.Kill(pid, syscall.SIGKILL)
+					}
+				}
+			})
 			starts := func(dir string) int { return strings.Count(readFile(filepath.Join(dir, "rec")), "started") }
 			for _, dir := range dirs {
 				eventually.True(t, 20*time.Second, "child started in "+dir, func() bool { return starts(dir) == 1 })
@@ -130,8 +140,6 @@ while :; do sleep 0.1; done
 				args = append(args, "-config", "ct.hcl")
 			}
 			args = append(args, tc.args...)
-			var dirs []string
-			var ds []*proctest.Proc
 			jobs := func(dir string) (live []string) {
 				for _, f := range strings.Fields(readFile(filepath.Join(dir, "jobs"))) {
 					var pid int
@@ -146,23 +154,14 @@ while :; do sleep 0.1; done
 				}
 				return live
 			}
-			for _, tl := range tools(t) {
-				dir := toolDir(t, tl.name, files)
-				if err := os.Chmod(filepath.Join(dir, "child.sh"), 0o755); err != nil {
-					t.Fatal(err)
+			ds, dirs := startExecBoth(t, files, args, func(d *proctest.Proc, dir string) {
+				d.Stop(syscall.SIGKILL, daemonStopWait)
+				for _, f := range jobs(dir) {
+					var pid int
+					fmt.Sscan(f, &pid)
+					_ = syscall.Kill(pid, syscall.SIGKILL)
 				}
-				d := startDaemon(t, tl.bin, dir, args...)
-				t.Cleanup(func() {
-					d.Stop(syscall.SIGKILL, daemonStopWait)
-					for _, f := range jobs(dir) {
-						var pid int
-						fmt.Sscan(f, &pid)
-						_ = syscall.Kill(pid, syscall.SIGKILL)
-					}
-				})
-				dirs = append(dirs, dir)
-				ds = append(ds, d)
-			}
+			})
 			starts := func(dir string) int { return strings.Count(readFile(filepath.Join(dir, "rec")), "started") }
 			seen := func(dir string) string {
 				l := strings.Split(strings.TrimSpace(readFile(filepath.Join(dir, "rec"))), "\n")
