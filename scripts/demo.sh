@@ -24,7 +24,10 @@ demo_bg() { "$@" & pids+=($!); }
 # pick_port [HINT]: a loopback port free for TCP and UDP (the hint is ignored).
 pick_port() { "$DEMO_DIR/devagent" -free-port; }
 cleanup() {
-	trap - INT TERM EXIT
+	# Ignore further signals, so that a second Ctrl-C does not cut short the
+	# ordered stop (it also reaches the programs, which stop anyway).
+	trap '' INT TERM HUP
+	trap - EXIT
 	echo
 	echo "== stopping"
 	local i p n
@@ -38,8 +41,17 @@ cleanup() {
 	[ -n "${DEMO_KEEP:-}" ] || rm -rf "$DEMO_DIR"
 	echo "== stopped"
 }
+# demo_signal STATUS: on INT, TERM or HUP. The programs get the SIGINT of a
+# Ctrl-C from the terminal too, but the dev agent does not (devagent_start
+# runs it in a session of its own): cleanup stops it after the programs.
+demo_signal() {
+	trap '' INT TERM HUP
+	exit "$1"
+}
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'demo_signal 130' INT
+trap 'demo_signal 143' TERM
+trap 'demo_signal 129' HUP
 
 devagent_start "$DEMO_DIR" berth-demo || { DEMO_KEEP=1; exit 1; }
 echo "== dev Consul agent on http://$CONSUL_HTTP_ADDR (DNS $CONSUL_DNS_ADDR), log in $DEMO_DIR/consul.log"
@@ -69,4 +81,7 @@ if [ -n "${DEMO_ONESHOT:-}" ]; then
 	exit 0
 fi
 echo "== all running against the dev agent; Ctrl-C stops everything"
-while true; do sleep 3600; done
+# Bash runs a trap only once a foreground command has ended, but a trapped
+# signal ends wait at once: so this waits on a background sleep.
+demo_bg sleep infinity
+wait "${pids[-1]}"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced (bash) by scripts/demo.sh and bench/*.sh: the one way they start a
 # dev Consul agent, through scripts/devagent (pkg/consultest: free loopback
 # ports, ready once it has a leader and its own node in the catalog).
@@ -13,15 +14,24 @@ devagent_build() {
 
 # devagent_start DIR [NODE]: builds devagent into DIR and starts it in the
 # background, its PID appended to the caller's pids array (stopping it with
-# SIGTERM or SIGINT stops the agent); waits up to 60 s for the agent, then
-# exports CONSUL_HTTP_ADDR, CONSUL_DNS_ADDR, CONSUL_DNS_PORT and CONSUL_NODE
-# (from DIR/agent.env) and empties CONSUL_HTTP_TOKEN and
-# CONSUL_HTTP_TOKEN_FILE. The agent's log is DIR/consul.log. Returns 1,
-# with the log's tail on standard error, when the agent did not start.
+# SIGTERM or SIGINT stops the agent). It runs in a session of its own
+# (setsid): the SIGINT of a Ctrl-C in the caller's terminal reaches the
+# caller and its programs but not the agent, so the caller stops the agent
+# itself after its programs, which never see it go away while they stop.
+# devagent also stops when the caller exits, however it exits (see
+# scripts/devagent/main.go). Waits up to 60 s for the agent, then exports
+# CONSUL_HTTP_ADDR, CONSUL_DNS_ADDR, CONSUL_DNS_PORT and CONSUL_NODE (from
+# DIR/agent.env) and empties CONSUL_HTTP_TOKEN and CONSUL_HTTP_TOKEN_FILE.
+# The agent's log is DIR/consul.log. Returns 1, with the log's tail on
+# standard error, when the agent did not start.
 devagent_start() {
 	local dir=$1 node=${2:-berth-demo} pid
 	devagent_build "$dir" || return 1
-	CONSUL_BIN=${CONSUL_BIN:-} "$dir/devagent" -node "$node" -env-file "$dir/agent.env" -log "$dir/consul.log" &
+	# A background job of a script (no job control) is no process group
+	# leader, so setsid execs devagent in place and $! is devagent. Where
+	# setsid has to fork (a shell with job control), -w keeps it as
+	# devagent's parent, and killing it stops devagent (its parent exits).
+	CONSUL_BIN=${CONSUL_BIN:-} setsid -w "$dir/devagent" -node "$node" -env-file "$dir/agent.env" -log "$dir/consul.log" &
 	pid=$!
 	pids+=("$pid")
 	for _ in $(seq 1 600); do
@@ -38,5 +48,5 @@ devagent_start() {
 	# shellcheck source=/dev/null
 	. "$dir/agent.env"
 	set +a
-	export CONSUL_HTTP_TOKEN= CONSUL_HTTP_TOKEN_FILE=
+	export CONSUL_HTTP_TOKEN='' CONSUL_HTTP_TOKEN_FILE=''
 }

@@ -1,6 +1,7 @@
 // Command devagent starts a dev-mode Consul agent on free loopback ports for
 // `make demo` (through pkg/consultest), writes its addresses as shell
-// variables to -env-file once it has a leader, and stops it on SIGINT/SIGTERM.
+// variables to -env-file once it has a leader, and stops it on SIGINT/SIGTERM
+// or when the process that started it exits.
 package main
 
 import (
@@ -12,6 +13,17 @@ import (
 
 	"github.com/berth/berth/pkg/consultest"
 )
+
+// init has the kernel send devagent SIGTERM (which stops the agent as from
+// the caller) when the process that started it exits. devagent.sh starts it
+// in a session of its own, out of reach of a Ctrl-C in the terminal, so that
+// the caller can stop it after the programs that use it; a caller that dies
+// before it can (SIGKILL, or a second signal while it stops its programs)
+// must still not leave the agent running. The setting is the calling
+// thread's: init runs on the main thread, which lives as long as devagent.
+func init() {
+	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGTERM), 0)
+}
 
 func main() {
 	envFile := flag.String("env-file", "", "write CONSUL_HTTP_ADDR=… lines here when ready")
