@@ -47,6 +47,10 @@ type answer struct {
 	negative  bool
 	watch     *watcher // Consul answers: the watch it came from
 	servedTTL uint32   // for stale upstream answers
+
+	// staleChase: a Consul answer holding a host-name target's records
+	// kept from the agent's last good answer (its DNS cannot be asked).
+	staleChase bool
 }
 
 // newAnswer packs m (without OPT) and records what the hot path needs.
@@ -341,7 +345,10 @@ func finish(q *query, m *dns.Msg, consul, owners bool) ([]byte, error) {
 	return m.Pack()
 }
 
-// rcodeReply is a reply with no records.
+// rcodeReply is a reply with no records: dnsforward's own SERVFAIL,
+// REFUSED or BADVERS. Its OPT record (the question had one) copies the
+// question's DO bit (RFC 3225 section 3), as an upstream's SERVFAIL that
+// dnsmasq relays carries it.
 func rcodeReply(q *query, rcode int, soa dns.RR) ([]byte, error) {
 	m := new(dns.Msg)
 	m.Response = true
@@ -350,7 +357,11 @@ func rcodeReply(q *query, rcode int, soa dns.RR) ([]byte, error) {
 	if soa != nil {
 		m.Ns = []dns.RR{soa}
 	}
-	return finish(q, m, false, false)
+	b, err := finish(q, m, false, false)
+	if err == nil && q.do {
+		b = withDO(b)
+	}
+	return b, err
 }
 
 // cutCache holds an answer's cut forms.

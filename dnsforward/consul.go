@@ -107,6 +107,11 @@ type consulZone struct {
 	amu     sync.RWMutex
 	gen     uint64
 	answers map[string]*answer // name + qtype (2 bytes) → answer
+
+	// targets: the agent's last good answers for host-name targets it is
+	// asked for (chaser.agent), by the target as the address gives it.
+	tmu     sync.Mutex
+	targets map[string]*agentTarget
 }
 
 // maxAnswers bounds the per-name answer map (random names asked in bulk).
@@ -261,6 +266,13 @@ func (z *consulZone) dropIdle() {
 	}
 	n := len(z.watchers)
 	z.wmu.Unlock()
+	z.tmu.Lock()
+	for k, t := range z.targets {
+		if now-t.used > idle {
+			delete(z.targets, k) // no answer asks for it any more
+		}
+	}
+	z.tmu.Unlock()
 	if dropped > 0 {
 		z.log.Debug("dropped idle watches", "dropped", dropped, "open", n)
 		z.invalidate()
@@ -891,6 +903,7 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, svc, tag st
 	if a != nil {
 		a.watch = w
 		a.expires = ch.expires
+		a.staleChase = ch.stale
 	}
 	return a, err
 }
@@ -969,6 +982,7 @@ func (z *consulZone) buildNode(name string, qtype uint16, domain string, w *watc
 	a, err := newAnswer(m, zoneConsul, false, false)
 	if a != nil {
 		a.expires = ch.expires
+		a.staleChase = ch.stale
 		a.watch = w
 	}
 	return a, err

@@ -217,63 +217,130 @@ func withoutDNSSEC(m *dns.Msg) *dns.Msg {
 var errNoUpstream = errors.New("no upstream resolver configured")
 
 // exchange asks each upstream at most once, in order, within the overall
-// budget: each try is bounded by the per-try timeout, except the last
-// one's, which waits out the budget. It moves on to the next upstream on a
-// timeout, an error (a closed port), SERVFAIL, REFUSED and an answer that
-// does not unpack, is for another question or holds fewer records than its
-// header counts, and retries over TCP when a UDP answer is truncated.
-// dnsmasq sends a client's question once to the server it uses (again
-// only when the client asks again), where dnsforward asked a silent
-// upstream again after every try timeout and a closed one about 22 times
-// within half a second.
+// budget, and takes the first valid answer from any upstream it has asked,
+// as dnsmasq relays a late answer from any server it asked. The next
+// upstream is asked once the newest one asked got no answer within the
+// per-try timeout (that one is still listened to until the budget ends),
+// or at once when it failed: an error (a closed port), SERVFAIL, REFUSED,
+// an answer that does not unpack, is for another question or holds fewer
+// records than its header counts. A truncated UDP answer is asked again
+// over TCP. dnsmasq sends a client's question once to the server it uses
+// (again only when the client asks again), where dnsforward asked a
+// silent upstream again after every try timeout and a closed one about 22
+// times within half a second; and it gave up on an upstream at its try
+// timeout, dropping the answer that came a little later.
 func (f *forwarder) exchange(ctx context.Context, uq upQuestion) (*dns.Msg, error) {
 	if len(f.upstreams) == 0 {
 		return nil, errNoUpstream
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.s.cfg.Budget)
-	defer cancel()
+	defer cancel() // the tries still waiting stop
 	req := new(dns.Msg)
 	req.SetQuestion(uq.name, uq.qtype)
 	req.Question[0].Qclass = uq.qclass
 	req.RecursionDesired = true
 	req.CheckingDisabled = uq.cd
 	req.SetEdns0(ednsSize, uq.do)
-	var lastErr error
-	refused := 0
 	order := f.order()
-	for i, up := range order {
-		if ctx.Err() != nil {
+	type result struct {
+		i    int
+		resp *dns.Msg
+		err  error
+	}
+	results := make(chan result, len(order)) // no try blocks on it
+	// Per try: given up on (its try timeout passed, or it failed) and
+	// done (its result came).
+	late := make([]bool, len(order))
+	done := make([]bool, len(order))
+	var lastErr error
+	refused, asked, pending := 0, 0, 0
+	var tryTimer *time.Timer
+	var tryOver <-chan time.Time
+	defer func() {
+		if tryTimer != nil {
+			tryTimer.Stop()
+		}
+	}()
+	// noAnswer marks upstream i as having given no answer in its try (a
+	// timeout, a closed port): asked after the others for a while, as
+	// dnsmasq keeps to the server that answered.
+	noAnswer := func(i int) {
+		f.failedAt[order[i]].Store(time.Now().UnixNano())
+	}
+	ask := func() {
+		i := asked
+		asked++
+		pending++
+		if tryTimer != nil {
+			tryTimer.Stop()
+		}
+		tryOver = nil
+		if asked < len(order) {
+			tryTimer = time.NewTimer(f.s.cfg.TryTimeout)
+			tryOver = tryTimer.C
+		}
+		r := req.Copy() // each try sets its own ID
+		go func() {
+			resp, err := f.s.exchangeWith(ctx, order[i], r, f.s.cfg.Budget, uq.tcp)
+			results <- result{i, resp, err}
+		}()
+	}
+	ask()
+	for {
+		select {
+		case <-tryOver:
+			// The newest try got no answer in time: the next upstream
+			// is asked, and this one still listened to.
+			i := asked - 1
+			late[i] = true
+			f.s.m.upstreamFailures.WithLabelValues(order[i], "timeout").Inc()
+			lastErr = fmt.Errorf("%s: no answer within %s", order[i], f.s.cfg.TryTimeout)
+			noAnswer(i)
+			ask()
+			continue
+		case <-ctx.Done():
+			// The budget is over: the tries not given up on yet timed out.
+			for i := 0; i < asked; i++ {
+				if !done[i] && !late[i] {
+					f.s.m.upstreamFailures.WithLabelValues(order[i], "timeout").Inc()
+					noAnswer(i)
+				}
+			}
 			if lastErr == nil {
 				lastErr = ctx.Err()
 			}
 			return nil, fmt.Errorf("upstreams gave no answer within %s: %w", f.s.cfg.Budget, lastErr)
-		}
-		timeout := f.s.cfg.TryTimeout
-		if i == len(order)-1 {
-			timeout = f.s.cfg.Budget // the rest of it
-		}
-		resp, err := f.s.exchangeWith(ctx, up, req, timeout, uq.tcp)
-		if err != nil {
-			lastErr = fmt.Errorf("%s: %w", up, err)
-			if !errors.Is(err, errBadAnswer) {
-				// No answer (a timeout, a closed port): asked after the
-				// others for a while, as dnsmasq keeps to the server that
-				// answered.
-				f.failedAt[up].Store(time.Now().UnixNano())
+		case r := <-results:
+			pending--
+			done[r.i] = true
+			up := order[r.i]
+			switch {
+			case r.err != nil:
+				lastErr = fmt.Errorf("%s: %w", up, r.err)
+				if !errors.Is(r.err, errBadAnswer) && !late[r.i] {
+					if isTimeout(r.err) {
+						f.s.m.upstreamFailures.WithLabelValues(up, "timeout").Inc()
+					}
+					noAnswer(r.i)
+				}
+			case r.resp.Rcode == dns.RcodeServerFailure, r.resp.Rcode == dns.RcodeRefused:
+				f.failedAt[up].Store(0)
+				f.s.m.upstreamFailures.WithLabelValues(up, strings.ToLower(dns.RcodeToString[r.resp.Rcode])).Inc()
+				lastErr = fmt.Errorf("%s: %s", up, dns.RcodeToString[r.resp.Rcode])
+				if r.resp.Rcode == dns.RcodeRefused {
+					refused++
+				}
+			default:
+				f.failedAt[up].Store(0)
+				return r.resp, nil
 			}
-			continue
-		}
-		f.failedAt[up].Store(0)
-		switch resp.Rcode {
-		case dns.RcodeServerFailure, dns.RcodeRefused:
-			f.s.m.upstreamFailures.WithLabelValues(up, strings.ToLower(dns.RcodeToString[resp.Rcode])).Inc()
-			lastErr = fmt.Errorf("%s: %s", up, dns.RcodeToString[resp.Rcode])
-			if resp.Rcode == dns.RcodeRefused {
-				refused++
+			if r.i == asked-1 && asked < len(order) {
+				ask() // the newest try failed: the next at once
 			}
-			continue
 		}
-		return resp, nil
+		if pending == 0 && asked == len(order) {
+			break
+		}
 	}
 	if refused == len(order) {
 		return nil, fmt.Errorf("%w: %w", errAllRefused, lastErr)
@@ -322,8 +389,10 @@ func (s *Server) exchangeWith(ctx context.Context, addr string, req *dns.Msg, ti
 		reason := "error"
 		var de *dns.Error
 		switch {
-		case isTimeout(err):
-			reason = "timeout"
+		case ctx.Err() != nil || isTimeout(err):
+			// No answer in time (the budget is over, or another
+			// upstream answered): exchange counts the timeouts.
+			return nil, err
 		case errors.Is(err, errBadAnswer):
 		case errors.As(err, &de):
 			// miekg/dns's own errors: the answer came but could not be
@@ -363,6 +432,10 @@ func exchangeOver(ctx context.Context, network, addr string, req *dns.Msg, timeo
 	if err := co.SetDeadline(dl); err != nil {
 		return nil, err
 	}
+	// Given up on (another upstream answered, the budget is over): the
+	// read ends now rather than at its deadline.
+	stop := context.AfterFunc(ctx, func() { _ = co.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
 	if err := co.WriteMsg(req); err != nil {
 		return nil, err
 	}

@@ -600,6 +600,8 @@ func (s *Server) sendConsul(r *reader, q *query, a *answer, now int64) []byte {
 				b, _ := rcodeReply(q, dns.RcodeServerFailure, nil)
 				return b
 			}
+		} else if a.staleChase {
+			s.m.stale[cacheConsul].Add(1)
 		}
 	}
 	return s.send(r, q, a, now)

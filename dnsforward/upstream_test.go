@@ -423,3 +423,139 @@ func TestLateAnswerRelayedAsDnsmasq(t *testing.T) {
 		t.Errorf("upstream asked %d times; by dnsmasq %d", f, d)
 	}
 }
+
+// TestOwnServfailCopiesDOAsDnsmasq: dnsforward's own SERVFAIL (no upstream
+// gave an answer) to a question with DO set carried an OPT record without
+// DO. RFC 3225 section 3: the DO bit of the query is copied into the
+// response. dnsmasq 2.90, run here on the same input, relays an upstream's
+// SERVFAIL with the upstream's OPT, whose DO an RFC 3225 upstream copied
+// from the question; its own SERVFAIL (an answer holding fewer records than
+// its header counts) has no OPT at all, and to an upstream that never
+// answers or whose port is closed it sends nothing (README, differences).
+func TestOwnServfailCopiesDOAsDnsmasq(t *testing.T) {
+	handler := func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+		if !strings.HasPrefix(strings.ToLower(r.Question[0].Name), "sf") {
+			return badAnswers(w, r)
+		}
+		m := recursiveReply(r)
+		m.Rcode = dns.RcodeServerFailure
+		if o := r.IsEdns0(); o != nil {
+			m.SetEdns0(1232, o.Do()) // DO copied, as RFC 3225 says
+		}
+		return m
+	}
+	upF, upD := startUpstream(t, handler), startUpstream(t, handler)
+	closed, _ := closedPort(t)
+	_, addr := startServer(t, upstreamConfig(t, upF.addr))
+	_, addrClosed := startServer(t, upstreamConfig(t, closed))
+	dm := startDnsmasqNoProbe(t, upD.addr)
+	dmClosed := startDnsmasqNoProbe(t, closed)
+	// answer asks a with DO set or not, over network, and says what came:
+	// the rcode and the DO bit of the OPT record ("no OPT" without one).
+	answer := func(a, name, network string, do bool) string {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		m.SetEdns0(1232, do)
+		r, _, err := (&dns.Client{Net: network, Timeout: 2 * time.Second}).Exchange(m, a)
+		if err != nil {
+			return "no answer"
+		}
+		o := r.IsEdns0()
+		if o == nil {
+			return dns.RcodeToString[r.Rcode] + " no OPT"
+		}
+		return fmt.Sprintf("%s do=%v", dns.RcodeToString[r.Rcode], o.Do())
+	}
+	for _, network := range []string{"udp", "tcp"} {
+		for _, do := range []bool{true, false} {
+			rfc := fmt.Sprintf("SERVFAIL do=%v", do)
+			// The upstream's SERVFAIL: dnsmasq relays it, dnsforward
+			// answers its own.
+			name := fmt.Sprintf("sf-%s-%v.example.", network, do)
+			if got, want := answer(addr, name, network, do), answer(dm, name, network, do); got != want || got != rfc {
+				t.Errorf("%s over %s, do=%v, upstream SERVFAIL: %s; dnsmasq %s; want %s", name, network, do, got, want, rfc)
+			}
+			// No answer at all (a closed port), and an answer with fewer
+			// records than its header counts: the RFC's DO.
+			name = fmt.Sprintf("closed-%s-%v.example.", network, do)
+			if got := answer(addrClosed, name, network, do); got != rfc {
+				t.Errorf("%s over %s, do=%v, upstream port closed: %s, want %s", name, network, do, got, rfc)
+			}
+			if d := answer(dmClosed, name, network, do); d != "no answer" {
+				t.Logf("%s over %s, do=%v, upstream port closed: dnsmasq now answers %s (README, differences: it sent nothing)", name, network, do, d)
+			}
+			name = fmt.Sprintf("garbage-%s-%v.example.", network, do)
+			got, d := answer(addr, name, network, do), answer(dm, name, network, do)
+			if got != rfc {
+				t.Errorf("%s over %s, do=%v, upstream answer short of records: %s, want %s", name, network, do, got, rfc)
+			}
+			if d != "SERVFAIL no OPT" {
+				t.Logf("%s over %s, do=%v: dnsmasq now answers %s (README, differences: its own SERVFAIL had no OPT)", name, network, do, d)
+			}
+		}
+	}
+}
+
+// TestLateAnswerFromAnyUpstreamAsDnsmasq: the first upstream answers after
+// 1.5 s, the second never. With the default try timeout (1 s) and budget
+// (4 s), dnsforward gave up on the first at 1 s, asked the second, dropped
+// the first's answer when it came and answered SERVFAIL once the budget
+// ran out; dnsmasq relays the late answer from any server it asked. Now
+// the first valid answer from any upstream asked is taken while the budget
+// lasts, relayed and cached as a timely one.
+func TestLateAnswerFromAnyUpstreamAsDnsmasq(t *testing.T) {
+	const delay = 1500 * time.Millisecond
+	slow := func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+		time.Sleep(delay)
+		m := recursiveReply(r)
+		m.Answer = append(m.Answer, mustRR(r.Question[0].Name+" 300 IN A 192.0.2.77"))
+		return m
+	}
+	slowF, slowD := startUpstream(t, slow), startUpstream(t, slow)
+	deadF, deadD := silentUpstream(t), silentUpstream(t)
+	cfg := upstreamConfig(t, slowF.addr, deadF.addr())
+	cfg.TryTimeout, cfg.Budget = time.Second, 4*time.Second // the flags' defaults
+	_, addr := startServer(t, cfg)
+	dm := startDnsmasqNoProbe(t, slowD.addr, deadD.addr())
+	// answer asks a once, waiting longer than the budget, and says what
+	// came and after how long.
+	answer := func(a, name string) (string, time.Duration) {
+		start := time.Now()
+		r := askWithin(t, a, name, cfg.Budget+time.Second)
+		took := time.Since(start)
+		if r == nil {
+			return "no answer", took
+		}
+		var rrs []string
+		for _, rr := range r.Answer {
+			rrs = append(rrs, strings.TrimPrefix(rr.String(), rr.Header().String()))
+		}
+		return dns.RcodeToString[r.Rcode] + " " + strings.Join(rrs, " "), took
+	}
+	const want = "NOERROR 192.0.2.77"
+	for _, name := range []string{"late1.example.", "late2.example."} {
+		var got, d string
+		var gotTook time.Duration
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); got, gotTook = answer(addr, name) }()
+		go func() { defer wg.Done(); d, _ = answer(dm, name) }()
+		wg.Wait()
+		if got != want || d != want {
+			t.Errorf("%s, the first upstream answering after %s, the second never: %s after %s; dnsmasq %s; want %s", name, delay, got, gotTook.Round(time.Millisecond), d, want)
+		}
+		if gotTook >= cfg.Budget {
+			t.Errorf("%s: answered after %s, the budget (%s) run out", name, gotTook.Round(time.Millisecond), cfg.Budget)
+		}
+		// Cached as a timely answer: asked again, not asked upstream.
+		if got, _ := answer(addr, name); got != want {
+			t.Errorf("%s asked again: %s, want %s from the cache", name, got, want)
+		}
+		if f, d := slowF.queries(name, "udp"), slowD.queries(name, "udp"); f != 1 || d != 1 {
+			t.Errorf("%s, asked twice: the first upstream asked %d times; by dnsmasq %d; want once", name, f, d)
+		}
+		if f, d := deadF.queries(name), deadD.queries(name); f != d {
+			t.Logf("%s: the silent upstream asked %d times; by dnsmasq %d", name, f, d)
+		}
+	}
+}
