@@ -289,17 +289,16 @@ func TestBadTCPUpstreamAnswerAsDnsmasq(t *testing.T) {
 // lower case.
 func TestUpstreamAskedInClientCaseAsDnsmasq(t *testing.T) {
 	var mu sync.Mutex
-	seen := map[string][]string{} // upstream address: the names asked, as written
-	record := func(up **upstream) func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+	seen := map[string][]string{} // whose upstream: the names asked, as written
+	record := func(who string) func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
 		return func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
 			mu.Lock()
-			seen[(*up).addr] = append(seen[(*up).addr], r.Question[0].Name)
+			seen[who] = append(seen[who], r.Question[0].Name)
 			mu.Unlock()
 			return zoneHandler(w, r)
 		}
 	}
-	var upF, upD *upstream
-	upF, upD = startUpstream(t, record(&upF)), startUpstream(t, record(&upD))
+	upF, upD := startUpstream(t, record("dnsforward")), startUpstream(t, record("dnsmasq"))
 	_, addr := startServer(t, upstreamConfig(t, upF.addr))
 	dm := startDnsmasqNoProbe(t, upD.addr)
 	owners := func(r *dns.Msg) []string {
@@ -317,7 +316,7 @@ func TestUpstreamAskedInClientCaseAsDnsmasq(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if f, d := seen[upF.addr], seen[upD.addr]; !slices.Equal(f, d) {
+	if f, d := seen["dnsforward"], seen["dnsmasq"]; !slices.Equal(f, d) {
 		t.Errorf("upstream asked %q; by dnsmasq %q", f, d)
 	}
 }
@@ -331,15 +330,15 @@ func TestUpstreamAskedInClientCaseAsDnsmasq(t *testing.T) {
 // and DO.
 func TestCDAndDOAsDnsmasq(t *testing.T) {
 	var mu sync.Mutex
-	seen := map[string][]string{} // upstream address: the questions asked, with CD and DO
-	record := func(up **upstream) func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+	seen := map[string][]string{} // whose upstream: the questions asked, with CD and DO
+	record := func(who string) func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
 		return func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
 			do := false
 			if o := r.IsEdns0(); o != nil {
 				do = o.Do()
 			}
 			mu.Lock()
-			seen[(*up).addr] = append(seen[(*up).addr], fmt.Sprintf("%s cd=%v do=%v", r.Question[0].Name, r.CheckingDisabled, do))
+			seen[who] = append(seen[who], fmt.Sprintf("%s cd=%v do=%v", r.Question[0].Name, r.CheckingDisabled, do))
 			mu.Unlock()
 			q := r.Question[0]
 			m := recursiveReply(r)
@@ -353,8 +352,7 @@ func TestCDAndDOAsDnsmasq(t *testing.T) {
 			return m
 		}
 	}
-	var upF, upD *upstream
-	upF, upD = startUpstream(t, record(&upF)), startUpstream(t, record(&upD))
+	upF, upD := startUpstream(t, record("dnsforward")), startUpstream(t, record("dnsmasq"))
 	_, addr := startServer(t, upstreamConfig(t, upF.addr))
 	dm := startDnsmasqNoProbe(t, upD.addr)
 	ask := func(a, name string, cd, do bool) string {
@@ -394,7 +392,7 @@ func TestCDAndDOAsDnsmasq(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if f, d := seen[upF.addr], seen[upD.addr]; !slices.Equal(f, d) {
+	if f, d := seen["dnsforward"], seen["dnsmasq"]; !slices.Equal(f, d) {
 		t.Errorf("upstream asked\n%q\nby dnsmasq\n%q", f, d)
 	}
 }
