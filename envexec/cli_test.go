@@ -197,13 +197,22 @@ func TestBlankCommandAsEnvconsul(t *testing.T) {
 
 // TestHelpOnStdout: envconsul -h prints its usage on standard output and
 // exits 0 (cli.go Run: flag.ErrHelp, fmt.Fprintf(cli.outStream, usage)),
-// so `envexec -h | less` works as it did.
+// so `envexec -h | less` works as it did. envconsul's ParseFlags defines
+// neither -h nor -help, so Go's flag package (flag.go parseOne) answers
+// either with flag.ErrHelp before it looks at a value: -help=tRuE,
+// -h=yes, -help=false and -help= print the usage too, and parsing stops
+// there (a bad flag after it is not seen; one before it is a flag error).
 func TestHelpOnStdout(t *testing.T) {
-	for _, arg := range []string{"-h", "-help", "--help"} {
-		p := runEnvexec(t, "127.0.0.1:1", nil, arg)
+	for _, args := range [][]string{{"-h"}, {"-help"}, {"--help"}, {"-help=tRuE"}, {"-h=yes"}, {"--help=FALSE"},
+		{"-help=false"}, {"-h=0"}, {"-help="}, {"-prefix", "app", "-help=tRuE", "-bogus", "true"}, {"-h", "-help"}} {
+		p := runEnvexec(t, "127.0.0.1:1", nil, args...)
 		if p.code != 0 || !strings.Contains(p.stdout.String(), "-prefix") || p.stderr.String() != "" {
-			t.Errorf("%s: exit %d, stdout %d bytes, stderr %q", arg, p.code, len(p.stdout.String()), p.stderr)
+			t.Errorf("%q: exit %d, stdout %d bytes, stderr %q; want the usage on stdout, exit 0", args, p.code, len(p.stdout.String()), p.stderr)
 		}
+	}
+	p := runEnvexec(t, "127.0.0.1:1", nil, "-bogus", "-help=tRuE")
+	if p.code != exitFlags || p.stdout.String() != "" {
+		t.Errorf("-bogus -help=tRuE: exit %d, stdout %d bytes; want %d (ParseFlags' error comes first)", p.code, len(p.stdout.String()), exitFlags)
 	}
 }
 

@@ -301,6 +301,10 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 resulting environment changes. Exits with the child's exit code.`
 	p.Footer = "envconsul's -secret and -vault-* flags are refused: envexec reads Consul only, not Vault."
 	p.HelpToStdout = true // envconsul cli.go Run: flag.ErrHelp prints the usage on its out stream, exit 0
+	// envconsul's ParseFlags defines neither -h nor -help, so Go's flag
+	// package answers either with flag.ErrHelp whatever its value
+	// (-help=tRuE, -h=false) and stops parsing there.
+	p.HelpAnyValue = true
 	p.DeferVersion = true // printed by runOnce after the files and the log set-up are checked, as envconsul
 	o.cli = p
 	registerSourceFlags(p, o)
