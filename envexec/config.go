@@ -434,16 +434,20 @@ type waitConfig struct {
 // min and max) keeps a file's bool = false (envconsul cli.go loadConfigs
 // merges the files, then the flags).
 func (w waitConfig) merge(o waitConfig) waitConfig {
-	if o.enabled != nil {
-		w.enabled = o.enabled
-	}
-	if o.min != nil {
-		w.min = o.min
-	}
-	if o.max != nil {
-		w.max = o.max
-	}
+	w.enabled = mergeField(w.enabled, o.enabled)
+	w.min = mergeField(w.min, o.min)
+	w.max = mergeField(w.max, o.max)
 	return w
+}
+
+// mergeField is consul-template's Merge rule for one field of a
+// configuration (authConfig, waitConfig): the later one's value when it
+// gives one (not nil), else the earlier one's.
+func mergeField[T any](earlier, later *T) *T {
+	if later != nil {
+		return later
+	}
+	return earlier
 }
 
 // bounds is the wait envconsul's runner uses (WaitConfig.Finalize): enabled
