@@ -79,6 +79,10 @@ func TestExitCodesAsEnvconsul(t *testing.T) {
 	if err := os.WriteFile(emptyFirst, []byte("exec { command = [\"\", \"true\"] }\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	badPath := dir + "/bad-path.hcl"
+	if err := os.WriteFile(badPath, []byte("prefix { path = \"app@\" }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	dead := "127.0.0.1:1"
 	for _, tc := range []struct {
 		name string
@@ -130,6 +134,16 @@ func TestExitCodesAsEnvconsul(t *testing.T) {
 		{"a blank argument", []string{"-prefix", "app", "-wait-timeout", "1ms", " "}, 11},
 		{"a blank -exec", []string{"-exec", " ", "-prefix", "app", "-wait-timeout", "1ms"}, 11},
 		{"bad prefix", []string{"-prefix", "app@a@b", "true"}, 14},
+		// A bad -prefix is refused by NewRunner only (runner.go init), so
+		// a flag, file, log level or missing command refused before it
+		// decides the exit code.
+		{"bad prefix, no command", []string{"-prefix", "app@a@b"}, 15},
+		{"bad prefix, then an unknown flag", []string{"-prefix", "app@a@b", "-bogus", "true"}, 13},
+		{"bad service, then a bad duration", []string{"-service", "tag.@dc", "-exec-kill-timeout", "soon", "true"}, 13},
+		{"bad prefix, then a bad config file", []string{"-prefix", "app@a@b", "-config", bad, "true"}, 15},
+		{"bad prefix and a bad log level", []string{"-prefix", "app@a@b", "-log-level", "loud", "true"}, 15},
+		{"bad prefix in a file, no command", []string{"-config", badPath, "-prefix", "app"}, 15},
+		{"bad prefix in a file", []string{"-config", badPath, "-prefix", "app", "true"}, 14},
 		{"pid file", []string{"-pid-file", dir + "/no/such/dir/pid", "-prefix", "app", "true"}, 14},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -146,11 +160,20 @@ func TestExitCodesAsEnvconsul(t *testing.T) {
 // logger (setupLogger: a bad log level or syslog, 15) before it prints
 // its version for -version (exit 0); the command and the sources are
 // looked at only after it, so -version alone, or with an empty command,
-// prints it.
+// prints it. A -prefix or -service is any text to ParseFlags
+// (config_prefix.go ParsePrefixConfig, config_service.go
+// ParseServiceConfig never fail; a file's path is decoded as is): a bad
+// one is refused by NewRunner (runner.go init: dep.NewKVListQuery,
+// dep.NewCatalogServiceQuery; 14), after -version, so -version prints
+// with it, and a bad flag, file or log level after it still decides.
 func TestVersionOrderAsEnvconsul(t *testing.T) {
 	dir := t.TempDir()
 	bad := dir + "/bad.hcl"
 	if err := os.WriteFile(bad, []byte("bogus = 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badPath := dir + "/bad-path.hcl"
+	if err := os.WriteFile(badPath, []byte("prefix { path = \"app@a@b\" }\nservice { query = \"tag.@dc\" }\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -166,11 +189,18 @@ func TestVersionOrderAsEnvconsul(t *testing.T) {
 		{"bad config file", []string{"-version", "-config", bad}, 15, false},
 		{"bad syslog facility", []string{"-version", "-syslog", "-syslog-facility", "NOPE"}, 15, false},
 		{"unknown flag", []string{"-version", "-bogus"}, 13, false},
+		{"bad -prefix", []string{"-version", "-prefix", "app@a@b", "true"}, 0, true},
+		{"bad -prefix before it", []string{"-prefix", "app@", "-format", "X_{{ key }}", "-v"}, 0, true},
+		{"bad -service", []string{"-service", "tag.@dc", "-service-format-id", "ID", "-version"}, 0, true},
+		{"bad path and query in a file", []string{"-version", "-config", badPath}, 0, true},
+		{"bad -prefix, then an unknown flag", []string{"-prefix", "app@a@b", "-version", "-bogus"}, 13, false},
+		{"bad -prefix, then a bad config file", []string{"-prefix", "app@a@b", "-version", "-config", bad}, 15, false},
+		{"bad -prefix, then a bad log level", []string{"-prefix", "app@a@b", "-log-level", "loud", "-version"}, 15, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := runEnvexec(t, "127.0.0.1:1", nil, tc.args...)
 			printed := strings.HasPrefix(p.stdout.String(), "envexec ")
-			if p.code != tc.code || printed != tc.version {
+			if p.code != tc.code || printed != tc.version || (tc.version && p.stderr.String() != "") {
 				t.Errorf("exit %d, version printed %v; want %d, %v (envconsul's)\nstdout %q\nstderr %s", p.code, printed, tc.code, tc.version, p.stdout, p.stderr)
 			}
 		})
@@ -197,13 +227,22 @@ func TestBlankCommandAsEnvconsul(t *testing.T) {
 
 // TestHelpOnStdout: envconsul -h prints its usage on standard output and
 // exits 0 (cli.go Run: flag.ErrHelp, fmt.Fprintf(cli.outStream, usage)),
-// so `envexec -h | less` works as it did.
+// so `envexec -h | less` works as it did. envconsul's ParseFlags defines
+// neither -h nor -help, so Go's flag package (flag.go parseOne) answers
+// either with flag.ErrHelp before it looks at a value: -help=tRuE,
+// -h=yes, -help=false and -help= print the usage too, and parsing stops
+// there (a bad flag after it is not seen; one before it is a flag error).
 func TestHelpOnStdout(t *testing.T) {
-	for _, arg := range []string{"-h", "-help", "--help"} {
-		p := runEnvexec(t, "127.0.0.1:1", nil, arg)
+	for _, args := range [][]string{{"-h"}, {"-help"}, {"--help"}, {"-help=tRuE"}, {"-h=yes"}, {"--help=FALSE"},
+		{"-help=false"}, {"-h=0"}, {"-help="}, {"-prefix", "app", "-help=tRuE", "-bogus", "true"}, {"-h", "-help"}} {
+		p := runEnvexec(t, "127.0.0.1:1", nil, args...)
 		if p.code != 0 || !strings.Contains(p.stdout.String(), "-prefix") || p.stderr.String() != "" {
-			t.Errorf("%s: exit %d, stdout %d bytes, stderr %q", arg, p.code, len(p.stdout.String()), p.stderr)
+			t.Errorf("%q: exit %d, stdout %d bytes, stderr %q; want the usage on stdout, exit 0", args, p.code, len(p.stdout.String()), p.stderr)
 		}
+	}
+	p := runEnvexec(t, "127.0.0.1:1", nil, "-bogus", "-help=tRuE")
+	if p.code != exitFlags || p.stdout.String() != "" {
+		t.Errorf("-bogus -help=tRuE: exit %d, stdout %d bytes; want %d (ParseFlags' error comes first)", p.code, len(p.stdout.String()), exitFlags)
 	}
 }
 

@@ -434,16 +434,20 @@ type waitConfig struct {
 // min and max) keeps a file's bool = false (envconsul cli.go loadConfigs
 // merges the files, then the flags).
 func (w waitConfig) merge(o waitConfig) waitConfig {
-	if o.enabled != nil {
-		w.enabled = o.enabled
-	}
-	if o.min != nil {
-		w.min = o.min
-	}
-	if o.max != nil {
-		w.max = o.max
-	}
+	w.enabled = mergeField(w.enabled, o.enabled)
+	w.min = mergeField(w.min, o.min)
+	w.max = mergeField(w.max, o.max)
 	return w
+}
+
+// mergeField is consul-template's Merge rule for one field of a
+// configuration (authConfig, waitConfig): the later one's value when it
+// gives one (not nil), else the earlier one's.
+func mergeField[T any](earlier, later *T) *T {
+	if later != nil {
+		return later
+	}
+	return earlier
 }
 
 // bounds is the wait envconsul's runner uses (WaitConfig.Finalize): enabled
@@ -562,7 +566,7 @@ func (fc *fileConfig) readExec(f *configfile.File, m map[string]any) error {
 // readSources takes the prefix { } and service { } blocks, in order.
 func (fc *fileConfig) readSources(f *configfile.File, m map[string]any) error {
 	err := eachBlock(m, "prefix", func(b map[string]any) error {
-		p, err := prefixBlock(b)
+		p, err := prefixBlock(b, "config "+f.Path+": prefix: ")
 		if err != nil {
 			return err
 		}
@@ -595,7 +599,7 @@ func (fc *fileConfig) readSources(f *configfile.File, m map[string]any) error {
 		return err
 	}
 	return eachBlock(m, "service", func(b map[string]any) error {
-		s, err := serviceBlock(b)
+		s, err := serviceBlock(b, "config "+f.Path+": service: ")
 		if err == nil {
 			fc.services = append(fc.services, s)
 		}
@@ -623,8 +627,9 @@ func eachBlock(m map[string]any, key string, read func(map[string]any) error) er
 }
 
 // prefixBlock reads prefix { path, format, no_prefix }; no_prefix defaults
-// to true for Consul prefixes (runner.go, appendPrefixes).
-func prefixBlock(b map[string]any) (*prefixSpec, error) {
+// to true for Consul prefixes (runner.go, appendPrefixes). A path that
+// does not parse makes a badPrefix, its problem starting with where.
+func prefixBlock(b map[string]any, where string) (*prefixSpec, error) {
 	// A block without a path is one with an empty path (envconsul's
 	// PrefixConfig.Path is nil then, read as ""): see envconsulPrefixList.
 	var path string
@@ -637,8 +642,8 @@ func prefixBlock(b map[string]any) (*prefixSpec, error) {
 	p, err := parsePrefix(path)
 	if err != nil {
 		// envconsul refuses a bad path when its runner is built
-		// (runner.go init), with its runner error's exit code.
-		return nil, withCode(fmt.Errorf("path: %w", err), exitRunner)
+		// (sourceProblem).
+		p = badPrefix(path, fmt.Errorf("%spath: %w", where, err))
 	}
 	if v, ok := b["format"]; ok {
 		s, err := configfile.String(v)
@@ -657,17 +662,19 @@ func prefixBlock(b map[string]any) (*prefixSpec, error) {
 }
 
 // serviceBlock reads service { query, format_id, ... } (config_service.go).
-func serviceBlock(b map[string]any) (*serviceSpec, error) {
+// A query that does not parse makes a badService, its problem starting
+// with where.
+func serviceBlock(b map[string]any, where string) (*serviceSpec, error) {
 	// A block without a query has an empty one (config_service.go
 	// ServiceConfig.Finalize), which envconsul refuses when it builds its
-	// runner (runner.go init: NewCatalogServiceQuery), exit 14.
+	// runner (runner.go init: NewCatalogServiceQuery, sourceProblem).
 	var q string
 	if err := configfile.Get(b, "query", configfile.String, &q); err != nil {
 		return nil, err
 	}
 	s, err := parseService(q)
 	if err != nil {
-		return nil, withCode(fmt.Errorf("query: %w", err), exitRunner)
+		s = badService(q, fmt.Errorf("%squery: %w", where, err))
 	}
 	for _, field := range serviceFields() {
 		v, ok := b["format_"+field]

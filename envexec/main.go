@@ -114,7 +114,6 @@ type options struct {
 	fileCommand    []string  // exec.command from a -config file
 	env            envPolicy // exec.env from -config files
 	argv           []string
-	badSource      bool // a -prefix or -service value did not parse
 	version        bool // -version: print it once the log set-up is checked, then exit
 }
 
@@ -154,17 +153,17 @@ func (f signalFlag) Set(s string) error {
 	return nil
 }
 
-// addSource is the flag of a repeatable source (-prefix, -service): each
-// value, read by parse, is added to list, in the order given. A value that does not parse sets
-// *bad: envconsul takes any text for these flags and refuses a bad one when
-// its runner is built (runner.go init: dep.NewKVListQuery,
-// dep.NewCatalogServiceQuery), so with its runner error's exit code.
-func addSource[T source](parse func(string) (T, error), list *[]T, bad *bool) funcFlag {
+// addSource is the flag -name of a repeatable source (-prefix, -service):
+// each value, read by parse, is added to list, in the order given. A value
+// that does not parse is added as what bad makes of it and refused only
+// when the runner is built (sourceProblem), as envconsul takes any text
+// for these flags: the flags after it are still read, and -version still
+// prints.
+func addSource[T source](name string, parse func(string) (T, error), bad func(string, error) T, list *[]T) funcFlag {
 	return func(s string) error {
 		v, err := parse(s)
 		if err != nil {
-			*bad = true
-			return err
+			v = bad(s, fmt.Errorf("-%s: %w", name, err))
 		}
 		*list = append(*list, v)
 		return nil
@@ -177,7 +176,7 @@ func registerSourceFlags(cl *cliapp.Program, o *options) {
 	// A -prefix loses one leading "/" before the path is parsed (envconsul
 	// config_prefix.go ParsePrefixConfig); a file's prefix.path does not.
 	prefixFlag := func(s string) (*prefixSpec, error) { return parsePrefix(strings.TrimPrefix(s, "/")) }
-	cl.Var(addSource(prefixFlag, &o.prefixes, &o.badSource), "prefix", "watch the keys below `PATH[?ns=NS&partition=P][@DC]` (repeatable; later prefixes win)")
+	cl.Var(addSource("prefix", prefixFlag, badPrefix, &o.prefixes), "prefix", "watch the keys below `PATH[?ns=NS&partition=P][@DC]` (repeatable; later prefixes win)")
 	prefixFormat := funcFlag(func(s string) error {
 		if len(o.prefixes) == 0 {
 			return errors.New("give -format after the -prefix it names")
@@ -192,7 +191,7 @@ func registerSourceFlags(cl *cliapp.Program, o *options) {
 	})
 	cl.Var(prefixFormat, "format", "name `TEMPLATE` for the -prefix just before it, e.g. 'APP_{{ key }}'")
 	cl.Alias("prefix-format", "format")
-	cl.Var(addSource(parseService, &o.services, &o.badSource), "service", "instances of service `[TAG.]NAME[?ns=NS&partition=P][@DC][~NODE]` as variables <service>/id, /name, /address, /tag, /port (repeatable)")
+	cl.Var(addSource("service", parseService, badService, &o.services), "service", "instances of service `[TAG.]NAME[?ns=NS&partition=P][@DC][~NODE]` as variables <service>/id, /name, /address, /tag, /port (repeatable)")
 	cl.Alias("service-query", "service") // envconsul's name
 	for _, field := range serviceFields() {
 		field := field
@@ -301,6 +300,10 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 resulting environment changes. Exits with the child's exit code.`
 	p.Footer = "envconsul's -secret and -vault-* flags are refused: envexec reads Consul only, not Vault."
 	p.HelpToStdout = true // envconsul cli.go Run: flag.ErrHelp prints the usage on its out stream, exit 0
+	// envconsul's ParseFlags defines neither -h nor -help, so Go's flag
+	// package answers either with flag.ErrHelp whatever its value
+	// (-help=tRuE, -h=false) and stops parsing there.
+	p.HelpAnyValue = true
 	p.DeferVersion = true // printed by runOnce after the files and the log set-up are checked, as envconsul
 	o.cli = p
 	registerSourceFlags(p, o)
@@ -308,9 +311,6 @@ resulting environment changes. Exits with the child's exit code.`
 	registerPeerFlags(p, o)
 	res, err := p.Parse(args)
 	if err != nil {
-		if o.badSource {
-			return o, withCode(err, exitRunner)
-		}
 		return o, withCode(err, exitFlags)
 	}
 	o.metricsAddr = p.MetricsAddr
@@ -662,6 +662,10 @@ func runOnce(args []string, stdin, stdout, stderr *os.File, sigs chan os.Signal,
 	client, err := o.client()
 	if err != nil {
 		// envconsul: NewRunner's newClientSet, ExitCodeRunnerError.
+		return o.cli.Fail(err, exitRunner), false
+	}
+	if err := sourceProblem(o); err != nil {
+		// envconsul: NewRunner's init, after its client set.
 		return o.cli.Fail(err, exitRunner), false
 	}
 	if o.pidFile != "" {

@@ -46,15 +46,9 @@ type authConfig struct {
 // later file's password keeps an earlier file's username, and
 // -consul-auth USER keeps a file's password.
 func (a authConfig) merge(o authConfig) authConfig {
-	if o.enabled != nil {
-		a.enabled = o.enabled
-	}
-	if o.user != nil {
-		a.user = o.user
-	}
-	if o.pass != nil {
-		a.pass = o.pass
-	}
+	a.enabled = mergeField(a.enabled, o.enabled)
+	a.user = mergeField(a.user, o.user)
+	a.pass = mergeField(a.pass, o.pass)
 	return a
 }
 

@@ -25,6 +25,25 @@ type source interface {
 	fetch(c *api.Client, q *api.QueryOptions) (any, *api.QueryMeta, error)
 	// vars turns the fetched data into candidate variables.
 	vars(data any, n naming) []namedVar
+	// problem is why the source cannot be watched (its text did not
+	// parse), or nil.
+	problem() error
+}
+
+// sourceProblem is the problem of the first source in o.order that has
+// one. envconsul keeps any text as a -prefix or -service (config_prefix.go
+// ParsePrefixConfig, config_service.go ParseServiceConfig never fail; a
+// file's path or query is decoded as is) and refuses a bad one only when
+// it builds its runner (runner.go init: dep.NewKVListQuery for each prefix,
+// then dep.NewCatalogServiceQuery for each service), with
+// ExitCodeRunnerError, so after -version and the command check (cli.go Run).
+func sourceProblem(o *options) error {
+	for _, s := range o.order {
+		if err := s.problem(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // prefixSpec is one -prefix PATH[?QUERY][@DC].
@@ -36,9 +55,18 @@ type prefixSpec struct {
 	scope    scope
 	format   *template.Template
 	fmtSrc   string
-	noPrefix bool // keep the prefix path out of names (envconsul's no_prefix; default true)
-	blank    bool // the path was given empty (before any template): see envconsulPrefixList
+	noPrefix bool  // keep the prefix path out of names (envconsul's no_prefix; default true)
+	blank    bool  // the path was given empty (before any template): see envconsulPrefixList
+	bad      error // the text did not parse (badPrefix)
 }
+
+// badPrefix keeps the place of a prefix whose text s did not parse, err
+// saying why (see sourceProblem): a -format after it names it.
+func badPrefix(s string, err error) *prefixSpec {
+	return &prefixSpec{written: s, given: s, noPrefix: true, bad: err}
+}
+
+func (p *prefixSpec) problem() error { return p.bad }
 
 // parsePrefix parses PATH[?QUERY][@DC]. A path with "{{" is first rendered
 // as a template whose env function reads envexec's environment, as
@@ -314,7 +342,16 @@ type serviceSpec struct {
 	scope   scope
 	near    string // ~NODE: Consul sorts the instances by round-trip time from NODE
 	formats map[string]*template.Template
+	bad     error // the text did not parse (badService)
 }
+
+// badService keeps the place of a service whose text s did not parse, err
+// saying why (see sourceProblem): a -service-format-* after it names it.
+func badService(s string, err error) *serviceSpec {
+	return &serviceSpec{name: s, formats: map[string]*template.Template{}, bad: err}
+}
+
+func (s *serviceSpec) problem() error { return s.bad }
 
 // serviceQueryForm is the form of a catalog service query consul-template
 // v0.41.1 accepts (dependency/catalog_service.go NewCatalogServiceQuery:

@@ -113,11 +113,11 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.String(&mc.UseIPFromLabel, "useIpFromLabel", "", "take the service address from this container label (a /cidr suffix is dropped)")
 	p.Bool(&mc.ServiceTagsTemplate, "service-tags-template", false, "read SERVICE_TAGS as a Go template over the container's inspect data (gliderlabs: literal; only -tags is a template)")
 	p.String(&o.tags, "tags", "", "comma-separated tags added to every service (Go templates over the container's inspect data allowed)")
-	p.Var(secondsFlag{&o.cfg.Resync, time.Second}, "resync", "re-list containers and reconcile every `SECONDS` (or a duration); 0 or less disables; only differences are written")
+	p.Var(secondsFlag{&o.cfg.Resync, time.Second}, "resync", "re-list containers and reconcile every `SECONDS` (or a duration of at least 1s); 0 or less disables; only differences are written")
 	p.Bool(&o.cfg.Cleanup, "cleanup", false, "also remove this host's services in the gliderlabs ID shape (HOST:CONTAINER:PORT) no container wants, owned or not (owned ones always go)")
 	p.String(&o.deregister, "deregister", "always", "always, or on-success: keep the services of containers that exited non-zero")
 	p.Int(&o.retryAttempts, "retry-attempts", -1, "tries to reach Consul at start before exiting; -1 retries forever; below -1 starts without trying")
-	p.Var(secondsFlag{&o.retryInterval, time.Millisecond}, "retry-interval", "wait between those tries, in `MILLISECONDS` (or a duration)")
+	p.Var(secondsFlag{&o.retryInterval, time.Millisecond}, "retry-interval", "wait between those tries, in `MILLISECONDS` (or a duration of at least 1ms)")
 	// In the flags' own units, as gliderlabs' -h shows them.
 	p.DefaultText("resync", "60")
 	p.DefaultText("retry-interval", "2000")
@@ -200,6 +200,17 @@ func (o *options) check(rest []string) error {
 	// line it ran is accepted and one it refused is refused.
 	if o.retryInterval <= 0 {
 		return fmt.Errorf("-retry-interval %s: must be greater than 0", o.retryInterval)
+	}
+	// A duration is berth's form; gliderlabs' flag.Int counts whole
+	// seconds (-resync) or milliseconds (-retry-interval), so the shortest
+	// interval it can be given is one of them. A positive duration below
+	// that is refused, as -liveness-ttl refuses one below 1s: -resync 1ns
+	// would re-list the containers and reconcile without a pause.
+	if o.cfg.Resync > 0 && o.cfg.Resync < time.Second {
+		return fmt.Errorf("-resync %s: want 0 or less (off) or at least 1s (gliderlabs counts whole seconds)", o.cfg.Resync)
+	}
+	if o.retryInterval < time.Millisecond {
+		return fmt.Errorf("-retry-interval %s: want at least 1ms (gliderlabs counts whole milliseconds)", o.retryInterval)
 	}
 	if (o.ttl == 0 && o.ttlRefresh > 0) || (o.ttl > 0 && o.ttlRefresh == 0) {
 		return fmt.Errorf("-ttl %d and -ttl-refresh %d: give both or neither", o.ttl, o.ttlRefresh)

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -145,6 +147,40 @@ func TestParseFlags(t *testing.T) {
 		_, err := parse(tc.args, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("parse(%q): error %v, want one naming %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestIntervalsGliderlabsCannotGive: gliderlabs master registrator.go
+// main reads -resync as flag.Int seconds and -retry-interval as flag.Int
+// milliseconds, so the shortest interval it can be given is 1s and 1ms. A
+// positive duration below that (berth's form) is a value refused (exit 1,
+// one line naming the flag and the value), as -liveness-ttl refuses one
+// below 1s; 0 or less stays off for -resync, and 1s, 1500ms, 1ms pass.
+func TestIntervalsGliderlabsCannotGive(t *testing.T) {
+	least := map[string]string{"-resync": "want 0 or less (off) or at least 1s", "-retry-interval": "want at least 1ms"}
+	for _, args := range [][]string{{"-resync", "1ns"}, {"-resync", "999ms"}, {"-retry-interval", "1ns"}, {"-retry-interval", "999us"}} {
+		// A value refused, not a syntax error: run exits exitUsage (1).
+		d, _ := time.ParseDuration(args[1])
+		want := fmt.Sprintf("%s %s: %s", args[0], d, least[args[0]])
+		_, err := parse(append(args, "consul://127.0.0.1:1"), io.Discard, io.Discard)
+		if err == nil || errors.As(err, new(syntaxError)) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%q: %v; want a refused value (exit %d), one line saying %q", args, err, exitUsage, want)
+		}
+	}
+	for _, tc := range []struct {
+		args          []string
+		resync, retry time.Duration
+	}{
+		{[]string{"-resync", "1s", "-retry-interval", "1ms"}, time.Second, time.Millisecond},
+		{[]string{"-resync", "1500ms", "-retry-interval", "1"}, 1500 * time.Millisecond, time.Millisecond},
+		{[]string{"-resync", "1", "-retry-interval", "1.5ms"}, time.Second, 1500 * time.Microsecond},
+		{[]string{"-resync", "0s"}, 0, 2 * time.Second},
+		{[]string{"-resync", "-1ns"}, 0, 2 * time.Second},
+	} {
+		o, err := parse(append(tc.args, "consul://127.0.0.1:1"), io.Discard, io.Discard)
+		if err != nil || o.cfg.Resync != tc.resync || o.retryInterval != tc.retry {
+			t.Errorf("%q: %v; want -resync %s, -retry-interval %s", tc.args, err, tc.resync, tc.retry)
 		}
 	}
 }

@@ -112,6 +112,12 @@ type Program struct {
 	// checks what it must first (envconsul refuses a bad configuration
 	// before it prints its version) and then calls PrintVersion.
 	DeferVersion bool
+	// HelpAnyValue reads -h and -help as the flag package does when a
+	// program defines neither (flag.go parseOne: an undefined "help" or
+	// "h" is flag.ErrHelp whatever its value, even -help=false or
+	// -help=tRuE, and parsing stops there, so a bad flag after it is not
+	// looked at). Without it they take strconv.ParseBool's values only.
+	HelpAnyValue bool
 
 	// Consul, Log and MetricsAddr hold the shared flags once parsed.
 	Consul      consulclient.Flags
@@ -352,11 +358,22 @@ func quoteDefault(s string) string {
 
 // helpValue is the -h/-help flag. Its String is empty, so that urfave's own
 // help check (which reads the flags "help" and "h" as bools) never fires.
-type helpValue struct{ on bool }
+type helpValue struct {
+	on       bool
+	anyValue bool // Program.HelpAnyValue
+}
+
+// errHelpAsked stops the parse at -h/-help under Program.HelpAnyValue;
+// Parse then prints the help.
+var errHelpAsked = errors.New("help asked")
 
 func (h *helpValue) String() string   { return "" }
 func (h *helpValue) IsBoolFlag() bool { return true }
 func (h *helpValue) Set(s string) error {
+	if h.anyValue {
+		h.on = true
+		return errHelpAsked
+	}
 	if s == "" {
 		return nil // urfave copying the value to the alias
 	}
@@ -420,7 +437,8 @@ func (p *Program) Parse(args []string) (*Result, error) {
 			return nil
 		},
 	}
-	if err := app.Run(append([]string{p.Name}, args...)); err != nil {
+	p.help.anyValue = p.HelpAnyValue
+	if err := app.Run(append([]string{p.Name}, args...)); err != nil && !(p.HelpAnyValue && p.help.on) {
 		return nil, p.durationError(err)
 	}
 	if p.help.on {

@@ -168,6 +168,33 @@ func TestHelpVersionErrors(t *testing.T) {
 	}
 }
 
+// HelpAnyValue: -h/-help with any value is help, and the flags after it
+// are not looked at (the flag package's rule for an undefined -h/-help);
+// without it the value is a bool and -help=false is no help.
+func TestHelpAnyValue(t *testing.T) {
+	clearEnv(t)
+	for _, args := range [][]string{{"-help=tRuE"}, {"-h=false"}, {"--help="}, {"-n", "2", "-help=yes", "-no-such"}} {
+		f := newTest()
+		f.p.HelpAnyValue = true
+		if _, err := f.p.Parse(args); !errors.Is(err, ErrExit) || !strings.Contains(f.err.String(), "Usage: prog") {
+			t.Errorf("%q with HelpAnyValue: %v, help %d bytes", args, err, f.err.Len())
+		}
+	}
+	f := newTest()
+	f.p.HelpAnyValue = true
+	if _, err := f.p.Parse([]string{"-no-such", "-help=tRuE"}); err == nil || errors.Is(err, ErrExit) || f.err.Len() != 0 {
+		t.Errorf("a bad flag before -help: %v, help %d bytes; want the flag's error", err, f.err.Len())
+	}
+	f = newTest()
+	if _, err := f.p.Parse([]string{"-help=tRuE"}); err == nil || errors.Is(err, ErrExit) {
+		t.Errorf("-help=tRuE without HelpAnyValue: %v, want a bad value", err)
+	}
+	f = newTest()
+	if res, err := f.p.Parse([]string{"-help=false", "p"}); err != nil || len(res.Args) != 1 {
+		t.Errorf("-help=false without HelpAnyValue: %v, want no help", err)
+	}
+}
+
 // An address that cannot be bound is an error at start, naming the flag.
 func TestMetricsAddress(t *testing.T) {
 	clearEnv(t)
