@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path"
@@ -98,7 +100,41 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	if err == nil {
 		o.log, o.client, err = p.Setup(nil)
 	}
+	if err == nil {
+		var cfg *api.Config
+		if cfg, err = p.Consul.Config(); err == nil {
+			err = checkHost(cfg.Address)
+		}
+	}
 	return o, err
+}
+
+// checkHost refuses an agent address whose host no resolver can find: not
+// an IP address and with a character a host name cannot have (" 127.0.0.1",
+// a space from a quoted variable, "bad host"). Go's resolver answers "no
+// such host" for it without asking DNS, so consul lock exits 1 at once
+// (command/lock run: Agent().NodeName(), "Error querying Consul agent");
+// waiting for it, as for a host name that does not resolve yet, would wait
+// for ever. Without a port the address is the host; a unix:// socket passes.
+func checkHost(addr string) error {
+	if addr == "" || strings.HasPrefix(addr, "unix://") {
+		return nil
+	}
+	// The Consul API strips a scheme itself (api.NewClient).
+	host := strings.TrimPrefix(strings.TrimPrefix(addr, "http://"), "https://")
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	for _, c := range host {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return fmt.Errorf("-http-addr (CONSUL_HTTP_ADDR) %q: host %q has %q, which no host name has (consul lock: \"no such host\")", addr, host, c)
+		}
+	}
+	return nil
 }
 
 // check validates the flags and splits PREFIX COMMAND [ARGS...].

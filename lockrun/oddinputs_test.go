@@ -116,6 +116,12 @@ func TestOddInputsAsConsulLock(t *testing.T) {
 		// an empty -http-addr: the Consul API's default (CONSUL_HTTP_ADDR)
 		{"-http-addr", "", "test/odd", "touch MARK"},
 		{"-http-addr=", "-n", "2", "test/odd-sem", "touch MARK"},
+		// a host no resolver finds (a stray space, a character no host
+		// name has): consul lock exits at once; -timeout bounds a wait
+		{"-timeout", "2s", "-http-addr", " 127.0.0.1:47999", "test/odd", "touch MARK"},
+		{"-timeout", "2s", "-http-addr", "127.0.0.1 :47999", "test/odd", "touch MARK"},
+		{"-timeout", "2s", "-http-addr", "http://bad host", "test/odd", "touch MARK"},
+		{"-timeout", "2s", "-http-addr", "consul,local:47999", "test/odd", "touch MARK"},
 		// -monitor-retry
 		{"-monitor-retry", "-1", "test/odd", "touch MARK"},
 		{"-monitor-retry", "abc", "test/odd", "touch MARK"},
