@@ -162,6 +162,13 @@ func (o *options) check(rest []string) error {
 		return fmt.Errorf("PREFIX %q: Consul refuses keys beginning with \"/\" (one leading \"/\" is dropped, as consul lock does)", rest[0])
 	}
 	o.prefix = path.Clean(o.given[0])
+	if o.prefix == ".." || strings.HasPrefix(o.prefix, "../") {
+		// consul lock's keys keep a leading ".." (path.Join), and a URL
+		// path with ".." is not Consul's KV endpoint (404): it exits 1
+		// without running the command. Our transaction would take the key
+		// and every read of it fail.
+		return fmt.Errorf("PREFIX %q: its keys would begin with \"..\", which Consul's KV endpoint does not serve (as consul lock's)", rest[0])
+	}
 	if o.prefix == "." {
 		// A PREFIX naming the KV root ("", "/", ".", "./"): consul lock's
 		// keys are path.Join'ed to it, so its lock is the key ".lock" at

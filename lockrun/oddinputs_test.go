@@ -141,6 +141,11 @@ func TestOddInputsAsConsulLock(t *testing.T) {
 		{"-n", "2", "/", "touch MARK"},
 		{"-n", "2", ".", "touch MARK"},
 		{"-n", "2", "./", "touch MARK"},
+		// prefixes whose keys keep a leading ".." (path.Join)
+		{"..", "touch MARK"},
+		{"../test/odd", "touch MARK"},
+		{"test/../../odd", "touch MARK"},
+		{"-n", "2", "../test/odd-sem", "touch MARK"},
 		// blank or missing commands
 		{"test/odd"},
 		{""},
