@@ -19,6 +19,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/berth/berth/pkg/cliapp"
 	"github.com/berth/berth/pkg/supervisor"
@@ -155,6 +156,13 @@ func (o *options) check(rest []string) error {
 	// The keys are named as consul lock names them (path.Join of the prefix
 	// without its leading "/" and ".lock" or the session): "a//b/", "a/./b"
 	// and "a/b" are one lock for both, so they exclude each other.
+	if !utf8.ValidString(rest[0]) {
+		// Our lock is taken by transaction, whose JSON carries the key
+		// with U+FFFD for each bad byte: another key than consul lock's
+		// (the URL keeps the bytes), and than the one we then read, so the
+		// lock would be lost at once and the key left behind.
+		return fmt.Errorf("PREFIX %q: not valid UTF-8; lockrun cannot lock it as consul lock does (write it in UTF-8)", rest[0])
+	}
 	o.given = append([]string{strings.TrimPrefix(rest[0], "/")}, rest[1:]...)
 	if strings.HasPrefix(o.given[0], "/") {
 		// consul lock trims one "/" only: its keys then begin with "/",

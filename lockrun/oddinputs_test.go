@@ -198,3 +198,19 @@ func TestDoubleDashAfterPrefixRunsCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestInvalidUTF8PrefixRefused: a PREFIX that is not valid UTF-8 is
+// refused before any request (exit 1, one line naming it, the command not
+// run, no key or session left). consul lock locks the key with the bytes as
+// given (its URL keeps them); lockrun's transaction JSON cannot carry them
+// (encoding/json writes U+FFFD), so it took another key and lost the lock at
+// its first read (README differences table).
+func TestInvalidUTF8PrefixRefused(t *testing.T) {
+	a := consultest.Require(t, agent)
+	c := a.Client()
+	got := runOutcome(t, a, c, lockrunPath(t), []string{"test/odd-\xff", "touch MARK; sleep 2"})
+	if got.code != exitUsage || got.ran != "-" || len(got.keys) != 0 || got.sessions != 0 {
+		t.Fatalf("lockrun on a PREFIX that is not UTF-8: exit %d, ran %q, left keys %q and %d sessions; want exit %d, nothing run or left",
+			got.code, got.ran, got.keys, got.sessions, exitUsage)
+	}
+}
