@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path"
@@ -17,6 +19,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/berth/berth/pkg/cliapp"
 	"github.com/berth/berth/pkg/supervisor"
@@ -98,7 +101,41 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	if err == nil {
 		o.log, o.client, err = p.Setup(nil)
 	}
+	if err == nil {
+		var cfg *api.Config
+		if cfg, err = p.Consul.Config(); err == nil {
+			err = checkHost(cfg.Address)
+		}
+	}
 	return o, err
+}
+
+// checkHost refuses an agent address whose host no resolver can find: not
+// an IP address and with a character a host name cannot have (" 127.0.0.1",
+// a space from a quoted variable, "bad host"). Go's resolver answers "no
+// such host" for it without asking DNS, so consul lock exits 1 at once
+// (command/lock run: Agent().NodeName(), "Error querying Consul agent");
+// waiting for it, as for a host name that does not resolve yet, would wait
+// for ever. Without a port the address is the host; a unix:// socket passes.
+func checkHost(addr string) error {
+	if addr == "" || strings.HasPrefix(addr, "unix://") {
+		return nil
+	}
+	// The Consul API strips a scheme itself (api.NewClient).
+	host := strings.TrimPrefix(strings.TrimPrefix(addr, "http://"), "https://")
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	for _, c := range host {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return fmt.Errorf("-http-addr (CONSUL_HTTP_ADDR) %q: host %q has %q, which no host name has (consul lock: \"no such host\")", addr, host, c)
+		}
+	}
+	return nil
 }
 
 // check validates the flags and splits PREFIX COMMAND [ARGS...].
@@ -119,6 +156,13 @@ func (o *options) check(rest []string) error {
 	// The keys are named as consul lock names them (path.Join of the prefix
 	// without its leading "/" and ".lock" or the session): "a//b/", "a/./b"
 	// and "a/b" are one lock for both, so they exclude each other.
+	if !utf8.ValidString(rest[0]) {
+		// Our lock is taken by transaction, whose JSON carries the key
+		// with U+FFFD for each bad byte: another key than consul lock's
+		// (the URL keeps the bytes), and than the one we then read, so the
+		// lock would be lost at once and the key left behind.
+		return fmt.Errorf("PREFIX %q: not valid UTF-8; lockrun cannot lock it as consul lock does (write it in UTF-8)", rest[0])
+	}
 	o.given = append([]string{strings.TrimPrefix(rest[0], "/")}, rest[1:]...)
 	if strings.HasPrefix(o.given[0], "/") {
 		// consul lock trims one "/" only: its keys then begin with "/",
@@ -126,6 +170,13 @@ func (o *options) check(rest []string) error {
 		return fmt.Errorf("PREFIX %q: Consul refuses keys beginning with \"/\" (one leading \"/\" is dropped, as consul lock does)", rest[0])
 	}
 	o.prefix = path.Clean(o.given[0])
+	if o.prefix == ".." || strings.HasPrefix(o.prefix, "../") {
+		// consul lock's keys keep a leading ".." (path.Join), and a URL
+		// path with ".." is not Consul's KV endpoint (404): it exits 1
+		// without running the command. Our transaction would take the key
+		// and every read of it fail.
+		return fmt.Errorf("PREFIX %q: its keys would begin with \"..\", which Consul's KV endpoint does not serve (as consul lock's)", rest[0])
+	}
 	if o.prefix == "." {
 		// A PREFIX naming the KV root ("", "/", ".", "./"): consul lock's
 		// keys are path.Join'ed to it, so its lock is the key ".lock" at

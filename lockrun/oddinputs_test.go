@@ -6,10 +6,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/proctest"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -116,6 +120,12 @@ func TestOddInputsAsConsulLock(t *testing.T) {
 		// an empty -http-addr: the Consul API's default (CONSUL_HTTP_ADDR)
 		{"-http-addr", "", "test/odd", "touch MARK"},
 		{"-http-addr=", "-n", "2", "test/odd-sem", "touch MARK"},
+		// a host no resolver finds (a stray space, a character no host
+		// name has): consul lock exits at once; -timeout bounds a wait
+		{"-timeout", "2s", "-http-addr", " 127.0.0.1:47999", "test/odd", "touch MARK"},
+		{"-timeout", "2s", "-http-addr", "127.0.0.1 :47999", "test/odd", "touch MARK"},
+		{"-timeout", "2s", "-http-addr", "http://bad host", "test/odd", "touch MARK"},
+		{"-timeout", "2s", "-http-addr", "consul,local:47999", "test/odd", "touch MARK"},
 		// -monitor-retry
 		{"-monitor-retry", "-1", "test/odd", "touch MARK"},
 		{"-monitor-retry", "abc", "test/odd", "touch MARK"},
@@ -135,6 +145,11 @@ func TestOddInputsAsConsulLock(t *testing.T) {
 		{"-n", "2", "/", "touch MARK"},
 		{"-n", "2", ".", "touch MARK"},
 		{"-n", "2", "./", "touch MARK"},
+		// prefixes whose keys keep a leading ".." (path.Join)
+		{"..", "touch MARK"},
+		{"../test/odd", "touch MARK"},
+		{"test/../../odd", "touch MARK"},
+		{"-n", "2", "../test/odd-sem", "touch MARK"},
 		// blank or missing commands
 		{"test/odd"},
 		{""},
@@ -185,5 +200,63 @@ func TestDoubleDashAfterPrefixRunsCommand(t *testing.T) {
 			t.Errorf("lockrun %q: exit %d, ran %q, keys %q; consul lock %q: exit %d, ran %q, keys %q",
 				with, got.code, got.ran, got.keys, without, want.code, want.ran, want.keys)
 		}
+	}
+}
+
+// TestInvalidUTF8PrefixRefused: a PREFIX that is not valid UTF-8 is
+// refused before any request (exit 1, one line naming it, the command not
+// run, no key or session left). consul lock locks the key with the bytes as
+// given (its URL keeps them); lockrun's transaction JSON cannot carry them
+// (encoding/json writes U+FFFD), so it took another key and lost the lock at
+// its first read (README differences table).
+func TestInvalidUTF8PrefixRefused(t *testing.T) {
+	a := consultest.Require(t, agent)
+	c := a.Client()
+	got := runOutcome(t, a, c, lockrunPath(t), []string{"test/odd-\xff", "touch MARK; sleep 2"})
+	if got.code != exitUsage || got.ran != "-" || len(got.keys) != 0 || got.sessions != 0 {
+		t.Fatalf("lockrun on a PREFIX that is not UTF-8: exit %d, ran %q, left keys %q and %d sessions; want exit %d, nothing run or left",
+			got.code, got.ran, got.keys, got.sessions, exitUsage)
+	}
+}
+
+// TestCtrlZAsConsulLock: Ctrl-Z in an interactive shell while the command
+// runs stops the job and gives the prompt back, and fg continues the command
+// to its end, as with consul lock, whose child shares its process group
+// (command/lock startChild sets no process group). lockrun's child has a
+// group of its own: lockrun stops itself with it, else the shell waited for
+// lockrun and the terminal answered nobody.
+func TestCtrlZAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	type seen struct{ stopped, resumed bool }
+	observe := func(lockCmd string) seen {
+		tm := proctest.OnTerminal(t, `PS1='$ ' exec bash --norc --noprofile -i`, env(a))
+		tm.Type(lockCmd + " test/ctrlz 'echo rea''dy $PPID $$ e''nd; sleep 2; echo fin''ished'\n")
+		var r seen
+		if tm.WaitFor(" end", 10*time.Second) {
+			// The tool ($PPID) and the child's group ($$ under lockrun) are
+			// not the shell's (tm.Stop kills that alone): killed here.
+			if f := strings.Fields(tm.Output()[strings.LastIndex(tm.Output(), "ready "):]); len(f) >= 3 {
+				tool, _ := strconv.Atoi(f[1])
+				sh, _ := strconv.Atoi(f[2])
+				t.Cleanup(func() {
+					_ = syscall.Kill(tool, syscall.SIGKILL)
+					_ = syscall.Kill(-sh, syscall.SIGKILL)
+					_ = syscall.Kill(sh, syscall.SIGKILL)
+				})
+			}
+			tm.Type("\x1a")
+			if r.stopped = tm.WaitFor("Stopped", 10*time.Second); r.stopped {
+				tm.Type("fg\n")
+				r.resumed = tm.WaitFor("finished", 10*time.Second)
+			}
+		}
+		if !r.stopped || !r.resumed {
+			t.Logf("%s on a terminal printed %q", lockCmd, tm.Output())
+		}
+		return r
+	}
+	want := observe(a.Bin + " lock")
+	if got := observe(lockrunPath(t)); got != want {
+		t.Errorf("Ctrl-Z and fg on a terminal: lockrun %+v; consul lock %+v", got, want)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/berth/berth/pkg/cliapp"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/hashicorp/consul/api"
+	"golang.org/x/sys/unix"
 )
 
 // handOffGrace is how long after releasing the lock lockrun waits before its
@@ -369,6 +370,10 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 		case <-sessionGone:
 			why = "our session was invalidated"
 		case sig := <-r.sigs:
+			if sig == syscall.SIGCHLD && cfg.Terminal != nil {
+				r.followJobStop(cfg.Terminal, child, log)
+				continue
+			}
 			if sig == syscall.SIGINT || sig == syscall.SIGTERM {
 				stopping = true
 			}
@@ -382,6 +387,42 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 		fmt.Fprintf(r.o.cli.Stderr, "lockrun: lock %s lost (%s); child stopped (%s)\n", o.shownPrefix(), why, ex)
 		return exitLockLost
 	}
+}
+
+// followJobStop: on a terminal, when the child's group was stopped from it
+// (Ctrl-Z: SIGTSTP; SIGTTIN, SIGTTOU), we stop too, as consul lock, whose
+// child shares its process group, is stopped with it: the terminal is taken
+// back and our own group stopped, so that the shell that ran us sees its job
+// stopped and gives its prompt back (else the shell would wait for us, and
+// the terminal would answer nobody). Once continued (fg, bg), the child's
+// group is continued too, and given the terminal again when we have it.
+func (r *runner) followJobStop(f *os.File, child *supervisor.Child, log *slog.Logger) {
+	if !stopped(child.Pid()) {
+		return
+	}
+	log.Debug("the child was stopped from the terminal; stopping with it")
+	if err := supervisor.TakeTerminal(f); err != nil {
+		log.Warn("could not take the terminal back from the child's stopped process group", "err", err)
+		return
+	}
+	_ = syscall.Kill(0, syscall.SIGSTOP) // returns once we are continued
+	if fg, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP); err == nil && fg == unix.Getpgrp() {
+		if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.TIOCSPGRP, child.Pid()); err != nil {
+			log.Warn("could not give the terminal back to the child", "err", err)
+		}
+	}
+	_ = child.SignalGroup(syscall.SIGCONT)
+}
+
+// stopped reports whether process pid is stopped (state T in /proc).
+func stopped(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] == 'T'
 }
 
 // startFailureCode is the exit code a shell gives a command it cannot
