@@ -432,3 +432,81 @@ func TestIntFlagsAsEnvconsul(t *testing.T) {
 		}
 	}
 }
+
+// TestAddressPathPrefixAsEnvconsul: envconsul hands its Consul address, with
+// its scheme, to consul-template's CreateConsulClient
+// (dependency/client_set.go), and consul/api's NewClient (api.go) takes what
+// follows the host of an http:// or https:// address as the path prefix of a
+// reverse proxy in front of the agent: "http://gw/consul" reads
+// http://gw/consul/v1/kv/... Flag, file and CONSUL_HTTP_ADDR alike. A
+// trailing "/" alone (the prefix "/") is refused, exit 14 naming the
+// address: consul/api reads its "//v1/kv/..." as the host "v1" (api.go
+// toHTTP), every read is a 404, and envconsul's KV reads take that as no
+// keys (kv.go getInternal): the command would run without its variables.
+func TestAddressPathPrefixAsEnvconsul(t *testing.T) {
+	a := consultest.Require(t, agent)
+	n := ns(t)
+	put(t, a.Client(), n+"/V", "1")
+	target, _ := url.Parse("http://" + a.HTTPAddr())
+	rp := httputil.NewSingleHostReverseProxy(target)
+	var reads atomic.Int64 // KV reads that came through the prefix
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rest, ok := strings.CutPrefix(r.URL.Path, "/consul/")
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		if strings.HasPrefix(rest, "v1/kv/") {
+			reads.Add(1)
+		}
+		r.URL.Path, r.URL.RawPath = "/"+rest, ""
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	file := filepath.Join(t.TempDir(), "consul.hcl")
+	if err := os.WriteFile(file, []byte(fmt.Sprintf("consul {\n  address = %q\n}\n", proxy.URL+"/consul")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		env     []string
+		args    []string
+		through bool // read through the proxy's prefix
+	}{
+		{"-consul-addr with a path prefix", nil, []string{"-consul-addr", proxy.URL + "/consul"}, true},
+		{"a file's address with a path prefix", nil, []string{"-config", file}, true},
+		{"CONSUL_HTTP_ADDR with a path prefix", []string{"CONSUL_HTTP_ADDR=" + proxy.URL + "/consul"}, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := reads.Load()
+			dir := childDir(t)
+			args := append(append(tc.args, "-once", "-prefix", n, "-wait-timeout", "20s"), childArgs(dir, "exit", 0)...)
+			p := startEnvexecArgs(t, tc.env, args)
+			if code := p.wait(60 * time.Second); code != 0 || lastEnv(t, dir)["V"] != "1" {
+				t.Fatalf("exit %d\n%s", code, p.stderr)
+			}
+			if got := reads.Load() > before; got != tc.through {
+				t.Errorf("read through the proxy's /consul prefix: %v, want %v", got, tc.through)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+	}{
+		{"-consul-addr with a trailing slash", nil, []string{"-consul-addr", "http://" + a.HTTPAddr() + "/"}},
+		{"CONSUL_HTTP_ADDR with a trailing slash", []string{"CONSUL_HTTP_ADDR=http://" + a.HTTPAddr() + "/"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := childDir(t)
+			args := append(append(tc.args, "-once", "-prefix", n, "-wait-timeout", "20s"), childArgs(dir, "exit", 0)...)
+			p := startEnvexecArgs(t, tc.env, args)
+			code := p.wait(60 * time.Second)
+			lines := strings.Split(strings.TrimSpace(p.stderr.String()), "\n")
+			if code != 14 || len(lines) != 1 || !strings.Contains(lines[0], a.HTTPAddr()+"/") || len(starts(dir)) != 0 {
+				t.Fatalf("exit %d, child starts %d, stderr:\n%s\nwant exit 14, no start, one line naming the address", code, len(starts(dir)), p.stderr)
+			}
+		})
+	}
+}

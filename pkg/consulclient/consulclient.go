@@ -178,6 +178,20 @@ func (f *Flags) Config() (*api.Config, error) {
 		default:
 			cfg.Address = addr
 		}
+		// What follows the host of an http:// or https:// address is
+		// the path prefix of a reverse proxy in front of the agent
+		// ("https://gw/consul" asks https://gw/consul/v1/...), as
+		// consul/api api.go NewClient splits it for envconsul,
+		// consul-template and the consul CLI, which hand it the address
+		// with its scheme.
+		if cfg.Address != addr {
+			if host, rest, ok := strings.Cut(cfg.Address, "/"); ok {
+				cfg.Address, cfg.PathPrefix = host, "/"+rest
+				if rest == "" {
+					return nil, bareSlash(addr)
+				}
+			}
+		}
 	}
 	if err := checkAddress(cfg.Address); err != nil {
 		return nil, err
@@ -246,7 +260,15 @@ func checkAddress(given string) error {
 	// "http://host" are fine.
 	addr := given
 	for _, scheme := range []string{"http://", "https://"} {
-		addr = strings.TrimPrefix(addr, scheme)
+		if rest, ok := strings.CutPrefix(addr, scheme); ok {
+			// The path prefix after the host (see Config) is no part
+			// of the address.
+			var prefix string
+			addr, prefix, ok = strings.Cut(rest, "/")
+			if ok && prefix == "" {
+				return bareSlash(given)
+			}
+		}
 	}
 	if addr == "" || strings.HasPrefix(addr, "unix://") || !strings.Contains(addr, ":") ||
 		strings.HasPrefix(addr, "[") && strings.HasSuffix(addr, "]") {
@@ -260,6 +282,16 @@ func checkAddress(given string) error {
 		return fmt.Errorf("-http-addr (CONSUL_HTTP_ADDR) %q: bad port %q", given, port)
 	}
 	return nil
+}
+
+// bareSlash refuses an address whose path prefix is a lone "/"
+// ("http://host:8500/"). consul/api would ask for "//v1/kv/...", which its
+// request builder (api.go toHTTP: http.NewRequest of the request URI) reads
+// as the host "v1" and the path "/kv/...": the agent answers every call 404,
+// which its KV reads take as no keys (kv.go getInternal), so envconsul runs
+// the command without its variables and never says why.
+func bareSlash(given string) error {
+	return fmt.Errorf("-http-addr (CONSUL_HTTP_ADDR) %q: a trailing \"/\" alone is a path prefix the Consul API cannot use (every read would find nothing); give the address without it", given)
 }
 
 // Client returns a Consul API client built from Config. The transport keeps
