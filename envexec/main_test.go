@@ -605,6 +605,42 @@ func TestSignalsAndExitCode(t *testing.T) {
 	}
 }
 
+// TestUnexpectedExitLogged: a command that exits with a code other than 0,
+// or is killed by a signal, is logged as an error even at -log-level error,
+// one line with the code, as envconsul's cli.go Run logs "unexpected exit
+// from subprocess (N)" through logError (hclog at ERROR) before it exits
+// with the code; exit 0 is not logged there.
+func TestUnexpectedExitLogged(t *testing.T) {
+	a, _, n := nsWith(t, "V", "1")
+	for _, tc := range []struct {
+		name, script string
+		code         int
+	}{
+		{"exit 3", "exit 3", 3},
+		{"killed", "kill -USR1 $$", 255},
+		{"exit 0", "exit 0", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := runEnvexec(t, a.HTTPAddr(), nil, "-log-level", "error", "-prefix", n, "--", "/bin/sh", "-c", tc.script)
+			if p.code != tc.code {
+				t.Fatalf("exit %d, want %d\n%s", p.code, tc.code, p.stderr)
+			}
+			out := strings.TrimSpace(p.stderr.String())
+			if tc.code == 0 {
+				if out != "" {
+					t.Errorf("stderr %q, want nothing at -log-level error", out)
+				}
+				return
+			}
+			lines := strings.Split(out, "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], "level=ERROR") || !strings.Contains(lines[0], "unexpected exit from subprocess") ||
+				!strings.Contains(lines[0], fmt.Sprintf("exit_code=%d", tc.code)) {
+				t.Errorf("stderr:\n%s\nwant one ERROR line: unexpected exit from subprocess, exit_code=%d", out, tc.code)
+			}
+		})
+	}
+}
+
 // TestPidFile: -pid-file holds envexec's PID alone, without a newline,
 // while it runs, and is removed at exit; one that cannot be written is a
 // runner error, exit 13. envconsul cannot run here: the rule is its

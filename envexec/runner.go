@@ -714,8 +714,16 @@ func (r *runner) supervise(ctx context.Context, env map[string]string, data []an
 			ex := sv.child.Stop()
 			r.metrics.childRunning.Set(0)
 			r.setState("stopped")
+			code := r.exitCode(ex)
+			if code != 0 {
+				// envconsul logs this at ERROR, so at every log level
+				// (cli.go Run: "unexpected exit from subprocess (N)"
+				// through logError), and exits with the code.
+				r.log.Error("unexpected exit from subprocess", "status", ex.String(), "exit_code", code)
+				return code, false
+			}
 			r.log.Debug("command exited", "status", ex.String())
-			return r.exitCode(ex), false
+			return code, false
 		case u := <-updates:
 			data[u.i] = u.data
 			r.drain(updates, data)
