@@ -69,6 +69,9 @@ type ttlState struct {
 type mapping struct {
 	Services []*desiredService
 	Warnings []warning
+	// Ignored names the ports left out on purpose, logged at info as
+	// gliderlabs master bridge/bridge.go add logs them ("ignored: ...").
+	Ignored []warning
 }
 
 // warning is one log line about bad input in a container's definition.
@@ -453,9 +456,18 @@ func mapSharing(c *container.InspectResponse, cfg *mapConfig, peerAddr, hostAddr
 	mp.noNet = c.HostConfig != nil && c.HostConfig.NetworkMode.IsNone()
 	mp.resolveAddresses()
 	var ports []portInfo
-	for _, p := range containerPorts(c) {
+	all := containerPorts(c)
+	if len(all) == 0 {
+		// gliderlabs master bridge/bridge.go add: "ignored: ID no
+		// published ports" for a container without any port.
+		m.Ignored = append(m.Ignored, warning{Msg: "ignored: no published ports"})
+	}
+	for _, p := range all {
 		if mp.hostNet || mp.netPeer || mp.noNet || cfg.Internal || p.HostPort != "" {
 			ports = append(ports, p)
+		} else {
+			// add: "ignored: ID port P not published on host".
+			m.Ignored = append(m.Ignored, warning{Msg: "ignored: port not published on host", Args: []any{"port", p.Exposed}})
 		}
 	}
 	isGroup := len(ports) > 1
@@ -504,10 +516,10 @@ func (mp *mapper) mapPort(p portInfo, isGroup bool) *desiredService {
 	// Any non-empty SERVICE_IGNORE / SERVICE_<port>_IGNORE value ignores
 	// (gliderlabs master bridge/bridge.go newService; its PR #14 chose "any
 	// value" on purpose, and users write SERVICE_IGNORE=always).
-	if md["ignore"] != "" {
-		return nil
-	}
-	if mp.cfg.Explicit && md["name"] == "" {
+	if md["ignore"] != "" || mp.cfg.Explicit && md["name"] == "" {
+		// gliderlabs master bridge/bridge.go add logs "ignored: ID
+		// service on port P" when newService gives none for these.
+		mp.m.Ignored = append(mp.m.Ignored, warning{Msg: "ignored: service on port", Args: []any{"port", port}})
 		return nil
 	}
 	addr, svcPort, ok := mp.portAddr(p)

@@ -241,3 +241,50 @@ func checkOutput(t *testing.T, c *api.Client, service, id, typ, want string) {
 		return false, fmt.Sprint(len(checks), " checks, none with that ID")
 	})
 }
+
+// TestIgnoredLoggedAsGliderlabs: what a container leaves out on purpose is
+// logged at info, naming the container (and port), as gliderlabs master
+// bridge/bridge.go add logs it when a container starts: "ignored: ... no
+// published ports" (no port at all), "ignored: ... port P not published on
+// host" (without -internal), "ignored: ... service on port P" (newService
+// gives none: SERVICE_IGNORE, or -explicit without a name). A resync logs
+// nothing again (Sync calls add with quiet set).
+func TestIgnoredLoggedAsGliderlabs(t *testing.T) {
+	a, c := requireDocker(t)
+	r := startReg(t, a, func(cfg *Config) { cfg.Resync = time.Second; cfg.Map.Explicit = true })
+	h := r.cfg.Map.Hostname
+	runC(t, "ign-noports", nil, "-listen", ":8080")
+	runC(t, "ign-exposed", []string{"--expose", "7070", "-p", "127.0.0.1::8080", "-e", "SERVICE_NAME=berth-test-ign"}, "-listen", ":8080")
+	runC(t, "ign-ignored", []string{"-p", "127.0.0.1::8080", "-e", "SERVICE_NAME=berth-test-ign2", "-e", "SERVICE_IGNORE=true"}, "-listen", ":8080")
+	runC(t, "ign-unnamed", []string{"-p", "127.0.0.1::8080"}, "-listen", ":8080")
+	waitIDs(t, c, h, 30*time.Second, h+":"+cn("ign-exposed")+":8080")
+	want := []string{
+		`msg="ignored: no published ports" container=` + cn("ign-noports"),
+		`msg="ignored: port not published on host" container=` + cn("ign-exposed") + " port=7070",
+		`msg="ignored: service on port" container=` + cn("ign-ignored") + " port=8080",
+		`msg="ignored: service on port" container=` + cn("ign-unnamed") + " port=8080",
+	}
+	lines := func() []string {
+		var out []string
+		for _, l := range strings.Split(r.logs.String(), "\n") {
+			if strings.Contains(l, "ignored:") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	eventually.True(t, 30*time.Second, "ignored lines", func() bool {
+		for _, w := range want {
+			if !slices.ContainsFunc(lines(), func(l string) bool { return strings.Contains(l, "level=INFO") && strings.Contains(l, w) }) {
+				return false
+			}
+		}
+		return true
+	})
+	passes := func() float64 { return metricValue(r.m.passes.WithLabelValues("resync")) }
+	before := passes()
+	eventually.True(t, 30*time.Second, "two resyncs", func() bool { return passes() >= before+2 })
+	if got := lines(); len(got) != len(want) {
+		t.Errorf("ignored lines after resyncs:\n%s\nwant each of these once:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -141,8 +141,9 @@ type plan struct {
 	// TTL holds the registrator-kept TTL checks of the wanted services that
 	// are (or after Ops will be) registered: check ID → state.
 	TTL map[string]ttlState
-	// Warnings holds the mapping warnings by container name.
-	Warnings map[string][]warning
+	// Warnings holds the mapping warnings by container name; Ignored the
+	// ports each container has left out on purpose (logged at info).
+	Warnings, Ignored map[string][]warning
 	// Foreign lists wanted IDs a service we do not own holds (left alone);
 	// Duplicates lists IDs a second container also wants (first one kept).
 	Foreign, Duplicates []claim
@@ -171,7 +172,7 @@ func (p *plan) writes() int {
 // default gliderlabs ID shape for this host, which it adopts. An unchanged
 // agent gives a plan without operations.
 func planFor(in planInput) *plan {
-	p := &plan{TTL: map[string]ttlState{}, Warnings: map[string][]warning{}, Reapable: map[string]string{}}
+	p := &plan{TTL: map[string]ttlState{}, Warnings: map[string][]warning{}, Ignored: map[string][]warning{}, Reapable: map[string]string{}}
 	desired := p.desired(in)
 	host := in.Map.Hostname
 	for _, id := range p.Wanted {
@@ -255,6 +256,9 @@ func (p *plan) desired(in planInput) map[string]*desiredService {
 		m := in.Cache.mapping(c, in.Map, in.PeerAddr[c.ID], hostAddr)
 		if len(m.Warnings) > 0 {
 			p.Warnings[containerName(c)] = m.Warnings
+		}
+		if len(m.Ignored) > 0 {
+			p.Ignored[containerName(c)] = m.Ignored
 		}
 		for _, s := range m.Services {
 			if prev, dup := desired[s.Reg.ID]; dup {

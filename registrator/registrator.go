@@ -89,6 +89,7 @@ type Registrator struct {
 	reaped        map[string]reapedService
 	warnedForeign map[string]bool
 	warned        map[string]string // container name → the mapping warnings last logged
+	noted         map[string]string // container name → the ignored ports last logged
 	mapped        *mapCache
 	listed        bool // Docker listed at least once: desired state is known
 	view          *agentView
@@ -163,6 +164,7 @@ func New(cfg Config) (*Registrator, error) {
 		reaped:        map[string]reapedService{},
 		warnedForeign: map[string]bool{},
 		warned:        map[string]string{},
+		noted:         map[string]string{},
 		mapped:        newMapCache(),
 		ttl:           map[string]ttlState{},
 	}, nil
@@ -912,6 +914,24 @@ func (r *Registrator) logPlan(p *plan) {
 	for name := range r.warned {
 		if p.Warnings[name] == nil {
 			delete(r.warned, name)
+		}
+	}
+	// What gliderlabs master bridge/bridge.go add logs when a container
+	// starts (and at its first sync), never at a resync (quiet): here once
+	// while it stays so.
+	for name, ns := range p.Ignored {
+		key := fmt.Sprint(ns)
+		if r.noted[name] == key {
+			continue
+		}
+		r.noted[name] = key
+		for _, n := range ns {
+			r.log.Info(n.Msg, append([]any{"container", name}, n.Args...)...)
+		}
+	}
+	for name := range r.noted {
+		if p.Ignored[name] == nil {
+			delete(r.noted, name)
 		}
 	}
 	foreign := map[string]bool{}
