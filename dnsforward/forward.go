@@ -33,7 +33,7 @@ type forwarder struct {
 	mu    sync.RWMutex
 	cache map[string]*answer
 
-	flights flights[string, *answer]
+	flights flights[string, *answer, struct{}]
 
 	// failedAt holds, per upstream, when a try of it last got no answer (a
 	// timeout or an error such as a closed port; unix ns; 0 once it
@@ -168,7 +168,7 @@ func (f *forwarder) resolve(ctx context.Context, key string, uq upQuestion) (*an
 	if uq.cd || uq.do {
 		fkey += string([]byte{0, b2i(uq.cd), b2i(uq.do)})
 	}
-	return f.flights.do(ctx, fkey, f.s.m.coalesced.Inc, func() (*answer, error) {
+	return f.flights.do(ctx, fkey, nil, func(struct{}) { f.s.m.coalesced.Inc() }, func(struct{}) (*answer, error) {
 		resp, err := f.exchange(ctx, uq)
 		if err != nil {
 			return nil, err
