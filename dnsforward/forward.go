@@ -230,6 +230,14 @@ const (
 // changed twice meanwhile, one 1.93 s after not when it changed once.
 const repeatAfter = 2
 
+// resendGap is the least time between two sends of a question upstream
+// again (a repeat meanwhile only joins it). dnsmasq sends each repeat
+// again, even 50 ms apart; here a forwarding loop through an upstream
+// (whose every question sent again would come back as another repeat)
+// cannot bounce a question as fast as the loopback carries it. Clients ask
+// again after a second or more.
+const resendGap = 250 * time.Millisecond
+
 // asking is a question in flight upstream as its repeats see it.
 type asking struct {
 	first int64 // the clock's second (Unix) when it was first sent
@@ -398,16 +406,18 @@ func (f *forwarder) exchange(ctx context.Context, uq upQuestion, st *asking) (*d
 	}
 	// A repeat's send again: to the upstream asked last, or to every
 	// upstream (then no other is asked on a timeout: all were), and to
-	// every one on a repeat after that.
+	// every one on a repeat after that. Not within resendGap of the last.
 	var wake <-chan struct{}
 	if st != nil {
 		wake = st.wake
 	}
 	sentAll := false
+	var lastAgain time.Time
 	again := func(kind int) {
-		if kind == againNone {
+		if kind == againNone || time.Since(lastAgain) < resendGap {
 			return
 		}
+		lastAgain = time.Now()
 		if kind == againLast && !sentAll {
 			try(asked - 1)
 			return

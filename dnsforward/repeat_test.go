@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -227,5 +228,46 @@ func TestRepeatSentAgainOnlyAsDnsmasq(t *testing.T) {
 		if f, d := counts(upF, c.name), counts(upD, c.name); !slices.Equal(f, d) {
 			t.Errorf("%s, sends %v: upstreams asked %v times; by dnsmasq %v", c.name, c.sends, f, d)
 		}
+	}
+}
+
+// TestRepeatLoopThroughUpstreamDies: an upstream that sends every question
+// it gets back to dnsforward, with the ID it got, from a new port (as
+// Consul's recursors forward a question), and answers none: a forwarding
+// loop. Every question sent upstream again comes back as another repeat;
+// sent again at once, one client's repeat would bounce between them as
+// fast as the loopback carries it until the budget ends. A question is
+// sent again at most once in resendGap, so the loop dies at the first
+// bounce.
+func TestRepeatLoopThroughUpstreamDies(t *testing.T) {
+	var target atomic.Value // dnsforward's address, once known
+	up := startUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+		if a, ok := target.Load().(string); ok && strings.HasPrefix(strings.ToLower(r.Question[0].Name), "loop") {
+			go func() {
+				c, err := net.Dial("udp", a)
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				b, err := r.Pack()
+				if err == nil {
+					_, _ = c.Write(b)
+				}
+			}()
+			return nil
+		}
+		return zoneHandler(w, r)
+	})
+	cfg := upstreamConfig(t, up.addr)
+	cfg.TryTimeout, cfg.Budget = time.Second, 4*time.Second
+	_, addr := startServer(t, cfg)
+	target.Store(addr)
+	// Asked, then asked again from another client after two seconds: sent
+	// upstream again, which starts the bouncing.
+	askRepeated(t, addr, "loop.example.", []repeatSend{{0, 100, 0}, {1, 200, 2200 * time.Millisecond}}, cfg.Budget+time.Second)
+	if n := up.queries("loop.example.", "udp"); n > 10 {
+		t.Errorf("a forwarding loop through the upstream: asked %d times within the budget (%s)", n, cfg.Budget)
+	} else {
+		t.Logf("upstream asked %d times", n)
 	}
 }
