@@ -51,7 +51,7 @@ type agentPasses struct {
 	mu      sync.Mutex
 	nonces  map[uint64]struct{}
 	ids     map[idKey]int
-	flights flights[agentKey, *dns.Msg]
+	flights flights[agentKey, *dns.Msg, struct{}]
 }
 
 func newAgentPasses() *agentPasses {
@@ -113,7 +113,7 @@ func (s *Server) askAgent(ctx context.Context, name string, qtype uint16, rd, tc
 	if ecs != nil {
 		key.subnet = ecs.String()
 	}
-	return s.agent.flights.do(ctx, key, nil, func() (*dns.Msg, error) {
+	return s.agent.flights.do(ctx, key, nil, nil, func(struct{}) (*dns.Msg, error) {
 		resp, err := s.exchangeAgent(ctx, name, qtype, rd, tcp, ecs)
 		if err == nil && !tcp && (resp.Truncated || resp.Len() > maxUDPAnswer-agentCutMargin) {
 			resp, err = s.exchangeAgent(ctx, name, qtype, rd, true, ecs)

@@ -273,7 +273,7 @@ func (c *chaser) upstream(target string) *answer {
 		c.blocked = true
 		return nil
 	}
-	a, err := s.fwd.resolve(c.ctx, key, upQuestion{name: target, qtype: dns.TypeA, qclass: dns.ClassINET})
+	a, err := s.fwd.resolve(c.ctx, key, upQuestion{name: target, qtype: dns.TypeA, qclass: dns.ClassINET}, source{})
 	if err != nil || a == nil {
 		c.note(time.Now().Add(chaseRetry).UnixNano())
 		return nil

@@ -7,29 +7,34 @@ import (
 
 // flights joins identical work in flight (a question to an upstream or to
 // the agent): the first caller of do for a key runs the work, callers that
-// come while it runs wait for its result instead of repeating it. The zero
+// come while it runs wait for its result instead of repeating it. Each run
+// may carry state of type S that its joiners see (the forwarder's: who
+// asked, so that a client's repeat can be sent upstream again). The zero
 // value is ready to use.
-type flights[K comparable, V any] struct {
+type flights[K comparable, V, S any] struct {
 	mu sync.Mutex
-	m  map[K]*flight[V]
+	m  map[K]*flight[V, S]
 }
 
-type flight[V any] struct {
-	done chan struct{}
-	v    V
-	err  error
+type flight[V, S any] struct {
+	done  chan struct{}
+	state S
+	v     V
+	err   error
 }
 
 // do returns work's result for key k: its own run's, or that of the run in
-// flight for k, shared (treat it as read-only). A caller that joins a run
-// calls joined (when not nil) first, and gives up with ctx.Err() when ctx
-// ends before the run does; the run itself goes on for the others.
-func (g *flights[K, V]) do(ctx context.Context, k K, joined func(), work func() (V, error)) (V, error) {
+// flight for k, shared (treat it as read-only). A run's state is made by
+// start (the zero S when start is nil) before any caller can join it, and
+// passed to work. A caller that joins a run calls joined (when not nil)
+// with the run's state first, and gives up with ctx.Err() when ctx ends
+// before the run does; the run itself goes on for the others.
+func (g *flights[K, V, S]) do(ctx context.Context, k K, start func() S, joined func(S), work func(S) (V, error)) (V, error) {
 	g.mu.Lock()
 	if fl, ok := g.m[k]; ok {
 		g.mu.Unlock()
 		if joined != nil {
-			joined()
+			joined(fl.state)
 		}
 		select {
 		case <-fl.done:
@@ -40,9 +45,12 @@ func (g *flights[K, V]) do(ctx context.Context, k K, joined func(), work func() 
 		}
 	}
 	if g.m == nil {
-		g.m = map[K]*flight[V]{}
+		g.m = map[K]*flight[V, S]{}
 	}
-	fl := &flight[V]{done: make(chan struct{})}
+	fl := &flight[V, S]{done: make(chan struct{})}
+	if start != nil {
+		fl.state = start()
+	}
 	g.m[k] = fl
 	g.mu.Unlock()
 	defer func() {
@@ -51,6 +59,6 @@ func (g *flights[K, V]) do(ctx context.Context, k K, joined func(), work func() 
 		g.mu.Unlock()
 		close(fl.done)
 	}()
-	fl.v, fl.err = work()
+	fl.v, fl.err = work(fl.state)
 	return fl.v, fl.err
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -33,7 +34,7 @@ type forwarder struct {
 	mu    sync.RWMutex
 	cache map[string]*answer
 
-	flights flights[string, *answer]
+	flights flights[string, *answer, *asking]
 
 	// failedAt holds, per upstream, when a try of it last got no answer (a
 	// timeout or an error such as a closed port; unix ns; 0 once it
@@ -162,14 +163,23 @@ type upQuestion struct {
 // query already in flight. An answer asked with CD is not cached (dnsmasq
 // keeps it out of its cache); one asked with DO is cached without its
 // DNSSEC records, for questions without DO (dnsmasq caches its records,
-// and answers a question with DO from upstream only).
-func (f *forwarder) resolve(ctx context.Context, key string, uq upQuestion) (*answer, error) {
+// and answers a question with DO from upstream only). src is the UDP
+// client that asked (the zero source for others): a repeat that joins a
+// question in flight may send it upstream again, as dnsmasq does (see
+// asking.repeat); a repeat of a question src already has in flight (the
+// same address and ID) gets errRepeated once the question is answered:
+// the client's first datagram gets the answer, once, as from dnsmasq.
+func (f *forwarder) resolve(ctx context.Context, key string, uq upQuestion, src source) (*answer, error) {
 	fkey := key
 	if uq.cd || uq.do {
 		fkey += string([]byte{0, b2i(uq.cd), b2i(uq.do)})
 	}
-	return f.flights.do(ctx, fkey, f.s.m.coalesced.Inc, func() (*answer, error) {
-		resp, err := f.exchange(ctx, uq)
+	dup := false
+	a, err := f.flights.do(ctx, fkey, func() *asking { return newAsking(src, time.Now()) }, func(st *asking) {
+		f.s.m.coalesced.Inc()
+		dup = st.repeat(src, time.Now())
+	}, func(st *asking) (*answer, error) {
+		resp, err := f.exchange(ctx, uq, st)
 		if err != nil {
 			return nil, err
 		}
@@ -184,6 +194,104 @@ func (f *forwarder) resolve(ctx context.Context, key string, uq upQuestion) (*an
 		}
 		return a, err
 	})
+	if dup {
+		return nil, errRepeated
+	}
+	return a, err
+}
+
+// errRepeated: the question was a client's repeat of one it has in flight
+// (the same address and ID), whose answer goes to its first datagram.
+var errRepeated = errors.New("a repeat of a question in flight")
+
+// source is a UDP client that asked a question: its address and the ID it
+// asked with.
+type source struct {
+	from netip.AddrPort
+	id   uint16
+}
+
+// Sending a repeat upstream again, as dnsmasq 2.90 does (measured with it
+// on loopback, TestRepeatSentAgainOnlyAsDnsmasq): again from a client that
+// asked the question, with the ID it asked with, at once, to every
+// upstream; from another client, or with another ID, once the clock's
+// second has moved on by repeatAfter since the question was first sent,
+// to the upstream asked last (every one, after a repeat sent to every
+// one); else the repeat only joins the question in flight.
+const (
+	againNone = iota
+	againLast
+	againAll
+)
+
+// repeatAfter is the clock's whole seconds after which dnsmasq sends a
+// repeat from another client (or with another ID) upstream again: a
+// repeat 1.1 s after the first question was sent again when the second
+// changed twice meanwhile, one 1.93 s after not when it changed once.
+const repeatAfter = 2
+
+// resendGap is the least time between two sends of a question upstream
+// again (a repeat meanwhile only joins it). dnsmasq sends each repeat
+// again, even 50 ms apart; here a forwarding loop through an upstream
+// (whose every question sent again would come back as another repeat)
+// cannot bounce a question as fast as the loopback carries it. Clients ask
+// again after a second or more.
+const resendGap = 250 * time.Millisecond
+
+// asking is a question in flight upstream as its repeats see it.
+type asking struct {
+	first int64 // the clock's second (Unix) when it was first sent
+
+	mu      sync.Mutex
+	sources map[source]struct{} // the UDP clients that asked it
+	again   int                 // a send again waiting for exchange: againNone, againLast, againAll
+	wake    chan struct{}       // exchange has a send again to make (capacity 1)
+}
+
+func newAsking(src source, now time.Time) *asking {
+	a := &asking{first: now.Unix(), sources: map[source]struct{}{}, wake: make(chan struct{}, 1)}
+	if src.from.IsValid() {
+		a.sources[src] = struct{}{}
+	}
+	return a
+}
+
+// repeat notes a question from src that joins this one at now, asks
+// exchange to send it upstream again as dnsmasq would, and reports
+// whether src had asked it already (the same address and ID).
+func (a *asking) repeat(src source, now time.Time) (dup bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	again := againNone
+	if _, dup = a.sources[src]; dup {
+		again = againAll
+	} else {
+		if src.from.IsValid() {
+			a.sources[src] = struct{}{}
+		}
+		if now.Unix()-a.first >= repeatAfter {
+			again = againLast
+		}
+	}
+	if again > a.again {
+		a.again = again
+	}
+	if again != againNone {
+		select {
+		case a.wake <- struct{}{}:
+		default:
+		}
+	}
+	return dup
+}
+
+// take returns the send again asked for, if any, and clears it.
+func (a *asking) take() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	again := a.again
+	a.again = againNone
+	return again
 }
 
 func b2i(b bool) byte {
@@ -228,8 +336,11 @@ var errNoUpstream = errors.New("no upstream resolver configured")
 // (again only when the client asks again), where dnsforward asked a
 // silent upstream again after every try timeout and a closed one about 22
 // times within half a second; and it gave up on an upstream at its try
-// timeout, dropping the answer that came a little later.
-func (f *forwarder) exchange(ctx context.Context, uq upQuestion) (*dns.Msg, error) {
+// timeout, dropping the answer that came a little later. A client's
+// repeat sends the question again as st says (asking.repeat): to every
+// upstream, or to the one asked last, each such try listened to as the
+// others.
+func (f *forwarder) exchange(ctx context.Context, uq upQuestion, st *asking) (*dns.Msg, error) {
 	if len(f.upstreams) == 0 {
 		return nil, errNoUpstream
 	}
@@ -243,15 +354,16 @@ func (f *forwarder) exchange(ctx context.Context, uq upQuestion) (*dns.Msg, erro
 	req.SetEdns0(ednsSize, uq.do)
 	order := f.order()
 	type result struct {
-		i    int
+		i    int // the upstream, in order
 		resp *dns.Msg
 		err  error
 	}
-	results := make(chan result, len(order)) // no try blocks on it
-	// Per try: given up on (its try timeout passed, or it failed) and
-	// done (its result came).
+	results := make(chan result, len(order))
+	// Per upstream: given up on (its try timeout passed, or it failed),
+	// tries still waiting for a result, and refused.
 	late := make([]bool, len(order))
-	done := make([]bool, len(order))
+	waiting := make([]int, len(order))
+	refusedBy := make([]bool, len(order))
 	var lastErr error
 	refused, asked, pending := 0, 0, 0
 	var tryTimer *time.Timer
@@ -267,10 +379,21 @@ func (f *forwarder) exchange(ctx context.Context, uq upQuestion) (*dns.Msg, erro
 	noAnswer := func(i int) {
 		f.failedAt[order[i]].Store(time.Now().UnixNano())
 	}
+	try := func(i int) {
+		pending++
+		waiting[i]++
+		r := req.Copy() // each try sets its own ID
+		go func() {
+			resp, err := f.s.exchangeWith(ctx, order[i], r, f.s.cfg.Budget, uq.tcp)
+			select {
+			case results <- result{i, resp, err}:
+			case <-ctx.Done():
+			}
+		}()
+	}
 	ask := func() {
 		i := asked
 		asked++
-		pending++
 		if tryTimer != nil {
 			tryTimer.Stop()
 		}
@@ -279,15 +402,39 @@ func (f *forwarder) exchange(ctx context.Context, uq upQuestion) (*dns.Msg, erro
 			tryTimer = time.NewTimer(f.s.cfg.TryTimeout)
 			tryOver = tryTimer.C
 		}
-		r := req.Copy() // each try sets its own ID
-		go func() {
-			resp, err := f.s.exchangeWith(ctx, order[i], r, f.s.cfg.Budget, uq.tcp)
-			results <- result{i, resp, err}
-		}()
+		try(i)
+	}
+	// A repeat's send again: to the upstream asked last, or to every
+	// upstream (then no other is asked on a timeout: all were), and to
+	// every one on a repeat after that. Not within resendGap of the last.
+	var wake <-chan struct{}
+	if st != nil {
+		wake = st.wake
+	}
+	sentAll := false
+	var lastAgain time.Time
+	again := func(kind int) {
+		if kind == againNone || time.Since(lastAgain) < resendGap {
+			return
+		}
+		lastAgain = time.Now()
+		if kind == againLast && !sentAll {
+			try(asked - 1)
+			return
+		}
+		sentAll = true
+		for i := range order {
+			try(i)
+		}
+		asked = len(order)
+		tryOver = nil
 	}
 	ask()
 	for {
 		select {
+		case <-wake:
+			again(st.take())
+			continue
 		case <-tryOver:
 			// The newest try got no answer in time: the next upstream
 			// is asked, and this one still listened to.
@@ -299,9 +446,10 @@ func (f *forwarder) exchange(ctx context.Context, uq upQuestion) (*dns.Msg, erro
 			ask()
 			continue
 		case <-ctx.Done():
-			// The budget is over: the tries not given up on yet timed out.
-			for i := 0; i < asked; i++ {
-				if !done[i] && !late[i] {
+			// The budget is over: the upstreams not given up on yet
+			// timed out.
+			for i := range order {
+				if waiting[i] > 0 && !late[i] {
 					f.s.m.upstreamFailures.WithLabelValues(order[i], "timeout").Inc()
 					noAnswer(i)
 				}
@@ -312,7 +460,7 @@ func (f *forwarder) exchange(ctx context.Context, uq upQuestion) (*dns.Msg, erro
 			return nil, fmt.Errorf("upstreams gave no answer within %s: %w", f.s.cfg.Budget, lastErr)
 		case r := <-results:
 			pending--
-			done[r.i] = true
+			waiting[r.i]--
 			up := order[r.i]
 			switch {
 			case r.err != nil:
@@ -327,7 +475,8 @@ func (f *forwarder) exchange(ctx context.Context, uq upQuestion) (*dns.Msg, erro
 				f.failedAt[up].Store(0)
 				f.s.m.upstreamFailures.WithLabelValues(up, strings.ToLower(dns.RcodeToString[r.resp.Rcode])).Inc()
 				lastErr = fmt.Errorf("%s: %s", up, dns.RcodeToString[r.resp.Rcode])
-				if r.resp.Rcode == dns.RcodeRefused {
+				if r.resp.Rcode == dns.RcodeRefused && !refusedBy[r.i] {
+					refusedBy[r.i] = true
 					refused++
 				}
 			default:

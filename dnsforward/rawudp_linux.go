@@ -354,6 +354,7 @@ func (s *Server) readRaw(ctx context.Context, fd int, read *atomic.Uint64) {
 					continue
 				}
 				v6 := inName[i].Addr.Family == unix.AF_INET6
+				job.from = from
 				s.spawn(ctx, job, func(b []byte) {
 					if b != nil {
 						rawSendTo(fd, b, from, v6)

@@ -391,6 +391,7 @@ func (s *Server) readUDP(ctx context.Context, u *net.UDPConn, read *atomic.Uint6
 					continue
 				}
 				from := ua.AddrPort()
+				job.from = from
 				s.spawn(ctx, job, func(b []byte) {
 					if b != nil {
 						_, _ = u.WriteToUDPAddrPort(b, from)
@@ -748,7 +749,10 @@ func (s *Server) slow(ctx context.Context, q *query) []byte {
 	}
 	// Asked in the client's letter case, with its CD and DO bits and, for
 	// a TCP client, over TCP, as dnsmasq asks.
-	a, err := s.fwd.resolve(ctx, key, upQuestion{name: q.request().Question[0].Name, qtype: q.qtype, qclass: q.qclass, tcp: q.tcp, cd: q.cd, do: q.do})
+	a, err := s.fwd.resolve(ctx, key, upQuestion{name: q.request().Question[0].Name, qtype: q.qtype, qclass: q.qclass, tcp: q.tcp, cd: q.cd, do: q.do}, source{q.from, q.id})
+	if errors.Is(err, errRepeated) {
+		return nil // the client's first datagram gets the answer
+	}
 	if err != nil {
 		if errors.Is(err, errNoUpstream) {
 			return s.fail(q, zoneUpstream, dns.RcodeRefused)

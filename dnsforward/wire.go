@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/binary"
 	"errors"
+	"net/netip"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -24,7 +25,8 @@ type query struct {
 	udpSize int
 	ecs     *dns.EDNS0_SUBNET // the client-subnet option asked with (RFC 7871), or nil
 	tcp     bool
-	msg     *dns.Msg // the unpacked request (slow path, or unpacked later)
+	msg     *dns.Msg       // the unpacked request (slow path, or unpacked later)
+	from    netip.AddrPort // a UDP client's address (slow path): its repeats are told by it
 }
 
 func (q *query) clone() *query {
