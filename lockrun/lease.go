@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 )
 
@@ -71,6 +72,15 @@ type leaseKeeper struct {
 	// (checkAgent's finding about the agent), or "": it is added to the
 	// messages of a lease that runs short.
 	hint func() string
+	// expires is the lease's end as run last set it (nil before run).
+	expires atomic.Pointer[time.Time]
+}
+
+// ranOut reports whether the lease has run out: the child must not run on
+// (its stop is run's, which reports it at once).
+func (k *leaseKeeper) ranOut() bool {
+	e := k.expires.Load()
+	return e != nil && !time.Now().Before(*e)
 }
 
 // withHint is msg followed by the hint, when there is one.
@@ -93,6 +103,7 @@ type confirmation struct {
 // ctx is done, and returns the reason the lock counts as lost.
 func (k *leaseKeeper) run(ctx context.Context, sent time.Time) string {
 	expires := sent.Add(k.validFor)
+	k.expires.Store(&expires)
 	timer := time.NewTimer(time.Until(expires))
 	defer timer.Stop()
 	inFlight := inFlightFor(k.validFor)
@@ -158,6 +169,7 @@ func (k *leaseKeeper) run(ctx context.Context, sent time.Time) string {
 						"lease_left_before", time.Until(expires).Round(time.Millisecond))
 				}
 				expires = e
+				k.expires.Store(&e)
 				timer.Reset(time.Until(expires))
 			}
 		}

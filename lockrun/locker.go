@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/berth/berth/pkg/backoff"
 	"github.com/hashicorp/consul/api"
@@ -147,6 +148,9 @@ func (l *plainLock) acquire(ctx context.Context, first *attempt) (*held, error) 
 // carries the key's ModifyIndex as written by the acquiring Raft entry: the
 // fencing token, with no second round trip. A refusal returns Consul's reason.
 func (l *plainLock) tryLock(ctx context.Context, session string) (*held, string, error) {
+	if !utf8.ValidString(l.key) {
+		return l.tryLockByURL(ctx, session)
+	}
 	sent := time.Now()
 	ok, resp, _, err := l.txn.Txn(api.TxnOps{&api.TxnOp{KV: &api.KVTxnOp{
 		Verb: api.KVLock, Key: l.key, Session: session, Flags: api.LockFlagValue,
@@ -165,6 +169,44 @@ func (l *plainLock) tryLock(ctx context.Context, session string) (*held, string,
 		return nil, "", fmt.Errorf("acquire %s: unexpected transaction result", l.key)
 	}
 	return &held{token: resp.Results[0].KV.ModifyIndex, session: session, sent: sent}, "", nil
+}
+
+// tryLockByURL acquires a key that is not valid UTF-8 (a PREFIX with a
+// Latin-1 file name in it) as consul lock does, with ?acquire=, whose URL
+// carries the key's bytes: a transaction's JSON cannot (encoding/json, on
+// both ends, makes each bad byte U+FFFD: another key). The fencing token is
+// then read after the acquisition, consistently, once the key is seen to
+// name our session: its ModifyIndex then is that of the acquiring write or
+// of a later one made while we hold it, so it is still above every earlier
+// holder's token and below every later one's. The lease starts when the
+// acquiring request was sent, as for tryLock. Consul answers a refusal
+// with a bare false: when the key is then free, a lock-delay refused it
+// ("lock delay", as tryLock's reason), else another contender won ("").
+func (l *plainLock) tryLockByURL(ctx context.Context, session string) (*held, string, error) {
+	sent := time.Now()
+	ok, _, err := l.kv.Acquire(&api.KVPair{Key: l.key, Session: session, Flags: api.LockFlagValue}, (&api.WriteOptions{}).WithContext(ctx))
+	if err != nil {
+		if strings.Contains(strings.ToLower(err.Error()), "invalid session") {
+			return nil, "invalid session", nil
+		}
+		return nil, "", err
+	}
+	pair, _, err := l.kv.Get(l.key, (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx))
+	if err != nil {
+		// Held perhaps, but without its token: the next try reads the key
+		// and takes it again (a second ?acquire= by the holding session
+		// keeps the lock).
+		return nil, "", fmt.Errorf("read %s after acquiring it: %w", l.key, err)
+	}
+	switch {
+	case ok && pair != nil && pair.Session == session:
+		return &held{token: pair.ModifyIndex, session: session, sent: sent}, "", nil
+	case !ok && (pair == nil || pair.Session == ""):
+		return nil, "lock delay (Consul refused the free key)", nil
+	}
+	// Taken by another contender (ours lost right after acquiring, or the
+	// race lost): wait for it.
+	return nil, "", nil
 }
 
 func (l *plainLock) confirm(ctx context.Context, h *held) (bool, error) {
@@ -208,6 +250,13 @@ func (l *plainLock) release(ctx context.Context, h *held) error {
 }
 
 func (l *plainLock) cleanup(ctx context.Context) {
+	if !utf8.ValidString(l.key) {
+		// consul lock's api.Lock.Destroy deletes the key named in Consul's
+		// answer, whose JSON has U+FFFD for each bad byte: another key, so
+		// the lock key is left behind. It is left here too, and that other
+		// key is never touched.
+		return
+	}
 	// As api.Lock.Destroy: delete the key only if nobody holds it, by CAS.
 	pair, _, err := l.kv.Get(l.key, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil || pair == nil || pair.Session != "" || pair.Flags != api.LockFlagValue {

@@ -156,13 +156,6 @@ func (o *options) check(rest []string) error {
 	// The keys are named as consul lock names them (path.Join of the prefix
 	// without its leading "/" and ".lock" or the session): "a//b/", "a/./b"
 	// and "a/b" are one lock for both, so they exclude each other.
-	if !utf8.ValidString(rest[0]) {
-		// Our lock is taken by transaction, whose JSON carries the key
-		// with U+FFFD for each bad byte: another key than consul lock's
-		// (the URL keeps the bytes), and than the one we then read, so the
-		// lock would be lost at once and the key left behind.
-		return fmt.Errorf("PREFIX %q: not valid UTF-8; lockrun cannot lock it as consul lock does (write it in UTF-8)", rest[0])
-	}
 	o.given = append([]string{strings.TrimPrefix(rest[0], "/")}, rest[1:]...)
 	if strings.HasPrefix(o.given[0], "/") {
 		// consul lock trims one "/" only: its keys then begin with "/",
@@ -186,6 +179,17 @@ func (o *options) check(rest []string) error {
 	}
 	if o.limit <= 0 {
 		return fmt.Errorf("-n %d: the number of holders must be at least 1", o.limit)
+	}
+	if !utf8.ValidString(rest[0]) && o.limit > 1 {
+		// A lock on such a prefix is taken as consul lock takes it
+		// (plainLock.tryLockByURL). A semaphore is not: its holder list is
+		// updated by transaction, whose JSON cannot carry the bytes, and
+		// consul lock's own semaphore never finds its holder list there
+		// (api Semaphore.findLock compares the keys of a listing, whose
+		// JSON has U+FFFD for each bad byte): the first contender loses
+		// its slot at once (its child killed, exit 0), and every later
+		// one waits for ever.
+		return fmt.Errorf("PREFIX %q: not valid UTF-8; a semaphore (-n %d) cannot be kept under it (consul lock's is lost at once there); write it in UTF-8", rest[0], o.limit)
 	}
 	if o.given[0] == "" && o.limit > 1 {
 		return fmt.Errorf("PREFIX %q: empty; a semaphore (-n %d) needs a prefix, as consul lock's", rest[0], o.limit)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/berth/berth/pkg/proctest"
 	"github.com/hashicorp/consul/api"
 )
@@ -203,19 +205,112 @@ func TestDoubleDashAfterPrefixRunsCommand(t *testing.T) {
 	}
 }
 
-// TestInvalidUTF8PrefixRefused: a PREFIX that is not valid UTF-8 is
-// refused before any request (exit 1, one line naming it, the command not
-// run, no key or session left). consul lock locks the key with the bytes as
-// given (its URL keeps them); lockrun's transaction JSON cannot carry them
-// (encoding/json writes U+FFFD), so it took another key and lost the lock at
-// its first read (README differences table).
-func TestInvalidUTF8PrefixRefused(t *testing.T) {
+// TestInvalidUTF8PrefixAsConsulLock: a PREFIX that is not valid UTF-8 (a
+// Latin-1 file name in it) is locked as consul lock locks it: the key with
+// its bytes (consul lock's URL keeps them; lockrun's transaction JSON could
+// not, so it acquires such a key with ?acquire= too). Alone, each tool runs
+// the command and leaves the same keys and sessions (consul lock leaves the
+// key: its clean-up deletes the key named in Consul's JSON answer, where
+// the bad bytes read as U+FFFD, another key). A holder of either tool keeps
+// the other waiting, which runs once it is released; lockrun's token is
+// the key's index at acquisition, and the key names its session meanwhile.
+// A semaphore there is refused (consul lock's loses its slot at once and
+// then never acquires: api Semaphore.findLock compares listed keys).
+func TestInvalidUTF8PrefixAsConsulLock(t *testing.T) {
 	a := consultest.Require(t, agent)
 	c := a.Client()
-	got := runOutcome(t, a, c, lockrunPath(t), []string{"test/odd-\xff", "touch MARK; sleep 2"})
-	if got.code != exitUsage || got.ran != "-" || len(got.keys) != 0 || got.sessions != 0 {
-		t.Fatalf("lockrun on a PREFIX that is not UTF-8: exit %d, ran %q, left keys %q and %d sessions; want exit %d, nothing run or left",
-			got.code, got.ran, got.keys, got.sessions, exitUsage)
+	const prefix = "test/lat-\xe9t\xe9"
+	key := prefix + "/.lock"
+	mangled := strings.ToValidUTF8(key, "\uFFFD")
+	kv := c.KV()
+	exists := func(k string) bool {
+		t.Helper()
+		p, _, err := kv.Get(k, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p != nil
+	}
+	clear := func() {
+		t.Helper()
+		if _, err := kv.Delete(key, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clear()
+	t.Cleanup(clear)
+
+	// Alone: what a script sees, and the key with its bytes left behind.
+	args := []string{prefix, "echo $CONSUL_LOCK_HELD > MARK"}
+	want := runOutcome(t, a, c, a.Bin, append([]string{"lock"}, args...))
+	wantLeft := exists(key)
+	clear()
+	got := runOutcome(t, a, c, lockrunPath(t), args)
+	gotLeft := exists(key)
+	if got.code != want.code || got.ran != want.ran || !slices.Equal(got.keys, want.keys) || got.sessions > want.sessions || gotLeft != wantLeft {
+		t.Errorf("lockrun %q: exit %d, ran %q, left keys %q (%q with its bytes: %v) and %d sessions; consul lock: exit %d, ran %q, left keys %q (%v) and %d sessions",
+			args, got.code, got.ran, got.keys, key, gotLeft, got.sessions, want.code, want.ran, want.keys, wantLeft, want.sessions)
+	}
+	if exists(mangled) {
+		t.Errorf("a key %q (U+FFFD for the bad bytes) was written", mangled)
+	}
+
+	// Exclusion, both ways.
+	bin := lockrunPath(t)
+	for _, holderIsConsul := range []bool{true, false} {
+		dir := t.TempDir()
+		holderBin, holderArgs, waiterBin, waiterArgs := a.Bin, []string{"lock"}, bin, []string(nil)
+		if !holderIsConsul {
+			holderBin, holderArgs, waiterBin, waiterArgs = bin, nil, a.Bin, []string{"lock"}
+		}
+		name := func(b string) string { return filepath.Base(b) }
+		h := proctest.Start(t, command(a, holderBin, append(holderArgs, prefix,
+			fmt.Sprintf(`echo "$LOCKRUN_TOKEN $LOCKRUN_SESSION" > %[1]s/held; while [ ! -e %[1]s/go ]; do sleep 0.05; done`, dir))...), proctest.Options{})
+		eventually.True(t, 20*time.Second, "holder", func() bool {
+			b, err := os.ReadFile(dir + "/held")
+			return err == nil && strings.HasSuffix(string(b), "\n")
+		})
+		pair, _, err := kv.Get(key, &api.QueryOptions{RequireConsistent: true})
+		if err != nil || pair == nil || pair.Session == "" {
+			t.Fatalf("%s holding %q: the key with its bytes is not held: %+v, %v", name(holderBin), prefix, pair, err)
+		}
+		if !holderIsConsul {
+			b, _ := os.ReadFile(dir + "/held")
+			f := strings.Fields(string(b))
+			if len(f) != 2 || f[0] != strconv.FormatUint(pair.ModifyIndex, 10) || f[1] != pair.Session {
+				t.Errorf("lockrun's token and session %q; the key's index %d and session %s", b, pair.ModifyIndex, pair.Session)
+			}
+		}
+		w := proctest.Start(t, command(a, waiterBin, append(waiterArgs, prefix, "touch "+dir+"/ran")...), proctest.Options{})
+		time.Sleep(1500 * time.Millisecond)
+		if _, err := os.Stat(dir + "/ran"); err == nil {
+			t.Errorf("%s holding %q, %s ran beside it", name(holderBin), prefix, name(waiterBin))
+		}
+		if !w.Alive() {
+			t.Errorf("%s holding %q, %s did not wait (exit %d): %s", name(holderBin), prefix, name(waiterBin), w.Code(), w.Stderr.String())
+		}
+		if err := os.WriteFile(dir+"/go", nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if code := h.Wait(t, 20*time.Second); code != 0 {
+			t.Errorf("%s holding %q: exit %d: %s", name(holderBin), prefix, code, h.Stderr.String())
+		}
+		if code := w.Wait(t, 30*time.Second); code != 0 {
+			t.Errorf("%s waiting on %q: exit %d: %s", name(waiterBin), prefix, code, w.Stderr.String())
+		}
+		if _, err := os.Stat(dir + "/ran"); err != nil {
+			t.Errorf("%s waiting on %q did not run once %s released it", name(waiterBin), prefix, name(holderBin))
+		}
+	}
+	if exists(mangled) {
+		t.Errorf("a key %q (U+FFFD for the bad bytes) was written", mangled)
+	}
+
+	// A semaphore: refused, nothing run or left.
+	sem := []string{"-n", "2", "test/lat-sem-\xe9", "touch MARK"}
+	if got := runOutcome(t, a, c, lockrunPath(t), sem); got.code != exitUsage || got.ran != "-" || len(got.keys) != 0 || got.sessions != 0 {
+		t.Errorf("lockrun %q: exit %d, ran %q, left keys %q and %d sessions; want exit %d, nothing run or left",
+			sem, got.code, got.ran, got.keys, got.sessions, exitUsage)
 	}
 }
 
@@ -224,10 +319,13 @@ func TestInvalidUTF8PrefixRefused(t *testing.T) {
 // to its end, as with consul lock, whose child shares its process group
 // (command/lock startChild sets no process group). lockrun's child has a
 // group of its own: lockrun stops itself with it, else the shell waited for
-// lockrun and the terminal answered nobody.
+// lockrun and the terminal answered nobody. While the job is stopped its
+// command does not run on (lockrun used to give it the terminal and a
+// SIGCONT before it had stopped itself: its kill(2) of its own group
+// returned before the stop).
 func TestCtrlZAsConsulLock(t *testing.T) {
 	a := consultest.Require(t, agent)
-	type seen struct{ stopped, resumed bool }
+	type seen struct{ stopped, ranOnStopped, resumed bool }
 	observe := func(lockCmd string) seen {
 		tm := proctest.OnTerminal(t, `PS1='$ ' exec bash --norc --noprofile -i`, env(a))
 		tm.Type(lockCmd + " test/ctrlz 'echo rea''dy $PPID $$ e''nd; sleep 2; echo fin''ished'\n")
@@ -246,6 +344,9 @@ func TestCtrlZAsConsulLock(t *testing.T) {
 			}
 			tm.Type("\x1a")
 			if r.stopped = tm.WaitFor("Stopped", 10*time.Second); r.stopped {
+				// The job is stopped: its command too, past its sleep.
+				time.Sleep(2500 * time.Millisecond)
+				r.ranOnStopped = strings.Contains(tm.Output(), "finished")
 				tm.Type("fg\n")
 				r.resumed = tm.WaitFor("finished", 10*time.Second)
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -15,6 +16,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/berth/berth/pkg/cliapp"
 	"github.com/berth/berth/pkg/supervisor"
@@ -313,10 +315,39 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	lostc := make(chan string, 2)
-	lease := &leaseKeeper{validFor: o.lease, maxErrors: o.monitorRetry.orUnset(), log: log, metrics: r.metrics, hint: r.agentHint,
-		confirm: func(ctx context.Context) (bool, error) { return lk.confirm(ctx, h) }}
-	go func() { lostc <- lease.run(ctx, h.sent) }()
+	lostc := make(chan string, 1)
+	// The lease, from the acquiring request's send time; started again from
+	// a confirmation's when it ran out while we were stopped (Ctrl-Z) and
+	// Consul still says the lock is ours (renewLease).
+	var (
+		lease       *leaseKeeper
+		leasec      chan string
+		leaseCancel context.CancelFunc = func() {}
+	)
+	startLease := func(sent time.Time) {
+		leaseCancel()
+		var lctx context.Context
+		lctx, leaseCancel = context.WithCancel(ctx)
+		l := &leaseKeeper{validFor: o.lease, maxErrors: o.monitorRetry.orUnset(), log: log, metrics: r.metrics, hint: r.agentHint,
+			confirm: func(ctx context.Context) (bool, error) { return lk.confirm(ctx, h) }}
+		c := make(chan string, 1)
+		lease, leasec = l, c
+		go func() { c <- l.run(lctx, sent) }()
+	}
+	startLease(h.sent)
+	defer func() { leaseCancel() }()
+	renewLease := func() bool {
+		sent := time.Now()
+		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+		held, err := lk.confirm(cctx, h)
+		ccancel()
+		if err != nil || !held {
+			log.Warn("continued after the lease ran out, and Consul does not confirm we hold the lock", "held", held, "err", err)
+			return false
+		}
+		startLease(sent)
+		return true
+	}
 	go func() { lostc <- lk.watch(ctx, h) }()
 	// The watch keeps one connection busy; one quick read leaves a second
 	// one idle in the pool, so the release need not dial.
@@ -367,12 +398,16 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 			}
 			return exitOK
 		case why = <-lostc:
+		case why = <-leasec:
 		case <-sessionGone:
 			why = "our session was invalidated"
 		case sig := <-r.sigs:
 			if sig == syscall.SIGCHLD && cfg.Terminal != nil {
-				r.followJobStop(cfg.Terminal, child, log)
-				continue
+				if !r.followJobStop(cfg.Terminal, child, lease.ranOut, renewLease, log) {
+					continue
+				}
+				why = "the lease ran out while the job was stopped from the terminal (Ctrl-Z), and Consul no longer confirms the lock"
+				break // to the loss, before a SIGCONT (fg) is forwarded to the child
 			}
 			if sig == syscall.SIGINT || sig == syscall.SIGTERM {
 				stopping = true
@@ -395,35 +430,93 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 // back and our own group stopped, so that the shell that ran us sees its job
 // stopped and gives its prompt back (else the shell would wait for us, and
 // the terminal would answer nobody). Once continued (fg, bg), the child's
-// group is continued too, and given the terminal again when we have it.
-func (r *runner) followJobStop(f *os.File, child *supervisor.Child, log *slog.Logger) {
-	if !stopped(child.Pid()) {
-		return
+// group is continued too, and given the terminal again when we have it,
+// unless the lease ran out while we were stopped (our session was not
+// renewed meanwhile, and another holder may have the lock) and Consul's
+// leader no longer confirms the lock is ours (renew, which starts the lease
+// again from the confirmation when it does): then the child's group, still
+// stopped, gets SIGKILL (a SIGTERM would need it continued, running without
+// the lock) and true is returned: the lock is lost (exit 13).
+//
+// A child stopped by SIGSTOP was stopped from elsewhere (kill -STOP: the
+// terminal sends no SIGSTOP), not as a job: consul lock is not stopped then
+// (the signal went to its child alone, and it goes on waiting for it), and
+// neither are we; a SIGCONT from there continues the child, still holding
+// the terminal, and everything goes on.
+func (r *runner) followJobStop(f *os.File, child *supervisor.Child, ranOut, renew func() bool, log *slog.Logger) (lost bool) {
+	switch sig := stopSignal(child.Pid()); sig {
+	case syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU:
+	case 0:
+		return false
+	default:
+		log.Debug("the child was stopped by a signal that is not the terminal's; waiting for it", "signal", supervisor.SignalName(sig))
+		return false
 	}
 	log.Debug("the child was stopped from the terminal; stopping with it")
 	if err := supervisor.TakeTerminal(f); err != nil {
 		log.Warn("could not take the terminal back from the child's stopped process group", "err", err)
-		return
+		return false
 	}
-	_ = syscall.Kill(0, syscall.SIGSTOP) // returns once we are continued
+	stopUntilContinued()
+	if ranOut() && !renew() {
+		_ = child.SignalGroup(syscall.SIGKILL)
+		return true
+	}
 	if fg, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP); err == nil && fg == unix.Getpgrp() {
 		if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.TIOCSPGRP, child.Pid()); err != nil {
 			log.Warn("could not give the terminal back to the child", "err", err)
 		}
 	}
 	_ = child.SignalGroup(syscall.SIGCONT)
+	return false
 }
 
-// stopped reports whether process pid is stopped (state T in /proc).
-func stopped(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
+// stopUntilContinued stops our process group (us and, in a pipeline, the
+// rest of the shell's job) and returns once we are continued (fg, bg). A
+// kill(2) of our own group does not stop us before it returns: the signal
+// is taken by one of our threads, and the others, the caller's too, stop a
+// little later; meanwhile the caller would give the terminal and a SIGCONT
+// to the child's group, which then ran on behind the shell's prompt. So we
+// wait for the SIGCONT that continues us. SIGSTOP, which nothing can catch
+// (the Go runtime keeps its handler for SIGTSTP once it was asked for, and
+// takes SIGTSTP's default as ignoring it): the shell shows the job
+// "Stopped (signal)", its status 147, where consul lock's is stopped by the
+// terminal's SIGTSTP ("Stopped", 148).
+func stopUntilContinued() {
+	cont := make(chan os.Signal, 1)
+	signal.Notify(cont, syscall.SIGCONT)
+	defer signal.Stop(cont)
+	if syscall.Kill(0, syscall.SIGSTOP) == nil {
+		<-cont
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] == 'T'
 }
+
+// stopSignal returns the signal that stopped our child pid (WSTOPSIG), when
+// it is stopped and that stop was not reported yet, else 0. It asks waitid
+// for stops alone (WSTOPPED without WEXITED: an exit is left for the
+// supervisor's wait), without blocking, and takes the report, so that one
+// stop is followed once however many SIGCHLD come while it lasts.
+func stopSignal(pid int) syscall.Signal {
+	var info unix.Siginfo
+	if err := unix.Waitid(unix.P_PID, pid, &info, unix.WSTOPPED|unix.WNOHANG, nil); err != nil {
+		return 0
+	}
+	// siginfo_t for SIGCHLD: si_pid, si_uid, si_status at the start of its
+	// union, which follows si_signo, si_errno and si_code aligned as a
+	// pointer (linux/amd64 and arm64: offset 16).
+	const word = unsafe.Sizeof(uintptr(0))
+	const union = (12 + word - 1) &^ (word - 1)
+	b := (*[unsafe.Sizeof(info)]byte)(unsafe.Pointer(&info))
+	got := int32(binary.NativeEndian.Uint32(b[union:]))
+	status := int32(binary.NativeEndian.Uint32(b[union+8:]))
+	if info.Code != cldStopped || int(got) != pid {
+		return 0
+	}
+	return syscall.Signal(status)
+}
+
+// cldStopped is si_code CLD_STOPPED: the child was stopped by a signal.
+const cldStopped = 5
 
 // startFailureCode is the exit code a shell gives a command it cannot
 // start: 127 when it is not found, else 126.
