@@ -78,7 +78,10 @@ type fileConfig struct {
 	// then ignores: once and parseonly, which its command line always
 	// overrides (config/config.go Merge sets them from the flags'
 	// configuration, merged last by cli.go loadConfigs). Warned about.
-	NoEffect       []string
+	NoEffect []string
+	// Warnings are what a file says in a form consul-template still reads
+	// but warns about (consul = "ADDR"). Logged.
+	Warnings       []string
 	LeftDelim      string
 	RightDelim     string
 	Syslog         *bool
@@ -201,6 +204,8 @@ func loadConfig(paths []string, local string) (*fileConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	// legacy: the files that give consul = "ADDRESS" (warned about).
+	legacy := map[*configfile.File]bool{}
 	if local != "" {
 		f, err := configfile.Parse("CT_LOCAL_CONFIG", []byte(local))
 		if err != nil {
@@ -208,6 +213,7 @@ func loadConfig(paths []string, local string) (*fileConfig, error) {
 		}
 		dropDisabledDedup(f)
 		dropInertBlocks(f)
+		legacy[f] = legacyConsulAddress(f)
 		if err := configSpec.Check(f); err != nil {
 			return nil, badFlag{err}
 		}
@@ -217,6 +223,9 @@ func loadConfig(paths []string, local string) (*fileConfig, error) {
 	for _, f := range files {
 		dropDisabledDedup(f)
 		dropInertBlocks(f)
+		if legacyConsulAddress(f) || legacy[f] {
+			out.Warnings = append(out.Warnings, fmt.Sprintf("config %s: consul = \"ADDRESS\" is the old form of consul { address = \"ADDRESS\" }, as consul-template warns; write the block instead", f.Path))
+		}
 		if err := configSpec.Check(f); err != nil {
 			return nil, err
 		}
@@ -225,6 +234,19 @@ func loadConfig(paths []string, local string) (*fileConfig, error) {
 		}
 	}
 	return out, nil
+}
+
+// legacyConsulAddress turns consul = "ADDRESS", the form older
+// consul-template releases documented, into consul { address = "ADDRESS" },
+// as consul-template v0.41.1 still reads it (config/config.go
+// ConsulStringToStructFunc, with a warning), and reports whether it did.
+func legacyConsulAddress(f *configfile.File) bool {
+	s, ok := f.Values["consul"].(string)
+	if !ok {
+		return false
+	}
+	f.Values["consul"] = map[string]any{"address": s}
+	return true
 }
 
 // dropInertBlocks removes vault and nomad blocks that do not turn their

@@ -409,6 +409,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return o.cli.Fail(err, exitConfig)
 	}
+	for _, w := range fc.Warnings {
+		log.Warn(w)
+	}
 	for _, k := range fc.NoEffect {
 		log.Warn("configuration key has no effect, as in consul-template, whose command line decides it; use the flag", "key", k, "flag", map[string]string{"once": "-once", "parseonly": "-parse-only"}[k])
 	}
