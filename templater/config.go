@@ -559,6 +559,14 @@ func applyExec(x any, out *fileConfig, cerr func(string, error) error) error {
 		case "command":
 			e.Argv, err = asArgv(ev)
 			e.Command = strings.Join(e.Argv, " ")
+			if len(e.Argv) > 1 {
+				// A list: its words, each quoted (for logs).
+				words := make([]string, len(e.Argv))
+				for i, w := range e.Argv {
+					words[i] = shellQuote(w)
+				}
+				e.Command = strings.Join(words, " ")
+			}
 		case "enabled":
 			e.Enabled, err = configfile.Bool(ev)
 		case "splay":
@@ -627,7 +635,7 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 		switch k {
 		case "command":
 			if !hasExecKey(m, "command") {
-				c.Command, c.CommandArgv, err = asCommand(v)
+				c.Command, c.CommandArgv, err = asCommand(commaList(v))
 			}
 		case "exec":
 			_, err = configfile.Block(v) // read after the loop: it wins over command and command_timeout
@@ -671,7 +679,7 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 		em, _ := configfile.Block(ev)
 		var err error
 		if cv, ok := em["command"]; ok {
-			if c.Command, c.CommandArgv, err = asCommand(cv); err != nil {
+			if c.Command, c.CommandArgv, err = asCommand(commaList(cv)); err != nil {
 				return nil, fmt.Errorf("exec.command: %w", err)
 			}
 		}
@@ -741,12 +749,30 @@ func asWait(v any) (*waitConfig, error) {
 }
 
 // asArgv reads an exec command: a string (run as consul-template runs it:
-// under sh -c when it has more than one word) or a list (the argv).
+// under sh -c when it has more than one word; split on its commas first,
+// see commaList) or a list (the argv).
 func asArgv(v any) ([]string, error) {
-	if s, ok := v.(string); ok {
-		return []string{s}, nil
+	return configfile.Strings(commaList(v))
+}
+
+// commaList is a command string of a configuration file as consul-template
+// v0.41.1 decodes it: split on every comma into a command list
+// (config/config.go Parse decodes with mapstructure's
+// StringToSliceHookFunc(","), and a command is a commandList), so
+// "echo a,b" is the program "echo a" with the argument "b", and ",x" no
+// command. A string without a comma, and any other value, is v itself.
+// The -template and -exec flags are taken whole (cli.go).
+func commaList(v any) any {
+	s, ok := v.(string)
+	if !ok || !strings.Contains(s, ",") {
+		return v
 	}
-	return configfile.Strings(v)
+	parts := strings.Split(s, ",")
+	out := make([]any, len(parts))
+	for i, p := range parts {
+		out[i] = p
+	}
+	return out
 }
 
 func asPerms(v any) (int64, error) {

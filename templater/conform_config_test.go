@@ -44,3 +44,40 @@ func TestConformLegacyConsulString(t *testing.T) {
 		})
 	}
 }
+
+// TestConformCommandCommas: a command string in a configuration file is
+// split on its commas into a command list, as consul-template v0.41.1
+// decodes it (mapstructure's StringToSliceHookFunc(",")): "touch,x y" runs
+// touch with "x y", "echo a,b > f" looks for a program "echo a", ",x" is no
+// command; the -template and -exec flags keep theirs. Exit codes and the
+// files each tool leaves are compared.
+func TestConformCommandCommas(t *testing.T) {
+	seedConform(t)
+	tmpl := func(cmd string) string {
+		return "template {\n source = \"in.tmpl\"\n destination = \"out\"\n command = \"" + cmd + "\"\n}\n"
+	}
+	files := map[string]string{"in.tmpl": `{{ key "ct/name" }}`,
+		"shell.hcl":      tmpl("echo a,b > cmdout"),
+		"argv.hcl":       tmpl("touch,x y"),
+		"emptyfirst.hcl": tmpl(",touch z"),
+		"trailing.hcl":   tmpl("sh,-c,touch t,"),
+		"texec.hcl":      "template {\n source = \"in.tmpl\"\n destination = \"out\"\n exec {\n  command = \"touch,e\"\n }\n}\n",
+		"list.hcl":       "template {\n source = \"in.tmpl\"\n destination = \"out\"\n command = [\"touch\", \"a,b\"]\n}\n",
+		"cmd.json":       `{"template": [{"source": "in.tmpl", "destination": "out", "command": "touch,j1,j2"}]}`,
+		"exec.hcl":       "exec {\n command = \"touch,child\"\n}\n",
+		"execshell.hcl":  "exec {\n command = \"sh -c 'echo a,b > x'\"\n}\n",
+	}
+	compareOnce(t, files, nil, [][]string{
+		{"-config", "shell.hcl"},
+		{"-config", "argv.hcl"},
+		{"-config", "emptyfirst.hcl"},
+		{"-config", "trailing.hcl"},
+		{"-config", "texec.hcl"},
+		{"-config", "list.hcl"},
+		{"-config", "cmd.json"},
+		{"-config", "exec.hcl", "-template", "in.tmpl:out"},
+		{"-config", "execshell.hcl", "-template", "in.tmpl:out"},
+		{"-template", "in.tmpl:out:touch f,g"},
+		{"-template", "in.tmpl:out", "-exec", "touch c,d"},
+	})
+}
