@@ -158,6 +158,7 @@ func TestBadInput(t *testing.T) {
 		{"unclosed action", []string{"-template", write("unc.tmpl", "{{ range service \"web\" }}x\n") + ":" + dst}, []string{"unc.tmpl:", "unexpected EOF"}},
 		{"bad health filter", []string{"-template", write("hf.tmpl", "x\n{{ range service \"web|bogus\" }}{{ end }}") + ":" + dst}, []string{"hf.tmpl:2:", `bad health filter "bogus"`}},
 		{"bad service query", []string{"-template", write("sq.tmpl", `{{ service "we b@" }}`) + ":" + dst}, []string{"sq.tmpl:1:", "bad service query"}},
+		{"bad service query names it whole", []string{"-template", write("sq2.tmpl", `{{ service "web|any~_agent" }}`) + ":" + dst}, []string{"sq2.tmpl:1:", `bad service query "web|any~_agent"`}},
 		{"unreadable source", []string{"-template", filepath.Join(dir, "does-not-exist.tmpl") + ":" + dst}, []string{"does-not-exist.tmpl", "no such file"}},
 		{"source is a folder", []string{"-template", dir + ":" + dst}, []string{"is a directory"}},
 		{"template flag form", []string{"-template", "onlysource"}, []string{`-template "onlysource"`, "SOURCE:DESTINATION"}},
