@@ -58,7 +58,7 @@ func (n *notifyListener) got() (msgs, early []string) {
 // set), consul-template v0.41.1 sends READY=1 once every template is
 // rendered; templater must too, or systemd kills it at TimeoutStartSec. The
 // template waits for a key that is put after both started, so READY=1 must
-// not come before the file holds it.
+// not come before the file holds it; after the reload signal it comes again.
 func TestConformSystemdNotify(t *testing.T) {
 	c := seedConform(t)
 	if _, err := c.KV().Delete("ct/notify/k", nil); err != nil {
@@ -76,19 +76,36 @@ func TestConformSystemdNotify(t *testing.T) {
 		ds = append(ds, proctest.Start(t, cmd, proctest.Options{Combined: true}))
 	}
 	put(t, c, "ct/notify/k", "up")
+	ready := func(msgs []string) int {
+		n := 0
+		for _, m := range msgs {
+			if m == "READY=1" {
+				n++
+			}
+		}
+		return n
+	}
+	var before [2]int
 	for i, tl := range tools(t) {
 		eventually.True(t, 30*time.Second, tl.name+" sends READY=1", func() bool {
 			msgs, _ := ls[i].got()
-			for _, m := range msgs {
-				if m == "READY=1" {
-					return true
-				}
-			}
-			return false
+			before[i] = ready(msgs)
+			return before[i] > 0
 		})
 		if _, early := ls[i].got(); len(early) > 0 {
 			t.Errorf("%s: %q sent before the file was rendered", tl.name, early)
 		}
+	}
+	// The reload signal builds the runner again; READY=1 comes again once
+	// its templates are rendered.
+	for i, tl := range tools(t) {
+		if err := ds[i].Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		eventually.True(t, 30*time.Second, tl.name+" sends READY=1 again after SIGHUP", func() bool {
+			msgs, _ := ls[i].got()
+			return ready(msgs) > before[i]
+		})
 	}
 	for _, d := range ds {
 		d.Stop(syscall.SIGINT, daemonStopWait)
