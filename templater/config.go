@@ -41,6 +41,53 @@ type templateConfig struct {
 
 type waitConfig struct{ Min, Max time.Duration }
 
+// waitParts is a wait as one file (or the -wait flag) gives it, each field
+// nil when not given: consul-template's config/wait.go WaitConfig before
+// Finalize. Files merge field by field, the flag last (WaitConfig.Merge),
+// so wait { min = "5s" } in one file and wait { max = "20s" } in a later
+// one is 5s:20s.
+type waitParts struct {
+	Min, Max *time.Duration
+	Enabled  *bool // the block's "bool" key
+}
+
+// merge is w with what o gives over it.
+func (w waitParts) merge(o waitParts) waitParts {
+	if o.Min != nil {
+		w.Min = o.Min
+	}
+	if o.Max != nil {
+		w.Max = o.Max
+	}
+	if o.Enabled != nil {
+		w.Enabled = o.Enabled
+	}
+	return w
+}
+
+// final is the wait the parts make (WaitConfig.Finalize): on when "bool"
+// says so, else when a min above 0 is given; max defaults to 4×min. nil:
+// no wait (a template's own then leaves it to the global one, as
+// consul-template's runner does).
+func (w waitParts) final() *waitConfig {
+	on := w.Min != nil && *w.Min != 0
+	if w.Enabled != nil {
+		on = *w.Enabled
+	}
+	if !on {
+		return nil
+	}
+	c := &waitConfig{}
+	if w.Min != nil {
+		c.Min = *w.Min
+	}
+	c.Max = 4 * c.Min
+	if w.Max != nil {
+		c.Max = *w.Max
+	}
+	return c
+}
+
 type execConfig struct {
 	Command      string   // for logs
 	Argv         []string // as written: one string (sh -c when it has several words) or the argv
@@ -88,7 +135,7 @@ type fileConfig struct {
 	SyslogFacility string
 	SyslogName     string
 	MaxStale       *time.Duration
-	Wait           *waitConfig
+	Wait           waitParts
 	LogLevel       *string
 	PidFile        *string
 	KillSignal     *string
@@ -376,11 +423,11 @@ func applyConfigFile(f *configfile.File, out *fileConfig) error {
 		}
 	}
 	if x, ok := v["wait"]; ok {
-		w, err := asWait(x)
+		w, err := asWaitParts(x)
 		if err != nil {
 			return cerr("wait", err)
 		}
-		out.Wait = w
+		out.Wait = out.Wait.merge(w)
 	}
 	if x, ok := v["default_delimiters"]; ok {
 		m, err := configfile.Block(x)
@@ -711,36 +758,46 @@ func hasExecKey(m map[string]any, key string) bool {
 	return ok
 }
 
-// asWait reads wait = "min[:max]" or wait { min max bool } ("bool" is
-// consul-template's key for enabled: config/wait.go WaitConfig).
+// asWait reads a template's wait: see asWaitParts and waitParts.final.
 func asWait(v any) (*waitConfig, error) {
-	if s, ok := v.(string); ok {
-		return parseWait(s)
-	}
-	m, err := configfile.Block(v)
+	w, err := asWaitParts(v)
 	if err != nil {
 		return nil, err
 	}
-	w := &waitConfig{}
-	if mv, ok := m["min"]; ok {
-		if w.Min, err = configfile.Duration(mv); err != nil {
-			return nil, fmt.Errorf("min: %w", err)
+	return w.final(), nil
+}
+
+// asWaitParts reads wait = "min[:max]" (both given; max 4×min when left
+// out) or wait { min max bool } ("bool" is consul-template's key for
+// enabled: config/wait.go WaitConfig), each key as given.
+func asWaitParts(v any) (waitParts, error) {
+	if s, ok := v.(string); ok {
+		w, err := parseWait(s)
+		if err != nil {
+			return waitParts{}, err
 		}
+		return waitParts{Min: &w.Min, Max: &w.Max}, nil
 	}
-	w.Max = 4 * w.Min
-	if mv, ok := m["max"]; ok {
-		if w.Max, err = configfile.Duration(mv); err != nil {
-			return nil, fmt.Errorf("max: %w", err)
+	m, err := configfile.Block(v)
+	if err != nil {
+		return waitParts{}, err
+	}
+	var w waitParts
+	for k, dst := range map[string]**time.Duration{"min": &w.Min, "max": &w.Max} {
+		if mv, ok := m[k]; ok {
+			d, err := configfile.Duration(mv)
+			if err != nil {
+				return waitParts{}, fmt.Errorf("%s: %w", k, err)
+			}
+			*dst = &d
 		}
 	}
 	if ev, ok := m["bool"]; ok {
 		on, err := configfile.Bool(ev)
 		if err != nil {
-			return nil, fmt.Errorf("bool: %w", err)
+			return waitParts{}, fmt.Errorf("bool: %w", err)
 		}
-		if !on {
-			return &waitConfig{}, nil
-		}
+		w.Enabled = &on
 	}
 	// A max below min is taken, as consul-template's wait block takes it
 	// (only its "MIN:MAX" string form refuses it): min alone then bounds

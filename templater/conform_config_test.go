@@ -3,8 +3,12 @@ package main
 import (
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth/berth/pkg/eventually"
+	"github.com/berth/berth/pkg/proctest"
 )
 
 // TestConformLegacyConsulString: consul = "ADDRESS", the string form older
@@ -80,4 +84,61 @@ func TestConformCommandCommas(t *testing.T) {
 		{"-template", "in.tmpl:out:touch f,g"},
 		{"-template", "in.tmpl:out", "-exec", "touch c,d"},
 	})
+}
+
+// TestConformWaitMerged: the global wait of several config files and the
+// -wait flag merge field by field, as consul-template v0.41.1 merges them
+// (config/wait.go Merge, then Finalize). Each tool renders once, then the
+// key changes:
+//   - wait { min = "1h" } in one file and wait { max = "2h" } in a later
+//     one wait an hour (the later block does not undo the min): neither
+//     tool writes the change while a third run without a wait has it;
+//   - a template's wait { bool = false } leaves it to the global wait
+//     (-wait 1h): neither writes the change either;
+//   - wait { bool = false } in a file stays off under -wait 1h (the flag
+//     gives min and max, not the switch): both write the change.
+func TestConformWaitMerged(t *testing.T) {
+	c := seedConform(t)
+	files := map[string]string{"in.tmpl": `v={{ key "ct/waitmerge/k" }}`,
+		"min.hcl": "wait {\n min = \"1h\"\n}\n", "max.hcl": "wait {\n max = \"2h\"\n}\n",
+		"off.hcl":     "wait {\n bool = false\n}\n",
+		"none.hcl":    "\n",
+		"tmploff.hcl": "template {\n source = \"in.tmpl\"\n destination = \"out\"\n wait {\n  bool = false\n }\n}\n",
+	}
+	base := []string{"-consul-addr", agent.HTTPAddr(), "-log-level", "err"}
+	start := func(tl tool, args ...string) (*proctest.Proc, string) {
+		dir := toolDir(t, tl.name, files)
+		return startDaemon(t, tl.bin, dir, append(append([]string{}, base...), args...)...), filepath.Join(dir, "out")
+	}
+	put(t, c, "ct/waitmerge/k", "1")
+	var ds []*proctest.Proc
+	var held, changed []string // outputs that must keep "v=1", and that must get "v=2"
+	for _, tl := range tools(t) {
+		d, out := start(tl, "-config", "min.hcl", "-config", "max.hcl", "-template", "in.tmpl:out")
+		ds, held = append(ds, d), append(held, out)
+		d, out = start(tl, "-config", "tmploff.hcl", "-wait", "1h")
+		ds, held = append(ds, d), append(held, out)
+		d, out = start(tl, "-config", "off.hcl", "-wait", "1h", "-template", "in.tmpl:out")
+		ds, changed = append(ds, d), append(changed, out)
+	}
+	control, controlOut := start(tool{"control", binary(t)}, "-config", "none.hcl", "-template", "in.tmpl:out")
+	ds = append(ds, control)
+	for _, o := range append(append(append([]string{}, held...), changed...), controlOut) {
+		eventually.True(t, 30*time.Second, "first render of "+o, func() bool { return readFile(o) == "v=1" })
+	}
+	put(t, c, "ct/waitmerge/k", "2")
+	for _, o := range append(append([]string{}, changed...), controlOut) {
+		eventually.True(t, 30*time.Second, "v=2 in "+o, func() bool { return readFile(o) == "v=2" })
+	}
+	// The change is there to be had; a tool that does not wait writes it
+	// within milliseconds.
+	time.Sleep(3 * time.Second)
+	for i, o := range held {
+		if got := readFile(o); got != "v=1" {
+			t.Errorf("%s (%s) wrote the change: %q", tools(t)[i/2].name, []string{"wait min 1h in one file, max 2h in another", "a template's wait { bool = false } under -wait 1h"}[i%2], got)
+		}
+	}
+	for _, d := range ds {
+		d.Stop(syscall.SIGINT, daemonStopWait)
+	}
 }
