@@ -643,23 +643,24 @@ func applyExec(x any, out *fileConfig, cerr func(string, error) error) error {
 }
 
 // applyExecEnv reads exec { env { pristine custom allowlist denylist } }
-// (whitelist/blacklist are consul-template's older names).
+// (whitelist/blacklist are consul-template's older names). The lists of a
+// later file are added to an earlier one's, as consul-template merges them
+// (config/env.go EnvConfig.Merge appends).
 func applyExecEnv(x any, env *execEnv) error {
 	m, err := configfile.Block(x)
 	if err != nil {
 		return err
 	}
+	lists := map[string]*[]string{"custom": &env.Custom, "allowlist": &env.Allow, "whitelist": &env.Allow,
+		"denylist": &env.Deny, "blacklist": &env.Deny}
 	for k, v := range m {
 		var err error
-		switch k {
-		case "pristine":
+		if dst, ok := lists[k]; ok {
+			var l []string
+			l, err = configfile.Strings(v)
+			*dst = append(*dst, l...)
+		} else if k == "pristine" {
 			env.Pristine, err = configfile.Bool(v)
-		case "custom":
-			env.Custom, err = configfile.Strings(v)
-		case "allowlist", "whitelist":
-			env.Allow, err = configfile.Strings(v)
-		case "denylist", "blacklist":
-			env.Deny, err = configfile.Strings(v)
 		}
 		if err != nil {
 			return fmt.Errorf("env.%s: %w", k, err)

@@ -142,3 +142,21 @@ func TestConformWaitMerged(t *testing.T) {
 		d.Stop(syscall.SIGINT, daemonStopWait)
 	}
 }
+
+// TestConformExecEnvMerged: the exec { env { } } lists of several config
+// files add up (custom, denylist, allowlist), as consul-template v0.41.1
+// merges them (config/env.go EnvConfig.Merge appends); the -exec child
+// writes the environment it got, compared with -once.
+func TestConformExecEnvMerged(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": `{{ key "ct/name" }}`,
+		"a.hcl": "exec {\n command = \"sh -c 'env | grep -E ^C[TX]_ | sort > envout'\"\n env {\n  custom = [\"CX_A=1\"]\n  denylist = [\"CT_E*\"]\n }\n}\n",
+		"b.hcl": "exec {\n env {\n  custom = [\"CX_B=2\"]\n  denylist = [\"CT_S*\"]\n }\n}\n",
+		"c.hcl": "exec {\n command = \"sh -c 'env | grep -E ^C[TX]_ | sort > envout'\"\n env {\n  allowlist = [\"CT_SP*\"]\n }\n}\n",
+		"d.hcl": "exec {\n env {\n  allowlist = [\"CT_ENV\"]\n }\n}\n",
+	}
+	compareOnce(t, files, []string{"-template", "in.tmpl:out"}, [][]string{
+		{"-config", "a.hcl", "-config", "b.hcl"},
+		{"-config", "c.hcl", "-config", "d.hcl"},
+	})
+}
