@@ -161,6 +161,7 @@ func TestBadInput(t *testing.T) {
 		{"bad service query names it whole", []string{"-template", write("sq2.tmpl", `{{ service "web|any~_agent" }}`) + ":" + dst}, []string{"sq2.tmpl:1:", `bad service query "web|any~_agent"`}},
 		{"unreadable source", []string{"-template", filepath.Join(dir, "does-not-exist.tmpl") + ":" + dst}, []string{"does-not-exist.tmpl", "no such file"}},
 		{"source is a folder", []string{"-template", dir + ":" + dst}, []string{"is a directory"}},
+		{"destination is a folder", []string{"-template", good + ":" + dir}, []string{"good.tmpl: destination: read " + dir + ": is a directory"}},
 		{"template flag form", []string{"-template", "onlysource"}, []string{`-template "onlysource"`, "SOURCE:DESTINATION"}},
 		{"bad wait", []string{"-wait", "soon", "-template", good + ":" + dst}, []string{"wait", "soon"}},
 		{"bad max-stale", []string{"-max-stale", "x", "-template", good + ":" + dst}, []string{"max-stale"}},
