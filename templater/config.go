@@ -41,6 +41,53 @@ type templateConfig struct {
 
 type waitConfig struct{ Min, Max time.Duration }
 
+// waitParts is a wait as one file (or the -wait flag) gives it, each field
+// nil when not given: consul-template's config/wait.go WaitConfig before
+// Finalize. Files merge field by field, the flag last (WaitConfig.Merge),
+// so wait { min = "5s" } in one file and wait { max = "20s" } in a later
+// one is 5s:20s.
+type waitParts struct {
+	Min, Max *time.Duration
+	Enabled  *bool // the block's "bool" key
+}
+
+// merge is w with what o gives over it.
+func (w waitParts) merge(o waitParts) waitParts {
+	if o.Min != nil {
+		w.Min = o.Min
+	}
+	if o.Max != nil {
+		w.Max = o.Max
+	}
+	if o.Enabled != nil {
+		w.Enabled = o.Enabled
+	}
+	return w
+}
+
+// final is the wait the parts make (WaitConfig.Finalize): on when "bool"
+// says so, else when a min above 0 is given; max defaults to 4×min. nil:
+// no wait (a template's own then leaves it to the global one, as
+// consul-template's runner does).
+func (w waitParts) final() *waitConfig {
+	on := w.Min != nil && *w.Min != 0
+	if w.Enabled != nil {
+		on = *w.Enabled
+	}
+	if !on {
+		return nil
+	}
+	c := &waitConfig{}
+	if w.Min != nil {
+		c.Min = *w.Min
+	}
+	c.Max = 4 * c.Min
+	if w.Max != nil {
+		c.Max = *w.Max
+	}
+	return c
+}
+
 type execConfig struct {
 	Command      string   // for logs
 	Argv         []string // as written: one string (sh -c when it has several words) or the argv
@@ -78,14 +125,17 @@ type fileConfig struct {
 	// then ignores: once and parseonly, which its command line always
 	// overrides (config/config.go Merge sets them from the flags'
 	// configuration, merged last by cli.go loadConfigs). Warned about.
-	NoEffect       []string
+	NoEffect []string
+	// Warnings are what a file says in a form consul-template still reads
+	// but warns about (consul = "ADDR"). Logged.
+	Warnings       []string
 	LeftDelim      string
 	RightDelim     string
 	Syslog         *bool
 	SyslogFacility string
 	SyslogName     string
 	MaxStale       *time.Duration
-	Wait           *waitConfig
+	Wait           waitParts
 	LogLevel       *string
 	PidFile        *string
 	KillSignal     *string
@@ -201,6 +251,8 @@ func loadConfig(paths []string, local string) (*fileConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	// legacy: the files that give consul = "ADDRESS" (warned about).
+	legacy := map[*configfile.File]bool{}
 	if local != "" {
 		f, err := configfile.Parse("CT_LOCAL_CONFIG", []byte(local))
 		if err != nil {
@@ -208,6 +260,7 @@ func loadConfig(paths []string, local string) (*fileConfig, error) {
 		}
 		dropDisabledDedup(f)
 		dropInertBlocks(f)
+		legacy[f] = legacyConsulAddress(f)
 		if err := configSpec.Check(f); err != nil {
 			return nil, badFlag{err}
 		}
@@ -217,6 +270,9 @@ func loadConfig(paths []string, local string) (*fileConfig, error) {
 	for _, f := range files {
 		dropDisabledDedup(f)
 		dropInertBlocks(f)
+		if legacyConsulAddress(f) || legacy[f] {
+			out.Warnings = append(out.Warnings, fmt.Sprintf("config %s: consul = \"ADDRESS\" is the old form of consul { address = \"ADDRESS\" }, as consul-template warns; write the block instead", f.Path))
+		}
 		if err := configSpec.Check(f); err != nil {
 			return nil, err
 		}
@@ -225,6 +281,19 @@ func loadConfig(paths []string, local string) (*fileConfig, error) {
 		}
 	}
 	return out, nil
+}
+
+// legacyConsulAddress turns consul = "ADDRESS", the form older
+// consul-template releases documented, into consul { address = "ADDRESS" },
+// as consul-template v0.41.1 still reads it (config/config.go
+// ConsulStringToStructFunc, with a warning), and reports whether it did.
+func legacyConsulAddress(f *configfile.File) bool {
+	s, ok := f.Values["consul"].(string)
+	if !ok {
+		return false
+	}
+	f.Values["consul"] = map[string]any{"address": s}
+	return true
 }
 
 // dropInertBlocks removes vault and nomad blocks that do not turn their
@@ -354,11 +423,11 @@ func applyConfigFile(f *configfile.File, out *fileConfig) error {
 		}
 	}
 	if x, ok := v["wait"]; ok {
-		w, err := asWait(x)
+		w, err := asWaitParts(x)
 		if err != nil {
 			return cerr("wait", err)
 		}
-		out.Wait = w
+		out.Wait = out.Wait.merge(w)
 	}
 	if x, ok := v["default_delimiters"]; ok {
 		m, err := configfile.Block(x)
@@ -537,6 +606,14 @@ func applyExec(x any, out *fileConfig, cerr func(string, error) error) error {
 		case "command":
 			e.Argv, err = asArgv(ev)
 			e.Command = strings.Join(e.Argv, " ")
+			if len(e.Argv) > 1 {
+				// A list: its words, each quoted (for logs).
+				words := make([]string, len(e.Argv))
+				for i, w := range e.Argv {
+					words[i] = shellQuote(w)
+				}
+				e.Command = strings.Join(words, " ")
+			}
 		case "enabled":
 			e.Enabled, err = configfile.Bool(ev)
 		case "splay":
@@ -566,23 +643,24 @@ func applyExec(x any, out *fileConfig, cerr func(string, error) error) error {
 }
 
 // applyExecEnv reads exec { env { pristine custom allowlist denylist } }
-// (whitelist/blacklist are consul-template's older names).
+// (whitelist/blacklist are consul-template's older names). The lists of a
+// later file are added to an earlier one's, as consul-template merges them
+// (config/env.go EnvConfig.Merge appends).
 func applyExecEnv(x any, env *execEnv) error {
 	m, err := configfile.Block(x)
 	if err != nil {
 		return err
 	}
+	lists := map[string]*[]string{"custom": &env.Custom, "allowlist": &env.Allow, "whitelist": &env.Allow,
+		"denylist": &env.Deny, "blacklist": &env.Deny}
 	for k, v := range m {
 		var err error
-		switch k {
-		case "pristine":
+		if dst, ok := lists[k]; ok {
+			var l []string
+			l, err = configfile.Strings(v)
+			*dst = append(*dst, l...)
+		} else if k == "pristine" {
 			env.Pristine, err = configfile.Bool(v)
-		case "custom":
-			env.Custom, err = configfile.Strings(v)
-		case "allowlist", "whitelist":
-			env.Allow, err = configfile.Strings(v)
-		case "denylist", "blacklist":
-			env.Deny, err = configfile.Strings(v)
 		}
 		if err != nil {
 			return fmt.Errorf("env.%s: %w", k, err)
@@ -605,7 +683,7 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 		switch k {
 		case "command":
 			if !hasExecKey(m, "command") {
-				c.Command, c.CommandArgv, err = asCommand(v)
+				c.Command, c.CommandArgv, err = asCommand(commaList(v))
 			}
 		case "exec":
 			_, err = configfile.Block(v) // read after the loop: it wins over command and command_timeout
@@ -649,7 +727,7 @@ func templateBlock(m map[string]any, origin string) (*templateConfig, error) {
 		em, _ := configfile.Block(ev)
 		var err error
 		if cv, ok := em["command"]; ok {
-			if c.Command, c.CommandArgv, err = asCommand(cv); err != nil {
+			if c.Command, c.CommandArgv, err = asCommand(commaList(cv)); err != nil {
 				return nil, fmt.Errorf("exec.command: %w", err)
 			}
 		}
@@ -681,36 +759,46 @@ func hasExecKey(m map[string]any, key string) bool {
 	return ok
 }
 
-// asWait reads wait = "min[:max]" or wait { min max bool } ("bool" is
-// consul-template's key for enabled: config/wait.go WaitConfig).
+// asWait reads a template's wait: see asWaitParts and waitParts.final.
 func asWait(v any) (*waitConfig, error) {
-	if s, ok := v.(string); ok {
-		return parseWait(s)
-	}
-	m, err := configfile.Block(v)
+	w, err := asWaitParts(v)
 	if err != nil {
 		return nil, err
 	}
-	w := &waitConfig{}
-	if mv, ok := m["min"]; ok {
-		if w.Min, err = configfile.Duration(mv); err != nil {
-			return nil, fmt.Errorf("min: %w", err)
+	return w.final(), nil
+}
+
+// asWaitParts reads wait = "min[:max]" (both given; max 4×min when left
+// out) or wait { min max bool } ("bool" is consul-template's key for
+// enabled: config/wait.go WaitConfig), each key as given.
+func asWaitParts(v any) (waitParts, error) {
+	if s, ok := v.(string); ok {
+		w, err := parseWait(s)
+		if err != nil {
+			return waitParts{}, err
 		}
+		return waitParts{Min: &w.Min, Max: &w.Max}, nil
 	}
-	w.Max = 4 * w.Min
-	if mv, ok := m["max"]; ok {
-		if w.Max, err = configfile.Duration(mv); err != nil {
-			return nil, fmt.Errorf("max: %w", err)
+	m, err := configfile.Block(v)
+	if err != nil {
+		return waitParts{}, err
+	}
+	var w waitParts
+	for k, dst := range map[string]**time.Duration{"min": &w.Min, "max": &w.Max} {
+		if mv, ok := m[k]; ok {
+			d, err := configfile.Duration(mv)
+			if err != nil {
+				return waitParts{}, fmt.Errorf("%s: %w", k, err)
+			}
+			*dst = &d
 		}
 	}
 	if ev, ok := m["bool"]; ok {
 		on, err := configfile.Bool(ev)
 		if err != nil {
-			return nil, fmt.Errorf("bool: %w", err)
+			return waitParts{}, fmt.Errorf("bool: %w", err)
 		}
-		if !on {
-			return &waitConfig{}, nil
-		}
+		w.Enabled = &on
 	}
 	// A max below min is taken, as consul-template's wait block takes it
 	// (only its "MIN:MAX" string form refuses it): min alone then bounds
@@ -719,12 +807,30 @@ func asWait(v any) (*waitConfig, error) {
 }
 
 // asArgv reads an exec command: a string (run as consul-template runs it:
-// under sh -c when it has more than one word) or a list (the argv).
+// under sh -c when it has more than one word; split on its commas first,
+// see commaList) or a list (the argv).
 func asArgv(v any) ([]string, error) {
-	if s, ok := v.(string); ok {
-		return []string{s}, nil
+	return configfile.Strings(commaList(v))
+}
+
+// commaList is a command string of a configuration file as consul-template
+// v0.41.1 decodes it: split on every comma into a command list
+// (config/config.go Parse decodes with mapstructure's
+// StringToSliceHookFunc(","), and a command is a commandList), so
+// "echo a,b" is the program "echo a" with the argument "b", and ",x" no
+// command. A string without a comma, and any other value, is v itself.
+// The -template and -exec flags are taken whole (cli.go).
+func commaList(v any) any {
+	s, ok := v.(string)
+	if !ok || !strings.Contains(s, ",") {
+		return v
 	}
-	return configfile.Strings(v)
+	parts := strings.Split(s, ",")
+	out := make([]any, len(parts))
+	for i, p := range parts {
+		out[i] = p
+	}
+	return out
 }
 
 func asPerms(v any) (int64, error) {

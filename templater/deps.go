@@ -545,8 +545,9 @@ func parseServiceQuery(s string, extra ...string) (healthDep, []string, error) {
 	if err := noQueryParams(q); err != nil {
 		return healthDep{}, nil, err
 	}
+	whole := q // named whole in the error, filters included
 	bad := func() error {
-		return fmt.Errorf("bad service query %q: want [TAG.]NAME[@DC][~NEAR][|FILTER,...] (a name with dots goes in brackets: [my.svc])", q)
+		return fmt.Errorf("bad service query %q: want [TAG.]NAME[@DC][~NEAR][|FILTER,...] (a name with dots goes in brackets: [my.svc])", whole)
 	}
 	var filter string
 	hasFilter := false

@@ -449,7 +449,7 @@ template {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(fc.Templates) != 2 || *fc.ConsulAddr != "127.0.0.1:8500" || *fc.MaxStale != 10*time.Minute || fc.Wait.Min != 5*time.Second {
+	if len(fc.Templates) != 2 || *fc.ConsulAddr != "127.0.0.1:8500" || *fc.MaxStale != 10*time.Minute || fc.Wait.final().Min != 5*time.Second {
 		t.Fatalf("parsed %+v", fc)
 	}
 	t0, t1 := fc.Templates[0], fc.Templates[1]

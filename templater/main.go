@@ -293,10 +293,13 @@ func buildConfig(o *options) (*runConfig, *fileConfig, error) {
 	if len(rc.Templates) == 0 {
 		return nil, nil, errors.New("no templates: give -template SOURCE:DESTINATION[:COMMAND] or -config with template blocks")
 	}
-	rc.Wait = fc.Wait
+	// The files' wait, field by field, then -wait over it, as
+	// consul-template merges them (waitParts).
+	w := fc.Wait
 	if o.waitCfg != nil {
-		rc.Wait = o.waitCfg
+		w = w.merge(waitParts{Min: &o.waitCfg.Min, Max: &o.waitCfg.Max})
 	}
+	rc.Wait = w.final()
 	if rc.Exec, err = execFromFlags(o, fc.Exec); err != nil {
 		return nil, nil, err
 	}
@@ -408,6 +411,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log, err := newLogger(o, fc, stderr)
 	if err != nil {
 		return o.cli.Fail(err, exitConfig)
+	}
+	for _, w := range fc.Warnings {
+		log.Warn(w)
 	}
 	for _, k := range fc.NoEffect {
 		log.Warn("configuration key has no effect, as in consul-template, whose command line decides it; use the flag", "key", k, "flag", map[string]string{"once": "-once", "parseonly": "-parse-only"}[k])

@@ -108,6 +108,11 @@ type runner struct {
 	childEnv []string
 	// allRendered: every template has been rendered once (for /health).
 	allRendered atomic.Bool
+	// notifySocket is NOTIFY_SOCKET: systemd is told READY=1 there once
+	// every template is rendered (again after a reload), as consul-template
+	// tells it; readySent records that it was.
+	notifySocket string
+	readySent    bool
 }
 
 // reloadRequest is what the reload signal read from disk: the new
@@ -191,6 +196,12 @@ func (r *runner) run(ctx context.Context) error {
 			rendered = rendered && t.complete
 		}
 		r.allRendered.Store(rendered)
+		if rendered && !r.readySent {
+			r.readySent = true
+			if err := sdNotify(r.notifySocket, "READY=1"); err != nil {
+				r.log.Warn("failed to signal readiness to systemd", "err", err)
+			}
+		}
 		if r.onPass != nil {
 			r.onPass()
 		}
@@ -250,6 +261,7 @@ func (r *runner) run(ctx context.Context) error {
 			r.cfg.Templates, r.cfg.Wait, r.cfg.MissingWarn = nc.Templates, nc.Wait, nc.MissingWarn
 			r.tmpls = ts
 			r.dryLast = map[string][]byte{}
+			r.readySent = false
 			force = true
 			r.log.Info("reloaded configuration", "templates", len(ts))
 		case now := <-tick.C:

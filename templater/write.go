@@ -47,7 +47,7 @@ func install(ctx context.Context, c *templateConfig, content []byte, reaper *sup
 	old, rerr := os.ReadFile(dest)
 	exists := rerr == nil
 	if rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-		return false, fmt.Errorf("read %s: %w", dest, rerr)
+		return false, fmt.Errorf("destination: %w", rerr) // rerr names the path
 	}
 	if exists && bytes.Equal(old, content) {
 		// Unchanged bytes: nothing to do, unless the file's owner is not
