@@ -4,6 +4,7 @@ go 1.26.7
 
 require (
 	github.com/buger/jsonparser v1.1.1
+	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/davecgh/go-spew v1.1.2-0.20180830191138-d8f796af33cc
 	github.com/hashicorp/consul/api v1.34.5
 	github.com/hashicorp/go-sockaddr v1.0.7

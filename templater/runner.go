@@ -18,6 +18,7 @@ import (
 
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/berth/berth/pkg/telemetry"
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/pmezard/go-difflib/difflib"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -108,11 +109,10 @@ type runner struct {
 	childEnv []string
 	// allRendered: every template has been rendered once (for /health).
 	allRendered atomic.Bool
-	// notifySocket is NOTIFY_SOCKET: systemd is told READY=1 there once
-	// every template is rendered (again after a reload), as consul-template
-	// tells it; readySent records that it was.
-	notifySocket string
-	readySent    bool
+	// readySent: systemd was told READY=1 on NOTIFY_SOCKET, once every
+	// template was rendered (told again after a reload), as consul-template
+	// tells it.
+	readySent bool
 }
 
 // reloadRequest is what the reload signal read from disk: the new
@@ -198,8 +198,12 @@ func (r *runner) run(ctx context.Context) error {
 		r.allRendered.Store(rendered)
 		if rendered && !r.readySent {
 			r.readySent = true
-			if err := sdNotify(r.notifySocket, "READY=1"); err != nil {
-				r.log.Warn("failed to signal readiness to systemd", "err", err)
+			// consul-template v0.41.1 tells systemd the same way once
+			// every template is rendered (cli.go, manager/runner.go:
+			// go-systemd's daemon.SdNotify), and leaves NOTIFY_SOCKET set
+			// for its commands and child, as this does.
+			if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+				r.log.Warn("failed to signal readiness to systemd (NOTIFY_SOCKET)", "err", err)
 			}
 		}
 		if r.onPass != nil {

@@ -34,7 +34,7 @@ func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api
 	e := &env{q: qc, log: log, pollTick: 15 * time.Second,
 		giveUpAfter: query.FailuresToGiveUp(o.retryEnabled, o.retryAttempts), giveUp: make(chan error, 1)}
 	r := &runner{cfg: rc, log: log, store: newStore(e), m: newMetrics(reg), stdin: os.Stdin, stdout: stdout, stderr: stderr, tmpls: tmpls,
-		reload: make(chan reloadRequest, 1), giveUp: e.giveUp, dryLast: map[string][]byte{}, notifySocket: os.Getenv("NOTIFY_SOCKET")}
+		reload: make(chan reloadRequest, 1), giveUp: e.giveUp, dryLast: map[string][]byte{}}
 	r.childEnv = childEnv(o, fc, ccfg)
 	sigFwd := make(chan syscall.Signal, 8)
 	r.sigs = sigFwd
