@@ -85,18 +85,15 @@ func TestEnvconsulFlags(t *testing.T) {
 	t.Run("-consul-auth", func(t *testing.T) {
 		// A proxy that wants HTTP basic auth in front of the real agent (as
 		// a reverse proxy in front of Consul would).
-		target, _ := url.Parse("http://" + a.HTTPAddr())
-		rp := httputil.NewSingleHostReverseProxy(target)
 		var refused atomic.Int32
-		proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proxy := agentProxy(t, a, func(w http.ResponseWriter, r *http.Request) bool {
 			if u, pw, ok := r.BasicAuth(); !ok || u != "app" || pw != "pa:ss" {
 				refused.Add(1)
 				http.Error(w, "auth required", http.StatusUnauthorized)
-				return
+				return false
 			}
-			rp.ServeHTTP(w, r)
-		}))
-		defer proxy.Close()
+			return true
+		})
 		dir := childDir(t)
 		p := runEnvexec(t, proxy.URL, nil, append([]string{"-once", "-prefix", n, "-consul-auth", "app:pa:ss", "-wait-timeout", "20s"}, childArgs(dir, "exit", 0)...)...)
 		if p.code != 0 || lastEnv(t, dir)["V"] != "1" {
@@ -342,10 +339,8 @@ func TestAuthAsEnvconsul(t *testing.T) {
 	a := consultest.Require(t, agent)
 	n := ns(t)
 	put(t, a.Client(), n+"/V", "1")
-	target, _ := url.Parse("http://" + a.HTTPAddr())
-	rp := httputil.NewSingleHostReverseProxy(target)
 	var seen atomic.Value // the last KV read's basic auth, "user|pass" or "none"
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	proxy := agentProxy(t, a, func(w http.ResponseWriter, r *http.Request) bool {
 		if strings.HasPrefix(r.URL.Path, "/v1/kv/") {
 			if u, pw, ok := r.BasicAuth(); ok {
 				seen.Store(u + "|" + pw)
@@ -353,9 +348,8 @@ func TestAuthAsEnvconsul(t *testing.T) {
 				seen.Store("none")
 			}
 		}
-		rp.ServeHTTP(w, r)
-	}))
-	defer proxy.Close()
+		return true
+	})
 	dir := t.TempDir()
 	file := func(name, body string) string {
 		p := filepath.Join(dir, name)
@@ -447,22 +441,19 @@ func TestAddressPathPrefixAsEnvconsul(t *testing.T) {
 	a := consultest.Require(t, agent)
 	n := ns(t)
 	put(t, a.Client(), n+"/V", "1")
-	target, _ := url.Parse("http://" + a.HTTPAddr())
-	rp := httputil.NewSingleHostReverseProxy(target)
 	var reads atomic.Int64 // KV reads that came through the prefix
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	proxy := agentProxy(t, a, func(w http.ResponseWriter, r *http.Request) bool {
 		rest, ok := strings.CutPrefix(r.URL.Path, "/consul/")
 		if !ok {
 			http.NotFound(w, r)
-			return
+			return false
 		}
 		if strings.HasPrefix(rest, "v1/kv/") {
 			reads.Add(1)
 		}
 		r.URL.Path, r.URL.RawPath = "/"+rest, ""
-		rp.ServeHTTP(w, r)
-	}))
-	defer proxy.Close()
+		return true
+	})
 	file := filepath.Join(t.TempDir(), "consul.hcl")
 	if err := os.WriteFile(file, []byte(fmt.Sprintf("consul {\n  address = %q\n}\n", proxy.URL+"/consul")), 0o600); err != nil {
 		t.Fatal(err)
@@ -509,4 +500,24 @@ func TestAddressPathPrefixAsEnvconsul(t *testing.T) {
 			}
 		})
 	}
+}
+
+// agentProxy serves the test agent's HTTP API through a reverse proxy, as
+// one in front of Consul would: front sees each request first and passes
+// it on to the agent when it returns true (it may change it, or answer it
+// itself and return false). The proxy is closed when the test ends.
+func agentProxy(t *testing.T, a *consultest.Agent, front func(http.ResponseWriter, *http.Request) bool) *httptest.Server {
+	t.Helper()
+	target, err := url.Parse("http://" + a.HTTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if front(w, r) {
+			rp.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(proxy.Close)
+	return proxy
 }
