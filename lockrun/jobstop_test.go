@@ -114,16 +114,10 @@ func TestChildSIGSTOPOnTerminalAsConsulLock(t *testing.T) {
 			t.Logf("%s on a terminal printed %q", lockCmd, tm.Output())
 			return r
 		}
-		f := strings.Fields(tm.Output()[strings.LastIndex(tm.Output(), "ready "):])
-		tool, _ := strconv.Atoi(f[1])
-		child, _ := strconv.Atoi(f[2])
-		// The tool and the child's group are not the shell's (tm.Stop kills
-		// that alone): killed here.
-		t.Cleanup(func() {
-			_ = syscall.Kill(tool, syscall.SIGKILL)
-			_ = syscall.Kill(-child, syscall.SIGKILL)
-			_ = syscall.Kill(child, syscall.SIGKILL)
-		})
+		tool, child := killAtEnd(t, tm)
+		if child == 0 {
+			t.Fatalf("%s: no pids in %q", lockCmd, tm.Output())
+		}
 		if err := syscall.Kill(child, syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
@@ -305,4 +299,33 @@ func TestCtrlZPastTheLease(t *testing.T) {
 			}
 		})
 	}
+}
+
+// killAtEnd reads the last "ready TOOL CHILD" line the command printed on
+// the terminal (the tool's pid, $PPID, and the child's, $$, which leads
+// its process group under lockrun) and kills both at the end of the test:
+// they are not in the shell's group, which tm.Stop kills alone. A line
+// that cannot be read gives zeros and no kill.
+func killAtEnd(t *testing.T, tm *proctest.Terminal) (tool, child int) {
+	t.Helper()
+	out := tm.Output()
+	i := strings.LastIndex(out, "ready ")
+	if i < 0 {
+		return 0, 0
+	}
+	f := strings.Fields(out[i:])
+	if len(f) < 3 {
+		return 0, 0
+	}
+	tool, err1 := strconv.Atoi(f[1])
+	child, err2 := strconv.Atoi(f[2])
+	if err1 != nil || err2 != nil || tool <= 0 || child <= 0 {
+		return 0, 0
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(tool, syscall.SIGKILL)
+		_ = syscall.Kill(-child, syscall.SIGKILL)
+		_ = syscall.Kill(child, syscall.SIGKILL)
+	})
+	return tool, child
 }

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -331,17 +330,7 @@ func TestCtrlZAsConsulLock(t *testing.T) {
 		tm.Type(lockCmd + " test/ctrlz 'echo rea''dy $PPID $$ e''nd; sleep 2; echo fin''ished'\n")
 		var r seen
 		if tm.WaitFor(" end", 10*time.Second) {
-			// The tool ($PPID) and the child's group ($$ under lockrun) are
-			// not the shell's (tm.Stop kills that alone): killed here.
-			if f := strings.Fields(tm.Output()[strings.LastIndex(tm.Output(), "ready "):]); len(f) >= 3 {
-				tool, _ := strconv.Atoi(f[1])
-				sh, _ := strconv.Atoi(f[2])
-				t.Cleanup(func() {
-					_ = syscall.Kill(tool, syscall.SIGKILL)
-					_ = syscall.Kill(-sh, syscall.SIGKILL)
-					_ = syscall.Kill(sh, syscall.SIGKILL)
-				})
-			}
+			killAtEnd(t, tm)
 			tm.Type("\x1a")
 			if r.stopped = tm.WaitFor("Stopped", 10*time.Second); r.stopped {
 				// The job is stopped: its command too, past its sleep.
