@@ -303,7 +303,7 @@ func onlyConsul(env map[string]string) map[string]string {
 			continue
 		}
 		switch k {
-		case "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE", "CONSUL_HTTP_ADDR", "CONSUL_TOKEN", "CONSUL_TOKEN_FILE":
+		case "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE", "CONSUL_HTTP_ADDR", "CONSUL_TOKEN", "CONSUL_TOKEN_FILE", "CT_LOG", "ENVCONSUL":
 			continue
 		}
 		out[k] = v
