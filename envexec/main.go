@@ -114,7 +114,7 @@ type options struct {
 	fileCommand    []string  // exec.command from a -config file
 	env            envPolicy // exec.env from -config files
 	argv           []string
-	version        bool // -version: print it once the log set-up is checked, then exit
+	version        bool   // -version: print it once the log set-up is checked, then exit
 	logLevelFrom   string // where the log level came from, for its error: -log-level (also ENVEXEC_LOG_LEVEL, a file's log_level), CT_LOG or ENVCONSUL
 }
 
@@ -210,6 +210,7 @@ func registerSourceFlags(cl *cliapp.Program, o *options) {
 	}
 	cl.Bool(&o.naming.sanitize, "sanitize", false, "replace every character outside [A-Za-z0-9_] in names with _")
 	cl.Bool(&o.naming.upcase, "upcase", false, "upper-case variable names")
+	cl.Bool(&o.naming.nodeAddress, "service-node-address", false, "an instance of a -service without an address of its own gets its node's address in <service>/address (default: empty, as envconsul)")
 	cl.Bool(&o.noPrefix, "no-prefix", true, "do not put the prefix path in front of the names of the -prefix flags' keys; -no-prefix=false names app/config/db as app_config_db")
 	cl.Bool(&o.pristine, "pristine", false, "give the child only the Consul variables (and those named by -env-allow), not envexec's environment")
 	cl.Var(funcFlag(func(s string) error {

@@ -430,8 +430,11 @@ func (s *serviceSpec) fetch(c *api.Client, q *api.QueryOptions) (any, *api.Query
 // vars gives id, name, address, tag and port of each instance; with several
 // instances the last one (by node, then service ID) wins, as in envconsul;
 // with ~NODE the last in Consul's order (the farthest from NODE), as
-// envconsul keeps that order. An instance without its own address gets its
-// node's address.
+// envconsul keeps that order. An instance without its own address has an
+// empty address, as envconsul gives it (consul-template v0.41.1
+// dependency/catalog_service.go Fetch copies the catalog's ServiceAddress,
+// which envconsul's runner.go appendServices sets as is); with
+// -service-node-address it gets its node's address.
 func (s *serviceSpec) vars(data any, n naming) []namedVar {
 	svcs, _ := data.([]*api.CatalogService)
 	svcs = append([]*api.CatalogService(nil), svcs...)
@@ -446,7 +449,7 @@ func (s *serviceSpec) vars(data any, n naming) []namedVar {
 	var out []namedVar
 	for _, svc := range svcs {
 		addr := svc.ServiceAddress
-		if addr == "" {
+		if addr == "" && n.nodeAddress {
 			addr = svc.Address
 		}
 		// The tags sorted, whatever order they were registered in
