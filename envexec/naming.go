@@ -3,11 +3,11 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"html/template"
 	"path"
 	"regexp"
 	"sort"
 	"strings"
-	"text/template"
 )
 
 // invalidNameChars matches what -sanitize replaces (as envconsul does).
