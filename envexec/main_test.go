@@ -908,10 +908,11 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("a child was started on bad input: %v", events(dir))
 	}
 
-	// Consul unreachable: it says what it waits for, gives up at
-	// -wait-timeout with a clear message, and never starts the command.
+	// Consul unreachable: it says what it waits for (at info; the default
+	// level is warn, as envconsul's), gives up at -wait-timeout with a
+	// clear message, and never starts the command.
 	dead := proctest.FreeAddr(t) // nothing listens there
-	p := runEnvexec(t, dead, nil, append([]string{"-prefix", "app/config", "-wait-timeout", "2500ms"}, child...)...)
+	p := runEnvexec(t, dead, nil, append([]string{"-prefix", "app/config", "-wait-timeout", "2500ms", "-log-level", "info"}, child...)...)
 	if p.code != exitWaitTimeout {
 		t.Errorf("exit %d, want %d\n%s", p.code, exitWaitTimeout, p.stderr)
 	}
@@ -932,7 +933,8 @@ func TestConsulOutage(t *testing.T) {
 	put(t, c, "app/PORT", "80")
 	dir := childDir(t)
 	maddr := proctest.FreeAddr(t)
-	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", "app", "-kill-timeout", "5s", "-metrics-addr", maddr}, childArgs(dir, "hold", 0)...)...)
+	// -log-level info: "Consul answering again" is an info line.
+	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", "app", "-kill-timeout", "5s", "-metrics-addr", maddr, "-log-level", "info"}, childArgs(dir, "hold", 0)...)...)
 	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	pid := starts(dir)[0]
 
