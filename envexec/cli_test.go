@@ -344,3 +344,51 @@ func TestHelpPlaceholders(t *testing.T) {
 		}
 	}
 }
+
+// TestLogLevelAsEnvconsul: without -log-level (or its ENVEXEC_LOG_LEVEL)
+// and without a file's log_level, the level is envconsul's: CT_LOG, else
+// ENVCONSUL (the first set and not empty, white space trimmed), else warn
+// (envconsul config.go: DefaultLogLevel "WARN"; Finalize reads them with
+// stringFromEnv only when neither the flags nor a file, merged before it by
+// cli.go loadConfigs, gave a level). ENVEXEC_LOG_LEVEL is envexec's own
+// variable of the flag and counts as the flag, over a file, as every
+// ENVEXEC_* variable does.
+func TestLogLevelAsEnvconsul(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/level.hcl"
+	if err := os.WriteFile(file, []byte("log_level = \"info\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	none := map[string]string{"CT_LOG": "", "ENVCONSUL": ""}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{"CT_LOG": "", "ENVCONSUL": ""}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	args := []string{"-prefix", "app", "true"}
+	clitest.Replay(t, "envexec", parse, cliView, []clitest.Case{
+		{Args: args, Env: none, Want: clitest.View{"log-level": "warn"}},
+		{Args: args, Env: with("CT_LOG", "debug"), Want: clitest.View{"log-level": "debug"}},
+		{Args: args, Env: with("ENVCONSUL", "ERR"), Want: clitest.View{"log-level": "ERR"}},
+		{Args: args, Env: with("CT_LOG", " trace\n", "ENVCONSUL", "error"), Want: clitest.View{"log-level": "trace"}},
+		{Args: append([]string{"-config", file}, args...), Env: with("CT_LOG", "debug", "ENVCONSUL", "error"), Want: clitest.View{"log-level": "info"}},
+		{Args: append([]string{"-log-level", "error"}, args...), Env: with("CT_LOG", "debug"), Want: clitest.View{"log-level": "error"}},
+		{Args: append([]string{"-config", file, "-log-level", "debug"}, args...), Env: with("CT_LOG", "trace"), Want: clitest.View{"log-level": "debug"}},
+		{Args: append([]string{"-config", file}, args...), Env: with("ENVEXEC_LOG_LEVEL", "error", "CT_LOG", "debug"), Want: clitest.View{"log-level": "error"}},
+	})
+	// A bad level from CT_LOG or ENVCONSUL ends envexec as a bad -log-level
+	// does (setupLogger: invalid log level, ExitCodeConfigError), naming the
+	// variable; a blank one is the empty level after trimming.
+	for _, tc := range []struct{ env, name string }{
+		{"CT_LOG=loud", "CT_LOG"}, {"ENVCONSUL=warning", "ENVCONSUL"}, {"CT_LOG= ", "CT_LOG"},
+	} {
+		t.Run(tc.env, func(t *testing.T) {
+			p := runEnvexec(t, "127.0.0.1:1", []string{"CT_LOG=", "ENVCONSUL=", tc.env}, "-wait-timeout", "1ms", "-prefix", "app", "true")
+			if p.code != 15 || !strings.Contains(p.stderr.String(), "envexec: "+tc.name+" ") {
+				t.Errorf("exit %d, want 15 naming %s\n%s", p.code, tc.name, p.stderr)
+			}
+		})
+	}
+}

@@ -20,8 +20,9 @@ import (
 var configSpec = configfile.Spec{
 	Keys: append(configfile.ConsulTemplateKeys("consul.ssl.ca_cert_bytes"),
 		"pristine", "sanitize", "upcase",
-		"consul",    // consul = "ADDR", consul-template's old form of consul { address } (config/mapstructure.go ConsulStringToStructFunc)
-		"wait.bool", // consul-template config/wait.go: WaitConfig's key for enabled
+		"service_node_address", // envexec's: -service-node-address
+		"consul",               // consul = "ADDR", consul-template's old form of consul { address } (config/mapstructure.go ConsulStringToStructFunc)
+		"wait.bool",            // consul-template config/wait.go: WaitConfig's key for enabled
 		"prefix.path", "prefix.format", "prefix.no_prefix",
 		"prefix.key.name", "prefix.key.format", // read, no effect: see readSources
 		"service.query", "service.format_id", "service.format_name", "service.format_address", "service.format_tag", "service.format_port",
@@ -197,6 +198,7 @@ var (
 		"kill_signal": {"string", "kill-signal"}, "reload_signal": {"string", "reload-signal"},
 		"log_level": {"string", "log-level"}, "max_stale": {"duration", "max-stale"}, "pid_file": {"string", "pid-file"},
 		"pristine": {"bool", "pristine"}, "sanitize": {"bool", "sanitize"}, "upcase": {"bool", "upcase"},
+		"service_node_address": {"bool", "service-node-address"},
 	}
 	// Deprecated top-level keys (envconsul config.go, Parse): each is moved
 	// into its block, over the block's own value in the same file.

@@ -114,7 +114,8 @@ type options struct {
 	fileCommand    []string  // exec.command from a -config file
 	env            envPolicy // exec.env from -config files
 	argv           []string
-	version        bool // -version: print it once the log set-up is checked, then exit
+	version        bool   // -version: print it once the log set-up is checked, then exit
+	logLevelFrom   string // where the log level came from, for its error: -log-level (also ENVEXEC_LOG_LEVEL, a file's log_level), CT_LOG or ENVCONSUL
 }
 
 // funcFlag is a flag.Value calling a function for each use.
@@ -209,6 +210,7 @@ func registerSourceFlags(cl *cliapp.Program, o *options) {
 	}
 	cl.Bool(&o.naming.sanitize, "sanitize", false, "replace every character outside [A-Za-z0-9_] in names with _")
 	cl.Bool(&o.naming.upcase, "upcase", false, "upper-case variable names")
+	cl.Bool(&o.naming.nodeAddress, "service-node-address", false, "an instance of a -service without an address of its own gets its node's address in <service>/address (default: empty, as envconsul)")
 	cl.Bool(&o.noPrefix, "no-prefix", true, "do not put the prefix path in front of the names of the -prefix flags' keys; -no-prefix=false names app/config/db as app_config_db")
 	cl.Bool(&o.pristine, "pristine", false, "give the child only the Consul variables (and those named by -env-allow), not envexec's environment")
 	cl.Var(funcFlag(func(s string) error {
@@ -306,6 +308,9 @@ resulting environment changes. Exits with the child's exit code.`
 	p.HelpAnyValue = true
 	p.DeferVersion = true // printed by runOnce after the files and the log set-up are checked, as envconsul
 	o.cli = p
+	// envconsul's default level, and its variables under the files
+	// (config.go DefaultLogLevel, Finalize): see envconsulLogLevel.
+	p.DefaultText("log-level", `"warn", or $CT_LOG, else $ENVCONSUL, as envconsul`)
 	registerSourceFlags(p, o)
 	registerProcessFlags(p, o)
 	registerPeerFlags(p, o)
@@ -331,6 +336,12 @@ resulting environment changes. Exits with the child's exit code.`
 	})
 	if err := loadConfigFiles(o, res, set); err != nil {
 		return o, withCode(err, exitConfig)
+	}
+	o.logLevelFrom = "-log-level"
+	if !res.IsSet("log-level") {
+		// Neither -log-level, ENVEXEC_LOG_LEVEL nor a file's log_level:
+		// envconsul's default (config.go Finalize, stringFromEnv).
+		o.cli.Log.Level, o.logLevelFrom = envconsulLogLevel()
 	}
 	o.waitMin, o.waitMax = o.fileWait.merge(o.flagWait).bounds()
 	if p.VersionAsked() {
@@ -590,6 +601,19 @@ func parseWait(s string) (time.Duration, time.Duration, error) {
 	return min, max, nil
 }
 
+// envconsulLogLevel is the log level envconsul takes when neither its flag
+// nor a file gives one (config.go Finalize: stringFromEnv over CT_LOG, then
+// ENVCONSUL, the first set and not empty, with white space trimmed; else
+// DefaultLogLevel, WARN), and the variable it came from.
+func envconsulLogLevel() (level, from string) {
+	for _, name := range []string{"CT_LOG", "ENVCONSUL"} {
+		if v := os.Getenv(name); v != "" {
+			return strings.TrimSpace(v), name
+		}
+	}
+	return "warn", "-log-level"
+}
+
 // checkLogLevel refuses a log level envconsul refuses: its cli.go
 // setupLogger upper-cases the level as given (flag, file's log_level, no
 // trimming) and accepts TRACE, DEBUG, INFO, WARN, ERROR and ERR only, so
@@ -635,7 +659,7 @@ func runOnce(args []string, stdin, stdout, stderr *os.File, sigs chan os.Signal,
 	// A bad log level or syslog set-up is a configuration error in
 	// envconsul (cli.go setupLogger, ExitCodeConfigError).
 	if err := checkLogLevel(o.cli.Log.Level); err != nil {
-		return o.cli.Fail(fmt.Errorf("-log-level %w", err), exitConfig), false
+		return o.cli.Fail(fmt.Errorf("%s %w", o.logLevelFrom, err), exitConfig), false
 	}
 	logOut, closeLog, err := o.syslog.writer(stderr)
 	if err != nil {

@@ -144,7 +144,9 @@ func startEnvexecArgs(t *testing.T, extraEnv []string, args []string) *proc {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(self, append([]string{"__envexec"}, args...)...)
-	cmd.Env = append(append(os.Environ(), "CONSUL_HTTP_TOKEN=", "CONSUL_HTTP_TOKEN_FILE=", "CONSUL_TOKEN=", "CONSUL_TOKEN_FILE="), extraEnv...)
+	// CT_LOG and ENVCONSUL (envconsul's log level variables) empty: unset
+	// for envexec as for envconsul, whatever the test's environment has.
+	cmd.Env = append(append(os.Environ(), "CONSUL_HTTP_TOKEN=", "CONSUL_HTTP_TOKEN_FILE=", "CONSUL_TOKEN=", "CONSUL_TOKEN_FILE=", "CT_LOG=", "ENVCONSUL="), extraEnv...)
 	run := proctest.Start(t, cmd, proctest.Options{})
 	return &proc{t: t, run: run, stdout: run.Stdout, stderr: run.Stderr}
 }
@@ -301,7 +303,7 @@ func onlyConsul(env map[string]string) map[string]string {
 			continue
 		}
 		switch k {
-		case "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE", "CONSUL_HTTP_ADDR", "CONSUL_TOKEN", "CONSUL_TOKEN_FILE":
+		case "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE", "CONSUL_HTTP_ADDR", "CONSUL_TOKEN", "CONSUL_TOKEN_FILE", "CT_LOG", "ENVCONSUL":
 			continue
 		}
 		out[k] = v
@@ -641,6 +643,53 @@ func TestUnexpectedExitLogged(t *testing.T) {
 	}
 }
 
+// TestDefaultLogLevelWarn: by default envexec logs at warn, as envconsul
+// (config.go DefaultLogLevel "WARN", cli.go setupLogger), so its info lines
+// (here those of a reload) are not written, while what envconsul writes at
+// warn is: "Reloading configuration..." (cli.go Run prints it whatever the
+// level), the retries while Consul does not answer (consul-template v0.41.1
+// watch/view.go poll logs "[WARN] (view) ... (retry attempt N ...)", which
+// setupLogger's InferLevels logs at WARN; envexec's "waiting for Consul;
+// retrying") and "unexpected exit from subprocess" (cli.go Run, logError at
+// ERROR). CT_LOG=info brings the info lines back.
+func TestDefaultLogLevelWarn(t *testing.T) {
+	a, _, n := nsWith(t, "V", "1")
+	for _, tc := range []struct {
+		name     string
+		env      []string
+		wantInfo bool
+	}{{"default", nil, false}, {"CT_LOG=info", []string{"CT_LOG=info"}, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := childDir(t)
+			p := startEnvexec(t, a.HTTPAddr(), tc.env, append([]string{"-prefix", n}, childArgs(dir, "hold", 0)...)...)
+			eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+			waitReady(t, dir, starts(dir)[0])
+			p.signal(syscall.SIGHUP)
+			eventually.True(t, 20*time.Second, "the start after the reload", func() bool { return len(starts(dir)) == 2 })
+			waitReady(t, dir, starts(dir)[1])
+			p.signal(syscall.SIGTERM)
+			p.wait(30 * time.Second)
+			out := p.stderr.String()
+			if !contains(lines(out), "Reloading configuration...") {
+				t.Errorf("no \"Reloading configuration...\" line:\n%s", out)
+			}
+			if got := strings.Contains(out, "level=INFO msg=\"configuration reloaded\""); got != tc.wantInfo {
+				t.Errorf("INFO \"configuration reloaded\" written: %v, want %v:\n%s", got, tc.wantInfo, out)
+			}
+		})
+	}
+	t.Run("warn and error lines", func(t *testing.T) {
+		p := runEnvexec(t, "127.0.0.1:1", nil, "-prefix", n, "-wait-timeout", "1500ms", "true")
+		if out := p.stderr.String(); p.code != exitWaitTimeout || !strings.Contains(out, "level=WARN msg=\"waiting for Consul; retrying\"") || strings.Contains(out, "level=INFO") {
+			t.Errorf("exit %d, want %d, with WARN retries and no INFO line:\n%s", p.code, exitWaitTimeout, out)
+		}
+		p = runEnvexec(t, a.HTTPAddr(), nil, "-prefix", n, "--", "/bin/sh", "-c", "exit 3")
+		if out := p.stderr.String(); p.code != 3 || !strings.Contains(out, "level=ERROR msg=\"unexpected exit from subprocess\"") {
+			t.Errorf("exit %d, want 3, with the ERROR line:\n%s", p.code, out)
+		}
+	})
+}
+
 // TestPidFile: -pid-file holds envexec's PID alone, without a newline,
 // while it runs, and is removed at exit; one that cannot be written is a
 // runner error, exit 13. envconsul cannot run here: the rule is its
@@ -859,10 +908,11 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("a child was started on bad input: %v", events(dir))
 	}
 
-	// Consul unreachable: it says what it waits for, gives up at
-	// -wait-timeout with a clear message, and never starts the command.
+	// Consul unreachable: it says what it waits for (at info; the default
+	// level is warn, as envconsul's), gives up at -wait-timeout with a
+	// clear message, and never starts the command.
 	dead := proctest.FreeAddr(t) // nothing listens there
-	p := runEnvexec(t, dead, nil, append([]string{"-prefix", "app/config", "-wait-timeout", "2500ms"}, child...)...)
+	p := runEnvexec(t, dead, nil, append([]string{"-prefix", "app/config", "-wait-timeout", "2500ms", "-log-level", "info"}, child...)...)
 	if p.code != exitWaitTimeout {
 		t.Errorf("exit %d, want %d\n%s", p.code, exitWaitTimeout, p.stderr)
 	}
@@ -883,7 +933,8 @@ func TestConsulOutage(t *testing.T) {
 	put(t, c, "app/PORT", "80")
 	dir := childDir(t)
 	maddr := proctest.FreeAddr(t)
-	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", "app", "-kill-timeout", "5s", "-metrics-addr", maddr}, childArgs(dir, "hold", 0)...)...)
+	// -log-level info: "Consul answering again" is an info line.
+	p := startEnvexec(t, a.HTTPAddr(), nil, append([]string{"-prefix", "app", "-kill-timeout", "5s", "-metrics-addr", maddr, "-log-level", "info"}, childArgs(dir, "hold", 0)...)...)
 	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
 	pid := starts(dir)[0]
 

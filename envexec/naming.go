@@ -3,11 +3,11 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"html/template"
 	"path"
 	"regexp"
 	"sort"
 	"strings"
-	"text/template"
 )
 
 // invalidNameChars matches what -sanitize replaces (as envconsul does).
@@ -49,10 +49,11 @@ func shellName(s string) bool {
 	return true
 }
 
-// naming holds the options that turn a Consul key into a variable name.
+// naming holds the options that turn Consul data into variables.
 type naming struct {
-	sanitize bool
-	upcase   bool
+	sanitize    bool
+	upcase      bool
+	nodeAddress bool // -service-node-address: an instance without an address gets its node's
 }
 
 // finish applies -sanitize and -upcase, in envconsul's order for KV keys

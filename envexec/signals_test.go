@@ -326,7 +326,8 @@ func TestFixedSignalLines(t *testing.T) {
 		sig  syscall.Signal
 		want string
 	}{{syscall.SIGINT, "Cleaning up..."}, {syscall.SIGTERM, ""}} {
-		p := startEnvexec(t, dead, nil, append([]string{"-prefix", n}, childArgs(dir, "exit", 0)...)...)
+		// -log-level info: the waiting line is an info line.
+		p := startEnvexec(t, dead, nil, append([]string{"-prefix", n, "-log-level", "info"}, childArgs(dir, "exit", 0)...)...)
 		eventually.True(t, 20*time.Second, "envexec to say it waits", func() bool {
 			return strings.Contains(p.stderr.String(), "waiting for Consul before starting the command")
 		})

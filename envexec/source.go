@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"html/template"
 	"net/url"
 	"os"
 	"path"
@@ -9,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"text/template"
 
 	"github.com/berth/berth/pkg/query"
 	"github.com/hashicorp/consul/api"
@@ -68,10 +68,13 @@ func badPrefix(s string, err error) *prefixSpec {
 
 func (p *prefixSpec) problem() error { return p.bad }
 
-// parsePrefix parses PATH[?QUERY][@DC]. A path with "{{" is first rendered
-// as a template whose env function reads envexec's environment, as
+// parsePrefix parses PATH[?QUERY][@DC]. The path is first rendered as an
+// html/template whose env function reads envexec's environment, as
 // envconsul's applyPathTemplate (runner.go) does for every prefix:
-// "app/{{ env \"ENV\" }}". The result must have the form consul-template
+// "app/{{ env \"ENV\" }}", a value's "&", "<", "+" ... escaped as HTML; a
+// path without "{{" only loses its HTML comments ("<!-- -->"), and one
+// that leaves an HTML context open ("app/<b") is refused, as envconsul's
+// runner refuses it (Execute's error). The result must have the form consul-template
 // accepts (checkKVQuery). An empty path, or one Consul's agent cleans to
 // nothing ("/" in a file, "a/.."), lists the whole KV store, as envconsul's
 // KV query does with it (consul-template v0.41.1 dependency/kv_list.go
@@ -79,11 +82,9 @@ func (p *prefixSpec) problem() error { return p.bad }
 // whole keys.
 func parsePrefix(s string) (*prefixSpec, error) {
 	blank := s == ""
-	if strings.Contains(s, "{{") {
-		var err error
-		if s, err = renderPath(s); err != nil {
-			return nil, err
-		}
+	s, err := renderPath(s)
+	if err != nil {
+		return nil, err
 	}
 	if err := checkKVQuery(s); err != nil {
 		return nil, err
@@ -219,8 +220,8 @@ func (sc scope) options(q *api.QueryOptions) *api.QueryOptions {
 	return &c
 }
 
-// renderPath renders a prefix path template; env NAME fails when NAME is
-// not set.
+// renderPath renders a prefix path template (html/template, as envconsul's
+// applyPathTemplate); env NAME fails when NAME is not set.
 func renderPath(s string) (string, error) {
 	t, err := template.New("path").Option("missingkey=error").Funcs(template.FuncMap{
 		"env": func(name string) (string, error) {
@@ -430,8 +431,11 @@ func (s *serviceSpec) fetch(c *api.Client, q *api.QueryOptions) (any, *api.Query
 // vars gives id, name, address, tag and port of each instance; with several
 // instances the last one (by node, then service ID) wins, as in envconsul;
 // with ~NODE the last in Consul's order (the farthest from NODE), as
-// envconsul keeps that order. An instance without its own address gets its
-// node's address.
+// envconsul keeps that order. An instance without its own address has an
+// empty address, as envconsul gives it (consul-template v0.41.1
+// dependency/catalog_service.go Fetch copies the catalog's ServiceAddress,
+// which envconsul's runner.go appendServices sets as is); with
+// -service-node-address it gets its node's address.
 func (s *serviceSpec) vars(data any, n naming) []namedVar {
 	svcs, _ := data.([]*api.CatalogService)
 	svcs = append([]*api.CatalogService(nil), svcs...)
@@ -446,7 +450,7 @@ func (s *serviceSpec) vars(data any, n naming) []namedVar {
 	var out []namedVar
 	for _, svc := range svcs {
 		addr := svc.ServiceAddress
-		if addr == "" {
+		if addr == "" && n.nodeAddress {
 			addr = svc.Address
 		}
 		// The tags sorted, whatever order they were registered in
