@@ -46,16 +46,19 @@ func (h *hostsTable) lookup(key []byte) *answer {
 	return h.answers[string(key)]
 }
 
-// hostsFiles expands the hosts files as dnsmasq reads them: a directory
-// gives the files in it by name.
+// hostsFiles expands the hosts files as dnsmasq 2.90 reads them: the
+// files first, then the files in the directories (each directory's by
+// name).
 func hostsFiles(paths []string, log *slog.Logger) []string {
-	var out []string
+	var out, dirs []string
 	for _, p := range paths {
-		fi, err := os.Stat(p)
-		if err != nil || !fi.IsDir() {
-			out = append(out, p)
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			dirs = append(dirs, p)
 			continue
 		}
+		out = append(out, p)
+	}
+	for _, p := range dirs {
 		ents, err := os.ReadDir(p)
 		if err != nil {
 			log.Warn("hosts directory not read", "dir", p, "err", err)
@@ -220,7 +223,8 @@ func readHostsFile(file string, log *slog.Logger, name, first func(netip.Addr, s
 
 // hostsPaths is the hosts files in the order dnsmasq reads them:
 // /etc/hosts unless noHosts, then the -addn-hosts files, the last given
-// first (dnsmasq 2.90 keeps its addn-hosts list so).
+// first (dnsmasq 2.90 keeps its addn-hosts list so; hostsFiles then puts
+// the directories' files last).
 func hostsPaths(noHosts bool, addn []string) []string {
 	var out []string
 	if !noHosts {

@@ -210,3 +210,25 @@ func TestHostsFileBadLines(t *testing.T) {
 		t.Errorf("multi.test A: %v", r)
 	}
 }
+
+// TestHostsFilesOrderAsDnsmasq: an address in several -addn-hosts files
+// and directories has the PTR dnsmasq gives it (it reads the files given
+// last first, then the directories' files).
+func TestHostsFilesOrderAsDnsmasq(t *testing.T) {
+	requireDig(t)
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		must(t, os.WriteFile(p, []byte(text), 0o644))
+		return p
+	}
+	write("d1/a", "10.8.0.1 d1a.test\n")
+	write("d1/b", "10.8.0.1 d1b.test\n10.8.0.2 d1b.test\n")
+	write("d2/x", "10.8.0.1 d2.test\n10.8.0.2 d2.test\n10.8.0.3 d2.test\n10.8.0.5 d2.test\n")
+	f1 := write("f1", "10.8.0.1 f1.test\n10.8.0.4 f1.test\n10.8.0.5 f1.test\n")
+	f2 := write("f2", "10.8.0.1 f2.test\n")
+	dfAddr, dmAddr, _, _ := hostsPair(t, filepath.Join(dir, "d1"), "addn-hosts="+f1, "addn-hosts="+filepath.Join(dir, "d2"), "addn-hosts="+f2)
+	compareDnsmasq(t, dfAddr, dmAddr, []string{"-x 10.8.0.1", "-x 10.8.0.2", "-x 10.8.0.3", "-x 10.8.0.4", "-x 10.8.0.5",
+		"d1a.test A", "d1b.test A", "d2.test A", "f1.test A", "f2.test A"})
+}
