@@ -945,8 +945,11 @@ func (z *consulZone) srvRecord(e *api.ServiceEntry, passing bool, name, domain, 
 		target = dns.Fqdn(svcAddr)
 		extra = ch.records(target, ttl, true)
 	}
-	// Consul adds the node's meta as TXT whatever the target.
-	extra = append(extra, metaTXT(nodeName, e.Node.Meta, ttl)...)
+	// Consul adds the node's meta as TXT whatever the target, unless the
+	// agent's enable_additional_node_meta_txt is false.
+	if !z.s.settings.Load().noNodeMetaTXT {
+		extra = append(extra, metaTXT(nodeName, e.Node.Meta, ttl)...)
+	}
 	return &dns.SRV{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: ttl},
 		Priority: 1, Weight: uint16(weight), Port: uint16(e.Service.Port), Target: target}, extra
 }
@@ -973,7 +976,7 @@ func (z *consulZone) buildNode(name string, qtype uint16, domain string, w *watc
 		}
 		if qtype == dns.TypeANY {
 			m.Answer = append(m.Answer, txt...)
-		} else {
+		} else if !z.s.settings.Load().noNodeMetaTXT {
 			m.Extra = append(m.Extra, txt...)
 		}
 	case dns.TypeTXT:

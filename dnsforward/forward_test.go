@@ -318,6 +318,14 @@ func startDnsmasq(t *testing.T, upAddr string, more ...string) string {
 // name to the upstreams ups, and returns its address once ready(addr).
 func startDnsmasqWith(t *testing.T, ready func(addr string) bool, ups ...string) string {
 	t.Helper()
+	addr, _ := startDnsmasqArgs(t, ready, nil, ups...)
+	return addr
+}
+
+// startDnsmasqArgs is startDnsmasqWith with more dnsmasq options (after
+// --no-hosts) and the process, for its signals.
+func startDnsmasqArgs(t *testing.T, ready func(addr string) bool, more []string, ups ...string) (string, *proctest.Proc) {
+	t.Helper()
 	dnsmasq := proctest.Tool(t, "dnsmasq", "Debian package dnsmasq-base")
 	me, err := user.Current()
 	if err != nil {
@@ -331,9 +339,9 @@ func startDnsmasqWith(t *testing.T, ready func(addr string) bool, ups ...string)
 		h, p, _ := net.SplitHostPort(up)
 		args = append(args, "--server="+h+"#"+p)
 	}
-	proctest.Start(t, exec.Command(dnsmasq, args...), proctest.Options{})
+	p := proctest.Start(t, exec.Command(dnsmasq, append(args, more...)...), proctest.Options{})
 	eventually.True(t, 10*time.Second, "dnsmasq answering", func() bool { return ready(addr) })
-	return addr
+	return addr, p
 }
 
 // TestForwardedNotAuthoritativeAsDnsmasq: an upstream's AA bit is not

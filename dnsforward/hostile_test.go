@@ -293,7 +293,9 @@ func BenchmarkHandle(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	s, err := New(baseConfig(a))
+	cfg := baseConfig(a)
+	cfg.HostsFiles = []string{defaultHostsFile} // read by default, looked up first
+	s, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

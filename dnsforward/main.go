@@ -54,8 +54,22 @@ func (l *listFlag) Set(s string) error {
 	return nil
 }
 
+// fileFlag collects a repeatable flag whose every value is one path.
+type fileFlag []string
+
+func (l *fileFlag) String() string { return strings.Join(*l, " ") }
+func (l *fileFlag) Set(s string) error {
+	if s == "" {
+		return errors.New("empty path")
+	}
+	*l = append(*l, s)
+	return nil
+}
+
 type options struct {
 	cfg        Config
+	noHosts    bool
+	addnHosts  fileFlag
 	domain     string
 	altDomains listFlag
 	upstreams  listFlag
@@ -100,6 +114,9 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.DefaultText("service-ttl", "the agent's dns_config.service_ttl, else 0")
 	p.DefaultText("node-ttl", "the agent's dns_config.node_ttl, else 0")
 	p.DefaultText("only-passing", "the agent's dns_config.only_passing, else false")
+	p.Bool(&o.noHosts, "no-hosts", false, "do not read "+defaultHostsFile+" (dnsmasq's --no-hosts)")
+	p.Var(&o.addnHosts, "addn-hosts", "also answer from this hosts `FILE` or the files in this directory (repeatable; dnsmasq's --addn-hosts); hosts files are read again on SIGHUP")
+	p.Duration(&c.LocalTTL, "local-ttl", 0, "TTL of answers from the hosts files (dnsmasq's --local-ttl)")
 	p.Int(&c.UDPReaders, "udp-readers", 0, "UDP sockets (SO_REUSEPORT), one reader thread each; 0: one per CPU this process may run on, each reader pinned to its CPU and given the datagrams the kernel received there (Linux)")
 	p.DefaultText("udp-readers", "0")
 	res, err := p.Parse(args)
@@ -150,7 +167,7 @@ func (o *options) check() error {
 			return fmt.Errorf("%s %s: must be positive", name, d)
 		}
 	}
-	for name, d := range map[string]time.Duration{"-cache-neg-max-ttl": c.CacheNegMaxTTL, "-serve-stale-max": c.ServeStaleMax, "-service-ttl": c.ServiceTTL, "-node-ttl": c.NodeTTL, "-max-stale": c.MaxStale, "-stale-ttl": c.StaleTTL} {
+	for name, d := range map[string]time.Duration{"-cache-neg-max-ttl": c.CacheNegMaxTTL, "-serve-stale-max": c.ServeStaleMax, "-service-ttl": c.ServiceTTL, "-node-ttl": c.NodeTTL, "-max-stale": c.MaxStale, "-stale-ttl": c.StaleTTL, "-local-ttl": c.LocalTTL} {
 		if d < 0 {
 			return fmt.Errorf("%s %s: must not be negative", name, d)
 		}
@@ -168,6 +185,7 @@ func (o *options) check() error {
 		}
 		c.Upstreams = append(c.Upstreams, a)
 	}
+	c.HostsFiles = hostsPaths(o.noHosts, o.addnHosts)
 	c.Datacenter = o.cli.Consul.Datacenter()
 	return nil
 }

@@ -41,6 +41,8 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-udp-readers", "257"}, `-udp-readers 257: want 0 (one per CPU) to 256`},
 		{[]string{"-idle-timeout", "soon"}, `-idle-timeout`},
 		{[]string{"-log-level", "loud"}, `-log-level "loud"`},
+		{[]string{"-local-ttl", "-1s"}, `-local-ttl -1s: must not be negative`},
+		{[]string{"-addn-hosts", ""}, `flag -addn-hosts: empty path`},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 	} {
 		var stderr bytes.Buffer

@@ -15,10 +15,11 @@ const (
 	zoneAgent           // passed to the Consul agent's DNS
 	zoneUpstream        // forwarded upstream
 	zoneNone            // refused, malformed
+	zoneHosts           // from the hosts files
 	numZones
 )
 
-var zoneNames = [numZones]string{"consul", "consul_agent", "upstream", "none"}
+var zoneNames = [numZones]string{"consul", "consul_agent", "upstream", "none", "hosts"}
 
 var typeNames = []string{"A", "AAAA", "SRV", "ANY", "TXT", "PTR", "CNAME", "MX", "NS", "SOA", "HTTPS", "other"}
 

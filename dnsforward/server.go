@@ -47,6 +47,10 @@ type Config struct {
 	StaleTTL       time.Duration
 	Datacenter     string
 	UDPReaders     int
+	// HostsFiles are read in order for A, AAAA, ANY and PTR answers (main:
+	// /etc/hosts unless -no-hosts, and -addn-hosts), TTL LocalTTL.
+	HostsFiles []string
+	LocalTTL   time.Duration
 	// AgentDNSConfig: take the agent's domain, alt_domain and dns_config
 	// for every setting whose flag is not in Explicit (flag names).
 	AgentDNSConfig bool
@@ -72,7 +76,9 @@ type Server struct {
 	agent *agentPasses
 	// settings decide Consul answers (flags and the agent's dns_config).
 	settings atomic.Pointer[dnsSettings]
-	ctx      context.Context
+	// hosts answers names and addresses of the hosts files (nil: none).
+	hosts atomic.Pointer[hostsTable]
+	ctx   context.Context
 
 	touchGran int64 // ns between updates of a watch's last use
 
@@ -228,11 +234,13 @@ func (s *Server) closeListeners() {
 }
 
 // Reload is what SIGHUP does, as for dnsmasq: the cache of upstream answers
-// is emptied, and the agent's datacenter and DNS settings are read again
-// (when they come from the agent) rather than at the next agentRefresh.
+// is emptied, the hosts files are read again, and the agent's datacenter
+// and DNS settings are read again (when they come from the agent) rather
+// than at the next agentRefresh.
 func (s *Server) Reload() {
 	s.fwd.flush()
 	s.log.Info("SIGHUP: upstream cache emptied")
+	s.readHosts()
 	if !s.zone.fromAgent() {
 		return
 	}
@@ -241,6 +249,14 @@ func (s *Server) Reload() {
 			s.log.Warn("SIGHUP: reading the agent's settings", "err", err)
 		}
 	}()
+}
+
+// readHosts reads the hosts files (when Serve starts and on SIGHUP, as
+// dnsmasq), when there are any.
+func (s *Server) readHosts() {
+	if len(s.cfg.HostsFiles) > 0 {
+		s.hosts.Store(loadHosts(s.cfg.HostsFiles, s.cfg.LocalTTL, s.log))
+	}
 }
 
 func (s *Server) closeRawFDs() {
@@ -263,6 +279,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.ctx = ctx
+	s.readHosts() // before the first question: the hosts files come first
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.zone.run(ctx) }()
 	if s.cfg.AgentDNSConfig {
@@ -526,6 +543,29 @@ func (s *Server) spawn(ctx context.Context, job *query, send func([]byte)) bool 
 // handle answers a packet from memory when it can. It returns the reply (in
 // r.out) or a job for s.slow (a copy of the query) or neither (drop).
 func (s *Server) handle(r *reader, raw []byte, tcp bool) ([]byte, *query) {
+	b, job := s.handleFast(r, raw, tcp)
+	if len(b) > 3 && b[3]&0x0f == dns.RcodeNameError {
+		b = s.hostsNoNX(&r.q, b, false)
+	}
+	return b, job
+}
+
+// hostsNoNX turns NXDOMAIN into NOERROR when the name is in the hosts
+// files, with AA, as dnsmasq does to an answer from its servers for a
+// name it has local data for (b is copied first when copyFirst).
+func (s *Server) hostsNoNX(q *query, b []byte, copyFirst bool) []byte {
+	if len(b) < 12 || b[3]&0x0f != dns.RcodeNameError || !s.hosts.Load().has(q.name) {
+		return b
+	}
+	if copyFirst {
+		b = append([]byte(nil), b...)
+	}
+	b[3] &^= 0x0f
+	b[2] |= 0x04 // AA, as dnsmasq sets it there
+	return b
+}
+
+func (s *Server) handleFast(r *reader, raw []byte, tcp bool) ([]byte, *query) {
 	q := &r.q
 	switch parseFast(raw, r.name, q) {
 	case parseDrop:
@@ -558,6 +598,13 @@ func (s *Server) handle(r *reader, raw []byte, tcp bool) ([]byte, *query) {
 	// dnsmasq forwards every class as asked, as the upstreams get it here.
 	now := s.now()
 	r.key = append(append(r.key[:0], q.name...), byte(q.qtype>>8), byte(q.qtype))
+	// The hosts files first, the Consul domain too: dnsmasq answers a
+	// name in them before it looks at its servers, server=/consul/ too.
+	if q.qclass == dns.ClassINET {
+		if a := s.hosts.Load().lookup(r.key); a != nil {
+			return s.send(r, q, a, now), nil
+		}
+	}
 	if s.inConsulDomain(q.name) {
 		a := s.zone.cached(r.key)
 		if a != nil && a.expires != 0 && now >= a.expires {
@@ -721,6 +768,10 @@ func isReverse(name []byte) bool {
 // slow answers what handle could not from memory: first lookups of a
 // Consul name, names passed to the agent's DNS, forwarded names.
 func (s *Server) slow(ctx context.Context, q *query) []byte {
+	return s.hostsNoNX(q, s.slowAnswer(ctx, q), true)
+}
+
+func (s *Server) slowAnswer(ctx context.Context, q *query) []byte {
 	r := &reader{}
 	name := string(q.name)
 	if s.agent.isOwn(q) {

@@ -34,6 +34,11 @@ type dnsSettings struct {
 	// as many as fit 512 bytes, TC when cut.
 	udpAnswerLimit int
 	enableTruncate bool
+	// noNodeMetaTXT: the agent's dns_config.enable_additional_node_meta_txt
+	// is false, so node meta is left out of the additional section (node
+	// A/AAAA answers, SRV answers); TXT and ANY questions of a node still
+	// get it in the answer (Consul's handleNodeQuery).
+	noNodeMetaTXT bool
 }
 
 // maxUDPAnswerLimit caps udp_answer_limit as Consul does (agent/dns.go).
@@ -81,6 +86,7 @@ type agentDNSConfig struct {
 	DNSSOA            struct{ Refresh, Retry, Expire, Minttl uint32 }
 	DNSEnableTruncate bool
 	DNSUDPAnswerLimit int
+	DNSNodeMetaTXT    *bool // absent from older agents: true, Consul's default
 }
 
 // jsonDuration reads a duration the agent reports as "10s" or as ns.
@@ -156,6 +162,7 @@ func mergeAgent(cfg *Config, a *agentDNSConfig) (*dnsSettings, error) {
 		st.udpAnswerLimit = min(a.DNSUDPAnswerLimit, maxUDPAnswerLimit)
 		st.enableTruncate = a.DNSEnableTruncate
 	}
+	st.noNodeMetaTXT = a.DNSNodeMetaTXT != nil && !*a.DNSNodeMetaTXT
 	return st, nil
 }
 

@@ -135,3 +135,29 @@ func TestAgentDNSSettings(t *testing.T) {
 		return d[0] == "berth.test.", fmt.Sprintf("domains %v", d)
 	})
 }
+
+// TestAgentNodeMetaTXTSetting: with the agent's dns_config
+// enable_additional_node_meta_txt = false, node meta is left out of the
+// additional section of node and SRV answers and still answers TXT and ANY
+// questions of a node, as from the agent's own DNS.
+func TestAgentNodeMetaTXTSetting(t *testing.T) {
+	requireDig(t)
+	a := consultest.StartT(t, consultest.Options{NodeName: "metanode", ExtraHCL: `
+node_meta { rack = "r1", "rfc1035-x" = "raw" }
+dns_config { enable_additional_node_meta_txt = false }
+`})
+	must(t, a.Client().Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "m1", Name: "metasvc", Port: 80}))
+	must(t, a.Client().Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "m2", Name: "metasvc2", Port: 81, Address: "10.44.0.1"}))
+	cfg := baseConfig(a)
+	cfg.AgentDNSConfig = true
+	cfg.Explicit = map[string]bool{}
+	s, addr := startServer(t, cfg)
+	eventually.Holds(t, 10*time.Second, "the agent's settings", func() (bool, string) {
+		return s.zone.settingsRead.Load(), "not read"
+	})
+	waitSeeded(t, a, addr, map[string][]string{"metasvc2.service.consul SRV": {"1 1 81 0a2c0001.addr.dc1.consul."}})
+	compareWithConsul(t, addr, a.DNSAddr(), []string{
+		"metanode.node.consul A", "metanode.node.consul AAAA", "metanode.node.consul TXT", "metanode.node.consul ANY",
+		"metasvc.service.consul SRV", "metasvc2.service.consul SRV", "metasvc.service.consul A", "metasvc.service.consul ANY",
+	})
+}
