@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -328,4 +329,82 @@ func killAtEnd(t *testing.T, tm *proctest.Terminal) (tool, child int) {
 		_ = syscall.Kill(child, syscall.SIGKILL)
 	})
 	return tool, child
+}
+
+// TestCtrlZWhileTheChildWaitsInVforkAsConsulLock: Ctrl-Z while the command
+// waits in vfork(2) for a child that has not exec'd yet (dash, Debian's
+// sh, starts commands with vfork: a fork-heavy script is often there)
+// stops that child, and the kernel keeps the command in vfork, never
+// stopped, until the child is continued. consul lock, in the command's
+// process group, is stopped by the terminal itself: the prompt comes back,
+// and fg finishes the job. lockrun, which waited for its child's stop
+// report, left the terminal hanging (Ctrl-C too: the stopped child holds
+// it). Made here without a race: perl's clone(CLONE_VFORK) (a copy of
+// memory, as fork, but the parent waits as for vfork) whose child blocks
+// opening a FIFO before it exits.
+func TestCtrlZWhileTheChildWaitsInVforkAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	clone := map[string]int{"amd64": 56, "arm64": 220}[runtime.GOARCH]
+	if clone == 0 {
+		t.Skipf("no clone(2) number for %s", runtime.GOARCH)
+	}
+	perl, err := exec.LookPath("perl")
+	if err != nil {
+		t.Fatalf("perl (Debian's perl-base, always installed) is needed: %v", err)
+	}
+	type seen struct{ ctrlZStopped, finished bool }
+	observe := func(lockCmd string) seen {
+		dir := t.TempDir()
+		fifo := filepath.Join(dir, "fifo")
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// CLONE_VFORK|SIGCHLD; the child blocks opening the FIFO for
+		// reading until the test opens it for writing, then exits.
+		script := fmt.Sprintf(`use POSIX; $| = 1;
+print "ready ", getppid(), " $$ end\n";
+my $p = syscall(%d, 0x4000 | 17, 0, 0, 0, 0);
+die "clone: $!" if $p < 0;
+if ($p == 0) { open(my $f, "<", $ARGV[0]); POSIX::_exit(0); }
+waitpid($p, 0);
+print "finished\n";
+`, clone)
+		pl := filepath.Join(dir, "vfork.pl")
+		if err := os.WriteFile(pl, []byte(script), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tm := proctest.OnTerminal(t, `PS1='$ ' exec bash --norc --noprofile -i`, env(a))
+		tm.Type(fmt.Sprintf("%s test/vfork-tty %s %s %s\n", lockCmd, perl, pl, fifo))
+		var r seen
+		if !tm.WaitFor(" end", 10*time.Second) {
+			t.Fatalf("%s on a terminal printed %q", lockCmd, tm.Output())
+		}
+		_, child := killAtEnd(t, tm)
+		if child == 0 {
+			t.Fatalf("%s: no pids in %q", lockCmd, tm.Output())
+		}
+		for end := time.Now().Add(10 * time.Second); procState(child) != "D"; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("%s: the command did not wait in vfork (state %q)", lockCmd, procState(child))
+			}
+		}
+		tm.Type("\x1a")
+		if r.ctrlZStopped = tm.WaitFor("Stopped", 10*time.Second); r.ctrlZStopped {
+			tm.Type("fg\n")
+		}
+		// The FIFO's reader, once continued, lets the command finish.
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+				_ = f.Close()
+				break
+			}
+		}
+		r.finished = tm.WaitFor("finished", 10*time.Second)
+		t.Logf("%s on a terminal printed %q", lockCmd, tm.Output())
+		return r
+	}
+	want := observe(a.Bin + " lock")
+	if got := observe(lockrunPath(t)); got != want {
+		t.Errorf("Ctrl-Z while the command waits in vfork, then fg: lockrun %+v; consul lock %+v", got, want)
+	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/berth/berth/pkg/cliapp"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -373,6 +374,14 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 	}
 	_, sessionGone := keeper.current()
 	stopping := false // SIGINT or SIGTERM came while the child ran
+	// On a terminal, a stop of the child's group that the child cannot join
+	// (stoppedBehindVfork) sends us no SIGCHLD: it is looked for instead.
+	var vforkCheck <-chan time.Time
+	if cfg.Terminal != nil {
+		t := time.NewTicker(vforkCheckEvery)
+		defer t.Stop()
+		vforkCheck = t.C
+	}
 	for {
 		var why string
 		select {
@@ -401,9 +410,18 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 		case why = <-leasec:
 		case <-sessionGone:
 			why = "our session was invalidated"
+		case <-vforkCheck:
+			if !stoppedBehindVfork(child.Pid()) {
+				continue
+			}
+			log.Debug("the child waits in vfork for a child of its own that a stop caught before it could exec; following the stop")
+			if !r.followJobStop(cfg.Terminal, child, syscall.SIGTSTP, lease.ranOut, renewLease, log) {
+				continue
+			}
+			why = "the lease ran out while the job was stopped from the terminal (Ctrl-Z), and Consul no longer confirms the lock"
 		case sig := <-r.sigs:
 			if sig == syscall.SIGCHLD && cfg.Terminal != nil {
-				if !r.followJobStop(cfg.Terminal, child, lease.ranOut, renewLease, log) {
+				if !r.followJobStop(cfg.Terminal, child, stopSignal(child.Pid()), lease.ranOut, renewLease, log) {
 					continue
 				}
 				why = "the lease ran out while the job was stopped from the terminal (Ctrl-Z), and Consul no longer confirms the lock"
@@ -425,7 +443,8 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 }
 
 // followJobStop: on a terminal, when the child's group was stopped from it
-// (Ctrl-Z: SIGTSTP; SIGTTIN, SIGTTOU), we stop too, as consul lock, whose
+// (sig, the signal that stopped the child, is SIGTSTP from Ctrl-Z, SIGTTIN
+// or SIGTTOU; 0 when it is not stopped), we stop too, as consul lock, whose
 // child shares its process group, is stopped with it: the terminal is taken
 // back and our own group stopped, so that the shell that ran us sees its job
 // stopped and gives its prompt back (else the shell would wait for us, and
@@ -443,8 +462,8 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 // (the signal went to its child alone, and it goes on waiting for it), and
 // neither are we; a SIGCONT from there continues the child, still holding
 // the terminal, and everything goes on.
-func (r *runner) followJobStop(f *os.File, child *supervisor.Child, ranOut, renew func() bool, log *slog.Logger) (lost bool) {
-	switch sig := stopSignal(child.Pid()); sig {
+func (r *runner) followJobStop(f *os.File, child *supervisor.Child, sig syscall.Signal, ranOut, renew func() bool, log *slog.Logger) (lost bool) {
+	switch sig {
 	case syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU:
 	case 0:
 		return false
@@ -513,6 +532,52 @@ func stopSignal(pid int) syscall.Signal {
 		return 0
 	}
 	return syscall.Signal(status)
+}
+
+// vforkCheckEvery is how often, while the child has the terminal, we look
+// for a stop it cannot join (stoppedBehindVfork): the longest the shell's
+// prompt may wait after Ctrl-Z in that case.
+const vforkCheckEvery = 200 * time.Millisecond
+
+// stoppedBehindVfork reports whether process pid cannot join a stop of its
+// process group because it waits in vfork(2) for a child that the stop
+// caught before that child could exec: pid is in uninterruptible sleep
+// (state "D" in /proc/PID/stat), and a child of its own, in the same
+// process group, is stopped ("T") and still runs pid's executable. dash
+// (Debian's sh) starts commands with vfork; a Ctrl-Z in that moment stops
+// the vforked child, the kernel keeps the parent in vfork until that child
+// execs or exits, and so never reports the parent stopped: no SIGCHLD tells
+// us of the job's stop, and the shell's prompt would not come back (nor
+// would Ctrl-C help: the stopped child holds it). consul lock, which shares
+// its child's process group, is stopped by the terminal itself. One read of
+// /proc/PID/stat while pid is not in "D".
+func stoppedBehindVfork(pid int) bool {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return false
+	}
+	st, err := p.Stat()
+	if err != nil || st.State != "D" {
+		return false
+	}
+	exe, err := p.Executable()
+	if err != nil {
+		return false
+	}
+	for _, kid := range supervisor.ChildPIDs(pid) {
+		k, err := procfs.NewProc(kid)
+		if err != nil {
+			continue
+		}
+		ks, err := k.Stat()
+		if err != nil || ks.State != "T" || ks.PGRP != st.PGRP {
+			continue
+		}
+		if kexe, err := k.Executable(); err == nil && kexe == exe {
+			return true
+		}
+	}
+	return false
 }
 
 // cldStopped is si_code CLD_STOPPED: the child was stopped by a signal.

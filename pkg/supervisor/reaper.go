@@ -77,7 +77,7 @@ func (r *Reaper) Run(ctx context.Context) {
 // returns how many it reaped.
 func (r *Reaper) ReapOnce() int {
 	n := 0
-	for _, pid := range childPIDs() {
+	for _, pid := range ChildPIDs(os.Getpid()) {
 		r.mu.Lock()
 		if r.own[pid] {
 			r.mu.Unlock()
@@ -98,9 +98,11 @@ func (r *Reaper) ReapOnce() int {
 	return n
 }
 
-// childPIDs lists this process's children from /proc (every thread's list).
-func childPIDs() []int {
-	files, _ := filepath.Glob("/proc/self/task/*/children")
+// ChildPIDs lists the children of process pid from /proc (the children
+// files of each of its threads; Linux 3.5+, CONFIG_PROC_CHILDREN), or nil
+// when pid is gone.
+func ChildPIDs(pid int) []int {
+	files, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/children")
 	var pids []int
 	for _, f := range files {
 		b, err := os.ReadFile(f)
