@@ -374,7 +374,9 @@ print "finished\n";
 			t.Fatal(err)
 		}
 		tm := proctest.OnTerminal(t, `PS1='$ ' exec bash --norc --noprofile -i`, env(a))
-		tm.Type(fmt.Sprintf("%s test/vfork-tty %s %s %s\n", lockCmd, perl, pl, fifo))
+		// A key of its own per run (-count): a holder killed at the end
+		// may leave the lock-delay on it.
+		tm.Type(fmt.Sprintf("%s test/vfork-tty/%s %s %s %s\n", lockCmd, filepath.Base(filepath.Dir(dir)), perl, pl, fifo))
 		var r seen
 		if !tm.WaitFor(" end", 10*time.Second) {
 			t.Fatalf("%s on a terminal printed %q", lockCmd, tm.Output())
