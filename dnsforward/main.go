@@ -70,6 +70,7 @@ type options struct {
 	cfg        Config
 	noHosts    bool
 	addnHosts  fileFlag
+	hostsDirs  fileFlag
 	domain     string
 	altDomains listFlag
 	upstreams  listFlag
@@ -116,6 +117,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.DefaultText("only-passing", "the agent's dns_config.only_passing, else false")
 	p.Bool(&o.noHosts, "no-hosts", false, "do not read "+defaultHostsFile+" (dnsmasq's --no-hosts)")
 	p.Var(&o.addnHosts, "addn-hosts", "also answer from this hosts `FILE` or the files in this directory (repeatable; dnsmasq's --addn-hosts); hosts files are read again on SIGHUP")
+	p.Var(&o.hostsDirs, "hostsdir", "also answer from the files in this `DIR`, read again when one is created, changed, moved or removed (repeatable; dnsmasq's --hostsdir)")
 	p.Duration(&c.LocalTTL, "local-ttl", 0, "TTL of answers from the hosts files (dnsmasq's --local-ttl)")
 	p.Int(&c.UDPReaders, "udp-readers", 0, "UDP sockets (SO_REUSEPORT), one reader thread each; 0: one per CPU this process may run on, each reader pinned to its CPU and given the datagrams the kernel received there (Linux)")
 	p.DefaultText("udp-readers", "0")
@@ -186,6 +188,7 @@ func (o *options) check() error {
 		c.Upstreams = append(c.Upstreams, a)
 	}
 	c.HostsFiles = hostsPaths(o.noHosts, o.addnHosts)
+	c.HostsDirs = o.hostsDirs
 	c.Datacenter = o.cli.Consul.Datacenter()
 	return nil
 }

@@ -50,7 +50,11 @@ type Config struct {
 	// HostsFiles are read in order for A, AAAA, ANY and PTR answers (main:
 	// /etc/hosts unless -no-hosts, and -addn-hosts), TTL LocalTTL.
 	HostsFiles []string
-	LocalTTL   time.Duration
+	// HostsDirs (-hostsdir) are directories whose files are read after
+	// HostsFiles and read again whenever one of them is created, changed,
+	// moved or removed, as dnsmasq's --hostsdir.
+	HostsDirs []string
+	LocalTTL  time.Duration
 	// AgentDNSConfig: take the agent's domain, alt_domain and dns_config
 	// for every setting whose flag is not in Explicit (flag names).
 	AgentDNSConfig bool
@@ -78,7 +82,10 @@ type Server struct {
 	settings atomic.Pointer[dnsSettings]
 	// hosts answers names and addresses of the hosts files (nil: none).
 	hosts atomic.Pointer[hostsTable]
-	ctx   context.Context
+	// hostsMu orders the readings of the hosts files (SIGHUP, -hostsdir
+	// changes), so the last one stored is the newest.
+	hostsMu sync.Mutex
+	ctx     context.Context
 
 	touchGran int64 // ns between updates of a watch's last use
 
@@ -254,8 +261,10 @@ func (s *Server) Reload() {
 // readHosts reads the hosts files (when Serve starts and on SIGHUP, as
 // dnsmasq), when there are any.
 func (s *Server) readHosts() {
-	if len(s.cfg.HostsFiles) > 0 {
-		s.hosts.Store(loadHosts(s.cfg.HostsFiles, s.cfg.LocalTTL, s.log))
+	if len(s.cfg.HostsFiles) > 0 || len(s.cfg.HostsDirs) > 0 {
+		s.hostsMu.Lock()
+		defer s.hostsMu.Unlock()
+		s.hosts.Store(loadHosts(s.cfg.HostsFiles, s.cfg.HostsDirs, s.cfg.LocalTTL, s.log))
 	}
 }
 
@@ -280,6 +289,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer cancel()
 	s.ctx = ctx
 	s.readHosts() // before the first question: the hosts files come first
+	if len(s.cfg.HostsDirs) > 0 {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.watchHostsDirs(ctx) }()
+	}
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.zone.run(ctx) }()
 	if s.cfg.AgentDNSConfig {
