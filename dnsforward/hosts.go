@@ -61,16 +61,12 @@ func hostsFiles(paths []string, log *slog.Logger) []string {
 		out = append(out, p)
 	}
 	for _, p := range dirs {
-		ents, err := os.ReadDir(p)
+		files, err := dirHostsFiles(p)
 		if err != nil {
 			log.Warn("hosts directory not read", "dir", p, "err", err)
 			continue
 		}
-		for _, e := range ents {
-			if !e.IsDir() {
-				out = append(out, filepath.Join(p, e.Name()))
-			}
-		}
+		out = append(out, files...)
 	}
 	return out
 }
@@ -80,36 +76,48 @@ type hostsEntry struct {
 }
 
 // hostsDirSkips reports whether dnsmasq 2.90 leaves out a file of a
-// --hostsdir directory: dot files, emacs backups ("name~") and emacs
-// auto-save files ("#name#") (src/inotify.c, "ignore emacs backups and
-// dotfiles"; TestHostsDirAsDnsmasq).
+// directory of hosts files (--addn-hosts or --hostsdir): dot files, emacs
+// backups ("name~") and emacs auto-save files ("#name#"), as measured
+// with it in TestHostsFilesOrderAsDnsmasq and TestHostsDirAsDnsmasq.
 func hostsDirSkips(name string) bool {
 	return name == "" || name[0] == '.' || name[len(name)-1] == '~' ||
 		(len(name) > 1 && name[0] == '#' && name[len(name)-1] == '#')
 }
 
-// hostsDirFiles is the files of the -hostsdir directories as dnsmasq 2.90
-// reads them: the regular files (a link to one too) directly in each
-// directory, without those hostsDirSkips names; a directory that cannot
-// be read is logged and skipped (dnsmasq starts without it).
+// dirHostsFiles is the hosts files of directory dir as dnsmasq 2.90 reads
+// them, by name: the regular files (a link to one too) directly in it,
+// without the names hostsDirSkips leaves out.
+func dirHostsFiles(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		if hostsDirSkips(e.Name()) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// hostsDirFiles is the files of the -hostsdir directories (dirHostsFiles);
+// a directory that cannot be read is logged and skipped (dnsmasq starts
+// without it).
 func hostsDirFiles(dirs []string, log *slog.Logger) []string {
 	var out []string
 	for _, d := range dirs {
-		ents, err := os.ReadDir(d)
+		files, err := dirHostsFiles(d)
 		if err != nil {
 			log.Warn("hostsdir not read", "dir", d, "err", err)
 			continue
 		}
-		for _, e := range ents {
-			p := filepath.Join(d, e.Name())
-			if hostsDirSkips(e.Name()) {
-				continue
-			}
-			if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
-				continue
-			}
-			out = append(out, p)
-		}
+		out = append(out, files...)
 	}
 	return out
 }

@@ -213,7 +213,9 @@ func TestHostsFileBadLines(t *testing.T) {
 
 // TestHostsFilesOrderAsDnsmasq: an address in several -addn-hosts files
 // and directories has the PTR dnsmasq gives it (it reads the files given
-// last first, then the directories' files).
+// last first, then the directories' files); a directory's dot files,
+// "name~" and "#name#" files and subdirectories are left out, as by
+// dnsmasq.
 func TestHostsFilesOrderAsDnsmasq(t *testing.T) {
 	requireDig(t)
 	dir := t.TempDir()
@@ -226,11 +228,17 @@ func TestHostsFilesOrderAsDnsmasq(t *testing.T) {
 	write("d1/a", "10.8.0.1 d1a.test\n")
 	write("d1/b", "10.8.0.1 d1b.test\n10.8.0.2 d1b.test\n")
 	write("d2/x", "10.8.0.1 d2.test\n10.8.0.2 d2.test\n10.8.0.3 d2.test\n10.8.0.5 d2.test\n")
+	// Left out by dnsmasq, as in a -hostsdir directory.
+	write("d2/.dot", "10.8.1.1 dot.test\n")
+	write("d2/backup~", "10.8.1.2 tilde.test\n")
+	write("d2/#autosave#", "10.8.1.3 emacs.test\n")
+	write("d2/sub/f", "10.8.1.4 sub.test\n")
 	f1 := write("f1", "10.8.0.1 f1.test\n10.8.0.4 f1.test\n10.8.0.5 f1.test\n")
 	f2 := write("f2", "10.8.0.1 f2.test\n")
 	dfAddr, dmAddr, _, _ := hostsPair(t, filepath.Join(dir, "d1"), "addn-hosts="+f1, "addn-hosts="+filepath.Join(dir, "d2"), "addn-hosts="+f2)
 	compareDnsmasq(t, dfAddr, dmAddr, []string{"-x 10.8.0.1", "-x 10.8.0.2", "-x 10.8.0.3", "-x 10.8.0.4", "-x 10.8.0.5",
-		"d1a.test A", "d1b.test A", "d2.test A", "f1.test A", "f2.test A"})
+		"d1a.test A", "d1b.test A", "d2.test A", "f1.test A", "f2.test A",
+		"dot.test A", "tilde.test A", "emacs.test A", "sub.test A", "-x 10.8.1.1"})
 }
 
 // TestHostsDirAsDnsmasq: the files of a -hostsdir directory are answered
