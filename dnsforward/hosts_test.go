@@ -82,7 +82,11 @@ func hostsPair(t *testing.T, file string, more ...string) (dfAddr, dmAddr string
 	dfArgs := []string{"-no-hosts", "-addn-hosts", file}
 	for _, m := range more {
 		dmArgs = append(dmArgs, "--"+m)
-		k, v, _ := strings.Cut(m, "=")
+		k, v, hasValue := strings.Cut(m, "=")
+		if !hasValue { // a boolean flag
+			dfArgs = append(dfArgs, "-"+k)
+			continue
+		}
 		if k == "local-ttl" {
 			v += "s" // seconds for dnsmasq, a duration for dnsforward
 		}
@@ -294,4 +298,21 @@ func TestHostsDirAsDnsmasq(t *testing.T) {
 	must(t, os.Remove(filepath.Join(dir, "pre")))
 	wait("pre.test", "192.0.2.99")
 	compareDnsmasq(t, dfAddr, dmAddr, []string{"keep.test A", "-x 10.9.0.1", "-x 10.9.0.4"})
+}
+
+// TestDomainNeededAsDnsmasq: with -domain-needed, A, AAAA and ANY
+// questions (class IN) of a name without a dot get NXDOMAIN without going
+// upstream, as from dnsmasq 2.90 with --domain-needed; other types and
+// classes, names with a dot, and names of the hosts files (its other
+// family too: NOERROR) are answered as without it.
+func TestDomainNeededAsDnsmasq(t *testing.T) {
+	requireDig(t)
+	file := filepath.Join(t.TempDir(), "hosts")
+	must(t, os.WriteFile(file, []byte(hostsTestFile), 0o644))
+	dfAddr, dmAddr, _, _ := hostsPair(t, file, "domain-needed")
+	compareDnsmasq(t, dfAddr, dmAddr, []string{
+		"plain A", "plain AAAA", "plain ANY", "PLAIN A", "+noedns plain A", "+tcp plain AAAA", "+dnssec plain A",
+		"plain MX", "plain TXT", "plain SRV", "-c CH plain A", "dotted.test A",
+		"shortname A", "shortname AAAA", "shortname MX",
+	})
 }

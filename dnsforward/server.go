@@ -47,6 +47,10 @@ type Config struct {
 	StaleTTL       time.Duration
 	Datacenter     string
 	UDPReaders     int
+	// DomainNeeded: A, AAAA and ANY questions (class IN) of a name without
+	// a dot that the hosts files do not answer get NXDOMAIN here instead
+	// of going upstream (dnsmasq's --domain-needed).
+	DomainNeeded bool
 	// HostsFiles are read in order for A, AAAA, ANY and PTR answers (main:
 	// /etc/hosts unless -no-hosts, and -addn-hosts), TTL LocalTTL.
 	HostsFiles []string
@@ -797,6 +801,15 @@ func (s *Server) slowAnswer(ctx context.Context, q *query) []byte {
 	if s.inConsulDomain(q.name) {
 		return s.withECS(q, s.slowConsul(ctx, r, q))
 	}
+	if s.cfg.DomainNeeded && plainName(q) {
+		if s.hosts.Load().has(q.name) {
+			// The other family of a name of the hosts files: NOERROR
+			// without AA from dnsmasq (not its NXDOMAIN turned NOERROR
+			// with AA, see hostsNoNX).
+			return s.fail(q, zoneHosts, dns.RcodeSuccess)
+		}
+		return s.fail(q, zoneNone, dns.RcodeNameError)
+	}
 	key := name + string([]byte{byte(q.qtype >> 8), byte(q.qtype), byte(q.qclass >> 8), byte(q.qclass)})
 	if isReverse(q.name) {
 		// Consul's own addresses first (not cached: Consul's answer is
@@ -837,6 +850,19 @@ func (s *Server) slowAnswer(ctx context.Context, q *query) []byte {
 		return withDO(s.send(r, q, a, s.now()))
 	}
 	return s.send(r, q, a, s.now())
+}
+
+// plainName reports whether q is a question dnsmasq 2.90 with
+// --domain-needed answers NXDOMAIN to without forwarding it: class IN,
+// type A, AAAA or ANY, a name of one label ("config NAME is NXDOMAIN" in
+// its log; other types and classes are forwarded, measured with it in
+// TestDomainNeededAsDnsmasq). A name of the hosts files was answered before.
+func plainName(q *query) bool {
+	if q.qclass != dns.ClassINET || q.qtype != dns.TypeA && q.qtype != dns.TypeAAAA && q.qtype != dns.TypeANY {
+		return false
+	}
+	n := len(q.name)
+	return n > 1 && bytes.IndexByte(q.name[:n-1], '.') < 0
 }
 
 // withDO sets the DO bit in the OPT record that ends reply b, when it does
