@@ -39,7 +39,8 @@ type answer struct {
 	// registered, whatever the question's letter case.
 	cname bool
 
-	// Forwarded answers: TTL offsets, time stored and expiry (unix ns).
+	// Forwarded answers: TTL offsets, time stored (unix ns, the start of
+	// the second it was stored in) and expiry (unix ns).
 	ttls      []int
 	stored    int64
 	expires   int64

@@ -659,7 +659,13 @@ func (f *forwarder) toAnswer(resp *dns.Msg) (*answer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Counted in the wall clock's whole seconds, as dnsmasq 2.90 counts
+	// (cache.c: an entry's ttd is time(NULL) + TTL, it expires when
+	// time(NULL) reaches ttd and is answered with TTL ttd - time(NULL)):
+	// stored the second the answer came in, asked again once the clock's
+	// whole second has moved on by the TTL (TestCachedTTLCountsAsDnsmasq).
 	now := f.s.now()
+	now -= now % int64(time.Second)
 	a.stored = now
 	var ttl time.Duration
 	cacheable := false

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"os/exec"
 	"os/user"
@@ -580,6 +581,83 @@ func TestDeadFirstUpstreamAsDnsmasq(t *testing.T) {
 		}
 		if dm >= cfg.TryTimeout/2 {
 			t.Errorf("%s: dnsmasq answered after %s", name, dm)
+		}
+	}
+}
+
+// TestCachedTTLCountsAsDnsmasq: a cached upstream answer's TTL counts
+// down, and the answer expires, with the wall clock's whole seconds, as
+// dnsmasq 2.90 counts them: stored at second x.5 with TTL 60, it is
+// answered with TTL 59 at x+1.2 (not 60: only 0.7 s passed); with TTL 2
+// it is asked upstream again at x+2.2 (not answered with TTL 1).
+// Each trial asks both within one wall-clock second; a trial a busy
+// machine spread over two is made again with a new name.
+func TestCachedTTLCountsAsDnsmasq(t *testing.T) {
+	up := startUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+		m := recursiveReply(r)
+		ttl := "60"
+		if strings.HasPrefix(r.Question[0].Name, "short") {
+			ttl = "2"
+		}
+		m.Answer = append(m.Answer, mustRR(r.Question[0].Name+" "+ttl+" IN A 192.0.2.7"))
+		return m
+	})
+	_, addr := startServer(t, upstreamConfig(t, up.addr))
+	dmAddr := startDnsmasq(t, up.addr)
+	// at sleeps until the wall clock's fraction of a second is frac, in
+	// the second after the current one when next, and returns that second.
+	at := func(frac float64, next bool) int64 {
+		now := time.Now().UnixNano()
+		sec := now / 1e9
+		if next {
+			sec++
+		}
+		target := sec*1e9 + int64(frac*1e9)
+		if target < now {
+			target += 1e9
+		}
+		time.Sleep(time.Duration(target - now))
+		return target / 1e9
+	}
+	// both asks dnsforward and dnsmasq for name, and reports their TTLs
+	// and whether both were asked within second sec.
+	both := func(name string, sec int64) (got, want uint32, ok bool) {
+		for i, a := range []string{addr, dmAddr} {
+			r := exchange(t, a, name, dns.TypeA, "udp")
+			if len(r.Answer) != 1 {
+				t.Fatalf("%s A from %s: %v", name, a, r)
+			}
+			if i == 0 {
+				got = r.Answer[0].Header().Ttl
+			} else {
+				want = r.Answer[0].Header().Ttl
+			}
+		}
+		return got, want, time.Now().Unix() == sec
+	}
+	for _, c := range []struct {
+		prefix string
+		later  float64 // seconds after x.5, asked at a fraction 0.2
+	}{{"long", 1}, {"short", 2}} {
+		for try := 0; ; try++ {
+			if try == 20 {
+				t.Fatalf("%s: no trial asked both within one second", c.prefix)
+			}
+			name := fmt.Sprintf("%s%d.example.", c.prefix, try)
+			sec := at(0.5, false)
+			if _, _, ok := both(name, sec); !ok {
+				continue
+			}
+			time.Sleep(time.Duration(c.later-1) * time.Second)
+			sec = at(0.2, true)
+			got, want, ok := both(name, sec)
+			if !ok {
+				continue
+			}
+			if got != want {
+				t.Errorf("%s A asked at second +%v, 0.2: TTL %d; dnsmasq's %d", name, c.later, got, want)
+			}
+			break
 		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/miekg/dns"
 )
 
@@ -59,16 +61,12 @@ func hostsFiles(paths []string, log *slog.Logger) []string {
 		out = append(out, p)
 	}
 	for _, p := range dirs {
-		ents, err := os.ReadDir(p)
+		files, err := dirHostsFiles(p)
 		if err != nil {
 			log.Warn("hosts directory not read", "dir", p, "err", err)
 			continue
 		}
-		for _, e := range ents {
-			if !e.IsDir() {
-				out = append(out, filepath.Join(p, e.Name()))
-			}
-		}
+		out = append(out, files...)
 	}
 	return out
 }
@@ -77,15 +75,63 @@ type hostsEntry struct {
 	v4, v6 []netip.Addr
 }
 
-// loadHosts reads the hosts files in order and builds their answers. A
-// file that cannot be read and a line that cannot be used are logged and
-// skipped, as dnsmasq skips them.
-func loadHosts(paths []string, ttl time.Duration, log *slog.Logger) *hostsTable {
+// hostsDirSkips reports whether dnsmasq 2.90 leaves out a file of a
+// directory of hosts files (--addn-hosts or --hostsdir): dot files, emacs
+// backups ("name~") and emacs auto-save files ("#name#"), as measured
+// with it in TestHostsFilesOrderAsDnsmasq and TestHostsDirAsDnsmasq.
+func hostsDirSkips(name string) bool {
+	return name == "" || name[0] == '.' || name[len(name)-1] == '~' ||
+		(len(name) > 1 && name[0] == '#' && name[len(name)-1] == '#')
+}
+
+// dirHostsFiles is the hosts files of directory dir as dnsmasq 2.90 reads
+// them, by name: the regular files (a link to one too) directly in it,
+// without the names hostsDirSkips leaves out.
+func dirHostsFiles(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		if hostsDirSkips(e.Name()) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// hostsDirFiles is the files of the -hostsdir directories (dirHostsFiles);
+// a directory that cannot be read is logged and skipped (dnsmasq starts
+// without it).
+func hostsDirFiles(dirs []string, log *slog.Logger) []string {
+	var out []string
+	for _, d := range dirs {
+		files, err := dirHostsFiles(d)
+		if err != nil {
+			log.Warn("hostsdir not read", "dir", d, "err", err)
+			continue
+		}
+		out = append(out, files...)
+	}
+	return out
+}
+
+// loadHosts reads the hosts files in order, then the files of the
+// -hostsdir directories (dnsmasq 2.90 reads them last), and builds their
+// answers. A file that cannot be read and a line that cannot be used are
+// logged and skipped, as dnsmasq skips them.
+func loadHosts(paths, dirs []string, ttl time.Duration, log *slog.Logger) *hostsTable {
 	names := map[string]*hostsEntry{}
 	var order []string
 	ptr := map[netip.Addr]string{}
 	var ptrOrder []netip.Addr
-	for _, file := range hostsFiles(paths, log) {
+	for _, file := range append(hostsFiles(paths, log), hostsDirFiles(dirs, log)...) {
 		n, err := readHostsFile(file, log, func(ip netip.Addr, name string) {
 			e := names[name]
 			if e == nil {
@@ -234,4 +280,60 @@ func hostsPaths(noHosts bool, addn []string) []string {
 		out = append(out, addn[i])
 	}
 	return out
+}
+
+// hostsDirSettle is how long the hosts files are read again after the
+// last change seen in a -hostsdir directory: a file being written gives
+// one event per write (dnsmasq waits for the writer to close it).
+const hostsDirSettle = 50 * time.Millisecond
+
+// watchHostsDirs reads the hosts files again whenever a file of a
+// -hostsdir directory is created, written, moved in or out, or removed,
+// until ctx is done: dnsmasq 2.90's --hostsdir ("New or changed files are
+// read automatically and modified and deleted files have removed records
+// automatically deleted", dnsmasq(8); TestHostsDirAsDnsmasq). A directory
+// that cannot be watched is logged; SIGHUP still reads it.
+func (s *Server) watchHostsDirs(ctx context.Context) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		s.log.Warn("hostsdir: cannot watch for changes", "err", err)
+		return
+	}
+	defer w.Close()
+	for _, d := range s.cfg.HostsDirs {
+		if err := w.Add(d); err != nil {
+			s.log.Warn("hostsdir: cannot watch for changes", "dir", d, "err", err)
+		}
+	}
+	settle := time.NewTimer(time.Hour)
+	settle.Stop()
+	defer settle.Stop()
+	var changed []string
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case err, ok := <-w.Errors:
+			if !ok {
+				return
+			}
+			s.log.Warn("hostsdir: watching for changes", "err", err)
+		case ev, ok := <-w.Events:
+			if !ok {
+				return
+			}
+			if hostsDirSkips(filepath.Base(ev.Name)) || !ev.Op.Has(fsnotify.Create) && !ev.Op.Has(fsnotify.Write) &&
+				!ev.Op.Has(fsnotify.Remove) && !ev.Op.Has(fsnotify.Rename) {
+				continue
+			}
+			if !contains(changed, ev.Name) {
+				changed = append(changed, ev.Name)
+			}
+			settle.Reset(hostsDirSettle)
+		case <-settle.C:
+			s.log.Info("hostsdir: files changed, reading the hosts files again", "files", changed)
+			changed = changed[:0]
+			s.readHosts()
+		}
+	}
 }

@@ -82,7 +82,11 @@ func hostsPair(t *testing.T, file string, more ...string) (dfAddr, dmAddr string
 	dfArgs := []string{"-no-hosts", "-addn-hosts", file}
 	for _, m := range more {
 		dmArgs = append(dmArgs, "--"+m)
-		k, v, _ := strings.Cut(m, "=")
+		k, v, hasValue := strings.Cut(m, "=")
+		if !hasValue { // a boolean flag
+			dfArgs = append(dfArgs, "-"+k)
+			continue
+		}
 		if k == "local-ttl" {
 			v += "s" // seconds for dnsmasq, a duration for dnsforward
 		}
@@ -213,7 +217,9 @@ func TestHostsFileBadLines(t *testing.T) {
 
 // TestHostsFilesOrderAsDnsmasq: an address in several -addn-hosts files
 // and directories has the PTR dnsmasq gives it (it reads the files given
-// last first, then the directories' files).
+// last first, then the directories' files); a directory's dot files,
+// "name~" and "#name#" files and subdirectories are left out, as by
+// dnsmasq.
 func TestHostsFilesOrderAsDnsmasq(t *testing.T) {
 	requireDig(t)
 	dir := t.TempDir()
@@ -226,9 +232,87 @@ func TestHostsFilesOrderAsDnsmasq(t *testing.T) {
 	write("d1/a", "10.8.0.1 d1a.test\n")
 	write("d1/b", "10.8.0.1 d1b.test\n10.8.0.2 d1b.test\n")
 	write("d2/x", "10.8.0.1 d2.test\n10.8.0.2 d2.test\n10.8.0.3 d2.test\n10.8.0.5 d2.test\n")
+	// Left out by dnsmasq, as in a -hostsdir directory.
+	write("d2/.dot", "10.8.1.1 dot.test\n")
+	write("d2/backup~", "10.8.1.2 tilde.test\n")
+	write("d2/#autosave#", "10.8.1.3 emacs.test\n")
+	write("d2/sub/f", "10.8.1.4 sub.test\n")
 	f1 := write("f1", "10.8.0.1 f1.test\n10.8.0.4 f1.test\n10.8.0.5 f1.test\n")
 	f2 := write("f2", "10.8.0.1 f2.test\n")
 	dfAddr, dmAddr, _, _ := hostsPair(t, filepath.Join(dir, "d1"), "addn-hosts="+f1, "addn-hosts="+filepath.Join(dir, "d2"), "addn-hosts="+f2)
 	compareDnsmasq(t, dfAddr, dmAddr, []string{"-x 10.8.0.1", "-x 10.8.0.2", "-x 10.8.0.3", "-x 10.8.0.4", "-x 10.8.0.5",
-		"d1a.test A", "d1b.test A", "d2.test A", "f1.test A", "f2.test A"})
+		"d1a.test A", "d1b.test A", "d2.test A", "f1.test A", "f2.test A",
+		"dot.test A", "tilde.test A", "emacs.test A", "sub.test A", "-x 10.8.1.1"})
+}
+
+// TestHostsDirAsDnsmasq: the files of a -hostsdir directory are answered
+// as dnsmasq 2.90 answers those of its --hostsdir, run here on the same
+// directory: read at start after the other hosts files (the PTR of an
+// address in both is the other file's name), dot files, "name~" and
+// "#name#" left out, as are subdirectories; a file created, rewritten,
+// moved in or removed is followed without SIGHUP.
+func TestHostsDirAsDnsmasq(t *testing.T) {
+	requireDig(t)
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "hostsdir")
+	write := func(name, text string) {
+		p := filepath.Join(dir, name)
+		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		must(t, os.WriteFile(p, []byte(text), 0o644))
+	}
+	write("pre", "10.9.0.1 pre.test\n10.9.0.4 keep.test\n")
+	write(".dot", "10.9.1.1 dot.test\n")
+	write("backup~", "10.9.1.2 tilde.test\n")
+	write("#autosave#", "10.9.1.3 emacs.test\n")
+	write("sub/f", "10.9.1.4 sub.test\n")
+	file := filepath.Join(tmp, "hosts")
+	must(t, os.WriteFile(file, []byte("10.9.0.1 addn.test\n"), 0o644))
+	dfAddr, dmAddr, _, _ := hostsPair(t, file, "hostsdir="+dir)
+	cases := []string{"pre.test A", "keep.test A", "addn.test A", "dot.test A", "tilde.test A", "emacs.test A", "sub.test A",
+		"-x 10.9.0.1", "-x 10.9.0.4", "-x 10.9.1.1"}
+	compareDnsmasq(t, dfAddr, dmAddr, cases)
+	// wait until both answer name A with want (an address, or the
+	// upstream's 192.0.2.99 when the name left the files).
+	wait := func(name, want string) {
+		t.Helper()
+		for _, s := range []struct{ who, addr string }{{"dnsmasq", dmAddr}, {"dnsforward", dfAddr}} {
+			eventually.Holds(t, 15*time.Second, s.who+" to answer "+name+" with "+want, func() (bool, string) {
+				r := exchange(t, s.addr, name+".", dns.TypeA, "udp")
+				return len(r.Answer) == 1 && r.Answer[0].(*dns.A).A.String() == want, r.String()
+			})
+		}
+	}
+	// Each name is asked after it is in the files or never asked before:
+	// dnsmasq answers a name that joins the files with its cached upstream
+	// records too (see the README's differences).
+	write("new", "10.9.0.2 new.test\n")
+	wait("new.test", "10.9.0.2")
+	compareDnsmasq(t, dfAddr, dmAddr, []string{"new.test A", "-x 10.9.0.2", "pre.test A", "-x 10.9.0.1"})
+	write("new", "10.9.0.3 new.test\n")
+	wait("new.test", "10.9.0.3")
+	compareDnsmasq(t, dfAddr, dmAddr, []string{"new.test A", "-x 10.9.0.3", "-x 10.9.0.2"})
+	must(t, os.WriteFile(filepath.Join(tmp, "moving"), []byte("10.9.0.5 moved.test\n"), 0o644))
+	must(t, os.Rename(filepath.Join(tmp, "moving"), filepath.Join(dir, "moved")))
+	wait("moved.test", "10.9.0.5")
+	compareDnsmasq(t, dfAddr, dmAddr, []string{"moved.test A", "-x 10.9.0.5"})
+	must(t, os.Remove(filepath.Join(dir, "pre")))
+	wait("pre.test", "192.0.2.99")
+	compareDnsmasq(t, dfAddr, dmAddr, []string{"keep.test A", "-x 10.9.0.1", "-x 10.9.0.4"})
+}
+
+// TestDomainNeededAsDnsmasq: with -domain-needed, A, AAAA and ANY
+// questions (class IN) of a name without a dot get NXDOMAIN without going
+// upstream, as from dnsmasq 2.90 with --domain-needed; other types and
+// classes, names with a dot, and names of the hosts files (its other
+// family too: NOERROR) are answered as without it.
+func TestDomainNeededAsDnsmasq(t *testing.T) {
+	requireDig(t)
+	file := filepath.Join(t.TempDir(), "hosts")
+	must(t, os.WriteFile(file, []byte(hostsTestFile), 0o644))
+	dfAddr, dmAddr, _, _ := hostsPair(t, file, "domain-needed")
+	compareDnsmasq(t, dfAddr, dmAddr, []string{
+		"plain A", "plain AAAA", "plain ANY", "PLAIN A", "+noedns plain A", "+tcp plain AAAA", "+dnssec plain A",
+		"plain MX", "plain TXT", "plain SRV", "-c CH plain A", "dotted.test A",
+		"shortname A", "shortname AAAA", "shortname MX",
+	})
 }

@@ -70,6 +70,7 @@ type options struct {
 	cfg        Config
 	noHosts    bool
 	addnHosts  fileFlag
+	hostsDirs  fileFlag
 	domain     string
 	altDomains listFlag
 	upstreams  listFlag
@@ -99,6 +100,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.Int(&c.CacheSize, "cache-size", 10000, "entries in the upstream answer cache (0 disables it)")
 	p.Duration(&c.CacheMaxTTL, "cache-max-ttl", time.Hour, "cap on how long a positive upstream answer is cached")
 	p.Duration(&c.CacheNegMaxTTL, "cache-neg-max-ttl", 5*time.Minute, "cap on how long a negative upstream answer (NXDOMAIN, NODATA by its SOA minimum) is cached")
+	p.Bool(&c.DomainNeeded, "domain-needed", false, "answer A, AAAA and ANY questions of names without a dot that the hosts files do not have with NXDOMAIN instead of forwarding them (dnsmasq's --domain-needed)")
 	p.Bool(&c.ServeStale, "serve-stale", false, "when every upstream fails, answer from expired cache entries (TTL 30)")
 	p.Duration(&c.ServeStaleMax, "serve-stale-max", 24*time.Hour, "how long after expiry an upstream answer may be served with -serve-stale")
 	p.Duration(&c.ServiceTTL, "service-ttl", 0, "TTL of service answers")
@@ -116,6 +118,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.DefaultText("only-passing", "the agent's dns_config.only_passing, else false")
 	p.Bool(&o.noHosts, "no-hosts", false, "do not read "+defaultHostsFile+" (dnsmasq's --no-hosts)")
 	p.Var(&o.addnHosts, "addn-hosts", "also answer from this hosts `FILE` or the files in this directory (repeatable; dnsmasq's --addn-hosts); hosts files are read again on SIGHUP")
+	p.Var(&o.hostsDirs, "hostsdir", "also answer from the files in this `DIR`, read again when one is created, changed, moved or removed (repeatable; dnsmasq's --hostsdir)")
 	p.Duration(&c.LocalTTL, "local-ttl", 0, "TTL of answers from the hosts files (dnsmasq's --local-ttl)")
 	p.Int(&c.UDPReaders, "udp-readers", 0, "UDP sockets (SO_REUSEPORT), one reader thread each; 0: one per CPU this process may run on, each reader pinned to its CPU and given the datagrams the kernel received there (Linux)")
 	p.DefaultText("udp-readers", "0")
@@ -186,6 +189,7 @@ func (o *options) check() error {
 		c.Upstreams = append(c.Upstreams, a)
 	}
 	c.HostsFiles = hostsPaths(o.noHosts, o.addnHosts)
+	c.HostsDirs = o.hostsDirs
 	c.Datacenter = o.cli.Consul.Datacenter()
 	return nil
 }

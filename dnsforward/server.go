@@ -47,10 +47,18 @@ type Config struct {
 	StaleTTL       time.Duration
 	Datacenter     string
 	UDPReaders     int
+	// DomainNeeded: A, AAAA and ANY questions (class IN) of a name without
+	// a dot that the hosts files do not answer get NXDOMAIN here instead
+	// of going upstream (dnsmasq's --domain-needed).
+	DomainNeeded bool
 	// HostsFiles are read in order for A, AAAA, ANY and PTR answers (main:
 	// /etc/hosts unless -no-hosts, and -addn-hosts), TTL LocalTTL.
 	HostsFiles []string
-	LocalTTL   time.Duration
+	// HostsDirs (-hostsdir) are directories whose files are read after
+	// HostsFiles and read again whenever one of them is created, changed,
+	// moved or removed, as dnsmasq's --hostsdir.
+	HostsDirs []string
+	LocalTTL  time.Duration
 	// AgentDNSConfig: take the agent's domain, alt_domain and dns_config
 	// for every setting whose flag is not in Explicit (flag names).
 	AgentDNSConfig bool
@@ -78,7 +86,10 @@ type Server struct {
 	settings atomic.Pointer[dnsSettings]
 	// hosts answers names and addresses of the hosts files (nil: none).
 	hosts atomic.Pointer[hostsTable]
-	ctx   context.Context
+	// hostsMu orders the readings of the hosts files (SIGHUP, -hostsdir
+	// changes), so the last one stored is the newest.
+	hostsMu sync.Mutex
+	ctx     context.Context
 
 	touchGran int64 // ns between updates of a watch's last use
 
@@ -254,8 +265,10 @@ func (s *Server) Reload() {
 // readHosts reads the hosts files (when Serve starts and on SIGHUP, as
 // dnsmasq), when there are any.
 func (s *Server) readHosts() {
-	if len(s.cfg.HostsFiles) > 0 {
-		s.hosts.Store(loadHosts(s.cfg.HostsFiles, s.cfg.LocalTTL, s.log))
+	if len(s.cfg.HostsFiles) > 0 || len(s.cfg.HostsDirs) > 0 {
+		s.hostsMu.Lock()
+		defer s.hostsMu.Unlock()
+		s.hosts.Store(loadHosts(s.cfg.HostsFiles, s.cfg.HostsDirs, s.cfg.LocalTTL, s.log))
 	}
 }
 
@@ -280,6 +293,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer cancel()
 	s.ctx = ctx
 	s.readHosts() // before the first question: the hosts files come first
+	if len(s.cfg.HostsDirs) > 0 {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.watchHostsDirs(ctx) }()
+	}
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.zone.run(ctx) }()
 	if s.cfg.AgentDNSConfig {
@@ -784,6 +801,15 @@ func (s *Server) slowAnswer(ctx context.Context, q *query) []byte {
 	if s.inConsulDomain(q.name) {
 		return s.withECS(q, s.slowConsul(ctx, r, q))
 	}
+	if s.cfg.DomainNeeded && plainName(q) {
+		if s.hosts.Load().has(q.name) {
+			// The other family of a name of the hosts files: NOERROR
+			// without AA from dnsmasq (not its NXDOMAIN turned NOERROR
+			// with AA, see hostsNoNX).
+			return s.fail(q, zoneHosts, dns.RcodeSuccess)
+		}
+		return s.fail(q, zoneNone, dns.RcodeNameError)
+	}
 	key := name + string([]byte{byte(q.qtype >> 8), byte(q.qtype), byte(q.qclass >> 8), byte(q.qclass)})
 	if isReverse(q.name) {
 		// Consul's own addresses first (not cached: Consul's answer is
@@ -824,6 +850,19 @@ func (s *Server) slowAnswer(ctx context.Context, q *query) []byte {
 		return withDO(s.send(r, q, a, s.now()))
 	}
 	return s.send(r, q, a, s.now())
+}
+
+// plainName reports whether q is a question dnsmasq 2.90 with
+// --domain-needed answers NXDOMAIN to without forwarding it: class IN,
+// type A, AAAA or ANY, a name of one label ("config NAME is NXDOMAIN" in
+// its log; other types and classes are forwarded, measured with it in
+// TestDomainNeededAsDnsmasq). A name of the hosts files was answered before.
+func plainName(q *query) bool {
+	if q.qclass != dns.ClassINET || q.qtype != dns.TypeA && q.qtype != dns.TypeAAAA && q.qtype != dns.TypeANY {
+		return false
+	}
+	n := len(q.name)
+	return n > 1 && bytes.IndexByte(q.name[:n-1], '.') < 0
 }
 
 // withDO sets the DO bit in the OPT record that ends reply b, when it does
