@@ -152,10 +152,7 @@ func TestChildSIGSTOPOnTerminalAsConsulLock(t *testing.T) {
 		t.Logf("%s on a terminal printed %q", lockCmd, tm.Output())
 		return r
 	}
-	want := observe(a.Bin + " lock")
-	if got := observe(lockrunPath(t)); got != want {
-		t.Errorf("SIGSTOP to the child, SIGCONT, Ctrl-Z and fg on a terminal: lockrun %+v; consul lock %+v", got, want)
-	}
+	asConsulLock(t, a, "SIGSTOP to the child, SIGCONT, Ctrl-Z and fg on a terminal", observe)
 }
 
 // TestChildSIGSTOPAsConsulLock: without a terminal (a script, cron), a
@@ -405,8 +402,16 @@ print "finished\n";
 		t.Logf("%s on a terminal printed %q", lockCmd, tm.Output())
 		return r
 	}
+	asConsulLock(t, a, "Ctrl-Z while the command waits in vfork, then fg", observe)
+}
+
+// asConsulLock runs observe with consul lock, then with lockrun (each as
+// the command line typed at the start), and reports what differs, named
+// by what.
+func asConsulLock[T comparable](t *testing.T, a *consultest.Agent, what string, observe func(lockCmd string) T) {
+	t.Helper()
 	want := observe(a.Bin + " lock")
 	if got := observe(lockrunPath(t)); got != want {
-		t.Errorf("Ctrl-Z while the command waits in vfork, then fg: lockrun %+v; consul lock %+v", got, want)
+		t.Errorf("%s: lockrun %+v; consul lock %+v", what, got, want)
 	}
 }

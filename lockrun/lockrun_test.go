@@ -899,10 +899,7 @@ func TestTerminalAsConsulLock(t *testing.T) {
 		}
 		return r
 	}
-	want := observe(a.Bin + " lock")
-	if got := observe(lockrunPath(t)); got != want {
-		t.Errorf("on a terminal: lockrun %+v; consul lock %+v", got, want)
-	}
+	asConsulLock(t, a, "on a terminal", observe)
 }
 
 // TestForeignKeyAsConsulLock: a PREFIX/.lock written by something else (flags

@@ -345,8 +345,5 @@ func TestCtrlZAsConsulLock(t *testing.T) {
 		}
 		return r
 	}
-	want := observe(a.Bin + " lock")
-	if got := observe(lockrunPath(t)); got != want {
-		t.Errorf("Ctrl-Z and fg on a terminal: lockrun %+v; consul lock %+v", got, want)
-	}
+	asConsulLock(t, a, "Ctrl-Z and fg on a terminal", observe)
 }
