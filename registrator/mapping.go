@@ -368,14 +368,15 @@ func networkLabel(c *container.InspectResponse, cfg *mapConfig) string {
 // meta. As gliderlabs registrator master bridge/bridge.go newService, which
 // drops id, tags and name from the attributes it sends as meta (check_*
 // keys stay in the meta, and so does every other key: the consul adapter,
-// consul/consul.go Register, sends service.Attrs whole as Meta); berth also
-// keeps out ignore (gliderlabs never registers a service with a non-empty
-// one). The -network-label key (SERVICE_NETWORK by default) picks the
-// network and stays in the meta too, as gliderlabs, which has no network
-// label, sends SERVICE_NETWORK as the meta key network.
+// consul/consul.go Register, sends service.Attrs whole as Meta). So an
+// empty SERVICE_IGNORE (a service with a non-empty one is not registered)
+// is the meta key ignore with an empty value, and the -network-label key
+// (SERVICE_NETWORK by default), which picks the network, is meta too, as
+// gliderlabs, which has no network label, sends SERVICE_NETWORK as the
+// meta key network.
 func reservedKey(k string) bool {
 	switch k {
-	case "name", "tags", "id", "ignore":
+	case "name", "tags", "id":
 		return true
 	}
 	return false

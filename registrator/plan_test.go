@@ -301,6 +301,14 @@ func TestPlanMapping(t *testing.T) {
 					t.Errorf("meta %v: want network=front, as gliderlabs sends SERVICE_NETWORK", m)
 				}
 			}},
+		{name: "an empty SERVICE_<port>_IGNORE label is the meta key ignore (util.go serviceMetaData; bridge.go newService deletes only id, tags and name)",
+			in:   web1(label("SERVICE_80_IGNORE", "")),
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks="},
+			more: func(t *testing.T, p *plan) {
+				if v, ok := regOf(p, "h:web1:80").Meta["ignore"]; !ok || v != "" {
+					t.Errorf("meta %v: want ignore=\"\", as gliderlabs sends an empty SERVICE_IGNORE", regOf(p, "h:web1:80").Meta)
+				}
+			}},
 		{name: "host networking: exposed ports on the host address (bridge.go add ExposedPorts)",
 			in:   planInput{Running: running(ctr("web1", hostNetwork("8080/tcp")))},
 			want: []string{"register h:web1:8080 web 192.0.2.9:8080 tags= checks="}},
