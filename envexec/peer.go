@@ -205,6 +205,11 @@ const maxRetryCap = time.Hour
 // still paces the calls.
 const retryAtOnce = time.Nanosecond
 
+// envconsulRetryAttempts is envconsul's default -consul-retry-attempts
+// (consul-template v0.41.1 config/retry.go DefaultRetryAttempts), which
+// envexec takes under -once (see parse).
+const envconsulRetryAttempts = 12
+
 func defaultRetry() retryOptions {
 	// envconsul's backoff (consul-template config/retry.go,
 	// DefaultRetryBackoff, DefaultRetryMaxBackoff); not its 12 attempts (see
@@ -417,7 +422,7 @@ func registerPeerFlags(cl *cliapp.Program, o *options) {
 	cl.Var(optInt{&p.transport.MaxIdleConnsPerHost}, "consul-transport-max-idle-conns-per-host", "idle connections kept to Consul (default 256)")
 	cl.Var(optDuration{&p.transport.TLSHandshakeTimeout}, "consul-transport-tls-handshake-timeout", "time allowed for the TLS handshake with Consul")
 	cl.Bool(&o.retry.enabled, "consul-retry", true, "retry failed Consul requests with backoff (=false: a source that fails before its first answer makes envexec give up)")
-	cl.Var(decimalInt{&o.retry.attempts}, "consul-retry-attempts", "`N` retries: give up (exit 11) when a source failed N+1 times in a row before its first answer (0: never; once the command runs, envexec retries forever)")
+	cl.Var(decimalInt{&o.retry.attempts}, "consul-retry-attempts", "`N` retries: give up (exit 11) when a source failed N+1 times in a row before its first answer (0: never, the default; with -once, 12 and exit 14, as envconsul; once the command runs, envexec retries forever)")
 	cl.Duration(&o.retry.backoff, "consul-retry-backoff", o.retry.backoff, "first delay between retries; it doubles each time (0: -consul-retry-max-backoff every time, or no delay when that is 0 too)")
 	cl.Duration(&o.retry.maxBackoff, "consul-retry-max-backoff", o.retry.maxBackoff, "largest delay between retries (0: no limit, capped at 1h; below -consul-retry-backoff: every delay)")
 	cl.Duration(new(time.Duration), "timeout", 0, "accepted for envconsul compatibility; no effect (as in envconsul)")

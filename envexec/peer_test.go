@@ -327,6 +327,53 @@ func TestRetryBackoffAsEnvconsul(t *testing.T) {
 	}
 }
 
+// TestOnceGivesUpAsEnvconsul: with -once and no -consul-retry-attempts
+// (flag, ENVEXEC_ variable or a file's retry { attempts }), envconsul's
+// default of 12 retries applies (consul-template v0.41.1 config/retry.go
+// Finalize, DefaultRetryAttempts; watch/view.go poll gives the error up
+// after them, envconsul runner.go Start sends it to ErrCh in once mode and
+// cli.go Run exits with ExitCodeRunnerError, 14): the KV read is asked 13
+// times and the command never starts. A given count, 0 (never) too, wins.
+func TestOnceGivesUpAsEnvconsul(t *testing.T) {
+	var kvReads atomic.Int32
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/kv/") {
+			kvReads.Add(1)
+		}
+		http.Error(w, "unavailable", http.StatusInternalServerError)
+	}))
+	defer failing.Close()
+	addr := failing.Listener.Addr().String()
+	fast := []string{"-consul-retry-backoff", "20ms", "-consul-retry-max-backoff", "20ms"}
+	file := filepath.Join(t.TempDir(), "retry.hcl")
+	if err := os.WriteFile(file, []byte("consul {\n  retry {\n    attempts = 2\n  }\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		env   []string
+		code  int
+		reads int32 // 0: not counted
+	}{
+		{"-once: envconsul's 12 retries", []string{"-once"}, nil, exitRunner, 13},
+		{"-once, a file's attempts", []string{"-once", "-config", file}, nil, exitRunner, 3},
+		{"-once, ENVEXEC_CONSUL_RETRY_ATTEMPTS", []string{"-once"}, []string{"ENVEXEC_CONSUL_RETRY_ATTEMPTS=1"}, exitRunner, 2},
+		{"-once, -consul-retry-attempts 0: never", []string{"-once", "-consul-retry-attempts", "0", "-wait-timeout", "1s"}, nil, exitWaitTimeout, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := childDir(t)
+			kvReads.Store(0)
+			args := append(append(append([]string{}, tc.args...), fast...), "-prefix", ns(t))
+			p := runEnvexec(t, addr, tc.env, append(args, childArgs(dir, "exit", 0)...)...)
+			reads := kvReads.Load()
+			if p.code != tc.code || (tc.reads != 0 && reads != tc.reads) || len(starts(dir)) != 0 {
+				t.Errorf("exit %d (want %d), %d KV reads (want %d), starts %v\n%s", p.code, tc.code, reads, tc.reads, starts(dir), p.stderr)
+			}
+		})
+	}
+}
+
 // TestAuthAsEnvconsul: envconsul merges consul { auth } field by field, the
 // files in order, then -consul-auth (cli.go loadConfigs; consul-template
 // v0.41.1 config/auth.go AuthConfig.Merge; ParseAuthConfig gives a username,

@@ -367,14 +367,16 @@ func networkLabel(c *container.InspectResponse, cfg *mapConfig) string {
 // reservedKey reports whether a SERVICE_<key> is not copied into service
 // meta. As gliderlabs registrator master bridge/bridge.go newService, which
 // drops id, tags and name from the attributes it sends as meta (check_*
-// keys stay in the meta); berth also keeps out ignore (gliderlabs never
-// registers a service with a non-empty one) and its own network label key.
-func reservedKey(k string, cfg *mapConfig) bool {
+// keys stay in the meta, and so does every other key: the consul adapter,
+// consul/consul.go Register, sends service.Attrs whole as Meta). So an
+// empty SERVICE_IGNORE (a service with a non-empty one is not registered)
+// is the meta key ignore with an empty value, and the -network-label key
+// (SERVICE_NETWORK by default), which picks the network, is meta too, as
+// gliderlabs, which has no network label, sends SERVICE_NETWORK as the
+// meta key network.
+func reservedKey(k string) bool {
 	switch k {
-	case "name", "tags", "id", "ignore":
-		return true
-	}
-	if strings.HasPrefix(cfg.NetworkLabel, "SERVICE_") && k == strings.ToLower(strings.TrimPrefix(cfg.NetworkLabel, "SERVICE_")) {
+	case "name", "tags", "id":
 		return true
 	}
 	return false
@@ -702,7 +704,7 @@ func (mp *mapper) meta(port string, md map[string]string) map[string]string {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if reservedKey(k, mp.cfg) {
+		if reservedKey(k) {
 			continue
 		}
 		v := md[k]

@@ -212,6 +212,12 @@ func TestInternalNetworksExplicit(t *testing.T) {
 	if s := got[want[0]]; s.Port != 8080 {
 		t.Errorf("-internal port %d, want the exposed 8080", s.Port)
 	}
+	// The label that picks the network is also the meta key network, as
+	// gliderlabs master sends every SERVICE_* key but id, tags and name
+	// (bridge/util.go serviceMetaData, consul/consul.go Register).
+	if s := got[want[0]]; s.Meta["network"] != n2 {
+		t.Errorf("meta %v: want network=%s from SERVICE_NETWORK, as gliderlabs", s.Meta, n2)
+	}
 	if s := got[want[3]]; s.Address != "" || s.Port != 18559 {
 		t.Errorf("host networking under -internal: %q port %d; want no address and the exposed port", s.Address, s.Port)
 	}

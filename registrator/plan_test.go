@@ -284,7 +284,31 @@ func TestPlanMapping(t *testing.T) {
 		{name: "-internal on a network named by SERVICE_NETWORK (berth; README)",
 			cfg:  func(m *mapConfig) { m.Internal = true },
 			in:   planInput{Running: running(ctr("web1", expose("80/tcp"), onNetwork("back", "10.5.0.3"), label("SERVICE_NETWORK", "back")))},
-			want: []string{"register h:web1:80 web 10.5.0.3:80 tags= checks="}},
+			want: []string{"register h:web1:80 web 10.5.0.3:80 tags= checks="},
+			more: func(t *testing.T, p *plan) {
+				// gliderlabs master bridge/util.go serviceMetaData reads
+				// SERVICE_NETWORK as any other key and consul/consul.go
+				// Register sends it as the meta key network.
+				if m := regOf(p, "h:web1:80").Meta; m["network"] != "back" {
+					t.Errorf("meta %v: want network=back, as gliderlabs sends SERVICE_NETWORK", m)
+				}
+			}},
+		{name: "SERVICE_NETWORK in meta without -internal, env too (util.go serviceMetaData; consul/consul.go Register sends Attrs as Meta)",
+			in:   web1(env("SERVICE_NETWORK=front")),
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks="},
+			more: func(t *testing.T, p *plan) {
+				if m := regOf(p, "h:web1:80").Meta; m["network"] != "front" {
+					t.Errorf("meta %v: want network=front, as gliderlabs sends SERVICE_NETWORK", m)
+				}
+			}},
+		{name: "an empty SERVICE_<port>_IGNORE label is the meta key ignore (util.go serviceMetaData; bridge.go newService deletes only id, tags and name)",
+			in:   web1(label("SERVICE_80_IGNORE", "")),
+			want: []string{"register h:web1:80 web 192.0.2.9:32768 tags= checks="},
+			more: func(t *testing.T, p *plan) {
+				if v, ok := regOf(p, "h:web1:80").Meta["ignore"]; !ok || v != "" {
+					t.Errorf("meta %v: want ignore=\"\", as gliderlabs sends an empty SERVICE_IGNORE", regOf(p, "h:web1:80").Meta)
+				}
+			}},
 		{name: "host networking: exposed ports on the host address (bridge.go add ExposedPorts)",
 			in:   planInput{Running: running(ctr("web1", hostNetwork("8080/tcp")))},
 			want: []string{"register h:web1:8080 web 192.0.2.9:8080 tags= checks="}},
