@@ -49,6 +49,30 @@ func TestConformLegacyConsulString(t *testing.T) {
 	}
 }
 
+// TestConformLegacyConsulWarnOnReload: the warning about consul = "ADDRESS"
+// comes again after the reload signal, as consul-template v0.41.1 re-parses
+// its files then (cli.go Run: loadConfigs) and its decode hook warns each
+// time (config/mapstructure.go ConsulStringToStructFunc). The number of
+// warnings after one reload is the peer's, counted in its output.
+func TestConformLegacyConsulWarnOnReload(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": `{{ key "ct/name" }}`,
+		"a.hcl": "consul = \"@ADDR@\"\ntemplate {\n source = \"in.tmpl\"\n destination = \"out\"\n}\n"}
+	// Each tool's own wording of the warning.
+	warning := []string{"consul now accepts a stanza instead of a string", `consul = \"ADDRESS\" is the old form`}
+	ds, dirs := startBoth(t, files, "-config", "a.hcl")
+	warnings := func(i int) int { return strings.Count(ds[i].Stdout.String(), warning[i]) }
+	for i, dir := range dirs {
+		eventually.True(t, 20*time.Second, "first render", func() bool { return readFile(filepath.Join(dir, "out")) == "hello" })
+		if n := warnings(i); n != 1 {
+			t.Fatalf("%s warned %d times at start, want 1:\n%s", tools(t)[i].name, n, ds[i].Stdout.String())
+		}
+		ds[i].Signal(t, syscall.SIGHUP)
+	}
+	eventually.True(t, 20*time.Second, "consul-template warns again after the reload", func() bool { return warnings(0) > 1 })
+	eventually.True(t, 20*time.Second, "templater warns as often as consul-template after the reload", func() bool { return warnings(1) == warnings(0) })
+}
+
 // TestConformCommandCommas: a command string in a configuration file is
 // split on its commas into a command list, as consul-template v0.41.1
 // decodes it (mapstructure's StringToSliceHookFunc(",")): "touch,x y" runs

@@ -81,7 +81,10 @@ func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api
 					return
 				case sig == reloadSig:
 					fmt.Fprintln(stderr, "Reloading configuration...")
-					nc, _, err := buildConfig(o)
+					nc, nfc, err := buildConfig(o)
+					if err == nil {
+						warnConfig(log, nfc)
+					}
 					select {
 					case r.reload <- reloadRequest{cfg: nc, err: err}:
 					default:
