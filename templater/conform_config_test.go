@@ -73,6 +73,45 @@ func TestConformLegacyConsulWarnOnReload(t *testing.T) {
 	eventually.True(t, 20*time.Second, "templater warns as often as consul-template after the reload", func() bool { return warnings(1) == warnings(0) })
 }
 
+// TestConformReloadLogLevel: the reload signal applies the log_level of the
+// files read again, as consul-template v0.41.1 sets its logging up again
+// from the new configuration (cli.go Run: cli.setup, logging.Setup): from
+// "err" to "info", info lines follow (each tool's own, so only their
+// presence is compared); a level it does not know stops it, and the exit
+// codes are compared.
+func TestConformReloadLogLevel(t *testing.T) {
+	seedConform(t)
+	conf := func(level string) string {
+		return "consul {\n address = \"@ADDR@\"\n}\nlog_level = \"" + level + "\"\ntemplate {\n source = \"in.tmpl\"\n destination = \"out\"\n}\n"
+	}
+	files := map[string]string{"in.tmpl": `{{ key "ct/name" }}`, "c.hcl": conf("err")}
+	// Each tool's mark of an info line.
+	info := []string{"[INFO]", "level=INFO"}
+	ds, dirs := startBoth(t, files, "-config", "c.hcl")
+	infos := func(i int) int { return strings.Count(ds[i].Stdout.String(), info[i]) }
+	reload := func(level string) {
+		for i, dir := range dirs {
+			text := strings.ReplaceAll(conf(level), "@ADDR@", agent.HTTPAddr())
+			proctest.WriteFile(t, filepath.Join(dir, "c.hcl"), text)
+			ds[i].Signal(t, syscall.SIGHUP)
+		}
+	}
+	for i, dir := range dirs {
+		eventually.True(t, 20*time.Second, "first render", func() bool { return readFile(filepath.Join(dir, "out")) == "hello" })
+		if n := infos(i); n != 0 {
+			t.Fatalf("%s wrote %d info lines under log_level err:\n%s", tools(t)[i].name, n, ds[i].Stdout.String())
+		}
+	}
+	reload("info")
+	eventually.True(t, 20*time.Second, "consul-template logs at info after the reload", func() bool { return infos(0) > 0 })
+	eventually.True(t, 20*time.Second, "templater logs at info after the reload", func() bool { return infos(1) > 0 })
+	reload("bogus")
+	a, b := exitOrKill(ds[0]), exitOrKill(ds[1])
+	if a != b || a == 137 {
+		t.Fatalf("reload with log_level bogus: consul-template exit %d, templater %d\n%s", a, b, ds[1].Stdout.String())
+	}
+}
+
 // TestConformCommandCommas: a command string in a configuration file is
 // split on its commas into a command list, as consul-template v0.41.1
 // decodes it (mapstructure's StringToSliceHookFunc(",")): "touch,x y" runs

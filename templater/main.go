@@ -105,6 +105,7 @@ type options struct {
 	retryAttempts      int
 	templateErrorFatal bool
 	reloadErrorFatal   bool
+	logLevelFlag       string // -log-level as given or its default, before a file's log_level
 	syslog             bool
 	syslogFacility     string
 	syslogName         string
@@ -194,6 +195,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 		return o, fmt.Errorf("unexpected argument %q (templates go in -template or -config)", res.Args[0])
 	}
 	o.set = fs.Explicit(res)
+	o.logLevelFlag = o.cli.Log.Level
 	for _, v := range o.templates {
 		// consul-template refuses a blank -template as a bad flag value
 		// (exit 13); other malformed ones fail later, as a configuration.
