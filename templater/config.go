@@ -111,6 +111,7 @@ type execEnv struct {
 // fileConfig is what config files set; nil/zero means "not set here".
 type fileConfig struct {
 	ConsulAddr         *string
+	ConsulAddrFrom     string // where ConsulAddr was set ("config FILE: consul.address"), for errors
 	ConsulToken        *string
 	ConsulTokenFile    *string
 	ConsulNamespace    *string
@@ -373,8 +374,12 @@ func applyConfigFile(f *configfile.File, out *fileConfig) error {
 	cerr := func(key string, err error) error { return fmt.Errorf("config %s: %s: %w", f.Path, key, err) }
 	v := f.Values
 	if c, ok := v["consul"]; ok {
+		before := out.ConsulAddr
 		if err := applyConsul(c, out, cerr); err != nil {
 			return err
+		}
+		if out.ConsulAddr != before {
+			out.ConsulAddrFrom = fmt.Sprintf("config %s: consul.address", f.Path)
 		}
 	}
 	strs := map[string]**string{"log_level": &out.LogLevel, "pid_file": &out.PidFile, "kill_signal": &out.KillSignal, "reload_signal": &out.ReloadSignal}

@@ -49,6 +49,69 @@ func TestConformLegacyConsulString(t *testing.T) {
 	}
 }
 
+// TestConformLegacyConsulWarnOnReload: the warning about consul = "ADDRESS"
+// comes again after the reload signal, as consul-template v0.41.1 re-parses
+// its files then (cli.go Run: loadConfigs) and its decode hook warns each
+// time (config/mapstructure.go ConsulStringToStructFunc). The number of
+// warnings after one reload is the peer's, counted in its output.
+func TestConformLegacyConsulWarnOnReload(t *testing.T) {
+	seedConform(t)
+	files := map[string]string{"in.tmpl": `{{ key "ct/name" }}`,
+		"a.hcl": "consul = \"@ADDR@\"\ntemplate {\n source = \"in.tmpl\"\n destination = \"out\"\n}\n"}
+	// Each tool's own wording of the warning.
+	warning := []string{"consul now accepts a stanza instead of a string", `consul = \"ADDRESS\" is the old form`}
+	ds, dirs := startBoth(t, files, "-config", "a.hcl")
+	warnings := func(i int) int { return strings.Count(ds[i].Stdout.String(), warning[i]) }
+	for i, dir := range dirs {
+		eventually.True(t, 20*time.Second, "first render", func() bool { return readFile(filepath.Join(dir, "out")) == "hello" })
+		if n := warnings(i); n != 1 {
+			t.Fatalf("%s warned %d times at start, want 1:\n%s", tools(t)[i].name, n, ds[i].Stdout.String())
+		}
+		ds[i].Signal(t, syscall.SIGHUP)
+	}
+	eventually.True(t, 20*time.Second, "consul-template warns again after the reload", func() bool { return warnings(0) > 1 })
+	eventually.True(t, 20*time.Second, "templater warns as often as consul-template after the reload", func() bool { return warnings(1) == warnings(0) })
+}
+
+// TestConformReloadLogLevel: the reload signal applies the log_level of the
+// files read again, as consul-template v0.41.1 sets its logging up again
+// from the new configuration (cli.go Run: cli.setup, logging.Setup): from
+// "err" to "info", info lines follow (each tool's own, so only their
+// presence is compared); a level it does not know stops it, and the exit
+// codes are compared.
+func TestConformReloadLogLevel(t *testing.T) {
+	seedConform(t)
+	conf := func(level string) string {
+		return "consul {\n address = \"@ADDR@\"\n}\nlog_level = \"" + level + "\"\ntemplate {\n source = \"in.tmpl\"\n destination = \"out\"\n}\n"
+	}
+	files := map[string]string{"in.tmpl": `{{ key "ct/name" }}`, "c.hcl": conf("err")}
+	// Each tool's mark of an info line.
+	info := []string{"[INFO]", "level=INFO"}
+	ds, dirs := startBoth(t, files, "-config", "c.hcl")
+	infos := func(i int) int { return strings.Count(ds[i].Stdout.String(), info[i]) }
+	reload := func(level string) {
+		for i, dir := range dirs {
+			text := strings.ReplaceAll(conf(level), "@ADDR@", agent.HTTPAddr())
+			proctest.WriteFile(t, filepath.Join(dir, "c.hcl"), text)
+			ds[i].Signal(t, syscall.SIGHUP)
+		}
+	}
+	for i, dir := range dirs {
+		eventually.True(t, 20*time.Second, "first render", func() bool { return readFile(filepath.Join(dir, "out")) == "hello" })
+		if n := infos(i); n != 0 {
+			t.Fatalf("%s wrote %d info lines under log_level err:\n%s", tools(t)[i].name, n, ds[i].Stdout.String())
+		}
+	}
+	reload("info")
+	eventually.True(t, 20*time.Second, "consul-template logs at info after the reload", func() bool { return infos(0) > 0 })
+	eventually.True(t, 20*time.Second, "templater logs at info after the reload", func() bool { return infos(1) > 0 })
+	reload("bogus")
+	a, b := exitOrKill(ds[0]), exitOrKill(ds[1])
+	if a != b || a == 137 {
+		t.Fatalf("reload with log_level bogus: consul-template exit %d, templater %d\n%s", a, b, ds[1].Stdout.String())
+	}
+}
+
 // TestConformCommandCommas: a command string in a configuration file is
 // split on its commas into a command list, as consul-template v0.41.1
 // decodes it (mapstructure's StringToSliceHookFunc(",")): "touch,x y" runs

@@ -23,7 +23,7 @@ type transportFlags struct {
 // config file where no flag set the same thing, then the environment.
 func consulConfig(o *options, fc *fileConfig) (*api.Config, error) {
 	if fc.ConsulAddr != nil && !o.set["http-addr"] && !o.set["consul-addr"] {
-		o.cli.Consul.SetAddress(*fc.ConsulAddr)
+		o.cli.Consul.SetAddressFrom(*fc.ConsulAddr, fc.ConsulAddrFrom)
 	}
 	o.cli.Consul.CertHoldsKey()
 	ccfg, err := o.cli.Consul.Config()

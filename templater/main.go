@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -104,6 +105,7 @@ type options struct {
 	retryAttempts      int
 	templateErrorFatal bool
 	reloadErrorFatal   bool
+	logLevelFlag       string // -log-level as given or its default, before a file's log_level
 	syslog             bool
 	syslogFacility     string
 	syslogName         string
@@ -193,6 +195,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 		return o, fmt.Errorf("unexpected argument %q (templates go in -template or -config)", res.Args[0])
 	}
 	o.set = fs.Explicit(res)
+	o.logLevelFlag = o.cli.Log.Level
 	for _, v := range o.templates {
 		// consul-template refuses a blank -template as a bad flag value
 		// (exit 13); other malformed ones fail later, as a configuration.
@@ -231,6 +234,19 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 		return o, errors.New("-consul-auth: cannot be empty")
 	}
 	return o, nil
+}
+
+// warnConfig logs what the configuration files say in a form that still
+// works, at start and again on each reload, as consul-template re-parses
+// its files on the reload signal and so warns again (cli.go Run:
+// loadConfigs; config/mapstructure.go ConsulStringToStructFunc).
+func warnConfig(log *slog.Logger, fc *fileConfig) {
+	for _, w := range fc.Warnings {
+		log.Warn(w)
+	}
+	for _, k := range fc.NoEffect {
+		log.Warn("configuration key has no effect, as in consul-template, whose command line decides it; use the flag", "key", k, "flag", map[string]string{"once": "-once", "parseonly": "-parse-only"}[k])
+	}
 }
 
 // buildConfig reads config files and flags into a runConfig; it is called at
@@ -412,12 +428,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return o.cli.Fail(err, exitConfig)
 	}
-	for _, w := range fc.Warnings {
-		log.Warn(w)
-	}
-	for _, k := range fc.NoEffect {
-		log.Warn("configuration key has no effect, as in consul-template, whose command line decides it; use the flag", "key", k, "flag", map[string]string{"once": "-once", "parseonly": "-parse-only"}[k])
-	}
+	warnConfig(log, fc)
 	mergeRetry(o, fc.ConsulRetry)
 	if o.retryAttempts < 0 {
 		return o.cli.Fail(fmt.Errorf("-consul-retry-attempts %d: must not be negative", o.retryAttempts), exitFlags)

@@ -120,6 +120,9 @@ type runner struct {
 type reloadRequest struct {
 	cfg *runConfig
 	err error
+	// apply sets what the new configuration changes outside the
+	// runner (the log level), once the runner takes it.
+	apply func()
 }
 
 func loadTemplates(cfg *runConfig) ([]*tmpl, error) {
@@ -261,6 +264,9 @@ func (r *runner) run(ctx context.Context) error {
 				}
 				r.log.Error("reload: new configuration rejected; keeping the running one (-reload-error-fatal=false)", "err", err)
 				continue
+			}
+			if rq.apply != nil {
+				rq.apply()
 			}
 			r.cfg.Templates, r.cfg.Wait, r.cfg.MissingWarn = nc.Templates, nc.Wait, nc.MissingWarn
 			r.tmpls = ts

@@ -81,9 +81,15 @@ func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api
 					return
 				case sig == reloadSig:
 					fmt.Fprintln(stderr, "Reloading configuration...")
-					nc, _, err := buildConfig(o)
+					rq := reloadRequest{}
+					var nfc *fileConfig
+					rq.cfg, nfc, rq.err = buildConfig(o)
+					if rq.err == nil {
+						warnConfig(log, nfc)
+						rq.apply, rq.err = reloadLogLevel(o, nfc)
+					}
 					select {
-					case r.reload <- reloadRequest{cfg: nc, err: err}:
+					case r.reload <- rq:
 					default:
 					}
 				case supervisor.Forwardable(sig):

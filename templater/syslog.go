@@ -34,32 +34,59 @@ func openSyslog(facility, name, socket, onBy, facBy string) (io.Writer, error) {
 	return w, nil
 }
 
-// newLogger writes to stderr, or to the local syslog with -syslog (or
-// syslog { enabled = true }).
-func newLogger(o *options, fc *fileConfig, stderr io.Writer) (*slog.Logger, error) {
-	from := "-log-level"
+// logLevel is the log level the flag, the configuration files and
+// consul-template's variables give, in that order, else the flag's default;
+// it is read at start and again on the reload signal.
+func logLevel(o *options, fc *fileConfig) (string, error) {
+	level, from := o.logLevelFlag, "-log-level"
 	switch {
 	case o.set["log-level"]:
 	case fc.LogLevel != nil:
-		o.cli.Log.Level, from = *fc.LogLevel, "config log_level"
+		level, from = *fc.LogLevel, "config log_level"
 	default:
 		// consul-template's variables, under the flag and the file
 		// (config/config.go Finalize: CT_LOG, CONSUL_TEMPLATE_LOG,
 		// CONSUL_TEMPLATE_LOG_LEVEL, the first set, trimmed).
 		for _, name := range []string{"CT_LOG", "CONSUL_TEMPLATE_LOG", "CONSUL_TEMPLATE_LOG_LEVEL"} {
 			if v := strings.TrimSpace(os.Getenv(name)); v != "" {
-				o.cli.Log.Level, from = v, name
+				level, from = v, name
 				break
 			}
 		}
 	}
 	// consul-template's levels only (logging/logging.go Levels, any case):
 	// "error" or an empty value is a bad configuration (exit 15).
-	switch strings.ToUpper(o.cli.Log.Level) {
+	switch strings.ToUpper(level) {
 	case "TRACE", "DEBUG", "INFO", "WARN", "ERR":
-	default:
-		return nil, fmt.Errorf("%s %q: not a log level (want trace, debug, info, warn or err)", from, o.cli.Log.Level)
+		return level, nil
 	}
+	return "", fmt.Errorf("%s %q: not a log level (want trace, debug, info, warn or err)", from, level)
+}
+
+// reloadLogLevel reads the log level again for the reload signal and
+// returns what sets it: consul-template sets its logging up again from the
+// new configuration (cli.go Run: cli.setup, logging.Setup), and a level it
+// does not know stops it (exit 15).
+func reloadLogLevel(o *options, fc *fileConfig) (func(), error) {
+	level, err := logLevel(o, fc)
+	if err != nil {
+		return nil, err
+	}
+	lv, err := logging.ParseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	return func() { o.cli.Log.Var.Set(lv) }, nil
+}
+
+// newLogger writes to stderr, or to the local syslog with -syslog (or
+// syslog { enabled = true }).
+func newLogger(o *options, fc *fileConfig, stderr io.Writer) (*slog.Logger, error) {
+	level, err := logLevel(o, fc)
+	if err != nil {
+		return nil, err
+	}
+	o.cli.Log.Level, o.cli.Log.Var = level, &slog.LevelVar{}
 	// A facility or name given turns syslog on unless it is switched
 	// off explicitly, on the command line as in the file (consul-template
 	// config/syslog.go Finalize: enabled defaults to facility or name set).

@@ -24,10 +24,14 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-// optString is a string flag that remembers whether it was set.
+// optString is a string flag that remembers whether it was set, and under
+// which name: an error about the value names what the user gave.
 type optString struct {
 	v   string
 	set bool
+	// from names where v came from when not from the flag itself: an
+	// alias ("-consul-addr") or a configuration file (SetAddressFrom).
+	from string
 }
 
 func (o *optString) String() string {
@@ -37,7 +41,21 @@ func (o *optString) String() string {
 	return o.v
 }
 
-func (o *optString) Set(s string) error { o.v, o.set = s, true; return nil }
+func (o *optString) Set(s string) error { o.v, o.set, o.from = s, true, ""; return nil }
+
+// ForAlias makes the flag's alias set the same value, remembering the
+// alias's name (cliapp.AliasValue).
+func (o *optString) ForAlias(alias string) flag.Value { return aliasString{o, "-" + alias} }
+
+// aliasString is an optString set under another name.
+type aliasString struct {
+	o    *optString
+	from string
+}
+
+func (a aliasString) String() string { return a.o.String() }
+
+func (a aliasString) Set(s string) error { a.o.v, a.o.set, a.o.from = s, true, a.from; return nil }
 
 // Flags holds the shared Consul connection flags.
 type Flags struct {
@@ -128,7 +146,11 @@ func (f *Flags) Stale() bool { return f.stale }
 func (f *Flags) Alias(fs *flag.FlagSet, alias, name string) error {
 	for _, d := range f.Defs() {
 		if d.Name == name && d.Placeholder != "" {
-			fs.Var(d.Value, alias, "alias of -"+name)
+			v := d.Value
+			if o, ok := v.(*optString); ok {
+				v = o.ForAlias(alias)
+			}
+			fs.Var(v, alias, "alias of -"+name)
 			return nil
 		}
 	}
@@ -138,6 +160,23 @@ func (f *Flags) Alias(fs *flag.FlagSet, alias, name string) error {
 // SetAddress overrides the address as if -http-addr had been given; used for
 // addresses taken from elsewhere (registrator's consul://host:port argument).
 func (f *Flags) SetAddress(addr string) { _ = f.httpAddr.Set(addr) }
+
+// SetAddressFrom is SetAddress for an address read from elsewhere, from
+// naming that place in errors about it ("config /etc/t.hcl: consul.address").
+func (f *Flags) SetAddressFrom(addr, from string) {
+	f.SetAddress(addr)
+	f.httpAddr.from = from
+}
+
+// addrName names the address in errors: the alias or place it came from, as
+// the user wrote it (consul-template's -consul-addr), else -http-addr and
+// its variable.
+func (f *Flags) addrName() string {
+	if f.httpAddr.from != "" {
+		return f.httpAddr.from
+	}
+	return "-http-addr (CONSUL_HTTP_ADDR)"
+}
 
 // CertHoldsKey makes a -client-cert given without -client-key its own key
 // file: one PEM file holding both, as consul-template reads
@@ -188,12 +227,12 @@ func (f *Flags) Config() (*api.Config, error) {
 			if host, rest, ok := strings.Cut(cfg.Address, "/"); ok {
 				cfg.Address, cfg.PathPrefix = host, "/"+rest
 				if rest == "" {
-					return nil, bareSlash(addr)
+					return nil, bareSlash(f.addrName(), addr)
 				}
 			}
 		}
 	}
-	if err := checkAddress(cfg.Address); err != nil {
+	if err := checkAddress(f.addrName(), cfg.Address); err != nil {
 		return nil, err
 	}
 	switch {
@@ -254,7 +293,7 @@ func (f *Flags) Config() (*api.Config, error) {
 // request would fail the same way on every retry. A missing port (port 80,
 // as the consul CLI takes it: "host", "[::1]"), a unix:// socket and a host
 // name that does not resolve yet (DNS may come later) pass.
-func checkAddress(given string) error {
+func checkAddress(name, given string) error {
 	// CONSUL_HTTP_ADDR reaches here with its scheme, which the Consul API
 	// client strips itself (api.NewClient): "http://[::1]:8500" and
 	// "http://host" are fine.
@@ -266,7 +305,7 @@ func checkAddress(given string) error {
 			var prefix string
 			addr, prefix, ok = strings.Cut(rest, "/")
 			if ok && prefix == "" {
-				return bareSlash(given)
+				return bareSlash(name, given)
 			}
 		}
 	}
@@ -276,10 +315,10 @@ func checkAddress(given string) error {
 	}
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("-http-addr (CONSUL_HTTP_ADDR) %q: %w", given, err)
+		return fmt.Errorf("%s %q: %w", name, given, err)
 	}
 	if _, err := net.LookupPort("tcp", port); err != nil || port == "" {
-		return fmt.Errorf("-http-addr (CONSUL_HTTP_ADDR) %q: bad port %q", given, port)
+		return fmt.Errorf("%s %q: bad port %q", name, given, port)
 	}
 	return nil
 }
@@ -290,8 +329,8 @@ func checkAddress(given string) error {
 // as the host "v1" and the path "/kv/...": the agent answers every call 404,
 // which its KV reads take as no keys (kv.go getInternal), so envconsul runs
 // the command without its variables and never says why.
-func bareSlash(given string) error {
-	return fmt.Errorf("-http-addr (CONSUL_HTTP_ADDR) %q: a trailing \"/\" alone is a path prefix the Consul API cannot use (every read would find nothing); give the address without it", given)
+func bareSlash(name, given string) error {
+	return fmt.Errorf("%s %q: a trailing \"/\" alone is a path prefix the Consul API cannot use (every read would find nothing); give the address without it", name, given)
 }
 
 // Client returns a Consul API client built from Config. The transport keeps

@@ -15,6 +15,10 @@ import (
 type Flags struct {
 	Level  string
 	Format string
+	// Var, when not nil, is the level of the logger New builds: New sets
+	// it to Level, and a program may change it later (templater on the
+	// reload signal, as consul-template sets its level up again then).
+	Var *slog.LevelVar
 }
 
 // Register adds -log-level and -log-format to fs.
@@ -45,6 +49,10 @@ func (f *Flags) New(w io.Writer, program string) (*slog.Logger, error) {
 		return nil, err
 	}
 	opts := &slog.HandlerOptions{Level: lvl}
+	if f.Var != nil {
+		f.Var.Set(lvl)
+		opts.Level = f.Var
+	}
 	var h slog.Handler
 	switch strings.ToLower(f.Format) {
 	case "text", "":
