@@ -278,15 +278,7 @@ func TestClientCertWithoutKey(t *testing.T) {
 // is an HTTP server answering 500 to everything; -consul-retry-attempts N
 // gives up after N+1 KV reads.
 func TestRetryBackoffAsEnvconsul(t *testing.T) {
-	var kvReads atomic.Int32
-	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/v1/kv/") {
-			kvReads.Add(1)
-		}
-		http.Error(w, "unavailable", http.StatusInternalServerError)
-	}))
-	defer failing.Close()
-	addr := failing.Listener.Addr().String()
+	addr, kvReads := failingConsul(t)
 	for _, tc := range []struct {
 		name    string
 		args    []string
@@ -335,15 +327,7 @@ func TestRetryBackoffAsEnvconsul(t *testing.T) {
 // cli.go Run exits with ExitCodeRunnerError, 14): the KV read is asked 13
 // times and the command never starts. A given count, 0 (never) too, wins.
 func TestOnceGivesUpAsEnvconsul(t *testing.T) {
-	var kvReads atomic.Int32
-	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/v1/kv/") {
-			kvReads.Add(1)
-		}
-		http.Error(w, "unavailable", http.StatusInternalServerError)
-	}))
-	defer failing.Close()
-	addr := failing.Listener.Addr().String()
+	addr, kvReads := failingConsul(t)
 	fast := []string{"-consul-retry-backoff", "20ms", "-consul-retry-max-backoff", "20ms"}
 	file := filepath.Join(t.TempDir(), "retry.hcl")
 	if err := os.WriteFile(file, []byte("consul {\n  retry {\n    attempts = 2\n  }\n}\n"), 0o600); err != nil {
@@ -567,4 +551,22 @@ func agentProxy(t *testing.T, a *consultest.Agent, front func(http.ResponseWrite
 	}))
 	t.Cleanup(proxy.Close)
 	return proxy
+}
+
+// failingConsul starts an HTTP server that answers every request with 500,
+// as an agent does when Consul cannot serve it (no cluster leader, a
+// server error), and counts the KV reads it was asked; it returns its
+// address and that count. It stands in for a real failing agent only to
+// count the reads each retry makes; it is closed when the test ends.
+func failingConsul(t *testing.T) (addr string, kvReads *atomic.Int32) {
+	t.Helper()
+	kvReads = new(atomic.Int32)
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/kv/") {
+			kvReads.Add(1)
+		}
+		http.Error(w, "unavailable", http.StatusInternalServerError)
+	}))
+	t.Cleanup(failing.Close)
+	return failing.Listener.Addr().String(), kvReads
 }
