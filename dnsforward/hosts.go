@@ -60,15 +60,7 @@ func hostsFiles(paths []string, log *slog.Logger) []string {
 		}
 		out = append(out, p)
 	}
-	for _, p := range dirs {
-		files, err := dirHostsFiles(p)
-		if err != nil {
-			log.Warn("hosts directory not read", "dir", p, "err", err)
-			continue
-		}
-		out = append(out, files...)
-	}
-	return out
+	return append(out, hostsDirFiles(dirs, log)...)
 }
 
 type hostsEntry struct {
@@ -106,15 +98,15 @@ func dirHostsFiles(dir string) ([]string, error) {
 	return out, nil
 }
 
-// hostsDirFiles is the files of the -hostsdir directories (dirHostsFiles);
-// a directory that cannot be read is logged and skipped (dnsmasq starts
-// without it).
+// hostsDirFiles is the files of directories of hosts files (-addn-hosts
+// directories, -hostsdir; dirHostsFiles), in order; a directory that
+// cannot be read is logged and skipped (dnsmasq starts without it).
 func hostsDirFiles(dirs []string, log *slog.Logger) []string {
 	var out []string
 	for _, d := range dirs {
 		files, err := dirHostsFiles(d)
 		if err != nil {
-			log.Warn("hostsdir not read", "dir", d, "err", err)
+			log.Warn("hosts directory not read", "dir", d, "err", err)
 			continue
 		}
 		out = append(out, files...)
