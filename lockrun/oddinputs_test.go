@@ -324,7 +324,14 @@ func TestInvalidUTF8PrefixAsConsulLock(t *testing.T) {
 // returned before the stop).
 func TestCtrlZAsConsulLock(t *testing.T) {
 	a := consultest.Require(t, agent)
-	type seen struct{ stopped, ranOnStopped, resumed bool }
+	// status: the shell's $? for the stopped job, 128 + the signal that
+	// stopped it (148 for SIGTSTP, 147 for SIGSTOP; bash 5.2 prints
+	// "Stopped" for both).
+	type seen struct {
+		stopped, ranOnStopped, resumed bool
+		status                         string
+	}
+	statusReport := regexp.MustCompile(`status=(\d+)`)
 	observe := func(lockCmd string) seen {
 		tm := proctest.OnTerminal(t, `PS1='$ ' exec bash --norc --noprofile -i`, env(a))
 		tm.Type(lockCmd + " test/ctrlz 'echo rea''dy $PPID $$ e''nd; sleep 2; echo fin''ished'\n")
@@ -336,6 +343,11 @@ func TestCtrlZAsConsulLock(t *testing.T) {
 				// The job is stopped: its command too, past its sleep.
 				time.Sleep(2500 * time.Millisecond)
 				r.ranOnStopped = strings.Contains(tm.Output(), "finished")
+				tm.Type("echo stat''us=$?\n")
+				tm.WaitFor("status=1", 10*time.Second)
+				if m := statusReport.FindStringSubmatch(tm.Output()); m != nil {
+					r.status = m[1]
+				}
 				tm.Type("fg\n")
 				r.resumed = tm.WaitFor("finished", 10*time.Second)
 			}

@@ -496,18 +496,68 @@ func (r *runner) followJobStop(f *os.File, child *supervisor.Child, sig syscall.
 // is taken by one of our threads, and the others, the caller's too, stop a
 // little later; meanwhile the caller would give the terminal and a SIGCONT
 // to the child's group, which then ran on behind the shell's prompt. So we
-// wait for the SIGCONT that continues us. SIGSTOP, which nothing can catch
-// (the Go runtime keeps its handler for SIGTSTP once it was asked for, and
-// takes SIGTSTP's default as ignoring it): the shell shows the job
-// "Stopped (signal)", its status 147, where consul lock's is stopped by the
-// terminal's SIGTSTP ("Stopped", 148).
+// wait for the SIGCONT that continues us.
+//
+// The stop is SIGTSTP, the terminal's, so that the shell reports the job as
+// it does consul lock's, which the terminal's SIGTSTP stops with its child:
+// status 148 (a SIGSTOP would give 147).
+// The Go runtime keeps its own handler for SIGTSTP once it was asked for
+// (we forward every signal) and then takes the signal's default as
+// ignoring it, so SIGTSTP's disposition is set to the default (SIG_DFL, a
+// stop) for the stop and given back after (stopWithDefaultTSTP). The
+// kernel drops a SIGTSTP with the default action in an orphaned process
+// group (no member's parent in another group of the session, so no shell
+// to continue it); there, as when the disposition cannot be changed,
+// SIGSTOP stops us as before.
 func stopUntilContinued() {
 	cont := make(chan os.Signal, 1)
 	signal.Notify(cont, syscall.SIGCONT)
 	defer signal.Stop(cont)
-	if syscall.Kill(0, syscall.SIGSTOP) == nil {
+	if !parentDoesJobControl() || !stopWithDefaultTSTP(cont) {
+		if syscall.Kill(0, syscall.SIGSTOP) == nil {
+			<-cont
+		}
+	}
+}
+
+// kernelSigaction is the kernel's struct sigaction on linux/amd64 and
+// linux/arm64 (handler, flags, restorer, mask: four words), handled here as
+// opaque words but for the handler (SIG_DFL is 0) and the flags.
+type kernelSigaction [4]uint64
+
+// stopWithDefaultTSTP sets SIGTSTP's disposition to the default, sends it
+// to our process group, waits on cont for the SIGCONT that continues us,
+// and gives the disposition back. It returns false, having sent nothing,
+// when the disposition cannot be read or set.
+func stopWithDefaultTSTP(cont <-chan os.Signal) bool {
+	var was, dfl kernelSigaction
+	const setSize = 8 // bytes of the kernel's sigset_t
+	if _, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(syscall.SIGTSTP), 0, uintptr(unsafe.Pointer(&was)), setSize, 0, 0); e != 0 {
+		return false
+	}
+	if _, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(syscall.SIGTSTP), uintptr(unsafe.Pointer(&dfl)), 0, setSize, 0, 0); e != 0 {
+		return false
+	}
+	defer unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(syscall.SIGTSTP), uintptr(unsafe.Pointer(&was)), 0, setSize, 0, 0)
+	if syscall.Kill(0, syscall.SIGTSTP) == nil {
 		<-cont
 	}
+	return true
+}
+
+// parentDoesJobControl reports whether our parent is in another process
+// group of our session, so that our group is not orphaned (POSIX: a group
+// is orphaned when no member's parent is in a different group of the same
+// session) and a SIGTSTP with the default action stops it.
+func parentDoesJobControl() bool {
+	ppid := unix.Getppid()
+	pg, err := unix.Getpgid(ppid)
+	if err != nil || pg == unix.Getpgrp() {
+		return false
+	}
+	ps, err1 := unix.Getsid(ppid)
+	ms, err2 := unix.Getsid(0)
+	return err1 == nil && err2 == nil && ps == ms
 }
 
 // stopSignal returns the signal that stopped our child pid (WSTOPSIG), when
