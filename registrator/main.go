@@ -344,11 +344,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			break
 		}
 		if o.retryAttempts != -1 && i >= o.retryAttempts {
-			//lint:ignore ST1005 the line starts with the name Consul
 			tries := "1 try"
 			if i > 0 {
 				tries = fmt.Sprintf("%d tries", i+1)
 			}
+			//lint:ignore ST1005 the line starts with the name Consul
 			return o.cli.Fail(fmt.Errorf("Consul agent unreachable after %s (-retry-attempts %d): %v", tries, o.retryAttempts, err), exitConsul)
 		}
 		log.Warn("waiting for the Consul agent", "since", waitFrom.UTC().Format(time.RFC3339), "for", time.Since(waitFrom).Round(time.Second), "err", err, "retry_in", o.retryInterval)
