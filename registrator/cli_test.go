@@ -14,6 +14,15 @@ func TestPeerInvocations(t *testing.T) {
 	clitest.Replay(t, "registrator", parse, cliView, []clitest.Case{
 		{Args: []string{"-ip", "10.0.0.5", "consul://10.0.0.1:8500"},
 			Want: clitest.View{"ip": "10.0.0.5", "consul-address": "10.0.0.1:8500", "consul-scheme": "http"}},
+		// registrator.go: -retry-attempts defaults to 0 (one try, then
+		// log.Fatal); consul/consul.go buildCheck's check rules are the
+		// defaults, berth's three departures opt-in.
+		{Args: []string{"consul://"}, Want: clitest.View{"retry-attempts": 0, "resync": "1m0s",
+			"check-path-slash": false, "check-timeout-script": false, "check-tls-skip-verify-https": false}},
+		{Args: []string{"-check-path-slash", "-check-timeout-script", "-check-tls-skip-verify-https", "consul://"},
+			Want: clitest.View{"check-path-slash": true, "check-timeout-script": true, "check-tls-skip-verify-https": true}},
+		{Args: []string{"consul://"}, Env: map[string]string{"REGISTRATOR_RETRY_ATTEMPTS": "-1", "REGISTRATOR_CHECK_PATH_SLASH": "true"},
+			Want: clitest.View{"retry-attempts": -1, "check-path-slash": true}},
 		// A compose service or container name as the address: Docker's DNS
 		// resolves names with "_", and gliderlabs registers -ip as written.
 		{Args: []string{"-ip", "my_host", "consul://"}, Want: clitest.View{"ip": "my_host"}},
@@ -51,5 +60,6 @@ func cliView(o *options) clitest.View {
 	return clitest.View{"ip": m.HostIP, "internal": m.Internal, "resync": o.cfg.Resync, "retry-attempts": o.retryAttempts,
 		"retry-interval": o.retryInterval, "cleanup": o.cfg.Cleanup, "deregister-on-success": o.cfg.DeregisterOnSuccess, "tags": o.tags,
 		"tags-template": m.Tags != nil, "use-ip-from-label": m.UseIPFromLabel, "explicit": m.Explicit, "ttl": o.ttl,
-		"force-https": o.forceHTTPS}.WithConsul(&o.cli.Consul)
+		"force-https": o.forceHTTPS, "check-path-slash": m.Checks.PathSlash, "check-timeout-script": m.Checks.ScriptTimeout,
+		"check-tls-skip-verify-https": m.Checks.HTTPSSkipVerify}.WithConsul(&o.cli.Consul)
 }

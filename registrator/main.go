@@ -116,7 +116,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.Var(secondsFlag{&o.cfg.Resync, time.Second}, "resync", "re-list containers and reconcile every `SECONDS` (or a duration of at least 1s); 0 or less disables; only differences are written")
 	p.Bool(&o.cfg.Cleanup, "cleanup", false, "also remove this host's services in the gliderlabs ID shape (HOST:CONTAINER:PORT) no container wants, owned or not (owned ones always go)")
 	p.String(&o.deregister, "deregister", "always", "always, or on-success: keep the services of containers that exited non-zero")
-	p.Int(&o.retryAttempts, "retry-attempts", -1, "tries to reach Consul at start before exiting; -1 retries forever; below -1 starts without trying")
+	p.Int(&o.retryAttempts, "retry-attempts", 0, "retries to reach Consul at start before exiting (0: one try, as gliderlabs); -1 retries forever; below -1 starts without trying")
 	p.Var(secondsFlag{&o.retryInterval, time.Millisecond}, "retry-interval", "wait between those tries, in `MILLISECONDS` (or a duration of at least 1ms)")
 	// In the flags' own units, as gliderlabs' -h shows them.
 	p.DefaultText("resync", "60")
@@ -124,6 +124,9 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.String(&mc.Hostname, "hostname", host, "owner identity: the host part of service IDs and the owner recorded in service meta")
 	p.String(&o.onlyLabel, "only-label", "", "only register containers with this label (`KEY` or KEY=VALUE); others are treated as not running")
 	p.String(&mc.NetworkLabel, "network-label", "SERVICE_NETWORK", "container label naming the Docker network whose address to register (-internal)")
+	p.Bool(&mc.Checks.PathSlash, "check-path-slash", false, "add a leading / to a SERVICE_CHECK_HTTP or SERVICE_CHECK_HTTPS path without one (gliderlabs: appended as written, http://ADDR:PORTpath)")
+	p.Bool(&mc.Checks.ScriptTimeout, "check-timeout-script", false, "send SERVICE_CHECK_TIMEOUT for SERVICE_CHECK_SCRIPT and SERVICE_CHECK_CMD checks too (gliderlabs: HTTP, HTTPS, TCP and gRPC only; Consul's default for scripts: 30s)")
+	p.Bool(&mc.Checks.HTTPSSkipVerify, "check-tls-skip-verify-https", false, "apply SERVICE_CHECK_TLS_SKIP_VERIFY, read as a boolean, to SERVICE_CHECK_HTTPS checks too (gliderlabs: gRPC over TLS only)")
 	p.Bool(&mc.DockerHealth, "docker-health", false, "mirror each container's Docker HEALTHCHECK status into a TTL check registrator keeps current")
 	p.Duration(&mc.HealthTTL, "docker-health-ttl", time.Minute, "TTL of the -docker-health check (refreshed every third of it)")
 	p.Duration(&mc.LivenessTTL, "liveness-ttl", 0, "register a TTL check per service that registrator heartbeats (0: off)")
@@ -341,8 +344,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			break
 		}
 		if o.retryAttempts != -1 && i >= o.retryAttempts {
+			tries := "1 try"
+			if i > 0 {
+				tries = fmt.Sprintf("%d tries", i+1)
+			}
 			//lint:ignore ST1005 the line starts with the name Consul
-			return o.cli.Fail(fmt.Errorf("Consul agent unreachable after %d attempts: %v", i+1, err), exitConsul)
+			return o.cli.Fail(fmt.Errorf("Consul agent unreachable after %s (-retry-attempts %d): %v", tries, o.retryAttempts, err), exitConsul)
 		}
 		log.Warn("waiting for the Consul agent", "since", waitFrom.UTC().Format(time.RFC3339), "for", time.Since(waitFrom).Round(time.Second), "err", err, "retry_in", o.retryInterval)
 		if backoff.SleepCtx(ctx, o.retryInterval) != nil {

@@ -48,6 +48,27 @@ type mapConfig struct {
 	HealthTTL            time.Duration
 	LivenessTTL          time.Duration
 	LivenessDereg        time.Duration
+	Checks               checkOpts // opt-in departures from gliderlabs' SERVICE_CHECK_* rules
+}
+
+// checkOpts are the opt-in flags that build a SERVICE_CHECK_* check other
+// than gliderlabs master consul/consul.go buildCheck does. All off: as
+// gliderlabs.
+type checkOpts struct {
+	// PathSlash (-check-path-slash): a SERVICE_CHECK_HTTP(S) path without a
+	// leading "/" gets one; buildCheck appends the path as written
+	// (http://addr:porthealth).
+	PathSlash bool
+	// ScriptTimeout (-check-timeout-script): SERVICE_CHECK_TIMEOUT is sent
+	// for SERVICE_CHECK_SCRIPT and SERVICE_CHECK_CMD checks too; buildCheck
+	// sets it for HTTP, HTTPS, TCP and gRPC only (scripts get Consul's
+	// default, 30s).
+	ScriptTimeout bool
+	// HTTPSSkipVerify (-check-tls-skip-verify-https):
+	// SERVICE_CHECK_TLS_SKIP_VERIFY, read as a boolean, applies to
+	// SERVICE_CHECK_HTTPS checks too; buildCheck reads it for gRPC over TLS
+	// only.
+	HTTPSSkipVerify bool
 }
 
 // desiredService is one service a running container should have.
@@ -738,7 +759,7 @@ func (mp *mapper) meta(port string, md map[string]string) map[string]string {
 // invalid (the service is then skipped).
 func (mp *mapper) checks(ds *desiredService, port string, md map[string]string) bool {
 	reg, id, cfg := ds.Reg, ds.Reg.ID, mp.cfg
-	check, err := buildCheck(md, reg.Address, reg.Port, mp.c.ID)
+	check, err := buildCheck(md, reg.Address, reg.Port, mp.c.ID, cfg.Checks)
 	if err != nil {
 		mp.warn("invalid check spec; service skipped", "key", mp.a.src(port, err.key), "err", err.err)
 		return false
@@ -846,22 +867,38 @@ type checkErr struct {
 
 func (e *checkErr) Error() string { return e.key + ": " + e.err.Error() }
 
-// buildCheck makes the check gliderlabs users declare with SERVICE_CHECK_*.
-func buildCheck(md map[string]string, addr string, port int, containerID string) (*api.AgentServiceCheck, *checkErr) {
+// buildCheck makes the check gliderlabs users declare with SERVICE_CHECK_*,
+// by gliderlabs master consul/consul.go (*ConsulAdapter).buildCheck's rules
+// unless opts says otherwise.
+func buildCheck(md map[string]string, addr string, port int, containerID string, opts checkOpts) (*api.AgentServiceCheck, *checkErr) {
 	hostPort := net.JoinHostPort(addr, strconv.Itoa(port))
 	if addr == "" {
 		hostPort = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	}
+	path := func(p string) string {
+		// buildCheck: fmt.Sprintf("http://%s:%d%s", ...), the path as
+		// written.
+		if opts.PathSlash && !strings.HasPrefix(p, "/") {
+			return "/" + p
+		}
+		return p
+	}
 	ch := &api.AgentServiceCheck{}
 	needsInterval := true
+	// buildCheck sets the timeout on the HTTP, HTTPS, TCP and gRPC checks
+	// only.
+	timeout := true
 	switch {
 	case md["check_http"] != "":
-		ch.HTTP = "http://" + hostPort + ensureSlash(md["check_http"])
+		ch.HTTP = "http://" + hostPort + path(md["check_http"])
 		ch.Method = md["check_http_method"]
 	case md["check_https"] != "":
-		ch.HTTP = "https://" + hostPort + ensureSlash(md["check_https"])
+		ch.HTTP = "https://" + hostPort + path(md["check_https"])
 		ch.Method = md["check_https_method"] // gliderlabs master consul/consul.go buildCheck
-		if v := md["check_tls_skip_verify"]; v != "" {
+		// buildCheck reads SERVICE_CHECK_TLS_SKIP_VERIFY for gRPC only;
+		// with -check-tls-skip-verify-https it is a boolean here, so
+		// "false" keeps verification.
+		if v := md["check_tls_skip_verify"]; v != "" && opts.HTTPSSkipVerify {
 			b, err := parseBool(v)
 			if err != nil {
 				return nil, &checkErr{"check_tls_skip_verify", err}
@@ -874,16 +911,18 @@ func buildCheck(md map[string]string, addr string, port int, containerID string)
 		ch.DockerContainerID = containerID
 		ch.Shell = "/bin/sh"
 		ch.Args = []string{"/bin/sh", "-c", md["check_cmd"]}
+		timeout = opts.ScriptTimeout
 	case md["check_script"] != "":
 		s := strings.ReplaceAll(md["check_script"], "$SERVICE_IP", addr)
 		s = strings.ReplaceAll(s, "$SERVICE_PORT", strconv.Itoa(port))
 		ch.Args = []string{"sh", "-c", s}
+		timeout = opts.ScriptTimeout
 	case md["check_ttl"] != "":
 		if _, err := parseDur(md["check_ttl"]); err != nil {
 			return nil, &checkErr{"check_ttl", err}
 		}
 		ch.TTL = md["check_ttl"]
-		needsInterval = false
+		needsInterval, timeout = false, false
 	case md["check_tcp"] != "":
 		// As gliderlabs master consul/consul.go buildCheck: any value asks
 		// for the check (SERVICE_CHECK_TCP=false too).
@@ -895,17 +934,11 @@ func buildCheck(md map[string]string, addr string, port int, containerID string)
 		if b, err := parseBool(md["check_grpc"]); err != nil || !b {
 			ch.GRPC += "/" + md["check_grpc"]
 		}
-		// Any value turns TLS on, as gliderlabs master buildCheck.
+		// Any value turns TLS on, and with it any value turns
+		// verification off ("false" too), as gliderlabs master
+		// consul/consul.go buildCheck.
 		ch.GRPCUseTLS = md["check_grpc_use_tls"] != ""
-		// gliderlabs master consul/consul.go buildCheck: skip verify for
-		// gRPC over TLS.
-		if v := md["check_tls_skip_verify"]; v != "" && ch.GRPCUseTLS {
-			b, err := parseBool(v)
-			if err != nil {
-				return nil, &checkErr{"check_tls_skip_verify", err}
-			}
-			ch.TLSSkipVerify = b
-		}
+		ch.TLSSkipVerify = ch.GRPCUseTLS && md["check_tls_skip_verify"] != ""
 	default:
 		return nil, nil
 	}
@@ -917,12 +950,12 @@ func buildCheck(md map[string]string, addr string, port int, containerID string)
 			}
 			ch.Interval = v
 		}
-		if v := md["check_timeout"]; v != "" {
-			if _, err := parseDurAny(v); err != nil {
-				return nil, &checkErr{"check_timeout", err}
-			}
-			ch.Timeout = v
+	}
+	if v := md["check_timeout"]; v != "" && timeout {
+		if _, err := parseDurAny(v); err != nil {
+			return nil, &checkErr{"check_timeout", err}
 		}
+		ch.Timeout = v
 	}
 	if v := md["check_deregister_after"]; v != "" {
 		if _, err := parseDurAny(v); err != nil {
@@ -963,13 +996,6 @@ func parseDurAny(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is not a duration like 10s", s)
 	}
 	return d, nil
-}
-
-func ensureSlash(p string) string {
-	if strings.HasPrefix(p, "/") {
-		return p
-	}
-	return "/" + p
 }
 
 // tagData is what a tags template sees: the container as gliderlabs

@@ -184,6 +184,12 @@ func checkOf(reg *api.AgentServiceRegistration, id string) *api.AgentServiceChec
 	return nil
 }
 
+// withMap gives tc the mapping flags cfg sets.
+func withMap(tc planCase, cfg func(*mapConfig)) planCase {
+	tc.cfg = cfg
+	return tc
+}
+
 type planCase struct {
 	name string
 	cfg  func(*mapConfig)
@@ -437,6 +443,25 @@ func TestPlanChecks(t *testing.T) {
 			func(c *api.AgentServiceCheck) bool {
 				return c.GRPC == "192.0.2.9:32768" && c.GRPCUseTLS && c.TLSSkipVerify
 			}),
+		// gliderlabs master consul/consul.go buildCheck, by default; each
+		// berth departure only with its flag.
+		serviceCheck("SERVICE_CHECK_HTTP without a leading / is appended as written (buildCheck: http://%s:%d%s)", []string{"SERVICE_CHECK_HTTP=health"},
+			func(c *api.AgentServiceCheck) bool { return c.HTTP == "http://192.0.2.9:32768health" }),
+		withMap(serviceCheck("-check-path-slash: a / added", []string{"SERVICE_CHECK_HTTPS=health"},
+			func(c *api.AgentServiceCheck) bool { return c.HTTP == "https://192.0.2.9:32768/health" }),
+			func(m *mapConfig) { m.Checks.PathSlash = true }),
+		serviceCheck("SERVICE_CHECK_TIMEOUT is not sent for a script check (buildCheck: HTTP, HTTPS, TCP, gRPC only)", []string{"SERVICE_CHECK_SCRIPT=true", "SERVICE_CHECK_TIMEOUT=1s"},
+			func(c *api.AgentServiceCheck) bool { return len(c.Args) != 0 && c.Timeout == "" }),
+		withMap(serviceCheck("-check-timeout-script: sent for a script check", []string{"SERVICE_CHECK_SCRIPT=true", "SERVICE_CHECK_TIMEOUT=1s"},
+			func(c *api.AgentServiceCheck) bool { return len(c.Args) != 0 && c.Timeout == "1s" }),
+			func(m *mapConfig) { m.Checks.ScriptTimeout = true }),
+		serviceCheck("SERVICE_CHECK_TLS_SKIP_VERIFY leaves an HTTPS check verifying (buildCheck: gRPC only)", []string{"SERVICE_CHECK_HTTPS=/s", "SERVICE_CHECK_TLS_SKIP_VERIFY=true"},
+			func(c *api.AgentServiceCheck) bool { return c.HTTP == "https://192.0.2.9:32768/s" && !c.TLSSkipVerify }),
+		withMap(serviceCheck("-check-tls-skip-verify-https: applied to an HTTPS check", []string{"SERVICE_CHECK_HTTPS=/s", "SERVICE_CHECK_TLS_SKIP_VERIFY=true"},
+			func(c *api.AgentServiceCheck) bool { return c.HTTP == "https://192.0.2.9:32768/s" && c.TLSSkipVerify }),
+			func(m *mapConfig) { m.Checks.HTTPSSkipVerify = true }),
+		serviceCheck("SERVICE_CHECK_TLS_SKIP_VERIFY=false turns gRPC verification off (buildCheck: any value)", []string{"SERVICE_CHECK_GRPC=true", "SERVICE_CHECK_GRPC_USE_TLS=true", "SERVICE_CHECK_TLS_SKIP_VERIFY=false"},
+			func(c *api.AgentServiceCheck) bool { return c.GRPCUseTLS && c.TLSSkipVerify }),
 		serviceCheck("SERVICE_CHECK_TCP, deregister-after and initial status (consul.go buildCheck)", []string{"SERVICE_CHECK_TCP=true", "SERVICE_CHECK_DEREGISTER_AFTER=5m", "SERVICE_CHECK_INITIAL_STATUS=passing"},
 			func(c *api.AgentServiceCheck) bool {
 				return c.TCP == "192.0.2.9:32768" && c.DeregisterCriticalServiceAfter == "5m" && c.Status == "passing"

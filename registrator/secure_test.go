@@ -69,6 +69,10 @@ func TestACLTokenAndTLS(t *testing.T) {
 // status/leader, which needs no permission; it registers, deregisters and
 // lists agent services), is enough for registrator too: the start-up check
 // does not wait for ever on the agent's 403, and the container registers.
+// Then, with the same registrator: such a token cannot watch the
+// catalog, so a registration the agent lost (gliderlabs/registrator#81,
+// closed upstream with "use -resync") comes back by the periodic resync
+// (here -resync 1; by default 60 s).
 func TestServiceWriteOnlyToken(t *testing.T) {
 	requireDocker(t)
 	a := consultest.StartSecure(t, "registrator-svc-token")
@@ -86,7 +90,7 @@ func TestServiceWriteOnlyToken(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var logs eventually.Buffer
-	args := append([]string{"-hostname", host, "-ip", "127.0.0.1", "-only-label", onlyLabel(t), "-retry-interval", "200"},
+	args := append([]string{"-hostname", host, "-ip", "127.0.0.1", "-only-label", onlyLabel(t), "-retry-interval", "200", "-resync", "1"},
 		append(a.TLSFlags(), "-token", tok.SecretID, "consul-tls://"+a.HTTPSAddr())...)
 	cmd := exec.CommandContext(ctx, binPath, args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
@@ -95,12 +99,31 @@ func TestServiceWriteOnlyToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	id := ""
 	eventually.Holds(t, 30*time.Second, "svc-token-web registered with a service:write token", func() (bool, string) {
 		for _, s := range ownedServices(t, c, host) {
 			if s.Service == "svc-token-web" {
+				id = s.ID
 				return true, ""
 			}
 		}
 		return false, logs.String()
+	})
+	t.Run("lost registration back by resync", func(t *testing.T) {
+		// The agent loses the registration (as one restarted without its
+		// data does): only the resync can tell.
+		if err := c.Agent().ServiceDeregister(id); err != nil {
+			t.Fatal(err)
+		}
+		eventually.Holds(t, 30*time.Second, "svc-token-web registered again by a resync", func() (bool, string) {
+			svcs, err := c.Agent().Services()
+			if err != nil {
+				return false, err.Error()
+			}
+			if s := svcs[id]; s != nil && s.Meta[metaHost] == host {
+				return true, ""
+			}
+			return false, logs.String()
+		})
 	})
 }

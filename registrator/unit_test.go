@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,42 +187,80 @@ func TestIntervalsGliderlabsCannotGive(t *testing.T) {
 }
 
 func TestBuildCheck(t *testing.T) {
+	all := checkOpts{PathSlash: true, ScriptTimeout: true, HTTPSSkipVerify: true}
 	for _, tc := range []struct {
 		md   map[string]string
 		addr string
+		opts checkOpts
 		want api.AgentServiceCheck
 	}{
-		{map[string]string{"check_http": "/health", "check_timeout": "2s"}, "10.0.0.1",
+		{map[string]string{"check_http": "/health", "check_timeout": "2s"}, "10.0.0.1", checkOpts{},
 			api.AgentServiceCheck{HTTP: "http://10.0.0.1:80/health", Interval: "10s", Timeout: "2s"}},
-		{map[string]string{"check_https": "status", "check_interval": "5s", "check_tls_skip_verify": "true"}, "10.0.0.1",
+		// gliderlabs master consul/consul.go buildCheck: the path appended
+		// as written ("http://%s:%d%s"); -check-path-slash adds the "/".
+		{map[string]string{"check_http": "health"}, "10.0.0.1", checkOpts{},
+			api.AgentServiceCheck{HTTP: "http://10.0.0.1:80health", Interval: "10s"}},
+		{map[string]string{"check_http": "health"}, "10.0.0.1", checkOpts{PathSlash: true},
+			api.AgentServiceCheck{HTTP: "http://10.0.0.1:80/health", Interval: "10s"}},
+		{map[string]string{"check_https": "/ok"}, "10.0.0.1", checkOpts{PathSlash: true},
+			api.AgentServiceCheck{HTTP: "https://10.0.0.1:80/ok", Interval: "10s"}},
+		// buildCheck reads check_tls_skip_verify for gRPC only: an HTTPS
+		// check keeps verification whatever it holds (an invalid boolean
+		// too); -check-tls-skip-verify-https reads it as a boolean.
+		{map[string]string{"check_https": "status", "check_interval": "5s", "check_tls_skip_verify": "true"}, "10.0.0.1", checkOpts{},
+			api.AgentServiceCheck{HTTP: "https://10.0.0.1:80status", Interval: "5s"}},
+		{map[string]string{"check_https": "/s", "check_tls_skip_verify": "maybe"}, "10.0.0.1", checkOpts{},
+			api.AgentServiceCheck{HTTP: "https://10.0.0.1:80/s", Interval: "10s"}},
+		{map[string]string{"check_https": "status", "check_interval": "5s", "check_tls_skip_verify": "true"}, "10.0.0.1", all,
 			api.AgentServiceCheck{HTTP: "https://10.0.0.1:80/status", Interval: "5s", TLSSkipVerify: true}},
-		{map[string]string{"check_tcp": "true", "check_deregister_after": "1m", "check_initial_status": "passing"}, "fd00::1",
+		{map[string]string{"check_https": "/s", "check_tls_skip_verify": "false"}, "10.0.0.1", checkOpts{HTTPSSkipVerify: true},
+			api.AgentServiceCheck{HTTP: "https://10.0.0.1:80/s", Interval: "10s"}},
+		{map[string]string{"check_tcp": "true", "check_deregister_after": "1m", "check_initial_status": "passing"}, "fd00::1", checkOpts{},
 			api.AgentServiceCheck{TCP: "[fd00::1]:80", Interval: "10s", DeregisterCriticalServiceAfter: "1m", Status: "passing"}},
-		{map[string]string{"check_ttl": "30s"}, "10.0.0.1", api.AgentServiceCheck{TTL: "30s"}},
-		{map[string]string{"check_script": "check $SERVICE_IP $SERVICE_PORT"}, "10.0.0.1",
+		{map[string]string{"check_ttl": "30s"}, "10.0.0.1", checkOpts{}, api.AgentServiceCheck{TTL: "30s"}},
+		{map[string]string{"check_ttl": "30s", "check_timeout": "5s"}, "10.0.0.1", all, api.AgentServiceCheck{TTL: "30s"}},
+		{map[string]string{"check_script": "check $SERVICE_IP $SERVICE_PORT"}, "10.0.0.1", checkOpts{},
 			api.AgentServiceCheck{Args: []string{"sh", "-c", "check 10.0.0.1 80"}, Interval: "10s"}},
-		{map[string]string{"check_grpc": "true", "check_grpc_use_tls": "1"}, "10.0.0.1",
-			api.AgentServiceCheck{GRPC: "10.0.0.1:80", GRPCUseTLS: true, Interval: "10s"}},
-		{map[string]string{"check_cmd": "/check"}, "10.0.0.1",
+		// buildCheck sets the timeout on HTTP, HTTPS, TCP and gRPC checks
+		// only: a script or cmd check gets none (an invalid one is not
+		// read); -check-timeout-script sends it.
+		{map[string]string{"check_script": "true", "check_timeout": "1s"}, "10.0.0.1", checkOpts{},
+			api.AgentServiceCheck{Args: []string{"sh", "-c", "true"}, Interval: "10s"}},
+		{map[string]string{"check_cmd": "/check", "check_timeout": "soon"}, "10.0.0.1", checkOpts{},
 			api.AgentServiceCheck{DockerContainerID: "cid", Shell: "/bin/sh", Args: []string{"/bin/sh", "-c", "/check"}, Interval: "10s"}},
-		{map[string]string{"check_tcp": "yes please"}, "10.0.0.1", api.AgentServiceCheck{TCP: "10.0.0.1:80", Interval: "10s"}},
-		// gliderlabs master consul/consul.go buildCheck: any value turns
-		// the TCP check and gRPC TLS on, "false" included.
-		{map[string]string{"check_tcp": "false"}, "10.0.0.1", api.AgentServiceCheck{TCP: "10.0.0.1:80", Interval: "10s"}},
-		{map[string]string{"check_grpc": "yes", "check_grpc_use_tls": "false"}, "10.0.0.1",
+		{map[string]string{"check_script": "true", "check_timeout": "1s"}, "10.0.0.1", checkOpts{ScriptTimeout: true},
+			api.AgentServiceCheck{Args: []string{"sh", "-c", "true"}, Interval: "10s", Timeout: "1s"}},
+		{map[string]string{"check_cmd": "/check", "check_timeout": "3s"}, "10.0.0.1", all,
+			api.AgentServiceCheck{DockerContainerID: "cid", Shell: "/bin/sh", Args: []string{"/bin/sh", "-c", "/check"}, Interval: "10s", Timeout: "3s"}},
+		{map[string]string{"check_grpc": "true", "check_grpc_use_tls": "1"}, "10.0.0.1", checkOpts{},
 			api.AgentServiceCheck{GRPC: "10.0.0.1:80", GRPCUseTLS: true, Interval: "10s"}},
-		{map[string]string{"check_grpc": "my.Service"}, "10.0.0.1", api.AgentServiceCheck{GRPC: "10.0.0.1:80/my.Service", Interval: "10s"}},
+		{map[string]string{"check_cmd": "/check"}, "10.0.0.1", checkOpts{},
+			api.AgentServiceCheck{DockerContainerID: "cid", Shell: "/bin/sh", Args: []string{"/bin/sh", "-c", "/check"}, Interval: "10s"}},
+		{map[string]string{"check_tcp": "yes please"}, "10.0.0.1", checkOpts{}, api.AgentServiceCheck{TCP: "10.0.0.1:80", Interval: "10s"}},
+		// gliderlabs master consul/consul.go buildCheck: any value turns
+		// the TCP check, gRPC TLS and (with TLS) gRPC skip-verify on,
+		// "false" included; skip-verify without TLS is not read.
+		{map[string]string{"check_tcp": "false"}, "10.0.0.1", checkOpts{}, api.AgentServiceCheck{TCP: "10.0.0.1:80", Interval: "10s"}},
+		{map[string]string{"check_grpc": "yes", "check_grpc_use_tls": "false"}, "10.0.0.1", checkOpts{},
+			api.AgentServiceCheck{GRPC: "10.0.0.1:80", GRPCUseTLS: true, Interval: "10s"}},
+		{map[string]string{"check_grpc": "yes", "check_grpc_use_tls": "true", "check_tls_skip_verify": "false"}, "10.0.0.1", checkOpts{},
+			api.AgentServiceCheck{GRPC: "10.0.0.1:80", GRPCUseTLS: true, TLSSkipVerify: true, Interval: "10s"}},
+		{map[string]string{"check_grpc": "yes", "check_grpc_use_tls": "on", "check_tls_skip_verify": "please"}, "10.0.0.1", all,
+			api.AgentServiceCheck{GRPC: "10.0.0.1:80", GRPCUseTLS: true, TLSSkipVerify: true, Interval: "10s"}},
+		{map[string]string{"check_grpc": "yes", "check_tls_skip_verify": "true"}, "10.0.0.1", checkOpts{},
+			api.AgentServiceCheck{GRPC: "10.0.0.1:80", Interval: "10s"}},
+		{map[string]string{"check_grpc": "my.Service"}, "10.0.0.1", checkOpts{}, api.AgentServiceCheck{GRPC: "10.0.0.1:80/my.Service", Interval: "10s"}},
 	} {
-		got, err := buildCheck(tc.md, tc.addr, 80, "cid")
+		got, err := buildCheck(tc.md, tc.addr, 80, "cid", tc.opts)
 		if err != nil {
-			t.Errorf("%v: %v", tc.md, err)
+			t.Errorf("%v %+v: %v", tc.md, tc.opts, err)
 			continue
 		}
 		if got == nil || fingerprintCheck(got) != fingerprintCheck(&tc.want) {
-			t.Errorf("%v:\n got %+v\nwant %+v", tc.md, got, tc.want)
+			t.Errorf("%v %+v:\n got %+v\nwant %+v", tc.md, tc.opts, got, tc.want)
 		}
 	}
-	if ch, err := buildCheck(map[string]string{"name": "x"}, "1.2.3.4", 80, "cid"); ch != nil || err != nil {
+	if ch, err := buildCheck(map[string]string{"name": "x"}, "1.2.3.4", 80, "cid", all); ch != nil || err != nil {
 		t.Errorf("no check keys: %v %v", ch, err)
 	}
 	for key, md := range map[string]map[string]string{
@@ -231,7 +270,16 @@ func TestBuildCheck(t *testing.T) {
 		"check_initial_status":   {"check_ttl": "5s", "check_initial_status": "fine"},
 		"check_deregister_after": {"check_ttl": "5s", "check_deregister_after": "x"},
 	} {
-		if _, err := buildCheck(md, "1.2.3.4", 80, "cid"); err == nil || err.key != key {
+		if _, err := buildCheck(md, "1.2.3.4", 80, "cid", checkOpts{}); err == nil || err.key != key {
+			t.Errorf("%v: error %v, want one for %s", md, err, key)
+		}
+	}
+	// What the opt-in flags read is checked only with them.
+	for key, md := range map[string]map[string]string{
+		"check_timeout":         {"check_script": "true", "check_timeout": "soon"},
+		"check_tls_skip_verify": {"check_https": "/", "check_tls_skip_verify": "maybe"},
+	} {
+		if _, err := buildCheck(md, "1.2.3.4", 80, "cid", all); err == nil || err.key != key {
 			t.Errorf("%v: error %v, want one for %s", md, err, key)
 		}
 	}
@@ -249,7 +297,7 @@ func TestCheckDurationsConsulTakes(t *testing.T) {
 		{"check_http": "/", "check_deregister_after": "0"},
 		{"check_ttl": "30s", "check_deregister_after": "-1m"},
 	} {
-		ch, err := buildCheck(md, "1.2.3.4", 80, "cid")
+		ch, err := buildCheck(md, "1.2.3.4", 80, "cid", checkOpts{})
 		if err != nil || ch == nil {
 			t.Errorf("%v: %v", md, err)
 			continue
@@ -259,7 +307,7 @@ func TestCheckDurationsConsulTakes(t *testing.T) {
 		}
 	}
 	for _, md := range []map[string]string{{"check_http": "/", "check_interval": "0s"}, {"check_ttl": "0s"}} {
-		if _, err := buildCheck(md, "1.2.3.4", 80, "cid"); err == nil {
+		if _, err := buildCheck(md, "1.2.3.4", 80, "cid", checkOpts{}); err == nil {
 			t.Errorf("%v: taken", md)
 		}
 	}
@@ -394,10 +442,39 @@ func TestCLI(t *testing.T) {
 			t.Errorf("%v: exit %v output %q; want exit %d and one line naming %s", tc.args, err, out, tc.code, tc.want)
 		}
 	}
-	out, err := exec.Command(binPath, "-retry-attempts", "0", "consul://127.0.0.1:1").CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitConsul {
-		t.Errorf("unreachable Consul with -retry-attempts 0: %v %s", err, out)
+	// gliderlabs master registrator.go main: -retry-attempts defaults to
+	// 0, one try, then log.Fatal: without the flag an unreachable agent
+	// ends it (berth: exit 10); -1 keeps trying.
+	for _, args := range [][]string{{"consul://127.0.0.1:1"}, {"-retry-attempts", "0", "consul://127.0.0.1:1"}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		out, err := exec.CommandContext(ctx, binPath, args...).CombinedOutput()
+		cancel()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitConsul || !strings.Contains(string(out), "after 1 try") {
+			t.Errorf("unreachable Consul, %q: %v %s; want exit %d after 1 try", args, err, out, exitConsul)
+		}
 	}
+	func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cmd := exec.CommandContext(ctx, binPath, "-retry-attempts", "-1", "-retry-interval", "10", "consul://127.0.0.1:1")
+		stderr := &lockedBuffer{}
+		cmd.Stderr = stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		defer func() { cancel(); <-exited }()
+		eventually.Holds(t, time.Minute, "-retry-attempts -1 still trying after three waits", func() (bool, string) {
+			select {
+			case err := <-exited:
+				exited <- err
+				t.Fatalf("-retry-attempts -1 exited: %v %s", err, stderr.String())
+			default:
+			}
+			n := strings.Count(stderr.String(), "waiting for the Consul agent")
+			return n >= 3, fmt.Sprintf("%d waits logged", n)
+		})
+	}()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -533,4 +610,22 @@ func TestRetryAttemptsBelowMinusOne(t *testing.T) {
 	}
 	_ = cmd.Process.Kill()
 	<-exited
+}
+
+// lockedBuffer is a bytes.Buffer a process writes while a test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
