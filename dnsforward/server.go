@@ -730,8 +730,12 @@ func (s *Server) withECS(q *query, b []byte) []byte {
 	opt.Option = append(opt.Option, e)
 	m.Truncate(q.limit()) // the option's bytes may not fit beside every record
 	// After Truncate, which turns compression off when the message fits
-	// uncompressed: answers are always compressed, as Consul's are.
-	m.Compress = true
+	// uncompressed: answers are compressed, as Consul's are, unless the
+	// agent has dns_config.disable_compression (then compressed only when
+	// Truncate had to cut).
+	if !s.settings.Load().noCompress {
+		m.Compress = true
+	}
 	out, err := m.Pack()
 	if err != nil {
 		return b
@@ -933,7 +937,7 @@ func (s *Server) passToAgent(ctx context.Context, q *query, fallback bool) []byt
 		syncExtra(m, glueIndex(m.Extra))
 		m.Truncated = st.enableTruncate
 	}
-	b, err := finish(q, m, true, false)
+	b, err := finish(q, m, true, false, !s.settings.Load().noCompress)
 	if err != nil {
 		return nil
 	}
