@@ -62,19 +62,22 @@ func TestDisableCompressionLikeConsul(t *testing.T) {
 				name    string
 				qtype   uint16
 				bufsize int // 0: no EDNS
+				ecs     bool
 			}{
-				{"cmpweb.service.consul.", dns.TypeA, 0},
-				{"cmpweb.service.consul.", dns.TypeA, 1232},
-				{"CmpWeb.Service.CONSUL.", dns.TypeA, 0},
-				{"cmpone.service.consul.", dns.TypeSRV, 0},
-				{"cmpnode.node.consul.", dns.TypeA, 0},
-				{"nosuch.service.consul.", dns.TypeA, 0},
-				{"cmpweb.service.consul.", dns.TypeTXT, 0},
-				{"1.0.0.127.in-addr.arpa.", dns.TypePTR, 0},
-				{"1.0.0.127.IN-ADDR.arpa.", dns.TypePTR, 0},
+				{"cmpweb.service.consul.", dns.TypeA, 0, false},
+				{"cmpweb.service.consul.", dns.TypeA, 1232, false},
+				{"cmpweb.service.consul.", dns.TypeA, 1232, true},
+				{"cmpone.service.consul.", dns.TypeSRV, 1232, true},
+				{"CmpWeb.Service.CONSUL.", dns.TypeA, 0, false},
+				{"cmpone.service.consul.", dns.TypeSRV, 0, false},
+				{"cmpnode.node.consul.", dns.TypeA, 0, false},
+				{"nosuch.service.consul.", dns.TypeA, 0, false},
+				{"cmpweb.service.consul.", dns.TypeTXT, 0, false},
+				{"1.0.0.127.in-addr.arpa.", dns.TypePTR, 0, false},
+				{"1.0.0.127.IN-ADDR.arpa.", dns.TypePTR, 0, false},
 			} {
-				what := fmt.Sprintf("%s %s bufsize %d", q.name, dns.TypeToString[q.qtype], q.bufsize)
-				got, want := rawUDP(t, addr, q.name, q.qtype, q.bufsize), rawUDP(t, a.DNSAddr(), q.name, q.qtype, q.bufsize)
+				what := fmt.Sprintf("%s %s bufsize %d client-subnet %v", q.name, dns.TypeToString[q.qtype], q.bufsize, q.ecs)
+				got, want := rawUDP(t, addr, q.name, q.qtype, q.bufsize, q.ecs), rawUDP(t, a.DNSAddr(), q.name, q.qtype, q.bufsize, q.ecs)
 				gm, wm := unpackOrFail(t, what, got), unpackOrFail(t, what, want)
 				if gm.Rcode != wm.Rcode || len(gm.Answer) != len(wm.Answer) || len(wm.Answer)+len(wm.Ns) == 0 {
 					t.Errorf("%s: %s with %d answer records, Consul's DNS %s with %d\n%v\nConsul's DNS:\n%v", what,
@@ -108,7 +111,7 @@ func TestDisableCompressionLikeConsul(t *testing.T) {
 			// packed, within the client's buffer.
 			for _, qtype := range []uint16{dns.TypeA, dns.TypeSRV} {
 				what := fmt.Sprintf("cmpmany %s bufsize 1232", dns.TypeToString[qtype])
-				got, want := rawUDP(t, addr, "cmpmany.service.consul.", qtype, 1232), rawUDP(t, a.DNSAddr(), "cmpmany.service.consul.", qtype, 1232)
+				got, want := rawUDP(t, addr, "cmpmany.service.consul.", qtype, 1232, false), rawUDP(t, a.DNSAddr(), "cmpmany.service.consul.", qtype, 1232, false)
 				gm, wm := unpackOrFail(t, what, got), unpackOrFail(t, what, want)
 				if n, w := len(gm.Answer), len(wm.Answer); n != w && n != w-1 {
 					t.Errorf("%s: %d answer records, Consul's DNS %d", what, n, w)
@@ -125,13 +128,18 @@ func TestDisableCompressionLikeConsul(t *testing.T) {
 }
 
 // rawUDP asks addr one question over UDP (with an EDNS0 OPT record of
-// bufsize when it is not 0) and returns the reply's bytes as received.
-func rawUDP(t *testing.T, addr, name string, qtype uint16, bufsize int) []byte {
+// bufsize when it is not 0, holding a client-subnet option 10.47.0.0/16
+// when ecs is set) and returns the reply's bytes as received.
+func rawUDP(t *testing.T, addr, name string, qtype uint16, bufsize int, ecs bool) []byte {
 	t.Helper()
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
 	if bufsize > 0 {
 		m.SetEdns0(uint16(bufsize), false)
+		if ecs {
+			opt := m.IsEdns0()
+			opt.Option = append(opt.Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 16, Address: net.IPv4(10, 47, 0, 0).To4()})
+		}
 	}
 	q, err := m.Pack()
 	must(t, err)
