@@ -51,6 +51,11 @@ type Config struct {
 	// a dot that the hosts files do not answer get NXDOMAIN here instead
 	// of going upstream (dnsmasq's --domain-needed).
 	DomainNeeded bool
+	// BogusPriv: PTR and ANY questions (class IN) of a reverse name of a
+	// private address (bogusPrivate) that neither the hosts files nor the
+	// agent answer get NXDOMAIN instead of going upstream (dnsmasq's
+	// --bogus-priv).
+	BogusPriv bool
 	// HostsFiles are read in order for A, AAAA, ANY and PTR answers (main:
 	// /etc/hosts unless -no-hosts, and -addn-hosts), TTL LocalTTL.
 	HostsFiles []string
@@ -826,6 +831,17 @@ func (s *Server) slowAnswer(ctx context.Context, q *query) []byte {
 		}
 		if b := s.passToAgent(ctx, q, true); b != nil {
 			return s.withECS(q, b)
+		}
+		if s.cfg.BogusPriv && bogusPrivate(q) {
+			// dnsmasq's --bogus-priv answer: NXDOMAIN, AA, no SOA. The
+			// agent was asked first, as without the flag, so an address
+			// Consul knows keeps its name (dnsmasq asks a server only
+			// when one is set for the reverse zone, --server=/.../).
+			b := s.fail(q, zoneNone, dns.RcodeNameError)
+			if len(b) > 2 {
+				b[2] |= 0x04
+			}
+			return b
 		}
 	}
 	// Asked in the client's letter case, with its CD and DO bits and, for
