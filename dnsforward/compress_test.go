@@ -232,3 +232,35 @@ func hasPointer(pk []byte) (bool, error) {
 	}
 	return found, nil
 }
+
+// TestDisableCompressionFollowsReload: a `consul reload` turning
+// dns_config.disable_compression on is followed: the answers kept in
+// memory, packed compressed, are dropped and packed again uncompressed,
+// of the size of the agent's own.
+func TestDisableCompressionFollowsReload(t *testing.T) {
+	a := consultest.StartT(t, consultest.Options{NodeName: "cmpreload"})
+	register := func() { // a dev agent drops API registrations on reload
+		must(t, a.Client().Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "w1", Name: "cmpweb", Port: 80, Address: "10.45.0.1"}))
+	}
+	register()
+	cfg := baseConfig(a)
+	cfg.AgentDNSConfig = true
+	cfg.Explicit = map[string]bool{}
+	cfg.AgentRefresh = 200 * time.Millisecond
+	_, addr := startServer(t, cfg)
+	state := func(compressed bool) func() (bool, string) {
+		return func() (bool, string) {
+			got, want := rawUDP(t, addr, "cmpweb.service.consul.", dns.TypeA, 0, false), rawUDP(t, a.DNSAddr(), "cmpweb.service.consul.", dns.TypeA, 0, false)
+			gp, gerr := hasPointer(got)
+			wp, werr := hasPointer(want)
+			gm, wm := unpackOrFail(t, "cmpweb A", got), unpackOrFail(t, "cmpweb A", want)
+			return len(gm.Answer) == 1 && len(wm.Answer) == 1 && gerr == nil && werr == nil && gp == compressed && wp == compressed && len(got) == len(want),
+				fmt.Sprintf("dnsforward: %d records, %d bytes, pointers %v (%v); Consul's DNS: %d records, %d bytes, pointers %v (%v)",
+					len(gm.Answer), len(got), gp, gerr, len(wm.Answer), len(want), wp, werr)
+		}
+	}
+	eventually.Holds(t, 15*time.Second, "compressed answers", state(true))
+	must(t, a.Reload("dns_config { disable_compression = true }"))
+	register()
+	eventually.Holds(t, 15*time.Second, "uncompressed answers after consul reload", state(false))
+}
