@@ -42,6 +42,7 @@ func TestBogusPrivAsDnsmasq(t *testing.T) {
 		strings.Repeat("1.", 29) + "10.in-addr.arpa PTR", strings.Repeat("1.", 30) + "10.in-addr.arpa PTR",
 		// Types, classes, letter case, EDNS, TCP.
 		"3.2.1.10.in-addr.arpa ANY", "3.2.1.10.in-addr.arpa A", "3.2.1.10.in-addr.arpa TXT",
+		"1.0.1.10.in-addr.arpa ANY", "1.0.1.10.in-addr.arpa A", "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa ANY",
 		"-c CH 3.2.1.10.in-addr.arpa PTR", "3.2.1.10.IN-ADDR.ARPA PTR", "+noedns -x 10.1.2.3", "+tcp -x 10.1.2.3",
 		"+dnssec -x 10.1.2.3",
 	})
