@@ -34,10 +34,15 @@ type answer struct {
 	// cuts are the packed orders (perms, or packed) cut to a client's
 	// size with TC set, built on first need per size (see cut).
 	cuts *cutCache
-	// cname: the answer holds a CNAME record (a host-name address), whose
-	// target and the target's records are written as the address was
-	// registered, whatever the question's letter case.
-	cname bool
+	// fixedCase: names of the packed answer do not take the question's
+	// letter case from compression pointers to it: it holds a CNAME record
+	// (a host-name address), whose target and the target's records are
+	// written as the address was registered, whatever the question's
+	// letter case, or it is packed without compression (noCompress).
+	fixedCase bool
+	// noCompress: packed without name compression, and cut for a client
+	// measured so, as Consul's DNS packs with dns_config.disable_compression.
+	noCompress bool
 
 	// Forwarded answers: TTL offsets, time stored (unix ns, the start of
 	// the second it was stored in) and expiry (unix ns).
@@ -58,22 +63,29 @@ type answer struct {
 // shuffle asks for the answer section to be shuffled on each use; ttls asks
 // for TTL positions (forwarded answers).
 func newAnswer(m *dns.Msg, zone int, shuffle, ttls bool) (*answer, error) {
-	return newAnswerLimit(m, zone, shuffle, ttls, 0)
+	return newAnswerLimit(m, zone, shuffle, ttls, 0, true)
+}
+
+// consulAnswer is newAnswerLimit for an answer of the Consul domain,
+// compressed unless the agent's dns_config.disable_compression is set.
+func consulAnswer(m *dns.Msg, st *dnsSettings, shuffle bool, limit int) (*answer, error) {
+	return newAnswerLimit(m, zoneConsul, shuffle, false, limit, !st.noCompress)
 }
 
 // newAnswerLimit is newAnswer keeping only limit answer records (chosen
-// at random for each reply) when limit > 0 and shuffle is set.
-func newAnswerLimit(m *dns.Msg, zone int, shuffle, ttls bool, limit int) (*answer, error) {
+// at random for each reply) when limit > 0 and shuffle is set, packed
+// without name compression when compress is false.
+func newAnswerLimit(m *dns.Msg, zone int, shuffle, ttls bool, limit int, compress bool) (*answer, error) {
 	m.Id = 0
-	m.Compress = true
+	m.Compress = compress
 	pk, err := m.Pack()
 	if err != nil {
 		return nil, fmt.Errorf("pack answer for %s: %w", qname(m), err)
 	}
-	a := &answer{packed: pk, rcode: m.Rcode, zone: zone, cuts: &cutCache{}, nAnswer: len(m.Answer)}
+	a := &answer{packed: pk, rcode: m.Rcode, zone: zone, cuts: &cutCache{}, nAnswer: len(m.Answer), noCompress: !compress, fixedCase: !compress}
 	for _, rr := range m.Answer {
 		if rr.Header().Rrtype == dns.TypeCNAME {
-			a.cname = true
+			a.fixedCase = true
 		}
 	}
 	if limit > 0 && shuffle && len(m.Answer) > limit {
@@ -218,9 +230,10 @@ func (a *answer) patchTTLs(out []byte, now int64) {
 // SOA) and a CNAME's target and the target's records are compressed
 // against the question, which would lend them the client's letter case;
 // Consul writes them as stored (the SOA in lower case, a host-name address
-// as registered). writeSlow packs them without that.
+// as registered). Uncompressed, no name takes the question's case, where
+// Consul writes the answer records' owner in it. writeSlow packs them.
 func (a *answer) caseBound(q *query, pk []byte) bool {
-	return (a.cname || binary.BigEndian.Uint16(pk[8:]) > 0) && hasUpper(q.raw[12:q.qEnd])
+	return (a.fixedCase || binary.BigEndian.Uint16(pk[8:]) > 0) && hasUpper(q.raw[12:q.qEnd])
 }
 
 // hasUpper reports whether b holds an ASCII upper-case letter.
@@ -293,15 +306,16 @@ func (a *answer) writeSlow(q *query, now int64, count int, tc bool) ([]byte, err
 			}
 		}
 	}
-	return finish(q, m, a.zone == zoneConsul, true)
+	return finish(q, m, a.zone == zoneConsul, true, !a.noCompress)
 }
 
 // finish sets the reply's ID, question and EDNS for q, truncates it to the
 // client's limit (as Consul does for consul answers, see trimLikeConsul;
 // else dns.Msg.Truncate) and packs it. With owners set, answer records
 // owned by the question's name get its letter case (answers not asked in
-// the client's case: from memory, from the upstreams).
-func finish(q *query, m *dns.Msg, consul, owners bool) ([]byte, error) {
+// the client's case: from memory, from the upstreams). compress false
+// packs a Consul answer without name compression (see trimLikeConsul).
+func finish(q *query, m *dns.Msg, consul, owners, compress bool) ([]byte, error) {
 	req := q.request()
 	m.Id = q.id
 	m.Response = true
@@ -338,11 +352,11 @@ func finish(q *query, m *dns.Msg, consul, owners bool) ([]byte, error) {
 		m.SetEdns0(ednsSize, false)
 	}
 	if consul {
-		trimLikeConsul(m, q.limit())
+		trimLikeConsul(m, q.limit(), compress)
 	} else {
 		m.Truncate(q.limit())
+		m.Compress = true
 	}
-	m.Compress = true
 	return m.Pack()
 }
 
@@ -358,7 +372,7 @@ func rcodeReply(q *query, rcode int, soa dns.RR) ([]byte, error) {
 	if soa != nil {
 		m.Ns = []dns.RR{soa}
 	}
-	b, err := finish(q, m, false, false)
+	b, err := finish(q, m, false, false, true)
 	if err == nil && q.do {
 		b = withDO(b)
 	}
@@ -547,9 +561,8 @@ func (a *answer) cutFor(k cutKey) [][]byte {
 			m.Answer = m.Answer[:k.count]
 			syncExtra(m, glueIndex(m.Extra))
 		}
-		trimLikeConsul(m, k.size)
+		trimLikeConsul(m, k.size, !a.noCompress)
 		m.Truncated = k.tc && len(m.Answer) < total
-		m.Compress = true
 		p, err := m.Pack()
 		if err != nil || len(p) > k.size {
 			return nil
@@ -612,16 +625,20 @@ func syncExtra(m *dns.Msg, index map[string]dns.RR) {
 	m.Extra = extra
 }
 
-// trimLikeConsul cuts m to size bytes (packed, compressed), setting TC
-// when answer records were dropped. An answer with SRV records and
-// additional records is cut as Consul's DNS cuts one: answer records from
+// trimLikeConsul cuts m to size bytes (packed, compressed unless compress
+// is false, the agent's dns_config.disable_compression), setting TC
+// when answer records were dropped, and leaves m.Compress as m is to be
+// packed. An answer with SRV records and additional records is cut as
+// Consul's DNS cuts one: answer records from
 // the end, found by a binary search, each kept SRV record with its
 // target's address record and the additional section holding only those
 // (agent/dns.go trimUDPResponse, dnsBinaryTruncate, syncExtra), so SRV
 // records never lose their glue; an EDNS0 OPT record is kept and counted.
-// Other answers are cut by dns.Msg.Truncate (additional records first,
-// RFC 2181 section 9).
-func trimLikeConsul(m *dns.Msg, size int) {
+// Other compressed answers are cut by dns.Msg.Truncate (additional records
+// first, RFC 2181 section 9); uncompressed ones as SRV answers, measured
+// uncompressed, as Consul measures them (resp.Len() with Compress false).
+// A single record larger than size is cut by dns.Msg.Truncate, compressed.
+func trimLikeConsul(m *dns.Msg, size int, compress bool) {
 	srv := false
 	for _, rr := range m.Answer {
 		if rr.Header().Rrtype == dns.TypeSRV {
@@ -629,9 +646,13 @@ func trimLikeConsul(m *dns.Msg, size int) {
 			break
 		}
 	}
-	m.Compress = true
-	if !srv || m.Len() <= size {
+	m.Compress = compress
+	if m.Len() <= size {
+		return
+	}
+	if !srv && compress {
 		m.Truncate(size)
+		m.Compress = true
 		return
 	}
 	opt := m.IsEdns0()
@@ -663,6 +684,7 @@ func trimLikeConsul(m *dns.Msg, size int) {
 	}
 	if m.Len() > size {
 		m.Truncate(size) // one record larger than the client's buffer
+		m.Compress = m.Compress || compress
 	}
 	if len(m.Answer) < n {
 		m.Truncated = true

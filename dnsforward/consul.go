@@ -599,7 +599,7 @@ func (z *consulZone) resolveDepth(ctx context.Context, name string, qtype uint16
 			// Consul answers other types of a node name NOERROR without
 			// records or SOA, before looking the node up: the same for a
 			// node that does not exist (agent/dns.go handleNodeQuery).
-			a, err := newAnswer(z.reply(name, qtype), zoneConsul, false, false)
+			a, err := consulAnswer(z.reply(name, qtype), z.s.settings.Load(), false, 0)
 			return z.keep(name, qtype, gen, a, err)
 		}
 		node := strings.ToLower(prefix[0])
@@ -678,8 +678,9 @@ func (z *consulZone) reply(name string, qtype uint16) *dns.Msg {
 func (z *consulZone) nxdomain(name string, qtype uint16, domain string, w *watcher) (*answer, error) {
 	m := z.reply(name, qtype)
 	m.Rcode = dns.RcodeNameError
-	m.Ns = []dns.RR{z.s.settings.Load().soaRR(domain)}
-	a, err := newAnswer(m, zoneConsul, false, false)
+	st := z.s.settings.Load()
+	m.Ns = []dns.RR{st.soaRR(domain)}
+	a, err := consulAnswer(m, st, false, 0)
 	if a != nil {
 		a.watch = w
 	}
@@ -893,13 +894,13 @@ func (z *consulZone) buildService(name string, qtype uint16, domain, svc, tag st
 	}
 	if len(m.Answer) > 0 {
 		// A very large service: keep what fits in a TCP message.
-		trimLikeConsul(m, dns.MaxMsgSize)
+		trimLikeConsul(m, dns.MaxMsgSize, !st.noCompress)
 	}
 	limit := 0
 	if qtype != dns.TypeSRV {
 		limit = st.aRecordLimit // Consul: addServiceNodeRecordsToMessage
 	}
-	a, err := newAnswerLimit(m, zoneConsul, shuffle, false, limit)
+	a, err := consulAnswer(m, st, shuffle, limit)
 	if a != nil {
 		a.watch = w
 		a.expires = ch.expires
@@ -982,7 +983,7 @@ func (z *consulZone) buildNode(name string, qtype uint16, domain string, w *watc
 	case dns.TypeTXT:
 		m.Answer = append(m.Answer, txt...)
 	}
-	a, err := newAnswer(m, zoneConsul, false, false)
+	a, err := consulAnswer(m, z.s.settings.Load(), false, 0)
 	if a != nil {
 		a.expires = ch.expires
 		a.staleChase = ch.stale
@@ -1010,5 +1011,5 @@ func (z *consulZone) buildAddr(name string, qtype uint16, domain, label string) 
 	} else {
 		m.Extra = []dns.RR{rr}
 	}
-	return newAnswer(m, zoneConsul, false, false)
+	return consulAnswer(m, z.s.settings.Load(), false, 0)
 }

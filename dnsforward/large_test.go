@@ -189,51 +189,78 @@ func TestCutSRVKeepsAddressNotMeta(t *testing.T) {
 
 // TestTrimLikeConsulFits: whatever the answer, a cut one packs within the
 // size asked with its OPT record kept, TC set, and each kept SRV record's
-// target address, and only those, in the additional section.
+// target address, and only those, in the additional section; with
+// compress false (dns_config.disable_compression), packed without a
+// compression pointer.
 func TestTrimLikeConsulFits(t *testing.T) {
-	for _, glue := range []bool{true, false} {
-		for _, size := range []int{512, 700, 1232, 4096} {
-			m := new(dns.Msg)
-			m.SetQuestion("many.service.consul.", dns.TypeSRV)
-			for i := 0; i < 300; i++ {
-				target := fmt.Sprintf("0a%06x.addr.dc1.consul.", i)
-				m.Answer = append(m.Answer, &dns.SRV{Hdr: dns.RR_Header{Name: "many.service.consul.", Rrtype: dns.TypeSRV, Class: dns.ClassINET},
-					Priority: 1, Weight: 1, Port: uint16(1000 + i), Target: target})
-				if glue {
-					m.Extra = append(m.Extra, &dns.A{Hdr: dns.RR_Header{Name: target, Rrtype: dns.TypeA, Class: dns.ClassINET}, A: []byte{10, 0, byte(i >> 8), byte(i)}},
-						&dns.TXT{Hdr: dns.RR_Header{Name: fmt.Sprintf("node%d.node.dc1.consul.", i%7), Rrtype: dns.TypeTXT, Class: dns.ClassINET}, Txt: []string{"consul-version=1.21.0"}})
+	for _, compress := range []bool{true, false} {
+		for _, glue := range []bool{true, false} {
+			for _, size := range []int{512, 700, 1232, 4096} {
+				m := new(dns.Msg)
+				m.SetQuestion("many.service.consul.", dns.TypeSRV)
+				for i := 0; i < 300; i++ {
+					target := fmt.Sprintf("0a%06x.addr.dc1.consul.", i)
+					m.Answer = append(m.Answer, &dns.SRV{Hdr: dns.RR_Header{Name: "many.service.consul.", Rrtype: dns.TypeSRV, Class: dns.ClassINET},
+						Priority: 1, Weight: 1, Port: uint16(1000 + i), Target: target})
+					if glue {
+						m.Extra = append(m.Extra, &dns.A{Hdr: dns.RR_Header{Name: target, Rrtype: dns.TypeA, Class: dns.ClassINET}, A: []byte{10, 0, byte(i >> 8), byte(i)}},
+							&dns.TXT{Hdr: dns.RR_Header{Name: fmt.Sprintf("node%d.node.dc1.consul.", i%7), Rrtype: dns.TypeTXT, Class: dns.ClassINET}, Txt: []string{"consul-version=1.21.0"}})
+					}
+				}
+				m.SetEdns0(uint16(size), false)
+				trimLikeConsul(m, size, compress)
+				p, err := m.Pack()
+				if err != nil {
+					t.Fatal(err)
+				}
+				what := fmt.Sprintf("compress %v, glue %v, %d bytes", compress, glue, size)
+				if len(p) > size || len(m.Answer) == 0 || len(m.Answer) == 300 || !m.Truncated || m.IsEdns0() == nil {
+					t.Errorf("%s: %d bytes, %d records, TC %v, OPT %v", what, len(p), len(m.Answer), m.Truncated, m.IsEdns0() != nil)
+				}
+				slack := 60 // a compressed SRV record and its address
+				if !compress {
+					slack = 110
+				}
+				if len(p) < size-slack {
+					t.Errorf("%s: %d bytes: more records would fit", what, len(p))
+				}
+				if ptr, err := hasPointer(p); err != nil || ptr != compress {
+					t.Errorf("%s: compression pointers %v (%v)", what, ptr, err)
+				}
+				targets := map[string]bool{}
+				for _, rr := range m.Answer {
+					targets[rr.(*dns.SRV).Target] = true
+				}
+				n := 0
+				for _, rr := range m.Extra {
+					if rr.Header().Rrtype == dns.TypeOPT {
+						continue
+					}
+					if _, ok := rr.(*dns.A); !ok || !targets[rr.Header().Name] {
+						t.Errorf("%s: additional %v", what, rr)
+					}
+					n++
+				}
+				if glue && n != len(targets) {
+					t.Errorf("%s: %d targets, %d addresses", what, len(targets), n)
 				}
 			}
-			m.SetEdns0(uint16(size), false)
-			trimLikeConsul(m, size)
-			p, err := m.Pack()
-			if err != nil {
-				t.Fatal(err)
-			}
-			what := fmt.Sprintf("glue %v, %d bytes", glue, size)
-			if len(p) > size || len(m.Answer) == 0 || len(m.Answer) == 300 || !m.Truncated || m.IsEdns0() == nil {
-				t.Errorf("%s: %d bytes, %d records, TC %v, OPT %v", what, len(p), len(m.Answer), m.Truncated, m.IsEdns0() != nil)
-			}
-			if len(p) < size-60 {
-				t.Errorf("%s: %d bytes: more records would fit", what, len(p))
-			}
-			targets := map[string]bool{}
-			for _, rr := range m.Answer {
-				targets[rr.(*dns.SRV).Target] = true
-			}
-			n := 0
-			for _, rr := range m.Extra {
-				if rr.Header().Rrtype == dns.TypeOPT {
-					continue
-				}
-				if _, ok := rr.(*dns.A); !ok || !targets[rr.Header().Name] {
-					t.Errorf("%s: additional %v", what, rr)
-				}
-				n++
-			}
-			if glue && n != len(targets) {
-				t.Errorf("%s: %d targets, %d addresses", what, len(targets), n)
-			}
+		}
+	}
+	// Address records, uncompressed: cut as SRV answers are, measured so.
+	for _, size := range []int{512, 1232} {
+		m := new(dns.Msg)
+		m.SetQuestion("many.service.consul.", dns.TypeA)
+		for i := 0; i < 300; i++ {
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: "many.service.consul.", Rrtype: dns.TypeA, Class: dns.ClassINET}, A: []byte{10, 0, byte(i >> 8), byte(i)}})
+		}
+		m.SetEdns0(uint16(size), false)
+		trimLikeConsul(m, size, false)
+		p, err := m.Pack()
+		must(t, err)
+		ptr, err := hasPointer(p)
+		if len(p) > size || len(p) < size-40 || !m.Truncated || m.IsEdns0() == nil || ptr || err != nil {
+			t.Errorf("A records, uncompressed, %d bytes: %d bytes, %d records, TC %v, OPT %v, pointers %v (%v)", size, len(p), len(m.Answer), m.Truncated, m.IsEdns0() != nil, ptr, err)
 		}
 	}
 }

@@ -101,6 +101,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.Duration(&c.CacheMaxTTL, "cache-max-ttl", time.Hour, "cap on how long a positive upstream answer is cached")
 	p.Duration(&c.CacheNegMaxTTL, "cache-neg-max-ttl", 5*time.Minute, "cap on how long a negative upstream answer (NXDOMAIN, NODATA by its SOA minimum) is cached")
 	p.Bool(&c.DomainNeeded, "domain-needed", false, "answer A, AAAA and ANY questions of names without a dot that the hosts files do not have with NXDOMAIN instead of forwarding them (dnsmasq's --domain-needed)")
+	p.Bool(&c.BogusPriv, "bogus-priv", false, "answer PTR and ANY questions of reverse names of private addresses (RFC 1918, loopback, link-local, documentation ranges, fd00::/8, ...) that neither the hosts files nor the agent answer with NXDOMAIN instead of forwarding them (dnsmasq's --bogus-priv)")
 	p.Bool(&c.ServeStale, "serve-stale", false, "when every upstream fails, answer from expired cache entries (TTL 30)")
 	p.Duration(&c.ServeStaleMax, "serve-stale-max", 24*time.Hour, "how long after expiry an upstream answer may be served with -serve-stale")
 	p.Duration(&c.ServiceTTL, "service-ttl", 0, "TTL of service answers")

@@ -51,6 +51,11 @@ type Config struct {
 	// a dot that the hosts files do not answer get NXDOMAIN here instead
 	// of going upstream (dnsmasq's --domain-needed).
 	DomainNeeded bool
+	// BogusPriv: PTR and ANY questions (class IN) of a reverse name of a
+	// private address (bogusPrivate) that neither the hosts files nor the
+	// agent answer get NXDOMAIN instead of going upstream (dnsmasq's
+	// --bogus-priv).
+	BogusPriv bool
 	// HostsFiles are read in order for A, AAAA, ANY and PTR answers (main:
 	// /etc/hosts unless -no-hosts, and -addn-hosts), TTL LocalTTL.
 	HostsFiles []string
@@ -730,8 +735,12 @@ func (s *Server) withECS(q *query, b []byte) []byte {
 	opt.Option = append(opt.Option, e)
 	m.Truncate(q.limit()) // the option's bytes may not fit beside every record
 	// After Truncate, which turns compression off when the message fits
-	// uncompressed: answers are always compressed, as Consul's are.
-	m.Compress = true
+	// uncompressed: answers are compressed, as Consul's are, unless the
+	// agent has dns_config.disable_compression (then compressed only when
+	// Truncate had to cut).
+	if !s.settings.Load().noCompress {
+		m.Compress = true
+	}
 	out, err := m.Pack()
 	if err != nil {
 		return b
@@ -822,6 +831,17 @@ func (s *Server) slowAnswer(ctx context.Context, q *query) []byte {
 		}
 		if b := s.passToAgent(ctx, q, true); b != nil {
 			return s.withECS(q, b)
+		}
+		if s.cfg.BogusPriv && bogusPrivate(q) {
+			// dnsmasq's --bogus-priv answer: NXDOMAIN, AA, no SOA. The
+			// agent was asked first, as without the flag, so an address
+			// Consul knows keeps its name (dnsmasq asks a server only
+			// when one is set for the reverse zone, --server=/.../).
+			b := s.fail(q, zoneNone, dns.RcodeNameError)
+			if len(b) > 2 {
+				b[2] |= 0x04
+			}
+			return b
 		}
 	}
 	// Asked in the client's letter case, with its CD and DO bits and, for
@@ -933,7 +953,7 @@ func (s *Server) passToAgent(ctx context.Context, q *query, fallback bool) []byt
 		syncExtra(m, glueIndex(m.Extra))
 		m.Truncated = st.enableTruncate
 	}
-	b, err := finish(q, m, true, false)
+	b, err := finish(q, m, true, false, !s.settings.Load().noCompress)
 	if err != nil {
 		return nil
 	}

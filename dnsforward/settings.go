@@ -39,6 +39,13 @@ type dnsSettings struct {
 	// A/AAAA answers, SRV answers); TXT and ANY questions of a node still
 	// get it in the answer (Consul's handleNodeQuery).
 	noNodeMetaTXT bool
+	// noCompress: the agent's dns_config.disable_compression is true, so
+	// its DNS packs every answer without name compression (agent/dns.go:
+	// m.Compress = !cfg.DisableCompression in handleQuery, handlePtr,
+	// handleRecurse) and measures what fits a client uncompressed
+	// (trimUDPResponse, trimTCPResponse: resp.Len()); answers of the Consul
+	// domain, from memory or passed from the agent, are packed so too.
+	noCompress bool
 }
 
 // maxUDPAnswerLimit caps udp_answer_limit as Consul does (agent/dns.go).
@@ -77,16 +84,17 @@ func settingsFromFlags(cfg *Config) *dnsSettings {
 
 // agentDNSConfig is the part of /v1/agent/self's DebugConfig we read.
 type agentDNSConfig struct {
-	DNSDomain         string
-	DNSAltDomain      string
-	DNSOnlyPassing    bool
-	DNSNodeTTL        jsonDuration
-	DNSServiceTTL     map[string]jsonDuration
-	DNSARecordLimit   int
-	DNSSOA            struct{ Refresh, Retry, Expire, Minttl uint32 }
-	DNSEnableTruncate bool
-	DNSUDPAnswerLimit int
-	DNSNodeMetaTXT    *bool // absent from older agents: true, Consul's default
+	DNSDomain             string
+	DNSAltDomain          string
+	DNSOnlyPassing        bool
+	DNSNodeTTL            jsonDuration
+	DNSServiceTTL         map[string]jsonDuration
+	DNSARecordLimit       int
+	DNSSOA                struct{ Refresh, Retry, Expire, Minttl uint32 }
+	DNSEnableTruncate     bool
+	DNSUDPAnswerLimit     int
+	DNSNodeMetaTXT        *bool // absent from older agents: true, Consul's default
+	DNSDisableCompression bool
 }
 
 // jsonDuration reads a duration the agent reports as "10s" or as ns.
@@ -163,6 +171,7 @@ func mergeAgent(cfg *Config, a *agentDNSConfig) (*dnsSettings, error) {
 		st.enableTruncate = a.DNSEnableTruncate
 	}
 	st.noNodeMetaTXT = a.DNSNodeMetaTXT != nil && !*a.DNSNodeMetaTXT
+	st.noCompress = a.DNSDisableCompression
 	return st, nil
 }
 
