@@ -2,11 +2,14 @@ package main
 
 import (
 	"io"
+	"net"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/berth/berth/pkg/eventually"
 	"github.com/berth/berth/pkg/proctest"
 )
 
@@ -59,5 +62,36 @@ func TestPrepareReadsFilesOverCommandLine(t *testing.T) {
 	}
 	if got, want := get(), (view{s.ccfg.Address, 2 * time.Second, syscall.SIGQUIT, syscall.SIGHUP}); got != want {
 		t.Fatalf("session after the file lost its settings %+v, want %+v", got, want)
+	}
+}
+
+// TestReloadSyslog: a syslog block added to the config file sends the log
+// to syslog after the reload signal, as consul-template sets its logging up
+// again from the new configuration (cli.go Run: cli.setup, logging.Setup
+// with the Syslog settings). templater alone: consul-template cannot be
+// pointed at a syslog socket of the test's own.
+func TestReloadSyslog(t *testing.T) {
+	seed(t)
+	sock := filepath.Join(t.TempDir(), "log")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	conf := "consul {\n address = \"" + agent.HTTPAddr() + "\"\n}\ntemplate {\n source = \"in.tmpl\"\n destination = \"out\"\n}\n"
+	dir := toolDir(t, "templater", map[string]string{"in.tmpl": `{{ key "app/name" }}`, "c.hcl": conf})
+	d := startDaemon(t, binary(t), dir, "-config", "c.hcl", "-log-level", "info", "-syslog-socket", sock)
+	eventually.True(t, 30*time.Second, "first render", func() bool { return readFile(filepath.Join(dir, "out")) == "hello" })
+	proctest.WriteFile(t, filepath.Join(dir, "c.hcl"), conf+"syslog {\n enabled = true\n facility = \"LOCAL3\"\n name = \"reloaded\"\n}\n")
+	d.Signal(t, syscall.SIGHUP)
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	buf := make([]byte, 65536)
+	n, _, err := c.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("nothing reached the syslog socket after the reload: %v\n%s", err, d.Stdout.String())
+	}
+	// <PRI> with LOCAL3 (19) and NOTICE (5): 19*8+5 = 157.
+	if msg := string(buf[:n]); !strings.HasPrefix(msg, "<157>") || !strings.Contains(msg, "reloaded") {
+		t.Fatalf("syslog message %q", msg)
 	}
 }
