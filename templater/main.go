@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"log/syslog"
 	"os"
 	"strings"
 	"syscall"
@@ -451,7 +452,7 @@ func (o *options) clone() *options {
 // code: at start, and on the reload signal with the same codes
 // (consul-template's: 15 for the configuration and its logging, 14 for
 // what the runner cannot build).
-func prepare(base *options, stderr io.Writer) (*session, int, error) {
+func prepare(base *options, stderr io.Writer) (s *session, code int, err error) {
 	o := base.clone()
 	rc, fc, err := buildConfig(o)
 	if err != nil {
@@ -461,6 +462,13 @@ func prepare(base *options, stderr io.Writer) (*session, int, error) {
 	if err != nil {
 		return nil, exitConfig, err
 	}
+	defer func() {
+		if sw, ok := logOut.(*syslog.Writer); ok && err != nil {
+			// A reload refused with -reload-error-fatal=false keeps the
+			// running session's log; this connection is not used.
+			_ = sw.Close()
+		}
+	}()
 	warnConfig(log, fc)
 	mergeRetry(o, fc.ConsulRetry)
 	if o.retryAttempts < 0 {
@@ -475,7 +483,7 @@ func prepare(base *options, stderr io.Writer) (*session, int, error) {
 	fileWins(o.set, "pid-file", &o.pidFile, fc.PidFile)
 	fileWins(o.set, "kill-signal", &o.killSignal, fc.KillSignal)
 	fileWins(o.set, "reload-signal", &o.reloadSignal, fc.ReloadSignal)
-	s := &session{o: o, fc: fc, rc: rc, log: log, logOut: logOut}
+	s = &session{o: o, fc: fc, rc: rc, log: log, logOut: logOut}
 	// Checked already: by parseFlags for a flag, by the config reader
 	// for a file.
 	s.killSig, _ = parseConfigSignal(o.killSignal)
