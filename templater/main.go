@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"log/syslog"
 	"os"
-	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/berth/berth/pkg/cliapp"
+	"github.com/hashicorp/consul/api"
 )
 
 // Exit codes. Where consul-template has a code for the same situation, it is
@@ -415,58 +417,112 @@ func configExit(err error) int {
 	return exitConfig
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
-	o, err := parseFlags(args, stdout, stderr)
-	if err != nil {
-		return o.cli.Fail(err, exitFlags)
-	}
+// session is what one reading of the configuration files over the command
+// line gives. It is built at start and again, whole, on the reload signal,
+// as consul-template reads its files again and builds a new runner from
+// them (cli.go Run, the ReloadSignal case: loadConfigs over the command
+// line's config, cli.setup, manager.NewRunner).
+type session struct {
+	o     *options // the command line with the files' settings merged in
+	fc    *fileConfig
+	rc    *runConfig
+	tmpls []*tmpl
+	ccfg  *api.Config
+	// client is nil under -parse-only.
+	client *api.Client
+	log    *slog.Logger
+	// logOut is where log writes: stderr, or a syslog connection to close
+	// when a reload replaces it.
+	logOut             io.Writer
+	killSig, reloadSig syscall.Signal
+	childEnv           []string
+}
+
+// clone is a copy of o with its own copy of the command line's shared
+// flags, which building a session changes (a file's Consul address).
+func (o *options) clone() *options {
+	c := *o
+	p := *o.cli
+	c.cli = &p
+	return &c
+}
+
+// prepare reads the configuration files over the command line base (left
+// as it is) and returns the session they make, or the error with its exit
+// code: at start, and on the reload signal with the same codes
+// (consul-template's: 15 for the configuration and its logging, 14 for
+// what the runner cannot build).
+func prepare(base *options, stderr io.Writer) (s *session, code int, err error) {
+	o := base.clone()
 	rc, fc, err := buildConfig(o)
 	if err != nil {
-		return o.cli.Fail(err, configExit(err))
+		return nil, configExit(err), err
 	}
-	log, err := newLogger(o, fc, stderr)
+	log, logOut, err := newLogger(o, fc, stderr)
 	if err != nil {
-		return o.cli.Fail(err, exitConfig)
+		return nil, exitConfig, err
 	}
+	defer func() {
+		if sw, ok := logOut.(*syslog.Writer); ok && err != nil {
+			// A reload refused with -reload-error-fatal=false keeps the
+			// running session's log; this connection is not used.
+			_ = sw.Close()
+		}
+	}()
 	warnConfig(log, fc)
 	mergeRetry(o, fc.ConsulRetry)
 	if o.retryAttempts < 0 {
-		return o.cli.Fail(fmt.Errorf("-consul-retry-attempts %d: must not be negative", o.retryAttempts), exitFlags)
+		return nil, exitFlags, fmt.Errorf("-consul-retry-attempts %d: must not be negative", o.retryAttempts)
 	}
 	for name, d := range map[string]time.Duration{"-consul-retry-backoff": o.retryMin, "-consul-retry-max-backoff": o.retryMax} {
 		if d < 0 {
-			return o.cli.Fail(fmt.Errorf("%s %s: must not be negative", name, d), exitFlags)
+			return nil, exitFlags, fmt.Errorf("%s %s: must not be negative", name, d)
 		}
 	}
 	fileWins(o.set, "max-stale", &o.maxStale, fc.MaxStale)
 	fileWins(o.set, "pid-file", &o.pidFile, fc.PidFile)
 	fileWins(o.set, "kill-signal", &o.killSignal, fc.KillSignal)
 	fileWins(o.set, "reload-signal", &o.reloadSignal, fc.ReloadSignal)
-	tmpls, err := loadTemplates(rc)
-	if err != nil {
-		return o.cli.Fail(err, exitRunner)
+	s = &session{o: o, fc: fc, rc: rc, log: log, logOut: logOut}
+	// Checked already: by parseFlags for a flag, by the config reader
+	// for a file.
+	s.killSig, _ = parseConfigSignal(o.killSignal)
+	s.reloadSig, _ = parseConfigSignal(o.reloadSignal)
+	if s.tmpls, err = loadTemplates(rc); err != nil {
+		return nil, exitRunner, err
 	}
-	ccfg, err := consulConfig(o, fc)
-	if err != nil {
-		return o.cli.Fail(err, exitRunner) // consul-template: the runner cannot build its clients
+	if s.ccfg, err = consulConfig(o, fc); err != nil {
+		return nil, exitRunner, err // consul-template: the runner cannot build its clients
 	}
 	if o.parseOnly {
-		log.Info("templates parsed (-parse-only)", "templates", len(tmpls))
-		return exitOK
+		return s, exitOK, nil
 	}
-	client, err := o.cli.Consul.NewClientFor(ccfg) // -stale applies to every read
-	if err != nil {
+	// -stale applies to every read.
+	if s.client, err = o.cli.Consul.NewClientFor(s.ccfg); err != nil {
 		// consul-template: the runner cannot build its clients (exit 14,
 		// manager.NewRunner failing in cli.go Run).
-		return o.cli.Fail(err, exitRunner)
+		return nil, exitRunner, err
 	}
-	if o.pidFile != "" {
-		// The bare number, no newline, and a file that cannot be written
-		// is a runner error (exit 14), as consul-template's runner has it.
-		if err := os.WriteFile(o.pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-			return o.cli.Fail(fmt.Errorf("-pid-file: %w", err), exitRunner)
-		}
-		defer os.Remove(o.pidFile)
+	s.childEnv = childEnv(o, fc, s.ccfg)
+	return s, exitOK, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stdout, stderr)
+	if err != nil {
+		return o.cli.Fail(err, exitFlags)
 	}
-	return serve(o, fc, rc, tmpls, client, ccfg, log, stdout, stderr)
+	// The command line alone: each reload reads the files over it again,
+	// as consul-template keeps its flags' config for reloads (cli.go Run:
+	// cliConfig).
+	base := o.clone()
+	s, code, err := prepare(base, stderr)
+	if err != nil {
+		return o.cli.Fail(err, code)
+	}
+	if s.o.parseOnly {
+		s.log.Info("templates parsed (-parse-only)", "templates", len(s.tmpls))
+		return exitOK
+	}
+	return serve(base, s, stdout, stderr)
 }

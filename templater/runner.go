@@ -6,16 +6,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"log/syslog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/berth/berth/pkg/query"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/berth/berth/pkg/telemetry"
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -84,7 +87,23 @@ type runner struct {
 	cfg   *runConfig
 	log   *slog.Logger
 	store *store
-	m     *metrics
+	// liveStore is store, for /health, which asks from another goroutine
+	// while a reload may replace it.
+	liveStore atomic.Pointer[store]
+	m         *metrics
+	reg       prometheus.Registerer
+	// stopQuery ends the query client of store, and queryMetrics are its
+	// metrics: a reload replaces both (connect).
+	stopQuery    context.CancelFunc
+	queryMetrics prometheus.Collector
+	// pidFile is the PID file written for the session running now ("":
+	// none).
+	pidFile string
+	// logOut is where log writes (stderr or a syslog connection).
+	logOut io.Writer
+	// onSession, if set, is told each session the runner takes on a
+	// reload (serve's signal loop then reads its kill and reload signals).
+	onSession func(*session)
 	// stdin is given to commands and the -exec child, as consul-template
 	// gives them its own (nil: /dev/null).
 	stdin  *os.File
@@ -116,13 +135,72 @@ type runner struct {
 }
 
 // reloadRequest is what the reload signal read from disk: the new
-// configuration, or why it could not be built.
+// session, or why it could not be built and the exit code that is.
 type reloadRequest struct {
-	cfg *runConfig
-	err error
-	// apply sets what the new configuration changes outside the
-	// runner (the log level), once the runner takes it.
-	apply func()
+	s    *session
+	err  error
+	code int
+	// done is closed once the runner took the session or refused it.
+	done chan struct{}
+}
+
+// connect starts the Consul query client and the store of watched data of
+// session s, with its address, token, TLS, max_stale, retry and
+// block_query_wait settings, and stops those of the session before it.
+// Nothing is fetched until a template asks.
+func (r *runner) connect(ctx context.Context, s *session) {
+	if r.store != nil {
+		r.store.stopAll()
+	}
+	if r.stopQuery != nil {
+		r.stopQuery()
+	}
+	if r.queryMetrics != nil {
+		r.reg.Unregister(r.queryMetrics)
+	}
+	o := s.o
+	qcfg := query.Config{Client: s.client, MaxStale: o.maxStale, Log: s.log, RetryMin: o.retryMin, RetryMax: o.retryMax}
+	if s.fc.BlockQueryWait != nil {
+		qcfg.Wait = *s.fc.BlockQueryWait
+	}
+	qc := query.New(qcfg)
+	qctx, stop := context.WithCancel(ctx)
+	go func() { _ = qc.Run(qctx) }() // ends with qctx
+	r.stopQuery = stop
+	r.queryMetrics = qc.Collector("templater")
+	r.reg.MustRegister(r.queryMetrics)
+	e := &env{q: qc, log: s.log, pollTick: 15 * time.Second,
+		giveUpAfter: query.FailuresToGiveUp(o.retryEnabled, o.retryAttempts), giveUp: make(chan error, 1)}
+	r.store = newStore(e)
+	r.liveStore.Store(r.store)
+	r.giveUp = e.giveUp
+	r.childEnv = s.childEnv
+	r.log, r.logOut = s.log, s.logOut
+}
+
+// writePid writes templater's PID to path ("": none) as the bare number,
+// no newline; a file that cannot be written is a runner error (exit 14),
+// as consul-template's runner has it (manager/runner.go storePid).
+func (r *runner) writePid(path string) error {
+	if path == "" {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return fmt.Errorf("-pid-file: %w", err)
+	}
+	r.pidFile = path
+	return nil
+}
+
+// removePid removes the PID file written last, as consul-template's runner
+// does when it stops (manager/runner.go deletePid).
+func (r *runner) removePid() {
+	if r.pidFile != "" {
+		if err := os.Remove(r.pidFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			r.log.Warn("cannot remove the PID file", "path", r.pidFile, "err", err)
+		}
+		r.pidFile = ""
+	}
 }
 
 func loadTemplates(cfg *runConfig) ([]*tmpl, error) {
@@ -179,7 +257,7 @@ type errExit struct {
 func (e *errExit) Error() string { return e.err.Error() }
 
 func (r *runner) run(ctx context.Context) error {
-	defer r.store.stopAll()
+	defer func() { r.store.stopAll() }() // the store of the last session
 	defer r.stopChild()
 	start := time.Now()
 	tick := time.NewTicker(time.Second)
@@ -252,28 +330,12 @@ func (r *runner) run(ctx context.Context) error {
 		case err := <-r.giveUp:
 			return &errExit{code: exitRunner, err: err}
 		case rq := <-r.reload:
-			nc, err, code := rq.cfg, rq.err, configExit(rq.err)
-			var ts []*tmpl
-			if err == nil {
-				ts, err = loadTemplates(nc)
-				code = exitRunner // as at start: a template that does not load
-			}
+			err := r.reloadSession(ctx, rq)
+			close(rq.done)
 			if err != nil {
-				if r.cfg.ReloadErrorFatal {
-					return &errExit{code: code, err: fmt.Errorf("reload: %w", err)}
-				}
-				r.log.Error("reload: new configuration rejected; keeping the running one (-reload-error-fatal=false)", "err", err)
-				continue
+				return err
 			}
-			if rq.apply != nil {
-				rq.apply()
-			}
-			r.cfg.Templates, r.cfg.Wait, r.cfg.MissingWarn = nc.Templates, nc.Wait, nc.MissingWarn
-			r.tmpls = ts
-			r.dryLast = map[string][]byte{}
-			r.readySent = false
 			force = true
-			r.log.Info("reloaded configuration", "templates", len(ts))
 		case now := <-tick.C:
 			r.warnMissing(now)
 			if r.cfg.Once && r.cfg.OnceTimeout > 0 && now.Sub(start) > r.cfg.OnceTimeout {
@@ -281,6 +343,63 @@ func (r *runner) run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// reloadSession takes the session a reload signal built, as consul-template
+// builds a new runner from the files read again (cli.go Run): the Consul
+// connection, max_stale, retries, signals, logging, pid_file and exec
+// settings of the new files apply, and every template is rendered again
+// from freshly fetched data (the files on disk stay until then). An -exec
+// child whose settings and environment are unchanged keeps running (README,
+// differences: consul-template #945); one whose settings changed is stopped
+// as consul-template stops it (its kill signal after the splay, SIGKILL
+// after the kill timeout) and the new one starts once every template is
+// rendered again. A session that could not be built (or whose PID file
+// cannot be written) stops templater with its exit code, or with
+// -reload-error-fatal=false is logged and the running one kept.
+func (r *runner) reloadSession(ctx context.Context, rq reloadRequest) error {
+	err := rq.err
+	if err == nil && rq.s.o.pidFile != "" {
+		// Written before anything changes, so that a refused reload
+		// leaves the running session whole.
+		if err = os.WriteFile(rq.s.o.pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+			err, rq.code = fmt.Errorf("-pid-file: %w", err), exitRunner
+		}
+	}
+	if err != nil {
+		if r.cfg.ReloadErrorFatal {
+			return &errExit{code: rq.code, err: fmt.Errorf("reload: %w", err)}
+		}
+		r.log.Error("reload: new configuration rejected; keeping the running one (-reload-error-fatal=false)", "err", err)
+		return nil
+	}
+	s := rq.s
+	if r.pidFile != s.o.pidFile {
+		r.removePid()
+	}
+	r.pidFile = s.o.pidFile
+	oldOut, oldExec, oldEnv := r.logOut, r.cfg.Exec, r.childEnv
+	r.connect(ctx, s)
+	if sw, ok := oldOut.(*syslog.Writer); ok && oldOut != s.logOut {
+		// The log goes to the new session's place now.
+		_ = sw.Close()
+	}
+	if r.child != nil && (!reflect.DeepEqual(oldExec, s.rc.Exec) || !reflect.DeepEqual(oldEnv, s.childEnv)) {
+		r.log.Info("stopping exec child: its settings changed on reload")
+		if oldExec != nil {
+			_ = supervisor.Splay(ctx, oldExec.Splay)
+		}
+		r.stopChild()
+	}
+	r.cfg = s.rc
+	r.tmpls = s.tmpls
+	r.dryLast = map[string][]byte{}
+	r.readySent = false
+	if r.onSession != nil {
+		r.onSession(s)
+	}
+	r.log.Info("reloaded configuration", "templates", len(s.tmpls), "consul", s.ccfg.Address, "max_stale", s.o.maxStale)
+	return nil
 }
 
 func (r *runner) allComplete() bool {
@@ -564,13 +683,15 @@ func (r *runner) runCommands(ctx context.Context, cmds []*cmdRun) error {
 			// waited for, as consul-template's child.Start does without a
 			// timeout; a failure is logged, never fatal, and -once may end
 			// before the command does.
-			go func(c *cmdRun) {
-				out, err := runArgv(context.Background(), r.reaper, c.argv(), noTimeout, r.childEnv, r.stdin, r.stdout, r.stderr)
+			// The logger and environment of now: a reload may replace
+			// them while the command runs.
+			go func(c *cmdRun, log *slog.Logger, env []string) {
+				out, err := runArgv(context.Background(), r.reaper, c.argv(), noTimeout, env, r.stdin, r.stdout, r.stderr)
 				if err != nil {
 					r.m.commandFails.WithLabelValues(c.cmd).Inc()
-					r.log.Error("command failed (run in the background: timeout 0)", "command", c.cmd, "templates", strings.Join(c.names, ","), "err", err, "output", strings.TrimSpace(out))
+					log.Error("command failed (run in the background: timeout 0)", "command", c.cmd, "templates", strings.Join(c.names, ","), "err", err, "output", strings.TrimSpace(out))
 				}
-			}(c)
+			}(c, r.log, r.childEnv)
 			continue
 		}
 		// The command's output goes to templater's stdout and stderr, as
@@ -856,10 +977,11 @@ func (e execEnv) environ(extra []string) []string {
 // query layer's probe tells a cut-off agent, whose watches hang without an
 // error.
 func (r *runner) health() error {
-	f, since := r.store.failing()
+	st := r.liveStore.Load()
+	f, since := st.failing()
 	if len(f) == 0 {
 		// A cut-off host: the watches hang without an error.
-		if down, since, err := r.store.env.q.Down(); down && r.allRendered.Load() {
+		if down, since, err := st.env.q.Down(); down && r.allRendered.Load() {
 			return telemetry.Degraded("the Consul agent has reached no server since %s (%s): %v; serving the last good files",
 				since.UTC().Format(time.RFC3339), time.Since(since).Round(time.Second), err)
 		}

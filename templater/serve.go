@@ -5,73 +5,71 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"sync/atomic"
 	"syscall"
-	"time"
 
-	"github.com/berth/berth/pkg/query"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/berth/berth/pkg/telemetry"
-	"github.com/hashicorp/consul/api"
 )
 
-// serve runs the runner until it ends or a stop signal comes, and returns
-// the exit code.
-func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api.Client, ccfg *api.Config, log *slog.Logger, stdout, stderr io.Writer) int {
+// serve runs the runner of session s until it ends or a stop signal comes,
+// and returns the exit code. base is the command line alone, read again
+// with the files on each reload signal.
+func serve(base *options, s *session, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reg := telemetry.NewRegistry()
-	qcfg := query.Config{Client: client, MaxStale: o.maxStale, Log: log, RetryMin: o.retryMin, RetryMax: o.retryMax}
-	if fc.BlockQueryWait != nil {
-		qcfg.Wait = *fc.BlockQueryWait
+	r := &runner{cfg: s.rc, log: s.log, m: newMetrics(reg), reg: reg, stdin: os.Stdin, stdout: stdout, stderr: stderr, tmpls: s.tmpls,
+		reload: make(chan reloadRequest, 1), dryLast: map[string][]byte{}}
+	if err := r.writePid(s.o.pidFile); err != nil {
+		return s.o.cli.Fail(err, exitRunner)
 	}
-	qc := query.New(qcfg)
-	go func() { _ = qc.Run(ctx) }() // ends with ctx
-	reg.MustRegister(qc.Collector("templater"))
-	e := &env{q: qc, log: log, pollTick: 15 * time.Second,
-		giveUpAfter: query.FailuresToGiveUp(o.retryEnabled, o.retryAttempts), giveUp: make(chan error, 1)}
-	r := &runner{cfg: rc, log: log, store: newStore(e), m: newMetrics(reg), stdin: os.Stdin, stdout: stdout, stderr: stderr, tmpls: tmpls,
-		reload: make(chan reloadRequest, 1), giveUp: e.giveUp, dryLast: map[string][]byte{}}
-	r.childEnv = childEnv(o, fc, ccfg)
+	defer r.removePid()
+	r.connect(ctx, s)
+	var cur atomic.Pointer[session]
+	cur.Store(s)
+	r.onSession = cur.Store
 	sigFwd := make(chan syscall.Signal, 8)
 	r.sigs = sigFwd
 	if supervisor.NeedReaper() {
 		// As PID 1 (in a container) orphans of commands and the exec child
 		// are ours to collect.
-		r.reaper = supervisor.NewReaper(log)
+		r.reaper = supervisor.NewReaper(s.log)
 		go r.reaper.Run(ctx)
 	}
-	metricsLn, err := o.cli.ListenMetrics()
+	metricsLn, err := s.o.cli.ListenMetrics()
 	if err != nil {
-		return o.cli.Fail(err, exitConfig)
+		return s.o.cli.Fail(err, exitConfig)
 	}
-	metricsLn.Serve(ctx, reg, r.health, log)
+	metricsLn.Serve(ctx, reg, r.health, s.log)
 	sigs := make(chan os.Signal, 16)
 	supervisor.NotifyAll(sigs)
 	defer signal.Stop(sigs)
-	killSig, _ := parseConfigSignal(o.killSignal)
-	reloadSig, _ := parseConfigSignal(o.reloadSignal)
 	var stopCode atomic.Int32
 	go func() {
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case s := <-sigs:
-				sig, ok := s.(syscall.Signal)
+			case sg := <-sigs:
+				sig, ok := sg.(syscall.Signal)
 				if !ok {
 					continue
 				}
+				// The kill and reload signals of the session running now:
+				// a reload that changed them takes effect for the next
+				// signal, as consul-template compares each signal with its
+				// config of the moment (cli.go Run).
+				now := cur.Load()
 				switch {
 				// SIGINT, when it is not the kill signal, is any other
 				// signal: forwarded to the -exec child, else nothing (as
 				// consul-template's cli.go Run).
-				case sig == killSig || sig == syscall.SIGTERM:
-					log.Info("stopping", "signal", supervisor.SignalName(sig))
-					if sig == killSig {
+				case sig == now.killSig || sig == syscall.SIGTERM:
+					now.log.Info("stopping", "signal", supervisor.SignalName(sig))
+					if sig == now.killSig {
 						// consul-template's line, whatever the log level
 						// (cli.go Run).
 						fmt.Fprintln(stderr, "Cleaning up...")
@@ -79,18 +77,22 @@ func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api
 					}
 					cancel()
 					return
-				case sig == reloadSig:
+				case sig == now.reloadSig:
 					fmt.Fprintln(stderr, "Reloading configuration...")
-					rq := reloadRequest{}
-					var nfc *fileConfig
-					rq.cfg, nfc, rq.err = buildConfig(o)
-					if rq.err == nil {
-						warnConfig(log, nfc)
-						rq.apply, rq.err = reloadLogLevel(o, nfc)
-					}
+					rq := reloadRequest{done: make(chan struct{})}
+					rq.s, rq.code, rq.err = prepare(base, stderr)
 					select {
 					case r.reload <- rq:
 					default:
+						continue
+					}
+					// The next signal is read once the runner took the new
+					// session or refused it, so that it meets that
+					// session's signals.
+					select {
+					case <-rq.done:
+					case <-ctx.Done():
+						return
 					}
 				case supervisor.Forwardable(sig):
 					select {
@@ -102,7 +104,7 @@ func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api
 		}
 	}()
 
-	log.Info("starting", "templates", len(tmpls), "consul", ccfg.Address, "max_stale", o.maxStale, "once", o.once, "dry", o.dry)
+	s.log.Info("starting", "templates", len(s.tmpls), "consul", s.ccfg.Address, "max_stale", s.o.maxStale, "once", s.o.once, "dry", s.o.dry)
 	err = r.run(ctx)
 	var ee *errExit
 	switch {
@@ -112,8 +114,8 @@ func serve(o *options, fc *fileConfig, rc *runConfig, tmpls []*tmpl, client *api
 		return exitOK
 	case errors.As(err, &ee):
 		// One line says why (cli.Fail), not a log record as well.
-		return o.cli.Fail(ee.err, ee.code)
+		return s.o.cli.Fail(ee.err, ee.code)
 	default:
-		return o.cli.Fail(err, exitRunner)
+		return s.o.cli.Fail(err, exitRunner)
 	}
 }

@@ -63,30 +63,17 @@ func logLevel(o *options, fc *fileConfig) (string, error) {
 	return "", fmt.Errorf("%s %q: not a log level (want trace, debug, info, warn or err)", from, level)
 }
 
-// reloadLogLevel reads the log level again for the reload signal and
-// returns what sets it: consul-template sets its logging up again from the
-// new configuration (cli.go Run: cli.setup, logging.Setup), and a level it
-// does not know stops it (exit 15).
-func reloadLogLevel(o *options, fc *fileConfig) (func(), error) {
-	level, err := logLevel(o, fc)
-	if err != nil {
-		return nil, err
-	}
-	lv, err := logging.ParseLevel(level)
-	if err != nil {
-		return nil, err
-	}
-	return func() { o.cli.Log.Var.Set(lv) }, nil
-}
-
 // newLogger writes to stderr, or to the local syslog with -syslog (or
-// syslog { enabled = true }).
-func newLogger(o *options, fc *fileConfig, stderr io.Writer) (*slog.Logger, error) {
+// syslog { enabled = true }), and returns where it writes. It is called at
+// start and again on the reload signal, as consul-template sets its
+// logging up again from the new configuration (cli.go Run: cli.setup,
+// logging.Setup): level and syslog settings included.
+func newLogger(o *options, fc *fileConfig, stderr io.Writer) (*slog.Logger, io.Writer, error) {
 	level, err := logLevel(o, fc)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	o.cli.Log.Level, o.cli.Log.Var = level, &slog.LevelVar{}
+	o.cli.Log.Level, o.cli.Log.Var = level, nil
 	// A facility or name given turns syslog on unless it is switched
 	// off explicitly, on the command line as in the file (consul-template
 	// config/syslog.go Finalize: enabled defaults to facility or name set).
@@ -117,9 +104,10 @@ func newLogger(o *options, fc *fileConfig, stderr io.Writer) (*slog.Logger, erro
 	if on {
 		sw, err := openSyslog(facility, name, o.syslogSocket, onBy, facBy)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		w = sw
 	}
-	return o.cli.Log.New(w, "templater")
+	log, err := o.cli.Log.New(w, "templater")
+	return log, w, err
 }

@@ -16,8 +16,7 @@ type Flags struct {
 	Level  string
 	Format string
 	// Var, when not nil, is the level of the logger New builds: New sets
-	// it to Level, and a program may change it later (templater on the
-	// reload signal, as consul-template sets its level up again then).
+	// it to Level, and a program may change it later.
 	Var *slog.LevelVar
 }
 

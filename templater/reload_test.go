@@ -1,0 +1,97 @@
+package main
+
+import (
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth/berth/pkg/eventually"
+	"github.com/berth/berth/pkg/proctest"
+)
+
+// TestPrepareReadsFilesOverCommandLine: each session (at start and on
+// every reload) reads the files over the command line as it was given, not
+// over the last session's settings, as consul-template merges its files
+// over its saved flag config on reload (cli.go Run: loadConfigs(paths,
+// cliConfig)). A file's consul address, max_stale and reload_signal go
+// away with the file; the -kill-signal flag wins over either file.
+func TestPrepareReadsFilesOverCommandLine(t *testing.T) {
+	t.Setenv("CONSUL_HTTP_ADDR", "")
+	dir := t.TempDir()
+	cfg, tmpl := filepath.Join(dir, "c.hcl"), filepath.Join(dir, "in.tmpl")
+	proctest.WriteFile(t, tmpl, "x")
+	block := "template {\n source = \"" + tmpl + "\"\n destination = \"" + filepath.Join(dir, "out") + "\"\n}\n"
+	proctest.WriteFile(t, cfg, "consul {\n address = \"10.0.0.1:8500\"\n}\nmax_stale = \"5s\"\nkill_signal = \"SIGUSR2\"\nreload_signal = \"SIGUSR1\"\n"+block)
+	o, err := parseFlags([]string{"-config", cfg, "-kill-signal", "SIGQUIT", "-log-level", "err"}, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := o.clone()
+	type view struct {
+		addr      string
+		maxStale  time.Duration
+		kill, rel syscall.Signal
+	}
+	get := func() view {
+		t.Helper()
+		s, code, err := prepare(base, io.Discard)
+		if err != nil {
+			t.Fatalf("prepare: exit %d: %v", code, err)
+		}
+		return view{s.ccfg.Address, s.o.maxStale, s.killSig, s.reloadSig}
+	}
+	if got, want := get(), (view{"10.0.0.1:8500", 5 * time.Second, syscall.SIGQUIT, syscall.SIGUSR1}); got != want {
+		t.Fatalf("first session %+v, want %+v", got, want)
+	}
+	proctest.WriteFile(t, cfg, block)
+	// The address the command line alone gives, read by a fresh start.
+	fresh, err := parseFlags([]string{"-config", cfg, "-kill-signal", "SIGQUIT", "-log-level", "err"}, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := prepare(fresh, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ccfg.Address == "10.0.0.1:8500" {
+		t.Fatalf("a fresh start without the consul block has the address of the file before")
+	}
+	if got, want := get(), (view{s.ccfg.Address, 2 * time.Second, syscall.SIGQUIT, syscall.SIGHUP}); got != want {
+		t.Fatalf("session after the file lost its settings %+v, want %+v", got, want)
+	}
+}
+
+// TestReloadSyslog: a syslog block added to the config file sends the log
+// to syslog after the reload signal, as consul-template sets its logging up
+// again from the new configuration (cli.go Run: cli.setup, logging.Setup
+// with the Syslog settings). templater alone: consul-template cannot be
+// pointed at a syslog socket of the test's own.
+func TestReloadSyslog(t *testing.T) {
+	seed(t)
+	sock := filepath.Join(t.TempDir(), "log")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	conf := "consul {\n address = \"" + agent.HTTPAddr() + "\"\n}\ntemplate {\n source = \"in.tmpl\"\n destination = \"out\"\n}\n"
+	dir := toolDir(t, "templater", map[string]string{"in.tmpl": `{{ key "app/name" }}`, "c.hcl": conf})
+	d := startDaemon(t, binary(t), dir, "-config", "c.hcl", "-log-level", "info", "-syslog-socket", sock)
+	eventually.True(t, 30*time.Second, "first render", func() bool { return readFile(filepath.Join(dir, "out")) == "hello" })
+	proctest.WriteFile(t, filepath.Join(dir, "c.hcl"), conf+"syslog {\n enabled = true\n facility = \"LOCAL3\"\n name = \"reloaded\"\n}\n")
+	d.Signal(t, syscall.SIGHUP)
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	buf := make([]byte, 65536)
+	n, _, err := c.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("nothing reached the syslog socket after the reload: %v\n%s", err, d.Stdout.String())
+	}
+	// <PRI> with LOCAL3 (19) and NOTICE (5): 19*8+5 = 157.
+	if msg := string(buf[:n]); !strings.HasPrefix(msg, "<157>") || !strings.Contains(msg, "reloaded") {
+		t.Fatalf("syslog message %q", msg)
+	}
+}
