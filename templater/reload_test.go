@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -93,5 +95,31 @@ func TestReloadSyslog(t *testing.T) {
 	// <PRI> with LOCAL3 (19) and NOTICE (5): 19*8+5 = 157.
 	if msg := string(buf[:n]); !strings.HasPrefix(msg, "<157>") || !strings.Contains(msg, "reloaded") {
 		t.Fatalf("syslog message %q", msg)
+	}
+}
+
+// TestSIGTERMWhileAReloadWaitsForAPass: the reload signal arriving while
+// a template's command runs (a long pass) is taken after that pass; a
+// SIGTERM meanwhile still stops templater at once, exit 0, as it does
+// outside a reload (the signal loop does not wait for the reload first).
+func TestSIGTERMWhileAReloadWaitsForAPass(t *testing.T) {
+	c := seed(t)
+	dir := t.TempDir()
+	put(t, c, "longpass/k", "one")
+	src, out, running := filepath.Join(dir, "in.tmpl"), filepath.Join(dir, "out"), filepath.Join(dir, "running")
+	proctest.WriteFile(t, src, `{{ key "longpass/k" }}`)
+	// A command that outlasts the test, with a timeout longer still (the
+	// default, 30 s, would end the pass before the deadline below).
+	cfg := filepath.Join(dir, "c.hcl")
+	proctest.WriteFile(t, cfg, fmt.Sprintf("template {\n source = %q\n destination = %q\n command = %q\n command_timeout = \"1h\"\n}\n", src, out, "touch "+running+"; exec sleep 3600"))
+	p := start(t, agent.HTTPAddr(), "-config", cfg)
+	eventually.True(t, 30*time.Second, "the command running", func() bool { _, err := os.Stat(running); return err == nil })
+	p.Signal(t, syscall.SIGHUP)
+	code := p.Stop(syscall.SIGTERM, 60*time.Second)
+	if code == -1 {
+		t.Fatalf("SIGTERM after a reload signal did not stop templater while a command ran\n%s", p.Stdout.String())
+	}
+	if code != 0 {
+		t.Fatalf("exit after SIGTERM: %d", code)
 	}
 }

@@ -49,56 +49,75 @@ func serve(base *options, s *session, stdout, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 	var stopCode atomic.Int32
 	go func() {
+		// held: signals read while a reload was being taken, handled
+		// once it was (below), in their order.
+		var held []os.Signal
 		for {
-			select {
-			case <-ctx.Done():
+			var sg os.Signal
+			if len(held) > 0 {
+				sg, held = held[0], held[1:]
+			} else {
+				select {
+				case <-ctx.Done():
+					return
+				case sg = <-sigs:
+				}
+			}
+			sig, ok := sg.(syscall.Signal)
+			if !ok {
+				continue
+			}
+			// The kill and reload signals of the session running now:
+			// a reload that changed them takes effect for the next
+			// signal, as consul-template compares each signal with its
+			// config of the moment (cli.go Run).
+			now := cur.Load()
+			switch {
+			// SIGINT, when it is not the kill signal, is any other
+			// signal: forwarded to the -exec child, else nothing (as
+			// consul-template's cli.go Run).
+			case sig == now.killSig || sig == syscall.SIGTERM:
+				now.log.Info("stopping", "signal", supervisor.SignalName(sig))
+				if sig == now.killSig {
+					// consul-template's line, whatever the log level
+					// (cli.go Run).
+					fmt.Fprintln(stderr, "Cleaning up...")
+					stopCode.Store(exitSignal)
+				}
+				cancel()
 				return
-			case sg := <-sigs:
-				sig, ok := sg.(syscall.Signal)
-				if !ok {
+			case sig == now.reloadSig:
+				fmt.Fprintln(stderr, "Reloading configuration...")
+				rq := reloadRequest{done: make(chan struct{})}
+				rq.s, rq.code, rq.err = prepare(base, stderr)
+				select {
+				case r.reload <- rq:
+				default:
 					continue
 				}
-				// The kill and reload signals of the session running now:
-				// a reload that changed them takes effect for the next
-				// signal, as consul-template compares each signal with its
-				// config of the moment (cli.go Run).
-				now := cur.Load()
-				switch {
-				// SIGINT, when it is not the kill signal, is any other
-				// signal: forwarded to the -exec child, else nothing (as
-				// consul-template's cli.go Run).
-				case sig == now.killSig || sig == syscall.SIGTERM:
-					now.log.Info("stopping", "signal", supervisor.SignalName(sig))
-					if sig == now.killSig {
-						// consul-template's line, whatever the log level
-						// (cli.go Run).
-						fmt.Fprintln(stderr, "Cleaning up...")
-						stopCode.Store(exitSignal)
-					}
-					cancel()
-					return
-				case sig == now.reloadSig:
-					fmt.Fprintln(stderr, "Reloading configuration...")
-					rq := reloadRequest{done: make(chan struct{})}
-					rq.s, rq.code, rq.err = prepare(base, stderr)
-					select {
-					case r.reload <- rq:
-					default:
-						continue
-					}
-					// The next signal is read once the runner took the new
-					// session or refused it, so that it meets that
-					// session's signals.
+				// The next signal is handled once the runner took the new
+				// session or refused it, so that it meets that session's
+				// signals; meanwhile (the runner may be in a long pass)
+				// SIGTERM still stops at once, and the others wait.
+				for waiting := true; waiting; {
 					select {
 					case <-rq.done:
+						waiting = false
 					case <-ctx.Done():
 						return
+					case sg := <-sigs:
+						if sg == syscall.SIGTERM {
+							now.log.Info("stopping", "signal", "SIGTERM")
+							cancel()
+							return
+						}
+						held = append(held, sg)
 					}
-				case supervisor.Forwardable(sig):
-					select {
-					case sigFwd <- sig:
-					default:
-					}
+				}
+			case supervisor.Forwardable(sig):
+				select {
+				case sigFwd <- sig:
+				default:
 				}
 			}
 		}
