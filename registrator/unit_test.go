@@ -13,11 +13,11 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/berth/berth/pkg/eventually"
+	"github.com/berth/berth/pkg/syncbuffer"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/go-connections/nat"
@@ -456,7 +456,7 @@ func TestCLI(t *testing.T) {
 	func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		cmd := exec.CommandContext(ctx, binPath, "-retry-attempts", "-1", "-retry-interval", "10", "consul://127.0.0.1:1")
-		stderr := &lockedBuffer{}
+		stderr := &syncbuffer.Buffer{}
 		cmd.Stderr = stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -610,22 +610,4 @@ func TestRetryAttemptsBelowMinusOne(t *testing.T) {
 	}
 	_ = cmd.Process.Kill()
 	<-exited
-}
-
-// lockedBuffer is a bytes.Buffer a process writes while a test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
