@@ -208,9 +208,10 @@ func (f *Flags) Config() (*api.Config, error) {
 	cfg := api.DefaultConfig()
 	if os.Getenv(api.HTTPAddrEnvName) == "" {
 		// No CONSUL_HTTP_ADDR: the peers' default agent, 127.0.0.1:8500
-		// (consul/api v1.32.1 api.go defaultConfig, which envconsul and
-		// consul-template v0.41.1 and the consul v1.21.0 CLI are built
-		// with). consul/api v1.34 changed it to "localhost:8500", which
+		// (consul/api api.go defaultConfig in v1.32.1, which envconsul and
+		// consul-template v0.41.1 are built with, and in the consul
+		// v1.21.0 CLI's own). consul/api v1.34 changed it to
+		// "localhost:8500", which
 		// reaches no agent bound to 127.0.0.1 (Consul's default
 		// client_addr) where localhost resolves to ::1 alone.
 		cfg.Address = defaultAddress
