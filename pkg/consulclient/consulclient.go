@@ -24,6 +24,10 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
+// defaultAddress is the agent asked when neither a flag nor CONSUL_HTTP_ADDR
+// gives one, as the consul CLI, consul-template and envconsul ask it.
+const defaultAddress = "127.0.0.1:8500"
+
 // optString is a string flag that remembers whether it was set, and under
 // which name: an error about the value names what the user gave.
 type optString struct {
@@ -202,6 +206,16 @@ func (f *Flags) Datacenter() string { return f.datacenter.v }
 // then CONSUL_HTTP_TOKEN, then CONSUL_HTTP_TOKEN_FILE.
 func (f *Flags) Config() (*api.Config, error) {
 	cfg := api.DefaultConfig()
+	if os.Getenv(api.HTTPAddrEnvName) == "" {
+		// No CONSUL_HTTP_ADDR: the peers' default agent, 127.0.0.1:8500
+		// (consul/api api.go defaultConfig in v1.32.1, which envconsul and
+		// consul-template v0.41.1 are built with, and in the consul
+		// v1.21.0 CLI's own). consul/api v1.34 changed it to
+		// "localhost:8500", which
+		// reaches no agent bound to 127.0.0.1 (Consul's default
+		// client_addr) where localhost resolves to ::1 alone.
+		cfg.Address = defaultAddress
+	}
 	// An empty -http-addr (an unset variable in a script) is no address:
 	// the Consul API's default stays (CONSUL_HTTP_ADDR, else
 	// 127.0.0.1:8500), as for consul lock (command/flags/http.go hands ""

@@ -234,7 +234,10 @@ func TestEmptyHTTPAddrIsUnset(t *testing.T) {
 	clearEnv(t)
 	for _, env := range []string{"", "127.0.0.1:18599"} {
 		t.Setenv("CONSUL_HTTP_ADDR", env)
-		want := api.DefaultConfig().Address
+		want := env
+		if want == "" {
+			want = "127.0.0.1:8500" // TestDefaultAddressIsLoopbackIP
+		}
 		f, _ := parse(t, "-http-addr", "")
 		cfg, err := f.Config()
 		if err != nil {
@@ -242,5 +245,30 @@ func TestEmptyHTTPAddrIsUnset(t *testing.T) {
 		} else if cfg.Address != want {
 			t.Errorf("CONSUL_HTTP_ADDR %q, -http-addr \"\": address %q; want %q", env, cfg.Address, want)
 		}
+	}
+}
+
+// TestDefaultAddressIsLoopbackIP: without an address from a flag or
+// CONSUL_HTTP_ADDR the agent asked is 127.0.0.1:8500, the default of the
+// consul/api the peers are built with (v1.32.1 api.go defaultConfig:
+// consul-template v0.41.1, envconsul, the consul v1.21.0 CLI), not the
+// "localhost:8500" of the newer consul/api berth builds with.
+func TestDefaultAddressIsLoopbackIP(t *testing.T) {
+	clearEnv(t)
+	for _, args := range [][]string{nil, {"-http-addr", ""}, {"-consul-addr", ""}} {
+		f, _ := parse(t, args...)
+		cfg, err := f.Config()
+		if err != nil {
+			t.Fatalf("%q: %v", args, err)
+		}
+		if cfg.Address != "127.0.0.1:8500" || cfg.Scheme != "http" {
+			t.Errorf("%q: address %s://%s; want http://127.0.0.1:8500", args, cfg.Scheme, cfg.Address)
+		}
+	}
+	// CONSUL_HTTP_ADDR still wins, even when it names localhost.
+	t.Setenv("CONSUL_HTTP_ADDR", "localhost:8500")
+	f, _ := parse(t)
+	if cfg, err := f.Config(); err != nil || cfg.Address != "localhost:8500" {
+		t.Errorf("CONSUL_HTTP_ADDR=localhost:8500: %+v %v", cfg, err)
 	}
 }
