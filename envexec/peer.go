@@ -195,6 +195,7 @@ type retryOptions struct {
 	attempts   int           // before the command first started; 0 or less: unlimited
 	backoff    time.Duration // first delay; 0 or less: see bounds
 	maxBackoff time.Duration // largest delay; 0 or less: no limit (capped at maxRetryCap)
+	jitter     bool          // -consul-retry-jitter: ±20% on each delay (envconsul: none)
 }
 
 // maxRetryCap bounds the delay when max_backoff is 0 ("no limit").
@@ -425,6 +426,7 @@ func registerPeerFlags(cl *cliapp.Program, o *options) {
 	cl.Var(decimalInt{&o.retry.attempts}, "consul-retry-attempts", "`N` retries: give up (exit 11) when a source failed N+1 times in a row before its first answer (0: never, the default; with -once, 12 and exit 14, as envconsul; once the command runs, envexec retries forever)")
 	cl.Duration(&o.retry.backoff, "consul-retry-backoff", o.retry.backoff, "first delay between retries; it doubles each time (0: -consul-retry-max-backoff every time, or no delay when that is 0 too)")
 	cl.Duration(&o.retry.maxBackoff, "consul-retry-max-backoff", o.retry.maxBackoff, "largest delay between retries (0: no limit, capped at 1h; below -consul-retry-backoff: every delay)")
+	cl.Bool(&o.retry.jitter, "consul-retry-jitter", false, "vary each retry delay by up to ±20% so many hosts retrying after the same outage spread out (envexec's; envconsul waits the exact delays)")
 	cl.Duration(new(time.Duration), "timeout", 0, "accepted for envconsul compatibility; no effect (as in envconsul)")
 	// envconsul's deprecated flags, read as envconsul reads them (their
 	// Vault halves aside), with a warning (noteSet).

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -569,4 +570,70 @@ func failingConsul(t *testing.T) (addr string, kvReads *atomic.Int32) {
 	}))
 	t.Cleanup(failing.Close)
 	return failing.Listener.Addr().String(), kvReads
+}
+
+// TestRetryDelaysAndGiveUpAsEnvconsul: envconsul waits before retry n
+// exactly backoff*2^n, max_backoff once that is above it, without jitter
+// (consul-template v0.41.1 config/retry.go RetryFunc, used by envconsul
+// runner.go newWatcher for every Consul view), and when the retries are
+// used up it logs that it exceeded the maximum retries instead of another
+// retry (watch/view.go poll) and, with -once, ends with its runner error
+// (runner.go Start, cli.go Run: 14). envexec logs the same delays
+// (retry_in), never a retry for the failure it gives up on, and waits at
+// least each delay between the KV reads; -consul-retry-jitter varies the
+// delays.
+func TestRetryDelaysAndGiveUpAsEnvconsul(t *testing.T) {
+	var mu sync.Mutex
+	var reads []time.Time
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/kv/") {
+			mu.Lock()
+			reads = append(reads, time.Now())
+			mu.Unlock()
+		}
+		http.Error(w, "unavailable", http.StatusInternalServerError)
+	}))
+	defer failing.Close()
+	retryIn := regexp.MustCompile(`retry_in=(\S+)`)
+	args := []string{"-once", "-prefix", ns(t), "-consul-retry-attempts", "4", "-consul-retry-backoff", "40ms", "-consul-retry-max-backoff", "200ms"}
+	want := []time.Duration{40 * time.Millisecond, 80 * time.Millisecond, 160 * time.Millisecond, 200 * time.Millisecond}
+
+	dir := childDir(t)
+	p := runEnvexec(t, failing.Listener.Addr().String(), nil, append(args, childArgs(dir, "exit", 0)...)...)
+	out := p.stderr.String()
+	var got []string
+	for _, m := range retryIn.FindAllStringSubmatch(out, -1) {
+		got = append(got, m[1])
+	}
+	if fmt.Sprint(got) != "[40ms 80ms 160ms 200ms]" {
+		t.Errorf("retry delays %v, want [40ms 80ms 160ms 200ms] (no retry logged for the last failure)\n%s", got, out)
+	}
+	if p.code != exitRunner || len(starts(dir)) != 0 {
+		t.Errorf("exit %d, want %d, starts %v\n%s", p.code, exitRunner, starts(dir), out)
+	}
+	last := strings.LastIndex(out, "retry_in=")
+	if i := strings.Index(out, `level=ERROR msg="Consul retries exhausted; giving up"`); i < last {
+		t.Errorf("no give-up line after the last retry:\n%s", out)
+	}
+	mu.Lock()
+	if len(reads) != len(want)+1 {
+		t.Errorf("%d KV reads, want %d", len(reads), len(want)+1)
+	} else {
+		for i, d := range want {
+			if gap := reads[i+1].Sub(reads[i]); gap < d {
+				t.Errorf("read %d came %s after the one before, under the %s delay", i+2, gap, d)
+			}
+		}
+	}
+	reads = nil
+	mu.Unlock()
+
+	p = runEnvexec(t, failing.Listener.Addr().String(), nil, append(append(args, "-consul-retry-jitter"), childArgs(dir, "exit", 0)...)...)
+	got = got[:0]
+	for _, m := range retryIn.FindAllStringSubmatch(p.stderr.String(), -1) {
+		got = append(got, m[1])
+	}
+	if len(got) != 4 || fmt.Sprint(got) == "[40ms 80ms 160ms 200ms]" {
+		t.Errorf("-consul-retry-jitter: retry delays %v, want 4 not all exact\n%s", got, p.stderr)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/berth/berth/pkg/query"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/berth/berth/pkg/telemetry"
+	"github.com/berth/berth/pkg/watch"
 	"github.com/hashicorp/consul/api"
 	"golang.org/x/sys/unix"
 )
@@ -46,7 +47,6 @@ type runner struct {
 	lastErr []error     // per source, the last fetch error (nil once it answered)
 	errFrom []time.Time // per source, the first error of the current outage
 	ready   []bool      // per source, whether it has answered once
-	fails   []int       // per source, failed attempts in a row
 	state   string      // for /health: "waiting", "running", "stopped"
 
 	warned map[string]bool // skip warnings already given (key + reason)
@@ -64,10 +64,11 @@ type runner struct {
 func newRunner(o *options, client *api.Client, log *slog.Logger, out *supervisor.OutputGate, stdin, stdout, stderr *os.File) *runner {
 	retryMin, retryMax := o.retry.bounds()
 	return &runner{
-		q: query.New(query.Config{Client: client, MaxStale: o.maxStale, RetryMin: retryMin, RetryMax: retryMax, Log: log}),
+		q: query.New(query.Config{Client: client, MaxStale: o.maxStale, RetryMin: retryMin, RetryMax: retryMax,
+			ExactRetry: !o.retry.jitter, Log: log}),
 		o: o, client: client, log: log, stdin: stdin, stdout: stdout, stderr: stderr, tty: supervisor.ForegroundTerminal(stdin),
 		out:     out,
-		metrics: newMetrics(), lastErr: make([]error, len(o.order)), errFrom: make([]time.Time, len(o.order)), ready: make([]bool, len(o.order)), fails: make([]int, len(o.order)), state: "waiting",
+		metrics: newMetrics(), lastErr: make([]error, len(o.order)), errFrom: make([]time.Time, len(o.order)), ready: make([]bool, len(o.order)), state: "waiting",
 		warned: map[string]bool{},
 	}
 }
@@ -244,24 +245,26 @@ func (r *runner) startWatches(ctx context.Context, wg *sync.WaitGroup, updates c
 				r.metrics.consulErrors.WithLabelValues(s.String()).Inc()
 				r.mu.Lock()
 				r.lastErr[i] = err
-				r.fails[i]++
-				out := !r.ready[i] && o.retry.limit() > 0 && r.fails[i] >= o.retry.limit()
 				if r.errFrom[i].IsZero() {
 					r.errFrom[i] = time.Now()
 				}
 				r.mu.Unlock()
-				if out {
-					select {
-					case giveUp <- i:
-					default: // already told
-					}
-				}
+			}
+			// envconsul's view gives up after the retries (consul-template
+			// v0.41.1 watch/view.go poll, logging "exceeded maximum
+			// retries" instead of a retry); envexec only before the
+			// source's first answer (README, differences). The count is
+			// of failed calls in a row, started again by any successful
+			// call, as poll's.
+			q.GiveUp = func(failures int) bool {
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				return !r.ready[i] && o.retry.limit() > 0 && failures >= o.retry.limit()
 			}
 			fetch := func(opts *api.QueryOptions) (any, *api.QueryMeta, error) { return s.fetch(r.client, opts) }
 			deliver := func(data any) {
 				r.mu.Lock()
 				r.lastErr[i] = nil
-				r.fails[i] = 0
 				r.errFrom[i] = time.Time{}
 				r.mu.Unlock()
 				select {
@@ -269,7 +272,10 @@ func (r *runner) startWatches(ctx context.Context, wg *sync.WaitGroup, updates c
 				case <-ctx.Done():
 				}
 			}
-			_ = query.Watch(ctx, r.q, q, fetch, deliver)
+			var gave *watch.GaveUpError
+			if err := query.Watch(ctx, r.q, q, fetch, deliver); errors.As(err, &gave) {
+				giveUp <- i // room for every source
+			}
 		}()
 	}
 }

@@ -7,11 +7,15 @@ import (
 	"time"
 )
 
-// Backoff yields Min, about 2×Min, 4×Min … up to Max, each with ±20% jitter.
-// The zero value is not useful: use New.
+// Backoff yields Min, about 2×Min, 4×Min … up to Max, each with ±20% jitter
+// (exactly Min, 2×Min, 4×Min … when Exact is set). The zero value is not
+// useful: use New.
 type Backoff struct {
 	Min, Max time.Duration
-	cur      time.Duration
+	// Exact leaves the jitter out: the delays of consul-template's
+	// config/retry.go RetryFunc, which envconsul and consul-template wait.
+	Exact bool
+	cur   time.Duration
 }
 
 // New returns a Backoff between min and max.
@@ -26,6 +30,9 @@ func (b *Backoff) Next() time.Duration {
 	}
 	if b.cur > b.Max {
 		b.cur = b.Max
+	}
+	if b.Exact {
+		return b.cur
 	}
 	j := time.Duration(float64(b.cur) * (0.8 + 0.4*rand.Float64()))
 	return j

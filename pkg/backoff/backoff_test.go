@@ -35,3 +35,16 @@ func TestSleepHonoursContext(t *testing.T) {
 		t.Fatalf("SleepCtx on a cancelled context = %v", err)
 	}
 }
+
+func TestExactDoublesToMaxWithoutJitter(t *testing.T) {
+	b := New(100*time.Millisecond, time.Second)
+	b.Exact = true
+	for round := 0; round < 2; round++ {
+		for i, w := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
+			if d := b.Next(); d != w*time.Millisecond {
+				t.Fatalf("round %d, delay %d = %s, want exactly %dms", round, i, d, w)
+			}
+		}
+		b.Reset()
+	}
+}

@@ -28,9 +28,10 @@
 //     DefaultBurst (10) calls: a hot key cannot make a watch spin, and a
 //     change after a quiet spell (or a few in a row, as a deploy writes
 //     them) is never delayed.
-//   - Errors. Retried forever with capped exponential backoff and jitter
+//   - Errors. Retried with capped exponential backoff and jitter
 //     (watch.Loop; RetryMin 100 ms doubling to RetryMax 30 s unless a
-//     program's flags say otherwise); callers keep their last good data; the
+//     program's flags say otherwise; without jitter under ExactRetry),
+//     forever unless Query.GiveUp says stop; callers keep their last good data; the
 //     index restarts from 0 after an error, since Consul may have been
 //     rebuilt.
 //   - Outage recovery, the same everywhere. Client.Run probes every second
@@ -106,6 +107,10 @@ type Config struct {
 	// RetryMin and RetryMax bound the backoff after a failed call
 	// (DefaultRetryMin and DefaultRetryMax if 0).
 	RetryMin, RetryMax time.Duration
+	// ExactRetry leaves the jitter out of those delays (watch.Options):
+	// for envexec and templater, whose peers wait exactly the backoff
+	// doubling to the max (consul-template config/retry.go RetryFunc).
+	ExactRetry bool
 	// Log receives retry, outage and recovery messages; nil discards them.
 	Log *slog.Logger
 	// Check tells whether the agent reaches its servers, for Run's probe
@@ -418,6 +423,10 @@ type Query struct {
 	// brought a new index (a blocking call that timed out is a sign of
 	// life too).
 	OnOK func()
+	// GiveUp, if set, is asked after every failed call with the failed
+	// calls in a row (a successful call starts the count again); true ends
+	// the watch with a *watch.GaveUpError (watch.Options.GiveUp).
+	GiveUp func(failures int) bool
 }
 
 // Fetch calls the Consul API once with opts (which carry the call's
@@ -426,7 +435,8 @@ type Fetch[T any] func(opts *api.QueryOptions) (T, *api.QueryMeta, error)
 
 // Watch runs q until ctx is done and hands every answer with a new index to
 // deliver, in order, from its own goroutine (see the package doc for waits,
-// staleness, limits and retries). It returns ctx.Err().
+// staleness, limits and retries). It returns ctx.Err(), or the
+// *watch.GaveUpError of q.GiveUp.
 func Watch[T any](ctx context.Context, c *Client, q Query, fetch Fetch[T], deliver func(T)) error {
 	st := c.register(q.Name)
 	defer c.unregister(st)
@@ -466,7 +476,8 @@ func Watch[T any](ctx context.Context, c *Client, q Query, fetch Fetch[T], deliv
 		c.delivered(st)
 		deliver(v)
 	}, watch.Options{
-		Name: q.Name, Log: c.log, RetryMin: c.cfg.RetryMin, RetryMax: c.cfg.RetryMax, Wake: c.wakeChan,
+		Name: q.Name, Log: c.log, RetryMin: c.cfg.RetryMin, RetryMax: c.cfg.RetryMax, ExactRetry: c.cfg.ExactRetry,
+		Wake: c.wakeChan, GiveUp: q.GiveUp,
 		OnError: func(err error, d time.Duration) {
 			c.failed(st, err)
 			if q.OnError != nil {

@@ -6,6 +6,7 @@ package watch
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -24,6 +25,15 @@ type Options struct {
 	MinGap time.Duration
 	// RetryMin and RetryMax bound the backoff after errors (100ms, 30s).
 	RetryMin, RetryMax time.Duration
+	// ExactRetry waits exactly RetryMin, 2×RetryMin … RetryMax between
+	// retries, without the ±20% jitter (backoff.Backoff.Exact).
+	ExactRetry bool
+	// GiveUp, if set, is asked after every failed call with the number of
+	// failed calls in a row (a successful call, even one without new data,
+	// starts the count again); when it says true, Loop logs that it gives
+	// up, without a retry delay, tells OnError (retryIn 0) and returns a
+	// *GaveUpError.
+	GiveUp func(failures int) bool
 	// Name identifies the loop in logs ("key app/db", "service web").
 	Name string
 	// Log receives retry messages; nil discards them.
@@ -41,8 +51,9 @@ type Options struct {
 // Loop calls fetch until ctx is done and hands every new result to deliver,
 // in order, from the loop's own goroutine. A result with an unchanged index
 // (a blocking timeout) is not delivered. Errors are retried forever with
-// backoff; deliver is told nothing then, so consumers keep the last good data.
-// Loop returns ctx.Err() when ctx is done.
+// backoff (until opt.GiveUp says stop); deliver is told nothing then, so
+// consumers keep the last good data. Loop returns ctx.Err() when ctx is
+// done, or a *GaveUpError.
 func Loop[T any](ctx context.Context, fetch FetchFunc[T], deliver func(T, uint64), opt Options) error {
 	if opt.RetryMin <= 0 {
 		opt.RetryMin = 100 * time.Millisecond
@@ -55,6 +66,8 @@ func Loop[T any](ctx context.Context, fetch FetchFunc[T], deliver func(T, uint64
 		log = slog.New(slog.DiscardHandler)
 	}
 	bo := backoff.New(opt.RetryMin, opt.RetryMax)
+	bo.Exact = opt.ExactRetry
+	failures := 0 // failed calls in a row
 	var index uint64
 	first := true
 	var last time.Time
@@ -81,10 +94,19 @@ func Loop[T any](ctx context.Context, fetch FetchFunc[T], deliver func(T, uint64
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			d := bo.Next()
+			failures++
 			if failingSince.IsZero() {
 				failingSince = time.Now()
 			}
+			if opt.GiveUp != nil && opt.GiveUp(failures) {
+				log.Error("Consul retries exhausted; giving up", "watch", opt.Name, "failures", failures,
+					"since", failingSince.UTC().Format(time.RFC3339), "for", time.Since(failingSince).Round(time.Second), "err", err)
+				if opt.OnError != nil {
+					opt.OnError(err, 0)
+				}
+				return &GaveUpError{Name: opt.Name, Failures: failures, Err: err}
+			}
+			d := bo.Next()
 			log.Warn("waiting for Consul; retrying", "watch", opt.Name, "since", failingSince.UTC().Format(time.RFC3339),
 				"for", time.Since(failingSince).Round(time.Second), "retry_in", d.Round(time.Millisecond), "err", err)
 			if opt.OnError != nil {
@@ -102,6 +124,7 @@ func Loop[T any](ctx context.Context, fetch FetchFunc[T], deliver func(T, uint64
 			log.Info("Consul answering again", "watch", opt.Name, "after", time.Since(failingSince).Round(time.Millisecond))
 		}
 		failingSince = time.Time{}
+		failures = 0
 		bo.Reset()
 		switch {
 		case newIndex == 0:
@@ -119,3 +142,17 @@ func Loop[T any](ctx context.Context, fetch FetchFunc[T], deliver func(T, uint64
 		deliver(data, newIndex)
 	}
 }
+
+// GaveUpError is Loop's answer when Options.GiveUp said stop: the watch's
+// name, its failed calls in a row and the last error.
+type GaveUpError struct {
+	Name     string
+	Failures int
+	Err      error
+}
+
+func (e *GaveUpError) Error() string {
+	return fmt.Sprintf("%s: %v (%d failed calls in a row; retries exhausted)", e.Name, e.Err, e.Failures)
+}
+
+func (e *GaveUpError) Unwrap() error { return e.Err }
