@@ -194,17 +194,9 @@ type retryOptions struct {
 	enabled    bool
 	attempts   int           // before the command first started; 0 or less: unlimited
 	backoff    time.Duration // first delay; 0 or less: see bounds
-	maxBackoff time.Duration // largest delay; 0 or less: no limit (capped at maxRetryCap)
+	maxBackoff time.Duration // largest delay; 0 or less: no limit (capped at an hour)
 	jitter     bool          // -consul-retry-jitter: ±20% on each delay (envconsul: none)
 }
-
-// maxRetryCap bounds the delay when max_backoff is 0 ("no limit").
-const maxRetryCap = time.Hour
-
-// retryAtOnce is the delay for "no delay": query.Config takes 0 as its
-// default, and pkg/query's rate limit (10 calls, then one per 100 ms)
-// still paces the calls.
-const retryAtOnce = time.Nanosecond
 
 // envconsulRetryAttempts is envconsul's default -consul-retry-attempts
 // (consul-template v0.41.1 config/retry.go DefaultRetryAttempts), which
@@ -228,24 +220,10 @@ func (r retryOptions) limit() int { return query.FailuresToGiveUp(r.enabled, r.a
 // bounds are the backoff delays for query.Config: the first and the
 // largest, doubling in between. Any backoff and max_backoff are taken, as
 // envconsul takes any duration (cli.go funcDurationVar, config.go Parse),
-// with the delays consul-template v0.41.1 config/retry.go RetryFunc gives
-// for retry n: backoff*2^n, but max_backoff once n is above
-// int(log2(max_backoff/backoff)) when max_backoff is above 0. So a
-// max_backoff below the backoff is every delay; a backoff of 0 or less
-// with a max_backoff above 0 makes that log2 +Inf or NaN, whose conversion
-// to int on amd64 (envconsul's main build) is the smallest int: every
-// delay is max_backoff; and with neither above 0 every delay is 0 or less:
-// retry at once.
+// with the delays of consul-template v0.41.1 config/retry.go RetryFunc
+// (query.RetryBounds: a max_backoff of 0 is no limit, capped at an hour).
 func (r retryOptions) bounds() (time.Duration, time.Duration) {
-	switch {
-	case r.maxBackoff > 0 && (r.backoff <= 0 || r.backoff > r.maxBackoff):
-		return r.maxBackoff, r.maxBackoff
-	case r.maxBackoff > 0:
-		return r.backoff, r.maxBackoff
-	case r.backoff <= 0:
-		return retryAtOnce, retryAtOnce
-	}
-	return r.backoff, max(r.backoff, maxRetryCap)
+	return query.RetryBounds(r.backoff, r.maxBackoff)
 }
 
 // syslogOptions are envconsul's syslog { } settings: logs go to syslog as

@@ -2,13 +2,17 @@ package main
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/berth/berth/pkg/consultest"
 	"github.com/berth/berth/pkg/eventually"
+	"github.com/berth/berth/pkg/proctest"
 )
 
 // TestConformRetrySettings: with retries disabled, or a number of attempts
@@ -71,5 +75,74 @@ func TestConformRetryAfterOutage(t *testing.T) {
 	}
 	if codes[0] != codes[1] {
 		t.Errorf("agent gone with -consul-retry-attempts=2: consul-template exit %d, templater %d\n%s", codes[0], codes[1], ds[1].Stdout.String())
+	}
+}
+
+// TestConformRetryDelays: against a Consul that answers every KV read with
+// a 500, consul-template and templater (each with its own such server) read
+// as often, wait as long between the reads (compared to the peer's measured
+// gaps, not to figures of our own), log as many retries, and end with the
+// same exit code. Without backoff flags this compares the default delays;
+// with them, the doubling and the cap, a backoff of 0, a backoff above the
+// cap, and no delay at all.
+func TestConformRetryDelays(t *testing.T) {
+	for _, c := range [][]string{
+		{"-consul-retry-attempts=3"},
+		{"-consul-retry-attempts=5", "-consul-retry-backoff=50ms", "-consul-retry-max-backoff=300ms"},
+		{"-consul-retry-attempts=2", "-consul-retry-backoff=0", "-consul-retry-max-backoff=100ms"},
+		{"-consul-retry-attempts=2", "-consul-retry-backoff=200ms", "-consul-retry-max-backoff=50ms"},
+		{"-consul-retry-attempts=3", "-consul-retry-backoff=0", "-consul-retry-max-backoff=0"},
+	} {
+		t.Run(strings.Join(c, " "), func(t *testing.T) {
+			t.Parallel()
+			var res [2]outcome
+			var reads [2][]time.Time
+			var wg sync.WaitGroup
+			for i, tl := range tools(t) {
+				var mu sync.Mutex
+				var seen []time.Time // this tool's KV reads
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if strings.HasPrefix(r.URL.Path, "/v1/kv/") {
+						mu.Lock()
+						seen = append(seen, time.Now())
+						mu.Unlock()
+					}
+					http.Error(w, "unavailable", http.StatusInternalServerError)
+				}))
+				defer srv.Close()
+				dir := t.TempDir()
+				proctest.WriteFile(t, filepath.Join(dir, "in.tmpl"), `{{ key "ct/name" }}`)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					res[i] = runTool(t, tl.bin, dir, filepath.Join(dir, "out"), 30*time.Second,
+						append([]string{"-log-level", "warn", "-consul-addr", srv.Listener.Addr().String(), "-template", "in.tmpl:out"}, c...)...)
+					mu.Lock()
+					reads[i] = seen
+					mu.Unlock()
+				}()
+			}
+			wg.Wait()
+			if res[0].Code == -1 {
+				t.Fatalf("consul-template still running after 30s: the case shows nothing")
+			}
+			sameOutcome(t, strings.Join(c, " "), res[0], res[1])
+			if len(reads[0]) != len(reads[1]) {
+				t.Fatalf("KV reads: consul-template %d, templater %d", len(reads[0]), len(reads[1]))
+			}
+			for n := 1; n < len(reads[0]); n++ {
+				peer, ours := reads[0][n].Sub(reads[0][n-1]), reads[1][n].Sub(reads[1][n-1])
+				// A tenth of the peer's gap, and 10 ms for the two processes' own
+				// latencies: jitter of ±20% shows, a busy machine does not.
+				if diff := (ours - peer).Abs(); diff > peer/10+10*time.Millisecond {
+					t.Errorf("gap before read %d: consul-template %s, templater %s", n+1, peer, ours)
+				}
+			}
+			peerRetries := strings.Count(res[0].Stderr, "(retry attempt ")
+			ourRetries := strings.Count(res[1].Stderr, "retrying")
+			if peerRetries != ourRetries || !strings.Contains(res[0].Stderr, "exceeded maximum retries") || !strings.Contains(res[1].Stderr, "giving up") {
+				t.Errorf("retry lines: consul-template %d, templater %d; give-up lines expected from both\nconsul-template:\n%s\ntemplater:\n%s", peerRetries, ourRetries, res[0].Stderr, res[1].Stderr)
+			}
+		})
 	}
 }

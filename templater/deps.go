@@ -45,23 +45,17 @@ type env struct {
 // calls in a row it reports the last error to e.giveUp and stops.
 func loopConsul[T any](ctx context.Context, e *env, q query.Query, fetch query.Fetch[T], deliver func(any)) {
 	if e.giveUpAfter > 0 {
-		ctx2, cancel := context.WithCancel(ctx)
-		defer cancel()
-		var fails int // the watch calls OnError and OnOK from its one goroutine
-		q.OnOK = func() { fails = 0 }
-		q.OnError = func(err error, _ time.Duration) {
-			if fails++; fails < e.giveUpAfter || ctx2.Err() != nil {
-				return
-			}
-			cancel()
-			select {
-			case e.giveUp <- fmt.Errorf("%s: %w (%d failed calls in a row; retries exhausted)", q.Name, err, fails):
-			default:
-			}
-		}
-		ctx = ctx2
+		// consul-template v0.41.1 watch/view.go poll: failures in a row,
+		// the count started again by any successful call; the last one is
+		// logged as giving up, not as a retry (watch.Loop).
+		q.GiveUp = func(failures int) bool { return failures >= e.giveUpAfter }
 	}
-	_ = query.Watch(ctx, e.q, q, fetch, func(v T) { deliver(v) })
+	if err := query.Watch(ctx, e.q, q, fetch, func(v T) { deliver(v) }); ctx.Err() == nil && err != nil {
+		select {
+		case e.giveUp <- err:
+		default:
+		}
+	}
 }
 
 // ---- KV ----

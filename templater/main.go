@@ -179,9 +179,9 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 	// (README, differences: consul-template's default of 12 ends it).
 	fs.Bool(&o.retryEnabled, "consul-retry", true, "retry failed Consul calls (false: the first failure stops templater, exit 14)")
 	fs.Int(&o.retryAttempts, "consul-retry-attempts", 0, "retries of a failing Consul query before templater stops (exit 14), counted as consul-template does (0: retry forever)")
-	fs.Duration(&o.retryMin, "consul-retry-backoff", 0, "first wait after a failed Consul call (default 100ms), doubled up to -consul-retry-max-backoff")
+	fs.Duration(&o.retryMin, "consul-retry-backoff", defaultRetryBackoff, "first wait after a failed Consul call, doubled up to -consul-retry-max-backoff")
 	fs.Alias("retry", "consul-retry-backoff") // consul-template's older flag
-	fs.Duration(&o.retryMax, "consul-retry-max-backoff", 0, "longest wait between retries (default 30s)")
+	fs.Duration(&o.retryMax, "consul-retry-max-backoff", defaultRetryMaxBackoff, "longest wait between retries")
 	fs.Hidden(&refusedFlag{name: "dedup", why: "dedup mode (templater already runs each distinct query once)", isBool: true}, "dedup")
 	for name, isBool := range vaultFlags {
 		fs.Hidden(&refusedFlag{name: name, why: "templater does not read Vault", isBool: isBool}, name)
@@ -375,17 +375,21 @@ func flagWins[T any](set map[string]bool, name string, dst *T, v T) {
 	}
 }
 
+// consul-template's retry delays (v0.41.1 config/retry.go
+// DefaultRetryBackoff, DefaultRetryMaxBackoff); other values, 0 too, as
+// consul-template takes them (query.RetryBounds).
+const (
+	defaultRetryBackoff    = 250 * time.Millisecond
+	defaultRetryMaxBackoff = time.Minute
+)
+
 // mergeRetry takes consul { retry { } } from the files where no flag set
 // the same. A max_backoff of 0 is consul-template's "no limit", capped at
-// an hour.
+// an hour (query.RetryBounds).
 func mergeRetry(o *options, r retrySettings) {
 	fileWins(o.set, "consul-retry", &o.retryEnabled, r.Enabled)
 	fileWins(o.set, "consul-retry-attempts", &o.retryAttempts, r.Attempts)
 	fileWins(o.set, "consul-retry-backoff", &o.retryMin, r.Backoff)
-	if r.MaxBackoff != nil && *r.MaxBackoff == 0 {
-		hour := time.Hour
-		r.MaxBackoff = &hour
-	}
 	fileWins(o.set, "consul-retry-max-backoff", &o.retryMax, r.MaxBackoff)
 }
 

@@ -544,6 +544,30 @@ func call[T any](ctx context.Context, c *Client, q Query, idx uint64, fetch Fetc
 	}
 }
 
+// RetryBounds turns consul-template's retry { backoff max_backoff } (as
+// envconsul and consul-template take them, any durations) into RetryMin
+// and RetryMax with the delays of consul-template v0.41.1 config/retry.go
+// RetryFunc for retry n: backoff*2^n, but max_backoff once n is above
+// int(log2(max_backoff/backoff)) when max_backoff is above 0. So a
+// max_backoff below the backoff is every delay; a backoff of 0 or less
+// with a max_backoff above 0 makes that log2 +Inf or NaN, whose conversion
+// to int on amd64 is the smallest int: every delay is max_backoff; with
+// neither above 0 every delay is 0 or less: retried at once (1ns, as
+// Config takes 0 for its default; the rate limit still paces the calls);
+// a max_backoff of 0 or less is no limit, capped here at an hour.
+func RetryBounds(backoff, maxBackoff time.Duration) (time.Duration, time.Duration) {
+	const atOnce, noLimit = time.Nanosecond, time.Hour
+	switch {
+	case maxBackoff > 0 && (backoff <= 0 || backoff > maxBackoff):
+		return maxBackoff, maxBackoff
+	case maxBackoff > 0:
+		return backoff, maxBackoff
+	case backoff <= 0:
+		return atOnce, atOnce
+	}
+	return backoff, max(backoff, noLimit)
+}
+
 // FailuresToGiveUp is how many failed calls in a row of one query end the
 // program under consul-template's retry settings (config/retry.go
 // RetryFunc, called by watch/view.go poll after each failure, which resets
