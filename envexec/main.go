@@ -26,10 +26,10 @@ import (
 // killed it, 255 (as envconsul) or 128+N (-shell-exit-code).
 const (
 	exitOK          = 0
-	exitWaitTimeout = 11 // -wait-timeout expired, or -consul-retry-attempts ran out (without -once), before every source answered (envconsul's ExitCodeError)
+	exitWaitTimeout = 11 // -wait-timeout expired before every source answered (envconsul's ExitCodeError)
 	exitInterrupted = 12 // the kill signal, or SIGINT/SIGTERM/SIGHUP/SIGQUIT before the child started (ExitCodeInterrupt)
 	exitFlags       = 13 // a bad flag or flag value (ExitCodeParseFlagsError)
-	exitRunner      = 14 // -once and -consul-retry-attempts ran out, the command could not be started, the -pid-file not written, a bad -prefix or -service, the Consul client not built (ExitCodeRunnerError); -export: a value the format cannot carry
+	exitRunner      = 14 // -consul-retry-attempts ran out before every source answered, the command could not be started, the -pid-file not written, a bad -prefix or -service, the Consul client not built (ExitCodeRunnerError); -export: a value the format cannot carry
 	exitConfig      = 15 // bad or refused configuration file, no command, nothing to watch, bad log level or syslog, -metrics-addr cannot be served (ExitCodeConfigError)
 
 	exitExport  = exitRunner // -export: a value the chosen format cannot carry

@@ -401,7 +401,7 @@ func registerPeerFlags(cl *cliapp.Program, o *options) {
 	cl.Var(optInt{&p.transport.MaxIdleConnsPerHost}, "consul-transport-max-idle-conns-per-host", "idle connections kept to Consul (default 256)")
 	cl.Var(optDuration{&p.transport.TLSHandshakeTimeout}, "consul-transport-tls-handshake-timeout", "time allowed for the TLS handshake with Consul")
 	cl.Bool(&o.retry.enabled, "consul-retry", true, "retry failed Consul requests with backoff (=false: a source that fails before its first answer makes envexec give up)")
-	cl.Var(decimalInt{&o.retry.attempts}, "consul-retry-attempts", "`N` retries: give up (exit 11) when a source failed N+1 times in a row before its first answer (0: never, the default; with -once, 12 and exit 14, as envconsul; once the command runs, envexec retries forever)")
+	cl.Var(decimalInt{&o.retry.attempts}, "consul-retry-attempts", "`N` retries: give up (exit 14) when a source failed N+1 times in a row before its first answer (0: never, the default; with -once, 12, as envconsul; once the command runs, envexec retries forever)")
 	cl.Duration(&o.retry.backoff, "consul-retry-backoff", o.retry.backoff, "first delay between retries; it doubles each time (0: -consul-retry-max-backoff every time, or no delay when that is 0 too)")
 	cl.Duration(&o.retry.maxBackoff, "consul-retry-max-backoff", o.retry.maxBackoff, "largest delay between retries (0: no limit, capped at 1h; below -consul-retry-backoff: every delay)")
 	cl.Bool(&o.retry.jitter, "consul-retry-jitter", false, "vary each retry delay by up to ±20% so many hosts retrying after the same outage spread out (envexec's; envconsul waits the exact delays)")

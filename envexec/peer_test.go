@@ -58,7 +58,9 @@ func TestEnvconsulFlags(t *testing.T) {
 		// (consul-template config/retry.go RetryFunc: a retry while
 		// retry <= attempts-1; watch/view.go poll calls it after each
 		// failure): the KV read is asked N+1 times. A failing Consul is
-		// an HTTP server answering 500 to every KV read.
+		// an HTTP server answering 500 to every KV read. envexec then
+		// exits 14, envconsul's code for it with -once; without -once
+		// envconsul hangs (issue #169; README, differences).
 		var kvReads atomic.Int32
 		failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if strings.HasPrefix(r.URL.Path, "/v1/kv/") {
@@ -69,7 +71,7 @@ func TestEnvconsulFlags(t *testing.T) {
 		defer failing.Close()
 		dir := childDir(t)
 		p := runEnvexec(t, failing.Listener.Addr().String(), nil, append([]string{"-prefix", n, "-consul-retry-attempts", "2", "-consul-retry-backoff", "20ms"}, childArgs(dir, "exit", 0)...)...)
-		if p.code != exitWaitTimeout || kvReads.Load() != 3 || len(starts(dir)) != 0 {
+		if p.code != exitRunner || kvReads.Load() != 3 || len(starts(dir)) != 0 {
 			t.Errorf("exit %d, %d KV reads (want 3), starts %v\n%s", p.code, kvReads.Load(), starts(dir), p.stderr)
 		}
 		// With -once, envconsul's runner error (runner.go Start sends the
@@ -79,7 +81,7 @@ func TestEnvconsulFlags(t *testing.T) {
 			t.Errorf("-once: exit %d, want %d\n%s", p.code, exitRunner, p.stderr)
 		}
 		p = runEnvexec(t, dead, nil, append([]string{"-prefix", n, "-consul-retry=false"}, childArgs(dir, "exit", 0)...)...)
-		if p.code != exitWaitTimeout || !strings.Contains(p.stderr.String(), "failed 1 times") {
+		if p.code != exitRunner || !strings.Contains(p.stderr.String(), "failed 1 times") {
 			t.Errorf("-consul-retry=false: exit %d\n%s", p.code, p.stderr)
 		}
 	})
@@ -287,12 +289,12 @@ func TestRetryBackoffAsEnvconsul(t *testing.T) {
 		reads   int32
 		retryIn string // the first logged retry delay, a regexp
 	}{
-		{"backoff 0 max 0: at once", []string{"-consul-retry-backoff", "0", "-consul-retry-max-backoff", "0", "-consul-retry-attempts", "3"}, exitWaitTimeout, 4, `retry_in=0s`},
-		{"file backoff 0 max 0", []string{"-config", "retry0.hcl", "-consul-retry-attempts", "3"}, exitWaitTimeout, 4, `retry_in=0s`},
-		{"deprecated -retry 0", []string{"-retry", "0", "-consul-retry-attempts", "3"}, exitWaitTimeout, 4, `retry_in=0s`},
+		{"backoff 0 max 0: at once", []string{"-consul-retry-backoff", "0", "-consul-retry-max-backoff", "0", "-consul-retry-attempts", "3"}, exitRunner, 4, `retry_in=0s`},
+		{"file backoff 0 max 0", []string{"-config", "retry0.hcl", "-consul-retry-attempts", "3"}, exitRunner, 4, `retry_in=0s`},
+		{"deprecated -retry 0", []string{"-retry", "0", "-consul-retry-attempts", "3"}, exitRunner, 4, `retry_in=0s`},
 		{"backoff 0 max 1h: 1h each time", []string{"-consul-retry-backoff", "0", "-consul-retry-max-backoff", "1h", "-consul-retry-attempts", "1", "-wait-timeout", "2s"}, exitWaitTimeout, 1, `retry_in=(4[89]|5\d)m|retry_in=1h`},
 		{"negative backoff: max each time", []string{"-consul-retry-backoff=-1s", "-consul-retry-max-backoff", "1h", "-consul-retry-attempts", "1", "-wait-timeout", "2s"}, exitWaitTimeout, 1, `retry_in=(4[89]|5\d)m|retry_in=1h`},
-		{"backoff above max: max each time", []string{"-consul-retry-backoff", "1h", "-consul-retry-max-backoff", "20ms", "-consul-retry-attempts", "2"}, exitWaitTimeout, 3, `retry_in=(1\d|2[0-4])ms`},
+		{"backoff above max: max each time", []string{"-consul-retry-backoff", "1h", "-consul-retry-max-backoff", "20ms", "-consul-retry-attempts", "2"}, exitRunner, 3, `retry_in=(1\d|2[0-4])ms`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := childDir(t)

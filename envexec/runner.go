@@ -317,12 +317,10 @@ func (r *runner) awaitSources(updates chan update, giveUp chan int, sigs chan os
 			if !have[i] {
 				// envconsul -once ends with its runner error (14) when a
 				// watch runs out of retries (runner.go Start, cli.go Run);
-				// without -once it waits for ever (see README).
-				code := exitWaitTimeout
-				if o.once {
-					code = exitRunner
-				}
-				return nil, r.fail(code, "%s failed %d times in a row (-consul-retry-attempts %d); giving up; the command was not started: %s", o.order[i], o.retry.limit(), o.retry.limit()-1, r.waitingFor(have)), false
+				// without -once it hangs, the command never started
+				// (envconsul issue #169): envexec ends with the same 14
+				// (README, differences).
+				return nil, r.fail(exitRunner, "%s failed %d times in a row (-consul-retry-attempts %d); giving up; the command was not started: %s", o.order[i], o.retry.limit(), o.retry.limit()-1, r.waitingFor(have)), false
 			}
 		case <-timeout:
 			return nil, r.fail(exitWaitTimeout, "-wait-timeout %s expired; no answer yet for %s; the command was not started", o.waitTimeout, r.waitingFor(have)), false
