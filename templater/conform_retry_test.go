@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -144,5 +145,35 @@ func TestConformRetryDelays(t *testing.T) {
 				t.Errorf("retry lines: consul-template %d, templater %d; give-up lines expected from both\nconsul-template:\n%s\ntemplater:\n%s", peerRetries, ourRetries, res[0].Stderr, res[1].Stderr)
 			}
 		})
+	}
+}
+
+// TestRetryJitter: -consul-retry-jitter (templater's own; consul-template
+// has no such flag, so nothing to compare with) varies the retry waits,
+// which without it are consul-template's (TestConformRetryDelays).
+func TestRetryJitter(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "unavailable", http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	proctest.WriteFile(t, filepath.Join(dir, "in.tmpl"), `{{ key "ct/name" }}`)
+	args := []string{"-log-level", "warn", "-consul-addr", srv.Listener.Addr().String(), "-template", "in.tmpl:out",
+		"-consul-retry-attempts=4", "-consul-retry-backoff=40ms", "-consul-retry-max-backoff=200ms"}
+	retryIn := regexp.MustCompile(`retry_in=(\S+)`)
+	delays := func(args ...string) string {
+		res := runTool(t, binary(t), dir, filepath.Join(dir, "out"), 30*time.Second, args...)
+		var got []string
+		for _, m := range retryIn.FindAllStringSubmatch(res.Stderr, -1) {
+			got = append(got, m[1])
+		}
+		return strings.Join(got, " ")
+	}
+	exact := delays(args...)
+	if strings.Count(exact, " ") != 3 {
+		t.Fatalf("retry delays %q, want 4", exact)
+	}
+	if got := delays(append(args, "-consul-retry-jitter")...); strings.Count(got, " ") != 3 || got == exact {
+		t.Errorf("-consul-retry-jitter: retry delays %q, want 4 other than %q", got, exact)
 	}
 }

@@ -105,6 +105,7 @@ type options struct {
 	retryMin, retryMax time.Duration
 	retryEnabled       bool
 	retryAttempts      int
+	retryJitter        bool
 	templateErrorFatal bool
 	reloadErrorFatal   bool
 	logLevelFlag       string // -log-level as given or its default, before a file's log_level
@@ -182,6 +183,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 	fs.Duration(&o.retryMin, "consul-retry-backoff", defaultRetryBackoff, "first wait after a failed Consul call, doubled up to -consul-retry-max-backoff")
 	fs.Alias("retry", "consul-retry-backoff") // consul-template's older flag
 	fs.Duration(&o.retryMax, "consul-retry-max-backoff", defaultRetryMaxBackoff, "longest wait between retries")
+	fs.Bool(&o.retryJitter, "consul-retry-jitter", false, "vary each retry wait by up to ±20% so many hosts retrying after the same outage spread out (templater's; consul-template waits the exact delays)")
 	fs.Hidden(&refusedFlag{name: "dedup", why: "dedup mode (templater already runs each distinct query once)", isBool: true}, "dedup")
 	for name, isBool := range vaultFlags {
 		fs.Hidden(&refusedFlag{name: name, why: "templater does not read Vault", isBool: isBool}, name)

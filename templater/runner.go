@@ -159,10 +159,11 @@ func (r *runner) connect(ctx context.Context, s *session) {
 		r.reg.Unregister(r.queryMetrics)
 	}
 	o := s.o
-	// The delays are consul-template's exactly, without jitter, for any
-	// backoff and max_backoff (config/retry.go RetryFunc; query.RetryBounds).
+	// The delays are consul-template's exactly, without jitter unless
+	// -consul-retry-jitter, for any backoff and max_backoff
+	// (config/retry.go RetryFunc; query.RetryBounds).
 	retryMin, retryMax := query.RetryBounds(o.retryMin, o.retryMax)
-	qcfg := query.Config{Client: s.client, MaxStale: o.maxStale, Log: s.log, RetryMin: retryMin, RetryMax: retryMax, ExactRetry: true}
+	qcfg := query.Config{Client: s.client, MaxStale: o.maxStale, Log: s.log, RetryMin: retryMin, RetryMax: retryMax, ExactRetry: !o.retryJitter}
 	if s.fc.BlockQueryWait != nil {
 		qcfg.Wait = *s.fc.BlockQueryWait
 	}
