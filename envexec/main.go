@@ -337,17 +337,6 @@ resulting environment changes. Exits with the child's exit code.`
 	if err := loadConfigFiles(o, res, set); err != nil {
 		return o, withCode(err, exitConfig)
 	}
-	if o.once && !res.IsSet("consul-retry-attempts") {
-		// With -once, envconsul gives up after its default 12 retries of
-		// a source (consul-template v0.41.1 config/retry.go Finalize,
-		// DefaultRetryAttempts; watch/view.go poll: "exceeded maximum
-		// retries") and exits 14 (envconsul runner.go Start sends the
-		// watcher's error to ErrCh when once; cli.go Run:
-		// ExitCodeRunnerError). Without -once envexec keeps its default of
-		// never giving up (README, differences): envconsul's watch then
-		// stops for good and it never starts the command nor exits.
-		o.retry.attempts = envconsulRetryAttempts
-	}
 	o.logLevelFrom = "-log-level"
 	if !res.IsSet("log-level") {
 		// Neither -log-level, ENVEXEC_LOG_LEVEL nor a file's log_level:

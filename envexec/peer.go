@@ -192,22 +192,20 @@ func envconsulToken(cfg *api.Config, getenv func(string) string) error {
 // retryOptions are envconsul's consul { retry { } } settings.
 type retryOptions struct {
 	enabled    bool
-	attempts   int           // before the command first started; 0 or less: unlimited
+	attempts   int           // retries of a failing source before it is given up; 0 or less: unlimited
 	backoff    time.Duration // first delay; 0 or less: see bounds
 	maxBackoff time.Duration // largest delay; 0 or less: no limit (capped at an hour)
 	jitter     bool          // -consul-retry-jitter: ±20% on each delay (envconsul: none)
 }
 
 // envconsulRetryAttempts is envconsul's default -consul-retry-attempts
-// (consul-template v0.41.1 config/retry.go DefaultRetryAttempts), which
-// envexec takes under -once (see parse).
+// (consul-template v0.41.1 config/retry.go DefaultRetryAttempts).
 const envconsulRetryAttempts = 12
 
 func defaultRetry() retryOptions {
-	// envconsul's backoff (consul-template config/retry.go,
-	// DefaultRetryBackoff, DefaultRetryMaxBackoff); not its 12 attempts (see
-	// README, differences).
-	return retryOptions{enabled: true, backoff: 250 * time.Millisecond, maxBackoff: time.Minute}
+	// envconsul's retries (consul-template v0.41.1 config/retry.go Finalize:
+	// DefaultRetryAttempts, DefaultRetryBackoff, DefaultRetryMaxBackoff).
+	return retryOptions{enabled: true, attempts: envconsulRetryAttempts, backoff: 250 * time.Millisecond, maxBackoff: time.Minute}
 }
 
 // limit is the number of failed requests in a row after which a source that
@@ -401,7 +399,7 @@ func registerPeerFlags(cl *cliapp.Program, o *options) {
 	cl.Var(optInt{&p.transport.MaxIdleConnsPerHost}, "consul-transport-max-idle-conns-per-host", "idle connections kept to Consul (default 256)")
 	cl.Var(optDuration{&p.transport.TLSHandshakeTimeout}, "consul-transport-tls-handshake-timeout", "time allowed for the TLS handshake with Consul")
 	cl.Bool(&o.retry.enabled, "consul-retry", true, "retry failed Consul requests with backoff (=false: a source that fails before its first answer makes envexec give up)")
-	cl.Var(decimalInt{&o.retry.attempts}, "consul-retry-attempts", "`N` retries: give up (exit 14) when a source failed N+1 times in a row before its first answer (0: never, the default; with -once, 12, as envconsul; once the command runs, envexec retries forever)")
+	cl.Var(decimalInt{&o.retry.attempts}, "consul-retry-attempts", "`N` retries: a source that failed N+1 times in a row is given up, as envconsul: before every source answered envexec exits 14; once the command runs, the source's values stay as they are (0: never give up)")
 	cl.Duration(&o.retry.backoff, "consul-retry-backoff", o.retry.backoff, "first delay between retries; it doubles each time (0: -consul-retry-max-backoff every time, or no delay when that is 0 too)")
 	cl.Duration(&o.retry.maxBackoff, "consul-retry-max-backoff", o.retry.maxBackoff, "largest delay between retries (0: no limit, capped at 1h; below -consul-retry-backoff: every delay)")
 	cl.Bool(&o.retry.jitter, "consul-retry-jitter", false, "vary each retry delay by up to ±20% so many hosts retrying after the same outage spread out (envexec's; envconsul waits the exact delays)")

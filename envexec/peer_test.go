@@ -19,6 +19,7 @@ import (
 
 	"github.com/berth/berth/pkg/consultest"
 	"github.com/berth/berth/pkg/eventually"
+	"github.com/berth/berth/pkg/proctest"
 	"github.com/hashicorp/consul/api"
 )
 
@@ -322,13 +323,14 @@ func TestRetryBackoffAsEnvconsul(t *testing.T) {
 	}
 }
 
-// TestOnceGivesUpAsEnvconsul: with -once and no -consul-retry-attempts
-// (flag, ENVEXEC_ variable or a file's retry { attempts }), envconsul's
-// default of 12 retries applies (consul-template v0.41.1 config/retry.go
-// Finalize, DefaultRetryAttempts; watch/view.go poll gives the error up
-// after them, envconsul runner.go Start sends it to ErrCh in once mode and
-// cli.go Run exits with ExitCodeRunnerError, 14): the KV read is asked 13
-// times and the command never starts. A given count, 0 (never) too, wins.
+// TestOnceGivesUpAsEnvconsul: with no -consul-retry-attempts (flag,
+// ENVEXEC_ variable or a file's retry { attempts }), envconsul's default of
+// 12 retries applies (consul-template v0.41.1 config/retry.go Finalize,
+// DefaultRetryAttempts; watch/view.go poll gives the error up after them,
+// envconsul runner.go Start sends it to ErrCh in once mode and cli.go Run
+// exits with ExitCodeRunnerError, 14): the KV read is asked 13 times and
+// the command never starts. Without -once envconsul hangs there (issue
+// #169); envexec exits 14 too. A given count, 0 (never) too, wins.
 func TestOnceGivesUpAsEnvconsul(t *testing.T) {
 	addr, kvReads := failingConsul(t)
 	fast := []string{"-consul-retry-backoff", "20ms", "-consul-retry-max-backoff", "20ms"}
@@ -346,6 +348,7 @@ func TestOnceGivesUpAsEnvconsul(t *testing.T) {
 		{"-once: envconsul's 12 retries", []string{"-once"}, nil, exitRunner, 13},
 		{"-once, a file's attempts", []string{"-once", "-config", file}, nil, exitRunner, 3},
 		{"-once, ENVEXEC_CONSUL_RETRY_ATTEMPTS", []string{"-once"}, []string{"ENVEXEC_CONSUL_RETRY_ATTEMPTS=1"}, exitRunner, 2},
+		{"without -once too", []string{"-wait-timeout", "20s"}, nil, exitRunner, 13},
 		{"-once, -consul-retry-attempts 0: never", []string{"-once", "-consul-retry-attempts", "0", "-wait-timeout", "1s"}, nil, exitWaitTimeout, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -638,4 +641,62 @@ func TestRetryDelaysAndGiveUpAsEnvconsul(t *testing.T) {
 	if len(got) != 4 || fmt.Sprint(got) == "[40ms 80ms 160ms 200ms]" {
 		t.Errorf("-consul-retry-jitter: retry delays %v, want 4 not all exact\n%s", got, p.stderr)
 	}
+}
+
+// TestGivenUpSourceAfterStart: a source that runs out of retries after the
+// command started is given up as envconsul gives it up (consul-template
+// v0.41.1 watch/view.go poll returns after "exceeded maximum retries";
+// envconsul runner.go Start logs the watcher's error and goes on when not
+// in once mode): the command keeps running, that source is not asked
+// again (its later changes are not seen), and a change of another source
+// restarts the command with the given-up source's last values. Here a proxy in front of the agent
+// fails the reads of one prefix only.
+func TestGivenUpSourceAfterStart(t *testing.T) {
+	a := consultest.Require(t, agent)
+	n := ns(t)
+	put(t, a.Client(), n+"/gone/V", "1")
+	put(t, a.Client(), n+"/kept/W", "1")
+	var failGone atomic.Bool
+	var goneReads atomic.Int32
+	proxy := agentProxy(t, a, func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasPrefix(r.URL.Path, "/v1/kv/"+n+"/gone") {
+			goneReads.Add(1)
+			if failGone.Load() {
+				http.Error(w, "unavailable", http.StatusInternalServerError)
+				return false
+			}
+		}
+		return true
+	})
+	dir := childDir(t)
+	maddr := proctest.FreeAddr(t)
+	p := startEnvexec(t, proxy.URL, nil, append([]string{"-metrics-addr", maddr, "-prefix", n + "/gone", "-prefix", n + "/kept",
+		"-consul-retry-attempts", "2", "-consul-retry-backoff", "20ms", "-consul-retry-max-backoff", "40ms"}, childArgs(dir, "hold", 0)...)...)
+	eventually.True(t, 20*time.Second, "start", func() bool { return len(starts(dir)) == 1 })
+	waitReady(t, dir, starts(dir)[0])
+	failGone.Store(true)
+	// The blocking read of the gone prefix in flight still passes: a change
+	// ends it (V=2, a restart), and the reads after it fail.
+	put(t, a.Client(), n+"/gone/V", "2")
+	eventually.True(t, 20*time.Second, "the give-up line", func() bool {
+		return strings.Contains(p.stderr.String(), `msg="no longer watching the source`)
+	})
+	after := goneReads.Load()
+	if code, b, err := proctest.Fetch(maddr, "/health"); err != nil || code != 200 || !strings.Contains(b, "/gone is no longer watched") {
+		t.Errorf("/health after the give-up: %d %q %v, want 200 degraded naming the source", code, b, err)
+	}
+	failGone.Store(false)
+	put(t, a.Client(), n+"/gone/V", "3")
+	put(t, a.Client(), n+"/kept/W", "2")
+	eventually.True(t, 20*time.Second, "the restart for W=2", func() bool { return lastEnv(t, dir)["W"] == "2" })
+	if env := lastEnv(t, dir); env["V"] != "2" || len(starts(dir)) != 3 {
+		t.Errorf("after the restart for W=2: V=%q, want 2 (the value when given up); starts %v", env["V"], starts(dir))
+	}
+	s := starts(dir)
+	waitReady(t, dir, s[len(s)-1])
+	if got := goneReads.Load(); got != after {
+		t.Errorf("the given-up prefix was read %d more times", got-after)
+	}
+	p.signal(syscall.SIGTERM)
+	p.wait(30 * time.Second)
 }

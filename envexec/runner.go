@@ -47,6 +47,7 @@ type runner struct {
 	lastErr []error     // per source, the last fetch error (nil once it answered)
 	errFrom []time.Time // per source, the first error of the current outage
 	ready   []bool      // per source, whether it has answered once
+	gaveUp  []bool      // per source, whether its watch ran out of retries
 	state   string      // for /health: "waiting", "running", "stopped"
 
 	warned map[string]bool // skip warnings already given (key + reason)
@@ -68,7 +69,7 @@ func newRunner(o *options, client *api.Client, log *slog.Logger, out *supervisor
 			ExactRetry: !o.retry.jitter, Log: log}),
 		o: o, client: client, log: log, stdin: stdin, stdout: stdout, stderr: stderr, tty: supervisor.ForegroundTerminal(stdin),
 		out:     out,
-		metrics: newMetrics(), lastErr: make([]error, len(o.order)), errFrom: make([]time.Time, len(o.order)), ready: make([]bool, len(o.order)), state: "waiting",
+		metrics: newMetrics(), lastErr: make([]error, len(o.order)), errFrom: make([]time.Time, len(o.order)), ready: make([]bool, len(o.order)), gaveUp: make([]bool, len(o.order)), state: "waiting",
 		warned: map[string]bool{},
 	}
 }
@@ -86,6 +87,12 @@ func (r *runner) health() error {
 	case "running":
 		// Degraded, not failed: the command runs with the last good
 		// environment while Consul does not answer.
+		for i, err := range r.lastErr {
+			if err != nil && r.gaveUp[i] {
+				return telemetry.Degraded("running with the last environment; %s is no longer watched (-consul-retry-attempts ran out; a reload watches it again): %v",
+					r.o.order[i], err)
+			}
+		}
 		for i, err := range r.lastErr {
 			if err != nil {
 				return telemetry.Degraded("running with the last environment; %s unanswered since %s (%s): %v",
@@ -252,14 +259,11 @@ func (r *runner) startWatches(ctx context.Context, wg *sync.WaitGroup, updates c
 			}
 			// envconsul's view gives up after the retries (consul-template
 			// v0.41.1 watch/view.go poll, logging "exceeded maximum
-			// retries" instead of a retry); envexec only before the
-			// source's first answer (README, differences). The count is
-			// of failed calls in a row, started again by any successful
-			// call, as poll's.
+			// retries" instead of a retry), before or after the command
+			// started. The count is of failed calls in a row, started
+			// again by any successful call, as poll's.
 			q.GiveUp = func(failures int) bool {
-				r.mu.Lock()
-				defer r.mu.Unlock()
-				return !r.ready[i] && o.retry.limit() > 0 && failures >= o.retry.limit()
+				return o.retry.limit() > 0 && failures >= o.retry.limit()
 			}
 			fetch := func(opts *api.QueryOptions) (any, *api.QueryMeta, error) { return s.fetch(r.client, opts) }
 			deliver := func(data any) {
@@ -274,6 +278,18 @@ func (r *runner) startWatches(ctx context.Context, wg *sync.WaitGroup, updates c
 			}
 			var gave *watch.GaveUpError
 			if err := query.Watch(ctx, r.q, q, fetch, deliver); errors.As(err, &gave) {
+				// Before every source answered, envexec gives up (exit
+				// 14). After, as envconsul (runner.go Start logs the
+				// watcher's error and goes on unless in once mode), the
+				// command keeps running and this source's values stay
+				// as they were until a reload; /health says so.
+				r.mu.Lock()
+				r.gaveUp[i] = true
+				ready := r.ready[i]
+				r.mu.Unlock()
+				if ready {
+					r.log.Error("no longer watching the source; its values stay as they are until a reload", "source", s.String(), "err", gave)
+				}
 				giveUp <- i // room for every source
 			}
 		}()
