@@ -398,7 +398,7 @@ func registerPeerFlags(cl *cliapp.Program, o *options) {
 	cl.Var(optBool{&p.transport.DisableKeepAlives}, "consul-transport-disable-keep-alives", "a new connection per request to Consul")
 	cl.Var(optInt{&p.transport.MaxIdleConnsPerHost}, "consul-transport-max-idle-conns-per-host", "idle connections kept to Consul (default 256)")
 	cl.Var(optDuration{&p.transport.TLSHandshakeTimeout}, "consul-transport-tls-handshake-timeout", "time allowed for the TLS handshake with Consul")
-	cl.Bool(&o.retry.enabled, "consul-retry", true, "retry failed Consul requests with backoff (=false: a source that fails before its first answer makes envexec give up)")
+	cl.Bool(&o.retry.enabled, "consul-retry", true, "retry failed Consul requests with backoff (=false: a source is given up at its first failure, see -consul-retry-attempts)")
 	cl.Var(decimalInt{&o.retry.attempts}, "consul-retry-attempts", "`N` retries: a source that failed N+1 times in a row is given up, as envconsul: before every source answered envexec exits 14; once the command runs, the source's values stay as they are (0: never give up)")
 	cl.Duration(&o.retry.backoff, "consul-retry-backoff", o.retry.backoff, "first delay between retries; it doubles each time (0: -consul-retry-max-backoff every time, or no delay when that is 0 too)")
 	cl.Duration(&o.retry.maxBackoff, "consul-retry-max-backoff", o.retry.maxBackoff, "largest delay between retries (0: no limit, capped at 1h; below -consul-retry-backoff: every delay)")
