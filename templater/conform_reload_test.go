@@ -524,3 +524,35 @@ func TestConformConsulAuthMerge(t *testing.T) {
 		})
 	}
 }
+
+// TestConformReloadDelimiters: a reload's default_delimiters apply to the
+// templates read again, as consul-template v0.41.1's new runner is built
+// from the new config (cli.go Run; config/config.go Finalize gives each
+// template without delimiters of its own the default ones). The template
+// holds an action in each pair; the file before and after a reload that
+// sets << >> as the defaults and the exit codes after the kill signal are
+// compared.
+func TestConformReloadDelimiters(t *testing.T) {
+	seedConform(t)
+	conf := func(extra string) string {
+		return "consul {\n address = \"@ADDR@\"\n}\n" + extra + "template {\n source = \"in.tmpl\"\n destination = \"out\"\n}\n"
+	}
+	files := map[string]string{"in.tmpl": `{{ key "ct/name" }} <<key "ct/num">>`, "c.hcl": conf("")}
+	ds, dirs := startBoth(t, files, "-config", "c.hcl", "-log-level", "err")
+	var got [2]string
+	for i, d := range ds {
+		out := filepath.Join(dirs[i], "out")
+		_, _ = eventually.Poll(30*time.Second, func() (bool, string) { return readFile(out) != "" || !d.Alive(), "" })
+		first := readFile(out)
+		proctest.WriteFile(t, filepath.Join(dirs[i], "c.hcl"), strings.ReplaceAll(conf("default_delimiters {\n left = \"<<\"\n right = \">>\"\n}\n"), "@ADDR@", agent.HTTPAddr()))
+		d.Signal(t, syscall.SIGHUP)
+		_, _ = eventually.Poll(30*time.Second, func() (bool, string) { return readFile(out) != first || !d.Alive(), "" })
+		after := readFile(out)
+		_ = d.Cmd.Process.Signal(syscall.SIGINT)
+		got[i] = fmt.Sprintf("before the reload %q; after %q; exit %d", first, after, exitOrKill(d))
+	}
+	t.Logf("consul-template: %s", got[0])
+	if got[0] != got[1] {
+		t.Fatalf("consul-template: %s\ntemplater:       %s\n%s", got[0], got[1], ds[1].Stdout.String())
+	}
+}
