@@ -438,7 +438,9 @@ func TestConformReloadConsulClient(t *testing.T) {
 			_, _ = eventually.Poll(30*time.Second, func() (bool, string) { return rec.blocked() || !d.Alive(), "" })
 			got[i] = append(got[i], fmt.Sprintf("configuration %d: %s", k+1, rec.summary()))
 		}
-		got[i] = append(got[i], fmt.Sprintf("running: %v", d.Alive()))
+		alive := d.Alive()
+		_ = d.Cmd.Process.Signal(syscall.SIGINT)
+		got[i] = append(got[i], fmt.Sprintf("running: %v; exit after the kill signal: %d", alive, exitOrKill(d)))
 	}
 	t.Logf("consul-template:\n%s", strings.Join(got[0], "\n"))
 	if a, b := strings.Join(got[0], "\n"), strings.Join(got[1], "\n"); a != b {
