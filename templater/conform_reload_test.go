@@ -290,18 +290,21 @@ func TestConformReloadMaxStale(t *testing.T) {
 // above 0; a wait without an index blocks nothing) and whether it asked to
 // close its connection (Connection: close, which disable_keep_alives sends).
 type kvRequest struct {
-	auth, wait string
-	close      bool
+	path, auth, wait string
+	close            bool
 }
 
 // requestRecorder is a reverse proxy to the package's agent that keeps
 // every KV read it forwards; close stops it and drops its connections (an
 // outage).
 type requestRecorder struct {
-	mu    sync.Mutex
-	reqs  []kvRequest
-	addr  string
-	close func()
+	mu   sync.Mutex
+	reqs []kvRequest
+	// inFlight is how many KV reads are being answered now, maxInFlight
+	// the most at once so far.
+	inFlight, maxInFlight int
+	addr                  string
+	close                 func()
 }
 
 func newRequestRecorder(t *testing.T) *requestRecorder {
@@ -321,13 +324,20 @@ func newRequestRecorder(t *testing.T) *requestRecorder {
 	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/v1/kv/") {
 			q := r.URL.Query()
-			kr := kvRequest{auth: r.Header.Get("Authorization"), close: r.Close}
+			kr := kvRequest{path: r.URL.Path, auth: r.Header.Get("Authorization"), close: r.Close}
 			if idx, _ := strconv.ParseUint(q.Get("index"), 10, 64); idx > 0 {
 				kr.wait = q.Get("wait")
 			}
 			rec.mu.Lock()
 			rec.reqs = append(rec.reqs, kr)
+			rec.inFlight++
+			rec.maxInFlight = max(rec.maxInFlight, rec.inFlight)
 			rec.mu.Unlock()
+			defer func() {
+				rec.mu.Lock()
+				rec.inFlight--
+				rec.mu.Unlock()
+			}()
 		}
 		proxy.ServeHTTP(w, r)
 	})}
@@ -348,6 +358,22 @@ func (rec *requestRecorder) blocked() bool {
 		}
 	}
 	return false
+}
+
+// blockedOn reports whether a blocking read of each KV path came through.
+func (rec *requestRecorder) blockedOn(paths ...string) bool {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, p := range paths {
+		found := false
+		for _, r := range rec.reqs {
+			found = found || (r.path == p && r.wait != "")
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // auths is the distinct Authorization headers of the KV reads so far,
@@ -556,5 +582,45 @@ func TestConformReloadDelimiters(t *testing.T) {
 	t.Logf("consul-template: %s", got[0])
 	if got[0] != got[1] {
 		t.Fatalf("consul-template: %s\ntemplater:       %s\n%s", got[0], got[1], ds[1].Stdout.String())
+	}
+}
+
+// TestConformReloadConnsPerHost: a reload's consul.transport
+// max_conns_per_host applies to the reads that follow, as consul-template
+// v0.41.1 builds its clients again from the new config (cli.go Run;
+// dependency/client_set.go CreateConsulClient). A template reads two keys,
+// each a blocking query of its own; each configuration names a recording
+// proxy of its own, the second sets max_conns_per_host = 1 (and
+// block_query_wait 1s, so that the reads queued behind one connection come
+// through). How many reads each proxy answered at once at
+// most, once both keys had a blocking read, is compared.
+func TestConformReloadConnsPerHost(t *testing.T) {
+	seedConform(t)
+	conf := func(addr, transport, wait string) string {
+		return fmt.Sprintf("consul {\n address = %q\n%s}\n%stemplate {\n source = \"in.tmpl\"\n destination = \"out\"\n}\n", addr, transport, wait)
+	}
+	var got [2]string
+	for i, tl := range tools(t) {
+		a, b := newRequestRecorder(t), newRequestRecorder(t)
+		dir := toolDir(t, tl.name, map[string]string{"in.tmpl": `{{ key "ct/name" }} {{ key "ct/num" }}`, "c.hcl": conf(a.addr, "", "")})
+		d := startDaemon(t, tl.bin, dir, "-config", "c.hcl", "-log-level", "err")
+		both := func(rec *requestRecorder) {
+			_, _ = eventually.Poll(30*time.Second, func() (bool, string) { return rec.blockedOn("/v1/kv/ct/name", "/v1/kv/ct/num") || !d.Alive(), "" })
+		}
+		both(a)
+		proctest.WriteFile(t, filepath.Join(dir, "c.hcl"), conf(b.addr, " transport {\n  max_conns_per_host = 1\n }\n", "block_query_wait = \"1s\"\n"))
+		d.Signal(t, syscall.SIGHUP)
+		both(b)
+		a.mu.Lock()
+		b.mu.Lock()
+		got[i] = fmt.Sprintf("at most at once: %d before the reload, %d after", a.maxInFlight, b.maxInFlight)
+		b.mu.Unlock()
+		a.mu.Unlock()
+		_ = d.Cmd.Process.Signal(syscall.SIGINT)
+		got[i] += fmt.Sprintf("; exit %d", exitOrKill(d))
+	}
+	t.Logf("consul-template: %s", got[0])
+	if got[0] != got[1] {
+		t.Fatalf("consul-template: %s\ntemplater:       %s", got[0], got[1])
 	}
 }
