@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -280,5 +282,345 @@ func TestConformReloadMaxStale(t *testing.T) {
 	t.Logf("consul-template: %s", got[0])
 	if got[0] != got[1] {
 		t.Fatalf("consul-template: %s\ntemplater: %s", got[0], got[1])
+	}
+}
+
+// kvRequest is what a requestRecorder keeps of one KV read: its
+// Authorization header, the wait it asked for when it blocked (an index
+// above 0; a wait without an index blocks nothing) and whether it asked to
+// close its connection (Connection: close, which disable_keep_alives sends).
+type kvRequest struct {
+	path, auth, wait string
+	close            bool
+}
+
+// requestRecorder is a reverse proxy to the package's agent that keeps
+// every KV read it forwards; close stops it and drops its connections (an
+// outage).
+type requestRecorder struct {
+	mu   sync.Mutex
+	reqs []kvRequest
+	// inFlight is how many KV reads are being answered now, maxInFlight
+	// the most at once so far.
+	inFlight, maxInFlight int
+	addr                  string
+	close                 func()
+}
+
+func newRequestRecorder(t *testing.T) *requestRecorder {
+	t.Helper()
+	target, err := url.Parse("http://" + agent.HTTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &requestRecorder{}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	// A read cancelled by its tool's reload is no news.
+	proxy.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/kv/") {
+			q := r.URL.Query()
+			kr := kvRequest{path: r.URL.Path, auth: r.Header.Get("Authorization"), close: r.Close}
+			if idx, _ := strconv.ParseUint(q.Get("index"), 10, 64); idx > 0 {
+				kr.wait = q.Get("wait")
+			}
+			rec.mu.Lock()
+			rec.reqs = append(rec.reqs, kr)
+			rec.inFlight++
+			rec.maxInFlight = max(rec.maxInFlight, rec.inFlight)
+			rec.mu.Unlock()
+			defer func() {
+				rec.mu.Lock()
+				rec.inFlight--
+				rec.mu.Unlock()
+			}()
+		}
+		proxy.ServeHTTP(w, r)
+	})}
+	go func() { _ = srv.Serve(l) }()
+	rec.close = func() { srv.Close() }
+	t.Cleanup(rec.close)
+	rec.addr = l.Addr().String()
+	return rec
+}
+
+// blocked reports whether a blocking KV read came through.
+func (rec *requestRecorder) blocked() bool {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, r := range rec.reqs {
+		if r.wait != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// blockedOn reports whether a blocking read of each KV path came through.
+func (rec *requestRecorder) blockedOn(paths ...string) bool {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, p := range paths {
+		found := false
+		for _, r := range rec.reqs {
+			found = found || (r.path == p && r.wait != "")
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// auths is the distinct Authorization headers of the KV reads so far,
+// sorted.
+func (rec *requestRecorder) auths() []string {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range rec.reqs {
+		if !seen[r.auth] {
+			seen[r.auth] = true
+			out = append(out, r.auth)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// summary is the distinct Authorization headers, blocking waits and
+// Connection: close flags of the KV reads so far, each set sorted.
+func (rec *requestRecorder) summary() string {
+	auths := rec.auths()
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	wait, closed := map[string]bool{}, map[bool]bool{}
+	for _, r := range rec.reqs {
+		if r.wait != "" {
+			wait[r.wait] = true
+		}
+		closed[r.close] = true
+	}
+	keys := func(m map[string]bool) []string {
+		var out []string
+		for k := range m {
+			out = append(out, k)
+		}
+		sort.Strings(out)
+		return out
+	}
+	return fmt.Sprintf("authorization %q, blocking wait %q, connection close %v", auths, keys(wait), closed)
+}
+
+// TestConformReloadConsulClient: a reload's consul.auth, block_query_wait
+// and consul.transport apply to the reads that follow, as consul-template
+// v0.41.1 builds its clients and watcher again from the new config (cli.go
+// Run; manager.NewRunner, dependency.ClientSet). Each configuration names a
+// recording proxy of its own, so every read a proxy sees was made under
+// that configuration: basic auth alice with block_query_wait 5s, then bob
+// with 7s and disable_keep_alives, then auth disabled (with a username) and
+// neither setting, then a password alone, then auth enabled with neither
+// username nor password. Each tool's Authorization headers, blocking waits and
+// Connection: close flags per configuration are compared.
+func TestConformReloadConsulClient(t *testing.T) {
+	seedConform(t)
+	tmpl := "template {\n source = \"in.tmpl\"\n destination = \"out\"\n}\n"
+	confs := []func(addr string) string{
+		func(addr string) string {
+			return fmt.Sprintf("consul {\n address = %q\n auth {\n  username = \"alice\"\n  password = \"one\"\n }\n}\nblock_query_wait = \"5s\"\n", addr) + tmpl
+		},
+		func(addr string) string {
+			return fmt.Sprintf("consul {\n address = %q\n auth {\n  enabled = true\n  username = \"bob\"\n  password = \"two\"\n }\n transport {\n  disable_keep_alives = true\n }\n}\nblock_query_wait = \"7s\"\n", addr) + tmpl
+		},
+		func(addr string) string {
+			return fmt.Sprintf("consul {\n address = %q\n auth {\n  enabled = false\n  username = \"carol\"\n  password = \"three\"\n }\n}\n", addr) + tmpl
+		},
+		func(addr string) string {
+			return fmt.Sprintf("consul {\n address = %q\n auth {\n  password = \"four\"\n }\n}\n", addr) + tmpl
+		},
+		func(addr string) string {
+			return fmt.Sprintf("consul {\n address = %q\n auth {\n  enabled = true\n }\n}\n", addr) + tmpl
+		},
+	}
+	var got [2][]string
+	for i, tl := range tools(t) {
+		var recs []*requestRecorder
+		for range confs {
+			recs = append(recs, newRequestRecorder(t))
+		}
+		dir := toolDir(t, tl.name, map[string]string{"in.tmpl": `{{ key "ct/name" }}`, "c.hcl": confs[0](recs[0].addr)})
+		d := startDaemon(t, tl.bin, dir, "-config", "c.hcl", "-log-level", "err")
+		for k, rec := range recs {
+			if k > 0 {
+				proctest.WriteFile(t, filepath.Join(dir, "c.hcl"), confs[k](rec.addr))
+				d.Signal(t, syscall.SIGHUP)
+			}
+			// Its first blocking read: the one after the first answer.
+			_, _ = eventually.Poll(30*time.Second, func() (bool, string) { return rec.blocked() || !d.Alive(), "" })
+			got[i] = append(got[i], fmt.Sprintf("configuration %d: %s", k+1, rec.summary()))
+		}
+		alive := d.Alive()
+		_ = d.Cmd.Process.Signal(syscall.SIGINT)
+		got[i] = append(got[i], fmt.Sprintf("running: %v; exit after the kill signal: %d", alive, exitOrKill(d)))
+	}
+	t.Logf("consul-template:\n%s", strings.Join(got[0], "\n"))
+	if a, b := strings.Join(got[0], "\n"), strings.Join(got[1], "\n"); a != b {
+		t.Fatalf("consul-template:\n%s\ntemplater:\n%s", a, b)
+	}
+}
+
+// TestConformReloadRetry: a reload's consul.retry applies to the failures
+// that follow, as consul-template v0.41.1's new runner retries with the new
+// config (cli.go Run; config/retry.go RetryFunc). Each tool starts with the
+// retry defaults, through a recording proxy; the reload names a second
+// proxy and 2 attempts 10ms apart (20ms at most); once the tool reads
+// through the second proxy, it is stopped (an outage). Both exit codes are
+// compared.
+func TestConformReloadRetry(t *testing.T) {
+	seedConform(t)
+	tmpl := "template {\n source = \"in.tmpl\"\n destination = \"out\"\n}\n"
+	first := func(addr string) string { return fmt.Sprintf("consul {\n address = %q\n}\n", addr) + tmpl }
+	second := func(addr string) string {
+		return fmt.Sprintf("consul {\n address = %q\n retry {\n  attempts = 2\n  backoff = \"10ms\"\n  max_backoff = \"20ms\"\n }\n}\n", addr) + tmpl
+	}
+	var codes [2]int
+	var ds [2]*proctest.Proc
+	for i, tl := range tools(t) {
+		a, b := newRequestRecorder(t), newRequestRecorder(t)
+		dir := toolDir(t, tl.name, map[string]string{"in.tmpl": `{{ key "ct/name" }}`, "c.hcl": first(a.addr)})
+		d := startDaemon(t, tl.bin, dir, "-config", "c.hcl", "-log-level", "err")
+		ds[i] = d
+		eventually.True(t, 30*time.Second, tl.name+" first render", func() bool { return readFile(filepath.Join(dir, "out")) == "hello" })
+		proctest.WriteFile(t, filepath.Join(dir, "c.hcl"), second(b.addr))
+		d.Signal(t, syscall.SIGHUP)
+		_, _ = eventually.Poll(30*time.Second, func() (bool, string) { return b.blocked() || !d.Alive(), "" })
+		b.close()
+		codes[i] = exitOrKill(d)
+	}
+	t.Logf("consul-template: exit %d", codes[0])
+	if codes[0] != codes[1] {
+		t.Fatalf("outage after a reload to 2 retry attempts: consul-template exit %d, templater exit %d\n%s", codes[0], codes[1], ds[1].Stdout.String())
+	}
+}
+
+// TestConformConsulAuthMerge: HTTP basic authentication from -consul-auth
+// and consul { auth { } } together, as consul-template v0.41.1 merges them
+// field by field (config/auth.go ParseAuthConfig, Merge, Finalize): each
+// tool renders once through a recording proxy of its own; the
+// Authorization headers of its KV reads, its exit code and the file, which
+// shows CONSUL_HTTP_AUTH of the environment it gives templates and
+// commands (manager/runner.go childEnv), are compared.
+func TestConformConsulAuthMerge(t *testing.T) {
+	seedConform(t)
+	for _, c := range []struct {
+		name, auth string
+		flags      []string
+	}{
+		{"flag user over file user and password", "username = \"fu\"\n password = \"fp\"", []string{"-consul-auth", "flaguser"}},
+		{"flag user and password over file disabled", "enabled = false", []string{"-consul-auth", "a:b"}},
+		{"flag user and empty password over file password", "password = \"fp\"", []string{"-consul-auth", "x:"}},
+		{"file password alone", "password = \"fp\"", nil},
+		{"file enabled alone", "enabled = true", nil},
+		{"file username, disabled", "enabled = false\n username = \"u\"", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			var got [2]string
+			var wg sync.WaitGroup
+			for i, tl := range tools(t) {
+				rec := newRequestRecorder(t)
+				conf := fmt.Sprintf("consul {\n address = %q\n auth {\n %s\n }\n}\n", rec.addr, c.auth)
+				dir := toolDir(t, tl.name, map[string]string{"in.tmpl": `{{ key "ct/name" }} [{{ env "CONSUL_HTTP_AUTH" }}]`, "c.hcl": conf})
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					args := append([]string{"-once", "-log-level", "err", "-config", "c.hcl", "-template", "in.tmpl:out"}, c.flags...)
+					o := runTool(t, tl.bin, dir, filepath.Join(dir, "out"), 30*time.Second, args...)
+					got[i] = fmt.Sprintf("%s; authorization %q", o, rec.auths())
+				}()
+			}
+			wg.Wait()
+			t.Logf("consul-template: %s", got[0])
+			if got[0] != got[1] {
+				t.Fatalf("consul-template: %s\ntemplater:       %s", got[0], got[1])
+			}
+		})
+	}
+}
+
+// TestConformReloadDelimiters: a reload's default_delimiters apply to the
+// templates read again, as consul-template v0.41.1's new runner is built
+// from the new config (cli.go Run; config/config.go Finalize gives each
+// template without delimiters of its own the default ones). The template
+// holds an action in each pair; the file before and after a reload that
+// sets << >> as the defaults and the exit codes after the kill signal are
+// compared.
+func TestConformReloadDelimiters(t *testing.T) {
+	seedConform(t)
+	conf := func(extra string) string {
+		return "consul {\n address = \"@ADDR@\"\n}\n" + extra + "template {\n source = \"in.tmpl\"\n destination = \"out\"\n}\n"
+	}
+	files := map[string]string{"in.tmpl": `{{ key "ct/name" }} <<key "ct/num">>`, "c.hcl": conf("")}
+	ds, dirs := startBoth(t, files, "-config", "c.hcl", "-log-level", "err")
+	var got [2]string
+	for i, d := range ds {
+		out := filepath.Join(dirs[i], "out")
+		_, _ = eventually.Poll(30*time.Second, func() (bool, string) { return readFile(out) != "" || !d.Alive(), "" })
+		first := readFile(out)
+		proctest.WriteFile(t, filepath.Join(dirs[i], "c.hcl"), strings.ReplaceAll(conf("default_delimiters {\n left = \"<<\"\n right = \">>\"\n}\n"), "@ADDR@", agent.HTTPAddr()))
+		d.Signal(t, syscall.SIGHUP)
+		_, _ = eventually.Poll(30*time.Second, func() (bool, string) { return readFile(out) != first || !d.Alive(), "" })
+		after := readFile(out)
+		_ = d.Cmd.Process.Signal(syscall.SIGINT)
+		got[i] = fmt.Sprintf("before the reload %q; after %q; exit %d", first, after, exitOrKill(d))
+	}
+	t.Logf("consul-template: %s", got[0])
+	if got[0] != got[1] {
+		t.Fatalf("consul-template: %s\ntemplater:       %s\n%s", got[0], got[1], ds[1].Stdout.String())
+	}
+}
+
+// TestConformReloadConnsPerHost: a reload's consul.transport
+// max_conns_per_host applies to the reads that follow, as consul-template
+// v0.41.1 builds its clients again from the new config (cli.go Run;
+// dependency/client_set.go CreateConsulClient). A template reads two keys,
+// each a blocking query of its own; each configuration names a recording
+// proxy of its own, the second sets max_conns_per_host = 1 (and
+// block_query_wait 1s, so that the reads queued behind one connection come
+// through). How many reads each proxy answered at once at
+// most, once both keys had a blocking read, is compared.
+func TestConformReloadConnsPerHost(t *testing.T) {
+	seedConform(t)
+	conf := func(addr, transport, wait string) string {
+		return fmt.Sprintf("consul {\n address = %q\n%s}\n%stemplate {\n source = \"in.tmpl\"\n destination = \"out\"\n}\n", addr, transport, wait)
+	}
+	var got [2]string
+	for i, tl := range tools(t) {
+		a, b := newRequestRecorder(t), newRequestRecorder(t)
+		dir := toolDir(t, tl.name, map[string]string{"in.tmpl": `{{ key "ct/name" }} {{ key "ct/num" }}`, "c.hcl": conf(a.addr, "", "")})
+		d := startDaemon(t, tl.bin, dir, "-config", "c.hcl", "-log-level", "err")
+		both := func(rec *requestRecorder) {
+			_, _ = eventually.Poll(30*time.Second, func() (bool, string) { return rec.blockedOn("/v1/kv/ct/name", "/v1/kv/ct/num") || !d.Alive(), "" })
+		}
+		both(a)
+		proctest.WriteFile(t, filepath.Join(dir, "c.hcl"), conf(b.addr, " transport {\n  max_conns_per_host = 1\n }\n", "block_query_wait = \"1s\"\n"))
+		d.Signal(t, syscall.SIGHUP)
+		both(b)
+		a.mu.Lock()
+		b.mu.Lock()
+		got[i] = fmt.Sprintf("at most at once: %d before the reload, %d after", a.maxInFlight, b.maxInFlight)
+		b.mu.Unlock()
+		a.mu.Unlock()
+		_ = d.Cmd.Process.Signal(syscall.SIGINT)
+		got[i] += fmt.Sprintf("; exit %d", exitOrKill(d))
+	}
+	t.Logf("consul-template: %s", got[0])
+	if got[0] != got[1] {
+		t.Fatalf("consul-template: %s\ntemplater:       %s", got[0], got[1])
 	}
 }

@@ -72,12 +72,7 @@ func consulConfig(o *options, fc *fileConfig) (*api.Config, error) {
 	if fc.ConsulNamespace != nil {
 		ccfg.Namespace = *fc.ConsulNamespace
 	}
-	auth := o.consulAuth
-	if auth == "" && fc.ConsulAuth != nil && fc.ConsulAuth["enabled"] != "false" && fc.ConsulAuth["username"] != "" {
-		auth = fc.ConsulAuth["username"] + ":" + fc.ConsulAuth["password"]
-	}
-	if auth != "" {
-		user, pass, _ := strings.Cut(auth, ":")
+	if user, pass, on := basicAuth(o, fc.ConsulAuth); on {
 		ccfg.HttpAuth = &api.HttpBasicAuth{Username: user, Password: pass}
 	}
 	if p := ccfg.TLSConfig.CAPath; p != "" {
@@ -91,6 +86,26 @@ func consulConfig(o *options, fc *fileConfig) (*api.Config, error) {
 	}
 	ccfg.Transport = t
 	return ccfg, nil
+}
+
+// basicAuth is consul-template's HTTP basic authentication to Consul
+// (config/auth.go ParseAuthConfig, Merge, Finalize): -consul-auth over the
+// files' consul { auth { } } field by field (USER alone leaves a file's
+// password), on when enabled says so, else when the username or the
+// password is not empty. On, it is sent even with both empty
+// (dependency/client_set.go: HttpAuth whenever AuthEnabled).
+func basicAuth(o *options, file map[string]string) (user, pass string, on bool) {
+	user, pass = file["username"], file["password"]
+	if o.set["consul-auth"] {
+		user = o.consulAuth
+		if u, p, ok := strings.Cut(o.consulAuth, ":"); ok {
+			user, pass = u, p
+		}
+	}
+	if v, ok := file["enabled"]; ok {
+		return user, pass, v == "true"
+	}
+	return user, pass, user != "" || pass != ""
 }
 
 // transport builds the HTTP transport to Consul from the -consul-transport-*

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -121,5 +122,78 @@ func TestSIGTERMWhileAReloadWaitsForAPass(t *testing.T) {
 	}
 	if code != 0 {
 		t.Fatalf("exit after SIGTERM: %d", code)
+	}
+}
+
+// syslogSink is a unix datagram socket of the test's own that templater's
+// -syslog-socket can name; every message that reaches it is kept, one a
+// line.
+func syslogSink(t *testing.T) (sock string, got *eventually.Buffer) {
+	t.Helper()
+	sock = filepath.Join(t.TempDir(), "log")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = &eventually.Buffer{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = got.Write(append(buf[:n:n], '\n'))
+		}
+	}()
+	t.Cleanup(func() { c.Close(); <-done })
+	return sock, got
+}
+
+// TestReloadMetricsServerLog: the -metrics-addr server, which outlives a
+// reload on its first listener, logs through the reload's logger: after a
+// reload that turns syslog on, the server's error lines go to syslog and
+// not to stderr. templater alone (consul-template has no metrics server).
+// The error is net/http's "Accept error", which the server meets when
+// templater runs out of file descriptors: it runs under `ulimit -n 64`
+// and the test holds many connections to the server open.
+func TestReloadMetricsServerLog(t *testing.T) {
+	seed(t)
+	sock, sys := syslogSink(t)
+	conf := "consul {\n address = \"" + agent.HTTPAddr() + "\"\n}\ntemplate {\n source = \"in.tmpl\"\n destination = \"out\"\n}\n"
+	dir := toolDir(t, "templater", map[string]string{"in.tmpl": `{{ key "app/name" }}`, "c.hcl": conf})
+	maddr := proctest.FreeAddr(t)
+	cmd := exec.Command("sh", "-c", `ulimit -n 64 && exec "$0" "$@"`, binary(t), "-config", "c.hcl", "-log-level", "info",
+		"-syslog-socket", sock, "-metrics-addr", maddr)
+	cmd.Dir, cmd.Env = dir, ctEnv
+	d := proctest.Start(t, cmd, proctest.Options{Combined: true})
+	eventually.True(t, 30*time.Second, "first render", func() bool { return readFile(filepath.Join(dir, "out")) == "hello" })
+	proctest.WriteFile(t, filepath.Join(dir, "c.hcl"), conf+"syslog {\n enabled = true\n name = \"reloaded\"\n}\n")
+	d.Signal(t, syscall.SIGHUP)
+	eventually.True(t, 30*time.Second, "the reload's log in syslog", func() bool { return strings.Contains(sys.String(), "reloaded configuration") })
+	mark := len(d.Stdout.String())
+	// More connections than templater has descriptors; the server
+	// closes each after its ReadHeaderTimeout, so they stay open until
+	// the error is seen.
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range 100 {
+		c, err := net.Dial("tcp", maddr)
+		if err != nil {
+			break
+		}
+		conns = append(conns, c)
+	}
+	eventually.Holds(t, 30*time.Second, "the metrics server's accept error in syslog", func() (bool, string) {
+		return strings.Contains(sys.String(), "Accept error"), "stderr since the reload: " + d.Stdout.String()[mark:]
+	})
+	if after := d.Stdout.String()[mark:]; strings.Contains(after, "Accept error") {
+		t.Fatalf("the metrics server's error reached stderr after the reload to syslog:\n%s", after)
 	}
 }

@@ -384,6 +384,11 @@ func (r *runner) reloadSession(ctx context.Context, rq reloadRequest) error {
 	r.pidFile = s.o.pidFile
 	oldOut, oldExec, oldEnv := r.logOut, r.cfg.Exec, r.childEnv
 	r.connect(ctx, s)
+	if r.onSession != nil {
+		// Before the old log's syslog connection closes: what logs
+		// through the session of the moment (liveHandler) moves first.
+		r.onSession(s)
+	}
 	if sw, ok := oldOut.(*syslog.Writer); ok && oldOut != s.logOut {
 		// The log goes to the new session's place now.
 		_ = sw.Close()
@@ -399,9 +404,6 @@ func (r *runner) reloadSession(ctx context.Context, rq reloadRequest) error {
 	r.tmpls = s.tmpls
 	r.dryLast = map[string][]byte{}
 	r.readySent = false
-	if r.onSession != nil {
-		r.onSession(s)
-	}
 	r.log.Info("reloaded configuration", "templates", len(s.tmpls), "consul", s.ccfg.Address, "max_stale", s.o.maxStale)
 	return nil
 }

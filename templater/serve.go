@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sync/atomic"
@@ -31,19 +32,24 @@ func serve(base *options, s *session, stdout, stderr io.Writer) int {
 	var cur atomic.Pointer[session]
 	cur.Store(s)
 	r.onSession = cur.Store
+	// What lives across reloads logs through the session of the moment.
+	liveLog := slog.New(liveHandler{current: func() slog.Handler { return cur.Load().log.Handler() }})
 	sigFwd := make(chan syscall.Signal, 8)
 	r.sigs = sigFwd
 	if supervisor.NeedReaper() {
 		// As PID 1 (in a container) orphans of commands and the exec child
 		// are ours to collect.
-		r.reaper = supervisor.NewReaper(s.log)
+		r.reaper = supervisor.NewReaper(liveLog)
 		go r.reaper.Run(ctx)
 	}
+	// Bound once: -metrics-addr is a flag (or TEMPLATER_METRICS_ADDR),
+	// and a reload reads the files again over the command line as it
+	// was given, so the address never changes; only its log does.
 	metricsLn, err := s.o.cli.ListenMetrics()
 	if err != nil {
 		return s.o.cli.Fail(err, exitConfig)
 	}
-	metricsLn.Serve(ctx, reg, r.health, s.log)
+	metricsLn.Serve(ctx, reg, r.health, liveLog)
 	sigs := make(chan os.Signal, 16)
 	supervisor.NotifyAll(sigs)
 	defer signal.Stop(sigs)

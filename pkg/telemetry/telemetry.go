@@ -106,7 +106,9 @@ func Serve(ctx context.Context, addr string, reg *prometheus.Registry, health He
 
 // ServeOn serves Handler on ln until ctx is done, then closes ln.
 func ServeOn(ctx context.Context, ln net.Listener, reg *prometheus.Registry, health HealthFunc, log *slog.Logger) error {
-	srv := &http.Server{Handler: Handler(reg, health), ReadHeaderTimeout: 5 * time.Second}
+	// net/http's own error lines (an accept that fails, a handler that
+	// panics) go to log too, at level error, not to the standard logger.
+	srv := &http.Server{Handler: Handler(reg, health), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}
 	log.Info("serving metrics and health", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
