@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/berth/berth/pkg/cliapp"
+	"github.com/berth/berth/pkg/consulclient"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/hashicorp/consul/api"
 )
@@ -99,7 +100,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 		err = o.check(res.Args)
 	}
 	if err == nil {
-		o.log, o.client, err = p.Setup(nil)
+		o.log, o.client, err = setup(p)
 	}
 	if err == nil {
 		var cfg *api.Config
@@ -108,6 +109,27 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 		}
 	}
 	return o, err
+}
+
+// setup builds the logger and the Consul client as cliapp's Setup does, but
+// without -stale: consul lock accepts -stale and ignores it (command/lock
+// run never asks HTTPFlags.Stale, and command/flags HTTPFlags.MergeOntoConfig
+// does not carry it to the client), so its waits read the lock from the
+// leader. A stale wait would see a released lock late, or a taken one free.
+func setup(p *cliapp.Program) (*slog.Logger, *api.Client, error) {
+	log, err := p.Log.New(p.Stderr, p.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := p.Consul.Config()
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := consulclient.NewClient(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return log, client, nil
 }
 
 // checkHost refuses an agent address whose host no resolver can find: not
