@@ -76,11 +76,22 @@ func TestHeldLayoutAsConsulLock(t *testing.T) {
 		})
 		return lines
 	}
-	for i, args := range [][]string{nil, {"-n", "2"}, {"-name", "nightly report"}, {"-n", "3", "-name", "web restarts"}} {
-		prefix := fmt.Sprintf("test/layout-%d", i)
-		want := layout(a.Bin, args, prefix)
-		if got := layout(lockrunPath(t), args, prefix); !slices.Equal(got, want) {
-			t.Errorf("%q: held by lockrun:\n  %s\nby consul lock:\n  %s", args, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	for i, tc := range []struct {
+		args   []string
+		prefix string // "": test/layout-<case>
+	}{
+		{args: nil}, {args: []string{"-n", "2"}}, {args: []string{"-name", "nightly report"}}, {args: []string{"-n", "3", "-name", "web restarts"}},
+		// characters a URL escapes, and ".lock" inside the prefix
+		{prefix: "test/layout odd?#%20+;ü/x"}, {args: []string{"-n", "2"}, prefix: "test/layout odd?#%20+;ü/y"},
+		{prefix: "test/layout-n/.lock"}, {args: []string{"-n", "2"}, prefix: "test/layout-s/.lock"},
+	} {
+		prefix := tc.prefix
+		if prefix == "" {
+			prefix = fmt.Sprintf("test/layout-%d", i)
+		}
+		want := layout(a.Bin, tc.args, prefix)
+		if got := layout(lockrunPath(t), tc.args, prefix); !slices.Equal(got, want) {
+			t.Errorf("%q %q: held by lockrun:\n  %s\nby consul lock:\n  %s", tc.args, prefix, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 		}
 	}
 }
