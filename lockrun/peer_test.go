@@ -296,3 +296,32 @@ func TestTLSVariablesAsConsulLock(t *testing.T) {
 		}
 	}
 }
+
+// TestHelpWordInCommandRunsCommand: a command with -h, -help or --help
+// among its arguments is run. consul lock's command-line library
+// (mitchellh/cli CLI.processArgs) takes such a word anywhere before a
+// "--" as a request for consul lock's own help: it prints the help and
+// exits 0 without running the command, a cron job silently skipped (the
+// same trap as hashicorp/consul#776 with -v, fixed there for -v only; the
+// README's differences). consul lock runs the command when "--" comes
+// before PREFIX, which makes it the oracle here; without the "--" its
+// outcome is logged.
+func TestHelpWordInCommandRunsCommand(t *testing.T) {
+	a := consultest.Require(t, agent)
+	c := a.Client()
+	for _, tc := range []struct{ flags, rest []string }{
+		{[]string{"-shell=true"}, []string{"test/helpword", "echo", "ran", ">", "MARK", "-h"}},
+		{[]string{"-shell=false"}, []string{"test/helpword", "sh", "-c", `echo "$1" > MARK`, "sh", "--help"}},
+		{[]string{"-shell=false", "-n", "2"}, []string{"test/helpword-sem", "sh", "-c", `echo "$1" > MARK`, "sh", "-help"}},
+	} {
+		args := append(slices.Clone(tc.flags), tc.rest...)
+		want := runOutcome(t, a, c, a.Bin, append(append(append([]string{"lock"}, tc.flags...), "--"), tc.rest...))
+		literal := runOutcome(t, a, c, a.Bin, append([]string{"lock"}, args...))
+		t.Logf("consul lock %q: exit %d, ran %q (the difference README documents)", args, literal.code, literal.ran)
+		got := runOutcome(t, a, c, lockrunPath(t), args)
+		if got.code != want.code || got.ran != want.ran || !slices.Equal(got.keys, want.keys) {
+			t.Errorf("lockrun %q: exit %d, ran %q, keys %q; consul lock with \"--\" before PREFIX: exit %d, ran %q, keys %q",
+				args, got.code, got.ran, got.keys, want.code, want.ran, want.keys)
+		}
+	}
+}
