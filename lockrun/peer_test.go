@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -322,6 +323,51 @@ func TestHelpWordInCommandRunsCommand(t *testing.T) {
 		if got.code != want.code || got.ran != want.ran || !slices.Equal(got.keys, want.keys) {
 			t.Errorf("lockrun %q: exit %d, ran %q, keys %q; consul lock with \"--\" before PREFIX: exit %d, ran %q, keys %q",
 				args, got.code, got.ran, got.keys, want.code, want.ran, want.keys)
+		}
+	}
+}
+
+// TestUnixSocketAsConsulLock: an agent reached by a unix socket
+// (unix:///path, by -http-addr or CONSUL_HTTP_ADDR, as the consul CLI takes
+// it) serves lockrun as it serves consul lock: the command runs, for a lock
+// and a semaphore.
+func TestUnixSocketAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	sock := filepath.Join(t.TempDir(), "http.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Skip("no unix socket:", err)
+	}
+	target, err := url.Parse("http://" + a.HTTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.FlushInterval = -1
+	srv := &http.Server{Handler: proxy}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	dir := t.TempDir()
+	for i, tc := range []struct{ args, env []string }{
+		{args: []string{"-http-addr", "unix://" + sock}},
+		{env: []string{"CONSUL_HTTP_ADDR=unix://" + sock}},
+		{args: []string{"-n", "2"}, env: []string{"CONSUL_HTTP_ADDR=unix://" + sock}},
+	} {
+		ran := func(bin string) bool {
+			marker := filepath.Join(dir, fmt.Sprintf("ran-%d-%s", i, filepath.Base(bin)))
+			args := append(slices.Clone(tc.args), "-timeout", "5s", "test/unixsock", "touch "+marker)
+			cmd := exec.Command(bin, peerArgs(a, bin, args)...)
+			cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "SHELL=/bin/sh"}, tc.env...)
+			out, _ := cmd.CombinedOutput()
+			t.Logf("%s %q %q: %s", filepath.Base(bin), args, tc.env, out)
+			_, err := os.Stat(marker)
+			return err == nil
+		}
+		if !ran(a.Bin) {
+			t.Fatalf("%q %q: consul lock did not run the command: the socket does not serve", tc.args, tc.env)
+		}
+		if !ran(lockrunPath(t)) {
+			t.Errorf("%q %q: lockrun did not run the command; consul lock did", tc.args, tc.env)
 		}
 	}
 }
