@@ -102,11 +102,13 @@ func TestHeldLayoutAsConsulLock(t *testing.T) {
 // when the caller's environment says otherwise, and the last of two values
 // of a variable; lockrun's own LOCKRUN_SESSION and LOCKRUN_TOKEN aside),
 // its open file descriptors, standard input (/dev/null, or ours with
-// -pass-stdin), the signals it ignores or blocks, its umask and directory;
+// -pass-stdin), the signals it ignores or blocks, its umask and directory,
+// its argument vector (the shell as $SHELL names it) and its limits;
 // through the shell and exec'd directly (-shell=false).
 func TestChildSetupAsConsulLock(t *testing.T) {
 	a := consultest.Require(t, agent)
-	const probe = `env | LC_ALL=C sort; ls /proc/self/fd; readlink /proc/self/fd/0 | sed 's/:.*//'; grep -E '^(SigIgn|SigBlk)' /proc/self/status; umask; pwd`
+	const probe = `env | LC_ALL=C sort; ls /proc/self/fd; readlink /proc/self/fd/0 | sed 's/:.*//'; grep -E '^(SigIgn|SigBlk)' /proc/self/status; umask; pwd; ` +
+		`tr '\0' ' ' < /proc/$$/cmdline; echo; ulimit -n; ulimit -Hn; ulimit -c`
 	dir := t.TempDir()
 	setup := func(bin string, args []string) string {
 		cmd := command(a, bin, peerArgs(a, bin, args)...)
