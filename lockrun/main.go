@@ -95,6 +95,7 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.Duration(&o.lockDelay, "lock-delay", 15*time.Second, "lock-delay of our session: how long Consul refuses the lock after our session is invalidated; the child is stopped within it after Consul last confirmed the lock")
 	p.Duration(&o.delayRetry, "lock-delay-retry", time.Second, "how often to retry while another session's lock-delay is in force")
 	p.Bool(&o.verbose, "verbose", false, "log debug messages (same as -log-level debug)")
+	p.FlagUsage("stale", "accepted and ignored, as by consul lock: the lock is always read from the leader")
 	res, err := p.Parse(args)
 	if err == nil {
 		err = o.check(res.Args)
