@@ -228,7 +228,7 @@ func (r *runner) wait(keeper *sessionKeeper, lk locker) (*held, int) {
 			case interrupted != 0:
 				return nil, exitInterrupted
 			case errors.Is(a.err, errPermanent):
-				fmt.Fprintf(r.o.cli.Stderr, "lockrun: Consul refusing: %v\n", a.err)
+				fmt.Fprintf(r.o.cli.Stderr, "lockrun: %v\n", a.err) // a.err says "refused by Consul"
 				return nil, exitConsul
 			case timedOut(a.err) && keeper.createdCount() == 0:
 				fmt.Fprintf(r.o.cli.Stderr, "lockrun: Consul unreachable for the whole -%s %s: %v\n", o.timeoutFlag.flagName(), o.timeout, a.err)
