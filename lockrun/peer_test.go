@@ -20,6 +20,7 @@ import (
 	"github.com/berth/berth/pkg/consultest"
 	"github.com/berth/berth/pkg/eventually"
 	"github.com/berth/berth/pkg/proctest"
+	"github.com/hashicorp/consul/api"
 )
 
 // peerArgs is args for bin: consul lock's when bin is the consul binary.
@@ -370,6 +371,58 @@ func TestUnixSocketAsConsulLock(t *testing.T) {
 		}
 		if !ran(lockrunPath(t)) {
 			t.Errorf("%q %q: lockrun did not run the command; consul lock did", tc.args, tc.env)
+		}
+	}
+}
+
+// TestForeignKeysKeptAsConsulLock: keys that are not the lock's (a value
+// under PREFIX, the key PREFIX itself, a sibling prefix sharing its first
+// letters, a key under PREFIX held by a session of someone else) are left
+// as they were by a lock and a semaphore run, as by consul lock: after the
+// run the whole tree around PREFIX is what consul lock leaves.
+func TestForeignKeysKeptAsConsulLock(t *testing.T) {
+	a := consultest.Require(t, agent)
+	c := a.Client()
+	foreign, _, err := c.Session().Create(&api.SessionEntry{Name: "foreign-keys-test", TTL: "60s"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = c.Session().Destroy(foreign, nil) })
+	tree := func(bin string, n string) []string {
+		if _, err := c.KV().DeleteTree("test/foreignkeys", nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range []*api.KVPair{
+			{Key: "test/foreignkeys/p", Value: []byte("the prefix itself")},
+			{Key: "test/foreignkeys/p/data/config", Value: []byte("under it")},
+			{Key: "test/foreignkeys/pp/x", Value: []byte("a sibling")},
+			{Key: "test/foreignkeys/p/empty"},
+		} {
+			if _, err := c.KV().Put(kv, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ok, _, err := c.KV().Acquire(&api.KVPair{Key: "test/foreignkeys/p/held", Value: []byte("held by another"), Session: foreign}, nil); err != nil || !ok {
+			t.Fatalf("acquire the foreign key: %v %v", ok, err)
+		}
+		cmd := command(a, bin, peerArgs(a, bin, []string{"-n", n, "test/foreignkeys/p", "true"})...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s -n %s: %v: %s", filepath.Base(bin), n, err, out)
+		}
+		pairs, _, err := c.KV().List("test/foreignkeys", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kept []string
+		for _, p := range pairs {
+			kept = append(kept, fmt.Sprintf("%s flags %#x value %q held %v", sessionID.ReplaceAllString(p.Key, "<session>"), p.Flags, p.Value, p.Session != ""))
+		}
+		return kept
+	}
+	for _, n := range []string{"1", "2"} {
+		want := tree(a.Bin, n)
+		if got := tree(lockrunPath(t), n); !slices.Equal(got, want) {
+			t.Errorf("-n %s: lockrun left\n  %s\nconsul lock\n  %s", n, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 		}
 	}
 }
