@@ -383,7 +383,8 @@ func TestUnixSocketAsConsulLock(t *testing.T) {
 func TestForeignKeysKeptAsConsulLock(t *testing.T) {
 	a := consultest.Require(t, agent)
 	c := a.Client()
-	foreign, _, err := c.Session().Create(&api.SessionEntry{Name: "foreign-keys-test", TTL: "60s"}, nil)
+	// A short lock-delay: a rerun (-count) may take the key again at once.
+	foreign, _, err := c.Session().Create(&api.SessionEntry{Name: "foreign-keys-test", TTL: "60s", LockDelay: time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
