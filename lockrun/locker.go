@@ -274,8 +274,14 @@ func retryAfter(ctx context.Context, bo *backoff.Backoff, log *slog.Logger, caus
 	}
 	if permanent(cause) {
 		// A 4xx (a key Consul refuses, an ACL denial) will not pass by
-		// waiting; consul lock ends at once on it too.
-		return fmt.Errorf("%w: %v", errPermanent, cause)
+		// waiting; consul lock ends at once on it too. The error names
+		// what was asked for (args: the key or prefix), quoted, as
+		// Consul's answer may not ("400 ()" for a key with a newline).
+		var what strings.Builder
+		for i := 0; i+1 < len(args); i += 2 {
+			fmt.Fprintf(&what, "%v %q: ", args[i], fmt.Sprint(args[i+1]))
+		}
+		return fmt.Errorf("%w: %s%v", errPermanent, what.String(), cause)
 	}
 	log.Warn(msg, append(args, "err", cause)...)
 	if bo.Sleep(ctx) != nil {

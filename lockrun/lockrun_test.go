@@ -1301,8 +1301,8 @@ func TestRefusedKeyEndsAsConsulLock(t *testing.T) {
 			t.Fatalf("consul lock %q: exit %d, want 1 (the case shows nothing)", args, want)
 		}
 		r := runLR(t, a, args...)
-		if r.code != exitConsul || !strings.Contains(r.stderr, "400") {
-			t.Errorf("%q: exit %d, stderr %q; want %d naming Consul's 400", args, r.code, r.stderr, exitConsul)
+		if r.code != exitConsul || !strings.Contains(r.stderr, "400") || !strings.Contains(r.stderr, `"test/refused\tkey`) {
+			t.Errorf("%q: exit %d, stderr %q; want %d naming Consul's 400 and the key or prefix", args, r.code, r.stderr, exitConsul)
 		}
 	}
 }

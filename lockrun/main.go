@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/berth/berth/pkg/cliapp"
+	"github.com/berth/berth/pkg/consulclient"
 	"github.com/berth/berth/pkg/supervisor"
 	"github.com/hashicorp/consul/api"
 )
@@ -94,12 +95,13 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 	p.Duration(&o.lockDelay, "lock-delay", 15*time.Second, "lock-delay of our session: how long Consul refuses the lock after our session is invalidated; the child is stopped within it after Consul last confirmed the lock")
 	p.Duration(&o.delayRetry, "lock-delay-retry", time.Second, "how often to retry while another session's lock-delay is in force")
 	p.Bool(&o.verbose, "verbose", false, "log debug messages (same as -log-level debug)")
+	p.FlagUsage("stale", "accepted and ignored, as by consul lock: the lock is always read from the leader")
 	res, err := p.Parse(args)
 	if err == nil {
 		err = o.check(res.Args)
 	}
 	if err == nil {
-		o.log, o.client, err = p.Setup(nil)
+		o.log, o.client, err = setup(p)
 	}
 	if err == nil {
 		var cfg *api.Config
@@ -108,6 +110,27 @@ func parse(args []string, stdout, stderr io.Writer) (*options, error) {
 		}
 	}
 	return o, err
+}
+
+// setup builds the logger and the Consul client as cliapp's Setup does, but
+// without -stale: consul lock accepts -stale and ignores it (command/lock
+// run never asks HTTPFlags.Stale, and command/flags HTTPFlags.MergeOntoConfig
+// does not carry it to the client), so its waits read the lock from the
+// leader. A stale wait would see a released lock late, or a taken one free.
+func setup(p *cliapp.Program) (*slog.Logger, *api.Client, error) {
+	log, err := p.Log.New(p.Stderr, p.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := p.Consul.Config()
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := consulclient.NewClient(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return log, client, nil
 }
 
 // checkHost refuses an agent address whose host no resolver can find: not

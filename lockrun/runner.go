@@ -228,7 +228,7 @@ func (r *runner) wait(keeper *sessionKeeper, lk locker) (*held, int) {
 			case interrupted != 0:
 				return nil, exitInterrupted
 			case errors.Is(a.err, errPermanent):
-				fmt.Fprintf(r.o.cli.Stderr, "lockrun: Consul refusing: %v\n", a.err)
+				fmt.Fprintf(r.o.cli.Stderr, "lockrun: %v\n", a.err) // a.err says "refused by Consul"
 				return nil, exitConsul
 			case timedOut(a.err) && keeper.createdCount() == 0:
 				fmt.Fprintf(r.o.cli.Stderr, "lockrun: Consul unreachable for the whole -%s %s: %v\n", o.timeoutFlag.flagName(), o.timeout, a.err)
@@ -351,9 +351,11 @@ func (r *runner) hold(h *held, lk locker, keeper *sessionKeeper, log *slog.Logge
 	}
 	go func() { lostc <- lk.watch(ctx, h) }()
 	// The watch keeps one connection busy; one quick read leaves a second
-	// one idle in the pool, so the release need not dial.
+	// one idle in the pool, so the release need not dial. It asks for the
+	// leader's address, which any server answers, and not the lock key:
+	// consul lock reads no key stale.
 	go func() {
-		_, _, _ = r.client.KV().Get(o.lockKey(), (&api.QueryOptions{AllowStale: true}).WithContext(ctx))
+		_, _ = r.client.Raw().Query("/v1/status/leader", new(string), (&api.QueryOptions{}).WithContext(ctx))
 	}()
 	if err != nil {
 		// As consul lock ("Error starting handler"), a command that cannot

@@ -301,6 +301,16 @@ func (p *Program) DefaultText(name, text string) {
 	e.def = text
 }
 
+// FlagUsage replaces the help text of flag name, for a shared flag that
+// means something else (or nothing) to one program.
+func (p *Program) FlagUsage(name, usage string) {
+	e := p.byName[name]
+	if e == nil {
+		panic("cliapp: usage of unknown flag -" + name)
+	}
+	e.usage = usage
+}
+
 // Hidden adds a Var flag that help does not list (refused peer flags,
 // which the program describes in its Footer).
 func (p *Program) Hidden(v flag.Value, name string) {

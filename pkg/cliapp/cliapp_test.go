@@ -221,3 +221,15 @@ func TestMetricsAddress(t *testing.T) {
 	}
 	<-m.Serve(t.Context(), nil, nil, nil) // nil: closed at once
 }
+
+// TestFlagUsageReplacesHelp: a program's own help text for a shared flag
+// replaces the shared one in -h.
+func TestFlagUsageReplacesHelp(t *testing.T) {
+	var out strings.Builder
+	p := New("x", &out, &out)
+	p.FlagUsage("stale", "accepted and ignored here")
+	p.Help(&out)
+	if h := out.String(); !strings.Contains(h, "accepted and ignored here") || strings.Contains(h, "not only the leader") {
+		t.Errorf("help of -stale not replaced:\n%s", h)
+	}
+}

@@ -401,11 +401,38 @@ func NewClient(cfg *api.Config) (*api.Client, error) {
 	if cfg.Transport == nil && !strings.HasPrefix(cfg.Address, "unix://") {
 		cfg.Transport = Transport{}.HTTP()
 	}
+	// api.NewClient fails on a TLS file it cannot use as well as on the
+	// address: name the setting at fault, not the address.
+	if err := tlsSettingError(cfg.TLSConfig); err != nil {
+		return nil, err
+	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("-http-addr (CONSUL_HTTP_ADDR) %q: %w", cfg.Address, err)
 	}
 	return c, nil
+}
+
+// tlsSettingError sets up each part of t alone as api.NewClient sets them
+// up together (api.SetupTLSConfig), and names the flag (and variable) of
+// the first one that fails.
+func tlsSettingError(t api.TLSConfig) error {
+	parts := []struct {
+		name string
+		only api.TLSConfig
+	}{
+		{fmt.Sprintf("-tls-server-name (CONSUL_TLS_SERVER_NAME) %q", t.Address), api.TLSConfig{Address: t.Address}},
+		{fmt.Sprintf("-client-cert %q, -client-key %q (CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY)", t.CertFile, t.KeyFile),
+			api.TLSConfig{CertFile: t.CertFile, KeyFile: t.KeyFile, CertPEM: t.CertPEM, KeyPEM: t.KeyPEM}},
+		{fmt.Sprintf("-ca-file %q, -ca-path %q (CONSUL_CACERT, CONSUL_CAPATH)", t.CAFile, t.CAPath),
+			api.TLSConfig{CAFile: t.CAFile, CAPath: t.CAPath, CAPem: t.CAPem}},
+	}
+	for _, p := range parts {
+		if _, err := api.SetupTLSConfig(&p.only); err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+	}
+	return nil
 }
 
 // readToken reads a token file, trimmed of white space. A file that is

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -223,6 +224,30 @@ func TestNewClientBadAddressNamesTheFlag(t *testing.T) {
 	_, err := NewClient(&api.Config{Address: "ht!tp://x"})
 	if err == nil || !strings.Contains(err.Error(), `-http-addr (CONSUL_HTTP_ADDR) "ht!tp://x"`) {
 		t.Fatalf("error %v does not name -http-addr and the address", err)
+	}
+}
+
+// TestNewClientBadTLSFileNamesTheFlag: a CA directory, a CA file or a
+// client certificate the Consul API cannot load is an error naming that
+// setting, not the agent's address (which is fine).
+func TestNewClientBadTLSFileNamesTheFlag(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty.pem")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		tls  api.TLSConfig
+		want string
+	}{
+		{api.TLSConfig{CAPath: "/nonexistent-ca-dir"}, `-ca-path "/nonexistent-ca-dir"`},
+		{api.TLSConfig{CAFile: empty}, "-ca-file " + strconv.Quote(empty)},
+		{api.TLSConfig{CertFile: empty, KeyFile: empty}, "-client-cert " + strconv.Quote(empty)},
+		{api.TLSConfig{Address: "a:b:c"}, `-tls-server-name (CONSUL_TLS_SERVER_NAME) "a:b:c"`},
+	} {
+		_, err := NewClient(&api.Config{Address: "127.0.0.1:8500", TLSConfig: c.tls})
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "-http-addr") {
+			t.Errorf("TLS %+v: error %v; want one naming %s", c.tls, err, c.want)
+		}
 	}
 }
 
